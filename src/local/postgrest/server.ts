@@ -1,0 +1,291 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { errors as joseErrors, jwtVerify } from 'jose';
+import type { DatabaseError, Pool, PoolClient } from 'pg';
+import { PostgrestError, postgrestError, statusForSqlState } from './errors.ts';
+import { loadSchemaCache, type Routine, resolveRoutine, type SchemaCache } from './schema-cache.ts';
+
+/**
+ * A PostgREST-compatible endpoint for RPC calls only: `POST|GET /rest/v1/rpc/<fn>`.
+ *
+ * Enough of PostgREST for @supabase/supabase-js to run unmodified against the local stack:
+ * HS256 JWT verification, role switch and request.jwt.claims per request inside one
+ * transaction, named arguments, PostgREST's result shapes, status codes and error bodies.
+ * Each call is one round trip: begin, settings, call and commit in one simple query.
+ */
+export interface RpcServerOptions {
+  /** Pool connected as `authenticator`, the role PostgREST logs in with. */
+  pool: Pool;
+  jwtSecret: string;
+  port: number;
+  host?: string;
+  schemas?: readonly string[];
+  anonRole?: string;
+  maxBodyBytes?: number;
+}
+
+export interface RpcServer {
+  readonly url: string;
+  readonly server: Server;
+  reloadSchemaCache(): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface Identity {
+  role: string;
+  claims: Record<string, unknown>;
+  authenticated: boolean;
+}
+
+const PATH = /^\/rest\/v1\/rpc\/([^/]+)$/;
+const CORS_HEADERS = {
+  'access-control-allow-origin': '*',
+  'access-control-allow-methods': 'GET, POST, OPTIONS',
+  'access-control-allow-headers':
+    'authorization, apikey, content-type, content-profile, accept-profile, prefer, x-client-info',
+};
+
+function invalidToken(code: string, message: string): PostgrestError {
+  return postgrestError(401, code, message, null, null, {
+    'www-authenticate': `Bearer error="invalid_token", error_description="${message}"`,
+  });
+}
+
+async function authenticate(
+  header: string | undefined,
+  key: Uint8Array,
+  anonRole: string,
+): Promise<Identity> {
+  if (!header) return { role: anonRole, claims: { role: anonRole }, authenticated: false };
+  const match = /^Bearer\s+(\S+)$/i.exec(header);
+  if (!match?.[1])
+    throw invalidToken('PGRST301', 'Expected a Bearer token in the Authorization header');
+  const token = match[1];
+  if (token.split('.').length !== 3) {
+    throw invalidToken('PGRST301', `Expected 3 parts in JWT; got ${token.split('.').length}`);
+  }
+  try {
+    const { payload } = await jwtVerify(token, key, { algorithms: ['HS256'] });
+    const role = typeof payload.role === 'string' && payload.role ? payload.role : anonRole;
+    return { role, claims: payload, authenticated: role !== anonRole };
+  } catch (error) {
+    if (error instanceof joseErrors.JWTExpired) throw invalidToken('PGRST303', 'JWT expired');
+    if (error instanceof joseErrors.JOSEAlgNotAllowed) {
+      throw invalidToken('PGRST301', 'Wrong or unsupported encoding algorithm');
+    }
+    if (error instanceof joseErrors.JWSSignatureVerificationFailed) {
+      throw invalidToken('PGRST301', 'JWT cryptographic operation failed');
+    }
+    if (error instanceof joseErrors.JWTClaimValidationFailed) {
+      throw invalidToken('PGRST303', `JWT claim validation failed: ${error.message}`);
+    }
+    throw invalidToken('PGRST301', 'JWT could not be decoded');
+  }
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw postgrestError(413, 'PGRST413', `Request body exceeds ${limit} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function parseArgs(body: string): Record<string, unknown> {
+  if (body.trim() === '') return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch (error) {
+    throw postgrestError(400, 'PGRST102', 'Empty or invalid json', (error as Error).message);
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw postgrestError(
+      400,
+      'PGRST102',
+      'Empty or invalid json',
+      'Expected a JSON object of named arguments',
+    );
+  }
+  return parsed as Record<string, unknown>;
+}
+
+function buildCall(
+  client: PoolClient,
+  routine: Routine,
+  args: Record<string, unknown>,
+): { sql: string; returnsBody: boolean } {
+  const ident = (s: string) => client.escapeIdentifier(s);
+  const names = Object.keys(args);
+  const fn = `${ident(routine.schema)}.${ident(routine.name)}`;
+  const call = `${fn}(${names.map((n) => `${ident(n)} := _args.${ident(n)}`).join(', ')})`;
+  const recordDef = names
+    .map((n) => `${ident(n)} ${routine.params.find((p) => p.name === n)?.type ?? 'text'}`)
+    .join(', ');
+  // json_to_record turns each JSON value into the parameter's type, as PostgREST does.
+  const from = names.length
+    ? `json_to_record(${client.escapeLiteral(JSON.stringify(args))}::json) as _args(${recordDef})`
+    : '';
+  switch (routine.shape) {
+    case 'void':
+      return { sql: `select ${call}${from ? ` from ${from}` : ''}`, returnsBody: false };
+    case 'scalar':
+      return {
+        sql: `select to_json(${call})::text as body${from ? ` from ${from}` : ''}`,
+        returnsBody: true,
+      };
+    case 'composite':
+      return {
+        sql: `select to_json(_r)::text as body from ${from ? `${from}, lateral ` : ''}${call} as _r`,
+        returnsBody: true,
+      };
+    case 'set':
+      return {
+        sql: `select coalesce(json_agg(_r), '[]')::text as body from ${from ? `${from}, lateral ` : ''}${call} as _r`,
+        returnsBody: true,
+      };
+  }
+}
+
+function send(
+  res: ServerResponse,
+  status: number,
+  body: string | null,
+  headers: Record<string, string> = {},
+) {
+  res.writeHead(status, {
+    ...CORS_HEADERS,
+    ...(body === null ? {} : { 'content-type': 'application/json; charset=utf-8' }),
+    ...headers,
+  });
+  res.end(body ?? undefined);
+}
+
+export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
+  const { pool, port, host = '127.0.0.1', anonRole = 'anon', maxBodyBytes = 1024 * 1024 } = options;
+  const schemas = options.schemas ?? ['public'];
+  const key = new TextEncoder().encode(options.jwtSecret);
+  let cache: SchemaCache = await loadSchemaCache(pool, schemas);
+  const reloadSchemaCache = async () => {
+    cache = await loadSchemaCache(pool, schemas);
+  };
+
+  async function resolve(schema: string, name: string, argNames: string[]): Promise<Routine> {
+    try {
+      return resolveRoutine(cache, schema, name, argNames);
+    } catch (error) {
+      // A function created after start-up: PostgREST needs a schema reload; do it for the caller.
+      await reloadSchemaCache();
+      if (error instanceof PostgrestError && error.body.code === 'PGRST202') {
+        return resolveRoutine(cache, schema, name, argNames);
+      }
+      throw error;
+    }
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const method = req.method ?? 'GET';
+    if (method === 'OPTIONS') return send(res, 200, null);
+    const match = PATH.exec(url.pathname);
+    if (!match?.[1]) {
+      throw postgrestError(
+        404,
+        'PGRST125',
+        `Invalid path specified in request URL: ${url.pathname}`,
+      );
+    }
+    if (method !== 'POST' && method !== 'GET') {
+      throw postgrestError(405, 'PGRST117', `Unsupported HTTP method: ${method}`);
+    }
+    const profileHeader = method === 'POST' ? 'content-profile' : 'accept-profile';
+    const schema = (req.headers[profileHeader] as string | undefined) ?? schemas[0] ?? 'public';
+    if (!schemas.includes(schema)) {
+      throw postgrestError(
+        406,
+        'PGRST106',
+        `Invalid schema: ${schema}`,
+        null,
+        `Only the following schemas are exposed: ${schemas.join(', ')}`,
+      );
+    }
+    const identity = await authenticate(req.headers.authorization, key, anonRole);
+    const args =
+      method === 'POST'
+        ? parseArgs(await readBody(req, maxBodyBytes))
+        : Object.fromEntries(url.searchParams.entries());
+    const routine = await resolve(schema, decodeURIComponent(match[1]), Object.keys(args));
+
+    const client = await pool.connect();
+    try {
+      const { sql, returnsBody } = buildCall(client, routine, args);
+      const settings = [
+        `set_config('role', ${client.escapeLiteral(identity.role)}, true)`,
+        `set_config('request.jwt.claims', ${client.escapeLiteral(JSON.stringify(identity.claims))}, true)`,
+        `set_config('request.method', ${client.escapeLiteral(method)}, true)`,
+        `set_config('request.path', ${client.escapeLiteral(url.pathname)}, true)`,
+      ].join(', ');
+      const script = `begin${method === 'GET' ? ' read only' : ''}; select ${settings}; ${sql}; commit;`;
+      let results: Array<{ rows: Array<{ body?: string }> }>;
+      try {
+        results = (await client.query(script)) as unknown as typeof results;
+      } catch (error) {
+        await client.query('rollback').catch(() => {});
+        const pgError = error as DatabaseError;
+        if (!pgError.code) throw error;
+        const status = statusForSqlState(pgError.code, identity.authenticated);
+        throw postgrestError(
+          status,
+          pgError.code,
+          pgError.message,
+          pgError.detail ?? null,
+          pgError.hint ?? null,
+          status === 401 ? { 'www-authenticate': 'Bearer' } : {},
+        );
+      }
+      if (!returnsBody) return send(res, 204, null);
+      const body = results[2]?.rows[0]?.body ?? 'null';
+      return send(res, 200, body);
+    } finally {
+      client.release();
+    }
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      if (error instanceof PostgrestError) {
+        return send(res, error.status, JSON.stringify(error.body), error.headers);
+      }
+      const message = error instanceof Error ? error.message : String(error);
+      const unreachable = /ECONNREFUSED|connect|terminat/i.test(message);
+      send(
+        res,
+        unreachable ? 503 : 500,
+        JSON.stringify({
+          code: unreachable ? 'PGRST001' : 'PGRST000',
+          message: unreachable ? 'Could not connect with the database' : message,
+          details: unreachable ? message : null,
+          hint: null,
+        }),
+      );
+    });
+  });
+  await new Promise<void>((resolveListen, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolveListen());
+  });
+  const address = server.address() as AddressInfo;
+  return {
+    url: `http://${host}:${address.port}`,
+    server,
+    reloadSchemaCache,
+    close: () =>
+      new Promise<void>((resolveClose) => {
+        server.closeAllConnections();
+        server.close(() => resolveClose());
+      }),
+  };
+}

@@ -1,0 +1,117 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { deriveApiKeys, generateJwtSecret } from './keys.ts';
+import { startPostgres } from './postgres.ts';
+import { startRpcServer } from './postgrest/server.ts';
+import { applyMigrations } from './supabase-cli.ts';
+
+/** What `supabase start` would print: everything a client or tool needs to connect. */
+export interface LocalStackInfo {
+  supabaseUrl: string;
+  anonKey: string;
+  serviceRoleKey: string;
+  jwtSecret: string;
+  /** Superuser connection (migrations, fixtures, advisors). */
+  databaseUrl: string;
+}
+
+export interface LocalStack extends LocalStackInfo {
+  reloadSchemaCache(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface LocalStackOptions {
+  /** Persistent data folder (npm start); a throwaway one in the temp folder when omitted. */
+  dataDir?: string;
+  /** 0 picks a free port. */
+  dbPort?: number;
+  apiPort?: number;
+  jwtSecret?: string;
+  log?: (line: string) => void;
+  onPostgresLog?: (line: string) => void;
+}
+
+const LOCAL_SUPERUSER_PASSWORD = 'postgres';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function bootstrap(databaseUrl: string, authenticatorPassword: string): Promise<void> {
+  const sql = await readFile(new URL('./supabase-bootstrap.sql', import.meta.url), 'utf8');
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query(sql);
+    await client.query(
+      `alter role authenticator with login password ${client.escapeLiteral(authenticatorPassword)}`,
+    );
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Starts PostgreSQL 17, makes it look like Supabase, applies the migrations with the
+ * Supabase CLI and serves the PostgREST-compatible RPC endpoint.
+ */
+export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  const log = options.log ?? (() => {});
+  const persistent = options.dataDir !== undefined;
+  const dataDir = options.dataDir ?? join(await mkdtemp(join(tmpdir(), 'flowmeter-pg-')), 'data');
+  const dbPort = options.dbPort || (await freePort());
+  const jwtSecret = options.jwtSecret ?? generateJwtSecret();
+
+  log(`starting PostgreSQL 17 on 127.0.0.1:${dbPort} (data: ${dataDir})`);
+  const db = await startPostgres({
+    dataDir,
+    port: dbPort,
+    password: LOCAL_SUPERUSER_PASSWORD,
+    persistent,
+    ...(options.onPostgresLog ? { onLog: options.onPostgresLog } : {}),
+  });
+  let pool: pg.Pool | undefined;
+  try {
+    const authenticatorPassword = randomBytes(18).toString('base64url');
+    log('applying the Supabase compatibility bootstrap');
+    await bootstrap(db.url, authenticatorPassword);
+    log('applying migrations with the Supabase CLI');
+    await applyMigrations(db.url);
+
+    pool = new pg.Pool({
+      connectionString: `postgresql://authenticator:${authenticatorPassword}@127.0.0.1:${dbPort}/postgres`,
+      max: 20,
+    });
+    const rpc = await startRpcServer({ pool, jwtSecret, port: options.apiPort ?? 0 });
+    const keys = await deriveApiKeys(jwtSecret);
+    log(`RPC endpoint listening on ${rpc.url}/rest/v1/rpc/<function>`);
+    const activePool = pool;
+    return {
+      supabaseUrl: rpc.url,
+      ...keys,
+      jwtSecret,
+      databaseUrl: db.url,
+      reloadSchemaCache: rpc.reloadSchemaCache,
+      stop: async () => {
+        await rpc.close();
+        await activePool.end();
+        await db.stop();
+      },
+    };
+  } catch (error) {
+    await pool?.end().catch(() => {});
+    await db.stop();
+    throw error;
+  }
+}

@@ -1,0 +1,191 @@
+-- Tenancy schema v1: plans, tenants, tenant members and n8n sources.
+--
+-- Security model (holds for every later migration too):
+--   * every table in public has row-level security; members of a tenant read that
+--     tenant's rows, nobody but service_role (bypassrls) writes;
+--   * anon and authenticated get only the privileges granted here explicitly: Supabase's
+--     default privileges grant ALL in public to both, so each table revokes first;
+--   * functions are security invoker with search_path = '' and qualified names; the
+--     service-only ones have EXECUTE revoked from public, anon and authenticated.
+
+-- Functions created from now on are not executable by the API roles unless granted.
+alter default privileges in schema public revoke execute on functions from public, anon, authenticated;
+alter default privileges revoke execute on functions from public;
+
+-- Internal helpers live outside the schemas PostgREST exposes.
+create schema if not exists private;
+revoke all on schema private from public;
+
+create or replace function private.touch_updated_at()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  new.updated_at := now();
+  return new;
+end;
+$$;
+revoke all on function private.touch_updated_at() from public;
+
+-- Plans -------------------------------------------------------------------------------
+
+create table public.plans (
+  id text primary key
+    constraint plans_id_format check (id ~ '^[a-z0-9][a-z0-9_-]{0,62}$'),
+  name text not null
+    constraint plans_name_length check (length(name) between 1 and 200),
+  -- Executions included per billing period; null only for unlimited plans.
+  included_executions bigint
+    constraint plans_included_executions_nonnegative check (included_executions >= 0),
+  -- hard_limit: block at 100 %; overage: allow and bill each execution above the quota;
+  -- unlimited: never block, never bill usage.
+  limit_policy text not null default 'hard_limit'
+    constraint plans_limit_policy_known check (limit_policy in ('hard_limit', 'overage', 'unlimited')),
+  -- Price of one execution above the quota, in the currency's minor unit (cents),
+  -- fractional like Stripe's unit_amount_decimal.
+  overage_unit_amount numeric(20, 6)
+    constraint plans_overage_unit_amount_nonnegative check (overage_unit_amount >= 0),
+  currency text not null default 'usd'
+    constraint plans_currency_format check (currency ~ '^[a-z]{3}$'),
+  -- n8n's own billable rule by default: production modes, finished statuses.
+  billable_modes text[] not null default array['cli', 'retry', 'trigger', 'webhook', 'evaluation'],
+  billable_statuses text[] not null default array['success', 'error', 'crashed'],
+  -- Percentages of included_executions that raise an alert.
+  alert_thresholds smallint[] not null default array[80, 100]::smallint[]
+    constraint plans_alert_thresholds_range check (
+      array_position(alert_thresholds, null) is null
+      and 0 < all (alert_thresholds) and 1000 >= all (alert_thresholds)
+    ),
+  active boolean not null default true,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint plans_quota_matches_policy check (
+    (limit_policy = 'unlimited') = (included_executions is null)
+  ),
+  constraint plans_overage_priced check (
+    limit_policy <> 'overage' or overage_unit_amount is not null
+  )
+);
+comment on table public.plans is 'Commercial plans: quota per billing period, what happens at the limit, how usage is priced.';
+
+create trigger plans_touch_updated_at before update on public.plans
+  for each row execute function private.touch_updated_at();
+
+-- Tenants -----------------------------------------------------------------------------
+
+create table public.tenants (
+  id uuid primary key default gen_random_uuid(),
+  -- The operator's own identifier for the tenant (account id in its product).
+  external_ref text unique
+    constraint tenants_external_ref_length check (length(external_ref) between 1 and 200),
+  name text not null
+    constraint tenants_name_length check (length(name) between 1 and 200),
+  plan_id text not null references public.plans (id),
+  -- Mirrors the Stripe subscription; 'none' until the tenant has one.
+  subscription_status text not null default 'none'
+    constraint tenants_subscription_status_known check (subscription_status in (
+      'none', 'trialing', 'active', 'past_due', 'unpaid', 'canceled',
+      'incomplete', 'incomplete_expired', 'paused'
+    )),
+  stripe_customer_id text unique
+    constraint tenants_stripe_customer_id_format check (stripe_customer_id ~ '^cus_[A-Za-z0-9]+$'),
+  stripe_subscription_id text unique
+    constraint tenants_stripe_subscription_id_format check (stripe_subscription_id ~ '^sub_[A-Za-z0-9]+$'),
+  -- Billing period from the Stripe subscription; without one the UTC calendar month applies.
+  current_period_start timestamptz,
+  current_period_end timestamptz,
+  trial_ends_at timestamptz,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint tenants_period_bounds_paired check (
+    (current_period_start is null) = (current_period_end is null)
+  ),
+  constraint tenants_period_bounds_ordered check (current_period_end > current_period_start)
+);
+comment on table public.tenants is 'Customers of the operator; each has one plan and at most one Stripe subscription.';
+comment on column public.tenants.external_ref is 'The operator''s own identifier for this tenant; the enforcement API accepts it instead of id.';
+
+create index tenants_plan_id_idx on public.tenants (plan_id);
+
+create trigger tenants_touch_updated_at before update on public.tenants
+  for each row execute function private.touch_updated_at();
+
+-- Tenant members ----------------------------------------------------------------------
+
+create table public.tenant_members (
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  user_id uuid not null references auth.users (id) on delete cascade,
+  role text not null default 'member'
+    constraint tenant_members_role_known check (role in ('owner', 'admin', 'member')),
+  created_at timestamptz not null default now(),
+  primary key (tenant_id, user_id)
+);
+comment on table public.tenant_members is 'Which Supabase Auth users belong to which tenant; the basis of every RLS policy.';
+
+-- Policies look memberships up by user.
+create index tenant_members_user_id_idx on public.tenant_members (user_id);
+
+-- n8n sources -------------------------------------------------------------------------
+
+create table public.n8n_sources (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  name text not null
+    constraint n8n_sources_name_length check (length(name) between 1 and 200),
+  -- Instance root, e.g. https://acme.app.n8n.cloud (no trailing slash, no /api/v1).
+  base_url text not null
+    constraint n8n_sources_base_url_format check (base_url ~ '^https?://[^/\s?#]+(/[^\s?#]*[^/\s?#])?$'),
+  -- The n8n API key, encrypted by the application (AES-256-GCM, see src/crypto); the
+  -- database never sees the plaintext or the key.
+  api_key_ciphertext text not null
+    constraint n8n_sources_api_key_ciphertext_format check (api_key_ciphertext ~ '^fm1\.'),
+  -- Restrict collection to one n8n project (Enterprise); null = every execution the key can list.
+  project_id text
+    constraint n8n_sources_project_id_length check (length(project_id) between 1 and 200),
+  enabled boolean not null default true,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint n8n_sources_unique_target unique nulls not distinct (tenant_id, base_url, project_id)
+);
+comment on table public.n8n_sources is 'n8n instances (or projects) whose executions are metered for a tenant.';
+
+create trigger n8n_sources_touch_updated_at before update on public.n8n_sources
+  for each row execute function private.touch_updated_at();
+
+-- Privileges and row-level security ---------------------------------------------------
+
+alter table public.plans enable row level security;
+alter table public.tenants enable row level security;
+alter table public.tenant_members enable row level security;
+alter table public.n8n_sources enable row level security;
+
+revoke all on table public.plans, public.tenants, public.tenant_members, public.n8n_sources
+  from public, anon, authenticated;
+grant select on table public.plans, public.tenants, public.tenant_members to authenticated;
+-- Members may see their sources but never the key ciphertext.
+grant select (id, tenant_id, name, base_url, project_id, enabled, created_at, updated_at)
+  on table public.n8n_sources to authenticated;
+grant all on table public.plans, public.tenants, public.tenant_members, public.n8n_sources
+  to service_role;
+
+create policy tenant_members_select_own on public.tenant_members
+  for select to authenticated
+  using (user_id = (select auth.uid()));
+
+create policy tenants_select_member on public.tenants
+  for select to authenticated
+  using (id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));
+
+create policy plans_select_member on public.plans
+  for select to authenticated
+  using (id in (
+    select t.plan_id
+    from public.tenants t
+    join public.tenant_members m on m.tenant_id = t.id
+    where m.user_id = (select auth.uid())
+  ));
+
+create policy n8n_sources_select_member on public.n8n_sources
+  for select to authenticated
+  using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));
