@@ -4,8 +4,11 @@ import { parseEnv } from 'node:util';
 import { projectRoot } from './project.ts';
 import type { LocalStackInfo } from './stack.ts';
 
-/** Where `npm start` keeps its state: the data folder and the generated connection file. */
-export const localStateDir = join(projectRoot, '.flowmeter');
+/**
+ * Where `npm start` keeps its state: the data folder and the generated connection file.
+ * FLOWMETER_LOCAL_DIR moves it (a second checkout, or tests of `npm start` itself).
+ */
+export const localStateDir = process.env.FLOWMETER_LOCAL_DIR || join(projectRoot, '.flowmeter');
 export const localEnvFile = join(localStateDir, 'local.env');
 export const localDataDir = join(localStateDir, 'db');
 

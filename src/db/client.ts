@@ -1,0 +1,22 @@
+import { createClient, type SupabaseClient } from '@supabase/supabase-js';
+import type { Database } from './database.types.ts';
+
+export type Db = SupabaseClient<Database>;
+
+export interface ServiceClientConfig {
+  SUPABASE_URL: string;
+  SUPABASE_SERVICE_ROLE_KEY: string;
+}
+
+/**
+ * The one way server code reaches the database: supabase-js with the service role key,
+ * every operation an rpc() call. The same client works against Supabase (cloud or
+ * `supabase start`) and the local stack.
+ */
+export function createServiceClient(config: ServiceClientConfig, fetchImpl?: typeof fetch): Db {
+  return createClient<Database>(config.SUPABASE_URL, config.SUPABASE_SERVICE_ROLE_KEY, {
+    auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
+    db: { schema: 'public' },
+    ...(fetchImpl ? { global: { fetch: fetchImpl } } : {}),
+  });
+}

@@ -1,0 +1,69 @@
+import { randomUUID } from 'node:crypto';
+import { createClient, type SupabaseClient } from '@supabase/supabase-js';
+import pg from 'pg';
+import { afterAll, inject } from 'vitest';
+import type { Database } from '../../src/db/database.types.ts';
+import { signJwt } from '../../src/local/keys.ts';
+
+/** The local stack the global setup started for this run. */
+export const stack = inject('stack');
+
+const clientOptions = { auth: { persistSession: false, autoRefreshToken: false } } as const;
+
+export const serviceClient = (): SupabaseClient<Database> =>
+  createClient<Database>(stack.supabaseUrl, stack.serviceRoleKey, clientOptions);
+
+export const anonClient = (): SupabaseClient<Database> =>
+  createClient<Database>(stack.supabaseUrl, stack.anonKey, clientOptions);
+
+/** A signed-in tenant user: a JWT minted with the local secret, as Supabase Auth would issue. */
+export async function userClient(userId: string): Promise<SupabaseClient<Database>> {
+  const token = await signJwt(stack.jwtSecret, {
+    sub: userId,
+    role: 'authenticated',
+    aud: 'authenticated',
+  });
+  return createClient<Database>(stack.supabaseUrl, stack.anonKey, {
+    ...clientOptions,
+    global: { headers: { Authorization: `Bearer ${token}` } },
+  });
+}
+
+let superuserPool: pg.Pool | undefined;
+
+/** Superuser access for fixtures and for reading what the API hides (never for the code under test). */
+export function superuser(): pg.Pool {
+  if (!superuserPool) {
+    superuserPool = new pg.Pool({ connectionString: stack.databaseUrl, max: 4 });
+    afterAll(async () => {
+      await superuserPool?.end();
+      superuserPool = undefined;
+    });
+  }
+  return superuserPool;
+}
+
+/**
+ * Runs `fn` as a PostgREST request would: inside a transaction, as `role`, with the JWT
+ * claims set. Always rolled back, so it can probe writes without leaving anything behind.
+ */
+export async function asRole<T>(
+  role: 'anon' | 'authenticated' | 'service_role',
+  claims: Record<string, unknown>,
+  fn: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  const client = await superuser().connect();
+  try {
+    await client.query('begin');
+    await client.query(
+      "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
+      [role, JSON.stringify({ role, ...claims })],
+    );
+    return await fn(client);
+  } finally {
+    await client.query('rollback');
+    client.release();
+  }
+}
+
+export const uniqueId = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;

@@ -1,0 +1,90 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../src/config/env.ts';
+
+const key = () => randomBytes(32).toString('base64');
+const serviceKey = 'eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2ln';
+const valid = {
+  SUPABASE_URL: 'https://abcd.supabase.co',
+  SUPABASE_SERVICE_ROLE_KEY: serviceKey,
+  FLOWMETER_ENCRYPTION_KEYS: `k1:${key()}`,
+};
+
+function problemsOf(env: Record<string, string | undefined>): readonly string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).problems;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('parses a complete environment and applies defaults', () => {
+    const config = loadConfig(valid);
+    expect(config.SUPABASE_URL).toBe('https://abcd.supabase.co');
+    expect(config.LOG_LEVEL).toBe('info');
+    expect(config.FLOWMETER_ENCRYPTION_KEYS.activeKeyId).toBe('k1');
+  });
+
+  it('names every missing variable at once, with the form it should take', () => {
+    const problems = problemsOf({});
+    expect(problems).toHaveLength(3);
+    expect(problems.find((p) => p.startsWith('SUPABASE_URL'))).toMatch(
+      /required.*https:\/\/<project-ref>\.supabase\.co/,
+    );
+    expect(problems.find((p) => p.startsWith('SUPABASE_SERVICE_ROLE_KEY'))).toMatch(
+      /required.*service_role JWT/,
+    );
+    expect(problems.find((p) => p.startsWith('FLOWMETER_ENCRYPTION_KEYS'))).toMatch(
+      /required.*id:base64key/,
+    );
+  });
+
+  it('rejects malformed values with the variable name', () => {
+    const problems = problemsOf({
+      ...valid,
+      SUPABASE_URL: 'abcd.supabase.co',
+      SUPABASE_SERVICE_ROLE_KEY: 'not-a-key',
+      LOG_LEVEL: 'loud',
+    });
+    expect(problems.map((p) => p.split(' ')[0]).sort()).toEqual([
+      'LOG_LEVEL',
+      'SUPABASE_SERVICE_ROLE_KEY',
+      'SUPABASE_URL',
+    ]);
+    expect(problems.join('\n')).toMatch(/LOG_LEVEL must be one of debug, info, warn, error/);
+  });
+
+  it('treats blank values as missing', () => {
+    expect(problemsOf({ ...valid, SUPABASE_URL: '   ' })[0]).toMatch(/^SUPABASE_URL is required/);
+  });
+
+  it("accepts Netlify's Supabase extension variable for the project URL", () => {
+    const { SUPABASE_URL: _, ...rest } = valid;
+    const config = loadConfig({ ...rest, SUPABASE_DATABASE_URL: 'https://xyz.supabase.co' });
+    expect(config.SUPABASE_URL).toBe('https://xyz.supabase.co');
+  });
+
+  it('accepts the new sb_secret_ API keys', () => {
+    expect(
+      loadConfig({ ...valid, SUPABASE_SERVICE_ROLE_KEY: 'sb_secret_abc123' })
+        .SUPABASE_SERVICE_ROLE_KEY,
+    ).toBe('sb_secret_abc123');
+  });
+
+  it.each([
+    ['short key', `k1:${randomBytes(16).toString('base64')}`, /32 random bytes/],
+    ['no id', key(), /must look like k1:<base64 key>/],
+    ['duplicate id', `k1:${key()},k1:${key()}`, /appears twice/],
+  ])('explains a bad encryption keyring (%s)', (_, value, message) => {
+    expect(problemsOf({ ...valid, FLOWMETER_ENCRYPTION_KEYS: value }).join('\n')).toMatch(message);
+  });
+
+  it('never echoes a secret value in its message', () => {
+    const secret = randomBytes(16).toString('base64');
+    const problems = problemsOf({ ...valid, FLOWMETER_ENCRYPTION_KEYS: `k1:${secret}` });
+    expect(problems.join('\n')).not.toContain(secret);
+  });
+});
