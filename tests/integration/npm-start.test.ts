@@ -1,0 +1,130 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, readFile, stat } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseEnv } from 'node:util';
+import { createClient } from '@supabase/supabase-js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { projectRoot } from '../../src/local/project.ts';
+
+/** `npm start` as a user runs it: a real process, its output, its files, Ctrl-C. */
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+
+const running: ChildProcess[] = [];
+afterEach(() => {
+  for (const child of running.splice(0)) child.kill('SIGKILL');
+});
+
+function start(env: Record<string, string>) {
+  const child = spawn(process.execPath, ['src/local/start.ts'], {
+    cwd: projectRoot,
+    env: { ...process.env, SUPABASE_URL: '', SUPABASE_SERVICE_ROLE_KEY: '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.push(child);
+  let output = '';
+  child.stdout?.on('data', (c: Buffer) => {
+    output += c.toString();
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    output += c.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const waitFor = async (text: string) => {
+    for (let i = 0; i < 600 && !output.includes(text); i++) {
+      if (child.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    if (!output.includes(text)) throw new Error(`npm start never printed "${text}":\n${output}`);
+  };
+  return { child, exited, waitFor, output: () => output };
+}
+
+async function startStack() {
+  const dir = await mkdtemp(join(tmpdir(), 'flowmeter-start-'));
+  const env = {
+    FLOWMETER_LOCAL_DIR: dir,
+    FLOWMETER_LOCAL_DB_PORT: String(await freePort()),
+    FLOWMETER_LOCAL_API_PORT: String(await freePort()),
+  };
+  return { dir, env };
+}
+
+describe('npm start', () => {
+  it('serves the local stack, writes local.env, and stops cleanly on Ctrl-C; keys survive a restart', async () => {
+    const { dir, env } = await startStack();
+    const first = start(env);
+    await first.waitFor('Ctrl-C stops');
+    for (const label of ['API URL', 'DB URL', 'JWT secret', 'anon key', 'service_role key']) {
+      expect(first.output()).toContain(label);
+    }
+
+    const file = join(dir, 'local.env');
+    expect((await stat(file)).mode & 0o777).toBe(0o600);
+    const local = parseEnv(await readFile(file, 'utf8')) as Record<string, string>;
+    expect(Object.keys(local).sort()).toEqual([
+      'DATABASE_URL',
+      'SUPABASE_ANON_KEY',
+      'SUPABASE_JWT_SECRET',
+      'SUPABASE_SERVICE_ROLE_KEY',
+      'SUPABASE_URL',
+    ]);
+
+    const service = createClient(
+      local.SUPABASE_URL as string,
+      local.SUPABASE_SERVICE_ROLE_KEY as string,
+    );
+    const plan = await service.rpc('upsert_plan', {
+      id: 'starter',
+      name: 'Starter',
+      included_executions: 100,
+    });
+    expect(plan.error).toBeNull();
+    expect(plan.data).toMatchObject({ id: 'starter', included_executions: 100 });
+
+    const anon = createClient(local.SUPABASE_URL as string, local.SUPABASE_ANON_KEY as string);
+    const refused = await anon.rpc('upsert_plan', { id: 'hacked', name: 'Hacked' });
+    expect(refused.status).toBe(401);
+    expect(refused.error).toEqual({
+      code: '42501',
+      message: 'permission denied for function upsert_plan',
+      details: null,
+      hint: null,
+    });
+
+    first.child.kill('SIGINT');
+    expect({ code: await first.exited, output: first.output() }).toMatchObject({ code: 0 });
+    expect(first.output()).toContain('stopped.');
+
+    const second = start(env);
+    await second.waitFor('Ctrl-C stops');
+    const again = parseEnv(await readFile(file, 'utf8')) as Record<string, string>;
+    expect(again.SUPABASE_SERVICE_ROLE_KEY).toBe(local.SUPABASE_SERVICE_ROLE_KEY);
+    const kept = await createClient(
+      again.SUPABASE_URL as string,
+      again.SUPABASE_SERVICE_ROLE_KEY as string,
+    ).rpc('upsert_plan', { id: 'starter', name: 'Starter', included_executions: 200 });
+    expect(kept.data).toMatchObject({ id: 'starter', included_executions: 200 });
+    second.child.kill('SIGTERM');
+    expect(await second.exited).toBe(0);
+  }, 120_000);
+
+  it('starts nothing local when SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY are set', async () => {
+    const { dir, env } = await startStack();
+    const run = start({
+      ...env,
+      SUPABASE_URL: 'https://example-project.supabase.co',
+      SUPABASE_SERVICE_ROLE_KEY: 'sb_secret_example',
+    });
+    expect(await run.exited).toBe(0);
+    expect(run.output()).toMatch(/no local stack started/);
+    await expect(stat(join(dir, 'local.env'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+});
