@@ -150,6 +150,32 @@ function buildCall(
   }
 }
 
+function decodeName(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw postgrestError(404, 'PGRST125', `Invalid path specified in request URL: ${raw}`);
+  }
+}
+
+/** `alter role … set` settings by role, which PostgREST applies to each request. */
+async function loadRoleSettings(pool: Pool): Promise<Map<string, Array<[string, string]>>> {
+  const { rows } = await pool.query<{ role: string; setting: string }>(`
+    select r.rolname as role, unnest(s.setconfig) as setting
+    from pg_catalog.pg_db_role_setting s
+    join pg_catalog.pg_roles r on r.oid = s.setrole
+    where s.setdatabase in (0, (select oid from pg_catalog.pg_database where datname = current_database()))
+    order by s.setdatabase`);
+  const settings = new Map<string, Array<[string, string]>>();
+  for (const { role, setting } of rows) {
+    const separator = setting.indexOf('=');
+    const list = settings.get(role) ?? [];
+    list.push([setting.slice(0, separator), setting.slice(separator + 1)]);
+    settings.set(role, list);
+  }
+  return settings;
+}
+
 function send(
   res: ServerResponse,
   status: number,
@@ -169,8 +195,12 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   const schemas = options.schemas ?? ['public'];
   const key = new TextEncoder().encode(options.jwtSecret);
   let cache: SchemaCache = await loadSchemaCache(pool, schemas);
+  let roleSettings = await loadRoleSettings(pool);
   const reloadSchemaCache = async () => {
-    cache = await loadSchemaCache(pool, schemas);
+    [cache, roleSettings] = await Promise.all([
+      loadSchemaCache(pool, schemas),
+      loadRoleSettings(pool),
+    ]);
   };
 
   async function resolve(schema: string, name: string, argNames: string[]): Promise<Routine> {
@@ -217,18 +247,25 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       method === 'POST'
         ? parseArgs(await readBody(req, maxBodyBytes))
         : Object.fromEntries(url.searchParams.entries());
-    const routine = await resolve(schema, decodeURIComponent(match[1]), Object.keys(args));
+    const routine = await resolve(schema, decodeName(match[1]), Object.keys(args));
 
     const client = await pool.connect();
     try {
       const { sql, returnsBody } = buildCall(client, routine, args);
       const settings = [
         `set_config('role', ${client.escapeLiteral(identity.role)}, true)`,
+        // Role settings (e.g. statement_timeout) apply per request, as in PostgREST ≥ 11.1.
+        ...(roleSettings.get(identity.role) ?? []).map(
+          ([name, value]) =>
+            `set_config(${client.escapeLiteral(name)}, ${client.escapeLiteral(value)}, true)`,
+        ),
         `set_config('request.jwt.claims', ${client.escapeLiteral(JSON.stringify(identity.claims))}, true)`,
         `set_config('request.method', ${client.escapeLiteral(method)}, true)`,
         `set_config('request.path', ${client.escapeLiteral(url.pathname)}, true)`,
       ].join(', ');
-      const script = `begin${method === 'GET' ? ' read only' : ''}; select ${settings}; ${sql}; commit;`;
+      // Only a POST to a volatile function may write, as in PostgREST.
+      const readOnly = method === 'GET' || !routine.volatile;
+      const script = `begin${readOnly ? ' read only' : ''}; select ${settings}; ${sql}; commit;`;
       let results: Array<{ rows: Array<{ body?: string }> }>;
       try {
         results = (await client.query(script)) as unknown as typeof results;
