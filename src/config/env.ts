@@ -6,6 +6,8 @@ import { parseKeyring } from '../crypto/keyring.ts';
  * a missing or malformed one stops start-up with a message naming it and its expected form.
  */
 
+type Env = Record<string, string | undefined>;
+
 /** A string variable whose every error message says what a good value looks like. */
 export const variable = (expected: string) =>
   z.string({
@@ -46,6 +48,42 @@ export const envSchema = supabaseEnvSchema.extend({
 
 export type Config = z.infer<typeof envSchema>;
 
+/** A whole number from the environment, with its range and default in the message. */
+const count = (min: number, max: number, fallback: number, unit = '') =>
+  z.coerce
+    .number({ error: `must be a whole number from ${min} to ${max}${unit}` })
+    .int({ error: `must be a whole number from ${min} to ${max}${unit}` })
+    .min(min, { error: `must be at least ${min}${unit}` })
+    .max(max, { error: `must be at most ${max}${unit}` })
+    .default(fallback);
+
+export const collectorEnvSchema = envSchema.extend({
+  // A scheduled function runs at most 30 s: stop starting pages well before.
+  COLLECTOR_BUDGET_SECONDS: count(5, 25, 18, ' seconds'),
+  // Background functions run at most 15 minutes.
+  COLLECTOR_BACKGROUND_BUDGET_SECONDS: count(30, 840, 780, ' seconds'),
+  COLLECTOR_CONCURRENCY: count(1, 32, 4),
+  COLLECTOR_LEASE_SECONDS: count(30, 1800, 120, ' seconds'),
+  COLLECTOR_MAX_SOURCES: count(1, 10_000, 500),
+  // n8n keeps executions 14 days by default; one unfinished longer is given up on.
+  COLLECTOR_OPEN_MAX_AGE_HOURS: count(1, 24 * 90, 336, ' hours'),
+  COLLECTOR_REVISIT_BATCH: count(1, 1000, 100),
+  N8N_REQUEST_TIMEOUT_MS: count(1000, 60_000, 8000, ' ms'),
+  EXECUTION_RETENTION_MONTHS: count(1, 120, 3, ' months'),
+  // Hand-off of large backlogs to collect-usage-background; without it the next run resumes.
+  FLOWMETER_INTERNAL_SECRET: variable(
+    'a random string of at least 32 characters, e.g. openssl rand -hex 32',
+  )
+    .min(32, { error: 'must be at least 32 characters (openssl rand -hex 32)' })
+    .optional(),
+  // Set by Netlify to the site's main URL.
+  URL: z.url({ error: 'must be the site URL, like https://flowmeter.netlify.app' }).optional(),
+});
+
+export type CollectorConfig = z.infer<typeof collectorEnvSchema>;
+export const loadCollectorConfig = (env: Env = process.env): CollectorConfig =>
+  parseEnv(collectorEnvSchema, env);
+
 export class ConfigError extends Error {
   readonly problems: readonly string[];
 
@@ -57,8 +95,6 @@ export class ConfigError extends Error {
     this.problems = problems;
   }
 }
-
-type Env = Record<string, string | undefined>;
 
 /** Blank means unset; Netlify's Supabase extension names the project URL SUPABASE_DATABASE_URL. */
 function normalize(env: Env): Env {

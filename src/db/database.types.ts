@@ -5,6 +5,264 @@ export type Json = string | number | boolean | null | { [key: string]: Json | un
 export type Database = {
   public: {
     Tables: {
+      collection_gaps: {
+        Row: {
+          detail: string | null;
+          detected_at: string;
+          from_id: number;
+          id: number;
+          kind: string;
+          source_id: string;
+          tenant_id: string;
+          to_id: number;
+        };
+        ComputedFields: never;
+        Insert: {
+          detail?: string | null;
+          detected_at?: string;
+          from_id: number;
+          id?: never;
+          kind: string;
+          source_id: string;
+          tenant_id: string;
+          to_id: number;
+        };
+        Update: {
+          detail?: string | null;
+          detected_at?: string;
+          from_id?: number;
+          id?: never;
+          kind?: string;
+          source_id?: string;
+          tenant_id?: string;
+          to_id?: number;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'collection_gaps_source_id_fkey';
+            columns: ['source_id'];
+            isOneToOne: false;
+            referencedRelation: 'n8n_sources';
+            referencedColumns: ['id'];
+          },
+          {
+            foreignKeyName: 'collection_gaps_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
+      collector_runs: {
+        Row: {
+          billable_counted: number;
+          errors: NonNullable<Json>;
+          executions_ingested: number;
+          finished_at: string | null;
+          id: string;
+          pages: number;
+          sources_deferred: number;
+          sources_failed: number;
+          sources_ok: number;
+          started_at: string;
+          trigger: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          billable_counted?: number;
+          errors?: NonNullable<Json>;
+          executions_ingested?: number;
+          finished_at?: string | null;
+          id?: string;
+          pages?: number;
+          sources_deferred?: number;
+          sources_failed?: number;
+          sources_ok?: number;
+          started_at?: string;
+          trigger: string;
+        };
+        Update: {
+          billable_counted?: number;
+          errors?: NonNullable<Json>;
+          executions_ingested?: number;
+          finished_at?: string | null;
+          id?: string;
+          pages?: number;
+          sources_deferred?: number;
+          sources_failed?: number;
+          sources_ok?: number;
+          started_at?: string;
+          trigger?: string;
+        };
+        Relationships: [];
+      };
+      collector_source_state: {
+        Row: {
+          backfill_from: string | null;
+          consecutive_failures: number;
+          floor_id: number;
+          high_water_id: number;
+          last_attempt_at: string | null;
+          last_error: string | null;
+          last_error_at: string | null;
+          last_success_at: string | null;
+          last_walk_completed_at: string | null;
+          lease_expires_at: string | null;
+          lease_seconds: number;
+          lease_token: string | null;
+          next_attempt_at: string;
+          source_id: string;
+          supports_started_after: boolean | null;
+          updated_at: string;
+          walk_cursor: string | null;
+          walk_top_id: number | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          backfill_from?: string | null;
+          consecutive_failures?: number;
+          floor_id?: number;
+          high_water_id?: number;
+          last_attempt_at?: string | null;
+          last_error?: string | null;
+          last_error_at?: string | null;
+          last_success_at?: string | null;
+          last_walk_completed_at?: string | null;
+          lease_expires_at?: string | null;
+          lease_seconds?: number;
+          lease_token?: string | null;
+          next_attempt_at?: string;
+          source_id: string;
+          supports_started_after?: boolean | null;
+          updated_at?: string;
+          walk_cursor?: string | null;
+          walk_top_id?: number | null;
+        };
+        Update: {
+          backfill_from?: string | null;
+          consecutive_failures?: number;
+          floor_id?: number;
+          high_water_id?: number;
+          last_attempt_at?: string | null;
+          last_error?: string | null;
+          last_error_at?: string | null;
+          last_success_at?: string | null;
+          last_walk_completed_at?: string | null;
+          lease_expires_at?: string | null;
+          lease_seconds?: number;
+          lease_token?: string | null;
+          next_attempt_at?: string;
+          source_id?: string;
+          supports_started_after?: boolean | null;
+          updated_at?: string;
+          walk_cursor?: string | null;
+          walk_top_id?: number | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'collector_source_state_source_id_fkey';
+            columns: ['source_id'];
+            isOneToOne: true;
+            referencedRelation: 'n8n_sources';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
+      execution_probes: {
+        Row: {
+          execution_id: number;
+          first_seen_at: string;
+          source_id: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          execution_id: number;
+          first_seen_at?: string;
+          source_id: string;
+        };
+        Update: {
+          execution_id?: number;
+          first_seen_at?: string;
+          source_id?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'execution_probes_source_id_fkey';
+            columns: ['source_id'];
+            isOneToOne: false;
+            referencedRelation: 'n8n_sources';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
+      executions: {
+        Row: {
+          billable: boolean;
+          duration_ms: number | null;
+          execution_id: number;
+          ingested_at: string;
+          mode: string;
+          occurred_at: string;
+          period_start: string;
+          retry_of: number | null;
+          source_id: string;
+          started_at: string | null;
+          status: string;
+          stopped_at: string | null;
+          tenant_id: string;
+          workflow_id: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          billable: boolean;
+          duration_ms?: number | null;
+          execution_id: number;
+          ingested_at?: string;
+          mode: string;
+          occurred_at: string;
+          period_start: string;
+          retry_of?: number | null;
+          source_id: string;
+          started_at?: string | null;
+          status: string;
+          stopped_at?: string | null;
+          tenant_id: string;
+          workflow_id: string;
+        };
+        Update: {
+          billable?: boolean;
+          duration_ms?: number | null;
+          execution_id?: number;
+          ingested_at?: string;
+          mode?: string;
+          occurred_at?: string;
+          period_start?: string;
+          retry_of?: number | null;
+          source_id?: string;
+          started_at?: string | null;
+          status?: string;
+          stopped_at?: string | null;
+          tenant_id?: string;
+          workflow_id?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'executions_source_id_fkey';
+            columns: ['source_id'];
+            isOneToOne: false;
+            referencedRelation: 'n8n_sources';
+            referencedColumns: ['id'];
+          },
+          {
+            foreignKeyName: 'executions_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
       n8n_sources: {
         Row: {
           api_key_ciphertext: string;
@@ -43,6 +301,58 @@ export type Database = {
         Relationships: [
           {
             foreignKeyName: 'n8n_sources_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
+      open_executions: {
+        Row: {
+          execution_id: number;
+          first_seen_at: string;
+          last_seen_at: string;
+          mode: string;
+          source_id: string;
+          started_at: string | null;
+          status: string;
+          tenant_id: string;
+          workflow_id: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          execution_id: number;
+          first_seen_at?: string;
+          last_seen_at?: string;
+          mode: string;
+          source_id: string;
+          started_at?: string | null;
+          status: string;
+          tenant_id: string;
+          workflow_id: string;
+        };
+        Update: {
+          execution_id?: number;
+          first_seen_at?: string;
+          last_seen_at?: string;
+          mode?: string;
+          source_id?: string;
+          started_at?: string | null;
+          status?: string;
+          tenant_id?: string;
+          workflow_id?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'open_executions_source_id_fkey';
+            columns: ['source_id'];
+            isOneToOne: false;
+            referencedRelation: 'n8n_sources';
+            referencedColumns: ['id'];
+          },
+          {
+            foreignKeyName: 'open_executions_tenant_id_fkey';
             columns: ['tenant_id'];
             isOneToOne: false;
             referencedRelation: 'tenants';
@@ -180,6 +490,87 @@ export type Database = {
           },
         ];
       };
+      usage_counters: {
+        Row: {
+          billable: number;
+          billable_duration_ms: number;
+          billable_failed: number;
+          billable_success: number;
+          executions: number;
+          period_end: string;
+          period_start: string;
+          tenant_id: string;
+          updated_at: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          billable?: number;
+          billable_duration_ms?: number;
+          billable_failed?: number;
+          billable_success?: number;
+          executions?: number;
+          period_end: string;
+          period_start: string;
+          tenant_id: string;
+          updated_at?: string;
+        };
+        Update: {
+          billable?: number;
+          billable_duration_ms?: number;
+          billable_failed?: number;
+          billable_success?: number;
+          executions?: number;
+          period_end?: string;
+          period_start?: string;
+          tenant_id?: string;
+          updated_at?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'usage_counters_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
+      usage_daily: {
+        Row: {
+          billable: number;
+          day: string;
+          duration_ms: number;
+          executions: number;
+          failed: number;
+          tenant_id: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          billable?: number;
+          day: string;
+          duration_ms?: number;
+          executions?: number;
+          failed?: number;
+          tenant_id: string;
+        };
+        Update: {
+          billable?: number;
+          day?: string;
+          duration_ms?: number;
+          executions?: number;
+          failed?: number;
+          tenant_id?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'usage_daily_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
     };
     Views: {
       [_ in never]: never;
@@ -226,6 +617,39 @@ export type Database = {
           isSetofReturn: false;
         };
       };
+      claim_collector_sources: {
+        Args: {
+          ignore_schedule?: boolean;
+          lease_seconds?: number;
+          max_sources?: number;
+          source_ids?: string[];
+        };
+        Returns: {
+          api_key_ciphertext: string;
+          backfill_from: string;
+          base_url: string;
+          floor_id: number;
+          high_water_id: number;
+          lease_token: string;
+          open_executions: number;
+          project_id: string;
+          source_id: string;
+          supports_started_after: boolean;
+          tenant_id: string;
+          walk_cursor: string;
+          walk_top_id: number;
+        }[];
+      };
+      close_open_executions: {
+        Args: {
+          abandoned?: number[];
+          lease_token: string;
+          not_found?: number[];
+          source_id: string;
+          vanished?: number[];
+        };
+        Returns: number;
+      };
       create_tenant: {
         Args: { external_ref?: string; name: string; plan_id: string };
         Returns: {
@@ -249,6 +673,96 @@ export type Database = {
           isSetofReturn: false;
         };
       };
+      finish_collector_run: {
+        Args: { run_id: string; stats: Json };
+        Returns: {
+          billable_counted: number;
+          errors: NonNullable<Json>;
+          executions_ingested: number;
+          finished_at: string | null;
+          id: string;
+          pages: number;
+          sources_deferred: number;
+          sources_failed: number;
+          sources_ok: number;
+          started_at: string;
+          trigger: string;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'collector_runs';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      ingest_execution_page: {
+        Args: {
+          executions: Json;
+          holes?: number[];
+          lease_token: string;
+          source_id: string;
+          walk?: Json;
+        };
+        Returns: Json;
+      };
+      list_open_executions: {
+        Args: { lease_token: string; max_rows?: number; source_id: string };
+        Returns: {
+          execution_id: number;
+          first_seen_at: string;
+          started_at: string;
+          status: string;
+        }[];
+      };
+      maintain_execution_partitions: { Args: { retention_months?: number }; Returns: string[] };
+      release_collector_source: {
+        Args: { error?: string; lease_token: string; source_id: string };
+        Returns: {
+          backfill_from: string | null;
+          consecutive_failures: number;
+          floor_id: number;
+          high_water_id: number;
+          last_attempt_at: string | null;
+          last_error: string | null;
+          last_error_at: string | null;
+          last_success_at: string | null;
+          last_walk_completed_at: string | null;
+          lease_expires_at: string | null;
+          lease_seconds: number;
+          lease_token: string | null;
+          next_attempt_at: string;
+          source_id: string;
+          supports_started_after: boolean | null;
+          updated_at: string;
+          walk_cursor: string | null;
+          walk_top_id: number | null;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'collector_source_state';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      resume_collector_sources: {
+        Args: { lease_tokens: string[]; source_ids: string[] };
+        Returns: {
+          api_key_ciphertext: string;
+          backfill_from: string;
+          base_url: string;
+          floor_id: number;
+          high_water_id: number;
+          lease_token: string;
+          open_executions: number;
+          project_id: string;
+          source_id: string;
+          supports_started_after: boolean;
+          tenant_id: string;
+          walk_cursor: string;
+          walk_top_id: number;
+        }[];
+      };
+      start_collector_run: { Args: { trigger: string }; Returns: string };
       upsert_plan: {
         Args: {
           active?: boolean;

@@ -161,6 +161,11 @@ export class FakeN8n {
     this.settle(execution, stoppedAt);
   }
 
+  /** Every execution the instance holds (including hidden ones), as copies. */
+  all(): FakeExecution[] {
+    return [...this.executions.values()].map((e) => ({ ...e }));
+  }
+
   reveal(id: string): void {
     this.get(id).hidden = false;
   }

@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { serviceClient, superuser, uniqueId } from './stack.ts';
 
 /** Fixtures go through the same service-only functions the operator uses. */
-export async function createPlan(overrides: { included_executions?: number; limit_policy?: string } = {}) {
+export async function createPlan(
+  overrides: { included_executions?: number; limit_policy?: string } = {},
+) {
   const { data, error } = await serviceClient().rpc('upsert_plan', {
     id: uniqueId('plan'),
     name: 'Test plan',

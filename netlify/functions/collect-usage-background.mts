@@ -1,0 +1,44 @@
+import { z } from 'zod';
+import {
+  collectionSettings,
+  collectorDependencies,
+  INTERNAL_SECRET_HEADER,
+  runCollection,
+} from '../../src/collector/from-config.ts';
+import { loadCollectorConfig } from '../../src/config/env.ts';
+import { matchesAnySecret } from '../../src/security/shared-secret.ts';
+
+/**
+ * Background function (up to 15 minutes): continues walks that collect-usage could not
+ * finish in 30 s, holding the leases it was handed so no other run takes the sources.
+ */
+export const handOffSchema = z.object({
+  run_id: z.uuid(),
+  leases: z
+    .array(z.object({ source_id: z.uuid(), lease_token: z.uuid() }))
+    .min(1)
+    .max(10_000),
+});
+
+export default async (req: Request) => {
+  const config = loadCollectorConfig();
+  const deps = collectorDependencies(config);
+  const secret = config.FLOWMETER_INTERNAL_SECRET;
+  if (!secret || !matchesAnySecret(req.headers.get(INTERNAL_SECRET_HEADER), [secret])) {
+    deps.log.warn({}, 'background collection refused: missing or wrong internal secret');
+    return new Response('unauthorized', { status: 401 });
+  }
+  const parsed = handOffSchema.safeParse(await req.json().catch(() => null));
+  if (!parsed.success) {
+    deps.log.warn({ issues: parsed.error.issues }, 'background collection refused: bad body');
+    return new Response('bad request', { status: 400 });
+  }
+  await runCollection({
+    ...deps,
+    log: deps.log.child({ handed_off_by: parsed.data.run_id }),
+    settings: collectionSettings(config, config.COLLECTOR_BACKGROUND_BUDGET_SECONDS),
+    trigger: 'background',
+    select: { leases: parsed.data.leases },
+  });
+  return new Response(null, { status: 202 });
+};

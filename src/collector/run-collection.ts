@@ -1,0 +1,204 @@
+import pLimit from 'p-limit';
+import type { Keyring } from '../crypto/keyring.ts';
+import type { Db } from '../db/client.ts';
+import { openApiKey } from '../n8n/api-key.ts';
+import type { N8nClient } from '../n8n/client.ts';
+import type { Logger } from '../observability/logger.ts';
+import {
+  type ClaimedSource,
+  type SourceOutcome,
+  type SyncSettings,
+  type SyncStats,
+  syncSource,
+} from './sync-source.ts';
+
+export type RunTrigger = 'schedule' | 'background' | 'manual';
+
+export interface Lease {
+  source_id: string;
+  lease_token: string;
+}
+
+export interface CollectionSettings extends SyncSettings {
+  /** Stop starting new pages this long after the run began. */
+  budgetMs: number;
+  concurrency: number;
+  leaseSeconds: number;
+  maxSources: number;
+  retentionMonths: number;
+}
+
+export interface RunCollectionInput {
+  db: Db;
+  keyring: Keyring;
+  settings: CollectionSettings;
+  trigger: RunTrigger;
+  log: Logger;
+  createN8nClient: (source: { baseUrl: string; apiKey: string }) => N8nClient;
+  /** Which sources: all that are due (default), these ids now, or leases handed over. */
+  select?: { sourceIds: string[] } | { leases: Lease[] };
+  /** Passes sources whose walk is unfinished at the budget to a longer-running worker. */
+  handOff?: (runId: string, leases: Lease[]) => Promise<boolean>;
+  now?: () => number;
+  onSourceEvent?: (event: SourceEvent) => void;
+}
+
+export type SourceEvent =
+  | { type: 'claimed'; sources: ClaimedSource[] }
+  | { type: 'page'; source: ClaimedSource; stats: SyncStats }
+  | { type: 'done'; source: ClaimedSource; outcome: SourceOutcome };
+
+export interface RunSummary {
+  runId: string;
+  sourcesOk: number;
+  sourcesFailed: number;
+  sourcesDeferred: number;
+  pages: number;
+  executionsIngested: number;
+  billableCounted: number;
+  errors: Array<{ source_id: string; tenant_id: string; error: string }>;
+}
+
+async function selectSources(input: RunCollectionInput): Promise<ClaimedSource[]> {
+  const { db, settings, select } = input;
+  if (select && 'leases' in select) {
+    const { data, error } = await db.rpc('resume_collector_sources', {
+      source_ids: select.leases.map((l) => l.source_id),
+      lease_tokens: select.leases.map((l) => l.lease_token),
+    });
+    if (error) throw new Error(`resume_collector_sources failed: ${error.message}`);
+    return data ?? [];
+  }
+  const { data, error } = await db.rpc('claim_collector_sources', {
+    lease_seconds: settings.leaseSeconds,
+    max_sources: settings.maxSources,
+    ...(select ? { source_ids: select.sourceIds, ignore_schedule: true } : {}),
+  });
+  if (error) throw new Error(`claim_collector_sources failed: ${error.message}`);
+  return data ?? [];
+}
+
+/**
+ * One collector run: claims due sources (each under a lease, so two runs never work one
+ * source), syncs them through a bounded pool until the budget, hands unfinished walks to
+ * a background worker, and records the run. One failing source never stops the others.
+ */
+export async function runCollection(input: RunCollectionInput): Promise<RunSummary> {
+  const { db, settings, log } = input;
+  const now = input.now ?? Date.now;
+  const started = now();
+  const deadline = started + settings.budgetMs;
+
+  const { data: runId, error: startError } = await db.rpc('start_collector_run', {
+    trigger: input.trigger,
+  });
+  if (startError || !runId) throw new Error(`start_collector_run failed: ${startError?.message}`);
+  const runLog = log.child({ run_id: runId, trigger: input.trigger });
+
+  if (input.trigger === 'schedule') {
+    const { data: dropped, error } = await db.rpc('maintain_execution_partitions', {
+      retention_months: settings.retentionMonths,
+    });
+    if (error) runLog.error({ error: error.message }, 'partition upkeep failed');
+    else if (dropped?.length) runLog.info({ dropped }, 'dropped expired execution partitions');
+  }
+
+  const sources = await selectSources(input);
+  input.onSourceEvent?.({ type: 'claimed', sources });
+  runLog.info({ sources: sources.length }, 'sources claimed');
+
+  const limit = pLimit(settings.concurrency);
+  const outcomes = await Promise.all(
+    sources.map((source) =>
+      limit(async (): Promise<[ClaimedSource, SourceOutcome]> => {
+        const sourceLog = runLog.child({
+          source_id: source.source_id,
+          tenant_id: source.tenant_id,
+        });
+        let outcome: SourceOutcome;
+        try {
+          const apiKey = openApiKey(input.keyring, source.tenant_id, source.api_key_ciphertext);
+          outcome = await syncSource({
+            db,
+            n8n: input.createN8nClient({ baseUrl: source.base_url, apiKey }),
+            source,
+            deadline,
+            now,
+            settings,
+            log: sourceLog,
+            onPage: (stats) => input.onSourceEvent?.({ type: 'page', source, stats }),
+          });
+        } catch (error) {
+          // Only a key that cannot be decrypted gets here; syncSource returns its own failures.
+          outcome = {
+            status: 'failed',
+            error: `cannot decrypt the n8n API key: ${(error as Error).message}`,
+            pages: 0,
+            executionsIngested: 0,
+            billableCounted: 0,
+          };
+        }
+        if (outcome.status === 'ok' || outcome.status === 'failed') {
+          const { error } = await db.rpc('release_collector_source', {
+            source_id: source.source_id,
+            lease_token: source.lease_token,
+            ...(outcome.status === 'failed' ? { error: outcome.error } : {}),
+          });
+          if (error) sourceLog.error({ error: error.message }, 'could not release the lease');
+        }
+        const level = outcome.status === 'failed' ? 'error' : 'info';
+        sourceLog[level]({ ...outcome }, `source ${outcome.status}`);
+        input.onSourceEvent?.({ type: 'done', source, outcome });
+        return [source, outcome];
+      }),
+    ),
+  );
+
+  const deferred = outcomes.filter(([, o]) => o.status === 'deferred').map(([s]) => s);
+  if (deferred.length) {
+    const leases = deferred.map((s) => ({ source_id: s.source_id, lease_token: s.lease_token }));
+    const handedOff = input.handOff ? await input.handOff(runId, leases).catch(() => false) : false;
+    runLog.info({ sources: leases.length, handedOff }, 'walks unfinished at the budget');
+    if (!handedOff) {
+      // The saved cursor lets the next run resume; free the lease so it can.
+      await Promise.all(
+        leases.map((l) =>
+          db.rpc('release_collector_source', {
+            source_id: l.source_id,
+            lease_token: l.lease_token,
+          }),
+        ),
+      );
+    }
+  }
+
+  const summary: RunSummary = {
+    runId,
+    sourcesOk: outcomes.filter(([, o]) => o.status === 'ok').length,
+    sourcesFailed: outcomes.filter(([, o]) => o.status === 'failed').length,
+    sourcesDeferred: deferred.length,
+    pages: outcomes.reduce((n, [, o]) => n + o.pages, 0),
+    executionsIngested: outcomes.reduce((n, [, o]) => n + o.executionsIngested, 0),
+    billableCounted: outcomes.reduce((n, [, o]) => n + o.billableCounted, 0),
+    errors: outcomes.flatMap(([s, o]) =>
+      o.status === 'failed'
+        ? [{ source_id: s.source_id, tenant_id: s.tenant_id, error: o.error }]
+        : [],
+    ),
+  };
+  const { error: finishError } = await db.rpc('finish_collector_run', {
+    run_id: runId,
+    stats: {
+      sources_ok: summary.sourcesOk,
+      sources_failed: summary.sourcesFailed,
+      sources_deferred: summary.sourcesDeferred,
+      pages: summary.pages,
+      executions_ingested: summary.executionsIngested,
+      billable_counted: summary.billableCounted,
+      errors: summary.errors,
+    },
+  });
+  if (finishError) runLog.error({ error: finishError.message }, 'could not record the run');
+  runLog.info({ ...summary, duration_ms: now() - started }, 'collector run finished');
+  return summary;
+}

@@ -1,0 +1,195 @@
+import type { Db } from '../db/client.ts';
+import type { Database } from '../db/database.types.ts';
+import { N8nApiError, type N8nClient } from '../n8n/client.ts';
+import type { N8nExecution } from '../n8n/schemas.ts';
+import type { Logger } from '../observability/logger.ts';
+import { cursorLastId, toIngestRow, type WalkPosition, walkStep } from './walk.ts';
+
+export type ClaimedSource =
+  Database['public']['Functions']['claim_collector_sources']['Returns'][number];
+
+export interface SyncSettings {
+  /** An execution still unfinished this long after it was first seen is given up on. */
+  openMaxAgeMs: number;
+  /** How many open executions to revisit per run. */
+  revisitBatch: number;
+}
+
+export interface SyncStats {
+  pages: number;
+  executionsIngested: number;
+  billableCounted: number;
+}
+
+export type SourceOutcome =
+  | ({ status: 'ok' } & SyncStats)
+  | ({ status: 'deferred' } & SyncStats)
+  | ({ status: 'failed'; error: string } & SyncStats)
+  | ({ status: 'lease_lost' } & SyncStats);
+
+export interface SyncSourceInput {
+  db: Db;
+  n8n: N8nClient;
+  source: ClaimedSource;
+  /** Epoch ms after which no new page is started. */
+  deadline: number;
+  now: () => number;
+  settings: SyncSettings;
+  log: Logger;
+  onPage?: (stats: SyncStats) => void;
+}
+
+interface IngestSummary {
+  inserted: number;
+  billable: number;
+}
+
+class LeaseLost extends Error {}
+
+type IngestArgs = Database['public']['Functions']['ingest_execution_page']['Args'];
+
+async function ingest(
+  input: SyncSourceInput,
+  executions: N8nExecution[],
+  walk: object | null,
+  holes: number[] = [],
+): Promise<IngestSummary> {
+  const { data, error } = await input.db.rpc('ingest_execution_page', {
+    source_id: input.source.source_id,
+    lease_token: input.source.lease_token,
+    executions: executions.map(toIngestRow),
+    ...(walk ? { walk: walk as IngestArgs['walk'] } : {}),
+    ...(holes.length ? { holes } : {}),
+  });
+  if (error?.code === 'PT409') throw new LeaseLost(error.message);
+  if (error) throw new Error(`ingest_execution_page failed: ${error.message}`);
+  return data as unknown as IngestSummary;
+}
+
+/** Re-fetches executions that were unfinished; gives up on vanished and too-old ones. */
+async function revisitOpenExecutions(input: SyncSourceInput, stats: SyncStats): Promise<void> {
+  const { db, source, n8n, settings, now } = input;
+  const { data: open, error } = await db.rpc('list_open_executions', {
+    source_id: source.source_id,
+    lease_token: source.lease_token,
+    max_rows: settings.revisitBatch,
+  });
+  if (error?.code === 'PT409') throw new LeaseLost(error.message);
+  if (error) throw new Error(`list_open_executions failed: ${error.message}`);
+
+  const seen: N8nExecution[] = [];
+  const vanished: number[] = [];
+  const abandoned: number[] = [];
+  const notFound: number[] = [];
+  for (const row of open ?? []) {
+    const probe = row.status === 'probe';
+    if (!probe && now() - Date.parse(row.first_seen_at) > settings.openMaxAgeMs) {
+      abandoned.push(row.execution_id);
+      continue;
+    }
+    if (now() >= input.deadline) break;
+    const execution = await n8n.getExecution(String(row.execution_id));
+    if (execution) seen.push(execution);
+    else if (probe) notFound.push(row.execution_id);
+    else vanished.push(row.execution_id);
+  }
+  if (seen.length) {
+    const summary = await ingest(input, seen, null);
+    stats.executionsIngested += summary.inserted;
+    stats.billableCounted += summary.billable;
+  }
+  if (vanished.length || abandoned.length || notFound.length) {
+    const { error: closeError } = await db.rpc('close_open_executions', {
+      source_id: source.source_id,
+      lease_token: source.lease_token,
+      vanished,
+      abandoned,
+      not_found: notFound,
+    });
+    if (closeError?.code === 'PT409') throw new LeaseLost(closeError.message);
+    if (closeError) throw new Error(`close_open_executions failed: ${closeError.message}`);
+    if (vanished.length || abandoned.length) {
+      input.log.warn({ vanished, abandoned }, 'gave up on open executions');
+    }
+  }
+}
+
+/**
+ * Collects one leased source until its walk is done or the deadline passes: walks n8n's
+ * list from the newest execution down, ingesting page by page, then fetches by id the
+ * executions still open and the ids the walk found missing.
+ * Every page and its progress are saved in one transaction, so stopping anywhere is safe.
+ */
+export async function syncSource(input: SyncSourceInput): Promise<SourceOutcome> {
+  const { source, n8n, now, log } = input;
+  const stats: SyncStats = { pages: 0, executionsIngested: 0, billableCounted: 0 };
+  try {
+    const backfillFrom = source.backfill_from ? new Date(source.backfill_from) : null;
+    let position: WalkPosition = {
+      floorId: source.floor_id,
+      lowestSeenId: cursorLastId(source.walk_cursor),
+      topId: source.walk_top_id,
+      backfillFrom,
+      filtered: false,
+    };
+    let cursor: string | undefined = source.walk_cursor ?? undefined;
+    let supportsStartedAfter = source.supports_started_after;
+
+    for (;;) {
+      if (now() >= input.deadline) return { status: 'deferred', ...stats };
+      // n8n's startedAfter skips executions still queued (startedAt null), so only the
+      // first walk of a new source uses it; the second walk repeats the backfill unfiltered.
+      const filter = backfillFrom && source.high_water_id === 0 && supportsStartedAfter !== false;
+      let page: Awaited<ReturnType<N8nClient['listExecutions']>>;
+      try {
+        page = await n8n.listExecutions({
+          ...(cursor ? { cursor } : {}),
+          ...(filter && backfillFrom ? { startedAfter: backfillFrom.toISOString() } : {}),
+          ...(source.project_id ? { projectId: source.project_id } : {}),
+        });
+      } catch (error) {
+        if (filter && error instanceof N8nApiError && error.kind === 'unsupported_parameter') {
+          supportsStartedAfter = false;
+          continue;
+        }
+        throw error;
+      }
+      const probed =
+        filter && supportsStartedAfter === null
+          ? true
+          : supportsStartedAfter === false
+            ? false
+            : null;
+      if (probed !== null) supportsStartedAfter = probed;
+
+      const step = walkStep({ ...position, filtered: Boolean(filter) }, page);
+      const summary = await ingest(
+        input,
+        step.executions,
+        { ...step.progress, ...(probed === null ? {} : { supports_started_after: probed }) },
+        step.holes,
+      );
+      stats.pages += 1;
+      stats.executionsIngested += summary.inserted;
+      stats.billableCounted += summary.billable;
+      input.onPage?.({ ...stats });
+      if (step.progress.gap) log.warn({ gap: step.progress.gap }, 'pruning gap detected');
+      if (step.progress.done) break;
+      cursor = step.progress.cursor ?? undefined;
+      position = { ...position, lowestSeenId: step.lowestId, topId: step.progress.top_id };
+    }
+    // After the walk, so the ids it just found missing are fetched in the same run.
+    await revisitOpenExecutions(input, stats);
+    return { status: 'ok', ...stats };
+  } catch (error) {
+    if (error instanceof LeaseLost) {
+      log.warn(
+        { reason: error.message },
+        'lease lost; leaving the source to the run that holds it',
+      );
+      return { status: 'lease_lost', ...stats };
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    return { status: 'failed', error: message, ...stats };
+  }
+}

@@ -1,0 +1,523 @@
+-- Collector functions: leases, page ingestion, open executions, runs, partition upkeep.
+-- All service-only. Each is one transaction: a failure anywhere changes nothing.
+
+-- Claims up to max_sources enabled sources that are due and not leased by a live run.
+create or replace function public.claim_collector_sources(
+  lease_seconds int default 120,
+  max_sources int default 100,
+  source_ids uuid[] default null,
+  ignore_schedule boolean default false
+)
+returns table (
+  source_id uuid,
+  tenant_id uuid,
+  base_url text,
+  api_key_ciphertext text,
+  project_id text,
+  lease_token uuid,
+  floor_id bigint,
+  high_water_id bigint,
+  walk_cursor text,
+  walk_top_id bigint,
+  backfill_from timestamptz,
+  supports_started_after boolean,
+  open_executions bigint
+)
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+begin
+  if claim_collector_sources.lease_seconds not between 10 and 3600 then
+    raise exception 'lease_seconds must be between 10 and 3600 (got %)', claim_collector_sources.lease_seconds;
+  end if;
+
+  insert into public.collector_source_state (source_id, backfill_from)
+  select s.id, (private.billing_period(t.current_period_start, t.current_period_end, now())).period_start
+  from public.n8n_sources s
+  join public.tenants t on t.id = s.tenant_id
+  where s.enabled
+    and (claim_collector_sources.source_ids is null or s.id = any (claim_collector_sources.source_ids))
+  on conflict (source_id) do nothing;
+
+  return query
+  with due as (
+    select st.source_id
+    from public.collector_source_state st
+    join public.n8n_sources s on s.id = st.source_id
+    where s.enabled
+      and (claim_collector_sources.source_ids is null or st.source_id = any (claim_collector_sources.source_ids))
+      and (claim_collector_sources.ignore_schedule or st.next_attempt_at <= now())
+      and (st.lease_expires_at is null or st.lease_expires_at <= now())
+    order by st.last_attempt_at nulls first, st.source_id
+    limit claim_collector_sources.max_sources
+    for update of st skip locked
+  ),
+  claimed as (
+    update public.collector_source_state st set
+      lease_token = gen_random_uuid(),
+      lease_expires_at = now() + make_interval(secs => claim_collector_sources.lease_seconds),
+      lease_seconds = claim_collector_sources.lease_seconds,
+      last_attempt_at = now()
+    from due
+    where st.source_id = due.source_id
+    returning st.*
+  )
+  select c.source_id, s.tenant_id, s.base_url, s.api_key_ciphertext, s.project_id, c.lease_token,
+         c.floor_id, c.high_water_id, c.walk_cursor, c.walk_top_id, c.backfill_from,
+         c.supports_started_after,
+         (select count(*) from public.open_executions o where o.source_id = c.source_id)
+           + (select count(*) from public.execution_probes pr where pr.source_id = c.source_id)
+  from claimed c
+  join public.n8n_sources s on s.id = c.source_id;
+end;
+$$;
+
+-- Locks the source's state row and checks the caller still holds its lease.
+create or replace function private.lock_leased_source(source_id uuid, lease_token uuid)
+returns public.collector_source_state
+language plpgsql
+set search_path = ''
+as $$
+declare
+  st public.collector_source_state;
+begin
+  select * into st from public.collector_source_state s
+  where s.source_id = lock_leased_source.source_id
+  for update;
+  if not found
+     or st.lease_token is distinct from lock_leased_source.lease_token
+     or st.lease_expires_at <= now() then
+    raise exception 'this run no longer holds the lease on source %', lock_leased_source.source_id
+      using errcode = 'PT409',
+            hint = 'The lease expired or another collector run took the source over; stop working on it.';
+  end if;
+  return st;
+end;
+$$;
+
+-- Continues a walk handed over by another function (scheduled → background) with its lease.
+create or replace function public.resume_collector_sources(source_ids uuid[], lease_tokens uuid[])
+returns table (
+  source_id uuid,
+  tenant_id uuid,
+  base_url text,
+  api_key_ciphertext text,
+  project_id text,
+  lease_token uuid,
+  floor_id bigint,
+  high_water_id bigint,
+  walk_cursor text,
+  walk_top_id bigint,
+  backfill_from timestamptz,
+  supports_started_after boolean,
+  open_executions bigint
+)
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+begin
+  return query
+  with handed as (
+    update public.collector_source_state st set
+      lease_expires_at = now() + make_interval(secs => st.lease_seconds)
+    from unnest(resume_collector_sources.source_ids, resume_collector_sources.lease_tokens) as h(source_id, lease_token)
+    where st.source_id = h.source_id and st.lease_token = h.lease_token and st.lease_expires_at > now()
+    returning st.*
+  )
+  select c.source_id, s.tenant_id, s.base_url, s.api_key_ciphertext, s.project_id, c.lease_token,
+         c.floor_id, c.high_water_id, c.walk_cursor, c.walk_top_id, c.backfill_from,
+         c.supports_started_after,
+         (select count(*) from public.open_executions o where o.source_id = c.source_id)
+           + (select count(*) from public.execution_probes pr where pr.source_id = c.source_id)
+  from handed c
+  join public.n8n_sources s on s.id = c.source_id;
+end;
+$$;
+
+-- Ingests one page of n8n executions for a leased source, and the walk's progress, in one
+-- transaction. Final executions are inserted once; counters move by the inserted rows only;
+-- unfinished ones are kept open until they finish.
+--
+-- executions: [{id, status, mode, workflow_id, started_at, stopped_at, retry_of}]
+-- walk (optional): {cursor, top_id, done, supports_started_after, gap: {from_id, to_id, detail}}
+-- holes (optional): ids the walk passed that n8n did not list, to probe by id once.
+create or replace function public.ingest_execution_page(
+  source_id uuid,
+  lease_token uuid,
+  executions jsonb,
+  walk jsonb default null,
+  holes bigint[] default '{}'
+)
+returns jsonb
+language plpgsql
+set search_path = ''
+set timezone = 'UTC'
+as $$
+#variable_conflict use_column
+declare
+  st public.collector_source_state;
+  tenant public.tenants;
+  plan public.plans;
+  walk_done boolean := coalesce((ingest_execution_page.walk ->> 'done')::boolean, false);
+  page_top bigint;
+  summary jsonb;
+begin
+  st := private.lock_leased_source(ingest_execution_page.source_id, ingest_execution_page.lease_token);
+  select t.* into tenant from public.tenants t join public.n8n_sources s on s.tenant_id = t.id where s.id = st.source_id;
+  select p.* into plan from public.plans p where p.id = tenant.plan_id;
+
+  if jsonb_typeof(ingest_execution_page.executions) is distinct from 'array' then
+    raise exception 'executions must be a JSON array';
+  end if;
+  if exists (
+    select 1 from jsonb_to_recordset(ingest_execution_page.executions) as x(id bigint, status text, mode text, workflow_id text)
+    where x.id is null or x.id <= 0 or x.mode is null or x.workflow_id is null
+       or x.status is null or x.status not in ('success', 'error', 'crashed', 'canceled', 'new', 'running', 'waiting', 'unknown')
+  ) then
+    raise exception 'every execution needs a positive id, a known status, a mode and a workflow_id';
+  end if;
+  if (select count(*) <> count(distinct x.id) from jsonb_to_recordset(ingest_execution_page.executions) as x(id bigint)) then
+    raise exception 'an execution id appears twice in one page';
+  end if;
+
+  perform private.ensure_execution_partition(m.month)
+  from (
+    select distinct date_trunc('month', coalesce(x.started_at, x.stopped_at)) as month
+    from jsonb_to_recordset(ingest_execution_page.executions) as x(status text, started_at timestamptz, stopped_at timestamptz)
+    where x.status in ('success', 'error', 'crashed', 'canceled') and coalesce(x.started_at, x.stopped_at) is not null
+  ) m;
+
+  with page as (
+    select x.id, x.status, x.mode, x.workflow_id, x.started_at, x.stopped_at, x.retry_of
+    from jsonb_to_recordset(ingest_execution_page.executions) as x(
+      id bigint, status text, mode text, workflow_id text,
+      started_at timestamptz, stopped_at timestamptz, retry_of bigint
+    )
+  ),
+  finals as (
+    select p.*,
+           coalesce(p.started_at, p.stopped_at, 'epoch'::timestamptz) as occurred_at,
+           (p.mode = any (plan.billable_modes) and p.status = any (plan.billable_statuses)) as billable,
+           case when p.started_at is not null and p.stopped_at is not null
+             then greatest(0, (extract(epoch from (p.stopped_at - p.started_at)) * 1000)::bigint)
+           end as duration_ms,
+           bp.period_start,
+           bp.period_end,
+           coalesce(p.started_at, p.stopped_at, now())::date as day
+    from page p
+    cross join lateral private.billing_period(
+      tenant.current_period_start, tenant.current_period_end, coalesce(p.started_at, p.stopped_at, now())
+    ) bp
+    where p.status in ('success', 'error', 'crashed', 'canceled')
+  ),
+  inserted as (
+    insert into public.executions (
+      source_id, execution_id, tenant_id, workflow_id, mode, status, started_at, stopped_at,
+      occurred_at, duration_ms, billable, period_start, retry_of
+    )
+    select st.source_id, f.id, tenant.id, f.workflow_id, f.mode, f.status, f.started_at, f.stopped_at,
+           f.occurred_at, f.duration_ms, f.billable, f.period_start, f.retry_of
+    from finals f
+    where not exists (
+      select 1 from public.executions e where e.source_id = st.source_id and e.execution_id = f.id
+    )
+    on conflict do nothing
+    returning execution_id
+  ),
+  counted as (
+    select f.* from finals f join inserted i on i.execution_id = f.id
+  ),
+  counters as (
+    insert into public.usage_counters as c (
+      tenant_id, period_start, period_end, executions, billable, billable_success,
+      billable_failed, billable_duration_ms
+    )
+    select tenant.id, k.period_start, k.period_end, count(*),
+           count(*) filter (where k.billable),
+           count(*) filter (where k.billable and k.status = 'success'),
+           count(*) filter (where k.billable and k.status <> 'success'),
+           coalesce(sum(k.duration_ms) filter (where k.billable), 0)
+    from counted k
+    group by k.period_start, k.period_end
+    on conflict (tenant_id, period_start) do update set
+      executions = c.executions + excluded.executions,
+      billable = c.billable + excluded.billable,
+      billable_success = c.billable_success + excluded.billable_success,
+      billable_failed = c.billable_failed + excluded.billable_failed,
+      billable_duration_ms = c.billable_duration_ms + excluded.billable_duration_ms,
+      updated_at = now()
+    returning 1
+  ),
+  daily as (
+    insert into public.usage_daily as d (tenant_id, day, executions, billable, failed, duration_ms)
+    select tenant.id, k.day, count(*), count(*) filter (where k.billable),
+           count(*) filter (where k.status <> 'success'), coalesce(sum(k.duration_ms), 0)
+    from counted k
+    group by k.day
+    on conflict (tenant_id, day) do update set
+      executions = d.executions + excluded.executions,
+      billable = d.billable + excluded.billable,
+      failed = d.failed + excluded.failed,
+      duration_ms = d.duration_ms + excluded.duration_ms
+    returning 1
+  ),
+  closed as (
+    delete from public.open_executions o
+    using finals f
+    where o.source_id = st.source_id and o.execution_id = f.id
+    returning o.execution_id
+  ),
+  probed as (
+    delete from public.execution_probes pr
+    using page p
+    where pr.source_id = st.source_id and pr.execution_id = p.id
+    returning 1
+  ),
+  new_probes as (
+    -- Ids above the floor not already known; a walk overlaps the previous one, so an
+    -- unsaved execution's id may be probed twice, never more.
+    insert into public.execution_probes (source_id, execution_id)
+    select st.source_id, h.id
+    from unnest(ingest_execution_page.holes) as h(id)
+    where h.id > st.floor_id
+      and not exists (select 1 from page p where p.id = h.id)
+      and not exists (select 1 from public.executions e where e.source_id = st.source_id and e.execution_id = h.id)
+      and not exists (select 1 from public.open_executions o where o.source_id = st.source_id and o.execution_id = h.id)
+    on conflict do nothing
+    returning 1
+  ),
+  opened as (
+    insert into public.open_executions as o (source_id, execution_id, tenant_id, workflow_id, mode, status, started_at)
+    select st.source_id, p.id, tenant.id, p.workflow_id, p.mode, p.status, p.started_at
+    from page p
+    where p.status in ('new', 'running', 'waiting', 'unknown')
+      and not exists (
+        select 1 from public.executions e where e.source_id = st.source_id and e.execution_id = p.id
+      )
+    on conflict (source_id, execution_id) do update set
+      status = excluded.status,
+      mode = excluded.mode,
+      workflow_id = excluded.workflow_id,
+      started_at = excluded.started_at,
+      last_seen_at = now()
+    returning (o.xmax = 0) as is_new
+  )
+  select jsonb_build_object(
+    'received', (select count(*) from page),
+    'inserted', (select count(*) from counted),
+    'billable', (select count(*) from counted where billable),
+    'opened', (select count(*) from opened where is_new),
+    'still_open', (select count(*) from opened where not is_new),
+    'closed', (select count(*) from closed),
+    'probes_resolved', (select count(*) from probed),
+    'probes_added', (select count(*) from new_probes),
+    'counter_rows', (select count(*) from counters) + (select count(*) from daily)
+  ) into summary;
+
+  if ingest_execution_page.walk is not null then
+    page_top := greatest(
+      coalesce((ingest_execution_page.walk ->> 'top_id')::bigint, 0),
+      coalesce(st.walk_top_id, 0)
+    );
+    update public.collector_source_state s set
+      walk_cursor = case when walk_done then null else ingest_execution_page.walk ->> 'cursor' end,
+      walk_top_id = case when walk_done then null else nullif(page_top, 0) end,
+      -- The next walk re-reads down to the previous high-water mark: an id that commits
+      -- late (n8n assigns ids at queue time) is seen by the walk after the one that passed
+      -- it. A new source's first walk leaves the floor at 0, so its second walk repeats the
+      -- backfill unfiltered and also finds what was still queued (startedAt null) the first time.
+      floor_id = case when walk_done then s.high_water_id else s.floor_id end,
+      high_water_id = case when walk_done then greatest(s.high_water_id, page_top) else s.high_water_id end,
+      backfill_from = case when walk_done and s.high_water_id > 0 then null else s.backfill_from end,
+      last_walk_completed_at = case when walk_done then now() else s.last_walk_completed_at end,
+      supports_started_after = coalesce(
+        (ingest_execution_page.walk ->> 'supports_started_after')::boolean, s.supports_started_after
+      )
+    where s.source_id = st.source_id;
+
+    if jsonb_typeof(ingest_execution_page.walk -> 'gap') = 'object' then
+      insert into public.collection_gaps (source_id, tenant_id, kind, from_id, to_id, detail)
+      values (
+        st.source_id, tenant.id, 'pruned',
+        (ingest_execution_page.walk #>> '{gap,from_id}')::bigint,
+        (ingest_execution_page.walk #>> '{gap,to_id}')::bigint,
+        ingest_execution_page.walk #>> '{gap,detail}'
+      );
+    end if;
+  end if;
+
+  update public.collector_source_state s set
+    lease_expires_at = now() + make_interval(secs => s.lease_seconds)
+  where s.source_id = st.source_id;
+
+  return summary;
+end;
+$$;
+
+-- What a leased source must fetch by id: probes (status 'probe') first, then open
+-- executions, least recently seen first.
+create or replace function public.list_open_executions(source_id uuid, lease_token uuid, max_rows int default 100)
+returns table (execution_id bigint, status text, first_seen_at timestamptz, started_at timestamptz)
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+begin
+  perform private.lock_leased_source(list_open_executions.source_id, list_open_executions.lease_token);
+  return query
+  select x.execution_id, x.status, x.first_seen_at, x.started_at
+  from (
+    select pr.execution_id, 'probe'::text as status, pr.first_seen_at, null::timestamptz as started_at,
+           0 as rank, pr.first_seen_at as seen
+    from public.execution_probes pr
+    where pr.source_id = list_open_executions.source_id
+    union all
+    select o.execution_id, o.status, o.first_seen_at, o.started_at, 1, o.last_seen_at
+    from public.open_executions o
+    where o.source_id = list_open_executions.source_id
+  ) x
+  order by x.rank, x.seen, x.execution_id
+  limit list_open_executions.max_rows;
+end;
+$$;
+
+-- Gives up on open executions: vanished (n8n answers 404) or unfinished for too long.
+-- Each is recorded as a gap; none is counted.
+-- Probes n8n answered 404 for (not_found) are dropped silently: unsaved executions.
+create or replace function public.close_open_executions(
+  source_id uuid,
+  lease_token uuid,
+  vanished bigint[] default '{}',
+  abandoned bigint[] default '{}',
+  not_found bigint[] default '{}'
+)
+returns int
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  closed int;
+begin
+  perform private.lock_leased_source(close_open_executions.source_id, close_open_executions.lease_token);
+  delete from public.execution_probes pr
+  where pr.source_id = close_open_executions.source_id
+    and pr.execution_id = any (close_open_executions.not_found);
+  with gone as (
+    delete from public.open_executions o
+    where o.source_id = close_open_executions.source_id
+      and (o.execution_id = any (close_open_executions.vanished) or o.execution_id = any (close_open_executions.abandoned))
+    returning o.*
+  ),
+  recorded as (
+    insert into public.collection_gaps (source_id, tenant_id, kind, from_id, to_id, detail)
+    select g.source_id, g.tenant_id,
+           case when g.execution_id = any (close_open_executions.vanished) then 'vanished' else 'abandoned' end,
+           g.execution_id, g.execution_id,
+           format('last seen %s at %s, first seen %s', g.status, g.last_seen_at, g.first_seen_at)
+    from gone g
+    returning 1
+  )
+  select count(*) into closed from recorded;
+  return closed;
+end;
+$$;
+
+-- Ends a source's turn: records success or the error, schedules the next attempt (backing
+-- off exponentially while it fails, at most an hour) and frees the lease.
+create or replace function public.release_collector_source(
+  source_id uuid,
+  lease_token uuid,
+  error text default null
+)
+returns public.collector_source_state
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  st public.collector_source_state;
+begin
+  update public.collector_source_state s set
+    lease_token = null,
+    lease_expires_at = null,
+    consecutive_failures = case when release_collector_source.error is null then 0 else s.consecutive_failures + 1 end,
+    last_success_at = case when release_collector_source.error is null then now() else s.last_success_at end,
+    last_error = case when release_collector_source.error is null then s.last_error else left(release_collector_source.error, 2000) end,
+    last_error_at = case when release_collector_source.error is null then s.last_error_at else now() end,
+    next_attempt_at = case when release_collector_source.error is null then now()
+      else now() + least(interval '1 hour', interval '1 minute' * power(2, least(s.consecutive_failures, 10))) end
+  where s.source_id = release_collector_source.source_id
+    and s.lease_token = release_collector_source.lease_token
+  returning s.* into st;
+  return st;
+end;
+$$;
+
+create or replace function public.start_collector_run(trigger text)
+returns uuid
+language sql
+set search_path = ''
+as $$
+  insert into public.collector_runs (trigger) values (start_collector_run.trigger) returning id;
+$$;
+
+-- stats: {sources_ok, sources_failed, sources_deferred, pages, executions_ingested, billable_counted, errors}
+create or replace function public.finish_collector_run(run_id uuid, stats jsonb)
+returns public.collector_runs
+language sql
+set search_path = ''
+as $$
+  update public.collector_runs r set
+    finished_at = now(),
+    sources_ok = coalesce((finish_collector_run.stats ->> 'sources_ok')::int, 0),
+    sources_failed = coalesce((finish_collector_run.stats ->> 'sources_failed')::int, 0),
+    sources_deferred = coalesce((finish_collector_run.stats ->> 'sources_deferred')::int, 0),
+    pages = coalesce((finish_collector_run.stats ->> 'pages')::int, 0),
+    executions_ingested = coalesce((finish_collector_run.stats ->> 'executions_ingested')::bigint, 0),
+    billable_counted = coalesce((finish_collector_run.stats ->> 'billable_counted')::bigint, 0),
+    errors = coalesce(finish_collector_run.stats -> 'errors', '[]'::jsonb)
+  where r.id = finish_collector_run.run_id
+  returning r.*;
+$$;
+
+-- Creates this and next month's partitions ahead of time and drops expired ones.
+create or replace function public.maintain_execution_partitions(retention_months int default 3)
+returns setof text
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform private.ensure_execution_partition(now());
+  perform private.ensure_execution_partition(now() + interval '1 month');
+  return query select private.drop_expired_execution_partitions(maintain_execution_partitions.retention_months);
+end;
+$$;
+
+revoke all on function private.lock_leased_source(uuid, uuid) from public;
+grant execute on function private.lock_leased_source(uuid, uuid) to service_role;
+
+revoke execute on function
+  public.claim_collector_sources(int, int, uuid[], boolean),
+  public.resume_collector_sources(uuid[], uuid[]),
+  public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[]),
+  public.list_open_executions(uuid, uuid, int),
+  public.close_open_executions(uuid, uuid, bigint[], bigint[], bigint[]),
+  public.release_collector_source(uuid, uuid, text),
+  public.start_collector_run(text),
+  public.finish_collector_run(uuid, jsonb),
+  public.maintain_execution_partitions(int)
+  from public, anon, authenticated;
+grant execute on function
+  public.claim_collector_sources(int, int, uuid[], boolean),
+  public.resume_collector_sources(uuid[], uuid[]),
+  public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[]),
+  public.list_open_executions(uuid, uuid, int),
+  public.close_open_executions(uuid, uuid, bigint[], bigint[], bigint[]),
+  public.release_collector_source(uuid, uuid, text),
+  public.start_collector_run(text),
+  public.finish_collector_run(uuid, jsonb),
+  public.maintain_execution_partitions(int)
+  to service_role;
