@@ -13,6 +13,8 @@ export interface SyncSettings {
   openMaxAgeMs: number;
   /** How many open executions to revisit per run. */
   revisitBatch: number;
+  /** Executions per page asked of n8n (its maximum, 250, unless testing). */
+  pageSize?: number;
 }
 
 export interface SyncStats {
@@ -143,6 +145,7 @@ export async function syncSource(input: SyncSourceInput): Promise<SourceOutcome>
       let page: Awaited<ReturnType<N8nClient['listExecutions']>>;
       try {
         page = await n8n.listExecutions({
+          ...(input.settings.pageSize ? { limit: input.settings.pageSize } : {}),
           ...(cursor ? { cursor } : {}),
           ...(filter && backfillFrom ? { startedAfter: backfillFrom.toISOString() } : {}),
           ...(source.project_id ? { projectId: source.project_id } : {}),
