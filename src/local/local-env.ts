@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseEnv } from 'node:util';
@@ -12,21 +13,29 @@ export const localStateDir = process.env.FLOWMETER_LOCAL_DIR || join(projectRoot
 export const localEnvFile = join(localStateDir, 'local.env');
 export const localDataDir = join(localStateDir, 'db');
 
-export function formatLocalEnv(info: LocalStackInfo): string {
+export interface LocalEnv extends LocalStackInfo {
+  /** Keyring for secrets at rest in the local database; generated once, then kept. */
+  encryptionKeys: string;
+}
+
+export function formatLocalEnv(env: LocalEnv): string {
   return [
     "# Written by `npm start`: the local stack's connection settings. Regenerated on every start.",
-    `SUPABASE_URL=${info.supabaseUrl}`,
-    `SUPABASE_ANON_KEY=${info.anonKey}`,
-    `SUPABASE_SERVICE_ROLE_KEY=${info.serviceRoleKey}`,
-    `SUPABASE_JWT_SECRET=${info.jwtSecret}`,
-    `DATABASE_URL=${info.databaseUrl}`,
+    `SUPABASE_URL=${env.supabaseUrl}`,
+    `SUPABASE_ANON_KEY=${env.anonKey}`,
+    `SUPABASE_SERVICE_ROLE_KEY=${env.serviceRoleKey}`,
+    `SUPABASE_JWT_SECRET=${env.jwtSecret}`,
+    `DATABASE_URL=${env.databaseUrl}`,
+    `FLOWMETER_ENCRYPTION_KEYS=${env.encryptionKeys}`,
     '',
   ].join('\n');
 }
 
-export async function writeLocalEnv(info: LocalStackInfo, file = localEnvFile): Promise<void> {
+export const generateEncryptionKeys = () => `local:${randomBytes(32).toString('base64')}`;
+
+export async function writeLocalEnv(env: LocalEnv, file = localEnvFile): Promise<void> {
   await mkdir(dirname(file), { recursive: true });
-  await writeFile(file, formatLocalEnv(info), { mode: 0o600 });
+  await writeFile(file, formatLocalEnv(env), { mode: 0o600 });
 }
 
 export async function readLocalEnv(
@@ -38,4 +47,18 @@ export async function readLocalEnv(
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
   }
+}
+
+/**
+ * The environment for tools run next to `npm start` (the CLI): the process environment,
+ * completed from .flowmeter/local.env when it names no Supabase project of its own.
+ */
+export async function environmentWithLocalStack(
+  env: NodeJS.ProcessEnv = process.env,
+  file = localEnvFile,
+): Promise<{ env: Record<string, string | undefined>; usedLocalEnv: boolean }> {
+  if (env.SUPABASE_URL) return { env, usedLocalEnv: false };
+  const local = await readLocalEnv(file);
+  if (!local) return { env, usedLocalEnv: false };
+  return { env: { ...local, ...env }, usedLocalEnv: true };
 }

@@ -1,5 +1,11 @@
 import { styleText } from 'node:util';
-import { localDataDir, localEnvFile, readLocalEnv, writeLocalEnv } from './local-env.ts';
+import {
+  generateEncryptionKeys,
+  localDataDir,
+  localEnvFile,
+  readLocalEnv,
+  writeLocalEnv,
+} from './local-env.ts';
 import { startLocalStack } from './stack.ts';
 
 /**
@@ -26,7 +32,10 @@ async function main(): Promise<void> {
     ...(previous?.SUPABASE_JWT_SECRET ? { jwtSecret: previous.SUPABASE_JWT_SECRET } : {}),
     log: (line) => console.log(styleText('dim', `· ${line}`)),
   });
-  await writeLocalEnv(stack);
+  await writeLocalEnv({
+    ...stack,
+    encryptionKeys: previous?.FLOWMETER_ENCRYPTION_KEYS ?? generateEncryptionKeys(),
+  });
 
   const row = (label: string, value: string) =>
     console.log(`${styleText('bold', label.padStart(18))}: ${value}`);

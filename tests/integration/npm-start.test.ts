@@ -71,6 +71,7 @@ describe('npm start', () => {
     const local = parseEnv(await readFile(file, 'utf8')) as Record<string, string>;
     expect(Object.keys(local).sort()).toEqual([
       'DATABASE_URL',
+      'FLOWMETER_ENCRYPTION_KEYS',
       'SUPABASE_ANON_KEY',
       'SUPABASE_JWT_SECRET',
       'SUPABASE_SERVICE_ROLE_KEY',
@@ -107,6 +108,7 @@ describe('npm start', () => {
     await second.waitFor('Ctrl-C stops');
     const again = parseEnv(await readFile(file, 'utf8')) as Record<string, string>;
     expect(again.SUPABASE_SERVICE_ROLE_KEY).toBe(local.SUPABASE_SERVICE_ROLE_KEY);
+    expect(again.FLOWMETER_ENCRYPTION_KEYS).toBe(local.FLOWMETER_ENCRYPTION_KEYS);
     const kept = await createClient(
       again.SUPABASE_URL as string,
       again.SUPABASE_SERVICE_ROLE_KEY as string,
