@@ -78,7 +78,9 @@ describe('collect-usage-background', () => {
 
   it('does nothing for a lease it does not hold', async () => {
     const source = await createSource(server);
-    source.fake.addMany(5, (i) => ({ startedAt: new Date(Date.now() - (10 - i) * 1000).toISOString() }));
+    source.fake.addMany(5, (i) => ({
+      startedAt: new Date(Date.now() - (10 - i) * 1000).toISOString(),
+    }));
     await claim(source.sourceId);
     const response = await post({
       run_id: randomUUID(),
