@@ -32,7 +32,13 @@ export const supabaseEnvSchema = z.object({
   ),
 });
 
-export const envSchema = supabaseEnvSchema.extend({
+export const logEnvSchema = z.object({
+  LOG_LEVEL: z
+    .enum(['debug', 'info', 'warn', 'error'], { error: 'must be one of debug, info, warn, error' })
+    .default('info'),
+});
+
+export const envSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
   FLOWMETER_ENCRYPTION_KEYS: variable(KEYRING).transform((value, ctx) => {
     try {
       return parseKeyring(value);
@@ -41,9 +47,6 @@ export const envSchema = supabaseEnvSchema.extend({
       return z.NEVER;
     }
   }),
-  LOG_LEVEL: z
-    .enum(['debug', 'info', 'warn', 'error'], { error: 'must be one of debug, info, warn, error' })
-    .default('info'),
 });
 
 export type Config = z.infer<typeof envSchema>;
@@ -120,3 +123,32 @@ export function parseEnv<S extends z.ZodType>(schema: S, env: Env = process.env)
 }
 
 export const loadConfig = (env: Env = process.env): Config => parseEnv(envSchema, env);
+
+const RUNNER_SECRETS =
+  'a comma-separated list of secrets of at least 32 characters (openssl rand -hex 32)';
+
+/** The enforcement endpoint needs no encryption keys: it never touches upstream secrets. */
+export const enforceEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
+  // Several at once so a secret can be rotated: add the new one, move runners, drop the old.
+  RUNNER_SECRETS: variable(RUNNER_SECRETS).transform((value, ctx) => {
+    const secrets = value
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    if (secrets.length === 0 || secrets.some((s) => s.length < 32)) {
+      ctx.addIssue({ code: 'custom', message: `must be ${RUNNER_SECRETS}` });
+      return z.NEVER;
+    }
+    return secrets;
+  }),
+  ENFORCE_FAIL_MODE: z
+    .enum(['open', 'closed'], { error: 'must be open (allow runs) or closed (refuse runs)' })
+    .default('open'),
+  // Longer than a collection interval plus the longest run, so a reservation is released by
+  // the collector rather than by expiry.
+  RESERVATION_TTL_MINUTES: count(5, 24 * 60, 30, ' minutes'),
+});
+
+export type EnforceConfig = z.infer<typeof enforceEnvSchema>;
+export const loadEnforceConfig = (env: Env = process.env): EnforceConfig =>
+  parseEnv(enforceEnvSchema, env);

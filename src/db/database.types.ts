@@ -368,11 +368,13 @@ export type Database = {
           billable_statuses: string[];
           created_at: string;
           currency: string;
+          grace_days: number;
           id: string;
           included_executions: number | null;
           limit_policy: string;
           name: string;
           overage_unit_amount: number | null;
+          trial_included_executions: number | null;
           updated_at: string;
         };
         ComputedFields: never;
@@ -383,11 +385,13 @@ export type Database = {
           billable_statuses?: string[];
           created_at?: string;
           currency?: string;
+          grace_days?: number;
           id: string;
           included_executions?: number | null;
           limit_policy?: string;
           name: string;
           overage_unit_amount?: number | null;
+          trial_included_executions?: number | null;
           updated_at?: string;
         };
         Update: {
@@ -397,11 +401,13 @@ export type Database = {
           billable_statuses?: string[];
           created_at?: string;
           currency?: string;
+          grace_days?: number;
           id?: string;
           included_executions?: number | null;
           limit_policy?: string;
           name?: string;
           overage_unit_amount?: number | null;
+          trial_included_executions?: number | null;
           updated_at?: string;
         };
         Relationships: [];
@@ -448,6 +454,7 @@ export type Database = {
           stripe_customer_id: string | null;
           stripe_subscription_id: string | null;
           subscription_status: string;
+          subscription_status_changed_at: string;
           trial_ends_at: string | null;
           updated_at: string;
         };
@@ -463,6 +470,7 @@ export type Database = {
           stripe_customer_id?: string | null;
           stripe_subscription_id?: string | null;
           subscription_status?: string;
+          subscription_status_changed_at?: string;
           trial_ends_at?: string | null;
           updated_at?: string;
         };
@@ -477,6 +485,7 @@ export type Database = {
           stripe_customer_id?: string | null;
           stripe_subscription_id?: string | null;
           subscription_status?: string;
+          subscription_status_changed_at?: string;
           trial_ends_at?: string | null;
           updated_at?: string;
         };
@@ -499,6 +508,7 @@ export type Database = {
           executions: number;
           period_end: string;
           period_start: string;
+          reserved: number;
           tenant_id: string;
           updated_at: string;
         };
@@ -511,6 +521,7 @@ export type Database = {
           executions?: number;
           period_end: string;
           period_start: string;
+          reserved?: number;
           tenant_id: string;
           updated_at?: string;
         };
@@ -522,6 +533,7 @@ export type Database = {
           executions?: number;
           period_end?: string;
           period_start?: string;
+          reserved?: number;
           tenant_id?: string;
           updated_at?: string;
         };
@@ -564,6 +576,51 @@ export type Database = {
         Relationships: [
           {
             foreignKeyName: 'usage_daily_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
+      usage_reservations: {
+        Row: {
+          created_at: string;
+          expires_at: string;
+          id: number;
+          period_start: string;
+          release_reason: string | null;
+          released_at: string | null;
+          run_ref: string | null;
+          tenant_id: string;
+          workflow_id: string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          created_at?: string;
+          expires_at: string;
+          id?: never;
+          period_start: string;
+          release_reason?: string | null;
+          released_at?: string | null;
+          run_ref?: string | null;
+          tenant_id: string;
+          workflow_id?: string | null;
+        };
+        Update: {
+          created_at?: string;
+          expires_at?: string;
+          id?: never;
+          period_start?: string;
+          release_reason?: string | null;
+          released_at?: string | null;
+          run_ref?: string | null;
+          tenant_id?: string;
+          workflow_id?: string | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'usage_reservations_tenant_id_fkey';
             columns: ['tenant_id'];
             isOneToOne: false;
             referencedRelation: 'tenants';
@@ -663,6 +720,7 @@ export type Database = {
           stripe_customer_id: string | null;
           stripe_subscription_id: string | null;
           subscription_status: string;
+          subscription_status_changed_at: string;
           trial_ends_at: string | null;
           updated_at: string;
         };
@@ -672,6 +730,16 @@ export type Database = {
           isOneToOne: true;
           isSetofReturn: false;
         };
+      };
+      enforce_usage: {
+        Args: {
+          reservation_ttl_seconds?: number;
+          reserve?: boolean;
+          run_ref?: string;
+          tenant: string;
+          workflow_id?: string;
+        };
+        Returns: Json;
       };
       finish_collector_run: {
         Args: { run_id: string; stats: Json };
@@ -783,11 +851,13 @@ export type Database = {
           billable_statuses: string[];
           created_at: string;
           currency: string;
+          grace_days: number;
           id: string;
           included_executions: number | null;
           limit_policy: string;
           name: string;
           overage_unit_amount: number | null;
+          trial_included_executions: number | null;
           updated_at: string;
         };
         SetofOptions: {

@@ -1,0 +1,93 @@
+import type { EnforceConfig } from '../config/env.ts';
+import { createServiceClient, type Db } from '../db/client.ts';
+import { errorResponse, readJsonBody } from '../http/responses.ts';
+import type { Logger } from '../observability/logger.ts';
+import { matchesAnySecret } from '../security/shared-secret.ts';
+import { type EnforceSettings, enforce } from './enforce.ts';
+import { type Decision, enforceRequestSchema } from './schema.ts';
+
+export const MAX_BODY_BYTES = 8 * 1024;
+
+export interface EnforceHandlerDeps {
+  db: Db;
+  runnerSecrets: readonly string[];
+  settings: EnforceSettings;
+  log: Logger;
+}
+
+export function enforceDependencies(
+  config: EnforceConfig,
+  log: Logger,
+  fetchImpl?: typeof fetch,
+): EnforceHandlerDeps {
+  return {
+    db: createServiceClient(config, fetchImpl),
+    runnerSecrets: config.RUNNER_SECRETS,
+    settings: {
+      reservationTtlSeconds: config.RESERVATION_TTL_MINUTES * 60,
+      failMode: config.ENFORCE_FAIL_MODE,
+    },
+    log,
+  };
+}
+
+function usageHeaders(decision: Decision): Record<string, string> {
+  return {
+    ...(decision.limit !== null ? { 'x-usage-limit': String(decision.limit) } : {}),
+    ...(decision.remaining !== null ? { 'x-usage-remaining': String(decision.remaining) } : {}),
+    ...(decision.periodEnd
+      ? { 'x-usage-reset': String(Math.floor(Date.parse(decision.periodEnd) / 1000)) }
+      : {}),
+  };
+}
+
+/**
+ * POST /api/v1/enforce. 200 with the decision when the run may start, 402 with the same
+ * body when it may not; 400 bad body, 401 bad secret, 404 unknown tenant, 405 method,
+ * 413 body too large, 415 not JSON, 503 database unavailable in fail-closed mode.
+ */
+export function createEnforceHandler(deps: EnforceHandlerDeps) {
+  return async (req: Request): Promise<Response> => {
+    if (req.method !== 'POST') {
+      return errorResponse('method_not_allowed', 'Use POST', undefined, { allow: 'POST' });
+    }
+    const token = /^Bearer\s+(.+)$/i.exec(req.headers.get('authorization') ?? '')?.[1]?.trim();
+    if (!matchesAnySecret(token, deps.runnerSecrets)) {
+      return errorResponse(
+        'unauthorized',
+        'Send a runner secret as Authorization: Bearer <secret>',
+        undefined,
+        { 'www-authenticate': 'Bearer realm="flowmeter"' },
+      );
+    }
+    const body = await readJsonBody(req, MAX_BODY_BYTES);
+    if (!body.ok) return body.response;
+    const parsed = enforceRequestSchema.safeParse(body.body);
+    if (!parsed.success) {
+      return errorResponse(
+        'invalid_request',
+        'The body does not match the enforce request schema',
+        parsed.error.issues.map((i) => ({
+          field: i.path.join('.') || '(body)',
+          message: i.message,
+        })),
+      );
+    }
+    const outcome = await enforce(deps.db, parsed.data, deps.settings);
+    if (!outcome.ok) {
+      if (outcome.error.code === 'unavailable')
+        deps.log.error(
+          { details: outcome.error.details },
+          'enforce: database unavailable, failing closed',
+        );
+      return errorResponse(outcome.error.code, outcome.error.message);
+    }
+    if (outcome.failedOpen)
+      deps.log.error({ tenant: parsed.data.tenant }, 'enforce: database unavailable, failing open');
+    const decision = outcome.value;
+    return Response.json(decision, {
+      status: decision.allowed ? 200 : 402,
+      headers: usageHeaders(decision),
+    });
+  };
+}

@@ -1,0 +1,366 @@
+import { addMonths, subMonths } from 'date-fns';
+import { describe, expect, it } from 'vitest';
+import { type Decision, decisionSchema } from '../../src/enforcement/schema.ts';
+import { collect, createSource, useN8nServer } from '../support/collector.ts';
+import {
+  activeReservations,
+  enforceHandler,
+  enforceRequest,
+  runnerSecret,
+  secondRunnerSecret,
+  setCollectedUsage,
+  unreachableDb,
+} from '../support/enforcement.ts';
+import { createPlan, createTenant } from '../support/fixtures.ts';
+import { serviceClient, superuser } from '../support/stack.ts';
+
+const server = useN8nServer();
+const handler = enforceHandler();
+
+async function ask(tenant: string, extra: Record<string, unknown> = {}, h = handler) {
+  const response = await h(enforceRequest({ tenant, ...extra }));
+  const body = (await response.json()) as Decision & { error?: { code: string } };
+  return { status: response.status, body, headers: response.headers };
+}
+
+async function planWith(fields: Record<string, unknown>) {
+  const plan = await createPlan();
+  const { data, error } = await serviceClient().rpc('upsert_plan', {
+    id: plan.id,
+    name: 'Test',
+    ...fields,
+  });
+  if (error) throw new Error(error.message);
+  return data;
+}
+
+async function setStatus(tenantId: string, status: string, changedDaysAgo = 0) {
+  await superuser().query(`update public.tenants set subscription_status = $2 where id = $1;`, [
+    tenantId,
+    status,
+  ]);
+  await superuser().query(
+    `update public.tenants set subscription_status_changed_at = now() - make_interval(days => $2) where id = $1`,
+    [tenantId, changedDaysAgo],
+  );
+}
+
+describe('enforce: policies', () => {
+  it('hard limit: allows below the limit with a reservation, blocks at it with 402', async () => {
+    const tenant = await createTenant(
+      (await planWith({ included_executions: 10, limit_policy: 'hard_limit' })).id,
+    );
+    await setCollectedUsage(tenant.id, 8);
+
+    const first = await ask(tenant.id, { workflowId: 'wf1', runRef: 'run-1' });
+    expect(first.status).toBe(200);
+    expect(decisionSchema.parse(first.body)).toMatchObject({
+      allowed: true,
+      reason: 'within_limit',
+      used: 9,
+      limit: 10,
+      remaining: 1,
+      percent: 90,
+      level: 'warning',
+    });
+    expect(first.body.reservationId).toEqual(expect.any(Number));
+    expect(first.headers.get('x-usage-limit')).toBe('10');
+    expect(first.headers.get('x-usage-remaining')).toBe('1');
+    expect(Number(first.headers.get('x-usage-reset'))).toBe(
+      Date.parse(first.body.periodEnd as string) / 1000,
+    );
+
+    expect((await ask(tenant.id)).body).toMatchObject({
+      allowed: true,
+      used: 10,
+      remaining: 0,
+      level: 'limit',
+    });
+    const blocked = await ask(tenant.id);
+    expect(blocked.status).toBe(402);
+    expect(decisionSchema.parse(blocked.body)).toMatchObject({
+      allowed: false,
+      reason: 'limit_reached',
+      used: 10,
+    });
+    expect(await activeReservations(tenant.id)).toBe(2);
+  });
+
+  it('overage plan: allows above the limit and marks it overage, without reservations', async () => {
+    const tenant = await createTenant(
+      (
+        await planWith({
+          included_executions: 100,
+          limit_policy: 'overage',
+          overage_unit_amount: 0.5,
+        })
+      ).id,
+    );
+    await setCollectedUsage(tenant.id, 150);
+    const { status, body } = await ask(tenant.id);
+    expect(status).toBe(200);
+    expect(body).toMatchObject({
+      allowed: true,
+      reason: 'overage_allowed',
+      used: 150,
+      remaining: 0,
+      level: 'overage',
+    });
+    expect(body.reservationId).toBeNull();
+    expect((await ask(tenant.id)).body.reason).toBe('overage_allowed');
+    await setCollectedUsage(tenant.id, 10);
+    expect((await ask(tenant.id)).body).toMatchObject({ reason: 'within_limit', level: 'normal' });
+  });
+
+  it('unlimited plan: always allowed, no limit headers', async () => {
+    const tenant = await createTenant(
+      (await planWith({ limit_policy: 'unlimited', included_executions: null })).id,
+    );
+    await setCollectedUsage(tenant.id, 1_000_000);
+    const { status, body, headers } = await ask(tenant.id);
+    expect(status).toBe(200);
+    expect(body).toMatchObject({
+      allowed: true,
+      reason: 'unlimited',
+      limit: null,
+      remaining: null,
+      percent: null,
+    });
+    expect(headers.get('x-usage-limit')).toBeNull();
+    expect(headers.get('x-usage-reset')).not.toBeNull();
+  });
+
+  it('trial: blocks at the trial quota even on an overage plan', async () => {
+    const plan = await planWith({
+      included_executions: 1000,
+      limit_policy: 'overage',
+      overage_unit_amount: 1,
+    });
+    await superuser().query('update public.plans set trial_included_executions = 3 where id = $1', [
+      plan.id,
+    ]);
+    const tenant = await createTenant(plan.id);
+    await setStatus(tenant.id, 'trialing');
+    for (let i = 0; i < 3; i++)
+      expect((await ask(tenant.id)).body).toMatchObject({
+        allowed: true,
+        reason: 'trial',
+        limit: 3,
+      });
+    expect((await ask(tenant.id)).body).toMatchObject({ allowed: false, reason: 'limit_reached' });
+  });
+
+  it.each(['past_due', 'unpaid', 'canceled'])(
+    '%s: allowed during the grace period, then blocked',
+    async (status) => {
+      const tenant = await createTenant((await planWith({ included_executions: 100 })).id);
+      await superuser().query('update public.plans set grace_days = 3 where id = $1', [
+        tenant.plan_id,
+      ]);
+      await setStatus(tenant.id, status, 1);
+      expect((await ask(tenant.id)).body).toMatchObject({ allowed: true, reason: 'grace_period' });
+      await setStatus(tenant.id, status, 4);
+      const blocked = await ask(tenant.id);
+      expect(blocked.status).toBe(402);
+      expect(blocked.body).toMatchObject({ allowed: false, reason: 'subscription_inactive' });
+    },
+  );
+
+  it.each(['paused', 'incomplete_expired'])('%s: blocked at once', async (status) => {
+    const tenant = await createTenant((await planWith({ included_executions: 100 })).id);
+    await setStatus(tenant.id, status);
+    expect((await ask(tenant.id)).body).toMatchObject({
+      allowed: false,
+      reason: 'subscription_inactive',
+    });
+  });
+
+  it('accepts the external reference instead of the id', async () => {
+    const tenant = await createTenant();
+    expect((await ask(tenant.external_ref as string)).body).toMatchObject({
+      allowed: true,
+      tenantId: tenant.id,
+    });
+  });
+
+  it('answers 404 for an unknown tenant', async () => {
+    const { status, body } = await ask('no-such-tenant');
+    expect(status).toBe(404);
+    expect(body.error?.code).toBe('unknown_tenant');
+    expect((await ask('00000000-0000-4000-8000-000000000000')).status).toBe(404);
+  });
+
+  it('a dry run answers without reserving', async () => {
+    const tenant = await createTenant((await planWith({ included_executions: 5 })).id);
+    const { body } = await ask(tenant.id, { dryRun: true });
+    expect(body).toMatchObject({ allowed: true, used: 0, reservationId: null });
+    expect(await activeReservations(tenant.id)).toBe(0);
+  });
+});
+
+describe('enforce: periods', () => {
+  it("starts afresh in a new period: last period's usage does not count", async () => {
+    const tenant = await createTenant((await planWith({ included_executions: 10 })).id);
+    // A monthly Stripe period that ended a few days ago (the webhook for the next is late).
+    const anchor = new Date(Math.floor(Date.now() / 1000) * 1000 - 5 * 86400_000);
+    const start = subMonths(anchor, 1);
+    const end = anchor;
+    await superuser().query(
+      'update public.tenants set current_period_start = $2, current_period_end = $3 where id = $1',
+      [tenant.id, start, end],
+    );
+    // The stored Stripe period has ended (no webhook yet): the period steps forward from it.
+    await setCollectedUsage(tenant.id, 10, start, end);
+    const { body } = await ask(tenant.id);
+    expect(body).toMatchObject({ allowed: true, used: 1 });
+    expect(Date.parse(body.periodStart as string)).toBe(end.getTime());
+    expect(Date.parse(body.periodEnd as string)).toBe(addMonths(start, 2).getTime());
+  });
+});
+
+describe('enforce: limits hold between collections', () => {
+  it('200 concurrent requests for a tenant 10 below a hard limit allow exactly 10', async () => {
+    const tenant = await createTenant((await planWith({ included_executions: 50 })).id);
+    await setCollectedUsage(tenant.id, 40);
+    const results = await Promise.all(Array.from({ length: 200 }, () => ask(tenant.id)));
+    expect(results.filter((r) => r.status === 200)).toHaveLength(10);
+    expect(results.filter((r) => r.status === 402)).toHaveLength(190);
+    expect(await activeReservations(tenant.id)).toBe(10);
+  });
+
+  it('the collector releases reservations as real executions arrive', async () => {
+    const plan = await planWith({ included_executions: 5 });
+    const source = await createSource(server, { planId: plan.id });
+    for (let i = 0; i < 3; i++) expect((await ask(source.tenantId)).status).toBe(200);
+    expect(await activeReservations(source.tenantId)).toBe(3);
+
+    source.fake.addMany(2, (i) => ({
+      startedAt: new Date(Date.now() - (10 - i) * 1000).toISOString(),
+    }));
+    await collect([source]);
+    expect(await activeReservations(source.tenantId)).toBe(1);
+    const { body } = await ask(source.tenantId, { dryRun: true });
+    expect(body.used).toBe(3); // 2 collected + 1 still reserved
+    const released = await superuser().query(
+      "select count(*)::int as n from public.usage_reservations where tenant_id = $1 and release_reason = 'collected'",
+      [source.tenantId],
+    );
+    expect(released.rows[0].n).toBe(2);
+  });
+
+  it('expired reservations stop counting', async () => {
+    const tenant = await createTenant((await planWith({ included_executions: 2 })).id);
+    expect((await ask(tenant.id)).status).toBe(200);
+    expect((await ask(tenant.id)).status).toBe(200);
+    expect((await ask(tenant.id)).status).toBe(402);
+    await superuser().query(
+      "update public.usage_reservations set expires_at = now() - interval '1 second' where tenant_id = $1",
+      [tenant.id],
+    );
+    const after = await ask(tenant.id);
+    expect(after.status).toBe(200);
+    expect(after.body.used).toBe(1);
+    const { rows } = await superuser().query(
+      "select count(*)::int as n from public.usage_reservations where tenant_id = $1 and release_reason = 'expired'",
+      [tenant.id],
+    );
+    expect(rows[0].n).toBe(2);
+  });
+});
+
+describe('enforce: contract and security', () => {
+  const changesNothing = async (tenantId: string, response: Response, status: number) => {
+    expect(response.status).toBe(status);
+    expect(await activeReservations(tenantId)).toBe(0);
+  };
+
+  it.each([
+    ['no secret', null],
+    ['a wrong secret', 'f'.repeat(64)],
+    ['an empty bearer', ''],
+  ])('answers 401 for %s, changing nothing', async (_, secret) => {
+    const tenant = await createTenant();
+    const response = await handler(enforceRequest({ tenant: tenant.id }, { secret }));
+    expect(response.headers.get('www-authenticate')).toMatch(/^Bearer/);
+    expect(((await response.clone().json()) as { error: { code: string } }).error.code).toBe(
+      'unauthorized',
+    );
+    await changesNothing(tenant.id, response, 401);
+  });
+
+  it('accepts every active secret and refuses one rotated out', async () => {
+    const tenant = await createTenant();
+    expect(
+      (
+        await handler(
+          enforceRequest({ tenant: tenant.id, dryRun: true }, { secret: secondRunnerSecret }),
+        )
+      ).status,
+    ).toBe(200);
+    const rotated = enforceHandler({}, serviceClient(), [secondRunnerSecret]);
+    await changesNothing(
+      tenant.id,
+      await rotated(enforceRequest({ tenant: tenant.id }, { secret: runnerSecret })),
+      401,
+    );
+  });
+
+  it('answers 405 with Allow for other methods', async () => {
+    const response = await handler(enforceRequest(null, { method: 'GET' }));
+    expect(response.status).toBe(405);
+    expect(response.headers.get('allow')).toBe('POST');
+  });
+
+  it.each([
+    ['a missing tenant', {}],
+    ['an empty tenant', { tenant: '' }],
+    ['a tenant that is not a string', { tenant: 42 }],
+    ['an unknown field', { tenant: 'x', plan: 'free' }],
+    ['a non-boolean dryRun', { tenant: 'x', dryRun: 'yes' }],
+  ])('answers 400 with field errors for %s', async (_, body) => {
+    const response = await handler(enforceRequest(body));
+    expect(response.status).toBe(400);
+    const error = ((await response.json()) as { error: { code: string; details: unknown[] } })
+      .error;
+    expect(error.code).toBe('invalid_request');
+    expect(error.details.length).toBeGreaterThan(0);
+  });
+
+  it('answers 400 for a body that is not JSON, 413 for an oversized one, 415 for another type; nothing changes', async () => {
+    const tenant = await createTenant();
+    await changesNothing(
+      tenant.id,
+      await handler(enforceRequest(`{"tenant": "${tenant.id}"`)),
+      400,
+    );
+    await changesNothing(
+      tenant.id,
+      await handler(enforceRequest({ tenant: tenant.id, runRef: 'x'.repeat(10_000) })),
+      413,
+    );
+    await changesNothing(
+      tenant.id,
+      await handler(
+        enforceRequest({ tenant: tenant.id }, { headers: { 'content-type': 'text/plain' } }),
+      ),
+      415,
+    );
+  });
+
+  it('fails open when the database cannot be reached, if so configured', async () => {
+    const open = enforceHandler({ failMode: 'open' }, unreachableDb());
+    const response = await open(enforceRequest({ tenant: 'any' }));
+    expect(response.status).toBe(200);
+    expect(decisionSchema.parse(await response.json())).toMatchObject({
+      allowed: true,
+      reason: 'fail_open',
+    });
+  });
+
+  it('fails closed with 503 when so configured', async () => {
+    const closed = enforceHandler({ failMode: 'closed' }, unreachableDb());
+    const response = await closed(enforceRequest({ tenant: 'any' }));
+    expect(response.status).toBe(503);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe('unavailable');
+  });
+});
