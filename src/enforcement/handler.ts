@@ -2,7 +2,7 @@ import type { EnforceConfig } from '../config/env.ts';
 import { createServiceClient, type Db } from '../db/client.ts';
 import { errorResponse, readJsonBody } from '../http/responses.ts';
 import type { Logger } from '../observability/logger.ts';
-import { matchesAnySecret } from '../security/shared-secret.ts';
+import { secretMatcher } from '../security/shared-secret.ts';
 import { type EnforceSettings, enforce } from './enforce.ts';
 import { type Decision, enforceRequestSchema } from './schema.ts';
 
@@ -47,12 +47,13 @@ function usageHeaders(decision: Decision): Record<string, string> {
  * 413 body too large, 415 not JSON, 503 database unavailable in fail-closed mode.
  */
 export function createEnforceHandler(deps: EnforceHandlerDeps) {
+  const isRunner = secretMatcher(deps.runnerSecrets);
   return async (req: Request): Promise<Response> => {
     if (req.method !== 'POST') {
       return errorResponse('method_not_allowed', 'Use POST', undefined, { allow: 'POST' });
     }
     const token = /^Bearer\s+(.+)$/i.exec(req.headers.get('authorization') ?? '')?.[1]?.trim();
-    if (!matchesAnySecret(token, deps.runnerSecrets)) {
+    if (!isRunner(token)) {
       return errorResponse(
         'unauthorized',
         'Send a runner secret as Authorization: Bearer <secret>',

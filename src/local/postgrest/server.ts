@@ -51,6 +51,30 @@ function invalidToken(code: string, message: string): PostgrestError {
   });
 }
 
+/**
+ * Verified tokens by their text, until they expire (PostgREST caches JWT validation the
+ * same way): a service key is verified once, not on every request.
+ */
+const JWT_CACHE_MAX = 1000;
+
+async function authenticateCached(
+  cache: Map<string, { identity: Identity; expiresAt: number }>,
+  header: string | undefined,
+  key: Uint8Array,
+  anonRole: string,
+): Promise<Identity> {
+  if (!header) return authenticate(header, key, anonRole);
+  const hit = cache.get(header);
+  if (hit && hit.expiresAt > Date.now()) return hit.identity;
+  cache.delete(header);
+  const identity = await authenticate(header, key, anonRole);
+  const exp =
+    typeof identity.claims.exp === 'number' ? identity.claims.exp * 1000 : Date.now() + 60_000;
+  if (cache.size >= JWT_CACHE_MAX) cache.delete(cache.keys().next().value as string);
+  cache.set(header, { identity, expiresAt: Math.min(exp, Date.now() + 300_000) });
+  return identity;
+}
+
 async function authenticate(
   header: string | undefined,
   key: Uint8Array,
@@ -83,15 +107,28 @@ async function authenticate(
   }
 }
 
-async function readBody(req: IncomingMessage, limit: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw postgrestError(413, 'PGRST413', `Request body exceeds ${limit} bytes`);
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        reject(postgrestError(413, 'PGRST413', `Request body exceeds ${limit} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () =>
+      resolve(
+        chunks.length === 1
+          ? (chunks[0] as Buffer).toString('utf8')
+          : Buffer.concat(chunks).toString('utf8'),
+      ),
+    );
+    req.on('error', reject);
+  });
 }
 
 function parseArgs(body: string): Record<string, unknown> {
@@ -194,6 +231,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   const { pool, port, host = '127.0.0.1', anonRole = 'anon', maxBodyBytes = 1024 * 1024 } = options;
   const schemas = options.schemas ?? ['public'];
   const key = new TextEncoder().encode(options.jwtSecret);
+  const jwtCache = new Map<string, { identity: Identity; expiresAt: number }>();
   let cache: SchemaCache = await loadSchemaCache(pool, schemas);
   let roleSettings = await loadRoleSettings(pool);
   const reloadSchemaCache = async () => {
@@ -242,7 +280,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
         `Only the following schemas are exposed: ${schemas.join(', ')}`,
       );
     }
-    const identity = await authenticate(req.headers.authorization, key, anonRole);
+    const identity = await authenticateCached(jwtCache, req.headers.authorization, key, anonRole);
     const args =
       method === 'POST'
         ? parseArgs(await readBody(req, maxBodyBytes))
