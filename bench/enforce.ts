@@ -1,24 +1,31 @@
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { createClient } from '@supabase/supabase-js';
 import { Command, InvalidArgumentError } from 'commander';
 import pg from 'pg';
 import type { Database } from '../src/db/database.types.ts';
 import { createEnforceHandler } from '../src/enforcement/handler.ts';
 import { projectRoot } from '../src/local/project.ts';
-import { startLocalStack } from '../src/local/stack.ts';
+import type { LocalStackInfo } from '../src/local/stack.ts';
 import { silentLogger } from '../src/observability/logger.ts';
 import { fmt, measure, type Series } from './stats.ts';
 
 /**
  * npm run bench: the enforcement hot path on this machine, against a baseline measured in
  * the same run (a bare `select 1` round trip to the same PostgreSQL at the same
- * concurrency). Writes bench/results/enforce-<time>.json.
+ * concurrency). The RPC endpoint runs in its own process, as PostgREST does in
+ * production. Writes bench/results/enforce-<time>.json.
  */
 const positive = (value: string) => {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('must be a positive whole number');
+  if (!Number.isInteger(n) || n < 1)
+    throw new InvalidArgumentError('must be a positive whole number');
   return n;
 };
 const options = new Command()
@@ -30,7 +37,28 @@ const options = new Command()
   .parse()
   .opts<{ requests: number; large: number; small: number; tenants: number }>();
 
-const stack = await startLocalStack();
+/** The local stack in a child process (see stack-process.ts); stop() ends it. */
+async function startStackProcess(): Promise<LocalStackInfo & { stop(): Promise<void> }> {
+  const child = spawn(
+    process.execPath,
+    [fileURLToPath(new URL('./stack-process.ts', import.meta.url))],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  const [line] = (await once(createInterface({ input: child.stdout as Readable }), 'line')) as [
+    string,
+  ];
+  return {
+    ...(JSON.parse(line) as LocalStackInfo),
+    stop: async () => {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    },
+  };
+}
+
+const stack = await startStackProcess();
 const admin = new pg.Pool({ connectionString: stack.databaseUrl, max: 4 });
 const results: Series[] = [];
 const log = (s: Series, baseline?: Series) =>
@@ -76,14 +104,18 @@ try {
       );
     }
     await admin.query('analyze public.executions');
-    console.log(`stored ${total.toLocaleString()} executions (${fmt((performance.now() - started) / 1000, 1)} s)`);
+    console.log(
+      `stored ${total.toLocaleString()} executions (${fmt((performance.now() - started) / 1000, 1)} s)`,
+    );
   }
 
   await storeExecutions(options.small);
 
   const secret = randomBytes(32).toString('hex');
   const handler = createEnforceHandler({
-    db: createClient<Database>(stack.supabaseUrl, stack.serviceRoleKey, { auth: { persistSession: false } }),
+    db: createClient<Database>(stack.supabaseUrl, stack.serviceRoleKey, {
+      auth: { persistSession: false },
+    }),
     runnerSecrets: [secret],
     settings: { reservationTtlSeconds: 1800, failMode: 'closed' },
     log: silentLogger,
@@ -96,20 +128,27 @@ try {
         body: JSON.stringify({ tenant: tenantIds[i % tenantIds.length], workflowId: 'wf1' }),
       }),
     );
-    if (response.status !== 200) throw new Error(`unexpected ${response.status}: ${await response.text()}`);
+    if (response.status !== 200)
+      throw new Error(`unexpected ${response.status}: ${await response.text()}`);
     await response.arrayBuffer();
   };
 
   const service = new pg.Pool({ connectionString: stack.databaseUrl, max: 64 });
   service.on('connect', (client) => void client.query('set role service_role'));
-  const viaSql = (i: number) => service.query('select public.enforce_usage($1)', [tenantIds[i % tenantIds.length]]);
+  const viaSql = (i: number) =>
+    service.query('select public.enforce_usage($1)', [tenantIds[i % tenantIds.length]]);
   const baselineQuery = () => service.query('select 1');
 
   const { requests } = options;
   await measure('warm-up', 16, 500, viaHandler);
   for (const c of [1, 16, 64]) {
     const baseline = await measure('baseline: select 1 over pg', c, requests, baselineQuery);
-    const full = await measure('full path: handler→supabase-js→RPC→Postgres', c, requests, viaHandler);
+    const full = await measure(
+      'full path: handler→supabase-js→RPC→Postgres',
+      c,
+      requests,
+      viaHandler,
+    );
     results.push(baseline, full);
     log(baseline);
     log(full, baseline);
@@ -119,25 +158,51 @@ try {
   results.push(sqlBaseline, sqlOnly);
   log(sqlOnly, sqlBaseline);
 
-  const small = await measure(`SQL decision, ${options.small.toLocaleString()} executions stored`, 16, requests, viaSql);
+  const small = await measure(
+    `SQL decision, ${options.small.toLocaleString()} executions stored`,
+    16,
+    requests,
+    viaSql,
+  );
   await storeExecutions(options.large);
   await measure('warm-up', 16, 500, viaSql);
-  const large = await measure(`SQL decision, ${options.large.toLocaleString()} executions stored`, 16, requests, viaSql);
+  const large = await measure(
+    `SQL decision, ${options.large.toLocaleString()} executions stored`,
+    16,
+    requests,
+    viaSql,
+  );
   results.push(small, large);
   log(small);
   log(large);
 
-  const full16 = results.find((r) => r.name.startsWith('full path') && r.concurrency === 16) as Series;
+  const full16 = results.find(
+    (r) => r.name.startsWith('full path') && r.concurrency === 16,
+  ) as Series;
   const summary = {
     at: new Date().toISOString(),
-    machine: { cpus: cpus().length, model: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+    machine: {
+      cpus: cpus().length,
+      model: cpus()[0]?.model,
+      memoryGiB: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+    },
     options,
     series: results,
     targets: {
       'full path p99 at 16 concurrent ≤ 5 ms': { value: full16.p99, met: full16.p99 <= 5 },
-      'full path ≥ 2,000 decisions/s at 16 concurrent': { value: full16.perSecond, met: full16.perSecond >= 2000 },
-      'p99 with large / small table ≤ 1.2': { value: large.p99 / small.p99, met: large.p99 / small.p99 <= 1.2 },
-      'p50 with large / small table ≤ 1.2': { value: large.p50 / small.p50, met: large.p50 / small.p50 <= 1.2 },
+      'full path ≥ 2,000 decisions/s at 16 concurrent': {
+        value: full16.perSecond,
+        met: full16.perSecond >= 2000,
+      },
+      'p99 with large / small table ≤ 1.2': {
+        value: large.p99 / small.p99,
+        met: large.p99 / small.p99 <= 1.2,
+      },
+      'p50 with large / small table ≤ 1.2': {
+        value: large.p50 / small.p50,
+        met: large.p50 / small.p50 <= 1.2,
+      },
     },
   };
   console.log('\ntargets:');

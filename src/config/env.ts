@@ -52,7 +52,7 @@ export const envSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
 export type Config = z.infer<typeof envSchema>;
 
 /** A whole number from the environment, with its range and default in the message. */
-const count = (min: number, max: number, fallback: number, unit = '') =>
+export const count = (min: number, max: number, fallback: number, unit = '') =>
   z.coerce
     .number({ error: `must be a whole number from ${min} to ${max}${unit}` })
     .int({ error: `must be a whole number from ${min} to ${max}${unit}` })
