@@ -9,9 +9,15 @@ export interface Series {
   perSecond: number;
 }
 
-export function summarize(name: string, concurrency: number, samples: number[], wallMs: number): Series {
+export function summarize(
+  name: string,
+  concurrency: number,
+  samples: number[],
+  wallMs: number,
+): Series {
   const sorted = [...samples].sort((a, b) => a - b);
-  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+  const at = (q: number) =>
+    sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
   return {
     name,
     concurrency,

@@ -93,6 +93,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       connectionString: `postgresql://authenticator:${authenticatorPassword}@127.0.0.1:${dbPort}/postgres`,
       max: 20,
     });
+    // Idle connections ended by the server (e.g. at shutdown) must not crash the process.
+    pool.on('error', (error) => log(`RPC pool: ${error.message}`));
     const rpc = await startRpcServer({ pool, jwtSecret, port: options.apiPort ?? 0 });
     const keys = await deriveApiKeys(jwtSecret);
     log(`RPC endpoint listening on ${rpc.url}/rest/v1/rpc/<function>`);

@@ -1,0 +1,29 @@
+import type { ReporterConfig } from '../config/reporter-env.ts';
+import { createServiceClient } from '../db/client.ts';
+import type { Logger } from '../observability/logger.ts';
+import { createStripeClient } from '../stripe/client.ts';
+import type { ReporterSettings, RunReporterInput } from './report-usage.ts';
+
+export function reporterSettings(config: ReporterConfig): ReporterSettings {
+  return {
+    budgetMs: config.REPORTER_BUDGET_SECONDS * 1000,
+    ratePerSecond: config.REPORTER_RATE_PER_SECOND,
+    concurrency: config.REPORTER_CONCURRENCY,
+    maxRows: config.REPORTER_MAX_ROWS,
+    finalizationGraceMinutes: config.INVOICE_FINALIZATION_GRACE_MINUTES,
+  };
+}
+
+export function reporterDependencies(
+  config: ReporterConfig,
+  log: Logger,
+): Omit<RunReporterInput, 'now'> {
+  return {
+    db: createServiceClient(config),
+    stripe: config.STRIPE_SECRET_KEY
+      ? createStripeClient({ secretKey: config.STRIPE_SECRET_KEY, apiBase: config.STRIPE_API_BASE })
+      : null,
+    settings: reporterSettings(config),
+    log,
+  };
+}

@@ -1,0 +1,26 @@
+import { z } from 'zod';
+import { count, logEnvSchema, parseEnv, supabaseEnvSchema, variable } from './env.ts';
+
+type Env = Record<string, string | undefined>;
+
+/** report-usage: the Stripe reporter. Without STRIPE_SECRET_KEY it runs dry. */
+export const reporterEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
+  STRIPE_SECRET_KEY: variable('a Stripe secret or restricted key (sk_test_…, sk_live_…, rk_…)')
+    .regex(/^(sk|rk)_(test|live)_[A-Za-z0-9]+$/, {
+      error:
+        'must be a Stripe secret or restricted key (sk_test_…, sk_live_…, rk_…), from Developers → API keys',
+    })
+    .optional(),
+  // A Stripe-compatible endpoint instead of api.stripe.com (local demos and benchmarks).
+  STRIPE_API_BASE: z.url({ error: 'must be a URL, like http://127.0.0.1:12111' }).optional(),
+  REPORTER_BUDGET_SECONDS: count(5, 25, 18, ' seconds'),
+  // Test mode allows far fewer requests than live mode's ~1,000/s.
+  REPORTER_RATE_PER_SECOND: count(1, 10_000, 25, ' per second'),
+  REPORTER_CONCURRENCY: count(1, 64, 8),
+  REPORTER_MAX_ROWS: count(1, 100_000, 2000),
+  INVOICE_FINALIZATION_GRACE_MINUTES: count(0, 72 * 60, 60, ' minutes'),
+});
+
+export type ReporterConfig = z.infer<typeof reporterEnvSchema>;
+export const loadReporterConfig = (env: Env = process.env): ReporterConfig =>
+  parseEnv(reporterEnvSchema, env);

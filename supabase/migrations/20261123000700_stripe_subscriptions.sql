@@ -1,0 +1,290 @@
+-- Subscription sync: a tenant's plan, status and billing period follow its Stripe
+-- subscription, from the customer.subscription.* webhooks.
+--
+-- Stripe delivers events at least once and in no particular order. Every event id is
+-- recorded once (a replay changes nothing), and a tenant row remembers the `created` time
+-- of the event whose state it holds, so an older event arriving late cannot overwrite a
+-- newer state. Both tables are service-only: tenant members read the result on tenants.
+
+-- Which Stripe price means which plan -------------------------------------------------
+
+create table public.plan_prices (
+  stripe_price_id text primary key
+    constraint plan_prices_stripe_price_id_format check (stripe_price_id ~ '^price_[A-Za-z0-9_]+$'),
+  plan_id text not null references public.plans (id) on delete cascade,
+  created_at timestamptz not null default now()
+);
+comment on table public.plan_prices is 'Stripe prices and the plan each stands for; a subscription takes the plan of its first mapped price.';
+
+create index plan_prices_plan_id_idx on public.plan_prices (plan_id);
+
+-- Every Stripe event seen -------------------------------------------------------------
+
+create table public.stripe_events (
+  id text primary key
+    constraint stripe_events_id_format check (id ~ '^evt_[A-Za-z0-9_]+$'),
+  type text not null,
+  -- When Stripe created the event (its `created`), not when it arrived.
+  created timestamptz not null,
+  received_at timestamptz not null default now(),
+  -- applied: the tenant now holds this event's state; stale: the tenant already held a
+  -- newer one; superseded: the event ends a subscription other than the tenant's live one;
+  -- unknown_tenant: no tenant matched (re-processed if Stripe delivers it again).
+  outcome text not null
+    constraint stripe_events_outcome_known check (outcome in ('applied', 'stale', 'superseded', 'unknown_tenant')),
+  tenant_id uuid references public.tenants (id) on delete set null,
+  detail text
+);
+comment on table public.stripe_events is 'Each Stripe webhook event processed, once, with what it did; for idempotency and for the operator.';
+
+create index stripe_events_tenant_id_idx on public.stripe_events (tenant_id);
+
+alter table public.tenants
+  add column stripe_synced_at timestamptz;
+comment on column public.tenants.stripe_synced_at is 'The created time of the Stripe event whose subscription state this row holds; older events are ignored.';
+
+alter table public.plan_prices enable row level security;
+alter table public.stripe_events enable row level security;
+
+revoke all on table public.plan_prices, public.stripe_events from public, anon, authenticated;
+grant all on table public.plan_prices, public.stripe_events to service_role;
+
+-- Functions ---------------------------------------------------------------------------
+
+-- Maps a Stripe price to a plan, or moves an existing mapping to another plan.
+create or replace function public.upsert_plan_price(stripe_price_id text, plan_id text)
+returns public.plan_prices
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  mapping public.plan_prices;
+begin
+  if upsert_plan_price.stripe_price_id is null
+     or upsert_plan_price.stripe_price_id !~ '^price_[A-Za-z0-9_]+$' then
+    raise exception 'stripe_price_id must be a Stripe price id (price_…), got %',
+      coalesce(quote_literal(upsert_plan_price.stripe_price_id), 'null');
+  end if;
+  if not exists (select 1 from public.plans p where p.id = upsert_plan_price.plan_id) then
+    raise exception 'no plan has the id %', coalesce(quote_literal(upsert_plan_price.plan_id), 'null')
+      using hint = 'Create the plan first with upsert_plan.';
+  end if;
+
+  insert into public.plan_prices as pp (stripe_price_id, plan_id)
+  values (upsert_plan_price.stripe_price_id, upsert_plan_price.plan_id)
+  on conflict on constraint plan_prices_pkey do update set plan_id = excluded.plan_id
+  returning pp.* into mapping;
+  return mapping;
+end;
+$$;
+
+-- Within one second, which kind of subscription event describes the later state.
+create or replace function private.subscription_event_rank(event_type text)
+returns int
+language sql immutable
+set search_path = ''
+as $$
+  select case subscription_event_rank.event_type
+    when 'customer.subscription.created' then 0
+    when 'customer.subscription.deleted' then 2
+    else 1
+  end
+$$;
+
+revoke all on function private.subscription_event_rank(text) from public;
+grant execute on function private.subscription_event_rank(text) to service_role;
+
+-- Applies one customer.subscription.* event to the tenant it belongs to, in one transaction.
+--
+-- The tenant is the one holding the subscription id, else the customer id, else tenant_hint
+-- (the subscription's metadata.flowmeter_tenant_id). Returns {outcome, ...}; outcome is
+-- applied, stale, superseded, unknown_tenant (each recorded in stripe_events) or duplicate
+-- (the event was recorded before; nothing changes).
+--
+-- Ordering: an event created before the one the tenant holds is stale. Stripe's `created`
+-- has one-second resolution; within the same second a later kind of event wins
+-- (created < updated < deleted), and two updates apply in arrival order.
+create or replace function public.apply_stripe_subscription_event(
+  event_id text,
+  event_type text,
+  event_created timestamptz,
+  subscription_id text,
+  customer_id text,
+  status text,
+  price_ids text[],
+  period_start timestamptz,
+  period_end timestamptz,
+  -- Defaults so that supabase-js callers may leave them out (generated types make every
+  -- argument without a default required and non-null).
+  trial_end timestamptz default null,
+  tenant_hint uuid default null
+)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  evt text := apply_stripe_subscription_event.event_id;
+  kind text := apply_stripe_subscription_event.event_type;
+  event_at timestamptz := apply_stripe_subscription_event.event_created;
+  sub text := apply_stripe_subscription_event.subscription_id;
+  cus text := apply_stripe_subscription_event.customer_id;
+  prices text[] := apply_stripe_subscription_event.price_ids;
+  hint uuid := apply_stripe_subscription_event.tenant_hint;
+  new_status text := case when apply_stripe_subscription_event.event_type = 'customer.subscription.deleted'
+                          then 'canceled' else apply_stripe_subscription_event.status end;
+  terminal constant text[] := array['canceled', 'incomplete_expired'];
+  t public.tenants;
+  held_type text;
+  mapped_plan text;
+  unmapped text[];
+  result_outcome text;
+  result_detail text;
+  recorded boolean;
+begin
+  if evt is null or evt !~ '^evt_[A-Za-z0-9_]+$' then
+    raise exception 'event_id must be a Stripe event id (evt_…), got %', coalesce(quote_literal(evt), 'null');
+  end if;
+  if kind is null or kind !~ '^customer\.subscription\.[a-z_]+$' then
+    raise exception 'event_type must be a customer.subscription.* event type, got %', coalesce(quote_literal(kind), 'null');
+  end if;
+  if event_at is null then
+    raise exception 'event_created is required (the event''s created time)';
+  end if;
+  if sub is null or sub !~ '^sub_[A-Za-z0-9]+$' then
+    raise exception 'subscription_id must be a Stripe subscription id (sub_…), got %', coalesce(quote_literal(sub), 'null');
+  end if;
+  if cus is null or cus !~ '^cus_[A-Za-z0-9]+$' then
+    raise exception 'customer_id must be a Stripe customer id (cus_…), got %', coalesce(quote_literal(cus), 'null');
+  end if;
+  if new_status is null or new_status not in (
+    'trialing', 'active', 'past_due', 'unpaid', 'canceled', 'incomplete', 'incomplete_expired', 'paused'
+  ) then
+    raise exception 'status must be a Stripe subscription status (trialing, active, past_due, unpaid, canceled, incomplete, incomplete_expired, paused), got %',
+      coalesce(quote_literal(new_status), 'null');
+  end if;
+  if prices is null or array_position(prices, null) is not null then
+    raise exception 'price_ids must be an array of the subscription items'' price ids, without nulls';
+  end if;
+  if apply_stripe_subscription_event.period_start is null or apply_stripe_subscription_event.period_end is null then
+    raise exception 'period_start and period_end are required (the subscription items'' current period)';
+  end if;
+  if apply_stripe_subscription_event.period_end <= apply_stripe_subscription_event.period_start then
+    raise exception 'period_end (%) must be after period_start (%)',
+      apply_stripe_subscription_event.period_end, apply_stripe_subscription_event.period_start;
+  end if;
+
+  -- Find the tenant and lock it: events for one tenant apply one at a time, each seeing the
+  -- state the previous one left.
+  select * into t from public.tenants x where x.stripe_subscription_id = sub for update;
+  if not found then
+    select * into t from public.tenants x where x.stripe_customer_id = cus for update;
+  end if;
+  if not found and hint is not null then
+    select * into t from public.tenants x where x.id = hint for update;
+  end if;
+
+  if t.id is null then
+    result_outcome := 'unknown_tenant';
+    result_detail := format(
+      'no tenant holds subscription %s or customer %s, and %s',
+      sub, cus,
+      case when hint is null then 'the subscription has no metadata.flowmeter_tenant_id'
+           else format('metadata.flowmeter_tenant_id %s names no tenant', hint) end
+    );
+  elsif t.stripe_synced_at > event_at then
+    result_outcome := 'stale';
+    result_detail := format('the tenant holds the state of an event created at %s', t.stripe_synced_at);
+  else
+    if t.stripe_synced_at = event_at then
+      select e.type into held_type from public.stripe_events e
+      where e.tenant_id = t.id and e.outcome = 'applied' and e.created = t.stripe_synced_at
+      order by e.received_at desc
+      limit 1;
+    end if;
+    if held_type is not null and private.subscription_event_rank(held_type) > private.subscription_event_rank(kind) then
+      result_outcome := 'stale';
+      result_detail := format('the tenant holds the state of a %s event created in the same second', held_type);
+    elsif t.stripe_subscription_id is distinct from sub
+          and t.stripe_subscription_id is not null
+          and t.subscription_status <> all (terminal)
+          and new_status = any (terminal) then
+      result_outcome := 'superseded';
+      result_detail := format('subscription %s ended; the tenant''s subscription is %s (%s)',
+                              sub, t.stripe_subscription_id, t.subscription_status);
+    else
+      result_outcome := 'applied';
+    end if;
+  end if;
+
+  if result_outcome = 'applied' then
+    select pp.plan_id into mapped_plan
+    from unnest(prices) with ordinality as u(price_id, ord)
+    join public.plan_prices pp on pp.stripe_price_id = u.price_id
+    order by u.ord
+    limit 1;
+    if mapped_plan is null then
+      unmapped := prices;
+      result_detail := format('unmapped_price: no plan for %s; the plan was kept',
+                              coalesce(nullif(array_to_string(prices, ', '), ''), 'a subscription without prices'));
+    end if;
+    if exists (
+      select 1 from public.tenants x
+      where x.id <> t.id and (x.stripe_customer_id = cus or x.stripe_subscription_id = sub)
+    ) then
+      raise exception 'Stripe customer % or subscription % is already linked to another tenant than %', cus, sub, t.id
+        using hint = 'Each Stripe customer and subscription belongs to one tenant; unlink it from the other tenant first.';
+    end if;
+  end if;
+
+  -- Record the event once. A delivery of an event already recorded changes nothing, except
+  -- one that found no tenant before: that one is looked at again, so the operator can link
+  -- the tenant and resend the event from the Stripe dashboard.
+  insert into public.stripe_events as e (id, type, created, outcome, tenant_id, detail)
+  values (evt, kind, event_at, result_outcome, t.id, result_detail)
+  on conflict on constraint stripe_events_pkey do update set
+    outcome = excluded.outcome,
+    tenant_id = excluded.tenant_id,
+    detail = excluded.detail,
+    received_at = now()
+  where e.outcome = 'unknown_tenant'
+  returning true into recorded;
+  if recorded is null then
+    return jsonb_build_object('outcome', 'duplicate');
+  end if;
+
+  if result_outcome = 'applied' then
+    update public.tenants x set
+      subscription_status = new_status,
+      stripe_customer_id = cus,
+      stripe_subscription_id = sub,
+      current_period_start = apply_stripe_subscription_event.period_start,
+      current_period_end = apply_stripe_subscription_event.period_end,
+      trial_ends_at = apply_stripe_subscription_event.trial_end,
+      plan_id = coalesce(mapped_plan, x.plan_id),
+      stripe_synced_at = event_at
+    where x.id = t.id
+    returning * into t;
+    return jsonb_build_object(
+      'outcome', 'applied',
+      'tenant_id', t.id,
+      'plan_id', t.plan_id,
+      'subscription_status', t.subscription_status,
+      'unmapped_price_ids', to_jsonb(unmapped)
+    );
+  end if;
+
+  return jsonb_build_object('outcome', result_outcome, 'tenant_id', t.id, 'detail', result_detail);
+end;
+$$;
+
+revoke execute on function
+  public.upsert_plan_price(text, text),
+  public.apply_stripe_subscription_event(text, text, timestamptz, text, text, text, text[], timestamptz, timestamptz, timestamptz, uuid)
+  from public, anon, authenticated;
+grant execute on function
+  public.upsert_plan_price(text, text),
+  public.apply_stripe_subscription_event(text, text, timestamptz, text, text, text, text[], timestamptz, timestamptz, timestamptz, uuid)
+  to service_role;

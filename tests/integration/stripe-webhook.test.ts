@@ -1,0 +1,782 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import {
+  createStripeWebhookHandler,
+  MAX_BODY_BYTES,
+} from '../../src/billing/stripe-webhook-handler.ts';
+import { silentLogger } from '../../src/observability/logger.ts';
+import { createStripeClient, STRIPE_API_VERSION, type Stripe } from '../../src/stripe/client.ts';
+import { unreachableDb } from '../support/enforcement.ts';
+import { createPlan, createTenant } from '../support/fixtures.ts';
+import { anonClient, serviceClient, superuser } from '../support/stack.ts';
+
+const webhookSecret = `whsec_${randomBytes(24).toString('hex')}`;
+const stripe = createStripeClient({ secretKey: 'sk_webhook_verification_only' });
+const handler = createStripeWebhookHandler({
+  db: serviceClient(),
+  stripe,
+  webhookSecret,
+  log: silentLogger,
+});
+
+const DAY = 86_400;
+const stripeId = (prefix: string) => `${prefix}_${randomBytes(12).toString('hex')}`;
+const nowSeconds = () => Math.floor(Date.now() / 1000);
+const iso = (seconds: number) => new Date(seconds * 1000).toISOString();
+
+interface SubscriptionShape {
+  id: string;
+  customer: string;
+  status?: Stripe.Subscription.Status;
+  /** Price id and period of each item. */
+  items: Array<{ price: string; start: number; end: number; metered?: boolean }>;
+  trialEnd?: number | null;
+  metadata?: Record<string, string>;
+}
+
+/** A subscription as API 2026-10-28 renders it in an event: the period on each item. */
+function subscriptionObject(shape: SubscriptionShape): Stripe.Subscription {
+  const created = (shape.items[0]?.start ?? nowSeconds()) - 60;
+  return {
+    id: shape.id,
+    object: 'subscription',
+    application: null,
+    application_fee_percent: null,
+    automatic_tax: { disabled_reason: null, enabled: false, liability: null },
+    billing_cycle_anchor: shape.items[0]?.start ?? created,
+    billing_cycle_anchor_config: null,
+    billing_thresholds: null,
+    cancel_at: null,
+    cancel_at_period_end: false,
+    canceled_at: shape.status === 'canceled' ? nowSeconds() : null,
+    cancellation_details: { comment: null, feedback: null, reason: null },
+    collection_method: 'charge_automatically',
+    created,
+    currency: 'usd',
+    customer: shape.customer,
+    days_until_due: null,
+    default_payment_method: stripeId('pm'),
+    default_source: null,
+    default_tax_rates: [],
+    description: null,
+    discounts: [],
+    ended_at: shape.status === 'canceled' ? nowSeconds() : null,
+    items: {
+      object: 'list',
+      data: shape.items.map((item) => ({
+        id: stripeId('si'),
+        object: 'subscription_item',
+        billing_thresholds: null,
+        created,
+        current_period_end: item.end,
+        current_period_start: item.start,
+        discounts: [],
+        metadata: {},
+        price: {
+          id: item.price,
+          object: 'price',
+          active: true,
+          billing_scheme: 'per_unit',
+          created: created - DAY,
+          currency: 'usd',
+          livemode: false,
+          lookup_key: null,
+          metadata: {},
+          nickname: null,
+          product: stripeId('prod'),
+          recurring: {
+            interval: 'month',
+            interval_count: 1,
+            meter: item.metered ? stripeId('mtr') : null,
+            usage_type: item.metered ? 'metered' : 'licensed',
+          },
+          tax_behavior: 'unspecified',
+          tiers_mode: null,
+          transform_quantity: null,
+          type: 'recurring',
+          unit_amount: item.metered ? null : 4900,
+          unit_amount_decimal: item.metered ? '0.5' : '4900',
+        },
+        ...(item.metered ? {} : { quantity: 1 }),
+        subscription: shape.id,
+        tax_rates: [],
+      })),
+      has_more: false,
+      url: `/v1/subscription_items?subscription=${shape.id}`,
+    },
+    latest_invoice: stripeId('in'),
+    livemode: false,
+    metadata: shape.metadata ?? {},
+    next_pending_invoice_item_invoice: null,
+    on_behalf_of: null,
+    pause_collection: null,
+    pending_invoice_item_interval: null,
+    pending_setup_intent: null,
+    pending_update: null,
+    schedule: null,
+    start_date: created,
+    status: shape.status ?? 'active',
+    test_clock: null,
+    transfer_data: null,
+    trial_end: shape.trialEnd ?? null,
+    trial_settings: { end_behavior: { missing_payment_method: 'create_invoice' } },
+    trial_start: shape.trialEnd ? created : null,
+  } as unknown as Stripe.Subscription;
+}
+
+function subscriptionEvent(
+  type:
+    | 'customer.subscription.created'
+    | 'customer.subscription.updated'
+    | 'customer.subscription.deleted',
+  shape: SubscriptionShape,
+  created = nowSeconds(),
+  id = stripeId('evt'),
+): Stripe.Event {
+  return {
+    id,
+    object: 'event',
+    api_version: STRIPE_API_VERSION,
+    created,
+    data: { object: subscriptionObject(shape) },
+    livemode: false,
+    pending_webhooks: 1,
+    request: { id: stripeId('req'), idempotency_key: randomUUID() },
+    type,
+  } as Stripe.Event;
+}
+
+function delivery(
+  payload: string,
+  init: {
+    secret?: string;
+    signature?: string | null;
+    timestamp?: number;
+    method?: string;
+    tamper?: (payload: string) => string;
+  } = {},
+): Request {
+  const signature =
+    init.signature === undefined
+      ? stripe.webhooks.generateTestHeaderString({
+          payload,
+          secret: init.secret ?? webhookSecret,
+          ...(init.timestamp ? { timestamp: init.timestamp } : {}),
+        })
+      : init.signature;
+  const method = init.method ?? 'POST';
+  return new Request('https://flowmeter.test/api/v1/stripe/webhook', {
+    method,
+    headers: {
+      'content-type': 'application/json; charset=utf-8',
+      'user-agent': 'Stripe/1.0 (+https://stripe.com/docs/webhooks)',
+      ...(signature ? { 'stripe-signature': signature } : {}),
+    },
+    ...(method === 'GET' || method === 'HEAD'
+      ? {}
+      : { body: init.tamper ? init.tamper(payload) : payload }),
+  });
+}
+
+async function deliver(event: Stripe.Event, h = handler) {
+  const response = await h(delivery(JSON.stringify(event, null, 2)));
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+async function tenantState(tenantId: string) {
+  const { rows } = await superuser().query(
+    `select plan_id, subscription_status, stripe_customer_id, stripe_subscription_id,
+            current_period_start, current_period_end, trial_ends_at, stripe_synced_at, updated_at
+     from public.tenants where id = $1`,
+    [tenantId],
+  );
+  return rows[0];
+}
+
+async function recordedEvent(eventId: string) {
+  const { rows } = await superuser().query(
+    'select type, created, outcome, tenant_id, detail from public.stripe_events where id = $1',
+    [eventId],
+  );
+  return rows[0] ?? null;
+}
+
+async function mapPrice(planId: string, priceId = stripeId('price')) {
+  const { error } = await serviceClient().rpc('upsert_plan_price', {
+    stripe_price_id: priceId,
+    plan_id: planId,
+  });
+  if (error) throw new Error(`upsert_plan_price: ${error.message}`);
+  return priceId;
+}
+
+/** A tenant on a starter plan, linked to a Stripe customer, and a price mapped to a pro plan. */
+async function linkedTenant() {
+  const tenant = await createTenant();
+  const customer = stripeId('cus');
+  await superuser().query('update public.tenants set stripe_customer_id = $2 where id = $1', [
+    tenant.id,
+    customer,
+  ]);
+  const pro = await createPlan({ included_executions: 50_000 });
+  const proPrice = await mapPrice(pro.id);
+  return { tenant, customer, pro, proPrice, subscription: stripeId('sub') };
+}
+
+const monthFrom = (start: number) => ({ start, end: start + 30 * DAY });
+
+describe('stripe webhook: subscription sync', () => {
+  it('created: the tenant takes the mapped plan, status, period and Stripe ids', async () => {
+    const { tenant, customer, pro, proPrice, subscription } = await linkedTenant();
+    const start = nowSeconds() - 3600;
+    const event = subscriptionEvent('customer.subscription.created', {
+      id: subscription,
+      customer,
+      items: [
+        { price: proPrice, ...monthFrom(start) },
+        { price: stripeId('price'), ...monthFrom(start), metered: true },
+      ],
+    });
+
+    const { status, body } = await deliver(event);
+
+    expect(status).toBe(200);
+    expect(body).toEqual({ received: true, outcome: 'applied' });
+    const state = await tenantState(tenant.id);
+    expect(state).toMatchObject({
+      plan_id: pro.id,
+      subscription_status: 'active',
+      stripe_customer_id: customer,
+      stripe_subscription_id: subscription,
+      trial_ends_at: null,
+    });
+    expect(state.current_period_start.toISOString()).toBe(iso(start));
+    expect(state.current_period_end.toISOString()).toBe(iso(start + 30 * DAY));
+    expect(state.stripe_synced_at.toISOString()).toBe(iso(event.created));
+    expect(await recordedEvent(event.id)).toMatchObject({
+      type: 'customer.subscription.created',
+      outcome: 'applied',
+      tenant_id: tenant.id,
+      detail: null,
+    });
+  });
+
+  it('a trial: status trialing and the trial end', async () => {
+    const { tenant, customer, proPrice, subscription } = await linkedTenant();
+    const start = nowSeconds() - 60;
+    const trialEnd = start + 14 * DAY;
+    const event = subscriptionEvent('customer.subscription.created', {
+      id: subscription,
+      customer,
+      status: 'trialing',
+      trialEnd,
+      items: [{ price: proPrice, start, end: trialEnd }],
+    });
+    expect((await deliver(event)).body.outcome).toBe('applied');
+    const state = await tenantState(tenant.id);
+    expect(state.subscription_status).toBe('trialing');
+    expect(state.trial_ends_at.toISOString()).toBe(iso(trialEnd));
+  });
+
+  it('finds the tenant by metadata.flowmeter_tenant_id when no Stripe id is stored yet', async () => {
+    const tenant = await createTenant();
+    const pro = await createPlan();
+    const price = await mapPrice(pro.id);
+    const customer = stripeId('cus');
+    const subscription = stripeId('sub');
+    const event = subscriptionEvent('customer.subscription.created', {
+      id: subscription,
+      customer,
+      items: [{ price, ...monthFrom(nowSeconds()) }],
+      metadata: { flowmeter_tenant_id: tenant.id },
+    });
+
+    expect((await deliver(event)).body.outcome).toBe('applied');
+    expect(await tenantState(tenant.id)).toMatchObject({
+      plan_id: pro.id,
+      stripe_customer_id: customer,
+      stripe_subscription_id: subscription,
+    });
+
+    // From now on the stored subscription id finds it, metadata or not.
+    const later = subscriptionEvent(
+      'customer.subscription.updated',
+      {
+        id: subscription,
+        customer,
+        status: 'past_due',
+        items: [{ price, ...monthFrom(nowSeconds()) }],
+      },
+      event.created + 10,
+    );
+    expect((await deliver(later)).body.outcome).toBe('applied');
+    expect((await tenantState(tenant.id)).subscription_status).toBe('past_due');
+  });
+
+  it('updated: a plan change moves the tenant to the new price’s plan and period', async () => {
+    const { tenant, customer, proPrice, subscription } = await linkedTenant();
+    const start = nowSeconds() - 20 * DAY;
+    const created = nowSeconds() - 100;
+    await deliver(
+      subscriptionEvent(
+        'customer.subscription.created',
+        { id: subscription, customer, items: [{ price: proPrice, ...monthFrom(start) }] },
+        created,
+      ),
+    );
+    const enterprise = await createPlan({ included_executions: 1_000_000 });
+    const enterprisePrice = await mapPrice(enterprise.id);
+    // Upgrading with a new billing cycle anchor starts a new period now.
+    const newStart = nowSeconds();
+    const upgraded = subscriptionEvent(
+      'customer.subscription.updated',
+      { id: subscription, customer, items: [{ price: enterprisePrice, ...monthFrom(newStart) }] },
+      created + 50,
+    );
+    expect((await deliver(upgraded)).body.outcome).toBe('applied');
+    const state = await tenantState(tenant.id);
+    expect(state.plan_id).toBe(enterprise.id);
+    expect(state.current_period_start.toISOString()).toBe(iso(newStart));
+  });
+
+  it('deleted: the tenant’s subscription is canceled', async () => {
+    const { tenant, customer, proPrice, subscription } = await linkedTenant();
+    const created = nowSeconds() - 100;
+    const items = [{ price: proPrice, ...monthFrom(nowSeconds() - DAY) }];
+    await deliver(
+      subscriptionEvent(
+        'customer.subscription.created',
+        { id: subscription, customer, items },
+        created,
+      ),
+    );
+    const deleted = subscriptionEvent(
+      'customer.subscription.deleted',
+      { id: subscription, customer, status: 'canceled', items },
+      created + 30,
+    );
+    expect((await deliver(deleted)).body).toEqual({ received: true, outcome: 'applied' });
+    expect(await tenantState(tenant.id)).toMatchObject({
+      subscription_status: 'canceled',
+      stripe_subscription_id: subscription,
+    });
+  });
+
+  it('a price mapped to no plan: status and period still sync, the plan is kept, the event says why', async () => {
+    const { tenant, customer, subscription } = await linkedTenant();
+    const unmapped = stripeId('price');
+    const event = subscriptionEvent('customer.subscription.created', {
+      id: subscription,
+      customer,
+      items: [{ price: unmapped, ...monthFrom(nowSeconds()) }],
+    });
+    expect((await deliver(event)).body.outcome).toBe('applied');
+    expect(await tenantState(tenant.id)).toMatchObject({
+      plan_id: tenant.plan_id,
+      subscription_status: 'active',
+      stripe_subscription_id: subscription,
+    });
+    expect((await recordedEvent(event.id)).detail).toMatch(
+      new RegExp(`^unmapped_price: no plan for ${unmapped}`),
+    );
+  });
+});
+
+describe('stripe webhook: delivery at least once, in any order', () => {
+  it('a replayed event is a duplicate and changes nothing', async () => {
+    const { tenant, customer, proPrice, subscription } = await linkedTenant();
+    const event = subscriptionEvent('customer.subscription.created', {
+      id: subscription,
+      customer,
+      items: [{ price: proPrice, ...monthFrom(nowSeconds()) }],
+    });
+    expect((await deliver(event)).body.outcome).toBe('applied');
+    const before = await tenantState(tenant.id);
+    const recorded = await recordedEvent(event.id);
+
+    const replay = await deliver(event);
+    expect(replay).toEqual({ status: 200, body: { received: true, outcome: 'duplicate' } });
+    expect(await tenantState(tenant.id)).toEqual(before);
+    expect(await recordedEvent(event.id)).toEqual(recorded);
+  });
+
+  it('the same event delivered concurrently is applied once', async () => {
+    const { tenant, customer, proPrice, subscription } = await linkedTenant();
+    const event = subscriptionEvent('customer.subscription.created', {
+      id: subscription,
+      customer,
+      items: [{ price: proPrice, ...monthFrom(nowSeconds()) }],
+    });
+    const outcomes = (await Promise.all(Array.from({ length: 8 }, () => deliver(event)))).map(
+      (r) => r.body.outcome,
+    );
+    expect(outcomes.filter((o) => o === 'applied')).toHaveLength(1);
+    expect(outcomes.filter((o) => o === 'duplicate')).toHaveLength(7);
+    expect((await tenantState(tenant.id)).stripe_subscription_id).toBe(subscription);
+  });
+
+  it('an older event arriving after a newer one is stale: the newer state stays', async () => {
+    const { tenant, customer, pro, proPrice, subscription } = await linkedTenant();
+    const basic = await createPlan({ included_executions: 100 });
+    const basicPrice = await mapPrice(basic.id);
+    const t0 = nowSeconds() - 600;
+    const older = subscriptionEvent(
+      'customer.subscription.updated',
+      {
+        id: subscription,
+        customer,
+        status: 'past_due',
+        items: [{ price: basicPrice, ...monthFrom(t0 - 30 * DAY) }],
+      },
+      t0,
+    );
+    const newer = subscriptionEvent(
+      'customer.subscription.updated',
+      { id: subscription, customer, items: [{ price: proPrice, ...monthFrom(t0) }] },
+      t0 + 120,
+    );
+
+    expect((await deliver(newer)).body.outcome).toBe('applied');
+    expect((await deliver(older)).body).toEqual({ received: true, outcome: 'stale' });
+
+    const state = await tenantState(tenant.id);
+    expect(state).toMatchObject({ plan_id: pro.id, subscription_status: 'active' });
+    expect(state.current_period_start.toISOString()).toBe(iso(t0));
+    expect(state.stripe_synced_at.toISOString()).toBe(iso(newer.created));
+    expect(await recordedEvent(older.id)).toMatchObject({ outcome: 'stale', tenant_id: tenant.id });
+  });
+
+  it('events for one tenant arriving at once: the newest state wins', async () => {
+    const { tenant, customer, proPrice, subscription } = await linkedTenant();
+    const t0 = nowSeconds() - 600;
+    const statuses = ['incomplete', 'active', 'past_due', 'unpaid', 'active', 'past_due'] as const;
+    const events = statuses.map((status, i) =>
+      subscriptionEvent(
+        'customer.subscription.updated',
+        { id: subscription, customer, status, items: [{ price: proPrice, ...monthFrom(t0) }] },
+        t0 + i * 10,
+      ),
+    );
+    const outcomes = await Promise.all(events.map((e) => deliver(e)));
+    expect(outcomes.every((o) => ['applied', 'stale'].includes(o.body.outcome as string))).toBe(
+      true,
+    );
+    const state = await tenantState(tenant.id);
+    expect(state.subscription_status).toBe('past_due');
+    expect(state.stripe_synced_at.toISOString()).toBe(iso(t0 + 50));
+  });
+
+  it('within the same second, a created event does not undo a deletion', async () => {
+    const { tenant, customer, proPrice, subscription } = await linkedTenant();
+    const second = nowSeconds() - 30;
+    const items = [{ price: proPrice, ...monthFrom(second) }];
+    const created = subscriptionEvent(
+      'customer.subscription.created',
+      { id: subscription, customer, status: 'incomplete', items },
+      second,
+    );
+    const deleted = subscriptionEvent(
+      'customer.subscription.deleted',
+      { id: subscription, customer, status: 'incomplete_expired', items },
+      second,
+    );
+    expect((await deliver(deleted)).body.outcome).toBe('applied');
+    expect((await deliver(created)).body.outcome).toBe('stale');
+    expect((await tenantState(tenant.id)).subscription_status).toBe('canceled');
+  });
+
+  it('the end of an old subscription does not end the tenant’s new one', async () => {
+    const { tenant, customer, pro, proPrice } = await linkedTenant();
+    const oldSubscription = stripeId('sub');
+    const newSubscription = stripeId('sub');
+    const t0 = nowSeconds() - 300;
+    const items = [{ price: proPrice, ...monthFrom(t0) }];
+    await deliver(
+      subscriptionEvent(
+        'customer.subscription.created',
+        { id: newSubscription, customer, items },
+        t0,
+      ),
+    );
+    const oldEnded = subscriptionEvent(
+      'customer.subscription.deleted',
+      { id: oldSubscription, customer, status: 'canceled', items },
+      t0 + 60,
+    );
+    expect((await deliver(oldEnded)).body.outcome).toBe('superseded');
+    expect(await tenantState(tenant.id)).toMatchObject({
+      plan_id: pro.id,
+      subscription_status: 'active',
+      stripe_subscription_id: newSubscription,
+    });
+  });
+});
+
+describe('stripe webhook: events it cannot place', () => {
+  it('an unknown tenant: 200 to Stripe, recorded for the operator', async () => {
+    const subscription = stripeId('sub');
+    const customer = stripeId('cus');
+    const event = subscriptionEvent('customer.subscription.created', {
+      id: subscription,
+      customer,
+      items: [{ price: stripeId('price'), ...monthFrom(nowSeconds()) }],
+    });
+    expect(await deliver(event)).toEqual({
+      status: 200,
+      body: { received: true, outcome: 'unknown_tenant' },
+    });
+    const recorded = await recordedEvent(event.id);
+    expect(recorded).toMatchObject({ outcome: 'unknown_tenant', tenant_id: null });
+    expect(recorded.detail).toContain(subscription);
+    expect(recorded.detail).toContain(customer);
+  });
+
+  it('an unknown-tenant event resent after the tenant is linked is applied', async () => {
+    const tenant = await createTenant();
+    const customer = stripeId('cus');
+    const subscription = stripeId('sub');
+    const event = subscriptionEvent('customer.subscription.created', {
+      id: subscription,
+      customer,
+      items: [{ price: stripeId('price'), ...monthFrom(nowSeconds()) }],
+      metadata: { flowmeter_tenant_id: randomUUID() },
+    });
+    expect((await deliver(event)).body.outcome).toBe('unknown_tenant');
+    expect((await recordedEvent(event.id)).detail).toMatch(/names no tenant/);
+
+    await superuser().query('update public.tenants set stripe_customer_id = $2 where id = $1', [
+      tenant.id,
+      customer,
+    ]);
+    expect((await deliver(event)).body.outcome).toBe('applied');
+    expect((await tenantState(tenant.id)).stripe_subscription_id).toBe(subscription);
+    expect(await recordedEvent(event.id)).toMatchObject({
+      outcome: 'applied',
+      tenant_id: tenant.id,
+    });
+    expect((await deliver(event)).body.outcome).toBe('duplicate');
+  });
+
+  it('other event types: 200 ignored, nothing recorded', async () => {
+    const event = {
+      id: stripeId('evt'),
+      object: 'event',
+      api_version: STRIPE_API_VERSION,
+      created: nowSeconds(),
+      data: {
+        object: {
+          id: stripeId('in'),
+          object: 'invoice',
+          customer: stripeId('cus'),
+          status: 'paid',
+        },
+      },
+      livemode: false,
+      pending_webhooks: 1,
+      request: { id: null, idempotency_key: null },
+      type: 'invoice.paid',
+    } as unknown as Stripe.Event;
+    expect(await deliver(event)).toEqual({
+      status: 200,
+      body: { received: true, outcome: 'ignored' },
+    });
+    expect(await recordedEvent(event.id)).toBeNull();
+  });
+});
+
+describe('stripe webhook: signature, contract and failures', () => {
+  async function signedFor(tenantId: string) {
+    const { customer, proPrice, subscription } = await linkedTenantOn(tenantId);
+    return subscriptionEvent('customer.subscription.created', {
+      id: subscription,
+      customer,
+      items: [{ price: proPrice, ...monthFrom(nowSeconds()) }],
+    });
+  }
+
+  /** Links an existing tenant to a fresh customer, so a valid event would change it. */
+  async function linkedTenantOn(tenantId: string) {
+    const customer = stripeId('cus');
+    await superuser().query('update public.tenants set stripe_customer_id = $2 where id = $1', [
+      tenantId,
+      customer,
+    ]);
+    const proPrice = await mapPrice((await createPlan()).id);
+    return { customer, proPrice, subscription: stripeId('sub') };
+  }
+
+  async function refusedChangingNothing(
+    make: (payload: string) => Request,
+    status: number,
+    code: string,
+  ) {
+    const tenant = await createTenant();
+    const event = await signedFor(tenant.id);
+    const before = await tenantState(tenant.id);
+    const response = await handler(make(JSON.stringify(event)));
+    expect(response.status).toBe(status);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe(code);
+    expect(await tenantState(tenant.id)).toEqual(before);
+    expect(await recordedEvent(event.id)).toBeNull();
+  }
+
+  it('a body changed after signing (one byte): 400, nothing changes', async () => {
+    await refusedChangingNothing(
+      (payload) =>
+        delivery(payload, { tamper: (p) => p.replace('"status":"active"', '"status":"activ3"') }),
+      400,
+      'invalid_request',
+    );
+  });
+
+  it('a signature made with another secret: 400, nothing changes', async () => {
+    await refusedChangingNothing(
+      (payload) => delivery(payload, { secret: `whsec_${randomBytes(24).toString('hex')}` }),
+      400,
+      'invalid_request',
+    );
+  });
+
+  it('no Stripe-Signature header: 400, nothing changes', async () => {
+    await refusedChangingNothing(
+      (payload) => delivery(payload, { signature: null }),
+      400,
+      'invalid_request',
+    );
+  });
+
+  it('a malformed Stripe-Signature header: 400, nothing changes', async () => {
+    await refusedChangingNothing(
+      (payload) => delivery(payload, { signature: 'v1=deadbeef' }),
+      400,
+      'invalid_request',
+    );
+  });
+
+  it('a genuine signature older than five minutes (a replay by someone else): 400', async () => {
+    await refusedChangingNothing(
+      (payload) => delivery(payload, { timestamp: nowSeconds() - 600 }),
+      400,
+      'invalid_request',
+    );
+  });
+
+  it('a signed body that is not JSON: 400', async () => {
+    const response = await handler(delivery('not json'));
+    expect(response.status).toBe(400);
+  });
+
+  it('other methods: 405 with Allow', async () => {
+    const response = await handler(delivery('', { method: 'GET', signature: null }));
+    expect(response.status).toBe(405);
+    expect(response.headers.get('allow')).toBe('POST');
+  });
+
+  it('a body over 1 MiB: 413 before anything else', async () => {
+    const event = subscriptionEvent('customer.subscription.created', {
+      id: stripeId('sub'),
+      customer: stripeId('cus'),
+      items: [{ price: stripeId('price'), ...monthFrom(nowSeconds()) }],
+      metadata: { padding: 'x'.repeat(MAX_BODY_BYTES) },
+    });
+    const response = await handler(delivery(JSON.stringify(event)));
+    expect(response.status).toBe(413);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe(
+      'payload_too_large',
+    );
+    expect(await recordedEvent(event.id)).toBeNull();
+  });
+
+  it('the database unreachable: 500, so that Stripe retries', async () => {
+    const down = createStripeWebhookHandler({
+      db: unreachableDb(),
+      stripe,
+      webhookSecret,
+      log: silentLogger,
+    });
+    const event = subscriptionEvent('customer.subscription.updated', {
+      id: stripeId('sub'),
+      customer: stripeId('cus'),
+      items: [{ price: stripeId('price'), ...monthFrom(nowSeconds()) }],
+    });
+    const response = await down(delivery(JSON.stringify(event)));
+    expect(response.status).toBe(500);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe('internal');
+  });
+});
+
+describe('stripe webhook: SQL API', () => {
+  const valid = () => ({
+    event_id: stripeId('evt'),
+    event_type: 'customer.subscription.updated',
+    event_created: new Date().toISOString(),
+    subscription_id: stripeId('sub'),
+    customer_id: stripeId('cus'),
+    status: 'active',
+    price_ids: [stripeId('price')],
+    period_start: iso(nowSeconds()),
+    period_end: iso(nowSeconds() + 30 * DAY),
+  });
+
+  it.each([
+    ['an event id without evt_', { event_id: 'ev_1' }, /event_id must be a Stripe event id/],
+    ['a subscription id without sub_', { subscription_id: 'si_1' }, /subscription_id must be/],
+    ['a customer id without cus_', { customer_id: 'acct_1' }, /customer_id must be/],
+    [
+      'a status Stripe does not have',
+      { status: 'none' },
+      /status must be a Stripe subscription status/,
+    ],
+    [
+      'a period ending before it starts',
+      { period_end: iso(nowSeconds() - DAY) },
+      /period_end .* must be after period_start/,
+    ],
+    [
+      'another kind of event',
+      { event_type: 'invoice.paid' },
+      /customer\.subscription\.\* event type/,
+    ],
+  ])('refuses %s with a clear message, recording nothing', async (_, change, message) => {
+    const args = { ...valid(), ...change };
+    const { error } = await serviceClient().rpc('apply_stripe_subscription_event', args);
+    expect(error?.message).toMatch(message);
+    expect(await recordedEvent(args.event_id)).toBeNull();
+  });
+
+  it('upsert_plan_price maps, remaps, and refuses bad input clearly', async () => {
+    const a = await createPlan();
+    const b = await createPlan();
+    const price = await mapPrice(a.id);
+    const { data } = await serviceClient().rpc('upsert_plan_price', {
+      stripe_price_id: price,
+      plan_id: b.id,
+    });
+    expect(data).toMatchObject({ stripe_price_id: price, plan_id: b.id });
+    const bad = await serviceClient().rpc('upsert_plan_price', {
+      stripe_price_id: 'prod_123',
+      plan_id: a.id,
+    });
+    expect(bad.error?.message).toMatch(/must be a Stripe price id/);
+    const missing = await serviceClient().rpc('upsert_plan_price', {
+      stripe_price_id: stripeId('price'),
+      plan_id: 'no-such-plan',
+    });
+    expect(missing.error?.message).toMatch(/no plan has the id/);
+  });
+
+  it('the API roles can neither call the functions nor read the tables', async () => {
+    const anon = anonClient();
+    expect((await anon.rpc('apply_stripe_subscription_event', valid())).error).not.toBeNull();
+    expect(
+      (await anon.rpc('upsert_plan_price', { stripe_price_id: stripeId('price'), plan_id: 'x' }))
+        .error,
+    ).not.toBeNull();
+    const { rows } = await superuser().query(`
+      select r.rolname, c.relname from pg_class c
+      cross join (values ('anon'), ('authenticated')) r(rolname)
+      where c.oid in ('public.stripe_events'::regclass, 'public.plan_prices'::regclass)
+        and has_table_privilege(r.rolname, c.oid, 'select')`);
+    expect(rows).toEqual([]);
+  });
+});
