@@ -60,6 +60,8 @@ export interface RunReporterInput {
   stripe: Stripe | null;
   settings: ReporterSettings;
   log: Logger;
+  /** Only these tenants (an operator's targeted run); all by default. */
+  tenantIds?: string[];
   now?: () => number;
 }
 
@@ -78,6 +80,7 @@ export async function runReporter(input: RunReporterInput): Promise<ReporterSumm
   const { data: reports, error } = await db.rpc('claim_meter_deltas', {
     max_rows: settings.maxRows,
     finalization_grace_minutes: settings.finalizationGraceMinutes,
+    ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
   });
   if (error) throw new Error(`claim_meter_deltas failed: ${error.message}`);
   const pending = reports ?? [];

@@ -24,3 +24,16 @@ export const reporterEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).ex
 export type ReporterConfig = z.infer<typeof reporterEnvSchema>;
 export const loadReporterConfig = (env: Env = process.env): ReporterConfig =>
   parseEnv(reporterEnvSchema, env);
+
+/** reconcile-usage: the daily reconciliation. */
+export const reconcileEnvSchema = reporterEnvSchema.extend({
+  // Set counters to the raw-row totals when they differ (each repair is still a finding).
+  RECONCILE_REPAIR: z
+    .enum(['true', 'false'], { error: 'must be true or false' })
+    .default('false')
+    .transform((v) => v === 'true'),
+});
+
+export type ReconcileConfig = z.infer<typeof reconcileEnvSchema>;
+export const loadReconcileConfig = (env: Env = process.env): ReconcileConfig =>
+  parseEnv(reconcileEnvSchema, env);

@@ -63,9 +63,11 @@ create policy meter_reports_select_member on public.meter_reports
 -- Records every unreported delta in the ledger (one row per tenant-period, locked so two
 -- reporters never claim the same delta), then returns up to max_rows pending reports,
 -- oldest first. Deltas of periods whose invoice is already final are recorded as late.
+-- tenant_ids limits the run to those tenants (an operator's targeted run).
 create or replace function public.claim_meter_deltas(
   max_rows int default 500,
-  finalization_grace_minutes int default 60
+  finalization_grace_minutes int default 60,
+  tenant_ids uuid[] default null
 )
 returns setof public.meter_reports
 language plpgsql
@@ -82,6 +84,7 @@ begin
     where c.billable > c.reported
       and t.stripe_customer_id is not null
       and p.stripe_meter_event_name is not null
+      and (claim_meter_deltas.tenant_ids is null or c.tenant_id = any (claim_meter_deltas.tenant_ids))
     for update of c skip locked
   ),
   recorded as (
@@ -106,6 +109,7 @@ begin
   return query
   select * from public.meter_reports r
   where r.status = 'pending'
+    and (claim_meter_deltas.tenant_ids is null or r.tenant_id = any (claim_meter_deltas.tenant_ids))
   order by r.created_at, r.id
   limit claim_meter_deltas.max_rows;
 end;
@@ -137,7 +141,7 @@ begin
 end;
 $$;
 
-revoke execute on function public.claim_meter_deltas(int, int), public.record_meter_report(bigint, text, text)
+revoke execute on function public.claim_meter_deltas(int, int, uuid[]), public.record_meter_report(bigint, text, text)
   from public, anon, authenticated;
-grant execute on function public.claim_meter_deltas(int, int), public.record_meter_report(bigint, text, text)
+grant execute on function public.claim_meter_deltas(int, int, uuid[]), public.record_meter_report(bigint, text, text)
   to service_role;

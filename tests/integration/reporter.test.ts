@@ -27,6 +27,9 @@ function fakeStripe() {
 const stripeClient = (timeoutMs = 400) =>
   createStripeClient({ secretKey: 'sk_test_flowmeter', maxNetworkRetries: 0, timeoutMs });
 
+/** Tenants of this file: every run is scoped to them, never to other files' tenants. */
+const ours: string[] = [];
+
 /** A metered tenant with a Stripe customer, usage counted in the current UTC month. */
 async function meteredTenant(billable = 0) {
   const plan = await createPlan({ included_executions: 100 });
@@ -35,6 +38,7 @@ async function meteredTenant(billable = 0) {
     [plan.id],
   );
   const tenant = await createTenant(plan.id);
+  ours.push(tenant.id);
   const customer = `cus_${randomBytes(6).toString('hex')}`;
   await superuser().query('update public.tenants set stripe_customer_id = $2 where id = $1', [
     tenant.id,
@@ -67,12 +71,14 @@ async function ledger(tenantId: string) {
 const run = (
   stripe: ReturnType<typeof stripeClient> | null = stripeClient(),
   overrides: Partial<ReporterSettings> = {},
+  tenantIds: string[] = [...ours],
 ) =>
   runReporter({
     db: serviceClient(),
     stripe,
     settings: { ...settings, ...overrides },
     log: silentLogger,
+    tenantIds,
   });
 
 describe('reporter', () => {
@@ -99,7 +105,7 @@ describe('reporter', () => {
     const stripe = fakeStripe();
     const { tenantId, customer } = await meteredTenant(9);
     // The claim commits; the process dies before anything reaches Stripe.
-    await serviceClient().rpc('claim_meter_deltas', { max_rows: 100 });
+    await serviceClient().rpc('claim_meter_deltas', { max_rows: 100, tenant_ids: [tenantId] });
     const [claimed] = await ledger(tenantId);
     expect(claimed.status).toBe('pending');
     await run();
@@ -162,12 +168,14 @@ describe('reporter', () => {
   it('stops calling Stripe while it is down (circuit breaker), and catches up afterwards', async () => {
     const stripe = fakeStripe();
     const tenants = await Promise.all(Array.from({ length: 20 }, () => meteredTenant(1)));
+    const ids = tenants.map((t) => t.tenantId);
     stripe.faultEach(() => 'server_error');
-    const down = await run(stripeClient(), { concurrency: 1 });
+    const down = await run(stripeClient(), { concurrency: 1 }, ids);
+    expect(down.claimed).toBe(20);
     expect(down.deferred).toBeGreaterThan(0);
     expect(stripe.requests).toBeLessThan(20);
     stripe.faultEach(undefined);
-    await run();
+    await run(stripeClient(), {}, ids);
     for (const t of tenants) expect(stripe.totalFor(t.customer)).toBe(1);
   });
 
@@ -232,8 +240,12 @@ describe('reporter under faults', () => {
           }
         }
         // A "crash" after claiming (ledger written, nothing sent) in some rounds.
-        if (random() < 0.3) await serviceClient().rpc('claim_meter_deltas', { max_rows: 1000 });
-        else await run(stripeClient(50), { concurrency: 1 + Math.floor(random() * 4) });
+        if (random() < 0.3) {
+          await serviceClient().rpc('claim_meter_deltas', {
+            max_rows: 1000,
+            tenant_ids: [...ours],
+          });
+        } else await run(stripeClient(50), { concurrency: 1 + Math.floor(random() * 4) });
       }
       stripe.faultEach(undefined);
       for (let i = 0; i < 3; i++) await run(stripeClient(50));

@@ -111,8 +111,41 @@ export class FakeStripe {
     };
   }
 
+  /** Stripe's meter event summaries: accepted values per customer within [start, end). */
+  private summaries(meterId: string, url: URL) {
+    const customer = url.searchParams.get('customer');
+    const start = Number(url.searchParams.get('start_time'));
+    const end = Number(url.searchParams.get('end_time'));
+    let total = this.summaryOffset.get(customer ?? '') ?? 0;
+    for (const e of this.accepted.values()) {
+      if (e.customer === customer && e.timestamp >= start && e.timestamp < end) total += e.value;
+    }
+    return HttpResponse.json({
+      object: 'list',
+      url: `/v1/billing/meters/${meterId}/event_summaries`,
+      has_more: false,
+      data: [
+        {
+          id: `mtrsum_${start}`,
+          object: 'billing.meter_event_summary',
+          aggregated_value: total,
+          end_time: end,
+          livemode: false,
+          meter: meterId,
+          start_time: start,
+        },
+      ],
+    });
+  }
+
+  /** Makes Stripe's summary for a customer disagree by `delta` (as a lost event would). */
+  readonly summaryOffset = new Map<string, number>();
+
   handlers(): RequestHandler[] {
     return [
+      http.get(`${this.base}/v1/billing/meters/:meter/event_summaries`, ({ request, params }) =>
+        this.summaries(String(params.meter), new URL(request.url)),
+      ),
       http.post(`${this.base}/v1/billing/meter_events`, async ({ request }) => {
         this.requests += 1;
         const text = await request.text();

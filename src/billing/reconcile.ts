@@ -1,0 +1,108 @@
+import type Stripe from 'stripe';
+import type { Db } from '../db/client.ts';
+import type { Database } from '../db/database.types.ts';
+import type { Logger } from '../observability/logger.ts';
+
+export type Finding = Database['public']['Tables']['reconciliation_findings']['Row'];
+
+export interface ReconcileInput {
+  db: Db;
+  stripe: Stripe | null;
+  log: Logger;
+  /** Tenant-periods starting at or after this are checked; keep it within raw retention. */
+  since: Date;
+  repair?: boolean;
+  tenantIds?: string[];
+  /** Stripe's summaries are eventually consistent: skip totals sent more recently. */
+  settleMs?: number;
+  now?: () => number;
+}
+
+export interface ReconcileSummary {
+  counterFindings: Finding[];
+  stripeChecked: number;
+  stripeFindings: Finding[];
+  stripeSkipped: number;
+}
+
+async function stripeTotal(
+  stripe: Stripe,
+  meterId: string,
+  customer: string,
+  start: string,
+  end: string,
+) {
+  let total = 0;
+  for await (const summary of stripe.billing.meters.listEventSummaries(meterId, {
+    customer,
+    start_time: Math.floor(Date.parse(start) / 1000),
+    end_time: Math.floor(Date.parse(end) / 1000),
+  })) {
+    total += summary.aggregated_value;
+  }
+  return total;
+}
+
+/**
+ * Daily reconciliation: recomputes counters from raw executions (recording any drift,
+ * repairing it only when asked), then compares what Stripe accepted per customer and
+ * period with Stripe's own meter event summaries.
+ */
+export async function runReconciliation(input: ReconcileInput): Promise<ReconcileSummary> {
+  const { db, stripe, log } = input;
+  const now = input.now ?? Date.now;
+  const { data: counterFindings, error } = await db.rpc('reconcile_counters', {
+    since: input.since.toISOString(),
+    repair: input.repair ?? false,
+    ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
+  });
+  if (error) throw new Error(`reconcile_counters failed: ${error.message}`);
+  for (const f of counterFindings ?? []) {
+    log.error({ finding: f }, f.repaired ? 'counter drift repaired' : 'counter drift found');
+  }
+
+  const summary: ReconcileSummary = {
+    counterFindings: counterFindings ?? [],
+    stripeChecked: 0,
+    stripeFindings: [],
+    stripeSkipped: 0,
+  };
+  if (!stripe) return summary;
+
+  const { data: totals, error: totalsError } = await db.rpc('sent_meter_totals', {
+    since: input.since.toISOString(),
+  });
+  if (totalsError) throw new Error(`sent_meter_totals failed: ${totalsError.message}`);
+  const settle = input.settleMs ?? 3600_000;
+  for (const total of totals ?? []) {
+    if (input.tenantIds && !input.tenantIds.includes(total.tenant_id)) continue;
+    if (now() - Date.parse(total.last_sent_at) < settle) {
+      summary.stripeSkipped += 1;
+      continue;
+    }
+    try {
+      const atStripe = await stripeTotal(
+        stripe,
+        total.stripe_meter_id,
+        total.stripe_customer_id,
+        total.period_start,
+        total.period_end,
+      );
+      summary.stripeChecked += 1;
+      if (atStripe === total.sent) continue;
+      const { data: finding, error: recordError } = await db.rpc('record_stripe_drift', {
+        tenant_id: total.tenant_id,
+        period_start: total.period_start,
+        expected: total.sent,
+        actual: atStripe,
+        detail: `flowmeter sent ${total.sent} for ${total.stripe_customer_id} on ${total.stripe_meter_id}; Stripe's summary says ${atStripe}`,
+      });
+      if (recordError) throw new Error(recordError.message);
+      if (finding) summary.stripeFindings.push(finding);
+      log.error({ total, atStripe }, 'Stripe disagrees with what was reported');
+    } catch (stripeError) {
+      log.warn({ total, error: (stripeError as Error).message }, 'could not compare with Stripe');
+    }
+  }
+  return summary;
+}
