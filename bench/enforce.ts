@@ -60,6 +60,7 @@ async function startStackProcess(): Promise<LocalStackInfo & { stop(): Promise<v
 
 const stack = await startStackProcess();
 const admin = new pg.Pool({ connectionString: stack.databaseUrl, max: 4 });
+admin.on('error', () => {});
 const results: Series[] = [];
 const log = (s: Series, baseline?: Series) =>
   console.log(
@@ -134,6 +135,7 @@ try {
   };
 
   const service = new pg.Pool({ connectionString: stack.databaseUrl, max: 64 });
+  service.on('error', () => {});
   service.on('connect', (client) => void client.query('set role service_role'));
   const viaSql = (i: number) =>
     service.query('select public.enforce_usage($1)', [tenantIds[i % tenantIds.length]]);

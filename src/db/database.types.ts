@@ -5,6 +5,97 @@ export type Json = string | number | boolean | null | { [key: string]: Json | un
 export type Database = {
   public: {
     Tables: {
+      alert_channels: {
+        Row: {
+          created_at: string;
+          enabled: boolean;
+          id: number;
+          kind: string;
+          target: string;
+          tenant_id: string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          created_at?: string;
+          enabled?: boolean;
+          id?: never;
+          kind: string;
+          target: string;
+          tenant_id?: string | null;
+        };
+        Update: {
+          created_at?: string;
+          enabled?: boolean;
+          id?: never;
+          kind?: string;
+          target?: string;
+          tenant_id?: string | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'alert_channels_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
+      alert_deliveries: {
+        Row: {
+          alert_id: number;
+          attempts: number;
+          channel_id: number;
+          created_at: string;
+          delivered_at: string | null;
+          delivery_key: string;
+          last_error: string | null;
+          lease_expires_at: string | null;
+          next_attempt_at: string | null;
+          status: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          alert_id: number;
+          attempts?: number;
+          channel_id: number;
+          created_at?: string;
+          delivered_at?: string | null;
+          delivery_key?: never;
+          last_error?: string | null;
+          lease_expires_at?: string | null;
+          next_attempt_at?: string | null;
+          status?: string;
+        };
+        Update: {
+          alert_id?: number;
+          attempts?: number;
+          channel_id?: number;
+          created_at?: string;
+          delivered_at?: string | null;
+          delivery_key?: never;
+          last_error?: string | null;
+          lease_expires_at?: string | null;
+          next_attempt_at?: string | null;
+          status?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'alert_deliveries_alert_id_fkey';
+            columns: ['alert_id'];
+            isOneToOne: false;
+            referencedRelation: 'usage_alerts';
+            referencedColumns: ['id'];
+          },
+          {
+            foreignKeyName: 'alert_deliveries_channel_id_fkey';
+            columns: ['channel_id'];
+            isOneToOne: false;
+            referencedRelation: 'alert_channels';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
       collection_gaps: {
         Row: {
           detail: string | null;
@@ -263,6 +354,69 @@ export type Database = {
           },
         ];
       };
+      meter_reports: {
+        Row: {
+          attempts: number;
+          created_at: string;
+          event_name: string;
+          event_timestamp: string;
+          id: number;
+          identifier: string;
+          last_error: string | null;
+          period_end: string;
+          period_start: string;
+          reported_through: number;
+          sent_at: string | null;
+          status: string;
+          stripe_customer_id: string;
+          tenant_id: string;
+          value: number;
+        };
+        ComputedFields: never;
+        Insert: {
+          attempts?: number;
+          created_at?: string;
+          event_name: string;
+          event_timestamp: string;
+          id?: never;
+          identifier: string;
+          last_error?: string | null;
+          period_end: string;
+          period_start: string;
+          reported_through: number;
+          sent_at?: string | null;
+          status?: string;
+          stripe_customer_id: string;
+          tenant_id: string;
+          value: number;
+        };
+        Update: {
+          attempts?: number;
+          created_at?: string;
+          event_name?: string;
+          event_timestamp?: string;
+          id?: never;
+          identifier?: string;
+          last_error?: string | null;
+          period_end?: string;
+          period_start?: string;
+          reported_through?: number;
+          sent_at?: string | null;
+          status?: string;
+          stripe_customer_id?: string;
+          tenant_id?: string;
+          value?: number;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'meter_reports_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
       n8n_sources: {
         Row: {
           api_key_ciphertext: string;
@@ -360,6 +514,33 @@ export type Database = {
           },
         ];
       };
+      plan_prices: {
+        Row: {
+          created_at: string;
+          plan_id: string;
+          stripe_price_id: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          created_at?: string;
+          plan_id: string;
+          stripe_price_id: string;
+        };
+        Update: {
+          created_at?: string;
+          plan_id?: string;
+          stripe_price_id?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'plan_prices_plan_id_fkey';
+            columns: ['plan_id'];
+            isOneToOne: false;
+            referencedRelation: 'plans';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
       plans: {
         Row: {
           active: boolean;
@@ -374,6 +555,8 @@ export type Database = {
           limit_policy: string;
           name: string;
           overage_unit_amount: number | null;
+          stripe_meter_event_name: string | null;
+          stripe_meter_id: string | null;
           trial_included_executions: number | null;
           updated_at: string;
         };
@@ -391,6 +574,8 @@ export type Database = {
           limit_policy?: string;
           name: string;
           overage_unit_amount?: number | null;
+          stripe_meter_event_name?: string | null;
+          stripe_meter_id?: string | null;
           trial_included_executions?: number | null;
           updated_at?: string;
         };
@@ -407,10 +592,96 @@ export type Database = {
           limit_policy?: string;
           name?: string;
           overage_unit_amount?: number | null;
+          stripe_meter_event_name?: string | null;
+          stripe_meter_id?: string | null;
           trial_included_executions?: number | null;
           updated_at?: string;
         };
         Relationships: [];
+      };
+      reconciliation_findings: {
+        Row: {
+          actual: number;
+          detail: string | null;
+          expected: number;
+          found_at: string;
+          id: number;
+          kind: string;
+          period_start: string;
+          repaired: boolean;
+          tenant_id: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          actual: number;
+          detail?: string | null;
+          expected: number;
+          found_at?: string;
+          id?: never;
+          kind: string;
+          period_start: string;
+          repaired?: boolean;
+          tenant_id: string;
+        };
+        Update: {
+          actual?: number;
+          detail?: string | null;
+          expected?: number;
+          found_at?: string;
+          id?: never;
+          kind?: string;
+          period_start?: string;
+          repaired?: boolean;
+          tenant_id?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'reconciliation_findings_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
+      stripe_events: {
+        Row: {
+          created: string;
+          detail: string | null;
+          id: string;
+          outcome: string;
+          received_at: string;
+          tenant_id: string | null;
+          type: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          created: string;
+          detail?: string | null;
+          id: string;
+          outcome: string;
+          received_at?: string;
+          tenant_id?: string | null;
+          type: string;
+        };
+        Update: {
+          created?: string;
+          detail?: string | null;
+          id?: string;
+          outcome?: string;
+          received_at?: string;
+          tenant_id?: string | null;
+          type?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'stripe_events_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
       };
       tenant_members: {
         Row: {
@@ -453,6 +724,7 @@ export type Database = {
           plan_id: string;
           stripe_customer_id: string | null;
           stripe_subscription_id: string | null;
+          stripe_synced_at: string | null;
           subscription_status: string;
           subscription_status_changed_at: string;
           trial_ends_at: string | null;
@@ -469,6 +741,7 @@ export type Database = {
           plan_id: string;
           stripe_customer_id?: string | null;
           stripe_subscription_id?: string | null;
+          stripe_synced_at?: string | null;
           subscription_status?: string;
           subscription_status_changed_at?: string;
           trial_ends_at?: string | null;
@@ -484,6 +757,7 @@ export type Database = {
           plan_id?: string;
           stripe_customer_id?: string | null;
           stripe_subscription_id?: string | null;
+          stripe_synced_at?: string | null;
           subscription_status?: string;
           subscription_status_changed_at?: string;
           trial_ends_at?: string | null;
@@ -499,6 +773,51 @@ export type Database = {
           },
         ];
       };
+      usage_alerts: {
+        Row: {
+          created_at: string;
+          id: number;
+          period_end: string;
+          period_start: string;
+          quota: number;
+          read_at: string | null;
+          tenant_id: string;
+          threshold: number;
+          used: number;
+        };
+        ComputedFields: never;
+        Insert: {
+          created_at?: string;
+          id?: never;
+          period_end: string;
+          period_start: string;
+          quota: number;
+          read_at?: string | null;
+          tenant_id: string;
+          threshold: number;
+          used: number;
+        };
+        Update: {
+          created_at?: string;
+          id?: never;
+          period_end?: string;
+          period_start?: string;
+          quota?: number;
+          read_at?: string | null;
+          tenant_id?: string;
+          threshold?: number;
+          used?: number;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'usage_alerts_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
       usage_counters: {
         Row: {
           billable: number;
@@ -508,6 +827,7 @@ export type Database = {
           executions: number;
           period_end: string;
           period_start: string;
+          reported: number;
           reserved: number;
           tenant_id: string;
           updated_at: string;
@@ -521,6 +841,7 @@ export type Database = {
           executions?: number;
           period_end: string;
           period_start: string;
+          reported?: number;
           reserved?: number;
           tenant_id: string;
           updated_at?: string;
@@ -533,6 +854,7 @@ export type Database = {
           executions?: number;
           period_end?: string;
           period_start?: string;
+          reported?: number;
           reserved?: number;
           tenant_id?: string;
           updated_at?: string;
@@ -633,6 +955,23 @@ export type Database = {
       [_ in never]: never;
     };
     Functions: {
+      add_alert_channel: {
+        Args: { kind: string; target: string; tenant_id?: string };
+        Returns: {
+          created_at: string;
+          enabled: boolean;
+          id: number;
+          kind: string;
+          target: string;
+          tenant_id: string | null;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'alert_channels';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
       add_n8n_source: {
         Args: {
           api_key_ciphertext: string;
@@ -674,6 +1013,42 @@ export type Database = {
           isSetofReturn: false;
         };
       };
+      apply_stripe_subscription_event: {
+        Args: {
+          customer_id: string;
+          event_created: string;
+          event_id: string;
+          event_type: string;
+          period_end: string;
+          period_start: string;
+          price_ids: string[];
+          status: string;
+          subscription_id: string;
+          tenant_hint?: string;
+          trial_end?: string;
+        };
+        Returns: Json;
+      };
+      claim_alert_deliveries: {
+        Args: { lease_seconds?: number; max_rows?: number };
+        Returns: {
+          alert_id: number;
+          attempt: number;
+          channel_id: number;
+          channel_kind: string;
+          channel_target: string;
+          delivery_key: string;
+          limit_policy: string;
+          period_end: string;
+          period_start: string;
+          plan_name: string;
+          quota: number;
+          tenant_id: string;
+          tenant_name: string;
+          threshold: number;
+          used: number;
+        }[];
+      };
       claim_collector_sources: {
         Args: {
           ignore_schedule?: boolean;
@@ -697,6 +1072,32 @@ export type Database = {
           walk_top_id: number;
         }[];
       };
+      claim_meter_deltas: {
+        Args: { finalization_grace_minutes?: number; max_rows?: number; tenant_ids?: string[] };
+        Returns: {
+          attempts: number;
+          created_at: string;
+          event_name: string;
+          event_timestamp: string;
+          id: number;
+          identifier: string;
+          last_error: string | null;
+          period_end: string;
+          period_start: string;
+          reported_through: number;
+          sent_at: string | null;
+          status: string;
+          stripe_customer_id: string;
+          tenant_id: string;
+          value: number;
+        }[];
+        SetofOptions: {
+          from: '*';
+          to: 'meter_reports';
+          isOneToOne: false;
+          isSetofReturn: true;
+        };
+      };
       close_open_executions: {
         Args: {
           abandoned?: number[];
@@ -719,6 +1120,7 @@ export type Database = {
           plan_id: string;
           stripe_customer_id: string | null;
           stripe_subscription_id: string | null;
+          stripe_synced_at: string | null;
           subscription_status: string;
           subscription_status_changed_at: string;
           trial_ends_at: string | null;
@@ -740,6 +1142,27 @@ export type Database = {
           workflow_id?: string;
         };
         Returns: Json;
+      };
+      finish_alert_delivery: {
+        Args: { alert_id: number; channel_id: number; delivered: boolean; error?: string };
+        Returns: {
+          alert_id: number;
+          attempts: number;
+          channel_id: number;
+          created_at: string;
+          delivered_at: string | null;
+          delivery_key: string;
+          last_error: string | null;
+          lease_expires_at: string | null;
+          next_attempt_at: string | null;
+          status: string;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'alert_deliveries';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
       };
       finish_collector_run: {
         Args: { run_id: string; stats: Json };
@@ -783,6 +1206,98 @@ export type Database = {
         }[];
       };
       maintain_execution_partitions: { Args: { retention_months?: number }; Returns: string[] };
+      mark_alert_read: {
+        Args: { alert_id: number };
+        Returns: {
+          created_at: string;
+          id: number;
+          period_end: string;
+          period_start: string;
+          quota: number;
+          read_at: string | null;
+          tenant_id: string;
+          threshold: number;
+          used: number;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'usage_alerts';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      reconcile_counters: {
+        Args: { repair?: boolean; since: string; tenant_ids?: string[] };
+        Returns: {
+          actual: number;
+          detail: string | null;
+          expected: number;
+          found_at: string;
+          id: number;
+          kind: string;
+          period_start: string;
+          repaired: boolean;
+          tenant_id: string;
+        }[];
+        SetofOptions: {
+          from: '*';
+          to: 'reconciliation_findings';
+          isOneToOne: false;
+          isSetofReturn: true;
+        };
+      };
+      record_meter_report: {
+        Args: { error?: string; id: number; outcome: string };
+        Returns: {
+          attempts: number;
+          created_at: string;
+          event_name: string;
+          event_timestamp: string;
+          id: number;
+          identifier: string;
+          last_error: string | null;
+          period_end: string;
+          period_start: string;
+          reported_through: number;
+          sent_at: string | null;
+          status: string;
+          stripe_customer_id: string;
+          tenant_id: string;
+          value: number;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'meter_reports';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      record_stripe_drift: {
+        Args: {
+          actual: number;
+          detail: string;
+          expected: number;
+          period_start: string;
+          tenant_id: string;
+        };
+        Returns: {
+          actual: number;
+          detail: string | null;
+          expected: number;
+          found_at: string;
+          id: number;
+          kind: string;
+          period_start: string;
+          repaired: boolean;
+          tenant_id: string;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'reconciliation_findings';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
       release_collector_source: {
         Args: { error?: string; lease_token: string; source_id: string };
         Returns: {
@@ -830,6 +1345,18 @@ export type Database = {
           walk_top_id: number;
         }[];
       };
+      sent_meter_totals: {
+        Args: { since: string };
+        Returns: {
+          last_sent_at: string;
+          period_end: string;
+          period_start: string;
+          sent: number;
+          stripe_customer_id: string;
+          stripe_meter_id: string;
+          tenant_id: string;
+        }[];
+      };
       start_collector_run: { Args: { trigger: string }; Returns: string };
       upsert_plan: {
         Args: {
@@ -857,12 +1384,28 @@ export type Database = {
           limit_policy: string;
           name: string;
           overage_unit_amount: number | null;
+          stripe_meter_event_name: string | null;
+          stripe_meter_id: string | null;
           trial_included_executions: number | null;
           updated_at: string;
         };
         SetofOptions: {
           from: '*';
           to: 'plans';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      upsert_plan_price: {
+        Args: { plan_id: string; stripe_price_id: string };
+        Returns: {
+          created_at: string;
+          plan_id: string;
+          stripe_price_id: string;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'plan_prices';
           isOneToOne: true;
           isSetofReturn: false;
         };

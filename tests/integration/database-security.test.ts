@@ -7,9 +7,8 @@ import { superuser } from '../support/stack.ts';
  * function with a mutable search_path fails here.
  */
 
-// Functions tenant users (authenticated) may call. Empty until the tenant-facing API exists;
-// anon may call none.
-const AUTHENTICATED_CALLABLE = new Set<string>();
+// Functions tenant users (authenticated) may call; anon may call none.
+const AUTHENTICATED_CALLABLE = new Set<string>(['mark_alert_read']);
 
 const isTestObject = (name: string) => name.startsWith('rpc_test_');
 

@@ -1,0 +1,17 @@
+import { alertDependencies, deliverAlerts } from '../../src/alerts/from-config.ts';
+import { loadAlertsConfig } from '../../src/config/alerts-env.ts';
+import { createLogger } from '../../src/observability/pino-logger.ts';
+
+/**
+ * Every 5 minutes: deliver new usage alerts (created by the collector when usage crosses
+ * a plan threshold) to Slack and e-mail, retrying failed deliveries with the same key.
+ */
+export default async () => {
+  const config = loadAlertsConfig();
+  const summary = await deliverAlerts(
+    alertDependencies(config, { log: createLogger(config.LOG_LEVEL, { fn: 'deliver-alerts' }) }),
+  );
+  return Response.json(summary);
+};
+
+export const config = { schedule: '*/5 * * * *' };

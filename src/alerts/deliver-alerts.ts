@@ -1,0 +1,147 @@
+import pLimit from 'p-limit';
+import type { Db } from '../db/client.ts';
+import type { Database } from '../db/database.types.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { AlertChannel } from './channels/channel.ts';
+import type { AlertMessage } from './channels/message.ts';
+
+type ClaimedDelivery = Database['public']['Functions']['claim_alert_deliveries']['Returns'][number];
+
+/** Builds the channel for one alert_channels row from its target (webhook URL or address). */
+export interface AlertChannelFactories {
+  slack?: (webhookUrl: string) => AlertChannel;
+  /** Absent when no e-mail provider is configured: e-mail deliveries then fail and retry. */
+  email?: (address: string) => AlertChannel;
+}
+
+export interface DeliverAlertsInput {
+  db: Db;
+  channels: AlertChannelFactories;
+  log: Logger;
+  /** Deliveries claimed by this run; the rest wait for the next. */
+  maxRows?: number;
+  /** Longer than the calling function may run, so a live run never loses its claims. */
+  leaseSeconds?: number;
+  /** Channels sent to at once; one channel's messages always go one at a time, in order. */
+  concurrency?: number;
+}
+
+export interface DeliverAlertsSummary {
+  claimed: number;
+  delivered: number;
+  /** Failed this time, retried later with backoff. */
+  failed: number;
+  /** Failed for the last allowed time: no further attempt. */
+  gaveUp: number;
+}
+
+export const NO_EMAIL_PROVIDER =
+  'no e-mail provider configured: set RESEND_API_KEY and ALERT_EMAIL_FROM';
+
+const toAlertMessage = (d: ClaimedDelivery): AlertMessage => ({
+  tenantId: d.tenant_id,
+  tenantName: d.tenant_name,
+  planName: d.plan_name,
+  limitPolicy: d.limit_policy,
+  threshold: d.threshold,
+  used: d.used,
+  quota: d.quota,
+  periodStart: new Date(d.period_start),
+  periodEnd: new Date(d.period_end),
+});
+
+function channelFor(d: ClaimedDelivery, factories: AlertChannelFactories): AlertChannel {
+  const factory = d.channel_kind === 'slack' ? factories.slack : factories.email;
+  if (!factory) {
+    throw new Error(
+      d.channel_kind === 'email' ? NO_EMAIL_PROVIDER : `no sender for ${d.channel_kind} channels`,
+    );
+  }
+  return factory(d.channel_target);
+}
+
+type Outcome = 'delivered' | 'failed' | 'gave_up';
+
+async function deliverOne(
+  input: DeliverAlertsInput,
+  d: ClaimedDelivery,
+  log: Logger,
+): Promise<Outcome> {
+  let failure: string | null = null;
+  try {
+    await channelFor(d, input.channels).send(toAlertMessage(d), d.delivery_key);
+  } catch (error) {
+    failure = error instanceof Error ? error.message : String(error);
+  }
+  const { data, error } = await input.db.rpc('finish_alert_delivery', {
+    alert_id: d.alert_id,
+    channel_id: d.channel_id,
+    delivered: failure === null,
+    ...(failure === null ? {} : { error: failure }),
+  });
+  if (error) {
+    // The lease runs out and the delivery is sent again: a repeat, never a loss.
+    log.error({ error: error.message, sent: failure === null }, 'could not record the outcome');
+  }
+  if (failure === null) {
+    log.info({}, 'alert delivered');
+    return 'delivered';
+  }
+  const gaveUp = data?.status === 'failed' && data.next_attempt_at === null;
+  log[gaveUp ? 'error' : 'warn'](
+    { error: failure, attempt: d.attempt, next_attempt_at: data?.next_attempt_at ?? null },
+    gaveUp ? 'alert delivery given up' : 'alert delivery failed; will retry',
+  );
+  return gaveUp ? 'gave_up' : 'failed';
+}
+
+/**
+ * Sends due alert deliveries: claims them under a lease, sends each through its channel
+ * with its stable delivery key, and records the outcome (the SQL side schedules retries).
+ * At least once per channel; e-mail is de-duplicated by Resend through the key, Slack is
+ * not. A failing channel never holds up the others.
+ */
+export async function deliverAlerts(input: DeliverAlertsInput): Promise<DeliverAlertsSummary> {
+  const { data, error } = await input.db.rpc('claim_alert_deliveries', {
+    max_rows: input.maxRows ?? 50,
+    lease_seconds: input.leaseSeconds ?? 120,
+  });
+  if (error) throw new Error(`claim_alert_deliveries failed: ${error.message}`);
+  const claimed = data ?? [];
+
+  const byChannel = new Map<number, ClaimedDelivery[]>();
+  for (const d of claimed) {
+    const group = byChannel.get(d.channel_id);
+    if (group) group.push(d);
+    else byChannel.set(d.channel_id, [d]);
+  }
+
+  const limit = pLimit(input.concurrency ?? 4);
+  const outcomes = await Promise.all(
+    [...byChannel.values()].map((deliveries) =>
+      limit(async () => {
+        const results: Outcome[] = [];
+        for (const d of deliveries) {
+          const log = input.log.child({
+            delivery_key: d.delivery_key,
+            channel_kind: d.channel_kind,
+            tenant_id: d.tenant_id,
+            threshold: d.threshold,
+          });
+          results.push(await deliverOne(input, d, log));
+        }
+        return results;
+      }),
+    ),
+  );
+
+  const all = outcomes.flat();
+  const summary: DeliverAlertsSummary = {
+    claimed: claimed.length,
+    delivered: all.filter((o) => o === 'delivered').length,
+    failed: all.filter((o) => o === 'failed').length,
+    gaveUp: all.filter((o) => o === 'gave_up').length,
+  };
+  if (summary.claimed > 0) input.log.info({ ...summary }, 'alert deliveries sent');
+  return summary;
+}
