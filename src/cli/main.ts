@@ -2,12 +2,19 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ConfigError, loadCollectorConfig } from '../config/env.ts';
 import { environmentWithLocalStack } from '../local/local-env.ts';
 import { collectNow } from './collect.ts';
+import { CliError, type CliIo, type CommandContext, configHint, EXIT } from './context.ts';
+import { registerPlans } from './plans.ts';
+import { registerReconcile } from './reconcile.ts';
+import { registerReport } from './report.ts';
+import { readProcessStdin, registerSources } from './sources.ts';
+import { registerStatus } from './status.ts';
+import { registerTenants } from './tenants.ts';
 
 /**
  * The operator CLI. Exit codes: 0 success; 1 the work ran but something failed (a source);
  * 2 bad arguments or configuration, nothing done; 3 a service could not be reached.
  */
-export const EXIT = { ok: 0, failed: 1, usage: 2, unavailable: 3 } as const;
+export { type CliIo, EXIT };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 function sourceId(value: string, previous: string[] = []): string[] {
@@ -16,22 +23,31 @@ function sourceId(value: string, previous: string[] = []): string[] {
   return [...previous, value.toLowerCase()];
 }
 
-export interface CliIo {
-  out: (text: string) => void;
-  err: (text: string) => void;
-  env: NodeJS.ProcessEnv;
-}
-
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   let exitCode: number = EXIT.ok;
+  const ctx: CommandContext = {
+    io,
+    exit: (code) => {
+      exitCode = Math.max(exitCode, code);
+    },
+  };
   const program = new Command()
     .name('flowmeter')
     .description('Operate flowmeter: usage metering and billing for hosted n8n.')
     .exitOverride()
+    .showHelpAfterError('(add --help for usage)')
     .configureOutput({
       writeOut: (s) => io.out(s.trimEnd()),
       writeErr: (s) => io.err(s.trimEnd()),
-    });
+    })
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 ok, 1 failed (the work ran, something failed), 2 bad arguments or configuration (nothing changed), 3 a service unreachable.\nEvery command takes --json for scripts. See docs/cli.md.',
+    );
+
+  registerPlans(program, ctx);
+  registerTenants(program, ctx);
+  registerSources(program, ctx);
 
   program
     .command('collect')
@@ -50,6 +66,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       } else if (summary.sourcesFailed > 0) exitCode = EXIT.failed;
     });
 
+  registerReport(program, ctx);
+  registerReconcile(program, ctx);
+  registerStatus(program, ctx);
+
   try {
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;
@@ -57,8 +77,13 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     if (error instanceof CommanderError) {
       return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
+    if (error instanceof CliError) {
+      io.err(`error: ${error.message}`);
+      return error.exitCode;
+    }
     if (error instanceof ConfigError) {
-      io.err(error.message);
+      const hint = configHint(error);
+      io.err(hint ? `${error.message}\n${hint}` : error.message);
       return EXIT.usage;
     }
     const message = error instanceof Error ? error.message : String(error);
@@ -69,11 +94,15 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   }
 }
 
+/** The real terminal: what `bin/flowmeter.js` should pass (progress bars need `stderr`). */
+export const processIo: CliIo = {
+  out: (text) => process.stdout.write(`${text}\n`),
+  err: (text) => process.stderr.write(`${text}\n`),
+  env: process.env,
+  stderr: process.stderr,
+  readStdin: readProcessStdin,
+};
+
 if (import.meta.main) {
-  const code = await runCli(process.argv.slice(2), {
-    out: (text) => process.stdout.write(`${text}\n`),
-    err: (text) => process.stderr.write(`${text}\n`),
-    env: process.env,
-  });
-  process.exitCode = code;
+  process.exitCode = await runCli(process.argv.slice(2), processIo);
 }

@@ -1,0 +1,144 @@
+import type { PostgrestError } from '@supabase/supabase-js';
+import { type ConfigError, parseEnv, supabaseEnvSchema } from '../config/env.ts';
+import { createServiceClient, type Db } from '../db/client.ts';
+import { environmentWithLocalStack } from '../local/local-env.ts';
+
+/**
+ * What every command shares: exit codes, the injected terminal, the environment (completed
+ * from `.flowmeter/local.env` next to `npm start`) and the one way to call the database,
+ * which turns its failures into messages that say what to do.
+ */
+
+/**
+ * 0 success; 1 the work ran but something failed; 2 bad arguments or configuration,
+ * nothing done; 3 a service could not be reached.
+ */
+export const EXIT = { ok: 0, failed: 1, usage: 2, unavailable: 3 } as const;
+export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+export interface CliIo {
+  out: (text: string) => void;
+  err: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+  /** Where progress bars are drawn; a bar only when it is a terminal, plain lines on `err` otherwise. */
+  stderr?: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  /** Everything on standard input (`--api-key -`). */
+  readStdin?: () => Promise<string>;
+}
+
+/** An expected failure: its message is for the operator, its code the process's exit code. */
+export class CliError extends Error {
+  readonly exitCode: ExitCode;
+
+  constructor(exitCode: ExitCode, message: string) {
+    super(message);
+    this.name = 'CliError';
+    this.exitCode = exitCode;
+  }
+}
+
+/** Set by a command whose work ran but did not all succeed; thrown errors need no call. */
+export interface CommandContext {
+  io: CliIo;
+  exit: (code: ExitCode) => void;
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Parses the environment with one of the config loaders; a ConfigError names each bad variable. */
+export async function loadEnvironment<T>(io: CliIo, load: (env: Env) => T): Promise<T> {
+  const { env } = await environmentWithLocalStack(io.env);
+  return load(env);
+}
+
+export const loadSupabaseConfig = (env: Env) => parseEnv(supabaseEnvSchema, env);
+
+/** What a ConfigError should add when the Supabase variables are missing altogether. */
+export function configHint(error: ConfigError): string | undefined {
+  return error.problems.some((p) => p.startsWith('SUPABASE_') && p.includes('is required'))
+    ? 'Next to the local stack, run `npm start` first: the CLI then reads .flowmeter/local.env.'
+    : undefined;
+}
+
+export interface CallHints {
+  /** Added to a "not found" (404) answer: how to find the right id. */
+  notFound?: string;
+  /** Added to a "conflict" (409) answer: what already exists and what to do. */
+  conflict?: string;
+}
+
+export interface Database {
+  db: Db;
+  /** The data of a successful call; a failed one throws a CliError with the right exit code. */
+  unwrap<T>(
+    response: { data: T | null; error: PostgrestError | null; status: number },
+    hints?: CallHints,
+  ): T;
+}
+
+export function openDatabase(config: {
+  SUPABASE_URL: string;
+  SUPABASE_SERVICE_ROLE_KEY: string;
+}): Database {
+  const db = createServiceClient(config);
+  return {
+    db,
+    unwrap(response, hints = {}) {
+      const { error, status } = response;
+      if (!error) return response.data as NonNullable<typeof response.data>;
+      // supabase-js answers status 0 when the request never got a response.
+      if (status === 0 || status === 502 || status === 503 || status === 504) {
+        const cause = /Caused by: (.*)/.exec(error.details)?.[1] ?? error.message;
+        throw new CliError(
+          EXIT.unavailable,
+          `could not reach the database at ${config.SUPABASE_URL} (${status === 0 ? cause : `HTTP ${status}`}). Is it running (\`npm start\` locally), and is SUPABASE_URL right?`,
+        );
+      }
+      // The command's hint, where it has one, says more than the function's generic one.
+      const explain = (commandHint?: string) =>
+        [error.message, error.details, commandHint ?? error.hint]
+          .filter(Boolean)
+          .map((part) => part.replace(/\.$/, ''))
+          .join(': ');
+      if (status === 401 || status === 403) {
+        throw new CliError(
+          EXIT.usage,
+          `the database refused the key (${status}: ${error.message}): SUPABASE_SERVICE_ROLE_KEY must be the project's service_role key; see .env.example`,
+        );
+      }
+      if (error.code === 'PGRST202') {
+        throw new CliError(
+          EXIT.failed,
+          `the database lacks a function the CLI needs (${error.message}): apply the migrations in supabase/migrations (supabase db push)`,
+        );
+      }
+      if (status === 404) throw new CliError(EXIT.usage, explain(hints.notFound));
+      if (status === 409) throw new CliError(EXIT.usage, explain(hints.conflict));
+      // 400: a function refused its arguments (P0001, a check or format error); nothing changed.
+      if (status === 400) throw new CliError(EXIT.usage, explain());
+      throw new CliError(EXIT.failed, `the database failed (${status}): ${explain()}`);
+    },
+  };
+}
+
+export type TenantRow = Awaited<ReturnType<typeof listTenants>>[number];
+
+/** Tenants by id or external reference; an unknown one is a usage error saying how to list them. */
+export async function resolveTenants(database: Database, refs: string[]) {
+  const wanted = [...new Set(refs.map((r) => r.trim()))];
+  const rows = await listTenants(database, wanted);
+  const missing = wanted.filter(
+    (ref) => !rows.some((t) => t.id === ref.toLowerCase() || t.external_ref === ref),
+  );
+  if (missing.length > 0) {
+    throw new CliError(
+      EXIT.usage,
+      `no tenant has the id or external reference ${missing.map((m) => `"${m}"`).join(', ')}: \`flowmeter tenants list\` shows them`,
+    );
+  }
+  return rows;
+}
+
+export async function listTenants(database: Database, refs?: string[]) {
+  return database.unwrap(await database.db.rpc('list_tenants', refs ? { tenants: refs } : {}));
+}

@@ -1,0 +1,175 @@
+import { type Command, Option } from 'commander';
+import { parser, schemas, wholeNumber } from './arguments.ts';
+import {
+  type CommandContext,
+  type Database,
+  loadEnvironment,
+  loadSupabaseConfig,
+  openDatabase,
+} from './context.ts';
+import { count, printJson, renderRecord, renderTable } from './output.ts';
+
+type PlanRow = Awaited<ReturnType<typeof listPlans>>[number];
+
+async function listPlans(database: Database, ids?: string[]) {
+  return database.unwrap(await database.db.rpc('list_plans', ids ? { plan_ids: ids } : {}));
+}
+
+/** Minor units (cents) per execution above the quota. */
+const price = (plan: PlanRow) =>
+  plan.overage_unit_amount === null
+    ? null
+    : `${plan.overage_unit_amount} ${plan.currency} minor units`;
+
+function planRecord(plan: PlanRow) {
+  return renderRecord([
+    ['id', plan.id],
+    ['name', plan.name],
+    ['policy', plan.limit_policy],
+    ['included', count(plan.included_executions)],
+    ['overage price', price(plan)],
+    ['currency', plan.currency],
+    ['alert thresholds', plan.alert_thresholds.map((t) => `${t}%`).join(', ')],
+    ['trial included', count(plan.trial_included_executions)],
+    ['grace days', plan.grace_days],
+    ['meter event name', plan.stripe_meter_event_name],
+    ['meter id', plan.stripe_meter_id],
+    ['stripe prices', plan.stripe_price_ids.join(', ')],
+    ['tenants', plan.tenants],
+  ]);
+}
+
+interface SetOptions {
+  name?: string;
+  included?: number;
+  policy?: 'hard_limit' | 'overage' | 'unlimited';
+  overagePrice?: number;
+  currency?: string;
+  thresholds?: number[];
+  trialIncluded?: number;
+  graceDays?: number;
+  meterEventName?: string;
+  meterId?: string;
+  stripePrice?: string;
+  json?: boolean;
+}
+
+export function registerPlans(program: Command, ctx: CommandContext): void {
+  const { io } = ctx;
+  const plans = program.command('plans').description('commercial plans: quota, policy, pricing');
+
+  plans
+    .command('list')
+    .description('every plan, with its Stripe prices and number of tenants')
+    .option('--json', 'print JSON on stdout')
+    .action(async (options: { json?: boolean }) => {
+      const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      const rows = await listPlans(database);
+      if (options.json) return printJson(io, rows);
+      if (rows.length === 0) {
+        io.out('No plans yet: create one with `flowmeter plans set <id> --name … --included N`.');
+        return;
+      }
+      io.out(
+        renderTable(
+          ['id', 'name', 'policy', 'included', 'overage', 'alerts', 'trial', 'meter', 'tenants'],
+          rows.map((p) => [
+            p.id,
+            p.name,
+            p.limit_policy,
+            count(p.included_executions),
+            price(p),
+            p.alert_thresholds.join(','),
+            count(p.trial_included_executions),
+            p.stripe_meter_event_name,
+            p.tenants,
+          ]),
+        ),
+      );
+    });
+
+  plans
+    .command('set')
+    .description(
+      'create a plan, or change the given fields of an existing one (the others stay as they are)',
+    )
+    .argument('<id>', 'plan id, e.g. pro', parser(schemas.planId))
+    .option('--name <name>', 'display name (required for a new plan)', parser(schemas.name))
+    .option(
+      '--included <n>',
+      'executions included per billing period',
+      parser(wholeNumber(0, Number.MAX_SAFE_INTEGER)),
+    )
+    .addOption(
+      new Option('--policy <policy>', 'what happens at the quota (new plans: hard_limit)').choices([
+        'hard_limit',
+        'overage',
+        'unlimited',
+      ]),
+    )
+    .option(
+      '--overage-price <minor units>',
+      'price of one execution above the quota, in cents (decimals allowed)',
+      parser(schemas.overagePrice),
+    )
+    .option('--currency <code>', 'ISO currency (new plans: usd)', parser(schemas.currency))
+    .option(
+      '--thresholds <list>',
+      'alert thresholds, percent of the quota (new plans: 80,100)',
+      parser(schemas.thresholds),
+    )
+    .option(
+      '--trial-included <n>',
+      'quota while the subscription is trialing',
+      parser(wholeNumber(0, Number.MAX_SAFE_INTEGER)),
+    )
+    .option(
+      '--grace-days <n>',
+      'days a past-due subscription keeps running (new plans: 3)',
+      parser(schemas.graceDays),
+    )
+    .option(
+      '--meter-event-name <name>',
+      'Stripe Billing Meter event name usage is reported under',
+      parser(schemas.meterEventName),
+    )
+    .option('--meter-id <mtr_…>', 'Stripe meter id, for reconciliation', parser(schemas.meterId))
+    .option(
+      '--stripe-price <price_…>',
+      'map this Stripe price to the plan (subscription sync)',
+      parser(schemas.stripePrice),
+    )
+    .option('--json', 'print the plan as JSON on stdout')
+    .action(async (id: string, options: SetOptions) => {
+      const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      database.unwrap(
+        await database.db.rpc('set_plan', {
+          id,
+          ...defined({
+            name: options.name,
+            limit_policy: options.policy,
+            included_executions: options.included,
+            overage_unit_amount: options.overagePrice,
+            currency: options.currency,
+            alert_thresholds: options.thresholds,
+            trial_included_executions: options.trialIncluded,
+            grace_days: options.graceDays,
+            stripe_meter_event_name: options.meterEventName,
+            stripe_meter_id: options.meterId,
+            stripe_price_id: options.stripePrice,
+          }),
+        }),
+      );
+      const [plan] = await listPlans(database, [id]);
+      if (!plan) return;
+      if (options.json) return printJson(io, plan);
+      io.out(planRecord(plan));
+    });
+}
+
+/** Leaves out what the operator did not give, so the SQL function keeps the current value. */
+function defined<T extends object>(values: T): Partial<T> {
+  return Object.fromEntries(
+    Object.entries(values).filter(([, v]) => v !== undefined),
+  ) as Partial<T>;
+}

@@ -1,0 +1,89 @@
+import { MultiBar, Presets } from 'cli-progress';
+import type { CliIo } from './context.ts';
+
+/**
+ * Progress of long work on stderr, so stdout stays clean for --json: a bar when stderr is
+ * a terminal; otherwise (CI, a pipe, a log file) a plain line at every tenth of the way,
+ * which reads well in a log where a redrawn bar would not.
+ */
+export interface Progress {
+  /** Counting towards `total` items of `unit` (plural), e.g. 12 "sources". */
+  start(total: number): void;
+  /** One more item done; `detail` is shown after the count. */
+  increment(detail?: string): void;
+  /** A line of its own, above the bar. */
+  line(text: string): void;
+  stop(): void;
+}
+
+export const isTerminal = (io: Pick<CliIo, 'stderr'>) => io.stderr?.isTTY === true;
+
+export function createProgress(
+  io: Pick<CliIo, 'err' | 'stderr'>,
+  label: string,
+  unit: string,
+): Progress {
+  return isTerminal(io) && io.stderr
+    ? terminalProgress(io.stderr, label, unit)
+    : lineProgress(io, label, unit);
+}
+
+function terminalProgress(
+  stream: NonNullable<CliIo['stderr']>,
+  label: string,
+  unit: string,
+): Progress {
+  const bars = new MultiBar(
+    {
+      stream,
+      format: `${label} [{bar}] {value}/{total} ${unit} {detail}`,
+      barsize: 30,
+      hideCursor: true,
+      // Ctrl-C while drawing gives the cursor back.
+      gracefulExit: true,
+      autopadding: true,
+    },
+    Presets.shades_classic,
+  );
+  let bar: ReturnType<MultiBar['create']> | undefined;
+  return {
+    start(total) {
+      bar = bars.create(total, 0, { detail: '' });
+    },
+    increment(detail = '') {
+      bar?.increment(1, { detail });
+    },
+    line(text) {
+      if (bars.isActive) bars.log(`${text}\n`);
+      else stream.write(`${text}\n`);
+    },
+    stop() {
+      if (!bars.isActive) return;
+      // Lines logged since the last redraw are written by a redraw, which stop() skips.
+      bars.update();
+      bars.stop();
+    },
+  };
+}
+
+function lineProgress(io: Pick<CliIo, 'err'>, label: string, unit: string): Progress {
+  let total = 0;
+  let done = 0;
+  let nextStep = 1;
+  return {
+    start(n) {
+      total = n;
+      io.err(`${label}: ${n} ${unit}`);
+    },
+    increment(detail) {
+      done += 1;
+      if (total === 0 || done * 10 < nextStep * total) return;
+      while (done * 10 >= nextStep * total) nextStep += 1;
+      io.err(`${label}: ${done}/${total} ${unit}${detail ? ` ${detail}` : ''}`);
+    },
+    line(text) {
+      io.err(text);
+    },
+    stop() {},
+  };
+}

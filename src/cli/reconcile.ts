@@ -1,0 +1,100 @@
+import type { Command } from 'commander';
+import { runReconciliation } from '../billing/reconcile.ts';
+import { loadReconcileConfig } from '../config/reporter-env.ts';
+import { createStripeClient } from '../stripe/client.ts';
+import { parser, repeatable, schemas } from './arguments.ts';
+import {
+  type CommandContext,
+  EXIT,
+  loadEnvironment,
+  openDatabase,
+  resolveTenants,
+} from './context.ts';
+import { cliLogger, count, printJson, renderTable, short, time } from './output.ts';
+
+/** The daily job's window: this month and the last (UTC). */
+function startOfLastMonth(now = new Date()): Date {
+  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1));
+}
+
+interface ReconcileOptions {
+  since?: Date;
+  repair?: boolean;
+  tenant?: string[];
+  json?: boolean;
+}
+
+export function registerReconcile(program: Command, ctx: CommandContext): void {
+  const { io } = ctx;
+  program
+    .command('reconcile')
+    .description(
+      "check counters against raw executions, and what Stripe accepted against Stripe's summaries",
+    )
+    .option(
+      '--since <date>',
+      'check billing periods starting at or after this (default: the first of last month, UTC); keep it within the raw-execution retention',
+      parser(schemas.since),
+    )
+    .option('--repair', 'also set drifted counters to the raw-row totals (each repair is recorded)')
+    .option(
+      '--tenant <tenant>',
+      'only this tenant (id or external reference; repeatable)',
+      repeatable(schemas.tenant),
+    )
+    .option('--json', 'print the findings as JSON on stdout')
+    .action(async (options: ReconcileOptions) => {
+      const config = await loadEnvironment(io, loadReconcileConfig);
+      const database = openDatabase(config);
+      const tenants = options.tenant ? await resolveTenants(database, options.tenant) : undefined;
+      const since = options.since ?? startOfLastMonth();
+      const summary = await runReconciliation({
+        db: database.db,
+        stripe: config.STRIPE_SECRET_KEY
+          ? createStripeClient({
+              secretKey: config.STRIPE_SECRET_KEY,
+              apiBase: config.STRIPE_API_BASE,
+            })
+          : null,
+        log: cliLogger(io.err),
+        since,
+        repair: options.repair ?? false,
+        ...(tenants ? { tenantIds: tenants.map((t) => t.id) } : {}),
+      });
+
+      const findings = [...summary.counterFindings, ...summary.stripeFindings];
+      if (findings.some((f) => !f.repaired)) ctx.exit(EXIT.failed);
+      if (options.json) return printJson(io, { since: since.toISOString(), ...summary });
+
+      if (findings.length > 0) {
+        io.out(
+          renderTable(
+            ['kind', 'tenant', 'period start', 'expected', 'actual', 'repaired', 'detail'],
+            findings.map((f) => [
+              f.kind,
+              f.tenant_id,
+              time(f.period_start),
+              count(f.expected),
+              count(f.actual),
+              f.repaired ? 'yes' : 'no',
+              short(f.detail, 80),
+            ]),
+          ),
+        );
+      }
+      const repaired = summary.counterFindings.filter((f) => f.repaired).length;
+      io.out(
+        `since ${time(since.toISOString())}: counters ${summary.counterFindings.length === 0 ? 'match the raw executions' : `drifted in ${summary.counterFindings.length} tenant-periods (${repaired} repaired)`}`,
+      );
+      if (config.STRIPE_SECRET_KEY) {
+        io.out(
+          `Stripe: ${summary.stripeChecked} customer-periods checked, ${summary.stripeFindings.length} disagree, ${summary.stripeSkipped} sent within the last hour (compared next time)`,
+        );
+      } else {
+        io.out('Stripe: not compared (STRIPE_SECRET_KEY is not set)');
+      }
+      if (summary.counterFindings.some((f) => !f.repaired)) {
+        io.err('Run again with --repair to set the drifted counters to the raw-row totals.');
+      }
+    });
+}

@@ -1,0 +1,141 @@
+import type { Command } from 'commander';
+import { reporterSettings } from '../billing/from-config.ts';
+import { runReporter } from '../billing/report-usage.ts';
+import { loadReporterConfig } from '../config/reporter-env.ts';
+import type { Db } from '../db/client.ts';
+import { createStripeClient } from '../stripe/client.ts';
+import { repeatable, schemas } from './arguments.ts';
+import {
+  CliError,
+  type CommandContext,
+  EXIT,
+  loadEnvironment,
+  openDatabase,
+  resolveTenants,
+} from './context.ts';
+import { cliLogger, count, printJson, renderTable, time } from './output.ts';
+import { createProgress, type Progress } from './progress.ts';
+
+/**
+ * The reporter's own database client, watched: the claim says how many reports there are
+ * to send, and each recorded outcome is one more done. runReporter has no progress hook,
+ * and these two calls are exactly its progress.
+ */
+function withLedgerProgress(db: Db, progress: Progress): Db {
+  return new Proxy(db, {
+    get(target, property, receiver) {
+      const value: unknown = Reflect.get(target, property, receiver);
+      if (property !== 'rpc' || typeof value !== 'function') return value;
+      return (fn: string, ...rest: unknown[]) => {
+        const call: PromiseLike<{ data: unknown }> = value.call(target, fn, ...rest);
+        if (fn === 'claim_meter_deltas') {
+          return call.then((response) => {
+            progress.start(Array.isArray(response.data) ? response.data.length : 0);
+            return response;
+          });
+        }
+        if (fn === 'record_meter_report') {
+          return call.then((response) => {
+            progress.increment();
+            return response;
+          });
+        }
+        return call;
+      };
+    },
+  });
+}
+
+interface ReportOptions {
+  tenant?: string[];
+  dryRun?: boolean;
+  json?: boolean;
+}
+
+export function registerReport(program: Command, ctx: CommandContext): void {
+  const { io } = ctx;
+  program
+    .command('report')
+    .description(
+      'report unreported billable usage to Stripe Billing Meters now (what the hourly report-usage does)',
+    )
+    .option(
+      '--tenant <tenant>',
+      'only this tenant (id or external reference; repeatable)',
+      repeatable(schemas.tenant),
+    )
+    .option(
+      '--dry-run',
+      'send nothing: record the deltas in the ledger and show the meter events the next run sends',
+    )
+    .option('--json', 'print the run summary as JSON on stdout')
+    .action(async (options: ReportOptions) => {
+      const config = await loadEnvironment(io, loadReporterConfig);
+      if (!config.STRIPE_SECRET_KEY && !options.dryRun) {
+        throw new CliError(
+          EXIT.usage,
+          'STRIPE_SECRET_KEY is not set, so nothing can be sent: set it (see .env.example), or pass --dry-run to see what would be sent',
+        );
+      }
+      const database = openDatabase(config);
+      const tenants = options.tenant ? await resolveTenants(database, options.tenant) : undefined;
+      // A dry run sends nothing, so there is nothing to follow.
+      const progress =
+        options.json || options.dryRun
+          ? undefined
+          : createProgress(io, 'reporting', 'meter events');
+      const summary = await runReporter({
+        db: progress ? withLedgerProgress(database.db, progress) : database.db,
+        stripe:
+          options.dryRun || !config.STRIPE_SECRET_KEY
+            ? null
+            : createStripeClient({
+                secretKey: config.STRIPE_SECRET_KEY,
+                apiBase: config.STRIPE_API_BASE,
+              }),
+        // No 30-second function limit here: an operator's run may take what the backlog needs.
+        settings: { ...reporterSettings(config), budgetMs: 24 * 3600_000 },
+        log: cliLogger(progress ? (line) => progress.line(line) : io.err),
+        ...(tenants ? { tenantIds: tenants.map((t) => t.id) } : {}),
+      }).finally(() => progress?.stop());
+
+      if (!summary.dryRun && (summary.failed > 0 || summary.deferred > 0)) ctx.exit(EXIT.failed);
+      if (options.json) return printJson(io, summary);
+      if (summary.dryRun) {
+        if (summary.wouldSend.length === 0) {
+          io.out('dry run: nothing to report');
+          return;
+        }
+        io.out(
+          renderTable(
+            ['identifier', 'customer', 'event name', 'value', 'timestamp'],
+            summary.wouldSend.map((r) => [
+              r.identifier,
+              r.stripe_customer_id,
+              r.event_name,
+              count(r.value),
+              time(r.event_timestamp),
+            ]),
+          ),
+        );
+        io.out(
+          `dry run: ${summary.wouldSend.length} meter events would be sent; they are in the ledger, pending, for the next run`,
+        );
+        return;
+      }
+      io.out(
+        `${summary.claimed} pending: ${summary.sent} sent, ${summary.failed} failed, ${summary.late} late, ${summary.deferred} deferred`,
+      );
+      if (summary.failed > 0) {
+        io.err('Failed reports stay pending and are re-sent, unchanged, by the next run.');
+      }
+      if (summary.deferred > 0) {
+        io.err('Stripe kept failing, so the rest was left for the next run.');
+      }
+      if (summary.late > 0) {
+        io.err(
+          'Late reports belong to invoices that are already final: see `flowmeter status` and docs/billing.md.',
+        );
+      }
+    });
+}

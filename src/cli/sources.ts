@@ -1,0 +1,274 @@
+import { text } from 'node:stream/consumers';
+import type { Command } from 'commander';
+import { type CollectorConfig, loadCollectorConfig } from '../config/env.ts';
+import { DecryptionError } from '../crypto/secret-box.ts';
+import { openApiKey, sealApiKey } from '../n8n/api-key.ts';
+import { createN8nClient, N8nApiError, type N8nExecution } from '../n8n/client.ts';
+import { parser, repeatable, schemas } from './arguments.ts';
+import {
+  CliError,
+  type CliIo,
+  type CommandContext,
+  EXIT,
+  loadEnvironment,
+  loadSupabaseConfig,
+  openDatabase,
+  resolveTenants,
+} from './context.ts';
+import {
+  count,
+  duration,
+  printJson,
+  renderRecord,
+  renderTable,
+  sourceError,
+  time,
+} from './output.ts';
+
+type ProbeResult =
+  | { ok: true; latestExecution: N8nExecution | null }
+  | { ok: false; error: string };
+
+/** What to change for each way n8n can refuse; the client's message says what happened. */
+const PROBE_HINTS: Partial<Record<N8nApiError['kind'], string>> = {
+  unauthorized: 'create an API key in n8n (Settings → n8n API) and pass it with --api-key',
+  forbidden: 'give the key the execution:list and execution:read scopes',
+  network: 'check the URL and that this machine can reach it',
+  timeout: 'check the URL, or raise N8N_REQUEST_TIMEOUT_MS',
+  bad_request: 'check the URL: it is the instance root, like https://acme.app.n8n.cloud',
+};
+
+/** One `GET /api/v1/executions?limit=1` with the collector's client: what collection will do. */
+async function probe(
+  config: CollectorConfig,
+  source: { baseUrl: string; apiKey: string; projectId?: string | null },
+): Promise<ProbeResult> {
+  const client = createN8nClient({
+    baseUrl: source.baseUrl,
+    apiKey: source.apiKey,
+    timeoutMs: config.N8N_REQUEST_TIMEOUT_MS,
+    // An operator waiting at the prompt wants an answer, not a minute of backoff.
+    retries: 1,
+  });
+  try {
+    const page = await client.listExecutions({
+      limit: 1,
+      ...(source.projectId ? { projectId: source.projectId } : {}),
+    });
+    return { ok: true, latestExecution: page.data[0] ?? null };
+  } catch (error) {
+    if (!(error instanceof N8nApiError)) throw error;
+    const hint = PROBE_HINTS[error.kind];
+    return { ok: false, error: hint ? `${error.message}; ${hint}` : error.message };
+  }
+}
+
+const describeLatest = (latest: N8nExecution | null) =>
+  latest
+    ? `latest execution #${latest.id} (${latest.status}, ${time(latest.startedAt)})`
+    : 'no executions yet';
+
+async function readApiKey(io: CliIo, value: string): Promise<string> {
+  if (value !== '-') return value;
+  const key = (await (io.readStdin ?? readProcessStdin)()).trim();
+  if (!key) {
+    throw new CliError(EXIT.usage, '--api-key - read nothing from standard input: pipe the key in');
+  }
+  return key;
+}
+
+/** `--api-key -` from the process's standard input (a pipe, or typed and ended with Ctrl-D). */
+export const readProcessStdin = () => text(process.stdin);
+
+interface AddOptions {
+  tenant: string;
+  url: string;
+  apiKey: string;
+  name?: string;
+  project?: string;
+  test: boolean;
+  json?: boolean;
+}
+
+export function registerSources(program: Command, ctx: CommandContext): void {
+  const { io } = ctx;
+  const sources = program
+    .command('sources')
+    .description("tenants' n8n instances whose executions are metered");
+
+  sources
+    .command('add')
+    .description('test the connection to an n8n instance, then store it with its key encrypted')
+    .requiredOption('--tenant <tenant>', 'tenant id or external reference', parser(schemas.tenant))
+    .requiredOption('--url <url>', "the n8n instance's URL", parser(schemas.n8nUrl))
+    .requiredOption(
+      '--api-key <key>',
+      'an n8n API key, or - to read it from standard input (keeps it out of shell history)',
+      parser(schemas.apiKey),
+    )
+    .option('--name <name>', 'a label (default: the host name)', parser(schemas.name))
+    .option('--project <id>', 'only this n8n project (Enterprise)', parser(schemas.projectId))
+    .option('--no-test', 'store it without testing the connection first')
+    .option('--json', 'print the source as JSON on stdout')
+    .action(async (options: AddOptions) => {
+      const config = await loadEnvironment(io, loadCollectorConfig);
+      const apiKey = await readApiKey(io, options.apiKey);
+      const database = openDatabase(config);
+      const [tenant] = await resolveTenants(database, [options.tenant]);
+      if (!tenant) return;
+
+      let latest: N8nExecution | null = null;
+      if (options.test) {
+        const result = await probe(config, {
+          baseUrl: options.url,
+          apiKey,
+          projectId: options.project ?? null,
+        });
+        if (!result.ok) {
+          throw new CliError(EXIT.failed, `${result.error}. Nothing was stored.`);
+        }
+        latest = result.latestExecution;
+      }
+
+      const source = database.unwrap(
+        await database.db.rpc('add_n8n_source', {
+          tenant_id: tenant.id,
+          name: options.name ?? new URL(options.url).host,
+          base_url: options.url,
+          api_key_ciphertext: sealApiKey(config.FLOWMETER_ENCRYPTION_KEYS, tenant.id, apiKey),
+          ...(options.project ? { project_id: options.project } : {}),
+        }),
+        {
+          conflict: `tenant ${tenant.name} already has a source for ${options.url}${options.project ? ` and project ${options.project}` : ''}; \`flowmeter sources list\` shows it`,
+        },
+      );
+      const { api_key_ciphertext: _, ...shown } = source;
+      if (options.json) {
+        return printJson(io, {
+          ...shown,
+          tested: options.test,
+          latest_execution: latest,
+        });
+      }
+      io.out(
+        renderRecord([
+          ['id', source.id],
+          ['tenant', `${tenant.name} (${tenant.id})`],
+          ['name', source.name],
+          ['url', source.base_url],
+          ['project', source.project_id],
+          ['connection', options.test ? `ok, ${describeLatest(latest)}` : 'not tested'],
+        ]),
+      );
+      io.err(
+        `The next scheduled collection picks it up; to collect now: \`flowmeter collect --source ${source.id}\``,
+      );
+    });
+
+  sources
+    .command('test')
+    .description("decrypt a source's key and test the connection to its n8n")
+    .argument('<id>', 'source id (see `flowmeter sources list`)', parser(schemas.sourceId))
+    .option('--json', 'print the result as JSON on stdout')
+    .action(async (id: string, options: { json?: boolean }) => {
+      const config = await loadEnvironment(io, loadCollectorConfig);
+      const database = openDatabase(config);
+      const [source] = database.unwrap(
+        await database.db.rpc('n8n_source_credentials', { source_id: id }),
+      );
+      if (!source) {
+        throw new CliError(
+          EXIT.usage,
+          `no source has the id ${id}: \`flowmeter sources list\` shows them`,
+        );
+      }
+      let apiKey: string;
+      try {
+        apiKey = openApiKey(
+          config.FLOWMETER_ENCRYPTION_KEYS,
+          source.tenant_id,
+          source.api_key_ciphertext,
+        );
+      } catch (error) {
+        if (!(error instanceof DecryptionError)) throw error;
+        throw new CliError(
+          EXIT.failed,
+          `cannot decrypt the source's API key: ${error.message}. FLOWMETER_ENCRYPTION_KEYS must hold the key it was stored with`,
+        );
+      }
+      const result = await probe(config, {
+        baseUrl: source.base_url,
+        apiKey,
+        projectId: source.project_id,
+      });
+      if (options.json) {
+        printJson(io, {
+          source_id: source.id,
+          base_url: source.base_url,
+          ...(result.ok
+            ? { ok: true, latest_execution: result.latestExecution }
+            : { ok: false, error: result.error }),
+        });
+      } else if (result.ok) {
+        io.out(`ok: ${source.base_url} answered; ${describeLatest(result.latestExecution)}`);
+      } else {
+        io.err(`failed: ${result.error}`);
+      }
+      if (!result.ok) ctx.exit(EXIT.failed);
+    });
+
+  sources
+    .command('list')
+    .description('sources with their collection health: lag, failures, open executions, gaps')
+    .option(
+      '--tenant <tenant>',
+      'only this tenant (id or external reference; repeatable)',
+      repeatable(schemas.tenant),
+    )
+    .option('--json', 'print JSON on stdout')
+    .action(async (options: { tenant?: string[]; json?: boolean }) => {
+      const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      const tenants = options.tenant ? await resolveTenants(database, options.tenant) : undefined;
+      const rows = database.unwrap(
+        await database.db.rpc(
+          'list_n8n_sources',
+          tenants ? { tenant_ids: tenants.map((t) => t.id) } : {},
+        ),
+      );
+      if (options.json) return printJson(io, rows);
+      if (rows.length === 0) {
+        io.out(
+          'No sources: add one with `flowmeter sources add --tenant <tenant> --url <n8n URL> --api-key -`.',
+        );
+        return;
+      }
+      io.out(
+        renderTable(
+          [
+            'id',
+            'tenant',
+            'url',
+            'enabled',
+            'last success',
+            'lag',
+            'failures',
+            'last error',
+            'open',
+            'gaps',
+          ],
+          rows.map((s) => [
+            s.id,
+            s.tenant_name,
+            s.base_url + (s.project_id ? ` (project ${s.project_id})` : ''),
+            s.enabled ? 'yes' : 'no',
+            s.last_success_at ? time(s.last_success_at) : 'never',
+            duration(s.lag_seconds),
+            s.consecutive_failures,
+            sourceError(s.last_error, s.base_url),
+            count(s.open_executions),
+            count(s.gaps),
+          ]),
+        ),
+      );
+    });
+}

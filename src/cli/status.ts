@@ -1,0 +1,189 @@
+import type { Command } from 'commander';
+import { z } from 'zod';
+import { repeatable, schemas } from './arguments.ts';
+import {
+  CliError,
+  type CommandContext,
+  EXIT,
+  loadEnvironment,
+  loadSupabaseConfig,
+  openDatabase,
+  resolveTenants,
+} from './context.ts';
+import {
+  count,
+  duration,
+  plural,
+  printJson,
+  renderTable,
+  short,
+  sourceError,
+  time,
+} from './output.ts';
+
+const when = z.string().nullable();
+const number = z.coerce.number();
+
+/** operator_status's JSON, checked: the screen below relies on every field. */
+const statusSchema = z.object({
+  generated_at: z.string(),
+  sources: z.object({
+    total: number,
+    enabled: number,
+    failing: number,
+    never_collected: number,
+    max_lag_seconds: number.nullable(),
+    worst: z.array(
+      z.object({
+        id: z.string(),
+        tenant_name: z.string(),
+        base_url: z.string(),
+        enabled: z.boolean(),
+        last_success_at: when,
+        lag_seconds: number.nullable(),
+        consecutive_failures: number,
+        last_error: z.string().nullable(),
+      }),
+    ),
+  }),
+  meter_reports: z.object({
+    pending: number,
+    pending_value: number,
+    retrying: number,
+    oldest_pending_at: when,
+    late: number,
+    late_value: number,
+    last_error: z.string().nullable(),
+  }),
+  alert_deliveries: z.object({
+    pending: number,
+    sending: number,
+    retrying: number,
+    given_up: number,
+    oldest_at: when,
+    last_error: z.string().nullable(),
+  }),
+  collector_runs: z.array(
+    z.object({
+      id: z.string(),
+      trigger: z.string(),
+      started_at: z.string(),
+      finished_at: when,
+      sources_ok: number,
+      sources_failed: number,
+      sources_deferred: number,
+      executions_ingested: number,
+      errors: number,
+    }),
+  ),
+});
+
+type Status = z.infer<typeof statusSchema>;
+
+/** What needs a person: failing sources, usage Stripe will not be sent, alerts given up on. */
+function needsAttention(status: Status): string[] {
+  return [
+    status.sources.failing > 0 && `${plural(status.sources.failing, 'source')} failing`,
+    status.meter_reports.late > 0 &&
+      `${plural(status.meter_reports.late, 'late meter report')} (invoice already final)`,
+    status.alert_deliveries.given_up > 0 &&
+      `${plural(status.alert_deliveries.given_up, 'alert delivery')} given up`,
+  ].filter((x): x is string => typeof x === 'string');
+}
+
+const runLength = (run: Status['collector_runs'][number]) =>
+  run.finished_at
+    ? duration((Date.parse(run.finished_at) - Date.parse(run.started_at)) / 1000)
+    : 'running';
+
+function render(status: Status): string {
+  const { sources, meter_reports: reports, alert_deliveries: alerts } = status;
+  const lines: string[] = [];
+  lines.push(
+    `Sources: ${sources.enabled} enabled of ${sources.total}, ${sources.failing} failing, ${sources.never_collected} never collected, longest lag ${duration(sources.max_lag_seconds)}`,
+  );
+  if (sources.worst.length > 0) {
+    lines.push(
+      renderTable(
+        ['source', 'tenant', 'url', 'last success', 'lag', 'failures', 'last error'],
+        sources.worst.map((s) => [
+          s.id.slice(0, 8),
+          s.tenant_name,
+          s.base_url,
+          s.enabled ? (s.last_success_at ? time(s.last_success_at) : 'never') : 'disabled',
+          duration(s.lag_seconds),
+          s.consecutive_failures,
+          s.consecutive_failures > 0 ? sourceError(s.last_error, s.base_url, 50) : '',
+        ]),
+      ),
+    );
+  }
+  lines.push(
+    `Stripe meter reports: ${reports.pending} pending (${count(reports.pending_value)} executions${reports.oldest_pending_at ? `, oldest ${time(reports.oldest_pending_at)}` : ''}), ${reports.retrying} retrying, ${reports.late} late (${count(reports.late_value)} executions not billed)`,
+  );
+  if (reports.last_error && reports.pending + reports.late > 0) {
+    lines.push(`  last error: ${short(reports.last_error, 120)}`);
+  }
+  lines.push(
+    `Alert deliveries not delivered: ${alerts.pending} pending, ${alerts.sending} sending, ${alerts.retrying} retrying, ${alerts.given_up} given up${alerts.oldest_at ? ` (oldest ${time(alerts.oldest_at)})` : ''}`,
+  );
+  if (alerts.last_error) lines.push(`  last error: ${short(alerts.last_error, 120)}`);
+  lines.push('Latest collector runs:');
+  lines.push(
+    status.collector_runs.length === 0
+      ? '  none yet'
+      : renderTable(
+          ['started', 'trigger', 'took', 'ok', 'failed', 'deferred', 'new executions', 'errors'],
+          status.collector_runs.map((r) => [
+            time(r.started_at),
+            r.trigger,
+            runLength(r),
+            r.sources_ok,
+            r.sources_failed,
+            r.sources_deferred,
+            count(r.executions_ingested),
+            r.errors,
+          ]),
+        ),
+  );
+  const attention = needsAttention(status);
+  lines.push(attention.length ? `Needs attention: ${attention.join('; ')}` : 'All healthy.');
+  return lines.join('\n');
+}
+
+export function registerStatus(program: Command, ctx: CommandContext): void {
+  const { io } = ctx;
+  program
+    .command('status')
+    .description(
+      'one screen: source lag and errors, Stripe reports not sent, alerts not delivered, latest collector runs',
+    )
+    .option(
+      '--tenant <tenant>',
+      'only this tenant (id or external reference; repeatable); collector runs are always all',
+      repeatable(schemas.tenant),
+    )
+    .option('--json', 'print JSON on stdout')
+    .action(async (options: { tenant?: string[]; json?: boolean }) => {
+      const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      const tenants = options.tenant ? await resolveTenants(database, options.tenant) : undefined;
+      const raw = database.unwrap(
+        await database.db.rpc(
+          'operator_status',
+          tenants ? { tenant_ids: tenants.map((t) => t.id) } : {},
+        ),
+      );
+      const parsed = statusSchema.safeParse(raw);
+      if (!parsed.success) {
+        throw new CliError(
+          EXIT.failed,
+          `operator_status answered in an unexpected shape (${parsed.error.issues[0]?.message}): apply the latest migrations`,
+        );
+      }
+      const status = parsed.data;
+      const attention = needsAttention(status);
+      if (attention.length > 0) ctx.exit(EXIT.failed);
+      if (options.json) return printJson(io, { ...status, needs_attention: attention });
+      io.out(render(status));
+    });
+}

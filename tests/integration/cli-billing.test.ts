@@ -1,0 +1,211 @@
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { EXIT, runCli } from '../../src/cli/main.ts';
+import { collect, createSource, useN8nServer } from '../support/collector.ts';
+import { FakeStripe } from '../support/fake-stripe.ts';
+import { stack, superuser, uniqueId } from '../support/stack.ts';
+
+const server = useN8nServer();
+const stripe = new FakeStripe();
+server.use(...stripe.handlers());
+
+/** A terminal for progress bars: what cli-progress draws, kept as text. */
+class FakeTerminal extends Writable {
+  readonly isTTY = true;
+  readonly columns = 120;
+  text = '';
+  override _write(chunk: Buffer, _encoding: string, done: () => void) {
+    this.text += chunk.toString();
+    done();
+  }
+}
+
+function cli(
+  args: string[],
+  options: { env?: Record<string, string | undefined>; stderr?: FakeTerminal } = {},
+) {
+  const out: string[] = [];
+  const err: string[] = [];
+  return runCli(args, {
+    out: (t) => out.push(t),
+    err: (t) => err.push(t),
+    env: {
+      SUPABASE_URL: stack.supabaseUrl,
+      SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
+      STRIPE_SECRET_KEY: 'sk_test_flowmeterCli',
+      ...options.env,
+    },
+    ...(options.stderr ? { stderr: options.stderr } : {}),
+  }).then((code) => ({ code, out: out.join('\n'), err: err.join('\n') }));
+}
+
+const recent = (s: number) => new Date(Date.now() - s * 1000).toISOString();
+const hex = () => randomBytes(6).toString('hex');
+
+/** Set up as an operator would, with the CLI; usage collected from a fake n8n. */
+async function meteredTenant(executions: number) {
+  const planId = uniqueId('plan');
+  const customer = `cus_${hex()}`;
+  const plan = await cli([
+    'plans',
+    'set',
+    planId,
+    '--name',
+    'Metered',
+    '--included',
+    '100',
+    '--meter-event-name',
+    'n8n_executions',
+    '--meter-id',
+    `mtr_${hex()}`,
+  ]);
+  expect(plan.code).toBe(EXIT.ok);
+  const added = await cli([
+    'tenants',
+    'add',
+    uniqueId('Metered'),
+    '--plan',
+    planId,
+    '--stripe-customer',
+    customer,
+    '--json',
+  ]);
+  const tenantId = (JSON.parse(added.out) as { id: string }).id;
+  const source = await createSource(server, { tenantId, planId });
+  source.fake.addMany(executions, (i) => ({ startedAt: recent(100 - i) }));
+  await collect([source]);
+  return { tenantId, customer, source };
+}
+
+async function ledger(tenantId: string) {
+  const { rows } = await superuser().query(
+    'select value::int, status, attempts from public.meter_reports where tenant_id = $1 order by id',
+    [tenantId],
+  );
+  return rows;
+}
+
+describe('flowmeter report', () => {
+  it('--dry-run shows what would be sent and sends nothing; then a real run sends it once', async () => {
+    const { tenantId, customer } = await meteredTenant(7);
+    const requests = stripe.requests;
+    const dry = await cli(['report', '--tenant', tenantId, '--dry-run']);
+    expect(dry.code).toBe(EXIT.ok);
+    expect(dry.out).toMatch(
+      new RegExp(`│ flowmeter:${tenantId}:\\d+:7 │ ${customer} │ n8n_executions │ 7`),
+    );
+    expect(dry.out).toMatch(/1 meter events would be sent/);
+    expect(stripe.requests).toBe(requests);
+    expect(await ledger(tenantId)).toEqual([{ value: 7, status: 'pending', attempts: 0 }]);
+
+    const real = await cli(['report', '--tenant', tenantId]);
+    expect(real.code).toBe(EXIT.ok);
+    expect(real.out).toBe('1 pending: 1 sent, 0 failed, 0 late, 0 deferred');
+    expect(real.err).toMatch(/reporting: 1 meter events/);
+    expect(stripe.totalFor(customer)).toBe(7);
+    expect(await ledger(tenantId)).toEqual([{ value: 7, status: 'sent', attempts: 1 }]);
+
+    const again = await cli(['report', '--tenant', tenantId, '--json']);
+    expect(JSON.parse(again.out)).toMatchObject({ dryRun: false, claimed: 0, sent: 0 });
+    expect(stripe.totalFor(customer)).toBe(7);
+  });
+
+  it('exits 1 and says why when Stripe fails; the next run sends the same report', async () => {
+    const { tenantId, customer } = await meteredTenant(3);
+    stripe.failNext('server_error', 'server_error', 'server_error');
+    const failed = await cli(['report', '--tenant', tenantId]);
+    expect(failed.code).toBe(EXIT.failed);
+    expect(failed.err).toMatch(/meter event not sent: .*Stripe had a problem/);
+    expect(failed.err).toMatch(/stay pending and are re-sent, unchanged/);
+    expect(await ledger(tenantId)).toEqual([{ value: 3, status: 'pending', attempts: 1 }]);
+
+    expect((await cli(['report', '--tenant', tenantId])).code).toBe(EXIT.ok);
+    expect(stripe.totalFor(customer)).toBe(3);
+  });
+
+  it('draws a progress bar when stderr is a terminal', async () => {
+    const { tenantId } = await meteredTenant(2);
+    const terminal = new FakeTerminal();
+    const result = await cli(['report', '--tenant', tenantId], { stderr: terminal });
+    expect(result.code).toBe(EXIT.ok);
+    expect(terminal.text).toMatch(/reporting \[█+\] 1\/1 meter events/);
+    expect(result.err).toBe('');
+  });
+
+  it('exits 2 without STRIPE_SECRET_KEY unless --dry-run, recording nothing', async () => {
+    const { tenantId } = await meteredTenant(2);
+    const result = await cli(['report', '--tenant', tenantId], {
+      env: { STRIPE_SECRET_KEY: undefined },
+    });
+    expect(result.code).toBe(EXIT.usage);
+    expect(result.err).toMatch(/STRIPE_SECRET_KEY is not set.*--dry-run/);
+    expect(await ledger(tenantId)).toEqual([]);
+  });
+
+  it('exits 2 for an unknown tenant, and 3 when the database cannot be reached', async () => {
+    const unknown = await cli(['report', '--tenant', 'no-such-tenant']);
+    expect(unknown.code).toBe(EXIT.usage);
+    expect(unknown.err).toMatch(/`flowmeter tenants list` shows them/);
+    const down = await cli(['report', '--tenant', 'x'], {
+      env: { SUPABASE_URL: 'http://127.0.0.1:9' },
+    });
+    expect(down.code).toBe(EXIT.unavailable);
+  });
+});
+
+describe('flowmeter reconcile', () => {
+  it('reports counter drift (exit 1), repairs it with --repair, then finds nothing', async () => {
+    const { tenantId } = await meteredTenant(10);
+    await superuser().query(
+      'update public.usage_counters set billable = billable + 2, billable_success = billable_success + 2, executions = executions + 2 where tenant_id = $1',
+      [tenantId],
+    );
+    const found = await cli(['reconcile', '--tenant', tenantId]);
+    expect(found.code).toBe(EXIT.failed);
+    expect(found.out).toMatch(
+      new RegExp(`│ counter_drift │ ${tenantId} │ .* │ 10\\s+│ 12\\s+│ no `),
+    );
+    expect(found.err).toMatch(/--repair/);
+
+    const repaired = await cli(['reconcile', '--tenant', tenantId, '--repair', '--json']);
+    expect(repaired.code).toBe(EXIT.ok);
+    expect(JSON.parse(repaired.out).counterFindings).toMatchObject([
+      { expected: 10, actual: 12, repaired: true },
+    ]);
+
+    const clean = await cli(['reconcile', '--tenant', tenantId]);
+    expect(clean.code).toBe(EXIT.ok);
+    expect(clean.out).toMatch(/counters match the raw executions/);
+  });
+
+  it("compares what was sent with Stripe's summaries, leaving the last hour's for later", async () => {
+    const { tenantId } = await meteredTenant(4);
+    expect((await cli(['report', '--tenant', tenantId])).code).toBe(EXIT.ok);
+    const result = await cli([
+      'reconcile',
+      '--tenant',
+      tenantId,
+      '--since',
+      '2026-01-01',
+      '--json',
+    ]);
+    expect(result.code).toBe(EXIT.ok);
+    expect(JSON.parse(result.out)).toMatchObject({
+      since: '2026-01-01T00:00:00.000Z',
+      counterFindings: [],
+      stripeFindings: [],
+      stripeSkipped: 1,
+    });
+  });
+
+  it.each([
+    [['--since', 'yesterday'], /a date like 2026-11-01/],
+    [['--since', '2999-01-01'], /must not be in the future/],
+    [['--tenant', 'no-such-tenant'], /no tenant has the id or external reference/],
+  ])('exits 2 for %j', async (args, message) => {
+    const result = await cli(['reconcile', ...args]);
+    expect(result.code).toBe(EXIT.usage);
+    expect(result.err).toMatch(message);
+  });
+});
