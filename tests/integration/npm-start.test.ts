@@ -23,7 +23,7 @@ afterEach(() => {
 });
 
 function start(env: Record<string, string>) {
-  const child = spawn(process.execPath, ['src/local/start.ts'], {
+  const child = spawn(process.execPath, ['src/local/start.ts', '--stack-only'], {
     cwd: projectRoot,
     env: { ...process.env, SUPABASE_URL: '', SUPABASE_SERVICE_ROLE_KEY: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -72,6 +72,8 @@ describe('npm start', () => {
     expect(Object.keys(local).sort()).toEqual([
       'DATABASE_URL',
       'FLOWMETER_ENCRYPTION_KEYS',
+      'FLOWMETER_INTERNAL_SECRET',
+      'RUNNER_SECRETS',
       'SUPABASE_ANON_KEY',
       'SUPABASE_JWT_SECRET',
       'SUPABASE_SERVICE_ROLE_KEY',
