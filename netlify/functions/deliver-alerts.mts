@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { alertDependencies, deliverAlerts } from '../../src/alerts/from-config.ts';
 import { loadAlertsConfig } from '../../src/config/alerts-env.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
@@ -9,7 +10,9 @@ import { createLogger } from '../../src/observability/pino-logger.ts';
 export default async () => {
   const config = loadAlertsConfig();
   const summary = await deliverAlerts(
-    alertDependencies(config, { log: createLogger(config.LOG_LEVEL, { fn: 'deliver-alerts' }) }),
+    alertDependencies(config, {
+      log: createLogger(config.LOG_LEVEL, { fn: 'deliver-alerts', run_id: randomUUID() }),
+    }),
   );
   return Response.json(summary);
 };

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { reporterDependencies } from '../../src/billing/from-config.ts';
 import { runReconciliation } from '../../src/billing/reconcile.ts';
 import { loadReconcileConfig } from '../../src/config/reporter-env.ts';
@@ -11,7 +12,7 @@ export default async () => {
   const config = loadReconcileConfig();
   const { db, stripe, log } = reporterDependencies(
     config,
-    createLogger(config.LOG_LEVEL, { fn: 'reconcile-usage' }),
+    createLogger(config.LOG_LEVEL, { fn: 'reconcile-usage', run_id: randomUUID() }),
   );
   const now = new Date();
   const since = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1));

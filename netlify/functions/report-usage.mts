@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { reporterDependencies } from '../../src/billing/from-config.ts';
 import { runReporter } from '../../src/billing/report-usage.ts';
 import { loadReporterConfig } from '../../src/config/reporter-env.ts';
@@ -10,7 +11,10 @@ import { createLogger } from '../../src/observability/pino-logger.ts';
 export default async () => {
   const config = loadReporterConfig();
   const summary = await runReporter(
-    reporterDependencies(config, createLogger(config.LOG_LEVEL, { fn: 'report-usage' })),
+    reporterDependencies(
+      config,
+      createLogger(config.LOG_LEVEL, { fn: 'report-usage', run_id: randomUUID() }),
+    ),
   );
   return Response.json(summary);
 };

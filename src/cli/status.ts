@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
+import { needsAttention } from '../ops/attention.ts';
 import { repeatable, schemas } from './arguments.ts';
 import {
   CliError,
@@ -79,17 +80,6 @@ const statusSchema = z.object({
 });
 
 type Status = z.infer<typeof statusSchema>;
-
-/** What needs a person: failing sources, usage Stripe will not be sent, alerts given up on. */
-function needsAttention(status: Status): string[] {
-  return [
-    status.sources.failing > 0 && `${plural(status.sources.failing, 'source')} failing`,
-    status.meter_reports.late > 0 &&
-      `${plural(status.meter_reports.late, 'late meter report')} (invoice already final)`,
-    status.alert_deliveries.given_up > 0 &&
-      `${plural(status.alert_deliveries.given_up, 'alert delivery')} given up`,
-  ].filter((x): x is string => typeof x === 'string');
-}
 
 const runLength = (run: Status['collector_runs'][number]) =>
   run.finished_at

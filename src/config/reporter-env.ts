@@ -37,3 +37,27 @@ export const reconcileEnvSchema = reporterEnvSchema.extend({
 export type ReconcileConfig = z.infer<typeof reconcileEnvSchema>;
 export const loadReconcileConfig = (env: Env = process.env): ReconcileConfig =>
   parseEnv(reconcileEnvSchema, env);
+
+/** GET /api/v1/status: the operator's monitoring. */
+export const statusEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
+  // Secrets the operator's monitoring sends as Authorization: Bearer <secret>, comma-separated.
+  OPERATOR_SECRETS: variable(
+    'a comma-separated list of secrets of at least 32 characters (openssl rand -hex 32)',
+  ).transform((value, ctx) => {
+    const secrets = value
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    if (secrets.length === 0 || secrets.some((s) => s.length < 32)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be secrets of at least 32 characters, comma-separated',
+      });
+      return z.NEVER;
+    }
+    return secrets;
+  }),
+});
+export type StatusConfig = z.infer<typeof statusEnvSchema>;
+export const loadStatusConfig = (env: Env = process.env): StatusConfig =>
+  parseEnv(statusEnvSchema, env);

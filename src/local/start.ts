@@ -175,6 +175,8 @@ async function main(): Promise<void> {
       FLOWMETER_ENCRYPTION_KEYS: local.encryptionKeys,
       RUNNER_SECRETS: local.runnerSecret,
       FLOWMETER_INTERNAL_SECRET: local.internalSecret,
+      // Locally the status endpoint takes the same secret as the background hand-off.
+      OPERATOR_SECRETS: local.internalSecret,
       URL: functionsUrl,
       LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     };
@@ -190,6 +192,10 @@ async function main(): Promise<void> {
     stops.push(() => functions.stop());
     row('enforce', `${functionsUrl}/api/v1/enforce  (Authorization: Bearer <RUNNER_SECRETS>)`);
     row('stripe webhook', `${functionsUrl}/api/v1/stripe/webhook`);
+    row(
+      'status',
+      `${functionsUrl}/api/v1/status  (Authorization: Bearer <FLOWMETER_INTERNAL_SECRET>)`,
+    );
 
     if (options.demo) {
       const db = createServiceClient({

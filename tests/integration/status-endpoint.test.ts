@@ -1,0 +1,63 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/observability/logger.ts';
+import { createStatusHandler } from '../../src/ops/status-handler.ts';
+import { collect, createSource, useN8nServer } from '../support/collector.ts';
+import { serviceClient } from '../support/stack.ts';
+
+const server = useN8nServer();
+const secret = randomBytes(32).toString('hex');
+const handler = createStatusHandler({
+  db: serviceClient(),
+  operatorSecrets: [secret],
+  log: silentLogger,
+});
+const get = (
+  headers: Record<string, string> = { authorization: `Bearer ${secret}` },
+  method = 'GET',
+) => handler(new Request('https://flowmeter.test/api/v1/status', { method, headers }));
+
+describe('GET /api/v1/status', () => {
+  it('reports sources, Stripe reports, alert deliveries and runs, healthy or not', async () => {
+    const response = await get();
+    const body = (await response.json()) as Record<string, unknown> & {
+      healthy: boolean;
+      needs_attention: string[];
+    };
+    expect(response.status).toBe(body.healthy ? 200 : 503);
+    expect(Object.keys(body)).toEqual(
+      expect.arrayContaining([
+        'healthy',
+        'needs_attention',
+        'sources',
+        'meter_reports',
+        'alert_deliveries',
+        'collector_runs',
+      ]),
+    );
+  });
+
+  it('answers 503 naming the problem when a source is failing', async () => {
+    const source = await createSource(server);
+    source.fake.failNext({ kind: 'status', status: 401, body: { message: 'Unauthorized' } }, 5);
+    await collect([source]);
+    const response = await get();
+    expect(response.status).toBe(503);
+    const body = (await response.json()) as { healthy: boolean; needs_attention: string[] };
+    expect(body.healthy).toBe(false);
+    expect(body.needs_attention.join(' ')).toMatch(/failing/);
+  });
+
+  it.each([
+    ['no secret', {}],
+    ['a wrong secret', { authorization: `Bearer ${'0'.repeat(64)}` }],
+  ])('answers 401 with %s', async (_, headers) => {
+    const response = await get(headers);
+    expect(response.status).toBe(401);
+    expect(response.headers.get('www-authenticate')).toMatch(/^Bearer/);
+  });
+
+  it('answers 405 to other methods', async () => {
+    expect((await get(undefined, 'POST')).status).toBe(405);
+  });
+});
