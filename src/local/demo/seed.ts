@@ -12,12 +12,12 @@ import type { DemoTenantTraffic } from './runner.ts';
  * executions from 1 again, so the previous start's sources are disabled.
  */
 const PLANS = [
-  { id: 'demo-free', name: 'Free (demo)', limit_policy: 'hard_limit', included_executions: 60 },
+  { id: 'demo-free', name: 'Free (demo)', limit_policy: 'hard_limit', included_executions: 30 },
   {
     id: 'demo-pro',
     name: 'Pro (demo)',
     limit_policy: 'overage',
-    included_executions: 100,
+    included_executions: 60,
     overage_unit_amount: 0.2,
   },
   { id: 'demo-scale', name: 'Scale (demo)', limit_policy: 'unlimited', included_executions: null },

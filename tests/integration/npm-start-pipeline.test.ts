@@ -1,0 +1,74 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { projectRoot } from '../../src/local/project.ts';
+
+/**
+ * `npm run demo` as a newcomer sees it: the whole pipeline on a fast clock. The console
+ * must show executions collected, a run blocked at the free tenant's limit, an alert
+ * created, and the meter events the reporter would send — then stop cleanly on Ctrl-C.
+ */
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+
+describe('npm start (whole pipeline)', () => {
+  it('shows collection, a blocked run, an alert and the reporter within minutes of demo time', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'flowmeter-demo-'));
+    const child = spawn(
+      process.execPath,
+      ['src/local/start.ts', '--speed', '120', '--functions-port', String(await freePort())],
+      {
+        cwd: projectRoot,
+        env: {
+          ...process.env,
+          SUPABASE_URL: '',
+          SUPABASE_SERVICE_ROLE_KEY: '',
+          FLOWMETER_LOCAL_DIR: dir,
+          FLOWMETER_LOCAL_DB_PORT: String(await freePort()),
+          FLOWMETER_LOCAL_API_PORT: String(await freePort()),
+          FLOWMETER_LOCAL_N8N_PORT: String(await freePort()),
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => {
+      output += c.toString();
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      output += c.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const expected = [
+      /collect\s+3 sources ok, 0 failed: \+\d+ executions/,
+      /usage\s+Acme \d+\/30/,
+      /enforce\s+Acme \(free plan\): run BLOCKED \(402 limit_reached, 30\/30\)/,
+      /alert\s+.* crossed 80 %/,
+      /report\s+dry run, no STRIPE_SECRET_KEY: would send meter events cus_demoGlobex \+\d+/,
+    ];
+    try {
+      for (
+        let waited = 0;
+        waited < 240_000 && !expected.every((re) => re.test(output));
+        waited += 500
+      ) {
+        if (child.exitCode !== null) break;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      for (const re of expected)
+        expect(output, `npm start output lacks ${re}:\n${output}`).toMatch(re);
+    } finally {
+      child.kill('SIGINT');
+    }
+    expect(await exited).toBe(0);
+    expect(output).toContain('stopped.');
+  }, 300_000);
+});
