@@ -10,6 +10,9 @@
 -- The tenant billing period that contains `at`: the Stripe subscription's current bounds
 -- when they contain it, monthly steps from their start otherwise (Stripe keeps the anchor
 -- day, clamping to the month's end), the UTC calendar month without a subscription.
+-- Month arithmetic is done on UTC timestamps explicitly rather than with a `set timezone`
+-- clause: setting a GUC on every call costs more than the call, and this is on the
+-- enforcement hot path.
 create or replace function private.billing_period(
   current_start timestamptz,
   current_end timestamptz,
@@ -19,14 +22,15 @@ create or replace function private.billing_period(
 )
 language plpgsql immutable
 set search_path = ''
-set timezone = 'UTC'
 as $$
 declare
   months int;
+  start_utc timestamp := current_start at time zone 'UTC';
+  at_utc timestamp := at at time zone 'UTC';
 begin
   if current_start is null then
-    period_start := date_trunc('month', at);
-    period_end := period_start + interval '1 month';
+    period_start := date_trunc('month', at_utc) at time zone 'UTC';
+    period_end := (date_trunc('month', at_utc) + interval '1 month') at time zone 'UTC';
     return;
   end if;
   if at >= current_start and at < current_end then
@@ -34,16 +38,15 @@ begin
     period_end := current_end;
     return;
   end if;
-  months := (extract(year from at) - extract(year from current_start))::int * 12
-    + (extract(month from at) - extract(month from current_start))::int;
-  if current_start + make_interval(months => months) > at then
+  months := (extract(year from at_utc) - extract(year from start_utc))::int * 12
+    + (extract(month from at_utc) - extract(month from start_utc))::int;
+  if start_utc + make_interval(months => months) > at_utc then
     months := months - 1;
-  elsif current_start + make_interval(months => months + 1) <= at then
+  elsif start_utc + make_interval(months => months + 1) <= at_utc then
     months := months + 1;
   end if;
-  period_start := current_start + make_interval(months => months);
-  period_end := current_start + make_interval(months => months + 1);
-  -- Steps next to the current period end (or start) at its bounds, whatever its length.
+  period_start := (start_utc + make_interval(months => months)) at time zone 'UTC';
+  period_end := (start_utc + make_interval(months => months + 1)) at time zone 'UTC';
   if at < current_start then
     period_end := least(period_end, current_start);
   else
@@ -257,6 +260,31 @@ create table public.collection_gaps (
 comment on table public.collection_gaps is 'Executions that may be missing from the counters, for the operator to see.';
 create index collection_gaps_source_idx on public.collection_gaps (source_id, detected_at);
 create index collection_gaps_tenant_idx on public.collection_gaps (tenant_id);
+
+-- A pruning gap is recorded once. The walk's floor lags one walk behind the high-water
+-- mark (to catch ids that commit late), so the walk after the one that found a gap reaches
+-- the end of n8n's list above the same floor and reports the same range again. Ingests of
+-- one source are serialised by its lease row, so skipping a range already recorded is enough.
+create or replace function private.skip_repeated_gap()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.kind = 'pruned' and exists (
+    select 1 from public.collection_gaps g
+    where g.source_id = new.source_id and g.kind = 'pruned'
+      and g.from_id = new.from_id and g.to_id = new.to_id
+  ) then
+    return null;
+  end if;
+  return new;
+end;
+$$;
+revoke all on function private.skip_repeated_gap() from public;
+
+create trigger collection_gaps_skip_repeated before insert on public.collection_gaps
+  for each row execute function private.skip_repeated_gap();
 
 create table public.collector_runs (
   id uuid primary key default gen_random_uuid(),

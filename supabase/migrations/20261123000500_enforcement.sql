@@ -115,6 +115,10 @@ create trigger usage_counters_release_reservations before update of billable on 
 -- period_end, tenant_id, reservation_id}. reason is one of: within_limit, overage_allowed,
 -- limit_reached, unlimited, trial, grace_period, subscription_inactive, unknown_tenant.
 -- reserve = false answers without reserving (a dry check).
+--
+-- The transaction commits without waiting for the WAL flush (set_config in the body: a SET
+-- clause would be undone before COMMIT). A reservation lost in a crash is provisional: the
+-- next decision simply does not see it.
 create or replace function public.enforce_usage(
   tenant text,
   workflow_id text default null,
@@ -125,10 +129,6 @@ create or replace function public.enforce_usage(
 returns jsonb
 language plpgsql
 set search_path = ''
-set timezone = 'UTC'
--- A reservation lost in a crash is provisional anyway; not waiting for the WAL flush keeps
--- the hot path fast. Counters are never written here.
-set synchronous_commit = 'off'
 as $$
 #variable_conflict use_column
 declare
@@ -147,6 +147,8 @@ declare
   pct numeric;
   level text;
 begin
+  -- Until the end of this transaction (see the header).
+  perform set_config('synchronous_commit', 'off', true);
   if enforce_usage.tenant ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
     select * into t from public.tenants x where x.id = enforce_usage.tenant::uuid;
   else
@@ -256,4 +258,3 @@ $$;
 revoke execute on function public.enforce_usage(text, text, text, boolean, int) from public, anon, authenticated;
 grant execute on function public.enforce_usage(text, text, text, boolean, int) to service_role;
 
-grant execute on function private.billing_period(timestamptz, timestamptz, timestamptz) to service_role;

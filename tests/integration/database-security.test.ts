@@ -8,7 +8,17 @@ import { superuser } from '../support/stack.ts';
  */
 
 // Functions tenant users (authenticated) may call; anon may call none.
-const AUTHENTICATED_CALLABLE = new Set<string>(['mark_alert_read']);
+const AUTHENTICATED_CALLABLE = new Set<string>([
+  'mark_alert_read',
+  'tenant_usage_summary',
+  'tenant_usage_daily',
+  'tenant_workflow_breakdown',
+  'tenant_usage_history',
+  'tenant_alerts',
+  // private helpers the tenant-facing functions call (pure, or RLS-filtered)
+  'billing_period',
+  'tenant_usage_summary_rows',
+]);
 
 const isTestObject = (name: string) => name.startsWith('rpc_test_');
 

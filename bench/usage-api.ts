@@ -1,0 +1,279 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { createClient } from '@supabase/supabase-js';
+import { Command, InvalidArgumentError } from 'commander';
+import pg from 'pg';
+import type { Database } from '../src/db/database.types.ts';
+import { signJwt } from '../src/local/keys.ts';
+import { projectRoot } from '../src/local/project.ts';
+import type { LocalStackInfo } from '../src/local/stack.ts';
+import {
+  getDailyUsage,
+  getUsageSummary,
+  getWorkflowBreakdown,
+  type UsageDb,
+  type UsageResult,
+} from '../src/usage-client/index.ts';
+import { fmt, measure, type Series } from './stats.ts';
+
+/**
+ * The tenant usage API as a frontend calls it (supabase-js signed in as a tenant user →
+ * RPC endpoint in its own process → Postgres), with few and with many raw executions
+ * stored: the summary and the daily series read counters and daily totals only, so their
+ * time must not grow with the executions table. The per-workflow breakdown reads one
+ * tenant-period of raw executions by design; it is measured for information. Writes
+ * bench/results/usage-api-<time>.json.
+ */
+const positive = (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1)
+    throw new InvalidArgumentError('must be a positive whole number');
+  return n;
+};
+const options = new Command()
+  .name('bench-usage-api')
+  .option('--requests <n>', 'requests per series', positive, 2000)
+  .option('--large <n>', 'stored executions for the large-table comparison', positive, 10_000_000)
+  .option('--small <n>', 'stored executions for the small-table comparison', positive, 10_000)
+  .option(
+    '--tenants <n>',
+    'tenants (one signed-in member each) the load is spread over',
+    positive,
+    64,
+  )
+  .option('--days <n>', 'days back from now the executions are spread over', positive, 60)
+  .option('--repeat <n>', 'runs per series; the median of each statistic is kept', positive, 3)
+  .parse()
+  .opts<{
+    requests: number;
+    large: number;
+    small: number;
+    tenants: number;
+    days: number;
+    repeat: number;
+  }>();
+
+/** The local stack in a child process (see stack-process.ts); stop() ends it. */
+async function startStackProcess(): Promise<LocalStackInfo & { stop(): Promise<void> }> {
+  const child = spawn(
+    process.execPath,
+    [fileURLToPath(new URL('./stack-process.ts', import.meta.url))],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const [line] = (await once(createInterface({ input: child.stdout as Readable }), 'line')) as [
+    string,
+  ];
+  return {
+    ...(JSON.parse(line) as LocalStackInfo),
+    stop: async () => {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    },
+  };
+}
+
+const stack = await startStackProcess();
+const admin = new pg.Pool({ connectionString: stack.databaseUrl, max: 4 });
+admin.on('error', () => {});
+const results: Series[] = [];
+const log = (s: Series, small?: Series) =>
+  console.log(
+    `${s.name.padEnd(60)} c=${String(s.concurrency).padStart(2)}  p50 ${fmt(s.p50).padStart(7)} ms  p99 ${fmt(s.p99).padStart(7)} ms  ${fmt(s.perSecond, 0).padStart(6)}/s${small ? `  p50 ×${fmt(s.p50 / small.p50)}  p99 ×${fmt(s.p99 / small.p99)} of small` : ''}`,
+  );
+
+try {
+  await admin.query(
+    "insert into public.plans (id, name, included_executions, limit_policy, overage_unit_amount) values ('bench', 'Bench', 100000, 'overage', 0.2)",
+  );
+  const { rows: tenants } = await admin.query<{ id: string; user_id: string }>(
+    `with t as (
+       insert into public.tenants (name, plan_id) select 'bench ' || i, 'bench' from generate_series(1, $1) i
+       returning id),
+     u as (
+       insert into auth.users (id, email, role, aud)
+       select gen_random_uuid(), 'bench-' || t.id || '@example.test', 'authenticated', 'authenticated' from t
+       returning id as user_id, email)
+     insert into public.tenant_members (tenant_id, user_id)
+     select t.id, u.user_id from t join u on u.email = 'bench-' || t.id || '@example.test'
+     returning tenant_id as id, user_id`,
+    [options.tenants],
+  );
+  const { rows: sources } = await admin.query<{ id: string; tenant_id: string }>(
+    `insert into public.n8n_sources (tenant_id, name, base_url, api_key_ciphertext)
+     select id, 'bench', 'https://bench-' || id || '.example', 'fm1.x' from public.tenants where plan_id = 'bench'
+     returning id, tenant_id`,
+  );
+  await admin.query(
+    `select private.ensure_execution_partition(now() - make_interval(days => d))
+     from generate_series(0, $1) d`,
+    [options.days],
+  );
+
+  // Each tenant's member, signed in as Supabase Auth would sign them in.
+  const clients: UsageDb[] = await Promise.all(
+    tenants.map(async (t) => {
+      const token = await signJwt(
+        stack.jwtSecret,
+        { sub: t.user_id, role: 'authenticated', aud: 'authenticated' },
+        24 * 3600,
+      );
+      return createClient<Database>(stack.supabaseUrl, stack.anonKey, {
+        auth: { persistSession: false, autoRefreshToken: false },
+        global: { headers: { Authorization: `Bearer ${token}` } },
+      });
+    }),
+  );
+
+  async function storeExecutions(total: number) {
+    // Spread over the bench sources and the last `days` days, as the collector would store
+    // them (calendar-month periods), then the counters and daily totals they add up to.
+    const { rows } = await admin.query('select count(*)::bigint as n from public.executions');
+    const have = Number(rows[0].n);
+    const per = Math.ceil((total - have) / sources.length);
+    if (per <= 0) return;
+    const started = performance.now();
+    const span = options.days * 86_400;
+    for (const [i, source] of sources.entries()) {
+      await admin.query(
+        `insert into public.executions (source_id, execution_id, tenant_id, workflow_id, mode, status,
+           started_at, stopped_at, occurred_at, duration_ms, billable, period_start)
+         select $1, $3 + g, $2, 'wf' || (g % 20), 'trigger', case when g % 13 = 0 then 'error' else 'success' end,
+                at, at + interval '2 seconds', at, 2000, true,
+                date_trunc('month', at at time zone 'UTC') at time zone 'UTC'
+         from generate_series(1, $4) g, lateral (select now() - ((g::bigint * 7919) % $5) * interval '1 second' as at) x`,
+        [source.id, source.tenant_id, have + i * per, per, span],
+      );
+    }
+    await admin.query(
+      `insert into public.usage_counters as c (tenant_id, period_start, period_end, executions, billable,
+         billable_success, billable_failed, billable_duration_ms)
+       select tenant_id, period_start, period_start + interval '1 month', count(*), count(*),
+              count(*) filter (where status = 'success'), count(*) filter (where status <> 'success'), sum(duration_ms)
+       from public.executions group by tenant_id, period_start
+       on conflict (tenant_id, period_start) do update set executions = excluded.executions,
+         billable = excluded.billable, billable_success = excluded.billable_success,
+         billable_failed = excluded.billable_failed, billable_duration_ms = excluded.billable_duration_ms`,
+    );
+    await admin.query(
+      `insert into public.usage_daily as d (tenant_id, day, executions, billable, failed, duration_ms)
+       select tenant_id, (occurred_at at time zone 'UTC')::date, count(*), count(*),
+              count(*) filter (where status <> 'success'), sum(duration_ms)
+       from public.executions group by 1, 2
+       on conflict (tenant_id, day) do update set executions = excluded.executions,
+         billable = excluded.billable, failed = excluded.failed, duration_ms = excluded.duration_ms`,
+    );
+    await admin.query(
+      'vacuum analyze public.executions, public.usage_counters, public.usage_daily',
+    );
+    // Write the seeded pages out now, not during the measurement.
+    await admin.query('checkpoint');
+    console.log(
+      `stored ${total.toLocaleString()} executions (${fmt((performance.now() - started) / 1000, 1)} s)`,
+    );
+  }
+
+  const checked = async (call: Promise<UsageResult<unknown[]>>) => {
+    const { data, error } = await call;
+    if (error) throw new Error(`${error.code}: ${error.message}`);
+    if (!data?.length) throw new Error('no rows: the member should see their tenant');
+  };
+  const client = (i: number) => clients[i % clients.length] as UsageDb;
+  const tenantOf = (i: number) => tenants[i % tenants.length]?.id as string;
+  const summary = (i: number) => checked(getUsageSummary(client(i), tenantOf(i)));
+  const daily = (i: number) => checked(getDailyUsage(client(i), { tenantId: tenantOf(i) }));
+  const breakdown = (i: number) =>
+    checked(getWorkflowBreakdown(client(i), { tenantId: tenantOf(i), maxRows: 20 }));
+
+  const { requests } = options;
+  const breakdownRequests = Math.max(20, Math.floor(requests / 20));
+  /**
+   * The median of each statistic over `repeat` runs: on a small shared machine a burst of
+   * outside load in one run moves its p99 a lot, and the comparison is between two phases
+   * minutes apart.
+   */
+  async function measureMedian(
+    name: string,
+    concurrency: number,
+    total: number,
+    task: (i: number) => Promise<unknown>,
+  ): Promise<Series> {
+    const runs: Series[] = [];
+    for (let r = 0; r < options.repeat; r++)
+      runs.push(await measure(name, concurrency, total, task));
+    const median = (pick: (s: Series) => number) =>
+      runs.map(pick).sort((a, b) => a - b)[Math.floor(runs.length / 2)] as number;
+    return {
+      name,
+      concurrency,
+      requests: total,
+      p50: median((s) => s.p50),
+      p99: median((s) => s.p99),
+      mean: median((s) => s.mean),
+      perSecond: median((s) => s.perSecond),
+    };
+  }
+
+  async function measureAll(label: string): Promise<Series[]> {
+    await measure('warm-up', 16, 500, summary);
+    await measure('warm-up', 16, 500, daily);
+    const series = [
+      await measureMedian(`summary, ${label}`, 1, requests, summary),
+      await measureMedian(`summary, ${label}`, 16, requests, summary),
+      await measureMedian(`daily series (default range), ${label}`, 1, requests, daily),
+      await measureMedian(`daily series (default range), ${label}`, 16, requests, daily),
+      await measureMedian(`workflow breakdown (info), ${label}`, 1, breakdownRequests, breakdown),
+    ];
+    results.push(...series);
+    return series;
+  }
+
+  await storeExecutions(options.small);
+  const small = await measureAll(`${options.small.toLocaleString()} executions stored`);
+  for (const s of small) log(s);
+  await storeExecutions(options.large);
+  const large = await measureAll(`${options.large.toLocaleString()} executions stored`);
+  for (const [i, s] of large.entries()) log(s, small[i]);
+
+  const targets: Record<string, { value: number; met: boolean }> = {};
+  for (const [i, s] of large.entries()) {
+    const base = small[i] as Series;
+    if (s.name.startsWith('workflow breakdown')) continue;
+    const what = `${s.name.split(',')[0]} c=${s.concurrency}`;
+    targets[`${what}: p50 large / small ≤ 2`] = {
+      value: s.p50 / base.p50,
+      met: s.p50 / base.p50 <= 2,
+    };
+    targets[`${what}: p99 large / small ≤ 2`] = {
+      value: s.p99 / base.p99,
+      met: s.p99 / base.p99 <= 2,
+    };
+  }
+  const report = {
+    at: new Date().toISOString(),
+    machine: {
+      cpus: cpus().length,
+      model: cpus()[0]?.model,
+      memoryGiB: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+    },
+    options,
+    series: results,
+    targets,
+  };
+  console.log('\ntargets:');
+  for (const [name, { value, met }] of Object.entries(targets)) {
+    console.log(`  ${met ? '✓' : '✗'} ${name}: ${fmt(value)}`);
+  }
+  await mkdir(`${projectRoot}bench/results`, { recursive: true });
+  const file = `${projectRoot}bench/results/usage-api-${report.at.replace(/[:.]/g, '-')}.json`;
+  await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
+  console.log(`\nwrote ${file}`);
+} finally {
+  await admin.end();
+  await stack.stop();
+}

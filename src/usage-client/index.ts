@@ -1,0 +1,300 @@
+import type { PostgrestError, SupabaseClient } from '@supabase/supabase-js';
+import type { Database } from '../db/database.types.ts';
+
+/**
+ * Typed helpers for the tenant usage API (docs/usage-api.md), for a frontend that reads
+ * Supabase with the signed-in user's JWT: one `supabase.rpc()` call each, arguments and
+ * rows in camelCase. Row-level security decides what the user sees; a tenant they are not
+ * a member of gives empty results. Timestamps stay ISO strings, days `YYYY-MM-DD`.
+ */
+export type UsageDb = SupabaseClient<Database>;
+
+export type UsageResult<T> = { data: T; error: null } | { data: null; error: PostgrestError };
+
+type Functions = Database['public']['Functions'];
+type RowOf<F extends keyof Functions> =
+  Functions[F]['Returns'] extends ReadonlyArray<infer R> ? R : Functions[F]['Returns'];
+
+export type LimitPolicy = 'hard_limit' | 'overage' | 'unlimited';
+/** normal; warning at the plan's lowest alert threshold; limit at 100 %; overage above. */
+export type UsageLevel = 'normal' | 'warning' | 'limit' | 'overage';
+
+export interface UsageSummary {
+  tenantId: string;
+  tenantName: string;
+  planId: string;
+  planName: string;
+  limitPolicy: LimitPolicy;
+  subscriptionStatus: string;
+  periodStart: string;
+  periodEnd: string;
+  /** Collected billable executions in the current period. */
+  used: number;
+  /** null on unlimited plans; the trial quota while trialing. */
+  quota: number | null;
+  remaining: number | null;
+  percent: number | null;
+  level: UsageLevel;
+  overageUnits: number;
+  /** In the currency's minor unit (cents); 0 unless the plan bills overage. */
+  estimatedOverageAmount: number;
+  currency: string;
+  /** Runs allowed by enforcement and not collected yet. */
+  reserved: number;
+  executions: number;
+  /** Billable executions that ended in error or crashed. */
+  failed: number;
+}
+
+export interface DailyUsage {
+  day: string;
+  executions: number;
+  billable: number;
+  failed: number;
+  durationMs: number;
+}
+
+export interface WorkflowUsage {
+  workflowId: string;
+  executions: number;
+  billable: number;
+  /** 0 to 1. */
+  successRate: number;
+  avgDurationMs: number | null;
+  p95DurationMs: number | null;
+}
+
+export interface UsagePeriod {
+  periodStart: string;
+  periodEnd: string;
+  isCurrent: boolean;
+  used: number;
+  /** The plan's quota as it is now, not as it was then; null on unlimited plans. */
+  quota: number | null;
+  overageUnits: number;
+  executions: number;
+  failed: number;
+  reportedToStripe: number;
+  pendingToStripe: number;
+  late: number;
+}
+
+export interface UsageAlert {
+  id: number;
+  tenantId: string;
+  periodStart: string;
+  periodEnd: string;
+  /** Percent of the quota. */
+  threshold: number;
+  used: number;
+  quota: number;
+  createdAt: string;
+  readAt: string | null;
+}
+
+export const toUsageSummary = (r: RowOf<'tenant_usage_summary'>): UsageSummary => ({
+  tenantId: r.tenant_id,
+  tenantName: r.tenant_name,
+  planId: r.plan_id,
+  planName: r.plan_name,
+  limitPolicy: r.limit_policy as LimitPolicy,
+  subscriptionStatus: r.subscription_status,
+  periodStart: r.period_start,
+  periodEnd: r.period_end,
+  used: r.used,
+  quota: r.quota,
+  remaining: r.remaining,
+  percent: r.percent,
+  level: r.level as UsageLevel,
+  overageUnits: r.overage_units,
+  estimatedOverageAmount: r.estimated_overage_amount,
+  currency: r.currency,
+  reserved: r.reserved,
+  executions: r.executions,
+  failed: r.failed,
+});
+
+export const toDailyUsage = (r: RowOf<'tenant_usage_daily'>): DailyUsage => ({
+  day: r.day,
+  executions: r.executions,
+  billable: r.billable,
+  failed: r.failed,
+  durationMs: r.duration_ms,
+});
+
+export const toWorkflowUsage = (r: RowOf<'tenant_workflow_breakdown'>): WorkflowUsage => ({
+  workflowId: r.workflow_id,
+  executions: r.executions,
+  billable: r.billable,
+  successRate: r.success_rate,
+  avgDurationMs: r.avg_duration_ms,
+  p95DurationMs: r.p95_duration_ms,
+});
+
+export const toUsagePeriod = (r: RowOf<'tenant_usage_history'>): UsagePeriod => ({
+  periodStart: r.period_start,
+  periodEnd: r.period_end,
+  isCurrent: r.is_current,
+  used: r.used,
+  quota: r.quota,
+  overageUnits: r.overage_units,
+  executions: r.executions,
+  failed: r.failed,
+  reportedToStripe: r.reported_to_stripe,
+  pendingToStripe: r.pending_to_stripe,
+  late: r.late,
+});
+
+export const toUsageAlert = (r: RowOf<'mark_alert_read'>): UsageAlert => ({
+  id: r.id,
+  tenantId: r.tenant_id,
+  periodStart: r.period_start,
+  periodEnd: r.period_end,
+  threshold: r.threshold,
+  used: r.used,
+  quota: r.quota,
+  createdAt: r.created_at,
+  readAt: r.read_at,
+});
+
+/** A day as the API takes it: `YYYY-MM-DD`, a Date's UTC day. */
+export const toDay = (day: string | Date): string =>
+  typeof day === 'string' ? day : day.toISOString().slice(0, 10);
+
+const toInstant = (at: string | Date): string => (typeof at === 'string' ? at : at.toISOString());
+
+type Compact<T> = { [K in keyof T as undefined extends T[K] ? never : K]: T[K] } & {
+  [K in keyof T as undefined extends T[K] ? K : never]?: Exclude<T[K], undefined>;
+};
+
+/** Named arguments without the ones left out, so the SQL defaults apply. */
+export function rpcArgs<T extends Record<string, unknown>>(args: T): Compact<T> {
+  return Object.fromEntries(Object.entries(args).filter(([, v]) => v !== undefined)) as Compact<T>;
+}
+
+function mapResult<R, T>(
+  response: { data: R | null; error: PostgrestError | null },
+  map: (data: R) => T,
+): UsageResult<T> {
+  if (response.error) return { data: null, error: response.error };
+  return { data: map(response.data as R), error: null };
+}
+
+/** The current period of every tenant the user belongs to, or of one tenant. */
+export async function getUsageSummary(
+  supabase: UsageDb,
+  tenantId?: string,
+): Promise<UsageResult<UsageSummary[]>> {
+  const response = await supabase.rpc('tenant_usage_summary', rpcArgs({ tenant_id: tenantId }));
+  return mapResult(response, (rows) => rows.map(toUsageSummary));
+}
+
+export interface DailyUsageQuery {
+  tenantId: string;
+  /** Default: the start of the previous billing period. */
+  fromDay?: string | Date;
+  /** Default: today (UTC). At most 400 days from fromDay. */
+  toDay?: string | Date;
+}
+
+/** One row per UTC day, days without usage as zeros. */
+export async function getDailyUsage(
+  supabase: UsageDb,
+  query: DailyUsageQuery,
+): Promise<UsageResult<DailyUsage[]>> {
+  const response = await supabase.rpc(
+    'tenant_usage_daily',
+    rpcArgs({
+      tenant_id: query.tenantId,
+      from_day: query.fromDay === undefined ? undefined : toDay(query.fromDay),
+      to_day: query.toDay === undefined ? undefined : toDay(query.toDay),
+    }),
+  );
+  return mapResult(response, (rows) => rows.map(toDailyUsage));
+}
+
+export interface WorkflowBreakdownQuery {
+  tenantId: string;
+  /** Default: the current period; otherwise the period containing this instant. */
+  periodStart?: string | Date;
+  /** Default 50, at most 500. */
+  maxRows?: number;
+  /** The last workflowId of the previous page. */
+  afterWorkflowId?: string;
+}
+
+/** Usage per workflow in one period, in workflowId order. */
+export async function getWorkflowBreakdown(
+  supabase: UsageDb,
+  query: WorkflowBreakdownQuery,
+): Promise<UsageResult<WorkflowUsage[]>> {
+  const response = await supabase.rpc(
+    'tenant_workflow_breakdown',
+    rpcArgs({
+      tenant_id: query.tenantId,
+      period_start: query.periodStart === undefined ? undefined : toInstant(query.periodStart),
+      max_rows: query.maxRows,
+      after_workflow_id: query.afterWorkflowId,
+    }),
+  );
+  return mapResult(response, (rows) => rows.map(toWorkflowUsage));
+}
+
+export interface UsageHistoryQuery {
+  tenantId: string;
+  /** Default 12, at most 100. */
+  maxRows?: number;
+  /** Periods starting before this instant: the last periodStart of the previous page. */
+  before?: string | Date;
+}
+
+/** Billing periods with counters, newest first. */
+export async function getUsageHistory(
+  supabase: UsageDb,
+  query: UsageHistoryQuery,
+): Promise<UsageResult<UsagePeriod[]>> {
+  const response = await supabase.rpc(
+    'tenant_usage_history',
+    rpcArgs({
+      tenant_id: query.tenantId,
+      max_rows: query.maxRows,
+      before: query.before === undefined ? undefined : toInstant(query.before),
+    }),
+  );
+  return mapResult(response, (rows) => rows.map(toUsagePeriod));
+}
+
+export interface AlertsQuery {
+  tenantId: string;
+  unreadOnly?: boolean;
+  /** Default 50, at most 200. */
+  maxRows?: number;
+  /** The last id of the previous page. */
+  beforeId?: number;
+}
+
+/** The tenant's usage alerts, newest first. */
+export async function listAlerts(
+  supabase: UsageDb,
+  query: AlertsQuery,
+): Promise<UsageResult<UsageAlert[]>> {
+  const response = await supabase.rpc(
+    'tenant_alerts',
+    rpcArgs({
+      tenant_id: query.tenantId,
+      unread_only: query.unreadOnly,
+      max_rows: query.maxRows,
+      before_id: query.beforeId,
+    }),
+  );
+  return mapResult(response, (rows) => rows.map(toUsageAlert));
+}
+
+/** Acknowledges an alert (the first read time is kept); 404 when it is not the user's. */
+export async function markAlertRead(
+  supabase: UsageDb,
+  alertId: number,
+): Promise<UsageResult<UsageAlert>> {
+  const response = await supabase.rpc('mark_alert_read', { alert_id: alertId });
+  return mapResult(response, toUsageAlert);
+}

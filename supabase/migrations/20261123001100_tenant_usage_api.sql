@@ -1,0 +1,404 @@
+-- Tenant usage API: what a tenant's users read in the operator's frontend, with their own
+-- JWT, through supabase-js (`supabase.rpc(...)`).
+--
+-- Every function is security invoker: it reads the tables under the caller's row-level
+-- security, so a user sees the tenants they are a member of and nothing else. A tenant id
+-- the caller is not a member of (or that does not exist) gives no rows, never an error
+-- that would tell the two apart. EXECUTE is granted to authenticated only (anon gets
+-- 401). Reads come from counters, daily totals, alerts and meter reports, except the
+-- per-workflow breakdown, which reads one tenant's raw executions of one period through
+-- the (tenant_id, occurred_at) index. Lists are paginated with a keyset and a capped page
+-- size.
+
+-- Period math is private.billing_period, the function the collector and enforcement use;
+-- it is pure (immutable, reads nothing), so callers may execute it.
+grant usage on schema private to authenticated;
+grant execute on function private.billing_period(timestamptz, timestamptz, timestamptz) to authenticated;
+
+-- tenant_alerts lists a tenant's alerts newest first.
+create index usage_alerts_tenant_id_idx on public.usage_alerts (tenant_id, id);
+
+-- Summary -----------------------------------------------------------------------------
+
+-- The work is done in plpgsql, whose plans are cached per session (a sql function is
+-- planned on every call, which costs more than this whole query). plpgsql does not allow
+-- an input and an output column of the same name, which the API's tenant_id is, hence
+-- this inner function and a thin sql one with the API's names.
+create or replace function private.tenant_usage_summary_rows(for_tenant uuid)
+returns table (
+  tenant_id uuid,
+  tenant_name text,
+  plan_id text,
+  plan_name text,
+  limit_policy text,
+  subscription_status text,
+  period_start timestamptz,
+  period_end timestamptz,
+  used bigint,
+  quota bigint,
+  remaining bigint,
+  percent numeric,
+  level text,
+  overage_units bigint,
+  estimated_overage_amount numeric,
+  currency text,
+  reserved bigint,
+  executions bigint,
+  failed bigint
+)
+language plpgsql stable
+security invoker
+set search_path = ''
+as $$
+#variable_conflict use_column
+begin
+  return query
+  select t.id, t.name, p.id, p.name, p.limit_policy, t.subscription_status,
+         bp.period_start, bp.period_end,
+         u.used, q.quota,
+         case when q.quota is null then null else greatest(0, q.quota - u.used) end,
+         pct.percent,
+         -- enforce_usage's rule
+         case when pct.percent is null then 'normal'
+              when pct.percent > 100 then 'overage'
+              when pct.percent >= 100 then 'limit'
+              when pct.percent >= (select min(x) from unnest(p.alert_thresholds) x) then 'warning'
+              else 'normal' end,
+         o.units,
+         case when p.limit_policy = 'overage' and t.subscription_status <> 'trialing'
+              then o.units * coalesce(p.overage_unit_amount, 0)
+              else 0 end,
+         p.currency,
+         coalesce(c.reserved, 0), coalesce(c.executions, 0), coalesce(c.billable_failed, 0)
+  from public.tenants t
+  join public.plans p on p.id = t.plan_id
+  cross join lateral private.billing_period(t.current_period_start, t.current_period_end, now()) bp
+  left join public.usage_counters c on c.tenant_id = t.id and c.period_start = bp.period_start
+  cross join lateral (select coalesce(c.billable, 0) as used) u
+  cross join lateral (
+    select case when p.limit_policy = 'unlimited' then null
+                when t.subscription_status = 'trialing'
+                  then coalesce(p.trial_included_executions, p.included_executions)
+                else p.included_executions end as quota
+  ) q
+  cross join lateral (
+    select case when q.quota is null then null
+                when q.quota = 0 then 100::numeric
+                else round(u.used * 100.0 / q.quota, 1) end as percent
+  ) pct
+  cross join lateral (select greatest(0, u.used - q.quota) as units) o
+  where tenant_usage_summary_rows.for_tenant is null or t.id = tenant_usage_summary_rows.for_tenant
+  order by t.name, t.id;
+end;
+$$;
+
+create or replace function public.tenant_usage_summary(tenant_id uuid default null)
+returns table (
+  tenant_id uuid,
+  tenant_name text,
+  plan_id text,
+  plan_name text,
+  limit_policy text,
+  subscription_status text,
+  period_start timestamptz,
+  period_end timestamptz,
+  used bigint,
+  quota bigint,
+  remaining bigint,
+  percent numeric,
+  level text,
+  overage_units bigint,
+  estimated_overage_amount numeric,
+  currency text,
+  reserved bigint,
+  executions bigint,
+  failed bigint
+)
+language sql stable
+security invoker
+set search_path = ''
+as $$
+  select * from private.tenant_usage_summary_rows(tenant_usage_summary.tenant_id);
+$$;
+comment on function public.tenant_usage_summary(uuid) is
+$$Current billing period usage of each tenant the caller is a member of (or only tenant_id), one row per tenant.
+Columns: tenant_id, tenant_name, plan_id, plan_name, limit_policy (hard_limit | overage | unlimited), subscription_status;
+period_start, period_end (the current billing period, [start, end), UTC);
+used = collected billable executions in the period (runs allowed but not collected yet are in reserved, not here);
+quota = the plan's included executions (the trial quota while trialing; null on unlimited plans);
+remaining = max(0, quota - used), null when unlimited; percent = used / quota in % (1 decimal; 100 when quota is 0; null when unlimited);
+level = normal | warning (at or above the plan's lowest alert threshold) | limit (at 100 %) | overage (above);
+overage_units = max(0, used - quota) (0 when unlimited; on hard-limit plans and trials these are not billed);
+estimated_overage_amount = overage_units * plans.overage_unit_amount in the currency's minor unit, 0 unless limit_policy = overage and not trialing;
+currency; reserved = runs allowed by enforcement and not collected yet; executions = every finished execution (billable or not);
+failed = billable executions that ended in error or crashed. A period without collected usage has zeros.$$;
+
+-- Daily series ------------------------------------------------------------------------
+
+create or replace function public.tenant_usage_daily(
+  tenant_id uuid,
+  from_day date default null,
+  to_day date default null
+)
+returns table (
+  day date,
+  executions bigint,
+  billable bigint,
+  failed bigint,
+  duration_ms bigint
+)
+language plpgsql stable
+security invoker
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  t public.tenants;
+  current_start timestamptz;
+  previous_start timestamptz;
+  last_day date;
+  first_day date;
+begin
+  select * into t from public.tenants x where x.id = tenant_usage_daily.tenant_id;
+  if not found then
+    return;
+  end if;
+  last_day := coalesce(tenant_usage_daily.to_day, (now() at time zone 'UTC')::date);
+  if tenant_usage_daily.from_day is not null then
+    first_day := tenant_usage_daily.from_day;
+  else
+    current_start := (private.billing_period(t.current_period_start, t.current_period_end, now())).period_start;
+    previous_start := (private.billing_period(
+      t.current_period_start, t.current_period_end, current_start - interval '1 microsecond'
+    )).period_start;
+    -- Within the 400-day cap and never after last_day (long periods, an early to_day).
+    first_day := least(greatest((previous_start at time zone 'UTC')::date, last_day - 399), last_day);
+  end if;
+  if first_day > last_day then
+    raise exception 'from_day (%) is after to_day (%)', first_day, last_day using errcode = '22023';
+  end if;
+  if last_day - first_day >= 400 then
+    raise exception 'at most 400 days per call (asked for % days)', last_day - first_day + 1
+      using errcode = '22023', hint = 'Ask for the range in several calls.';
+  end if;
+
+  return query
+  select first_day + g.i, coalesce(u.executions, 0), coalesce(u.billable, 0),
+         coalesce(u.failed, 0), coalesce(u.duration_ms, 0)
+  from generate_series(0, last_day - first_day) g(i)
+  left join public.usage_daily u on u.tenant_id = t.id and u.day = first_day + g.i
+  order by 1;
+end;
+$$;
+comment on function public.tenant_usage_daily(uuid, date, date) is
+$$Usage of one tenant per UTC day (executions by their start), one row per day from from_day to to_day inclusive, days without usage as zeros.
+Defaults: to_day = today (UTC); from_day = the start day of the previous billing period. At most 400 days per call (22023, HTTP 400, otherwise).
+Columns: day; executions = every finished execution; billable; failed = executions that did not succeed (error, crashed, canceled; billable or not);
+duration_ms = total run time. No rows when the caller is not a member of the tenant.$$;
+
+-- Per-workflow breakdown --------------------------------------------------------------
+
+create or replace function public.tenant_workflow_breakdown(
+  tenant_id uuid,
+  period_start timestamptz default null,
+  max_rows int default 50,
+  after_workflow_id text default null
+)
+returns table (
+  workflow_id text,
+  executions bigint,
+  billable bigint,
+  success_rate numeric,
+  avg_duration_ms numeric,
+  p95_duration_ms numeric
+)
+language plpgsql stable
+security invoker
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  t public.tenants;
+  bounds record;
+  page_size int := least(coalesce(tenant_workflow_breakdown.max_rows, 50), 500);
+begin
+  if page_size < 1 then
+    raise exception 'max_rows must be at least 1 (got %)', tenant_workflow_breakdown.max_rows
+      using errcode = '22023';
+  end if;
+  select * into t from public.tenants x where x.id = tenant_workflow_breakdown.tenant_id;
+  if not found then
+    return;
+  end if;
+  -- The period as counted: the counters row containing the instant (its bounds were the
+  -- tenant's when its executions were counted), else the billing period computed now.
+  select c.period_start, c.period_end into bounds
+  from public.usage_counters c
+  where c.tenant_id = t.id
+    and c.period_start <= coalesce(tenant_workflow_breakdown.period_start, now())
+    and c.period_end > coalesce(tenant_workflow_breakdown.period_start, now())
+  order by c.period_start desc
+  limit 1;
+  if not found then
+    select * into bounds from private.billing_period(
+      t.current_period_start, t.current_period_end, coalesce(tenant_workflow_breakdown.period_start, now())
+    );
+  end if;
+
+  return query
+  select e.workflow_id,
+         count(*),
+         count(*) filter (where e.billable),
+         round((count(*) filter (where e.status = 'success'))::numeric / count(*), 4),
+         round(avg(e.duration_ms), 1),
+         round((percentile_cont(0.95) within group (order by e.duration_ms))::numeric, 1)
+  from public.executions e
+  where e.tenant_id = t.id
+    and e.occurred_at >= bounds.period_start and e.occurred_at < bounds.period_end
+    -- exactly the executions counted in this period's counters
+    and e.period_start = bounds.period_start
+    -- Under row-level security this bound filters rows rather than starting the index
+    -- scan (text comparison is not leakproof, so it may not run before the policy): a page
+    -- reads the tenant's executions of the period up to its last workflow.
+    and (tenant_workflow_breakdown.after_workflow_id is null
+         or e.workflow_id > tenant_workflow_breakdown.after_workflow_id)
+  group by e.workflow_id
+  order by e.workflow_id
+  limit page_size;
+end;
+$$;
+comment on function public.tenant_workflow_breakdown(uuid, timestamptz, int, text) is
+$$Usage of one tenant per n8n workflow in one billing period, from the raw executions of that period only (index on tenant and time).
+period_start: null = the current period; otherwise the period containing that instant (pass period_start from tenant_usage_history or tenant_usage_summary).
+Keyset pagination by workflow_id: rows in workflow_id order, at most max_rows (default 50, capped at 500); the next page starts after_workflow_id = the last row's workflow_id.
+Columns: workflow_id; executions = every finished execution; billable; success_rate = share of executions that succeeded (0 to 1, 4 decimals);
+avg_duration_ms, p95_duration_ms (continuous 95th percentile) over executions with a known duration, 1 decimal, null when none.
+Raw executions are kept for the retention period only (EXECUTION_RETENTION_MONTHS): older periods have no rows here, their totals remain in tenant_usage_history.
+No rows when the caller is not a member of the tenant.$$;
+
+-- Period history ----------------------------------------------------------------------
+
+create or replace function public.tenant_usage_history(
+  tenant_id uuid,
+  max_rows int default 12,
+  before timestamptz default null
+)
+returns table (
+  period_start timestamptz,
+  period_end timestamptz,
+  is_current boolean,
+  used bigint,
+  quota bigint,
+  overage_units bigint,
+  executions bigint,
+  failed bigint,
+  reported_to_stripe bigint,
+  pending_to_stripe bigint,
+  late bigint
+)
+language plpgsql stable
+security invoker
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  t public.tenants;
+  p public.plans;
+  current_start timestamptz;
+  page_size int := least(coalesce(tenant_usage_history.max_rows, 12), 100);
+begin
+  if page_size < 1 then
+    raise exception 'max_rows must be at least 1 (got %)', tenant_usage_history.max_rows
+      using errcode = '22023';
+  end if;
+  select * into t from public.tenants x where x.id = tenant_usage_history.tenant_id;
+  if not found then
+    return;
+  end if;
+  select * into p from public.plans x where x.id = t.plan_id;
+  current_start := (private.billing_period(t.current_period_start, t.current_period_end, now())).period_start;
+
+  return query
+  select c.period_start, c.period_end, c.period_start = current_start, c.billable, q.quota,
+         greatest(0, c.billable - q.quota), c.executions, c.billable_failed,
+         coalesce(r.sent, 0), coalesce(r.pending, 0), coalesce(r.late, 0)
+  from public.usage_counters c
+  cross join lateral (
+    select case when p.limit_policy = 'unlimited' then null
+                when c.period_start = current_start and t.subscription_status = 'trialing'
+                  then coalesce(p.trial_included_executions, p.included_executions)
+                else p.included_executions end as quota
+  ) q
+  left join lateral (
+    select sum(m.value) filter (where m.status = 'sent')::bigint as sent,
+           sum(m.value) filter (where m.status = 'pending')::bigint as pending,
+           sum(m.value) filter (where m.status = 'late')::bigint as late
+    from public.meter_reports m
+    where m.tenant_id = c.tenant_id and m.period_start = c.period_start
+  ) r on true
+  where c.tenant_id = t.id
+    and (tenant_usage_history.before is null or c.period_start < tenant_usage_history.before)
+  order by c.period_start desc
+  limit page_size;
+end;
+$$;
+comment on function public.tenant_usage_history(uuid, int, timestamptz) is
+$$Billing periods of one tenant that have counters (a period gets them with its first collected execution or enforcement decision), newest first.
+Keyset pagination: at most max_rows (default 12, capped at 100) periods starting before `before` (null = all); the next page passes before = the last row's period_start.
+Columns: period_start, period_end, is_current; used = billable executions; quota = the quota of the tenant's plan as it is now (the trial quota for the current period while trialing), not as it was then, null when unlimited;
+overage_units = max(0, used - quota); executions = every finished execution; failed = billable executions that ended in error or crashed;
+reported_to_stripe = executions Stripe accepted (meter reports sent); pending_to_stripe = recorded and not yet accepted; late = recorded after the period's invoice was final, not sent.
+No rows when the caller is not a member of the tenant.$$;
+
+-- Alerts ------------------------------------------------------------------------------
+
+create or replace function public.tenant_alerts(
+  tenant_id uuid,
+  unread_only boolean default false,
+  max_rows int default 50,
+  before_id bigint default null
+)
+returns setof public.usage_alerts
+language plpgsql stable
+security invoker
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  page_size int := least(coalesce(tenant_alerts.max_rows, 50), 200);
+begin
+  if page_size < 1 then
+    raise exception 'max_rows must be at least 1 (got %)', tenant_alerts.max_rows using errcode = '22023';
+  end if;
+  return query
+  select a.*
+  from public.usage_alerts a
+  where a.tenant_id = tenant_alerts.tenant_id
+    and (not coalesce(tenant_alerts.unread_only, false) or a.read_at is null)
+    and (tenant_alerts.before_id is null or a.id < tenant_alerts.before_id)
+  order by a.id desc
+  limit page_size;
+end;
+$$;
+comment on function public.tenant_alerts(uuid, boolean, int, bigint) is
+$$Usage alerts of one tenant, newest first (the in-app channel; mark_alert_read acknowledges one).
+Keyset pagination: at most max_rows (default 50, capped at 200) alerts with id below before_id (null = newest); the next page passes before_id = the last row's id.
+unread_only: only alerts not yet read. Columns are those of usage_alerts: id, tenant_id, period_start, period_end, threshold (percent of the quota),
+used and quota when the threshold was reached, created_at, read_at. No rows when the caller is not a member of the tenant.$$;
+
+revoke execute on function
+  private.tenant_usage_summary_rows(uuid),
+  public.tenant_usage_summary(uuid),
+  public.tenant_usage_daily(uuid, date, date),
+  public.tenant_workflow_breakdown(uuid, timestamptz, int, text),
+  public.tenant_usage_history(uuid, int, timestamptz),
+  public.tenant_alerts(uuid, boolean, int, bigint)
+  from public, anon;
+grant execute on function
+  private.tenant_usage_summary_rows(uuid),
+  public.tenant_usage_summary(uuid),
+  public.tenant_usage_daily(uuid, date, date),
+  public.tenant_workflow_breakdown(uuid, timestamptz, int, text),
+  public.tenant_usage_history(uuid, int, timestamptz),
+  public.tenant_alerts(uuid, boolean, int, bigint)
+  to authenticated, service_role;
