@@ -1,20 +1,13 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
-import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { createClient } from '@supabase/supabase-js';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import pg from 'pg';
 import type { Database } from '../src/db/database.types.ts';
 import { createEnforceHandler } from '../src/enforcement/handler.ts';
-import { projectRoot } from '../src/local/project.ts';
-import type { LocalStackInfo } from '../src/local/stack.ts';
 import { silentLogger } from '../src/observability/logger.ts';
 import { fmt, measure, type Series } from './stats.ts';
+import { positive, startStackProcess, writeResults } from './support.ts';
 
 /**
  * npm run bench: the enforcement hot path on this machine, against a baseline measured in
@@ -22,12 +15,6 @@ import { fmt, measure, type Series } from './stats.ts';
  * concurrency). The RPC endpoint runs in its own process, as PostgREST does in
  * production. Writes bench/results/enforce-<time>.json.
  */
-const positive = (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1)
-    throw new InvalidArgumentError('must be a positive whole number');
-  return n;
-};
 const options = new Command()
   .name('bench')
   .option('--requests <n>', 'requests per series', positive, 4000)
@@ -36,27 +23,6 @@ const options = new Command()
   .option('--tenants <n>', 'tenants the load is spread over', positive, 64)
   .parse()
   .opts<{ requests: number; large: number; small: number; tenants: number }>();
-
-/** The local stack in a child process (see stack-process.ts); stop() ends it. */
-async function startStackProcess(): Promise<LocalStackInfo & { stop(): Promise<void> }> {
-  const child = spawn(
-    process.execPath,
-    [fileURLToPath(new URL('./stack-process.ts', import.meta.url))],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  const [line] = (await once(createInterface({ input: child.stdout as Readable }), 'line')) as [
-    string,
-  ];
-  return {
-    ...(JSON.parse(line) as LocalStackInfo),
-    stop: async () => {
-      child.kill('SIGTERM');
-      await once(child, 'exit');
-    },
-  };
-}
 
 const stack = await startStackProcess();
 const admin = new pg.Pool({ connectionString: stack.databaseUrl, max: 4 });
@@ -211,10 +177,7 @@ try {
   for (const [name, { value, met }] of Object.entries(summary.targets)) {
     console.log(`  ${met ? '✓' : '✗'} ${name}: ${fmt(value)}`);
   }
-  await mkdir(`${projectRoot}bench/results`, { recursive: true });
-  const file = `${projectRoot}bench/results/enforce-${summary.at.replace(/[:.]/g, '-')}.json`;
-  await writeFile(file, `${JSON.stringify(summary, null, 2)}\n`);
-  console.log(`\nwrote ${file}`);
+  await writeResults('enforce', summary.at, summary);
   await service.end();
 } finally {
   await admin.end();

@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { createClient } from '@supabase/supabase-js';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import pg from 'pg';
 import { runReporter } from '../src/billing/report-usage.ts';
 import type { Database } from '../src/db/database.types.ts';
@@ -11,18 +11,13 @@ import { silentLogger } from '../src/observability/logger.ts';
 import { createStripeClient } from '../src/stripe/client.ts';
 import { fmt } from './stats.ts';
 import { startLocalStripe } from './stripe-local.ts';
+import { positive } from './support.ts';
 
 /**
  * npm run bench (second part): reporter throughput against a local Stripe-compatible
  * endpoint with a latency and a rate limit, showing that the reporter stays under the
  * limit and uses most of it. Writes bench/results/reporter-<time>.json.
  */
-const positive = (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1)
-    throw new InvalidArgumentError('must be a positive whole number');
-  return n;
-};
 const options = new Command()
   .name('bench-reporter')
   .option('--tenants <n>', 'tenant-periods with unreported usage', positive, 1500)

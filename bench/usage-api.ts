@@ -1,17 +1,9 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
-import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { createClient } from '@supabase/supabase-js';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import pg from 'pg';
 import type { Database } from '../src/db/database.types.ts';
 import { signJwt } from '../src/local/keys.ts';
-import { projectRoot } from '../src/local/project.ts';
-import type { LocalStackInfo } from '../src/local/stack.ts';
 import {
   getDailyUsage,
   getUsageSummary,
@@ -20,6 +12,7 @@ import {
   type UsageResult,
 } from '../src/usage-client/index.ts';
 import { fmt, measure, type Series } from './stats.ts';
+import { positive, startStackProcess, writeResults } from './support.ts';
 
 /**
  * The tenant usage API as a frontend calls it (supabase-js signed in as a tenant user →
@@ -29,12 +22,6 @@ import { fmt, measure, type Series } from './stats.ts';
  * tenant-period of raw executions by design; it is measured for information. Writes
  * bench/results/usage-api-<time>.json.
  */
-const positive = (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1)
-    throw new InvalidArgumentError('must be a positive whole number');
-  return n;
-};
 const options = new Command()
   .name('bench-usage-api')
   .option('--requests <n>', 'requests per series', positive, 2000)
@@ -57,25 +44,6 @@ const options = new Command()
     days: number;
     repeat: number;
   }>();
-
-/** The local stack in a child process (see stack-process.ts); stop() ends it. */
-async function startStackProcess(): Promise<LocalStackInfo & { stop(): Promise<void> }> {
-  const child = spawn(
-    process.execPath,
-    [fileURLToPath(new URL('./stack-process.ts', import.meta.url))],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  const [line] = (await once(createInterface({ input: child.stdout as Readable }), 'line')) as [
-    string,
-  ];
-  return {
-    ...(JSON.parse(line) as LocalStackInfo),
-    stop: async () => {
-      child.kill('SIGTERM');
-      await once(child, 'exit');
-    },
-  };
-}
 
 const stack = await startStackProcess();
 const admin = new pg.Pool({ connectionString: stack.databaseUrl, max: 4 });
@@ -269,10 +237,7 @@ try {
   for (const [name, { value, met }] of Object.entries(targets)) {
     console.log(`  ${met ? '✓' : '✗'} ${name}: ${fmt(value)}`);
   }
-  await mkdir(`${projectRoot}bench/results`, { recursive: true });
-  const file = `${projectRoot}bench/results/usage-api-${report.at.replace(/[:.]/g, '-')}.json`;
-  await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
-  console.log(`\nwrote ${file}`);
+  await writeResults('usage-api', report.at, report);
 } finally {
   await admin.end();
   await stack.stop();
