@@ -1,7 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { alertDependencies, deliverAlerts } from '../../src/alerts/from-config.ts';
 import { loadAlertsConfig } from '../../src/config/alerts-env.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
+import { recordedRun } from '../../src/observability/scheduled-run.ts';
 
 /**
  * Every 5 minutes: deliver new usage alerts (created by the collector when usage crosses
@@ -9,10 +9,10 @@ import { createLogger } from '../../src/observability/pino-logger.ts';
  */
 export default async () => {
   const config = loadAlertsConfig();
-  const summary = await deliverAlerts(
-    alertDependencies(config, {
-      log: createLogger(config.LOG_LEVEL, { fn: 'deliver-alerts', run_id: randomUUID() }),
-    }),
+  const deps = alertDependencies(config, { log: createLogger(config.LOG_LEVEL) });
+  const summary = await recordedRun(
+    { db: deps.db, functionName: 'deliver-alerts', log: deps.log },
+    (log) => deliverAlerts({ ...deps, log }),
   );
   return Response.json(summary);
 };

@@ -1,8 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import { reporterDependencies } from '../../src/billing/from-config.ts';
 import { runReconciliation } from '../../src/billing/reconcile.ts';
 import { loadReconcileConfig } from '../../src/config/reporter-env.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
+import { recordedRun } from '../../src/observability/scheduled-run.ts';
 
 /**
  * Daily: counters = raw rows for this month and the last, and what Stripe accepted =
@@ -10,22 +10,25 @@ import { createLogger } from '../../src/observability/pino-logger.ts';
  */
 export default async () => {
   const config = loadReconcileConfig();
-  const { db, stripe, log } = reporterDependencies(
-    config,
-    createLogger(config.LOG_LEVEL, { fn: 'reconcile-usage', run_id: randomUUID() }),
-  );
+  const { db, stripe, log } = reporterDependencies(config, createLogger(config.LOG_LEVEL));
   const now = new Date();
   const since = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1));
-  const summary = await runReconciliation({
-    db,
-    stripe,
-    log,
-    since,
-    repair: config.RECONCILE_REPAIR,
-  });
-  return Response.json({
-    counterFindings: summary.counterFindings.length,
-    stripeChecked: summary.stripeChecked,
-    stripeFindings: summary.stripeFindings.length,
-  });
+  const summary = await recordedRun(
+    { db, functionName: 'reconcile-usage', log },
+    async (runLog) => {
+      const result = await runReconciliation({
+        db,
+        stripe,
+        log: runLog,
+        since,
+        repair: config.RECONCILE_REPAIR,
+      });
+      return {
+        counterFindings: result.counterFindings.length,
+        stripeChecked: result.stripeChecked,
+        stripeFindings: result.stripeFindings.length,
+      };
+    },
+  );
+  return Response.json(summary);
 };

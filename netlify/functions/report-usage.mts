@@ -1,8 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import { reporterDependencies } from '../../src/billing/from-config.ts';
 import { runReporter } from '../../src/billing/report-usage.ts';
 import { loadReporterConfig } from '../../src/config/reporter-env.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
+import { recordedRun } from '../../src/observability/scheduled-run.ts';
 
 /**
  * Scheduled (hourly by default; the schedule is in netlify.toml so an operator can change
@@ -10,11 +10,10 @@ import { createLogger } from '../../src/observability/pino-logger.ts';
  */
 export default async () => {
   const config = loadReporterConfig();
-  const summary = await runReporter(
-    reporterDependencies(
-      config,
-      createLogger(config.LOG_LEVEL, { fn: 'report-usage', run_id: randomUUID() }),
-    ),
+  const deps = reporterDependencies(config, createLogger(config.LOG_LEVEL));
+  const summary = await recordedRun(
+    { db: deps.db, functionName: 'report-usage', log: deps.log },
+    (log) => runReporter({ ...deps, log }),
   );
   return Response.json(summary);
 };

@@ -644,6 +644,37 @@ export type Database = {
           },
         ];
       };
+      scheduled_runs: {
+        Row: {
+          error: string | null;
+          finished_at: string | null;
+          function_name: string;
+          id: string;
+          ok: boolean | null;
+          started_at: string;
+          summary: Json | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          error?: string | null;
+          finished_at?: string | null;
+          function_name: string;
+          id?: string;
+          ok?: boolean | null;
+          started_at?: string;
+          summary?: Json | null;
+        };
+        Update: {
+          error?: string | null;
+          finished_at?: string | null;
+          function_name?: string;
+          id?: string;
+          ok?: boolean | null;
+          started_at?: string;
+          summary?: Json | null;
+        };
+        Relationships: [];
+      };
       stripe_events: {
         Row: {
           created: string;
@@ -1211,6 +1242,24 @@ export type Database = {
           isSetofReturn: false;
         };
       };
+      finish_scheduled_run: {
+        Args: { error?: string; id: string; ok: boolean; summary?: Json };
+        Returns: {
+          error: string | null;
+          finished_at: string | null;
+          function_name: string;
+          id: string;
+          ok: boolean | null;
+          started_at: string;
+          summary: Json | null;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'scheduled_runs';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
       ingest_execution_page: {
         Args: {
           executions: Json;
@@ -1504,6 +1553,7 @@ export type Database = {
         };
       };
       start_collector_run: { Args: { trigger: string }; Returns: string };
+      start_scheduled_run: { Args: { function_name: string }; Returns: string };
       tenant_alerts: {
         Args: { before_id?: number; max_rows?: number; tenant_id: string; unread_only?: boolean };
         Returns: {
