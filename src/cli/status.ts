@@ -11,16 +11,7 @@ import {
   openDatabase,
   resolveTenants,
 } from './context.ts';
-import {
-  count,
-  duration,
-  plural,
-  printJson,
-  renderTable,
-  short,
-  sourceError,
-  time,
-} from './output.ts';
+import { count, duration, printJson, renderTable, short, sourceError, time } from './output.ts';
 
 const when = z.string().nullable();
 const number = z.coerce.number();

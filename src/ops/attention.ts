@@ -1,11 +1,10 @@
+import { plural } from '../cli/output.ts';
 /** The parts of operator_status() that decide whether a person is needed. */
 export interface AttentionInputs {
   sources: { failing: number };
   meter_reports: { late: number };
   alert_deliveries: { given_up: number };
 }
-
-const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 /** What needs a person: failing sources, usage Stripe will not be sent, alerts given up on. */
 export function needsAttention(status: AttentionInputs): string[] {

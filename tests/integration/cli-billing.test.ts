@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { EXIT, runCli } from '../../src/cli/main.ts';
+import { FakeTerminal } from '../support/cli.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
 import { FakeStripe } from '../support/fake-stripe.ts';
 import { stack, superuser, uniqueId } from '../support/stack.ts';
@@ -9,17 +9,6 @@ import { stack, superuser, uniqueId } from '../support/stack.ts';
 const server = useN8nServer();
 const stripe = new FakeStripe();
 server.use(...stripe.handlers());
-
-/** A terminal for progress bars: what cli-progress draws, kept as text. */
-class FakeTerminal extends Writable {
-  readonly isTTY = true;
-  readonly columns = 120;
-  text = '';
-  override _write(chunk: Buffer, _encoding: string, done: () => void) {
-    this.text += chunk.toString();
-    done();
-  }
-}
 
 function cli(
   args: string[],

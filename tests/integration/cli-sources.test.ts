@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { EXIT, runCli } from '../../src/cli/main.ts';
 import { openApiKey } from '../../src/n8n/api-key.ts';
+import { FakeTerminal } from '../support/cli.ts';
 import { keyring, useN8nServer } from '../support/collector.ts';
 import { FakeN8n } from '../support/fake-n8n.ts';
 import { createTenant } from '../support/fixtures.ts';
@@ -10,17 +10,6 @@ import { stack, superuser, uniqueId } from '../support/stack.ts';
 
 const server = useN8nServer();
 const keyringEnv = `k1:${keyring.keys.get('k1')?.toString('base64')}`;
-
-/** A terminal for progress bars: what cli-progress draws, kept as text. */
-class FakeTerminal extends Writable {
-  readonly isTTY = true;
-  readonly columns = 120;
-  text = '';
-  override _write(chunk: Buffer, _encoding: string, done: () => void) {
-    this.text += chunk.toString();
-    done();
-  }
-}
 
 function cli(
   args: string[],
