@@ -859,6 +859,7 @@ export type Database = {
           period_end: string;
           period_start: string;
           reported: number;
+          reservations_next_expiry: string | null;
           reserved: number;
           tenant_id: string;
           updated_at: string;
@@ -873,6 +874,7 @@ export type Database = {
           period_end: string;
           period_start: string;
           reported?: number;
+          reservations_next_expiry?: string | null;
           reserved?: number;
           tenant_id: string;
           updated_at?: string;
@@ -886,6 +888,7 @@ export type Database = {
           period_end?: string;
           period_start?: string;
           reported?: number;
+          reservations_next_expiry?: string | null;
           reserved?: number;
           tenant_id?: string;
           updated_at?: string;
@@ -973,11 +976,11 @@ export type Database = {
         };
         Relationships: [
           {
-            foreignKeyName: 'usage_reservations_tenant_id_fkey';
-            columns: ['tenant_id'];
+            foreignKeyName: 'usage_reservations_counter_fkey';
+            columns: ['tenant_id', 'period_start'];
             isOneToOne: false;
-            referencedRelation: 'tenants';
-            referencedColumns: ['id'];
+            referencedRelation: 'usage_counters';
+            referencedColumns: ['tenant_id', 'period_start'];
           },
         ];
       };

@@ -4,8 +4,10 @@ import { type Decision, decisionSchema } from '../../src/enforcement/schema.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
 import {
   activeReservations,
+  currentCounters,
   enforceHandler,
   enforceRequest,
+  expireReservations,
   runnerSecret,
   secondRunnerSecret,
   setCollectedUsage,
@@ -253,10 +255,7 @@ describe('enforce: limits hold between collections', () => {
     expect((await ask(tenant.id)).status).toBe(200);
     expect((await ask(tenant.id)).status).toBe(200);
     expect((await ask(tenant.id)).status).toBe(402);
-    await superuser().query(
-      "update public.usage_reservations set expires_at = now() - interval '1 second' where tenant_id = $1",
-      [tenant.id],
-    );
+    await expireReservations(tenant.id);
     const after = await ask(tenant.id);
     expect(after.status).toBe(200);
     expect(after.body.used).toBe(1);
@@ -265,6 +264,100 @@ describe('enforce: limits hold between collections', () => {
       [tenant.id],
     );
     expect(rows[0].n).toBe(2);
+  });
+});
+
+describe('enforce: the fast path stays exact', () => {
+  it('sweeps reservations due to expire before allowing, so used counts only live ones', async () => {
+    const tenant = await createTenant((await planWith({ included_executions: 5 })).id);
+    await ask(tenant.id);
+    await ask(tenant.id);
+    await expireReservations(tenant.id);
+
+    const after = await ask(tenant.id);
+    expect(after.body).toMatchObject({ allowed: true, used: 1, remaining: 4 });
+    expect(await activeReservations(tenant.id)).toBe(1);
+    const { rows } = await superuser().query(
+      'select expires_at from public.usage_reservations where id = $1',
+      [after.body.reservationId],
+    );
+    // The counters row now remembers the one live reservation's expiry.
+    expect(await currentCounters(tenant.id)).toMatchObject({
+      reserved: '1',
+      reservations_next_expiry: rows[0].expires_at,
+    });
+  });
+
+  it('a dry run does not count expired reservations, and writes nothing', async () => {
+    const tenant = await createTenant((await planWith({ included_executions: 5 })).id);
+    await ask(tenant.id);
+    await ask(tenant.id);
+    await expireReservations(tenant.id);
+    const before = await currentCounters(tenant.id);
+
+    const { body } = await ask(tenant.id, { dryRun: true });
+    expect(body).toMatchObject({ allowed: true, used: 0, reservationId: null });
+    expect(await activeReservations(tenant.id)).toBe(2);
+    expect(await currentCounters(tenant.id)).toEqual(before);
+  });
+
+  it('decisions that reserve nothing create no counters row', async () => {
+    const overage = await createTenant(
+      (
+        await planWith({
+          included_executions: 5,
+          limit_policy: 'overage',
+          overage_unit_amount: 0.5,
+        })
+      ).id,
+    );
+    const unlimited = await createTenant(
+      (await planWith({ included_executions: null, limit_policy: 'unlimited' })).id,
+    );
+    expect((await ask(overage.id)).body).toMatchObject({ allowed: true, used: 0 });
+    expect((await ask(unlimited.id)).body).toMatchObject({ allowed: true, reason: 'unlimited' });
+    expect(await currentCounters(overage.id)).toBeNull();
+    expect(await currentCounters(unlimited.id)).toBeNull();
+  });
+
+  it('a burst racing a due expiry still allows exactly up to the limit', async () => {
+    const tenant = await createTenant((await planWith({ included_executions: 10 })).id);
+    await setCollectedUsage(tenant.id, 2);
+    for (let i = 0; i < 5; i++) expect((await ask(tenant.id)).status).toBe(200);
+    await expireReservations(tenant.id);
+
+    // 8 slots: the 5 expired reservations free theirs. Some decisions take the fast path,
+    // the first to see the due expiry sweeps under the row lock.
+    const results = await Promise.all(Array.from({ length: 100 }, () => ask(tenant.id)));
+    expect(results.filter((r) => r.status === 200)).toHaveLength(8);
+    expect(await activeReservations(tenant.id)).toBe(8);
+    expect(await currentCounters(tenant.id)).toMatchObject({ billable: '2', reserved: '8' });
+  });
+
+  it('a blocked decision with nothing due to expire neither writes nor locks', async () => {
+    const tenant = await createTenant((await planWith({ included_executions: 1 })).id);
+    expect((await ask(tenant.id)).status).toBe(200);
+    const before = await currentCounters(tenant.id);
+
+    expect((await ask(tenant.id)).status).toBe(402);
+    // Same row version, same xmax: no update, and no row lock (which would set xmax).
+    expect(await currentCounters(tenant.id)).toEqual(before);
+  });
+
+  it('the collector keeps the earliest expiry in step with the reservations it releases', async () => {
+    const plan = await planWith({ included_executions: 5 });
+    const source = await createSource(server, { planId: plan.id });
+    await ask(source.tenantId);
+    await ask(source.tenantId);
+    source.fake.addMany(2, (i) => ({
+      startedAt: new Date(Date.now() - (10 - i) * 1000).toISOString(),
+    }));
+    await collect([source]);
+    expect(await currentCounters(source.tenantId)).toMatchObject({
+      billable: '2',
+      reserved: '0',
+      reservations_next_expiry: null,
+    });
   });
 });
 

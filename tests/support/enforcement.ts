@@ -71,3 +71,39 @@ export async function activeReservations(tenantId: string): Promise<number> {
   );
   return rows[0].n;
 }
+
+/**
+ * The reservation TTL passing for a tenant: its active reservations reach their expiry,
+ * and so does the counters row's note of the earliest one, as they would with time.
+ */
+export async function expireReservations(tenantId: string): Promise<void> {
+  await superuser().query(
+    `with expired as (
+       update public.usage_reservations set expires_at = now() - interval '1 second'
+       where tenant_id = $1 and released_at is null
+       returning tenant_id, period_start
+     )
+     update public.usage_counters c set reservations_next_expiry = now() - interval '1 second'
+     where (c.tenant_id, c.period_start) in (select tenant_id, period_start from expired)`,
+    [tenantId],
+  );
+}
+
+/** The tenant's counters row for the period containing now, as stored (null if none). */
+export async function currentCounters(tenantId: string) {
+  const { rows } = await superuser().query<{
+    billable: string;
+    reserved: string;
+    reservations_next_expiry: Date | null;
+    xmin: string;
+    xmax: string;
+  }>(
+    `select c.billable, c.reserved, c.reservations_next_expiry, c.xmin::text as xmin, c.xmax::text as xmax
+     from public.tenants t
+     cross join private.billing_period(t.current_period_start, t.current_period_end, now()) p
+     join public.usage_counters c on c.tenant_id = t.id and c.period_start = p.period_start
+     where t.id = $1`,
+    [tenantId],
+  );
+  return rows[0] ?? null;
+}
