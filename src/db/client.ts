@@ -1,5 +1,6 @@
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import type { Database } from './database.types.ts';
+import { rpcFetch } from './fetch.ts';
 
 export type Db = SupabaseClient<Database>;
 
@@ -11,12 +12,13 @@ export interface ServiceClientConfig {
 /**
  * The one way server code reaches the database: supabase-js with the service role key,
  * every operation an rpc() call. The same client works against Supabase (cloud or
- * `supabase start`) and the local stack.
+ * `supabase start`) and the local stack. Requests go through rpcFetch unless a test or
+ * caller passes its own fetch.
  */
 export function createServiceClient(config: ServiceClientConfig, fetchImpl?: typeof fetch): Db {
   return createClient<Database>(config.SUPABASE_URL, config.SUPABASE_SERVICE_ROLE_KEY, {
     auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
     db: { schema: 'public' },
-    ...(fetchImpl ? { global: { fetch: fetchImpl } } : {}),
+    global: { fetch: fetchImpl ?? rpcFetch },
   });
 }

@@ -1,0 +1,48 @@
+import { type Dispatcher, request } from 'undici';
+
+/**
+ * The fetch supabase-js uses for server code: undici's request API behind fetch's
+ * signature. Node's global fetch is undici too, but wraps every request and response in
+ * WHATWG streams; for the small JSON bodies of RPC calls that costs about five times the
+ * CPU of the request itself (measured in bench/enforce.ts), and enforcement makes one such
+ * call before every workflow run. Connections are kept alive by undici's global
+ * dispatcher.
+ *
+ * Only what supabase-js sends takes the fast path: a URL and a string body or none.
+ * Anything else (a Request object, a stream or form body) goes to the global fetch.
+ * Unlike fetch, redirects are not followed: Supabase's REST endpoints never redirect.
+ */
+export async function rpcFetch(
+  input: string | URL | Request,
+  init?: RequestInit,
+): Promise<Response> {
+  if (input instanceof Request || (init?.body != null && typeof init.body !== 'string')) {
+    return fetch(input, init);
+  }
+  const headers: Record<string, string> = {};
+  for (const [name, value] of new Headers(init?.headers)) headers[name] = value;
+  let answer: Dispatcher.ResponseData;
+  try {
+    answer = await request(input, {
+      method: (init?.method ?? 'GET') as Dispatcher.HttpMethod,
+      headers,
+      body: init?.body ?? null,
+      signal: init?.signal ?? null,
+    });
+  } catch (error) {
+    if (error instanceof Error && error.name === 'AbortError') throw error;
+    // What fetch throws, so callers that recognise network failures keep doing so.
+    throw new TypeError('fetch failed', { cause: error });
+  }
+  const body = await answer.body.text();
+  const responseHeaders = new Headers();
+  for (const [name, value] of Object.entries(answer.headers)) {
+    if (Array.isArray(value)) for (const v of value) responseHeaders.append(name, v);
+    else if (value !== undefined) responseHeaders.set(name, value);
+  }
+  const bodyless = init?.method === 'HEAD' || [204, 205, 304].includes(answer.statusCode);
+  return new Response(bodyless ? null : body, {
+    status: answer.statusCode,
+    headers: responseHeaders,
+  });
+}
