@@ -116,7 +116,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     await applyMigrations(db.url);
 
     pool = new pg.Pool({
-      connectionString: `postgresql://authenticator:${authenticatorPassword}@127.0.0.1:${dbPort}/postgres`,
+      host: db.socketDir ?? '127.0.0.1',
+      port: dbPort,
+      user: 'authenticator',
+      password: authenticatorPassword,
+      database: 'postgres',
       max: 20,
     });
     // Idle connections ended by the server (e.g. at shutdown) must not crash the process.

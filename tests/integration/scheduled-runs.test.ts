@@ -15,7 +15,13 @@ describe('recorded scheduled runs', () => {
   it('records a run, its summary and a run id for its log lines', async () => {
     const name = uniqueId('job').toLowerCase();
     const lines: object[] = [];
-    const log = { ...silentLogger, child: (fields: object) => (lines.push(fields), silentLogger) };
+    const log = {
+      ...silentLogger,
+      child: (fields: object) => {
+        lines.push(fields);
+        return silentLogger;
+      },
+    };
     const result = await recordedRun(
       { db: serviceClient(), functionName: name, log },
       async () => ({ sent: 3 }),
