@@ -974,15 +974,7 @@ export type Database = {
           tenant_id?: string;
           workflow_id?: string | null;
         };
-        Relationships: [
-          {
-            foreignKeyName: 'usage_reservations_counter_fkey';
-            columns: ['tenant_id', 'period_start'];
-            isOneToOne: false;
-            referencedRelation: 'usage_counters';
-            referencedColumns: ['tenant_id', 'period_start'];
-          },
-        ];
+        Relationships: [];
       };
     };
     Views: {

@@ -11,9 +11,11 @@
 --   expiry sweep runs only when one is due, not on every decision;
 -- * decisions that reserve nothing (overage, unlimited, inactive, dry runs, blocked at a
 --   limit with nothing to expire) only read;
--- * a reservation references its counters row, which the decision already holds, instead
---   of the tenant, whose row would be share-locked by every insert; one partial index
---   serves both release by the collector and expiry.
+-- * reservations carry no foreign key: the only writer (this function) inserts one only
+--   while holding its counters row, so the per-insert referential check (measured at a
+--   sixth of a reserving decision's database time) bought nothing; deleting a counters row
+--   (with its tenant) still deletes its reservations, by trigger. One partial index serves
+--   both release by the collector and expiry.
 
 alter table public.usage_counters
   -- Earliest expires_at among the tenant-period's active reservations; null when none.
@@ -27,12 +29,30 @@ set reservations_next_expiry = (
 )
 where c.reserved > 0;
 
--- Every reservation belongs to a counters row (the decision creates it first); deleting a
--- tenant deletes its counters and, through them, its reservations.
-alter table public.usage_reservations
-  drop constraint usage_reservations_tenant_id_fkey,
-  add constraint usage_reservations_counter_fkey foreign key (tenant_id, period_start)
-    references public.usage_counters (tenant_id, period_start) on delete cascade;
+-- Every reservation belongs to a counters row: enforce_usage inserts one only while it
+-- holds that row. Deleting a tenant deletes its counters and, through this trigger, their
+-- reservations.
+alter table public.usage_reservations drop constraint usage_reservations_tenant_id_fkey;
+
+create or replace function private.delete_counter_reservations()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  -- One pass over the reservations per statement, not one per counters row: no index on
+  -- all reservations by tenant-period is worth its cost on every decision for this.
+  delete from public.usage_reservations r
+  using deleted d
+  where r.tenant_id = d.tenant_id and r.period_start = d.period_start;
+  return null;
+end;
+$$;
+revoke all on function private.delete_counter_reservations() from public;
+
+create trigger usage_counters_delete_reservations after delete on public.usage_counters
+  referencing old table as deleted
+  for each statement execute function private.delete_counter_reservations();
 
 -- Release and expiry both walk active reservations soonest-expiring first (with one TTL,
 -- that is oldest first): one index serves both.
@@ -148,11 +168,15 @@ begin
     return jsonb_build_object('allowed', false, 'reason', 'unknown_tenant');
   end if;
 
-  -- The subscription's current period when now() is inside it (the usual case), else the
+  -- The subscription's current period when now() is inside it, the calendar month (UTC)
+  -- without a subscription (both as billing_period has them, without the call), else the
   -- period billing_period derives.
   if t.current_period_start is not null and now() >= t.current_period_start and now() < t.current_period_end then
     cur_start := t.current_period_start;
     cur_end := t.current_period_end;
+  elsif t.current_period_start is null then
+    cur_start := date_trunc('month', now() at time zone 'UTC') at time zone 'UTC';
+    cur_end := (date_trunc('month', now() at time zone 'UTC') + interval '1 month') at time zone 'UTC';
   else
     select b.period_start, b.period_end into cur_start, cur_end
     from private.billing_period(t.current_period_start, t.current_period_end, now()) b;

@@ -344,6 +344,23 @@ describe('enforce: the fast path stays exact', () => {
     expect(await currentCounters(tenant.id)).toEqual(before);
   });
 
+  it('deleting a tenant deletes its counters and its reservations, released or not', async () => {
+    const tenant = await createTenant((await planWith({ included_executions: 5 })).id);
+    const other = await createTenant((await planWith({ included_executions: 5 })).id);
+    await ask(tenant.id);
+    await ask(tenant.id);
+    await ask(other.id);
+    await expireReservations(tenant.id);
+    await ask(tenant.id); // releases the two expired ones, reserves a third
+
+    await superuser().query('delete from public.tenants where id = $1', [tenant.id]);
+    const { rows } = await superuser().query(
+      'select tenant_id, count(*)::int as n from public.usage_reservations where tenant_id = any($1) group by tenant_id',
+      [[tenant.id, other.id]],
+    );
+    expect(rows).toEqual([{ tenant_id: other.id, n: 1 }]);
+  });
+
   it('the collector keeps the earliest expiry in step with the reservations it releases', async () => {
     const plan = await planWith({ included_executions: 5 });
     const source = await createSource(server, { planId: plan.id });
