@@ -1,19 +1,23 @@
 import { randomBytes } from 'node:crypto';
 import { cpus, totalmem } from 'node:os';
-import { createClient } from '@supabase/supabase-js';
 import { Command } from 'commander';
 import pg from 'pg';
-import type { Database } from '../src/db/database.types.ts';
+import { createServiceClient } from '../src/db/client.ts';
 import { createEnforceHandler } from '../src/enforcement/handler.ts';
 import { silentLogger } from '../src/observability/logger.ts';
-import { fmt, measure, type Series } from './stats.ts';
+import { cpuProbe } from './cpu.ts';
+import { fmt, measure, measureMedian, type Series } from './stats.ts';
 import { positive, startStackProcess, writeResults } from './support.ts';
 
 /**
- * npm run bench: the enforcement hot path on this machine, against a baseline measured in
- * the same run (a bare `select 1` round trip to the same PostgreSQL at the same
- * concurrency). The RPC endpoint runs in its own process, as PostgREST does in
- * production. Writes bench/results/enforce-<time>.json.
+ * npm run bench: the enforcement hot path on this machine, against baselines measured in
+ * the same run at the same concurrency: a bare `select 1` round trip to the same
+ * PostgreSQL; the handler answered from memory (its own work and supabase-js's); and the
+ * transport floor, the same handler → supabase-js → RPC endpoint → PostgreSQL path calling
+ * a function that decides nothing. The RPC endpoint runs in its own process, as PostgREST
+ * does in production; where /proc exists, each series also reports the CPU the load
+ * generator with the handler, the RPC endpoint and PostgreSQL spent per request. Writes
+ * bench/results/enforce-<time>.json.
  */
 const options = new Command()
   .name('bench')
@@ -21,16 +25,22 @@ const options = new Command()
   .option('--large <n>', 'stored executions for the large-table comparison', positive, 10_000_000)
   .option('--small <n>', 'stored executions for the small-table comparison', positive, 10_000)
   .option('--tenants <n>', 'tenants the load is spread over', positive, 64)
+  .option('--repeat <n>', 'runs per series; the median of each statistic is kept', positive, 3)
   .parse()
-  .opts<{ requests: number; large: number; small: number; tenants: number }>();
+  .opts<{ requests: number; large: number; small: number; tenants: number; repeat: number }>();
 
 const stack = await startStackProcess();
+const probe = cpuProbe(stack.pid);
 const admin = new pg.Pool({ connectionString: stack.databaseUrl, max: 4 });
 admin.on('error', () => {});
 const results: Series[] = [];
+const cpu = (s: Series) =>
+  s.cpuPerRequest
+    ? `  cpu/request ms: client ${fmt(s.cpuPerRequest.client, 3)} rpc ${fmt(s.cpuPerRequest.rpc, 3)} pg ${fmt(s.cpuPerRequest.postgres, 3)}`
+    : '';
 const log = (s: Series, baseline?: Series) =>
   console.log(
-    `${s.name.padEnd(44)} c=${String(s.concurrency).padStart(2)}  p50 ${fmt(s.p50).padStart(6)} ms  p99 ${fmt(s.p99).padStart(6)} ms  ${fmt(s.perSecond, 0).padStart(6)}/s${baseline ? `  p99 ×${fmt(s.p99 / baseline.p99)} of baseline` : ''}`,
+    `${s.name.padEnd(48)} c=${String(s.concurrency).padStart(2)}  p50 ${fmt(s.p50).padStart(6)} ms  p99 ${fmt(s.p99).padStart(6)} ms  ${fmt(s.perSecond, 0).padStart(6)}/s${baseline ? `  p99 ×${fmt(s.p99 / baseline.p99)} of ${baseline.name.split(':')[0]}` : ''}${cpu(s)}`,
   );
 
 try {
@@ -79,16 +89,56 @@ try {
   await storeExecutions(options.small);
 
   const secret = randomBytes(32).toString('hex');
-  const handler = createEnforceHandler({
-    db: createClient<Database>(stack.supabaseUrl, stack.serviceRoleKey, {
-      auth: { persistSession: false },
-    }),
-    runnerSecrets: [secret],
-    settings: { reservationTtlSeconds: 1800, failMode: 'closed' },
-    log: silentLogger,
+  const settings = { reservationTtlSeconds: 1800, failMode: 'closed' } as const;
+  const config = {
+    SUPABASE_URL: stack.supabaseUrl,
+    SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
+  };
+  const handlerWith = (fetchImpl?: typeof fetch) =>
+    createEnforceHandler({
+      db: createServiceClient(config, fetchImpl),
+      runnerSecrets: [secret],
+      settings,
+      log: silentLogger,
+    });
+  const handler = handlerWith();
+  // The same handler with the database's answer from memory: its own work and supabase-js's.
+  const stored = JSON.stringify({
+    allowed: true,
+    reason: 'within_limit',
+    tenant_id: tenantIds[0],
+    used: 1,
+    limit: 1_000_000_000,
+    remaining: 999_999_999,
+    percent: 0,
+    level: 'normal',
+    period_start: '2026-11-01T00:00:00+00:00',
+    period_end: '2026-12-01T00:00:00+00:00',
+    reservation_id: 1,
   });
-  const viaHandler = async (i: number) => {
-    const response = await handler(
+  const fromMemory = handlerWith(
+    async () =>
+      new Response(stored, { status: 200, headers: { 'content-type': 'application/json' } }),
+  );
+  // The transport floor: every hop of the full path, around a function that decides nothing.
+  await admin.query(`
+    create function public.bench_noop(tenant text, workflow_id text default null, run_ref text default null,
+                                      reserve boolean default true, reservation_ttl_seconds int default 1800)
+    returns jsonb language sql volatile set search_path = '' as $$ select ${pg.escapeLiteral(stored)}::jsonb $$;
+    grant execute on function public.bench_noop(text, text, text, boolean, int) to service_role;
+    notify pgrst, 'reload schema'`);
+  const floorDb = createServiceClient(config);
+  const viaFloor = async (i: number) => {
+    const { error } = await floorDb.rpc('bench_noop' as 'enforce_usage', {
+      tenant: tenantIds[i % tenantIds.length] as string,
+      workflow_id: 'wf1',
+      reserve: true,
+      reservation_ttl_seconds: 1800,
+    });
+    if (error) throw new Error(error.message);
+  };
+  const ask = (h: typeof handler) => async (i: number) => {
+    const response = await h(
       new Request('https://bench/api/v1/enforce', {
         method: 'POST',
         headers: { authorization: `Bearer ${secret}`, 'content-type': 'application/json' },
@@ -99,54 +149,60 @@ try {
       throw new Error(`unexpected ${response.status}: ${await response.text()}`);
     await response.arrayBuffer();
   };
+  const viaHandler = ask(handler);
+  const viaMemory = ask(fromMemory);
 
-  const service = new pg.Pool({ connectionString: stack.databaseUrl, max: 64 });
+  const service = new pg.Pool({
+    connectionString: stack.databaseUrl,
+    max: 64,
+    options: '-c role=service_role',
+  });
   service.on('error', () => {});
-  service.on('connect', (client) => void client.query('set role service_role'));
   const viaSql = (i: number) =>
     service.query('select public.enforce_usage($1)', [tenantIds[i % tenantIds.length]]);
   const baselineQuery = () => service.query('select 1');
 
-  const { requests } = options;
+  const { requests, repeat } = options;
+  const series = (name: string, c: number, task: (i: number) => Promise<unknown>) =>
+    measureMedian(repeat, name, c, requests, task, probe);
   await measure('warm-up', 16, 500, viaHandler);
+  await measure('warm-up', 16, 500, viaFloor);
   for (const c of [1, 16, 64]) {
-    const baseline = await measure('baseline: select 1 over pg', c, requests, baselineQuery);
-    const full = await measure(
-      'full path: handler→supabase-js→RPC→Postgres',
-      c,
-      requests,
-      viaHandler,
-    );
-    results.push(baseline, full);
+    const baseline = await series('baseline: select 1 over pg', c, baselineQuery);
+    const memory = await series('handler alone: answer from memory', c, viaMemory);
+    const floor = await series('transport floor: no-op function, full path', c, viaFloor);
+    const full = await series('full path: handler→supabase-js→RPC→Postgres', c, viaHandler);
+    results.push(baseline, memory, floor, full);
     log(baseline);
-    log(full, baseline);
+    log(memory);
+    log(floor, baseline);
+    log(full, floor);
   }
-  const sqlBaseline = await measure('baseline: select 1 over pg', 16, requests, baselineQuery);
-  const sqlOnly = await measure('SQL decision alone (enforce_usage)', 16, requests, viaSql);
+  const sqlBaseline = await series('baseline: select 1 over pg', 16, baselineQuery);
+  const sqlOnly = await series('SQL decision alone (enforce_usage)', 16, viaSql);
   results.push(sqlBaseline, sqlOnly);
   log(sqlOnly, sqlBaseline);
 
-  const small = await measure(
+  const small = await series(
     `SQL decision, ${options.small.toLocaleString()} executions stored`,
     16,
-    requests,
     viaSql,
   );
   await storeExecutions(options.large);
   await measure('warm-up', 16, 500, viaSql);
-  const large = await measure(
+  const large = await series(
     `SQL decision, ${options.large.toLocaleString()} executions stored`,
     16,
-    requests,
     viaSql,
   );
   results.push(small, large);
   log(small);
   log(large);
 
-  const full16 = results.find(
-    (r) => r.name.startsWith('full path') && r.concurrency === 16,
-  ) as Series;
+  const at16 = (prefix: string) =>
+    results.find((r) => r.name.startsWith(prefix) && r.concurrency === 16) as Series;
+  const full16 = at16('full path');
+  const floor16 = at16('transport floor');
   const summary = {
     at: new Date().toISOString(),
     machine: {
@@ -177,6 +233,10 @@ try {
   for (const [name, { value, met }] of Object.entries(summary.targets)) {
     console.log(`  ${met ? '✓' : '✗'} ${name}: ${fmt(value)}`);
   }
+  // What the decision itself adds, against the same path deciding nothing.
+  console.log(
+    `\nat 16 concurrent the transport floor alone is p99 ${fmt(floor16.p99)} ms, ${fmt(floor16.perSecond, 0)}/s; the decision adds ${fmt(full16.p99 - floor16.p99)} ms at p99`,
+  );
   await writeResults('enforce', summary.at, summary);
   await service.end();
 } finally {

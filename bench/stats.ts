@@ -1,3 +1,5 @@
+import type { CpuSample } from './cpu.ts';
+
 /** Latency statistics of one measured series (milliseconds). */
 export interface Series {
   name: string;
@@ -7,6 +9,8 @@ export interface Series {
   p99: number;
   mean: number;
   perSecond: number;
+  /** CPU milliseconds per request by party, where the machine can tell (see cpu.ts). */
+  cpuPerRequest?: CpuSample;
 }
 
 export function summarize(
@@ -29,15 +33,20 @@ export function summarize(
   };
 }
 
-/** Runs `task` `total` times with `concurrency` in flight; returns per-call latencies. */
+/**
+ * Runs `task` `total` times with `concurrency` in flight; returns per-call latencies, and
+ * the CPU each party spent per call when a probe is given.
+ */
 export async function measure(
   name: string,
   concurrency: number,
   total: number,
   task: (i: number) => Promise<unknown>,
+  probe?: (() => CpuSample) | null,
 ): Promise<Series> {
   const samples: number[] = [];
   let next = 0;
+  const cpuBefore = probe?.();
   const started = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
@@ -49,7 +58,55 @@ export async function measure(
       }
     }),
   );
-  return summarize(name, concurrency, samples, performance.now() - started);
+  const series = summarize(name, concurrency, samples, performance.now() - started);
+  const cpuAfter = probe?.();
+  if (cpuBefore && cpuAfter) {
+    series.cpuPerRequest = {
+      client: (cpuAfter.client - cpuBefore.client) / total,
+      rpc: (cpuAfter.rpc - cpuBefore.rpc) / total,
+      postgres: (cpuAfter.postgres - cpuBefore.postgres) / total,
+    };
+  }
+  return series;
+}
+
+/**
+ * The median of each statistic over `repeat` runs: on a small shared machine a burst of
+ * outside load in one run moves its p99 a lot.
+ */
+export async function measureMedian(
+  repeat: number,
+  name: string,
+  concurrency: number,
+  total: number,
+  task: (i: number) => Promise<unknown>,
+  probe?: (() => CpuSample) | null,
+): Promise<Series> {
+  const runs: Series[] = [];
+  for (let r = 0; r < repeat; r++) runs.push(await measure(name, concurrency, total, task, probe));
+  const median = (pick: (s: Series) => number | undefined) => {
+    const values = runs.map(pick).filter((v): v is number => v !== undefined);
+    return values.sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
+  };
+  const cpu = runs[0]?.cpuPerRequest
+    ? {
+        cpuPerRequest: {
+          client: median((s) => s.cpuPerRequest?.client),
+          rpc: median((s) => s.cpuPerRequest?.rpc),
+          postgres: median((s) => s.cpuPerRequest?.postgres),
+        },
+      }
+    : {};
+  return {
+    name,
+    concurrency,
+    requests: total,
+    p50: median((s) => s.p50),
+    p99: median((s) => s.p99),
+    mean: median((s) => s.mean),
+    perSecond: median((s) => s.perSecond),
+    ...cpu,
+  };
 }
 
 export const fmt = (n: number, digits = 2) => (Number.isFinite(n) ? n.toFixed(digits) : '—');

@@ -20,7 +20,9 @@ export const positive = (value: string) => {
  * The local stack in a child process (stack-process.ts), as PostgREST runs apart from the
  * functions in production; stop() ends it.
  */
-export async function startStackProcess(): Promise<LocalStackInfo & { stop(): Promise<void> }> {
+export async function startStackProcess(): Promise<
+  LocalStackInfo & { pid: number; stop(): Promise<void> }
+> {
   const child = spawn(
     process.execPath,
     [fileURLToPath(new URL('./stack-process.ts', import.meta.url))],
@@ -33,6 +35,7 @@ export async function startStackProcess(): Promise<LocalStackInfo & { stop(): Pr
   ];
   return {
     ...(JSON.parse(line) as LocalStackInfo),
+    pid: child.pid as number,
     stop: async () => {
       child.kill('SIGTERM');
       await once(child, 'exit');

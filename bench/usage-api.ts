@@ -11,7 +11,7 @@ import {
   type UsageDb,
   type UsageResult,
 } from '../src/usage-client/index.ts';
-import { fmt, measure, type Series } from './stats.ts';
+import { fmt, measure, measureMedian, type Series } from './stats.ts';
 import { positive, startStackProcess, writeResults } from './support.ts';
 
 /**
@@ -159,42 +159,22 @@ try {
 
   const { requests } = options;
   const breakdownRequests = Math.max(20, Math.floor(requests / 20));
-  /**
-   * The median of each statistic over `repeat` runs: on a small shared machine a burst of
-   * outside load in one run moves its p99 a lot, and the comparison is between two phases
-   * minutes apart.
-   */
-  async function measureMedian(
+  const measureRepeated = (
     name: string,
     concurrency: number,
     total: number,
     task: (i: number) => Promise<unknown>,
-  ): Promise<Series> {
-    const runs: Series[] = [];
-    for (let r = 0; r < options.repeat; r++)
-      runs.push(await measure(name, concurrency, total, task));
-    const median = (pick: (s: Series) => number) =>
-      runs.map(pick).sort((a, b) => a - b)[Math.floor(runs.length / 2)] as number;
-    return {
-      name,
-      concurrency,
-      requests: total,
-      p50: median((s) => s.p50),
-      p99: median((s) => s.p99),
-      mean: median((s) => s.mean),
-      perSecond: median((s) => s.perSecond),
-    };
-  }
+  ) => measureMedian(options.repeat, name, concurrency, total, task);
 
   async function measureAll(label: string): Promise<Series[]> {
     await measure('warm-up', 16, 500, summary);
     await measure('warm-up', 16, 500, daily);
     const series = [
-      await measureMedian(`summary, ${label}`, 1, requests, summary),
-      await measureMedian(`summary, ${label}`, 16, requests, summary),
-      await measureMedian(`daily series (default range), ${label}`, 1, requests, daily),
-      await measureMedian(`daily series (default range), ${label}`, 16, requests, daily),
-      await measureMedian(`workflow breakdown (info), ${label}`, 1, breakdownRequests, breakdown),
+      await measureRepeated(`summary, ${label}`, 1, requests, summary),
+      await measureRepeated(`summary, ${label}`, 16, requests, summary),
+      await measureRepeated(`daily series (default range), ${label}`, 1, requests, daily),
+      await measureRepeated(`daily series (default range), ${label}`, 16, requests, daily),
+      await measureRepeated(`workflow breakdown (info), ${label}`, 1, breakdownRequests, breakdown),
     ];
     results.push(...series);
     return series;
