@@ -129,6 +129,7 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
+  by_id uuid;
   t record;
   cur_start timestamptz;
   cur_end timestamptz;
@@ -147,23 +148,16 @@ declare
   reservation bigint;
   pct numeric;
 begin
-  if enforce_usage.tenant ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
-    select x.id, x.subscription_status as status, x.subscription_status_changed_at as status_changed_at,
-           x.current_period_start, x.current_period_end,
-           p.included_executions, p.trial_included_executions, p.limit_policy, p.grace_days,
-           (select min(a) from unnest(p.alert_thresholds) a) as warn_at
-    into t
-    from public.tenants x join public.plans p on p.id = x.plan_id
-    where x.id = enforce_usage.tenant::uuid;
-  else
-    select x.id, x.subscription_status as status, x.subscription_status_changed_at as status_changed_at,
-           x.current_period_start, x.current_period_end,
-           p.included_executions, p.trial_included_executions, p.limit_policy, p.grace_days,
-           (select min(a) from unnest(p.alert_thresholds) a) as warn_at
-    into t
-    from public.tenants x join public.plans p on p.id = x.plan_id
-    where x.external_ref = enforce_usage.tenant;
-  end if;
+  -- A UUID names the tenant by id, anything else by the operator's external reference.
+  by_id := case when enforce_usage.tenant ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                then enforce_usage.tenant::uuid end;
+  select x.id, x.subscription_status as status, x.subscription_status_changed_at as status_changed_at,
+         x.current_period_start, x.current_period_end,
+         p.included_executions, p.trial_included_executions, p.limit_policy, p.grace_days,
+         (select min(a) from unnest(p.alert_thresholds) a) as warn_at
+  into t
+  from public.tenants x join public.plans p on p.id = x.plan_id
+  where x.id = by_id or x.external_ref = case when by_id is null then enforce_usage.tenant end;
   if not found then
     return jsonb_build_object('allowed', false, 'reason', 'unknown_tenant');
   end if;
