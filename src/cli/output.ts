@@ -57,8 +57,6 @@ export function duration(seconds: number | null | undefined): string {
   return `${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`;
 }
 
-export const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
-
 /** Long texts (errors) cut for a table cell; --json has them whole. */
 export const short = (text: string | null | undefined, max = 60) =>
   !text ? '' : text.length > max ? `${text.slice(0, max - 1)}…` : text;

@@ -1,4 +1,5 @@
-import { plural } from '../cli/output.ts';
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
 /** The parts of operator_status() that decide whether a person is needed. */
 export interface AttentionInputs {
   sources: { failing: number };
