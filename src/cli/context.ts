@@ -1,7 +1,9 @@
 import type { PostgrestError } from '@supabase/supabase-js';
+import { Option } from 'commander';
 import { type ConfigError, parseEnv, supabaseEnvSchema } from '../config/env.ts';
 import { createServiceClient, type Db } from '../db/client.ts';
 import { environmentWithLocalStack } from '../local/local-env.ts';
+import { repeatable, schemas } from './arguments.ts';
 
 /**
  * What every command shares: exit codes, the injected terminal, the environment (completed
@@ -137,6 +139,21 @@ export async function resolveTenants(database: Database, refs: string[]) {
     );
   }
   return rows;
+}
+
+/** The repeatable `--tenant` filter of report, reconcile, sources list and status. */
+export const tenantFilterOption = (note = '') =>
+  new Option(
+    '--tenant <tenant>',
+    `only this tenant (id or external reference; repeatable)${note}`,
+  ).argParser(repeatable(schemas.tenant));
+
+/** The ids `--tenant` names, or undefined (every tenant) without it; unknown ones fail. */
+export async function filteredTenantIds(
+  database: Database,
+  refs: string[] | undefined,
+): Promise<string[] | undefined> {
+  return refs ? (await resolveTenants(database, refs)).map((t) => t.id) : undefined;
 }
 
 export async function listTenants(database: Database, refs?: string[]) {

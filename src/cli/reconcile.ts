@@ -2,13 +2,14 @@ import type { Command } from 'commander';
 import { runReconciliation } from '../billing/reconcile.ts';
 import { loadReconcileConfig } from '../config/reporter-env.ts';
 import { createStripeClient } from '../stripe/client.ts';
-import { parser, repeatable, schemas } from './arguments.ts';
+import { parser, schemas } from './arguments.ts';
 import {
   type CommandContext,
   EXIT,
+  filteredTenantIds,
   loadEnvironment,
   openDatabase,
-  resolveTenants,
+  tenantFilterOption,
 } from './context.ts';
 import { cliLogger, count, printJson, renderTable, short, time } from './output.ts';
 
@@ -37,16 +38,12 @@ export function registerReconcile(program: Command, ctx: CommandContext): void {
       parser(schemas.since),
     )
     .option('--repair', 'also set drifted counters to the raw-row totals (each repair is recorded)')
-    .option(
-      '--tenant <tenant>',
-      'only this tenant (id or external reference; repeatable)',
-      repeatable(schemas.tenant),
-    )
+    .addOption(tenantFilterOption())
     .option('--json', 'print the findings as JSON on stdout')
     .action(async (options: ReconcileOptions) => {
       const config = await loadEnvironment(io, loadReconcileConfig);
       const database = openDatabase(config);
-      const tenants = options.tenant ? await resolveTenants(database, options.tenant) : undefined;
+      const tenantIds = await filteredTenantIds(database, options.tenant);
       const since = options.since ?? startOfLastMonth();
       const summary = await runReconciliation({
         db: database.db,
@@ -59,7 +56,7 @@ export function registerReconcile(program: Command, ctx: CommandContext): void {
         log: cliLogger(io.err),
         since,
         repair: options.repair ?? false,
-        ...(tenants ? { tenantIds: tenants.map((t) => t.id) } : {}),
+        ...(tenantIds ? { tenantIds } : {}),
       });
 
       const findings = [...summary.counterFindings, ...summary.stripeFindings];

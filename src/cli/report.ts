@@ -4,14 +4,14 @@ import { runReporter } from '../billing/report-usage.ts';
 import { loadReporterConfig } from '../config/reporter-env.ts';
 import type { Db } from '../db/client.ts';
 import { createStripeClient } from '../stripe/client.ts';
-import { repeatable, schemas } from './arguments.ts';
 import {
   CliError,
   type CommandContext,
   EXIT,
+  filteredTenantIds,
   loadEnvironment,
   openDatabase,
-  resolveTenants,
+  tenantFilterOption,
 } from './context.ts';
 import { cliLogger, count, printJson, renderTable, time } from './output.ts';
 import { createProgress, type Progress } from './progress.ts';
@@ -59,11 +59,7 @@ export function registerReport(program: Command, ctx: CommandContext): void {
     .description(
       'report unreported billable usage to Stripe Billing Meters now (what the hourly report-usage does)',
     )
-    .option(
-      '--tenant <tenant>',
-      'only this tenant (id or external reference; repeatable)',
-      repeatable(schemas.tenant),
-    )
+    .addOption(tenantFilterOption())
     .option(
       '--dry-run',
       'send nothing: record the deltas in the ledger and show the meter events the next run sends',
@@ -78,7 +74,7 @@ export function registerReport(program: Command, ctx: CommandContext): void {
         );
       }
       const database = openDatabase(config);
-      const tenants = options.tenant ? await resolveTenants(database, options.tenant) : undefined;
+      const tenantIds = await filteredTenantIds(database, options.tenant);
       // A dry run sends nothing, so there is nothing to follow.
       const progress =
         options.json || options.dryRun
@@ -96,7 +92,7 @@ export function registerReport(program: Command, ctx: CommandContext): void {
         // No 30-second function limit here: an operator's run may take what the backlog needs.
         settings: { ...reporterSettings(config), budgetMs: 24 * 3600_000 },
         log: cliLogger(progress ? (line) => progress.line(line) : io.err),
-        ...(tenants ? { tenantIds: tenants.map((t) => t.id) } : {}),
+        ...(tenantIds ? { tenantIds } : {}),
       }).finally(() => progress?.stop());
 
       if (!summary.dryRun && (summary.failed > 0 || summary.deferred > 0)) ctx.exit(EXIT.failed);

@@ -4,16 +4,18 @@ import { type CollectorConfig, loadCollectorConfig } from '../config/env.ts';
 import { DecryptionError } from '../crypto/secret-box.ts';
 import { openApiKey, sealApiKey } from '../n8n/api-key.ts';
 import { createN8nClient, N8nApiError, type N8nExecution } from '../n8n/client.ts';
-import { parser, repeatable, schemas } from './arguments.ts';
+import { parser, schemas } from './arguments.ts';
 import {
   CliError,
   type CliIo,
   type CommandContext,
   EXIT,
+  filteredTenantIds,
   loadEnvironment,
   loadSupabaseConfig,
   openDatabase,
   resolveTenants,
+  tenantFilterOption,
 } from './context.ts';
 import {
   count,
@@ -220,20 +222,13 @@ export function registerSources(program: Command, ctx: CommandContext): void {
   sources
     .command('list')
     .description('sources with their collection health: lag, failures, open executions, gaps')
-    .option(
-      '--tenant <tenant>',
-      'only this tenant (id or external reference; repeatable)',
-      repeatable(schemas.tenant),
-    )
+    .addOption(tenantFilterOption())
     .option('--json', 'print JSON on stdout')
     .action(async (options: { tenant?: string[]; json?: boolean }) => {
       const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
-      const tenants = options.tenant ? await resolveTenants(database, options.tenant) : undefined;
+      const tenantIds = await filteredTenantIds(database, options.tenant);
       const rows = database.unwrap(
-        await database.db.rpc(
-          'list_n8n_sources',
-          tenants ? { tenant_ids: tenants.map((t) => t.id) } : {},
-        ),
+        await database.db.rpc('list_n8n_sources', tenantIds ? { tenant_ids: tenantIds } : {}),
       );
       if (options.json) return printJson(io, rows);
       if (rows.length === 0) {

@@ -1,15 +1,15 @@
 import type { Command } from 'commander';
 import { z } from 'zod';
 import { needsAttention } from '../ops/attention.ts';
-import { repeatable, schemas } from './arguments.ts';
 import {
   CliError,
   type CommandContext,
   EXIT,
+  filteredTenantIds,
   loadEnvironment,
   loadSupabaseConfig,
   openDatabase,
-  resolveTenants,
+  tenantFilterOption,
 } from './context.ts';
 import { count, duration, printJson, renderTable, short, sourceError, time } from './output.ts';
 
@@ -139,20 +139,13 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
     .description(
       'one screen: source lag and errors, Stripe reports not sent, alerts not delivered, latest collector runs',
     )
-    .option(
-      '--tenant <tenant>',
-      'only this tenant (id or external reference; repeatable); collector runs are always all',
-      repeatable(schemas.tenant),
-    )
+    .addOption(tenantFilterOption('; collector runs are always all'))
     .option('--json', 'print JSON on stdout')
     .action(async (options: { tenant?: string[]; json?: boolean }) => {
       const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
-      const tenants = options.tenant ? await resolveTenants(database, options.tenant) : undefined;
+      const tenantIds = await filteredTenantIds(database, options.tenant);
       const raw = database.unwrap(
-        await database.db.rpc(
-          'operator_status',
-          tenants ? { tenant_ids: tenants.map((t) => t.id) } : {},
-        ),
+        await database.db.rpc('operator_status', tenantIds ? { tenant_ids: tenantIds } : {}),
       );
       const parsed = statusSchema.safeParse(raw);
       if (!parsed.success) {
