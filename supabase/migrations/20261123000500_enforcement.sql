@@ -4,6 +4,17 @@
 -- sees real executions arrive, so a burst between two collections cannot overshoot the
 -- limit. Decisions for one tenant serialise on its counters row; tenants never wait on
 -- each other. Nothing here reads raw executions.
+--
+-- enforce_usage is on the critical path of every workflow run, so its common case is one
+-- conditional UPDATE of the counters row (see the function), and:
+-- * the counters row remembers when its earliest active reservation expires, so the
+--   expiry sweep runs only when one is due, not on every decision;
+-- * decisions that reserve nothing (overage, unlimited, inactive, dry runs, blocked at a
+--   limit with nothing to expire) only read;
+-- * reservations carry no foreign key: the only writer (enforce_usage) inserts one only
+--   while holding its counters row, so the per-insert referential check (measured at a
+--   sixth of a reserving decision's database time) would buy nothing; deleting a counters
+--   row (with its tenant) still deletes its reservations, by trigger.
 
 alter table public.plans
   -- Quota while the subscription is trialing; null = the plan's own quota. Trials never
@@ -39,11 +50,16 @@ create trigger tenants_track_subscription_status before update on public.tenants
 alter table public.usage_counters
   -- Active reservations of this tenant-period: runs allowed but not yet collected.
   add column reserved bigint not null default 0
-    constraint usage_counters_reserved_nonnegative check (reserved >= 0);
+    constraint usage_counters_reserved_nonnegative check (reserved >= 0),
+  -- Earliest expires_at among the tenant-period's active reservations; null when none.
+  -- Never later than the truth: a decision sweeps expired reservations once it is due.
+  add column reservations_next_expiry timestamptz;
 
+-- Every reservation belongs to a counters row: enforce_usage inserts one only while it
+-- holds that row (see the header for why there is no foreign key).
 create table public.usage_reservations (
   id bigint generated always as identity primary key,
-  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  tenant_id uuid not null,
   period_start timestamptz not null,
   workflow_id text,
   run_ref text,
@@ -56,9 +72,8 @@ create table public.usage_reservations (
 );
 comment on table public.usage_reservations is 'One row per run allowed under a hard limit or trial, until the collector counts an execution for it or it expires.';
 
--- Active reservations by tenant-period, oldest first (release order) and by expiry.
-create index usage_reservations_active_idx on public.usage_reservations (tenant_id, period_start, created_at)
-  where released_at is null;
+-- Release and expiry both walk active reservations soonest-expiring first (with one TTL,
+-- that is oldest first): one index serves both.
 create index usage_reservations_expiry_idx on public.usage_reservations (tenant_id, period_start, expires_at)
   where released_at is null;
 
@@ -70,11 +85,46 @@ create policy usage_reservations_select_member on public.usage_reservations
   for select to authenticated
   using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));
 
+-- Deleting a tenant deletes its counters and, through this trigger, their reservations.
+create or replace function private.delete_counter_reservations()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  -- One pass over the reservations per statement, not one per counters row: no index on
+  -- all reservations by tenant-period is worth its cost on every decision for this.
+  delete from public.usage_reservations r
+  using deleted d
+  where r.tenant_id = d.tenant_id and r.period_start = d.period_start;
+  return null;
+end;
+$$;
+revoke all on function private.delete_counter_reservations() from public;
+
+create trigger usage_counters_delete_reservations after delete on public.usage_counters
+  referencing old table as deleted
+  for each statement execute function private.delete_counter_reservations();
+
+-- Earliest expiry among a tenant-period's active reservations (null when none).
+create or replace function private.next_reservation_expiry(tenant_id uuid, period_start timestamptz)
+returns timestamptz
+language sql stable
+set search_path = ''
+as $$
+  select min(r.expires_at) from public.usage_reservations r
+  where r.tenant_id = next_reservation_expiry.tenant_id
+    and r.period_start = next_reservation_expiry.period_start
+    and r.released_at is null;
+$$;
+revoke all on function private.next_reservation_expiry(uuid, timestamptz) from public;
+grant execute on function private.next_reservation_expiry(uuid, timestamptz) to service_role;
+
 -- When the collector counts new billable executions for a tenant-period, as many of its
--- oldest active reservations are released: those runs are now counted for real. Runs
--- started outside the runner (a webhook straight into n8n) also release reservations;
--- that can only make the limit allow fewer runs early, never more in total than the
--- executions collected plus the ones still reserved.
+-- active reservations are released, soonest-expiring first: those runs are now counted
+-- for real. Runs started outside the runner (a webhook straight into n8n) also release
+-- reservations; that can only make the limit allow fewer runs early, never more in total
+-- than the executions collected plus the ones still reserved.
 create or replace function private.release_collected_reservations()
 returns trigger
 language plpgsql
@@ -87,7 +137,7 @@ begin
     with oldest as (
       select r.id from public.usage_reservations r
       where r.tenant_id = new.tenant_id and r.period_start = new.period_start and r.released_at is null
-      order by r.created_at, r.id
+      order by r.expires_at, r.id
       limit least(new.billable - old.billable, new.reserved)
       for update
     ),
@@ -98,11 +148,11 @@ begin
     )
     select count(*) into released from done;
     new.reserved := greatest(0, new.reserved - released);
+    new.reservations_next_expiry := private.next_reservation_expiry(new.tenant_id, new.period_start);
   end if;
   return new;
 end;
 $$;
-revoke all on function private.release_collected_reservations() from public;
 
 create trigger usage_counters_release_reservations before update of billable on public.usage_counters
   for each row execute function private.release_collected_reservations();
@@ -114,11 +164,11 @@ create trigger usage_counters_release_reservations before update of billable on 
 -- Returns {allowed, reason, used, limit, remaining, percent, level, period_start,
 -- period_end, tenant_id, reservation_id}. reason is one of: within_limit, overage_allowed,
 -- limit_reached, unlimited, trial, grace_period, subscription_inactive, unknown_tenant.
--- reserve = false answers without reserving (a dry check).
+-- reserve = false answers without reserving (a dry check) and writes nothing.
 --
--- The transaction commits without waiting for the WAL flush (set_config in the body: a SET
--- clause would be undone before COMMIT). A reservation lost in a crash is provisional: the
--- next decision simply does not see it.
+-- A decision that reserves commits without waiting for the WAL flush (set_config in the
+-- body: a SET clause would be undone before COMMIT). A reservation lost in a crash is
+-- provisional: the next decision simply does not see it.
 create or replace function public.enforce_usage(
   tenant text,
   workflow_id text default null,
@@ -132,83 +182,161 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  t public.tenants;
-  p public.plans;
-  period record;
-  counter public.usage_counters;
-  expired int;
+  by_id uuid;
+  t record;
+  cur_start timestamptz;
+  cur_end timestamptz;
+  collected bigint := 0;
+  held bigint := 0;
+  next_expiry timestamptz;
   quota bigint;
+  inactive boolean := false;
+  in_grace boolean := false;
+  reserves boolean;
+  expires timestamptz;
+  swept boolean;
+  expired int;
   used bigint;
   allowed boolean;
   reason text;
-  in_grace boolean := false;
   reservation bigint;
-  thresholds smallint[];
   pct numeric;
-  level text;
 begin
-  -- Until the end of this transaction (see the header).
-  perform set_config('synchronous_commit', 'off', true);
-  if enforce_usage.tenant ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
-    select * into t from public.tenants x where x.id = enforce_usage.tenant::uuid;
-  else
-    select * into t from public.tenants x where x.external_ref = enforce_usage.tenant;
-  end if;
+  -- A UUID names the tenant by id, anything else by the operator's external reference.
+  by_id := case when enforce_usage.tenant ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                then enforce_usage.tenant::uuid end;
+  select x.id, x.subscription_status as status, x.subscription_status_changed_at as status_changed_at,
+         x.current_period_start, x.current_period_end,
+         p.included_executions, p.trial_included_executions, p.limit_policy, p.grace_days,
+         (select min(a) from unnest(p.alert_thresholds) a) as warn_at
+  into t
+  from public.tenants x join public.plans p on p.id = x.plan_id
+  where x.id = by_id or x.external_ref = case when by_id is null then enforce_usage.tenant end;
   if not found then
     return jsonb_build_object('allowed', false, 'reason', 'unknown_tenant');
   end if;
-  select * into p from public.plans x where x.id = t.plan_id;
-  select * into period from private.billing_period(t.current_period_start, t.current_period_end, now());
 
-  if t.subscription_status in ('past_due', 'unpaid', 'canceled') then
-    in_grace := now() < t.subscription_status_changed_at + make_interval(days => p.grace_days);
+  -- The subscription's current period when now() is inside it, the calendar month (UTC)
+  -- without a subscription (both as billing_period has them, without the call), else the
+  -- period billing_period derives.
+  if t.current_period_start is not null and now() >= t.current_period_start and now() < t.current_period_end then
+    cur_start := t.current_period_start;
+    cur_end := t.current_period_end;
+  elsif t.current_period_start is null then
+    cur_start := date_trunc('month', now() at time zone 'UTC') at time zone 'UTC';
+    cur_end := (date_trunc('month', now() at time zone 'UTC') + interval '1 month') at time zone 'UTC';
+  else
+    select b.period_start, b.period_end into cur_start, cur_end
+    from private.billing_period(t.current_period_start, t.current_period_end, now()) b;
   end if;
 
-  quota := case when t.subscription_status = 'trialing'
-                then coalesce(p.trial_included_executions, p.included_executions)
-                else p.included_executions end;
-
-  -- Lock the tenant-period's counters row: concurrent decisions for one tenant serialise
-  -- here, so reservations never overshoot a hard limit.
-  select * into counter from public.usage_counters c
-  where c.tenant_id = t.id and c.period_start = period.period_start
-  for update;
-  if not found then
-    insert into public.usage_counters (tenant_id, period_start, period_end)
-    values (t.id, period.period_start, period.period_end)
-    on conflict (tenant_id, period_start) do nothing;
-    select * into counter from public.usage_counters c
-    where c.tenant_id = t.id and c.period_start = period.period_start
-    for update;
+  if t.status in ('past_due', 'unpaid', 'canceled') then
+    in_grace := now() < t.status_changed_at + make_interval(days => t.grace_days);
+    inactive := not in_grace;
+  elsif t.status in ('incomplete_expired', 'paused') then
+    inactive := true;
   end if;
+  quota := case when t.limit_policy = 'unlimited' then null
+                when t.status = 'trialing'
+                then coalesce(t.trial_included_executions, t.included_executions)
+                else t.included_executions end;
+  -- Only a limit that blocks needs a reservation; overage and unlimited plans count on
+  -- collection alone.
+  reserves := not inactive and t.limit_policy <> 'unlimited'
+              and (t.limit_policy = 'hard_limit' or t.status = 'trialing');
 
-  -- Expired reservations stop counting now, not at the next sweep.
-  if counter.reserved > 0 then
-    with gone as (
-      update public.usage_reservations r set released_at = now(), release_reason = 'expired'
-      where r.tenant_id = t.id and r.period_start = period.period_start
-        and r.released_at is null and r.expires_at <= now()
-      returning 1
-    )
-    select count(*) into expired from gone;
-    if expired > 0 then
-      update public.usage_counters c set reserved = greatest(0, c.reserved - expired)
-      where c.tenant_id = t.id and c.period_start = period.period_start
-      returning * into counter;
+  if reserves and enforce_usage.reserve then
+    -- Until the end of this transaction (see the header).
+    perform set_config('synchronous_commit', 'off', true);
+    expires := now() + make_interval(secs => enforce_usage.reservation_ttl_seconds);
+    -- The fast path: take a slot if there is room and no reservation is due to expire.
+    -- Racing decisions for one tenant queue on the row and re-check the condition on the
+    -- version the winner wrote, so they cannot both take the last slot.
+    update public.usage_counters c
+    set reserved = c.reserved + 1,
+        reservations_next_expiry = least(c.reservations_next_expiry, expires)
+    where c.tenant_id = t.id and c.period_start = cur_start
+      and c.billable + c.reserved < quota
+      and (c.reserved = 0 or c.reservations_next_expiry > now())
+    returning c.billable, c.reserved - 1 into collected, held;
+    allowed := found;
+
+    if not allowed then
+      -- At the limit with nothing due to expire: blocked, without taking a lock.
+      select c.billable, c.reserved, c.reservations_next_expiry into collected, held, next_expiry
+      from public.usage_counters c
+      where c.tenant_id = t.id and c.period_start = cur_start;
+      if not (found and collected + held >= quota and (held = 0 or next_expiry > now())) then
+        -- No room, no row yet, or an expiry due: decide again holding the row.
+        insert into public.usage_counters (tenant_id, period_start, period_end)
+        values (t.id, cur_start, cur_end)
+        on conflict (tenant_id, period_start) do nothing;
+        select c.billable, c.reserved, c.reservations_next_expiry into collected, held, next_expiry
+        from public.usage_counters c
+        where c.tenant_id = t.id and c.period_start = cur_start
+        for update;
+        -- Expired reservations stop counting now, not at the next sweep.
+        swept := held > 0 and (next_expiry is null or next_expiry <= now());
+        if swept then
+          with gone as (
+            update public.usage_reservations r set released_at = now(), release_reason = 'expired'
+            where r.tenant_id = t.id and r.period_start = cur_start
+              and r.released_at is null and r.expires_at <= now()
+            returning 1
+          )
+          select count(*) into expired from gone;
+          held := greatest(0, held - expired);
+        end if;
+        allowed := collected + held < quota;
+        -- One write for both: what the sweep released and the slot this run takes.
+        if swept or allowed then
+          update public.usage_counters c
+          set reserved = held + allowed::int,
+              reservations_next_expiry = least(
+                case when swept then private.next_reservation_expiry(t.id, cur_start)
+                     else c.reservations_next_expiry end,
+                case when allowed then expires end)
+          where c.tenant_id = t.id and c.period_start = cur_start;
+        end if;
+      end if;
+    end if;
+
+    if allowed then
+      insert into public.usage_reservations (tenant_id, period_start, workflow_id, run_ref, expires_at)
+      values (t.id, cur_start, enforce_usage.workflow_id, enforce_usage.run_ref, expires)
+      returning id into reservation;
+      held := held + 1;
+    end if;
+  else
+    -- Nothing to reserve: read the counters, take nothing.
+    select c.billable, c.reserved, c.reservations_next_expiry into collected, held, next_expiry
+    from public.usage_counters c
+    where c.tenant_id = t.id and c.period_start = cur_start;
+    if not found then
+      collected := 0;
+      held := 0;
+    elsif held > 0 and (next_expiry is null or next_expiry <= now()) then
+      -- Expired but not yet swept: they no longer count.
+      held := held - (
+        select count(*) from public.usage_reservations r
+        where r.tenant_id = t.id and r.period_start = cur_start
+          and r.released_at is null and r.expires_at <= now());
     end if;
   end if;
 
-  used := counter.billable + counter.reserved;
-
-  if (t.subscription_status in ('past_due', 'unpaid', 'canceled') and not in_grace)
-     or t.subscription_status in ('incomplete_expired', 'paused') then
+  used := collected + held;
+  if inactive then
     allowed := false; reason := 'subscription_inactive';
-  elsif p.limit_policy = 'unlimited' then
+  elsif t.limit_policy = 'unlimited' then
     allowed := true; reason := 'unlimited';
-  elsif t.subscription_status = 'trialing' then
-    allowed := used < quota; reason := case when allowed then 'trial' else 'limit_reached' end;
-  elsif p.limit_policy = 'hard_limit' then
-    allowed := used < quota; reason := case when allowed then 'within_limit' else 'limit_reached' end;
+  elsif reserves then
+    -- A reserving decision was made above, under the row's lock or its check-and-increment;
+    -- a dry check asks whether a run would be allowed now.
+    if not enforce_usage.reserve then
+      allowed := used < quota;
+    end if;
+    reason := case when not allowed then 'limit_reached'
+                   when t.status = 'trialing' then 'trial' else 'within_limit' end;
   else
     allowed := true; reason := case when used < quota then 'within_limit' else 'overage_allowed' end;
   end if;
@@ -216,40 +344,24 @@ begin
     reason := 'grace_period';
   end if;
 
-  -- Only a limit that blocks needs a reservation; overage and unlimited plans count on
-  -- collection alone.
-  if allowed and enforce_usage.reserve and quota is not null
-     and (p.limit_policy = 'hard_limit' or t.subscription_status = 'trialing') then
-    insert into public.usage_reservations (tenant_id, period_start, workflow_id, run_ref, expires_at)
-    values (t.id, period.period_start, enforce_usage.workflow_id, enforce_usage.run_ref,
-            now() + make_interval(secs => enforce_usage.reservation_ttl_seconds))
-    returning id into reservation;
-    update public.usage_counters c set reserved = c.reserved + 1
-    where c.tenant_id = t.id and c.period_start = period.period_start;
-    used := used + 1;
-  end if;
-
-  pct := case when quota is null or p.limit_policy = 'unlimited' then null
+  pct := case when quota is null then null
               when quota = 0 then 100
               else round(used * 100.0 / quota, 1) end;
-  thresholds := p.alert_thresholds;
-  level := case when pct is null then 'normal'
-                when pct > 100 then 'overage'
-                when pct >= 100 then 'limit'
-                when pct >= (select min(x) from unnest(thresholds) x) then 'warning'
-                else 'normal' end;
-
   return jsonb_build_object(
     'allowed', allowed,
     'reason', reason,
     'tenant_id', t.id,
     'used', used,
-    'limit', case when p.limit_policy = 'unlimited' then null else quota end,
-    'remaining', case when p.limit_policy = 'unlimited' or quota is null then null else greatest(0, quota - used) end,
+    'limit', quota,
+    'remaining', case when quota is null then null else greatest(0, quota - used) end,
     'percent', pct,
-    'level', level,
-    'period_start', period.period_start,
-    'period_end', period.period_end,
+    'level', case when pct is null then 'normal'
+                  when pct > 100 then 'overage'
+                  when pct >= 100 then 'limit'
+                  when pct >= t.warn_at then 'warning'
+                  else 'normal' end,
+    'period_start', cur_start,
+    'period_end', cur_end,
     'reservation_id', reservation
   );
 end;
@@ -257,4 +369,3 @@ $$;
 
 revoke execute on function public.enforce_usage(text, text, text, boolean, int) from public, anon, authenticated;
 grant execute on function public.enforce_usage(text, text, text, boolean, int) to service_role;
-
