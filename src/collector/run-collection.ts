@@ -101,6 +101,12 @@ export async function runCollection(input: RunCollectionInput): Promise<RunSumma
     });
     if (error) runLog.error({ error: error.message }, 'partition upkeep failed');
     else if (dropped?.length) runLog.info({ dropped }, 'dropped expired execution partitions');
+    // Released reservations live as long as raw executions do.
+    const { data: pruned, error: pruneError } = await db.rpc('prune_released_reservations', {
+      retention_months: settings.retentionMonths,
+    });
+    if (pruneError) runLog.error({ error: pruneError.message }, 'reservation upkeep failed');
+    else if (pruned) runLog.info({ pruned }, 'pruned released reservations');
   }
 
   const sources = await selectSources(input);

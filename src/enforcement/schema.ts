@@ -15,7 +15,9 @@ export const enforceRequestSchema = z
       .min(1)
       .max(200)
       .optional()
-      .describe("The runner's own reference for this run"),
+      .describe(
+        "The runner's own reference for this run, unique per run. A retry with the same runRef (after a lost answer) gets the same reservation and reserves nothing more",
+      ),
     dryRun: z.boolean().optional().describe('Answer without reserving usage for a run'),
   })
   .strict();

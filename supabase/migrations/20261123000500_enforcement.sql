@@ -77,6 +77,15 @@ comment on table public.usage_reservations is 'One row per run allowed under a h
 create index usage_reservations_expiry_idx on public.usage_reservations (tenant_id, period_start, expires_at)
   where released_at is null;
 
+-- A runner that retries after losing an answer sends the same run reference: one run, one
+-- reservation (see enforce_usage).
+create unique index usage_reservations_run_ref_key on public.usage_reservations (tenant_id, run_ref)
+  where run_ref is not null;
+
+-- Released reservations are kept as long as raw executions, then pruned oldest first.
+create index usage_reservations_released_idx on public.usage_reservations (released_at)
+  where released_at is not null;
+
 alter table public.usage_reservations enable row level security;
 revoke all on table public.usage_reservations from public, anon, authenticated;
 grant select on table public.usage_reservations to authenticated;
@@ -166,6 +175,12 @@ create trigger usage_counters_release_reservations before update of billable on 
 -- limit_reached, unlimited, trial, grace_period, subscription_inactive, unknown_tenant.
 -- reserve = false answers without reserving (a dry check) and writes nothing.
 --
+-- run_ref makes a reserving decision idempotent per tenant: a retry of a run that was
+-- allowed before (its reservation still active, or already collected) is allowed again
+-- with the same reservation_id and reserves nothing more, even at the limit; a run whose
+-- reservation expired takes a slot again under the same reservation_id. A run that was
+-- blocked reserved nothing, so its retry is simply decided afresh.
+--
 -- A decision that reserves commits without waiting for the WAL flush (set_config in the
 -- body: a SET clause would be undone before COMMIT). A reservation lost in a crash is
 -- provisional: the next decision simply does not see it.
@@ -200,6 +215,7 @@ declare
   allowed boolean;
   reason text;
   reservation bigint;
+  prior_release text;
   pct numeric;
 begin
   -- A UUID names the tenant by id, anything else by the operator's external reference.
@@ -304,8 +320,41 @@ begin
     if allowed then
       insert into public.usage_reservations (tenant_id, period_start, workflow_id, run_ref, expires_at)
       values (t.id, cur_start, enforce_usage.workflow_id, enforce_usage.run_ref, expires)
+      on conflict (tenant_id, run_ref) where run_ref is not null do nothing
       returning id into reservation;
-      held := held + 1;
+      if reservation is not null then
+        held := held + 1;
+      else
+        -- This run was decided before: a retry. Racing retries queue on the counters row
+        -- above, so the first one's reservation is committed and visible here.
+        select r.id, r.release_reason into reservation, prior_release
+        from public.usage_reservations r
+        where r.tenant_id = t.id and r.run_ref = enforce_usage.run_ref
+        for update;
+        if prior_release = 'expired' then
+          -- Its reservation lapsed before the run was collected: the slot just taken is
+          -- its new one.
+          update public.usage_reservations r
+          set period_start = cur_start, workflow_id = coalesce(enforce_usage.workflow_id, r.workflow_id),
+              expires_at = expires, released_at = null, release_reason = null
+          where r.id = reservation;
+          held := held + 1;
+        else
+          -- Still reserved, or already counted for real: give the slot just taken back.
+          update public.usage_counters c
+          set reserved = c.reserved - 1,
+              reservations_next_expiry = private.next_reservation_expiry(t.id, cur_start)
+          where c.tenant_id = t.id and c.period_start = cur_start;
+        end if;
+      end if;
+    elsif enforce_usage.run_ref is not null then
+      -- At the limit, but a retry of a run allowed before is still allowed: its slot is
+      -- already counted (reserved, or collected).
+      select r.id into reservation
+      from public.usage_reservations r
+      where r.tenant_id = t.id and r.run_ref = enforce_usage.run_ref
+        and r.release_reason is distinct from 'expired';
+      allowed := found;
     end if;
   else
     -- Nothing to reserve: read the counters, take nothing.
@@ -369,3 +418,36 @@ $$;
 
 revoke execute on function public.enforce_usage(text, text, text, boolean, int) from public, anon, authenticated;
 grant execute on function public.enforce_usage(text, text, text, boolean, int) to service_role;
+
+-- Deletes up to `batch` reservations released before the retention cutoff (the start of
+-- the month `retention_months` months ago, as for raw executions); returns how many. The
+-- collector's scheduled upkeep calls it, so a backlog drains a batch per run.
+create or replace function public.prune_released_reservations(retention_months int default 3, batch int default 10000)
+returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  cutoff timestamptz := date_trunc('month', now() at time zone 'UTC') at time zone 'UTC'
+                        - make_interval(months => prune_released_reservations.retention_months);
+  pruned bigint;
+begin
+  if prune_released_reservations.retention_months < 1 or prune_released_reservations.batch < 1 then
+    raise exception 'retention_months and batch must be at least 1 (got %, %)',
+      prune_released_reservations.retention_months, prune_released_reservations.batch using errcode = 'P0001';
+  end if;
+  with doomed as (
+    select r.id from public.usage_reservations r
+    where r.released_at is not null and r.released_at < cutoff
+    order by r.released_at
+    limit prune_released_reservations.batch
+  ), gone as (
+    delete from public.usage_reservations r using doomed where r.id = doomed.id returning 1
+  )
+  select count(*) into pruned from gone;
+  return pruned;
+end;
+$$;
+
+revoke execute on function public.prune_released_reservations(int, int) from public, anon, authenticated;
+grant execute on function public.prune_released_reservations(int, int) to service_role;

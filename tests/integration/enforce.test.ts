@@ -378,6 +378,120 @@ describe('enforce: the fast path stays exact', () => {
   });
 });
 
+async function reservationsOf(tenantId: string) {
+  const { rows } = await superuser().query<{
+    id: string;
+    run_ref: string | null;
+    release_reason: string | null;
+    live: boolean;
+  }>(
+    `select id::text, run_ref, release_reason, expires_at > now() as live
+     from public.usage_reservations where tenant_id = $1 order by id`,
+    [tenantId],
+  );
+  return rows;
+}
+
+describe('enforce: a retried run is decided once (runRef)', () => {
+  it('a retry gets the same reservation and reserves nothing more', async () => {
+    const tenant = await createTenant((await planWith({ included_executions: 5 })).id);
+    const first = await ask(tenant.id, { runRef: 'run-a' });
+    const retry = await ask(tenant.id, { runRef: 'run-a' });
+    expect(first.status).toBe(200);
+    expect(retry.status).toBe(200);
+    expect(retry.body.reservationId).toBe(first.body.reservationId);
+    expect(retry.body.used).toBe(1);
+    expect(await currentCounters(tenant.id)).toMatchObject({ reserved: '1' });
+    expect(await reservationsOf(tenant.id)).toEqual([
+      { id: String(first.body.reservationId), run_ref: 'run-a', release_reason: null, live: true },
+    ]);
+  });
+
+  it('a retry of the run that took the last slot is allowed; another run is not', async () => {
+    const tenant = await createTenant((await planWith({ included_executions: 1 })).id);
+    const first = await ask(tenant.id, { runRef: 'run-a' });
+    expect(first.status).toBe(200);
+    const retry = await ask(tenant.id, { runRef: 'run-a' });
+    expect(retry.status).toBe(200);
+    expect(retry.body).toMatchObject({
+      allowed: true,
+      reason: 'within_limit',
+      used: 1,
+      reservationId: first.body.reservationId,
+    });
+    expect((await ask(tenant.id, { runRef: 'run-b' })).status).toBe(402);
+    expect(await currentCounters(tenant.id)).toMatchObject({ reserved: '1' });
+  });
+
+  it('50 racing retries of one run hold one reservation between them', async () => {
+    const tenant = await createTenant((await planWith({ included_executions: 10 })).id);
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () => ask(tenant.id, { runRef: 'run-a' })),
+    );
+    expect(results.every((r) => r.status === 200)).toBe(true);
+    expect(new Set(results.map((r) => r.body.reservationId)).size).toBe(1);
+    expect(await currentCounters(tenant.id)).toMatchObject({ reserved: '1' });
+    expect(await activeReservations(tenant.id)).toBe(1);
+  });
+
+  it('a retry after the run was collected is allowed without a new reservation, even at the limit', async () => {
+    const plan = await planWith({ included_executions: 1 });
+    const source = await createSource(server, { planId: plan.id });
+    const first = await ask(source.tenantId, { runRef: 'run-a' });
+    expect(first.status).toBe(200);
+    source.fake.addMany(1, () => ({ startedAt: new Date(Date.now() - 5000).toISOString() }));
+    await collect([source]);
+
+    const retry = await ask(source.tenantId, { runRef: 'run-a' });
+    expect(retry.status).toBe(200);
+    expect(retry.body).toMatchObject({ used: 1, reservationId: first.body.reservationId });
+    expect(await currentCounters(source.tenantId)).toMatchObject({
+      billable: '1',
+      reserved: '0',
+      reservations_next_expiry: null,
+    });
+    expect(await activeReservations(source.tenantId)).toBe(0);
+    expect((await ask(source.tenantId, { runRef: 'run-b' })).status).toBe(402);
+  });
+
+  it('a retry after the reservation expired takes a slot again under the same reservation', async () => {
+    const tenant = await createTenant((await planWith({ included_executions: 1 })).id);
+    const first = await ask(tenant.id, { runRef: 'run-a' });
+    await expireReservations(tenant.id);
+
+    const retry = await ask(tenant.id, { runRef: 'run-a' });
+    expect(retry.status).toBe(200);
+    expect(retry.body).toMatchObject({ used: 1, reservationId: first.body.reservationId });
+    expect(await reservationsOf(tenant.id)).toEqual([
+      { id: String(first.body.reservationId), run_ref: 'run-a', release_reason: null, live: true },
+    ]);
+    expect(await currentCounters(tenant.id)).toMatchObject({ reserved: '1' });
+    expect((await ask(tenant.id, { runRef: 'run-b' })).status).toBe(402);
+  });
+
+  it('a retry of a blocked run is decided afresh', async () => {
+    const tenant = await createTenant((await planWith({ included_executions: 1 })).id);
+    expect((await ask(tenant.id, { runRef: 'run-a' })).status).toBe(200);
+    expect((await ask(tenant.id, { runRef: 'run-b' })).status).toBe(402);
+    await expireReservations(tenant.id);
+    const retry = await ask(tenant.id, { runRef: 'run-b' });
+    expect(retry.status).toBe(200);
+    expect(retry.body.used).toBe(1);
+  });
+
+  it('run references are per tenant', async () => {
+    const plan = await planWith({ included_executions: 5 });
+    const one = await createTenant(plan.id);
+    const two = await createTenant(plan.id);
+    const a = await ask(one.id, { runRef: 'shared-ref' });
+    const b = await ask(two.id, { runRef: 'shared-ref' });
+    expect(a.status).toBe(200);
+    expect(b.status).toBe(200);
+    expect(b.body.reservationId).not.toBe(a.body.reservationId);
+    expect(await activeReservations(two.id)).toBe(1);
+  });
+});
+
 describe('enforce: contract and security', () => {
   const changesNothing = async (tenantId: string, response: Response, status: number) => {
     expect(response.status).toBe(status);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { N8nEmulator } from '../n8n-emulator.ts';
 
 /**
@@ -27,6 +28,8 @@ export function startDemoRunner(options: {
   onEvent: (event: RunnerEvent) => void;
 }): () => void {
   const timers: NodeJS.Timeout[] = [];
+  // Run references are unique per run: enforce answers a repeated one as a retry.
+  const session = randomUUID().slice(0, 8);
   for (const tenant of options.tenants) {
     let seq = 0;
     let blocked = false;
@@ -50,7 +53,11 @@ export function startDemoRunner(options: {
             authorization: `Bearer ${options.runnerSecret}`,
             'content-type': 'application/json',
           },
-          body: JSON.stringify({ tenant: tenant.externalRef, workflowId, runRef: `demo-${seq}` }),
+          body: JSON.stringify({
+            tenant: tenant.externalRef,
+            workflowId,
+            runRef: `demo-${session}-${seq}`,
+          }),
         });
       } catch (error) {
         options.onEvent({ type: 'error', tenant: tenant.name, message: (error as Error).message });
