@@ -1,33 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { EXIT, runCli } from '../../src/cli/main.ts';
-import { FakeTerminal } from '../support/cli.ts';
+import { EXIT } from '../../src/cli/main.ts';
+import { FakeTerminal, runCliWith } from '../support/cli.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
 import { FakeStripe } from '../support/fake-stripe.ts';
-import { stack, superuser, uniqueId } from '../support/stack.ts';
+import { superuser, uniqueId } from '../support/stack.ts';
 
 const server = useN8nServer();
 const stripe = new FakeStripe();
 server.use(...stripe.handlers());
 
-function cli(
-  args: string[],
-  options: { env?: Record<string, string | undefined>; stderr?: FakeTerminal } = {},
-) {
-  const out: string[] = [];
-  const err: string[] = [];
-  return runCli(args, {
-    out: (t) => out.push(t),
-    err: (t) => err.push(t),
-    env: {
-      SUPABASE_URL: stack.supabaseUrl,
-      SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
-      STRIPE_SECRET_KEY: 'sk_test_flowmeterCli',
-      ...options.env,
-    },
-    ...(options.stderr ? { stderr: options.stderr } : {}),
-  }).then((code) => ({ code, out: out.join('\n'), err: err.join('\n') }));
-}
+const cli = (args: string[], options: Parameters<typeof runCliWith>[1] = {}) =>
+  runCliWith(args, {
+    ...options,
+    env: { STRIPE_SECRET_KEY: 'sk_test_flowmeterCli', ...options?.env },
+  });
 
 const recent = (s: number) => new Date(Date.now() - s * 1000).toISOString();
 const hex = () => randomBytes(6).toString('hex');

@@ -1,26 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { EXIT, runCli } from '../../src/cli/main.ts';
-import { countersOf, createSource, keyring, useN8nServer } from '../support/collector.ts';
-import { stack, superuser } from '../support/stack.ts';
+import { EXIT } from '../../src/cli/main.ts';
+import { runCliWith } from '../support/cli.ts';
+import { countersOf, createSource, useN8nServer } from '../support/collector.ts';
+import { superuser } from '../support/stack.ts';
 
 const server = useN8nServer();
-const keyringEnv = `k1:${keyring.keys.get('k1')?.toString('base64')}`;
 
-function cli(args: string[], env: Record<string, string | undefined> = {}) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const run = runCli(args, {
-    out: (t) => out.push(t),
-    err: (t) => err.push(t),
-    env: {
-      SUPABASE_URL: stack.supabaseUrl,
-      SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
-      FLOWMETER_ENCRYPTION_KEYS: keyringEnv,
-      ...env,
-    },
-  });
-  return run.then((code) => ({ code, out: out.join('\n'), err: err.join('\n') }));
-}
+const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
+  runCliWith(args, { env });
 
 const recent = (s: number) => new Date(Date.now() - s * 1000).toISOString();
 const runCount = async () =>

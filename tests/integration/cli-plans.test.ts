@@ -1,20 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { EXIT, runCli } from '../../src/cli/main.ts';
+import { EXIT } from '../../src/cli/main.ts';
+import { runCliWith } from '../support/cli.ts';
 import { stack, superuser, uniqueId } from '../support/stack.ts';
 
-function cli(args: string[], env: Record<string, string | undefined> = {}) {
-  const out: string[] = [];
-  const err: string[] = [];
-  return runCli(args, {
-    out: (t) => out.push(t),
-    err: (t) => err.push(t),
-    env: {
-      SUPABASE_URL: stack.supabaseUrl,
-      SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
-      ...env,
-    },
-  }).then((code) => ({ code, out: out.join('\n'), err: err.join('\n') }));
-}
+const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
+  runCliWith(args, { env });
 
 async function planRow(id: string) {
   const { rows } = await superuser().query(

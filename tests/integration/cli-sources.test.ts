@@ -1,35 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { EXIT, runCli } from '../../src/cli/main.ts';
+import { EXIT } from '../../src/cli/main.ts';
 import { openApiKey } from '../../src/n8n/api-key.ts';
-import { FakeTerminal } from '../support/cli.ts';
+import { FakeTerminal, runCliWith } from '../support/cli.ts';
 import { keyring, useN8nServer } from '../support/collector.ts';
 import { FakeN8n } from '../support/fake-n8n.ts';
 import { createTenant } from '../support/fixtures.ts';
-import { stack, superuser, uniqueId } from '../support/stack.ts';
+import { superuser, uniqueId } from '../support/stack.ts';
 
 const server = useN8nServer();
-const keyringEnv = `k1:${keyring.keys.get('k1')?.toString('base64')}`;
 
-function cli(
-  args: string[],
-  options: { env?: Record<string, string | undefined>; stdin?: string; stderr?: FakeTerminal } = {},
-) {
-  const out: string[] = [];
-  const err: string[] = [];
-  return runCli(args, {
-    out: (t) => out.push(t),
-    err: (t) => err.push(t),
-    env: {
-      SUPABASE_URL: stack.supabaseUrl,
-      SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
-      FLOWMETER_ENCRYPTION_KEYS: keyringEnv,
-      ...options.env,
-    },
-    readStdin: async () => options.stdin ?? '',
-    ...(options.stderr ? { stderr: options.stderr } : {}),
-  }).then((code) => ({ code, out: out.join('\n'), err: err.join('\n') }));
-}
+const cli = runCliWith;
 
 const recent = (s: number) => new Date(Date.now() - s * 1000).toISOString();
 

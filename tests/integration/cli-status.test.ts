@@ -1,26 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { EXIT, runCli } from '../../src/cli/main.ts';
-import { createSource, keyring, useN8nServer } from '../support/collector.ts';
-import { serviceClient, stack, uniqueId } from '../support/stack.ts';
+import { EXIT } from '../../src/cli/main.ts';
+import { runCliWith } from '../support/cli.ts';
+import { createSource, useN8nServer } from '../support/collector.ts';
+import { serviceClient, uniqueId } from '../support/stack.ts';
 
 const server = useN8nServer();
-const keyringEnv = `k1:${keyring.keys.get('k1')?.toString('base64')}`;
 
-function cli(args: string[], env: Record<string, string | undefined> = {}) {
-  const out: string[] = [];
-  const err: string[] = [];
-  return runCli(args, {
-    out: (t) => out.push(t),
-    err: (t) => err.push(t),
-    env: {
-      SUPABASE_URL: stack.supabaseUrl,
-      SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
-      FLOWMETER_ENCRYPTION_KEYS: keyringEnv,
-      ...env,
-    },
-  }).then((code) => ({ code, out: out.join('\n'), err: err.join('\n') }));
-}
+const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
+  runCliWith(args, { env });
 
 const recent = (s: number) => new Date(Date.now() - s * 1000).toISOString();
 

@@ -1,4 +1,7 @@
 import { Writable } from 'node:stream';
+import { runCli } from '../../src/cli/main.ts';
+import { keyring } from './collector.ts';
+import { stack } from './stack.ts';
 
 /** A terminal for progress bars: what cli-progress draws, kept as text. */
 export class FakeTerminal extends Writable {
@@ -9,4 +12,34 @@ export class FakeTerminal extends Writable {
     this.text += chunk.toString();
     done();
   }
+}
+
+export interface CliRun {
+  code: number;
+  out: string;
+  err: string;
+}
+
+/**
+ * The operator CLI in-process against the test stack, as an operator's shell would run it
+ * with .env filled in: what it printed on stdout and stderr, and its exit code.
+ */
+export function runCliWith(
+  args: string[],
+  options: { env?: Record<string, string | undefined>; stdin?: string; stderr?: FakeTerminal } = {},
+): Promise<CliRun> {
+  const out: string[] = [];
+  const err: string[] = [];
+  return runCli(args, {
+    out: (t) => out.push(t),
+    err: (t) => err.push(t),
+    env: {
+      SUPABASE_URL: stack.supabaseUrl,
+      SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
+      FLOWMETER_ENCRYPTION_KEYS: `k1:${keyring.keys.get('k1')?.toString('base64')}`,
+      ...options.env,
+    },
+    readStdin: async () => options.stdin ?? '',
+    ...(options.stderr ? { stderr: options.stderr } : {}),
+  }).then((code) => ({ code, out: out.join('\n'), err: err.join('\n') }));
 }
