@@ -24,6 +24,8 @@ export interface DeliverAlertsInput {
   leaseSeconds?: number;
   /** Channels sent to at once; one channel's messages always go one at a time, in order. */
   concurrency?: number;
+  /** Only these tenants' alerts (an operator's targeted run); all when absent. */
+  tenantIds?: string[];
 }
 
 export interface DeliverAlertsSummary {
@@ -105,6 +107,7 @@ export async function deliverAlerts(input: DeliverAlertsInput): Promise<DeliverA
   const { data, error } = await input.db.rpc('claim_alert_deliveries', {
     max_rows: input.maxRows ?? 50,
     lease_seconds: input.leaseSeconds ?? 120,
+    ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
   });
   if (error) throw new Error(`claim_alert_deliveries failed: ${error.message}`);
   const claimed = data ?? [];

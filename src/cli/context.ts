@@ -1,3 +1,4 @@
+import { text } from 'node:stream/consumers';
 import type { PostgrestError } from '@supabase/supabase-js';
 import { Option } from 'commander';
 import { type ConfigError, parseEnv, supabaseEnvSchema } from '../config/env.ts';
@@ -158,4 +159,25 @@ export async function filteredTenantIds(
 
 export async function listTenants(database: Database, refs?: string[]) {
   return database.unwrap(await database.db.rpc('list_tenants', refs ? { tenants: refs } : {}));
+}
+
+/** Everything on the process's standard input (a pipe, or typed and ended with Ctrl-D). */
+export const readProcessStdin = () => text(process.stdin);
+
+/**
+ * A secret option's value, or with `-` what standard input holds, so it stays out of the
+ * shell history (`--api-key -`, `--target -`).
+ */
+export async function valueOrStdin(
+  io: CliIo,
+  value: string,
+  flag: string,
+  what: string,
+): Promise<string> {
+  if (value !== '-') return value;
+  const read = (await (io.readStdin ?? readProcessStdin)()).trim();
+  if (!read) {
+    throw new CliError(EXIT.usage, `${flag} - read nothing from standard input: pipe ${what} in`);
+  }
+  return read;
 }

@@ -1,12 +1,20 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ConfigError, loadCollectorConfig } from '../config/env.ts';
 import { environmentWithLocalStack } from '../local/local-env.ts';
+import { registerAlerts } from './alerts.ts';
 import { collectNow } from './collect.ts';
-import { CliError, type CliIo, type CommandContext, configHint, EXIT } from './context.ts';
+import {
+  CliError,
+  type CliIo,
+  type CommandContext,
+  configHint,
+  EXIT,
+  readProcessStdin,
+} from './context.ts';
 import { registerPlans } from './plans.ts';
 import { registerReconcile } from './reconcile.ts';
 import { registerReport } from './report.ts';
-import { readProcessStdin, registerSources } from './sources.ts';
+import { registerSources } from './sources.ts';
 import { registerStatus } from './status.ts';
 import { registerTenants } from './tenants.ts';
 
@@ -67,6 +75,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     });
 
   registerReport(program, ctx);
+  registerAlerts(program, ctx);
   registerReconcile(program, ctx);
   registerStatus(program, ctx);
 

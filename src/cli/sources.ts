@@ -1,4 +1,3 @@
-import { text } from 'node:stream/consumers';
 import type { Command } from 'commander';
 import { type CollectorConfig, loadCollectorConfig } from '../config/env.ts';
 import { DecryptionError } from '../crypto/secret-box.ts';
@@ -7,7 +6,6 @@ import { createN8nClient, N8nApiError, type N8nExecution } from '../n8n/client.t
 import { parser, schemas } from './arguments.ts';
 import {
   CliError,
-  type CliIo,
   type CommandContext,
   EXIT,
   filteredTenantIds,
@@ -16,6 +14,7 @@ import {
   openDatabase,
   resolveTenants,
   tenantFilterOption,
+  valueOrStdin,
 } from './context.ts';
 import {
   count,
@@ -70,18 +69,6 @@ const describeLatest = (latest: N8nExecution | null) =>
     ? `latest execution #${latest.id} (${latest.status}, ${time(latest.startedAt)})`
     : 'no executions yet';
 
-async function readApiKey(io: CliIo, value: string): Promise<string> {
-  if (value !== '-') return value;
-  const key = (await (io.readStdin ?? readProcessStdin)()).trim();
-  if (!key) {
-    throw new CliError(EXIT.usage, '--api-key - read nothing from standard input: pipe the key in');
-  }
-  return key;
-}
-
-/** `--api-key -` from the process's standard input (a pipe, or typed and ended with Ctrl-D). */
-export const readProcessStdin = () => text(process.stdin);
-
 interface AddOptions {
   tenant: string;
   url: string;
@@ -114,7 +101,7 @@ export function registerSources(program: Command, ctx: CommandContext): void {
     .option('--json', 'print the source as JSON on stdout')
     .action(async (options: AddOptions) => {
       const config = await loadEnvironment(io, loadCollectorConfig);
-      const apiKey = await readApiKey(io, options.apiKey);
+      const apiKey = await valueOrStdin(io, options.apiKey, '--api-key', 'the key');
       const database = openDatabase(config);
       const [tenant] = await resolveTenants(database, [options.tenant]);
       if (!tenant) return;

@@ -1081,7 +1081,7 @@ export type Database = {
         Returns: Json;
       };
       claim_alert_deliveries: {
-        Args: { lease_seconds?: number; max_rows?: number };
+        Args: { lease_seconds?: number; max_rows?: number; tenant_ids?: string[] };
         Returns: {
           alert_id: number;
           attempt: number;
@@ -1264,6 +1264,22 @@ export type Database = {
           walk?: Json;
         };
         Returns: Json;
+      };
+      list_alert_channels: {
+        Args: { tenant_ids?: string[] };
+        Returns: {
+          created_at: string;
+          delivered: number;
+          enabled: boolean;
+          given_up: number;
+          id: number;
+          kind: string;
+          last_delivered_at: string;
+          pending: number;
+          target: string;
+          tenant_id: string;
+          tenant_name: string;
+        }[];
       };
       list_n8n_sources: {
         Args: { source_ids?: string[]; tenant_ids?: string[] };
@@ -1510,6 +1526,23 @@ export type Database = {
           stripe_meter_id: string;
           tenant_id: string;
         }[];
+      };
+      set_alert_channel_enabled: {
+        Args: { channel_id: number; enabled: boolean };
+        Returns: {
+          created_at: string;
+          enabled: boolean;
+          id: number;
+          kind: string;
+          target: string;
+          tenant_id: string | null;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'alert_channels';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
       };
       set_plan: {
         Args: {

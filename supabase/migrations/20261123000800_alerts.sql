@@ -185,13 +185,74 @@ as $$
   returning c.*;
 $$;
 
+-- Channels with what they have delivered, for the operator (flowmeter alerts channels
+-- list): tenant_ids limits them to those tenants' own channels plus the global ones. A
+-- Slack webhook URL is a secret, so only its host and workspace segment are shown.
+create or replace function public.list_alert_channels(tenant_ids uuid[] default null)
+returns table (
+  id bigint,
+  tenant_id uuid,
+  tenant_name text,
+  kind text,
+  target text,
+  enabled boolean,
+  created_at timestamptz,
+  delivered bigint,
+  pending bigint,
+  given_up bigint,
+  last_delivered_at timestamptz
+)
+language sql stable
+set search_path = ''
+as $$
+  select ch.id, ch.tenant_id, t.name, ch.kind,
+         case when ch.kind = 'slack'
+              then regexp_replace(ch.target, '^(https://hooks\.slack\.com/services/[^/]+/).*$', '\1…')
+              else ch.target end,
+         ch.enabled, ch.created_at,
+         count(*) filter (where d.status = 'delivered'),
+         count(*) filter (where d.status in ('pending', 'sending') or (d.status = 'failed' and d.next_attempt_at is not null)),
+         count(*) filter (where d.status = 'failed' and d.next_attempt_at is null),
+         max(d.delivered_at)
+  from public.alert_channels ch
+  left join public.tenants t on t.id = ch.tenant_id
+  left join public.alert_deliveries d on d.channel_id = ch.id
+  where list_alert_channels.tenant_ids is null or ch.tenant_id is null
+     or ch.tenant_id = any (list_alert_channels.tenant_ids)
+  group by ch.id, t.name
+  order by ch.tenant_id nulls first, ch.id;
+$$;
+
+-- Turns a channel off (its pending deliveries are no longer claimed) or back on. Unknown
+-- channel: 404.
+create or replace function public.set_alert_channel_enabled(channel_id bigint, enabled boolean)
+returns public.alert_channels
+language plpgsql
+set search_path = ''
+as $$
+declare
+  channel public.alert_channels;
+begin
+  update public.alert_channels c set enabled = set_alert_channel_enabled.enabled
+  where c.id = set_alert_channel_enabled.channel_id
+  returning c.* into channel;
+  if not found then
+    raise exception 'alert channel % not found', set_alert_channel_enabled.channel_id
+      using errcode = 'PT404', hint = 'flowmeter alerts channels list shows the ids';
+  end if;
+  return channel;
+end;
+$$;
+
 -- Claims up to max_rows due deliveries for lease_seconds: new ones, failed ones whose
 -- backoff is over, and sends whose sender's lease ran out without an outcome. Concurrent
 -- senders skip each other's rows. A delivery gets at most 10 attempts; one whose 10th
--- attempt never reported is given up here.
+-- attempt never reported is given up here. tenant_ids limits the claim to those tenants'
+-- alerts (an operator's targeted run).
 create or replace function public.claim_alert_deliveries(
   max_rows int default 50,
-  lease_seconds int default 60
+  lease_seconds int default 60,
+  tenant_ids uuid[] default null
 )
 returns table (
   alert_id bigint,
@@ -218,6 +279,9 @@ as $$
     set status = 'failed', lease_expires_at = null, next_attempt_at = null,
         last_error = 'gave up: the last attempt never reported an outcome'
     where d.status = 'sending' and d.lease_expires_at <= now() and d.attempts >= 10
+      and (claim_alert_deliveries.tenant_ids is null or exists (
+        select 1 from public.usage_alerts a
+        where a.id = d.alert_id and a.tenant_id = any (claim_alert_deliveries.tenant_ids)))
   ),
   due as (
     select d.alert_id, d.channel_id
@@ -229,6 +293,9 @@ as $$
         (d.status in ('pending', 'failed') and d.next_attempt_at <= now())
         or (d.status = 'sending' and d.lease_expires_at <= now())
       )
+      and (claim_alert_deliveries.tenant_ids is null or exists (
+        select 1 from public.usage_alerts a
+        where a.id = d.alert_id and a.tenant_id = any (claim_alert_deliveries.tenant_ids)))
     order by d.next_attempt_at, d.alert_id, d.channel_id
     limit greatest(claim_alert_deliveries.max_rows, 0)
     for update of d skip locked
@@ -312,13 +379,17 @@ $$;
 
 revoke execute on function
   public.add_alert_channel(text, text, uuid),
-  public.claim_alert_deliveries(int, int),
+  public.list_alert_channels(uuid[]),
+  public.set_alert_channel_enabled(bigint, boolean),
+  public.claim_alert_deliveries(int, int, uuid[]),
   public.finish_alert_delivery(bigint, bigint, boolean, text),
   public.mark_alert_read(bigint)
   from public, anon, authenticated;
 grant execute on function
   public.add_alert_channel(text, text, uuid),
-  public.claim_alert_deliveries(int, int),
+  public.list_alert_channels(uuid[]),
+  public.set_alert_channel_enabled(bigint, boolean),
+  public.claim_alert_deliveries(int, int, uuid[]),
   public.finish_alert_delivery(bigint, bigint, boolean, text)
   to service_role;
 grant execute on function public.mark_alert_read(bigint) to authenticated, service_role;

@@ -41,8 +41,14 @@ const baseEnv = {
 const channels = alertChannelFactories(
   loadAlertsConfig({ ...baseEnv, RESEND_API_KEY: RESEND_KEY, ALERT_EMAIL_FROM: FROM }),
 );
-const deliver = (factories = channels) =>
-  deliverAlerts({ db: serviceClient(), channels: factories, log: silentLogger });
+/** A delivery run over this tenant's alerts only: other test files' alerts are theirs. */
+const deliver = (tenantId: string, factories = channels) =>
+  deliverAlerts({
+    db: serviceClient(),
+    channels: factories,
+    log: silentLogger,
+    tenantIds: [tenantId],
+  });
 
 // Fakes ---------------------------------------------------------------------------------
 
@@ -244,7 +250,7 @@ describe('raising alerts from collected usage', () => {
       ),
     );
 
-    await deliver();
+    await deliver(tenantId);
     expect(slack.requests.map((r) => r.status)).toEqual([200, 200]);
     expect(slack.requests.map((r) => r.text)).toEqual([
       expect.stringMatching(/has used 80 % of the executions included in its plan: 8 of 10/),
@@ -252,7 +258,7 @@ describe('raising alerts from collected usage', () => {
     ]);
     expect((await deliveriesOf(tenantId)).map((d) => d.status)).toEqual(['delivered', 'delivered']);
 
-    await deliver();
+    await deliver(tenantId);
     expect(slack.requests).toHaveLength(2);
   });
 
@@ -311,8 +317,8 @@ describe('raising alerts from collected usage', () => {
     expect(at100.used).toBeGreaterThanOrEqual(1000);
     expect(await deliveriesOf(tenantId)).toHaveLength(2);
 
-    await deliver();
-    await deliver();
+    await deliver(tenantId);
+    await deliver(tenantId);
     expect(slack.requests.map((r) => r.status)).toEqual([200, 200]);
   });
 
@@ -456,7 +462,7 @@ describe('raising alerts: plan and channel rules', () => {
       const mine = async () =>
         (
           await db.query(
-            'select * from public.claim_alert_deliveries(1000, 60) where tenant_id = $1',
+            'select * from public.claim_alert_deliveries(1000, 60, array[$1]::uuid[])',
             [tenant],
           )
         ).rows;
@@ -493,7 +499,7 @@ describe('raising alerts: plan and channel rules', () => {
       const claim = async () =>
         (
           await db.query(
-            'select attempt from public.claim_alert_deliveries(1000, 60) where tenant_id = $1',
+            'select attempt from public.claim_alert_deliveries(1000, 60, array[$1]::uuid[])',
             [tenant],
           )
         ).rows;
@@ -538,7 +544,7 @@ describe('delivering alerts', () => {
     await ingest(source, 10); // 80 % and 100 % at once
     slack.failNext(500, 3);
 
-    await deliver();
+    await deliver(tenantId);
     expect(slack.requests.map((r) => r.status)).toEqual([500, 500]);
     const failed = await deliveriesOf(tenantId);
     expect(failed).toEqual([
@@ -549,16 +555,16 @@ describe('delivering alerts', () => {
     expect(failed[0].last_error).not.toContain(slack.url);
     expect(failed[0].next_attempt_at.getTime()).toBeGreaterThan(Date.now() + 20_000);
 
-    await deliver(); // still backing off: nothing is sent
+    await deliver(tenantId); // still backing off: nothing is sent
     expect(slack.requests).toHaveLength(2);
 
     await backoffElapses(tenantId);
-    await deliver(); // the first still fails, the second goes through
+    await deliver(tenantId); // the first still fails, the second goes through
     await backoffElapses(tenantId);
-    await deliver();
-    await deliver();
+    await deliver(tenantId);
+    await deliver(tenantId);
     await backoffElapses(tenantId);
-    await deliver();
+    await deliver(tenantId);
 
     expect(slack.requests.map((r) => r.status)).toEqual([500, 500, 500, 200, 200]);
     const delivered = slack.requests.filter((r) => r.status === 200).map((r) => r.text);
@@ -583,11 +589,11 @@ describe('delivering alerts', () => {
     await ingest(source, 8);
 
     resend.lost = 1; // Resend accepts the first request but its answer never arrives
-    const first = await deliver();
+    const first = await deliver(tenantId);
     expect(first.failed).toBeGreaterThanOrEqual(1);
     await backoffElapses(tenantId);
-    await deliver();
-    await deliver();
+    await deliver(tenantId);
+    await deliver(tenantId);
 
     const [delivery] = await deliveriesOf(tenantId);
     expect(delivery).toMatchObject({ status: 'delivered', attempts: 2 });
@@ -617,7 +623,7 @@ describe('delivering alerts', () => {
 
     const withoutEmail = alertChannelFactories(loadAlertsConfig(baseEnv));
     expect(withoutEmail.email).toBeUndefined();
-    await deliver(withoutEmail);
+    await deliver(tenantId, withoutEmail);
 
     expect(await deliveriesOf(tenantId)).toEqual([
       expect.objectContaining({ status: 'failed', attempts: 1, last_error: NO_EMAIL_PROVIDER }),

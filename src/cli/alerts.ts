@@ -1,0 +1,195 @@
+import { type Command, Option } from 'commander';
+import { z } from 'zod';
+import { alertDependencies, deliverAlerts } from '../alerts/from-config.ts';
+import { loadAlertsConfig } from '../config/alerts-env.ts';
+import { parser, schemas } from './arguments.ts';
+import {
+  CliError,
+  type CommandContext,
+  EXIT,
+  filteredTenantIds,
+  loadEnvironment,
+  loadSupabaseConfig,
+  openDatabase,
+  resolveTenants,
+  tenantFilterOption,
+  valueOrStdin,
+} from './context.ts';
+import { cliLogger, count, printJson, renderTable, time } from './output.ts';
+
+const SLACK = 'a Slack incoming-webhook URL (https://hooks.slack.com/services/…)';
+const EMAIL = 'an e-mail address, like ops@example.com';
+
+/** The same rules as alert_channels' check constraint, said so a person can act on them. */
+const targets = {
+  slack: z
+    .string()
+    .trim()
+    .regex(/^https:\/\/hooks\.slack\.com\/\S+$/, { error: `must be ${SLACK}` }),
+  email: z
+    .string()
+    .trim()
+    .regex(/^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$/, { error: `must be ${EMAIL}` }),
+};
+
+const channelId = z
+  .string()
+  .regex(/^[1-9]\d{0,15}$/, {
+    error: 'must be a channel id (see `flowmeter alerts channels list`)',
+  })
+  .transform(Number);
+
+interface AddOptions {
+  kind: 'slack' | 'email';
+  target: string;
+  tenant?: string;
+  json?: boolean;
+}
+
+export function registerAlerts(program: Command, ctx: CommandContext): void {
+  const { io } = ctx;
+  const alerts = program
+    .command('alerts')
+    .description('usage alerts: where they are sent, and sending the pending ones now');
+
+  alerts
+    .command('deliver')
+    .description(
+      'send pending and due alert deliveries now (what the 5-minute deliver-alerts does)',
+    )
+    .addOption(tenantFilterOption(" (its channels' and the global channels' deliveries)"))
+    .option('--json', 'print the run summary as JSON on stdout')
+    .action(async (options: { tenant?: string[]; json?: boolean }) => {
+      const config = await loadEnvironment(io, loadAlertsConfig);
+      const database = openDatabase(config);
+      const tenantIds = await filteredTenantIds(database, options.tenant);
+      const summary = await deliverAlerts({
+        ...alertDependencies(config, { log: cliLogger(io.err) }),
+        // An operator's run drains what is due, not one scheduled batch.
+        maxRows: 1000,
+        ...(tenantIds ? { tenantIds } : {}),
+      });
+      if (summary.failed > 0 || summary.gaveUp > 0) ctx.exit(EXIT.failed);
+      if (options.json) return printJson(io, summary);
+      io.out(
+        `${summary.claimed} due: ${summary.delivered} delivered, ${summary.failed} failed (retried later), ${summary.gaveUp} given up`,
+      );
+      if (summary.failed + summary.gaveUp > 0) {
+        io.err('`flowmeter status` lists what is not delivered; docs/alerts.md explains retries.');
+      }
+    });
+
+  const channels = alerts
+    .command('channels')
+    .description('Slack webhooks and e-mail addresses that receive alerts, per tenant or global');
+
+  channels
+    .command('add')
+    .description("add a channel for one tenant's alerts, or without --tenant for every tenant's")
+    .addOption(
+      new Option('--kind <kind>', 'slack or email')
+        .choices(['slack', 'email'])
+        .makeOptionMandatory(),
+    )
+    .requiredOption(
+      '--target <target>',
+      `${SLACK}, ${EMAIL}, or - to read it from standard input (keeps a webhook URL out of shell history)`,
+    )
+    .option(
+      '--tenant <tenant>',
+      'only this tenant (id or external reference)',
+      parser(schemas.tenant),
+    )
+    .option('--json', 'print the channel as JSON on stdout')
+    .action(async (options: AddOptions) => {
+      const raw = await valueOrStdin(io, options.target, '--target', 'the webhook URL or address');
+      const parsed = targets[options.kind].safeParse(raw);
+      if (!parsed.success) {
+        throw new CliError(
+          EXIT.usage,
+          `--target ${parsed.error.issues[0]?.message ?? 'is invalid'}. Nothing was stored.`,
+        );
+      }
+      const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      const tenant = options.tenant
+        ? (await resolveTenants(database, [options.tenant]))[0]
+        : undefined;
+      if (options.tenant && !tenant) return;
+      const channel = database.unwrap(
+        await database.db.rpc('add_alert_channel', {
+          kind: options.kind,
+          target: parsed.data,
+          ...(tenant ? { tenant_id: tenant.id } : {}),
+        }),
+      );
+      const { target: _secret, ...shown } = channel;
+      if (options.json) return printJson(io, shown);
+      io.out(
+        `channel ${channel.id}: ${channel.kind} for ${tenant ? `${tenant.name}'s alerts` : "every tenant's alerts"}, enabled`,
+      );
+      io.err(
+        'It receives alerts raised from now on; `flowmeter alerts deliver` sends due ones now.',
+      );
+    });
+
+  channels
+    .command('list')
+    .description('channels with what each has delivered (Slack webhook URLs shortened: secrets)')
+    .addOption(tenantFilterOption(' (and the global channels)'))
+    .option('--json', 'print JSON on stdout')
+    .action(async (options: { tenant?: string[]; json?: boolean }) => {
+      const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      const tenantIds = await filteredTenantIds(database, options.tenant);
+      const rows = database.unwrap(
+        await database.db.rpc('list_alert_channels', tenantIds ? { tenant_ids: tenantIds } : {}),
+      );
+      if (options.json) return printJson(io, rows);
+      if (rows.length === 0) {
+        io.out(
+          'No alert channels: add one with `flowmeter alerts channels add --kind slack --target -`.',
+        );
+        return;
+      }
+      io.out(
+        renderTable(
+          ['id', 'tenant', 'kind', 'target', 'enabled', 'delivered', 'pending', 'given up', 'last'],
+          rows.map((c) => [
+            c.id,
+            c.tenant_name ?? '(all tenants)',
+            c.kind,
+            c.target,
+            c.enabled ? 'yes' : 'no',
+            count(c.delivered),
+            count(c.pending),
+            count(c.given_up),
+            c.last_delivered_at ? time(c.last_delivered_at) : 'never',
+          ]),
+        ),
+      );
+    });
+
+  for (const [name, enabled] of [
+    ['enable', true],
+    ['disable', false],
+  ] as const) {
+    channels
+      .command(name)
+      .description(
+        enabled
+          ? 'send to the channel again, pending deliveries included'
+          : 'stop sending to the channel: pending deliveries wait until it is enabled, alerts raised meanwhile skip it',
+      )
+      .argument('<id>', 'channel id (see `flowmeter alerts channels list`)', parser(channelId))
+      .option('--json', 'print the channel as JSON on stdout')
+      .action(async (id: number, options: { json?: boolean }) => {
+        const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+        const channel = database.unwrap(
+          await database.db.rpc('set_alert_channel_enabled', { channel_id: id, enabled }),
+          { notFound: '`flowmeter alerts channels list` shows the ids' },
+        );
+        const { target: _secret, ...shown } = channel;
+        if (options.json) return printJson(io, shown);
+        io.out(`channel ${channel.id}: ${enabled ? 'enabled' : 'disabled'}`);
+      });
+  }
+}
