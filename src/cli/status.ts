@@ -55,6 +55,17 @@ const statusSchema = z.object({
     oldest_at: when,
     last_error: z.string().nullable(),
   }),
+  scheduled_functions: z.array(
+    z.object({
+      function_name: z.string(),
+      last_started_at: z.string(),
+      last_finished_at: when,
+      last_ok: z.boolean().nullable(),
+      last_error: z.string().nullable(),
+      last_success_at: when,
+      failures_since_success: number,
+    }),
+  ),
   collector_runs: z.array(
     z.object({
       id: z.string(),
@@ -109,6 +120,22 @@ function render(status: Status): string {
     `Alert deliveries not delivered: ${alerts.pending} pending, ${alerts.sending} sending, ${alerts.retrying} retrying, ${alerts.given_up} given up${alerts.oldest_at ? ` (oldest ${time(alerts.oldest_at)})` : ''}`,
   );
   if (alerts.last_error) lines.push(`  last error: ${short(alerts.last_error, 120)}`);
+  lines.push('Scheduled functions:');
+  lines.push(
+    status.scheduled_functions.length === 0
+      ? '  none has run yet'
+      : renderTable(
+          ['function', 'last run', 'outcome', 'last success', 'failures since', 'last error'],
+          status.scheduled_functions.map((f) => [
+            f.function_name,
+            time(f.last_started_at),
+            f.last_ok === null ? 'running' : f.last_ok ? 'ok' : 'failed',
+            f.last_success_at ? time(f.last_success_at) : 'never',
+            f.failures_since_success,
+            f.last_ok === false ? short(f.last_error, 60) : '',
+          ]),
+        ),
+  );
   lines.push('Latest collector runs:');
   lines.push(
     status.collector_runs.length === 0

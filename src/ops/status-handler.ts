@@ -6,8 +6,9 @@ import { type AttentionInputs, needsAttention } from './attention.ts';
 
 /**
  * GET /api/v1/status, for the operator's monitoring: per-source lag and errors, pending and
- * late Stripe reports, undelivered alerts, last collector runs (operator_status). 200 when
- * nothing needs attention, 503 when something does, so an uptime check can alert on it.
+ * late Stripe reports, undelivered alerts, scheduled functions, last collector runs
+ * (operator_status). 200 when nothing needs attention, 503 when something does, so an
+ * uptime check can alert on it.
  */
 export interface StatusHandlerDeps {
   db: Db;

@@ -293,12 +293,64 @@ as $$
   where s.id = n8n_source_credentials.source_id;
 $$;
 
+-- Scheduled runs ----------------------------------------------------------------------
+
+-- Every run of every scheduled function, for the operator: when, how long, what it did.
+-- (Collector runs also keep their own detail in collector_runs.)
+
+create table public.scheduled_runs (
+  id uuid primary key default gen_random_uuid(),
+  function_name text not null
+    constraint scheduled_runs_function_name_format check (function_name ~ '^[a-z0-9-]{1,100}$'),
+  started_at timestamptz not null default now(),
+  finished_at timestamptz,
+  ok boolean,
+  summary jsonb,
+  error text
+);
+comment on table public.scheduled_runs is 'One row per scheduled function run: started, finished, ok or the error, and its summary.';
+create index scheduled_runs_function_started_idx on public.scheduled_runs (function_name, started_at desc);
+
+alter table public.scheduled_runs enable row level security;
+revoke all on table public.scheduled_runs from public, anon, authenticated;
+grant all on table public.scheduled_runs to service_role;
+
+create or replace function public.start_scheduled_run(function_name text)
+returns uuid
+language sql
+set search_path = ''
+as $$
+  insert into public.scheduled_runs (function_name) values (start_scheduled_run.function_name) returning id;
+$$;
+
+create or replace function public.finish_scheduled_run(id uuid, ok boolean, summary jsonb default null, error text default null)
+returns public.scheduled_runs
+language sql
+set search_path = ''
+as $$
+  update public.scheduled_runs r set
+    finished_at = now(),
+    ok = finish_scheduled_run.ok,
+    summary = finish_scheduled_run.summary,
+    error = left(finish_scheduled_run.error, 2000)
+  where r.id = finish_scheduled_run.id and r.finished_at is null
+  returning r.*;
+$$;
+
+revoke execute on function public.start_scheduled_run(text), public.finish_scheduled_run(uuid, boolean, jsonb, text)
+  from public, anon, authenticated;
+grant execute on function public.start_scheduled_run(text), public.finish_scheduled_run(uuid, boolean, jsonb, text)
+  to service_role;
+
 -- Status ------------------------------------------------------------------------------
 
 -- One snapshot for the operator's status screen: the sources most in need of attention
 -- (failing first, then the longest lag), Stripe reports not sent yet, alert deliveries not
--- delivered, and the latest collector runs (runs are not per tenant). tenant_ids limits
--- everything but the runs to those tenants.
+-- delivered, the latest collector runs, and each scheduled function's latest run with how
+-- many have failed since its last success (runs and functions are not per tenant).
+-- tenant_ids limits everything but runs and functions to those tenants. A run that
+-- started over 15 minutes ago (the longest a Netlify background function may run) and
+-- never finished counts as failed: the function was killed before it could say so.
 create or replace function public.operator_status(
   tenant_ids uuid[] default null,
   max_sources int default 20,
@@ -364,6 +416,33 @@ as $$
         order by d.created_at desc, d.alert_id desc limit 1
       )
     ),
+    'scheduled_functions', coalesce((
+      select jsonb_agg(to_jsonb(f) order by f.function_name)
+      from (
+        select n.function_name,
+               latest.started_at as last_started_at, latest.finished_at as last_finished_at,
+               case when latest.finished_at is null and latest.started_at < now() - interval '15 minutes'
+                    then false else latest.ok end as last_ok,
+               case when latest.finished_at is null and latest.started_at < now() - interval '15 minutes'
+                    then 'did not finish: killed or timed out' else latest.error end as last_error,
+               success.finished_at as last_success_at,
+               (select count(*) from public.scheduled_runs r
+                where r.function_name = n.function_name
+                  and r.started_at > coalesce(success.started_at, '-infinity')
+                  and (r.ok is false or (r.finished_at is null and r.started_at < now() - interval '15 minutes'))
+               ) as failures_since_success
+        from (select distinct r.function_name from public.scheduled_runs r) n
+        cross join lateral (
+          select r.* from public.scheduled_runs r where r.function_name = n.function_name
+          order by r.started_at desc limit 1
+        ) latest
+        left join lateral (
+          select r.started_at, r.finished_at from public.scheduled_runs r
+          where r.function_name = n.function_name and r.ok
+          order by r.started_at desc limit 1
+        ) success on true
+      ) f
+    ), '[]'::jsonb),
     'collector_runs', coalesce((
       select jsonb_agg(to_jsonb(x) order by x.started_at desc)
       from (

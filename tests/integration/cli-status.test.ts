@@ -87,6 +87,7 @@ describe('flowmeter status', () => {
       /Stripe meter reports: 1 pending \(5 executions, oldest .*Z\), 0 retrying, 0 late/,
     );
     expect(screen.out).toMatch(/Alert deliveries not delivered: \d+ pending/);
+    expect(screen.out).toMatch(/Scheduled functions:\n/);
     expect(screen.out).toMatch(/Latest collector runs:\n┌/);
     expect(screen.out).toMatch(/Needs attention: 1 source failing$/);
   });

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { recordedRun } from '../../src/observability/scheduled-run.ts';
-import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
+import { type AttentionInputs, needsAttention } from '../../src/ops/attention.ts';
+import { asRole, serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
 async function runsOf(functionName: string) {
   const { rows } = await superuser().query(
@@ -43,5 +44,68 @@ describe('recorded scheduled runs', () => {
     expect(await runsOf(name)).toEqual([
       { ok: false, summary: null, error: 'Stripe is down', finished: true },
     ]);
+  });
+});
+
+describe('scheduled functions in the operator status', () => {
+  /** operator_status() with these runs recorded, inside a transaction that is rolled back. */
+  const statusWith = (runs: Array<{ name: string; minutesAgo: number; ok: boolean | null }>) =>
+    asRole('service_role', {}, async (db) => {
+      for (const run of runs) {
+        await db.query(
+          `insert into public.scheduled_runs (function_name, started_at, finished_at, ok, error)
+           values ($1, now() - make_interval(mins => $2::int),
+                   case when $3::boolean is not null then now() - make_interval(mins => $2::int) + interval '2 seconds' end,
+                   $3, case when $3 = false then 'Stripe is down' end)`,
+          [run.name, run.minutesAgo, run.ok],
+        );
+      }
+      const { rows } = await db.query('select public.operator_status() as status');
+      return rows[0].status as AttentionInputs & {
+        scheduled_functions: Array<Record<string, unknown>>;
+      };
+    });
+
+  it('shows the latest run and counts failures since the last success', async () => {
+    const name = uniqueId('job').toLowerCase();
+    const status = await statusWith([
+      { name, minutesAgo: 30, ok: false },
+      { name, minutesAgo: 20, ok: true },
+      { name, minutesAgo: 10, ok: false },
+      { name, minutesAgo: 5, ok: false },
+    ]);
+    expect(status.scheduled_functions.find((f) => f.function_name === name)).toMatchObject({
+      last_ok: false,
+      last_error: 'Stripe is down',
+      failures_since_success: 2,
+      last_success_at: expect.any(String),
+    });
+  });
+
+  it('counts a run that never finished within 15 minutes as failed; a running one is not', async () => {
+    const stuck = uniqueId('job').toLowerCase();
+    const running = uniqueId('job').toLowerCase();
+    const status = await statusWith([
+      { name: stuck, minutesAgo: 20, ok: null },
+      { name: running, minutesAgo: 1, ok: null },
+    ]);
+    const of = (n: string) => status.scheduled_functions.find((f) => f.function_name === n);
+    expect(of(stuck)).toMatchObject({
+      last_ok: false,
+      last_error: 'did not finish: killed or timed out',
+      failures_since_success: 1,
+      last_success_at: null,
+    });
+    expect(of(running)).toMatchObject({ last_ok: null, failures_since_success: 0 });
+  });
+
+  it('makes the status need attention when one of our scheduled functions fails', async () => {
+    const status = await statusWith([
+      { name: 'report-usage', minutesAgo: 70, ok: true },
+      { name: 'report-usage', minutesAgo: 10, ok: false },
+    ]);
+    expect(needsAttention(status)).toContain(
+      'report-usage failed 1 time since its last success (Stripe is down)',
+    );
   });
 });

@@ -1,0 +1,83 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
+import { type AttentionInputs, needsAttention } from '../../src/ops/attention.ts';
+import { SCHEDULED_FUNCTIONS } from '../../src/ops/scheduled-functions.ts';
+
+const healthy: AttentionInputs = {
+  sources: { failing: 0 },
+  meter_reports: { late: 0 },
+  alert_deliveries: { given_up: 0 },
+  scheduled_functions: [
+    { function_name: 'report-usage', failures_since_success: 0, last_error: null },
+  ],
+};
+
+describe('needsAttention', () => {
+  it('is empty when all is well', () => {
+    expect(needsAttention(healthy)).toEqual([]);
+  });
+
+  it('names each kind of problem', () => {
+    expect(
+      needsAttention({
+        sources: { failing: 2 },
+        meter_reports: { late: 1 },
+        alert_deliveries: { given_up: 3 },
+        scheduled_functions: [],
+      }),
+    ).toEqual([
+      '2 sources failing',
+      '1 late meter report (invoice already final)',
+      '3 alert deliveries given up',
+    ]);
+  });
+
+  it('flags a scheduled function from its first failure since a success, with the error', () => {
+    expect(
+      needsAttention({
+        ...healthy,
+        scheduled_functions: [
+          {
+            function_name: 'report-usage',
+            failures_since_success: 1,
+            last_error: 'Stripe is down',
+          },
+          { function_name: 'deliver-alerts', failures_since_success: 0, last_error: null },
+          {
+            function_name: 'collect-usage',
+            failures_since_success: 3,
+            last_error: 'did not finish: killed or timed out',
+          },
+        ],
+      }),
+    ).toEqual([
+      'report-usage failed 1 time since its last success (Stripe is down)',
+      'collect-usage failed 3 times since its last success (did not finish: killed or timed out)',
+    ]);
+  });
+
+  it("ignores runs recorded under names that are not this project's scheduled functions", () => {
+    expect(
+      needsAttention({
+        ...healthy,
+        scheduled_functions: [
+          { function_name: 'one-off-script', failures_since_success: 5, last_error: 'x' },
+        ],
+      }),
+    ).toEqual([]);
+  });
+});
+
+describe('SCHEDULED_FUNCTIONS', () => {
+  it('lists exactly the names the Netlify functions record their runs under', async () => {
+    const dir = new URL('../../netlify/functions/', import.meta.url);
+    const recorded: string[] = [];
+    for (const file of await readdir(dir)) {
+      const source = await readFile(new URL(file, dir), 'utf8');
+      for (const match of source.matchAll(/functionName: '([a-z0-9-]+)'/g)) {
+        recorded.push(match[1] as string);
+      }
+    }
+    expect(recorded.sort()).toEqual([...SCHEDULED_FUNCTIONS].sort());
+  });
+});
