@@ -101,12 +101,14 @@ export async function runCollection(input: RunCollectionInput): Promise<RunSumma
     });
     if (error) runLog.error({ error: error.message }, 'partition upkeep failed');
     else if (dropped?.length) runLog.info({ dropped }, 'dropped expired execution partitions');
-    // Released reservations live as long as raw executions do.
-    const { data: pruned, error: pruneError } = await db.rpc('prune_released_reservations', {
+    // Released reservations and run history live as long as raw executions do.
+    const { data: pruned, error: pruneError } = await db.rpc('prune_history', {
       retention_months: settings.retentionMonths,
     });
-    if (pruneError) runLog.error({ error: pruneError.message }, 'reservation upkeep failed');
-    else if (pruned) runLog.info({ pruned }, 'pruned released reservations');
+    if (pruneError) runLog.error({ error: pruneError.message }, 'history upkeep failed');
+    else if (pruned && Object.values(pruned).some((n) => Number(n) > 0)) {
+      runLog.info({ pruned }, 'pruned history past the retention');
+    }
   }
 
   const sources = await selectSources(input);

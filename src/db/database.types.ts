@@ -1392,10 +1392,7 @@ export type Database = {
         Args: { max_runs?: number; max_sources?: number; tenant_ids?: string[] };
         Returns: Json;
       };
-      prune_released_reservations: {
-        Args: { batch?: number; retention_months?: number };
-        Returns: number;
-      };
+      prune_history: { Args: { batch?: number; retention_months?: number }; Returns: Json };
       reconcile_counters: {
         Args: { repair?: boolean; since: string; tenant_ids?: string[] };
         Returns: {

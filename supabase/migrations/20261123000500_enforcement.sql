@@ -82,7 +82,8 @@ create index usage_reservations_expiry_idx on public.usage_reservations (tenant_
 create unique index usage_reservations_run_ref_key on public.usage_reservations (tenant_id, run_ref)
   where run_ref is not null;
 
--- Released reservations are kept as long as raw executions, then pruned oldest first.
+-- Released reservations are kept as long as raw executions, then pruned oldest first
+-- (prune_history).
 create index usage_reservations_released_idx on public.usage_reservations (released_at)
   where released_at is not null;
 
@@ -418,36 +419,3 @@ $$;
 
 revoke execute on function public.enforce_usage(text, text, text, boolean, int) from public, anon, authenticated;
 grant execute on function public.enforce_usage(text, text, text, boolean, int) to service_role;
-
--- Deletes up to `batch` reservations released before the retention cutoff (the start of
--- the month `retention_months` months ago, as for raw executions); returns how many. The
--- collector's scheduled upkeep calls it, so a backlog drains a batch per run.
-create or replace function public.prune_released_reservations(retention_months int default 3, batch int default 10000)
-returns bigint
-language plpgsql
-set search_path = ''
-as $$
-declare
-  cutoff timestamptz := date_trunc('month', now() at time zone 'UTC') at time zone 'UTC'
-                        - make_interval(months => prune_released_reservations.retention_months);
-  pruned bigint;
-begin
-  if prune_released_reservations.retention_months < 1 or prune_released_reservations.batch < 1 then
-    raise exception 'retention_months and batch must be at least 1 (got %, %)',
-      prune_released_reservations.retention_months, prune_released_reservations.batch using errcode = 'P0001';
-  end if;
-  with doomed as (
-    select r.id from public.usage_reservations r
-    where r.released_at is not null and r.released_at < cutoff
-    order by r.released_at
-    limit prune_released_reservations.batch
-  ), gone as (
-    delete from public.usage_reservations r using doomed where r.id = doomed.id returning 1
-  )
-  select count(*) into pruned from gone;
-  return pruned;
-end;
-$$;
-
-revoke execute on function public.prune_released_reservations(int, int) from public, anon, authenticated;
-grant execute on function public.prune_released_reservations(int, int) to service_role;

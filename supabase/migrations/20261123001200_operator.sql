@@ -342,6 +342,60 @@ revoke execute on function public.start_scheduled_run(text), public.finish_sched
 grant execute on function public.start_scheduled_run(text), public.finish_scheduled_run(uuid, boolean, jsonb, text)
   to service_role;
 
+create index scheduled_runs_started_idx on public.scheduled_runs (started_at);
+
+-- Retention -----------------------------------------------------------------------------
+
+-- History older than the raw-execution retention (the start of the month
+-- `retention_months` months ago): released reservations, scheduled runs and collector runs,
+-- up to `batch` rows of each per call, oldest first. Counters, alerts and the Stripe ledger
+-- are kept. The collector's scheduled upkeep calls it, so a backlog drains a batch per run.
+create or replace function public.prune_history(retention_months int default 3, batch int default 10000)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  cutoff timestamptz := date_trunc('month', now() at time zone 'UTC') at time zone 'UTC'
+                        - make_interval(months => prune_history.retention_months);
+  reservations bigint;
+  scheduled bigint;
+  collector bigint;
+begin
+  if prune_history.retention_months < 1 or prune_history.batch < 1 then
+    raise exception 'retention_months and batch must be at least 1 (got %, %)',
+      prune_history.retention_months, prune_history.batch using errcode = 'P0001';
+  end if;
+  with doomed as (
+    select r.id from public.usage_reservations r
+    where r.released_at is not null and r.released_at < cutoff
+    order by r.released_at limit prune_history.batch
+  ), gone as (
+    delete from public.usage_reservations r using doomed where r.id = doomed.id returning 1
+  )
+  select count(*) into reservations from gone;
+  with doomed as (
+    select r.id from public.scheduled_runs r
+    where r.started_at < cutoff order by r.started_at limit prune_history.batch
+  ), gone as (
+    delete from public.scheduled_runs r using doomed where r.id = doomed.id returning 1
+  )
+  select count(*) into scheduled from gone;
+  with doomed as (
+    select r.id from public.collector_runs r
+    where r.started_at < cutoff order by r.started_at limit prune_history.batch
+  ), gone as (
+    delete from public.collector_runs r using doomed where r.id = doomed.id returning 1
+  )
+  select count(*) into collector from gone;
+  return jsonb_build_object('reservations', reservations, 'scheduled_runs', scheduled,
+                            'collector_runs', collector);
+end;
+$$;
+
+revoke execute on function public.prune_history(int, int) from public, anon, authenticated;
+grant execute on function public.prune_history(int, int) to service_role;
+
 -- Status ------------------------------------------------------------------------------
 
 -- One snapshot for the operator's status screen: the sources most in need of attention

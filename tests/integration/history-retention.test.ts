@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
 import { createPlan, createTenant } from '../support/fixtures.ts';
-import { serviceClient, superuser } from '../support/stack.ts';
+import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
 const server = useN8nServer();
 
@@ -35,10 +35,33 @@ async function remaining(tenantId: string): Promise<number> {
 }
 
 async function prune(args: { retention_months?: number; batch?: number }) {
-  return serviceClient().rpc('prune_released_reservations', args);
+  const { data, error } = await serviceClient().rpc('prune_history', args);
+  return {
+    data: data as { reservations: number; scheduled_runs: number; collector_runs: number } | null,
+    error,
+  };
 }
 
-describe('released reservations are pruned after the retention', () => {
+/** Scheduled and collector runs under a name of this test's own, `daysAgo` days ago. */
+async function seedRuns(name: string, daysAgo: number[]) {
+  for (const days of daysAgo) {
+    await superuser().query(
+      `insert into public.scheduled_runs (function_name, started_at, finished_at, ok)
+       values ($1, now() - make_interval(days => $2::int), now() - make_interval(days => $2::int), true)`,
+      [name, days],
+    );
+  }
+}
+
+async function runsNamed(name: string): Promise<number> {
+  const { rows } = await superuser().query(
+    'select count(*)::int as n from public.scheduled_runs where function_name = $1',
+    [name],
+  );
+  return rows[0].n;
+}
+
+describe('history is pruned after the retention', () => {
   it('deletes released reservations older than the retention, oldest first, a batch at a time', async () => {
     const tenant = await createTenant((await createPlan()).id);
     await seedReservations(tenant.id, { released: 5, daysAgo: 70, active: 2 });
@@ -46,14 +69,35 @@ describe('released reservations are pruned after the retention', () => {
     await seedReservations(recent.id, { released: 3, daysAgo: 10 });
 
     const first = await prune({ retention_months: 1, batch: 3 });
-    expect(first).toMatchObject({ data: 3, error: null });
+    expect(first.error).toBeNull();
+    expect(first.data?.reservations).toBe(3);
     // Old released ones go; unreleased ones (however old) and recently released ones stay.
     expect(await remaining(tenant.id)).toBe(4);
     const second = await prune({ retention_months: 1, batch: 3 });
-    expect(second.data).toBe(2);
+    expect(second.data?.reservations).toBe(2);
     expect(await remaining(tenant.id)).toBe(2);
-    expect((await prune({ retention_months: 1 })).data).toBe(0);
+    expect((await prune({ retention_months: 1 })).data?.reservations).toBe(0);
     expect(await remaining(recent.id)).toBe(3);
+  });
+
+  it('deletes scheduled and collector runs older than the retention, keeping recent ones', async () => {
+    const name = uniqueId('job').toLowerCase();
+    await seedRuns(name, [400, 70, 10]);
+    const { rows } = await superuser().query<{ id: string }>(
+      `insert into public.collector_runs (trigger, started_at, finished_at)
+       values ('manual', now() - interval '400 days', now() - interval '400 days'),
+              ('manual', now() - interval '10 days', now() - interval '10 days')
+       returning id`,
+    );
+    const { data } = await prune({ retention_months: 1 });
+    expect(data?.scheduled_runs).toBeGreaterThanOrEqual(2);
+    expect(data?.collector_runs).toBeGreaterThanOrEqual(1);
+    expect(await runsNamed(name)).toBe(1);
+    const kept = await superuser().query(
+      'select id from public.collector_runs where id = any($1::uuid[]) order by started_at',
+      [rows.map((r) => r.id)],
+    );
+    expect(kept.rows).toEqual([{ id: rows[1]?.id }]);
   });
 
   it('refuses a retention or batch below 1 and deletes nothing', async () => {
@@ -67,16 +111,20 @@ describe('released reservations are pruned after the retention', () => {
     expect(await remaining(tenant.id)).toBe(2);
   });
 
-  it("the collector's scheduled upkeep prunes them with the raw-execution retention", async () => {
+  it("the collector's scheduled upkeep prunes with the raw-execution retention", async () => {
     const tenant = await createTenant((await createPlan()).id);
     await seedReservations(tenant.id, { released: 4, daysAgo: 70, active: 1 });
+    const name = uniqueId('job').toLowerCase();
+    await seedRuns(name, [70]);
     const source = await createSource(server);
 
     await collect([source], { settings: { retentionMonths: 6 } });
     expect(await remaining(tenant.id)).toBe(5); // a manual run does no upkeep
     await collect([source], { trigger: 'schedule', settings: { retentionMonths: 6 } });
     expect(await remaining(tenant.id)).toBe(5); // within six months
+    expect(await runsNamed(name)).toBe(1);
     await collect([source], { trigger: 'schedule', settings: { retentionMonths: 1 } });
     expect(await remaining(tenant.id)).toBe(1);
+    expect(await runsNamed(name)).toBe(0);
   });
 });
