@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { cpus, totalmem } from 'node:os';
+import { cpus } from 'node:os';
 import { Command } from 'commander';
 import pg from 'pg';
 import { createServiceClient } from '../src/db/client.ts';
@@ -7,7 +7,7 @@ import { createEnforceHandler } from '../src/enforcement/handler.ts';
 import { silentLogger } from '../src/observability/logger.ts';
 import { cpuProbe } from './cpu.ts';
 import { fmt, measure, measureMedian, type Series } from './stats.ts';
-import { positive, startStackProcess, writeResults } from './support.ts';
+import { machine, positive, printTargets, startStackProcess, writeResults } from './support.ts';
 
 /**
  * npm run bench: the enforcement hot path on this machine, against baselines measured in
@@ -217,23 +217,16 @@ try {
       ? s.cpuPerRequest.client + s.cpuPerRequest.rpc + s.cpuPerRequest.postgres
       : null;
   const fullCpu = cpuOf(full16);
+  const meanFloor = (cpu: number | null) => (cpu === null ? null : (16 * cpu) / cores);
   const summary = {
     at: new Date().toISOString(),
-    machine: {
-      cpus: cpus().length,
-      model: cpus()[0]?.model,
-      memoryGiB: Math.round(totalmem() / 2 ** 30),
-      node: process.version,
-    },
+    machine: machine(),
     options,
     series: results,
-    meanLatencyFloorAt16Ms:
-      fullCpu === null
-        ? null
-        : {
-            fullPath: (16 * fullCpu) / cores,
-            transportFloor: (16 * (cpuOf(floor16) ?? 0)) / cores,
-          },
+    meanLatencyFloorAt16Ms: {
+      fullPath: meanFloor(fullCpu),
+      transportFloor: meanFloor(cpuOf(floor16)),
+    },
     targets: {
       'full path p99 at 16 concurrent ≤ 5 ms': { value: full16.p99, met: full16.p99 <= 5 },
       'full path ≥ 2,000 decisions/s at 16 concurrent': {
@@ -250,13 +243,11 @@ try {
       },
     },
   };
-  console.log('\ntargets:');
-  for (const [name, { value, met }] of Object.entries(summary.targets)) {
-    console.log(`  ${met ? '✓' : '✗'} ${name}: ${fmt(value)}`);
-  }
-  if (fullCpu !== null) {
+  printTargets(summary.targets);
+  const floors = summary.meanLatencyFloorAt16Ms;
+  if (floors.fullPath !== null) {
     console.log(
-      `\nthe full path spends ${fmt(fullCpu, 3)} ms CPU per decision; 16 in flight on ${cores} cores cannot average under ${fmt((16 * fullCpu) / cores)} ms (the transport floor alone: ${fmt((16 * (cpuOf(floor16) ?? 0)) / cores)} ms)`,
+      `\nthe full path spends ${fmt(fullCpu ?? 0, 3)} ms CPU per decision; 16 in flight on ${cores} cores cannot average under ${fmt(floors.fullPath)} ms (the transport floor alone: ${fmt(floors.transportFloor ?? 0)} ms)`,
     );
   }
   // What the decision itself adds, against the same path deciding nothing.

@@ -1,17 +1,14 @@
-import { mkdir, writeFile } from 'node:fs/promises';
-import { cpus } from 'node:os';
 import { createClient } from '@supabase/supabase-js';
 import { Command } from 'commander';
 import pg from 'pg';
 import { runReporter } from '../src/billing/report-usage.ts';
 import type { Database } from '../src/db/database.types.ts';
-import { projectRoot } from '../src/local/project.ts';
 import { startLocalStack } from '../src/local/stack.ts';
 import { silentLogger } from '../src/observability/logger.ts';
 import { createStripeClient } from '../src/stripe/client.ts';
 import { fmt } from './stats.ts';
 import { startLocalStripe } from './stripe-local.ts';
-import { positive } from './support.ts';
+import { machine, positive, printTargets, writeResults } from './support.ts';
 
 /**
  * npm run bench (second part): reporter throughput against a local Stripe-compatible
@@ -77,7 +74,7 @@ try {
     stripe.arrivals.length > 1 ? (stripe.arrivals.length - 1) / ((last - first) / 1000) : 0;
   const result = {
     at: new Date().toISOString(),
-    machine: { cpus: cpus().length, node: process.version },
+    machine: machine(),
     options,
     sent: summary.sent,
     failed: summary.failed,
@@ -99,12 +96,8 @@ try {
       `send rate ${fmt(sendRate, 1)}/s of a ${options.rate}/s limit (${fmt(result.utilization * 100, 1)} %), ` +
       `busiest second ${busiest}, 429s ${stripe.rejected}, latency ${options.latency} ms`,
   );
-  for (const [name, met] of Object.entries(result.targets))
-    console.log(`  ${met ? '✓' : '✗'} ${name}`);
-  await mkdir(`${projectRoot}bench/results`, { recursive: true });
-  const file = `${projectRoot}bench/results/reporter-${result.at.replace(/[:.]/g, '-')}.json`;
-  await writeFile(file, `${JSON.stringify(result, null, 2)}\n`);
-  console.log(`wrote ${file}`);
+  printTargets(result.targets);
+  await writeResults('reporter', result.at, result);
 } finally {
   await admin.end();
   await stripe.close();

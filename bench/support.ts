@@ -1,12 +1,14 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from 'commander';
 import { projectRoot } from '../src/local/project.ts';
 import type { LocalStackInfo } from '../src/local/stack.ts';
+import { fmt } from './stats.ts';
 
 /** What the benchmarks share: argument parsing, the stack in a child process, results. */
 export const positive = (value: string) => {
@@ -49,4 +51,22 @@ export async function writeResults(name: string, at: string, results: unknown): 
   const file = `${projectRoot}bench/results/${name}-${at.replace(/[:.]/g, '-')}.json`;
   await writeFile(file, `${JSON.stringify(results, null, 2)}\n`);
   console.log(`\nwrote ${file}`);
+}
+
+/** The machine a result was measured on, for the results file. */
+export const machine = () => ({
+  cpus: cpus().length,
+  model: cpus()[0]?.model,
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  node: process.version,
+});
+
+/** ✓ or ✗ per target, with its measured value where it has one. */
+export function printTargets(targets: Record<string, boolean | { value: number; met: boolean }>) {
+  console.log('\ntargets:');
+  for (const [name, target] of Object.entries(targets)) {
+    const met = typeof target === 'boolean' ? target : target.met;
+    const value = typeof target === 'boolean' ? '' : `: ${fmt(target.value)}`;
+    console.log(`  ${met ? '✓' : '✗'} ${name}${value}`);
+  }
 }

@@ -1,4 +1,3 @@
-import { cpus, totalmem } from 'node:os';
 import { createClient } from '@supabase/supabase-js';
 import { Command } from 'commander';
 import pg from 'pg';
@@ -12,7 +11,7 @@ import {
   type UsageResult,
 } from '../src/usage-client/index.ts';
 import { fmt, measure, measureMedian, type Series } from './stats.ts';
-import { positive, startStackProcess, writeResults } from './support.ts';
+import { machine, positive, printTargets, startStackProcess, writeResults } from './support.ts';
 
 /**
  * The tenant usage API as a frontend calls it (supabase-js signed in as a tenant user →
@@ -203,20 +202,12 @@ try {
   }
   const report = {
     at: new Date().toISOString(),
-    machine: {
-      cpus: cpus().length,
-      model: cpus()[0]?.model,
-      memoryGiB: Math.round(totalmem() / 2 ** 30),
-      node: process.version,
-    },
+    machine: machine(),
     options,
     series: results,
     targets,
   };
-  console.log('\ntargets:');
-  for (const [name, { value, met }] of Object.entries(targets)) {
-    console.log(`  ${met ? '✓' : '✗'} ${name}: ${fmt(value)}`);
-  }
+  printTargets(targets);
   await writeResults('usage-api', report.at, report);
 } finally {
   await admin.end();
