@@ -29,6 +29,7 @@ import {
   type RpcHook,
   removeFaultTriggers,
   rpcFetch,
+  waitForLockWait,
 } from '../support/faults.ts';
 import { stack, superuser } from '../support/stack.ts';
 
@@ -703,18 +704,6 @@ describe('overlapping runs', () => {
             JSON.stringify({ cursor: null, top_id: topId, done: true }),
           ])
           .then((r) => r.rows[0].summary as Record<string, number>);
-      /** Until the second transaction waits for the first one's lock on the lease row. */
-      const blocked = async (pid: number) => {
-        for (let i = 0; i < 200; i++) {
-          const { rows } = await superuser().query(
-            'select wait_event_type from pg_stat_activity where pid = $1',
-            [pid],
-          );
-          if (rows[0]?.wait_event_type === 'Lock') return;
-          await new Promise((resolve) => setTimeout(resolve, 10));
-        }
-        throw new Error(`backend ${pid} never waited for a lock`);
-      };
 
       // Both commit: the second sees the first's rows once it gets the lock.
       const first = page(1, 30);
@@ -722,7 +711,7 @@ describe('overlapping runs', () => {
       await two.client.query('begin');
       const a = await ingest(one.client, first, 30);
       const pendingB = ingest(two.client, first, 30);
-      await blocked(two.pid);
+      await waitForLockWait({ pid: two.pid });
       await one.client.query('commit');
       const b = await pendingB;
       await two.client.query('commit');
@@ -735,7 +724,7 @@ describe('overlapping runs', () => {
       await two.client.query('begin');
       await ingest(one.client, second, 50);
       const pendingD = ingest(two.client, second, 50);
-      await blocked(two.pid);
+      await waitForLockWait({ pid: two.pid });
       await one.client.query('rollback');
       const d = await pendingD;
       await two.client.query('commit');

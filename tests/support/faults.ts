@@ -269,3 +269,24 @@ export function barrier(n: number): () => Promise<void> {
     await all.opened;
   };
 }
+
+// Lock interleavings ------------------------------------------------------------------------
+
+/**
+ * Until a backend waits for a lock another transaction holds: the one with this pid, or
+ * any whose query mentions `queryLike` (a request that went through the RPC endpoint,
+ * whose backend the test cannot name). Orders racing transactions deterministically.
+ */
+export async function waitForLockWait(backend: { pid: number } | { queryLike: string }) {
+  const [condition, value] =
+    'pid' in backend ? ['pid = $1', backend.pid] : ['query like $1', `%${backend.queryLike}%`];
+  for (let i = 0; i < 500; i++) {
+    const { rows } = await superuser().query(
+      `select 1 from pg_stat_activity where ${condition} and wait_event_type = 'Lock' and pid <> pg_backend_pid()`,
+      [value],
+    );
+    if (rows.length > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`no backend matching ${JSON.stringify(backend)} ever waited for a lock`);
+}
