@@ -332,7 +332,14 @@ begin
         from public.usage_reservations r
         where r.tenant_id = t.id and r.run_ref = enforce_usage.run_ref
         for update;
-        if prior_release = 'expired' then
+        if not found then
+          -- prune_history deleted it (released long ago) since the conflict: the run is
+          -- new again, in the slot just taken.
+          insert into public.usage_reservations (tenant_id, period_start, workflow_id, run_ref, expires_at)
+          values (t.id, cur_start, enforce_usage.workflow_id, enforce_usage.run_ref, expires)
+          returning id into reservation;
+          held := held + 1;
+        elsif prior_release = 'expired' then
           -- Its reservation lapsed before the run was collected: the slot just taken is
           -- its new one.
           update public.usage_reservations r

@@ -371,7 +371,10 @@ begin
     where r.released_at is not null and r.released_at < cutoff
     order by r.released_at limit prune_history.batch
   ), gone as (
-    delete from public.usage_reservations r using doomed where r.id = doomed.id returning 1
+    -- Checked again on the row as it is when locked: a retry may have revived it since.
+    delete from public.usage_reservations r using doomed
+    where r.id = doomed.id and r.released_at is not null and r.released_at < cutoff
+    returning 1
   )
   select count(*) into reservations from gone;
   with doomed as (

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import type { Decision } from '../../src/enforcement/schema.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
+import { currentCounters, enforceHandler, enforceRequest } from '../support/enforcement.ts';
+import { waitForLockWait } from '../support/faults.ts';
 import { createPlan, createTenant } from '../support/fixtures.ts';
 import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
@@ -126,5 +129,87 @@ describe('history is pruned after the retention', () => {
     await collect([source], { trigger: 'schedule', settings: { retentionMonths: 1 } });
     expect(await remaining(tenant.id)).toBe(1);
     expect(await runsNamed(name)).toBe(0);
+  });
+});
+
+describe('pruning never takes a reservation a retry brings back', () => {
+  const handler = enforceHandler();
+  const ask = async (tenant: string, runRef: string) => {
+    const response = await handler(enforceRequest({ tenant, runRef }));
+    return { status: response.status, body: (await response.json()) as Decision };
+  };
+
+  /**
+   * A tenant whose run `r` had its reservation expire long before the retention cutoff;
+   * a transaction holds that reservation's row lock until `release()`, so the retry and
+   * the prune queue behind it in the order the test starts them.
+   */
+  async function expiredLongAgo() {
+    const tenant = await createTenant((await createPlan({ included_executions: 5 })).id);
+    const { rows } = await superuser().query<{ id: string }>(
+      `insert into public.usage_reservations (tenant_id, period_start, run_ref, created_at, expires_at, released_at, release_reason)
+       values ($1, now() - interval '400 days', 'r', now() - interval '400 days',
+               now() - interval '399 days', now() - interval '399 days', 'expired')
+       returning id::text`,
+      [tenant.id],
+    );
+    const holder = await superuser().connect();
+    await holder.query('begin');
+    await holder.query('select 1 from public.usage_reservations where id = $1 for update', [
+      rows[0]?.id,
+    ]);
+    const release = async () => {
+      await holder.query('commit');
+      holder.release();
+    };
+    return { tenant, id: Number(rows[0]?.id), release };
+  }
+
+  async function live(tenantId: string) {
+    const { rows } = await superuser().query(
+      'select id::int, run_ref from public.usage_reservations where tenant_id = $1 and released_at is null',
+      [tenantId],
+    );
+    return rows;
+  }
+
+  /** prune_history on a connection of its own, so the test can see it wait. */
+  async function startPrune() {
+    const client = await superuser().connect();
+    const { rows } = await client.query('select pg_backend_pid() as pid');
+    const done = client
+      .query('select public.prune_history(retention_months => 1, batch => 100000)')
+      .finally(() => client.release());
+    await waitForLockWait({ pid: rows[0].pid });
+    return { done };
+  }
+
+  it('a retry that revives the reservation first keeps it', async () => {
+    const { tenant, id, release } = await expiredLongAgo();
+    const retry = ask(tenant.id, 'r');
+    // The RPC endpoint's statement carries the arguments, so the tenant id finds it.
+    await waitForLockWait({ queryLike: tenant.id });
+    const pruning = await startPrune();
+    await release();
+    const [answer] = await Promise.all([retry, pruning.done]);
+
+    expect(answer).toMatchObject({ status: 200, body: { reservationId: id } });
+    expect(await live(tenant.id)).toEqual([{ id, run_ref: 'r' }]);
+    expect(await currentCounters(tenant.id)).toMatchObject({ reserved: '1' });
+  });
+
+  it('a retry whose old reservation is pruned first reserves afresh', async () => {
+    const { tenant, id, release } = await expiredLongAgo();
+    const pruning = await startPrune();
+    const retry = ask(tenant.id, 'r');
+    await waitForLockWait({ queryLike: tenant.id });
+    await release();
+    const [answer] = await Promise.all([retry, pruning.done]);
+
+    expect(answer.status).toBe(200);
+    expect(answer.body.reservationId).not.toBeNull();
+    expect(answer.body.reservationId).not.toBe(id);
+    expect(await live(tenant.id)).toEqual([{ id: answer.body.reservationId, run_ref: 'r' }]);
+    expect(await currentCounters(tenant.id)).toMatchObject({ reserved: '1' });
   });
 });
