@@ -116,16 +116,21 @@ create trigger usage_counters_delete_reservations after delete on public.usage_c
   referencing old table as deleted
   for each statement execute function private.delete_counter_reservations();
 
--- Earliest expiry among a tenant-period's active reservations (null when none).
+-- Earliest expiry among a tenant-period's active reservations (null when none). plpgsql,
+-- not sql: with its pinned search_path a sql function is never inlined, so PostgreSQL 17
+-- would plan its query on every call; plpgsql keeps the plan for the session.
 create or replace function private.next_reservation_expiry(tenant_id uuid, period_start timestamptz)
 returns timestamptz
-language sql stable
+language plpgsql stable
 set search_path = ''
 as $$
-  select min(r.expires_at) from public.usage_reservations r
-  where r.tenant_id = next_reservation_expiry.tenant_id
-    and r.period_start = next_reservation_expiry.period_start
-    and r.released_at is null;
+begin
+  return (
+    select min(r.expires_at) from public.usage_reservations r
+    where r.tenant_id = next_reservation_expiry.tenant_id
+      and r.period_start = next_reservation_expiry.period_start
+      and r.released_at is null);
+end;
 $$;
 revoke all on function private.next_reservation_expiry(uuid, timestamptz) from public;
 grant execute on function private.next_reservation_expiry(uuid, timestamptz) to service_role;
@@ -219,16 +224,20 @@ declare
   prior_release text;
   pct numeric;
 begin
-  -- A UUID names the tenant by id, anything else by the operator's external reference.
-  by_id := case when enforce_usage.tenant ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-                then enforce_usage.tenant::uuid end;
+  -- A UUID names the tenant by id, anything else by the operator's external reference,
+  -- which is resolved to the id first: one index probe each, not both on every call.
+  if enforce_usage.tenant ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+    by_id := enforce_usage.tenant::uuid;
+  else
+    select x.id into by_id from public.tenants x where x.external_ref = enforce_usage.tenant;
+  end if;
   select x.id, x.subscription_status as status, x.subscription_status_changed_at as status_changed_at,
          x.current_period_start, x.current_period_end,
          p.included_executions, p.trial_included_executions, p.limit_policy, p.grace_days,
          (select min(a) from unnest(p.alert_thresholds) a) as warn_at
   into t
   from public.tenants x join public.plans p on p.id = x.plan_id
-  where x.id = by_id or x.external_ref = case when by_id is null then enforce_usage.tenant end;
+  where x.id = by_id;
   if not found then
     return jsonb_build_object('allowed', false, 'reason', 'unknown_tenant');
   end if;
@@ -349,9 +358,9 @@ begin
           held := held + 1;
         else
           -- Still reserved, or already counted for real: give the slot just taken back.
-          update public.usage_counters c
-          set reserved = c.reserved - 1,
-              reservations_next_expiry = private.next_reservation_expiry(t.id, cur_start)
+          -- The expiry note may now be earlier than the truth, which it is allowed to be:
+          -- at worst a sweep runs once with nothing to release.
+          update public.usage_counters c set reserved = c.reserved - 1
           where c.tenant_id = t.id and c.period_start = cur_start;
         end if;
       end if;
