@@ -434,6 +434,25 @@ describe('enforce: a retried run is decided once (runRef)', () => {
     expect(await activeReservations(tenant.id)).toBe(1);
   });
 
+  it('at the limit, racing retries of one run and another run still hold one slot', async () => {
+    const tenant = await createTenant((await planWith({ included_executions: 1 })).id);
+    const results = await Promise.all([
+      ...Array.from({ length: 50 }, () =>
+        ask(tenant.id, { runRef: 'run-a' }).then((r) => ({ ...r, run: 'a' })),
+      ),
+      ask(tenant.id, { runRef: 'run-b' }).then((r) => ({ ...r, run: 'b' })),
+    ]);
+    const allowed = results.filter((r) => r.status === 200);
+    // Whichever run took the slot, only it is allowed, every time with its one reservation.
+    expect(new Set(allowed.map((r) => r.run)).size).toBe(1);
+    expect(new Set(allowed.map((r) => r.body.reservationId)).size).toBe(1);
+    // Every retry of the winner is allowed: run-a 50 times, or run-b once.
+    expect(allowed).toHaveLength(allowed[0]?.run === 'a' ? 50 : 1);
+    expect(results.filter((r) => r.status === 402)).toHaveLength(results.length - allowed.length);
+    expect(await currentCounters(tenant.id)).toMatchObject({ reserved: '1' });
+    expect(await activeReservations(tenant.id)).toBe(1);
+  });
+
   it('a retry after the run was collected is allowed without a new reservation, even at the limit', async () => {
     const plan = await planWith({ included_executions: 1 });
     const source = await createSource(server, { planId: plan.id });
