@@ -2,7 +2,7 @@ import pLimit from 'p-limit';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { AlertChannel } from './channels/channel.ts';
+import { type AlertChannel, DEFAULT_CHANNEL_TIMEOUT_MS } from './channels/channel.ts';
 import type { AlertMessage } from './channels/message.ts';
 
 type ClaimedDelivery = Database['public']['Functions']['claim_alert_deliveries']['Returns'][number];
@@ -106,7 +106,7 @@ async function deliverOne(
 export async function deliverAlerts(input: DeliverAlertsInput): Promise<DeliverAlertsSummary> {
   const { data, error } = await input.db.rpc('claim_alert_deliveries', {
     max_rows: input.maxRows ?? 50,
-    lease_seconds: input.leaseSeconds ?? 120,
+    lease_seconds: input.leaseSeconds ?? DEFAULT_LEASE_SECONDS,
     ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
   });
   if (error) throw new Error(`claim_alert_deliveries failed: ${error.message}`);
@@ -147,4 +147,40 @@ export async function deliverAlerts(input: DeliverAlertsInput): Promise<DeliverA
   };
   if (summary.claimed > 0) input.log.info({ ...summary }, 'alert deliveries sent');
   return summary;
+}
+
+const DEFAULT_LEASE_SECONDS = 120;
+
+/**
+ * How many deliveries one claim may take so that all of them are sent and recorded before
+ * the claim's lease runs out: in the worst case they share one channel, which sends one
+ * at a time, each attempt ending within the channel timeout. A run that outlived its lease
+ * would see the next run claim and send the same deliveries again.
+ */
+export function batchWithinLease(
+  leaseSeconds: number,
+  channelTimeoutMs = DEFAULT_CHANNEL_TIMEOUT_MS,
+) {
+  const marginMs = 10_000;
+  return Math.max(1, Math.floor((leaseSeconds * 1000 - marginMs) / channelTimeoutMs));
+}
+
+/**
+ * Everything due, now: claims and sends batches that each fit in their lease until a claim
+ * comes back empty (an operator's run, which has no time limit). Failed deliveries back
+ * off for at least 30 s, so the loop ends.
+ */
+export async function drainAlerts(
+  input: Omit<DeliverAlertsInput, 'maxRows'>,
+): Promise<DeliverAlertsSummary> {
+  const total: DeliverAlertsSummary = { claimed: 0, delivered: 0, failed: 0, gaveUp: 0 };
+  const maxRows = batchWithinLease(input.leaseSeconds ?? DEFAULT_LEASE_SECONDS);
+  for (;;) {
+    const batch = await deliverAlerts({ ...input, maxRows });
+    total.claimed += batch.claimed;
+    total.delivered += batch.delivered;
+    total.failed += batch.failed;
+    total.gaveUp += batch.gaveUp;
+    if (batch.claimed === 0) return total;
+  }
 }

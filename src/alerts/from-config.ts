@@ -32,13 +32,13 @@ export function alertChannelFactories(
 /** Everything deliverAlerts needs, built from validated configuration. */
 export function alertDependencies(
   config: AlertsConfig,
-  overrides: { log?: Logger; fetch?: typeof fetch } = {},
+  overrides: { log?: Logger; fetch?: typeof fetch; db?: DeliverAlertsInput['db'] } = {},
 ): Pick<DeliverAlertsInput, 'db' | 'channels' | 'log'> {
   return {
-    db: createServiceClient(config, overrides.fetch),
+    db: overrides.db ?? createServiceClient(config, overrides.fetch),
     channels: alertChannelFactories(config, overrides.fetch),
     log: overrides.log ?? createLogger(config.LOG_LEVEL),
   };
 }
 
-export { deliverAlerts } from './deliver-alerts.ts';
+export { deliverAlerts, drainAlerts } from './deliver-alerts.ts';

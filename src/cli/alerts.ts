@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 import { z } from 'zod';
-import { alertDependencies, deliverAlerts } from '../alerts/from-config.ts';
+import { alertDependencies, drainAlerts } from '../alerts/from-config.ts';
 import { loadAlertsConfig } from '../config/alerts-env.ts';
 import { parser, schemas } from './arguments.ts';
 import {
@@ -63,10 +63,9 @@ export function registerAlerts(program: Command, ctx: CommandContext): void {
       const config = await loadEnvironment(io, loadAlertsConfig);
       const database = openDatabase(config);
       const tenantIds = await filteredTenantIds(database, options.tenant);
-      const summary = await deliverAlerts({
-        ...alertDependencies(config, { log: cliLogger(io.err) }),
-        // An operator's run drains what is due, not one scheduled batch.
-        maxRows: 1000,
+      // An operator's run drains what is due, not one scheduled batch.
+      const summary = await drainAlerts({
+        ...alertDependencies(config, { log: cliLogger(io.err), db: database.db }),
         ...(tenantIds ? { tenantIds } : {}),
       });
       if (summary.failed > 0 || summary.gaveUp > 0) ctx.exit(EXIT.failed);

@@ -5,12 +5,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createResendEmailChannel } from '../../src/alerts/channels/email.ts';
 import type { AlertMessage } from '../../src/alerts/channels/message.ts';
 import { createSlackChannel } from '../../src/alerts/channels/slack.ts';
-import { deliverAlerts, NO_EMAIL_PROVIDER } from '../../src/alerts/deliver-alerts.ts';
+import { deliverAlerts, drainAlerts, NO_EMAIL_PROVIDER } from '../../src/alerts/deliver-alerts.ts';
 import { alertChannelFactories } from '../../src/alerts/from-config.ts';
 import { loadAlertsConfig } from '../../src/config/alerts-env.ts';
 import { ConfigError } from '../../src/config/env.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { collect, createSource, type TestSource, useN8nServer } from '../support/collector.ts';
+import { faultyDb, rpcFetch } from '../support/faults.ts';
 import { addMember, createPlan, createUser } from '../support/fixtures.ts';
 import {
   anonClient,
@@ -613,6 +614,36 @@ describe('delivering alerts', () => {
       subject: expect.stringContaining('has used 80 % of the executions included in its plan'),
       text: expect.stringContaining('Used: 8 of 10 executions (80 %)'),
     });
+  });
+
+  it('draining sends everything due in claims small enough to finish within their lease', async () => {
+    const thresholds = Array.from({ length: 12 }, (_, i) => (i + 1) * 10);
+    const { source, tenantId } = await meteredTenant({ quota: 10, thresholds });
+    const slack = fakeSlack();
+    await addChannel('slack', slack.url, tenantId);
+    await ingest(source, 12); // 120 %: every threshold crossed, one delivery each
+
+    const claims: number[] = [];
+    const db = faultyDb(
+      rpcFetch(async (call, send) => {
+        const response = await send();
+        if (call.fn === 'claim_alert_deliveries') {
+          claims.push(((await response.clone().json()) as unknown[]).length);
+        }
+        return response;
+      }),
+    );
+    // 50 s of lease fit five 8-second sends on one channel, with a margin.
+    const summary = await drainAlerts({
+      db,
+      channels,
+      log: silentLogger,
+      tenantIds: [tenantId],
+      leaseSeconds: 50,
+    });
+    expect(summary).toEqual({ claimed: 12, delivered: 12, failed: 0, gaveUp: 0 });
+    expect(claims).toEqual([5, 5, 2, 0]);
+    expect(slack.requests.map((r) => r.status)).toEqual(Array(12).fill(200));
   });
 
   it('without a Resend key, e-mail deliveries fail with a clear error and nothing is sent', async () => {
