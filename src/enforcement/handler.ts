@@ -1,8 +1,8 @@
 import type { EnforceConfig } from '../config/env.ts';
 import { createServiceClient, type Db } from '../db/client.ts';
+import { bearerGuard } from '../http/bearer.ts';
 import { errorResponse, readJsonBody } from '../http/responses.ts';
 import type { Logger } from '../observability/logger.ts';
-import { secretMatcher } from '../security/shared-secret.ts';
 import { type EnforceSettings, enforce } from './enforce.ts';
 import { type Decision, enforceRequestSchema } from './schema.ts';
 
@@ -47,20 +47,13 @@ function usageHeaders(decision: Decision): Record<string, string> {
  * 413 body too large, 415 not JSON, 503 database unavailable in fail-closed mode.
  */
 export function createEnforceHandler(deps: EnforceHandlerDeps) {
-  const isRunner = secretMatcher(deps.runnerSecrets);
+  const refuseUnlessRunner = bearerGuard(deps.runnerSecrets, 'runner');
   return async (req: Request): Promise<Response> => {
     if (req.method !== 'POST') {
       return errorResponse('method_not_allowed', 'Use POST', undefined, { allow: 'POST' });
     }
-    const token = /^Bearer\s+(.+)$/i.exec(req.headers.get('authorization') ?? '')?.[1]?.trim();
-    if (!isRunner(token)) {
-      return errorResponse(
-        'unauthorized',
-        'Send a runner secret as Authorization: Bearer <secret>',
-        undefined,
-        { 'www-authenticate': 'Bearer realm="flowmeter"' },
-      );
-    }
+    const refused = refuseUnlessRunner(req);
+    if (refused) return refused;
     const body = await readJsonBody(req, MAX_BODY_BYTES);
     if (!body.ok) return body.response;
     const parsed = enforceRequestSchema.safeParse(body.body);

@@ -1,7 +1,7 @@
 import type { Db } from '../db/client.ts';
+import { bearerGuard } from '../http/bearer.ts';
 import { errorResponse } from '../http/responses.ts';
 import type { Logger } from '../observability/logger.ts';
-import { secretMatcher } from '../security/shared-secret.ts';
 import { type AttentionInputs, needsAttention } from './attention.ts';
 
 /**
@@ -17,21 +17,12 @@ export interface StatusHandlerDeps {
 }
 
 export function createStatusHandler(deps: StatusHandlerDeps) {
-  const isOperator = secretMatcher(deps.operatorSecrets);
+  const refuseUnlessOperator = bearerGuard(deps.operatorSecrets, 'operator');
   return async (req: Request): Promise<Response> => {
     if (req.method !== 'GET')
       return errorResponse('method_not_allowed', 'Use GET', undefined, { allow: 'GET' });
-    const token = /^Bearer\s+(.+)$/i.exec(req.headers.get('authorization') ?? '')?.[1]?.trim();
-    if (!isOperator(token)) {
-      return errorResponse(
-        'unauthorized',
-        'Send an operator secret as Authorization: Bearer <secret>',
-        undefined,
-        {
-          'www-authenticate': 'Bearer realm="flowmeter"',
-        },
-      );
-    }
+    const refused = refuseUnlessOperator(req);
+    if (refused) return refused;
     const { data, error } = await deps.db.rpc('operator_status', {});
     if (error || !data) {
       deps.log.error({ error: error?.message }, 'status: database unavailable');
