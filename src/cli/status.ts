@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { z } from 'zod';
 import { needsAttention } from '../ops/attention.ts';
+import { type OperatorStatus, operatorStatusSchema } from '../ops/operator-status.ts';
 import {
   CliError,
   type CommandContext,
@@ -13,82 +13,14 @@ import {
 } from './context.ts';
 import { count, duration, printJson, renderTable, short, sourceError, time } from './output.ts';
 
-const when = z.string().nullable();
-const number = z.coerce.number();
-
-/** operator_status's JSON, checked: the screen below relies on every field. */
-const statusSchema = z.object({
-  generated_at: z.string(),
-  sources: z.object({
-    total: number,
-    enabled: number,
-    failing: number,
-    never_collected: number,
-    max_lag_seconds: number.nullable(),
-    worst: z.array(
-      z.object({
-        id: z.string(),
-        tenant_name: z.string(),
-        base_url: z.string(),
-        enabled: z.boolean(),
-        last_success_at: when,
-        lag_seconds: number.nullable(),
-        consecutive_failures: number,
-        last_error: z.string().nullable(),
-      }),
-    ),
-  }),
-  meter_reports: z.object({
-    pending: number,
-    pending_value: number,
-    retrying: number,
-    oldest_pending_at: when,
-    late: number,
-    late_value: number,
-    last_error: z.string().nullable(),
-  }),
-  alert_deliveries: z.object({
-    pending: number,
-    sending: number,
-    retrying: number,
-    given_up: number,
-    oldest_at: when,
-    last_error: z.string().nullable(),
-  }),
-  scheduled_functions: z.array(
-    z.object({
-      function_name: z.string(),
-      last_started_at: z.string(),
-      last_finished_at: when,
-      last_ok: z.boolean().nullable(),
-      last_error: z.string().nullable(),
-      last_success_at: when,
-      failures_since_success: number,
-    }),
-  ),
-  collector_runs: z.array(
-    z.object({
-      id: z.string(),
-      trigger: z.string(),
-      started_at: z.string(),
-      finished_at: when,
-      sources_ok: number,
-      sources_failed: number,
-      sources_deferred: number,
-      executions_ingested: number,
-      errors: number,
-    }),
-  ),
-});
-
-type Status = z.infer<typeof statusSchema>;
+type Status = OperatorStatus;
 
 const runLength = (run: Status['collector_runs'][number]) =>
   run.finished_at
     ? duration((Date.parse(run.finished_at) - Date.parse(run.started_at)) / 1000)
     : 'running';
 
-function render(status: Status): string {
+function render(status: Status, attention: string[]): string {
   const { sources, meter_reports: reports, alert_deliveries: alerts } = status;
   const lines: string[] = [];
   lines.push(
@@ -154,7 +86,6 @@ function render(status: Status): string {
           ]),
         ),
   );
-  const attention = needsAttention(status);
   lines.push(attention.length ? `Needs attention: ${attention.join('; ')}` : 'All healthy.');
   return lines.join('\n');
 }
@@ -174,7 +105,7 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
       const raw = database.unwrap(
         await database.db.rpc('operator_status', tenantIds ? { tenant_ids: tenantIds } : {}),
       );
-      const parsed = statusSchema.safeParse(raw);
+      const parsed = operatorStatusSchema.safeParse(raw);
       if (!parsed.success) {
         throw new CliError(
           EXIT.failed,
@@ -185,6 +116,6 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
       const attention = needsAttention(status);
       if (attention.length > 0) ctx.exit(EXIT.failed);
       if (options.json) return printJson(io, { ...status, needs_attention: attention });
-      io.out(render(status));
+      io.out(render(status, attention));
     });
 }

@@ -22,10 +22,10 @@ export interface AttentionInputs {
 export function needsAttention(status: AttentionInputs): string[] {
   return [
     ...status.scheduled_functions
-      .filter((f) => isScheduledFunction(f.function_name) && Number(f.failures_since_success) > 0)
+      .filter((f) => isScheduledFunction(f.function_name) && f.failures_since_success > 0)
       .map(
         (f) =>
-          `${f.function_name} failed ${plural(Number(f.failures_since_success), 'time')} since its last success${f.last_error ? ` (${f.last_error.slice(0, 120)})` : ''}`,
+          `${f.function_name} failed ${plural(f.failures_since_success, 'time')} since its last success${f.last_error ? ` (${f.last_error.slice(0, 120)})` : ''}`,
       ),
     status.sources.failing > 0 && `${plural(status.sources.failing, 'source')} failing`,
     status.meter_reports.late > 0 &&

@@ -2,7 +2,8 @@ import type { Db } from '../db/client.ts';
 import { bearerGuard } from '../http/bearer.ts';
 import { errorResponse } from '../http/responses.ts';
 import type { Logger } from '../observability/logger.ts';
-import { type AttentionInputs, needsAttention } from './attention.ts';
+import { needsAttention } from './attention.ts';
+import { operatorStatusSchema } from './operator-status.ts';
 
 /**
  * GET /api/v1/status, for the operator's monitoring: per-source lag and errors, pending and
@@ -28,10 +29,18 @@ export function createStatusHandler(deps: StatusHandlerDeps) {
       deps.log.error({ error: error?.message }, 'status: database unavailable');
       return errorResponse('unavailable', 'The database cannot answer right now');
     }
-    const status = data as unknown as AttentionInputs & Record<string, unknown>;
-    const attention = needsAttention(status);
+    // Checked before the rules read it; the answer carries every field as the database gave it.
+    const parsed = operatorStatusSchema.safeParse(data);
+    if (!parsed.success) {
+      deps.log.error({ issue: parsed.error.issues[0] }, 'status: unexpected operator_status shape');
+      return errorResponse(
+        'internal',
+        'The status has an unexpected shape; apply the latest database migrations',
+      );
+    }
+    const attention = needsAttention(parsed.data);
     return Response.json(
-      { healthy: attention.length === 0, needs_attention: attention, ...status },
+      { healthy: attention.length === 0, needs_attention: attention, ...(data as object) },
       { status: attention.length === 0 ? 200 : 503 },
     );
   };

@@ -1,0 +1,71 @@
+import { z } from 'zod';
+
+const when = z.string().nullable();
+const number = z.coerce.number();
+
+/** operator_status()'s JSON, checked: the status screen and the attention rules rely on every field. */
+export const operatorStatusSchema = z.object({
+  generated_at: z.string(),
+  sources: z.object({
+    total: number,
+    enabled: number,
+    failing: number,
+    never_collected: number,
+    max_lag_seconds: number.nullable(),
+    worst: z.array(
+      z.object({
+        id: z.string(),
+        tenant_name: z.string(),
+        base_url: z.string(),
+        enabled: z.boolean(),
+        last_success_at: when,
+        lag_seconds: number.nullable(),
+        consecutive_failures: number,
+        last_error: z.string().nullable(),
+      }),
+    ),
+  }),
+  meter_reports: z.object({
+    pending: number,
+    pending_value: number,
+    retrying: number,
+    oldest_pending_at: when,
+    late: number,
+    late_value: number,
+    last_error: z.string().nullable(),
+  }),
+  alert_deliveries: z.object({
+    pending: number,
+    sending: number,
+    retrying: number,
+    given_up: number,
+    oldest_at: when,
+    last_error: z.string().nullable(),
+  }),
+  scheduled_functions: z.array(
+    z.object({
+      function_name: z.string(),
+      last_started_at: z.string(),
+      last_finished_at: when,
+      last_ok: z.boolean().nullable(),
+      last_error: z.string().nullable(),
+      last_success_at: when,
+      failures_since_success: number,
+    }),
+  ),
+  collector_runs: z.array(
+    z.object({
+      id: z.string(),
+      trigger: z.string(),
+      started_at: z.string(),
+      finished_at: when,
+      sources_ok: number,
+      sources_failed: number,
+      sources_deferred: number,
+      executions_ingested: number,
+      errors: number,
+    }),
+  ),
+});
+
+export type OperatorStatus = z.infer<typeof operatorStatusSchema>;
