@@ -1,5 +1,7 @@
 import { type Dispatcher, request } from 'undici';
 
+const BODYLESS_STATUSES = new Set([204, 205, 304]);
+
 /**
  * The fetch supabase-js uses for server code: undici's request API behind fetch's
  * signature. Node's global fetch is undici too, but wraps every request and response in
@@ -19,8 +21,8 @@ export async function rpcFetch(
   if (input instanceof Request || (init?.body != null && typeof init.body !== 'string')) {
     return fetch(input, init);
   }
-  const headers: Record<string, string> = {};
-  for (const [name, value] of new Headers(init?.headers)) headers[name] = value;
+  // supabase-js passes a Headers object; undici takes any iterable of name-value pairs.
+  const headers = init?.headers instanceof Headers ? init.headers : new Headers(init?.headers);
   let answer: Dispatcher.ResponseData;
   try {
     answer = await request(input, {
@@ -34,13 +36,14 @@ export async function rpcFetch(
     // What fetch throws, so callers that recognise network failures keep doing so.
     throw new TypeError('fetch failed', { cause: error });
   }
-  const body = await answer.body.text();
-  const responseHeaders = new Headers();
+  // The bytes as they came: the caller decodes them once.
+  const body = await answer.body.arrayBuffer();
+  const responseHeaders: Array<[string, string]> = [];
   for (const [name, value] of Object.entries(answer.headers)) {
-    if (Array.isArray(value)) for (const v of value) responseHeaders.append(name, v);
-    else if (value !== undefined) responseHeaders.set(name, value);
+    if (Array.isArray(value)) for (const v of value) responseHeaders.push([name, v]);
+    else if (value !== undefined) responseHeaders.push([name, value]);
   }
-  const bodyless = init?.method === 'HEAD' || [204, 205, 304].includes(answer.statusCode);
+  const bodyless = init?.method === 'HEAD' || BODYLESS_STATUSES.has(answer.statusCode);
   return new Response(bodyless ? null : body, {
     status: answer.statusCode,
     headers: responseHeaders,
