@@ -1,5 +1,5 @@
 import { reporterDependencies } from '../../src/billing/from-config.ts';
-import { runReconciliation } from '../../src/billing/reconcile.ts';
+import { runReconciliation, startOfLastMonth } from '../../src/billing/reconcile.ts';
 import { loadReconcileConfig } from '../../src/config/reporter-env.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
 import { recordedRun } from '../../src/observability/scheduled-run.ts';
@@ -11,8 +11,7 @@ import { recordedRun } from '../../src/observability/scheduled-run.ts';
 export default async () => {
   const config = loadReconcileConfig();
   const { db, stripe, log } = reporterDependencies(config, createLogger(config.LOG_LEVEL));
-  const now = new Date();
-  const since = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1));
+  const since = startOfLastMonth();
   const summary = await recordedRun(
     { db, functionName: 'reconcile-usage', log },
     async (runLog) => {

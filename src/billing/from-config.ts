@@ -14,15 +14,22 @@ export function reporterSettings(config: ReporterConfig): ReporterSettings {
   };
 }
 
+/** Stripe's client when a key is configured; null otherwise (nothing is sent or compared). */
+export function stripeClientFrom(
+  config: Pick<ReporterConfig, 'STRIPE_SECRET_KEY' | 'STRIPE_API_BASE'>,
+) {
+  return config.STRIPE_SECRET_KEY
+    ? createStripeClient({ secretKey: config.STRIPE_SECRET_KEY, apiBase: config.STRIPE_API_BASE })
+    : null;
+}
+
 export function reporterDependencies(
   config: ReporterConfig,
   log: Logger,
 ): Omit<RunReporterInput, 'now'> {
   return {
     db: createServiceClient(config),
-    stripe: config.STRIPE_SECRET_KEY
-      ? createStripeClient({ secretKey: config.STRIPE_SECRET_KEY, apiBase: config.STRIPE_API_BASE })
-      : null,
+    stripe: stripeClientFrom(config),
     settings: reporterSettings(config),
     log,
   };

@@ -43,6 +43,11 @@ async function stripeTotal(
   return total;
 }
 
+/** The daily job's default window: billing periods starting this month or the last (UTC). */
+export function startOfLastMonth(now = new Date()): Date {
+  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1));
+}
+
 /**
  * Daily reconciliation: recomputes counters from raw executions (recording any drift,
  * repairing it only when asked), then compares what Stripe accepted per customer and

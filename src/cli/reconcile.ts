@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { runReconciliation } from '../billing/reconcile.ts';
+import { stripeClientFrom } from '../billing/from-config.ts';
+import { runReconciliation, startOfLastMonth } from '../billing/reconcile.ts';
 import { loadReconcileConfig } from '../config/reporter-env.ts';
-import { createStripeClient } from '../stripe/client.ts';
 import { parser, schemas } from './arguments.ts';
 import {
   type CommandContext,
@@ -12,11 +12,6 @@ import {
   tenantFilterOption,
 } from './context.ts';
 import { cliLogger, count, printJson, renderTable, short, time } from './output.ts';
-
-/** The daily job's window: this month and the last (UTC). */
-function startOfLastMonth(now = new Date()): Date {
-  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1));
-}
 
 interface ReconcileOptions {
   since?: Date;
@@ -47,12 +42,7 @@ export function registerReconcile(program: Command, ctx: CommandContext): void {
       const since = options.since ?? startOfLastMonth();
       const summary = await runReconciliation({
         db: database.db,
-        stripe: config.STRIPE_SECRET_KEY
-          ? createStripeClient({
-              secretKey: config.STRIPE_SECRET_KEY,
-              apiBase: config.STRIPE_API_BASE,
-            })
-          : null,
+        stripe: stripeClientFrom(config),
         log: cliLogger(io.err),
         since,
         repair: options.repair ?? false,

@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
-import { reporterSettings } from '../billing/from-config.ts';
+import { reporterSettings, stripeClientFrom } from '../billing/from-config.ts';
 import { runReporter } from '../billing/report-usage.ts';
 import { loadReporterConfig } from '../config/reporter-env.ts';
 import type { Db } from '../db/client.ts';
-import { createStripeClient } from '../stripe/client.ts';
 import {
   CliError,
   type CommandContext,
@@ -82,13 +81,7 @@ export function registerReport(program: Command, ctx: CommandContext): void {
           : createProgress(io, 'reporting', 'meter events');
       const summary = await runReporter({
         db: progress ? withLedgerProgress(database.db, progress) : database.db,
-        stripe:
-          options.dryRun || !config.STRIPE_SECRET_KEY
-            ? null
-            : createStripeClient({
-                secretKey: config.STRIPE_SECRET_KEY,
-                apiBase: config.STRIPE_API_BASE,
-              }),
+        stripe: options.dryRun ? null : stripeClientFrom(config),
         // No 30-second function limit here: an operator's run may take what the backlog needs.
         settings: { ...reporterSettings(config), budgetMs: 24 * 3600_000 },
         log: cliLogger(progress ? (line) => progress.line(line) : io.err),
