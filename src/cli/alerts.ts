@@ -11,7 +11,7 @@ import {
   loadEnvironment,
   loadSupabaseConfig,
   openDatabase,
-  resolveTenants,
+  resolveTenant,
   tenantFilterOption,
   valueOrStdin,
 } from './context.ts';
@@ -110,10 +110,7 @@ export function registerAlerts(program: Command, ctx: CommandContext): void {
         );
       }
       const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
-      const tenant = options.tenant
-        ? (await resolveTenants(database, [options.tenant]))[0]
-        : undefined;
-      if (options.tenant && !tenant) return;
+      const tenant = options.tenant ? await resolveTenant(database, options.tenant) : undefined;
       const channel = database.unwrap(
         await database.db.rpc('add_alert_channel', {
           kind: options.kind,

@@ -142,6 +142,13 @@ export async function resolveTenants(database: Database, refs: string[]) {
   return rows;
 }
 
+/** One tenant by id or external reference; an unknown one is a usage error, as above. */
+export async function resolveTenant(database: Database, ref: string): Promise<TenantRow> {
+  const [tenant] = await resolveTenants(database, [ref]);
+  if (!tenant) throw new Error(`resolveTenants returned nothing for "${ref}"`);
+  return tenant;
+}
+
 /** The repeatable `--tenant` filter of report, reconcile, sources list and status. */
 export const tenantFilterOption = (note = '') =>
   new Option(

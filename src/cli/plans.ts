@@ -1,8 +1,10 @@
 import { type Command, Option } from 'commander';
 import { parser, schemas, wholeNumber } from './arguments.ts';
 import {
+  CliError,
   type CommandContext,
   type Database,
+  EXIT,
   loadEnvironment,
   loadSupabaseConfig,
   openDatabase,
@@ -161,7 +163,7 @@ export function registerPlans(program: Command, ctx: CommandContext): void {
         }),
       );
       const [plan] = await listPlans(database, [id]);
-      if (!plan) return;
+      if (!plan) throw new CliError(EXIT.failed, `plan ${id} was saved but cannot be read back`);
       if (options.json) return printJson(io, plan);
       io.out(planRecord(plan));
     });

@@ -12,7 +12,7 @@ import {
   loadEnvironment,
   loadSupabaseConfig,
   openDatabase,
-  resolveTenants,
+  resolveTenant,
   tenantFilterOption,
   valueOrStdin,
 } from './context.ts';
@@ -103,8 +103,7 @@ export function registerSources(program: Command, ctx: CommandContext): void {
       const config = await loadEnvironment(io, loadCollectorConfig);
       const apiKey = await valueOrStdin(io, options.apiKey, '--api-key', 'the key');
       const database = openDatabase(config);
-      const [tenant] = await resolveTenants(database, [options.tenant]);
-      if (!tenant) return;
+      const tenant = await resolveTenant(database, options.tenant);
 
       let latest: N8nExecution | null = null;
       if (options.test) {

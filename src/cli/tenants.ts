@@ -6,7 +6,7 @@ import {
   loadEnvironment,
   loadSupabaseConfig,
   openDatabase,
-  resolveTenants,
+  resolveTenant,
   type TenantRow,
 } from './context.ts';
 import { count, printJson, renderRecord, renderTable, time } from './output.ts';
@@ -125,8 +125,7 @@ export function registerTenants(program: Command, ctx: CommandContext): void {
     .option('--json', 'print JSON on stdout')
     .action(async (ref: string, options: { json?: boolean }) => {
       const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
-      const [tenant] = await resolveTenants(database, [ref]);
-      if (!tenant) return;
+      const tenant = await resolveTenant(database, ref);
       if (options.json) return printJson(io, tenant);
       io.out(usageRecord(tenant));
     });
