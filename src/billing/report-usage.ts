@@ -63,6 +63,8 @@ export interface RunReporterInput {
   /** Only these tenants (an operator's targeted run); all by default. */
   tenantIds?: string[];
   now?: () => number;
+  /** Progress for a person watching: how many reports were claimed, then each one recorded. */
+  onProgress?: (event: { type: 'claimed'; reports: number } | { type: 'recorded' }) => void;
 }
 
 /**
@@ -84,6 +86,7 @@ export async function runReporter(input: RunReporterInput): Promise<ReporterSumm
   });
   if (error) throw new Error(`claim_meter_deltas failed: ${error.message}`);
   const pending = reports ?? [];
+  input.onProgress?.({ type: 'claimed', reports: pending.length });
   const summary: ReporterSummary = {
     dryRun: stripe === null,
     claimed: pending.length,
@@ -126,6 +129,7 @@ export async function runReporter(input: RunReporterInput): Promise<ReporterSumm
         'could not record the outcome',
       );
     summary[outcome === 'failed' ? 'failed' : outcome] += 1;
+    input.onProgress?.({ type: 'recorded' });
   };
 
   const send = (report: MeterReport) =>

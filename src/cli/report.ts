@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 import { reporterSettings, stripeClientFrom } from '../billing/from-config.ts';
 import { runReporter } from '../billing/report-usage.ts';
 import { loadReporterConfig } from '../config/reporter-env.ts';
-import type { Db } from '../db/client.ts';
 import {
   CliError,
   type CommandContext,
@@ -13,37 +12,7 @@ import {
   tenantFilterOption,
 } from './context.ts';
 import { cliLogger, count, printJson, renderTable, time } from './output.ts';
-import { createProgress, type Progress } from './progress.ts';
-
-/**
- * The reporter's own database client, watched: the claim says how many reports there are
- * to send, and each recorded outcome is one more done. runReporter has no progress hook,
- * and these two calls are exactly its progress.
- */
-function withLedgerProgress(db: Db, progress: Progress): Db {
-  return new Proxy(db, {
-    get(target, property, receiver) {
-      const value: unknown = Reflect.get(target, property, receiver);
-      if (property !== 'rpc' || typeof value !== 'function') return value;
-      return (fn: string, ...rest: unknown[]) => {
-        const call: PromiseLike<{ data: unknown }> = value.call(target, fn, ...rest);
-        if (fn === 'claim_meter_deltas') {
-          return call.then((response) => {
-            progress.start(Array.isArray(response.data) ? response.data.length : 0);
-            return response;
-          });
-        }
-        if (fn === 'record_meter_report') {
-          return call.then((response) => {
-            progress.increment();
-            return response;
-          });
-        }
-        return call;
-      };
-    },
-  });
-}
+import { createProgress } from './progress.ts';
 
 interface ReportOptions {
   tenant?: string[];
@@ -80,12 +49,18 @@ export function registerReport(program: Command, ctx: CommandContext): void {
           ? undefined
           : createProgress(io, 'reporting', 'meter events');
       const summary = await runReporter({
-        db: progress ? withLedgerProgress(database.db, progress) : database.db,
+        db: database.db,
         stripe: options.dryRun ? null : stripeClientFrom(config),
         // No 30-second function limit here: an operator's run may take what the backlog needs.
         settings: { ...reporterSettings(config), budgetMs: 24 * 3600_000 },
         log: cliLogger(progress ? (line) => progress.line(line) : io.err),
         ...(tenantIds ? { tenantIds } : {}),
+        ...(progress
+          ? {
+              onProgress: (event) =>
+                event.type === 'claimed' ? progress.start(event.reports) : progress.increment(),
+            }
+          : {}),
       }).finally(() => progress?.stop());
 
       if (!summary.dryRun && (summary.failed > 0 || summary.deferred > 0)) ctx.exit(EXIT.failed);
