@@ -125,8 +125,7 @@ try {
     create function public.bench_noop(tenant text, workflow_id text default null, run_ref text default null,
                                       reserve boolean default true, reservation_ttl_seconds int default 1800)
     returns jsonb language sql volatile set search_path = '' as $$ select ${pg.escapeLiteral(stored)}::jsonb $$;
-    grant execute on function public.bench_noop(text, text, text, boolean, int) to service_role;
-    notify pgrst, 'reload schema'`);
+    grant execute on function public.bench_noop(text, text, text, boolean, int) to service_role`);
   const floorDb = createServiceClient(config);
   const viaFloor = async (i: number) => {
     const { error } = await floorDb.rpc('bench_noop' as 'enforce_usage', {

@@ -1,8 +1,7 @@
-import { createClient } from '@supabase/supabase-js';
 import { Command } from 'commander';
 import pg from 'pg';
 import { runReporter } from '../src/billing/report-usage.ts';
-import type { Database } from '../src/db/database.types.ts';
+import { createServiceClient } from '../src/db/client.ts';
 import { startLocalStack } from '../src/local/stack.ts';
 import { silentLogger } from '../src/observability/logger.ts';
 import { createStripeClient } from '../src/stripe/client.ts';
@@ -43,8 +42,10 @@ try {
 
   const started = performance.now();
   const summary = await runReporter({
-    db: createClient<Database>(stack.supabaseUrl, stack.serviceRoleKey, {
-      auth: { persistSession: false },
+    // The client the reporter function uses in production (rpcFetch included).
+    db: createServiceClient({
+      SUPABASE_URL: stack.supabaseUrl,
+      SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
     }),
     stripe: createStripeClient({
       secretKey: 'sk_test_bench',

@@ -76,14 +76,11 @@ export async function measure(
  */
 export async function measureMedian(
   repeat: number,
-  name: string,
-  concurrency: number,
-  total: number,
-  task: (i: number) => Promise<unknown>,
-  probe?: (() => CpuSample) | null,
+  ...args: Parameters<typeof measure>
 ): Promise<Series> {
+  const [name, concurrency, total] = args;
   const runs: Series[] = [];
-  for (let r = 0; r < repeat; r++) runs.push(await measure(name, concurrency, total, task, probe));
+  for (let r = 0; r < repeat; r++) runs.push(await measure(...args));
   const median = (pick: (s: Series) => number | undefined) => {
     const values = runs.map(pick).filter((v): v is number => v !== undefined);
     return values.sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
