@@ -337,14 +337,19 @@ begin
       )
     where s.source_id = st.source_id;
 
+    -- A pruning gap is recorded once. The walk's floor lags one walk behind the high-water
+    -- mark (to catch ids that commit late), so the walk after the one that found a gap
+    -- reaches the end of n8n's list above the same floor and reports the same range again.
+    -- Ingests of one source are serialised by its lease row, so the check cannot race.
     if jsonb_typeof(ingest_execution_page.walk -> 'gap') = 'object' then
       insert into public.collection_gaps (source_id, tenant_id, kind, from_id, to_id, detail)
-      values (
-        st.source_id, tenant.id, 'pruned',
-        (ingest_execution_page.walk #>> '{gap,from_id}')::bigint,
-        (ingest_execution_page.walk #>> '{gap,to_id}')::bigint,
-        ingest_execution_page.walk #>> '{gap,detail}'
-      );
+      select st.source_id, tenant.id, 'pruned', g.from_id, g.to_id, ingest_execution_page.walk #>> '{gap,detail}'
+      from (select (ingest_execution_page.walk #>> '{gap,from_id}')::bigint as from_id,
+                   (ingest_execution_page.walk #>> '{gap,to_id}')::bigint as to_id) g
+      where not exists (
+        select 1 from public.collection_gaps x
+        where x.source_id = st.source_id and x.kind = 'pruned'
+          and x.from_id = g.from_id and x.to_id = g.to_id);
     end if;
   end if;
 

@@ -916,11 +916,9 @@ describe('pruning while a walk is in progress', () => {
     },
   );
 
-  // BUG (supabase/migrations/20261123000400_collector_functions.sql, ingest_execution_page,
-  // with src/collector/walk.ts): every pruning gap is recorded twice. The walk that finds
-  // the gap completes with floor_id := the previous high_water_id (the floor lags one walk
-  // on purpose), so the next walk again ends at n8n's oldest execution above that same
-  // floor and inserts a second collection_gaps row for the same range.
+  // The walk that finds a gap completes with floor_id := the previous high_water_id (the
+  // floor lags one walk on purpose), so the next walk again ends at n8n's oldest execution
+  // above that same floor and reports the same range (ingest_execution_page skips it).
   it('records a pruning gap once, not again on the next walk', async () => {
     const source = await periodSource();
     addFinished(source.fake, 50, 6000);
@@ -931,7 +929,6 @@ describe('pruning while a walk is in progress', () => {
     await collect([source]);
     expect(await gapsOf(source.sourceId)).toEqual([{ kind: 'pruned', from_id: 51, to_id: 350 }]);
     await collect([source]);
-    // Actual: [{ pruned, 51, 350 }, { pruned, 51, 350 }]
     expect(await gapsOf(source.sourceId)).toEqual([{ kind: 'pruned', from_id: 51, to_id: 350 }]);
   });
 });
