@@ -344,6 +344,18 @@ grant execute on function public.start_scheduled_run(text), public.finish_schedu
 
 create index scheduled_runs_started_idx on public.scheduled_runs (started_at);
 
+-- Scheduled runs as the operator should read them: a run that started over 15 minutes ago
+-- (the longest a Netlify background function may run) and never finished was killed or
+-- timed out, so it failed, whatever it could not record. A plain view: inlined where used.
+create view private.scheduled_run_outcomes with (security_invoker = true) as
+select r.id, r.function_name, r.started_at, r.finished_at, r.summary,
+       coalesce(r.ok, case when r.started_at < now() - interval '15 minutes' then false end) as ok,
+       case when r.ok is null and r.started_at < now() - interval '15 minutes'
+            then 'did not finish: killed or timed out' else r.error end as error
+from public.scheduled_runs r;
+revoke all on private.scheduled_run_outcomes from public, anon, authenticated;
+grant select on private.scheduled_run_outcomes to service_role;
+
 -- Retention -----------------------------------------------------------------------------
 
 -- History older than the raw-execution retention (the start of the month
@@ -405,9 +417,9 @@ grant execute on function public.prune_history(int, int) to service_role;
 -- (failing first, then the longest lag), Stripe reports not sent yet, alert deliveries not
 -- delivered, the latest collector runs, and each scheduled function's latest run with how
 -- many have failed since its last success (runs and functions are not per tenant).
--- tenant_ids limits everything but runs and functions to those tenants. A run that
--- started over 15 minutes ago (the longest a Netlify background function may run) and
--- never finished counts as failed: the function was killed before it could say so.
+-- tenant_ids limits everything but runs and functions to those tenants. Runs are read
+-- through private.scheduled_run_outcomes, so one killed before it could finish counts as
+-- failed.
 create or replace function public.operator_status(
   tenant_ids uuid[] default null,
   max_sources int default 20,
@@ -478,19 +490,16 @@ as $$
       from (
         select n.function_name,
                latest.started_at as last_started_at, latest.finished_at as last_finished_at,
-               case when latest.finished_at is null and latest.started_at < now() - interval '15 minutes'
-                    then false else latest.ok end as last_ok,
-               case when latest.finished_at is null and latest.started_at < now() - interval '15 minutes'
-                    then 'did not finish: killed or timed out' else latest.error end as last_error,
+               latest.ok as last_ok, latest.error as last_error,
                success.finished_at as last_success_at,
-               (select count(*) from public.scheduled_runs r
+               (select count(*) from private.scheduled_run_outcomes r
                 where r.function_name = n.function_name
                   and r.started_at > coalesce(success.started_at, '-infinity')
-                  and (r.ok is false or (r.finished_at is null and r.started_at < now() - interval '15 minutes'))
+                  and r.ok is false
                ) as failures_since_success
         from (select distinct r.function_name from public.scheduled_runs r) n
         cross join lateral (
-          select r.* from public.scheduled_runs r where r.function_name = n.function_name
+          select r.* from private.scheduled_run_outcomes r where r.function_name = n.function_name
           order by r.started_at desc limit 1
         ) latest
         left join lateral (
