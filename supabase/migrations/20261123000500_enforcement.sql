@@ -25,6 +25,54 @@ alter table public.plans
   add column grace_days int not null default 3
     constraint plans_grace_days_range check (grace_days between 0 and 90);
 
+-- The executions a plan includes for a tenant: the trial quota while trialing (else the
+-- plan's own), none (null) on an unlimited plan. enforce_usage applies the same rule
+-- inline on its hot path; everything else reads it from here. Both helpers are plpgsql:
+-- with a pinned search_path a sql function is not inlined and would be planned per query.
+create or replace function private.plan_quota(
+  limit_policy text, trialing boolean, included_executions bigint, trial_included_executions bigint
+)
+returns bigint
+language plpgsql immutable
+set search_path = ''
+as $$
+begin
+  return case when plan_quota.limit_policy = 'unlimited' then null
+              when plan_quota.trialing
+                then coalesce(plan_quota.trial_included_executions, plan_quota.included_executions)
+              else plan_quota.included_executions end;
+end;
+$$;
+
+-- Where usage stands against a quota, as enforce_usage reports it (inline there):
+-- remaining; percent, 1 decimal, 100 when the quota is 0, null when unlimited; level,
+-- normal | warning (at or above the lowest alert threshold) | limit (at 100 %) | overage.
+create or replace function private.usage_standing(used bigint, quota bigint, alert_thresholds smallint[])
+returns table (remaining bigint, percent numeric, level text)
+language plpgsql immutable
+set search_path = ''
+as $$
+declare
+  pct numeric := case when usage_standing.quota is null then null
+                      when usage_standing.quota = 0 then 100
+                      else round(usage_standing.used * 100.0 / usage_standing.quota, 1) end;
+begin
+  remaining := case when usage_standing.quota is null then null
+                    else greatest(0, usage_standing.quota - usage_standing.used) end;
+  percent := pct;
+  level := case when pct is null then 'normal'
+                when pct > 100 then 'overage'
+                when pct >= 100 then 'limit'
+                when pct >= (select min(x) from unnest(usage_standing.alert_thresholds) x) then 'warning'
+                else 'normal' end;
+  return next;
+end;
+$$;
+revoke all on function private.plan_quota(text, boolean, bigint, bigint),
+  private.usage_standing(bigint, bigint, smallint[]) from public;
+grant execute on function private.plan_quota(text, boolean, bigint, bigint),
+  private.usage_standing(bigint, bigint, smallint[]) to service_role;
+
 alter table public.tenants
   add column subscription_status_changed_at timestamptz not null default now();
 

@@ -98,9 +98,8 @@ declare
   plan_quota bigint;
   plan_thresholds smallint[];
 begin
-  select case when t.subscription_status = 'trialing'
-              then coalesce(p.trial_included_executions, p.included_executions)
-              else p.included_executions end,
+  select private.plan_quota(p.limit_policy, t.subscription_status = 'trialing',
+                            p.included_executions, p.trial_included_executions),
          p.alert_thresholds
     into plan_quota, plan_thresholds
   from public.tenants t

@@ -13,7 +13,9 @@
 -- Period math is private.billing_period, the function the collector and enforcement use;
 -- it is pure (immutable, reads nothing), so callers may execute it.
 grant usage on schema private to authenticated;
-grant execute on function private.billing_period(timestamptz, timestamptz, timestamptz) to authenticated;
+grant execute on function private.billing_period(timestamptz, timestamptz, timestamptz),
+  private.plan_quota(text, boolean, bigint, bigint),
+  private.usage_standing(bigint, bigint, smallint[]) to authenticated;
 
 -- tenant_alerts lists a tenant's alerts newest first.
 create index usage_alerts_tenant_id_idx on public.usage_alerts (tenant_id, id);
@@ -55,15 +57,7 @@ begin
   return query
   select t.id, t.name, p.id, p.name, p.limit_policy, t.subscription_status,
          bp.period_start, bp.period_end,
-         u.used, q.quota,
-         case when q.quota is null then null else greatest(0, q.quota - u.used) end,
-         pct.percent,
-         -- enforce_usage's rule
-         case when pct.percent is null then 'normal'
-              when pct.percent > 100 then 'overage'
-              when pct.percent >= 100 then 'limit'
-              when pct.percent >= (select min(x) from unnest(p.alert_thresholds) x) then 'warning'
-              else 'normal' end,
+         u.used, q.quota, st.remaining, st.percent, st.level,
          o.units,
          case when p.limit_policy = 'overage' and t.subscription_status <> 'trialing'
               then o.units * coalesce(p.overage_unit_amount, 0)
@@ -76,16 +70,10 @@ begin
   left join public.usage_counters c on c.tenant_id = t.id and c.period_start = bp.period_start
   cross join lateral (select coalesce(c.billable, 0) as used) u
   cross join lateral (
-    select case when p.limit_policy = 'unlimited' then null
-                when t.subscription_status = 'trialing'
-                  then coalesce(p.trial_included_executions, p.included_executions)
-                else p.included_executions end as quota
+    select private.plan_quota(p.limit_policy, t.subscription_status = 'trialing',
+                              p.included_executions, p.trial_included_executions) as quota
   ) q
-  cross join lateral (
-    select case when q.quota is null then null
-                when q.quota = 0 then 100::numeric
-                else round(u.used * 100.0 / q.quota, 1) end as percent
-  ) pct
+  cross join lateral private.usage_standing(u.used, q.quota, p.alert_thresholds) st
   cross join lateral (select greatest(0, u.used - q.quota) as units) o
   where tenant_usage_summary_rows.for_tenant is null or t.id = tenant_usage_summary_rows.for_tenant
   order by t.name, t.id;
@@ -323,11 +311,10 @@ begin
          greatest(0, c.billable - q.quota), c.executions, c.billable_failed,
          coalesce(r.sent, 0), coalesce(r.pending, 0), coalesce(r.late, 0)
   from public.usage_counters c
+  -- The trial quota applies to the current period only.
   cross join lateral (
-    select case when p.limit_policy = 'unlimited' then null
-                when c.period_start = current_start and t.subscription_status = 'trialing'
-                  then coalesce(p.trial_included_executions, p.included_executions)
-                else p.included_executions end as quota
+    select private.plan_quota(p.limit_policy, c.period_start = current_start and t.subscription_status = 'trialing',
+                              p.included_executions, p.trial_included_executions) as quota
   ) q
   left join lateral (
     select sum(m.value) filter (where m.status = 'sent')::bigint as sent,

@@ -195,14 +195,7 @@ as $$
          t.stripe_customer_id, t.stripe_subscription_id,
          (select count(*) from public.n8n_sources s where s.tenant_id = t.id),
          t.created_at, bp.period_start, bp.period_end,
-         coalesce(c.billable, 0), r.active, u.used, u.quota,
-         case when u.quota is null then null else greatest(0, u.quota - u.used) end,
-         u.pct,
-         case when u.pct is null then 'normal'
-              when u.pct > 100 then 'overage'
-              when u.pct >= 100 then 'limit'
-              when u.pct >= (select min(x) from unnest(p.alert_thresholds) x) then 'warning'
-              else 'normal' end,
+         coalesce(c.billable, 0), r.active, u.used, u.quota, st.remaining, st.percent, st.level,
          coalesce(c.reported, 0)
   from public.tenants t
   join public.plans p on p.id = t.plan_id
@@ -215,17 +208,11 @@ as $$
       and x.released_at is null and x.expires_at > now()
   ) r
   cross join lateral (
-    select q.quota, q.used,
-           case when q.quota is null then null
-                when q.quota = 0 then 100::numeric
-                else round(q.used * 100.0 / q.quota, 1) end as pct
-    from (
-      select case when p.limit_policy = 'unlimited' then null
-                  when t.subscription_status = 'trialing' then coalesce(p.trial_included_executions, p.included_executions)
-                  else p.included_executions end as quota,
-             coalesce(c.billable, 0) + r.active as used
-    ) q
+    select private.plan_quota(p.limit_policy, t.subscription_status = 'trialing',
+                              p.included_executions, p.trial_included_executions) as quota,
+           coalesce(c.billable, 0) + r.active as used
   ) u
+  cross join lateral private.usage_standing(u.used, u.quota, p.alert_thresholds) st
   where list_tenants.tenants is null
      or exists (
        select 1 from unnest(list_tenants.tenants) k(ref)

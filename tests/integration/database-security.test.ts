@@ -17,6 +17,8 @@ const AUTHENTICATED_CALLABLE = new Set<string>([
   'tenant_alerts',
   // private helpers the tenant-facing functions call (pure, or RLS-filtered)
   'billing_period',
+  'plan_quota',
+  'usage_standing',
   'tenant_usage_summary_rows',
 ]);
 

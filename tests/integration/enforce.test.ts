@@ -200,6 +200,40 @@ describe('enforce: policies', () => {
   });
 });
 
+describe('enforce: the inline usage rule', () => {
+  it('reports percent, level and remaining as private.usage_standing does', async () => {
+    // enforce_usage keeps its own copy of the rule for speed; this keeps the two equal.
+    for (const [quota, used] of [
+      [100, 0],
+      [100, 79],
+      [100, 80],
+      [100, 100],
+      [100, 101],
+      [3, 1],
+      [0, 0],
+    ] as const) {
+      const tenant = await createTenant(
+        (
+          await planWith({
+            included_executions: quota,
+            limit_policy: 'overage',
+            overage_unit_amount: 1,
+          })
+        ).id,
+      );
+      await setCollectedUsage(tenant.id, used);
+      const { body } = await ask(tenant.id, { dryRun: true });
+      const { rows } = await superuser().query(
+        'select remaining::int, percent::float8 as percent, level from private.usage_standing($1, $2, $3)',
+        [used, quota, [80, 100]],
+      );
+      expect({ remaining: body.remaining, percent: body.percent, level: body.level }).toEqual(
+        rows[0],
+      );
+    }
+  });
+});
+
 describe('enforce: periods', () => {
   it("starts afresh in a new period: last period's usage does not count", async () => {
     const tenant = await createTenant((await planWith({ included_executions: 10 })).id);
