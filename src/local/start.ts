@@ -295,11 +295,8 @@ function watchUsage(databaseUrl: string, refs: string[]): () => Promise<void> {
       quota: string | null;
       reserved: string;
     }>(
-      `select t.name, coalesce(c.billable, 0) as billable, p.included_executions as quota, coalesce(c.reserved, 0) as reserved
-       from public.tenants t join public.plans p on p.id = t.plan_id
-       left join public.usage_counters c on c.tenant_id = t.id
-         and c.period_start = (private.billing_period(t.current_period_start, t.current_period_end, now())).period_start
-       where t.external_ref = any($1) order by t.name`,
+      // As the CLI shows it: live reservations only, the trial quota while trialing.
+      'select t.name, t.billable, t.quota, t.reserved from public.list_tenants($1) t order by t.name',
       [refs],
     );
     const line = usage.rows
