@@ -1,5 +1,6 @@
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import type { Database } from '../../src/db/database.types.ts';
+import { rpcFetch as productionFetch } from '../../src/db/fetch.ts';
 import { stack, superuser } from './stack.ts';
 
 /**
@@ -90,7 +91,8 @@ export function rpcFetch(hook: RpcHook): typeof fetch {
   return async (input, init) => {
     const url = input instanceof Request ? input.url : String(input);
     const fn = RPC_PATH.exec(new URL(url).pathname)?.[1];
-    const send = () => globalThis.fetch(input, init);
+    // The transport the service clients use in production (src/db/client.ts).
+    const send = () => productionFetch(input, init);
     if (!fn) return send();
     index += 1;
     const indexOfFn = (counts.get(fn) ?? 0) + 1;
