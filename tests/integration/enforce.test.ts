@@ -13,6 +13,7 @@ import {
   setCollectedUsage,
   unreachableDb,
 } from '../support/enforcement.ts';
+import { faultyDb, loseResponse, rpcFetch } from '../support/faults.ts';
 import { createPlan, createTenant } from '../support/fixtures.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
@@ -530,6 +531,24 @@ describe('enforce: a retried run is decided once (runRef)', () => {
     const retry = await ask(tenant.id, { runRef: 'run-b' });
     expect(retry.status).toBe(200);
     expect(retry.body.used).toBe(1);
+  });
+
+  it('a runner whose answer was lost retries and gets the run counted once', async () => {
+    const tenant = await createTenant((await planWith({ included_executions: 5 })).id);
+    // The decision commits; its answer never reaches the handler (fail-closed: 503).
+    const lossy = enforceHandler(
+      { failMode: 'closed' },
+      faultyDb(rpcFetch((call, send) => loseResponse(call, send))),
+    );
+    expect((await ask(tenant.id, { runRef: 'run-a' }, lossy)).status).toBe(503);
+    expect(await activeReservations(tenant.id)).toBe(1);
+
+    const retry = await ask(tenant.id, { runRef: 'run-a' });
+    expect(retry.status).toBe(200);
+    const [only] = await reservationsOf(tenant.id);
+    expect(retry.body).toMatchObject({ used: 1, reservationId: Number(only?.id) });
+    expect(await currentCounters(tenant.id)).toMatchObject({ reserved: '1' });
+    expect(await activeReservations(tenant.id)).toBe(1);
   });
 
   it('run references are per tenant', async () => {
