@@ -9,6 +9,7 @@ import {
   countersOf,
   createSource,
   expectedBillable,
+  fastN8nClient,
   storedExecutionIds,
   type TestSource,
   useN8nServer,
@@ -383,19 +384,6 @@ function describeFault(fault: Fault): string {
   const { kind, ...rest } = fault;
   return `${kind} ${JSON.stringify(rest)}`;
 }
-
-const fastN8nClient =
-  (fetchImpl?: typeof fetch) =>
-  ({ baseUrl, apiKey }: { baseUrl: string; apiKey: string }) =>
-    createN8nClient({
-      baseUrl,
-      apiKey,
-      retries: 2,
-      minRetryDelayMs: 1,
-      maxRetryDelayMs: 5,
-      timeoutMs: 2000,
-      ...(fetchImpl ? { fetch: fetchImpl } : {}),
-    });
 
 /** One collector run over `source` with `fault` injected; resolves whatever happens. */
 async function faultyRun(source: PeriodSource, fault: Fault, pageSize: number) {

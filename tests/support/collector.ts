@@ -65,6 +65,20 @@ export const testSettings: CollectionSettings = {
   revisitBatch: 500,
 };
 
+/** The collector's n8n client with test-speed retries, optionally over a fault-injecting fetch. */
+export const fastN8nClient =
+  (fetchImpl?: typeof fetch) =>
+  ({ baseUrl, apiKey }: { baseUrl: string; apiKey: string }) =>
+    createN8nClient({
+      baseUrl,
+      apiKey,
+      retries: 2,
+      minRetryDelayMs: 1,
+      maxRetryDelayMs: 5,
+      timeoutMs: 2000,
+      ...(fetchImpl ? { fetch: fetchImpl } : {}),
+    });
+
 /** A collector run over the given sources (never other test files' sources). */
 export function collect(
   sources: TestSource[],
@@ -78,15 +92,7 @@ export function collect(
     keyring,
     log: silentLogger,
     trigger: 'manual',
-    createN8nClient: ({ baseUrl, apiKey }) =>
-      createN8nClient({
-        baseUrl,
-        apiKey,
-        retries: 2,
-        minRetryDelayMs: 1,
-        maxRetryDelayMs: 5,
-        timeoutMs: 2000,
-      }),
+    createN8nClient: fastN8nClient(),
     select: { sourceIds: sources.map((s) => s.sourceId) },
     ...rest,
     settings: { ...testSettings, ...settings },
