@@ -1,11 +1,15 @@
+import pRetry from 'p-retry';
 import type { Db } from '../db/client.ts';
 import type { Json } from '../db/database.types.ts';
 import type { Logger } from './logger.ts';
 
+/** Attempts after the first to record a run's outcome, under two seconds in all. */
+const FINISH_RETRIES = 3;
+
 /**
  * Runs one scheduled function's work as a recorded run: a scheduled_runs row before, its
- * outcome and summary after, and the row's id as run_id on every log line. A failure is
- * recorded and rethrown (Netlify then logs it as the function's error).
+ * outcome and summary after (retried), and the row's id as run_id on every log line. A
+ * failure is recorded and rethrown (Netlify then logs it as the function's error).
  */
 export async function recordedRun<T extends object>(
   input: { db: Db; functionName: string; log: Logger },
@@ -17,15 +21,28 @@ export async function recordedRun<T extends object>(
   });
   if (error || !runId) input.log.error({ error: error?.message }, 'could not record the run start');
   const log = input.log.child({ fn: functionName, ...(runId ? { run_id: runId } : {}) });
+  // Retried: a run whose outcome is not recorded reads as killed after 15 minutes, a false
+  // alarm for one lost request. Recording twice is harmless (only an unfinished run is
+  // updated), so a retry after a lost answer changes nothing.
   const finish = async (ok: boolean, summary: object | null, message?: string) => {
     if (!runId) return;
-    const { error: finishError } = await db.rpc('finish_scheduled_run', {
-      id: runId,
-      ok,
-      ...(summary ? { summary: summary as Json } : {}),
-      ...(message ? { error: message } : {}),
-    });
-    if (finishError) log.error({ error: finishError.message }, 'could not record the run end');
+    await pRetry(
+      async () => {
+        const { error: finishError } = await db.rpc('finish_scheduled_run', {
+          id: runId,
+          ok,
+          ...(summary ? { summary: summary as Json } : {}),
+          ...(message ? { error: message } : {}),
+        });
+        if (finishError) throw new Error(finishError.message);
+      },
+      { retries: FINISH_RETRIES, minTimeout: 200, maxTimeout: 1000 },
+    ).catch((finishError: unknown) =>
+      log.error(
+        { error: finishError instanceof Error ? finishError.message : String(finishError) },
+        'could not record the run end',
+      ),
+    );
   };
   try {
     const result = await work(log);

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { recordedRun } from '../../src/observability/scheduled-run.ts';
 import { type AttentionInputs, needsAttention } from '../../src/ops/attention.ts';
+import { dropRequest, faultyDb, loseResponse, rpcFetch } from '../support/faults.ts';
 import { asRole, serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
 async function runsOf(functionName: string) {
@@ -46,6 +47,27 @@ describe('recorded scheduled runs', () => {
     ]);
     // Other files read the status; a failed run left behind is not theirs to see.
     await superuser().query('delete from public.scheduled_runs where function_name = $1', [name]);
+  });
+
+  it.each([
+    ['never reached the database', dropRequest],
+    ['committed, but its answer was lost', loseResponse],
+  ] as const)('records the outcome when its first attempt %s', async (_, fault) => {
+    const name = uniqueId('job').toLowerCase();
+    let attempts = 0;
+    const db = faultyDb(
+      rpcFetch((call, send) => {
+        if (call.fn !== 'finish_scheduled_run') return send();
+        attempts += 1;
+        return attempts === 1 ? fault(call, send) : send();
+      }),
+    );
+    await recordedRun({ db, functionName: name, log: silentLogger }, async () => ({ sent: 1 }));
+    expect(attempts).toBe(2);
+    // Recorded as it ended, not left to read as killed once 15 minutes have passed.
+    expect(await runsOf(name)).toEqual([
+      { ok: true, summary: { sent: 1 }, error: null, finished: true },
+    ]);
   });
 });
 
