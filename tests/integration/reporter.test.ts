@@ -165,6 +165,45 @@ describe('reporter', () => {
     expect((await ledger(tenantId))[0].status).toBe('pending');
   });
 
+  it('a dry run lists exactly the events the next run sends, identifier and value', async () => {
+    const stripe = fakeStripe();
+    const a = await meteredTenant(6);
+    const b = await meteredTenant(11);
+    const dry = await run(null, {}, [a.tenantId, b.tenantId]);
+    // More usage after the dry run is a new delta; the listed events stay as listed.
+    await addUsage(a.tenantId, 2);
+    await run(stripeClient(), {}, [a.tenantId, b.tenantId]);
+    expect(dry.wouldSend).toHaveLength(2);
+    for (const listed of dry.wouldSend) {
+      expect(stripe.accepted.get(listed.identifier)).toMatchObject({
+        customer: listed.stripe_customer_id,
+        value: listed.value,
+      });
+    }
+    expect(stripe.totalFor(a.customer)).toBe(8);
+    expect(stripe.totalFor(b.customer)).toBe(11);
+  });
+
+  it('two overlapping runs bill each delta once', async () => {
+    const stripe = fakeStripe();
+    const tenants = await Promise.all(Array.from({ length: 6 }, (_, i) => meteredTenant(i + 1)));
+    const ids = tenants.map((t) => t.tenantId);
+    // The hourly function and an operator's `flowmeter report`, at the same moment: both
+    // claim, and each may send a report the other is sending too.
+    const [first, second] = await Promise.all([
+      run(stripeClient(), { concurrency: 2 }, ids),
+      run(stripeClient(), { concurrency: 3 }, ids),
+    ]);
+    expect(first.failed + second.failed).toBe(0);
+    for (const [i, t] of tenants.entries()) {
+      expect(stripe.totalFor(t.customer)).toBe(i + 1);
+      expect(await ledger(t.tenantId)).toEqual([
+        expect.objectContaining({ value: i + 1, status: 'sent' }),
+      ]);
+    }
+    expect(stripe.conflicts).toEqual([]);
+  });
+
   it('stops calling Stripe while it is down (circuit breaker), and catches up afterwards', async () => {
     const stripe = fakeStripe();
     const tenants = await Promise.all(Array.from({ length: 20 }, () => meteredTenant(1)));
