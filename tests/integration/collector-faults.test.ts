@@ -36,7 +36,8 @@ import { stack, superuser } from '../support/stack.ts';
 
 /**
  * Exactly once under faults: every final execution of a source is stored once and counted
- * once, in one tenant period, whatever fails on the way — requests to our database lost
+ * once, in one tenant period, and releases at most one of the runner's reservations,
+ * whatever fails on the way — requests to our database lost
  * before or after they commit, transactions failing from the inside, the collector dying
  * mid-walk, n8n failing, two runs working the same source.
  */
@@ -122,8 +123,11 @@ async function countersVsRawRows(tenantId: string) {
      select 'period ' || coalesce(r.period_start, c.period_start)::text as what,
             to_jsonb(r) as raw, to_jsonb(c) as counted
      from raw r full join counters c using (period_start)
-     where (r.executions, r.billable, r.billable_success, r.billable_failed, r.billable_duration_ms)
-       is distinct from (c.executions, c.billable, c.billable_success, c.billable_failed, c.billable_duration_ms)
+     -- A counters row of zeros with no raw rows agrees (a reserving decision creates one).
+     where (coalesce(r.executions, 0), coalesce(r.billable, 0), coalesce(r.billable_success, 0),
+            coalesce(r.billable_failed, 0), coalesce(r.billable_duration_ms, 0))
+       is distinct from (coalesce(c.executions, 0), coalesce(c.billable, 0), coalesce(c.billable_success, 0),
+                         coalesce(c.billable_failed, 0), coalesce(c.billable_duration_ms, 0))
      union all
      select 'day ' || coalesce(r.day, d.day)::text, to_jsonb(r), to_jsonb(d)
      from raw_daily r full join daily d using (day)
@@ -177,10 +181,57 @@ function finalInPeriod(source: PeriodSource) {
     });
 }
 
-/** What must hold after any run, however it ended: no duplicate, counters = raw rows, no phantom. */
+/**
+ * Per period, where the reservations disagree with the counters: `reserved` is not the
+ * number of active reservations, or more were released as collected than billable
+ * executions were counted (empty when they agree).
+ */
+async function reservationsVsCounters(tenantId: string) {
+  const { rows } = await superuser().query(
+    `select c.period_start, c.reserved::int, c.billable::int,
+            count(r.id) filter (where r.released_at is null)::int as active,
+            count(r.id) filter (where r.release_reason = 'collected')::int as collected
+     from public.usage_counters c
+     left join public.usage_reservations r on r.tenant_id = c.tenant_id and r.period_start = c.period_start
+     where c.tenant_id = $1
+     group by c.period_start, c.reserved, c.billable
+     having c.reserved <> count(r.id) filter (where r.released_at is null)
+         or count(r.id) filter (where r.release_reason = 'collected') > c.billable`,
+    [tenantId],
+  );
+  return rows;
+}
+
+/** Runs allowed by the runner before any collection: each reserves one execution. */
+async function reserveRuns(tenantId: string, runs: number) {
+  for (let i = 0; i < runs; i++) {
+    const { rows } = await superuser().query(
+      "select public.enforce_usage($1, 'wf1', $2) ->> 'reason' as reason",
+      [tenantId, `run-${i}`],
+    );
+    expect(rows[0].reason).toBe('within_limit');
+  }
+}
+
+async function releasedAsCollected(tenantId: string): Promise<number> {
+  const { rows } = await superuser().query(
+    "select count(*)::int as n from public.usage_reservations where tenant_id = $1 and release_reason = 'collected'",
+    [tenantId],
+  );
+  return rows[0].n;
+}
+
+/**
+ * What must hold after any run, however it ended: no duplicate, counters = raw rows, no
+ * phantom, reservations in step with the counters.
+ */
 async function expectConsistent(source: PeriodSource, where: string) {
   expect(await duplicates(source.sourceId), `${where}: duplicates`).toEqual([]);
   expect(await countersVsRawRows(source.tenantId), `${where}: counters vs raw rows`).toEqual([]);
+  expect(
+    await reservationsVsCounters(source.tenantId),
+    `${where}: reservations vs counters`,
+  ).toEqual([]);
   const truth = new Map(finalInPeriod(source).map((e) => [Number(e.id), e]));
   for (const row of await storedRows(source.sourceId)) {
     const e = truth.get(row.id);
@@ -471,6 +522,11 @@ describe.concurrent('exactly once under random faults at the database boundary',
     const pageSize = rng.int(10, 50);
     // 30–400 executions, most seeds small: many seeds beat a few big ones at finding bugs.
     history.add(30 + Math.floor(370 * rng.float() ** 3), rng.float() * 0.2);
+    // Runs the runner allowed before the first collection (from a generator of their own,
+    // so each seed's history and faults stay what they were): every billable execution
+    // collected releases one, whatever the faults, and none is released twice.
+    const reserved = new Rng(seed + 1_000_003).int(0, 40);
+    await reserveRuns(source.tenantId, reserved);
     const log: string[] = [];
 
     const rounds = rng.int(3, 5);
@@ -511,6 +567,9 @@ describe.concurrent('exactly once under random faults at the database boundary',
     const where = `seed ${seed} (page size ${pageSize}) ${log.join('; ')}`;
     expect(converged, where).toBe(true);
     await expectExact(source, where);
+    expect(await releasedAsCollected(source.tenantId), `${where}: released`).toBe(
+      Math.min(reserved, expectedBillable(source.fake)),
+    );
     expect(
       (await gapsOf(source.sourceId)).filter((g) => g.kind !== 'pruned'),
       where,
