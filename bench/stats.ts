@@ -1,3 +1,5 @@
+import { setTimeout } from 'node:timers/promises';
+import pLimit from 'p-limit';
 import type { CpuSample } from './cpu.ts';
 
 /** Latency statistics of one measured series (milliseconds). */
@@ -11,6 +13,8 @@ export interface Series {
   perSecond: number;
   /** CPU milliseconds per request by party, where the machine can tell (see cpu.ts). */
   cpuPerRequest?: CpuSample;
+  /** Open-loop series only (measureAtRate): the rate requests were sent at. */
+  offeredPerSecond?: number;
 }
 
 export function summarize(
@@ -33,59 +37,110 @@ export function summarize(
   };
 }
 
-/**
- * Runs `task` `total` times with `concurrency` in flight; returns per-call latencies, and
- * the CPU each party spent per call when a probe is given.
- */
-export async function measure(
-  name: string,
-  concurrency: number,
+/** Runs `load`, then adds the CPU each party spent per request when a probe is given. */
+async function withCpu(
   total: number,
-  task: (i: number) => Promise<unknown>,
-  probe?: (() => CpuSample) | null,
+  probe: (() => CpuSample) | null | undefined,
+  load: () => Promise<Series>,
 ): Promise<Series> {
-  const samples: number[] = [];
-  let next = 0;
-  const cpuBefore = probe?.();
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < total) {
-        const i = next++;
-        const t0 = performance.now();
-        await task(i);
-        samples.push(performance.now() - t0);
-      }
-    }),
-  );
-  const series = summarize(name, concurrency, samples, performance.now() - started);
-  const cpuAfter = probe?.();
-  if (cpuBefore && cpuAfter) {
+  const before = probe?.();
+  const series = await load();
+  const after = probe?.();
+  if (before && after) {
     series.cpuPerRequest = {
-      client: (cpuAfter.client - cpuBefore.client) / total,
-      rpc: (cpuAfter.rpc - cpuBefore.rpc) / total,
-      postgres: (cpuAfter.postgres - cpuBefore.postgres) / total,
+      client: (after.client - before.client) / total,
+      rpc: (after.rpc - before.rpc) / total,
+      postgres: (after.postgres - before.postgres) / total,
     };
   }
   return series;
 }
 
 /**
- * The median of each statistic over `repeat` runs: on a small shared machine a burst of
- * outside load in one run moves its p99 a lot.
+ * Closed-loop load: runs `task` `total` times with `concurrency` in flight, each starting
+ * as another ends; returns per-call latencies, and the CPU each party spent per call when
+ * a probe is given.
  */
-export async function measureMedian(
-  repeat: number,
-  ...args: Parameters<typeof measure>
+export function measure(
+  name: string,
+  concurrency: number,
+  total: number,
+  task: (i: number) => Promise<unknown>,
+  probe?: (() => CpuSample) | null,
 ): Promise<Series> {
-  const [name, concurrency, total] = args;
+  return withCpu(total, probe, async () => {
+    const samples: number[] = [];
+    let next = 0;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < total) {
+          const i = next++;
+          const t0 = performance.now();
+          await task(i);
+          samples.push(performance.now() - t0);
+        }
+      }),
+    );
+    return summarize(name, concurrency, samples, performance.now() - started);
+  });
+}
+
+/**
+ * Open-loop load: request i is due at start + i ÷ `rate`, whatever the earlier ones are
+ * doing, with at most `maxInFlight` in flight (a due request waits for a free slot). Each
+ * latency runs from when its request was due, not from when it was sent, so a stall counts
+ * against every request it delays (no coordinated omission). `perSecond` below `rate`
+ * means the path could not keep up.
+ */
+export function measureAtRate(
+  name: string,
+  rate: number,
+  maxInFlight: number,
+  total: number,
+  task: (i: number) => Promise<unknown>,
+  probe?: (() => CpuSample) | null,
+): Promise<Series> {
+  return withCpu(total, probe, async () => {
+    const inFlight = pLimit(maxInFlight);
+    const samples: number[] = [];
+    const calls: Promise<void>[] = [];
+    const started = performance.now();
+    const dueAt = (i: number) => started + (i * 1000) / rate;
+    for (let sent = 0; sent < total; ) {
+      // Timers fire late by a millisecond or more: send everything due by now.
+      for (; sent < total && dueAt(sent) <= performance.now(); sent++) {
+        const i = sent;
+        calls.push(
+          inFlight(async () => {
+            await task(i);
+            samples.push(performance.now() - dueAt(i));
+          }),
+        );
+      }
+      if (sent < total) await setTimeout(Math.max(0, dueAt(sent) - performance.now()));
+    }
+    await Promise.all(calls);
+    return {
+      ...summarize(name, maxInFlight, samples, performance.now() - started),
+      offeredPerSecond: rate,
+    };
+  });
+}
+
+/**
+ * The median of each statistic over `repeat` runs of `run`: on a small shared machine a
+ * burst of outside load in one run moves its p99 a lot.
+ */
+export async function medianOf(repeat: number, run: () => Promise<Series>): Promise<Series> {
   const runs: Series[] = [];
-  for (let r = 0; r < repeat; r++) runs.push(await measure(...args));
+  for (let r = 0; r < repeat; r++) runs.push(await run());
   const median = (pick: (s: Series) => number | undefined) => {
     const values = runs.map(pick).filter((v): v is number => v !== undefined);
     return values.sort((a, b) => a - b)[Math.floor(values.length / 2)] as number;
   };
-  const cpu = runs[0]?.cpuPerRequest
+  const first = runs[0] as Series;
+  const cpu = first.cpuPerRequest
     ? {
         cpuPerRequest: {
           client: median((s) => s.cpuPerRequest?.client),
@@ -95,9 +150,7 @@ export async function measureMedian(
       }
     : {};
   return {
-    name,
-    concurrency,
-    requests: total,
+    ...first,
     p50: median((s) => s.p50),
     p99: median((s) => s.p99),
     mean: median((s) => s.mean),
@@ -105,5 +158,9 @@ export async function measureMedian(
     ...cpu,
   };
 }
+
+/** measure, `repeat` times, keeping the median of each statistic. */
+export const measureMedian = (repeat: number, ...args: Parameters<typeof measure>) =>
+  medianOf(repeat, () => measure(...args));
 
 export const fmt = (n: number, digits = 2) => (Number.isFinite(n) ? n.toFixed(digits) : '—');
