@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
 import { type CollectorConfig, loadCollectorConfig } from '../config/env.ts';
-import { DecryptionError } from '../crypto/secret-box.ts';
+import { DecryptionError, needsRotation } from '../crypto/secret-box.ts';
 import { openApiKey, sealApiKey } from '../n8n/api-key.ts';
 import { createN8nClient, N8nApiError, type N8nExecution } from '../n8n/client.ts';
 import { parser, schemas } from './arguments.ts';
 import {
   CliError,
   type CommandContext,
+  type Database,
   EXIT,
   filteredTenantIds,
   loadEnvironment,
@@ -25,6 +26,7 @@ import {
   sourceError,
   time,
 } from './output.ts';
+import { createProgress } from './progress.ts';
 
 type ProbeResult =
   | { ok: true; latestExecution: N8nExecution | null }
@@ -68,6 +70,18 @@ const describeLatest = (latest: N8nExecution | null) =>
   latest
     ? `latest execution #${latest.id} (${latest.status}, ${time(latest.startedAt)})`
     : 'no executions yet';
+
+const noSuchSource = (id: string) =>
+  new CliError(EXIT.usage, `no source has the id ${id}: \`flowmeter sources list\` shows them`);
+
+/** A source's URL, project and stored key, or a usage error naming the unknown id. */
+async function credentialsOf(database: Database, id: string) {
+  const [source] = database.unwrap(
+    await database.db.rpc('n8n_source_credentials', { source_id: id }),
+  );
+  if (!source) throw noSuchSource(id);
+  return source;
+}
 
 interface AddOptions {
   tenant: string;
@@ -161,15 +175,7 @@ export function registerSources(program: Command, ctx: CommandContext): void {
     .action(async (id: string, options: { json?: boolean }) => {
       const config = await loadEnvironment(io, loadCollectorConfig);
       const database = openDatabase(config);
-      const [source] = database.unwrap(
-        await database.db.rpc('n8n_source_credentials', { source_id: id }),
-      );
-      if (!source) {
-        throw new CliError(
-          EXIT.usage,
-          `no source has the id ${id}: \`flowmeter sources list\` shows them`,
-        );
-      }
+      const source = await credentialsOf(database, id);
       let apiKey: string;
       try {
         apiKey = openApiKey(
@@ -251,5 +257,161 @@ export function registerSources(program: Command, ctx: CommandContext): void {
           ]),
         ),
       );
+    });
+
+  for (const [name, enabled] of [
+    ['enable', true],
+    ['disable', false],
+  ] as const) {
+    sources
+      .command(name)
+      .description(
+        enabled
+          ? 'collect from a source again, from where it stopped; the next collection picks it up'
+          : 'stop collecting from a source (an n8n instance gone, a tenant leaving); what it collected stays',
+      )
+      .argument('<id>', 'source id (see `flowmeter sources list`)', parser(schemas.sourceId))
+      .option('--json', 'print the source as JSON on stdout')
+      .action(async (id: string, options: { json?: boolean }) => {
+        const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+        const source = database.unwrap(
+          await database.db.rpc('set_n8n_source_enabled', { source_id: id, enabled }),
+          { notFound: '`flowmeter sources list` shows the ids' },
+        );
+        const { api_key_ciphertext: _secret, ...shown } = source;
+        if (options.json) return printJson(io, shown);
+        io.out(`${source.name} (${source.base_url}): ${enabled ? 'enabled' : 'disabled'}`);
+        if (enabled) {
+          io.err(`To collect now: \`flowmeter collect --source ${source.id}\``);
+        }
+      });
+  }
+
+  sources
+    .command('set-key')
+    .description(
+      "replace a source's n8n API key (rotated or revoked in n8n): tests it, stores it encrypted, and collection retries at once",
+    )
+    .argument('<id>', 'source id (see `flowmeter sources list`)', parser(schemas.sourceId))
+    .requiredOption(
+      '--api-key <key>',
+      'the new n8n API key, or - to read it from standard input (keeps it out of shell history)',
+      parser(schemas.apiKey),
+    )
+    .option('--no-test', 'store it without testing the connection first')
+    .option('--json', 'print the source as JSON on stdout')
+    .action(async (id: string, options: { apiKey: string; test: boolean; json?: boolean }) => {
+      const config = await loadEnvironment(io, loadCollectorConfig);
+      const apiKey = await valueOrStdin(io, options.apiKey, '--api-key', 'the key');
+      const database = openDatabase(config);
+      const source = await credentialsOf(database, id);
+      let latest: N8nExecution | null = null;
+      if (options.test) {
+        const result = await probe(config, {
+          baseUrl: source.base_url,
+          apiKey,
+          projectId: source.project_id,
+        });
+        if (!result.ok) {
+          throw new CliError(EXIT.failed, `${result.error}. The stored key was not changed.`);
+        }
+        latest = result.latestExecution;
+      }
+      const updated = database.unwrap(
+        await database.db.rpc('set_n8n_source_key', {
+          source_id: id,
+          api_key_ciphertext: sealApiKey(
+            config.FLOWMETER_ENCRYPTION_KEYS,
+            source.tenant_id,
+            apiKey,
+          ),
+        }),
+        { notFound: '`flowmeter sources list` shows the ids' },
+      );
+      const { api_key_ciphertext: _secret, ...shown } = updated;
+      if (options.json) {
+        return printJson(io, { ...shown, tested: options.test, latest_execution: latest });
+      }
+      io.out(
+        `${updated.name} (${updated.base_url}): key replaced; connection ${options.test ? `ok, ${describeLatest(latest)}` : 'not tested'}`,
+      );
+      io.err(
+        `The next scheduled collection uses it; to collect now: \`flowmeter collect --source ${id}\``,
+      );
+    });
+
+  sources
+    .command('reseal')
+    .description(
+      'after putting a new key first in FLOWMETER_ENCRYPTION_KEYS: re-encrypt every stored n8n API key under it, so older keys can be removed',
+    )
+    .addOption(tenantFilterOption())
+    .option('--json', 'print the summary as JSON on stdout')
+    .action(async (options: { tenant?: string[]; json?: boolean }) => {
+      const config = await loadEnvironment(io, loadCollectorConfig);
+      const keyring = config.FLOWMETER_ENCRYPTION_KEYS;
+      const database = openDatabase(config);
+      const tenantIds = await filteredTenantIds(database, options.tenant);
+      const stored = database.unwrap(
+        await database.db.rpc('n8n_source_keys', tenantIds ? { tenant_ids: tenantIds } : {}),
+      );
+      const due = stored.filter((s) => needsRotation(keyring, s.api_key_ciphertext));
+      const summary = {
+        key: keyring.activeKeyId,
+        sources: stored.length,
+        resealed: 0,
+        // Given a new key by `sources set-key` between the read and the write: left alone.
+        changedMeanwhile: 0,
+        undecryptable: [] as string[],
+      };
+      const progress = options.json ? undefined : createProgress(io, 'resealing', 'keys');
+      progress?.start(due.length);
+      try {
+        for (const source of due) {
+          let apiKey: string;
+          try {
+            apiKey = openApiKey(keyring, source.tenant_id, source.api_key_ciphertext);
+          } catch (error) {
+            if (!(error instanceof DecryptionError)) throw error;
+            summary.undecryptable.push(source.id);
+            progress?.increment();
+            continue;
+          }
+          const response = await database.db.rpc('set_n8n_source_key', {
+            source_id: source.id,
+            api_key_ciphertext: sealApiKey(keyring, source.tenant_id, apiKey),
+            expected_ciphertext: source.api_key_ciphertext,
+          });
+          // 409: the key changed meanwhile; 404: the source was removed meanwhile.
+          if (response.status === 409 || response.status === 404) summary.changedMeanwhile += 1;
+          else {
+            database.unwrap(response);
+            summary.resealed += 1;
+          }
+          progress?.increment();
+        }
+      } finally {
+        progress?.stop();
+      }
+
+      if (options.json) printJson(io, summary);
+      else {
+        io.out(
+          `${summary.resealed} of ${summary.sources} source keys re-encrypted under "${summary.key}"; ${summary.sources - due.length} already were${summary.changedMeanwhile ? `; ${summary.changedMeanwhile} changed meanwhile and were left alone` : ''}`,
+        );
+      }
+      if (summary.undecryptable.length > 0) {
+        throw new CliError(
+          EXIT.failed,
+          `${summary.undecryptable.length} source keys decrypt with none of FLOWMETER_ENCRYPTION_KEYS (${summary.undecryptable.join(', ')}): add back the key they were stored with and run again, or give each a new key with \`flowmeter sources set-key\``,
+        );
+      }
+      if (!options.json) {
+        io.err(
+          summary.changedMeanwhile > 0
+            ? 'Some keys changed while this ran: run it again before removing older keys.'
+            : `Every source key is under "${summary.key}": the other FLOWMETER_ENCRYPTION_KEYS entries can be removed.`,
+        );
+      }
     });
 }

@@ -1388,6 +1388,14 @@ export type Database = {
           tenant_id: string;
         }[];
       };
+      n8n_source_keys: {
+        Args: { tenant_ids?: string[] };
+        Returns: {
+          api_key_ciphertext: string;
+          id: string;
+          tenant_id: string;
+        }[];
+      };
       operator_status: {
         Args: { max_runs?: number; max_sources?: number; tenant_ids?: string[] };
         Returns: Json;
@@ -1537,6 +1545,46 @@ export type Database = {
         SetofOptions: {
           from: '*';
           to: 'alert_channels';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      set_n8n_source_enabled: {
+        Args: { enabled: boolean; source_id: string };
+        Returns: {
+          api_key_ciphertext: string;
+          base_url: string;
+          created_at: string;
+          enabled: boolean;
+          id: string;
+          name: string;
+          project_id: string | null;
+          tenant_id: string;
+          updated_at: string;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'n8n_sources';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      set_n8n_source_key: {
+        Args: { api_key_ciphertext: string; expected_ciphertext?: string; source_id: string };
+        Returns: {
+          api_key_ciphertext: string;
+          base_url: string;
+          created_at: string;
+          enabled: boolean;
+          id: string;
+          name: string;
+          project_id: string | null;
+          tenant_id: string;
+          updated_at: string;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'n8n_sources';
           isOneToOne: true;
           isSetofReturn: false;
         };

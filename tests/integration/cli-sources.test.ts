@@ -6,7 +6,7 @@ import { FakeTerminal, runCliWith } from '../support/cli.ts';
 import { keyring, useN8nServer } from '../support/collector.ts';
 import { FakeN8n } from '../support/fake-n8n.ts';
 import { createTenant } from '../support/fixtures.ts';
-import { superuser, uniqueId } from '../support/stack.ts';
+import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
 const server = useN8nServer();
 
@@ -245,5 +245,181 @@ describe('flowmeter sources test and list', () => {
   it('exits 3 when the database cannot be reached', async () => {
     const result = await cli(['sources', 'list'], { env: { SUPABASE_URL: 'http://127.0.0.1:9' } });
     expect(result.code).toBe(EXIT.unavailable);
+  });
+});
+
+describe('flowmeter sources enable, disable, set-key and reseal', () => {
+  /** A source stored with `storedKey` (default: the key its n8n accepts), not tested. */
+  async function storedSource(storedKey?: string) {
+    const setup = await instance();
+    const added = await cli([
+      'sources',
+      'add',
+      '--tenant',
+      setup.tenant.id,
+      '--url',
+      setup.baseUrl,
+      '--api-key',
+      storedKey ?? setup.apiKey,
+      '--no-test',
+      '--json',
+    ]);
+    expect(added.code).toBe(EXIT.ok);
+    return { ...setup, sourceId: (JSON.parse(added.out) as { id: string }).id };
+  }
+
+  async function stateOf(sourceId: string) {
+    const { rows } = await superuser().query(
+      `select s.enabled, s.api_key_ciphertext, st.next_attempt_at <= now() as due,
+              st.consecutive_failures
+       from public.n8n_sources s left join public.collector_source_state st on st.source_id = s.id
+       where s.id = $1`,
+      [sourceId],
+    );
+    return rows[0];
+  }
+
+  const storedExecutions = async (sourceId: string) =>
+    (
+      await superuser().query(
+        'select count(*)::int as n from public.executions where source_id = $1',
+        [sourceId],
+      )
+    ).rows[0].n;
+
+  it('a disabled source is not collected; enabled again, it catches up from where it stopped', async () => {
+    const { sourceId, fake } = await storedSource();
+    fake.addMany(2, (i) => ({ startedAt: recent(60 - i) }));
+    expect((await cli(['collect', '--source', sourceId])).code).toBe(EXIT.ok);
+    expect(await storedExecutions(sourceId)).toBe(2);
+
+    const disabled = await cli(['sources', 'disable', sourceId]);
+    expect(disabled.code).toBe(EXIT.ok);
+    expect(disabled.out).toMatch(/: disabled$/);
+    fake.addMany(3, (i) => ({ startedAt: recent(30 - i) }));
+    await cli(['collect', '--source', sourceId]);
+    expect(await storedExecutions(sourceId)).toBe(2);
+    expect((await stateOf(sourceId)).enabled).toBe(false);
+
+    // Failing before it was disabled: enabling makes it due now, not after the backoff.
+    await superuser().query(
+      "update public.collector_source_state set next_attempt_at = now() + interval '1 hour' where source_id = $1",
+      [sourceId],
+    );
+    const enabled = await cli(['sources', 'enable', sourceId, '--json']);
+    expect(enabled.code).toBe(EXIT.ok);
+    expect(JSON.parse(enabled.out)).toMatchObject({ id: sourceId, enabled: true });
+    expect(JSON.parse(enabled.out)).not.toHaveProperty('api_key_ciphertext');
+    expect(await stateOf(sourceId)).toMatchObject({ enabled: true, due: true });
+    expect((await cli(['collect', '--source', sourceId])).code).toBe(EXIT.ok);
+    expect(await storedExecutions(sourceId)).toBe(5);
+  });
+
+  it('set-key tests the new key, stores it encrypted and ends the failure backoff', async () => {
+    const { tenant, sourceId, apiKey, fake } = await storedSource('revoked-key');
+    fake.addMany(2, (i) => ({ startedAt: recent(60 - i) }));
+    expect((await cli(['collect', '--source', sourceId])).code).toBe(EXIT.failed);
+    expect(await stateOf(sourceId)).toMatchObject({ due: false, consecutive_failures: 1 });
+
+    const result = await cli(['sources', 'set-key', sourceId, '--api-key', '-'], {
+      stdin: `${apiKey}\n`,
+    });
+    expect(result.code).toBe(EXIT.ok);
+    expect(result.out).toMatch(/key replaced; connection ok, latest execution #2/);
+    const state = await stateOf(sourceId);
+    expect(state.due).toBe(true);
+    expect(openApiKey(keyring, tenant.id, state.api_key_ciphertext)).toBe(apiKey);
+    expect((await cli(['collect', '--source', sourceId])).code).toBe(EXIT.ok);
+    expect(await storedExecutions(sourceId)).toBe(2);
+  });
+
+  it('set-key keeps the stored key when n8n rejects the new one, or the source is unknown', async () => {
+    const { sourceId } = await storedSource();
+    const before = (await stateOf(sourceId)).api_key_ciphertext;
+    const rejected = await cli(['sources', 'set-key', sourceId, '--api-key', 'wrong-key']);
+    expect(rejected.code).toBe(EXIT.failed);
+    expect(rejected.err).toMatch(/rejected the API key \(401\).*The stored key was not changed/);
+    expect((await stateOf(sourceId)).api_key_ciphertext).toBe(before);
+
+    const unknown = '00000000-0000-4000-8000-000000000000';
+    for (const args of [
+      ['sources', 'set-key', unknown, '--api-key', 'k', '--no-test'],
+      ['sources', 'disable', unknown],
+    ]) {
+      const result = await cli(args);
+      expect(result.code).toBe(EXIT.usage);
+      expect(result.err).toMatch(/`flowmeter sources list`/);
+    }
+    expect((await cli(['sources', 'enable', 'not-a-uuid'])).code).toBe(EXIT.usage);
+  });
+
+  it('reseal re-encrypts every key under the new first key; the old key can then go', async () => {
+    const first = await storedSource();
+    const second = await instance();
+    const another = await cli([
+      'sources',
+      'add',
+      '--tenant',
+      first.tenant.id,
+      '--url',
+      second.baseUrl,
+      '--api-key',
+      second.apiKey,
+      '--no-test',
+    ]);
+    expect(another.code).toBe(EXIT.ok);
+    const oldKeys = `k1:${keyring.keys.get('k1')?.toString('base64')}`;
+    const newKeys = `k2:${randomBytes(32).toString('base64')},${oldKeys}`;
+
+    const resealed = await cli(['sources', 'reseal', '--tenant', first.tenant.id], {
+      env: { FLOWMETER_ENCRYPTION_KEYS: newKeys },
+    });
+    expect(resealed.code).toBe(EXIT.ok);
+    expect(resealed.out).toBe('2 of 2 source keys re-encrypted under "k2"; 0 already were');
+    expect(resealed.err).toMatch(/other FLOWMETER_ENCRYPTION_KEYS entries can be removed/);
+    for (const source of await sourcesOf(first.tenant.id)) {
+      expect(source.api_key_ciphertext).toMatch(/^fm1\.k2\./);
+    }
+    // Without the old key, the sources still decrypt and answer.
+    const onlyNew = newKeys.split(',')[0] as string;
+    const tested = await cli(['sources', 'test', first.sourceId], {
+      env: { FLOWMETER_ENCRYPTION_KEYS: onlyNew },
+    });
+    expect(tested.code).toBe(EXIT.ok);
+    const again = await cli(['sources', 'reseal', '--tenant', first.tenant.id, '--json'], {
+      env: { FLOWMETER_ENCRYPTION_KEYS: onlyNew },
+    });
+    expect(JSON.parse(again.out)).toEqual({
+      key: 'k2',
+      sources: 2,
+      resealed: 0,
+      changedMeanwhile: 0,
+      undecryptable: [],
+    });
+  });
+
+  it('reseal reports keys no configured key decrypts, and leaves them alone', async () => {
+    const { tenant, sourceId } = await storedSource();
+    const before = (await stateOf(sourceId)).api_key_ciphertext;
+    const result = await cli(['sources', 'reseal', '--tenant', tenant.id], {
+      env: { FLOWMETER_ENCRYPTION_KEYS: `k3:${randomBytes(32).toString('base64')}` },
+    });
+    expect(result.code).toBe(EXIT.failed);
+    expect(result.err).toMatch(
+      new RegExp(`1 source keys decrypt with none of FLOWMETER_ENCRYPTION_KEYS \\(${sourceId}\\)`),
+    );
+    expect((await stateOf(sourceId)).api_key_ciphertext).toBe(before);
+  });
+
+  it('a re-encryption never overwrites a key replaced since it was read', async () => {
+    const { sourceId } = await storedSource();
+    const before = (await stateOf(sourceId)).api_key_ciphertext;
+    const { data, error, status } = await serviceClient().rpc('set_n8n_source_key', {
+      source_id: sourceId,
+      api_key_ciphertext: 'fm1.k9.stale',
+      expected_ciphertext: 'fm1.k1.not-what-is-stored',
+    });
+    expect({ data, status, code: error?.code }).toEqual({ data: null, status: 409, code: 'PT409' });
+    expect((await stateOf(sourceId)).api_key_ciphertext).toBe(before);
   });
 });

@@ -1,0 +1,92 @@
+-- Operator changes to a source after it was added: stop or resume collecting from it,
+-- replace its n8n API key, and re-encrypt stored keys under a new encryption key.
+
+-- Enables or disables collection from a source. A disabled source is never claimed by
+-- the collector; what it collected stays, and re-enabling resumes from where collection
+-- stopped (the walk reaches back to the watermark). Re-enabling makes the source due now.
+create or replace function public.set_n8n_source_enabled(source_id uuid, enabled boolean)
+returns public.n8n_sources
+language plpgsql
+set search_path = ''
+as $$
+declare
+  source public.n8n_sources;
+begin
+  update public.n8n_sources s set enabled = set_n8n_source_enabled.enabled
+  where s.id = set_n8n_source_enabled.source_id
+  returning s.* into source;
+  if not found then
+    raise exception 'n8n source % not found', set_n8n_source_enabled.source_id
+      using errcode = 'PT404', hint = 'flowmeter sources list shows the ids';
+  end if;
+  if set_n8n_source_enabled.enabled then
+    update public.collector_source_state st set next_attempt_at = now()
+    where st.source_id = set_n8n_source_enabled.source_id and st.next_attempt_at > now();
+  end if;
+  return source;
+end;
+$$;
+
+-- Replaces a source's stored API key ciphertext (encrypted by the application).
+--
+-- A new key (rotated in n8n, or fixing a rejected one) makes the source due now instead of
+-- after its failure backoff. With expected_ciphertext it is a compare-and-set that leaves
+-- the schedule alone: re-encrypting the same key under a new encryption key, which must
+-- not overwrite a key an operator replaced meanwhile (PT409 when it was).
+create or replace function public.set_n8n_source_key(
+  source_id uuid,
+  api_key_ciphertext text,
+  expected_ciphertext text default null
+)
+returns public.n8n_sources
+language plpgsql
+set search_path = ''
+as $$
+declare
+  source public.n8n_sources;
+begin
+  select s.* into source from public.n8n_sources s
+  where s.id = set_n8n_source_key.source_id
+  for update;
+  if not found then
+    raise exception 'n8n source % not found', set_n8n_source_key.source_id
+      using errcode = 'PT404', hint = 'flowmeter sources list shows the ids';
+  end if;
+  if set_n8n_source_key.expected_ciphertext is not null
+     and source.api_key_ciphertext <> set_n8n_source_key.expected_ciphertext then
+    raise exception 'the key of n8n source % changed meanwhile', set_n8n_source_key.source_id
+      using errcode = 'PT409', hint = 'read it again';
+  end if;
+  update public.n8n_sources s set api_key_ciphertext = set_n8n_source_key.api_key_ciphertext
+  where s.id = set_n8n_source_key.source_id
+  returning s.* into source;
+  if set_n8n_source_key.expected_ciphertext is null then
+    update public.collector_source_state st set next_attempt_at = now()
+    where st.source_id = set_n8n_source_key.source_id and st.next_attempt_at > now();
+  end if;
+  return source;
+end;
+$$;
+
+-- Every source's stored key (of these tenants; all by default) with the tenant it is bound
+-- to, for re-encryption.
+create or replace function public.n8n_source_keys(tenant_ids uuid[] default null)
+returns table (id uuid, tenant_id uuid, api_key_ciphertext text)
+language sql stable
+set search_path = ''
+as $$
+  select s.id, s.tenant_id, s.api_key_ciphertext from public.n8n_sources s
+  where n8n_source_keys.tenant_ids is null or s.tenant_id = any (n8n_source_keys.tenant_ids)
+  order by s.created_at, s.id;
+$$;
+
+revoke execute on function
+  public.set_n8n_source_enabled(uuid, boolean),
+  public.set_n8n_source_key(uuid, text, text),
+  public.n8n_source_keys(uuid[])
+  from public, anon, authenticated;
+grant execute on function
+  public.set_n8n_source_enabled(uuid, boolean),
+  public.set_n8n_source_key(uuid, text, text),
+  public.n8n_source_keys(uuid[])
+  to service_role;
