@@ -206,7 +206,6 @@ async function main(): Promise<void> {
       stops.push(() => n8n.close());
       const tenants = await seedDemo({
         db,
-        databaseUrl: stack.databaseUrl,
         keyring: parseKeyring(local.encryptionKeys),
         n8n,
       });

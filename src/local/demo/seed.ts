@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import pg from 'pg';
 import type { Keyring } from '../../crypto/keyring.ts';
 import type { Db } from '../../db/client.ts';
 import { sealApiKey } from '../../n8n/api-key.ts';
@@ -41,72 +40,83 @@ const TENANTS = [
   },
 ] as const;
 
+/** The data of a call, or an error naming what the demo was setting up. */
+function check<T>(
+  what: string,
+  response: { data: T | null; error: { message: string } | null },
+): T {
+  if (response.error || response.data === null) {
+    throw new Error(`${what}: ${response.error?.message ?? 'no answer'}`);
+  }
+  return response.data;
+}
+
 export async function seedDemo(options: {
   db: Db;
-  databaseUrl: string;
   keyring: Keyring;
   n8n: DemoN8n;
 }): Promise<DemoTenantTraffic[]> {
   const { db } = options;
   for (const plan of PLANS) {
-    const { error } = await db.rpc('upsert_plan', {
-      ...plan,
-      included_executions: plan.included_executions ?? undefined,
-    });
-    if (error) throw new Error(`demo plan ${plan.id}: ${error.message}`);
-  }
-  const admin = new pg.Client({ connectionString: options.databaseUrl });
-  await admin.connect();
-  try {
-    // The reporter needs a metered plan and a Stripe customer to have something to report.
-    await admin.query(
-      "update public.plans set stripe_meter_event_name = 'n8n_executions' where id = 'demo-pro'",
+    check(
+      `demo plan ${plan.id}`,
+      await db.rpc('upsert_plan', {
+        ...plan,
+        included_executions: plan.included_executions ?? undefined,
+      }),
     );
-    await admin.query(`update public.n8n_sources set enabled = false where base_url like $1`, [
-      `${new URL(options.n8n.url).origin}/%`,
-    ]);
-    const traffic: DemoTenantTraffic[] = [];
-    const nonce = randomBytes(3).toString('hex');
-    for (const tenant of TENANTS) {
-      const existing = await admin.query<{ id: string }>(
-        'select id from public.tenants where external_ref = $1',
-        [tenant.ref],
+  }
+  // The reporter needs a metered plan and a Stripe customer to have something to report.
+  check(
+    'demo plan demo-pro',
+    await db.rpc('set_plan', { id: 'demo-pro', stripe_meter_event_name: 'n8n_executions' }),
+  );
+  // The previous start's demo sources point at instances that no longer exist.
+  const demoOrigin = `${new URL(options.n8n.url).origin}/`;
+  for (const source of check('demo sources', await db.rpc('list_n8n_sources', {}))) {
+    if (source.enabled && source.base_url.startsWith(demoOrigin)) {
+      check(
+        `disabling demo source ${source.id}`,
+        await db.rpc('set_n8n_source_enabled', { source_id: source.id, enabled: false }),
       );
-      let tenantId = existing.rows[0]?.id;
-      if (!tenantId) {
-        const { data, error } = await db.rpc('create_tenant', {
+    }
+  }
+  const traffic: DemoTenantTraffic[] = [];
+  const nonce = randomBytes(3).toString('hex');
+  for (const tenant of TENANTS) {
+    const [existing] = check(
+      `demo tenant ${tenant.ref}`,
+      await db.rpc('list_tenants', { tenants: [tenant.ref] }),
+    );
+    const tenantId =
+      existing?.id ??
+      check(
+        `demo tenant ${tenant.ref}`,
+        await db.rpc('add_tenant', {
           name: tenant.name,
           plan_id: tenant.plan,
           external_ref: tenant.ref,
-        });
-        if (error || !data) throw new Error(`demo tenant ${tenant.ref}: ${error?.message}`);
-        tenantId = data.id;
-      }
-      if (tenant.customer) {
-        await admin.query(
-          'update public.tenants set stripe_customer_id = $2 where id = $1 and stripe_customer_id is null',
-          [tenantId, tenant.customer],
-        );
-      }
-      const apiKey = `demo_${randomBytes(12).toString('hex')}`;
-      const n8n = options.n8n.instance(`${tenant.ref}-${nonce}`, apiKey);
-      const { error } = await db.rpc('add_n8n_source', {
+          ...(tenant.customer ? { stripe_customer_id: tenant.customer } : {}),
+        }),
+      ).id;
+    const apiKey = `demo_${randomBytes(12).toString('hex')}`;
+    const n8n = options.n8n.instance(`${tenant.ref}-${nonce}`, apiKey);
+    check(
+      `demo source for ${tenant.ref}`,
+      await db.rpc('add_n8n_source', {
         tenant_id: tenantId,
         name: `${tenant.name} n8n (demo)`,
         base_url: `${options.n8n.url}/${tenant.ref}-${nonce}`,
         api_key_ciphertext: sealApiKey(options.keyring, tenantId, apiKey),
-      });
-      if (error) throw new Error(`demo source for ${tenant.ref}: ${error.message}`);
-      traffic.push({
-        name: tenant.name,
-        externalRef: tenant.ref,
-        n8n,
-        runsPerMinute: tenant.perMinute,
-        workflows: ['wfOrders', 'wfCrmSync', 'wfSlackDigest'],
-      });
-    }
-    return traffic;
-  } finally {
-    await admin.end();
+      }),
+    );
+    traffic.push({
+      name: tenant.name,
+      externalRef: tenant.ref,
+      n8n,
+      runsPerMinute: tenant.perMinute,
+      workflows: ['wfOrders', 'wfCrmSync', 'wfSlackDigest'],
+    });
   }
+  return traffic;
 }
