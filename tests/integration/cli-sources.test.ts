@@ -32,6 +32,28 @@ async function sourcesOf(tenantId: string) {
   return rows;
 }
 
+/**
+ * An instance added as a source through the CLI, connection tested; with `storedKey`, that
+ * key is stored instead of the one the instance accepts, untested.
+ */
+async function addedSource(storedKey?: string) {
+  const setup = await instance();
+  const added = await cli([
+    'sources',
+    'add',
+    '--tenant',
+    setup.tenant.id,
+    '--url',
+    setup.baseUrl,
+    '--api-key',
+    storedKey ?? setup.apiKey,
+    ...(storedKey ? ['--no-test'] : []),
+    '--json',
+  ]);
+  expect(added.code).toBe(EXIT.ok);
+  return { ...setup, sourceId: (JSON.parse(added.out) as { id: string }).id };
+}
+
 describe('flowmeter sources add', () => {
   it('tests the connection, then stores the source with its key encrypted', async () => {
     const { tenant, apiKey, baseUrl, fake } = await instance();
@@ -160,23 +182,6 @@ describe('flowmeter sources add', () => {
 });
 
 describe('flowmeter sources test and list', () => {
-  async function addedSource() {
-    const setup = await instance();
-    const added = await cli([
-      'sources',
-      'add',
-      '--tenant',
-      setup.tenant.id,
-      '--url',
-      setup.baseUrl,
-      '--api-key',
-      setup.apiKey,
-      '--json',
-    ]);
-    expect(added.code).toBe(EXIT.ok);
-    return { ...setup, sourceId: (JSON.parse(added.out) as { id: string }).id };
-  }
-
   it('decrypts the key and probes n8n: 0 when it answers, 1 when it does not', async () => {
     const { sourceId, fake } = await addedSource();
     const ok = await cli(['sources', 'test', sourceId]);
@@ -249,25 +254,6 @@ describe('flowmeter sources test and list', () => {
 });
 
 describe('flowmeter sources enable, disable, set-key and reseal', () => {
-  /** A source stored with `storedKey` (default: the key its n8n accepts), not tested. */
-  async function storedSource(storedKey?: string) {
-    const setup = await instance();
-    const added = await cli([
-      'sources',
-      'add',
-      '--tenant',
-      setup.tenant.id,
-      '--url',
-      setup.baseUrl,
-      '--api-key',
-      storedKey ?? setup.apiKey,
-      '--no-test',
-      '--json',
-    ]);
-    expect(added.code).toBe(EXIT.ok);
-    return { ...setup, sourceId: (JSON.parse(added.out) as { id: string }).id };
-  }
-
   async function stateOf(sourceId: string) {
     const { rows } = await superuser().query(
       `select s.enabled, s.api_key_ciphertext, st.next_attempt_at <= now() as due,
@@ -288,7 +274,7 @@ describe('flowmeter sources enable, disable, set-key and reseal', () => {
     ).rows[0].n;
 
   it('a disabled source is not collected; enabled again, it catches up from where it stopped', async () => {
-    const { sourceId, fake } = await storedSource();
+    const { sourceId, fake } = await addedSource();
     fake.addMany(2, (i) => ({ startedAt: recent(60 - i) }));
     expect((await cli(['collect', '--source', sourceId])).code).toBe(EXIT.ok);
     expect(await storedExecutions(sourceId)).toBe(2);
@@ -316,7 +302,7 @@ describe('flowmeter sources enable, disable, set-key and reseal', () => {
   });
 
   it('set-key tests the new key, stores it encrypted and ends the failure backoff', async () => {
-    const { tenant, sourceId, apiKey, fake } = await storedSource('revoked-key');
+    const { tenant, sourceId, apiKey, fake } = await addedSource('revoked-key');
     fake.addMany(2, (i) => ({ startedAt: recent(60 - i) }));
     expect((await cli(['collect', '--source', sourceId])).code).toBe(EXIT.failed);
     expect(await stateOf(sourceId)).toMatchObject({ due: false, consecutive_failures: 1 });
@@ -334,7 +320,7 @@ describe('flowmeter sources enable, disable, set-key and reseal', () => {
   });
 
   it('set-key keeps the stored key when n8n rejects the new one, or the source is unknown', async () => {
-    const { sourceId } = await storedSource();
+    const { sourceId } = await addedSource();
     const before = (await stateOf(sourceId)).api_key_ciphertext;
     const rejected = await cli(['sources', 'set-key', sourceId, '--api-key', 'wrong-key']);
     expect(rejected.code).toBe(EXIT.failed);
@@ -354,7 +340,7 @@ describe('flowmeter sources enable, disable, set-key and reseal', () => {
   });
 
   it('reseal re-encrypts every key under the new first key; the old key can then go', async () => {
-    const first = await storedSource();
+    const first = await addedSource();
     const second = await instance();
     const another = await cli([
       'sources',
@@ -399,7 +385,7 @@ describe('flowmeter sources enable, disable, set-key and reseal', () => {
   });
 
   it('reseal reports keys no configured key decrypts, and leaves them alone', async () => {
-    const { tenant, sourceId } = await storedSource();
+    const { tenant, sourceId } = await addedSource();
     const before = (await stateOf(sourceId)).api_key_ciphertext;
     const result = await cli(['sources', 'reseal', '--tenant', tenant.id], {
       env: { FLOWMETER_ENCRYPTION_KEYS: `k3:${randomBytes(32).toString('base64')}` },
@@ -412,7 +398,7 @@ describe('flowmeter sources enable, disable, set-key and reseal', () => {
   });
 
   it('a re-encryption never overwrites a key replaced since it was read', async () => {
-    const { sourceId } = await storedSource();
+    const { sourceId } = await addedSource();
     const before = (await stateOf(sourceId)).api_key_ciphertext;
     const { data, error, status } = await serviceClient().rpc('set_n8n_source_key', {
       source_id: sourceId,
