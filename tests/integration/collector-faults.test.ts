@@ -2,7 +2,6 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunSummary } from '../../src/collector/run-collection.ts';
 import type { SourceOutcome } from '../../src/collector/sync-source.ts';
-import { createN8nClient } from '../../src/n8n/client.ts';
 import type { ExecutionStatus } from '../../src/n8n/schemas.ts';
 import {
   collect,
@@ -499,7 +498,7 @@ async function faultyRun(source: PeriodSource, fault: Fault, pageSize: number) {
 
   const result = await collect([source], {
     db: faultyDb(rpcFetch(hook)),
-    createN8nClient: fastN8nClient(n8nFetch),
+    createN8nClient: fastN8nClient({ fetch: n8nFetch }),
     settings: { pageSize },
     now: () => (deadlinePassed ? Date.now() + 3_600_000 : Date.now()),
   }).catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))));
@@ -800,15 +799,7 @@ describe('failure isolation', () => {
     )) as [PeriodSource, PeriodSource, PeriodSource, PeriodSource, PeriodSource];
     const all = [healthy, malformed, unauthorized, failing, hanging];
     for (const s of all) addFinished(s.fake, 40, 600);
-    const client = ({ baseUrl, apiKey }: { baseUrl: string; apiKey: string }) =>
-      createN8nClient({
-        baseUrl,
-        apiKey,
-        retries: 2,
-        minRetryDelayMs: 1,
-        maxRetryDelayMs: 5,
-        timeoutMs: 200,
-      });
+    const client = fastN8nClient({ timeoutMs: 200 });
     const settings = { pageSize: 25, concurrency: 5 };
     const first = await collect(all, { createN8nClient: client, settings });
     expect(first.errors).toEqual([]);

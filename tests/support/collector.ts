@@ -65,9 +65,12 @@ export const testSettings: CollectionSettings = {
   revisitBatch: 500,
 };
 
-/** The collector's n8n client with test-speed retries, optionally over a fault-injecting fetch. */
+/**
+ * The collector's n8n client with test-speed retries, optionally over a fault-injecting
+ * fetch or with a shorter timeout (for an n8n that hangs).
+ */
 export const fastN8nClient =
-  (fetchImpl?: typeof fetch) =>
+  (options: { fetch?: typeof fetch; timeoutMs?: number } = {}) =>
   ({ baseUrl, apiKey }: { baseUrl: string; apiKey: string }) =>
     createN8nClient({
       baseUrl,
@@ -75,8 +78,8 @@ export const fastN8nClient =
       retries: 2,
       minRetryDelayMs: 1,
       maxRetryDelayMs: 5,
-      timeoutMs: 2000,
-      ...(fetchImpl ? { fetch: fetchImpl } : {}),
+      timeoutMs: options.timeoutMs ?? 2000,
+      ...(options.fetch ? { fetch: options.fetch } : {}),
     });
 
 /** A collector run over the given sources (never other test files' sources). */
