@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { type CollectorConfig, loadCollectorConfig } from '../config/env.ts';
+import type { Keyring } from '../crypto/keyring.ts';
 import { DecryptionError, needsRotation } from '../crypto/secret-box.ts';
 import { openApiKey, sealApiKey } from '../n8n/api-key.ts';
 import { createN8nClient, N8nApiError, type N8nExecution } from '../n8n/client.ts';
@@ -71,16 +72,50 @@ const describeLatest = (latest: N8nExecution | null) =>
     ? `latest execution #${latest.id} (${latest.status}, ${time(latest.startedAt)})`
     : 'no executions yet';
 
-const noSuchSource = (id: string) =>
-  new CliError(EXIT.usage, `no source has the id ${id}: \`flowmeter sources list\` shows them`);
+/**
+ * With `test`, the probe must pass before anything is written: its failure is a CliError
+ * ending in `unchanged` (what the command did not do). The latest execution when tested.
+ */
+async function testFirst(
+  config: CollectorConfig,
+  test: boolean,
+  source: { baseUrl: string; apiKey: string; projectId?: string | null },
+  unchanged: string,
+): Promise<N8nExecution | null> {
+  if (!test) return null;
+  const result = await probe(config, source);
+  if (!result.ok) throw new CliError(EXIT.failed, `${result.error}. ${unchanged}`);
+  return result.latestExecution;
+}
+
+const connection = (tested: boolean, latest: N8nExecution | null) =>
+  tested ? `ok, ${describeLatest(latest)}` : 'not tested';
 
 /** A source's URL, project and stored key, or a usage error naming the unknown id. */
 async function credentialsOf(database: Database, id: string) {
   const [source] = database.unwrap(
     await database.db.rpc('n8n_source_credentials', { source_id: id }),
   );
-  if (!source) throw noSuchSource(id);
+  if (!source) {
+    throw new CliError(
+      EXIT.usage,
+      `no source has the id ${id}: \`flowmeter sources list\` shows them`,
+    );
+  }
   return source;
+}
+
+/** The stored key in clear, or why none of the configured keys decrypts it. */
+function openStoredKey(
+  keyring: Keyring,
+  source: { tenant_id: string; api_key_ciphertext: string },
+): { apiKey: string } | { undecryptable: string } {
+  try {
+    return { apiKey: openApiKey(keyring, source.tenant_id, source.api_key_ciphertext) };
+  } catch (error) {
+    if (!(error instanceof DecryptionError)) throw error;
+    return { undecryptable: error.message };
+  }
 }
 
 interface AddOptions {
@@ -119,18 +154,12 @@ export function registerSources(program: Command, ctx: CommandContext): void {
       const database = openDatabase(config);
       const tenant = await resolveTenant(database, options.tenant);
 
-      let latest: N8nExecution | null = null;
-      if (options.test) {
-        const result = await probe(config, {
-          baseUrl: options.url,
-          apiKey,
-          projectId: options.project ?? null,
-        });
-        if (!result.ok) {
-          throw new CliError(EXIT.failed, `${result.error}. Nothing was stored.`);
-        }
-        latest = result.latestExecution;
-      }
+      const latest = await testFirst(
+        config,
+        options.test,
+        { baseUrl: options.url, apiKey, projectId: options.project ?? null },
+        'Nothing was stored.',
+      );
 
       const source = database.unwrap(
         await database.db.rpc('add_n8n_source', {
@@ -159,7 +188,7 @@ export function registerSources(program: Command, ctx: CommandContext): void {
           ['name', source.name],
           ['url', source.base_url],
           ['project', source.project_id],
-          ['connection', options.test ? `ok, ${describeLatest(latest)}` : 'not tested'],
+          ['connection', connection(options.test, latest)],
         ]),
       );
       io.err(
@@ -176,23 +205,16 @@ export function registerSources(program: Command, ctx: CommandContext): void {
       const config = await loadEnvironment(io, loadCollectorConfig);
       const database = openDatabase(config);
       const source = await credentialsOf(database, id);
-      let apiKey: string;
-      try {
-        apiKey = openApiKey(
-          config.FLOWMETER_ENCRYPTION_KEYS,
-          source.tenant_id,
-          source.api_key_ciphertext,
-        );
-      } catch (error) {
-        if (!(error instanceof DecryptionError)) throw error;
+      const stored = openStoredKey(config.FLOWMETER_ENCRYPTION_KEYS, source);
+      if ('undecryptable' in stored) {
         throw new CliError(
           EXIT.failed,
-          `cannot decrypt the source's API key: ${error.message}. FLOWMETER_ENCRYPTION_KEYS must hold the key it was stored with`,
+          `cannot decrypt the source's API key: ${stored.undecryptable}. FLOWMETER_ENCRYPTION_KEYS must hold the key it was stored with`,
         );
       }
       const result = await probe(config, {
         baseUrl: source.base_url,
-        apiKey,
+        apiKey: stored.apiKey,
         projectId: source.project_id,
       });
       if (options.json) {
@@ -305,18 +327,12 @@ export function registerSources(program: Command, ctx: CommandContext): void {
       const apiKey = await valueOrStdin(io, options.apiKey, '--api-key', 'the key');
       const database = openDatabase(config);
       const source = await credentialsOf(database, id);
-      let latest: N8nExecution | null = null;
-      if (options.test) {
-        const result = await probe(config, {
-          baseUrl: source.base_url,
-          apiKey,
-          projectId: source.project_id,
-        });
-        if (!result.ok) {
-          throw new CliError(EXIT.failed, `${result.error}. The stored key was not changed.`);
-        }
-        latest = result.latestExecution;
-      }
+      const latest = await testFirst(
+        config,
+        options.test,
+        { baseUrl: source.base_url, apiKey, projectId: source.project_id },
+        'The stored key was not changed.',
+      );
       const updated = database.unwrap(
         await database.db.rpc('set_n8n_source_key', {
           source_id: id,
@@ -333,7 +349,7 @@ export function registerSources(program: Command, ctx: CommandContext): void {
         return printJson(io, { ...shown, tested: options.test, latest_execution: latest });
       }
       io.out(
-        `${updated.name} (${updated.base_url}): key replaced; connection ${options.test ? `ok, ${describeLatest(latest)}` : 'not tested'}`,
+        `${updated.name} (${updated.base_url}): key replaced; connection ${connection(options.test, latest)}`,
       );
       io.err(
         `The next scheduled collection uses it; to collect now: \`flowmeter collect --source ${id}\``,
@@ -366,28 +382,27 @@ export function registerSources(program: Command, ctx: CommandContext): void {
       };
       const progress = options.json ? undefined : createProgress(io, 'resealing', 'keys');
       progress?.start(due.length);
+      const reseal = async (source: (typeof due)[number]) => {
+        const stored = openStoredKey(keyring, source);
+        if ('undecryptable' in stored) {
+          summary.undecryptable.push(source.id);
+          return;
+        }
+        const response = await database.db.rpc('set_n8n_source_key', {
+          source_id: source.id,
+          api_key_ciphertext: sealApiKey(keyring, source.tenant_id, stored.apiKey),
+          expected_ciphertext: source.api_key_ciphertext,
+        });
+        // 409: the key changed meanwhile; 404: the source was removed meanwhile.
+        if (response.status === 409 || response.status === 404) summary.changedMeanwhile += 1;
+        else {
+          database.unwrap(response);
+          summary.resealed += 1;
+        }
+      };
       try {
         for (const source of due) {
-          let apiKey: string;
-          try {
-            apiKey = openApiKey(keyring, source.tenant_id, source.api_key_ciphertext);
-          } catch (error) {
-            if (!(error instanceof DecryptionError)) throw error;
-            summary.undecryptable.push(source.id);
-            progress?.increment();
-            continue;
-          }
-          const response = await database.db.rpc('set_n8n_source_key', {
-            source_id: source.id,
-            api_key_ciphertext: sealApiKey(keyring, source.tenant_id, apiKey),
-            expected_ciphertext: source.api_key_ciphertext,
-          });
-          // 409: the key changed meanwhile; 404: the source was removed meanwhile.
-          if (response.status === 409 || response.status === 404) summary.changedMeanwhile += 1;
-          else {
-            database.unwrap(response);
-            summary.resealed += 1;
-          }
+          await reseal(source);
           progress?.increment();
         }
       } finally {
