@@ -352,7 +352,9 @@ export function registerSources(program: Command, ctx: CommandContext): void {
         `${updated.name} (${updated.base_url}): key replaced; connection ${connection(options.test, latest)}`,
       );
       io.err(
-        `The next scheduled collection uses it; to collect now: \`flowmeter collect --source ${id}\``,
+        updated.enabled
+          ? `The next scheduled collection uses it; to collect now: \`flowmeter collect --source ${id}\``
+          : `The source is disabled: \`flowmeter sources enable ${id}\` collects from it again`,
       );
     });
 
@@ -393,8 +395,10 @@ export function registerSources(program: Command, ctx: CommandContext): void {
           api_key_ciphertext: sealApiKey(keyring, source.tenant_id, stored.apiKey),
           expected_ciphertext: source.api_key_ciphertext,
         });
-        // 409: the key changed meanwhile; 404: the source was removed meanwhile.
-        if (response.status === 409 || response.status === 404) summary.changedMeanwhile += 1;
+        // set_n8n_source_key's own answers: the key changed, or the source was removed,
+        // since it was read (a missing function is 404 too, and goes to unwrap).
+        const code = response.error?.code;
+        if (code === 'PT409' || code === 'PT404') summary.changedMeanwhile += 1;
         else {
           database.unwrap(response);
           summary.resealed += 1;
@@ -421,11 +425,15 @@ export function registerSources(program: Command, ctx: CommandContext): void {
           `${summary.undecryptable.length} source keys decrypt with none of FLOWMETER_ENCRYPTION_KEYS (${summary.undecryptable.join(', ')}): add back the key they were stored with and run again, or give each a new key with \`flowmeter sources set-key\``,
         );
       }
-      if (!options.json) {
+      if (summary.changedMeanwhile > 0) {
+        // Not done: a script must not go on to remove the older keys.
+        if (!options.json) {
+          io.err('Some keys changed while this ran: run it again before removing older keys.');
+        }
+        ctx.exit(EXIT.failed);
+      } else if (!options.json) {
         io.err(
-          summary.changedMeanwhile > 0
-            ? 'Some keys changed while this ran: run it again before removing older keys.'
-            : `Every source key is under "${summary.key}": the other FLOWMETER_ENCRYPTION_KEYS entries can be removed.`,
+          `Every source key is under "${summary.key}": the other FLOWMETER_ENCRYPTION_KEYS entries can be removed.`,
         );
       }
     });

@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
-import { openApiKey } from '../../src/n8n/api-key.ts';
+import { parseKeyring } from '../../src/crypto/keyring.ts';
+import { openApiKey, sealApiKey } from '../../src/n8n/api-key.ts';
 import { FakeTerminal, runCliWith } from '../support/cli.ts';
 import { keyring, useN8nServer } from '../support/collector.ts';
 import { FakeN8n } from '../support/fake-n8n.ts';
+import { waitForLockWait } from '../support/faults.ts';
 import { createTenant } from '../support/fixtures.ts';
 import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
@@ -320,6 +322,16 @@ describe('flowmeter sources enable, disable, set-key and reseal', () => {
     expect(await storedExecutions(sourceId)).toBe(2);
   });
 
+  it('set-key on a disabled source says to enable it, not to collect', async () => {
+    const { sourceId, apiKey } = await addedSource();
+    expect((await cli(['sources', 'disable', sourceId])).code).toBe(EXIT.ok);
+    const result = await cli(['sources', 'set-key', sourceId, '--api-key', apiKey]);
+    expect(result.code).toBe(EXIT.ok);
+    expect(result.err).toBe(
+      `The source is disabled: \`flowmeter sources enable ${sourceId}\` collects from it again`,
+    );
+  });
+
   it('set-key keeps the stored key when n8n rejects the new one, or the source is unknown', async () => {
     const { sourceId } = await addedSource();
     const before = (await stateOf(sourceId)).api_key_ciphertext;
@@ -384,6 +396,38 @@ describe('flowmeter sources enable, disable, set-key and reseal', () => {
       new RegExp(`1 source keys decrypt with none of FLOWMETER_ENCRYPTION_KEYS \\(${sourceId}\\)`),
     );
     expect((await stateOf(sourceId)).api_key_ciphertext).toBe(before);
+  });
+
+  it('reseal leaves a key replaced while it runs alone, and exits 1 until a run finds none', async () => {
+    const { tenant, sourceId } = await addedSource();
+    const newKeys = `k2:${randomBytes(32).toString('base64')},k1:${keyring.keys.get('k1')?.toString('base64')}`;
+    const replaced = sealApiKey(parseKeyring(newKeys), tenant.id, 'replaced-meanwhile');
+    // `sources set-key` holds the row between reseal's read and its write.
+    const holder = await superuser().connect();
+    try {
+      await holder.query('begin');
+      await holder.query('select 1 from public.n8n_sources where id = $1 for update', [sourceId]);
+      const run = cli(['sources', 'reseal', '--tenant', tenant.id, '--json'], {
+        env: { FLOWMETER_ENCRYPTION_KEYS: newKeys },
+      });
+      await waitForLockWait({ queryLike: 'set_n8n_source_key' });
+      await holder.query('update public.n8n_sources set api_key_ciphertext = $2 where id = $1', [
+        sourceId,
+        replaced,
+      ]);
+      await holder.query('commit');
+      const result = await run;
+      expect(result.code).toBe(EXIT.failed);
+      expect(JSON.parse(result.out)).toMatchObject({ resealed: 0, changedMeanwhile: 1 });
+    } finally {
+      await holder.query('rollback').catch(() => {});
+      holder.release();
+    }
+    expect((await stateOf(sourceId)).api_key_ciphertext).toBe(replaced);
+    const again = await cli(['sources', 'reseal', '--tenant', tenant.id], {
+      env: { FLOWMETER_ENCRYPTION_KEYS: newKeys },
+    });
+    expect(again.code).toBe(EXIT.ok);
   });
 
   it('a re-encryption never overwrites a key replaced since it was read', async () => {
