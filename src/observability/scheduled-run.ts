@@ -1,4 +1,4 @@
-import pRetry from 'p-retry';
+import pRetry, { AbortError } from 'p-retry';
 import type { Db } from '../db/client.ts';
 import type { Json } from '../db/database.types.ts';
 import type { Logger } from './logger.ts';
@@ -28,20 +28,21 @@ export async function recordedRun<T extends object>(
     if (!runId) return;
     await pRetry(
       async () => {
-        const { error: finishError } = await db.rpc('finish_scheduled_run', {
+        const { error: finishError, status } = await db.rpc('finish_scheduled_run', {
           id: runId,
           ok,
           ...(summary ? { summary: summary as Json } : {}),
           ...(message ? { error: message } : {}),
         });
-        if (finishError) throw new Error(finishError.message);
+        if (!finishError) return;
+        // No answer (status 0) or a server error may pass; the database refusing the call
+        // (a bad summary, a missing function) will refuse it again.
+        const failure = new Error(finishError.message);
+        throw status === 0 || status >= 500 ? failure : new AbortError(failure);
       },
       { retries: FINISH_RETRIES, minTimeout: 200, maxTimeout: 1000 },
-    ).catch((finishError: unknown) =>
-      log.error(
-        { error: finishError instanceof Error ? finishError.message : String(finishError) },
-        'could not record the run end',
-      ),
+    ).catch((finishError: Error) =>
+      log.error({ error: finishError.message }, 'could not record the run end'),
     );
   };
   try {

@@ -69,6 +69,27 @@ describe('recorded scheduled runs', () => {
       { ok: true, summary: { sent: 1 }, error: null, finished: true },
     ]);
   });
+
+  it('does not retry an end the database refuses: it would refuse it again', async () => {
+    const name = uniqueId('job').toLowerCase();
+    let attempts = 0;
+    const db = faultyDb(
+      rpcFetch((call, send) => {
+        if (call.fn !== 'finish_scheduled_run') return send();
+        attempts += 1;
+        return Promise.resolve(
+          Response.json(
+            { code: '22P02', message: 'invalid input syntax', details: null, hint: null },
+            { status: 400 },
+          ),
+        );
+      }),
+    );
+    await recordedRun({ db, functionName: name, log: silentLogger }, async () => ({ sent: 1 }));
+    expect(attempts).toBe(1);
+    expect(await runsOf(name)).toEqual([{ ok: null, summary: null, error: null, finished: false }]);
+    await superuser().query('delete from public.scheduled_runs where function_name = $1', [name]);
+  });
 });
 
 describe('scheduled functions in the operator status', () => {
