@@ -94,7 +94,7 @@ const connection = (tested: boolean, latest: N8nExecution | null) =>
 /** A source's URL, project and stored key, or a usage error naming the unknown id. */
 async function credentialsOf(database: Database, id: string) {
   const [source] = database.unwrap(
-    await database.db.rpc('n8n_source_credentials', { source_id: id }),
+    await database.db.rpc('n8n_source_credentials', { source_ids: [id] }),
   );
   if (!source) {
     throw new CliError(
@@ -371,7 +371,7 @@ export function registerSources(program: Command, ctx: CommandContext): void {
       const database = openDatabase(config);
       const tenantIds = await filteredTenantIds(database, options.tenant);
       const stored = database.unwrap(
-        await database.db.rpc('n8n_source_keys', tenantIds ? { tenant_ids: tenantIds } : {}),
+        await database.db.rpc('n8n_source_credentials', tenantIds ? { tenant_ids: tenantIds } : {}),
       );
       const due = stored.filter((s) => needsRotation(keyring, s.api_key_ciphertext));
       const summary = {

@@ -1379,20 +1379,12 @@ export type Database = {
         };
       };
       n8n_source_credentials: {
-        Args: { source_id: string };
+        Args: { source_ids?: string[]; tenant_ids?: string[] };
         Returns: {
           api_key_ciphertext: string;
           base_url: string;
           id: string;
           project_id: string;
-          tenant_id: string;
-        }[];
-      };
-      n8n_source_keys: {
-        Args: { tenant_ids?: string[] };
-        Returns: {
-          api_key_ciphertext: string;
-          id: string;
           tenant_id: string;
         }[];
       };

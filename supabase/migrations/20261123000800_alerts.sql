@@ -104,7 +104,8 @@ begin
     into plan_quota, plan_thresholds
   from public.tenants t
   join public.plans p on p.id = t.plan_id
-  where t.id = new.tenant_id and p.limit_policy <> 'unlimited';
+  where t.id = new.tenant_id;
+  -- No quota (an unlimited plan): nothing to alert on.
   if plan_quota is null then
     return null;
   end if;

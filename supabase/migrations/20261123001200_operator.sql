@@ -268,16 +268,23 @@ as $$
   order by t.name, s.base_url, s.id;
 $$;
 
--- What testing a source's connection needs: where it is and its sealed key (the caller
--- decrypts it with FLOWMETER_ENCRYPTION_KEYS). No row for an unknown id.
-create or replace function public.n8n_source_credentials(source_id uuid)
+-- Where sources are and their sealed keys (the caller decrypts them with
+-- FLOWMETER_ENCRYPTION_KEYS): these sources, or these tenants' (all by default), oldest
+-- first. For testing a connection, replacing a key, re-encrypting keys. No row for an
+-- unknown id.
+create or replace function public.n8n_source_credentials(
+  source_ids uuid[] default null,
+  tenant_ids uuid[] default null
+)
 returns table (id uuid, tenant_id uuid, base_url text, project_id text, api_key_ciphertext text)
 language sql stable
 set search_path = ''
 as $$
   select s.id, s.tenant_id, s.base_url, s.project_id, s.api_key_ciphertext
   from public.n8n_sources s
-  where s.id = n8n_source_credentials.source_id;
+  where (n8n_source_credentials.source_ids is null or s.id = any (n8n_source_credentials.source_ids))
+    and (n8n_source_credentials.tenant_ids is null or s.tenant_id = any (n8n_source_credentials.tenant_ids))
+  order by s.created_at, s.id;
 $$;
 
 -- Scheduled runs ----------------------------------------------------------------------
@@ -516,7 +523,7 @@ revoke execute on function
   public.add_tenant(text, text, text, text),
   public.list_tenants(text[]),
   public.list_n8n_sources(uuid[], uuid[]),
-  public.n8n_source_credentials(uuid),
+  public.n8n_source_credentials(uuid[], uuid[]),
   public.operator_status(uuid[], int, int)
   from public, anon, authenticated;
 grant execute on function
@@ -525,6 +532,6 @@ grant execute on function
   public.add_tenant(text, text, text, text),
   public.list_tenants(text[]),
   public.list_n8n_sources(uuid[], uuid[]),
-  public.n8n_source_credentials(uuid),
+  public.n8n_source_credentials(uuid[], uuid[]),
   public.operator_status(uuid[], int, int)
   to service_role;

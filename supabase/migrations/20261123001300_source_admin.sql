@@ -1,5 +1,6 @@
 -- Operator changes to a source after it was added: stop or resume collecting from it,
--- replace its n8n API key, and re-encrypt stored keys under a new encryption key.
+-- replace its n8n API key, and re-encrypt stored keys under a new encryption key (which
+-- reads them with n8n_source_credentials).
 
 -- Enables or disables collection from a source. A disabled source is never claimed by
 -- the collector; what it collected stays, and re-enabling resumes from where collection
@@ -45,21 +46,21 @@ as $$
 declare
   source public.n8n_sources;
 begin
-  select s.* into source from public.n8n_sources s
+  -- A concurrent write makes the update re-check its condition on the newest row version,
+  -- so the compare-and-set holds without an explicit lock.
+  update public.n8n_sources s set api_key_ciphertext = set_n8n_source_key.api_key_ciphertext
   where s.id = set_n8n_source_key.source_id
-  for update;
+    and (set_n8n_source_key.expected_ciphertext is null
+         or s.api_key_ciphertext = set_n8n_source_key.expected_ciphertext)
+  returning s.* into source;
   if not found then
+    if exists (select 1 from public.n8n_sources s where s.id = set_n8n_source_key.source_id) then
+      raise exception 'the key of n8n source % changed meanwhile', set_n8n_source_key.source_id
+        using errcode = 'PT409', hint = 'read it again';
+    end if;
     raise exception 'n8n source % not found', set_n8n_source_key.source_id
       using errcode = 'PT404', hint = 'flowmeter sources list shows the ids';
   end if;
-  if set_n8n_source_key.expected_ciphertext is not null
-     and source.api_key_ciphertext <> set_n8n_source_key.expected_ciphertext then
-    raise exception 'the key of n8n source % changed meanwhile', set_n8n_source_key.source_id
-      using errcode = 'PT409', hint = 'read it again';
-  end if;
-  update public.n8n_sources s set api_key_ciphertext = set_n8n_source_key.api_key_ciphertext
-  where s.id = set_n8n_source_key.source_id
-  returning s.* into source;
   if set_n8n_source_key.expected_ciphertext is null then
     update public.collector_source_state st set next_attempt_at = now()
     where st.source_id = set_n8n_source_key.source_id and st.next_attempt_at > now();
@@ -68,25 +69,11 @@ begin
 end;
 $$;
 
--- Every source's stored key (of these tenants; all by default) with the tenant it is bound
--- to, for re-encryption.
-create or replace function public.n8n_source_keys(tenant_ids uuid[] default null)
-returns table (id uuid, tenant_id uuid, api_key_ciphertext text)
-language sql stable
-set search_path = ''
-as $$
-  select s.id, s.tenant_id, s.api_key_ciphertext from public.n8n_sources s
-  where n8n_source_keys.tenant_ids is null or s.tenant_id = any (n8n_source_keys.tenant_ids)
-  order by s.created_at, s.id;
-$$;
-
 revoke execute on function
   public.set_n8n_source_enabled(uuid, boolean),
-  public.set_n8n_source_key(uuid, text, text),
-  public.n8n_source_keys(uuid[])
+  public.set_n8n_source_key(uuid, text, text)
   from public, anon, authenticated;
 grant execute on function
   public.set_n8n_source_enabled(uuid, boolean),
-  public.set_n8n_source_key(uuid, text, text),
-  public.n8n_source_keys(uuid[])
+  public.set_n8n_source_key(uuid, text, text)
   to service_role;
