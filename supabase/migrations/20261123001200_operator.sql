@@ -343,8 +343,9 @@ create index scheduled_runs_started_idx on public.scheduled_runs (started_at);
 -- timed out, so it failed, whatever it could not record. A plain view: inlined where used.
 create view private.scheduled_run_outcomes with (security_invoker = true) as
 select r.id, r.function_name, r.started_at, r.finished_at, r.summary,
-       coalesce(r.ok, case when r.started_at < now() - interval '15 minutes' then false end) as ok,
-       case when r.ok is null and r.started_at < now() - interval '15 minutes'
+       case when r.finished_at is null and r.started_at < now() - interval '15 minutes'
+            then false else r.ok end as ok,
+       case when r.finished_at is null and r.started_at < now() - interval '15 minutes'
             then 'did not finish: killed or timed out' else r.error end as error
 from public.scheduled_runs r;
 revoke all on private.scheduled_run_outcomes from public, anon, authenticated;

@@ -144,6 +144,25 @@ describe('scheduled functions in the operator status', () => {
     expect(of(running)).toMatchObject({ last_ok: null, failures_since_success: 0 });
   });
 
+  it('does not call a run that finished killed, even when it recorded no outcome', async () => {
+    // finish_scheduled_run accepts a null ok: finished is what tells killed runs apart.
+    const name = uniqueId('job').toLowerCase();
+    const status = await asRole('service_role', {}, async (db) => {
+      await db.query(
+        `insert into public.scheduled_runs (function_name, started_at, finished_at, ok)
+         values ($1, now() - interval '20 minutes', now() - interval '19 minutes', null)`,
+        [name],
+      );
+      const { rows } = await db.query('select public.operator_status() as status');
+      return rows[0].status as { scheduled_functions: Array<Record<string, unknown>> };
+    });
+    expect(status.scheduled_functions.find((f) => f.function_name === name)).toMatchObject({
+      last_ok: null,
+      last_error: null,
+      failures_since_success: 0,
+    });
+  });
+
   it('makes the status need attention when one of our scheduled functions fails', async () => {
     const status = await statusWith([
       { name: 'report-usage', minutesAgo: 70, ok: true },
