@@ -200,7 +200,7 @@ try {
   // The same path at a fixed arrival rate instead of as fast as it goes, at half and three
   // quarters of the throughput it reached at 16 concurrent: how long a runner waits on a
   // deployment with headroom, stalls included (see measureAtRate).
-  const capacity = at16('full path').perSecond;
+  const capacity = at16('full path:').perSecond;
   const paced: Series[] = [];
   for (const share of [0.5, 0.75]) {
     const rate = Math.round(capacity * share);
@@ -253,7 +253,7 @@ try {
     p99: (small.p99 + smallAgain.p99) / 2,
   };
 
-  const full16 = at16('full path');
+  const full16 = at16('full path:');
   const floor16 = at16('transport floor');
   // Little's law: with every party on the same cores, c requests in flight cannot average
   // less than c × (CPU per request) ÷ cores, however they are scheduled.

@@ -111,12 +111,14 @@ export function measureAtRate(
       // Timers fire late by a millisecond or more: send everything due by now.
       for (; sent < total && dueAt(sent) <= performance.now(); sent++) {
         const i = sent;
-        calls.push(
-          inFlight(async () => {
-            await task(i);
-            samples.push(performance.now() - dueAt(i));
-          }),
-        );
+        const call = inFlight(async () => {
+          await task(i);
+          samples.push(performance.now() - dueAt(i));
+        });
+        // Awaited below, after the last send: a failure meanwhile must not crash the
+        // process as unhandled (the bench's finally stops the stack).
+        call.catch(() => {});
+        calls.push(call);
       }
       if (sent < total) await setTimeout(Math.max(0, dueAt(sent) - performance.now()));
     }

@@ -41,6 +41,17 @@ describe('measureAtRate (open loop)', () => {
     });
   });
 
+  it('rejects with the first failure, once every call is sent, without an unhandled rejection', async () => {
+    // The first call fails while later ones are still waiting to be sent.
+    const task = async (i: number) => {
+      if (i === 0) throw new Error('503 from the handler');
+      await setTimeout(1);
+    };
+    await expect(measureAtRate('failing', 500, 2, 10, task)).rejects.toThrow(
+      '503 from the handler',
+    );
+  });
+
   it('counts a stall against every call it delays, from when each was due', async () => {
     // One call at a time, all due at once: the first holds the only slot, so each of the
     // others waits at least as long as it held it, and the median shows that wait.
