@@ -16,8 +16,10 @@ const cli = runCliWith;
 
 const recent = (s: number) => new Date(Date.now() - s * 1000).toISOString();
 
-/** A tenant and an n8n instance that knows `apiKey`, not yet a source. */
-async function instance(existing?: Awaited<ReturnType<typeof createTenant>>) {
+type Tenant = Awaited<ReturnType<typeof createTenant>>;
+
+/** A tenant (new, or `existing`) and an n8n instance that knows `apiKey`, not yet a source. */
+async function instance(existing?: Tenant) {
   const tenant = existing ?? (await createTenant());
   const apiKey = `n8n_api_${randomBytes(8).toString('hex')}`;
   const baseUrl = `https://${uniqueId('n8n')}.n8n.test`;
@@ -39,7 +41,8 @@ async function sourcesOf(tenantId: string) {
  * connection tested; with `storedKey`, that key is stored instead of the one the instance
  * accepts, untested.
  */
-async function addedSource(storedKey?: string, tenant?: Awaited<ReturnType<typeof createTenant>>) {
+async function addedSource(options: { storedKey?: string; tenant?: Tenant } = {}) {
+  const { storedKey, tenant } = options;
   const setup = await instance(tenant);
   const added = await cli([
     'sources',
@@ -305,7 +308,7 @@ describe('flowmeter sources enable, disable, set-key and reseal', () => {
   });
 
   it('set-key tests the new key, stores it encrypted and ends the failure backoff', async () => {
-    const { tenant, sourceId, apiKey, fake } = await addedSource('revoked-key');
+    const { tenant, sourceId, apiKey, fake } = await addedSource({ storedKey: 'revoked-key' });
     fake.addMany(2, (i) => ({ startedAt: recent(60 - i) }));
     expect((await cli(['collect', '--source', sourceId])).code).toBe(EXIT.failed);
     expect(await stateOf(sourceId)).toMatchObject({ due: false, consecutive_failures: 1 });
@@ -354,7 +357,7 @@ describe('flowmeter sources enable, disable, set-key and reseal', () => {
 
   it('reseal re-encrypts every key under the new first key; the old key can then go', async () => {
     const first = await addedSource();
-    await addedSource(undefined, first.tenant);
+    await addedSource({ tenant: first.tenant });
     const oldKeys = `k1:${keyring.keys.get('k1')?.toString('base64')}`;
     const newKeys = `k2:${randomBytes(32).toString('base64')},${oldKeys}`;
 

@@ -13,6 +13,7 @@ import {
   type TestSource,
   useN8nServer,
 } from '../support/collector.ts';
+import { releasedReservations } from '../support/enforcement.ts';
 import type { FakeExecutionInput, FakeFailure, FakeN8n } from '../support/fake-n8n.ts';
 import {
   barrier,
@@ -210,14 +211,6 @@ async function reserveRuns(tenantId: string, runs: number) {
     );
     expect(rows[0].reason).toBe('within_limit');
   }
-}
-
-async function releasedAsCollected(tenantId: string): Promise<number> {
-  const { rows } = await superuser().query(
-    "select count(*)::int as n from public.usage_reservations where tenant_id = $1 and release_reason = 'collected'",
-    [tenantId],
-  );
-  return rows[0].n;
 }
 
 /**
@@ -566,7 +559,7 @@ describe.concurrent('exactly once under random faults at the database boundary',
     const where = `seed ${seed} (page size ${pageSize}) ${log.join('; ')}`;
     expect(converged, where).toBe(true);
     await expectExact(source, where);
-    expect(await releasedAsCollected(source.tenantId), `${where}: released`).toBe(
+    expect(await releasedReservations(source.tenantId, 'collected'), `${where}: released`).toBe(
       Math.min(reserved, expectedBillable(source.fake)),
     );
     expect(

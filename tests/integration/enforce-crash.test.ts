@@ -24,6 +24,9 @@ let stack: LocalStack | undefined;
 let recovered: EmbeddedDatabase | undefined;
 
 afterAll(async () => {
+  // Whichever server is still up, the first (the test failed before its crash) or the
+  // recovered one, stops before its data folder goes.
+  await stack?.stop().catch(() => {});
   await recovered?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
@@ -96,6 +99,7 @@ describe('a database crash under asynchronous commit', () => {
     await runner.end().catch(() => {});
     // Its RPC endpoint and pool go with it; the server is already gone.
     await stack.stop().catch(() => {});
+    stack = undefined;
 
     // Restart on the same data folder: crash recovery replays what reached the WAL.
     recovered = await startPostgres({

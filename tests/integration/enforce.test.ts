@@ -1,13 +1,15 @@
 import { addMonths, subMonths } from 'date-fns';
 import { describe, expect, it } from 'vitest';
-import { type Decision, decisionSchema } from '../../src/enforcement/schema.ts';
+import { decisionSchema } from '../../src/enforcement/schema.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
 import {
   activeReservations,
+  askEnforce,
   currentCounters,
   enforceHandler,
   enforceRequest,
   expireReservations,
+  releasedReservations,
   runnerSecret,
   secondRunnerSecret,
   setCollectedUsage,
@@ -20,11 +22,8 @@ import { serviceClient, superuser } from '../support/stack.ts';
 const server = useN8nServer();
 const handler = enforceHandler();
 
-async function ask(tenant: string, extra: Record<string, unknown> = {}, h = handler) {
-  const response = await h(enforceRequest({ tenant, ...extra }));
-  const body = (await response.json()) as Decision & { error?: { code: string } };
-  return { status: response.status, body, headers: response.headers };
-}
+const ask = (tenant: string, extra: Record<string, unknown> = {}, h = handler) =>
+  askEnforce(tenant, extra, h);
 
 async function planWith(fields: Record<string, unknown>) {
   const plan = await createPlan();
@@ -278,11 +277,7 @@ describe('enforce: limits hold between collections', () => {
     expect(await activeReservations(source.tenantId)).toBe(1);
     const { body } = await ask(source.tenantId, { dryRun: true });
     expect(body.used).toBe(3); // 2 collected + 1 still reserved
-    const released = await superuser().query(
-      "select count(*)::int as n from public.usage_reservations where tenant_id = $1 and release_reason = 'collected'",
-      [source.tenantId],
-    );
-    expect(released.rows[0].n).toBe(2);
+    expect(await releasedReservations(source.tenantId, 'collected')).toBe(2);
   });
 
   it('expired reservations stop counting', async () => {
@@ -294,11 +289,7 @@ describe('enforce: limits hold between collections', () => {
     const after = await ask(tenant.id);
     expect(after.status).toBe(200);
     expect(after.body.used).toBe(1);
-    const { rows } = await superuser().query(
-      "select count(*)::int as n from public.usage_reservations where tenant_id = $1 and release_reason = 'expired'",
-      [tenant.id],
-    );
-    expect(rows[0].n).toBe(2);
+    expect(await releasedReservations(tenant.id, 'expired')).toBe(2);
   });
 });
 

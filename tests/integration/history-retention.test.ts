@@ -1,7 +1,6 @@
-import { describe, expect, it } from 'vitest';
-import type { Decision } from '../../src/enforcement/schema.ts';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
-import { currentCounters, enforceHandler, enforceRequest } from '../support/enforcement.ts';
+import { askEnforce, currentCounters } from '../support/enforcement.ts';
 import { waitForLockWait } from '../support/faults.ts';
 import { createPlan, createTenant } from '../support/fixtures.ts';
 import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
@@ -133,12 +132,6 @@ describe('history is pruned after the retention', () => {
 });
 
 describe('pruning never takes a reservation a retry brings back', () => {
-  const handler = enforceHandler();
-  const ask = async (tenant: string, runRef: string) => {
-    const response = await handler(enforceRequest({ tenant, runRef }));
-    return { status: response.status, body: (await response.json()) as Decision };
-  };
-
   /**
    * A tenant whose run `r` had its reservation expire long before the retention cutoff;
    * a transaction holds that reservation's row lock until `release()`, so the retry and
@@ -158,10 +151,16 @@ describe('pruning never takes a reservation a retry brings back', () => {
     await holder.query('select 1 from public.usage_reservations where id = $1 for update', [
       rows[0]?.id,
     ]);
+    let held = true;
     const release = async () => {
+      if (!held) return;
+      held = false;
       await holder.query('commit');
       holder.release();
     };
+    // A test that fails before releasing must not leave the lock (and a pool connection
+    // of the RPC endpoint, with the retry waiting on it) to the other files.
+    onTestFinished(release);
     return { tenant, id: Number(rows[0]?.id), release };
   }
 
@@ -186,7 +185,7 @@ describe('pruning never takes a reservation a retry brings back', () => {
 
   it('a retry that revives the reservation first keeps it', async () => {
     const { tenant, id, release } = await expiredLongAgo();
-    const retry = ask(tenant.id, 'r');
+    const retry = askEnforce(tenant.id, { runRef: 'r' });
     // The RPC endpoint's statement carries the arguments, so the tenant id finds it.
     await waitForLockWait({ queryLike: tenant.id });
     const pruning = await startPrune();
@@ -201,7 +200,7 @@ describe('pruning never takes a reservation a retry brings back', () => {
   it('a retry whose old reservation is pruned first reserves afresh', async () => {
     const { tenant, id, release } = await expiredLongAgo();
     const pruning = await startPrune();
-    const retry = ask(tenant.id, 'r');
+    const retry = askEnforce(tenant.id, { runRef: 'r' });
     await waitForLockWait({ queryLike: tenant.id });
     await release();
     const [answer] = await Promise.all([retry, pruning.done]);

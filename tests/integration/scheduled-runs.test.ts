@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { recordedRun } from '../../src/observability/scheduled-run.ts';
 import { type AttentionInputs, needsAttention } from '../../src/ops/attention.ts';
@@ -11,6 +11,18 @@ async function runsOf(functionName: string) {
     [functionName],
   );
   return rows;
+}
+
+/**
+ * A function name whose runs are deleted when the test ends, passed or not: other files
+ * read the status, and a failed or unfinished run left behind is not theirs to see.
+ */
+function forgottenAfterTest(): string {
+  const name = uniqueId('job').toLowerCase();
+  onTestFinished(async () => {
+    await superuser().query('delete from public.scheduled_runs where function_name = $1', [name]);
+  });
+  return name;
 }
 
 describe('recorded scheduled runs', () => {
@@ -36,7 +48,7 @@ describe('recorded scheduled runs', () => {
   });
 
   it('records a failed run with its error and rethrows', async () => {
-    const name = uniqueId('job').toLowerCase();
+    const name = forgottenAfterTest();
     await expect(
       recordedRun({ db: serviceClient(), functionName: name, log: silentLogger }, async () => {
         throw new Error('Stripe is down');
@@ -45,8 +57,6 @@ describe('recorded scheduled runs', () => {
     expect(await runsOf(name)).toEqual([
       { ok: false, summary: null, error: 'Stripe is down', finished: true },
     ]);
-    // Other files read the status; a failed run left behind is not theirs to see.
-    await superuser().query('delete from public.scheduled_runs where function_name = $1', [name]);
   });
 
   it.each([
@@ -71,7 +81,7 @@ describe('recorded scheduled runs', () => {
   });
 
   it('does not retry an end the database refuses: it would refuse it again', async () => {
-    const name = uniqueId('job').toLowerCase();
+    const name = forgottenAfterTest();
     let attempts = 0;
     const db = faultyDb(
       rpcFetch((call, send) => {
@@ -88,7 +98,6 @@ describe('recorded scheduled runs', () => {
     await recordedRun({ db, functionName: name, log: silentLogger }, async () => ({ sent: 1 }));
     expect(attempts).toBe(1);
     expect(await runsOf(name)).toEqual([{ ok: null, summary: null, error: null, finished: false }]);
-    await superuser().query('delete from public.scheduled_runs where function_name = $1', [name]);
   });
 });
 

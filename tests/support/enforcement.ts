@@ -3,6 +3,7 @@ import { createClient } from '@supabase/supabase-js';
 import type { Database } from '../../src/db/database.types.ts';
 import type { EnforceSettings } from '../../src/enforcement/enforce.ts';
 import { createEnforceHandler } from '../../src/enforcement/handler.ts';
+import type { Decision } from '../../src/enforcement/schema.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { serviceClient, superuser } from './stack.ts';
 
@@ -62,6 +63,32 @@ export async function setCollectedUsage(
        billable = excluded.billable, billable_success = excluded.billable_success`,
     [tenantId, billable, periodStart ?? null, periodEnd ?? null],
   );
+}
+
+let defaultHandler: ReturnType<typeof enforceHandler> | undefined;
+
+/** One runner request through the handler (default settings unless `handler` is given). */
+export async function askEnforce(
+  tenant: string,
+  extra: Record<string, unknown> = {},
+  handler = (defaultHandler ??=
+    enforceHandler()),
+) {
+  const response = await handler(enforceRequest({ tenant, ...extra }));
+  const body = (await response.json()) as Decision & { error?: { code: string } };
+  return { status: response.status, body, headers: response.headers };
+}
+
+/** How many of the tenant's reservations were released for this reason. */
+export async function releasedReservations(
+  tenantId: string,
+  reason: 'collected' | 'expired',
+): Promise<number> {
+  const { rows } = await superuser().query(
+    'select count(*)::int as n from public.usage_reservations where tenant_id = $1 and release_reason = $2',
+    [tenantId, reason],
+  );
+  return rows[0].n;
 }
 
 export async function activeReservations(tenantId: string): Promise<number> {
