@@ -126,6 +126,21 @@ describe('reporter', () => {
     expect(stripe.conflicts).toEqual([]);
   });
 
+  it('a retry after the idempotency key expired is refused as a duplicate and recorded as sent', async () => {
+    const stripe = fakeStripe();
+    const { tenantId, customer } = await meteredTenant(4);
+    stripe.failNext('drop_after');
+    expect((await run()).failed).toBe(1);
+    // A day later: the idempotency key is gone, the identifier is still known.
+    stripe.forgetIdempotencyKeys();
+    const retry = await run();
+    expect(retry).toMatchObject({ sent: 1, failed: 0 });
+    expect(stripe.totalFor(customer)).toBe(4);
+    expect(stripe.requests).toBe(2);
+    expect((await ledger(tenantId))[0].status).toBe('sent');
+    expect(stripe.conflicts).toEqual([]);
+  });
+
   it('records usage of a period whose invoice is final as late, and sends nothing for it', async () => {
     const stripe = fakeStripe();
     const { tenantId, customer } = await meteredTenant();

@@ -53,6 +53,11 @@ export class FakeStripe {
     this.nextFault = pick;
   }
 
+  /** Stripe keeps idempotency keys for 24 hours; identifiers it de-duplicates longer. */
+  forgetIdempotencyKeys() {
+    this.idempotent.clear();
+  }
+
   totalFor(customer: string): number {
     let total = 0;
     for (const e of this.accepted.values()) if (e.customer === customer) total += e.value;
