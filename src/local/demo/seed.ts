@@ -83,13 +83,14 @@ export async function seedDemo(options: {
   }
   const traffic: DemoTenantTraffic[] = [];
   const nonce = randomBytes(3).toString('hex');
+  const existing = new Map(
+    check('demo tenants', await db.rpc('list_tenants', { tenants: TENANTS.map((t) => t.ref) })).map(
+      (t) => [t.external_ref, t.id],
+    ),
+  );
   for (const tenant of TENANTS) {
-    const [existing] = check(
-      `demo tenant ${tenant.ref}`,
-      await db.rpc('list_tenants', { tenants: [tenant.ref] }),
-    );
     const tenantId =
-      existing?.id ??
+      existing.get(tenant.ref) ??
       check(
         `demo tenant ${tenant.ref}`,
         await db.rpc('add_tenant', {
