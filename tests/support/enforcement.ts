@@ -66,13 +66,16 @@ export async function setCollectedUsage(
 }
 
 let defaultHandler: ReturnType<typeof enforceHandler> | undefined;
+const sharedHandler = () => {
+  defaultHandler ??= enforceHandler();
+  return defaultHandler;
+};
 
 /** One runner request through the handler (default settings unless `handler` is given). */
 export async function askEnforce(
   tenant: string,
   extra: Record<string, unknown> = {},
-  handler = (defaultHandler ??=
-    enforceHandler()),
+  handler = sharedHandler(),
 ) {
   const response = await handler(enforceRequest({ tenant, ...extra }));
   const body = (await response.json()) as Decision & { error?: { code: string } };
