@@ -5,29 +5,6 @@
 -- Enforcement reads a plan's trial quota and grace days; meter reports read its Billing
 -- Meter.
 
--- A plan's defaults: n8n's own billable rule, alerts at 80 % and 100 %.
-
-create or replace function private.default_billable_modes()
-returns text[]
-language sql immutable
-set search_path = ''
-as $$ select array['cli', 'retry', 'trigger', 'webhook', 'evaluation'] $$;
-
-create or replace function private.default_billable_statuses()
-returns text[]
-language sql immutable
-set search_path = ''
-as $$ select array['success', 'error', 'crashed'] $$;
-
-create or replace function private.default_alert_thresholds()
-returns smallint[]
-language sql immutable
-set search_path = ''
-as $$ select array[80, 100]::smallint[] $$;
-
-grant execute on function private.default_billable_modes(), private.default_billable_statuses(),
-  private.default_alert_thresholds() to service_role;
-
 -- Plans -------------------------------------------------------------------------------
 
 create table public.plans (
@@ -49,10 +26,10 @@ create table public.plans (
   currency text not null default 'usd'
     constraint plans_currency_format check (currency ~ '^[a-z]{3}$'),
   -- n8n's own billable rule by default: production modes, finished statuses.
-  billable_modes text[] not null default private.default_billable_modes(),
-  billable_statuses text[] not null default private.default_billable_statuses(),
+  billable_modes text[] not null default array['cli', 'retry', 'trigger', 'webhook', 'evaluation'],
+  billable_statuses text[] not null default array['success', 'error', 'crashed'],
   -- Percentages of included_executions that raise an alert.
-  alert_thresholds smallint[] not null default private.default_alert_thresholds()
+  alert_thresholds smallint[] not null default array[80, 100]::smallint[]
     constraint plans_alert_thresholds_range check (
       array_position(alert_thresholds, null) is null
       and 0 < all (alert_thresholds) and 1000 >= all (alert_thresholds)

@@ -23,7 +23,7 @@ begin
   end if;
   if not exists (select 1 from public.plans p where p.id = upsert_plan_price.plan_id) then
     raise exception 'no plan has the id %', coalesce(quote_literal(upsert_plan_price.plan_id), 'null')
-      using hint = 'Create the plan first with upsert_plan.';
+      using hint = 'Create the plan first with set_plan.';
   end if;
 
   insert into public.plan_prices as pp (stripe_price_id, plan_id)

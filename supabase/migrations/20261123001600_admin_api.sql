@@ -7,65 +7,6 @@
 -- never touch the rows they report on: looking at usage does not expire reservations or
 -- create counters, unlike enforce_usage.
 
--- Creates the plan or replaces every field of an existing one.
-create or replace function public.upsert_plan(
-  id text,
-  name text,
-  limit_policy text default 'hard_limit',
-  included_executions bigint default null,
-  overage_unit_amount numeric default null,
-  currency text default 'usd',
-  -- null = the defaults (n8n's billable rule; alerts at 80 % and 100 %). Not written as
-  -- parameter defaults: those are evaluated with the caller's privileges before EXECUTE
-  -- is checked, so a refused caller would be told about the private helper instead.
-  billable_modes text[] default null,
-  billable_statuses text[] default null,
-  alert_thresholds smallint[] default null,
-  active boolean default true
-)
-returns public.plans
-language sql
-set search_path = ''
-as $$
-  insert into public.plans as p (
-    id, name, limit_policy, included_executions, overage_unit_amount, currency,
-    billable_modes, billable_statuses, alert_thresholds, active
-  )
-  values (
-    upsert_plan.id, upsert_plan.name, upsert_plan.limit_policy, upsert_plan.included_executions,
-    upsert_plan.overage_unit_amount, upsert_plan.currency,
-    coalesce(upsert_plan.billable_modes, private.default_billable_modes()),
-    coalesce(upsert_plan.billable_statuses, private.default_billable_statuses()),
-    coalesce(upsert_plan.alert_thresholds, private.default_alert_thresholds()),
-    upsert_plan.active
-  )
-  on conflict on constraint plans_pkey do update set
-    name = excluded.name,
-    limit_policy = excluded.limit_policy,
-    included_executions = excluded.included_executions,
-    overage_unit_amount = excluded.overage_unit_amount,
-    currency = excluded.currency,
-    billable_modes = excluded.billable_modes,
-    billable_statuses = excluded.billable_statuses,
-    alert_thresholds = excluded.alert_thresholds,
-    active = excluded.active
-  returning p.*;
-$$;
-
-create or replace function public.create_tenant(
-  name text,
-  plan_id text,
-  external_ref text default null
-)
-returns public.tenants
-language sql
-set search_path = ''
-as $$
-  insert into public.tenants (name, plan_id, external_ref)
-  values (create_tenant.name, create_tenant.plan_id, create_tenant.external_ref)
-  returning *;
-$$;
-
 -- Adds the user to the tenant, or changes the role of an existing member.
 create or replace function public.add_tenant_member(
   tenant_id uuid,
@@ -85,9 +26,9 @@ $$;
 -- Plans -------------------------------------------------------------------------------
 
 -- Creates the plan, or changes the given fields of an existing one; a null argument keeps
--- the field as it is (or takes the column default for a new plan). Optionally maps a
--- Stripe price to the plan, in the same transaction (upsert_plan_price). Unlike
--- upsert_plan, which replaces every field, this suits an operator changing one thing.
+-- the field as it is (or takes the column default for a new plan), so an operator changes
+-- one thing without restating the rest. Optionally maps a Stripe price to the plan, in
+-- the same transaction (upsert_plan_price).
 create or replace function public.set_plan(
   id text,
   name text default null,
@@ -100,7 +41,11 @@ create or replace function public.set_plan(
   grace_days int default null,
   stripe_meter_event_name text default null,
   stripe_meter_id text default null,
-  stripe_price_id text default null
+  stripe_price_id text default null,
+  -- Which executions count (null = n8n's own rule by default: production modes,
+  -- finished statuses).
+  billable_modes text[] default null,
+  billable_statuses text[] default null
 )
 returns public.plans
 language plpgsql
@@ -153,7 +98,9 @@ begin
     trial_included_executions = coalesce(set_plan.trial_included_executions, p.trial_included_executions),
     grace_days = coalesce(set_plan.grace_days, p.grace_days),
     stripe_meter_event_name = coalesce(set_plan.stripe_meter_event_name, p.stripe_meter_event_name),
-    stripe_meter_id = coalesce(set_plan.stripe_meter_id, p.stripe_meter_id)
+    stripe_meter_id = coalesce(set_plan.stripe_meter_id, p.stripe_meter_id),
+    billable_modes = coalesce(set_plan.billable_modes, p.billable_modes),
+    billable_statuses = coalesce(set_plan.billable_statuses, p.billable_statuses)
   where p.id = set_plan.id
   returning p.* into result;
 
@@ -198,8 +145,9 @@ $$;
 
 -- Tenants -----------------------------------------------------------------------------
 
--- create_tenant, plus the Stripe customer, with a message naming what is wrong instead of
--- a bare constraint violation. An unknown plan is PT404 (HTTP 404).
+-- Creates a tenant on a plan, optionally with its operator reference and Stripe customer,
+-- with a message naming what is wrong instead of a bare constraint violation. An unknown
+-- plan is PT404 (HTTP 404).
 create or replace function public.add_tenant(
   name text,
   plan_id text,
@@ -299,19 +247,15 @@ as $$
 $$;
 
 revoke execute on function
-  public.upsert_plan(text, text, text, bigint, numeric, text, text[], text[], smallint[], boolean),
-  public.create_tenant(text, text, text),
   public.add_tenant_member(uuid, uuid, text),
-  public.set_plan(text, text, text, bigint, numeric, text, smallint[], bigint, int, text, text, text),
+  public.set_plan(text, text, text, bigint, numeric, text, smallint[], bigint, int, text, text, text, text[], text[]),
   public.list_plans(text[]),
   public.add_tenant(text, text, text, text),
   public.list_tenants(text[])
   from public, anon, authenticated;
 grant execute on function
-  public.upsert_plan(text, text, text, bigint, numeric, text, text[], text[], smallint[], boolean),
-  public.create_tenant(text, text, text),
   public.add_tenant_member(uuid, uuid, text),
-  public.set_plan(text, text, text, bigint, numeric, text, smallint[], bigint, int, text, text, text),
+  public.set_plan(text, text, text, bigint, numeric, text, smallint[], bigint, int, text, text, text, text[], text[]),
   public.list_plans(text[]),
   public.add_tenant(text, text, text, text),
   public.list_tenants(text[])
