@@ -3,6 +3,7 @@ import type { PostgrestError } from '@supabase/supabase-js';
 import { Option } from 'commander';
 import { type ConfigError, parseEnv, supabaseEnvSchema } from '../config/env.ts';
 import { createServiceClient, type Db } from '../db/client.ts';
+import type { ErrorCode, Result } from '../domain/result.ts';
 import { environmentWithLocalStack } from '../local/local-env.ts';
 import { repeatable, schemas } from './arguments.ts';
 
@@ -38,6 +39,23 @@ export class CliError extends Error {
     this.name = 'CliError';
     this.exitCode = exitCode;
   }
+}
+
+/** The one place a service's failure code becomes the process's exit code. */
+const EXIT_FOR: Record<ErrorCode, ExitCode> = {
+  invalid_request: EXIT.usage,
+  unauthorized: EXIT.usage,
+  not_found: EXIT.usage,
+  unknown_tenant: EXIT.usage,
+  conflict: EXIT.usage,
+  unavailable: EXIT.unavailable,
+  internal: EXIT.failed,
+};
+
+/** A service's value; its failure ends the command with its message and mapped exit code. */
+export function valueOrExit<T>(result: Result<T>): T {
+  if (result.ok) return result.value;
+  throw new CliError(EXIT_FOR[result.error.code], result.error.message);
 }
 
 /** Set by a command whose work ran but did not all succeed; thrown errors need no call. */
