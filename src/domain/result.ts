@@ -11,7 +11,9 @@ export const ERROR_CODES = [
   'unknown_tenant',
   /** Another run or writer holds what this one needs (a lease, a newer version). */
   'conflict',
-  /** A dependency (the database, a provider) did not answer; trying again may succeed. */
+  /** A service the operation checks with (n8n, Stripe) refused or could not be reached. */
+  'upstream_failed',
+  /** Our own dependency (the database) did not answer; trying again may succeed. */
   'unavailable',
   'internal',
 ] as const;

@@ -15,6 +15,7 @@ export const ERROR_STATUS = {
   conflict: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  upstream_failed: 502,
   unavailable: 503,
   internal: 500,
 } as const satisfies Record<ErrorCode, number> & Record<string, number>;

@@ -16,7 +16,7 @@ describe('one mapper per transport for the closed set of failure codes', () => {
     expect(await success.json()).toEqual({ sent: 2 });
   });
 
-  it('gives every code an exit code: usage errors 2, unreachable services 3, the rest 1', () => {
+  it('gives every code an exit code: usage errors 2, an unreachable database 3, the rest 1', () => {
     const exitOf = (code: (typeof ERROR_CODES)[number]) => {
       try {
         valueOrExit(fail(code, 'no'));
@@ -30,6 +30,7 @@ describe('one mapper per transport for the closed set of failure codes', () => {
       not_found: EXIT.usage,
       unknown_tenant: EXIT.usage,
       conflict: EXIT.usage,
+      upstream_failed: EXIT.failed,
       unavailable: EXIT.unavailable,
       internal: EXIT.failed,
     });
