@@ -41,7 +41,7 @@ try {
   );
 
   const started = performance.now();
-  const summary = await runReporter({
+  const run = await runReporter({
     // The client the reporter function uses in production (rpcFetch included).
     db: createServiceClient({
       SUPABASE_URL: stack.supabaseUrl,
@@ -62,6 +62,8 @@ try {
     log: silentLogger,
   });
   const wallSeconds = (performance.now() - started) / 1000;
+  if (!run.ok) throw new Error(run.error.message);
+  const summary = run.value;
 
   // The busiest one-second window of arrivals at the endpoint.
   let busiest = 0;

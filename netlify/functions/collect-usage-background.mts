@@ -33,12 +33,13 @@ export default async (req: Request) => {
     deps.log.warn({ issues: parsed.error.issues }, 'background collection refused: bad body');
     return new Response('bad request', { status: 400 });
   }
-  await runCollection({
+  const result = await runCollection({
     ...deps,
     log: deps.log.child({ handed_off_by: parsed.data.run_id }),
     settings: collectionSettings(config, config.COLLECTOR_BACKGROUND_BUDGET_SECONDS),
     trigger: 'background',
     select: { leases: parsed.data.leases },
   });
+  if (!result.ok) deps.log.error({ error: result.error.message }, 'background collection failed');
   return new Response(null, { status: 202 });
 };

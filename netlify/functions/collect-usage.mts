@@ -6,13 +6,14 @@ import {
   runCollection,
 } from '../../src/collector/from-config.ts';
 import { loadCollectorConfig } from '../../src/config/env.ts';
+import { resultResponse } from '../../src/http/responses.ts';
 import { recordedRun } from '../../src/observability/scheduled-run.ts';
 
 /** Every 10 minutes: pull new n8n executions for every due source, within 30 s. */
 export default async () => {
   const config = loadCollectorConfig();
   const deps = collectorDependencies(config);
-  const summary = await recordedRun(
+  const result = await recordedRun(
     { db: deps.db, functionName: 'collect-usage', log: deps.log },
     (log) =>
       runCollection({
@@ -23,7 +24,7 @@ export default async () => {
         handOff: backgroundHandOff(config, log),
       }),
   );
-  return Response.json(summary);
+  return resultResponse(result);
 };
 
 export const config: Config = { schedule: '*/10 * * * *' };

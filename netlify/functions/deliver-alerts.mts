@@ -1,5 +1,7 @@
 import { alertDependencies, deliverAlerts } from '../../src/alerts/from-config.ts';
 import { loadAlertsConfig } from '../../src/config/alerts-env.ts';
+import { ok } from '../../src/domain/result.ts';
+import { resultResponse } from '../../src/http/responses.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
 import { recordedRun } from '../../src/observability/scheduled-run.ts';
 
@@ -10,11 +12,11 @@ import { recordedRun } from '../../src/observability/scheduled-run.ts';
 export default async () => {
   const config = loadAlertsConfig();
   const deps = alertDependencies(config, { log: createLogger(config.LOG_LEVEL) });
-  const summary = await recordedRun(
+  const result = await recordedRun(
     { db: deps.db, functionName: 'deliver-alerts', log: deps.log },
-    (log) => deliverAlerts({ ...deps, log }),
+    async (log) => ok(await deliverAlerts({ ...deps, log })),
   );
-  return Response.json(summary);
+  return resultResponse(result);
 };
 
 export const config = { schedule: '*/5 * * * *' };

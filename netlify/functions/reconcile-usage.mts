@@ -1,6 +1,8 @@
 import { reporterDependencies } from '../../src/billing/from-config.ts';
 import { runReconciliation, startOfLastMonth } from '../../src/billing/reconcile.ts';
 import { loadReconcileConfig } from '../../src/config/reporter-env.ts';
+import { ok } from '../../src/domain/result.ts';
+import { resultResponse } from '../../src/http/responses.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
 import { recordedRun } from '../../src/observability/scheduled-run.ts';
 
@@ -12,7 +14,7 @@ export default async () => {
   const config = loadReconcileConfig();
   const { db, stripe, log } = reporterDependencies(config, createLogger(config.LOG_LEVEL));
   const since = startOfLastMonth();
-  const summary = await recordedRun(
+  const outcome = await recordedRun(
     { db, functionName: 'reconcile-usage', log },
     async (runLog) => {
       const result = await runReconciliation({
@@ -22,12 +24,13 @@ export default async () => {
         since,
         repair: config.RECONCILE_REPAIR,
       });
-      return {
-        counterFindings: result.counterFindings.length,
-        stripeChecked: result.stripeChecked,
-        stripeFindings: result.stripeFindings.length,
-      };
+      if (!result.ok) return result;
+      return ok({
+        counterFindings: result.value.counterFindings.length,
+        stripeChecked: result.value.stripeChecked,
+        stripeFindings: result.value.stripeFindings.length,
+      });
     },
   );
-  return Response.json(summary);
+  return resultResponse(outcome);
 };

@@ -1,6 +1,7 @@
 import { reporterDependencies } from '../../src/billing/from-config.ts';
 import { runReporter } from '../../src/billing/report-usage.ts';
 import { loadReporterConfig } from '../../src/config/reporter-env.ts';
+import { resultResponse } from '../../src/http/responses.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
 import { recordedRun } from '../../src/observability/scheduled-run.ts';
 
@@ -11,9 +12,9 @@ import { recordedRun } from '../../src/observability/scheduled-run.ts';
 export default async () => {
   const config = loadReporterConfig();
   const deps = reporterDependencies(config, createLogger(config.LOG_LEVEL));
-  const summary = await recordedRun(
+  const result = await recordedRun(
     { db: deps.db, functionName: 'report-usage', log: deps.log },
     (log) => runReporter({ ...deps, log }),
   );
-  return Response.json(summary);
+  return resultResponse(result);
 };

@@ -1,6 +1,7 @@
 import type Stripe from 'stripe';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
+import { fail, ok, type Result } from '../domain/result.ts';
 import type { Logger } from '../observability/logger.ts';
 
 export type Finding = Database['public']['Tables']['reconciliation_findings']['Row'];
@@ -53,7 +54,9 @@ export function startOfLastMonth(now = new Date()): Date {
  * repairing it only when asked), then compares what Stripe accepted per customer and
  * period with Stripe's own meter event summaries.
  */
-export async function runReconciliation(input: ReconcileInput): Promise<ReconcileSummary> {
+export async function runReconciliation(
+  input: ReconcileInput,
+): Promise<Result<ReconcileSummary, 'unavailable'>> {
   const { db, stripe, log } = input;
   const now = input.now ?? Date.now;
   const { data: counterFindings, error } = await db.rpc('reconcile_counters', {
@@ -61,7 +64,7 @@ export async function runReconciliation(input: ReconcileInput): Promise<Reconcil
     repair: input.repair ?? false,
     ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
   });
-  if (error) throw new Error(`reconcile_counters failed: ${error.message}`);
+  if (error) return fail('unavailable', `reconcile_counters failed: ${error.message}`);
   for (const f of counterFindings ?? []) {
     log.error({ finding: f }, f.repaired ? 'counter drift repaired' : 'counter drift found');
   }
@@ -72,12 +75,14 @@ export async function runReconciliation(input: ReconcileInput): Promise<Reconcil
     stripeFindings: [],
     stripeSkipped: 0,
   };
-  if (!stripe) return summary;
+  if (!stripe) return ok(summary);
 
   const { data: totals, error: totalsError } = await db.rpc('sent_meter_totals', {
     since: input.since.toISOString(),
   });
-  if (totalsError) throw new Error(`sent_meter_totals failed: ${totalsError.message}`);
+  if (totalsError) {
+    return fail('unavailable', `sent_meter_totals failed: ${totalsError.message}`);
+  }
   const settle = input.settleMs ?? 3600_000;
   for (const total of totals ?? []) {
     if (input.tenantIds && !input.tenantIds.includes(total.tenant_id)) continue;
@@ -85,29 +90,31 @@ export async function runReconciliation(input: ReconcileInput): Promise<Reconcil
       summary.stripeSkipped += 1;
       continue;
     }
+    let atStripe: number;
     try {
-      const atStripe = await stripeTotal(
+      atStripe = await stripeTotal(
         stripe,
         total.stripe_meter_id,
         total.stripe_customer_id,
         total.period_start,
         total.period_end,
       );
-      summary.stripeChecked += 1;
-      if (atStripe === total.sent) continue;
-      const { data: finding, error: recordError } = await db.rpc('record_stripe_drift', {
-        tenant_id: total.tenant_id,
-        period_start: total.period_start,
-        expected: total.sent,
-        actual: atStripe,
-        detail: `flowmeter sent ${total.sent} for ${total.stripe_customer_id} on ${total.stripe_meter_id}; Stripe's summary says ${atStripe}`,
-      });
-      if (recordError) throw new Error(recordError.message);
-      if (finding) summary.stripeFindings.push(finding);
-      log.error({ total, atStripe }, 'Stripe disagrees with what was reported');
     } catch (stripeError) {
       log.warn({ total, error: (stripeError as Error).message }, 'could not compare with Stripe');
+      continue;
     }
+    summary.stripeChecked += 1;
+    if (atStripe === total.sent) continue;
+    log.error({ total, atStripe }, 'Stripe disagrees with what was reported');
+    const { data: finding, error: recordError } = await db.rpc('record_stripe_drift', {
+      tenant_id: total.tenant_id,
+      period_start: total.period_start,
+      expected: total.sent,
+      actual: atStripe,
+      detail: `flowmeter sent ${total.sent} for ${total.stripe_customer_id} on ${total.stripe_meter_id}; Stripe's summary says ${atStripe}`,
+    });
+    if (recordError) log.error({ total, error: recordError.message }, 'could not record the drift');
+    else if (finding) summary.stripeFindings.push(finding);
   }
-  return summary;
+  return ok(summary);
 }

@@ -4,6 +4,7 @@ import pThrottle from 'p-throttle';
 import type Stripe from 'stripe';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
+import { fail, ok, type Result } from '../domain/result.ts';
 import type { Logger } from '../observability/logger.ts';
 
 export type MeterReport = Database['public']['Tables']['meter_reports']['Row'];
@@ -74,7 +75,9 @@ export interface RunReporterInput {
  * limit, behind a circuit breaker, until the budget. One tenant's failure never stops the
  * others; what is not sent stays pending for the next run.
  */
-export async function runReporter(input: RunReporterInput): Promise<ReporterSummary> {
+export async function runReporter(
+  input: RunReporterInput,
+): Promise<Result<ReporterSummary, 'unavailable'>> {
   const { db, stripe, settings, log } = input;
   const now = input.now ?? Date.now;
   const deadline = now() + settings.budgetMs;
@@ -84,7 +87,7 @@ export async function runReporter(input: RunReporterInput): Promise<ReporterSumm
     finalization_grace_minutes: settings.finalizationGraceMinutes,
     ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
   });
-  if (error) throw new Error(`claim_meter_deltas failed: ${error.message}`);
+  if (error) return fail('unavailable', `claim_meter_deltas failed: ${error.message}`);
   const pending = reports ?? [];
   input.onProgress?.({ type: 'claimed', reports: pending.length });
   const summary: ReporterSummary = {
@@ -110,7 +113,7 @@ export async function runReporter(input: RunReporterInput): Promise<ReporterSumm
       { reports: summary.wouldSend },
       'dry run (no STRIPE_SECRET_KEY): these meter events would be sent',
     );
-    return summary;
+    return ok(summary);
   }
 
   const record = async (
@@ -195,5 +198,5 @@ export async function runReporter(input: RunReporterInput): Promise<ReporterSumm
   );
   breaker.shutdown();
   log.info({ ...summary, wouldSend: undefined }, 'reporter run finished');
-  return summary;
+  return ok(summary);
 }

@@ -1,6 +1,6 @@
 import type Stripe from 'stripe';
 import type { Db } from '../db/client.ts';
-import { fail, ok, type Result } from '../http/responses.ts';
+import { fail, ok, type Result } from '../domain/result.ts';
 
 /** The events that carry a subscription's whole state; every other type is acknowledged and ignored. */
 export const SUBSCRIPTION_EVENT_TYPES = [

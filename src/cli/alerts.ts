@@ -15,7 +15,8 @@ import {
   tenantFilterOption,
   valueOrStdin,
 } from './context.ts';
-import { cliLogger, count, printJson, renderTable, time } from './output.ts';
+import { addListCommand } from './list-command.ts';
+import { cliLogger, count, printJson, time } from './output.ts';
 
 const SLACK = 'a Slack incoming-webhook URL (https://hooks.slack.com/services/…)';
 const EMAIL = 'an e-mail address, like ops@example.com';
@@ -128,41 +129,38 @@ export function registerAlerts(program: Command, ctx: CommandContext): void {
       );
     });
 
-  channels
-    .command('list')
-    .description('channels with what each has delivered (Slack webhook URLs shortened: secrets)')
-    .addOption(tenantFilterOption(' (and the global channels)'))
-    .option('--json', 'print JSON on stdout')
-    .action(async (options: { tenant?: string[]; json?: boolean }) => {
-      const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
-      const tenantIds = await filteredTenantIds(database, options.tenant);
-      const rows = database.unwrap(
+  addListCommand(channels, ctx, {
+    description: 'channels with what each has delivered (Slack webhook URLs shortened: secrets)',
+    tenantFilter: { note: ' (and the global channels)' },
+    load: async (database, tenantIds) =>
+      database.unwrap(
         await database.db.rpc('list_alert_channels', tenantIds ? { tenant_ids: tenantIds } : {}),
-      );
-      if (options.json) return printJson(io, rows);
-      if (rows.length === 0) {
-        io.out(
-          'No alert channels: add one with `flowmeter alerts channels add --kind slack --target -`.',
-        );
-        return;
-      }
-      io.out(
-        renderTable(
-          ['id', 'tenant', 'kind', 'target', 'enabled', 'delivered', 'pending', 'given up', 'last'],
-          rows.map((c) => [
-            c.id,
-            c.tenant_name ?? '(all tenants)',
-            c.kind,
-            c.target,
-            c.enabled ? 'yes' : 'no',
-            count(c.delivered),
-            count(c.pending),
-            count(c.given_up),
-            c.last_delivered_at ? time(c.last_delivered_at) : 'never',
-          ]),
-        ),
-      );
-    });
+      ),
+    empty:
+      'No alert channels: add one with `flowmeter alerts channels add --kind slack --target -`.',
+    columns: [
+      'id',
+      'tenant',
+      'kind',
+      'target',
+      'enabled',
+      'delivered',
+      'pending',
+      'given up',
+      'last',
+    ],
+    row: (c) => [
+      c.id,
+      c.tenant_name ?? '(all tenants)',
+      c.kind,
+      c.target,
+      c.enabled ? 'yes' : 'no',
+      count(c.delivered),
+      count(c.pending),
+      count(c.given_up),
+      c.last_delivered_at ? time(c.last_delivered_at) : 'never',
+    ],
+  });
 
   for (const [name, enabled] of [
     ['enable', true],

@@ -3,7 +3,7 @@ import { collectionSettings, collectorDependencies } from '../collector/from-con
 import { type RunSummary, runCollection, type SourceEvent } from '../collector/run-collection.ts';
 import type { CollectorConfig } from '../config/env.ts';
 import { createLogger } from '../observability/pino-logger.ts';
-import type { CliIo } from './context.ts';
+import { type CliIo, valueOrExit } from './context.ts';
 import { createProgress, isTerminal } from './progress.ts';
 
 export interface CollectOptions {
@@ -64,7 +64,7 @@ export async function collectNow(
 ): Promise<RunSummary> {
   const deps = collectorDependencies(config, { log: createLogger('silent') });
   const progress = options.json ? undefined : progressPrinter(io);
-  const summary = await runCollection({
+  const result = await runCollection({
     ...deps,
     // No 30-second limit here: an operator's run may take as long as the backlog needs.
     settings: collectionSettings(config, 24 * 3600),
@@ -72,6 +72,7 @@ export async function collectNow(
     ...(options.source?.length ? { select: { sourceIds: options.source } } : {}),
     onSourceEvent: progress?.report,
   }).finally(() => progress?.stop());
+  const summary = valueOrExit(result);
   if (options.json) io.out(JSON.stringify(summary, null, 2));
   else {
     io.err(

@@ -3,6 +3,8 @@ import type { PostgrestError } from '@supabase/supabase-js';
 import { Option } from 'commander';
 import { type ConfigError, parseEnv, supabaseEnvSchema } from '../config/env.ts';
 import { createServiceClient, type Db } from '../db/client.ts';
+import { isRpcFailure, type RpcFailureDetails, rpcResult } from '../db/rpc-result.ts';
+import type { ErrorCode, Result } from '../domain/result.ts';
 import { environmentWithLocalStack } from '../local/local-env.ts';
 import { repeatable, schemas } from './arguments.ts';
 
@@ -40,6 +42,24 @@ export class CliError extends Error {
   }
 }
 
+/** The one place a service's failure code becomes the process's exit code. */
+const EXIT_FOR: Record<ErrorCode, ExitCode> = {
+  invalid_request: EXIT.usage,
+  unauthorized: EXIT.usage,
+  not_found: EXIT.usage,
+  unknown_tenant: EXIT.usage,
+  conflict: EXIT.usage,
+  upstream_failed: EXIT.failed,
+  unavailable: EXIT.unavailable,
+  internal: EXIT.failed,
+};
+
+/** A service's value; its failure ends the command with its message and mapped exit code. */
+export function valueOrExit<T>(result: Result<T>): T {
+  if (result.ok) return result.value;
+  throw new CliError(EXIT_FOR[result.error.code], result.error.message);
+}
+
 /** Set by a command whose work ran but did not all succeed; thrown errors need no call. */
 export interface CommandContext {
   io: CliIo;
@@ -64,9 +84,9 @@ export function configHint(error: ConfigError): string | undefined {
 }
 
 export interface CallHints {
-  /** Added to a "not found" (404) answer: how to find the right id. */
+  /** Added to a "not found" answer: how to find the right id. */
   notFound?: string;
-  /** Added to a "conflict" (409) answer: what already exists and what to do. */
+  /** Added to a "conflict" answer: what already exists and what to do. */
   conflict?: string;
 }
 
@@ -77,6 +97,46 @@ export interface Database {
     response: { data: T | null; error: PostgrestError | null; status: number },
     hints?: CallHints,
   ): T;
+  /** A service's value; its failure throws a CliError with the right exit code, as unwrap. */
+  valueOrExit<T>(result: Result<T>, hints?: CallHints): T;
+}
+
+/** A failed database call as the operator should read it: what to check, or what was refused. */
+function databaseError(
+  supabaseUrl: string,
+  { status, error }: RpcFailureDetails,
+  hints: CallHints,
+): CliError {
+  if (status === 0 || status === 502 || status === 503 || status === 504) {
+    const cause = /Caused by: (.*)/.exec(error.details)?.[1] ?? error.message;
+    return new CliError(
+      EXIT.unavailable,
+      `could not reach the database at ${supabaseUrl} (${status === 0 ? cause : `HTTP ${status}`}). Is it running (\`npm start\` locally), and is SUPABASE_URL right?`,
+    );
+  }
+  // The command's hint, where it has one, says more than the function's generic one.
+  const explain = (commandHint?: string) =>
+    [error.message, error.details, commandHint ?? error.hint]
+      .filter(Boolean)
+      .map((part) => part.replace(/\.$/, ''))
+      .join(': ');
+  if (status === 401 || status === 403) {
+    return new CliError(
+      EXIT.usage,
+      `the database refused the key (${status}: ${error.message}): SUPABASE_SERVICE_ROLE_KEY must be the project's service_role key; see .env.example`,
+    );
+  }
+  if (error.code === 'PGRST202') {
+    return new CliError(
+      EXIT.failed,
+      `the database lacks a function the CLI needs (${error.message}): apply the migrations in supabase/migrations (supabase db push)`,
+    );
+  }
+  if (status === 404) return new CliError(EXIT.usage, explain(hints.notFound));
+  if (status === 409) return new CliError(EXIT.usage, explain(hints.conflict));
+  // 400: a function refused its arguments (P0001, a check or format error); nothing changed.
+  if (status === 400) return new CliError(EXIT.usage, explain());
+  return new CliError(EXIT.failed, `the database failed (${status}): ${explain()}`);
 }
 
 export function openDatabase(config: {
@@ -84,43 +144,17 @@ export function openDatabase(config: {
   SUPABASE_SERVICE_ROLE_KEY: string;
 }): Database {
   const db = createServiceClient(config);
+  const orExit = <T>(result: Result<T>, hints: CallHints = {}): T => {
+    if (result.ok) return result.value;
+    const { code, message, details } = result.error;
+    if (isRpcFailure(details)) throw databaseError(config.SUPABASE_URL, details, hints);
+    const hint = code === 'not_found' ? hints.notFound : code === 'conflict' ? hints.conflict : '';
+    throw new CliError(EXIT_FOR[code], hint ? `${message}: ${hint}` : message);
+  };
   return {
     db,
-    unwrap(response, hints = {}) {
-      const { error, status } = response;
-      if (!error) return response.data as NonNullable<typeof response.data>;
-      // supabase-js answers status 0 when the request never got a response.
-      if (status === 0 || status === 502 || status === 503 || status === 504) {
-        const cause = /Caused by: (.*)/.exec(error.details)?.[1] ?? error.message;
-        throw new CliError(
-          EXIT.unavailable,
-          `could not reach the database at ${config.SUPABASE_URL} (${status === 0 ? cause : `HTTP ${status}`}). Is it running (\`npm start\` locally), and is SUPABASE_URL right?`,
-        );
-      }
-      // The command's hint, where it has one, says more than the function's generic one.
-      const explain = (commandHint?: string) =>
-        [error.message, error.details, commandHint ?? error.hint]
-          .filter(Boolean)
-          .map((part) => part.replace(/\.$/, ''))
-          .join(': ');
-      if (status === 401 || status === 403) {
-        throw new CliError(
-          EXIT.usage,
-          `the database refused the key (${status}: ${error.message}): SUPABASE_SERVICE_ROLE_KEY must be the project's service_role key; see .env.example`,
-        );
-      }
-      if (error.code === 'PGRST202') {
-        throw new CliError(
-          EXIT.failed,
-          `the database lacks a function the CLI needs (${error.message}): apply the migrations in supabase/migrations (supabase db push)`,
-        );
-      }
-      if (status === 404) throw new CliError(EXIT.usage, explain(hints.notFound));
-      if (status === 409) throw new CliError(EXIT.usage, explain(hints.conflict));
-      // 400: a function refused its arguments (P0001, a check or format error); nothing changed.
-      if (status === 400) throw new CliError(EXIT.usage, explain());
-      throw new CliError(EXIT.failed, `the database failed (${status}): ${explain()}`);
-    },
+    valueOrExit: orExit,
+    unwrap: (response, hints) => orExit(rpcResult(response), hints),
   };
 }
 

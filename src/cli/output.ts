@@ -8,7 +8,7 @@ import type { CliIo } from './context.ts';
  * stays readable.
  */
 
-type Cell = string | number | boolean | null | undefined;
+export type Cell = string | number | boolean | null | undefined;
 
 const plain = { head: [], border: [] };
 /** Box drawing without a rule between rows: denser, and still clear. */

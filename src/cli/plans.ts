@@ -9,7 +9,8 @@ import {
   loadSupabaseConfig,
   openDatabase,
 } from './context.ts';
-import { count, printJson, renderRecord, renderTable } from './output.ts';
+import { addListCommand } from './list-command.ts';
+import { count, printJson, renderRecord } from './output.ts';
 
 type PlanRow = Awaited<ReturnType<typeof listPlans>>[number];
 
@@ -60,35 +61,23 @@ export function registerPlans(program: Command, ctx: CommandContext): void {
   const { io } = ctx;
   const plans = program.command('plans').description('commercial plans: quota, policy, pricing');
 
-  plans
-    .command('list')
-    .description('every plan, with its Stripe prices and number of tenants')
-    .option('--json', 'print JSON on stdout')
-    .action(async (options: { json?: boolean }) => {
-      const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
-      const rows = await listPlans(database);
-      if (options.json) return printJson(io, rows);
-      if (rows.length === 0) {
-        io.out('No plans yet: create one with `flowmeter plans set <id> --name … --included N`.');
-        return;
-      }
-      io.out(
-        renderTable(
-          ['id', 'name', 'policy', 'included', 'overage', 'alerts', 'trial', 'meter', 'tenants'],
-          rows.map((p) => [
-            p.id,
-            p.name,
-            p.limit_policy,
-            count(p.included_executions),
-            price(p),
-            p.alert_thresholds.join(','),
-            count(p.trial_included_executions),
-            p.stripe_meter_event_name,
-            p.tenants,
-          ]),
-        ),
-      );
-    });
+  addListCommand(plans, ctx, {
+    description: 'every plan, with its Stripe prices and number of tenants',
+    load: (database) => listPlans(database),
+    empty: 'No plans yet: create one with `flowmeter plans set <id> --name … --included N`.',
+    columns: ['id', 'name', 'policy', 'included', 'overage', 'alerts', 'trial', 'meter', 'tenants'],
+    row: (p) => [
+      p.id,
+      p.name,
+      p.limit_policy,
+      count(p.included_executions),
+      price(p),
+      p.alert_thresholds.join(','),
+      count(p.trial_included_executions),
+      p.stripe_meter_event_name,
+      p.tenants,
+    ],
+  });
 
   plans
     .command('set')

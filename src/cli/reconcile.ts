@@ -10,6 +10,7 @@ import {
   loadEnvironment,
   openDatabase,
   tenantFilterOption,
+  valueOrExit,
 } from './context.ts';
 import { cliLogger, count, printJson, renderTable, short, time } from './output.ts';
 
@@ -40,14 +41,16 @@ export function registerReconcile(program: Command, ctx: CommandContext): void {
       const database = openDatabase(config);
       const tenantIds = await filteredTenantIds(database, options.tenant);
       const since = options.since ?? startOfLastMonth();
-      const summary = await runReconciliation({
-        db: database.db,
-        stripe: stripeClientFrom(config),
-        log: cliLogger(io.err),
-        since,
-        repair: options.repair ?? false,
-        ...(tenantIds ? { tenantIds } : {}),
-      });
+      const summary = valueOrExit(
+        await runReconciliation({
+          db: database.db,
+          stripe: stripeClientFrom(config),
+          log: cliLogger(io.err),
+          since,
+          repair: options.repair ?? false,
+          ...(tenantIds ? { tenantIds } : {}),
+        }),
+      );
 
       const findings = [...summary.counterFindings, ...summary.stripeFindings];
       if (findings.some((f) => !f.repaired)) ctx.exit(EXIT.failed);

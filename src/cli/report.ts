@@ -10,6 +10,7 @@ import {
   loadEnvironment,
   openDatabase,
   tenantFilterOption,
+  valueOrExit,
 } from './context.ts';
 import { cliLogger, count, printJson, renderTable, time } from './output.ts';
 import { createProgress } from './progress.ts';
@@ -48,7 +49,7 @@ export function registerReport(program: Command, ctx: CommandContext): void {
         options.json || options.dryRun
           ? undefined
           : createProgress(io, 'reporting', 'meter events');
-      const summary = await runReporter({
+      const result = await runReporter({
         db: database.db,
         stripe: options.dryRun ? null : stripeClientFrom(config),
         // No 30-second function limit here: an operator's run may take what the backlog needs.
@@ -62,6 +63,7 @@ export function registerReport(program: Command, ctx: CommandContext): void {
             }
           : {}),
       }).finally(() => progress?.stop());
+      const summary = valueOrExit(result);
 
       if (!summary.dryRun && (summary.failed > 0 || summary.deferred > 0)) ctx.exit(EXIT.failed);
       if (options.json) return printJson(io, summary);

@@ -9,7 +9,8 @@ import {
   resolveTenant,
   type TenantRow,
 } from './context.ts';
-import { count, printJson, renderRecord, renderTable, time } from './output.ts';
+import { addListCommand } from './list-command.ts';
+import { count, printJson, renderRecord, time } from './output.ts';
 
 const usedOfQuota = (t: TenantRow) =>
   t.quota === null ? `${count(t.used)} (unlimited)` : `${count(t.used)} / ${count(t.quota)}`;
@@ -89,34 +90,22 @@ export function registerTenants(program: Command, ctx: CommandContext): void {
       },
     );
 
-  tenants
-    .command('list')
-    .description("every tenant, with its plan and this period's usage")
-    .option('--json', 'print JSON on stdout')
-    .action(async (options: { json?: boolean }) => {
-      const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
-      const rows = await listTenants(database);
-      if (options.json) return printJson(io, rows);
-      if (rows.length === 0) {
-        io.out('No tenants yet: add one with `flowmeter tenants add <name> --plan <id>`.');
-        return;
-      }
-      io.out(
-        renderTable(
-          ['id', 'name', 'external ref', 'plan', 'subscription', 'sources', 'used / quota', '%'],
-          rows.map((t) => [
-            t.id,
-            t.name,
-            t.external_ref,
-            t.plan_id,
-            t.subscription_status,
-            t.sources,
-            usedOfQuota(t),
-            percent(t),
-          ]),
-        ),
-      );
-    });
+  addListCommand(tenants, ctx, {
+    description: "every tenant, with its plan and this period's usage",
+    load: (database) => listTenants(database),
+    empty: 'No tenants yet: add one with `flowmeter tenants add <name> --plan <id>`.',
+    columns: ['id', 'name', 'external ref', 'plan', 'subscription', 'sources', 'used / quota', '%'],
+    row: (t) => [
+      t.id,
+      t.name,
+      t.external_ref,
+      t.plan_id,
+      t.subscription_status,
+      t.sources,
+      usedOfQuota(t),
+      percent(t),
+    ],
+  });
 
   tenants
     .command('usage')

@@ -1,6 +1,7 @@
 import pLimit from 'p-limit';
 import type { Keyring } from '../crypto/keyring.ts';
 import type { Db } from '../db/client.ts';
+import { fail, ok, type Result } from '../domain/result.ts';
 import { openApiKey } from '../n8n/api-key.ts';
 import type { N8nClient } from '../n8n/client.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -59,23 +60,25 @@ export interface RunSummary {
   errors: Array<{ source_id: string; tenant_id: string; error: string }>;
 }
 
-async function selectSources(input: RunCollectionInput): Promise<ClaimedSource[]> {
+async function selectSources(
+  input: RunCollectionInput,
+): Promise<Result<ClaimedSource[], 'unavailable'>> {
   const { db, settings, select } = input;
   if (select && 'leases' in select) {
     const { data, error } = await db.rpc('resume_collector_sources', {
       source_ids: select.leases.map((l) => l.source_id),
       lease_tokens: select.leases.map((l) => l.lease_token),
     });
-    if (error) throw new Error(`resume_collector_sources failed: ${error.message}`);
-    return data ?? [];
+    if (error) return fail('unavailable', `resume_collector_sources failed: ${error.message}`);
+    return ok(data ?? []);
   }
   const { data, error } = await db.rpc('claim_collector_sources', {
     lease_seconds: settings.leaseSeconds,
     max_sources: settings.maxSources,
     ...(select ? { source_ids: select.sourceIds, ignore_schedule: true } : {}),
   });
-  if (error) throw new Error(`claim_collector_sources failed: ${error.message}`);
-  return data ?? [];
+  if (error) return fail('unavailable', `claim_collector_sources failed: ${error.message}`);
+  return ok(data ?? []);
 }
 
 /**
@@ -83,7 +86,9 @@ async function selectSources(input: RunCollectionInput): Promise<ClaimedSource[]
  * source), syncs them through a bounded pool until the budget, hands unfinished walks to
  * a background worker, and records the run. One failing source never stops the others.
  */
-export async function runCollection(input: RunCollectionInput): Promise<RunSummary> {
+export async function runCollection(
+  input: RunCollectionInput,
+): Promise<Result<RunSummary, 'unavailable'>> {
   const { db, settings, log } = input;
   const now = input.now ?? Date.now;
   const started = now();
@@ -92,7 +97,9 @@ export async function runCollection(input: RunCollectionInput): Promise<RunSumma
   const { data: runId, error: startError } = await db.rpc('start_collector_run', {
     trigger: input.trigger,
   });
-  if (startError || !runId) throw new Error(`start_collector_run failed: ${startError?.message}`);
+  if (startError || !runId) {
+    return fail('unavailable', `start_collector_run failed: ${startError?.message ?? 'no run id'}`);
+  }
   const runLog = log.child({ run_id: runId, trigger: input.trigger });
 
   if (input.trigger === 'schedule') {
@@ -111,7 +118,9 @@ export async function runCollection(input: RunCollectionInput): Promise<RunSumma
     }
   }
 
-  const sources = await selectSources(input);
+  const selected = await selectSources(input);
+  if (!selected.ok) return selected;
+  const sources = selected.value;
   input.onSourceEvent?.({ type: 'claimed', sources });
   runLog.info({ sources: sources.length }, 'sources claimed');
 
@@ -208,5 +217,5 @@ export async function runCollection(input: RunCollectionInput): Promise<RunSumma
   });
   if (finishError) runLog.error({ error: finishError.message }, 'could not record the run');
   runLog.info({ ...summary, duration_ms: now() - started }, 'collector run finished');
-  return summary;
+  return ok(summary);
 }

@@ -1,5 +1,7 @@
+import type { PostgrestError } from '@supabase/supabase-js';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
+import { type Failure, fail, ok, type Result } from '../domain/result.ts';
 import { N8nApiError, type N8nClient } from '../n8n/client.ts';
 import type { N8nExecution } from '../n8n/schemas.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -46,7 +48,14 @@ interface IngestSummary {
   billable: number;
 }
 
-class LeaseLost extends Error {}
+/** Why a step stopped: another run took the lease (conflict), or the database failed. */
+type StepResult<T> = Result<T, 'conflict' | 'unavailable'>;
+
+function databaseFailure(fn: string, error: PostgrestError): StepResult<never> {
+  return error.code === 'PT409'
+    ? fail('conflict', error.message)
+    : fail('unavailable', `${fn} failed: ${error.message}`);
+}
 
 type IngestArgs = Database['public']['Functions']['ingest_execution_page']['Args'];
 
@@ -55,7 +64,7 @@ async function ingest(
   executions: N8nExecution[],
   walk: object | null,
   holes: number[] = [],
-): Promise<IngestSummary> {
+): Promise<StepResult<IngestSummary>> {
   const { data, error } = await input.db.rpc('ingest_execution_page', {
     source_id: input.source.source_id,
     lease_token: input.source.lease_token,
@@ -63,21 +72,22 @@ async function ingest(
     ...(walk ? { walk: walk as IngestArgs['walk'] } : {}),
     ...(holes.length ? { holes } : {}),
   });
-  if (error?.code === 'PT409') throw new LeaseLost(error.message);
-  if (error) throw new Error(`ingest_execution_page failed: ${error.message}`);
-  return data as unknown as IngestSummary;
+  if (error) return databaseFailure('ingest_execution_page', error);
+  return ok(data as unknown as IngestSummary);
 }
 
 /** Re-fetches executions that were unfinished; gives up on vanished and too-old ones. */
-async function revisitOpenExecutions(input: SyncSourceInput, stats: SyncStats): Promise<void> {
+async function revisitOpenExecutions(
+  input: SyncSourceInput,
+  stats: SyncStats,
+): Promise<StepResult<void>> {
   const { db, source, n8n, settings, now } = input;
   const { data: open, error } = await db.rpc('list_open_executions', {
     source_id: source.source_id,
     lease_token: source.lease_token,
     max_rows: settings.revisitBatch,
   });
-  if (error?.code === 'PT409') throw new LeaseLost(error.message);
-  if (error) throw new Error(`list_open_executions failed: ${error.message}`);
+  if (error) return databaseFailure('list_open_executions', error);
 
   const seen: N8nExecution[] = [];
   const vanished: number[] = [];
@@ -96,9 +106,10 @@ async function revisitOpenExecutions(input: SyncSourceInput, stats: SyncStats): 
     else vanished.push(row.execution_id);
   }
   if (seen.length) {
-    const summary = await ingest(input, seen, null);
-    stats.executionsIngested += summary.inserted;
-    stats.billableCounted += summary.billable;
+    const ingested = await ingest(input, seen, null);
+    if (!ingested.ok) return ingested;
+    stats.executionsIngested += ingested.value.inserted;
+    stats.billableCounted += ingested.value.billable;
   }
   if (vanished.length || abandoned.length || notFound.length) {
     const { error: closeError } = await db.rpc('close_open_executions', {
@@ -108,12 +119,12 @@ async function revisitOpenExecutions(input: SyncSourceInput, stats: SyncStats): 
       abandoned,
       not_found: notFound,
     });
-    if (closeError?.code === 'PT409') throw new LeaseLost(closeError.message);
-    if (closeError) throw new Error(`close_open_executions failed: ${closeError.message}`);
+    if (closeError) return databaseFailure('close_open_executions', closeError);
     if (vanished.length || abandoned.length) {
       input.log.warn({ vanished, abandoned }, 'gave up on open executions');
     }
   }
+  return ok(undefined);
 }
 
 /**
@@ -125,6 +136,16 @@ async function revisitOpenExecutions(input: SyncSourceInput, stats: SyncStats): 
 export async function syncSource(input: SyncSourceInput): Promise<SourceOutcome> {
   const { source, n8n, now, log } = input;
   const stats: SyncStats = { pages: 0, executionsIngested: 0, billableCounted: 0 };
+  const stopped = (failure: Failure<'conflict' | 'unavailable'>): SourceOutcome => {
+    if (failure.code === 'conflict') {
+      log.warn(
+        { reason: failure.message },
+        'lease lost; leaving the source to the run that holds it',
+      );
+      return { status: 'lease_lost', ...stats };
+    }
+    return { status: 'failed', error: failure.message, ...stats };
+  };
   try {
     const backfillFrom = source.backfill_from ? new Date(source.backfill_from) : null;
     let position: WalkPosition = {
@@ -166,15 +187,16 @@ export async function syncSource(input: SyncSourceInput): Promise<SourceOutcome>
       if (probed !== null) supportsStartedAfter = probed;
 
       const step = walkStep({ ...position, filtered: Boolean(filter) }, page);
-      const summary = await ingest(
+      const ingested = await ingest(
         input,
         step.executions,
         { ...step.progress, ...(probed === null ? {} : { supports_started_after: probed }) },
         step.holes,
       );
+      if (!ingested.ok) return stopped(ingested.error);
       stats.pages += 1;
-      stats.executionsIngested += summary.inserted;
-      stats.billableCounted += summary.billable;
+      stats.executionsIngested += ingested.value.inserted;
+      stats.billableCounted += ingested.value.billable;
       input.onPage?.({ ...stats });
       if (step.progress.gap) log.warn({ gap: step.progress.gap }, 'pruning gap detected');
       if (step.progress.done) break;
@@ -182,16 +204,11 @@ export async function syncSource(input: SyncSourceInput): Promise<SourceOutcome>
       position = { ...position, lowestSeenId: step.lowestId, topId: step.progress.top_id };
     }
     // After the walk, so the ids it just found missing are fetched in the same run.
-    await revisitOpenExecutions(input, stats);
+    const revisited = await revisitOpenExecutions(input, stats);
+    if (!revisited.ok) return stopped(revisited.error);
     return { status: 'ok', ...stats };
   } catch (error) {
-    if (error instanceof LeaseLost) {
-      log.warn(
-        { reason: error.message },
-        'lease lost; leaving the source to the run that holds it',
-      );
-      return { status: 'lease_lost', ...stats };
-    }
+    // n8n's client throws what n8n answered (N8nApiError) or that it could not be reached.
     const message = error instanceof Error ? error.message : String(error);
     return { status: 'failed', error: message, ...stats };
   }

@@ -1,5 +1,5 @@
 import type { Db } from '../db/client.ts';
-import { fail, ok, type Result } from '../http/responses.ts';
+import { fail, ok, type Result } from '../domain/result.ts';
 import type { Decision, EnforceRequest } from './schema.ts';
 
 export interface EnforceSettings {

@@ -1,42 +1,48 @@
+import { z } from 'zod';
+import type { ErrorCode, Result } from '../domain/result.ts';
+
 /**
- * One error body shape for every endpoint, and the closed set of codes it may carry,
- * each with its HTTP status. Handlers never pick a status themselves.
+ * The one place a failure's code becomes an HTTP status, and the one error body shape every
+ * endpoint answers with. Handlers never pick a status themselves. Beside the domain's codes,
+ * the transport's own refusals (method, body size, media type).
  */
 export const ERROR_STATUS = {
   invalid_request: 400,
   unauthorized: 401,
-  payment_required: 402,
   not_found: 404,
   unknown_tenant: 404,
   method_not_allowed: 405,
+  conflict: 409,
   payload_too_large: 413,
   unsupported_media_type: 415,
+  upstream_failed: 502,
   unavailable: 503,
   internal: 500,
-} as const;
+} as const satisfies Record<ErrorCode, number> & Record<string, number>;
 
-export type ErrorCode = keyof typeof ERROR_STATUS;
+export type HttpErrorCode = keyof typeof ERROR_STATUS;
 
-export interface ErrorBody {
-  error: { code: ErrorCode; message: string; details?: unknown };
-}
-
-export type Result<T, C extends ErrorCode = ErrorCode> =
-  | { ok: true; value: T }
-  | { ok: false; error: { code: C; message: string; details?: unknown } };
-
-export const ok = <T>(value: T): Result<T, never> => ({ ok: true, value });
-export const fail = <C extends ErrorCode>(
-  code: C,
-  message: string,
-  details?: unknown,
-): Result<never, C> => ({
-  ok: false,
-  error: { code, message, ...(details === undefined ? {} : { details }) },
+export const errorBodySchema = z.object({
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    details: z.unknown().optional(),
+  }),
 });
 
+export interface ErrorBody {
+  error: { code: HttpErrorCode; message: string; details?: unknown };
+}
+
+/** A service's answer as a response: its value as JSON (200), or its failure's status and body. */
+export function resultResponse<T>(result: Result<T, HttpErrorCode>): Response {
+  if (result.ok) return Response.json(result.value);
+  const { code, message, details } = result.error;
+  return errorResponse(code, message, details);
+}
+
 export function errorResponse(
-  code: ErrorCode,
+  code: HttpErrorCode,
   message: string,
   details?: unknown,
   headers: Record<string, string> = {},

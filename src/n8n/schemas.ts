@@ -101,7 +101,7 @@ export type Parsed<K extends string, T> =
 const SHOWN_ISSUES = 3;
 
 /** `data[3].status: expected one of …`, the path written the way the JSON is read. */
-function describe(error: z.ZodError): string {
+function explainIssues(error: z.ZodError): string {
   const lines = error.issues.slice(0, SHOWN_ISSUES).map((issue) => {
     const path = issue.path
       .map((key, index) =>
@@ -118,12 +118,12 @@ export function parseExecutionPage(json: unknown): Parsed<'page', N8nPage> {
   const result = executionPageSchema.safeParse(json);
   return result.success
     ? { ok: true, page: result.data }
-    : { ok: false, message: describe(result.error) };
+    : { ok: false, message: explainIssues(result.error) };
 }
 
 export function parseExecution(json: unknown): Parsed<'execution', N8nExecution> {
   const result = n8nExecutionSchema.safeParse(json);
   return result.success
     ? { ok: true, execution: result.data }
-    : { ok: false, message: describe(result.error) };
+    : { ok: false, message: explainIssues(result.error) };
 }

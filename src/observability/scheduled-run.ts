@@ -1,6 +1,7 @@
 import pRetry, { AbortError } from 'p-retry';
 import type { Db } from '../db/client.ts';
 import type { Json } from '../db/database.types.ts';
+import type { Result } from '../domain/result.ts';
 import type { Logger } from './logger.ts';
 
 /** Attempts after the first to record a run's outcome, under two seconds in all. */
@@ -9,12 +10,13 @@ const FINISH_RETRIES = 3;
 /**
  * Runs one scheduled function's work as a recorded run: a scheduled_runs row before, its
  * outcome and summary after (retried), and the row's id as run_id on every log line. A
- * failure is recorded and rethrown (Netlify then logs it as the function's error).
+ * failure the work returns is recorded and returned; one it throws is recorded and rethrown
+ * (Netlify then logs it as the function's error).
  */
-export async function recordedRun<T extends object>(
+export async function recordedRun<T extends object, C extends string>(
   input: { db: Db; functionName: string; log: Logger },
-  work: (log: Logger) => Promise<T>,
-): Promise<T> {
+  work: (log: Logger) => Promise<Result<T, C>>,
+): Promise<Result<T, C>> {
   const { db, functionName } = input;
   const { data: runId, error } = await db.rpc('start_scheduled_run', {
     function_name: functionName,
@@ -47,8 +49,13 @@ export async function recordedRun<T extends object>(
   };
   try {
     const result = await work(log);
-    await finish(true, result);
-    log.info({ summary: result }, `${functionName} finished`);
+    if (result.ok) {
+      await finish(true, result.value);
+      log.info({ summary: result.value }, `${functionName} finished`);
+    } else {
+      await finish(false, null, result.error.message);
+      log.error({ error: result.error.message }, `${functionName} failed`);
+    }
     return result;
   } catch (failure) {
     const message = failure instanceof Error ? failure.message : String(failure);

@@ -6,6 +6,7 @@ import { silentLogger } from '../../src/observability/logger.ts';
 import { createStripeClient } from '../../src/stripe/client.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
 import { FakeStripe } from '../support/fake-stripe.ts';
+import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
 const server = useN8nServer();
@@ -24,15 +25,17 @@ async function collectedTenant(n: number) {
 }
 
 const reconcile = (tenantIds: string[], repair = false) =>
-  runReconciliation({
-    db: serviceClient(),
-    stripe: stripeClient,
-    log: silentLogger,
-    since: monthStart(),
-    repair,
-    tenantIds,
-    settleMs: 0,
-  });
+  succeeded(
+    runReconciliation({
+      db: serviceClient(),
+      stripe: stripeClient,
+      log: silentLogger,
+      since: monthStart(),
+      repair,
+      tenantIds,
+      settleMs: 0,
+    }),
+  );
 
 describe('reconciliation of counters with raw rows', () => {
   it('finds nothing when the collector kept them equal', async () => {

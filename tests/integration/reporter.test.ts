@@ -6,6 +6,7 @@ import { createStripeClient } from '../../src/stripe/client.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { FakeStripe, type StripeFault } from '../support/fake-stripe.ts';
 import { createPlan, createTenant } from '../support/fixtures.ts';
+import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
 const server = useN8nServer();
@@ -73,13 +74,15 @@ const run = (
   overrides: Partial<ReporterSettings> = {},
   tenantIds: string[] = [...ours],
 ) =>
-  runReporter({
-    db: serviceClient(),
-    stripe,
-    settings: { ...settings, ...overrides },
-    log: silentLogger,
-    tenantIds,
-  });
+  succeeded(
+    runReporter({
+      db: serviceClient(),
+      stripe,
+      settings: { ...settings, ...overrides },
+      log: silentLogger,
+      tenantIds,
+    }),
+  );
 
 describe('reporter', () => {
   it('records the delta in the ledger, then sends it once with a deterministic identifier', async () => {

@@ -1,4 +1,5 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { fail, ok } from '../../src/domain/result.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { recordedRun } from '../../src/observability/scheduled-run.ts';
 import { type AttentionInputs, needsAttention } from '../../src/ops/attention.ts';
@@ -36,11 +37,10 @@ describe('recorded scheduled runs', () => {
         return silentLogger;
       },
     };
-    const result = await recordedRun(
-      { db: serviceClient(), functionName: name, log },
-      async () => ({ sent: 3 }),
+    const result = await recordedRun({ db: serviceClient(), functionName: name, log }, async () =>
+      ok({ sent: 3 }),
     );
-    expect(result).toEqual({ sent: 3 });
+    expect(result).toEqual(ok({ sent: 3 }));
     expect(await runsOf(name)).toEqual([
       { ok: true, summary: { sent: 3 }, error: null, finished: true },
     ]);
@@ -59,6 +59,23 @@ describe('recorded scheduled runs', () => {
     ]);
   });
 
+  it('records a failure the work returns, and returns it', async () => {
+    const name = forgottenAfterTest();
+    const result = await recordedRun(
+      { db: serviceClient(), functionName: name, log: silentLogger },
+      async () => fail('unavailable', 'claim_meter_deltas failed: connection refused'),
+    );
+    expect(result).toEqual(fail('unavailable', 'claim_meter_deltas failed: connection refused'));
+    expect(await runsOf(name)).toEqual([
+      {
+        ok: false,
+        summary: null,
+        error: 'claim_meter_deltas failed: connection refused',
+        finished: true,
+      },
+    ]);
+  });
+
   it.each([
     ['never reached the database', dropRequest],
     ['committed, but its answer was lost', loseResponse],
@@ -72,7 +89,7 @@ describe('recorded scheduled runs', () => {
         return attempts === 1 ? fault(call, send) : send();
       }),
     );
-    await recordedRun({ db, functionName: name, log: silentLogger }, async () => ({ sent: 1 }));
+    await recordedRun({ db, functionName: name, log: silentLogger }, async () => ok({ sent: 1 }));
     expect(attempts).toBe(2);
     // Recorded as it ended, not left to read as killed once 15 minutes have passed.
     expect(await runsOf(name)).toEqual([
@@ -95,7 +112,7 @@ describe('recorded scheduled runs', () => {
         );
       }),
     );
-    await recordedRun({ db, functionName: name, log: silentLogger }, async () => ({ sent: 1 }));
+    await recordedRun({ db, functionName: name, log: silentLogger }, async () => ok({ sent: 1 }));
     expect(attempts).toBe(1);
     expect(await runsOf(name)).toEqual([{ ok: null, summary: null, error: null, finished: false }]);
   });

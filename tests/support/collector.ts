@@ -13,6 +13,7 @@ import { createN8nClient } from '../../src/n8n/client.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { FakeN8n, type FakeN8nOptions } from './fake-n8n.ts';
 import { createPlan, createTenant } from './fixtures.ts';
+import { succeeded } from './result.ts';
 import { serviceClient, stack, superuser, uniqueId } from './stack.ts';
 
 export const keyring = parseKeyring(`k1:${randomBytes(32).toString('base64')}`);
@@ -90,16 +91,18 @@ export function collect(
   } = {},
 ) {
   const { settings, ...rest } = overrides;
-  return runCollection({
-    db: serviceClient(),
-    keyring,
-    log: silentLogger,
-    trigger: 'manual',
-    createN8nClient: fastN8nClient(),
-    select: { sourceIds: sources.map((s) => s.sourceId) },
-    ...rest,
-    settings: { ...testSettings, ...settings },
-  });
+  return succeeded(
+    runCollection({
+      db: serviceClient(),
+      keyring,
+      log: silentLogger,
+      trigger: 'manual',
+      createN8nClient: fastN8nClient(),
+      select: { sourceIds: sources.map((s) => s.sourceId) },
+      ...rest,
+      settings: { ...testSettings, ...settings },
+    }),
+  );
 }
 
 export interface Counters {

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
+import { buildOpenApiDocument, openApiFile, renderOpenApi } from '../../src/api/openapi.ts';
 import { decisionSchema, enforceRequestSchema } from '../../src/enforcement/schema.ts';
-import { buildOpenApiDocument, openApiFile, renderOpenApi } from '../../src/http/openapi.ts';
 import { ERROR_STATUS } from '../../src/http/responses.ts';
 
 describe('OpenAPI document', () => {

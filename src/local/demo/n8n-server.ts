@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { N8nEmulator } from '../n8n-emulator.ts';
+import { N8nEmulator } from './n8n-double.ts';
 
 /**
  * n8n-compatible instances for the demo, one per tenant, on one loopback port:

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { N8nEmulator } from '../n8n-emulator.ts';
+import type { N8nEmulator } from './n8n-double.ts';
 
 /**
  * A workflow runner for the demo: before every run it asks flowmeter's enforcement

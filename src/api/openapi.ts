@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { decisionSchema, enforceRequestSchema, errorBodySchema } from '../enforcement/schema.ts';
+import { decisionSchema, enforceRequestSchema } from '../enforcement/schema.ts';
+import { errorBodySchema } from '../http/responses.ts';
 import { projectRoot } from '../local/project.ts';
 
 /**

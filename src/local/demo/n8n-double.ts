@@ -1,9 +1,10 @@
 import { HttpResponse, http, type RequestHandler } from 'msw';
-import { EXECUTION_STATUSES, type ExecutionStatus } from '../n8n/schemas.ts';
+import { EXECUTION_STATUSES, type ExecutionStatus } from '../../n8n/schemas.ts';
 
 /**
- * An in-memory n8n public API for the executions endpoints: served through msw in tests,
- * so the real client code runs over real `fetch`, and over node:http by the npm start demo. It follows n8n's own source, not its docs:
+ * A test and demo double, not product code: an in-memory n8n public API for the executions
+ * endpoints, served through msw in tests (so the real client code runs over real `fetch`)
+ * and over node:http by the npm start demo. It follows n8n's own source, not its docs:
  *
  * - order id descending; `limit` default 100; the cursor is base64 of
  *   `{"lastId":"<id>","limit":N}` and means "ids below lastId"; its limit wins over the

@@ -1,0 +1,38 @@
+import type { PostgrestError } from '@supabase/supabase-js';
+import { type ErrorCode, fail, ok, type Result } from '../domain/result.ts';
+
+/** What a failed call carries beside its code, so a transport can say more than the code. */
+export interface RpcFailureDetails {
+  status: number;
+  error: PostgrestError;
+}
+
+/** How the RPC endpoint's status reads as a failure code (supabase-js says 0 when nothing came back). */
+function codeFor(status: number): ErrorCode {
+  if (status === 0 || status === 502 || status === 503 || status === 504) return 'unavailable';
+  if (status === 401 || status === 403) return 'unauthorized';
+  if (status === 404) return 'not_found';
+  if (status === 409) return 'conflict';
+  // A function refused its arguments (P0001, a check or format error); nothing changed.
+  if (status === 400) return 'invalid_request';
+  return 'internal';
+}
+
+/** One rpc() answer as a Result: its data, or a failure whose details hold the whole answer. */
+export function rpcResult<T>(response: {
+  data: T | null;
+  error: PostgrestError | null;
+  status: number;
+}): Result<T> {
+  const { error, status } = response;
+  if (!error) return ok(response.data as T);
+  const details: RpcFailureDetails = { status, error };
+  return fail(codeFor(status), error.message, details);
+}
+
+export const isRpcFailure = (details: unknown): details is RpcFailureDetails =>
+  typeof details === 'object' &&
+  details !== null &&
+  'status' in details &&
+  'error' in details &&
+  typeof (details as RpcFailureDetails).status === 'number';
