@@ -288,6 +288,13 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     const routine = await resolve(schema, decodeName(match[1]), Object.keys(args));
 
     const client = await pool.connect();
+    // A backend that dies mid-call (terminated, crashed) also errors the connection itself:
+    // without a listener that error would end the process, not just this request.
+    let broken: Error | undefined;
+    const onConnectionError = (error: Error) => {
+      broken = error;
+    };
+    client.on('error', onConnectionError);
     try {
       const { sql, returnsBody } = buildCall(client, routine, args);
       const settings = [
@@ -325,7 +332,8 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       const body = results[2]?.rows[0]?.body ?? 'null';
       return send(res, 200, body);
     } finally {
-      client.release();
+      client.off('error', onConnectionError);
+      client.release(broken);
     }
   }
 
