@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
 import { N8nApiError, type N8nClient } from '../n8n/client.ts';
@@ -41,10 +42,16 @@ export interface SyncSourceInput {
   onPage?: (stats: SyncStats) => void;
 }
 
-interface IngestSummary {
-  inserted: number;
-  billable: number;
-}
+/**
+ * The part of ingest_execution_page's jsonb summary the collector reads, parsed where it
+ * enters TypeScript: a key renamed in SQL fails the collector's tests, not a count.
+ */
+const ingestSummarySchema = z.object({
+  inserted: z.number().int().nonnegative(),
+  billable: z.number().int().nonnegative(),
+});
+
+type IngestSummary = z.infer<typeof ingestSummarySchema>;
 
 class LeaseLost extends Error {}
 
@@ -65,7 +72,13 @@ async function ingest(
   });
   if (error?.code === 'PT409') throw new LeaseLost(error.message);
   if (error) throw new Error(`ingest_execution_page failed: ${error.message}`);
-  return data as unknown as IngestSummary;
+  const summary = ingestSummarySchema.safeParse(data);
+  if (!summary.success) {
+    throw new Error(
+      `ingest_execution_page answered in a shape this version does not read: ${z.prettifyError(summary.error)}`,
+    );
+  }
+  return summary.data;
 }
 
 /** Re-fetches executions that were unfinished; gives up on vanished and too-old ones. */
