@@ -25,11 +25,11 @@ function refusedCharacter(input: unknown): string {
   return 'must hold only letters, digits, punctuation, symbols and spaces';
 }
 
-const identifier = (text = z.string()) =>
-  text
-    .min(1)
-    .max(200)
-    .regex(IDENTIFIER, { error: (issue) => refusedCharacter(issue.input) });
+/** Refuses text with characters outside IDENTIFIER, naming the first one and where it is. */
+export const identifierCharacters = (text: z.ZodString) =>
+  text.regex(IDENTIFIER, { error: (issue) => refusedCharacter(issue.input) });
+
+const identifier = (text = z.string()) => identifierCharacters(text.min(1).max(200));
 
 /** POST /api/v1/enforce: the runner asks before starting a run. */
 export const enforceRequestSchema = z
