@@ -50,7 +50,8 @@ export type EnforceOutcome = Result<
   Decision,
   'unknown_tenant' | 'unavailable' | 'invalid_request' | 'internal'
 > & {
-  failedOpen?: boolean;
+  /** Set when the database could not be reached and the decision failed open: why. */
+  failedOpen?: { cause: string; code: string | null; status: number };
 };
 
 /**
@@ -75,7 +76,7 @@ export async function enforce(
     const details = { cause: failure.message, code: failure.code, status: failure.status };
     switch (failure.kind) {
       case 'unreachable':
-        if (settings.failMode === 'open') return { ...ok(failOpenDecision), failedOpen: true };
+        if (settings.failMode === 'open') return { ...ok(failOpenDecision), failedOpen: details };
         return fail('unavailable', 'Usage cannot be checked right now; try again shortly', details);
       case 'refused_input':
         return fail(

@@ -79,7 +79,10 @@ export function createEnforceHandler(deps: EnforceHandlerDeps) {
       return errorResponse(code, message);
     }
     if (outcome.failedOpen)
-      deps.log.error({ tenant: parsed.data.tenant }, 'enforce: database unavailable, failing open');
+      deps.log.error(
+        { tenant: parsed.data.tenant, details: outcome.failedOpen },
+        'enforce: database unavailable, failing open',
+      );
     const decision = outcome.value;
     return Response.json(decision, {
       status: decision.allowed ? 200 : 402,

@@ -9,13 +9,7 @@ import {
   setCollectedUsage,
   unreachableDb,
 } from '../support/enforcement.ts';
-import {
-  dropRequest,
-  faultyDb,
-  type RpcHook,
-  rpcFetch,
-  waitForLockWait,
-} from '../support/faults.ts';
+import { dropRequest, faultyDb, type RpcHook, rpcFetch } from '../support/faults.ts';
 import { createPlan, createTenant } from '../support/fixtures.ts';
 import { stack, superuser } from '../support/stack.ts';
 
@@ -79,6 +73,19 @@ const unreachableClasses: Array<[string, RpcHook]> = [
   ['57P03: the database is starting up', injected(() => answer(500, postgrestBody('57P03')))],
 ];
 
+/** Waits until a backend waits on a lock held by `holderPid`, then terminates it. */
+async function terminateBackendBlockedBy(holderPid: number): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const { rows } = await superuser().query(
+      'select pg_terminate_backend(pid) as done from pg_stat_activity where $1 = any(pg_blocking_pids(pid))',
+      [holderPid],
+    );
+    if (rows.length > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`no backend ever waited on a lock of backend ${holderPid}`);
+}
+
 describe('the database could not be reached: fail open (or 503 when closed)', () => {
   it.each(unreachableClasses)('%s', async (_, hook) => {
     const tenant = await tenantAtItsLimit();
@@ -111,11 +118,9 @@ describe('the database could not be reached: fail open (or 503 when closed)', ()
         tenant.id,
       ]);
       const pending = askEnforce(tenant.id, { runRef: 'run-terminated' });
-      await waitForLockWait({ queryLike: 'enforce_usage' });
-      await superuser().query(
-        `select pg_terminate_backend(pid) from pg_stat_activity
-         where query like '%enforce_usage%' and wait_event_type = 'Lock' and pid <> pg_backend_pid()`,
-      );
+      // The backend this holder blocks, and only it: other files' bursts wait on locks too.
+      const { rows } = await holder.query<{ pid: number }>('select pg_backend_pid() as pid');
+      await terminateBackendBlockedBy(rows[0]?.pid as number);
       const response = await pending;
       expect(response.status).toBe(200);
       expect(response.body).toMatchObject({ allowed: true, reason: 'fail_open' });
