@@ -66,14 +66,19 @@ export function buildOpenApiDocument() {
               content: { 'application/json': { schema: ref('Decision') } },
             },
             '400': errorResponse(
-              'The body is not JSON or does not match the schema (details lists the fields)',
+              'The body is not UTF-8 JSON or does not match the schema (details lists the fields; identifiers hold only letters, digits, punctuation, symbols and spaces)',
             ),
             '401': errorResponse('Missing or wrong runner secret'),
             '404': errorResponse('No tenant has that id or external reference'),
             '405': errorResponse('Only POST is allowed'),
             '413': errorResponse('The body is larger than 8 KiB'),
             '415': errorResponse('The body is not sent as application/json'),
-            '503': errorResponse('The database cannot answer and ENFORCE_FAIL_MODE is closed'),
+            '500': errorResponse(
+              'No decision could be made (the database refused the call, or its answer could not be read); never an allow, whatever ENFORCE_FAIL_MODE says',
+            ),
+            '503': errorResponse(
+              'The database could not be reached and ENFORCE_FAIL_MODE is closed',
+            ),
           },
         },
       },

@@ -1,4 +1,5 @@
 import type Stripe from 'stripe';
+import { z } from 'zod';
 import type { Db } from '../db/client.ts';
 import { fail, ok, type Result } from '../domain/result.ts';
 
@@ -89,14 +90,25 @@ export function subscriptionSnapshot(
   });
 }
 
-interface SqlOutcome {
-  outcome: Exclude<StripeEventOutcome, 'ignored'>;
-  tenant_id?: string | null;
-  plan_id?: string;
-  subscription_status?: string;
-  unmapped_price_ids?: string[] | null;
-  detail?: string | null;
-}
+/**
+ * apply_stripe_subscription_event's jsonb answer, parsed where it enters TypeScript: a key
+ * renamed in SQL fails here (and in the webhook tests) instead of reading as undefined.
+ */
+const applyStripeEventAnswerSchema = z.discriminatedUnion('outcome', [
+  z.object({
+    outcome: z.literal('applied'),
+    tenant_id: z.uuid(),
+    plan_id: z.string(),
+    subscription_status: z.string(),
+    unmapped_price_ids: z.array(z.string()).nullable(),
+  }),
+  z.object({ outcome: z.literal('duplicate') }),
+  z.object({
+    outcome: z.enum(['stale', 'superseded', 'unknown_tenant']),
+    tenant_id: z.uuid().nullable(),
+    detail: z.string().nullable(),
+  }),
+]);
 
 export interface HandleStripeEventInput {
   db: Db;
@@ -119,18 +131,35 @@ export async function handleStripeEvent(
   if (!snapshot.ok) return snapshot;
 
   const { data, error } = await db.rpc('apply_stripe_subscription_event', snapshot.value);
-  if (error || !data) {
+  if (error) {
     return fail('internal', `Stripe event ${event.id} could not be recorded`, {
-      cause: error?.message ?? 'no answer',
+      cause: error.message,
     });
   }
-  const result = data as unknown as SqlOutcome;
-  return ok({
-    outcome: result.outcome,
-    ...(result.tenant_id ? { tenantId: result.tenant_id } : {}),
-    ...(result.plan_id ? { planId: result.plan_id } : {}),
-    ...(result.subscription_status ? { subscriptionStatus: result.subscription_status } : {}),
-    ...(result.unmapped_price_ids ? { unmappedPriceIds: result.unmapped_price_ids } : {}),
-    ...(result.detail ? { detail: result.detail } : {}),
-  });
+  const answer = applyStripeEventAnswerSchema.safeParse(data);
+  if (!answer.success) {
+    return fail('internal', `Stripe event ${event.id} could not be recorded`, {
+      cause: 'apply_stripe_subscription_event answered in a shape this version does not read',
+      issues: answer.error.issues,
+    });
+  }
+  const result = answer.data;
+  switch (result.outcome) {
+    case 'duplicate':
+      return ok({ outcome: 'duplicate' });
+    case 'applied':
+      return ok({
+        outcome: 'applied',
+        tenantId: result.tenant_id,
+        planId: result.plan_id,
+        subscriptionStatus: result.subscription_status,
+        ...(result.unmapped_price_ids ? { unmappedPriceIds: result.unmapped_price_ids } : {}),
+      });
+    default:
+      return ok({
+        outcome: result.outcome,
+        ...(result.tenant_id ? { tenantId: result.tenant_id } : {}),
+        ...(result.detail ? { detail: result.detail } : {}),
+      });
+  }
 }

@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from 'commander';
 import { z } from 'zod';
+import { identifierCharacters } from '../enforcement/schema.ts';
 import { normalizeBaseUrl } from '../n8n/client.ts';
 
 /**
@@ -71,11 +72,14 @@ export const schemas = {
   meterId: matching(/^mtr_[A-Za-z0-9]+$/, 'a Stripe meter id (mtr_…)'),
   stripePrice: matching(/^price_[A-Za-z0-9_]+$/, 'a Stripe price id (price_…)'),
   stripeCustomer: matching(/^cus_[A-Za-z0-9]+$/, 'a Stripe customer id (cus_…)'),
-  externalRef: z
-    .string()
-    .trim()
-    .min(1, { error: 'must not be empty' })
-    .max(200, { error: 'must be at most 200 characters' }),
+  /** What /api/v1/enforce accepts as a tenant, so every stored reference can be enforced. */
+  externalRef: identifierCharacters(
+    z
+      .string()
+      .trim()
+      .min(1, { error: 'must not be empty' })
+      .max(200, { error: 'must be at most 200 characters' }),
+  ),
   /** A tenant's id or external reference. */
   tenant: z
     .string()

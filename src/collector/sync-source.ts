@@ -1,4 +1,5 @@
 import type { PostgrestError } from '@supabase/supabase-js';
+import { z } from 'zod';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
 import { type Failure, fail, ok, type Result } from '../domain/result.ts';
@@ -43,10 +44,16 @@ export interface SyncSourceInput {
   onPage?: (stats: SyncStats) => void;
 }
 
-interface IngestSummary {
-  inserted: number;
-  billable: number;
-}
+/**
+ * The part of ingest_execution_page's jsonb summary the collector reads, parsed where it
+ * enters TypeScript: a key renamed in SQL fails the collector's tests, not a count.
+ */
+const ingestSummarySchema = z.object({
+  inserted: z.number().int().nonnegative(),
+  billable: z.number().int().nonnegative(),
+});
+
+type IngestSummary = z.infer<typeof ingestSummarySchema>;
 
 /** Why a step stopped: another run took the lease (conflict), or the database failed. */
 type StepResult<T> = Result<T, 'conflict' | 'unavailable'>;
@@ -73,7 +80,14 @@ async function ingest(
     ...(holes.length ? { holes } : {}),
   });
   if (error) return databaseFailure('ingest_execution_page', error);
-  return ok(data as unknown as IngestSummary);
+  const summary = ingestSummarySchema.safeParse(data);
+  if (!summary.success) {
+    // A shape this version does not read is a deployment bug, not an expected failure.
+    throw new Error(
+      `ingest_execution_page answered in a shape this version does not read: ${z.prettifyError(summary.error)}`,
+    );
+  }
+  return ok(summary.data);
 }
 
 /** Re-fetches executions that were unfinished; gives up on vanished and too-old ones. */

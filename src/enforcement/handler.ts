@@ -44,7 +44,8 @@ function usageHeaders(decision: Decision): Record<string, string> {
 /**
  * POST /api/v1/enforce. 200 with the decision when the run may start, 402 with the same
  * body when it may not; 400 bad body, 401 bad secret, 404 unknown tenant, 405 method,
- * 413 body too large, 415 not JSON, 503 database unavailable in fail-closed mode.
+ * 413 body too large, 415 not JSON, 500 when no decision could be made (never an allow),
+ * 503 database unreachable in fail-closed mode.
  */
 export function createEnforceHandler(deps: EnforceHandlerDeps) {
   const refuseUnlessRunner = bearerGuard(deps.runnerSecrets, 'runner');
@@ -69,15 +70,19 @@ export function createEnforceHandler(deps: EnforceHandlerDeps) {
     }
     const outcome = await enforce(deps.db, parsed.data, deps.settings);
     if (!outcome.ok) {
-      if (outcome.error.code === 'unavailable')
-        deps.log.error(
-          { details: outcome.error.details },
-          'enforce: database unavailable, failing closed',
-        );
-      return errorResponse(outcome.error.code, outcome.error.message);
+      const { code, message, details } = outcome.error;
+      if (code === 'unavailable')
+        deps.log.error({ details }, 'enforce: database unavailable, failing closed');
+      if (code === 'internal') deps.log.error({ details }, 'enforce: no decision could be made');
+      if (code === 'invalid_request')
+        deps.log.warn({ details }, 'enforce: the database refused a value of the request');
+      return errorResponse(code, message);
     }
     if (outcome.failedOpen)
-      deps.log.error({ tenant: parsed.data.tenant }, 'enforce: database unavailable, failing open');
+      deps.log.error(
+        { tenant: parsed.data.tenant, details: outcome.failedOpen },
+        'enforce: database unavailable, failing open',
+      );
     const decision = outcome.value;
     return Response.json(decision, {
       status: decision.allowed ? 200 : 402,

@@ -53,6 +53,8 @@ export function errorResponse(
   return Response.json(body, { status: ERROR_STATUS[code], headers });
 }
 
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
 /** Reads a JSON body of at most `maxBytes`, as an error Response when it cannot. */
 export async function readJsonBody(
   req: Request,
@@ -75,11 +77,21 @@ export async function readJsonBody(
       response: errorResponse('payload_too_large', `The body may be at most ${maxBytes} bytes`),
     };
   }
-  const text = await req.text();
-  if (Buffer.byteLength(text) > maxBytes) {
+  const bytes = await req.arrayBuffer();
+  if (bytes.byteLength > maxBytes) {
     return {
       ok: false,
       response: errorResponse('payload_too_large', `The body may be at most ${maxBytes} bytes`),
+    };
+  }
+  let text: string;
+  try {
+    // Strict: bytes that are not UTF-8 are refused, not turned into U+FFFD and let through.
+    text = strictUtf8.decode(bytes);
+  } catch {
+    return {
+      ok: false,
+      response: errorResponse('invalid_request', 'The body is not valid UTF-8'),
     };
   }
   try {

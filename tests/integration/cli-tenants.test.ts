@@ -65,6 +65,23 @@ describe('flowmeter tenants add', () => {
     expect(await tenantsNamed(name)).toEqual([]);
   });
 
+  it('refuses an external reference the enforce endpoint would refuse, and creates nothing', async () => {
+    const plan = await createPlan();
+    const name = uniqueId('Hidden');
+    const result = await cli([
+      'tenants',
+      'add',
+      name,
+      '--plan',
+      plan.id,
+      '--external-ref',
+      'acme\u200bco',
+    ]);
+    expect(result.code).toBe(EXIT.usage);
+    expect(result.err).toMatch(/--external-ref.*found U\+200B at position 4/s);
+    expect(await tenantsNamed(name)).toEqual([]);
+  });
+
   it('refuses an external reference or Stripe customer another tenant has', async () => {
     const plan = await createPlan();
     const cus = customer();

@@ -7,6 +7,7 @@ import {
   storedExecutionIds,
   useN8nServer,
 } from '../support/collector.ts';
+import { faultyDb, rpcFetch } from '../support/faults.ts';
 import { createPlan } from '../support/fixtures.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
@@ -180,6 +181,24 @@ describe('collector', () => {
     );
     expect(rows).toEqual([{ kind: 'pruned', from_id: 51, to_id: 350 }]);
     expect((await countersOf(source.tenantId)).executions).toBe(150);
+  });
+
+  it('an ingest summary with a renamed key fails the source with a reason, not a count of undefined', async () => {
+    const source = await createSource(server);
+    source.fake.addMany(3, (i) => ({ startedAt: recent(300 - i) }));
+    const result = await collect([source], {
+      db: faultyDb(
+        rpcFetch(async (call, send) => {
+          if (call.fn !== 'ingest_execution_page') return send();
+          const { inserted, ...rest } = (await (await send()).json()) as Record<string, unknown>;
+          return Response.json({ ...rest, inserted_rows: inserted });
+        }),
+      ),
+    });
+    expect(result.sourcesFailed).toBe(1);
+    expect(result.errors.map((e) => e.error).join('\n')).toMatch(
+      /ingest_execution_page answered in a shape/,
+    );
   });
 
   it('backfills only the current billing period for a new source', async () => {

@@ -7,6 +7,7 @@ import {
 import { silentLogger } from '../../src/observability/logger.ts';
 import { createStripeClient, STRIPE_API_VERSION, type Stripe } from '../../src/stripe/client.ts';
 import { unreachableDb } from '../support/enforcement.ts';
+import { faultyDb, rpcFetch } from '../support/faults.ts';
 import { createPlan, createTenant } from '../support/fixtures.ts';
 import { anonClient, serviceClient, superuser } from '../support/stack.ts';
 
@@ -700,6 +701,27 @@ describe('stripe webhook: signature, contract and failures', () => {
       items: [{ price: stripeId('price'), ...monthFrom(nowSeconds()) }],
     });
     const response = await down(delivery(JSON.stringify(event)));
+    expect(response.status).toBe(500);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe('internal');
+  });
+  it('an answer of apply_stripe_subscription_event with a renamed key: 500, not a half-read outcome', async () => {
+    const renaming = createStripeWebhookHandler({
+      db: faultyDb(
+        rpcFetch(async (_call, send) => {
+          const { outcome, ...rest } = (await (await send()).json()) as Record<string, unknown>;
+          return Response.json({ ...rest, result: outcome });
+        }),
+      ),
+      stripe,
+      webhookSecret,
+      log: silentLogger,
+    });
+    const event = subscriptionEvent('customer.subscription.created', {
+      id: stripeId('sub'),
+      customer: stripeId('cus'),
+      items: [{ price: stripeId('price'), ...monthFrom(nowSeconds()) }],
+    });
+    const response = await renaming(delivery(JSON.stringify(event)));
     expect(response.status).toBe(500);
     expect(((await response.json()) as { error: { code: string } }).error.code).toBe('internal');
   });

@@ -68,6 +68,13 @@ describe('statusForSqlState', () => {
     },
   );
 
+  it.each(['54000', '54001', '54011', '54023'])(
+    'maps program limits the request reached (%s) to 400, not 500',
+    (s) => {
+      expect(statusForSqlState(s, false)).toBe(400);
+    },
+  );
+
   it('treats 42501 only by its exact code, not other 42xxx codes', () => {
     expect(statusForSqlState('42502', true)).toBe(400);
   });

@@ -41,7 +41,9 @@ const prefixStatus: ReadonlyArray<readonly [string, number]> = [
   ['3B', 500],
   ['40', 500],
   ['53', 503],
-  ['54', 500],
+  // Program limits (nesting too deep for the stack, too many array dimensions) are reached
+  // by the request's own values: the caller's to fix. PostgREST answers 500 here.
+  ['54', 400],
   ['55', 500],
   ['57', 500],
   ['58', 500],

@@ -91,8 +91,12 @@ async function authenticate(
   try {
     const { payload } = await jwtVerify(token, key, { algorithms: ['HS256'] });
     const role = typeof payload.role === 'string' && payload.role ? payload.role : anonRole;
+    // No database role can hold NUL; sent on, it would cut the request's SQL short.
+    if (role.includes('\u0000'))
+      throw invalidToken('PGRST301', 'The JWT role claim is not a role name');
     return { role, claims: payload, authenticated: role !== anonRole };
   } catch (error) {
+    if (error instanceof PostgrestError) throw error;
     if (error instanceof joseErrors.JWTExpired) throw invalidToken('PGRST303', 'JWT expired');
     if (error instanceof joseErrors.JOSEAlgNotAllowed) {
       throw invalidToken('PGRST301', 'Wrong or unsupported encoding algorithm');
@@ -107,7 +111,12 @@ async function authenticate(
   }
 }
 
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
 function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  if (Number(req.headers['content-length'] ?? 0) > limit) {
+    return Promise.reject(postgrestError(413, 'PGRST413', `Request body exceeds ${limit} bytes`));
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -120,15 +129,29 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
       }
       chunks.push(chunk);
     });
-    req.on('end', () =>
-      resolve(
-        chunks.length === 1
-          ? (chunks[0] as Buffer).toString('utf8')
-          : Buffer.concat(chunks).toString('utf8'),
-      ),
-    );
+    req.on('end', () => {
+      try {
+        resolve(strictUtf8.decode(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+      } catch {
+        reject(
+          postgrestError(400, 'PGRST102', 'Empty or invalid json', 'The body is not valid UTF-8'),
+        );
+      }
+    });
     req.on('error', reject);
   });
+}
+
+/** Arguments come as JSON; a request without a Content-Type is taken to be JSON. */
+function refuseUnlessJson(contentType: string | undefined): void {
+  if (contentType === undefined || /^application\/json\s*(;|$)/i.test(contentType)) return;
+  throw postgrestError(
+    415,
+    'PGRST107',
+    `The Content-Type "${contentType}" is not acceptable`,
+    null,
+    'Send the arguments as a JSON object with Content-Type: application/json',
+  );
 }
 
 function parseArgs(body: string): Record<string, unknown> {
@@ -150,13 +173,18 @@ function parseArgs(body: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
+/**
+ * The call as SQL. `argsJson` is the arguments' JSON text as the caller sent it, so
+ * PostgreSQL reads every value itself — numbers beyond JavaScript's range and nesting
+ * deeper than JSON.stringify can follow included — as PostgREST does.
+ */
 function buildCall(
   client: PoolClient,
   routine: Routine,
-  args: Record<string, unknown>,
+  names: readonly string[],
+  argsJson: string,
 ): { sql: string; returnsBody: boolean } {
   const ident = (s: string) => client.escapeIdentifier(s);
-  const names = Object.keys(args);
   const fn = `${ident(routine.schema)}.${ident(routine.name)}`;
   const call = `${fn}(${names.map((n) => `${ident(n)} := _args.${ident(n)}`).join(', ')})`;
   const recordDef = names
@@ -164,7 +192,7 @@ function buildCall(
     .join(', ');
   // json_to_record turns each JSON value into the parameter's type, as PostgREST does.
   const from = names.length
-    ? `json_to_record(${client.escapeLiteral(JSON.stringify(args))}::json) as _args(${recordDef})`
+    ? `json_to_record(${client.escapeLiteral(argsJson)}::json) as _args(${recordDef})`
     : '';
   switch (routine.shape) {
     case 'void':
@@ -281,15 +309,29 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       );
     }
     const identity = await authenticateCached(jwtCache, req.headers.authorization, key, anonRole);
-    const args =
-      method === 'POST'
-        ? parseArgs(await readBody(req, maxBodyBytes))
-        : Object.fromEntries(url.searchParams.entries());
-    const routine = await resolve(schema, decodeName(match[1]), Object.keys(args));
+    let argsJson: string;
+    let names: string[];
+    if (method === 'POST') {
+      refuseUnlessJson(req.headers['content-type']);
+      argsJson = await readBody(req, maxBodyBytes);
+      names = Object.keys(parseArgs(argsJson));
+    } else {
+      const args = Object.fromEntries(url.searchParams.entries());
+      argsJson = JSON.stringify(args);
+      names = Object.keys(args);
+    }
+    const routine = await resolve(schema, decodeName(match[1]), names);
 
     const client = await pool.connect();
+    // A backend that dies mid-call (terminated, crashed) also errors the connection itself:
+    // without a listener that error would end the process, not just this request.
+    let broken: Error | undefined;
+    const onConnectionError = (error: Error) => {
+      broken = error;
+    };
+    client.on('error', onConnectionError);
     try {
-      const { sql, returnsBody } = buildCall(client, routine, args);
+      const { sql, returnsBody } = buildCall(client, routine, names, argsJson);
       const settings = [
         `set_config('role', ${client.escapeLiteral(identity.role)}, true)`,
         // Role settings (e.g. statement_timeout) apply per request, as in PostgREST ≥ 11.1.
@@ -325,7 +367,8 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       const body = results[2]?.rows[0]?.body ?? 'null';
       return send(res, 200, body);
     } finally {
-      client.release();
+      client.off('error', onConnectionError);
+      client.release(broken);
     }
   }
 

@@ -1,0 +1,287 @@
+import { createClient } from '@supabase/supabase-js';
+import { describe, expect, it } from 'vitest';
+import type { Database } from '../../src/db/database.types.ts';
+import { enforce } from '../../src/enforcement/enforce.ts';
+import {
+  activeReservations,
+  askEnforce,
+  enforceHandler,
+  setCollectedUsage,
+  unreachableDb,
+} from '../support/enforcement.ts';
+import { dropRequest, faultyDb, type RpcHook, rpcFetch } from '../support/faults.ts';
+import { createPlan, createTenant } from '../support/fixtures.ts';
+import { stack, superuser } from '../support/stack.ts';
+
+/**
+ * Which failures of the enforce_usage call fail open. Each class is injected at the HTTP
+ * boundary of the RPC call (a fetch wrapper around the real transport), or made real by
+ * PostgreSQL itself. The tenant is on a hard limit and at it, so any 200 that is not
+ * `fail_open` would be a run allowed past the limit; and only an unreachable database may
+ * give even `fail_open`.
+ */
+
+async function tenantAtItsLimit() {
+  const tenant = await createTenant((await createPlan({ included_executions: 3 })).id);
+  await setCollectedUsage(tenant.id, 3);
+  return tenant;
+}
+
+const answer = (status: number, body: string, type = 'application/json; charset=utf-8') =>
+  new Response(body, { status, headers: { 'content-type': type } });
+
+const postgrestBody = (code: string, message = `injected ${code}`) =>
+  JSON.stringify({ code, message, details: null, hint: null });
+
+/** The RPC call answered by `respond` instead of the database. */
+const injected =
+  (respond: () => Response | Promise<Response>): RpcHook =>
+  async () =>
+    respond();
+
+const timeout: RpcHook = async () => {
+  throw new DOMException('The operation was aborted due to timeout', 'TimeoutError');
+};
+
+async function askThrough(hook: RpcHook, failMode: 'open' | 'closed', tenantId: string) {
+  const handler = enforceHandler({ failMode }, faultyDb(rpcFetch(hook)));
+  return askEnforce(tenantId, { runRef: `run-${failMode}` }, handler);
+}
+
+const unreachableClasses: Array<[string, RpcHook]> = [
+  ['the connection reset before an answer', (call) => dropRequest(call)],
+  ['a timeout', timeout],
+  [
+    '502 from the gateway (HTML, no PostgREST body)',
+    injected(() => answer(502, '<html>Bad Gateway</html>', 'text/html')),
+  ],
+  ['503 from the gateway with an empty body', injected(() => answer(503, ''))],
+  [
+    '504 from the gateway with its own JSON',
+    injected(() => answer(504, '{"message":"upstream timed out"}')),
+  ],
+  [
+    'PGRST001: PostgREST cannot connect to the database',
+    injected(() => answer(503, postgrestBody('PGRST001'))),
+  ],
+  [
+    'PGRST003: PostgREST timed out waiting for a pool connection',
+    injected(() => answer(504, postgrestBody('PGRST003'))),
+  ],
+  ['08006: connection failure', injected(() => answer(503, postgrestBody('08006')))],
+  ['53300: too many connections', injected(() => answer(503, postgrestBody('53300')))],
+  ['57P03: the database is starting up', injected(() => answer(500, postgrestBody('57P03')))],
+];
+
+/** Waits until a backend waits on a lock held by `holderPid`, then terminates it. */
+async function terminateBackendBlockedBy(holderPid: number): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const { rows } = await superuser().query(
+      'select pg_terminate_backend(pid) as done from pg_stat_activity where $1 = any(pg_blocking_pids(pid))',
+      [holderPid],
+    );
+    if (rows.length > 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`no backend ever waited on a lock of backend ${holderPid}`);
+}
+
+describe('the database could not be reached: fail open (or 503 when closed)', () => {
+  it.each(unreachableClasses)('%s', async (_, hook) => {
+    const tenant = await tenantAtItsLimit();
+    const open = await askThrough(hook, 'open', tenant.id);
+    expect(open.status).toBe(200);
+    expect(open.body).toMatchObject({ allowed: true, reason: 'fail_open' });
+    const closed = await askThrough(hook, 'closed', tenant.id);
+    expect(closed.status).toBe(503);
+    expect(closed.body.error?.code).toBe('unavailable');
+  });
+
+  it('a database nobody listens on (connection refused)', async () => {
+    const tenant = await tenantAtItsLimit();
+    const open = await askEnforce(
+      tenant.id,
+      {},
+      enforceHandler({ failMode: 'open' }, unreachableDb()),
+    );
+    expect(open.body).toMatchObject({ allowed: true, reason: 'fail_open' });
+  });
+
+  it('57P01: the backend running the decision is terminated mid-call (real)', async () => {
+    // Below the limit, so the decision updates the counters row: held here, it waits.
+    const tenant = await createTenant((await createPlan({ included_executions: 5 })).id);
+    await setCollectedUsage(tenant.id, 1);
+    const holder = await superuser().connect();
+    try {
+      await holder.query('begin');
+      await holder.query('select 1 from public.usage_counters where tenant_id = $1 for update', [
+        tenant.id,
+      ]);
+      const pending = askEnforce(tenant.id, { runRef: 'run-terminated' });
+      // The backend this holder blocks, and only it: other files' bursts wait on locks too.
+      const { rows } = await holder.query<{ pid: number }>('select pg_backend_pid() as pid');
+      await terminateBackendBlockedBy(rows[0]?.pid as number);
+      const response = await pending;
+      expect(response.status).toBe(200);
+      expect(response.body).toMatchObject({ allowed: true, reason: 'fail_open' });
+    } finally {
+      await holder.query('rollback');
+      holder.release();
+    }
+    expect(await activeReservations(tenant.id)).toBe(0);
+    // The endpoint dropped the dead connection: the next decision is a real one.
+    expect((await askEnforce(tenant.id, { runRef: 'run-after' })).body).toMatchObject({
+      reason: 'within_limit',
+      used: 2,
+    });
+  });
+});
+
+const refusedClasses: Array<[string, number, string, RpcHook]> = [
+  [
+    '22P05: a value PostgreSQL cannot store',
+    400,
+    'invalid_request',
+    injected(() => answer(400, postgrestBody('22P05'))),
+  ],
+  [
+    '22021: an invalid byte sequence',
+    400,
+    'invalid_request',
+    injected(() => answer(400, postgrestBody('22021'))),
+  ],
+  [
+    '23505: a unique violation',
+    400,
+    'invalid_request',
+    injected(() => answer(409, postgrestBody('23505'))),
+  ],
+  [
+    'P0001: the function refused its arguments',
+    400,
+    'invalid_request',
+    injected(() => answer(400, postgrestBody('P0001'))),
+  ],
+  [
+    '42501: permission denied',
+    500,
+    'internal',
+    injected(() => answer(403, postgrestBody('42501'))),
+  ],
+  [
+    '42883: the function does not exist',
+    500,
+    'internal',
+    injected(() => answer(404, postgrestBody('42883'))),
+  ],
+  [
+    'PGRST202: not in the schema cache',
+    500,
+    'internal',
+    injected(() => answer(404, postgrestBody('PGRST202'))),
+  ],
+  [
+    'PGRST102: the request body was refused',
+    500,
+    'internal',
+    injected(() => answer(400, postgrestBody('PGRST102'))),
+  ],
+  ['40P01: a deadlock', 500, 'internal', injected(() => answer(500, postgrestBody('40P01')))],
+  [
+    '57014: a cancelled statement',
+    500,
+    'internal',
+    injected(() => answer(500, postgrestBody('57014'))),
+  ],
+  [
+    'XX000: an internal error',
+    500,
+    'internal',
+    injected(() => answer(500, postgrestBody('XX000'))),
+  ],
+  ['a code nobody knows', 500, 'internal', injected(() => answer(400, postgrestBody('ZZ123')))],
+  ['500 without a body', 500, 'internal', injected(() => answer(500, ''))],
+  [
+    '401 from the gateway (service key refused)',
+    500,
+    'internal',
+    injected(() => answer(401, '{"message":"Invalid API key"}')),
+  ],
+  [
+    '200 with a body that is not JSON',
+    500,
+    'internal',
+    injected(() => answer(200, '<html>hi</html>', 'text/html')),
+  ],
+  ['200 with JSON null', 500, 'internal', injected(() => answer(200, 'null'))],
+  [
+    '200 with an allow in a shape enforce_usage never answers',
+    500,
+    'internal',
+    injected(() => answer(200, '{"allowed":true}')),
+  ],
+];
+
+describe('every other failure: a 4xx or a 500, never an allow, in either fail mode', () => {
+  it.each(refusedClasses)('%s → %i %s', async (_, status, code, hook) => {
+    const tenant = await tenantAtItsLimit();
+    for (const failMode of ['open', 'closed'] as const) {
+      const response = await askThrough(hook, failMode, tenant.id);
+      expect(response.status, failMode).toBe(status);
+      expect(response.body.error?.code, failMode).toBe(code);
+      expect(response.body.allowed, failMode).toBeUndefined();
+    }
+    expect(await activeReservations(tenant.id)).toBe(0);
+  });
+
+  it('42501 (real): a client without the service role is refused by PostgreSQL', async () => {
+    const tenant = await tenantAtItsLimit();
+    const anon = createClient<Database>(stack.supabaseUrl, stack.anonKey, {
+      auth: { persistSession: false, autoRefreshToken: false },
+    });
+    const response = await askEnforce(tenant.id, {}, enforceHandler({ failMode: 'open' }, anon));
+    expect(response.status).toBe(500);
+    expect(response.body.error?.code).toBe('internal');
+  });
+
+  it.each([
+    ['tenant', { tenant: 'ext\u0000ref' }],
+    ['workflowId', { workflowId: 'wf\u0000' }],
+    ['runRef', { runRef: '\ud800run' }],
+  ])(
+    'a %s PostgreSQL really refuses, sent past the request schema, is a 400 (real)',
+    async (_, fields) => {
+      const tenant = await tenantAtItsLimit();
+      const outcome = await enforce(
+        faultyDb(rpcFetch((_call, send) => send())),
+        { tenant: tenant.id, ...fields },
+        { reservationTtlSeconds: 1800, failMode: 'open' },
+      );
+      expect(outcome).toMatchObject({ ok: false, error: { code: 'invalid_request' } });
+      expect(outcome.failedOpen).toBeUndefined();
+      expect(await activeReservations(tenant.id)).toBe(0);
+    },
+  );
+});
+
+describe('enforce_usage answers are parsed, not trusted', () => {
+  const renaming =
+    (from: string, to: string): RpcHook =>
+    async (_call, send) => {
+      const real = (await (await send()).json()) as Record<string, unknown>;
+      const { [from]: value, ...rest } = real;
+      return answer(200, JSON.stringify({ ...rest, [to]: value }));
+    };
+
+  it.each([
+    ['used', 'used_total'],
+    ['reservation_id', 'reservationId'],
+    ['period_end', 'ends_at'],
+    ['allowed', 'allow'],
+  ])('a renamed key (%s → %s) is a 500, not a decision with a hole in it', async (from, to) => {
+    const tenant = await createTenant((await createPlan({ included_executions: 5 })).id);
+    const response = await askThrough(renaming(from, to), 'open', tenant.id);
+    expect(response.status).toBe(500);
+    expect(response.body.error?.code).toBe('internal');
+  });
+});
