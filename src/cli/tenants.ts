@@ -12,12 +12,14 @@ import {
 import { addListCommand } from './list-command.ts';
 import { count, printJson, renderRecord, time } from './output.ts';
 
-const usedOfQuota = (t: TenantRow) =>
-  t.quota === null ? `${count(t.used)} (unlimited)` : `${count(t.used)} / ${count(t.quota)}`;
+const committedOfQuota = (t: TenantRow) =>
+  t.quota === null
+    ? `${count(t.committed)} (unlimited)`
+    : `${count(t.committed)} / ${count(t.quota)}`;
 
 const percent = (t: TenantRow) => (t.percent === null ? '–' : `${t.percent}%`);
 
-/** The current period's usage; `used` counts active reservations, as enforcement does. */
+/** The current period's usage as enforcement counts it: committed = collected + reserved. */
 function usageRecord(t: TenantRow) {
   return renderRecord([
     ['tenant', `${t.name} (${t.id})`],
@@ -26,7 +28,7 @@ function usageRecord(t: TenantRow) {
     ['subscription', t.subscription_status],
     ['stripe customer', t.stripe_customer_id],
     ['period', `${time(t.period_start)} → ${time(t.period_end)}`],
-    ['used / quota', usedOfQuota(t)],
+    ['committed / quota', committedOfQuota(t)],
     ['percent', percent(t)],
     ['level', t.level],
     ['remaining', count(t.remaining)],
@@ -94,7 +96,16 @@ export function registerTenants(program: Command, ctx: CommandContext): void {
     description: "every tenant, with its plan and this period's usage",
     load: (database) => listTenants(database),
     empty: 'No tenants yet: add one with `flowmeter tenants add <name> --plan <id>`.',
-    columns: ['id', 'name', 'external ref', 'plan', 'subscription', 'sources', 'used / quota', '%'],
+    columns: [
+      'id',
+      'name',
+      'external ref',
+      'plan',
+      'subscription',
+      'sources',
+      'committed / quota',
+      '%',
+    ],
     row: (t) => [
       t.id,
       t.name,
@@ -102,7 +113,7 @@ export function registerTenants(program: Command, ctx: CommandContext): void {
       t.plan_id,
       t.subscription_status,
       t.sources,
-      usedOfQuota(t),
+      committedOfQuota(t),
       percent(t),
     ],
   });

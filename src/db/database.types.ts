@@ -1310,6 +1310,7 @@ export type Database = {
         Args: { tenants?: string[] };
         Returns: {
           billable: number;
+          committed: number;
           created_at: string;
           external_ref: string;
           id: string;
@@ -1329,7 +1330,6 @@ export type Database = {
           stripe_customer_id: string;
           stripe_subscription_id: string;
           subscription_status: string;
-          used: number;
         }[];
       };
       maintain_execution_partitions: { Args: { retention_months?: number }; Returns: string[] };

@@ -15,10 +15,12 @@
 
 -- Rules -------------------------------------------------------------------------------
 
+-- The quota and standing rules, defined once: enforce_usage, the alerts trigger, the
+-- tenant usage API and the admin lists all call these two.
+--
 -- The executions a plan includes for a tenant: the trial quota while trialing (else the
--- plan's own), none (null) on an unlimited plan. enforce_usage applies the same rule
--- inline on its hot path; everything else reads it from here. Both helpers are plpgsql:
--- with a pinned search_path a sql function is not inlined and would be planned per query.
+-- plan's own), none (null) on an unlimited plan. Both helpers are plpgsql: with a pinned
+-- search_path a sql function is not inlined and would be planned per query.
 create or replace function private.plan_quota(
   limit_policy text, trialing boolean, included_executions bigint, trial_included_executions bigint
 )
@@ -34,10 +36,11 @@ begin
 end;
 $$;
 
--- Where usage stands against a quota, as enforce_usage reports it (inline there):
--- remaining; percent, 1 decimal, 100 when the quota is 0, null when unlimited; level,
--- normal | warning (at or above the lowest alert threshold) | limit (at 100 %) | overage.
-create or replace function private.usage_standing(used bigint, quota bigint, alert_thresholds smallint[])
+-- Where usage stands against a quota: remaining; percent, 1 decimal, 100 when the quota
+-- is 0, null when unlimited; level, normal | warning (at or above the lowest alert
+-- threshold) | limit (at 100 %) | overage. enforce_usage applies it to committed usage
+-- (collected + reserved), the tenant usage API to collected usage.
+create or replace function private.usage_standing(usage bigint, quota bigint, alert_thresholds smallint[])
 returns table (remaining bigint, percent numeric, level text)
 language plpgsql immutable
 set search_path = ''
@@ -45,10 +48,10 @@ as $$
 declare
   pct numeric := case when usage_standing.quota is null then null
                       when usage_standing.quota = 0 then 100
-                      else round(usage_standing.used * 100.0 / usage_standing.quota, 1) end;
+                      else round(usage_standing.usage * 100.0 / usage_standing.quota, 1) end;
 begin
   remaining := case when usage_standing.quota is null then null
-                    else greatest(0, usage_standing.quota - usage_standing.used) end;
+                    else greatest(0, usage_standing.quota - usage_standing.usage) end;
   percent := pct;
   level := case when pct is null then 'normal'
                 when pct > 100 then 'overage'
@@ -69,10 +72,12 @@ grant execute on function private.plan_quota(text, boolean, bigint, bigint),
 
 -- May the tenant (its id, or the operator's external reference) start a run now?
 --
--- Returns {allowed, reason, used, limit, remaining, percent, level, period_start,
--- period_end, tenant_id, reservation_id}. reason is one of: within_limit, overage_allowed,
--- limit_reached, unlimited, trial, grace_period, subscription_inactive, unknown_tenant.
--- reserve = false answers without reserving (a dry check) and writes nothing.
+-- Returns {allowed, reason, committed, limit, remaining, percent, level, period_start,
+-- period_end, tenant_id, reservation_id}. committed = collected billable executions +
+-- active reservations (this run's included); remaining, percent and level are of
+-- committed. reason is one of: within_limit, overage_allowed, limit_reached, unlimited,
+-- trial, grace_period, subscription_inactive, unknown_tenant. reserve = false answers
+-- without reserving (a dry check) and writes nothing.
 --
 -- run_ref makes a reserving decision idempotent per tenant: a retry of a run that was
 -- allowed before (its reservation still active, or already collected) is allowed again
@@ -110,12 +115,12 @@ declare
   expires timestamptz;
   swept boolean;
   expired int;
-  used bigint;
+  committed bigint;
   allowed boolean;
   reason text;
   reservation bigint;
   prior_release text;
-  pct numeric;
+  standing record;
 begin
   -- A UUID names the tenant by id, anything else by the operator's external reference,
   -- which is resolved to the id first: one index probe each, not both on every call.
@@ -127,7 +132,7 @@ begin
   select x.id, x.subscription_status as status, x.subscription_status_changed_at as status_changed_at,
          x.current_period_start, x.current_period_end,
          p.included_executions, p.trial_included_executions, p.limit_policy, p.grace_days,
-         (select min(a) from unnest(p.alert_thresholds) a) as warn_at
+         p.alert_thresholds
   into t
   from public.tenants x join public.plans p on p.id = x.plan_id
   where x.id = by_id;
@@ -155,10 +160,8 @@ begin
   elsif t.status in ('incomplete_expired', 'paused') then
     inactive := true;
   end if;
-  quota := case when t.limit_policy = 'unlimited' then null
-                when t.status = 'trialing'
-                then coalesce(t.trial_included_executions, t.included_executions)
-                else t.included_executions end;
+  quota := private.plan_quota(t.limit_policy, t.status = 'trialing', t.included_executions,
+                              t.trial_included_executions);
   -- Only a limit that blocks needs a reservation; overage and unlimited plans count on
   -- collection alone.
   reserves := not inactive and t.limit_policy <> 'unlimited'
@@ -283,7 +286,7 @@ begin
     end if;
   end if;
 
-  used := collected + held;
+  committed := collected + held;
   if inactive then
     allowed := false; reason := 'subscription_inactive';
   elsif t.limit_policy = 'unlimited' then
@@ -292,33 +295,28 @@ begin
     -- A reserving decision was made above, under the row's lock or its check-and-increment;
     -- a dry check asks whether a run would be allowed now.
     if not enforce_usage.reserve then
-      allowed := used < quota;
+      allowed := committed < quota;
     end if;
     reason := case when not allowed then 'limit_reached'
                    when t.status = 'trialing' then 'trial' else 'within_limit' end;
   else
-    allowed := true; reason := case when used < quota then 'within_limit' else 'overage_allowed' end;
+    allowed := true; reason := case when committed < quota then 'within_limit' else 'overage_allowed' end;
   end if;
   if allowed and in_grace then
     reason := 'grace_period';
   end if;
 
-  pct := case when quota is null then null
-              when quota = 0 then 100
-              else round(used * 100.0 / quota, 1) end;
+  select s.remaining, s.percent, s.level into standing
+  from private.usage_standing(committed, quota, t.alert_thresholds) s;
   return jsonb_build_object(
     'allowed', allowed,
     'reason', reason,
     'tenant_id', t.id,
-    'used', used,
+    'committed', committed,
     'limit', quota,
-    'remaining', case when quota is null then null else greatest(0, quota - used) end,
-    'percent', pct,
-    'level', case when pct is null then 'normal'
-                  when pct > 100 then 'overage'
-                  when pct >= 100 then 'limit'
-                  when pct >= t.warn_at then 'warning'
-                  else 'normal' end,
+    'remaining', standing.remaining,
+    'percent', standing.percent,
+    'level', standing.level,
     'period_start', cur_start,
     'period_end', cur_end,
     'reservation_id', reservation

@@ -105,7 +105,7 @@ comment on function public.tenant_usage_summary(uuid) is
 $$Current billing period usage of each tenant the caller is a member of (or only tenant_id), one row per tenant.
 Columns: tenant_id, tenant_name, plan_id, plan_name, limit_policy (hard_limit | overage | unlimited), subscription_status;
 period_start, period_end (the current billing period, [start, end), UTC);
-used = collected billable executions in the period (runs allowed but not collected yet are in reserved, not here);
+used = collected billable executions in the period (runs allowed but not collected yet are in reserved, not here; enforcement decides on committed = used + reserved);
 quota = the plan's included executions (the trial quota while trialing; null on unlimited plans);
 remaining = max(0, quota - used), null when unlimited; percent = used / quota in % (1 decimal; 100 when quota is 0; null when unlimited);
 level = normal | warning (at or above the plan's lowest alert threshold) | limit (at 100 %) | overage (above);

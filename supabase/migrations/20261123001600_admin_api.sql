@@ -185,9 +185,10 @@ begin
 end;
 $$;
 
--- Tenants with their current billing period's usage, as enforcement counts it: used =
--- collected billable executions + active reservations. tenants: ids or external references
--- to return (null = all); the caller compares what comes back to find unknown ones.
+-- Tenants with their current billing period's usage, as enforcement counts it: committed =
+-- collected billable executions (billable) + active reservations (reserved); remaining,
+-- percent and level are of committed. tenants: ids or external references to return
+-- (null = all); the caller compares what comes back to find unknown ones.
 create or replace function public.list_tenants(tenants text[] default null)
 returns table (
   id uuid,
@@ -205,7 +206,7 @@ returns table (
   period_end timestamptz,
   billable bigint,
   reserved bigint,
-  used bigint,
+  committed bigint,
   quota bigint,
   remaining bigint,
   percent numeric,
@@ -219,7 +220,7 @@ as $$
          t.stripe_customer_id, t.stripe_subscription_id,
          (select count(*) from public.n8n_sources s where s.tenant_id = t.id),
          t.created_at, bp.period_start, bp.period_end,
-         coalesce(c.billable, 0), r.active, u.used, u.quota, st.remaining, st.percent, st.level,
+         coalesce(c.billable, 0), r.active, u.committed, u.quota, st.remaining, st.percent, st.level,
          coalesce(c.reported, 0)
   from public.tenants t
   join public.plans p on p.id = t.plan_id
@@ -234,9 +235,9 @@ as $$
   cross join lateral (
     select private.plan_quota(p.limit_policy, t.subscription_status = 'trialing',
                               p.included_executions, p.trial_included_executions) as quota,
-           coalesce(c.billable, 0) + r.active as used
+           coalesce(c.billable, 0) + r.active as committed
   ) u
-  cross join lateral private.usage_standing(u.used, u.quota, p.alert_thresholds) st
+  cross join lateral private.usage_standing(u.committed, u.quota, p.alert_thresholds) st
   where list_tenants.tenants is null
      or exists (
        select 1 from unnest(list_tenants.tenants) k(ref)
