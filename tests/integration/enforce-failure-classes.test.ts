@@ -132,7 +132,7 @@ describe('the database could not be reached: fail open (or 503 when closed)', ()
     // The endpoint dropped the dead connection: the next decision is a real one.
     expect((await askEnforce(tenant.id, { runRef: 'run-after' })).body).toMatchObject({
       reason: 'within_limit',
-      used: 2,
+      committed: 2,
     });
   });
 });
@@ -274,7 +274,7 @@ describe('enforce_usage answers are parsed, not trusted', () => {
     };
 
   it.each([
-    ['used', 'used_total'],
+    ['committed', 'committed_total'],
     ['reservation_id', 'reservationId'],
     ['period_end', 'ends_at'],
     ['allowed', 'allow'],
