@@ -54,7 +54,8 @@ const nearMiss = (real: string) =>
       fc.integer({ min: 1, max: real.length - 1 }),
       fc.array(forbiddenCharacter, { minLength: 1, maxLength: 3 }),
     )
-    .map(([at, bad]) => `${real.slice(0, at)}${bad.join('')}${real.slice(at)}`);
+    // Kept apart, so that two surrogates drawn apart cannot pair into one valid character.
+    .map(([at, bad]) => `${real.slice(0, at)}${bad.join('x')}${real.slice(at)}`);
 
 /** Any UTF-16 code units at all, lone surrogates included: valid or not, never an allow. */
 const anyCodeUnits = fc.string({
