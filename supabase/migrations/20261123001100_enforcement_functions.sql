@@ -6,7 +6,7 @@
 -- each other. Nothing here reads raw executions.
 --
 -- enforce_usage is on the critical path of every workflow run, so its common case is one
--- conditional UPDATE of the counters row (see the function), and:
+-- conditional UPDATE of the counters row (take_slot_fast), and:
 -- * the counters row remembers when its earliest active reservation expires, so the
 --   expiry sweep runs only when one is due, not on every decision;
 -- * decisions that reserve nothing (overage, unlimited, inactive, dry runs, blocked at a
@@ -40,8 +40,14 @@ $$;
 -- is 0, null when unlimited; level, normal | warning (at or above the lowest alert
 -- threshold) | limit (at 100 %) | overage. enforce_usage applies it to committed usage
 -- (collected + reserved), the tenant usage API to collected usage.
-create or replace function private.usage_standing(usage bigint, quota bigint, alert_thresholds smallint[])
-returns table (remaining bigint, percent numeric, level text)
+create or replace function private.usage_standing(
+  usage bigint,
+  quota bigint,
+  alert_thresholds smallint[],
+  out remaining bigint,
+  out percent numeric,
+  out level text
+)
 language plpgsql immutable
 set search_path = ''
 as $$
@@ -58,7 +64,6 @@ begin
                 when pct >= 100 then 'limit'
                 when pct >= (select min(x) from unnest(usage_standing.alert_thresholds) x) then 'warning'
                 else 'normal' end;
-  return next;
 end;
 $$;
 
@@ -67,6 +72,212 @@ revoke all on function private.plan_quota(text, boolean, bigint, bigint),
 -- Pure (immutable, read nothing), so the tenant usage API may run them as the caller.
 grant execute on function private.plan_quota(text, boolean, bigint, bigint),
   private.usage_standing(bigint, bigint, smallint[]) to authenticated, service_role;
+
+-- The decision's paths -----------------------------------------------------------------
+--
+-- enforce_usage (below) resolves the tenant, its period and its quota, then takes one of
+-- these paths. Each runs in the decision's transaction: a lock taken here is held until it
+-- commits.
+
+-- The fast path: take a slot if there is room and no reservation is due to expire, in one
+-- conditional UPDATE. Racing decisions for one tenant queue on the row and re-check the
+-- condition on the version the winner wrote, so they cannot both take the last slot.
+-- collected and held (the reservations before this one) are null when it took nothing.
+create or replace function private.take_slot_fast(
+  tenant_id uuid,
+  period_start timestamptz,
+  quota bigint,
+  expires timestamptz,
+  out collected bigint,
+  out held bigint
+)
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+begin
+  update public.usage_counters c
+  set reserved = c.reserved + 1,
+      reservations_next_expiry = least(c.reservations_next_expiry, take_slot_fast.expires)
+  where c.tenant_id = take_slot_fast.tenant_id and c.period_start = take_slot_fast.period_start
+    and c.billable + c.reserved < take_slot_fast.quota
+    and (c.reserved = 0 or c.reservations_next_expiry > now())
+  returning c.billable, c.reserved - 1 into collected, held;
+end;
+$$;
+
+-- The slow path, after the fast one took nothing. At the limit with nothing due to expire
+-- it is blocked without taking a lock; otherwise (no counters row yet, or an expiry due)
+-- it decides again holding the row, releasing expired reservations first, and writes what
+-- the sweep released and the slot it takes in one update. held excludes the slot taken.
+create or replace function private.take_slot_locked(
+  tenant_id uuid,
+  period_start timestamptz,
+  period_end timestamptz,
+  quota bigint,
+  expires timestamptz,
+  out allowed boolean,
+  out collected bigint,
+  out held bigint
+)
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  next_expiry timestamptz;
+  swept boolean;
+  expired int;
+begin
+  allowed := false;
+  select c.billable, c.reserved, c.reservations_next_expiry into collected, held, next_expiry
+  from public.usage_counters c
+  where c.tenant_id = take_slot_locked.tenant_id and c.period_start = take_slot_locked.period_start;
+  if found and collected + held >= take_slot_locked.quota and (held = 0 or next_expiry > now()) then
+    return;
+  end if;
+  insert into public.usage_counters (tenant_id, period_start, period_end)
+  values (take_slot_locked.tenant_id, take_slot_locked.period_start, take_slot_locked.period_end)
+  on conflict (tenant_id, period_start) do nothing;
+  select c.billable, c.reserved, c.reservations_next_expiry into collected, held, next_expiry
+  from public.usage_counters c
+  where c.tenant_id = take_slot_locked.tenant_id and c.period_start = take_slot_locked.period_start
+  for update;
+  -- Expired reservations stop counting now, not at the next sweep.
+  swept := held > 0 and (next_expiry is null or next_expiry <= now());
+  if swept then
+    with gone as (
+      update public.usage_reservations r set released_at = now(), release_reason = 'expired'
+      where r.tenant_id = take_slot_locked.tenant_id and r.period_start = take_slot_locked.period_start
+        and r.released_at is null and r.expires_at <= now()
+      returning 1
+    )
+    select count(*) into expired from gone;
+    held := greatest(0, held - expired);
+  end if;
+  allowed := collected + held < take_slot_locked.quota;
+  if swept or allowed then
+    update public.usage_counters c
+    set reserved = take_slot_locked.held + take_slot_locked.allowed::int,
+        reservations_next_expiry = least(
+          case when swept then private.next_reservation_expiry(take_slot_locked.tenant_id, take_slot_locked.period_start)
+               else c.reservations_next_expiry end,
+          case when take_slot_locked.allowed then take_slot_locked.expires end)
+    where c.tenant_id = take_slot_locked.tenant_id and c.period_start = take_slot_locked.period_start;
+  end if;
+end;
+$$;
+
+-- The run-ref retry path: a slot was taken, but the run's reference already has a
+-- reservation, so this run was decided before. Racing retries queue on the counters row
+-- (the slot paths above), so the first one's reservation is committed and visible here.
+-- kept: whether the slot just taken stays taken (the run holds it now).
+create or replace function private.retry_run_reservation(
+  tenant_id uuid,
+  period_start timestamptz,
+  workflow_id text,
+  run_ref text,
+  expires timestamptz,
+  out reservation_id bigint,
+  out kept boolean
+)
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  prior_release text;
+begin
+  select r.id, r.release_reason into reservation_id, prior_release
+  from public.usage_reservations r
+  where r.tenant_id = retry_run_reservation.tenant_id and r.run_ref = retry_run_reservation.run_ref
+  for update;
+  kept := true;
+  if not found then
+    -- prune_history deleted it (released long ago) since the conflict: the run is new
+    -- again, in the slot just taken.
+    insert into public.usage_reservations (tenant_id, period_start, workflow_id, run_ref, expires_at)
+    values (retry_run_reservation.tenant_id, retry_run_reservation.period_start,
+            retry_run_reservation.workflow_id, retry_run_reservation.run_ref, retry_run_reservation.expires)
+    returning id into reservation_id;
+  elsif prior_release = 'expired' then
+    -- Its reservation lapsed before the run was collected: the slot just taken is its new one.
+    update public.usage_reservations r
+    set period_start = retry_run_reservation.period_start,
+        workflow_id = coalesce(retry_run_reservation.workflow_id, r.workflow_id),
+        expires_at = retry_run_reservation.expires, released_at = null, release_reason = null
+    where r.id = retry_run_reservation.reservation_id;
+  else
+    -- Still reserved, or already counted for real: give the slot just taken back. The
+    -- expiry note may now be earlier than the truth, which it is allowed to be: at worst a
+    -- sweep runs once with nothing to release.
+    update public.usage_counters c set reserved = c.reserved - 1
+    where c.tenant_id = retry_run_reservation.tenant_id and c.period_start = retry_run_reservation.period_start;
+    kept := false;
+  end if;
+end;
+$$;
+
+-- The run-ref retry path at the limit: a retry of a run allowed before is still allowed,
+-- its slot being already counted (reserved, or collected). Null when there is none.
+create or replace function private.prior_run_reservation(tenant_id uuid, run_ref text)
+returns bigint
+language plpgsql stable
+set search_path = ''
+as $$
+#variable_conflict use_column
+begin
+  return (
+    select r.id from public.usage_reservations r
+    where r.tenant_id = prior_run_reservation.tenant_id and r.run_ref = prior_run_reservation.run_ref
+      and r.release_reason is distinct from 'expired');
+end;
+$$;
+
+-- A decision that reserves nothing: the counters as they are, taking nothing. Expired
+-- reservations not yet swept no longer count.
+create or replace function private.read_committed(
+  tenant_id uuid,
+  period_start timestamptz,
+  out collected bigint,
+  out held bigint
+)
+language plpgsql stable
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  next_expiry timestamptz;
+begin
+  select c.billable, c.reserved, c.reservations_next_expiry into collected, held, next_expiry
+  from public.usage_counters c
+  where c.tenant_id = read_committed.tenant_id and c.period_start = read_committed.period_start;
+  if not found then
+    collected := 0;
+    held := 0;
+  elsif held > 0 and (next_expiry is null or next_expiry <= now()) then
+    held := held - (
+      select count(*) from public.usage_reservations r
+      where r.tenant_id = read_committed.tenant_id and r.period_start = read_committed.period_start
+        and r.released_at is null and r.expires_at <= now());
+  end if;
+end;
+$$;
+
+revoke all on function
+  private.take_slot_fast(uuid, timestamptz, bigint, timestamptz),
+  private.take_slot_locked(uuid, timestamptz, timestamptz, bigint, timestamptz),
+  private.retry_run_reservation(uuid, timestamptz, text, text, timestamptz),
+  private.prior_run_reservation(uuid, text),
+  private.read_committed(uuid, timestamptz)
+  from public;
+grant execute on function
+  private.take_slot_fast(uuid, timestamptz, bigint, timestamptz),
+  private.take_slot_locked(uuid, timestamptz, timestamptz, bigint, timestamptz),
+  private.retry_run_reservation(uuid, timestamptz, text, text, timestamptz),
+  private.prior_run_reservation(uuid, text),
+  private.read_committed(uuid, timestamptz)
+  to service_role;
 
 -- The decision ------------------------------------------------------------------------
 
@@ -105,21 +316,18 @@ declare
   t record;
   cur_start timestamptz;
   cur_end timestamptz;
-  collected bigint := 0;
-  held bigint := 0;
-  next_expiry timestamptz;
+  collected bigint;
+  held bigint;
   quota bigint;
   inactive boolean := false;
   in_grace boolean := false;
   reserves boolean;
   expires timestamptz;
-  swept boolean;
-  expired int;
   committed bigint;
   allowed boolean;
   reason text;
   reservation bigint;
-  prior_release text;
+  kept boolean;
   standing record;
 begin
   -- A UUID names the tenant by id, anything else by the operator's external reference,
@@ -171,56 +379,12 @@ begin
     -- Until the end of this transaction (see the header).
     perform set_config('synchronous_commit', 'off', true);
     expires := now() + make_interval(secs => enforce_usage.reservation_ttl_seconds);
-    -- The fast path: take a slot if there is room and no reservation is due to expire.
-    -- Racing decisions for one tenant queue on the row and re-check the condition on the
-    -- version the winner wrote, so they cannot both take the last slot.
-    update public.usage_counters c
-    set reserved = c.reserved + 1,
-        reservations_next_expiry = least(c.reservations_next_expiry, expires)
-    where c.tenant_id = t.id and c.period_start = cur_start
-      and c.billable + c.reserved < quota
-      and (c.reserved = 0 or c.reservations_next_expiry > now())
-    returning c.billable, c.reserved - 1 into collected, held;
-    allowed := found;
-
+    select f.collected, f.held into collected, held
+    from private.take_slot_fast(t.id, cur_start, quota, expires) f;
+    allowed := collected is not null;
     if not allowed then
-      -- At the limit with nothing due to expire: blocked, without taking a lock.
-      select c.billable, c.reserved, c.reservations_next_expiry into collected, held, next_expiry
-      from public.usage_counters c
-      where c.tenant_id = t.id and c.period_start = cur_start;
-      if not (found and collected + held >= quota and (held = 0 or next_expiry > now())) then
-        -- No room, no row yet, or an expiry due: decide again holding the row.
-        insert into public.usage_counters (tenant_id, period_start, period_end)
-        values (t.id, cur_start, cur_end)
-        on conflict (tenant_id, period_start) do nothing;
-        select c.billable, c.reserved, c.reservations_next_expiry into collected, held, next_expiry
-        from public.usage_counters c
-        where c.tenant_id = t.id and c.period_start = cur_start
-        for update;
-        -- Expired reservations stop counting now, not at the next sweep.
-        swept := held > 0 and (next_expiry is null or next_expiry <= now());
-        if swept then
-          with gone as (
-            update public.usage_reservations r set released_at = now(), release_reason = 'expired'
-            where r.tenant_id = t.id and r.period_start = cur_start
-              and r.released_at is null and r.expires_at <= now()
-            returning 1
-          )
-          select count(*) into expired from gone;
-          held := greatest(0, held - expired);
-        end if;
-        allowed := collected + held < quota;
-        -- One write for both: what the sweep released and the slot this run takes.
-        if swept or allowed then
-          update public.usage_counters c
-          set reserved = held + allowed::int,
-              reservations_next_expiry = least(
-                case when swept then private.next_reservation_expiry(t.id, cur_start)
-                     else c.reservations_next_expiry end,
-                case when allowed then expires end)
-          where c.tenant_id = t.id and c.period_start = cur_start;
-        end if;
-      end if;
+      select l.allowed, l.collected, l.held into allowed, collected, held
+      from private.take_slot_locked(t.id, cur_start, cur_end, quota, expires) l;
     end if;
 
     if allowed then
@@ -231,59 +395,18 @@ begin
       if reservation is not null then
         held := held + 1;
       else
-        -- This run was decided before: a retry. Racing retries queue on the counters row
-        -- above, so the first one's reservation is committed and visible here.
-        select r.id, r.release_reason into reservation, prior_release
-        from public.usage_reservations r
-        where r.tenant_id = t.id and r.run_ref = enforce_usage.run_ref
-        for update;
-        if not found then
-          -- prune_history deleted it (released long ago) since the conflict: the run is
-          -- new again, in the slot just taken.
-          insert into public.usage_reservations (tenant_id, period_start, workflow_id, run_ref, expires_at)
-          values (t.id, cur_start, enforce_usage.workflow_id, enforce_usage.run_ref, expires)
-          returning id into reservation;
-          held := held + 1;
-        elsif prior_release = 'expired' then
-          -- Its reservation lapsed before the run was collected: the slot just taken is
-          -- its new one.
-          update public.usage_reservations r
-          set period_start = cur_start, workflow_id = coalesce(enforce_usage.workflow_id, r.workflow_id),
-              expires_at = expires, released_at = null, release_reason = null
-          where r.id = reservation;
-          held := held + 1;
-        else
-          -- Still reserved, or already counted for real: give the slot just taken back.
-          -- The expiry note may now be earlier than the truth, which it is allowed to be:
-          -- at worst a sweep runs once with nothing to release.
-          update public.usage_counters c set reserved = c.reserved - 1
-          where c.tenant_id = t.id and c.period_start = cur_start;
-        end if;
+        select r.reservation_id, r.kept into reservation, kept
+        from private.retry_run_reservation(t.id, cur_start, enforce_usage.workflow_id,
+                                           enforce_usage.run_ref, expires) r;
+        held := held + kept::int;
       end if;
     elsif enforce_usage.run_ref is not null then
-      -- At the limit, but a retry of a run allowed before is still allowed: its slot is
-      -- already counted (reserved, or collected).
-      select r.id into reservation
-      from public.usage_reservations r
-      where r.tenant_id = t.id and r.run_ref = enforce_usage.run_ref
-        and r.release_reason is distinct from 'expired';
-      allowed := found;
+      reservation := private.prior_run_reservation(t.id, enforce_usage.run_ref);
+      allowed := reservation is not null;
     end if;
   else
-    -- Nothing to reserve: read the counters, take nothing.
-    select c.billable, c.reserved, c.reservations_next_expiry into collected, held, next_expiry
-    from public.usage_counters c
-    where c.tenant_id = t.id and c.period_start = cur_start;
-    if not found then
-      collected := 0;
-      held := 0;
-    elsif held > 0 and (next_expiry is null or next_expiry <= now()) then
-      -- Expired but not yet swept: they no longer count.
-      held := held - (
-        select count(*) from public.usage_reservations r
-        where r.tenant_id = t.id and r.period_start = cur_start
-          and r.released_at is null and r.expires_at <= now());
-    end if;
+    select u.collected, u.held into collected, held
+    from private.read_committed(t.id, cur_start) u;
   end if;
 
   committed := collected + held;
@@ -306,8 +429,7 @@ begin
     reason := 'grace_period';
   end if;
 
-  select s.remaining, s.percent, s.level into standing
-  from private.usage_standing(committed, quota, t.alert_thresholds) s;
+  standing := private.usage_standing(committed, quota, t.alert_thresholds);
   return jsonb_build_object(
     'allowed', allowed,
     'reason', reason,
