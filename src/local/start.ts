@@ -20,14 +20,6 @@ import { readSchedules, startScheduler } from './scheduler.ts';
 import { startLocalStack } from './stack.ts';
 import { watchUsage } from './usage-watch.ts';
 
-/**
- * `npm start`: the whole pipeline on this machine. The local Supabase-compatible stack;
- * the Netlify functions served by the Netlify CLI; a scheduler firing the scheduled ones
- * on their cron schedules (--speed runs the clock faster); and, unless real sources are
- * configured or --no-demo is given, demo n8n instances with tenants whose runner asks the
- * enforcement endpoint before every run. With SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY
- * set, nothing local starts.
- */
 const positive = (value: string) => {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
@@ -106,6 +98,14 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => void stopAll(signal, 0));
 }
 
+/**
+ * `npm start`: the whole pipeline on this machine. The local Supabase-compatible stack;
+ * the Netlify functions served by the Netlify CLI; a scheduler firing the scheduled ones
+ * on their cron schedules (--speed runs the clock faster); and, unless real sources are
+ * configured or --no-demo is given, demo n8n instances with tenants whose runner asks the
+ * enforcement endpoint before every run. With SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY
+ * set, nothing local starts.
+ */
 async function main(): Promise<void> {
   if (process.env.SUPABASE_URL && process.env.SUPABASE_SERVICE_ROLE_KEY) {
     console.log(
