@@ -12,7 +12,7 @@ import { matchesAnySecret } from '../../src/security/shared-secret.ts';
  * Background function (up to 15 minutes): continues walks that collect-usage could not
  * finish in 30 s, holding the leases it was handed so no other run takes the sources.
  */
-export const handOffSchema = z.object({
+const handOffSchema = z.object({
   run_id: z.uuid(),
   leases: z
     .array(z.object({ source_id: z.uuid(), lease_token: z.uuid() }))

@@ -8,21 +8,28 @@ import {
 import { loadCollectorConfig } from '../../src/config/env.ts';
 import { resultResponse } from '../../src/http/responses.ts';
 import { recordedRun } from '../../src/observability/scheduled-run.ts';
+import { runUpkeep } from '../../src/ops/upkeep.ts';
 
-/** Every 10 minutes: pull new n8n executions for every due source, within 30 s. */
+/**
+ * Every 10 minutes: the storage upkeep (runUpkeep), then pull new n8n executions for every
+ * due source, within 30 s.
+ */
 export default async () => {
   const config = loadCollectorConfig();
   const deps = collectorDependencies(config);
   const result = await recordedRun(
     { db: deps.db, functionName: 'collect-usage', log: deps.log },
-    (log) =>
-      runCollection({
+    async (log) => {
+      // Before collecting: next month's partition must exist before its first execution.
+      await runUpkeep({ db: deps.db, retentionMonths: config.EXECUTION_RETENTION_MONTHS, log });
+      return runCollection({
         ...deps,
         log,
         settings: collectionSettings(config, config.COLLECTOR_BUDGET_SECONDS),
         trigger: 'schedule',
         handOff: backgroundHandOff(config, log),
-      }),
+      });
+    },
   );
   return resultResponse(result);
 };

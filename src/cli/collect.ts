@@ -2,6 +2,7 @@ import { styleText } from 'node:util';
 import { collectionSettings, collectorDependencies } from '../collector/from-config.ts';
 import { type RunSummary, runCollection, type SourceEvent } from '../collector/run-collection.ts';
 import type { CollectorConfig } from '../config/env.ts';
+import { plural } from '../domain/words.ts';
 import { createLogger } from '../observability/pino-logger.ts';
 import { type CliIo, valueOrExit } from './context.ts';
 import { createProgress, isTerminal } from './progress.ts';
@@ -16,7 +17,7 @@ function progressPrinter(io: Pick<CliIo, 'err' | 'stderr'>) {
   const write = io.err;
   // On a terminal a bar counts finished sources and each outcome is printed above it; in a
   // log, a line per page says how far each source has got.
-  const bar = isTerminal(io) ? createProgress(io, 'collecting', 'sources') : undefined;
+  const bar = isTerminal(io) ? createProgress(io, 'collecting', 'source') : undefined;
   const names = new Map<string, string>();
   const report = (event: SourceEvent) => {
     if (event.type === 'claimed') {
@@ -24,12 +25,11 @@ function progressPrinter(io: Pick<CliIo, 'err' | 'stderr'>) {
         names.set(s.source_id, `${s.base_url} (source ${s.source_id.slice(0, 8)})`);
       }
       if (bar) bar.start(event.sources.length);
-      else
-        write(`collecting ${event.sources.length} source${event.sources.length === 1 ? '' : 's'}`);
+      else write(`collecting ${plural(event.sources.length, 'source')}`);
     } else if (event.type === 'page') {
       if (bar) return;
       write(
-        `  ${names.get(event.source.source_id)}: page ${event.stats.pages}, ${event.stats.executionsIngested} new executions, ${event.stats.billableCounted} billable`,
+        `  ${names.get(event.source.source_id)}: page ${event.stats.pages}, ${plural(event.stats.executionsIngested, 'new execution')}, ${event.stats.billableCounted} billable`,
       );
     } else {
       const { outcome } = event;
@@ -40,7 +40,7 @@ function progressPrinter(io: Pick<CliIo, 'err' | 'stderr'>) {
         line(
           styleText(
             'green',
-            `✓ ${label}: ${outcome.executionsIngested} new executions, ${outcome.billableCounted} billable`,
+            `✓ ${label}: ${plural(outcome.executionsIngested, 'new execution')}, ${outcome.billableCounted} billable`,
           ),
         );
       } else
@@ -76,7 +76,7 @@ export async function collectNow(
   if (options.json) io.out(JSON.stringify(summary, null, 2));
   else {
     io.err(
-      `run ${summary.runId}: ${summary.sourcesOk} ok, ${summary.sourcesFailed} failed, ${summary.executionsIngested} new executions, ${summary.billableCounted} billable`,
+      `run ${summary.runId}: ${summary.sourcesOk} ok, ${summary.sourcesFailed} failed, ${plural(summary.executionsIngested, 'new execution')}, ${summary.billableCounted} billable`,
     );
   }
   return summary;

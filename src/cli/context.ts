@@ -88,6 +88,8 @@ export interface CallHints {
   notFound?: string;
   /** Added to a "conflict" answer: what already exists and what to do. */
   conflict?: string;
+  /** The command's flag for each function argument, so a refusal names what the operator typed. */
+  flags?: Record<string, string>;
 }
 
 export interface Database {
@@ -116,10 +118,13 @@ function databaseError(
   }
   // The command's hint, where it has one, says more than the function's generic one.
   const explain = (commandHint?: string) =>
-    [error.message, error.details, commandHint ?? error.hint]
-      .filter(Boolean)
-      .map((part) => part.replace(/\.$/, ''))
-      .join(': ');
+    Object.entries(hints.flags ?? {}).reduce(
+      (text, [argument, flag]) => text.replaceAll(new RegExp(`\\b${argument}\\b`, 'g'), flag),
+      [error.message, error.details, commandHint ?? error.hint]
+        .filter(Boolean)
+        .map((part) => part.replace(/\.$/, ''))
+        .join(': '),
+    );
   if (status === 401 || status === 403) {
     return new CliError(
       EXIT.usage,

@@ -18,10 +18,6 @@ import { registerSources } from './sources.ts';
 import { registerStatus } from './status.ts';
 import { registerTenants } from './tenants.ts';
 
-/**
- * The operator CLI. Exit codes: 0 success; 1 the work ran but something failed (a source);
- * 2 bad arguments or configuration, nothing done; 3 a service could not be reached.
- */
 export { type CliIo, EXIT };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -31,6 +27,10 @@ function sourceId(value: string, previous: string[] = []): string[] {
   return [...previous, value.toLowerCase()];
 }
 
+/**
+ * The operator CLI. Exit codes: 0 success; 1 the work ran but something failed (a source);
+ * 2 bad arguments or configuration, nothing done; 3 a service could not be reached.
+ */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   let exitCode: number = EXIT.ok;
   const ctx: CommandContext = {

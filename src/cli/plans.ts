@@ -150,6 +150,7 @@ export function registerPlans(program: Command, ctx: CommandContext): void {
             stripe_price_id: options.stripePrice,
           }),
         }),
+        { flags: SET_PLAN_FLAGS },
       );
       const [plan] = await listPlans(database, [id]);
       if (!plan) throw new CliError(EXIT.failed, `plan ${id} was saved but cannot be read back`);
@@ -157,6 +158,19 @@ export function registerPlans(program: Command, ctx: CommandContext): void {
       io.out(planRecord(plan));
     });
 }
+
+/** set_plan's arguments as `plans set` spells them. */
+const SET_PLAN_FLAGS: Record<string, string> = {
+  limit_policy: '--policy',
+  included_executions: '--included',
+  overage_unit_amount: '--overage-price',
+  alert_thresholds: '--thresholds',
+  trial_included_executions: '--trial-included',
+  grace_days: '--grace-days',
+  stripe_meter_event_name: '--meter-event-name',
+  stripe_meter_id: '--meter-id',
+  stripe_price_id: '--stripe-price',
+};
 
 /** Leaves out what the operator did not give, so the SQL function keeps the current value. */
 function defined<T extends object>(values: T): Partial<T> {

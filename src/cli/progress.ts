@@ -1,4 +1,5 @@
 import { MultiBar, Presets } from 'cli-progress';
+import { plural } from '../domain/words.ts';
 import type { CliIo } from './context.ts';
 
 /**
@@ -7,7 +8,7 @@ import type { CliIo } from './context.ts';
  * which reads well in a log where a redrawn bar would not.
  */
 export interface Progress {
-  /** Counting towards `total` items of `unit` (plural), e.g. 12 "sources". */
+  /** Counting towards `total` items of `unit`, e.g. 12 sources. */
   start(total: number): void;
   /** One more item done; `detail` is shown after the count. */
   increment(detail?: string): void;
@@ -18,13 +19,14 @@ export interface Progress {
 
 export const isTerminal = (io: Pick<CliIo, 'stderr'>) => io.stderr?.isTTY === true;
 
+/** `unit` is singular ("source"); counts of it read "1 source", "3 sources", "2/3 sources". */
 export function createProgress(
   io: Pick<CliIo, 'err' | 'stderr'>,
   label: string,
   unit: string,
 ): Progress {
   return isTerminal(io) && io.stderr
-    ? terminalProgress(io.stderr, label, unit)
+    ? terminalProgress(io.stderr, label, `${unit}s`)
     : lineProgress(io, label, unit);
 }
 
@@ -73,13 +75,13 @@ function lineProgress(io: Pick<CliIo, 'err'>, label: string, unit: string): Prog
   return {
     start(n) {
       total = n;
-      io.err(`${label}: ${n} ${unit}`);
+      io.err(`${label}: ${plural(n, unit)}`);
     },
     increment(detail) {
       done += 1;
       if (total === 0 || done * 10 < nextStep * total) return;
       while (done * 10 >= nextStep * total) nextStep += 1;
-      io.err(`${label}: ${done}/${total} ${unit}${detail ? ` ${detail}` : ''}`);
+      io.err(`${label}: ${done}/${total} ${unit}s${detail ? ` ${detail}` : ''}`);
     },
     line(text) {
       io.err(text);

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { reporterSettings, stripeClientFrom } from '../billing/from-config.ts';
 import { runReporter } from '../billing/report-usage.ts';
 import { loadReporterConfig } from '../config/reporter-env.ts';
+import { plural } from '../domain/words.ts';
 import {
   CliError,
   type CommandContext,
@@ -46,9 +47,7 @@ export function registerReport(program: Command, ctx: CommandContext): void {
       const tenantIds = await filteredTenantIds(database, options.tenant);
       // A dry run sends nothing, so there is nothing to follow.
       const progress =
-        options.json || options.dryRun
-          ? undefined
-          : createProgress(io, 'reporting', 'meter events');
+        options.json || options.dryRun ? undefined : createProgress(io, 'reporting', 'meter event');
       const result = await runReporter({
         db: database.db,
         stripe: options.dryRun ? null : stripeClientFrom(config),
@@ -85,7 +84,7 @@ export function registerReport(program: Command, ctx: CommandContext): void {
           ),
         );
         io.out(
-          `dry run: ${summary.wouldSend.length} meter events would be sent; they are in the ledger, pending, for the next run`,
+          `dry run: ${plural(summary.wouldSend.length, 'meter event')} would be sent; they are in the ledger, pending, for the next run`,
         );
         return;
       }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { loadCollectorConfig } from '../config/env.ts';
+import { type CollectorConfig, loadCollectorConfig } from '../config/env.ts';
+import { plural } from '../domain/words.ts';
 import type { N8nExecution } from '../n8n/client.ts';
 import { addSource } from '../sources/add-source.ts';
 import { resealSourceKeys } from '../sources/reseal-source-keys.ts';
@@ -9,6 +10,7 @@ import { parser, schemas } from './arguments.ts';
 import {
   CliError,
   type CommandContext,
+  type Database,
   EXIT,
   filteredTenantIds,
   loadEnvironment,
@@ -31,6 +33,20 @@ const connection = (tested: boolean, latest: N8nExecution | null) =>
   tested ? `ok, ${describeLatest(latest)}` : 'not tested';
 
 const listHint = '`flowmeter sources list` shows the ids';
+
+/** What every source operation needs from the CLI's configuration. */
+const sourceDependencies = (config: CollectorConfig, database: Database) => ({
+  db: database.db,
+  keyring: config.FLOWMETER_ENCRYPTION_KEYS,
+  timeoutMs: config.N8N_REQUEST_TIMEOUT_MS,
+});
+
+/** A source as --json prints it after a write that may have tested the connection first. */
+const testedSource = (source: object, tested: boolean, latest: N8nExecution | null) => ({
+  ...source,
+  tested,
+  latest_execution: latest,
+});
 
 interface AddOptions {
   tenant: string;
@@ -69,9 +85,7 @@ export function registerSources(program: Command, ctx: CommandContext): void {
       const tenant = await resolveTenant(database, options.tenant);
       const { source, latestExecution } = database.valueOrExit(
         await addSource({
-          db: database.db,
-          keyring: config.FLOWMETER_ENCRYPTION_KEYS,
-          timeoutMs: config.N8N_REQUEST_TIMEOUT_MS,
+          ...sourceDependencies(config, database),
           tenantId: tenant.id,
           baseUrl: options.url,
           apiKey,
@@ -83,13 +97,7 @@ export function registerSources(program: Command, ctx: CommandContext): void {
           conflict: `tenant ${tenant.name} already has a source for ${options.url}${options.project ? ` and project ${options.project}` : ''}; \`flowmeter sources list\` shows it`,
         },
       );
-      if (options.json) {
-        return printJson(io, {
-          ...source,
-          tested: options.test,
-          latest_execution: latestExecution,
-        });
-      }
+      if (options.json) return printJson(io, testedSource(source, options.test, latestExecution));
       io.out(
         renderRecord([
           ['id', source.id],
@@ -115,9 +123,7 @@ export function registerSources(program: Command, ctx: CommandContext): void {
       const database = openDatabase(config);
       const { source, probe } = database.valueOrExit(
         await testSource({
-          db: database.db,
-          keyring: config.FLOWMETER_ENCRYPTION_KEYS,
-          timeoutMs: config.N8N_REQUEST_TIMEOUT_MS,
+          ...sourceDependencies(config, database),
           sourceId: id,
         }),
         { notFound: '`flowmeter sources list` shows them' },
@@ -220,22 +226,14 @@ export function registerSources(program: Command, ctx: CommandContext): void {
       const database = openDatabase(config);
       const { source, latestExecution } = database.valueOrExit(
         await setSourceKey({
-          db: database.db,
-          keyring: config.FLOWMETER_ENCRYPTION_KEYS,
-          timeoutMs: config.N8N_REQUEST_TIMEOUT_MS,
+          ...sourceDependencies(config, database),
           sourceId: id,
           apiKey,
           test: options.test,
         }),
         { notFound: listHint },
       );
-      if (options.json) {
-        return printJson(io, {
-          ...source,
-          tested: options.test,
-          latest_execution: latestExecution,
-        });
-      }
+      if (options.json) return printJson(io, testedSource(source, options.test, latestExecution));
       io.out(
         `${source.name} (${source.base_url}): key replaced; connection ${connection(options.test, latestExecution)}`,
       );
@@ -257,7 +255,7 @@ export function registerSources(program: Command, ctx: CommandContext): void {
       const config = await loadEnvironment(io, loadCollectorConfig);
       const database = openDatabase(config);
       const tenantIds = await filteredTenantIds(database, options.tenant);
-      const progress = options.json ? undefined : createProgress(io, 'resealing', 'keys');
+      const progress = options.json ? undefined : createProgress(io, 'resealing', 'key');
       const summary = database.valueOrExit(
         await resealSourceKeys({
           db: database.db,
@@ -271,13 +269,13 @@ export function registerSources(program: Command, ctx: CommandContext): void {
       if (options.json) printJson(io, summary);
       else {
         io.out(
-          `${summary.resealed} of ${summary.sources} source keys re-encrypted under "${summary.key}"; ${summary.sources - due} already were${summary.changedMeanwhile ? `; ${summary.changedMeanwhile} changed meanwhile and were left alone` : ''}`,
+          `${summary.resealed} of ${plural(summary.sources, 'source key')} re-encrypted under "${summary.key}"; ${summary.sources - due} already were${summary.changedMeanwhile ? `; ${summary.changedMeanwhile} changed meanwhile and were left alone` : ''}`,
         );
       }
       if (summary.undecryptable.length > 0) {
         throw new CliError(
           EXIT.failed,
-          `${summary.undecryptable.length} source keys decrypt with none of FLOWMETER_ENCRYPTION_KEYS (${summary.undecryptable.join(', ')}): add back the key they were stored with and run again, or give each a new key with \`flowmeter sources set-key\``,
+          `${plural(summary.undecryptable.length, 'source key')} ${summary.undecryptable.length === 1 ? 'decrypts' : 'decrypt'} with none of FLOWMETER_ENCRYPTION_KEYS (${summary.undecryptable.join(', ')}): add back the key they were stored with and run again, or give each a new key with \`flowmeter sources set-key\``,
         );
       }
       if (summary.changedMeanwhile > 0) {

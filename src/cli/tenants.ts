@@ -34,7 +34,8 @@ function usageRecord(t: TenantRow) {
     ['remaining', count(t.remaining)],
     ['collected (billable)', count(t.billable)],
     ['reserved', count(t.reserved)],
-    ['reported to Stripe', count(t.reported)],
+    // Claimed into the Stripe ledger: sent, or pending (a dry run sends nothing).
+    ['in the Stripe ledger', count(t.reported)],
   ]);
 }
 

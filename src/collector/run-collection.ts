@@ -26,7 +26,6 @@ export interface CollectionSettings extends SyncSettings {
   concurrency: number;
   leaseSeconds: number;
   maxSources: number;
-  retentionMonths: number;
 }
 
 export interface RunCollectionInput {
@@ -101,22 +100,6 @@ export async function runCollection(
     return fail('unavailable', `start_collector_run failed: ${startError?.message ?? 'no run id'}`);
   }
   const runLog = log.child({ run_id: runId, trigger: input.trigger });
-
-  if (input.trigger === 'schedule') {
-    const { data: dropped, error } = await db.rpc('maintain_execution_partitions', {
-      retention_months: settings.retentionMonths,
-    });
-    if (error) runLog.error({ error: error.message }, 'partition upkeep failed');
-    else if (dropped?.length) runLog.info({ dropped }, 'dropped expired execution partitions');
-    // Released reservations and run history live as long as raw executions do.
-    const { data: pruned, error: pruneError } = await db.rpc('prune_history', {
-      retention_months: settings.retentionMonths,
-    });
-    if (pruneError) runLog.error({ error: pruneError.message }, 'history upkeep failed');
-    else if (pruned && Object.values(pruned).some((n) => Number(n) > 0)) {
-      runLog.info({ pruned }, 'pruned history past the retention');
-    }
-  }
 
   const selected = await selectSources(input);
   if (!selected.ok) return selected;

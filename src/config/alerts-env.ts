@@ -16,7 +16,7 @@ const emailFrom =
   /^(?:[^<>@\r\n]*<[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+>|[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+)$/;
 
 /** Without the cross-field rule, for schemas that extend it (zod cannot extend a refined object). */
-export const alertsEnvObject = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
+const alertsEnvObject = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
   RESEND_API_KEY: variable(RESEND_KEY)
     .regex(/^re_[A-Za-z0-9_]+$/, { error: `must be ${RESEND_KEY}` })
     .optional(),
@@ -26,7 +26,7 @@ export const alertsEnvObject = supabaseEnvSchema.extend(logEnvSchema.shape).exte
 });
 
 /** A Resend key is useless without a sender. */
-export function requireAlertEmailFrom(
+function requireAlertEmailFrom(
   env: { RESEND_API_KEY?: string | undefined; ALERT_EMAIL_FROM?: string | undefined },
   ctx: z.RefinementCtx,
 ): void {
@@ -39,7 +39,7 @@ export function requireAlertEmailFrom(
   }
 }
 
-export const alertsEnvSchema = alertsEnvObject.superRefine(requireAlertEmailFrom);
+const alertsEnvSchema = alertsEnvObject.superRefine(requireAlertEmailFrom);
 
 export type AlertsConfig = z.infer<typeof alertsEnvSchema>;
 export const loadAlertsConfig = (env: Env = process.env): AlertsConfig =>

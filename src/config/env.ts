@@ -145,8 +145,13 @@ export const enforceEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).ext
     .enum(['open', 'closed'], { error: 'must be open (allow runs) or closed (refuse runs)' })
     .default('open'),
   // Longer than a collection interval plus the longest run, so a reservation is released by
-  // the collector rather than by expiry.
-  RESERVATION_TTL_MINUTES: count(5, 24 * 60, 30, ' minutes'),
+  // the collector rather than by expiry. A fraction is allowed for a demo whose clock runs
+  // faster (`npm start -- --speed 60` divides it by 60).
+  RESERVATION_TTL_MINUTES: z.coerce
+    .number({ error: 'must be a number of minutes from 0.1 to 1440' })
+    .min(0.1, { error: 'must be at least 0.1 minutes' })
+    .max(24 * 60, { error: 'must be at most 1440 minutes' })
+    .default(30),
 });
 
 export type EnforceConfig = z.infer<typeof enforceEnvSchema>;

@@ -4,7 +4,7 @@ import { count, logEnvSchema, parseEnv, supabaseEnvSchema, variable } from './en
 type Env = Record<string, string | undefined>;
 
 /** report-usage: the Stripe reporter. Without STRIPE_SECRET_KEY it runs dry. */
-export const reporterEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
+const reporterEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
   STRIPE_SECRET_KEY: variable('a Stripe secret or restricted key (sk_test_…, sk_live_…, rk_…)')
     .regex(/^(sk|rk)_(test|live)_[A-Za-z0-9]+$/, {
       error:
@@ -26,7 +26,7 @@ export const loadReporterConfig = (env: Env = process.env): ReporterConfig =>
   parseEnv(reporterEnvSchema, env);
 
 /** reconcile-usage: the daily reconciliation. */
-export const reconcileEnvSchema = reporterEnvSchema.extend({
+const reconcileEnvSchema = reporterEnvSchema.extend({
   // Set counters to the raw-row totals when they differ (each repair is still a finding).
   RECONCILE_REPAIR: z
     .enum(['true', 'false'], { error: 'must be true or false' })
@@ -39,7 +39,7 @@ export const loadReconcileConfig = (env: Env = process.env): ReconcileConfig =>
   parseEnv(reconcileEnvSchema, env);
 
 /** GET /api/v1/status: the operator's monitoring. */
-export const statusEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
+const statusEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
   // Secrets the operator's monitoring sends as Authorization: Bearer <secret>, comma-separated.
   OPERATOR_SECRETS: variable(
     'a comma-separated list of secrets of at least 32 characters (openssl rand -hex 32)',

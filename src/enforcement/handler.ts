@@ -24,7 +24,7 @@ export function enforceDependencies(
     db: createServiceClient(config, fetchImpl),
     runnerSecrets: config.RUNNER_SECRETS,
     settings: {
-      reservationTtlSeconds: config.RESERVATION_TTL_MINUTES * 60,
+      reservationTtlSeconds: Math.round(config.RESERVATION_TTL_MINUTES * 60),
       failMode: config.ENFORCE_FAIL_MODE,
     },
     log,

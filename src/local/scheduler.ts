@@ -3,12 +3,6 @@ import { join } from 'node:path';
 import { Cron } from 'croner';
 import { projectRoot } from './project.ts';
 
-/**
- * Netlify's scheduler, locally: fires each scheduled function on its own cron schedule
- * (from its `config.schedule` or netlify.toml, in UTC) by POSTing {"next_run"} to the
- * functions server, as Netlify does. `speed` runs a virtual clock that many times faster,
- * so a 10-minute schedule fires every 10 s at speed 60.
- */
 export interface ScheduledFunction {
   name: string;
   schedule: string;
@@ -41,6 +35,12 @@ export interface SchedulerOptions {
   onError: (name: string, error: Error) => void;
 }
 
+/**
+ * Netlify's scheduler, locally: fires each scheduled function on its own cron schedule
+ * (from its `config.schedule` or netlify.toml, in UTC) by POSTing {"next_run"} to the
+ * functions server, as Netlify does. `speed` runs a virtual clock that many times faster,
+ * so a 10-minute schedule fires every 10 s at speed 60.
+ */
 export function startScheduler(options: SchedulerOptions): () => void {
   const realStart = Date.now();
   const virtualNow = () => new Date(realStart + (Date.now() - realStart) * options.speed);

@@ -1,6 +1,5 @@
 import { styleText } from 'node:util';
 import { Command, InvalidArgumentError } from 'commander';
-import pg from 'pg';
 import { parseKeyring } from '../crypto/keyring.ts';
 import { createServiceClient } from '../db/client.ts';
 import { startDemoN8n } from './demo/n8n-server.ts';
@@ -16,17 +15,11 @@ import {
   readLocalEnv,
   writeLocalEnv,
 } from './local-env.ts';
+import { describeRun, latestRun } from './run-reports.ts';
 import { readSchedules, startScheduler } from './scheduler.ts';
 import { startLocalStack } from './stack.ts';
+import { watchUsage } from './usage-watch.ts';
 
-/**
- * `npm start`: the whole pipeline on this machine. The local Supabase-compatible stack;
- * the Netlify functions served by the Netlify CLI; a scheduler firing the scheduled ones
- * on their cron schedules (--speed runs the clock faster); and, unless real sources are
- * configured or --no-demo is given, demo n8n instances with tenants whose runner asks the
- * enforcement endpoint before every run. With SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY
- * set, nothing local starts.
- */
 const positive = (value: string) => {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('must be a positive number');
@@ -36,19 +29,42 @@ const options = new Command()
   .name('npm start --')
   .option(
     '--speed <factor>',
-    'run the scheduler clock this many times faster (60: 10-minute schedules every 10 s)',
+    'run the clock this many times faster: schedules, the demo runner and reservation expiry (60: 10-minute schedules every 10 s)',
     positive,
     1,
   )
   .option('--no-demo', 'no demo tenants, n8n instances or runner')
   .option('--stack-only', 'only the local Supabase-compatible stack (database and RPC endpoint)')
-  .option('--functions-port <port>', 'port of the Netlify functions server', positive, 8888)
+  .option(
+    '--functions-port <port>',
+    'port of the Netlify functions server',
+    positive,
+    Number(process.env.FLOWMETER_LOCAL_FUNCTIONS_PORT ?? 8888),
+  )
+  .addHelpText(
+    'after',
+    `
+Environment (ports and folders of the local stack):
+  FLOWMETER_LOCAL_DB_PORT       PostgreSQL (default 54322)
+  FLOWMETER_LOCAL_API_PORT      the RPC endpoint, SUPABASE_URL (default 54321)
+  FLOWMETER_LOCAL_N8N_PORT      the demo's n8n instances (default 54330)
+  FLOWMETER_LOCAL_FUNCTIONS_PORT
+                                the Netlify functions (default 8888; --functions-port wins)
+  FLOWMETER_LOCAL_DIR           data and local.env (default .flowmeter)
+  FLOWMETER_LOCAL_FUNCTIONS_TIMEOUT_SECONDS
+                                give up on the functions server after this long without
+                                progress in bundling (default 120)
+With SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY set, nothing local starts.`,
+  )
   .parse()
   .opts<{ speed: number; demo: boolean; stackOnly?: boolean; functionsPort: number }>();
 
 const DB_PORT = Number(process.env.FLOWMETER_LOCAL_DB_PORT ?? 54322);
 const API_PORT = Number(process.env.FLOWMETER_LOCAL_API_PORT ?? 54321);
 const DEMO_N8N_PORT = Number(process.env.FLOWMETER_LOCAL_N8N_PORT ?? 54330);
+const FUNCTIONS_TIMEOUT_SECONDS = Number(
+  process.env.FLOWMETER_LOCAL_FUNCTIONS_TIMEOUT_SECONDS ?? 120,
+);
 
 const time = () => new Date().toISOString().slice(11, 19);
 const say = (topic: string, text: string, color: Parameters<typeof styleText>[0] = 'reset') =>
@@ -57,66 +73,39 @@ const say = (topic: string, text: string, color: Parameters<typeof styleText>[0]
   );
 
 /**
- * What a scheduled run did, read back from the database: locally the Netlify CLI answers a
- * scheduled function's invocation with its own text, not the function's body.
+ * What has started, stopped in reverse order. Installed before anything starts, so Ctrl-C
+ * (or SIGTERM to the process group) at any point, or a failure to start, stops what has
+ * started without a stack trace.
  */
-async function describeRun(
-  admin: pg.Client,
-  name: string,
-  since: Date,
-): Promise<[string, Parameters<typeof styleText>[0]]> {
-  switch (name) {
-    case 'collect-usage': {
-      const { rows } = await admin.query(
-        `select sources_ok, sources_failed, pages, executions_ingested, billable_counted, errors
-         from public.collector_runs where started_at >= $1 and trigger = 'schedule' order by started_at desc limit 1`,
-        [since],
-      );
-      const run = rows[0];
-      if (!run) return ['no run recorded', 'red'];
-      const errors = (run.errors as Array<{ error: string }>).map((e) => e.error).join('; ');
-      return [
-        `${run.sources_ok} sources ok, ${run.sources_failed} failed: +${run.executions_ingested} executions (${run.billable_counted} billable) in ${run.pages} pages${errors ? ` — ${errors}` : ''}`,
-        run.sources_failed > 0 ? 'red' : 'green',
-      ];
+const stops: Array<() => unknown> = [];
+let stopping = false;
+async function stopAll(reason: string, exitCode: number): Promise<never> {
+  if (!stopping) {
+    stopping = true;
+    console.log(`\n${reason}: stopping…`);
+    for (const fn of stops.reverse()) {
+      try {
+        await fn();
+      } catch (error) {
+        console.log(styleText('dim', `· while stopping: ${(error as Error).message}`));
+      }
     }
-    case 'report-usage': {
-      const { rows } = await admin.query(
-        `select r.stripe_customer_id, r.value, r.status from public.meter_reports r
-         where r.created_at >= $1 or r.sent_at >= $1 order by r.id`,
-        [since],
-      );
-      if (rows.length === 0) return ['nothing new to report to Stripe', 'dim'];
-      const line = rows.map((r) => `${r.stripe_customer_id} +${r.value} (${r.status})`).join(', ');
-      const dry = rows.every((r) => r.status === 'pending');
-      return [
-        dry
-          ? `dry run, no STRIPE_SECRET_KEY: would send meter events ${line}`
-          : `meter events: ${line}`,
-        dry ? 'yellow' : 'green',
-      ];
-    }
-    case 'deliver-alerts': {
-      const { rows } = await admin.query(
-        `select count(*) filter (where status = 'delivered' and delivered_at >= $1)::int as delivered,
-                count(*) filter (where status = 'failed')::int as failing
-         from public.alert_deliveries`,
-        [since],
-      );
-      return [`${rows[0].delivered} alert deliveries sent, ${rows[0].failing} failing`, 'dim'];
-    }
-    case 'reconcile-usage': {
-      const { rows } = await admin.query(
-        'select count(*)::int as n from public.reconciliation_findings where found_at >= $1',
-        [since],
-      );
-      return [`${rows[0].n} reconciliation findings`, rows[0].n ? 'red' : 'green'];
-    }
-    default:
-      return ['done', 'dim'];
+    console.log('stopped.');
   }
+  process.exit(exitCode);
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => void stopAll(signal, 0));
 }
 
+/**
+ * `npm start`: the whole pipeline on this machine. The local Supabase-compatible stack;
+ * the Netlify functions served by the Netlify CLI; a scheduler firing the scheduled ones
+ * on their cron schedules (--speed runs the clock faster); and, unless real sources are
+ * configured or --no-demo is given, demo n8n instances with tenants whose runner asks the
+ * enforcement endpoint before every run. With SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY
+ * set, nothing local starts.
+ */
 async function main(): Promise<void> {
   if (process.env.SUPABASE_URL && process.env.SUPABASE_SERVICE_ROLE_KEY) {
     console.log(
@@ -134,6 +123,8 @@ async function main(): Promise<void> {
     ...(previous?.SUPABASE_JWT_SECRET ? { jwtSecret: previous.SUPABASE_JWT_SECRET } : {}),
     log: (line) => console.log(styleText('dim', `· ${line}`)),
   });
+  stops.push(() => stack.stop());
+  if (stopping) return;
   const local: LocalEnv = {
     ...stack,
     encryptionKeys: previous?.FLOWMETER_ENCRYPTION_KEYS ?? generateEncryptionKeys(),
@@ -141,19 +132,6 @@ async function main(): Promise<void> {
     internalSecret: previous?.FLOWMETER_INTERNAL_SECRET ?? generateSecret(),
   };
   await writeLocalEnv(local);
-
-  const stops: Array<() => unknown> = [];
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    console.log(`\n${signal}: stopping…`);
-    for (const fn of stops.reverse()) await fn();
-    await stack.stop();
-    console.log('stopped.');
-    process.exit(0);
-  };
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => void stop(signal));
 
   const row = (label: string, value: string) =>
     console.log(`${styleText('bold', label.padStart(18))}: ${value}`);
@@ -179,29 +157,45 @@ async function main(): Promise<void> {
       OPERATOR_SECRETS: local.internalSecret,
       URL: functionsUrl,
       LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+      // The scheduler's clock runs --speed times faster, so reservations must expire as much
+      // sooner: a run whose reservation the collector does not release (a manual run, not
+      // billable) would otherwise hold the free tenant below 100 % for 30 real minutes.
+      RESERVATION_TTL_MINUTES: String(
+        Math.max(0.1, Number(process.env.RESERVATION_TTL_MINUTES ?? 30) / options.speed),
+      ),
     };
     console.log(styleText('dim', '· starting the Netlify functions (netlify functions:serve)…'));
     const functions = await startFunctionsServer({
       port: options.functionsPort,
       env,
+      idleTimeoutMs: FUNCTIONS_TIMEOUT_SECONDS * 1000,
+      onProgress: (waitingFor) => console.log(styleText('dim', `· waiting for ${waitingFor}`)),
       onLog: (line) => {
         if (/error|fail/i.test(line) && !/Loaded function/.test(line))
           say('netlify', line.trim(), 'red');
       },
     });
     stops.push(() => functions.stop());
-    row('enforce', `${functionsUrl}/api/v1/enforce  (Authorization: Bearer <RUNNER_SECRETS>)`);
-    row('stripe webhook', `${functionsUrl}/api/v1/stripe/webhook`);
+    if (stopping) return;
+    // Each endpoint with the variable it checks; locally the values are in local.env.
+    row(
+      'enforce',
+      `${functionsUrl}/api/v1/enforce  (Authorization: Bearer <RUNNER_SECRETS>; local.env has it)`,
+    );
+    row(
+      'stripe webhook',
+      `${functionsUrl}/api/v1/stripe/webhook  (Stripe-Signature made with STRIPE_WEBHOOK_SECRET${process.env.STRIPE_WEBHOOK_SECRET ? '' : ', not set: answers 500 until it is'})`,
+    );
     row(
       'status',
-      `${functionsUrl}/api/v1/status  (Authorization: Bearer <FLOWMETER_INTERNAL_SECRET>)`,
+      `${functionsUrl}/api/v1/status  (Authorization: Bearer <OPERATOR_SECRETS>; locally FLOWMETER_INTERNAL_SECRET from local.env)`,
     );
 
+    const db = createServiceClient({
+      SUPABASE_URL: stack.supabaseUrl,
+      SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
+    });
     if (options.demo) {
-      const db = createServiceClient({
-        SUPABASE_URL: stack.supabaseUrl,
-        SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
-      });
       const n8n = await startDemoN8n(DEMO_N8N_PORT);
       stops.push(() => n8n.close());
       const tenants = await seedDemo({
@@ -231,17 +225,22 @@ async function main(): Promise<void> {
       );
       stops.push(
         watchUsage(
-          stack.databaseUrl,
+          db,
           tenants.map((t) => t.externalRef),
+          {
+            usage: (line) => say('usage', line, 'cyan'),
+            alert: (a) =>
+              say(
+                'alert',
+                `${a.tenant} crossed ${a.threshold} % (${a.used}/${a.quota}) — in-app alert created`,
+                'yellow',
+              ),
+          },
         ),
       );
     }
 
     const schedules = await readSchedules();
-    const admin = new pg.Client({ connectionString: stack.databaseUrl });
-    admin.on('error', () => {});
-    await admin.connect();
-    stops.push(() => admin.end().catch(() => {}));
     stops.push(
       startScheduler({
         functionsUrl,
@@ -254,7 +253,8 @@ async function main(): Promise<void> {
             say(topic, `answered ${status}: ${JSON.stringify(body).slice(0, 300)}`, 'red');
             return;
           }
-          void describeRun(admin, name, new Date(Date.now() - ms - 1000))
+          void latestRun(db, name)
+            .then((run) => describeRun(name, run))
             .then(([text, color]) => {
               // Quiet runs of the frequent alert sender are not news.
               if (
@@ -280,73 +280,9 @@ async function main(): Promise<void> {
   );
 }
 
-/** Prints usage per demo tenant and each new alert, from the database, as it changes. */
-function watchUsage(databaseUrl: string, refs: string[]): () => Promise<void> {
-  const client = new pg.Client({ connectionString: databaseUrl });
-  client.on('error', () => {});
-  let last = '';
-  let lastAlert = 0;
-  let timer: NodeJS.Timeout | undefined;
-  const poll = async () => {
-    const usage = await client.query<{
-      name: string;
-      billable: string;
-      quota: string | null;
-      reserved: string;
-    }>(
-      // As the CLI shows it: live reservations only, the trial quota while trialing.
-      'select t.name, t.billable, t.quota, t.reserved from public.list_tenants($1) t order by t.name',
-      [refs],
-    );
-    const line = usage.rows
-      .map(
-        (r) =>
-          `${r.name.replace(/ \(.*/, '')} ${r.billable}${r.quota ? `/${r.quota}` : ''}${Number(r.reserved) ? ` (+${r.reserved} reserved)` : ''}`,
-      )
-      .join(' · ');
-    // Reservations move with every run; print when collected usage moves.
-    const collected = usage.rows.map((r) => r.billable).join(',');
-    if (collected !== last) {
-      last = collected;
-      say('usage', line, 'cyan');
-    }
-    const alerts = await client.query<{
-      id: string;
-      name: string;
-      threshold: number;
-      used: string;
-      quota: string;
-    }>(
-      `select a.id, t.name, a.threshold, a.used, a.quota from public.usage_alerts a join public.tenants t on t.id = a.tenant_id
-       where t.external_ref = any($1) and a.id > $2 order by a.id`,
-      [refs, lastAlert],
-    );
-    for (const a of alerts.rows) {
-      lastAlert = Math.max(lastAlert, Number(a.id));
-      say(
-        'alert',
-        `${a.name} crossed ${a.threshold} % (${a.used}/${a.quota}) — in-app alert created`,
-        'yellow',
-      );
-    }
-  };
-  void client.connect().then(async () => {
-    // Alerts from earlier runs are not news.
-    const { rows } = await client.query<{ max: string | null }>(
-      'select max(id) as max from public.usage_alerts',
-    );
-    lastAlert = Number(rows[0]?.max ?? 0);
-    timer = setInterval(() => void poll().catch(() => {}), 1000);
-  });
-  return async () => {
-    if (timer) clearInterval(timer);
-    await client.end().catch(() => {});
-  };
-}
-
 main().catch((error: unknown) => {
   console.error(
     styleText('red', `npm start failed: ${error instanceof Error ? error.message : String(error)}`),
   );
-  process.exit(1);
+  void stopAll('failed', 1);
 });

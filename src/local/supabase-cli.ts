@@ -9,9 +9,7 @@ const run = promisify(execFile);
  * Runs the Supabase CLI from node_modules against a database URL. The CLI is what ships
  * migrations to production (`supabase db push`), so the local stack applies them with it too.
  */
-export async function supabaseCli(
-  args: readonly string[],
-): Promise<{ stdout: string; stderr: string }> {
+async function supabaseCli(args: readonly string[]): Promise<{ stdout: string; stderr: string }> {
   const bin = join(projectRoot, 'node_modules', '.bin', 'supabase');
   try {
     return await run(bin, [...args, '--workdir', projectRoot], {
@@ -28,7 +26,7 @@ export async function supabaseCli(
 }
 
 /** The CLI talks to a custom Postgres without TLS only when told so. */
-export const cliDatabaseUrl = (url: string) =>
+const cliDatabaseUrl = (url: string) =>
   url.includes('sslmode=') ? url : `${url}${url.includes('?') ? '&' : '?'}sslmode=disable`;
 
 export async function applyMigrations(databaseUrl: string): Promise<string> {

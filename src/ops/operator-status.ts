@@ -49,6 +49,8 @@ export const operatorStatusSchema = z.object({
       last_finished_at: when,
       last_ok: z.boolean().nullable(),
       last_error: z.string().nullable(),
+      /** What the run recorded it did (its function's own summary shape). */
+      last_summary: z.unknown(),
       last_success_at: when,
       failures_since_success: number,
     }),

@@ -5,18 +5,18 @@ import type { Logger } from '../observability/logger.ts';
 import { needsAttention } from './attention.ts';
 import { operatorStatusSchema } from './operator-status.ts';
 
-/**
- * GET /api/v1/status, for the operator's monitoring: per-source lag and errors, pending and
- * late Stripe reports, undelivered alerts, scheduled functions, last collector runs
- * (operator_status). 200 when nothing needs attention, 503 when something does, so an
- * uptime check can alert on it.
- */
 export interface StatusHandlerDeps {
   db: Db;
   operatorSecrets: readonly string[];
   log: Logger;
 }
 
+/**
+ * GET /api/v1/status, for the operator's monitoring: per-source lag and errors, pending and
+ * late Stripe reports, undelivered alerts, scheduled functions, last collector runs
+ * (operator_status). 200 when nothing needs attention, 503 when something does, so an
+ * uptime check can alert on it.
+ */
 export function createStatusHandler(deps: StatusHandlerDeps) {
   const refuseUnlessOperator = bearerGuard(deps.operatorSecrets, 'operator');
   return async (req: Request): Promise<Response> => {

@@ -1,14 +1,7 @@
 import Stripe from 'stripe';
 
-/**
- * Every call flowmeter makes to Stripe goes through a client made here: one pinned API
- * version, stripe-node's own retries (which honour Retry-After and reuse idempotency
- * keys), a timeout, and an optional base URL for a Stripe-compatible local endpoint.
- */
+/** The Stripe API version flowmeter is written against. */
 export const STRIPE_API_VERSION = '2026-10-28.endive' as const;
-
-/** Prefix of every identifier and idempotency key flowmeter sends, so its events are recognisable. */
-export const STRIPE_KEY_PREFIX = 'flowmeter';
 
 export interface StripeClientOptions {
   secretKey: string;
@@ -19,6 +12,11 @@ export interface StripeClientOptions {
   httpClient?: Stripe.HttpClient;
 }
 
+/**
+ * Every call flowmeter makes to Stripe goes through a client made here: one pinned API
+ * version, stripe-node's own retries (which honour Retry-After and reuse idempotency
+ * keys), a timeout, and an optional base URL for a Stripe-compatible local endpoint.
+ */
 export function createStripeClient(options: StripeClientOptions): Stripe {
   const base = options.apiBase ? new URL(options.apiBase) : undefined;
   return new Stripe(options.secretKey, {

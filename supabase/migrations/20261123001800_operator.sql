@@ -32,7 +32,8 @@ grant execute on function public.start_scheduled_run(text), public.finish_schedu
 -- History older than the raw-execution retention (the start of the month
 -- `retention_months` months ago): released reservations, scheduled runs and collector runs,
 -- up to `batch` rows of each per call, oldest first. Counters, alerts and the Stripe ledger
--- are kept. The collector's scheduled upkeep calls it, so a backlog drains a batch per run.
+-- are kept. runUpkeep (src/ops/upkeep.ts) calls it on collect-usage's schedule, so a backlog
+-- drains a batch per run.
 create or replace function public.prune_history(retention_months int default 3, batch int default 10000)
 returns jsonb
 language plpgsql
@@ -86,8 +87,9 @@ grant execute on function public.prune_history(int, int) to service_role;
 
 -- One snapshot for the operator's status screen: the sources most in need of attention
 -- (failing first, then the longest lag), Stripe reports not sent yet, alert deliveries not
--- delivered, the latest collector runs, and each scheduled function's latest run with how
--- many have failed since its last success (runs and functions are not per tenant).
+-- delivered, the latest collector runs, and each scheduled function's latest run (with the
+-- summary it recorded) and how many have failed since its last success (runs and
+-- functions are not per tenant).
 -- tenant_ids limits everything but runs and functions to those tenants. Runs are read
 -- through private.scheduled_run_outcomes, so one killed before it could finish counts as
 -- failed.
@@ -161,7 +163,7 @@ as $$
       from (
         select n.function_name,
                latest.started_at as last_started_at, latest.finished_at as last_finished_at,
-               latest.ok as last_ok, latest.error as last_error,
+               latest.ok as last_ok, latest.error as last_error, latest.summary as last_summary,
                success.finished_at as last_success_at,
                (select count(*) from private.scheduled_run_outcomes r
                 where r.function_name = n.function_name

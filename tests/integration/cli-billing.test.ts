@@ -71,14 +71,14 @@ describe('flowmeter report', () => {
     expect(dry.out).toMatch(
       new RegExp(`│ flowmeter:${tenantId}:\\d+:7 │ ${customer} │ n8n_executions │ 7`),
     );
-    expect(dry.out).toMatch(/1 meter events would be sent/);
+    expect(dry.out).toMatch(/1 meter event would be sent/);
     expect(stripe.requests).toBe(requests);
     expect(await ledger(tenantId)).toEqual([{ value: 7, status: 'pending', attempts: 0 }]);
 
     const real = await cli(['report', '--tenant', tenantId]);
     expect(real.code).toBe(EXIT.ok);
     expect(real.out).toBe('1 pending: 1 sent, 0 failed, 0 late, 0 deferred');
-    expect(real.err).toMatch(/reporting: 1 meter events/);
+    expect(real.err).toMatch(/reporting: 1 meter event$/m);
     expect(stripe.totalFor(customer)).toBe(7);
     expect(await ledger(tenantId)).toEqual([{ value: 7, status: 'sent', attempts: 1 }]);
 

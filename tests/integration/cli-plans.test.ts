@@ -108,7 +108,8 @@ describe('flowmeter plans set', () => {
       'overage',
     ]);
     expect(noPrice.code).toBe(EXIT.usage);
-    expect(noPrice.err).toMatch(/overage plan needs overage_unit_amount/);
+    expect(noPrice.err).toMatch(/overage plan needs --overage-price/);
+    expect(noPrice.err).not.toMatch(/overage_unit_amount/);
     const noName = await cli(['plans', 'set', id, '--included', '5']);
     expect(noName.code).toBe(EXIT.usage);
     expect(noName.err).toMatch(/needs a name/);

@@ -396,7 +396,7 @@ describe('flowmeter sources enable, disable, set-key and reseal', () => {
     });
     expect(result.code).toBe(EXIT.failed);
     expect(result.err).toMatch(
-      new RegExp(`1 source keys decrypt with none of FLOWMETER_ENCRYPTION_KEYS \\(${sourceId}\\)`),
+      new RegExp(`1 source key decrypts with none of FLOWMETER_ENCRYPTION_KEYS \\(${sourceId}\\)`),
     );
     expect((await stateOf(sourceId)).api_key_ciphertext).toBe(before);
   });

@@ -18,20 +18,23 @@ const server = useN8nServer();
 const dbWithout = (fn: string) =>
   faultyDb(rpcFetch((call, send) => (call.fn === fn ? dropRequest(call) : send())));
 
+/** A manual collector run over one source, on a client whose calls of `fn` are dropped. */
+const collectWithout = (fn: string, source: { sourceId: string }) =>
+  runCollection({
+    db: dbWithout(fn),
+    keyring,
+    log: silentLogger,
+    trigger: 'manual',
+    createN8nClient: fastN8nClient(),
+    select: { sourceIds: [source.sourceId] },
+    settings: testSettings,
+  });
+
 describe('a database that fails a run is a failure value, not a thrown string', () => {
   it.each(['start_collector_run', 'claim_collector_sources'])(
     'the collector answers unavailable when %s fails',
     async (fn) => {
-      const source = await createSource(server);
-      const result = await runCollection({
-        db: dbWithout(fn),
-        keyring,
-        log: silentLogger,
-        trigger: 'manual',
-        createN8nClient: fastN8nClient(),
-        select: { sourceIds: [source.sourceId] },
-        settings: testSettings,
-      });
+      const result = await collectWithout(fn, await createSource(server));
       expect(result).toMatchObject({
         ok: false,
         error: { code: 'unavailable', message: expect.stringContaining(fn) },
@@ -42,15 +45,7 @@ describe('a database that fails a run is a failure value, not a thrown string', 
   it('a source whose page the database does not take fails alone, with the reason', async () => {
     const source = await createSource(server);
     source.fake.addMany(3);
-    const result = await runCollection({
-      db: dbWithout('ingest_execution_page'),
-      keyring,
-      log: silentLogger,
-      trigger: 'manual',
-      createN8nClient: fastN8nClient(),
-      select: { sourceIds: [source.sourceId] },
-      settings: testSettings,
-    });
+    const result = await collectWithout('ingest_execution_page', source);
     expect(result.ok && result.value.errors).toEqual([
       {
         source_id: source.sourceId,

@@ -1,4 +1,6 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { silentLogger } from '../../src/observability/logger.ts';
+import { runUpkeep } from '../../src/ops/upkeep.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
 import { askEnforce, currentCounters } from '../support/enforcement.ts';
 import { waitForLockWait } from '../support/faults.ts';
@@ -113,21 +115,24 @@ describe('history is pruned after the retention', () => {
     expect(await remaining(tenant.id)).toBe(2);
   });
 
-  it("the collector's scheduled upkeep prunes with the raw-execution retention", async () => {
+  it('the scheduled upkeep prunes with the raw-execution retention; a collector run does not', async () => {
     const tenant = await createTenant((await createPlan()).id);
     await seedReservations(tenant.id, { released: 4, daysAgo: 70, active: 1 });
     const name = uniqueId('job').toLowerCase();
     await seedRuns(name, [70]);
     const source = await createSource(server);
+    const upkeep = (retentionMonths: number) =>
+      runUpkeep({ db: serviceClient(), retentionMonths, log: silentLogger });
 
-    await collect([source], { settings: { retentionMonths: 6 } });
-    expect(await remaining(tenant.id)).toBe(5); // a manual run does no upkeep
-    await collect([source], { trigger: 'schedule', settings: { retentionMonths: 6 } });
+    await collect([source], { trigger: 'schedule' });
+    expect(await remaining(tenant.id)).toBe(5); // collection does no upkeep
+    await upkeep(6);
     expect(await remaining(tenant.id)).toBe(5); // within six months
     expect(await runsNamed(name)).toBe(1);
-    await collect([source], { trigger: 'schedule', settings: { retentionMonths: 1 } });
+    const summary = await upkeep(1);
     expect(await remaining(tenant.id)).toBe(1);
     expect(await runsNamed(name)).toBe(0);
+    expect(summary.pruned).toMatchObject({ reservations: expect.any(Number) });
   });
 });
 

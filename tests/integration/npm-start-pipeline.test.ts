@@ -20,7 +20,7 @@ const freePort = () =>
   });
 
 describe('npm start (whole pipeline)', () => {
-  it('shows collection, a blocked run, an alert and the reporter within minutes of demo time', async () => {
+  it('shows collection, a blocked run, alerts at 80 % and 100 %, and the reporter', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'flowmeter-demo-'));
     const child = spawn(
       process.execPath,
@@ -39,36 +39,48 @@ describe('npm start (whole pipeline)', () => {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
+    // Waits on output events, not on a clock: a loaded machine takes longer, and only the
+    // test's own timeout ends the wait.
     let output = '';
-    child.stdout.on('data', (c: Buffer) => {
+    const waiting = new Set<{ re: RegExp; found: () => void }>();
+    const onData = (c: Buffer) => {
       output += c.toString();
-    });
-    child.stderr.on('data', (c: Buffer) => {
-      output += c.toString();
-    });
+      for (const w of waiting) if (w.re.test(output)) w.found();
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+    const printed = (re: RegExp) =>
+      new Promise<void>((resolve, reject) => {
+        if (re.test(output)) return resolve();
+        const entry = {
+          re,
+          found: () => {
+            waiting.delete(entry);
+            resolve();
+          },
+        };
+        waiting.add(entry);
+        void exited.then(() =>
+          reject(new Error(`npm start exited before printing ${re}:\n${output}`)),
+        );
+      });
     const expected = [
       /collect\s+3 sources ok, 0 failed: \+\d+ executions/,
       /usage\s+Acme \d+\/30/,
       /enforce\s+Acme \(free plan\): run BLOCKED \(402 limit_reached, 30\/30\)/,
       /alert\s+.* crossed 80 %/,
+      // Reservations expire on the fast clock too, so the free tenant's collected usage
+      // reaches its limit and it gets the 100 % alert.
+      /alert\s+Acme.* crossed 100 %/,
       /report\s+dry run, no STRIPE_SECRET_KEY: would send meter events cus_demoGlobex \+\d+/,
     ];
     try {
-      for (
-        let waited = 0;
-        waited < 240_000 && !expected.every((re) => re.test(output));
-        waited += 500
-      ) {
-        if (child.exitCode !== null) break;
-        await new Promise((resolve) => setTimeout(resolve, 500));
-      }
-      for (const re of expected)
-        expect(output, `npm start output lacks ${re}:\n${output}`).toMatch(re);
+      await Promise.all(expected.map(printed));
     } finally {
       child.kill('SIGINT');
     }
     expect(await exited).toBe(0);
     expect(output).toContain('stopped.');
-  }, 300_000);
+  }, 600_000);
 });

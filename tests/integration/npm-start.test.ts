@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -22,11 +22,13 @@ afterEach(() => {
   for (const child of running.splice(0)) child.kill('SIGKILL');
 });
 
-function start(env: Record<string, string>) {
+function start(env: Record<string, string>, options: { ownGroup?: boolean } = {}) {
   const child = spawn(process.execPath, ['src/local/start.ts', '--stack-only'], {
     cwd: projectRoot,
     env: { ...process.env, SUPABASE_URL: '', SUPABASE_SERVICE_ROLE_KEY: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // As a terminal runs it: the leader of its own process group.
+    detached: options.ownGroup ?? false,
   });
   running.push(child);
   let output = '';
@@ -118,6 +120,18 @@ describe('npm start', () => {
     expect(kept.data).toMatchObject({ id: 'starter', included_executions: 200 });
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);
+  }, 120_000);
+
+  it('stops cleanly on SIGTERM to its whole process group while it is still starting', async () => {
+    const { dir, env } = await startStack();
+    const run = start(env, { ownGroup: true });
+    await run.waitFor('·');
+    process.kill(-(run.child.pid as number), 'SIGTERM');
+    expect(await run.exited).toBe(0);
+    expect(run.output()).toContain('stopped.');
+    expect(run.output()).not.toMatch(/\n\s+at /);
+    const left = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
+    expect(left).not.toContain(dir);
   }, 120_000);
 
   it('starts nothing local when SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY are set', async () => {

@@ -61,7 +61,6 @@ export const testSettings: CollectionSettings = {
   concurrency: 2,
   leaseSeconds: 60,
   maxSources: 100,
-  retentionMonths: 3,
   openMaxAgeMs: 14 * 24 * 3600_000,
   revisitBatch: 500,
 };

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../src/config/env.ts';
+import { ConfigError, loadConfig, loadEnforceConfig } from '../../src/config/env.ts';
 
 const key = () => randomBytes(32).toString('base64');
 const serviceKey = 'eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2ln';
@@ -86,5 +86,20 @@ describe('loadConfig', () => {
     const secret = randomBytes(16).toString('base64');
     const problems = problemsOf({ ...valid, FLOWMETER_ENCRYPTION_KEYS: `k1:${secret}` });
     expect(problems.join('\n')).not.toContain(secret);
+  });
+});
+
+describe('loadEnforceConfig', () => {
+  const runner = { ...valid, RUNNER_SECRETS: 'r'.repeat(32) };
+  it('takes a fraction of a minute for reservations (a demo on a fast clock), down to 0.1', () => {
+    expect(loadEnforceConfig(runner).RESERVATION_TTL_MINUTES).toBe(30);
+    expect(
+      loadEnforceConfig({ ...runner, RESERVATION_TTL_MINUTES: '0.25' }).RESERVATION_TTL_MINUTES,
+    ).toBe(0.25);
+    for (const bad of ['0.05', 'soon', '2000']) {
+      expect(() => loadEnforceConfig({ ...runner, RESERVATION_TTL_MINUTES: bad })).toThrow(
+        /RESERVATION_TTL_MINUTES/,
+      );
+    }
   });
 });

@@ -1,7 +1,7 @@
 import { type AlertChannel, bodySnippet, DEFAULT_CHANNEL_TIMEOUT_MS, post } from './channel.ts';
 import { renderAlert } from './message.ts';
 
-export const RESEND_API_URL = 'https://api.resend.com/emails';
+const RESEND_API_URL = 'https://api.resend.com/emails';
 
 export interface ResendEmailChannelOptions {
   /** re_… */

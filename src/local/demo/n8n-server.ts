@@ -2,10 +2,6 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { N8nEmulator } from './n8n-double.ts';
 
-/**
- * n8n-compatible instances for the demo, one per tenant, on one loopback port:
- * http://127.0.0.1:<port>/<slug> is an n8n whose public API is /<slug>/api/v1/….
- */
 export interface DemoN8n {
   url: string;
   instance(slug: string, apiKey: string): N8nEmulator;
@@ -25,6 +21,10 @@ async function send(res: ServerResponse, response: Response): Promise<void> {
   res.end(Buffer.from(await response.arrayBuffer()));
 }
 
+/**
+ * n8n-compatible instances for the demo, one per tenant, on one loopback port:
+ * http://127.0.0.1:<port>/<slug> is an n8n whose public API is /<slug>/api/v1/….
+ */
 export async function startDemoN8n(port = 0): Promise<DemoN8n> {
   const instances = new Map<string, N8nEmulator>();
   let origin = '';

@@ -1,12 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { N8nEmulator } from './n8n-double.ts';
 
-/**
- * A workflow runner for the demo: before every run it asks flowmeter's enforcement
- * endpoint, and only an allowed run happens in the tenant's n8n. Mostly production runs,
- * some manual ones (not billable), a few errors, and every so often a long run that stays
- * running and finishes later — the case the collector must still count.
- */
 export interface DemoTenantTraffic {
   name: string;
   externalRef: string;
@@ -26,6 +20,12 @@ export type RunnerEvent =
   | { type: 'allowed-again'; tenant: string }
   | { type: 'error'; tenant: string; message: string };
 
+/**
+ * A workflow runner for the demo: before every run it asks flowmeter's enforcement
+ * endpoint, and only an allowed run happens in the tenant's n8n. Mostly production runs,
+ * some manual ones (not billable), a few errors, and every so often a long run that stays
+ * running and finishes later — the case the collector must still count.
+ */
 export function startDemoRunner(options: {
   enforceUrl: string;
   runnerSecret: string;

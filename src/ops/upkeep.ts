@@ -1,0 +1,46 @@
+import type { Db } from '../db/client.ts';
+import type { Logger } from '../observability/logger.ts';
+
+export interface UpkeepSummary {
+  /** Execution partitions dropped for being older than the retention. */
+  droppedPartitions: string[];
+  /** Rows of each history table deleted (released reservations, scheduled and collector runs). */
+  pruned: Record<string, number>;
+}
+
+/**
+ * The housekeeping that keeps storage bounded, run on the collector's schedule but not by
+ * the collector: next month's execution partition made and expired ones dropped, then
+ * enforcement's released reservations and the run history pruned to the same retention as
+ * raw executions. A failure of either is logged and left for the next run; it never
+ * holds up collection.
+ */
+export async function runUpkeep(input: {
+  db: Db;
+  retentionMonths: number;
+  log: Logger;
+}): Promise<UpkeepSummary> {
+  const { db, log } = input;
+  const summary: UpkeepSummary = { droppedPartitions: [], pruned: {} };
+  const { data: dropped, error } = await db.rpc('maintain_execution_partitions', {
+    retention_months: input.retentionMonths,
+  });
+  if (error) log.error({ error: error.message }, 'partition upkeep failed');
+  else if (dropped?.length) {
+    summary.droppedPartitions = dropped;
+    log.info({ dropped }, 'dropped expired execution partitions');
+  }
+  const { data: pruned, error: pruneError } = await db.rpc('prune_history', {
+    retention_months: input.retentionMonths,
+  });
+  if (pruneError) log.error({ error: pruneError.message }, 'history upkeep failed');
+  else if (pruned && typeof pruned === 'object' && !Array.isArray(pruned)) {
+    summary.pruned = Object.fromEntries(
+      Object.entries(pruned).map(([table, n]) => [table, Number(n)]),
+    );
+    if (Object.values(summary.pruned).some((n) => n > 0)) {
+      log.info({ pruned: summary.pruned }, 'pruned history past the retention');
+    }
+  }
+  return summary;
+}
