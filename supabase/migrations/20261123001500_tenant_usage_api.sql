@@ -9,16 +9,9 @@
 -- per-workflow breakdown, which reads one tenant's raw executions of one period through
 -- the (tenant_id, occurred_at) index. Lists are paginated with a keyset and a capped page
 -- size.
-
+--
 -- Period math is private.billing_period, the function the collector and enforcement use;
--- it is pure (immutable, reads nothing), so callers may execute it.
-grant usage on schema private to authenticated;
-grant execute on function private.billing_period(timestamptz, timestamptz, timestamptz),
-  private.plan_quota(text, boolean, bigint, bigint),
-  private.usage_standing(bigint, bigint, smallint[]) to authenticated;
-
--- tenant_alerts lists a tenant's alerts newest first.
-create index usage_alerts_tenant_id_idx on public.usage_alerts (tenant_id, id);
+-- quotas and standing are enforcement's private.plan_quota and private.usage_standing.
 
 -- Summary -----------------------------------------------------------------------------
 
@@ -112,7 +105,7 @@ comment on function public.tenant_usage_summary(uuid) is
 $$Current billing period usage of each tenant the caller is a member of (or only tenant_id), one row per tenant.
 Columns: tenant_id, tenant_name, plan_id, plan_name, limit_policy (hard_limit | overage | unlimited), subscription_status;
 period_start, period_end (the current billing period, [start, end), UTC);
-used = collected billable executions in the period (runs allowed but not collected yet are in reserved, not here);
+used = collected billable executions in the period (runs allowed but not collected yet are in reserved, not here; enforcement decides on committed = used + reserved);
 quota = the plan's included executions (the trial quota while trialing; null on unlimited plans);
 remaining = max(0, quota - used), null when unlimited; percent = used / quota in % (1 decimal; 100 when quota is 0; null when unlimited);
 level = normal | warning (at or above the plan's lowest alert threshold) | limit (at 100 %) | overage (above);
