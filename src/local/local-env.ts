@@ -20,6 +20,11 @@ export interface LocalEnv extends LocalStackInfo {
   runnerSecret: string;
   /** Shared by collect-usage and collect-usage-background; generated once, then kept. */
   internalSecret: string;
+  /** The demo's sign-ins (the first demo tenant's viewer, the operator), with the demo only. */
+  demoSignIns?: {
+    tenant: { email: string; password: string };
+    operator: { email: string; password: string };
+  };
 }
 
 export function formatLocalEnv(env: LocalEnv): string {
@@ -33,6 +38,14 @@ export function formatLocalEnv(env: LocalEnv): string {
     `FLOWMETER_ENCRYPTION_KEYS=${env.encryptionKeys}`,
     `RUNNER_SECRETS=${env.runnerSecret}`,
     `FLOWMETER_INTERNAL_SECRET=${env.internalSecret}`,
+    ...(env.demoSignIns
+      ? [
+          `FLOWMETER_DEMO_TENANT_EMAIL=${env.demoSignIns.tenant.email}`,
+          `FLOWMETER_DEMO_TENANT_PASSWORD=${env.demoSignIns.tenant.password}`,
+          `FLOWMETER_DEMO_OPERATOR_EMAIL=${env.demoSignIns.operator.email}`,
+          `FLOWMETER_DEMO_OPERATOR_PASSWORD=${env.demoSignIns.operator.password}`,
+        ]
+      : []),
     '',
   ].join('\n');
 }
