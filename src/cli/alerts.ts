@@ -9,8 +9,8 @@ import {
   EXIT,
   filteredTenantIds,
   loadEnvironment,
-  loadSupabaseConfig,
   openDatabase,
+  openSupabase,
   resolveTenant,
   tenantFilterOption,
   valueOrStdin,
@@ -110,7 +110,7 @@ export function registerAlerts(program: Command, ctx: CommandContext): void {
           `--target ${parsed.error.issues[0]?.message ?? 'is invalid'}. Nothing was stored.`,
         );
       }
-      const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      const database = await openSupabase(io);
       const tenant = options.tenant ? await resolveTenant(database, options.tenant) : undefined;
       const channel = database.unwrap(
         await database.db.rpc('add_alert_channel', {
@@ -176,7 +176,7 @@ export function registerAlerts(program: Command, ctx: CommandContext): void {
       .argument('<id>', 'channel id (see `flowmeter alerts channels list`)', parser(channelId))
       .option('--json', 'print the channel as JSON on stdout')
       .action(async (id: number, options: { json?: boolean }) => {
-        const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+        const database = await openSupabase(io);
         const channel = database.unwrap(
           await database.db.rpc('set_alert_channel_enabled', { channel_id: id, enabled }),
           { notFound: '`flowmeter alerts channels list` shows the ids' },

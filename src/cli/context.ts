@@ -163,6 +163,11 @@ export function openDatabase(config: {
   };
 }
 
+/** The database from the environment's Supabase variables: what most commands need, and only it. */
+export async function openSupabase(io: CliIo): Promise<Database> {
+  return openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+}
+
 export type TenantRow = Awaited<ReturnType<typeof listTenants>>[number];
 
 /** Tenants by id or external reference; an unknown one is a usage error saying how to list them. */

@@ -3,9 +3,7 @@ import {
   type CommandContext,
   type Database,
   filteredTenantIds,
-  loadEnvironment,
-  loadSupabaseConfig,
-  openDatabase,
+  openSupabase,
   tenantFilterOption,
 } from './context.ts';
 import { type Cell, printJson, renderTable } from './output.ts';
@@ -33,7 +31,7 @@ export function addListCommand<Row>(
   command
     .option('--json', 'print JSON on stdout')
     .action(async (options: { tenant?: string[]; json?: boolean }) => {
-      const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      const database = await openSupabase(io);
       const tenantIds = await filteredTenantIds(database, options.tenant);
       const rows = await spec.load(database, tenantIds);
       if (options.json) return printJson(io, rows);

@@ -1,14 +1,6 @@
 import { type Command, Option } from 'commander';
 import { parser, schemas, wholeNumber } from './arguments.ts';
-import {
-  CliError,
-  type CommandContext,
-  type Database,
-  EXIT,
-  loadEnvironment,
-  loadSupabaseConfig,
-  openDatabase,
-} from './context.ts';
+import { CliError, type CommandContext, type Database, EXIT, openSupabase } from './context.ts';
 import { addListCommand } from './list-command.ts';
 import { count, printJson, renderRecord } from './output.ts';
 
@@ -132,7 +124,7 @@ export function registerPlans(program: Command, ctx: CommandContext): void {
     )
     .option('--json', 'print the plan as JSON on stdout')
     .action(async (id: string, options: SetOptions) => {
-      const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      const database = await openSupabase(io);
       database.unwrap(
         await database.db.rpc('set_plan', {
           id,

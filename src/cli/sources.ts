@@ -14,8 +14,8 @@ import {
   EXIT,
   filteredTenantIds,
   loadEnvironment,
-  loadSupabaseConfig,
   openDatabase,
+  openSupabase,
   resolveTenant,
   tenantFilterOption,
   valueOrStdin,
@@ -193,7 +193,7 @@ export function registerSources(program: Command, ctx: CommandContext): void {
       .argument('<id>', 'source id (see `flowmeter sources list`)', parser(schemas.sourceId))
       .option('--json', 'print the source as JSON on stdout')
       .action(async (id: string, options: { json?: boolean }) => {
-        const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+        const database = await openSupabase(io);
         const source = database.unwrap(
           await database.db.rpc('set_n8n_source_enabled', { source_id: id, enabled }),
           { notFound: listHint },

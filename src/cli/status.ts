@@ -6,9 +6,7 @@ import {
   type CommandContext,
   EXIT,
   filteredTenantIds,
-  loadEnvironment,
-  loadSupabaseConfig,
-  openDatabase,
+  openSupabase,
   tenantFilterOption,
 } from './context.ts';
 import { count, duration, printJson, renderTable, short, sourceError, time } from './output.ts';
@@ -100,7 +98,7 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
     .addOption(tenantFilterOption('; collector runs are always all'))
     .option('--json', 'print JSON on stdout')
     .action(async (options: { tenant?: string[]; json?: boolean }) => {
-      const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      const database = await openSupabase(io);
       const tenantIds = await filteredTenantIds(database, options.tenant);
       const raw = database.unwrap(
         await database.db.rpc('operator_status', tenantIds ? { tenant_ids: tenantIds } : {}),

@@ -3,9 +3,7 @@ import { parser, schemas } from './arguments.ts';
 import {
   type CommandContext,
   listTenants,
-  loadEnvironment,
-  loadSupabaseConfig,
-  openDatabase,
+  openSupabase,
   resolveTenant,
   type TenantRow,
 } from './context.ts';
@@ -64,7 +62,7 @@ export function registerTenants(program: Command, ctx: CommandContext): void {
         name: string,
         options: { plan: string; externalRef?: string; stripeCustomer?: string; json?: boolean },
       ) => {
-        const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+        const database = await openSupabase(io);
         const tenant = database.unwrap(
           await database.db.rpc('add_tenant', {
             name,
@@ -125,7 +123,7 @@ export function registerTenants(program: Command, ctx: CommandContext): void {
     .argument('<tenant>', 'tenant id or external reference', parser(schemas.tenant))
     .option('--json', 'print JSON on stdout')
     .action(async (ref: string, options: { json?: boolean }) => {
-      const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      const database = await openSupabase(io);
       const tenant = await resolveTenant(database, ref);
       if (options.json) return printJson(io, tenant);
       io.out(usageRecord(tenant));
