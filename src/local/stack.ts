@@ -4,6 +4,7 @@ import { createServer } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { createAuthHandler } from './auth/server.ts';
 import { deriveApiKeys, generateJwtSecret } from './keys.ts';
 import { startPostgres } from './postgres.ts';
 import { startRpcServer } from './postgrest/server.ts';
@@ -54,7 +55,7 @@ async function freePort(): Promise<number> {
  */
 async function waitForDisconnect(
   databaseUrl: string,
-  role = 'authenticator',
+  roles: string[],
   maxMs = 5000,
 ): Promise<void> {
   const client = new pg.Client({ connectionString: databaseUrl });
@@ -63,8 +64,8 @@ async function waitForDisconnect(
   try {
     for (const until = Date.now() + maxMs; Date.now() < until; ) {
       const { rows } = await client.query<{ n: number }>(
-        'select count(*)::int as n from pg_stat_activity where usename = $1',
-        [role],
+        'select count(*)::int as n from pg_stat_activity where usename = any($1)',
+        [roles],
       );
       if (rows[0]?.n === 0) return;
       await new Promise((resolve) => setTimeout(resolve, 50));
@@ -74,14 +75,21 @@ async function waitForDisconnect(
   }
 }
 
-async function bootstrap(databaseUrl: string, authenticatorPassword: string): Promise<void> {
+async function bootstrap(
+  databaseUrl: string,
+  passwords: { authenticator: string; authAdmin: string },
+): Promise<void> {
   const sql = await readFile(new URL('./supabase-bootstrap.sql', import.meta.url), 'utf8');
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {
     await client.query(sql);
     await client.query(
-      `alter role authenticator with login password ${client.escapeLiteral(authenticatorPassword)}`,
+      `alter role authenticator with login password ${client.escapeLiteral(passwords.authenticator)}`,
+    );
+    // The local Auth subset connects as the role GoTrue connects with.
+    await client.query(
+      `alter role supabase_auth_admin with login password ${client.escapeLiteral(passwords.authAdmin)}`,
     );
   } finally {
     await client.end();
@@ -98,7 +106,8 @@ const RPC_POOL_SIZE = Math.max(4, 2 * availableParallelism());
 
 /**
  * Starts PostgreSQL 17, makes it look like Supabase, applies the migrations with the
- * Supabase CLI and serves the PostgREST-compatible RPC endpoint.
+ * Supabase CLI and serves the PostgREST-compatible RPC endpoint with the Supabase Auth
+ * subset beside it.
  */
 export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
   const log = options.log ?? (() => {});
@@ -115,28 +124,42 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     persistent,
     ...(options.onPostgresLog ? { onLog: options.onPostgresLog } : {}),
   });
-  let pool: pg.Pool | undefined;
+  const pools: pg.Pool[] = [];
   try {
-    const authenticatorPassword = randomBytes(18).toString('base64url');
+    const passwords = {
+      authenticator: randomBytes(18).toString('base64url'),
+      authAdmin: randomBytes(18).toString('base64url'),
+    };
     log('applying the Supabase compatibility bootstrap');
-    await bootstrap(db.url, authenticatorPassword);
+    await bootstrap(db.url, passwords);
     log('applying migrations with the Supabase CLI');
     await applyMigrations(db.url);
 
-    pool = new pg.Pool({
-      host: db.socketDir ?? '127.0.0.1',
-      port: dbPort,
-      user: 'authenticator',
-      password: authenticatorPassword,
-      database: 'postgres',
-      max: RPC_POOL_SIZE,
+    const connect = (user: string, password: string, max: number) => {
+      const pool = new pg.Pool({
+        host: db.socketDir ?? '127.0.0.1',
+        port: dbPort,
+        user,
+        password,
+        database: 'postgres',
+        max,
+      });
+      // Idle connections ended by the server (e.g. at shutdown) must not crash the process.
+      pool.on('error', (error) => log(`${user} pool: ${error.message}`));
+      pools.push(pool);
+      return pool;
+    };
+    const pool = connect('authenticator', passwords.authenticator, RPC_POOL_SIZE);
+    // Sign-ins are rare next to RPC calls, and bcrypt, not the database, is their cost.
+    const authPool = connect('supabase_auth_admin', passwords.authAdmin, 2);
+    const rpc = await startRpcServer({
+      pool,
+      jwtSecret,
+      port: options.apiPort ?? 0,
+      auth: createAuthHandler({ pool: authPool, jwtSecret }),
     });
-    // Idle connections ended by the server (e.g. at shutdown) must not crash the process.
-    pool.on('error', (error) => log(`RPC pool: ${error.message}`));
-    const rpc = await startRpcServer({ pool, jwtSecret, port: options.apiPort ?? 0 });
     const keys = await deriveApiKeys(jwtSecret);
-    log(`RPC endpoint listening on ${rpc.url}/rest/v1/rpc/<function>`);
-    const activePool = pool;
+    log(`RPC endpoint listening on ${rpc.url}/rest/v1/rpc/<function>, Auth on ${rpc.url}/auth/v1`);
     return {
       supabaseUrl: rpc.url,
       ...keys,
@@ -145,13 +168,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       reloadSchemaCache: rpc.reloadSchemaCache,
       stop: async () => {
         await rpc.close();
-        await activePool.end();
-        await waitForDisconnect(db.url);
+        await Promise.all(pools.map((p) => p.end()));
+        await waitForDisconnect(db.url, ['authenticator', 'supabase_auth_admin']);
         await db.stop();
       },
     };
   } catch (error) {
-    await pool?.end().catch(() => {});
+    await Promise.all(pools.map((p) => p.end().catch(() => {})));
     await db.stop();
     throw error;
   }

@@ -61,7 +61,41 @@ create table if not exists auth.users (
   updated_at timestamptz default now(),
   is_anonymous boolean not null default false
 );
+-- Columns a data folder from before the local Auth subset lacks.
+alter table auth.users add column if not exists invited_at timestamptz;
+alter table auth.users add column if not exists phone text;
+alter table auth.users add column if not exists banned_until timestamptz;
 alter table auth.users owner to supabase_auth_admin;
+
+-- Sessions and rotating refresh tokens of the local Auth subset (src/local/auth), with
+-- GoTrue's table and column names. Deleting a user ends its sessions and their tokens.
+create table if not exists auth.sessions (
+  id uuid primary key,
+  user_id uuid not null references auth.users (id) on delete cascade,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  refreshed_at timestamptz,
+  aal text not null default 'aal1',
+  not_after timestamptz,
+  user_agent text
+);
+create index if not exists sessions_user_id_idx on auth.sessions (user_id);
+alter table auth.sessions owner to supabase_auth_admin;
+
+create table if not exists auth.refresh_tokens (
+  instance_id uuid,
+  id bigserial primary key,
+  -- In clear, as GoTrue keeps it: only supabase_auth_admin can read this schema's tables.
+  token varchar(255) not null unique,
+  user_id varchar(255) not null,
+  revoked boolean not null default false,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  parent varchar(255),
+  session_id uuid not null references auth.sessions (id) on delete cascade
+);
+create index if not exists refresh_tokens_session_id_revoked_idx on auth.refresh_tokens (session_id, revoked);
+alter table auth.refresh_tokens owner to supabase_auth_admin;
 
 -- The claims PostgREST sets per request with set_config('request.jwt.claims', ..., true).
 create or replace function auth.jwt() returns jsonb

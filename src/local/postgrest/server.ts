@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { errors as joseErrors, jwtVerify } from 'jose';
 import type { DatabaseError, Pool, PoolClient } from 'pg';
+import { AUTH_PATH_PREFIX, type AuthHandler } from '../auth/server.ts';
 import { PostgrestError, postgrestError, statusForSqlState } from './errors.ts';
 import { loadSchemaCache, type Routine, resolveRoutine, type SchemaCache } from './schema-cache.ts';
 
@@ -22,6 +23,8 @@ export interface RpcServerOptions {
   schemas?: readonly string[];
   anonRole?: string;
   maxBodyBytes?: number;
+  /** Serves /auth/v1/ on the same port, as the Supabase API gateway does. */
+  auth?: AuthHandler;
 }
 
 export interface RpcServer {
@@ -330,6 +333,10 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
   }
 
   const server = createServer((req, res) => {
+    if (options.auth && req.url?.startsWith(AUTH_PATH_PREFIX)) {
+      void options.auth(req, res);
+      return;
+    }
     handle(req, res).catch((error: unknown) => {
       if (error instanceof PostgrestError) {
         return send(res, error.status, JSON.stringify(error.body), error.headers);
