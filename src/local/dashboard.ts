@@ -124,3 +124,23 @@ export async function startDashboardServer(options: {
     close: () => new Promise((done) => server.close(() => done())),
   };
 }
+
+/** What npm start runs: a fresh build of web/ into `outDir`, served against the local stack. */
+export async function startLocalDashboard(options: {
+  supabaseUrl: string;
+  anonKey: string;
+  outDir: string;
+  port: number;
+  log: (line: string) => void;
+}): Promise<DashboardServer> {
+  options.log('building the dashboard (web/) with Vite');
+  await buildDashboard(options.outDir);
+  const server = await startDashboardServer({
+    root: options.outDir,
+    supabaseUrl: options.supabaseUrl,
+    anonKey: options.anonKey,
+    port: options.port,
+  });
+  options.log(`dashboard served on ${server.url}`);
+  return server;
+}

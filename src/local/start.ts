@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import pg from 'pg';
 import { parseKeyring } from '../crypto/keyring.ts';
 import { createServiceClient } from '../db/client.ts';
+import { startLocalDashboard } from './dashboard.ts';
 import { startDemoN8n } from './demo/n8n-server.ts';
 import { type RunnerEvent, startDemoRunner } from './demo/runner.ts';
 import { seedDemo } from './demo/seed.ts';
@@ -11,6 +12,7 @@ import {
   generateEncryptionKeys,
   generateSecret,
   type LocalEnv,
+  localDashboardDir,
   localDataDir,
   localEnvFile,
   readLocalEnv,
@@ -49,6 +51,7 @@ const options = new Command()
 const DB_PORT = Number(process.env.FLOWMETER_LOCAL_DB_PORT ?? 54322);
 const API_PORT = Number(process.env.FLOWMETER_LOCAL_API_PORT ?? 54321);
 const DEMO_N8N_PORT = Number(process.env.FLOWMETER_LOCAL_N8N_PORT ?? 54330);
+const DASHBOARD_PORT = Number(process.env.FLOWMETER_LOCAL_DASHBOARD_PORT ?? 54323);
 
 const time = () => new Date().toISOString().slice(11, 19);
 const say = (topic: string, text: string, color: Parameters<typeof styleText>[0] = 'reset') =>
@@ -134,8 +137,15 @@ async function main(): Promise<void> {
     ...(previous?.SUPABASE_JWT_SECRET ? { jwtSecret: previous.SUPABASE_JWT_SECRET } : {}),
     log: (line) => console.log(styleText('dim', `· ${line}`)),
   });
+  const dashboard = await startLocalDashboard({
+    ...stack,
+    outDir: localDashboardDir,
+    port: DASHBOARD_PORT,
+    log: (line) => console.log(styleText('dim', `· ${line}`)),
+  });
   const local: LocalEnv = {
     ...stack,
+    dashboardUrl: dashboard.url,
     encryptionKeys: previous?.FLOWMETER_ENCRYPTION_KEYS ?? generateEncryptionKeys(),
     runnerSecret: previous?.RUNNER_SECRETS ?? generateSecret(),
     internalSecret: previous?.FLOWMETER_INTERNAL_SECRET ?? generateSecret(),
@@ -149,6 +159,7 @@ async function main(): Promise<void> {
     stopping = true;
     console.log(`\n${signal}: stopping…`);
     for (const fn of stops.reverse()) await fn();
+    await dashboard.close();
     await stack.stop();
     console.log('stopped.');
     process.exit(0);
@@ -166,6 +177,7 @@ async function main(): Promise<void> {
   row('JWT secret', stack.jwtSecret);
   row('anon key', stack.anonKey);
   row('service_role key', stack.serviceRoleKey);
+  row('dashboard', `${dashboard.url}  (the tenant dashboard)`);
 
   if (!options.stackOnly) {
     const functionsUrl = `http://127.0.0.1:${options.functionsPort}`;

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +11,8 @@ import {
   startDashboardServer,
 } from '../../src/local/dashboard.ts';
 import { projectRoot } from '../../src/local/project.ts';
-import { stack } from './stack.ts';
+import { addMember } from './fixtures.ts';
+import { serviceClient, stack, uniqueId } from './stack.ts';
 
 /**
  * Browser tests drive the machine's Chromium (Debian package `chromium`) through
@@ -91,3 +93,34 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   await page.screenshot({ path, fullPage: true });
   return path;
 }
+
+/** A tenant user who signs in with a password, created through the Auth admin API. */
+export async function createSignInUser(
+  tenantIds: string[],
+): Promise<{ userId: string; email: string; password: string }> {
+  const email = `${uniqueId('member')}@example.test`;
+  const password = `pw-${randomBytes(12).toString('base64url')}`;
+  const { data, error } = await serviceClient().auth.admin.createUser({
+    email,
+    password,
+    email_confirm: true,
+  });
+  if (error || !data.user) throw new Error(`createUser: ${error?.message}`);
+  for (const tenantId of tenantIds) await addMember(tenantId, data.user.id);
+  return { userId: data.user.id, email, password };
+}
+
+/** The page's text including the widget's shadow DOM, as a person reads it. */
+export const visibleText = (page: Page): Promise<string> =>
+  page.evaluate(() => {
+    const texts: string[] = [];
+    const walk = (root: Node) => {
+      for (const node of root.childNodes) {
+        if (node.nodeType === Node.TEXT_NODE) texts.push(node.textContent ?? '');
+        if (node instanceof Element && node.shadowRoot) walk(node.shadowRoot);
+        walk(node);
+      }
+    };
+    walk(document.body);
+    return texts.join(' ').replace(/\s+/g, ' ');
+  });

@@ -20,6 +20,7 @@ export interface SeededTenant {
   name: string;
   periodStart: Date;
   periodEnd: Date;
+  previousPeriodStart: Date;
   daysSoFar: number;
 }
 
@@ -118,20 +119,23 @@ async function reportToStripe(tenantId: string, send: boolean): Promise<void> {
 export async function seedUsageTenant(options: {
   name: string;
   included: number;
+  /** Default overage: Pro, 0.5 cents per execution over the quota. */
+  policy?: 'overage' | 'hard_limit';
   /** Runs per day in the previous and the current period. */
   previousPerDay: number;
   currentPerDay: number;
+  /** Runs asked for through enforcement now (a hard limit reserves the allowed ones). */
+  reservations?: number;
   now?: Date;
 }): Promise<SeededTenant> {
   const db = serviceClient();
   const plan = check(
     'upsert_plan',
     await db.rpc('upsert_plan', {
-      id: uniqueId('pro'),
-      name: 'Pro',
-      limit_policy: 'overage',
+      ...(options.policy === 'hard_limit'
+        ? { id: uniqueId('starter'), name: 'Starter', limit_policy: 'hard_limit' }
+        : { id: uniqueId('pro'), name: 'Pro', limit_policy: 'overage', overage_unit_amount: 0.5 }),
       included_executions: options.included,
-      overage_unit_amount: 0.5,
       currency: 'eur',
     }),
   );
@@ -179,11 +183,22 @@ export async function seedUsageTenant(options: {
     runsOfDay(today, options.currentPerDay, 99).filter((r) => r.startedAt <= now - 60_000),
   );
   await reportToStripe(tenant.id, false);
+  for (let i = 0; i < (options.reservations ?? 0); i++) {
+    check(
+      'enforce_usage',
+      await db.rpc('enforce_usage', {
+        tenant: tenant.id,
+        workflow_id: 'orders-sync',
+        run_ref: `seeded-${i}`,
+      }),
+    );
+  }
   return {
     tenantId: tenant.id,
     name: options.name,
     periodStart: new Date(periodStart),
     periodEnd,
+    previousPeriodStart: previousStart,
     daysSoFar: (today - periodStart) / DAY + 1,
   };
 }

@@ -35,7 +35,8 @@ export function formatter(locale?: string): Formatter {
         currency: currency.toUpperCase(),
       });
       const digits = money.resolvedOptions().maximumFractionDigits ?? 2;
-      return money.format(minorUnits / 10 ** digits);
+      // Rounded in minor units first: a float in major units misrounds half cents.
+      return money.format(Math.round(minorUnits) / 10 ** digits);
     },
     duration(ms) {
       if (ms === null) return '—';

@@ -9,6 +9,7 @@ import {
   type UsagePeriod,
   type WorkflowUsage,
 } from '../../src/usage-client/index.ts';
+import { alertsUnreadFirst } from './alerts.ts';
 import { loadErrorMessage } from './errors.ts';
 import { formatter } from './format.ts';
 import './widget/flowmeter-usage.ts';
@@ -18,10 +19,6 @@ type Loaded<T> =
   | { kind: 'loading' }
   | { kind: 'error'; message: string }
   | { kind: 'ready'; rows: T[] };
-
-/** Unread first, then newest first. */
-export const alertsUnreadFirst = (alerts: UsageAlert[]): UsageAlert[] =>
-  [...alerts].sort((a, b) => Number(a.readAt !== null) - Number(b.readAt !== null) || b.id - a.id);
 
 /**
  * One tenant on the dashboard: the usage widget, then the workflows of this period, the
@@ -174,7 +171,7 @@ export class TenantPanel extends LitElement {
               ? html`<span class="muted read-mark">Read</span>`
               : html`<button type="button" class="secondary" ?disabled=${this.marking === a.id}
                   @click=${() => this.#markRead(a)}
-                  aria-label=${`Mark the ${a.threshold} % alert as read`}>Mark as read</button>`
+                  aria-label=${`Mark as read: ${a.threshold} % alert`}>Mark as read</button>`
           }
         </li>`,
         )}</ul>`,
