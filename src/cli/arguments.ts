@@ -84,6 +84,14 @@ export const schemas = {
     .max(200, {
       error: 'must be a tenant id or external reference (see `flowmeter tenants list`)',
     }),
+  email: z
+    .email({ error: 'must be an e-mail address, like ada@example.com' })
+    .max(255, { error: 'must be at most 255 characters' })
+    .transform((e) => e.toLowerCase()),
+  /** Only from standard input, so a password never lands in the shell history. */
+  passwordFromStdin: z.literal('-', {
+    error: 'must be - (the password is read from standard input, never from the command line)',
+  }),
   sourceId: matching(UUID, 'a source id (a UUID, see `flowmeter sources list`)').transform((s) =>
     s.toLowerCase(),
   ),

@@ -1,6 +1,7 @@
 import { text } from 'node:stream/consumers';
 import type { PostgrestError } from '@supabase/supabase-js';
 import { Option } from 'commander';
+import type { AccountErrorCode, AccountResult } from '../accounts/result.ts';
 import { type ConfigError, parseEnv, supabaseEnvSchema } from '../config/env.ts';
 import { createServiceClient, type Db } from '../db/client.ts';
 import { environmentWithLocalStack } from '../local/local-env.ts';
@@ -38,6 +39,20 @@ export class CliError extends Error {
     this.name = 'CliError';
     this.exitCode = exitCode;
   }
+}
+
+const ACCOUNT_EXIT: Record<AccountErrorCode, ExitCode> = {
+  not_found: EXIT.usage,
+  invalid: EXIT.usage,
+  refused: EXIT.usage,
+  unavailable: EXIT.unavailable,
+  failed: EXIT.failed,
+};
+
+/** The value of a members or operators operation; its expected failure becomes a CliError. */
+export function accountValue<T>(result: AccountResult<T>): T {
+  if (result.ok) return result.value;
+  throw new CliError(ACCOUNT_EXIT[result.error.code], result.error.message);
 }
 
 /** Set by a command whose work ran but did not all succeed; thrown errors need no call. */

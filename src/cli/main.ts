@@ -11,6 +11,8 @@ import {
   EXIT,
   readProcessStdin,
 } from './context.ts';
+import { registerMembers } from './members.ts';
+import { registerOperators } from './operators.ts';
 import { registerPlans } from './plans.ts';
 import { registerReconcile } from './reconcile.ts';
 import { registerReport } from './report.ts';
@@ -55,6 +57,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
 
   registerPlans(program, ctx);
   registerTenants(program, ctx);
+  registerMembers(program, ctx);
+  registerOperators(program, ctx);
   registerSources(program, ctx);
 
   program

@@ -1080,6 +1080,7 @@ export type Database = {
         };
         Returns: Json;
       };
+      auth_user_id: { Args: { email: string }; Returns: string };
       claim_alert_deliveries: {
         Args: { lease_seconds?: number; max_rows?: number; tenant_ids?: string[] };
         Returns: {
@@ -1312,6 +1313,15 @@ export type Database = {
           status: string;
         }[];
       };
+      list_operators: {
+        Args: Record<PropertyKey, never>;
+        Returns: {
+          created_at: string;
+          email: string;
+          last_sign_in_at: string;
+          user_id: string;
+        }[];
+      };
       list_plans: {
         Args: { plan_ids?: string[] };
         Returns: {
@@ -1329,6 +1339,19 @@ export type Database = {
           stripe_price_ids: string[];
           tenants: number;
           trial_included_executions: number;
+        }[];
+      };
+      list_tenant_members: {
+        Args: { tenant_ids?: string[] };
+        Returns: {
+          created_at: string;
+          email: string;
+          last_sign_in_at: string;
+          role: string;
+          tenant_external_ref: string;
+          tenant_id: string;
+          tenant_name: string;
+          user_id: string;
         }[];
       };
       list_tenants: {
@@ -1494,6 +1517,7 @@ export type Database = {
           isSetofReturn: false;
         };
       };
+      remove_tenant_member: { Args: { tenant_id: string; user_id: string }; Returns: boolean };
       resume_collector_sources: {
         Args: { lease_tokens: string[]; source_ids: string[] };
         Returns: {

@@ -24,6 +24,11 @@ export interface LocalEnv extends LocalStackInfo {
   internalSecret: string;
   /** Where npm start serves the tenant dashboard. */
   dashboardUrl: string;
+  /** The demo's sign-ins (the first demo tenant's viewer, the operator), with the demo only. */
+  demoSignIns?: {
+    tenant: { email: string; password: string };
+    operator: { email: string; password: string };
+  };
 }
 
 export function formatLocalEnv(env: LocalEnv): string {
@@ -38,6 +43,14 @@ export function formatLocalEnv(env: LocalEnv): string {
     `RUNNER_SECRETS=${env.runnerSecret}`,
     `FLOWMETER_INTERNAL_SECRET=${env.internalSecret}`,
     `FLOWMETER_DASHBOARD_URL=${env.dashboardUrl}`,
+    ...(env.demoSignIns
+      ? [
+          `FLOWMETER_DEMO_TENANT_EMAIL=${env.demoSignIns.tenant.email}`,
+          `FLOWMETER_DEMO_TENANT_PASSWORD=${env.demoSignIns.tenant.password}`,
+          `FLOWMETER_DEMO_OPERATOR_EMAIL=${env.demoSignIns.operator.email}`,
+          `FLOWMETER_DEMO_OPERATOR_PASSWORD=${env.demoSignIns.operator.password}`,
+        ]
+      : []),
     '',
   ].join('\n');
 }

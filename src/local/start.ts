@@ -1,12 +1,14 @@
 import { styleText } from 'node:util';
 import { Command, InvalidArgumentError } from 'commander';
 import pg from 'pg';
+import { generatePassword } from '../accounts/ensure-user.ts';
 import { parseKeyring } from '../crypto/keyring.ts';
 import { createServiceClient } from '../db/client.ts';
 import { startLocalDashboard } from './dashboard.ts';
 import { startDemoN8n } from './demo/n8n-server.ts';
 import { type RunnerEvent, startDemoRunner } from './demo/runner.ts';
 import { seedDemo } from './demo/seed.ts';
+import { seedDemoUsers } from './demo/users.ts';
 import { startFunctionsServer } from './functions-server.ts';
 import {
   generateEncryptionKeys,
@@ -222,6 +224,26 @@ async function main(): Promise<void> {
         n8n,
       });
       row('demo n8n', `${n8n.url}/<tenant>  (${tenants.map((t) => t.name).join(', ')})`);
+      const signIns = await seedDemoUsers({
+        db,
+        tenants,
+        // Kept across restarts, so a browser's saved sign-in keeps working.
+        passwords: {
+          tenant: previous?.FLOWMETER_DEMO_TENANT_PASSWORD ?? generatePassword(),
+          operator: previous?.FLOWMETER_DEMO_OPERATOR_PASSWORD ?? generatePassword(),
+        },
+      });
+      for (const user of signIns.tenants) {
+        row('sign in', `${user.email} / ${user.password}  (${user.tenant})`);
+      }
+      row('operator', `${signIns.operator.email} / ${signIns.operator.password}`);
+      const [firstTenant] = signIns.tenants;
+      if (firstTenant) {
+        await writeLocalEnv({
+          ...local,
+          demoSignIns: { tenant: firstTenant, operator: signIns.operator },
+        });
+      }
       stops.push(
         startDemoRunner({
           enforceUrl: `${functionsUrl}/api/v1/enforce`,

@@ -20,6 +20,9 @@ const AUTHENTICATED_CALLABLE = new Set<string>([
   'plan_quota',
   'usage_standing',
   'tenant_usage_summary_rows',
+  // the operator claim, read by operator RPCs (granted to authenticated, refusing others)
+  'is_operator',
+  'require_operator',
 ]);
 
 const isTestObject = (name: string) => name.startsWith('rpc_test_');

@@ -1,15 +1,18 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseEnv } from 'node:util';
+import { createClient } from '@supabase/supabase-js';
 import { describe, expect, it } from 'vitest';
 import { projectRoot } from '../../src/local/project.ts';
 
 /**
  * `npm run demo` as a newcomer sees it: the whole pipeline on a fast clock. The console
  * must show executions collected, a run blocked at the free tenant's limit, an alert
- * created, and the meter events the reporter would send — then stop cleanly on Ctrl-C.
+ * created, and the meter events the reporter would send; the demo's sign-ins must work —
+ * then stop cleanly on Ctrl-C.
  */
 const freePort = () =>
   new Promise<number>((resolve) => {
@@ -66,6 +69,29 @@ describe('npm start (whole pipeline)', () => {
       }
       for (const re of expected)
         expect(output, `npm start output lacks ${re}:\n${output}`).toMatch(re);
+      expect(output).toMatch(
+        /sign in\s*: acme@demo\.flowmeter\.test \/ \S+\s+\(Acme \(free plan\)\)/,
+      );
+
+      // The sign-ins written to local.env work with supabase-js, as the dashboard uses them.
+      const local = parseEnv(await readFile(join(dir, 'local.env'), 'utf8')) as Record<
+        string,
+        string
+      >;
+      const signIn = (email: string | undefined, password: string | undefined) =>
+        createClient(local.SUPABASE_URL as string, local.SUPABASE_ANON_KEY as string, {
+          auth: { persistSession: false, autoRefreshToken: false },
+        }).auth.signInWithPassword({ email: email ?? '', password: password ?? '' });
+      const tenantUser = await signIn(
+        local.FLOWMETER_DEMO_TENANT_EMAIL,
+        local.FLOWMETER_DEMO_TENANT_PASSWORD,
+      );
+      expect(tenantUser.error).toBeNull();
+      const operator = await signIn(
+        local.FLOWMETER_DEMO_OPERATOR_EMAIL,
+        local.FLOWMETER_DEMO_OPERATOR_PASSWORD,
+      );
+      expect(operator.data.user?.app_metadata).toMatchObject({ flowmeter_role: 'operator' });
     } finally {
       child.kill('SIGINT');
     }

@@ -36,7 +36,7 @@ export async function createUser(): Promise<string> {
   return id;
 }
 
-export async function addMember(tenantId: string, userId: string, role = 'member') {
+export async function addMember(tenantId: string, userId: string, role = 'viewer') {
   const { error } = await serviceClient().rpc('add_tenant_member', {
     tenant_id: tenantId,
     user_id: userId,

@@ -75,7 +75,10 @@ const password = z.string().refine((p) => Buffer.byteLength(p) <= MAX_PASSWORD_B
 });
 const metadata = z.record(z.string().max(200), z.unknown());
 
-const passwordGrant = z.object({ email: z.string().max(255), password: z.string().max(1000) });
+const passwordGrant = z.object({
+  email: z.string().max(255).default(''),
+  password: z.string().max(1000).default(''),
+});
 const refreshGrant = z.object({ refresh_token: z.string().min(1).max(512) });
 const updateSelf = z.object({ data: metadata.optional(), password: password.optional() });
 const adminCreate = z.object({
@@ -298,13 +301,11 @@ export function createAuthHandler(options: AuthHandlerOptions): AuthHandler {
   }
 
   async function passwordSignIn(req: IncomingMessage, body: unknown) {
-    const input = passwordGrant.safeParse(body);
-    if (!input.success || !input.data.email || !input.data.password) {
-      throw new AuthError(400, 'validation_failed', 'missing email or phone');
-    }
-    const user = await store.userByEmail(input.data.email);
+    const input = parse(passwordGrant, body);
+    if (!input.email) throw new AuthError(400, 'validation_failed', 'missing email or phone');
+    const user = await store.userByEmail(input.email);
     const matches = await bcrypt.compare(
-      input.data.password,
+      input.password,
       user?.encrypted_password ?? UNKNOWN_USER_HASH,
     );
     if (!user?.encrypted_password || !matches) throw invalidCredentials();

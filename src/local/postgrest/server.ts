@@ -334,7 +334,8 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
 
   const server = createServer((req, res) => {
     if (options.auth && req.url?.startsWith(AUTH_PATH_PREFIX)) {
-      void options.auth(req, res);
+      // The handler answers every failure itself; this only guards a broken socket.
+      options.auth(req, res).catch(() => res.destroy());
       return;
     }
     handle(req, res).catch((error: unknown) => {

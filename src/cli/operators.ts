@@ -1,0 +1,86 @@
+import type { Command } from 'commander';
+import { newUserAccess } from '../accounts/access.ts';
+import { addOperator, listOperators, removeOperator } from '../accounts/operators.ts';
+import { parser, schemas } from './arguments.ts';
+import {
+  accountValue,
+  type CommandContext,
+  loadEnvironment,
+  loadSupabaseConfig,
+  openDatabase,
+} from './context.ts';
+import { passwordOption, printAccount } from './members.ts';
+import { printJson, renderTable, time } from './output.ts';
+
+export function registerOperators(program: Command, ctx: CommandContext): void {
+  const { io } = ctx;
+  const operators = program
+    .command('operators')
+    .description(
+      'who may sign in to the operator console (Supabase Auth users marked in app_metadata)',
+    );
+
+  operators
+    .command('add')
+    .description(
+      'mark a user operator (creating them: locally with a password printed once, on Supabase by invitation)',
+    )
+    .requiredOption('--email <address>', "the operator's e-mail address", parser(schemas.email))
+    .option(
+      '--password <->',
+      "a new user's password, read from standard input (instead of a generated one or an invitation)",
+      parser(schemas.passwordFromStdin),
+    )
+    .option('--json', 'print the operator as JSON on stdout')
+    .action(async (options: { email: string; password?: string; json?: boolean }) => {
+      const config = await loadEnvironment(io, loadSupabaseConfig);
+      const password = await passwordOption(io, options.password);
+      const { db } = openDatabase(config);
+      const user = accountValue(
+        await addOperator({
+          db,
+          email: options.email,
+          access: newUserAccess({
+            supabaseUrl: config.SUPABASE_URL,
+            ...(password !== undefined ? { password } : {}),
+          }),
+        }),
+      );
+      if (options.json) return printJson(io, user);
+      printAccount(io, user, [['operator', 'yes']]);
+      io.err('A signed-in session sees the change at its next token refresh (within the hour).');
+    });
+
+  operators
+    .command('list')
+    .description('every operator')
+    .option('--json', 'print JSON on stdout')
+    .action(async (options: { json?: boolean }) => {
+      const { db } = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      const rows = accountValue(await listOperators({ db }));
+      if (options.json) return printJson(io, rows);
+      if (rows.length === 0) {
+        io.out('No operators yet: add one with `flowmeter operators add --email <address>`.');
+        return;
+      }
+      io.out(
+        renderTable(
+          ['email', 'since', 'last sign-in', 'user id'],
+          rows.map((o) => [o.email, time(o.created_at), time(o.last_sign_in_at), o.user_id]),
+        ),
+      );
+    });
+
+  operators
+    .command('remove')
+    .description('clear the operator mark (the user keeps their account and memberships)')
+    .requiredOption('--email <address>', "the operator's e-mail address", parser(schemas.email))
+    .option('--json', 'print what was removed as JSON on stdout')
+    .action(async (options: { email: string; json?: boolean }) => {
+      const { db } = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      const removed = accountValue(await removeOperator({ db, email: options.email }));
+      if (options.json) return printJson(io, removed);
+      io.out(`${removed.email} is no longer an operator.`);
+      io.err('A signed-in session keeps the mark until its next token refresh (within the hour).');
+    });
+}
