@@ -43,6 +43,7 @@ export class FlowmeterDashboard extends LitElement {
   #timer: ReturnType<typeof setInterval> | undefined;
   #format = formatter();
   #unsubscribe: (() => void) | undefined;
+  #again = false;
   #onVisible = () => {
     if (document.visibilityState === 'visible' && this.session) void this.refresh();
   };
@@ -90,44 +91,54 @@ export class FlowmeterDashboard extends LitElement {
     }
   }
 
+  /** Reloads every tenant; a call during a refresh makes it run once more when done. */
   async refresh(): Promise<void> {
-    const client = this.client;
-    if (!client || this.refreshing) return;
+    if (!this.client) return;
+    if (this.refreshing) {
+      this.#again = true;
+      return;
+    }
     this.refreshing = true;
     try {
-      const { data, error } = await getUsageSummary(client);
-      if (error) {
-        const failure = loadErrorMessage(error);
-        if (failure.expired) {
-          await client.auth.signOut({ scope: 'local' });
-          this.signInError = failure.message;
-          return;
-        }
-        this.refreshError = failure.message;
-        if (this.tenants.kind !== 'ready')
-          this.tenants = { kind: 'error', message: failure.message };
-        return;
-      }
-      this.tenants = {
-        kind: 'ready',
-        tenants: data.map(({ tenantId, tenantName }) => ({ tenantId, tenantName })),
-      };
-      await this.updateComplete;
-      const panels = [...this.querySelectorAll<TenantPanel>('flowmeter-tenant-panel')];
-      await Promise.all(panels.map((p) => p.updateComplete));
-      const failures = (await Promise.all(panels.map((p) => p.refresh()))).filter(
-        (f) => f !== undefined,
-      );
-      if (failures.some((f) => f.expired)) {
-        await client.auth.signOut({ scope: 'local' });
-        this.signInError = 'Your session has ended. Sign in again.';
-        return;
-      }
-      this.refreshError = failures[0]?.message;
-      if (!this.refreshError) this.refreshedAt = new Date();
+      do {
+        this.#again = false;
+        await this.#load(this.client);
+      } while (this.#again && this.session);
     } finally {
       this.refreshing = false;
     }
+  }
+
+  async #load(client: UsageDb): Promise<void> {
+    const { data, error } = await getUsageSummary(client);
+    if (error) {
+      const failure = loadErrorMessage(error);
+      if (failure.expired) {
+        await client.auth.signOut({ scope: 'local' });
+        this.signInError = failure.message;
+        return;
+      }
+      this.refreshError = failure.message;
+      if (this.tenants.kind !== 'ready') this.tenants = { kind: 'error', message: failure.message };
+      return;
+    }
+    this.tenants = {
+      kind: 'ready',
+      tenants: data.map(({ tenantId, tenantName }) => ({ tenantId, tenantName })),
+    };
+    await this.updateComplete;
+    const panels = [...this.querySelectorAll<TenantPanel>('flowmeter-tenant-panel')];
+    await Promise.all(panels.map((p) => p.updateComplete));
+    const failures = (await Promise.all(panels.map((p) => p.refresh()))).filter(
+      (f) => f !== undefined,
+    );
+    if (failures.some((f) => f.expired)) {
+      await client.auth.signOut({ scope: 'local' });
+      this.signInError = 'Your session has ended. Sign in again.';
+      return;
+    }
+    this.refreshError = failures[0]?.message;
+    if (!this.refreshError) this.refreshedAt = new Date();
   }
 
   async #signIn(event: SubmitEvent): Promise<void> {

@@ -150,6 +150,7 @@ export class FlowmeterUsage extends LitElement {
   #timer: ReturnType<typeof setInterval> | undefined;
   #format: Formatter = formatter();
   #loading: Promise<void> | undefined;
+  #again = false;
   #onVisible = () => {
     if (document.visibilityState === 'visible' && this.refreshInterval > 0) void this.refresh();
   };
@@ -194,9 +195,21 @@ export class FlowmeterUsage extends LitElement {
     }
   }
 
-  /** Loads the summary and the daily series again; one load at a time. */
+  /**
+   * Loads the summary and the daily series again. One load at a time: a call during a load
+   * makes it load once more when done, so what it resolves with is never older than the call.
+   */
   refresh(): Promise<void> {
-    this.#loading ??= this.#load().finally(() => {
+    if (this.#loading) {
+      this.#again = true;
+      return this.#loading;
+    }
+    this.#loading = (async () => {
+      do {
+        this.#again = false;
+        await this.#load();
+      } while (this.#again);
+    })().finally(() => {
       this.#loading = undefined;
     });
     return this.#loading;
