@@ -11,12 +11,14 @@ import {
 } from './context.ts';
 import { count, printJson, renderRecord, renderTable, time } from './output.ts';
 
-const usedOfQuota = (t: TenantRow) =>
-  t.quota === null ? `${count(t.used)} (unlimited)` : `${count(t.used)} / ${count(t.quota)}`;
+const committedOfQuota = (t: TenantRow) =>
+  t.quota === null
+    ? `${count(t.committed)} (unlimited)`
+    : `${count(t.committed)} / ${count(t.quota)}`;
 
 const percent = (t: TenantRow) => (t.percent === null ? '–' : `${t.percent}%`);
 
-/** The current period's usage; `used` counts active reservations, as enforcement does. */
+/** The current period's usage as enforcement counts it: committed = collected + reserved. */
 function usageRecord(t: TenantRow) {
   return renderRecord([
     ['tenant', `${t.name} (${t.id})`],
@@ -25,7 +27,7 @@ function usageRecord(t: TenantRow) {
     ['subscription', t.subscription_status],
     ['stripe customer', t.stripe_customer_id],
     ['period', `${time(t.period_start)} → ${time(t.period_end)}`],
-    ['used / quota', usedOfQuota(t)],
+    ['committed / quota', committedOfQuota(t)],
     ['percent', percent(t)],
     ['level', t.level],
     ['remaining', count(t.remaining)],
@@ -103,7 +105,16 @@ export function registerTenants(program: Command, ctx: CommandContext): void {
       }
       io.out(
         renderTable(
-          ['id', 'name', 'external ref', 'plan', 'subscription', 'sources', 'used / quota', '%'],
+          [
+            'id',
+            'name',
+            'external ref',
+            'plan',
+            'subscription',
+            'sources',
+            'committed / quota',
+            '%',
+          ],
           rows.map((t) => [
             t.id,
             t.name,
@@ -111,7 +122,7 @@ export function registerTenants(program: Command, ctx: CommandContext): void {
             t.plan_id,
             t.subscription_status,
             t.sources,
-            usedOfQuota(t),
+            committedOfQuota(t),
             percent(t),
           ]),
         ),

@@ -12,7 +12,7 @@ interface SqlDecision {
   allowed: boolean;
   reason: Decision['reason'] | 'unknown_tenant';
   tenant_id?: string;
-  used?: number;
+  committed?: number;
   limit?: number | null;
   remaining?: number | null;
   percent?: number | null;
@@ -27,7 +27,7 @@ const failOpenDecision: Decision = {
   allowed: true,
   reason: 'fail_open',
   tenantId: null,
-  used: null,
+  committed: null,
   limit: null,
   remaining: null,
   percent: null,
@@ -68,7 +68,7 @@ export async function enforce(
     allowed: d.allowed,
     reason: d.reason,
     tenantId: d.tenant_id ?? null,
-    used: d.used ?? null,
+    committed: d.committed ?? null,
     limit: d.limit ?? null,
     remaining: d.remaining ?? null,
     percent: d.percent ?? null,

@@ -39,11 +39,13 @@ export const decisionSchema = z.object({
   allowed: z.boolean(),
   reason: z.enum(DECISION_REASONS),
   tenantId: z.uuid().nullable(),
-  used: z
+  committed: z
     .number()
     .int()
     .nullable()
-    .describe('Billable executions collected plus runs reserved, this one included'),
+    .describe(
+      'Committed usage: billable executions collected plus runs allowed and not collected yet (reserved), this one included; remaining, percent and level are of it',
+    ),
   limit: z
     .number()
     .int()

@@ -254,7 +254,7 @@ async function main(): Promise<void> {
             if (event.type === 'blocked') {
               say(
                 'enforce',
-                `${event.tenant}: run BLOCKED (402 ${event.reason}, ${event.used}/${event.limit})`,
+                `${event.tenant}: run BLOCKED (402 ${event.reason}, ${event.committed}/${event.limit})`,
                 'red',
               );
             } else if (event.type === 'allowed-again')

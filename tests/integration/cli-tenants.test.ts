@@ -122,10 +122,12 @@ describe('flowmeter tenants list and usage', () => {
       new RegExp(`│ ${tenant.id} │ ${tenant.name}\\s+│ ${tenant.ref}.*│ 0 / 2,000\\s+│ 0%`),
     );
     const json = JSON.parse((await cli(['tenants', 'list', '--json'])).out);
-    expect(json).toContainEqual(expect.objectContaining({ id: tenant.id, quota: 2000, used: 0 }));
+    expect(json).toContainEqual(
+      expect.objectContaining({ id: tenant.id, quota: 2000, committed: 0 }),
+    );
   });
 
-  it('shows used (collected + reserved), quota, percent, level and what was reported', async () => {
+  it('shows committed (collected + reserved), quota, percent, level and what was reported', async () => {
     const plan = await createPlan({ included_executions: 100 });
     const tenant = await addTenant(plan.id);
     await superuser().query(
@@ -143,7 +145,7 @@ describe('flowmeter tenants list and usage', () => {
       id: tenant.id,
       billable: 79,
       reserved: 1,
-      used: 80,
+      committed: 80,
       quota: 100,
       remaining: 20,
       percent: 80,
@@ -151,7 +153,7 @@ describe('flowmeter tenants list and usage', () => {
       reported: 60,
     });
     const table = await cli(['tenants', 'usage', tenant.id]);
-    expect(table.out).toMatch(/│ used \/ quota\s+│ 80 \/ 100/);
+    expect(table.out).toMatch(/│ committed \/ quota\s+│ 80 \/ 100/);
     expect(table.out).toMatch(/│ level\s+│ warning/);
   });
 

@@ -132,11 +132,10 @@ describe('a database crash under asynchronous commit', () => {
       // The next decision counts the survivors only; a lost run asking again (its runner
       // never got the answer, or retries) takes a slot again.
       await after.query('set role service_role');
-      const { rows: next } = await after.query<{ decision: { allowed: boolean; used: number } }>(
-        "select public.enforce_usage($1, 'wf1', $2) as decision",
-        [tenantId, `run-${DECISIONS}`],
-      );
-      expect(next[0]?.decision).toMatchObject({ allowed: true, used: survived.length + 1 });
+      const { rows: next } = await after.query<{
+        decision: { allowed: boolean; committed: number };
+      }>("select public.enforce_usage($1, 'wf1', $2) as decision", [tenantId, `run-${DECISIONS}`]);
+      expect(next[0]?.decision).toMatchObject({ allowed: true, committed: survived.length + 1 });
       expect(await counters()).toBe(survived.length + 1);
     } finally {
       await after.end();

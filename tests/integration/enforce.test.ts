@@ -27,7 +27,7 @@ const ask = (tenant: string, extra: Record<string, unknown> = {}, h = handler) =
 
 async function planWith(fields: Record<string, unknown>) {
   const plan = await createPlan();
-  const { data, error } = await serviceClient().rpc('upsert_plan', {
+  const { data, error } = await serviceClient().rpc('set_plan', {
     id: plan.id,
     name: 'Test',
     ...fields,
@@ -59,7 +59,7 @@ describe('enforce: policies', () => {
     expect(decisionSchema.parse(first.body)).toMatchObject({
       allowed: true,
       reason: 'within_limit',
-      used: 9,
+      committed: 9,
       limit: 10,
       remaining: 1,
       percent: 90,
@@ -74,7 +74,7 @@ describe('enforce: policies', () => {
 
     expect((await ask(tenant.id)).body).toMatchObject({
       allowed: true,
-      used: 10,
+      committed: 10,
       remaining: 0,
       level: 'limit',
     });
@@ -83,7 +83,7 @@ describe('enforce: policies', () => {
     expect(decisionSchema.parse(blocked.body)).toMatchObject({
       allowed: false,
       reason: 'limit_reached',
-      used: 10,
+      committed: 10,
     });
     expect(await activeReservations(tenant.id)).toBe(2);
   });
@@ -104,7 +104,7 @@ describe('enforce: policies', () => {
     expect(body).toMatchObject({
       allowed: true,
       reason: 'overage_allowed',
-      used: 150,
+      committed: 150,
       remaining: 0,
       level: 'overage',
     });
@@ -195,14 +195,45 @@ describe('enforce: policies', () => {
   it('a dry run answers without reserving', async () => {
     const tenant = await createTenant((await planWith({ included_executions: 5 })).id);
     const { body } = await ask(tenant.id, { dryRun: true });
-    expect(body).toMatchObject({ allowed: true, used: 0, reservationId: null });
+    expect(body).toMatchObject({ allowed: true, committed: 0, reservationId: null });
     expect(await activeReservations(tenant.id)).toBe(0);
   });
 });
 
-describe('enforce: the inline usage rule', () => {
+describe('enforce: the quota and standing rules have one definition', () => {
+  // enforce_usage calls private.plan_quota and private.usage_standing, which the alerts,
+  // the tenant usage API and the admin lists use too: a copy of either that drifted from
+  // them would fail here.
+  it('answers the quota private.plan_quota gives, trial quota included', async () => {
+    for (const plan of [
+      { limit_policy: 'hard_limit', included_executions: 10, trialing: false },
+      { limit_policy: 'hard_limit', included_executions: 10, trialing: true },
+      { limit_policy: 'hard_limit', included_executions: 10, trial: 3, trialing: false },
+      { limit_policy: 'hard_limit', included_executions: 10, trial: 3, trialing: true },
+      { limit_policy: 'overage', included_executions: 10, trial: 4, trialing: true },
+      { limit_policy: 'unlimited', trial: 3, trialing: true },
+    ]) {
+      const tenant = await createTenant(
+        (
+          await planWith({
+            limit_policy: plan.limit_policy,
+            included_executions: plan.included_executions ?? null,
+            trial_included_executions: plan.trial ?? null,
+            ...(plan.limit_policy === 'overage' ? { overage_unit_amount: 1 } : {}),
+          })
+        ).id,
+      );
+      if (plan.trialing) await setStatus(tenant.id, 'trialing');
+      const { body } = await ask(tenant.id, { dryRun: true });
+      const { rows } = await superuser().query(
+        'select private.plan_quota($1, $2, $3, $4)::int as quota',
+        [plan.limit_policy, plan.trialing, plan.included_executions ?? null, plan.trial ?? null],
+      );
+      expect({ plan, limit: body.limit }).toEqual({ plan, limit: rows[0].quota });
+    }
+  });
+
   it('reports percent, level and remaining as private.usage_standing does', async () => {
-    // enforce_usage keeps its own copy of the rule for speed; this keeps the two equal.
     for (const [quota, used] of [
       [100, 0],
       [100, 79],
@@ -248,7 +279,7 @@ describe('enforce: periods', () => {
     // The stored Stripe period has ended (no webhook yet): the period steps forward from it.
     await setCollectedUsage(tenant.id, 10, start, end);
     const { body } = await ask(tenant.id);
-    expect(body).toMatchObject({ allowed: true, used: 1 });
+    expect(body).toMatchObject({ allowed: true, committed: 1 });
     expect(Date.parse(body.periodStart as string)).toBe(end.getTime());
     expect(Date.parse(body.periodEnd as string)).toBe(addMonths(start, 2).getTime());
   });
@@ -276,7 +307,7 @@ describe('enforce: limits hold between collections', () => {
     await collect([source]);
     expect(await activeReservations(source.tenantId)).toBe(1);
     const { body } = await ask(source.tenantId, { dryRun: true });
-    expect(body.used).toBe(3); // 2 collected + 1 still reserved
+    expect(body.committed).toBe(3); // 2 collected + 1 still reserved
     expect(await releasedReservations(source.tenantId, 'collected')).toBe(2);
   });
 
@@ -288,20 +319,20 @@ describe('enforce: limits hold between collections', () => {
     await expireReservations(tenant.id);
     const after = await ask(tenant.id);
     expect(after.status).toBe(200);
-    expect(after.body.used).toBe(1);
+    expect(after.body.committed).toBe(1);
     expect(await releasedReservations(tenant.id, 'expired')).toBe(2);
   });
 });
 
 describe('enforce: the fast path stays exact', () => {
-  it('sweeps reservations due to expire before allowing, so used counts only live ones', async () => {
+  it('sweeps reservations due to expire before allowing, so committed counts only live ones', async () => {
     const tenant = await createTenant((await planWith({ included_executions: 5 })).id);
     await ask(tenant.id);
     await ask(tenant.id);
     await expireReservations(tenant.id);
 
     const after = await ask(tenant.id);
-    expect(after.body).toMatchObject({ allowed: true, used: 1, remaining: 4 });
+    expect(after.body).toMatchObject({ allowed: true, committed: 1, remaining: 4 });
     expect(await activeReservations(tenant.id)).toBe(1);
     const { rows } = await superuser().query(
       'select expires_at from public.usage_reservations where id = $1',
@@ -322,7 +353,7 @@ describe('enforce: the fast path stays exact', () => {
     const before = await currentCounters(tenant.id);
 
     const { body } = await ask(tenant.id, { dryRun: true });
-    expect(body).toMatchObject({ allowed: true, used: 0, reservationId: null });
+    expect(body).toMatchObject({ allowed: true, committed: 0, reservationId: null });
     expect(await activeReservations(tenant.id)).toBe(2);
     expect(await currentCounters(tenant.id)).toEqual(before);
   });
@@ -340,7 +371,7 @@ describe('enforce: the fast path stays exact', () => {
     const unlimited = await createTenant(
       (await planWith({ included_executions: null, limit_policy: 'unlimited' })).id,
     );
-    expect((await ask(overage.id)).body).toMatchObject({ allowed: true, used: 0 });
+    expect((await ask(overage.id)).body).toMatchObject({ allowed: true, committed: 0 });
     expect((await ask(unlimited.id)).body).toMatchObject({ allowed: true, reason: 'unlimited' });
     expect(await currentCounters(overage.id)).toBeNull();
     expect(await currentCounters(unlimited.id)).toBeNull();
@@ -426,7 +457,7 @@ describe('enforce: a retried run is decided once (runRef)', () => {
     expect(first.status).toBe(200);
     expect(retry.status).toBe(200);
     expect(retry.body.reservationId).toBe(first.body.reservationId);
-    expect(retry.body.used).toBe(1);
+    expect(retry.body.committed).toBe(1);
     expect(await currentCounters(tenant.id)).toMatchObject({ reserved: '1' });
     expect(await reservationsOf(tenant.id)).toEqual([
       { id: String(first.body.reservationId), run_ref: 'run-a', release_reason: null, live: true },
@@ -442,7 +473,7 @@ describe('enforce: a retried run is decided once (runRef)', () => {
     expect(retry.body).toMatchObject({
       allowed: true,
       reason: 'within_limit',
-      used: 1,
+      committed: 1,
       reservationId: first.body.reservationId,
     });
     expect((await ask(tenant.id, { runRef: 'run-b' })).status).toBe(402);
@@ -489,7 +520,7 @@ describe('enforce: a retried run is decided once (runRef)', () => {
 
     const retry = await ask(source.tenantId, { runRef: 'run-a' });
     expect(retry.status).toBe(200);
-    expect(retry.body).toMatchObject({ used: 1, reservationId: first.body.reservationId });
+    expect(retry.body).toMatchObject({ committed: 1, reservationId: first.body.reservationId });
     expect(await currentCounters(source.tenantId)).toMatchObject({
       billable: '1',
       reserved: '0',
@@ -506,7 +537,7 @@ describe('enforce: a retried run is decided once (runRef)', () => {
 
     const retry = await ask(tenant.id, { runRef: 'run-a' });
     expect(retry.status).toBe(200);
-    expect(retry.body).toMatchObject({ used: 1, reservationId: first.body.reservationId });
+    expect(retry.body).toMatchObject({ committed: 1, reservationId: first.body.reservationId });
     expect(await reservationsOf(tenant.id)).toEqual([
       { id: String(first.body.reservationId), run_ref: 'run-a', release_reason: null, live: true },
     ]);
@@ -521,7 +552,7 @@ describe('enforce: a retried run is decided once (runRef)', () => {
     await expireReservations(tenant.id);
     const retry = await ask(tenant.id, { runRef: 'run-b' });
     expect(retry.status).toBe(200);
-    expect(retry.body.used).toBe(1);
+    expect(retry.body.committed).toBe(1);
   });
 
   it('a runner whose answer was lost retries and gets the run counted once', async () => {
@@ -537,7 +568,7 @@ describe('enforce: a retried run is decided once (runRef)', () => {
     const retry = await ask(tenant.id, { runRef: 'run-a' });
     expect(retry.status).toBe(200);
     const [only] = await reservationsOf(tenant.id);
-    expect(retry.body).toMatchObject({ used: 1, reservationId: Number(only?.id) });
+    expect(retry.body).toMatchObject({ committed: 1, reservationId: Number(only?.id) });
     expect(await currentCounters(tenant.id)).toMatchObject({ reserved: '1' });
     expect(await activeReservations(tenant.id)).toBe(1);
   });

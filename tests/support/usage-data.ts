@@ -130,18 +130,15 @@ export async function seedUsageTenant(options: {
 }): Promise<SeededTenant> {
   const db = serviceClient();
   const plan = check(
-    'upsert_plan',
-    await db.rpc('upsert_plan', {
+    'set_plan',
+    await db.rpc('set_plan', {
       ...(options.policy === 'hard_limit'
         ? { id: uniqueId('starter'), name: 'Starter', limit_policy: 'hard_limit' }
         : { id: uniqueId('pro'), name: 'Pro', limit_policy: 'overage', overage_unit_amount: 0.5 }),
       included_executions: options.included,
       currency: 'eur',
+      stripe_meter_event_name: 'n8n_executions',
     }),
-  );
-  check(
-    'set_plan',
-    await db.rpc('set_plan', { id: plan.id, stripe_meter_event_name: 'n8n_executions' }),
   );
   const tenant = check(
     'add_tenant',

@@ -16,7 +16,13 @@ export interface DemoTenantTraffic {
 }
 
 export type RunnerEvent =
-  | { type: 'blocked'; tenant: string; reason: string; used: number | null; limit: number | null }
+  | {
+      type: 'blocked';
+      tenant: string;
+      reason: string;
+      committed: number | null;
+      limit: number | null;
+    }
   | { type: 'allowed-again'; tenant: string }
   | { type: 'error'; tenant: string; message: string };
 
@@ -63,7 +69,7 @@ export function startDemoRunner(options: {
         options.onEvent({ type: 'error', tenant: tenant.name, message: (error as Error).message });
         return;
       }
-      let decision: { allowed?: boolean; reason?: string; used?: number; limit?: number };
+      let decision: { allowed?: boolean; reason?: string; committed?: number; limit?: number };
       try {
         decision = (await response.json()) as typeof decision;
       } catch {
@@ -81,7 +87,7 @@ export function startDemoRunner(options: {
             type: 'blocked',
             tenant: tenant.name,
             reason: decision.reason ?? 'blocked',
-            used: decision.used ?? null,
+            committed: decision.committed ?? null,
             limit: decision.limit ?? null,
           });
         }

@@ -9,16 +9,9 @@
 -- per-workflow breakdown, which reads one tenant's raw executions of one period through
 -- the (tenant_id, occurred_at) index. Lists are paginated with a keyset and a capped page
 -- size.
-
+--
 -- Period math is private.billing_period, the function the collector and enforcement use;
--- it is pure (immutable, reads nothing), so callers may execute it.
-grant usage on schema private to authenticated;
-grant execute on function private.billing_period(timestamptz, timestamptz, timestamptz),
-  private.plan_quota(text, boolean, bigint, bigint),
-  private.usage_standing(bigint, bigint, smallint[]) to authenticated;
-
--- tenant_alerts lists a tenant's alerts newest first.
-create index usage_alerts_tenant_id_idx on public.usage_alerts (tenant_id, id);
+-- quotas and standing are enforcement's private.plan_quota and private.usage_standing.
 
 -- Summary -----------------------------------------------------------------------------
 
@@ -112,7 +105,7 @@ comment on function public.tenant_usage_summary(uuid) is
 $$Current billing period usage of each tenant the caller is a member of (or only tenant_id), one row per tenant.
 Columns: tenant_id, tenant_name, plan_id, plan_name, limit_policy (hard_limit | overage | unlimited), subscription_status;
 period_start, period_end (the current billing period, [start, end), UTC);
-used = collected billable executions in the period (runs allowed but not collected yet are in reserved, not here);
+used = collected billable executions in the period (runs allowed but not collected yet are in reserved, not here; enforcement decides on committed = used + reserved);
 quota = the plan's included executions (the trial quota while trialing; null on unlimited plans);
 remaining = max(0, quota - used), null when unlimited; percent = used / quota in % (1 decimal; 100 when quota is 0; null when unlimited);
 level = normal | warning (at or above the plan's lowest alert threshold) | limit (at 100 %) | overage (above);
@@ -198,7 +191,8 @@ returns table (
   billable bigint,
   success_rate numeric,
   avg_duration_ms numeric,
-  p95_duration_ms numeric
+  p95_duration_ms numeric,
+  total_duration_ms bigint
 )
 language plpgsql stable
 security invoker
@@ -239,7 +233,8 @@ begin
          count(*) filter (where e.billable),
          round((count(*) filter (where e.status = 'success'))::numeric / count(*), 4),
          round(avg(e.duration_ms), 1),
-         round((percentile_cont(0.95) within group (order by e.duration_ms))::numeric, 1)
+         round((percentile_cont(0.95) within group (order by e.duration_ms))::numeric, 1),
+         coalesce(sum(e.duration_ms), 0)::bigint
   from public.executions e
   where e.tenant_id = t.id
     and e.occurred_at >= bounds.period_start and e.occurred_at < bounds.period_end
@@ -260,7 +255,8 @@ $$Usage of one tenant per n8n workflow in one billing period, from the raw execu
 period_start: null = the current period; otherwise the period containing that instant (pass period_start from tenant_usage_history or tenant_usage_summary).
 Keyset pagination by workflow_id: rows in workflow_id order, at most max_rows (default 50, capped at 500); the next page starts after_workflow_id = the last row's workflow_id.
 Columns: workflow_id; executions = every finished execution; billable; success_rate = share of executions that succeeded (0 to 1, 4 decimals);
-avg_duration_ms, p95_duration_ms (continuous 95th percentile) over executions with a known duration, 1 decimal, null when none.
+avg_duration_ms, p95_duration_ms (continuous 95th percentile) over executions with a known duration, 1 decimal, null when none;
+total_duration_ms = the sum of the known durations, 0 when none.
 Raw executions are kept for the retention period only (EXECUTION_RETENTION_MONTHS): older periods have no rows here, their totals remain in tenant_usage_history.
 No rows when the caller is not a member of the tenant.$$;
 
