@@ -13,7 +13,11 @@ export const dashboardSourceDir = join(projectRoot, 'web');
 export const dashboardBuildDir = join(dashboardSourceDir, 'dist');
 
 /** Builds web/ into `outDir` (default web/dist, the folder Netlify publishes). */
-export async function buildDashboard(outDir = dashboardBuildDir): Promise<void> {
+export async function buildDashboard({
+  outDir = dashboardBuildDir,
+}: {
+  outDir?: string;
+} = {}): Promise<void> {
   // Vite picks libraries' production builds only when NODE_ENV says so (vitest sets "test").
   const nodeEnv = process.env.NODE_ENV;
   process.env.NODE_ENV = 'production';
@@ -134,7 +138,7 @@ export async function startLocalDashboard(options: {
   log: (line: string) => void;
 }): Promise<DashboardServer> {
   options.log('building the dashboard (web/) with Vite');
-  await buildDashboard(options.outDir);
+  await buildDashboard({ outDir: options.outDir });
   const server = await startDashboardServer({
     root: options.outDir,
     supabaseUrl: options.supabaseUrl,

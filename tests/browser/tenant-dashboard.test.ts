@@ -226,6 +226,28 @@ describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
       [acme.tenantId, acme.periodStart],
     );
     expect((chart.current as number[]).reduce((a, b) => a + b, 0)).toBe(rows[0]?.billable);
+    // Hovering a day shows its numbers, this period's and the previous period's.
+    const third = await usage(page).evaluate((el: FlowmeterUsage) => {
+      const point = el.chart?.getDatasetMeta(0).data[2];
+      return { x: point?.x ?? 0, y: point?.y ?? 0 };
+    });
+    const box = await usage(page).locator('canvas').boundingBox();
+    if (!box) throw new Error('the chart has no box');
+    await page.mouse.move(box.x + third.x, box.y + third.y);
+    await expect
+      .poll(() =>
+        usage(page).evaluate((el: FlowmeterUsage) =>
+          el.chart?.tooltip?.body?.flatMap((b) => b.lines),
+        ),
+      )
+      .toEqual([
+        expect.stringMatching(
+          new RegExp(
+            `^This period \\(.+\\): ${(chart.current as number[])[2]} billable of \\d+, \\d+ failed$`,
+          ),
+        ),
+        expect.stringMatching(/^Previous period \(.+\): \d+ billable of \d+, \d+ failed$/),
+      ]);
     await usage(page).getByText('Daily numbers').click();
     expect(await usage(page).locator('tbody tr').count()).toBe(acme.daysSoFar);
     await page.context().close();

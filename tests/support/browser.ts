@@ -51,7 +51,7 @@ export const newContext = (browser: Browser): Promise<BrowserContext> =>
  */
 export async function startDashboard(): Promise<DashboardServer & { dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'flowmeter-web-'));
-  await buildDashboard(dir);
+  await buildDashboard({ outDir: dir });
   const server = await startDashboardServer({
     root: dir,
     supabaseUrl: stack.supabaseUrl,
