@@ -1,5 +1,5 @@
 -- Foundation: default privileges, the private schema, and the helpers every table and
--- capability uses (updated_at stamps, billing periods).
+-- capability uses (updated_at stamps, billing periods, the operator claim).
 --
 -- Layout: each table has its final shape in one file with its indexes, row-level
 -- security, policies and triggers (tenancy, collection, usage, alerts, billing, scheduled
@@ -93,4 +93,40 @@ $$;
 revoke all on function private.billing_period(timestamptz, timestamptz, timestamptz) from public;
 -- Pure (immutable, reads nothing), so callers may execute it.
 grant execute on function private.billing_period(timestamptz, timestamptz, timestamptz)
+  to authenticated, service_role;
+
+-- The operator claim ------------------------------------------------------------------
+
+-- Operators are Supabase Auth users whose app_metadata (written only with the service
+-- role, through the Auth Admin API) says so; user_metadata is the user's own to edit and
+-- never decides anything. This is the one reading of the claim, from the signed-in
+-- user's token: operator RPCs are granted to authenticated and call require_operator()
+-- first (or filter on is_operator()).
+create or replace function private.is_operator()
+returns boolean
+language sql
+stable
+set search_path = ''
+as $$
+  select coalesce((select auth.jwt()) -> 'app_metadata' ->> 'flowmeter_role' = 'operator', false);
+$$;
+
+-- 42501 answers 403 to a signed-in non-operator and 401 to anon through PostgREST.
+create or replace function private.require_operator()
+returns void
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  if not private.is_operator() then
+    raise exception 'only operators may do this'
+      using errcode = '42501',
+            hint = 'Sign in as an operator: `flowmeter operators add --email <address>` makes one.';
+  end if;
+end;
+$$;
+revoke execute on function private.is_operator(), private.require_operator()
+  from public, anon, authenticated;
+grant execute on function private.is_operator(), private.require_operator()
   to authenticated, service_role;

@@ -130,8 +130,9 @@ create trigger tenants_track_subscription_status before update on public.tenants
 create table public.tenant_members (
   tenant_id uuid not null references public.tenants (id) on delete cascade,
   user_id uuid not null references auth.users (id) on delete cascade,
-  role text not null default 'member'
-    constraint tenant_members_role_known check (role in ('owner', 'admin', 'member')),
+  -- viewer reads the tenant's usage; admin and owner are kept for tenant-side management.
+  role text not null default 'viewer'
+    constraint tenant_members_role_known check (role in ('owner', 'admin', 'viewer')),
   created_at timestamptz not null default now(),
   primary key (tenant_id, user_id)
 );

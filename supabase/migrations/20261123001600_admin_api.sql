@@ -11,7 +11,7 @@
 create or replace function public.add_tenant_member(
   tenant_id uuid,
   user_id uuid,
-  role text default 'member'
+  role text default 'viewer'
 )
 returns public.tenant_members
 language sql
@@ -247,8 +247,89 @@ as $$
   order by t.name, t.id;
 $$;
 
+-- Members and operators ------------------------------------------------------------
+
+-- Users themselves belong to Supabase Auth: they are created, invited, changed and
+-- deleted only through its Admin API. These functions link them to tenants and read the
+-- few fields of auth.users a person needs to recognise them.
+
+-- True when the membership existed and is gone.
+create or replace function public.remove_tenant_member(tenant_id uuid, user_id uuid)
+returns boolean
+language sql
+set search_path = ''
+as $$
+  with removed as (
+    delete from public.tenant_members m
+    where m.tenant_id = remove_tenant_member.tenant_id and m.user_id = remove_tenant_member.user_id
+    returning 1
+  )
+  select exists (select 1 from removed);
+$$;
+
+create or replace function public.list_tenant_members(tenant_ids uuid[] default null)
+returns table (
+  tenant_id uuid,
+  tenant_name text,
+  tenant_external_ref text,
+  user_id uuid,
+  email text,
+  role text,
+  created_at timestamptz,
+  last_sign_in_at timestamptz
+)
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select m.tenant_id, t.name, t.external_ref, m.user_id, u.email::text, m.role, m.created_at,
+         u.last_sign_in_at
+  from public.tenant_members m
+  join public.tenants t on t.id = m.tenant_id
+  join auth.users u on u.id = m.user_id
+  where list_tenant_members.tenant_ids is null or m.tenant_id = any (list_tenant_members.tenant_ids)
+  order by t.name, t.id, u.email;
+$$;
+comment on function public.list_tenant_members(uuid[]) is
+  'security definer: reads members'' e-mail addresses from auth.users, which belongs to Supabase Auth and is granted to no API role; returns the address and last sign-in only. Service role only.';
+
+-- Supabase Auth keeps addresses in lower case; the lookup ignores case as sign-in does.
+create or replace function public.auth_user_id(email text)
+returns uuid
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select u.id from auth.users u where lower(u.email) = lower(auth_user_id.email);
+$$;
+comment on function public.auth_user_id(text) is
+  'security definer: finds a Supabase Auth user by e-mail address in auth.users, which is granted to no API role (the Admin API can only page through every user). Service role only.';
+
+-- app_metadata is written only with the service role (Auth Admin API); user_metadata is
+-- the user's own to edit, so it never decides anything.
+create or replace function public.list_operators()
+returns table (user_id uuid, email text, created_at timestamptz, last_sign_in_at timestamptz)
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+  select u.id, u.email::text, u.created_at, u.last_sign_in_at
+  from auth.users u
+  where u.raw_app_meta_data ->> 'flowmeter_role' = 'operator'
+  order by u.email;
+$$;
+comment on function public.list_operators() is
+  'security definer: reads the operator mark in auth.users.raw_app_meta_data, which belongs to Supabase Auth and is granted to no API role. Service role only.';
+
 revoke execute on function
   public.add_tenant_member(uuid, uuid, text),
+  public.remove_tenant_member(uuid, uuid),
+  public.list_tenant_members(uuid[]),
+  public.auth_user_id(text),
+  public.list_operators(),
   public.set_plan(text, text, text, bigint, numeric, text, smallint[], bigint, int, text, text, text, text[], text[]),
   public.list_plans(text[]),
   public.add_tenant(text, text, text, text),
@@ -256,6 +337,10 @@ revoke execute on function
   from public, anon, authenticated;
 grant execute on function
   public.add_tenant_member(uuid, uuid, text),
+  public.remove_tenant_member(uuid, uuid),
+  public.list_tenant_members(uuid[]),
+  public.auth_user_id(text),
+  public.list_operators(),
   public.set_plan(text, text, text, bigint, numeric, text, smallint[], bigint, int, text, text, text, text[], text[]),
   public.list_plans(text[]),
   public.add_tenant(text, text, text, text),

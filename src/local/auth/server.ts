@@ -16,8 +16,6 @@ export interface AuthHandlerOptions {
   /** Pool connected as supabase_auth_admin, the role GoTrue connects with. */
   pool: Pool;
   jwtSecret: string;
-  /** GoTrue's JWT_EXP. */
-  accessTokenSeconds?: number;
   maxBodyBytes?: number;
   now?: () => Date;
 }
@@ -29,6 +27,8 @@ export const AUTH_PATH_PREFIX = '/auth/v1/';
 const API_VERSION_HEADER = 'x-supabase-api-version';
 const API_VERSION_2024 = '2024-01-01';
 const ADMIN_ROLES = new Set(['service_role', 'supabase_admin']);
+/** GoTrue's default JWT_EXP. */
+const ACCESS_TOKEN_SECONDS = 3600;
 /** GoTrue's default minimum password length. */
 const MIN_PASSWORD_LENGTH = 6;
 /** bcrypt reads 72 bytes; GoTrue refuses longer passwords rather than ignore the rest. */
@@ -175,7 +175,6 @@ function userJson(user: UserRow) {
 export function createAuthHandler(options: AuthHandlerOptions): AuthHandler {
   const store: AuthStore = authStore(options.pool);
   const key = new TextEncoder().encode(options.jwtSecret);
-  const accessTokenSeconds = options.accessTokenSeconds ?? 3600;
   const maxBodyBytes = options.maxBodyBytes ?? 64 * 1024;
   const now = options.now ?? (() => new Date());
 
@@ -266,9 +265,9 @@ export function createAuthHandler(options: AuthHandlerOptions): AuthHandler {
     })
       .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
       .setIssuedAt(issuedAt)
-      .setExpirationTime(issuedAt + accessTokenSeconds)
+      .setExpirationTime(issuedAt + ACCESS_TOKEN_SECONDS)
       .sign(key);
-    return { token, expiresAt: issuedAt + accessTokenSeconds };
+    return { token, expiresAt: issuedAt + ACCESS_TOKEN_SECONDS };
   }
 
   async function sessionResponse(
@@ -280,7 +279,7 @@ export function createAuthHandler(options: AuthHandlerOptions): AuthHandler {
     return {
       access_token: token,
       token_type: 'bearer',
-      expires_in: accessTokenSeconds,
+      expires_in: ACCESS_TOKEN_SECONDS,
       expires_at: expiresAt,
       refresh_token: session.refreshToken,
       user: userJson(user),
