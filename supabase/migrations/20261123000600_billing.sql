@@ -1,15 +1,11 @@
 -- Billing: which Stripe price means which plan, every Stripe event seen, the outbox of
 -- usage reported to Stripe Billing Meters, and what reconciliation found.
 
--- Stripe subscription sync (stripe_subscription_functions):
---
--- A tenant's plan, status and billing period follow its Stripe
--- subscription, from the customer.subscription.* webhooks.
---
--- Stripe delivers events at least once and in no particular order. Every event id is
--- recorded once (a replay changes nothing), and a tenant row remembers the `created` time
--- of the event whose state it holds, so an older event arriving late cannot overwrite a
--- newer state. Both tables are service-only: tenant members read the result on tenants.
+-- Stripe subscription sync (stripe_subscription_functions): a tenant's plan, status and
+-- billing period follow its Stripe subscription, from the customer.subscription.*
+-- webhooks. Every event id is recorded once (a replay changes nothing), and a tenant row
+-- remembers the `created` time of the event whose state it holds (tenants.stripe_synced_at).
+-- Both tables are service-only: tenant members read the result on tenants.
 
 -- Which Stripe price means which plan -------------------------------------------------
 
@@ -50,14 +46,12 @@ alter table public.stripe_events enable row level security;
 revoke all on table public.plan_prices, public.stripe_events from public, anon, authenticated;
 grant all on table public.plan_prices, public.stripe_events to service_role;
 
--- Meter reports (meter_report_functions):
---
--- Usage reporting to Stripe Billing Meters through a ledger (outbox).
---
--- Stripe never over-bills: every report is a delta recorded here, with a deterministic
--- identifier, before it is sent. A retry re-sends the same identifier and value (Stripe
--- de-duplicates identifiers for at least 24 hours), so Σ reported = Σ billable per
--- tenant-period, whatever fails between the ledger write and Stripe's answer.
+-- Meter reports (meter_report_functions): usage reported to Stripe Billing Meters
+-- through a ledger (outbox). Stripe never over-bills: every report is a delta recorded
+-- here, with a deterministic identifier, before it is sent. A retry re-sends the same
+-- identifier and value (Stripe de-duplicates identifiers for at least 24 hours), so
+-- Σ reported = Σ billable per tenant-period, whatever fails between the ledger write and
+-- Stripe's answer.
 
 create table public.meter_reports (
   id bigint generated always as identity primary key,
@@ -99,12 +93,9 @@ create policy meter_reports_select_member on public.meter_reports
   for select to authenticated
   using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));
 
--- Reconciliation (meter_report_functions):
---
--- Reconciliation: prove counters = raw rows, and what we reported = what Stripe holds.
---
--- Findings are recorded where the operator sees them; counters are repaired only when
--- asked, and a repair is itself a finding.
+-- Reconciliation (meter_report_functions): prove counters = raw rows, and what we
+-- reported = what Stripe holds. Findings are recorded where the operator sees them;
+-- counters are repaired only when asked, and a repair is itself a finding.
 
 create table public.reconciliation_findings (
   id bigint generated always as identity primary key,

@@ -1,5 +1,6 @@
--- Every run of every scheduled function, for the operator: when, how long, what it did.
--- (Collector runs also keep their own detail in collector_runs.)
+-- Scheduled runs: every run of every scheduled function, for the operator: when, how
+-- long, what it did (collector runs also keep their own detail in collector_runs).
+-- Written by start_scheduled_run and finish_scheduled_run (operator).
 
 create table public.scheduled_runs (
   id uuid primary key default gen_random_uuid(),
