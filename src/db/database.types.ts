@@ -1707,6 +1707,7 @@ export type Database = {
           executions: number;
           p95_duration_ms: number;
           success_rate: number;
+          total_duration_ms: number;
           workflow_id: string;
         }[];
       };

@@ -12,6 +12,8 @@ import type { LocalStackInfo } from './stack.ts';
 export const localStateDir = process.env.FLOWMETER_LOCAL_DIR || join(projectRoot, '.flowmeter');
 export const localEnvFile = join(localStateDir, 'local.env');
 export const localDataDir = join(localStateDir, 'db');
+/** The dashboard as npm start built it: one per state folder, so two checkouts never share it. */
+export const localDashboardDir = join(localStateDir, 'dashboard');
 
 export interface LocalEnv extends LocalStackInfo {
   /** Keyring for secrets at rest in the local database; generated once, then kept. */
@@ -20,6 +22,8 @@ export interface LocalEnv extends LocalStackInfo {
   runnerSecret: string;
   /** Shared by collect-usage and collect-usage-background; generated once, then kept. */
   internalSecret: string;
+  /** Where npm start serves the tenant dashboard. */
+  dashboardUrl: string;
   /** The demo's sign-ins (the first demo tenant's viewer, the operator), with the demo only. */
   demoSignIns?: {
     tenant: { email: string; password: string };
@@ -38,6 +42,7 @@ export function formatLocalEnv(env: LocalEnv): string {
     `FLOWMETER_ENCRYPTION_KEYS=${env.encryptionKeys}`,
     `RUNNER_SECRETS=${env.runnerSecret}`,
     `FLOWMETER_INTERNAL_SECRET=${env.internalSecret}`,
+    `FLOWMETER_DASHBOARD_URL=${env.dashboardUrl}`,
     ...(env.demoSignIns
       ? [
           `FLOWMETER_DEMO_TENANT_EMAIL=${env.demoSignIns.tenant.email}`,

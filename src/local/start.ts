@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { generatePassword } from '../accounts/ensure-user.ts';
 import { parseKeyring } from '../crypto/keyring.ts';
 import { createServiceClient } from '../db/client.ts';
+import { startLocalDashboard } from './dashboard.ts';
 import { startDemoN8n } from './demo/n8n-server.ts';
 import { type RunnerEvent, startDemoRunner } from './demo/runner.ts';
 import { seedDemo } from './demo/seed.ts';
@@ -12,6 +13,7 @@ import {
   generateEncryptionKeys,
   generateSecret,
   type LocalEnv,
+  localDashboardDir,
   localDataDir,
   localEnvFile,
   readLocalEnv,
@@ -48,7 +50,9 @@ const options = new Command()
     `
 Environment (ports and folders of the local stack):
   FLOWMETER_LOCAL_DB_PORT       PostgreSQL (default 54322)
-  FLOWMETER_LOCAL_API_PORT      the RPC endpoint, SUPABASE_URL (default 54321)
+  FLOWMETER_LOCAL_API_PORT      the RPC and Auth endpoint, SUPABASE_URL (default 54321)
+  FLOWMETER_LOCAL_DASHBOARD_PORT
+                                the tenant dashboard (default 54323)
   FLOWMETER_LOCAL_N8N_PORT      the demo's n8n instances (default 54330)
   FLOWMETER_LOCAL_FUNCTIONS_PORT
                                 the Netlify functions (default 8888; --functions-port wins)
@@ -67,6 +71,7 @@ const DEMO_N8N_PORT = Number(process.env.FLOWMETER_LOCAL_N8N_PORT ?? 54330);
 const FUNCTIONS_TIMEOUT_SECONDS = Number(
   process.env.FLOWMETER_LOCAL_FUNCTIONS_TIMEOUT_SECONDS ?? 120,
 );
+const DASHBOARD_PORT = Number(process.env.FLOWMETER_LOCAL_DASHBOARD_PORT ?? 54323);
 
 const time = () => new Date().toISOString().slice(11, 19);
 const say = (topic: string, text: string, color: Parameters<typeof styleText>[0] = 'reset') =>
@@ -127,8 +132,17 @@ async function main(): Promise<void> {
   });
   stops.push(() => stack.stop());
   if (stopping) return;
+  const dashboard = await startLocalDashboard({
+    ...stack,
+    outDir: localDashboardDir,
+    port: DASHBOARD_PORT,
+    log: (line) => console.log(styleText('dim', `· ${line}`)),
+  });
+  stops.push(() => dashboard.close());
+  if (stopping) return;
   const local: LocalEnv = {
     ...stack,
+    dashboardUrl: dashboard.url,
     encryptionKeys: previous?.FLOWMETER_ENCRYPTION_KEYS ?? generateEncryptionKeys(),
     runnerSecret: previous?.RUNNER_SECRETS ?? generateSecret(),
     internalSecret: previous?.FLOWMETER_INTERNAL_SECRET ?? generateSecret(),
@@ -146,6 +160,7 @@ async function main(): Promise<void> {
   row('JWT secret', stack.jwtSecret);
   row('anon key', stack.anonKey);
   row('service_role key', stack.serviceRoleKey);
+  row('dashboard', `${dashboard.url}  (the tenant dashboard)`);
 
   if (!options.stackOnly) {
     const functionsUrl = `http://127.0.0.1:${options.functionsPort}`;

@@ -62,6 +62,8 @@ export interface WorkflowUsage {
   successRate: number;
   avgDurationMs: number | null;
   p95DurationMs: number | null;
+  /** Sum of the known durations; 0 when none is known. */
+  totalDurationMs: number;
 }
 
 export interface UsagePeriod {
@@ -129,6 +131,7 @@ export const toWorkflowUsage = (r: RowOf<'tenant_workflow_breakdown'>): Workflow
   successRate: r.success_rate,
   avgDurationMs: r.avg_duration_ms,
   p95DurationMs: r.p95_duration_ms,
+  totalDurationMs: r.total_duration_ms,
 });
 
 export const toUsagePeriod = (r: RowOf<'tenant_usage_history'>): UsagePeriod => ({

@@ -191,7 +191,8 @@ returns table (
   billable bigint,
   success_rate numeric,
   avg_duration_ms numeric,
-  p95_duration_ms numeric
+  p95_duration_ms numeric,
+  total_duration_ms bigint
 )
 language plpgsql stable
 security invoker
@@ -232,7 +233,8 @@ begin
          count(*) filter (where e.billable),
          round((count(*) filter (where e.status = 'success'))::numeric / count(*), 4),
          round(avg(e.duration_ms), 1),
-         round((percentile_cont(0.95) within group (order by e.duration_ms))::numeric, 1)
+         round((percentile_cont(0.95) within group (order by e.duration_ms))::numeric, 1),
+         coalesce(sum(e.duration_ms), 0)::bigint
   from public.executions e
   where e.tenant_id = t.id
     and e.occurred_at >= bounds.period_start and e.occurred_at < bounds.period_end
@@ -253,7 +255,8 @@ $$Usage of one tenant per n8n workflow in one billing period, from the raw execu
 period_start: null = the current period; otherwise the period containing that instant (pass period_start from tenant_usage_history or tenant_usage_summary).
 Keyset pagination by workflow_id: rows in workflow_id order, at most max_rows (default 50, capped at 500); the next page starts after_workflow_id = the last row's workflow_id.
 Columns: workflow_id; executions = every finished execution; billable; success_rate = share of executions that succeeded (0 to 1, 4 decimals);
-avg_duration_ms, p95_duration_ms (continuous 95th percentile) over executions with a known duration, 1 decimal, null when none.
+avg_duration_ms, p95_duration_ms (continuous 95th percentile) over executions with a known duration, 1 decimal, null when none;
+total_duration_ms = the sum of the known durations, 0 when none.
 Raw executions are kept for the retention period only (EXECUTION_RETENTION_MONTHS): older periods have no rows here, their totals remain in tenant_usage_history.
 No rows when the caller is not a member of the tenant.$$;
 

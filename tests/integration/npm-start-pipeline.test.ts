@@ -37,6 +37,7 @@ describe('npm start (whole pipeline)', () => {
           FLOWMETER_LOCAL_DIR: dir,
           FLOWMETER_LOCAL_DB_PORT: String(await freePort()),
           FLOWMETER_LOCAL_API_PORT: String(await freePort()),
+          FLOWMETER_LOCAL_DASHBOARD_PORT: String(await freePort()),
           FLOWMETER_LOCAL_N8N_PORT: String(await freePort()),
         },
         stdio: ['ignore', 'pipe', 'pipe'],

@@ -55,6 +55,7 @@ async function startStack() {
     FLOWMETER_LOCAL_DIR: dir,
     FLOWMETER_LOCAL_DB_PORT: String(await freePort()),
     FLOWMETER_LOCAL_API_PORT: String(await freePort()),
+    FLOWMETER_LOCAL_DASHBOARD_PORT: String(await freePort()),
   };
   return { dir, env };
 }
@@ -73,6 +74,7 @@ describe('npm start', () => {
     const local = parseEnv(await readFile(file, 'utf8')) as Record<string, string>;
     expect(Object.keys(local).sort()).toEqual([
       'DATABASE_URL',
+      'FLOWMETER_DASHBOARD_URL',
       'FLOWMETER_ENCRYPTION_KEYS',
       'FLOWMETER_INTERNAL_SECRET',
       'RUNNER_SECRETS',
@@ -102,6 +104,20 @@ describe('npm start', () => {
       message: 'permission denied for function set_plan',
       details: null,
       hint: null,
+    });
+
+    expect(local.FLOWMETER_DASHBOARD_URL).toBe(
+      `http://127.0.0.1:${env.FLOWMETER_LOCAL_DASHBOARD_PORT}`,
+    );
+    expect(first.output()).toContain(local.FLOWMETER_DASHBOARD_URL);
+    const page = await fetch(local.FLOWMETER_DASHBOARD_URL as string);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<flowmeter-dashboard>');
+    // The page finds the local stack, with the public key only.
+    const config = await fetch(`${local.FLOWMETER_DASHBOARD_URL}/config.json`);
+    expect(await config.json()).toEqual({
+      supabaseUrl: local.SUPABASE_URL,
+      supabaseAnonKey: local.SUPABASE_ANON_KEY,
     });
 
     first.child.kill('SIGINT');

@@ -230,7 +230,7 @@ describe('a tenant on the calendar month with a hand-computed month', () => {
     );
     expect(third).toEqual([]);
     expect([...first, ...second]).toEqual([
-      // 18 of 20 succeeded; mean of 100…2000 = 1050; p95 = 1900 + 0.05 × 100 (interpolated)
+      // 18 of 20 succeeded; mean of 100…2000 = 1050, sum 21,000; p95 = 1900 + 0.05 × 100 (interpolated)
       {
         workflowId: 'wf-a',
         executions: 20,
@@ -238,6 +238,7 @@ describe('a tenant on the calendar month with a hand-computed month', () => {
         successRate: 0.9,
         avgDurationMs: 1050,
         p95DurationMs: 1905,
+        totalDurationMs: 21_000,
       },
       // 2 manual (not billable) successes, a crashed webhook run, a canceled trigger run
       {
@@ -247,6 +248,7 @@ describe('a tenant on the calendar month with a hand-computed month', () => {
         successRate: 0.5,
         avgDurationMs: 500,
         p95DurationMs: 500,
+        totalDurationMs: 2000,
       },
       {
         workflowId: 'wf-c',
@@ -255,6 +257,7 @@ describe('a tenant on the calendar month with a hand-computed month', () => {
         successRate: 1,
         avgDurationMs: null,
         p95DurationMs: null,
+        totalDurationMs: 0,
       },
       {
         workflowId: 'wf-edge',
@@ -263,6 +266,7 @@ describe('a tenant on the calendar month with a hand-computed month', () => {
         successRate: 1,
         avgDurationMs: 1000,
         p95DurationMs: 1000,
+        totalDurationMs: 1000,
       },
     ]);
     // Any instant inside the period selects it.

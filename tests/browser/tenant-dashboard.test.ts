@@ -1,0 +1,340 @@
+import type { Browser, Page } from '@playwright/test';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FlowmeterUsage } from '../../web/src/widget/flowmeter-usage.ts';
+import {
+  createSignInUser,
+  expectNoSeriousA11yViolations,
+  launchBrowser,
+  newContext,
+  screenshot,
+  signIn,
+  startDashboard,
+  visibleText,
+} from '../support/browser.ts';
+import { superuser } from '../support/stack.ts';
+import { ingest, type SeededTenant, seedUsageTenant } from '../support/usage-data.ts';
+
+/**
+ * The tenant dashboard in a real browser (the system's Chromium), served as `npm start`
+ * serves it, signed in through its form against the local Supabase Auth subset. What the
+ * page shows is compared with the database, read as the superuser.
+ */
+let dashboard: Awaited<ReturnType<typeof startDashboard>>;
+let browser: Browser;
+let acme: SeededTenant;
+let other: SeededTenant;
+let member: { email: string; password: string };
+let labs: SeededTenant;
+let labsMember: { email: string; password: string };
+
+beforeAll(async () => {
+  [dashboard, browser] = await Promise.all([startDashboard(), launchBrowser()]);
+  acme = await seedUsageTenant({
+    name: 'Acme Corp',
+    included: 1500,
+    previousPerDay: 45,
+    currentPerDay: 105,
+  });
+  other = await seedUsageTenant({
+    name: 'Umbrella Hidden Ltd',
+    included: 9000,
+    previousPerDay: 11,
+    currentPerDay: 37,
+  });
+  member = await createSignInUser([acme.tenantId]);
+  // A hard limit reserves the runs it allows: 60 asked for, room for fewer.
+  labs = await seedUsageTenant({
+    name: 'Acme Labs',
+    policy: 'hard_limit',
+    included: 480,
+    previousPerDay: 12,
+    currentPerDay: 28,
+    reservations: 60,
+  });
+  labsMember = await createSignInUser([labs.tenantId]);
+}, 180_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await dashboard?.close();
+});
+
+const BROWSER_TIMEOUT = 90_000;
+
+async function openSignedIn(user = member): Promise<Page> {
+  const context = await newContext(browser);
+  const page = await context.newPage();
+  await page.goto(dashboard.url);
+  await signIn(page, user.email, user.password);
+  await usage(page).locator('[data-metric="used"]').waitFor();
+  await page.getByText('Updated').waitFor();
+  return page;
+}
+
+async function openSignedInWithoutData(user: { email: string; password: string }): Promise<Page> {
+  const page = await (await newContext(browser)).newPage();
+  await page.goto(dashboard.url);
+  await signIn(page, user.email, user.password);
+  return page;
+}
+
+const usage = (page: Page) => page.locator('flowmeter-usage');
+const metric = (page: Page, name: string) => usage(page).locator(`[data-metric="${name}"]`);
+const count = (n: number) => n.toLocaleString('en-US');
+
+async function counters(tenant: SeededTenant) {
+  const { rows } = await superuser().query<{ billable: number; reserved: number; quota: number }>(
+    `select c.billable::int, c.reserved::int, p.included_executions::int as quota
+     from public.usage_counters c join public.tenants t on t.id = c.tenant_id
+     join public.plans p on p.id = t.plan_id
+     where c.tenant_id = $1 and c.period_start = $2`,
+    [tenant.tenantId, tenant.periodStart],
+  );
+  const row = rows[0];
+  if (!row) throw new Error('no counters for the seeded period');
+  return row;
+}
+
+describe('the sign-in page', { timeout: BROWSER_TIMEOUT }, () => {
+  it('has labelled fields and no serious accessibility violation', async () => {
+    const page = await (await newContext(browser)).newPage();
+    await page.goto(dashboard.url);
+    await expect.poll(() => page.getByLabel('Email').isVisible()).toBe(true);
+    await expect.poll(() => page.getByLabel('Password').isVisible()).toBe(true);
+    await expectNoSeriousA11yViolations(page);
+    await page.context().close();
+  });
+
+  it('says the password is wrong, and shows no data', async () => {
+    const page = await (await newContext(browser)).newPage();
+    const rpcCalls: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().includes('/rest/v1/rpc/')) rpcCalls.push(r.url());
+    });
+    await page.goto(dashboard.url);
+    await signIn(page, member.email, 'not-the-password');
+    await page.getByRole('alert').filter({ hasText: 'Wrong email or password.' }).waitFor();
+    expect(await visibleText(page)).not.toContain(acme.name);
+    expect(await usage(page).count()).toBe(0);
+    expect(rpcCalls).toEqual([]);
+    await page.context().close();
+  });
+
+  it('says when the sign-in service cannot be reached', async () => {
+    const page = await (await newContext(browser)).newPage();
+    await page.goto(dashboard.url);
+    await page.route('**/auth/v1/token**', (route) => route.abort('connectionrefused'));
+    await signIn(page, member.email, member.password);
+    await page.getByRole('alert').filter({ hasText: 'cannot be reached' }).waitFor();
+    await page.context().close();
+  });
+});
+
+describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
+  it("shows the tenant's counters as the database holds them, and nothing of another tenant", async () => {
+    const page = await (await newContext(browser)).newPage();
+    const bodies: string[] = [];
+    page.on('response', async (r) => {
+      if (r.url().includes('/rest/v1/rpc/')) bodies.push(await r.text().catch(() => ''));
+    });
+    await page.goto(dashboard.url);
+    await signIn(page, member.email, member.password);
+    await metric(page, 'used').waitFor();
+
+    const db = await counters(acme);
+    const overage = Math.max(0, db.billable - db.quota);
+    expect(await metric(page, 'used').textContent()).toBe(count(db.billable));
+    expect(await metric(page, 'quota').textContent()).toBe(count(db.quota));
+    expect(await metric(page, 'reserved').textContent()).toBe(count(db.reserved));
+    expect(await metric(page, 'remaining').textContent()).toBe(
+      count(Math.max(0, db.quota - db.billable)),
+    );
+    expect(await metric(page, 'overage').textContent()).toBe(count(overage));
+    // 0.5 cents per execution over the quota, in euros, half cents rounded up
+    expect(await metric(page, 'overage-cost').textContent()).toBe(
+      `€${(Math.round(overage * 0.5) / 100).toFixed(2)}`,
+    );
+    expect(await metric(page, 'level').getAttribute('data-level')).toBe(
+      overage > 0 ? 'overage' : 'warning',
+    );
+    const daysLeft = Math.ceil((acme.periodEnd.getTime() - Date.now()) / 86_400_000);
+    expect(await metric(page, 'days-left').textContent()).toBe(`${daysLeft} days left`);
+
+    const workflows = await superuser().query<{ workflow_id: string; n: number }>(
+      `select workflow_id, count(*)::int as n from public.executions
+       where tenant_id = $1 and period_start = $2 group by workflow_id`,
+      [acme.tenantId, acme.periodStart],
+    );
+    for (const w of workflows.rows) {
+      const row = page.locator(`tr[data-workflow="${w.workflow_id}"]`);
+      expect(await row.locator('[data-metric="executions"]').textContent()).toBe(count(w.n));
+    }
+
+    const periods = await superuser().query<{ period_start: Date; billable: number; sent: number }>(
+      `select c.period_start, c.billable::int,
+              coalesce((select sum(r.value) from public.meter_reports r where r.tenant_id = c.tenant_id
+                and r.period_start = c.period_start and r.status = 'sent'), 0)::int as sent
+       from public.usage_counters c where c.tenant_id = $1`,
+      [acme.tenantId],
+    );
+    expect(periods.rows).toHaveLength(2);
+    for (const p of periods.rows) {
+      const row = page.locator(`tr[data-period^="${p.period_start.toISOString().slice(0, 19)}"]`);
+      expect(await row.locator('[data-metric="used"]').textContent()).toBe(count(p.billable));
+      expect(await row.locator('[data-metric="reported"]').textContent()).toBe(count(p.sent));
+    }
+
+    const text = await visibleText(page);
+    expect(text).toContain(acme.name);
+    expect(text).not.toContain(other.name);
+    expect(text).not.toContain(labs.name);
+    const hidden = await counters(other);
+    expect(text).not.toMatch(new RegExp(`(?<![\\d,.])${count(hidden.billable)}(?![\\d,.])`));
+    expect(bodies.join('\n')).not.toContain(other.tenantId);
+    expect(bodies.join('\n')).not.toContain(other.name);
+    await page.context().close();
+  });
+
+  it('shows reserved runs apart and says when a hard limit blocks runs', async () => {
+    const page = await openSignedIn(labsMember);
+    const db = await counters(labs);
+    expect(db.reserved).toBeGreaterThan(0);
+    expect(db.billable + db.reserved).toBe(db.quota);
+    expect(await metric(page, 'used').textContent()).toBe(count(db.billable));
+    expect(await metric(page, 'reserved').textContent()).toBe(count(db.reserved));
+    expect(await metric(page, 'at-limit').textContent()).toContain('new runs are refused now');
+    expect(await visibleText(page)).not.toContain(acme.name);
+    await page.context().close();
+  });
+
+  it('charts one point per day of the period so far, against the previous period', async () => {
+    const page = await openSignedIn();
+    const chart = await usage(page).evaluate((el: FlowmeterUsage) => ({
+      labels: el.chart?.data.labels?.length,
+      current: el.chart?.data.datasets[0]?.data,
+      previous: el.chart?.data.datasets[1]?.data.length,
+    }));
+    expect(chart.current).toHaveLength(acme.daysSoFar);
+    const days = (from: Date, to: Date) => (to.getTime() - from.getTime()) / 86_400_000;
+    const previousDays = days(acme.previousPeriodStart, acme.periodStart);
+    expect(chart.previous).toBe(previousDays);
+    // Day 1 … the last day of the longer period
+    expect(chart.labels).toBe(Math.max(previousDays, days(acme.periodStart, acme.periodEnd)));
+    const { rows } = await superuser().query<{ billable: number }>(
+      `select count(*)::int as billable from public.executions
+       where tenant_id = $1 and occurred_at >= $2 and billable`,
+      [acme.tenantId, acme.periodStart],
+    );
+    expect((chart.current as number[]).reduce((a, b) => a + b, 0)).toBe(rows[0]?.billable);
+    // Hovering a day shows its numbers, this period's and the previous period's.
+    const third = await usage(page).evaluate((el: FlowmeterUsage) => {
+      const point = el.chart?.getDatasetMeta(0).data[2];
+      return { x: point?.x ?? 0, y: point?.y ?? 0 };
+    });
+    const box = await usage(page).locator('canvas').boundingBox();
+    if (!box) throw new Error('the chart has no box');
+    await page.mouse.move(box.x + third.x, box.y + third.y);
+    await expect
+      .poll(() =>
+        usage(page).evaluate((el: FlowmeterUsage) =>
+          el.chart?.tooltip?.body?.flatMap((b) => b.lines),
+        ),
+      )
+      .toEqual([
+        expect.stringMatching(
+          new RegExp(
+            `^This period \\(.+\\): ${(chart.current as number[])[2]} billable of \\d+, \\d+ failed$`,
+          ),
+        ),
+        expect.stringMatching(/^Previous period \(.+\): \d+ billable of \d+, \d+ failed$/),
+      ]);
+    await usage(page).getByText('Daily numbers').click();
+    expect(await usage(page).locator('tbody tr').count()).toBe(acme.daysSoFar);
+    await page.context().close();
+  });
+
+  it('marks an alert read, and it stays read', async () => {
+    const page = await openSignedIn();
+    const { rows } = await superuser().query<{ id: string; threshold: number }>(
+      'select id, threshold from public.usage_alerts where tenant_id = $1 and read_at is null order by threshold desc',
+      [acme.tenantId],
+    );
+    const alert = rows[0];
+    if (!alert) throw new Error('the seeded tenant has no unread alert');
+    const item = page.locator(`li[data-alert="${alert.id}"]`);
+    // unread first
+    expect(await page.locator('li[data-alert]').first().getAttribute('class')).toBe('unread');
+    await item.getByRole('button', { name: 'Mark as read' }).click();
+    await item.getByText('Read', { exact: true }).waitFor();
+    const stored = await superuser().query(
+      'select read_at from public.usage_alerts where id = $1',
+      [alert.id],
+    );
+    expect(stored.rows[0]?.read_at).not.toBeNull();
+    await page.reload();
+    await page.locator(`li[data-alert="${alert.id}"].read`).waitFor();
+    await page.context().close();
+  });
+
+  it('refreshes when the tab becomes visible again, and every 30 seconds', async () => {
+    const context = await newContext(browser);
+    const page = await context.newPage();
+    await page.clock.install();
+    await page.goto(dashboard.url);
+    await signIn(page, member.email, member.password);
+    await metric(page, 'used').waitFor();
+    const before = (await counters(acme)).billable;
+    await expect.poll(() => metric(page, 'used').textContent()).toBe(count(before));
+
+    const now = Date.now();
+    await ingest(acme.tenantId, [
+      { workflow: 'orders-sync', startedAt: now - 5000, status: 'success', durationMs: 1000 },
+    ]);
+    await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+    await expect.poll(() => metric(page, 'used').textContent()).toBe(count(before + 1));
+
+    await ingest(acme.tenantId, [
+      { workflow: 'orders-sync', startedAt: now - 4000, status: 'success', durationMs: 1000 },
+    ]);
+    await page.clock.runFor(30_000);
+    await expect.poll(() => metric(page, 'used').textContent()).toBe(count(before + 2));
+    await context.close();
+  });
+
+  it('has no serious accessibility violation, and is photographed with its data', async () => {
+    const page = await openSignedIn();
+    await expectNoSeriousA11yViolations(page);
+    await screenshot(page, 'tenant-dashboard.png');
+    await page.context().close();
+  });
+
+  it('tells a user of no tenant that they have none', async () => {
+    const page = await openSignedInWithoutData(await createSignInUser([]));
+    await page.getByRole('heading', { name: 'No tenant yet' }).waitFor();
+    await page.context().close();
+  });
+
+  it('keeps the last numbers and says so when a refresh fails', async () => {
+    const page = await openSignedIn();
+    const shown = await metric(page, 'used').textContent();
+    await page.route('**/rest/v1/rpc/**', (route) => route.abort('connectionrefused'));
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    await page.getByRole('alert').filter({ hasText: 'cannot be reached' }).waitFor();
+    expect(await metric(page, 'used').textContent()).toBe(shown);
+    await page.unroute('**/rest/v1/rpc/**');
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    await expect.poll(() => page.getByRole('alert').count()).toBe(0);
+    await page.context().close();
+  });
+
+  it('signs out to the sign-in page, and stays signed out', async () => {
+    const page = await openSignedIn();
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('button', { name: 'Sign in' }).waitFor();
+    expect(await usage(page).count()).toBe(0);
+    await page.reload();
+    await page.getByRole('button', { name: 'Sign in' }).waitFor();
+    expect(await visibleText(page)).not.toContain(acme.name);
+    await page.context().close();
+  });
+});

@@ -1,0 +1,234 @@
+import type { Session } from '@supabase/supabase-js';
+import { html, LitElement, nothing } from 'lit';
+import { getUsageSummary, type UsageDb, type UsageSummary } from '../../src/usage-client/index.ts';
+import { loadErrorMessage, signInErrorMessage } from './errors.ts';
+import { formatter } from './format.ts';
+import './tenant-panel.ts';
+import type { TenantPanel } from './tenant-panel.ts';
+
+export const REFRESH_SECONDS = 30;
+
+type Tenants =
+  | { kind: 'loading' }
+  | { kind: 'error'; message: string }
+  | { kind: 'ready'; tenants: Array<Pick<UsageSummary, 'tenantId' | 'tenantName'>> };
+
+/**
+ * The page: the sign-in form until there is a session, then one panel per tenant the user
+ * belongs to. Refreshes every 30 s while the tab is visible and at once when it becomes
+ * visible again, and says when it last did.
+ */
+export class FlowmeterDashboard extends LitElement {
+  static override properties = {
+    client: { attribute: false },
+    configError: { attribute: false },
+    session: { state: true },
+    tenants: { state: true },
+    signInError: { state: true },
+    signingIn: { state: true },
+    refreshError: { state: true },
+    refreshedAt: { state: true },
+    refreshing: { state: true },
+  };
+
+  declare client: UsageDb | undefined;
+  declare configError: string | undefined;
+  declare session: Session | null | undefined;
+  declare tenants: Tenants;
+  declare signInError: string | undefined;
+  declare signingIn: boolean;
+  declare refreshError: string | undefined;
+  declare refreshedAt: Date | undefined;
+  declare refreshing: boolean;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #format = formatter();
+  #unsubscribe: (() => void) | undefined;
+  #again = false;
+  #onVisible = () => {
+    if (document.visibilityState === 'visible' && this.session) void this.refresh();
+  };
+
+  constructor() {
+    super();
+    this.tenants = { kind: 'loading' };
+    this.signingIn = false;
+    this.refreshing = false;
+  }
+
+  protected override createRenderRoot() {
+    return this;
+  }
+
+  override connectedCallback(): void {
+    super.connectedCallback();
+    document.addEventListener('visibilitychange', this.#onVisible);
+    this.#timer = setInterval(() => {
+      if (document.visibilityState === 'visible' && this.session) void this.refresh();
+    }, REFRESH_SECONDS * 1000);
+  }
+
+  override disconnectedCallback(): void {
+    super.disconnectedCallback();
+    document.removeEventListener('visibilitychange', this.#onVisible);
+    clearInterval(this.#timer);
+    this.#unsubscribe?.();
+  }
+
+  protected override willUpdate(changed: Map<string, unknown>): void {
+    if (changed.has('client') && this.client) {
+      this.#unsubscribe?.();
+      const { data } = this.client.auth.onAuthStateChange((event, session) => {
+        // Token refreshes keep the page as it is; sign-in and sign-out switch it.
+        if (event === 'TOKEN_REFRESHED' && this.session) return;
+        const wasSignedIn = Boolean(this.session);
+        this.session = session;
+        if (session && !wasSignedIn) {
+          this.tenants = { kind: 'loading' };
+          void this.refresh();
+        }
+      });
+      this.#unsubscribe = () => data.subscription.unsubscribe();
+    }
+  }
+
+  /** Reloads every tenant; a call during a refresh makes it run once more when done. */
+  async refresh(): Promise<void> {
+    if (!this.client) return;
+    if (this.refreshing) {
+      this.#again = true;
+      return;
+    }
+    this.refreshing = true;
+    try {
+      do {
+        this.#again = false;
+        await this.#load(this.client);
+      } while (this.#again && this.session);
+    } finally {
+      this.refreshing = false;
+    }
+  }
+
+  async #load(client: UsageDb): Promise<void> {
+    const { data, error } = await getUsageSummary(client);
+    if (error) {
+      const failure = loadErrorMessage(error);
+      if (failure.expired) {
+        await client.auth.signOut({ scope: 'local' });
+        this.signInError = failure.message;
+        return;
+      }
+      this.refreshError = failure.message;
+      if (this.tenants.kind !== 'ready') this.tenants = { kind: 'error', message: failure.message };
+      return;
+    }
+    this.tenants = {
+      kind: 'ready',
+      tenants: data.map(({ tenantId, tenantName }) => ({ tenantId, tenantName })),
+    };
+    await this.updateComplete;
+    const panels = [...this.querySelectorAll<TenantPanel>('flowmeter-tenant-panel')];
+    await Promise.all(panels.map((p) => p.updateComplete));
+    const failures = (await Promise.all(panels.map((p) => p.refresh()))).filter(
+      (f) => f !== undefined,
+    );
+    if (failures.some((f) => f.expired)) {
+      await client.auth.signOut({ scope: 'local' });
+      this.signInError = 'Your session has ended. Sign in again.';
+      return;
+    }
+    this.refreshError = failures[0]?.message;
+    if (!this.refreshError) this.refreshedAt = new Date();
+  }
+
+  async #signIn(event: SubmitEvent): Promise<void> {
+    event.preventDefault();
+    const client = this.client;
+    if (!client) return;
+    const form = new FormData(event.target as HTMLFormElement);
+    this.signingIn = true;
+    this.signInError = undefined;
+    try {
+      const { error } = await client.auth.signInWithPassword({
+        email: String(form.get('email') ?? '').trim(),
+        password: String(form.get('password') ?? ''),
+      });
+      if (error) this.signInError = signInErrorMessage(error);
+    } catch (error) {
+      this.signInError = signInErrorMessage(error as Error);
+    } finally {
+      this.signingIn = false;
+    }
+  }
+
+  async #signOut(): Promise<void> {
+    // A sign-out the server cannot confirm still ends the session in this browser.
+    const { error } = (await this.client?.auth.signOut()) ?? { error: null };
+    if (error) await this.client?.auth.signOut({ scope: 'local' });
+    this.tenants = { kind: 'loading' };
+    this.refreshedAt = undefined;
+    this.refreshError = undefined;
+  }
+
+  protected override render() {
+    if (this.configError) {
+      return html`<main class="centered"><div class="card narrow"><h1>flowmeter</h1><p class="error" role="alert">${this.configError}</p></div></main>`;
+    }
+    if (this.session === undefined) {
+      return html`<main class="centered"><p class="muted" role="status">Loading…</p></main>`;
+    }
+    return this.session ? this.#renderDashboard(this.session) : this.#renderSignIn();
+  }
+
+  #renderSignIn() {
+    return html`<main class="centered">
+      <form class="card narrow sign-in" @submit=${(e: SubmitEvent) => this.#signIn(e)} novalidate>
+        <div class="brand"><span class="logo" aria-hidden="true"></span><span>flowmeter</span></div>
+        <h1>Sign in to see your usage</h1>
+        <label for="email">Email</label>
+        <input id="email" name="email" type="email" autocomplete="username" required />
+        <label for="password">Password</label>
+        <input id="password" name="password" type="password" autocomplete="current-password" required />
+        ${this.signInError ? html`<p class="error" role="alert">${this.signInError}</p>` : nothing}
+        <button type="submit" ?disabled=${this.signingIn}>${this.signingIn ? 'Signing in…' : 'Sign in'}</button>
+      </form>
+    </main>`;
+  }
+
+  #renderDashboard(session: Session) {
+    const t = this.tenants;
+    return html`
+      <header class="topbar">
+        <div class="brand"><span class="logo" aria-hidden="true"></span><span>flowmeter</span></div>
+        <div class="topbar-right">
+          <span class="refreshed" aria-live="polite">
+            ${this.refreshing ? 'Refreshing…' : this.refreshedAt ? html`Updated <time datetime=${this.refreshedAt.toISOString()}>${this.#format.time(this.refreshedAt)}</time>` : nothing}
+          </span>
+          <button type="button" class="secondary" @click=${() => this.refresh()} ?disabled=${this.refreshing}>Refresh</button>
+          <span class="user">${session.user.email}</span>
+          <button type="button" class="secondary" @click=${() => this.#signOut()}>Sign out</button>
+        </div>
+      </header>
+      <main class="content">
+        <h1 class="page-title">Usage</h1>
+        ${this.refreshError && t.kind === 'ready' ? html`<p class="banner error" role="alert">${this.refreshError} The numbers below are from the last successful refresh.</p>` : nothing}
+        ${
+          t.kind === 'loading'
+            ? html`<p class="muted" role="status">Loading your tenants…</p>`
+            : t.kind === 'error'
+              ? html`<div class="card"><p class="error" role="alert">${t.message}</p><button type="button" @click=${() => this.refresh()}>Retry</button></div>`
+              : t.tenants.length === 0
+                ? html`<div class="card empty-state"><h2>No tenant yet</h2><p>Your account is not a member of any tenant. Ask your operator to add ${session.user.email}.</p></div>`
+                : t.tenants.map(
+                    (
+                      tenant,
+                    ) => html`<flowmeter-tenant-panel .client=${this.client} tenant-id=${tenant.tenantId}
+                      aria-label=${tenant.tenantName} role="region"></flowmeter-tenant-panel>`,
+                  )
+        }
+      </main>`;
+  }
+}
+
+if (!customElements.get('flowmeter-dashboard'))
+  customElements.define('flowmeter-dashboard', FlowmeterDashboard);

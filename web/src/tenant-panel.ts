@@ -1,0 +1,206 @@
+import { html, LitElement, nothing } from 'lit';
+import {
+  getUsageHistory,
+  getWorkflowBreakdown,
+  listAlerts,
+  markAlertRead,
+  type UsageAlert,
+  type UsageDb,
+  type UsagePeriod,
+  type WorkflowUsage,
+} from '../../src/usage-client/index.ts';
+import { alertsUnreadFirst } from './alerts.ts';
+import { loadErrorMessage } from './errors.ts';
+import { formatter } from './format.ts';
+import './widget/flowmeter-usage.ts';
+import type { FlowmeterUsage } from './widget/flowmeter-usage.ts';
+
+type Loaded<T> =
+  | { kind: 'loading' }
+  | { kind: 'error'; message: string }
+  | { kind: 'ready'; rows: T[] };
+
+/**
+ * One tenant on the dashboard: the usage widget, then the workflows of this period, the
+ * alerts and the past periods. The page drives `refresh()`; nothing here polls by itself.
+ */
+export class TenantPanel extends LitElement {
+  static override properties = {
+    client: { attribute: false },
+    tenantId: { attribute: 'tenant-id' },
+    workflows: { state: true },
+    alerts: { state: true },
+    history: { state: true },
+    marking: { state: true },
+  };
+
+  declare client: UsageDb;
+  declare tenantId: string;
+  declare workflows: Loaded<WorkflowUsage>;
+  declare alerts: Loaded<UsageAlert>;
+  declare history: Loaded<UsagePeriod>;
+  declare marking: number | undefined;
+  #format = formatter();
+
+  constructor() {
+    super();
+    this.workflows = { kind: 'loading' };
+    this.alerts = { kind: 'loading' };
+    this.history = { kind: 'loading' };
+  }
+
+  protected override createRenderRoot() {
+    return this;
+  }
+
+  /** Reloads every section; resolves with the first failure's message, if any. */
+  async refresh(): Promise<{ message: string; expired: boolean } | undefined> {
+    const widget = this.querySelector<FlowmeterUsage>('flowmeter-usage');
+    let failure: { message: string; expired: boolean } | undefined;
+    const onError = (event: Event) => {
+      failure ??= (event as CustomEvent<{ message: string; expired: boolean }>).detail;
+    };
+    this.addEventListener('flowmeter-usage-error', onError);
+    const load = async <T>(
+      current: Loaded<T>,
+      fetch: () => Promise<{ data: T[] | null; error: { message: string; code?: string } | null }>,
+    ): Promise<Loaded<T>> => {
+      const { data, error } = await fetch();
+      if (error) {
+        const described = loadErrorMessage(error);
+        failure ??= described;
+        return current.kind === 'ready' ? current : { kind: 'error', message: described.message };
+      }
+      return { kind: 'ready', rows: data ?? [] };
+    };
+    const { client, tenantId } = this;
+    try {
+      const [workflows, alerts, history] = await Promise.all([
+        load(this.workflows, () => getWorkflowBreakdown(client, { tenantId, maxRows: 100 })),
+        load(this.alerts, () => listAlerts(client, { tenantId, maxRows: 50 })),
+        load(this.history, () => getUsageHistory(client, { tenantId, maxRows: 12 })),
+        widget?.refresh(),
+      ]);
+      this.workflows = workflows;
+      this.alerts = alerts;
+      this.history = history;
+    } finally {
+      this.removeEventListener('flowmeter-usage-error', onError);
+    }
+    return failure;
+  }
+
+  async #markRead(alert: UsageAlert): Promise<void> {
+    this.marking = alert.id;
+    const { data, error } = await markAlertRead(this.client, alert.id);
+    this.marking = undefined;
+    if (error || !data || this.alerts.kind !== 'ready') {
+      if (error) this.alerts = { kind: 'error', message: loadErrorMessage(error).message };
+      return;
+    }
+    this.alerts = {
+      kind: 'ready',
+      rows: this.alerts.rows.map((a) => (a.id === data.id ? data : a)),
+    };
+  }
+
+  protected override render() {
+    return html`
+      <flowmeter-usage .client=${this.client} tenant-id=${this.tenantId} refresh-interval="0"></flowmeter-usage>
+      <div class="panel-grid">
+        <section class="card" aria-labelledby="workflows-${this.tenantId}">
+          <h3 id="workflows-${this.tenantId}">Workflows this period</h3>
+          ${this.#renderWorkflows()}
+        </section>
+        <section class="card" aria-labelledby="alerts-${this.tenantId}">
+          <h3 id="alerts-${this.tenantId}">Alerts</h3>
+          ${this.#renderAlerts()}
+        </section>
+      </div>
+      <section class="card" aria-labelledby="history-${this.tenantId}">
+        <h3 id="history-${this.tenantId}">Billing periods</h3>
+        ${this.#renderHistory()}
+      </section>
+    `;
+  }
+
+  #state<T>(loaded: Loaded<T>, empty: string, rows: (rows: T[]) => unknown) {
+    if (loaded.kind === 'loading') return html`<p class="muted" role="status">Loading…</p>`;
+    if (loaded.kind === 'error') return html`<p class="error" role="alert">${loaded.message}</p>`;
+    if (loaded.rows.length === 0) return html`<p class="empty">${empty}</p>`;
+    return rows(loaded.rows);
+  }
+
+  #renderWorkflows() {
+    const f = this.#format;
+    return this.#state(
+      this.workflows,
+      'No workflow has run in this period yet.',
+      (rows) => html`<div class="table-wrap"><table class="workflows">
+        <thead><tr><th scope="col">Workflow</th><th scope="col">Executions</th><th scope="col">Success rate</th>
+          <th scope="col">Avg duration</th><th scope="col">Total time</th></tr></thead>
+        <tbody>${[...rows]
+          .sort((a, b) => b.executions - a.executions || a.workflowId.localeCompare(b.workflowId))
+          .map(
+            (w) => html`<tr data-workflow=${w.workflowId}>
+              <th scope="row"><code>${w.workflowId}</code></th>
+              <td data-metric="executions">${f.count(w.executions)}</td>
+              <td data-metric="success-rate">
+                <span class="rate ${w.successRate < 0.9 ? 'low' : ''}">${f.percent(w.successRate * 100)}</span></td>
+              <td data-metric="avg-duration">${f.duration(w.avgDurationMs)}</td>
+              <td data-metric="total-duration">${f.duration(w.totalDurationMs)}</td>
+            </tr>`,
+          )}</tbody></table></div>`,
+    );
+  }
+
+  #renderAlerts() {
+    const f = this.#format;
+    return this.#state(
+      this.alerts,
+      'No alerts. You are told here when usage reaches the plan’s thresholds.',
+      (rows) =>
+        html`<ul class="alerts">${alertsUnreadFirst(rows).map(
+          (a) => html`<li class=${a.readAt ? 'read' : 'unread'} data-alert=${a.id}>
+          <div>
+            <strong>${a.threshold} % of the quota reached</strong>
+            <span class="muted">${f.count(a.used)} of ${f.count(a.quota)} executions · ${f.dateTime(a.createdAt)}</span>
+          </div>
+          ${
+            a.readAt
+              ? html`<span class="muted read-mark">Read</span>`
+              : html`<button type="button" class="secondary" ?disabled=${this.marking === a.id}
+                  @click=${() => this.#markRead(a)}
+                  aria-label=${`Mark as read: ${a.threshold} % alert`}>Mark as read</button>`
+          }
+        </li>`,
+        )}</ul>`,
+    );
+  }
+
+  #renderHistory() {
+    const f = this.#format;
+    return this.#state(
+      this.history,
+      'No billing period has usage yet.',
+      (rows) => html`<div class="table-wrap"><table class="history">
+        <thead><tr><th scope="col">Period</th><th scope="col">Used</th><th scope="col">Quota</th>
+          <th scope="col">Overage</th><th scope="col">Reported to Stripe</th><th scope="col">Pending</th>
+          <th scope="col">Late</th></tr></thead>
+        <tbody>${rows.map(
+          (p) => html`<tr data-period=${p.periodStart}>
+            <th scope="row">${f.period(p.periodStart, p.periodEnd)}${p.isCurrent ? html` <span class="tag">current</span>` : nothing}</th>
+            <td data-metric="used">${f.count(p.used)}</td>
+            <td>${p.quota === null ? 'Unlimited' : f.count(p.quota)}</td>
+            <td data-metric="overage">${f.count(p.overageUnits)}</td>
+            <td data-metric="reported">${f.count(p.reportedToStripe)}</td>
+            <td data-metric="pending">${f.count(p.pendingToStripe)}</td>
+            <td data-metric="late">${f.count(p.late)}</td>
+          </tr>`,
+        )}</tbody></table></div>`,
+    );
+  }
+}
+
+if (!customElements.get('flowmeter-tenant-panel'))
+  customElements.define('flowmeter-tenant-panel', TenantPanel);
