@@ -63,8 +63,6 @@ create table if not exists auth.users (
 );
 -- Columns a data folder from before the local Auth subset lacks.
 alter table auth.users add column if not exists invited_at timestamptz;
-alter table auth.users add column if not exists phone text;
-alter table auth.users add column if not exists banned_until timestamptz;
 alter table auth.users owner to supabase_auth_admin;
 
 -- Sessions and rotating refresh tokens of the local Auth subset (src/local/auth), with

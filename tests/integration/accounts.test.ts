@@ -82,6 +82,30 @@ describe('addMember', () => {
     expect(rows).toEqual([{ role: 'admin' }]);
   });
 
+  it('two runs adding the same new address at once make one user, both succeeding', async () => {
+    const tenant = await createTenant();
+    const email = newEmail();
+    const runs = await Promise.all(
+      [1, 2].map(() =>
+        addMember({
+          db,
+          tenant: tenant.id,
+          email,
+          role: 'viewer',
+          access: { kind: 'password', password: PASSWORD },
+        }),
+      ),
+    );
+    expect(runs.map((r) => r.ok)).toEqual([true, true]);
+    const ids = new Set(runs.map((r) => r.ok && r.value.user.id));
+    expect(ids.size).toBe(1);
+    const { rows } = await superuser().query(
+      'select count(*)::int as n from public.tenant_members where tenant_id = $1',
+      [tenant.id],
+    );
+    expect(rows[0].n).toBe(1);
+  });
+
   it('invites a new user when told to (hosted Supabase): no password, an invitation', async () => {
     const tenant = await createTenant();
     const email = newEmail();

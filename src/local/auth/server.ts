@@ -94,10 +94,6 @@ const adminUpdate = z.object({
   email_confirm: z.boolean().optional(),
   user_metadata: metadata.optional(),
   app_metadata: metadata.optional(),
-  ban_duration: z
-    .string()
-    .regex(/^(none|\d+h)$/, { error: 'ban_duration must be "none" or a number of hours like 24h' })
-    .optional(),
 });
 const invite = z.object({ email, data: metadata.optional() });
 const logoutScope = z.enum(['global', 'local', 'others'], {
@@ -162,7 +158,6 @@ function userJson(user: UserRow) {
     phone: '',
     confirmed_at: iso(user.email_confirmed_at),
     last_sign_in_at: iso(user.last_sign_in_at),
-    banned_until: iso(user.banned_until),
     app_metadata: user.raw_app_meta_data ?? {},
     user_metadata: user.raw_user_meta_data ?? {},
     identities: [],
@@ -310,9 +305,6 @@ export function createAuthHandler(options: AuthHandlerOptions): AuthHandler {
     if (!user?.encrypted_password || !matches) throw invalidCredentials();
     if (!user.email_confirmed_at)
       throw new AuthError(400, 'email_not_confirmed', 'Email not confirmed');
-    if (user.banned_until && user.banned_until > now()) {
-      throw new AuthError(400, 'user_banned', 'User is banned');
-    }
     const session = await store.startSession(user.id, req.headers['user-agent']);
     const signedIn = (await store.userById(user.id)) ?? user;
     return sessionResponse(req, signedIn, session);
@@ -331,9 +323,6 @@ export function createAuthHandler(options: AuthHandlerOptions): AuthHandler {
     if (outcome.kind === 'reused') {
       throw new AuthError(400, 'refresh_token_already_used', 'Invalid Refresh Token: Already Used');
     }
-    if (outcome.user.banned_until && outcome.user.banned_until > now()) {
-      throw new AuthError(400, 'user_banned', 'User is banned');
-    }
     return sessionResponse(req, outcome.user, outcome.session);
   }
 
@@ -346,14 +335,6 @@ export function createAuthHandler(options: AuthHandlerOptions): AuthHandler {
       ...(input.email_confirm ? { emailConfirmed: true } : {}),
       ...(input.app_metadata ? { appMetadata: input.app_metadata } : {}),
       ...(input.user_metadata ? { userMetadata: input.user_metadata } : {}),
-      ...(input.ban_duration !== undefined
-        ? {
-            bannedUntil:
-              input.ban_duration === 'none'
-                ? null
-                : new Date(now().getTime() + Number.parseInt(input.ban_duration, 10) * 3_600_000),
-          }
-        : {}),
     };
   }
 

@@ -16,7 +16,6 @@ export interface UserRow {
   email_confirmed_at: Date | null;
   invited_at: Date | null;
   last_sign_in_at: Date | null;
-  banned_until: Date | null;
   raw_app_meta_data: Record<string, unknown> | null;
   raw_user_meta_data: Record<string, unknown> | null;
   created_at: Date | null;
@@ -24,7 +23,7 @@ export interface UserRow {
 }
 
 const USER_COLUMNS = `id, aud, role, email, encrypted_password, email_confirmed_at, invited_at,
-  last_sign_in_at, banned_until, raw_app_meta_data, raw_user_meta_data, created_at, updated_at`;
+  last_sign_in_at, raw_app_meta_data, raw_user_meta_data, created_at, updated_at`;
 
 /** What an update may change; metadata is merged key by key, a null value removes its key. */
 export interface UserChanges {
@@ -33,7 +32,6 @@ export interface UserChanges {
   emailConfirmed?: true;
   appMetadata?: Record<string, unknown>;
   userMetadata?: Record<string, unknown>;
-  bannedUntil?: Date | null;
 }
 
 export interface NewUser {
@@ -160,7 +158,6 @@ export function authStore(pool: Pool) {
                                        else email_confirmed_at end,
              raw_app_meta_data = ${merged('raw_app_meta_data', '$5::jsonb')},
              raw_user_meta_data = ${merged('raw_user_meta_data', '$6::jsonb')},
-             banned_until = case when $7::boolean then $8::timestamptz else banned_until end,
              updated_at = now()
            where id = $1
            returning ${USER_COLUMNS}`,
@@ -171,8 +168,6 @@ export function authStore(pool: Pool) {
             changes.emailConfirmed ?? null,
             changes.appMetadata ?? null,
             changes.userMetadata ?? null,
-            changes.bannedUntil !== undefined,
-            changes.bannedUntil ?? null,
           ],
         );
         return rows[0];
