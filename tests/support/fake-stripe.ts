@@ -32,6 +32,15 @@ export interface AcceptedEvent {
   customer: string;
   value: number;
   timestamp: number;
+  /** The fake's clock when it accepted the event (ms). */
+  acceptedAt: number;
+}
+
+/** One meter event request as it arrived, whatever the answer. */
+export interface ReceivedRequest {
+  identifier: string | null;
+  value: string | null;
+  idempotencyKey: string | null;
 }
 
 export interface StripeErrorBody {
@@ -76,6 +85,9 @@ const invalid = (message: string, param?: string, code?: string) =>
     ...(param ? { param } : {}),
   });
 
+const retryAfterHeader = (seconds: string | undefined): Record<string, string> =>
+  seconds === undefined ? {} : { 'retry-after': seconds };
+
 export class FakeStripe {
   readonly accepted = new Map<string, AcceptedEvent>();
   /** identifiers sent again with a different value: must stay empty. */
@@ -83,6 +95,7 @@ export class FakeStripe {
   /** Every refusal answered, for tests that assert nothing was refused. */
   readonly refusals: StripeErrorBody['error'][] = [];
   requests = 0;
+  readonly received: ReceivedRequest[] = [];
   private readonly idempotent = new Map<string, { body: string; response: Answer }>();
   private faults: StripeFault[] = [];
   private nextFault: (() => StripeFault) | undefined;
@@ -90,6 +103,8 @@ export class FakeStripe {
   private readonly missingCustomers = new Set<string>();
   private rateLimit: { retryAfter?: string } | undefined;
   private rateLimitedRequests = 0;
+  /** The Retry-After (seconds) of a `rate_limited` fault; undefined sends none. */
+  retryAfter: () => string | undefined = () => '0';
 
   readonly base: string;
   private readonly now: () => number;
@@ -241,6 +256,7 @@ export class FakeStripe {
       customer,
       value,
       timestamp: Number(form.get('timestamp') ?? Math.floor(this.now() / 1000)),
+      acceptedAt: this.now(),
     };
     this.accepted.set(identifier, event);
     return {
@@ -352,6 +368,12 @@ export class FakeStripe {
       http.post(`${this.base}/v1/billing/meter_events`, async ({ request }) => {
         this.requests += 1;
         const text = await request.text();
+        const form = new URLSearchParams(text);
+        this.received.push({
+          identifier: form.get('identifier'),
+          value: form.get('payload[value]'),
+          idempotencyKey: request.headers.get('idempotency-key'),
+        });
         if (this.rateLimitedRequests > 0) {
           this.rateLimitedRequests -= 1;
           return this.respond(
@@ -362,9 +384,7 @@ export class FakeStripe {
                 code: 'rate_limit',
                 message: 'Request rate limit exceeded. Retry after a short wait.',
               },
-              this.rateLimit?.retryAfter === undefined
-                ? {}
-                : { 'retry-after': this.rateLimit.retryAfter },
+              retryAfterHeader(this.rateLimit?.retryAfter),
             ),
           );
         }
@@ -379,7 +399,7 @@ export class FakeStripe {
             stripeError(
               429,
               { type: 'invalid_request_error', code: 'rate_limit', message: 'Too many requests' },
-              { 'retry-after': '0' },
+              retryAfterHeader(this.retryAfter()),
             ),
           );
         }
