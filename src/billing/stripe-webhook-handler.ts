@@ -85,9 +85,12 @@ export function createStripeWebhookHandler(deps: StripeWebhookHandlerDeps) {
 
     const handled = await handleStripeEvent({ db: deps.db, event });
     if (!handled.ok) {
+      // A signed body may still be any JSON (null, a number): read nothing from it here.
       deps.log.error(
-        { event: event.id, type: event.type, error: handled.error },
-        'stripe-webhook: event not recorded; Stripe will retry it',
+        { error: handled.error },
+        handled.error.code === 'internal'
+          ? 'stripe-webhook: event not recorded; Stripe will retry it'
+          : 'stripe-webhook: not an event that can be recorded',
       );
       return errorResponse(handled.error.code, handled.error.message);
     }

@@ -230,6 +230,9 @@ export async function handleStripeEvent(
   });
 }
 
+/** record_rejected_stripe_event's jsonb answer, parsed where it enters TypeScript. */
+const rejectedEventAnswerSchema = z.object({ outcome: z.enum(['rejected', 'duplicate']) });
+
 async function rejectStripeEvent(
   db: Db,
   event: Stripe.Event,
@@ -249,6 +252,13 @@ async function rejectStripeEvent(
       cause: error?.message ?? 'no answer',
     });
   }
-  const outcome = (data as { outcome: 'rejected' | 'duplicate' }).outcome;
+  const answer = rejectedEventAnswerSchema.safeParse(data);
+  if (!answer.success) {
+    return fail(
+      'internal',
+      `Stripe event ${event.id}: record_rejected_stripe_event answered in an unknown shape`,
+    );
+  }
+  const { outcome } = answer.data;
   return ok({ outcome, ...(outcome === 'rejected' ? { detail: reason } : {}) });
 }
