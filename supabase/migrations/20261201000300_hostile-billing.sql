@@ -375,15 +375,17 @@ grant execute on function public.record_rejected_stripe_event(text, text, text, 
 
 -- Rejected events Stripe still holds (it keeps events 30 days, so they can be resent from
 -- the Dashboard): until one is resent and applies, its subscription's state is not synced.
--- Not per tenant: a rejected event names no tenant for certain.
-create or replace function private.stripe_event_status()
+-- A rejected event names no tenant for certain, so a view limited to some tenants
+-- (tenant_ids) shows none.
+create or replace function private.stripe_event_status(tenant_ids uuid[] default null)
 returns jsonb
 language sql stable
 set search_path = ''
 as $$
   with rejected as (
     select e.* from public.stripe_events e
-    where e.outcome = 'rejected' and e.received_at > now() - interval '30 days'
+    where stripe_event_status.tenant_ids is null
+      and e.outcome = 'rejected' and e.received_at > now() - interval '30 days'
   )
   select jsonb_build_object(
     'rejected', (select count(*) from rejected),
@@ -393,8 +395,8 @@ as $$
   );
 $$;
 
-revoke all on function private.stripe_event_status() from public, anon, authenticated;
-grant execute on function private.stripe_event_status() to service_role;
+revoke all on function private.stripe_event_status(uuid[]) from public, anon, authenticated;
+grant execute on function private.stripe_event_status(uuid[]) to service_role;
 
 -- Status ------------------------------------------------------------------------------
 
@@ -444,7 +446,7 @@ as $$
       ), '[]'::jsonb)
     ),
     'meter_reports', private.meter_report_status(operator_status.tenant_ids),
-    'stripe_events', private.stripe_event_status(),
+    'stripe_events', private.stripe_event_status(operator_status.tenant_ids),
     'alert_deliveries', jsonb_build_object(
       'pending', (select count(*) from deliveries where status = 'pending'),
       'sending', (select count(*) from deliveries where status = 'sending'),
