@@ -101,6 +101,20 @@ describe('billing health', () => {
     expect(cleared.attention).toEqual([]);
   });
 
+  it('flowmeter report stops at a refused key, says what to do and exits 1', async () => {
+    const stripe = fakeStripe();
+    const { tenantId } = await meteredTenant(2);
+    stripe.revokeKey(TEST_STRIPE_KEY);
+    const result = await runCliWith(['report', '--tenant', tenantId], {
+      env: { STRIPE_SECRET_KEY: TEST_STRIPE_KEY },
+    });
+    expect(result.code).toBe(EXIT.failed);
+    expect(result.err).toMatch(
+      /Stripe refused the API key, so the run stopped: set STRIPE_SECRET_KEY/,
+    );
+    expect(await ledger(tenantId)).toMatchObject([{ status: 'pending', last_error_kind: 'auth' }]);
+  });
+
   it('other failures are flagged once a report has failed 3 times, not before', async () => {
     const stripe = fakeStripe();
     const { tenantId } = await meteredTenant(5);
