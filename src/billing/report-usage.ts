@@ -61,7 +61,7 @@ const MAX_ATTEMPTS_PER_RUN = 5;
  * Decided at send time, because a report claimed on time can wait pending through an
  * outage, a revoked key or a backlog until its invoice has closed.
  */
-export function lateness(
+function lateness(
   report: Pick<MeterReport, 'period_end' | 'event_timestamp'>,
   at: number,
   finalizationGraceMinutes: number,
