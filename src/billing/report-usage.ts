@@ -6,6 +6,7 @@ import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
 import { fail, ok, type Result } from '../domain/result.ts';
 import type { Logger } from '../observability/logger.ts';
+import { retryAfterMs, type StripeFailureKind, stripeFailureKind } from '../stripe/errors.ts';
 
 export type MeterReport = Database['public']['Tables']['meter_reports']['Row'];
 
@@ -26,8 +27,12 @@ export interface ReporterSummary {
   sent: number;
   failed: number;
   late: number;
-  /** Not attempted: the budget ran out or the circuit breaker was open. */
+  /** Not attempted: the budget ran out, the circuit breaker was open or the key was refused. */
   deferred: number;
+  /** 429 answers waited out (Retry-After) and retried within the run. */
+  rateLimited: number;
+  /** Set when Stripe refused the key: every other send would fail the same way. */
+  stoppedBy: 'auth' | null;
   wouldSend: Array<
     Pick<
       MeterReport,
@@ -39,21 +44,40 @@ export interface ReporterSummary {
 /** Stripe accepts meter event timestamps at most 35 days old. */
 const MAX_EVENT_AGE_MS = 35 * 86400_000 - 3600_000;
 
-/** Stripe has already recorded this identifier: an earlier attempt reached it. */
-function isDuplicateIdentifier(error: unknown): boolean {
-  const e = error as { statusCode?: number; code?: string; message?: string };
-  return (
-    e.statusCode === 400 &&
-    (e.code === 'resource_already_exists' ||
-      /identifier.*(already|duplicate)/i.test(e.message ?? ''))
-  );
+/**
+ * A send started this close to the invoice's finalization could be answered after it: the
+ * report is then late rather than sent into an invoice that may already be final.
+ */
+const FINALIZATION_MARGIN_MS = 60_000;
+
+/** How long to wait after a 429 that names no Retry-After. */
+const RATE_LIMIT_FALLBACK_MS = 1000;
+
+/** Sends of one report per run, counting those Stripe answered with 429. */
+const MAX_ATTEMPTS_PER_RUN = 5;
+
+/**
+ * Why a pending report may no longer be sent at this moment, or null when it may: its
+ * period's invoice is final (or about to be), or its timestamp is older than Stripe takes.
+ * Decided at send time, because a report claimed on time can wait pending through an
+ * outage, a revoked key or a backlog until its invoice has closed.
+ */
+function lateness(
+  report: Pick<MeterReport, 'period_end' | 'event_timestamp'>,
+  at: number,
+  finalizationGraceMinutes: number,
+): string | null {
+  const finalizes = Date.parse(report.period_end) + finalizationGraceMinutes * 60_000;
+  if (at >= finalizes - FINALIZATION_MARGIN_MS) {
+    return `not sent: the invoice for the period ending ${report.period_end} is final (finalizes ${new Date(finalizes).toISOString()}); bill it by hand`;
+  }
+  if (at - Date.parse(report.event_timestamp) > MAX_EVENT_AGE_MS) {
+    return 'not sent: older than Stripe accepts meter events (35 days); bill it by hand';
+  }
+  return null;
 }
 
-/** A 4xx other than 429 will fail the same way on retry until someone fixes the data. */
-const isPermanent = (error: unknown) => {
-  const status = (error as { statusCode?: number }).statusCode;
-  return status !== undefined && status >= 400 && status < 500 && status !== 429;
-};
+const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export interface RunReporterInput {
   db: Db;
@@ -63,7 +87,10 @@ export interface RunReporterInput {
   log: Logger;
   /** Only these tenants (an operator's targeted run); all by default. */
   tenantIds?: string[];
+  /** The run's clock: its deadline, and whether an invoice is final, are read from it. */
   now?: () => number;
+  /** Waits out a rate limit; tests pass one that moves their clock instead of sleeping. */
+  sleep?: (ms: number) => Promise<void>;
   /** Progress for a person watching: how many reports were claimed, then each one recorded. */
   onProgress?: (event: { type: 'claimed'; reports: number } | { type: 'recorded' }) => void;
 }
@@ -72,14 +99,17 @@ export interface RunReporterInput {
  * One reporter run. Claims every unreported delta into the ledger (one transaction, before
  * anything is sent), then sends pending reports as Billing Meter events — identifier and
  * value from the ledger, so a retry re-sends exactly the same event — within Stripe's rate
- * limit, behind a circuit breaker, until the budget. One tenant's failure never stops the
- * others; what is not sent stays pending for the next run.
+ * limit, behind a circuit breaker, until the budget. A 429 pauses every send for as long as
+ * Stripe asks (Retry-After) and retries within the budget; a report whose invoice became
+ * final while it waited is recorded as late, not sent; a refused key stops the run. One
+ * tenant's failure never stops the others; what is not sent stays pending for the next run.
  */
 export async function runReporter(
   input: RunReporterInput,
 ): Promise<Result<ReporterSummary, 'unavailable'>> {
   const { db, stripe, settings, log } = input;
   const now = input.now ?? Date.now;
+  const sleep = input.sleep ?? realSleep;
   const deadline = now() + settings.budgetMs;
 
   const { data: reports, error } = await db.rpc('claim_meter_deltas', {
@@ -97,6 +127,8 @@ export async function runReporter(
     failed: 0,
     late: 0,
     deferred: 0,
+    rateLimited: 0,
+    stoppedBy: null,
     wouldSend: [],
   };
 
@@ -119,19 +151,20 @@ export async function runReporter(
   const record = async (
     report: MeterReport,
     outcome: 'sent' | 'late' | 'failed',
-    message?: string,
+    failure?: { message: string; kind?: StripeFailureKind },
   ) => {
     const { error: recordError } = await db.rpc('record_meter_report', {
       id: report.id,
       outcome,
-      ...(message ? { error: message } : {}),
+      ...(failure ? { error: failure.message } : {}),
+      ...(failure?.kind ? { error_kind: failure.kind } : {}),
     });
     if (recordError)
       log.error(
         { report: report.identifier, error: recordError.message },
         'could not record the outcome',
       );
-    summary[outcome === 'failed' ? 'failed' : outcome] += 1;
+    summary[outcome] += 1;
     input.onProgress?.({ type: 'recorded' });
   };
 
@@ -146,56 +179,65 @@ export async function runReporter(
       { idempotencyKey: report.identifier },
     );
   // Evenly spaced (strict) at 95 % of the limit: network jitter can bunch requests, and a
-  // window over Stripe's limit costs a 429 that stripe-node does not retry.
+  // window over Stripe's limit costs a 429.
   const throttled = pThrottle({
     limit: Math.max(1, Math.floor(settings.ratePerSecond * 0.95)),
     interval: 1000,
     strict: true,
   })(send);
   // Stripe down: stop calling it for the rest of the run rather than burn the budget on
-  // timeouts. Permanent (4xx) errors are the data's fault and do not trip it.
+  // timeouts. Only unavailability trips it: the other failures are answers, handled below.
   const breaker = new CircuitBreaker(throttled, {
     timeout: false,
     errorThresholdPercentage: 50,
     volumeThreshold: 5,
     resetTimeout: 30_000,
-    errorFilter: (e: unknown) => isPermanent(e) || isDuplicateIdentifier(e),
+    errorFilter: (e: unknown) => stripeFailureKind(e) !== 'unavailable',
   });
   const limit = pLimit(settings.concurrency);
+  // A 429 pauses every send of the run, not only the one that got it.
+  let pausedUntil = 0;
 
-  await Promise.all(
-    pending.map((report) =>
-      limit(async () => {
-        if (now() >= deadline || breaker.opened) {
+  const deliver = async (report: MeterReport) => {
+    for (let attempt = 1; ; attempt += 1) {
+      if (pausedUntil > now()) await sleep(pausedUntil - now());
+      if (summary.stoppedBy || now() >= deadline || breaker.opened) {
+        summary.deferred += 1;
+        return;
+      }
+      const late = lateness(report, now(), settings.finalizationGraceMinutes);
+      if (late) return record(report, 'late', { message: late });
+      try {
+        await breaker.fire(report);
+        return record(report, 'sent');
+      } catch (sendError) {
+        if ((sendError as { code?: string }).code === 'EOPENBREAKER') {
           summary.deferred += 1;
           return;
         }
-        if (now() - Date.parse(report.event_timestamp) > MAX_EVENT_AGE_MS) {
-          await record(report, 'late', 'older than Stripe accepts meter events (35 days)');
-          return;
-        }
-        try {
-          await breaker.fire(report);
-          await record(report, 'sent');
-        } catch (sendError) {
-          if (isDuplicateIdentifier(sendError)) {
-            await record(report, 'sent');
-            return;
+        const kind = stripeFailureKind(sendError);
+        // The identifier is the delta's own: Stripe holding it means an earlier attempt landed.
+        if (kind === 'duplicate') return record(report, 'sent');
+        if (kind === 'rate_limited' && attempt < MAX_ATTEMPTS_PER_RUN) {
+          const wait = retryAfterMs(sendError, now()) ?? RATE_LIMIT_FALLBACK_MS;
+          if (now() + wait < deadline) {
+            summary.rateLimited += 1;
+            pausedUntil = Math.max(pausedUntil, now() + wait);
+            continue;
           }
-          if (breaker.opened && (sendError as { code?: string }).code === 'EOPENBREAKER') {
-            summary.deferred += 1;
-            return;
-          }
-          const message = sendError instanceof Error ? sendError.message : String(sendError);
-          log.warn(
-            { report: report.identifier, tenant_id: report.tenant_id, error: message },
-            'meter event not sent',
-          );
-          await record(report, 'failed', message);
         }
-      }),
-    ),
-  );
+        if (kind === 'auth') summary.stoppedBy = 'auth';
+        const message = sendError instanceof Error ? sendError.message : String(sendError);
+        log.warn(
+          { report: report.identifier, tenant_id: report.tenant_id, kind, error: message },
+          'meter event not sent',
+        );
+        return record(report, 'failed', { message, kind });
+      }
+    }
+  };
+
+  await Promise.all(pending.map((report) => limit(() => deliver(report))));
   breaker.shutdown();
   log.info({ ...summary, wouldSend: undefined }, 'reporter run finished');
   return ok(summary);

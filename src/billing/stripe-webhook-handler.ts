@@ -37,9 +37,11 @@ const isSignatureError = (error: unknown) =>
 
 /**
  * POST /api/v1/stripe/webhook. The raw body is verified against the Stripe-Signature header
- * before it is parsed. 200 {received, outcome} once the event is recorded (or ignored);
- * 400 bad or missing signature, or a body that is not an event; 405 method; 413 body too
- * large; 500 when the database did not take the event, so that Stripe retries it.
+ * before it is parsed. 200 {received, outcome} once the event is recorded (or ignored),
+ * also when it is recorded as rejected (then with the reason: Stripe retrying an event that
+ * cannot be applied would only repeat the rejection for days); 400 bad or missing
+ * signature, or a body that is not an event with an id; 405 method; 413 body too large;
+ * 500 only when the database did not take the event, so that Stripe retries it.
  */
 export function createStripeWebhookHandler(deps: StripeWebhookHandlerDeps) {
   const now = deps.now ?? Date.now;
@@ -83,14 +85,21 @@ export function createStripeWebhookHandler(deps: StripeWebhookHandlerDeps) {
 
     const handled = await handleStripeEvent({ db: deps.db, event });
     if (!handled.ok) {
+      // A signed body may still be any JSON (null, a number): read nothing from it here.
       deps.log.error(
-        { event: event.id, type: event.type, error: handled.error },
-        'stripe-webhook: event not recorded; Stripe will retry it',
+        { error: handled.error },
+        handled.error.code === 'internal'
+          ? 'stripe-webhook: event not recorded; Stripe will retry it'
+          : 'stripe-webhook: not an event that can be recorded',
       );
       return errorResponse(handled.error.code, handled.error.message);
     }
     const result = handled.value;
     const fields = { event: event.id, type: event.type, ...result };
+    if (result.outcome === 'rejected') {
+      deps.log.warn(fields, 'stripe-webhook: event rejected; it needs the operator');
+      return Response.json({ received: true, outcome: result.outcome, reason: result.detail });
+    }
     if (result.outcome === 'unknown_tenant' || result.unmappedPriceIds) {
       deps.log.warn(fields, 'stripe-webhook: event needs the operator');
     } else {

@@ -39,6 +39,7 @@ export type StripeEventOutcome =
   | 'superseded'
   | 'unknown_tenant'
   | 'duplicate'
+  | 'rejected'
   | 'ignored';
 
 export interface HandledStripeEvent {
@@ -53,38 +54,116 @@ export interface HandledStripeEvent {
 
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+/**
+ * The statuses a subscription may have today (stripe-node's Subscription.Status). Stripe may
+ * add more; an event carrying one is rejected for the operator, never applied as if it
+ * meant something it does not.
+ */
+export const KNOWN_SUBSCRIPTION_STATUSES = [
+  'trialing',
+  'active',
+  'past_due',
+  'unpaid',
+  'canceled',
+  'incomplete',
+  'incomplete_expired',
+  'paused',
+] as const satisfies readonly Stripe.Subscription.Status[];
+
 const isoFromUnix = (seconds: number) => new Date(seconds * 1000).toISOString();
+
+/** Letters, digits and underscores after the prefix: test-mode ids carry `_test_`. */
+const stripeId = (prefix: string) =>
+  z
+    .string()
+    .max(255)
+    .regex(new RegExp(`^${prefix}_[A-Za-z0-9_]+$`), { error: `must be a Stripe id (${prefix}_…)` });
+
+/** Seconds since the epoch that a Date can hold (years 1970 to 9999). */
+const unixSeconds = z.number().int().min(0).max(253_402_300_799);
+
+/** What flowmeter reads of any event before it knows its type: enough to record it. */
+const eventEnvelopeSchema = z.object({ id: stripeId('evt') });
+
+/**
+ * What flowmeter reads of a customer.subscription.* event, checked before use: a correctly
+ * signed event is still input, and one Stripe shaped differently must be rejected with a
+ * reason rather than crash the handler.
+ */
+const subscriptionEventSchema = z.object({
+  id: stripeId('evt'),
+  type: z.enum(SUBSCRIPTION_EVENT_TYPES),
+  created: unixSeconds,
+  data: z.object({
+    object: z.object({
+      id: stripeId('sub'),
+      customer: z.union([stripeId('cus'), z.object({ id: stripeId('cus') })]),
+      status: z.string().min(1).max(100),
+      trial_end: unixSeconds.nullish(),
+      metadata: z.record(z.string(), z.string()).nullish(),
+      items: z.object({
+        data: z
+          .array(
+            z.object({
+              price: z.object({ id: stripeId('price') }),
+              current_period_start: unixSeconds,
+              current_period_end: unixSeconds,
+            }),
+          )
+          .min(1, { error: 'has no items, so no period' }),
+      }),
+    }),
+  }),
+});
+
+const firstIssue = (error: z.ZodError) => {
+  const issue = error.issues[0];
+  return issue ? `${issue.path.join('.') || 'the event'}: ${issue.message}` : 'malformed';
+};
 
 export function isSubscriptionEvent(event: Stripe.Event): event is SubscriptionEvent {
   return (SUBSCRIPTION_EVENT_TYPES as readonly string[]).includes(event.type);
 }
 
 /**
- * The subscription state an event describes. Since API 2025-03-31 the billing period lives
- * on each item; the subscription's period spans them all (items on one billing cycle share
- * it). A deleted subscription is canceled whatever status the payload carries.
+ * The subscription state an event describes, or why it has none. Since API 2025-03-31 the
+ * billing period lives on each item; the subscription's period spans them all (items on
+ * one billing cycle share it). A deleted subscription is canceled whatever status the
+ * payload carries; any other event must carry a status flowmeter knows.
  */
 export function subscriptionSnapshot(
   event: SubscriptionEvent,
 ): Result<SubscriptionSnapshot, 'invalid_request'> {
-  const subscription = event.data.object;
+  const parsed = subscriptionEventSchema.safeParse(event);
+  if (!parsed.success) {
+    return fail('invalid_request', `Malformed subscription event: ${firstIssue(parsed.error)}`);
+  }
+  const { type, data } = parsed.data;
+  const subscription = data.object;
   const items = subscription.items.data;
-  if (items.length === 0) {
-    return fail('invalid_request', `Subscription ${subscription.id} has no items, so no period`);
+  const deleted = type === 'customer.subscription.deleted';
+  if (
+    !deleted &&
+    !(KNOWN_SUBSCRIPTION_STATUSES as readonly string[]).includes(subscription.status)
+  ) {
+    return fail(
+      'invalid_request',
+      `Unknown subscription status ${JSON.stringify(subscription.status)} (known: ${KNOWN_SUBSCRIPTION_STATUSES.join(', ')}); the tenant keeps its state until an event with a known status arrives`,
+    );
   }
   const hint = subscription.metadata?.[TENANT_METADATA_KEY]?.trim();
   return ok({
-    event_id: event.id,
-    event_type: event.type,
-    event_created: isoFromUnix(event.created),
+    event_id: parsed.data.id,
+    event_type: type,
+    event_created: isoFromUnix(parsed.data.created),
     subscription_id: subscription.id,
     customer_id:
       typeof subscription.customer === 'string' ? subscription.customer : subscription.customer.id,
-    status: event.type === 'customer.subscription.deleted' ? 'canceled' : subscription.status,
+    status: deleted ? 'canceled' : subscription.status,
     price_ids: items.map((item) => item.price.id),
     period_start: isoFromUnix(Math.min(...items.map((item) => item.current_period_start))),
     period_end: isoFromUnix(Math.max(...items.map((item) => item.current_period_end))),
-    ...(subscription.trial_end !== null ? { trial_end: isoFromUnix(subscription.trial_end) } : {}),
+    ...(subscription.trial_end != null ? { trial_end: isoFromUnix(subscription.trial_end) } : {}),
     // Anything but a uuid could never name a tenant; passing it on would fail the call.
     ...(hint && uuid.test(hint) ? { tenant_hint: hint } : {}),
   });
@@ -112,25 +191,40 @@ const applyStripeEventAnswerSchema = z.discriminatedUnion('outcome', [
 
 export interface HandleStripeEventInput {
   db: Db;
-  /** Already verified against the webhook signing secret. */
+  /** Already verified against the webhook signing secret; its shape is not checked yet. */
   event: Stripe.Event;
 }
+
+/** The database refused the data (a check, a constraint, a raised exception), not failed. */
+const refusedByDatabase = (error: { code?: string }) => /^(22|23|P0)/.test(error.code ?? '');
 
 /**
  * Applies a verified Stripe event. Subscription events update their tenant in one SQL
  * call that also records the event (idempotent on its id, ordered by its created time);
- * other types are ignored without touching the database. `internal` means the database
- * did not take the event: answer Stripe with an error so that it retries.
+ * other types are ignored without touching the database. A subscription event that cannot
+ * be applied — malformed, an unknown status, data the database refuses — is recorded as
+ * `rejected` with the reason, for the operator: Stripe retrying it would change nothing.
+ * `invalid_request`: the event has no id to record it by. `internal`: the database did not
+ * take the event; answer Stripe with an error so that it retries.
  */
 export async function handleStripeEvent(
   input: HandleStripeEventInput,
 ): Promise<Result<HandledStripeEvent, 'invalid_request' | 'internal'>> {
   const { db, event } = input;
-  if (!isSubscriptionEvent(event)) return ok({ outcome: 'ignored' });
-  const snapshot = subscriptionSnapshot(event);
-  if (!snapshot.ok) return snapshot;
+  const envelope = eventEnvelopeSchema.safeParse(event);
+  if (!envelope.success) {
+    return fail('invalid_request', `The event cannot be recorded: ${firstIssue(envelope.error)}`);
+  }
+  if (typeof event.type === 'string' && !isSubscriptionEvent(event)) {
+    return ok({ outcome: 'ignored' });
+  }
+  const reject = (reason: string) => rejectStripeEvent(db, event, reason);
+  if (typeof event.type !== 'string') return reject('Malformed event: type: must be a string');
+  const snapshot = subscriptionSnapshot(event as SubscriptionEvent);
+  if (!snapshot.ok) return reject(snapshot.error.message);
 
   const { data, error } = await db.rpc('apply_stripe_subscription_event', snapshot.value);
+  if (error && refusedByDatabase(error)) return reject(error.message);
   if (error) {
     return fail('internal', `Stripe event ${event.id} could not be recorded`, {
       cause: error.message,
@@ -162,4 +256,37 @@ export async function handleStripeEvent(
         ...(result.detail ? { detail: result.detail } : {}),
       });
   }
+}
+
+/** record_rejected_stripe_event's jsonb answer, parsed where it enters TypeScript. */
+const rejectedEventAnswerSchema = z.object({ outcome: z.enum(['rejected', 'duplicate']) });
+
+async function rejectStripeEvent(
+  db: Db,
+  event: Stripe.Event,
+  reason: string,
+): Promise<Result<HandledStripeEvent, 'internal'>> {
+  const { type, created } = event as { type?: unknown; created?: unknown };
+  const { data, error } = await db.rpc('record_rejected_stripe_event', {
+    event_id: event.id,
+    reason,
+    ...(typeof type === 'string' ? { event_type: type } : {}),
+    ...(unixSeconds.safeParse(created).success
+      ? { event_created: isoFromUnix(created as number) }
+      : {}),
+  });
+  if (error || !data) {
+    return fail('internal', `Stripe event ${event.id} could not be recorded as rejected`, {
+      cause: error?.message ?? 'no answer',
+    });
+  }
+  const answer = rejectedEventAnswerSchema.safeParse(data);
+  if (!answer.success) {
+    return fail(
+      'internal',
+      `Stripe event ${event.id}: record_rejected_stripe_event answered in an unknown shape`,
+    );
+  }
+  const { outcome } = answer.data;
+  return ok({ outcome, ...(outcome === 'rejected' ? { detail: reason } : {}) });
 }

@@ -69,9 +69,9 @@ export const schemas = {
     /^[A-Za-z0-9_.:-]{1,100}$/,
     "the Billing Meter's event name: letters, digits, _ . : -, e.g. n8n_executions",
   ),
-  meterId: matching(/^mtr_[A-Za-z0-9]+$/, 'a Stripe meter id (mtr_…)'),
+  meterId: matching(/^mtr_[A-Za-z0-9_]+$/, 'a Stripe meter id (mtr_…)'),
   stripePrice: matching(/^price_[A-Za-z0-9_]+$/, 'a Stripe price id (price_…)'),
-  stripeCustomer: matching(/^cus_[A-Za-z0-9]+$/, 'a Stripe customer id (cus_…)'),
+  stripeCustomer: matching(/^cus_[A-Za-z0-9_]+$/, 'a Stripe customer id (cus_…)'),
   /** What /api/v1/enforce accepts as a tenant, so every stored reference can be enforced. */
   externalRef: identifierCharacters(
     z

@@ -94,7 +94,11 @@ export function registerReport(program: Command, ctx: CommandContext): void {
       if (summary.failed > 0) {
         io.err('Failed reports stay pending and are re-sent, unchanged, by the next run.');
       }
-      if (summary.deferred > 0) {
+      if (summary.stoppedBy === 'auth') {
+        io.err(
+          'Stripe refused the API key, so the run stopped: set STRIPE_SECRET_KEY to a valid key; the reports stay pending.',
+        );
+      } else if (summary.deferred > 0) {
         io.err('Stripe kept failing, so the rest was left for the next run.');
       }
       if (summary.late > 0) {

@@ -43,9 +43,17 @@ function render(status: Status, attention: string[]): string {
   lines.push(
     `Stripe meter reports: ${reports.pending} pending (${count(reports.pending_value)} executions${reports.oldest_pending_at ? `, oldest ${time(reports.oldest_pending_at)}` : ''}), ${reports.retrying} retrying, ${reports.late} late (${count(reports.late_value)} executions not billed)`,
   );
+  if (reports.auth_failing) lines.push('  Stripe refuses the API key: nothing can be sent');
+  if (reports.failing > 0) {
+    lines.push(`  ${reports.failing} failed ${reports.failing_threshold} or more times`);
+  }
   if (reports.last_error && reports.pending + reports.late > 0) {
     lines.push(`  last error: ${short(reports.last_error, 120)}`);
   }
+  const { stripe_events: events } = status;
+  lines.push(
+    `Stripe webhook events rejected (last 30 days): ${events.rejected}${events.last_rejected_at ? ` (latest ${events.last_rejected_id} at ${time(events.last_rejected_at)}: ${short(events.last_reason, 100)})` : ''}`,
+  );
   lines.push(
     `Alert deliveries not delivered: ${alerts.pending} pending, ${alerts.sending} sending, ${alerts.retrying} retrying, ${alerts.given_up} given up${alerts.oldest_at ? ` (oldest ${time(alerts.oldest_at)})` : ''}`,
   );

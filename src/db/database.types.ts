@@ -362,7 +362,9 @@ export type Database = {
           event_timestamp: string;
           id: number;
           identifier: string;
+          last_attempt_at: string | null;
           last_error: string | null;
+          last_error_kind: string | null;
           period_end: string;
           period_start: string;
           reported_through: number;
@@ -380,7 +382,9 @@ export type Database = {
           event_timestamp: string;
           id?: never;
           identifier: string;
+          last_attempt_at?: string | null;
           last_error?: string | null;
+          last_error_kind?: string | null;
           period_end: string;
           period_start: string;
           reported_through: number;
@@ -397,7 +401,9 @@ export type Database = {
           event_timestamp?: string;
           id?: never;
           identifier?: string;
+          last_attempt_at?: string | null;
           last_error?: string | null;
+          last_error_kind?: string | null;
           period_end?: string;
           period_start?: string;
           reported_through?: number;
@@ -677,32 +683,32 @@ export type Database = {
       };
       stripe_events: {
         Row: {
-          created: string;
+          created: string | null;
           detail: string | null;
           id: string;
           outcome: string;
           received_at: string;
           tenant_id: string | null;
-          type: string;
+          type: string | null;
         };
         ComputedFields: never;
         Insert: {
-          created: string;
+          created?: string | null;
           detail?: string | null;
           id: string;
           outcome: string;
           received_at?: string;
           tenant_id?: string | null;
-          type: string;
+          type?: string | null;
         };
         Update: {
-          created?: string;
+          created?: string | null;
           detail?: string | null;
           id?: string;
           outcome?: string;
           received_at?: string;
           tenant_id?: string | null;
-          type?: string;
+          type?: string | null;
         };
         Relationships: [
           {
@@ -1133,7 +1139,9 @@ export type Database = {
           event_timestamp: string;
           id: number;
           identifier: string;
+          last_attempt_at: string | null;
           last_error: string | null;
+          last_error_kind: string | null;
           period_end: string;
           period_start: string;
           reported_through: number;
@@ -1412,7 +1420,7 @@ export type Database = {
         };
       };
       record_meter_report: {
-        Args: { error?: string; id: number; outcome: string };
+        Args: { error?: string; error_kind?: string; id: number; outcome: string };
         Returns: {
           attempts: number;
           created_at: string;
@@ -1420,7 +1428,9 @@ export type Database = {
           event_timestamp: string;
           id: number;
           identifier: string;
+          last_attempt_at: string | null;
           last_error: string | null;
+          last_error_kind: string | null;
           period_end: string;
           period_start: string;
           reported_through: number;
@@ -1436,6 +1446,10 @@ export type Database = {
           isOneToOne: true;
           isSetofReturn: false;
         };
+      };
+      record_rejected_stripe_event: {
+        Args: { event_created?: string; event_id: string; event_type?: string; reason: string };
+        Returns: Json;
       };
       record_stripe_drift: {
         Args: {

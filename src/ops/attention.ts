@@ -5,7 +5,14 @@ const plural = (n: number, word: string, words = `${word}s`) => `${n} ${n === 1 
 /** The parts of operator_status() that decide whether a person is needed. */
 export interface AttentionInputs {
   sources: { failing: number };
-  meter_reports: { late: number };
+  meter_reports: {
+    late: number;
+    failing: number;
+    failing_threshold: number;
+    auth_failing: boolean;
+    auth_error: string | null;
+  };
+  stripe_events: { rejected: number; last_rejected_id: string | null; last_reason: string | null };
   alert_deliveries: { given_up: number };
   scheduled_functions: Array<{
     function_name: string;
@@ -15,7 +22,25 @@ export interface AttentionInputs {
 }
 
 /**
- * What needs a person: failing sources, usage Stripe will not be sent, alerts given up on,
+ * Billing's share, each with what to do: a key Stripe refuses (from its first answer, since
+ * nothing can be sent until it changes), reports failing run after run, usage that reached
+ * no invoice, and webhook events that could not be applied.
+ */
+function stripeAttention({ meter_reports: reports, stripe_events: events }: AttentionInputs) {
+  return [
+    reports.auth_failing &&
+      `Stripe refuses the API key${reports.auth_error ? ` (${reports.auth_error.slice(0, 120)})` : ''}: set STRIPE_SECRET_KEY to a valid secret or restricted key with write access to meter events; pending reports are sent by the next run`,
+    reports.failing > 0 &&
+      `${plural(reports.failing, 'meter report')} failed ${reports.failing_threshold} or more times: see their last_error in meter_reports (flowmeter status shows the latest) and fix the customer, meter or Stripe account it names`,
+    reports.late > 0 &&
+      `${plural(reports.late, 'late meter report')} (invoice already final): not billed; bill the usage by hand (invoice item or next invoice), see docs/billing.md "Late usage"`,
+    events.rejected > 0 &&
+      `${plural(events.rejected, 'Stripe webhook event')} rejected${events.last_rejected_id ? ` (latest ${events.last_rejected_id}: ${(events.last_reason ?? '').slice(0, 120)})` : ''}: fix the cause, then resend the event from the Stripe Dashboard; see docs/billing.md "Rejected events"`,
+  ];
+}
+
+/**
+ * What needs a person: failing sources, billing's findings (above), alerts given up on,
  * and this project's scheduled functions whose latest runs failed (one failure is enough:
  * a function that fails every hour must not wait for a second to be noticed).
  */
@@ -28,8 +53,7 @@ export function needsAttention(status: AttentionInputs): string[] {
           `${f.function_name} failed ${plural(f.failures_since_success, 'time')} since its last success${f.last_error ? ` (${f.last_error.slice(0, 120)})` : ''}`,
       ),
     status.sources.failing > 0 && `${plural(status.sources.failing, 'source')} failing`,
-    status.meter_reports.late > 0 &&
-      `${plural(status.meter_reports.late, 'late meter report')} (invoice already final)`,
+    ...stripeAttention(status),
     status.alert_deliveries.given_up > 0 &&
       `${plural(status.alert_deliveries.given_up, 'alert delivery', 'alert deliveries')} given up`,
   ].filter((x): x is string => typeof x === 'string');

@@ -33,6 +33,16 @@ export const operatorStatusSchema = z.object({
     late: number,
     late_value: number,
     last_error: z.string().nullable(),
+    failing_threshold: number,
+    failing: number,
+    auth_failing: z.boolean(),
+    auth_error: z.string().nullable(),
+  }),
+  stripe_events: z.object({
+    rejected: number,
+    last_rejected_at: when,
+    last_rejected_id: z.string().nullable(),
+    last_reason: z.string().nullable(),
   }),
   alert_deliveries: z.object({
     pending: number,

@@ -51,7 +51,7 @@ create table public.plans (
     constraint plans_stripe_meter_event_name_format check (stripe_meter_event_name ~ '^[A-Za-z0-9_.:-]{1,100}$'),
   -- The meter's id (mtr_…), for reconciling with Stripe's event summaries.
   stripe_meter_id text
-    constraint plans_stripe_meter_id_format check (stripe_meter_id ~ '^mtr_[A-Za-z0-9]+$'),
+    constraint plans_stripe_meter_id_format check (stripe_meter_id ~ '^mtr_[A-Za-z0-9_]+$'),
   constraint plans_quota_matches_policy check (
     (limit_policy = 'unlimited') = (included_executions is null)
   ),
@@ -81,9 +81,9 @@ create table public.tenants (
       'incomplete', 'incomplete_expired', 'paused'
     )),
   stripe_customer_id text unique
-    constraint tenants_stripe_customer_id_format check (stripe_customer_id ~ '^cus_[A-Za-z0-9]+$'),
+    constraint tenants_stripe_customer_id_format check (stripe_customer_id ~ '^cus_[A-Za-z0-9_]+$'),
   stripe_subscription_id text unique
-    constraint tenants_stripe_subscription_id_format check (stripe_subscription_id ~ '^sub_[A-Za-z0-9]+$'),
+    constraint tenants_stripe_subscription_id_format check (stripe_subscription_id ~ '^sub_[A-Za-z0-9_]+$'),
   -- Billing period from the Stripe subscription; without one the UTC calendar month applies.
   current_period_start timestamptz,
   current_period_end timestamptz,

@@ -24,21 +24,29 @@ create index plan_prices_plan_id_idx on public.plan_prices (plan_id);
 create table public.stripe_events (
   id text primary key
     constraint stripe_events_id_format check (id ~ '^evt_[A-Za-z0-9_]+$'),
-  type text not null,
+  -- Null only for a rejected event: a malformed one may lack a type or a created time.
+  type text,
   -- When Stripe created the event (its `created`), not when it arrived.
-  created timestamptz not null,
+  created timestamptz,
   received_at timestamptz not null default now(),
   -- applied: the tenant now holds this event's state; stale: the tenant already held a
   -- newer one; superseded: the event ends a subscription other than the tenant's live one;
-  -- unknown_tenant: no tenant matched (re-processed if Stripe delivers it again).
+  -- unknown_tenant: no tenant matched; rejected: correctly signed but not applicable
+  -- (malformed, an unknown subscription status, ids Stripe does not issue, a customer
+  -- linked to another tenant), detail says why. unknown_tenant and rejected events are
+  -- re-processed if Stripe delivers them again.
   outcome text not null
-    constraint stripe_events_outcome_known check (outcome in ('applied', 'stale', 'superseded', 'unknown_tenant')),
+    constraint stripe_events_outcome_known
+      check (outcome in ('applied', 'stale', 'superseded', 'unknown_tenant', 'rejected')),
   tenant_id uuid references public.tenants (id) on delete set null,
-  detail text
+  detail text,
+  constraint stripe_events_type_and_created_known
+    check (outcome = 'rejected' or (type is not null and created is not null))
 );
 comment on table public.stripe_events is 'Each Stripe webhook event processed, once, with what it did; for idempotency and for the operator.';
 
 create index stripe_events_tenant_id_idx on public.stripe_events (tenant_id);
+create index stripe_events_rejected_idx on public.stripe_events (received_at) where outcome = 'rejected';
 
 alter table public.plan_prices enable row level security;
 alter table public.stripe_events enable row level security;
@@ -78,6 +86,13 @@ create table public.meter_reports (
   last_error text,
   created_at timestamptz not null default now(),
   sent_at timestamptz,
+  -- What kind of failure the last attempt met: auth: Stripe refused the key; rate_limited:
+  -- 429 past what the run could wait; refused: another 4xx (this report's data);
+  -- unavailable: no answer or a 5xx. Null after a success.
+  last_error_kind text
+    constraint meter_reports_last_error_kind_known
+      check (last_error_kind in ('auth', 'rate_limited', 'refused', 'unavailable')),
+  last_attempt_at timestamptz,
   unique (tenant_id, period_start, reported_through)
 );
 comment on table public.meter_reports is 'Outbox of usage deltas for Stripe Billing Meters; written before sending, never changed in value.';

@@ -4,7 +4,9 @@
 -- Stripe delivers events at least once and in no particular order. Every event id is
 -- recorded once (a replay changes nothing), and a tenant row remembers the `created` time
 -- of the event whose state it holds, so an older event arriving late cannot overwrite a
--- newer state. Both tables are service-only: tenant members read the result on tenants.
+-- newer state. A correctly signed event that cannot be applied is recorded as rejected,
+-- with the reason, for the operator. Both tables are service-only: tenant members read the
+-- result on tenants.
 
 -- Maps a Stripe price to a plan, or moves an existing mapping to another plan.
 create or replace function public.upsert_plan_price(stripe_price_id text, plan_id text)
@@ -108,10 +110,10 @@ begin
   if event_at is null then
     raise exception 'event_created is required (the event''s created time)';
   end if;
-  if sub is null or sub !~ '^sub_[A-Za-z0-9]+$' then
+  if sub is null or sub !~ '^sub_[A-Za-z0-9_]+$' then
     raise exception 'subscription_id must be a Stripe subscription id (sub_…), got %', coalesce(quote_literal(sub), 'null');
   end if;
-  if cus is null or cus !~ '^cus_[A-Za-z0-9]+$' then
+  if cus is null or cus !~ '^cus_[A-Za-z0-9_]+$' then
     raise exception 'customer_id must be a Stripe customer id (cus_…), got %', coalesce(quote_literal(cus), 'null');
   end if;
   if new_status is null or new_status not in (
@@ -195,16 +197,19 @@ begin
   end if;
 
   -- Record the event once. A delivery of an event already recorded changes nothing, except
-  -- one that found no tenant before: that one is looked at again, so the operator can link
-  -- the tenant and resend the event from the Stripe dashboard.
+  -- one that found no tenant or was rejected before: that one is looked at again, so the
+  -- operator can link the tenant (or deploy a fix) and resend the event from the Stripe
+  -- dashboard.
   insert into public.stripe_events as e (id, type, created, outcome, tenant_id, detail)
   values (evt, kind, event_at, result_outcome, t.id, result_detail)
   on conflict on constraint stripe_events_pkey do update set
+    type = excluded.type,
+    created = excluded.created,
     outcome = excluded.outcome,
     tenant_id = excluded.tenant_id,
     detail = excluded.detail,
     received_at = now()
-  where e.outcome = 'unknown_tenant'
+  where e.outcome in ('unknown_tenant', 'rejected')
   returning true into recorded;
   if recorded is null then
     return jsonb_build_object('outcome', 'duplicate');
@@ -243,3 +248,71 @@ grant execute on function
   public.upsert_plan_price(text, text),
   public.apply_stripe_subscription_event(text, text, timestamptz, text, text, text, text[], timestamptz, timestamptz, timestamptz, uuid)
   to service_role;
+
+-- Records a correctly signed event that cannot be applied, with the reason, so that the
+-- webhook answers Stripe without an error (a 5xx would be retried for days, to the same
+-- end) and the operator sees it. Returns {outcome: rejected} or, when the event was
+-- recorded with another outcome before, {outcome: duplicate} and changes nothing.
+create or replace function public.record_rejected_stripe_event(
+  event_id text,
+  reason text,
+  event_type text default null,
+  event_created timestamptz default null
+)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  recorded boolean;
+begin
+  if record_rejected_stripe_event.event_id is null or record_rejected_stripe_event.event_id !~ '^evt_[A-Za-z0-9_]+$' then
+    raise exception 'event_id must be a Stripe event id (evt_…), got %',
+      coalesce(quote_literal(record_rejected_stripe_event.event_id), 'null');
+  end if;
+  if coalesce(record_rejected_stripe_event.reason, '') = '' then
+    raise exception 'reason is required: say why the event cannot be applied';
+  end if;
+  insert into public.stripe_events as e (id, type, created, outcome, detail)
+  values (record_rejected_stripe_event.event_id, left(record_rejected_stripe_event.event_type, 200),
+          record_rejected_stripe_event.event_created, 'rejected', left(record_rejected_stripe_event.reason, 2000))
+  on conflict on constraint stripe_events_pkey do update set
+    type = excluded.type,
+    created = excluded.created,
+    outcome = 'rejected',
+    tenant_id = null,
+    detail = excluded.detail,
+    received_at = now()
+  where e.outcome in ('unknown_tenant', 'rejected')
+  returning true into recorded;
+  return jsonb_build_object('outcome', case when recorded then 'rejected' else 'duplicate' end);
+end;
+$$;
+
+revoke execute on function public.record_rejected_stripe_event(text, text, text, timestamptz) from public, anon, authenticated;
+grant execute on function public.record_rejected_stripe_event(text, text, text, timestamptz) to service_role;
+
+-- Rejected events Stripe still holds (it keeps events 30 days, so they can be resent from
+-- the Dashboard): until one is resent and applies, its subscription's state is not synced.
+-- A rejected event names no tenant for certain, so a view limited to some tenants
+-- (tenant_ids) shows none.
+create or replace function private.stripe_event_status(tenant_ids uuid[] default null)
+returns jsonb
+language sql stable
+set search_path = ''
+as $$
+  with rejected as (
+    select e.* from public.stripe_events e
+    where stripe_event_status.tenant_ids is null
+      and e.outcome = 'rejected' and e.received_at > now() - interval '30 days'
+  )
+  select jsonb_build_object(
+    'rejected', (select count(*) from rejected),
+    'last_rejected_at', (select max(received_at) from rejected),
+    'last_rejected_id', (select r.id from rejected r order by r.received_at desc, r.id desc limit 1),
+    'last_reason', (select r.detail from rejected r order by r.received_at desc, r.id desc limit 1)
+  );
+$$;
+
+revoke all on function private.stripe_event_status(uuid[]) from public, anon, authenticated;
+grant execute on function private.stripe_event_status(uuid[]) to service_role;

@@ -58,9 +58,15 @@ begin
 end;
 $$;
 
--- Records what happened to one report: sent, late (not sendable any more), or a failed
--- attempt (stays pending, retried with the same identifier and value).
-create or replace function public.record_meter_report(id bigint, outcome text, error text default null)
+-- Records what happened to one report: sent, late (not sendable any more: its invoice is
+-- final or it is older than Stripe accepts; error says why), or a failed attempt (stays
+-- pending, retried with the same identifier and value; error_kind says what kind).
+create or replace function public.record_meter_report(
+  id bigint,
+  outcome text,
+  error text default null,
+  error_kind text default null
+)
 returns public.meter_reports
 language plpgsql
 set search_path = ''
@@ -77,6 +83,9 @@ begin
     attempts = r.attempts + 1,
     last_error = case when record_meter_report.outcome = 'sent' then null
                       else left(coalesce(record_meter_report.error, r.last_error), 2000) end,
+    last_error_kind = case when record_meter_report.outcome = 'failed'
+                           then coalesce(record_meter_report.error_kind, 'unavailable') end,
+    last_attempt_at = now(),
     sent_at = case when record_meter_report.outcome = 'sent' then now() else r.sent_at end
   where r.id = record_meter_report.id and r.status = 'pending'
   returning r.* into report;
@@ -84,10 +93,56 @@ begin
 end;
 $$;
 
-revoke execute on function public.claim_meter_deltas(int, int, uuid[]), public.record_meter_report(bigint, text, text)
+revoke execute on function public.claim_meter_deltas(int, int, uuid[]), public.record_meter_report(bigint, text, text, text)
   from public, anon, authenticated;
-grant execute on function public.claim_meter_deltas(int, int, uuid[]), public.record_meter_report(bigint, text, text)
+grant execute on function public.claim_meter_deltas(int, int, uuid[]), public.record_meter_report(bigint, text, text, text)
   to service_role;
+
+-- A report that failed this many times (each run tries it once or more) is failing, not
+-- unlucky; a refused key is failing from its first answer.
+create or replace function private.meter_report_status(tenant_ids uuid[] default null)
+returns jsonb
+language sql stable
+set search_path = ''
+as $$
+  with reports as (
+    select r.* from public.meter_reports r
+    where r.status in ('pending', 'late')
+      and (meter_report_status.tenant_ids is null or r.tenant_id = any (meter_report_status.tenant_ids))
+  ),
+  last_sent as (
+    select max(r.sent_at) as at from public.meter_reports r
+    where meter_report_status.tenant_ids is null or r.tenant_id = any (meter_report_status.tenant_ids)
+  ),
+  auth as (
+    select r.last_error, r.last_attempt_at from reports r, last_sent s
+    where r.status = 'pending' and r.last_error_kind = 'auth'
+      and r.last_attempt_at >= coalesce(s.at, '-infinity')
+    order by r.last_attempt_at desc limit 1
+  )
+  select jsonb_build_object(
+    'pending', (select count(*) from reports where status = 'pending'),
+    'pending_value', (select coalesce(sum(value), 0) from reports where status = 'pending'),
+    'retrying', (select count(*) from reports where status = 'pending' and attempts > 0),
+    'oldest_pending_at', (select min(created_at) from reports where status = 'pending'),
+    'late', (select count(*) from reports where status = 'late'),
+    'late_value', (select coalesce(sum(value), 0) from reports where status = 'late'),
+    'last_error', (
+      select r.last_error from reports r where r.last_error is not null
+      order by r.created_at desc, r.id desc limit 1
+    ),
+    'failing_threshold', 3,
+    'failing', (
+      select count(*) from reports r
+      where r.status = 'pending' and r.last_error_kind is distinct from 'auth' and r.attempts >= 3
+    ),
+    'auth_failing', exists (select 1 from auth),
+    'auth_error', (select a.last_error from auth a)
+  );
+$$;
+
+revoke all on function private.meter_report_status(uuid[]) from public, anon, authenticated;
+grant execute on function private.meter_report_status(uuid[]) to service_role;
 
 -- Reconciliation ----------------------------------------------------------------------
 

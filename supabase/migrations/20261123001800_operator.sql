@@ -86,10 +86,10 @@ grant execute on function public.prune_history(int, int) to service_role;
 -- Status ------------------------------------------------------------------------------
 
 -- One snapshot for the operator's status screen: the sources most in need of attention
--- (failing first, then the longest lag), Stripe reports not sent yet, alert deliveries not
--- delivered, the latest collector runs, and each scheduled function's latest run (with the
--- summary it recorded) and how many have failed since its last success (runs and
--- functions are not per tenant).
+-- (failing first, then the longest lag), Stripe reports not sent yet (and whether sending
+-- fails), Stripe webhook events rejected, alert deliveries not delivered, the latest
+-- collector runs, and each scheduled function's latest run (with the summary it recorded)
+-- and how many have failed since its last success (runs and functions are not per tenant).
 -- tenant_ids limits everything but runs and functions to those tenants. Runs are read
 -- through private.scheduled_run_outcomes, so one killed before it could finish counts as
 -- failed.
@@ -104,11 +104,6 @@ set search_path = ''
 as $$
   with sources as (
     select * from public.list_n8n_sources(operator_status.tenant_ids)
-  ),
-  reports as (
-    select r.* from public.meter_reports r
-    where r.status in ('pending', 'late')
-      and (operator_status.tenant_ids is null or r.tenant_id = any (operator_status.tenant_ids))
   ),
   deliveries as (
     select d.* from public.alert_deliveries d
@@ -135,18 +130,8 @@ as $$
         ) w
       ), '[]'::jsonb)
     ),
-    'meter_reports', jsonb_build_object(
-      'pending', (select count(*) from reports where status = 'pending'),
-      'pending_value', (select coalesce(sum(value), 0) from reports where status = 'pending'),
-      'retrying', (select count(*) from reports where status = 'pending' and attempts > 0),
-      'oldest_pending_at', (select min(created_at) from reports where status = 'pending'),
-      'late', (select count(*) from reports where status = 'late'),
-      'late_value', (select coalesce(sum(value), 0) from reports where status = 'late'),
-      'last_error', (
-        select r.last_error from reports r where r.last_error is not null
-        order by r.created_at desc, r.id desc limit 1
-      )
-    ),
+    'meter_reports', private.meter_report_status(operator_status.tenant_ids),
+    'stripe_events', private.stripe_event_status(operator_status.tenant_ids),
     'alert_deliveries', jsonb_build_object(
       'pending', (select count(*) from deliveries where status = 'pending'),
       'sending', (select count(*) from deliveries where status = 'sending'),

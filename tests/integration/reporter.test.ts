@@ -1,23 +1,22 @@
-import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { type ReporterSettings, runReporter } from '../../src/billing/report-usage.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
-import { createStripeClient } from '../../src/stripe/client.ts';
+import {
+  addUsage,
+  ledger,
+  reporterTestSettings,
+  meteredTenant as sharedMeteredTenant,
+  stripeClient,
+} from '../support/billing.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { FakeStripe, type StripeFault } from '../support/fake-stripe.ts';
-import { createPlan, createTenant } from '../support/fixtures.ts';
+import { mulberry32 as prng } from '../support/faults.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
 const server = useN8nServer();
 
-const settings: ReporterSettings = {
-  budgetMs: 60_000,
-  ratePerSecond: 10_000,
-  concurrency: 4,
-  maxRows: 10_000,
-  finalizationGraceMinutes: 60,
-};
+const settings = reporterTestSettings;
 
 function fakeStripe() {
   const stripe = new FakeStripe();
@@ -25,48 +24,13 @@ function fakeStripe() {
   return stripe;
 }
 
-const stripeClient = (timeoutMs = 400) =>
-  createStripeClient({ secretKey: 'sk_test_flowmeter', maxNetworkRetries: 0, timeoutMs });
-
 /** Tenants of this file: every run is scoped to them, never to other files' tenants. */
 const ours: string[] = [];
 
-/** A metered tenant with a Stripe customer, usage counted in the current UTC month. */
 async function meteredTenant(billable = 0) {
-  const plan = await createPlan({ included_executions: 100 });
-  await superuser().query(
-    "update public.plans set stripe_meter_event_name = 'n8n_executions' where id = $1",
-    [plan.id],
-  );
-  const tenant = await createTenant(plan.id);
-  ours.push(tenant.id);
-  const customer = `cus_${randomBytes(6).toString('hex')}`;
-  await superuser().query('update public.tenants set stripe_customer_id = $2 where id = $1', [
-    tenant.id,
-    customer,
-  ]);
-  if (billable) await addUsage(tenant.id, billable);
-  return { tenantId: tenant.id, customer };
-}
-
-/** Adds billable usage to the tenant's current period, as the collector would. */
-async function addUsage(tenantId: string, n: number, at = new Date()) {
-  await superuser().query(
-    `insert into public.usage_counters as c (tenant_id, period_start, period_end, executions, billable, billable_success)
-     select $1, p.period_start, p.period_end, $2, $2, $2
-     from private.billing_period(null, null, $3) p
-     on conflict (tenant_id, period_start) do update set executions = c.executions + $2,
-       billable = c.billable + $2, billable_success = c.billable_success + $2`,
-    [tenantId, n, at],
-  );
-}
-
-async function ledger(tenantId: string) {
-  const { rows } = await superuser().query(
-    'select identifier, value::int, status, reported_through::int from public.meter_reports where tenant_id = $1 order by id',
-    [tenantId],
-  );
-  return rows;
+  const tenant = await sharedMeteredTenant(billable);
+  ours.push(tenant.tenantId);
+  return tenant;
 }
 
 const run = (
@@ -253,18 +217,6 @@ describe('reporter', () => {
     expect(row.last_error).toMatch(/No such customer/);
   });
 });
-
-/** mulberry32: a small, seedable generator so a failing seed can be replayed. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const FAULTS: StripeFault[] = [
   'server_error',

@@ -1,10 +1,22 @@
 import { delay, HttpResponse, http, type RequestHandler } from 'msw';
+import { STRIPE_API_VERSION } from '../../src/stripe/client.ts';
 
 /**
- * Stripe's POST /v1/billing/meter_events, as stripe-node calls it (form-encoded, with an
- * Idempotency-Key), for msw. Keeps what it accepted by identifier; replays an idempotent
- * request; refuses a second event with an identifier it already has; and can be told to
- * fail the next requests in the ways the network and Stripe do.
+ * Stripe's POST /v1/billing/meter_events and GET /v1/billing/meters/:id/event_summaries, as
+ * stripe-node calls them, for msw. It refuses what Stripe refuses, in Stripe's error shape
+ * (`{error: {type, code?, message, param?}}` with Stripe's HTTP status), so a request real
+ * Stripe would turn away fails a test:
+ *
+ * - a missing or malformed secret key (401), or one revoked with `revokeKey` (401);
+ * - a `Stripe-Version` other than the version the client pins (400);
+ * - a body that is not form-encoded, a missing or unknown parameter, `event_name` or
+ *   `identifier` over 100 characters, a `timestamp` older than 35 days or more than 5
+ *   minutes ahead, a `payload[value]` that is not a string of an integer (400);
+ * - an `Idempotency-Key` over 255 characters, or one reused with other parameters (400);
+ * - a second event with an identifier it already holds (400 `duplicate_meter_event`).
+ *
+ * It replays an idempotent request, keeps what it accepted by identifier, and can be told
+ * to fail the next requests in the ways the network and Stripe do.
  */
 export type StripeFault =
   | 'ok'
@@ -20,28 +32,98 @@ export interface AcceptedEvent {
   customer: string;
   value: number;
   timestamp: number;
+  /** The fake's clock when it accepted the event (ms). */
+  acceptedAt: number;
 }
+
+/** One meter event request as it arrived, whatever the answer. */
+export interface ReceivedRequest {
+  identifier: string | null;
+  value: string | null;
+  idempotencyKey: string | null;
+}
+
+export interface StripeErrorBody {
+  error: { type: string; code?: string; message: string; param?: string };
+}
+
+interface Answer {
+  status: number;
+  body: object;
+  headers?: Record<string, string>;
+}
+
+export interface FakeStripeOptions {
+  base?: string;
+  /** The clock the timestamp window is checked against (ms since the epoch). */
+  now?: () => number;
+  /** The API version it accepts; the one flowmeter pins by default. */
+  apiVersion?: string;
+}
+
+const DAY_SECONDS = 86_400;
+const KEY = /^(sk|rk)_(test|live)_[A-Za-z0-9]+$/;
+const METER_EVENT_PARAMS = new Set([
+  'event_name',
+  'identifier',
+  'timestamp',
+  'payload[stripe_customer_id]',
+  'payload[value]',
+]);
+
+export const stripeError = (
+  status: number,
+  error: StripeErrorBody['error'],
+  headers: Record<string, string> = {},
+): Answer => ({ status, body: { error } satisfies StripeErrorBody, headers });
+
+const invalid = (message: string, param?: string, code?: string) =>
+  stripeError(400, {
+    type: 'invalid_request_error',
+    message,
+    ...(code ? { code } : {}),
+    ...(param ? { param } : {}),
+  });
+
+const retryAfterHeader = (seconds: string | undefined): Record<string, string> =>
+  seconds === undefined ? {} : { 'retry-after': seconds };
 
 export class FakeStripe {
   readonly accepted = new Map<string, AcceptedEvent>();
   /** identifiers sent again with a different value: must stay empty. */
   readonly conflicts: string[] = [];
+  /** Every refusal answered, for tests that assert nothing was refused. */
+  readonly refusals: StripeErrorBody['error'][] = [];
   requests = 0;
-  private readonly idempotent = new Map<string, { body: string; response: object }>();
+  readonly received: ReceivedRequest[] = [];
+  private readonly idempotent = new Map<string, { body: string; response: Answer }>();
   private faults: StripeFault[] = [];
   private nextFault: (() => StripeFault) | undefined;
+  private readonly revokedKeys = new Set<string>();
+  private readonly missingCustomers = new Set<string>();
+  private rateLimit: { retryAfter?: string } | undefined;
+  private rateLimitedRequests = 0;
+  /** The Retry-After (seconds) of a `rate_limited` fault; undefined sends none. */
+  retryAfter: () => string | undefined = () => '0';
 
   readonly base: string;
+  private readonly now: () => number;
+  private readonly apiVersion: string;
 
-  constructor(base = 'https://api.stripe.com') {
-    this.base = base;
+  constructor(options: FakeStripeOptions = {}) {
+    this.base = options.base ?? 'https://api.stripe.com';
+    this.now = options.now ?? Date.now;
+    this.apiVersion = options.apiVersion ?? STRIPE_API_VERSION;
   }
-
-  private readonly missingCustomers = new Set<string>();
 
   /** Answers 400 resource_missing for this customer, as Stripe does for a deleted one. */
   rejectCustomer(customer: string) {
     this.missingCustomers.add(customer);
+  }
+
+  /** The key is revoked (rolled in the Dashboard): 401 for every request made with it. */
+  revokeKey(key: string) {
+    this.revokedKeys.add(key);
   }
 
   failNext(...faults: StripeFault[]) {
@@ -51,6 +133,15 @@ export class FakeStripe {
   /** Decide a fault for every request (e.g. from a seeded generator); undefined = none. */
   faultEach(pick: (() => StripeFault) | undefined) {
     this.nextFault = pick;
+  }
+
+  /**
+   * Answers the next `requests` meter event requests with 429, with this Retry-After
+   * (seconds) or none, as Stripe's rate limiter does.
+   */
+  rateLimitNext(requests: number, retryAfter?: string) {
+    this.rateLimitedRequests = requests;
+    this.rateLimit = retryAfter === undefined ? {} : { retryAfter };
   }
 
   /** Stripe keeps idempotency keys for 24 hours; identifiers it de-duplicates longer. */
@@ -64,49 +155,115 @@ export class FakeStripe {
     return total;
   }
 
-  private accept(form: URLSearchParams): { status: number; body: object } {
-    const identifier = form.get('identifier') ?? '';
+  /** What Stripe checks of every request before it looks at the parameters. */
+  private checkRequest(request: Request): Answer | undefined {
+    const authorization = request.headers.get('authorization') ?? '';
+    const key = authorization.replace(/^Bearer /, '');
+    if (!authorization.startsWith('Bearer ') || !KEY.test(key) || this.revokedKeys.has(key)) {
+      return stripeError(401, {
+        type: 'invalid_request_error',
+        message: `Invalid API Key provided: ${key.slice(0, 8)}${'*'.repeat(Math.max(0, key.length - 12))}${key.slice(-4)}`,
+      });
+    }
+    const version = request.headers.get('stripe-version');
+    if (version !== this.apiVersion) {
+      return invalid(
+        version
+          ? `Invalid Stripe API version: ${version}`
+          : `This fake accepts only requests pinned to ${this.apiVersion} (Stripe-Version header)`,
+      );
+    }
+    return undefined;
+  }
+
+  /** The parameters of POST /v1/billing/meter_events, checked as Stripe documents them. */
+  private checkMeterEvent(form: URLSearchParams): Answer | undefined {
+    for (const name of form.keys()) {
+      if (!METER_EVENT_PARAMS.has(name)) {
+        return invalid(`Received unknown parameter: ${name}`, name, 'parameter_unknown');
+      }
+    }
+    for (const name of ['event_name', 'payload[stripe_customer_id]', 'payload[value]']) {
+      if (!form.get(name)) {
+        return invalid(`Missing required param: ${name}.`, name, 'parameter_missing');
+      }
+    }
+    for (const name of ['event_name', 'identifier']) {
+      const value = form.get(name);
+      if (value !== null && value.length > 100) {
+        return invalid(
+          `Invalid string: ${value.slice(0, 20)}...; must be at most 100 characters`,
+          name,
+        );
+      }
+    }
+    const value = form.get('payload[value]') ?? '';
+    if (!/^-?\d+$/.test(value)) {
+      return invalid(
+        `Invalid payload[value]: must be a string of a whole number, got ${JSON.stringify(value)}`,
+        'payload[value]',
+        'parameter_invalid_integer',
+      );
+    }
+    const timestamp = form.get('timestamp');
+    if (timestamp !== null) {
+      if (!/^\d+$/.test(timestamp)) {
+        return invalid('Invalid integer: timestamp', 'timestamp', 'parameter_invalid_integer');
+      }
+      const nowSeconds = Math.floor(this.now() / 1000);
+      const at = Number(timestamp);
+      if (at < nowSeconds - 35 * DAY_SECONDS) {
+        return invalid(
+          'Timestamp must be within the past 35 calendar days.',
+          'timestamp',
+          'timestamp_too_far_in_past',
+        );
+      }
+      if (at > nowSeconds + 300) {
+        return invalid(
+          'Timestamp must not be more than 5 minutes in the future.',
+          'timestamp',
+          'timestamp_in_future',
+        );
+      }
+    }
+    return undefined;
+  }
+
+  private accept(form: URLSearchParams): Answer {
+    const identifier = form.get('identifier') ?? `fake_${this.accepted.size + 1}`;
     const customer = form.get('payload[stripe_customer_id]') ?? '';
     if (this.missingCustomers.has(customer)) {
-      return {
-        status: 400,
-        body: {
-          error: {
-            type: 'invalid_request_error',
-            code: 'resource_missing',
-            message: `No such customer: '${customer}'`,
-          },
-        },
-      };
+      return invalid(
+        `No such customer: '${customer}'`,
+        'payload[stripe_customer_id]',
+        'resource_missing',
+      );
     }
     const value = Number(form.get('payload[value]'));
     const existing = this.accepted.get(identifier);
     if (existing) {
       if (existing.value !== value) this.conflicts.push(identifier);
-      return {
-        status: 400,
-        body: {
-          error: {
-            type: 'invalid_request_error',
-            code: 'resource_already_exists',
-            message: `A meter event with identifier ${identifier} already exists.`,
-          },
-        },
-      };
+      return invalid(
+        `An event already exists with identifier ${identifier}.`,
+        'identifier',
+        'duplicate_meter_event',
+      );
     }
     const event: AcceptedEvent = {
       identifier,
       event_name: form.get('event_name') ?? '',
-      customer: form.get('payload[stripe_customer_id]') ?? '',
+      customer,
       value,
-      timestamp: Number(form.get('timestamp')),
+      timestamp: Number(form.get('timestamp') ?? Math.floor(this.now() / 1000)),
+      acceptedAt: this.now(),
     };
     this.accepted.set(identifier, event);
     return {
       status: 200,
       body: {
         object: 'billing.meter_event',
-        created: Math.floor(Date.now() / 1000),
+        created: Math.floor(this.now() / 1000),
         event_name: event.event_name,
         identifier,
         livemode: false,
@@ -116,87 +273,142 @@ export class FakeStripe {
     };
   }
 
+  /** Checks and answers one meter event request (form body as sent), faults aside. */
+  private meterEvent(request: Request, text: string): Answer {
+    const refused = this.checkRequest(request);
+    if (refused) return refused;
+    if (!/^application\/x-www-form-urlencoded\b/.test(request.headers.get('content-type') ?? '')) {
+      return invalid(
+        'Stripe accepts form-encoded request bodies only (application/x-www-form-urlencoded).',
+      );
+    }
+    const key = request.headers.get('idempotency-key');
+    if (key !== null && key.length > 255) {
+      return stripeError(400, {
+        type: 'idempotency_error',
+        message: 'Idempotency keys can be at most 255 characters long.',
+      });
+    }
+    const previous = key ? this.idempotent.get(key) : undefined;
+    if (previous) {
+      return previous.body === text
+        ? { ...previous.response, headers: { 'idempotent-replayed': 'true' } }
+        : stripeError(400, {
+            type: 'idempotency_error',
+            message:
+              'Keys for idempotent requests can only be used with the same parameters they were first used with.',
+          });
+    }
+    const form = new URLSearchParams(text);
+    const refusedParameters = this.checkMeterEvent(form);
+    if (refusedParameters) return refusedParameters;
+    const answer = this.accept(form);
+    // Stripe saves the result of a request that passed validation, refusals included.
+    if (key) this.idempotent.set(key, { body: text, response: answer });
+    return answer;
+  }
+
   /** Stripe's meter event summaries: accepted values per customer within [start, end). */
-  private summaries(meterId: string, url: URL) {
-    const customer = url.searchParams.get('customer');
+  private summaries(request: Request, meterId: string): Answer {
+    const refused = this.checkRequest(request);
+    if (refused) return refused;
+    const url = new URL(request.url);
+    for (const name of ['customer', 'start_time', 'end_time']) {
+      if (!url.searchParams.get(name)) {
+        return invalid(`Missing required param: ${name}.`, name, 'parameter_missing');
+      }
+    }
+    const customer = url.searchParams.get('customer') ?? '';
     const start = Number(url.searchParams.get('start_time'));
     const end = Number(url.searchParams.get('end_time'));
-    let total = this.summaryOffset.get(customer ?? '') ?? 0;
+    if (!Number.isInteger(start) || !Number.isInteger(end) || start >= end) {
+      return invalid('start_time must be an integer before end_time', 'start_time');
+    }
+    let total = this.summaryOffset.get(customer) ?? 0;
     for (const e of this.accepted.values()) {
       if (e.customer === customer && e.timestamp >= start && e.timestamp < end) total += e.value;
     }
-    return HttpResponse.json({
-      object: 'list',
-      url: `/v1/billing/meters/${meterId}/event_summaries`,
-      has_more: false,
-      data: [
-        {
-          id: `mtrsum_${start}`,
-          object: 'billing.meter_event_summary',
-          aggregated_value: total,
-          end_time: end,
-          livemode: false,
-          meter: meterId,
-          start_time: start,
-        },
-      ],
-    });
+    return {
+      status: 200,
+      body: {
+        object: 'list',
+        url: `/v1/billing/meters/${meterId}/event_summaries`,
+        has_more: false,
+        data: [
+          {
+            id: `mtrsum_${start}`,
+            object: 'billing.meter_event_summary',
+            aggregated_value: total,
+            end_time: end,
+            livemode: false,
+            meter: meterId,
+            start_time: start,
+          },
+        ],
+      },
+    };
   }
 
   /** Makes Stripe's summary for a customer disagree by `delta` (as a lost event would). */
   readonly summaryOffset = new Map<string, number>();
 
+  private respond(answer: Answer) {
+    if (answer.status >= 400) this.refusals.push((answer.body as StripeErrorBody).error);
+    return HttpResponse.json(answer.body, {
+      status: answer.status,
+      headers: answer.headers ?? {},
+    });
+  }
+
   handlers(): RequestHandler[] {
     return [
       http.get(`${this.base}/v1/billing/meters/:meter/event_summaries`, ({ request, params }) =>
-        this.summaries(String(params.meter), new URL(request.url)),
+        this.respond(this.summaries(request, String(params.meter))),
       ),
       http.post(`${this.base}/v1/billing/meter_events`, async ({ request }) => {
         this.requests += 1;
         const text = await request.text();
         const form = new URLSearchParams(text);
+        this.received.push({
+          identifier: form.get('identifier'),
+          value: form.get('payload[value]'),
+          idempotencyKey: request.headers.get('idempotency-key'),
+        });
+        if (this.rateLimitedRequests > 0) {
+          this.rateLimitedRequests -= 1;
+          return this.respond(
+            stripeError(
+              429,
+              {
+                type: 'invalid_request_error',
+                code: 'rate_limit',
+                message: 'Request rate limit exceeded. Retry after a short wait.',
+              },
+              retryAfterHeader(this.rateLimit?.retryAfter),
+            ),
+          );
+        }
         const fault = this.faults.shift() ?? this.nextFault?.() ?? 'ok';
-        const error = (
-          status: number,
-          type: string,
-          message: string,
-          headers: Record<string, string> = {},
-        ) => HttpResponse.json({ error: { type, message } }, { status, headers });
-        if (fault === 'server_error') return error(500, 'api_error', 'Stripe had a problem');
+        if (fault === 'server_error') {
+          return this.respond(
+            stripeError(500, { type: 'api_error', message: 'Stripe had a problem' }),
+          );
+        }
         if (fault === 'rate_limited') {
-          return error(429, 'invalid_request_error', 'Too many requests', { 'retry-after': '0' });
+          return this.respond(
+            stripeError(
+              429,
+              { type: 'invalid_request_error', code: 'rate_limit', message: 'Too many requests' },
+              retryAfterHeader(this.retryAfter()),
+            ),
+          );
         }
         if (fault === 'drop_before') return HttpResponse.error();
-
-        const key = request.headers.get('idempotency-key');
-        const previous = key ? this.idempotent.get(key) : undefined;
-        let outcome: { status: number; body: object };
-        if (previous) {
-          outcome =
-            previous.body === text
-              ? { status: 200, body: previous.response }
-              : {
-                  status: 400,
-                  body: {
-                    error: {
-                      type: 'idempotency_error',
-                      message:
-                        'Keys for idempotent requests can only be used with the same parameters they were first used with.',
-                    },
-                  },
-                };
-        } else {
-          outcome = this.accept(form);
-          if (key && outcome.status === 200)
-            this.idempotent.set(key, { body: text, response: outcome.body });
-        }
+        const answer = this.meterEvent(request, text);
         if (fault === 'drop_after') return HttpResponse.error();
         // Longer than the client's timeout in these tests; msw answers late rather than never.
         if (fault === 'timeout_after') await delay(120);
-        return HttpResponse.json(outcome.body, {
-          status: outcome.status,
-          headers: previous ? { 'idempotent-replayed': 'true' } : {},
-        });
+        return this.respond(answer);
       }),
     ];
   }

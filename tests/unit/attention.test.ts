@@ -3,9 +3,19 @@ import { describe, expect, it } from 'vitest';
 import { type AttentionInputs, needsAttention } from '../../src/ops/attention.ts';
 import { SCHEDULED_FUNCTIONS } from '../../src/ops/scheduled-functions.ts';
 
+const reportsHealthy = {
+  late: 0,
+  failing: 0,
+  failing_threshold: 3,
+  auth_failing: false,
+  auth_error: null,
+};
+const eventsHealthy = { rejected: 0, last_rejected_id: null, last_reason: null };
+
 const healthy: AttentionInputs = {
   sources: { failing: 0 },
-  meter_reports: { late: 0 },
+  meter_reports: reportsHealthy,
+  stripe_events: eventsHealthy,
   alert_deliveries: { given_up: 0 },
   scheduled_functions: [
     { function_name: 'report-usage', failures_since_success: 0, last_error: null },
@@ -21,13 +31,14 @@ describe('needsAttention', () => {
     expect(
       needsAttention({
         sources: { failing: 2 },
-        meter_reports: { late: 1 },
+        meter_reports: { ...reportsHealthy, late: 1 },
+        stripe_events: eventsHealthy,
         alert_deliveries: { given_up: 3 },
         scheduled_functions: [],
       }),
     ).toEqual([
       '2 sources failing',
-      '1 late meter report (invoice already final)',
+      '1 late meter report (invoice already final): not billed; bill the usage by hand (invoice item or next invoice), see docs/billing.md "Late usage"',
       '3 alert deliveries given up',
     ]);
   });

@@ -1,0 +1,169 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { runReporter } from '../../src/billing/report-usage.ts';
+import { EXIT } from '../../src/cli/main.ts';
+import { silentLogger } from '../../src/observability/logger.ts';
+import { needsAttention } from '../../src/ops/attention.ts';
+import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
+import { createStatusHandler } from '../../src/ops/status-handler.ts';
+import {
+  addUsage,
+  ledger,
+  meteredTenant,
+  reporterTestSettings,
+  stripeClient,
+  TEST_STRIPE_KEY,
+} from '../support/billing.ts';
+import { runCliWith } from '../support/cli.ts';
+import { useN8nServer } from '../support/collector.ts';
+import { FakeStripe } from '../support/fake-stripe.ts';
+import { succeeded } from '../support/result.ts';
+import { serviceClient } from '../support/stack.ts';
+
+/**
+ * Class: health that tells the truth about billing. Status flags Stripe refusing the key
+ * from its first refusal, other failures once a report has failed 3 times, late usage and
+ * rejected webhook events — each with what to do — and a healthy billing is not flagged.
+ */
+const server = useN8nServer();
+const secret = randomBytes(32).toString('hex');
+const statusHandler = createStatusHandler({
+  db: serviceClient(),
+  operatorSecrets: [secret],
+  log: silentLogger,
+});
+
+function fakeStripe() {
+  const stripe = new FakeStripe();
+  server.use(...stripe.handlers());
+  return stripe;
+}
+
+const run = (tenantIds: string[]) =>
+  succeeded(
+    runReporter({
+      db: serviceClient(),
+      stripe: stripeClient(5000),
+      settings: { ...reporterTestSettings, concurrency: 1 },
+      log: silentLogger,
+      tenantIds,
+    }),
+  );
+
+/**
+ * The status of these tenants' billing, and what it asks a person to do about it. Scheduled
+ * runs are not per tenant (other test files add to them), so they are left out.
+ */
+async function statusOf(tenantIds: string[]) {
+  const { data, error } = await serviceClient().rpc('operator_status', { tenant_ids: tenantIds });
+  if (error) throw new Error(error.message);
+  const status = operatorStatusSchema.parse(data);
+  expect(status.stripe_events.rejected).toBe(0);
+  const attention = needsAttention({ ...status, scheduled_functions: [] });
+  return { reports: status.meter_reports, attention };
+}
+
+describe('billing health', () => {
+  it('a refused key is flagged from its first refusal, with what to do, and clears once a send succeeds', async () => {
+    const stripe = fakeStripe();
+    const a = await meteredTenant(3);
+    const b = await meteredTenant(4);
+    const ids = [a.tenantId, b.tenantId];
+    stripe.revokeKey(TEST_STRIPE_KEY);
+    const refused = await run(ids);
+    // The first refusal stops the run: the other report would fail the same way.
+    expect(refused).toMatchObject({ stoppedBy: 'auth', failed: 1, deferred: 1, sent: 0 });
+
+    const flagged = await statusOf(ids);
+    expect(flagged.reports).toMatchObject({ auth_failing: true, failing: 0 });
+    expect(flagged.reports.auth_error).toMatch(/Invalid API Key/);
+    expect(flagged.attention).toContainEqual(
+      expect.stringMatching(/^Stripe refuses the API key .*set STRIPE_SECRET_KEY/),
+    );
+
+    const response = await statusHandler(
+      new Request('https://flowmeter.test/api/v1/status', {
+        headers: { authorization: `Bearer ${secret}` },
+      }),
+    );
+    expect(response.status).toBe(503);
+    const body = (await response.json()) as { needs_attention: string[] };
+    expect(body.needs_attention).toContainEqual(
+      expect.stringMatching(/Stripe refuses the API key/),
+    );
+
+    const cli = await runCliWith(['status', '--tenant', a.tenantId, '--tenant', b.tenantId]);
+    expect(cli.code).toBe(EXIT.failed);
+    expect(cli.out).toMatch(/Stripe refuses the API key: nothing can be sent/);
+
+    // The operator sets a working key: the next run sends everything and the flag clears.
+    fakeStripe();
+    expect(await run(ids)).toMatchObject({ sent: 2, failed: 0 });
+    const cleared = await statusOf(ids);
+    expect(cleared.reports).toMatchObject({ auth_failing: false, pending: 0 });
+    expect(cleared.attention).toEqual([]);
+  });
+
+  it('flowmeter report stops at a refused key, says what to do and exits 1', async () => {
+    const stripe = fakeStripe();
+    const { tenantId } = await meteredTenant(2);
+    stripe.revokeKey(TEST_STRIPE_KEY);
+    const result = await runCliWith(['report', '--tenant', tenantId], {
+      env: { STRIPE_SECRET_KEY: TEST_STRIPE_KEY },
+    });
+    expect(result.code).toBe(EXIT.failed);
+    expect(result.err).toMatch(
+      /Stripe refused the API key, so the run stopped: set STRIPE_SECRET_KEY/,
+    );
+    expect(await ledger(tenantId)).toMatchObject([{ status: 'pending', last_error_kind: 'auth' }]);
+  });
+
+  it('other failures are flagged once a report has failed 3 times, not before', async () => {
+    const stripe = fakeStripe();
+    const { tenantId } = await meteredTenant(5);
+    stripe.faultEach(() => 'server_error');
+    for (const expected of [0, 0, 1]) {
+      expect(await run([tenantId])).toMatchObject({ failed: 1 });
+      const { reports, attention } = await statusOf([tenantId]);
+      expect(reports).toMatchObject({
+        failing: expected,
+        auth_failing: false,
+        failing_threshold: 3,
+      });
+      const line = attention.find((a) => a.includes('failed 3 or more times'));
+      expect(Boolean(line)).toBe(expected === 1);
+    }
+    expect(await ledger(tenantId)).toMatchObject([
+      { status: 'pending', attempts: 3, last_error_kind: 'unavailable' },
+    ]);
+    stripe.faultEach(undefined);
+    await run([tenantId]);
+    expect((await statusOf([tenantId])).attention).toEqual([]);
+  });
+
+  it('late usage is flagged with what to do', async () => {
+    fakeStripe();
+    const { tenantId } = await meteredTenant();
+    const now = new Date();
+    await addUsage(
+      tenantId,
+      6,
+      new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1) - 86400_000),
+    );
+    await run([tenantId]);
+    const { reports, attention } = await statusOf([tenantId]);
+    expect(reports).toMatchObject({ late: 1, late_value: 6 });
+    expect(attention).toContainEqual(
+      expect.stringMatching(/^1 late meter report .*bill the usage by hand/),
+    );
+  });
+
+  it('a healthy billing is not flagged', async () => {
+    fakeStripe();
+    const { tenantId } = await meteredTenant(2);
+    await run([tenantId]);
+    const { reports, attention } = await statusOf([tenantId]);
+    expect(reports).toMatchObject({ pending: 0, late: 0, failing: 0, auth_failing: false });
+    expect(attention).toEqual([]);
+  });
+});

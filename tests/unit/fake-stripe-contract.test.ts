@@ -1,0 +1,241 @@
+import { setupServer } from 'msw/node';
+import Stripe from 'stripe';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createStripeClient, STRIPE_API_VERSION } from '../../src/stripe/client.ts';
+import { FakeStripe, type StripeErrorBody } from '../support/fake-stripe.ts';
+
+/**
+ * Class: requests real Stripe would refuse. The test double of Stripe checks every
+ * documented constraint of the endpoints flowmeter calls and answers in Stripe's error
+ * shape and status; each case here is a request it must turn away, next to the request
+ * stripe-node makes, which it must take.
+ */
+const NOW = Date.UTC(2027, 0, 15, 12);
+const KEY = 'sk_test_contract';
+const server = setupServer();
+let stripe: FakeStripe;
+
+beforeAll(() => server.listen({ onUnhandledFrame: 'error' }));
+afterAll(() => server.close());
+beforeEach(() => {
+  stripe = new FakeStripe({ now: () => NOW });
+  server.resetHandlers(...stripe.handlers());
+});
+
+const client = (secretKey = KEY) =>
+  createStripeClient({ secretKey, maxNetworkRetries: 0, timeoutMs: 5000 });
+
+const valid = (overrides: Record<string, string> = {}) => ({
+  event_name: 'n8n_executions',
+  identifier: `flowmeter:${Math.random().toString(36).slice(2)}`,
+  timestamp: String(NOW / 1000 - 60),
+  'payload[stripe_customer_id]': 'cus_contract',
+  'payload[value]': '7',
+  ...overrides,
+});
+
+async function post(
+  form: Record<string, string>,
+  headers: Record<string, string | null> = {},
+  body?: string,
+) {
+  const sent: Record<string, string> = {
+    authorization: `Bearer ${KEY}`,
+    'stripe-version': STRIPE_API_VERSION,
+    'content-type': 'application/x-www-form-urlencoded',
+  };
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === null) delete sent[name];
+    else sent[name] = value;
+  }
+  const response = await fetch('https://api.stripe.com/v1/billing/meter_events', {
+    method: 'POST',
+    headers: sent,
+    body: body ?? new URLSearchParams(form).toString(),
+  });
+  return { status: response.status, body: (await response.json()) as StripeErrorBody };
+}
+
+describe('the fake takes what stripe-node sends', () => {
+  it('a meter event at the limits of every constraint', async () => {
+    const event = await client().billing.meterEvents.create(
+      {
+        event_name: 'e'.repeat(100),
+        identifier: 'i'.repeat(100),
+        timestamp: NOW / 1000 - 35 * 86_400 + 60,
+        payload: { stripe_customer_id: 'cus_contract', value: '12' },
+      },
+      { idempotencyKey: 'k'.repeat(255) },
+    );
+    expect(event).toMatchObject({ object: 'billing.meter_event', identifier: 'i'.repeat(100) });
+    await client().billing.meterEvents.create({
+      event_name: 'n8n_executions',
+      identifier: 'five-minutes-ahead',
+      timestamp: NOW / 1000 + 300,
+      payload: { stripe_customer_id: 'cus_contract', value: '1' },
+    });
+    expect(stripe.refusals).toEqual([]);
+    expect(stripe.accepted.size).toBe(2);
+  });
+});
+
+describe('the fake refuses what Stripe refuses, in Stripe’s shape', () => {
+  it.each<[string, Record<string, string>, number, Partial<StripeErrorBody['error']>]>([
+    [
+      'an unknown parameter',
+      { ...valid(), 'payload[extra]': '1' },
+      400,
+      { code: 'parameter_unknown', param: 'payload[extra]' },
+    ],
+    [
+      'no event_name',
+      { ...valid(), event_name: '' },
+      400,
+      { code: 'parameter_missing', param: 'event_name' },
+    ],
+    [
+      'no customer',
+      { ...valid(), 'payload[stripe_customer_id]': '' },
+      400,
+      { code: 'parameter_missing', param: 'payload[stripe_customer_id]' },
+    ],
+    [
+      'no value',
+      { ...valid(), 'payload[value]': '' },
+      400,
+      { code: 'parameter_missing', param: 'payload[value]' },
+    ],
+    [
+      'event_name over 100 characters',
+      valid({ event_name: 'e'.repeat(101) }),
+      400,
+      { param: 'event_name' },
+    ],
+    [
+      'identifier over 100 characters',
+      valid({ identifier: 'i'.repeat(101) }),
+      400,
+      { param: 'identifier' },
+    ],
+    [
+      'a timestamp older than 35 days',
+      valid({ timestamp: String(NOW / 1000 - 35 * 86_400 - 1) }),
+      400,
+      { param: 'timestamp' },
+    ],
+    [
+      'a timestamp over 5 minutes ahead',
+      valid({ timestamp: String(NOW / 1000 + 301) }),
+      400,
+      { param: 'timestamp' },
+    ],
+    [
+      'a timestamp that is not an integer',
+      valid({ timestamp: '1.5e9' }),
+      400,
+      { code: 'parameter_invalid_integer', param: 'timestamp' },
+    ],
+    [
+      'a value that is not an integer',
+      valid({ 'payload[value]': '1.5' }),
+      400,
+      { code: 'parameter_invalid_integer', param: 'payload[value]' },
+    ],
+    [
+      'a value that is not a number',
+      valid({ 'payload[value]': 'seven' }),
+      400,
+      { param: 'payload[value]' },
+    ],
+  ])('%s: %i', async (_, form, status, error) => {
+    const answer = await post(form);
+    expect(answer.status).toBe(status);
+    expect(answer.body.error).toMatchObject({ type: 'invalid_request_error', ...error });
+    expect(answer.body.error.message).toEqual(expect.any(String));
+    expect(stripe.accepted.size).toBe(0);
+  });
+
+  it('no key, a malformed key or a revoked key: 401', async () => {
+    expect((await post(valid(), { authorization: null })).status).toBe(401);
+    expect((await post(valid(), { authorization: 'Bearer pk_test_abc' })).status).toBe(401);
+    stripe.revokeKey(KEY);
+    const revoked = await client()
+      .billing.meterEvents.create({
+        event_name: 'n8n_executions',
+        payload: { stripe_customer_id: 'cus_contract', value: '1' },
+      })
+      .catch((e: unknown) => e);
+    expect(revoked).toBeInstanceOf(Stripe.errors.StripeAuthenticationError);
+    expect((revoked as Stripe.errors.StripeError).statusCode).toBe(401);
+  });
+
+  it('an API version other than the one pinned, or none: 400', async () => {
+    expect((await post(valid(), { 'stripe-version': '2024-06-20' })).body.error.message).toMatch(
+      /Invalid Stripe API version/,
+    );
+    expect((await post(valid(), { 'stripe-version': null })).status).toBe(400);
+  });
+
+  it('a body that is not form-encoded: 400', async () => {
+    const answer = await post({}, { 'content-type': 'application/json' }, JSON.stringify(valid()));
+    expect(answer.status).toBe(400);
+    expect(answer.body.error.message).toMatch(/form-encoded/);
+  });
+
+  it('an idempotency key over 255 characters, or reused with other parameters: 400 idempotency_error', async () => {
+    const long = await post(valid(), { 'idempotency-key': 'k'.repeat(256) });
+    expect(long).toMatchObject({ status: 400, body: { error: { type: 'idempotency_error' } } });
+    const first = valid();
+    expect((await post(first, { 'idempotency-key': 'same' })).status).toBe(200);
+    const replay = await post(first, { 'idempotency-key': 'same' });
+    expect(replay.status).toBe(200);
+    const reused = await post({ ...first, 'payload[value]': '8' }, { 'idempotency-key': 'same' });
+    expect(reused).toMatchObject({ status: 400, body: { error: { type: 'idempotency_error' } } });
+    expect(stripe.totalFor('cus_contract')).toBe(7);
+  });
+
+  it('an identifier it already holds, under a new key: 400 duplicate_meter_event', async () => {
+    const form = valid();
+    expect((await post(form, { 'idempotency-key': 'a' })).status).toBe(200);
+    const again = await post(form, { 'idempotency-key': 'b' });
+    expect(again).toMatchObject({
+      status: 400,
+      body: {
+        error: {
+          type: 'invalid_request_error',
+          code: 'duplicate_meter_event',
+          param: 'identifier',
+        },
+      },
+    });
+  });
+
+  it('a 429 reaches stripe-node as a rate limit error carrying Retry-After', async () => {
+    stripe.rateLimitNext(1, '4');
+    const limited = await client()
+      .billing.meterEvents.create({
+        event_name: 'n8n_executions',
+        payload: { stripe_customer_id: 'cus_contract', value: '1' },
+      })
+      .catch((e: unknown) => e);
+    expect(limited).toBeInstanceOf(Stripe.errors.StripeRateLimitError);
+    expect((limited as Stripe.errors.StripeError).headers?.['retry-after']).toBe('4');
+  });
+
+  it('event summaries without a customer or with a window that ends before it starts: 400', async () => {
+    const summaries = (params: Record<string, string>) =>
+      fetch(
+        `https://api.stripe.com/v1/billing/meters/mtr_test_1/event_summaries?${new URLSearchParams(params)}`,
+        {
+          headers: { authorization: `Bearer ${KEY}`, 'stripe-version': STRIPE_API_VERSION },
+        },
+      );
+    expect((await summaries({ start_time: '1', end_time: '2' })).status).toBe(400);
+    expect((await summaries({ customer: 'cus_x', start_time: '5', end_time: '2' })).status).toBe(
+      400,
+    );
+    expect((await summaries({ customer: 'cus_x', start_time: '1', end_time: '2' })).status).toBe(
+      200,
+    );
+  });
+});
