@@ -109,5 +109,5 @@ describe('npm start (whole pipeline)', () => {
     }
     expect(await exited).toBe(0);
     expect(output).toContain('stopped.');
-  }, 600_000);
+  }, 900_000);
 });
