@@ -11,6 +11,7 @@ const base: LocalEnv = {
   encryptionKeys: 'local:AAAA',
   runnerSecret: 'r',
   internalSecret: 'i',
+  dashboardUrl: 'http://127.0.0.1:54323',
 };
 
 describe('local.env', () => {
