@@ -1,13 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
-import { Command } from 'commander';
 import pg from 'pg';
 import { createServiceClient } from '../src/db/client.ts';
 import { createEnforceHandler } from '../src/enforcement/handler.ts';
 import { silentLogger } from '../src/observability/logger.ts';
 import { cpuProbe } from './cpu.ts';
 import { fmt, measure, measureAtRate, measureMedian, medianOf, type Series } from './stats.ts';
-import { machine, positive, printTargets, startStackProcess, writeResults } from './support.ts';
+import { benchOptions, machine, printTargets, startStackProcess, writeResults } from './support.ts';
 
 /**
  * npm run bench: the enforcement hot path on this machine, against baselines measured in
@@ -21,21 +20,10 @@ import { machine, positive, printTargets, startStackProcess, writeResults } from
  * decision with a small, a large and the small history again (A-B-A). Writes
  * bench/results/enforce-<time>.json.
  */
-const options = new Command()
-  .name('bench')
-  .option('--requests <n>', 'requests per series', positive, 4000)
-  .option('--large <n>', 'stored executions for the large-table comparison', positive, 10_000_000)
-  .option('--small <n>', 'stored executions for the small-table comparison', positive, 10_000)
-  .option('--tenants <n>', 'tenants the load is spread over', positive, 64)
-  .option('--repeat <n>', 'runs per series; the median of each statistic is kept', positive, 3)
-  .parse()
-  .opts<{
-    requests: number;
-    large: number;
-    small: number;
-    tenants: number;
-    repeat: number;
-  }>();
+const options = benchOptions('bench', {
+  requests: 4000,
+  tenants: 'tenants the load is spread over',
+});
 
 const stack = await startStackProcess();
 const probe = cpuProbe(stack.pid);

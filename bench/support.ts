@@ -5,7 +5,7 @@ import { cpus, totalmem } from 'node:os';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { projectRoot } from '../src/local/project.ts';
 import type { LocalStackInfo } from '../src/local/stack.ts';
 import { fmt } from './stats.ts';
@@ -17,6 +17,36 @@ export const positive = (value: string) => {
     throw new InvalidArgumentError('must be a positive whole number');
   return n;
 };
+
+interface ComparisonOptions {
+  requests: number;
+  large: number;
+  small: number;
+  tenants: number;
+  repeat: number;
+}
+
+/**
+ * The parsed command line of a benchmark that measures each series with a small and a
+ * large executions table, defined once so such benchmarks agree on what the sizes mean;
+ * `more` adds a benchmark's own options.
+ */
+export function benchOptions<More extends object = object>(
+  name: string,
+  defaults: { requests: number; tenants: string },
+  more: (command: Command) => Command = (command) => command,
+): ComparisonOptions & More {
+  const command = new Command()
+    .name(name)
+    .option('--requests <n>', 'requests per series', positive, defaults.requests)
+    .option('--large <n>', 'stored executions for the large-table comparison', positive, 10_000_000)
+    .option('--small <n>', 'stored executions for the small-table comparison', positive, 10_000)
+    .option('--tenants <n>', defaults.tenants, positive, 64);
+  return more(command)
+    .option('--repeat <n>', 'runs per series; the median of each statistic is kept', positive, 3)
+    .parse()
+    .opts<ComparisonOptions & More>();
+}
 
 /**
  * The local stack in a child process (stack-process.ts), as PostgREST runs apart from the

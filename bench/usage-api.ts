@@ -1,5 +1,4 @@
 import { createClient } from '@supabase/supabase-js';
-import { Command } from 'commander';
 import pg from 'pg';
 import type { Database } from '../src/db/database.types.ts';
 import { signJwt } from '../src/local/keys.ts';
@@ -11,7 +10,14 @@ import {
   type UsageResult,
 } from '../src/usage-client/index.ts';
 import { fmt, measure, measureMedian, type Series } from './stats.ts';
-import { machine, positive, printTargets, startStackProcess, writeResults } from './support.ts';
+import {
+  benchOptions,
+  machine,
+  positive,
+  printTargets,
+  startStackProcess,
+  writeResults,
+} from './support.ts';
 
 /**
  * The tenant usage API as a frontend calls it (supabase-js signed in as a tenant user →
@@ -21,28 +27,12 @@ import { machine, positive, printTargets, startStackProcess, writeResults } from
  * tenant-period of raw executions by design; it is measured for information. Writes
  * bench/results/usage-api-<time>.json.
  */
-const options = new Command()
-  .name('bench-usage-api')
-  .option('--requests <n>', 'requests per series', positive, 2000)
-  .option('--large <n>', 'stored executions for the large-table comparison', positive, 10_000_000)
-  .option('--small <n>', 'stored executions for the small-table comparison', positive, 10_000)
-  .option(
-    '--tenants <n>',
-    'tenants (one signed-in member each) the load is spread over',
-    positive,
-    64,
-  )
-  .option('--days <n>', 'days back from now the executions are spread over', positive, 60)
-  .option('--repeat <n>', 'runs per series; the median of each statistic is kept', positive, 3)
-  .parse()
-  .opts<{
-    requests: number;
-    large: number;
-    small: number;
-    tenants: number;
-    days: number;
-    repeat: number;
-  }>();
+const options = benchOptions<{ days: number }>(
+  'bench-usage-api',
+  { requests: 2000, tenants: 'tenants (one signed-in member each) the load is spread over' },
+  (command) =>
+    command.option('--days <n>', 'days back from now the executions are spread over', positive, 60),
+);
 
 const stack = await startStackProcess();
 const admin = new pg.Pool({ connectionString: stack.databaseUrl, max: 4 });
