@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Command, InvalidArgumentError } from 'commander';
+import type pg from 'pg';
 import { projectRoot } from '../src/local/project.ts';
 import type { LocalStackInfo } from '../src/local/stack.ts';
 import { fmt } from './stats.ts';
@@ -46,6 +47,50 @@ export function benchOptions<More extends object = object>(
     .option('--repeat <n>', 'runs per series; the median of each statistic is kept', positive, 3)
     .parse()
     .opts<ComparisonOptions & More>();
+}
+
+interface BenchSource {
+  id: string;
+  tenant_id: string;
+}
+
+/** One n8n source per tenant on the 'bench' plan, for the stored executions to come from. */
+export async function benchSources(admin: pg.Pool): Promise<BenchSource[]> {
+  const { rows } = await admin.query<BenchSource>(
+    `insert into public.n8n_sources (tenant_id, name, base_url, api_key_ciphertext)
+     select id, 'bench', 'https://bench-' || id || '.example', 'fm1.x' from public.tenants where plan_id = 'bench'
+     returning id, tenant_id`,
+  );
+  return rows;
+}
+
+/**
+ * Tops public.executions up to `total` rows, spread evenly over `sources`: `insert` stores
+ * one source's share, execution ids after `after`; `settle` then brings what the rows
+ * feed up to date. The checkpoint writes the new pages out now, not during the next
+ * measurement. Nothing happens when the table already holds `total`.
+ */
+export async function topUpExecutions(options: {
+  admin: pg.Pool;
+  sources: BenchSource[];
+  total: number;
+  insert: (source: BenchSource, after: number, count: number) => Promise<unknown>;
+  settle: () => Promise<unknown>;
+}): Promise<void> {
+  const { admin, sources, total } = options;
+  const { rows } = await admin.query('select count(*)::bigint as n from public.executions');
+  const have = Number(rows[0].n);
+  const per = Math.ceil((total - have) / sources.length);
+  if (per <= 0) return;
+  const started = performance.now();
+  for (const [i, source] of sources.entries()) {
+    await options.insert(source, have + i * per, per);
+  }
+  await options.settle();
+  await admin.query('checkpoint');
+  console.log(
+    `stored ${total.toLocaleString()} executions (${fmt((performance.now() - started) / 1000, 1)} s)`,
+  );
 }
 
 /**
