@@ -65,16 +65,19 @@ export async function benchSources(admin: pg.Pool): Promise<BenchSource[]> {
 }
 
 /**
- * Tops public.executions up to `total` rows, spread evenly over `sources`: `insert` stores
- * one source's share, execution ids after `after`; `settle` then brings what the rows
- * feed up to date. The checkpoint writes the new pages out now, not during the next
- * measurement. Nothing happens when the table already holds `total`.
+ * Tops public.executions up to `total` rows, spread evenly over `sources` and 20 workflows,
+ * each a billable 2-second run: `at` and `status` are SQL expressions of the row number g
+ * (and of `params`, from $5) for when it ran and how it ended. `settle` then brings what
+ * the rows feed up to date. The checkpoint writes the new pages out now, not during the
+ * next measurement. Nothing happens when the table already holds `total`.
  */
 export async function topUpExecutions(options: {
   admin: pg.Pool;
   sources: BenchSource[];
   total: number;
-  insert: (source: BenchSource, after: number, count: number) => Promise<unknown>;
+  at: string;
+  status: string;
+  params?: unknown[];
   settle: () => Promise<unknown>;
 }): Promise<void> {
   const { admin, sources, total } = options;
@@ -84,7 +87,15 @@ export async function topUpExecutions(options: {
   if (per <= 0) return;
   const started = performance.now();
   for (const [i, source] of sources.entries()) {
-    await options.insert(source, have + i * per, per);
+    await admin.query(
+      `insert into public.executions (source_id, execution_id, tenant_id, workflow_id, mode, status,
+         started_at, stopped_at, occurred_at, duration_ms, billable, period_start)
+       select $1, $3 + g, $2, 'wf' || (g % 20), 'trigger', ${options.status},
+              at, at + interval '2 seconds', at, 2000, true,
+              date_trunc('month', at at time zone 'UTC') at time zone 'UTC'
+       from generate_series(1, $4) g, lateral (select ${options.at} as at) x`,
+      [source.id, source.tenant_id, have + i * per, per, ...(options.params ?? [])],
+    );
   }
   await options.settle();
   await admin.query('checkpoint');

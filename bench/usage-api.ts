@@ -93,16 +93,9 @@ try {
       // Spread over the bench sources and the last `days` days, as the collector would
       // store them (calendar-month periods), then the counters and daily totals they add
       // up to.
-      insert: (source, after, count) =>
-        admin.query(
-          `insert into public.executions (source_id, execution_id, tenant_id, workflow_id, mode, status,
-             started_at, stopped_at, occurred_at, duration_ms, billable, period_start)
-           select $1, $3 + g, $2, 'wf' || (g % 20), 'trigger', case when g % 13 = 0 then 'error' else 'success' end,
-                  at, at + interval '2 seconds', at, 2000, true,
-                  date_trunc('month', at at time zone 'UTC') at time zone 'UTC'
-           from generate_series(1, $4) g, lateral (select now() - ((g::bigint * 7919) % $5) * interval '1 second' as at) x`,
-          [source.id, source.tenant_id, after, count, span],
-        ),
+      at: "now() - ((g::bigint * 7919) % $5) * interval '1 second'",
+      status: "case when g % 13 = 0 then 'error' else 'success' end",
+      params: [span],
       settle: async () => {
         await admin.query(
           `insert into public.usage_counters as c (tenant_id, period_start, period_end, executions, billable,
