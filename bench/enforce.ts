@@ -1,13 +1,20 @@
 import { randomBytes } from 'node:crypto';
 import { cpus } from 'node:os';
-import { Command } from 'commander';
 import pg from 'pg';
 import { createServiceClient } from '../src/db/client.ts';
 import { createEnforceHandler } from '../src/enforcement/handler.ts';
 import { silentLogger } from '../src/observability/logger.ts';
 import { cpuProbe } from './cpu.ts';
 import { fmt, measure, measureAtRate, measureMedian, medianOf, type Series } from './stats.ts';
-import { machine, positive, printTargets, startStackProcess, writeResults } from './support.ts';
+import {
+  benchOptions,
+  benchSources,
+  machine,
+  printTargets,
+  startStackProcess,
+  topUpExecutions,
+  writeResults,
+} from './support.ts';
 
 /**
  * npm run bench: the enforcement hot path on this machine, against baselines measured in
@@ -21,21 +28,10 @@ import { machine, positive, printTargets, startStackProcess, writeResults } from
  * decision with a small, a large and the small history again (A-B-A). Writes
  * bench/results/enforce-<time>.json.
  */
-const options = new Command()
-  .name('bench')
-  .option('--requests <n>', 'requests per series', positive, 4000)
-  .option('--large <n>', 'stored executions for the large-table comparison', positive, 10_000_000)
-  .option('--small <n>', 'stored executions for the small-table comparison', positive, 10_000)
-  .option('--tenants <n>', 'tenants the load is spread over', positive, 64)
-  .option('--repeat <n>', 'runs per series; the median of each statistic is kept', positive, 3)
-  .parse()
-  .opts<{
-    requests: number;
-    large: number;
-    small: number;
-    tenants: number;
-    repeat: number;
-  }>();
+const options = benchOptions('bench', {
+  requests: 4000,
+  tenants: 'tenants the load is spread over',
+});
 
 const stack = await startStackProcess();
 const probe = cpuProbe(stack.pid);
@@ -62,41 +58,22 @@ try {
     [options.tenants],
   );
   const tenantIds = tenants.map((t) => t.id);
-  const { rows: sources } = await admin.query<{ id: string; tenant_id: string }>(
-    `insert into public.n8n_sources (tenant_id, name, base_url, api_key_ciphertext)
-     select id, 'bench', 'https://bench-' || id || '.example', 'fm1.x' from public.tenants where plan_id = 'bench'
-     returning id, tenant_id`,
-  );
+  const sources = await benchSources(admin);
   await admin.query('select private.ensure_execution_partition(now())');
 
-  async function storeExecutions(total: number) {
-    // Spread over the bench sources, this month, as the collector would store them.
-    const { rows } = await admin.query('select count(*)::bigint as n from public.executions');
-    const have = Number(rows[0].n);
-    const per = Math.ceil((total - have) / sources.length);
-    if (per <= 0) return;
-    const started = performance.now();
-    for (const [i, source] of sources.entries()) {
-      await admin.query(
-        `insert into public.executions (source_id, execution_id, tenant_id, workflow_id, mode, status,
-           started_at, stopped_at, occurred_at, duration_ms, billable, period_start)
-         select $1, $3 + g, $2, 'wf' || (g % 20), 'trigger', 'success',
-                date_trunc('month', now()) + (g % 86400) * interval '1 second',
-                date_trunc('month', now()) + (g % 86400) * interval '1 second' + interval '2 seconds',
-                date_trunc('month', now()) + (g % 86400) * interval '1 second', 2000, true, date_trunc('month', now())
-         from generate_series(1, $4) g`,
-        [source.id, source.tenant_id, have + i * per, per],
-      );
-    }
-    // Vacuumed as well as analysed, and checkpointed: otherwise autovacuum's pass over the
-    // freshly inserted rows, and the checkpoint writing them out, run during the next
-    // measurement and are counted as PostgreSQL's CPU per decision.
-    await admin.query('vacuum analyze public.executions');
-    await admin.query('checkpoint');
-    console.log(
-      `stored ${total.toLocaleString()} executions (${fmt((performance.now() - started) / 1000, 1)} s)`,
-    );
-  }
+  const storeExecutions = (total: number) =>
+    topUpExecutions({
+      admin,
+      sources,
+      total,
+      // Spread over the bench sources, this month, as the collector would store them.
+      at: "date_trunc('month', now()) + (g % 86400) * interval '1 second'",
+      status: "'success'",
+      // Vacuumed as well as analysed (and then checkpointed): otherwise autovacuum's pass
+      // over the freshly inserted rows, and the checkpoint writing them out, run during the
+      // next measurement and are counted as PostgreSQL's CPU per decision.
+      settle: () => admin.query('vacuum analyze public.executions'),
+    });
 
   await storeExecutions(options.small);
 

@@ -5,7 +5,8 @@ import { cpus, totalmem } from 'node:os';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+import type pg from 'pg';
 import { projectRoot } from '../src/local/project.ts';
 import type { LocalStackInfo } from '../src/local/stack.ts';
 import { fmt } from './stats.ts';
@@ -17,6 +18,91 @@ export const positive = (value: string) => {
     throw new InvalidArgumentError('must be a positive whole number');
   return n;
 };
+
+interface ComparisonOptions {
+  requests: number;
+  large: number;
+  small: number;
+  tenants: number;
+  repeat: number;
+}
+
+/**
+ * The parsed command line of a benchmark that measures each series with a small and a
+ * large executions table, defined once so such benchmarks agree on what the sizes mean;
+ * `more` adds a benchmark's own options.
+ */
+export function benchOptions<More extends object = object>(
+  name: string,
+  defaults: { requests: number; tenants: string },
+  more: (command: Command) => Command = (command) => command,
+): ComparisonOptions & More {
+  const command = new Command()
+    .name(name)
+    .option('--requests <n>', 'requests per series', positive, defaults.requests)
+    .option('--large <n>', 'stored executions for the large-table comparison', positive, 10_000_000)
+    .option('--small <n>', 'stored executions for the small-table comparison', positive, 10_000)
+    .option('--tenants <n>', defaults.tenants, positive, 64);
+  return more(command)
+    .option('--repeat <n>', 'runs per series; the median of each statistic is kept', positive, 3)
+    .parse()
+    .opts<ComparisonOptions & More>();
+}
+
+interface BenchSource {
+  id: string;
+  tenant_id: string;
+}
+
+/** One n8n source per tenant on the 'bench' plan, for the stored executions to come from. */
+export async function benchSources(admin: pg.Pool): Promise<BenchSource[]> {
+  const { rows } = await admin.query<BenchSource>(
+    `insert into public.n8n_sources (tenant_id, name, base_url, api_key_ciphertext)
+     select id, 'bench', 'https://bench-' || id || '.example', 'fm1.x' from public.tenants where plan_id = 'bench'
+     returning id, tenant_id`,
+  );
+  return rows;
+}
+
+/**
+ * Tops public.executions up to `total` rows, spread evenly over `sources` and 20 workflows,
+ * each a billable 2-second run: `at` and `status` are SQL expressions of the row number g
+ * (and of `params`, from $5) for when it ran and how it ended. `settle` then brings what
+ * the rows feed up to date. The checkpoint writes the new pages out now, not during the
+ * next measurement. Nothing happens when the table already holds `total`.
+ */
+export async function topUpExecutions(options: {
+  admin: pg.Pool;
+  sources: BenchSource[];
+  total: number;
+  at: string;
+  status: string;
+  params?: unknown[];
+  settle: () => Promise<unknown>;
+}): Promise<void> {
+  const { admin, sources, total } = options;
+  const { rows } = await admin.query('select count(*)::bigint as n from public.executions');
+  const have = Number(rows[0].n);
+  const per = Math.ceil((total - have) / sources.length);
+  if (per <= 0) return;
+  const started = performance.now();
+  for (const [i, source] of sources.entries()) {
+    await admin.query(
+      `insert into public.executions (source_id, execution_id, tenant_id, workflow_id, mode, status,
+         started_at, stopped_at, occurred_at, duration_ms, billable, period_start)
+       select $1, $3 + g, $2, 'wf' || (g % 20), 'trigger', ${options.status},
+              at, at + interval '2 seconds', at, 2000, true,
+              date_trunc('month', at at time zone 'UTC') at time zone 'UTC'
+       from generate_series(1, $4) g, lateral (select ${options.at} as at) x`,
+      [source.id, source.tenant_id, have + i * per, per, ...(options.params ?? [])],
+    );
+  }
+  await options.settle();
+  await admin.query('checkpoint');
+  console.log(
+    `stored ${total.toLocaleString()} executions (${fmt((performance.now() - started) / 1000, 1)} s)`,
+  );
+}
 
 /**
  * The local stack in a child process (stack-process.ts), as PostgREST runs apart from the

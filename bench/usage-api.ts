@@ -1,5 +1,4 @@
 import { createClient } from '@supabase/supabase-js';
-import { Command } from 'commander';
 import pg from 'pg';
 import type { Database } from '../src/db/database.types.ts';
 import { signJwt } from '../src/local/keys.ts';
@@ -11,7 +10,16 @@ import {
   type UsageResult,
 } from '../src/usage-client/index.ts';
 import { fmt, measure, measureMedian, type Series } from './stats.ts';
-import { machine, positive, printTargets, startStackProcess, writeResults } from './support.ts';
+import {
+  benchOptions,
+  benchSources,
+  machine,
+  positive,
+  printTargets,
+  startStackProcess,
+  topUpExecutions,
+  writeResults,
+} from './support.ts';
 
 /**
  * The tenant usage API as a frontend calls it (supabase-js signed in as a tenant user →
@@ -21,28 +29,12 @@ import { machine, positive, printTargets, startStackProcess, writeResults } from
  * tenant-period of raw executions by design; it is measured for information. Writes
  * bench/results/usage-api-<time>.json.
  */
-const options = new Command()
-  .name('bench-usage-api')
-  .option('--requests <n>', 'requests per series', positive, 2000)
-  .option('--large <n>', 'stored executions for the large-table comparison', positive, 10_000_000)
-  .option('--small <n>', 'stored executions for the small-table comparison', positive, 10_000)
-  .option(
-    '--tenants <n>',
-    'tenants (one signed-in member each) the load is spread over',
-    positive,
-    64,
-  )
-  .option('--days <n>', 'days back from now the executions are spread over', positive, 60)
-  .option('--repeat <n>', 'runs per series; the median of each statistic is kept', positive, 3)
-  .parse()
-  .opts<{
-    requests: number;
-    large: number;
-    small: number;
-    tenants: number;
-    days: number;
-    repeat: number;
-  }>();
+const options = benchOptions<{ days: number }>(
+  'bench-usage-api',
+  { requests: 2000, tenants: 'tenants (one signed-in member each) the load is spread over' },
+  (command) =>
+    command.option('--days <n>', 'days back from now the executions are spread over', positive, 60),
+);
 
 const stack = await startStackProcess();
 const admin = new pg.Pool({ connectionString: stack.databaseUrl, max: 4 });
@@ -70,11 +62,7 @@ try {
      returning tenant_id as id, user_id`,
     [options.tenants],
   );
-  const { rows: sources } = await admin.query<{ id: string; tenant_id: string }>(
-    `insert into public.n8n_sources (tenant_id, name, base_url, api_key_ciphertext)
-     select id, 'bench', 'https://bench-' || id || '.example', 'fm1.x' from public.tenants where plan_id = 'bench'
-     returning id, tenant_id`,
-  );
+  const sources = await benchSources(admin);
   await admin.query(
     `select private.ensure_execution_partition(now() - make_interval(days => d))
      from generate_series(0, $1) d`,
@@ -96,53 +84,42 @@ try {
     }),
   );
 
-  async function storeExecutions(total: number) {
-    // Spread over the bench sources and the last `days` days, as the collector would store
-    // them (calendar-month periods), then the counters and daily totals they add up to.
-    const { rows } = await admin.query('select count(*)::bigint as n from public.executions');
-    const have = Number(rows[0].n);
-    const per = Math.ceil((total - have) / sources.length);
-    if (per <= 0) return;
-    const started = performance.now();
-    const span = options.days * 86_400;
-    for (const [i, source] of sources.entries()) {
-      await admin.query(
-        `insert into public.executions (source_id, execution_id, tenant_id, workflow_id, mode, status,
-           started_at, stopped_at, occurred_at, duration_ms, billable, period_start)
-         select $1, $3 + g, $2, 'wf' || (g % 20), 'trigger', case when g % 13 = 0 then 'error' else 'success' end,
-                at, at + interval '2 seconds', at, 2000, true,
-                date_trunc('month', at at time zone 'UTC') at time zone 'UTC'
-         from generate_series(1, $4) g, lateral (select now() - ((g::bigint * 7919) % $5) * interval '1 second' as at) x`,
-        [source.id, source.tenant_id, have + i * per, per, span],
-      );
-    }
-    await admin.query(
-      `insert into public.usage_counters as c (tenant_id, period_start, period_end, executions, billable,
-         billable_success, billable_failed, billable_duration_ms)
-       select tenant_id, period_start, period_start + interval '1 month', count(*), count(*),
-              count(*) filter (where status = 'success'), count(*) filter (where status <> 'success'), sum(duration_ms)
-       from public.executions group by tenant_id, period_start
-       on conflict (tenant_id, period_start) do update set executions = excluded.executions,
-         billable = excluded.billable, billable_success = excluded.billable_success,
-         billable_failed = excluded.billable_failed, billable_duration_ms = excluded.billable_duration_ms`,
-    );
-    await admin.query(
-      `insert into public.usage_daily as d (tenant_id, day, executions, billable, failed, duration_ms)
-       select tenant_id, (occurred_at at time zone 'UTC')::date, count(*), count(*),
-              count(*) filter (where status <> 'success'), sum(duration_ms)
-       from public.executions group by 1, 2
-       on conflict (tenant_id, day) do update set executions = excluded.executions,
-         billable = excluded.billable, failed = excluded.failed, duration_ms = excluded.duration_ms`,
-    );
-    await admin.query(
-      'vacuum analyze public.executions, public.usage_counters, public.usage_daily',
-    );
-    // Write the seeded pages out now, not during the measurement.
-    await admin.query('checkpoint');
-    console.log(
-      `stored ${total.toLocaleString()} executions (${fmt((performance.now() - started) / 1000, 1)} s)`,
-    );
-  }
+  const span = options.days * 86_400;
+  const storeExecutions = (total: number) =>
+    topUpExecutions({
+      admin,
+      sources,
+      total,
+      // Spread over the bench sources and the last `days` days, as the collector would
+      // store them (calendar-month periods), then the counters and daily totals they add
+      // up to.
+      at: "now() - ((g::bigint * 7919) % $5) * interval '1 second'",
+      status: "case when g % 13 = 0 then 'error' else 'success' end",
+      params: [span],
+      settle: async () => {
+        await admin.query(
+          `insert into public.usage_counters as c (tenant_id, period_start, period_end, executions, billable,
+             billable_success, billable_failed, billable_duration_ms)
+           select tenant_id, period_start, period_start + interval '1 month', count(*), count(*),
+                  count(*) filter (where status = 'success'), count(*) filter (where status <> 'success'), sum(duration_ms)
+           from public.executions group by tenant_id, period_start
+           on conflict (tenant_id, period_start) do update set executions = excluded.executions,
+             billable = excluded.billable, billable_success = excluded.billable_success,
+             billable_failed = excluded.billable_failed, billable_duration_ms = excluded.billable_duration_ms`,
+        );
+        await admin.query(
+          `insert into public.usage_daily as d (tenant_id, day, executions, billable, failed, duration_ms)
+           select tenant_id, (occurred_at at time zone 'UTC')::date, count(*), count(*),
+                  count(*) filter (where status <> 'success'), sum(duration_ms)
+           from public.executions group by 1, 2
+           on conflict (tenant_id, day) do update set executions = excluded.executions,
+             billable = excluded.billable, failed = excluded.failed, duration_ms = excluded.duration_ms`,
+        );
+        await admin.query(
+          'vacuum analyze public.executions, public.usage_counters, public.usage_daily',
+        );
+      },
+    });
 
   const checked = async (call: Promise<UsageResult<unknown[]>>) => {
     const { data, error } = await call;

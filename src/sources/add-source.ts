@@ -2,10 +2,10 @@ import type { Keyring } from '../crypto/keyring.ts';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
 import { rpcResult } from '../db/rpc-result.ts';
-import { ok, type Result } from '../domain/result.ts';
+import type { Result } from '../domain/result.ts';
 import { sealApiKey } from '../n8n/api-key.ts';
 import type { N8nExecution } from '../n8n/client.ts';
-import { probeFirst } from './probe-source.ts';
+import { writeAfterProbe } from './probe-source.ts';
 
 type SourceRow = Database['public']['Functions']['add_n8n_source']['Returns'];
 
@@ -29,23 +29,20 @@ export interface AddSourceInput {
 export async function addSource(
   input: AddSourceInput,
 ): Promise<Result<{ source: ShownSource; latestExecution: N8nExecution | null }>> {
-  const probed = await probeFirst({
+  return writeAfterProbe({
     test: input.test,
     source: { baseUrl: input.baseUrl, apiKey: input.apiKey, projectId: input.projectId ?? null },
     timeoutMs: input.timeoutMs,
     unchanged: 'Nothing was stored.',
+    write: async () =>
+      rpcResult(
+        await input.db.rpc('add_n8n_source', {
+          tenant_id: input.tenantId,
+          name: input.name ?? new URL(input.baseUrl).host,
+          base_url: input.baseUrl,
+          api_key_ciphertext: sealApiKey(input.keyring, input.tenantId, input.apiKey),
+          ...(input.projectId ? { project_id: input.projectId } : {}),
+        }),
+      ),
   });
-  if (!probed.ok) return probed;
-  const added = rpcResult(
-    await input.db.rpc('add_n8n_source', {
-      tenant_id: input.tenantId,
-      name: input.name ?? new URL(input.baseUrl).host,
-      base_url: input.baseUrl,
-      api_key_ciphertext: sealApiKey(input.keyring, input.tenantId, input.apiKey),
-      ...(input.projectId ? { project_id: input.projectId } : {}),
-    }),
-  );
-  if (!added.ok) return added;
-  const { api_key_ciphertext: _sealed, ...source } = added.value;
-  return ok({ source, latestExecution: probed.value });
 }

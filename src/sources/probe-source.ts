@@ -62,3 +62,25 @@ export async function probeFirst(input: {
   if (!probed.ok) return fail('upstream_failed', `${probed.error.message}. ${input.unchanged}`);
   return ok(probed.value.latestExecution);
 }
+
+/**
+ * A write of a source's key that n8n must accept first: probes with `test` as probeFirst
+ * does, then `write`s, and shows the written source without its sealed key, beside the
+ * latest execution.
+ */
+export async function writeAfterProbe<Row extends { api_key_ciphertext: string }>(input: {
+  test: boolean;
+  source: SourceConnection;
+  timeoutMs: number;
+  unchanged: string;
+  write: () => Promise<Result<Row>>;
+}): Promise<
+  Result<{ source: Omit<Row, 'api_key_ciphertext'>; latestExecution: N8nExecution | null }>
+> {
+  const probed = await probeFirst(input);
+  if (!probed.ok) return probed;
+  const written = await input.write();
+  if (!written.ok) return written;
+  const { api_key_ciphertext: _sealed, ...source } = written.value;
+  return ok({ source, latestExecution: probed.value });
+}

@@ -1,11 +1,11 @@
 import type { Keyring } from '../crypto/keyring.ts';
 import type { Db } from '../db/client.ts';
 import { rpcResult } from '../db/rpc-result.ts';
-import { ok, type Result } from '../domain/result.ts';
+import type { Result } from '../domain/result.ts';
 import { sealApiKey } from '../n8n/api-key.ts';
 import type { N8nExecution } from '../n8n/client.ts';
 import type { ShownSource } from './add-source.ts';
-import { probeFirst } from './probe-source.ts';
+import { writeAfterProbe } from './probe-source.ts';
 import { storedCredentials } from './stored-credentials.ts';
 
 /**
@@ -23,20 +23,17 @@ export async function setSourceKey(input: {
   const read = await storedCredentials(input);
   if (!read.ok) return read;
   const stored = read.value;
-  const probed = await probeFirst({
+  return writeAfterProbe({
     test: input.test,
     source: { baseUrl: stored.base_url, apiKey: input.apiKey, projectId: stored.project_id },
     timeoutMs: input.timeoutMs,
     unchanged: 'The stored key was not changed.',
+    write: async () =>
+      rpcResult(
+        await input.db.rpc('set_n8n_source_key', {
+          source_id: input.sourceId,
+          api_key_ciphertext: sealApiKey(input.keyring, stored.tenant_id, input.apiKey),
+        }),
+      ),
   });
-  if (!probed.ok) return probed;
-  const updated = rpcResult(
-    await input.db.rpc('set_n8n_source_key', {
-      source_id: input.sourceId,
-      api_key_ciphertext: sealApiKey(input.keyring, stored.tenant_id, input.apiKey),
-    }),
-  );
-  if (!updated.ok) return updated;
-  const { api_key_ciphertext: _sealed, ...source } = updated.value;
-  return ok({ source, latestExecution: probed.value });
 }

@@ -1,11 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { runReporter } from '../../src/billing/report-usage.ts';
 import { EXIT } from '../../src/cli/main.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { needsAttention } from '../../src/ops/attention.ts';
 import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
-import { createStatusHandler } from '../../src/ops/status-handler.ts';
 import {
   addUsage,
   ledger,
@@ -19,6 +17,7 @@ import { useN8nServer } from '../support/collector.ts';
 import { FakeStripe } from '../support/fake-stripe.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient } from '../support/stack.ts';
+import { statusEndpoint } from '../support/status.ts';
 
 /**
  * Class: health that tells the truth about billing. Status flags Stripe refusing the key
@@ -26,12 +25,7 @@ import { serviceClient } from '../support/stack.ts';
  * rejected webhook events — each with what to do — and a healthy billing is not flagged.
  */
 const server = useN8nServer();
-const secret = randomBytes(32).toString('hex');
-const statusHandler = createStatusHandler({
-  db: serviceClient(),
-  operatorSecrets: [secret],
-  log: silentLogger,
-});
+const status = statusEndpoint();
 
 function fakeStripe() {
   const stripe = new FakeStripe();
@@ -81,11 +75,7 @@ describe('billing health', () => {
       expect.stringMatching(/^Stripe refuses the API key .*set STRIPE_SECRET_KEY/),
     );
 
-    const response = await statusHandler(
-      new Request('https://flowmeter.test/api/v1/status', {
-        headers: { authorization: `Bearer ${secret}` },
-      }),
-    );
+    const response = await status.get();
     expect(response.status).toBe(503);
     const body = (await response.json()) as { needs_attention: string[] };
     expect(body.needs_attention).toContainEqual(

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
-import { FakeTerminal, runCliWith } from '../support/cli.ts';
+import { FakeTerminal, linkedTenantArgs, meteredPlanArgs, runCliWith } from '../support/cli.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
 import { FakeStripe } from '../support/fake-stripe.ts';
 import { superuser, uniqueId } from '../support/stack.ts';
@@ -23,30 +23,9 @@ const hex = () => randomBytes(6).toString('hex');
 async function meteredTenant(executions: number) {
   const planId = uniqueId('plan');
   const customer = `cus_${hex()}`;
-  const plan = await cli([
-    'plans',
-    'set',
-    planId,
-    '--name',
-    'Metered',
-    '--included',
-    '100',
-    '--meter-event-name',
-    'n8n_executions',
-    '--meter-id',
-    `mtr_${hex()}`,
-  ]);
+  const plan = await cli(meteredPlanArgs(planId, `mtr_${hex()}`));
   expect(plan.code).toBe(EXIT.ok);
-  const added = await cli([
-    'tenants',
-    'add',
-    uniqueId('Metered'),
-    '--plan',
-    planId,
-    '--stripe-customer',
-    customer,
-    '--json',
-  ]);
+  const added = await cli(linkedTenantArgs(uniqueId('Metered'), planId, customer));
   const tenantId = (JSON.parse(added.out) as { id: string }).id;
   const source = await createSource(server, { tenantId, planId });
   source.fake.addMany(executions, (i) => ({ startedAt: recent(100 - i) }));

@@ -36,6 +36,18 @@ async function sourcesOf(tenantId: string) {
   return rows;
 }
 
+/** `flowmeter sources add` for a tenant, URL and key; further flags follow. */
+const addArgs = (tenant: string, url: string, apiKey: string) => [
+  'sources',
+  'add',
+  '--tenant',
+  tenant,
+  '--url',
+  url,
+  '--api-key',
+  apiKey,
+];
+
 /**
  * An instance added as a source through the CLI (for a new tenant, or `tenant`),
  * connection tested; with `storedKey`, that key is stored instead of the one the instance
@@ -45,14 +57,7 @@ async function addedSource(options: { storedKey?: string; tenant?: Tenant } = {}
   const { storedKey, tenant } = options;
   const setup = await instance(tenant);
   const added = await cli([
-    'sources',
-    'add',
-    '--tenant',
-    setup.tenant.id,
-    '--url',
-    setup.baseUrl,
-    '--api-key',
-    storedKey ?? setup.apiKey,
+    ...addArgs(setup.tenant.id, setup.baseUrl, storedKey ?? setup.apiKey),
     ...(storedKey ? ['--no-test'] : []),
     '--json',
   ]);
@@ -64,19 +69,9 @@ describe('flowmeter sources add', () => {
   it('tests the connection, then stores the source with its key encrypted', async () => {
     const { tenant, apiKey, baseUrl, fake } = await instance();
     fake.addMany(3, (i) => ({ startedAt: recent(60 - i) }));
-    const result = await cli(
-      [
-        'sources',
-        'add',
-        '--tenant',
-        tenant.external_ref as string,
-        '--url',
-        `${baseUrl}/api/v1/`,
-        '--api-key',
-        '-',
-      ],
-      { stdin: `${apiKey}\n` },
-    );
+    const result = await cli(addArgs(tenant.external_ref as string, `${baseUrl}/api/v1/`, '-'), {
+      stdin: `${apiKey}\n`,
+    });
     expect(result.code).toBe(EXIT.ok);
     expect(result.out).toMatch(/│ connection │ ok, latest execution #3 \(success/);
     expect(result.err).toMatch(/flowmeter collect --source /);
@@ -88,56 +83,31 @@ describe('flowmeter sources add', () => {
     expect(openApiKey(keyring, tenant.id, stored.api_key_ciphertext)).toBe(apiKey);
   });
 
-  it('stores nothing when n8n rejects the key, and says what to do', async () => {
-    const { tenant, baseUrl } = await instance();
-    const result = await cli([
-      'sources',
-      'add',
-      '--tenant',
-      tenant.id,
-      '--url',
-      baseUrl,
-      '--api-key',
-      'wrong-key',
-    ]);
+  it.each([
+    {
+      failure: 'n8n rejects the key, and says what to do',
+      arrange: (_fake: FakeN8n) => {},
+      apiKey: (_accepted: string) => 'wrong-key',
+      message: /rejected the API key \(401\).*Settings → n8n API.*Nothing was stored/,
+    },
+    {
+      failure: 'n8n cannot be reached',
+      arrange: (fake: FakeN8n) => fake.failNext({ kind: 'network' }, 5),
+      apiKey: (accepted: string) => accepted,
+      message: /could not reach n8n at .*check the URL.*Nothing was stored/,
+    },
+  ])('stores nothing when $failure', async ({ arrange, apiKey, message }) => {
+    const setup = await instance();
+    arrange(setup.fake);
+    const result = await cli(addArgs(setup.tenant.id, setup.baseUrl, apiKey(setup.apiKey)));
     expect(result.code).toBe(EXIT.failed);
-    expect(result.err).toMatch(
-      /rejected the API key \(401\).*Settings → n8n API.*Nothing was stored/,
-    );
-    expect(await sourcesOf(tenant.id)).toEqual([]);
-  });
-
-  it('stores nothing when n8n cannot be reached', async () => {
-    const { tenant, apiKey, baseUrl, fake } = await instance();
-    fake.failNext({ kind: 'network' }, 5);
-    const result = await cli([
-      'sources',
-      'add',
-      '--tenant',
-      tenant.id,
-      '--url',
-      baseUrl,
-      '--api-key',
-      apiKey,
-    ]);
-    expect(result.code).toBe(EXIT.failed);
-    expect(result.err).toMatch(/could not reach n8n at .*check the URL.*Nothing was stored/);
-    expect(await sourcesOf(tenant.id)).toEqual([]);
+    expect(result.err).toMatch(message);
+    expect(await sourcesOf(setup.tenant.id)).toEqual([]);
   });
 
   it('with --no-test stores it without calling n8n; a second one for the same URL is refused', async () => {
     const { tenant, baseUrl, fake } = await instance();
-    const args = [
-      'sources',
-      'add',
-      '--tenant',
-      tenant.id,
-      '--url',
-      baseUrl,
-      '--api-key',
-      'k',
-      '--no-test',
-    ];
+    const args = [...addArgs(tenant.id, baseUrl, 'k'), '--no-test'];
     const first = await cli([...args, '--name', 'prod', '--project', 'p1', '--json']);
     expect(first.code).toBe(EXIT.ok);
     expect(JSON.parse(first.out)).toMatchObject({ name: 'prod', project_id: 'p1', tested: false });

@@ -15,20 +15,14 @@ async function tenantsNamed(name: string) {
   return rows;
 }
 
+/** `flowmeter tenants add <name> --plan <planId>` with further flags. */
+const tenantsAdd = (name: string, planId: string, ...flags: string[]) =>
+  cli(['tenants', 'add', name, '--plan', planId, ...flags]);
+
 async function addTenant(planId: string, extra: string[] = []) {
   const name = uniqueId('Tenant');
   const ref = uniqueId('ref');
-  const result = await cli([
-    'tenants',
-    'add',
-    name,
-    '--plan',
-    planId,
-    '--external-ref',
-    ref,
-    ...extra,
-    '--json',
-  ]);
+  const result = await tenantsAdd(name, planId, '--external-ref', ref, ...extra, '--json');
   expect(result.code).toBe(EXIT.ok);
   return { ...(JSON.parse(result.out) as { id: string; name: string }), ref };
 }
@@ -38,17 +32,14 @@ describe('flowmeter tenants add', () => {
     const plan = await createPlan();
     const cus = customer();
     const name = uniqueId('Acme');
-    const result = await cli([
-      'tenants',
-      'add',
+    const result = await tenantsAdd(
       name,
-      '--plan',
       plan.id,
       '--external-ref',
       `${name}-ref`,
       '--stripe-customer',
       cus,
-    ]);
+    );
     expect(result.code).toBe(EXIT.ok);
     expect(result.out).toMatch(new RegExp(`│ stripe customer │ ${cus}`));
     expect(result.err).toMatch(/Next: `flowmeter sources add --tenant .*-ref/);
@@ -68,15 +59,7 @@ describe('flowmeter tenants add', () => {
   it('refuses an external reference the enforce endpoint would refuse, and creates nothing', async () => {
     const plan = await createPlan();
     const name = uniqueId('Hidden');
-    const result = await cli([
-      'tenants',
-      'add',
-      name,
-      '--plan',
-      plan.id,
-      '--external-ref',
-      'acme\u200bco',
-    ]);
+    const result = await tenantsAdd(name, plan.id, '--external-ref', 'acme\u200bco');
     expect(result.code).toBe(EXIT.usage);
     expect(result.err).toMatch(/--external-ref.*found U\+200B at position 4/s);
     expect(await tenantsNamed(name)).toEqual([]);
@@ -88,27 +71,11 @@ describe('flowmeter tenants add', () => {
     const first = await addTenant(plan.id, ['--stripe-customer', cus]);
     const name = uniqueId('Copy');
 
-    const sameRef = await cli([
-      'tenants',
-      'add',
-      name,
-      '--plan',
-      plan.id,
-      '--external-ref',
-      first.ref,
-    ]);
+    const sameRef = await tenantsAdd(name, plan.id, '--external-ref', first.ref);
     expect(sameRef.code).toBe(EXIT.usage);
     expect(sameRef.err).toMatch(`tenant ${first.id} already has the external reference`);
 
-    const sameCustomer = await cli([
-      'tenants',
-      'add',
-      name,
-      '--plan',
-      plan.id,
-      '--stripe-customer',
-      cus,
-    ]);
+    const sameCustomer = await tenantsAdd(name, plan.id, '--stripe-customer', cus);
     expect(sameCustomer.code).toBe(EXIT.usage);
     expect(sameCustomer.err).toMatch(
       `Stripe customer ${cus} is already linked to tenant ${first.id}`,

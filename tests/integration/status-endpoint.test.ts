@@ -1,21 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { silentLogger } from '../../src/observability/logger.ts';
-import { createStatusHandler } from '../../src/ops/status-handler.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
-import { serviceClient } from '../support/stack.ts';
+import { statusEndpoint } from '../support/status.ts';
 
 const server = useN8nServer();
-const secret = randomBytes(32).toString('hex');
-const handler = createStatusHandler({
-  db: serviceClient(),
-  operatorSecrets: [secret],
-  log: silentLogger,
-});
-const get = (
-  headers: Record<string, string> = { authorization: `Bearer ${secret}` },
-  method = 'GET',
-) => handler(new Request('https://flowmeter.test/api/v1/status', { method, headers }));
+const { get } = statusEndpoint();
 
 describe('GET /api/v1/status', () => {
   it('reports sources, Stripe reports, alert deliveries and runs, healthy or not', async () => {

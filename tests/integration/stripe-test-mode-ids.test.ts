@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
-import { runCliWith } from '../support/cli.ts';
+import { linkedTenantArgs, meteredPlanArgs, runCliWith } from '../support/cli.ts';
 import { createTenant } from '../support/fixtures.ts';
 import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
 import {
@@ -24,34 +24,12 @@ const cli = (args: string[]) => runCliWith(args);
 describe('Stripe test-mode ids', () => {
   it('the CLI takes a test-mode meter id and customer id, and the database stores them', async () => {
     const planId = uniqueId('plan');
-    const plan = await cli([
-      'plans',
-      'set',
-      planId,
-      '--name',
-      'Metered',
-      '--included',
-      '100',
-      '--meter-event-name',
-      'n8n_executions',
-      '--meter-id',
-      METER,
-      '--json',
-    ]);
+    const plan = await cli([...meteredPlanArgs(planId, METER), '--json']);
     expect(plan.code).toBe(EXIT.ok);
     expect(JSON.parse(plan.out)).toMatchObject({ stripe_meter_id: METER });
 
     const customer = 'cus_test_Qf4uVnB8kRz2';
-    const tenant = await cli([
-      'tenants',
-      'add',
-      uniqueId('Test mode'),
-      '--plan',
-      planId,
-      '--stripe-customer',
-      customer,
-      '--json',
-    ]);
+    const tenant = await cli(linkedTenantArgs(uniqueId('Test mode'), planId, customer));
     expect(tenant.code).toBe(EXIT.ok);
     expect(JSON.parse(tenant.out)).toMatchObject({ stripe_customer_id: customer });
   });

@@ -43,3 +43,30 @@ export function runCliWith(
     ...(options.stderr ? { stderr: options.stderr } : {}),
   }).then((code) => ({ code, out: out.join('\n'), err: err.join('\n') }));
 }
+
+/** `flowmeter plans set` of a plan metering n8n_executions on `meterId`, 100 included. */
+export const meteredPlanArgs = (planId: string, meterId: string) => [
+  'plans',
+  'set',
+  planId,
+  '--name',
+  'Metered',
+  '--included',
+  '100',
+  '--meter-event-name',
+  'n8n_executions',
+  '--meter-id',
+  meterId,
+];
+
+/** `flowmeter tenants add` of a tenant on `planId` linked to a Stripe customer, as JSON. */
+export const linkedTenantArgs = (name: string, planId: string, customer: string) => [
+  'tenants',
+  'add',
+  name,
+  '--plan',
+  planId,
+  '--stripe-customer',
+  customer,
+  '--json',
+];

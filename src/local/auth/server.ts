@@ -3,6 +3,7 @@ import bcrypt from 'bcryptjs';
 import { type JWTPayload, errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import type { Pool } from 'pg';
 import { z } from 'zod';
+import { readBodyBytes } from '../request-body.ts';
 import { type AuthStore, authStore, type UserChanges, type UserRow } from './store.ts';
 
 /**
@@ -111,37 +112,23 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   throw new AuthError(400, 'validation_failed', `${where}${issue?.message ?? 'invalid request'}`);
 }
 
-function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.removeAllListeners('data');
-        req.resume();
-        reject(new AuthError(413, 'request_too_large', `Request body exceeds ${limit} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      if (text.trim() === '') return resolve({});
-      try {
-        resolve(JSON.parse(text));
-      } catch (error) {
-        reject(
-          new AuthError(
-            400,
-            'bad_json',
-            `Could not parse request body as JSON: ${(error as Error).message}`,
-          ),
-        );
-      }
-    });
-    req.on('error', reject);
-  });
+async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const body = await readBodyBytes(
+    req,
+    limit,
+    () => new AuthError(413, 'request_too_large', `Request body exceeds ${limit} bytes`),
+  );
+  const text = body.toString('utf8');
+  if (text.trim() === '') return {};
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new AuthError(
+      400,
+      'bad_json',
+      `Could not parse request body as JSON: ${(error as Error).message}`,
+    );
+  }
 }
 
 const iso = (d: Date | null) => (d ? d.toISOString() : undefined);

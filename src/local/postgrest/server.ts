@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { errors as joseErrors, jwtVerify } from 'jose';
 import type { DatabaseError, Pool, PoolClient } from 'pg';
 import { AUTH_PATH_PREFIX, type AuthHandler } from '../auth/server.ts';
+import { readBodyBytes } from '../request-body.ts';
 import { PostgrestError, postgrestError, statusForSqlState } from './errors.ts';
 import { loadSchemaCache, type Routine, resolveRoutine, type SchemaCache } from './schema-cache.ts';
 
@@ -116,33 +117,15 @@ async function authenticate(
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
-function readBody(req: IncomingMessage, limit: number): Promise<string> {
-  if (Number(req.headers['content-length'] ?? 0) > limit) {
-    return Promise.reject(postgrestError(413, 'PGRST413', `Request body exceeds ${limit} bytes`));
+async function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  const tooLarge = () => postgrestError(413, 'PGRST413', `Request body exceeds ${limit} bytes`);
+  if (Number(req.headers['content-length'] ?? 0) > limit) throw tooLarge();
+  const body = await readBodyBytes(req, limit, tooLarge);
+  try {
+    return strictUtf8.decode(body);
+  } catch {
+    throw postgrestError(400, 'PGRST102', 'Empty or invalid json', 'The body is not valid UTF-8');
   }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.removeAllListeners('data');
-        reject(postgrestError(413, 'PGRST413', `Request body exceeds ${limit} bytes`));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => {
-      try {
-        resolve(strictUtf8.decode(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
-      } catch {
-        reject(
-          postgrestError(400, 'PGRST102', 'Empty or invalid json', 'The body is not valid UTF-8'),
-        );
-      }
-    });
-    req.on('error', reject);
-  });
 }
 
 /** Arguments come as JSON; a request without a Content-Type is taken to be JSON. */
