@@ -96,7 +96,7 @@ try {
     allowed: true,
     reason: 'within_limit',
     tenant_id: tenantIds[0],
-    used: 1,
+    committed: 1,
     limit: 1_000_000_000,
     remaining: 999_999_999,
     percent: 0,
