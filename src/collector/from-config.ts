@@ -25,6 +25,8 @@ export function collectionSettings(
     retentionMonths: config.EXECUTION_RETENTION_MONTHS,
     openMaxAgeMs: config.COLLECTOR_OPEN_MAX_AGE_HOURS * 3600_000,
     revisitBatch: config.COLLECTOR_REVISIT_BATCH,
+    probeBatch: config.COLLECTOR_PROBE_BATCH,
+    probeConcurrency: config.COLLECTOR_PROBE_CONCURRENCY,
   };
 }
 

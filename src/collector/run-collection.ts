@@ -4,6 +4,7 @@ import type { Db } from '../db/client.ts';
 import { openApiKey } from '../n8n/api-key.ts';
 import type { N8nClient } from '../n8n/client.ts';
 import type { Logger } from '../observability/logger.ts';
+import { DatabaseUnreachable, rpcFailure } from './rpc-failure.ts';
 import {
   type ClaimedSource,
   type SourceOutcome,
@@ -40,6 +41,12 @@ export interface RunCollectionInput {
   /** Passes sources whose walk is unfinished at the budget to a longer-running worker. */
   handOff?: (runId: string, leases: Lease[]) => Promise<boolean>;
   now?: () => number;
+  /**
+   * Aborted when the budget is spent: every n8n request and retry wait in flight ends then,
+   * so the run always has time to hand off and record its end. By default a timer of
+   * `budgetMs`; tests pass their own.
+   */
+  budgetSignal?: AbortSignal;
   onSourceEvent?: (event: SourceEvent) => void;
 }
 
@@ -57,24 +64,26 @@ export interface RunSummary {
   executionsIngested: number;
   billableCounted: number;
   errors: Array<{ source_id: string; tenant_id: string; error: string }>;
+  /** Some call to the database got no answer (the CLI exits 3). */
+  databaseUnreachable: boolean;
 }
 
 async function selectSources(input: RunCollectionInput): Promise<ClaimedSource[]> {
   const { db, settings, select } = input;
   if (select && 'leases' in select) {
-    const { data, error } = await db.rpc('resume_collector_sources', {
+    const { data, error, status } = await db.rpc('resume_collector_sources', {
       source_ids: select.leases.map((l) => l.source_id),
       lease_tokens: select.leases.map((l) => l.lease_token),
     });
-    if (error) throw new Error(`resume_collector_sources failed: ${error.message}`);
+    if (error) throw rpcFailure('resume_collector_sources', { error, status });
     return data ?? [];
   }
-  const { data, error } = await db.rpc('claim_collector_sources', {
+  const { data, error, status } = await db.rpc('claim_collector_sources', {
     lease_seconds: settings.leaseSeconds,
     max_sources: settings.maxSources,
     ...(select ? { source_ids: select.sourceIds, ignore_schedule: true } : {}),
   });
-  if (error) throw new Error(`claim_collector_sources failed: ${error.message}`);
+  if (error) throw rpcFailure('claim_collector_sources', { error, status });
   return data ?? [];
 }
 
@@ -89,11 +98,49 @@ export async function runCollection(input: RunCollectionInput): Promise<RunSumma
   const started = now();
   const deadline = started + settings.budgetMs;
 
-  const { data: runId, error: startError } = await db.rpc('start_collector_run', {
+  const {
+    data: runId,
+    error: startError,
+    status: startStatus,
+  } = await db.rpc('start_collector_run', {
     trigger: input.trigger,
   });
-  if (startError || !runId) throw new Error(`start_collector_run failed: ${startError?.message}`);
+  if (startError || !runId) {
+    throw startError
+      ? rpcFailure('start_collector_run', { error: startError, status: startStatus })
+      : new Error('start_collector_run returned no run id');
+  }
   const runLog = log.child({ run_id: runId, trigger: input.trigger });
+  const budgetSignal = input.budgetSignal ?? AbortSignal.timeout(Math.max(0, deadline - now()));
+  try {
+    return await collectClaimed(input, { runId, runLog, deadline, started, budgetSignal });
+  } catch (error) {
+    // The run is recorded as ended even when it could not claim its sources, so it never
+    // reads as killed; the error is what the operator sees.
+    await db.rpc('finish_collector_run', {
+      run_id: runId,
+      stats: {
+        errors: [{ error: error instanceof Error ? error.message : String(error) }],
+        database_unreachable: error instanceof DatabaseUnreachable,
+      },
+    });
+    throw error;
+  }
+}
+
+async function collectClaimed(
+  input: RunCollectionInput,
+  run: {
+    runId: string;
+    runLog: Logger;
+    deadline: number;
+    started: number;
+    budgetSignal: AbortSignal;
+  },
+): Promise<RunSummary> {
+  const { db, settings } = input;
+  const { runId, runLog, deadline, started, budgetSignal } = run;
+  const now = input.now ?? Date.now;
 
   if (input.trigger === 'schedule') {
     const { data: dropped, error } = await db.rpc('maintain_execution_partitions', {
@@ -131,6 +178,8 @@ export async function runCollection(input: RunCollectionInput): Promise<RunSumma
             n8n: input.createN8nClient({ baseUrl: source.base_url, apiKey }),
             source,
             deadline,
+            signal: budgetSignal,
+            runId,
             now,
             settings,
             log: sourceLog,
@@ -147,6 +196,7 @@ export async function runCollection(input: RunCollectionInput): Promise<RunSumma
           };
         }
         if (outcome.status === 'ok' || outcome.status === 'failed') {
+          // An unreachable database is recorded on the source when the release gets through.
           const { error } = await db.rpc('release_collector_source', {
             source_id: source.source_id,
             lease_token: source.lease_token,
@@ -193,6 +243,7 @@ export async function runCollection(input: RunCollectionInput): Promise<RunSumma
         ? [{ source_id: s.source_id, tenant_id: s.tenant_id, error: o.error }]
         : [],
     ),
+    databaseUnreachable: outcomes.some(([, o]) => o.status === 'failed' && o.databaseUnreachable),
   };
   const { error: finishError } = await db.rpc('finish_collector_run', {
     run_id: runId,
@@ -204,6 +255,7 @@ export async function runCollection(input: RunCollectionInput): Promise<RunSumma
       executions_ingested: summary.executionsIngested,
       billable_counted: summary.billableCounted,
       errors: summary.errors,
+      database_unreachable: summary.databaseUnreachable,
     },
   });
   if (finishError) runLog.error({ error: finishError.message }, 'could not record the run');
