@@ -1,4 +1,5 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { DatabaseUnreachable } from '../collector/rpc-failure.ts';
 import { ConfigError, loadCollectorConfig } from '../config/env.ts';
 import { environmentWithLocalStack } from '../local/local-env.ts';
 import { registerAlerts } from './alerts.ts';
@@ -65,7 +66,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .action(async (options: { source?: string[]; json?: boolean }) => {
       const { env } = await environmentWithLocalStack(io.env);
       const summary = await collectNow(loadCollectorConfig(env), options, io);
-      if (
+      if (summary.databaseUnreachable) {
+        io.err(
+          'the database could not be reached during the run: is it running, and is SUPABASE_URL right?',
+        );
+        exitCode = EXIT.unavailable;
+      } else if (
         options.source?.length &&
         summary.sourcesOk + summary.sourcesFailed + summary.sourcesDeferred === 0
       ) {
@@ -97,7 +103,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     }
     const message = error instanceof Error ? error.message : String(error);
     io.err(`error: ${message}`);
-    return /fetch failed|ECONNREFUSED|ENOTFOUND|Could not connect/i.test(message)
+    return error instanceof DatabaseUnreachable ||
+      /fetch failed|ECONNREFUSED|ENOTFOUND|Could not connect/i.test(message)
       ? EXIT.unavailable
       : EXIT.failed;
   }

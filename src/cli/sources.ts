@@ -4,7 +4,7 @@ import type { Keyring } from '../crypto/keyring.ts';
 import { DecryptionError, needsRotation } from '../crypto/secret-box.ts';
 import { openApiKey, sealApiKey } from '../n8n/api-key.ts';
 import { createN8nClient, N8nApiError, type N8nExecution } from '../n8n/client.ts';
-import { parser, schemas } from './arguments.ts';
+import { parser, repeatable, schemas } from './arguments.ts';
 import {
   CliError,
   type CommandContext,
@@ -355,6 +355,29 @@ export function registerSources(program: Command, ctx: CommandContext): void {
         updated.enabled
           ? `The next scheduled collection uses it; to collect now: \`flowmeter collect --source ${id}\``
           : `The source is disabled: \`flowmeter sources enable ${id}\` collects from it again`,
+      );
+    });
+
+  sources
+    .command('acknowledge-gaps')
+    .description(
+      'mark the recorded gaps (executions possibly uncounted) as seen, so status stops flagging them',
+    )
+    .option('-s, --source <id>', 'only this source (repeatable)', repeatable(schemas.sourceId))
+    .addOption(tenantFilterOption())
+    .option('--json', 'print {acknowledged} on stdout')
+    .action(async (options: { source?: string[]; tenant?: string[]; json?: boolean }) => {
+      const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      const tenantIds = await filteredTenantIds(database, options.tenant);
+      const acknowledged = database.unwrap(
+        await database.db.rpc('acknowledge_collection_gaps', {
+          ...(options.source ? { source_ids: options.source } : {}),
+          ...(tenantIds ? { tenant_ids: tenantIds } : {}),
+        }),
+      );
+      if (options.json) return printJson(io, { acknowledged });
+      io.out(
+        `${acknowledged} gap${acknowledged === 1 ? '' : 's'} acknowledged; \`flowmeter status\` flags only gaps recorded from now on`,
       );
     });
 
