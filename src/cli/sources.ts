@@ -3,7 +3,12 @@ import { type CollectorConfig, loadCollectorConfig } from '../config/env.ts';
 import type { Keyring } from '../crypto/keyring.ts';
 import { DecryptionError, needsRotation } from '../crypto/secret-box.ts';
 import { openApiKey, sealApiKey } from '../n8n/api-key.ts';
-import { createN8nClient, N8nApiError, type N8nExecution } from '../n8n/client.ts';
+import {
+  CREDENTIALS_IN_URL,
+  createN8nClient,
+  N8nApiError,
+  type N8nExecution,
+} from '../n8n/client.ts';
 import { parser, repeatable, schemas } from './arguments.ts';
 import {
   CliError,
@@ -128,6 +133,20 @@ interface AddOptions {
   json?: boolean;
 }
 
+const parseSourceUrl = parser(schemas.n8nUrl);
+
+/**
+ * Commander repeats a refused value in its message; a URL carrying a password is refused
+ * without repeating it.
+ */
+function sourceUrl(value: string): string {
+  const url = URL.parse(value.trim());
+  if (url && (url.username !== '' || url.password !== '')) {
+    throw new CliError(EXIT.usage, `--url: ${CREDENTIALS_IN_URL}`);
+  }
+  return parseSourceUrl(value);
+}
+
 export function registerSources(program: Command, ctx: CommandContext): void {
   const { io } = ctx;
   const sources = program
@@ -138,7 +157,7 @@ export function registerSources(program: Command, ctx: CommandContext): void {
     .command('add')
     .description('test the connection to an n8n instance, then store it with its key encrypted')
     .requiredOption('--tenant <tenant>', 'tenant id or external reference', parser(schemas.tenant))
-    .requiredOption('--url <url>', "the n8n instance's URL", parser(schemas.n8nUrl))
+    .requiredOption('--url <url>', "the n8n instance's URL", sourceUrl)
     .requiredOption(
       '--api-key <key>',
       'an n8n API key, or - to read it from standard input (keeps it out of shell history)',

@@ -20,10 +20,15 @@ import { count, duration, printJson, renderTable, short, sourceError, time } fro
 
 type Status = OperatorStatus;
 
+/** No Netlify function runs longer: a run unfinished after this was killed. */
+const LONGEST_RUN_MS = 15 * 60_000;
+
 const runLength = (run: Status['collector_runs'][number]) =>
   run.finished_at
     ? duration((Date.parse(run.finished_at) - Date.parse(run.started_at)) / 1000)
-    : 'running';
+    : Date.now() - Date.parse(run.started_at) > LONGEST_RUN_MS
+      ? 'killed'
+      : 'running';
 
 function render(status: Status, collector: CollectorHealth, attention: string[]): string {
   const { sources, meter_reports: reports, alert_deliveries: alerts } = status;

@@ -119,6 +119,9 @@ const NOT_FOUND = Symbol('not found');
 const UNKNOWN_QUERY_PARAMETER = /^Unknown query parameter '([^']+)'$/;
 const SINCE_2_41 = new Set(['startedAfter', 'startedBefore']);
 
+export const CREDENTIALS_IN_URL =
+  'the n8n URL carries a user name or password: remove them (https://host, no user:pass@); the n8n API key is the only credential flowmeter sends';
+
 export class SourceUrlError extends RangeError {
   override name = 'SourceUrlError';
 }
@@ -140,11 +143,7 @@ export function normalizeBaseUrl(raw: string): string {
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new SourceUrlError(`the n8n URL must start with https:// (got ${url.protocol})`);
   }
-  if (url.username !== '' || url.password !== '') {
-    throw new SourceUrlError(
-      'the n8n URL carries a user name or password: remove them (https://host, no user:pass@); the n8n API key is the only credential flowmeter sends',
-    );
-  }
+  if (url.username !== '' || url.password !== '') throw new SourceUrlError(CREDENTIALS_IN_URL);
   url.pathname = url.pathname.replace(/\/+$/, '').replace(/\/api\/v1$/, '');
   url.search = '';
   url.hash = '';
