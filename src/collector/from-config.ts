@@ -24,6 +24,8 @@ export function collectionSettings(
     maxSources: config.COLLECTOR_MAX_SOURCES,
     openMaxAgeMs: config.COLLECTOR_OPEN_MAX_AGE_HOURS * 3600_000,
     revisitBatch: config.COLLECTOR_REVISIT_BATCH,
+    probeBatch: config.COLLECTOR_PROBE_BATCH,
+    probeConcurrency: config.COLLECTOR_PROBE_CONCURRENCY,
   };
 }
 

@@ -1,6 +1,8 @@
+import type { PostgrestError } from '@supabase/supabase-js';
 import pLimit from 'p-limit';
 import type { Keyring } from '../crypto/keyring.ts';
 import type { Db } from '../db/client.ts';
+import { rpcResult } from '../db/rpc-result.ts';
 import { fail, ok, type Result } from '../domain/result.ts';
 import { openApiKey } from '../n8n/api-key.ts';
 import type { N8nClient } from '../n8n/client.ts';
@@ -40,6 +42,12 @@ export interface RunCollectionInput {
   /** Passes sources whose walk is unfinished at the budget to a longer-running worker. */
   handOff?: (runId: string, leases: Lease[]) => Promise<boolean>;
   now?: () => number;
+  /**
+   * Aborted when the budget is spent: every n8n request and retry wait in flight ends then,
+   * so the run always has time to hand off and record its end. By default a timer of
+   * `budgetMs`; tests pass their own.
+   */
+  budgetSignal?: AbortSignal;
   onSourceEvent?: (event: SourceEvent) => void;
 }
 
@@ -57,26 +65,40 @@ export interface RunSummary {
   executionsIngested: number;
   billableCounted: number;
   errors: Array<{ source_id: string; tenant_id: string; error: string }>;
+  /** Some call to the database got no answer (the CLI exits 3). */
+  databaseUnreachable: boolean;
 }
 
-async function selectSources(
-  input: RunCollectionInput,
-): Promise<Result<ClaimedSource[], 'unavailable'>> {
+/**
+ * A failed call that stops the run, named after the call; one that got no answer reads as
+ * 'unavailable', so the CLI exits 3 for it.
+ */
+function databaseFailure(
+  fn: string,
+  response: { error: PostgrestError; status: number },
+): Result<never> {
+  const failed = rpcResult({ data: null, ...response });
+  return failed.ok
+    ? fail('internal', `${fn} failed`)
+    : fail(failed.error.code, `${fn} failed: ${failed.error.message}`, failed.error.details);
+}
+
+async function selectSources(input: RunCollectionInput): Promise<Result<ClaimedSource[]>> {
   const { db, settings, select } = input;
   if (select && 'leases' in select) {
-    const { data, error } = await db.rpc('resume_collector_sources', {
+    const { data, error, status } = await db.rpc('resume_collector_sources', {
       source_ids: select.leases.map((l) => l.source_id),
       lease_tokens: select.leases.map((l) => l.lease_token),
     });
-    if (error) return fail('unavailable', `resume_collector_sources failed: ${error.message}`);
+    if (error) return databaseFailure('resume_collector_sources', { error, status });
     return ok(data ?? []);
   }
-  const { data, error } = await db.rpc('claim_collector_sources', {
+  const { data, error, status } = await db.rpc('claim_collector_sources', {
     lease_seconds: settings.leaseSeconds,
     max_sources: settings.maxSources,
     ...(select ? { source_ids: select.sourceIds, ignore_schedule: true } : {}),
   });
-  if (error) return fail('unavailable', `claim_collector_sources failed: ${error.message}`);
+  if (error) return databaseFailure('claim_collector_sources', { error, status });
   return ok(data ?? []);
 }
 
@@ -85,21 +107,64 @@ async function selectSources(
  * source), syncs them through a bounded pool until the budget, hands unfinished walks to
  * a background worker, and records the run. One failing source never stops the others.
  */
-export async function runCollection(
-  input: RunCollectionInput,
-): Promise<Result<RunSummary, 'unavailable'>> {
+export async function runCollection(input: RunCollectionInput): Promise<Result<RunSummary>> {
   const { db, settings, log } = input;
   const now = input.now ?? Date.now;
   const started = now();
   const deadline = started + settings.budgetMs;
 
-  const { data: runId, error: startError } = await db.rpc('start_collector_run', {
+  const {
+    data: runId,
+    error: startError,
+    status: startStatus,
+  } = await db.rpc('start_collector_run', {
     trigger: input.trigger,
   });
   if (startError || !runId) {
-    return fail('unavailable', `start_collector_run failed: ${startError?.message ?? 'no run id'}`);
+    return startError
+      ? databaseFailure('start_collector_run', { error: startError, status: startStatus })
+      : fail('internal', 'start_collector_run returned no run id');
   }
   const runLog = log.child({ run_id: runId, trigger: input.trigger });
+  const budgetSignal = input.budgetSignal ?? AbortSignal.timeout(Math.max(0, deadline - now()));
+  // The run is recorded as ended even when it could not claim its sources, so it never
+  // reads as killed; the error is what the operator sees.
+  const ended = (message: string, unreachable: boolean) =>
+    db.rpc('finish_collector_run', {
+      run_id: runId,
+      stats: { errors: [{ error: message }], database_unreachable: unreachable },
+    });
+  try {
+    const collected = await collectClaimed(input, {
+      runId,
+      runLog,
+      deadline,
+      started,
+      budgetSignal,
+    });
+    if (!collected.ok) {
+      await ended(collected.error.message, collected.error.code === 'unavailable');
+    }
+    return collected;
+  } catch (error) {
+    await ended(error instanceof Error ? error.message : String(error), false);
+    throw error;
+  }
+}
+
+async function collectClaimed(
+  input: RunCollectionInput,
+  run: {
+    runId: string;
+    runLog: Logger;
+    deadline: number;
+    started: number;
+    budgetSignal: AbortSignal;
+  },
+): Promise<Result<RunSummary>> {
+  const { db, settings } = input;
+  const { runId, runLog, deadline, started, budgetSignal } = run;
+  const now = input.now ?? Date.now;
 
   const selected = await selectSources(input);
   if (!selected.ok) return selected;
@@ -123,6 +188,8 @@ export async function runCollection(
             n8n: input.createN8nClient({ baseUrl: source.base_url, apiKey }),
             source,
             deadline,
+            signal: budgetSignal,
+            runId,
             now,
             settings,
             log: sourceLog,
@@ -139,6 +206,7 @@ export async function runCollection(
           };
         }
         if (outcome.status === 'ok' || outcome.status === 'failed') {
+          // An unreachable database is recorded on the source when the release gets through.
           const { error } = await db.rpc('release_collector_source', {
             source_id: source.source_id,
             lease_token: source.lease_token,
@@ -185,6 +253,7 @@ export async function runCollection(
         ? [{ source_id: s.source_id, tenant_id: s.tenant_id, error: o.error }]
         : [],
     ),
+    databaseUnreachable: outcomes.some(([, o]) => o.status === 'failed' && o.databaseUnreachable),
   };
   const { error: finishError } = await db.rpc('finish_collector_run', {
     run_id: runId,
@@ -196,6 +265,7 @@ export async function runCollection(
       executions_ingested: summary.executionsIngested,
       billable_counted: summary.billableCounted,
       errors: summary.errors,
+      database_unreachable: summary.databaseUnreachable,
     },
   });
   if (finishError) runLog.error({ error: finishError.message }, 'could not record the run');

@@ -71,6 +71,9 @@ export const collectorEnvSchema = envSchema.extend({
   // n8n keeps executions 14 days by default; one unfinished longer is given up on.
   COLLECTOR_OPEN_MAX_AGE_HOURS: count(1, 24 * 90, 336, ' hours'),
   COLLECTOR_REVISIT_BATCH: count(1, 1000, 100),
+  // Ids missing from n8n's list, fetched by id per source and run, this many at once.
+  COLLECTOR_PROBE_BATCH: count(1, 10_000, 1000),
+  COLLECTOR_PROBE_CONCURRENCY: count(1, 64, 8),
   N8N_REQUEST_TIMEOUT_MS: count(1000, 60_000, 8000, ' ms'),
   EXECUTION_RETENTION_MONTHS: count(1, 120, 3, ' months'),
   // Hand-off of large backlogs to collect-usage-background; without it the next run resumes.

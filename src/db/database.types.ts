@@ -98,6 +98,7 @@ export type Database = {
       };
       collection_gaps: {
         Row: {
+          acknowledged_at: string | null;
           detail: string | null;
           detected_at: string;
           from_id: number;
@@ -109,6 +110,7 @@ export type Database = {
         };
         ComputedFields: never;
         Insert: {
+          acknowledged_at?: string | null;
           detail?: string | null;
           detected_at?: string;
           from_id: number;
@@ -119,6 +121,7 @@ export type Database = {
           to_id: number;
         };
         Update: {
+          acknowledged_at?: string | null;
           detail?: string | null;
           detected_at?: string;
           from_id?: number;
@@ -148,6 +151,7 @@ export type Database = {
       collector_runs: {
         Row: {
           billable_counted: number;
+          database_unreachable: boolean;
           errors: NonNullable<Json>;
           executions_ingested: number;
           finished_at: string | null;
@@ -162,6 +166,7 @@ export type Database = {
         ComputedFields: never;
         Insert: {
           billable_counted?: number;
+          database_unreachable?: boolean;
           errors?: NonNullable<Json>;
           executions_ingested?: number;
           finished_at?: string | null;
@@ -175,6 +180,7 @@ export type Database = {
         };
         Update: {
           billable_counted?: number;
+          database_unreachable?: boolean;
           errors?: NonNullable<Json>;
           executions_ingested?: number;
           finished_at?: string | null;
@@ -981,6 +987,10 @@ export type Database = {
       [_ in never]: never;
     };
     Functions: {
+      acknowledge_collection_gaps: {
+        Args: { source_ids?: string[]; tenant_ids?: string[] };
+        Returns: number;
+      };
       add_alert_channel: {
         Args: { kind: string; target: string; tenant_id?: string };
         Returns: {
@@ -1160,6 +1170,7 @@ export type Database = {
         };
         Returns: number;
       };
+      collector_health: { Args: { tenant_ids?: string[] }; Returns: Json };
       enforce_usage: {
         Args: {
           reservation_ttl_seconds?: number;
@@ -1195,6 +1206,7 @@ export type Database = {
         Args: { run_id: string; stats: Json };
         Returns: {
           billable_counted: number;
+          database_unreachable: boolean;
           errors: NonNullable<Json>;
           executions_ingested: number;
           finished_at: string | null;
@@ -1236,6 +1248,7 @@ export type Database = {
           executions: Json;
           holes?: number[];
           lease_token: string;
+          run_id?: string;
           source_id: string;
           walk?: Json;
         };
@@ -1255,6 +1268,13 @@ export type Database = {
           target: string;
           tenant_id: string;
           tenant_name: string;
+        }[];
+      };
+      list_execution_probes: {
+        Args: { lease_token: string; max_rows?: number; source_id: string };
+        Returns: {
+          execution_id: number;
+          first_seen_at: string;
         }[];
       };
       list_n8n_sources: {

@@ -63,6 +63,8 @@ export const testSettings: CollectionSettings = {
   maxSources: 100,
   openMaxAgeMs: 14 * 24 * 3600_000,
   revisitBatch: 500,
+  probeBatch: 1000,
+  probeConcurrency: 4,
 };
 
 /**

@@ -1,0 +1,593 @@
+-- Hostile upstreams and collector health.
+--
+-- n8n's answers are not trusted: execution times far from now are refused (and partitions
+-- are made only for months around now), a source URL never carries credentials, tenant
+-- members read nothing of a source but its id. Every id the collector never saw final is a
+-- gap recorded once (no two gap rows of a source overlap), with what is known of it, and
+-- an id that answered 404 is never fetched again. Collector runs count their committed
+-- pages as they go, so a killed run still shows what it did, and the operator's health
+-- snapshot names dead leases, killed runs, unreachable databases and unacknowledged gaps.
+
+-- Sources ----------------------------------------------------------------------------------
+
+alter table public.n8n_sources
+  add constraint n8n_sources_base_url_no_credentials check (base_url !~ '^https?://[^/]*@');
+
+-- The tenant usage API says nothing of sources: members keep only the ids they see on
+-- their executions. URLs, names and projects are the operator's.
+revoke select on table public.n8n_sources from authenticated;
+grant select (id, tenant_id) on table public.n8n_sources to authenticated;
+
+-- Gaps are the operator's to read and acknowledge, not the tenant's.
+drop policy collection_gaps_select_member on public.collection_gaps;
+revoke select on table public.collection_gaps from authenticated;
+
+-- Execution times ---------------------------------------------------------------------------
+
+-- What an execution's time may be: at most 5 minutes ahead of now (clock skew), at most 400
+-- days ago (n8n prunes long before). Null (queued, running) is plausible.
+create or replace function private.plausible_execution_time(at timestamptz)
+returns boolean
+language sql stable
+set search_path = ''
+as $$
+  select at is null or (at <= now() + interval '5 minutes' and at >= now() - interval '400 days');
+$$;
+revoke all on function private.plausible_execution_time(timestamptz) from public;
+grant execute on function private.plausible_execution_time(timestamptz) to service_role;
+
+-- Creates the monthly partition that holds `at` (in schema private, not exposed by the API),
+-- only for months from 14 before now's to the next one: a hostile timestamp cannot make
+-- partitions without bound.
+create or replace function private.ensure_execution_partition(at timestamptz)
+returns void
+language plpgsql
+security definer
+set search_path = ''
+set timezone = 'UTC'
+as $$
+declare
+  month_start timestamptz := date_trunc('month', at);
+  partition_name text := 'executions_' || to_char(month_start, 'YYYY_MM');
+begin
+  if month_start < date_trunc('month', now()) - interval '14 months'
+     or month_start > date_trunc('month', now()) + interval '1 month' then
+    raise exception 'no execution partition for % : only months from 14 before now to the next one are made', to_char(month_start, 'YYYY-MM')
+      using errcode = 'P0001';
+  end if;
+  if to_regclass('private.' || partition_name) is not null then
+    return;
+  end if;
+  -- Serialise creators; one that lost the race finds the table already there.
+  perform pg_advisory_xact_lock(hashtext('flowmeter.execution_partitions'));
+  begin
+    execute format(
+      'create table private.%I partition of public.executions for values from (%L) to (%L)',
+      partition_name, month_start, month_start + interval '1 month'
+    );
+  exception when duplicate_table or unique_violation then
+    return;
+  end;
+  execute format('alter table private.%I enable row level security', partition_name);
+  execute format('revoke all on table private.%I from public, anon, authenticated', partition_name);
+end;
+$$;
+comment on function private.ensure_execution_partition(timestamptz) is
+  'security definer: attaching a partition requires owning public.executions, which the service role does not. Creates only private.executions_YYYY_MM for a month from 14 before now to the next.';
+
+-- Gaps --------------------------------------------------------------------------------------
+
+alter table public.collection_gaps drop constraint collection_gaps_kind_known;
+-- missing: inside the listed range, n8n answered 404 by id (deleted, pruned or never saved).
+alter table public.collection_gaps add constraint collection_gaps_kind_known
+  check (kind in ('pruned', 'missing', 'vanished', 'abandoned'));
+alter table public.collection_gaps add column acknowledged_at timestamptz;
+comment on column public.collection_gaps.acknowledged_at is 'When the operator acknowledged the gap (flowmeter sources acknowledge-gaps); status flags gaps not acknowledged.';
+create index collection_gaps_source_range_idx on public.collection_gaps (source_id, from_id, to_id);
+create index collection_gaps_unacknowledged_idx on public.collection_gaps (source_id) where acknowledged_at is null;
+
+-- Records the ids of `ranges` that no gap of the source covers yet, one row per run of
+-- them: a gap is recorded once, however often a walk meets it.
+create or replace function private.record_collection_gaps(
+  source_id uuid,
+  tenant_id uuid,
+  kind text,
+  ranges int8multirange,
+  detail text
+)
+returns int
+language plpgsql
+set search_path = ''
+as $$
+declare
+  fresh int8multirange;
+  added int;
+begin
+  select record_collection_gaps.ranges - coalesce(range_agg(int8range(g.from_id, g.to_id, '[]')), '{}'::int8multirange)
+  into fresh
+  from public.collection_gaps g
+  where g.source_id = record_collection_gaps.source_id
+    and int8range(g.from_id, g.to_id, '[]') && record_collection_gaps.ranges;
+  insert into public.collection_gaps (source_id, tenant_id, kind, from_id, to_id, detail)
+  select record_collection_gaps.source_id, record_collection_gaps.tenant_id, record_collection_gaps.kind,
+         lower(r), upper(r) - 1, record_collection_gaps.detail
+  from unnest(fresh) as r;
+  get diagnostics added = row_count;
+  return added;
+end;
+$$;
+revoke all on function private.record_collection_gaps(uuid, uuid, text, int8multirange, text) from public;
+grant execute on function private.record_collection_gaps(uuid, uuid, text, int8multirange, text) to service_role;
+
+-- The operator has seen these gaps: status stops flagging them. Gaps of these sources, or
+-- these tenants' (all by default). Returns how many were acknowledged.
+create or replace function public.acknowledge_collection_gaps(
+  source_ids uuid[] default null,
+  tenant_ids uuid[] default null
+)
+returns int
+language plpgsql
+set search_path = ''
+as $$
+declare
+  acknowledged int;
+begin
+  update public.collection_gaps g set acknowledged_at = now()
+  where g.acknowledged_at is null
+    and (acknowledge_collection_gaps.source_ids is null or g.source_id = any (acknowledge_collection_gaps.source_ids))
+    and (acknowledge_collection_gaps.tenant_ids is null or g.tenant_id = any (acknowledge_collection_gaps.tenant_ids));
+  get diagnostics acknowledged = row_count;
+  return acknowledged;
+end;
+$$;
+
+-- Runs ----------------------------------------------------------------------------------------
+
+alter table public.collector_runs add column database_unreachable boolean not null default false;
+comment on column public.collector_runs.database_unreachable is 'Some call of the run got no answer from the database.';
+
+-- stats: {sources_ok, sources_failed, sources_deferred, pages, executions_ingested,
+-- billable_counted, errors, database_unreachable}. Pages, executions and billable counts are
+-- kept as ingest_execution_page counted them when they are higher: those were committed.
+create or replace function public.finish_collector_run(run_id uuid, stats jsonb)
+returns public.collector_runs
+language sql
+set search_path = ''
+as $$
+  update public.collector_runs r set
+    finished_at = now(),
+    sources_ok = coalesce((finish_collector_run.stats ->> 'sources_ok')::int, 0),
+    sources_failed = coalesce((finish_collector_run.stats ->> 'sources_failed')::int, 0),
+    sources_deferred = coalesce((finish_collector_run.stats ->> 'sources_deferred')::int, 0),
+    pages = greatest(r.pages, coalesce((finish_collector_run.stats ->> 'pages')::int, 0)),
+    executions_ingested = greatest(r.executions_ingested, coalesce((finish_collector_run.stats ->> 'executions_ingested')::bigint, 0)),
+    billable_counted = greatest(r.billable_counted, coalesce((finish_collector_run.stats ->> 'billable_counted')::bigint, 0)),
+    errors = coalesce(finish_collector_run.stats -> 'errors', '[]'::jsonb),
+    database_unreachable = coalesce((finish_collector_run.stats ->> 'database_unreachable')::boolean, false)
+  where r.id = finish_collector_run.run_id and r.finished_at is null
+  returning r.*;
+$$;
+
+-- Ingest ------------------------------------------------------------------------------------
+
+drop function public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[]);
+
+-- Ingests one page of n8n executions for a leased source, and the walk's progress, in one
+-- transaction. Final executions are inserted once; counters move by the inserted rows only;
+-- unfinished ones are kept open until they finish.
+--
+-- executions: [{id, status, mode, workflow_id, started_at, stopped_at, retry_of}]
+-- walk (optional): {cursor, top_id, done, supports_started_after, gap: {from_id, to_id, detail}}
+-- holes (optional): ids the walk passed that n8n did not list, to probe by id once.
+-- run_id (optional): the collector run; its summary counts the page in the same transaction,
+-- so a run killed before it could finish still shows what it committed.
+create or replace function public.ingest_execution_page(
+  source_id uuid,
+  lease_token uuid,
+  executions jsonb,
+  walk jsonb default null,
+  holes bigint[] default '{}',
+  run_id uuid default null
+)
+returns jsonb
+language plpgsql
+set search_path = ''
+set timezone = 'UTC'
+as $$
+#variable_conflict use_column
+declare
+  st public.collector_source_state;
+  tenant public.tenants;
+  plan public.plans;
+  walk_done boolean := coalesce((ingest_execution_page.walk ->> 'done')::boolean, false);
+  page_top bigint;
+  summary jsonb;
+begin
+  st := private.lock_leased_source(ingest_execution_page.source_id, ingest_execution_page.lease_token);
+  select t.* into tenant from public.tenants t join public.n8n_sources s on s.tenant_id = t.id where s.id = st.source_id;
+  select p.* into plan from public.plans p where p.id = tenant.plan_id;
+
+  if jsonb_typeof(ingest_execution_page.executions) is distinct from 'array' then
+    raise exception 'executions must be a JSON array';
+  end if;
+  if exists (
+    select 1 from jsonb_to_recordset(ingest_execution_page.executions) as x(id bigint, status text, mode text, workflow_id text)
+    where x.id is null or x.id <= 0 or x.mode is null or x.workflow_id is null
+       or x.status is null or x.status not in ('success', 'error', 'crashed', 'canceled', 'new', 'running', 'waiting', 'unknown')
+  ) then
+    raise exception 'every execution needs a positive id, a known status, a mode and a workflow_id';
+  end if;
+  if (select count(*) <> count(distinct x.id) from jsonb_to_recordset(ingest_execution_page.executions) as x(id bigint)) then
+    raise exception 'an execution id appears twice in one page';
+  end if;
+  -- A time far from now would be billed into a period far from the one the execution ran
+  -- in, and make a partition for it; the collector refuses such pages before they get here.
+  if exists (
+    select 1 from jsonb_to_recordset(ingest_execution_page.executions) as x(started_at timestamptz, stopped_at timestamptz)
+    where not private.plausible_execution_time(x.started_at) or not private.plausible_execution_time(x.stopped_at)
+  ) then
+    raise exception 'an execution starts or stops more than 5 minutes ahead of now or more than 400 days ago'
+      using errcode = 'P0001', hint = 'Check the clock of the n8n host; nothing of the page was stored.';
+  end if;
+
+  perform private.ensure_execution_partition(m.month)
+  from (
+    select distinct date_trunc('month', coalesce(x.started_at, x.stopped_at)) as month
+    from jsonb_to_recordset(ingest_execution_page.executions) as x(status text, started_at timestamptz, stopped_at timestamptz)
+    where x.status in ('success', 'error', 'crashed', 'canceled') and coalesce(x.started_at, x.stopped_at) is not null
+  ) m;
+
+  with page as (
+    select x.id, x.status, x.mode, x.workflow_id, x.started_at, x.stopped_at, x.retry_of
+    from jsonb_to_recordset(ingest_execution_page.executions) as x(
+      id bigint, status text, mode text, workflow_id text,
+      started_at timestamptz, stopped_at timestamptz, retry_of bigint
+    )
+  ),
+  finals as (
+    select p.*,
+           coalesce(p.started_at, p.stopped_at, 'epoch'::timestamptz) as occurred_at,
+           (p.mode = any (plan.billable_modes) and p.status = any (plan.billable_statuses)) as billable,
+           case when p.started_at is not null and p.stopped_at is not null
+             then greatest(0, (extract(epoch from (p.stopped_at - p.started_at)) * 1000)::bigint)
+           end as duration_ms,
+           bp.period_start,
+           bp.period_end,
+           coalesce(p.started_at, p.stopped_at, now())::date as day
+    from page p
+    cross join lateral private.billing_period(
+      tenant.current_period_start, tenant.current_period_end, coalesce(p.started_at, p.stopped_at, now())
+    ) bp
+    where p.status in ('success', 'error', 'crashed', 'canceled')
+  ),
+  inserted as (
+    insert into public.executions (
+      source_id, execution_id, tenant_id, workflow_id, mode, status, started_at, stopped_at,
+      occurred_at, duration_ms, billable, period_start, retry_of
+    )
+    select st.source_id, f.id, tenant.id, f.workflow_id, f.mode, f.status, f.started_at, f.stopped_at,
+           f.occurred_at, f.duration_ms, f.billable, f.period_start, f.retry_of
+    from finals f
+    where not exists (
+      select 1 from public.executions e where e.source_id = st.source_id and e.execution_id = f.id
+    )
+    on conflict do nothing
+    returning execution_id
+  ),
+  counted as (
+    select f.* from finals f join inserted i on i.execution_id = f.id
+  ),
+  counters as (
+    insert into public.usage_counters as c (
+      tenant_id, period_start, period_end, executions, billable, billable_success,
+      billable_failed, billable_duration_ms
+    )
+    select tenant.id, k.period_start, k.period_end, count(*),
+           count(*) filter (where k.billable),
+           count(*) filter (where k.billable and k.status = 'success'),
+           count(*) filter (where k.billable and k.status <> 'success'),
+           coalesce(sum(k.duration_ms) filter (where k.billable), 0)
+    from counted k
+    group by k.period_start, k.period_end
+    on conflict (tenant_id, period_start) do update set
+      executions = c.executions + excluded.executions,
+      billable = c.billable + excluded.billable,
+      billable_success = c.billable_success + excluded.billable_success,
+      billable_failed = c.billable_failed + excluded.billable_failed,
+      billable_duration_ms = c.billable_duration_ms + excluded.billable_duration_ms,
+      updated_at = now()
+    returning 1
+  ),
+  daily as (
+    insert into public.usage_daily as d (tenant_id, day, executions, billable, failed, duration_ms)
+    select tenant.id, k.day, count(*), count(*) filter (where k.billable),
+           count(*) filter (where k.status <> 'success'), coalesce(sum(k.duration_ms), 0)
+    from counted k
+    group by k.day
+    on conflict (tenant_id, day) do update set
+      executions = d.executions + excluded.executions,
+      billable = d.billable + excluded.billable,
+      failed = d.failed + excluded.failed,
+      duration_ms = d.duration_ms + excluded.duration_ms
+    returning 1
+  ),
+  closed as (
+    delete from public.open_executions o
+    using finals f
+    where o.source_id = st.source_id and o.execution_id = f.id
+    returning o.execution_id
+  ),
+  probed as (
+    delete from public.execution_probes pr
+    using page p
+    where pr.source_id = st.source_id and pr.execution_id = p.id
+    returning 1
+  ),
+  new_probes as (
+    -- Ids above the floor not already known; a walk overlaps the previous one, so an
+    -- unsaved execution's id may be probed twice, never more.
+    insert into public.execution_probes (source_id, execution_id)
+    select st.source_id, h.id
+    from unnest(ingest_execution_page.holes) as h(id)
+    where h.id > st.floor_id
+      and not exists (select 1 from page p where p.id = h.id)
+      -- An id already answered 404 (or inside a range known gone) is never probed again.
+      and not exists (
+        select 1 from public.collection_gaps g
+        where g.source_id = st.source_id and h.id between g.from_id and g.to_id
+      )
+      and not exists (select 1 from public.executions e where e.source_id = st.source_id and e.execution_id = h.id)
+      and not exists (select 1 from public.open_executions o where o.source_id = st.source_id and o.execution_id = h.id)
+    on conflict do nothing
+    returning 1
+  ),
+  opened as (
+    insert into public.open_executions as o (source_id, execution_id, tenant_id, workflow_id, mode, status, started_at)
+    select st.source_id, p.id, tenant.id, p.workflow_id, p.mode, p.status, p.started_at
+    from page p
+    where p.status in ('new', 'running', 'waiting', 'unknown')
+      and not exists (
+        select 1 from public.executions e where e.source_id = st.source_id and e.execution_id = p.id
+      )
+    on conflict (source_id, execution_id) do update set
+      status = excluded.status,
+      mode = excluded.mode,
+      workflow_id = excluded.workflow_id,
+      started_at = excluded.started_at,
+      last_seen_at = now()
+    returning (o.xmax = 0) as is_new
+  )
+  select jsonb_build_object(
+    'received', (select count(*) from page),
+    'inserted', (select count(*) from counted),
+    'billable', (select count(*) from counted where billable),
+    'opened', (select count(*) from opened where is_new),
+    'still_open', (select count(*) from opened where not is_new),
+    'closed', (select count(*) from closed),
+    'probes_resolved', (select count(*) from probed),
+    'probes_added', (select count(*) from new_probes),
+    'counter_rows', (select count(*) from counters) + (select count(*) from daily)
+  ) into summary;
+
+  if ingest_execution_page.walk is not null then
+    page_top := greatest(
+      coalesce((ingest_execution_page.walk ->> 'top_id')::bigint, 0),
+      coalesce(st.walk_top_id, 0)
+    );
+    update public.collector_source_state s set
+      walk_cursor = case when walk_done then null else ingest_execution_page.walk ->> 'cursor' end,
+      walk_top_id = case when walk_done then null else nullif(page_top, 0) end,
+      -- The next walk re-reads down to the previous high-water mark: an id that commits
+      -- late (n8n assigns ids at queue time) is seen by the walk after the one that passed
+      -- it. A new source's first walk leaves the floor at 0, so its second walk repeats the
+      -- backfill unfiltered and also finds what was still queued (startedAt null) the first time.
+      floor_id = case when walk_done then s.high_water_id else s.floor_id end,
+      high_water_id = case when walk_done then greatest(s.high_water_id, page_top) else s.high_water_id end,
+      backfill_from = case when walk_done and s.high_water_id > 0 then null else s.backfill_from end,
+      last_walk_completed_at = case when walk_done then now() else s.last_walk_completed_at end,
+      supports_started_after = coalesce(
+        (ingest_execution_page.walk ->> 'supports_started_after')::boolean, s.supports_started_after
+      )
+    where s.source_id = st.source_id;
+
+    -- A pruning gap is recorded once, and only the part of it no earlier gap covers: the
+    -- walk's floor lags one walk behind the high-water mark (to catch ids that commit late),
+    -- so later walks reach the end of n8n's list above an older floor and report ranges that
+    -- overlap. Ingests of one source are serialised by its lease row, so this cannot race.
+    if jsonb_typeof(ingest_execution_page.walk -> 'gap') = 'object' then
+      perform private.record_collection_gaps(
+        st.source_id, tenant.id, 'pruned',
+        int8multirange(int8range(
+          (ingest_execution_page.walk #>> '{gap,from_id}')::bigint,
+          (ingest_execution_page.walk #>> '{gap,to_id}')::bigint, '[]')),
+        ingest_execution_page.walk #>> '{gap,detail}');
+    end if;
+  end if;
+
+  update public.collector_source_state s set
+    lease_expires_at = now() + make_interval(secs => s.lease_seconds)
+  where s.source_id = st.source_id;
+
+  if ingest_execution_page.run_id is not null then
+    update public.collector_runs r set
+      pages = r.pages + (ingest_execution_page.walk is not null)::int,
+      executions_ingested = r.executions_ingested + (summary ->> 'inserted')::bigint,
+      billable_counted = r.billable_counted + (summary ->> 'billable')::bigint
+    where r.id = ingest_execution_page.run_id;
+  end if;
+
+  return summary;
+end;
+$$;
+
+-- Open executions and probes ----------------------------------------------------------------
+
+-- The open executions a leased source must fetch by id, least recently seen first. Probes
+-- have their own list (list_execution_probes), fetched after these.
+create or replace function public.list_open_executions(source_id uuid, lease_token uuid, max_rows int default 100)
+returns table (execution_id bigint, status text, first_seen_at timestamptz, started_at timestamptz)
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+begin
+  perform private.lock_leased_source(list_open_executions.source_id, list_open_executions.lease_token);
+  return query
+  select o.execution_id, o.status, o.first_seen_at, o.started_at
+  from public.open_executions o
+  where o.source_id = list_open_executions.source_id
+  order by o.last_seen_at, o.execution_id
+  limit list_open_executions.max_rows;
+end;
+$$;
+
+-- Ids a walk found missing from n8n's list, to fetch by id, newest first (a running
+-- execution is more likely among the recent ones).
+create or replace function public.list_execution_probes(source_id uuid, lease_token uuid, max_rows int default 1000)
+returns table (execution_id bigint, first_seen_at timestamptz)
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+begin
+  perform private.lock_leased_source(list_execution_probes.source_id, list_execution_probes.lease_token);
+  return query
+  select pr.execution_id, pr.first_seen_at
+  from public.execution_probes pr
+  where pr.source_id = list_execution_probes.source_id
+  order by pr.execution_id desc
+  limit list_execution_probes.max_rows;
+end;
+$$;
+
+-- Gives up on open executions: vanished (n8n answers 404) or unfinished for too long, each
+-- a gap; none is counted. Probes n8n answered 404 for (not_found) are `missing` gaps, one
+-- row per run of consecutive ids, recorded once: the walk never probes them again.
+create or replace function public.close_open_executions(
+  source_id uuid,
+  lease_token uuid,
+  vanished bigint[] default '{}',
+  abandoned bigint[] default '{}',
+  not_found bigint[] default '{}'
+)
+returns int
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  st public.collector_source_state;
+  tenant_id uuid;
+  gone_probes int8multirange;
+  closed int;
+begin
+  st := private.lock_leased_source(close_open_executions.source_id, close_open_executions.lease_token);
+  select s.tenant_id into tenant_id from public.n8n_sources s where s.id = st.source_id;
+  with gone as (
+    delete from public.execution_probes pr
+    where pr.source_id = st.source_id
+      and pr.execution_id = any (close_open_executions.not_found)
+    returning pr.execution_id
+  )
+  select range_agg(int8range(g.execution_id, g.execution_id, '[]')) into gone_probes from gone g;
+  if gone_probes is not null then
+    perform private.record_collection_gaps(
+      st.source_id, tenant_id, 'missing', gone_probes,
+      'missing from n8n''s list and 404 by id: deleted, pruned or never saved (workflows set not to save executions)');
+  end if;
+  with gone as (
+    delete from public.open_executions o
+    where o.source_id = st.source_id
+      and (o.execution_id = any (close_open_executions.vanished) or o.execution_id = any (close_open_executions.abandoned))
+    returning o.*
+  ),
+  recorded as (
+    insert into public.collection_gaps (source_id, tenant_id, kind, from_id, to_id, detail)
+    select g.source_id, g.tenant_id,
+           case when g.execution_id = any (close_open_executions.vanished) then 'vanished' else 'abandoned' end,
+           g.execution_id, g.execution_id,
+           format('last seen %s at %s, first seen %s', g.status, g.last_seen_at, g.first_seen_at)
+    from gone g
+    returning 1
+  )
+  select count(*) into closed from recorded;
+  return closed;
+end;
+$$;
+
+-- Health ------------------------------------------------------------------------------------
+
+-- What the collector's health needs beyond operator_status: the latest scheduled run (did it
+-- finish, with failures, could it reach the database), runs killed before they could finish
+-- in the last day (with what they committed), sources whose lease outlived its run, and gaps
+-- not acknowledged yet. tenant_ids limits leases and gaps to those tenants.
+create or replace function public.collector_health(tenant_ids uuid[] default null)
+returns jsonb
+language sql stable
+set search_path = ''
+as $$
+  with killed as (
+    -- A Netlify function runs 15 minutes at most: a run unfinished after that was killed.
+    select r.id, r.trigger, r.started_at, r.pages, r.executions_ingested, r.billable_counted
+    from public.collector_runs r
+    where r.finished_at is null and r.started_at < now() - interval '15 minutes'
+      and r.started_at > now() - interval '1 day'
+  ),
+  gaps as (
+    select g.* from public.collection_gaps g
+    where g.acknowledged_at is null
+      and (collector_health.tenant_ids is null or g.tenant_id = any (collector_health.tenant_ids))
+  )
+  select jsonb_build_object(
+    'latest_scheduled_run', (
+      select jsonb_build_object(
+        'id', r.id, 'started_at', r.started_at, 'finished_at', r.finished_at,
+        'killed', r.finished_at is null and r.started_at < now() - interval '15 minutes',
+        'sources_ok', r.sources_ok, 'sources_failed', r.sources_failed,
+        'pages', r.pages, 'executions_ingested', r.executions_ingested,
+        'database_unreachable', r.database_unreachable,
+        'first_error', r.errors -> 0 ->> 'error')
+      from public.collector_runs r
+      where r.trigger = 'schedule'
+      order by r.started_at desc
+      limit 1
+    ),
+    'killed_runs', coalesce((
+      select jsonb_agg(to_jsonb(k) order by k.started_at desc) from killed k
+    ), '[]'::jsonb),
+    'dead_leases', coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'source_id', st.source_id, 'tenant_id', s.tenant_id, 'base_url', s.base_url,
+               'lease_expired_at', st.lease_expires_at,
+               'held_for_seconds', floor(extract(epoch from now() - st.lease_expires_at))::bigint + st.lease_seconds)
+             order by st.lease_expires_at)
+      from public.collector_source_state st
+      join public.n8n_sources s on s.id = st.source_id
+      where st.lease_token is not null and st.lease_expires_at <= now()
+        and (collector_health.tenant_ids is null or s.tenant_id = any (collector_health.tenant_ids))
+    ), '[]'::jsonb),
+    'unacknowledged_gaps', jsonb_build_object(
+      'gaps', (select count(*) from gaps),
+      'executions', (select coalesce(sum(g.to_id - g.from_id + 1), 0) from gaps g),
+      'by_kind', coalesce((
+        select jsonb_object_agg(k.kind, k.executions)
+        from (select g.kind, sum(g.to_id - g.from_id + 1) as executions from gaps g group by g.kind) k
+      ), '{}'::jsonb),
+      'sources', (select count(distinct g.source_id) from gaps g),
+      'oldest_detected_at', (select min(g.detected_at) from gaps g)
+    )
+  );
+$$;
+
+revoke execute on function
+  public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[], uuid),
+  public.list_execution_probes(uuid, uuid, int),
+  public.acknowledge_collection_gaps(uuid[], uuid[]),
+  public.collector_health(uuid[])
+  from public, anon, authenticated;
+grant execute on function
+  public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[], uuid),
+  public.list_execution_probes(uuid, uuid, int),
+  public.acknowledge_collection_gaps(uuid[], uuid[]),
+  public.collector_health(uuid[])
+  to service_role;
