@@ -132,7 +132,7 @@ async function realPath(name: string): Promise<SeriesResult> {
       budgetMs: 3_600_000,
       concurrency: 1,
       leaseSeconds: 600,
-      maxSources: 1,
+      sliceSources: 1,
       retentionMonths: 3,
       openMaxAgeMs: 14 * 86_400_000,
       revisitBatch: 100,

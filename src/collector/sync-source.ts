@@ -44,6 +44,8 @@ export interface SyncSourceInput {
 interface IngestSummary {
   inserted: number;
   billable: number;
+  opened: number;
+  probes_added: number;
 }
 
 class LeaseLost extends Error {}
@@ -136,6 +138,8 @@ export async function syncSource(input: SyncSourceInput): Promise<SourceOutcome>
     };
     let cursor: string | undefined = source.walk_cursor ?? undefined;
     let supportsStartedAfter = source.supports_started_after;
+    // Whether anything waits to be fetched by id: one RPC saved per source and run otherwise.
+    let openOrProbed = source.open_executions > 0;
 
     for (;;) {
       if (now() >= input.deadline) return { status: 'deferred', ...stats };
@@ -172,6 +176,7 @@ export async function syncSource(input: SyncSourceInput): Promise<SourceOutcome>
         { ...step.progress, ...(probed === null ? {} : { supports_started_after: probed }) },
         step.holes,
       );
+      openOrProbed ||= summary.opened > 0 || summary.probes_added > 0;
       stats.pages += 1;
       stats.executionsIngested += summary.inserted;
       stats.billableCounted += summary.billable;
@@ -182,7 +187,7 @@ export async function syncSource(input: SyncSourceInput): Promise<SourceOutcome>
       position = { ...position, lowestSeenId: step.lowestId, topId: step.progress.top_id };
     }
     // After the walk, so the ids it just found missing are fetched in the same run.
-    await revisitOpenExecutions(input, stats);
+    if (openOrProbed) await revisitOpenExecutions(input, stats);
     return { status: 'ok', ...stats };
   } catch (error) {
     if (error instanceof LeaseLost) {

@@ -356,7 +356,7 @@ type Fault =
 const FUNCTIONS = [
   [6, 'ingest_execution_page'],
   [1, 'claim_collector_sources'],
-  [1, 'release_collector_source'],
+  [1, 'release_collector_sources'],
   [1, 'list_open_executions'],
   [1, 'close_open_executions'],
   [2, null],
@@ -371,7 +371,7 @@ function randomFault(rng: Rng, pages: number): Fault {
         ? rng.int(1, pages + 6)
         : fn === 'ingest_execution_page'
           ? ingestNth()
-          : fn === 'release_collector_source'
+          : fn === 'release_collector_sources'
             ? 1
             : rng.int(1, 2);
     return { kind, fn, nth };

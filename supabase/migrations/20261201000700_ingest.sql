@@ -1,0 +1,456 @@
+-- Collector at scale: partitions with statistics from their first large batch, leases
+-- renewed and released in batches across sources.
+--
+-- A new monthly partition has no statistics until autovacuum gets to it; until then the
+-- planner joined ingest_execution_page's duplicate check by reading all of the source's
+-- rows in the partition, for every page, and the first large collection of every month (and
+-- of every fresh deploy) ran at a third of its usual speed. The check is now a lookup per
+-- row whatever the statistics say, and a partition is analyzed when it is created and again
+-- once it holds a few thousand rows, for every other query; autovacuum takes it from there.
+
+-- Creates the monthly partition that holds `at` (in schema private, not exposed by the API).
+create or replace function private.ensure_execution_partition(at timestamptz)
+returns void
+language plpgsql
+security definer
+set search_path = ''
+set timezone = 'UTC'
+as $$
+declare
+  month_start timestamptz := date_trunc('month', at);
+  partition_name text := 'executions_' || to_char(month_start, 'YYYY_MM');
+begin
+  if to_regclass('private.' || partition_name) is not null then
+    return;
+  end if;
+  -- Serialise creators; one that lost the race finds the table already there.
+  perform pg_advisory_xact_lock(hashtext('flowmeter.execution_partitions'));
+  begin
+    execute format(
+      'create table private.%I partition of public.executions for values from (%L) to (%L)',
+      partition_name, month_start, month_start + interval '1 month'
+    );
+  exception when duplicate_table or unique_violation then
+    return;
+  end;
+  execute format('alter table private.%I enable row level security', partition_name);
+  execute format('revoke all on table private.%I from public, anon, authenticated', partition_name);
+  -- Known to be empty rather than never measured: the planner then sizes it by its pages.
+  execute format('analyze private.%I', partition_name);
+end;
+$$;
+comment on function private.ensure_execution_partition(timestamptz) is
+  'security definer: attaching a partition requires owning public.executions, which the service role does not. Creates only private.executions_YYYY_MM for the given month.';
+
+-- Analyzes the month's partition once it outgrows what its statistics say by far: the first
+-- large batch of a month. Costs a catalog lookup per ingested page otherwise.
+create or replace function private.analyze_young_execution_partition(month timestamptz)
+returns void
+language plpgsql
+security definer
+set search_path = ''
+set timezone = 'UTC'
+as $$
+declare
+  partition regclass := to_regclass('private.executions_' || to_char(date_trunc('month', month), 'YYYY_MM'));
+  measured int;
+begin
+  if partition is null then
+    return;
+  end if;
+  select c.relpages into measured from pg_catalog.pg_class c where c.oid = partition;
+  -- 128 pages hold about 7,000 executions; once analyzed at that size, autovacuum's
+  -- thresholds keep the statistics in step. Concurrent ingests of the month leave it to
+  -- the first (analyze locks out another).
+  if measured < 128 and pg_catalog.pg_relation_size(partition) >= 128 * 8192
+     and pg_catalog.pg_try_advisory_xact_lock(hashtext('flowmeter.analyze ' || partition::text)) then
+    execute format('analyze %s', partition);
+  end if;
+end;
+$$;
+comment on function private.analyze_young_execution_partition(timestamptz) is
+  'security definer: analyze requires owning the partition, which the service role does not. Analyzes only the private.executions_YYYY_MM partition of the given month.';
+
+revoke all on function private.analyze_young_execution_partition(timestamptz) from public;
+grant execute on function private.analyze_young_execution_partition(timestamptz) to service_role;
+
+-- Ingests one page of n8n executions for a leased source, and the walk's progress, in one
+-- transaction. Final executions are inserted once; counters move by the inserted rows only;
+-- unfinished ones are kept open until they finish.
+--
+-- executions: [{id, status, mode, workflow_id, started_at, stopped_at, retry_of}]
+-- walk (optional): {cursor, top_id, done, supports_started_after, gap: {from_id, to_id, detail}}
+-- holes (optional): ids the walk passed that n8n did not list, to probe by id once.
+create or replace function public.ingest_execution_page(
+  source_id uuid,
+  lease_token uuid,
+  executions jsonb,
+  walk jsonb default null,
+  holes bigint[] default '{}'
+)
+returns jsonb
+language plpgsql
+set search_path = ''
+set timezone = 'UTC'
+as $$
+#variable_conflict use_column
+declare
+  st public.collector_source_state;
+  tenant public.tenants;
+  plan public.plans;
+  walk_done boolean := coalesce((ingest_execution_page.walk ->> 'done')::boolean, false);
+  page_top bigint;
+  summary jsonb;
+  months timestamptz[];
+begin
+  st := private.lock_leased_source(ingest_execution_page.source_id, ingest_execution_page.lease_token);
+  select t.* into tenant from public.tenants t join public.n8n_sources s on s.tenant_id = t.id where s.id = st.source_id;
+  select p.* into plan from public.plans p where p.id = tenant.plan_id;
+
+  if jsonb_typeof(ingest_execution_page.executions) is distinct from 'array' then
+    raise exception 'executions must be a JSON array';
+  end if;
+  if exists (
+    select 1 from jsonb_to_recordset(ingest_execution_page.executions) as x(id bigint, status text, mode text, workflow_id text)
+    where x.id is null or x.id <= 0 or x.mode is null or x.workflow_id is null
+       or x.status is null or x.status not in ('success', 'error', 'crashed', 'canceled', 'new', 'running', 'waiting', 'unknown')
+  ) then
+    raise exception 'every execution needs a positive id, a known status, a mode and a workflow_id';
+  end if;
+  if (select count(*) <> count(distinct x.id) from jsonb_to_recordset(ingest_execution_page.executions) as x(id bigint)) then
+    raise exception 'an execution id appears twice in one page';
+  end if;
+
+  select coalesce(array_agg(distinct date_trunc('month', coalesce(x.started_at, x.stopped_at))), '{}')
+  into months
+  from jsonb_to_recordset(ingest_execution_page.executions) as x(status text, started_at timestamptz, stopped_at timestamptz)
+  where x.status in ('success', 'error', 'crashed', 'canceled') and coalesce(x.started_at, x.stopped_at) is not null;
+  perform private.ensure_execution_partition(m.month) from unnest(months) as m(month);
+
+  with page as (
+    select x.id, x.status, x.mode, x.workflow_id, x.started_at, x.stopped_at, x.retry_of
+    from jsonb_to_recordset(ingest_execution_page.executions) as x(
+      id bigint, status text, mode text, workflow_id text,
+      started_at timestamptz, stopped_at timestamptz, retry_of bigint
+    )
+  ),
+  finals as (
+    select p.*,
+           coalesce(p.started_at, p.stopped_at, 'epoch'::timestamptz) as occurred_at,
+           (p.mode = any (plan.billable_modes) and p.status = any (plan.billable_statuses)) as billable,
+           case when p.started_at is not null and p.stopped_at is not null
+             then greatest(0, (extract(epoch from (p.stopped_at - p.started_at)) * 1000)::bigint)
+           end as duration_ms,
+           bp.period_start,
+           bp.period_end,
+           coalesce(p.started_at, p.stopped_at, now())::date as day
+    from page p
+    cross join lateral private.billing_period(
+      tenant.current_period_start, tenant.current_period_end, coalesce(p.started_at, p.stopped_at, now())
+    ) bp
+    where p.status in ('success', 'error', 'crashed', 'canceled')
+  ),
+  inserted as (
+    insert into public.executions (
+      source_id, execution_id, tenant_id, workflow_id, mode, status, started_at, stopped_at,
+      occurred_at, duration_ms, billable, period_start, retry_of
+    )
+    select st.source_id, f.id, tenant.id, f.workflow_id, f.mode, f.status, f.started_at, f.stopped_at,
+           f.occurred_at, f.duration_ms, f.billable, f.period_start, f.retry_of
+    from finals f
+    -- A lookup per row, never a join: without statistics (a new month) the planner joins
+    -- by reading every row the source has in the partition, for every page.
+    where (select e.execution_id from public.executions e
+           where e.source_id = st.source_id and e.execution_id = f.id limit 1) is null
+    on conflict do nothing
+    returning execution_id
+  ),
+  counted as (
+    select f.* from finals f join inserted i on i.execution_id = f.id
+  ),
+  counters as (
+    insert into public.usage_counters as c (
+      tenant_id, period_start, period_end, executions, billable, billable_success,
+      billable_failed, billable_duration_ms
+    )
+    select tenant.id, k.period_start, k.period_end, count(*),
+           count(*) filter (where k.billable),
+           count(*) filter (where k.billable and k.status = 'success'),
+           count(*) filter (where k.billable and k.status <> 'success'),
+           coalesce(sum(k.duration_ms) filter (where k.billable), 0)
+    from counted k
+    group by k.period_start, k.period_end
+    on conflict (tenant_id, period_start) do update set
+      executions = c.executions + excluded.executions,
+      billable = c.billable + excluded.billable,
+      billable_success = c.billable_success + excluded.billable_success,
+      billable_failed = c.billable_failed + excluded.billable_failed,
+      billable_duration_ms = c.billable_duration_ms + excluded.billable_duration_ms,
+      updated_at = now()
+    returning 1
+  ),
+  daily as (
+    insert into public.usage_daily as d (tenant_id, day, executions, billable, failed, duration_ms)
+    select tenant.id, k.day, count(*), count(*) filter (where k.billable),
+           count(*) filter (where k.status <> 'success'), coalesce(sum(k.duration_ms), 0)
+    from counted k
+    group by k.day
+    on conflict (tenant_id, day) do update set
+      executions = d.executions + excluded.executions,
+      billable = d.billable + excluded.billable,
+      failed = d.failed + excluded.failed,
+      duration_ms = d.duration_ms + excluded.duration_ms
+    returning 1
+  ),
+  closed as (
+    delete from public.open_executions o
+    using finals f
+    where o.source_id = st.source_id and o.execution_id = f.id
+    returning o.execution_id
+  ),
+  probed as (
+    delete from public.execution_probes pr
+    using page p
+    where pr.source_id = st.source_id and pr.execution_id = p.id
+    returning 1
+  ),
+  new_probes as (
+    -- Ids above the floor not already known; a walk overlaps the previous one, so an
+    -- unsaved execution's id may be probed twice, never more.
+    insert into public.execution_probes (source_id, execution_id)
+    select st.source_id, h.id
+    from unnest(ingest_execution_page.holes) as h(id)
+    where h.id > st.floor_id
+      and not exists (select 1 from page p where p.id = h.id)
+      and (select e.execution_id from public.executions e
+           where e.source_id = st.source_id and e.execution_id = h.id limit 1) is null
+      and not exists (select 1 from public.open_executions o where o.source_id = st.source_id and o.execution_id = h.id)
+    on conflict do nothing
+    returning 1
+  ),
+  opened as (
+    insert into public.open_executions as o (source_id, execution_id, tenant_id, workflow_id, mode, status, started_at)
+    select st.source_id, p.id, tenant.id, p.workflow_id, p.mode, p.status, p.started_at
+    from page p
+    where p.status in ('new', 'running', 'waiting', 'unknown')
+      and (select e.execution_id from public.executions e
+           where e.source_id = st.source_id and e.execution_id = p.id limit 1) is null
+    on conflict (source_id, execution_id) do update set
+      status = excluded.status,
+      mode = excluded.mode,
+      workflow_id = excluded.workflow_id,
+      started_at = excluded.started_at,
+      last_seen_at = now()
+    returning (o.xmax = 0) as is_new
+  )
+  select jsonb_build_object(
+    'received', (select count(*) from page),
+    'inserted', (select count(*) from counted),
+    'billable', (select count(*) from counted where billable),
+    'opened', (select count(*) from opened where is_new),
+    'still_open', (select count(*) from opened where not is_new),
+    'closed', (select count(*) from closed),
+    'probes_resolved', (select count(*) from probed),
+    'probes_added', (select count(*) from new_probes),
+    'counter_rows', (select count(*) from counters) + (select count(*) from daily)
+  ) into summary;
+
+  -- A month's first large batch gives its partition statistics (see below).
+  if (summary ->> 'inserted')::int > 0 then
+    perform private.analyze_young_execution_partition(m.month) from unnest(months) as m(month);
+  end if;
+
+  if ingest_execution_page.walk is not null then
+    page_top := greatest(
+      coalesce((ingest_execution_page.walk ->> 'top_id')::bigint, 0),
+      coalesce(st.walk_top_id, 0)
+    );
+    update public.collector_source_state s set
+      walk_cursor = case when walk_done then null else ingest_execution_page.walk ->> 'cursor' end,
+      walk_top_id = case when walk_done then null else nullif(page_top, 0) end,
+      -- The next walk re-reads down to the previous high-water mark: an id that commits
+      -- late (n8n assigns ids at queue time) is seen by the walk after the one that passed
+      -- it. A new source's first walk leaves the floor at 0, so its second walk repeats the
+      -- backfill unfiltered and also finds what was still queued (startedAt null) the first time.
+      floor_id = case when walk_done then s.high_water_id else s.floor_id end,
+      high_water_id = case when walk_done then greatest(s.high_water_id, page_top) else s.high_water_id end,
+      backfill_from = case when walk_done and s.high_water_id > 0 then null else s.backfill_from end,
+      last_walk_completed_at = case when walk_done then now() else s.last_walk_completed_at end,
+      supports_started_after = coalesce(
+        (ingest_execution_page.walk ->> 'supports_started_after')::boolean, s.supports_started_after
+      )
+    where s.source_id = st.source_id;
+
+    -- A pruning gap is recorded once. The walk's floor lags one walk behind the high-water
+    -- mark (to catch ids that commit late), so the walk after the one that found a gap
+    -- reaches the end of n8n's list above the same floor and reports the same range again.
+    -- Ingests of one source are serialised by its lease row, so the check cannot race.
+    if jsonb_typeof(ingest_execution_page.walk -> 'gap') = 'object' then
+      insert into public.collection_gaps (source_id, tenant_id, kind, from_id, to_id, detail)
+      select st.source_id, tenant.id, 'pruned', g.from_id, g.to_id, ingest_execution_page.walk #>> '{gap,detail}'
+      from (select (ingest_execution_page.walk #>> '{gap,from_id}')::bigint as from_id,
+                   (ingest_execution_page.walk #>> '{gap,to_id}')::bigint as to_id) g
+      where not exists (
+        select 1 from public.collection_gaps x
+        where x.source_id = st.source_id and x.kind = 'pruned'
+          and x.from_id = g.from_id and x.to_id = g.to_id);
+    end if;
+  end if;
+
+  update public.collector_source_state s set
+    lease_expires_at = now() + make_interval(secs => s.lease_seconds)
+  where s.source_id = st.source_id;
+
+  return summary;
+end;
+$$;
+
+drop function public.claim_collector_sources(int, int, uuid[], boolean);
+
+-- Claims up to max_sources enabled sources that are due and not leased by a live run.
+-- not_since_run: only sources not attempted since that run started, so a run that claims
+-- slice after slice for its background workers never claims a source twice in its cycle
+-- (one its workers already collected is due again at once).
+create or replace function public.claim_collector_sources(
+  lease_seconds int default 120,
+  max_sources int default 100,
+  source_ids uuid[] default null,
+  ignore_schedule boolean default false,
+  not_since_run uuid default null
+)
+returns table (
+  source_id uuid,
+  tenant_id uuid,
+  base_url text,
+  api_key_ciphertext text,
+  project_id text,
+  lease_token uuid,
+  floor_id bigint,
+  high_water_id bigint,
+  walk_cursor text,
+  walk_top_id bigint,
+  backfill_from timestamptz,
+  supports_started_after boolean,
+  open_executions bigint
+)
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+begin
+  if claim_collector_sources.lease_seconds not between 10 and 3600 then
+    raise exception 'lease_seconds must be between 10 and 3600 (got %)', claim_collector_sources.lease_seconds;
+  end if;
+
+  insert into public.collector_source_state (source_id, backfill_from)
+  select s.id, (private.billing_period(t.current_period_start, t.current_period_end, now())).period_start
+  from public.n8n_sources s
+  join public.tenants t on t.id = s.tenant_id
+  where s.enabled
+    and (claim_collector_sources.source_ids is null or s.id = any (claim_collector_sources.source_ids))
+  on conflict (source_id) do nothing;
+
+  return query
+  with due as (
+    select st.source_id
+    from public.collector_source_state st
+    join public.n8n_sources s on s.id = st.source_id
+    where s.enabled
+      and (claim_collector_sources.source_ids is null or st.source_id = any (claim_collector_sources.source_ids))
+      and (claim_collector_sources.ignore_schedule or st.next_attempt_at <= now())
+      and (st.lease_expires_at is null or st.lease_expires_at <= now())
+      and (claim_collector_sources.not_since_run is null or st.last_attempt_at is null
+           or st.last_attempt_at < (select r.started_at from public.collector_runs r
+                                    where r.id = claim_collector_sources.not_since_run))
+    order by st.last_attempt_at nulls first, st.source_id
+    limit claim_collector_sources.max_sources
+    for update of st skip locked
+  ),
+  claimed as (
+    update public.collector_source_state st set
+      lease_token = gen_random_uuid(),
+      lease_expires_at = now() + make_interval(secs => claim_collector_sources.lease_seconds),
+      lease_seconds = claim_collector_sources.lease_seconds,
+      last_attempt_at = now()
+    from due
+    where st.source_id = due.source_id
+    returning st.*
+  )
+  select c.source_id, s.tenant_id, s.base_url, s.api_key_ciphertext, s.project_id, c.lease_token,
+         c.floor_id, c.high_water_id, c.walk_cursor, c.walk_top_id, c.backfill_from,
+         c.supports_started_after,
+         (select count(*) from public.open_executions o where o.source_id = c.source_id)
+           + (select count(*) from public.execution_probes pr where pr.source_id = c.source_id)
+  from claimed c
+  join public.n8n_sources s on s.id = c.source_id;
+end;
+$$;
+
+-- Extends the leases a run still holds, in one call for all its sources; returns the
+-- sources whose lease it extended (a lease that expired or was taken over is not).
+create or replace function public.renew_collector_leases(source_ids uuid[], lease_tokens uuid[])
+returns setof uuid
+language sql
+set search_path = ''
+as $$
+  update public.collector_source_state st set
+    lease_expires_at = now() + make_interval(secs => st.lease_seconds)
+  from unnest(renew_collector_leases.source_ids, renew_collector_leases.lease_tokens) as l(source_id, lease_token)
+  where st.source_id = l.source_id and st.lease_token = l.lease_token and st.lease_expires_at > now()
+  returning st.source_id;
+$$;
+
+-- Ends the turns of many sources in one call: records each one's success or error (errors[i]
+-- null for success), schedules its next attempt (backing off exponentially while it fails,
+-- at most an hour) and frees its lease. Leases no longer held are left alone.
+create or replace function public.release_collector_sources(
+  source_ids uuid[],
+  lease_tokens uuid[],
+  errors text[] default null
+)
+returns int
+language plpgsql
+set search_path = ''
+as $$
+declare
+  released int;
+begin
+  if release_collector_sources.errors is not null
+     and cardinality(release_collector_sources.errors) <> cardinality(release_collector_sources.source_ids) then
+    raise exception 'errors must have one entry per source (% sources, % errors)',
+      cardinality(release_collector_sources.source_ids), cardinality(release_collector_sources.errors);
+  end if;
+  update public.collector_source_state s set
+    lease_token = null,
+    lease_expires_at = null,
+    consecutive_failures = case when r.error is null then 0 else s.consecutive_failures + 1 end,
+    last_success_at = case when r.error is null then now() else s.last_success_at end,
+    last_error = case when r.error is null then s.last_error else left(r.error, 2000) end,
+    last_error_at = case when r.error is null then s.last_error_at else now() end,
+    next_attempt_at = case when r.error is null then now()
+      else now() + least(interval '1 hour', interval '1 minute' * power(2, least(s.consecutive_failures, 10))) end
+  from unnest(
+    release_collector_sources.source_ids,
+    release_collector_sources.lease_tokens,
+    coalesce(release_collector_sources.errors, array_fill(null::text, array[cardinality(release_collector_sources.source_ids)]))
+  ) as r(source_id, lease_token, error)
+  where s.source_id = r.source_id and s.lease_token = r.lease_token;
+  get diagnostics released = row_count;
+  return released;
+end;
+$$;
+
+drop function public.release_collector_source(uuid, uuid, text);
+
+revoke execute on function
+  public.claim_collector_sources(int, int, uuid[], boolean, uuid),
+  public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[]),
+  public.renew_collector_leases(uuid[], uuid[]),
+  public.release_collector_sources(uuid[], uuid[], text[])
+  from public, anon, authenticated;
+grant execute on function
+  public.claim_collector_sources(int, int, uuid[], boolean, uuid),
+  public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[]),
+  public.renew_collector_leases(uuid[], uuid[]),
+  public.release_collector_sources(uuid[], uuid[], text[])
+  to service_role;
