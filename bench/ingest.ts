@@ -8,12 +8,12 @@ import { createServiceClient } from '../src/db/client.ts';
 import { rpcFetch } from '../src/db/fetch.ts';
 import { sealApiKey } from '../src/n8n/api-key.ts';
 import { createN8nClient, type N8nClient } from '../src/n8n/client.ts';
-import { parseExecutionPage } from '../src/n8n/schemas.ts';
+import { parseExecution, parseExecutionPage } from '../src/n8n/schemas.ts';
 import { silentLogger } from '../src/observability/logger.ts';
 import { type CpuSample, cpuProbe } from './cpu.ts';
 import { fmt } from './stats.ts';
 import { machine, positive, printTargets, startStackProcess, writeResults } from './support.ts';
-import { SPACING_MS, startSyntheticN8n, syntheticPath } from './synthetic-n8n.ts';
+import { startSyntheticN8n, syntheticExecution, syntheticPath } from './synthetic-n8n.ts';
 
 /**
  * npm run bench:ingest: collection throughput on the real path (n8n client → collector →
@@ -298,17 +298,11 @@ async function insertPerExecution(): Promise<SeriesResult> {
   }
 }
 
+/** Execution `id` of a source of `top`, as the collector sends it. */
 function executionRow(id: number, top: number) {
-  const startedAt = newestAt - (top - id) * SPACING_MS;
-  return {
-    id: String(id),
-    status: id % 20 === 0 ? 'error' : 'success',
-    mode: id % 10 === 0 ? 'manual' : 'trigger',
-    workflow_id: `wf${id % 16}`,
-    started_at: new Date(startedAt).toISOString(),
-    stopped_at: new Date(startedAt + 700).toISOString(),
-    retry_of: null,
-  };
+  const parsed = parseExecution(syntheticExecution(id, { executions: top, growth: 0, newestAt }));
+  if (!parsed.ok) throw new Error(parsed.message);
+  return toIngestRow(parsed.execution);
 }
 
 function print(s: SeriesResult, reference?: SeriesResult) {

@@ -7,10 +7,10 @@ import { setTimeout as delay } from 'node:timers/promises';
  * the source's base URL and the request, in time proportional to the page, so a run over a
  * million executions or ten thousand sources costs no memory here.
  *
- * A source's base URL is `<server>/g/<executions>/<growth>/<newest epoch ms>`: ids 1 to
- * `executions + growth × cycle` exist, id i started `SPACING_MS × (top − i)` before the
- * newest one, and `cycle` is what the bench last set (`setCycle`), so each cycle adds
- * `growth` executions to every source. Listing follows n8n's contract (newest id first,
+ * A source's base URL is `<server>/g/<executions>/<growth>/<epoch ms>`: ids 1 to
+ * `executions + growth × cycle` exist, where `cycle` is what the bench last set
+ * (`setCycle`), so each cycle adds `growth` executions to every source; id `executions`
+ * started at the given time and every other id `SPACING_MS` per id before or after it. Listing follows n8n's contract (newest id first,
  * base64 `{lastId, limit}` cursors meaning "ids below lastId", `nextCursor` null on the
  * last page, at most 250 a page); `startedAfter` is honoured.
  */
@@ -41,8 +41,9 @@ export interface SyntheticN8n {
 
 const SOURCE_PATH = /^\/g\/(\d+)\/(\d+)\/(\d+)\/api\/v1\/executions(?:\/(\d+))?$/;
 
-function execution(id: number, top: number, newestAt: number) {
-  const startedAt = newestAt - (top - id) * SPACING_MS;
+/** Execution `id` of a source, as n8n lists it. */
+export function syntheticExecution(id: number, shape: SyntheticSourceShape) {
+  const startedAt = shape.newestAt + (id - shape.executions) * SPACING_MS;
   return {
     id: String(id),
     finished: true,
@@ -79,13 +80,17 @@ export async function startSyntheticN8n(options: { latencyMs: number }): Promise
       res.end(JSON.stringify(body));
     };
     if (!match) return send(404, { message: 'Not Found' });
-    const top = Number(match[1]) + Number(match[2]) * cycle;
-    const newestAt = Number(match[3]);
+    const shape = {
+      executions: Number(match[1]),
+      growth: Number(match[2]),
+      newestAt: Number(match[3]),
+    };
+    const top = shape.executions + shape.growth * cycle;
     if (match[4]) {
       counts.gets += 1;
       const id = Number(match[4]);
       return id >= 1 && id <= top
-        ? send(200, execution(id, top, newestAt))
+        ? send(200, syntheticExecution(id, shape))
         : send(404, { message: 'Not Found' });
     }
     counts.lists += 1;
@@ -94,12 +99,12 @@ export async function startSyntheticN8n(options: { latencyMs: number }): Promise
     const after = url.searchParams.get('startedAfter');
     // Ids started at or after startedAfter are the newest ones: from the top down to `lowest`.
     const lowest = after
-      ? Math.max(1, top - Math.floor((newestAt - Date.parse(after)) / SPACING_MS))
+      ? Math.max(1, shape.executions + Math.ceil((Date.parse(after) - shape.newestAt) / SPACING_MS))
       : 1;
     const from = Math.min(below - 1, top);
     const to = Math.max(lowest, from - limit + 1);
     const data = [];
-    for (let id = from; id >= to; id--) data.push(execution(id, top, newestAt));
+    for (let id = from; id >= to; id--) data.push(syntheticExecution(id, shape));
     counts.itemsListed += data.length;
     const nextCursor =
       data.length > 0 && to > lowest
