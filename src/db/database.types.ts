@@ -1160,31 +1160,6 @@ export type Database = {
         };
         Returns: number;
       };
-      create_tenant: {
-        Args: { external_ref?: string; name: string; plan_id: string };
-        Returns: {
-          created_at: string;
-          current_period_end: string | null;
-          current_period_start: string | null;
-          external_ref: string | null;
-          id: string;
-          name: string;
-          plan_id: string;
-          stripe_customer_id: string | null;
-          stripe_subscription_id: string | null;
-          stripe_synced_at: string | null;
-          subscription_status: string;
-          subscription_status_changed_at: string;
-          trial_ends_at: string | null;
-          updated_at: string;
-        };
-        SetofOptions: {
-          from: '*';
-          to: 'tenants';
-          isOneToOne: true;
-          isSetofReturn: false;
-        };
-      };
       enforce_usage: {
         Args: {
           reservation_ttl_seconds?: number;
@@ -1564,6 +1539,8 @@ export type Database = {
       set_plan: {
         Args: {
           alert_thresholds?: number[];
+          billable_modes?: string[];
+          billable_statuses?: string[];
           currency?: string;
           grace_days?: number;
           id: string;
@@ -1688,44 +1665,6 @@ export type Database = {
           success_rate: number;
           workflow_id: string;
         }[];
-      };
-      upsert_plan: {
-        Args: {
-          active?: boolean;
-          alert_thresholds?: number[];
-          billable_modes?: string[];
-          billable_statuses?: string[];
-          currency?: string;
-          id: string;
-          included_executions?: number;
-          limit_policy?: string;
-          name: string;
-          overage_unit_amount?: number;
-        };
-        Returns: {
-          active: boolean;
-          alert_thresholds: number[];
-          billable_modes: string[];
-          billable_statuses: string[];
-          created_at: string;
-          currency: string;
-          grace_days: number;
-          id: string;
-          included_executions: number | null;
-          limit_policy: string;
-          name: string;
-          overage_unit_amount: number | null;
-          stripe_meter_event_name: string | null;
-          stripe_meter_id: string | null;
-          trial_included_executions: number | null;
-          updated_at: string;
-        };
-        SetofOptions: {
-          from: '*';
-          to: 'plans';
-          isOneToOne: true;
-          isSetofReturn: false;
-        };
       };
       upsert_plan_price: {
         Args: { plan_id: string; stripe_price_id: string };

@@ -122,7 +122,7 @@ beforeAll(() => {
 async function meteredTenant(plan: { quota: number; thresholds?: number[] }) {
   const planId = (await createPlan({ included_executions: plan.quota })).id;
   if (plan.thresholds) {
-    const { error } = await serviceClient().rpc('upsert_plan', {
+    const { error } = await serviceClient().rpc('set_plan', {
       id: planId,
       name: 'Thresholds plan',
       included_executions: plan.quota,
@@ -363,7 +363,7 @@ describe('raising alerts: plan and channel rules', () => {
   ) {
     const planId = uniqueId('plan');
     await db.query(
-      `select public.upsert_plan(id => $1, name => 'Rules', included_executions => $2,
+      `select public.set_plan(id => $1, name => 'Rules', included_executions => $2,
               limit_policy => $3, overage_unit_amount => $4)`,
       [planId, plan.quota, plan.policy ?? 'hard_limit', plan.policy === 'overage' ? 1 : null],
     );
@@ -373,7 +373,7 @@ describe('raising alerts: plan and channel rules', () => {
         plan.trialQuota,
       ]);
     }
-    const { rows } = await db.query('select (public.create_tenant($1, $2)).id', [
+    const { rows } = await db.query('select (public.add_tenant($1, $2)).id', [
       uniqueId('tenant'),
       planId,
     ]);

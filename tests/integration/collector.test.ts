@@ -131,7 +131,7 @@ describe('collector', () => {
 
     // A plan that bills manual runs too.
     const plan = await createPlan();
-    await serviceClient().rpc('upsert_plan', {
+    await serviceClient().rpc('set_plan', {
       id: plan.id,
       name: 'Bills manual',
       included_executions: 100,

@@ -27,7 +27,7 @@ const ask = (tenant: string, extra: Record<string, unknown> = {}, h = handler) =
 
 async function planWith(fields: Record<string, unknown>) {
   const plan = await createPlan();
-  const { data, error } = await serviceClient().rpc('upsert_plan', {
+  const { data, error } = await serviceClient().rpc('set_plan', {
     id: plan.id,
     name: 'Test',
     ...fields,

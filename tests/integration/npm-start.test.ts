@@ -84,7 +84,7 @@ describe('npm start', () => {
       local.SUPABASE_URL as string,
       local.SUPABASE_SERVICE_ROLE_KEY as string,
     );
-    const plan = await service.rpc('upsert_plan', {
+    const plan = await service.rpc('set_plan', {
       id: 'starter',
       name: 'Starter',
       included_executions: 100,
@@ -93,11 +93,11 @@ describe('npm start', () => {
     expect(plan.data).toMatchObject({ id: 'starter', included_executions: 100 });
 
     const anon = createClient(local.SUPABASE_URL as string, local.SUPABASE_ANON_KEY as string);
-    const refused = await anon.rpc('upsert_plan', { id: 'hacked', name: 'Hacked' });
+    const refused = await anon.rpc('set_plan', { id: 'hacked', name: 'Hacked' });
     expect(refused.status).toBe(401);
     expect(refused.error).toEqual({
       code: '42501',
-      message: 'permission denied for function upsert_plan',
+      message: 'permission denied for function set_plan',
       details: null,
       hint: null,
     });
@@ -114,7 +114,7 @@ describe('npm start', () => {
     const kept = await createClient(
       again.SUPABASE_URL as string,
       again.SUPABASE_SERVICE_ROLE_KEY as string,
-    ).rpc('upsert_plan', { id: 'starter', name: 'Starter', included_executions: 200 });
+    ).rpc('set_plan', { id: 'starter', name: 'Starter', included_executions: 200 });
     expect(kept.data).toMatchObject({ id: 'starter', included_executions: 200 });
     second.child.kill('SIGTERM');
     expect(await second.exited).toBe(0);

@@ -159,7 +159,7 @@ describe('writes', () => {
   });
 
   it('the service role writes through the admin functions and updated_at follows', async () => {
-    const { data: before } = await serviceClient().rpc('upsert_plan', {
+    const { data: before } = await serviceClient().rpc('set_plan', {
       id: world.tenantA.plan_id,
       name: 'Renamed',
       included_executions: 5,
@@ -176,7 +176,7 @@ describe('writes', () => {
 describe('through the API with the anon key', () => {
   it("a service-only function answers 401 with PostgREST's error body and changes nothing", async () => {
     const name = uniqueId('evil');
-    const { data, error, status } = await anonClient().rpc('create_tenant', {
+    const { data, error, status } = await anonClient().rpc('add_tenant', {
       name,
       plan_id: world.tenantA.plan_id,
     });
@@ -184,7 +184,7 @@ describe('through the API with the anon key', () => {
     expect(data).toBeNull();
     expect(error).toMatchObject({
       code: '42501',
-      message: 'permission denied for function create_tenant',
+      message: 'permission denied for function add_tenant',
     });
     const { rows } = await superuser().query('select 1 from public.tenants where name = $1', [
       name,

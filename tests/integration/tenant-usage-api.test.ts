@@ -107,7 +107,7 @@ describe('a tenant on the calendar month with a hand-computed month', () => {
   let member: UsageDb;
 
   beforeAll(async () => {
-    const plan = await serviceClient().rpc('upsert_plan', {
+    const plan = await serviceClient().rpc('set_plan', {
       id: uniqueId('plan'),
       name: 'Overage',
       limit_policy: 'overage',
@@ -398,7 +398,7 @@ describe('a trialing tenant whose Stripe period starts mid-month', () => {
   let member: UsageDb;
 
   beforeAll(async () => {
-    const plan = await serviceClient().rpc('upsert_plan', {
+    const plan = await serviceClient().rpc('set_plan', {
       id: uniqueId('plan'),
       name: 'Hard',
       limit_policy: 'hard_limit',
@@ -527,7 +527,7 @@ describe('security', () => {
 
   beforeAll(async () => {
     tenantA = (await createTenant((await createPlan({ included_executions: 2 })).id)).id;
-    const unlimited = await serviceClient().rpc('upsert_plan', {
+    const unlimited = await serviceClient().rpc('set_plan', {
       id: uniqueId('plan'),
       name: 'Unlimited',
       limit_policy: 'unlimited',

@@ -5,24 +5,24 @@ import { serviceClient, superuser, uniqueId } from './stack.ts';
 export async function createPlan(
   overrides: { included_executions?: number; limit_policy?: string } = {},
 ) {
-  const { data, error } = await serviceClient().rpc('upsert_plan', {
+  const { data, error } = await serviceClient().rpc('set_plan', {
     id: uniqueId('plan'),
     name: 'Test plan',
     included_executions: overrides.included_executions ?? 1000,
     limit_policy: overrides.limit_policy ?? 'hard_limit',
   });
-  if (error) throw new Error(`upsert_plan: ${error.message}`);
+  if (error) throw new Error(`set_plan: ${error.message}`);
   return data;
 }
 
 export async function createTenant(planId?: string) {
   const plan = planId ?? (await createPlan()).id;
-  const { data, error } = await serviceClient().rpc('create_tenant', {
+  const { data, error } = await serviceClient().rpc('add_tenant', {
     name: uniqueId('tenant'),
     plan_id: plan,
     external_ref: uniqueId('ext'),
   });
-  if (error) throw new Error(`create_tenant: ${error.message}`);
+  if (error) throw new Error(`add_tenant: ${error.message}`);
   return data;
 }
 

@@ -60,7 +60,7 @@ export async function seedDemo(options: {
   for (const plan of PLANS) {
     check(
       `demo plan ${plan.id}`,
-      await db.rpc('upsert_plan', {
+      await db.rpc('set_plan', {
         ...plan,
         included_executions: plan.included_executions ?? undefined,
       }),

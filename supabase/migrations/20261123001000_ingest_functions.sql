@@ -1,5 +1,81 @@
--- Collector functions: leases, page ingestion, open executions, runs, partition upkeep.
--- All service-only. Each is one transaction: a failure anywhere changes nothing.
+-- Ingest functions: leases, page ingestion, open executions, runs, partition upkeep.
+-- All service-only. Each is one transaction: a failure anywhere changes nothing. The
+-- counters' triggers (usage) release reservations and raise alerts in the same statement
+-- that ingest_execution_page moves them.
+
+-- Partitions --------------------------------------------------------------------------
+
+-- Creates the monthly partition that holds `at` (in schema private, not exposed by the API).
+create or replace function private.ensure_execution_partition(at timestamptz)
+returns void
+language plpgsql
+security definer
+set search_path = ''
+set timezone = 'UTC'
+as $$
+declare
+  month_start timestamptz := date_trunc('month', at);
+  partition_name text := 'executions_' || to_char(month_start, 'YYYY_MM');
+begin
+  if to_regclass('private.' || partition_name) is not null then
+    return;
+  end if;
+  -- Serialise creators; one that lost the race finds the table already there.
+  perform pg_advisory_xact_lock(hashtext('flowmeter.execution_partitions'));
+  begin
+    execute format(
+      'create table private.%I partition of public.executions for values from (%L) to (%L)',
+      partition_name, month_start, month_start + interval '1 month'
+    );
+  exception when duplicate_table or unique_violation then
+    return;
+  end;
+  execute format('alter table private.%I enable row level security', partition_name);
+  execute format('revoke all on table private.%I from public, anon, authenticated', partition_name);
+end;
+$$;
+comment on function private.ensure_execution_partition(timestamptz) is
+  'security definer: attaching a partition requires owning public.executions, which the service role does not. Creates only private.executions_YYYY_MM for the given month.';
+
+-- Drops monthly partitions wholly older than `keep_months` months before now (counters stay).
+create or replace function private.drop_expired_execution_partitions(keep_months int)
+returns setof text
+language plpgsql
+security definer
+set search_path = ''
+set timezone = 'UTC'
+as $$
+declare
+  cutoff timestamptz := date_trunc('month', now()) - make_interval(months => keep_months);
+  part record;
+begin
+  if keep_months < 1 then
+    raise exception 'keep_months must be at least 1 (got %)', keep_months using errcode = 'P0001';
+  end if;
+  for part in
+    select c.relname
+    from pg_catalog.pg_inherits i
+    join pg_catalog.pg_class c on c.oid = i.inhrelid
+    join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    where i.inhparent = 'public.executions'::regclass
+      and n.nspname = 'private'
+      and c.relname ~ '^executions_\d{4}_\d{2}$'
+      and to_timestamp(substr(c.relname, 12), 'YYYY_MM') + interval '1 month' <= cutoff
+  loop
+    execute format('drop table private.%I', part.relname);
+    return next part.relname;
+  end loop;
+end;
+$$;
+comment on function private.drop_expired_execution_partitions(int) is
+  'security definer: dropping a partition requires owning it. Drops only private.executions_YYYY_MM partitions older than the retention.';
+
+revoke all on function private.ensure_execution_partition(timestamptz) from public;
+revoke all on function private.drop_expired_execution_partitions(int) from public;
+grant execute on function private.ensure_execution_partition(timestamptz),
+  private.drop_expired_execution_partitions(int) to service_role;
+
+-- Leases, pages, runs -------------------------------------------------------------------
 
 -- Claims up to max_sources enabled sources that are due and not leased by a live run.
 create or replace function public.claim_collector_sources(

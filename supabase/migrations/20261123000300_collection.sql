@@ -1,59 +1,12 @@
--- Collector: raw n8n executions, per-period usage counters, per-source sync state, runs.
+-- Collection: raw n8n executions, executions not final yet and ids to probe, per-source
+-- sync state, gaps and collector runs. Written only by the ingest functions
+-- (ingest_functions), which move the usage counters and daily totals (usage) in the same
+-- statement.
 --
 -- Exactly once: a final execution is stored once per (source, n8n execution id) and the
 -- counters move only by rows that ingest_execution_page really inserted, in the same
 -- statement. Progress (cursor, watermark) is saved in the same transaction, so a crash
 -- at any point leaves either the whole page or none of it.
-
--- Billing periods ---------------------------------------------------------------------
-
--- The tenant billing period that contains `at`: the Stripe subscription's current bounds
--- when they contain it, monthly steps from their start otherwise (Stripe keeps the anchor
--- day, clamping to the month's end), the UTC calendar month without a subscription.
--- Month arithmetic is done on UTC timestamps explicitly rather than with a `set timezone`
--- clause: setting a GUC on every call costs more than the call, and this is on the
--- enforcement hot path.
-create or replace function private.billing_period(
-  current_start timestamptz,
-  current_end timestamptz,
-  at timestamptz,
-  out period_start timestamptz,
-  out period_end timestamptz
-)
-language plpgsql immutable
-set search_path = ''
-as $$
-declare
-  months int;
-  start_utc timestamp := current_start at time zone 'UTC';
-  at_utc timestamp := at at time zone 'UTC';
-begin
-  if current_start is null then
-    period_start := date_trunc('month', at_utc) at time zone 'UTC';
-    period_end := (date_trunc('month', at_utc) + interval '1 month') at time zone 'UTC';
-    return;
-  end if;
-  if at >= current_start and at < current_end then
-    period_start := current_start;
-    period_end := current_end;
-    return;
-  end if;
-  months := (extract(year from at_utc) - extract(year from start_utc))::int * 12
-    + (extract(month from at_utc) - extract(month from start_utc))::int;
-  if start_utc + make_interval(months => months) > at_utc then
-    months := months - 1;
-  elsif start_utc + make_interval(months => months + 1) <= at_utc then
-    months := months + 1;
-  end if;
-  period_start := (start_utc + make_interval(months => months)) at time zone 'UTC';
-  period_end := (start_utc + make_interval(months => months + 1)) at time zone 'UTC';
-  if at < current_start then
-    period_end := least(period_end, current_start);
-  else
-    period_start := greatest(period_start, current_end);
-  end if;
-end;
-$$;
 
 -- Raw executions (final only) -------------------------------------------------------
 
@@ -85,78 +38,6 @@ create index executions_tenant_workflow_idx on public.executions (tenant_id, wor
 
 create table private.executions_default partition of public.executions default;
 
--- Creates the monthly partition that holds `at` (in schema private, not exposed by the API).
-create or replace function private.ensure_execution_partition(at timestamptz)
-returns void
-language plpgsql
-security definer
-set search_path = ''
-set timezone = 'UTC'
-as $$
-declare
-  month_start timestamptz := date_trunc('month', at);
-  partition_name text := 'executions_' || to_char(month_start, 'YYYY_MM');
-begin
-  if to_regclass('private.' || partition_name) is not null then
-    return;
-  end if;
-  -- Serialise creators; one that lost the race finds the table already there.
-  perform pg_advisory_xact_lock(hashtext('flowmeter.execution_partitions'));
-  begin
-    execute format(
-      'create table private.%I partition of public.executions for values from (%L) to (%L)',
-      partition_name, month_start, month_start + interval '1 month'
-    );
-  exception when duplicate_table or unique_violation then
-    return;
-  end;
-  execute format('alter table private.%I enable row level security', partition_name);
-  execute format('revoke all on table private.%I from public, anon, authenticated', partition_name);
-end;
-$$;
-comment on function private.ensure_execution_partition(timestamptz) is
-  'security definer: attaching a partition requires owning public.executions, which the service role does not. Creates only private.executions_YYYY_MM for the given month.';
-
--- Drops monthly partitions wholly older than `keep_months` months before now (counters stay).
-create or replace function private.drop_expired_execution_partitions(keep_months int)
-returns setof text
-language plpgsql
-security definer
-set search_path = ''
-set timezone = 'UTC'
-as $$
-declare
-  cutoff timestamptz := date_trunc('month', now()) - make_interval(months => keep_months);
-  part record;
-begin
-  if keep_months < 1 then
-    raise exception 'keep_months must be at least 1 (got %)', keep_months using errcode = 'P0001';
-  end if;
-  for part in
-    select c.relname
-    from pg_catalog.pg_inherits i
-    join pg_catalog.pg_class c on c.oid = i.inhrelid
-    join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-    where i.inhparent = 'public.executions'::regclass
-      and n.nspname = 'private'
-      and c.relname ~ '^executions_\d{4}_\d{2}$'
-      and to_timestamp(substr(c.relname, 12), 'YYYY_MM') + interval '1 month' <= cutoff
-  loop
-    execute format('drop table private.%I', part.relname);
-    return next part.relname;
-  end loop;
-end;
-$$;
-comment on function private.drop_expired_execution_partitions(int) is
-  'security definer: dropping a partition requires owning it. Drops only private.executions_YYYY_MM partitions older than the retention.';
-
-revoke all on function private.ensure_execution_partition(timestamptz) from public;
-revoke all on function private.drop_expired_execution_partitions(int) from public;
-revoke all on function private.billing_period(timestamptz, timestamptz, timestamptz) from public;
-grant execute on function private.ensure_execution_partition(timestamptz),
-  private.drop_expired_execution_partitions(int),
-  private.billing_period(timestamptz, timestamptz, timestamptz) to service_role;
-
 -- Executions seen but not final yet (new, running, waiting, unknown), revisited until they are.
 create table public.open_executions (
   source_id uuid not null references public.n8n_sources (id) on delete cascade,
@@ -183,37 +64,6 @@ create table public.execution_probes (
   primary key (source_id, execution_id)
 );
 comment on table public.execution_probes is 'Execution ids missing from n8n''s list, to be fetched by id once.';
-
--- Counters ----------------------------------------------------------------------------
-
-create table public.usage_counters (
-  tenant_id uuid not null references public.tenants (id) on delete cascade,
-  period_start timestamptz not null,
-  period_end timestamptz not null,
-  -- Every finished execution, billable or not.
-  executions bigint not null default 0,
-  billable bigint not null default 0,
-  billable_success bigint not null default 0,
-  -- billable but not successful (error, crashed)
-  billable_failed bigint not null default 0,
-  billable_duration_ms bigint not null default 0,
-  updated_at timestamptz not null default now(),
-  primary key (tenant_id, period_start),
-  constraint usage_counters_period_ordered check (period_end > period_start),
-  constraint usage_counters_split check (billable = billable_success + billable_failed and billable <= executions)
-);
-comment on table public.usage_counters is 'Exact usage per tenant and billing period, moved only by ingest_execution_page; kept for ever.';
-
-create table public.usage_daily (
-  tenant_id uuid not null references public.tenants (id) on delete cascade,
-  day date not null,
-  executions bigint not null default 0,
-  billable bigint not null default 0,
-  failed bigint not null default 0,
-  duration_ms bigint not null default 0,
-  primary key (tenant_id, day)
-);
-comment on table public.usage_daily is 'Usage per tenant and UTC day (by startedAt), for charts; kept for ever.';
 
 -- Sync state, gaps, runs ----------------------------------------------------------------
 
@@ -286,20 +136,16 @@ alter table public.executions enable row level security;
 alter table private.executions_default enable row level security;
 alter table public.open_executions enable row level security;
 alter table public.execution_probes enable row level security;
-alter table public.usage_counters enable row level security;
-alter table public.usage_daily enable row level security;
 alter table public.collector_source_state enable row level security;
 alter table public.collection_gaps enable row level security;
 alter table public.collector_runs enable row level security;
 
 revoke all on table public.executions, public.open_executions, public.execution_probes,
-  public.usage_counters, public.usage_daily, public.collector_source_state, public.collection_gaps, public.collector_runs, private.executions_default
+  public.collector_source_state, public.collection_gaps, public.collector_runs, private.executions_default
   from public, anon, authenticated;
-grant select on table public.executions, public.open_executions, public.usage_counters, public.usage_daily,
-  public.collection_gaps to authenticated;
+grant select on table public.executions, public.open_executions, public.collection_gaps to authenticated;
 grant all on table public.executions, public.open_executions, public.execution_probes,
-  public.usage_counters, public.usage_daily, public.collector_source_state, public.collection_gaps,
-  public.collector_runs to service_role;
+  public.collector_source_state, public.collection_gaps, public.collector_runs to service_role;
 
 create policy executions_select_member on public.executions
   for select to authenticated
@@ -307,12 +153,7 @@ create policy executions_select_member on public.executions
 create policy open_executions_select_member on public.open_executions
   for select to authenticated
   using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));
-create policy usage_counters_select_member on public.usage_counters
-  for select to authenticated
-  using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));
-create policy usage_daily_select_member on public.usage_daily
-  for select to authenticated
-  using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));
+
 create policy collection_gaps_select_member on public.collection_gaps
   for select to authenticated
   using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));

@@ -1,32 +1,9 @@
--- Tenancy schema v1: plans, tenants, tenant members and n8n sources.
+-- Tenancy: plans, tenants, tenant members and n8n sources.
 --
--- Security model (holds for every later migration too):
---   * every table in public has row-level security; members of a tenant read that
---     tenant's rows, nobody but service_role (bypassrls) writes;
---   * anon and authenticated get only the privileges granted here explicitly: Supabase's
---     default privileges grant ALL in public to both, so each table revokes first;
---   * functions are security invoker with search_path = '' and qualified names; the
---     service-only ones have EXECUTE revoked from public, anon and authenticated.
-
--- Functions created from now on are not executable by the API roles unless granted.
-alter default privileges in schema public revoke execute on functions from public, anon, authenticated;
-alter default privileges revoke execute on functions from public;
-
--- Internal helpers live outside the schemas PostgREST exposes.
-create schema if not exists private;
-revoke all on schema private from public;
-
-create or replace function private.touch_updated_at()
-returns trigger
-language plpgsql
-set search_path = ''
-as $$
-begin
-  new.updated_at := now();
-  return new;
-end;
-$$;
-revoke all on function private.touch_updated_at() from public;
+-- Written through the admin API (plans, tenants, members), the source admin functions
+-- (n8n sources) and the Stripe subscription sync (a tenant's plan, status and period).
+-- Enforcement reads a plan's trial quota and grace days; meter reports read its Billing
+-- Meter.
 
 -- Plans -------------------------------------------------------------------------------
 
@@ -60,6 +37,21 @@ create table public.plans (
   active boolean not null default true,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
+  -- Quota while the subscription is trialing; null = the plan's own quota. Trials never
+  -- bill overage: they block at this quota whatever the plan's policy.
+  trial_included_executions bigint
+    constraint plans_trial_included_executions_nonnegative check (trial_included_executions >= 0),
+  -- How long a past_due, unpaid or canceled subscription keeps running before runs are blocked.
+  grace_days int not null default 3
+    constraint plans_grace_days_range check (grace_days between 0 and 90),
+  -- The Billing Meter's event_name that this plan's usage is reported under; null = the
+  -- plan's usage is not reported (e.g. a flat plan). The price attached to the meter is
+  -- graduated: its first tier is included_executions at 0.
+  stripe_meter_event_name text
+    constraint plans_stripe_meter_event_name_format check (stripe_meter_event_name ~ '^[A-Za-z0-9_.:-]{1,100}$'),
+  -- The meter's id (mtr_…), for reconciling with Stripe's event summaries.
+  stripe_meter_id text
+    constraint plans_stripe_meter_id_format check (stripe_meter_id ~ '^mtr_[A-Za-z0-9]+$'),
   constraint plans_quota_matches_policy check (
     (limit_policy = 'unlimited') = (included_executions is null)
   ),
@@ -98,6 +90,10 @@ create table public.tenants (
   trial_ends_at timestamptz,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
+  -- When subscription_status last changed (tenants_track_subscription_status): a
+  -- past_due, unpaid or canceled subscription runs on for the plan's grace days from then.
+  subscription_status_changed_at timestamptz not null default now(),
+  stripe_synced_at timestamptz,
   constraint tenants_period_bounds_paired check (
     (current_period_start is null) = (current_period_end is null)
   ),
@@ -105,11 +101,29 @@ create table public.tenants (
 );
 comment on table public.tenants is 'Customers of the operator; each has one plan and at most one Stripe subscription.';
 comment on column public.tenants.external_ref is 'The operator''s own identifier for this tenant; the enforcement API accepts it instead of id.';
+comment on column public.tenants.stripe_synced_at is 'The created time of the Stripe event whose subscription state this row holds; older events are ignored.';
 
 create index tenants_plan_id_idx on public.tenants (plan_id);
 
 create trigger tenants_touch_updated_at before update on public.tenants
   for each row execute function private.touch_updated_at();
+
+create or replace function private.track_subscription_status_change()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.subscription_status is distinct from old.subscription_status then
+    new.subscription_status_changed_at := now();
+  end if;
+  return new;
+end;
+$$;
+revoke all on function private.track_subscription_status_change() from public;
+
+create trigger tenants_track_subscription_status before update on public.tenants
+  for each row execute function private.track_subscription_status_change();
 
 -- Tenant members ----------------------------------------------------------------------
 

@@ -6,51 +6,6 @@
 -- of the event whose state it holds, so an older event arriving late cannot overwrite a
 -- newer state. Both tables are service-only: tenant members read the result on tenants.
 
--- Which Stripe price means which plan -------------------------------------------------
-
-create table public.plan_prices (
-  stripe_price_id text primary key
-    constraint plan_prices_stripe_price_id_format check (stripe_price_id ~ '^price_[A-Za-z0-9_]+$'),
-  plan_id text not null references public.plans (id) on delete cascade,
-  created_at timestamptz not null default now()
-);
-comment on table public.plan_prices is 'Stripe prices and the plan each stands for; a subscription takes the plan of its first mapped price.';
-
-create index plan_prices_plan_id_idx on public.plan_prices (plan_id);
-
--- Every Stripe event seen -------------------------------------------------------------
-
-create table public.stripe_events (
-  id text primary key
-    constraint stripe_events_id_format check (id ~ '^evt_[A-Za-z0-9_]+$'),
-  type text not null,
-  -- When Stripe created the event (its `created`), not when it arrived.
-  created timestamptz not null,
-  received_at timestamptz not null default now(),
-  -- applied: the tenant now holds this event's state; stale: the tenant already held a
-  -- newer one; superseded: the event ends a subscription other than the tenant's live one;
-  -- unknown_tenant: no tenant matched (re-processed if Stripe delivers it again).
-  outcome text not null
-    constraint stripe_events_outcome_known check (outcome in ('applied', 'stale', 'superseded', 'unknown_tenant')),
-  tenant_id uuid references public.tenants (id) on delete set null,
-  detail text
-);
-comment on table public.stripe_events is 'Each Stripe webhook event processed, once, with what it did; for idempotency and for the operator.';
-
-create index stripe_events_tenant_id_idx on public.stripe_events (tenant_id);
-
-alter table public.tenants
-  add column stripe_synced_at timestamptz;
-comment on column public.tenants.stripe_synced_at is 'The created time of the Stripe event whose subscription state this row holds; older events are ignored.';
-
-alter table public.plan_prices enable row level security;
-alter table public.stripe_events enable row level security;
-
-revoke all on table public.plan_prices, public.stripe_events from public, anon, authenticated;
-grant all on table public.plan_prices, public.stripe_events to service_role;
-
--- Functions ---------------------------------------------------------------------------
-
 -- Maps a Stripe price to a plan, or moves an existing mapping to another plan.
 create or replace function public.upsert_plan_price(stripe_price_id text, plan_id text)
 returns public.plan_prices
@@ -68,7 +23,7 @@ begin
   end if;
   if not exists (select 1 from public.plans p where p.id = upsert_plan_price.plan_id) then
     raise exception 'no plan has the id %', coalesce(quote_literal(upsert_plan_price.plan_id), 'null')
-      using hint = 'Create the plan first with upsert_plan.';
+      using hint = 'Create the plan first with set_plan.';
   end if;
 
   insert into public.plan_prices as pp (stripe_price_id, plan_id)

@@ -1,27 +1,95 @@
--- Reconciliation: prove counters = raw rows, and what we reported = what Stripe holds.
---
--- Findings are recorded where the operator sees them; counters are repaired only when
--- asked, and a repair is itself a finding.
+-- Meter reports and reconciliation: usage deltas into the outbox and their outcomes, and
+-- the checks that counters equal the raw rows and that Stripe holds what it accepted.
 
-create table public.reconciliation_findings (
-  id bigint generated always as identity primary key,
-  -- counter_drift: usage_counters disagree with the raw executions;
-  -- stripe_drift: Stripe's meter event summary disagrees with the reports it accepted.
-  kind text not null constraint reconciliation_findings_kind_known check (kind in ('counter_drift', 'stripe_drift')),
-  tenant_id uuid not null references public.tenants (id) on delete cascade,
-  period_start timestamptz not null,
-  expected bigint not null,
-  actual bigint not null,
-  repaired boolean not null default false,
-  detail text,
-  found_at timestamptz not null default now()
-);
-comment on table public.reconciliation_findings is 'Differences found by the daily reconciliation, for the operator.';
-create index reconciliation_findings_tenant_idx on public.reconciliation_findings (tenant_id, period_start);
+-- Reporting ---------------------------------------------------------------------------
 
-alter table public.reconciliation_findings enable row level security;
-revoke all on table public.reconciliation_findings from public, anon, authenticated;
-grant all on table public.reconciliation_findings to service_role;
+-- Records every unreported delta in the ledger (one row per tenant-period, locked so two
+-- reporters never claim the same delta), then returns up to max_rows pending reports,
+-- oldest first. Deltas of periods whose invoice is already final are recorded as late.
+-- tenant_ids limits the run to those tenants (an operator's targeted run).
+create or replace function public.claim_meter_deltas(
+  max_rows int default 500,
+  finalization_grace_minutes int default 60,
+  tenant_ids uuid[] default null
+)
+returns setof public.meter_reports
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+begin
+  with due as (
+    select c.tenant_id, c.period_start, c.period_end, c.billable, c.reported,
+           t.stripe_customer_id, p.stripe_meter_event_name
+    from public.usage_counters c
+    join public.tenants t on t.id = c.tenant_id
+    join public.plans p on p.id = t.plan_id
+    where c.billable > c.reported
+      and t.stripe_customer_id is not null
+      and p.stripe_meter_event_name is not null
+      and (claim_meter_deltas.tenant_ids is null or c.tenant_id = any (claim_meter_deltas.tenant_ids))
+    for update of c skip locked
+  ),
+  recorded as (
+    insert into public.meter_reports (
+      tenant_id, period_start, period_end, stripe_customer_id, event_name, reported_through,
+      value, identifier, event_timestamp, status
+    )
+    select d.tenant_id, d.period_start, d.period_end, d.stripe_customer_id, d.stripe_meter_event_name,
+           d.billable, d.billable - d.reported,
+           format('flowmeter:%s:%s:%s', d.tenant_id, extract(epoch from d.period_start)::bigint, d.billable),
+           least(now(), d.period_end - interval '1 second'),
+           case when now() > d.period_end + make_interval(mins => claim_meter_deltas.finalization_grace_minutes)
+                then 'late' else 'pending' end
+    from due d
+    on conflict (tenant_id, period_start, reported_through) do nothing
+    returning tenant_id, period_start, reported_through
+  )
+  update public.usage_counters c set reported = r.reported_through
+  from recorded r
+  where c.tenant_id = r.tenant_id and c.period_start = r.period_start;
+
+  return query
+  select * from public.meter_reports r
+  where r.status = 'pending'
+    and (claim_meter_deltas.tenant_ids is null or r.tenant_id = any (claim_meter_deltas.tenant_ids))
+  order by r.created_at, r.id
+  limit claim_meter_deltas.max_rows;
+end;
+$$;
+
+-- Records what happened to one report: sent, late (not sendable any more), or a failed
+-- attempt (stays pending, retried with the same identifier and value).
+create or replace function public.record_meter_report(id bigint, outcome text, error text default null)
+returns public.meter_reports
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  report public.meter_reports;
+begin
+  if record_meter_report.outcome not in ('sent', 'late', 'failed') then
+    raise exception 'outcome must be sent, late or failed (got %)', record_meter_report.outcome;
+  end if;
+  update public.meter_reports r set
+    status = case record_meter_report.outcome when 'failed' then r.status else record_meter_report.outcome end,
+    attempts = r.attempts + 1,
+    last_error = case when record_meter_report.outcome = 'sent' then null
+                      else left(coalesce(record_meter_report.error, r.last_error), 2000) end,
+    sent_at = case when record_meter_report.outcome = 'sent' then now() else r.sent_at end
+  where r.id = record_meter_report.id and r.status = 'pending'
+  returning r.* into report;
+  return report;
+end;
+$$;
+
+revoke execute on function public.claim_meter_deltas(int, int, uuid[]), public.record_meter_report(bigint, text, text)
+  from public, anon, authenticated;
+grant execute on function public.claim_meter_deltas(int, int, uuid[]), public.record_meter_report(bigint, text, text)
+  to service_role;
+
+-- Reconciliation ----------------------------------------------------------------------
 
 -- Recomputes the counters of every tenant-period starting at or after `since` from the raw
 -- executions and records each difference (executions or billable). `since` must not be

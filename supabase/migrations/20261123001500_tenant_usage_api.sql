@@ -9,16 +9,9 @@
 -- per-workflow breakdown, which reads one tenant's raw executions of one period through
 -- the (tenant_id, occurred_at) index. Lists are paginated with a keyset and a capped page
 -- size.
-
+--
 -- Period math is private.billing_period, the function the collector and enforcement use;
--- it is pure (immutable, reads nothing), so callers may execute it.
-grant usage on schema private to authenticated;
-grant execute on function private.billing_period(timestamptz, timestamptz, timestamptz),
-  private.plan_quota(text, boolean, bigint, bigint),
-  private.usage_standing(bigint, bigint, smallint[]) to authenticated;
-
--- tenant_alerts lists a tenant's alerts newest first.
-create index usage_alerts_tenant_id_idx on public.usage_alerts (tenant_id, id);
+-- quotas and standing are enforcement's private.plan_quota and private.usage_standing.
 
 -- Summary -----------------------------------------------------------------------------
 

@@ -1,0 +1,96 @@
+-- Foundation: default privileges, the private schema, and the helpers every table and
+-- capability uses (updated_at stamps, billing periods).
+--
+-- Layout: each table has its final shape in one file with its indexes, row-level
+-- security, policies and triggers (tenancy, collection, usage, alerts, billing, scheduled
+-- runs); each capability's functions are in one file of their own (ingest, enforcement,
+-- Stripe subscriptions, meter reports, alerts, tenant usage API, admin API, source admin,
+-- operator). A function is defined once.
+--
+-- Security model (holds for every migration):
+--   * every table in public has row-level security; members of a tenant read that
+--     tenant's rows, nobody but service_role (bypassrls) writes;
+--   * anon and authenticated get only the privileges granted here explicitly: Supabase's
+--     default privileges grant ALL in public to both, so each table revokes first;
+--   * functions are security invoker with search_path = '' and qualified names; the
+--     service-only ones have EXECUTE revoked from public, anon and authenticated.
+
+-- Functions created from now on are not executable by the API roles unless granted.
+alter default privileges in schema public revoke execute on functions from public, anon, authenticated;
+alter default privileges revoke execute on functions from public;
+
+-- Internal helpers live outside the schemas PostgREST exposes.
+create schema if not exists private;
+revoke all on schema private from public;
+
+grant usage on schema private to service_role;
+-- The tenant usage API calls the pure helpers granted to authenticated (billing_period,
+-- plan_quota, usage_standing) under the caller's role.
+grant usage on schema private to authenticated;
+
+create or replace function private.touch_updated_at()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  new.updated_at := now();
+  return new;
+end;
+$$;
+revoke all on function private.touch_updated_at() from public;
+
+-- Billing periods ---------------------------------------------------------------------
+
+-- The tenant billing period that contains `at`: the Stripe subscription's current bounds
+-- when they contain it, monthly steps from their start otherwise (Stripe keeps the anchor
+-- day, clamping to the month's end), the UTC calendar month without a subscription.
+-- Month arithmetic is done on UTC timestamps explicitly rather than with a `set timezone`
+-- clause: setting a GUC on every call costs more than the call, and this is on the
+-- enforcement hot path.
+create or replace function private.billing_period(
+  current_start timestamptz,
+  current_end timestamptz,
+  at timestamptz,
+  out period_start timestamptz,
+  out period_end timestamptz
+)
+language plpgsql immutable
+set search_path = ''
+as $$
+declare
+  months int;
+  start_utc timestamp := current_start at time zone 'UTC';
+  at_utc timestamp := at at time zone 'UTC';
+begin
+  if current_start is null then
+    period_start := date_trunc('month', at_utc) at time zone 'UTC';
+    period_end := (date_trunc('month', at_utc) + interval '1 month') at time zone 'UTC';
+    return;
+  end if;
+  if at >= current_start and at < current_end then
+    period_start := current_start;
+    period_end := current_end;
+    return;
+  end if;
+  months := (extract(year from at_utc) - extract(year from start_utc))::int * 12
+    + (extract(month from at_utc) - extract(month from start_utc))::int;
+  if start_utc + make_interval(months => months) > at_utc then
+    months := months - 1;
+  elsif start_utc + make_interval(months => months + 1) <= at_utc then
+    months := months + 1;
+  end if;
+  period_start := (start_utc + make_interval(months => months)) at time zone 'UTC';
+  period_end := (start_utc + make_interval(months => months + 1)) at time zone 'UTC';
+  if at < current_start then
+    period_end := least(period_end, current_start);
+  else
+    period_start := greatest(period_start, current_end);
+  end if;
+end;
+$$;
+
+revoke all on function private.billing_period(timestamptz, timestamptz, timestamptz) from public;
+-- Pure (immutable, reads nothing), so callers may execute it.
+grant execute on function private.billing_period(timestamptz, timestamptz, timestamptz)
+  to authenticated, service_role;

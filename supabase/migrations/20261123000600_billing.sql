@@ -1,0 +1,127 @@
+-- Billing: which Stripe price means which plan, every Stripe event seen, the outbox of
+-- usage reported to Stripe Billing Meters, and what reconciliation found.
+
+-- Stripe subscription sync (stripe_subscription_functions):
+--
+-- A tenant's plan, status and billing period follow its Stripe
+-- subscription, from the customer.subscription.* webhooks.
+--
+-- Stripe delivers events at least once and in no particular order. Every event id is
+-- recorded once (a replay changes nothing), and a tenant row remembers the `created` time
+-- of the event whose state it holds, so an older event arriving late cannot overwrite a
+-- newer state. Both tables are service-only: tenant members read the result on tenants.
+
+-- Which Stripe price means which plan -------------------------------------------------
+
+create table public.plan_prices (
+  stripe_price_id text primary key
+    constraint plan_prices_stripe_price_id_format check (stripe_price_id ~ '^price_[A-Za-z0-9_]+$'),
+  plan_id text not null references public.plans (id) on delete cascade,
+  created_at timestamptz not null default now()
+);
+comment on table public.plan_prices is 'Stripe prices and the plan each stands for; a subscription takes the plan of its first mapped price.';
+
+create index plan_prices_plan_id_idx on public.plan_prices (plan_id);
+
+-- Every Stripe event seen -------------------------------------------------------------
+
+create table public.stripe_events (
+  id text primary key
+    constraint stripe_events_id_format check (id ~ '^evt_[A-Za-z0-9_]+$'),
+  type text not null,
+  -- When Stripe created the event (its `created`), not when it arrived.
+  created timestamptz not null,
+  received_at timestamptz not null default now(),
+  -- applied: the tenant now holds this event's state; stale: the tenant already held a
+  -- newer one; superseded: the event ends a subscription other than the tenant's live one;
+  -- unknown_tenant: no tenant matched (re-processed if Stripe delivers it again).
+  outcome text not null
+    constraint stripe_events_outcome_known check (outcome in ('applied', 'stale', 'superseded', 'unknown_tenant')),
+  tenant_id uuid references public.tenants (id) on delete set null,
+  detail text
+);
+comment on table public.stripe_events is 'Each Stripe webhook event processed, once, with what it did; for idempotency and for the operator.';
+
+create index stripe_events_tenant_id_idx on public.stripe_events (tenant_id);
+
+alter table public.plan_prices enable row level security;
+alter table public.stripe_events enable row level security;
+
+revoke all on table public.plan_prices, public.stripe_events from public, anon, authenticated;
+grant all on table public.plan_prices, public.stripe_events to service_role;
+
+-- Meter reports (meter_report_functions):
+--
+-- Usage reporting to Stripe Billing Meters through a ledger (outbox).
+--
+-- Stripe never over-bills: every report is a delta recorded here, with a deterministic
+-- identifier, before it is sent. A retry re-sends the same identifier and value (Stripe
+-- de-duplicates identifiers for at least 24 hours), so Σ reported = Σ billable per
+-- tenant-period, whatever fails between the ledger write and Stripe's answer.
+
+create table public.meter_reports (
+  id bigint generated always as identity primary key,
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  period_start timestamptz not null,
+  period_end timestamptz not null,
+  stripe_customer_id text not null,
+  event_name text not null,
+  -- The tenant-period's billable count this report brings Stripe's total up to.
+  reported_through bigint not null,
+  value bigint not null constraint meter_reports_value_positive check (value > 0),
+  -- flowmeter:<tenant id>:<period start, Unix seconds>:<reported_through>; the same delta
+  -- always gets the same identifier.
+  identifier text not null unique
+    constraint meter_reports_identifier_length check (length(identifier) <= 100),
+  -- Inside the period it bills: now, or the period's last second once it has ended.
+  event_timestamp timestamptz not null,
+  -- pending: to send (or to retry); sent: Stripe accepted it; late: its period's invoice is
+  -- final (or the timestamp is older than Stripe accepts), so it is not sent — the
+  -- operator sees it and decides.
+  status text not null default 'pending'
+    constraint meter_reports_status_known check (status in ('pending', 'sent', 'late')),
+  attempts int not null default 0,
+  last_error text,
+  created_at timestamptz not null default now(),
+  sent_at timestamptz,
+  unique (tenant_id, period_start, reported_through)
+);
+comment on table public.meter_reports is 'Outbox of usage deltas for Stripe Billing Meters; written before sending, never changed in value.';
+create index meter_reports_pending_idx on public.meter_reports (created_at) where status = 'pending';
+create index meter_reports_tenant_period_idx on public.meter_reports (tenant_id, period_start);
+
+alter table public.meter_reports enable row level security;
+revoke all on table public.meter_reports from public, anon, authenticated;
+grant select (id, tenant_id, period_start, period_end, reported_through, value, event_timestamp, status, created_at, sent_at)
+  on table public.meter_reports to authenticated;
+grant all on table public.meter_reports to service_role;
+create policy meter_reports_select_member on public.meter_reports
+  for select to authenticated
+  using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));
+
+-- Reconciliation (meter_report_functions):
+--
+-- Reconciliation: prove counters = raw rows, and what we reported = what Stripe holds.
+--
+-- Findings are recorded where the operator sees them; counters are repaired only when
+-- asked, and a repair is itself a finding.
+
+create table public.reconciliation_findings (
+  id bigint generated always as identity primary key,
+  -- counter_drift: usage_counters disagree with the raw executions;
+  -- stripe_drift: Stripe's meter event summary disagrees with the reports it accepted.
+  kind text not null constraint reconciliation_findings_kind_known check (kind in ('counter_drift', 'stripe_drift')),
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  period_start timestamptz not null,
+  expected bigint not null,
+  actual bigint not null,
+  repaired boolean not null default false,
+  detail text,
+  found_at timestamptz not null default now()
+);
+comment on table public.reconciliation_findings is 'Differences found by the daily reconciliation, for the operator.';
+create index reconciliation_findings_tenant_idx on public.reconciliation_findings (tenant_id, period_start);
+
+alter table public.reconciliation_findings enable row level security;
+revoke all on table public.reconciliation_findings from public, anon, authenticated;
+grant all on table public.reconciliation_findings to service_role;

@@ -1,0 +1,227 @@
+-- Alert functions: channels, claiming and finishing deliveries, marking an alert read.
+-- Alerts themselves are raised by a trigger on the counters (usage).
+
+-- Adds a channel (tenant_id null = every tenant's alerts), or re-enables an existing one.
+create or replace function public.add_alert_channel(
+  kind text,
+  target text,
+  tenant_id uuid default null
+)
+returns public.alert_channels
+language sql
+set search_path = ''
+as $$
+  insert into public.alert_channels as c (tenant_id, kind, target)
+  values (add_alert_channel.tenant_id, add_alert_channel.kind, add_alert_channel.target)
+  on conflict on constraint alert_channels_unique_target do update set enabled = true
+  returning c.*;
+$$;
+
+-- Channels with what they have delivered, for the operator (flowmeter alerts channels
+-- list): tenant_ids limits them to those tenants' own channels plus the global ones. A
+-- Slack webhook URL is a secret, so only its host and workspace segment are shown.
+create or replace function public.list_alert_channels(tenant_ids uuid[] default null)
+returns table (
+  id bigint,
+  tenant_id uuid,
+  tenant_name text,
+  kind text,
+  target text,
+  enabled boolean,
+  created_at timestamptz,
+  delivered bigint,
+  pending bigint,
+  given_up bigint,
+  last_delivered_at timestamptz
+)
+language sql stable
+set search_path = ''
+as $$
+  select ch.id, ch.tenant_id, t.name, ch.kind,
+         case when ch.kind = 'slack'
+              then regexp_replace(ch.target, '^(https://hooks\.slack\.com/services/[^/]+/).*$', '\1…')
+              else ch.target end,
+         ch.enabled, ch.created_at,
+         count(*) filter (where d.status = 'delivered'),
+         count(*) filter (where d.status in ('pending', 'sending') or (d.status = 'failed' and d.next_attempt_at is not null)),
+         count(*) filter (where d.status = 'failed' and d.next_attempt_at is null),
+         max(d.delivered_at)
+  from public.alert_channels ch
+  left join public.tenants t on t.id = ch.tenant_id
+  left join public.alert_deliveries d on d.channel_id = ch.id
+  where list_alert_channels.tenant_ids is null or ch.tenant_id is null
+     or ch.tenant_id = any (list_alert_channels.tenant_ids)
+  group by ch.id, t.name
+  order by ch.tenant_id nulls first, ch.id;
+$$;
+
+-- Turns a channel off (its pending deliveries are no longer claimed) or back on. Unknown
+-- channel: 404.
+create or replace function public.set_alert_channel_enabled(channel_id bigint, enabled boolean)
+returns public.alert_channels
+language plpgsql
+set search_path = ''
+as $$
+declare
+  channel public.alert_channels;
+begin
+  update public.alert_channels c set enabled = set_alert_channel_enabled.enabled
+  where c.id = set_alert_channel_enabled.channel_id
+  returning c.* into channel;
+  if not found then
+    raise exception 'alert channel % not found', set_alert_channel_enabled.channel_id
+      using errcode = 'PT404', hint = 'flowmeter alerts channels list shows the ids';
+  end if;
+  return channel;
+end;
+$$;
+
+-- Claims up to max_rows due deliveries for lease_seconds: new ones, failed ones whose
+-- backoff is over, and sends whose sender's lease ran out without an outcome. Concurrent
+-- senders skip each other's rows. A delivery gets at most 10 attempts; one whose 10th
+-- attempt never reported is given up here. tenant_ids limits the claim to those tenants'
+-- alerts (an operator's targeted run).
+create or replace function public.claim_alert_deliveries(
+  max_rows int default 50,
+  lease_seconds int default 60,
+  tenant_ids uuid[] default null
+)
+returns table (
+  alert_id bigint,
+  channel_id bigint,
+  delivery_key text,
+  attempt int,
+  channel_kind text,
+  channel_target text,
+  tenant_id uuid,
+  tenant_name text,
+  plan_name text,
+  limit_policy text,
+  threshold smallint,
+  used bigint,
+  quota bigint,
+  period_start timestamptz,
+  period_end timestamptz
+)
+language sql
+set search_path = ''
+as $$
+  with abandoned as (
+    update public.alert_deliveries d
+    set status = 'failed', lease_expires_at = null, next_attempt_at = null,
+        last_error = 'gave up: the last attempt never reported an outcome'
+    where d.status = 'sending' and d.lease_expires_at <= now() and d.attempts >= 10
+      and (claim_alert_deliveries.tenant_ids is null or exists (
+        select 1 from public.usage_alerts a
+        where a.id = d.alert_id and a.tenant_id = any (claim_alert_deliveries.tenant_ids)))
+  ),
+  due as (
+    select d.alert_id, d.channel_id
+    from public.alert_deliveries d
+    join public.alert_channels ch on ch.id = d.channel_id
+    where ch.enabled
+      and d.attempts < 10
+      and (
+        (d.status in ('pending', 'failed') and d.next_attempt_at <= now())
+        or (d.status = 'sending' and d.lease_expires_at <= now())
+      )
+      and (claim_alert_deliveries.tenant_ids is null or exists (
+        select 1 from public.usage_alerts a
+        where a.id = d.alert_id and a.tenant_id = any (claim_alert_deliveries.tenant_ids)))
+    order by d.next_attempt_at, d.alert_id, d.channel_id
+    limit greatest(claim_alert_deliveries.max_rows, 0)
+    for update of d skip locked
+  ),
+  claimed as (
+    update public.alert_deliveries d
+    set status = 'sending',
+        attempts = d.attempts + 1,
+        lease_expires_at = now() + make_interval(secs => claim_alert_deliveries.lease_seconds)
+    from due
+    where d.alert_id = due.alert_id and d.channel_id = due.channel_id
+    returning d.alert_id, d.channel_id, d.delivery_key, d.attempts
+  )
+  select c.alert_id, c.channel_id, c.delivery_key, c.attempts,
+         ch.kind, ch.target, t.id, t.name, p.name, p.limit_policy,
+         a.threshold, a.used, a.quota, a.period_start, a.period_end
+  from claimed c
+  join public.usage_alerts a on a.id = c.alert_id
+  join public.alert_channels ch on ch.id = c.channel_id
+  join public.tenants t on t.id = a.tenant_id
+  join public.plans p on p.id = t.plan_id
+  order by c.channel_id, c.alert_id;
+$$;
+
+-- Records one attempt's outcome. Delivered is final (whichever sender reports it); a
+-- failure counts only for a delivery still being sent and schedules the next attempt
+-- 30 s, 1 min, 2 min, … at most 1 h later, or gives up after the 10th. Returns the
+-- delivery as it now is, or null when nothing changed (already delivered, or the lease
+-- was lost and another sender has it).
+create or replace function public.finish_alert_delivery(
+  alert_id bigint,
+  channel_id bigint,
+  delivered boolean,
+  error text default null
+)
+returns public.alert_deliveries
+language sql
+set search_path = ''
+as $$
+  update public.alert_deliveries d
+  set status = case when finish_alert_delivery.delivered then 'delivered' else 'failed' end,
+      delivered_at = case when finish_alert_delivery.delivered then now() end,
+      lease_expires_at = null,
+      next_attempt_at = case
+        when finish_alert_delivery.delivered or d.attempts >= 10 then null
+        else now() + least(interval '1 hour', interval '30 seconds' * power(2, greatest(d.attempts, 1) - 1))
+      end,
+      last_error = case
+        when finish_alert_delivery.delivered then null
+        else left(coalesce(finish_alert_delivery.error, 'unknown error'), 2000)
+      end
+  where d.alert_id = finish_alert_delivery.alert_id
+    and d.channel_id = finish_alert_delivery.channel_id
+    and (
+      (finish_alert_delivery.delivered and d.status <> 'delivered')
+      or (not finish_alert_delivery.delivered and d.status = 'sending')
+    )
+  returning d.*;
+$$;
+
+-- For tenant users (authenticated), under their row-level security: sets read_at once.
+-- Another tenant's alert, or one that does not exist, is not found (404).
+create or replace function public.mark_alert_read(alert_id bigint)
+returns public.usage_alerts
+language plpgsql
+set search_path = ''
+as $$
+declare
+  alert public.usage_alerts;
+begin
+  update public.usage_alerts a
+  set read_at = coalesce(a.read_at, now())
+  where a.id = mark_alert_read.alert_id
+  returning a.* into alert;
+  if not found then
+    raise exception 'alert % not found', mark_alert_read.alert_id using errcode = 'PT404';
+  end if;
+  return alert;
+end;
+$$;
+
+revoke execute on function
+  public.add_alert_channel(text, text, uuid),
+  public.list_alert_channels(uuid[]),
+  public.set_alert_channel_enabled(bigint, boolean),
+  public.claim_alert_deliveries(int, int, uuid[]),
+  public.finish_alert_delivery(bigint, bigint, boolean, text),
+  public.mark_alert_read(bigint)
+  from public, anon, authenticated;
+grant execute on function
+  public.add_alert_channel(text, text, uuid),
+  public.list_alert_channels(uuid[]),
+  public.set_alert_channel_enabled(bigint, boolean),
+  public.claim_alert_deliveries(int, int, uuid[]),
+  public.finish_alert_delivery(bigint, bigint, boolean, text)
+  to service_role;
+grant execute on function public.mark_alert_read(bigint) to authenticated, service_role;

@@ -1,0 +1,262 @@
+-- Admin API: plans, tenants and members, for the operator CLI (`npx flowmeter …`), tests
+-- and provisioning scripts, called with the service role key.
+--
+-- Service-only, like every administration function: EXECUTE is revoked from public, anon
+-- and authenticated and granted to service_role. Each write is one function call, so a
+-- failure (a bad argument, a name already taken) changes nothing. Reads are `stable` and
+-- never touch the rows they report on: looking at usage does not expire reservations or
+-- create counters, unlike enforce_usage.
+
+-- Adds the user to the tenant, or changes the role of an existing member.
+create or replace function public.add_tenant_member(
+  tenant_id uuid,
+  user_id uuid,
+  role text default 'member'
+)
+returns public.tenant_members
+language sql
+set search_path = ''
+as $$
+  insert into public.tenant_members as m (tenant_id, user_id, role)
+  values (add_tenant_member.tenant_id, add_tenant_member.user_id, add_tenant_member.role)
+  on conflict on constraint tenant_members_pkey do update set role = excluded.role
+  returning m.*;
+$$;
+
+-- Plans -------------------------------------------------------------------------------
+
+-- Creates the plan, or changes the given fields of an existing one; a null argument keeps
+-- the field as it is (or takes the column default for a new plan), so an operator changes
+-- one thing without restating the rest. Optionally maps a Stripe price to the plan, in
+-- the same transaction (upsert_plan_price).
+create or replace function public.set_plan(
+  id text,
+  name text default null,
+  limit_policy text default null,
+  included_executions bigint default null,
+  overage_unit_amount numeric default null,
+  currency text default null,
+  alert_thresholds smallint[] default null,
+  trial_included_executions bigint default null,
+  grace_days int default null,
+  stripe_meter_event_name text default null,
+  stripe_meter_id text default null,
+  stripe_price_id text default null,
+  -- Which executions count (null = n8n's own rule by default: production modes,
+  -- finished statuses).
+  billable_modes text[] default null,
+  billable_statuses text[] default null
+)
+returns public.plans
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  existing public.plans;
+  policy text;
+  quota bigint;
+  result public.plans;
+begin
+  select * into existing from public.plans p where p.id = set_plan.id for update;
+  policy := coalesce(set_plan.limit_policy, existing.limit_policy, 'hard_limit');
+  if policy not in ('hard_limit', 'overage', 'unlimited') then
+    raise exception 'limit_policy must be hard_limit, overage or unlimited (got %)', quote_literal(policy);
+  end if;
+  if existing.id is null and set_plan.name is null then
+    raise exception 'plan % does not exist yet, and a new plan needs a name', quote_literal(set_plan.id);
+  end if;
+  if policy = 'unlimited' then
+    if set_plan.included_executions is not null then
+      raise exception 'an unlimited plan has no quota: leave included_executions out';
+    end if;
+    quota := null;
+  else
+    quota := coalesce(set_plan.included_executions, existing.included_executions);
+    if quota is null then
+      raise exception 'a % plan needs included_executions, its quota per billing period', policy;
+    end if;
+  end if;
+  if policy = 'overage' and coalesce(set_plan.overage_unit_amount, existing.overage_unit_amount) is null then
+    raise exception 'an overage plan needs overage_unit_amount, the price of one execution above the quota in the currency''s minor unit';
+  end if;
+
+  if existing.id is null then
+    -- A concurrent creator may win; then this call updates the plan it created.
+    insert into public.plans (id, name, limit_policy, included_executions, overage_unit_amount)
+    values (set_plan.id, set_plan.name, policy, quota, set_plan.overage_unit_amount)
+    on conflict on constraint plans_pkey do nothing;
+  end if;
+
+  update public.plans p set
+    name = coalesce(set_plan.name, p.name),
+    limit_policy = policy,
+    included_executions = quota,
+    overage_unit_amount = coalesce(set_plan.overage_unit_amount, p.overage_unit_amount),
+    currency = coalesce(set_plan.currency, p.currency),
+    alert_thresholds = coalesce(set_plan.alert_thresholds, p.alert_thresholds),
+    trial_included_executions = coalesce(set_plan.trial_included_executions, p.trial_included_executions),
+    grace_days = coalesce(set_plan.grace_days, p.grace_days),
+    stripe_meter_event_name = coalesce(set_plan.stripe_meter_event_name, p.stripe_meter_event_name),
+    stripe_meter_id = coalesce(set_plan.stripe_meter_id, p.stripe_meter_id),
+    billable_modes = coalesce(set_plan.billable_modes, p.billable_modes),
+    billable_statuses = coalesce(set_plan.billable_statuses, p.billable_statuses)
+  where p.id = set_plan.id
+  returning p.* into result;
+
+  if set_plan.stripe_price_id is not null then
+    perform public.upsert_plan_price(set_plan.stripe_price_id, set_plan.id);
+  end if;
+  return result;
+end;
+$$;
+
+-- Plans with their Stripe prices and how many tenants are on each; plan_ids null = all.
+create or replace function public.list_plans(plan_ids text[] default null)
+returns table (
+  id text,
+  name text,
+  limit_policy text,
+  included_executions bigint,
+  overage_unit_amount numeric,
+  currency text,
+  alert_thresholds smallint[],
+  trial_included_executions bigint,
+  grace_days int,
+  stripe_meter_event_name text,
+  stripe_meter_id text,
+  stripe_price_ids text[],
+  active boolean,
+  tenants bigint
+)
+language sql stable
+set search_path = ''
+as $$
+  select p.id, p.name, p.limit_policy, p.included_executions, p.overage_unit_amount, p.currency,
+         p.alert_thresholds, p.trial_included_executions, p.grace_days, p.stripe_meter_event_name,
+         p.stripe_meter_id,
+         array(select pp.stripe_price_id from public.plan_prices pp where pp.plan_id = p.id order by pp.stripe_price_id),
+         p.active,
+         (select count(*) from public.tenants t where t.plan_id = p.id)
+  from public.plans p
+  where list_plans.plan_ids is null or p.id = any (list_plans.plan_ids)
+  order by p.id;
+$$;
+
+-- Tenants -----------------------------------------------------------------------------
+
+-- Creates a tenant on a plan, optionally with its operator reference and Stripe customer,
+-- with a message naming what is wrong instead of a bare constraint violation. An unknown
+-- plan is PT404 (HTTP 404).
+create or replace function public.add_tenant(
+  name text,
+  plan_id text,
+  external_ref text default null,
+  stripe_customer_id text default null
+)
+returns public.tenants
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  holder uuid;
+  t public.tenants;
+begin
+  if not exists (select 1 from public.plans p where p.id = add_tenant.plan_id) then
+    raise exception 'no plan has the id %', coalesce(quote_literal(add_tenant.plan_id), 'null')
+      using errcode = 'PT404', hint = 'Create the plan first (set_plan), or pick an existing one.';
+  end if;
+  select x.id into holder from public.tenants x where x.external_ref = add_tenant.external_ref;
+  if holder is not null then
+    raise exception 'tenant % already has the external reference %', holder, quote_literal(add_tenant.external_ref)
+      using errcode = '23505';
+  end if;
+  select x.id into holder from public.tenants x where x.stripe_customer_id = add_tenant.stripe_customer_id;
+  if holder is not null then
+    raise exception 'Stripe customer % is already linked to tenant %', add_tenant.stripe_customer_id, holder
+      using errcode = '23505', hint = 'A Stripe customer belongs to one tenant.';
+  end if;
+
+  insert into public.tenants (name, plan_id, external_ref, stripe_customer_id)
+  values (add_tenant.name, add_tenant.plan_id, add_tenant.external_ref, add_tenant.stripe_customer_id)
+  returning * into t;
+  return t;
+end;
+$$;
+
+-- Tenants with their current billing period's usage, as enforcement counts it: used =
+-- collected billable executions + active reservations. tenants: ids or external references
+-- to return (null = all); the caller compares what comes back to find unknown ones.
+create or replace function public.list_tenants(tenants text[] default null)
+returns table (
+  id uuid,
+  name text,
+  external_ref text,
+  plan_id text,
+  plan_name text,
+  limit_policy text,
+  subscription_status text,
+  stripe_customer_id text,
+  stripe_subscription_id text,
+  sources bigint,
+  created_at timestamptz,
+  period_start timestamptz,
+  period_end timestamptz,
+  billable bigint,
+  reserved bigint,
+  used bigint,
+  quota bigint,
+  remaining bigint,
+  percent numeric,
+  level text,
+  reported bigint
+)
+language sql stable
+set search_path = ''
+as $$
+  select t.id, t.name, t.external_ref, p.id, p.name, p.limit_policy, t.subscription_status,
+         t.stripe_customer_id, t.stripe_subscription_id,
+         (select count(*) from public.n8n_sources s where s.tenant_id = t.id),
+         t.created_at, bp.period_start, bp.period_end,
+         coalesce(c.billable, 0), r.active, u.used, u.quota, st.remaining, st.percent, st.level,
+         coalesce(c.reported, 0)
+  from public.tenants t
+  join public.plans p on p.id = t.plan_id
+  cross join lateral private.billing_period(t.current_period_start, t.current_period_end, now()) bp
+  left join public.usage_counters c on c.tenant_id = t.id and c.period_start = bp.period_start
+  -- Reservations past their expiry no longer count, even before a decision sweeps them.
+  cross join lateral (
+    select count(*) as active from public.usage_reservations x
+    where x.tenant_id = t.id and x.period_start = bp.period_start
+      and x.released_at is null and x.expires_at > now()
+  ) r
+  cross join lateral (
+    select private.plan_quota(p.limit_policy, t.subscription_status = 'trialing',
+                              p.included_executions, p.trial_included_executions) as quota,
+           coalesce(c.billable, 0) + r.active as used
+  ) u
+  cross join lateral private.usage_standing(u.used, u.quota, p.alert_thresholds) st
+  where list_tenants.tenants is null
+     or exists (
+       select 1 from unnest(list_tenants.tenants) k(ref)
+       where t.external_ref = k.ref
+          or (k.ref ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' and t.id = k.ref::uuid)
+     )
+  order by t.name, t.id;
+$$;
+
+revoke execute on function
+  public.add_tenant_member(uuid, uuid, text),
+  public.set_plan(text, text, text, bigint, numeric, text, smallint[], bigint, int, text, text, text, text[], text[]),
+  public.list_plans(text[]),
+  public.add_tenant(text, text, text, text),
+  public.list_tenants(text[])
+  from public, anon, authenticated;
+grant execute on function
+  public.add_tenant_member(uuid, uuid, text),
+  public.set_plan(text, text, text, bigint, numeric, text, smallint[], bigint, int, text, text, text, text[], text[]),
+  public.list_plans(text[]),
+  public.add_tenant(text, text, text, text),
+  public.list_tenants(text[])
+  to service_role;

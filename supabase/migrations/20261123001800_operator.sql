@@ -1,0 +1,198 @@
+-- Operator functions: scheduled runs, history retention and the status snapshot. Service-only.
+
+create or replace function public.start_scheduled_run(function_name text)
+returns uuid
+language sql
+set search_path = ''
+as $$
+  insert into public.scheduled_runs (function_name) values (start_scheduled_run.function_name) returning id;
+$$;
+
+create or replace function public.finish_scheduled_run(id uuid, ok boolean, summary jsonb default null, error text default null)
+returns public.scheduled_runs
+language sql
+set search_path = ''
+as $$
+  update public.scheduled_runs r set
+    finished_at = now(),
+    ok = finish_scheduled_run.ok,
+    summary = finish_scheduled_run.summary,
+    error = left(finish_scheduled_run.error, 2000)
+  where r.id = finish_scheduled_run.id and r.finished_at is null
+  returning r.*;
+$$;
+
+revoke execute on function public.start_scheduled_run(text), public.finish_scheduled_run(uuid, boolean, jsonb, text)
+  from public, anon, authenticated;
+grant execute on function public.start_scheduled_run(text), public.finish_scheduled_run(uuid, boolean, jsonb, text)
+  to service_role;
+
+-- Retention -----------------------------------------------------------------------------
+
+-- History older than the raw-execution retention (the start of the month
+-- `retention_months` months ago): released reservations, scheduled runs and collector runs,
+-- up to `batch` rows of each per call, oldest first. Counters, alerts and the Stripe ledger
+-- are kept. The collector's scheduled upkeep calls it, so a backlog drains a batch per run.
+create or replace function public.prune_history(retention_months int default 3, batch int default 10000)
+returns jsonb
+language plpgsql
+set search_path = ''
+as $$
+declare
+  cutoff timestamptz := date_trunc('month', now() at time zone 'UTC') at time zone 'UTC'
+                        - make_interval(months => prune_history.retention_months);
+  reservations bigint;
+  scheduled bigint;
+  collector bigint;
+begin
+  if prune_history.retention_months < 1 or prune_history.batch < 1 then
+    raise exception 'retention_months and batch must be at least 1 (got %, %)',
+      prune_history.retention_months, prune_history.batch using errcode = 'P0001';
+  end if;
+  with doomed as (
+    select r.id from public.usage_reservations r
+    where r.released_at is not null and r.released_at < cutoff
+    order by r.released_at limit prune_history.batch
+  ), gone as (
+    -- Checked again on the row as it is when locked: a retry may have revived it since.
+    delete from public.usage_reservations r using doomed
+    where r.id = doomed.id and r.released_at is not null and r.released_at < cutoff
+    returning 1
+  )
+  select count(*) into reservations from gone;
+  with doomed as (
+    select r.id from public.scheduled_runs r
+    where r.started_at < cutoff order by r.started_at limit prune_history.batch
+  ), gone as (
+    delete from public.scheduled_runs r using doomed where r.id = doomed.id returning 1
+  )
+  select count(*) into scheduled from gone;
+  with doomed as (
+    select r.id from public.collector_runs r
+    where r.started_at < cutoff order by r.started_at limit prune_history.batch
+  ), gone as (
+    delete from public.collector_runs r using doomed where r.id = doomed.id returning 1
+  )
+  select count(*) into collector from gone;
+  return jsonb_build_object('reservations', reservations, 'scheduled_runs', scheduled,
+                            'collector_runs', collector);
+end;
+$$;
+
+revoke execute on function public.prune_history(int, int) from public, anon, authenticated;
+grant execute on function public.prune_history(int, int) to service_role;
+
+-- Status ------------------------------------------------------------------------------
+
+-- One snapshot for the operator's status screen: the sources most in need of attention
+-- (failing first, then the longest lag), Stripe reports not sent yet, alert deliveries not
+-- delivered, the latest collector runs, and each scheduled function's latest run with how
+-- many have failed since its last success (runs and functions are not per tenant).
+-- tenant_ids limits everything but runs and functions to those tenants. Runs are read
+-- through private.scheduled_run_outcomes, so one killed before it could finish counts as
+-- failed.
+create or replace function public.operator_status(
+  tenant_ids uuid[] default null,
+  max_sources int default 20,
+  max_runs int default 5
+)
+returns jsonb
+language sql stable
+set search_path = ''
+as $$
+  with sources as (
+    select * from public.list_n8n_sources(operator_status.tenant_ids)
+  ),
+  reports as (
+    select r.* from public.meter_reports r
+    where r.status in ('pending', 'late')
+      and (operator_status.tenant_ids is null or r.tenant_id = any (operator_status.tenant_ids))
+  ),
+  deliveries as (
+    select d.* from public.alert_deliveries d
+    join public.usage_alerts a on a.id = d.alert_id
+    where d.status <> 'delivered'
+      and (operator_status.tenant_ids is null or a.tenant_id = any (operator_status.tenant_ids))
+  )
+  select jsonb_build_object(
+    'generated_at', now(),
+    'sources', jsonb_build_object(
+      'total', (select count(*) from sources),
+      'enabled', (select count(*) from sources where enabled),
+      'failing', (select count(*) from sources where enabled and consecutive_failures > 0),
+      'never_collected', (select count(*) from sources where enabled and last_success_at is null),
+      'max_lag_seconds', (select max(lag_seconds) from sources where enabled),
+      'worst', coalesce((
+        select jsonb_agg(to_jsonb(w) order by w.consecutive_failures desc, w.lag_seconds desc nulls first, w.id)
+        from (
+          select s.id, s.tenant_id, s.tenant_name, s.base_url, s.enabled, s.last_success_at,
+                 s.lag_seconds, s.consecutive_failures, s.last_error, s.last_error_at
+          from sources s
+          order by s.enabled desc, s.consecutive_failures desc, s.lag_seconds desc nulls first, s.id
+          limit greatest(operator_status.max_sources, 0)
+        ) w
+      ), '[]'::jsonb)
+    ),
+    'meter_reports', jsonb_build_object(
+      'pending', (select count(*) from reports where status = 'pending'),
+      'pending_value', (select coalesce(sum(value), 0) from reports where status = 'pending'),
+      'retrying', (select count(*) from reports where status = 'pending' and attempts > 0),
+      'oldest_pending_at', (select min(created_at) from reports where status = 'pending'),
+      'late', (select count(*) from reports where status = 'late'),
+      'late_value', (select coalesce(sum(value), 0) from reports where status = 'late'),
+      'last_error', (
+        select r.last_error from reports r where r.last_error is not null
+        order by r.created_at desc, r.id desc limit 1
+      )
+    ),
+    'alert_deliveries', jsonb_build_object(
+      'pending', (select count(*) from deliveries where status = 'pending'),
+      'sending', (select count(*) from deliveries where status = 'sending'),
+      'retrying', (select count(*) from deliveries where status = 'failed' and next_attempt_at is not null),
+      'given_up', (select count(*) from deliveries where status = 'failed' and next_attempt_at is null),
+      'oldest_at', (select min(created_at) from deliveries),
+      'last_error', (
+        select d.last_error from deliveries d where d.last_error is not null
+        order by d.created_at desc, d.alert_id desc limit 1
+      )
+    ),
+    'scheduled_functions', coalesce((
+      select jsonb_agg(to_jsonb(f) order by f.function_name)
+      from (
+        select n.function_name,
+               latest.started_at as last_started_at, latest.finished_at as last_finished_at,
+               latest.ok as last_ok, latest.error as last_error,
+               success.finished_at as last_success_at,
+               (select count(*) from private.scheduled_run_outcomes r
+                where r.function_name = n.function_name
+                  and r.started_at > coalesce(success.started_at, '-infinity')
+                  and r.ok is false
+               ) as failures_since_success
+        from (select distinct r.function_name from public.scheduled_runs r) n
+        cross join lateral (
+          select r.* from private.scheduled_run_outcomes r where r.function_name = n.function_name
+          order by r.started_at desc limit 1
+        ) latest
+        left join lateral (
+          select r.started_at, r.finished_at from public.scheduled_runs r
+          where r.function_name = n.function_name and r.ok
+          order by r.started_at desc limit 1
+        ) success on true
+      ) f
+    ), '[]'::jsonb),
+    'collector_runs', coalesce((
+      select jsonb_agg(to_jsonb(x) order by x.started_at desc)
+      from (
+        select r.id, r.trigger, r.started_at, r.finished_at, r.sources_ok, r.sources_failed,
+               r.sources_deferred, r.executions_ingested, r.billable_counted,
+               jsonb_array_length(r.errors) as errors
+        from public.collector_runs r
+        order by r.started_at desc
+        limit greatest(operator_status.max_runs, 0)
+      ) x
+    ), '[]'::jsonb)
+  );
+$$;
+
+revoke execute on function public.operator_status(uuid[], int, int) from public, anon, authenticated;
+grant execute on function public.operator_status(uuid[], int, int) to service_role;
