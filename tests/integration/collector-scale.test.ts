@@ -137,6 +137,7 @@ describe('fan-out', () => {
             trigger: 'background',
             select: { leases },
             settings,
+            now: () => started,
             log: silentLogger,
             onSourceEvent: (event) => {
               if (event.type === 'claimed') countClaims(event.sources.map((s) => s.source_id));
