@@ -8,7 +8,10 @@ import {
 import { loadCollectorConfig } from '../../src/config/env.ts';
 import { recordedRun } from '../../src/observability/scheduled-run.ts';
 
-/** Every 10 minutes: pull new n8n executions for every due source, within 30 s. */
+/**
+ * Every 10 minutes: pull new n8n executions for every due source. Within its 30 s it
+ * collects what it can finish and fans the rest out to collect-usage-background.
+ */
 export default async () => {
   const config = loadCollectorConfig();
   const deps = collectorDependencies(config);

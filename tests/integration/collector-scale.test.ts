@@ -10,10 +10,11 @@ import {
   createSource,
   expectedBillable,
   fastN8nClient,
+  storedExecutionIds,
   type TestSource,
   useN8nServer,
 } from '../support/collector.ts';
-import { gate } from '../support/faults.ts';
+import { faultyDb, gate, rpcFetch } from '../support/faults.ts';
 import { createPlan } from '../support/fixtures.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
@@ -219,5 +220,30 @@ describe('a new month', () => {
     expect(after?.rows).toBeGreaterThanOrEqual(5000);
     await db.query('reset role');
     db.release();
+  });
+});
+
+describe('several pages per ingest call', () => {
+  it('sends four pages per call and counts each execution once, also when the walk repeats', async () => {
+    const [source] = await sourcesWithExecutions(1, 100);
+    const { sourceId, tenantId, fake } = source as TestSource;
+    let ingests = 0;
+    const counting = rpcFetch(async (call, send) => {
+      if (call.fn === 'ingest_execution_page') ingests += 1;
+      return send();
+    });
+    const first = await collect([source as TestSource], {
+      db: faultyDb(counting),
+      settings: { pageSize: 10 },
+    });
+    // 100 executions in pages of 10: calls of 4, 4 and 2 pages.
+    expect(first).toMatchObject({ sourcesOk: 1, pages: 10, executionsIngested: 100, errors: [] });
+    expect(ingests).toBe(3);
+    const again = await collect([source as TestSource], { settings: { pageSize: 10 } });
+    expect(again.executionsIngested).toBe(0);
+    expect(await storedExecutionIds(sourceId)).toEqual(
+      Array.from({ length: 100 }, (_, i) => i + 1),
+    );
+    expect((await countersOf(tenantId)).billable).toBe(expectedBillable(fake));
   });
 });
