@@ -25,6 +25,8 @@ export interface SyncSettings {
   probeConcurrency: number;
   /** Executions per page asked of n8n (its maximum, 250, unless testing). */
   pageSize?: number;
+  /** Pages per ingest call (PAGES_PER_INGEST unless testing). */
+  pagesPerIngest?: number;
 }
 
 export interface SyncStats {
@@ -62,6 +64,8 @@ export interface SyncSourceInput {
 const ingestSummarySchema = z.object({
   inserted: z.number().int().nonnegative(),
   billable: z.number().int().nonnegative(),
+  opened: z.number().int().nonnegative(),
+  probes_added: z.number().int().nonnegative(),
 });
 
 type IngestSummary = z.infer<typeof ingestSummarySchema>;
@@ -252,15 +256,94 @@ async function settle(
   }
 }
 
+/** Pages sent to the database in one ingest call, unless the walk ends or the budget does. */
+export const PAGES_PER_INGEST = 4;
+
+interface Batch {
+  executions: Map<string, N8nExecution>;
+  holes: number[];
+  walk: object | null;
+  pages: number;
+}
+
+const emptyBatch = (): Batch => ({ executions: new Map(), holes: [], walk: null, pages: 0 });
+
+/**
+ * The walk's pages on their way to the database: several go in one ingest call (one
+ * transaction, their progress with them), and one call is in flight while the walk fetches
+ * the next pages. Calls for a source run one after another, in walk order, so a failed
+ * call stops every later one and the saved cursor stays at the last page committed.
+ */
+function ingestPipeline(
+  input: SyncSourceInput,
+  stats: SyncStats,
+  onSummary: (summary: IngestSummary) => void,
+) {
+  let batch = emptyBatch();
+  let inFlight: Promise<void> = Promise.resolve();
+  let sentAny = false;
+  const send = async (b: Batch) => {
+    // The run's row counts the pages of the call with its executions, in its transaction.
+    const walk = b.walk ? { ...b.walk, pages: b.pages } : null;
+    const summary = await ingest(input, [...b.executions.values()], walk, b.holes);
+    onSummary(summary);
+    stats.pages += b.pages;
+    stats.executionsIngested += summary.inserted;
+    stats.billableCounted += summary.billable;
+    input.onPage?.({ ...stats });
+  };
+  return {
+    add(executions: N8nExecution[], walk: object, holes: number[]) {
+      // n8n's pages do not overlap; if one did, its latest answer is what counts.
+      for (const e of executions) batch.executions.set(e.id, e);
+      batch.holes.push(...holes);
+      batch.walk = walk;
+      batch.pages += 1;
+    },
+    get pages() {
+      return batch.pages;
+    },
+    /**
+     * Waits for the call in flight, then sends the pages gathered so far without waiting.
+     * Returns false, dropping them, if the budget ran out while that call was in flight: a
+     * walk page by page would not have fetched them, and the next run fetches them again.
+     * The first call of a run is always sent, so even an n8n slower than the budget moves on.
+     */
+    async flush(): Promise<boolean> {
+      await inFlight;
+      if (sentAny && input.now() >= input.deadline) {
+        batch = emptyBatch();
+        return false;
+      }
+      if (batch.pages === 0) return true;
+      const sending = batch;
+      batch = emptyBatch();
+      sentAny = true;
+      inFlight = send(sending);
+      // Awaited by the next flush or settle; never an unhandled rejection meanwhile.
+      inFlight.catch(() => {});
+      return true;
+    },
+    settle: () => inFlight,
+  };
+}
+
 /**
  * Collects one leased source until its walk is done or the deadline passes: walks n8n's
- * list from the newest execution down, ingesting page by page, then fetches by id the
- * executions still open and the ids the walk found missing.
- * Every page and its progress are saved in one transaction, so stopping anywhere is safe.
+ * list from the newest execution down, fetching the next page while the previous ones are
+ * ingested, then fetches by id the executions still open and the ids the walk found missing.
+ * Pages and their progress are saved together in one transaction, so stopping anywhere is
+ * safe: the next run resumes after the last pages committed.
  */
 export async function syncSource(input: SyncSourceInput): Promise<SourceOutcome> {
   const { source, n8n, now, log } = input;
   const stats: SyncStats = { pages: 0, executionsIngested: 0, billableCounted: 0 };
+  // Whether anything waits to be fetched by id: one RPC saved per source and run otherwise.
+  let openOrProbed = source.open_executions > 0;
+  const pipeline = ingestPipeline(input, stats, (summary) => {
+    openOrProbed ||= summary.opened > 0 || summary.probes_added > 0;
+  });
+  const pagesPerIngest = input.settings.pagesPerIngest ?? PAGES_PER_INGEST;
   try {
     const backfillFrom = source.backfill_from ? new Date(source.backfill_from) : null;
     let position: WalkPosition = {
@@ -272,24 +355,34 @@ export async function syncSource(input: SyncSourceInput): Promise<SourceOutcome>
     };
     let cursor: string | undefined = source.walk_cursor ?? undefined;
     let supportsStartedAfter = source.supports_started_after;
+    // n8n's startedAfter skips executions still queued (startedAt null), so only the
+    // first walk of a new source uses it; the second walk repeats the backfill unfiltered.
+    const filtering = () =>
+      Boolean(backfillFrom && source.high_water_id === 0 && supportsStartedAfter !== false);
+    const list = (filter: boolean) => {
+      const page = n8n.listExecutions({
+        ...(input.settings.pageSize ? { limit: input.settings.pageSize } : {}),
+        ...(cursor ? { cursor } : {}),
+        ...(filter && backfillFrom ? { startedAfter: backfillFrom.toISOString() } : {}),
+        ...(source.project_id ? { projectId: source.project_id } : {}),
+        ...(input.signal ? { signal: input.signal } : {}),
+      });
+      // Awaited below; a walk that stops before then must not leave it unhandled.
+      page.catch(() => {});
+      return { filter, page };
+    };
 
+    if (now() >= input.deadline) return { status: 'deferred', ...stats };
+    let pending = list(filtering());
     for (;;) {
-      if (now() >= input.deadline) return { status: 'deferred', ...stats };
-      // n8n's startedAfter skips executions still queued (startedAt null), so only the
-      // first walk of a new source uses it; the second walk repeats the backfill unfiltered.
-      const filter = backfillFrom && source.high_water_id === 0 && supportsStartedAfter !== false;
+      const { filter } = pending;
       let page: Awaited<ReturnType<N8nClient['listExecutions']>>;
       try {
-        page = await n8n.listExecutions({
-          ...(input.settings.pageSize ? { limit: input.settings.pageSize } : {}),
-          ...(cursor ? { cursor } : {}),
-          ...(filter && backfillFrom ? { startedAfter: backfillFrom.toISOString() } : {}),
-          ...(source.project_id ? { projectId: source.project_id } : {}),
-          ...(input.signal ? { signal: input.signal } : {}),
-        });
+        page = await pending.page;
       } catch (error) {
         if (filter && error instanceof N8nApiError && error.kind === 'unsupported_parameter') {
           supportsStartedAfter = false;
+          pending = list(filtering());
           continue;
         }
         throw error;
@@ -307,28 +400,48 @@ export async function syncSource(input: SyncSourceInput): Promise<SourceOutcome>
         page,
       );
       if (!order.ok) throw new RefusedAnswer(order.message);
-      const step = walkStep({ ...position, filtered: Boolean(filter) }, page);
+      const step = walkStep({ ...position, filtered: filter }, page);
       refuseImplausible(step.executions, now());
-      const summary = await ingest(
-        input,
+      pipeline.add(
         step.executions,
-        { ...step.progress, ...(probed === null ? {} : { supports_started_after: probed }) },
+        {
+          ...step.progress,
+          ...(supportsStartedAfter === null
+            ? {}
+            : { supports_started_after: supportsStartedAfter }),
+        },
         step.holes,
       );
-      stats.pages += 1;
-      stats.executionsIngested += summary.inserted;
-      stats.billableCounted += summary.billable;
-      input.onPage?.({ ...stats });
       if (step.progress.gap) log.warn({ gap: step.progress.gap }, 'pruning gap detected');
-      if (step.progress.done) break;
-      cursor = step.progress.cursor ?? undefined;
-      position = { ...position, lowestSeenId: step.lowestId, topId: step.progress.top_id };
+      const done = step.progress.done;
+      if (!done) {
+        cursor = step.progress.cursor ?? undefined;
+        position = { ...position, lowestSeenId: step.lowestId, topId: step.progress.top_id };
+      }
+      const more = !done && now() < input.deadline;
+      if (more) pending = list(filtering());
+      if ((!more || pipeline.pages >= pagesPerIngest) && !(await pipeline.flush())) {
+        return { status: 'deferred', ...stats };
+      }
+      if (!more) {
+        await pipeline.settle();
+        if (!done) return { status: 'deferred', ...stats };
+        break;
+      }
     }
     // After the walk, so the ids it just found missing are fetched in the same run.
-    await revisitOpenExecutions(input, stats);
+    if (openOrProbed) await revisitOpenExecutions(input, stats);
     return { status: 'ok', ...stats };
-  } catch (error) {
-    if (error instanceof StepFailed && error.failure.code === 'conflict') {
+  } catch (thrown) {
+    // An ingest still in flight ends first; if the lease was lost, that is what happened.
+    const inFlight = await pipeline.settle().then(
+      () => null,
+      (error: unknown) => error,
+    );
+    const leaseLost = (e: unknown): e is StepFailed =>
+      e instanceof StepFailed && e.failure.code === 'conflict';
+    const error = leaseLost(inFlight) ? inFlight : thrown;
+    if (leaseLost(error)) {
       log.warn(
         { reason: error.message },
         'lease lost; leaving the source to the run that holds it',

@@ -1116,6 +1116,7 @@ export type Database = {
           ignore_schedule?: boolean;
           lease_seconds?: number;
           max_sources?: number;
+          not_since_run?: string;
           source_ids?: string[];
         };
         Returns: {
@@ -1483,36 +1484,15 @@ export type Database = {
           isSetofReturn: false;
         };
       };
-      release_collector_source: {
-        Args: { error?: string; lease_token: string; source_id: string };
-        Returns: {
-          backfill_from: string | null;
-          consecutive_failures: number;
-          floor_id: number;
-          high_water_id: number;
-          last_attempt_at: string | null;
-          last_error: string | null;
-          last_error_at: string | null;
-          last_success_at: string | null;
-          last_walk_completed_at: string | null;
-          lease_expires_at: string | null;
-          lease_seconds: number;
-          lease_token: string | null;
-          next_attempt_at: string;
-          source_id: string;
-          supports_started_after: boolean | null;
-          updated_at: string;
-          walk_cursor: string | null;
-          walk_top_id: number | null;
-        };
-        SetofOptions: {
-          from: '*';
-          to: 'collector_source_state';
-          isOneToOne: true;
-          isSetofReturn: false;
-        };
+      release_collector_sources: {
+        Args: { errors?: string[]; lease_tokens: string[]; source_ids: string[] };
+        Returns: number;
       };
       remove_tenant_member: { Args: { tenant_id: string; user_id: string }; Returns: boolean };
+      renew_collector_leases: {
+        Args: { lease_tokens: string[]; source_ids: string[] };
+        Returns: string[];
+      };
       resume_collector_sources: {
         Args: { lease_tokens: string[]; source_ids: string[] };
         Returns: {

@@ -51,6 +51,8 @@ begin
   end;
   execute format('alter table private.%I enable row level security', partition_name);
   execute format('revoke all on table private.%I from public, anon, authenticated', partition_name);
+  -- Known to be empty rather than never measured: the planner then sizes it by its pages.
+  execute format('analyze private.%I', partition_name);
 end;
 $$;
 comment on function private.ensure_execution_partition(timestamptz) is
@@ -89,19 +91,54 @@ $$;
 comment on function private.drop_expired_execution_partitions(int) is
   'security definer: dropping a partition requires owning it. Drops only private.executions_YYYY_MM partitions older than the retention.';
 
+-- Analyzes the month's partition once it outgrows what its statistics say by far: the first
+-- large batch of a month. Costs a catalog lookup per ingested page otherwise.
+create or replace function private.analyze_young_execution_partition(month timestamptz)
+returns void
+language plpgsql
+security definer
+set search_path = ''
+set timezone = 'UTC'
+as $$
+declare
+  partition regclass := to_regclass('private.executions_' || to_char(date_trunc('month', month), 'YYYY_MM'));
+  measured int;
+begin
+  if partition is null then
+    return;
+  end if;
+  select c.relpages into measured from pg_catalog.pg_class c where c.oid = partition;
+  -- 128 pages hold about 7,000 executions; once analyzed at that size, autovacuum's
+  -- thresholds keep the statistics in step. Concurrent ingests of the month leave it to
+  -- the first (analyze locks out another).
+  if measured < 128 and pg_catalog.pg_relation_size(partition) >= 128 * 8192
+     and pg_catalog.pg_try_advisory_xact_lock(hashtext('flowmeter.analyze ' || partition::text)) then
+    execute format('analyze %s', partition);
+  end if;
+end;
+$$;
+comment on function private.analyze_young_execution_partition(timestamptz) is
+  'security definer: analyze requires owning the partition, which the service role does not. Analyzes only the private.executions_YYYY_MM partition of the given month.';
+
 revoke all on function private.ensure_execution_partition(timestamptz) from public;
 revoke all on function private.drop_expired_execution_partitions(int) from public;
+revoke all on function private.analyze_young_execution_partition(timestamptz) from public;
 grant execute on function private.ensure_execution_partition(timestamptz),
+  private.analyze_young_execution_partition(timestamptz),
   private.drop_expired_execution_partitions(int) to service_role;
 
 -- Leases, pages, runs -------------------------------------------------------------------
 
 -- Claims up to max_sources enabled sources that are due and not leased by a live run.
+-- not_since_run: only sources not attempted since that run started, so a run that claims
+-- slice after slice for its background workers never claims a source twice in its cycle
+-- (one its workers already collected is due again at once).
 create or replace function public.claim_collector_sources(
   lease_seconds int default 120,
   max_sources int default 100,
   source_ids uuid[] default null,
-  ignore_schedule boolean default false
+  ignore_schedule boolean default false,
+  not_since_run uuid default null
 )
 returns table (
   source_id uuid,
@@ -144,6 +181,9 @@ begin
       and (claim_collector_sources.source_ids is null or st.source_id = any (claim_collector_sources.source_ids))
       and (claim_collector_sources.ignore_schedule or st.next_attempt_at <= now())
       and (st.lease_expires_at is null or st.lease_expires_at <= now())
+      and (claim_collector_sources.not_since_run is null or st.last_attempt_at is null
+           or st.last_attempt_at < (select r.started_at from public.collector_runs r
+                                    where r.id = claim_collector_sources.not_since_run))
     order by st.last_attempt_at nulls first, st.source_id
     limit claim_collector_sources.max_sources
     for update of st skip locked
@@ -231,15 +271,16 @@ begin
 end;
 $$;
 
--- Ingests one page of n8n executions for a leased source, and the walk's progress, in one
--- transaction. Final executions are inserted once; counters move by the inserted rows only;
--- unfinished ones are kept open until they finish.
+-- Ingests one or more pages of n8n executions for a leased source, and the walk's progress
+-- after the last of them, in one transaction. Final executions are inserted once; counters
+-- move by the inserted rows only; unfinished ones are kept open until they finish.
 --
 -- executions: [{id, status, mode, workflow_id, started_at, stopped_at, retry_of}]
--- walk (optional): {cursor, top_id, done, supports_started_after, gap: {from_id, to_id, detail}}
+-- walk (optional): {cursor, top_id, done, supports_started_after, pages, gap: {from_id, to_id, detail}}
+--   (pages: how many of n8n's pages the call carries, 1 when absent)
 -- holes (optional): ids the walk passed that n8n did not list, to probe by id once.
--- run_id (optional): the collector run; its summary counts the page in the same transaction,
--- so a run killed before it could finish still shows what it committed.
+-- run_id (optional): the collector run; its summary counts the pages in the same
+-- transaction, so a run killed before it could finish still shows what it committed.
 create or replace function public.ingest_execution_page(
   source_id uuid,
   lease_token uuid,
@@ -261,6 +302,7 @@ declare
   walk_done boolean := coalesce((ingest_execution_page.walk ->> 'done')::boolean, false);
   page_top bigint;
   summary jsonb;
+  months timestamptz[];
 begin
   st := private.lock_leased_source(ingest_execution_page.source_id, ingest_execution_page.lease_token);
   select t.* into tenant from public.tenants t join public.n8n_sources s on s.tenant_id = t.id where s.id = st.source_id;
@@ -289,12 +331,11 @@ begin
       using errcode = 'P0001', hint = 'Check the clock of the n8n host; nothing of the page was stored.';
   end if;
 
-  perform private.ensure_execution_partition(m.month)
-  from (
-    select distinct date_trunc('month', coalesce(x.started_at, x.stopped_at)) as month
-    from jsonb_to_recordset(ingest_execution_page.executions) as x(status text, started_at timestamptz, stopped_at timestamptz)
-    where x.status in ('success', 'error', 'crashed', 'canceled') and coalesce(x.started_at, x.stopped_at) is not null
-  ) m;
+  select coalesce(array_agg(distinct date_trunc('month', coalesce(x.started_at, x.stopped_at))), '{}')
+  into months
+  from jsonb_to_recordset(ingest_execution_page.executions) as x(status text, started_at timestamptz, stopped_at timestamptz)
+  where x.status in ('success', 'error', 'crashed', 'canceled') and coalesce(x.started_at, x.stopped_at) is not null;
+  perform private.ensure_execution_partition(m.month) from unnest(months) as m(month);
 
   with page as (
     select x.id, x.status, x.mode, x.workflow_id, x.started_at, x.stopped_at, x.retry_of
@@ -327,9 +368,10 @@ begin
     select st.source_id, f.id, tenant.id, f.workflow_id, f.mode, f.status, f.started_at, f.stopped_at,
            f.occurred_at, f.duration_ms, f.billable, f.period_start, f.retry_of
     from finals f
-    where not exists (
-      select 1 from public.executions e where e.source_id = st.source_id and e.execution_id = f.id
-    )
+    -- A lookup per row, never a join: without statistics (a new month) the planner joins
+    -- by reading every row the source has in the partition, for every page.
+    where (select e.execution_id from public.executions e
+           where e.source_id = st.source_id and e.execution_id = f.id limit 1) is null
     on conflict do nothing
     returning execution_id
   ),
@@ -395,7 +437,8 @@ begin
         select 1 from public.collection_gaps g
         where g.source_id = st.source_id and h.id between g.from_id and g.to_id
       )
-      and not exists (select 1 from public.executions e where e.source_id = st.source_id and e.execution_id = h.id)
+      and (select e.execution_id from public.executions e
+           where e.source_id = st.source_id and e.execution_id = h.id limit 1) is null
       and not exists (select 1 from public.open_executions o where o.source_id = st.source_id and o.execution_id = h.id)
     on conflict do nothing
     returning 1
@@ -405,9 +448,8 @@ begin
     select st.source_id, p.id, tenant.id, p.workflow_id, p.mode, p.status, p.started_at
     from page p
     where p.status in ('new', 'running', 'waiting', 'unknown')
-      and not exists (
-        select 1 from public.executions e where e.source_id = st.source_id and e.execution_id = p.id
-      )
+      and (select e.execution_id from public.executions e
+           where e.source_id = st.source_id and e.execution_id = p.id limit 1) is null
     on conflict (source_id, execution_id) do update set
       status = excluded.status,
       mode = excluded.mode,
@@ -427,6 +469,11 @@ begin
     'probes_added', (select count(*) from new_probes),
     'counter_rows', (select count(*) from counters) + (select count(*) from daily)
   ) into summary;
+
+  -- A month's first large batch gives its partition statistics (see below).
+  if (summary ->> 'inserted')::int > 0 then
+    perform private.analyze_young_execution_partition(m.month) from unnest(months) as m(month);
+  end if;
 
   if ingest_execution_page.walk is not null then
     page_top := greatest(
@@ -469,7 +516,8 @@ begin
 
   if ingest_execution_page.run_id is not null then
     update public.collector_runs r set
-      pages = r.pages + (ingest_execution_page.walk is not null)::int,
+      pages = r.pages + case when ingest_execution_page.walk is null then 0
+                             else coalesce((ingest_execution_page.walk ->> 'pages')::int, 1) end,
       executions_ingested = r.executions_ingested + (summary ->> 'inserted')::bigint,
       billable_counted = r.billable_counted + (summary ->> 'billable')::bigint
     where r.id = ingest_execution_page.run_id;
@@ -629,34 +677,57 @@ begin
 end;
 $$;
 
--- Ends a source's turn: records success or the error, schedules the next attempt (backing
--- off exponentially while it fails, at most an hour) and frees the lease.
-create or replace function public.release_collector_source(
-  source_id uuid,
-  lease_token uuid,
-  error text default null
+-- Extends the leases a run still holds, in one call for all its sources; returns the
+-- sources whose lease it extended (a lease that expired or was taken over is not).
+create or replace function public.renew_collector_leases(source_ids uuid[], lease_tokens uuid[])
+returns setof uuid
+language sql
+set search_path = ''
+as $$
+  update public.collector_source_state st set
+    lease_expires_at = now() + make_interval(secs => st.lease_seconds)
+  from unnest(renew_collector_leases.source_ids, renew_collector_leases.lease_tokens) as l(source_id, lease_token)
+  where st.source_id = l.source_id and st.lease_token = l.lease_token and st.lease_expires_at > now()
+  returning st.source_id;
+$$;
+
+-- Ends the turns of many sources in one call: records each one's success or error (errors[i]
+-- null for success), schedules its next attempt (backing off exponentially while it fails,
+-- at most an hour) and frees its lease. Leases no longer held are left alone.
+create or replace function public.release_collector_sources(
+  source_ids uuid[],
+  lease_tokens uuid[],
+  errors text[] default null
 )
-returns public.collector_source_state
+returns int
 language plpgsql
 set search_path = ''
 as $$
-#variable_conflict use_column
 declare
-  st public.collector_source_state;
+  released int;
 begin
+  if release_collector_sources.errors is not null
+     and cardinality(release_collector_sources.errors) <> cardinality(release_collector_sources.source_ids) then
+    raise exception 'errors must have one entry per source (% sources, % errors)',
+      cardinality(release_collector_sources.source_ids), cardinality(release_collector_sources.errors);
+  end if;
   update public.collector_source_state s set
     lease_token = null,
     lease_expires_at = null,
-    consecutive_failures = case when release_collector_source.error is null then 0 else s.consecutive_failures + 1 end,
-    last_success_at = case when release_collector_source.error is null then now() else s.last_success_at end,
-    last_error = case when release_collector_source.error is null then s.last_error else left(release_collector_source.error, 2000) end,
-    last_error_at = case when release_collector_source.error is null then s.last_error_at else now() end,
-    next_attempt_at = case when release_collector_source.error is null then now()
+    consecutive_failures = case when r.error is null then 0 else s.consecutive_failures + 1 end,
+    last_success_at = case when r.error is null then now() else s.last_success_at end,
+    last_error = case when r.error is null then s.last_error else left(r.error, 2000) end,
+    last_error_at = case when r.error is null then s.last_error_at else now() end,
+    next_attempt_at = case when r.error is null then now()
       else now() + least(interval '1 hour', interval '1 minute' * power(2, least(s.consecutive_failures, 10))) end
-  where s.source_id = release_collector_source.source_id
-    and s.lease_token = release_collector_source.lease_token
-  returning s.* into st;
-  return st;
+  from unnest(
+    release_collector_sources.source_ids,
+    release_collector_sources.lease_tokens,
+    coalesce(release_collector_sources.errors, array_fill(null::text, array[cardinality(release_collector_sources.source_ids)]))
+  ) as r(source_id, lease_token, error)
+  where s.source_id = r.source_id and s.lease_token = r.lease_token;
+  get diagnostics released = row_count;
+  return released;
 end;
 $$;
 
@@ -707,27 +778,29 @@ revoke all on function private.lock_leased_source(uuid, uuid) from public;
 grant execute on function private.lock_leased_source(uuid, uuid) to service_role;
 
 revoke execute on function
-  public.claim_collector_sources(int, int, uuid[], boolean),
+  public.claim_collector_sources(int, int, uuid[], boolean, uuid),
   public.resume_collector_sources(uuid[], uuid[]),
   public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[], uuid),
   public.list_open_executions(uuid, uuid, int),
   public.list_execution_probes(uuid, uuid, int),
   public.acknowledge_collection_gaps(uuid[], uuid[]),
   public.close_open_executions(uuid, uuid, bigint[], bigint[], bigint[]),
-  public.release_collector_source(uuid, uuid, text),
+  public.renew_collector_leases(uuid[], uuid[]),
+  public.release_collector_sources(uuid[], uuid[], text[]),
   public.start_collector_run(text),
   public.finish_collector_run(uuid, jsonb),
   public.maintain_execution_partitions(int)
   from public, anon, authenticated;
 grant execute on function
-  public.claim_collector_sources(int, int, uuid[], boolean),
+  public.claim_collector_sources(int, int, uuid[], boolean, uuid),
   public.resume_collector_sources(uuid[], uuid[]),
   public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[], uuid),
   public.list_open_executions(uuid, uuid, int),
   public.list_execution_probes(uuid, uuid, int),
   public.acknowledge_collection_gaps(uuid[], uuid[]),
   public.close_open_executions(uuid, uuid, bigint[], bigint[], bigint[]),
-  public.release_collector_source(uuid, uuid, text),
+  public.renew_collector_leases(uuid[], uuid[]),
+  public.release_collector_sources(uuid[], uuid[], text[]),
   public.start_collector_run(text),
   public.finish_collector_run(uuid, jsonb),
   public.maintain_execution_partitions(int)

@@ -63,9 +63,11 @@ describe('a killed run', () => {
         return send();
       }),
     );
-    const summary = await collect([source], { db, settings: { pageSize: 10 } }).catch(
-      (error: unknown) => error,
-    );
+    const summary = await collect([source], {
+      db,
+      // One page per ingest call, so the process dies after exactly two pages committed.
+      settings: { pageSize: 10, pagesPerIngest: 1 },
+    }).catch((error: unknown) => error);
     expect(summary).not.toBeInstanceOf(Error);
     const { rows } = await superuser().query(
       `update public.collector_runs set started_at = now() - interval '20 minutes'
