@@ -433,11 +433,18 @@ export async function syncSource(input: SyncSourceInput): Promise<SourceOutcome>
     if (openOrProbed) await revisitOpenExecutions(input, stats);
     return { status: 'ok', ...stats };
   } catch (thrown) {
+    const settled = (call: Promise<unknown>) =>
+      call.then(
+        () => null,
+        (error: unknown) => error,
+      );
     // An ingest still in flight ends first; if the lease was lost, that is what happened.
-    const inFlight = await pipeline.settle().then(
-      () => null,
-      (error: unknown) => error,
-    );
+    let inFlight = await settled(pipeline.settle());
+    if (inFlight === null && (input.signal?.aborted || thrown instanceof RefusedAnswer)) {
+      // The pages gathered before the cut or the refused answer passed every check: they
+      // are kept as a walk page by page would have kept them (flush's budget rule applies).
+      inFlight = await settled(pipeline.flush().then(() => pipeline.settle()));
+    }
     const leaseLost = (e: unknown): e is StepFailed =>
       e instanceof StepFailed && e.failure.code === 'conflict';
     const error = leaseLost(inFlight) ? inFlight : thrown;

@@ -175,10 +175,11 @@ describe('a new month', () => {
          lease_seconds => 600, max_sources => 1, source_ids => array[$1]::uuid[], ignore_schedule => true)`,
       [sourceId],
     );
-    // A month no other test writes to, whose partition does not exist yet.
+    // A month no other test writes to, whose partition does not exist yet, inside the window
+    // of months a partition is made for (14 before now to the next one).
     const { rows: month } = await db.query(
-      `select date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' + interval '9 years' as start,
-              'private.executions_' || to_char(date_trunc('month', now() at time zone 'UTC') + interval '9 years', 'YYYY_MM') as partition`,
+      `select date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' - interval '10 months' as start,
+              'private.executions_' || to_char(date_trunc('month', now() at time zone 'UTC') - interval '10 months', 'YYYY_MM') as partition`,
     );
     const start = (month[0].start as Date).getTime();
     const partition = month[0].partition as string;
