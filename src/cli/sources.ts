@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { type CollectorConfig, loadCollectorConfig } from '../config/env.ts';
 import { plural } from '../domain/words.ts';
-import type { N8nExecution } from '../n8n/client.ts';
+import { CREDENTIALS_IN_URL, type N8nExecution } from '../n8n/client.ts';
 import { acknowledgeGaps } from '../sources/acknowledge-gaps.ts';
 import { addSource } from '../sources/add-source.ts';
 import { resealSourceKeys } from '../sources/reseal-source-keys.ts';
@@ -68,7 +68,9 @@ const parseSourceUrl = parser(schemas.n8nUrl);
  */
 function sourceUrl(value: string): string {
   const checked = checkSourceUrl(value);
-  if (!checked.ok) throw new CliError(EXIT.usage, `--url: ${checked.error.message}`);
+  if (!checked.ok && checked.error.message === CREDENTIALS_IN_URL) {
+    throw new CliError(EXIT.usage, `--url: ${CREDENTIALS_IN_URL}`);
+  }
   return parseSourceUrl(value);
 }
 
