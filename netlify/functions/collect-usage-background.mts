@@ -5,19 +5,20 @@ import {
   INTERNAL_SECRET_HEADER,
   runCollection,
 } from '../../src/collector/from-config.ts';
-import { loadCollectorConfig } from '../../src/config/env.ts';
+import { loadCollectorConfig, MAX_SLICE_SOURCES } from '../../src/config/env.ts';
 import { matchesAnySecret } from '../../src/security/shared-secret.ts';
 
 /**
- * Background function (up to 15 minutes): continues walks that collect-usage could not
- * finish in 30 s, holding the leases it was handed so no other run takes the sources.
+ * Background function (up to 15 minutes): collects the slice of sources collect-usage
+ * handed it (due sources beyond what the scheduled run can finish, or walks it could not
+ * finish in 30 s), keeping the leases it was handed alive so no other run takes them.
  */
 const handOffSchema = z.object({
   run_id: z.uuid(),
   leases: z
     .array(z.object({ source_id: z.uuid(), lease_token: z.uuid() }))
     .min(1)
-    .max(10_000),
+    .max(MAX_SLICE_SOURCES),
 });
 
 export default async (req: Request) => {

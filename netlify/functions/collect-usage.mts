@@ -12,7 +12,8 @@ import { runUpkeep } from '../../src/ops/upkeep.ts';
 
 /**
  * Every 10 minutes: the storage upkeep (runUpkeep), then pull new n8n executions for every
- * due source, within 30 s.
+ * due source. Within its 30 s it collects what it can finish and fans the rest out to
+ * collect-usage-background.
  */
 export default async () => {
   const config = loadCollectorConfig();

@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from 'commander';
 import { z } from 'zod';
 import { identifierCharacters } from '../enforcement/schema.ts';
-import { normalizeBaseUrl } from '../n8n/client.ts';
+import { normalizeBaseUrl, SourceUrlError } from '../n8n/client.ts';
 
 /**
  * Argument parsers for commander, each a zod schema whose message says what a good value
@@ -105,7 +105,15 @@ export const schemas = {
       protocol: /^https?$/,
       error: "must be the n8n instance's URL, like https://acme.app.n8n.cloud",
     })
-    .transform((url) => normalizeBaseUrl(url))
+    .transform((url, ctx) => {
+      try {
+        return normalizeBaseUrl(url);
+      } catch (error) {
+        if (!(error instanceof SourceUrlError)) throw error;
+        ctx.addIssue({ code: 'custom', message: error.message });
+        return z.NEVER;
+      }
+    })
     .refine((url) => /^https?:\/\/[^/\s?#]+(\/[^\s?#]*[^/\s?#])?$/.test(url), {
       error: "must be the n8n instance's URL without query or fragment",
     }),

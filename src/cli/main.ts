@@ -69,7 +69,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .action(async (options: { source?: string[]; json?: boolean }) => {
       const { env } = await environmentWithLocalStack(io.env);
       const summary = await collectNow(loadCollectorConfig(env), options, io);
-      if (
+      if (summary.databaseUnreachable) {
+        io.err(
+          'the database could not be reached during the run: is it running, and is SUPABASE_URL right?',
+        );
+        exitCode = EXIT.unavailable;
+      } else if (
         options.source?.length &&
         summary.sourcesOk + summary.sourcesFailed + summary.sourcesDeferred === 0
       ) {

@@ -1,12 +1,14 @@
 import type { Command } from 'commander';
 import { type CollectorConfig, loadCollectorConfig } from '../config/env.ts';
 import { plural } from '../domain/words.ts';
-import type { N8nExecution } from '../n8n/client.ts';
+import { CREDENTIALS_IN_URL, type N8nExecution } from '../n8n/client.ts';
+import { acknowledgeGaps } from '../sources/acknowledge-gaps.ts';
 import { addSource } from '../sources/add-source.ts';
 import { resealSourceKeys } from '../sources/reseal-source-keys.ts';
 import { setSourceKey } from '../sources/set-source-key.ts';
+import { checkSourceUrl } from '../sources/source-url.ts';
 import { testSource } from '../sources/test-source.ts';
-import { parser, schemas } from './arguments.ts';
+import { parser, repeatable, schemas } from './arguments.ts';
 import {
   CliError,
   type CommandContext,
@@ -58,6 +60,20 @@ interface AddOptions {
   json?: boolean;
 }
 
+const parseSourceUrl = parser(schemas.n8nUrl);
+
+/**
+ * Commander repeats a refused value in its message; the sources' own check runs first, so a
+ * URL carrying a password is refused without repeating it.
+ */
+function sourceUrl(value: string): string {
+  const checked = checkSourceUrl(value);
+  if (!checked.ok && checked.error.message === CREDENTIALS_IN_URL) {
+    throw new CliError(EXIT.usage, `--url: ${CREDENTIALS_IN_URL}`);
+  }
+  return parseSourceUrl(value);
+}
+
 export function registerSources(program: Command, ctx: CommandContext): void {
   const { io } = ctx;
   const sources = program
@@ -68,7 +84,7 @@ export function registerSources(program: Command, ctx: CommandContext): void {
     .command('add')
     .description('test the connection to an n8n instance, then store it with its key encrypted')
     .requiredOption('--tenant <tenant>', 'tenant id or external reference', parser(schemas.tenant))
-    .requiredOption('--url <url>', "the n8n instance's URL", parser(schemas.n8nUrl))
+    .requiredOption('--url <url>', "the n8n instance's URL", sourceUrl)
     .requiredOption(
       '--api-key <key>',
       'an n8n API key, or - to read it from standard input (keeps it out of shell history)',
@@ -241,6 +257,30 @@ export function registerSources(program: Command, ctx: CommandContext): void {
         source.enabled
           ? `The next scheduled collection uses it; to collect now: \`flowmeter collect --source ${id}\``
           : `The source is disabled: \`flowmeter sources enable ${id}\` collects from it again`,
+      );
+    });
+
+  sources
+    .command('acknowledge-gaps')
+    .description(
+      'mark the recorded gaps (executions possibly uncounted) as seen, so status stops flagging them',
+    )
+    .option('-s, --source <id>', 'only this source (repeatable)', repeatable(schemas.sourceId))
+    .addOption(tenantFilterOption())
+    .option('--json', 'print {acknowledged} on stdout')
+    .action(async (options: { source?: string[]; tenant?: string[]; json?: boolean }) => {
+      const database = await openSupabase(io);
+      const tenantIds = await filteredTenantIds(database, options.tenant);
+      const acknowledged = database.valueOrExit(
+        await acknowledgeGaps({
+          db: database.db,
+          ...(options.source ? { sourceIds: options.source } : {}),
+          ...(tenantIds ? { tenantIds } : {}),
+        }),
+      );
+      if (options.json) return printJson(io, { acknowledged });
+      io.out(
+        `${plural(acknowledged, 'gap')} acknowledged; \`flowmeter status\` flags only gaps recorded from now on`,
       );
     });
 

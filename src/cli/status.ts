@@ -1,5 +1,10 @@
 import type { Command } from 'commander';
 import { needsAttention } from '../ops/attention.ts';
+import {
+  type CollectorHealth,
+  collectorAttention,
+  collectorHealthSchema,
+} from '../ops/collector-health.ts';
 import { type OperatorStatus, operatorStatusSchema } from '../ops/operator-status.ts';
 import {
   CliError,
@@ -13,12 +18,17 @@ import { count, duration, printJson, renderTable, short, sourceError, time } fro
 
 type Status = OperatorStatus;
 
+/** No Netlify function runs longer: a run unfinished after this was killed. */
+const LONGEST_RUN_MS = 15 * 60_000;
+
 const runLength = (run: Status['collector_runs'][number]) =>
   run.finished_at
     ? duration((Date.parse(run.finished_at) - Date.parse(run.started_at)) / 1000)
-    : 'running';
+    : Date.now() - Date.parse(run.started_at) > LONGEST_RUN_MS
+      ? 'killed'
+      : 'running';
 
-function render(status: Status, attention: string[]): string {
+function render(status: Status, collector: CollectorHealth, attention: string[]): string {
   const { sources, meter_reports: reports, alert_deliveries: alerts } = status;
   const lines: string[] = [];
   lines.push(
@@ -92,6 +102,10 @@ function render(status: Status, attention: string[]): string {
           ]),
         ),
   );
+  const gaps = collector.unacknowledged_gaps;
+  lines.push(
+    `Collector: ${gaps.gaps} gaps not acknowledged (${count(gaps.executions)} executions), ${collector.dead_leases.length} dead leases, ${collector.killed_runs.length} runs killed in the last day`,
+  );
   lines.push(attention.length ? `Needs attention: ${attention.join('; ')}` : 'All healthy.');
   return lines.join('\n');
 }
@@ -119,9 +133,24 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
         );
       }
       const status = parsed.data;
-      const attention = needsAttention(status);
+      const collectorRaw = database.unwrap(
+        await database.db.rpc('collector_health', tenantIds ? { tenant_ids: tenantIds } : {}),
+      );
+      const collector = collectorHealthSchema.safeParse(collectorRaw);
+      if (!collector.success) {
+        throw new CliError(
+          EXIT.failed,
+          `collector_health answered in an unexpected shape (${collector.error.issues[0]?.message}): apply the latest migrations`,
+        );
+      }
+      const attention = [
+        ...needsAttention(status),
+        ...collectorAttention(collector.data, { perTenant: tenantIds !== undefined }),
+      ];
       if (attention.length > 0) ctx.exit(EXIT.failed);
-      if (options.json) return printJson(io, { ...status, needs_attention: attention });
-      io.out(render(status, attention));
+      if (options.json) {
+        return printJson(io, { ...status, collector: collector.data, needs_attention: attention });
+      }
+      io.out(render(status, collector.data, attention));
     });
 }

@@ -21,9 +21,11 @@ export function collectionSettings(
     budgetMs: budgetSeconds * 1000,
     concurrency: config.COLLECTOR_CONCURRENCY,
     leaseSeconds: config.COLLECTOR_LEASE_SECONDS,
-    maxSources: config.COLLECTOR_MAX_SOURCES,
+    sliceSources: config.COLLECTOR_SLICE_SOURCES,
     openMaxAgeMs: config.COLLECTOR_OPEN_MAX_AGE_HOURS * 3600_000,
     revisitBatch: config.COLLECTOR_REVISIT_BATCH,
+    probeBatch: config.COLLECTOR_PROBE_BATCH,
+    probeConcurrency: config.COLLECTOR_PROBE_CONCURRENCY,
   };
 }
 

@@ -1,10 +1,14 @@
+import type { PostgrestError } from '@supabase/supabase-js';
 import pLimit from 'p-limit';
 import type { Keyring } from '../crypto/keyring.ts';
 import type { Db } from '../db/client.ts';
+import type { Database } from '../db/database.types.ts';
+import { rpcResult } from '../db/rpc-result.ts';
 import { fail, ok, type Result } from '../domain/result.ts';
 import { openApiKey } from '../n8n/api-key.ts';
 import type { N8nClient } from '../n8n/client.ts';
 import type { Logger } from '../observability/logger.ts';
+import { batchReleases, keepLeases, type Lease } from './leases.ts';
 import {
   type ClaimedSource,
   type SourceOutcome,
@@ -14,18 +18,15 @@ import {
 } from './sync-source.ts';
 
 export type RunTrigger = 'schedule' | 'background' | 'manual';
-
-export interface Lease {
-  source_id: string;
-  lease_token: string;
-}
+export type { Lease } from './leases.ts';
 
 export interface CollectionSettings extends SyncSettings {
   /** Stop starting new pages this long after the run began. */
   budgetMs: number;
   concurrency: number;
   leaseSeconds: number;
-  maxSources: number;
+  /** Sources per claim, and the most one background invocation is handed. */
+  sliceSources: number;
 }
 
 export interface RunCollectionInput {
@@ -37,9 +38,18 @@ export interface RunCollectionInput {
   createN8nClient: (source: { baseUrl: string; apiKey: string }) => N8nClient;
   /** Which sources: all that are due (default), these ids now, or leases handed over. */
   select?: { sourceIds: string[] } | { leases: Lease[] };
-  /** Passes sources whose walk is unfinished at the budget to a longer-running worker. */
+  /**
+   * Passes sources to a longer-running worker: the due sources beyond what this run can
+   * finish in its budget, a slice per worker, and at the end the walks it left unfinished.
+   */
   handOff?: (runId: string, leases: Lease[]) => Promise<boolean>;
   now?: () => number;
+  /**
+   * Aborted when the budget is spent: every n8n request and retry wait in flight ends then,
+   * so the run always has time to hand off and record its end. By default a timer of
+   * `budgetMs`; tests pass their own.
+   */
+  budgetSignal?: AbortSignal;
   onSourceEvent?: (event: SourceEvent) => void;
 }
 
@@ -57,55 +67,217 @@ export interface RunSummary {
   executionsIngested: number;
   billableCounted: number;
   errors: Array<{ source_id: string; tenant_id: string; error: string }>;
+  /** Some call to the database got no answer (the CLI exits 3). */
+  databaseUnreachable: boolean;
 }
 
-async function selectSources(
-  input: RunCollectionInput,
-): Promise<Result<ClaimedSource[], 'unavailable'>> {
-  const { db, settings, select } = input;
-  if (select && 'leases' in select) {
-    const { data, error } = await db.rpc('resume_collector_sources', {
-      source_ids: select.leases.map((l) => l.source_id),
-      lease_tokens: select.leases.map((l) => l.lease_token),
-    });
-    if (error) return fail('unavailable', `resume_collector_sources failed: ${error.message}`);
-    return ok(data ?? []);
-  }
-  const { data, error } = await db.rpc('claim_collector_sources', {
-    lease_seconds: settings.leaseSeconds,
-    max_sources: settings.maxSources,
-    ...(select ? { source_ids: select.sourceIds, ignore_schedule: true } : {}),
-  });
-  if (error) return fail('unavailable', `claim_collector_sources failed: ${error.message}`);
+/**
+ * A failed call that stops the run, named after the call; one that got no answer reads as
+ * 'unavailable', so the CLI exits 3 for it.
+ */
+function databaseFailure(
+  fn: string,
+  response: { error: PostgrestError; status: number },
+): Result<never> {
+  const failed = rpcResult({ data: null, ...response });
+  return failed.ok
+    ? fail('internal', `${fn} failed`)
+    : fail(failed.error.code, `${fn} failed: ${failed.error.message}`, failed.error.details);
+}
+
+/**
+ * What one run can finish in its budget: as many sources as its pool works in one second
+ * each. A source with nothing new takes a list request and an RPC, well under a second even
+ * against a slow n8n; one with a backlog that outlasts the budget is handed over at the end.
+ */
+export const ownShare = (settings: CollectionSettings) =>
+  settings.concurrency * Math.max(1, Math.floor(settings.budgetMs / 1000));
+
+type Claim = Database['public']['Functions']['claim_collector_sources']['Args'];
+
+async function claim(db: Db, args: Claim): Promise<Result<ClaimedSource[]>> {
+  const { data, error, status } = await db.rpc('claim_collector_sources', args);
+  if (error) return databaseFailure('claim_collector_sources', { error, status });
   return ok(data ?? []);
 }
 
 /**
- * One collector run: claims due sources (each under a lease, so two runs never work one
- * source), syncs them through a bounded pool until the budget, hands unfinished walks to
- * a background worker, and records the run. One failing source never stops the others.
+ * Which sources a run claims from: every due one, or the ones asked for (due or not); never
+ * one this run or its workers already attempted.
  */
-export async function runCollection(
+function claimScope(input: RunCollectionInput, runId: string) {
+  return (max: number): Claim => ({
+    lease_seconds: input.settings.leaseSeconds,
+    max_sources: max,
+    not_since_run: runId,
+    ...(input.select && 'sourceIds' in input.select
+      ? { source_ids: input.select.sourceIds, ignore_schedule: true }
+      : {}),
+  });
+}
+
+/** Claims slice by slice, up to `most`; stops at the first slice not full. */
+async function claimUpTo(
+  db: Db,
+  scope: ReturnType<typeof claimScope>,
+  sliceSources: number,
+  most: number,
+): Promise<Result<ClaimedSource[]>> {
+  const claimed: ClaimedSource[] = [];
+  while (claimed.length < most) {
+    const want = Math.min(sliceSources, most - claimed.length);
+    const slice = await claim(db, scope(want));
+    if (!slice.ok) return slice;
+    claimed.push(...slice.value);
+    if (slice.value.length < want) break;
+  }
+  return ok(claimed);
+}
+
+async function selectSources(
   input: RunCollectionInput,
-): Promise<Result<RunSummary, 'unavailable'>> {
+  scope: ReturnType<typeof claimScope>,
+): Promise<Result<ClaimedSource[]>> {
+  const { db, settings, select } = input;
+  if (select && 'leases' in select) {
+    const { data, error, status } = await db.rpc('resume_collector_sources', {
+      source_ids: select.leases.map((l) => l.source_id),
+      lease_tokens: select.leases.map((l) => l.lease_token),
+    });
+    if (error) return databaseFailure('resume_collector_sources', { error, status });
+    return ok(data ?? []);
+  }
+  const most = input.handOff ? ownShare(settings) : Number.POSITIVE_INFINITY;
+  return claimUpTo(db, scope, settings.sliceSources, most);
+}
+
+/**
+ * Hands the due sources this run will not get to to background workers, a slice each,
+ * until none is left or a hand-off is refused (its slice is then released at once).
+ */
+async function fanOut(
+  input: RunCollectionInput,
+  runId: string,
+  scope: ReturnType<typeof claimScope>,
+  handOff: NonNullable<RunCollectionInput['handOff']>,
+  releases: ReturnType<typeof batchReleases>,
+  log: Logger,
+): Promise<{ invocations: number; sources: number }> {
+  const { db, settings } = input;
+  const sent = { invocations: 0, sources: 0 };
+  for (;;) {
+    const claimed = await claim(db, scope(settings.sliceSources));
+    if (!claimed.ok) {
+      log.error(
+        { error: claimed.error.message },
+        'fan-out stopped; the next run collects the rest',
+      );
+      break;
+    }
+    const slice = claimed.value;
+    if (slice.length === 0) break;
+    const leases = slice.map((s) => ({ source_id: s.source_id, lease_token: s.lease_token }));
+    if (!(await handOff(runId, leases).catch(() => false))) {
+      for (const lease of leases) releases.add(lease);
+      log.warn({ sources: leases.length }, 'fan-out refused; the next run collects these');
+      break;
+    }
+    sent.invocations += 1;
+    sent.sources += leases.length;
+    if (slice.length < settings.sliceSources) break;
+  }
+  return sent;
+}
+
+/**
+ * One collector run: claims what it can finish of the due sources (each under a lease,
+ * kept alive for the whole run, so two runs never work one source), fans the rest out to
+ * background workers a slice each, syncs its own through a bounded pool until the budget,
+ * hands unfinished walks over, releases leases in batches, and records the run. One failing
+ * source never stops the others.
+ */
+export async function runCollection(input: RunCollectionInput): Promise<Result<RunSummary>> {
   const { db, settings, log } = input;
   const now = input.now ?? Date.now;
   const started = now();
   const deadline = started + settings.budgetMs;
 
-  const { data: runId, error: startError } = await db.rpc('start_collector_run', {
+  const {
+    data: runId,
+    error: startError,
+    status: startStatus,
+  } = await db.rpc('start_collector_run', {
     trigger: input.trigger,
   });
   if (startError || !runId) {
-    return fail('unavailable', `start_collector_run failed: ${startError?.message ?? 'no run id'}`);
+    return startError
+      ? databaseFailure('start_collector_run', { error: startError, status: startStatus })
+      : fail('internal', 'start_collector_run returned no run id');
   }
   const runLog = log.child({ run_id: runId, trigger: input.trigger });
+  const budgetSignal = input.budgetSignal ?? AbortSignal.timeout(Math.max(0, deadline - now()));
+  // The run is recorded as ended even when it could not claim its sources, so it never
+  // reads as killed; the error is what the operator sees.
+  const ended = (message: string, unreachable: boolean) =>
+    db.rpc('finish_collector_run', {
+      run_id: runId,
+      stats: { errors: [{ error: message }], database_unreachable: unreachable },
+    });
+  try {
+    const collected = await collectClaimed(input, {
+      runId,
+      runLog,
+      deadline,
+      started,
+      budgetSignal,
+    });
+    if (!collected.ok) {
+      await ended(collected.error.message, collected.error.code === 'unavailable');
+    }
+    return collected;
+  } catch (error) {
+    await ended(error instanceof Error ? error.message : String(error), false);
+    throw error;
+  }
+}
 
-  const selected = await selectSources(input);
+async function collectClaimed(
+  input: RunCollectionInput,
+  run: {
+    runId: string;
+    runLog: Logger;
+    deadline: number;
+    started: number;
+    budgetSignal: AbortSignal;
+  },
+): Promise<Result<RunSummary>> {
+  const { db, settings } = input;
+  const { runId, runLog, deadline, started, budgetSignal } = run;
+  const now = input.now ?? Date.now;
+
+  const scope = claimScope(input, runId);
+  const selected = await selectSources(input, scope);
   if (!selected.ok) return selected;
   const sources = selected.value;
   input.onSourceEvent?.({ type: 'claimed', sources });
   runLog.info({ sources: sources.length }, 'sources claimed');
+
+  const leases = keepLeases({ db, leaseSeconds: settings.leaseSeconds, log: runLog });
+  leases.hold(sources);
+  const releases = batchReleases({ db, log: runLog });
+  const release = (source: ClaimedSource, error?: string) => {
+    leases.drop(source.source_id);
+    releases.add({
+      source_id: source.source_id,
+      lease_token: source.lease_token,
+      ...(error === undefined ? {} : { error }),
+    });
+  };
+  // Beside this run's own work, so the background workers start at once.
+  const fannedOut =
+    input.trigger === 'schedule' && input.handOff && sources.length >= ownShare(settings)
+      ? fanOut(input, runId, scope, input.handOff, releases, runLog)
+      : Promise.resolve({ invocations: 0, sources: 0 });
 
   const limit = pLimit(settings.concurrency);
   const outcomes = await Promise.all(
@@ -115,37 +287,37 @@ export async function runCollection(
           source_id: source.source_id,
           tenant_id: source.tenant_id,
         });
+        const nothing = { pages: 0, executionsIngested: 0, billableCounted: 0 };
         let outcome: SourceOutcome;
-        try {
-          const apiKey = openApiKey(input.keyring, source.tenant_id, source.api_key_ciphertext);
-          outcome = await syncSource({
-            db,
-            n8n: input.createN8nClient({ baseUrl: source.base_url, apiKey }),
-            source,
-            deadline,
-            now,
-            settings,
-            log: sourceLog,
-            onPage: (stats) => input.onSourceEvent?.({ type: 'page', source, stats }),
-          });
-        } catch (error) {
-          // Only a key that cannot be decrypted gets here; syncSource returns its own failures.
-          outcome = {
-            status: 'failed',
-            error: `cannot decrypt the n8n API key: ${(error as Error).message}`,
-            pages: 0,
-            executionsIngested: 0,
-            billableCounted: 0,
-          };
+        if (leases.isLost(source.source_id)) {
+          outcome = { status: 'lease_lost', ...nothing };
+        } else {
+          try {
+            const apiKey = openApiKey(input.keyring, source.tenant_id, source.api_key_ciphertext);
+            outcome = await syncSource({
+              db,
+              n8n: input.createN8nClient({ baseUrl: source.base_url, apiKey }),
+              source,
+              deadline,
+              signal: budgetSignal,
+              runId,
+              now,
+              settings,
+              log: sourceLog,
+              onPage: (stats) => input.onSourceEvent?.({ type: 'page', source, stats }),
+            });
+          } catch (error) {
+            // Only a key that cannot be decrypted gets here; syncSource returns its own failures.
+            outcome = {
+              status: 'failed',
+              error: `cannot decrypt the n8n API key: ${(error as Error).message}`,
+              ...nothing,
+            };
+          }
         }
-        if (outcome.status === 'ok' || outcome.status === 'failed') {
-          const { error } = await db.rpc('release_collector_source', {
-            source_id: source.source_id,
-            lease_token: source.lease_token,
-            ...(outcome.status === 'failed' ? { error: outcome.error } : {}),
-          });
-          if (error) sourceLog.error({ error: error.message }, 'could not release the lease');
-        }
+        if (outcome.status === 'ok') release(source);
+        else if (outcome.status === 'failed') release(source, outcome.error);
+        else if (outcome.status === 'lease_lost') leases.drop(source.source_id);
         const level = outcome.status === 'failed' ? 'error' : 'info';
         sourceLog[level]({ ...outcome }, `source ${outcome.status}`);
         input.onSourceEvent?.({ type: 'done', source, outcome });
@@ -155,22 +327,27 @@ export async function runCollection(
   );
 
   const deferred = outcomes.filter(([, o]) => o.status === 'deferred').map(([s]) => s);
+  const fanned = await fannedOut;
+  if (fanned.invocations) runLog.info(fanned, 'due sources handed to background workers');
   if (deferred.length) {
-    const leases = deferred.map((s) => ({ source_id: s.source_id, lease_token: s.lease_token }));
-    const handedOff = input.handOff ? await input.handOff(runId, leases).catch(() => false) : false;
-    runLog.info({ sources: leases.length, handedOff }, 'walks unfinished at the budget');
-    if (!handedOff) {
-      // The saved cursor lets the next run resume; free the lease so it can.
-      await Promise.all(
-        leases.map((l) =>
-          db.rpc('release_collector_source', {
-            source_id: l.source_id,
-            lease_token: l.lease_token,
-          }),
-        ),
-      );
+    const handOff = input.handOff;
+    let handedOff = 0;
+    for (let i = 0; handOff && i < deferred.length; i += settings.sliceSources) {
+      const slice = deferred.slice(i, i + settings.sliceSources);
+      const accepted = await handOff(
+        runId,
+        slice.map((s) => ({ source_id: s.source_id, lease_token: s.lease_token })),
+      ).catch(() => false);
+      if (!accepted) break;
+      for (const s of slice) leases.drop(s.source_id);
+      handedOff += slice.length;
     }
+    runLog.info({ sources: deferred.length, handedOff }, 'walks unfinished at the budget');
+    // The saved cursor lets the next run resume; free the lease so it can.
+    for (const s of deferred.slice(handedOff)) release(s);
   }
+  await leases.stop();
+  await releases.flush();
 
   const summary: RunSummary = {
     runId,
@@ -185,6 +362,7 @@ export async function runCollection(
         ? [{ source_id: s.source_id, tenant_id: s.tenant_id, error: o.error }]
         : [],
     ),
+    databaseUnreachable: outcomes.some(([, o]) => o.status === 'failed' && o.databaseUnreachable),
   };
   const { error: finishError } = await db.rpc('finish_collector_run', {
     run_id: runId,
@@ -196,6 +374,7 @@ export async function runCollection(
       executions_ingested: summary.executionsIngested,
       billable_counted: summary.billableCounted,
       errors: summary.errors,
+      database_unreachable: summary.databaseUnreachable,
     },
   });
   if (finishError) runLog.error({ error: finishError.message }, 'could not record the run');

@@ -60,17 +60,25 @@ export const count = (min: number, max: number, fallback: number, unit = '') =>
     .max(max, { error: `must be at most ${max}${unit}` })
     .default(fallback);
 
+/** Netlify takes at most 256 KB of background payload: 2,000 leases are about 210 KB. */
+export const MAX_SLICE_SOURCES = 2000;
+
 export const collectorEnvSchema = envSchema.extend({
   // A scheduled function runs at most 30 s: stop starting pages well before.
   COLLECTOR_BUDGET_SECONDS: count(5, 25, 18, ' seconds'),
   // Background functions run at most 15 minutes.
   COLLECTOR_BACKGROUND_BUDGET_SECONDS: count(30, 840, 780, ' seconds'),
-  COLLECTOR_CONCURRENCY: count(1, 32, 4),
+  // Sources worked at once per invocation: against n8n answering in 100-300 ms, 16 keep
+  // one invocation busy without waiting on the database.
+  COLLECTOR_CONCURRENCY: count(1, 128, 16),
   COLLECTOR_LEASE_SECONDS: count(30, 1800, 120, ' seconds'),
-  COLLECTOR_MAX_SOURCES: count(1, 10_000, 500),
+  COLLECTOR_SLICE_SOURCES: count(10, MAX_SLICE_SOURCES, 1000),
   // n8n keeps executions 14 days by default; one unfinished longer is given up on.
   COLLECTOR_OPEN_MAX_AGE_HOURS: count(1, 24 * 90, 336, ' hours'),
   COLLECTOR_REVISIT_BATCH: count(1, 1000, 100),
+  // Ids missing from n8n's list, fetched by id per source and run, this many at once.
+  COLLECTOR_PROBE_BATCH: count(1, 10_000, 1000),
+  COLLECTOR_PROBE_CONCURRENCY: count(1, 64, 8),
   N8N_REQUEST_TIMEOUT_MS: count(1000, 60_000, 8000, ' ms'),
   EXECUTION_RETENTION_MONTHS: count(1, 120, 3, ' months'),
   // Hand-off of large backlogs to collect-usage-background; without it the next run resumes.

@@ -98,6 +98,7 @@ export type Database = {
       };
       collection_gaps: {
         Row: {
+          acknowledged_at: string | null;
           detail: string | null;
           detected_at: string;
           from_id: number;
@@ -109,6 +110,7 @@ export type Database = {
         };
         ComputedFields: never;
         Insert: {
+          acknowledged_at?: string | null;
           detail?: string | null;
           detected_at?: string;
           from_id: number;
@@ -119,6 +121,7 @@ export type Database = {
           to_id: number;
         };
         Update: {
+          acknowledged_at?: string | null;
           detail?: string | null;
           detected_at?: string;
           from_id?: number;
@@ -148,6 +151,7 @@ export type Database = {
       collector_runs: {
         Row: {
           billable_counted: number;
+          database_unreachable: boolean;
           errors: NonNullable<Json>;
           executions_ingested: number;
           finished_at: string | null;
@@ -162,6 +166,7 @@ export type Database = {
         ComputedFields: never;
         Insert: {
           billable_counted?: number;
+          database_unreachable?: boolean;
           errors?: NonNullable<Json>;
           executions_ingested?: number;
           finished_at?: string | null;
@@ -175,6 +180,7 @@ export type Database = {
         };
         Update: {
           billable_counted?: number;
+          database_unreachable?: boolean;
           errors?: NonNullable<Json>;
           executions_ingested?: number;
           finished_at?: string | null;
@@ -987,6 +993,10 @@ export type Database = {
       [_ in never]: never;
     };
     Functions: {
+      acknowledge_collection_gaps: {
+        Args: { source_ids?: string[]; tenant_ids?: string[] };
+        Returns: number;
+      };
       add_alert_channel: {
         Args: { kind: string; target: string; tenant_id?: string };
         Returns: {
@@ -1112,6 +1122,7 @@ export type Database = {
           ignore_schedule?: boolean;
           lease_seconds?: number;
           max_sources?: number;
+          not_since_run?: string;
           source_ids?: string[];
         };
         Returns: {
@@ -1168,6 +1179,7 @@ export type Database = {
         };
         Returns: number;
       };
+      collector_health: { Args: { tenant_ids?: string[] }; Returns: Json };
       enforce_usage: {
         Args: {
           reservation_ttl_seconds?: number;
@@ -1203,6 +1215,7 @@ export type Database = {
         Args: { run_id: string; stats: Json };
         Returns: {
           billable_counted: number;
+          database_unreachable: boolean;
           errors: NonNullable<Json>;
           executions_ingested: number;
           finished_at: string | null;
@@ -1244,6 +1257,7 @@ export type Database = {
           executions: Json;
           holes?: number[];
           lease_token: string;
+          run_id?: string;
           source_id: string;
           walk?: Json;
         };
@@ -1263,6 +1277,13 @@ export type Database = {
           target: string;
           tenant_id: string;
           tenant_name: string;
+        }[];
+      };
+      list_execution_probes: {
+        Args: { lease_token: string; max_rows?: number; source_id: string };
+        Returns: {
+          execution_id: number;
+          first_seen_at: string;
         }[];
       };
       list_n8n_sources: {
@@ -1477,36 +1498,15 @@ export type Database = {
           isSetofReturn: false;
         };
       };
-      release_collector_source: {
-        Args: { error?: string; lease_token: string; source_id: string };
-        Returns: {
-          backfill_from: string | null;
-          consecutive_failures: number;
-          floor_id: number;
-          high_water_id: number;
-          last_attempt_at: string | null;
-          last_error: string | null;
-          last_error_at: string | null;
-          last_success_at: string | null;
-          last_walk_completed_at: string | null;
-          lease_expires_at: string | null;
-          lease_seconds: number;
-          lease_token: string | null;
-          next_attempt_at: string;
-          source_id: string;
-          supports_started_after: boolean | null;
-          updated_at: string;
-          walk_cursor: string | null;
-          walk_top_id: number | null;
-        };
-        SetofOptions: {
-          from: '*';
-          to: 'collector_source_state';
-          isOneToOne: true;
-          isSetofReturn: false;
-        };
+      release_collector_sources: {
+        Args: { errors?: string[]; lease_tokens: string[]; source_ids: string[] };
+        Returns: number;
       };
       remove_tenant_member: { Args: { tenant_id: string; user_id: string }; Returns: boolean };
+      renew_collector_leases: {
+        Args: { lease_tokens: string[]; source_ids: string[] };
+        Returns: string[];
+      };
       resume_collector_sources: {
         Args: { lease_tokens: string[]; source_ids: string[] };
         Returns: {

@@ -20,7 +20,9 @@ export type N8nApiErrorKind =
   | 'server'
   | 'network'
   | 'timeout'
-  | 'malformed';
+  | 'malformed'
+  | 'too_large'
+  | 'redirected';
 
 const RETRYABLE: ReadonlySet<N8nApiErrorKind> = new Set([
   'rate_limited',
@@ -75,6 +77,8 @@ export interface N8nClientOptions {
   onRetry?: (event: RetryEvent) => void;
   /** Waits out a Retry-After longer than the backoff; replaceable so tests need not wait. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** A response body larger than this is refused unread (a page of 250 executions is ~150 kB). */
+  maxBodyBytes?: number;
 }
 
 export interface ListExecutionsParams {
@@ -103,7 +107,10 @@ const DEFAULTS = {
   minRetryDelayMs: 250,
   maxRetryDelayMs: 5_000,
   limit: 250,
+  maxBodyBytes: 4 * 1024 * 1024,
 };
+/** Same-origin redirects followed (a proxy adding a trailing slash, http → https is not one). */
+const MAX_REDIRECTS = 3;
 export const MAX_PAGE_SIZE = 250;
 
 const NOT_FOUND = Symbol('not found');
@@ -112,9 +119,31 @@ const NOT_FOUND = Symbol('not found');
 const UNKNOWN_QUERY_PARAMETER = /^Unknown query parameter '([^']+)'$/;
 const SINCE_2_41 = new Set(['startedAfter', 'startedBefore']);
 
-/** Accepts `https://host`, `https://host/`, `https://host/n8n/api/v1/`; returns `https://host[/n8n]`. */
+export const CREDENTIALS_IN_URL =
+  'the n8n URL carries a user name or password: remove them (https://host, no user:pass@); the n8n API key is the only credential flowmeter sends';
+
+export class SourceUrlError extends RangeError {
+  override name = 'SourceUrlError';
+}
+
+/**
+ * Accepts `https://host`, `https://host/`, `https://host/n8n/api/v1/`; returns `https://host[/n8n]`.
+ * Refuses credentials in the URL: the API key is the credential, and a URL is shown in lists,
+ * logs and error messages, where a password must never be.
+ */
 export function normalizeBaseUrl(raw: string): string {
-  const url = new URL(raw.trim());
+  let url: URL;
+  try {
+    url = new URL(raw.trim());
+  } catch {
+    throw new SourceUrlError(
+      'the n8n URL is not a URL: give the instance root, e.g. https://acme.app.n8n.cloud',
+    );
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new SourceUrlError(`the n8n URL must start with https:// (got ${url.protocol})`);
+  }
+  if (url.username !== '' || url.password !== '') throw new SourceUrlError(CREDENTIALS_IN_URL);
   url.pathname = url.pathname.replace(/\/+$/, '').replace(/\/api\/v1$/, '');
   url.search = '';
   url.hash = '';
@@ -144,6 +173,19 @@ function messageOf(body: string): string | undefined {
   return text === '' ? undefined : text.slice(0, 200);
 }
 
+/** The limit inside n8n's cursor (base64 of {lastId, limit}), 0 when it has none. */
+function cursorLimit(cursor: string | undefined): number {
+  if (!cursor) return 0;
+  try {
+    const { limit } = JSON.parse(Buffer.from(cursor, 'base64').toString('utf8')) as {
+      limit?: unknown;
+    };
+    return typeof limit === 'number' && Number.isInteger(limit) && limit > 0 ? limit : 0;
+  } catch {
+    return 0;
+  }
+}
+
 function toUtcIso(name: string, value: string): string {
   const time = Date.parse(value);
   if (Number.isNaN(time))
@@ -162,12 +204,18 @@ export function createN8nClient(options: N8nClientOptions): N8nClient {
     minRetryDelayMs,
   );
   const sleep = options.sleep ?? abortableSleep;
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULTS.maxBodyBytes;
+  const origin = new URL(baseUrl).origin;
+  // An upstream may echo request headers into its error bodies; none of that reaches a log.
+  const redact = (text: string) =>
+    options.apiKey === '' ? text : text.replaceAll(options.apiKey, '[redacted]');
   // Looked up per call so an interceptor installed after creation (msw in tests) still applies.
   const fetchImpl: typeof fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const at = `n8n at ${baseUrl}`;
 
   function errorForStatus(status: number, body: string, headers: Headers): N8nApiError {
-    const message = messageOf(body);
+    const raw = messageOf(body);
+    const message = raw === undefined ? undefined : redact(raw);
     const detail = message ? `: ${message}` : '';
     if (status === 401) {
       return new N8nApiError(
@@ -241,13 +289,11 @@ export function createN8nClient(options: N8nClientOptions): N8nClient {
     let headers: Headers;
     let body: string;
     try {
-      const response = await fetchImpl(url, {
-        headers: { 'X-N8N-API-KEY': options.apiKey, accept: 'application/json' },
-        signal,
-      });
+      const response = await fetchFollowingSameOrigin(url, signal);
       ({ status, headers } = response);
-      body = await response.text();
+      body = await readCapped(response);
     } catch (error) {
+      if (error instanceof N8nApiError) throw error;
       throw failure(error);
     }
 
@@ -258,9 +304,82 @@ export function createN8nClient(options: N8nClientOptions): N8nClient {
     } catch {
       throw new N8nApiError(
         'malformed',
-        `${at} answered ${status} with a body that is not JSON: ${body.slice(0, 120)}`,
+        `${at} answered ${status} with a body that is not JSON: ${redact(body.slice(0, 120))}`,
         { status },
       );
+    }
+  }
+
+  /**
+   * Follows redirects by hand: the API key goes only to n8n's own origin. fetch would keep a
+   * custom header across origins, so a redirect elsewhere would hand the key to that host.
+   */
+  async function fetchFollowingSameOrigin(start: URL, signal: AbortSignal): Promise<Response> {
+    let url = start;
+    for (let hop = 0; ; hop++) {
+      const response = await fetchImpl(url, {
+        headers: { 'X-N8N-API-KEY': options.apiKey, accept: 'application/json' },
+        redirect: 'manual',
+        signal,
+      });
+      if (response.status < 300 || response.status >= 400 || response.status === 304) {
+        return response;
+      }
+      await response.body?.cancel();
+      const location = response.headers.get('location');
+      const next = location === null ? null : URL.parse(location, url);
+      if (next === null) {
+        throw new N8nApiError(
+          'redirected',
+          `${at} answered ${response.status} without a usable Location: check the source's URL`,
+          { status: response.status },
+        );
+      }
+      if (next.origin !== origin) {
+        throw new N8nApiError(
+          'redirected',
+          `${at} redirected to another origin (${next.origin}); the API key is not sent there: set the source's URL to the address n8n answers on`,
+          { status: response.status },
+        );
+      }
+      if (hop >= MAX_REDIRECTS) {
+        throw new N8nApiError(
+          'redirected',
+          `${at} redirected more than ${MAX_REDIRECTS} times: check the source's URL and the proxy in front of n8n`,
+          { status: response.status },
+        );
+      }
+      url = next;
+    }
+  }
+
+  /** The body as text, refused past maxBodyBytes without reading the rest. */
+  async function readCapped(response: Response): Promise<string> {
+    const tooLarge = () =>
+      new N8nApiError(
+        'too_large',
+        `${at} sent a response larger than ${maxBodyBytes} bytes; a page of executions is far smaller: check that the source's URL points at n8n and nothing in between pads its answers`,
+        { status: response.status },
+      );
+    const declared = Number(response.headers.get('content-length'));
+    if (Number.isFinite(declared) && declared > maxBodyBytes) {
+      await response.body?.cancel();
+      throw tooLarge();
+    }
+    if (!response.body) return '';
+    const decoder = new TextDecoder();
+    const reader = response.body.getReader();
+    let received = 0;
+    let text = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return text + decoder.decode();
+      received += value.byteLength;
+      if (received > maxBodyBytes) {
+        await reader.cancel();
+        throw tooLarge();
+      }
+      text += decoder.decode(value, { stream: true });
     }
   }
 
@@ -323,6 +442,15 @@ export function createN8nClient(options: N8nClientOptions): N8nClient {
           throw new N8nApiError(
             'malformed',
             `${at} sent an unreadable executions page: ${parsed.message}`,
+          );
+        }
+        // n8n lets the cursor's own limit win over the query's (a walk resumed with another
+        // page size), but never pages more than 250.
+        const allowed = Math.min(Math.max(limit, cursorLimit(params.cursor)), MAX_PAGE_SIZE);
+        if (parsed.page.data.length > allowed) {
+          throw new N8nApiError(
+            'malformed',
+            `${at} sent ${parsed.page.data.length} executions for a page of at most ${allowed}: something between flowmeter and n8n rewrites its answers`,
           );
         }
         return parsed.page;

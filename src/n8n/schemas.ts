@@ -19,12 +19,35 @@ export const EXECUTION_STATUSES = [
   'waiting',
 ] as const;
 
+const SHOWN_CHARS = 60;
+const SHOWN_DEPTH = 2;
+
+/** JSON of a value, two levels deep at most: a hostile body may nest far deeper than the stack. */
+function preview(value: unknown, depth: number): string {
+  if (value === null || typeof value !== 'object') {
+    return typeof value === 'bigint' ? `${value}n` : (JSON.stringify(value) ?? typeof value);
+  }
+  if (depth >= SHOWN_DEPTH) return Array.isArray(value) ? '[…]' : '{…}';
+  const parts: string[] = [];
+  let length = 0;
+  const items: Array<[string | null, unknown]> = Array.isArray(value)
+    ? value.map((item) => [null, item])
+    : Object.entries(value);
+  for (const [key, item] of items) {
+    if (length > SHOWN_CHARS) break;
+    const part = `${key === null ? '' : `${JSON.stringify(key)}:`}${preview(item, depth + 1)}`;
+    parts.push(part);
+    length += part.length + 1;
+  }
+  const body = parts.join(',') + (parts.length < items.length ? ',…' : '');
+  return Array.isArray(value) ? `[${body}]` : `{${body}}`;
+}
+
 /** Renders a received value for an error message, short enough for a log line. */
 function shown(value: unknown): string {
   if (value === undefined) return 'nothing';
-  const text = typeof value === 'bigint' ? `${value}n` : JSON.stringify(value);
-  if (text === undefined) return typeof value;
-  return text.length > 60 ? `${text.slice(0, 57)}…` : text;
+  const text = preview(value, 0);
+  return text.length > SHOWN_CHARS ? `${text.slice(0, SHOWN_CHARS - 3)}…` : text;
 }
 
 const expecting =

@@ -3,6 +3,7 @@ import { bearerGuard } from '../http/bearer.ts';
 import { errorResponse } from '../http/responses.ts';
 import type { Logger } from '../observability/logger.ts';
 import { needsAttention } from './attention.ts';
+import { collectorAttention, collectorHealthSchema } from './collector-health.ts';
 import { operatorStatusSchema } from './operator-status.ts';
 
 export interface StatusHandlerDeps {
@@ -14,7 +15,8 @@ export interface StatusHandlerDeps {
 /**
  * GET /api/v1/status, for the operator's monitoring: per-source lag and errors, pending and
  * late Stripe reports, undelivered alerts, scheduled functions, last collector runs
- * (operator_status). 200 when nothing needs attention, 503 when something does, so an
+ * (operator_status), and the collector's health: killed runs, dead leases, unacknowledged gaps
+ * (collector_health). 200 when nothing needs attention, 503 when something does, so an
  * uptime check can alert on it.
  */
 export function createStatusHandler(deps: StatusHandlerDeps) {
@@ -38,9 +40,23 @@ export function createStatusHandler(deps: StatusHandlerDeps) {
         'The status has an unexpected shape; apply the latest database migrations',
       );
     }
-    const attention = needsAttention(parsed.data);
+    const collector = await deps.db.rpc('collector_health', {});
+    const health = collectorHealthSchema.safeParse(collector.data);
+    if (collector.error || !health.success) {
+      deps.log.error({ error: collector.error?.message }, 'status: collector health unavailable');
+      return errorResponse('unavailable', 'The database cannot answer right now');
+    }
+    const attention = [
+      ...needsAttention(parsed.data),
+      ...collectorAttention(health.data, { perTenant: false }),
+    ];
     return Response.json(
-      { healthy: attention.length === 0, needs_attention: attention, ...(data as object) },
+      {
+        healthy: attention.length === 0,
+        needs_attention: attention,
+        ...(data as object),
+        collector: health.data,
+      },
       { status: attention.length === 0 ? 200 : 503 },
     );
   };

@@ -6,6 +6,7 @@ import type { Result } from '../domain/result.ts';
 import { sealApiKey } from '../n8n/api-key.ts';
 import type { N8nExecution } from '../n8n/client.ts';
 import { writeAfterProbe } from './probe-source.ts';
+import { checkSourceUrl } from './source-url.ts';
 
 type SourceRow = Database['public']['Functions']['add_n8n_source']['Returns'];
 
@@ -25,21 +26,26 @@ export interface AddSourceInput {
   test: boolean;
 }
 
-/** Registers a tenant's n8n instance, its key sealed to the tenant; a duplicate is a conflict. */
+/**
+ * Registers a tenant's n8n instance, its key sealed to the tenant; a duplicate is a conflict,
+ * a URL carrying credentials is refused (the API key is the only credential sent to n8n).
+ */
 export async function addSource(
   input: AddSourceInput,
 ): Promise<Result<{ source: ShownSource; latestExecution: N8nExecution | null }>> {
+  const baseUrl = checkSourceUrl(input.baseUrl);
+  if (!baseUrl.ok) return baseUrl;
   return writeAfterProbe({
     test: input.test,
-    source: { baseUrl: input.baseUrl, apiKey: input.apiKey, projectId: input.projectId ?? null },
+    source: { baseUrl: baseUrl.value, apiKey: input.apiKey, projectId: input.projectId ?? null },
     timeoutMs: input.timeoutMs,
     unchanged: 'Nothing was stored.',
     write: async () =>
       rpcResult(
         await input.db.rpc('add_n8n_source', {
           tenant_id: input.tenantId,
-          name: input.name ?? new URL(input.baseUrl).host,
-          base_url: input.baseUrl,
+          name: input.name ?? new URL(baseUrl.value).host,
+          base_url: baseUrl.value,
           api_key_ciphertext: sealApiKey(input.keyring, input.tenantId, input.apiKey),
           ...(input.projectId ? { project_id: input.projectId } : {}),
         }),

@@ -151,6 +151,8 @@ create table public.n8n_sources (
   -- Instance root, e.g. https://acme.app.n8n.cloud (no trailing slash, no /api/v1).
   base_url text not null
     constraint n8n_sources_base_url_format check (base_url ~ '^https?://[^/\s?#]+(/[^\s?#]*[^/\s?#])?$'),
+  -- The API key is the only credential sent to n8n; a URL is shown in lists, logs and
+  -- error messages, where a password must never be.
   -- The n8n API key, encrypted by the application (AES-256-GCM, see src/crypto); the
   -- database never sees the plaintext or the key.
   api_key_ciphertext text not null
@@ -161,7 +163,10 @@ create table public.n8n_sources (
   enabled boolean not null default true,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
-  constraint n8n_sources_unique_target unique nulls not distinct (tenant_id, base_url, project_id)
+  constraint n8n_sources_unique_target unique nulls not distinct (tenant_id, base_url, project_id),
+  -- The API key is the only credential sent to n8n; a URL is shown in lists, logs and error
+  -- messages, where a password must never be.
+  constraint n8n_sources_base_url_no_credentials check (base_url !~ '^https?://[^/]*@')
 );
 comment on table public.n8n_sources is 'n8n instances (or projects) whose executions are metered for a tenant.';
 
@@ -178,9 +183,9 @@ alter table public.n8n_sources enable row level security;
 revoke all on table public.plans, public.tenants, public.tenant_members, public.n8n_sources
   from public, anon, authenticated;
 grant select on table public.plans, public.tenants, public.tenant_members to authenticated;
--- Members may see their sources but never the key ciphertext.
-grant select (id, tenant_id, name, base_url, project_id, enabled, created_at, updated_at)
-  on table public.n8n_sources to authenticated;
+-- The tenant usage API says nothing of sources: members read only the ids they see on
+-- their executions. URLs, names, projects and the key ciphertext are the operator's.
+grant select (id, tenant_id) on table public.n8n_sources to authenticated;
 grant all on table public.plans, public.tenants, public.tenant_members, public.n8n_sources
   to service_role;
 

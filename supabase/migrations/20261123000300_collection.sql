@@ -98,18 +98,24 @@ create table public.collection_gaps (
   source_id uuid not null references public.n8n_sources (id) on delete cascade,
   tenant_id uuid not null references public.tenants (id) on delete cascade,
   -- pruned: n8n's list ended above the watermark, so executions in [from_id, to_id] may
-  -- have been pruned before they were seen; vanished: an open execution disappeared;
+  -- have been pruned before they were seen; missing: inside the listed range, n8n answered
+  -- 404 by id (deleted, pruned or never saved); vanished: an open execution disappeared;
   -- abandoned: an open execution stayed unfinished past the configured age.
-  kind text not null constraint collection_gaps_kind_known check (kind in ('pruned', 'vanished', 'abandoned')),
+  kind text not null
+    constraint collection_gaps_kind_known check (kind in ('pruned', 'missing', 'vanished', 'abandoned')),
   from_id bigint not null,
   to_id bigint not null,
   detail text,
   detected_at timestamptz not null default now(),
+  acknowledged_at timestamptz,
   constraint collection_gaps_range check (to_id >= from_id)
 );
 comment on table public.collection_gaps is 'Executions that may be missing from the counters, for the operator to see.';
+comment on column public.collection_gaps.acknowledged_at is 'When the operator acknowledged the gap (flowmeter sources acknowledge-gaps); status flags gaps not acknowledged.';
 create index collection_gaps_source_idx on public.collection_gaps (source_id, detected_at);
 create index collection_gaps_tenant_idx on public.collection_gaps (tenant_id);
+create index collection_gaps_source_range_idx on public.collection_gaps (source_id, from_id, to_id);
+create index collection_gaps_unacknowledged_idx on public.collection_gaps (source_id) where acknowledged_at is null;
 
 create table public.collector_runs (
   id uuid primary key default gen_random_uuid(),
@@ -122,9 +128,11 @@ create table public.collector_runs (
   pages int not null default 0,
   executions_ingested bigint not null default 0,
   billable_counted bigint not null default 0,
-  errors jsonb not null default '[]'::jsonb
+  errors jsonb not null default '[]'::jsonb,
+  database_unreachable boolean not null default false
 );
 comment on table public.collector_runs is 'One row per collector run, for the operator''s view of lag and errors.';
+comment on column public.collector_runs.database_unreachable is 'Some call of the run got no answer from the database.';
 create index collector_runs_started_idx on public.collector_runs (started_at desc);
 
 create trigger collector_source_state_touch_updated_at before update on public.collector_source_state
@@ -143,7 +151,8 @@ alter table public.collector_runs enable row level security;
 revoke all on table public.executions, public.open_executions, public.execution_probes,
   public.collector_source_state, public.collection_gaps, public.collector_runs, private.executions_default
   from public, anon, authenticated;
-grant select on table public.executions, public.open_executions, public.collection_gaps to authenticated;
+-- Gaps are the operator's to read and acknowledge, not the tenant's.
+grant select on table public.executions, public.open_executions to authenticated;
 grant all on table public.executions, public.open_executions, public.execution_probes,
   public.collector_source_state, public.collection_gaps, public.collector_runs to service_role;
 
@@ -154,6 +163,3 @@ create policy open_executions_select_member on public.open_executions
   for select to authenticated
   using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));
 
-create policy collection_gaps_select_member on public.collection_gaps
-  for select to authenticated
-  using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));

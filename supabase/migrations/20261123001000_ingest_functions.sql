@@ -1,11 +1,25 @@
--- Ingest functions: leases, page ingestion, open executions, runs, partition upkeep.
+-- Ingest functions: leases, page ingestion, open executions, gaps, runs, partition upkeep.
 -- All service-only. Each is one transaction: a failure anywhere changes nothing. The
 -- counters' triggers (usage) release reservations and raise alerts in the same statement
 -- that ingest_execution_page moves them.
 
 -- Partitions --------------------------------------------------------------------------
 
--- Creates the monthly partition that holds `at` (in schema private, not exposed by the API).
+-- What an execution's time may be: at most 5 minutes ahead of now (clock skew), at most 400
+-- days ago (n8n prunes long before). Null (queued, running) is plausible.
+create or replace function private.plausible_execution_time(at timestamptz)
+returns boolean
+language sql stable
+set search_path = ''
+as $$
+  select at is null or (at <= now() + interval '5 minutes' and at >= now() - interval '400 days');
+$$;
+revoke all on function private.plausible_execution_time(timestamptz) from public;
+grant execute on function private.plausible_execution_time(timestamptz) to service_role;
+
+-- Creates the monthly partition that holds `at` (in schema private, not exposed by the API),
+-- only for months from 14 before now's to the next one: a hostile timestamp cannot make
+-- partitions without bound.
 create or replace function private.ensure_execution_partition(at timestamptz)
 returns void
 language plpgsql
@@ -17,6 +31,11 @@ declare
   month_start timestamptz := date_trunc('month', at);
   partition_name text := 'executions_' || to_char(month_start, 'YYYY_MM');
 begin
+  if month_start < date_trunc('month', now()) - interval '14 months'
+     or month_start > date_trunc('month', now()) + interval '1 month' then
+    raise exception 'no execution partition for % : only months from 14 before now to the next one are made', to_char(month_start, 'YYYY-MM')
+      using errcode = 'P0001';
+  end if;
   if to_regclass('private.' || partition_name) is not null then
     return;
   end if;
@@ -32,10 +51,12 @@ begin
   end;
   execute format('alter table private.%I enable row level security', partition_name);
   execute format('revoke all on table private.%I from public, anon, authenticated', partition_name);
+  -- Known to be empty rather than never measured: the planner then sizes it by its pages.
+  execute format('analyze private.%I', partition_name);
 end;
 $$;
 comment on function private.ensure_execution_partition(timestamptz) is
-  'security definer: attaching a partition requires owning public.executions, which the service role does not. Creates only private.executions_YYYY_MM for the given month.';
+  'security definer: attaching a partition requires owning public.executions, which the service role does not. Creates only private.executions_YYYY_MM for a month from 14 before now to the next.';
 
 -- Drops monthly partitions wholly older than `keep_months` months before now (counters stay).
 create or replace function private.drop_expired_execution_partitions(keep_months int)
@@ -70,19 +91,54 @@ $$;
 comment on function private.drop_expired_execution_partitions(int) is
   'security definer: dropping a partition requires owning it. Drops only private.executions_YYYY_MM partitions older than the retention.';
 
+-- Analyzes the month's partition once it outgrows what its statistics say by far: the first
+-- large batch of a month. Costs a catalog lookup per ingested page otherwise.
+create or replace function private.analyze_young_execution_partition(month timestamptz)
+returns void
+language plpgsql
+security definer
+set search_path = ''
+set timezone = 'UTC'
+as $$
+declare
+  partition regclass := to_regclass('private.executions_' || to_char(date_trunc('month', month), 'YYYY_MM'));
+  measured int;
+begin
+  if partition is null then
+    return;
+  end if;
+  select c.relpages into measured from pg_catalog.pg_class c where c.oid = partition;
+  -- 128 pages hold about 7,000 executions; once analyzed at that size, autovacuum's
+  -- thresholds keep the statistics in step. Concurrent ingests of the month leave it to
+  -- the first (analyze locks out another).
+  if measured < 128 and pg_catalog.pg_relation_size(partition) >= 128 * 8192
+     and pg_catalog.pg_try_advisory_xact_lock(hashtext('flowmeter.analyze ' || partition::text)) then
+    execute format('analyze %s', partition);
+  end if;
+end;
+$$;
+comment on function private.analyze_young_execution_partition(timestamptz) is
+  'security definer: analyze requires owning the partition, which the service role does not. Analyzes only the private.executions_YYYY_MM partition of the given month.';
+
 revoke all on function private.ensure_execution_partition(timestamptz) from public;
 revoke all on function private.drop_expired_execution_partitions(int) from public;
+revoke all on function private.analyze_young_execution_partition(timestamptz) from public;
 grant execute on function private.ensure_execution_partition(timestamptz),
+  private.analyze_young_execution_partition(timestamptz),
   private.drop_expired_execution_partitions(int) to service_role;
 
 -- Leases, pages, runs -------------------------------------------------------------------
 
 -- Claims up to max_sources enabled sources that are due and not leased by a live run.
+-- not_since_run: only sources not attempted since that run started, so a run that claims
+-- slice after slice for its background workers never claims a source twice in its cycle
+-- (one its workers already collected is due again at once).
 create or replace function public.claim_collector_sources(
   lease_seconds int default 120,
   max_sources int default 100,
   source_ids uuid[] default null,
-  ignore_schedule boolean default false
+  ignore_schedule boolean default false,
+  not_since_run uuid default null
 )
 returns table (
   source_id uuid,
@@ -125,6 +181,9 @@ begin
       and (claim_collector_sources.source_ids is null or st.source_id = any (claim_collector_sources.source_ids))
       and (claim_collector_sources.ignore_schedule or st.next_attempt_at <= now())
       and (st.lease_expires_at is null or st.lease_expires_at <= now())
+      and (claim_collector_sources.not_since_run is null or st.last_attempt_at is null
+           or st.last_attempt_at < (select r.started_at from public.collector_runs r
+                                    where r.id = claim_collector_sources.not_since_run))
     order by st.last_attempt_at nulls first, st.source_id
     limit claim_collector_sources.max_sources
     for update of st skip locked
@@ -212,19 +271,23 @@ begin
 end;
 $$;
 
--- Ingests one page of n8n executions for a leased source, and the walk's progress, in one
--- transaction. Final executions are inserted once; counters move by the inserted rows only;
--- unfinished ones are kept open until they finish.
+-- Ingests one or more pages of n8n executions for a leased source, and the walk's progress
+-- after the last of them, in one transaction. Final executions are inserted once; counters
+-- move by the inserted rows only; unfinished ones are kept open until they finish.
 --
 -- executions: [{id, status, mode, workflow_id, started_at, stopped_at, retry_of}]
--- walk (optional): {cursor, top_id, done, supports_started_after, gap: {from_id, to_id, detail}}
+-- walk (optional): {cursor, top_id, done, supports_started_after, pages, gap: {from_id, to_id, detail}}
+--   (pages: how many of n8n's pages the call carries, 1 when absent)
 -- holes (optional): ids the walk passed that n8n did not list, to probe by id once.
+-- run_id (optional): the collector run; its summary counts the pages in the same
+-- transaction, so a run killed before it could finish still shows what it committed.
 create or replace function public.ingest_execution_page(
   source_id uuid,
   lease_token uuid,
   executions jsonb,
   walk jsonb default null,
-  holes bigint[] default '{}'
+  holes bigint[] default '{}',
+  run_id uuid default null
 )
 returns jsonb
 language plpgsql
@@ -239,6 +302,7 @@ declare
   walk_done boolean := coalesce((ingest_execution_page.walk ->> 'done')::boolean, false);
   page_top bigint;
   summary jsonb;
+  months timestamptz[];
 begin
   st := private.lock_leased_source(ingest_execution_page.source_id, ingest_execution_page.lease_token);
   select t.* into tenant from public.tenants t join public.n8n_sources s on s.tenant_id = t.id where s.id = st.source_id;
@@ -257,13 +321,21 @@ begin
   if (select count(*) <> count(distinct x.id) from jsonb_to_recordset(ingest_execution_page.executions) as x(id bigint)) then
     raise exception 'an execution id appears twice in one page';
   end if;
+  -- A time far from now would be billed into a period far from the one the execution ran
+  -- in, and make a partition for it; the collector refuses such pages before they get here.
+  if exists (
+    select 1 from jsonb_to_recordset(ingest_execution_page.executions) as x(started_at timestamptz, stopped_at timestamptz)
+    where not private.plausible_execution_time(x.started_at) or not private.plausible_execution_time(x.stopped_at)
+  ) then
+    raise exception 'an execution starts or stops more than 5 minutes ahead of now or more than 400 days ago'
+      using errcode = 'P0001', hint = 'Check the clock of the n8n host; nothing of the page was stored.';
+  end if;
 
-  perform private.ensure_execution_partition(m.month)
-  from (
-    select distinct date_trunc('month', coalesce(x.started_at, x.stopped_at)) as month
-    from jsonb_to_recordset(ingest_execution_page.executions) as x(status text, started_at timestamptz, stopped_at timestamptz)
-    where x.status in ('success', 'error', 'crashed', 'canceled') and coalesce(x.started_at, x.stopped_at) is not null
-  ) m;
+  select coalesce(array_agg(distinct date_trunc('month', coalesce(x.started_at, x.stopped_at))), '{}')
+  into months
+  from jsonb_to_recordset(ingest_execution_page.executions) as x(status text, started_at timestamptz, stopped_at timestamptz)
+  where x.status in ('success', 'error', 'crashed', 'canceled') and coalesce(x.started_at, x.stopped_at) is not null;
+  perform private.ensure_execution_partition(m.month) from unnest(months) as m(month);
 
   with page as (
     select x.id, x.status, x.mode, x.workflow_id, x.started_at, x.stopped_at, x.retry_of
@@ -296,9 +368,10 @@ begin
     select st.source_id, f.id, tenant.id, f.workflow_id, f.mode, f.status, f.started_at, f.stopped_at,
            f.occurred_at, f.duration_ms, f.billable, f.period_start, f.retry_of
     from finals f
-    where not exists (
-      select 1 from public.executions e where e.source_id = st.source_id and e.execution_id = f.id
-    )
+    -- A lookup per row, never a join: without statistics (a new month) the planner joins
+    -- by reading every row the source has in the partition, for every page.
+    where (select e.execution_id from public.executions e
+           where e.source_id = st.source_id and e.execution_id = f.id limit 1) is null
     on conflict do nothing
     returning execution_id
   ),
@@ -359,7 +432,13 @@ begin
     from unnest(ingest_execution_page.holes) as h(id)
     where h.id > st.floor_id
       and not exists (select 1 from page p where p.id = h.id)
-      and not exists (select 1 from public.executions e where e.source_id = st.source_id and e.execution_id = h.id)
+      -- An id already answered 404 (or inside a range known gone) is never probed again.
+      and not exists (
+        select 1 from public.collection_gaps g
+        where g.source_id = st.source_id and h.id between g.from_id and g.to_id
+      )
+      and (select e.execution_id from public.executions e
+           where e.source_id = st.source_id and e.execution_id = h.id limit 1) is null
       and not exists (select 1 from public.open_executions o where o.source_id = st.source_id and o.execution_id = h.id)
     on conflict do nothing
     returning 1
@@ -369,9 +448,8 @@ begin
     select st.source_id, p.id, tenant.id, p.workflow_id, p.mode, p.status, p.started_at
     from page p
     where p.status in ('new', 'running', 'waiting', 'unknown')
-      and not exists (
-        select 1 from public.executions e where e.source_id = st.source_id and e.execution_id = p.id
-      )
+      and (select e.execution_id from public.executions e
+           where e.source_id = st.source_id and e.execution_id = p.id limit 1) is null
     on conflict (source_id, execution_id) do update set
       status = excluded.status,
       mode = excluded.mode,
@@ -391,6 +469,11 @@ begin
     'probes_added', (select count(*) from new_probes),
     'counter_rows', (select count(*) from counters) + (select count(*) from daily)
   ) into summary;
+
+  -- A month's first large batch gives its partition statistics (see below).
+  if (summary ->> 'inserted')::int > 0 then
+    perform private.analyze_young_execution_partition(m.month) from unnest(months) as m(month);
+  end if;
 
   if ingest_execution_page.walk is not null then
     page_top := greatest(
@@ -413,19 +496,17 @@ begin
       )
     where s.source_id = st.source_id;
 
-    -- A pruning gap is recorded once. The walk's floor lags one walk behind the high-water
-    -- mark (to catch ids that commit late), so the walk after the one that found a gap
-    -- reaches the end of n8n's list above the same floor and reports the same range again.
-    -- Ingests of one source are serialised by its lease row, so the check cannot race.
+    -- A pruning gap is recorded once, and only the part of it no earlier gap covers: the
+    -- walk's floor lags one walk behind the high-water mark (to catch ids that commit late),
+    -- so later walks reach the end of n8n's list above an older floor and report ranges that
+    -- overlap. Ingests of one source are serialised by its lease row, so this cannot race.
     if jsonb_typeof(ingest_execution_page.walk -> 'gap') = 'object' then
-      insert into public.collection_gaps (source_id, tenant_id, kind, from_id, to_id, detail)
-      select st.source_id, tenant.id, 'pruned', g.from_id, g.to_id, ingest_execution_page.walk #>> '{gap,detail}'
-      from (select (ingest_execution_page.walk #>> '{gap,from_id}')::bigint as from_id,
-                   (ingest_execution_page.walk #>> '{gap,to_id}')::bigint as to_id) g
-      where not exists (
-        select 1 from public.collection_gaps x
-        where x.source_id = st.source_id and x.kind = 'pruned'
-          and x.from_id = g.from_id and x.to_id = g.to_id);
+      perform private.record_collection_gaps(
+        st.source_id, tenant.id, 'pruned',
+        int8multirange(int8range(
+          (ingest_execution_page.walk #>> '{gap,from_id}')::bigint,
+          (ingest_execution_page.walk #>> '{gap,to_id}')::bigint, '[]')),
+        ingest_execution_page.walk #>> '{gap,detail}');
     end if;
   end if;
 
@@ -433,12 +514,21 @@ begin
     lease_expires_at = now() + make_interval(secs => s.lease_seconds)
   where s.source_id = st.source_id;
 
+  if ingest_execution_page.run_id is not null then
+    update public.collector_runs r set
+      pages = r.pages + case when ingest_execution_page.walk is null then 0
+                             else coalesce((ingest_execution_page.walk ->> 'pages')::int, 1) end,
+      executions_ingested = r.executions_ingested + (summary ->> 'inserted')::bigint,
+      billable_counted = r.billable_counted + (summary ->> 'billable')::bigint
+    where r.id = ingest_execution_page.run_id;
+  end if;
+
   return summary;
 end;
 $$;
 
--- What a leased source must fetch by id: probes (status 'probe') first, then open
--- executions, least recently seen first.
+-- The open executions a leased source must fetch by id, least recently seen first. Probes
+-- have their own list (list_execution_probes), fetched after these.
 create or replace function public.list_open_executions(source_id uuid, lease_token uuid, max_rows int default 100)
 returns table (execution_id bigint, status text, first_seen_at timestamptz, started_at timestamptz)
 language plpgsql
@@ -448,25 +538,36 @@ as $$
 begin
   perform private.lock_leased_source(list_open_executions.source_id, list_open_executions.lease_token);
   return query
-  select x.execution_id, x.status, x.first_seen_at, x.started_at
-  from (
-    select pr.execution_id, 'probe'::text as status, pr.first_seen_at, null::timestamptz as started_at,
-           0 as rank, pr.first_seen_at as seen
-    from public.execution_probes pr
-    where pr.source_id = list_open_executions.source_id
-    union all
-    select o.execution_id, o.status, o.first_seen_at, o.started_at, 1, o.last_seen_at
-    from public.open_executions o
-    where o.source_id = list_open_executions.source_id
-  ) x
-  order by x.rank, x.seen, x.execution_id
+  select o.execution_id, o.status, o.first_seen_at, o.started_at
+  from public.open_executions o
+  where o.source_id = list_open_executions.source_id
+  order by o.last_seen_at, o.execution_id
   limit list_open_executions.max_rows;
 end;
 $$;
 
--- Gives up on open executions: vanished (n8n answers 404) or unfinished for too long.
--- Each is recorded as a gap; none is counted.
--- Probes n8n answered 404 for (not_found) are dropped silently: unsaved executions.
+-- Ids a walk found missing from n8n's list, to fetch by id, newest first (a running
+-- execution is more likely among the recent ones).
+create or replace function public.list_execution_probes(source_id uuid, lease_token uuid, max_rows int default 1000)
+returns table (execution_id bigint, first_seen_at timestamptz)
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+begin
+  perform private.lock_leased_source(list_execution_probes.source_id, list_execution_probes.lease_token);
+  return query
+  select pr.execution_id, pr.first_seen_at
+  from public.execution_probes pr
+  where pr.source_id = list_execution_probes.source_id
+  order by pr.execution_id desc
+  limit list_execution_probes.max_rows;
+end;
+$$;
+
+-- Gives up on open executions: vanished (n8n answers 404) or unfinished for too long, each
+-- a gap; none is counted. Probes n8n answered 404 for (not_found) are `missing` gaps, one
+-- row per run of consecutive ids, recorded once: the walk never probes them again.
 create or replace function public.close_open_executions(
   source_id uuid,
   lease_token uuid,
@@ -480,15 +581,28 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
+  st public.collector_source_state;
+  tenant_id uuid;
+  gone_probes int8multirange;
   closed int;
 begin
-  perform private.lock_leased_source(close_open_executions.source_id, close_open_executions.lease_token);
-  delete from public.execution_probes pr
-  where pr.source_id = close_open_executions.source_id
-    and pr.execution_id = any (close_open_executions.not_found);
+  st := private.lock_leased_source(close_open_executions.source_id, close_open_executions.lease_token);
+  select s.tenant_id into tenant_id from public.n8n_sources s where s.id = st.source_id;
+  with gone as (
+    delete from public.execution_probes pr
+    where pr.source_id = st.source_id
+      and pr.execution_id = any (close_open_executions.not_found)
+    returning pr.execution_id
+  )
+  select range_agg(int8range(g.execution_id, g.execution_id, '[]')) into gone_probes from gone g;
+  if gone_probes is not null then
+    perform private.record_collection_gaps(
+      st.source_id, tenant_id, 'missing', gone_probes,
+      'missing from n8n''s list and 404 by id: deleted, pruned or never saved (workflows set not to save executions)');
+  end if;
   with gone as (
     delete from public.open_executions o
-    where o.source_id = close_open_executions.source_id
+    where o.source_id = st.source_id
       and (o.execution_id = any (close_open_executions.vanished) or o.execution_id = any (close_open_executions.abandoned))
     returning o.*
   ),
@@ -506,34 +620,114 @@ begin
 end;
 $$;
 
--- Ends a source's turn: records success or the error, schedules the next attempt (backing
--- off exponentially while it fails, at most an hour) and frees the lease.
-create or replace function public.release_collector_source(
+-- Gaps --------------------------------------------------------------------------------
+
+-- Records the ids of `ranges` that no gap of the source covers yet, one row per run of
+-- them: a gap is recorded once, however often a walk meets it.
+create or replace function private.record_collection_gaps(
   source_id uuid,
-  lease_token uuid,
-  error text default null
+  tenant_id uuid,
+  kind text,
+  ranges int8multirange,
+  detail text
 )
-returns public.collector_source_state
+returns int
 language plpgsql
 set search_path = ''
 as $$
-#variable_conflict use_column
 declare
-  st public.collector_source_state;
+  fresh int8multirange;
+  added int;
 begin
+  select record_collection_gaps.ranges - coalesce(range_agg(int8range(g.from_id, g.to_id, '[]')), '{}'::int8multirange)
+  into fresh
+  from public.collection_gaps g
+  where g.source_id = record_collection_gaps.source_id
+    and int8range(g.from_id, g.to_id, '[]') && record_collection_gaps.ranges;
+  insert into public.collection_gaps (source_id, tenant_id, kind, from_id, to_id, detail)
+  select record_collection_gaps.source_id, record_collection_gaps.tenant_id, record_collection_gaps.kind,
+         lower(r), upper(r) - 1, record_collection_gaps.detail
+  from unnest(fresh) as r;
+  get diagnostics added = row_count;
+  return added;
+end;
+$$;
+revoke all on function private.record_collection_gaps(uuid, uuid, text, int8multirange, text) from public;
+grant execute on function private.record_collection_gaps(uuid, uuid, text, int8multirange, text) to service_role;
+
+-- The operator has seen these gaps: status stops flagging them. Gaps of these sources, or
+-- these tenants' (all by default). Returns how many were acknowledged.
+create or replace function public.acknowledge_collection_gaps(
+  source_ids uuid[] default null,
+  tenant_ids uuid[] default null
+)
+returns int
+language plpgsql
+set search_path = ''
+as $$
+declare
+  acknowledged int;
+begin
+  update public.collection_gaps g set acknowledged_at = now()
+  where g.acknowledged_at is null
+    and (acknowledge_collection_gaps.source_ids is null or g.source_id = any (acknowledge_collection_gaps.source_ids))
+    and (acknowledge_collection_gaps.tenant_ids is null or g.tenant_id = any (acknowledge_collection_gaps.tenant_ids));
+  get diagnostics acknowledged = row_count;
+  return acknowledged;
+end;
+$$;
+
+-- Extends the leases a run still holds, in one call for all its sources; returns the
+-- sources whose lease it extended (a lease that expired or was taken over is not).
+create or replace function public.renew_collector_leases(source_ids uuid[], lease_tokens uuid[])
+returns setof uuid
+language sql
+set search_path = ''
+as $$
+  update public.collector_source_state st set
+    lease_expires_at = now() + make_interval(secs => st.lease_seconds)
+  from unnest(renew_collector_leases.source_ids, renew_collector_leases.lease_tokens) as l(source_id, lease_token)
+  where st.source_id = l.source_id and st.lease_token = l.lease_token and st.lease_expires_at > now()
+  returning st.source_id;
+$$;
+
+-- Ends the turns of many sources in one call: records each one's success or error (errors[i]
+-- null for success), schedules its next attempt (backing off exponentially while it fails,
+-- at most an hour) and frees its lease. Leases no longer held are left alone.
+create or replace function public.release_collector_sources(
+  source_ids uuid[],
+  lease_tokens uuid[],
+  errors text[] default null
+)
+returns int
+language plpgsql
+set search_path = ''
+as $$
+declare
+  released int;
+begin
+  if release_collector_sources.errors is not null
+     and cardinality(release_collector_sources.errors) <> cardinality(release_collector_sources.source_ids) then
+    raise exception 'errors must have one entry per source (% sources, % errors)',
+      cardinality(release_collector_sources.source_ids), cardinality(release_collector_sources.errors);
+  end if;
   update public.collector_source_state s set
     lease_token = null,
     lease_expires_at = null,
-    consecutive_failures = case when release_collector_source.error is null then 0 else s.consecutive_failures + 1 end,
-    last_success_at = case when release_collector_source.error is null then now() else s.last_success_at end,
-    last_error = case when release_collector_source.error is null then s.last_error else left(release_collector_source.error, 2000) end,
-    last_error_at = case when release_collector_source.error is null then s.last_error_at else now() end,
-    next_attempt_at = case when release_collector_source.error is null then now()
+    consecutive_failures = case when r.error is null then 0 else s.consecutive_failures + 1 end,
+    last_success_at = case when r.error is null then now() else s.last_success_at end,
+    last_error = case when r.error is null then s.last_error else left(r.error, 2000) end,
+    last_error_at = case when r.error is null then s.last_error_at else now() end,
+    next_attempt_at = case when r.error is null then now()
       else now() + least(interval '1 hour', interval '1 minute' * power(2, least(s.consecutive_failures, 10))) end
-  where s.source_id = release_collector_source.source_id
-    and s.lease_token = release_collector_source.lease_token
-  returning s.* into st;
-  return st;
+  from unnest(
+    release_collector_sources.source_ids,
+    release_collector_sources.lease_tokens,
+    coalesce(release_collector_sources.errors, array_fill(null::text, array[cardinality(release_collector_sources.source_ids)]))
+  ) as r(source_id, lease_token, error)
+  where s.source_id = r.source_id and s.lease_token = r.lease_token;
+  get diagnostics released = row_count;
+  return released;
 end;
 $$;
 
@@ -545,7 +739,9 @@ as $$
   insert into public.collector_runs (trigger) values (start_collector_run.trigger) returning id;
 $$;
 
--- stats: {sources_ok, sources_failed, sources_deferred, pages, executions_ingested, billable_counted, errors}
+-- stats: {sources_ok, sources_failed, sources_deferred, pages, executions_ingested,
+-- billable_counted, errors, database_unreachable}. Pages, executions and billable counts are
+-- kept as ingest_execution_page counted them when they are higher: those were committed.
 create or replace function public.finish_collector_run(run_id uuid, stats jsonb)
 returns public.collector_runs
 language sql
@@ -556,11 +752,12 @@ as $$
     sources_ok = coalesce((finish_collector_run.stats ->> 'sources_ok')::int, 0),
     sources_failed = coalesce((finish_collector_run.stats ->> 'sources_failed')::int, 0),
     sources_deferred = coalesce((finish_collector_run.stats ->> 'sources_deferred')::int, 0),
-    pages = coalesce((finish_collector_run.stats ->> 'pages')::int, 0),
-    executions_ingested = coalesce((finish_collector_run.stats ->> 'executions_ingested')::bigint, 0),
-    billable_counted = coalesce((finish_collector_run.stats ->> 'billable_counted')::bigint, 0),
-    errors = coalesce(finish_collector_run.stats -> 'errors', '[]'::jsonb)
-  where r.id = finish_collector_run.run_id
+    pages = greatest(r.pages, coalesce((finish_collector_run.stats ->> 'pages')::int, 0)),
+    executions_ingested = greatest(r.executions_ingested, coalesce((finish_collector_run.stats ->> 'executions_ingested')::bigint, 0)),
+    billable_counted = greatest(r.billable_counted, coalesce((finish_collector_run.stats ->> 'billable_counted')::bigint, 0)),
+    errors = coalesce(finish_collector_run.stats -> 'errors', '[]'::jsonb),
+    database_unreachable = coalesce((finish_collector_run.stats ->> 'database_unreachable')::boolean, false)
+  where r.id = finish_collector_run.run_id and r.finished_at is null
   returning r.*;
 $$;
 
@@ -581,23 +778,29 @@ revoke all on function private.lock_leased_source(uuid, uuid) from public;
 grant execute on function private.lock_leased_source(uuid, uuid) to service_role;
 
 revoke execute on function
-  public.claim_collector_sources(int, int, uuid[], boolean),
+  public.claim_collector_sources(int, int, uuid[], boolean, uuid),
   public.resume_collector_sources(uuid[], uuid[]),
-  public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[]),
+  public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[], uuid),
   public.list_open_executions(uuid, uuid, int),
+  public.list_execution_probes(uuid, uuid, int),
+  public.acknowledge_collection_gaps(uuid[], uuid[]),
   public.close_open_executions(uuid, uuid, bigint[], bigint[], bigint[]),
-  public.release_collector_source(uuid, uuid, text),
+  public.renew_collector_leases(uuid[], uuid[]),
+  public.release_collector_sources(uuid[], uuid[], text[]),
   public.start_collector_run(text),
   public.finish_collector_run(uuid, jsonb),
   public.maintain_execution_partitions(int)
   from public, anon, authenticated;
 grant execute on function
-  public.claim_collector_sources(int, int, uuid[], boolean),
+  public.claim_collector_sources(int, int, uuid[], boolean, uuid),
   public.resume_collector_sources(uuid[], uuid[]),
-  public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[]),
+  public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[], uuid),
   public.list_open_executions(uuid, uuid, int),
+  public.list_execution_probes(uuid, uuid, int),
+  public.acknowledge_collection_gaps(uuid[], uuid[]),
   public.close_open_executions(uuid, uuid, bigint[], bigint[], bigint[]),
-  public.release_collector_source(uuid, uuid, text),
+  public.renew_collector_leases(uuid[], uuid[]),
+  public.release_collector_sources(uuid[], uuid[], text[]),
   public.start_collector_run(text),
   public.finish_collector_run(uuid, jsonb),
   public.maintain_execution_partitions(int)

@@ -1,4 +1,5 @@
--- Operator functions: scheduled runs, history retention and the status snapshot. Service-only.
+-- Operator functions: scheduled runs, history retention, the status snapshot and the
+-- collector's health. Service-only.
 
 create or replace function public.start_scheduled_run(function_name text)
 returns uuid
@@ -183,3 +184,67 @@ $$;
 
 revoke execute on function public.operator_status(uuid[], int, int) from public, anon, authenticated;
 grant execute on function public.operator_status(uuid[], int, int) to service_role;
+
+-- What the collector's health needs beyond operator_status: the latest scheduled run (did it
+-- finish, with failures, could it reach the database), runs killed before they could finish
+-- in the last day (with what they committed), sources whose lease outlived its run, and gaps
+-- not acknowledged yet. tenant_ids limits leases and gaps to those tenants.
+create or replace function public.collector_health(tenant_ids uuid[] default null)
+returns jsonb
+language sql stable
+set search_path = ''
+as $$
+  with killed as (
+    -- A Netlify function runs 15 minutes at most: a run unfinished after that was killed.
+    select r.id, r.trigger, r.started_at, r.pages, r.executions_ingested, r.billable_counted
+    from public.collector_runs r
+    where r.finished_at is null and r.started_at < now() - interval '15 minutes'
+      and r.started_at > now() - interval '1 day'
+  ),
+  gaps as (
+    select g.* from public.collection_gaps g
+    where g.acknowledged_at is null
+      and (collector_health.tenant_ids is null or g.tenant_id = any (collector_health.tenant_ids))
+  )
+  select jsonb_build_object(
+    'latest_scheduled_run', (
+      select jsonb_build_object(
+        'id', r.id, 'started_at', r.started_at, 'finished_at', r.finished_at,
+        'killed', r.finished_at is null and r.started_at < now() - interval '15 minutes',
+        'sources_ok', r.sources_ok, 'sources_failed', r.sources_failed,
+        'pages', r.pages, 'executions_ingested', r.executions_ingested,
+        'database_unreachable', r.database_unreachable,
+        'first_error', r.errors -> 0 ->> 'error')
+      from public.collector_runs r
+      where r.trigger = 'schedule'
+      order by r.started_at desc
+      limit 1
+    ),
+    'killed_runs', coalesce((
+      select jsonb_agg(to_jsonb(k) order by k.started_at desc) from killed k
+    ), '[]'::jsonb),
+    'dead_leases', coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'source_id', st.source_id, 'tenant_id', s.tenant_id, 'base_url', s.base_url,
+               'lease_expired_at', st.lease_expires_at,
+               'held_for_seconds', floor(extract(epoch from now() - st.lease_expires_at))::bigint + st.lease_seconds)
+             order by st.lease_expires_at)
+      from public.collector_source_state st
+      join public.n8n_sources s on s.id = st.source_id
+      where st.lease_token is not null and st.lease_expires_at <= now()
+        and (collector_health.tenant_ids is null or s.tenant_id = any (collector_health.tenant_ids))
+    ), '[]'::jsonb),
+    'unacknowledged_gaps', jsonb_build_object(
+      'gaps', (select count(*) from gaps),
+      'executions', (select coalesce(sum(g.to_id - g.from_id + 1), 0) from gaps g),
+      'by_kind', coalesce((
+        select jsonb_object_agg(k.kind, k.executions)
+        from (select g.kind, sum(g.to_id - g.from_id + 1) as executions from gaps g group by g.kind) k
+      ), '{}'::jsonb),
+      'sources', (select count(distinct g.source_id) from gaps g),
+      'oldest_detected_at', (select min(g.detected_at) from gaps g)
+    )
+  );
+$$;
+revoke execute on function public.collector_health(uuid[]) from public, anon, authenticated;
+grant execute on function public.collector_health(uuid[]) to service_role;

@@ -356,7 +356,7 @@ type Fault =
 const FUNCTIONS = [
   [6, 'ingest_execution_page'],
   [1, 'claim_collector_sources'],
-  [1, 'release_collector_source'],
+  [1, 'release_collector_sources'],
   [1, 'list_open_executions'],
   [1, 'close_open_executions'],
   [2, null],
@@ -371,7 +371,7 @@ function randomFault(rng: Rng, pages: number): Fault {
         ? rng.int(1, pages + 6)
         : fn === 'ingest_execution_page'
           ? ingestNth()
-          : fn === 'release_collector_source'
+          : fn === 'release_collector_sources'
             ? 1
             : rng.int(1, 2);
     return { kind, fn, nth };
@@ -429,7 +429,11 @@ function describeFault(fault: Fault): string {
 }
 
 /** One collector run over `source` with `fault` injected; resolves whatever happens. */
-async function faultyRun(source: PeriodSource, fault: Fault, pageSize: number) {
+async function faultyRun(
+  source: PeriodSource,
+  fault: Fault,
+  settings: { pageSize: number; pagesPerIngest: number },
+) {
   const { fake, sourceId, tenantId } = source;
   let crashed = false;
   let deadlinePassed = false;
@@ -473,7 +477,7 @@ async function faultyRun(source: PeriodSource, fault: Fault, pageSize: number) {
         if (ingest && call.indexOfFn === fault.nth) {
           const response = await send();
           await expireLease(sourceId);
-          takeover = collect([source], { settings: { pageSize } }).catch((error: unknown) => error);
+          takeover = collect([source], { settings }).catch((error: unknown) => error);
           return response;
         }
         break;
@@ -492,7 +496,7 @@ async function faultyRun(source: PeriodSource, fault: Fault, pageSize: number) {
   const result = await collect([source], {
     db: faultyDb(rpcFetch(hook)),
     createN8nClient: fastN8nClient({ fetch: n8nFetch }),
-    settings: { pageSize },
+    settings,
     now: () => (deadlinePassed ? Date.now() + 3_600_000 : Date.now()),
   }).catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))));
   await takeover;
@@ -512,6 +516,9 @@ describe.concurrent('exactly once under random faults at the database boundary',
     const source = await periodSource();
     const history = new History(rng, source.fake, 7200);
     const pageSize = rng.int(10, 50);
+    // One to five pages per ingest call, from a generator of its own (as `reserved` below).
+    const pagesPerIngest = new Rng(seed + 2_000_003).int(1, 5);
+    const settings = { pageSize, pagesPerIngest };
     // 30–400 executions, most seeds small: many seeds beat a few big ones at finding bugs.
     history.add(30 + Math.floor(370 * rng.float() ** 3), rng.float() * 0.2);
     // Runs the runner allowed before the first collection (from a generator of their own,
@@ -529,7 +536,7 @@ describe.concurrent('exactly once under random faults at the database boundary',
       }
       const pages = Math.ceil(source.fake.all().length / pageSize) + 1;
       const fault = randomFault(rng, pages);
-      const result = await faultyRun(source, fault, pageSize);
+      const result = await faultyRun(source, fault, settings);
       log.push(
         `round ${round}: ${describeFault(fault)} → ${
           result instanceof Error
@@ -545,7 +552,7 @@ describe.concurrent('exactly once under random faults at the database boundary',
     let converged = false;
     for (let run = 0; run < 5 && !converged; run++) {
       const before = await sourceState(source.sourceId);
-      const result = await collect([source], { settings: { pageSize } });
+      const result = await collect([source], { settings });
       log.push(`clean ${run}: ingested ${result.executionsIngested}`);
       expect(result.errors, `seed ${seed}: ${log.join('; ')}`).toEqual([]);
       expect(result.sourcesOk).toBe(1);
@@ -556,7 +563,7 @@ describe.concurrent('exactly once under random faults at the database boundary',
         left.open === 0 &&
         left.probes === 0;
     }
-    const where = `seed ${seed} (page size ${pageSize}) ${log.join('; ')}`;
+    const where = `seed ${seed} (page size ${pageSize}, ${pagesPerIngest} per ingest) ${log.join('; ')}`;
     expect(converged, where).toBe(true);
     await expectExact(source, where);
     expect(await releasedReservations(source.tenantId, 'collected'), `${where}: released`).toBe(
@@ -650,7 +657,7 @@ describe('overlapping runs', () => {
           return response;
         }),
       ),
-      settings: { pageSize: 20 },
+      settings: { pageSize: 20, pagesPerIngest: 1 },
       onSourceEvent: (event) => {
         if (event.type === 'done') outcomes.a = event.outcome;
       },
@@ -675,7 +682,7 @@ describe('overlapping runs', () => {
           return response;
         }),
       ),
-      settings: { pageSize: 20 },
+      settings: { pageSize: 20, pagesPerIngest: 1 },
       onSourceEvent: (event) => {
         if (event.type === 'done') outcomes.b = event.outcome;
       },
@@ -902,7 +909,8 @@ describe('pruning while a walk is in progress', () => {
             return response;
           }),
         ),
-        settings: { pageSize: 20 },
+        // Page by page, so the interruption falls after exactly three pages.
+        settings: { pageSize: 20, pagesPerIngest: 1 },
         now: () => (deadlinePassed ? Date.now() + 3_600_000 : Date.now()),
       });
       expect(interrupted).toMatchObject(

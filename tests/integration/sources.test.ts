@@ -52,6 +52,30 @@ describe('source operations, called directly', () => {
     });
   });
 
+  it('refuses a URL carrying a user name or password, without repeating it, storing nothing', async () => {
+    const tenant = await createTenant();
+    const { baseUrl, apiKey } = n8nInstance();
+    const added = await addSource({
+      db: serviceClient(),
+      keyring,
+      timeoutMs,
+      tenantId: tenant.id,
+      baseUrl: baseUrl.replace('://', '://admin:hunter22@'),
+      apiKey,
+      test: false,
+    });
+    expect(added).toMatchObject({
+      ok: false,
+      error: { code: 'invalid_request', message: expect.stringMatching(/user name or password/) },
+    });
+    expect(JSON.stringify(added)).not.toContain('hunter22');
+    const { rows } = await superuser().query(
+      'select 1 from public.n8n_sources where tenant_id = $1',
+      [tenant.id],
+    );
+    expect(rows).toEqual([]);
+  });
+
   it('stores nothing when n8n refuses the key, and says what to change', async () => {
     const tenant = await createTenant();
     const { baseUrl } = n8nInstance();

@@ -73,7 +73,7 @@ async function ingest(tenantId: string, runs: Run[]): Promise<void> {
     }),
   });
   if (error) throw new Error(`ingest_execution_page: ${error.message}`);
-  await db.rpc('release_collector_source', { source_id: source.id, lease_token: lease });
+  await db.rpc('release_collector_sources', { source_ids: [source.id], lease_tokens: [lease] });
 }
 
 async function memberOf(...tenantIds: string[]): Promise<{ userId: string; db: UsageDb }> {

@@ -60,9 +60,11 @@ export const testSettings: CollectionSettings = {
   budgetMs: 60_000,
   concurrency: 2,
   leaseSeconds: 60,
-  maxSources: 100,
+  sliceSources: 100,
   openMaxAgeMs: 14 * 24 * 3600_000,
   revisitBatch: 500,
+  probeBatch: 1000,
+  probeConcurrency: 4,
 };
 
 /**

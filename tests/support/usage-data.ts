@@ -92,7 +92,7 @@ export async function ingest(tenantId: string, runs: Run[]): Promise<void> {
       }),
     );
   }
-  await db.rpc('release_collector_source', { source_id: source.id, lease_token: lease });
+  await db.rpc('release_collector_sources', { source_ids: [source.id], lease_tokens: [lease] });
 }
 
 /** Records every unreported delta of the tenant in the ledger; `send` marks them sent. */

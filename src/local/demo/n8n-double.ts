@@ -16,6 +16,9 @@ import { EXECUTION_STATUSES, type ExecutionStatus } from '../../n8n/schemas.ts';
  *   always leave them out); `status=error` also matches crashed ones; `status` values
  *   without a filter of their own (new, crashed, unknown) filter nothing
  *   (`ExecutionRepository.getStatusCondition`);
+ * - `DELETE /api/v1/executions/{id}` removes an execution for good (404 afterwards), and
+ *   `prune` soft-deletes the oldest finished ones beyond a count, as
+ *   `EXECUTIONS_DATA_PRUNE_MAX_COUNT` does (observed on n8n 2.40.7);
  * - `supportsStartedAfter: false` behaves like n8n < 2.41, whose request validator
  *   (express-openapi-validator) answers 400 `Unknown query parameter 'startedAfter'`,
  *   rejects `limit` above 250 and words its 401s differently; n8n ≥ 2.41 caps `limit` at
@@ -207,6 +210,8 @@ export class N8nEmulator {
     const one = /^\/api\/v1\/executions\/([^/]+)$/.exec(path);
     if (request.method === 'GET' && one?.[1])
       return this.getOne(request, decodeURIComponent(one[1]));
+    if (request.method === 'DELETE' && one?.[1])
+      return this.deleteOne(request, decodeURIComponent(one[1]));
     return HttpResponse.json({ message: 'Not Found' }, { status: 404 });
   }
 
@@ -215,6 +220,9 @@ export class N8nEmulator {
       http.get(`${this.baseUrl}/api/v1/executions`, ({ request }) => this.list(request)),
       http.get(`${this.baseUrl}/api/v1/executions/:id`, ({ request, params }) =>
         this.getOne(request, String(params.id)),
+      ),
+      http.delete(`${this.baseUrl}/api/v1/executions/:id`, ({ request, params }) =>
+        this.deleteOne(request, String(params.id)),
       ),
     ];
   }
@@ -421,6 +429,16 @@ export class N8nEmulator {
       createdAt: execution.startedAt ?? iso(EPOCH + Number(id) * MINUTE),
       deletedAt: null,
     });
+  }
+
+  /** `DELETE /api/v1/executions/{id}`: answers the execution, which is then gone for good. */
+  private async deleteOne(request: Request, id: string): Promise<Response> {
+    const early = await this.intercept(request);
+    if (early) return early;
+    const execution = this.executions.get(Number(id));
+    if (!execution || execution.hidden) return message(404, 'Not Found');
+    this.executions.delete(Number(id));
+    return HttpResponse.json(listItem(execution));
   }
 }
 

@@ -1,0 +1,250 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { http } from 'msw';
+import { describe, expect, it } from 'vitest';
+import type { Lease } from '../../src/collector/leases.ts';
+import type { RunSummary } from '../../src/collector/run-collection.ts';
+import { silentLogger } from '../../src/observability/logger.ts';
+import {
+  collect,
+  countersOf,
+  createSource,
+  expectedBillable,
+  fastN8nClient,
+  storedExecutionIds,
+  type TestSource,
+  useN8nServer,
+} from '../support/collector.ts';
+import { faultyDb, gate, rpcFetch } from '../support/faults.ts';
+import { createPlan } from '../support/fixtures.ts';
+import { serviceClient, superuser } from '../support/stack.ts';
+
+/**
+ * The collector at scale: leases that outlive a slow background run, the scheduled run's
+ * fan-out to background workers, statistics for a new month's partition.
+ */
+
+const server = useN8nServer();
+
+const recent = (agoSeconds: number) => new Date(Date.now() - agoSeconds * 1000).toISOString();
+
+async function sourcesWithExecutions(n: number, executions: number): Promise<TestSource[]> {
+  const { id: planId } = await createPlan({ included_executions: 1_000_000 });
+  const sources = await Promise.all(
+    Array.from({ length: n }, () => createSource(server, { planId })),
+  );
+  for (const s of sources) s.fake.addMany(executions, (i) => ({ startedAt: recent(600 - i * 5) }));
+  return sources;
+}
+
+async function leaseStates(sourceIds: string[]) {
+  const { rows } = await superuser().query(
+    `select source_id, lease_token, lease_expires_at, now() as db_now
+     from public.collector_source_state where source_id = any ($1::uuid[])`,
+    [sourceIds],
+  );
+  return rows as Array<{
+    source_id: string;
+    lease_token: string | null;
+    lease_expires_at: Date | null;
+    db_now: Date;
+  }>;
+}
+
+describe('leases', () => {
+  it('a background run keeps every lease it was handed for its whole run, longer than a lease lasts', async () => {
+    const sources = await sourcesWithExecutions(3, 4);
+    const ids = sources.map((s) => s.sourceId);
+    const { data: claimed, error } = await serviceClient().rpc('claim_collector_sources', {
+      source_ids: ids,
+      ignore_schedule: true,
+      lease_seconds: 10,
+    });
+    if (error || !claimed) throw new Error(`claim: ${error?.message}`);
+    const leases: Lease[] = claimed.map((c) => ({
+      source_id: c.source_id,
+      lease_token: c.lease_token,
+    }));
+    const firstExpiry = Math.max(
+      ...(await leaseStates(ids)).map((s) => (s.lease_expires_at as Date).getTime()),
+    );
+
+    // With one worker, the first source's n8n stalls until every lease as handed over has
+    // run out: that source is being worked, the other two wait in the pool.
+    const first = claimed[0]?.source_id as string;
+    const { rows } = await superuser().query(
+      'select base_url from public.n8n_sources where id = $1',
+      [first],
+    );
+    const stalled = gate();
+    server.use(
+      http.get(
+        `${rows[0].base_url}/api/v1/executions`,
+        async () => {
+          await stalled.opened;
+        },
+        { once: true },
+      ),
+    );
+    const run = collect(sources, {
+      trigger: 'background',
+      select: { leases },
+      createN8nClient: fastN8nClient({ timeoutMs: 120_000 }),
+      settings: { leaseSeconds: 10, concurrency: 1 },
+    });
+    for (;;) {
+      const states = await leaseStates(ids);
+      const now = (states[0] as { db_now: Date }).db_now.getTime();
+      const renewed = states.every((s) => (s.lease_expires_at?.getTime() ?? 0) > now);
+      if (now > firstExpiry + 1000 && renewed) break;
+      await sleep(250);
+    }
+    stalled.open();
+    const summary: RunSummary = await run;
+
+    expect(summary).toMatchObject({ sourcesOk: 3, sourcesFailed: 0, errors: [] });
+    for (const s of sources) {
+      expect((await countersOf(s.tenantId)).billable).toBe(expectedBillable(s.fake));
+    }
+    expect((await leaseStates(ids)).map((s) => s.lease_token)).toEqual([null, null, null]);
+  });
+});
+
+describe('fan-out', () => {
+  it('a scheduled run keeps what it can finish and hands the rest to K background invocations; each source is collected once', async () => {
+    const sources = await sourcesWithExecutions(22, 3);
+    const claims = new Map<string, number>();
+    const countClaims = (ids: string[]) => {
+      for (const id of ids) claims.set(id, (claims.get(id) ?? 0) + 1);
+    };
+    const background: Array<Promise<RunSummary>> = [];
+    const slices: number[] = [];
+    const started = Date.now();
+    // One worker and a two-second budget: the scheduled run keeps two sources; the other
+    // twenty go out in slices of five. The clock stands still, so nothing runs out of budget.
+    const settings = { concurrency: 1, budgetMs: 2000, sliceSources: 5 };
+
+    const scheduled = await collect(sources, {
+      trigger: 'schedule',
+      settings,
+      now: () => started,
+      onSourceEvent: (event) => {
+        if (event.type === 'claimed') countClaims(event.sources.map((s) => s.source_id));
+      },
+      handOff: async (_runId, leases) => {
+        slices.push(leases.length);
+        // As Netlify does: accepted at once, run on its own.
+        background.push(
+          collect(sources, {
+            trigger: 'background',
+            select: { leases },
+            settings,
+            now: () => started,
+            log: silentLogger,
+            onSourceEvent: (event) => {
+              if (event.type === 'claimed') countClaims(event.sources.map((s) => s.source_id));
+            },
+          }),
+        );
+        return true;
+      },
+    });
+    const workers = await Promise.all(background);
+
+    expect(slices).toEqual([5, 5, 5, 5]);
+    expect(scheduled).toMatchObject({ sourcesOk: 2, sourcesDeferred: 0, errors: [] });
+    for (const w of workers) expect(w).toMatchObject({ sourcesOk: 5, errors: [] });
+    expect([...claims.keys()].sort()).toEqual(sources.map((s) => s.sourceId).sort());
+    expect([...claims.values()].every((n) => n === 1)).toBe(true);
+    for (const s of sources) {
+      // One list request: the source was walked once in the cycle.
+      expect(s.fake.requests.filter((r) => r.path.endsWith('/executions'))).toHaveLength(1);
+      expect((await countersOf(s.tenantId)).billable).toBe(expectedBillable(s.fake));
+    }
+  });
+});
+
+describe('a new month', () => {
+  it('its partition is analyzed when created and again after its first large batch', async () => {
+    const [source] = await sourcesWithExecutions(1, 0);
+    const { sourceId } = source as TestSource;
+    // As the service role, as the RPC endpoint calls it: analyzing needs no more privileges.
+    const db = await superuser().connect();
+    await db.query('set role service_role');
+    const { rows: claimed } = await db.query(
+      `select lease_token from public.claim_collector_sources(
+         lease_seconds => 600, max_sources => 1, source_ids => array[$1]::uuid[], ignore_schedule => true)`,
+      [sourceId],
+    );
+    // A month no other test writes to, whose partition does not exist yet, inside the window
+    // of months a partition is made for (14 before now to the next one).
+    const { rows: month } = await db.query(
+      `select date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' - interval '10 months' as start,
+              'private.executions_' || to_char(date_trunc('month', now() at time zone 'UTC') - interval '10 months', 'YYYY_MM') as partition`,
+    );
+    const start = (month[0].start as Date).getTime();
+    const partition = month[0].partition as string;
+    const statistics = async () =>
+      (
+        await db.query(
+          'select reltuples::int as rows, relpages::int as pages from pg_catalog.pg_class where oid = to_regclass($1)',
+          [partition],
+        )
+      ).rows[0] as { rows: number; pages: number } | undefined;
+    expect(await statistics()).toBeUndefined();
+
+    const page = (from: number) =>
+      JSON.stringify(
+        Array.from({ length: 250 }, (_, i) => ({
+          id: from + i,
+          status: 'success',
+          mode: 'trigger',
+          workflow_id: 'wf1',
+          started_at: new Date(start + (from + i) * 1000).toISOString(),
+          stopped_at: new Date(start + (from + i) * 1000 + 500).toISOString(),
+          retry_of: null,
+        })),
+      );
+    const ingest = (from: number) =>
+      db.query('select public.ingest_execution_page($1, $2, $3::jsonb)', [
+        sourceId,
+        claimed[0].lease_token,
+        page(from),
+      ]);
+
+    await ingest(1);
+    // -1 means never analyzed; the planner then guesses instead of measuring.
+    expect((await statistics())?.rows).toBeGreaterThanOrEqual(0);
+
+    for (let from = 251; from < 40 * 250; from += 250) await ingest(from);
+    const after = await statistics();
+    expect(after?.pages).toBeGreaterThanOrEqual(128);
+    expect(after?.rows).toBeGreaterThanOrEqual(5000);
+    await db.query('reset role');
+    db.release();
+  });
+});
+
+describe('several pages per ingest call', () => {
+  it('sends four pages per call and counts each execution once, also when the walk repeats', async () => {
+    const [source] = await sourcesWithExecutions(1, 100);
+    const { sourceId, tenantId, fake } = source as TestSource;
+    let ingests = 0;
+    const counting = rpcFetch(async (call, send) => {
+      if (call.fn === 'ingest_execution_page') ingests += 1;
+      return send();
+    });
+    const first = await collect([source as TestSource], {
+      db: faultyDb(counting),
+      settings: { pageSize: 10 },
+    });
+    // 100 executions in pages of 10: calls of 4, 4 and 2 pages.
+    expect(first).toMatchObject({ sourcesOk: 1, pages: 10, executionsIngested: 100, errors: [] });
+    expect(ingests).toBe(3);
+    const again = await collect([source as TestSource], { settings: { pageSize: 10 } });
+    expect(again.executionsIngested).toBe(0);
+    expect(await storedExecutionIds(sourceId)).toEqual(
+      Array.from({ length: 100 }, (_, i) => i + 1),
+    );
+    expect((await countersOf(tenantId)).billable).toBe(expectedBillable(fake));
+  });
+});

@@ -1,0 +1,117 @@
+import { describe, expect, it } from 'vitest';
+import { type CollectorHealth, collectorAttention } from '../../src/ops/collector-health.ts';
+
+const healthy: CollectorHealth = {
+  latest_scheduled_run: {
+    id: 'r1',
+    started_at: '2026-12-01T12:00:00Z',
+    finished_at: '2026-12-01T12:00:09Z',
+    killed: false,
+    sources_ok: 3,
+    sources_failed: 0,
+    pages: 4,
+    executions_ingested: 100,
+    database_unreachable: false,
+    first_error: null,
+  },
+  killed_runs: [],
+  dead_leases: [],
+  unacknowledged_gaps: {
+    gaps: 0,
+    executions: 0,
+    by_kind: {},
+    sources: 0,
+    oldest_detected_at: null,
+  },
+};
+
+describe('collectorAttention', () => {
+  it('is silent when the collector is healthy', () => {
+    expect(collectorAttention(healthy, { perTenant: false })).toEqual([]);
+  });
+
+  it('flags a scheduled run that finished with failures, with its first error', () => {
+    const lines = collectorAttention(
+      {
+        ...healthy,
+        latest_scheduled_run: {
+          ...(healthy.latest_scheduled_run as NonNullable<CollectorHealth['latest_scheduled_run']>),
+          sources_failed: 2,
+          first_error: 'n8n at https://a.example rejected the API key (401)',
+        },
+      },
+      { perTenant: false },
+    );
+    expect(lines).toEqual([
+      'the latest scheduled collection (2026-12-01T12:00:00Z) finished with 2 failed sources (n8n at https://a.example rejected the API key (401)): see the sources above',
+    ]);
+  });
+
+  it('flags a run that could not reach the database', () => {
+    const lines = collectorAttention(
+      {
+        ...healthy,
+        latest_scheduled_run: {
+          ...(healthy.latest_scheduled_run as NonNullable<CollectorHealth['latest_scheduled_run']>),
+          database_unreachable: true,
+        },
+      },
+      { perTenant: false },
+    );
+    expect(lines.join()).toMatch(/could not reach the database: check SUPABASE_URL/);
+  });
+
+  it('flags killed runs with what they committed, dead leases with how long, and gaps by kind', () => {
+    const lines = collectorAttention(
+      {
+        ...healthy,
+        killed_runs: [
+          {
+            id: 'k',
+            trigger: 'schedule',
+            started_at: '2026-12-01T11:00:00Z',
+            pages: 7,
+            executions_ingested: 1750,
+            billable_counted: 1700,
+          },
+        ],
+        dead_leases: [
+          {
+            source_id: '3666cbfb-91f2-4630-8cc3-d426717c4ec7',
+            tenant_id: 't',
+            base_url: 'https://acme.app.n8n.cloud',
+            lease_expired_at: '2026-12-01T11:30:00Z',
+            held_for_seconds: 7200,
+          },
+        ],
+        unacknowledged_gaps: {
+          gaps: 3,
+          executions: 12,
+          by_kind: { pruned: 10, missing: 2 },
+          sources: 1,
+          oldest_detected_at: '2026-12-01T10:00:00Z',
+        },
+      },
+      { perTenant: false },
+    );
+    expect(lines).toEqual([
+      '1 collector run in the last day never finished (killed or timed out; the latest, schedule at 2026-12-01T11:00:00Z, had committed 7 pages, 1750 executions): check the function logs',
+      'source 3666cbfb (https://acme.app.n8n.cloud) is held by a lease whose run is dead, for 2 h: the next run takes it over; if this persists, check that collect-usage runs',
+      '3 gaps (12 executions possibly uncounted: 10 pruned, 2 missing) since the last acknowledgement: see `flowmeter sources list`, then `flowmeter sources acknowledge-gaps`',
+    ]);
+  });
+
+  it('limited to some tenants, leaves run-wide findings out', () => {
+    const lines = collectorAttention(
+      {
+        ...healthy,
+        latest_scheduled_run: {
+          ...(healthy.latest_scheduled_run as NonNullable<CollectorHealth['latest_scheduled_run']>),
+          sources_failed: 1,
+        },
+      },
+      { perTenant: true },
+    );
+    expect(lines).toEqual([]);
+  });
+});
