@@ -1,20 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import { Command } from 'commander';
-import pg from 'pg';
+import type pg from 'pg';
 import { runCollection } from '../src/collector/run-collection.ts';
 import { PAGES_PER_INGEST } from '../src/collector/sync-source.ts';
 import { toIngestRow } from '../src/collector/walk.ts';
-import { parseKeyring } from '../src/crypto/keyring.ts';
 import { createServiceClient } from '../src/db/client.ts';
 import { rpcFetch } from '../src/db/fetch.ts';
 import { sealApiKey } from '../src/n8n/api-key.ts';
 import { createN8nClient, type N8nClient } from '../src/n8n/client.ts';
 import { parseExecution, parseExecutionPage } from '../src/n8n/schemas.ts';
 import { silentLogger } from '../src/observability/logger.ts';
-import { type CpuSample, cpuProbe } from './cpu.ts';
+import type { CpuSample } from './cpu.ts';
 import { fmt } from './stats.ts';
-import { machine, positive, printTargets, startStackProcess, writeResults } from './support.ts';
-import { startSyntheticN8n, syntheticExecution, syntheticPath } from './synthetic-n8n.ts';
+import { machine, positive, printTargets, writeResults } from './support.ts';
+import { startCollectorBench, syntheticExecution, syntheticPath } from './synthetic-n8n.ts';
 
 /**
  * npm run bench:ingest: collection throughput on the real path (n8n client → collector →
@@ -34,12 +33,8 @@ const options = new Command()
   .opts<{ executions: number; latency: number; baseline: number }>();
 
 const PAGE = 250;
-const stack = await startStackProcess();
-const probe = cpuProbe(stack.pid);
-const upstream = await startSyntheticN8n({ latencyMs: options.latency });
-const admin = new pg.Pool({ connectionString: stack.databaseUrl, max: 2 });
-admin.on('error', () => {});
-const keyring = parseKeyring(`k1:${randomBytes(32).toString('base64')}`);
+const bench = await startCollectorBench({ latencyMs: options.latency });
+const { stack, probe, upstream, admin, keyring } = bench;
 
 /** Time spent per party over a series, summed (the walk runs them side by side). */
 interface Spent {
@@ -62,14 +57,16 @@ interface SeriesResult {
 }
 
 const peakRssMiB = () => process.resourceUsage().maxRSS / 1024;
-const cpuDelta = (before: CpuSample | undefined, after: CpuSample | undefined, per: number) =>
-  before && after
-    ? {
-        client: (after.client - before.client) / per,
-        rpc: (after.rpc - before.rpc) / per,
-        postgres: (after.postgres - before.postgres) / per,
-      }
-    : undefined;
+/** CPU per page by party; undefined where a party's processes ended meanwhile (ticks lost). */
+function cpuDelta(before: CpuSample | undefined, after: CpuSample | undefined, per: number) {
+  if (!before || !after) return undefined;
+  const delta = {
+    client: (after.client - before.client) / per,
+    rpc: (after.rpc - before.rpc) / per,
+    postgres: (after.postgres - before.postgres) / per,
+  };
+  return Object.values(delta).every((v) => v >= 0) ? delta : undefined;
+}
 
 // A month no test or other series touches, whose partition does not exist yet.
 const { rows: monthRows } = await admin.query<{ month: Date; partition: string }>(
@@ -415,7 +412,5 @@ try {
   printTargets(result.targets);
   await writeResults('ingest', result.at, result);
 } finally {
-  await admin.end();
-  await upstream.close();
-  await stack.stop();
+  await bench.stop();
 }

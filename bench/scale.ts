@@ -2,15 +2,12 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Command } from 'commander';
-import pg from 'pg';
 import { Agent, type Dispatcher, setGlobalDispatcher } from 'undici';
 import { BACKGROUND_FUNCTION_PATH } from '../src/collector/from-config.ts';
-import { parseKeyring } from '../src/crypto/keyring.ts';
 import { sealApiKey } from '../src/n8n/api-key.ts';
-import { cpuProbe } from './cpu.ts';
 import { fmt } from './stats.ts';
-import { machine, positive, printTargets, startStackProcess, writeResults } from './support.ts';
-import { startSyntheticN8n, syntheticPath } from './synthetic-n8n.ts';
+import { machine, positive, printTargets, writeResults } from './support.ts';
+import { startCollectorBench, syntheticPath } from './synthetic-n8n.ts';
 
 /**
  * npm run bench:scale -- --sources N --latency MS: whole collector cycles against N
@@ -62,12 +59,8 @@ setGlobalDispatcher(
   }),
 );
 
-const stack = await startStackProcess();
-const probe = cpuProbe(stack.pid);
-const upstream = await startSyntheticN8n({ latencyMs: options.latency });
-const admin = new pg.Pool({ connectionString: stack.databaseUrl, max: 2 });
-admin.on('error', () => {});
-const keyring = parseKeyring(`k1:${randomBytes(32).toString('base64')}`);
+const bench = await startCollectorBench({ latencyMs: options.latency });
+const { stack, probe, upstream, admin, keyring } = bench;
 
 interface Invocation {
   sources: number;
@@ -198,15 +191,16 @@ async function cycle(n: number): Promise<CycleResult> {
     scheduledMs > SCHEDULED_LIMIT_MS
       ? 'the scheduled function overran 30 s'
       : ms <= 1.5 * latencyBoundMs
-        ? `n8n's latency: ${fmt(requests / Math.max(1, collected))} requests per source × ${options.latency} ms ÷ ${workers} workers`
+        ? `n8n's latency: ${fmt(requests / options.sources)} requests per source × ${options.latency} ms ÷ ${workers} workers`
         : `this machine: ${1 + invocations.length} invocations, the RPC endpoint and PostgreSQL share ${machine().cpus} cores (latency alone would take ${fmt(latencyBoundMs / 1000, 1)} s)`;
   return {
     cycle: n,
     seconds: ms / 1000,
     sourcesCollected: collected,
     executionsCollected: Number(rows[0]?.executions) - Number(start.executions),
-    upstreamRequestsPerSource: requests / Math.max(1, collected),
-    rpcsPerSource: rpcs / Math.max(1, collected),
+    // Per source of the deployment: every one is due, and attempted, each cycle.
+    upstreamRequestsPerSource: requests / options.sources,
+    rpcsPerSource: rpcs / options.sources,
     rpcsByFunction: Object.fromEntries(rpcCalls),
     scheduledSeconds: scheduledMs / 1000,
     backgroundInvocations: invocations.length,
@@ -280,8 +274,6 @@ try {
   printTargets(result.targets);
   await writeResults('scale', result.at, result);
 } finally {
-  await admin.end();
   await new Promise<void>((resolve) => netlify.close(() => resolve()));
-  await upstream.close();
-  await stack.stop();
+  await bench.stop();
 }

@@ -1,6 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
+import pg from 'pg';
+import { parseKeyring } from '../src/crypto/keyring.ts';
+import { cpuProbe } from './cpu.ts';
+import { startStackProcess } from './support.ts';
 
 /**
  * An n8n-compatible executions API that holds no executions: every page is computed from
@@ -132,5 +137,28 @@ export async function startSyntheticN8n(options: { latencyMs: number }): Promise
         server.closeAllConnections();
         server.close(() => resolve());
       }),
+  };
+}
+
+/**
+ * What both collector benchmarks run against: the local stack in its own process, its CPU
+ * probe, the synthetic n8n, a superuser pool and a keyring for the sources' keys.
+ */
+export async function startCollectorBench(options: { latencyMs: number }) {
+  const stack = await startStackProcess();
+  const upstream = await startSyntheticN8n(options);
+  const admin = new pg.Pool({ connectionString: stack.databaseUrl, max: 2 });
+  admin.on('error', () => {});
+  return {
+    stack,
+    probe: cpuProbe(stack.pid),
+    upstream,
+    admin,
+    keyring: parseKeyring(`k1:${randomBytes(32).toString('base64')}`),
+    async stop() {
+      await admin.end();
+      await upstream.close();
+      await stack.stop();
+    },
   };
 }

@@ -153,7 +153,8 @@ async function selectSources(
 
 /**
  * Hands the due sources this run will not get to to background workers, a slice each,
- * until none is left or a hand-off is refused (its slice is then released at once).
+ * until none is left, a hand-off is refused (its slice is then released at once) or the
+ * budget runs out (the rest stay due, first in line for the next run).
  */
 async function fanOut(
   input: RunCollectionInput,
@@ -162,10 +163,12 @@ async function fanOut(
   handOff: NonNullable<RunCollectionInput['handOff']>,
   releases: ReturnType<typeof batchReleases>,
   log: Logger,
+  deadline: number,
 ): Promise<{ invocations: number; sources: number }> {
   const { db, settings } = input;
+  const now = input.now ?? Date.now;
   const sent = { invocations: 0, sources: 0 };
-  for (;;) {
+  while (now() < deadline) {
     const claimed = await claim(db, scope(settings.sliceSources));
     if (!claimed.ok) {
       log.error(
@@ -276,7 +279,13 @@ async function collectClaimed(
   // Beside this run's own work, so the background workers start at once.
   const fannedOut =
     input.trigger === 'schedule' && input.handOff && sources.length >= ownShare(settings)
-      ? fanOut(input, runId, scope, input.handOff, releases, runLog)
+      ? fanOut(input, runId, scope, input.handOff, releases, runLog, deadline).catch(
+          (error: unknown) => {
+            // What was handed over is collected; what was not stays due for the next run.
+            runLog.error({ error: (error as Error).message }, 'fan-out stopped');
+            return { invocations: 0, sources: 0 };
+          },
+        )
       : Promise.resolve({ invocations: 0, sources: 0 });
 
   const limit = pLimit(settings.concurrency);

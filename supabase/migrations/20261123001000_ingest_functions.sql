@@ -170,6 +170,8 @@ begin
   join public.tenants t on t.id = s.tenant_id
   where s.enabled
     and (claim_collector_sources.source_ids is null or s.id = any (claim_collector_sources.source_ids))
+    -- Only new sources: a run claiming slice after slice must not rewrite every row each time.
+    and not exists (select 1 from public.collector_source_state x where x.source_id = s.id)
   on conflict (source_id) do nothing;
 
   return query
