@@ -1630,6 +1630,30 @@ export type Database = {
           failed: number;
         }[];
       };
+      tenant_usage_export: {
+        Args: {
+          after_execution_id?: number;
+          after_occurred_at?: string;
+          after_source_id?: string;
+          max_rows?: number;
+          period_start?: string;
+          tenant_id: string;
+        };
+        Returns: {
+          billable: boolean;
+          billing_period_end: string;
+          billing_period_start: string;
+          duration_ms: number;
+          execution_id: number;
+          mode: string;
+          occurred_at: string;
+          source_id: string;
+          started_at: string;
+          status: string;
+          stopped_at: string;
+          workflow_id: string;
+        }[];
+      };
       tenant_usage_history: {
         Args: { before?: string; max_rows?: number; tenant_id: string };
         Returns: {
