@@ -5,6 +5,7 @@ import {
   getUsageExportPage,
   type UsageDb,
 } from '../../src/usage-client/index.ts';
+import { parseCsv } from '../support/csv.ts';
 import {
   addMember,
   createPlan,
@@ -25,35 +26,6 @@ const monthStart = (offset = 0) => {
   const d = new Date();
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + offset, 1);
 };
-
-/** A small RFC 4180 reader for the test: quoted fields may hold commas and quotes. */
-function parseCsv(text: string): Record<string, string>[] {
-  const lines: string[][] = [];
-  let field = '';
-  let line: string[] = [];
-  let quoted = false;
-  for (let i = 0; i < text.length; i += 1) {
-    const c = text[i];
-    if (quoted) {
-      if (c === '"' && text[i + 1] === '"') {
-        field += '"';
-        i += 1;
-      } else if (c === '"') quoted = false;
-      else field += c;
-    } else if (c === '"') quoted = true;
-    else if (c === ',') {
-      line.push(field);
-      field = '';
-    } else if (c === '\n') {
-      line.push(field);
-      lines.push(line);
-      line = [];
-      field = '';
-    } else field += c;
-  }
-  const [header = [], ...rows] = lines;
-  return rows.map((r) => Object.fromEntries(header.map((h, i) => [h, r[i] ?? ''])));
-}
 
 async function counters(tenantId: string, periodStart: number) {
   const { rows } = await superuser().query(
