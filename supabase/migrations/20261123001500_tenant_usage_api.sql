@@ -401,10 +401,13 @@ begin
   where e.tenant_id = t.id
     and e.occurred_at >= bounds.period_start and e.occurred_at < bounds.period_end
     and e.period_start = bounds.period_start
-    and (tenant_usage_export.after_occurred_at is null
-         or (e.occurred_at, e.source_id, e.execution_id)
-            > (tenant_usage_export.after_occurred_at, tenant_usage_export.after_source_id,
-               tenant_usage_export.after_execution_id))
+    -- A first key below every row, not "after is null or …", which would keep the row
+    -- comparison out of the index condition of a generic plan (every page reading the
+    -- period from its start).
+    and (e.occurred_at, e.source_id, e.execution_id)
+        > (coalesce(tenant_usage_export.after_occurred_at, '-infinity'::timestamptz),
+           coalesce(tenant_usage_export.after_source_id, '00000000-0000-0000-0000-000000000000'::uuid),
+           coalesce(tenant_usage_export.after_execution_id, -1))
   order by e.occurred_at, e.source_id, e.execution_id
   limit page_size;
 end;

@@ -206,7 +206,9 @@ grant execute on function public.operator_status(uuid[], int, int) to service_ro
 -- for ever, so days outlive the raw executions), per workflow and per execution from the
 -- raw executions of [from_at, to_at) by their start. tenant_ids null is every tenant.
 -- The caller stops at an empty page, not a short one: PostgREST's max-rows setting may
--- cut any page shorter than max_rows.
+-- cut any page shorter than max_rows. The first page starts after a key below every row
+-- (the nil uuid) rather than under "after is null or …": an OR keeps the row comparison
+-- out of the index condition, and every page would read the range from its start.
 
 create or replace function public.export_usage_size(
   tenant_ids uuid[] default null,
@@ -263,8 +265,8 @@ as $$
   join public.tenants t on t.id = d.tenant_id
   where (export_usage_days.tenant_ids is null or d.tenant_id = any (export_usage_days.tenant_ids))
     and d.day between export_usage_days.from_day and export_usage_days.to_day
-    and (export_usage_days.after_tenant_id is null
-         or (d.tenant_id, d.day) > (export_usage_days.after_tenant_id, export_usage_days.after_day))
+    and (d.tenant_id, d.day)
+        > (coalesce(export_usage_days.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), coalesce(export_usage_days.after_day, '-infinity'::date))
   order by d.tenant_id, d.day
   limit private.export_page_size(export_usage_days.max_rows);
 $$;
@@ -301,8 +303,8 @@ as $$
     from public.executions e
     where (export_usage_workflows.tenant_ids is null or e.tenant_id = any (export_usage_workflows.tenant_ids))
       and e.occurred_at >= export_usage_workflows.from_at and e.occurred_at < export_usage_workflows.to_at
-      and (export_usage_workflows.after_tenant_id is null
-           or (e.tenant_id, e.workflow_id) > (export_usage_workflows.after_tenant_id, export_usage_workflows.after_workflow_id))
+      and (e.tenant_id, e.workflow_id)
+          > (coalesce(export_usage_workflows.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), coalesce(export_usage_workflows.after_workflow_id, ''))
     group by e.tenant_id, e.workflow_id
     order by e.tenant_id, e.workflow_id
     limit private.export_page_size(export_usage_workflows.max_rows)
@@ -348,10 +350,11 @@ as $$
   join public.tenants t on t.id = e.tenant_id
   where (export_usage_executions.tenant_ids is null or e.tenant_id = any (export_usage_executions.tenant_ids))
     and e.occurred_at >= export_usage_executions.from_at and e.occurred_at < export_usage_executions.to_at
-    and (export_usage_executions.after_tenant_id is null
-         or (e.tenant_id, e.occurred_at, e.source_id, e.execution_id)
-            > (export_usage_executions.after_tenant_id, export_usage_executions.after_occurred_at,
-               export_usage_executions.after_source_id, export_usage_executions.after_execution_id))
+    and (e.tenant_id, e.occurred_at, e.source_id, e.execution_id)
+        > (coalesce(export_usage_executions.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid),
+           coalesce(export_usage_executions.after_occurred_at, '-infinity'::timestamptz),
+           coalesce(export_usage_executions.after_source_id, '00000000-0000-0000-0000-000000000000'::uuid),
+           coalesce(export_usage_executions.after_execution_id, -1))
   order by e.tenant_id, e.occurred_at, e.source_id, e.execution_id
   limit private.export_page_size(export_usage_executions.max_rows);
 $$;
