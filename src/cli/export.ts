@@ -122,7 +122,12 @@ export function registerExport(program: Command, ctx: CommandContext): void {
         endOutput: file !== undefined,
         onProgress: (event) =>
           event.type === 'size' ? progress.start(event.total) : progress.advance(event.covered),
-      }).finally(() => progress.stop());
+      })
+        .catch(async (error: unknown) => {
+          await file?.discard();
+          throw error;
+        })
+        .finally(() => progress.stop());
       if (!result.ok) await file?.discard();
       const { rows } = database.valueOrExit(result);
       await file?.complete();

@@ -223,12 +223,14 @@ describe('flowmeter export usage', () => {
     expect(result.err).toMatch(/required option '--by <grouping>' not specified/);
   });
 
-  it('exits 3 when the database cannot be reached', async () => {
-    const result = await cli(['export', 'usage', '--by', 'day'], {
+  it('exits 3 when the database cannot be reached, leaving no file behind', async () => {
+    const file = join(await mkdtemp(join(tmpdir(), 'export-')), 'usage.csv');
+    const result = await cli(['export', 'usage', '--by', 'day', '--output', file], {
       SUPABASE_URL: 'http://127.0.0.1:9',
     });
     expect(result.code).toBe(EXIT.unavailable);
     expect(result.err).toMatch(/could not reach the database/);
     expect(result.out).toBe('');
+    expect([existsSync(file), existsSync(`${file}.partial`)]).toEqual([false, false]);
   });
 });
