@@ -11,7 +11,14 @@ import {
   type UsageResult,
 } from '../src/usage-client/index.ts';
 import { fmt, measure, measureMedian, type Series } from './stats.ts';
-import { machine, positive, printTargets, startStackProcess, writeResults } from './support.ts';
+import {
+  machine,
+  positive,
+  printTargets,
+  startStackProcess,
+  storeExecutions,
+  writeResults,
+} from './support.ts';
 
 /**
  * The tenant usage API as a frontend calls it (supabase-js signed in as a tenant user →
@@ -96,53 +103,7 @@ try {
     }),
   );
 
-  async function storeExecutions(total: number) {
-    // Spread over the bench sources and the last `days` days, as the collector would store
-    // them (calendar-month periods), then the counters and daily totals they add up to.
-    const { rows } = await admin.query('select count(*)::bigint as n from public.executions');
-    const have = Number(rows[0].n);
-    const per = Math.ceil((total - have) / sources.length);
-    if (per <= 0) return;
-    const started = performance.now();
-    const span = options.days * 86_400;
-    for (const [i, source] of sources.entries()) {
-      await admin.query(
-        `insert into public.executions (source_id, execution_id, tenant_id, workflow_id, mode, status,
-           started_at, stopped_at, occurred_at, duration_ms, billable, period_start)
-         select $1, $3 + g, $2, 'wf' || (g % 20), 'trigger', case when g % 13 = 0 then 'error' else 'success' end,
-                at, at + interval '2 seconds', at, 2000, true,
-                date_trunc('month', at at time zone 'UTC') at time zone 'UTC'
-         from generate_series(1, $4) g, lateral (select now() - ((g::bigint * 7919) % $5) * interval '1 second' as at) x`,
-        [source.id, source.tenant_id, have + i * per, per, span],
-      );
-    }
-    await admin.query(
-      `insert into public.usage_counters as c (tenant_id, period_start, period_end, executions, billable,
-         billable_success, billable_failed, billable_duration_ms)
-       select tenant_id, period_start, period_start + interval '1 month', count(*), count(*),
-              count(*) filter (where status = 'success'), count(*) filter (where status <> 'success'), sum(duration_ms)
-       from public.executions group by tenant_id, period_start
-       on conflict (tenant_id, period_start) do update set executions = excluded.executions,
-         billable = excluded.billable, billable_success = excluded.billable_success,
-         billable_failed = excluded.billable_failed, billable_duration_ms = excluded.billable_duration_ms`,
-    );
-    await admin.query(
-      `insert into public.usage_daily as d (tenant_id, day, executions, billable, failed, duration_ms)
-       select tenant_id, (occurred_at at time zone 'UTC')::date, count(*), count(*),
-              count(*) filter (where status <> 'success'), sum(duration_ms)
-       from public.executions group by 1, 2
-       on conflict (tenant_id, day) do update set executions = excluded.executions,
-         billable = excluded.billable, failed = excluded.failed, duration_ms = excluded.duration_ms`,
-    );
-    await admin.query(
-      'vacuum analyze public.executions, public.usage_counters, public.usage_daily',
-    );
-    // Write the seeded pages out now, not during the measurement.
-    await admin.query('checkpoint');
-    console.log(
-      `stored ${total.toLocaleString()} executions (${fmt((performance.now() - started) / 1000, 1)} s)`,
-    );
-  }
+  const store = (total: number) => storeExecutions(admin, { sources, total, days: options.days });
 
   const checked = async (call: Promise<UsageResult<unknown[]>>) => {
     const { data, error } = await call;
@@ -179,10 +140,10 @@ try {
     return series;
   }
 
-  await storeExecutions(options.small);
+  await store(options.small);
   const small = await measureAll(`${options.small.toLocaleString()} executions stored`);
   for (const s of small) log(s);
-  await storeExecutions(options.large);
+  await store(options.large);
   const large = await measureAll(`${options.large.toLocaleString()} executions stored`);
   for (const [i, s] of large.entries()) log(s, small[i]);
 
