@@ -85,7 +85,10 @@ export function registerExport(program: Command, ctx: CommandContext): void {
     )
     .option('--to <YYYY-MM-DD>', 'the last UTC day, inclusive (default: today)', parser(day))
     .addOption(
-      new Option('--by <grouping>', 'one row per tenant and …')
+      new Option(
+        '--by <grouping>',
+        'one row per tenant and day, per tenant and workflow, or per execution',
+      )
         .choices(EXPORT_GROUPINGS)
         .makeOptionMandatory(),
     )
