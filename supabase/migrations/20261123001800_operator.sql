@@ -208,7 +208,9 @@ grant execute on function public.operator_status(uuid[], int, int) to service_ro
 -- The caller stops at an empty page, not a short one: PostgREST's max-rows setting may
 -- cut any page shorter than max_rows. The first page starts after a key below every row
 -- (the nil uuid) rather than under "after is null or …": an OR keeps the row comparison
--- out of the index condition, and every page would read the range from its start.
+-- out of the index condition, and every page would read the range from its start. For
+-- the same reason the tenants asked for bound the scan (lowest to highest), so the last,
+-- empty page of one tenant's export does not read every later tenant's rows.
 
 create or replace function public.export_usage_size(
   tenant_ids uuid[] default null,
@@ -264,6 +266,8 @@ as $$
   from public.usage_daily d
   join public.tenants t on t.id = d.tenant_id
   where (export_usage_days.tenant_ids is null or d.tenant_id = any (export_usage_days.tenant_ids))
+    and d.tenant_id between coalesce((select x from unnest(export_usage_days.tenant_ids) x order by x limit 1), '00000000-0000-0000-0000-000000000000'::uuid)
+                      and coalesce((select x from unnest(export_usage_days.tenant_ids) x order by x desc limit 1), 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
     and d.day between export_usage_days.from_day and export_usage_days.to_day
     and (d.tenant_id, d.day)
         > (coalesce(export_usage_days.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), coalesce(export_usage_days.after_day, '-infinity'::date))
@@ -302,6 +306,8 @@ as $$
            coalesce(sum(e.duration_ms), 0)::bigint as duration_ms
     from public.executions e
     where (export_usage_workflows.tenant_ids is null or e.tenant_id = any (export_usage_workflows.tenant_ids))
+      and e.tenant_id between coalesce((select x from unnest(export_usage_workflows.tenant_ids) x order by x limit 1), '00000000-0000-0000-0000-000000000000'::uuid)
+                        and coalesce((select x from unnest(export_usage_workflows.tenant_ids) x order by x desc limit 1), 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
       and e.occurred_at >= export_usage_workflows.from_at and e.occurred_at < export_usage_workflows.to_at
       and (e.tenant_id, e.workflow_id)
           > (coalesce(export_usage_workflows.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), coalesce(export_usage_workflows.after_workflow_id, ''))
@@ -349,6 +355,8 @@ as $$
   from public.executions e
   join public.tenants t on t.id = e.tenant_id
   where (export_usage_executions.tenant_ids is null or e.tenant_id = any (export_usage_executions.tenant_ids))
+    and e.tenant_id between coalesce((select x from unnest(export_usage_executions.tenant_ids) x order by x limit 1), '00000000-0000-0000-0000-000000000000'::uuid)
+                      and coalesce((select x from unnest(export_usage_executions.tenant_ids) x order by x desc limit 1), 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
     and e.occurred_at >= export_usage_executions.from_at and e.occurred_at < export_usage_executions.to_at
     and (e.tenant_id, e.occurred_at, e.source_id, e.execution_id)
         > (coalesce(export_usage_executions.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid),
