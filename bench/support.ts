@@ -156,3 +156,46 @@ export function printTargets(targets: Record<string, boolean | { value: number; 
     console.log(`  ${met ? '✓' : '✗'} ${name}${value}`);
   }
 }
+
+/**
+ * Tops the stored executions up to `total` straight in SQL (collecting that many through
+ * n8n would take hours), spread over the bench sources and the last `days` days as the
+ * collector would store them (calendar-month periods), then sets the counters and daily
+ * totals they add up to.
+ */
+export async function storeExecutions(
+  admin: pg.Pool,
+  input: { sources: BenchSource[]; total: number; days: number },
+): Promise<void> {
+  await topUpExecutions({
+    admin,
+    sources: input.sources,
+    total: input.total,
+    at: "now() - ((g::bigint * 7919) % $5) * interval '1 second'",
+    status: "case when g % 13 = 0 then 'error' else 'success' end",
+    params: [input.days * 86_400],
+    settle: async () => {
+      await admin.query(
+        `insert into public.usage_counters as c (tenant_id, period_start, period_end, executions, billable,
+           billable_success, billable_failed, billable_duration_ms)
+         select tenant_id, period_start, period_start + interval '1 month', count(*), count(*),
+                count(*) filter (where status = 'success'), count(*) filter (where status <> 'success'), sum(duration_ms)
+         from public.executions group by tenant_id, period_start
+         on conflict (tenant_id, period_start) do update set executions = excluded.executions,
+           billable = excluded.billable, billable_success = excluded.billable_success,
+           billable_failed = excluded.billable_failed, billable_duration_ms = excluded.billable_duration_ms`,
+      );
+      await admin.query(
+        `insert into public.usage_daily as d (tenant_id, day, executions, billable, failed, duration_ms)
+         select tenant_id, (occurred_at at time zone 'UTC')::date, count(*), count(*),
+                count(*) filter (where status <> 'success'), sum(duration_ms)
+         from public.executions group by 1, 2
+         on conflict (tenant_id, day) do update set executions = excluded.executions,
+           billable = excluded.billable, failed = excluded.failed, duration_ms = excluded.duration_ms`,
+      );
+      await admin.query(
+        'vacuum analyze public.executions, public.usage_counters, public.usage_daily',
+      );
+    },
+  });
+}

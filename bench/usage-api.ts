@@ -17,7 +17,7 @@ import {
   positive,
   printTargets,
   startStackProcess,
-  topUpExecutions,
+  storeExecutions,
   writeResults,
 } from './support.ts';
 
@@ -84,42 +84,7 @@ try {
     }),
   );
 
-  const span = options.days * 86_400;
-  const storeExecutions = (total: number) =>
-    topUpExecutions({
-      admin,
-      sources,
-      total,
-      // Spread over the bench sources and the last `days` days, as the collector would
-      // store them (calendar-month periods), then the counters and daily totals they add
-      // up to.
-      at: "now() - ((g::bigint * 7919) % $5) * interval '1 second'",
-      status: "case when g % 13 = 0 then 'error' else 'success' end",
-      params: [span],
-      settle: async () => {
-        await admin.query(
-          `insert into public.usage_counters as c (tenant_id, period_start, period_end, executions, billable,
-             billable_success, billable_failed, billable_duration_ms)
-           select tenant_id, period_start, period_start + interval '1 month', count(*), count(*),
-                  count(*) filter (where status = 'success'), count(*) filter (where status <> 'success'), sum(duration_ms)
-           from public.executions group by tenant_id, period_start
-           on conflict (tenant_id, period_start) do update set executions = excluded.executions,
-             billable = excluded.billable, billable_success = excluded.billable_success,
-             billable_failed = excluded.billable_failed, billable_duration_ms = excluded.billable_duration_ms`,
-        );
-        await admin.query(
-          `insert into public.usage_daily as d (tenant_id, day, executions, billable, failed, duration_ms)
-           select tenant_id, (occurred_at at time zone 'UTC')::date, count(*), count(*),
-                  count(*) filter (where status <> 'success'), sum(duration_ms)
-           from public.executions group by 1, 2
-           on conflict (tenant_id, day) do update set executions = excluded.executions,
-             billable = excluded.billable, failed = excluded.failed, duration_ms = excluded.duration_ms`,
-        );
-        await admin.query(
-          'vacuum analyze public.executions, public.usage_counters, public.usage_daily',
-        );
-      },
-    });
+  const store = (total: number) => storeExecutions(admin, { sources, total, days: options.days });
 
   const checked = async (call: Promise<UsageResult<unknown[]>>) => {
     const { data, error } = await call;
@@ -156,10 +121,10 @@ try {
     return series;
   }
 
-  await storeExecutions(options.small);
+  await store(options.small);
   const small = await measureAll(`${options.small.toLocaleString()} executions stored`);
   for (const s of small) log(s);
-  await storeExecutions(options.large);
+  await store(options.large);
   const large = await measureAll(`${options.large.toLocaleString()} executions stored`);
   for (const [i, s] of large.entries()) log(s, small[i]);
 

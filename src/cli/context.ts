@@ -24,6 +24,8 @@ export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
 export interface CliIo {
   out: (text: string) => void;
   err: (text: string) => void;
+  /** Where `out` writes, for output streamed as it is produced (`export usage`). */
+  stdout: NodeJS.WritableStream;
   env: NodeJS.ProcessEnv;
   /** Where progress bars are drawn; a bar only when it is a terminal, plain lines on `err` otherwise. */
   stderr?: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };

@@ -11,6 +11,7 @@ import {
   EXIT,
   readProcessStdin,
 } from './context.ts';
+import { registerExport } from './export.ts';
 import { registerMembers } from './members.ts';
 import { registerOperators } from './operators.ts';
 import { registerPlans } from './plans.ts';
@@ -87,6 +88,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   registerAlerts(program, ctx);
   registerReconcile(program, ctx);
   registerStatus(program, ctx);
+  registerExport(program, ctx);
 
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -116,6 +118,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
 export const processIo: CliIo = {
   out: (text) => process.stdout.write(`${text}\n`),
   err: (text) => process.stderr.write(`${text}\n`),
+  stdout: process.stdout,
   env: process.env,
   stderr: process.stderr,
   readStdin: readProcessStdin,

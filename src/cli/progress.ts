@@ -12,6 +12,8 @@ export interface Progress {
   start(total: number): void;
   /** One more item done; `detail` is shown after the count. */
   increment(detail?: string): void;
+  /** `items` more done at once (a page of rows). */
+  advance(items: number): void;
   /** A line of its own, above the bar. */
   line(text: string): void;
   stop(): void;
@@ -55,6 +57,9 @@ function terminalProgress(
     increment(detail = '') {
       bar?.increment(1, { detail });
     },
+    advance(items) {
+      bar?.increment(items);
+    },
     line(text) {
       if (bars.isActive) bars.log(`${text}\n`);
       else stream.write(`${text}\n`);
@@ -72,16 +77,22 @@ function lineProgress(io: Pick<CliIo, 'err'>, label: string, unit: string): Prog
   let total = 0;
   let done = 0;
   let nextStep = 1;
+  const advance = (items: number, detail?: string) => {
+    done += items;
+    if (total === 0 || done * 10 < nextStep * total) return;
+    while (done * 10 >= nextStep * total) nextStep += 1;
+    io.err(`${label}: ${done}/${total} ${unit}s${detail ? ` ${detail}` : ''}`);
+  };
   return {
     start(n) {
       total = n;
       io.err(`${label}: ${plural(n, unit)}`);
     },
     increment(detail) {
-      done += 1;
-      if (total === 0 || done * 10 < nextStep * total) return;
-      while (done * 10 >= nextStep * total) nextStep += 1;
-      io.err(`${label}: ${done}/${total} ${unit}s${detail ? ` ${detail}` : ''}`);
+      advance(1, detail);
+    },
+    advance(items) {
+      advance(items);
     },
     line(text) {
       io.err(text);

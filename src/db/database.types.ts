@@ -1190,6 +1190,78 @@ export type Database = {
         };
         Returns: Json;
       };
+      export_usage_days: {
+        Args: {
+          after_day?: string;
+          after_tenant_id?: string;
+          from_day?: string;
+          max_rows?: number;
+          tenant_ids?: string[];
+          to_day?: string;
+        };
+        Returns: {
+          billable: number;
+          day: string;
+          duration_ms: number;
+          executions: number;
+          external_ref: string;
+          failed: number;
+          tenant_id: string;
+        }[];
+      };
+      export_usage_executions: {
+        Args: {
+          after_execution_id?: number;
+          after_occurred_at?: string;
+          after_source_id?: string;
+          after_tenant_id?: string;
+          from_at?: string;
+          max_rows?: number;
+          tenant_ids?: string[];
+          to_at?: string;
+        };
+        Returns: {
+          billable: boolean;
+          duration_ms: number;
+          execution_id: number;
+          external_ref: string;
+          mode: string;
+          occurred_at: string;
+          period_start: string;
+          source_id: string;
+          started_at: string;
+          status: string;
+          stopped_at: string;
+          tenant_id: string;
+          workflow_id: string;
+        }[];
+      };
+      export_usage_size: {
+        Args: { from_day?: string; tenant_ids?: string[]; to_day?: string };
+        Returns: {
+          days: number;
+          executions: number;
+        }[];
+      };
+      export_usage_workflows: {
+        Args: {
+          after_tenant_id?: string;
+          after_workflow_id?: string;
+          from_at?: string;
+          max_rows?: number;
+          tenant_ids?: string[];
+          to_at?: string;
+        };
+        Returns: {
+          billable: number;
+          duration_ms: number;
+          executions: number;
+          external_ref: string;
+          failed: number;
+          tenant_id: string;
+          workflow_id: string;
+        }[];
+      };
       finish_alert_delivery: {
         Args: { alert_id: number; channel_id: number; delivered: boolean; error?: string };
         Returns: {
@@ -1666,6 +1738,30 @@ export type Database = {
           duration_ms: number;
           executions: number;
           failed: number;
+        }[];
+      };
+      tenant_usage_export: {
+        Args: {
+          after_execution_id?: number;
+          after_occurred_at?: string;
+          after_source_id?: string;
+          max_rows?: number;
+          period_start?: string;
+          tenant_id: string;
+        };
+        Returns: {
+          billable: boolean;
+          billing_period_end: string;
+          billing_period_start: string;
+          duration_ms: number;
+          execution_id: number;
+          mode: string;
+          occurred_at: string;
+          source_id: string;
+          started_at: string;
+          status: string;
+          stopped_at: string;
+          workflow_id: string;
         }[];
       };
       tenant_usage_history: {

@@ -1,4 +1,6 @@
 import type { PostgrestError, SupabaseClient } from '@supabase/supabase-js';
+// The browser build: no Node stream or Buffer, so the dashboard can bundle it.
+import { stringify } from 'csv-stringify/browser/esm/sync';
 import type { Database } from '../db/database.types.ts';
 
 /**
@@ -146,6 +148,38 @@ export const toUsagePeriod = (r: RowOf<'tenant_usage_history'>): UsagePeriod => 
   reportedToStripe: r.reported_to_stripe,
   pendingToStripe: r.pending_to_stripe,
   late: r.late,
+});
+
+export interface ExecutionUsage {
+  /** startedAt, else stoppedAt: the instant that put it in its period and day. */
+  occurredAt: string;
+  sourceId: string;
+  /** n8n's execution id. */
+  executionId: number;
+  workflowId: string;
+  mode: string;
+  status: string;
+  startedAt: string | null;
+  stoppedAt: string | null;
+  durationMs: number | null;
+  billable: boolean;
+  billingPeriodStart: string;
+  billingPeriodEnd: string;
+}
+
+export const toExecutionUsage = (r: RowOf<'tenant_usage_export'>): ExecutionUsage => ({
+  occurredAt: r.occurred_at,
+  sourceId: r.source_id,
+  executionId: r.execution_id,
+  workflowId: r.workflow_id,
+  mode: r.mode,
+  status: r.status,
+  startedAt: r.started_at,
+  stoppedAt: r.stopped_at,
+  durationMs: r.duration_ms,
+  billable: r.billable,
+  billingPeriodStart: r.billing_period_start,
+  billingPeriodEnd: r.billing_period_end,
 });
 
 export const toUsageAlert = (r: RowOf<'mark_alert_read'>): UsageAlert => ({
@@ -300,4 +334,104 @@ export async function markAlertRead(
 ): Promise<UsageResult<UsageAlert>> {
   const response = await supabase.rpc('mark_alert_read', { alert_id: alertId });
   return mapResult(response, toUsageAlert);
+}
+
+export interface UsageExportQuery {
+  tenantId: string;
+  /** Default: the current period; otherwise the period containing this instant. */
+  periodStart?: string | Date;
+  /** Rows per call; default and at most 1000. */
+  pageRows?: number;
+  /** After each page, with the rows read so far: for a progress indicator. */
+  onProgress?: (rowsRead: number) => void;
+  /** Stops between pages (a Cancel button); the result is then an AbortError's failure. */
+  signal?: AbortSignal;
+}
+
+/** One page of the period's executions, after the last one of the previous page. */
+export async function getUsageExportPage(
+  supabase: UsageDb,
+  query: UsageExportQuery & { after?: ExecutionUsage },
+): Promise<UsageResult<ExecutionUsage[]>> {
+  const { after } = query;
+  let call = supabase.rpc(
+    'tenant_usage_export',
+    rpcArgs({
+      tenant_id: query.tenantId,
+      period_start: query.periodStart === undefined ? undefined : toInstant(query.periodStart),
+      max_rows: query.pageRows,
+      after_occurred_at: after?.occurredAt,
+      after_source_id: after?.sourceId,
+      after_execution_id: after?.executionId,
+    }),
+  );
+  if (query.signal) call = call.abortSignal(query.signal);
+  return mapResult(await call, (rows) => rows.map(toExecutionUsage));
+}
+
+/** The CSV's columns, in order, with the fields they hold. */
+const EXPORT_COLUMNS: Array<{ key: keyof ExecutionUsage; header: string }> = [
+  { key: 'occurredAt', header: 'occurred_at' },
+  { key: 'workflowId', header: 'workflow_id' },
+  { key: 'executionId', header: 'execution_id' },
+  { key: 'sourceId', header: 'source_id' },
+  { key: 'mode', header: 'mode' },
+  { key: 'status', header: 'status' },
+  { key: 'billable', header: 'billable' },
+  { key: 'startedAt', header: 'started_at' },
+  { key: 'stoppedAt', header: 'stopped_at' },
+  { key: 'durationMs', header: 'duration_ms' },
+  { key: 'billingPeriodStart', header: 'billing_period_start' },
+  { key: 'billingPeriodEnd', header: 'billing_period_end' },
+];
+
+const csvOptions = (header: boolean) => ({
+  header,
+  columns: EXPORT_COLUMNS,
+  // A workflow id like "=HYPERLINK(…)" is shown as text, not run, by the spreadsheet.
+  escape_formulas: true,
+  cast: { boolean: (value: boolean) => String(value) },
+});
+
+/**
+ * Every execution counted in one billing period, as CSV pieces (header first), read page
+ * by page: the rows whose totals are that period's counters. Ends at an empty page, so a
+ * page cut short by the project's max-rows setting loses nothing.
+ */
+async function usageCsvParts(
+  supabase: UsageDb,
+  query: UsageExportQuery,
+): Promise<UsageResult<string[]>> {
+  const parts = [stringify([], csvOptions(true))];
+  let after: ExecutionUsage | undefined;
+  let rowsRead = 0;
+  for (;;) {
+    const page = await getUsageExportPage(supabase, { ...query, ...(after ? { after } : {}) });
+    if (page.error) return page;
+    if (page.data.length === 0) return { data: parts, error: null };
+    parts.push(stringify(page.data, csvOptions(false)));
+    rowsRead += page.data.length;
+    query.onProgress?.(rowsRead);
+    after = page.data.at(-1);
+  }
+}
+
+/** The period's executions as CSV text (one line per execution, a header line first). */
+export async function exportUsageCsv(
+  supabase: UsageDb,
+  query: UsageExportQuery,
+): Promise<UsageResult<string>> {
+  const parts = await usageCsvParts(supabase, query);
+  return parts.error ? parts : { data: parts.data.join(''), error: null };
+}
+
+/** The same CSV as a Blob (`text/csv`), for a download link; no single string is built. */
+export async function exportUsageCsvBlob(
+  supabase: UsageDb,
+  query: UsageExportQuery,
+): Promise<UsageResult<Blob>> {
+  const parts = await usageCsvParts(supabase, query);
+  return parts.error
+    ? parts
+    : { data: new Blob(parts.data, { type: 'text/csv;charset=utf-8' }), error: null };
 }

@@ -6,9 +6,9 @@
 -- the caller is not a member of (or that does not exist) gives no rows, never an error
 -- that would tell the two apart. EXECUTE is granted to authenticated only (anon gets
 -- 401). Reads come from counters, daily totals, alerts and meter reports, except the
--- per-workflow breakdown, which reads one tenant's raw executions of one period through
--- the (tenant_id, occurred_at) index. Lists are paginated with a keyset and a capped page
--- size.
+-- per-workflow breakdown and the execution export, which read one tenant's raw executions
+-- of one period through the (tenant_id, occurred_at) index. Lists are paginated with a
+-- keyset and a capped page size.
 --
 -- Period math is private.billing_period, the function the collector and enforcement use;
 -- quotas and standing are enforcement's private.plan_quota and private.usage_standing.
@@ -333,6 +333,95 @@ overage_units = max(0, used - quota); executions = every finished execution; fai
 reported_to_stripe = executions Stripe accepted (meter reports sent); pending_to_stripe = recorded and not yet accepted; late = recorded after the period's invoice was final, not sent.
 No rows when the caller is not a member of the tenant.$$;
 
+-- Execution export --------------------------------------------------------------------
+
+-- The dashboard's "Download CSV": the raw executions counted in one billing period, the
+-- rows behind that period's counters, a keyset page per call. Under row-level security
+-- like the rest: another tenant's id gives no rows.
+create or replace function public.tenant_usage_export(
+  tenant_id uuid,
+  period_start timestamptz default null,
+  max_rows int default 1000,
+  after_occurred_at timestamptz default null,
+  after_source_id uuid default null,
+  after_execution_id bigint default null
+)
+returns table (
+  occurred_at timestamptz,
+  source_id uuid,
+  execution_id bigint,
+  workflow_id text,
+  mode text,
+  status text,
+  started_at timestamptz,
+  stopped_at timestamptz,
+  duration_ms bigint,
+  billable boolean,
+  billing_period_start timestamptz,
+  billing_period_end timestamptz
+)
+language plpgsql stable
+security invoker
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  t public.tenants;
+  bounds record;
+  page_size int := least(coalesce(tenant_usage_export.max_rows, 1000), 1000);
+begin
+  if page_size < 1 then
+    raise exception 'max_rows must be at least 1 (got %)', tenant_usage_export.max_rows
+      using errcode = '22023';
+  end if;
+  if tenant_usage_export.after_occurred_at is not null
+     and (tenant_usage_export.after_source_id is null or tenant_usage_export.after_execution_id is null) then
+    raise exception 'after_occurred_at, after_source_id and after_execution_id go together (the last row of the previous page)'
+      using errcode = '22023';
+  end if;
+  select * into t from public.tenants x where x.id = tenant_usage_export.tenant_id;
+  if not found then
+    return;
+  end if;
+  -- The period as counted, as tenant_workflow_breakdown finds it.
+  select c.period_start, c.period_end into bounds
+  from public.usage_counters c
+  where c.tenant_id = t.id
+    and c.period_start <= coalesce(tenant_usage_export.period_start, now())
+    and c.period_end > coalesce(tenant_usage_export.period_start, now())
+  order by c.period_start desc
+  limit 1;
+  if not found then
+    select * into bounds from private.billing_period(
+      t.current_period_start, t.current_period_end, coalesce(tenant_usage_export.period_start, now())
+    );
+  end if;
+
+  return query
+  select e.occurred_at, e.source_id, e.execution_id, e.workflow_id, e.mode, e.status,
+         e.started_at, e.stopped_at, e.duration_ms, e.billable, bounds.period_start, bounds.period_end
+  from public.executions e
+  where e.tenant_id = t.id
+    and e.occurred_at >= bounds.period_start and e.occurred_at < bounds.period_end
+    and e.period_start = bounds.period_start
+    -- A first key below every row, not "after is null or …", which would keep the row
+    -- comparison out of the index condition of a generic plan (every page reading the
+    -- period from its start).
+    and (e.occurred_at, e.source_id, e.execution_id)
+        > (coalesce(tenant_usage_export.after_occurred_at, '-infinity'::timestamptz),
+           coalesce(tenant_usage_export.after_source_id, '00000000-0000-0000-0000-000000000000'::uuid),
+           coalesce(tenant_usage_export.after_execution_id, -1))
+  order by e.occurred_at, e.source_id, e.execution_id
+  limit page_size;
+end;
+$$;
+comment on function public.tenant_usage_export(uuid, timestamptz, int, timestamptz, uuid, bigint) is
+$$The raw executions of one tenant counted in one billing period (their totals are that period's counters), for a CSV download.
+period_start: null = the current period; otherwise the period containing that instant. Keyset pagination in (occurred_at, source_id, execution_id) order: at most max_rows (default and cap 1000);
+the next page passes after_occurred_at, after_source_id, after_execution_id = the last row's; stop at an empty page.
+Columns: occurred_at (started_at, else stopped_at), source_id, execution_id (n8n's), workflow_id, mode, status, started_at, stopped_at, duration_ms, billable, billing_period_start, billing_period_end (the period's bounds).
+No rows when the caller is not a member of the tenant.$$;
+
 -- Alerts ------------------------------------------------------------------------------
 
 create or replace function public.tenant_alerts(
@@ -375,6 +464,7 @@ revoke execute on function
   public.tenant_usage_daily(uuid, date, date),
   public.tenant_workflow_breakdown(uuid, timestamptz, int, text),
   public.tenant_usage_history(uuid, int, timestamptz),
+  public.tenant_usage_export(uuid, timestamptz, int, timestamptz, uuid, bigint),
   public.tenant_alerts(uuid, boolean, int, bigint)
   from public, anon;
 grant execute on function
@@ -383,5 +473,6 @@ grant execute on function
   public.tenant_usage_daily(uuid, date, date),
   public.tenant_workflow_breakdown(uuid, timestamptz, int, text),
   public.tenant_usage_history(uuid, int, timestamptz),
+  public.tenant_usage_export(uuid, timestamptz, int, timestamptz, uuid, bigint),
   public.tenant_alerts(uuid, boolean, int, bigint)
   to authenticated, service_role;

@@ -1,5 +1,5 @@
--- Operator functions: scheduled runs, history retention, the status snapshot and the
--- collector's health. Service-only.
+-- Operator functions: scheduled runs, history retention, the status snapshot, the
+-- collector's health and the usage export. Service-only.
 
 create or replace function public.start_scheduled_run(function_name text)
 returns uuid
@@ -248,3 +248,190 @@ as $$
 $$;
 revoke execute on function public.collector_health(uuid[]) from public, anon, authenticated;
 grant execute on function public.collector_health(uuid[]) to service_role;
+
+-- Usage export ----------------------------------------------------------------------------
+
+-- `flowmeter export usage` reads through these, one keyset page per call, so an export of
+-- millions of executions holds one page at a time. Each page starts strictly after the
+-- last row of the one before, in the order of an index: per day from usage_daily (kept
+-- for ever, so days outlive the raw executions), per workflow and per execution from the
+-- raw executions of [from_at, to_at) by their start. tenant_ids null is every tenant.
+-- The caller stops at an empty page, not a short one: PostgREST's max-rows setting may
+-- cut any page shorter than max_rows. The first page starts after a key below every row
+-- (the nil uuid) rather than under "after is null or …": an OR keeps the row comparison
+-- out of the index condition, and every page would read the range from its start. For
+-- the same reason the tenants asked for bound the scan (lowest to highest), so the last,
+-- empty page of one tenant's export does not read every later tenant's rows.
+
+create or replace function public.export_usage_size(
+  tenant_ids uuid[] default null,
+  from_day date default null,
+  to_day date default null
+)
+returns table (days bigint, executions bigint)
+language sql stable
+set search_path = ''
+as $$
+  select count(*), coalesce(sum(d.executions), 0)::bigint
+  from public.usage_daily d
+  where (export_usage_size.tenant_ids is null or d.tenant_id = any (export_usage_size.tenant_ids))
+    and d.day between export_usage_size.from_day and export_usage_size.to_day;
+$$;
+comment on function public.export_usage_size(uuid[], date, date) is
+$$What an export of the UTC days from_day to to_day (inclusive) holds, from the daily totals: days = tenant-days with usage, executions = their finished executions. For progress.$$;
+
+create or replace function private.export_page_size(max_rows int)
+returns int
+language plpgsql immutable
+set search_path = ''
+as $$
+begin
+  if max_rows is null or max_rows < 1 then
+    raise exception 'max_rows must be at least 1 (got %)', max_rows using errcode = '22023';
+  end if;
+  return least(max_rows, 5000);
+end;
+$$;
+
+create or replace function public.export_usage_days(
+  tenant_ids uuid[] default null,
+  from_day date default null,
+  to_day date default null,
+  after_tenant_id uuid default null,
+  after_day date default null,
+  max_rows int default 1000
+)
+returns table (
+  tenant_id uuid,
+  external_ref text,
+  day date,
+  executions bigint,
+  billable bigint,
+  failed bigint,
+  duration_ms bigint
+)
+language sql stable
+set search_path = ''
+as $$
+  select d.tenant_id, t.external_ref, d.day, d.executions, d.billable, d.failed, d.duration_ms
+  from public.usage_daily d
+  join public.tenants t on t.id = d.tenant_id
+  where (export_usage_days.tenant_ids is null or d.tenant_id = any (export_usage_days.tenant_ids))
+    and d.tenant_id between coalesce((select x from unnest(export_usage_days.tenant_ids) x order by x limit 1), '00000000-0000-0000-0000-000000000000'::uuid)
+                      and coalesce((select x from unnest(export_usage_days.tenant_ids) x order by x desc limit 1), 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
+    and d.day between export_usage_days.from_day and export_usage_days.to_day
+    and (d.tenant_id, d.day)
+        > (coalesce(export_usage_days.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), coalesce(export_usage_days.after_day, '-infinity'::date))
+  order by d.tenant_id, d.day
+  limit private.export_page_size(export_usage_days.max_rows);
+$$;
+comment on function public.export_usage_days(uuid[], date, date, uuid, date, int) is
+$$Usage per tenant and UTC day (days with usage only), from_day to to_day inclusive, in (tenant_id, day) order; the next page passes the last row's tenant_id and day. At most max_rows (capped at 5000).
+failed = executions that did not succeed (error, crashed, canceled), billable or not.$$;
+
+create or replace function public.export_usage_workflows(
+  tenant_ids uuid[] default null,
+  from_at timestamptz default null,
+  to_at timestamptz default null,
+  after_tenant_id uuid default null,
+  after_workflow_id text default null,
+  max_rows int default 1000
+)
+returns table (
+  tenant_id uuid,
+  external_ref text,
+  workflow_id text,
+  executions bigint,
+  billable bigint,
+  failed bigint,
+  duration_ms bigint
+)
+language sql stable
+set search_path = ''
+as $$
+  select w.tenant_id, t.external_ref, w.workflow_id, w.executions, w.billable, w.failed, w.duration_ms
+  from (
+    select e.tenant_id, e.workflow_id, count(*) as executions,
+           count(*) filter (where e.billable) as billable,
+           count(*) filter (where e.status <> 'success') as failed,
+           coalesce(sum(e.duration_ms), 0)::bigint as duration_ms
+    from public.executions e
+    where (export_usage_workflows.tenant_ids is null or e.tenant_id = any (export_usage_workflows.tenant_ids))
+      and e.tenant_id between coalesce((select x from unnest(export_usage_workflows.tenant_ids) x order by x limit 1), '00000000-0000-0000-0000-000000000000'::uuid)
+                        and coalesce((select x from unnest(export_usage_workflows.tenant_ids) x order by x desc limit 1), 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
+      and e.occurred_at >= export_usage_workflows.from_at and e.occurred_at < export_usage_workflows.to_at
+      and (e.tenant_id, e.workflow_id)
+          > (coalesce(export_usage_workflows.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), coalesce(export_usage_workflows.after_workflow_id, ''))
+    group by e.tenant_id, e.workflow_id
+    order by e.tenant_id, e.workflow_id
+    limit private.export_page_size(export_usage_workflows.max_rows)
+  ) w
+  join public.tenants t on t.id = w.tenant_id
+  order by w.tenant_id, w.workflow_id;
+$$;
+comment on function public.export_usage_workflows(uuid[], timestamptz, timestamptz, uuid, text, int) is
+$$Usage per tenant and n8n workflow of the raw executions started in [from_at, to_at), in (tenant_id, workflow_id) order; the next page passes the last row's tenant_id and workflow_id. At most max_rows (capped at 5000).
+failed = executions that did not succeed (error, crashed, canceled), billable or not; duration_ms = total run time.$$;
+
+create or replace function public.export_usage_executions(
+  tenant_ids uuid[] default null,
+  from_at timestamptz default null,
+  to_at timestamptz default null,
+  after_tenant_id uuid default null,
+  after_occurred_at timestamptz default null,
+  after_source_id uuid default null,
+  after_execution_id bigint default null,
+  max_rows int default 1000
+)
+returns table (
+  tenant_id uuid,
+  external_ref text,
+  occurred_at timestamptz,
+  source_id uuid,
+  execution_id bigint,
+  workflow_id text,
+  mode text,
+  status text,
+  started_at timestamptz,
+  stopped_at timestamptz,
+  duration_ms bigint,
+  billable boolean,
+  period_start timestamptz
+)
+language sql stable
+set search_path = ''
+as $$
+  select e.tenant_id, t.external_ref, e.occurred_at, e.source_id, e.execution_id, e.workflow_id,
+         e.mode, e.status, e.started_at, e.stopped_at, e.duration_ms, e.billable, e.period_start
+  from public.executions e
+  join public.tenants t on t.id = e.tenant_id
+  where (export_usage_executions.tenant_ids is null or e.tenant_id = any (export_usage_executions.tenant_ids))
+    and e.tenant_id between coalesce((select x from unnest(export_usage_executions.tenant_ids) x order by x limit 1), '00000000-0000-0000-0000-000000000000'::uuid)
+                      and coalesce((select x from unnest(export_usage_executions.tenant_ids) x order by x desc limit 1), 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
+    and e.occurred_at >= export_usage_executions.from_at and e.occurred_at < export_usage_executions.to_at
+    and (e.tenant_id, e.occurred_at, e.source_id, e.execution_id)
+        > (coalesce(export_usage_executions.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid),
+           coalesce(export_usage_executions.after_occurred_at, '-infinity'::timestamptz),
+           coalesce(export_usage_executions.after_source_id, '00000000-0000-0000-0000-000000000000'::uuid),
+           coalesce(export_usage_executions.after_execution_id, -1))
+  order by e.tenant_id, e.occurred_at, e.source_id, e.execution_id
+  limit private.export_page_size(export_usage_executions.max_rows);
+$$;
+comment on function public.export_usage_executions(uuid[], timestamptz, timestamptz, uuid, timestamptz, uuid, bigint, int) is
+$$The raw executions started in [from_at, to_at), in (tenant_id, occurred_at, source_id, execution_id) order; the next page passes those of the last row. At most max_rows (capped at 5000).
+occurred_at = started_at, else stopped_at; period_start = the tenant billing period the execution was counted in.$$;
+
+revoke execute on function
+  public.export_usage_size(uuid[], date, date),
+  private.export_page_size(int),
+  public.export_usage_days(uuid[], date, date, uuid, date, int),
+  public.export_usage_workflows(uuid[], timestamptz, timestamptz, uuid, text, int),
+  public.export_usage_executions(uuid[], timestamptz, timestamptz, uuid, timestamptz, uuid, bigint, int)
+  from public, anon, authenticated;
+grant execute on function
+  public.export_usage_size(uuid[], date, date),
+  private.export_page_size(int),
+  public.export_usage_days(uuid[], date, date, uuid, date, int),
+  public.export_usage_workflows(uuid[], timestamptz, timestamptz, uuid, text, int),
+  public.export_usage_executions(uuid[], timestamptz, timestamptz, uuid, timestamptz, uuid, bigint, int)
+  to service_role;

@@ -14,6 +14,7 @@ const AUTHENTICATED_CALLABLE = new Set<string>([
   'tenant_usage_daily',
   'tenant_workflow_breakdown',
   'tenant_usage_history',
+  'tenant_usage_export',
   'tenant_alerts',
   // private helpers the tenant-facing functions call (pure, or RLS-filtered)
   'billing_period',

@@ -9,7 +9,13 @@ import {
   type UsageDb,
 } from '../../src/usage-client/index.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
-import { addMember, createPlan, createTenant, createUser } from '../support/fixtures.ts';
+import {
+  addMember,
+  createPlan,
+  createTenant,
+  createUser,
+  ingestExecutions as ingest,
+} from '../support/fixtures.ts';
 import { anonClient, serviceClient, superuser, uniqueId, userClient } from '../support/stack.ts';
 
 /**
@@ -30,51 +36,6 @@ const monthStart = (ms: number, offset = 0) => {
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + offset, 1);
 };
 const sameInstant = (actual: string, expected: number) => expect(Date.parse(actual)).toBe(expected);
-
-interface Run {
-  workflow: string;
-  startedAt: number;
-  status?: 'success' | 'error' | 'crashed' | 'canceled';
-  mode?: string;
-  /** null: never stopped (no duration). */
-  durationMs?: number | null;
-}
-
-/** Stores finished executions through the collector's own SQL (a new leased source). */
-async function ingest(tenantId: string, runs: Run[]): Promise<void> {
-  const db = serviceClient();
-  const { data: source, error: sourceError } = await db.rpc('add_n8n_source', {
-    tenant_id: tenantId,
-    name: 'main',
-    base_url: `https://${uniqueId('n8n')}.example.test`,
-    api_key_ciphertext: 'fm1.k1.aXY.dGFn.Y2lwaGVy',
-  });
-  if (sourceError || !source) throw new Error(`add_n8n_source: ${sourceError?.message}`);
-  const { data: claimed, error: claimError } = await db.rpc('claim_collector_sources', {
-    source_ids: [source.id],
-    ignore_schedule: true,
-  });
-  const lease = claimed?.[0]?.lease_token;
-  if (claimError || !lease) throw new Error(`claim_collector_sources: ${claimError?.message}`);
-  const { error } = await db.rpc('ingest_execution_page', {
-    source_id: source.id,
-    lease_token: lease,
-    executions: runs.map((r, i) => {
-      const duration = r.durationMs === undefined ? 1000 : r.durationMs;
-      return {
-        id: i + 1,
-        status: r.status ?? 'success',
-        mode: r.mode ?? 'trigger',
-        workflow_id: r.workflow,
-        started_at: iso(r.startedAt),
-        stopped_at: duration === null ? null : iso(r.startedAt + duration),
-        retry_of: null,
-      };
-    }),
-  });
-  if (error) throw new Error(`ingest_execution_page: ${error.message}`);
-  await db.rpc('release_collector_sources', { source_ids: [source.id], lease_tokens: [lease] });
-}
 
 async function memberOf(...tenantIds: string[]): Promise<{ userId: string; db: UsageDb }> {
   const userId = await createUser();
@@ -555,6 +516,7 @@ describe('security', () => {
       ['tenant_usage_daily', { tenant_id: tenantId }],
       ['tenant_workflow_breakdown', { tenant_id: tenantId }],
       ['tenant_usage_history', { tenant_id: tenantId }],
+      ['tenant_usage_export', { tenant_id: tenantId }],
       ['tenant_alerts', { tenant_id: tenantId }],
     ] as const;
 

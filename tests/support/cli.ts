@@ -3,10 +3,14 @@ import { runCli } from '../../src/cli/main.ts';
 import { keyring } from './collector.ts';
 import { stack } from './stack.ts';
 
-/** A terminal for progress bars: what cli-progress draws, kept as text. */
-export class FakeTerminal extends Writable {
-  readonly isTTY = true;
-  readonly columns = 120;
+export interface CliRun {
+  code: number;
+  out: string;
+  err: string;
+}
+
+/** What a command streams to stdout (`export usage`), kept as text. */
+export class CapturedStream extends Writable {
   text = '';
   override _write(chunk: Buffer, _encoding: string, done: () => void) {
     this.text += chunk.toString();
@@ -14,10 +18,10 @@ export class FakeTerminal extends Writable {
   }
 }
 
-export interface CliRun {
-  code: number;
-  out: string;
-  err: string;
+/** A terminal for progress bars: what cli-progress draws, kept as text. */
+export class FakeTerminal extends CapturedStream {
+  readonly isTTY = true;
+  readonly columns = 120;
 }
 
 /**
@@ -30,9 +34,11 @@ export function runCliWith(
 ): Promise<CliRun> {
   const out: string[] = [];
   const err: string[] = [];
+  const stdout = new CapturedStream();
   return runCli(args, {
     out: (t) => out.push(t),
     err: (t) => err.push(t),
+    stdout,
     env: {
       SUPABASE_URL: stack.supabaseUrl,
       SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
@@ -41,7 +47,7 @@ export function runCliWith(
     },
     readStdin: async () => options.stdin ?? '',
     ...(options.stderr ? { stderr: options.stderr } : {}),
-  }).then((code) => ({ code, out: out.join('\n'), err: err.join('\n') }));
+  }).then((code) => ({ code, out: out.join('\n') + stdout.text, err: err.join('\n') }));
 }
 
 /** `flowmeter plans set` of a plan metering n8n_executions on `meterId`, 100 included. */

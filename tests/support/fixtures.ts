@@ -44,3 +44,50 @@ export async function addMember(tenantId: string, userId: string, role = 'viewer
   });
   if (error) throw new Error(`add_tenant_member: ${error.message}`);
 }
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+export interface Run {
+  workflow: string;
+  startedAt: number;
+  status?: 'success' | 'error' | 'crashed' | 'canceled';
+  mode?: string;
+  /** null: never stopped (no duration). */
+  durationMs?: number | null;
+}
+
+/** Stores finished executions through the collector's own SQL (a new leased source). */
+export async function ingestExecutions(tenantId: string, runs: Run[]): Promise<void> {
+  const db = serviceClient();
+  const { data: source, error: sourceError } = await db.rpc('add_n8n_source', {
+    tenant_id: tenantId,
+    name: 'main',
+    base_url: `https://${uniqueId('n8n')}.example.test`,
+    api_key_ciphertext: 'fm1.k1.aXY.dGFn.Y2lwaGVy',
+  });
+  if (sourceError || !source) throw new Error(`add_n8n_source: ${sourceError?.message}`);
+  const { data: claimed, error: claimError } = await db.rpc('claim_collector_sources', {
+    source_ids: [source.id],
+    ignore_schedule: true,
+  });
+  const lease = claimed?.[0]?.lease_token;
+  if (claimError || !lease) throw new Error(`claim_collector_sources: ${claimError?.message}`);
+  const { error } = await db.rpc('ingest_execution_page', {
+    source_id: source.id,
+    lease_token: lease,
+    executions: runs.map((r, i) => {
+      const duration = r.durationMs === undefined ? 1000 : r.durationMs;
+      return {
+        id: i + 1,
+        status: r.status ?? 'success',
+        mode: r.mode ?? 'trigger',
+        workflow_id: r.workflow,
+        started_at: iso(r.startedAt),
+        stopped_at: duration === null ? null : iso(r.startedAt + duration),
+        retry_of: null,
+      };
+    }),
+  });
+  if (error) throw new Error(`ingest_execution_page: ${error.message}`);
+  await db.rpc('release_collector_sources', { source_ids: [source.id], lease_tokens: [lease] });
+}

@@ -1,3 +1,4 @@
+import { Writable } from 'node:stream';
 import fc from 'fast-check';
 import { HttpResponse, http } from 'msw';
 import { setupServer } from 'msw/node';
@@ -64,7 +65,12 @@ describe('a source URL with credentials', () => {
         '--api-key',
         'k',
       ],
-      { out: () => {}, err: (t) => err.push(t), env: {} },
+      {
+        out: () => {},
+        err: (t) => err.push(t),
+        stdout: new Writable({ write: (_chunk, _encoding, done) => done() }),
+        env: {},
+      },
     );
     expect(code).toBe(EXIT.usage);
     expect(err.join('\n')).toMatch(/user name or password/);
