@@ -98,6 +98,7 @@ export type Database = {
       };
       collection_gaps: {
         Row: {
+          acknowledged_at: string | null;
           detail: string | null;
           detected_at: string;
           from_id: number;
@@ -109,6 +110,7 @@ export type Database = {
         };
         ComputedFields: never;
         Insert: {
+          acknowledged_at?: string | null;
           detail?: string | null;
           detected_at?: string;
           from_id: number;
@@ -119,6 +121,7 @@ export type Database = {
           to_id: number;
         };
         Update: {
+          acknowledged_at?: string | null;
           detail?: string | null;
           detected_at?: string;
           from_id?: number;
@@ -514,6 +517,51 @@ export type Database = {
           },
         ];
       };
+      operator_actions: {
+        Row: {
+          action: string;
+          actor_email: string | null;
+          actor_sub: string;
+          at: string;
+          detail: NonNullable<Json>;
+          id: number;
+          object_id: string;
+          object_type: string;
+          tenant_id: string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          action: string;
+          actor_email?: string | null;
+          actor_sub: string;
+          at?: string;
+          detail?: NonNullable<Json>;
+          id?: never;
+          object_id: string;
+          object_type: string;
+          tenant_id?: string | null;
+        };
+        Update: {
+          action?: string;
+          actor_email?: string | null;
+          actor_sub?: string;
+          at?: string;
+          detail?: NonNullable<Json>;
+          id?: never;
+          object_id?: string;
+          object_type?: string;
+          tenant_id?: string | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'operator_actions_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
       plan_prices: {
         Row: {
           created_at: string;
@@ -555,6 +603,7 @@ export type Database = {
           limit_policy: string;
           name: string;
           overage_unit_amount: number | null;
+          recurring_amount: number | null;
           stripe_meter_event_name: string | null;
           stripe_meter_id: string | null;
           trial_included_executions: number | null;
@@ -574,6 +623,7 @@ export type Database = {
           limit_policy?: string;
           name: string;
           overage_unit_amount?: number | null;
+          recurring_amount?: number | null;
           stripe_meter_event_name?: string | null;
           stripe_meter_id?: string | null;
           trial_included_executions?: number | null;
@@ -592,6 +642,7 @@ export type Database = {
           limit_policy?: string;
           name?: string;
           overage_unit_amount?: number | null;
+          recurring_amount?: number | null;
           stripe_meter_event_name?: string | null;
           stripe_meter_id?: string | null;
           trial_included_executions?: number | null;
@@ -1386,8 +1437,33 @@ export type Database = {
           tenant_id: string;
         }[];
       };
+      operator_acknowledge_gaps: { Args: { source_id: string }; Returns: Json };
+      operator_health: { Args: Record<PropertyKey, never>; Returns: Json };
+      operator_overview: {
+        Args: { max_near_limit?: number; plan_ids?: string[]; top_rows?: number };
+        Returns: Json;
+      };
+      operator_resend_alert_delivery: {
+        Args: { alert_id: number; channel_id: number };
+        Returns: Json;
+      };
+      operator_set_source_enabled: { Args: { enabled: boolean; source_id: string }; Returns: Json };
       operator_status: {
         Args: { max_runs?: number; max_sources?: number; tenant_ids?: string[] };
+        Returns: Json;
+      };
+      operator_tenant: { Args: { max_rows?: number; tenant_id: string }; Returns: Json };
+      operator_tenants: {
+        Args: {
+          after?: Json;
+          descending?: boolean;
+          levels?: string[];
+          max_rows?: number;
+          plan_ids?: string[];
+          search?: string;
+          sort?: string;
+          statuses?: string[];
+        };
         Returns: Json;
       };
       prune_history: { Args: { batch?: number; retention_months?: number }; Returns: Json };
@@ -1592,6 +1668,7 @@ export type Database = {
           limit_policy?: string;
           name?: string;
           overage_unit_amount?: number;
+          recurring_amount?: number;
           stripe_meter_event_name?: string;
           stripe_meter_id?: string;
           stripe_price_id?: string;
@@ -1610,6 +1687,7 @@ export type Database = {
           limit_policy: string;
           name: string;
           overage_unit_amount: number | null;
+          recurring_amount: number | null;
           stripe_meter_event_name: string | null;
           stripe_meter_id: string | null;
           trial_included_executions: number | null;

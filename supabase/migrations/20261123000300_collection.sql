@@ -105,6 +105,8 @@ create table public.collection_gaps (
   to_id bigint not null,
   detail text,
   detected_at timestamptz not null default now(),
+  -- Set when an operator has looked at the gap (operator_acknowledge_gaps); the gap stays.
+  acknowledged_at timestamptz,
   constraint collection_gaps_range check (to_id >= from_id)
 );
 comment on table public.collection_gaps is 'Executions that may be missing from the counters, for the operator to see.';
