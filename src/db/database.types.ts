@@ -1360,6 +1360,7 @@ export type Database = {
           limit_policy: string;
           name: string;
           overage_unit_amount: number;
+          recurring_amount: number;
           stripe_meter_event_name: string;
           stripe_meter_id: string;
           stripe_price_ids: string[];

@@ -129,7 +129,8 @@ returns table (
   stripe_meter_id text,
   stripe_price_ids text[],
   active boolean,
-  tenants bigint
+  tenants bigint,
+  recurring_amount numeric
 )
 language sql stable
 set search_path = ''
@@ -139,7 +140,8 @@ as $$
          p.stripe_meter_id,
          array(select pp.stripe_price_id from public.plan_prices pp where pp.plan_id = p.id order by pp.stripe_price_id),
          p.active,
-         (select count(*) from public.tenants t where t.plan_id = p.id)
+         (select count(*) from public.tenants t where t.plan_id = p.id),
+         p.recurring_amount
   from public.plans p
   where list_plans.plan_ids is null or p.id = any (list_plans.plan_ids)
   order by p.id;
