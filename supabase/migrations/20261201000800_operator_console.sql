@@ -298,6 +298,9 @@ begin
         using errcode = '22023';
     end if;
   end if;
+  if length(search) > 200 then
+    raise exception 'search is at most 200 characters (got %)', length(search) using errcode = '22023';
+  end if;
   if nullif(btrim(search), '') is not null then
     pattern := '%' || replace(replace(replace(btrim(search), '\', '\\'), '%', '\%'), '_', '\_') || '%';
   end if;
@@ -366,7 +369,7 @@ $$;
 comment on function public.operator_tenants(text, text[], text[], text[], text, boolean, int, jsonb) is
 $$security definer: reads every tenant with its plan and counters, which row-level security hides from an operator's authenticated role; require_operator() runs first.
 Operators only (42501 / HTTP 403 otherwise). One page of tenants in their current billing period: {total, rows, next}.
-search: part of the name or external reference, case-insensitive; plan_ids, levels (normal | warning | limit | overage), statuses (subscription statuses): any of (null = all).
+search: part of the name or external reference, case-insensitive, at most 200 characters; plan_ids, levels (normal | warning | limit | overage), statuses (subscription statuses): any of (null = all).
 sort: name | external_ref | plan (its name) | subscription_status | used | quota | percent | level | executions | reserved | estimated_overage_amount | created_at, descending or not; ties by tenant id in the same direction.
 Nulls: no external_ref sorts as '', an unlimited quota as 10^19, an unlimited plan's percent as -1.
 Keyset pagination: at most max_rows (default 50, 1 to 500) rows; next is null on the last page, otherwise passed as `after` (with the same search, filters and sort) for the following page.

@@ -418,9 +418,14 @@ describe('operator_tenants', () => {
     ]);
   });
 
-  it('answers 400 for an unknown sort column, a bad cursor or a page too large', async () => {
+  it('answers 400 for an unknown sort column, a bad cursor, a page too large or a search too long', async () => {
     const db = await operator();
-    for (const args of [{ sort: 'password' }, { after: { id: 'nope' } }, { max_rows: 501 }]) {
+    for (const args of [
+      { sort: 'password' },
+      { after: { id: 'nope' } },
+      { max_rows: 501 },
+      { search: 'x'.repeat(201) },
+    ]) {
       const { status, error } = await db.rpc('operator_tenants', args);
       expect(status).toBe(400);
       expect(error?.code).toBe('22023');
