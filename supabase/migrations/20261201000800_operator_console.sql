@@ -66,7 +66,7 @@ revoke all on function private.record_operator_action(text, text, text, uuid, js
 
 -- Every tenant's current period, with the columns the console sorts and filters on --------
 
-create or replace function private.operator_tenant_rows()
+create or replace function private.operator_tenant_rows(for_tenants uuid[] default null)
 returns table (
   tenant_id uuid,
   tenant_name text,
@@ -98,11 +98,11 @@ as $$
          s.subscription_status, s.period_start, s.period_end, s.used, s.quota, s.remaining,
          s.percent, s.level, s.overage_units, s.estimated_overage_amount, s.currency,
          s.reserved, s.executions, s.failed, p.recurring_amount, t.created_at
-  from private.tenant_usage_summary_rows(null) s
+  from private.tenant_usage_summary_rows(operator_tenant_rows.for_tenants) s
   join public.tenants t on t.id = s.tenant_id
   join public.plans p on p.id = s.plan_id;
 $$;
-revoke all on function private.operator_tenant_rows() from public, anon, authenticated;
+revoke all on function private.operator_tenant_rows(uuid[]) from public, anon, authenticated;
 
 -- Overview ----------------------------------------------------------------------------
 
@@ -273,6 +273,7 @@ declare
   after_text text;
   after_id uuid;
   pattern text;
+  usage_needed boolean;
   result jsonb;
 begin
   perform private.require_operator();
@@ -305,62 +306,83 @@ begin
     pattern := '%' || replace(replace(replace(btrim(search), '\', '\\'), '%', '\%'), '_', '\_') || '%';
   end if;
 
-  -- Every tenant's sort key is one number and one text (the one the column does not use
-  -- is constant), so one row comparison with the id as the last tie-breaker pages any
-  -- column in either direction. Nulls get a place: no external reference sorts first,
-  -- an unlimited quota last (as 10^19), an unlimited plan's share below 0 %.
-  with keyed as (
-    select r.*,
+  usage_needed := sort in ('used', 'quota', 'percent', 'level', 'executions', 'reserved',
+                           'estimated_overage_amount') or levels is not null;
+
+  -- Sorting or filtering on usage ranks every tenant's current period (one pass over all
+  -- of them); otherwise the page is chosen from the tenants table alone and only its rows
+  -- are summarised, which keeps the default view cheap however many tenants there are.
+  -- Every sort key is one number and one text (the one the column does not use is
+  -- constant), so one row comparison with the id as the last tie-breaker pages any column
+  -- in either direction. Nulls get a place: no external reference sorts first, an
+  -- unlimited quota last (as 10^19), an unlimited plan's share below 0 %.
+  with candidates as (
+    select r.tenant_id, r.tenant_name, r.external_ref, r.plan_id, r.plan_name, r.subscription_status,
+           r.created_at, r.used, r.quota, r.percent, r.level, r.executions, r.reserved,
+           r.estimated_overage_amount
+    from private.operator_tenant_rows() r
+    where usage_needed and (levels is null or r.level = any (levels))
+    union all
+    select t.id, t.name, t.external_ref, t.plan_id, p.name, t.subscription_status, t.created_at,
+           null, null, null, null, null, null, null
+    from public.tenants t
+    join public.plans p on p.id = t.plan_id
+    where not usage_needed
+  ),
+  keyed as (
+    select c.tenant_id,
            case sort
-             when 'used' then r.used::numeric
-             when 'quota' then coalesce(r.quota::numeric, 1e19)
-             when 'percent' then coalesce(r.percent, -1)
-             when 'level' then array_position(array['normal', 'warning', 'limit', 'overage'], r.level)::numeric
-             when 'executions' then r.executions::numeric
-             when 'reserved' then r.reserved::numeric
-             when 'estimated_overage_amount' then r.estimated_overage_amount
-             when 'created_at' then extract(epoch from r.created_at)
+             when 'used' then c.used::numeric
+             when 'quota' then coalesce(c.quota::numeric, 1e19)
+             when 'percent' then coalesce(c.percent, -1)
+             when 'level' then array_position(array['normal', 'warning', 'limit', 'overage'], c.level)::numeric
+             when 'executions' then c.executions::numeric
+             when 'reserved' then c.reserved::numeric
+             when 'estimated_overage_amount' then c.estimated_overage_amount
+             when 'created_at' then extract(epoch from c.created_at)
              else 0::numeric
            end as k_num,
            case sort
-             when 'name' then r.tenant_name
-             when 'external_ref' then coalesce(r.external_ref, '')
-             when 'plan' then r.plan_name
-             when 'subscription_status' then r.subscription_status
+             when 'name' then c.tenant_name
+             when 'external_ref' then coalesce(c.external_ref, '')
+             when 'plan' then c.plan_name
+             when 'subscription_status' then c.subscription_status
              else ''
            end as k_text
-    from private.operator_tenant_rows() r
-    where (pattern is null or r.tenant_name ilike pattern or r.external_ref ilike pattern)
-      and (plan_ids is null or r.plan_id = any (plan_ids))
-      and (levels is null or r.level = any (levels))
-      and (statuses is null or r.subscription_status = any (statuses))
+    from candidates c
+    where (pattern is null or c.tenant_name ilike pattern or c.external_ref ilike pattern)
+      and (plan_ids is null or c.plan_id = any (plan_ids))
+      and (statuses is null or c.subscription_status = any (statuses))
   ),
   page as (
-    select k.* from keyed k
-    where after_id is null
-       or (not descending and (k.k_num, k.k_text, k.tenant_id) > (after_num, after_text, after_id))
-       or (descending and (k.k_num, k.k_text, k.tenant_id) < (after_num, after_text, after_id))
-    order by case when descending then k.k_num end desc, case when descending then k.k_text end desc,
-             case when descending then k.tenant_id end desc, k.k_num, k.k_text, k.tenant_id
-    limit page_size + 1
-  ),
-  numbered as (
-    select p.*, row_number() over (
-      order by case when descending then p.k_num end desc, case when descending then p.k_text end desc,
-               case when descending then p.tenant_id end desc, p.k_num, p.k_text, p.tenant_id
+    select k.*, row_number() over (
+      order by case when descending then k.k_num end desc, case when descending then k.k_text end desc,
+               case when descending then k.tenant_id end desc, k.k_num, k.k_text, k.tenant_id
     ) as n
-    from page p
+    from (
+      select k.* from keyed k
+      where after_id is null
+         or (not descending and (k.k_num, k.k_text, k.tenant_id) > (after_num, after_text, after_id))
+         or (descending and (k.k_num, k.k_text, k.tenant_id) < (after_num, after_text, after_id))
+      order by case when descending then k.k_num end desc, case when descending then k.k_text end desc,
+               case when descending then k.tenant_id end desc, k.k_num, k.k_text, k.tenant_id
+      limit page_size + 1
+    ) k
   )
   select jsonb_build_object(
     'total', (select count(*) from keyed),
     'rows', coalesce((
-      select jsonb_agg(to_jsonb(x) - 'k_num' - 'k_text' - 'n' order by x.n)
-      from numbered x where x.n <= page_size
+      select jsonb_agg(to_jsonb(r) order by x.n)
+      from page x
+      join private.operator_tenant_rows(
+        (select array_agg(y.tenant_id) from page y where y.n <= page_size)
+      ) r on r.tenant_id = x.tenant_id
+      where x.n <= page_size
     ), '[]'::jsonb),
     'next', (
       select jsonb_build_object('num', x.k_num, 'text', x.k_text, 'id', x.tenant_id)
-      from numbered x
-      where x.n = page_size and exists (select 1 from numbered y where y.n > page_size)
+      from page x
+      where x.n = page_size and exists (select 1 from page y where y.n > page_size)
     )
   ) into result;
   return result;
@@ -401,7 +423,7 @@ begin
       select to_jsonb(s) || jsonb_build_object('external_ref', t.external_ref,
                                                'stripe_customer_id', t.stripe_customer_id,
                                                'stripe_subscription_id', t.stripe_subscription_id)
-      from private.tenant_usage_summary_rows(operator_tenant.tenant_id) s
+      from private.tenant_usage_summary_rows(array[operator_tenant.tenant_id]) s
       join public.tenants t on t.id = s.tenant_id
     ),
     'history', coalesce((
@@ -607,7 +629,7 @@ Operators only (42501 / HTTP 403 otherwise). Makes a failed delivery (retrying o
 PT404 (HTTP 404) for an unknown delivery, PT409 (HTTP 409) for one that is not failed. Records the action in operator_actions. Returns {alert_id, channel_id, tenant_id, status, next_attempt_at}.$$;
 
 revoke execute on function
-  private.operator_tenant_rows(),
+  private.operator_tenant_rows(uuid[]),
   public.operator_overview(int, int, text[]),
   public.operator_tenants(text, text[], text[], text[], text, boolean, int, jsonb),
   public.operator_tenant(uuid, int),

@@ -439,7 +439,7 @@ describe('operator_tenant', () => {
     expect(error).toBeNull();
     if (!data) return;
     const { rows: summary } = await superuser().query(
-      'select * from private.tenant_usage_summary_rows($1)',
+      'select * from private.tenant_usage_summary_rows(array[$1::uuid])',
       [world.nearLimit],
     );
     expect(data.summary).toMatchObject({
