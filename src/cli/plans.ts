@@ -16,6 +16,9 @@ const price = (plan: PlanRow) =>
     ? null
     : `${plan.overage_unit_amount} ${plan.currency} minor units`;
 
+const recurringPrice = (plan: PlanRow) =>
+  plan.recurring_amount === null ? null : `${plan.recurring_amount} ${plan.currency} minor units`;
+
 function planRecord(plan: PlanRow) {
   return renderRecord([
     ['id', plan.id],
@@ -23,6 +26,7 @@ function planRecord(plan: PlanRow) {
     ['policy', plan.limit_policy],
     ['included', count(plan.included_executions)],
     ['overage price', price(plan)],
+    ['recurring price', recurringPrice(plan)],
     ['currency', plan.currency],
     ['alert thresholds', plan.alert_thresholds.map((t) => `${t}%`).join(', ')],
     ['trial included', count(plan.trial_included_executions)],
@@ -39,6 +43,7 @@ interface SetOptions {
   included?: number;
   policy?: 'hard_limit' | 'overage' | 'unlimited';
   overagePrice?: number;
+  recurringPrice?: number;
   currency?: string;
   thresholds?: number[];
   trialIncluded?: number;
@@ -95,6 +100,11 @@ export function registerPlans(program: Command, ctx: CommandContext): void {
       'price of one execution above the quota, in cents (decimals allowed)',
       parser(schemas.overagePrice),
     )
+    .option(
+      '--recurring-price <minor units>',
+      'what the subscription charges per billing period, in cents (for the operator console’s recurring revenue)',
+      parser(schemas.overagePrice),
+    )
     .option('--currency <code>', 'ISO currency (new plans: usd)', parser(schemas.currency))
     .option(
       '--thresholds <list>',
@@ -133,6 +143,7 @@ export function registerPlans(program: Command, ctx: CommandContext): void {
             limit_policy: options.policy,
             included_executions: options.included,
             overage_unit_amount: options.overagePrice,
+            recurring_amount: options.recurringPrice,
             currency: options.currency,
             alert_thresholds: options.thresholds,
             trial_included_executions: options.trialIncluded,
@@ -156,6 +167,7 @@ const SET_PLAN_FLAGS: Record<string, string> = {
   limit_policy: '--policy',
   included_executions: '--included',
   overage_unit_amount: '--overage-price',
+  recurring_amount: '--recurring-price',
   alert_thresholds: '--thresholds',
   trial_included_executions: '--trial-included',
   grace_days: '--grace-days',

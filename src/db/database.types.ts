@@ -526,6 +526,51 @@ export type Database = {
           },
         ];
       };
+      operator_actions: {
+        Row: {
+          action: string;
+          actor_email: string | null;
+          actor_sub: string;
+          at: string;
+          detail: NonNullable<Json>;
+          id: number;
+          object_id: string;
+          object_type: string;
+          tenant_id: string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          action: string;
+          actor_email?: string | null;
+          actor_sub: string;
+          at?: string;
+          detail?: NonNullable<Json>;
+          id?: never;
+          object_id: string;
+          object_type: string;
+          tenant_id?: string | null;
+        };
+        Update: {
+          action?: string;
+          actor_email?: string | null;
+          actor_sub?: string;
+          at?: string;
+          detail?: NonNullable<Json>;
+          id?: never;
+          object_id?: string;
+          object_type?: string;
+          tenant_id?: string | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'operator_actions_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
       plan_prices: {
         Row: {
           created_at: string;
@@ -567,6 +612,7 @@ export type Database = {
           limit_policy: string;
           name: string;
           overage_unit_amount: number | null;
+          recurring_amount: number | null;
           stripe_meter_event_name: string | null;
           stripe_meter_id: string | null;
           trial_included_executions: number | null;
@@ -586,6 +632,7 @@ export type Database = {
           limit_policy?: string;
           name: string;
           overage_unit_amount?: number | null;
+          recurring_amount?: number | null;
           stripe_meter_event_name?: string | null;
           stripe_meter_id?: string | null;
           trial_included_executions?: number | null;
@@ -604,6 +651,7 @@ export type Database = {
           limit_policy?: string;
           name?: string;
           overage_unit_amount?: number | null;
+          recurring_amount?: number | null;
           stripe_meter_event_name?: string | null;
           stripe_meter_id?: string | null;
           trial_included_executions?: number | null;
@@ -1410,6 +1458,7 @@ export type Database = {
           limit_policy: string;
           name: string;
           overage_unit_amount: number;
+          recurring_amount: number;
           stripe_meter_event_name: string;
           stripe_meter_id: string;
           stripe_price_ids: string[];
@@ -1487,8 +1536,33 @@ export type Database = {
           tenant_id: string;
         }[];
       };
+      operator_acknowledge_gaps: { Args: { source_id: string }; Returns: Json };
+      operator_health: { Args: Record<PropertyKey, never>; Returns: Json };
+      operator_overview: {
+        Args: { max_near_limit?: number; plan_ids?: string[]; top_rows?: number };
+        Returns: Json;
+      };
+      operator_resend_alert_delivery: {
+        Args: { alert_id: number; channel_id: number };
+        Returns: Json;
+      };
+      operator_set_source_enabled: { Args: { enabled: boolean; source_id: string }; Returns: Json };
       operator_status: {
         Args: { max_runs?: number; max_sources?: number; tenant_ids?: string[] };
+        Returns: Json;
+      };
+      operator_tenant: { Args: { max_rows?: number; tenant_id: string }; Returns: Json };
+      operator_tenants: {
+        Args: {
+          after?: Json;
+          descending?: boolean;
+          levels?: string[];
+          max_rows?: number;
+          plan_ids?: string[];
+          search?: string;
+          sort?: string;
+          statuses?: string[];
+        };
         Returns: Json;
       };
       prune_history: { Args: { batch?: number; retention_months?: number }; Returns: Json };
@@ -1678,6 +1752,7 @@ export type Database = {
           limit_policy?: string;
           name?: string;
           overage_unit_amount?: number;
+          recurring_amount?: number;
           stripe_meter_event_name?: string;
           stripe_meter_id?: string;
           stripe_price_id?: string;
@@ -1696,6 +1771,7 @@ export type Database = {
           limit_policy: string;
           name: string;
           overage_unit_amount: number | null;
+          recurring_amount: number | null;
           stripe_meter_event_name: string | null;
           stripe_meter_id: string | null;
           trial_included_executions: number | null;

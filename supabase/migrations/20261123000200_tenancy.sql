@@ -52,6 +52,11 @@ create table public.plans (
   -- The meter's id (mtr_…), for reconciling with Stripe's event summaries.
   stripe_meter_id text
     constraint plans_stripe_meter_id_format check (stripe_meter_id ~ '^mtr_[A-Za-z0-9_]+$'),
+  -- What the plan's subscription charges per billing period, in the currency's minor unit
+  -- (the Stripe price's unit_amount_decimal); null when not known. The operator console
+  -- sums it into recurring revenue.
+  recurring_amount numeric(20, 6)
+    constraint plans_recurring_amount_nonnegative check (recurring_amount >= 0),
   constraint plans_quota_matches_policy check (
     (limit_policy = 'unlimited') = (included_executions is null)
   ),

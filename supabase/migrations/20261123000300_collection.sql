@@ -111,7 +111,7 @@ create table public.collection_gaps (
   constraint collection_gaps_range check (to_id >= from_id)
 );
 comment on table public.collection_gaps is 'Executions that may be missing from the counters, for the operator to see.';
-comment on column public.collection_gaps.acknowledged_at is 'When the operator acknowledged the gap (flowmeter sources acknowledge-gaps); status flags gaps not acknowledged.';
+comment on column public.collection_gaps.acknowledged_at is 'When the operator acknowledged the gap (flowmeter sources acknowledge-gaps, or operator_acknowledge_gaps in the console); status flags gaps not acknowledged, and the gap stays listed.';
 create index collection_gaps_source_idx on public.collection_gaps (source_id, detected_at);
 create index collection_gaps_tenant_idx on public.collection_gaps (tenant_id);
 create index collection_gaps_source_range_idx on public.collection_gaps (source_id, from_id, to_id);

@@ -18,8 +18,9 @@
 -- The work is done in plpgsql, whose plans are cached per session (a sql function is
 -- planned on every call, which costs more than this whole query). plpgsql does not allow
 -- an input and an output column of the same name, which the API's tenant_id is, hence
--- this inner function and a thin sql one with the API's names.
-create or replace function private.tenant_usage_summary_rows(for_tenant uuid)
+-- this inner function and a thin sql one with the API's names. It takes a list of tenants
+-- so the operator console can summarise one page of them in one call.
+create or replace function private.tenant_usage_summary_rows(for_tenants uuid[])
 returns table (
   tenant_id uuid,
   tenant_name text,
@@ -68,7 +69,7 @@ begin
   ) q
   cross join lateral private.usage_standing(u.used, q.quota, p.alert_thresholds) st
   cross join lateral (select greatest(0, u.used - q.quota) as units) o
-  where tenant_usage_summary_rows.for_tenant is null or t.id = tenant_usage_summary_rows.for_tenant
+  where tenant_usage_summary_rows.for_tenants is null or t.id = any (tenant_usage_summary_rows.for_tenants)
   order by t.name, t.id;
 end;
 $$;
@@ -99,7 +100,9 @@ language sql stable
 security invoker
 set search_path = ''
 as $$
-  select * from private.tenant_usage_summary_rows(tenant_usage_summary.tenant_id);
+  select * from private.tenant_usage_summary_rows(
+    case when tenant_usage_summary.tenant_id is null then null else array[tenant_usage_summary.tenant_id] end
+  );
 $$;
 comment on function public.tenant_usage_summary(uuid) is
 $$Current billing period usage of each tenant the caller is a member of (or only tenant_id), one row per tenant.
@@ -459,7 +462,7 @@ unread_only: only alerts not yet read. Columns are those of usage_alerts: id, te
 used and quota when the threshold was reached, created_at, read_at. No rows when the caller is not a member of the tenant.$$;
 
 revoke execute on function
-  private.tenant_usage_summary_rows(uuid),
+  private.tenant_usage_summary_rows(uuid[]),
   public.tenant_usage_summary(uuid),
   public.tenant_usage_daily(uuid, date, date),
   public.tenant_workflow_breakdown(uuid, timestamptz, int, text),
@@ -468,7 +471,7 @@ revoke execute on function
   public.tenant_alerts(uuid, boolean, int, bigint)
   from public, anon;
 grant execute on function
-  private.tenant_usage_summary_rows(uuid),
+  private.tenant_usage_summary_rows(uuid[]),
   public.tenant_usage_summary(uuid),
   public.tenant_usage_daily(uuid, date, date),
   public.tenant_workflow_breakdown(uuid, timestamptz, int, text),

@@ -45,7 +45,8 @@ create or replace function public.set_plan(
   -- Which executions count (null = n8n's own rule by default: production modes,
   -- finished statuses).
   billable_modes text[] default null,
-  billable_statuses text[] default null
+  billable_statuses text[] default null,
+  recurring_amount numeric default null
 )
 returns public.plans
 language plpgsql
@@ -100,7 +101,8 @@ begin
     stripe_meter_event_name = coalesce(set_plan.stripe_meter_event_name, p.stripe_meter_event_name),
     stripe_meter_id = coalesce(set_plan.stripe_meter_id, p.stripe_meter_id),
     billable_modes = coalesce(set_plan.billable_modes, p.billable_modes),
-    billable_statuses = coalesce(set_plan.billable_statuses, p.billable_statuses)
+    billable_statuses = coalesce(set_plan.billable_statuses, p.billable_statuses),
+    recurring_amount = coalesce(set_plan.recurring_amount, p.recurring_amount)
   where p.id = set_plan.id
   returning p.* into result;
 
@@ -127,7 +129,8 @@ returns table (
   stripe_meter_id text,
   stripe_price_ids text[],
   active boolean,
-  tenants bigint
+  tenants bigint,
+  recurring_amount numeric
 )
 language sql stable
 set search_path = ''
@@ -137,7 +140,8 @@ as $$
          p.stripe_meter_id,
          array(select pp.stripe_price_id from public.plan_prices pp where pp.plan_id = p.id order by pp.stripe_price_id),
          p.active,
-         (select count(*) from public.tenants t where t.plan_id = p.id)
+         (select count(*) from public.tenants t where t.plan_id = p.id),
+         p.recurring_amount
   from public.plans p
   where list_plans.plan_ids is null or p.id = any (list_plans.plan_ids)
   order by p.id;
@@ -330,7 +334,7 @@ revoke execute on function
   public.list_tenant_members(uuid[]),
   public.auth_user_id(text),
   public.list_operators(),
-  public.set_plan(text, text, text, bigint, numeric, text, smallint[], bigint, int, text, text, text, text[], text[]),
+  public.set_plan(text, text, text, bigint, numeric, text, smallint[], bigint, int, text, text, text, text[], text[], numeric),
   public.list_plans(text[]),
   public.add_tenant(text, text, text, text),
   public.list_tenants(text[])
@@ -341,7 +345,7 @@ grant execute on function
   public.list_tenant_members(uuid[]),
   public.auth_user_id(text),
   public.list_operators(),
-  public.set_plan(text, text, text, bigint, numeric, text, smallint[], bigint, int, text, text, text, text[], text[]),
+  public.set_plan(text, text, text, bigint, numeric, text, smallint[], bigint, int, text, text, text, text[], text[], numeric),
   public.list_plans(text[]),
   public.add_tenant(text, text, text, text),
   public.list_tenants(text[])

@@ -9,6 +9,7 @@ const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
 async function planRow(id: string) {
   const { rows } = await superuser().query(
     `select p.*, p.included_executions::int as included, p.overage_unit_amount::float as overage,
+            p.recurring_amount::float as recurring,
             array(select stripe_price_id from public.plan_prices pp where pp.plan_id = p.id) as prices
      from public.plans p where p.id = $1`,
     [id],
@@ -34,6 +35,8 @@ describe('flowmeter plans set', () => {
       'overage',
       '--overage-price',
       '0.25',
+      '--recurring-price',
+      '4900',
       '--currency',
       'EUR',
       '--thresholds',
@@ -64,8 +67,14 @@ describe('flowmeter plans set', () => {
       stripe_meter_id: 'mtr_test123',
       stripe_price_ids: [price],
       tenants: 0,
+      recurring_amount: 4900,
     });
-    expect(await planRow(id)).toMatchObject({ included: 10000, overage: 0.25, prices: [price] });
+    expect(await planRow(id)).toMatchObject({
+      included: 10000,
+      overage: 0.25,
+      recurring: 4900,
+      prices: [price],
+    });
   });
 
   it('changes only the fields given, keeping the rest', async () => {

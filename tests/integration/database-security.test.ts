@@ -24,6 +24,14 @@ const AUTHENTICATED_CALLABLE = new Set<string>([
   // the operator claim, read by operator RPCs (granted to authenticated, refusing others)
   'is_operator',
   'require_operator',
+  // operator console RPCs: each calls require_operator() first
+  'operator_overview',
+  'operator_tenants',
+  'operator_tenant',
+  'operator_health',
+  'operator_set_source_enabled',
+  'operator_acknowledge_gaps',
+  'operator_resend_alert_delivery',
 ]);
 
 const isTestObject = (name: string) => name.startsWith('rpc_test_');

@@ -16,9 +16,16 @@ export const serviceClient = (): SupabaseClient<Database> =>
 export const anonClient = (): SupabaseClient<Database> =>
   createClient<Database>(stack.supabaseUrl, stack.anonKey, clientOptions);
 
-/** A signed-in tenant user: a JWT minted with the local secret, as Supabase Auth would issue. */
-export async function userClient(userId: string): Promise<SupabaseClient<Database>> {
+/**
+ * A signed-in user: a JWT minted with the local secret, as Supabase Auth would issue, with
+ * any further claims (an operator's `app_metadata`, an `email`).
+ */
+export async function userClient(
+  userId: string,
+  claims: Record<string, unknown> = {},
+): Promise<SupabaseClient<Database>> {
   const token = await signJwt(stack.jwtSecret, {
+    ...claims,
     sub: userId,
     role: 'authenticated',
     aud: 'authenticated',

@@ -1,0 +1,402 @@
+import type { PostgrestError, SupabaseClient } from '@supabase/supabase-js';
+import { z } from 'zod';
+import type { Database } from '../db/database.types.ts';
+import { needsAttention } from '../ops/attention.ts';
+import { type OperatorStatus, operatorStatusSchema } from '../ops/operator-status.ts';
+import { rpcArgs } from '../usage-client/index.ts';
+
+/**
+ * Typed helpers for the operator console RPCs (docs/operator-console.md), for a browser
+ * signed in as an operator: one `supabase.rpc()` call each, every JSON answer checked with
+ * a zod schema. Anyone else gets the database's refusal as the error (42501, HTTP 403).
+ * Amounts are in the currency's minor unit; timestamps stay ISO strings.
+ */
+export type OperatorDb = SupabaseClient<Database>;
+
+/** A refusal or failure from the database, or an answer whose shape this client does not know. */
+export type OperatorError = PostgrestError | { code: 'unexpected_shape'; message: string };
+
+export type OperatorResult<T> = { data: T; error: null } | { data: null; error: OperatorError };
+
+const number = z.coerce.number();
+const when = z.string().nullable();
+const level = z.enum(['normal', 'warning', 'limit', 'overage']);
+
+const rankedTenantSchema = z.object({
+  tenant_id: z.string(),
+  tenant_name: z.string(),
+  plan_id: z.string(),
+  used: number,
+  quota: number.nullable(),
+  percent: number.nullable(),
+  level,
+});
+
+export const overviewSchema = z.object({
+  generated_at: z.string(),
+  tenants: number,
+  tenants_by_plan: z.array(
+    z.object({ plan_id: z.string(), plan_name: z.string(), tenants: number }),
+  ),
+  tenants_by_status: z.array(z.object({ subscription_status: z.string(), tenants: number })),
+  executions: z.object({ total: number, billable: number, reserved: number }),
+  trend: z.object({
+    executions: number,
+    billable: number,
+    previous_executions: number,
+    previous_billable: number,
+    billable_change_percent: number.nullable(),
+  }),
+  revenue: z.array(
+    z.object({
+      currency: z.string(),
+      recurring_amount: number,
+      priced_tenants: number,
+      unpriced_tenants: number,
+      estimated_overage_amount: number,
+      overage_units: number,
+    }),
+  ),
+  top_by_usage: z.array(rankedTenantSchema),
+  top_by_quota_share: z.array(rankedTenantSchema),
+  near_limit: z.object({
+    total: number,
+    tenants: z.array(rankedTenantSchema.extend({ limit_policy: z.string(), reserved: number })),
+  }),
+});
+export type Overview = z.infer<typeof overviewSchema>;
+
+export const tenantRowSchema = z.object({
+  tenant_id: z.string(),
+  tenant_name: z.string(),
+  external_ref: z.string().nullable(),
+  plan_id: z.string(),
+  plan_name: z.string(),
+  limit_policy: z.string(),
+  subscription_status: z.string(),
+  period_start: z.string(),
+  period_end: z.string(),
+  used: number,
+  quota: number.nullable(),
+  remaining: number.nullable(),
+  percent: number.nullable(),
+  level,
+  overage_units: number,
+  estimated_overage_amount: number,
+  currency: z.string(),
+  reserved: number,
+  executions: number,
+  failed: number,
+  recurring_amount: number.nullable(),
+  created_at: z.string(),
+});
+export type TenantRow = z.infer<typeof tenantRowSchema>;
+
+const cursorSchema = z.object({
+  num: z.union([z.number(), z.string()]),
+  text: z.string(),
+  id: z.string(),
+});
+/** Where the next page starts; pass it back unchanged as `after`. */
+export type TenantsCursor = z.infer<typeof cursorSchema>;
+
+export const tenantsPageSchema = z.object({
+  total: number,
+  rows: z.array(tenantRowSchema),
+  next: cursorSchema.nullable(),
+});
+export type TenantsPage = z.infer<typeof tenantsPageSchema>;
+
+export const TENANT_SORTS = [
+  'name',
+  'external_ref',
+  'plan',
+  'subscription_status',
+  'used',
+  'quota',
+  'percent',
+  'level',
+  'executions',
+  'reserved',
+  'estimated_overage_amount',
+  'created_at',
+] as const;
+export type TenantSort = (typeof TENANT_SORTS)[number];
+
+export interface TenantsQuery {
+  /** Part of the name or external reference, case-insensitive. */
+  search?: string;
+  planIds?: string[];
+  levels?: Array<z.infer<typeof level>>;
+  statuses?: string[];
+  /** Default name. */
+  sort?: TenantSort;
+  descending?: boolean;
+  /** Default 50, at most 500. */
+  maxRows?: number;
+  /** The previous page's `next`, with the same search, filters and sort. */
+  after?: TenantsCursor;
+}
+
+const sourceSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  base_url: z.string(),
+  project_id: z.string().nullable(),
+  enabled: z.boolean(),
+  created_at: z.string(),
+  last_attempt_at: when,
+  last_success_at: when,
+  lag_seconds: number.nullable(),
+  consecutive_failures: number,
+  last_error: z.string().nullable(),
+  last_error_at: when,
+  next_attempt_at: when,
+  open_executions: number,
+  gaps: number,
+  unacknowledged_gaps: number,
+  recent_gaps: z.array(
+    z.object({
+      id: number,
+      kind: z.string(),
+      from_id: number,
+      to_id: number,
+      detail: z.string().nullable(),
+      detected_at: z.string(),
+      acknowledged_at: when,
+    }),
+  ),
+});
+
+export const tenantDetailSchema = z.object({
+  summary: tenantRowSchema
+    .omit({ external_ref: true, recurring_amount: true, created_at: true })
+    .extend({
+      external_ref: z.string().nullable(),
+      stripe_customer_id: z.string().nullable(),
+      stripe_subscription_id: z.string().nullable(),
+    }),
+  history: z.array(
+    z.object({
+      period_start: z.string(),
+      period_end: z.string(),
+      is_current: z.boolean(),
+      used: number,
+      quota: number.nullable(),
+      overage_units: number.nullable(),
+      executions: number,
+      failed: number,
+      reported_to_stripe: number,
+      pending_to_stripe: number,
+      late: number,
+    }),
+  ),
+  daily: z.array(
+    z.object({
+      day: z.string(),
+      executions: number,
+      billable: number,
+      failed: number,
+      duration_ms: number,
+    }),
+  ),
+  sources: z.array(sourceSchema),
+  ledger: z.object({
+    pending: number,
+    retrying: number,
+    sent: number,
+    late: number,
+    reports: z.array(
+      z.object({
+        id: number,
+        period_start: z.string(),
+        period_end: z.string(),
+        event_name: z.string(),
+        reported_through: number,
+        value: number,
+        identifier: z.string(),
+        event_timestamp: z.string(),
+        status: z.enum(['pending', 'sent', 'late']),
+        attempts: number,
+        last_error: z.string().nullable(),
+        created_at: z.string(),
+        sent_at: when,
+      }),
+    ),
+  }),
+  alerts: z.array(
+    z.object({
+      id: number,
+      period_start: z.string(),
+      period_end: z.string(),
+      threshold: number,
+      used: number,
+      quota: number,
+      created_at: z.string(),
+      read_at: when,
+      deliveries: z.array(
+        z.object({
+          channel_id: number,
+          channel_kind: z.string(),
+          global_channel: z.boolean(),
+          status: z.enum(['pending', 'sending', 'delivered', 'failed']),
+          attempts: number,
+          next_attempt_at: when,
+          last_error: z.string().nullable(),
+          delivered_at: when,
+          created_at: z.string(),
+        }),
+      ),
+    }),
+  ),
+  reservations: z.object({
+    active: number,
+    rows: z.array(
+      z.object({
+        id: number,
+        period_start: z.string(),
+        workflow_id: z.string().nullable(),
+        run_ref: z.string().nullable(),
+        created_at: z.string(),
+        expires_at: z.string(),
+      }),
+    ),
+  }),
+});
+export type TenantDetail = z.infer<typeof tenantDetailSchema>;
+
+export interface Health {
+  status: OperatorStatus;
+  /** What needs a person, worded as `flowmeter status` words it; empty when healthy. */
+  needsAttention: string[];
+}
+
+export const sourceToggleSchema = z.object({
+  id: z.string(),
+  tenant_id: z.string(),
+  name: z.string(),
+  base_url: z.string(),
+  enabled: z.boolean(),
+});
+export const gapsAcknowledgedSchema = z.object({
+  source_id: z.string(),
+  tenant_id: z.string(),
+  acknowledged: number,
+});
+export const deliveryResentSchema = z.object({
+  alert_id: number,
+  channel_id: number,
+  tenant_id: z.string(),
+  status: z.literal('pending'),
+  next_attempt_at: z.string(),
+});
+
+function parsed<T>(
+  response: { data: unknown; error: PostgrestError | null },
+  schema: z.ZodType<T>,
+): OperatorResult<T> {
+  if (response.error) return { data: null, error: response.error };
+  const result = schema.safeParse(response.data);
+  if (!result.success) {
+    return {
+      data: null,
+      error: {
+        code: 'unexpected_shape',
+        message: `The database answered in an unexpected shape (${result.error.issues[0]?.path.join('.')}); apply the latest migrations`,
+      },
+    };
+  }
+  return { data: result.data, error: null };
+}
+
+/** Counts, revenue, trend and the tenants worth a look, for the whole system. */
+export async function getOverview(
+  supabase: OperatorDb,
+  options: { topRows?: number; maxNearLimit?: number; planIds?: string[] } = {},
+): Promise<OperatorResult<Overview>> {
+  const response = await supabase.rpc(
+    'operator_overview',
+    rpcArgs({
+      top_rows: options.topRows,
+      max_near_limit: options.maxNearLimit,
+      plan_ids: options.planIds,
+    }),
+  );
+  return parsed(response, overviewSchema);
+}
+
+/** One page of the tenants table. */
+export async function listTenants(
+  supabase: OperatorDb,
+  query: TenantsQuery = {},
+): Promise<OperatorResult<TenantsPage>> {
+  const response = await supabase.rpc(
+    'operator_tenants',
+    rpcArgs({
+      search: query.search,
+      plan_ids: query.planIds,
+      levels: query.levels,
+      statuses: query.statuses,
+      sort: query.sort,
+      descending: query.descending,
+      max_rows: query.maxRows,
+      after: query.after,
+    }),
+  );
+  return parsed(response, tenantsPageSchema);
+}
+
+/** One tenant: its own dashboard's numbers, sources, ledger, alerts and reservations. */
+export async function getTenantDetail(
+  supabase: OperatorDb,
+  tenantId: string,
+  options: { maxRows?: number } = {},
+): Promise<OperatorResult<TenantDetail>> {
+  const response = await supabase.rpc(
+    'operator_tenant',
+    rpcArgs({ tenant_id: tenantId, max_rows: options.maxRows }),
+  );
+  return parsed(response, tenantDetailSchema);
+}
+
+/** The `flowmeter status` snapshot and the findings that need a person, by the same rules. */
+export async function getHealth(supabase: OperatorDb): Promise<OperatorResult<Health>> {
+  const result = parsed(await supabase.rpc('operator_health'), operatorStatusSchema);
+  if (result.error) return result;
+  return {
+    data: { status: result.data, needsAttention: needsAttention(result.data) },
+    error: null,
+  };
+}
+
+export async function setSourceEnabled(
+  supabase: OperatorDb,
+  input: { sourceId: string; enabled: boolean },
+): Promise<OperatorResult<z.infer<typeof sourceToggleSchema>>> {
+  const response = await supabase.rpc('operator_set_source_enabled', {
+    source_id: input.sourceId,
+    enabled: input.enabled,
+  });
+  return parsed(response, sourceToggleSchema);
+}
+
+/** Marks every gap of the source seen; the gaps stay listed. */
+export async function acknowledgeGaps(
+  supabase: OperatorDb,
+  sourceId: string,
+): Promise<OperatorResult<z.infer<typeof gapsAcknowledgedSchema>>> {
+  const response = await supabase.rpc('operator_acknowledge_gaps', { source_id: sourceId });
+  return parsed(response, gapsAcknowledgedSchema);
+}
+
+/** Makes a failed delivery due now (409 when it is not failed). */
+export async function resendAlertDelivery(
+  supabase: OperatorDb,
+  input: { alertId: number; channelId: number },
+): Promise<OperatorResult<z.infer<typeof deliveryResentSchema>>> {
+  const response = await supabase.rpc('operator_resend_alert_delivery', {
+    alert_id: input.alertId,
+    channel_id: input.channelId,
+  });
+  return parsed(response, deliveryResentSchema);
+}

@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest';
+import {
+  getHealth,
+  listTenants,
+  type OperatorDb,
+  setSourceEnabled,
+} from '../../src/operator-client/index.ts';
+
+/** A supabase client that records rpc calls and answers with the given response. */
+function stubClient(response: { data: unknown; error: unknown }) {
+  const calls: Array<{ fn: string; args: unknown }> = [];
+  const client = {
+    rpc: async (fn: string, args: unknown) => {
+      calls.push({ fn, args });
+      return { ...response, status: response.error ? 403 : 200 };
+    },
+  } as unknown as OperatorDb;
+  return { client, calls };
+}
+
+const status = {
+  generated_at: '2026-12-01T10:00:00+00:00',
+  sources: {
+    total: 2,
+    enabled: 2,
+    failing: 1,
+    never_collected: 0,
+    max_lag_seconds: 600,
+    worst: [],
+  },
+  meter_reports: {
+    pending: 0,
+    pending_value: 0,
+    retrying: 0,
+    oldest_pending_at: null,
+    late: 0,
+    late_value: 0,
+    last_error: null,
+  },
+  alert_deliveries: {
+    pending: 0,
+    sending: 0,
+    retrying: 0,
+    given_up: 0,
+    oldest_at: null,
+    last_error: null,
+  },
+  scheduled_functions: [],
+  collector_runs: [],
+};
+
+describe('operator client', () => {
+  it('sends only the arguments given, so the SQL defaults apply, and the cursor back unchanged', async () => {
+    const { client, calls } = stubClient({ data: { total: 0, rows: [], next: null }, error: null });
+    const after = { num: 12, text: '', id: 'b2c1' };
+    await listTenants(client, { sort: 'used', descending: true, after });
+    expect(calls).toEqual([
+      { fn: 'operator_tenants', args: { sort: 'used', descending: true, after } },
+    ]);
+  });
+
+  it('passes the database’s refusal through as the error', async () => {
+    const refusal = { code: '42501', message: 'only operators may do this', details: '', hint: '' };
+    const { client } = stubClient({ data: null, error: refusal });
+    expect(await listTenants(client)).toEqual({ data: null, error: refusal });
+  });
+
+  it('turns an answer of an unexpected shape into an error, never into data', async () => {
+    const { client } = stubClient({ data: { id: 's1', enabled: 'yes' }, error: null });
+    const result = await setSourceEnabled(client, { sourceId: 's1', enabled: true });
+    expect(result.data).toBeNull();
+    expect(result.error).toMatchObject({ code: 'unexpected_shape' });
+  });
+
+  it('health carries the findings `flowmeter status` raises, by the same rules', async () => {
+    const { client } = stubClient({ data: status, error: null });
+    const { data } = await getHealth(client);
+    expect(data?.needsAttention).toEqual(['1 source failing']);
+  });
+});
