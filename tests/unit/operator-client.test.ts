@@ -36,7 +36,12 @@ const status = {
     late: 0,
     late_value: 0,
     last_error: null,
+    failing_threshold: 3,
+    failing: 0,
+    auth_failing: false,
+    auth_error: null,
   },
+  stripe_events: { rejected: 0, last_rejected_at: null, last_rejected_id: null, last_reason: null },
   alert_deliveries: {
     pending: 0,
     sending: 0,
