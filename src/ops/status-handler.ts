@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import type { Db } from '../db/client.ts';
 import { bearerGuard } from '../http/bearer.ts';
 import { errorResponse } from '../http/responses.ts';
@@ -5,6 +6,8 @@ import type { Logger } from '../observability/logger.ts';
 import { needsAttention } from './attention.ts';
 import { collectorAttention, collectorHealthSchema } from './collector-health.ts';
 import { operatorStatusSchema } from './operator-status.ts';
+
+const tenantFilterSchema = z.array(z.uuid()).max(100);
 
 export interface StatusHandlerDeps {
   db: Db;
@@ -17,7 +20,8 @@ export interface StatusHandlerDeps {
  * late Stripe reports, undelivered alerts, scheduled functions, last collector runs
  * (operator_status), and the collector's health: killed runs, dead leases, unacknowledged gaps
  * (collector_health). 200 when nothing needs attention, 503 when something does, so an
- * uptime check can alert on it.
+ * uptime check can alert on it. `?tenant=<id>` (repeatable) limits it to those tenants, as
+ * `flowmeter status --tenant` does; findings about whole runs are then left out.
  */
 export function createStatusHandler(deps: StatusHandlerDeps) {
   const refuseUnlessOperator = bearerGuard(deps.operatorSecrets, 'operator');
@@ -26,7 +30,15 @@ export function createStatusHandler(deps: StatusHandlerDeps) {
       return errorResponse('method_not_allowed', 'Use GET', undefined, { allow: 'GET' });
     const refused = refuseUnlessOperator(req);
     if (refused) return refused;
-    const { data, error } = await deps.db.rpc('operator_status', {});
+    const tenants = tenantFilterSchema.safeParse(new URL(req.url).searchParams.getAll('tenant'));
+    if (!tenants.success) {
+      return errorResponse(
+        'invalid_request',
+        'Each tenant= must be a tenant id (a UUID), like ?tenant=2f6c…&tenant=…',
+      );
+    }
+    const filter = tenants.data.length > 0 ? { tenant_ids: tenants.data } : {};
+    const { data, error } = await deps.db.rpc('operator_status', filter);
     if (error || !data) {
       deps.log.error({ error: error?.message }, 'status: database unavailable');
       return errorResponse('unavailable', 'The database cannot answer right now');
@@ -40,7 +52,7 @@ export function createStatusHandler(deps: StatusHandlerDeps) {
         'The status has an unexpected shape; apply the latest database migrations',
       );
     }
-    const collector = await deps.db.rpc('collector_health', {});
+    const collector = await deps.db.rpc('collector_health', filter);
     const health = collectorHealthSchema.safeParse(collector.data);
     if (collector.error || !health.success) {
       deps.log.error({ error: collector.error?.message }, 'status: collector health unavailable');
@@ -48,7 +60,7 @@ export function createStatusHandler(deps: StatusHandlerDeps) {
     }
     const attention = [
       ...needsAttention(parsed.data),
-      ...collectorAttention(health.data, { perTenant: false }),
+      ...collectorAttention(health.data, { perTenant: tenants.data.length > 0 }),
     ];
     return Response.json(
       {

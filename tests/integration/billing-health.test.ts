@@ -75,7 +75,7 @@ describe('billing health', () => {
       expect.stringMatching(/^Stripe refuses the API key .*set STRIPE_SECRET_KEY/),
     );
 
-    const response = await status.get();
+    const response = await status.forTenants(ids);
     expect(response.status).toBe(503);
     const body = (await response.json()) as { needs_attention: string[] };
     expect(body.needs_attention).toContainEqual(

@@ -50,7 +50,7 @@ describe('a database that fails a run is a failure value, not a thrown string', 
       {
         source_id: source.sourceId,
         tenant_id: source.tenantId,
-        error: expect.stringContaining('ingest_execution_page failed'),
+        error: expect.stringContaining('the database could not be reached (ingest_execution_page'),
       },
     ]);
   });

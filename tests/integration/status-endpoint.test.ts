@@ -3,7 +3,7 @@ import { collect, createSource, useN8nServer } from '../support/collector.ts';
 import { statusEndpoint } from '../support/status.ts';
 
 const server = useN8nServer();
-const { get } = statusEndpoint();
+const { get, forTenants } = statusEndpoint();
 
 describe('GET /api/v1/status', () => {
   it('reports sources, Stripe reports, alert deliveries and runs, healthy or not', async () => {
@@ -34,6 +34,29 @@ describe('GET /api/v1/status', () => {
     const body = (await response.json()) as { healthy: boolean; needs_attention: string[] };
     expect(body.healthy).toBe(false);
     expect(body.needs_attention.join(' ')).toMatch(/failing/);
+  });
+
+  it("with ?tenant= reports only those tenants: another tenant's failing source is not counted", async () => {
+    const failing = await createSource(server);
+    failing.fake.failNext({ kind: 'status', status: 401, body: { message: 'Unauthorized' } }, 5);
+    const healthy = await createSource(server);
+    healthy.fake.addMany(2);
+    await collect([failing, healthy]);
+    const mine = (await (await forTenants([healthy.tenantId])).json()) as {
+      sources: { total: number; failing: number };
+    };
+    expect(mine.sources).toMatchObject({ total: 1, failing: 0 });
+    const theirs = await forTenants([failing.tenantId]);
+    expect(theirs.status).toBe(503);
+    expect(((await theirs.json()) as { sources: { failing: number } }).sources.failing).toBe(1);
+  });
+
+  it('refuses a tenant filter that is not a tenant id, with 400', async () => {
+    const response = await forTenants(['acme; drop table tenants']);
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: { message: string } }).error.message).toMatch(
+      /tenant id \(a UUID\)/,
+    );
   });
 
   it.each([

@@ -5,7 +5,8 @@ import { serviceClient } from './stack.ts';
 
 /**
  * The status endpoint over the test database, with an operator secret of its own: `get`
- * asks it as the operator does, unless given other headers or another method.
+ * asks it as the operator does, unless given other headers or another method; `forTenants`
+ * asks about those tenants only, so other test files' data cannot change the answer.
  */
 export function statusEndpoint() {
   const secret = randomBytes(32).toString('hex');
@@ -17,6 +18,13 @@ export function statusEndpoint() {
   const get = (
     headers: Record<string, string> = { authorization: `Bearer ${secret}` },
     method = 'GET',
-  ) => handler(new Request('https://flowmeter.test/api/v1/status', { method, headers }));
-  return { get };
+    query = '',
+  ) => handler(new Request(`https://flowmeter.test/api/v1/status${query}`, { method, headers }));
+  const forTenants = (tenantIds: string[]) =>
+    get(
+      { authorization: `Bearer ${secret}` },
+      'GET',
+      `?${tenantIds.map((id) => `tenant=${id}`).join('&')}`,
+    );
+  return { get, forTenants };
 }
