@@ -1,11 +1,7 @@
 import type { Command } from 'commander';
-import { needsAttention } from '../ops/attention.ts';
-import {
-  type CollectorHealth,
-  collectorAttention,
-  collectorHealthSchema,
-} from '../ops/collector-health.ts';
+import { type CollectorHealth, collectorHealthSchema } from '../ops/collector-health.ts';
 import { type OperatorStatus, operatorStatusSchema } from '../ops/operator-status.ts';
+import { statusFindings } from '../ops/status-findings.ts';
 import {
   CliError,
   type CommandContext,
@@ -143,10 +139,9 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
           `collector_health answered in an unexpected shape (${collector.error.issues[0]?.message}): apply the latest migrations`,
         );
       }
-      const attention = [
-        ...needsAttention(status),
-        ...collectorAttention(collector.data, { perTenant: tenantIds !== undefined }),
-      ];
+      const attention = statusFindings(status, collector.data, {
+        perTenant: tenantIds !== undefined,
+      });
       if (attention.length > 0) ctx.exit(EXIT.failed);
       if (options.json) {
         return printJson(io, { ...status, collector: collector.data, needs_attention: attention });

@@ -1,8 +1,9 @@
 import type { PostgrestError, SupabaseClient } from '@supabase/supabase-js';
 import { z } from 'zod';
 import type { Database } from '../db/database.types.ts';
-import { needsAttention } from '../ops/attention.ts';
+import { type CollectorHealth, collectorHealthSchema } from '../ops/collector-health.ts';
 import { type OperatorStatus, operatorStatusSchema } from '../ops/operator-status.ts';
+import { statusFindings } from '../ops/status-findings.ts';
 import { rpcArgs } from '../usage-client/index.ts';
 
 /**
@@ -267,6 +268,8 @@ export type TenantDetail = z.infer<typeof tenantDetailSchema>;
 
 export interface Health {
   status: OperatorStatus;
+  /** collector_health(): killed runs, dead leases, gaps not acknowledged. */
+  collector: CollectorHealth;
   /** What needs a person, worded as `flowmeter status` words it; empty when healthy. */
   needsAttention: string[];
 }
@@ -359,12 +362,20 @@ export async function getTenantDetail(
   return parsed(response, tenantDetailSchema);
 }
 
+/** operator_health(): operator_status() with collector_health() under `collector`. */
+const healthSchema = operatorStatusSchema.extend({ collector: collectorHealthSchema });
+
 /** The `flowmeter status` snapshot and the findings that need a person, by the same rules. */
 export async function getHealth(supabase: OperatorDb): Promise<OperatorResult<Health>> {
-  const result = parsed(await supabase.rpc('operator_health'), operatorStatusSchema);
+  const result = parsed(await supabase.rpc('operator_health'), healthSchema);
   if (result.error) return result;
+  const { collector, ...status } = result.data;
   return {
-    data: { status: result.data, needsAttention: needsAttention(result.data) },
+    data: {
+      status,
+      collector,
+      needsAttention: statusFindings(status, collector, { perTenant: false }),
+    },
     error: null,
   };
 }

@@ -3,9 +3,9 @@ import type { Db } from '../db/client.ts';
 import { bearerGuard } from '../http/bearer.ts';
 import { errorResponse } from '../http/responses.ts';
 import type { Logger } from '../observability/logger.ts';
-import { needsAttention } from './attention.ts';
-import { collectorAttention, collectorHealthSchema } from './collector-health.ts';
+import { collectorHealthSchema } from './collector-health.ts';
 import { operatorStatusSchema } from './operator-status.ts';
+import { statusFindings } from './status-findings.ts';
 
 const tenantFilterSchema = z.array(z.uuid()).max(100);
 
@@ -58,10 +58,9 @@ export function createStatusHandler(deps: StatusHandlerDeps) {
       deps.log.error({ error: collector.error?.message }, 'status: collector health unavailable');
       return errorResponse('unavailable', 'The database cannot answer right now');
     }
-    const attention = [
-      ...needsAttention(parsed.data),
-      ...collectorAttention(health.data, { perTenant: tenants.data.length > 0 }),
-    ];
+    const attention = statusFindings(parsed.data, health.data, {
+      perTenant: tenants.data.length > 0,
+    });
     return Response.json(
       {
         healthy: attention.length === 0,

@@ -517,12 +517,12 @@ set search_path = ''
 as $$
 begin
   perform private.require_operator();
-  return public.operator_status();
+  return public.operator_status() || jsonb_build_object('collector', public.collector_health());
 end;
 $$;
 comment on function public.operator_health() is
-$$security definer: operator_status() reads collector state, the Stripe ledger, alert deliveries and scheduled runs, which are service-only; require_operator() runs first.
-Operators only (42501 / HTTP 403 otherwise). Exactly operator_status() with its defaults, the snapshot `flowmeter status` and GET /api/v1/status read; the findings that need a person come from needsAttention (src/ops/attention.ts) in both.$$;
+$$security definer: operator_status() and collector_health() read collector state, the Stripe ledger, alert deliveries and scheduled runs, which are service-only; require_operator() runs first.
+Operators only (42501 / HTTP 403 otherwise). Exactly operator_status() with its defaults plus collector_health() under "collector", the snapshot `flowmeter status` and GET /api/v1/status read; the findings that need a person come from statusFindings (src/ops/status-findings.ts) in all three.$$;
 
 -- Actions -----------------------------------------------------------------------------
 

@@ -490,11 +490,13 @@ describe('operator_tenant', () => {
 });
 
 describe('operator_health', () => {
-  it('is operator_status itself, read in the same snapshot', async () => {
+  it('is operator_status with collector_health, read in the same snapshot', async () => {
     await inOneSnapshot(async (client) => {
       const { health } = await asOperator(client, 'select public.operator_health() as health');
-      const { rows } = await client.query('select public.operator_status() as status');
-      expect(health).toEqual(rows[0].status);
+      const { rows } = await client.query(
+        'select public.operator_status() as status, public.collector_health() as collector',
+      );
+      expect(health).toEqual({ ...rows[0].status, collector: rows[0].collector });
     });
   });
 

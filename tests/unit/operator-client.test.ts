@@ -54,6 +54,19 @@ const status = {
   collector_runs: [],
 };
 
+const collector = {
+  latest_scheduled_run: null,
+  killed_runs: [],
+  dead_leases: [],
+  unacknowledged_gaps: {
+    gaps: 1,
+    executions: 4,
+    by_kind: { pruned: 4 },
+    sources: 1,
+    oldest_detected_at: '2026-12-01T09:00:00+00:00',
+  },
+};
+
 describe('operator client', () => {
   it('sends only the arguments given, so the SQL defaults apply, and the cursor back unchanged', async () => {
     const { client, calls } = stubClient({ data: { total: 0, rows: [], next: null }, error: null });
@@ -78,8 +91,11 @@ describe('operator client', () => {
   });
 
   it('health carries the findings `flowmeter status` raises, by the same rules', async () => {
-    const { client } = stubClient({ data: status, error: null });
+    const { client } = stubClient({ data: { ...status, collector }, error: null });
     const { data } = await getHealth(client);
-    expect(data?.needsAttention).toEqual(['1 source failing']);
+    expect(data?.needsAttention).toEqual([
+      '1 source failing',
+      expect.stringMatching(/^1 gap \(4 executions possibly uncounted: 4 pruned\)/),
+    ]);
   });
 });
