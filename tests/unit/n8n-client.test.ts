@@ -1,12 +1,8 @@
 import { setupServer } from 'msw/node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createN8nClient,
-  N8nApiError,
-  type N8nClientOptions,
-  type RetryEvent,
-} from '../../src/n8n/client.ts';
+import { createN8nClient, type N8nClientOptions, type RetryEvent } from '../../src/n8n/client.ts';
 import { FakeN8n, type FakeN8nOptions } from '../support/fake-n8n.ts';
+import { failureOf } from '../support/n8n-failure.ts';
 
 const BASE_URL = 'https://acme.n8n.example';
 const API_KEY = 'n8n_api_test_key';
@@ -32,15 +28,6 @@ function client(options: Partial<N8nClientOptions> = {}) {
     timeoutMs: 2_000,
     ...options,
   });
-}
-
-async function failureOf(promise: Promise<unknown>): Promise<N8nApiError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(N8nApiError);
-  return error as N8nApiError;
 }
 
 const decode = (cursor: string) => JSON.parse(Buffer.from(cursor, 'base64').toString());

@@ -2,7 +2,8 @@ import fc from 'fast-check';
 import { HttpResponse, http } from 'msw';
 import { setupServer } from 'msw/node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createN8nClient, N8nApiError } from '../../src/n8n/client.ts';
+import { createN8nClient } from '../../src/n8n/client.ts';
+import { failureOf } from '../support/n8n-failure.ts';
 
 /**
  * A page larger than asked, and very large or deeply nested bodies: refused with a clear
@@ -34,15 +35,6 @@ const item = (id: number) => ({
   stoppedAt: '2026-11-20T10:00:01.000Z',
   workflowId: 'wf1',
 });
-
-async function failureOf(promise: Promise<unknown>): Promise<N8nApiError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(N8nApiError);
-  return error as N8nApiError;
-}
 
 const serveJson = (json: object) =>
   server.use(http.get(`${BASE_URL}/api/v1/executions`, () => HttpResponse.json(json)));

@@ -1,7 +1,8 @@
 import { HttpResponse, http } from 'msw';
 import { setupServer } from 'msw/node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createN8nClient, N8nApiError } from '../../src/n8n/client.ts';
+import { createN8nClient } from '../../src/n8n/client.ts';
+import { failureOf } from '../support/n8n-failure.ts';
 
 /** Redirects: the API key goes to n8n's own origin only, never to where a redirect points. */
 
@@ -26,15 +27,6 @@ function recordKeys() {
     seen.push({ url: request.url, key: request.headers.get('x-n8n-api-key') });
   });
   return seen;
-}
-
-async function failureOf(promise: Promise<unknown>): Promise<N8nApiError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(N8nApiError);
-  return error as N8nApiError;
 }
 
 describe('redirects', () => {
