@@ -114,6 +114,7 @@ describe('the sign-in page', { timeout: BROWSER_TIMEOUT }, () => {
     await page.goto(dashboard.url);
     await signIn(page, member.email, 'not-the-password');
     await page.getByRole('alert').filter({ hasText: 'Wrong email or password.' }).waitFor();
+    await screenshot(page, 'sign-in-wrong-password.png');
     expect(await visibleText(page)).not.toContain(acme.name);
     expect(await usage(page).count()).toBe(0);
     expect(rpcCalls).toEqual([]);
@@ -311,6 +312,7 @@ describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
   it('tells a user of no tenant that they have none', async () => {
     const page = await openSignedInWithoutData(await createSignInUser([]));
     await page.getByRole('heading', { name: 'No tenant yet' }).waitFor();
+    await screenshot(page, 'no-tenant.png');
     await page.context().close();
   });
 
@@ -320,6 +322,7 @@ describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
     await page.route('**/rest/v1/rpc/**', (route) => route.abort('connectionrefused'));
     await page.getByRole('button', { name: 'Refresh' }).click();
     await page.getByRole('alert').filter({ hasText: 'cannot be reached' }).waitFor();
+    await screenshot(page, 'refresh-failed.png');
     expect(await metric(page, 'used').textContent()).toBe(shown);
     await page.unroute('**/rest/v1/rpc/**');
     await page.getByRole('button', { name: 'Refresh' }).click();
