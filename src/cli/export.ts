@@ -15,9 +15,7 @@ import {
   type CommandContext,
   EXIT,
   filteredTenantIds,
-  loadEnvironment,
-  loadSupabaseConfig,
-  openDatabase,
+  openSupabase,
   tenantFilterOption,
   valueOrExit,
 } from './context.ts';
@@ -107,7 +105,7 @@ export function registerExport(program: Command, ctx: CommandContext): void {
           ...(options.to ? { to: options.to } : {}),
         }),
       );
-      const database = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      const database = await openSupabase(io);
       const tenantIds = (await filteredTenantIds(database, options.tenant)) ?? null;
       const file = options.output ? await openOutput(options.output) : undefined;
       const progress = createProgress(

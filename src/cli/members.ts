@@ -12,6 +12,7 @@ import {
   loadEnvironment,
   loadSupabaseConfig,
   openDatabase,
+  openSupabase,
   valueOrExit,
   valueOrStdin,
 } from './context.ts';
@@ -110,7 +111,7 @@ export function registerMembers(program: Command, ctx: CommandContext): void {
     )
     .option('--json', 'print JSON on stdout')
     .action(async (options: { tenant?: string; json?: boolean }) => {
-      const { db } = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      const { db } = await openSupabase(io);
       const rows = valueOrExit(
         await listMembers({ db, ...(options.tenant ? { tenant: options.tenant } : {}) }),
       );
@@ -143,7 +144,7 @@ export function registerMembers(program: Command, ctx: CommandContext): void {
     .requiredOption('--email <address>', "the member's e-mail address", parser(schemas.email))
     .option('--json', 'print what was removed as JSON on stdout')
     .action(async (options: { tenant: string; email: string; json?: boolean }) => {
-      const { db } = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      const { db } = await openSupabase(io);
       const removed = valueOrExit(
         await removeMember({ db, tenant: options.tenant, email: options.email }),
       );

@@ -7,6 +7,7 @@ import {
   loadEnvironment,
   loadSupabaseConfig,
   openDatabase,
+  openSupabase,
   valueOrExit,
 } from './context.ts';
 import { passwordOption, printAccount } from './members.ts';
@@ -56,7 +57,7 @@ export function registerOperators(program: Command, ctx: CommandContext): void {
     .description('every operator')
     .option('--json', 'print JSON on stdout')
     .action(async (options: { json?: boolean }) => {
-      const { db } = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      const { db } = await openSupabase(io);
       const rows = valueOrExit(await listOperators({ db }));
       if (options.json) return printJson(io, rows);
       if (rows.length === 0) {
@@ -77,7 +78,7 @@ export function registerOperators(program: Command, ctx: CommandContext): void {
     .requiredOption('--email <address>', "the operator's e-mail address", parser(schemas.email))
     .option('--json', 'print what was removed as JSON on stdout')
     .action(async (options: { email: string; json?: boolean }) => {
-      const { db } = openDatabase(await loadEnvironment(io, loadSupabaseConfig));
+      const { db } = await openSupabase(io);
       const removed = valueOrExit(await removeOperator({ db, email: options.email }));
       if (options.json) return printJson(io, removed);
       io.out(`${removed.email} is no longer an operator.`);

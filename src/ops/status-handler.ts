@@ -38,7 +38,11 @@ export function createStatusHandler(deps: StatusHandlerDeps) {
       );
     }
     const filter = tenants.data.length > 0 ? { tenant_ids: tenants.data } : {};
-    const { data, error } = await deps.db.rpc('operator_status', filter);
+    // Independent reads of the same moment: one round trip, not two.
+    const [{ data, error }, collector] = await Promise.all([
+      deps.db.rpc('operator_status', filter),
+      deps.db.rpc('collector_health', filter),
+    ]);
     if (error || !data) {
       deps.log.error({ error: error?.message }, 'status: database unavailable');
       return errorResponse('unavailable', 'The database cannot answer right now');
@@ -52,7 +56,6 @@ export function createStatusHandler(deps: StatusHandlerDeps) {
         'The status has an unexpected shape; apply the latest database migrations',
       );
     }
-    const collector = await deps.db.rpc('collector_health', filter);
     const health = collectorHealthSchema.safeParse(collector.data);
     if (collector.error || !health.success) {
       deps.log.error({ error: collector.error?.message }, 'status: collector health unavailable');
