@@ -372,14 +372,17 @@ describe('the admin endpoints', () => {
     expect(refresh.error).toMatchObject({ status: 400 });
   });
 
-  it('answer 400, not 500, to a malformed user id', async () => {
-    const response = await auth('/admin/users/not-a-uuid', {
-      apikey: stack.serviceRoleKey,
-      headers: bearer(stack.serviceRoleKey),
-    });
-    expect(response.status).toBe(400);
-    expect(await response.json()).toMatchObject({ error_code: 'validation_failed' });
-  });
+  it.each(['not-a-uuid', '%zz', '%E0%A4%A'])(
+    'answer 400, not 500, to a malformed user id (%s)',
+    async (id) => {
+      const response = await auth(`/admin/users/${id}`, {
+        apikey: stack.serviceRoleKey,
+        headers: bearer(stack.serviceRoleKey),
+      });
+      expect(response.status).toBe(400);
+      expect(await response.json()).toMatchObject({ error_code: 'validation_failed' });
+    },
+  );
 });
 
 describe('a signed-in tenant user under RLS', () => {

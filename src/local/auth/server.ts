@@ -413,7 +413,9 @@ export function createAuthHandler(options: AuthHandlerOptions): AuthHandler {
     }
     if (adminUser?.[1] && ['GET', 'PUT', 'DELETE'].includes(method)) {
       await requireAdmin(req);
-      const id = parse(uuid, decodeURIComponent(adminUser[1]));
+      // A user id is a UUID, which never needs percent-decoding; a malformed escape such as
+      // %zz is then a 400 like any other malformed id, not a URIError.
+      const id = parse(uuid, adminUser[1]);
       if (method === 'GET') {
         const user = await store.userById(id);
         if (!user) throw new AuthError(404, 'user_not_found', 'User not found');
