@@ -571,12 +571,7 @@ begin
   if not found then
     raise exception 'n8n source % not found', operator_acknowledge_gaps.source_id using errcode = 'PT404';
   end if;
-  with done as (
-    update public.collection_gaps g set acknowledged_at = now()
-    where g.source_id = source.id and g.acknowledged_at is null
-    returning 1
-  )
-  select count(*) into acknowledged from done;
+  acknowledged := public.acknowledge_collection_gaps(source_ids => array[source.id]);
   perform private.record_operator_action('gaps_acknowledged', 'n8n_source', source.id::text, source.tenant_id,
                                          jsonb_build_object('acknowledged', acknowledged));
   return jsonb_build_object('source_id', source.id, 'tenant_id', source.tenant_id, 'acknowledged', acknowledged);
