@@ -42,14 +42,16 @@ beforeAll(async () => {
     currentPerDay: 37,
   });
   member = await createSignInUser([acme.tenantId]);
-  // A hard limit reserves the runs it allows: 60 asked for, room for fewer.
+  // A hard limit reserves the runs it allows: more asked for than there is room for, at any
+  // time of day (just after midnight UTC today has almost no runs yet, so the room is
+  // largest then: about 67 of 480).
   labs = await seedUsageTenant({
     name: 'Acme Labs',
     policy: 'hard_limit',
     included: 480,
     previousPerDay: 12,
     currentPerDay: 28,
-    reservations: 60,
+    reservations: 120,
   });
   labsMember = await createSignInUser([labs.tenantId]);
 }, 180_000);
