@@ -80,14 +80,16 @@ export const schemas = {
       .min(1, { error: 'must not be empty' })
       .max(200, { error: 'must be at most 200 characters' }),
   ),
-  /** A tenant's id or external reference. */
-  tenant: z
-    .string()
-    .trim()
-    .min(1, { error: 'must be a tenant id or external reference (see `flowmeter tenants list`)' })
-    .max(200, {
-      error: 'must be a tenant id or external reference (see `flowmeter tenants list`)',
-    }),
+  /** A tenant's id or external reference, in the characters /api/v1/enforce accepts. */
+  tenant: identifierCharacters(
+    z
+      .string()
+      .trim()
+      .min(1, { error: 'must be a tenant id or external reference (see `flowmeter tenants list`)' })
+      .max(200, {
+        error: 'must be a tenant id or external reference (see `flowmeter tenants list`)',
+      }),
+  ),
   email: z
     .email({ error: 'must be an e-mail address, like ada@example.com' })
     .max(255, { error: 'must be at most 255 characters' })

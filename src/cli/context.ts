@@ -219,16 +219,19 @@ export const readProcessStdin = () => text(process.stdin);
 
 /**
  * A secret option's value, or with `-` what standard input holds, so it stays out of the
- * shell history (`--api-key -`, `--target -`).
+ * shell history (`--api-key -`, `--target -`). Trimmed, unless `verbatim`: a password keeps
+ * its spaces, only the one line ending `echo` or a terminal adds is dropped.
  */
 export async function valueOrStdin(
   io: CliIo,
   value: string,
   flag: string,
   what: string,
+  { verbatim = false } = {},
 ): Promise<string> {
   if (value !== '-') return value;
-  const read = (await (io.readStdin ?? readProcessStdin)()).trim();
+  const input = await (io.readStdin ?? readProcessStdin)();
+  const read = verbatim ? input.replace(/\r?\n$/, '') : input.trim();
   if (!read) {
     throw new CliError(EXIT.usage, `${flag} - read nothing from standard input: pipe ${what} in`);
   }

@@ -47,7 +47,7 @@ export function printAccount(io: CliIo, user: EnsuredUser, extra: Array<[string,
 export async function passwordOption(io: CliIo, password: string | undefined) {
   return password === undefined
     ? undefined
-    : valueOrStdin(io, password, '--password', 'the password');
+    : valueOrStdin(io, password, '--password', 'the password', { verbatim: true });
 }
 
 export function registerMembers(program: Command, ctx: CommandContext): void {

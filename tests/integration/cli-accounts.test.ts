@@ -73,6 +73,30 @@ describe('flowmeter members add', () => {
     expect((await signIn(email, 'piped password 42')).error).toBeNull();
   });
 
+  it('takes a piped password verbatim: only its one trailing line ending is dropped', async () => {
+    const tenant = await createTenant();
+    const email = newEmail();
+    const password = '  spaced password\t ';
+    const result = await cli(
+      ['members', 'add', '--tenant', tenant.id, '--email', email, '--password', '-'],
+      `${password}\r\n`,
+    );
+    expect(result.code).toBe(EXIT.ok);
+    expect((await signIn(email, password)).error).toBeNull();
+    expect((await signIn(email, password.trim())).error).not.toBeNull();
+  });
+
+  it('refuses a --tenant holding characters /api/v1/enforce refuses, before any lookup', async () => {
+    const email = newEmail();
+    for (const tenant of ['acme\u0000', 'ac\u200Bme', 'acme\nother']) {
+      const result = await cli(['members', 'add', '--tenant', tenant, '--email', email]);
+      expect(result.code).toBe(EXIT.usage);
+      expect(result.err).toMatch(/--tenant.*found U\+[0-9A-F]{4} at position \d+/s);
+      expect(result.err).not.toMatch(/no tenant has/);
+    }
+    expect(await usersWith(email)).toEqual([]);
+  });
+
   it('refuses bad arguments with exit 2 and creates nobody', async () => {
     const tenant = await createTenant();
     const email = newEmail();
