@@ -4,5 +4,6 @@
 import { requireNode } from './check-node.js';
 
 requireNode();
-const { processIo, runCli } = await import('../src/cli/main.ts');
+const { exitQuietlyOnBrokenPipe, processIo, runCli } = await import('../src/cli/main.ts');
+exitQuietlyOnBrokenPipe();
 process.exitCode = await runCli(process.argv.slice(2), processIo);

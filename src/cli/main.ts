@@ -124,6 +124,21 @@ export const processIo: CliIo = {
   readStdin: readProcessStdin,
 };
 
+/**
+ * `flowmeter … | head`: once the reader has gone, writing fails with EPIPE. Nothing more
+ * can be shown, so the CLI ends quietly instead of with Node's stack trace; any other
+ * stream error stays fatal.
+ */
+export function exitQuietlyOnBrokenPipe(streams = [process.stdout, process.stderr]): void {
+  for (const stream of streams) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') throw error;
+      process.exit(process.exitCode ?? EXIT.ok);
+    });
+  }
+}
+
 if (import.meta.main) {
+  exitQuietlyOnBrokenPipe();
   process.exitCode = await runCli(process.argv.slice(2), processIo);
 }
