@@ -11,44 +11,94 @@ export interface CpuSample {
   postgres: number;
 }
 
-/** /proc/<pid>/stat: [ppid, utime + stime in clock ticks], or null once the process is gone. */
-function stat(pid: number): [number, number] | null {
+/** One process as /proc/<pid>/stat shows it; `started` tells a reused pid from its first owner. */
+export interface ProcessTimes {
+  pid: number;
+  ppid: number;
+  started: number;
+  ticks: number;
+}
+
+/** Where the probe reads processes from: /proc by default, a fixture in tests. */
+export interface ProcessTable {
+  list(): ProcessTimes[];
+  /** CPU milliseconds of this process, never decreasing. */
+  ownMs(): number;
+}
+
+/** /proc/<pid>/stat: ppid, start time and utime + stime in clock ticks, or null once gone. */
+function stat(pid: number): ProcessTimes | null {
   try {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-    return [Number(fields[1]), Number(fields[11]) + Number(fields[12])];
+    return {
+      pid,
+      ppid: Number(fields[1]),
+      started: Number(fields[19]),
+      ticks: Number(fields[11]) + Number(fields[12]),
+    };
   } catch {
     return null;
   }
 }
 
+const linuxProcesses: ProcessTable = {
+  list: () =>
+    readdirSync('/proc')
+      .map(Number)
+      .filter(Number.isInteger)
+      .flatMap((pid) => stat(pid) ?? []),
+  ownMs: () => {
+    const own = process.cpuUsage();
+    return (own.user + own.system) / 1000;
+  },
+};
+
 /** Linux reports /proc times in USER_HZ, which is 100 on every architecture it runs on. */
 const MS_PER_TICK = 10;
 
-export function cpuProbe(stackPid: number): (() => CpuSample) | null {
-  if (stat(process.pid) === null) return null;
+/**
+ * Every sample is at least the one before, party by party. A process's ticks vanish from
+ * /proc when it exits (PostgreSQL ends a backend with each closed connection) and a pid
+ * can come back as another process: so each process, told apart by pid and start time, is
+ * counted at the most it was ever seen at, exited ones included.
+ */
+export function cpuProbe(
+  stackPid: number,
+  processes: ProcessTable = linuxProcesses,
+): (() => CpuSample) | null {
+  if (!processes.list().some((p) => p.pid === stackPid)) return null;
+  const seen = new Map<string, number>();
+  const last: CpuSample = { client: 0, rpc: 0, postgres: 0 };
+  let rpcTicks = 0;
   return () => {
-    const children = new Map<number, number[]>();
-    let postgres = 0;
-    const ticks = new Map<number, number>();
-    for (const entry of readdirSync('/proc')) {
-      const pid = Number(entry);
-      if (!Number.isInteger(pid)) continue;
-      const s = stat(pid);
-      if (!s) continue;
-      ticks.set(pid, s[1]);
-      children.set(s[0], [...(children.get(s[0]) ?? []), pid]);
-    }
+    const table = processes.list();
+    const children = new Map<number, ProcessTimes[]>();
+    for (const p of table) children.set(p.ppid, [...(children.get(p.ppid) ?? []), p]);
     const below = [...(children.get(stackPid) ?? [])];
     while (below.length > 0) {
-      const pid = below.pop() as number;
-      postgres += ticks.get(pid) ?? 0;
-      below.push(...(children.get(pid) ?? []));
+      const p = below.pop() as ProcessTimes;
+      const key = `${p.pid}:${p.started}`;
+      seen.set(key, Math.max(seen.get(key) ?? 0, p.ticks));
+      below.push(...(children.get(p.pid) ?? []));
     }
-    const own = process.cpuUsage();
-    return {
-      client: (own.user + own.system) / 1000,
-      rpc: (ticks.get(stackPid) ?? 0) * MS_PER_TICK,
-      postgres: postgres * MS_PER_TICK,
-    };
+    const stack = table.find((p) => p.pid === stackPid);
+    rpcTicks = Math.max(rpcTicks, stack?.ticks ?? 0);
+    let postgresTicks = 0;
+    for (const ticks of seen.values()) postgresTicks += ticks;
+    last.client = Math.max(last.client, processes.ownMs());
+    last.rpc = rpcTicks * MS_PER_TICK;
+    last.postgres = postgresTicks * MS_PER_TICK;
+    return { ...last };
   };
+}
+
+/** CPU milliseconds per unit of work between two samples, by party; never below zero. */
+export function cpuDelta(
+  before: CpuSample | null | undefined,
+  after: CpuSample | null | undefined,
+  per: number,
+): CpuSample | undefined {
+  if (!before || !after || per <= 0) return undefined;
+  const each = (party: keyof CpuSample) => Math.max(0, after[party] - before[party]) / per;
+  return { client: each('client'), rpc: each('rpc'), postgres: each('postgres') };
 }

@@ -10,7 +10,7 @@ import { sealApiKey } from '../src/n8n/api-key.ts';
 import { createN8nClient, type N8nClient } from '../src/n8n/client.ts';
 import { parseExecution, parseExecutionPage } from '../src/n8n/schemas.ts';
 import { silentLogger } from '../src/observability/logger.ts';
-import type { CpuSample } from './cpu.ts';
+import { type CpuSample, cpuDelta } from './cpu.ts';
 import { fmt } from './stats.ts';
 import { machine, positive, printTargets, writeResults } from './support.ts';
 import { startCollectorBench, syntheticExecution, syntheticPath } from './synthetic-n8n.ts';
@@ -57,17 +57,6 @@ interface SeriesResult {
 }
 
 const peakRssMiB = () => process.resourceUsage().maxRSS / 1024;
-/** CPU per page by party; undefined where a party's processes ended meanwhile (ticks lost). */
-function cpuDelta(before: CpuSample | undefined, after: CpuSample | undefined, per: number) {
-  if (!before || !after) return undefined;
-  const delta = {
-    client: (after.client - before.client) / per,
-    rpc: (after.rpc - before.rpc) / per,
-    postgres: (after.postgres - before.postgres) / per,
-  };
-  return Object.values(delta).every((v) => v >= 0) ? delta : undefined;
-}
-
 // A month no test or other series touches, whose partition does not exist yet.
 const { rows: monthRows } = await admin.query<{ month: Date; partition: string }>(
   `select date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' + interval '5 months' as month,

@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { Agent, type Dispatcher, setGlobalDispatcher } from 'undici';
 import { BACKGROUND_FUNCTION_PATH } from '../src/collector/from-config.ts';
 import { sealApiKey } from '../src/n8n/api-key.ts';
+import { cpuDelta } from './cpu.ts';
 import { fmt } from './stats.ts';
 import { machine, positive, printTargets, writeResults } from './support.ts';
 import { startCollectorBench, syntheticPath } from './synthetic-n8n.ts';
@@ -173,7 +174,7 @@ async function cycle(n: number): Promise<CycleResult> {
   if (response.status !== 200) throw new Error(`collect-usage answered ${response.status}`);
   while (running.size > 0) await Promise.allSettled([...running]);
   const ms = performance.now() - t0;
-  const cpuAfter = probe?.();
+  const cpuSeconds = cpuDelta(cpuBefore, probe?.(), 1000);
 
   const { rows } = await admin.query<{ collected: string; executions: string }>(
     `select (select count(*) from public.collector_source_state where last_success_at >= $1) as collected,
@@ -207,12 +208,12 @@ async function cycle(n: number): Promise<CycleResult> {
     backgroundMaxSeconds: backgroundMaxMs / 1000,
     latencyBoundSeconds: latencyBoundMs / 1000,
     limitedBy,
-    ...(cpuBefore && cpuAfter
+    ...(cpuSeconds
       ? {
           cpuSeconds: {
-            functionsAndUpstream: (cpuAfter.client - cpuBefore.client) / 1000,
-            rpcEndpoint: (cpuAfter.rpc - cpuBefore.rpc) / 1000,
-            postgres: (cpuAfter.postgres - cpuBefore.postgres) / 1000,
+            functionsAndUpstream: cpuSeconds.client,
+            rpcEndpoint: cpuSeconds.rpc,
+            postgres: cpuSeconds.postgres,
           },
         }
       : {}),

@@ -1,6 +1,6 @@
 import { setTimeout } from 'node:timers/promises';
 import pLimit from 'p-limit';
-import type { CpuSample } from './cpu.ts';
+import { type CpuSample, cpuDelta } from './cpu.ts';
 
 /** Latency statistics of one measured series (milliseconds). */
 export interface Series {
@@ -45,14 +45,8 @@ async function withCpu(
 ): Promise<Series> {
   const before = probe?.();
   const series = await load();
-  const after = probe?.();
-  if (before && after) {
-    series.cpuPerRequest = {
-      client: (after.client - before.client) / total,
-      rpc: (after.rpc - before.rpc) / total,
-      postgres: (after.postgres - before.postgres) / total,
-    };
-  }
+  const cpuPerRequest = cpuDelta(before, probe?.(), total);
+  if (cpuPerRequest) series.cpuPerRequest = cpuPerRequest;
   return series;
 }
 
