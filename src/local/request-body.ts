@@ -29,3 +29,24 @@ export function readBodyBytes(
     req.on('error', reject);
   });
 }
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A request body as text: a declared Content-Length above `limit` is refused before a byte
+ * is read, and bytes that are not UTF-8 are refused rather than replaced, so what is parsed
+ * is what was sent.
+ */
+export async function readBodyText(
+  req: IncomingMessage,
+  limit: number,
+  refuse: { tooLarge: () => Error; notUtf8: () => Error },
+): Promise<string> {
+  if (Number(req.headers['content-length'] ?? 0) > limit) throw refuse.tooLarge();
+  const body = await readBodyBytes(req, limit, refuse.tooLarge);
+  try {
+    return strictUtf8.decode(body);
+  } catch {
+    throw refuse.notUtf8();
+  }
+}

@@ -156,7 +156,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       pool,
       jwtSecret,
       port: options.apiPort ?? 0,
-      auth: createAuthHandler({ pool: authPool, jwtSecret }),
+      auth: createAuthHandler({
+        pool: authPool,
+        jwtSecret,
+        onUnexpectedError: (error) =>
+          log(
+            `auth: unexpected failure: ${error instanceof Error ? error.message : String(error)}`,
+          ),
+      }),
     });
     const keys = await deriveApiKeys(jwtSecret);
     log(`RPC endpoint listening on ${rpc.url}/rest/v1/rpc/<function>, Auth on ${rpc.url}/auth/v1`);

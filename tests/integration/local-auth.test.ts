@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:http';
+import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AuthApiError, createClient, type SupabaseClient } from '@supabase/supabase-js';
 import fc from 'fast-check';
@@ -464,5 +464,91 @@ describe('the browser and hostile input', () => {
       ),
       { numRuns: 60 },
     );
+  });
+});
+
+describe('hostile bodies and unexpected failures', () => {
+  /** A raw request whose body is sent only in part, as a slow or lying client sends it. */
+  function partialRequest(path: string, headers: Record<string, string>, first: string) {
+    const url = new URL(`${stack.supabaseUrl}/auth/v1${path}`);
+    return new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(url, { method: 'POST', headers: { apikey: stack.anonKey, ...headers } });
+      req.on('response', async (res) => {
+        let body = '';
+        for await (const chunk of res) body += chunk;
+        resolve({ status: res.statusCode ?? 0, body });
+        req.destroy();
+      });
+      req.on('error', reject);
+      req.write(first);
+    });
+  }
+
+  it('refuses a declared Content-Length above 64 KiB before reading the body', async () => {
+    const answer = await partialRequest(
+      '/token?grant_type=password',
+      { 'content-type': 'application/json', 'content-length': String(64 * 1024 + 1) },
+      '{"email":',
+    );
+    expect(answer.status).toBe(413);
+    expect(JSON.parse(answer.body)).toMatchObject({ error_code: 'request_too_large' });
+  });
+
+  it('refuses a body that is not UTF-8 instead of reading it with replacement characters', async () => {
+    const user = await createUser();
+    const body = Buffer.concat([
+      Buffer.from(`{"email":"${user.email}","password":"${PASSWORD}","x":"`),
+      Buffer.from([0xc3, 0x28, 0xff]),
+      Buffer.from('"}'),
+    ]);
+    const response = await auth('/token?grant_type=password', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({
+      error_code: 'bad_json',
+      msg: expect.stringMatching(/UTF-8/),
+    });
+  });
+
+  it('answers an unexpected failure with GoTrue’s generic message and logs the real one', async () => {
+    const pool = new pg.Pool({ connectionString: stack.databaseUrl, max: 1 });
+    await pool.end();
+    const logged: unknown[] = [];
+    const handler = createAuthHandler({
+      pool,
+      jwtSecret: stack.jwtSecret,
+      onUnexpectedError: (error) => logged.push(error),
+    });
+    const server = createServer((req, res) => void handler(req, res));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      for (const modern of [false, true]) {
+        const response = await fetch(`http://127.0.0.1:${port}/auth/v1/token?grant_type=password`, {
+          method: 'POST',
+          headers: {
+            apikey: stack.anonKey,
+            'content-type': 'application/json',
+            ...(modern ? { 'x-supabase-api-version': '2024-01-01' } : {}),
+          },
+          body: JSON.stringify({ email: 'someone@example.test', password: PASSWORD }),
+        });
+        expect(response.status).toBeGreaterThanOrEqual(500);
+        const text = await response.text();
+        expect(text).not.toMatch(/pool|end/i);
+        expect(JSON.parse(text)).toMatchObject(
+          modern
+            ? { code: 'unexpected_failure', message: expect.stringMatching(/server logs/) }
+            : { error_code: 'unexpected_failure', msg: expect.stringMatching(/server logs/) },
+        );
+      }
+      expect(logged).toHaveLength(2);
+      expect(String((logged[0] as Error).message)).toMatch(/pool/i);
+    } finally {
+      server.close();
+    }
   });
 });

@@ -3,7 +3,7 @@ import bcrypt from 'bcryptjs';
 import { type JWTPayload, errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import type { Pool } from 'pg';
 import { z } from 'zod';
-import { readBodyBytes } from '../request-body.ts';
+import { readBodyText } from '../request-body.ts';
 import { type AuthStore, authStore, type UserChanges, type UserRow } from './store.ts';
 
 /**
@@ -19,6 +19,8 @@ export interface AuthHandlerOptions {
   jwtSecret: string;
   maxBodyBytes?: number;
   now?: () => Date;
+  /** Where an unexpected failure's own message goes; the client only hears that one happened. */
+  onUnexpectedError?: (error: unknown) => void;
 }
 
 export type AuthHandler = (req: IncomingMessage, res: ServerResponse) => Promise<void>;
@@ -63,6 +65,9 @@ class AuthError extends Error {
 class GatewayError extends Error {
   readonly status = 401;
 }
+
+/** What GoTrue answers for a failure it did not expect. */
+const UNEXPECTED_FAILURE = 'Unexpected failure, please check server logs for more information';
 
 const invalidCredentials = () =>
   new AuthError(400, 'invalid_credentials', 'Invalid login credentials');
@@ -113,12 +118,11 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
 }
 
 async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
-  const body = await readBodyBytes(
-    req,
-    limit,
-    () => new AuthError(413, 'request_too_large', `Request body exceeds ${limit} bytes`),
-  );
-  const text = body.toString('utf8');
+  const text = await readBodyText(req, limit, {
+    tooLarge: () => new AuthError(413, 'request_too_large', `Request body exceeds ${limit} bytes`),
+    notUtf8: () =>
+      new AuthError(400, 'bad_json', 'Could not parse request body as JSON: it is not valid UTF-8'),
+  });
   if (text.trim() === '') return {};
   try {
     return JSON.parse(text);
@@ -159,6 +163,7 @@ export function createAuthHandler(options: AuthHandlerOptions): AuthHandler {
   const key = new TextEncoder().encode(options.jwtSecret);
   const maxBodyBytes = options.maxBodyBytes ?? 64 * 1024;
   const now = options.now ?? (() => new Date());
+  const onUnexpectedError = options.onUnexpectedError ?? (() => {});
 
   async function verify(token: string): Promise<JWTPayload> {
     return (await jwtVerify(token, key, { algorithms: ['HS256'], currentDate: now() })).payload;
@@ -478,13 +483,16 @@ export function createAuthHandler(options: AuthHandlerOptions): AuthHandler {
             : { code: error.status, error_code: error.code, msg: error.message, ...error.extra },
         );
       }
+      // The message may name tables, roles or the database's address: it goes to the log,
+      // and the client gets GoTrue's own generic answer.
+      onUnexpectedError(error);
       const message = error instanceof Error ? error.message : String(error);
-      const unreachable = /ECONNREFUSED|connect|terminat/i.test(message);
+      const status = /ECONNREFUSED|connect|terminat/i.test(message) ? 503 : 500;
       return send(
-        unreachable ? 503 : 500,
+        status,
         modernErrors
-          ? { code: 'unexpected_failure', message }
-          : { code: unreachable ? 503 : 500, error_code: 'unexpected_failure', msg: message },
+          ? { code: 'unexpected_failure', message: UNEXPECTED_FAILURE }
+          : { code: status, error_code: 'unexpected_failure', msg: UNEXPECTED_FAILURE },
       );
     }
   };

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { errors as joseErrors, jwtVerify } from 'jose';
 import type { DatabaseError, Pool, PoolClient } from 'pg';
 import { AUTH_PATH_PREFIX, type AuthHandler } from '../auth/server.ts';
-import { readBodyBytes } from '../request-body.ts';
+import { readBodyText } from '../request-body.ts';
 import { PostgrestError, postgrestError, statusForSqlState } from './errors.ts';
 import { loadSchemaCache, type Routine, resolveRoutine, type SchemaCache } from './schema-cache.ts';
 
@@ -115,18 +115,12 @@ async function authenticate(
   }
 }
 
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
-
-async function readBody(req: IncomingMessage, limit: number): Promise<string> {
-  const tooLarge = () => postgrestError(413, 'PGRST413', `Request body exceeds ${limit} bytes`);
-  if (Number(req.headers['content-length'] ?? 0) > limit) throw tooLarge();
-  const body = await readBodyBytes(req, limit, tooLarge);
-  try {
-    return strictUtf8.decode(body);
-  } catch {
-    throw postgrestError(400, 'PGRST102', 'Empty or invalid json', 'The body is not valid UTF-8');
-  }
-}
+const readBody = (req: IncomingMessage, limit: number) =>
+  readBodyText(req, limit, {
+    tooLarge: () => postgrestError(413, 'PGRST413', `Request body exceeds ${limit} bytes`),
+    notUtf8: () =>
+      postgrestError(400, 'PGRST102', 'Empty or invalid json', 'The body is not valid UTF-8'),
+  });
 
 /** Arguments come as JSON; a request without a Content-Type is taken to be JSON. */
 function refuseUnlessJson(contentType: string | undefined): void {
