@@ -64,7 +64,7 @@ export function collectorDependencies(
   overrides: { log?: Logger; fetch?: typeof fetch } = {},
 ): Pick<RunCollectionInput, 'db' | 'keyring' | 'log' | 'createN8nClient'> {
   return {
-    db: createServiceClient(config, overrides.fetch),
+    db: createServiceClient(config, overrides.fetch, { timeoutMs: config.COLLECTOR_DB_TIMEOUT_MS }),
     keyring: config.FLOWMETER_ENCRYPTION_KEYS,
     log: overrides.log ?? createLogger(config.LOG_LEVEL),
     createN8nClient: ({ baseUrl, apiKey }) =>

@@ -63,6 +63,11 @@ export interface RunSummary {
   sourcesOk: number;
   sourcesFailed: number;
   sourcesDeferred: number;
+  /**
+   * Sources whose lease another run had taken by the time this one got to them: handed
+   * over but no longer resumable, or lost while waiting or being worked.
+   */
+  sourcesLeaseLost: number;
   pages: number;
   executionsIngested: number;
   billableCounted: number;
@@ -220,11 +225,11 @@ export async function runCollection(input: RunCollectionInput): Promise<Result<R
   const runLog = log.child({ run_id: runId, trigger: input.trigger });
   const budgetSignal = input.budgetSignal ?? AbortSignal.timeout(Math.max(0, deadline - now()));
   // The run is recorded as ended even when it could not claim its sources, so it never
-  // reads as killed; the error is what the operator sees.
+  // reads as killed; the failure is what the operator sees (collector_health).
   const ended = (message: string, unreachable: boolean) =>
     db.rpc('finish_collector_run', {
       run_id: runId,
-      stats: { errors: [{ error: message }], database_unreachable: unreachable },
+      stats: { errors: [{ error: message }], database_unreachable: unreachable, failure: message },
     });
   try {
     const collected = await collectClaimed(input, {
@@ -262,6 +267,9 @@ async function collectClaimed(
   const selected = await selectSources(input, scope);
   if (!selected.ok) return selected;
   const sources = selected.value;
+  // Handed leases that no longer resume were taken over by another run meanwhile.
+  const lostBeforeStart =
+    input.select && 'leases' in input.select ? input.select.leases.length - sources.length : 0;
   input.onSourceEvent?.({ type: 'claimed', sources });
   runLog.info({ sources: sources.length }, 'sources claimed');
 
@@ -356,13 +364,14 @@ async function collectClaimed(
     for (const s of deferred.slice(handedOff)) release(s);
   }
   await leases.stop();
-  await releases.flush();
 
   const summary: RunSummary = {
     runId,
     sourcesOk: outcomes.filter(([, o]) => o.status === 'ok').length,
     sourcesFailed: outcomes.filter(([, o]) => o.status === 'failed').length,
     sourcesDeferred: deferred.length,
+    sourcesLeaseLost:
+      lostBeforeStart + outcomes.filter(([, o]) => o.status === 'lease_lost').length,
     pages: outcomes.reduce((n, [, o]) => n + o.pages, 0),
     executionsIngested: outcomes.reduce((n, [, o]) => n + o.executionsIngested, 0),
     billableCounted: outcomes.reduce((n, [, o]) => n + o.billableCounted, 0),
@@ -373,19 +382,24 @@ async function collectClaimed(
     ),
     databaseUnreachable: outcomes.some(([, o]) => o.status === 'failed' && o.databaseUnreachable),
   };
-  const { error: finishError } = await db.rpc('finish_collector_run', {
-    run_id: runId,
-    stats: {
-      sources_ok: summary.sourcesOk,
-      sources_failed: summary.sourcesFailed,
-      sources_deferred: summary.sourcesDeferred,
-      pages: summary.pages,
-      executions_ingested: summary.executionsIngested,
-      billable_counted: summary.billableCounted,
-      errors: summary.errors,
-      database_unreachable: summary.databaseUnreachable,
-    },
-  });
+  // Side by side: each call has its own deadline, and the run must end inside its function's.
+  const [, { error: finishError }] = await Promise.all([
+    releases.flush(),
+    db.rpc('finish_collector_run', {
+      run_id: runId,
+      stats: {
+        sources_ok: summary.sourcesOk,
+        sources_failed: summary.sourcesFailed,
+        sources_deferred: summary.sourcesDeferred,
+        sources_lease_lost: summary.sourcesLeaseLost,
+        pages: summary.pages,
+        executions_ingested: summary.executionsIngested,
+        billable_counted: summary.billableCounted,
+        errors: summary.errors,
+        database_unreachable: summary.databaseUnreachable,
+      },
+    }),
+  ]);
   if (finishError) runLog.error({ error: finishError.message }, 'could not record the run');
   runLog.info({ ...summary, duration_ms: now() - started }, 'collector run finished');
   return ok(summary);

@@ -80,6 +80,10 @@ export const collectorEnvSchema = envSchema.extend({
   COLLECTOR_PROBE_BATCH: count(1, 10_000, 1000),
   COLLECTOR_PROBE_CONCURRENCY: count(1, 64, 8),
   N8N_REQUEST_TIMEOUT_MS: count(1000, 60_000, 8000, ' ms'),
+  // Each database call of a run: a hung PostgREST is cut after this and reads as
+  // unreachable. The calls after the budget (hand-off, release, run record) must still fit
+  // in Netlify's 30 s: budget + 2 × this.
+  COLLECTOR_DB_TIMEOUT_MS: count(500, 30_000, 5000, ' ms'),
   EXECUTION_RETENTION_MONTHS: count(1, 120, 3, ' months'),
   // Hand-off of large backlogs to collect-usage-background; without it the next run resumes.
   FLOWMETER_INTERNAL_SECRET: variable(
@@ -152,6 +156,9 @@ export const enforceEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).ext
   ENFORCE_FAIL_MODE: z
     .enum(['open', 'closed'], { error: 'must be open (allow runs) or closed (refuse runs)' })
     .default('open'),
+  // The decision's one database call; past it the database counts as unreachable and
+  // ENFORCE_FAIL_MODE decides. A decision normally takes a few milliseconds.
+  ENFORCE_DB_TIMEOUT_MS: count(100, 30_000, 5000, ' ms'),
   // Longer than a collection interval plus the longest run, so a reservation is released by
   // the collector rather than by expiry. A fraction is allowed for a demo whose clock runs
   // faster (`npm start -- --speed 60` divides it by 60).

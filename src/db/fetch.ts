@@ -49,3 +49,39 @@ export async function rpcFetch(
     headers: responseHeaders,
   });
 }
+
+/** What a call that got no answer in time rejects with; supabase-js reads it as status 0. */
+export class DatabaseTimeout extends Error {
+  override readonly name = 'TimeoutError';
+
+  constructor(timeoutMs: number) {
+    super(`no answer from the database within ${timeoutMs} ms`);
+  }
+}
+
+/**
+ * `fetchImpl` with a deadline on every request, its body included: a database (or a
+ * PostgREST) that hangs gets the call cut after `timeoutMs`, which supabase-js answers as
+ * status 0 and callers read as unreachable. The caller's own signal still applies. The
+ * request is also raced against the deadline, so a transport that ignores the signal cannot
+ * hold the caller either.
+ */
+export function withDeadline(fetchImpl: typeof fetch, timeoutMs: number): typeof fetch {
+  return async (input, init) => {
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signal = init?.signal ? AbortSignal.any([init.signal, deadline]) : deadline;
+    let onDeadline = () => {};
+    const timedOut = new Promise<never>((_, reject) => {
+      onDeadline = () => reject(new DatabaseTimeout(timeoutMs));
+      deadline.addEventListener('abort', onDeadline, { once: true });
+    });
+    try {
+      return await Promise.race([fetchImpl(input, { ...init, signal }), timedOut]);
+    } catch (error) {
+      if (deadline.aborted) throw new DatabaseTimeout(timeoutMs);
+      throw error;
+    } finally {
+      deadline.removeEventListener('abort', onDeadline);
+    }
+  };
+}

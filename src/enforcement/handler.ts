@@ -21,7 +21,7 @@ export function enforceDependencies(
   fetchImpl?: typeof fetch,
 ): EnforceHandlerDeps {
   return {
-    db: createServiceClient(config, fetchImpl),
+    db: createServiceClient(config, fetchImpl, { timeoutMs: config.ENFORCE_DB_TIMEOUT_MS }),
     runnerSecrets: config.RUNNER_SECRETS,
     settings: {
       reservationTtlSeconds: Math.round(config.RESERVATION_TTL_MINUTES * 60),

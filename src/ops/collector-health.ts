@@ -3,22 +3,25 @@ import { z } from 'zod';
 const when = z.string().nullable();
 const number = z.coerce.number();
 
+/** What health reads of one collector run, scheduled or background. */
+const runSchema = z.object({
+  id: z.string(),
+  started_at: z.string(),
+  finished_at: when,
+  sources_ok: number,
+  sources_failed: number,
+  sources_lease_lost: number,
+  pages: number,
+  executions_ingested: number,
+  database_unreachable: z.boolean(),
+  failure: z.string().nullable(),
+  first_error: z.string().nullable(),
+});
+
 /** collector_health()'s JSON, checked where it enters TypeScript. */
 export const collectorHealthSchema = z.object({
-  latest_scheduled_run: z
-    .object({
-      id: z.string(),
-      started_at: z.string(),
-      finished_at: when,
-      killed: z.boolean(),
-      sources_ok: number,
-      sources_failed: number,
-      pages: number,
-      executions_ingested: number,
-      database_unreachable: z.boolean(),
-      first_error: z.string().nullable(),
-    })
-    .nullable(),
+  latest_scheduled_run: runSchema.extend({ killed: z.boolean() }).nullable(),
+  failed_background_runs: z.object({ count: number, latest: z.array(runSchema) }),
   killed_runs: z.array(
     z.object({
       id: z.string(),
@@ -48,6 +51,7 @@ export const collectorHealthSchema = z.object({
 });
 
 export type CollectorHealth = z.infer<typeof collectorHealthSchema>;
+type Run = z.infer<typeof runSchema>;
 
 const plural = (n: number, word: string, words = `${word}s`) => `${n} ${n === 1 ? word : words}`;
 
@@ -57,9 +61,41 @@ const span = (seconds: number) =>
     ? `${Math.round(seconds / 3600)} h`
     : `${Math.max(1, Math.round(seconds / 60))} min`;
 
+const excerpt = (text: string | null) => (text ? ` (${text.slice(0, 120)})` : '');
+
+/**
+ * What went wrong in one run, each with what to do; nothing when it ran clean. A run that
+ * failed as a whole worked none of its sources, so their counts say nothing more.
+ */
+function runProblems(run: Run, name: string): string[] {
+  const lines: string[] = [];
+  if (run.database_unreachable) {
+    lines.push(
+      `${name} (${run.started_at}) could not reach the database${excerpt(run.failure)}: check SUPABASE_URL and the database's availability`,
+    );
+  } else if (run.failure !== null) {
+    lines.push(
+      `${name} (${run.started_at}) failed as a whole${excerpt(run.failure)}: check the function logs; its sources stay due and the next run collects them`,
+    );
+  }
+  if (run.failure !== null) return lines;
+  if (run.finished_at !== null && run.sources_failed > 0) {
+    lines.push(
+      `${name} (${run.started_at}) finished with ${plural(run.sources_failed, 'failed source')}${excerpt(run.first_error)}: see the sources above`,
+    );
+  }
+  if (run.sources_lease_lost > 0) {
+    lines.push(
+      `${name} (${run.started_at}) found ${plural(run.sources_lease_lost, 'source')} taken over by another run (its lease ran out first): if this repeats, check that runs do not overlap for longer than COLLECTOR_LEASE_SECONDS`,
+    );
+  }
+  return lines;
+}
+
 /**
  * What of the collector needs a person, each with what to do. Run-wide findings (the latest
- * scheduled run, killed runs) are left out when the status is limited to some tenants.
+ * scheduled run, background runs that ended badly since it started, killed runs) are left
+ * out when the status is limited to some tenants.
  */
 export function collectorAttention(
   health: CollectorHealth,
@@ -68,14 +104,15 @@ export function collectorAttention(
   const lines: string[] = [];
   const latest = health.latest_scheduled_run;
   if (!options.perTenant && latest) {
-    if (latest.database_unreachable) {
+    lines.push(...runProblems(latest, 'the latest scheduled collection'));
+  }
+  const background = health.failed_background_runs;
+  if (!options.perTenant) {
+    for (const run of background.latest) lines.push(...runProblems(run, 'a background collection'));
+    const more = background.count - background.latest.length;
+    if (more > 0) {
       lines.push(
-        `the latest scheduled collection (${latest.started_at}) could not reach the database: check SUPABASE_URL and the database's availability`,
-      );
-    }
-    if (latest.finished_at !== null && latest.sources_failed > 0) {
-      lines.push(
-        `the latest scheduled collection (${latest.started_at}) finished with ${plural(latest.sources_failed, 'failed source')}${latest.first_error ? ` (${latest.first_error.slice(0, 120)})` : ''}: see the sources above`,
+        `${plural(more, 'more background collection')} since the latest scheduled one ended badly: check the collect-usage-background logs`,
       );
     }
   }

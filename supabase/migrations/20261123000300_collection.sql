@@ -129,10 +129,14 @@ create table public.collector_runs (
   executions_ingested bigint not null default 0,
   billable_counted bigint not null default 0,
   errors jsonb not null default '[]'::jsonb,
-  database_unreachable boolean not null default false
+  database_unreachable boolean not null default false,
+  sources_lease_lost int not null default 0,
+  failure text
 );
 comment on table public.collector_runs is 'One row per collector run, for the operator''s view of lag and errors.';
 comment on column public.collector_runs.database_unreachable is 'Some call of the run got no answer from the database.';
+comment on column public.collector_runs.sources_lease_lost is 'Sources the run held or was handed whose lease another run had taken by the time it worked them.';
+comment on column public.collector_runs.failure is 'Why the run as a whole stopped (it could not claim or resume its sources, or it threw); null when it ran.';
 create index collector_runs_started_idx on public.collector_runs (started_at desc);
 
 create trigger collector_source_state_touch_updated_at before update on public.collector_source_state

@@ -741,8 +741,8 @@ as $$
   insert into public.collector_runs (trigger) values (start_collector_run.trigger) returning id;
 $$;
 
--- stats: {sources_ok, sources_failed, sources_deferred, pages, executions_ingested,
--- billable_counted, errors, database_unreachable}. Pages, executions and billable counts are
+-- stats: {sources_ok, sources_failed, sources_deferred, sources_lease_lost, pages,
+-- executions_ingested, billable_counted, errors, database_unreachable, failure}. Pages, executions and billable counts are
 -- kept as ingest_execution_page counted them when they are higher: those were committed.
 create or replace function public.finish_collector_run(run_id uuid, stats jsonb)
 returns public.collector_runs
@@ -758,7 +758,9 @@ as $$
     executions_ingested = greatest(r.executions_ingested, coalesce((finish_collector_run.stats ->> 'executions_ingested')::bigint, 0)),
     billable_counted = greatest(r.billable_counted, coalesce((finish_collector_run.stats ->> 'billable_counted')::bigint, 0)),
     errors = coalesce(finish_collector_run.stats -> 'errors', '[]'::jsonb),
-    database_unreachable = coalesce((finish_collector_run.stats ->> 'database_unreachable')::boolean, false)
+    database_unreachable = coalesce((finish_collector_run.stats ->> 'database_unreachable')::boolean, false),
+    sources_lease_lost = coalesce((finish_collector_run.stats ->> 'sources_lease_lost')::int, 0),
+    failure = finish_collector_run.stats ->> 'failure'
   where r.id = finish_collector_run.run_id and r.finished_at is null
   returning r.*;
 $$;

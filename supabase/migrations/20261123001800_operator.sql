@@ -186,7 +186,9 @@ revoke execute on function public.operator_status(uuid[], int, int) from public,
 grant execute on function public.operator_status(uuid[], int, int) to service_role;
 
 -- What the collector's health needs beyond operator_status: the latest scheduled run (did it
--- finish, with failures, could it reach the database), runs killed before they could finish
+-- finish, with failures, could it reach the database, did it fail as a whole or lose
+-- leases), the background runs that ended with any of those since it started (the last day
+-- when there is none; the five latest and how many), runs killed before they could finish
 -- in the last day (with what they committed), sources whose lease outlived its run, and gaps
 -- not acknowledged yet. tenant_ids limits leases and gaps to those tenants.
 create or replace function public.collector_health(tenant_ids uuid[] default null)
@@ -205,6 +207,23 @@ as $$
     select g.* from public.collection_gaps g
     where g.acknowledged_at is null
       and (collector_health.tenant_ids is null or g.tenant_id = any (collector_health.tenant_ids))
+  ),
+  latest_scheduled as (
+    select r.* from public.collector_runs r
+    where r.trigger = 'schedule'
+    order by r.started_at desc
+    limit 1
+  ),
+  failed_background as (
+    select r.id, r.started_at, r.finished_at, r.sources_ok, r.sources_failed,
+           r.sources_lease_lost, r.pages, r.executions_ingested, r.database_unreachable,
+           r.failure, r.errors -> 0 ->> 'error' as first_error
+    from public.collector_runs r
+    where r.trigger = 'background' and r.finished_at is not null
+      and r.finished_at >= coalesce((select l.started_at from latest_scheduled l), now() - interval '1 day')
+      -- A run ends within 15 minutes of its start: lets the started_at index bound the scan.
+      and r.started_at >= coalesce((select l.started_at from latest_scheduled l), now() - interval '1 day') - interval '15 minutes'
+      and (r.failure is not null or r.database_unreachable or r.sources_failed > 0 or r.sources_lease_lost > 0)
   )
   select jsonb_build_object(
     'latest_scheduled_run', (
@@ -212,13 +231,19 @@ as $$
         'id', r.id, 'started_at', r.started_at, 'finished_at', r.finished_at,
         'killed', r.finished_at is null and r.started_at < now() - interval '15 minutes',
         'sources_ok', r.sources_ok, 'sources_failed', r.sources_failed,
+        'sources_lease_lost', r.sources_lease_lost,
         'pages', r.pages, 'executions_ingested', r.executions_ingested,
         'database_unreachable', r.database_unreachable,
+        'failure', r.failure,
         'first_error', r.errors -> 0 ->> 'error')
-      from public.collector_runs r
-      where r.trigger = 'schedule'
-      order by r.started_at desc
-      limit 1
+      from latest_scheduled r
+    ),
+    'failed_background_runs', jsonb_build_object(
+      'count', (select count(*) from failed_background),
+      'latest', coalesce((
+        select jsonb_agg(to_jsonb(f) order by f.finished_at desc)
+        from (select * from failed_background order by finished_at desc limit 5) f
+      ), '[]'::jsonb)
     ),
     'killed_runs', coalesce((
       select jsonb_agg(to_jsonb(k) order by k.started_at desc) from killed k

@@ -693,7 +693,18 @@ describe('overlapping runs', () => {
     // A's 3rd page was refused (PT409 → 409) and A stopped without releasing B's lease.
     expect(aIngestStatuses).toEqual([200, 200, 409]);
     expect(outcomes.a).toMatchObject({ status: 'lease_lost', pages: 2, executionsIngested: 40 });
-    expect(a).toMatchObject({ sourcesOk: 0, sourcesFailed: 0, sourcesDeferred: 0, errors: [] });
+    expect(a).toMatchObject({
+      sourcesOk: 0,
+      sourcesFailed: 0,
+      sourcesDeferred: 0,
+      sourcesLeaseLost: 1,
+      errors: [],
+    });
+    const { rows: runRows } = await superuser().query(
+      'select sources_lease_lost from public.collector_runs where id = $1',
+      [a.runId],
+    );
+    expect(runRows[0]).toEqual({ sources_lease_lost: 1 });
     expect(outcomes.b).toMatchObject({ status: 'ok', executionsIngested: 160 });
     expect(b.errors).toEqual([]);
     const state = await sourceState(source.sourceId);

@@ -1,12 +1,24 @@
+import { randomBytes, randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
+import { collectorDependencies, runCollection } from '../../src/collector/from-config.ts';
+import { loadCollectorConfig } from '../../src/config/env.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { collectorHealthSchema } from '../../src/ops/collector-health.ts';
 import { createStatusHandler } from '../../src/ops/status-handler.ts';
 import { runCliWith } from '../support/cli.ts';
-import { collect, createSource, type TestSource, useN8nServer } from '../support/collector.ts';
+import {
+  collect,
+  createSource,
+  fastN8nClient,
+  keyring,
+  type TestSource,
+  testSettings,
+  useN8nServer,
+} from '../support/collector.ts';
 import { connectionReset, dropRequest, faultyDb, rpcFetch } from '../support/faults.ts';
-import { serviceClient, superuser } from '../support/stack.ts';
+import { succeeded } from '../support/result.ts';
+import { serviceClient, stack, superuser } from '../support/stack.ts';
 
 /**
  * Health tells the truth about the collector: a scheduled run that finished with failures,
@@ -186,5 +198,122 @@ describe('a run that cannot reach the database', () => {
   it('makes `flowmeter collect` exit 3', async () => {
     const down = await cli(['collect'], { SUPABASE_URL: 'http://127.0.0.1:9' });
     expect(down.code).toBe(EXIT.unavailable);
+  });
+});
+
+describe('a background collection that ends badly', () => {
+  /** Leases on new sources, as collect-usage hands them to collect-usage-background. */
+  async function handedLeases(n: number) {
+    const sources = await Promise.all(Array.from({ length: n }, () => createSource(server)));
+    const { data, error } = await serviceClient().rpc('claim_collector_sources', {
+      source_ids: sources.map((s) => s.sourceId),
+      ignore_schedule: true,
+      lease_seconds: 60,
+      max_sources: n,
+    });
+    expect(error).toBeNull();
+    return (data ?? []).map((s) => ({ source_id: s.source_id, lease_token: s.lease_token }));
+  }
+
+  const background = (
+    leases: Array<{ source_id: string; lease_token: string }>,
+    db = serviceClient(),
+  ) =>
+    runCollection({
+      db,
+      keyring,
+      log: silentLogger,
+      trigger: 'background',
+      createN8nClient: fastN8nClient(),
+      settings: testSettings,
+      select: { leases },
+    });
+
+  async function backgroundRun(id: string) {
+    return (await health()).failed_background_runs.latest.find((r) => r.id === id);
+  }
+
+  it('is flagged when it fails as a whole: its resume could not reach the database', async () => {
+    const leases = await handedLeases(1);
+    let runId: string | undefined;
+    const db = faultyDb(
+      rpcFetch(async (call, send) => {
+        if (call.fn === 'resume_collector_sources') return dropRequest(call);
+        const response = await send();
+        if (call.fn === 'start_collector_run') runId = (await response.clone().json()) as string;
+        return response;
+      }),
+    );
+    const result = await background(leases, db);
+    expect(result).toMatchObject({ ok: false, error: { code: 'unavailable' } });
+    const run = await backgroundRun(runId as string);
+    expect(run).toMatchObject({
+      database_unreachable: true,
+      failure: expect.stringMatching(/^resume_collector_sources failed/),
+    });
+    expect((await needsAttention()).join('\n')).toMatch(
+      new RegExp(
+        `a background collection \\(${run?.started_at.replace(/[+.]/g, '\\$&')}\\) could not reach the database \\(resume_collector_sources failed`,
+      ),
+    );
+  });
+
+  it('is flagged, and counts them, when every lease it was handed had been taken over', async () => {
+    const leases = await handedLeases(2);
+    const stale = leases.map((l) => ({ ...l, lease_token: randomUUID() }));
+    const summary = await succeeded(background(stale));
+    expect(summary).toMatchObject({ sourcesOk: 0, sourcesFailed: 0, sourcesLeaseLost: 2 });
+    const { rows } = await superuser().query(
+      'select sources_lease_lost, failure from public.collector_runs where id = $1',
+      [summary.runId],
+    );
+    expect(rows[0]).toEqual({ sources_lease_lost: 2, failure: null });
+    expect(await backgroundRun(summary.runId)).toMatchObject({ sources_lease_lost: 2 });
+    expect((await needsAttention()).join('\n')).toMatch(
+      /a background collection \([^)]+\) found 2 sources taken over by another run/,
+    );
+  });
+
+  it('is not flagged when it ran clean', async () => {
+    const summary = await succeeded(background(await handedLeases(1)));
+    expect(summary).toMatchObject({ sourcesOk: 1, sourcesLeaseLost: 0 });
+    expect(await backgroundRun(summary.runId)).toBeUndefined();
+  });
+});
+
+describe('a database that hangs', () => {
+  it('is cut at COLLECTOR_DB_TIMEOUT_MS: the source fails as unreachable, and the run says so', async () => {
+    const source = await createSource(server);
+    source.fake.addMany(5, (i) => ({ startedAt: recent(100 - i) }));
+    const config = loadCollectorConfig({
+      SUPABASE_URL: stack.supabaseUrl,
+      SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
+      FLOWMETER_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString('base64')}`,
+      COLLECTOR_DB_TIMEOUT_MS: '1000',
+    });
+    // The ingest call is accepted and never answered, as by a hung PostgREST.
+    const hung = rpcFetch(async (call, send) =>
+      call.fn === 'ingest_execution_page' ? new Promise<Response>(() => {}) : send(),
+    );
+    const deps = collectorDependencies(config, { log: silentLogger, fetch: hung });
+    const summary = await succeeded(
+      runCollection({
+        ...deps,
+        keyring,
+        createN8nClient: fastN8nClient(),
+        settings: testSettings,
+        trigger: 'manual',
+        select: { sourceIds: [source.sourceId] },
+      }),
+    );
+    expect(summary).toMatchObject({ sourcesFailed: 1, databaseUnreachable: true });
+    expect(summary.errors[0]?.error).toMatch(
+      /^the database could not be reached \(ingest_execution_page: TimeoutError: no answer from the database within 1000 ms/,
+    );
+    const { rows } = await superuser().query(
+      'select database_unreachable from public.collector_runs where id = $1',
+      [summary.runId],
+    );
+    expect(rows[0]).toEqual({ database_unreachable: true });
   });
 });

@@ -1,11 +1,15 @@
 import { createClient } from '@supabase/supabase-js';
 import { describe, expect, it } from 'vitest';
+import { loadEnforceConfig } from '../../src/config/env.ts';
 import type { Database } from '../../src/db/database.types.ts';
 import { enforce } from '../../src/enforcement/enforce.ts';
+import { createEnforceHandler, enforceDependencies } from '../../src/enforcement/handler.ts';
+import { silentLogger } from '../../src/observability/logger.ts';
 import {
   activeReservations,
   askEnforce,
   enforceHandler,
+  runnerSecret,
   setCollectedUsage,
   unreachableDb,
 } from '../support/enforcement.ts';
@@ -95,6 +99,36 @@ describe('the database could not be reached: fail open (or 503 when closed)', ()
     const closed = await askThrough(hook, 'closed', tenant.id);
     expect(closed.status).toBe(503);
     expect(closed.body.error?.code).toBe('unavailable');
+  });
+
+  it('a database that never answers, cut at ENFORCE_DB_TIMEOUT_MS (never allowed when closed)', async () => {
+    const tenant = await tenantAtItsLimit();
+    const hung = rpcFetch(async () => new Promise<Response>(() => {}));
+    const ask = (failMode: 'open' | 'closed') =>
+      askEnforce(
+        tenant.id,
+        { runRef: `hung-${failMode}` },
+        createEnforceHandler(
+          enforceDependencies(
+            loadEnforceConfig({
+              SUPABASE_URL: stack.supabaseUrl,
+              SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
+              RUNNER_SECRETS: runnerSecret,
+              ENFORCE_FAIL_MODE: failMode,
+              ENFORCE_DB_TIMEOUT_MS: '300',
+            }),
+            silentLogger,
+            hung,
+          ),
+        ),
+      );
+    const open = await ask('open');
+    expect(open.status).toBe(200);
+    expect(open.body).toMatchObject({ allowed: true, reason: 'fail_open' });
+    const closed = await ask('closed');
+    expect(closed.status).toBe(503);
+    expect(closed.body.error?.code).toBe('unavailable');
+    expect(await activeReservations(tenant.id)).toBe(0);
   });
 
   it('a database nobody listens on (connection refused)', async () => {

@@ -9,11 +9,14 @@ const healthy: CollectorHealth = {
     killed: false,
     sources_ok: 3,
     sources_failed: 0,
+    sources_lease_lost: 0,
     pages: 4,
     executions_ingested: 100,
     database_unreachable: false,
+    failure: null,
     first_error: null,
   },
+  failed_background_runs: { count: 0, latest: [] },
   killed_runs: [],
   dead_leases: [],
   unacknowledged_gaps: {
@@ -99,6 +102,81 @@ describe('collectorAttention', () => {
       'source 3666cbfb (https://acme.app.n8n.cloud) is held by a lease whose run is dead, for 2 h: the next run takes it over; if this persists, check that collect-usage runs',
       '3 gaps (12 executions possibly uncounted: 10 pruned, 2 missing) since the last acknowledgement: see `flowmeter sources list`, then `flowmeter sources acknowledge-gaps`',
     ]);
+  });
+
+  const latestRun = healthy.latest_scheduled_run as NonNullable<
+    CollectorHealth['latest_scheduled_run']
+  >;
+  const { killed: _, ...backgroundRun } = latestRun;
+
+  it('flags a scheduled run that failed as a whole, and one that lost leases to another run', () => {
+    const failed = collectorAttention(
+      {
+        ...healthy,
+        latest_scheduled_run: {
+          ...latestRun,
+          failure: 'claim_collector_sources failed: permission denied',
+          sources_ok: 0,
+        },
+      },
+      { perTenant: false },
+    );
+    expect(failed).toEqual([
+      'the latest scheduled collection (2026-12-01T12:00:00Z) failed as a whole (claim_collector_sources failed: permission denied): check the function logs; its sources stay due and the next run collects them',
+    ]);
+    const lost = collectorAttention(
+      { ...healthy, latest_scheduled_run: { ...latestRun, sources_lease_lost: 2 } },
+      { perTenant: false },
+    );
+    expect(lost).toEqual([
+      'the latest scheduled collection (2026-12-01T12:00:00Z) found 2 sources taken over by another run (its lease ran out first): if this repeats, check that runs do not overlap for longer than COLLECTOR_LEASE_SECONDS',
+    ]);
+  });
+
+  it('flags background runs that ended badly, not only the scheduled one', () => {
+    const lines = collectorAttention(
+      {
+        ...healthy,
+        failed_background_runs: {
+          count: 7,
+          latest: [
+            {
+              ...backgroundRun,
+              id: 'b1',
+              started_at: '2026-12-01T12:00:02Z',
+              database_unreachable: true,
+              failure: 'resume_collector_sources failed: fetch failed',
+            },
+            {
+              ...backgroundRun,
+              id: 'b2',
+              started_at: '2026-12-01T12:00:03Z',
+              sources_lease_lost: 1000,
+            },
+            {
+              ...backgroundRun,
+              id: 'b3',
+              started_at: '2026-12-01T12:00:04Z',
+              sources_failed: 1,
+              first_error: 'n8n answered 500',
+            },
+          ],
+        },
+      },
+      { perTenant: false },
+    );
+    expect(lines).toEqual([
+      "a background collection (2026-12-01T12:00:02Z) could not reach the database (resume_collector_sources failed: fetch failed): check SUPABASE_URL and the database's availability",
+      'a background collection (2026-12-01T12:00:03Z) found 1000 sources taken over by another run (its lease ran out first): if this repeats, check that runs do not overlap for longer than COLLECTOR_LEASE_SECONDS',
+      'a background collection (2026-12-01T12:00:04Z) finished with 1 failed source (n8n answered 500): see the sources above',
+      '4 more background collections since the latest scheduled one ended badly: check the collect-usage-background logs',
+    ]);
+    expect(
+      collectorAttention(
+        { ...healthy, failed_background_runs: { count: 7, latest: [] } },
+        { perTenant: true },
+      ),
+    ).toEqual([]);
   });
 
   it('limited to some tenants, leaves run-wide findings out', () => {

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rpcFetch } from '../../src/db/fetch.ts';
+import { DatabaseTimeout, rpcFetch, withDeadline } from '../../src/db/fetch.ts';
 
 /** A real HTTP server on a loopback port: rpcFetch talks to sockets, not to fetch. */
 let server: Server;
@@ -109,5 +109,35 @@ describe('rpcFetch', () => {
       body: new TextEncoder().encode('bytes'),
     });
     expect(await viaBytes.json()).toEqual({ echo: 'bytes', method: 'POST' });
+  });
+});
+
+describe('withDeadline', () => {
+  it('cuts a request that gets no answer in time, with a TimeoutError naming the deadline', async () => {
+    const failure = await withDeadline(rpcFetch, 50)(`${base}/slow`, { method: 'POST' }).catch(
+      (error: unknown) => error,
+    );
+    expect(failure).toBeInstanceOf(DatabaseTimeout);
+    expect(failure).toMatchObject({
+      name: 'TimeoutError',
+      message: 'no answer from the database within 50 ms',
+    });
+  });
+
+  it('cuts a transport that ignores the signal too', async () => {
+    const deaf: typeof fetch = () => new Promise<Response>(() => {});
+    await expect(withDeadline(deaf, 20)(`${base}/x`)).rejects.toBeInstanceOf(DatabaseTimeout);
+  });
+
+  it('passes answers in time through, and still honours the caller’s own signal', async () => {
+    const response = await withDeadline(rpcFetch, 5000)(`${base}/ok`, {
+      method: 'POST',
+      body: '1',
+    });
+    expect(await response.json()).toEqual({ echo: '1', method: 'POST' });
+    const controller = new AbortController();
+    const pending = withDeadline(rpcFetch, 5000)(`${base}/slow`, { signal: controller.signal });
+    controller.abort();
+    await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
   });
 });

@@ -56,6 +56,7 @@ const status = {
 
 const collector = {
   latest_scheduled_run: null,
+  failed_background_runs: { count: 0, latest: [] },
   killed_runs: [],
   dead_leases: [],
   unacknowledged_gaps: {
