@@ -376,6 +376,13 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
       );
     });
   });
+  // Like PostgREST, advertise no keep-alive timeout and never close an idle connection under
+  // a client: clients close their idle connections themselves (undici after 4 s). With Node's
+  // default (closing after 5 s, advertised), a client whose event loop stalled past that —
+  // a loaded machine, a burst of 160 concurrent calls then a pause — sent its next calls on
+  // connections the server had just closed, and they failed with "fetch failed" (other side
+  // closed) although nothing was wrong with them.
+  server.keepAliveTimeout = 0;
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolveListen());
