@@ -108,27 +108,19 @@ describe('collectorAttention', () => {
     CollectorHealth['latest_scheduled_run']
   >;
   const { killed: _, ...backgroundRun } = latestRun;
+  const withLatest = (changes: Partial<typeof latestRun>) =>
+    collectorAttention(
+      { ...healthy, latest_scheduled_run: { ...latestRun, ...changes } },
+      { perTenant: false },
+    );
 
   it('flags a scheduled run that failed as a whole, and one that lost leases to another run', () => {
-    const failed = collectorAttention(
-      {
-        ...healthy,
-        latest_scheduled_run: {
-          ...latestRun,
-          failure: 'claim_collector_sources failed: permission denied',
-          sources_ok: 0,
-        },
-      },
-      { perTenant: false },
-    );
-    expect(failed).toEqual([
+    expect(
+      withLatest({ failure: 'claim_collector_sources failed: permission denied', sources_ok: 0 }),
+    ).toEqual([
       'the latest scheduled collection (2026-12-01T12:00:00Z) failed as a whole (claim_collector_sources failed: permission denied): check the function logs; its sources stay due and the next run collects them',
     ]);
-    const lost = collectorAttention(
-      { ...healthy, latest_scheduled_run: { ...latestRun, sources_lease_lost: 2 } },
-      { perTenant: false },
-    );
-    expect(lost).toEqual([
+    expect(withLatest({ sources_lease_lost: 2 })).toEqual([
       'the latest scheduled collection (2026-12-01T12:00:00Z) found 2 sources taken over by another run (its lease ran out first): if this repeats, check that runs do not overlap for longer than COLLECTOR_LEASE_SECONDS',
     ]);
   });
