@@ -100,7 +100,7 @@ function render(status: Status, collector: CollectorHealth, attention: string[])
   );
   const gaps = collector.unacknowledged_gaps;
   lines.push(
-    `Collector: ${gaps.gaps} gaps not acknowledged (${count(gaps.executions)} executions), ${collector.dead_leases.length} dead leases, ${collector.killed_runs.length} runs killed in the last day`,
+    `Collector: ${gaps.gaps} gaps not acknowledged (${count(gaps.executions)} executions), ${collector.dead_leases.length} dead leases, ${collector.killed_runs.length} runs killed in the last day, ${collector.failed_background_runs.count} background runs ended badly since the latest scheduled one`,
   );
   lines.push(attention.length ? `Needs attention: ${attention.join('; ')}` : 'All healthy.');
   return lines.join('\n');

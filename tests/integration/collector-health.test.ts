@@ -272,6 +272,11 @@ describe('a background collection that ends badly', () => {
     expect((await needsAttention()).join('\n')).toMatch(
       /a background collection \([^)]+\) found 2 sources taken over by another run/,
     );
+    const screen = await cli(['status']);
+    expect(screen.code).toBe(EXIT.failed);
+    expect(screen.out).toMatch(
+      /Collector: .*, [1-9]\d* background runs ended badly since the latest scheduled one/,
+    );
   });
 
   it('is not flagged when it ran clean', async () => {
