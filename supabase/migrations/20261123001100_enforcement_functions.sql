@@ -428,6 +428,11 @@ begin
   if allowed and in_grace then
     reason := 'grace_period';
   end if;
+  -- The period's first block becomes a tenant.blocked webhook event; later blocks cost one
+  -- index probe there, and decisions that allow pay nothing.
+  if reason = 'limit_reached' and enforce_usage.reserve then
+    perform private.record_tenant_blocked(t.id, cur_start, cur_end, committed, quota);
+  end if;
 
   standing := private.usage_standing(committed, quota, t.alert_thresholds);
   return jsonb_build_object(
