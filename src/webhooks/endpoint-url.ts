@@ -49,10 +49,23 @@ const blocked = RANGES.map(([network, prefix, family, reason]) => {
   return { list, family, reason };
 });
 
+/** The IPv4 address inside an IPv4-mapped IPv6 one, in either notation URLs and DNS use. */
+function ipv4Mapped(address: string): string | undefined {
+  const dotted = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(address)?.[1];
+  if (dotted) return dotted;
+  const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(address);
+  if (!hex) return undefined;
+  const [high, low] = [
+    Number.parseInt(hex[1] as string, 16),
+    Number.parseInt(hex[2] as string, 16),
+  ];
+  return [high >> 8, high & 255, low >> 8, low & 255].join('.');
+}
+
 /** Why an IP address is not a public one, or undefined when it is. */
 export function nonPublicAddress(address: string): string | undefined {
   const bare = address.replace(/^\[|\]$/g, '').toLowerCase();
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(bare)?.[1];
+  const mapped = ipv4Mapped(bare);
   if (mapped) return nonPublicAddress(mapped);
   const version = isIP(bare);
   if (version === 0) return 'not an IP address';

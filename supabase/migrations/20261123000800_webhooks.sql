@@ -120,7 +120,9 @@ revoke all on table public.webhook_endpoints, public.webhook_endpoint_secrets,
   from public, anon, authenticated;
 grant all on table public.webhook_endpoints, public.webhook_endpoint_secrets,
   public.webhook_deliveries to service_role;
--- An event's body is what every attempt signs: written once, never updated.
+-- An event's body is what every attempt signs: written once, never updated (Supabase's
+-- default privileges grant the service role everything, so revoke first).
+revoke all on table public.webhook_events from service_role;
 grant select, insert, delete on table public.webhook_events to service_role;
 
 -- Events raised by other tables' changes -------------------------------------------------
