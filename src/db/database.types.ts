@@ -2232,7 +2232,6 @@ export type Database = {
           isSetofReturn: false;
         };
       };
-      webhook_health: { Args: Record<PropertyKey, never>; Returns: Json };
     };
     Enums: {
       [_ in never]: never;

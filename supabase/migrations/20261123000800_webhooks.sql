@@ -125,6 +125,43 @@ grant all on table public.webhook_endpoints, public.webhook_endpoint_secrets,
 revoke all on table public.webhook_events from service_role;
 grant select, insert, delete on table public.webhook_events to service_role;
 
+-- Status -------------------------------------------------------------------------------
+
+-- What operator_status shows of webhooks (here rather than with the webhook functions:
+-- operator_status, created before those, calls it). Enabled endpoints with deliveries
+-- failing (retried later) or given up; tenant_ids limits them to those tenants' events.
+create or replace function private.webhook_delivery_status(tenant_ids uuid[] default null)
+returns jsonb
+language sql stable
+set search_path = ''
+as $$
+  with failed as (
+    select d.*, ep.url from public.webhook_deliveries d
+    join public.webhook_endpoints ep on ep.id = d.endpoint_id
+    where ep.enabled and d.status = 'failed'
+      and (webhook_delivery_status.tenant_ids is null or exists (
+        select 1 from public.webhook_events e
+        where e.id = d.event_id and e.tenant_id = any (webhook_delivery_status.tenant_ids)))
+  )
+  select jsonb_build_object(
+    'retrying', (select count(*) from failed where next_attempt_at is not null),
+    'given_up', (select count(*) from failed where next_attempt_at is null),
+    'failing_endpoints', coalesce((
+      select jsonb_agg(to_jsonb(x) order by x.given_up desc, x.retrying desc, x.id)
+      from (
+        select f.endpoint_id as id, f.url,
+               count(*) filter (where f.next_attempt_at is not null) as retrying,
+               count(*) filter (where f.next_attempt_at is null) as given_up,
+               (array_agg(f.last_error order by f.last_attempt_at desc nulls last))[1] as last_error
+        from failed f
+        group by f.endpoint_id, f.url
+      ) x
+    ), '[]'::jsonb)
+  );
+$$;
+revoke all on function private.webhook_delivery_status(uuid[]) from public, anon, authenticated;
+grant execute on function private.webhook_delivery_status(uuid[]) to service_role;
+
 -- Events raised by other tables' changes -------------------------------------------------
 --
 -- Each trigger records its event through private.record_webhook_event (webhook

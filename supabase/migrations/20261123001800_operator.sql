@@ -88,7 +88,7 @@ grant execute on function public.prune_history(int, int) to service_role;
 
 -- One snapshot for the operator's status screen: the sources most in need of attention
 -- (failing first, then the longest lag), Stripe reports not sent yet (and whether sending
--- fails), Stripe webhook events rejected, alert deliveries not delivered, the latest
+-- fails), Stripe webhook events rejected, alert and webhook deliveries not delivered, the latest
 -- collector runs, and each scheduled function's latest run (with the summary it recorded)
 -- and how many have failed since its last success (runs and functions are not per tenant).
 -- tenant_ids limits everything but runs and functions to those tenants. Runs are read
@@ -133,6 +133,7 @@ as $$
     ),
     'meter_reports', private.meter_report_status(operator_status.tenant_ids),
     'stripe_events', private.stripe_event_status(operator_status.tenant_ids),
+    'webhook_deliveries', private.webhook_delivery_status(operator_status.tenant_ids),
     'alert_deliveries', jsonb_build_object(
       'pending', (select count(*) from deliveries where status = 'pending'),
       'sending', (select count(*) from deliveries where status = 'sending'),

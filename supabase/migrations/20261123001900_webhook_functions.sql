@@ -1,5 +1,6 @@
 -- Webhook functions: recording events in the outbox, endpoints and their secrets,
--- claiming and finishing deliveries, and what status shows. Secrets arrive encrypted by
+-- claiming and finishing deliveries (what status shows is private.webhook_delivery_status,
+-- beside the tables). Secrets arrive encrypted by
 -- the application; URLs arrive checked by it (src/webhooks).
 
 -- Events ------------------------------------------------------------------------------
@@ -401,33 +402,6 @@ begin
 end;
 $$;
 
--- What status shows: enabled endpoints whose deliveries are failing (retried later), and
--- deliveries given up in the last 7 days, per endpoint.
-create or replace function public.webhook_health()
-returns jsonb
-language sql stable
-set search_path = ''
-as $$
-  select jsonb_build_object(
-    'endpoints', coalesce((
-      select jsonb_agg(jsonb_build_object(
-               'id', x.id, 'url', x.url, 'failing', x.failing, 'given_up', x.given_up,
-               'last_error', x.last_error) order by x.id)
-      from (
-        select ep.id, ep.url,
-               count(*) filter (where d.next_attempt_at is not null) as failing,
-               count(*) filter (where d.next_attempt_at is null) as given_up,
-               (array_agg(d.last_error order by d.last_attempt_at desc nulls last))[1] as last_error
-        from public.webhook_endpoints ep
-        join public.webhook_deliveries d on d.endpoint_id = ep.id
-        where ep.enabled and d.status = 'failed'
-          and (d.next_attempt_at is not null or d.last_attempt_at > now() - interval '7 days')
-        group by ep.id
-      ) x
-    ), '[]'::jsonb)
-  );
-$$;
-
 revoke execute on function
   public.record_webhook_event(text, text, jsonb, uuid, uuid[]),
   public.add_webhook_endpoint(uuid, text, text[], text, text),
@@ -437,8 +411,7 @@ revoke execute on function
   public.claim_webhook_deliveries(int, int, uuid[]),
   public.finish_webhook_delivery(text, uuid, boolean, int, text),
   public.list_webhook_deliveries(uuid[], boolean, int),
-  public.retry_webhook_deliveries(uuid),
-  public.webhook_health()
+  public.retry_webhook_deliveries(uuid)
   from public, anon, authenticated;
 grant execute on function
   public.record_webhook_event(text, text, jsonb, uuid, uuid[]),
@@ -449,6 +422,5 @@ grant execute on function
   public.claim_webhook_deliveries(int, int, uuid[]),
   public.finish_webhook_delivery(text, uuid, boolean, int, text),
   public.list_webhook_deliveries(uuid[], boolean, int),
-  public.retry_webhook_deliveries(uuid),
-  public.webhook_health()
+  public.retry_webhook_deliveries(uuid)
   to service_role;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
+import { WEBHOOK_EVENT_TYPES } from '../../src/webhooks/event-types.ts';
 import { runCliWith } from '../support/cli.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { superuser } from '../support/stack.ts';
@@ -12,10 +13,25 @@ import { fakeReceiver, type ReceiverAnswer } from '../support/webhooks.ts';
 const server = useN8nServer();
 const local = { env: { WEBHOOK_MODE: 'local' } };
 
-async function addedEndpoint(answer?: () => ReceiverAnswer) {
+/**
+ * A receiver subscribed to webhook.test only: other files' tenants raise real events
+ * meanwhile, which would reach a receiver subscribed to them (and, failing, show in those
+ * files' status).
+ */
+async function addedEndpoint(answer?: () => ReceiverAnswer, events = 'webhook.test') {
   const receiver = fakeReceiver(server, answer);
   const added = await runCliWith(
-    ['webhooks', 'add', '--url', receiver.url, '--events', 'all', '--description', 'ops', '--json'],
+    [
+      'webhooks',
+      'add',
+      '--url',
+      receiver.url,
+      '--events',
+      events,
+      '--description',
+      'ops',
+      '--json',
+    ],
     local,
   );
   expect(added.code).toBe(EXIT.ok);
@@ -28,7 +44,7 @@ describe('flowmeter webhooks', () => {
   it('add prints the secret once; test delivers a webhook.test the receiver verifies with it', async () => {
     const { receiver, endpoint } = await addedEndpoint();
     expect(endpoint.secret).toMatch(/^whsec_[A-Za-z0-9+/]{43}=$/);
-    expect(endpoint.event_types).not.toContain('webhook.test');
+    expect(endpoint.event_types).toEqual(['webhook.test']);
     const { rows } = await superuser().query(
       'select secret_ciphertext from public.webhook_endpoint_secrets where endpoint_id = $1',
       [endpoint.id],
@@ -81,6 +97,14 @@ describe('flowmeter webhooks', () => {
     expect(JSON.parse(failed.out)).toMatchObject([
       { endpoint_id: endpoint.id, event_type: 'webhook.test', status: 'failed', attempts: 1 },
     ]);
+  });
+
+  it('--events all subscribes to every event type but webhook.test', async () => {
+    const { endpoint } = await addedEndpoint(undefined, 'all');
+    await runCliWith(['webhooks', 'disable', endpoint.id], local);
+    expect(endpoint.event_types).toEqual(
+      WEBHOOK_EVENT_TYPES.filter((t) => t !== 'webhook.test').sort(),
+    );
   });
 
   it('disable and enable; test refuses a disabled endpoint', async () => {

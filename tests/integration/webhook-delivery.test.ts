@@ -1,6 +1,8 @@
 import { HttpResponse, http } from 'msw';
 import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
+import { needsAttention } from '../../src/ops/attention.ts';
+import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
 import { deliverWebhooks, drainWebhooks } from '../../src/webhooks/deliver-webhooks.ts';
 import { listDeliveries } from '../../src/webhooks/list-deliveries.ts';
 import { recordWebhookEvent } from '../../src/webhooks/record-event.ts';
@@ -205,9 +207,12 @@ describe('webhook delivery', () => {
       maxRows: 10,
     });
     expect(failed.ok && failed.value.map((d) => d.status)).toEqual(['given_up']);
-    const { data: health } = await serviceClient().rpc('webhook_health');
-    expect((health as { endpoints: { id: string; given_up: number }[] }).endpoints).toContainEqual(
-      expect.objectContaining({ id: endpoint.id, given_up: 1, failing: 0 }),
+    const status = operatorStatusSchema.parse((await serviceClient().rpc('operator_status')).data);
+    expect(status.webhook_deliveries.failing_endpoints).toContainEqual(
+      expect.objectContaining({ id: endpoint.id, given_up: 1, retrying: 0 }),
+    );
+    expect(needsAttention(status).join('\n')).toContain(
+      `webhook endpoint ${endpoint.id} (${receiver.url}) is failing: 0 deliveries retrying, 1 given up (last error: HTTP 500: receiver exploded)`,
     );
 
     healthy = true;
@@ -216,6 +221,8 @@ describe('webhook delivery', () => {
       value: 1,
     });
     expect(await drainWebhooks(deliveryInput([endpoint.id]))).toMatchObject({ delivered: 1 });
+    const healed = operatorStatusSchema.parse((await serviceClient().rpc('operator_status')).data);
+    expect(healed.webhook_deliveries.failing_endpoints.map((e) => e.id)).not.toContain(endpoint.id);
     const ids = new Set(receiver.requests.map((r) => r.id));
     expect(ids.size).toBe(1);
     expect(new Set(receiver.requests.map((r) => r.body)).size).toBe(1);
@@ -262,7 +269,7 @@ describe('webhook delivery', () => {
 
   it('a disabled endpoint gets no deliveries for new events, and its due ones wait until it is enabled', async () => {
     const receiver = fakeReceiver(server);
-    const endpoint = await receiverEndpoint(receiver, ['collection.gap_recorded']);
+    const endpoint = await receiverEndpoint(receiver);
     const [waiting] = await recordEvents([endpoint.id], 1, `disabled-${endpoint.id}`);
     await setEndpointEnabled({ db: serviceClient(), endpointId: endpoint.id, enabled: false });
     await recordEvents([endpoint.id], 1, `while-disabled-${endpoint.id}`);
