@@ -181,25 +181,26 @@ $$;
 revoke all on function private.webhook_tenant(uuid) from public;
 grant execute on function private.webhook_tenant(uuid) to service_role;
 
-create or replace function private.webhook_on_usage_alert()
+-- The event of a row a table gains (or that changes as the trigger says): its payload is
+-- the row as stored, with the tenant named as the operator's systems name it; its key is
+-- the event type and the row's id, so one row raises each type of event once.
+-- TG_ARGV[0]: the event type.
+create or replace function private.webhook_on_row()
 returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
   perform private.record_webhook_event(
-    'usage.threshold_crossed', 'usage.threshold_crossed:' || new.id, new.tenant_id,
-    jsonb_build_object(
-      'tenant', private.webhook_tenant(new.tenant_id), 'alert_id', new.id,
-      'threshold_percent', new.threshold, 'used', new.used, 'quota', new.quota,
-      'period_start', new.period_start, 'period_end', new.period_end));
+    tg_argv[0], tg_argv[0] || ':' || new.id, new.tenant_id,
+    jsonb_build_object('tenant', private.webhook_tenant(new.tenant_id)) || (to_jsonb(new) - 'tenant_id'));
   return null;
 end;
 $$;
-revoke all on function private.webhook_on_usage_alert() from public;
+revoke all on function private.webhook_on_row() from public;
 
 create trigger usage_alerts_webhook_event after insert on public.usage_alerts
-  for each row execute function private.webhook_on_usage_alert();
+  for each row execute function private.webhook_on_row('usage.threshold_crossed');
 
 -- A source is failing from its first failed attempt after a success (as status counts
 -- it), and recovered at its first success after that.
@@ -233,81 +234,29 @@ create trigger collector_source_state_webhook_event after update of consecutive_
   for each row when ((old.consecutive_failures > 0) is distinct from (new.consecutive_failures > 0))
   execute function private.webhook_on_source_health();
 
-create or replace function private.webhook_on_collection_gap()
-returns trigger
-language plpgsql
-set search_path = ''
-as $$
-begin
-  perform private.record_webhook_event(
-    'collection.gap_recorded', 'collection.gap_recorded:' || new.id, new.tenant_id,
-    jsonb_build_object(
-      'tenant', private.webhook_tenant(new.tenant_id), 'gap_id', new.id,
-      'source_id', new.source_id, 'kind', new.kind, 'from_id', new.from_id, 'to_id', new.to_id,
-      'executions', new.to_id - new.from_id + 1, 'detail', new.detail,
-      'detected_at', new.detected_at));
-  return null;
-end;
-$$;
-revoke all on function private.webhook_on_collection_gap() from public;
-
 create trigger collection_gaps_webhook_event after insert on public.collection_gaps
-  for each row execute function private.webhook_on_collection_gap();
+  for each row execute function private.webhook_on_row('collection.gap_recorded');
 
 -- A report is late once (recorded late, or found late when sent); it is failed once, when
 -- it is failing as status counts it: its third failed attempt, or Stripe refusing the key.
-create or replace function private.webhook_on_meter_report()
-returns trigger
-language plpgsql
-set search_path = ''
-as $$
-declare
-  kind text := case when new.status = 'late' then 'meter_report.late' else 'meter_report.failed' end;
-begin
-  perform private.record_webhook_event(
-    kind, kind || ':' || new.id, new.tenant_id,
-    jsonb_build_object(
-      'tenant', private.webhook_tenant(new.tenant_id), 'report_id', new.id,
-      'identifier', new.identifier, 'value', new.value, 'reported_through', new.reported_through,
-      'period_start', new.period_start, 'period_end', new.period_end,
-      'attempts', new.attempts, 'error', new.last_error, 'error_kind', new.last_error_kind));
-  return null;
-end;
-$$;
-revoke all on function private.webhook_on_meter_report() from public;
-
-create trigger meter_reports_webhook_event_on_insert after insert on public.meter_reports
+create trigger meter_reports_late_webhook_event_on_insert after insert on public.meter_reports
   for each row when (new.status = 'late')
-  execute function private.webhook_on_meter_report();
+  execute function private.webhook_on_row('meter_report.late');
 
-create trigger meter_reports_webhook_event_on_update after update on public.meter_reports
+create trigger meter_reports_late_webhook_event after update on public.meter_reports
+  for each row when (new.status = 'late' and old.status <> 'late')
+  execute function private.webhook_on_row('meter_report.late');
+
+create trigger meter_reports_failed_webhook_event after update on public.meter_reports
   for each row when (
-    (new.status = 'late' and old.status <> 'late')
-    or (new.status = 'pending' and new.last_error_kind is not null
-        and ((new.attempts >= 3 and old.attempts < 3)
-             or (new.last_error_kind = 'auth' and old.last_error_kind is distinct from 'auth')))
+    new.status = 'pending' and new.last_error_kind is not null
+    and ((new.attempts >= 3 and old.attempts < 3)
+         or (new.last_error_kind = 'auth' and old.last_error_kind is distinct from 'auth'))
   )
-  execute function private.webhook_on_meter_report();
-
-create or replace function private.webhook_on_reconciliation_finding()
-returns trigger
-language plpgsql
-set search_path = ''
-as $$
-begin
-  perform private.record_webhook_event(
-    'reconciliation.drift_found', 'reconciliation.drift_found:' || new.id, new.tenant_id,
-    jsonb_build_object(
-      'tenant', private.webhook_tenant(new.tenant_id), 'finding_id', new.id,
-      'kind', new.kind, 'period_start', new.period_start, 'expected', new.expected,
-      'actual', new.actual, 'repaired', new.repaired, 'detail', new.detail));
-  return null;
-end;
-$$;
-revoke all on function private.webhook_on_reconciliation_finding() from public;
+  execute function private.webhook_on_row('meter_report.failed');
 
 create trigger reconciliation_findings_webhook_event after insert on public.reconciliation_findings
-  for each row execute function private.webhook_on_reconciliation_finding();
+  for each row execute function private.webhook_on_row('reconciliation.drift_found');
 
 -- A Stripe subscription event that changed what the tenant is billed on (stripe_synced_at
 -- moves only with Stripe's events, so operator edits of the plan do not count).

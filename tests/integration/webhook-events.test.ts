@@ -88,7 +88,7 @@ describe('webhook events, each from its cause', () => {
       Array.from({ length: 3 }, (_, i) => ({ workflow: 'wf', startedAt: now - 30_000 + i })),
     );
     const events = await eventsOf(tenant.id);
-    expect(events.map((e) => [e.type, e.payload.threshold_percent])).toEqual([
+    expect(events.map((e) => [e.type, e.payload.threshold])).toEqual([
       ['usage.threshold_crossed', 80],
       ['usage.threshold_crossed', 100],
     ]);
@@ -97,6 +97,7 @@ describe('webhook events, each from its cause', () => {
       used: 8,
       quota: 10,
     });
+    expect(events[0]?.payload).not.toHaveProperty('tenant_id');
     expect(JSON.parse(events[0]?.body as string)).toMatchObject({
       type: 'usage.threshold_crossed',
       data: events[0]?.payload,
@@ -154,7 +155,7 @@ describe('webhook events, each from its cause', () => {
       kind: 'pruned',
       from_id: 100,
       to_id: 150,
-      executions: 51,
+      detail: 'list ended above the watermark',
     });
   });
 
@@ -171,7 +172,12 @@ describe('webhook events, each from its cause', () => {
     }
     const [event] = await eventsOf(tenantId);
     expect(event).toMatchObject({ type: 'meter_report.failed' });
-    expect(event?.payload).toMatchObject({ report_id: reportId, attempts: 3, value: 5 });
+    expect(event?.payload).toMatchObject({
+      id: reportId,
+      attempts: 3,
+      value: 5,
+      status: 'pending',
+    });
   });
 
   it('meter_report.failed at once when Stripe refuses the key', async () => {
@@ -195,8 +201,9 @@ describe('webhook events, each from its cause', () => {
     const [event] = await eventsOf(tenantId);
     expect(event).toMatchObject({ type: 'meter_report.late' });
     expect(event?.payload).toMatchObject({
-      report_id: reportId,
-      error: expect.stringMatching(/final/),
+      id: reportId,
+      status: 'late',
+      last_error: expect.stringMatching(/final/),
     });
   });
 
