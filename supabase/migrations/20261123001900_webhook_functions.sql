@@ -104,6 +104,20 @@ grant execute on function private.record_tenant_blocked(uuid, timestamptz, times
 
 -- Endpoints ---------------------------------------------------------------------------
 
+-- An unknown endpoint: 404, with where the ids are.
+create or replace function private.webhook_endpoint_not_found(endpoint_id uuid)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  raise exception 'webhook endpoint % not found', webhook_endpoint_not_found.endpoint_id
+    using errcode = 'PT404', hint = 'flowmeter webhooks list shows the ids';
+end;
+$$;
+revoke all on function private.webhook_endpoint_not_found(uuid) from public;
+grant execute on function private.webhook_endpoint_not_found(uuid) to service_role;
+
 create or replace function public.add_webhook_endpoint(
   id uuid,
   url text,
@@ -181,8 +195,7 @@ begin
   where ep.id = set_webhook_endpoint_enabled.endpoint_id
   returning ep.* into endpoint;
   if not found then
-    raise exception 'webhook endpoint % not found', set_webhook_endpoint_enabled.endpoint_id
-      using errcode = 'PT404', hint = 'flowmeter webhooks list shows the ids';
+    perform private.webhook_endpoint_not_found(set_webhook_endpoint_enabled.endpoint_id);
   end if;
   return endpoint;
 end;
@@ -208,8 +221,7 @@ begin
   select ep.* into endpoint from public.webhook_endpoints ep
   where ep.id = rotate_webhook_secret.endpoint_id for update;
   if not found then
-    raise exception 'webhook endpoint % not found', rotate_webhook_secret.endpoint_id
-      using errcode = 'PT404', hint = 'flowmeter webhooks list shows the ids';
+    perform private.webhook_endpoint_not_found(rotate_webhook_secret.endpoint_id);
   end if;
   update public.webhook_endpoint_secrets s
   set expires_at = least(coalesce(s.expires_at, 'infinity'),
@@ -390,8 +402,7 @@ declare
   retried int;
 begin
   if not exists (select 1 from public.webhook_endpoints ep where ep.id = retry_webhook_deliveries.endpoint_id) then
-    raise exception 'webhook endpoint % not found', retry_webhook_deliveries.endpoint_id
-      using errcode = 'PT404', hint = 'flowmeter webhooks list shows the ids';
+    perform private.webhook_endpoint_not_found(retry_webhook_deliveries.endpoint_id);
   end if;
   update public.webhook_deliveries d
   set status = 'pending', attempts = 0, next_attempt_at = now(), lease_expires_at = null
