@@ -3,8 +3,10 @@ import { Webhook } from 'standardwebhooks';
 import { describe, expect, it } from 'vitest';
 import { needsAttention } from '../../src/ops/attention.ts';
 import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
+import { addEndpoint } from '../../src/webhooks/add-endpoint.ts';
 import { deliverWebhooks, drainWebhooks } from '../../src/webhooks/deliver-webhooks.ts';
 import { listDeliveries } from '../../src/webhooks/list-deliveries.ts';
+import { publicOnlyFetch } from '../../src/webhooks/public-fetch.ts';
 import { recordWebhookEvent } from '../../src/webhooks/record-event.ts';
 import { retryGivenUp } from '../../src/webhooks/retry-given-up.ts';
 import { rotateSecret } from '../../src/webhooks/rotate-secret.ts';
@@ -292,5 +294,45 @@ describe('webhook delivery', () => {
     expect(receiver.requests).toEqual([]);
     const [row] = await deliveriesOf([endpoint.id]);
     expect(row?.last_error).toMatch(/no valid secret/);
+  });
+
+  it('production mode: a host whose DNS now answers a private address gets nothing, and the attempt says why', async () => {
+    let answer = '93.184.216.34';
+    const resolve = async () => [answer];
+    const added = await addEndpoint({
+      db: serviceClient(),
+      keyring: webhookKeyring,
+      mode: 'production',
+      resolve,
+      url: 'https://hooks.rebinding.example.com/flowmeter',
+      eventTypes: ['webhook.test'],
+    });
+    if (!added.ok) throw new Error(added.error.message);
+    const endpoint = added.value.endpoint;
+    await sendTestEvent({ db: serviceClient(), endpointId: endpoint.id });
+
+    answer = '10.0.0.7';
+    const summary = await deliverWebhooks(
+      deliveryInput([endpoint.id], { mode: 'production', fetch: publicOnlyFetch(resolve) }),
+    );
+    expect(summary).toMatchObject({ claimed: 1, failed: 1 });
+    const [row] = await deliveriesOf([endpoint.id]);
+    expect(row).toMatchObject({ status: 'failed', last_status: null });
+    expect(row?.last_error).toMatch(
+      /refused: the endpoint URL names hooks\.rebinding\.example\.com, which resolves to 10\.0\.0\.7, a private address/,
+    );
+  });
+
+  it('production mode refuses at send a URL that only local mode admits', async () => {
+    const receiver = fakeReceiver(server);
+    const endpoint = await receiverEndpoint(receiver);
+    await superuser().query(
+      "update public.webhook_endpoints set url = 'http://127.0.0.1:9/hook' where id = $1",
+      [endpoint.id],
+    );
+    await sendTestEvent({ db: serviceClient(), endpointId: endpoint.id });
+    await deliverWebhooks(deliveryInput([endpoint.id], { mode: 'production' }));
+    const [row] = await deliveriesOf([endpoint.id]);
+    expect(row?.last_error).toMatch(/refused: the endpoint URL must start with https/);
   });
 });
