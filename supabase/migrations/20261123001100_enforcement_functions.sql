@@ -10,7 +10,8 @@
 -- * the counters row remembers when its earliest active reservation expires, so the
 --   expiry sweep runs only when one is due, not on every decision;
 -- * decisions that reserve nothing (overage, unlimited, inactive, dry runs, blocked at a
---   limit with nothing to expire) only read;
+--   limit with nothing to expire) only read, but for a period's first block, which records
+--   its tenant.blocked webhook event;
 -- * reservations carry no foreign key (see usage).
 
 -- Rules -------------------------------------------------------------------------------
