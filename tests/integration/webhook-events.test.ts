@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { meteredTenant } from '../support/billing.ts';
 import {
@@ -274,6 +275,42 @@ describe('webhook events, each from its cause', () => {
     );
     expect(refused).toBeInstanceOf(Error);
     expect((refused as Error).message).toMatch(/permission denied/);
+  });
+});
+
+describe('webhook retention', () => {
+  it('prune_history deletes old events whose deliveries are over, never one still to be sent', async () => {
+    const receiver = await serviceClient().rpc('add_webhook_endpoint', {
+      id: randomUUID(),
+      url: 'https://retention.example.test/hook',
+      event_types: ['webhook.test'],
+      secret_ciphertext: 'fm1.k1.aXY.dGFn.Y2lwaGVy',
+    });
+    const endpointId = receiver.data?.id as string;
+    const record = async (label: string, endpointIds: string[]) => {
+      const { data } = await serviceClient().rpc('record_webhook_event', {
+        event_type: 'webhook.test',
+        idempotency_key: `retention:${label}:${endpointId}`,
+        payload: {},
+        endpoint_ids: endpointIds,
+      });
+      return data?.id as string;
+    };
+    const done = await record('done', []);
+    const waiting = await record('waiting', [endpointId]);
+    const fresh = await record('fresh', []);
+    await superuser().query(
+      "update public.webhook_events set created_at = now() - interval '2 years' where id = any ($1)",
+      [[done, waiting]],
+    );
+    const { data, error } = await serviceClient().rpc('prune_history', { retention_months: 3 });
+    expect(error).toBeNull();
+    expect((data as { webhook_events: number }).webhook_events).toBeGreaterThanOrEqual(1);
+    const { rows } = await superuser().query(
+      'select id from public.webhook_events where id = any ($1) order by id',
+      [[done, waiting, fresh]],
+    );
+    expect(rows.map((r) => r.id).sort()).toEqual([waiting, fresh].sort());
   });
 });
 
