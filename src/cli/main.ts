@@ -20,6 +20,7 @@ import { registerReport } from './report.ts';
 import { registerSources } from './sources.ts';
 import { registerStatus } from './status.ts';
 import { registerTenants } from './tenants.ts';
+import { registerWebhooks } from './webhooks.ts';
 
 export { type CliIo, EXIT };
 
@@ -89,6 +90,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   registerReconcile(program, ctx);
   registerStatus(program, ctx);
   registerExport(program, ctx);
+  registerWebhooks(program, ctx);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

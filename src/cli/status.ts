@@ -64,6 +64,10 @@ function render(status: Status, collector: CollectorHealth, attention: string[])
     `Alert deliveries not delivered: ${alerts.pending} pending, ${alerts.sending} sending, ${alerts.retrying} retrying, ${alerts.given_up} given up${alerts.oldest_at ? ` (oldest ${time(alerts.oldest_at)})` : ''}`,
   );
   if (alerts.last_error) lines.push(`  last error: ${short(alerts.last_error, 120)}`);
+  const webhooks = status.webhook_deliveries;
+  lines.push(
+    `Webhook deliveries failing: ${webhooks.retrying} retrying, ${webhooks.given_up} given up, ${webhooks.failing_endpoints.length} endpoints affected`,
+  );
   lines.push('Scheduled functions:');
   lines.push(
     status.scheduled_functions.length === 0

@@ -1042,6 +1042,167 @@ export type Database = {
         };
         Relationships: [];
       };
+      webhook_deliveries: {
+        Row: {
+          attempts: number;
+          created_at: string;
+          delivered_at: string | null;
+          endpoint_id: string;
+          event_id: string;
+          last_attempt_at: string | null;
+          last_error: string | null;
+          last_status: number | null;
+          lease_expires_at: string | null;
+          next_attempt_at: string | null;
+          status: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          attempts?: number;
+          created_at?: string;
+          delivered_at?: string | null;
+          endpoint_id: string;
+          event_id: string;
+          last_attempt_at?: string | null;
+          last_error?: string | null;
+          last_status?: number | null;
+          lease_expires_at?: string | null;
+          next_attempt_at?: string | null;
+          status?: string;
+        };
+        Update: {
+          attempts?: number;
+          created_at?: string;
+          delivered_at?: string | null;
+          endpoint_id?: string;
+          event_id?: string;
+          last_attempt_at?: string | null;
+          last_error?: string | null;
+          last_status?: number | null;
+          lease_expires_at?: string | null;
+          next_attempt_at?: string | null;
+          status?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'webhook_deliveries_endpoint_id_fkey';
+            columns: ['endpoint_id'];
+            isOneToOne: false;
+            referencedRelation: 'webhook_endpoints';
+            referencedColumns: ['id'];
+          },
+          {
+            foreignKeyName: 'webhook_deliveries_event_id_fkey';
+            columns: ['event_id'];
+            isOneToOne: false;
+            referencedRelation: 'webhook_events';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
+      webhook_endpoint_secrets: {
+        Row: {
+          created_at: string;
+          endpoint_id: string;
+          expires_at: string | null;
+          id: number;
+          secret_ciphertext: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          created_at?: string;
+          endpoint_id: string;
+          expires_at?: string | null;
+          id?: never;
+          secret_ciphertext: string;
+        };
+        Update: {
+          created_at?: string;
+          endpoint_id?: string;
+          expires_at?: string | null;
+          id?: never;
+          secret_ciphertext?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'webhook_endpoint_secrets_endpoint_id_fkey';
+            columns: ['endpoint_id'];
+            isOneToOne: false;
+            referencedRelation: 'webhook_endpoints';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
+      webhook_endpoints: {
+        Row: {
+          created_at: string;
+          description: string | null;
+          enabled: boolean;
+          event_types: string[];
+          id: string;
+          updated_at: string;
+          url: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          created_at?: string;
+          description?: string | null;
+          enabled?: boolean;
+          event_types: string[];
+          id: string;
+          updated_at?: string;
+          url: string;
+        };
+        Update: {
+          created_at?: string;
+          description?: string | null;
+          enabled?: boolean;
+          event_types?: string[];
+          id?: string;
+          updated_at?: string;
+          url?: string;
+        };
+        Relationships: [];
+      };
+      webhook_events: {
+        Row: {
+          body: string;
+          created_at: string;
+          id: string;
+          idempotency_key: string;
+          payload: NonNullable<Json>;
+          tenant_id: string | null;
+          type: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          body: string;
+          created_at?: string;
+          id?: string;
+          idempotency_key: string;
+          payload: NonNullable<Json>;
+          tenant_id?: string | null;
+          type: string;
+        };
+        Update: {
+          body?: string;
+          created_at?: string;
+          id?: string;
+          idempotency_key?: string;
+          payload?: NonNullable<Json>;
+          tenant_id?: string | null;
+          type?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'webhook_events_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
     };
     Views: {
       [_ in never]: never;
@@ -1134,6 +1295,30 @@ export type Database = {
           isSetofReturn: false;
         };
       };
+      add_webhook_endpoint: {
+        Args: {
+          description?: string;
+          event_types: string[];
+          id: string;
+          secret_ciphertext: string;
+          url: string;
+        };
+        Returns: {
+          created_at: string;
+          description: string | null;
+          enabled: boolean;
+          event_types: string[];
+          id: string;
+          updated_at: string;
+          url: string;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'webhook_endpoints';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
       apply_stripe_subscription_event: {
         Args: {
           customer_id: string;
@@ -1222,6 +1407,18 @@ export type Database = {
           isOneToOne: false;
           isSetofReturn: true;
         };
+      };
+      claim_webhook_deliveries: {
+        Args: { endpoint_ids?: string[]; lease_seconds?: number; max_rows?: number };
+        Returns: {
+          attempt: number;
+          body: string;
+          endpoint_id: string;
+          event_id: string;
+          event_type: string;
+          secret_ciphertexts: string[];
+          url: string;
+        }[];
       };
       close_open_executions: {
         Args: {
@@ -1380,6 +1577,34 @@ export type Database = {
           isSetofReturn: false;
         };
       };
+      finish_webhook_delivery: {
+        Args: {
+          delivered: boolean;
+          endpoint_id: string;
+          error?: string;
+          event_id: string;
+          http_status?: number;
+        };
+        Returns: {
+          attempts: number;
+          created_at: string;
+          delivered_at: string | null;
+          endpoint_id: string;
+          event_id: string;
+          last_attempt_at: string | null;
+          last_error: string | null;
+          last_status: number | null;
+          lease_expires_at: string | null;
+          next_attempt_at: string | null;
+          status: string;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'webhook_deliveries';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
       ingest_execution_page: {
         Args: {
           executions: Json;
@@ -1511,6 +1736,41 @@ export type Database = {
           stripe_customer_id: string;
           stripe_subscription_id: string;
           subscription_status: string;
+        }[];
+      };
+      list_webhook_deliveries: {
+        Args: { endpoint_ids?: string[]; failed_only?: boolean; max_rows?: number };
+        Returns: {
+          attempts: number;
+          created_at: string;
+          delivered_at: string;
+          endpoint_id: string;
+          event_id: string;
+          event_type: string;
+          last_attempt_at: string;
+          last_error: string;
+          last_status: number;
+          next_attempt_at: string;
+          status: string;
+          url: string;
+        }[];
+      };
+      list_webhook_endpoints: {
+        Args: { endpoint_ids?: string[] };
+        Returns: {
+          created_at: string;
+          delivered: number;
+          description: string;
+          enabled: boolean;
+          event_types: string[];
+          failing: number;
+          given_up: number;
+          id: string;
+          last_delivered_at: string;
+          last_error: string;
+          pending: number;
+          url: string;
+          valid_secrets: number;
         }[];
       };
       maintain_execution_partitions: { Args: { retention_months?: number }; Returns: string[] };
@@ -1652,6 +1912,30 @@ export type Database = {
           isSetofReturn: false;
         };
       };
+      record_webhook_event: {
+        Args: {
+          endpoint_ids?: string[];
+          event_type: string;
+          idempotency_key: string;
+          payload: Json;
+          tenant_id?: string;
+        };
+        Returns: {
+          body: string;
+          created_at: string;
+          id: string;
+          idempotency_key: string;
+          payload: NonNullable<Json>;
+          tenant_id: string | null;
+          type: string;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'webhook_events';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
       release_collector_sources: {
         Args: { errors?: string[]; lease_tokens: string[]; source_ids: string[] };
         Returns: number;
@@ -1678,6 +1962,25 @@ export type Database = {
           walk_cursor: string;
           walk_top_id: number;
         }[];
+      };
+      retry_webhook_deliveries: { Args: { endpoint_id: string }; Returns: number };
+      rotate_webhook_secret: {
+        Args: { endpoint_id: string; grace_seconds?: number; secret_ciphertext: string };
+        Returns: {
+          created_at: string;
+          description: string | null;
+          enabled: boolean;
+          event_types: string[];
+          id: string;
+          updated_at: string;
+          url: string;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'webhook_endpoints';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
       };
       sent_meter_totals: {
         Args: { since: string };
@@ -1788,6 +2091,24 @@ export type Database = {
         SetofOptions: {
           from: '*';
           to: 'plans';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      set_webhook_endpoint_enabled: {
+        Args: { enabled: boolean; endpoint_id: string };
+        Returns: {
+          created_at: string;
+          description: string | null;
+          enabled: boolean;
+          event_types: string[];
+          id: string;
+          updated_at: string;
+          url: string;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'webhook_endpoints';
           isOneToOne: true;
           isSetofReturn: false;
         };

@@ -174,6 +174,8 @@ async function main(): Promise<void> {
       OPERATOR_SECRETS: local.internalSecret,
       URL: functionsUrl,
       LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+      // Webhook receivers under test usually listen on this machine, over http.
+      WEBHOOK_MODE: process.env.WEBHOOK_MODE ?? 'local',
       // The scheduler's clock runs --speed times faster, so reservations must expire as much
       // sooner: a run whose reservation the collector does not release (a manual run, not
       // billable) would otherwise hold the free tenant below 100 % for 30 real minutes.

@@ -14,6 +14,15 @@ export interface AttentionInputs {
   };
   stripe_events: { rejected: number; last_rejected_id: string | null; last_reason: string | null };
   alert_deliveries: { given_up: number };
+  webhook_deliveries: {
+    failing_endpoints: Array<{
+      id: string;
+      url: string;
+      retrying: number;
+      given_up: number;
+      last_error: string | null;
+    }>;
+  };
   scheduled_functions: Array<{
     function_name: string;
     failures_since_success: number;
@@ -39,9 +48,16 @@ function stripeAttention({ meter_reports: reports, stripe_events: events }: Atte
   ];
 }
 
+/** Each enabled webhook endpoint whose deliveries fail, with how to see and resend them. */
+const webhookAttention = ({ webhook_deliveries: webhooks }: AttentionInputs) =>
+  webhooks.failing_endpoints.map(
+    (e) =>
+      `webhook endpoint ${e.id} (${e.url}) is failing: ${plural(e.retrying, 'delivery', 'deliveries')} retrying, ${e.given_up} given up${e.last_error ? ` (last error: ${e.last_error.slice(0, 120)})` : ''}: fix the receiver; \`flowmeter webhooks deliveries --failed --endpoint ${e.id}\` lists them${e.given_up > 0 ? `, \`flowmeter webhooks retry ${e.id}\` resends the given-up ones` : ''}`,
+  );
+
 /**
  * What needs a person: failing sources, billing's findings (above), alerts given up on,
- * and this project's scheduled functions whose latest runs failed (one failure is enough:
+ * failing webhook endpoints, and this project's scheduled functions whose latest runs failed (one failure is enough:
  * a function that fails every hour must not wait for a second to be noticed).
  */
 export function needsAttention(status: AttentionInputs): string[] {
@@ -56,5 +72,6 @@ export function needsAttention(status: AttentionInputs): string[] {
     ...stripeAttention(status),
     status.alert_deliveries.given_up > 0 &&
       `${plural(status.alert_deliveries.given_up, 'alert delivery', 'alert deliveries')} given up`,
+    ...webhookAttention(status),
   ].filter((x): x is string => typeof x === 'string');
 }

@@ -52,6 +52,19 @@ export const operatorStatusSchema = z.object({
     oldest_at: when,
     last_error: z.string().nullable(),
   }),
+  webhook_deliveries: z.object({
+    retrying: number,
+    given_up: number,
+    failing_endpoints: z.array(
+      z.object({
+        id: z.string(),
+        url: z.string(),
+        retrying: number,
+        given_up: number,
+        last_error: z.string().nullable(),
+      }),
+    ),
+  }),
   scheduled_functions: z.array(
     z.object({
       function_name: z.string(),

@@ -8,6 +8,7 @@ export const SCHEDULED_FUNCTIONS = [
   'deliver-alerts',
   'report-usage',
   'reconcile-usage',
+  'deliver-webhooks',
 ] as const;
 
 export type ScheduledFunctionName = (typeof SCHEDULED_FUNCTIONS)[number];

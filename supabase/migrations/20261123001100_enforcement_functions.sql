@@ -10,7 +10,8 @@
 -- * the counters row remembers when its earliest active reservation expires, so the
 --   expiry sweep runs only when one is due, not on every decision;
 -- * decisions that reserve nothing (overage, unlimited, inactive, dry runs, blocked at a
---   limit with nothing to expire) only read;
+--   limit with nothing to expire) only read, but for a period's first block, which records
+--   its tenant.blocked webhook event;
 -- * reservations carry no foreign key (see usage).
 
 -- Rules -------------------------------------------------------------------------------
@@ -427,6 +428,11 @@ begin
   end if;
   if allowed and in_grace then
     reason := 'grace_period';
+  end if;
+  -- The period's first block becomes a tenant.blocked webhook event; later blocks cost one
+  -- index probe there, and decisions that allow pay nothing.
+  if reason = 'limit_reached' and enforce_usage.reserve then
+    perform private.record_tenant_blocked(t.id, cur_start, cur_end, committed, quota);
   end if;
 
   standing := private.usage_standing(committed, quota, t.alert_thresholds);

@@ -31,8 +31,8 @@ grant execute on function public.start_scheduled_run(text), public.finish_schedu
 -- Retention -----------------------------------------------------------------------------
 
 -- History older than the raw-execution retention (the start of the month
--- `retention_months` months ago): released reservations, scheduled runs and collector runs,
--- up to `batch` rows of each per call, oldest first. Counters, alerts and the Stripe ledger
+-- `retention_months` months ago): released reservations, scheduled runs, collector runs
+-- and webhook events done with, up to `batch` rows of each per call, oldest first. Counters, alerts and the Stripe ledger
 -- are kept. runUpkeep (src/ops/upkeep.ts) calls it on collect-usage's schedule, so a backlog
 -- drains a batch per run.
 create or replace function public.prune_history(retention_months int default 3, batch int default 10000)
@@ -46,6 +46,7 @@ declare
   reservations bigint;
   scheduled bigint;
   collector bigint;
+  webhook_events bigint;
 begin
   if prune_history.retention_months < 1 or prune_history.batch < 1 then
     raise exception 'retention_months and batch must be at least 1 (got %, %)',
@@ -76,8 +77,21 @@ begin
     delete from public.collector_runs r using doomed where r.id = doomed.id returning 1
   )
   select count(*) into collector from gone;
+  -- Webhook events whose every delivery is over (delivered or given up); one still to be
+  -- sent keeps its event, whatever its age.
+  with doomed as (
+    select e.id from public.webhook_events e
+    where e.created_at < cutoff
+      and not exists (
+        select 1 from public.webhook_deliveries d
+        where d.event_id = e.id and (d.next_attempt_at is not null or d.status = 'sending'))
+    order by e.created_at limit prune_history.batch
+  ), gone as (
+    delete from public.webhook_events e using doomed where e.id = doomed.id returning 1
+  )
+  select count(*) into webhook_events from gone;
   return jsonb_build_object('reservations', reservations, 'scheduled_runs', scheduled,
-                            'collector_runs', collector);
+                            'collector_runs', collector, 'webhook_events', webhook_events);
 end;
 $$;
 
@@ -88,7 +102,7 @@ grant execute on function public.prune_history(int, int) to service_role;
 
 -- One snapshot for the operator's status screen: the sources most in need of attention
 -- (failing first, then the longest lag), Stripe reports not sent yet (and whether sending
--- fails), Stripe webhook events rejected, alert deliveries not delivered, the latest
+-- fails), Stripe webhook events rejected, alert and webhook deliveries not delivered, the latest
 -- collector runs, and each scheduled function's latest run (with the summary it recorded)
 -- and how many have failed since its last success (runs and functions are not per tenant).
 -- tenant_ids limits everything but runs and functions to those tenants. Runs are read
@@ -133,6 +147,7 @@ as $$
     ),
     'meter_reports', private.meter_report_status(operator_status.tenant_ids),
     'stripe_events', private.stripe_event_status(operator_status.tenant_ids),
+    'webhook_deliveries', private.webhook_delivery_status(operator_status.tenant_ids),
     'alert_deliveries', jsonb_build_object(
       'pending', (select count(*) from deliveries where status = 'pending'),
       'sending', (select count(*) from deliveries where status = 'sending'),

@@ -17,6 +17,7 @@ const healthy: AttentionInputs = {
   meter_reports: reportsHealthy,
   stripe_events: eventsHealthy,
   alert_deliveries: { given_up: 0 },
+  webhook_deliveries: { failing_endpoints: [] },
   scheduled_functions: [
     { function_name: 'report-usage', failures_since_success: 0, last_error: null },
   ],
@@ -34,12 +35,24 @@ describe('needsAttention', () => {
         meter_reports: { ...reportsHealthy, late: 1 },
         stripe_events: eventsHealthy,
         alert_deliveries: { given_up: 3 },
+        webhook_deliveries: {
+          failing_endpoints: [
+            {
+              id: 'e1',
+              url: 'https://hooks.example.com/in',
+              retrying: 2,
+              given_up: 1,
+              last_error: 'HTTP 500',
+            },
+          ],
+        },
         scheduled_functions: [],
       }),
     ).toEqual([
       '2 sources failing',
       '1 late meter report (invoice already final): not billed; bill the usage by hand (invoice item or next invoice), see docs/billing.md "Late usage"',
       '3 alert deliveries given up',
+      'webhook endpoint e1 (https://hooks.example.com/in) is failing: 2 deliveries retrying, 1 given up (last error: HTTP 500): fix the receiver; `flowmeter webhooks deliveries --failed --endpoint e1` lists them, `flowmeter webhooks retry e1` resends the given-up ones',
     ]);
   });
 

@@ -50,6 +50,7 @@ const status = {
     oldest_at: null,
     last_error: null,
   },
+  webhook_deliveries: { retrying: 0, given_up: 0, failing_endpoints: [] },
   scheduled_functions: [],
   collector_runs: [],
 };

@@ -1,0 +1,325 @@
+import type { Command } from 'commander';
+import { z } from 'zod';
+import { loadWebhooksConfig } from '../config/webhooks-env.ts';
+import { addEndpoint } from '../webhooks/add-endpoint.ts';
+import { drainWebhooks } from '../webhooks/deliver-webhooks.ts';
+import { WEBHOOK_EVENT_TYPES, type WebhookEventType } from '../webhooks/event-types.ts';
+import { webhookDependencies } from '../webhooks/from-config.ts';
+import { listDeliveries } from '../webhooks/list-deliveries.ts';
+import { listEndpoints } from '../webhooks/list-endpoints.ts';
+import { retryGivenUp } from '../webhooks/retry-given-up.ts';
+import { rotateSecret } from '../webhooks/rotate-secret.ts';
+import { sendTestEvent } from '../webhooks/send-test-event.ts';
+import { setEndpointEnabled } from '../webhooks/set-endpoint-enabled.ts';
+import { parser, wholeNumber } from './arguments.ts';
+import {
+  CliError,
+  type CliIo,
+  type CommandContext,
+  EXIT,
+  loadEnvironment,
+  openDatabase,
+  openSupabase,
+} from './context.ts';
+import { addListCommand } from './list-command.ts';
+import { cliLogger, count, printJson, renderTable, short, time } from './output.ts';
+
+const SUBSCRIBABLE = WEBHOOK_EVENT_TYPES.filter((t) => t !== 'webhook.test');
+
+const eventTypes = z
+  .string()
+  .transform((s) => s.split(',').map((t) => t.trim()))
+  .pipe(
+    z
+      .array(z.string())
+      .min(1)
+      .transform((types, ctx): WebhookEventType[] => {
+        if (types.length === 1 && types[0] === 'all') return [...SUBSCRIBABLE];
+        const unknown = types.filter(
+          (t) => !(WEBHOOK_EVENT_TYPES as readonly string[]).includes(t),
+        );
+        if (unknown.length > 0) {
+          ctx.addIssue({
+            code: 'custom',
+            message: `must be all, or event types separated by commas; unknown: ${unknown.join(', ')} (known: ${SUBSCRIBABLE.join(', ')})`,
+          });
+          return z.NEVER;
+        }
+        return types as WebhookEventType[];
+      }),
+  );
+
+const endpointId = z
+  .string()
+  .trim()
+  .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, {
+    error: 'must be an endpoint id (see `flowmeter webhooks list`)',
+  })
+  .transform((id) => id.toLowerCase());
+
+const description = z
+  .string()
+  .trim()
+  .min(1, { error: 'must not be empty' })
+  .max(500, { error: 'must be at most 500 characters' });
+
+const NOT_FOUND = { notFound: '`flowmeter webhooks list` shows the ids' };
+
+async function openWebhooks(io: CliIo) {
+  const config = await loadEnvironment(io, loadWebhooksConfig);
+  const database = openDatabase(config);
+  return {
+    database,
+    deps: webhookDependencies(config, { log: cliLogger(io.err), db: database.db }),
+  };
+}
+
+function printSecret(io: CliIo, secret: string) {
+  io.out(`secret: ${secret}`);
+  io.err(
+    'Store the secret now in the receiver: it is shown only this once (the database holds it encrypted). docs/webhooks.md shows how to verify deliveries with it.',
+  );
+}
+
+export function registerWebhooks(program: Command, ctx: CommandContext): void {
+  const { io } = ctx;
+  const webhooks = program
+    .command('webhooks')
+    .description('signed webhooks (Standard Webhooks) to the operator’s own systems');
+
+  webhooks
+    .command('add')
+    .description('register a receiver for some event types; prints its signing secret once')
+    .requiredOption('--url <url>', 'where deliveries are POSTed (https; public hosts only)')
+    .requiredOption(
+      '--events <types>',
+      `all, or event types separated by commas: ${SUBSCRIBABLE.join(', ')}`,
+      parser(eventTypes),
+    )
+    .option('--description <text>', 'what the receiver is, for the list', parser(description))
+    .option('--json', 'print the endpoint and its secret as JSON on stdout')
+    .action(
+      async (options: {
+        url: string;
+        events: WebhookEventType[];
+        description?: string;
+        json?: boolean;
+      }) => {
+        const { database, deps } = await openWebhooks(io);
+        const { endpoint, secret } = database.valueOrExit(
+          await addEndpoint({
+            ...deps,
+            url: options.url,
+            eventTypes: options.events,
+            ...(options.description ? { description: options.description } : {}),
+          }),
+        );
+        if (options.json) return printJson(io, { ...endpoint, secret });
+        io.out(`endpoint ${endpoint.id}: ${endpoint.url}`);
+        io.out(`events: ${endpoint.event_types.join(', ')}`);
+        printSecret(io, secret);
+      },
+    );
+
+  addListCommand(webhooks, ctx, {
+    description: 'endpoints with what each delivered, is retrying and gave up on',
+    load: async (database) => database.valueOrExit(await listEndpoints({ db: database.db })),
+    empty:
+      'No webhook endpoints: add one with `flowmeter webhooks add --url https://… --events all`.',
+    columns: [
+      'id',
+      'url',
+      'events',
+      'enabled',
+      'delivered',
+      'pending',
+      'failing',
+      'given up',
+      'last',
+    ],
+    row: (e) => [
+      e.id,
+      short(e.url),
+      e.event_types.length === SUBSCRIBABLE.length ? 'all' : e.event_types.join(', '),
+      e.enabled ? 'yes' : 'no',
+      count(e.delivered),
+      count(e.pending),
+      count(e.failing),
+      count(e.given_up),
+      e.last_delivered_at ? time(e.last_delivered_at) : 'never',
+    ],
+  });
+
+  for (const [name, enabled] of [
+    ['enable', true],
+    ['disable', false],
+  ] as const) {
+    webhooks
+      .command(name)
+      .description(
+        enabled
+          ? 'deliver to the endpoint again, its waiting deliveries included'
+          : 'stop delivering: due deliveries wait until it is enabled, events meanwhile skip it',
+      )
+      .argument('<id>', 'endpoint id (see `flowmeter webhooks list`)', parser(endpointId))
+      .option('--json', 'print the endpoint as JSON on stdout')
+      .action(async (id: string, options: { json?: boolean }) => {
+        const database = await openSupabase(io);
+        const endpoint = database.valueOrExit(
+          await setEndpointEnabled({ db: database.db, endpointId: id, enabled }),
+          NOT_FOUND,
+        );
+        if (options.json) return printJson(io, endpoint);
+        io.out(`endpoint ${endpoint.id}: ${enabled ? 'enabled' : 'disabled'}`);
+      });
+  }
+
+  webhooks
+    .command('rotate-secret')
+    .description('a new signing secret; the old one keeps signing beside it for the grace period')
+    .argument('<id>', 'endpoint id (see `flowmeter webhooks list`)', parser(endpointId))
+    .option(
+      '--grace-hours <hours>',
+      'how long deliveries also carry the old signature (0-720, default 24)',
+      parser(wholeNumber(0, 720)),
+      24,
+    )
+    .option('--json', 'print the endpoint and its new secret as JSON on stdout')
+    .action(async (id: string, options: { graceHours: number; json?: boolean }) => {
+      const { database, deps } = await openWebhooks(io);
+      const { endpoint, secret } = database.valueOrExit(
+        await rotateSecret({
+          db: deps.db,
+          keyring: deps.keyring,
+          endpointId: id,
+          graceSeconds: options.graceHours * 3600,
+        }),
+        NOT_FOUND,
+      );
+      if (options.json) return printJson(io, { ...endpoint, secret });
+      io.out(
+        `endpoint ${endpoint.id}: new secret signs now; the previous one also signs for ${options.graceHours} h`,
+      );
+      printSecret(io, secret);
+    });
+
+  webhooks
+    .command('test')
+    .description('send a webhook.test event to the endpoint now and show the outcome')
+    .argument('<id>', 'endpoint id (see `flowmeter webhooks list`)', parser(endpointId))
+    .option('--json', 'print the delivery as JSON on stdout')
+    .action(async (id: string, options: { json?: boolean }) => {
+      const { database, deps } = await openWebhooks(io);
+      const [endpoint] = database.valueOrExit(
+        await listEndpoints({ db: deps.db, endpointIds: [id] }),
+      );
+      if (!endpoint) {
+        throw new CliError(EXIT.usage, `no webhook endpoint ${id}: ${NOT_FOUND.notFound}`);
+      }
+      if (!endpoint.enabled) {
+        throw new CliError(
+          EXIT.usage,
+          `endpoint ${id} is disabled: \`flowmeter webhooks enable ${id}\` first`,
+        );
+      }
+      const event = database.valueOrExit(await sendTestEvent({ db: deps.db, endpointId: id }));
+      await drainWebhooks({ ...deps, endpointIds: [id] });
+      const deliveries = database.valueOrExit(
+        await listDeliveries({ db: deps.db, endpointIds: [id], failedOnly: false, maxRows: 20 }),
+      );
+      const delivery = deliveries.find((d) => d.event_id === event.id);
+      if (!delivery) throw new Error(`the test event ${event.id} has no delivery to ${id}`);
+      if (delivery.status !== 'delivered') ctx.exit(EXIT.failed);
+      if (options.json) return printJson(io, delivery);
+      io.out(
+        delivery.status === 'delivered'
+          ? `${event.id} delivered (HTTP ${delivery.last_status})`
+          : `${event.id} not delivered: ${delivery.last_error ?? delivery.status}; retried on the schedule in docs/webhooks.md`,
+      );
+    });
+
+  webhooks
+    .command('deliveries')
+    .description('deliveries, newest first')
+    .option('--failed', 'only those failing (to be retried) or given up')
+    .option('--endpoint <id>', 'only this endpoint', parser(endpointId))
+    .option(
+      '--limit <n>',
+      'at most this many (1-1000, default 50)',
+      parser(wholeNumber(1, 1000)),
+      50,
+    )
+    .option('--json', 'print JSON on stdout')
+    .action(
+      async (options: { failed?: boolean; endpoint?: string; limit: number; json?: boolean }) => {
+        const database = await openSupabase(io);
+        const rows = database.valueOrExit(
+          await listDeliveries({
+            db: database.db,
+            failedOnly: options.failed ?? false,
+            maxRows: options.limit,
+            ...(options.endpoint ? { endpointIds: [options.endpoint] } : {}),
+          }),
+        );
+        if (options.json) return printJson(io, rows);
+        if (rows.length === 0) {
+          io.out(options.failed ? 'No failed deliveries.' : 'No deliveries yet.');
+          return;
+        }
+        io.out(
+          renderTable(
+            ['webhook id', 'type', 'endpoint', 'status', 'attempts', 'next', 'last error'],
+            rows.map((d) => [
+              d.event_id,
+              d.event_type,
+              d.endpoint_id,
+              d.status,
+              d.attempts,
+              d.next_attempt_at ? time(d.next_attempt_at) : '',
+              short(d.last_error),
+            ]),
+          ),
+        );
+        if (rows.some((d) => d.status === 'given_up')) {
+          io.err(
+            'Given-up deliveries start over with `flowmeter webhooks retry <endpoint id>` once the receiver is fixed.',
+          );
+        }
+      },
+    );
+
+  webhooks
+    .command('retry')
+    .description('give the endpoint’s given-up deliveries a fresh set of attempts, due now')
+    .argument('<id>', 'endpoint id (see `flowmeter webhooks list`)', parser(endpointId))
+    .option('--json', 'print the count as JSON on stdout')
+    .action(async (id: string, options: { json?: boolean }) => {
+      const database = await openSupabase(io);
+      const retried = database.valueOrExit(
+        await retryGivenUp({ db: database.db, endpointId: id }),
+        NOT_FOUND,
+      );
+      if (options.json) return printJson(io, { retried });
+      io.out(
+        `${retried} given-up deliveries due again; \`flowmeter webhooks deliver\` sends them now`,
+      );
+    });
+
+  webhooks
+    .command('deliver')
+    .description('send due deliveries now (what the every-minute deliver-webhooks does)')
+    .option('--endpoint <id>', 'only this endpoint', parser(endpointId))
+    .option('--json', 'print the run summary as JSON on stdout')
+    .action(async (options: { endpoint?: string; json?: boolean }) => {
+      const { deps } = await openWebhooks(io);
+      const summary = await drainWebhooks({
+        ...deps,
+        ...(options.endpoint ? { endpointIds: [options.endpoint] } : {}),
+      });
+      if (summary.failed > 0 || summary.gaveUp > 0) ctx.exit(EXIT.failed);
+      if (options.json) return printJson(io, summary);
+      io.out(
+        `${summary.claimed} due: ${summary.delivered} delivered, ${summary.failed} failed (retried later), ${summary.gaveUp} given up`,
+      );
+    });
+}

@@ -1,0 +1,25 @@
+import { z } from 'zod';
+import { count, envSchema, parseEnv } from './env.ts';
+
+/**
+ * The webhook sender's environment. Endpoints and their secrets are rows (flowmeter
+ * webhooks add); the secrets are sealed with FLOWMETER_ENCRYPTION_KEYS.
+ */
+
+type Env = Record<string, string | undefined>;
+
+export const webhooksEnvSchema = envSchema.extend({
+  // production: https only, to public hosts (checked again at every send); local: npm
+  // start and tests, whose receivers listen on this machine.
+  WEBHOOK_MODE: z
+    .enum(['production', 'local'], {
+      error: 'must be production (https to public hosts only) or local (any URL)',
+    })
+    .default('production'),
+  // One attempt's limit; the scheduled sender runs at most 30 s, so it stays well below.
+  WEBHOOK_TIMEOUT_MS: count(1000, 15_000, 10_000, ' ms'),
+});
+
+export type WebhooksConfig = z.infer<typeof webhooksEnvSchema>;
+export const loadWebhooksConfig = (env: Env = process.env): WebhooksConfig =>
+  parseEnv(webhooksEnvSchema, env);

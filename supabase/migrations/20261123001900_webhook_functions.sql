@@ -1,0 +1,437 @@
+-- Webhook functions: recording events in the outbox, endpoints and their secrets,
+-- claiming and finishing deliveries (what status shows is private.webhook_delivery_status,
+-- beside the tables). Secrets arrive encrypted by
+-- the application; URLs arrive checked by it (src/webhooks).
+
+-- Events ------------------------------------------------------------------------------
+
+-- Records one event and a delivery for every enabled endpoint subscribed to its type, or
+-- for the given endpoints whatever they subscribe to (a test event). The key names the cause: recording the
+-- same cause again returns the event recorded first and creates nothing. The body is
+-- rendered here, once: the Standard Webhooks envelope around the payload.
+create or replace function private.record_webhook_event(
+  event_type text,
+  idempotency_key text,
+  tenant_id uuid,
+  payload jsonb,
+  endpoint_ids uuid[] default null
+)
+returns public.webhook_events
+language plpgsql
+set search_path = ''
+as $$
+declare
+  event public.webhook_events;
+begin
+  insert into public.webhook_events as e (type, idempotency_key, tenant_id, payload, body)
+  values (
+    record_webhook_event.event_type, record_webhook_event.idempotency_key,
+    record_webhook_event.tenant_id, record_webhook_event.payload,
+    jsonb_build_object(
+      'type', record_webhook_event.event_type,
+      'timestamp', to_char(now() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+      'data', record_webhook_event.payload)::text)
+  on conflict on constraint webhook_events_idempotency_key_unique do nothing
+  returning e.* into event;
+  if event.id is null then
+    select e.* into event from public.webhook_events e
+    where e.idempotency_key = record_webhook_event.idempotency_key;
+    return event;
+  end if;
+  insert into public.webhook_deliveries (event_id, endpoint_id)
+  select event.id, ep.id
+  from public.webhook_endpoints ep
+  where ep.enabled
+    and case when record_webhook_event.endpoint_ids is null then event.type = any (ep.event_types)
+             else ep.id = any (record_webhook_event.endpoint_ids) end;
+  return event;
+end;
+$$;
+revoke all on function private.record_webhook_event(text, text, uuid, jsonb, uuid[]) from public;
+grant execute on function private.record_webhook_event(text, text, uuid, jsonb, uuid[]) to service_role;
+
+-- The same, for events whose cause happens in the application: a retry with the same
+-- key returns the event recorded first.
+create or replace function public.record_webhook_event(
+  event_type text,
+  idempotency_key text,
+  payload jsonb,
+  tenant_id uuid default null,
+  endpoint_ids uuid[] default null
+)
+returns public.webhook_events
+language sql
+set search_path = ''
+as $$
+  select * from private.record_webhook_event(
+    record_webhook_event.event_type, record_webhook_event.idempotency_key,
+    record_webhook_event.tenant_id, record_webhook_event.payload, record_webhook_event.endpoint_ids);
+$$;
+
+-- A tenant blocked at its limit, once per billing period: enforce_usage calls this only
+-- on a block, and the existence check keeps every later block of the period to one index
+-- probe.
+create or replace function private.record_tenant_blocked(
+  tenant_id uuid,
+  period_start timestamptz,
+  period_end timestamptz,
+  committed bigint,
+  quota bigint
+)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  key text := 'tenant.blocked:' || record_tenant_blocked.tenant_id || ':'
+              || extract(epoch from record_tenant_blocked.period_start)::bigint;
+begin
+  if exists (select 1 from public.webhook_events e where e.idempotency_key = key) then
+    return;
+  end if;
+  perform private.record_webhook_event(
+    'tenant.blocked', key, record_tenant_blocked.tenant_id,
+    jsonb_build_object(
+      'tenant', private.webhook_tenant(record_tenant_blocked.tenant_id),
+      'reason', 'limit_reached', 'committed', record_tenant_blocked.committed,
+      'limit', record_tenant_blocked.quota,
+      'period_start', record_tenant_blocked.period_start,
+      'period_end', record_tenant_blocked.period_end));
+end;
+$$;
+revoke all on function private.record_tenant_blocked(uuid, timestamptz, timestamptz, bigint, bigint) from public;
+grant execute on function private.record_tenant_blocked(uuid, timestamptz, timestamptz, bigint, bigint) to service_role;
+
+-- Endpoints ---------------------------------------------------------------------------
+
+-- An unknown endpoint: 404, with where the ids are.
+create or replace function private.webhook_endpoint_not_found(endpoint_id uuid)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  raise exception 'webhook endpoint % not found', webhook_endpoint_not_found.endpoint_id
+    using errcode = 'PT404', hint = 'flowmeter webhooks list shows the ids';
+end;
+$$;
+revoke all on function private.webhook_endpoint_not_found(uuid) from public;
+grant execute on function private.webhook_endpoint_not_found(uuid) to service_role;
+
+create or replace function public.add_webhook_endpoint(
+  id uuid,
+  url text,
+  event_types text[],
+  secret_ciphertext text,
+  description text default null
+)
+returns public.webhook_endpoints
+language plpgsql
+set search_path = ''
+as $$
+declare
+  endpoint public.webhook_endpoints;
+begin
+  insert into public.webhook_endpoints as ep (id, url, event_types, description)
+  values (add_webhook_endpoint.id, add_webhook_endpoint.url,
+          (select array_agg(distinct t order by t) from unnest(add_webhook_endpoint.event_types) t),
+          add_webhook_endpoint.description)
+  returning ep.* into endpoint;
+  insert into public.webhook_endpoint_secrets (endpoint_id, secret_ciphertext)
+  values (endpoint.id, add_webhook_endpoint.secret_ciphertext);
+  return endpoint;
+end;
+$$;
+
+-- Endpoints with what they have delivered. failing: deliveries that failed and will be
+-- retried; given_up: deliveries that failed for the last time.
+create or replace function public.list_webhook_endpoints(endpoint_ids uuid[] default null)
+returns table (
+  id uuid,
+  url text,
+  description text,
+  event_types text[],
+  enabled boolean,
+  created_at timestamptz,
+  valid_secrets int,
+  delivered bigint,
+  pending bigint,
+  failing bigint,
+  given_up bigint,
+  last_delivered_at timestamptz,
+  last_error text
+)
+language sql stable
+set search_path = ''
+as $$
+  select ep.id, ep.url, ep.description, ep.event_types, ep.enabled, ep.created_at,
+         (select count(*)::int from public.webhook_endpoint_secrets s
+          where s.endpoint_id = ep.id and (s.expires_at is null or s.expires_at > now())),
+         count(d.event_id) filter (where d.status = 'delivered'),
+         count(d.event_id) filter (where d.status in ('pending', 'sending')),
+         count(d.event_id) filter (where d.status = 'failed' and d.next_attempt_at is not null),
+         count(d.event_id) filter (where d.status = 'failed' and d.next_attempt_at is null),
+         max(d.delivered_at),
+         (select d2.last_error from public.webhook_deliveries d2
+          where d2.endpoint_id = ep.id and d2.status = 'failed'
+          order by d2.last_attempt_at desc nulls last limit 1)
+  from public.webhook_endpoints ep
+  left join public.webhook_deliveries d on d.endpoint_id = ep.id
+  where list_webhook_endpoints.endpoint_ids is null or ep.id = any (list_webhook_endpoints.endpoint_ids)
+  group by ep.id
+  order by ep.created_at, ep.id;
+$$;
+
+-- A disabled endpoint gets no new deliveries and its due ones are not claimed.
+create or replace function public.set_webhook_endpoint_enabled(endpoint_id uuid, enabled boolean)
+returns public.webhook_endpoints
+language plpgsql
+set search_path = ''
+as $$
+declare
+  endpoint public.webhook_endpoints;
+begin
+  update public.webhook_endpoints ep set enabled = set_webhook_endpoint_enabled.enabled
+  where ep.id = set_webhook_endpoint_enabled.endpoint_id
+  returning ep.* into endpoint;
+  if not found then
+    perform private.webhook_endpoint_not_found(set_webhook_endpoint_enabled.endpoint_id);
+  end if;
+  return endpoint;
+end;
+$$;
+
+-- The new secret signs from now on; the ones still valid keep signing for grace_seconds,
+-- so receivers can switch without rejecting a delivery. Returns the endpoint.
+create or replace function public.rotate_webhook_secret(
+  endpoint_id uuid,
+  secret_ciphertext text,
+  grace_seconds int default 86400
+)
+returns public.webhook_endpoints
+language plpgsql
+set search_path = ''
+as $$
+declare
+  endpoint public.webhook_endpoints;
+begin
+  if rotate_webhook_secret.grace_seconds is null or rotate_webhook_secret.grace_seconds < 0 then
+    raise exception 'grace_seconds must be 0 or more' using errcode = '22023';
+  end if;
+  select ep.* into endpoint from public.webhook_endpoints ep
+  where ep.id = rotate_webhook_secret.endpoint_id for update;
+  if not found then
+    perform private.webhook_endpoint_not_found(rotate_webhook_secret.endpoint_id);
+  end if;
+  update public.webhook_endpoint_secrets s
+  set expires_at = least(coalesce(s.expires_at, 'infinity'),
+                         now() + make_interval(secs => rotate_webhook_secret.grace_seconds))
+  where s.endpoint_id = endpoint.id and (s.expires_at is null or s.expires_at > now());
+  insert into public.webhook_endpoint_secrets (endpoint_id, secret_ciphertext)
+  values (endpoint.id, rotate_webhook_secret.secret_ciphertext);
+  return endpoint;
+end;
+$$;
+
+-- Deliveries ----------------------------------------------------------------------------
+
+-- How many attempts a delivery gets, and the wait before each retry (the Standard
+-- Webhooks / Svix schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; about 27 h in all),
+-- each spread by ±20 % so the retries of many deliveries that failed together do not
+-- arrive together.
+create or replace function private.webhook_retry_delay(attempts int)
+returns interval
+language plpgsql volatile
+set search_path = ''
+as $$
+begin
+  return make_interval(secs => (array[5, 300, 1800, 7200, 18000, 36000, 36000])[webhook_retry_delay.attempts]
+                               * (0.8 + random() * 0.4));
+end;
+$$;
+revoke all on function private.webhook_retry_delay(int) from public;
+grant execute on function private.webhook_retry_delay(int) to service_role;
+
+-- Claims up to max_rows due deliveries for lease_seconds: new ones, failed ones whose
+-- backoff is over, and sends whose sender's lease ran out without an outcome (the sender
+-- crashed after or during the send: sending again is the at-least-once promise).
+-- Concurrent senders skip each other's rows. A delivery whose 8th attempt never
+-- reported is given up here. Each row carries the event's stored body and the endpoint's
+-- valid secrets, newest first. endpoint_ids limits the claim to those endpoints.
+create or replace function public.claim_webhook_deliveries(
+  max_rows int default 20,
+  lease_seconds int default 60,
+  endpoint_ids uuid[] default null
+)
+returns table (
+  event_id text,
+  endpoint_id uuid,
+  attempt int,
+  url text,
+  event_type text,
+  body text,
+  secret_ciphertexts text[]
+)
+language sql
+set search_path = ''
+as $$
+  with abandoned as (
+    update public.webhook_deliveries d
+    set status = 'failed', lease_expires_at = null, next_attempt_at = null,
+        last_error = 'gave up: the last attempt never reported an outcome'
+    where d.status = 'sending' and d.lease_expires_at <= now() and d.attempts >= 8
+      and (claim_webhook_deliveries.endpoint_ids is null or d.endpoint_id = any (claim_webhook_deliveries.endpoint_ids))
+  ),
+  due as (
+    select d.event_id, d.endpoint_id
+    from public.webhook_deliveries d
+    join public.webhook_endpoints ep on ep.id = d.endpoint_id
+    where ep.enabled
+      and d.attempts < 8
+      and (
+        (d.status in ('pending', 'failed') and d.next_attempt_at <= now())
+        or (d.status = 'sending' and d.lease_expires_at <= now())
+      )
+      and (claim_webhook_deliveries.endpoint_ids is null or d.endpoint_id = any (claim_webhook_deliveries.endpoint_ids))
+    order by d.next_attempt_at, d.created_at, d.event_id
+    limit greatest(claim_webhook_deliveries.max_rows, 0)
+    for update of d skip locked
+  ),
+  claimed as (
+    update public.webhook_deliveries d
+    set status = 'sending',
+        attempts = d.attempts + 1,
+        last_attempt_at = now(),
+        lease_expires_at = now() + make_interval(secs => claim_webhook_deliveries.lease_seconds)
+    from due
+    where d.event_id = due.event_id and d.endpoint_id = due.endpoint_id
+    returning d.event_id, d.endpoint_id, d.attempts
+  )
+  select c.event_id, c.endpoint_id, c.attempts, ep.url, e.type, e.body,
+         array(select s.secret_ciphertext from public.webhook_endpoint_secrets s
+               where s.endpoint_id = ep.id and (s.expires_at is null or s.expires_at > now())
+               order by s.id desc)
+  from claimed c
+  join public.webhook_events e on e.id = c.event_id
+  join public.webhook_endpoints ep on ep.id = c.endpoint_id
+  order by c.endpoint_id, e.created_at, c.event_id;
+$$;
+
+-- Records one attempt's outcome. Delivered is final (whichever sender reports it); a
+-- failure counts only for a delivery still being sent and schedules the next attempt by
+-- webhook_retry_delay, or gives up after the 8th. Returns the delivery as it now is, or
+-- null when nothing changed (already delivered, or the lease was lost to another sender).
+create or replace function public.finish_webhook_delivery(
+  event_id text,
+  endpoint_id uuid,
+  delivered boolean,
+  http_status int default null,
+  error text default null
+)
+returns public.webhook_deliveries
+language sql
+set search_path = ''
+as $$
+  update public.webhook_deliveries d
+  set status = case when finish_webhook_delivery.delivered then 'delivered' else 'failed' end,
+      delivered_at = case when finish_webhook_delivery.delivered then now() end,
+      lease_expires_at = null,
+      next_attempt_at = case
+        when finish_webhook_delivery.delivered or d.attempts >= 8 then null
+        else now() + private.webhook_retry_delay(d.attempts)
+      end,
+      last_status = finish_webhook_delivery.http_status,
+      last_error = case
+        when finish_webhook_delivery.delivered then null
+        else left(coalesce(finish_webhook_delivery.error, 'unknown error'), 2000)
+      end
+  where d.event_id = finish_webhook_delivery.event_id
+    and d.endpoint_id = finish_webhook_delivery.endpoint_id
+    and (
+      (finish_webhook_delivery.delivered and d.status <> 'delivered')
+      or (not finish_webhook_delivery.delivered and d.status = 'sending')
+    )
+  returning d.*;
+$$;
+
+-- Deliveries newest first: failed_only keeps those failing or given up; endpoint_ids
+-- limits them to those endpoints.
+create or replace function public.list_webhook_deliveries(
+  endpoint_ids uuid[] default null,
+  failed_only boolean default false,
+  max_rows int default 50
+)
+returns table (
+  event_id text,
+  event_type text,
+  endpoint_id uuid,
+  url text,
+  status text,
+  attempts int,
+  next_attempt_at timestamptz,
+  last_status int,
+  last_error text,
+  last_attempt_at timestamptz,
+  delivered_at timestamptz,
+  created_at timestamptz
+)
+language sql stable
+set search_path = ''
+as $$
+  select d.event_id, e.type, d.endpoint_id, ep.url,
+         case when d.status = 'failed' and d.next_attempt_at is null then 'given_up' else d.status end,
+         d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.last_attempt_at,
+         d.delivered_at, d.created_at
+  from public.webhook_deliveries d
+  join public.webhook_events e on e.id = d.event_id
+  join public.webhook_endpoints ep on ep.id = d.endpoint_id
+  where (list_webhook_deliveries.endpoint_ids is null or d.endpoint_id = any (list_webhook_deliveries.endpoint_ids))
+    and (not coalesce(list_webhook_deliveries.failed_only, false) or d.status = 'failed')
+  order by d.created_at desc, d.event_id desc
+  limit greatest(least(list_webhook_deliveries.max_rows, 1000), 0);
+$$;
+
+-- Deliveries given up on get a fresh set of attempts, due now (after the receiver is
+-- fixed). Returns how many.
+create or replace function public.retry_webhook_deliveries(endpoint_id uuid)
+returns int
+language plpgsql
+set search_path = ''
+as $$
+declare
+  retried int;
+begin
+  if not exists (select 1 from public.webhook_endpoints ep where ep.id = retry_webhook_deliveries.endpoint_id) then
+    perform private.webhook_endpoint_not_found(retry_webhook_deliveries.endpoint_id);
+  end if;
+  update public.webhook_deliveries d
+  set status = 'pending', attempts = 0, next_attempt_at = now(), lease_expires_at = null
+  where d.endpoint_id = retry_webhook_deliveries.endpoint_id
+    and d.status = 'failed' and d.next_attempt_at is null;
+  get diagnostics retried = row_count;
+  return retried;
+end;
+$$;
+
+revoke execute on function
+  public.record_webhook_event(text, text, jsonb, uuid, uuid[]),
+  public.add_webhook_endpoint(uuid, text, text[], text, text),
+  public.list_webhook_endpoints(uuid[]),
+  public.set_webhook_endpoint_enabled(uuid, boolean),
+  public.rotate_webhook_secret(uuid, text, int),
+  public.claim_webhook_deliveries(int, int, uuid[]),
+  public.finish_webhook_delivery(text, uuid, boolean, int, text),
+  public.list_webhook_deliveries(uuid[], boolean, int),
+  public.retry_webhook_deliveries(uuid)
+  from public, anon, authenticated;
+grant execute on function
+  public.record_webhook_event(text, text, jsonb, uuid, uuid[]),
+  public.add_webhook_endpoint(uuid, text, text[], text, text),
+  public.list_webhook_endpoints(uuid[]),
+  public.set_webhook_endpoint_enabled(uuid, boolean),
+  public.rotate_webhook_secret(uuid, text, int),
+  public.claim_webhook_deliveries(int, int, uuid[]),
+  public.finish_webhook_delivery(text, uuid, boolean, int, text),
+  public.list_webhook_deliveries(uuid[], boolean, int),
+  public.retry_webhook_deliveries(uuid)
+  to service_role;
