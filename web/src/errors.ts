@@ -54,3 +54,37 @@ export function loadErrorMessage(error: FailureLike): { message: string; expired
     expired: false,
   };
 }
+
+/** An operator RPC failure: 403 is "not an operator" (no data shown), never an empty page. */
+export function operatorErrorMessage(error: FailureLike): {
+  message: string;
+  notOperator: boolean;
+  expired: boolean;
+} {
+  if (error.code === '42501') {
+    return {
+      message:
+        'This account is not an operator, so the operator console shows nothing. Sign in with an operator account, or ask for one (`flowmeter operators add --email <address>`).',
+      notOperator: true,
+      expired: false,
+    };
+  }
+  if (error.code === 'PT404') {
+    return { message: `Not found: ${error.message ?? ''}`, notOperator: false, expired: false };
+  }
+  if (error.code === 'PT409') {
+    return {
+      message: `Not done: ${error.message ?? 'it does not apply'}.`,
+      notOperator: false,
+      expired: false,
+    };
+  }
+  const failure = loadErrorMessage(error);
+  return {
+    message: failure.expired
+      ? failure.message
+      : failure.message.replace('Usage could not be loaded', 'The console could not load this'),
+    notOperator: false,
+    expired: failure.expired,
+  };
+}
