@@ -1,5 +1,3 @@
-import { copyFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { Browser, Page } from '@playwright/test';
 import { createClient } from '@supabase/supabase-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +6,6 @@ import { createServiceClient } from '../../src/db/client.ts';
 import { type DemoN8n, startDemoN8n } from '../../src/local/demo/n8n-server.ts';
 import { seedDemo } from '../../src/local/demo/seed.ts';
 import { type DemoSignIn, seedDemoUsers } from '../../src/local/demo/users.ts';
-import { projectRoot } from '../../src/local/project.ts';
 import {
   expectNoSeriousA11yViolations,
   launchBrowser,
@@ -160,8 +157,7 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
         .count(),
     ).toBe(1);
     await expectNoSeriousA11yViolations(page);
-    const shot = await screenshot(page, 'operator-overview.png');
-    await copyFile(shot, join(projectRoot, 'docs', 'operator-console.png'));
+    await screenshot(page, 'operator-overview.png');
     await page.context().close();
   });
 

@@ -79,12 +79,19 @@ export function operatorErrorMessage(error: FailureLike): {
       expired: false,
     };
   }
-  const failure = loadErrorMessage(error);
+  if (isNetworkFailure(error)) {
+    return {
+      message: 'The database cannot be reached. Check your connection, then reload the page.',
+      notOperator: false,
+      expired: false,
+    };
+  }
+  const { expired } = loadErrorMessage(error);
   return {
-    message: failure.expired
-      ? failure.message
-      : failure.message.replace('Usage could not be loaded', 'The console could not load this'),
+    message: expired
+      ? 'Your session has ended. Sign in again.'
+      : `The console could not load this: ${error.message ?? 'unknown error'}.`,
     notOperator: false,
-    expired: failure.expired,
+    expired,
   };
 }

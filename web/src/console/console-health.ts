@@ -1,28 +1,10 @@
 import { html, LitElement, nothing } from 'lit';
 import { getHealth, type Health, type OperatorDb } from '../../../src/operator-client/index.ts';
 import { formatter } from '../format.ts';
+import { whatToDo } from './findings.ts';
 import { type Loaded, load, renderLoaded } from './page-state.ts';
 
 export const HEALTH_REFRESH_SECONDS = 30;
-
-/** A finding as `flowmeter status` words it, split into what is wrong and what to do. */
-export function splitFinding(finding: string): { problem: string; action: string | undefined } {
-  const at = finding.indexOf(': ');
-  if (at < 0) return { problem: finding, action: undefined };
-  return { problem: finding.slice(0, at), action: finding.slice(at + 2) };
-}
-
-const DEFAULT_ACTION: Array<[RegExp, string]> = [
-  [
-    /sources? failing/,
-    'Open the tenant below, read the last error, fix the n8n URL or API key (`flowmeter sources set-key`) or disable the source.',
-  ],
-  [/given up/, 'Open the tenant and send the delivery again once the channel works.'],
-  [
-    /failed .* since its last success/,
-    'Read the error in the scheduled functions below; the next run retries.',
-  ],
-];
 
 /**
  * The findings `flowmeter status` reports, from the same rules, each with what to do; then
@@ -93,8 +75,7 @@ export class ConsoleHealth extends LitElement {
           h.needsAttention.length === 0
             ? html`<p class="all-good">Nothing needs a person right now.</p>`
             : html`<ul class="findings">${h.needsAttention.map((finding) => {
-                const { problem, action } = splitFinding(finding);
-                const todo = action ?? DEFAULT_ACTION.find(([re]) => re.test(problem))?.[1];
+                const { problem, todo } = whatToDo(finding);
                 return html`<li><strong>${problem}</strong>${todo ? html`<p><span class="todo-label">What to do:</span> ${todo}</p>` : nothing}</li>`;
               })}</ul>`
         }

@@ -15,7 +15,8 @@ import { historyTable } from '../history-table.ts';
 import '../widget/flowmeter-usage.ts';
 import type { Confirmation, ConfirmDialog } from './confirm-dialog.ts';
 import './confirm-dialog.ts';
-import { columnLabel, ledgerTable } from './ledger-table.ts';
+import { columnLabel } from './ledger-columns.ts';
+import { ledgerTable } from './ledger-table.ts';
 import { type Loaded, load, renderLoaded } from './page-state.ts';
 import { consoleHref } from './route.ts';
 

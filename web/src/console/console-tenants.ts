@@ -1,4 +1,5 @@
 import { html, LitElement } from 'lit';
+import { KNOWN_SUBSCRIPTION_STATUSES } from '../../../src/billing/stripe-webhook.ts';
 import {
   getOverview,
   listTenants,
@@ -14,17 +15,8 @@ import { LEVEL_LABEL, type Loaded, levelBadge, load, renderLoaded } from './page
 import { consoleHref } from './route.ts';
 
 const PAGE_ROWS = 25;
-const STATUSES = [
-  'none',
-  'trialing',
-  'active',
-  'past_due',
-  'unpaid',
-  'canceled',
-  'incomplete',
-  'incomplete_expired',
-  'paused',
-];
+// 'none': no Stripe subscription; the rest as the subscription sync knows them.
+const STATUSES = ['none', ...KNOWN_SUBSCRIPTION_STATUSES];
 const LEVELS = ['normal', 'warning', 'limit', 'overage'] as const;
 
 const COLUMN_LABEL: Record<TenantSort, string> = {
