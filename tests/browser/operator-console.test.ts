@@ -381,6 +381,32 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
   });
 });
 
+describe('when the operator’s session ends', { timeout: BROWSER_TIMEOUT }, () => {
+  it('returns to the sign-in form and says why', async () => {
+    const page = await (await newContext(browser)).newPage();
+    await page.route('**/rest/v1/rpc/operator_overview**', (route) =>
+      route.fulfill({
+        status: 401,
+        contentType: 'application/json',
+        body: JSON.stringify({
+          code: 'PGRST303',
+          message: 'JWT expired',
+          details: null,
+          hint: null,
+        }),
+      }),
+    );
+    await page.goto(dashboard.url);
+    await signIn(page, operator.email, operator.password);
+    await page.locator('form.sign-in').waitFor();
+    expect(await page.locator('form.sign-in [role="alert"]').textContent()).toContain(
+      'Your session has ended',
+    );
+    expect(await page.getByRole('navigation', { name: 'Console' }).count()).toBe(0);
+    await page.context().close();
+  });
+});
+
 describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
   it('is told the console is for operators, and no operator data is asked for or shown', async () => {
     const page = await (await newContext(browser)).newPage();
