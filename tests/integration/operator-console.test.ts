@@ -138,11 +138,18 @@ beforeAll(async () => {
                         (40, 'late', 1, null)) x(through, status, attempts, last_error)`,
     [nearLimit],
   );
+  // run-0 expired without being swept: it holds no run any more, so it is not in flight.
   await db.query(
     `insert into public.usage_reservations (tenant_id, period_start, workflow_id, run_ref, expires_at)
      select $1, date_trunc('month', now() at time zone 'UTC') at time zone 'UTC', 'wf-' || i, 'run-' || i,
             now() + make_interval(mins => i)
-     from generate_series(1, 2) i`,
+     from generate_series(0, 2) i`,
+    [nearLimit],
+  );
+  await db.query(
+    `update public.usage_reservations set created_at = now() - interval '10 minutes',
+            expires_at = now() - interval '1 minute'
+     where tenant_id = $1 and run_ref = 'run-0'`,
     [nearLimit],
   );
   world = {
@@ -418,6 +425,69 @@ describe('operator_tenants', () => {
     ]);
   });
 
+  it('ranks by usage in each tenant’s own billing period: subscription, stale subscription, calendar month', async () => {
+    const plan = await setPlan({
+      id: uniqueId('periods'),
+      name: 'Periods',
+      included_executions: 40,
+    });
+    const [current, stale, calendar] = await Promise.all([
+      createTenant(plan),
+      createTenant(plan),
+      createTenant(plan),
+    ]);
+    const db = superuser();
+    // current: a subscription period around now; stale: one that ended months ago, so its
+    // periods roll on monthly from the anchor; calendar: no subscription.
+    await db.query(
+      `update public.tenants set current_period_start = now() - interval '3 days',
+              current_period_end = now() + interval '27 days' where id = $1`,
+      [current.id],
+    );
+    await db.query(
+      `update public.tenants set current_period_start = now() - interval '100 days',
+              current_period_end = now() - interval '70 days' where id = $1`,
+      [stale.id],
+    );
+    const usage: Array<[string, number]> = [
+      [current.id, 34],
+      [stale.id, 44],
+      [calendar.id, 12],
+    ];
+    for (const [tenantId, billable] of usage) {
+      await db.query(
+        `insert into public.usage_counters (tenant_id, period_start, period_end, executions, billable, billable_success)
+         select $1, bp.period_start, bp.period_end, $2, $2, $2
+         from public.tenants t
+         cross join lateral private.billing_period(t.current_period_start, t.current_period_end, now()) bp
+         where t.id = $1`,
+        [tenantId, billable],
+      );
+    }
+    const { rows: expected } = await db.query(
+      `select tenant_id, used::int, percent::float, level from private.operator_tenant_rows()
+       where plan_id = $1 order by used desc, tenant_id desc`,
+      [plan],
+    );
+    expect(expected.map((r) => r.level)).toEqual(['overage', 'warning', 'normal']);
+    for (const sort of ['used', 'percent', 'level'] as const) {
+      const { data, error } = await listTenants(await operator(), {
+        planIds: [plan],
+        sort,
+        descending: true,
+      });
+      expect(error).toBeNull();
+      expect(data?.rows.map((r) => [r.tenant_id, r.used, r.percent, r.level])).toEqual(
+        expected.map((r) => [r.tenant_id, r.used, r.percent, r.level]),
+      );
+    }
+    const { data: overLimit } = await listTenants(await operator(), {
+      planIds: [plan],
+      levels: ['overage', 'limit'],
+    });
+    expect(overLimit?.rows.map((r) => r.tenant_id)).toEqual([stale.id]);
+  });
+
   it('answers 400 for an unknown sort column, a bad cursor, a page too large or a search too long', async () => {
     const db = await operator();
     for (const args of [
@@ -466,7 +536,7 @@ describe('operator_tenant', () => {
     });
     expect(data.sources[0]?.lag_seconds).toBeGreaterThanOrEqual(7200);
     expect(data.sources[0]?.recent_gaps.map((g) => g.kind).sort()).toEqual(['pruned', 'vanished']);
-    expect(data.ledger).toMatchObject({ pending: 2, retrying: 1, sent: 1, late: 1 });
+    expect(data.ledger).toMatchObject({ pending: 2, retrying: 1, failing: 0, sent: 1, late: 1 });
     expect(data.ledger.reports.find((r) => r.attempts === 2)?.last_error).toBe('stripe 500');
     const alert = data.alerts.find((a) => a.id === world.alertId);
     expect(alert).toMatchObject({ threshold: 80, used: 90, quota: 100 });
