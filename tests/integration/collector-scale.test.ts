@@ -120,13 +120,16 @@ describe('fan-out', () => {
     const slices: number[] = [];
     const started = Date.now();
     // One worker and a two-second budget: the scheduled run keeps two sources; the other
-    // twenty go out in slices of five. The clock stands still, so nothing runs out of budget.
+    // twenty go out in slices of five. The clock stands still and the budget's signal never
+    // fires, so nothing runs out of budget however slow the machine is.
     const settings = { concurrency: 1, budgetMs: 2000, sliceSources: 5 };
+    const budgetSignal = new AbortController().signal;
 
     const scheduled = await collect(sources, {
       trigger: 'schedule',
       settings,
       now: () => started,
+      budgetSignal,
       onSourceEvent: (event) => {
         if (event.type === 'claimed') countClaims(event.sources.map((s) => s.source_id));
       },
@@ -139,6 +142,7 @@ describe('fan-out', () => {
             select: { leases },
             settings,
             now: () => started,
+            budgetSignal,
             log: silentLogger,
             onSourceEvent: (event) => {
               if (event.type === 'claimed') countClaims(event.sources.map((s) => s.source_id));
