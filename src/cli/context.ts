@@ -3,6 +3,7 @@ import type { PostgrestError } from '@supabase/supabase-js';
 import { Option } from 'commander';
 import { type ConfigError, parseEnv, supabaseEnvSchema } from '../config/env.ts';
 import { createServiceClient, type Db } from '../db/client.ts';
+import { classifyRpcFailure } from '../db/rpc-failure.ts';
 import { isRpcFailure, type RpcFailureDetails, rpcResult } from '../db/rpc-result.ts';
 import type { ErrorCode, Result } from '../domain/result.ts';
 import { environmentWithLocalStack } from '../local/local-env.ts';
@@ -111,7 +112,7 @@ function databaseError(
   { status, error }: RpcFailureDetails,
   hints: CallHints,
 ): CliError {
-  if (status === 0 || status === 502 || status === 503 || status === 504) {
+  if (classifyRpcFailure({ status, error }).kind === 'unreachable') {
     const cause = /Caused by: (.*)/.exec(error.details)?.[1] ?? error.message;
     return new CliError(
       EXIT.unavailable,
