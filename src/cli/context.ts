@@ -1,6 +1,7 @@
 import { text } from 'node:stream/consumers';
 import type { PostgrestError } from '@supabase/supabase-js';
 import { Option } from 'commander';
+import { findTenants, type ListedTenant } from '../accounts/tenant-ref.ts';
 import { type ConfigError, parseEnv, supabaseEnvSchema } from '../config/env.ts';
 import { createServiceClient, type Db } from '../db/client.ts';
 import { classifyRpcFailure } from '../db/rpc-failure.ts';
@@ -171,22 +172,11 @@ export async function openSupabase(io: CliIo): Promise<Database> {
   return openDatabase(await loadEnvironment(io, loadSupabaseConfig));
 }
 
-export type TenantRow = Awaited<ReturnType<typeof listTenants>>[number];
+export type TenantRow = ListedTenant;
 
 /** Tenants by id or external reference; an unknown one is a usage error saying how to list them. */
-export async function resolveTenants(database: Database, refs: string[]) {
-  const wanted = [...new Set(refs.map((r) => r.trim()))];
-  const rows = await listTenants(database, wanted);
-  const missing = wanted.filter(
-    (ref) => !rows.some((t) => t.id === ref.toLowerCase() || t.external_ref === ref),
-  );
-  if (missing.length > 0) {
-    throw new CliError(
-      EXIT.usage,
-      `no tenant has the id or external reference ${missing.map((m) => `"${m}"`).join(', ')}: \`flowmeter tenants list\` shows them`,
-    );
-  }
-  return rows;
+export async function resolveTenants(database: Database, refs: string[]): Promise<TenantRow[]> {
+  return database.valueOrExit(await findTenants(database.db, refs));
 }
 
 /** One tenant by id or external reference; an unknown one is a usage error, as above. */
