@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { plural } from '../domain/words.ts';
 
 const when = z.string().nullable();
 const number = z.coerce.number();
@@ -48,8 +49,6 @@ export const collectorHealthSchema = z.object({
 });
 
 export type CollectorHealth = z.infer<typeof collectorHealthSchema>;
-
-const plural = (n: number, word: string, words = `${word}s`) => `${n} ${n === 1 ? word : words}`;
 
 /** Whole minutes or hours, for a line a person reads. */
 const span = (seconds: number) =>
