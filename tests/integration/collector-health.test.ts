@@ -6,6 +6,7 @@ import { createStatusHandler } from '../../src/ops/status-handler.ts';
 import { runCliWith } from '../support/cli.ts';
 import { collect, createSource, type TestSource, useN8nServer } from '../support/collector.ts';
 import { connectionReset, dropRequest, faultyDb, rpcFetch } from '../support/faults.ts';
+import { recent } from '../support/fixtures.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
 /**
@@ -16,7 +17,6 @@ import { serviceClient, superuser } from '../support/stack.ts';
  */
 
 const server = useN8nServer();
-const recent = (agoSeconds: number) => new Date(Date.now() - agoSeconds * 1000).toISOString();
 const operatorSecret = 'o'.repeat(64);
 const status = createStatusHandler({
   db: serviceClient(),

@@ -15,6 +15,7 @@ import {
   createTenant,
   createUser,
   ingestExecutions as ingest,
+  recent,
 } from '../support/fixtures.ts';
 import { anonClient, serviceClient, superuser, uniqueId, userClient } from '../support/stack.ts';
 
@@ -449,7 +450,6 @@ describe('a trialing tenant whose Stripe period starts mid-month', () => {
 describe('collected through the real collector', () => {
   it("gives a member their tenant's numbers, equal to the counters, with reservations in flight", async () => {
     const source = await createSource(server);
-    const recent = (agoSeconds: number) => new Date(Date.now() - agoSeconds * 1000).toISOString();
     source.fake.addMany(60, (i) => ({
       startedAt: recent(600 - i),
       workflowId: `wf-${i % 3}`,

@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { serviceClient, superuser, uniqueId } from './stack.ts';
 
+/** An instant `seconds` before now, as n8n writes it: the start of a recent execution. */
+export const recent = (seconds: number) => new Date(Date.now() - seconds * 1000).toISOString();
+
 /** Fixtures go through the same service-only functions the operator uses. */
 export async function createPlan(
   overrides: { included_executions?: number; limit_policy?: string } = {},
