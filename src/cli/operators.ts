@@ -1,16 +1,8 @@
 import type { Command } from 'commander';
-import { newUserAccess } from '../accounts/access.ts';
 import { addOperator, listOperators, removeOperator } from '../accounts/operators.ts';
 import { parser, schemas } from './arguments.ts';
-import {
-  type CommandContext,
-  loadEnvironment,
-  loadSupabaseConfig,
-  openDatabase,
-  openSupabase,
-  valueOrExit,
-} from './context.ts';
-import { passwordOption, printAccount } from './members.ts';
+import { type CommandContext, openSupabase, valueOrExit } from './context.ts';
+import { openForNewUsers, passwordFlag, printAccount } from './members.ts';
 import { printJson, renderTable, time } from './output.ts';
 
 export function registerOperators(program: Command, ctx: CommandContext): void {
@@ -27,24 +19,13 @@ export function registerOperators(program: Command, ctx: CommandContext): void {
       'mark a user operator (creating them: locally with a password printed once, on Supabase by invitation)',
     )
     .requiredOption('--email <address>', "the operator's e-mail address", parser(schemas.email))
-    .option(
-      '--password <->',
-      "a new user's password, read from standard input (instead of a generated one or an invitation)",
-      parser(schemas.passwordFromStdin),
-    )
+    .addOption(passwordFlag())
     .option('--json', 'print the operator as JSON on stdout')
     .action(async (options: { email: string; password?: string; json?: boolean }) => {
-      const config = await loadEnvironment(io, loadSupabaseConfig);
-      const password = await passwordOption(io, options.password);
-      const { db } = openDatabase(config);
       const user = valueOrExit(
         await addOperator({
-          db,
+          ...(await openForNewUsers(io, options.password)),
           email: options.email,
-          access: newUserAccess({
-            supabaseUrl: config.SUPABASE_URL,
-            ...(password !== undefined ? { password } : {}),
-          }),
         }),
       );
       if (options.json) return printJson(io, user);
