@@ -21,6 +21,7 @@ const AUTHENTICATED_CALLABLE = new Set<string>([
   'plan_quota',
   'usage_standing',
   'tenant_usage_summary_rows',
+  'counted_period',
   // the operator claim, read by operator RPCs (granted to authenticated, refusing others)
   'is_operator',
   'require_operator',
