@@ -2,8 +2,9 @@ import type { Command } from 'commander';
 import { addOperator, listOperators, removeOperator } from '../accounts/operators.ts';
 import { parser, schemas } from './arguments.ts';
 import { type CommandContext, openSupabase, valueOrExit } from './context.ts';
+import { addListCommand } from './list-command.ts';
 import { openForNewUsers, passwordFlag, printAccount } from './members.ts';
-import { printJson, renderTable, time } from './output.ts';
+import { printJson, time } from './output.ts';
 
 export function registerOperators(program: Command, ctx: CommandContext): void {
   const { io } = ctx;
@@ -33,25 +34,13 @@ export function registerOperators(program: Command, ctx: CommandContext): void {
       io.err('A signed-in session sees the change at its next token refresh (within the hour).');
     });
 
-  operators
-    .command('list')
-    .description('every operator')
-    .option('--json', 'print JSON on stdout')
-    .action(async (options: { json?: boolean }) => {
-      const { db } = await openSupabase(io);
-      const rows = valueOrExit(await listOperators({ db }));
-      if (options.json) return printJson(io, rows);
-      if (rows.length === 0) {
-        io.out('No operators yet: add one with `flowmeter operators add --email <address>`.');
-        return;
-      }
-      io.out(
-        renderTable(
-          ['email', 'since', 'last sign-in', 'user id'],
-          rows.map((o) => [o.email, time(o.created_at), time(o.last_sign_in_at), o.user_id]),
-        ),
-      );
-    });
+  addListCommand(operators, ctx, {
+    description: 'every operator',
+    load: async (database) => database.valueOrExit(await listOperators({ db: database.db })),
+    empty: 'No operators yet: add one with `flowmeter operators add --email <address>`.',
+    columns: ['email', 'since', 'last sign-in', 'user id'],
+    row: (o) => [o.email, time(o.created_at), time(o.last_sign_in_at), o.user_id],
+  });
 
   operators
     .command('remove')
