@@ -10,14 +10,13 @@ import {
 } from '../../src/usage-client/index.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
 import {
-  addMember,
   createPlan,
   createTenant,
-  createUser,
   ingestExecutions as ingest,
+  memberOf,
   recent,
 } from '../support/fixtures.ts';
-import { anonClient, serviceClient, superuser, uniqueId, userClient } from '../support/stack.ts';
+import { anonClient, serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
 /**
  * The tenant usage API as a frontend calls it: supabase-js signed in as a tenant user,
@@ -37,12 +36,6 @@ const monthStart = (ms: number, offset = 0) => {
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + offset, 1);
 };
 const sameInstant = (actual: string, expected: number) => expect(Date.parse(actual)).toBe(expected);
-
-async function memberOf(...tenantIds: string[]): Promise<{ userId: string; db: UsageDb }> {
-  const userId = await createUser();
-  for (const id of tenantIds) await addMember(id, userId);
-  return { userId, db: await userClient(userId) };
-}
 
 const ok = <T>(result: { data: T | null; error: unknown }): T => {
   expect(result.error).toBeNull();
