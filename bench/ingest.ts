@@ -236,6 +236,23 @@ async function replayCeiling(): Promise<SeriesResult> {
   }
 }
 
+/** A baseline series: `write` for every execution id from the newest down, timed. */
+async function perExecution(
+  name: string,
+  write: (id: number) => Promise<void>,
+): Promise<SeriesResult> {
+  const started = performance.now();
+  for (let id = options.baseline; id >= 1; id--) await write(id);
+  const seconds = (performance.now() - started) / 1000;
+  return {
+    name,
+    executions: options.baseline,
+    seconds,
+    perSecond: options.baseline / seconds,
+    peakRssMiB: peakRssMiB(),
+  };
+}
+
 /** One execution per ingest RPC through supabase-js and the RPC endpoint. */
 async function rpcPerExecution(): Promise<SeriesResult> {
   const client = await admin.connect();
@@ -245,23 +262,14 @@ async function rpcPerExecution(): Promise<SeriesResult> {
     SUPABASE_URL: stack.supabaseUrl,
     SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
   });
-  const started = performance.now();
-  for (let id = options.baseline; id >= 1; id--) {
+  return perExecution('baseline: one RPC per execution', async (id) => {
     const { error } = await db.rpc('ingest_execution_page', {
       source_id: sourceId,
       lease_token: leaseToken,
       executions: [executionRow(id, options.baseline)],
     });
     if (error) throw new Error(error.message);
-  }
-  const seconds = (performance.now() - started) / 1000;
-  return {
-    name: 'baseline: one RPC per execution',
-    executions: options.baseline,
-    seconds,
-    perSecond: options.baseline / seconds,
-    peakRssMiB: peakRssMiB(),
-  };
+  });
 }
 
 /** One plain INSERT of the raw row per execution over pg (no counters, no progress). */
@@ -274,8 +282,7 @@ async function insertPerExecution(): Promise<SeriesResult> {
   const tenantId = (rows[0] as { tenant_id: string }).tenant_id;
   const client = await admin.connect();
   try {
-    const started = performance.now();
-    for (let id = options.baseline; id >= 1; id--) {
+    return await perExecution('baseline: one INSERT per execution', async (id) => {
       const e = executionRow(id, options.baseline);
       await client.query(
         `insert into public.executions (source_id, execution_id, tenant_id, workflow_id, mode, status,
@@ -284,15 +291,7 @@ async function insertPerExecution(): Promise<SeriesResult> {
          on conflict do nothing`,
         [sourceId, id, tenantId, e.workflow_id, e.mode, e.status, e.started_at, e.stopped_at],
       );
-    }
-    const seconds = (performance.now() - started) / 1000;
-    return {
-      name: 'baseline: one INSERT per execution',
-      executions: options.baseline,
-      seconds,
-      perSecond: options.baseline / seconds,
-      peakRssMiB: peakRssMiB(),
-    };
+    });
   } finally {
     client.release();
   }

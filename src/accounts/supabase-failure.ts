@@ -1,19 +1,23 @@
 import type { PostgrestError } from '@supabase/supabase-js';
+import { classifyRpcFailure } from '../db/rpc-failure.ts';
 import { fail, type Result } from '../domain/result.ts';
 
 /** The value of an account operation (members, operators), or its expected failure. */
 export type AccountResult<T> = Result<T>;
 
-/** An error from a supabase-js call of either API, as a status and a message. */
+/**
+ * An error from a supabase-js call of either API: its status, the PostgREST code where it
+ * has one, and a message.
+ */
 interface ApiFailure {
   status: number;
+  code?: string;
   message: string;
 }
 
 /** Sorts a failed supabase-js call of either API into the domain's failure codes. */
-function classify({ status, message }: ApiFailure, what: string): Result<never> {
-  // supabase-js reports a request that got no answer as status 0.
-  if (status === 0 || status === 502 || status === 503 || status === 504) {
+function classify({ status, code, message }: ApiFailure, what: string): Result<never> {
+  if (classifyRpcFailure({ status, error: { code, message } }).kind === 'unreachable') {
     return fail('unavailable', `could not reach Supabase while ${what} (${message})`);
   }
   if (status === 401 || status === 403) {
@@ -29,7 +33,11 @@ function classify({ status, message }: ApiFailure, what: string): Result<never> 
 }
 
 export const databaseFailure = (error: PostgrestError, status: number, what: string) =>
-  classify({ status, message: [error.message, error.hint].filter(Boolean).join(': ') }, what);
+  classify(
+    { status, code: error.code, message: [error.message, error.hint].filter(Boolean).join(': ') },
+    what,
+  );
 
+// GoTrue's error codes are not SQLSTATEs, so only its status says whether it was reached.
 export const authFailure = (error: { status?: number; message: string }, what: string) =>
   classify({ status: error.status ?? 0, message: error.message }, what);

@@ -1,8 +1,10 @@
 import { text } from 'node:stream/consumers';
 import type { PostgrestError } from '@supabase/supabase-js';
 import { Option } from 'commander';
+import { findTenants, type ListedTenant } from '../accounts/tenant-ref.ts';
 import { type ConfigError, parseEnv, supabaseEnvSchema } from '../config/env.ts';
 import { createServiceClient, type Db } from '../db/client.ts';
+import { classifyRpcFailure } from '../db/rpc-failure.ts';
 import { isRpcFailure, type RpcFailureDetails, rpcResult } from '../db/rpc-result.ts';
 import type { ErrorCode, Result } from '../domain/result.ts';
 import { environmentWithLocalStack } from '../local/local-env.ts';
@@ -111,7 +113,7 @@ function databaseError(
   { status, error }: RpcFailureDetails,
   hints: CallHints,
 ): CliError {
-  if (status === 0 || status === 502 || status === 503 || status === 504) {
+  if (classifyRpcFailure({ status, error }).kind === 'unreachable') {
     const cause = /Caused by: (.*)/.exec(error.details)?.[1] ?? error.message;
     return new CliError(
       EXIT.unavailable,
@@ -170,22 +172,11 @@ export async function openSupabase(io: CliIo): Promise<Database> {
   return openDatabase(await loadEnvironment(io, loadSupabaseConfig));
 }
 
-export type TenantRow = Awaited<ReturnType<typeof listTenants>>[number];
+export type TenantRow = ListedTenant;
 
 /** Tenants by id or external reference; an unknown one is a usage error saying how to list them. */
-export async function resolveTenants(database: Database, refs: string[]) {
-  const wanted = [...new Set(refs.map((r) => r.trim()))];
-  const rows = await listTenants(database, wanted);
-  const missing = wanted.filter(
-    (ref) => !rows.some((t) => t.id === ref.toLowerCase() || t.external_ref === ref),
-  );
-  if (missing.length > 0) {
-    throw new CliError(
-      EXIT.usage,
-      `no tenant has the id or external reference ${missing.map((m) => `"${m}"`).join(', ')}: \`flowmeter tenants list\` shows them`,
-    );
-  }
-  return rows;
+export async function resolveTenants(database: Database, refs: string[]): Promise<TenantRow[]> {
+  return database.valueOrExit(await findTenants(database.db, refs));
 }
 
 /** One tenant by id or external reference; an unknown one is a usage error, as above. */

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { z } from 'zod';
 import { newUserAccess } from '../accounts/access.ts';
 import { addMember, MEMBER_ROLES, type MemberRole } from '../accounts/add-member.ts';
@@ -43,11 +43,30 @@ export function printAccount(io: CliIo, user: EnsuredUser, extra: Array<[string,
   }
 }
 
-/** `--password -`: the new user's password from standard input. */
-export async function passwordOption(io: CliIo, password: string | undefined) {
-  return password === undefined
-    ? undefined
-    : valueOrStdin(io, password, '--password', 'the password', { verbatim: true });
+/** `--password -` of a command that may create the user it names. */
+export const passwordFlag = () =>
+  new Option(
+    '--password <->',
+    "a new user's password, read from standard input (instead of a generated one or an invitation)",
+  ).argParser(parser(schemas.passwordFromStdin));
+
+/**
+ * The database, and how a user created on the way gets in: the password from standard input
+ * with `--password -`, otherwise generated locally or an invitation.
+ */
+export async function openForNewUsers(io: CliIo, password: string | undefined) {
+  const config = await loadEnvironment(io, loadSupabaseConfig);
+  const given =
+    password === undefined
+      ? undefined
+      : await valueOrStdin(io, password, '--password', 'the password', { verbatim: true });
+  return {
+    db: openDatabase(config).db,
+    access: newUserAccess({
+      supabaseUrl: config.SUPABASE_URL,
+      ...(given !== undefined ? { password: given } : {}),
+    }),
+  };
 }
 
 export function registerMembers(program: Command, ctx: CommandContext): void {
@@ -64,11 +83,7 @@ export function registerMembers(program: Command, ctx: CommandContext): void {
     .requiredOption('--tenant <tenant>', 'tenant id or external reference', parser(schemas.tenant))
     .requiredOption('--email <address>', "the user's e-mail address", parser(schemas.email))
     .option('--role <role>', 'viewer (reads usage) or admin', role, 'viewer')
-    .option(
-      '--password <->',
-      "a new user's password, read from standard input (instead of a generated one or an invitation)",
-      parser(schemas.passwordFromStdin),
-    )
+    .addOption(passwordFlag())
     .option('--json', 'print the membership as JSON on stdout')
     .action(
       async (options: {
@@ -78,19 +93,12 @@ export function registerMembers(program: Command, ctx: CommandContext): void {
         password?: string;
         json?: boolean;
       }) => {
-        const config = await loadEnvironment(io, loadSupabaseConfig);
-        const password = await passwordOption(io, options.password);
-        const { db } = openDatabase(config);
         const added = valueOrExit(
           await addMember({
-            db,
+            ...(await openForNewUsers(io, options.password)),
             tenant: options.tenant,
             email: options.email,
             role: options.role,
-            access: newUserAccess({
-              supabaseUrl: config.SUPABASE_URL,
-              ...(password !== undefined ? { password } : {}),
-            }),
           }),
         );
         if (options.json) return printJson(io, added);

@@ -1,17 +1,10 @@
 import type { Command } from 'commander';
-import { newUserAccess } from '../accounts/access.ts';
 import { addOperator, listOperators, removeOperator } from '../accounts/operators.ts';
 import { parser, schemas } from './arguments.ts';
-import {
-  type CommandContext,
-  loadEnvironment,
-  loadSupabaseConfig,
-  openDatabase,
-  openSupabase,
-  valueOrExit,
-} from './context.ts';
-import { passwordOption, printAccount } from './members.ts';
-import { printJson, renderTable, time } from './output.ts';
+import { type CommandContext, openSupabase, valueOrExit } from './context.ts';
+import { addListCommand } from './list-command.ts';
+import { openForNewUsers, passwordFlag, printAccount } from './members.ts';
+import { printJson, time } from './output.ts';
 
 export function registerOperators(program: Command, ctx: CommandContext): void {
   const { io } = ctx;
@@ -27,24 +20,13 @@ export function registerOperators(program: Command, ctx: CommandContext): void {
       'mark a user operator (creating them: locally with a password printed once, on Supabase by invitation)',
     )
     .requiredOption('--email <address>', "the operator's e-mail address", parser(schemas.email))
-    .option(
-      '--password <->',
-      "a new user's password, read from standard input (instead of a generated one or an invitation)",
-      parser(schemas.passwordFromStdin),
-    )
+    .addOption(passwordFlag())
     .option('--json', 'print the operator as JSON on stdout')
     .action(async (options: { email: string; password?: string; json?: boolean }) => {
-      const config = await loadEnvironment(io, loadSupabaseConfig);
-      const password = await passwordOption(io, options.password);
-      const { db } = openDatabase(config);
       const user = valueOrExit(
         await addOperator({
-          db,
+          ...(await openForNewUsers(io, options.password)),
           email: options.email,
-          access: newUserAccess({
-            supabaseUrl: config.SUPABASE_URL,
-            ...(password !== undefined ? { password } : {}),
-          }),
         }),
       );
       if (options.json) return printJson(io, user);
@@ -52,25 +34,13 @@ export function registerOperators(program: Command, ctx: CommandContext): void {
       io.err('A signed-in session sees the change at its next token refresh (within the hour).');
     });
 
-  operators
-    .command('list')
-    .description('every operator')
-    .option('--json', 'print JSON on stdout')
-    .action(async (options: { json?: boolean }) => {
-      const { db } = await openSupabase(io);
-      const rows = valueOrExit(await listOperators({ db }));
-      if (options.json) return printJson(io, rows);
-      if (rows.length === 0) {
-        io.out('No operators yet: add one with `flowmeter operators add --email <address>`.');
-        return;
-      }
-      io.out(
-        renderTable(
-          ['email', 'since', 'last sign-in', 'user id'],
-          rows.map((o) => [o.email, time(o.created_at), time(o.last_sign_in_at), o.user_id]),
-        ),
-      );
-    });
+  addListCommand(operators, ctx, {
+    description: 'every operator',
+    load: async (database) => database.valueOrExit(await listOperators({ db: database.db })),
+    empty: 'No operators yet: add one with `flowmeter operators add --email <address>`.',
+    columns: ['email', 'since', 'last sign-in', 'user id'],
+    row: (o) => [o.email, time(o.created_at), time(o.last_sign_in_at), o.user_id],
+  });
 
   operators
     .command('remove')

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { z } from 'zod';
 import { type CollectorHealth, collectorHealthSchema } from '../ops/collector-health.ts';
 import { type OperatorStatus, operatorStatusSchema } from '../ops/operator-status.ts';
 import { statusFindings } from '../ops/status-findings.ts';
@@ -110,6 +111,18 @@ function render(status: Status, collector: CollectorHealth, attention: string[])
   return lines.join('\n');
 }
 
+/** A status function's JSON as its schema has it; another shape means older migrations. */
+function parsedAnswer<T>(fn: string, schema: z.ZodType<T>, raw: unknown): T {
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    throw new CliError(
+      EXIT.failed,
+      `${fn} answered in an unexpected shape (${parsed.error.issues[0]?.message}): apply the latest migrations`,
+    );
+  }
+  return parsed.data;
+}
+
 export function registerStatus(program: Command, ctx: CommandContext): void {
   const { io } = ctx;
   program
@@ -122,34 +135,24 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
     .action(async (options: { tenant?: string[]; json?: boolean }) => {
       const database = await openSupabase(io);
       const tenantIds = await filteredTenantIds(database, options.tenant);
-      const raw = database.unwrap(
-        await database.db.rpc('operator_status', tenantIds ? { tenant_ids: tenantIds } : {}),
+      const args = tenantIds ? { tenant_ids: tenantIds } : {};
+      const status = parsedAnswer(
+        'operator_status',
+        operatorStatusSchema,
+        database.unwrap(await database.db.rpc('operator_status', args)),
       );
-      const parsed = operatorStatusSchema.safeParse(raw);
-      if (!parsed.success) {
-        throw new CliError(
-          EXIT.failed,
-          `operator_status answered in an unexpected shape (${parsed.error.issues[0]?.message}): apply the latest migrations`,
-        );
-      }
-      const status = parsed.data;
-      const collectorRaw = database.unwrap(
-        await database.db.rpc('collector_health', tenantIds ? { tenant_ids: tenantIds } : {}),
+      const collector = parsedAnswer(
+        'collector_health',
+        collectorHealthSchema,
+        database.unwrap(await database.db.rpc('collector_health', args)),
       );
-      const collector = collectorHealthSchema.safeParse(collectorRaw);
-      if (!collector.success) {
-        throw new CliError(
-          EXIT.failed,
-          `collector_health answered in an unexpected shape (${collector.error.issues[0]?.message}): apply the latest migrations`,
-        );
-      }
-      const attention = statusFindings(status, collector.data, {
+      const attention = statusFindings(status, collector, {
         perTenant: tenantIds !== undefined,
       });
       if (attention.length > 0) ctx.exit(EXIT.failed);
       if (options.json) {
-        return printJson(io, { ...status, collector: collector.data, needs_attention: attention });
+        return printJson(io, { ...status, collector, needs_attention: attention });
       }
-      io.out(render(status, collector.data, attention));
+      io.out(render(status, collector, attention));
     });
 }

@@ -1,5 +1,5 @@
+import { decodeCursor } from '../n8n/cursor.ts';
 import type { N8nExecution, N8nPage } from '../n8n/schemas.ts';
-import { cursorLastId } from './walk.ts';
 
 /**
  * What a page of n8n's execution list must be before anything of it is stored. n8n pages
@@ -51,7 +51,7 @@ export function checkPage(context: PageContext, page: N8nPage): PageCheck {
         'n8n sent an empty page with a cursor to another one: an empty page is the last one, so the walk would never end',
       );
     }
-    const next = cursorLastId(page.nextCursor);
+    const next = decodeCursor(page.nextCursor).lastId;
     const lowest = ids.at(-1) as number;
     if (next !== null && next > lowest) {
       return refuse(

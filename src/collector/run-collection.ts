@@ -98,6 +98,18 @@ function databaseFailure(
 export const ownShare = (settings: CollectionSettings) =>
   settings.concurrency * Math.max(1, Math.floor(settings.budgetMs / 1000));
 
+const leaseOf = (source: ClaimedSource): Lease => ({
+  source_id: source.source_id,
+  lease_token: source.lease_token,
+});
+
+/** Hands one slice to a background worker; a hand-off that throws counts as refused. */
+const handSlice = (
+  handOff: NonNullable<RunCollectionInput['handOff']>,
+  runId: string,
+  slice: ClaimedSource[],
+) => handOff(runId, slice.map(leaseOf)).catch(() => false);
+
 type Claim = Database['public']['Functions']['claim_collector_sources']['Args'];
 
 async function claim(db: Db, args: Claim): Promise<Result<ClaimedSource[]>> {
@@ -184,14 +196,13 @@ async function fanOut(
     }
     const slice = claimed.value;
     if (slice.length === 0) break;
-    const leases = slice.map((s) => ({ source_id: s.source_id, lease_token: s.lease_token }));
-    if (!(await handOff(runId, leases).catch(() => false))) {
-      for (const lease of leases) releases.add(lease);
-      log.warn({ sources: leases.length }, 'fan-out refused; the next run collects these');
+    if (!(await handSlice(handOff, runId, slice))) {
+      for (const source of slice) releases.add(leaseOf(source));
+      log.warn({ sources: slice.length }, 'fan-out refused; the next run collects these');
       break;
     }
     sent.invocations += 1;
-    sent.sources += leases.length;
+    sent.sources += slice.length;
     if (slice.length < settings.sliceSources) break;
   }
   return sent;
@@ -278,11 +289,7 @@ async function collectClaimed(
   const releases = batchReleases({ db, log: runLog });
   const release = (source: ClaimedSource, error?: string) => {
     leases.drop(source.source_id);
-    releases.add({
-      source_id: source.source_id,
-      lease_token: source.lease_token,
-      ...(error === undefined ? {} : { error }),
-    });
+    releases.add({ ...leaseOf(source), ...(error === undefined ? {} : { error }) });
   };
   // Beside this run's own work, so the background workers start at once.
   const fannedOut =
@@ -351,11 +358,7 @@ async function collectClaimed(
     let handedOff = 0;
     for (let i = 0; handOff && i < deferred.length; i += settings.sliceSources) {
       const slice = deferred.slice(i, i + settings.sliceSources);
-      const accepted = await handOff(
-        runId,
-        slice.map((s) => ({ source_id: s.source_id, lease_token: s.lease_token })),
-      ).catch(() => false);
-      if (!accepted) break;
+      if (!(await handSlice(handOff, runId, slice))) break;
       for (const s of slice) leases.drop(s.source_id);
       handedOff += slice.length;
     }

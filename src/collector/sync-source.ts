@@ -6,10 +6,11 @@ import type { Database } from '../db/database.types.ts';
 import { rpcResult } from '../db/rpc-result.ts';
 import type { Failure } from '../domain/result.ts';
 import { N8nApiError, type N8nClient } from '../n8n/client.ts';
+import { decodeCursor } from '../n8n/cursor.ts';
 import type { N8nExecution } from '../n8n/schemas.ts';
 import type { Logger } from '../observability/logger.ts';
 import { checkPage, checkTimes } from './page-checks.ts';
-import { cursorLastId, toIngestRow, type WalkPosition, walkStep } from './walk.ts';
+import { toIngestRow, type WalkPosition, walkStep } from './walk.ts';
 
 export type ClaimedSource =
   Database['public']['Functions']['claim_collector_sources']['Returns'][number];
@@ -348,7 +349,7 @@ export async function syncSource(input: SyncSourceInput): Promise<SourceOutcome>
     const backfillFrom = source.backfill_from ? new Date(source.backfill_from) : null;
     let position: WalkPosition = {
       floorId: source.floor_id,
-      lowestSeenId: cursorLastId(source.walk_cursor),
+      lowestSeenId: decodeCursor(source.walk_cursor).lastId,
       topId: source.walk_top_id,
       backfillFrom,
       filtered: false,

@@ -109,20 +109,6 @@ function findHoles(
   return holes;
 }
 
-/** n8n's cursor is base64 JSON {lastId, limit}: the id the next page starts below. */
-export function cursorLastId(cursor: string | null): number | null {
-  if (!cursor) return null;
-  try {
-    const decoded = JSON.parse(Buffer.from(cursor, 'base64').toString('utf8')) as {
-      lastId?: unknown;
-    };
-    const id = Number(decoded.lastId);
-    return Number.isSafeInteger(id) && id > 0 ? id : null;
-  } catch {
-    return null;
-  }
-}
-
 /** The shape ingest_execution_page takes. */
 export function toIngestRow(e: N8nExecution) {
   return {

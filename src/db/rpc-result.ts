@@ -1,5 +1,6 @@
 import type { PostgrestError } from '@supabase/supabase-js';
 import { type ErrorCode, fail, ok, type Result } from '../domain/result.ts';
+import { classifyRpcFailure } from './rpc-failure.ts';
 
 /** What a failed call carries beside its code, so a transport can say more than the code. */
 export interface RpcFailureDetails {
@@ -7,9 +8,9 @@ export interface RpcFailureDetails {
   error: PostgrestError;
 }
 
-/** How the RPC endpoint's status reads as a failure code (supabase-js says 0 when nothing came back). */
-function codeFor(status: number): ErrorCode {
-  if (status === 0 || status === 502 || status === 503 || status === 504) return 'unavailable';
+/** How a failed rpc() answer reads as a failure code. */
+function codeFor({ status, error }: RpcFailureDetails): ErrorCode {
+  if (classifyRpcFailure({ status, error }).kind === 'unreachable') return 'unavailable';
   if (status === 401 || status === 403) return 'unauthorized';
   if (status === 404) return 'not_found';
   if (status === 409) return 'conflict';
@@ -27,7 +28,7 @@ export function rpcResult<T>(response: {
   const { error, status } = response;
   if (!error) return ok(response.data as T);
   const details: RpcFailureDetails = { status, error };
-  return fail(codeFor(status), error.message, details);
+  return fail(codeFor(details), error.message, details);
 }
 
 export const isRpcFailure = (details: unknown): details is RpcFailureDetails =>

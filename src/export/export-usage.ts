@@ -82,6 +82,9 @@ interface Grouping<R> {
   covered: (rows: R[]) => number;
 }
 
+/** The totals a row per tenant and day or per workflow carries, in their export order. */
+const TOTALS = ['executions', 'billable', 'failed', 'duration_ms'] as const;
+
 function groupingFor(
   db: Db,
   by: ExportGrouping,
@@ -90,27 +93,19 @@ function groupingFor(
   pageRows: number,
 ): Grouping<DayRow> | Grouping<WorkflowRow> | Grouping<ExecutionRow> {
   const { fromAt, toAt } = rangeInstants(range);
-  const tenants = tenantIds ?? undefined;
+  const page = { tenant_ids: tenantIds ?? undefined, max_rows: pageRows };
+  const instants = { ...page, from_at: fromAt, to_at: toAt };
   if (by === 'day') {
     return {
-      columns: [
-        'tenant_id',
-        'external_ref',
-        'day',
-        'executions',
-        'billable',
-        'failed',
-        'duration_ms',
-      ],
+      columns: ['tenant_id', 'external_ref', 'day', ...TOTALS],
       read: async (after: DayRow | undefined) =>
         unwrapPage(
           await db.rpc('export_usage_days', {
-            tenant_ids: tenants,
+            ...page,
             from_day: range.fromDay,
             to_day: range.toDay,
             after_tenant_id: after?.tenant_id,
             after_day: after?.day,
-            max_rows: pageRows,
           }),
         ),
       covered: (rows) => rows.length,
@@ -118,24 +113,13 @@ function groupingFor(
   }
   if (by === 'workflow') {
     return {
-      columns: [
-        'tenant_id',
-        'external_ref',
-        'workflow_id',
-        'executions',
-        'billable',
-        'failed',
-        'duration_ms',
-      ],
+      columns: ['tenant_id', 'external_ref', 'workflow_id', ...TOTALS],
       read: async (after: WorkflowRow | undefined) =>
         unwrapPage(
           await db.rpc('export_usage_workflows', {
-            tenant_ids: tenants,
-            from_at: fromAt,
-            to_at: toAt,
+            ...instants,
             after_tenant_id: after?.tenant_id,
             after_workflow_id: after?.workflow_id,
-            max_rows: pageRows,
           }),
         ),
       covered: (rows) => rows.reduce((sum, r) => sum + r.executions, 0),
@@ -160,14 +144,11 @@ function groupingFor(
     read: async (after: ExecutionRow | undefined) =>
       unwrapPage(
         await db.rpc('export_usage_executions', {
-          tenant_ids: tenants,
-          from_at: fromAt,
-          to_at: toAt,
+          ...instants,
           after_tenant_id: after?.tenant_id,
           after_occurred_at: after?.occurred_at,
           after_source_id: after?.source_id,
           after_execution_id: after?.execution_id,
-          max_rows: pageRows,
         }),
       ),
     covered: (rows) => rows.length,

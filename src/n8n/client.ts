@@ -1,5 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import pRetry, { AbortError } from 'p-retry';
+import { decodeCursor } from './cursor.ts';
 import { type N8nExecution, type N8nPage, parseExecution, parseExecutionPage } from './schemas.ts';
 
 export type { N8nExecution, N8nPage } from './schemas.ts';
@@ -171,19 +172,6 @@ function messageOf(body: string): string | undefined {
   }
   const text = body.replace(/\s+/g, ' ').trim();
   return text === '' ? undefined : text.slice(0, 200);
-}
-
-/** The limit inside n8n's cursor (base64 of {lastId, limit}), 0 when it has none. */
-function cursorLimit(cursor: string | undefined): number {
-  if (!cursor) return 0;
-  try {
-    const { limit } = JSON.parse(Buffer.from(cursor, 'base64').toString('utf8')) as {
-      limit?: unknown;
-    };
-    return typeof limit === 'number' && Number.isInteger(limit) && limit > 0 ? limit : 0;
-  } catch {
-    return 0;
-  }
 }
 
 function toUtcIso(name: string, value: string): string {
@@ -446,7 +434,10 @@ export function createN8nClient(options: N8nClientOptions): N8nClient {
         }
         // n8n lets the cursor's own limit win over the query's (a walk resumed with another
         // page size), but never pages more than 250.
-        const allowed = Math.min(Math.max(limit, cursorLimit(params.cursor)), MAX_PAGE_SIZE);
+        const allowed = Math.min(
+          Math.max(limit, decodeCursor(params.cursor).limit ?? 0),
+          MAX_PAGE_SIZE,
+        );
         if (parsed.page.data.length > allowed) {
           throw new N8nApiError(
             'malformed',

@@ -1,6 +1,5 @@
+import { plural } from '../domain/words.ts';
 import { isScheduledFunction } from './scheduled-functions.ts';
-
-const plural = (n: number, word: string, words = `${word}s`) => `${n} ${n === 1 ? word : words}`;
 
 /** The parts of operator_status() that decide whether a person is needed. */
 export interface AttentionInputs {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { plural } from '../domain/words.ts';
 
 const when = z.string().nullable();
 const number = z.coerce.number();
@@ -52,8 +53,6 @@ export const collectorHealthSchema = z.object({
 
 export type CollectorHealth = z.infer<typeof collectorHealthSchema>;
 type Run = z.infer<typeof runSchema>;
-
-const plural = (n: number, word: string, words = `${word}s`) => `${n} ${n === 1 ? word : words}`;
 
 /** Whole minutes or hours, for a line a person reads. */
 const span = (seconds: number) =>

@@ -109,8 +109,9 @@ $$;
 
 -- The slow path, after the fast one took nothing. At the limit with nothing due to expire
 -- it is blocked without taking a lock; otherwise (no counters row yet, or an expiry due)
--- it decides again holding the row, releasing expired reservations first, and writes what
--- the sweep released and the slot it takes in one update. held excludes the slot taken.
+-- it decides again holding the row, creating it first if there was none, releasing
+-- expired reservations first, and writes what the sweep released and the slot it takes in
+-- one update. held excludes the slot taken.
 create or replace function private.take_slot_locked(
   tenant_id uuid,
   period_start timestamptz,
@@ -134,12 +135,13 @@ begin
   select c.billable, c.reserved, c.reservations_next_expiry into collected, held, next_expiry
   from public.usage_counters c
   where c.tenant_id = take_slot_locked.tenant_id and c.period_start = take_slot_locked.period_start;
-  if found and collected + held >= take_slot_locked.quota and (held = 0 or next_expiry > now()) then
+  if not found then
+    insert into public.usage_counters (tenant_id, period_start, period_end)
+    values (take_slot_locked.tenant_id, take_slot_locked.period_start, take_slot_locked.period_end)
+    on conflict (tenant_id, period_start) do nothing;
+  elsif collected + held >= take_slot_locked.quota and (held = 0 or next_expiry > now()) then
     return;
   end if;
-  insert into public.usage_counters (tenant_id, period_start, period_end)
-  values (take_slot_locked.tenant_id, take_slot_locked.period_start, take_slot_locked.period_end)
-  on conflict (tenant_id, period_start) do nothing;
   select c.billable, c.reserved, c.reservations_next_expiry into collected, held, next_expiry
   from public.usage_counters c
   where c.tenant_id = take_slot_locked.tenant_id and c.period_start = take_slot_locked.period_start
@@ -282,6 +284,18 @@ grant execute on function
 
 -- The decision ------------------------------------------------------------------------
 
+-- What a decision reads of a tenant and its plan. A plain view, inlined where used, so
+-- the lookup by id and the one by external reference each probe only their own index.
+create or replace view private.enforcement_terms with (security_invoker = true) as
+select x.id, x.external_ref,
+       x.subscription_status as status, x.subscription_status_changed_at as status_changed_at,
+       x.current_period_start, x.current_period_end,
+       p.included_executions, p.trial_included_executions, p.limit_policy, p.grace_days,
+       p.alert_thresholds
+from public.tenants x join public.plans p on p.id = x.plan_id;
+revoke all on private.enforcement_terms from public, anon, authenticated;
+grant select on private.enforcement_terms to service_role;
+
 -- May the tenant (its id, or the operator's external reference) start a run now?
 --
 -- Returns {allowed, reason, committed, limit, remaining, percent, level, period_start,
@@ -313,7 +327,6 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  by_id uuid;
   t record;
   cur_start timestamptz;
   cur_end timestamptz;
@@ -331,20 +344,13 @@ declare
   kept boolean;
   standing record;
 begin
-  -- A UUID names the tenant by id, anything else by the operator's external reference,
-  -- which is resolved to the id first: one index probe each, not both on every call.
+  -- A UUID names the tenant by id, anything else by the operator's external reference:
+  -- one index probe each, not both on every call.
   if enforce_usage.tenant ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
-    by_id := enforce_usage.tenant::uuid;
+    select * into t from private.enforcement_terms v where v.id = enforce_usage.tenant::uuid;
   else
-    select x.id into by_id from public.tenants x where x.external_ref = enforce_usage.tenant;
+    select * into t from private.enforcement_terms v where v.external_ref = enforce_usage.tenant;
   end if;
-  select x.id, x.subscription_status as status, x.subscription_status_changed_at as status_changed_at,
-         x.current_period_start, x.current_period_end,
-         p.included_executions, p.trial_included_executions, p.limit_policy, p.grace_days,
-         p.alert_thresholds
-  into t
-  from public.tenants x join public.plans p on p.id = x.plan_id
-  where x.id = by_id;
   if not found then
     return jsonb_build_object('allowed', false, 'reason', 'unknown_tenant');
   end if;

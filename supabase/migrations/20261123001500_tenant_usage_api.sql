@@ -180,6 +180,40 @@ Defaults: to_day = today (UTC); from_day = the start day of the previous billing
 Columns: day; executions = every finished execution; billable; failed = executions that did not succeed (error, crashed, canceled; billable or not);
 duration_ms = total run time. No rows when the caller is not a member of the tenant.$$;
 
+-- The period as counted ---------------------------------------------------------------
+
+-- The billing period containing `at` as the tenant's executions were counted in it: the
+-- counters row containing the instant (its bounds were the tenant's when its executions
+-- were counted), else the billing period computed now. Read under the caller's row-level
+-- security, as the functions calling it.
+create or replace function private.counted_period(
+  tenant_id uuid,
+  current_period_start timestamptz,
+  current_period_end timestamptz,
+  at timestamptz,
+  out period_start timestamptz,
+  out period_end timestamptz
+)
+language plpgsql stable
+security invoker
+set search_path = ''
+as $$
+#variable_conflict use_column
+begin
+  select c.period_start, c.period_end into period_start, period_end
+  from public.usage_counters c
+  where c.tenant_id = counted_period.tenant_id
+    and c.period_start <= counted_period.at and c.period_end > counted_period.at
+  order by c.period_start desc
+  limit 1;
+  if not found then
+    select b.period_start, b.period_end into period_start, period_end
+    from private.billing_period(counted_period.current_period_start, counted_period.current_period_end,
+                                counted_period.at) b;
+  end if;
+end;
+$$;
+
 -- Per-workflow breakdown --------------------------------------------------------------
 
 create or replace function public.tenant_workflow_breakdown(
@@ -215,20 +249,9 @@ begin
   if not found then
     return;
   end if;
-  -- The period as counted: the counters row containing the instant (its bounds were the
-  -- tenant's when its executions were counted), else the billing period computed now.
-  select c.period_start, c.period_end into bounds
-  from public.usage_counters c
-  where c.tenant_id = t.id
-    and c.period_start <= coalesce(tenant_workflow_breakdown.period_start, now())
-    and c.period_end > coalesce(tenant_workflow_breakdown.period_start, now())
-  order by c.period_start desc
-  limit 1;
-  if not found then
-    select * into bounds from private.billing_period(
-      t.current_period_start, t.current_period_end, coalesce(tenant_workflow_breakdown.period_start, now())
-    );
-  end if;
+  select * into bounds from private.counted_period(
+    t.id, t.current_period_start, t.current_period_end, coalesce(tenant_workflow_breakdown.period_start, now())
+  );
 
   return query
   select e.workflow_id,
@@ -386,19 +409,9 @@ begin
   if not found then
     return;
   end if;
-  -- The period as counted, as tenant_workflow_breakdown finds it.
-  select c.period_start, c.period_end into bounds
-  from public.usage_counters c
-  where c.tenant_id = t.id
-    and c.period_start <= coalesce(tenant_usage_export.period_start, now())
-    and c.period_end > coalesce(tenant_usage_export.period_start, now())
-  order by c.period_start desc
-  limit 1;
-  if not found then
-    select * into bounds from private.billing_period(
-      t.current_period_start, t.current_period_end, coalesce(tenant_usage_export.period_start, now())
-    );
-  end if;
+  select * into bounds from private.counted_period(
+    t.id, t.current_period_start, t.current_period_end, coalesce(tenant_usage_export.period_start, now())
+  );
 
   return query
   select e.occurred_at, e.source_id, e.execution_id, e.workflow_id, e.mode, e.status,
@@ -463,6 +476,7 @@ used and quota when the threshold was reached, created_at, read_at. No rows when
 
 revoke execute on function
   private.tenant_usage_summary_rows(uuid[]),
+  private.counted_period(uuid, timestamptz, timestamptz, timestamptz),
   public.tenant_usage_summary(uuid),
   public.tenant_usage_daily(uuid, date, date),
   public.tenant_workflow_breakdown(uuid, timestamptz, int, text),
@@ -472,6 +486,7 @@ revoke execute on function
   from public, anon;
 grant execute on function
   private.tenant_usage_summary_rows(uuid[]),
+  private.counted_period(uuid, timestamptz, timestamptz, timestamptz),
   public.tenant_usage_summary(uuid),
   public.tenant_usage_daily(uuid, date, date),
   public.tenant_workflow_breakdown(uuid, timestamptz, int, text),

@@ -162,6 +162,10 @@ describe('flowmeter operators', () => {
 
     const listed = await cli(['operators', 'list', '--json']);
     expect(JSON.parse(listed.out).map((o: { email: string }) => o.email)).toContain(email);
+    const table = await cli(['operators', 'list']);
+    expect(table.code).toBe(EXIT.ok);
+    expect(table.out).toMatch(/email\s+│ since\s+│ last sign-in\s+│ user id/);
+    expect(table.out).toContain(email);
 
     expect((await cli(['operators', 'remove', '--email', email])).code).toBe(EXIT.ok);
     const after = await cli(['operators', 'list', '--json']);

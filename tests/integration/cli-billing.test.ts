@@ -4,6 +4,7 @@ import { EXIT } from '../../src/cli/main.ts';
 import { FakeTerminal, linkedTenantArgs, meteredPlanArgs, runCliWith } from '../support/cli.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
 import { FakeStripe } from '../support/fake-stripe.ts';
+import { recent } from '../support/fixtures.ts';
 import { superuser, uniqueId } from '../support/stack.ts';
 
 const server = useN8nServer();
@@ -16,7 +17,6 @@ const cli = (args: string[], options: Parameters<typeof runCliWith>[1] = {}) =>
     env: { STRIPE_SECRET_KEY: 'sk_test_flowmeterCli', ...options?.env },
   });
 
-const recent = (s: number) => new Date(Date.now() - s * 1000).toISOString();
 const hex = () => randomBytes(6).toString('hex');
 
 /** Set up as an operator would, with the CLI; usage collected from a fake n8n. */

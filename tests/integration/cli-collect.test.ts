@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
 import { runCliWith } from '../support/cli.ts';
 import { countersOf, createSource, useN8nServer } from '../support/collector.ts';
+import { recent } from '../support/fixtures.ts';
 import { superuser } from '../support/stack.ts';
 
 const server = useN8nServer();
@@ -9,7 +10,6 @@ const server = useN8nServer();
 const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
   runCliWith(args, { env });
 
-const recent = (s: number) => new Date(Date.now() - s * 1000).toISOString();
 const runCount = async () =>
   (
     await superuser().query(

@@ -7,14 +7,12 @@ import { FakeTerminal, runCliWith } from '../support/cli.ts';
 import { keyring, useN8nServer } from '../support/collector.ts';
 import { FakeN8n } from '../support/fake-n8n.ts';
 import { waitForLockWait } from '../support/faults.ts';
-import { createTenant } from '../support/fixtures.ts';
+import { createTenant, recent } from '../support/fixtures.ts';
 import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
 const server = useN8nServer();
 
 const cli = runCliWith;
-
-const recent = (s: number) => new Date(Date.now() - s * 1000).toISOString();
 
 type Tenant = Awaited<ReturnType<typeof createTenant>>;
 

@@ -3,14 +3,13 @@ import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
 import { runCliWith } from '../support/cli.ts';
 import { createSource, useN8nServer } from '../support/collector.ts';
+import { recent } from '../support/fixtures.ts';
 import { serviceClient, uniqueId } from '../support/stack.ts';
 
 const server = useN8nServer();
 
 const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
   runCliWith(args, { env });
-
-const recent = (s: number) => new Date(Date.now() - s * 1000).toISOString();
 
 /** A tenant on a metered 5-execution plan with a Slack channel, one source, 5 executions collected. */
 async function busyTenant() {

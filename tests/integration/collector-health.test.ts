@@ -17,6 +17,7 @@ import {
   useN8nServer,
 } from '../support/collector.ts';
 import { connectionReset, dropRequest, faultyDb, rpcFetch } from '../support/faults.ts';
+import { recent } from '../support/fixtures.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient, stack, superuser } from '../support/stack.ts';
 
@@ -28,7 +29,6 @@ import { serviceClient, stack, superuser } from '../support/stack.ts';
  */
 
 const server = useN8nServer();
-const recent = (agoSeconds: number) => new Date(Date.now() - agoSeconds * 1000).toISOString();
 const operatorSecret = 'o'.repeat(64);
 const status = createStatusHandler({
   db: serviceClient(),

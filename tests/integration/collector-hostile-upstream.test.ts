@@ -10,7 +10,7 @@ import {
   type TestSource,
   useN8nServer,
 } from '../support/collector.ts';
-import { addMember, createTenant, createUser } from '../support/fixtures.ts';
+import { addMember, createTenant, createUser, recent } from '../support/fixtures.ts';
 import { asRole, serviceClient, superuser } from '../support/stack.ts';
 
 /**
@@ -21,7 +21,6 @@ import { asRole, serviceClient, superuser } from '../support/stack.ts';
  */
 
 const server = useN8nServer();
-const recent = (agoSeconds: number) => new Date(Date.now() - agoSeconds * 1000).toISOString();
 const PAGE = 5;
 
 async function baseUrlOf(source: TestSource): Promise<string> {

@@ -7,6 +7,7 @@ import {
   type TestSource,
   useN8nServer,
 } from '../support/collector.ts';
+import { recent } from '../support/fixtures.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
 /**
@@ -18,7 +19,6 @@ import { serviceClient, superuser } from '../support/stack.ts';
  */
 
 const server = useN8nServer();
-const recent = (agoSeconds: number) => new Date(Date.now() - agoSeconds * 1000).toISOString();
 
 async function gapsOf(sourceId: string) {
   const { rows } = await superuser().query(

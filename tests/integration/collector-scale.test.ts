@@ -15,7 +15,7 @@ import {
   useN8nServer,
 } from '../support/collector.ts';
 import { faultyDb, gate, rpcFetch } from '../support/faults.ts';
-import { createPlan } from '../support/fixtures.ts';
+import { createPlan, recent } from '../support/fixtures.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
 /**
@@ -24,8 +24,6 @@ import { serviceClient, superuser } from '../support/stack.ts';
  */
 
 const server = useN8nServer();
-
-const recent = (agoSeconds: number) => new Date(Date.now() - agoSeconds * 1000).toISOString();
 
 async function sourcesWithExecutions(n: number, executions: number): Promise<TestSource[]> {
   const { id: planId } = await createPlan({ included_executions: 1_000_000 });

@@ -12,6 +12,7 @@ import {
   type TestSource,
   useN8nServer,
 } from '../support/collector.ts';
+import { recent } from '../support/fixtures.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
@@ -23,7 +24,6 @@ import { serviceClient, superuser } from '../support/stack.ts';
  */
 
 const server = useN8nServer();
-const recent = (agoSeconds: number) => new Date(Date.now() - agoSeconds * 1000).toISOString();
 
 /** A client that would wait a minute per attempt and honour a Retry-After of an hour. */
 const patientClient = ({ baseUrl, apiKey }: { baseUrl: string; apiKey: string }) =>

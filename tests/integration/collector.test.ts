@@ -8,13 +8,10 @@ import {
   useN8nServer,
 } from '../support/collector.ts';
 import { faultyDb, rpcFetch } from '../support/faults.ts';
-import { createPlan } from '../support/fixtures.ts';
+import { createPlan, recent } from '../support/fixtures.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
 const server = useN8nServer();
-
-/** Started within the current billing period (the UTC month), `ago` seconds before now. */
-const recent = (agoSeconds: number) => new Date(Date.now() - agoSeconds * 1000).toISOString();
 
 async function sourceState(sourceId: string) {
   const { rows } = await superuser().query(

@@ -21,6 +21,7 @@ const AUTHENTICATED_CALLABLE = new Set<string>([
   'plan_quota',
   'usage_standing',
   'tenant_usage_summary_rows',
+  'counted_period',
   // operator console RPCs: each calls require_operator() first
   'operator_overview',
   'operator_tenants',

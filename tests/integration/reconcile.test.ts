@@ -6,6 +6,7 @@ import { silentLogger } from '../../src/observability/logger.ts';
 import { createStripeClient } from '../../src/stripe/client.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
 import { FakeStripe } from '../support/fake-stripe.ts';
+import { recent } from '../support/fixtures.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
@@ -15,7 +16,6 @@ server.use(...stripe.handlers());
 const stripeClient = createStripeClient({ secretKey: 'sk_test_reconcile', maxNetworkRetries: 0 });
 const monthStart = () =>
   new Date(Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), 1));
-const recent = (s: number) => new Date(Date.now() - s * 1000).toISOString();
 
 async function collectedTenant(n: number) {
   const source = await createSource(server);

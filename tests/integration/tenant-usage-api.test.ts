@@ -10,13 +10,13 @@ import {
 } from '../../src/usage-client/index.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
 import {
-  addMember,
   createPlan,
   createTenant,
-  createUser,
   ingestExecutions as ingest,
+  memberOf,
+  recent,
 } from '../support/fixtures.ts';
-import { anonClient, serviceClient, superuser, uniqueId, userClient } from '../support/stack.ts';
+import { anonClient, serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
 /**
  * The tenant usage API as a frontend calls it: supabase-js signed in as a tenant user,
@@ -36,12 +36,6 @@ const monthStart = (ms: number, offset = 0) => {
   return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + offset, 1);
 };
 const sameInstant = (actual: string, expected: number) => expect(Date.parse(actual)).toBe(expected);
-
-async function memberOf(...tenantIds: string[]): Promise<{ userId: string; db: UsageDb }> {
-  const userId = await createUser();
-  for (const id of tenantIds) await addMember(id, userId);
-  return { userId, db: await userClient(userId) };
-}
 
 const ok = <T>(result: { data: T | null; error: unknown }): T => {
   expect(result.error).toBeNull();
@@ -449,7 +443,6 @@ describe('a trialing tenant whose Stripe period starts mid-month', () => {
 describe('collected through the real collector', () => {
   it("gives a member their tenant's numbers, equal to the counters, with reservations in flight", async () => {
     const source = await createSource(server);
-    const recent = (agoSeconds: number) => new Date(Date.now() - agoSeconds * 1000).toISOString();
     source.fake.addMany(60, (i) => ({
       startedAt: recent(600 - i),
       workflowId: `wf-${i % 3}`,

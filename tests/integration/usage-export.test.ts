@@ -7,14 +7,13 @@ import {
 } from '../../src/usage-client/index.ts';
 import { parseCsv } from '../support/csv.ts';
 import {
-  addMember,
   createPlan,
   createTenant,
-  createUser,
   ingestExecutions,
+  memberOf,
   type Run,
 } from '../support/fixtures.ts';
-import { anonClient, superuser, userClient } from '../support/stack.ts';
+import { anonClient, superuser } from '../support/stack.ts';
 
 /**
  * The dashboard's "Download CSV" as the browser runs it: the usage-client helper, signed
@@ -36,12 +35,6 @@ async function counters(tenantId: string, periodStart: number) {
   return rows[0];
 }
 
-async function memberOf(...tenantIds: string[]): Promise<UsageDb> {
-  const userId = await createUser();
-  for (const id of tenantIds) await addMember(id, userId);
-  return userClient(userId);
-}
-
 describe('tenant CSV export', () => {
   const current = monthStart();
   const previous = monthStart(-1);
@@ -53,7 +46,7 @@ describe('tenant CSV export', () => {
     const plan = await createPlan({ included_executions: 100 });
     tenantA = (await createTenant(plan.id)).id;
     tenantB = (await createTenant(plan.id)).id;
-    memberA = await memberOf(tenantA);
+    memberA = (await memberOf(tenantA)).db;
     const runs: Run[] = Array.from({ length: 37 }, (_, i) => ({
       workflow: i % 3 === 0 ? 'wf-a' : 'wf-b',
       startedAt: current + i * 1000,
@@ -128,11 +121,11 @@ describe('tenant CSV export', () => {
     expect(parseCsv(data as string)).toEqual([]);
     expect(data).not.toContain('wf-b-secret');
     // B's rows are there: the empty answer is row-level security, not missing data.
-    const memberB = await memberOf(tenantB);
+    const memberB = (await memberOf(tenantB)).db;
     expect(
       parseCsv((await exportUsageCsv(memberB, { tenantId: tenantB })).data as string),
     ).toHaveLength(2);
-    const stranger = await memberOf();
+    const stranger = (await memberOf()).db;
     expect((await getUsageExportPage(stranger, { tenantId: tenantA })).data).toEqual([]);
   });
 

@@ -1,5 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { serviceClient, superuser, uniqueId } from './stack.ts';
+import { serviceClient, superuser, uniqueId, userClient } from './stack.ts';
+
+/** An instant `seconds` before now, as n8n writes it: the start of a recent execution. */
+export const recent = (seconds: number) => new Date(Date.now() - seconds * 1000).toISOString();
 
 /** Fixtures go through the same service-only functions the operator uses. */
 export async function createPlan(
@@ -43,6 +46,13 @@ export async function addMember(tenantId: string, userId: string, role = 'viewer
     role,
   });
   if (error) throw new Error(`add_tenant_member: ${error.message}`);
+}
+
+/** A new user, a member of these tenants, and supabase-js signed in as them. */
+export async function memberOf(...tenantIds: string[]) {
+  const userId = await createUser();
+  for (const id of tenantIds) await addMember(id, userId);
+  return { userId, db: await userClient(userId) };
 }
 
 const iso = (ms: number) => new Date(ms).toISOString();

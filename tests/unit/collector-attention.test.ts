@@ -184,4 +184,20 @@ describe('collectorAttention', () => {
     );
     expect(lines).toEqual([]);
   });
+
+  it('writes large counts with thousands separators, as every other count a person reads', () => {
+    const lines = collectorAttention(
+      {
+        ...healthy,
+        unacknowledged_gaps: {
+          ...healthy.unacknowledged_gaps,
+          gaps: 1,
+          executions: 12500,
+          by_kind: { pruned: 12500 },
+        },
+      },
+      { perTenant: false },
+    );
+    expect(lines[0]).toMatch(/^1 gap \(12,500 executions possibly uncounted/);
+  });
 });

@@ -1,10 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  cursorLastId,
-  MAX_HOLE_SPAN,
-  type WalkPosition,
-  walkStep,
-} from '../../src/collector/walk.ts';
+import { MAX_HOLE_SPAN, type WalkPosition, walkStep } from '../../src/collector/walk.ts';
 import type { N8nExecution, N8nPage } from '../../src/n8n/schemas.ts';
 
 const execution = (id: number, startedAt = '2026-11-20T10:00:00.000Z'): N8nExecution => ({
@@ -108,17 +103,4 @@ describe('walkStep', () => {
     });
     expect(step.executions).toHaveLength(1);
   });
-});
-
-describe('cursorLastId', () => {
-  it("reads n8n's cursor", () => {
-    const cursor = Buffer.from(JSON.stringify({ lastId: '1234', limit: 250 })).toString('base64');
-    expect(cursorLastId(cursor)).toBe(1234);
-  });
-  it.each([null, '', 'not base64 json', Buffer.from('{"lastId":"x"}').toString('base64')])(
-    'returns null for %j',
-    (cursor) => {
-      expect(cursorLastId(cursor)).toBeNull();
-    },
-  );
 });

@@ -1,16 +1,13 @@
-import { setupServer } from 'msw/node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createN8nClient, type N8nClientOptions, type RetryEvent } from '../../src/n8n/client.ts';
 import { FakeN8n, type FakeN8nOptions } from '../support/fake-n8n.ts';
+import { useMockServer } from '../support/msw.ts';
 import { failureOf } from '../support/n8n-failure.ts';
 
 const BASE_URL = 'https://acme.n8n.example';
 const API_KEY = 'n8n_api_test_key';
 
-const server = setupServer();
-beforeAll(() => server.listen({ onUnhandledFrame: 'error' }));
-afterEach(() => server.resetHandlers());
-afterAll(() => server.close());
+const server = useMockServer();
 
 function fakeN8n(options: Partial<FakeN8nOptions> = {}): FakeN8n {
   const fake = new FakeN8n({ baseUrl: BASE_URL, apiKey: API_KEY, ...options });

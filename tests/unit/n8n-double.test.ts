@@ -1,7 +1,7 @@
-import { setupServer } from 'msw/node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createN8nClient } from '../../src/n8n/client.ts';
 import { FakeN8n } from '../support/fake-n8n.ts';
+import { useMockServer } from '../support/msw.ts';
 
 /**
  * The n8n double keeps to what a real n8n (2.40.7, Postgres-backed) was seen doing: ids
@@ -11,10 +11,7 @@ import { FakeN8n } from '../support/fake-n8n.ts';
 
 const BASE_URL = 'https://double.n8n.example';
 const API_KEY = 'n8n_api_double_key';
-const server = setupServer();
-beforeAll(() => server.listen({ onUnhandledFrame: 'error' }));
-afterEach(() => server.resetHandlers());
-afterAll(() => server.close());
+const server = useMockServer();
 
 function setUp() {
   const fake = new FakeN8n({ baseUrl: BASE_URL, apiKey: API_KEY });

@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { HttpResponse, http } from 'msw';
-import { setupServer } from 'msw/node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { checkPage } from '../../src/collector/page-checks.ts';
 import { createN8nClient, N8nApiError } from '../../src/n8n/client.ts';
+import { useMockServer } from '../support/msw.ts';
 
 /**
  * Any body at all, as an executions page: the client answers a page or an N8nApiError with
@@ -12,10 +12,7 @@ import { createN8nClient, N8nApiError } from '../../src/n8n/client.ts';
  */
 
 const BASE_URL = 'https://any.n8n.example';
-const server = setupServer();
-beforeAll(() => server.listen({ onUnhandledFrame: 'error' }));
-afterEach(() => server.resetHandlers());
-afterAll(() => server.close());
+const server = useMockServer();
 
 const client = createN8nClient({ baseUrl: BASE_URL, apiKey: 'k', retries: 0, timeoutMs: 5000 });
 

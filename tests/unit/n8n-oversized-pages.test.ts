@@ -1,8 +1,8 @@
 import fc from 'fast-check';
 import { HttpResponse, http } from 'msw';
-import { setupServer } from 'msw/node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createN8nClient } from '../../src/n8n/client.ts';
+import { useMockServer } from '../support/msw.ts';
 import { failureOf } from '../support/n8n-failure.ts';
 
 /**
@@ -12,10 +12,7 @@ import { failureOf } from '../support/n8n-failure.ts';
 
 const BASE_URL = 'https://big.n8n.example';
 const API_KEY = 'n8n_api_oversized_key';
-const server = setupServer();
-beforeAll(() => server.listen({ onUnhandledFrame: 'error' }));
-afterEach(() => server.resetHandlers());
-afterAll(() => server.close());
+const server = useMockServer();
 
 const client = (maxBodyBytes?: number) =>
   createN8nClient({

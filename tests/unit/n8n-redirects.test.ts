@@ -1,17 +1,14 @@
 import { HttpResponse, http } from 'msw';
-import { setupServer } from 'msw/node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createN8nClient } from '../../src/n8n/client.ts';
+import { useMockServer } from '../support/msw.ts';
 import { failureOf } from '../support/n8n-failure.ts';
 
 /** Redirects: the API key goes to n8n's own origin only, never to where a redirect points. */
 
 const BASE_URL = 'https://acme.n8n.example';
 const API_KEY = 'n8n_api_redirect_key';
-const server = setupServer();
-beforeAll(() => server.listen({ onUnhandledFrame: 'error' }));
-afterEach(() => server.resetHandlers());
-afterAll(() => server.close());
+const server = useMockServer();
 
 const client = () =>
   createN8nClient({ baseUrl: BASE_URL, apiKey: API_KEY, retries: 0, timeoutMs: 5000 });

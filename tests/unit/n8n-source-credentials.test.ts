@@ -1,8 +1,7 @@
 import { Writable } from 'node:stream';
 import fc from 'fast-check';
 import { HttpResponse, http } from 'msw';
-import { setupServer } from 'msw/node';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parser, schemas } from '../../src/cli/arguments.ts';
 import { EXIT, runCli } from '../../src/cli/main.ts';
 import {
@@ -12,16 +11,14 @@ import {
   normalizeBaseUrl,
   SourceUrlError,
 } from '../../src/n8n/client.ts';
+import { useMockServer } from '../support/msw.ts';
 
 /**
  * Credentials in a source URL are refused (the API key is the credential), and no error
  * text carries the key, even when the upstream echoes it back.
  */
 
-const server = setupServer();
-beforeAll(() => server.listen({ onUnhandledFrame: 'error' }));
-afterEach(() => server.resetHandlers());
-afterAll(() => server.close());
+const server = useMockServer();
 
 const userinfo = fc.tuple(
   fc.stringMatching(/^[A-Za-z0-9._~-]{1,12}$/),

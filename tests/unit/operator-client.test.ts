@@ -5,18 +5,10 @@ import {
   type OperatorDb,
   setSourceEnabled,
 } from '../../src/operator-client/index.ts';
+import { stubRpcClient } from '../support/rpc-stub.ts';
 
-/** A supabase client that records rpc calls and answers with the given response. */
-function stubClient(response: { data: unknown; error: unknown }) {
-  const calls: Array<{ fn: string; args: unknown }> = [];
-  const client = {
-    rpc: async (fn: string, args: unknown) => {
-      calls.push({ fn, args });
-      return { ...response, status: response.error ? 403 : 200 };
-    },
-  } as unknown as OperatorDb;
-  return { client, calls };
-}
+const stubClient = (response: { data: unknown; error: unknown }) =>
+  stubRpcClient<OperatorDb>(response, 403);
 
 const status = {
   generated_at: '2026-12-01T10:00:00+00:00',

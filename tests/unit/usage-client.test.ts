@@ -11,18 +11,10 @@ import {
   toUsageSummary,
   type UsageDb,
 } from '../../src/usage-client/index.ts';
+import { stubRpcClient } from '../support/rpc-stub.ts';
 
-/** A supabase client that records rpc calls and answers with the given response. */
-function stubClient(response: { data: unknown; error: unknown }) {
-  const calls: Array<{ fn: string; args: unknown }> = [];
-  const client = {
-    rpc: async (fn: string, args: unknown) => {
-      calls.push({ fn, args });
-      return { ...response, status: response.error ? 400 : 200 };
-    },
-  } as unknown as UsageDb;
-  return { client, calls };
-}
+const stubClient = (response: { data: unknown; error: unknown }) =>
+  stubRpcClient<UsageDb>(response, 400);
 
 const summaryRow = {
   tenant_id: 't1',
