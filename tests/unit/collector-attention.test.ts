@@ -159,7 +159,7 @@ describe('collectorAttention', () => {
     );
     expect(lines).toEqual([
       "a background collection (2026-12-01T12:00:02Z) could not reach the database (resume_collector_sources failed: fetch failed): check SUPABASE_URL and the database's availability",
-      'a background collection (2026-12-01T12:00:03Z) found 1000 sources taken over by another run (its lease ran out first): if this repeats, check that runs do not overlap for longer than COLLECTOR_LEASE_SECONDS',
+      'a background collection (2026-12-01T12:00:03Z) found 1,000 sources taken over by another run (its lease ran out first): if this repeats, check that runs do not overlap for longer than COLLECTOR_LEASE_SECONDS',
       'a background collection (2026-12-01T12:00:04Z) finished with 1 failed source (n8n answered 500): see the sources above',
       '4 more background collections since the latest scheduled one ended badly: check the collect-usage-background logs',
     ]);
