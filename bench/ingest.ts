@@ -68,10 +68,11 @@ function cpuDelta(before: CpuSample | undefined, after: CpuSample | undefined, p
   return Object.values(delta).every((v) => v >= 0) ? delta : undefined;
 }
 
-// A month no test or other series touches, whose partition does not exist yet.
+// A month no test or other series touches, whose partition does not exist yet: in the past,
+// as the collector refuses executions that start ahead of its clock.
 const { rows: monthRows } = await admin.query<{ month: Date; partition: string }>(
-  `select date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' + interval '5 months' as month,
-          'executions_' || to_char(date_trunc('month', now() at time zone 'UTC') + interval '5 months', 'YYYY_MM') as partition`,
+  `select date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' - interval '6 months' as month,
+          'executions_' || to_char(date_trunc('month', now() at time zone 'UTC') - interval '6 months', 'YYYY_MM') as partition`,
 );
 const month = monthRows[0] as { month: Date; partition: string };
 /** The newest execution of every source: a fortnight into that month. */
@@ -89,7 +90,13 @@ async function addSource(executions: number): Promise<{ sourceId: string; baseUr
      values ($1, 'bench', $2, $3) returning id`,
     [tenantId, baseUrl, sealApiKey(keyring, tenantId, apiKey)],
   );
-  return { sourceId: (sources[0] as { id: string }).id, baseUrl };
+  const sourceId = (sources[0] as { id: string }).id;
+  // A new source backfills from the start of that month, not of the tenant's current period.
+  await admin.query(
+    'insert into public.collector_source_state (source_id, backfill_from) values ($1, $2)',
+    [sourceId, month.month],
+  );
+  return { sourceId, baseUrl };
 }
 
 /** The real path: one collector run over a new source of `options.executions`. */
