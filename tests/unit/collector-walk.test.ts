@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import {
   cursorLastId,
   MAX_HOLE_SPAN,
+  toIngestRow,
   type WalkPosition,
   walkStep,
 } from '../../src/collector/walk.ts';
@@ -121,4 +122,26 @@ describe('cursorLastId', () => {
       expect(cursorLastId(cursor)).toBeNull();
     },
   );
+});
+
+describe('toIngestRow', () => {
+  it('sends what n8n has of an execution and leaves out the times and retry it has not', () => {
+    expect(toIngestRow(execution(7))).toEqual({
+      id: '7',
+      status: 'success',
+      mode: 'trigger',
+      workflow_id: 'wf1',
+      started_at: '2026-11-20T10:00:00.000Z',
+      stopped_at: '2026-11-20T10:00:00.000Z',
+    });
+    expect(
+      toIngestRow({
+        ...execution(8),
+        status: 'new',
+        startedAt: null,
+        stoppedAt: null,
+        retryOf: '5',
+      }),
+    ).toEqual({ id: '8', status: 'new', mode: 'trigger', workflow_id: 'wf1', retry_of: '5' });
+  });
 });
