@@ -174,6 +174,46 @@ async function realPath(name: string): Promise<SeriesResult> {
   };
 }
 
+/**
+ * The walk's cursor chain alone: every page listed after the one before through the n8n
+ * client, nothing stored. n8n hands out the next cursor with each page, so no walk lists
+ * faster than this: with L ms of latency a page costs L plus the chain's own time per page,
+ * which bounds the real path's share of 250/L.
+ */
+async function fetchChain(): Promise<SeriesResult> {
+  const n8n = createN8nClient({
+    baseUrl: `${upstream.url}${syntheticPath({ executions: options.executions, growth: 0, newestAt })}`,
+    apiKey: 'bench',
+  });
+  let cursor: string | null = null;
+  let pages = 0;
+  let executions = 0;
+  const cpuBefore = probe?.();
+  const started = performance.now();
+  do {
+    const page = await n8n.listExecutions({ limit: PAGE, ...(cursor ? { cursor } : {}) });
+    cursor = page.nextCursor;
+    executions += page.data.length;
+    pages += 1;
+  } while (cursor);
+  const seconds = (performance.now() - started) / 1000;
+  return {
+    name: 'fetch chain alone (n8n client, nothing stored)',
+    executions,
+    seconds,
+    perSecond: executions / seconds,
+    pages,
+    msPerPage: {
+      wall: (seconds * 1000) / pages,
+      fetchAndParse: (seconds * 1000) / pages,
+      ingestRpc: 0,
+      overlapped: 0,
+    },
+    cpuMsPerPage: cpuDelta(cpuBefore, probe?.(), pages),
+    peakRssMiB: peakRssMiB(),
+  };
+}
+
 /** A lease on a new source, taken as the service role over `client`. */
 async function leasedSource(client: pg.PoolClient, executions: number) {
   const { sourceId } = await addSource(executions);
@@ -330,7 +370,9 @@ function print(s: SeriesResult, reference?: SeriesResult) {
   console.log(
     `${s.name.padEnd(52)} ${String(s.executions).padStart(8)} in ${fmt(s.seconds, 1).padStart(6)} s = ${fmt(s.perSecond, 0).padStart(7)}/s${ratio}`,
   );
-  if (s.msPerPage) {
+  if (s.msPerPage && s.ingestCalls === undefined) {
+    console.log(`${''.padEnd(52)} per page ${fmt(s.msPerPage.wall)} ms`);
+  } else if (s.msPerPage) {
     const p = s.msPerPage;
     console.log(
       `${''.padEnd(52)} per page ${fmt(p.wall)} ms: fetch + parse ${fmt(p.fetchAndParse)}, ingest RPC ${fmt(p.ingestRpc)} (${s.ingestCalls} calls for ${s.pages} pages), of which overlapped ${fmt(p.overlapped)}`,
@@ -367,6 +409,8 @@ try {
   await admin.query(`analyze private.${month.partition}`);
   const warm = await realPath('real path, warm partition');
   print(warm);
+  const chain = await fetchChain();
+  print(chain);
   const ceiling = await replayCeiling();
   print(ceiling);
   const perRpc = await rpcPerExecution();
@@ -385,8 +429,16 @@ try {
     `  real (warm) / replay ceiling:           ×${fmt(warm.perSecond / ceiling.perSecond)}`,
   );
   console.log(
+    `  real (warm) / fetch chain alone:        ×${fmt(warm.perSecond / chain.perSecond)}`,
+  );
+  console.log(
     `  new partition / warm (time):            ×${fmt(warm.perSecond / fresh.perSecond)}`,
   );
+  if (options.latency > 0) {
+    console.log(
+      `  of 250/L: real (warm) ×${fmt(warm.perSecond / ((PAGE * 1000) / options.latency))}, fetch chain alone ×${fmt(chain.perSecond / ((PAGE * 1000) / options.latency))} (its own ${fmt((chain.msPerPage?.wall ?? 0) - options.latency)} ms a page over L)`,
+    );
+  }
   console.log(`  peak RSS: ${fmt(peakRssMiB(), 0)} MiB`);
 
   const latencyTarget = options.latency > 0 ? (0.9 * (PAGE * 1000)) / options.latency : 20_000;
@@ -394,12 +446,13 @@ try {
     at: new Date().toISOString(),
     machine: machine(),
     options,
-    series: [fresh, warm, ceiling, perRpc, perInsert],
+    series: [fresh, warm, chain, ceiling, perRpc, perInsert],
     newPartitionAnalyzedByTheCollector: analyzed[0]?.analyzed ?? false,
     ratios: {
       realOverRpcPerExecution: warm.perSecond / perRpc.perSecond,
       realOverInsertPerExecution: warm.perSecond / perInsert.perSecond,
       realOverCeiling: warm.perSecond / ceiling.perSecond,
+      realOverFetchChain: warm.perSecond / chain.perSecond,
       warmOverNewPartition: warm.perSecond / fresh.perSecond,
     },
     peakRssMiB: peakRssMiB(),
