@@ -277,7 +277,7 @@ $$;
 -- after the last of them, in one transaction. Final executions are inserted once; counters
 -- move by the inserted rows only; unfinished ones are kept open until they finish.
 --
--- executions: [{id, status, mode, workflow_id, started_at, stopped_at, retry_of}]
+-- executions: [{id, status, mode, workflow_id, started_at, stopped_at, retry_of}] (a key left out reads as null)
 -- walk (optional): {cursor, top_id, done, supports_started_after, pages, gap: {from_id, to_id, detail}}
 --   (pages: how many of n8n's pages the call carries, 1 when absent)
 -- holes (optional): ids the walk passed that n8n did not list, to probe by id once.
