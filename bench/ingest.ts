@@ -57,10 +57,11 @@ interface SeriesResult {
 }
 
 const peakRssMiB = () => process.resourceUsage().maxRSS / 1024;
-// A month no test or other series touches, whose partition does not exist yet.
+// A month no test or other series touches, whose partition does not exist yet: in the past,
+// as the collector refuses executions that start ahead of its clock.
 const { rows: monthRows } = await admin.query<{ month: Date; partition: string }>(
-  `select date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' + interval '5 months' as month,
-          'executions_' || to_char(date_trunc('month', now() at time zone 'UTC') + interval '5 months', 'YYYY_MM') as partition`,
+  `select date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' - interval '6 months' as month,
+          'executions_' || to_char(date_trunc('month', now() at time zone 'UTC') - interval '6 months', 'YYYY_MM') as partition`,
 );
 const month = monthRows[0] as { month: Date; partition: string };
 /** The newest execution of every source: a fortnight into that month. */
@@ -78,7 +79,13 @@ async function addSource(executions: number): Promise<{ sourceId: string; baseUr
      values ($1, 'bench', $2, $3) returning id`,
     [tenantId, baseUrl, sealApiKey(keyring, tenantId, apiKey)],
   );
-  return { sourceId: (sources[0] as { id: string }).id, baseUrl };
+  const sourceId = (sources[0] as { id: string }).id;
+  // A new source backfills from the start of that month, not of the tenant's current period.
+  await admin.query(
+    'insert into public.collector_source_state (source_id, backfill_from) values ($1, $2)',
+    [sourceId, month.month],
+  );
+  return { sourceId, baseUrl };
 }
 
 /** The real path: one collector run over a new source of `options.executions`. */
@@ -150,6 +157,46 @@ async function realPath(name: string): Promise<SeriesResult> {
       ingestRpc: spent.rpcMs / pages,
       // Fetching the next page while the previous ones are ingested.
       overlapped: (spent.listMs + spent.rpcMs) / pages - wall,
+    },
+    cpuMsPerPage: cpuDelta(cpuBefore, probe?.(), pages),
+    peakRssMiB: peakRssMiB(),
+  };
+}
+
+/**
+ * The walk's cursor chain alone: every page listed after the one before through the n8n
+ * client, nothing stored. n8n hands out the next cursor with each page, so no walk lists
+ * faster than this: with L ms of latency a page costs L plus the chain's own time per page,
+ * which bounds the real path's share of 250/L.
+ */
+async function fetchChain(): Promise<SeriesResult> {
+  const n8n = createN8nClient({
+    baseUrl: `${upstream.url}${syntheticPath({ executions: options.executions, growth: 0, newestAt })}`,
+    apiKey: 'bench',
+  });
+  let cursor: string | null = null;
+  let pages = 0;
+  let executions = 0;
+  const cpuBefore = probe?.();
+  const started = performance.now();
+  do {
+    const page = await n8n.listExecutions({ limit: PAGE, ...(cursor ? { cursor } : {}) });
+    cursor = page.nextCursor;
+    executions += page.data.length;
+    pages += 1;
+  } while (cursor);
+  const seconds = (performance.now() - started) / 1000;
+  return {
+    name: 'fetch chain alone (n8n client, nothing stored)',
+    executions,
+    seconds,
+    perSecond: executions / seconds,
+    pages,
+    msPerPage: {
+      wall: (seconds * 1000) / pages,
+      fetchAndParse: (seconds * 1000) / pages,
+      ingestRpc: 0,
+      overlapped: 0,
     },
     cpuMsPerPage: cpuDelta(cpuBefore, probe?.(), pages),
     peakRssMiB: peakRssMiB(),
@@ -311,7 +358,9 @@ function print(s: SeriesResult, reference?: SeriesResult) {
   console.log(
     `${s.name.padEnd(52)} ${String(s.executions).padStart(8)} in ${fmt(s.seconds, 1).padStart(6)} s = ${fmt(s.perSecond, 0).padStart(7)}/s${ratio}`,
   );
-  if (s.msPerPage) {
+  if (s.msPerPage && s.ingestCalls === undefined) {
+    console.log(`${''.padEnd(52)} per page ${fmt(s.msPerPage.wall)} ms`);
+  } else if (s.msPerPage) {
     const p = s.msPerPage;
     console.log(
       `${''.padEnd(52)} per page ${fmt(p.wall)} ms: fetch + parse ${fmt(p.fetchAndParse)}, ingest RPC ${fmt(p.ingestRpc)} (${s.ingestCalls} calls for ${s.pages} pages), of which overlapped ${fmt(p.overlapped)}`,
@@ -348,6 +397,8 @@ try {
   await admin.query(`analyze private.${month.partition}`);
   const warm = await realPath('real path, warm partition');
   print(warm);
+  const chain = await fetchChain();
+  print(chain);
   const ceiling = await replayCeiling();
   print(ceiling);
   const perRpc = await rpcPerExecution();
@@ -366,24 +417,39 @@ try {
     `  real (warm) / replay ceiling:           ×${fmt(warm.perSecond / ceiling.perSecond)}`,
   );
   console.log(
+    `  real (warm) / fetch chain alone:        ×${fmt(warm.perSecond / chain.perSecond)}`,
+  );
+  console.log(
     `  new partition / warm (time):            ×${fmt(warm.perSecond / fresh.perSecond)}`,
   );
-  console.log(`  peak RSS: ${fmt(peakRssMiB(), 0)} MiB`);
+  if (options.latency > 0) {
+    console.log(
+      `  of 250/L: real (warm) ×${fmt(warm.perSecond / ((PAGE * 1000) / options.latency))}, fetch chain alone ×${fmt(chain.perSecond / ((PAGE * 1000) / options.latency))} (its own ${fmt((chain.msPerPage?.wall ?? 0) - options.latency)} ms a page over L)`,
+    );
+  }
+  // The real path runs first, so the peak by its end is the collector's; the series after it
+  // allocate faster than the collector and let V8 grow its heap further.
+  const realPathPeakRssMiB = warm.peakRssMiB;
+  console.log(
+    `  peak RSS: ${fmt(realPathPeakRssMiB, 0)} MiB by the end of the real path, ${fmt(peakRssMiB(), 0)} MiB over the whole run`,
+  );
 
   const latencyTarget = options.latency > 0 ? (0.9 * (PAGE * 1000)) / options.latency : 20_000;
   const result = {
     at: new Date().toISOString(),
     machine: machine(),
     options,
-    series: [fresh, warm, ceiling, perRpc, perInsert],
+    series: [fresh, warm, chain, ceiling, perRpc, perInsert],
     newPartitionAnalyzedByTheCollector: analyzed[0]?.analyzed ?? false,
     ratios: {
       realOverRpcPerExecution: warm.perSecond / perRpc.perSecond,
       realOverInsertPerExecution: warm.perSecond / perInsert.perSecond,
       realOverCeiling: warm.perSecond / ceiling.perSecond,
+      realOverFetchChain: warm.perSecond / chain.perSecond,
       warmOverNewPartition: warm.perSecond / fresh.perSecond,
     },
     peakRssMiB: peakRssMiB(),
+    realPathPeakRssMiB,
     targets: {
       'new partition within 1.5× of warm': {
         value: warm.perSecond / fresh.perSecond,

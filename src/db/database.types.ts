@@ -351,18 +351,11 @@ export type Database = {
         };
         Relationships: [
           {
-            foreignKeyName: 'executions_source_id_fkey';
-            columns: ['source_id'];
+            foreignKeyName: 'executions_source_fkey';
+            columns: ['source_id', 'tenant_id'];
             isOneToOne: false;
             referencedRelation: 'n8n_sources';
-            referencedColumns: ['id'];
-          },
-          {
-            foreignKeyName: 'executions_tenant_id_fkey';
-            columns: ['tenant_id'];
-            isOneToOne: false;
-            referencedRelation: 'tenants';
-            referencedColumns: ['id'];
+            referencedColumns: ['id', 'tenant_id'];
           },
         ];
       };

@@ -169,6 +169,8 @@ create table public.n8n_sources (
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   constraint n8n_sources_unique_target unique nulls not distinct (tenant_id, base_url, project_id),
+  -- What executions reference: a source together with its tenant.
+  constraint n8n_sources_id_tenant_key unique (id, tenant_id),
   -- The API key is the only credential sent to n8n; a URL is shown in lists, logs and error
   -- messages, where a password must never be.
   constraint n8n_sources_base_url_no_credentials check (base_url !~ '^https?://[^/]*@')

@@ -277,7 +277,7 @@ $$;
 -- after the last of them, in one transaction. Final executions are inserted once; counters
 -- move by the inserted rows only; unfinished ones are kept open until they finish.
 --
--- executions: [{id, status, mode, workflow_id, started_at, stopped_at, retry_of}]
+-- executions: [{id, status, mode, workflow_id, started_at, stopped_at, retry_of}] (a key left out reads as null)
 -- walk (optional): {cursor, top_id, done, supports_started_after, pages, gap: {from_id, to_id, detail}}
 --   (pages: how many of n8n's pages the call carries, 1 when absent)
 -- holes (optional): ids the walk passed that n8n did not list, to probe by id once.
@@ -304,7 +304,8 @@ declare
   walk_done boolean := coalesce((ingest_execution_page.walk ->> 'done')::boolean, false);
   page_top bigint;
   summary jsonb;
-  months timestamptz[];
+  checked record;
+  page_period record;
 begin
   st := private.lock_leased_source(ingest_execution_page.source_id, ingest_execution_page.lease_token);
   select t.* into tenant from public.tenants t join public.n8n_sources s on s.tenant_id = t.id where s.id = st.source_id;
@@ -313,31 +314,48 @@ begin
   if jsonb_typeof(ingest_execution_page.executions) is distinct from 'array' then
     raise exception 'executions must be a JSON array';
   end if;
-  if exists (
-    select 1 from jsonb_to_recordset(ingest_execution_page.executions) as x(id bigint, status text, mode text, workflow_id text)
-    where x.id is null or x.id <= 0 or x.mode is null or x.workflow_id is null
-       or x.status is null or x.status not in ('success', 'error', 'crashed', 'canceled', 'new', 'running', 'waiting', 'unknown')
-  ) then
+  -- One pass over the page for every check and for what the statement below needs to know
+  -- once rather than per row: each pass parses the whole jsonb again.
+  select count(*) as received,
+         count(distinct x.id) as distinct_ids,
+         array_agg(x.id) as ids,
+         coalesce(bool_or(
+           x.id is null or x.id <= 0 or x.mode is null or x.workflow_id is null or x.status is null
+           or x.status not in ('success', 'error', 'crashed', 'canceled', 'new', 'running', 'waiting', 'unknown')
+         ), false) as malformed,
+         min(least(x.started_at, x.stopped_at)) as earliest,
+         max(greatest(x.started_at, x.stopped_at)) as latest,
+         min(coalesce(x.started_at, x.stopped_at, now())) filter (where x.status in ('success', 'error', 'crashed', 'canceled')) as first_billed,
+         max(coalesce(x.started_at, x.stopped_at, now())) filter (where x.status in ('success', 'error', 'crashed', 'canceled')) as last_billed,
+         coalesce(array_agg(distinct date_trunc('month', coalesce(x.started_at, x.stopped_at)))
+           filter (where x.status in ('success', 'error', 'crashed', 'canceled') and coalesce(x.started_at, x.stopped_at) is not null), '{}') as months
+  into checked
+  from jsonb_to_recordset(ingest_execution_page.executions) as x(
+    id bigint, status text, mode text, workflow_id text, started_at timestamptz, stopped_at timestamptz
+  );
+  if checked.malformed then
     raise exception 'every execution needs a positive id, a known status, a mode and a workflow_id';
   end if;
-  if (select count(*) <> count(distinct x.id) from jsonb_to_recordset(ingest_execution_page.executions) as x(id bigint)) then
+  if checked.received <> checked.distinct_ids then
     raise exception 'an execution id appears twice in one page';
   end if;
   -- A time far from now would be billed into a period far from the one the execution ran
   -- in, and make a partition for it; the collector refuses such pages before they get here.
-  if exists (
-    select 1 from jsonb_to_recordset(ingest_execution_page.executions) as x(started_at timestamptz, stopped_at timestamptz)
-    where not private.plausible_execution_time(x.started_at) or not private.plausible_execution_time(x.stopped_at)
-  ) then
+  if not private.plausible_execution_time(checked.earliest) or not private.plausible_execution_time(checked.latest) then
     raise exception 'an execution starts or stops more than 5 minutes ahead of now or more than 400 days ago'
       using errcode = 'P0001', hint = 'Check the clock of the n8n host; nothing of the page was stored.';
   end if;
+  perform private.ensure_execution_partition(m.month) from unnest(checked.months) as m(month);
 
-  select coalesce(array_agg(distinct date_trunc('month', coalesce(x.started_at, x.stopped_at))), '{}')
-  into months
-  from jsonb_to_recordset(ingest_execution_page.executions) as x(status text, started_at timestamptz, stopped_at timestamptz)
-  where x.status in ('success', 'error', 'crashed', 'canceled') and coalesce(x.started_at, x.stopped_at) is not null;
-  perform private.ensure_execution_partition(m.month) from unnest(months) as m(month);
+  -- A page's executions almost always fall in one billing period: when its first and last
+  -- do, every one between does (periods are intervals), and billing_period runs once, not per row.
+  select b.period_start, b.period_end into page_period
+  from private.billing_period(tenant.current_period_start, tenant.current_period_end, checked.first_billed) b
+  where checked.first_billed is not null
+    and (b.period_start, b.period_end) = (
+      select l.period_start, l.period_end
+      from private.billing_period(tenant.current_period_start, tenant.current_period_end, checked.last_billed) l
+    );
 
   with page as (
     select x.id, x.status, x.mode, x.workflow_id, x.started_at, x.stopped_at, x.retry_of
@@ -345,6 +363,13 @@ begin
       id bigint, status text, mode text, workflow_id text,
       started_at timestamptz, stopped_at timestamptz, retry_of bigint
     )
+  ),
+  -- The page's ids already stored, in any month: one index search per partition for the
+  -- whole page rather than one per row, and never a join, which without statistics (a new
+  -- month) the planner would make by reading every row the source has in the partition.
+  known as (
+    select e.execution_id from public.executions e
+    where e.source_id = st.source_id and e.execution_id = any (checked.ids)
   ),
   finals as (
     select p.*,
@@ -357,8 +382,15 @@ begin
            bp.period_end,
            coalesce(p.started_at, p.stopped_at, now())::date as day
     from page p
-    cross join lateral private.billing_period(
-      tenant.current_period_start, tenant.current_period_end, coalesce(p.started_at, p.stopped_at, now())
+    cross join lateral (
+      select page_period.period_start, page_period.period_end
+      where page_period.period_start is not null
+      union all
+      select b.period_start, b.period_end
+      from private.billing_period(
+        tenant.current_period_start, tenant.current_period_end, coalesce(p.started_at, p.stopped_at, now())
+      ) b
+      where page_period.period_start is null
     ) bp
     where p.status in ('success', 'error', 'crashed', 'canceled')
   ),
@@ -370,10 +402,7 @@ begin
     select st.source_id, f.id, tenant.id, f.workflow_id, f.mode, f.status, f.started_at, f.stopped_at,
            f.occurred_at, f.duration_ms, f.billable, f.period_start, f.retry_of
     from finals f
-    -- A lookup per row, never a join: without statistics (a new month) the planner joins
-    -- by reading every row the source has in the partition, for every page.
-    where (select e.execution_id from public.executions e
-           where e.source_id = st.source_id and e.execution_id = f.id limit 1) is null
+    where f.id not in (select k.execution_id from known k)
     on conflict do nothing
     returning execution_id
   ),
@@ -450,8 +479,7 @@ begin
     select st.source_id, p.id, tenant.id, p.workflow_id, p.mode, p.status, p.started_at
     from page p
     where p.status in ('new', 'running', 'waiting', 'unknown')
-      and (select e.execution_id from public.executions e
-           where e.source_id = st.source_id and e.execution_id = p.id limit 1) is null
+      and p.id not in (select k.execution_id from known k)
     on conflict (source_id, execution_id) do update set
       status = excluded.status,
       mode = excluded.mode,
@@ -461,7 +489,7 @@ begin
     returning (o.xmax = 0) as is_new
   )
   select jsonb_build_object(
-    'received', (select count(*) from page),
+    'received', checked.received,
     'inserted', (select count(*) from counted),
     'billable', (select count(*) from counted where billable),
     'opened', (select count(*) from opened where is_new),
@@ -474,7 +502,7 @@ begin
 
   -- A month's first large batch gives its partition statistics (see below).
   if (summary ->> 'inserted')::int > 0 then
-    perform private.analyze_young_execution_partition(m.month) from unnest(months) as m(month);
+    perform private.analyze_young_execution_partition(m.month) from unnest(checked.months) as m(month);
   end if;
 
   if ingest_execution_page.walk is not null then

@@ -311,6 +311,14 @@ describe('result shapes', () => {
     expect(data).toBe('hello flowmeter');
   });
 
+  it('passes quotes and backslashes in arguments through unchanged', async () => {
+    for (const name of ["it's", 'a\\b', "\\'", "''\\\\", 'C:\\new\\table', '\\u0041 \\n']) {
+      const { data, error } = await service().rpc('rpc_test_greet', { name });
+      expect(error).toBeNull();
+      expect(data).toBe(`hello ${name}`);
+    }
+  });
+
   it('returns a NULL scalar as JSON null', async () => {
     const res = await raw(rpcPath('rpc_test_nothing'), { token: stack.serviceRoleKey });
     expect(res.status).toBe(200);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_HOLE_SPAN, type WalkPosition, walkStep } from '../../src/collector/walk.ts';
+import { MAX_HOLE_SPAN, toIngestRow, type WalkPosition, walkStep } from '../../src/collector/walk.ts';
 import type { N8nExecution, N8nPage } from '../../src/n8n/schemas.ts';
 
 const execution = (id: number, startedAt = '2026-11-20T10:00:00.000Z'): N8nExecution => ({
@@ -102,5 +102,27 @@ describe('walkStep', () => {
       nextCursor: null,
     });
     expect(step.executions).toHaveLength(1);
+  });
+});
+
+describe('toIngestRow', () => {
+  it('sends what n8n has of an execution and leaves out the times and retry it has not', () => {
+    expect(toIngestRow(execution(7))).toEqual({
+      id: '7',
+      status: 'success',
+      mode: 'trigger',
+      workflow_id: 'wf1',
+      started_at: '2026-11-20T10:00:00.000Z',
+      stopped_at: '2026-11-20T10:00:00.000Z',
+    });
+    expect(
+      toIngestRow({
+        ...execution(8),
+        status: 'new',
+        startedAt: null,
+        stoppedAt: null,
+        retryOf: '5',
+      }),
+    ).toEqual({ id: '8', status: 'new', mode: 'trigger', workflow_id: 'wf1', retry_of: '5' });
   });
 });

@@ -154,6 +154,16 @@ function parseArgs(body: string): Record<string, unknown> {
 }
 
 /**
+ * `text` as an SQL string literal, as pg's escapeLiteral writes it (doubled quotes; doubled
+ * backslashes in an E'' literal when there are any), without its copy character by
+ * character, which costs milliseconds on a page of executions.
+ */
+function sqlLiteral(text: string): string {
+  const quoted = `'${text.replaceAll("'", "''")}'`;
+  return text.includes('\\') ? ` E${quoted.replaceAll('\\', '\\\\')}` : quoted;
+}
+
+/**
  * The call as SQL. `argsJson` is the arguments' JSON text as the caller sent it, so
  * PostgreSQL reads every value itself — numbers beyond JavaScript's range and nesting
  * deeper than JSON.stringify can follow included — as PostgREST does.
@@ -172,7 +182,7 @@ function buildCall(
     .join(', ');
   // json_to_record turns each JSON value into the parameter's type, as PostgREST does.
   const from = names.length
-    ? `json_to_record(${client.escapeLiteral(argsJson)}::json) as _args(${recordDef})`
+    ? `json_to_record(${sqlLiteral(argsJson)}::json) as _args(${recordDef})`
     : '';
   switch (routine.shape) {
     case 'void':
