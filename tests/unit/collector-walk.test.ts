@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_HOLE_SPAN, toIngestRow, type WalkPosition, walkStep } from '../../src/collector/walk.ts';
+import {
+  MAX_HOLE_SPAN,
+  toIngestRow,
+  type WalkPosition,
+  walkStep,
+} from '../../src/collector/walk.ts';
 import type { N8nExecution, N8nPage } from '../../src/n8n/schemas.ts';
 
 const execution = (id: number, startedAt = '2026-11-20T10:00:00.000Z'): N8nExecution => ({
