@@ -360,6 +360,63 @@ export type Database = {
           },
         ];
       };
+      invoice_previews: {
+        Row: {
+          amount_due: number | null;
+          currency: string | null;
+          fetched_at: string;
+          period_end: string;
+          period_start: string;
+          status: string;
+          stripe_customer_id: string;
+          stripe_subscription_id: string;
+          subtotal: number | null;
+          tenant_id: string;
+          total: number | null;
+          usage_amount: number | null;
+          usage_quantity: number | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          amount_due?: number | null;
+          currency?: string | null;
+          fetched_at?: string;
+          period_end: string;
+          period_start: string;
+          status: string;
+          stripe_customer_id: string;
+          stripe_subscription_id: string;
+          subtotal?: number | null;
+          tenant_id: string;
+          total?: number | null;
+          usage_amount?: number | null;
+          usage_quantity?: number | null;
+        };
+        Update: {
+          amount_due?: number | null;
+          currency?: string | null;
+          fetched_at?: string;
+          period_end?: string;
+          period_start?: string;
+          status?: string;
+          stripe_customer_id?: string;
+          stripe_subscription_id?: string;
+          subtotal?: number | null;
+          tenant_id?: string;
+          total?: number | null;
+          usage_amount?: number | null;
+          usage_quantity?: number | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'invoice_previews_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
       meter_reports: {
         Row: {
           attempts: number;
@@ -1383,6 +1440,24 @@ export type Database = {
         };
         Returns: Json;
       };
+      invoice_preview_targets: {
+        Args: { max_age_seconds?: number; tenant_ids?: string[] };
+        Returns: {
+          currency: string;
+          last_sent_at: string;
+          limit_policy: string;
+          overage_unit_amount: number;
+          pending: number;
+          period_end: string;
+          period_start: string;
+          quota: number;
+          sent: number;
+          stripe_customer_id: string;
+          stripe_subscription_id: string;
+          tenant_id: string;
+          trialing: boolean;
+        }[];
+      };
       list_alert_channels: {
         Args: { tenant_ids?: string[] };
         Returns: {
@@ -1584,6 +1659,50 @@ export type Database = {
           to: 'reconciliation_findings';
           isOneToOne: false;
           isSetofReturn: true;
+        };
+      };
+      record_invoice_preview: {
+        Args: {
+          amount_due?: number;
+          currency?: string;
+          fetched_at?: string;
+          period_end: string;
+          period_start: string;
+          status: string;
+          stripe_customer_id: string;
+          stripe_subscription_id: string;
+          subtotal?: number;
+          tenant_id: string;
+          total?: number;
+          usage_amount?: number;
+          usage_quantity?: number;
+        };
+        Returns: undefined;
+      };
+      record_invoice_preview_drift: {
+        Args: {
+          actual: number;
+          detail: string;
+          expected: number;
+          period_start: string;
+          tenant_id: string;
+        };
+        Returns: {
+          actual: number;
+          detail: string | null;
+          expected: number;
+          found_at: string;
+          id: number;
+          kind: string;
+          period_start: string;
+          repaired: boolean;
+          tenant_id: string;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'reconciliation_findings';
+          isOneToOne: true;
+          isSetofReturn: false;
         };
       };
       record_meter_report: {
@@ -1805,6 +1924,22 @@ export type Database = {
           isOneToOne: false;
           isSetofReturn: true;
         };
+      };
+      tenant_invoice_preview: {
+        Args: { tenant_id?: string };
+        Returns: {
+          amount_due: number;
+          currency: string;
+          fetched_at: string;
+          period_end: string;
+          period_start: string;
+          status: string;
+          subtotal: number;
+          tenant_id: string;
+          total: number;
+          usage_amount: number;
+          usage_quantity: number;
+        }[];
       };
       tenant_usage_daily: {
         Args: { from_day?: string; tenant_id: string; to_day?: string };

@@ -253,6 +253,32 @@ as $$
   returning *;
 $$;
 
+-- For the operator's status: findings of the last 30 days that were not repaired. Nothing
+-- marks a finding handled, so each stays visible for a month after it was found.
+create or replace function private.reconciliation_status(tenant_ids uuid[] default null)
+returns jsonb
+language sql stable
+set search_path = ''
+as $$
+  with open_findings as (
+    select f.* from public.reconciliation_findings f
+    where not f.repaired and f.found_at > now() - interval '30 days'
+      and (reconciliation_status.tenant_ids is null or f.tenant_id = any (reconciliation_status.tenant_ids))
+  ),
+  latest as (
+    select o.kind, o.detail from open_findings o order by o.found_at desc, o.id desc limit 1
+  )
+  select jsonb_build_object(
+    'unrepaired', (select count(*) from open_findings),
+    'last_found_at', (select max(found_at) from open_findings),
+    'last_kind', (select kind from latest),
+    'last_detail', (select detail from latest)
+  );
+$$;
+
+revoke all on function private.reconciliation_status(uuid[]) from public, anon, authenticated;
+grant execute on function private.reconciliation_status(uuid[]) to service_role;
+
 revoke execute on function public.reconcile_counters(timestamptz, boolean, uuid[]), public.sent_meter_totals(timestamptz),
   public.record_stripe_drift(uuid, timestamptz, bigint, bigint, text)
   from public, anon, authenticated;

@@ -11,11 +11,13 @@ const reportsHealthy = {
   auth_error: null,
 };
 const eventsHealthy = { rejected: 0, last_rejected_id: null, last_reason: null };
+const reconciledHealthy = { unrepaired: 0, last_kind: null, last_detail: null };
 
 const healthy: AttentionInputs = {
   sources: { failing: 0 },
   meter_reports: reportsHealthy,
   stripe_events: eventsHealthy,
+  reconciliation: reconciledHealthy,
   alert_deliveries: { given_up: 0 },
   scheduled_functions: [
     { function_name: 'report-usage', failures_since_success: 0, last_error: null },
@@ -33,6 +35,7 @@ describe('needsAttention', () => {
         sources: { failing: 2 },
         meter_reports: { ...reportsHealthy, late: 1 },
         stripe_events: eventsHealthy,
+        reconciliation: reconciledHealthy,
         alert_deliveries: { given_up: 3 },
         scheduled_functions: [],
       }),
@@ -40,6 +43,21 @@ describe('needsAttention', () => {
       '2 sources failing',
       '1 late meter report (invoice already final): not billed; bill the usage by hand (invoice item or next invoice), see docs/billing.md "Late usage"',
       '3 alert deliveries given up',
+    ]);
+  });
+
+  it('names what reconciliation found and did not repair, with the latest finding', () => {
+    expect(
+      needsAttention({
+        ...healthy,
+        reconciliation: {
+          unrepaired: 2,
+          last_kind: 'invoice_preview_drift',
+          last_detail: "Stripe's upcoming invoice for sub_1 bills 120 executions for 500 eur",
+        },
+      }),
+    ).toEqual([
+      `2 reconciliation findings in the last 30 days not repaired (latest invoice_preview_drift: Stripe's upcoming invoice for sub_1 bills 120 executions for 500 eur): see reconciliation_findings and docs/billing.md "Reconciliation"`,
     ]);
   });
 
