@@ -11,7 +11,7 @@ export const REFRESH_SECONDS = 30;
 type Tenants =
   | { kind: 'loading' }
   | { kind: 'error'; message: string }
-  | { kind: 'ready'; tenants: Array<Pick<UsageSummary, 'tenantId' | 'tenantName'>> };
+  | { kind: 'ready'; tenants: UsageSummary[] };
 
 /**
  * The page: the sign-in form until there is a session, then one panel per tenant the user
@@ -22,6 +22,7 @@ export class FlowmeterDashboard extends LitElement {
   static override properties = {
     client: { attribute: false },
     configError: { attribute: false },
+    invoicePreviewUrl: { attribute: false },
     session: { state: true },
     tenants: { state: true },
     signInError: { state: true },
@@ -33,6 +34,8 @@ export class FlowmeterDashboard extends LitElement {
 
   declare client: UsageDb | undefined;
   declare configError: string | undefined;
+  /** The invoice-preview function; without it the cached previews are shown as they are. */
+  declare invoicePreviewUrl: string | undefined;
   declare session: Session | null | undefined;
   declare tenants: Tenants;
   declare signInError: string | undefined;
@@ -78,12 +81,15 @@ export class FlowmeterDashboard extends LitElement {
     if (changed.has('client') && this.client) {
       this.#unsubscribe?.();
       const { data } = this.client.auth.onAuthStateChange((event, session) => {
-        // Token refreshes keep the page as it is; sign-in and sign-out switch it.
+        // Token refreshes keep the page as it is; sign-in and sign-out switch it, and so
+        // does another user signing in (in another tab: the session is shared).
         if (event === 'TOKEN_REFRESHED' && this.session) return;
-        const wasSignedIn = Boolean(this.session);
+        const previousUser = this.session?.user.id;
         this.session = session;
-        if (session && !wasSignedIn) {
+        if (session && session.user.id !== previousUser) {
           this.tenants = { kind: 'loading' };
+          this.refreshedAt = undefined;
+          this.refreshError = undefined;
           void this.refresh();
         }
       });
@@ -110,7 +116,10 @@ export class FlowmeterDashboard extends LitElement {
   }
 
   async #load(client: UsageDb): Promise<void> {
+    const user = this.session?.user.id;
     const { data, error } = await getUsageSummary(client);
+    // Another user signed in meanwhile: their own load shows their tenants.
+    if (this.session?.user.id !== user) return;
     if (error) {
       const failure = loadErrorMessage(error);
       if (failure.expired) {
@@ -122,10 +131,8 @@ export class FlowmeterDashboard extends LitElement {
       if (this.tenants.kind !== 'ready') this.tenants = { kind: 'error', message: failure.message };
       return;
     }
-    this.tenants = {
-      kind: 'ready',
-      tenants: data.map(({ tenantId, tenantName }) => ({ tenantId, tenantName })),
-    };
+    // Each panel's widget shows its row of this one call: the summary is read once per refresh.
+    this.tenants = { kind: 'ready', tenants: data };
     await this.updateComplete;
     const panels = [...this.querySelectorAll<TenantPanel>('flowmeter-tenant-panel')];
     await Promise.all(panels.map((p) => p.updateComplete));
@@ -223,6 +230,7 @@ export class FlowmeterDashboard extends LitElement {
                     (
                       tenant,
                     ) => html`<flowmeter-tenant-panel .client=${this.client} tenant-id=${tenant.tenantId}
+                      .summary=${tenant} .invoicePreviewUrl=${this.invoicePreviewUrl}
                       aria-label=${tenant.tenantName} role="region"></flowmeter-tenant-panel>`,
                   )
         }
