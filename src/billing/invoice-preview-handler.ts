@@ -5,8 +5,37 @@ import { errorResponse, readJsonBody } from '../http/responses.ts';
 import type { Logger } from '../observability/logger.ts';
 import { currentInvoicePreview } from './current-invoice-preview.ts';
 
-export const invoicePreviewRequestSchema = z.strictObject({ tenant_id: z.uuid() });
+export const invoicePreviewRequestSchema = z.strictObject({
+  tenant_id: z.uuid().describe('The tenant, one the signed-in user is a member of'),
+});
 export type InvoicePreviewRequest = z.infer<typeof invoicePreviewRequestSchema>;
+
+const minorUnits = z.number().int().nullable();
+
+/** A row of tenant_invoice_preview: the cached preview of the tenant's current period. */
+export const invoicePreviewResponseSchema = z.object({
+  preview: z
+    .object({
+      tenant_id: z.uuid(),
+      period_start: z.string(),
+      period_end: z.string(),
+      status: z.enum(['ok', 'none']).describe('none: Stripe has no upcoming invoice'),
+      currency: z.string().nullable(),
+      total: minorUnits.describe('After discounts and tax, in minor units'),
+      amount_due: minorUnits,
+      subtotal: minorUnits,
+      usage_quantity: minorUnits.describe('Executions the metered lines bill'),
+      usage_amount: minorUnits.describe('What Stripe bills for them, in minor units'),
+      fetched_at: z.string(),
+    })
+    .nullable()
+    .describe('Null before the first fetch or without a live Stripe subscription'),
+  refresh_error: z
+    .string()
+    .nullable()
+    .describe('Why Stripe could not be asked now; the preview is then the cached one'),
+});
+export type InvoicePreviewResponse = z.infer<typeof invoicePreviewResponseSchema>;
 
 export interface InvoicePreviewHandlerDeps {
   db: Db;
@@ -75,9 +104,10 @@ export function createInvoicePreviewHandler(deps: InvoicePreviewHandlerDeps) {
       deps.log.error({ error: current.error.message }, 'invoice preview: database unavailable');
       return errorResponse('unavailable', 'The database cannot answer right now');
     }
-    return Response.json({
-      preview: current.value.preview,
+    const answer: InvoicePreviewResponse = {
+      preview: current.value.preview as InvoicePreviewResponse['preview'],
       refresh_error: current.value.refreshError,
-    });
+    };
+    return Response.json(answer);
   };
 }

@@ -1,6 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { createInvoicePreviewHandler } from '../../src/billing/invoice-preview-handler.ts';
+import {
+  createInvoicePreviewHandler,
+  invoicePreviewResponseSchema,
+} from '../../src/billing/invoice-preview-handler.ts';
 import { runReconciliation } from '../../src/billing/reconcile.ts';
 import { refreshInvoicePreviews } from '../../src/billing/refresh-invoice-previews.ts';
 import { runReporter } from '../../src/billing/report-usage.ts';
@@ -269,7 +272,10 @@ describe('POST /api/v1/invoice-preview (the dashboards refresh it with the user 
 
     const response = await post({ tenant_id: t.tenantId }, token);
     expect(response.status).toBe(200);
-    expect(await response.json()).toMatchObject({
+    const body = await response.json();
+    // the shape the OpenAPI document gives
+    expect(invoicePreviewResponseSchema.safeParse(body).success).toBe(true);
+    expect(body).toMatchObject({
       preview: { tenant_id: t.tenantId, status: 'ok', usage_quantity: 140, usage_amount: 20 },
       refresh_error: null,
     });
