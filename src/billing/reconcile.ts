@@ -118,7 +118,8 @@ export async function runReconciliation(
     summary.stripeChecked += 1;
     if (atStripe === total.sent) continue;
     log.error({ total, atStripe }, 'Stripe disagrees with what was reported');
-    const { data: finding, error: recordError } = await db.rpc('record_stripe_drift', {
+    const { data: finding, error: recordError } = await db.rpc('record_reconciliation_finding', {
+      kind: 'stripe_drift',
       tenant_id: total.tenant_id,
       period_start: total.period_start,
       expected: total.sent,

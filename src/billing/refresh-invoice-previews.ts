@@ -52,7 +52,8 @@ async function comparePreview(
   target: PreviewTarget,
   drift: PreviewDrift,
 ): Promise<Finding | undefined> {
-  const { data, error } = await input.db.rpc('record_invoice_preview_drift', {
+  const { data, error } = await input.db.rpc('record_reconciliation_finding', {
+    kind: 'invoice_preview_drift',
     tenant_id: target.tenant_id,
     period_start: target.period_start,
     expected: drift.expected,

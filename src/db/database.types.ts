@@ -1679,32 +1679,6 @@ export type Database = {
         };
         Returns: undefined;
       };
-      record_invoice_preview_drift: {
-        Args: {
-          actual: number;
-          detail: string;
-          expected: number;
-          period_start: string;
-          tenant_id: string;
-        };
-        Returns: {
-          actual: number;
-          detail: string | null;
-          expected: number;
-          found_at: string;
-          id: number;
-          kind: string;
-          period_start: string;
-          repaired: boolean;
-          tenant_id: string;
-        };
-        SetofOptions: {
-          from: '*';
-          to: 'reconciliation_findings';
-          isOneToOne: true;
-          isSetofReturn: false;
-        };
-      };
       record_meter_report: {
         Args: { error?: string; error_kind?: string; id: number; outcome: string };
         Returns: {
@@ -1733,15 +1707,12 @@ export type Database = {
           isSetofReturn: false;
         };
       };
-      record_rejected_stripe_event: {
-        Args: { event_created?: string; event_id: string; event_type?: string; reason: string };
-        Returns: Json;
-      };
-      record_stripe_drift: {
+      record_reconciliation_finding: {
         Args: {
           actual: number;
           detail: string;
           expected: number;
+          kind: string;
           period_start: string;
           tenant_id: string;
         };
@@ -1762,6 +1733,10 @@ export type Database = {
           isOneToOne: true;
           isSetofReturn: false;
         };
+      };
+      record_rejected_stripe_event: {
+        Args: { event_created?: string; event_id: string; event_type?: string; reason: string };
+        Returns: Json;
       };
       release_collector_sources: {
         Args: { errors?: string[]; lease_tokens: string[]; source_ids: string[] };

@@ -236,7 +236,10 @@ as $$
   group by r.tenant_id, r.period_start, r.period_end, r.stripe_customer_id, p.stripe_meter_id;
 $$;
 
-create or replace function public.record_stripe_drift(
+-- A difference found by comparing with Stripe (its summaries, its invoice preview), as a
+-- finding; counter drift is recorded by reconcile_counters itself.
+create or replace function public.record_reconciliation_finding(
+  kind text,
   tenant_id uuid,
   period_start timestamptz,
   expected bigint,
@@ -248,8 +251,9 @@ language sql
 set search_path = ''
 as $$
   insert into public.reconciliation_findings (kind, tenant_id, period_start, expected, actual, detail)
-  values ('stripe_drift', record_stripe_drift.tenant_id, record_stripe_drift.period_start,
-          record_stripe_drift.expected, record_stripe_drift.actual, record_stripe_drift.detail)
+  values (record_reconciliation_finding.kind, record_reconciliation_finding.tenant_id,
+          record_reconciliation_finding.period_start, record_reconciliation_finding.expected,
+          record_reconciliation_finding.actual, record_reconciliation_finding.detail)
   returning *;
 $$;
 
@@ -280,8 +284,8 @@ revoke all on function private.reconciliation_status(uuid[]) from public, anon, 
 grant execute on function private.reconciliation_status(uuid[]) to service_role;
 
 revoke execute on function public.reconcile_counters(timestamptz, boolean, uuid[]), public.sent_meter_totals(timestamptz),
-  public.record_stripe_drift(uuid, timestamptz, bigint, bigint, text)
+  public.record_reconciliation_finding(text, uuid, timestamptz, bigint, bigint, text)
   from public, anon, authenticated;
 grant execute on function public.reconcile_counters(timestamptz, boolean, uuid[]), public.sent_meter_totals(timestamptz),
-  public.record_stripe_drift(uuid, timestamptz, bigint, bigint, text)
+  public.record_reconciliation_finding(text, uuid, timestamptz, bigint, bigint, text)
   to service_role;

@@ -4,7 +4,7 @@
 -- (record_invoice_preview); tenant members read their own tenant's cached preview
 -- (tenant_invoice_preview, under row-level security). A preview that disagrees with what
 -- flowmeter reported beyond rounding is a reconciliation finding
--- (record_invoice_preview_drift).
+-- (record_reconciliation_finding, invoice_preview_drift).
 
 -- Tenants with a live Stripe subscription whose preview of the current period is missing
 -- or older than max_age_seconds, with what the comparison needs: the plan's pricing and
@@ -103,23 +103,6 @@ as $$
   where v.fetched_at <= excluded.fetched_at;
 $$;
 
-create or replace function public.record_invoice_preview_drift(
-  tenant_id uuid,
-  period_start timestamptz,
-  expected bigint,
-  actual bigint,
-  detail text
-)
-returns public.reconciliation_findings
-language sql
-set search_path = ''
-as $$
-  insert into public.reconciliation_findings (kind, tenant_id, period_start, expected, actual, detail)
-  values ('invoice_preview_drift', record_invoice_preview_drift.tenant_id, record_invoice_preview_drift.period_start,
-          record_invoice_preview_drift.expected, record_invoice_preview_drift.actual, record_invoice_preview_drift.detail)
-  returning *;
-$$;
-
 -- The cached preview of each tenant the caller is a member of (or only tenant_id), for its
 -- current billing period; no row before the first fetch, or for a tenant without a
 -- subscription.
@@ -158,13 +141,11 @@ No row before the first fetch, for a tenant without a Stripe subscription, or wh
 
 revoke execute on function
   public.invoice_preview_targets(uuid[], int),
-  public.record_invoice_preview(uuid, timestamptz, timestamptz, text, text, text, text, bigint, bigint, bigint, bigint, bigint, timestamptz),
-  public.record_invoice_preview_drift(uuid, timestamptz, bigint, bigint, text)
+  public.record_invoice_preview(uuid, timestamptz, timestamptz, text, text, text, text, bigint, bigint, bigint, bigint, bigint, timestamptz)
   from public, anon, authenticated;
 grant execute on function
   public.invoice_preview_targets(uuid[], int),
-  public.record_invoice_preview(uuid, timestamptz, timestamptz, text, text, text, text, bigint, bigint, bigint, bigint, bigint, timestamptz),
-  public.record_invoice_preview_drift(uuid, timestamptz, bigint, bigint, text)
+  public.record_invoice_preview(uuid, timestamptz, timestamptz, text, text, text, text, bigint, bigint, bigint, bigint, bigint, timestamptz)
   to service_role;
 revoke execute on function public.tenant_invoice_preview(uuid) from public, anon;
 grant execute on function public.tenant_invoice_preview(uuid) to authenticated, service_role;
