@@ -367,6 +367,9 @@ describe('reconciliation of the preview with flowmeter’s estimate', () => {
       reconciliation: { unrepaired: 1, last_kind: 'invoice_preview_drift' },
     });
     const status = await runCliWith(['status', '--tenant', t.tenantId]);
+    expect(status.out).toMatch(
+      /Reconciliation findings not repaired \(last 30 days\): 1 \(latest invoice_preview_drift at /,
+    );
     expect(status.out + status.err).toMatch(/1 reconciliation finding in the last 30 days/);
   });
 
