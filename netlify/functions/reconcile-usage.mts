@@ -8,7 +8,8 @@ import { recordedRun } from '../../src/observability/scheduled-run.ts';
 
 /**
  * Daily: counters = raw rows for this month and the last, and what Stripe accepted =
- * Stripe's meter event summaries. Findings land in reconciliation_findings.
+ * Stripe's meter event summaries, and Stripe's invoice previews = flowmeter's estimate.
+ * Findings land in reconciliation_findings.
  */
 export default async () => {
   const config = loadReconcileConfig();
@@ -23,12 +24,17 @@ export default async () => {
         log: runLog,
         since,
         repair: config.RECONCILE_REPAIR,
+        // Within the scheduled function's 30 s, beside the counter and summary checks.
+        previewBudgetMs: 10_000,
       });
       if (!result.ok) return result;
       return ok({
         counterFindings: result.value.counterFindings.length,
         stripeChecked: result.value.stripeChecked,
         stripeFindings: result.value.stripeFindings.length,
+        previewChecked: result.value.previewChecked,
+        previewFindings: result.value.previewFindings.length,
+        previewSkipped: result.value.previewSkipped,
       });
     },
   );

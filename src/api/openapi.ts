@@ -1,5 +1,9 @@
 import { writeFile } from 'node:fs/promises';
 import { z } from 'zod';
+import {
+  invoicePreviewRequestSchema,
+  invoicePreviewResponseSchema,
+} from '../billing/invoice-preview-handler.ts';
 import { decisionSchema, enforceRequestSchema } from '../enforcement/schema.ts';
 import { errorBodySchema } from '../http/responses.ts';
 import { projectRoot } from '../local/project.ts';
@@ -82,14 +86,49 @@ export function buildOpenApiDocument() {
           },
         },
       },
+      '/api/v1/invoice-preview': {
+        post: {
+          operationId: 'invoicePreview',
+          summary:
+            "A tenant's Stripe invoice preview, refreshed when older than its cache lifetime",
+          description:
+            "For the dashboards, with the signed-in user's Supabase JWT. Asks Stripe (invoices.createPreview) only when the cached preview is older than INVOICE_PREVIEW_TTL_SECONDS; answers the cached preview of the current period.",
+          security: [{ userJwt: [] }],
+          requestBody: {
+            required: true,
+            content: { 'application/json': { schema: ref('InvoicePreviewRequest') } },
+          },
+          responses: {
+            '200': {
+              description: 'The preview (refresh_error says when Stripe could not be asked now)',
+              content: { 'application/json': { schema: ref('InvoicePreviewResponse') } },
+            },
+            '400': errorResponse('The body is not {"tenant_id": "<uuid>"}'),
+            '401': errorResponse('No access token, or one that is not valid (sign in again)'),
+            '404': errorResponse("None of the user's tenants has this id"),
+            '405': errorResponse('Only POST is allowed'),
+            '413': errorResponse('The body is larger than 1 KiB'),
+            '415': errorResponse('The body is not sent as application/json'),
+            '503': errorResponse('The database could not be reached'),
+          },
+        },
+      },
     },
     components: {
       securitySchemes: {
         runnerSecret: { type: 'http', scheme: 'bearer', description: 'One of RUNNER_SECRETS' },
+        userJwt: {
+          type: 'http',
+          scheme: 'bearer',
+          bearerFormat: 'JWT',
+          description: "The signed-in user's Supabase access token",
+        },
       },
       schemas: {
         EnforceRequest: json(enforceRequestSchema),
         Decision: json(decisionSchema),
+        InvoicePreviewRequest: json(invoicePreviewRequestSchema),
+        InvoicePreviewResponse: json(invoicePreviewResponseSchema),
         Error: json(errorBodySchema),
       },
     },

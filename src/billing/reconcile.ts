@@ -3,6 +3,7 @@ import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
 import { fail, ok, type Result } from '../domain/result.ts';
 import type { Logger } from '../observability/logger.ts';
+import { refreshInvoicePreviews } from './refresh-invoice-previews.ts';
 
 export type Finding = Database['public']['Tables']['reconciliation_findings']['Row'];
 
@@ -16,6 +17,8 @@ export interface ReconcileInput {
   tenantIds?: string[];
   /** Stripe's summaries are eventually consistent: skip totals sent more recently. */
   settleMs?: number;
+  /** How long the invoice preview check may start fetches for (the scheduled run's 30 s). */
+  previewBudgetMs?: number;
   now?: () => number;
 }
 
@@ -24,6 +27,11 @@ export interface ReconcileSummary {
   stripeChecked: number;
   stripeFindings: Finding[];
   stripeSkipped: number;
+  /** Current periods whose Stripe invoice preview was compared with flowmeter's estimate. */
+  previewChecked: number;
+  previewFindings: Finding[];
+  /** Previews not fetched: the budget ran out, or Stripe failed (compared next time). */
+  previewSkipped: number;
 }
 
 async function stripeTotal(
@@ -52,7 +60,8 @@ export function startOfLastMonth(now = new Date()): Date {
 /**
  * Daily reconciliation: recomputes counters from raw executions (recording any drift,
  * repairing it only when asked), then compares what Stripe accepted per customer and
- * period with Stripe's own meter event summaries.
+ * period with Stripe's own meter event summaries, and Stripe's upcoming-invoice preview
+ * with flowmeter's estimate for what it reported (refreshing the cached previews).
  */
 export async function runReconciliation(
   input: ReconcileInput,
@@ -74,6 +83,9 @@ export async function runReconciliation(
     stripeChecked: 0,
     stripeFindings: [],
     stripeSkipped: 0,
+    previewChecked: 0,
+    previewFindings: [],
+    previewSkipped: 0,
   };
   if (!stripe) return ok(summary);
 
@@ -106,7 +118,8 @@ export async function runReconciliation(
     summary.stripeChecked += 1;
     if (atStripe === total.sent) continue;
     log.error({ total, atStripe }, 'Stripe disagrees with what was reported');
-    const { data: finding, error: recordError } = await db.rpc('record_stripe_drift', {
+    const { data: finding, error: recordError } = await db.rpc('record_reconciliation_finding', {
+      kind: 'stripe_drift',
       tenant_id: total.tenant_id,
       period_start: total.period_start,
       expected: total.sent,
@@ -116,5 +129,20 @@ export async function runReconciliation(
     if (recordError) log.error({ total, error: recordError.message }, 'could not record the drift');
     else if (finding) summary.stripeFindings.push(finding);
   }
+
+  const previews = await refreshInvoicePreviews({
+    db,
+    stripe,
+    log,
+    maxAgeSeconds: 0,
+    compare: { settleMs: settle },
+    now,
+    ...(input.previewBudgetMs === undefined ? {} : { budgetMs: input.previewBudgetMs }),
+    ...(input.tenantIds ? { tenantIds: input.tenantIds } : {}),
+  });
+  if (!previews.ok) return previews;
+  summary.previewChecked = previews.value.compared;
+  summary.previewFindings = previews.value.findings;
+  summary.previewSkipped = previews.value.deferred + previews.value.failed.length;
   return ok(summary);
 }

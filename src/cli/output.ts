@@ -1,4 +1,5 @@
 import Table from 'cli-table3';
+import { formatMoney } from '../domain/money.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { CliIo } from './context.ts';
 
@@ -42,6 +43,10 @@ function cell(value: Cell): string {
 /** 1234567 → "1,234,567"; null → "–" (unlimited, unknown). */
 export const count = (n: number | null | undefined) =>
   n === null || n === undefined ? '–' : Number(n).toLocaleString('en-US');
+
+/** An amount in the currency's minor unit (cents) as "€12.35". */
+export const money = (minorUnits: number, currency: string) =>
+  formatMoney(minorUnits, currency, 'en-US');
 
 /** An ISO timestamp as "2026-11-23 14:05:09Z", short and sortable. */
 export const time = (iso: string | null | undefined) =>

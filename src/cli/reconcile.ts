@@ -52,7 +52,11 @@ export function registerReconcile(program: Command, ctx: CommandContext): void {
         }),
       );
 
-      const findings = [...summary.counterFindings, ...summary.stripeFindings];
+      const findings = [
+        ...summary.counterFindings,
+        ...summary.stripeFindings,
+        ...summary.previewFindings,
+      ];
       if (findings.some((f) => !f.repaired)) ctx.exit(EXIT.failed);
       if (options.json) return printJson(io, { since: since.toISOString(), ...summary });
 
@@ -79,6 +83,9 @@ export function registerReconcile(program: Command, ctx: CommandContext): void {
       if (config.STRIPE_SECRET_KEY) {
         io.out(
           `Stripe: ${summary.stripeChecked} customer-periods checked, ${summary.stripeFindings.length} disagree, ${summary.stripeSkipped} sent within the last hour (compared next time)`,
+        );
+        io.out(
+          `Invoice previews: ${summary.previewChecked} compared with flowmeter's estimate, ${summary.previewFindings.length} disagree, ${summary.previewSkipped} not fetched (compared next time)`,
         );
       } else {
         io.out('Stripe: not compared (STRIPE_SECRET_KEY is not set)');

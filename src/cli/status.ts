@@ -61,6 +61,10 @@ function render(status: Status, collector: CollectorHealth, attention: string[])
   lines.push(
     `Stripe webhook events rejected (last 30 days): ${events.rejected}${events.last_rejected_at ? ` (latest ${events.last_rejected_id} at ${time(events.last_rejected_at)}: ${short(events.last_reason, 100)})` : ''}`,
   );
+  const { reconciliation: found } = status;
+  lines.push(
+    `Reconciliation findings not repaired (last 30 days): ${found.unrepaired}${found.last_found_at ? ` (latest ${found.last_kind} at ${time(found.last_found_at)}: ${short(found.last_detail, 100)})` : ''}`,
+  );
   lines.push(
     `Alert deliveries not delivered: ${alerts.pending} pending, ${alerts.sending} sending, ${alerts.retrying} retrying, ${alerts.given_up} given up${alerts.oldest_at ? ` (oldest ${time(alerts.oldest_at)})` : ''}`,
   );

@@ -1,14 +1,22 @@
 import type { Command } from 'commander';
+import {
+  type CurrentInvoicePreview,
+  currentInvoicePreview,
+} from '../billing/current-invoice-preview.ts';
+import { stripeClientFrom } from '../billing/from-config.ts';
+import { loadInvoicePreviewConfig } from '../config/reporter-env.ts';
 import { parser, schemas } from './arguments.ts';
 import {
   type CommandContext,
   listTenants,
+  loadEnvironment,
+  openDatabase,
   openSupabase,
   resolveTenant,
   type TenantRow,
 } from './context.ts';
 import { addListCommand } from './list-command.ts';
-import { count, printJson, renderRecord, time } from './output.ts';
+import { cliLogger, count, money, printJson, renderRecord, time } from './output.ts';
 
 const committedOfQuota = (t: TenantRow) =>
   t.quota === null
@@ -17,8 +25,27 @@ const committedOfQuota = (t: TenantRow) =>
 
 const percent = (t: TenantRow) => (t.percent === null ? '–' : `${t.percent}%`);
 
-/** The current period's usage as enforcement counts it: committed = collected + reserved. */
-function usageRecord(t: TenantRow) {
+/** Stripe's upcoming invoice as the cache holds it, or why there is none. */
+function invoiceText(t: TenantRow, invoice: CurrentInvoicePreview, stripeKey: boolean) {
+  const p = invoice.preview;
+  if (p?.status === 'ok') {
+    return `${money(p.total, p.currency)} total; usage: ${count(p.usage_quantity)} executions for ${money(p.usage_amount, p.currency)} (fetched ${time(p.fetched_at)})`;
+  }
+  if (p?.status === 'none')
+    return `none: Stripe has nothing to invoice (fetched ${time(p.fetched_at)})`;
+  if (!t.stripe_subscription_id) return '– (no Stripe subscription)';
+  return stripeKey ? 'not available' : 'not fetched: STRIPE_SECRET_KEY is not set';
+}
+
+/**
+ * The current period's usage as enforcement counts it (committed = collected + reserved),
+ * flowmeter's overage estimate and Stripe's preview of the upcoming invoice beside it.
+ */
+function usageRecord(
+  t: TenantRow,
+  estimate: { amount: number; currency: string },
+  invoice: { text: string },
+) {
   return renderRecord([
     ['tenant', `${t.name} (${t.id})`],
     ['external ref', t.external_ref],
@@ -34,6 +61,8 @@ function usageRecord(t: TenantRow) {
     ['reserved', count(t.reserved)],
     // Claimed into the Stripe ledger: sent, or pending (a dry run sends nothing).
     ['in the Stripe ledger', count(t.reported)],
+    ['estimated overage (flowmeter)', money(estimate.amount, estimate.currency)],
+    ['upcoming invoice (Stripe)', invoice.text],
   ]);
 }
 
@@ -119,13 +148,47 @@ export function registerTenants(program: Command, ctx: CommandContext): void {
 
   tenants
     .command('usage')
-    .description("a tenant's usage in its current billing period")
+    .description(
+      "a tenant's usage in its current billing period, with Stripe's preview of the upcoming invoice",
+    )
     .argument('<tenant>', 'tenant id or external reference', parser(schemas.tenant))
     .option('--json', 'print JSON on stdout')
     .action(async (ref: string, options: { json?: boolean }) => {
-      const database = await openSupabase(io);
+      const config = await loadEnvironment(io, loadInvoicePreviewConfig);
+      const database = openDatabase(config);
       const tenant = await resolveTenant(database, ref);
-      if (options.json) return printJson(io, tenant);
-      io.out(usageRecord(tenant));
+      const [summary] = database.unwrap(
+        await database.db.rpc('tenant_usage_summary', { tenant_id: tenant.id }),
+      );
+      const estimate = {
+        amount: summary?.estimated_overage_amount ?? 0,
+        currency: summary?.currency ?? 'usd',
+      };
+      const invoice = database.valueOrExit(
+        await currentInvoicePreview({
+          db: database.db,
+          stripe: stripeClientFrom(config),
+          log: cliLogger(io.err),
+          tenantId: tenant.id,
+          maxAgeSeconds: config.INVOICE_PREVIEW_TTL_SECONDS,
+        }),
+      );
+      if (invoice.refreshError) {
+        io.err(`Stripe's invoice preview could not be refreshed: ${invoice.refreshError}`);
+      }
+      if (options.json) {
+        return printJson(io, {
+          ...tenant,
+          estimated_overage_amount: estimate.amount,
+          currency: estimate.currency,
+          invoice_preview: invoice.preview,
+          invoice_preview_error: invoice.refreshError,
+        });
+      }
+      io.out(
+        usageRecord(tenant, estimate, {
+          text: invoiceText(tenant, invoice, Boolean(config.STRIPE_SECRET_KEY)),
+        }),
+      );
     });
 }

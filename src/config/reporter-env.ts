@@ -61,3 +61,28 @@ const statusEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
 export type StatusConfig = z.infer<typeof statusEnvSchema>;
 export const loadStatusConfig = (env: Env = process.env): StatusConfig =>
   parseEnv(statusEnvSchema, env);
+
+/** `flowmeter tenants usage`: Stripe's invoice preview, refreshed when the cached one is old. */
+const invoicePreviewEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
+  STRIPE_SECRET_KEY: reporterEnvSchema.shape.STRIPE_SECRET_KEY,
+  STRIPE_API_BASE: reporterEnvSchema.shape.STRIPE_API_BASE,
+  // How long a fetched preview is shown before the next view asks Stripe again.
+  INVOICE_PREVIEW_TTL_SECONDS: count(30, 86_400, 300, ' seconds'),
+});
+export type InvoicePreviewConfig = z.infer<typeof invoicePreviewEnvSchema>;
+export const loadInvoicePreviewConfig = (env: Env = process.env): InvoicePreviewConfig =>
+  parseEnv(invoicePreviewEnvSchema, env);
+
+/**
+ * POST /api/v1/invoice-preview, which the dashboards call with the user's JWT: it needs the
+ * anon key to ask the database, as that user, whether they belong to the tenant.
+ */
+const invoicePreviewEndpointEnvSchema = invoicePreviewEnvSchema.extend({
+  SUPABASE_ANON_KEY: variable(
+    "the project's anon (publishable) key, from Project Settings → API keys",
+  ),
+});
+export type InvoicePreviewEndpointConfig = z.infer<typeof invoicePreviewEndpointEnvSchema>;
+export const loadInvoicePreviewEndpointConfig = (
+  env: Env = process.env,
+): InvoicePreviewEndpointConfig => parseEnv(invoicePreviewEndpointEnvSchema, env);

@@ -31,3 +31,20 @@ export function createServiceClient(
     },
   });
 }
+
+/**
+ * supabase-js as a signed-in user: the anon key, and the user's access token on every call,
+ * so the database applies that user's row-level security (a server asking what the user
+ * may see).
+ */
+export function createUserClient(
+  config: { SUPABASE_URL: string; SUPABASE_ANON_KEY: string },
+  accessToken: string,
+  fetchImpl?: typeof fetch,
+): Db {
+  return createClient<Database>(config.SUPABASE_URL, config.SUPABASE_ANON_KEY, {
+    auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
+    db: { schema: 'public' },
+    global: { fetch: fetchImpl ?? rpcFetch, headers: { Authorization: `Bearer ${accessToken}` } },
+  });
+}

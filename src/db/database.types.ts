@@ -359,6 +359,63 @@ export type Database = {
           },
         ];
       };
+      invoice_previews: {
+        Row: {
+          amount_due: number | null;
+          currency: string | null;
+          fetched_at: string;
+          period_end: string;
+          period_start: string;
+          status: string;
+          stripe_customer_id: string;
+          stripe_subscription_id: string;
+          subtotal: number | null;
+          tenant_id: string;
+          total: number | null;
+          usage_amount: number | null;
+          usage_quantity: number | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          amount_due?: number | null;
+          currency?: string | null;
+          fetched_at?: string;
+          period_end: string;
+          period_start: string;
+          status: string;
+          stripe_customer_id: string;
+          stripe_subscription_id: string;
+          subtotal?: number | null;
+          tenant_id: string;
+          total?: number | null;
+          usage_amount?: number | null;
+          usage_quantity?: number | null;
+        };
+        Update: {
+          amount_due?: number | null;
+          currency?: string | null;
+          fetched_at?: string;
+          period_end?: string;
+          period_start?: string;
+          status?: string;
+          stripe_customer_id?: string;
+          stripe_subscription_id?: string;
+          subtotal?: number | null;
+          tenant_id?: string;
+          total?: number | null;
+          usage_amount?: number | null;
+          usage_quantity?: number | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'invoice_previews_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
       meter_reports: {
         Row: {
           attempts: number;
@@ -1609,6 +1666,24 @@ export type Database = {
         };
         Returns: Json;
       };
+      invoice_preview_targets: {
+        Args: { max_age_seconds?: number; tenant_ids?: string[] };
+        Returns: {
+          currency: string;
+          last_sent_at: string;
+          limit_policy: string;
+          overage_unit_amount: number;
+          pending: number;
+          period_end: string;
+          period_start: string;
+          quota: number;
+          sent: number;
+          stripe_customer_id: string;
+          stripe_subscription_id: string;
+          tenant_id: string;
+          trialing: boolean;
+        }[];
+      };
       list_alert_channels: {
         Args: { tenant_ids?: string[] };
         Returns: {
@@ -1847,6 +1922,24 @@ export type Database = {
           isSetofReturn: true;
         };
       };
+      record_invoice_preview: {
+        Args: {
+          amount_due?: number;
+          currency?: string;
+          fetched_at?: string;
+          period_end: string;
+          period_start: string;
+          status: string;
+          stripe_customer_id: string;
+          stripe_subscription_id: string;
+          subtotal?: number;
+          tenant_id: string;
+          total?: number;
+          usage_amount?: number;
+          usage_quantity?: number;
+        };
+        Returns: undefined;
+      };
       record_meter_report: {
         Args: { error?: string; error_kind?: string; id: number; outcome: string };
         Returns: {
@@ -1875,15 +1968,12 @@ export type Database = {
           isSetofReturn: false;
         };
       };
-      record_rejected_stripe_event: {
-        Args: { event_created?: string; event_id: string; event_type?: string; reason: string };
-        Returns: Json;
-      };
-      record_stripe_drift: {
+      record_reconciliation_finding: {
         Args: {
           actual: number;
           detail: string;
           expected: number;
+          kind: string;
           period_start: string;
           tenant_id: string;
         };
@@ -1904,6 +1994,10 @@ export type Database = {
           isOneToOne: true;
           isSetofReturn: false;
         };
+      };
+      record_rejected_stripe_event: {
+        Args: { event_created?: string; event_id: string; event_type?: string; reason: string };
+        Returns: Json;
       };
       record_webhook_event: {
         Args: {
@@ -2127,6 +2221,22 @@ export type Database = {
           isOneToOne: false;
           isSetofReturn: true;
         };
+      };
+      tenant_invoice_preview: {
+        Args: { tenant_id?: string };
+        Returns: {
+          amount_due: number;
+          currency: string;
+          fetched_at: string;
+          period_end: string;
+          period_start: string;
+          status: string;
+          subtotal: number;
+          tenant_id: string;
+          total: number;
+          usage_amount: number;
+          usage_quantity: number;
+        }[];
       };
       tenant_usage_daily: {
         Args: { from_day?: string; tenant_id: string; to_day?: string };

@@ -83,6 +83,36 @@ async function serveFile(root: string, pathname: string, res: ServerResponse): P
   }
 }
 
+/** One request to the functions, passed on with its method, body and the headers they read. */
+async function forward(req: IncomingMessage, res: ServerResponse, target: URL): Promise<void> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  const headers = new Headers();
+  for (const name of ['authorization', 'content-type']) {
+    const value = req.headers[name];
+    if (typeof value === 'string') headers.set(name, value);
+  }
+  const hasBody = req.method !== 'GET' && req.method !== 'HEAD';
+  let answer: Response;
+  try {
+    answer = await fetch(target, {
+      method: req.method ?? 'GET',
+      headers,
+      ...(hasBody ? { body: Buffer.concat(chunks) } : {}),
+    });
+  } catch {
+    res
+      .writeHead(502, { 'content-type': 'text/plain; charset=utf-8' })
+      .end('The functions are not running');
+    return;
+  }
+  res.writeHead(answer.status, {
+    'content-type': answer.headers.get('content-type') ?? 'application/octet-stream',
+    'cache-control': 'no-store',
+  });
+  res.end(Buffer.from(await answer.arrayBuffer()));
+}
+
 export async function startDashboardServer(options: {
   /** A built dashboard (buildDashboard). */
   root?: string;
@@ -91,19 +121,30 @@ export async function startDashboardServer(options: {
   /** 0 picks a free port. */
   port?: number;
   host?: string;
+  /**
+   * The Netlify functions: /api/ is forwarded there, so the page calls them on its own
+   * origin, as on Netlify (where the site and its functions share one).
+   */
+  apiUrl?: string;
 }): Promise<DashboardServer> {
   const root = resolve(options.root ?? dashboardBuildDir);
   const host = options.host ?? '127.0.0.1';
+  const { apiUrl } = options;
   const config = JSON.stringify({
     supabaseUrl: options.supabaseUrl,
     supabaseAnonKey: options.anonKey,
+    ...(apiUrl ? { invoicePreviewUrl: '/api/v1/invoice-preview' } : {}),
   });
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const { pathname, search } = new URL(req.url ?? '/', 'http://dashboard');
+    if (apiUrl && pathname.startsWith('/api/')) {
+      await forward(req, res, new URL(pathname + search, apiUrl));
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
     }
-    const { pathname } = new URL(req.url ?? '/', 'http://dashboard');
     if (pathname === '/config.json') {
       res
         .writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' })
@@ -135,6 +176,8 @@ export async function startLocalDashboard(options: {
   anonKey: string;
   outDir: string;
   port: number;
+  /** The Netlify functions' URL; none with --stack-only. */
+  apiUrl?: string;
   log: (line: string) => void;
 }): Promise<DashboardServer> {
   options.log('building the dashboard (web/) with Vite');
@@ -144,6 +187,7 @@ export async function startLocalDashboard(options: {
     supabaseUrl: options.supabaseUrl,
     anonKey: options.anonKey,
     port: options.port,
+    ...(options.apiUrl ? { apiUrl: options.apiUrl } : {}),
   });
   options.log(`dashboard served on ${server.url}`);
   return server;

@@ -136,6 +136,7 @@ async function main(): Promise<void> {
     ...stack,
     outDir: localDashboardDir,
     port: DASHBOARD_PORT,
+    ...(options.stackOnly ? {} : { apiUrl: `http://127.0.0.1:${options.functionsPort}` }),
     log: (line) => console.log(styleText('dim', `· ${line}`)),
   });
   stops.push(() => dashboard.close());
@@ -167,6 +168,8 @@ async function main(): Promise<void> {
     const env = {
       SUPABASE_URL: stack.supabaseUrl,
       SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
+      // invoice-preview checks, as the signed-in user, that they belong to the tenant.
+      SUPABASE_ANON_KEY: stack.anonKey,
       FLOWMETER_ENCRYPTION_KEYS: local.encryptionKeys,
       RUNNER_SECRETS: local.runnerSecret,
       FLOWMETER_INTERNAL_SECRET: local.internalSecret,

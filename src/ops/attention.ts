@@ -12,6 +12,7 @@ export interface AttentionInputs {
     auth_error: string | null;
   };
   stripe_events: { rejected: number; last_rejected_id: string | null; last_reason: string | null };
+  reconciliation: { unrepaired: number; last_kind: string | null; last_detail: string | null };
   alert_deliveries: { given_up: number };
   webhook_deliveries: {
     failing_endpoints: Array<{
@@ -32,9 +33,13 @@ export interface AttentionInputs {
 /**
  * Billing's share, each with what to do: a key Stripe refuses (from its first answer, since
  * nothing can be sent until it changes), reports failing run after run, usage that reached
- * no invoice, and webhook events that could not be applied.
+ * no invoice, webhook events that could not be applied, and what reconciliation found.
  */
-function stripeAttention({ meter_reports: reports, stripe_events: events }: AttentionInputs) {
+function stripeAttention({
+  meter_reports: reports,
+  stripe_events: events,
+  reconciliation,
+}: AttentionInputs) {
   return [
     reports.auth_failing &&
       `Stripe refuses the API key${reports.auth_error ? ` (${reports.auth_error.slice(0, 120)})` : ''}: set STRIPE_SECRET_KEY to a valid secret or restricted key with write access to meter events; pending reports are sent by the next run`,
@@ -44,6 +49,8 @@ function stripeAttention({ meter_reports: reports, stripe_events: events }: Atte
       `${plural(reports.late, 'late meter report')} (invoice already final): not billed; bill the usage by hand (invoice item or next invoice), see docs/billing.md "Late usage"`,
     events.rejected > 0 &&
       `${plural(events.rejected, 'Stripe webhook event')} rejected${events.last_rejected_id ? ` (latest ${events.last_rejected_id}: ${(events.last_reason ?? '').slice(0, 120)})` : ''}: fix the cause, then resend the event from the Stripe Dashboard; see docs/billing.md "Rejected events"`,
+    reconciliation.unrepaired > 0 &&
+      `${plural(reconciliation.unrepaired, 'reconciliation finding')} in the last 30 days not repaired${reconciliation.last_kind ? ` (latest ${reconciliation.last_kind}: ${(reconciliation.last_detail ?? '').slice(0, 160)})` : ''}: see reconciliation_findings and docs/billing.md "Reconciliation"`,
   ];
 }
 

@@ -44,6 +44,12 @@ export const operatorStatusSchema = z.object({
     last_rejected_id: z.string().nullable(),
     last_reason: z.string().nullable(),
   }),
+  reconciliation: z.object({
+    unrepaired: number,
+    last_found_at: when,
+    last_kind: z.string().nullable(),
+    last_detail: z.string().nullable(),
+  }),
   alert_deliveries: z.object({
     pending: number,
     sending: number,

@@ -301,6 +301,51 @@ export async function getUsageHistory(
   return mapResult(response, (rows) => rows.map(toUsagePeriod));
 }
 
+export interface InvoicePreview {
+  tenantId: string;
+  periodStart: string;
+  periodEnd: string;
+  /** `none`: Stripe has no upcoming invoice for the subscription; the amounts are null. */
+  status: 'ok' | 'none';
+  currency: string | null;
+  /** Minor units (cents), after discounts and tax. */
+  total: number | null;
+  amountDue: number | null;
+  subtotal: number | null;
+  /** Executions the metered lines bill: the usage Stripe holds. */
+  usageQuantity: number | null;
+  /** What Stripe bills for them, in minor units. */
+  usageAmount: number | null;
+  /** When Stripe answered. */
+  fetchedAt: string;
+}
+
+export const toInvoicePreview = (r: RowOf<'tenant_invoice_preview'>): InvoicePreview => ({
+  tenantId: r.tenant_id,
+  periodStart: r.period_start,
+  periodEnd: r.period_end,
+  status: r.status as InvoicePreview['status'],
+  currency: r.currency,
+  total: r.total,
+  amountDue: r.amount_due,
+  subtotal: r.subtotal,
+  usageQuantity: r.usage_quantity,
+  usageAmount: r.usage_amount,
+  fetchedAt: r.fetched_at,
+});
+
+/**
+ * Stripe's upcoming-invoice preview of the current period as the server last fetched it, of
+ * every tenant of the user or of one; none before the first fetch or without a subscription.
+ */
+export async function getInvoicePreview(
+  supabase: UsageDb,
+  tenantId?: string,
+): Promise<UsageResult<InvoicePreview[]>> {
+  const response = await supabase.rpc('tenant_invoice_preview', rpcArgs({ tenant_id: tenantId }));
+  return mapResult(response, (rows) => rows.map(toInvoicePreview));
+}
+
 export interface AlertsQuery {
   tenantId: string;
   unreadOnly?: boolean;

@@ -115,8 +115,11 @@ create policy meter_reports_select_member on public.meter_reports
 create table public.reconciliation_findings (
   id bigint generated always as identity primary key,
   -- counter_drift: usage_counters disagree with the raw executions;
-  -- stripe_drift: Stripe's meter event summary disagrees with the reports it accepted.
-  kind text not null constraint reconciliation_findings_kind_known check (kind in ('counter_drift', 'stripe_drift')),
+  -- stripe_drift: Stripe's meter event summary disagrees with the reports it accepted;
+  -- invoice_preview_drift: Stripe's upcoming invoice bills the usage differently from
+  -- flowmeter's estimate for what was reported (invoice_preview_functions).
+  kind text not null constraint reconciliation_findings_kind_known
+    check (kind in ('counter_drift', 'stripe_drift', 'invoice_preview_drift')),
   tenant_id uuid not null references public.tenants (id) on delete cascade,
   period_start timestamptz not null,
   expected bigint not null,

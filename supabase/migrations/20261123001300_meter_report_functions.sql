@@ -236,7 +236,10 @@ as $$
   group by r.tenant_id, r.period_start, r.period_end, r.stripe_customer_id, p.stripe_meter_id;
 $$;
 
-create or replace function public.record_stripe_drift(
+-- A difference found by comparing with Stripe (its summaries, its invoice preview), as a
+-- finding; counter drift is recorded by reconcile_counters itself.
+create or replace function public.record_reconciliation_finding(
+  kind text,
   tenant_id uuid,
   period_start timestamptz,
   expected bigint,
@@ -248,14 +251,41 @@ language sql
 set search_path = ''
 as $$
   insert into public.reconciliation_findings (kind, tenant_id, period_start, expected, actual, detail)
-  values ('stripe_drift', record_stripe_drift.tenant_id, record_stripe_drift.period_start,
-          record_stripe_drift.expected, record_stripe_drift.actual, record_stripe_drift.detail)
+  values (record_reconciliation_finding.kind, record_reconciliation_finding.tenant_id,
+          record_reconciliation_finding.period_start, record_reconciliation_finding.expected,
+          record_reconciliation_finding.actual, record_reconciliation_finding.detail)
   returning *;
 $$;
 
+-- For the operator's status: findings of the last 30 days that were not repaired. Nothing
+-- marks a finding handled, so each stays visible for a month after it was found.
+create or replace function private.reconciliation_status(tenant_ids uuid[] default null)
+returns jsonb
+language sql stable
+set search_path = ''
+as $$
+  with open_findings as (
+    select f.* from public.reconciliation_findings f
+    where not f.repaired and f.found_at > now() - interval '30 days'
+      and (reconciliation_status.tenant_ids is null or f.tenant_id = any (reconciliation_status.tenant_ids))
+  ),
+  latest as (
+    select o.kind, o.detail from open_findings o order by o.found_at desc, o.id desc limit 1
+  )
+  select jsonb_build_object(
+    'unrepaired', (select count(*) from open_findings),
+    'last_found_at', (select max(found_at) from open_findings),
+    'last_kind', (select kind from latest),
+    'last_detail', (select detail from latest)
+  );
+$$;
+
+revoke all on function private.reconciliation_status(uuid[]) from public, anon, authenticated;
+grant execute on function private.reconciliation_status(uuid[]) to service_role;
+
 revoke execute on function public.reconcile_counters(timestamptz, boolean, uuid[]), public.sent_meter_totals(timestamptz),
-  public.record_stripe_drift(uuid, timestamptz, bigint, bigint, text)
+  public.record_reconciliation_finding(text, uuid, timestamptz, bigint, bigint, text)
   from public, anon, authenticated;
 grant execute on function public.reconcile_counters(timestamptz, boolean, uuid[]), public.sent_meter_totals(timestamptz),
-  public.record_stripe_drift(uuid, timestamptz, bigint, bigint, text)
+  public.record_reconciliation_finding(text, uuid, timestamptz, bigint, bigint, text)
   to service_role;

@@ -171,6 +171,7 @@ as $$
     'meter_reports', private.meter_report_status(operator_status.tenant_ids),
     'stripe_events', private.stripe_event_status(operator_status.tenant_ids),
     'webhook_deliveries', private.webhook_delivery_status(operator_status.tenant_ids),
+    'reconciliation', private.reconciliation_status(operator_status.tenant_ids),
     'alert_deliveries', jsonb_build_object(
       'pending', (select count(*) from deliveries where status = 'pending'),
       'sending', (select count(*) from deliveries where status = 'sending'),

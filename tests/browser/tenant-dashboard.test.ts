@@ -1,5 +1,7 @@
+import { readFile } from 'node:fs/promises';
 import type { Browser, Page } from '@playwright/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FlowmeterDashboard } from '../../web/src/dashboard.ts';
 import type { FlowmeterUsage } from '../../web/src/widget/flowmeter-usage.ts';
 import {
   createSignInUser,
@@ -11,6 +13,7 @@ import {
   startDashboard,
   visibleText,
 } from '../support/browser.ts';
+import { parseCsv } from '../support/csv.ts';
 import { superuser } from '../support/stack.ts';
 import { ingest, type SeededTenant, seedUsageTenant } from '../support/usage-data.ts';
 
@@ -26,6 +29,8 @@ let other: SeededTenant;
 let member: { email: string; password: string };
 let labs: SeededTenant;
 let labsMember: { email: string; password: string };
+let billed: SeededTenant;
+let billedMember: { email: string; password: string };
 
 beforeAll(async () => {
   [dashboard, browser] = await Promise.all([startDashboard(), launchBrowser()]);
@@ -54,6 +59,25 @@ beforeAll(async () => {
     reservations: 120,
   });
   labsMember = await createSignInUser([labs.tenantId]);
+  // A Stripe subscriber whose invoice preview the server has cached.
+  billed = await seedUsageTenant({
+    name: 'Globex Billing',
+    included: 1000,
+    previousPerDay: 20,
+    currentPerDay: 30,
+  });
+  await superuser().query(
+    `update public.tenants set stripe_customer_id = 'cus_globex', stripe_subscription_id = 'sub_globex',
+       subscription_status = 'active' where id = $1`,
+    [billed.tenantId],
+  );
+  await superuser().query(
+    `insert into public.invoice_previews (tenant_id, period_start, period_end, stripe_customer_id,
+       stripe_subscription_id, status, currency, total, amount_due, subtotal, usage_quantity, usage_amount, fetched_at)
+     values ($1, $2, $3, 'cus_globex', 'sub_globex', 'ok', 'eur', 2925, 2925, 2925, 1050, 25, now())`,
+    [billed.tenantId, billed.periodStart, billed.periodEnd],
+  );
+  billedMember = await createSignInUser([billed.tenantId]);
 }, 180_000);
 
 afterAll(async () => {
@@ -329,6 +353,124 @@ describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
     await page.unroute('**/rest/v1/rpc/**');
     await page.getByRole('button', { name: 'Refresh' }).click();
     await expect.poll(() => page.getByRole('alert').count()).toBe(0);
+    await page.context().close();
+  });
+
+  it('reads the summary once per refresh', async () => {
+    const page = await (await newContext(browser)).newPage();
+    const calls: string[] = [];
+    page.on('request', (r) => {
+      const fn = /\/rest\/v1\/rpc\/([a-z_]+)/.exec(r.url())?.[1];
+      if (fn) calls.push(fn);
+    });
+    await page.goto(dashboard.url);
+    await signIn(page, member.email, member.password);
+    await page.getByText('Updated').waitFor();
+    const callsOf = (fn: string) => calls.filter((c) => c === fn).length;
+    expect(callsOf('tenant_usage_summary')).toBe(1);
+    expect(callsOf('tenant_usage_daily')).toBe(1);
+
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    await expect.poll(() => callsOf('tenant_usage_history')).toBe(2);
+    await page.getByText('Updated').waitFor();
+    expect(callsOf('tenant_usage_summary')).toBe(2);
+    expect(callsOf('tenant_usage_daily')).toBe(2);
+    await page.context().close();
+  });
+
+  it('shows the new user’s tenants when another user signs in in another tab', async () => {
+    const context = await newContext(browser);
+    const first = await context.newPage();
+    await first.goto(dashboard.url);
+    await signIn(first, member.email, member.password);
+    await metric(first, 'used').waitFor();
+    expect(await visibleText(first)).toContain(acme.name);
+
+    // The other tab shares the session: signing in there replaces it without a sign-out.
+    const second = await context.newPage();
+    await second.goto(dashboard.url);
+    await second.getByText('Updated').waitFor();
+    await second.evaluate(
+      async ({ email, password }) => {
+        const { error } =
+          (await document
+            .querySelector<FlowmeterDashboard>('flowmeter-dashboard')
+            ?.client?.auth.signInWithPassword({ email, password })) ?? {};
+        if (error) throw error;
+      },
+      { email: labsMember.email, password: labsMember.password },
+    );
+    await first.getByRole('heading', { name: labs.name }).waitFor();
+    await first.getByText(labsMember.email).waitFor();
+    await first.getByText('Updated').waitFor();
+    expect(await visibleText(first)).not.toContain(acme.name);
+    await context.close();
+  });
+
+  it("downloads the period's executions as CSV: the rows are the tenant's counters", async () => {
+    const page = await openSignedIn();
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: 'Download CSV' }).click(),
+    ]);
+    const path = await download.path();
+    const rows = parseCsv(await readFile(path, 'utf8'));
+    const { rows: db } = await superuser().query<{ executions: number; billable: number }>(
+      `select executions::int, billable::int from public.usage_counters
+       where tenant_id = $1 and period_start = $2`,
+      [acme.tenantId, acme.periodStart],
+    );
+    expect(rows).toHaveLength(db[0]?.executions ?? -1);
+    expect(rows.filter((r) => r.billable === 'true')).toHaveLength(db[0]?.billable ?? -1);
+    const { rows: sources } = await superuser().query<{ id: string }>(
+      'select id from public.n8n_sources where tenant_id = $1',
+      [acme.tenantId],
+    );
+    const own = new Set(sources.map((s) => s.id));
+    expect(rows.every((r) => own.has(r.source_id ?? ''))).toBe(true);
+    expect(new Set(rows.map((r) => r.billing_period_start))).toEqual(
+      new Set([
+        expect.stringMatching(new RegExp(`^${acme.periodStart.toISOString().slice(0, 19)}`)),
+      ]),
+    );
+    await page.context().close();
+  });
+
+  it("shows Stripe's upcoming invoice beside flowmeter's estimate", async () => {
+    const page = await openSignedIn(billedMember);
+    expect(await metric(page, 'invoice-total').textContent()).toBe('€29.25');
+    expect(await metric(page, 'invoice-usage').textContent()).toBe('1,050 executions for €0.25');
+    expect(await metric(page, 'overage-cost').textContent()).toMatch(/^€/);
+    await screenshot(page, 'invoice-preview.png');
+    await page.context().close();
+  });
+
+  it('says on the standalone widget that its numbers are old when a refresh fails', async () => {
+    const page = await openSignedIn();
+    const shown = await metric(page, 'used').textContent();
+    // The widget alone, as an embedder uses it: it reads the summary itself.
+    await page.evaluate(() => {
+      const widget = document.createElement('flowmeter-usage');
+      widget.id = 'standalone';
+      widget.setAttribute('refresh-interval', '0');
+      widget.setAttribute('tenant-id', document.querySelector('flowmeter-usage')?.tenantId ?? '');
+      widget.client = document.querySelector<FlowmeterDashboard>('flowmeter-dashboard')?.client;
+      document.body.append(widget);
+    });
+    const standalone = page.locator('#standalone');
+    await standalone.locator('[data-metric="used"]').waitFor();
+    expect(await standalone.locator('[data-metric="stale"]').count()).toBe(0);
+    await page.route('**/rest/v1/rpc/**', (route) => route.abort('connectionrefused'));
+    await standalone.evaluate((el: FlowmeterUsage) => el.refresh());
+    const note = standalone.locator('[data-metric="stale"]');
+    await note.waitFor();
+    expect(await note.textContent()).toMatch(
+      /^Not refreshed: The usage service cannot be reached\..* The numbers are from /s,
+    );
+    expect(await standalone.locator('[data-metric="used"]').textContent()).toBe(shown);
+    await page.unroute('**/rest/v1/rpc/**');
+    await standalone.evaluate((el: FlowmeterUsage) => el.refresh());
+    await expect.poll(() => note.count()).toBe(0);
     await page.context().close();
   });
 

@@ -210,7 +210,8 @@ describe('webhook events, each from its cause', () => {
 
   it('reconciliation.drift_found for every finding recorded', async () => {
     const tenant = await createTenant();
-    const { error } = await serviceClient().rpc('record_stripe_drift', {
+    const { error } = await serviceClient().rpc('record_reconciliation_finding', {
+      kind: 'stripe_drift',
       tenant_id: tenant.id,
       period_start: '2026-11-01T00:00:00Z',
       expected: 120,
@@ -261,7 +262,8 @@ describe('webhook events, each from its cause', () => {
 
   it('an event is written once: not even the service role may change its body', async () => {
     const tenant = await createTenant();
-    await serviceClient().rpc('record_stripe_drift', {
+    await serviceClient().rpc('record_reconciliation_finding', {
+      kind: 'stripe_drift',
       tenant_id: tenant.id,
       period_start: '2026-11-01T00:00:00Z',
       expected: 1,

@@ -15,6 +15,13 @@ import { STRIPE_API_VERSION } from '../../src/stripe/client.ts';
  * - an `Idempotency-Key` over 255 characters, or one reused with other parameters (400);
  * - a second event with an identifier it already holds (400 `duplicate_meter_event`).
  *
+ * And POST /v1/invoices/create_preview for the subscriptions it is given (`addSubscription`):
+ * a customer or subscription it does not hold (400 `resource_missing`), a subscription of
+ * another customer, neither a subscription nor other subscription details (required since
+ * 2025-03-31.basil), an unknown parameter (400), and a subscription with nothing left to
+ * invoice (400 `invoice_upcoming_none`). The metered lines bill the meter events it accepted
+ * for the customer within the subscription's period, through the price's graduated tiers.
+ *
  * It replays an idempotent request, keeps what it accepted by identifier, and can be told
  * to fail the next requests in the ways the network and Stripe do.
  */
@@ -45,6 +52,64 @@ export interface ReceivedRequest {
 
 export interface StripeErrorBody {
   error: { type: string; code?: string; message: string; param?: string };
+}
+
+/** A price as the fake bills it: licensed (a flat amount per period) or metered by tiers. */
+export type FakePrice =
+  | { id: string; type: 'licensed'; unitAmount: number }
+  | {
+      id: string;
+      type: 'metered';
+      meter: string;
+      /** Graduated tiers, `upTo` null for the last one; amounts in minor units, fractional. */
+      tiers: Array<{ upTo: number | null; unitAmountDecimal: string }>;
+    };
+
+export interface FakeSubscription {
+  id: string;
+  customer: string;
+  /** Stripe's statuses; `canceled` and `incomplete_expired` have no upcoming invoice. */
+  status: string;
+  currency: string;
+  /** The current period, Unix seconds. */
+  periodStart: number;
+  periodEnd: number;
+  prices: FakePrice[];
+}
+
+// The top-level parameters Stripe documents for create_preview; the fake models the first three.
+const PREVIEW_PARAMS = ['customer', 'subscription', 'expand'];
+const PREVIEW_PARAMS_NOT_MODELLED = [
+  'automatic_tax',
+  'currency',
+  'customer_account',
+  'customer_details',
+  'discounts',
+  'invoice_items',
+  'issuer',
+  'on_behalf_of',
+  'preview_mode',
+  'schedule',
+  'schedule_details',
+  'subscription_details',
+];
+const EXPANDED_PRICE = 'lines.data.pricing.price_details.price';
+
+/** Graduated tiers: each unit at the price of the tier it falls in; Stripe rounds the line. */
+export function graduatedAmount(
+  quantity: number,
+  tiers: Array<{ upTo: number | null; unitAmountDecimal: string }>,
+): number {
+  let amount = 0;
+  let below = 0;
+  for (const tier of tiers) {
+    const top = tier.upTo ?? Number.POSITIVE_INFINITY;
+    const units = Math.max(0, Math.min(quantity, top) - below);
+    amount += units * Number(tier.unitAmountDecimal);
+    below = top;
+    if (quantity <= top) break;
+  }
+  return Math.round(amount);
 }
 
 interface Answer {
@@ -101,6 +166,10 @@ export class FakeStripe {
   private nextFault: (() => StripeFault) | undefined;
   private readonly revokedKeys = new Set<string>();
   private readonly missingCustomers = new Set<string>();
+  readonly subscriptions = new Map<string, FakeSubscription>();
+  /** Every create_preview request's form, as sent. */
+  readonly previewRequests: URLSearchParams[] = [];
+  private previewFaults: Array<'server_error' | 'drop_before'> = [];
   private rateLimit: { retryAfter?: string } | undefined;
   private rateLimitedRequests = 0;
   /** The Retry-After (seconds) of a `rate_limited` fault; undefined sends none. */
@@ -119,6 +188,16 @@ export class FakeStripe {
   /** Answers 400 resource_missing for this customer, as Stripe does for a deleted one. */
   rejectCustomer(customer: string) {
     this.missingCustomers.add(customer);
+  }
+
+  /** A subscription (and its customer) the fake can preview invoices for. */
+  addSubscription(subscription: FakeSubscription) {
+    this.subscriptions.set(subscription.id, subscription);
+  }
+
+  /** The next create_preview requests fail this way, in order. */
+  failPreviewNext(...faults: Array<'server_error' | 'drop_before'>) {
+    this.previewFaults.push(...faults);
   }
 
   /** The key is revoked (rolled in the Dashboard): 401 for every request made with it. */
@@ -349,6 +428,168 @@ export class FakeStripe {
     };
   }
 
+  private invoiceLine(subscription: FakeSubscription, price: FakePrice, expand: boolean) {
+    let quantity = 1;
+    let amount = 0;
+    if (price.type === 'licensed') {
+      amount = price.unitAmount;
+    } else {
+      quantity = 0;
+      for (const e of this.accepted.values()) {
+        if (
+          e.customer === subscription.customer &&
+          e.timestamp >= subscription.periodStart &&
+          e.timestamp < subscription.periodEnd
+        ) {
+          quantity += e.value;
+        }
+      }
+      quantity += this.summaryOffset.get(subscription.customer) ?? 0;
+      amount = graduatedAmount(quantity, price.tiers);
+    }
+    const priceObject = {
+      id: price.id,
+      object: 'price',
+      currency: subscription.currency,
+      billing_scheme: price.type === 'metered' ? 'tiered' : 'per_unit',
+      recurring: {
+        interval: 'month',
+        interval_count: 1,
+        usage_type: price.type,
+        meter: price.type === 'metered' ? price.meter : null,
+      },
+      unit_amount: price.type === 'licensed' ? price.unitAmount : null,
+    };
+    return {
+      id: `il_tmp_${price.id}`,
+      object: 'line_item',
+      amount,
+      currency: subscription.currency,
+      description: null,
+      discount_amounts: [],
+      discountable: true,
+      discounts: [],
+      invoice: null,
+      livemode: false,
+      metadata: {},
+      parent: {
+        type: 'subscription_item_details',
+        invoice_item_details: null,
+        subscription_item_details: {
+          invoice_item: null,
+          proration: false,
+          proration_details: { credited_items: null },
+          subscription: subscription.id,
+          subscription_item: `si_${price.id}`,
+        },
+      },
+      period: { start: subscription.periodStart, end: subscription.periodEnd },
+      pretax_credit_amounts: [],
+      pricing: {
+        type: 'price_details',
+        price_details: { price: expand ? priceObject : price.id, product: `prod_${price.id}` },
+        unit_amount_decimal: null,
+      },
+      quantity,
+      quantity_decimal: String(quantity),
+      subtotal: amount,
+      taxes: [],
+    };
+  }
+
+  /** POST /v1/invoices/create_preview, checked as Stripe documents it. */
+  private preview(request: Request, form: URLSearchParams): Answer {
+    const refused = this.checkRequest(request);
+    if (refused) return refused;
+    if (!/^application\/x-www-form-urlencoded\b/.test(request.headers.get('content-type') ?? '')) {
+      return invalid(
+        'Stripe accepts form-encoded request bodies only (application/x-www-form-urlencoded).',
+      );
+    }
+    const expand: string[] = [];
+    for (const [name, value] of form) {
+      const top = name.replace(/\[.*$/, '');
+      if (PREVIEW_PARAMS_NOT_MODELLED.includes(top)) {
+        throw new Error(`the test Stripe does not model create_preview's ${top}`);
+      }
+      if (!PREVIEW_PARAMS.includes(top)) {
+        return invalid(`Received unknown parameter: ${name}`, name, 'parameter_unknown');
+      }
+      if (top === 'expand') expand.push(value);
+    }
+    const subscriptionId = form.get('subscription');
+    if (!subscriptionId) {
+      return invalid(
+        'You must pass one of subscription, subscription_details.items, schedule, schedule_details.phases or invoice_items to preview an invoice.',
+        'subscription',
+        'parameter_missing',
+      );
+    }
+    const customer = form.get('customer');
+    const known = [...this.subscriptions.values()].some((s) => s.customer === customer);
+    if (customer !== null && (!known || this.missingCustomers.has(customer))) {
+      return invalid(`No such customer: '${customer}'`, 'customer', 'resource_missing');
+    }
+    const subscription = this.subscriptions.get(subscriptionId);
+    if (!subscription) {
+      return invalid(
+        `No such subscription: '${subscriptionId}'`,
+        'subscription',
+        'resource_missing',
+      );
+    }
+    if (customer !== null && subscription.customer !== customer) {
+      return invalid(
+        `The subscription ${subscriptionId} does not belong to customer ${customer}.`,
+        'subscription',
+      );
+    }
+    if (subscription.status === 'canceled' || subscription.status === 'incomplete_expired') {
+      return invalid(
+        `No upcoming invoices for customer: ${subscription.customer}`,
+        undefined,
+        'invoice_upcoming_none',
+      );
+    }
+    const lines = subscription.prices.map((price) =>
+      this.invoiceLine(subscription, price, expand.includes(EXPANDED_PRICE)),
+    );
+    const subtotal = lines.reduce((sum, line) => sum + line.amount, 0);
+    return {
+      status: 200,
+      body: {
+        id: `upcoming_in_${subscription.id.slice(4)}`,
+        object: 'invoice',
+        customer: subscription.customer,
+        currency: subscription.currency,
+        status: 'draft',
+        livemode: false,
+        parent: {
+          type: 'subscription_details',
+          quote_details: null,
+          subscription_details: { metadata: {}, subscription: subscription.id },
+        },
+        period_start: subscription.periodStart,
+        period_end: subscription.periodEnd,
+        subtotal,
+        subtotal_excluding_tax: subtotal,
+        total: subtotal,
+        total_excluding_tax: subtotal,
+        amount_due: subtotal,
+        amount_paid: 0,
+        amount_remaining: subtotal,
+        starting_balance: 0,
+        lines: {
+          object: 'list',
+          data: lines,
+          has_more: false,
+          total_count: lines.length,
+          url: `/v1/invoices/upcoming_in_${subscription.id.slice(4)}/lines`,
+        },
+      },
+    };
+  }
+
   /** Makes Stripe's summary for a customer disagree by `delta` (as a lost event would). */
   readonly summaryOffset = new Map<string, number>();
 
@@ -365,6 +606,18 @@ export class FakeStripe {
       http.get(`${this.base}/v1/billing/meters/:meter/event_summaries`, ({ request, params }) =>
         this.respond(this.summaries(request, String(params.meter))),
       ),
+      http.post(`${this.base}/v1/invoices/create_preview`, async ({ request }) => {
+        const form = new URLSearchParams(await request.text());
+        this.previewRequests.push(form);
+        const fault = this.previewFaults.shift();
+        if (fault === 'drop_before') return HttpResponse.error();
+        if (fault === 'server_error') {
+          return this.respond(
+            stripeError(500, { type: 'api_error', message: 'Stripe had a problem' }),
+          );
+        }
+        return this.respond(this.preview(request, form));
+      }),
       http.post(`${this.base}/v1/billing/meter_events`, async ({ request }) => {
         this.requests += 1;
         const text = await request.text();

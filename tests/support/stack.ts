@@ -20,16 +20,14 @@ export const anonClient = (): SupabaseClient<Database> =>
  * A signed-in user: a JWT minted with the local secret, as Supabase Auth would issue, with
  * any further claims (an operator's `app_metadata`, an `email`).
  */
+export const userAccessToken = (userId: string, claims: Record<string, unknown> = {}) =>
+  signJwt(stack.jwtSecret, { ...claims, sub: userId, role: 'authenticated', aud: 'authenticated' });
+
 export async function userClient(
   userId: string,
   claims: Record<string, unknown> = {},
 ): Promise<SupabaseClient<Database>> {
-  const token = await signJwt(stack.jwtSecret, {
-    ...claims,
-    sub: userId,
-    role: 'authenticated',
-    aud: 'authenticated',
-  });
+  const token = await userAccessToken(userId, claims);
   return createClient<Database>(stack.supabaseUrl, stack.anonKey, {
     ...clientOptions,
     global: { headers: { Authorization: `Bearer ${token}` } },

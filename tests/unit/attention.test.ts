@@ -11,11 +11,13 @@ const reportsHealthy = {
   auth_error: null,
 };
 const eventsHealthy = { rejected: 0, last_rejected_id: null, last_reason: null };
+const reconciledHealthy = { unrepaired: 0, last_kind: null, last_detail: null };
 
 const healthy: AttentionInputs = {
   sources: { failing: 0 },
   meter_reports: reportsHealthy,
   stripe_events: eventsHealthy,
+  reconciliation: reconciledHealthy,
   alert_deliveries: { given_up: 0 },
   webhook_deliveries: { failing_endpoints: [] },
   scheduled_functions: [
@@ -34,6 +36,7 @@ describe('needsAttention', () => {
         sources: { failing: 2 },
         meter_reports: { ...reportsHealthy, late: 1 },
         stripe_events: eventsHealthy,
+        reconciliation: reconciledHealthy,
         alert_deliveries: { given_up: 3 },
         webhook_deliveries: {
           failing_endpoints: [
@@ -53,6 +56,21 @@ describe('needsAttention', () => {
       '1 late meter report (invoice already final): not billed; bill the usage by hand (invoice item or next invoice), see docs/billing.md "Late usage"',
       '3 alert deliveries given up',
       'webhook endpoint e1 (https://hooks.example.com/in) is failing: 2 deliveries retrying, 1 given up (last error: HTTP 500): fix the receiver; `flowmeter webhooks deliveries --failed --endpoint e1` lists them, `flowmeter webhooks retry e1` resends the given-up ones',
+    ]);
+  });
+
+  it('names what reconciliation found and did not repair, with the latest finding', () => {
+    expect(
+      needsAttention({
+        ...healthy,
+        reconciliation: {
+          unrepaired: 2,
+          last_kind: 'invoice_preview_drift',
+          last_detail: "Stripe's upcoming invoice for sub_1 bills 120 executions for 500 eur",
+        },
+      }),
+    ).toEqual([
+      `2 reconciliation findings in the last 30 days not repaired (latest invoice_preview_drift: Stripe's upcoming invoice for sub_1 bills 120 executions for 500 eur): see reconciliation_findings and docs/billing.md "Reconciliation"`,
     ]);
   });
 

@@ -186,10 +186,27 @@ describe('the dashboard config', () => {
     });
   });
 
+  it('names the invoice-preview function only where a served config.json does', async () => {
+    const result = await loadConfig(
+      json({
+        supabaseUrl: 'http://127.0.0.1:5999',
+        supabaseAnonKey: 'local',
+        invoicePreviewUrl: '/api/v1/invoice-preview',
+      }),
+      built,
+    );
+    expect(result).toMatchObject({ value: { invoicePreviewUrl: '/api/v1/invoice-preview' } });
+  });
+
   it('falls back to the build-time values when there is no usable config.json', async () => {
     const expected = {
       ok: true,
-      value: { supabaseUrl: built.VITE_SUPABASE_URL, supabaseAnonKey: 'built-anon' },
+      value: {
+        supabaseUrl: built.VITE_SUPABASE_URL,
+        supabaseAnonKey: 'built-anon',
+        // a Netlify deploy: the functions are on the site's own origin
+        invoicePreviewUrl: '/api/v1/invoice-preview',
+      },
     };
     expect(await loadConfig(json({}, 404), built)).toEqual(expected);
     expect(

@@ -34,6 +34,7 @@ const status = {
     auth_error: null,
   },
   stripe_events: { rejected: 0, last_rejected_at: null, last_rejected_id: null, last_reason: null },
+  reconciliation: { unrepaired: 0, last_found_at: null, last_kind: null, last_detail: null },
   alert_deliveries: {
     pending: 0,
     sending: 0,

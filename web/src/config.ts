@@ -7,7 +7,16 @@
 export interface DashboardConfig {
   supabaseUrl: string;
   supabaseAnonKey: string;
+  /**
+   * The invoice-preview function, which refreshes Stripe's preview of a tenant's invoice.
+   * On Netlify it is on the site's own origin; a served config.json names it only where
+   * the functions run beside the page (npm start), so a page without them asks nothing.
+   */
+  invoicePreviewUrl?: string;
 }
+
+/** Where the function is on a Netlify deploy: the site's own origin. */
+export const NETLIFY_INVOICE_PREVIEW_URL = '/api/v1/invoice-preview';
 
 export type ConfigResult =
   | { ok: true; value: DashboardConfig }
@@ -15,10 +24,16 @@ export type ConfigResult =
 
 function parse(value: unknown): DashboardConfig | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
-  const { supabaseUrl, supabaseAnonKey } = value as Record<string, unknown>;
+  const { supabaseUrl, supabaseAnonKey, invoicePreviewUrl } = value as Record<string, unknown>;
   if (typeof supabaseUrl !== 'string' || typeof supabaseAnonKey !== 'string') return undefined;
   if (!URL.canParse(supabaseUrl) || supabaseAnonKey === '') return undefined;
-  return { supabaseUrl, supabaseAnonKey };
+  return {
+    supabaseUrl,
+    supabaseAnonKey,
+    ...(typeof invoicePreviewUrl === 'string' && invoicePreviewUrl !== ''
+      ? { invoicePreviewUrl }
+      : {}),
+  };
 }
 
 export async function loadConfig(
@@ -38,7 +53,9 @@ export async function loadConfig(
     supabaseUrl: built.VITE_SUPABASE_URL,
     supabaseAnonKey: built.VITE_SUPABASE_ANON_KEY,
   });
-  if (fromBuild) return { ok: true, value: fromBuild };
+  if (fromBuild) {
+    return { ok: true, value: { ...fromBuild, invoicePreviewUrl: NETLIFY_INVOICE_PREVIEW_URL } };
+  }
   return {
     ok: false,
     error: {

@@ -16,7 +16,7 @@ const isOperator = (session: Session) => session.user.app_metadata?.flowmeter_ro
 type Tenants =
   | { kind: 'loading' }
   | { kind: 'error'; message: string }
-  | { kind: 'ready'; tenants: Array<Pick<UsageSummary, 'tenantId' | 'tenantName'>> };
+  | { kind: 'ready'; tenants: UsageSummary[] };
 
 /**
  * The page: the sign-in form until there is a session, then one panel per tenant the user
@@ -29,6 +29,7 @@ export class FlowmeterDashboard extends LitElement {
   static override properties = {
     client: { attribute: false },
     configError: { attribute: false },
+    invoicePreviewUrl: { attribute: false },
     session: { state: true },
     tenants: { state: true },
     signInError: { state: true },
@@ -41,6 +42,8 @@ export class FlowmeterDashboard extends LitElement {
 
   declare client: UsageDb | undefined;
   declare configError: string | undefined;
+  /** The invoice-preview function; without it the cached previews are shown as they are. */
+  declare invoicePreviewUrl: string | undefined;
   declare session: Session | null | undefined;
   declare tenants: Tenants;
   declare signInError: string | undefined;
@@ -93,14 +96,18 @@ export class FlowmeterDashboard extends LitElement {
     if (changed.has('client') && this.client) {
       this.#unsubscribe?.();
       const { data } = this.client.auth.onAuthStateChange((event, session) => {
-        // Token refreshes keep the page as it is; sign-in and sign-out switch it.
+        // Token refreshes keep the page as it is; sign-in and sign-out switch it, and so
+        // does another user signing in (in another tab: the session is shared).
         if (event === 'TOKEN_REFRESHED' && this.session) return;
-        const wasSignedIn = Boolean(this.session);
+        const previousUser = this.session?.user.id;
         this.session = session;
-        if (session && !wasSignedIn && isOperator(session)) {
+        const newUser = session && session.user.id !== previousUser;
+        if (newUser && isOperator(session)) {
           if (!isConsoleHash(location.hash)) location.hash = '#/console';
-        } else if (session && !wasSignedIn) {
+        } else if (newUser) {
           this.tenants = { kind: 'loading' };
+          this.refreshedAt = undefined;
+          this.refreshError = undefined;
           void this.refresh();
         }
       });
@@ -128,7 +135,10 @@ export class FlowmeterDashboard extends LitElement {
   }
 
   async #load(client: UsageDb): Promise<void> {
+    const user = this.session?.user.id;
     const { data, error } = await getUsageSummary(client);
+    // Another user signed in meanwhile: their own load shows their tenants.
+    if (this.session?.user.id !== user) return;
     if (error) {
       const failure = loadErrorMessage(error);
       if (failure.expired) {
@@ -140,10 +150,8 @@ export class FlowmeterDashboard extends LitElement {
       if (this.tenants.kind !== 'ready') this.tenants = { kind: 'error', message: failure.message };
       return;
     }
-    this.tenants = {
-      kind: 'ready',
-      tenants: data.map(({ tenantId, tenantName }) => ({ tenantId, tenantName })),
-    };
+    // Each panel's widget shows its row of this one call: the summary is read once per refresh.
+    this.tenants = { kind: 'ready', tenants: data };
     await this.updateComplete;
     const panels = [...this.querySelectorAll<TenantPanel>('flowmeter-tenant-panel')];
     await Promise.all(panels.map((p) => p.updateComplete));
@@ -265,6 +273,7 @@ export class FlowmeterDashboard extends LitElement {
                     (
                       tenant,
                     ) => html`<flowmeter-tenant-panel .client=${this.client} tenant-id=${tenant.tenantId}
+                      .summary=${tenant} .invoicePreviewUrl=${this.invoicePreviewUrl}
                       aria-label=${tenant.tenantName} role="region"></flowmeter-tenant-panel>`,
                   )
         }

@@ -1,3 +1,5 @@
+import { formatMoney } from '../../src/domain/money.ts';
+
 /**
  * Formatting of the dashboard's numbers, dates and money in the reader's locale; pure, so
  * the widget and the pages show one thing one way.
@@ -29,15 +31,7 @@ export function formatter(locale?: string): Formatter {
   return {
     count: (n) => counts.format(n),
     percent: (n) => `${percents.format(n)} %`,
-    money(minorUnits, currency) {
-      const money = new Intl.NumberFormat(locale, {
-        style: 'currency',
-        currency: currency.toUpperCase(),
-      });
-      const digits = money.resolvedOptions().maximumFractionDigits ?? 2;
-      // Rounded in minor units first: a float in major units misrounds half cents.
-      return money.format(Math.round(minorUnits) / 10 ** digits);
-    },
+    money: (minorUnits, currency) => formatMoney(minorUnits, currency, locale),
     duration(ms) {
       if (ms === null) return '—';
       if (ms < 1000) return `${Math.round(ms)} ms`;

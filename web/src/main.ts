@@ -11,6 +11,7 @@ const config = await loadConfig(
 );
 if (dashboard) {
   if (config.ok) {
+    dashboard.invoicePreviewUrl = config.value.invoicePreviewUrl;
     dashboard.client = createClient<Database>(
       config.value.supabaseUrl,
       config.value.supabaseAnonKey,

@@ -1,5 +1,6 @@
-import { html, LitElement } from 'lit';
+import { html, LitElement, nothing } from 'lit';
 import {
+  exportUsageCsvBlob,
   getUsageHistory,
   getWorkflowBreakdown,
   listAlerts,
@@ -7,6 +8,7 @@ import {
   type UsageAlert,
   type UsageDb,
   type UsagePeriod,
+  type UsageSummary,
   type WorkflowUsage,
 } from '../../src/usage-client/index.ts';
 import { alertsUnreadFirst } from './alerts.ts';
@@ -21,14 +23,27 @@ type Loaded<T> =
   | { kind: 'error'; message: string }
   | { kind: 'ready'; rows: T[] };
 
+type CsvExport =
+  | { kind: 'idle' }
+  | { kind: 'running'; rows: number }
+  | { kind: 'failed'; message: string };
+
+/** How long a downloaded file's object URL is kept: the browser has started saving it by then. */
+const DOWNLOAD_URL_LIFETIME_MS = 60_000;
+
 /**
- * One tenant on the dashboard: the usage widget, then the workflows of this period, the
- * alerts and the past periods. The page drives `refresh()`; nothing here polls by itself.
+ * One tenant on the dashboard: the usage widget (given the page's summary row, so the
+ * summary is read once per refresh), a "Download CSV" of the period's executions, then the
+ * workflows of this period, the alerts and the past periods. The page drives `refresh()`;
+ * nothing here polls by itself.
  */
 export class TenantPanel extends LitElement {
   static override properties = {
     client: { attribute: false },
     tenantId: { attribute: 'tenant-id' },
+    summary: { attribute: false },
+    invoicePreviewUrl: { attribute: false },
+    csv: { state: true },
     workflows: { state: true },
     alerts: { state: true },
     history: { state: true },
@@ -37,6 +52,9 @@ export class TenantPanel extends LitElement {
 
   declare client: UsageDb;
   declare tenantId: string;
+  declare summary: UsageSummary | undefined;
+  declare invoicePreviewUrl: string | undefined;
+  declare csv: CsvExport;
   declare workflows: Loaded<WorkflowUsage>;
   declare alerts: Loaded<UsageAlert>;
   declare history: Loaded<UsagePeriod>;
@@ -48,6 +66,7 @@ export class TenantPanel extends LitElement {
     this.workflows = { kind: 'loading' };
     this.alerts = { kind: 'loading' };
     this.history = { kind: 'loading' };
+    this.csv = { kind: 'idle' };
   }
 
   protected override createRenderRoot() {
@@ -91,6 +110,30 @@ export class TenantPanel extends LitElement {
     return failure;
   }
 
+  /** The period's executions as a CSV file, read page by page through tenant_usage_export. */
+  async #downloadCsv(): Promise<void> {
+    const { client, tenantId } = this;
+    this.csv = { kind: 'running', rows: 0 };
+    const { data, error } = await exportUsageCsvBlob(client, {
+      tenantId,
+      ...(this.summary ? { periodStart: this.summary.periodStart } : {}),
+      onProgress: (rows) => {
+        this.csv = { kind: 'running', rows };
+      },
+    });
+    if (error) {
+      this.csv = { kind: 'failed', message: loadErrorMessage(error).message };
+      return;
+    }
+    this.csv = { kind: 'idle' };
+    const link = Object.assign(document.createElement('a'), {
+      href: URL.createObjectURL(data),
+      download: `usage-${this.summary?.periodStart.slice(0, 10) ?? 'current'}-${tenantId}.csv`,
+    });
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), DOWNLOAD_URL_LIFETIME_MS);
+  }
+
   async #markRead(alert: UsageAlert): Promise<void> {
     this.marking = alert.id;
     const { data, error } = await markAlertRead(this.client, alert.id);
@@ -107,7 +150,20 @@ export class TenantPanel extends LitElement {
 
   protected override render() {
     return html`
-      <flowmeter-usage .client=${this.client} tenant-id=${this.tenantId} refresh-interval="0"></flowmeter-usage>
+      <flowmeter-usage .client=${this.client} tenant-id=${this.tenantId} refresh-interval="0"
+        .summary=${this.summary} .invoicePreviewUrl=${this.invoicePreviewUrl}></flowmeter-usage>
+      <div class="panel-actions">
+        <button type="button" class="secondary" ?disabled=${this.csv.kind === 'running'}
+          @click=${() => this.#downloadCsv()}>Download CSV</button>
+        <span class="muted">every execution of this period, one line each</span>
+        ${
+          this.csv.kind === 'running'
+            ? html`<span role="status">Preparing… ${this.#format.count(this.csv.rows)} executions</span>`
+            : this.csv.kind === 'failed'
+              ? html`<span class="error" role="alert">Download failed: ${this.csv.message}</span>`
+              : nothing
+        }
+      </div>
       <div class="panel-grid">
         <section class="card" aria-labelledby="workflows-${this.tenantId}">
           <h3 id="workflows-${this.tenantId}">Workflows this period</h3>

@@ -13,7 +13,9 @@ import { css, html, LitElement, nothing, type PropertyValues } from 'lit';
 import {
   type DailyUsage,
   getDailyUsage,
+  getInvoicePreview,
   getUsageSummary,
+  type InvoicePreview,
   type UsageDb,
   type UsageSummary,
 } from '../../../src/usage-client/index.ts';
@@ -50,11 +52,23 @@ const POLICY_LABEL = {
   unlimited: 'Unlimited',
 };
 
-type State =
-  | { kind: 'loading' }
-  | { kind: 'error'; message: string }
-  | { kind: 'empty' }
-  | { kind: 'ready'; view: UsageView; series: PeriodSeries };
+/** Subscriptions Stripe can preview an invoice for (the others have none to show). */
+const PREVIEWABLE = new Set(['trialing', 'active', 'past_due', 'unpaid', 'paused']);
+
+interface Ready {
+  kind: 'ready';
+  view: UsageView;
+  series: PeriodSeries;
+  /** Stripe's upcoming invoice as the server last fetched it; none without a subscription. */
+  preview: InvoicePreview | undefined;
+  /** Why Stripe's preview is older than it should be, if it is. */
+  previewNote: string | undefined;
+  loadedAt: Date;
+  /** The last refresh failed: the numbers shown are from `loadedAt`. */
+  stale: string | undefined;
+}
+
+type State = { kind: 'loading' } | { kind: 'error'; message: string } | { kind: 'empty' } | Ready;
 
 /**
  * `<flowmeter-usage>`: a tenant's current billing period — used of quota with reserved
@@ -63,8 +77,12 @@ type State =
  *
  * Give it a signed-in supabase-js client (`client` property) and a `tenant-id`; it reads
  * the tenant usage API as that user. It refreshes every `refresh-interval` seconds
- * (default 30; 0: only when `refresh()` is called) and when the tab becomes visible.
- * Theme it with the `--flowmeter-*` custom properties below.
+ * (default 30; 0: only when `refresh()` is called) and when the tab becomes visible. A
+ * page that has read the summary already passes the tenant's row as `summary`; the widget
+ * then reads only the rest, and loads when the page calls `refresh()`. With an
+ * `invoice-preview-url` (the invoice-preview function) it asks the server to refresh
+ * Stripe's invoice preview before reading it. Theme it with the `--flowmeter-*` custom
+ * properties below.
  *
  * Events: `flowmeter-usage-loaded` (detail: the UsageSummary) after every refresh that
  * succeeded; `flowmeter-usage-error` (detail: { message, expired }) after one that failed.
@@ -75,6 +93,8 @@ export class FlowmeterUsage extends LitElement {
     tenantId: { attribute: 'tenant-id' },
     refreshInterval: { attribute: 'refresh-interval', type: Number },
     usage: { attribute: false },
+    summary: { attribute: false },
+    invoicePreviewUrl: { attribute: 'invoice-preview-url' },
     locale: {},
     state: { state: true },
   };
@@ -139,6 +159,9 @@ export class FlowmeterUsage extends LitElement {
     button { font: inherit; border: 1px solid var(--_border); background: var(--_bg); color: var(--_fg);
       border-radius: 8px; padding: 6px 12px; cursor: pointer; margin-left: 8px; }
     .skeleton { height: 14px; border-radius: 6px; background: var(--_track); margin: 12px 0; }
+    .stale { margin: 0 0 12px; padding: 8px 12px; border-radius: calc(var(--_radius) * 0.66);
+      background: color-mix(in srgb, var(--_warning) 10%, var(--_bg)); color: var(--_fg); font-size: 0.875rem; }
+    dd small.note { color: var(--_fg); }
   `;
 
   declare client: UsageDb | undefined;
@@ -149,6 +172,9 @@ export class FlowmeterUsage extends LitElement {
    * given, and the widget reads nothing itself.
    */
   declare usage: { summary: UsageSummary; daily: DailyUsage[] } | undefined;
+  /** The tenant's summary row as the page read it; the widget reads it itself without. */
+  declare summary: UsageSummary | undefined;
+  declare invoicePreviewUrl: string | undefined;
   declare locale: string | undefined;
   declare state: State;
 
@@ -196,8 +222,15 @@ export class FlowmeterUsage extends LitElement {
             }, this.refreshInterval * 1000)
           : undefined;
     }
-    if (changed.has('usage') && this.usage) this.#show(this.usage.summary, this.usage.daily);
-    if ((changed.has('client') || changed.has('tenantId')) && this.client && this.tenantId) {
+    if (changed.has('usage') && this.usage)
+      this.#show(this.usage.summary, this.usage.daily, undefined, undefined);
+    const pageDriven = this.summary !== undefined;
+    if (
+      (changed.has('client') || changed.has('tenantId')) &&
+      this.client &&
+      this.tenantId &&
+      !pageDriven
+    ) {
       void this.refresh();
     }
   }
@@ -222,18 +255,57 @@ export class FlowmeterUsage extends LitElement {
     return this.#loading;
   }
 
+  /**
+   * Asks the invoice-preview function, as the signed-in user, to refresh Stripe's preview
+   * when it is old; says why it could not, if it could not.
+   */
+  async #refreshPreview(client: UsageDb, tenantId: string): Promise<string | undefined> {
+    const url = this.invoicePreviewUrl;
+    if (!url) return undefined;
+    const token = (await client.auth.getSession()).data.session?.access_token;
+    if (!token) return undefined;
+    try {
+      const response = await fetch(url, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ tenant_id: tenantId }),
+      });
+      if (!response.ok) return `Stripe's preview could not be refreshed (HTTP ${response.status}).`;
+      const body = (await response.json()) as { refresh_error?: string | null };
+      return body.refresh_error ? 'Stripe did not answer; this is its last preview.' : undefined;
+    } catch {
+      return "Stripe's preview could not be refreshed: the service cannot be reached.";
+    }
+  }
+
+  async #preview(
+    client: UsageDb,
+    summary: UsageSummary,
+  ): Promise<{ preview: InvoicePreview | undefined; note: string | undefined }> {
+    if (!PREVIEWABLE.has(summary.subscriptionStatus))
+      return { preview: undefined, note: undefined };
+    const note = await this.#refreshPreview(client, summary.tenantId);
+    const { data, error } = await getInvoicePreview(client, summary.tenantId);
+    if (error) return { preview: undefined, note: loadErrorMessage(error).message };
+    return { preview: data[0], note };
+  }
+
   async #load(): Promise<void> {
     const { client, tenantId } = this;
     if (!client || !tenantId) return;
+    const given = this.summary;
     const [summary, daily] = await Promise.all([
-      getUsageSummary(client, tenantId),
+      given ? { data: [given], error: null } : getUsageSummary(client, tenantId),
       getDailyUsage(client, { tenantId }),
     ]);
     const error = summary.error ?? daily.error;
     if (error) {
       const failure = loadErrorMessage(error);
-      // Numbers already on screen stay; the failure is reported beside them by the page.
-      if (this.state.kind !== 'ready') this.state = { kind: 'error', message: failure.message };
+      // Numbers already on screen stay, with a note that they are not current.
+      this.state =
+        this.state.kind === 'ready'
+          ? { ...this.state, stale: failure.message }
+          : { kind: 'error', message: failure.message };
       this.dispatchEvent(
         new CustomEvent('flowmeter-usage-error', {
           detail: failure,
@@ -248,17 +320,27 @@ export class FlowmeterUsage extends LitElement {
       this.state = { kind: 'empty' };
       return;
     }
-    this.#show(row, daily.data ?? []);
+    const { preview, note } = await this.#preview(client, row);
+    this.#show(row, daily.data ?? [], preview, note);
     this.dispatchEvent(
       new CustomEvent('flowmeter-usage-loaded', { detail: row, bubbles: true, composed: true }),
     );
   }
 
-  #show(row: UsageSummary, days: DailyUsage[]): void {
+  #show(
+    row: UsageSummary,
+    days: DailyUsage[],
+    preview: InvoicePreview | undefined,
+    previewNote: string | undefined,
+  ): void {
     this.state = {
       kind: 'ready',
       view: toUsageView(row, new Date()),
       series: periodSeries(days, row.periodStart, row.periodEnd),
+      preview,
+      previewNote,
+      loadedAt: new Date(),
+      stale: undefined,
     };
   }
 
@@ -370,10 +452,30 @@ export class FlowmeterUsage extends LitElement {
     if (s.kind === 'empty') {
       return html`<p class="state">No usage is visible for this tenant with your account.</p>`;
     }
-    return this.#renderReady(s.view, s.series);
+    return this.#renderReady(s);
   }
 
-  #renderReady(v: UsageView, series: PeriodSeries) {
+  /** Stripe's upcoming invoice beside flowmeter's estimate; nothing without a subscription. */
+  #renderInvoice(s: Ready) {
+    const f = this.#format;
+    const p = s.preview;
+    const note = s.previewNote ? html`<small class="note">${s.previewNote}</small>` : nothing;
+    if (!p)
+      return s.previewNote
+        ? html`<div><dt>Upcoming invoice (Stripe)</dt><dd class="text">Not available${note}</dd></div>`
+        : nothing;
+    if (p.status === 'none') {
+      return html`<div><dt>Upcoming invoice (Stripe)</dt><dd class="text" data-metric="invoice-total">None
+        <small>Stripe has nothing to invoice</small>${note}</dd></div>`;
+    }
+    const currency = p.currency ?? s.view.currency;
+    return html`<div><dt>Upcoming invoice (Stripe)</dt><dd><span data-metric="invoice-total">${f.money(p.total ?? 0, currency)}</span>
+      <small><span data-metric="invoice-usage">${f.count(p.usageQuantity ?? 0)} executions for ${f.money(p.usageAmount ?? 0, currency)}</span>
+        · as of <time datetime=${p.fetchedAt}>${f.time(new Date(p.fetchedAt))}</time></small>${note}</dd></div>`;
+  }
+
+  #renderReady(s: Ready) {
+    const { view: v, series } = s;
     const f = this.#format;
     const shares = meterShares(v);
     const limitText =
@@ -383,6 +485,12 @@ export class FlowmeterUsage extends LitElement {
           ? 'Runs go on, billed as overage'
           : 'No limit';
     return html`
+      ${
+        s.stale
+          ? html`<p class="stale" role="status" data-metric="stale">Not refreshed: ${s.stale}
+              The numbers are from <time datetime=${s.loadedAt.toISOString()}>${f.time(s.loadedAt)}</time>.</p>`
+          : nothing
+      }
       <header>
         <div>
           <h2>${v.tenantName}</h2>
@@ -415,6 +523,7 @@ export class FlowmeterUsage extends LitElement {
         <div><dt>Overage so far</dt><dd><span data-metric="overage">${f.count(v.overageUnits)}</span>
           <small>executions over the quota</small></dd></div>
         <div><dt>Estimated overage cost</dt><dd data-metric="overage-cost">${f.money(v.overageAmount, v.currency)}</dd></div>
+        ${this.#renderInvoice(s)}
         <div><dt>At the limit</dt><dd data-metric="at-limit" class="text ${v.blockedNow ? 'blocked' : ''}">${limitText}
           <small>${v.blockedNow ? 'The limit is reached: new runs are refused now' : v.limitPolicy === 'hard_limit' ? 'Not reached: runs are allowed' : ''}</small></dd></div>
       </dl>

@@ -1,0 +1,160 @@
+import type Stripe from 'stripe';
+import type { Db } from '../db/client.ts';
+import { fail, ok, type Result } from '../domain/result.ts';
+import type { Logger } from '../observability/logger.ts';
+import {
+  PREVIEW_EXPAND,
+  type PreviewDrift,
+  type PreviewTarget,
+  previewAmounts,
+  previewDrift,
+} from './invoice-preview.ts';
+import type { Finding } from './reconcile.ts';
+
+/** Stripe's answer for a subscription with nothing left to invoice. */
+const NO_UPCOMING_INVOICE = 'invoice_upcoming_none';
+
+export interface RefreshInvoicePreviewsInput {
+  db: Db;
+  stripe: Stripe;
+  log: Logger;
+  /** Only these tenants; all with a live subscription otherwise. */
+  tenantIds?: string[];
+  /** Previews fetched more recently than this are kept (the cache's lifetime). */
+  maxAgeSeconds: number;
+  /**
+   * Compare each preview with what was reported and record a finding when they disagree;
+   * skipped for a tenant whose reports are pending or were sent within `settleMs` (Stripe
+   * aggregates meter events asynchronously).
+   */
+  compare?: { settleMs: number };
+  /** No fetch starts after this long; the tenants left are `deferred` (oldest cache first). */
+  budgetMs?: number;
+  now?: () => number;
+}
+
+export interface RefreshInvoicePreviewsSummary {
+  refreshed: number;
+  /** Stripe has no upcoming invoice for the subscription. */
+  none: number;
+  failed: Array<{ tenantId: string; message: string }>;
+  /** Left for the next run: the budget ran out. */
+  deferred: number;
+  compared: number;
+  findings: Finding[];
+}
+
+const stripeCode = (error: unknown) =>
+  typeof error === 'object' && error !== null ? (error as { code?: string }).code : undefined;
+
+async function comparePreview(
+  input: RefreshInvoicePreviewsInput,
+  target: PreviewTarget,
+  drift: PreviewDrift,
+): Promise<Finding | undefined> {
+  const { data, error } = await input.db.rpc('record_reconciliation_finding', {
+    kind: 'invoice_preview_drift',
+    tenant_id: target.tenant_id,
+    period_start: target.period_start,
+    expected: drift.expected,
+    actual: drift.actual,
+    detail: drift.detail,
+  });
+  if (error) {
+    input.log.error({ target, error: error.message }, 'could not record the preview drift');
+    return undefined;
+  }
+  input.log.error({ finding: data }, "Stripe's invoice preview disagrees with flowmeter");
+  return data ?? undefined;
+}
+
+const settled = (target: PreviewTarget, settleMs: number, now: number) =>
+  target.pending === 0 &&
+  (target.last_sent_at === null || now - Date.parse(target.last_sent_at) >= settleMs);
+
+/**
+ * Fetches Stripe's upcoming-invoice preview (invoices.createPreview) for each tenant whose
+ * cached one is missing or older than `maxAgeSeconds`, and caches it per tenant and period.
+ * A subscription Stripe has nothing to invoice for is cached as `none`; any other failure
+ * leaves the cached preview as it was and is reported per tenant.
+ */
+export async function refreshInvoicePreviews(
+  input: RefreshInvoicePreviewsInput,
+): Promise<Result<RefreshInvoicePreviewsSummary, 'unavailable'>> {
+  const { db, stripe, log } = input;
+  const now = input.now ?? Date.now;
+  const deadline = input.budgetMs === undefined ? Number.POSITIVE_INFINITY : now() + input.budgetMs;
+  const { data: targets, error } = await db.rpc('invoice_preview_targets', {
+    max_age_seconds: input.maxAgeSeconds,
+    ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
+  });
+  if (error) return fail('unavailable', `invoice_preview_targets failed: ${error.message}`);
+  const summary: RefreshInvoicePreviewsSummary = {
+    refreshed: 0,
+    none: 0,
+    failed: [],
+    deferred: 0,
+    compared: 0,
+    findings: [],
+  };
+  for (const target of targets ?? []) {
+    if (now() >= deadline) {
+      summary.deferred += 1;
+      continue;
+    }
+    const where = {
+      tenant_id: target.tenant_id,
+      period_start: target.period_start,
+      period_end: target.period_end,
+      stripe_customer_id: target.stripe_customer_id,
+      stripe_subscription_id: target.stripe_subscription_id,
+    };
+    let invoice: unknown;
+    try {
+      invoice = await stripe.invoices.createPreview({
+        customer: target.stripe_customer_id,
+        subscription: target.stripe_subscription_id,
+        expand: PREVIEW_EXPAND,
+      });
+    } catch (stripeError) {
+      if (stripeCode(stripeError) === NO_UPCOMING_INVOICE) {
+        const recorded = await db.rpc('record_invoice_preview', { ...where, status: 'none' });
+        if (recorded.error) return fail('unavailable', recorded.error.message);
+        summary.none += 1;
+        continue;
+      }
+      const message = `Stripe did not preview the invoice: ${(stripeError as Error).message}`;
+      log.warn({ tenantId: target.tenant_id, error: message }, 'invoice preview failed');
+      summary.failed.push({ tenantId: target.tenant_id, message });
+      continue;
+    }
+    const amounts = previewAmounts(invoice);
+    if (!amounts.ok) {
+      log.error({ tenantId: target.tenant_id, error: amounts.message }, 'invoice preview refused');
+      summary.failed.push({ tenantId: target.tenant_id, message: amounts.message });
+      continue;
+    }
+    const p = amounts.value;
+    const recorded = await db.rpc('record_invoice_preview', {
+      ...where,
+      status: 'ok',
+      currency: p.currency,
+      total: p.total,
+      amount_due: p.amountDue,
+      subtotal: p.subtotal,
+      usage_quantity: p.usageQuantity,
+      usage_amount: p.usageAmount,
+    });
+    if (recorded.error) return fail('unavailable', recorded.error.message);
+    summary.refreshed += 1;
+
+    const { compare } = input;
+    if (!compare || !p.complete) continue;
+    if (!settled(target, compare.settleMs, now())) continue;
+    summary.compared += 1;
+    const drift = previewDrift(target, p);
+    const finding = drift && (await comparePreview(input, target, drift));
+    if (finding) summary.findings.push(finding);
+  }
+  return ok(summary);
+}
