@@ -23,6 +23,7 @@ export default async () => {
         log: runLog,
         since,
         repair: config.RECONCILE_REPAIR,
+        finalizationGraceMinutes: config.INVOICE_FINALIZATION_GRACE_MINUTES,
       });
       if (!result.ok) return result;
       return ok({

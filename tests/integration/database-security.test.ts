@@ -15,6 +15,7 @@ const AUTHENTICATED_CALLABLE = new Set<string>([
   'tenant_workflow_breakdown',
   'tenant_usage_history',
   'tenant_usage_export',
+  'tenant_usage_corrections',
   'tenant_alerts',
   // private helpers the tenant-facing functions call (pure, or RLS-filtered)
   'billing_period',

@@ -9,6 +9,7 @@ const reportsHealthy = {
   failing_threshold: 3,
   auth_failing: false,
   auth_error: null,
+  corrections: { failing: 0, review: 0, late: 0, last_error: null },
 };
 const eventsHealthy = { rejected: 0, last_rejected_id: null, last_reason: null };
 
@@ -41,6 +42,24 @@ describe('needsAttention', () => {
       '1 late meter report (invoice already final): not billed; bill the usage by hand (invoice item or next invoice), see docs/billing.md "Late usage"',
       '3 alert deliveries given up',
     ]);
+  });
+
+  it('names corrections that cannot reach Stripe by themselves, with what to do', () => {
+    const findings = needsAttention({
+      ...healthy,
+      meter_reports: {
+        ...reportsHealthy,
+        corrections: { failing: 2, review: 1, late: 1, last_error: 'No such customer' },
+      },
+    });
+    expect(findings).toHaveLength(3);
+    expect(findings[0]).toMatch(
+      /^2 corrections failed 3 or more times \(latest: No such customer\): fix/,
+    );
+    expect(findings[1]).toMatch(/^1 correction to check by hand: .*look in Stripe/);
+    expect(findings[2]).toMatch(
+      /^1 correction not metered \(invoice already final\): bill or credit it by hand/,
+    );
   });
 
   it('flags a scheduled function from its first failure since a success, with the error', () => {
