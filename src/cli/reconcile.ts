@@ -90,5 +90,10 @@ export function registerReconcile(program: Command, ctx: CommandContext): void {
       if (summary.counterFindings.some((f) => !f.repaired)) {
         io.err('Run again with --repair to set the drifted counters to the raw-row totals.');
       }
+      if (summary.stripeFindings.some((f) => !f.repaired)) {
+        io.err(
+          "Run again with --repair to correct Stripe's meter (a correction each, see `flowmeter corrections`).",
+        );
+      }
     });
 }

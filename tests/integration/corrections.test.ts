@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { runReconciliation } from '../../src/billing/reconcile.ts';
 import { type Correction, recordCorrection } from '../../src/billing/record-correction.ts';
@@ -5,11 +6,12 @@ import { runReporter } from '../../src/billing/report-usage.ts';
 import { sendCorrections } from '../../src/billing/send-corrections.ts';
 import type { Db } from '../../src/db/client.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
+import { getTenantDetail } from '../../src/operator-client/index.ts';
 import { getUsageCorrections, getUsageHistory } from '../../src/usage-client/index.ts';
 import { addUsage, meteredTenant, reporterTestSettings, stripeClient } from '../support/billing.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { FakeStripe, type StripeFault } from '../support/fake-stripe.ts';
-import { faultyDb, loseResponse, mulberry32, Rng, rpcFetch } from '../support/faults.ts';
+import { faultyDb, loseResponse, Rng, rpcFetch } from '../support/faults.ts';
 import { addMember, createUser } from '../support/fixtures.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser, userClient } from '../support/stack.ts';
@@ -276,17 +278,7 @@ describe('exactly once under faults', () => {
   it.each(Array.from({ length: 12 }, (_, i) => i + 1))('seed %i', async (seed) => {
     const rng = new Rng(seed);
     const { stripe } = fakeStripe();
-    const pick = mulberry32(seed * 7919);
-    stripe.faultEach(() => {
-      let roll = pick() * 9;
-      for (const [weight, fault] of FAULTS) {
-        roll -= weight;
-        if (roll < 0) return fault;
-      }
-      return 'ok';
-    });
     const billed = rng.int(150, 400);
-    stripe.faultEach(undefined);
     const { tenantId, customer } = await reportedTenant(billed);
     await ageLedger(tenantId, 25);
     // The credit first (nothing in the window yet), then an event to cancel, then the rest.
@@ -302,14 +294,8 @@ describe('exactly once under faults', () => {
     expect(partial.correction.method).toBe('cancel');
     const ids = [credit, whole, partial].map((r) => r.correction.id);
 
-    stripe.faultEach(() => {
-      let roll = pick() * 9;
-      for (const [weight, fault] of FAULTS) {
-        roll -= weight;
-        if (roll < 0) return fault;
-      }
-      return 'ok';
-    });
+    const faults = new Rng(seed * 7919);
+    stripe.faultEach(() => faults.weighted(FAULTS));
     for (let round = 0; round < 40; round += 1) {
       const pending = await superuser().query(
         `select count(*)::int as n from public.meter_corrections where tenant_id = $1 and status = 'pending'`,
@@ -376,27 +362,29 @@ describe('a credit whose answer was lost', () => {
   });
 });
 
+/** One tenant's reconciliation over the last 40 days, compared with Stripe at once. */
+const reconcile = (tenantId: string, repair: boolean) =>
+  succeeded(
+    runReconciliation({
+      db: serviceClient(),
+      stripe: stripeClient(),
+      log: silentLogger,
+      since: new Date(Date.now() - 40 * 86400_000),
+      tenantIds: [tenantId],
+      settleMs: 0,
+      repair,
+    }),
+  );
+
 describe('reconcile --repair uses the same path for Stripe drift', () => {
   it('Stripe lost usage: a repair meter event brings it back, and the next check is clean', async () => {
     const { stripe } = fakeStripe();
     const { tenantId, customer } = await reportedTenant(120);
     stripe.summaryOffset.set(customer, -20);
-    const reconcile = (repair: boolean) =>
-      succeeded(
-        runReconciliation({
-          db: serviceClient(),
-          stripe: stripeClient(),
-          log: silentLogger,
-          since: new Date(Date.now() - 40 * 86400_000),
-          tenantIds: [tenantId],
-          settleMs: 0,
-          repair,
-        }),
-      );
-    const found = await reconcile(false);
+    const found = await reconcile(tenantId, false);
     expect(found.stripeFindings).toMatchObject([{ expected: 120, actual: 100, repaired: false }]);
 
-    const repaired = await reconcile(true);
+    const repaired = await reconcile(tenantId, true);
     expect(repaired.stripeFindings).toMatchObject([{ expected: 120, actual: 100, repaired: true }]);
     expect(repaired.stripeFindings[0]?.detail).toMatch(/correction \d+ \(meter_event\)/);
     expect(stripe.totalFor(customer)).toBe(140);
@@ -406,7 +394,7 @@ describe('reconcile --repair uses the same path for Stripe drift', () => {
     );
     expect(rows).toEqual([{ kind: 'repair', delta: 20, status: 'sent' }]);
 
-    const clean = await reconcile(true);
+    const clean = await reconcile(tenantId, true);
     expect(clean.stripeFindings).toEqual([]);
     expect(clean.stripeChecked).toBe(1);
   });
@@ -416,23 +404,11 @@ describe('reconcile --repair uses the same path for Stripe drift', () => {
     const { tenantId, customer } = await reportedTenant(120);
     await ageLedger(tenantId, 25);
     stripe.summaryOffset.set(customer, 10);
-    const reconcile = () =>
-      succeeded(
-        runReconciliation({
-          db: serviceClient(),
-          stripe: stripeClient(),
-          log: silentLogger,
-          since: new Date(Date.now() - 40 * 86400_000),
-          tenantIds: [tenantId],
-          settleMs: 0,
-          repair: true,
-        }),
-      );
-    const first = await reconcile();
+    const first = await reconcile(tenantId, true);
     expect(first.stripeFindings).toMatchObject([{ expected: 120, actual: 130, repaired: true }]);
     // Stripe billed 30 overage instead of 20: 10 × 50 minor units back.
     expect(stripe.balanceOf(customer)).toBe(-500);
-    const second = await reconcile();
+    const second = await reconcile(tenantId, true);
     expect(second.stripeFindings).toEqual([]);
     expect(stripe.balanceTransactions.get(customer)?.length).toBe(1);
   });
@@ -461,6 +437,33 @@ describe('every correction is visible', () => {
 
     const stranger = await userClient(await createUser());
     expect(await getUsageCorrections(stranger, { tenantId })).toEqual({ data: [], error: null });
+  });
+
+  it('in the operator console’s tenant detail, with who asked, why and how it was sent', async () => {
+    fakeStripe();
+    const { tenantId } = await reportedTenant(120);
+    const { correction: c } = await succeeded(correct(tenantId, -20, 'double-counted runs'));
+    await send([c.id]);
+    const operator = await userClient(randomUUID(), {
+      email: 'ops@operators.example.test',
+      app_metadata: { flowmeter_role: 'operator' },
+    });
+    const detail = await getTenantDetail(operator, tenantId);
+    expect(detail.error).toBeNull();
+    expect(detail.data?.corrections).toMatchObject([
+      {
+        id: c.id,
+        kind: 'adjustment',
+        delta: -20,
+        reason: 'double-counted runs',
+        requested_by: 'test',
+        method: 'cancel',
+        event_value: 100,
+        cancels_identifier: c.cancels_identifier,
+        status: 'sent',
+      },
+    ]);
+    expect(detail.data?.history[0]).toMatchObject({ corrected: -20, credited_amount: 0 });
   });
 
   it('in status, with what to do, when a correction keeps failing', async () => {

@@ -146,6 +146,23 @@ const invalid = (message: string, param?: string, code?: string) =>
     ...(param ? { param } : {}),
   });
 
+/** Stripe's first checks of a form: every parameter known, the required ones present. */
+function unknownOrMissing(
+  form: URLSearchParams,
+  known: (name: string) => boolean,
+  required: readonly string[],
+): Answer | undefined {
+  for (const name of form.keys()) {
+    if (!known(name))
+      return invalid(`Received unknown parameter: ${name}`, name, 'parameter_unknown');
+  }
+  for (const name of required) {
+    if (!form.get(name))
+      return invalid(`Missing required param: ${name}.`, name, 'parameter_missing');
+  }
+  return undefined;
+}
+
 const retryAfterHeader = (seconds: string | undefined): Record<string, string> =>
   seconds === undefined ? {} : { 'retry-after': seconds };
 
@@ -250,16 +267,12 @@ export class FakeStripe {
 
   /** The parameters of POST /v1/billing/meter_events, checked as Stripe documents them. */
   private checkMeterEvent(form: URLSearchParams): Answer | undefined {
-    for (const name of form.keys()) {
-      if (!METER_EVENT_PARAMS.has(name)) {
-        return invalid(`Received unknown parameter: ${name}`, name, 'parameter_unknown');
-      }
-    }
-    for (const name of ['event_name', 'payload[stripe_customer_id]', 'payload[value]']) {
-      if (!form.get(name)) {
-        return invalid(`Missing required param: ${name}.`, name, 'parameter_missing');
-      }
-    }
+    const refused = unknownOrMissing(form, (name) => METER_EVENT_PARAMS.has(name), [
+      'event_name',
+      'payload[stripe_customer_id]',
+      'payload[value]',
+    ]);
+    if (refused) return refused;
     for (const name of ['event_name', 'identifier']) {
       const value = form.get(name);
       if (value !== null && value.length > 100) {
@@ -398,20 +411,11 @@ export class FakeStripe {
   /** POST /v1/billing/meter_event_adjustments: cancels one event it holds, within 24 hours. */
   private adjustment(request: Request, text: string): Answer {
     return this.idempotentPost(request, text, (form) => {
-      for (const name of form.keys()) {
-        if (!ADJUSTMENT_PARAMS.has(name)) {
-          return {
-            refused: invalid(`Received unknown parameter: ${name}`, name, 'parameter_unknown'),
-          };
-        }
-      }
-      for (const name of ['event_name', 'type']) {
-        if (!form.get(name)) {
-          return {
-            refused: invalid(`Missing required param: ${name}.`, name, 'parameter_missing'),
-          };
-        }
-      }
+      const refused = unknownOrMissing(form, (name) => ADJUSTMENT_PARAMS.has(name), [
+        'event_name',
+        'type',
+      ]);
+      if (refused) return { refused };
       if (form.get('type') !== 'cancel') {
         return {
           refused: invalid(
@@ -479,20 +483,11 @@ export class FakeStripe {
   /** POST /v1/customers/:customer/balance_transactions. */
   private createBalanceTransaction(request: Request, text: string, customer: string): Answer {
     return this.idempotentPost(request, text, (form) => {
-      for (const name of form.keys()) {
-        if (!BALANCE_TRANSACTION_PARAMS.test(name)) {
-          return {
-            refused: invalid(`Received unknown parameter: ${name}`, name, 'parameter_unknown'),
-          };
-        }
-      }
-      for (const name of ['amount', 'currency']) {
-        if (!form.get(name)) {
-          return {
-            refused: invalid(`Missing required param: ${name}.`, name, 'parameter_missing'),
-          };
-        }
-      }
+      const refused = unknownOrMissing(form, (name) => BALANCE_TRANSACTION_PARAMS.test(name), [
+        'amount',
+        'currency',
+      ]);
+      if (refused) return { refused };
       const amount = form.get('amount') ?? '';
       if (!/^-?[1-9]\d{0,11}$/.test(amount)) {
         return {
