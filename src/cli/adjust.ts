@@ -3,18 +3,19 @@ import { z } from 'zod';
 import { stripeClientFrom } from '../billing/from-config.ts';
 import { type Correction, MAX_CORRECTION, recordCorrection } from '../billing/record-correction.ts';
 import { sendCorrections } from '../billing/send-corrections.ts';
-import { loadReporterConfig } from '../config/reporter-env.ts';
+import { loadReporterConfig, type ReporterConfig } from '../config/reporter-env.ts';
+import type { Logger } from '../observability/logger.ts';
 import { parser, schemas } from './arguments.ts';
 import {
   type CommandContext,
+  type Database,
   EXIT,
-  filteredTenantIds,
   loadEnvironment,
   openDatabase,
   resolveTenant,
-  tenantFilterOption,
 } from './context.ts';
-import { cliLogger, count, printJson, renderRecord, renderTable, short, time } from './output.ts';
+import { addListCommand } from './list-command.ts';
+import { cliLogger, count, printJson, renderRecord, short, time } from './output.ts';
 
 const executions = z
   .string()
@@ -43,6 +44,34 @@ const pastMonth = schemas.month.refine((m) => m <= new Date().toISOString().slic
 });
 
 const requestKey = z.string().trim().min(1).max(200, { error: 'must be at most 200 characters' });
+
+const correctionId = z
+  .string()
+  .regex(/^\d{1,18}$/, { error: 'must be a correction id (see `flowmeter corrections list`)' })
+  .transform(Number);
+
+const yesNo = z.enum(['yes', 'no'], { error: 'must be yes or no' }).transform((v) => v === 'yes');
+
+/** A pending correction sent now when a key is set; as it was otherwise. */
+async function sendNow(
+  database: Database,
+  config: ReporterConfig,
+  correction: Correction,
+  log: Logger,
+): Promise<Correction> {
+  const stripe = stripeClientFrom(config);
+  if (correction.status !== 'pending' || !stripe) return correction;
+  const sent = database.valueOrExit(
+    await sendCorrections({
+      db: database.db,
+      stripe,
+      log,
+      ids: [correction.id],
+      finalizationGraceMinutes: config.INVOICE_FINALIZATION_GRACE_MINUTES,
+    }),
+  );
+  return sent.settled[0] ?? correction;
+}
 
 /** What a correction did, in words, for the table and the record. */
 export function correctionEffect(c: Correction): string {
@@ -122,20 +151,8 @@ export function registerAdjust(program: Command, ctx: CommandContext): void {
           ...(options.key ? { requestKey: `key:${options.key}` } : {}),
         }),
       );
-      let correction = recorded.correction;
       const stripe = stripeClientFrom(config);
-      if (correction.status === 'pending' && stripe) {
-        const sent = database.valueOrExit(
-          await sendCorrections({
-            db: database.db,
-            stripe,
-            log: cliLogger(io.err),
-            ids: [correction.id],
-            finalizationGraceMinutes: config.INVOICE_FINALIZATION_GRACE_MINUTES,
-          }),
-        );
-        correction = sent.settled[0] ?? correction;
-      }
+      const correction = await sendNow(database, config, recorded.correction, cliLogger(io.err));
       if (correction.status === 'pending' || correction.status === 'review') ctx.exit(EXIT.failed);
       if (options.json) return printJson(io, { created: recorded.created, correction });
       io.out(correctionRecord(correction));
@@ -153,46 +170,60 @@ export function registerAdjust(program: Command, ctx: CommandContext): void {
       }
       if (correction.status === 'review') {
         io.err(
-          'Check in Stripe whether the event was cancelled (docs/billing.md "Corrections"); nothing more is sent for it.',
+          `Check in Stripe whether the event was cancelled, then \`flowmeter corrections resolve ${correction.id} --stripe-cancelled yes|no\`; nothing more is sent for it until then.`,
         );
       }
     });
 
-  program
+  const corrections = program
     .command('corrections')
-    .description('corrections of billed usage and repairs of Stripe drift, newest first')
-    .addOption(tenantFilterOption())
-    .option('--period <YYYY-MM>', 'only periods starting in this UTC month', parser(schemas.month))
-    .option('--json', 'print the corrections as JSON on stdout')
-    .action(async (options: { tenant?: string[]; period?: string; json?: boolean }) => {
+    .description('corrections of billed usage and repairs of Stripe drift');
+
+  addListCommand(corrections, ctx, {
+    description: 'corrections newest first, with how each was sent and its status',
+    tenantFilter: {},
+    load: async (database, tenantIds) =>
+      database.unwrap(
+        await database.db.rpc('list_meter_corrections', tenantIds ? { tenant_ids: tenantIds } : {}),
+      ),
+    empty: 'No corrections: `flowmeter adjust` records one.',
+    columns: ['id', 'tenant', 'period start', 'kind', 'executions', 'sent as', 'status', 'reason'],
+    row: (c) => [
+      c.id,
+      c.tenant_id,
+      time(c.period_start),
+      c.kind,
+      c.delta > 0 ? `+${count(c.delta)}` : count(c.delta),
+      short(correctionEffect(c), 60),
+      c.status,
+      short(c.reason, 60),
+    ],
+  });
+
+  corrections
+    .command('resolve')
+    .description(
+      'after checking in Stripe a correction waiting for review: say whether the event was cancelled, and finish it',
+    )
+    .argument('<id>', 'the correction (see `flowmeter corrections list`)', parser(correctionId))
+    .requiredOption(
+      '--stripe-cancelled <yes|no>',
+      "whether Stripe's Dashboard shows the event cancelled: yes goes on with the remainder, no credits instead",
+      parser(yesNo),
+    )
+    .option('--json', 'print the correction as JSON on stdout')
+    .action(async (id: number, options: { stripeCancelled: boolean; json?: boolean }) => {
       const config = await loadEnvironment(io, loadReporterConfig);
       const database = openDatabase(config);
-      const tenantIds = await filteredTenantIds(database, options.tenant);
-      const rows = database.unwrap(
-        await database.db.rpc('list_meter_corrections', {
-          ...(tenantIds ? { tenant_ids: tenantIds } : {}),
-          ...(options.period ? { in_month: `${options.period}-01` } : {}),
+      const resolved = database.unwrap(
+        await database.db.rpc('resolve_meter_correction', {
+          id,
+          stripe_cancelled: options.stripeCancelled,
         }),
       );
-      if (options.json) return printJson(io, rows);
-      if (rows.length === 0) {
-        io.out('No corrections.');
-        return;
-      }
-      io.out(
-        renderTable(
-          ['id', 'tenant', 'period start', 'kind', 'executions', 'sent as', 'status', 'reason'],
-          rows.map((c) => [
-            c.id,
-            c.tenant_id,
-            time(c.period_start),
-            c.kind,
-            c.delta > 0 ? `+${count(c.delta)}` : count(c.delta),
-            short(correctionEffect(c), 60),
-            c.status,
-            short(c.reason, 60),
-          ]),
-        ),
-      );
+      const correction = await sendNow(database, config, resolved, cliLogger(io.err));
+      if (correction.status === 'pending') ctx.exit(EXIT.failed);
+      if (options.json) return printJson(io, correction);
+      io.out(correctionRecord(correction));
     });
 }

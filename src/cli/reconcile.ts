@@ -92,7 +92,7 @@ export function registerReconcile(program: Command, ctx: CommandContext): void {
       }
       if (summary.stripeFindings.some((f) => !f.repaired)) {
         io.err(
-          "Run again with --repair to correct Stripe's meter (a correction each, see `flowmeter corrections`).",
+          "Run again with --repair to correct Stripe's meter (a correction each, see `flowmeter corrections list`).",
         );
       }
     });

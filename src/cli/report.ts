@@ -95,7 +95,7 @@ export function registerReport(program: Command, ctx: CommandContext): void {
       );
       if (corrections && corrections.claimed > 0) {
         io.out(
-          `${plural(corrections.claimed, 'pending correction')}: ${corrections.sent} sent, ${corrections.credited} credited instead of cancelled, ${corrections.failed} failed, ${corrections.late} late, ${corrections.review} to check by hand (\`flowmeter corrections\` lists them)`,
+          `${plural(corrections.claimed, 'pending correction')}: ${corrections.sent} sent, ${corrections.credited} credited instead of cancelled, ${corrections.failed} failed, ${corrections.late} late, ${corrections.review} to check by hand (\`flowmeter corrections list\` shows them)`,
         );
       }
       if (summary.failed > 0) {

@@ -1911,6 +1911,48 @@ export type Database = {
         Args: { lease_tokens: string[]; source_ids: string[] };
         Returns: string[];
       };
+      resolve_meter_correction: {
+        Args: { id: number; stripe_cancelled: boolean };
+        Returns: {
+          attempts: number;
+          cancel_sent_at: string | null;
+          cancelled_value: number | null;
+          cancels_identifier: string | null;
+          claimed_until: string | null;
+          created_at: string;
+          credit_amount: number | null;
+          currency: string | null;
+          delta: number;
+          event_name: string;
+          event_timestamp: string | null;
+          event_value: number | null;
+          first_attempt_at: string | null;
+          id: number;
+          identifier: string;
+          kind: string;
+          last_attempt_at: string | null;
+          last_error: string | null;
+          last_error_kind: string | null;
+          method: string;
+          period_end: string;
+          period_start: string;
+          reason: string;
+          request_key: string;
+          requested_by: string;
+          sent_at: string | null;
+          status: string;
+          stripe_customer_id: string;
+          stripe_object_id: string | null;
+          tenant_id: string;
+          unknown_outcome: boolean;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'meter_corrections';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
       resume_collector_sources: {
         Args: { lease_tokens: string[]; source_ids: string[] };
         Returns: {

@@ -359,6 +359,40 @@ begin
 end;
 $$;
 
+-- A person checked in Stripe whether the event a correction in review was to cancel was
+-- cancelled: if it was, the correction goes on with its remainder (if any); if not, the
+-- reduction becomes a credit. Either way the next sending run finishes it.
+create or replace function public.resolve_meter_correction(id bigint, stripe_cancelled boolean)
+returns public.meter_corrections
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  correction public.meter_corrections;
+begin
+  update public.meter_corrections c set
+    status = 'pending',
+    unknown_outcome = false,
+    last_error = null,
+    last_error_kind = null,
+    claimed_until = null
+  where c.id = resolve_meter_correction.id and c.status = 'review' and c.method = 'cancel'
+    and c.cancel_sent_at is null
+  returning c.* into correction;
+  if correction.id is null then
+    raise exception 'correction % is not waiting for a check in Stripe (status review)', resolve_meter_correction.id
+      using errcode = '22023', hint = 'flowmeter corrections lists the corrections with their status.';
+  end if;
+  if resolve_meter_correction.stripe_cancelled then
+    return public.record_meter_correction_outcome(correction.id, 'cancel_sent');
+  end if;
+  return public.record_meter_correction_outcome(
+    correction.id, 'credit', 'checked in Stripe: the event was not cancelled; credited instead'
+  );
+end;
+$$;
+
 -- The operator's view of corrections (flowmeter corrections): newest first, only
 -- tenant_ids' when given, only those starting in the UTC month in_month when given.
 create or replace function public.list_meter_corrections(
@@ -387,11 +421,13 @@ grant execute on function private.correction_cancel_window(), private.billed_exe
   to service_role;
 revoke execute on function public.record_meter_correction(uuid, bigint, text, text, text, timestamptz, date, text, int),
   public.list_meter_corrections(uuid[], date, int),
+  public.resolve_meter_correction(bigint, boolean),
   public.claim_meter_corrections(bigint[], uuid[], int, int),
   public.record_meter_correction_outcome(bigint, text, text, text, text)
   from public, anon, authenticated;
 grant execute on function public.record_meter_correction(uuid, bigint, text, text, text, timestamptz, date, text, int),
   public.list_meter_corrections(uuid[], date, int),
+  public.resolve_meter_correction(bigint, boolean),
   public.claim_meter_corrections(bigint[], uuid[], int, int),
   public.record_meter_correction_outcome(bigint, text, text, text, text)
   to service_role;

@@ -69,7 +69,7 @@ describe('flowmeter adjust', () => {
     });
     expect(stripe.totalFor(customer)).toBe(30);
 
-    const listed = await cli(['corrections', '--tenant', tenantId]);
+    const listed = await cli(['corrections', 'list', '--tenant', tenantId]);
     expect(listed.code).toBe(EXIT.ok);
     expect(listed.out).toMatch(/│ adjustment │ \+5 +│ meter event of 5 +│ sent +│ replayed runs/);
     expect(listed.out).toMatch(/│ adjustment │ -15 +│ cancels .+│ sent +│ test workflow runs/);
@@ -151,6 +151,75 @@ describe('flowmeter adjust', () => {
     expect(sent.code).toBe(EXIT.ok);
     expect(sent.out).toMatch(/1 pending correction: 1 sent/);
     expect(stripe.totalFor(customer)).toBe(23);
+  });
+
+  it('a correction in review is finished once a person says what Stripe shows', async () => {
+    const { tenantId, customer } = await reported(30);
+    // Recorded, its cancellation not sent (no key here).
+    const first = JSON.parse(
+      (await adjust(tenantId, '-30', 'not ours', ['--json'], { STRIPE_SECRET_KEY: undefined })).out,
+    );
+    const second = JSON.parse((await adjust(tenantId, '+10', 'ours after all', ['--json'])).out);
+    const third = JSON.parse(
+      (await adjust(tenantId, '-4', 'four more', ['--json'], { STRIPE_SECRET_KEY: undefined })).out,
+    );
+    expect(third.correction).toMatchObject({ method: 'cancel', event_value: 6 });
+    // Stripe did take the third's cancellation; its answer was lost.
+    const cancelledEvent = stripe.accepted.get(third.correction.cancels_identifier);
+    if (cancelledEvent) cancelledEvent.cancelledAt = Date.now();
+    expect(stripe.totalFor(customer)).toBe(30);
+    // As a lost answer more than a day old leaves one: Stripe may or may not have cancelled.
+    await superuser().query(
+      "update public.meter_corrections set status = 'review' where id = any($1::bigint[])",
+      [[first.correction.id, third.correction.id]],
+    );
+    expect(second.correction.status).toBe('sent');
+
+    const notReview = await cli([
+      'corrections',
+      'resolve',
+      String(second.correction.id),
+      '--stripe-cancelled',
+      'no',
+    ]);
+    expect(notReview.code).toBe(EXIT.usage);
+    expect(notReview.err).toMatch(/is not waiting for a check in Stripe/);
+    const bad = await cli([
+      'corrections',
+      'resolve',
+      String(first.correction.id),
+      '--stripe-cancelled',
+      'maybe',
+    ]);
+    expect(bad.code).toBe(EXIT.usage);
+
+    // The third was really cancelled: its remainder is re-sent, nothing else.
+    const cancelled = await cli([
+      'corrections',
+      'resolve',
+      String(third.correction.id),
+      '--stripe-cancelled',
+      'yes',
+      '--json',
+    ]);
+    expect(cancelled.code).toBe(EXIT.ok);
+    expect(JSON.parse(cancelled.out)).toMatchObject({
+      status: 'sent',
+      cancel_sent_at: expect.any(String),
+    });
+    expect(stripe.accepted.get(third.correction.identifier)?.value).toBe(6);
+    // The first: Stripe shows its event not cancelled — on a plan without overage nothing was billed.
+    const notCancelled = await cli([
+      'corrections',
+      'resolve',
+      String(first.correction.id),
+      '--stripe-cancelled',
+      'no',
+      '--json',
+    ]);
+    expect(notCancelled.code).toBe(EXIT.ok);
+    expect(JSON.parse(notCancelled.out)).toMatchObject({ method: 'none', status: 'recorded' });
+    expect(stripe.totalFor(customer)).toBe(36);
   });
 
   it('without STRIPE_SECRET_KEY: recorded, pending, and said so', async () => {
