@@ -204,13 +204,16 @@ export const tenantDetailSchema = z.object({
     }),
   ),
   sources: z.array(sourceSchema),
-  ledger: z.object({
+  // Loose on purpose: a count or a row field the console does not know yet (a new kind of
+  // ledger entry) still reaches the page, which lists them as they come.
+  ledger: z.looseObject({
     pending: number,
     retrying: number,
+    failing: number,
     sent: number,
     late: number,
     reports: z.array(
-      z.object({
+      z.looseObject({
         id: number,
         period_start: z.string(),
         period_end: z.string(),
@@ -219,7 +222,7 @@ export const tenantDetailSchema = z.object({
         value: number,
         identifier: z.string(),
         event_timestamp: z.string(),
-        status: z.enum(['pending', 'sent', 'late']),
+        status: z.string(),
         attempts: number,
         last_error: z.string().nullable(),
         created_at: z.string(),

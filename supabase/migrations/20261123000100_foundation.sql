@@ -101,7 +101,8 @@ grant execute on function private.billing_period(timestamptz, timestamptz, times
 -- role, through the Auth Admin API) says so; user_metadata is the user's own to edit and
 -- never decides anything. This is the one reading of the claim, from the signed-in
 -- user's token: operator RPCs are granted to authenticated and call require_operator()
--- first (or filter on is_operator()).
+-- first. Those are security definer, so they call these as their owner: no API role needs
+-- to execute them itself.
 create or replace function private.is_operator()
 returns boolean
 language sql
@@ -129,4 +130,4 @@ $$;
 revoke execute on function private.is_operator(), private.require_operator()
   from public, anon, authenticated;
 grant execute on function private.is_operator(), private.require_operator()
-  to authenticated, service_role;
+  to service_role;

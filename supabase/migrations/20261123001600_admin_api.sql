@@ -224,22 +224,19 @@ as $$
          t.stripe_customer_id, t.stripe_subscription_id,
          (select count(*) from public.n8n_sources s where s.tenant_id = t.id),
          t.created_at, bp.period_start, bp.period_end,
-         coalesce(c.billable, 0), r.active, u.committed, u.quota, st.remaining, st.percent, st.level,
+         r.collected, r.held, u.committed, u.quota, st.remaining, st.percent, st.level,
          coalesce(c.reported, 0)
   from public.tenants t
   join public.plans p on p.id = t.plan_id
   cross join lateral private.billing_period(t.current_period_start, t.current_period_end, now()) bp
   left join public.usage_counters c on c.tenant_id = t.id and c.period_start = bp.period_start
-  -- Reservations past their expiry no longer count, even before a decision sweeps them.
-  cross join lateral (
-    select count(*) as active from public.usage_reservations x
-    where x.tenant_id = t.id and x.period_start = bp.period_start
-      and x.released_at is null and x.expires_at > now()
-  ) r
+  -- Enforcement's own reading: reservations past their expiry no longer count, even before
+  -- a decision sweeps them.
+  cross join lateral private.read_committed(t.id, bp.period_start) r
   cross join lateral (
     select private.plan_quota(p.limit_policy, t.subscription_status = 'trialing',
                               p.included_executions, p.trial_included_executions) as quota,
-           coalesce(c.billable, 0) + r.active as committed
+           r.collected + r.held as committed
   ) u
   cross join lateral private.usage_standing(u.committed, u.quota, p.alert_thresholds) st
   where list_tenants.tenants is null

@@ -33,10 +33,14 @@ async function signIn(email: string, password = PASSWORD) {
   return { client, token: data.session.access_token };
 }
 
-/** What private.is_operator() says for the claims of this token, as PostgREST would run it. */
+/**
+ * What private.is_operator() says for the claims of this token, as an operator RPC runs it:
+ * with the request's claims, as a role other than authenticated (the RPCs are security
+ * definer), since authenticated may not execute it itself.
+ */
 async function isOperator(token: string): Promise<boolean> {
   const claims = decodeJwt(token);
-  return asRole('authenticated', claims, async (client) => {
+  return asRole('service_role', claims, async (client) => {
     const { rows } = await client.query('select private.is_operator() as yes');
     return rows[0].yes;
   });
@@ -268,12 +272,24 @@ describe('operators', () => {
     const { token } = await signIn(email);
     const claims = decodeJwt(token);
     await expect(
-      asRole('authenticated', claims, (client) =>
-        client.query('select private.require_operator()'),
-      ),
-    ).rejects.toMatchObject({ code: '42501' });
+      asRole('service_role', claims, (client) => client.query('select private.require_operator()')),
+    ).rejects.toMatchObject({ code: '42501', message: 'only operators may do this' });
     await expect(
       asRole('anon', {}, (client) => client.query('select private.is_operator()')),
     ).rejects.toMatchObject({ code: '42501' });
+  });
+
+  it('the claim helpers are not executable by the API roles: only operator RPCs call them', async () => {
+    const email = newEmail();
+    await addOperator({ db, email, access: { kind: 'password', password: PASSWORD } });
+    const { token } = await signIn(email);
+    for (const helper of ['private.is_operator()', 'private.require_operator()']) {
+      await expect(
+        asRole('authenticated', decodeJwt(token), (client) => client.query(`select ${helper}`)),
+      ).rejects.toMatchObject({
+        code: '42501',
+        message: expect.stringMatching(/permission denied/),
+      });
+    }
   });
 });

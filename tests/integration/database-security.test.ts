@@ -22,9 +22,6 @@ const AUTHENTICATED_CALLABLE = new Set<string>([
   'plan_quota',
   'usage_standing',
   'tenant_usage_summary_rows',
-  // the operator claim, read by operator RPCs (granted to authenticated, refusing others)
-  'is_operator',
-  'require_operator',
   // operator console RPCs: each calls require_operator() first
   'operator_overview',
   'operator_tenants',

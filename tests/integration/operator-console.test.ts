@@ -138,11 +138,18 @@ beforeAll(async () => {
                         (40, 'late', 1, null)) x(through, status, attempts, last_error)`,
     [nearLimit],
   );
+  // run-0 expired without being swept: it holds no run any more, so it is not in flight.
   await db.query(
     `insert into public.usage_reservations (tenant_id, period_start, workflow_id, run_ref, expires_at)
      select $1, date_trunc('month', now() at time zone 'UTC') at time zone 'UTC', 'wf-' || i, 'run-' || i,
             now() + make_interval(mins => i)
-     from generate_series(1, 2) i`,
+     from generate_series(0, 2) i`,
+    [nearLimit],
+  );
+  await db.query(
+    `update public.usage_reservations set created_at = now() - interval '10 minutes',
+            expires_at = now() - interval '1 minute'
+     where tenant_id = $1 and run_ref = 'run-0'`,
     [nearLimit],
   );
   world = {
@@ -466,7 +473,7 @@ describe('operator_tenant', () => {
     });
     expect(data.sources[0]?.lag_seconds).toBeGreaterThanOrEqual(7200);
     expect(data.sources[0]?.recent_gaps.map((g) => g.kind).sort()).toEqual(['pruned', 'vanished']);
-    expect(data.ledger).toMatchObject({ pending: 2, retrying: 1, sent: 1, late: 1 });
+    expect(data.ledger).toMatchObject({ pending: 2, retrying: 1, failing: 0, sent: 1, late: 1 });
     expect(data.ledger.reports.find((r) => r.attempts === 2)?.last_error).toBe('stripe 500');
     const alert = data.alerts.find((a) => a.id === world.alertId);
     expect(alert).toMatchObject({ threshold: 80, used: 90, quota: 100 });

@@ -24,7 +24,7 @@ export interface SeededTenant {
   daysSoFar: number;
 }
 
-interface Run {
+export interface Run {
   workflow: string;
   startedAt: number;
   status: 'success' | 'error';

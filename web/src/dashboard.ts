@@ -1,12 +1,17 @@
 import type { Session } from '@supabase/supabase-js';
 import { html, LitElement, nothing } from 'lit';
 import { getUsageSummary, type UsageDb, type UsageSummary } from '../../src/usage-client/index.ts';
+import './console/operator-console.ts';
+import { isConsoleHash } from './console/route.ts';
 import { loadErrorMessage, signInErrorMessage } from './errors.ts';
 import { formatter } from './format.ts';
 import './tenant-panel.ts';
 import type { TenantPanel } from './tenant-panel.ts';
 
 export const REFRESH_SECONDS = 30;
+
+/** The mark `flowmeter operators add` sets; the database checks it again on every call. */
+const isOperator = (session: Session) => session.user.app_metadata?.flowmeter_role === 'operator';
 
 type Tenants =
   | { kind: 'loading' }
@@ -16,7 +21,9 @@ type Tenants =
 /**
  * The page: the sign-in form until there is a session, then one panel per tenant the user
  * belongs to. Refreshes every 30 s while the tab is visible and at once when it becomes
- * visible again, and says when it last did.
+ * visible again, and says when it last did. An operator lands on the operator console
+ * (`#/console`) instead; anyone else asking for the console is told it is for operators
+ * and nothing is loaded.
  */
 export class FlowmeterDashboard extends LitElement {
   static override properties = {
@@ -29,6 +36,7 @@ export class FlowmeterDashboard extends LitElement {
     refreshError: { state: true },
     refreshedAt: { state: true },
     refreshing: { state: true },
+    consoleAsked: { state: true },
   };
 
   declare client: UsageDb | undefined;
@@ -40,10 +48,14 @@ export class FlowmeterDashboard extends LitElement {
   declare refreshError: string | undefined;
   declare refreshedAt: Date | undefined;
   declare refreshing: boolean;
+  declare consoleAsked: boolean;
   #timer: ReturnType<typeof setInterval> | undefined;
   #format = formatter();
   #unsubscribe: (() => void) | undefined;
   #again = false;
+  #onHash = () => {
+    this.consoleAsked = isConsoleHash(location.hash);
+  };
   #onVisible = () => {
     if (document.visibilityState === 'visible' && this.session) void this.refresh();
   };
@@ -53,6 +65,7 @@ export class FlowmeterDashboard extends LitElement {
     this.tenants = { kind: 'loading' };
     this.signingIn = false;
     this.refreshing = false;
+    this.consoleAsked = isConsoleHash(location.hash);
   }
 
   protected override createRenderRoot() {
@@ -62,6 +75,7 @@ export class FlowmeterDashboard extends LitElement {
   override connectedCallback(): void {
     super.connectedCallback();
     document.addEventListener('visibilitychange', this.#onVisible);
+    window.addEventListener('hashchange', this.#onHash);
     this.#timer = setInterval(() => {
       if (document.visibilityState === 'visible' && this.session) void this.refresh();
     }, REFRESH_SECONDS * 1000);
@@ -70,6 +84,7 @@ export class FlowmeterDashboard extends LitElement {
   override disconnectedCallback(): void {
     super.disconnectedCallback();
     document.removeEventListener('visibilitychange', this.#onVisible);
+    window.removeEventListener('hashchange', this.#onHash);
     clearInterval(this.#timer);
     this.#unsubscribe?.();
   }
@@ -82,7 +97,9 @@ export class FlowmeterDashboard extends LitElement {
         if (event === 'TOKEN_REFRESHED' && this.session) return;
         const wasSignedIn = Boolean(this.session);
         this.session = session;
-        if (session && !wasSignedIn) {
+        if (session && !wasSignedIn && isOperator(session)) {
+          if (!isConsoleHash(location.hash)) location.hash = '#/console';
+        } else if (session && !wasSignedIn) {
           this.tenants = { kind: 'loading' };
           void this.refresh();
         }
@@ -93,7 +110,8 @@ export class FlowmeterDashboard extends LitElement {
 
   /** Reloads every tenant; a call during a refresh makes it run once more when done. */
   async refresh(): Promise<void> {
-    if (!this.client) return;
+    // The console loads its own pages; the tenant usage API has nothing for an operator.
+    if (!this.client || !this.session || isOperator(this.session)) return;
     if (this.refreshing) {
       this.#again = true;
       return;
@@ -177,7 +195,14 @@ export class FlowmeterDashboard extends LitElement {
     if (this.session === undefined) {
       return html`<main class="centered"><p class="muted" role="status">Loading…</p></main>`;
     }
-    return this.session ? this.#renderDashboard(this.session) : this.#renderSignIn();
+    if (!this.session) return this.#renderSignIn();
+    if (isOperator(this.session)) {
+      return html`<flowmeter-console .client=${this.client} .email=${this.session.user.email}
+        @sign-out=${() => this.#signOut()}></flowmeter-console>`;
+    }
+    return this.consoleAsked
+      ? this.#renderNotOperator(this.session)
+      : this.#renderDashboard(this.session);
   }
 
   #renderSignIn() {
@@ -192,6 +217,21 @@ export class FlowmeterDashboard extends LitElement {
         ${this.signInError ? html`<p class="error" role="alert">${this.signInError}</p>` : nothing}
         <button type="submit" ?disabled=${this.signingIn}>${this.signingIn ? 'Signing in…' : 'Sign in'}</button>
       </form>
+    </main>`;
+  }
+
+  #renderNotOperator(session: Session) {
+    return html`<main class="centered">
+      <div class="card narrow not-operator">
+        <div class="brand"><span class="logo" aria-hidden="true"></span><span>flowmeter</span></div>
+        <h1>Operators only</h1>
+        <p role="alert">${session.user.email} is not an operator, so the operator console is not available to this account.</p>
+        <p class="muted">An operator makes another one with <code>flowmeter operators add --email &lt;address&gt;</code>.</p>
+        <div class="actions">
+          <a class="button" href="#">Go to your usage</a>
+          <button type="button" class="secondary" @click=${() => this.#signOut()}>Sign out</button>
+        </div>
+      </div>
     </main>`;
   }
 

@@ -54,3 +54,44 @@ export function loadErrorMessage(error: FailureLike): { message: string; expired
     expired: false,
   };
 }
+
+/** An operator RPC failure: 403 is "not an operator" (no data shown), never an empty page. */
+export function operatorErrorMessage(error: FailureLike): {
+  message: string;
+  notOperator: boolean;
+  expired: boolean;
+} {
+  if (error.code === '42501') {
+    return {
+      message:
+        'This account is not an operator, so the operator console shows nothing. Sign in with an operator account, or ask for one (`flowmeter operators add --email <address>`).',
+      notOperator: true,
+      expired: false,
+    };
+  }
+  if (error.code === 'PT404') {
+    return { message: `Not found: ${error.message ?? ''}`, notOperator: false, expired: false };
+  }
+  if (error.code === 'PT409') {
+    return {
+      message: `Not done: ${error.message ?? 'it does not apply'}.`,
+      notOperator: false,
+      expired: false,
+    };
+  }
+  if (isNetworkFailure(error)) {
+    return {
+      message: 'The database cannot be reached. Check your connection, then reload the page.',
+      notOperator: false,
+      expired: false,
+    };
+  }
+  const { expired } = loadErrorMessage(error);
+  return {
+    message: expired
+      ? 'Your session has ended. Sign in again.'
+      : `The console could not load this: ${error.message ?? 'unknown error'}.`,
+    notOperator: false,
+    expired,
+  };
+}

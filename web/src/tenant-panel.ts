@@ -1,4 +1,4 @@
-import { html, LitElement, nothing } from 'lit';
+import { html, LitElement } from 'lit';
 import {
   getUsageHistory,
   getWorkflowBreakdown,
@@ -12,6 +12,7 @@ import {
 import { alertsUnreadFirst } from './alerts.ts';
 import { loadErrorMessage } from './errors.ts';
 import { formatter } from './format.ts';
+import { historyTable } from './history-table.ts';
 import './widget/flowmeter-usage.ts';
 import type { FlowmeterUsage } from './widget/flowmeter-usage.ts';
 
@@ -179,25 +180,8 @@ export class TenantPanel extends LitElement {
   }
 
   #renderHistory() {
-    const f = this.#format;
-    return this.#state(
-      this.history,
-      'No billing period has usage yet.',
-      (rows) => html`<div class="table-wrap"><table class="history">
-        <thead><tr><th scope="col">Period</th><th scope="col">Used</th><th scope="col">Quota</th>
-          <th scope="col">Overage</th><th scope="col">Reported to Stripe</th><th scope="col">Pending</th>
-          <th scope="col">Late</th></tr></thead>
-        <tbody>${rows.map(
-          (p) => html`<tr data-period=${p.periodStart}>
-            <th scope="row">${f.period(p.periodStart, p.periodEnd)}${p.isCurrent ? html` <span class="tag">current</span>` : nothing}</th>
-            <td data-metric="used">${f.count(p.used)}</td>
-            <td>${p.quota === null ? 'Unlimited' : f.count(p.quota)}</td>
-            <td data-metric="overage">${f.count(p.overageUnits)}</td>
-            <td data-metric="reported">${f.count(p.reportedToStripe)}</td>
-            <td data-metric="pending">${f.count(p.pendingToStripe)}</td>
-            <td data-metric="late">${f.count(p.late)}</td>
-          </tr>`,
-        )}</tbody></table></div>`,
+    return this.#state(this.history, 'No billing period has usage yet.', (rows) =>
+      historyTable(rows, this.#format),
     );
   }
 }

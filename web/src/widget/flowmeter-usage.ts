@@ -74,6 +74,7 @@ export class FlowmeterUsage extends LitElement {
     client: { attribute: false },
     tenantId: { attribute: 'tenant-id' },
     refreshInterval: { attribute: 'refresh-interval', type: Number },
+    usage: { attribute: false },
     locale: {},
     state: { state: true },
   };
@@ -143,6 +144,11 @@ export class FlowmeterUsage extends LitElement {
   declare client: UsageDb | undefined;
   declare tenantId: string | undefined;
   declare refreshInterval: number;
+  /**
+   * Numbers read elsewhere (the operator console reads them through its own RPC): shown as
+   * given, and the widget reads nothing itself.
+   */
+  declare usage: { summary: UsageSummary; daily: DailyUsage[] } | undefined;
   declare locale: string | undefined;
   declare state: State;
 
@@ -190,6 +196,7 @@ export class FlowmeterUsage extends LitElement {
             }, this.refreshInterval * 1000)
           : undefined;
     }
+    if (changed.has('usage') && this.usage) this.#show(this.usage.summary, this.usage.daily);
     if ((changed.has('client') || changed.has('tenantId')) && this.client && this.tenantId) {
       void this.refresh();
     }

@@ -1,0 +1,389 @@
+import type { Browser, Page } from '@playwright/test';
+import { createClient } from '@supabase/supabase-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseKeyring } from '../../src/crypto/keyring.ts';
+import { createServiceClient } from '../../src/db/client.ts';
+import { type DemoN8n, startDemoN8n } from '../../src/local/demo/n8n-server.ts';
+import { seedDemo } from '../../src/local/demo/seed.ts';
+import { type DemoSignIn, seedDemoUsers } from '../../src/local/demo/users.ts';
+import {
+  expectNoSeriousA11yViolations,
+  launchBrowser,
+  newContext,
+  screenshot,
+  signIn,
+  startDashboard,
+} from '../support/browser.ts';
+import { serviceClient, stack, superuser, uniqueId } from '../support/stack.ts';
+import { ingest, type Run } from '../support/usage-data.ts';
+
+/**
+ * The operator console in a real browser, on the demo's data as `npm start` seeds it (its
+ * plans, tenants, sources and sign-ins, made by the same functions), with usage stored
+ * through the collector's ingestion. What the pages show is compared with the database,
+ * read as the superuser.
+ */
+const BROWSER_TIMEOUT = 90_000;
+const count = (n: number) => n.toLocaleString('en-US');
+
+let dashboard: Awaited<ReturnType<typeof startDashboard>>;
+let browser: Browser;
+let n8n: DemoN8n;
+let operator: DemoSignIn;
+let tenantUser: DemoSignIn;
+let demo: Array<{ id: string; ref: string; name: string }>;
+
+const db = createServiceClient({
+  SUPABASE_URL: stack.supabaseUrl,
+  SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
+});
+
+/**
+ * Runs spread evenly over this calendar month so far (the demo tenants have no
+ * subscription), and over as much of the previous month, for the trend.
+ */
+async function usage(tenantId: string, current: number, previous: number): Promise<void> {
+  const now = Date.now() - 60_000;
+  const at = new Date(now);
+  const monthStart = Date.UTC(at.getUTCFullYear(), at.getUTCMonth(), 1);
+  const previousStart = Date.UTC(at.getUTCFullYear(), at.getUTCMonth() - 1, 1);
+  const spread = (from: number, n: number): Run[] =>
+    Array.from({ length: n }, (_, i) => ({
+      workflow: ['wfOrders', 'wfCrmSync', 'wfSlackDigest'][i % 3] as string,
+      startedAt: from + Math.floor(((i + 0.5) / n) * (now - monthStart)),
+      status: i % 17 === 5 ? 'error' : 'success',
+      durationMs: 800 + ((i * 37) % 4000),
+    }));
+  await ingest(tenantId, [...spread(monthStart, current), ...spread(previousStart, previous)]);
+}
+
+beforeAll(async () => {
+  [dashboard, browser, n8n] = await Promise.all([
+    startDashboard(),
+    launchBrowser(),
+    startDemoN8n(0),
+  ]);
+  const tenants = await seedDemo({
+    db,
+    keyring: parseKeyring(`k1:${Buffer.alloc(32, 7).toString('base64')}`),
+    n8n,
+  });
+  const signIns = await seedDemoUsers({
+    db,
+    tenants,
+    passwords: { tenant: 'demo tenant password', operator: 'demo operator password' },
+  });
+  operator = signIns.operator;
+  tenantUser = signIns.tenants[0] as DemoSignIn;
+  const { rows } = await superuser().query<{ id: string; ref: string; name: string }>(
+    "select id, external_ref as ref, name from public.tenants where external_ref like 'demo-%' order by name",
+  );
+  demo = rows;
+  const byRef = (ref: string) => demo.find((t) => t.ref === ref)?.id as string;
+  // Acme near its hard limit of 30, Globex over its 60 with overage billed, Initech unlimited.
+  await usage(byRef('demo-acme'), 25, 20);
+  await usage(byRef('demo-globex'), 85, 50);
+  await usage(byRef('demo-initech'), 140, 90);
+  const { error } = await db.rpc('claim_meter_deltas', { tenant_ids: [byRef('demo-globex')] });
+  if (error) throw new Error(`claim_meter_deltas: ${error.message}`);
+  // Globex pays for its plan: the overview has recurring revenue to show.
+  await db.rpc('set_plan', { id: 'demo-pro', recurring_amount: 4900, currency: 'usd' });
+  await superuser().query(
+    "update public.tenants set subscription_status = 'active' where external_ref = 'demo-globex'",
+  );
+}, 180_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await dashboard?.close();
+  await n8n?.close();
+});
+
+async function openAsOperator(hash = ''): Promise<Page> {
+  const page = await (await newContext(browser)).newPage();
+  await page.goto(`${dashboard.url}${hash}`);
+  await signIn(page, operator.email, operator.password);
+  await page.getByRole('navigation', { name: 'Console' }).waitFor();
+  return page;
+}
+
+const rowOf = (page: Page, tenantId: string) =>
+  page.locator(`table.tenants tr[data-tenant="${tenantId}"]`);
+
+/** The demo tenants as operator_tenants computes them, read as the superuser. */
+async function demoRows() {
+  const { rows } = await superuser().query(
+    `select tenant_id, tenant_name, plan_name, used::int, quota::int, executions::int, reserved::int, level, percent
+     from private.operator_tenant_rows() where external_ref like 'demo-%' order by tenant_name`,
+  );
+  return rows;
+}
+
+async function tenantNames(page: Page): Promise<string[]> {
+  return page.locator('table.tenants tbody th[scope="row"]').allTextContents();
+}
+
+describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
+  it('lands on the overview, whose counts and top tenants equal the database', async () => {
+    const page = await openAsOperator();
+    await page.getByRole('heading', { name: 'Overview', level: 1 }).waitFor();
+    expect(new URL(page.url()).hash).toBe('#/console');
+    await page.locator('table.ranked[data-list="top-usage"]').waitFor();
+    for (const plan of ['demo-free', 'demo-pro', 'demo-scale']) {
+      expect(
+        await page
+          .locator(`table.counts tr[data-key="${plan}"] [data-metric="tenants"]`)
+          .textContent(),
+      ).toBe('1');
+    }
+    for (const row of await demoRows()) {
+      const ranked = page.locator(
+        `table.ranked[data-list="top-usage"] tr[data-tenant="${row.tenant_id}"]`,
+      );
+      expect(await ranked.locator('[data-metric="used"]').textContent()).toBe(count(row.used));
+    }
+    const { rows: revenue } = await superuser().query<{ amount: number }>(
+      `select coalesce(sum(recurring_amount), 0)::int as amount from private.operator_tenant_rows()
+       where currency = 'usd' and subscription_status in ('active', 'past_due')`,
+    );
+    expect(
+      await page.locator('[data-currency="usd"] [data-metric="recurring"]').textContent(),
+    ).toBe(`$${((revenue[0]?.amount ?? 0) / 100).toFixed(2)}`);
+    const globex = (await demoRows()).find((r) => r.plan_name === 'Pro (demo)');
+    expect(globex?.level).toBe('overage');
+    expect(
+      await page
+        .locator(`table.ranked[data-list="near-limit"] tr[data-tenant="${globex?.tenant_id}"]`)
+        .count(),
+    ).toBe(1);
+    await expectNoSeriousA11yViolations(page);
+    await screenshot(page, 'operator-overview.png');
+    await page.context().close();
+  });
+
+  it('lists every demo tenant with the numbers the database holds', async () => {
+    const page = await openAsOperator('#/console/tenants');
+    await page.getByLabel('Search name or reference').fill('demo-');
+    const expected = await demoRows();
+    await expect.poll(() => tenantNames(page)).toEqual(expected.map((r) => r.tenant_name));
+    for (const row of expected) {
+      const tr = rowOf(page, row.tenant_id);
+      expect(await tr.locator('[data-metric="used"]').textContent()).toBe(count(row.used));
+      expect(await tr.locator('[data-metric="executions"]').textContent()).toBe(
+        count(row.executions),
+      );
+      expect(await tr.locator('[data-metric="reserved"]').textContent()).toBe(count(row.reserved));
+      expect(await tr.locator('[data-metric="quota"]').textContent()).toBe(
+        row.quota === null ? 'Unlimited' : count(row.quota),
+      );
+      expect(await tr.locator('[data-level]').getAttribute('data-level')).toBe(row.level);
+      expect(await tr.locator('[data-metric="plan"]').textContent()).toBe(row.plan_name);
+    }
+    await expectNoSeriousA11yViolations(page);
+    await screenshot(page, 'operator-tenants.png');
+    await page.context().close();
+  });
+
+  it('sorts on a column both ways, and filters by plan and by level', async () => {
+    const page = await openAsOperator('#/console/tenants');
+    await page.getByLabel('Search name or reference').fill('demo-');
+    const rows = await demoRows();
+    await expect.poll(() => tenantNames(page)).toHaveLength(3);
+    const byUsed = [...rows].sort((a, b) => b.used - a.used).map((r) => r.tenant_name);
+    const used = page.locator('th[data-column="used"]');
+    await used.getByRole('button').click();
+    await expect.poll(() => tenantNames(page)).toEqual(byUsed);
+    expect(await used.getAttribute('aria-sort')).toBe('descending');
+    expect(await page.locator('th[data-column="name"]').getAttribute('aria-sort')).toBe('none');
+    await used.getByRole('button').click();
+    await expect.poll(() => tenantNames(page)).toEqual([...byUsed].reverse());
+    expect(await used.getAttribute('aria-sort')).toBe('ascending');
+
+    await page.getByLabel('Plan').selectOption({ label: 'Pro (demo)' });
+    await expect.poll(() => tenantNames(page)).toEqual(['Globex (pro plan)']);
+    await page.getByLabel('Plan').selectOption({ label: 'All plans' });
+    await page.getByLabel('Level').selectOption('overage');
+    await expect
+      .poll(() => tenantNames(page))
+      .toEqual(rows.filter((r) => r.level === 'overage').map((r) => r.tenant_name));
+    await page.context().close();
+  });
+
+  it('pages through the server with next and previous', async () => {
+    // More tenants than one page holds, on a plan of their own (made after the overview's
+    // screenshot, which shows the demo alone).
+    const pagingPlan = uniqueId('paging');
+    await db.rpc('set_plan', { id: pagingPlan, name: 'Paging', included_executions: 100 });
+    await superuser().query(
+      `insert into public.tenants (name, external_ref, plan_id)
+       select 'Paging tenant ' || lpad(i::text, 2, '0'), 'paging-' || i, $1 from generate_series(1, 30) i`,
+      [pagingPlan],
+    );
+    const page = await openAsOperator('#/console/tenants');
+    await page.getByLabel('Search name or reference').fill('paging-');
+    await expect.poll(async () => (await tenantNames(page))[0]).toBe('Paging tenant 01');
+    const first = await tenantNames(page);
+    expect(first).toHaveLength(25);
+    expect(await page.locator('table.tenants caption').textContent()).toContain('1–25 of 30');
+    await page.getByRole('button', { name: 'Next' }).click();
+    await expect.poll(() => tenantNames(page)).toHaveLength(5);
+    expect((await tenantNames(page))[4]).toBe('Paging tenant 30');
+    expect(await page.getByRole('button', { name: 'Next' }).isDisabled()).toBe(true);
+    await page.getByRole('button', { name: 'Previous' }).click();
+    await expect.poll(() => tenantNames(page)).toEqual(first);
+    await page.context().close();
+  });
+
+  it('drills down into a tenant: its dashboard, sources and Stripe ledger', async () => {
+    const globex = demo.find((t) => t.ref === 'demo-globex') as { id: string; name: string };
+    const page = await openAsOperator(`#/console/tenants/${globex.id}`);
+    await page.getByRole('heading', { name: globex.name, level: 1 }).waitFor();
+    const [row] = (await demoRows()).filter((r) => r.tenant_id === globex.id);
+    const widget = page.locator('flowmeter-usage');
+    await widget.locator('[data-metric="used"]').waitFor();
+    expect(await widget.locator('[data-metric="used"]').textContent()).toBe(count(row.used));
+    expect(await widget.locator('[data-metric="level"]').getAttribute('data-level')).toBe(
+      'overage',
+    );
+
+    const { rows: sources } = await superuser().query(
+      'select id, name, enabled from public.n8n_sources where tenant_id = $1 order by name, id',
+      [globex.id],
+    );
+    expect(await page.locator('table.sources tbody tr').count()).toBe(sources.length);
+    for (const s of sources) {
+      expect(await page.locator(`table.sources tr[data-source="${s.id}"]`).count()).toBe(1);
+    }
+    const { rows: reports } = await superuser().query(
+      'select id, status, value::int from public.meter_reports where tenant_id = $1 order by id desc',
+      [globex.id],
+    );
+    expect(reports.length).toBeGreaterThan(0);
+    for (const r of reports) {
+      const tr = page.locator(`table.ledger tr[data-report="${r.id}"]`);
+      expect(await tr.getAttribute('data-status')).toBe(r.status);
+      expect(await tr.locator('[data-field="value"]').textContent()).toBe(count(r.value));
+    }
+    const pending = reports.filter((r) => r.status === 'pending').length;
+    expect(await page.locator('[data-count="pending"] .chip-n').textContent()).toBe(count(pending));
+    await expectNoSeriousA11yViolations(page);
+    await screenshot(page, 'operator-tenant.png');
+    await page.context().close();
+  });
+
+  it('shows a failing source the test makes on the health page, and refreshes it', async () => {
+    const acme = demo.find((t) => t.ref === 'demo-acme') as { id: string };
+    const { data: source, error } = await serviceClient().rpc('add_n8n_source', {
+      tenant_id: acme.id,
+      name: 'broken',
+      base_url: `https://${uniqueId('broken')}.example.test`,
+      api_key_ciphertext: 'fm1.k1.aXY.dGFn.Y2lwaGVy',
+    });
+    if (error || !source) throw new Error(`add_n8n_source: ${error?.message}`);
+    const page = await openAsOperator('#/console/health');
+    await page.getByText('Refreshed').waitFor();
+    const firstRefresh = await page.locator('.refreshed time').getAttribute('datetime');
+
+    // A collector run that fails on it, through the collector's own lease functions.
+    const { data: claimed } = await serviceClient().rpc('claim_collector_sources', {
+      source_ids: [source.id],
+      ignore_schedule: true,
+    });
+    await serviceClient().rpc('release_collector_sources', {
+      source_ids: [source.id],
+      lease_tokens: [claimed?.[0]?.lease_token as string],
+      errors: ['n8n answered 401 Unauthorized'],
+    });
+    await page.getByRole('button', { name: 'Refresh now' }).click();
+    const failing = page.locator(`table.worst-sources tr[data-source="${source.id}"]`);
+    await expect.poll(() => failing.textContent()).toContain('n8n answered 401 Unauthorized');
+    expect(await failing.textContent()).toContain('Failing');
+    await expect
+      .poll(() => page.locator('ul.findings').textContent())
+      .toMatch(/source(s)? failing/);
+    expect(await page.locator('ul.findings').textContent()).toContain('What to do');
+    expect(await page.locator('.refreshed time').getAttribute('datetime')).not.toBe(firstRefresh);
+    await expectNoSeriousA11yViolations(page);
+    await screenshot(page, 'operator-health.png');
+    await page.context().close();
+  });
+
+  it('disables a source after confirmation: the database changes and the action is recorded', async () => {
+    const initech = demo.find((t) => t.ref === 'demo-initech') as { id: string };
+    const { rows } = await superuser().query(
+      'select id, name from public.n8n_sources where tenant_id = $1 and enabled order by created_at desc limit 1',
+      [initech.id],
+    );
+    const source = rows[0];
+    const page = await openAsOperator(`#/console/tenants/${initech.id}`);
+    const row = page.locator(`table.sources tr[data-source="${source.id}"]`);
+    await row.getByRole('button', { name: 'Disable' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.waitFor();
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Cancel');
+    await expectNoSeriousA11yViolations(page);
+    await screenshot(page, 'operator-confirm.png');
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    const kept = await superuser().query('select enabled from public.n8n_sources where id = $1', [
+      source.id,
+    ]);
+    expect(kept.rows[0].enabled).toBe(true);
+
+    await row.getByRole('button', { name: 'Disable' }).click();
+    await dialog.getByRole('button', { name: 'Disable source' }).click();
+    await page.getByRole('status').filter({ hasText: 'is disabled' }).waitFor();
+    await row.locator('[data-metric="enabled"]').filter({ hasText: 'Disabled' }).waitFor();
+    const after = await superuser().query('select enabled from public.n8n_sources where id = $1', [
+      source.id,
+    ]);
+    expect(after.rows[0].enabled).toBe(false);
+    const audit = await superuser().query(
+      `select action, actor_email, tenant_id, detail from public.operator_actions
+       where object_id = $1 order by id`,
+      [source.id],
+    );
+    expect(audit.rows).toEqual([
+      {
+        action: 'source_disabled',
+        actor_email: operator.email,
+        tenant_id: initech.id,
+        detail: expect.objectContaining({ was_enabled: true }),
+      },
+    ]);
+    await page.context().close();
+  });
+});
+
+describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
+  it('is told the console is for operators, and no operator data is asked for or shown', async () => {
+    const page = await (await newContext(browser)).newPage();
+    const operatorCalls: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().includes('/rest/v1/rpc/operator_')) operatorCalls.push(r.url());
+    });
+    await page.goto(`${dashboard.url}#/console`);
+    await signIn(page, tenantUser.email, tenantUser.password);
+    await page.getByRole('heading', { name: 'Operators only' }).waitFor();
+    expect(await page.getByRole('navigation', { name: 'Console' }).count()).toBe(0);
+    expect(await page.locator('table.tenants, table.ranked').count()).toBe(0);
+    expect(operatorCalls).toEqual([]);
+    await expectNoSeriousA11yViolations(page);
+    await screenshot(page, 'operator-not-operator.png');
+    await page.getByRole('link', { name: 'Go to your usage' }).click();
+    await page.locator('flowmeter-usage [data-metric="used"]').waitFor();
+    await page.context().close();
+  });
+
+  it('gets 403 from the operator RPCs with the same session', async () => {
+    const client = createClient(stack.supabaseUrl, stack.anonKey, {
+      auth: { persistSession: false, autoRefreshToken: false },
+    });
+    const { error } = await client.auth.signInWithPassword(tenantUser);
+    expect(error).toBeNull();
+    for (const fn of ['operator_overview', 'operator_tenants', 'operator_health'] as const) {
+      const response = await client.rpc(fn);
+      expect(response.status).toBe(403);
+      expect(response.error?.code).toBe('42501');
+    }
+  });
+});

@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { whatToDo } from '../../web/src/console/findings.ts';
+import { columnLabel, ledgerCell, ledgerColumns } from '../../web/src/console/ledger-columns.ts';
+import { consoleHref, isConsoleHash, parseConsoleRoute } from '../../web/src/console/route.ts';
+import { operatorErrorMessage } from '../../web/src/errors.ts';
+import { formatter } from '../../web/src/format.ts';
+
+describe('console routes', () => {
+  it('reads each page from its hash and writes the same hash back', () => {
+    const id = '2f6c0a52-9f0e-4a57-9d8e-0b5f3b9c1a10';
+    for (const route of [
+      { page: 'overview' },
+      { page: 'tenants' },
+      { page: 'tenant', tenantId: id },
+      { page: 'health' },
+    ] as const) {
+      expect(parseConsoleRoute(consoleHref(route))).toEqual(route);
+    }
+    expect(consoleHref({ page: 'tenant', tenantId: id })).toBe(`#/console/tenants/${id}`);
+  });
+
+  it('knows the console from the tenant pages, and sends unknown console paths to the overview', () => {
+    expect(isConsoleHash('#/console')).toBe(true);
+    expect(isConsoleHash('#/console/health')).toBe(true);
+    expect(isConsoleHash('')).toBe(false);
+    expect(isConsoleHash('#/consoles')).toBe(false);
+    expect(parseConsoleRoute('#/console/nowhere')).toEqual({ page: 'overview' });
+  });
+});
+
+describe('health findings', () => {
+  it('splits what is wrong from what to do at the first colon outside parentheses', () => {
+    expect(
+      whatToDo('Stripe refuses the API key (Invalid API Key: sk_***): set STRIPE_SECRET_KEY'),
+    ).toEqual({
+      problem: 'Stripe refuses the API key (Invalid API Key: sk_***)',
+      todo: 'set STRIPE_SECRET_KEY',
+    });
+  });
+
+  it('gives the console’s advice to findings that carry none', () => {
+    expect(whatToDo('2 sources failing').todo).toMatch(/last error/);
+    expect(whatToDo('collect-usage failed 3 times since its last success (n8n: 502)')).toEqual({
+      problem: 'collect-usage failed 3 times since its last success (n8n: 502)',
+      todo: expect.stringMatching(/Scheduled functions/),
+    });
+    expect(whatToDo('something new').todo).toBeUndefined();
+  });
+});
+
+describe('ledger columns', () => {
+  it('shows every field any row has, a new kind of entry included, the identifier last', () => {
+    const columns = ledgerColumns([
+      { id: 2, identifier: 'flowmeter:x:85', value: 85, status: 'sent' },
+      { id: 3, identifier: 'flowmeter:x:adj', value: -5, status: 'pending', kind: 'credit' },
+    ]);
+    expect(columns).toEqual(['id', 'status', 'value', 'kind', 'identifier']);
+    expect(columnLabel('reported_through')).toBe('Reported through');
+  });
+
+  it('formats cells by what they hold', () => {
+    const f = formatter('en-US');
+    expect(ledgerCell(1234, f)).toBe('1,234');
+    expect(ledgerCell(null, f)).toBe('—');
+    expect(ledgerCell('2026-12-01T00:00:00+00:00', f)).toMatch(/Dec 1, 2026/);
+    expect(ledgerCell('sent', f)).toBe('sent');
+  });
+});
+
+describe('operator errors', () => {
+  it('says a refusal is for operators only, never an empty page or an ended session', () => {
+    expect(operatorErrorMessage({ code: '42501', message: 'only operators may do this' })).toEqual({
+      message: expect.stringMatching(/not an operator/),
+      notOperator: true,
+      expired: false,
+    });
+    expect(operatorErrorMessage({ code: 'PT409', message: 'only a failed delivery' })).toEqual({
+      message: 'Not done: only a failed delivery.',
+      notOperator: false,
+      expired: false,
+    });
+    expect(operatorErrorMessage({ code: 'PGRST303', message: 'JWT expired' })).toMatchObject({
+      expired: true,
+    });
+  });
+});

@@ -1,0 +1,136 @@
+import { html, LitElement, nothing } from 'lit';
+import { getHealth, type Health, type OperatorDb } from '../../../src/operator-client/index.ts';
+import { formatter } from '../format.ts';
+import { whatToDo } from './findings.ts';
+import { type Loaded, load, renderLoaded } from './page-state.ts';
+
+export const HEALTH_REFRESH_SECONDS = 30;
+
+/**
+ * The findings `flowmeter status` reports, from the same rules, each with what to do; then
+ * the figures behind them. Reloads every 30 s while the tab is visible.
+ */
+export class ConsoleHealth extends LitElement {
+  static override properties = {
+    client: { attribute: false },
+    health: { state: true },
+    refreshedAt: { state: true },
+  };
+
+  declare client: OperatorDb;
+  declare health: Loaded<Health>;
+  declare refreshedAt: Date | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #format = formatter();
+
+  constructor() {
+    super();
+    this.health = { kind: 'loading' };
+  }
+
+  protected override createRenderRoot() {
+    return this;
+  }
+
+  override connectedCallback(): void {
+    super.connectedCallback();
+    void this.refresh();
+    this.#timer = setInterval(() => {
+      if (document.visibilityState === 'visible') void this.refresh();
+    }, HEALTH_REFRESH_SECONDS * 1000);
+  }
+
+  override disconnectedCallback(): void {
+    super.disconnectedCallback();
+    clearInterval(this.#timer);
+  }
+
+  async refresh(): Promise<void> {
+    const next = await load(() => getHealth(this.client));
+    if (next.kind === 'ready') this.refreshedAt = new Date();
+    if (next.kind === 'ready' || this.health.kind !== 'ready') this.health = next;
+  }
+
+  protected override render() {
+    const f = this.#format;
+    return html`<div class="title-row">
+        <h1 class="page-title" tabindex="-1">Health</h1>
+        <p class="refreshed" aria-live="polite">${
+          this.refreshedAt
+            ? html`Refreshed <time datetime=${this.refreshedAt.toISOString()}>${f.time(this.refreshedAt)}</time> · every ${HEALTH_REFRESH_SECONDS} s`
+            : nothing
+        }</p>
+        <button type="button" class="secondary" @click=${() => this.refresh()}>Refresh now</button>
+      </div>
+      ${renderLoaded(this.health, (h) => this.#ready(h))}`;
+  }
+
+  #ready(h: Health) {
+    const f = this.#format;
+    const s = h.status;
+    return html`
+      <section class="card" aria-labelledby="findings">
+        <h2 id="findings">Needs attention (${h.needsAttention.length})</h2>
+        ${
+          h.needsAttention.length === 0
+            ? html`<p class="all-good">Nothing needs a person right now.</p>`
+            : html`<ul class="findings">${h.needsAttention.map((finding) => {
+                const { problem, todo } = whatToDo(finding);
+                return html`<li><strong>${problem}</strong>${todo ? html`<p><span class="todo-label">What to do:</span> ${todo}</p>` : nothing}</li>`;
+              })}</ul>`
+        }
+      </section>
+      <div class="stat-grid">
+        <section class="card stat" aria-labelledby="h-sources"><h2 id="h-sources">Sources</h2>
+          <p class="big">${f.count(s.sources.failing)}<small> failing</small></p>
+          <p class="muted">${f.count(s.sources.enabled)} enabled of ${f.count(s.sources.total)} · max lag ${s.sources.max_lag_seconds === null ? '—' : f.duration(s.sources.max_lag_seconds * 1000)}</p></section>
+        <section class="card stat" aria-labelledby="h-reports"><h2 id="h-reports">Stripe reports</h2>
+          <p class="big">${f.count(s.meter_reports.pending)}<small> pending</small></p>
+          <p class="muted">${f.count(s.meter_reports.retrying)} retrying · ${f.count(s.meter_reports.failing)} failing · ${f.count(s.meter_reports.late)} late</p></section>
+        <section class="card stat" aria-labelledby="h-alerts"><h2 id="h-alerts">Alert deliveries</h2>
+          <p class="big">${f.count(s.alert_deliveries.pending + s.alert_deliveries.sending)}<small> waiting</small></p>
+          <p class="muted">${f.count(s.alert_deliveries.retrying)} retrying · ${f.count(s.alert_deliveries.given_up)} given up</p></section>
+        <section class="card stat" aria-labelledby="h-gaps"><h2 id="h-gaps">Collection gaps</h2>
+          <p class="big">${f.count(h.collector.unacknowledged_gaps.gaps)}<small> not acknowledged</small></p>
+          <p class="muted">${f.count(h.collector.unacknowledged_gaps.executions)} executions · ${f.count(h.collector.killed_runs.length)} killed runs · ${f.count(h.collector.dead_leases.length)} dead leases</p></section>
+      </div>
+      <section class="card" aria-labelledby="worst">
+        <h2 id="worst">Sources most in need of attention</h2>
+        ${
+          s.sources.worst.length === 0
+            ? html`<p class="empty">No source is registered.</p>`
+            : html`<div class="table-wrap"><table class="worst-sources">
+              <thead><tr><th scope="col">Tenant</th><th scope="col">Source</th><th scope="col">State</th>
+                <th scope="col" class="num">Failures</th><th scope="col" class="num">Lag</th><th scope="col">Last error</th></tr></thead>
+              <tbody>${s.sources.worst.map(
+                (
+                  w,
+                ) => html`<tr data-source=${w.id}><th scope="row">${w.tenant_name}</th><td><code>${w.base_url}</code></td>
+                  <td>${w.enabled ? html`<span class="badge ${w.consecutive_failures > 0 ? 'bad' : 'ok'}">${w.consecutive_failures > 0 ? 'Failing' : 'Enabled'}</span>` : html`<span class="badge off">Disabled</span>`}</td>
+                  <td class="num">${f.count(w.consecutive_failures)}</td>
+                  <td class="num">${w.lag_seconds === null ? 'never collected' : f.duration(w.lag_seconds * 1000)}</td>
+                  <td>${w.last_error ? html`<span class="error-text">${w.last_error}</span>` : '—'}</td></tr>`,
+              )}</tbody></table></div>`
+        }
+      </section>
+      <section class="card" aria-labelledby="functions">
+        <h2 id="functions">Scheduled functions</h2>
+        ${
+          s.scheduled_functions.length === 0
+            ? html`<p class="empty">No scheduled function has run yet.</p>`
+            : html`<div class="table-wrap"><table>
+              <thead><tr><th scope="col">Function</th><th scope="col">Last run</th><th scope="col">Outcome</th>
+                <th scope="col" class="num">Failures since success</th><th scope="col">Last error</th></tr></thead>
+              <tbody>${s.scheduled_functions.map(
+                (
+                  fn,
+                ) => html`<tr><th scope="row"><code>${fn.function_name}</code></th><td>${f.dateTime(fn.last_started_at)}</td>
+                  <td><span class="badge ${fn.last_ok === false ? 'bad' : fn.last_ok ? 'ok' : 'off'}">${fn.last_ok === null ? 'running' : fn.last_ok ? 'ok' : 'failed'}</span></td>
+                  <td class="num">${f.count(fn.failures_since_success)}</td><td>${fn.last_error ?? '—'}</td></tr>`,
+              )}</tbody></table></div>`
+        }
+      </section>`;
+  }
+}
+
+if (!customElements.get('console-health')) customElements.define('console-health', ConsoleHealth);

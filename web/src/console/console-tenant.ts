@@ -1,0 +1,268 @@
+import { html, LitElement, nothing } from 'lit';
+import {
+  acknowledgeGaps,
+  getTenantDetail,
+  type OperatorDb,
+  type OperatorResult,
+  resendAlertDelivery,
+  setSourceEnabled,
+  type TenantDetail,
+} from '../../../src/operator-client/index.ts';
+import { toDailyUsage, toUsagePeriod, toUsageSummary } from '../../../src/usage-client/index.ts';
+import { operatorErrorMessage } from '../errors.ts';
+import { formatter } from '../format.ts';
+import { historyTable } from '../history-table.ts';
+import '../widget/flowmeter-usage.ts';
+import type { Confirmation, ConfirmDialog } from './confirm-dialog.ts';
+import './confirm-dialog.ts';
+import { columnLabel } from './ledger-columns.ts';
+import { ledgerTable } from './ledger-table.ts';
+import { type Loaded, load, renderLoaded } from './page-state.ts';
+import { consoleHref } from './route.ts';
+
+type Source = TenantDetail['sources'][number];
+type Alert = TenantDetail['alerts'][number];
+type Delivery = Alert['deliveries'][number];
+type Outcome = { ok: boolean; message: string };
+// The same rows as the tenant usage API's, where the generated types cannot tell null apart.
+type SummaryRow = Parameters<typeof toUsageSummary>[0];
+type PeriodRow = Parameters<typeof toUsagePeriod>[0];
+
+/**
+ * One tenant: its dashboard as the tenant sees it (the same widget and periods table, fed by
+ * operator_tenant), then what only the operator sees: sources, the Stripe ledger, alert
+ * deliveries and reservations in flight, with the actions behind a confirmation.
+ */
+export class ConsoleTenant extends LitElement {
+  static override properties = {
+    client: { attribute: false },
+    tenantId: { attribute: false },
+    detail: { state: true },
+    outcome: { state: true },
+    busy: { state: true },
+  };
+
+  declare client: OperatorDb;
+  declare tenantId: string;
+  declare detail: Loaded<TenantDetail>;
+  declare outcome: Outcome | undefined;
+  declare busy: boolean;
+  #format = formatter();
+
+  constructor() {
+    super();
+    this.detail = { kind: 'loading' };
+    this.busy = false;
+  }
+
+  protected override createRenderRoot() {
+    return this;
+  }
+
+  protected override willUpdate(changed: Map<string, unknown>): void {
+    if (changed.has('tenantId') && this.tenantId) {
+      this.detail = { kind: 'loading' };
+      this.outcome = undefined;
+      void this.refresh();
+    }
+  }
+
+  async refresh(): Promise<void> {
+    const next = await load(() => getTenantDetail(this.client, this.tenantId, { maxRows: 50 }));
+    if (next.kind === 'ready' || this.detail.kind !== 'ready') this.detail = next;
+  }
+
+  /** Asks, acts, says what happened, and reloads the tenant. */
+  async #act<T>(
+    confirmation: Confirmation,
+    action: () => Promise<OperatorResult<T>>,
+    done: (value: T) => string,
+  ): Promise<void> {
+    const dialog = this.querySelector<ConfirmDialog>('flowmeter-confirm');
+    if (!dialog || !(await dialog.ask(confirmation))) return;
+    this.busy = true;
+    try {
+      const { data, error } = await action();
+      this.outcome = error
+        ? { ok: false, message: operatorErrorMessage(error).message }
+        : { ok: true, message: done(data as T) };
+      await this.refresh();
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  protected override render() {
+    const title = this.detail.kind === 'ready' ? this.detail.value.summary.tenant_name : 'Tenant';
+    return html`<p class="crumbs"><a href=${consoleHref({ page: 'tenants' })}>Tenants</a> ›</p>
+      <h1 class="page-title" tabindex="-1">${title}</h1>
+      ${this.outcome ? html`<p class="banner ${this.outcome.ok ? 'success' : 'error'}" role="status">${this.outcome.message}</p>` : nothing}
+      ${renderLoaded(this.detail, (d) => this.#ready(d))}
+      <flowmeter-confirm></flowmeter-confirm>`;
+  }
+
+  #ready(d: TenantDetail) {
+    const f = this.#format;
+    const s = d.summary;
+    return html`
+      <dl class="facts card">
+        <div><dt>Reference</dt><dd><code>${s.external_ref ?? '—'}</code></dd></div>
+        <div><dt>Plan</dt><dd>${s.plan_name}</dd></div>
+        <div><dt>Subscription</dt><dd><span class="status status-${s.subscription_status}">${s.subscription_status}</span></dd></div>
+        <div><dt>Stripe customer</dt><dd><code>${s.stripe_customer_id ?? '—'}</code></dd></div>
+        <div><dt>Stripe subscription</dt><dd><code>${s.stripe_subscription_id ?? '—'}</code></dd></div>
+      </dl>
+      <section aria-label="The tenant's dashboard">
+        <flowmeter-usage refresh-interval="0"
+          .usage=${{ summary: toUsageSummary(s as SummaryRow), daily: d.daily.map(toDailyUsage) }}></flowmeter-usage>
+      </section>
+      <section class="card" aria-labelledby="periods">
+        <h2 id="periods">Billing periods</h2>
+        ${
+          d.history.length
+            ? historyTable(
+                d.history.map((p) => toUsagePeriod(p as PeriodRow)),
+                f,
+              )
+            : html`<p class="empty">No billing period has usage yet.</p>`
+        }
+      </section>
+      <section class="card" aria-labelledby="sources">
+        <h2 id="sources">n8n sources</h2>
+        ${d.sources.length ? this.#sources(d.sources) : html`<p class="empty">No n8n source is registered for this tenant.</p>`}
+      </section>
+      <section class="card" aria-labelledby="ledger">
+        <h2 id="ledger">Stripe ledger</h2>
+        <ul class="chips" aria-label="Meter reports by state">
+          ${Object.entries(d.ledger)
+            .filter(([, v]) => typeof v === 'number')
+            .map(
+              ([k, v]) =>
+                html`<li data-count=${k}><span class="chip-n">${f.count(v as number)}</span> ${columnLabel(k).toLowerCase()}</li>`,
+            )}
+        </ul>
+        ${d.ledger.reports.length ? ledgerTable(d.ledger.reports, f) : html`<p class="empty">Nothing was reported to Stripe for this tenant yet.</p>`}
+      </section>
+      <section class="card" aria-labelledby="alerts">
+        <h2 id="alerts">Alerts and deliveries</h2>
+        ${d.alerts.length ? this.#alerts(d.alerts) : html`<p class="empty">No alert was raised for this tenant.</p>`}
+      </section>
+      <section class="card" aria-labelledby="reservations">
+        <h2 id="reservations">Reservations in flight (${f.count(d.reservations.active)})</h2>
+        ${d.reservations.rows.length ? this.#reservations(d.reservations.rows) : html`<p class="empty">No run is reserved and uncollected.</p>`}
+      </section>`;
+  }
+
+  #sources(sources: Source[]) {
+    const f = this.#format;
+    return html`<div class="table-wrap"><table class="sources">
+      <thead><tr><th scope="col">Source</th><th scope="col">State</th><th scope="col" class="num">Lag</th>
+        <th scope="col" class="num">Failures</th><th scope="col">Last error</th><th scope="col" class="num">Gaps</th>
+        <th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+      <tbody>${sources.map(
+        (src) => html`<tr data-source=${src.id}>
+          <th scope="row">${src.name}<br /><small class="muted"><code>${src.base_url}</code></small></th>
+          <td data-metric="enabled">${src.enabled ? html`<span class="badge ok">Enabled</span>` : html`<span class="badge off">Disabled</span>`}</td>
+          <td class="num" data-metric="lag">${src.lag_seconds === null ? 'never collected' : f.duration(src.lag_seconds * 1000)}</td>
+          <td class="num" data-metric="failures">${f.count(src.consecutive_failures)}</td>
+          <td data-metric="last-error">${src.last_error ? html`<span class="error-text">${src.last_error}</span><br /><small class="muted">${src.last_error_at ? f.dateTime(src.last_error_at) : ''}</small>` : '—'}</td>
+          <td class="num" data-metric="gaps">${f.count(src.unacknowledged_gaps)} new / ${f.count(src.gaps)}</td>
+          <td class="actions">
+            <button type="button" class="secondary" ?disabled=${this.busy}
+              @click=${() =>
+                this.#act(
+                  {
+                    title: `${src.enabled ? 'Disable' : 'Enable'} ${src.name}?`,
+                    message: src.enabled
+                      ? 'Collection from this n8n instance stops until it is enabled again. Executions that run meanwhile are collected later, as long as n8n keeps them.'
+                      : 'Collection from this n8n instance resumes on the next run of the collector.',
+                    confirmLabel: src.enabled ? 'Disable source' : 'Enable source',
+                  },
+                  () => setSourceEnabled(this.client, { sourceId: src.id, enabled: !src.enabled }),
+                  (r) => `${r.name} is ${r.enabled ? 'enabled' : 'disabled'}.`,
+                )}>${src.enabled ? 'Disable' : 'Enable'}</button>
+            ${
+              src.unacknowledged_gaps > 0
+                ? html`<button type="button" class="secondary" ?disabled=${this.busy}
+                  @click=${() =>
+                    this.#act(
+                      {
+                        title: `Acknowledge the gaps of ${src.name}?`,
+                        message: `${f.count(src.unacknowledged_gaps)} gaps are marked as seen: they stay listed, and no longer count as needing attention.`,
+                        confirmLabel: 'Acknowledge gaps',
+                      },
+                      () => acknowledgeGaps(this.client, src.id),
+                      (r) => `${f.count(r.acknowledged)} gaps acknowledged.`,
+                    )}>Acknowledge gaps</button>`
+                : nothing
+            }
+          </td></tr>`,
+      )}</tbody></table></div>`;
+  }
+
+  #alerts(alerts: Alert[]) {
+    const f = this.#format;
+    return html`<div class="table-wrap"><table class="alerts-table">
+      <thead><tr><th scope="col">Alert</th><th scope="col">Channel</th><th scope="col">Delivery</th>
+        <th scope="col" class="num">Attempts</th><th scope="col">Last error</th>
+        <th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
+      <tbody>${alerts.flatMap((a) => {
+        const label = html`<th scope="row" rowspan=${Math.max(1, a.deliveries.length)}>${a.threshold} % of the quota
+          <br /><small class="muted">${f.count(a.used)} of ${f.count(a.quota)} · ${f.dateTime(a.created_at)}</small></th>`;
+        if (a.deliveries.length === 0) {
+          return [
+            html`<tr data-alert=${a.id}>${label}<td colspan="5" class="muted">In-app only</td></tr>`,
+          ];
+        }
+        return a.deliveries.map(
+          (
+            dl,
+            i,
+          ) => html`<tr data-alert=${a.id} data-channel=${dl.channel_id}>${i === 0 ? label : nothing}
+            <td>${dl.channel_kind}${dl.global_channel ? html` <small class="muted">(all tenants)</small>` : nothing}</td>
+            <td data-metric="delivery-status"><span class="badge status-${dl.status}">${this.#deliveryState(dl)}</span></td>
+            <td class="num">${f.count(dl.attempts)}</td>
+            <td>${dl.last_error ? html`<span class="error-text">${dl.last_error}</span>` : '—'}</td>
+            <td class="actions">${
+              dl.status === 'failed'
+                ? html`<button type="button" class="secondary" ?disabled=${this.busy}
+                  @click=${() =>
+                    this.#act(
+                      {
+                        title: `Send the ${a.threshold} % alert again by ${dl.channel_kind}?`,
+                        message:
+                          'The delivery becomes due now with a fresh set of attempts; the next run of deliver-alerts sends it, with the same delivery key.',
+                        confirmLabel: 'Send again',
+                      },
+                      () =>
+                        resendAlertDelivery(this.client, {
+                          alertId: a.id,
+                          channelId: dl.channel_id,
+                        }),
+                      () => `The ${a.threshold} % alert is due again by ${dl.channel_kind}.`,
+                    )}>Send again</button>`
+                : nothing
+            }</td></tr>`,
+        );
+      })}</tbody></table></div>`;
+  }
+
+  #deliveryState(d: Delivery): string {
+    if (d.status === 'failed') return d.next_attempt_at ? 'retrying' : 'given up';
+    return d.status;
+  }
+
+  #reservations(rows: TenantDetail['reservations']['rows']) {
+    const f = this.#format;
+    return html`<div class="table-wrap"><table class="reservations">
+      <thead><tr><th scope="col">Run</th><th scope="col">Workflow</th><th scope="col">Reserved at</th><th scope="col">Expires</th></tr></thead>
+      <tbody>${rows.map(
+        (
+          r,
+        ) => html`<tr data-reservation=${r.id}><th scope="row"><code>${r.run_ref ?? `#${r.id}`}</code></th>
+          <td><code>${r.workflow_id ?? '—'}</code></td><td>${f.dateTime(r.created_at)}</td><td>${f.dateTime(r.expires_at)}</td></tr>`,
+      )}</tbody></table></div>`;
+  }
+}
+
+if (!customElements.get('console-tenant')) customElements.define('console-tenant', ConsoleTenant);

@@ -1,0 +1,33 @@
+/**
+ * A finding as `flowmeter status` words it ("what: what to do"), split for the health page;
+ * the findings that carry no advice of their own get the console's. Pure, so it is unit-tested.
+ */
+const ADVICE: Array<[RegExp, string]> = [
+  [
+    /sources? failing$/,
+    'Open the tenant, read the source’s last error, then fix the n8n URL or API key (`flowmeter sources set-key`) or disable the source.',
+  ],
+  [/given up$/, 'Open the tenant and send the delivery again once the channel works.'],
+  [
+    /since its last success/,
+    'Read the error under Scheduled functions; the next scheduled run tries again.',
+  ],
+];
+
+/** The first ": " outside parentheses: quoted errors in parentheses have colons of their own. */
+function adviceStart(finding: string): number {
+  let depth = 0;
+  for (let i = 0; i < finding.length - 1; i++) {
+    const c = finding[i];
+    if (c === '(') depth++;
+    else if (c === ')') depth = Math.max(0, depth - 1);
+    else if (depth === 0 && c === ':' && finding[i + 1] === ' ') return i;
+  }
+  return -1;
+}
+
+export function whatToDo(finding: string): { problem: string; todo: string | undefined } {
+  const at = adviceStart(finding);
+  if (at >= 0) return { problem: finding.slice(0, at), todo: finding.slice(at + 2) };
+  return { problem: finding, todo: ADVICE.find(([pattern]) => pattern.test(finding))?.[1] };
+}

@@ -1,0 +1,91 @@
+import { html, LitElement } from 'lit';
+import type { OperatorDb } from '../../../src/operator-client/index.ts';
+import { type ConsoleRoute, consoleHref, parseConsoleRoute } from './route.ts';
+import './console-health.ts';
+import './console-overview.ts';
+import './console-tenant.ts';
+import './console-tenants.ts';
+
+const NAV: Array<{ label: string; route: ConsoleRoute }> = [
+  { label: 'Overview', route: { page: 'overview' } },
+  { label: 'Tenants', route: { page: 'tenants' } },
+  { label: 'Health', route: { page: 'health' } },
+];
+
+/**
+ * `<flowmeter-console>`: the operator's pages, chosen by the `#/console…` hash. Each page
+ * loads through src/operator-client with the operator's own session; the database decides
+ * who is an operator. Moving to another page moves the focus to its heading.
+ */
+export class OperatorConsole extends LitElement {
+  static override properties = {
+    client: { attribute: false },
+    email: { attribute: false },
+    route: { state: true },
+  };
+
+  declare client: OperatorDb;
+  declare email: string | undefined;
+  declare route: ConsoleRoute;
+  #onHash = () => {
+    this.route = parseConsoleRoute(location.hash);
+    void this.updateComplete.then(() => this.querySelector<HTMLElement>('main h1')?.focus());
+  };
+
+  constructor() {
+    super();
+    this.route = parseConsoleRoute(location.hash);
+  }
+
+  protected override createRenderRoot() {
+    return this;
+  }
+
+  override connectedCallback(): void {
+    super.connectedCallback();
+    window.addEventListener('hashchange', this.#onHash);
+  }
+
+  override disconnectedCallback(): void {
+    super.disconnectedCallback();
+    window.removeEventListener('hashchange', this.#onHash);
+  }
+
+  protected override render() {
+    const current = this.route.page === 'tenant' ? 'tenants' : this.route.page;
+    return html`
+      <header class="topbar">
+        <div class="brand"><span class="logo" aria-hidden="true"></span><span>flowmeter</span>
+          <span class="tag operator-tag">operator</span></div>
+        <nav aria-label="Console" class="console-nav">
+          ${NAV.map(
+            (n) => html`<a href=${consoleHref(n.route)}
+              aria-current=${n.route.page === current ? 'page' : 'false'}>${n.label}</a>`,
+          )}
+        </nav>
+        <div class="topbar-right">
+          <span class="user">${this.email}</span>
+          <button type="button" class="secondary"
+            @click=${() => this.dispatchEvent(new CustomEvent('sign-out', { bubbles: true }))}>Sign out</button>
+        </div>
+      </header>
+      <main class="content">${this.#page()}</main>`;
+  }
+
+  #page() {
+    const r = this.route;
+    switch (r.page) {
+      case 'overview':
+        return html`<console-overview .client=${this.client}></console-overview>`;
+      case 'tenants':
+        return html`<console-tenants .client=${this.client}></console-tenants>`;
+      case 'tenant':
+        return html`<console-tenant .client=${this.client} .tenantId=${r.tenantId}></console-tenant>`;
+      case 'health':
+        return html`<console-health .client=${this.client}></console-health>`;
+    }
+  }
+}
+
+if (!customElements.get('flowmeter-console'))
+  customElements.define('flowmeter-console', OperatorConsole);

@@ -1,0 +1,36 @@
+/**
+ * The console's pages live under `#/console` in the same app as the tenant dashboard, so a
+ * link or a reload opens the same page after sign-in. Pure, so it is unit-tested.
+ */
+export type ConsoleRoute =
+  | { page: 'overview' }
+  | { page: 'tenants' }
+  | { page: 'tenant'; tenantId: string }
+  | { page: 'health' };
+
+const PREFIX = '#/console';
+
+export const isConsoleHash = (hash: string): boolean =>
+  hash === PREFIX || hash.startsWith(`${PREFIX}/`);
+
+/** The page a hash names; an unknown console path is the overview. */
+export function parseConsoleRoute(hash: string): ConsoleRoute {
+  const [, page, id] = hash.slice(PREFIX.length).split('/');
+  if (page === 'tenants' && id) return { page: 'tenant', tenantId: decodeURIComponent(id) };
+  if (page === 'tenants') return { page: 'tenants' };
+  if (page === 'health') return { page: 'health' };
+  return { page: 'overview' };
+}
+
+export function consoleHref(route: ConsoleRoute): string {
+  switch (route.page) {
+    case 'overview':
+      return PREFIX;
+    case 'tenants':
+      return `${PREFIX}/tenants`;
+    case 'tenant':
+      return `${PREFIX}/tenants/${encodeURIComponent(route.tenantId)}`;
+    case 'health':
+      return `${PREFIX}/health`;
+  }
+}
