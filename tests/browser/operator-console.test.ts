@@ -1,11 +1,13 @@
 import type { Browser, Page } from '@playwright/test';
 import { createClient } from '@supabase/supabase-js';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseKeyring } from '../../src/crypto/keyring.ts';
 import { createServiceClient } from '../../src/db/client.ts';
 import { type DemoN8n, startDemoN8n } from '../../src/local/demo/n8n-server.ts';
 import { seedDemo } from '../../src/local/demo/seed.ts';
 import { type DemoSignIn, seedDemoUsers } from '../../src/local/demo/users.ts';
+import { type LocalStack, startLocalStack } from '../../src/local/stack.ts';
 import {
   expectNoSeriousA11yViolations,
   launchBrowser,
@@ -14,7 +16,7 @@ import {
   signIn,
   startDashboard,
 } from '../support/browser.ts';
-import { serviceClient, stack, superuser, uniqueId } from '../support/stack.ts';
+import { uniqueId } from '../support/stack.ts';
 import { ingest, type Run } from '../support/usage-data.ts';
 
 /**
@@ -33,10 +35,13 @@ let operator: DemoSignIn;
 let tenantUser: DemoSignIn;
 let demo: Array<{ id: string; ref: string; name: string }>;
 
-const db = createServiceClient({
-  SUPABASE_URL: stack.supabaseUrl,
-  SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
-});
+// A stack of its own: the overview counts and ranks every tenant in the database, so
+// the demo's numbers are the whole picture only where no other test file adds tenants.
+let stack: LocalStack;
+let pool: pg.Pool;
+let db: ReturnType<typeof createServiceClient>;
+const superuser = () => pool;
+const serviceClient = () => db;
 
 /**
  * Runs spread evenly over this calendar month so far (the demo tenants have no
@@ -54,12 +59,18 @@ async function usage(tenantId: string, current: number, previous: number): Promi
       status: i % 17 === 5 ? 'error' : 'success',
       durationMs: 800 + ((i * 37) % 4000),
     }));
-  await ingest(tenantId, [...spread(monthStart, current), ...spread(previousStart, previous)]);
+  await ingest(tenantId, [...spread(monthStart, current), ...spread(previousStart, previous)], db);
 }
 
 beforeAll(async () => {
+  stack = await startLocalStack();
+  pool = new pg.Pool({ connectionString: stack.databaseUrl, max: 2 });
+  db = createServiceClient({
+    SUPABASE_URL: stack.supabaseUrl,
+    SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
+  });
   [dashboard, browser, n8n] = await Promise.all([
-    startDashboard(),
+    startDashboard(stack),
     launchBrowser(),
     startDemoN8n(0),
   ]);
@@ -97,6 +108,8 @@ afterAll(async () => {
   await browser?.close();
   await dashboard?.close();
   await n8n?.close();
+  await pool?.end();
+  await stack?.stop();
 });
 
 async function openAsOperator(hash = ''): Promise<Page> {
@@ -129,6 +142,20 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     await page.getByRole('heading', { name: 'Overview', level: 1 }).waitFor();
     expect(new URL(page.url()).hash).toBe('#/console');
     await page.locator('table.ranked[data-list="top-usage"]').waitFor();
+    const { rows: totals } = await superuser().query(
+      `select count(*)::int as tenants, sum(executions)::int as executions, sum(used)::int as billable
+       from private.operator_tenant_rows()`,
+    );
+    expect(await page.locator('[data-metric="tenants"]').first().textContent()).toBe(
+      count(totals[0].tenants),
+    );
+    expect(totals[0].tenants).toBe(demo.length);
+    expect(await page.locator('[data-metric="executions-total"]').textContent()).toBe(
+      count(totals[0].executions),
+    );
+    expect(await page.locator('[data-metric="executions-billable"]').textContent()).toBe(
+      count(totals[0].billable),
+    );
     for (const plan of ['demo-free', 'demo-pro', 'demo-scale']) {
       expect(
         await page
@@ -384,6 +411,32 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
         detail: expect.objectContaining({ was_enabled: true }),
       },
     ]);
+    await page.context().close();
+  });
+});
+
+describe('when the operator’s session ends', { timeout: BROWSER_TIMEOUT }, () => {
+  it('returns to the sign-in form and says why', async () => {
+    const page = await (await newContext(browser)).newPage();
+    await page.route('**/rest/v1/rpc/operator_overview**', (route) =>
+      route.fulfill({
+        status: 401,
+        contentType: 'application/json',
+        body: JSON.stringify({
+          code: 'PGRST303',
+          message: 'JWT expired',
+          details: null,
+          hint: null,
+        }),
+      }),
+    );
+    await page.goto(dashboard.url);
+    await signIn(page, operator.email, operator.password);
+    await page.locator('form.sign-in').waitFor();
+    expect(await page.locator('form.sign-in [role="alert"]').textContent()).toContain(
+      'Your session has ended',
+    );
+    expect(await page.getByRole('navigation', { name: 'Console' }).count()).toBe(0);
     await page.context().close();
   });
 });

@@ -425,6 +425,69 @@ describe('operator_tenants', () => {
     ]);
   });
 
+  it('ranks by usage in each tenant’s own billing period: subscription, stale subscription, calendar month', async () => {
+    const plan = await setPlan({
+      id: uniqueId('periods'),
+      name: 'Periods',
+      included_executions: 40,
+    });
+    const [current, stale, calendar] = await Promise.all([
+      createTenant(plan),
+      createTenant(plan),
+      createTenant(plan),
+    ]);
+    const db = superuser();
+    // current: a subscription period around now; stale: one that ended months ago, so its
+    // periods roll on monthly from the anchor; calendar: no subscription.
+    await db.query(
+      `update public.tenants set current_period_start = now() - interval '3 days',
+              current_period_end = now() + interval '27 days' where id = $1`,
+      [current.id],
+    );
+    await db.query(
+      `update public.tenants set current_period_start = now() - interval '100 days',
+              current_period_end = now() - interval '70 days' where id = $1`,
+      [stale.id],
+    );
+    const usage: Array<[string, number]> = [
+      [current.id, 34],
+      [stale.id, 44],
+      [calendar.id, 12],
+    ];
+    for (const [tenantId, billable] of usage) {
+      await db.query(
+        `insert into public.usage_counters (tenant_id, period_start, period_end, executions, billable, billable_success)
+         select $1, bp.period_start, bp.period_end, $2, $2, $2
+         from public.tenants t
+         cross join lateral private.billing_period(t.current_period_start, t.current_period_end, now()) bp
+         where t.id = $1`,
+        [tenantId, billable],
+      );
+    }
+    const { rows: expected } = await db.query(
+      `select tenant_id, used::int, percent::float, level from private.operator_tenant_rows()
+       where plan_id = $1 order by used desc, tenant_id desc`,
+      [plan],
+    );
+    expect(expected.map((r) => r.level)).toEqual(['overage', 'warning', 'normal']);
+    for (const sort of ['used', 'percent', 'level'] as const) {
+      const { data, error } = await listTenants(await operator(), {
+        planIds: [plan],
+        sort,
+        descending: true,
+      });
+      expect(error).toBeNull();
+      expect(data?.rows.map((r) => [r.tenant_id, r.used, r.percent, r.level])).toEqual(
+        expected.map((r) => [r.tenant_id, r.used, r.percent, r.level]),
+      );
+    }
+    const { data: overLimit } = await listTenants(await operator(), {
+      planIds: [plan],
+      levels: ['overage', 'limit'],
+    });
+    expect(overLimit?.rows.map((r) => r.tenant_id)).toEqual([stale.id]);
+  });
+
   it('answers 400 for an unknown sort column, a bad cursor, a page too large or a search too long', async () => {
     const db = await operator();
     for (const args of [

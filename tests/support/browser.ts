@@ -46,16 +46,19 @@ export const newContext = (browser: Browser): Promise<BrowserContext> =>
   });
 
 /**
- * The dashboard as `npm start` serves it, against this run's local stack: built into a
- * folder of its own (test files run in parallel), served with the stack's config.json.
+ * The dashboard as `npm start` serves it, against this run's local stack (or another one):
+ * built into a folder of its own (test files run in parallel), served with the stack's
+ * config.json.
  */
-export async function startDashboard(): Promise<DashboardServer & { dir: string }> {
+export async function startDashboard(
+  target: { supabaseUrl: string; anonKey: string } = stack,
+): Promise<DashboardServer & { dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'flowmeter-web-'));
   await buildDashboard({ outDir: dir });
   const server = await startDashboardServer({
     root: dir,
-    supabaseUrl: stack.supabaseUrl,
-    anonKey: stack.anonKey,
+    supabaseUrl: target.supabaseUrl,
+    anonKey: target.anonKey,
   });
   return {
     ...server,

@@ -1,3 +1,5 @@
+import type { SupabaseClient } from '@supabase/supabase-js';
+import type { Database } from '../../src/db/database.types.ts';
 import { serviceClient, superuser, uniqueId } from './stack.ts';
 
 /**
@@ -56,9 +58,12 @@ function runsOfDay(dayStart: number, perDay: number, salt: number): Run[] {
   });
 }
 
-/** Stores finished executions through ingest_execution_page, on a new source, in pages. */
-export async function ingest(tenantId: string, runs: Run[]): Promise<void> {
-  const db = serviceClient();
+/** Stores finished executions through ingest_execution_page, on a new source, in pages (of this run's stack, or `db`'s). */
+export async function ingest(
+  tenantId: string,
+  runs: Run[],
+  db: SupabaseClient<Database> = serviceClient(),
+): Promise<void> {
   const source = check(
     'add_n8n_source',
     await db.rpc('add_n8n_source', {

@@ -179,13 +179,15 @@ export class FlowmeterDashboard extends LitElement {
     }
   }
 
-  async #signOut(): Promise<void> {
+  /** `reason`: why the page signs out by itself (the session ended), shown on the sign-in form. */
+  async #signOut(reason?: string): Promise<void> {
     // A sign-out the server cannot confirm still ends the session in this browser.
     const { error } = (await this.client?.auth.signOut()) ?? { error: null };
     if (error) await this.client?.auth.signOut({ scope: 'local' });
     this.tenants = { kind: 'loading' };
     this.refreshedAt = undefined;
     this.refreshError = undefined;
+    this.signInError = reason;
   }
 
   protected override render() {
@@ -198,7 +200,7 @@ export class FlowmeterDashboard extends LitElement {
     if (!this.session) return this.#renderSignIn();
     if (isOperator(this.session)) {
       return html`<flowmeter-console .client=${this.client} .email=${this.session.user.email}
-        @sign-out=${() => this.#signOut()}></flowmeter-console>`;
+        @sign-out=${(e: CustomEvent<string | undefined>) => this.#signOut(e.detail)}></flowmeter-console>`;
     }
     return this.consoleAsked
       ? this.#renderNotOperator(this.session)

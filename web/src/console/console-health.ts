@@ -46,7 +46,7 @@ export class ConsoleHealth extends LitElement {
   }
 
   async refresh(): Promise<void> {
-    const next = await load(() => getHealth(this.client));
+    const next = await load(this, () => getHealth(this.client));
     if (next.kind === 'ready') this.refreshedAt = new Date();
     if (next.kind === 'ready' || this.health.kind !== 'ready') this.health = next;
   }

@@ -29,7 +29,9 @@ export class ConsoleOverview extends LitElement {
   }
 
   async refresh(): Promise<void> {
-    this.overview = await load(() => getOverview(this.client, { topRows: 5, maxNearLimit: 10 }));
+    this.overview = await load(this, () =>
+      getOverview(this.client, { topRows: 5, maxNearLimit: 10 }),
+    );
   }
 
   protected override render() {

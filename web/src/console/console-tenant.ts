@@ -70,7 +70,9 @@ export class ConsoleTenant extends LitElement {
   }
 
   async refresh(): Promise<void> {
-    const next = await load(() => getTenantDetail(this.client, this.tenantId, { maxRows: 50 }));
+    const next = await load(this, () =>
+      getTenantDetail(this.client, this.tenantId, { maxRows: 50 }),
+    );
     if (next.kind === 'ready' || this.detail.kind !== 'ready') this.detail = next;
   }
 

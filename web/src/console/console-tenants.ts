@@ -97,7 +97,7 @@ export class ConsoleTenants extends LitElement {
   async #load(): Promise<void> {
     const q = this.query;
     const after = this.#starts.at(-1);
-    this.page = await load(() =>
+    this.page = await load(this, () =>
       listTenants(this.client, {
         search: q.search.trim() || undefined,
         planIds: q.planId ? [q.planId] : undefined,

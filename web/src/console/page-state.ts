@@ -8,14 +8,26 @@ export type Loaded<T> =
   | { kind: 'error'; message: string; notOperator: boolean }
   | { kind: 'ready'; value: T };
 
-export async function load<T>(call: () => Promise<OperatorResult<T>>): Promise<Loaded<T>> {
+/**
+ * Runs one operator call for a page. A session that has ended asks the dashboard, from the
+ * page (`host`), to return to the sign-in form, as the tenant pages do.
+ */
+export async function load<T>(
+  host: EventTarget,
+  call: () => Promise<OperatorResult<T>>,
+): Promise<Loaded<T>> {
+  let failure: ReturnType<typeof operatorErrorMessage>;
   try {
     const { data, error } = await call();
-    if (error) return { kind: 'error', ...operatorErrorMessage(error) };
-    return { kind: 'ready', value: data };
+    if (!error) return { kind: 'ready', value: data };
+    failure = operatorErrorMessage(error);
   } catch (error) {
-    return { kind: 'error', ...operatorErrorMessage(error as Error) };
+    failure = operatorErrorMessage(error as Error);
   }
+  if (failure.expired) {
+    host.dispatchEvent(new CustomEvent('sign-out', { bubbles: true, detail: failure.message }));
+  }
+  return { kind: 'error', message: failure.message, notOperator: failure.notOperator };
 }
 
 export function renderLoaded<T>(loaded: Loaded<T>, ready: (value: T) => unknown) {
