@@ -26,6 +26,7 @@ export default async () => {
         repair: config.RECONCILE_REPAIR,
         // Within the scheduled function's 30 s, beside the counter and summary checks.
         previewBudgetMs: 10_000,
+        finalizationGraceMinutes: config.INVOICE_FINALIZATION_GRACE_MINUTES,
       });
       if (!result.ok) return result;
       return ok({

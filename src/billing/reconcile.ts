@@ -3,7 +3,9 @@ import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
 import { fail, ok, type Result } from '../domain/result.ts';
 import type { Logger } from '../observability/logger.ts';
+import { recordCorrection } from './record-correction.ts';
 import { refreshInvoicePreviews } from './refresh-invoice-previews.ts';
+import { sendCorrections } from './send-corrections.ts';
 
 export type Finding = Database['public']['Tables']['reconciliation_findings']['Row'];
 
@@ -13,8 +15,11 @@ export interface ReconcileInput {
   log: Logger;
   /** Tenant-periods starting at or after this are checked; keep it within raw retention. */
   since: Date;
+  /** Also repair: counters to the raw rows, and Stripe's meter (a correction) to what was billed. */
   repair?: boolean;
   tenantIds?: string[];
+  /** Stripe finalizes an invoice this long after its period ends (default 1 h). */
+  finalizationGraceMinutes?: number;
   /** Stripe's summaries are eventually consistent: skip totals sent more recently. */
   settleMs?: number;
   /** How long the invoice preview check may start fetches for (the scheduled run's 30 s). */
@@ -26,6 +31,7 @@ export interface ReconcileSummary {
   counterFindings: Finding[];
   stripeChecked: number;
   stripeFindings: Finding[];
+  /** Sent within the settling time, or with corrections still on their way to Stripe. */
   stripeSkipped: number;
   /** Current periods whose Stripe invoice preview was compared with flowmeter's estimate. */
   previewChecked: number;
@@ -59,9 +65,12 @@ export function startOfLastMonth(now = new Date()): Date {
 
 /**
  * Daily reconciliation: recomputes counters from raw executions (recording any drift,
- * repairing it only when asked), then compares what Stripe accepted per customer and
- * period with Stripe's own meter event summaries, and Stripe's upcoming-invoice preview
- * with flowmeter's estimate for what it reported (refreshing the cached previews).
+ * repairing it only when asked), then compares what Stripe's meter should hold per customer
+ * and period with Stripe's own meter event summaries, and Stripe's upcoming-invoice preview
+ * with flowmeter's estimate for what it reported (refreshing the cached previews). Asked to
+ * repair, a difference with Stripe's meter becomes a correction of kind repair, recorded and
+ * sent like `flowmeter adjust`'s (a meter event, a cancellation or a credit); what is not
+ * sent now goes with the next report-usage run.
  */
 export async function runReconciliation(
   input: ReconcileInput,
@@ -96,9 +105,10 @@ export async function runReconciliation(
     return fail('unavailable', `sent_meter_totals failed: ${totalsError.message}`);
   }
   const settle = input.settleMs ?? 3600_000;
+  const repairs: number[] = [];
   for (const total of totals ?? []) {
     if (input.tenantIds && !input.tenantIds.includes(total.tenant_id)) continue;
-    if (now() - Date.parse(total.last_sent_at) < settle) {
+    if (now() - Date.parse(total.last_sent_at) < settle || total.unsettled_corrections > 0) {
       summary.stripeSkipped += 1;
       continue;
     }
@@ -118,16 +128,50 @@ export async function runReconciliation(
     summary.stripeChecked += 1;
     if (atStripe === total.sent) continue;
     log.error({ total, atStripe }, 'Stripe disagrees with what was reported');
+    const detail = `flowmeter sent ${total.sent} for ${total.stripe_customer_id} on ${total.stripe_meter_id}; Stripe's summary says ${atStripe}`;
+    const repair = input.repair
+      ? await recordCorrection({
+          db,
+          tenantId: total.tenant_id,
+          period: { start: total.period_start },
+          delta: total.sent - atStripe,
+          kind: 'repair',
+          reason: `reconciliation: ${detail}`,
+          requestedBy: 'reconcile --repair',
+          // Two overlapping reconciliations that find the same drift record one repair.
+          requestKey: `repair:${total.tenant_id}:${total.period_start}:${total.sent}:${atStripe}`,
+          finalizationGraceMinutes: input.finalizationGraceMinutes ?? 60,
+        })
+      : null;
+    if (repair && !repair.ok)
+      log.error({ total, error: repair.error.message }, 'drift not repaired');
+    if (repair?.ok) repairs.push(repair.value.correction.id);
     const { data: finding, error: recordError } = await db.rpc('record_reconciliation_finding', {
       kind: 'stripe_drift',
       tenant_id: total.tenant_id,
       period_start: total.period_start,
       expected: total.sent,
       actual: atStripe,
-      detail: `flowmeter sent ${total.sent} for ${total.stripe_customer_id} on ${total.stripe_meter_id}; Stripe's summary says ${atStripe}`,
+      repaired: repair?.ok ?? false,
+      detail: repair?.ok
+        ? `${detail}; correction ${repair.value.correction.id} (${repair.value.correction.method}) brings Stripe to ${total.sent}`
+        : repair
+          ? `${detail}; not repaired: ${repair.error.message}`
+          : detail,
     });
     if (recordError) log.error({ total, error: recordError.message }, 'could not record the drift');
     else if (finding) summary.stripeFindings.push(finding);
+  }
+  if (repairs.length > 0) {
+    const sent = await sendCorrections({
+      db,
+      stripe,
+      log,
+      ids: repairs,
+      finalizationGraceMinutes: input.finalizationGraceMinutes ?? 60,
+      now,
+    });
+    if (!sent.ok) log.error({ error: sent.error.message }, 'repairs recorded, not sent yet');
   }
 
   const previews = await refreshInvoicePreviews({

@@ -7,6 +7,8 @@ import type { Database } from '../db/database.types.ts';
 import { fail, ok, type Result } from '../domain/result.ts';
 import type { Logger } from '../observability/logger.ts';
 import { retryAfterMs, type StripeFailureKind, stripeFailureKind } from '../stripe/errors.ts';
+import { lateness } from './lateness.ts';
+import { type CorrectionsSummary, sendCorrections } from './send-corrections.ts';
 
 export type MeterReport = Database['public']['Tables']['meter_reports']['Row'];
 
@@ -33,6 +35,8 @@ export interface ReporterSummary {
   rateLimited: number;
   /** Set when Stripe refused the key: every other send would fail the same way. */
   stoppedBy: 'auth' | null;
+  /** Pending corrections sent after the reports; null in a dry run or when the run stopped. */
+  corrections: CorrectionsSummary | null;
   wouldSend: Array<
     Pick<
       MeterReport,
@@ -41,41 +45,11 @@ export interface ReporterSummary {
   >;
 }
 
-/** Stripe accepts meter event timestamps at most 35 days old. */
-const MAX_EVENT_AGE_MS = 35 * 86400_000 - 3600_000;
-
-/**
- * A send started this close to the invoice's finalization could be answered after it: the
- * report is then late rather than sent into an invoice that may already be final.
- */
-const FINALIZATION_MARGIN_MS = 60_000;
-
 /** How long to wait after a 429 that names no Retry-After. */
 const RATE_LIMIT_FALLBACK_MS = 1000;
 
 /** Sends of one report per run, counting those Stripe answered with 429. */
 const MAX_ATTEMPTS_PER_RUN = 5;
-
-/**
- * Why a pending report may no longer be sent at this moment, or null when it may: its
- * period's invoice is final (or about to be), or its timestamp is older than Stripe takes.
- * Decided at send time, because a report claimed on time can wait pending through an
- * outage, a revoked key or a backlog until its invoice has closed.
- */
-function lateness(
-  report: Pick<MeterReport, 'period_end' | 'event_timestamp'>,
-  at: number,
-  finalizationGraceMinutes: number,
-): string | null {
-  const finalizes = Date.parse(report.period_end) + finalizationGraceMinutes * 60_000;
-  if (at >= finalizes - FINALIZATION_MARGIN_MS) {
-    return `not sent: the invoice for the period ending ${report.period_end} is final (finalizes ${new Date(finalizes).toISOString()}); bill it by hand`;
-  }
-  if (at - Date.parse(report.event_timestamp) > MAX_EVENT_AGE_MS) {
-    return 'not sent: older than Stripe accepts meter events (35 days); bill it by hand';
-  }
-  return null;
-}
 
 const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -103,6 +77,7 @@ export interface RunReporterInput {
  * Stripe asks (Retry-After) and retries within the budget; a report whose invoice became
  * final while it waited is recorded as late, not sent; a refused key stops the run. One
  * tenant's failure never stops the others; what is not sent stays pending for the next run.
+ * Pending corrections (flowmeter adjust, reconcile --repair) are sent after the reports.
  */
 export async function runReporter(
   input: RunReporterInput,
@@ -129,6 +104,7 @@ export async function runReporter(
     deferred: 0,
     rateLimited: 0,
     stoppedBy: null,
+    corrections: null,
     wouldSend: [],
   };
 
@@ -239,6 +215,19 @@ export async function runReporter(
 
   await Promise.all(pending.map((report) => limit(() => deliver(report))));
   breaker.shutdown();
+  if (!summary.stoppedBy && !breaker.opened && now() < deadline) {
+    const corrections = await sendCorrections({
+      db,
+      stripe,
+      log,
+      finalizationGraceMinutes: settings.finalizationGraceMinutes,
+      until: deadline,
+      now,
+      ...(input.tenantIds ? { tenantIds: input.tenantIds } : {}),
+    });
+    if (corrections.ok) summary.corrections = corrections.value;
+    else log.error({ error: corrections.error.message }, 'corrections not sent');
+  }
   log.info({ ...summary, wouldSend: undefined }, 'reporter run finished');
   return ok(summary);
 }

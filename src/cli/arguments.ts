@@ -36,6 +36,10 @@ export const wholeNumber = (min: number, max = Number.MAX_SAFE_INTEGER) =>
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const schemas = {
+  /** A UTC calendar month. */
+  month: z
+    .string()
+    .regex(/^\d{4}-(0[1-9]|1[0-2])$/, { error: 'must be a month like 2026-11 (YYYY-MM)' }),
   planId: matching(
     /^[a-z0-9][a-z0-9_-]{0,62}$/,
     'a plan id: lowercase letters, digits, - and _, at most 63 characters (e.g. pro)',

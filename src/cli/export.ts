@@ -9,7 +9,7 @@ import {
   type ExportGrouping,
   exportUsage,
 } from '../export/export-usage.ts';
-import { parser } from './arguments.ts';
+import { parser, schemas } from './arguments.ts';
 import {
   CliError,
   type CommandContext,
@@ -21,10 +21,6 @@ import {
 } from './context.ts';
 import { count } from './output.ts';
 import { createProgress } from './progress.ts';
-
-const month = z
-  .string()
-  .regex(/^\d{4}-(0[1-9]|1[0-2])$/, { error: 'must be a month like 2026-11 (YYYY-MM)' });
 
 /** A calendar day that exists: 2026-02-30 is refused, not read as 2 March. */
 const day = z
@@ -75,7 +71,7 @@ export function registerExport(program: Command, ctx: CommandContext): void {
       'usage per tenant and day, workflow or execution, as CSV or NDJSON, streamed from the database',
     )
     .addOption(tenantFilterOption('; default: every tenant'))
-    .option('--period <YYYY-MM>', 'a UTC calendar month', parser(month))
+    .option('--period <YYYY-MM>', 'a UTC calendar month', parser(schemas.month))
     .option(
       '--from <YYYY-MM-DD>',
       'the first UTC day (default: the first of this month)',

@@ -1,6 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { ConfigError, loadCollectorConfig } from '../config/env.ts';
 import { environmentWithLocalStack } from '../local/local-env.ts';
+import { registerAdjust } from './adjust.ts';
 import { registerAlerts } from './alerts.ts';
 import { collectNow } from './collect.ts';
 import {
@@ -86,6 +87,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     });
 
   registerReport(program, ctx);
+  registerAdjust(program, ctx);
   registerAlerts(program, ctx);
   registerReconcile(program, ctx);
   registerStatus(program, ctx);

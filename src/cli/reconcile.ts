@@ -33,7 +33,10 @@ export function registerReconcile(program: Command, ctx: CommandContext): void {
       'check billing periods starting at or after this (default: the first of last month, UTC); keep it within the raw-execution retention',
       parser(schemas.since),
     )
-    .option('--repair', 'also set drifted counters to the raw-row totals (each repair is recorded)')
+    .option(
+      '--repair',
+      "also set drifted counters to the raw-row totals, and correct Stripe's meter where it drifted (each repair is recorded)",
+    )
     .addOption(tenantFilterOption())
     .option('--json', 'print the findings as JSON on stdout')
     .action(async (options: ReconcileOptions) => {
@@ -48,6 +51,7 @@ export function registerReconcile(program: Command, ctx: CommandContext): void {
           log: cliLogger(io.err),
           since,
           repair: options.repair ?? false,
+          finalizationGraceMinutes: config.INVOICE_FINALIZATION_GRACE_MINUTES,
           ...(tenantIds ? { tenantIds } : {}),
         }),
       );
@@ -92,6 +96,11 @@ export function registerReconcile(program: Command, ctx: CommandContext): void {
       }
       if (summary.counterFindings.some((f) => !f.repaired)) {
         io.err('Run again with --repair to set the drifted counters to the raw-row totals.');
+      }
+      if (summary.stripeFindings.some((f) => !f.repaired)) {
+        io.err(
+          "Run again with --repair to correct Stripe's meter (a correction each, see `flowmeter corrections list`).",
+        );
       }
     });
 }

@@ -64,7 +64,9 @@ export function registerReport(program: Command, ctx: CommandContext): void {
       }).finally(() => progress?.stop());
       const summary = valueOrExit(result);
 
+      const corrections = summary.corrections;
       if (!summary.dryRun && (summary.failed > 0 || summary.deferred > 0)) ctx.exit(EXIT.failed);
+      if (corrections && (corrections.failed > 0 || corrections.review > 0)) ctx.exit(EXIT.failed);
       if (options.json) return printJson(io, summary);
       if (summary.dryRun) {
         if (summary.wouldSend.length === 0) {
@@ -91,6 +93,11 @@ export function registerReport(program: Command, ctx: CommandContext): void {
       io.out(
         `${summary.claimed} pending: ${summary.sent} sent, ${summary.failed} failed, ${summary.late} late, ${summary.deferred} deferred`,
       );
+      if (corrections && corrections.claimed > 0) {
+        io.out(
+          `${plural(corrections.claimed, 'pending correction')}: ${corrections.sent} sent, ${corrections.credited} credited instead of cancelled, ${corrections.failed} failed, ${corrections.late} late, ${corrections.review} to check by hand (\`flowmeter corrections list\` shows them)`,
+        );
+      }
       if (summary.failed > 0) {
         io.err('Failed reports stay pending and are re-sent, unchanged, by the next run.');
       }

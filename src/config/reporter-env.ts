@@ -27,7 +27,8 @@ export const loadReporterConfig = (env: Env = process.env): ReporterConfig =>
 
 /** reconcile-usage: the daily reconciliation. */
 const reconcileEnvSchema = reporterEnvSchema.extend({
-  // Set counters to the raw-row totals when they differ (each repair is still a finding).
+  // Set counters to the raw-row totals when they differ, and correct Stripe's meter where it
+  // drifted (each repair is still a finding).
   RECONCILE_REPAIR: z
     .enum(['true', 'false'], { error: 'must be true or false' })
     .default('false')

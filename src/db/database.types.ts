@@ -416,6 +416,117 @@ export type Database = {
           },
         ];
       };
+      meter_corrections: {
+        Row: {
+          attempts: number;
+          cancel_sent_at: string | null;
+          cancelled_value: number | null;
+          cancels_identifier: string | null;
+          claimed_until: string | null;
+          created_at: string;
+          credit_amount: number | null;
+          currency: string | null;
+          delta: number;
+          event_name: string;
+          event_timestamp: string | null;
+          event_value: number | null;
+          first_attempt_at: string | null;
+          id: number;
+          identifier: string;
+          kind: string;
+          last_attempt_at: string | null;
+          last_error: string | null;
+          last_error_kind: string | null;
+          method: string;
+          period_end: string;
+          period_start: string;
+          reason: string;
+          request_key: string;
+          requested_by: string;
+          sent_at: string | null;
+          status: string;
+          stripe_customer_id: string;
+          stripe_object_id: string | null;
+          tenant_id: string;
+          unknown_outcome: boolean;
+        };
+        ComputedFields: never;
+        Insert: {
+          attempts?: number;
+          cancel_sent_at?: string | null;
+          cancelled_value?: number | null;
+          cancels_identifier?: string | null;
+          claimed_until?: string | null;
+          created_at?: string;
+          credit_amount?: number | null;
+          currency?: string | null;
+          delta: number;
+          event_name: string;
+          event_timestamp?: string | null;
+          event_value?: number | null;
+          first_attempt_at?: string | null;
+          id?: never;
+          identifier: string;
+          kind: string;
+          last_attempt_at?: string | null;
+          last_error?: string | null;
+          last_error_kind?: string | null;
+          method: string;
+          period_end: string;
+          period_start: string;
+          reason: string;
+          request_key: string;
+          requested_by: string;
+          sent_at?: string | null;
+          status?: string;
+          stripe_customer_id: string;
+          stripe_object_id?: string | null;
+          tenant_id: string;
+          unknown_outcome?: boolean;
+        };
+        Update: {
+          attempts?: number;
+          cancel_sent_at?: string | null;
+          cancelled_value?: number | null;
+          cancels_identifier?: string | null;
+          claimed_until?: string | null;
+          created_at?: string;
+          credit_amount?: number | null;
+          currency?: string | null;
+          delta?: number;
+          event_name?: string;
+          event_timestamp?: string | null;
+          event_value?: number | null;
+          first_attempt_at?: string | null;
+          id?: never;
+          identifier?: string;
+          kind?: string;
+          last_attempt_at?: string | null;
+          last_error?: string | null;
+          last_error_kind?: string | null;
+          method?: string;
+          period_end?: string;
+          period_start?: string;
+          reason?: string;
+          request_key?: string;
+          requested_by?: string;
+          sent_at?: string | null;
+          status?: string;
+          stripe_customer_id?: string;
+          stripe_object_id?: string | null;
+          tenant_id?: string;
+          unknown_outcome?: boolean;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'meter_corrections_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
       meter_reports: {
         Row: {
           attempts: number;
@@ -1430,6 +1541,48 @@ export type Database = {
           walk_top_id: number;
         }[];
       };
+      claim_meter_corrections: {
+        Args: { ids?: number[]; lease_seconds?: number; max_rows?: number; tenant_ids?: string[] };
+        Returns: {
+          attempts: number;
+          cancel_sent_at: string | null;
+          cancelled_value: number | null;
+          cancels_identifier: string | null;
+          claimed_until: string | null;
+          created_at: string;
+          credit_amount: number | null;
+          currency: string | null;
+          delta: number;
+          event_name: string;
+          event_timestamp: string | null;
+          event_value: number | null;
+          first_attempt_at: string | null;
+          id: number;
+          identifier: string;
+          kind: string;
+          last_attempt_at: string | null;
+          last_error: string | null;
+          last_error_kind: string | null;
+          method: string;
+          period_end: string;
+          period_start: string;
+          reason: string;
+          request_key: string;
+          requested_by: string;
+          sent_at: string | null;
+          status: string;
+          stripe_customer_id: string;
+          stripe_object_id: string | null;
+          tenant_id: string;
+          unknown_outcome: boolean;
+        }[];
+        SetofOptions: {
+          from: '*';
+          to: 'meter_corrections';
+          isOneToOne: false;
+          isSetofReturn: true;
+        };
+      };
       claim_meter_deltas: {
         Args: { finalization_grace_minutes?: number; max_rows?: number; tenant_ids?: string[] };
         Returns: {
@@ -1707,6 +1860,48 @@ export type Database = {
           first_seen_at: string;
         }[];
       };
+      list_meter_corrections: {
+        Args: { in_month?: string; max_rows?: number; tenant_ids?: string[] };
+        Returns: {
+          attempts: number;
+          cancel_sent_at: string | null;
+          cancelled_value: number | null;
+          cancels_identifier: string | null;
+          claimed_until: string | null;
+          created_at: string;
+          credit_amount: number | null;
+          currency: string | null;
+          delta: number;
+          event_name: string;
+          event_timestamp: string | null;
+          event_value: number | null;
+          first_attempt_at: string | null;
+          id: number;
+          identifier: string;
+          kind: string;
+          last_attempt_at: string | null;
+          last_error: string | null;
+          last_error_kind: string | null;
+          method: string;
+          period_end: string;
+          period_start: string;
+          reason: string;
+          request_key: string;
+          requested_by: string;
+          sent_at: string | null;
+          status: string;
+          stripe_customer_id: string;
+          stripe_object_id: string | null;
+          tenant_id: string;
+          unknown_outcome: boolean;
+        }[];
+        SetofOptions: {
+          from: '*';
+          to: 'meter_corrections';
+          isOneToOne: false;
+          isSetofReturn: true;
+        };
+      };
       list_n8n_sources: {
         Args: { source_ids?: string[]; tenant_ids?: string[] };
         Returns: {
@@ -1940,6 +2135,68 @@ export type Database = {
         };
         Returns: undefined;
       };
+      record_meter_correction: {
+        Args: {
+          delta: number;
+          finalization_grace_minutes?: number;
+          in_month?: string;
+          kind?: string;
+          period_start?: string;
+          reason: string;
+          request_key: string;
+          requested_by: string;
+          tenant_id: string;
+        };
+        Returns: Json;
+      };
+      record_meter_correction_outcome: {
+        Args: {
+          error?: string;
+          error_kind?: string;
+          id: number;
+          outcome: string;
+          stripe_object_id?: string;
+        };
+        Returns: {
+          attempts: number;
+          cancel_sent_at: string | null;
+          cancelled_value: number | null;
+          cancels_identifier: string | null;
+          claimed_until: string | null;
+          created_at: string;
+          credit_amount: number | null;
+          currency: string | null;
+          delta: number;
+          event_name: string;
+          event_timestamp: string | null;
+          event_value: number | null;
+          first_attempt_at: string | null;
+          id: number;
+          identifier: string;
+          kind: string;
+          last_attempt_at: string | null;
+          last_error: string | null;
+          last_error_kind: string | null;
+          method: string;
+          period_end: string;
+          period_start: string;
+          reason: string;
+          request_key: string;
+          requested_by: string;
+          sent_at: string | null;
+          status: string;
+          stripe_customer_id: string;
+          stripe_object_id: string | null;
+          tenant_id: string;
+          unknown_outcome: boolean;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'meter_corrections';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
       record_meter_report: {
         Args: { error?: string; error_kind?: string; id: number; outcome: string };
         Returns: {
@@ -1975,6 +2232,7 @@ export type Database = {
           expected: number;
           kind: string;
           period_start: string;
+          repaired?: boolean;
           tenant_id: string;
         };
         Returns: {
@@ -2032,6 +2290,48 @@ export type Database = {
         Args: { lease_tokens: string[]; source_ids: string[] };
         Returns: string[];
       };
+      resolve_meter_correction: {
+        Args: { id: number; stripe_cancelled: boolean };
+        Returns: {
+          attempts: number;
+          cancel_sent_at: string | null;
+          cancelled_value: number | null;
+          cancels_identifier: string | null;
+          claimed_until: string | null;
+          created_at: string;
+          credit_amount: number | null;
+          currency: string | null;
+          delta: number;
+          event_name: string;
+          event_timestamp: string | null;
+          event_value: number | null;
+          first_attempt_at: string | null;
+          id: number;
+          identifier: string;
+          kind: string;
+          last_attempt_at: string | null;
+          last_error: string | null;
+          last_error_kind: string | null;
+          method: string;
+          period_end: string;
+          period_start: string;
+          reason: string;
+          request_key: string;
+          requested_by: string;
+          sent_at: string | null;
+          status: string;
+          stripe_customer_id: string;
+          stripe_object_id: string | null;
+          tenant_id: string;
+          unknown_outcome: boolean;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'meter_corrections';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
       resume_collector_sources: {
         Args: { lease_tokens: string[]; source_ids: string[] };
         Returns: {
@@ -2079,6 +2379,7 @@ export type Database = {
           stripe_customer_id: string;
           stripe_meter_id: string;
           tenant_id: string;
+          unsettled_corrections: number;
         }[];
       };
       set_alert_channel_enabled: {
@@ -2238,6 +2539,22 @@ export type Database = {
           usage_quantity: number;
         }[];
       };
+      tenant_usage_corrections: {
+        Args: { for_period?: string; max_rows?: number; tenant_id: string };
+        Returns: {
+          created_at: string;
+          credit_amount: number;
+          currency: string;
+          delta: number;
+          id: number;
+          method: string;
+          period_end: string;
+          period_start: string;
+          reason: string;
+          sent_at: string;
+          status: string;
+        }[];
+      };
       tenant_usage_daily: {
         Args: { from_day?: string; tenant_id: string; to_day?: string };
         Returns: {
@@ -2275,6 +2592,8 @@ export type Database = {
       tenant_usage_history: {
         Args: { before?: string; max_rows?: number; tenant_id: string };
         Returns: {
+          corrected: number;
+          credited_amount: number;
           executions: number;
           failed: number;
           is_current: boolean;

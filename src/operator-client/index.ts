@@ -190,6 +190,8 @@ export const tenantDetailSchema = z.object({
       reported_to_stripe: number,
       pending_to_stripe: number,
       late: number,
+      corrected: number,
+      credited_amount: number,
     }),
   ),
   daily: z.array(
@@ -228,6 +230,30 @@ export const tenantDetailSchema = z.object({
       }),
     ),
   }),
+  /** Corrections of the tenant's billed usage and repairs of Stripe's meter, newest first. */
+  corrections: z.array(
+    z.object({
+      id: number,
+      period_start: z.string(),
+      period_end: z.string(),
+      kind: z.enum(['adjustment', 'repair']),
+      delta: number,
+      reason: z.string(),
+      requested_by: z.string(),
+      identifier: z.string(),
+      method: z.enum(['meter_event', 'cancel', 'credit', 'none']),
+      event_value: number.nullable(),
+      cancels_identifier: z.string().nullable(),
+      credit_amount: number.nullable(),
+      currency: z.string().nullable(),
+      stripe_object_id: z.string().nullable(),
+      status: z.enum(['pending', 'sent', 'recorded', 'late', 'review']),
+      attempts: number,
+      last_error: z.string().nullable(),
+      created_at: z.string(),
+      sent_at: when,
+    }),
+  ),
   alerts: z.array(
     z.object({
       id: number,

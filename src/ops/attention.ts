@@ -10,6 +10,12 @@ export interface AttentionInputs {
     failing_threshold: number;
     auth_failing: boolean;
     auth_error: string | null;
+    corrections: {
+      failing: number;
+      review: number;
+      late: number;
+      last_error: string | null;
+    };
   };
   stripe_events: { rejected: number; last_rejected_id: string | null; last_reason: string | null };
   reconciliation: { unrepaired: number; last_kind: string | null; last_detail: string | null };
@@ -30,6 +36,23 @@ export interface AttentionInputs {
   }>;
 }
 
+const latest = (error: string | null) => (error ? ` (latest: ${error.slice(0, 120)})` : '');
+
+/**
+ * Corrections that cannot reach Stripe on their own: failing run after run, waiting for a
+ * person to check Stripe, or metered usage whose invoice closed first.
+ */
+function correctionAttention(corrections: AttentionInputs['meter_reports']['corrections']) {
+  return [
+    corrections.failing > 0 &&
+      `${plural(corrections.failing, 'correction')} failed 3 or more times${latest(corrections.last_error)}: fix what Stripe names (customer, meter, currency); report-usage retries them every hour (or now: \`flowmeter report\`)`,
+    corrections.review > 0 &&
+      `${plural(corrections.review, 'correction')} to check by hand: an earlier attempt's answer was lost over a day ago; look in Stripe whether the event was cancelled, then \`flowmeter corrections resolve <id> --stripe-cancelled yes|no\``,
+    corrections.late > 0 &&
+      `${plural(corrections.late, 'correction')} not metered (invoice already final): bill or credit it by hand, see docs/billing.md "Corrections"`,
+  ];
+}
+
 /**
  * Billing's share, each with what to do: a key Stripe refuses (from its first answer, since
  * nothing can be sent until it changes), reports failing run after run, usage that reached
@@ -47,6 +70,7 @@ function stripeAttention({
       `${plural(reports.failing, 'meter report')} failed ${reports.failing_threshold} or more times: see their last_error in meter_reports (flowmeter status shows the latest) and fix the customer, meter or Stripe account it names`,
     reports.late > 0 &&
       `${plural(reports.late, 'late meter report')} (invoice already final): not billed; bill the usage by hand (invoice item or next invoice), see docs/billing.md "Late usage"`,
+    ...correctionAttention(reports.corrections),
     events.rejected > 0 &&
       `${plural(events.rejected, 'Stripe webhook event')} rejected${events.last_rejected_id ? ` (latest ${events.last_rejected_id}: ${(events.last_reason ?? '').slice(0, 120)})` : ''}: fix the cause, then resend the event from the Stripe Dashboard; see docs/billing.md "Rejected events"`,
     reconciliation.unrepaired > 0 &&

@@ -37,6 +37,13 @@ export const operatorStatusSchema = z.object({
     failing: number,
     auth_failing: z.boolean(),
     auth_error: z.string().nullable(),
+    corrections: z.object({
+      pending: number,
+      failing: number,
+      review: number,
+      late: number,
+      last_error: z.string().nullable(),
+    }),
   }),
   stripe_events: z.object({
     rejected: number,

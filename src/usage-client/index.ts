@@ -81,6 +81,25 @@ export interface UsagePeriod {
   reportedToStripe: number;
   pendingToStripe: number;
   late: number;
+  /** Executions added (positive) or taken off (negative) by corrections of the period. */
+  corrected: number;
+  /** Credited to the customer's balance by corrections, in the currency's minor unit. */
+  creditedAmount: number;
+}
+
+/** One correction of a period's billed usage, with the reason the operator gave. */
+export interface UsageCorrection {
+  id: number;
+  periodStart: string;
+  periodEnd: string;
+  delta: number;
+  reason: string;
+  method: 'meter_event' | 'cancel' | 'credit' | 'none';
+  creditAmount: number | null;
+  currency: string | null;
+  status: 'pending' | 'sent' | 'recorded' | 'late' | 'review';
+  createdAt: string;
+  sentAt: string | null;
 }
 
 export interface UsageAlert {
@@ -148,6 +167,22 @@ export const toUsagePeriod = (r: RowOf<'tenant_usage_history'>): UsagePeriod => 
   reportedToStripe: r.reported_to_stripe,
   pendingToStripe: r.pending_to_stripe,
   late: r.late,
+  corrected: r.corrected,
+  creditedAmount: r.credited_amount,
+});
+
+export const toUsageCorrection = (r: RowOf<'tenant_usage_corrections'>): UsageCorrection => ({
+  id: r.id,
+  periodStart: r.period_start,
+  periodEnd: r.period_end,
+  delta: r.delta,
+  reason: r.reason,
+  method: r.method as UsageCorrection['method'],
+  creditAmount: r.credit_amount,
+  currency: r.currency,
+  status: r.status as UsageCorrection['status'],
+  createdAt: r.created_at,
+  sentAt: r.sent_at,
 });
 
 export interface ExecutionUsage {
@@ -344,6 +379,30 @@ export async function getInvoicePreview(
 ): Promise<UsageResult<InvoicePreview[]>> {
   const response = await supabase.rpc('tenant_invoice_preview', rpcArgs({ tenant_id: tenantId }));
   return mapResult(response, (rows) => rows.map(toInvoicePreview));
+}
+
+export interface UsageCorrectionsQuery {
+  tenantId: string;
+  /** Only the period starting here; every period by default. */
+  periodStart?: string | Date;
+  /** Default 50, at most 200. */
+  maxRows?: number;
+}
+
+/** Corrections of the tenant's billed usage, newest first. */
+export async function getUsageCorrections(
+  supabase: UsageDb,
+  query: UsageCorrectionsQuery,
+): Promise<UsageResult<UsageCorrection[]>> {
+  const response = await supabase.rpc(
+    'tenant_usage_corrections',
+    rpcArgs({
+      tenant_id: query.tenantId,
+      for_period: query.periodStart === undefined ? undefined : toInstant(query.periodStart),
+      max_rows: query.maxRows,
+    }),
+  );
+  return mapResult(response, (rows) => rows.map(toUsageCorrection));
 }
 
 export interface AlertsQuery {

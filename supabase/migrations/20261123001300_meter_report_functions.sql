@@ -137,7 +137,20 @@ as $$
       where r.status = 'pending' and r.last_error_kind is distinct from 'auth' and r.attempts >= 3
     ),
     'auth_failing', exists (select 1 from auth),
-    'auth_error', (select a.last_error from auth a)
+    'auth_error', (select a.last_error from auth a),
+    'corrections', (
+      select jsonb_build_object(
+        'pending', count(*) filter (where c.status = 'pending'),
+        'failing', count(*) filter (where c.status = 'pending' and c.attempts >= 3),
+        'review', count(*) filter (where c.status = 'review'),
+        'late', count(*) filter (where c.status = 'late'),
+        'last_error', (array_agg(c.last_error order by c.created_at desc, c.id desc)
+                       filter (where c.last_error is not null))[1]
+      )
+      from public.meter_corrections c
+      where c.status in ('pending', 'review', 'late')
+        and (meter_report_status.tenant_ids is null or c.tenant_id = any (meter_report_status.tenant_ids))
+    )
   );
 $$;
 
@@ -213,7 +226,12 @@ begin
 end;
 $$;
 
--- What was sent to Stripe per customer, meter and period, for comparing with its summaries.
+-- What Stripe's meter should hold per customer, meter and period, for comparing with its
+-- summaries: the reports it accepted, plus what corrections did to the meter (an event
+-- sent, an event cancelled). A repair only brings the meter to what was billed, so its own
+-- delta is not expected there (a repair credited instead leaves the meter as it was).
+-- unsettled_corrections: corrections of the period still on their way (pending, or
+-- waiting for a person); until they settle the comparison means nothing.
 create or replace function public.sent_meter_totals(since timestamptz)
 returns table (
   tenant_id uuid,
@@ -222,38 +240,60 @@ returns table (
   stripe_customer_id text,
   stripe_meter_id text,
   sent bigint,
-  last_sent_at timestamptz
+  last_sent_at timestamptz,
+  unsettled_corrections bigint
 )
 language sql stable
 set search_path = ''
 as $$
-  select r.tenant_id, r.period_start, r.period_end, r.stripe_customer_id, p.stripe_meter_id, sum(r.value)::bigint,
-         max(r.sent_at)
-  from public.meter_reports r
+  with reports as (
+    select r.tenant_id, r.period_start, r.period_end, r.stripe_customer_id, sum(r.value)::bigint as sent,
+           max(r.sent_at) as last_sent_at
+    from public.meter_reports r
+    where r.status = 'sent' and r.period_start >= sent_meter_totals.since
+    group by r.tenant_id, r.period_start, r.period_end, r.stripe_customer_id
+  ),
+  corrections as (
+    select c.tenant_id, c.period_start,
+           sum(case when c.cancel_sent_at is not null then -c.cancelled_value else 0 end
+               + case when c.status = 'sent' and c.method in ('meter_event', 'cancel') then coalesce(c.event_value, 0) else 0 end
+               - case when c.kind = 'repair' and c.status in ('sent', 'recorded') then c.delta else 0 end)::bigint as effect,
+           count(*) filter (where c.status in ('pending', 'review')) as unsettled,
+           max(greatest(c.sent_at, c.cancel_sent_at)) as last_sent_at
+    from public.meter_corrections c
+    where c.period_start >= sent_meter_totals.since
+    group by c.tenant_id, c.period_start
+  )
+  select r.tenant_id, r.period_start, r.period_end, r.stripe_customer_id, p.stripe_meter_id,
+         r.sent + coalesce(c.effect, 0), greatest(r.last_sent_at, c.last_sent_at), coalesce(c.unsettled, 0)
+  from reports r
   join public.tenants t on t.id = r.tenant_id
   join public.plans p on p.id = t.plan_id
-  where r.status = 'sent' and r.period_start >= sent_meter_totals.since and p.stripe_meter_id is not null
-  group by r.tenant_id, r.period_start, r.period_end, r.stripe_customer_id, p.stripe_meter_id;
+  left join corrections c on c.tenant_id = r.tenant_id and c.period_start = r.period_start
+  where p.stripe_meter_id is not null;
 $$;
 
 -- A difference found by comparing with Stripe (its summaries, its invoice preview), as a
--- finding; counter drift is recorded by reconcile_counters itself.
+-- finding; counter drift is recorded by reconcile_counters itself. repaired: a correction
+-- that brings Stripe's meter back was recorded with it (reconcile --repair).
 create or replace function public.record_reconciliation_finding(
   kind text,
   tenant_id uuid,
   period_start timestamptz,
   expected bigint,
   actual bigint,
-  detail text
+  detail text,
+  repaired boolean default false
 )
 returns public.reconciliation_findings
 language sql
 set search_path = ''
 as $$
-  insert into public.reconciliation_findings (kind, tenant_id, period_start, expected, actual, detail)
+  insert into public.reconciliation_findings (kind, tenant_id, period_start, expected, actual, repaired, detail)
   values (record_reconciliation_finding.kind, record_reconciliation_finding.tenant_id,
           record_reconciliation_finding.period_start, record_reconciliation_finding.expected,
-          record_reconciliation_finding.actual, record_reconciliation_finding.detail)
+          record_reconciliation_finding.actual, record_reconciliation_finding.repaired,
+          record_reconciliation_finding.detail)
   returning *;
 $$;
 
@@ -284,8 +324,8 @@ revoke all on function private.reconciliation_status(uuid[]) from public, anon, 
 grant execute on function private.reconciliation_status(uuid[]) to service_role;
 
 revoke execute on function public.reconcile_counters(timestamptz, boolean, uuid[]), public.sent_meter_totals(timestamptz),
-  public.record_reconciliation_finding(text, uuid, timestamptz, bigint, bigint, text)
+  public.record_reconciliation_finding(text, uuid, timestamptz, bigint, bigint, text, boolean)
   from public, anon, authenticated;
 grant execute on function public.reconcile_counters(timestamptz, boolean, uuid[]), public.sent_meter_totals(timestamptz),
-  public.record_reconciliation_finding(text, uuid, timestamptz, bigint, bigint, text)
+  public.record_reconciliation_finding(text, uuid, timestamptz, bigint, bigint, text, boolean)
   to service_role;

@@ -304,7 +304,9 @@ returns table (
   failed bigint,
   reported_to_stripe bigint,
   pending_to_stripe bigint,
-  late bigint
+  late bigint,
+  corrected bigint,
+  credited_amount bigint
 )
 language plpgsql stable
 security invoker
@@ -331,7 +333,8 @@ begin
   return query
   select c.period_start, c.period_end, c.period_start = current_start, c.billable, q.quota,
          greatest(0, c.billable - q.quota), c.executions, c.billable_failed,
-         coalesce(r.sent, 0), coalesce(r.pending, 0), coalesce(r.late, 0)
+         coalesce(r.sent, 0), coalesce(r.pending, 0), coalesce(r.late, 0),
+         coalesce(k.corrected, 0), coalesce(k.credited, 0)
   from public.usage_counters c
   -- The trial quota applies to the current period only.
   cross join lateral (
@@ -345,6 +348,12 @@ begin
     from public.meter_reports m
     where m.tenant_id = c.tenant_id and m.period_start = c.period_start
   ) r on true
+  left join lateral (
+    select sum(k.delta) filter (where k.kind = 'adjustment' and k.status <> 'late')::bigint as corrected,
+           sum(k.credit_amount) filter (where k.status = 'sent')::bigint as credited
+    from public.meter_corrections k
+    where k.tenant_id = c.tenant_id and k.period_start = c.period_start
+  ) k on true
   where c.tenant_id = t.id
     and (tenant_usage_history.before is null or c.period_start < tenant_usage_history.before)
   order by c.period_start desc
@@ -356,7 +365,9 @@ $$Billing periods of one tenant that have counters (a period gets them with its 
 Keyset pagination: at most max_rows (default 12, capped at 100) periods starting before `before` (null = all); the next page passes before = the last row's period_start.
 Columns: period_start, period_end, is_current; used = billable executions; quota = the quota of the tenant's plan as it is now (the trial quota for the current period while trialing), not as it was then, null when unlimited;
 overage_units = max(0, used - quota); executions = every finished execution; failed = billable executions that ended in error or crashed;
-reported_to_stripe = executions Stripe accepted (meter reports sent); pending_to_stripe = recorded and not yet accepted; late = recorded after the period's invoice was final, not sent.
+reported_to_stripe = executions Stripe accepted (meter reports sent); pending_to_stripe = recorded and not yet accepted; late = recorded after the period's invoice was final, not sent;
+corrected = executions added (positive) or taken off (negative) by corrections of the period (tenant_usage_corrections lists them);
+credited_amount = what corrections credited to the customer's Stripe balance, in the plan currency's minor unit.
 No rows when the caller is not a member of the tenant.$$;
 
 -- Execution export --------------------------------------------------------------------

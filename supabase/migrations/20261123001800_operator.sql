@@ -1017,6 +1017,16 @@ begin
         ) m
       ), '[]'::jsonb)
     ),
+    'corrections', coalesce((
+      select jsonb_agg(to_jsonb(c) order by c.id desc)
+      from (
+        select c.id, c.period_start, c.period_end, c.kind, c.delta, c.reason, c.requested_by, c.identifier, c.method,
+               c.event_value, c.cancels_identifier, c.credit_amount, c.currency, c.stripe_object_id, c.status,
+               c.attempts, c.last_error, c.created_at, c.sent_at
+        from public.meter_corrections c where c.tenant_id = operator_tenant.tenant_id
+        order by c.id desc limit page_size
+      ) c
+    ), '[]'::jsonb),
     'alerts', coalesce((
       select jsonb_agg(to_jsonb(a) || jsonb_build_object('deliveries', coalesce((
           -- The channel's kind, never its target: a Slack webhook URL lets whoever holds it post.
@@ -1057,6 +1067,7 @@ Operators only (42501 / HTTP 403 otherwise); PT404 (HTTP 404) for an unknown ten
 summary = its tenant_usage_summary row plus external_ref, stripe_customer_id, stripe_subscription_id; history = tenant_usage_history (12 periods); daily = tenant_usage_daily (defaults) — what the tenant's own dashboard shows;
 sources = list_n8n_sources rows (lag_seconds, consecutive_failures, last_error, open_executions, gaps) plus unacknowledged_gaps and recent_gaps;
 ledger {pending, retrying (pending with failed attempts), failing (pending and failed at least meter_report_status's failing_threshold times), late (as private.meter_report_status counts them), sent, reports (newest first, with attempts and last_error)};
+corrections = meter_corrections rows, newest first (kind, delta, reason, requested_by, method, what was cancelled or credited, status, attempts, last_error);
 alerts = tenant_alerts rows each with deliveries [{channel_id, channel_kind, global_channel, status, attempts, next_attempt_at, last_error, delivered_at, created_at}] (never the channel's target);
 reservations {active, rows (soonest to expire first)}: unreleased and not expired. Lists hold at most max_rows (default 50, 1 to 200) items.$$;
 

@@ -298,6 +298,40 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     await page.context().close();
   });
 
+  it('shows a tenant’s corrections, and the corrected executions in its billing periods', async () => {
+    const globex = demo.find((t) => t.ref === 'demo-globex') as { id: string; name: string };
+    // A correction as `flowmeter adjust` leaves one that became a credit.
+    const { rows } = await superuser().query<{ id: string; period_start: Date }>(
+      `insert into public.meter_corrections (tenant_id, period_start, period_end, stripe_customer_id, event_name,
+         kind, delta, reason, requested_by, request_key, identifier, method, credit_amount, currency, status,
+         stripe_object_id, sent_at)
+       select c.tenant_id, c.period_start, c.period_end, 'cus_demo', 'n8n_executions', 'adjustment', -12,
+              'test workflow runs billed by mistake', 'flowmeter adjust (ops)', 'browser:' || gen_random_uuid(),
+              'flowmeter:correction:' || md5(random()::text), 'credit', 240, 'usd', 'sent', 'cbtxn_demo', now()
+       from public.usage_counters c where c.tenant_id = $1 order by c.period_start desc limit 1
+       returning id, period_start`,
+      [globex.id],
+    );
+    const [correction] = rows;
+    if (!correction) throw new Error('globex has no billing period');
+    const page = await openAsOperator(`#/console/tenants/${globex.id}`);
+    await page.getByRole('heading', { name: 'Corrections', level: 2 }).waitFor();
+    const tr = page.locator(`table.corrections tr[data-correction="${correction.id}"]`);
+    expect(await tr.locator('[data-metric="delta"]').textContent()).toBe('-12');
+    expect(await tr.locator('[data-metric="sent-as"]').textContent()).toBe('credit of $2.40');
+    expect(await tr.locator('[data-metric="status"]').textContent()).toBe('sent');
+    expect(await tr.textContent()).toContain('test workflow runs billed by mistake');
+    const corrected = await page
+      .locator('table.history tbody tr [data-metric="corrected"]')
+      .allTextContents();
+    expect(corrected).toContain('-12');
+    await expectNoSeriousA11yViolations(page);
+    await tr.scrollIntoViewIfNeeded();
+    await screenshot(page, 'operator-corrections.png');
+    await page.context().close();
+    await superuser().query('delete from public.meter_corrections where id = $1', [correction.id]);
+  });
+
   it('shows a failing source the test makes on the health page, and refreshes it', async () => {
     const acme = demo.find((t) => t.ref === 'demo-acme') as { id: string };
     const { data: source, error } = await serviceClient().rpc('add_n8n_source', {

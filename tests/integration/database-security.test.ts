@@ -16,6 +16,7 @@ const AUTHENTICATED_CALLABLE = new Set<string>([
   'tenant_usage_history',
   'tenant_usage_export',
   'tenant_invoice_preview',
+  'tenant_usage_corrections',
   'tenant_alerts',
   // private helpers the tenant-facing functions call (pure, or RLS-filtered)
   'billing_period',

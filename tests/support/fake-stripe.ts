@@ -2,8 +2,9 @@ import { delay, HttpResponse, http, type RequestHandler } from 'msw';
 import { STRIPE_API_VERSION } from '../../src/stripe/client.ts';
 
 /**
- * Stripe's POST /v1/billing/meter_events and GET /v1/billing/meters/:id/event_summaries, as
- * stripe-node calls them, for msw. It refuses what Stripe refuses, in Stripe's error shape
+ * Stripe's POST /v1/billing/meter_events, POST /v1/billing/meter_event_adjustments, GET
+ * /v1/billing/meters/:id/event_summaries and POST/GET /v1/customers/:id/balance_transactions,
+ * as stripe-node calls them, for msw. It refuses what Stripe refuses, in Stripe's error shape
  * (`{error: {type, code?, message, param?}}` with Stripe's HTTP status), so a request real
  * Stripe would turn away fails a test:
  *
@@ -13,7 +14,15 @@ import { STRIPE_API_VERSION } from '../../src/stripe/client.ts';
  *   `identifier` over 100 characters, a `timestamp` older than 35 days or more than 5
  *   minutes ahead, a `payload[value]` that is not a string of an integer (400);
  * - an `Idempotency-Key` over 255 characters, or one reused with other parameters (400);
- * - a second event with an identifier it already holds (400 `duplicate_meter_event`).
+ * - a second event with an identifier it already holds (400 `duplicate_meter_event`);
+ * - a cancellation (Meter Event Adjustment) without `event_name`, `type` or
+ *   `cancel[identifier]`, of a type other than `cancel`, of an identifier it does not hold,
+ *   under another event name, already cancelled, or more than 24 hours after it received the
+ *   event (400); a cancelled event leaves the summaries;
+ * - a balance transaction without `amount` or `currency`, with an amount that is not a
+ *   non-zero integer, a currency Stripe does not support, a description over 350
+ *   characters, metadata over Stripe's limits (400), or for a customer it does not have
+ *   (404 `resource_missing`).
  *
  * And POST /v1/invoices/create_preview for the subscriptions it is given (`addSubscription`):
  * a customer or subscription it does not hold (400 `resource_missing`), a subscription of
@@ -35,6 +44,8 @@ export type StripeFault =
 
 export interface AcceptedEvent {
   identifier: string;
+  /** The fake's clock when a Meter Event Adjustment cancelled it (ms). */
+  cancelledAt?: number;
   event_name: string;
   customer: string;
   value: number;
@@ -48,6 +59,23 @@ export interface ReceivedRequest {
   identifier: string | null;
   value: string | null;
   idempotencyKey: string | null;
+}
+
+/** A customer balance transaction it created (negative amount: a credit). */
+export interface BalanceTransaction {
+  id: string;
+  object: 'customer_balance_transaction';
+  amount: number;
+  created: number;
+  credit_note: null;
+  currency: string;
+  customer: string;
+  description: string | null;
+  ending_balance: number;
+  invoice: null;
+  livemode: false;
+  metadata: Record<string, string>;
+  type: 'adjustment';
 }
 
 export interface StripeErrorBody {
@@ -127,6 +155,39 @@ export interface FakeStripeOptions {
 }
 
 const DAY_SECONDS = 86_400;
+/** Stripe cancels a meter event only within 24 hours of receiving it. */
+const CANCEL_WINDOW_MS = 24 * 3600_000;
+const ADJUSTMENT_PARAMS = new Set(['event_name', 'type', 'cancel[identifier]']);
+const BALANCE_TRANSACTION_PARAMS = /^(amount|currency|description|metadata\[[^\]]+\])$/;
+/** Part of Stripe's supported currencies (docs.stripe.com/currencies): enough to refuse a made-up one. */
+const CURRENCIES = new Set([
+  'usd',
+  'eur',
+  'gbp',
+  'chf',
+  'cad',
+  'aud',
+  'nzd',
+  'jpy',
+  'sek',
+  'nok',
+  'dkk',
+  'pln',
+  'czk',
+  'huf',
+  'brl',
+  'mxn',
+  'inr',
+  'sgd',
+  'hkd',
+  'krw',
+  'zar',
+  'ils',
+  'aed',
+  'try',
+  'ron',
+  'bgn',
+]);
 const KEY = /^(sk|rk)_(test|live)_[A-Za-z0-9]+$/;
 const METER_EVENT_PARAMS = new Set([
   'event_name',
@@ -150,6 +211,23 @@ const invalid = (message: string, param?: string, code?: string) =>
     ...(param ? { param } : {}),
   });
 
+/** Stripe's first checks of a form: every parameter known, the required ones present. */
+function unknownOrMissing(
+  form: URLSearchParams,
+  known: (name: string) => boolean,
+  required: readonly string[],
+): Answer | undefined {
+  for (const name of form.keys()) {
+    if (!known(name))
+      return invalid(`Received unknown parameter: ${name}`, name, 'parameter_unknown');
+  }
+  for (const name of required) {
+    if (!form.get(name))
+      return invalid(`Missing required param: ${name}.`, name, 'parameter_missing');
+  }
+  return undefined;
+}
+
 const retryAfterHeader = (seconds: string | undefined): Record<string, string> =>
   seconds === undefined ? {} : { 'retry-after': seconds };
 
@@ -161,7 +239,11 @@ export class FakeStripe {
   readonly refusals: StripeErrorBody['error'][] = [];
   requests = 0;
   readonly received: ReceivedRequest[] = [];
-  private readonly idempotent = new Map<string, { body: string; response: Answer }>();
+  /** Meter Event Adjustment requests as they arrived (the identifier each asked to cancel). */
+  readonly adjustmentRequests: Array<string | null> = [];
+  /** Balance transactions it created, by customer, oldest first. */
+  readonly balanceTransactions = new Map<string, BalanceTransaction[]>();
+  private readonly idempotent = new Map<string, { path: string; body: string; response: Answer }>();
   private faults: StripeFault[] = [];
   private nextFault: (() => StripeFault) | undefined;
   private readonly revokedKeys = new Set<string>();
@@ -230,8 +312,15 @@ export class FakeStripe {
 
   totalFor(customer: string): number {
     let total = 0;
-    for (const e of this.accepted.values()) if (e.customer === customer) total += e.value;
+    for (const e of this.accepted.values()) {
+      if (e.customer === customer && e.cancelledAt === undefined) total += e.value;
+    }
     return total;
+  }
+
+  /** Σ of the customer's balance transactions (negative: credited). */
+  balanceOf(customer: string): number {
+    return (this.balanceTransactions.get(customer) ?? []).reduce((n, t) => n + t.amount, 0);
   }
 
   /** What Stripe checks of every request before it looks at the parameters. */
@@ -257,16 +346,12 @@ export class FakeStripe {
 
   /** The parameters of POST /v1/billing/meter_events, checked as Stripe documents them. */
   private checkMeterEvent(form: URLSearchParams): Answer | undefined {
-    for (const name of form.keys()) {
-      if (!METER_EVENT_PARAMS.has(name)) {
-        return invalid(`Received unknown parameter: ${name}`, name, 'parameter_unknown');
-      }
-    }
-    for (const name of ['event_name', 'payload[stripe_customer_id]', 'payload[value]']) {
-      if (!form.get(name)) {
-        return invalid(`Missing required param: ${name}.`, name, 'parameter_missing');
-      }
-    }
+    const refused = unknownOrMissing(form, (name) => METER_EVENT_PARAMS.has(name), [
+      'event_name',
+      'payload[stripe_customer_id]',
+      'payload[value]',
+    ]);
+    if (refused) return refused;
     for (const name of ['event_name', 'identifier']) {
       const value = form.get(name);
       if (value !== null && value.length > 100) {
@@ -352,8 +437,17 @@ export class FakeStripe {
     };
   }
 
-  /** Checks and answers one meter event request (form body as sent), faults aside. */
-  private meterEvent(request: Request, text: string): Answer {
+  /**
+   * What every POST goes through: the key and version, a form-encoded body, the idempotency
+   * key (a replay answers the first answer; other parameters under the same key are
+   * refused), then `handle` — whose answer is saved under the key once the parameters
+   * passed validation, as Stripe does, refusals included.
+   */
+  private idempotentPost(
+    request: Request,
+    text: string,
+    handle: (form: URLSearchParams) => { refused: Answer } | { answer: Answer },
+  ): Answer {
     const refused = this.checkRequest(request);
     if (refused) return refused;
     if (!/^application\/x-www-form-urlencoded\b/.test(request.headers.get('content-type') ?? '')) {
@@ -368,9 +462,10 @@ export class FakeStripe {
         message: 'Idempotency keys can be at most 255 characters long.',
       });
     }
+    const path = new URL(request.url).pathname;
     const previous = key ? this.idempotent.get(key) : undefined;
     if (previous) {
-      return previous.body === text
+      return previous.body === text && previous.path === path
         ? { ...previous.response, headers: { 'idempotent-replayed': 'true' } }
         : stripeError(400, {
             type: 'idempotency_error',
@@ -378,13 +473,203 @@ export class FakeStripe {
               'Keys for idempotent requests can only be used with the same parameters they were first used with.',
           });
     }
-    const form = new URLSearchParams(text);
-    const refusedParameters = this.checkMeterEvent(form);
-    if (refusedParameters) return refusedParameters;
-    const answer = this.accept(form);
-    // Stripe saves the result of a request that passed validation, refusals included.
-    if (key) this.idempotent.set(key, { body: text, response: answer });
-    return answer;
+    const outcome = handle(new URLSearchParams(text));
+    if ('refused' in outcome) return outcome.refused;
+    if (key) this.idempotent.set(key, { path, body: text, response: outcome.answer });
+    return outcome.answer;
+  }
+
+  /** Checks and answers one meter event request (form body as sent), faults aside. */
+  private meterEvent(request: Request, text: string): Answer {
+    return this.idempotentPost(request, text, (form) => {
+      const refusedParameters = this.checkMeterEvent(form);
+      return refusedParameters ? { refused: refusedParameters } : { answer: this.accept(form) };
+    });
+  }
+
+  /** POST /v1/billing/meter_event_adjustments: cancels one event it holds, within 24 hours. */
+  private adjustment(request: Request, text: string): Answer {
+    return this.idempotentPost(request, text, (form) => {
+      const refused = unknownOrMissing(form, (name) => ADJUSTMENT_PARAMS.has(name), [
+        'event_name',
+        'type',
+      ]);
+      if (refused) return { refused };
+      if (form.get('type') !== 'cancel') {
+        return {
+          refused: invalid(
+            `Invalid type: must be one of cancel, got ${JSON.stringify(form.get('type'))}`,
+            'type',
+            'parameter_invalid_string',
+          ),
+        };
+      }
+      const identifier = form.get('cancel[identifier]');
+      if (!identifier) {
+        return {
+          refused: invalid(
+            'Missing required param: cancel[identifier].',
+            'cancel[identifier]',
+            'parameter_missing',
+          ),
+        };
+      }
+      return { answer: this.cancel(form.get('event_name') ?? '', identifier) };
+    });
+  }
+
+  private cancel(eventName: string, identifier: string): Answer {
+    const event = this.accepted.get(identifier);
+    if (!event) {
+      return invalid(
+        `No meter event with identifier ${identifier} was found.`,
+        'cancel[identifier]',
+        'resource_missing',
+      );
+    }
+    if (event.event_name !== eventName) {
+      return invalid(
+        `The meter event with identifier ${identifier} was sent under another event name.`,
+        'event_name',
+      );
+    }
+    if (event.cancelledAt !== undefined) {
+      return invalid(
+        `The meter event with identifier ${identifier} has already been cancelled.`,
+        'cancel[identifier]',
+      );
+    }
+    if (this.now() - event.acceptedAt > CANCEL_WINDOW_MS) {
+      return invalid(
+        'Meter events can only be cancelled within 24 hours of Stripe receiving them.',
+        'cancel[identifier]',
+      );
+    }
+    event.cancelledAt = this.now();
+    return {
+      status: 200,
+      body: {
+        object: 'billing.meter_event_adjustment',
+        cancel: { identifier },
+        event_name: eventName,
+        livemode: false,
+        status: 'pending',
+        type: 'cancel',
+      },
+    };
+  }
+
+  /** POST /v1/customers/:customer/balance_transactions. */
+  private createBalanceTransaction(request: Request, text: string, customer: string): Answer {
+    return this.idempotentPost(request, text, (form) => {
+      const refused = unknownOrMissing(form, (name) => BALANCE_TRANSACTION_PARAMS.test(name), [
+        'amount',
+        'currency',
+      ]);
+      if (refused) return { refused };
+      const amount = form.get('amount') ?? '';
+      if (!/^-?[1-9]\d{0,11}$/.test(amount)) {
+        return {
+          refused: invalid(
+            `Invalid amount: must be a non-zero integer, got ${JSON.stringify(amount)}`,
+            'amount',
+            'parameter_invalid_integer',
+          ),
+        };
+      }
+      const currency = form.get('currency') ?? '';
+      if (!CURRENCIES.has(currency)) {
+        return {
+          refused: invalid(
+            `Invalid currency: ${currency}. Stripe currently supports these currencies: ${[...CURRENCIES].join(', ')}`,
+            'currency',
+          ),
+        };
+      }
+      const description = form.get('description');
+      if (description !== null && description.length > 350) {
+        return {
+          refused: invalid('Invalid string: must be at most 350 characters', 'description'),
+        };
+      }
+      const metadata: Record<string, string> = {};
+      for (const [name, value] of form) {
+        const key = /^metadata\[([^\]]+)\]$/.exec(name)?.[1];
+        if (key === undefined) continue;
+        if (key.length > 40 || value.length > 500) {
+          return {
+            refused: invalid(
+              'Metadata keys can be at most 40 characters and values at most 500 characters.',
+              name,
+            ),
+          };
+        }
+        metadata[key] = value;
+      }
+      if (Object.keys(metadata).length > 50) {
+        return { refused: invalid('Metadata can have at most 50 keys.', 'metadata') };
+      }
+      if (this.missingCustomers.has(customer)) {
+        return {
+          answer: stripeError(404, {
+            type: 'invalid_request_error',
+            code: 'resource_missing',
+            message: `No such customer: '${customer}'`,
+            param: 'customer',
+          }),
+        };
+      }
+      const list = this.balanceTransactions.get(customer) ?? [];
+      const transaction: BalanceTransaction = {
+        id: `cbtxn_${customer.slice(4)}${list.length + 1}`,
+        object: 'customer_balance_transaction',
+        amount: Number(amount),
+        created: Math.floor(this.now() / 1000),
+        credit_note: null,
+        currency,
+        customer,
+        description,
+        ending_balance: this.balanceOf(customer) + Number(amount),
+        invoice: null,
+        livemode: false,
+        metadata,
+        type: 'adjustment',
+      };
+      this.balanceTransactions.set(customer, [...list, transaction]);
+      return { answer: { status: 200, body: transaction } };
+    });
+  }
+
+  /** GET /v1/customers/:customer/balance_transactions: newest first, paginated. */
+  private listBalanceTransactions(request: Request, customer: string): Answer {
+    const refused = this.checkRequest(request);
+    if (refused) return refused;
+    const url = new URL(request.url);
+    const limit = Number(url.searchParams.get('limit') ?? '10');
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100) {
+      return invalid('Invalid limit: must be an integer from 1 to 100', 'limit');
+    }
+    if (this.missingCustomers.has(customer)) {
+      return stripeError(404, {
+        type: 'invalid_request_error',
+        code: 'resource_missing',
+        message: `No such customer: '${customer}'`,
+        param: 'customer',
+      });
+    }
+    const newestFirst = [...(this.balanceTransactions.get(customer) ?? [])].reverse();
+    const after = url.searchParams.get('starting_after');
+    const from = after ? newestFirst.findIndex((t) => t.id === after) + 1 : 0;
+    const data = newestFirst.slice(from, from + limit);
+    return {
+      status: 200,
+      body: {
+        object: 'list',
+        url: `/v1/customers/${customer}/balance_transactions`,
+        has_more: from + limit < newestFirst.length,
+        data,
+      },
+    };
   }
 
   /** Stripe's meter event summaries: accepted values per customer within [start, end). */
@@ -405,7 +690,14 @@ export class FakeStripe {
     }
     let total = this.summaryOffset.get(customer) ?? 0;
     for (const e of this.accepted.values()) {
-      if (e.customer === customer && e.timestamp >= start && e.timestamp < end) total += e.value;
+      if (
+        e.customer === customer &&
+        e.cancelledAt === undefined &&
+        e.timestamp >= start &&
+        e.timestamp < end
+      ) {
+        total += e.value;
+      }
     }
     return {
       status: 200,
@@ -601,6 +893,43 @@ export class FakeStripe {
     });
   }
 
+  /** A POST answered through the faults it was told to inject (rate limit first). */
+  private async withFaults(answer: () => Answer) {
+    if (this.rateLimitedRequests > 0) {
+      this.rateLimitedRequests -= 1;
+      return this.respond(
+        stripeError(
+          429,
+          {
+            type: 'invalid_request_error',
+            code: 'rate_limit',
+            message: 'Request rate limit exceeded. Retry after a short wait.',
+          },
+          retryAfterHeader(this.rateLimit?.retryAfter),
+        ),
+      );
+    }
+    const fault = this.faults.shift() ?? this.nextFault?.() ?? 'ok';
+    if (fault === 'server_error') {
+      return this.respond(stripeError(500, { type: 'api_error', message: 'Stripe had a problem' }));
+    }
+    if (fault === 'rate_limited') {
+      return this.respond(
+        stripeError(
+          429,
+          { type: 'invalid_request_error', code: 'rate_limit', message: 'Too many requests' },
+          retryAfterHeader(this.retryAfter()),
+        ),
+      );
+    }
+    if (fault === 'drop_before') return HttpResponse.error();
+    const answered = answer();
+    if (fault === 'drop_after') return HttpResponse.error();
+    // Longer than the client's timeout in these tests; msw answers late rather than never.
+    if (fault === 'timeout_after') await delay(120);
+    return this.respond(answered);
+  }
+
   handlers(): RequestHandler[] {
     return [
       http.get(`${this.base}/v1/billing/meters/:meter/event_summaries`, ({ request, params }) =>
@@ -627,42 +956,25 @@ export class FakeStripe {
           value: form.get('payload[value]'),
           idempotencyKey: request.headers.get('idempotency-key'),
         });
-        if (this.rateLimitedRequests > 0) {
-          this.rateLimitedRequests -= 1;
-          return this.respond(
-            stripeError(
-              429,
-              {
-                type: 'invalid_request_error',
-                code: 'rate_limit',
-                message: 'Request rate limit exceeded. Retry after a short wait.',
-              },
-              retryAfterHeader(this.rateLimit?.retryAfter),
-            ),
-          );
-        }
-        const fault = this.faults.shift() ?? this.nextFault?.() ?? 'ok';
-        if (fault === 'server_error') {
-          return this.respond(
-            stripeError(500, { type: 'api_error', message: 'Stripe had a problem' }),
-          );
-        }
-        if (fault === 'rate_limited') {
-          return this.respond(
-            stripeError(
-              429,
-              { type: 'invalid_request_error', code: 'rate_limit', message: 'Too many requests' },
-              retryAfterHeader(this.retryAfter()),
-            ),
-          );
-        }
-        if (fault === 'drop_before') return HttpResponse.error();
-        const answer = this.meterEvent(request, text);
-        if (fault === 'drop_after') return HttpResponse.error();
-        // Longer than the client's timeout in these tests; msw answers late rather than never.
-        if (fault === 'timeout_after') await delay(120);
-        return this.respond(answer);
+        return this.withFaults(() => this.meterEvent(request, text));
       }),
+      http.post(`${this.base}/v1/billing/meter_event_adjustments`, async ({ request }) => {
+        const text = await request.text();
+        this.adjustmentRequests.push(new URLSearchParams(text).get('cancel[identifier]'));
+        return this.withFaults(() => this.adjustment(request, text));
+      }),
+      http.post(
+        `${this.base}/v1/customers/:customer/balance_transactions`,
+        async ({ request, params }) => {
+          const text = await request.text();
+          return this.withFaults(() =>
+            this.createBalanceTransaction(request, text, String(params.customer)),
+          );
+        },
+      ),
+      http.get(`${this.base}/v1/customers/:customer/balance_transactions`, ({ request, params }) =>
+        this.respond(this.listBalanceTransactions(request, String(params.customer))),
+      ),
     ];
   }
 }

@@ -9,6 +9,7 @@ const reportsHealthy = {
   failing_threshold: 3,
   auth_failing: false,
   auth_error: null,
+  corrections: { failing: 0, review: 0, late: 0, last_error: null },
 };
 const eventsHealthy = { rejected: 0, last_rejected_id: null, last_reason: null };
 const reconciledHealthy = { unrepaired: 0, last_kind: null, last_detail: null };
@@ -72,6 +73,24 @@ describe('needsAttention', () => {
     ).toEqual([
       `2 reconciliation findings in the last 30 days not repaired (latest invoice_preview_drift: Stripe's upcoming invoice for sub_1 bills 120 executions for 500 eur): see reconciliation_findings and docs/billing.md "Reconciliation"`,
     ]);
+  });
+
+  it('names corrections that cannot reach Stripe by themselves, with what to do', () => {
+    const findings = needsAttention({
+      ...healthy,
+      meter_reports: {
+        ...reportsHealthy,
+        corrections: { failing: 2, review: 1, late: 1, last_error: 'No such customer' },
+      },
+    });
+    expect(findings).toHaveLength(3);
+    expect(findings[0]).toMatch(
+      /^2 corrections failed 3 or more times \(latest: No such customer\): fix/,
+    );
+    expect(findings[1]).toMatch(/^1 correction to check by hand: .*look in Stripe/);
+    expect(findings[2]).toMatch(
+      /^1 correction not metered \(invoice already final\): bill or credit it by hand/,
+    );
   });
 
   it('flags a scheduled function from its first failure since a success, with the error', () => {

@@ -398,3 +398,182 @@ describe('create_preview: the fake refuses what Stripe refuses', () => {
     ).rejects.toMatchObject({ statusCode: 401 });
   });
 });
+
+async function heldEvent(identifier = `flowmeter:${Math.random().toString(36).slice(2)}`) {
+  expect((await post(valid({ identifier }))).status).toBe(200);
+  return identifier;
+}
+
+describe('meter event adjustments, as Stripe takes and refuses them', () => {
+  it('stripe-node cancels an event it holds; the summaries no longer count it', async () => {
+    const identifier = await heldEvent();
+    const adjustment = await client().billing.meterEventAdjustments.create(
+      { event_name: 'n8n_executions', type: 'cancel', cancel: { identifier } },
+      { idempotencyKey: `${identifier}:cancel` },
+    );
+    expect(adjustment).toMatchObject({
+      object: 'billing.meter_event_adjustment',
+      type: 'cancel',
+      cancel: { identifier },
+      event_name: 'n8n_executions',
+    });
+    expect(stripe.totalFor('cus_contract')).toBe(0);
+    expect(stripe.refusals).toEqual([]);
+  });
+
+  it.each<[string, (id: string) => Record<string, string>, Partial<StripeErrorBody['error']>]>([
+    [
+      'no event_name',
+      (id) => ({ type: 'cancel', 'cancel[identifier]': id }),
+      { code: 'parameter_missing', param: 'event_name' },
+    ],
+    [
+      'no type',
+      (id) => ({ event_name: 'n8n_executions', 'cancel[identifier]': id }),
+      { code: 'parameter_missing', param: 'type' },
+    ],
+    [
+      'a type other than cancel',
+      (id) => ({ event_name: 'n8n_executions', type: 'restore', 'cancel[identifier]': id }),
+      { param: 'type' },
+    ],
+    [
+      'no identifier to cancel',
+      () => ({ event_name: 'n8n_executions', type: 'cancel' }),
+      { code: 'parameter_missing', param: 'cancel[identifier]' },
+    ],
+    [
+      'an unknown parameter',
+      (id) => ({ event_name: 'n8n_executions', type: 'cancel', 'cancel[identifier]': id, x: '1' }),
+      { code: 'parameter_unknown', param: 'x' },
+    ],
+    [
+      'an identifier it does not hold',
+      () => ({ event_name: 'n8n_executions', type: 'cancel', 'cancel[identifier]': 'unknown' }),
+      { code: 'resource_missing', param: 'cancel[identifier]' },
+    ],
+    [
+      'another event name than the event was sent under',
+      (id) => ({ event_name: 'other_meter', type: 'cancel', 'cancel[identifier]': id }),
+      { param: 'event_name' },
+    ],
+  ])('%s: 400', async (_, form, error) => {
+    const identifier = await heldEvent();
+    const answer = await postTo('/v1/billing/meter_event_adjustments', form(identifier));
+    expect(answer.status).toBe(400);
+    expect(answer.body.error).toMatchObject({ type: 'invalid_request_error', ...error });
+    expect(stripe.totalFor('cus_contract')).toBe(7);
+  });
+
+  it('refuses to cancel twice, and more than 24 hours after it received the event', async () => {
+    let now = NOW;
+    stripe = new FakeStripe({ now: () => now });
+    server.resetHandlers(...stripe.handlers());
+    const cancel = (identifier: string) =>
+      postTo('/v1/billing/meter_event_adjustments', {
+        event_name: 'n8n_executions',
+        type: 'cancel',
+        'cancel[identifier]': identifier,
+      });
+    const once = await heldEvent();
+    expect((await cancel(once)).status).toBe(200);
+    expect((await cancel(once)).body.error).toMatchObject({ param: 'cancel[identifier]' });
+
+    const old = await heldEvent();
+    now += 24 * 3600_000 + 1000;
+    const late = await cancel(old);
+    expect(late.status).toBe(400);
+    expect(late.body.error.message).toMatch(/within 24 hours/);
+    expect(stripe.totalFor('cus_contract')).toBe(7);
+  });
+
+  it('replays a cancellation under the same idempotency key instead of refusing it', async () => {
+    const identifier = await heldEvent();
+    const form = { event_name: 'n8n_executions', type: 'cancel', 'cancel[identifier]': identifier };
+    const key = { 'idempotency-key': 'cancel-once' };
+    expect((await postTo('/v1/billing/meter_event_adjustments', form, key)).status).toBe(200);
+    expect((await postTo('/v1/billing/meter_event_adjustments', form, key)).status).toBe(200);
+    expect((await postTo('/v1/billing/meter_events', valid(), key)).body.error.type).toBe(
+      'idempotency_error',
+    );
+  });
+});
+
+describe('customer balance transactions, as Stripe takes and refuses them', () => {
+  it('stripe-node credits a customer and lists the credit back, newest first', async () => {
+    const created = await client().customers.createBalanceTransaction(
+      'cus_contract',
+      {
+        amount: -1250,
+        currency: 'eur',
+        description: 'flowmeter correction',
+        metadata: { flowmeter_correction: 'flowmeter:correction:abc' },
+      },
+      { idempotencyKey: 'credit-1' },
+    );
+    expect(created).toMatchObject({
+      object: 'customer_balance_transaction',
+      amount: -1250,
+      currency: 'eur',
+      customer: 'cus_contract',
+      type: 'adjustment',
+      metadata: { flowmeter_correction: 'flowmeter:correction:abc' },
+    });
+    expect(created.id).toMatch(/^cbtxn_/);
+    await client().customers.createBalanceTransaction('cus_contract', {
+      amount: -1,
+      currency: 'eur',
+    });
+    const listed = [];
+    for await (const t of client().customers.listBalanceTransactions('cus_contract', {
+      limit: 1,
+    })) {
+      listed.push(t.amount);
+    }
+    expect(listed).toEqual([-1, -1250]);
+    expect(stripe.balanceOf('cus_contract')).toBe(-1251);
+  });
+
+  it.each<[string, Record<string, string>, Partial<StripeErrorBody['error']>]>([
+    ['no amount', { currency: 'usd' }, { code: 'parameter_missing', param: 'amount' }],
+    ['no currency', { amount: '-100' }, { code: 'parameter_missing', param: 'currency' }],
+    ['an amount of 0', { amount: '0', currency: 'usd' }, { param: 'amount' }],
+    ['an amount that is not an integer', { amount: '-1.5', currency: 'usd' }, { param: 'amount' }],
+    [
+      'a currency Stripe does not support',
+      { amount: '-100', currency: 'xyz' },
+      { param: 'currency' },
+    ],
+    ['an upper-case currency', { amount: '-100', currency: 'USD' }, { param: 'currency' }],
+    [
+      'a description over 350 characters',
+      { amount: '-100', currency: 'usd', description: 'd'.repeat(351) },
+      { param: 'description' },
+    ],
+    [
+      'a metadata key over 40 characters',
+      { amount: '-100', currency: 'usd', [`metadata[${'k'.repeat(41)}]`]: 'v' },
+      {},
+    ],
+    [
+      'an unknown parameter',
+      { amount: '-100', currency: 'usd', customer_account: 'x' },
+      { code: 'parameter_unknown' },
+    ],
+  ])('%s: 400', async (_, form, error) => {
+    const answer = await postTo('/v1/customers/cus_contract/balance_transactions', form);
+    expect(answer.status).toBe(400);
+    expect(answer.body.error).toMatchObject({ type: 'invalid_request_error', ...error });
+    expect(stripe.balanceOf('cus_contract')).toBe(0);
+  });
+
+  it('a customer it does not have: 404 resource_missing, nothing credited', async () => {
+    stripe.rejectCustomer('cus_gone');
+    const answer = await client()
+      .customers.createBalanceTransaction('cus_gone', { amount: -100, currency: 'usd' })
+      .catch((e: unknown) => e);
+    expect(answer).toBeInstanceOf(Stripe.errors.StripeInvalidRequestError);
+    expect(answer).toMatchObject({ statusCode: 404, code: 'resource_missing' });
+    expect(stripe.balanceOf('cus_gone')).toBe(0);
+  });
+});

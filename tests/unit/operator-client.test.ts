@@ -32,6 +32,7 @@ const status = {
     failing: 0,
     auth_failing: false,
     auth_error: null,
+    corrections: { pending: 0, failing: 0, review: 0, late: 0, last_error: null },
   },
   stripe_events: { rejected: 0, last_rejected_at: null, last_rejected_id: null, last_reason: null },
   reconciliation: { unrepaired: 0, last_found_at: null, last_kind: null, last_detail: null },

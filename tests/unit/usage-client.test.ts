@@ -77,6 +77,8 @@ describe('usage client mapping', () => {
         reported_to_stripe: 4,
         pending_to_stripe: 1,
         late: 0,
+        corrected: -2,
+        credited_amount: 40,
       }),
     ).toEqual({
       periodStart: 'a',
@@ -90,6 +92,8 @@ describe('usage client mapping', () => {
       reportedToStripe: 4,
       pendingToStripe: 1,
       late: 0,
+      corrected: -2,
+      creditedAmount: 40,
     });
     expect(
       toUsageAlert({

@@ -21,6 +21,7 @@ import { type Loaded, load, renderLoaded } from './page-state.ts';
 import { consoleHref } from './route.ts';
 
 type Source = TenantDetail['sources'][number];
+type Correction = TenantDetail['corrections'][number];
 type Alert = TenantDetail['alerts'][number];
 type Delivery = Alert['deliveries'][number];
 type Outcome = { ok: boolean; message: string };
@@ -30,8 +31,9 @@ type PeriodRow = Parameters<typeof toUsagePeriod>[0];
 
 /**
  * One tenant: its dashboard as the tenant sees it (the same widget and periods table, fed by
- * operator_tenant), then what only the operator sees: sources, the Stripe ledger, alert
- * deliveries and reservations in flight, with the actions behind a confirmation.
+ * operator_tenant), then what only the operator sees: sources, the Stripe ledger, corrections
+ * of billed usage, alert deliveries and reservations in flight, with the actions behind a
+ * confirmation.
  */
 export class ConsoleTenant extends LitElement {
   static override properties = {
@@ -145,6 +147,10 @@ export class ConsoleTenant extends LitElement {
         </ul>
         ${d.ledger.reports.length ? ledgerTable(d.ledger.reports, f) : html`<p class="empty">Nothing was reported to Stripe for this tenant yet.</p>`}
       </section>
+      <section class="card" aria-labelledby="corrections">
+        <h2 id="corrections">Corrections</h2>
+        ${d.corrections.length ? this.#corrections(d.corrections) : html`<p class="empty">No correction of this tenant's billed usage. <code>flowmeter adjust</code> records one.</p>`}
+      </section>
       <section class="card" aria-labelledby="alerts">
         <h2 id="alerts">Alerts and deliveries</h2>
         ${d.alerts.length ? this.#alerts(d.alerts) : html`<p class="empty">No alert was raised for this tenant.</p>`}
@@ -247,6 +253,37 @@ export class ConsoleTenant extends LitElement {
             }</td></tr>`,
         );
       })}</tbody></table></div>`;
+  }
+
+  /** How a correction reached Stripe, in words an operator checks the Dashboard with. */
+  #sentAs(c: Correction): string {
+    const f = this.#format;
+    if (c.method === 'meter_event') return `meter event of ${f.count(c.event_value ?? 0)}`;
+    if (c.method === 'cancel') {
+      return `cancels ${c.cancels_identifier}${c.event_value ? `, ${f.count(c.event_value)} re-sent` : ''}`;
+    }
+    if (c.method === 'credit')
+      return `credit of ${f.money(c.credit_amount ?? 0, c.currency ?? 'usd')}`;
+    return 'nothing was billed for them';
+  }
+
+  #corrections(rows: Correction[]) {
+    const f = this.#format;
+    return html`<div class="table-wrap"><table class="corrections">
+      <thead><tr><th scope="col">Period</th><th scope="col">Kind</th><th scope="col" class="num">Executions</th>
+        <th scope="col">Sent as</th><th scope="col">Status</th><th scope="col">Reason</th>
+        <th scope="col">Requested by</th><th scope="col">Last error</th></tr></thead>
+      <tbody>${rows.map(
+        (c) => html`<tr data-correction=${c.id}>
+          <th scope="row">${f.period(c.period_start, c.period_end)}<br /><small class="muted">${f.dateTime(c.created_at)}</small></th>
+          <td>${c.kind}</td>
+          <td class="num" data-metric="delta">${c.delta > 0 ? '+' : ''}${f.count(c.delta)}</td>
+          <td data-metric="sent-as">${this.#sentAs(c)}</td>
+          <td data-metric="status"><span class="badge status-${c.status}">${c.status}</span></td>
+          <td>${c.reason}</td>
+          <td><small>${c.requested_by}</small></td>
+          <td>${c.last_error ? html`<span class="error-text">${c.last_error}</span>` : '—'}</td></tr>`,
+      )}</tbody></table></div>`;
   }
 
   #deliveryState(d: Delivery): string {
