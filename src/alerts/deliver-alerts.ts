@@ -1,6 +1,12 @@
 import pLimit from 'p-limit';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
+import {
+  type DeliveryOutcome,
+  type DeliverySummary,
+  drainDeliveries,
+  summarizeDeliveries,
+} from '../domain/delivery-summary.ts';
 import type { Logger } from '../observability/logger.ts';
 import { type AlertChannel, DEFAULT_CHANNEL_TIMEOUT_MS } from './channels/channel.ts';
 import type { AlertMessage } from './channels/message.ts';
@@ -28,14 +34,7 @@ export interface DeliverAlertsInput {
   tenantIds?: string[];
 }
 
-export interface DeliverAlertsSummary {
-  claimed: number;
-  delivered: number;
-  /** Failed this time, retried later with backoff. */
-  failed: number;
-  /** Failed for the last allowed time: no further attempt. */
-  gaveUp: number;
-}
+export type DeliverAlertsSummary = DeliverySummary;
 
 export const NO_EMAIL_PROVIDER =
   'no e-mail provider configured: set RESEND_API_KEY and ALERT_EMAIL_FROM';
@@ -62,13 +61,11 @@ function channelFor(d: ClaimedDelivery, factories: AlertChannelFactories): Alert
   return factory(d.channel_target);
 }
 
-type Outcome = 'delivered' | 'failed' | 'gave_up';
-
 async function deliverOne(
   input: DeliverAlertsInput,
   d: ClaimedDelivery,
   log: Logger,
-): Promise<Outcome> {
+): Promise<DeliveryOutcome> {
   let failure: string | null = null;
   try {
     await channelFor(d, input.channels).send(toAlertMessage(d), d.delivery_key);
@@ -123,7 +120,7 @@ export async function deliverAlerts(input: DeliverAlertsInput): Promise<DeliverA
   const outcomes = await Promise.all(
     [...byChannel.values()].map((deliveries) =>
       limit(async () => {
-        const results: Outcome[] = [];
+        const results: DeliveryOutcome[] = [];
         for (const d of deliveries) {
           const log = input.log.child({
             delivery_key: d.delivery_key,
@@ -139,12 +136,7 @@ export async function deliverAlerts(input: DeliverAlertsInput): Promise<DeliverA
   );
 
   const all = outcomes.flat();
-  const summary: DeliverAlertsSummary = {
-    claimed: claimed.length,
-    delivered: all.filter((o) => o === 'delivered').length,
-    failed: all.filter((o) => o === 'failed').length,
-    gaveUp: all.filter((o) => o === 'gave_up').length,
-  };
+  const summary = summarizeDeliveries(claimed.length, all);
   if (summary.claimed > 0) input.log.info({ ...summary }, 'alert deliveries sent');
   return summary;
 }
@@ -173,14 +165,6 @@ export function batchWithinLease(
 export async function drainAlerts(
   input: Omit<DeliverAlertsInput, 'maxRows'>,
 ): Promise<DeliverAlertsSummary> {
-  const total: DeliverAlertsSummary = { claimed: 0, delivered: 0, failed: 0, gaveUp: 0 };
   const maxRows = batchWithinLease(input.leaseSeconds ?? DEFAULT_LEASE_SECONDS);
-  for (;;) {
-    const batch = await deliverAlerts({ ...input, maxRows });
-    total.claimed += batch.claimed;
-    total.delivered += batch.delivered;
-    total.failed += batch.failed;
-    total.gaveUp += batch.gaveUp;
-    if (batch.claimed === 0) return total;
-  }
+  return drainDeliveries(() => deliverAlerts({ ...input, maxRows }));
 }

@@ -15,6 +15,7 @@ import {
   tenantFilterOption,
   valueOrStdin,
 } from './context.ts';
+import { addEnableCommands } from './enable-commands.ts';
 import { addListCommand } from './list-command.ts';
 import { cliLogger, count, printJson, time } from './output.ts';
 
@@ -162,28 +163,25 @@ export function registerAlerts(program: Command, ctx: CommandContext): void {
     ],
   });
 
-  for (const [name, enabled] of [
-    ['enable', true],
-    ['disable', false],
-  ] as const) {
-    channels
-      .command(name)
-      .description(
-        enabled
-          ? 'send to the channel again, pending deliveries included'
-          : 'stop sending to the channel: pending deliveries wait until it is enabled, alerts raised meanwhile skip it',
-      )
-      .argument('<id>', 'channel id (see `flowmeter alerts channels list`)', parser(channelId))
-      .option('--json', 'print the channel as JSON on stdout')
-      .action(async (id: number, options: { json?: boolean }) => {
-        const database = await openSupabase(io);
-        const channel = database.unwrap(
-          await database.db.rpc('set_alert_channel_enabled', { channel_id: id, enabled }),
-          { notFound: '`flowmeter alerts channels list` shows the ids' },
-        );
-        const { target: _secret, ...shown } = channel;
-        if (options.json) return printJson(io, shown);
-        io.out(`channel ${channel.id}: ${enabled ? 'enabled' : 'disabled'}`);
-      });
-  }
+  addEnableCommands(channels, ctx, {
+    description: {
+      enable: 'send to the channel again, pending deliveries included',
+      disable:
+        'stop sending to the channel: pending deliveries wait until it is enabled, alerts raised meanwhile skip it',
+    },
+    id: {
+      description: 'channel id (see `flowmeter alerts channels list`)',
+      parse: parser(channelId),
+    },
+    json: 'print the channel as JSON on stdout',
+    set: async (database, id: number, enabled) => {
+      const { target: _secret, ...shown } = database.unwrap(
+        await database.db.rpc('set_alert_channel_enabled', { channel_id: id, enabled }),
+        { notFound: '`flowmeter alerts channels list` shows the ids' },
+      );
+      return shown;
+    },
+    done: (channel, enabled) =>
+      io.out(`channel ${channel.id}: ${enabled ? 'enabled' : 'disabled'}`),
+  });
 }

@@ -22,6 +22,7 @@ import {
   tenantFilterOption,
   valueOrStdin,
 } from './context.ts';
+import { addEnableCommands } from './enable-commands.ts';
 import { addListCommand } from './list-command.ts';
 import { count, duration, printJson, renderRecord, sourceError, time } from './output.ts';
 import { createProgress } from './progress.ts';
@@ -195,33 +196,29 @@ export function registerSources(program: Command, ctx: CommandContext): void {
     ],
   });
 
-  for (const [name, enabled] of [
-    ['enable', true],
-    ['disable', false],
-  ] as const) {
-    sources
-      .command(name)
-      .description(
-        enabled
-          ? 'collect from a source again, from where it stopped; the next collection picks it up'
-          : 'stop collecting from a source (an n8n instance gone, a tenant leaving); what it collected stays',
-      )
-      .argument('<id>', 'source id (see `flowmeter sources list`)', parser(schemas.sourceId))
-      .option('--json', 'print the source as JSON on stdout')
-      .action(async (id: string, options: { json?: boolean }) => {
-        const database = await openSupabase(io);
-        const source = database.unwrap(
-          await database.db.rpc('set_n8n_source_enabled', { source_id: id, enabled }),
-          { notFound: listHint },
-        );
-        const { api_key_ciphertext: _secret, ...shown } = source;
-        if (options.json) return printJson(io, shown);
-        io.out(`${source.name} (${source.base_url}): ${enabled ? 'enabled' : 'disabled'}`);
-        if (enabled) {
-          io.err(`To collect now: \`flowmeter collect --source ${source.id}\``);
-        }
-      });
-  }
+  addEnableCommands(sources, ctx, {
+    description: {
+      enable: 'collect from a source again, from where it stopped; the next collection picks it up',
+      disable:
+        'stop collecting from a source (an n8n instance gone, a tenant leaving); what it collected stays',
+    },
+    id: {
+      description: 'source id (see `flowmeter sources list`)',
+      parse: parser(schemas.sourceId),
+    },
+    json: 'print the source as JSON on stdout',
+    set: async (database, id: string, enabled) => {
+      const { api_key_ciphertext: _secret, ...shown } = database.unwrap(
+        await database.db.rpc('set_n8n_source_enabled', { source_id: id, enabled }),
+        { notFound: listHint },
+      );
+      return shown;
+    },
+    done: (source, enabled) => {
+      io.out(`${source.name} (${source.base_url}): ${enabled ? 'enabled' : 'disabled'}`);
+      if (enabled) io.err(`To collect now: \`flowmeter collect --source ${source.id}\``);
+    },
+  });
 
   sources
     .command('set-key')

@@ -21,6 +21,7 @@ import {
   openDatabase,
   openSupabase,
 } from './context.ts';
+import { addEnableCommands } from './enable-commands.ts';
 import { addListCommand } from './list-command.ts';
 import { cliLogger, count, printJson, renderTable, short, time } from './output.ts';
 
@@ -150,29 +151,21 @@ export function registerWebhooks(program: Command, ctx: CommandContext): void {
     ],
   });
 
-  for (const [name, enabled] of [
-    ['enable', true],
-    ['disable', false],
-  ] as const) {
-    webhooks
-      .command(name)
-      .description(
-        enabled
-          ? 'deliver to the endpoint again, its waiting deliveries included'
-          : 'stop delivering: due deliveries wait until it is enabled, events meanwhile skip it',
-      )
-      .argument('<id>', 'endpoint id (see `flowmeter webhooks list`)', parser(endpointId))
-      .option('--json', 'print the endpoint as JSON on stdout')
-      .action(async (id: string, options: { json?: boolean }) => {
-        const database = await openSupabase(io);
-        const endpoint = database.valueOrExit(
-          await setEndpointEnabled({ db: database.db, endpointId: id, enabled }),
-          NOT_FOUND,
-        );
-        if (options.json) return printJson(io, endpoint);
-        io.out(`endpoint ${endpoint.id}: ${enabled ? 'enabled' : 'disabled'}`);
-      });
-  }
+  addEnableCommands(webhooks, ctx, {
+    description: {
+      enable: 'deliver to the endpoint again, its waiting deliveries included',
+      disable: 'stop delivering: due deliveries wait until it is enabled, events meanwhile skip it',
+    },
+    id: { description: 'endpoint id (see `flowmeter webhooks list`)', parse: parser(endpointId) },
+    json: 'print the endpoint as JSON on stdout',
+    set: async (database, id: string, enabled) =>
+      database.valueOrExit(
+        await setEndpointEnabled({ db: database.db, endpointId: id, enabled }),
+        NOT_FOUND,
+      ),
+    done: (endpoint, enabled) =>
+      io.out(`endpoint ${endpoint.id}: ${enabled ? 'enabled' : 'disabled'}`),
+  });
 
   webhooks
     .command('rotate-secret')

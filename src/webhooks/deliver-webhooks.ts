@@ -3,6 +3,12 @@ import { Webhook } from 'standardwebhooks';
 import type { Keyring } from '../crypto/keyring.ts';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
+import {
+  type DeliveryOutcome,
+  type DeliverySummary,
+  drainDeliveries,
+  summarizeDeliveries,
+} from '../domain/delivery-summary.ts';
 import type { Logger } from '../observability/logger.ts';
 import { checkEndpointUrl, type WebhookMode } from './endpoint-url.ts';
 import { openSigningSecret } from './signing-secret.ts';
@@ -29,16 +35,7 @@ export interface DeliverWebhooksInput {
   now?: () => Date;
 }
 
-export interface DeliverWebhooksSummary {
-  claimed: number;
-  delivered: number;
-  /** Failed this time, retried later with backoff. */
-  failed: number;
-  /** Failed for the last allowed time: no further attempt. */
-  gaveUp: number;
-}
-
-type Outcome = 'delivered' | 'failed' | 'gave_up';
+export type DeliverWebhooksSummary = DeliverySummary;
 
 const DEFAULT_LEASE_SECONDS = 60;
 const DEFAULT_CONCURRENCY = 8;
@@ -132,7 +129,10 @@ async function send(input: DeliverWebhooksInput, d: ClaimedDelivery): Promise<At
   }
 }
 
-async function deliverOne(input: DeliverWebhooksInput, d: ClaimedDelivery): Promise<Outcome> {
+async function deliverOne(
+  input: DeliverWebhooksInput,
+  d: ClaimedDelivery,
+): Promise<DeliveryOutcome> {
   const log = input.log.child({
     webhook_id: d.event_id,
     endpoint_id: d.endpoint_id,
@@ -185,12 +185,7 @@ export async function deliverWebhooks(
   const claimed = data ?? [];
   const limit = pLimit(input.concurrency ?? DEFAULT_CONCURRENCY);
   const outcomes = await Promise.all(claimed.map((d) => limit(() => deliverOne(input, d))));
-  const summary: DeliverWebhooksSummary = {
-    claimed: claimed.length,
-    delivered: outcomes.filter((o) => o === 'delivered').length,
-    failed: outcomes.filter((o) => o === 'failed').length,
-    gaveUp: outcomes.filter((o) => o === 'gave_up').length,
-  };
+  const summary = summarizeDeliveries(claimed.length, outcomes);
   if (summary.claimed > 0) input.log.info({ ...summary }, 'webhook deliveries sent');
   return summary;
 }
@@ -203,23 +198,17 @@ export async function deliverWebhooks(
 export async function drainWebhooks(
   input: Omit<DeliverWebhooksInput, 'maxRows'> & { budgetMs?: number },
 ): Promise<DeliverWebhooksSummary> {
-  const total: DeliverWebhooksSummary = { claimed: 0, delivered: 0, failed: 0, gaveUp: 0 };
   const started = Date.now();
   const leaseMarginMs = 10_000;
   const withinLeaseMs = (input.leaseSeconds ?? DEFAULT_LEASE_SECONDS) * 1000 - leaseMarginMs;
-  for (;;) {
+  return drainDeliveries(() => {
     const left =
       input.budgetMs === undefined ? withinLeaseMs : input.budgetMs - (Date.now() - started);
     const rounds = Math.floor(Math.min(left, withinLeaseMs) / input.timeoutMs);
-    if (rounds < 1) return total;
-    const batch = await deliverWebhooks({
+    if (rounds < 1) return undefined;
+    return deliverWebhooks({
       ...input,
       maxRows: rounds * (input.concurrency ?? DEFAULT_CONCURRENCY),
     });
-    total.claimed += batch.claimed;
-    total.delivered += batch.delivered;
-    total.failed += batch.failed;
-    total.gaveUp += batch.gaveUp;
-    if (batch.claimed === 0) return total;
-  }
+  });
 }

@@ -13,7 +13,8 @@
 --   * anon and authenticated get only the privileges granted here explicitly: Supabase's
 --     default privileges grant ALL in public to both, so each table revokes first;
 --   * functions are security invoker with search_path = '' and qualified names; the
---     service-only ones have EXECUTE revoked from public, anon and authenticated.
+--     service-only ones have EXECUTE revoked from public, anon and authenticated
+--     (private.grant_to_service_role_only, below).
 
 -- Functions created from now on are not executable by the API roles unless granted.
 alter default privileges in schema public revoke execute on functions from public, anon, authenticated;
@@ -27,6 +28,26 @@ grant usage on schema private to service_role;
 -- The tenant usage API calls the pure helpers granted to authenticated (billing_period,
 -- plan_quota, usage_standing) under the caller's role.
 grant usage on schema private to authenticated;
+
+-- Service-only functions: EXECUTE revoked from public, anon and authenticated (revoked
+-- explicitly, whatever the defaults), granted to service_role. Each capability lists its
+-- service-only functions once, here, rather than in a revoke list and a grant list that
+-- must be kept equal.
+create or replace function private.grant_to_service_role_only(variadic functions regprocedure[])
+returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+  fn regprocedure;
+begin
+  foreach fn in array grant_to_service_role_only.functions loop
+    execute format('revoke execute on function %s from public, anon, authenticated', fn);
+    execute format('grant execute on function %s to service_role', fn);
+  end loop;
+end;
+$$;
+revoke execute on function private.grant_to_service_role_only(regprocedure[]) from public, anon, authenticated;
 
 create or replace function private.touch_updated_at()
 returns trigger
@@ -127,7 +148,4 @@ begin
   end if;
 end;
 $$;
-revoke execute on function private.is_operator(), private.require_operator()
-  from public, anon, authenticated;
-grant execute on function private.is_operator(), private.require_operator()
-  to service_role;
+select private.grant_to_service_role_only('private.is_operator()', 'private.require_operator()');

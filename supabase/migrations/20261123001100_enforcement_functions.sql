@@ -267,20 +267,13 @@ begin
 end;
 $$;
 
-revoke all on function
-  private.take_slot_fast(uuid, timestamptz, bigint, timestamptz),
-  private.take_slot_locked(uuid, timestamptz, timestamptz, bigint, timestamptz),
-  private.retry_run_reservation(uuid, timestamptz, text, text, timestamptz),
-  private.prior_run_reservation(uuid, text),
-  private.read_committed(uuid, timestamptz)
-  from public;
-grant execute on function
-  private.take_slot_fast(uuid, timestamptz, bigint, timestamptz),
-  private.take_slot_locked(uuid, timestamptz, timestamptz, bigint, timestamptz),
-  private.retry_run_reservation(uuid, timestamptz, text, text, timestamptz),
-  private.prior_run_reservation(uuid, text),
-  private.read_committed(uuid, timestamptz)
-  to service_role;
+select private.grant_to_service_role_only(
+  'private.take_slot_fast(uuid, timestamptz, bigint, timestamptz)',
+  'private.take_slot_locked(uuid, timestamptz, timestamptz, bigint, timestamptz)',
+  'private.retry_run_reservation(uuid, timestamptz, text, text, timestamptz)',
+  'private.prior_run_reservation(uuid, text)',
+  'private.read_committed(uuid, timestamptz)'
+);
 
 -- The decision ------------------------------------------------------------------------
 
@@ -458,5 +451,4 @@ begin
 end;
 $$;
 
-revoke execute on function public.enforce_usage(text, text, text, boolean, int) from public, anon, authenticated;
-grant execute on function public.enforce_usage(text, text, text, boolean, int) to service_role;
+select private.grant_to_service_role_only('public.enforce_usage(text, text, text, boolean, int)');

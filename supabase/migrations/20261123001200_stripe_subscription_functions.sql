@@ -49,8 +49,7 @@ as $$
   end
 $$;
 
-revoke all on function private.subscription_event_rank(text) from public;
-grant execute on function private.subscription_event_rank(text) to service_role;
+select private.grant_to_service_role_only('private.subscription_event_rank(text)');
 
 -- Applies one customer.subscription.* event to the tenant it belongs to, in one transaction.
 --
@@ -240,14 +239,10 @@ begin
 end;
 $$;
 
-revoke execute on function
-  public.upsert_plan_price(text, text),
-  public.apply_stripe_subscription_event(text, text, timestamptz, text, text, text, text[], timestamptz, timestamptz, timestamptz, uuid)
-  from public, anon, authenticated;
-grant execute on function
-  public.upsert_plan_price(text, text),
-  public.apply_stripe_subscription_event(text, text, timestamptz, text, text, text, text[], timestamptz, timestamptz, timestamptz, uuid)
-  to service_role;
+select private.grant_to_service_role_only(
+  'public.upsert_plan_price(text, text)',
+  'public.apply_stripe_subscription_event(text, text, timestamptz, text, text, text, text[], timestamptz, timestamptz, timestamptz, uuid)'
+);
 
 -- Records a correctly signed event that cannot be applied, with the reason, so that the
 -- webhook answers Stripe without an error (a 5xx would be retried for days, to the same
@@ -289,8 +284,7 @@ begin
 end;
 $$;
 
-revoke execute on function public.record_rejected_stripe_event(text, text, text, timestamptz) from public, anon, authenticated;
-grant execute on function public.record_rejected_stripe_event(text, text, text, timestamptz) to service_role;
+select private.grant_to_service_role_only('public.record_rejected_stripe_event(text, text, text, timestamptz)');
 
 -- Rejected events Stripe still holds (it keeps events 30 days, so they can be resent from
 -- the Dashboard): until one is resent and applies, its subscription's state is not synced.
@@ -314,5 +308,4 @@ as $$
   );
 $$;
 
-revoke all on function private.stripe_event_status(uuid[]) from public, anon, authenticated;
-grant execute on function private.stripe_event_status(uuid[]) to service_role;
+select private.grant_to_service_role_only('private.stripe_event_status(uuid[])');

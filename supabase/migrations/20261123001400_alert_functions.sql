@@ -209,19 +209,12 @@ begin
 end;
 $$;
 
-revoke execute on function
-  public.add_alert_channel(text, text, uuid),
-  public.list_alert_channels(uuid[]),
-  public.set_alert_channel_enabled(bigint, boolean),
-  public.claim_alert_deliveries(int, int, uuid[]),
-  public.finish_alert_delivery(bigint, bigint, boolean, text),
-  public.mark_alert_read(bigint)
-  from public, anon, authenticated;
-grant execute on function
-  public.add_alert_channel(text, text, uuid),
-  public.list_alert_channels(uuid[]),
-  public.set_alert_channel_enabled(bigint, boolean),
-  public.claim_alert_deliveries(int, int, uuid[]),
-  public.finish_alert_delivery(bigint, bigint, boolean, text)
-  to service_role;
+select private.grant_to_service_role_only(
+  'public.add_alert_channel(text, text, uuid)',
+  'public.list_alert_channels(uuid[])',
+  'public.set_alert_channel_enabled(bigint, boolean)',
+  'public.claim_alert_deliveries(int, int, uuid[])',
+  'public.finish_alert_delivery(bigint, bigint, boolean, text)'
+);
+revoke execute on function public.mark_alert_read(bigint) from public, anon;
 grant execute on function public.mark_alert_read(bigint) to authenticated, service_role;

@@ -325,25 +325,14 @@ $$;
 comment on function public.list_operators() is
   'security definer: reads the operator mark in auth.users.raw_app_meta_data, which belongs to Supabase Auth and is granted to no API role. Service role only.';
 
-revoke execute on function
-  public.add_tenant_member(uuid, uuid, text),
-  public.remove_tenant_member(uuid, uuid),
-  public.list_tenant_members(uuid[]),
-  public.auth_user_id(text),
-  public.list_operators(),
-  public.set_plan(text, text, text, bigint, numeric, text, smallint[], bigint, int, text, text, text, text[], text[], numeric),
-  public.list_plans(text[]),
-  public.add_tenant(text, text, text, text),
-  public.list_tenants(text[])
-  from public, anon, authenticated;
-grant execute on function
-  public.add_tenant_member(uuid, uuid, text),
-  public.remove_tenant_member(uuid, uuid),
-  public.list_tenant_members(uuid[]),
-  public.auth_user_id(text),
-  public.list_operators(),
-  public.set_plan(text, text, text, bigint, numeric, text, smallint[], bigint, int, text, text, text, text[], text[], numeric),
-  public.list_plans(text[]),
-  public.add_tenant(text, text, text, text),
-  public.list_tenants(text[])
-  to service_role;
+select private.grant_to_service_role_only(
+  'public.add_tenant_member(uuid, uuid, text)',
+  'public.remove_tenant_member(uuid, uuid)',
+  'public.list_tenant_members(uuid[])',
+  'public.auth_user_id(text)',
+  'public.list_operators()',
+  'public.set_plan(text, text, text, bigint, numeric, text, smallint[], bigint, int, text, text, text, text[], text[], numeric)',
+  'public.list_plans(text[])',
+  'public.add_tenant(text, text, text, text)',
+  'public.list_tenants(text[])'
+);

@@ -155,17 +155,10 @@ begin
 end;
 $$;
 
-revoke execute on function
-  public.add_n8n_source(uuid, text, text, text, text),
-  public.list_n8n_sources(uuid[], uuid[]),
-  public.n8n_source_credentials(uuid[], uuid[]),
-  public.set_n8n_source_enabled(uuid, boolean),
-  public.set_n8n_source_key(uuid, text, text)
-  from public, anon, authenticated;
-grant execute on function
-  public.add_n8n_source(uuid, text, text, text, text),
-  public.list_n8n_sources(uuid[], uuid[]),
-  public.n8n_source_credentials(uuid[], uuid[]),
-  public.set_n8n_source_enabled(uuid, boolean),
-  public.set_n8n_source_key(uuid, text, text)
-  to service_role;
+select private.grant_to_service_role_only(
+  'public.add_n8n_source(uuid, text, text, text, text)',
+  'public.list_n8n_sources(uuid[], uuid[])',
+  'public.n8n_source_credentials(uuid[], uuid[])',
+  'public.set_n8n_source_enabled(uuid, boolean)',
+  'public.set_n8n_source_key(uuid, text, text)'
+);

@@ -47,8 +47,7 @@ begin
   return event;
 end;
 $$;
-revoke all on function private.record_webhook_event(text, text, uuid, jsonb, uuid[]) from public;
-grant execute on function private.record_webhook_event(text, text, uuid, jsonb, uuid[]) to service_role;
+select private.grant_to_service_role_only('private.record_webhook_event(text, text, uuid, jsonb, uuid[])');
 
 -- The same, for events whose cause happens in the application: a retry with the same
 -- key returns the event recorded first.
@@ -99,8 +98,7 @@ begin
       'period_end', record_tenant_blocked.period_end));
 end;
 $$;
-revoke all on function private.record_tenant_blocked(uuid, timestamptz, timestamptz, bigint, bigint) from public;
-grant execute on function private.record_tenant_blocked(uuid, timestamptz, timestamptz, bigint, bigint) to service_role;
+select private.grant_to_service_role_only('private.record_tenant_blocked(uuid, timestamptz, timestamptz, bigint, bigint)');
 
 -- Endpoints ---------------------------------------------------------------------------
 
@@ -115,8 +113,7 @@ begin
     using errcode = 'PT404', hint = 'flowmeter webhooks list shows the ids';
 end;
 $$;
-revoke all on function private.webhook_endpoint_not_found(uuid) from public;
-grant execute on function private.webhook_endpoint_not_found(uuid) to service_role;
+select private.grant_to_service_role_only('private.webhook_endpoint_not_found(uuid)');
 
 create or replace function public.add_webhook_endpoint(
   id uuid,
@@ -249,8 +246,7 @@ begin
                                * (0.8 + random() * 0.4));
 end;
 $$;
-revoke all on function private.webhook_retry_delay(int) from public;
-grant execute on function private.webhook_retry_delay(int) to service_role;
+select private.grant_to_service_role_only('private.webhook_retry_delay(int)');
 
 -- Claims up to max_rows due deliveries for lease_seconds: new ones, failed ones whose
 -- backoff is over, and sends whose sender's lease ran out without an outcome (the sender
@@ -413,25 +409,14 @@ begin
 end;
 $$;
 
-revoke execute on function
-  public.record_webhook_event(text, text, jsonb, uuid, uuid[]),
-  public.add_webhook_endpoint(uuid, text, text[], text, text),
-  public.list_webhook_endpoints(uuid[]),
-  public.set_webhook_endpoint_enabled(uuid, boolean),
-  public.rotate_webhook_secret(uuid, text, int),
-  public.claim_webhook_deliveries(int, int, uuid[]),
-  public.finish_webhook_delivery(text, uuid, boolean, int, text),
-  public.list_webhook_deliveries(uuid[], boolean, int),
-  public.retry_webhook_deliveries(uuid)
-  from public, anon, authenticated;
-grant execute on function
-  public.record_webhook_event(text, text, jsonb, uuid, uuid[]),
-  public.add_webhook_endpoint(uuid, text, text[], text, text),
-  public.list_webhook_endpoints(uuid[]),
-  public.set_webhook_endpoint_enabled(uuid, boolean),
-  public.rotate_webhook_secret(uuid, text, int),
-  public.claim_webhook_deliveries(int, int, uuid[]),
-  public.finish_webhook_delivery(text, uuid, boolean, int, text),
-  public.list_webhook_deliveries(uuid[], boolean, int),
-  public.retry_webhook_deliveries(uuid)
-  to service_role;
+select private.grant_to_service_role_only(
+  'public.record_webhook_event(text, text, jsonb, uuid, uuid[])',
+  'public.add_webhook_endpoint(uuid, text, text[], text, text)',
+  'public.list_webhook_endpoints(uuid[])',
+  'public.set_webhook_endpoint_enabled(uuid, boolean)',
+  'public.rotate_webhook_secret(uuid, text, int)',
+  'public.claim_webhook_deliveries(int, int, uuid[])',
+  'public.finish_webhook_delivery(text, uuid, boolean, int, text)',
+  'public.list_webhook_deliveries(uuid[], boolean, int)',
+  'public.retry_webhook_deliveries(uuid)'
+);

@@ -12,7 +12,7 @@ import { ConfigError } from '../../src/config/env.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { collect, createSource, type TestSource, useN8nServer } from '../support/collector.ts';
 import { faultyDb, rpcFetch } from '../support/faults.ts';
-import { addMember, createPlan, createUser } from '../support/fixtures.ts';
+import { addMember, createPlan, createUser, setPlan } from '../support/fixtures.ts';
 import {
   anonClient,
   asRole,
@@ -122,13 +122,12 @@ beforeAll(() => {
 async function meteredTenant(plan: { quota: number; thresholds?: number[] }) {
   const planId = (await createPlan({ included_executions: plan.quota })).id;
   if (plan.thresholds) {
-    const { error } = await serviceClient().rpc('set_plan', {
+    await setPlan({
       id: planId,
       name: 'Thresholds plan',
       included_executions: plan.quota,
       alert_thresholds: plan.thresholds,
     });
-    if (error) throw new Error(error.message);
   }
   const source = await createSource(server, { planId });
   const period = await pinPeriod(source.tenantId, Date.now() - 5 * DAY, Date.now() + 25 * DAY);

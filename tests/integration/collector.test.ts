@@ -8,8 +8,8 @@ import {
   useN8nServer,
 } from '../support/collector.ts';
 import { faultyDb, rpcFetch } from '../support/faults.ts';
-import { createPlan, recent } from '../support/fixtures.ts';
-import { serviceClient, superuser } from '../support/stack.ts';
+import { createPlan, recent, setPlan } from '../support/fixtures.ts';
+import { superuser } from '../support/stack.ts';
 
 const server = useN8nServer();
 
@@ -129,7 +129,7 @@ describe('collector', () => {
 
     // A plan that bills manual runs too.
     const plan = await createPlan();
-    await serviceClient().rpc('set_plan', {
+    await setPlan({
       id: plan.id,
       name: 'Bills manual',
       included_executions: 100,

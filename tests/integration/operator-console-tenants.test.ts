@@ -11,6 +11,7 @@ import {
   type TenantSort,
   type TenantsQuery,
 } from '../../src/operator-client/index.ts';
+import { setPlan } from '../support/fixtures.ts';
 import { uniqueId } from '../support/stack.ts';
 
 /**
@@ -45,11 +46,8 @@ let plans: string[];
 let refPrefix: string;
 let seeded: Set<string>;
 
-async function setPlan(args: Database['public']['Functions']['set_plan']['Args']) {
-  const { data, error } = await serviceClient().rpc('set_plan', args);
-  if (error || !data) throw new Error(`set_plan: ${error?.message}`);
-  return data.id;
-}
+const planId = async (args: Parameters<typeof setPlan>[0]) =>
+  (await setPlan(args, serviceClient())).id;
 
 afterAll(async () => {
   await pool?.end();
@@ -60,13 +58,13 @@ beforeAll(async () => {
   stack = await startLocalStack();
   pool = new pg.Pool({ connectionString: stack.databaseUrl, max: 2 });
   // Thresholds at 1000 %: the seeded usage raises no alerts for other tests' global channels.
-  const limited = await setPlan({
+  const limited = await planId({
     id: uniqueId('bulk'),
     name: 'Bulk limited',
     included_executions: 100,
     alert_thresholds: [1000],
   });
-  const unlimited = await setPlan({
+  const unlimited = await planId({
     id: uniqueId('bulk'),
     name: 'Bulk unlimited',
     limit_policy: 'unlimited',

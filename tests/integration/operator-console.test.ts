@@ -12,7 +12,7 @@ import {
   resendAlertDelivery,
   setSourceEnabled,
 } from '../../src/operator-client/index.ts';
-import { addMember, createTenant, createUser } from '../support/fixtures.ts';
+import { addMember, createTenant, createUser, setPlan } from '../support/fixtures.ts';
 import {
   anonClient,
   asRole,
@@ -49,11 +49,7 @@ interface World {
 }
 let world: World;
 
-async function setPlan(args: Database['public']['Functions']['set_plan']['Args']) {
-  const { data, error } = await serviceClient().rpc('set_plan', args);
-  if (error || !data) throw new Error(`set_plan: ${error?.message}`);
-  return data.id;
-}
+const planId = async (args: Parameters<typeof setPlan>[0]) => (await setPlan(args)).id;
 
 async function counters(tenantId: string, billable: number, executions: number, reserved = 0) {
   await superuser().query(
@@ -67,14 +63,14 @@ async function counters(tenantId: string, billable: number, executions: number, 
 }
 
 beforeAll(async () => {
-  const planFlat = await setPlan({
+  const planFlat = await planId({
     id: uniqueId('flat'),
     name: 'Flat',
     included_executions: 100,
     currency: CURRENCY,
     recurring_amount: 4900,
   });
-  const planOverage = await setPlan({
+  const planOverage = await planId({
     id: uniqueId('over'),
     name: 'Overage',
     limit_policy: 'overage',
@@ -426,7 +422,7 @@ describe('operator_tenants', () => {
   });
 
   it('ranks by usage in each tenant’s own billing period: subscription, stale subscription, calendar month', async () => {
-    const plan = await setPlan({
+    const plan = await planId({
       id: uniqueId('periods'),
       name: 'Periods',
       included_executions: 40,

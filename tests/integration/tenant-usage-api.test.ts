@@ -15,6 +15,7 @@ import {
   ingestExecutions as ingest,
   memberOf,
   recent,
+  setPlan,
 } from '../support/fixtures.ts';
 import { anonClient, serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
@@ -62,7 +63,7 @@ describe('a tenant on the calendar month with a hand-computed month', () => {
   let member: UsageDb;
 
   beforeAll(async () => {
-    const plan = await serviceClient().rpc('set_plan', {
+    const plan = await setPlan({
       id: uniqueId('plan'),
       name: 'Overage',
       limit_policy: 'overage',
@@ -70,7 +71,7 @@ describe('a tenant on the calendar month with a hand-computed month', () => {
       overage_unit_amount: 0.25,
       currency: 'eur',
     });
-    tenantId = (await createTenant(plan.data?.id)).id;
+    tenantId = (await createTenant(plan.id)).id;
     ({ db: member } = await memberOf(tenantId));
 
     // Last month, one page: 26 executions, 23 billable, 3 billable failures.
@@ -357,17 +358,17 @@ describe('a trialing tenant whose Stripe period starts mid-month', () => {
   let member: UsageDb;
 
   beforeAll(async () => {
-    const plan = await serviceClient().rpc('set_plan', {
+    const plan = await setPlan({
       id: uniqueId('plan'),
       name: 'Hard',
       limit_policy: 'hard_limit',
       included_executions: 10,
       alert_thresholds: [50, 100],
     });
-    tenantId = (await createTenant(plan.data?.id)).id;
+    tenantId = (await createTenant(plan.id)).id;
     ({ db: member } = await memberOf(tenantId));
     await superuser().query('update public.plans set trial_included_executions = 4 where id = $1', [
-      plan.data?.id,
+      plan.id,
     ]);
     await superuser().query(
       `update public.tenants set subscription_status = 'trialing', current_period_start = $2,
@@ -485,12 +486,12 @@ describe('security', () => {
 
   beforeAll(async () => {
     tenantA = (await createTenant((await createPlan({ included_executions: 2 })).id)).id;
-    const unlimited = await serviceClient().rpc('set_plan', {
+    const unlimited = await setPlan({
       id: uniqueId('plan'),
       name: 'Unlimited',
       limit_policy: 'unlimited',
     });
-    tenantB = (await createTenant(unlimited.data?.id)).id;
+    tenantB = (await createTenant(unlimited.id)).id;
     await ingest(tenantA, [
       { workflow: 'wf-a', startedAt: Date.now() - 60_000 },
       { workflow: 'wf-a', startedAt: Date.now() - 30_000 },

@@ -1,21 +1,32 @@
 import { randomUUID } from 'node:crypto';
+import type { SupabaseClient } from '@supabase/supabase-js';
+import type { Database } from '../../src/db/database.types.ts';
 import { serviceClient, superuser, uniqueId, userClient } from './stack.ts';
+
+type SetPlanArgs = Database['public']['Functions']['set_plan']['Args'];
 
 /** An instant `seconds` before now, as n8n writes it: the start of a recent execution. */
 export const recent = (seconds: number) => new Date(Date.now() - seconds * 1000).toISOString();
 
-/** Fixtures go through the same service-only functions the operator uses. */
+/**
+ * Fixtures go through the same service-only functions the operator uses. `db` is the
+ * service client of another stack than the shared one, for tests that start their own.
+ */
+export async function setPlan(args: SetPlanArgs, db: SupabaseClient<Database> = serviceClient()) {
+  const { data, error } = await db.rpc('set_plan', args);
+  if (error || !data) throw new Error(`set_plan: ${error?.message}`);
+  return data;
+}
+
 export async function createPlan(
   overrides: { included_executions?: number; limit_policy?: string } = {},
 ) {
-  const { data, error } = await serviceClient().rpc('set_plan', {
+  return setPlan({
     id: uniqueId('plan'),
     name: 'Test plan',
     included_executions: overrides.included_executions ?? 1000,
     limit_policy: overrides.limit_policy ?? 'hard_limit',
   });
-  if (error) throw new Error(`set_plan: ${error.message}`);
-  return data;
 }
 
 export async function createTenant(planId?: string) {

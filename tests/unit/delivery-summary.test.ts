@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import {
+  type DeliverySummary,
+  drainDeliveries,
+  summarizeDeliveries,
+} from '../../src/domain/delivery-summary.ts';
+
+const batch = (claimed: number, delivered = claimed): DeliverySummary => ({
+  claimed,
+  delivered,
+  failed: claimed - delivered,
+  gaveUp: 0,
+});
+
+describe('delivery summaries', () => {
+  it('count each outcome of the claimed deliveries', () => {
+    expect(summarizeDeliveries(4, ['delivered', 'failed', 'gave_up', 'delivered'])).toEqual({
+      claimed: 4,
+      delivered: 2,
+      failed: 1,
+      gaveUp: 1,
+    });
+  });
+
+  it('drain until a claim comes back empty, adding up every batch', async () => {
+    const batches = [batch(3, 2), batch(1), batch(0)];
+    let calls = 0;
+    const total = await drainDeliveries(async () => batches[calls++] ?? batch(9));
+    expect(calls).toBe(3);
+    expect(total).toEqual({ claimed: 4, delivered: 3, failed: 1, gaveUp: 0 });
+  });
+
+  it('drain stops before a batch that does not fit', async () => {
+    let calls = 0;
+    const total = await drainDeliveries(() =>
+      calls++ < 2 ? Promise.resolve(batch(2)) : undefined,
+    );
+    expect(calls).toBe(3);
+    expect(total).toEqual({ claimed: 4, delivered: 4, failed: 0, gaveUp: 0 });
+  });
+});
