@@ -1,11 +1,12 @@
 import type { CollectorConfig } from '../config/env.ts';
 import { createServiceClient } from '../db/client.ts';
+import { fail, ok } from '../domain/result.ts';
 import { createN8nClient } from '../n8n/client.ts';
 import type { Logger } from '../observability/logger.ts';
 import { createLogger } from '../observability/pino-logger.ts';
 import {
   type CollectionSettings,
-  type Lease,
+  type HandOff,
   type RunCollectionInput,
   runCollection,
 } from './run-collection.ts';
@@ -30,31 +31,41 @@ export function collectionSettings(
 }
 
 /**
- * Hands unfinished walks to collect-usage-background with their leases. Returns false when
- * it cannot (no secret or site URL configured, or the call failed); the caller then frees
- * the leases and the next scheduled run resumes from the saved cursors.
+ * Hands sources to collect-usage-background with their leases. Not configured (no secret
+ * or site URL) is a supported setup and reads apart from a refusal (any answer but 202, or
+ * no answer): the caller frees the leases either way and the next scheduled run resumes
+ * from the saved cursors, but only a refusal is recorded on the run for the operator.
  */
 export function backgroundHandOff(
   config: CollectorConfig,
   log: Logger,
   fetchImpl: typeof fetch = fetch,
-) {
-  return async (runId: string, leases: Lease[]): Promise<boolean> => {
-    if (!config.FLOWMETER_INTERNAL_SECRET || !config.URL) return false;
-    const response = await fetchImpl(new URL(BACKGROUND_FUNCTION_PATH, config.URL), {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        [INTERNAL_SECRET_HEADER]: config.FLOWMETER_INTERNAL_SECRET,
-      },
-      body: JSON.stringify({ run_id: runId, leases }),
-      signal: AbortSignal.timeout(5000),
-    });
-    if (response.status !== 202) {
-      log.error({ status: response.status }, 'background hand-off refused');
-      return false;
+): HandOff {
+  return async (runId, leases) => {
+    if (!config.FLOWMETER_INTERNAL_SECRET || !config.URL) {
+      return fail('not_configured', 'FLOWMETER_INTERNAL_SECRET or URL is not set');
     }
-    return true;
+    const url = new URL(BACKGROUND_FUNCTION_PATH, config.URL);
+    let status: number;
+    try {
+      const response = await fetchImpl(url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          [INTERNAL_SECRET_HEADER]: config.FLOWMETER_INTERNAL_SECRET,
+        },
+        body: JSON.stringify({ run_id: runId, leases }),
+        signal: AbortSignal.timeout(5000),
+      });
+      status = response.status;
+    } catch (error) {
+      const message = `${url.href} could not be reached: ${(error as Error).message}`;
+      log.error({ error: message }, 'background hand-off refused');
+      return fail('refused', message);
+    }
+    if (status === 202) return ok(null);
+    log.error({ status }, 'background hand-off refused');
+    return fail('refused', `${url.href} answered ${status}`);
   };
 }
 

@@ -20,6 +20,21 @@ import {
 export type RunTrigger = 'schedule' | 'background' | 'manual';
 export type { Lease } from './leases.ts';
 
+/**
+ * Passes leases to a longer-running worker. `not_configured` is a supported setup (no
+ * background function); `refused` is a fault the run records for the operator.
+ */
+export type HandOff = (
+  runId: string,
+  leases: Lease[],
+) => Promise<Result<null, 'not_configured' | 'refused'>>;
+
+/** Sources whose hand-off was refused in a run, and why the first refusal happened. */
+interface HandOffRefusal {
+  sources: number;
+  error: string;
+}
+
 export interface CollectionSettings extends SyncSettings {
   /** Stop starting new pages this long after the run began. */
   budgetMs: number;
@@ -42,7 +57,7 @@ export interface RunCollectionInput {
    * Passes sources to a longer-running worker: the due sources beyond what this run can
    * finish in its budget, a slice per worker, and at the end the walks it left unfinished.
    */
-  handOff?: (runId: string, leases: Lease[]) => Promise<boolean>;
+  handOff?: HandOff;
   now?: () => number;
   /**
    * Aborted when the budget is spent: every n8n request and retry wait in flight ends then,
@@ -74,6 +89,9 @@ export interface RunSummary {
   errors: Array<{ source_id: string; tenant_id: string; error: string }>;
   /** Some call to the database got no answer (the CLI exits 3). */
   databaseUnreachable: boolean;
+  /** Sources a background worker was configured for but refused (or could not be reached). */
+  sourcesHandOffRefused: number;
+  handOffError: string | null;
 }
 
 /**
@@ -104,11 +122,20 @@ const leaseOf = (source: ClaimedSource): Lease => ({
 });
 
 /** Hands one slice to a background worker; a hand-off that throws counts as refused. */
-const handSlice = (
-  handOff: NonNullable<RunCollectionInput['handOff']>,
-  runId: string,
-  slice: ClaimedSource[],
-) => handOff(runId, slice.map(leaseOf)).catch(() => false);
+const handSlice = (handOff: HandOff, runId: string, slice: ClaimedSource[]) =>
+  handOff(runId, slice.map(leaseOf)).catch((error: unknown) =>
+    fail('refused', `the hand-off failed: ${(error as Error).message}`),
+  );
+
+/** A refused slice, added to what the run has already recorded as refused. */
+const withRefused = (
+  refusal: HandOffRefusal | null,
+  sources: number,
+  error: string,
+): HandOffRefusal => ({
+  sources: (refusal?.sources ?? 0) + sources,
+  error: refusal?.error ?? error,
+});
 
 type Claim = Database['public']['Functions']['claim_collector_sources']['Args'];
 
@@ -177,14 +204,14 @@ async function fanOut(
   input: RunCollectionInput,
   runId: string,
   scope: ReturnType<typeof claimScope>,
-  handOff: NonNullable<RunCollectionInput['handOff']>,
+  handOff: HandOff,
   releases: ReturnType<typeof batchReleases>,
   log: Logger,
   deadline: number,
-): Promise<{ invocations: number; sources: number }> {
+): Promise<{ invocations: number; sources: number; refused: HandOffRefusal | null }> {
   const { db, settings } = input;
   const now = input.now ?? Date.now;
-  const sent = { invocations: 0, sources: 0 };
+  const sent = { invocations: 0, sources: 0, refused: null as HandOffRefusal | null };
   while (now() < deadline) {
     const claimed = await claim(db, scope(settings.sliceSources));
     if (!claimed.ok) {
@@ -196,9 +223,16 @@ async function fanOut(
     }
     const slice = claimed.value;
     if (slice.length === 0) break;
-    if (!(await handSlice(handOff, runId, slice))) {
+    const handed = await handSlice(handOff, runId, slice);
+    if (!handed.ok) {
       for (const source of slice) releases.add(leaseOf(source));
-      log.warn({ sources: slice.length }, 'fan-out refused; the next run collects these');
+      if (handed.error.code === 'refused') {
+        sent.refused = { sources: slice.length, error: handed.error.message };
+      }
+      log.warn(
+        { sources: slice.length, reason: handed.error.message },
+        'fan-out not handed over; the next run collects these',
+      );
       break;
     }
     sent.invocations += 1;
@@ -298,10 +332,10 @@ async function collectClaimed(
           (error: unknown) => {
             // What was handed over is collected; what was not stays due for the next run.
             runLog.error({ error: (error as Error).message }, 'fan-out stopped');
-            return { invocations: 0, sources: 0 };
+            return { invocations: 0, sources: 0, refused: null };
           },
         )
-      : Promise.resolve({ invocations: 0, sources: 0 });
+      : Promise.resolve({ invocations: 0, sources: 0, refused: null });
 
   const limit = pLimit(settings.concurrency);
   const outcomes = await Promise.all(
@@ -353,12 +387,19 @@ async function collectClaimed(
   const deferred = outcomes.filter(([, o]) => o.status === 'deferred').map(([s]) => s);
   const fanned = await fannedOut;
   if (fanned.invocations) runLog.info(fanned, 'due sources handed to background workers');
+  let refused = fanned.refused;
   if (deferred.length) {
     const handOff = input.handOff;
     let handedOff = 0;
     for (let i = 0; handOff && i < deferred.length; i += settings.sliceSources) {
       const slice = deferred.slice(i, i + settings.sliceSources);
-      if (!(await handSlice(handOff, runId, slice))) break;
+      const handed = await handSlice(handOff, runId, slice);
+      if (!handed.ok) {
+        if (handed.error.code === 'refused') {
+          refused = withRefused(refused, deferred.length - handedOff, handed.error.message);
+        }
+        break;
+      }
       for (const s of slice) leases.drop(s.source_id);
       handedOff += slice.length;
     }
@@ -384,6 +425,8 @@ async function collectClaimed(
         : [],
     ),
     databaseUnreachable: outcomes.some(([, o]) => o.status === 'failed' && o.databaseUnreachable),
+    sourcesHandOffRefused: refused?.sources ?? 0,
+    handOffError: refused?.error ?? null,
   };
   // Side by side: each call has its own deadline, and the run must end inside its function's.
   const [, { error: finishError }] = await Promise.all([
@@ -400,6 +443,8 @@ async function collectClaimed(
         billable_counted: summary.billableCounted,
         errors: summary.errors,
         database_unreachable: summary.databaseUnreachable,
+        sources_handoff_refused: summary.sourcesHandOffRefused,
+        ...(summary.handOffError === null ? {} : { handoff_error: summary.handOffError }),
       },
     }),
   ]);

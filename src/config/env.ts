@@ -95,9 +95,36 @@ export const collectorEnvSchema = envSchema.extend({
   URL: z.url({ error: 'must be the site URL, like https://flowmeter.netlify.app' }).optional(),
 });
 
-export type CollectorConfig = z.infer<typeof collectorEnvSchema>;
+/** Netlify ends a scheduled function at 30 s. */
+export const SCHEDULED_FUNCTION_LIMIT_MS = 30_000;
+
+/**
+ * After the budget a scheduled run still waits on up to two database deadlines (releasing
+ * the last leases beside recording its end): a combination past Netlify's limit would be
+ * killed before it records what it did.
+ */
+function requireRunEndInsideScheduledLimit(
+  env: { COLLECTOR_BUDGET_SECONDS: number; COLLECTOR_DB_TIMEOUT_MS: number },
+  ctx: z.RefinementCtx,
+): void {
+  const needed = env.COLLECTOR_BUDGET_SECONDS * 1000 + 2 * env.COLLECTOR_DB_TIMEOUT_MS;
+  if (needed < SCHEDULED_FUNCTION_LIMIT_MS) return;
+  ctx.addIssue({
+    code: 'custom',
+    path: ['COLLECTOR_DB_TIMEOUT_MS'],
+    message:
+      `with COLLECTOR_BUDGET_SECONDS=${env.COLLECTOR_BUDGET_SECONDS}: COLLECTOR_BUDGET_SECONDS + ` +
+      `2 × COLLECTOR_DB_TIMEOUT_MS is ${needed.toLocaleString('en-US')} ms, which must stay under ` +
+      `the scheduled function's ${SCHEDULED_FUNCTION_LIMIT_MS.toLocaleString('en-US')} ms (Netlify's 30 s): ` +
+      'lower either',
+  });
+}
+
+const checkedCollectorEnvSchema = collectorEnvSchema.superRefine(requireRunEndInsideScheduledLimit);
+
+export type CollectorConfig = z.infer<typeof checkedCollectorEnvSchema>;
 export const loadCollectorConfig = (env: Env = process.env): CollectorConfig =>
-  parseEnv(collectorEnvSchema, env);
+  parseEnv(checkedCollectorEnvSchema, env);
 
 export class ConfigError extends Error {
   readonly problems: readonly string[];

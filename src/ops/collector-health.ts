@@ -17,6 +17,8 @@ const runSchema = z.object({
   database_unreachable: z.boolean(),
   failure: z.string().nullable(),
   first_error: z.string().nullable(),
+  sources_handoff_refused: number,
+  handoff_error: z.string().nullable(),
 });
 
 /** collector_health()'s JSON, checked where it enters TypeScript. */
@@ -62,6 +64,12 @@ const span = (seconds: number) =>
 
 const excerpt = (text: string | null) => (text ? ` (${text.slice(0, 120)})` : '');
 
+/** A 401 or 403 is the background function refusing the secret; anything else, the URL. */
+const handOffAdvice = (error: string | null) =>
+  error !== null && / answered 40[13]$/.test(error)
+    ? 'set the same FLOWMETER_INTERNAL_SECRET for collect-usage and collect-usage-background'
+    : 'check that URL is the site URL and collect-usage-background is deployed';
+
 /**
  * What went wrong in one run, each with what to do; nothing when it ran clean. A run that
  * failed as a whole worked none of its sources, so their counts say nothing more.
@@ -81,6 +89,11 @@ function runProblems(run: Run, name: string): string[] {
   if (run.finished_at !== null && run.sources_failed > 0) {
     lines.push(
       `${name} (${run.started_at}) finished with ${plural(run.sources_failed, 'failed source')}${excerpt(run.first_error)}: see the sources above`,
+    );
+  }
+  if (run.sources_handoff_refused > 0) {
+    lines.push(
+      `${name} (${run.started_at}) could not hand ${plural(run.sources_handoff_refused, 'source')} to collect-usage-background${excerpt(run.handoff_error)}: ${handOffAdvice(run.handoff_error)}; they stay due and the next run collects them`,
     );
   }
   if (run.sources_lease_lost > 0) {

@@ -135,11 +135,15 @@ create table public.collector_runs (
   errors jsonb not null default '[]'::jsonb,
   database_unreachable boolean not null default false,
   sources_lease_lost int not null default 0,
-  failure text
+  failure text,
+  sources_handoff_refused int not null default 0,
+  handoff_error text
 );
 comment on table public.collector_runs is 'One row per collector run, for the operator''s view of lag and errors.';
 comment on column public.collector_runs.database_unreachable is 'Some call of the run got no answer from the database.';
 comment on column public.collector_runs.sources_lease_lost is 'Sources the run held or was handed whose lease another run had taken by the time it worked them.';
+comment on column public.collector_runs.sources_handoff_refused is 'Sources the run tried to hand to collect-usage-background and could not (refused or unreachable); they wait for the next run. Zero when no background function is configured.';
+comment on column public.collector_runs.handoff_error is 'Why the first refused hand-off failed (the status it answered, or why it could not be reached).';
 comment on column public.collector_runs.failure is 'Why the run as a whole stopped (it could not claim or resume its sources, or it threw); null when it ran.';
 create index collector_runs_started_idx on public.collector_runs (started_at desc);
 

@@ -770,7 +770,8 @@ as $$
 $$;
 
 -- stats: {sources_ok, sources_failed, sources_deferred, sources_lease_lost, pages,
--- executions_ingested, billable_counted, errors, database_unreachable, failure}. Pages, executions and billable counts are
+-- executions_ingested, billable_counted, errors, database_unreachable, failure,
+-- sources_handoff_refused, handoff_error}. Pages, executions and billable counts are
 -- kept as ingest_execution_page counted them when they are higher: those were committed.
 create or replace function public.finish_collector_run(run_id uuid, stats jsonb)
 returns public.collector_runs
@@ -788,7 +789,9 @@ as $$
     errors = coalesce(finish_collector_run.stats -> 'errors', '[]'::jsonb),
     database_unreachable = coalesce((finish_collector_run.stats ->> 'database_unreachable')::boolean, false),
     sources_lease_lost = coalesce((finish_collector_run.stats ->> 'sources_lease_lost')::int, 0),
-    failure = finish_collector_run.stats ->> 'failure'
+    failure = finish_collector_run.stats ->> 'failure',
+    sources_handoff_refused = coalesce((finish_collector_run.stats ->> 'sources_handoff_refused')::int, 0),
+    handoff_error = finish_collector_run.stats ->> 'handoff_error'
   where r.id = finish_collector_run.run_id and r.finished_at is null
   returning r.*;
 $$;

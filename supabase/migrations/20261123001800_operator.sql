@@ -256,13 +256,15 @@ as $$
   failed_background as (
     select r.id, r.started_at, r.finished_at, r.sources_ok, r.sources_failed,
            r.sources_lease_lost, r.pages, r.executions_ingested, r.database_unreachable,
-           r.failure, r.errors -> 0 ->> 'error' as first_error
+           r.failure, r.errors -> 0 ->> 'error' as first_error,
+           r.sources_handoff_refused, r.handoff_error
     from public.collector_runs r
     where r.trigger = 'background' and r.finished_at is not null
       and r.finished_at >= coalesce((select l.started_at from latest_scheduled l), now() - interval '1 day')
       -- A run ends within 15 minutes of its start: lets the started_at index bound the scan.
       and r.started_at >= coalesce((select l.started_at from latest_scheduled l), now() - interval '1 day') - interval '15 minutes'
-      and (r.failure is not null or r.database_unreachable or r.sources_failed > 0 or r.sources_lease_lost > 0)
+      and (r.failure is not null or r.database_unreachable or r.sources_failed > 0 or r.sources_lease_lost > 0
+           or r.sources_handoff_refused > 0)
   )
   select jsonb_build_object(
     'latest_scheduled_run', (
@@ -274,7 +276,9 @@ as $$
         'pages', r.pages, 'executions_ingested', r.executions_ingested,
         'database_unreachable', r.database_unreachable,
         'failure', r.failure,
-        'first_error', r.errors -> 0 ->> 'error')
+        'first_error', r.errors -> 0 ->> 'error',
+        'sources_handoff_refused', r.sources_handoff_refused,
+        'handoff_error', r.handoff_error)
       from latest_scheduled r
     ),
     'failed_background_runs', jsonb_build_object(

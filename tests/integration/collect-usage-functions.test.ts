@@ -139,12 +139,15 @@ describe('background hand-off', () => {
     );
     const handOff = backgroundHandOff(loadCollectorConfig(), silentLogger);
     const leases = [{ source_id: randomUUID(), lease_token: randomUUID() }];
-    expect(await handOff('run-1', leases)).toBe(true);
+    expect(await handOff('run-1', leases)).toEqual({ ok: true, value: null });
     expect(received).toEqual({ secret, body: { run_id: 'run-1', leases } });
   });
 
   it('declines without a site URL or secret, so the caller frees the leases', async () => {
     vi.stubEnv('FLOWMETER_INTERNAL_SECRET', '');
-    expect(await backgroundHandOff(loadCollectorConfig(), silentLogger)('run', [])).toBe(false);
+    expect(await backgroundHandOff(loadCollectorConfig(), silentLogger)('run', [])).toMatchObject({
+      ok: false,
+      error: { code: 'not_configured' },
+    });
   });
 });

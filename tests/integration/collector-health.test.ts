@@ -1,7 +1,13 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { HttpResponse, http } from 'msw';
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
-import { collectorDependencies, runCollection } from '../../src/collector/from-config.ts';
+import {
+  BACKGROUND_FUNCTION_PATH,
+  backgroundHandOff,
+  collectorDependencies,
+  runCollection,
+} from '../../src/collector/from-config.ts';
 import { loadCollectorConfig } from '../../src/config/env.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { collectorHealthSchema } from '../../src/ops/collector-health.ts';
@@ -320,5 +326,132 @@ describe('a database that hangs', () => {
       [summary.runId],
     );
     expect(rows[0]).toEqual({ database_unreachable: true });
+  });
+});
+
+describe('hand-offs to collect-usage-background', () => {
+  const siteUrl = 'https://flowmeter-hand-off.example.test';
+  const handOffConfig = (env: Record<string, string> = {}) =>
+    loadCollectorConfig({
+      SUPABASE_URL: stack.supabaseUrl,
+      SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
+      FLOWMETER_ENCRYPTION_KEYS: `k1:${keyring.keys.get('k1')?.toString('base64')}`,
+      FLOWMETER_INTERNAL_SECRET: 's'.repeat(64),
+      URL: siteUrl,
+      ...env,
+    });
+  const escaped = (text: string) => text.replace(/[+.()/]/g, '\\$&');
+
+  /**
+   * A scheduled run over four sources of which its own share is two (one worker, two
+   * seconds, a clock standing still): the other two go out as one slice, answered by `answer`.
+   */
+  async function fanOutAnswered(answer: () => Response, env: Record<string, string> = {}) {
+    let handOffs = 0;
+    server.use(
+      http.post(`${siteUrl}${BACKGROUND_FUNCTION_PATH}`, () => {
+        handOffs += 1;
+        return answer();
+      }),
+    );
+    const sources: TestSource[] = [];
+    for (let i = 0; i < 4; i++) {
+      const source = await createSource(server);
+      source.fake.addMany(2, (j) => ({ startedAt: recent(60 - j) }));
+      sources.push(source);
+    }
+    const started = Date.now();
+    const summary = await collect(sources, {
+      trigger: 'schedule',
+      settings: { concurrency: 1, budgetMs: 2000, sliceSources: 5 },
+      now: () => started,
+      budgetSignal: new AbortController().signal,
+      handOff: backgroundHandOff(handOffConfig(env), silentLogger),
+    });
+    return { summary, run: await handOffRecord(summary.runId), sources, handOffs };
+  }
+
+  async function handOffRecord(runId: string) {
+    const { rows } = await superuser().query(
+      'select started_at, sources_handoff_refused, handoff_error from public.collector_runs where id = $1',
+      [runId],
+    );
+    return rows[0];
+  }
+
+  async function heldLeases(sources: TestSource[]) {
+    const { rows } = await superuser().query(
+      'select count(*)::int as n from public.collector_source_state where source_id = any ($1::uuid[]) and lease_token is not null',
+      [sources.map((s) => s.sourceId)],
+    );
+    return rows[0].n;
+  }
+
+  it('a fan-out the background function refuses (401) is recorded on the run, and status says to align the secret', async () => {
+    const { summary, run, sources, handOffs } = await fanOutAnswered(
+      () => new HttpResponse('unauthorized', { status: 401 }),
+    );
+    expect(handOffs).toBe(1);
+    expect(summary).toMatchObject({ sourcesOk: 2, sourcesHandOffRefused: 2 });
+    expect(run).toMatchObject({
+      sources_handoff_refused: 2,
+      handoff_error: `${siteUrl}${BACKGROUND_FUNCTION_PATH} answered 401`,
+    });
+    // The refused slice is freed at once: the next run collects it.
+    expect(await heldLeases(sources)).toBe(0);
+    const started = (await health()).latest_scheduled_run?.started_at ?? '';
+    expect((await needsAttention()).join('\n')).toMatch(
+      new RegExp(
+        `the latest scheduled collection \\(${escaped(started)}\\) could not hand 2 sources to collect-usage-background \\(${escaped(`${siteUrl}${BACKGROUND_FUNCTION_PATH}`)} answered 401\\): set the same FLOWMETER_INTERNAL_SECRET`,
+      ),
+    );
+  });
+
+  it('a background function that cannot be reached is recorded, and status says to check URL', async () => {
+    const { summary, run } = await fanOutAnswered(() => HttpResponse.error());
+    expect(summary.sourcesHandOffRefused).toBe(2);
+    expect(run.sources_handoff_refused).toBe(2);
+    expect(run.handoff_error).toMatch(/collect-usage-background could not be reached: /);
+    expect((await needsAttention()).join('\n')).toMatch(
+      /could not hand 2 sources to collect-usage-background \(.*could not be reached: .*\): check that URL is the site URL/,
+    );
+  });
+
+  it('without a background function configured, nothing is handed over and nothing reads as refused', async () => {
+    const { summary, run, sources, handOffs } = await fanOutAnswered(
+      () => new HttpResponse(null, { status: 202 }),
+      { FLOWMETER_INTERNAL_SECRET: '' },
+    );
+    expect(handOffs).toBe(0);
+    expect(summary).toMatchObject({ sourcesOk: 2, sourcesHandOffRefused: 0, handOffError: null });
+    expect(run).toMatchObject({ sources_handoff_refused: 0, handoff_error: null });
+    expect(await heldLeases(sources)).toBe(0);
+  });
+
+  it('a walk unfinished at the budget whose hand-off is refused is recorded too', async () => {
+    server.use(
+      http.post(
+        `${siteUrl}${BACKGROUND_FUNCTION_PATH}`,
+        () => new HttpResponse('forbidden', { status: 403 }),
+      ),
+    );
+    const source = await createSource(server);
+    source.fake.addMany(3, (i) => ({ startedAt: recent(60 - i) }));
+    // The run starts, then its clock is past the budget: the source's walk is deferred.
+    const started = Date.now();
+    let calls = 0;
+    const summary = await collect([source], {
+      trigger: 'schedule',
+      settings: { budgetMs: 2000 },
+      now: () => (calls++ === 0 ? started : started + 60_000),
+      budgetSignal: new AbortController().signal,
+      handOff: backgroundHandOff(handOffConfig(), silentLogger),
+    });
+    expect(summary).toMatchObject({ sourcesDeferred: 1, sourcesHandOffRefused: 1 });
+    expect(await handOffRecord(summary.runId)).toMatchObject({
+      sources_handoff_refused: 1,
+      handoff_error: `${siteUrl}${BACKGROUND_FUNCTION_PATH} answered 403`,
+    });
+    expect(await heldLeases([source])).toBe(0);
   });
 });

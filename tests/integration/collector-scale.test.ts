@@ -3,6 +3,7 @@ import { http } from 'msw';
 import { describe, expect, it } from 'vitest';
 import type { Lease } from '../../src/collector/leases.ts';
 import type { RunSummary } from '../../src/collector/run-collection.ts';
+import { ok } from '../../src/domain/result.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import {
   collect,
@@ -147,7 +148,7 @@ describe('fan-out', () => {
             },
           }),
         );
-        return true;
+        return ok(null);
       },
     });
     const workers = await Promise.all(background);

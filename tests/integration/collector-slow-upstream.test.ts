@@ -119,7 +119,7 @@ describe.each([
             },
             handOff: async (_runId, leases) => {
               handedOff.push(leases);
-              return true;
+              return ok(null);
             },
           }),
         ),

@@ -15,6 +15,8 @@ const healthy: CollectorHealth = {
     database_unreachable: false,
     failure: null,
     first_error: null,
+    sources_handoff_refused: 0,
+    handoff_error: null,
   },
   failed_background_runs: { count: 0, latest: [] },
   killed_runs: [],
@@ -169,6 +171,32 @@ describe('collectorAttention', () => {
         { perTenant: true },
       ),
     ).toEqual([]);
+  });
+
+  it.each([
+    [
+      'https://flowmeter.example/.netlify/functions/collect-usage-background answered 401',
+      'set the same FLOWMETER_INTERNAL_SECRET for collect-usage and collect-usage-background',
+    ],
+    [
+      'https://flowmeter.example/.netlify/functions/collect-usage-background could not be reached: fetch failed',
+      'check that URL is the site URL and collect-usage-background is deployed',
+    ],
+  ])('flags hand-offs refused (%s) with what to do', (error, advice) => {
+    const lines = collectorAttention(
+      {
+        ...healthy,
+        latest_scheduled_run: {
+          ...(healthy.latest_scheduled_run as NonNullable<CollectorHealth['latest_scheduled_run']>),
+          sources_handoff_refused: 1200,
+          handoff_error: error,
+        },
+      },
+      { perTenant: false },
+    );
+    expect(lines).toEqual([
+      `the latest scheduled collection (2026-12-01T12:00:00Z) could not hand 1,200 sources to collect-usage-background (${error}): ${advice}; they stay due and the next run collects them`,
+    ]);
   });
 
   it('limited to some tenants, leaves run-wide findings out', () => {

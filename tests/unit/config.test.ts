@@ -1,6 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, loadEnforceConfig } from '../../src/config/env.ts';
+import {
+  ConfigError,
+  loadCollectorConfig,
+  loadConfig,
+  loadEnforceConfig,
+} from '../../src/config/env.ts';
 
 const key = () => randomBytes(32).toString('base64');
 const serviceKey = 'eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2ln';
@@ -86,6 +91,35 @@ describe('loadConfig', () => {
     const secret = randomBytes(16).toString('base64');
     const problems = problemsOf({ ...valid, FLOWMETER_ENCRYPTION_KEYS: `k1:${secret}` });
     expect(problems.join('\n')).not.toContain(secret);
+  });
+});
+
+describe('loadCollectorConfig', () => {
+  it('accepts the defaults and a budget that still leaves two database deadlines', () => {
+    expect(loadCollectorConfig(valid).COLLECTOR_DB_TIMEOUT_MS).toBe(5000);
+    const tight = loadCollectorConfig({
+      ...valid,
+      COLLECTOR_BUDGET_SECONDS: '25',
+      COLLECTOR_DB_TIMEOUT_MS: '2400',
+    });
+    expect(tight.COLLECTOR_BUDGET_SECONDS).toBe(25);
+  });
+
+  it.each([
+    ['a long database deadline', { COLLECTOR_DB_TIMEOUT_MS: '6000' }, '30,000'],
+    ['a long budget', { COLLECTOR_BUDGET_SECONDS: '25' }, '35,000'],
+  ])('refuses %s that cannot end inside the scheduled 30 s', (_, env, needed) => {
+    let problems: readonly string[] = [];
+    try {
+      loadCollectorConfig({ ...valid, ...env });
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      problems = (error as ConfigError).problems;
+    }
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^COLLECTOR_DB_TIMEOUT_MS .*COLLECTOR_BUDGET_SECONDS/);
+    expect(problems[0]).toContain(`${needed} ms`);
+    expect(problems[0]).toContain('30,000 ms');
   });
 });
 
