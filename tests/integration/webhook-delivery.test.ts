@@ -1,7 +1,6 @@
 import { HttpResponse, http } from 'msw';
 import { Webhook } from 'standardwebhooks';
-import { describe, expect, it, vi } from 'vitest';
-import deliverWebhooksFunction from '../../netlify/functions/deliver-webhooks.mts';
+import { describe, expect, it } from 'vitest';
 import { needsAttention } from '../../src/ops/attention.ts';
 import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
 import { addEndpoint } from '../../src/webhooks/add-endpoint.ts';
@@ -335,43 +334,5 @@ describe('webhook delivery', () => {
     await deliverWebhooks(deliveryInput([endpoint.id], { mode: 'production' }));
     const [row] = await deliveriesOf([endpoint.id]);
     expect(row?.last_error).toMatch(/refused: the endpoint URL must start with https/);
-  });
-});
-
-describe('deliver-webhooks (the scheduled function)', () => {
-  it('delivers a due webhook from its own environment and records the run', async () => {
-    vi.stubEnv('SUPABASE_URL', stack.supabaseUrl);
-    vi.stubEnv('SUPABASE_SERVICE_ROLE_KEY', stack.serviceRoleKey);
-    vi.stubEnv(
-      'FLOWMETER_ENCRYPTION_KEYS',
-      `k1:${webhookKeyring.keys.get('k1')?.toString('base64')}`,
-    );
-    vi.stubEnv('WEBHOOK_MODE', 'local');
-    vi.stubEnv('LOG_LEVEL', 'error');
-    try {
-      const receiver = fakeReceiver(server);
-      const endpoint = await receiverEndpoint(receiver);
-      const event = await sendTestEvent({ db: serviceClient(), endpointId: endpoint.id });
-      if (!event.ok) throw new Error(event.error.message);
-      const before = (await superuser().query('select now() as at')).rows[0].at;
-
-      const response = await deliverWebhooksFunction();
-
-      expect(response.status).toBe(200);
-      expect(await response.json()).toMatchObject({ delivered: expect.any(Number) });
-      expect(receiver.requests.map((r) => [r.id, r.verifiedWith])).toEqual([[event.value.id, [0]]]);
-      const [delivery] = await deliveriesOf([endpoint.id]);
-      expect(delivery).toMatchObject({ status: 'delivered', attempts: 1, last_status: 204 });
-      const { rows } = await superuser().query(
-        `select ok, summary, error, finished_at is not null as finished from public.scheduled_runs
-         where function_name = 'deliver-webhooks' and started_at >= $1`,
-        [before],
-      );
-      expect(rows).toHaveLength(1);
-      expect(rows[0]).toMatchObject({ ok: true, finished: true, error: null });
-      expect(rows[0].summary.delivered).toBeGreaterThanOrEqual(1);
-    } finally {
-      vi.unstubAllEnvs();
-    }
   });
 });

@@ -1,0 +1,83 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import deliverWebhooksFunction from '../../netlify/functions/deliver-webhooks.mts';
+import { createServiceClient, type Db } from '../../src/db/client.ts';
+import { type LocalStack, startLocalStack } from '../../src/local/stack.ts';
+import { addEndpoint } from '../../src/webhooks/add-endpoint.ts';
+import { sendTestEvent } from '../../src/webhooks/send-test-event.ts';
+import { useN8nServer } from '../support/collector.ts';
+import { fakeReceiver, webhookKeyring } from '../support/webhooks.ts';
+
+/**
+ * The scheduled function as Netlify runs it: only its environment, every due delivery of the
+ * database. On a stack of its own, so that it cannot send another test file's deliveries.
+ */
+const server = useN8nServer();
+let stack: LocalStack;
+let pool: pg.Pool;
+let db: Db;
+
+beforeAll(async () => {
+  stack = await startLocalStack();
+  pool = new pg.Pool({ connectionString: stack.databaseUrl, max: 2 });
+  db = createServiceClient({
+    SUPABASE_URL: stack.supabaseUrl,
+    SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
+  });
+});
+
+afterAll(async () => {
+  await pool?.end();
+  await stack?.stop();
+});
+
+describe('deliver-webhooks (the scheduled function)', () => {
+  it('delivers a due webhook from its own environment and records the run', async () => {
+    vi.stubEnv('SUPABASE_URL', stack.supabaseUrl);
+    vi.stubEnv('SUPABASE_SERVICE_ROLE_KEY', stack.serviceRoleKey);
+    vi.stubEnv(
+      'FLOWMETER_ENCRYPTION_KEYS',
+      `k1:${webhookKeyring.keys.get('k1')?.toString('base64')}`,
+    );
+    vi.stubEnv('WEBHOOK_MODE', 'local');
+    vi.stubEnv('LOG_LEVEL', 'error');
+    try {
+      const receiver = fakeReceiver(server);
+      const added = await addEndpoint({
+        db,
+        keyring: webhookKeyring,
+        mode: 'local',
+        resolve: async () => ['127.0.0.1'],
+        url: receiver.url,
+        eventTypes: ['webhook.test'],
+      });
+      if (!added.ok) throw new Error(added.error.message);
+      receiver.secrets.push(added.value.secret);
+      const endpoint = added.value.endpoint;
+      const event = await sendTestEvent({ db, endpointId: endpoint.id });
+      if (!event.ok) throw new Error(event.error.message);
+      const before = (await pool.query('select now() as at')).rows[0].at;
+
+      const response = await deliverWebhooksFunction();
+
+      expect(response.status).toBe(200);
+      expect(await response.json()).toMatchObject({ delivered: expect.any(Number) });
+      expect(receiver.requests.map((r) => [r.id, r.verifiedWith])).toEqual([[event.value.id, [0]]]);
+      const { rows: deliveries } = await pool.query(
+        'select status, attempts, last_status from public.webhook_deliveries where endpoint_id = $1',
+        [endpoint.id],
+      );
+      expect(deliveries).toEqual([{ status: 'delivered', attempts: 1, last_status: 204 }]);
+      const { rows } = await pool.query(
+        `select ok, summary, error, finished_at is not null as finished from public.scheduled_runs
+         where function_name = 'deliver-webhooks' and started_at >= $1`,
+        [before],
+      );
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({ ok: true, finished: true, error: null });
+      expect(rows[0].summary.delivered).toBeGreaterThanOrEqual(1);
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+});
