@@ -44,8 +44,9 @@ const superuser = () => pool;
 const serviceClient = () => db;
 
 /**
- * Runs spread evenly over this calendar month so far (the demo tenants have no
- * subscription), and over as much of the previous month, for the trend.
+ * Runs spread evenly over this calendar month so far (the period of the demo's
+ * subscriptions, and of its free tenant without one), and over as much of the previous
+ * month, for the trend.
  */
 async function usage(tenantId: string, current: number, previous: number): Promise<void> {
   const now = Date.now() - 60_000;
@@ -97,11 +98,6 @@ beforeAll(async () => {
   await usage(byRef('demo-initech'), 140, 90);
   const { error } = await db.rpc('claim_meter_deltas', { tenant_ids: [byRef('demo-globex')] });
   if (error) throw new Error(`claim_meter_deltas: ${error.message}`);
-  // Globex pays for its plan: the overview has recurring revenue to show.
-  await db.rpc('set_plan', { id: 'demo-pro', recurring_amount: 4900, currency: 'usd' });
-  await superuser().query(
-    "update public.tenants set subscription_status = 'active' where external_ref = 'demo-globex'",
-  );
 }, 180_000);
 
 afterAll(async () => {
@@ -169,13 +165,20 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
       );
       expect(await ranked.locator('[data-metric="used"]').textContent()).toBe(count(row.used));
     }
-    const { rows: revenue } = await superuser().query<{ amount: number }>(
-      `select coalesce(sum(recurring_amount), 0)::int as amount from private.operator_tenant_rows()
-       where currency = 'usd' and subscription_status in ('active', 'past_due')`,
+    const { rows: revenue } = await superuser().query<{ amount: number; overage: number }>(
+      `select coalesce(sum(recurring_amount) filter (where subscription_status in ('active', 'past_due')), 0)::int as amount,
+              coalesce(sum(estimated_overage_amount), 0)::float8 as overage
+       from private.operator_tenant_rows() where currency = 'usd'`,
     );
+    // The seed's paying tenants: a fresh `npm start` shows revenue, not $0.
+    expect(revenue[0]?.amount).toBeGreaterThan(0);
     expect(
       await page.locator('[data-currency="usd"] [data-metric="recurring"]').textContent(),
     ).toBe(`$${((revenue[0]?.amount ?? 0) / 100).toFixed(2)}`);
+    expect(revenue[0]?.overage).toBeGreaterThan(0);
+    expect(
+      await page.locator('[data-currency="usd"] [data-metric="overage-amount"]').textContent(),
+    ).toBe(`$${(Math.round(revenue[0]?.overage ?? 0) / 100).toFixed(2)}`);
     const globex = (await demoRows()).find((r) => r.plan_name === 'Pro (demo)');
     expect(globex?.level).toBe('overage');
     expect(
