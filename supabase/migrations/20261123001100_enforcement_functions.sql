@@ -281,6 +281,9 @@ grant execute on function
   private.prior_run_reservation(uuid, text),
   private.read_committed(uuid, timestamptz)
   to service_role;
+-- The tenant's usage summary counts runs in flight with it, as the member reading it (security
+-- invoker: the member's row level security decides which counters and reservations it sees).
+grant execute on function private.read_committed(uuid, timestamptz) to authenticated;
 
 -- The decision ------------------------------------------------------------------------
 
