@@ -301,8 +301,43 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     await page.context().close();
   });
 
+  it('reloads a tenant when the tab becomes visible again and every 30 seconds, saying when', async () => {
+    const initech = demo.find((t) => t.ref === 'demo-initech') as { id: string; name: string };
+    const used = async () =>
+      count((await demoRows()).find((r) => r.tenant_id === initech.id)?.used as number);
+    const page = await (await newContext(browser)).newPage();
+    await page.clock.install();
+    await page.goto(`${dashboard.url}#/console/tenants/${initech.id}`);
+    await signIn(page, operator.email, operator.password);
+    const shown = page.locator('flowmeter-usage [data-metric="used"]');
+    await shown.waitFor();
+    await page.locator('.refreshed time').waitFor();
+    await expect.poll(() => shown.textContent()).toBe(await used());
+    const firstRefresh = await page.locator('.refreshed time').getAttribute('datetime');
+
+    const run = (startedAt: number): Run => ({
+      workflow: 'wfOrders',
+      startedAt,
+      status: 'success',
+      durationMs: 1000,
+    });
+    const before = await used();
+    await ingest(initech.id, [run(Date.now() - 5000)], db);
+    await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+    await expect.poll(() => shown.textContent()).not.toBe(before);
+    expect(await shown.textContent()).toBe(await used());
+
+    const afterVisible = await used();
+    await ingest(initech.id, [run(Date.now() - 4000)], db);
+    await page.clock.runFor(30_000);
+    await expect.poll(() => shown.textContent()).not.toBe(afterVisible);
+    expect(await shown.textContent()).toBe(await used());
+    expect(await page.locator('.refreshed time').getAttribute('datetime')).not.toBe(firstRefresh);
+    await page.context().close();
+  });
+
   it('shows a failing source the test makes on the health page, and refreshes it', async () => {
-    const acme = demo.find((t) => t.ref === 'demo-acme') as { id: string };
+    const acme = demo.find((t) => t.ref === 'demo-acme') as { id: string; name: string };
     const { data: source, error } = await serviceClient().rpc('add_n8n_source', {
       tenant_id: acme.id,
       name: 'broken',
@@ -333,8 +368,14 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
       .toMatch(/source(s)? failing/);
     expect(await page.locator('ul.findings').textContent()).toContain('What to do');
     expect(await page.locator('.refreshed time').getAttribute('datetime')).not.toBe(firstRefresh);
+    const toAcme = `a[href="#/console/tenants/${acme.id}"]`;
+    expect(await failing.locator(toAcme).count()).toBe(1);
+    const findingLink = page.locator(`ul.findings ${toAcme}`);
+    expect(await findingLink.textContent()).toBe(acme.name);
     await expectNoSeriousA11yViolations(page);
     await screenshot(page, 'operator-health.png');
+    await findingLink.click();
+    await page.getByRole('heading', { name: acme.name, level: 1 }).waitFor();
     await page.context().close();
   });
 
