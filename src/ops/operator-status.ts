@@ -15,6 +15,7 @@ export const operatorStatusSchema = z.object({
     worst: z.array(
       z.object({
         id: z.string(),
+        tenant_id: z.string(),
         tenant_name: z.string(),
         base_url: z.string(),
         enabled: z.boolean(),

@@ -274,6 +274,9 @@ select private.grant_to_service_role_only(
   'private.prior_run_reservation(uuid, text)',
   'private.read_committed(uuid, timestamptz)'
 );
+-- The tenant's usage summary counts runs in flight with it, as the member reading it (security
+-- invoker: the member's row level security decides which counters and reservations it sees).
+grant execute on function private.read_committed(uuid, timestamptz) to authenticated;
 
 -- The decision ------------------------------------------------------------------------
 

@@ -57,11 +57,14 @@ begin
               then o.units * coalesce(p.overage_unit_amount, 0)
               else 0 end,
          p.currency,
-         coalesce(c.reserved, 0), coalesce(c.executions, 0), coalesce(c.billable_failed, 0)
+         held.held, coalesce(c.executions, 0), coalesce(c.billable_failed, 0)
   from public.tenants t
   join public.plans p on p.id = t.plan_id
   cross join lateral private.billing_period(t.current_period_start, t.current_period_end, now()) bp
   left join public.usage_counters c on c.tenant_id = t.id and c.period_start = bp.period_start
+  -- The raw counter still holds expired reservations until a decision sweeps them; they no
+  -- longer hold a run, so reserved is what enforcement itself would count.
+  cross join lateral private.read_committed(t.id, bp.period_start) held
   cross join lateral (select coalesce(c.billable, 0) as used) u
   cross join lateral (
     select private.plan_quota(p.limit_policy, t.subscription_status = 'trialing',
@@ -114,7 +117,7 @@ remaining = max(0, quota - used), null when unlimited; percent = used / quota in
 level = normal | warning (at or above the plan's lowest alert threshold) | limit (at 100 %) | overage (above);
 overage_units = max(0, used - quota) (0 when unlimited; on hard-limit plans and trials these are not billed);
 estimated_overage_amount = overage_units * plans.overage_unit_amount in the currency's minor unit, 0 unless limit_policy = overage and not trialing;
-currency; reserved = runs allowed by enforcement and not collected yet; executions = every finished execution (billable or not);
+currency; reserved = runs allowed by enforcement, not collected yet and not expired; executions = every finished execution (billable or not);
 failed = billable executions that ended in error or crashed. A period without collected usage has zeros.$$;
 
 -- Daily series ------------------------------------------------------------------------

@@ -628,7 +628,10 @@ begin
            t.created_at, coalesce(c.billable, 0) as used,
            private.plan_quota(p.limit_policy, t.subscription_status = 'trialing',
                               p.included_executions, p.trial_included_executions) as quota,
-           p.alert_thresholds, coalesce(c.executions, 0) as executions, coalesce(c.reserved, 0) as reserved
+           p.alert_thresholds, coalesce(c.executions, 0) as executions,
+           -- In flight as the summary shows it (expired reservations not yet swept left out);
+           -- only tenants holding reservations pay for the lookup.
+           case when c.reserved > 0 then (private.read_committed(t.id, bp.period_start)).held else 0 end as reserved
     from public.tenants t
     join public.plans p on p.id = t.plan_id
     -- Equality on both sides' placeholders for null, so the join can hash.

@@ -44,8 +44,9 @@ const superuser = () => pool;
 const serviceClient = () => db;
 
 /**
- * Runs spread evenly over this calendar month so far (the demo tenants have no
- * subscription), and over as much of the previous month, for the trend.
+ * Runs spread evenly over this calendar month so far (the period of the demo's
+ * subscriptions, and of its free tenant without one), and over as much of the previous
+ * month, for the trend.
  */
 async function usage(tenantId: string, current: number, previous: number): Promise<void> {
   const now = Date.now() - 60_000;
@@ -97,11 +98,6 @@ beforeAll(async () => {
   await usage(byRef('demo-initech'), 140, 90);
   const { error } = await db.rpc('claim_meter_deltas', { tenant_ids: [byRef('demo-globex')] });
   if (error) throw new Error(`claim_meter_deltas: ${error.message}`);
-  // Globex pays for its plan: the overview has recurring revenue to show.
-  await db.rpc('set_plan', { id: 'demo-pro', recurring_amount: 4900, currency: 'usd' });
-  await superuser().query(
-    "update public.tenants set subscription_status = 'active' where external_ref = 'demo-globex'",
-  );
 }, 180_000);
 
 afterAll(async () => {
@@ -169,13 +165,20 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
       );
       expect(await ranked.locator('[data-metric="used"]').textContent()).toBe(count(row.used));
     }
-    const { rows: revenue } = await superuser().query<{ amount: number }>(
-      `select coalesce(sum(recurring_amount), 0)::int as amount from private.operator_tenant_rows()
-       where currency = 'usd' and subscription_status in ('active', 'past_due')`,
+    const { rows: revenue } = await superuser().query<{ amount: number; overage: number }>(
+      `select coalesce(sum(recurring_amount) filter (where subscription_status in ('active', 'past_due')), 0)::int as amount,
+              coalesce(sum(estimated_overage_amount), 0)::float8 as overage
+       from private.operator_tenant_rows() where currency = 'usd'`,
     );
+    // The seed's paying tenants: a fresh `npm start` shows revenue, not $0.
+    expect(revenue[0]?.amount).toBeGreaterThan(0);
     expect(
       await page.locator('[data-currency="usd"] [data-metric="recurring"]').textContent(),
     ).toBe(`$${((revenue[0]?.amount ?? 0) / 100).toFixed(2)}`);
+    expect(revenue[0]?.overage).toBeGreaterThan(0);
+    expect(
+      await page.locator('[data-currency="usd"] [data-metric="overage-amount"]').textContent(),
+    ).toBe(`$${(Math.round(revenue[0]?.overage ?? 0) / 100).toFixed(2)}`);
     const globex = (await demoRows()).find((r) => r.plan_name === 'Pro (demo)');
     expect(globex?.level).toBe('overage');
     expect(
@@ -332,8 +335,43 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     await superuser().query('delete from public.meter_corrections where id = $1', [correction.id]);
   });
 
+  it('reloads a tenant when the tab becomes visible again and every 30 seconds, saying when', async () => {
+    const initech = demo.find((t) => t.ref === 'demo-initech') as { id: string; name: string };
+    const used = async () =>
+      count((await demoRows()).find((r) => r.tenant_id === initech.id)?.used as number);
+    const page = await (await newContext(browser)).newPage();
+    await page.clock.install();
+    await page.goto(`${dashboard.url}#/console/tenants/${initech.id}`);
+    await signIn(page, operator.email, operator.password);
+    const shown = page.locator('flowmeter-usage [data-metric="used"]');
+    await shown.waitFor();
+    await page.locator('.refreshed time').waitFor();
+    await expect.poll(() => shown.textContent()).toBe(await used());
+    const firstRefresh = await page.locator('.refreshed time').getAttribute('datetime');
+
+    const run = (startedAt: number): Run => ({
+      workflow: 'wfOrders',
+      startedAt,
+      status: 'success',
+      durationMs: 1000,
+    });
+    const before = await used();
+    await ingest(initech.id, [run(Date.now() - 5000)], db);
+    await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+    await expect.poll(() => shown.textContent()).not.toBe(before);
+    expect(await shown.textContent()).toBe(await used());
+
+    const afterVisible = await used();
+    await ingest(initech.id, [run(Date.now() - 4000)], db);
+    await page.clock.runFor(30_000);
+    await expect.poll(() => shown.textContent()).not.toBe(afterVisible);
+    expect(await shown.textContent()).toBe(await used());
+    expect(await page.locator('.refreshed time').getAttribute('datetime')).not.toBe(firstRefresh);
+    await page.context().close();
+  });
+
   it('shows a failing source the test makes on the health page, and refreshes it', async () => {
-    const acme = demo.find((t) => t.ref === 'demo-acme') as { id: string };
+    const acme = demo.find((t) => t.ref === 'demo-acme') as { id: string; name: string };
     const { data: source, error } = await serviceClient().rpc('add_n8n_source', {
       tenant_id: acme.id,
       name: 'broken',
@@ -364,8 +402,14 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
       .toMatch(/source(s)? failing/);
     expect(await page.locator('ul.findings').textContent()).toContain('What to do');
     expect(await page.locator('.refreshed time').getAttribute('datetime')).not.toBe(firstRefresh);
+    const toAcme = `a[href="#/console/tenants/${acme.id}"]`;
+    expect(await failing.locator(toAcme).count()).toBe(1);
+    const findingLink = page.locator(`ul.findings ${toAcme}`);
+    expect(await findingLink.textContent()).toBe(acme.name);
     await expectNoSeriousA11yViolations(page);
     await screenshot(page, 'operator-health.png');
+    await findingLink.click();
+    await page.getByRole('heading', { name: acme.name, level: 1 }).waitFor();
     await page.context().close();
   });
 

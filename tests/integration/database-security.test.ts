@@ -24,6 +24,7 @@ const AUTHENTICATED_CALLABLE = new Set<string>([
   'usage_standing',
   'tenant_usage_summary_rows',
   'counted_period',
+  'read_committed',
   // operator console RPCs: each calls require_operator() first
   'operator_overview',
   'operator_tenants',

@@ -93,7 +93,8 @@ beforeAll(async () => {
   });
   if (channelError || !channel) throw new Error(`add_alert_channel: ${channelError?.message}`);
   // 90 of 100 reaches the 80 % threshold: the counters' trigger raises the alert and its delivery.
-  await counters(nearLimit, 90, 120, 2);
+  // Reserved counts the three reservations below, one of them expired and not yet swept.
+  await counters(nearLimit, 90, 120, 3);
   await counters(overage, 70, 70);
   const { rows: alerts } = await db.query(
     'select id from public.usage_alerts where tenant_id = $1 and threshold = 80',
@@ -419,6 +420,19 @@ describe('operator_tenants', () => {
       [world.nearLimit, 90, 90, 'warning', 2],
       [world.quiet, 0, 0, 'normal', 0],
     ]);
+  });
+
+  it('ranks on reserved by the runs in flight it shows, an expired reservation not yet swept left out', async () => {
+    const { data, error } = await listTenants(await operator(), {
+      planIds: [world.planFlat, world.planOverage],
+      sort: 'reserved',
+      descending: true,
+      maxRows: 1,
+    });
+    expect(error).toBeNull();
+    expect(data?.rows.map((r) => [r.tenant_id, r.reserved])).toEqual([[world.nearLimit, 2]]);
+    // The cursor holds the sort value the page was ranked by.
+    expect(Number(data?.next?.num)).toBe(2);
   });
 
   it('ranks by usage in each tenant’s own billing period: subscription, stale subscription, calendar month', async () => {

@@ -479,6 +479,34 @@ describe('collected through the real collector', () => {
   });
 });
 
+describe('reservations in flight', () => {
+  it('counts an expired reservation not yet swept as no longer reserved', async () => {
+    const tenantId = (await createTenant((await createPlan({ included_executions: 10 })).id)).id;
+    for (const run of ['run-a', 'run-b']) {
+      const { error } = await serviceClient().rpc('enforce_usage', {
+        tenant: tenantId,
+        workflow_id: 'wf-a',
+        run_ref: run,
+      });
+      expect(error).toBeNull();
+    }
+    // run-a's time ran out and no decision has swept it yet: the counter still holds it.
+    await superuser().query(
+      `with expired as (
+         update public.usage_reservations set expires_at = now() - interval '1 minute'
+         where tenant_id = $1 and run_ref = 'run-a' returning period_start)
+       update public.usage_counters c set reservations_next_expiry = now() - interval '1 minute'
+       from expired where c.tenant_id = $1 and c.period_start = expired.period_start`,
+      [tenantId],
+    );
+    expect((await countersRow(tenantId, monthStart(Date.now()))).reserved).toBe(2);
+
+    const { db } = await memberOf(tenantId);
+    const [summary] = ok(await getUsageSummary(db));
+    expect(summary?.reserved).toBe(1);
+  });
+});
+
 describe('security', () => {
   let tenantA: string;
   let tenantB: string;

@@ -94,4 +94,24 @@ describe('operator client', () => {
       expect.stringMatching(/^1 gap \(4 executions possibly uncounted: 4 pruned\)/),
     ]);
   });
+
+  it('keeps the tenant of each source in need of attention, so the page can link to it', async () => {
+    const worst = {
+      id: 's1',
+      tenant_id: 't1',
+      tenant_name: 'Acme',
+      base_url: 'https://n8n.example.test',
+      enabled: true,
+      last_success_at: null,
+      lag_seconds: null,
+      consecutive_failures: 2,
+      last_error: 'n8n answered 401',
+    };
+    const { client } = stubClient({
+      data: { ...status, sources: { ...status.sources, worst: [worst] }, collector },
+      error: null,
+    });
+    const { data } = await getHealth(client);
+    expect(data?.status.sources.worst).toEqual([worst]);
+  });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { whatToDo } from '../../web/src/console/findings.ts';
+import { findingTenants, whatToDo } from '../../web/src/console/findings.ts';
 import { columnLabel, ledgerCell, ledgerColumns } from '../../web/src/console/ledger-columns.ts';
 import { consoleHref, isConsoleHash, parseConsoleRoute } from '../../web/src/console/route.ts';
 import { operatorErrorMessage } from '../../web/src/errors.ts';
@@ -45,6 +45,30 @@ describe('health findings', () => {
       todo: expect.stringMatching(/Scheduled functions/),
     });
     expect(whatToDo('something new').todo).toBeUndefined();
+  });
+});
+
+describe('the tenants a finding is about', () => {
+  const source = (tenant: string, enabled: boolean, failures: number) => ({
+    tenant_id: `id-${tenant}`,
+    tenant_name: tenant,
+    enabled,
+    consecutive_failures: failures,
+  });
+
+  it('names each tenant with a failing enabled source once, and none for other findings', () => {
+    const sources = [
+      source('Acme', true, 3),
+      source('Acme', true, 1),
+      source('Globex', true, 0),
+      source('Initech', false, 5),
+      source('Umbrella', true, 2),
+    ];
+    expect(findingTenants('3 sources failing', sources)).toEqual([
+      { tenantId: 'id-Acme', tenantName: 'Acme' },
+      { tenantId: 'id-Umbrella', tenantName: 'Umbrella' },
+    ]);
+    expect(findingTenants('2 alert deliveries given up', sources)).toEqual([]);
   });
 });
 

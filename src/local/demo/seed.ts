@@ -11,34 +11,91 @@ import type { DemoTenantTraffic } from './runner.ts';
  * executions from 1 again, so the previous start's sources are disabled.
  */
 const PLANS = [
-  { id: 'demo-free', name: 'Free (demo)', limit_policy: 'hard_limit', included_executions: 30 },
+  {
+    id: 'demo-free',
+    name: 'Free (demo)',
+    limit_policy: 'hard_limit',
+    included_executions: 30,
+    recurring_amount: 0,
+  },
   {
     id: 'demo-pro',
     name: 'Pro (demo)',
     limit_policy: 'overage',
     included_executions: 60,
     overage_unit_amount: 0.2,
+    recurring_amount: 4900,
+    stripe_price_id: 'price_demoPro',
   },
-  { id: 'demo-scale', name: 'Scale (demo)', limit_policy: 'unlimited', included_executions: null },
+  {
+    id: 'demo-scale',
+    name: 'Scale (demo)',
+    limit_policy: 'unlimited',
+    included_executions: null,
+    recurring_amount: 29900,
+    stripe_price_id: 'price_demoScale',
+  },
 ] as const;
 
 const TENANTS = [
-  { name: 'Acme (free plan)', ref: 'demo-acme', plan: 'demo-free', perMinute: 12, customer: null },
+  {
+    name: 'Acme (free plan)',
+    ref: 'demo-acme',
+    plan: 'demo-free',
+    perMinute: 12,
+    customer: null,
+    subscription: null,
+  },
   {
     name: 'Globex (pro plan)',
     ref: 'demo-globex',
     plan: 'demo-pro',
     perMinute: 30,
     customer: 'cus_demoGlobex',
+    subscription: { id: 'sub_demoGlobex', price: 'price_demoPro' },
   },
   {
     name: 'Initech (unlimited)',
     ref: 'demo-initech',
     plan: 'demo-scale',
     perMinute: 6,
-    customer: null,
+    customer: 'cus_demoInitech',
+    subscription: { id: 'sub_demoInitech', price: 'price_demoScale' },
   },
 ] as const;
+
+/**
+ * The paying demo tenants' subscriptions, as the Stripe webhook would apply them: active,
+ * over this UTC calendar month (the period a tenant without a subscription has, so usage
+ * stays where it was). One event per tenant and month: a restart within the month is a
+ * duplicate that changes nothing, the first start of a month moves the period on.
+ */
+async function subscribe(
+  db: Db,
+  tenantId: string,
+  tenant: (typeof TENANTS)[number],
+  now: Date,
+): Promise<void> {
+  if (!tenant.subscription || !tenant.customer) return;
+  const periodStart = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
+  const periodEnd = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1));
+  const month = periodStart.toISOString().slice(0, 7).replace('-', '');
+  check(
+    `demo subscription for ${tenant.ref}`,
+    await db.rpc('apply_stripe_subscription_event', {
+      event_id: `evt_demo_${tenant.subscription.id}_${month}`,
+      event_type: 'customer.subscription.updated',
+      event_created: periodStart.toISOString(),
+      subscription_id: tenant.subscription.id,
+      customer_id: tenant.customer,
+      status: 'active',
+      price_ids: [tenant.subscription.price],
+      period_start: periodStart.toISOString(),
+      period_end: periodEnd.toISOString(),
+      tenant_hint: tenantId,
+    }),
+  );
+}
 
 /** The data of a call, or an error naming what the demo was setting up. */
 function check<T>(
@@ -100,6 +157,7 @@ export async function seedDemo(options: {
           ...(tenant.customer ? { stripe_customer_id: tenant.customer } : {}),
         }),
       ).id;
+    await subscribe(db, tenantId, tenant, new Date());
     const apiKey = `demo_${randomBytes(12).toString('hex')}`;
     const n8n = options.n8n.instance(`${tenant.ref}-${nonce}`, apiKey);
     check(

@@ -1,10 +1,10 @@
 import { html, LitElement, nothing } from 'lit';
 import { getHealth, type Health, type OperatorDb } from '../../../src/operator-client/index.ts';
 import { formatter } from '../format.ts';
-import { whatToDo } from './findings.ts';
+import { AutoRefresh, refreshedNote } from './auto-refresh.ts';
+import { findingTenants, whatToDo } from './findings.ts';
 import { type Loaded, load, renderLoaded } from './page-state.ts';
-
-export const HEALTH_REFRESH_SECONDS = 30;
+import { consoleHref } from './route.ts';
 
 /**
  * The findings `flowmeter status` reports, from the same rules, each with what to do; then
@@ -20,12 +20,12 @@ export class ConsoleHealth extends LitElement {
   declare client: OperatorDb;
   declare health: Loaded<Health>;
   declare refreshedAt: Date | undefined;
-  #timer: ReturnType<typeof setInterval> | undefined;
   #format = formatter();
 
   constructor() {
     super();
     this.health = { kind: 'loading' };
+    new AutoRefresh(this, () => void this.refresh());
   }
 
   protected override createRenderRoot() {
@@ -35,14 +35,6 @@ export class ConsoleHealth extends LitElement {
   override connectedCallback(): void {
     super.connectedCallback();
     void this.refresh();
-    this.#timer = setInterval(() => {
-      if (document.visibilityState === 'visible') void this.refresh();
-    }, HEALTH_REFRESH_SECONDS * 1000);
-  }
-
-  override disconnectedCallback(): void {
-    super.disconnectedCallback();
-    clearInterval(this.#timer);
   }
 
   async refresh(): Promise<void> {
@@ -55,11 +47,7 @@ export class ConsoleHealth extends LitElement {
     const f = this.#format;
     return html`<div class="title-row">
         <h1 class="page-title" tabindex="-1">Health</h1>
-        <p class="refreshed" aria-live="polite">${
-          this.refreshedAt
-            ? html`Refreshed <time datetime=${this.refreshedAt.toISOString()}>${f.time(this.refreshedAt)}</time> · every ${HEALTH_REFRESH_SECONDS} s`
-            : nothing
-        }</p>
+        ${refreshedNote(this.refreshedAt, f)}
         <button type="button" class="secondary" @click=${() => this.refresh()}>Refresh now</button>
       </div>
       ${renderLoaded(this.health, (h) => this.#ready(h))}`;
@@ -76,7 +64,15 @@ export class ConsoleHealth extends LitElement {
             ? html`<p class="all-good">Nothing needs a person right now.</p>`
             : html`<ul class="findings">${h.needsAttention.map((finding) => {
                 const { problem, todo } = whatToDo(finding);
-                return html`<li><strong>${problem}</strong>${todo ? html`<p><span class="todo-label">What to do:</span> ${todo}</p>` : nothing}</li>`;
+                const tenants = findingTenants(finding, s.sources.worst);
+                return html`<li><strong>${problem}</strong>${todo ? html`<p><span class="todo-label">What to do:</span> ${todo}</p>` : nothing}${
+                  tenants.length > 0
+                    ? html`<p class="finding-tenants">Tenants: ${tenants.map(
+                        (t, i) =>
+                          html`${i > 0 ? ', ' : ''}<a href=${consoleHref({ page: 'tenant', tenantId: t.tenantId })}>${t.tenantName}</a>`,
+                      )}</p>`
+                    : nothing
+                }</li>`;
               })}</ul>`
         }
       </section>
@@ -105,7 +101,7 @@ export class ConsoleHealth extends LitElement {
               <tbody>${s.sources.worst.map(
                 (
                   w,
-                ) => html`<tr data-source=${w.id}><th scope="row">${w.tenant_name}</th><td><code>${w.base_url}</code></td>
+                ) => html`<tr data-source=${w.id}><th scope="row"><a href=${consoleHref({ page: 'tenant', tenantId: w.tenant_id })}>${w.tenant_name}</a></th><td><code>${w.base_url}</code></td>
                   <td>${w.enabled ? html`<span class="badge ${w.consecutive_failures > 0 ? 'bad' : 'ok'}">${w.consecutive_failures > 0 ? 'Failing' : 'Enabled'}</span>` : html`<span class="badge off">Disabled</span>`}</td>
                   <td class="num">${f.count(w.consecutive_failures)}</td>
                   <td class="num">${w.lag_seconds === null ? 'never collected' : f.duration(w.lag_seconds * 1000)}</td>

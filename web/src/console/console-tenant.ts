@@ -13,6 +13,7 @@ import { operatorErrorMessage } from '../errors.ts';
 import { formatter } from '../format.ts';
 import { historyTable } from '../history-table.ts';
 import '../widget/flowmeter-usage.ts';
+import { AutoRefresh, refreshedNote } from './auto-refresh.ts';
 import type { Confirmation, ConfirmDialog } from './confirm-dialog.ts';
 import './confirm-dialog.ts';
 import { columnLabel } from './ledger-columns.ts';
@@ -33,13 +34,14 @@ type PeriodRow = Parameters<typeof toUsagePeriod>[0];
  * One tenant: its dashboard as the tenant sees it (the same widget and periods table, fed by
  * operator_tenant), then what only the operator sees: sources, the Stripe ledger, corrections
  * of billed usage, alert deliveries and reservations in flight, with the actions behind a
- * confirmation.
+ * confirmation. Reloads every 30 s while the tab is visible, as the tenant's own dashboard does.
  */
 export class ConsoleTenant extends LitElement {
   static override properties = {
     client: { attribute: false },
     tenantId: { attribute: false },
     detail: { state: true },
+    refreshedAt: { state: true },
     outcome: { state: true },
     busy: { state: true },
   };
@@ -47,6 +49,7 @@ export class ConsoleTenant extends LitElement {
   declare client: OperatorDb;
   declare tenantId: string;
   declare detail: Loaded<TenantDetail>;
+  declare refreshedAt: Date | undefined;
   declare outcome: Outcome | undefined;
   declare busy: boolean;
   #format = formatter();
@@ -55,6 +58,9 @@ export class ConsoleTenant extends LitElement {
     super();
     this.detail = { kind: 'loading' };
     this.busy = false;
+    new AutoRefresh(this, () => {
+      if (this.tenantId) void this.refresh();
+    });
   }
 
   protected override createRenderRoot() {
@@ -64,6 +70,7 @@ export class ConsoleTenant extends LitElement {
   protected override willUpdate(changed: Map<string, unknown>): void {
     if (changed.has('tenantId') && this.tenantId) {
       this.detail = { kind: 'loading' };
+      this.refreshedAt = undefined;
       this.outcome = undefined;
       void this.refresh();
     }
@@ -73,6 +80,7 @@ export class ConsoleTenant extends LitElement {
     const next = await load(this, () =>
       getTenantDetail(this.client, this.tenantId, { maxRows: 50 }),
     );
+    if (next.kind === 'ready') this.refreshedAt = new Date();
     if (next.kind === 'ready' || this.detail.kind !== 'ready') this.detail = next;
   }
 
@@ -99,7 +107,10 @@ export class ConsoleTenant extends LitElement {
   protected override render() {
     const title = this.detail.kind === 'ready' ? this.detail.value.summary.tenant_name : 'Tenant';
     return html`<p class="crumbs"><a href=${consoleHref({ page: 'tenants' })}>Tenants</a> ›</p>
-      <h1 class="page-title" tabindex="-1">${title}</h1>
+      <div class="title-row">
+        <h1 class="page-title" tabindex="-1">${title}</h1>
+        ${refreshedNote(this.refreshedAt, this.#format)}
+      </div>
       ${this.outcome ? html`<p class="banner ${this.outcome.ok ? 'success' : 'error'}" role="status">${this.outcome.message}</p>` : nothing}
       ${renderLoaded(this.detail, (d) => this.#ready(d))}
       <flowmeter-confirm></flowmeter-confirm>`;

@@ -2,9 +2,11 @@
  * A finding as `flowmeter status` words it ("what: what to do"), split for the health page;
  * the findings that carry no advice of their own get the console's. Pure, so it is unit-tested.
  */
+const SOURCES_FAILING = /sources? failing$/;
+
 const ADVICE: Array<[RegExp, string]> = [
   [
-    /sources? failing$/,
+    SOURCES_FAILING,
     'Open the tenant, read the source’s last error, then fix the n8n URL or API key (`flowmeter sources set-key`) or disable the source.',
   ],
   [/given up$/, 'Open the tenant and send the delivery again once the channel works.'],
@@ -30,4 +32,27 @@ export function whatToDo(finding: string): { problem: string; todo: string | und
   const at = adviceStart(finding);
   if (at >= 0) return { problem: finding.slice(0, at), todo: finding.slice(at + 2) };
   return { problem: finding, todo: ADVICE.find(([pattern]) => pattern.test(finding))?.[1] };
+}
+
+interface SourceState {
+  tenant_id: string;
+  tenant_name: string;
+  enabled: boolean;
+  consecutive_failures: number;
+}
+
+/**
+ * The tenants a finding is about, once each, so the page can link to them: for failing
+ * sources, the tenants of the failing ones among the sources the status lists.
+ */
+export function findingTenants(
+  finding: string,
+  sources: SourceState[],
+): Array<{ tenantId: string; tenantName: string }> {
+  if (!SOURCES_FAILING.test(finding)) return [];
+  const tenants = new Map<string, string>();
+  for (const s of sources) {
+    if (s.enabled && s.consecutive_failures > 0) tenants.set(s.tenant_id, s.tenant_name);
+  }
+  return [...tenants].map(([tenantId, tenantName]) => ({ tenantId, tenantName }));
 }
