@@ -71,23 +71,25 @@ describe('leases', () => {
       ...(await leaseStates(ids)).map((s) => (s.lease_expires_at as Date).getTime()),
     );
 
-    // With one worker, the first source's n8n stalls until every lease as handed over has
-    // run out: that source is being worked, the other two wait in the pool.
-    const first = claimed[0]?.source_id as string;
-    const { rows } = await superuser().query(
-      'select base_url from public.n8n_sources where id = $1',
-      [first],
+    // With one worker, whichever source the run takes first stalls at its n8n until every
+    // lease as handed over has run out: that source is being worked, the other two wait in
+    // the pool. Every source's first list request stalls, so the run's order does not matter.
+    const { rows } = await superuser().query<{ base_url: string }>(
+      'select base_url from public.n8n_sources where id = any ($1::uuid[])',
+      [ids],
     );
     const stalled = gate();
-    server.use(
-      http.get(
-        `${rows[0].base_url}/api/v1/executions`,
-        async () => {
-          await stalled.opened;
-        },
-        { once: true },
-      ),
-    );
+    for (const { base_url } of rows) {
+      server.use(
+        http.get(
+          `${base_url}/api/v1/executions`,
+          async () => {
+            await stalled.opened;
+          },
+          { once: true },
+        ),
+      );
+    }
     const run = collect(sources, {
       trigger: 'background',
       select: { leases },
@@ -99,6 +101,8 @@ describe('leases', () => {
       const now = (states[0] as { db_now: Date }).db_now.getTime();
       const renewed = states.every((s) => (s.lease_expires_at?.getTime() ?? 0) > now);
       if (now > firstExpiry + 1000 && renewed) break;
+      // Past a whole lease more without every lease alive, one was lost: say which.
+      if (now > firstExpiry + 11_000) expect(states, 'every lease renewed').toBe('renewed');
       await sleep(250);
     }
     stalled.open();
