@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { findingTenants, whatToDo } from '../../web/src/console/findings.ts';
+import { codeSpans, findingTenants, whatToDo } from '../../web/src/console/findings.ts';
 import { columnLabel, ledgerCell, ledgerColumns } from '../../web/src/console/ledger-columns.ts';
 import { consoleHref, isConsoleHash, parseConsoleRoute } from '../../web/src/console/route.ts';
 import { operatorErrorMessage } from '../../web/src/errors.ts';
@@ -106,5 +106,16 @@ describe('operator errors', () => {
     expect(operatorErrorMessage({ code: 'PGRST303', message: 'JWT expired' })).toMatchObject({
       expired: true,
     });
+  });
+});
+
+describe('codeSpans', () => {
+  it('marks the parts of the advice between backticks as code', () => {
+    expect(codeSpans('fix the key (`flowmeter sources set-key`) or disable it')).toEqual([
+      { code: false, text: 'fix the key (' },
+      { code: true, text: 'flowmeter sources set-key' },
+      { code: false, text: ') or disable it' },
+    ]);
+    expect(codeSpans('no command here')).toEqual([{ code: false, text: 'no command here' }]);
   });
 });

@@ -2,7 +2,7 @@ import { html, LitElement, nothing } from 'lit';
 import { getHealth, type Health, type OperatorDb } from '../../../src/operator-client/index.ts';
 import { formatter } from '../format.ts';
 import { AutoRefresh, refreshedNote } from './auto-refresh.ts';
-import { findingTenants, whatToDo } from './findings.ts';
+import { codeSpans, findingTenants, whatToDo } from './findings.ts';
 import { type Loaded, load, renderLoaded } from './page-state.ts';
 import { consoleHref } from './route.ts';
 
@@ -65,7 +65,7 @@ export class ConsoleHealth extends LitElement {
             : html`<ul class="findings">${h.needsAttention.map((finding) => {
                 const { problem, todo } = whatToDo(finding);
                 const tenants = findingTenants(finding, s.sources.worst);
-                return html`<li><strong>${problem}</strong>${todo ? html`<p><span class="todo-label">What to do:</span> ${todo}</p>` : nothing}${
+                return html`<li><strong>${problem}</strong>${todo ? html`<p><span class="todo-label">What to do:</span> ${codeSpans(todo).map((part) => (part.code ? html`<code>${part.text}</code>` : part.text))}</p>` : nothing}${
                   tenants.length > 0
                     ? html`<p class="finding-tenants">Tenants: ${tenants.map(
                         (t, i) =>

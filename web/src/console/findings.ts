@@ -56,3 +56,14 @@ export function findingTenants(
   }
   return [...tenants].map(([tenantId, tenantName]) => ({ tenantId, tenantName }));
 }
+
+/**
+ * The advice is written for a terminal, with commands and variables between backticks; on
+ * the page those parts are code. Odd-numbered parts are the ones between backticks.
+ */
+export function codeSpans(text: string): Array<{ code: boolean; text: string }> {
+  return text
+    .split('`')
+    .map((part, i) => ({ code: i % 2 === 1, text: part }))
+    .filter((part) => part.text !== '');
+}
