@@ -1,14 +1,14 @@
 import type { Session } from '@supabase/supabase-js';
-import { html, LitElement, nothing } from 'lit';
+import { html, nothing } from 'lit';
 import { getUsageSummary, type UsageDb, type UsageSummary } from '../../src/usage-client/index.ts';
+import { AutoRefresh } from './auto-refresh.ts';
 import './console/operator-console.ts';
 import { isConsoleHash } from './console/route.ts';
 import { loadErrorMessage, signInErrorMessage } from './errors.ts';
 import { formatter } from './format.ts';
+import { LightElement, listenWhileConnected } from './light-element.ts';
 import './tenant-panel.ts';
 import type { TenantPanel } from './tenant-panel.ts';
-
-export const REFRESH_SECONDS = 30;
 
 /** The mark `flowmeter operators add` sets; the database checks it again on every call. */
 const isOperator = (session: Session) => session.user.app_metadata?.flowmeter_role === 'operator';
@@ -25,7 +25,7 @@ type Tenants =
  * (`#/console`) instead; anyone else asking for the console is told it is for operators
  * and nothing is loaded.
  */
-export class FlowmeterDashboard extends LitElement {
+export class FlowmeterDashboard extends LightElement {
   static override properties = {
     client: { attribute: false },
     configError: { attribute: false },
@@ -52,15 +52,11 @@ export class FlowmeterDashboard extends LitElement {
   declare refreshedAt: Date | undefined;
   declare refreshing: boolean;
   declare consoleAsked: boolean;
-  #timer: ReturnType<typeof setInterval> | undefined;
   #format = formatter();
   #unsubscribe: (() => void) | undefined;
   #again = false;
   #onHash = () => {
     this.consoleAsked = isConsoleHash(location.hash);
-  };
-  #onVisible = () => {
-    if (document.visibilityState === 'visible' && this.session) void this.refresh();
   };
 
   constructor() {
@@ -69,26 +65,14 @@ export class FlowmeterDashboard extends LitElement {
     this.signingIn = false;
     this.refreshing = false;
     this.consoleAsked = isConsoleHash(location.hash);
-  }
-
-  protected override createRenderRoot() {
-    return this;
-  }
-
-  override connectedCallback(): void {
-    super.connectedCallback();
-    document.addEventListener('visibilitychange', this.#onVisible);
-    window.addEventListener('hashchange', this.#onHash);
-    this.#timer = setInterval(() => {
-      if (document.visibilityState === 'visible' && this.session) void this.refresh();
-    }, REFRESH_SECONDS * 1000);
+    listenWhileConnected(this, window, 'hashchange', this.#onHash);
+    new AutoRefresh(this, () => {
+      if (this.session) void this.refresh();
+    });
   }
 
   override disconnectedCallback(): void {
     super.disconnectedCallback();
-    document.removeEventListener('visibilitychange', this.#onVisible);
-    window.removeEventListener('hashchange', this.#onHash);
-    clearInterval(this.#timer);
     this.#unsubscribe?.();
   }
 

@@ -1,4 +1,4 @@
-import { html, LitElement, nothing } from 'lit';
+import { html, nothing } from 'lit';
 import {
   exportUsageCsvBlob,
   getUsageHistory,
@@ -15,6 +15,7 @@ import { alertsUnreadFirst } from './alerts.ts';
 import { loadErrorMessage } from './errors.ts';
 import { formatter } from './format.ts';
 import { historyTable } from './history-table.ts';
+import { LightElement } from './light-element.ts';
 import './widget/flowmeter-usage.ts';
 import type { FlowmeterUsage } from './widget/flowmeter-usage.ts';
 
@@ -37,7 +38,7 @@ const DOWNLOAD_URL_LIFETIME_MS = 60_000;
  * workflows of this period, the alerts and the past periods. The page drives `refresh()`;
  * nothing here polls by itself.
  */
-export class TenantPanel extends LitElement {
+export class TenantPanel extends LightElement {
   static override properties = {
     client: { attribute: false },
     tenantId: { attribute: 'tenant-id' },
@@ -67,10 +68,6 @@ export class TenantPanel extends LitElement {
     this.alerts = { kind: 'loading' };
     this.history = { kind: 'loading' };
     this.csv = { kind: 'idle' };
-  }
-
-  protected override createRenderRoot() {
-    return this;
   }
 
   /** Reloads every section; resolves with the first failure's message, if any. */

@@ -1,4 +1,5 @@
-import { html, LitElement } from 'lit';
+import { html } from 'lit';
+import { LightElement } from '../light-element.ts';
 
 export interface Confirmation {
   title: string;
@@ -11,16 +12,12 @@ export interface Confirmation {
  * stays inside it and Escape cancels; Cancel has the focus first, and the focus returns to
  * the button that opened it.
  */
-export class ConfirmDialog extends LitElement {
+export class ConfirmDialog extends LightElement {
   static override properties = { asking: { state: true } };
 
   declare asking: Confirmation | undefined;
   #answer: ((yes: boolean) => void) | undefined;
   #opener: HTMLElement | null = null;
-
-  protected override createRenderRoot() {
-    return this;
-  }
 
   async ask(confirmation: Confirmation): Promise<boolean> {
     this.#answer?.(false);

@@ -1,35 +1,18 @@
-import { html, LitElement, nothing } from 'lit';
-import { getHealth, type Health, type OperatorDb } from '../../../src/operator-client/index.ts';
-import { formatter } from '../format.ts';
-import { AutoRefresh, refreshedNote } from './auto-refresh.ts';
+import { html, nothing } from 'lit';
+import { getHealth, type Health } from '../../../src/operator-client/index.ts';
+import { AutoRefresh, refreshedNote } from '../auto-refresh.ts';
 import { codeSpans, findingTenants, whatToDo } from './findings.ts';
-import { type Loaded, load, renderLoaded } from './page-state.ts';
+import { ConsolePage, renderLoaded } from './page-state.ts';
 import { consoleHref } from './route.ts';
 
 /**
  * The findings `flowmeter status` reports, from the same rules, each with what to do; then
  * the figures behind them. Reloads every 30 s while the tab is visible.
  */
-export class ConsoleHealth extends LitElement {
-  static override properties = {
-    client: { attribute: false },
-    health: { state: true },
-    refreshedAt: { state: true },
-  };
-
-  declare client: OperatorDb;
-  declare health: Loaded<Health>;
-  declare refreshedAt: Date | undefined;
-  #format = formatter();
-
+export class ConsoleHealth extends ConsolePage<Health> {
   constructor() {
     super();
-    this.health = { kind: 'loading' };
     new AutoRefresh(this, () => void this.refresh());
-  }
-
-  protected override createRenderRoot() {
-    return this;
   }
 
   override connectedCallback(): void {
@@ -37,24 +20,22 @@ export class ConsoleHealth extends LitElement {
     void this.refresh();
   }
 
-  async refresh(): Promise<void> {
-    const next = await load(this, () => getHealth(this.client));
-    if (next.kind === 'ready') this.refreshedAt = new Date();
-    if (next.kind === 'ready' || this.health.kind !== 'ready') this.health = next;
+  protected override read() {
+    return getHealth(this.client);
   }
 
   protected override render() {
-    const f = this.#format;
+    const f = this.format;
     return html`<div class="title-row">
         <h1 class="page-title" tabindex="-1">Health</h1>
         ${refreshedNote(this.refreshedAt, f)}
         <button type="button" class="secondary" @click=${() => this.refresh()}>Refresh now</button>
       </div>
-      ${renderLoaded(this.health, (h) => this.#ready(h))}`;
+      ${renderLoaded(this.loaded, (h) => this.#ready(h))}`;
   }
 
   #ready(h: Health) {
-    const f = this.#format;
+    const f = this.format;
     const s = h.status;
     return html`
       <section class="card" aria-labelledby="findings">

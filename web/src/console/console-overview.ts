@@ -1,46 +1,28 @@
-import { html, LitElement, nothing } from 'lit';
-import { getOverview, type OperatorDb, type Overview } from '../../../src/operator-client/index.ts';
-import { formatter } from '../format.ts';
-import { type Loaded, levelBadge, load, renderLoaded } from './page-state.ts';
+import { html, nothing } from 'lit';
+import { getOverview, type Overview } from '../../../src/operator-client/index.ts';
+import { ConsolePage, levelBadge, renderLoaded } from './page-state.ts';
 import { consoleHref } from './route.ts';
 
 type Ranked = Overview['top_by_usage'][number];
 
 /** The whole system at a glance: tenants, this period's executions and trend, revenue, who to look at. */
-export class ConsoleOverview extends LitElement {
-  static override properties = { client: { attribute: false }, overview: { state: true } };
-
-  declare client: OperatorDb;
-  declare overview: Loaded<Overview>;
-  #format = formatter();
-
-  constructor() {
-    super();
-    this.overview = { kind: 'loading' };
-  }
-
-  protected override createRenderRoot() {
-    return this;
-  }
-
+export class ConsoleOverview extends ConsolePage<Overview> {
   override connectedCallback(): void {
     super.connectedCallback();
     void this.refresh();
   }
 
-  async refresh(): Promise<void> {
-    this.overview = await load(this, () =>
-      getOverview(this.client, { topRows: 5, maxNearLimit: 10 }),
-    );
+  protected override read() {
+    return getOverview(this.client, { topRows: 5, maxNearLimit: 10 });
   }
 
   protected override render() {
     return html`<h1 class="page-title" tabindex="-1">Overview</h1>
-      ${renderLoaded(this.overview, (o) => this.#ready(o))}`;
+      ${renderLoaded(this.loaded, (o) => this.#ready(o))}`;
   }
 
   #ready(o: Overview) {
-    const f = this.#format;
+    const f = this.format;
     const change = o.trend.billable_change_percent;
     return html`
       <p class="muted page-sub">Every tenant in its current billing period · as of
@@ -118,7 +100,7 @@ export class ConsoleOverview extends LitElement {
   }
 
   #countTable(what: string, rows: Array<{ key: string; label: string; n: number }>, total: number) {
-    const f = this.#format;
+    const f = this.format;
     return html`<table class="counts">
       <thead><tr><th scope="col">${what}</th><th scope="col" class="num">Tenants</th><th scope="col"><span class="visually-hidden">Share</span></th></tr></thead>
       <tbody>${rows.map(
@@ -130,7 +112,7 @@ export class ConsoleOverview extends LitElement {
   }
 
   #rankTable(rows: Ranked[], list: string, empty: string) {
-    const f = this.#format;
+    const f = this.format;
     if (rows.length === 0) return html`<p class="empty">${empty}</p>`;
     return html`<div class="table-wrap"><table class="ranked" data-list=${list}>
       <thead><tr><th scope="col">Tenant</th><th scope="col" class="num">Used</th><th scope="col" class="num">Quota</th>

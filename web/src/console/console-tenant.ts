@@ -1,24 +1,22 @@
-import { html, LitElement, nothing } from 'lit';
+import { html, nothing } from 'lit';
 import {
   acknowledgeGaps,
   getTenantDetail,
-  type OperatorDb,
   type OperatorResult,
   resendAlertDelivery,
   setSourceEnabled,
   type TenantDetail,
 } from '../../../src/operator-client/index.ts';
 import { toDailyUsage, toUsagePeriod, toUsageSummary } from '../../../src/usage-client/index.ts';
+import { AutoRefresh, refreshedNote } from '../auto-refresh.ts';
 import { operatorErrorMessage } from '../errors.ts';
-import { formatter } from '../format.ts';
 import { historyTable } from '../history-table.ts';
 import '../widget/flowmeter-usage.ts';
-import { AutoRefresh, refreshedNote } from './auto-refresh.ts';
 import type { Confirmation, ConfirmDialog } from './confirm-dialog.ts';
 import './confirm-dialog.ts';
 import { columnLabel } from './ledger-columns.ts';
 import { ledgerTable } from './ledger-table.ts';
-import { type Loaded, load, renderLoaded } from './page-state.ts';
+import { ConsolePage, renderLoaded } from './page-state.ts';
 import { consoleHref } from './route.ts';
 
 type Source = TenantDetail['sources'][number];
@@ -36,52 +34,36 @@ type PeriodRow = Parameters<typeof toUsagePeriod>[0];
  * of billed usage, alert deliveries and reservations in flight, with the actions behind a
  * confirmation. Reloads every 30 s while the tab is visible, as the tenant's own dashboard does.
  */
-export class ConsoleTenant extends LitElement {
+export class ConsoleTenant extends ConsolePage<TenantDetail> {
   static override properties = {
-    client: { attribute: false },
     tenantId: { attribute: false },
-    detail: { state: true },
-    refreshedAt: { state: true },
     outcome: { state: true },
     busy: { state: true },
   };
 
-  declare client: OperatorDb;
   declare tenantId: string;
-  declare detail: Loaded<TenantDetail>;
-  declare refreshedAt: Date | undefined;
   declare outcome: Outcome | undefined;
   declare busy: boolean;
-  #format = formatter();
 
   constructor() {
     super();
-    this.detail = { kind: 'loading' };
     this.busy = false;
     new AutoRefresh(this, () => {
       if (this.tenantId) void this.refresh();
     });
   }
 
-  protected override createRenderRoot() {
-    return this;
-  }
-
   protected override willUpdate(changed: Map<string, unknown>): void {
     if (changed.has('tenantId') && this.tenantId) {
-      this.detail = { kind: 'loading' };
+      this.loaded = { kind: 'loading' };
       this.refreshedAt = undefined;
       this.outcome = undefined;
       void this.refresh();
     }
   }
 
-  async refresh(): Promise<void> {
-    const next = await load(this, () =>
-      getTenantDetail(this.client, this.tenantId, { maxRows: 50 }),
-    );
-    if (next.kind === 'ready') this.refreshedAt = new Date();
-    if (next.kind === 'ready' || this.detail.kind !== 'ready') this.detail = next;
+  protected override read() {
+    return getTenantDetail(this.client, this.tenantId, { maxRows: 50 });
   }
 
   /** Asks, acts, says what happened, and reloads the tenant. */
@@ -105,19 +87,19 @@ export class ConsoleTenant extends LitElement {
   }
 
   protected override render() {
-    const title = this.detail.kind === 'ready' ? this.detail.value.summary.tenant_name : 'Tenant';
+    const title = this.loaded.kind === 'ready' ? this.loaded.value.summary.tenant_name : 'Tenant';
     return html`<p class="crumbs"><a href=${consoleHref({ page: 'tenants' })}>Tenants</a> ›</p>
       <div class="title-row">
         <h1 class="page-title" tabindex="-1">${title}</h1>
-        ${refreshedNote(this.refreshedAt, this.#format)}
+        ${refreshedNote(this.refreshedAt, this.format)}
       </div>
       ${this.outcome ? html`<p class="banner ${this.outcome.ok ? 'success' : 'error'}" role="status">${this.outcome.message}</p>` : nothing}
-      ${renderLoaded(this.detail, (d) => this.#ready(d))}
+      ${renderLoaded(this.loaded, (d) => this.#ready(d))}
       <flowmeter-confirm></flowmeter-confirm>`;
   }
 
   #ready(d: TenantDetail) {
-    const f = this.#format;
+    const f = this.format;
     const s = d.summary;
     return html`
       <dl class="facts card">
@@ -173,7 +155,7 @@ export class ConsoleTenant extends LitElement {
   }
 
   #sources(sources: Source[]) {
-    const f = this.#format;
+    const f = this.format;
     return html`<div class="table-wrap"><table class="sources">
       <thead><tr><th scope="col">Source</th><th scope="col">State</th><th scope="col" class="num">Lag</th>
         <th scope="col" class="num">Failures</th><th scope="col">Last error</th><th scope="col" class="num">Gaps</th>
@@ -220,7 +202,7 @@ export class ConsoleTenant extends LitElement {
   }
 
   #alerts(alerts: Alert[]) {
-    const f = this.#format;
+    const f = this.format;
     return html`<div class="table-wrap"><table class="alerts-table">
       <thead><tr><th scope="col">Alert</th><th scope="col">Channel</th><th scope="col">Delivery</th>
         <th scope="col" class="num">Attempts</th><th scope="col">Last error</th>
@@ -268,7 +250,7 @@ export class ConsoleTenant extends LitElement {
 
   /** How a correction reached Stripe, in words an operator checks the Dashboard with. */
   #sentAs(c: Correction): string {
-    const f = this.#format;
+    const f = this.format;
     if (c.method === 'meter_event') return `meter event of ${f.count(c.event_value ?? 0)}`;
     if (c.method === 'cancel') {
       return `cancels ${c.cancels_identifier}${c.event_value ? `, ${f.count(c.event_value)} re-sent` : ''}`;
@@ -279,7 +261,7 @@ export class ConsoleTenant extends LitElement {
   }
 
   #corrections(rows: Correction[]) {
-    const f = this.#format;
+    const f = this.format;
     return html`<div class="table-wrap"><table class="corrections">
       <thead><tr><th scope="col">Period</th><th scope="col">Kind</th><th scope="col" class="num">Executions</th>
         <th scope="col">Sent as</th><th scope="col">Status</th><th scope="col">Reason</th>
@@ -303,7 +285,7 @@ export class ConsoleTenant extends LitElement {
   }
 
   #reservations(rows: TenantDetail['reservations']['rows']) {
-    const f = this.#format;
+    const f = this.format;
     return html`<div class="table-wrap"><table class="reservations">
       <thead><tr><th scope="col">Run</th><th scope="col">Workflow</th><th scope="col">Reserved at</th><th scope="col">Expires</th></tr></thead>
       <tbody>${rows.map(

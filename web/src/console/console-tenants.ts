@@ -1,4 +1,4 @@
-import { html, LitElement } from 'lit';
+import { html } from 'lit';
 import { KNOWN_SUBSCRIPTION_STATUSES } from '../../../src/billing/stripe-webhook.ts';
 import {
   getOverview,
@@ -11,6 +11,7 @@ import {
   type TenantsQuery,
 } from '../../../src/operator-client/index.ts';
 import { formatter } from '../format.ts';
+import { LightElement } from '../light-element.ts';
 import { LEVEL_LABEL, type Loaded, levelBadge, load, renderLoaded } from './page-state.ts';
 import { consoleHref } from './route.ts';
 
@@ -47,7 +48,7 @@ const NUMERIC = new Set<TenantSort>([
  * one starts; previous pages are the cursors walked so far). Search, filters and the sort
  * start again from the first page.
  */
-export class ConsoleTenants extends LitElement {
+export class ConsoleTenants extends LightElement {
   static override properties = {
     client: { attribute: false },
     page: { state: true },
@@ -74,10 +75,6 @@ export class ConsoleTenants extends LitElement {
     this.page = { kind: 'loading' };
     this.plans = [];
     this.query = { sort: 'name', descending: false, search: '', planId: '', level: '', status: '' };
-  }
-
-  protected override createRenderRoot() {
-    return this;
   }
 
   override connectedCallback(): void {

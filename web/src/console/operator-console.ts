@@ -1,5 +1,6 @@
-import { html, LitElement } from 'lit';
+import { html } from 'lit';
 import type { OperatorDb } from '../../../src/operator-client/index.ts';
+import { LightElement, listenWhileConnected } from '../light-element.ts';
 import { type ConsoleRoute, consoleHref, parseConsoleRoute } from './route.ts';
 import './console-health.ts';
 import './console-overview.ts';
@@ -17,7 +18,7 @@ const NAV: Array<{ label: string; route: ConsoleRoute }> = [
  * loads through src/operator-client with the operator's own session; the database decides
  * who is an operator. Moving to another page moves the focus to its heading.
  */
-export class OperatorConsole extends LitElement {
+export class OperatorConsole extends LightElement {
   static override properties = {
     client: { attribute: false },
     email: { attribute: false },
@@ -35,20 +36,7 @@ export class OperatorConsole extends LitElement {
   constructor() {
     super();
     this.route = parseConsoleRoute(location.hash);
-  }
-
-  protected override createRenderRoot() {
-    return this;
-  }
-
-  override connectedCallback(): void {
-    super.connectedCallback();
-    window.addEventListener('hashchange', this.#onHash);
-  }
-
-  override disconnectedCallback(): void {
-    super.disconnectedCallback();
-    window.removeEventListener('hashchange', this.#onHash);
+    listenWhileConnected(this, window, 'hashchange', this.#onHash);
   }
 
   protected override render() {

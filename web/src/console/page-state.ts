@@ -1,6 +1,8 @@
-import { html } from 'lit';
-import type { OperatorResult } from '../../../src/operator-client/index.ts';
+import { html, type PropertyDeclarations } from 'lit';
+import type { OperatorDb, OperatorResult } from '../../../src/operator-client/index.ts';
 import { operatorErrorMessage } from '../errors.ts';
+import { formatter } from '../format.ts';
+import { LightElement } from '../light-element.ts';
 
 /** What a console page holds: loading, a failure worded for a person, or the answer. */
 export type Loaded<T> =
@@ -38,6 +40,37 @@ export function renderLoaded<T>(loaded: Loaded<T>, ready: (value: T) => unknown)
       <p class="error" role="alert">${loaded.message}</p></div>`;
   }
   return ready(loaded.value);
+}
+
+/**
+ * A console page that shows one operator call's answer. `refresh()` calls it again; a
+ * failure after a success keeps the last answer on screen, with the time it is from, so a
+ * page that reloads by itself does not blank out over one failed call.
+ */
+export abstract class ConsolePage<T> extends LightElement {
+  static override properties: PropertyDeclarations = {
+    client: { attribute: false },
+    loaded: { state: true },
+    refreshedAt: { state: true },
+  };
+
+  declare client: OperatorDb;
+  declare loaded: Loaded<T>;
+  declare refreshedAt: Date | undefined;
+  protected format = formatter();
+
+  constructor() {
+    super();
+    this.loaded = { kind: 'loading' };
+  }
+
+  protected abstract read(): Promise<OperatorResult<T>>;
+
+  async refresh(): Promise<void> {
+    const next = await load(this, () => this.read());
+    if (next.kind === 'ready') this.refreshedAt = new Date();
+    if (next.kind === 'ready' || this.loaded.kind !== 'ready') this.loaded = next;
+  }
 }
 
 export const LEVEL_LABEL: Record<string, string> = {

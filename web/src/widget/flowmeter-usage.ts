@@ -21,6 +21,7 @@ import {
 } from '../../../src/usage-client/index.ts';
 import { loadErrorMessage } from '../errors.ts';
 import { type Formatter, formatter } from '../format.ts';
+import { listenWhileConnected } from '../light-element.ts';
 import {
   meterShares,
   type PeriodSeries,
@@ -191,6 +192,7 @@ export class FlowmeterUsage extends LitElement {
     super();
     this.refreshInterval = 30;
     this.state = { kind: 'loading' };
+    listenWhileConnected(this, document, 'visibilitychange', this.#onVisible);
   }
 
   /** The chart.js instance, for an embedder who wants to adjust its options. */
@@ -198,14 +200,8 @@ export class FlowmeterUsage extends LitElement {
     return this.#chart;
   }
 
-  override connectedCallback(): void {
-    super.connectedCallback();
-    document.addEventListener('visibilitychange', this.#onVisible);
-  }
-
   override disconnectedCallback(): void {
     super.disconnectedCallback();
-    document.removeEventListener('visibilitychange', this.#onVisible);
     clearInterval(this.#timer);
     this.#chart?.destroy();
     this.#chart = undefined;

@@ -1,12 +1,12 @@
 import { html, nothing, type ReactiveController, type ReactiveControllerHost } from 'lit';
-import type { Formatter } from '../format.ts';
+import type { Formatter } from './format.ts';
 
-/** As often as the tenant dashboard reloads, so both sides of the site age alike. */
-export const CONSOLE_REFRESH_SECONDS = 30;
+/** How often the tenant dashboard and the console pages reload, so both sides of the site age alike. */
+export const REFRESH_SECONDS = 30;
 
 /**
- * Reloads a console page every 30 s while the tab is visible, and at once when it becomes
- * visible again: a hidden tab costs the database nothing and is current when looked at.
+ * Reloads a page every 30 s while the tab is visible, and at once when it becomes visible
+ * again: a hidden tab costs the database nothing and is current when looked at.
  */
 export class AutoRefresh implements ReactiveController {
   #timer: ReturnType<typeof setInterval> | undefined;
@@ -22,7 +22,7 @@ export class AutoRefresh implements ReactiveController {
 
   hostConnected(): void {
     document.addEventListener('visibilitychange', this.#onVisible);
-    this.#timer = setInterval(this.#onVisible, CONSOLE_REFRESH_SECONDS * 1000);
+    this.#timer = setInterval(this.#onVisible, REFRESH_SECONDS * 1000);
   }
 
   hostDisconnected(): void {
@@ -31,11 +31,11 @@ export class AutoRefresh implements ReactiveController {
   }
 }
 
-/** When the page last loaded, for the title row. */
+/** When a console page last loaded, for its title row. */
 export function refreshedNote(refreshedAt: Date | undefined, f: Formatter) {
   return html`<p class="refreshed" aria-live="polite">${
     refreshedAt
-      ? html`Refreshed <time datetime=${refreshedAt.toISOString()}>${f.time(refreshedAt)}</time> · every ${CONSOLE_REFRESH_SECONDS} s`
+      ? html`Refreshed <time datetime=${refreshedAt.toISOString()}>${f.time(refreshedAt)}</time> · every ${REFRESH_SECONDS} s`
       : nothing
   }</p>`;
 }
