@@ -30,39 +30,34 @@ const healthy: CollectorHealth = {
   },
 };
 
+const latestRun = healthy.latest_scheduled_run as NonNullable<
+  CollectorHealth['latest_scheduled_run']
+>;
+const { killed: _, ...backgroundRun } = latestRun;
+/** What the collector asks of a person when its latest scheduled run differs by `changes`. */
+const withLatest = (changes: Partial<typeof latestRun>, perTenant = false) =>
+  collectorAttention(
+    { ...healthy, latest_scheduled_run: { ...latestRun, ...changes } },
+    { perTenant },
+  );
+
 describe('collectorAttention', () => {
   it('is silent when the collector is healthy', () => {
     expect(collectorAttention(healthy, { perTenant: false })).toEqual([]);
   });
 
   it('flags a scheduled run that finished with failures, with its first error', () => {
-    const lines = collectorAttention(
-      {
-        ...healthy,
-        latest_scheduled_run: {
-          ...(healthy.latest_scheduled_run as NonNullable<CollectorHealth['latest_scheduled_run']>),
-          sources_failed: 2,
-          first_error: 'n8n at https://a.example rejected the API key (401)',
-        },
-      },
-      { perTenant: false },
-    );
+    const lines = withLatest({
+      sources_failed: 2,
+      first_error: 'n8n at https://a.example rejected the API key (401)',
+    });
     expect(lines).toEqual([
       'the latest scheduled collection (2026-12-01T12:00:00Z) finished with 2 failed sources (n8n at https://a.example rejected the API key (401)): see the sources above',
     ]);
   });
 
   it('flags a run that could not reach the database', () => {
-    const lines = collectorAttention(
-      {
-        ...healthy,
-        latest_scheduled_run: {
-          ...(healthy.latest_scheduled_run as NonNullable<CollectorHealth['latest_scheduled_run']>),
-          database_unreachable: true,
-        },
-      },
-      { perTenant: false },
-    );
+    const lines = withLatest({ database_unreachable: true });
     expect(lines.join()).toMatch(/could not reach the database: check SUPABASE_URL/);
   });
 
@@ -105,16 +100,6 @@ describe('collectorAttention', () => {
       '3 gaps (12 executions possibly uncounted: 10 pruned, 2 missing) since the last acknowledgement: see `flowmeter sources list`, then `flowmeter sources acknowledge-gaps`',
     ]);
   });
-
-  const latestRun = healthy.latest_scheduled_run as NonNullable<
-    CollectorHealth['latest_scheduled_run']
-  >;
-  const { killed: _, ...backgroundRun } = latestRun;
-  const withLatest = (changes: Partial<typeof latestRun>) =>
-    collectorAttention(
-      { ...healthy, latest_scheduled_run: { ...latestRun, ...changes } },
-      { perTenant: false },
-    );
 
   it('flags a scheduled run that failed as a whole, and one that lost leases to another run', () => {
     expect(
@@ -183,33 +168,14 @@ describe('collectorAttention', () => {
       'check that URL is the site URL and collect-usage-background is deployed',
     ],
   ])('flags hand-offs refused (%s) with what to do', (error, advice) => {
-    const lines = collectorAttention(
-      {
-        ...healthy,
-        latest_scheduled_run: {
-          ...(healthy.latest_scheduled_run as NonNullable<CollectorHealth['latest_scheduled_run']>),
-          sources_handoff_refused: 1200,
-          handoff_error: error,
-        },
-      },
-      { perTenant: false },
-    );
+    const lines = withLatest({ sources_handoff_refused: 1200, handoff_error: error });
     expect(lines).toEqual([
       `the latest scheduled collection (2026-12-01T12:00:00Z) could not hand 1,200 sources to collect-usage-background (${error}): ${advice}; they stay due and the next run collects them`,
     ]);
   });
 
   it('limited to some tenants, leaves run-wide findings out', () => {
-    const lines = collectorAttention(
-      {
-        ...healthy,
-        latest_scheduled_run: {
-          ...(healthy.latest_scheduled_run as NonNullable<CollectorHealth['latest_scheduled_run']>),
-          sources_failed: 1,
-        },
-      },
-      { perTenant: true },
-    );
+    const lines = withLatest({ sources_failed: 1 }, true);
     expect(lines).toEqual([]);
   });
 

@@ -64,6 +64,15 @@ const post = (
   body?: string,
 ) => postTo('/v1/billing/meter_events', form, headers, body);
 
+/** One meter event as stripe-node sends it, with what stripe-node throws as the answer. */
+const oneEventThroughStripeNode = () =>
+  client()
+    .billing.meterEvents.create({
+      event_name: 'n8n_executions',
+      payload: { stripe_customer_id: 'cus_contract', value: '1' },
+    })
+    .catch((e: unknown) => e);
+
 describe('the fake takes what stripe-node sends', () => {
   it('a meter event at the limits of every constraint', async () => {
     const event = await client().billing.meterEvents.create(
@@ -167,12 +176,7 @@ describe('the fake refuses what Stripe refuses, in Stripe’s shape', () => {
     expect((await post(valid(), { authorization: null })).status).toBe(401);
     expect((await post(valid(), { authorization: 'Bearer pk_test_abc' })).status).toBe(401);
     stripe.revokeKey(KEY);
-    const revoked = await client()
-      .billing.meterEvents.create({
-        event_name: 'n8n_executions',
-        payload: { stripe_customer_id: 'cus_contract', value: '1' },
-      })
-      .catch((e: unknown) => e);
+    const revoked = await oneEventThroughStripeNode();
     expect(revoked).toBeInstanceOf(Stripe.errors.StripeAuthenticationError);
     expect((revoked as Stripe.errors.StripeError).statusCode).toBe(401);
   });
@@ -220,12 +224,7 @@ describe('the fake refuses what Stripe refuses, in Stripe’s shape', () => {
 
   it('a 429 reaches stripe-node as a rate limit error carrying Retry-After', async () => {
     stripe.rateLimitNext(1, '4');
-    const limited = await client()
-      .billing.meterEvents.create({
-        event_name: 'n8n_executions',
-        payload: { stripe_customer_id: 'cus_contract', value: '1' },
-      })
-      .catch((e: unknown) => e);
+    const limited = await oneEventThroughStripeNode();
     expect(limited).toBeInstanceOf(Stripe.errors.StripeRateLimitError);
     expect((limited as Stripe.errors.StripeError).headers?.['retry-after']).toBe('4');
   });

@@ -13,7 +13,12 @@ describe('statusForSqlState', () => {
     ['42883', 404],
     ['42P01', 404],
     ['25006', 405],
-  ])('maps %s to %i', (sqlState, status) => {
+    // PTxyz lets the function choose the status xyz.
+    ['PT402', 402],
+    ['PT418', 418],
+    ['PT201', 201],
+    ['PT503', 503],
+  ])('maps %s to %i, signed in or not', (sqlState, status) => {
     expect(statusForSqlState(sqlState, false)).toBe(status);
     expect(statusForSqlState(sqlState, true)).toBe(status);
   });
@@ -24,16 +29,6 @@ describe('statusForSqlState', () => {
       expect(statusForSqlState(sqlState, false)).toBe(500);
     },
   );
-
-  it.each([
-    ['PT402', 402],
-    ['PT418', 418],
-    ['PT201', 201],
-    ['PT503', 503],
-  ])('lets PTxyz (%s) choose the status %i', (sqlState, status) => {
-    expect(statusForSqlState(sqlState, false)).toBe(status);
-    expect(statusForSqlState(sqlState, true)).toBe(status);
-  });
 
   it('maps insufficient privilege (42501) to 401 when anonymous, 403 when authenticated', () => {
     expect(statusForSqlState('42501', false)).toBe(401);
