@@ -1,11 +1,9 @@
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import deliverWebhooksFunction from '../../netlify/functions/deliver-webhooks.mts';
-import { createServiceClient, type Db } from '../../src/db/client.ts';
-import { type LocalStack, startLocalStack } from '../../src/local/stack.ts';
 import { addEndpoint } from '../../src/webhooks/add-endpoint.ts';
 import { sendTestEvent } from '../../src/webhooks/send-test-event.ts';
 import { useN8nServer } from '../support/collector.ts';
+import { useOwnStack } from '../support/own-stack.ts';
 import { fakeReceiver, webhookKeyring } from '../support/webhooks.ts';
 
 /**
@@ -13,28 +11,12 @@ import { fakeReceiver, webhookKeyring } from '../support/webhooks.ts';
  * database. On a stack of its own, so that it cannot send another test file's deliveries.
  */
 const server = useN8nServer();
-let stack: LocalStack;
-let pool: pg.Pool;
-let db: Db;
-
-beforeAll(async () => {
-  stack = await startLocalStack();
-  pool = new pg.Pool({ connectionString: stack.databaseUrl, max: 2 });
-  db = createServiceClient({
-    SUPABASE_URL: stack.supabaseUrl,
-    SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
-  });
-});
-
-afterAll(async () => {
-  await pool?.end();
-  await stack?.stop();
-});
+const own = useOwnStack();
 
 describe('deliver-webhooks (the scheduled function)', () => {
   it('delivers a due webhook from its own environment and records the run', async () => {
-    vi.stubEnv('SUPABASE_URL', stack.supabaseUrl);
-    vi.stubEnv('SUPABASE_SERVICE_ROLE_KEY', stack.serviceRoleKey);
+    vi.stubEnv('SUPABASE_URL', own.stack.supabaseUrl);
+    vi.stubEnv('SUPABASE_SERVICE_ROLE_KEY', own.stack.serviceRoleKey);
     vi.stubEnv(
       'FLOWMETER_ENCRYPTION_KEYS',
       `k1:${webhookKeyring.keys.get('k1')?.toString('base64')}`,
@@ -44,7 +26,7 @@ describe('deliver-webhooks (the scheduled function)', () => {
     try {
       const receiver = fakeReceiver(server);
       const added = await addEndpoint({
-        db,
+        db: own.db,
         keyring: webhookKeyring,
         mode: 'local',
         resolve: async () => ['127.0.0.1'],
@@ -54,21 +36,21 @@ describe('deliver-webhooks (the scheduled function)', () => {
       if (!added.ok) throw new Error(added.error.message);
       receiver.secrets.push(added.value.secret);
       const endpoint = added.value.endpoint;
-      const event = await sendTestEvent({ db, endpointId: endpoint.id });
+      const event = await sendTestEvent({ db: own.db, endpointId: endpoint.id });
       if (!event.ok) throw new Error(event.error.message);
-      const before = (await pool.query('select now() as at')).rows[0].at;
+      const before = (await own.pool.query('select now() as at')).rows[0].at;
 
       const response = await deliverWebhooksFunction();
 
       expect(response.status).toBe(200);
       expect(await response.json()).toMatchObject({ delivered: expect.any(Number) });
       expect(receiver.requests.map((r) => [r.id, r.verifiedWith])).toEqual([[event.value.id, [0]]]);
-      const { rows: deliveries } = await pool.query(
+      const { rows: deliveries } = await own.pool.query(
         'select status, attempts, last_status from public.webhook_deliveries where endpoint_id = $1',
         [endpoint.id],
       );
       expect(deliveries).toEqual([{ status: 'delivered', attempts: 1, last_status: 204 }]);
-      const { rows } = await pool.query(
+      const { rows } = await own.pool.query(
         `select ok, summary, error, finished_at is not null as finished from public.scheduled_runs
          where function_name = 'deliver-webhooks' and started_at >= $1`,
         [before],
