@@ -46,6 +46,10 @@ const table = `
     on conflict (label) do nothing;
 `;
 
+/** The body of a function that only raises: `raise`, one plpgsql raise statement. */
+const raising = (raise: string) => `() returns integer language plpgsql immutable
+  set search_path = '' as $$ begin ${raise}; end $$`;
+
 /** Test functions: definition, signature for the grants, and the roles that may execute it. */
 const functions: Array<{ signature: string; roles: ApiRole[]; body: string }> = [
   {
@@ -162,30 +166,21 @@ const functions: Array<{ signature: string; roles: ApiRole[]; body: string }> = 
   {
     signature: 'rpc_test_fail()',
     roles: ALL_ROLES,
-    body: `() returns integer language plpgsql immutable
-      set search_path = '' as $$
-      begin
-        raise exception 'rpc_test failure'
-          using detail = 'rpc_test detail', hint = 'rpc_test hint';
-      end
-      $$`,
+    body: raising(
+      "raise exception 'rpc_test failure' using detail = 'rpc_test detail', hint = 'rpc_test hint'",
+    ),
   },
   {
     signature: 'rpc_test_payment_required()',
     roles: ALL_ROLES,
-    body: `() returns integer language plpgsql immutable
-      set search_path = '' as $$
-      begin
-        raise sqlstate 'PT402' using message = 'rpc_test payment required',
-          detail = 'rpc_test quota', hint = 'rpc_test upgrade';
-      end
-      $$`,
+    body: raising(
+      "raise sqlstate 'PT402' using message = 'rpc_test payment required', detail = 'rpc_test quota', hint = 'rpc_test upgrade'",
+    ),
   },
   {
     signature: 'rpc_test_teapot()',
     roles: ALL_ROLES,
-    body: `() returns integer language plpgsql immutable
-      set search_path = '' as $$ begin raise exception 'rpc_test teapot' using errcode = 'PT418'; end $$`,
+    body: raising("raise exception 'rpc_test teapot' using errcode = 'PT418'"),
   },
   {
     signature: 'rpc_test_service_only()',
@@ -636,22 +631,23 @@ describe('SQLSTATE mapping', () => {
 });
 
 describe('role and claims from the JWT', () => {
+  /** What rpc_test_whoami reports for a call that runs as `role`, for user `uid` (none: null). */
+  const runningAs = (role: ApiRole, uid: string | null = null) => ({
+    current_user: role,
+    role,
+    uid,
+  });
+
   it('runs as anon without a token', async () => {
     const res = await raw(rpcPath('rpc_test_whoami'), { body: '{}' });
     expect(res.status).toBe(200);
-    expect(res.json).toEqual({
-      current_user: 'anon',
-      role: 'anon',
-      uid: null,
-      email: null,
-      claims: { role: 'anon' },
-    });
+    expect(res.json).toEqual({ ...runningAs('anon'), email: null, claims: { role: 'anon' } });
   });
 
   it('runs as anon with the anon key', async () => {
     const { data, error } = await anon().rpc('rpc_test_whoami');
     expect(error).toBeNull();
-    expect(data).toMatchObject({ current_user: 'anon', role: 'anon', uid: null });
+    expect(data).toMatchObject(runningAs('anon'));
     expect(data.claims).toMatchObject({ role: 'anon', iss: 'flowmeter-local' });
   });
 
@@ -660,12 +656,7 @@ describe('role and claims from the JWT', () => {
     const user = await asUser(userId);
     const plain = await user.rpc('rpc_test_whoami');
     expect(plain.error).toBeNull();
-    expect(plain.data).toMatchObject({
-      current_user: 'authenticated',
-      role: 'authenticated',
-      uid: userId,
-      email: null,
-    });
+    expect(plain.data).toMatchObject({ ...runningAs('authenticated', userId), email: null });
 
     const token = await signJwt(stack.jwtSecret, {
       sub: userId,
@@ -677,9 +668,7 @@ describe('role and claims from the JWT', () => {
     const { data, error } = await withToken(token).rpc('rpc_test_whoami');
     expect(error).toBeNull();
     expect(data).toMatchObject({
-      current_user: 'authenticated',
-      role: 'authenticated',
-      uid: userId,
+      ...runningAs('authenticated', userId),
       email: 'someone@example.test',
     });
     expect(data.claims).toMatchObject({
@@ -696,7 +685,7 @@ describe('role and claims from the JWT', () => {
   it('runs as service_role with the service key', async () => {
     const { data, error } = await service().rpc('rpc_test_whoami');
     expect(error).toBeNull();
-    expect(data).toMatchObject({ current_user: 'service_role', role: 'service_role', uid: null });
+    expect(data).toMatchObject(runningAs('service_role'));
     expect(data.claims).toMatchObject({ role: 'service_role' });
   });
 
@@ -776,38 +765,15 @@ describe('auth failures', () => {
 });
 
 describe('malformed requests', () => {
-  it('answers invalid JSON with 400 PGRST102', async () => {
-    const res = await raw(rpcPath('rpc_test_add'), {
-      token: stack.serviceRoleKey,
-      body: '{"a": 1, "b":',
-    });
-    expect(res.status).toBe(400);
-    expect(res.json).toEqual(errorBody('PGRST102'));
-  });
-
-  it('answers a JSON array body with 400', async () => {
-    const res = await raw(rpcPath('rpc_test_add'), {
-      token: stack.serviceRoleKey,
-      body: '[{"a": 1, "b": 2}]',
-    });
-    expect(res.status).toBe(400);
-    expect(res.json).toEqual(errorBody('PGRST102'));
-  });
-
-  it('answers a JSON scalar body with 400', async () => {
-    const res = await raw(rpcPath('rpc_test_add'), { token: stack.serviceRoleKey, body: '42' });
-    expect(res.status).toBe(400);
-    expect(res.json).toEqual(errorBody('PGRST102'));
-  });
-
-  it('answers an unsupported method with 405', async () => {
-    const res = await raw(rpcPath('rpc_test_add'), {
-      method: 'PUT',
-      token: stack.serviceRoleKey,
-      body: '{"a": 1, "b": 2}',
-    });
-    expect(res.status).toBe(405);
-    expect(res.json).toEqual(errorBody('PGRST117'));
+  it.each([
+    ['invalid JSON', 'POST', '{"a": 1, "b":', 400, 'PGRST102'],
+    ['a JSON array body', 'POST', '[{"a": 1, "b": 2}]', 400, 'PGRST102'],
+    ['a JSON scalar body', 'POST', '42', 400, 'PGRST102'],
+    ['an unsupported method', 'PUT', '{"a": 1, "b": 2}', 405, 'PGRST117'],
+  ])('answers %s (%s) with %i', async (_, method, body, status, code) => {
+    const res = await raw(rpcPath('rpc_test_add'), { method, token: stack.serviceRoleKey, body });
+    expect(res.status).toBe(status);
+    expect(res.json).toEqual(errorBody(code));
   });
 
   it('answers an unknown path with 404', async () => {

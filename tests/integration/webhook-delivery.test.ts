@@ -14,7 +14,7 @@ import { sendTestEvent } from '../../src/webhooks/send-test-event.ts';
 import { setEndpointEnabled } from '../../src/webhooks/set-endpoint-enabled.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { dropRequest, faultyDb, loseResponse, Rng, rpcFetch } from '../support/faults.ts';
-import { serviceClient, stack, superuser } from '../support/stack.ts';
+import { serviceClient, superuser } from '../support/stack.ts';
 import {
   deliveriesOf,
   deliveryInput,
@@ -49,6 +49,18 @@ async function recordEvents(endpointIds: string[], n: number, label: string) {
     ids.push(event.value.id);
   }
   return ids;
+}
+
+/**
+ * A receiver's endpoint with one test event due, after `change` (SQL, the endpoint's id as $1)
+ * put it in the state the test is about.
+ */
+async function testEventAfter(change: string) {
+  const receiver = fakeReceiver(server);
+  const endpoint = await receiverEndpoint(receiver);
+  await superuser().query(change, [endpoint.id]);
+  await sendTestEvent({ db: serviceClient(), endpointId: endpoint.id });
+  return { receiver, endpoint };
 }
 
 describe('webhook delivery', () => {
@@ -283,13 +295,9 @@ describe('webhook delivery', () => {
   });
 
   it('an endpoint whose secrets all expired fails visibly instead of sending unsigned', async () => {
-    const receiver = fakeReceiver(server);
-    const endpoint = await receiverEndpoint(receiver);
-    await superuser().query(
+    const { receiver, endpoint } = await testEventAfter(
       "update public.webhook_endpoint_secrets set expires_at = now() - interval '1 second' where endpoint_id = $1",
-      [endpoint.id],
     );
-    await sendTestEvent({ db: serviceClient(), endpointId: endpoint.id });
     expect(await deliverWebhooks(deliveryInput([endpoint.id]))).toMatchObject({ failed: 1 });
     expect(receiver.requests).toEqual([]);
     const [row] = await deliveriesOf([endpoint.id]);
@@ -324,13 +332,9 @@ describe('webhook delivery', () => {
   });
 
   it('production mode refuses at send a URL that only local mode admits', async () => {
-    const receiver = fakeReceiver(server);
-    const endpoint = await receiverEndpoint(receiver);
-    await superuser().query(
+    const { endpoint } = await testEventAfter(
       "update public.webhook_endpoints set url = 'http://127.0.0.1:9/hook' where id = $1",
-      [endpoint.id],
     );
-    await sendTestEvent({ db: serviceClient(), endpointId: endpoint.id });
     await deliverWebhooks(deliveryInput([endpoint.id], { mode: 'production' }));
     const [row] = await deliveriesOf([endpoint.id]);
     expect(row?.last_error).toMatch(/refused: the endpoint URL must start with https/);

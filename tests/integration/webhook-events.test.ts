@@ -75,6 +75,12 @@ async function pendingReport(billable: number) {
   return { tenantId, reportId: data[0].id };
 }
 
+/** One outcome of sending the report to Stripe, recorded as the reporter records it. */
+const recordOutcome = (
+  reportId: number,
+  outcome: { outcome: string; error: string; error_kind?: string },
+) => serviceClient().rpc('record_meter_report', { id: reportId, ...outcome });
+
 describe('webhook events, each from its cause', () => {
   it('usage.threshold_crossed: one event per alert the collector raises', async () => {
     const plan = await createPlan({ included_executions: 10 });
@@ -163,8 +169,7 @@ describe('webhook events, each from its cause', () => {
   it('meter_report.failed when a report becomes failing (3rd failure), once', async () => {
     const { tenantId, reportId } = await pendingReport(5);
     for (let i = 0; i < 5; i++) {
-      await serviceClient().rpc('record_meter_report', {
-        id: reportId,
+      await recordOutcome(reportId, {
         outcome: 'failed',
         error: 'Stripe answered 500',
         error_kind: 'unavailable',
@@ -183,8 +188,7 @@ describe('webhook events, each from its cause', () => {
 
   it('meter_report.failed at once when Stripe refuses the key', async () => {
     const { tenantId, reportId } = await pendingReport(2);
-    await serviceClient().rpc('record_meter_report', {
-      id: reportId,
+    await recordOutcome(reportId, {
       outcome: 'failed',
       error: 'Invalid API Key provided',
       error_kind: 'auth',
@@ -194,8 +198,7 @@ describe('webhook events, each from its cause', () => {
 
   it('meter_report.late when a report is found late', async () => {
     const { tenantId, reportId } = await pendingReport(3);
-    await serviceClient().rpc('record_meter_report', {
-      id: reportId,
+    await recordOutcome(reportId, {
       outcome: 'late',
       error: "the period's invoice is final",
     });

@@ -5,6 +5,21 @@ import {
   statusForSqlState,
 } from '../../src/local/postgrest/errors.ts';
 
+/** Each kind of failure with its SQLSTATEs and the status an anonymous request gets for it. */
+const WHEN_ANONYMOUS: Array<[kind: string, sqlStates: string[], status: number]> = [
+  ['other PL/pgSQL errors', ['P0002', 'P0003', 'P0004', 'P0000'], 500],
+  ['connection errors', ['08000', '08003', '08006', '08P01'], 503],
+  [
+    'serialization failures, cancellations and internal errors',
+    ['40001', '40P01', '57014', '57P01', 'XX000', 'XX001'],
+    500,
+  ],
+  ['resource errors', ['53000', '53100', '53200', '53300'], 503],
+  ['too many connections for a role (not 503)', ['53400'], 500],
+  ['other SQLSTATEs', ['22P02', '22001', '23502', '23514', '42703', '42601'], 400],
+  ['program limits the request reached (not 500)', ['54000', '54001', '54011', '54023'], 400],
+];
+
 describe('statusForSqlState', () => {
   it.each([
     ['P0001', 400],
@@ -18,57 +33,26 @@ describe('statusForSqlState', () => {
     ['PT418', 418],
     ['PT201', 201],
     ['PT503', 503],
+    // Invalid authorization.
+    ['28000', 403],
+    ['28P01', 403],
   ])('maps %s to %i, signed in or not', (sqlState, status) => {
     expect(statusForSqlState(sqlState, false)).toBe(status);
     expect(statusForSqlState(sqlState, true)).toBe(status);
   });
 
-  it.each(['P0002', 'P0003', 'P0004', 'P0000'])(
-    'maps other PL/pgSQL errors (%s) to 500',
-    (sqlState) => {
-      expect(statusForSqlState(sqlState, false)).toBe(500);
-    },
-  );
+  it.each(
+    WHEN_ANONYMOUS.flatMap(([kind, sqlStates, status]) =>
+      sqlStates.map((sqlState) => [kind, sqlState, status] as const),
+    ),
+  )('%s: maps %s to %i', (_, sqlState, status) => {
+    expect(statusForSqlState(sqlState, false)).toBe(status);
+  });
 
   it('maps insufficient privilege (42501) to 401 when anonymous, 403 when authenticated', () => {
     expect(statusForSqlState('42501', false)).toBe(401);
     expect(statusForSqlState('42501', true)).toBe(403);
   });
-
-  it.each(['08000', '08003', '08006', '08P01'])('maps connection errors (%s) to 503', (s) => {
-    expect(statusForSqlState(s, false)).toBe(503);
-  });
-
-  it.each(['28000', '28P01'])('maps invalid authorization (%s) to 403', (s) => {
-    expect(statusForSqlState(s, false)).toBe(403);
-    expect(statusForSqlState(s, true)).toBe(403);
-  });
-
-  it.each(['40001', '40P01', '57014', '57P01', 'XX000', 'XX001'])('maps %s to 500', (s) => {
-    expect(statusForSqlState(s, false)).toBe(500);
-  });
-
-  it.each(['53000', '53100', '53200', '53300'])('maps resource errors (%s) to 503', (s) => {
-    expect(statusForSqlState(s, false)).toBe(503);
-  });
-
-  it('maps too many connections for a role (53400) to 500, not 503', () => {
-    expect(statusForSqlState('53400', false)).toBe(500);
-  });
-
-  it.each(['22P02', '22001', '23502', '23514', '42703', '42601'])(
-    'maps other SQLSTATEs (%s) to 400',
-    (s) => {
-      expect(statusForSqlState(s, false)).toBe(400);
-    },
-  );
-
-  it.each(['54000', '54001', '54011', '54023'])(
-    'maps program limits the request reached (%s) to 400, not 500',
-    (s) => {
-      expect(statusForSqlState(s, false)).toBe(400);
-    },
-  );
 
   it('treats 42501 only by its exact code, not other 42xxx codes', () => {
     expect(statusForSqlState('42502', true)).toBe(400);
