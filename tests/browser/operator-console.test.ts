@@ -1,23 +1,15 @@
-import type { Browser, Page } from '@playwright/test';
+import type { Page } from '@playwright/test';
 import { createClient } from '@supabase/supabase-js';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseKeyring } from '../../src/crypto/keyring.ts';
-import { createServiceClient } from '../../src/db/client.ts';
 import { type DemoN8n, startDemoN8n } from '../../src/local/demo/n8n-server.ts';
 import { seedDemo } from '../../src/local/demo/seed.ts';
 import { type DemoSignIn, seedDemoUsers } from '../../src/local/demo/users.ts';
-import { type LocalStack, startLocalStack } from '../../src/local/stack.ts';
-import {
-  expectNoSeriousA11yViolations,
-  launchBrowser,
-  newContext,
-  screenshot,
-  signIn,
-  startDashboard,
-} from '../support/browser.ts';
+import { expectNoSeriousA11yViolations, screenshot, signIn } from '../support/browser.ts';
+import { useOwnStack } from '../support/own-stack.ts';
 import { uniqueId } from '../support/stack.ts';
 import { ingest, type Run } from '../support/usage-data.ts';
+import { expectAccessibleAndPictured, useDashboardInBrowser } from './dashboard-in-browser.ts';
 
 /**
  * The operator console in a real browser, on the demo's data as `npm start` seeds it (its
@@ -28,8 +20,6 @@ import { ingest, type Run } from '../support/usage-data.ts';
 const BROWSER_TIMEOUT = 90_000;
 const count = (n: number) => n.toLocaleString('en-US');
 
-let dashboard: Awaited<ReturnType<typeof startDashboard>>;
-let browser: Browser;
 let n8n: DemoN8n;
 let operator: DemoSignIn;
 let tenantUser: DemoSignIn;
@@ -37,11 +27,10 @@ let demo: Array<{ id: string; ref: string; name: string }>;
 
 // A stack of its own: the overview counts and ranks every tenant in the database, so
 // the demo's numbers are the whole picture only where no other test file adds tenants.
-let stack: LocalStack;
-let pool: pg.Pool;
-let db: ReturnType<typeof createServiceClient>;
-const superuser = () => pool;
-const serviceClient = () => db;
+const own = useOwnStack();
+const site = useDashboardInBrowser(() => own.stack);
+const superuser = () => own.pool;
+const serviceClient = () => own.db;
 
 /**
  * Runs spread evenly over this calendar month so far (the period of the demo's
@@ -60,21 +49,16 @@ async function usage(tenantId: string, current: number, previous: number): Promi
       status: i % 17 === 5 ? 'error' : 'success',
       durationMs: 800 + ((i * 37) % 4000),
     }));
-  await ingest(tenantId, [...spread(monthStart, current), ...spread(previousStart, previous)], db);
+  await ingest(
+    tenantId,
+    [...spread(monthStart, current), ...spread(previousStart, previous)],
+    serviceClient(),
+  );
 }
 
 beforeAll(async () => {
-  stack = await startLocalStack();
-  pool = new pg.Pool({ connectionString: stack.databaseUrl, max: 2 });
-  db = createServiceClient({
-    SUPABASE_URL: stack.supabaseUrl,
-    SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
-  });
-  [dashboard, browser, n8n] = await Promise.all([
-    startDashboard(stack),
-    launchBrowser(),
-    startDemoN8n(0),
-  ]);
+  n8n = await startDemoN8n(0);
+  const db = serviceClient();
   const tenants = await seedDemo({
     db,
     keyring: parseKeyring(`k1:${Buffer.alloc(32, 7).toString('base64')}`),
@@ -101,18 +85,21 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  await browser?.close();
-  await dashboard?.close();
   await n8n?.close();
-  await pool?.end();
-  await stack?.stop();
 });
 
 async function openAsOperator(hash = ''): Promise<Page> {
-  const page = await (await newContext(browser)).newPage();
-  await page.goto(`${dashboard.url}${hash}`);
+  const page = await site.newPage();
+  await page.goto(`${site.url}${hash}`);
   await signIn(page, operator.email, operator.password);
   await page.getByRole('navigation', { name: 'Console' }).waitFor();
+  return page;
+}
+
+/** The tenants page, searched down to the demo's tenants. */
+async function openDemoTenants(): Promise<Page> {
+  const page = await openAsOperator('#/console/tenants');
+  await page.getByLabel('Search name or reference').fill('demo-');
   return page;
 }
 
@@ -186,14 +173,12 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
         .locator(`table.ranked[data-list="near-limit"] tr[data-tenant="${globex?.tenant_id}"]`)
         .count(),
     ).toBe(1);
-    await expectNoSeriousA11yViolations(page);
-    await screenshot(page, 'operator-overview.png');
+    await expectAccessibleAndPictured(page, 'operator-overview.png');
     await page.context().close();
   });
 
   it('lists every demo tenant with the numbers the database holds', async () => {
-    const page = await openAsOperator('#/console/tenants');
-    await page.getByLabel('Search name or reference').fill('demo-');
+    const page = await openDemoTenants();
     const expected = await demoRows();
     await expect.poll(() => tenantNames(page)).toEqual(expected.map((r) => r.tenant_name));
     for (const row of expected) {
@@ -209,14 +194,12 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
       expect(await tr.locator('[data-level]').getAttribute('data-level')).toBe(row.level);
       expect(await tr.locator('[data-metric="plan"]').textContent()).toBe(row.plan_name);
     }
-    await expectNoSeriousA11yViolations(page);
-    await screenshot(page, 'operator-tenants.png');
+    await expectAccessibleAndPictured(page, 'operator-tenants.png');
     await page.context().close();
   });
 
   it('sorts on a column both ways, and filters by plan and by level', async () => {
-    const page = await openAsOperator('#/console/tenants');
-    await page.getByLabel('Search name or reference').fill('demo-');
+    const page = await openDemoTenants();
     const rows = await demoRows();
     await expect.poll(() => tenantNames(page)).toHaveLength(3);
     const byUsed = [...rows].sort((a, b) => b.used - a.used).map((r) => r.tenant_name);
@@ -243,7 +226,11 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     // More tenants than one page holds, on a plan of their own (made after the overview's
     // screenshot, which shows the demo alone).
     const pagingPlan = uniqueId('paging');
-    await db.rpc('set_plan', { id: pagingPlan, name: 'Paging', included_executions: 100 });
+    await serviceClient().rpc('set_plan', {
+      id: pagingPlan,
+      name: 'Paging',
+      included_executions: 100,
+    });
     await superuser().query(
       `insert into public.tenants (name, external_ref, plan_id)
        select 'Paging tenant ' || lpad(i::text, 2, '0'), 'paging-' || i, $1 from generate_series(1, 30) i`,
@@ -296,8 +283,7 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     }
     const pending = reports.filter((r) => r.status === 'pending').length;
     expect(await page.locator('[data-count="pending"] .chip-n').textContent()).toBe(count(pending));
-    await expectNoSeriousA11yViolations(page);
-    await screenshot(page, 'operator-tenant.png');
+    await expectAccessibleAndPictured(page, 'operator-tenant.png');
     await page.context().close();
   });
 
@@ -339,9 +325,9 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     const initech = demo.find((t) => t.ref === 'demo-initech') as { id: string; name: string };
     const used = async () =>
       count((await demoRows()).find((r) => r.tenant_id === initech.id)?.used as number);
-    const page = await (await newContext(browser)).newPage();
+    const page = await site.newPage();
     await page.clock.install();
-    await page.goto(`${dashboard.url}#/console/tenants/${initech.id}`);
+    await page.goto(`${site.url}#/console/tenants/${initech.id}`);
     await signIn(page, operator.email, operator.password);
     const shown = page.locator('flowmeter-usage [data-metric="used"]');
     await shown.waitFor();
@@ -356,13 +342,13 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
       durationMs: 1000,
     });
     const before = await used();
-    await ingest(initech.id, [run(Date.now() - 5000)], db);
+    await ingest(initech.id, [run(Date.now() - 5000)], serviceClient());
     await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
     await expect.poll(() => shown.textContent()).not.toBe(before);
     expect(await shown.textContent()).toBe(await used());
 
     const afterVisible = await used();
-    await ingest(initech.id, [run(Date.now() - 4000)], db);
+    await ingest(initech.id, [run(Date.now() - 4000)], serviceClient());
     await page.clock.runFor(30_000);
     await expect.poll(() => shown.textContent()).not.toBe(afterVisible);
     expect(await shown.textContent()).toBe(await used());
@@ -406,8 +392,7 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     expect(await failing.locator(toAcme).count()).toBe(1);
     const findingLink = page.locator(`ul.findings ${toAcme}`);
     expect(await findingLink.textContent()).toBe(acme.name);
-    await expectNoSeriousA11yViolations(page);
-    await screenshot(page, 'operator-health.png');
+    await expectAccessibleAndPictured(page, 'operator-health.png');
     await findingLink.click();
     await page.getByRole('heading', { name: acme.name, level: 1 }).waitFor();
     await page.context().close();
@@ -426,8 +411,7 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     const dialog = page.getByRole('dialog');
     await dialog.waitFor();
     expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Cancel');
-    await expectNoSeriousA11yViolations(page);
-    await screenshot(page, 'operator-confirm.png');
+    await expectAccessibleAndPictured(page, 'operator-confirm.png');
     await dialog.getByRole('button', { name: 'Cancel' }).click();
     const kept = await superuser().query('select enabled from public.n8n_sources where id = $1', [
       source.id,
@@ -461,7 +445,7 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
 
 describe('when the operator’s session ends', { timeout: BROWSER_TIMEOUT }, () => {
   it('returns to the sign-in form and says why', async () => {
-    const page = await (await newContext(browser)).newPage();
+    const page = await site.newPage();
     await page.route('**/rest/v1/rpc/operator_overview**', (route) =>
       route.fulfill({
         status: 401,
@@ -474,7 +458,7 @@ describe('when the operator’s session ends', { timeout: BROWSER_TIMEOUT }, () 
         }),
       }),
     );
-    await page.goto(dashboard.url);
+    await page.goto(site.url);
     await signIn(page, operator.email, operator.password);
     await page.locator('form.sign-in').waitFor();
     expect(await page.locator('form.sign-in [role="alert"]').textContent()).toContain(
@@ -487,26 +471,25 @@ describe('when the operator’s session ends', { timeout: BROWSER_TIMEOUT }, () 
 
 describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
   it('is told the console is for operators, and no operator data is asked for or shown', async () => {
-    const page = await (await newContext(browser)).newPage();
+    const page = await site.newPage();
     const operatorCalls: string[] = [];
     page.on('request', (r) => {
       if (r.url().includes('/rest/v1/rpc/operator_')) operatorCalls.push(r.url());
     });
-    await page.goto(`${dashboard.url}#/console`);
+    await page.goto(`${site.url}#/console`);
     await signIn(page, tenantUser.email, tenantUser.password);
     await page.getByRole('heading', { name: 'Operators only' }).waitFor();
     expect(await page.getByRole('navigation', { name: 'Console' }).count()).toBe(0);
     expect(await page.locator('table.tenants, table.ranked').count()).toBe(0);
     expect(operatorCalls).toEqual([]);
-    await expectNoSeriousA11yViolations(page);
-    await screenshot(page, 'operator-not-operator.png');
+    await expectAccessibleAndPictured(page, 'operator-not-operator.png');
     await page.getByRole('link', { name: 'Go to your usage' }).click();
     await page.locator('flowmeter-usage [data-metric="used"]').waitFor();
     await page.context().close();
   });
 
   it('gets 403 from the operator RPCs with the same session', async () => {
-    const client = createClient(stack.supabaseUrl, stack.anonKey, {
+    const client = createClient(own.stack.supabaseUrl, own.stack.anonKey, {
       auth: { persistSession: false, autoRefreshToken: false },
     });
     const { error } = await client.auth.signInWithPassword(tenantUser);

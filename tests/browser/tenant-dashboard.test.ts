@@ -1,29 +1,27 @@
 import { readFile } from 'node:fs/promises';
-import type { Browser, Page } from '@playwright/test';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Page } from '@playwright/test';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { FlowmeterDashboard } from '../../web/src/dashboard.ts';
 import type { FlowmeterUsage } from '../../web/src/widget/flowmeter-usage.ts';
 import {
   createSignInUser,
   expectNoSeriousA11yViolations,
-  launchBrowser,
   newContext,
   screenshot,
   signIn,
-  startDashboard,
   visibleText,
 } from '../support/browser.ts';
 import { parseCsv } from '../support/csv.ts';
 import { superuser } from '../support/stack.ts';
 import { ingest, type SeededTenant, seedUsageTenant } from '../support/usage-data.ts';
+import { expectAccessibleAndPictured, useDashboardInBrowser } from './dashboard-in-browser.ts';
 
 /**
  * The tenant dashboard in a real browser (the system's Chromium), served as `npm start`
  * serves it, signed in through its form against the local Supabase Auth subset. What the
  * page shows is compared with the database, read as the superuser.
  */
-let dashboard: Awaited<ReturnType<typeof startDashboard>>;
-let browser: Browser;
+const site = useDashboardInBrowser();
 let acme: SeededTenant;
 let other: SeededTenant;
 let member: { email: string; password: string };
@@ -32,40 +30,33 @@ let labsMember: { email: string; password: string };
 let billed: SeededTenant;
 let billedMember: { email: string; password: string };
 
-beforeAll(async () => {
-  [dashboard, browser] = await Promise.all([startDashboard(), launchBrowser()]);
-  acme = await seedUsageTenant({
-    name: 'Acme Corp',
-    included: 1500,
-    previousPerDay: 45,
-    currentPerDay: 105,
-  });
-  other = await seedUsageTenant({
-    name: 'Umbrella Hidden Ltd',
-    included: 9000,
-    previousPerDay: 11,
-    currentPerDay: 37,
-  });
-  member = await createSignInUser([acme.tenantId]);
+/** The tenants this file seeds, one a row, with the part each plays. */
+const SEEDS = {
+  acme: { name: 'Acme Corp', included: 1500, previousPerDay: 45, currentPerDay: 105 },
+  // Acme's member must never see this one.
+  other: { name: 'Umbrella Hidden Ltd', included: 9000, previousPerDay: 11, currentPerDay: 37 },
   // A hard limit reserves the runs it allows: more asked for than there is room for, at any
   // time of day (just after midnight UTC today has almost no runs yet, so the room is
   // largest then: about 67 of 480).
-  labs = await seedUsageTenant({
+  labs: {
     name: 'Acme Labs',
     policy: 'hard_limit',
     included: 480,
     previousPerDay: 12,
     currentPerDay: 28,
     reservations: 120,
-  });
-  labsMember = await createSignInUser([labs.tenantId]);
+  },
   // A Stripe subscriber whose invoice preview the server has cached.
-  billed = await seedUsageTenant({
-    name: 'Globex Billing',
-    included: 1000,
-    previousPerDay: 20,
-    currentPerDay: 30,
-  });
+  billed: { name: 'Globex Billing', included: 1000, previousPerDay: 20, currentPerDay: 30 },
+} satisfies Record<string, Parameters<typeof seedUsageTenant>[0]>;
+
+beforeAll(async () => {
+  acme = await seedUsageTenant(SEEDS.acme);
+  other = await seedUsageTenant(SEEDS.other);
+  member = await createSignInUser([acme.tenantId]);
+  labs = await seedUsageTenant(SEEDS.labs);
+  labsMember = await createSignInUser([labs.tenantId]);
+  billed = await seedUsageTenant(SEEDS.billed);
   await superuser().query(
     `update public.tenants set stripe_customer_id = 'cus_globex', stripe_subscription_id = 'sub_globex',
        subscription_status = 'active' where id = $1`,
@@ -80,17 +71,12 @@ beforeAll(async () => {
   billedMember = await createSignInUser([billed.tenantId]);
 }, 180_000);
 
-afterAll(async () => {
-  await browser?.close();
-  await dashboard?.close();
-});
-
 const BROWSER_TIMEOUT = 90_000;
 
 async function openSignedIn(user = member): Promise<Page> {
-  const context = await newContext(browser);
+  const context = await newContext(site.browser);
   const page = await context.newPage();
-  await page.goto(dashboard.url);
+  await page.goto(site.url);
   await signIn(page, user.email, user.password);
   await usage(page).locator('[data-metric="used"]').waitFor();
   await page.getByText('Updated').waitFor();
@@ -98,8 +84,8 @@ async function openSignedIn(user = member): Promise<Page> {
 }
 
 async function openSignedInWithoutData(user: { email: string; password: string }): Promise<Page> {
-  const page = await (await newContext(browser)).newPage();
-  await page.goto(dashboard.url);
+  const page = await site.newPage();
+  await page.goto(site.url);
   await signIn(page, user.email, user.password);
   return page;
 }
@@ -123,8 +109,8 @@ async function counters(tenant: SeededTenant) {
 
 describe('the sign-in page', { timeout: BROWSER_TIMEOUT }, () => {
   it('has labelled fields and no serious accessibility violation', async () => {
-    const page = await (await newContext(browser)).newPage();
-    await page.goto(dashboard.url);
+    const page = await site.newPage();
+    await page.goto(site.url);
     await expect.poll(() => page.getByLabel('Email').isVisible()).toBe(true);
     await expect.poll(() => page.getByLabel('Password').isVisible()).toBe(true);
     await expectNoSeriousA11yViolations(page);
@@ -132,12 +118,12 @@ describe('the sign-in page', { timeout: BROWSER_TIMEOUT }, () => {
   });
 
   it('says the password is wrong, and shows no data', async () => {
-    const page = await (await newContext(browser)).newPage();
+    const page = await site.newPage();
     const rpcCalls: string[] = [];
     page.on('request', (r) => {
       if (r.url().includes('/rest/v1/rpc/')) rpcCalls.push(r.url());
     });
-    await page.goto(dashboard.url);
+    await page.goto(site.url);
     await signIn(page, member.email, 'not-the-password');
     await page.getByRole('alert').filter({ hasText: 'Wrong email or password.' }).waitFor();
     await screenshot(page, 'sign-in-wrong-password.png');
@@ -148,8 +134,8 @@ describe('the sign-in page', { timeout: BROWSER_TIMEOUT }, () => {
   });
 
   it('says when the sign-in service cannot be reached', async () => {
-    const page = await (await newContext(browser)).newPage();
-    await page.goto(dashboard.url);
+    const page = await site.newPage();
+    await page.goto(site.url);
     await page.route('**/auth/v1/token**', (route) => route.abort('connectionrefused'));
     await signIn(page, member.email, member.password);
     await page.getByRole('alert').filter({ hasText: 'cannot be reached' }).waitFor();
@@ -159,12 +145,12 @@ describe('the sign-in page', { timeout: BROWSER_TIMEOUT }, () => {
 
 describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
   it("shows the tenant's counters as the database holds them, and nothing of another tenant", async () => {
-    const page = await (await newContext(browser)).newPage();
+    const page = await site.newPage();
     const bodies: string[] = [];
     page.on('response', async (r) => {
       if (r.url().includes('/rest/v1/rpc/')) bodies.push(await r.text().catch(() => ''));
     });
-    await page.goto(dashboard.url);
+    await page.goto(site.url);
     await signIn(page, member.email, member.password);
     await metric(page, 'used').waitFor();
 
@@ -304,10 +290,10 @@ describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
   });
 
   it('refreshes when the tab becomes visible again, and every 30 seconds', async () => {
-    const context = await newContext(browser);
+    const context = await newContext(site.browser);
     const page = await context.newPage();
     await page.clock.install();
-    await page.goto(dashboard.url);
+    await page.goto(site.url);
     await signIn(page, member.email, member.password);
     await metric(page, 'used').waitFor();
     const before = (await counters(acme)).billable;
@@ -330,8 +316,7 @@ describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
 
   it('has no serious accessibility violation, and is photographed with its data', async () => {
     const page = await openSignedIn();
-    await expectNoSeriousA11yViolations(page);
-    await screenshot(page, 'tenant-dashboard.png');
+    await expectAccessibleAndPictured(page, 'tenant-dashboard.png');
     await page.context().close();
   });
 
@@ -357,13 +342,13 @@ describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
   });
 
   it('reads the summary once per refresh', async () => {
-    const page = await (await newContext(browser)).newPage();
+    const page = await site.newPage();
     const calls: string[] = [];
     page.on('request', (r) => {
       const fn = /\/rest\/v1\/rpc\/([a-z_]+)/.exec(r.url())?.[1];
       if (fn) calls.push(fn);
     });
-    await page.goto(dashboard.url);
+    await page.goto(site.url);
     await signIn(page, member.email, member.password);
     await page.getByText('Updated').waitFor();
     const callsOf = (fn: string) => calls.filter((c) => c === fn).length;
@@ -379,16 +364,16 @@ describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
   });
 
   it('shows the new user’s tenants when another user signs in in another tab', async () => {
-    const context = await newContext(browser);
+    const context = await newContext(site.browser);
     const first = await context.newPage();
-    await first.goto(dashboard.url);
+    await first.goto(site.url);
     await signIn(first, member.email, member.password);
     await metric(first, 'used').waitFor();
     expect(await visibleText(first)).toContain(acme.name);
 
     // The other tab shares the session: signing in there replaces it without a sign-out.
     const second = await context.newPage();
-    await second.goto(dashboard.url);
+    await second.goto(site.url);
     await second.getByText('Updated').waitFor();
     await second.evaluate(
       async ({ email, password }) => {
