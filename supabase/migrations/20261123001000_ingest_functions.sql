@@ -14,8 +14,7 @@ set search_path = ''
 as $$
   select at is null or (at <= now() + interval '5 minutes' and at >= now() - interval '400 days');
 $$;
-revoke all on function private.plausible_execution_time(timestamptz) from public;
-grant execute on function private.plausible_execution_time(timestamptz) to service_role;
+select private.grant_to_service_role_only('private.plausible_execution_time(timestamptz)');
 
 -- Creates the monthly partition that holds `at` (in schema private, not exposed by the API),
 -- only for months from 14 before now's to the next one: a hostile timestamp cannot make
@@ -120,12 +119,11 @@ $$;
 comment on function private.analyze_young_execution_partition(timestamptz) is
   'security definer: analyze requires owning the partition, which the service role does not. Analyzes only the private.executions_YYYY_MM partition of the given month.';
 
-revoke all on function private.ensure_execution_partition(timestamptz) from public;
-revoke all on function private.drop_expired_execution_partitions(int) from public;
-revoke all on function private.analyze_young_execution_partition(timestamptz) from public;
-grant execute on function private.ensure_execution_partition(timestamptz),
-  private.analyze_young_execution_partition(timestamptz),
-  private.drop_expired_execution_partitions(int) to service_role;
+select private.grant_to_service_role_only(
+  'private.ensure_execution_partition(timestamptz)',
+  'private.analyze_young_execution_partition(timestamptz)',
+  'private.drop_expired_execution_partitions(int)'
+);
 
 -- Leases, pages, runs -------------------------------------------------------------------
 
@@ -682,8 +680,7 @@ begin
   return added;
 end;
 $$;
-revoke all on function private.record_collection_gaps(uuid, uuid, text, int8multirange, text) from public;
-grant execute on function private.record_collection_gaps(uuid, uuid, text, int8multirange, text) to service_role;
+select private.grant_to_service_role_only('private.record_collection_gaps(uuid, uuid, text, int8multirange, text)');
 
 -- The operator has seen these gaps: status stops flagging them. Gaps of these sources, or
 -- these tenants' (all by default). Returns how many were acknowledged.
@@ -809,34 +806,18 @@ begin
 end;
 $$;
 
-revoke all on function private.lock_leased_source(uuid, uuid) from public;
-grant execute on function private.lock_leased_source(uuid, uuid) to service_role;
-
-revoke execute on function
-  public.claim_collector_sources(int, int, uuid[], boolean, uuid),
-  public.resume_collector_sources(uuid[], uuid[]),
-  public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[], uuid),
-  public.list_open_executions(uuid, uuid, int),
-  public.list_execution_probes(uuid, uuid, int),
-  public.acknowledge_collection_gaps(uuid[], uuid[]),
-  public.close_open_executions(uuid, uuid, bigint[], bigint[], bigint[]),
-  public.renew_collector_leases(uuid[], uuid[]),
-  public.release_collector_sources(uuid[], uuid[], text[]),
-  public.start_collector_run(text),
-  public.finish_collector_run(uuid, jsonb),
-  public.maintain_execution_partitions(int)
-  from public, anon, authenticated;
-grant execute on function
-  public.claim_collector_sources(int, int, uuid[], boolean, uuid),
-  public.resume_collector_sources(uuid[], uuid[]),
-  public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[], uuid),
-  public.list_open_executions(uuid, uuid, int),
-  public.list_execution_probes(uuid, uuid, int),
-  public.acknowledge_collection_gaps(uuid[], uuid[]),
-  public.close_open_executions(uuid, uuid, bigint[], bigint[], bigint[]),
-  public.renew_collector_leases(uuid[], uuid[]),
-  public.release_collector_sources(uuid[], uuid[], text[]),
-  public.start_collector_run(text),
-  public.finish_collector_run(uuid, jsonb),
-  public.maintain_execution_partitions(int)
-  to service_role;
+select private.grant_to_service_role_only(
+  'private.lock_leased_source(uuid, uuid)',
+  'public.claim_collector_sources(int, int, uuid[], boolean, uuid)',
+  'public.resume_collector_sources(uuid[], uuid[])',
+  'public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[], uuid)',
+  'public.list_open_executions(uuid, uuid, int)',
+  'public.list_execution_probes(uuid, uuid, int)',
+  'public.acknowledge_collection_gaps(uuid[], uuid[])',
+  'public.close_open_executions(uuid, uuid, bigint[], bigint[], bigint[])',
+  'public.renew_collector_leases(uuid[], uuid[])',
+  'public.release_collector_sources(uuid[], uuid[], text[])',
+  'public.start_collector_run(text)',
+  'public.finish_collector_run(uuid, jsonb)',
+  'public.maintain_execution_partitions(int)'
+);

@@ -413,24 +413,16 @@ as $$
   limit least(greatest(coalesce(list_meter_corrections.max_rows, 100), 1), 1000);
 $$;
 
-revoke execute on function private.correction_cancel_window(), private.billed_executions(uuid, timestamptz, bigint),
-  private.correction_credit(uuid, timestamptz, bigint, text, bigint)
-  from public, anon, authenticated;
-grant execute on function private.correction_cancel_window(), private.billed_executions(uuid, timestamptz, bigint),
-  private.correction_credit(uuid, timestamptz, bigint, text, bigint)
-  to service_role;
-revoke execute on function public.record_meter_correction(uuid, bigint, text, text, text, timestamptz, date, text, int),
-  public.list_meter_corrections(uuid[], date, int),
-  public.resolve_meter_correction(bigint, boolean),
-  public.claim_meter_corrections(bigint[], uuid[], int, int),
-  public.record_meter_correction_outcome(bigint, text, text, text, text)
-  from public, anon, authenticated;
-grant execute on function public.record_meter_correction(uuid, bigint, text, text, text, timestamptz, date, text, int),
-  public.list_meter_corrections(uuid[], date, int),
-  public.resolve_meter_correction(bigint, boolean),
-  public.claim_meter_corrections(bigint[], uuid[], int, int),
-  public.record_meter_correction_outcome(bigint, text, text, text, text)
-  to service_role;
+select private.grant_to_service_role_only(
+  'private.correction_cancel_window()',
+  'private.billed_executions(uuid, timestamptz, bigint)',
+  'private.correction_credit(uuid, timestamptz, bigint, text, bigint)',
+  'public.record_meter_correction(uuid, bigint, text, text, text, timestamptz, date, text, int)',
+  'public.list_meter_corrections(uuid[], date, int)',
+  'public.resolve_meter_correction(bigint, boolean)',
+  'public.claim_meter_corrections(bigint[], uuid[], int, int)',
+  'public.record_meter_correction_outcome(bigint, text, text, text, text)'
+);
 
 -- What a tenant's users see of corrections: their own tenant's, under row-level security
 -- (security invoker, the columns granted to authenticated), newest first.
