@@ -16,14 +16,13 @@ returns void
 language plpgsql
 set search_path = ''
 as $$
-declare
-  tbl regclass;
 begin
-  foreach tbl in array restrict_to_service_role.tables loop
-    execute format('alter table %s enable row level security', tbl);
-    execute format('revoke all on table %s from public, anon, authenticated', tbl);
-    execute format('grant all on table %s to service_role', tbl);
-  end loop;
+  -- alter table takes one table at a time, revoke and grant a list.
+  execute (select string_agg(format('alter table %s enable row level security', t), '; ')
+           from unnest(restrict_to_service_role.tables) t);
+  execute format('revoke all on table %s from public, anon, authenticated',
+                 array_to_string(restrict_to_service_role.tables, ', '));
+  execute format('grant all on table %s to service_role', array_to_string(restrict_to_service_role.tables, ', '));
 end;
 $$;
 revoke all on function private.restrict_to_service_role(regclass[]) from public;
