@@ -368,8 +368,6 @@ language plpgsql
 set search_path = ''
 as $$
 #variable_conflict use_column
-declare
-  correction public.meter_corrections;
 begin
   update public.meter_corrections c set
     status = 'pending',
@@ -378,17 +376,16 @@ begin
     last_error_kind = null,
     claimed_until = null
   where c.id = resolve_meter_correction.id and c.status = 'review' and c.method = 'cancel'
-    and c.cancel_sent_at is null
-  returning c.* into correction;
-  if correction.id is null then
+    and c.cancel_sent_at is null;
+  if not found then
     raise exception 'correction % is not waiting for a check in Stripe (status review)', resolve_meter_correction.id
       using errcode = '22023', hint = 'flowmeter corrections lists the corrections with their status.';
   end if;
   if resolve_meter_correction.stripe_cancelled then
-    return public.record_meter_correction_outcome(correction.id, 'cancel_sent');
+    return public.record_meter_correction_outcome(resolve_meter_correction.id, 'cancel_sent');
   end if;
   return public.record_meter_correction_outcome(
-    correction.id, 'credit', 'checked in Stripe: the event was not cancelled; credited instead'
+    resolve_meter_correction.id, 'credit', 'checked in Stripe: the event was not cancelled; credited instead'
   );
 end;
 $$;
