@@ -5,6 +5,49 @@
 -- Enforcement reads a plan's trial quota and grace days; meter reports read its Billing
 -- Meter.
 
+-- Table privileges --------------------------------------------------------------------
+
+-- How every table file (these first, then collection, usage, billing and the rest) closes,
+-- defined once. Each table is service-only: row-level security on, Supabase's default
+-- grants to the API roles revoked (see the security model in foundation), everything
+-- granted to service_role.
+create or replace function private.restrict_to_service_role(variadic tables regclass[])
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  -- alter table takes one table at a time, revoke and grant a list.
+  execute (select string_agg(format('alter table %s enable row level security', t), '; ')
+           from unnest(restrict_to_service_role.tables) t);
+  execute format('revoke all on table %s from public, anon, authenticated',
+                 array_to_string(restrict_to_service_role.tables, ', '));
+  execute format('grant all on table %s to service_role', array_to_string(restrict_to_service_role.tables, ', '));
+end;
+$$;
+revoke all on function private.restrict_to_service_role(regclass[]) from public;
+
+-- Then, for a table of tenant rows that members may read: SELECT (on `columns` only, when
+-- given) to authenticated, and the policy <table>_select_member that shows a member the
+-- rows of its own tenants.
+create or replace function private.grant_member_read(tbl regclass, variadic columns text[] default null)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  execute format('grant select %s on table %s to authenticated',
+                 (select '(' || string_agg(format('%I', c), ', ') || ')' from unnest(grant_member_read.columns) c),
+                 grant_member_read.tbl);
+  execute format(
+    'create policy %I on %s for select to authenticated '
+    'using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())))',
+    (select c.relname || '_select_member' from pg_catalog.pg_class c where c.oid = grant_member_read.tbl),
+    grant_member_read.tbl);
+end;
+$$;
+revoke all on function private.grant_member_read(regclass, text[]) from public;
+
 -- Plans -------------------------------------------------------------------------------
 
 create table public.plans (
@@ -182,19 +225,11 @@ create trigger n8n_sources_touch_updated_at before update on public.n8n_sources
 
 -- Privileges and row-level security ---------------------------------------------------
 
-alter table public.plans enable row level security;
-alter table public.tenants enable row level security;
-alter table public.tenant_members enable row level security;
-alter table public.n8n_sources enable row level security;
-
-revoke all on table public.plans, public.tenants, public.tenant_members, public.n8n_sources
-  from public, anon, authenticated;
+select private.restrict_to_service_role('public.plans', 'public.tenants', 'public.tenant_members', 'public.n8n_sources');
 grant select on table public.plans, public.tenants, public.tenant_members to authenticated;
 -- The tenant usage API says nothing of sources: members read only the ids they see on
 -- their executions. URLs, names, projects and the key ciphertext are the operator's.
-grant select (id, tenant_id) on table public.n8n_sources to authenticated;
-grant all on table public.plans, public.tenants, public.tenant_members, public.n8n_sources
-  to service_role;
+select private.grant_member_read('public.n8n_sources', 'id', 'tenant_id');
 
 create policy tenant_members_select_own on public.tenant_members
   for select to authenticated
@@ -213,6 +248,3 @@ create policy plans_select_member on public.plans
     where m.user_id = (select auth.uid())
   ));
 
-create policy n8n_sources_select_member on public.n8n_sources
-  for select to authenticated
-  using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));

@@ -152,26 +152,14 @@ create trigger collector_source_state_touch_updated_at before update on public.c
 
 -- Privileges and RLS ----------------------------------------------------------------------
 
-alter table public.executions enable row level security;
+select private.restrict_to_service_role(
+  'public.executions', 'public.open_executions', 'public.execution_probes',
+  'public.collector_source_state', 'public.collection_gaps', 'public.collector_runs'
+);
+-- Like the monthly partitions (ensure_execution_partition): reached through public.executions only.
 alter table private.executions_default enable row level security;
-alter table public.open_executions enable row level security;
-alter table public.execution_probes enable row level security;
-alter table public.collector_source_state enable row level security;
-alter table public.collection_gaps enable row level security;
-alter table public.collector_runs enable row level security;
-
-revoke all on table public.executions, public.open_executions, public.execution_probes,
-  public.collector_source_state, public.collection_gaps, public.collector_runs, private.executions_default
-  from public, anon, authenticated;
+revoke all on table private.executions_default from public, anon, authenticated;
 -- Gaps are the operator's to read and acknowledge, not the tenant's.
-grant select on table public.executions, public.open_executions to authenticated;
-grant all on table public.executions, public.open_executions, public.execution_probes,
-  public.collector_source_state, public.collection_gaps, public.collector_runs to service_role;
-
-create policy executions_select_member on public.executions
-  for select to authenticated
-  using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));
-create policy open_executions_select_member on public.open_executions
-  for select to authenticated
-  using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));
+select private.grant_member_read('public.executions');
+select private.grant_member_read('public.open_executions');
 

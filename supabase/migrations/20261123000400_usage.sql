@@ -86,25 +86,10 @@ create index usage_reservations_released_idx on public.usage_reservations (relea
 
 -- Privileges and RLS ----------------------------------------------------------------------
 
-alter table public.usage_counters enable row level security;
-alter table public.usage_daily enable row level security;
-alter table public.usage_reservations enable row level security;
-
-revoke all on table public.usage_counters, public.usage_daily, public.usage_reservations
-  from public, anon, authenticated;
-grant select on table public.usage_counters, public.usage_daily, public.usage_reservations to authenticated;
-grant all on table public.usage_counters, public.usage_daily, public.usage_reservations to service_role;
-
-create policy usage_counters_select_member on public.usage_counters
-  for select to authenticated
-  using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));
-create policy usage_daily_select_member on public.usage_daily
-  for select to authenticated
-  using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));
-
-create policy usage_reservations_select_member on public.usage_reservations
-  for select to authenticated
-  using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));
+select private.restrict_to_service_role('public.usage_counters', 'public.usage_daily', 'public.usage_reservations');
+select private.grant_member_read('public.usage_counters');
+select private.grant_member_read('public.usage_daily');
+select private.grant_member_read('public.usage_reservations');
 
 -- Triggers ----------------------------------------------------------------------------
 
@@ -145,8 +130,7 @@ begin
       and r.released_at is null);
 end;
 $$;
-revoke all on function private.next_reservation_expiry(uuid, timestamptz) from public;
-grant execute on function private.next_reservation_expiry(uuid, timestamptz) to service_role;
+select private.grant_to_service_role_only('private.next_reservation_expiry(uuid, timestamptz)');
 
 -- When the collector counts new billable executions for a tenant-period, as many of its
 -- active reservations are released, soonest-expiring first: those runs are now counted

@@ -48,11 +48,7 @@ comment on table public.stripe_events is 'Each Stripe webhook event processed, o
 create index stripe_events_tenant_id_idx on public.stripe_events (tenant_id);
 create index stripe_events_rejected_idx on public.stripe_events (received_at) where outcome = 'rejected';
 
-alter table public.plan_prices enable row level security;
-alter table public.stripe_events enable row level security;
-
-revoke all on table public.plan_prices, public.stripe_events from public, anon, authenticated;
-grant all on table public.plan_prices, public.stripe_events to service_role;
+select private.restrict_to_service_role('public.plan_prices', 'public.stripe_events');
 
 -- Meter reports (meter_report_functions): usage reported to Stripe Billing Meters
 -- through a ledger (outbox). Stripe never over-bills: every report is a delta recorded
@@ -99,14 +95,9 @@ comment on table public.meter_reports is 'Outbox of usage deltas for Stripe Bill
 create index meter_reports_pending_idx on public.meter_reports (created_at) where status = 'pending';
 create index meter_reports_tenant_period_idx on public.meter_reports (tenant_id, period_start);
 
-alter table public.meter_reports enable row level security;
-revoke all on table public.meter_reports from public, anon, authenticated;
-grant select (id, tenant_id, period_start, period_end, reported_through, value, event_timestamp, status, created_at, sent_at)
-  on table public.meter_reports to authenticated;
-grant all on table public.meter_reports to service_role;
-create policy meter_reports_select_member on public.meter_reports
-  for select to authenticated
-  using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));
+select private.restrict_to_service_role('public.meter_reports');
+select private.grant_member_read('public.meter_reports', 'id', 'tenant_id', 'period_start', 'period_end',
+  'reported_through', 'value', 'event_timestamp', 'status', 'created_at', 'sent_at');
 
 -- Reconciliation (meter_report_functions): prove counters = raw rows, and what we
 -- reported = what Stripe holds. Findings are recorded where the operator sees them;
@@ -131,6 +122,4 @@ create table public.reconciliation_findings (
 comment on table public.reconciliation_findings is 'Differences found by the daily reconciliation, for the operator.';
 create index reconciliation_findings_tenant_idx on public.reconciliation_findings (tenant_id, period_start);
 
-alter table public.reconciliation_findings enable row level security;
-revoke all on table public.reconciliation_findings from public, anon, authenticated;
-grant all on table public.reconciliation_findings to service_role;
+select private.restrict_to_service_role('public.reconciliation_findings');

@@ -79,11 +79,6 @@ comment on table public.meter_corrections is 'Outbox of corrections to what Stri
 create index meter_corrections_tenant_period_idx on public.meter_corrections (tenant_id, period_start);
 create index meter_corrections_pending_idx on public.meter_corrections (created_at) where status = 'pending';
 
-alter table public.meter_corrections enable row level security;
-revoke all on table public.meter_corrections from public, anon, authenticated;
-grant select (id, tenant_id, period_start, period_end, kind, delta, reason, method, credit_amount, currency, status, created_at, sent_at)
-  on table public.meter_corrections to authenticated;
-grant all on table public.meter_corrections to service_role;
-create policy meter_corrections_select_member on public.meter_corrections
-  for select to authenticated
-  using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));
+select private.restrict_to_service_role('public.meter_corrections');
+select private.grant_member_read('public.meter_corrections', 'id', 'tenant_id', 'period_start', 'period_end',
+  'kind', 'delta', 'reason', 'method', 'credit_amount', 'currency', 'status', 'created_at', 'sent_at');

@@ -14,8 +14,7 @@ set search_path = ''
 as $$
   select at is null or (at <= now() + interval '5 minutes' and at >= now() - interval '400 days');
 $$;
-revoke all on function private.plausible_execution_time(timestamptz) from public;
-grant execute on function private.plausible_execution_time(timestamptz) to service_role;
+select private.grant_to_service_role_only('private.plausible_execution_time(timestamptz)');
 
 -- Creates the monthly partition that holds `at` (in schema private, not exposed by the API),
 -- only for months from 14 before now's to the next one: a hostile timestamp cannot make
@@ -120,14 +119,26 @@ $$;
 comment on function private.analyze_young_execution_partition(timestamptz) is
   'security definer: analyze requires owning the partition, which the service role does not. Analyzes only the private.executions_YYYY_MM partition of the given month.';
 
-revoke all on function private.ensure_execution_partition(timestamptz) from public;
-revoke all on function private.drop_expired_execution_partitions(int) from public;
-revoke all on function private.analyze_young_execution_partition(timestamptz) from public;
-grant execute on function private.ensure_execution_partition(timestamptz),
-  private.analyze_young_execution_partition(timestamptz),
-  private.drop_expired_execution_partitions(int) to service_role;
+select private.grant_to_service_role_only(
+  'private.ensure_execution_partition(timestamptz)',
+  'private.analyze_young_execution_partition(timestamptz)',
+  'private.drop_expired_execution_partitions(int)'
+);
 
 -- Leases, pages, runs -------------------------------------------------------------------
+
+-- What a run gets for each source it claims or resumes: where to reach n8n, its lease, where
+-- its walk stands, and how many open executions and probes it has to revisit.
+create or replace view private.collector_source_claims with (security_invoker = true) as
+select st.source_id, s.tenant_id, s.base_url, s.api_key_ciphertext, s.project_id, st.lease_token,
+       st.floor_id, st.high_water_id, st.walk_cursor, st.walk_top_id, st.backfill_from,
+       st.supports_started_after,
+       (select count(*) from public.open_executions o where o.source_id = st.source_id)
+         + (select count(*) from public.execution_probes pr where pr.source_id = st.source_id) as open_executions
+from public.collector_source_state st
+join public.n8n_sources s on s.id = st.source_id;
+revoke all on private.collector_source_claims from public, anon, authenticated;
+grant select on private.collector_source_claims to service_role;
 
 -- Claims up to max_sources enabled sources that are due and not leased by a live run.
 -- not_since_run: only sources not attempted since that run started, so a run that claims
@@ -159,6 +170,8 @@ language plpgsql
 set search_path = ''
 as $$
 #variable_conflict use_column
+declare
+  claimed uuid[];
 begin
   if claim_collector_sources.lease_seconds not between 10 and 3600 then
     raise exception 'lease_seconds must be between 10 and 3600 (got %)', claim_collector_sources.lease_seconds;
@@ -174,7 +187,6 @@ begin
     and not exists (select 1 from public.collector_source_state x where x.source_id = s.id)
   on conflict (source_id) do nothing;
 
-  return query
   with due as (
     select st.source_id
     from public.collector_source_state st
@@ -190,7 +202,7 @@ begin
     limit claim_collector_sources.max_sources
     for update of st skip locked
   ),
-  claimed as (
+  leased as (
     update public.collector_source_state st set
       lease_token = gen_random_uuid(),
       lease_expires_at = now() + make_interval(secs => claim_collector_sources.lease_seconds),
@@ -198,15 +210,12 @@ begin
       last_attempt_at = now()
     from due
     where st.source_id = due.source_id
-    returning st.*
+    returning st.source_id
   )
-  select c.source_id, s.tenant_id, s.base_url, s.api_key_ciphertext, s.project_id, c.lease_token,
-         c.floor_id, c.high_water_id, c.walk_cursor, c.walk_top_id, c.backfill_from,
-         c.supports_started_after,
-         (select count(*) from public.open_executions o where o.source_id = c.source_id)
-           + (select count(*) from public.execution_probes pr where pr.source_id = c.source_id)
-  from claimed c
-  join public.n8n_sources s on s.id = c.source_id;
+  select array_agg(l.source_id) into claimed from leased l;
+  -- A statement of its own: only a later one sees the new lease tokens.
+  return query
+  select v.* from private.collector_source_claims v where v.source_id = any (claimed);
 end;
 $$;
 
@@ -233,6 +242,20 @@ begin
 end;
 $$;
 
+-- Extends the leases a run still holds, in one call for all its sources; returns the
+-- sources whose lease it extended (a lease that expired or was taken over is not).
+create or replace function public.renew_collector_leases(source_ids uuid[], lease_tokens uuid[])
+returns setof uuid
+language sql
+set search_path = ''
+as $$
+  update public.collector_source_state st set
+    lease_expires_at = now() + make_interval(secs => st.lease_seconds)
+  from unnest(renew_collector_leases.source_ids, renew_collector_leases.lease_tokens) as l(source_id, lease_token)
+  where st.source_id = l.source_id and st.lease_token = l.lease_token and st.lease_expires_at > now()
+  returning st.source_id;
+$$;
+
 -- Continues a walk handed over by another function (scheduled → background) with its lease.
 create or replace function public.resume_collector_sources(source_ids uuid[], lease_tokens uuid[])
 returns table (
@@ -254,22 +277,12 @@ language plpgsql
 set search_path = ''
 as $$
 #variable_conflict use_column
+declare
+  handed uuid[] := array(select public.renew_collector_leases(resume_collector_sources.source_ids,
+                                                              resume_collector_sources.lease_tokens));
 begin
   return query
-  with handed as (
-    update public.collector_source_state st set
-      lease_expires_at = now() + make_interval(secs => st.lease_seconds)
-    from unnest(resume_collector_sources.source_ids, resume_collector_sources.lease_tokens) as h(source_id, lease_token)
-    where st.source_id = h.source_id and st.lease_token = h.lease_token and st.lease_expires_at > now()
-    returning st.*
-  )
-  select c.source_id, s.tenant_id, s.base_url, s.api_key_ciphertext, s.project_id, c.lease_token,
-         c.floor_id, c.high_water_id, c.walk_cursor, c.walk_top_id, c.backfill_from,
-         c.supports_started_after,
-         (select count(*) from public.open_executions o where o.source_id = c.source_id)
-           + (select count(*) from public.execution_probes pr where pr.source_id = c.source_id)
-  from handed c
-  join public.n8n_sources s on s.id = c.source_id;
+  select v.* from private.collector_source_claims v where v.source_id = any (handed);
 end;
 $$;
 
@@ -682,8 +695,7 @@ begin
   return added;
 end;
 $$;
-revoke all on function private.record_collection_gaps(uuid, uuid, text, int8multirange, text) from public;
-grant execute on function private.record_collection_gaps(uuid, uuid, text, int8multirange, text) to service_role;
+select private.grant_to_service_role_only('private.record_collection_gaps(uuid, uuid, text, int8multirange, text)');
 
 -- The operator has seen these gaps: status stops flagging them. Gaps of these sources, or
 -- these tenants' (all by default). Returns how many were acknowledged.
@@ -705,20 +717,6 @@ begin
   get diagnostics acknowledged = row_count;
   return acknowledged;
 end;
-$$;
-
--- Extends the leases a run still holds, in one call for all its sources; returns the
--- sources whose lease it extended (a lease that expired or was taken over is not).
-create or replace function public.renew_collector_leases(source_ids uuid[], lease_tokens uuid[])
-returns setof uuid
-language sql
-set search_path = ''
-as $$
-  update public.collector_source_state st set
-    lease_expires_at = now() + make_interval(secs => st.lease_seconds)
-  from unnest(renew_collector_leases.source_ids, renew_collector_leases.lease_tokens) as l(source_id, lease_token)
-  where st.source_id = l.source_id and st.lease_token = l.lease_token and st.lease_expires_at > now()
-  returning st.source_id;
 $$;
 
 -- Ends the turns of many sources in one call: records each one's success or error (errors[i]
@@ -809,34 +807,18 @@ begin
 end;
 $$;
 
-revoke all on function private.lock_leased_source(uuid, uuid) from public;
-grant execute on function private.lock_leased_source(uuid, uuid) to service_role;
-
-revoke execute on function
-  public.claim_collector_sources(int, int, uuid[], boolean, uuid),
-  public.resume_collector_sources(uuid[], uuid[]),
-  public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[], uuid),
-  public.list_open_executions(uuid, uuid, int),
-  public.list_execution_probes(uuid, uuid, int),
-  public.acknowledge_collection_gaps(uuid[], uuid[]),
-  public.close_open_executions(uuid, uuid, bigint[], bigint[], bigint[]),
-  public.renew_collector_leases(uuid[], uuid[]),
-  public.release_collector_sources(uuid[], uuid[], text[]),
-  public.start_collector_run(text),
-  public.finish_collector_run(uuid, jsonb),
-  public.maintain_execution_partitions(int)
-  from public, anon, authenticated;
-grant execute on function
-  public.claim_collector_sources(int, int, uuid[], boolean, uuid),
-  public.resume_collector_sources(uuid[], uuid[]),
-  public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[], uuid),
-  public.list_open_executions(uuid, uuid, int),
-  public.list_execution_probes(uuid, uuid, int),
-  public.acknowledge_collection_gaps(uuid[], uuid[]),
-  public.close_open_executions(uuid, uuid, bigint[], bigint[], bigint[]),
-  public.renew_collector_leases(uuid[], uuid[]),
-  public.release_collector_sources(uuid[], uuid[], text[]),
-  public.start_collector_run(text),
-  public.finish_collector_run(uuid, jsonb),
-  public.maintain_execution_partitions(int)
-  to service_role;
+select private.grant_to_service_role_only(
+  'private.lock_leased_source(uuid, uuid)',
+  'public.claim_collector_sources(int, int, uuid[], boolean, uuid)',
+  'public.resume_collector_sources(uuid[], uuid[])',
+  'public.ingest_execution_page(uuid, uuid, jsonb, jsonb, bigint[], uuid)',
+  'public.list_open_executions(uuid, uuid, int)',
+  'public.list_execution_probes(uuid, uuid, int)',
+  'public.acknowledge_collection_gaps(uuid[], uuid[])',
+  'public.close_open_executions(uuid, uuid, bigint[], bigint[], bigint[])',
+  'public.renew_collector_leases(uuid[], uuid[])',
+  'public.release_collector_sources(uuid[], uuid[], text[])',
+  'public.start_collector_run(text)',
+  'public.finish_collector_run(uuid, jsonb)',
+  'public.maintain_execution_partitions(int)'
+);

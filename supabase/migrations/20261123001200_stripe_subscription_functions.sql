@@ -8,6 +8,50 @@
 -- with the reason, for the operator. Both tables are service-only: tenant members read the
 -- result on tenants.
 
+-- Refuses what is not an id Stripe issues: `argument` must be a Stripe <kind> id (<prefix>_…).
+create or replace function private.require_stripe_id(argument text, kind text, prefix text, value text)
+returns void
+language plpgsql immutable
+set search_path = ''
+as $$
+begin
+  if require_stripe_id.value is null or require_stripe_id.value !~ ('^' || require_stripe_id.prefix || '_[A-Za-z0-9_]+$') then
+    raise exception '% must be a Stripe % id (%_…), got %', require_stripe_id.argument, require_stripe_id.kind,
+      require_stripe_id.prefix, coalesce(quote_literal(require_stripe_id.value), 'null');
+  end if;
+end;
+$$;
+
+-- Records a Stripe event once, with what it did; true when it was recorded now. A delivery
+-- of an event already recorded changes nothing, except one that found no tenant or was
+-- rejected before: that one is looked at again, so the operator can link the tenant (or
+-- deploy a fix) and resend the event from the Stripe dashboard.
+create or replace function private.record_stripe_event(
+  id text, type text, created timestamptz, outcome text, tenant_id uuid, detail text
+)
+returns boolean
+language sql
+set search_path = ''
+as $$
+  insert into public.stripe_events as e (id, type, created, outcome, tenant_id, detail)
+  values (record_stripe_event.id, record_stripe_event.type, record_stripe_event.created,
+          record_stripe_event.outcome, record_stripe_event.tenant_id, record_stripe_event.detail)
+  on conflict on constraint stripe_events_pkey do update set
+    type = excluded.type,
+    created = excluded.created,
+    outcome = excluded.outcome,
+    tenant_id = excluded.tenant_id,
+    detail = excluded.detail,
+    received_at = now()
+  where e.outcome in ('unknown_tenant', 'rejected')
+  returning true;
+$$;
+
+select private.grant_to_service_role_only(
+  'private.require_stripe_id(text, text, text, text)',
+  'private.record_stripe_event(text, text, timestamptz, text, uuid, text)'
+);
+
 -- Maps a Stripe price to a plan, or moves an existing mapping to another plan.
 create or replace function public.upsert_plan_price(stripe_price_id text, plan_id text)
 returns public.plan_prices
@@ -18,11 +62,7 @@ as $$
 declare
   mapping public.plan_prices;
 begin
-  if upsert_plan_price.stripe_price_id is null
-     or upsert_plan_price.stripe_price_id !~ '^price_[A-Za-z0-9_]+$' then
-    raise exception 'stripe_price_id must be a Stripe price id (price_…), got %',
-      coalesce(quote_literal(upsert_plan_price.stripe_price_id), 'null');
-  end if;
+  perform private.require_stripe_id('stripe_price_id', 'price', 'price', upsert_plan_price.stripe_price_id);
   if not exists (select 1 from public.plans p where p.id = upsert_plan_price.plan_id) then
     raise exception 'no plan has the id %', coalesce(quote_literal(upsert_plan_price.plan_id), 'null')
       using hint = 'Create the plan first with set_plan.';
@@ -100,21 +140,15 @@ declare
   result_detail text;
   recorded boolean;
 begin
-  if evt is null or evt !~ '^evt_[A-Za-z0-9_]+$' then
-    raise exception 'event_id must be a Stripe event id (evt_…), got %', coalesce(quote_literal(evt), 'null');
-  end if;
+  perform private.require_stripe_id('event_id', 'event', 'evt', evt);
   if kind is null or kind !~ '^customer\.subscription\.[a-z_]+$' then
     raise exception 'event_type must be a customer.subscription.* event type, got %', coalesce(quote_literal(kind), 'null');
   end if;
   if event_at is null then
     raise exception 'event_created is required (the event''s created time)';
   end if;
-  if sub is null or sub !~ '^sub_[A-Za-z0-9_]+$' then
-    raise exception 'subscription_id must be a Stripe subscription id (sub_…), got %', coalesce(quote_literal(sub), 'null');
-  end if;
-  if cus is null or cus !~ '^cus_[A-Za-z0-9_]+$' then
-    raise exception 'customer_id must be a Stripe customer id (cus_…), got %', coalesce(quote_literal(cus), 'null');
-  end if;
+  perform private.require_stripe_id('subscription_id', 'subscription', 'sub', sub);
+  perform private.require_stripe_id('customer_id', 'customer', 'cus', cus);
   if new_status is null or new_status not in (
     'trialing', 'active', 'past_due', 'unpaid', 'canceled', 'incomplete', 'incomplete_expired', 'paused'
   ) then
@@ -195,21 +229,7 @@ begin
     end if;
   end if;
 
-  -- Record the event once. A delivery of an event already recorded changes nothing, except
-  -- one that found no tenant or was rejected before: that one is looked at again, so the
-  -- operator can link the tenant (or deploy a fix) and resend the event from the Stripe
-  -- dashboard.
-  insert into public.stripe_events as e (id, type, created, outcome, tenant_id, detail)
-  values (evt, kind, event_at, result_outcome, t.id, result_detail)
-  on conflict on constraint stripe_events_pkey do update set
-    type = excluded.type,
-    created = excluded.created,
-    outcome = excluded.outcome,
-    tenant_id = excluded.tenant_id,
-    detail = excluded.detail,
-    received_at = now()
-  where e.outcome in ('unknown_tenant', 'rejected')
-  returning true into recorded;
+  recorded := private.record_stripe_event(evt, kind, event_at, result_outcome, t.id, result_detail);
   if recorded is null then
     return jsonb_build_object('outcome', 'duplicate');
   end if;
@@ -261,25 +281,13 @@ as $$
 declare
   recorded boolean;
 begin
-  if record_rejected_stripe_event.event_id is null or record_rejected_stripe_event.event_id !~ '^evt_[A-Za-z0-9_]+$' then
-    raise exception 'event_id must be a Stripe event id (evt_…), got %',
-      coalesce(quote_literal(record_rejected_stripe_event.event_id), 'null');
-  end if;
+  perform private.require_stripe_id('event_id', 'event', 'evt', record_rejected_stripe_event.event_id);
   if coalesce(record_rejected_stripe_event.reason, '') = '' then
     raise exception 'reason is required: say why the event cannot be applied';
   end if;
-  insert into public.stripe_events as e (id, type, created, outcome, detail)
-  values (record_rejected_stripe_event.event_id, left(record_rejected_stripe_event.event_type, 200),
-          record_rejected_stripe_event.event_created, 'rejected', left(record_rejected_stripe_event.reason, 2000))
-  on conflict on constraint stripe_events_pkey do update set
-    type = excluded.type,
-    created = excluded.created,
-    outcome = 'rejected',
-    tenant_id = null,
-    detail = excluded.detail,
-    received_at = now()
-  where e.outcome in ('unknown_tenant', 'rejected')
-  returning true into recorded;
+  recorded := private.record_stripe_event(
+    record_rejected_stripe_event.event_id, left(record_rejected_stripe_event.event_type, 200),
+    record_rejected_stripe_event.event_created, 'rejected', null, left(record_rejected_stripe_event.reason, 2000));
   return jsonb_build_object('outcome', case when recorded then 'rejected' else 'duplicate' end);
 end;
 $$;

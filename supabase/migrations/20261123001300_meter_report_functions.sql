@@ -93,10 +93,10 @@ begin
 end;
 $$;
 
-revoke execute on function public.claim_meter_deltas(int, int, uuid[]), public.record_meter_report(bigint, text, text, text)
-  from public, anon, authenticated;
-grant execute on function public.claim_meter_deltas(int, int, uuid[]), public.record_meter_report(bigint, text, text, text)
-  to service_role;
+select private.grant_to_service_role_only(
+  'public.claim_meter_deltas(int, int, uuid[])',
+  'public.record_meter_report(bigint, text, text, text)'
+);
 
 -- A report that failed this many times (each run tries it once or more) is failing, not
 -- unlucky; a refused key is failing from its first answer.
@@ -154,8 +154,7 @@ as $$
   );
 $$;
 
-revoke all on function private.meter_report_status(uuid[]) from public, anon, authenticated;
-grant execute on function private.meter_report_status(uuid[]) to service_role;
+select private.grant_to_service_role_only('private.meter_report_status(uuid[])');
 
 -- Reconciliation ----------------------------------------------------------------------
 
@@ -320,12 +319,9 @@ as $$
   );
 $$;
 
-revoke all on function private.reconciliation_status(uuid[]) from public, anon, authenticated;
-grant execute on function private.reconciliation_status(uuid[]) to service_role;
-
-revoke execute on function public.reconcile_counters(timestamptz, boolean, uuid[]), public.sent_meter_totals(timestamptz),
-  public.record_reconciliation_finding(text, uuid, timestamptz, bigint, bigint, text, boolean)
-  from public, anon, authenticated;
-grant execute on function public.reconcile_counters(timestamptz, boolean, uuid[]), public.sent_meter_totals(timestamptz),
-  public.record_reconciliation_finding(text, uuid, timestamptz, bigint, bigint, text, boolean)
-  to service_role;
+select private.grant_to_service_role_only(
+  'private.reconciliation_status(uuid[])',
+  'public.reconcile_counters(timestamptz, boolean, uuid[])',
+  'public.sent_meter_totals(timestamptz)',
+  'public.record_reconciliation_finding(text, uuid, timestamptz, bigint, bigint, text, boolean)'
+);

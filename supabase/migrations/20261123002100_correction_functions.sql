@@ -368,8 +368,6 @@ language plpgsql
 set search_path = ''
 as $$
 #variable_conflict use_column
-declare
-  correction public.meter_corrections;
 begin
   update public.meter_corrections c set
     status = 'pending',
@@ -378,17 +376,16 @@ begin
     last_error_kind = null,
     claimed_until = null
   where c.id = resolve_meter_correction.id and c.status = 'review' and c.method = 'cancel'
-    and c.cancel_sent_at is null
-  returning c.* into correction;
-  if correction.id is null then
+    and c.cancel_sent_at is null;
+  if not found then
     raise exception 'correction % is not waiting for a check in Stripe (status review)', resolve_meter_correction.id
       using errcode = '22023', hint = 'flowmeter corrections lists the corrections with their status.';
   end if;
   if resolve_meter_correction.stripe_cancelled then
-    return public.record_meter_correction_outcome(correction.id, 'cancel_sent');
+    return public.record_meter_correction_outcome(resolve_meter_correction.id, 'cancel_sent');
   end if;
   return public.record_meter_correction_outcome(
-    correction.id, 'credit', 'checked in Stripe: the event was not cancelled; credited instead'
+    resolve_meter_correction.id, 'credit', 'checked in Stripe: the event was not cancelled; credited instead'
   );
 end;
 $$;
@@ -413,24 +410,16 @@ as $$
   limit least(greatest(coalesce(list_meter_corrections.max_rows, 100), 1), 1000);
 $$;
 
-revoke execute on function private.correction_cancel_window(), private.billed_executions(uuid, timestamptz, bigint),
-  private.correction_credit(uuid, timestamptz, bigint, text, bigint)
-  from public, anon, authenticated;
-grant execute on function private.correction_cancel_window(), private.billed_executions(uuid, timestamptz, bigint),
-  private.correction_credit(uuid, timestamptz, bigint, text, bigint)
-  to service_role;
-revoke execute on function public.record_meter_correction(uuid, bigint, text, text, text, timestamptz, date, text, int),
-  public.list_meter_corrections(uuid[], date, int),
-  public.resolve_meter_correction(bigint, boolean),
-  public.claim_meter_corrections(bigint[], uuid[], int, int),
-  public.record_meter_correction_outcome(bigint, text, text, text, text)
-  from public, anon, authenticated;
-grant execute on function public.record_meter_correction(uuid, bigint, text, text, text, timestamptz, date, text, int),
-  public.list_meter_corrections(uuid[], date, int),
-  public.resolve_meter_correction(bigint, boolean),
-  public.claim_meter_corrections(bigint[], uuid[], int, int),
-  public.record_meter_correction_outcome(bigint, text, text, text, text)
-  to service_role;
+select private.grant_to_service_role_only(
+  'private.correction_cancel_window()',
+  'private.billed_executions(uuid, timestamptz, bigint)',
+  'private.correction_credit(uuid, timestamptz, bigint, text, bigint)',
+  'public.record_meter_correction(uuid, bigint, text, text, text, timestamptz, date, text, int)',
+  'public.list_meter_corrections(uuid[], date, int)',
+  'public.resolve_meter_correction(bigint, boolean)',
+  'public.claim_meter_corrections(bigint[], uuid[], int, int)',
+  'public.record_meter_correction_outcome(bigint, text, text, text, text)'
+);
 
 -- What a tenant's users see of corrections: their own tenant's, under row-level security
 -- (security invoker, the columns granted to authenticated), newest first.
