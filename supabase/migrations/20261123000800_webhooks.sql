@@ -7,7 +7,8 @@
 -- fixed at insert: nobody may update an event, so every attempt for one webhook-id sends
 -- the same body. Recording an event creates a delivery for every enabled endpoint
 -- subscribed to its type; deliver-webhooks claims due deliveries under a lease, signs
--- with every valid secret and records the outcome, retried with backoff over a day.
+-- with every valid secret and records the outcome, retried with backoff over a day (a
+-- delivery outbox, delivery_outbox).
 -- Everything here is the operator's: service only, no tenant reads it.
 
 -- Endpoints -----------------------------------------------------------------------------
@@ -84,29 +85,15 @@ create index webhook_events_created_idx on public.webhook_events (created_at);
 create table public.webhook_deliveries (
   event_id text not null references public.webhook_events (id) on delete cascade,
   endpoint_id uuid not null references public.webhook_endpoints (id) on delete cascade,
-  status text not null default 'pending'
-    constraint webhook_deliveries_status_known check (status in ('pending', 'sending', 'delivered', 'failed')),
-  -- Attempts started (counted when claimed, so a sender that dies mid-send counts too).
-  attempts int not null default 0,
-  lease_expires_at timestamptz,
-  -- null once delivered or given up.
-  next_attempt_at timestamptz default now(),
+  -- status, attempts, the lease and the schedule, claimed and finished as every outbox is.
+  like private.delivery_outbox including all,
   -- The receiver's HTTP status on the last attempt; null when it never answered.
   last_status int,
-  last_error text,
-  last_attempt_at timestamptz,
-  delivered_at timestamptz,
-  created_at timestamptz not null default now(),
   primary key (event_id, endpoint_id)
 );
 comment on table public.webhook_deliveries is 'One row per webhook event and endpoint: at least once, retried with backoff, given up after the last attempt.';
 
 create index webhook_deliveries_endpoint_idx on public.webhook_deliveries (endpoint_id, status);
--- What claim_webhook_deliveries looks for: due (re)tries, and sends whose sender vanished.
-create index webhook_deliveries_due_idx on public.webhook_deliveries (next_attempt_at)
-  where status in ('pending', 'failed');
-create index webhook_deliveries_leased_idx on public.webhook_deliveries (lease_expires_at)
-  where status = 'sending';
 
 -- Privileges and row-level security ---------------------------------------------------
 
