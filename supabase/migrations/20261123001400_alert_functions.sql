@@ -59,28 +59,17 @@ $$;
 -- channel: 404.
 create or replace function public.set_alert_channel_enabled(channel_id bigint, enabled boolean)
 returns public.alert_channels
-language plpgsql
+language sql
 set search_path = ''
 as $$
-declare
-  channel public.alert_channels;
-begin
-  update public.alert_channels c set enabled = set_alert_channel_enabled.enabled
-  where c.id = set_alert_channel_enabled.channel_id
-  returning c.* into channel;
-  if not found then
-    raise exception 'alert channel % not found', set_alert_channel_enabled.channel_id
-      using errcode = 'PT404', hint = 'flowmeter alerts channels list shows the ids';
-  end if;
-  return channel;
-end;
+  select private.set_enabled(null::public.alert_channels, set_alert_channel_enabled.channel_id,
+                             set_alert_channel_enabled.enabled,
+                             'alert channel', 'flowmeter alerts channels list shows the ids');
 $$;
 
--- Claims up to max_rows due deliveries for lease_seconds: new ones, failed ones whose
--- backoff is over, and sends whose sender's lease ran out without an outcome. Concurrent
--- senders skip each other's rows. A delivery gets at most 10 attempts; one whose 10th
--- attempt never reported is given up here. tenant_ids limits the claim to those tenants'
--- alerts (an operator's targeted run).
+-- Claims up to max_rows due deliveries for lease_seconds (private.claim_deliveries) of
+-- enabled channels; a delivery gets at most 10 attempts. tenant_ids limits the claim to
+-- those tenants' alerts (an operator's targeted run).
 create or replace function public.claim_alert_deliveries(
   max_rows int default 50,
   lease_seconds int default 60,

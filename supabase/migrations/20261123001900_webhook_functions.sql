@@ -105,13 +105,11 @@ select private.grant_to_service_role_only('private.record_tenant_blocked(uuid, t
 -- An unknown endpoint: 404, with where the ids are.
 create or replace function private.webhook_endpoint_not_found(endpoint_id uuid)
 returns void
-language plpgsql
+language sql
 set search_path = ''
 as $$
-begin
-  raise exception 'webhook endpoint % not found', webhook_endpoint_not_found.endpoint_id
-    using errcode = 'PT404', hint = 'flowmeter webhooks list shows the ids';
-end;
+  select private.raise_not_found('webhook endpoint', webhook_endpoint_not_found.endpoint_id::text,
+                                 'flowmeter webhooks list shows the ids');
 $$;
 select private.grant_to_service_role_only('private.webhook_endpoint_not_found(uuid)');
 
@@ -182,20 +180,12 @@ $$;
 -- A disabled endpoint gets no new deliveries and its due ones are not claimed.
 create or replace function public.set_webhook_endpoint_enabled(endpoint_id uuid, enabled boolean)
 returns public.webhook_endpoints
-language plpgsql
+language sql
 set search_path = ''
 as $$
-declare
-  endpoint public.webhook_endpoints;
-begin
-  update public.webhook_endpoints ep set enabled = set_webhook_endpoint_enabled.enabled
-  where ep.id = set_webhook_endpoint_enabled.endpoint_id
-  returning ep.* into endpoint;
-  if not found then
-    perform private.webhook_endpoint_not_found(set_webhook_endpoint_enabled.endpoint_id);
-  end if;
-  return endpoint;
-end;
+  select private.set_enabled(null::public.webhook_endpoints, set_webhook_endpoint_enabled.endpoint_id,
+                             set_webhook_endpoint_enabled.enabled,
+                             'webhook endpoint', 'flowmeter webhooks list shows the ids');
 $$;
 
 -- The new secret signs from now on; the ones still valid keep signing for grace_seconds,
