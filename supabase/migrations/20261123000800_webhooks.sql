@@ -146,8 +146,7 @@ as $$
     ), '[]'::jsonb)
   );
 $$;
-revoke all on function private.webhook_delivery_status(uuid[]) from public, anon, authenticated;
-grant execute on function private.webhook_delivery_status(uuid[]) to service_role;
+select private.grant_to_service_role_only('private.webhook_delivery_status(uuid[])');
 
 -- Events raised by other tables' changes -------------------------------------------------
 --
@@ -165,8 +164,7 @@ as $$
   select jsonb_build_object('id', t.id, 'external_ref', t.external_ref, 'name', t.name)
   from public.tenants t where t.id = webhook_tenant.tenant_id;
 $$;
-revoke all on function private.webhook_tenant(uuid) from public;
-grant execute on function private.webhook_tenant(uuid) to service_role;
+select private.grant_to_service_role_only('private.webhook_tenant(uuid)');
 
 -- The event of a row a table gains (or that changes as the trigger says): its payload is
 -- the row as stored, with the tenant named as the operator's systems name it; its key is
@@ -184,10 +182,6 @@ begin
   return null;
 end;
 $$;
-revoke all on function private.webhook_on_row() from public;
-
-create trigger usage_alerts_webhook_event after insert on public.usage_alerts
-  for each row execute function private.webhook_on_row('usage.threshold_crossed');
 
 -- A source is failing from its first failed attempt after a success (as status counts
 -- it), and recovered at its first success after that.
@@ -214,7 +208,35 @@ begin
   return null;
 end;
 $$;
-revoke all on function private.webhook_on_source_health() from public;
+
+-- A Stripe subscription event that changed what the tenant is billed on (stripe_synced_at
+-- moves only with Stripe's events, so operator edits of the plan do not count).
+create or replace function private.webhook_on_subscription_change()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform private.record_webhook_event(
+    'subscription.changed', 'subscription.changed:' || new.id || ':' || txid_current(), new.id,
+    jsonb_build_object(
+      'tenant', private.webhook_tenant(new.id),
+      'stripe_subscription_id', new.stripe_subscription_id,
+      'stripe_customer_id', new.stripe_customer_id,
+      'status', new.subscription_status, 'plan_id', new.plan_id,
+      'current_period_start', new.current_period_start, 'current_period_end', new.current_period_end,
+      'trial_ends_at', new.trial_ends_at,
+      'previous', jsonb_build_object('status', old.subscription_status, 'plan_id', old.plan_id)));
+  return null;
+end;
+$$;
+revoke all on function private.webhook_on_row(), private.webhook_on_source_health(),
+  private.webhook_on_subscription_change() from public;
+
+-- Which change raises which event.
+
+create trigger usage_alerts_webhook_event after insert on public.usage_alerts
+  for each row execute function private.webhook_on_row('usage.threshold_crossed');
 
 create trigger collector_source_state_webhook_event after update of consecutive_failures
   on public.collector_source_state
@@ -244,29 +266,6 @@ create trigger meter_reports_failed_webhook_event after update on public.meter_r
 
 create trigger reconciliation_findings_webhook_event after insert on public.reconciliation_findings
   for each row execute function private.webhook_on_row('reconciliation.drift_found');
-
--- A Stripe subscription event that changed what the tenant is billed on (stripe_synced_at
--- moves only with Stripe's events, so operator edits of the plan do not count).
-create or replace function private.webhook_on_subscription_change()
-returns trigger
-language plpgsql
-set search_path = ''
-as $$
-begin
-  perform private.record_webhook_event(
-    'subscription.changed', 'subscription.changed:' || new.id || ':' || txid_current(), new.id,
-    jsonb_build_object(
-      'tenant', private.webhook_tenant(new.id),
-      'stripe_subscription_id', new.stripe_subscription_id,
-      'stripe_customer_id', new.stripe_customer_id,
-      'status', new.subscription_status, 'plan_id', new.plan_id,
-      'current_period_start', new.current_period_start, 'current_period_end', new.current_period_end,
-      'trial_ends_at', new.trial_ends_at,
-      'previous', jsonb_build_object('status', old.subscription_status, 'plan_id', old.plan_id)));
-  return null;
-end;
-$$;
-revoke all on function private.webhook_on_subscription_change() from public;
 
 create trigger tenants_webhook_subscription_event after update on public.tenants
   for each row when (
