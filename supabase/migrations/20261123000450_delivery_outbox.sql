@@ -77,7 +77,7 @@ begin
         set status = 'failed', lease_expires_at = null, next_attempt_at = null,
             last_error = 'gave up: the last attempt never reported an outcome'
         where d.status = 'sending' and d.lease_expires_at <= now() and d.attempts >= $2
-          and ($1 is null or %3$s)
+          and ($1 is null or (%3$s))
       ),
       due as (
         select %4$s
@@ -87,8 +87,8 @@ begin
             (d.status in ('pending', 'failed') and d.next_attempt_at <= now())
             or (d.status = 'sending' and d.lease_expires_at <= now())
           )
-          and %2$s
-          and ($1 is null or %3$s)
+          and (%2$s)
+          and ($1 is null or (%3$s))
         order by d.next_attempt_at, d.created_at, %4$s
         limit greatest($3, 0)
         for update of d skip locked
