@@ -121,21 +121,21 @@ create or replace function public.add_webhook_endpoint(
   description text default null
 )
 returns public.webhook_endpoints
-language plpgsql
+language sql
 set search_path = ''
 as $$
-declare
-  endpoint public.webhook_endpoints;
-begin
-  insert into public.webhook_endpoints as ep (id, url, event_types, description)
-  values (add_webhook_endpoint.id, add_webhook_endpoint.url,
-          (select array_agg(distinct t order by t) from unnest(add_webhook_endpoint.event_types) t),
-          add_webhook_endpoint.description)
-  returning ep.* into endpoint;
-  insert into public.webhook_endpoint_secrets (endpoint_id, secret_ciphertext)
-  values (endpoint.id, add_webhook_endpoint.secret_ciphertext);
-  return endpoint;
-end;
+  with endpoint as (
+    insert into public.webhook_endpoints as ep (id, url, event_types, description)
+    values (add_webhook_endpoint.id, add_webhook_endpoint.url,
+            (select array_agg(distinct t order by t) from unnest(add_webhook_endpoint.event_types) t),
+            add_webhook_endpoint.description)
+    returning ep.*
+  ),
+  secret as (
+    insert into public.webhook_endpoint_secrets (endpoint_id, secret_ciphertext)
+    select e.id, add_webhook_endpoint.secret_ciphertext from endpoint e
+  )
+  select * from endpoint;
 $$;
 
 -- Endpoints with what they have delivered. failing: deliveries that failed and will be
