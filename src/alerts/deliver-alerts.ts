@@ -1,13 +1,7 @@
-import pLimit from 'p-limit';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
-import {
-  type DeliveryOutcome,
-  type DeliverySummary,
-  drainDeliveries,
-  summarizeDeliveries,
-} from '../domain/delivery-summary.ts';
-import type { Logger } from '../observability/logger.ts';
+import { type Attempt, type DeliveryRunInput, deliverClaimed } from '../domain/deliver-claimed.ts';
+import { type DeliverySummary, drainDeliveries } from '../domain/delivery-summary.ts';
 import { type AlertChannel, DEFAULT_CHANNEL_TIMEOUT_MS } from './channels/channel.ts';
 import type { AlertMessage } from './channels/message.ts';
 
@@ -20,14 +14,9 @@ export interface AlertChannelFactories {
   email?: (address: string) => AlertChannel;
 }
 
-export interface DeliverAlertsInput {
+export interface DeliverAlertsInput extends DeliveryRunInput {
   db: Db;
   channels: AlertChannelFactories;
-  log: Logger;
-  /** Deliveries claimed by this run; the rest wait for the next. */
-  maxRows?: number;
-  /** Longer than the calling function may run, so a live run never loses its claims. */
-  leaseSeconds?: number;
   /** Channels sent to at once; one channel's messages always go one at a time, in order. */
   concurrency?: number;
   /** Only these tenants' alerts (an operator's targeted run); all when absent. */
@@ -61,37 +50,13 @@ function channelFor(d: ClaimedDelivery, factories: AlertChannelFactories): Alert
   return factory(d.channel_target);
 }
 
-async function deliverOne(
-  input: DeliverAlertsInput,
-  d: ClaimedDelivery,
-  log: Logger,
-): Promise<DeliveryOutcome> {
-  let failure: string | null = null;
+async function send(input: DeliverAlertsInput, d: ClaimedDelivery): Promise<Attempt> {
   try {
     await channelFor(d, input.channels).send(toAlertMessage(d), d.delivery_key);
+    return { error: null };
   } catch (error) {
-    failure = error instanceof Error ? error.message : String(error);
+    return { error: error instanceof Error ? error.message : String(error) };
   }
-  const { data, error } = await input.db.rpc('finish_alert_delivery', {
-    alert_id: d.alert_id,
-    channel_id: d.channel_id,
-    delivered: failure === null,
-    ...(failure === null ? {} : { error: failure }),
-  });
-  if (error) {
-    // The lease runs out and the delivery is sent again: a repeat, never a loss.
-    log.error({ error: error.message, sent: failure === null }, 'could not record the outcome');
-  }
-  if (failure === null) {
-    log.info({}, 'alert delivered');
-    return 'delivered';
-  }
-  const gaveUp = data?.status === 'failed' && data.next_attempt_at === null;
-  log[gaveUp ? 'error' : 'warn'](
-    { error: failure, attempt: d.attempt, next_attempt_at: data?.next_attempt_at ?? null },
-    gaveUp ? 'alert delivery given up' : 'alert delivery failed; will retry',
-  );
-  return gaveUp ? 'gave_up' : 'failed';
 }
 
 /**
@@ -100,45 +65,32 @@ async function deliverOne(
  * At least once per channel; e-mail is de-duplicated by Resend through the key, Slack is
  * not. A failing channel never holds up the others.
  */
-export async function deliverAlerts(input: DeliverAlertsInput): Promise<DeliverAlertsSummary> {
-  const { data, error } = await input.db.rpc('claim_alert_deliveries', {
-    max_rows: input.maxRows ?? 50,
-    lease_seconds: input.leaseSeconds ?? DEFAULT_LEASE_SECONDS,
-    ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
-  });
-  if (error) throw new Error(`claim_alert_deliveries failed: ${error.message}`);
-  const claimed = data ?? [];
-
-  const byChannel = new Map<number, ClaimedDelivery[]>();
-  for (const d of claimed) {
-    const group = byChannel.get(d.channel_id);
-    if (group) group.push(d);
-    else byChannel.set(d.channel_id, [d]);
-  }
-
-  const limit = pLimit(input.concurrency ?? 4);
-  const outcomes = await Promise.all(
-    [...byChannel.values()].map((deliveries) =>
-      limit(async () => {
-        const results: DeliveryOutcome[] = [];
-        for (const d of deliveries) {
-          const log = input.log.child({
-            delivery_key: d.delivery_key,
-            channel_kind: d.channel_kind,
-            tenant_id: d.tenant_id,
-            threshold: d.threshold,
-          });
-          results.push(await deliverOne(input, d, log));
-        }
-        return results;
+export function deliverAlerts(input: DeliverAlertsInput): Promise<DeliverAlertsSummary> {
+  return deliverClaimed(input, {
+    noun: 'alert',
+    defaults: { maxRows: 50, leaseSeconds: DEFAULT_LEASE_SECONDS, concurrency: 4 },
+    claimName: 'claim_alert_deliveries',
+    claim: (lease) =>
+      input.db.rpc('claim_alert_deliveries', {
+        ...lease,
+        ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
       }),
-    ),
-  );
-
-  const all = outcomes.flat();
-  const summary = summarizeDeliveries(claimed.length, all);
-  if (summary.claimed > 0) input.log.info({ ...summary }, 'alert deliveries sent');
-  return summary;
+    laneOf: (d) => d.channel_id,
+    context: (d) => ({
+      delivery_key: d.delivery_key,
+      channel_kind: d.channel_kind,
+      tenant_id: d.tenant_id,
+      threshold: d.threshold,
+      attempt: d.attempt,
+    }),
+    send: (d) => send(input, d),
+    finish: (d, outcome) =>
+      input.db.rpc('finish_alert_delivery', {
+        alert_id: d.alert_id,
+        channel_id: d.channel_id,
+        ...outcome,
+      }),
+  });
 }
 
 const DEFAULT_LEASE_SECONDS = 120;

@@ -49,6 +49,7 @@ export type Database = {
           created_at: string;
           delivered_at: string | null;
           delivery_key: string;
+          last_attempt_at: string | null;
           last_error: string | null;
           lease_expires_at: string | null;
           next_attempt_at: string | null;
@@ -62,6 +63,7 @@ export type Database = {
           created_at?: string;
           delivered_at?: string | null;
           delivery_key?: never;
+          last_attempt_at?: string | null;
           last_error?: string | null;
           lease_expires_at?: string | null;
           next_attempt_at?: string | null;
@@ -74,6 +76,7 @@ export type Database = {
           created_at?: string;
           delivered_at?: string | null;
           delivery_key?: never;
+          last_attempt_at?: string | null;
           last_error?: string | null;
           lease_expires_at?: string | null;
           next_attempt_at?: string | null;
@@ -1731,6 +1734,7 @@ export type Database = {
           created_at: string;
           delivered_at: string | null;
           delivery_key: string;
+          last_attempt_at: string | null;
           last_error: string | null;
           lease_expires_at: string | null;
           next_attempt_at: string | null;

@@ -1,33 +1,22 @@
-import pLimit from 'p-limit';
 import { Webhook } from 'standardwebhooks';
 import type { Keyring } from '../crypto/keyring.ts';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
-import {
-  type DeliveryOutcome,
-  type DeliverySummary,
-  drainDeliveries,
-  summarizeDeliveries,
-} from '../domain/delivery-summary.ts';
-import type { Logger } from '../observability/logger.ts';
+import { type Attempt, type DeliveryRunInput, deliverClaimed } from '../domain/deliver-claimed.ts';
+import { type DeliverySummary, drainDeliveries } from '../domain/delivery-summary.ts';
 import { checkEndpointUrl, type WebhookMode } from './endpoint-url.ts';
 import { openSigningSecret } from './signing-secret.ts';
 
 type ClaimedDelivery =
   Database['public']['Functions']['claim_webhook_deliveries']['Returns'][number];
 
-export interface DeliverWebhooksInput {
+export interface DeliverWebhooksInput extends DeliveryRunInput {
   db: Db;
   keyring: Keyring;
   mode: WebhookMode;
   /** publicOnlyFetch in production, so every send checks the addresses it connects to. */
   fetch: typeof fetch;
-  log: Logger;
   timeoutMs: number;
-  /** Deliveries claimed at once; the rest wait for the next claim. */
-  maxRows?: number;
-  /** Longer than the calling function may run, so a live run never loses its claims. */
-  leaseSeconds?: number;
   /** Deliveries sent at once. */
   concurrency?: number;
   /** Only these endpoints' deliveries (an operator's targeted run); all when absent. */
@@ -78,9 +67,9 @@ function signatures(input: DeliverWebhooksInput, d: ClaimedDelivery, timestamp: 
     .join(' ');
 }
 
-interface Attempt {
+interface WebhookAttempt extends Attempt {
+  /** The receiver's answer; null when it never answered. */
   httpStatus: number | null;
-  error: string | null;
 }
 
 function failureMessage(error: unknown): string {
@@ -90,7 +79,7 @@ function failureMessage(error: unknown): string {
   return `${error.message}${cause}`;
 }
 
-async function send(input: DeliverWebhooksInput, d: ClaimedDelivery): Promise<Attempt> {
+async function send(input: DeliverWebhooksInput, d: ClaimedDelivery): Promise<WebhookAttempt> {
   const url = checkEndpointUrl(d.url, input.mode);
   if (!url.ok) return { httpStatus: null, error: `refused: ${url.error.message}` };
   if (d.secret_ciphertexts.length === 0) {
@@ -114,7 +103,11 @@ async function send(input: DeliverWebhooksInput, d: ClaimedDelivery): Promise<At
     });
     if (response.status >= 200 && response.status < 300) {
       await response.body?.cancel().catch(() => {});
-      return { httpStatus: response.status, error: null };
+      return {
+        httpStatus: response.status,
+        error: null,
+        details: { http_status: response.status },
+      };
     }
     const text = await excerpt(response);
     const redirect = response.status >= 300 && response.status < 400;
@@ -129,65 +122,41 @@ async function send(input: DeliverWebhooksInput, d: ClaimedDelivery): Promise<At
   }
 }
 
-async function deliverOne(
-  input: DeliverWebhooksInput,
-  d: ClaimedDelivery,
-): Promise<DeliveryOutcome> {
-  const log = input.log.child({
-    webhook_id: d.event_id,
-    endpoint_id: d.endpoint_id,
-    event_type: d.event_type,
-    attempt: d.attempt,
-  });
-  const attempt = await send(input, d);
-  const { data, error } = await input.db.rpc('finish_webhook_delivery', {
-    event_id: d.event_id,
-    endpoint_id: d.endpoint_id,
-    delivered: attempt.error === null,
-    ...(attempt.httpStatus === null ? {} : { http_status: attempt.httpStatus }),
-    ...(attempt.error === null ? {} : { error: attempt.error }),
-  });
-  if (error) {
-    // The lease runs out and the delivery is sent again, same id and body: a repeat the
-    // receiver can drop by webhook-id, never a loss.
-    log.error(
-      { error: error.message, sent: attempt.error === null },
-      'could not record the outcome',
-    );
-  }
-  if (attempt.error === null) {
-    log.info({ http_status: attempt.httpStatus }, 'webhook delivered');
-    return 'delivered';
-  }
-  const gaveUp = data?.status === 'failed' && data.next_attempt_at === null;
-  log[gaveUp ? 'error' : 'warn'](
-    { error: attempt.error, next_attempt_at: data?.next_attempt_at ?? null },
-    gaveUp ? 'webhook delivery given up' : 'webhook delivery failed; will retry',
-  );
-  return gaveUp ? 'gave_up' : 'failed';
-}
-
 /**
  * Sends due webhook deliveries once: claims them under a lease, signs each stored body
  * with every valid secret of its endpoint, POSTs it and records the outcome (the SQL side
  * schedules retries). At least once per endpoint; every attempt for one event carries the
- * same webhook-id and body.
+ * same webhook-id and body, so a receiver drops a repeat by webhook-id.
  */
-export async function deliverWebhooks(
-  input: DeliverWebhooksInput,
-): Promise<DeliverWebhooksSummary> {
-  const { data, error } = await input.db.rpc('claim_webhook_deliveries', {
-    max_rows: input.maxRows ?? 20,
-    lease_seconds: input.leaseSeconds ?? DEFAULT_LEASE_SECONDS,
-    ...(input.endpointIds ? { endpoint_ids: input.endpointIds } : {}),
+export function deliverWebhooks(input: DeliverWebhooksInput): Promise<DeliverWebhooksSummary> {
+  return deliverClaimed(input, {
+    noun: 'webhook',
+    defaults: {
+      maxRows: 20,
+      leaseSeconds: DEFAULT_LEASE_SECONDS,
+      concurrency: DEFAULT_CONCURRENCY,
+    },
+    claimName: 'claim_webhook_deliveries',
+    claim: (lease) =>
+      input.db.rpc('claim_webhook_deliveries', {
+        ...lease,
+        ...(input.endpointIds ? { endpoint_ids: input.endpointIds } : {}),
+      }),
+    context: (d) => ({
+      webhook_id: d.event_id,
+      endpoint_id: d.endpoint_id,
+      event_type: d.event_type,
+      attempt: d.attempt,
+    }),
+    send: (d) => send(input, d),
+    finish: (d, outcome, attempt) =>
+      input.db.rpc('finish_webhook_delivery', {
+        event_id: d.event_id,
+        endpoint_id: d.endpoint_id,
+        ...outcome,
+        ...(attempt.httpStatus === null ? {} : { http_status: attempt.httpStatus }),
+      }),
   });
-  if (error) throw new Error(`claim_webhook_deliveries failed: ${error.message}`);
-  const claimed = data ?? [];
-  const limit = pLimit(input.concurrency ?? DEFAULT_CONCURRENCY);
-  const outcomes = await Promise.all(claimed.map((d) => limit(() => deliverOne(input, d))));
-  const summary = summarizeDeliveries(claimed.length, outcomes);
-  if (summary.claimed > 0) input.log.info({ ...summary }, 'webhook deliveries sent');
-  return summary;
 }
 
 /**

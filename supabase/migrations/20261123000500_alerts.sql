@@ -6,9 +6,9 @@
 -- same crossing impossible, however many collector runs race. Each new alert gets one
 -- delivery per enabled channel (the tenant's own and the global ones); a sender claims
 -- deliveries under a lease, sends them with a stable key and records the outcome, retried
--- with exponential backoff. The in-app channel is the alert row itself: members read
--- their tenant's alerts and may set read_at, nothing else. Channels hold secrets (Slack
--- webhook URLs) and are service-only.
+-- with exponential backoff (a delivery outbox, delivery_outbox). The in-app channel is the
+-- alert row itself: members read their tenant's alerts and may set read_at, nothing else.
+-- Channels hold secrets (Slack webhook URLs) and are service-only.
 
 -- Alerts ------------------------------------------------------------------------------
 
@@ -60,30 +60,17 @@ comment on table public.alert_channels is 'Where alerts are sent besides the app
 create table public.alert_deliveries (
   alert_id bigint not null references public.usage_alerts (id) on delete cascade,
   channel_id bigint not null references public.alert_channels (id) on delete cascade,
-  status text not null default 'pending'
-    constraint alert_deliveries_status_known check (status in ('pending', 'sending', 'delivered', 'failed')),
-  -- Attempts started (counted when claimed, so a sender that dies mid-send counts too).
-  attempts int not null default 0,
   -- Sent with every attempt (e-mail Idempotency-Key), so the provider can drop a repeat.
   delivery_key text not null
     generated always as ('flowmeter-alert-' || alert_id::text || '-' || channel_id::text) stored,
-  lease_expires_at timestamptz,
-  -- null once delivered or given up.
-  next_attempt_at timestamptz default now(),
-  last_error text,
-  delivered_at timestamptz,
-  created_at timestamptz not null default now(),
+  -- status, attempts, the lease and the schedule, claimed and finished as every outbox is.
+  like private.delivery_outbox including all,
   primary key (alert_id, channel_id),
   constraint alert_deliveries_delivery_key_unique unique (delivery_key)
 );
 comment on table public.alert_deliveries is 'One row per alert and channel: at-least-once delivery with a stable key, retried with backoff.';
 
 create index alert_deliveries_channel_idx on public.alert_deliveries (channel_id);
--- What claim_alert_deliveries looks for: due retries, and sends whose sender vanished.
-create index alert_deliveries_due_idx on public.alert_deliveries (next_attempt_at)
-  where status in ('pending', 'failed');
-create index alert_deliveries_leased_idx on public.alert_deliveries (lease_expires_at)
-  where status = 'sending';
 
 -- Privileges and row-level security ---------------------------------------------------
 

@@ -7,7 +7,8 @@
 -- fixed at insert: nobody may update an event, so every attempt for one webhook-id sends
 -- the same body. Recording an event creates a delivery for every enabled endpoint
 -- subscribed to its type; deliver-webhooks claims due deliveries under a lease, signs
--- with every valid secret and records the outcome, retried with backoff over a day.
+-- with every valid secret and records the outcome, retried with backoff over a day (a
+-- delivery outbox, delivery_outbox).
 -- Everything here is the operator's: service only, no tenant reads it.
 
 -- Endpoints -----------------------------------------------------------------------------
@@ -84,29 +85,15 @@ create index webhook_events_created_idx on public.webhook_events (created_at);
 create table public.webhook_deliveries (
   event_id text not null references public.webhook_events (id) on delete cascade,
   endpoint_id uuid not null references public.webhook_endpoints (id) on delete cascade,
-  status text not null default 'pending'
-    constraint webhook_deliveries_status_known check (status in ('pending', 'sending', 'delivered', 'failed')),
-  -- Attempts started (counted when claimed, so a sender that dies mid-send counts too).
-  attempts int not null default 0,
-  lease_expires_at timestamptz,
-  -- null once delivered or given up.
-  next_attempt_at timestamptz default now(),
+  -- status, attempts, the lease and the schedule, claimed and finished as every outbox is.
+  like private.delivery_outbox including all,
   -- The receiver's HTTP status on the last attempt; null when it never answered.
   last_status int,
-  last_error text,
-  last_attempt_at timestamptz,
-  delivered_at timestamptz,
-  created_at timestamptz not null default now(),
   primary key (event_id, endpoint_id)
 );
 comment on table public.webhook_deliveries is 'One row per webhook event and endpoint: at least once, retried with backoff, given up after the last attempt.';
 
 create index webhook_deliveries_endpoint_idx on public.webhook_deliveries (endpoint_id, status);
--- What claim_webhook_deliveries looks for: due (re)tries, and sends whose sender vanished.
-create index webhook_deliveries_due_idx on public.webhook_deliveries (next_attempt_at)
-  where status in ('pending', 'failed');
-create index webhook_deliveries_leased_idx on public.webhook_deliveries (lease_expires_at)
-  where status = 'sending';
 
 -- Privileges and row-level security ---------------------------------------------------
 
@@ -159,8 +146,7 @@ as $$
     ), '[]'::jsonb)
   );
 $$;
-revoke all on function private.webhook_delivery_status(uuid[]) from public, anon, authenticated;
-grant execute on function private.webhook_delivery_status(uuid[]) to service_role;
+select private.grant_to_service_role_only('private.webhook_delivery_status(uuid[])');
 
 -- Events raised by other tables' changes -------------------------------------------------
 --
@@ -178,8 +164,7 @@ as $$
   select jsonb_build_object('id', t.id, 'external_ref', t.external_ref, 'name', t.name)
   from public.tenants t where t.id = webhook_tenant.tenant_id;
 $$;
-revoke all on function private.webhook_tenant(uuid) from public;
-grant execute on function private.webhook_tenant(uuid) to service_role;
+select private.grant_to_service_role_only('private.webhook_tenant(uuid)');
 
 -- The event of a row a table gains (or that changes as the trigger says): its payload is
 -- the row as stored, with the tenant named as the operator's systems name it; its key is
@@ -197,10 +182,6 @@ begin
   return null;
 end;
 $$;
-revoke all on function private.webhook_on_row() from public;
-
-create trigger usage_alerts_webhook_event after insert on public.usage_alerts
-  for each row execute function private.webhook_on_row('usage.threshold_crossed');
 
 -- A source is failing from its first failed attempt after a success (as status counts
 -- it), and recovered at its first success after that.
@@ -227,7 +208,35 @@ begin
   return null;
 end;
 $$;
-revoke all on function private.webhook_on_source_health() from public;
+
+-- A Stripe subscription event that changed what the tenant is billed on (stripe_synced_at
+-- moves only with Stripe's events, so operator edits of the plan do not count).
+create or replace function private.webhook_on_subscription_change()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform private.record_webhook_event(
+    'subscription.changed', 'subscription.changed:' || new.id || ':' || txid_current(), new.id,
+    jsonb_build_object(
+      'tenant', private.webhook_tenant(new.id),
+      'stripe_subscription_id', new.stripe_subscription_id,
+      'stripe_customer_id', new.stripe_customer_id,
+      'status', new.subscription_status, 'plan_id', new.plan_id,
+      'current_period_start', new.current_period_start, 'current_period_end', new.current_period_end,
+      'trial_ends_at', new.trial_ends_at,
+      'previous', jsonb_build_object('status', old.subscription_status, 'plan_id', old.plan_id)));
+  return null;
+end;
+$$;
+revoke all on function private.webhook_on_row(), private.webhook_on_source_health(),
+  private.webhook_on_subscription_change() from public;
+
+-- Which change raises which event.
+
+create trigger usage_alerts_webhook_event after insert on public.usage_alerts
+  for each row execute function private.webhook_on_row('usage.threshold_crossed');
 
 create trigger collector_source_state_webhook_event after update of consecutive_failures
   on public.collector_source_state
@@ -257,29 +266,6 @@ create trigger meter_reports_failed_webhook_event after update on public.meter_r
 
 create trigger reconciliation_findings_webhook_event after insert on public.reconciliation_findings
   for each row execute function private.webhook_on_row('reconciliation.drift_found');
-
--- A Stripe subscription event that changed what the tenant is billed on (stripe_synced_at
--- moves only with Stripe's events, so operator edits of the plan do not count).
-create or replace function private.webhook_on_subscription_change()
-returns trigger
-language plpgsql
-set search_path = ''
-as $$
-begin
-  perform private.record_webhook_event(
-    'subscription.changed', 'subscription.changed:' || new.id || ':' || txid_current(), new.id,
-    jsonb_build_object(
-      'tenant', private.webhook_tenant(new.id),
-      'stripe_subscription_id', new.stripe_subscription_id,
-      'stripe_customer_id', new.stripe_customer_id,
-      'status', new.subscription_status, 'plan_id', new.plan_id,
-      'current_period_start', new.current_period_start, 'current_period_end', new.current_period_end,
-      'trial_ends_at', new.trial_ends_at,
-      'previous', jsonb_build_object('status', old.subscription_status, 'plan_id', old.plan_id)));
-  return null;
-end;
-$$;
-revoke all on function private.webhook_on_subscription_change() from public;
 
 create trigger tenants_webhook_subscription_event after update on public.tenants
   for each row when (

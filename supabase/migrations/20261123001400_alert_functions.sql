@@ -59,28 +59,17 @@ $$;
 -- channel: 404.
 create or replace function public.set_alert_channel_enabled(channel_id bigint, enabled boolean)
 returns public.alert_channels
-language plpgsql
+language sql
 set search_path = ''
 as $$
-declare
-  channel public.alert_channels;
-begin
-  update public.alert_channels c set enabled = set_alert_channel_enabled.enabled
-  where c.id = set_alert_channel_enabled.channel_id
-  returning c.* into channel;
-  if not found then
-    raise exception 'alert channel % not found', set_alert_channel_enabled.channel_id
-      using errcode = 'PT404', hint = 'flowmeter alerts channels list shows the ids';
-  end if;
-  return channel;
-end;
+  select private.set_enabled(null::public.alert_channels, set_alert_channel_enabled.channel_id,
+                             set_alert_channel_enabled.enabled,
+                             'alert channel', 'flowmeter alerts channels list shows the ids');
 $$;
 
--- Claims up to max_rows due deliveries for lease_seconds: new ones, failed ones whose
--- backoff is over, and sends whose sender's lease ran out without an outcome. Concurrent
--- senders skip each other's rows. A delivery gets at most 10 attempts; one whose 10th
--- attempt never reported is given up here. tenant_ids limits the claim to those tenants'
--- alerts (an operator's targeted run).
+-- Claims up to max_rows due deliveries for lease_seconds (private.claim_deliveries) of
+-- enabled channels; a delivery gets at most 10 attempts. tenant_ids limits the claim to
+-- those tenants' alerts (an operator's targeted run).
 create or replace function public.claim_alert_deliveries(
   max_rows int default 50,
   lease_seconds int default 60,
@@ -106,40 +95,13 @@ returns table (
 language sql
 set search_path = ''
 as $$
-  with abandoned as (
-    update public.alert_deliveries d
-    set status = 'failed', lease_expires_at = null, next_attempt_at = null,
-        last_error = 'gave up: the last attempt never reported an outcome'
-    where d.status = 'sending' and d.lease_expires_at <= now() and d.attempts >= 10
-      and (claim_alert_deliveries.tenant_ids is null or exists (
-        select 1 from public.usage_alerts a
-        where a.id = d.alert_id and a.tenant_id = any (claim_alert_deliveries.tenant_ids)))
-  ),
-  due as (
-    select d.alert_id, d.channel_id
-    from public.alert_deliveries d
-    join public.alert_channels ch on ch.id = d.channel_id
-    where ch.enabled
-      and d.attempts < 10
-      and (
-        (d.status in ('pending', 'failed') and d.next_attempt_at <= now())
-        or (d.status = 'sending' and d.lease_expires_at <= now())
-      )
-      and (claim_alert_deliveries.tenant_ids is null or exists (
-        select 1 from public.usage_alerts a
-        where a.id = d.alert_id and a.tenant_id = any (claim_alert_deliveries.tenant_ids)))
-    order by d.next_attempt_at, d.alert_id, d.channel_id
-    limit greatest(claim_alert_deliveries.max_rows, 0)
-    for update of d skip locked
-  ),
-  claimed as (
-    update public.alert_deliveries d
-    set status = 'sending',
-        attempts = d.attempts + 1,
-        lease_expires_at = now() + make_interval(secs => claim_alert_deliveries.lease_seconds)
-    from due
-    where d.alert_id = due.alert_id and d.channel_id = due.channel_id
-    returning d.alert_id, d.channel_id, d.delivery_key, d.attempts
+  with claimed as (
+    select * from private.claim_deliveries(
+      null::public.alert_deliveries, 10,
+      claim_alert_deliveries.max_rows, claim_alert_deliveries.lease_seconds,
+      'exists (select 1 from public.alert_channels ch where ch.id = d.channel_id and ch.enabled)',
+      'exists (select 1 from public.usage_alerts a where a.id = d.alert_id and a.tenant_id = any ($1))',
+      claim_alert_deliveries.tenant_ids)
   )
   select c.alert_id, c.channel_id, c.delivery_key, c.attempts,
          ch.kind, ch.target, t.id, t.name, p.name, p.limit_policy,
@@ -152,11 +114,8 @@ as $$
   order by c.channel_id, c.alert_id;
 $$;
 
--- Records one attempt's outcome. Delivered is final (whichever sender reports it); a
--- failure counts only for a delivery still being sent and schedules the next attempt
--- 30 s, 1 min, 2 min, … at most 1 h later, or gives up after the 10th. Returns the
--- delivery as it now is, or null when nothing changed (already delivered, or the lease
--- was lost and another sender has it).
+-- Records one attempt's outcome (private.finish_delivery): a failure is retried 30 s,
+-- 1 min, 2 min, … at most 1 h later, and given up after the 10th attempt.
 create or replace function public.finish_alert_delivery(
   alert_id bigint,
   channel_id bigint,
@@ -167,25 +126,11 @@ returns public.alert_deliveries
 language sql
 set search_path = ''
 as $$
-  update public.alert_deliveries d
-  set status = case when finish_alert_delivery.delivered then 'delivered' else 'failed' end,
-      delivered_at = case when finish_alert_delivery.delivered then now() end,
-      lease_expires_at = null,
-      next_attempt_at = case
-        when finish_alert_delivery.delivered or d.attempts >= 10 then null
-        else now() + least(interval '1 hour', interval '30 seconds' * power(2, greatest(d.attempts, 1) - 1))
-      end,
-      last_error = case
-        when finish_alert_delivery.delivered then null
-        else left(coalesce(finish_alert_delivery.error, 'unknown error'), 2000)
-      end
-  where d.alert_id = finish_alert_delivery.alert_id
-    and d.channel_id = finish_alert_delivery.channel_id
-    and (
-      (finish_alert_delivery.delivered and d.status <> 'delivered')
-      or (not finish_alert_delivery.delivered and d.status = 'sending')
-    )
-  returning d.*;
+  select private.finish_delivery(
+    null::public.alert_deliveries,
+    jsonb_build_object('alert_id', finish_alert_delivery.alert_id, 'channel_id', finish_alert_delivery.channel_id),
+    finish_alert_delivery.delivered, finish_alert_delivery.error,
+    array[30, 60, 120, 240, 480, 960, 1920, 3600, 3600], 0);
 $$;
 
 -- For tenant users (authenticated), under their row-level security: sets read_at once.

@@ -88,6 +88,16 @@ as $$
   order by s.created_at, s.id;
 $$;
 
+-- A source an operator just fixed is due now instead of after its failure backoff.
+create or replace function private.collect_source_now(source_id uuid)
+returns void
+language sql
+set search_path = ''
+as $$
+  update public.collector_source_state st set next_attempt_at = now()
+  where st.source_id = collect_source_now.source_id and st.next_attempt_at > now();
+$$;
+
 -- Enables or disables collection from a source. A disabled source is never claimed by
 -- the collector; what it collected stays, and re-enabling resumes from where collection
 -- stopped (the walk reaches back to the watermark). Re-enabling makes the source due now.
@@ -97,18 +107,12 @@ language plpgsql
 set search_path = ''
 as $$
 declare
-  source public.n8n_sources;
+  source public.n8n_sources := private.set_enabled(
+    null::public.n8n_sources, set_n8n_source_enabled.source_id, set_n8n_source_enabled.enabled,
+    'n8n source', 'flowmeter sources list shows the ids');
 begin
-  update public.n8n_sources s set enabled = set_n8n_source_enabled.enabled
-  where s.id = set_n8n_source_enabled.source_id
-  returning s.* into source;
-  if not found then
-    raise exception 'n8n source % not found', set_n8n_source_enabled.source_id
-      using errcode = 'PT404', hint = 'flowmeter sources list shows the ids';
-  end if;
   if set_n8n_source_enabled.enabled then
-    update public.collector_source_state st set next_attempt_at = now()
-    where st.source_id = set_n8n_source_enabled.source_id and st.next_attempt_at > now();
+    perform private.collect_source_now(set_n8n_source_enabled.source_id);
   end if;
   return source;
 end;
@@ -144,18 +148,18 @@ begin
       raise exception 'the key of n8n source % changed meanwhile', set_n8n_source_key.source_id
         using errcode = 'PT409', hint = 'read it again';
     end if;
-    raise exception 'n8n source % not found', set_n8n_source_key.source_id
-      using errcode = 'PT404', hint = 'flowmeter sources list shows the ids';
+    perform private.raise_not_found('n8n source', set_n8n_source_key.source_id::text,
+                                    'flowmeter sources list shows the ids');
   end if;
   if set_n8n_source_key.expected_ciphertext is null then
-    update public.collector_source_state st set next_attempt_at = now()
-    where st.source_id = set_n8n_source_key.source_id and st.next_attempt_at > now();
+    perform private.collect_source_now(set_n8n_source_key.source_id);
   end if;
   return source;
 end;
 $$;
 
 select private.grant_to_service_role_only(
+  'private.collect_source_now(uuid)',
   'public.add_n8n_source(uuid, text, text, text, text)',
   'public.list_n8n_sources(uuid[], uuid[])',
   'public.n8n_source_credentials(uuid[], uuid[])',

@@ -105,13 +105,11 @@ select private.grant_to_service_role_only('private.record_tenant_blocked(uuid, t
 -- An unknown endpoint: 404, with where the ids are.
 create or replace function private.webhook_endpoint_not_found(endpoint_id uuid)
 returns void
-language plpgsql
+language sql
 set search_path = ''
 as $$
-begin
-  raise exception 'webhook endpoint % not found', webhook_endpoint_not_found.endpoint_id
-    using errcode = 'PT404', hint = 'flowmeter webhooks list shows the ids';
-end;
+  select private.raise_not_found('webhook endpoint', webhook_endpoint_not_found.endpoint_id::text,
+                                 'flowmeter webhooks list shows the ids');
 $$;
 select private.grant_to_service_role_only('private.webhook_endpoint_not_found(uuid)');
 
@@ -123,21 +121,21 @@ create or replace function public.add_webhook_endpoint(
   description text default null
 )
 returns public.webhook_endpoints
-language plpgsql
+language sql
 set search_path = ''
 as $$
-declare
-  endpoint public.webhook_endpoints;
-begin
-  insert into public.webhook_endpoints as ep (id, url, event_types, description)
-  values (add_webhook_endpoint.id, add_webhook_endpoint.url,
-          (select array_agg(distinct t order by t) from unnest(add_webhook_endpoint.event_types) t),
-          add_webhook_endpoint.description)
-  returning ep.* into endpoint;
-  insert into public.webhook_endpoint_secrets (endpoint_id, secret_ciphertext)
-  values (endpoint.id, add_webhook_endpoint.secret_ciphertext);
-  return endpoint;
-end;
+  with endpoint as (
+    insert into public.webhook_endpoints as ep (id, url, event_types, description)
+    values (add_webhook_endpoint.id, add_webhook_endpoint.url,
+            (select array_agg(distinct t order by t) from unnest(add_webhook_endpoint.event_types) t),
+            add_webhook_endpoint.description)
+    returning ep.*
+  ),
+  secret as (
+    insert into public.webhook_endpoint_secrets (endpoint_id, secret_ciphertext)
+    select e.id, add_webhook_endpoint.secret_ciphertext from endpoint e
+  )
+  select * from endpoint;
 $$;
 
 -- Endpoints with what they have delivered. failing: deliveries that failed and will be
@@ -182,20 +180,12 @@ $$;
 -- A disabled endpoint gets no new deliveries and its due ones are not claimed.
 create or replace function public.set_webhook_endpoint_enabled(endpoint_id uuid, enabled boolean)
 returns public.webhook_endpoints
-language plpgsql
+language sql
 set search_path = ''
 as $$
-declare
-  endpoint public.webhook_endpoints;
-begin
-  update public.webhook_endpoints ep set enabled = set_webhook_endpoint_enabled.enabled
-  where ep.id = set_webhook_endpoint_enabled.endpoint_id
-  returning ep.* into endpoint;
-  if not found then
-    perform private.webhook_endpoint_not_found(set_webhook_endpoint_enabled.endpoint_id);
-  end if;
-  return endpoint;
-end;
+  select private.set_enabled(null::public.webhook_endpoints, set_webhook_endpoint_enabled.endpoint_id,
+                             set_webhook_endpoint_enabled.enabled,
+                             'webhook endpoint', 'flowmeter webhooks list shows the ids');
 $$;
 
 -- The new secret signs from now on; the ones still valid keep signing for grace_seconds,
@@ -232,28 +222,10 @@ $$;
 
 -- Deliveries ----------------------------------------------------------------------------
 
--- How many attempts a delivery gets, and the wait before each retry (the Standard
--- Webhooks / Svix schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; about 27 h in all),
--- each spread by ±20 % so the retries of many deliveries that failed together do not
--- arrive together.
-create or replace function private.webhook_retry_delay(attempts int)
-returns interval
-language plpgsql volatile
-set search_path = ''
-as $$
-begin
-  return make_interval(secs => (array[5, 300, 1800, 7200, 18000, 36000, 36000])[webhook_retry_delay.attempts]
-                               * (0.8 + random() * 0.4));
-end;
-$$;
-select private.grant_to_service_role_only('private.webhook_retry_delay(int)');
-
--- Claims up to max_rows due deliveries for lease_seconds: new ones, failed ones whose
--- backoff is over, and sends whose sender's lease ran out without an outcome (the sender
--- crashed after or during the send: sending again is the at-least-once promise).
--- Concurrent senders skip each other's rows. A delivery whose 8th attempt never
--- reported is given up here. Each row carries the event's stored body and the endpoint's
--- valid secrets, newest first. endpoint_ids limits the claim to those endpoints.
+-- Claims up to max_rows due deliveries for lease_seconds (private.claim_deliveries) of
+-- enabled endpoints; a delivery gets at most 8 attempts. Each row carries the event's
+-- stored body and the endpoint's valid secrets, newest first. endpoint_ids limits the
+-- claim to those endpoints.
 create or replace function public.claim_webhook_deliveries(
   max_rows int default 20,
   lease_seconds int default 60,
@@ -271,37 +243,13 @@ returns table (
 language sql
 set search_path = ''
 as $$
-  with abandoned as (
-    update public.webhook_deliveries d
-    set status = 'failed', lease_expires_at = null, next_attempt_at = null,
-        last_error = 'gave up: the last attempt never reported an outcome'
-    where d.status = 'sending' and d.lease_expires_at <= now() and d.attempts >= 8
-      and (claim_webhook_deliveries.endpoint_ids is null or d.endpoint_id = any (claim_webhook_deliveries.endpoint_ids))
-  ),
-  due as (
-    select d.event_id, d.endpoint_id
-    from public.webhook_deliveries d
-    join public.webhook_endpoints ep on ep.id = d.endpoint_id
-    where ep.enabled
-      and d.attempts < 8
-      and (
-        (d.status in ('pending', 'failed') and d.next_attempt_at <= now())
-        or (d.status = 'sending' and d.lease_expires_at <= now())
-      )
-      and (claim_webhook_deliveries.endpoint_ids is null or d.endpoint_id = any (claim_webhook_deliveries.endpoint_ids))
-    order by d.next_attempt_at, d.created_at, d.event_id
-    limit greatest(claim_webhook_deliveries.max_rows, 0)
-    for update of d skip locked
-  ),
-  claimed as (
-    update public.webhook_deliveries d
-    set status = 'sending',
-        attempts = d.attempts + 1,
-        last_attempt_at = now(),
-        lease_expires_at = now() + make_interval(secs => claim_webhook_deliveries.lease_seconds)
-    from due
-    where d.event_id = due.event_id and d.endpoint_id = due.endpoint_id
-    returning d.event_id, d.endpoint_id, d.attempts
+  with claimed as (
+    select * from private.claim_deliveries(
+      null::public.webhook_deliveries, 8,
+      claim_webhook_deliveries.max_rows, claim_webhook_deliveries.lease_seconds,
+      'exists (select 1 from public.webhook_endpoints ep where ep.id = d.endpoint_id and ep.enabled)',
+      'd.endpoint_id = any ($1)',
+      claim_webhook_deliveries.endpoint_ids)
   )
   select c.event_id, c.endpoint_id, c.attempts, ep.url, e.type, e.body,
          array(select s.secret_ciphertext from public.webhook_endpoint_secrets s
@@ -313,10 +261,10 @@ as $$
   order by c.endpoint_id, e.created_at, c.event_id;
 $$;
 
--- Records one attempt's outcome. Delivered is final (whichever sender reports it); a
--- failure counts only for a delivery still being sent and schedules the next attempt by
--- webhook_retry_delay, or gives up after the 8th. Returns the delivery as it now is, or
--- null when nothing changed (already delivered, or the lease was lost to another sender).
+-- Records one attempt's outcome (private.finish_delivery) with the receiver's HTTP
+-- status. A failure is retried on the Standard Webhooks / Svix schedule (5 s, 5 min,
+-- 30 min, 2 h, 5 h, 10 h, 10 h; about 27 h in all), each wait spread by ±20 %, and given
+-- up after the 8th attempt.
 create or replace function public.finish_webhook_delivery(
   event_id text,
   endpoint_id uuid,
@@ -328,26 +276,12 @@ returns public.webhook_deliveries
 language sql
 set search_path = ''
 as $$
-  update public.webhook_deliveries d
-  set status = case when finish_webhook_delivery.delivered then 'delivered' else 'failed' end,
-      delivered_at = case when finish_webhook_delivery.delivered then now() end,
-      lease_expires_at = null,
-      next_attempt_at = case
-        when finish_webhook_delivery.delivered or d.attempts >= 8 then null
-        else now() + private.webhook_retry_delay(d.attempts)
-      end,
-      last_status = finish_webhook_delivery.http_status,
-      last_error = case
-        when finish_webhook_delivery.delivered then null
-        else left(coalesce(finish_webhook_delivery.error, 'unknown error'), 2000)
-      end
-  where d.event_id = finish_webhook_delivery.event_id
-    and d.endpoint_id = finish_webhook_delivery.endpoint_id
-    and (
-      (finish_webhook_delivery.delivered and d.status <> 'delivered')
-      or (not finish_webhook_delivery.delivered and d.status = 'sending')
-    )
-  returning d.*;
+  select private.finish_delivery(
+    null::public.webhook_deliveries,
+    jsonb_build_object('event_id', finish_webhook_delivery.event_id, 'endpoint_id', finish_webhook_delivery.endpoint_id),
+    finish_webhook_delivery.delivered, finish_webhook_delivery.error,
+    array[5, 300, 1800, 7200, 18000, 36000, 36000], 0.2,
+    jsonb_build_object('last_status', finish_webhook_delivery.http_status));
 $$;
 
 -- Deliveries newest first: failed_only keeps those failing or given up; endpoint_ids

@@ -1,16 +1,14 @@
-import { type AlertChannel, bodySnippet, DEFAULT_CHANNEL_TIMEOUT_MS, post } from './channel.ts';
+import { type AlertChannel, type HttpChannelOptions, postMessage } from './channel.ts';
 import { renderAlert } from './message.ts';
 
 const RESEND_API_URL = 'https://api.resend.com/emails';
 
-export interface ResendEmailChannelOptions {
+export interface ResendEmailChannelOptions extends HttpChannelOptions {
   /** re_… */
   apiKey: string;
   /** A sender on a domain verified in Resend, e.g. `Flowmeter <alerts@example.com>`. */
   from: string;
   to: string;
-  fetch?: typeof fetch;
-  timeoutMs?: number;
 }
 
 /**
@@ -19,24 +17,19 @@ export interface ResendEmailChannelOptions {
  * retry after a lost answer never sends a second e-mail.
  */
 export function createResendEmailChannel(options: ResendEmailChannelOptions): AlertChannel {
-  const fetchImpl = options.fetch ?? fetch;
-  const timeoutMs = options.timeoutMs ?? DEFAULT_CHANNEL_TIMEOUT_MS;
   return {
-    async send(message, deliveryKey) {
+    send(message, deliveryKey) {
       const { subject, text } = renderAlert(message);
-      const response = await post('Resend', fetchImpl, RESEND_API_URL, {
-        headers: {
-          authorization: `Bearer ${options.apiKey}`,
-          'content-type': 'application/json',
-          'idempotency-key': deliveryKey,
+      return postMessage(
+        'Resend',
+        options,
+        {
+          url: RESEND_API_URL,
+          headers: { authorization: `Bearer ${options.apiKey}`, 'idempotency-key': deliveryKey },
+          message: { from: options.from, to: [options.to], subject, text },
         },
-        body: JSON.stringify({ from: options.from, to: [options.to], subject, text }),
-        timeoutMs,
-      });
-      const body = await bodySnippet(response);
-      if (!response.ok) {
-        throw new Error(`Resend answered ${response.status}: ${resendError(body)}`);
-      }
+        (body) => `: ${resendError(body)}`,
+      );
     },
   };
 }

@@ -1,0 +1,131 @@
+import pLimit from 'p-limit';
+import type { Logger } from '../observability/logger.ts';
+import {
+  type DeliveryOutcome,
+  type DeliverySummary,
+  summarizeDeliveries,
+} from './delivery-summary.ts';
+
+/** What supabase-js answers for an RPC. */
+interface RpcAnswer<T> {
+  data: T | null;
+  error: { message: string } | null;
+}
+
+/** How one attempt ended: error is null when the destination accepted the message. */
+export interface Attempt {
+  error: string | null;
+  /** Logged with the outcome. */
+  details?: Record<string, unknown>;
+}
+
+/** A delivery as its outbox's finish function leaves it; null when nothing changed. */
+interface FinishedDelivery {
+  status: string;
+  next_attempt_at: string | null;
+}
+
+/** What every delivery run is given; each outbox adds its own. */
+export interface DeliveryRunInput {
+  log: Logger;
+  /** Deliveries claimed by this run; the rest wait for the next. */
+  maxRows?: number;
+  /** Longer than the calling function may run, so a live run never loses its claims. */
+  leaseSeconds?: number;
+  /** Lanes sent at once. */
+  concurrency?: number;
+}
+
+/** How one delivery outbox (supabase/migrations/…_delivery_outbox.sql) is claimed and sent. */
+export interface DeliveryOutbox<D, A extends Attempt> {
+  /** Names the deliveries in log lines: `alert`, `webhook`. */
+  noun: string;
+  /** What a run is not told. */
+  defaults: Required<Omit<DeliveryRunInput, 'log'>>;
+  /** The claim function's name, for the error when it fails. */
+  claimName: string;
+  claim: (lease: { max_rows: number; lease_seconds: number }) => PromiseLike<RpcAnswer<D[]>>;
+  /** A lane's deliveries go one at a time, in claim order; without it each is its own lane. */
+  laneOf?: (delivery: D) => unknown;
+  /** What every log line about the delivery carries. */
+  context: (delivery: D) => Record<string, unknown>;
+  /** One attempt; never throws. */
+  send: (delivery: D) => Promise<A>;
+  /** Records the outcome with the finish function; `outcome` is what every one takes. */
+  finish: (
+    delivery: D,
+    outcome: { delivered: boolean; error?: string },
+    attempt: A,
+  ) => PromiseLike<RpcAnswer<FinishedDelivery>>;
+}
+
+function lanes<D>(claimed: D[], laneOf?: (delivery: D) => unknown): D[][] {
+  if (!laneOf) return claimed.map((d) => [d]);
+  const byLane = new Map<unknown, D[]>();
+  for (const d of claimed) {
+    const key = laneOf(d);
+    const lane = byLane.get(key);
+    if (lane) lane.push(d);
+    else byLane.set(key, [d]);
+  }
+  return [...byLane.values()];
+}
+
+async function deliverOne<D, A extends Attempt>(
+  outbox: DeliveryOutbox<D, A>,
+  parentLog: Logger,
+  d: D,
+): Promise<DeliveryOutcome> {
+  const log = parentLog.child(outbox.context(d));
+  const attempt = await outbox.send(d);
+  const delivered = attempt.error === null;
+  const { data, error } = await outbox.finish(
+    d,
+    attempt.error === null ? { delivered } : { delivered, error: attempt.error },
+    attempt,
+  );
+  if (error) {
+    // The lease runs out and the delivery is sent again, with the same key: a repeat the
+    // destination can drop, never a loss.
+    log.error({ error: error.message, sent: delivered }, 'could not record the outcome');
+  }
+  if (delivered) {
+    log.info({ ...attempt.details }, `${outbox.noun} delivered`);
+    return 'delivered';
+  }
+  const gaveUp = data?.status === 'failed' && data.next_attempt_at === null;
+  log[gaveUp ? 'error' : 'warn'](
+    { error: attempt.error, ...attempt.details, next_attempt_at: data?.next_attempt_at ?? null },
+    gaveUp ? `${outbox.noun} delivery given up` : `${outbox.noun} delivery failed; will retry`,
+  );
+  return gaveUp ? 'gave_up' : 'failed';
+}
+
+/**
+ * Claims due deliveries under a lease, sends each and records its outcome (the SQL side
+ * schedules retries and gives up). A failing lane never holds up the others.
+ */
+export async function deliverClaimed<D, A extends Attempt>(
+  input: DeliveryRunInput,
+  outbox: DeliveryOutbox<D, A>,
+): Promise<DeliverySummary> {
+  const { data, error } = await outbox.claim({
+    max_rows: input.maxRows ?? outbox.defaults.maxRows,
+    lease_seconds: input.leaseSeconds ?? outbox.defaults.leaseSeconds,
+  });
+  if (error) throw new Error(`${outbox.claimName} failed: ${error.message}`);
+  const claimed = data ?? [];
+  const limit = pLimit(input.concurrency ?? outbox.defaults.concurrency);
+  const outcomes = await Promise.all(
+    lanes(claimed, outbox.laneOf).map((lane) =>
+      limit(async () => {
+        const results: DeliveryOutcome[] = [];
+        for (const d of lane) results.push(await deliverOne(outbox, input.log, d));
+        return results;
+      }),
+    ),
+  );
+  const summary = summarizeDeliveries(claimed.length, outcomes.flat());
+  if (summary.claimed > 0) input.log.info({ ...summary }, `${outbox.noun} deliveries sent`);
+  return summary;
+}

@@ -1,0 +1,125 @@
+import { describe, expect, it } from 'vitest';
+import {
+  type Attempt,
+  type DeliveryOutbox,
+  deliverClaimed,
+} from '../../src/domain/deliver-claimed.ts';
+import { silentLogger } from '../../src/observability/logger.ts';
+
+interface Delivery {
+  id: number;
+  lane: string;
+  /** What the destination does with it. */
+  answer: 'ok' | 'fail' | 'last';
+}
+
+/** An outbox over plain values: its claim hands out `due`, its finish answers as SQL would. */
+function outbox(due: Delivery[], overrides: Partial<DeliveryOutbox<Delivery, Attempt>> = {}) {
+  const sent: number[] = [];
+  const finished: { id: number; outcome: { delivered: boolean; error?: string } }[] = [];
+  let sending = 0;
+  let mostAtOnce = 0;
+  const run: DeliveryOutbox<Delivery, Attempt> = {
+    noun: 'test',
+    defaults: { maxRows: 10, leaseSeconds: 60, concurrency: 2 },
+    claimName: 'claim_test_deliveries',
+    claim: async (lease) => ({ data: due.slice(0, lease.max_rows), error: null }),
+    laneOf: (d) => d.lane,
+    context: (d) => ({ id: d.id }),
+    send: async (d) => {
+      sending += 1;
+      mostAtOnce = Math.max(mostAtOnce, sending);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      sent.push(d.id);
+      sending -= 1;
+      return { error: d.answer === 'ok' ? null : 'boom' };
+    },
+    finish: async (d, outcome) => {
+      finished.push({ id: d.id, outcome });
+      return {
+        data: {
+          status: outcome.delivered ? 'delivered' : 'failed',
+          next_attempt_at: d.answer === 'last' ? null : 'later',
+        },
+        error: null,
+      };
+    },
+    ...overrides,
+  };
+  return { run, sent, finished, mostAtOnce: () => mostAtOnce };
+}
+
+describe('delivering claimed deliveries', () => {
+  it('sends a lane one at a time in claim order, lanes side by side up to the concurrency', async () => {
+    const due: Delivery[] = [
+      { id: 1, lane: 'a', answer: 'ok' },
+      { id: 2, lane: 'b', answer: 'ok' },
+      { id: 3, lane: 'a', answer: 'ok' },
+      { id: 4, lane: 'c', answer: 'ok' },
+      { id: 5, lane: 'a', answer: 'ok' },
+    ];
+    const { run, sent, mostAtOnce } = outbox(due);
+    await deliverClaimed({ log: silentLogger }, run);
+    expect(sent.filter((id) => [1, 3, 5].includes(id))).toEqual([1, 3, 5]);
+    expect(mostAtOnce()).toBe(2);
+  });
+
+  it('without lanes every delivery is its own', async () => {
+    const due = [1, 2, 3].map((id): Delivery => ({ id, lane: 'same', answer: 'ok' }));
+    const { run, mostAtOnce } = outbox(due, { laneOf: undefined });
+    await deliverClaimed({ log: silentLogger, concurrency: 3 }, run);
+    expect(mostAtOnce()).toBe(3);
+  });
+
+  it('records each outcome and sums up delivered, failed and given up', async () => {
+    const due: Delivery[] = [
+      { id: 1, lane: 'a', answer: 'ok' },
+      { id: 2, lane: 'b', answer: 'fail' },
+      { id: 3, lane: 'c', answer: 'last' },
+    ];
+    const { run, finished } = outbox(due);
+    expect(await deliverClaimed({ log: silentLogger }, run)).toEqual({
+      claimed: 3,
+      delivered: 1,
+      failed: 1,
+      gaveUp: 1,
+    });
+    expect(finished.sort((x, y) => x.id - y.id)).toEqual([
+      { id: 1, outcome: { delivered: true } },
+      { id: 2, outcome: { delivered: false, error: 'boom' } },
+      { id: 3, outcome: { delivered: false, error: 'boom' } },
+    ]);
+  });
+
+  it('claims what the run asks for, else the outbox defaults', async () => {
+    const leases: unknown[] = [];
+    const { run } = outbox([], {
+      claim: async (lease) => {
+        leases.push(lease);
+        return { data: [], error: null };
+      },
+    });
+    await deliverClaimed({ log: silentLogger }, run);
+    await deliverClaimed({ log: silentLogger, maxRows: 3, leaseSeconds: 120 }, run);
+    expect(leases).toEqual([
+      { max_rows: 10, lease_seconds: 60 },
+      { max_rows: 3, lease_seconds: 120 },
+    ]);
+  });
+
+  it('a failed claim throws, naming the claim function', async () => {
+    const { run } = outbox([], {
+      claim: async () => ({ data: null, error: { message: 'connection refused' } }),
+    });
+    await expect(deliverClaimed({ log: silentLogger }, run)).rejects.toThrow(
+      'claim_test_deliveries failed: connection refused',
+    );
+  });
+
+  it('an outcome that could not be recorded still counts as what the attempt did', async () => {
+    const { run } = outbox([{ id: 1, lane: 'a', answer: 'ok' }], {
+      finish: async () => ({ data: null, error: { message: 'timeout' } }),
+    });
+    expect(await deliverClaimed({ log: silentLogger }, run)).toMatchObject({ delivered: 1 });
+  });
+});
