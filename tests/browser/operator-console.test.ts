@@ -1,4 +1,4 @@
-import type { Page } from '@playwright/test';
+import type { Page, Route } from '@playwright/test';
 import { createClient } from '@supabase/supabase-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseKeyring } from '../../src/crypto/keyring.ts';
@@ -117,6 +117,41 @@ async function demoRows() {
 
 async function tenantNames(page: Page): Promise<string[]> {
   return page.locator('table.tenants tbody th[scope="row"]').allTextContents();
+}
+
+/**
+ * Holds the page's next call of an operator RPC whose arguments match. `release()` lets it
+ * through and returns once its reply has reached the page and had time to render.
+ */
+async function holdNextCall(
+  page: Page,
+  rpc: 'operator_tenant' | 'operator_tenants',
+  matches: (args: Record<string, unknown>) => boolean,
+) {
+  let hold: (route: Route) => void = () => {};
+  const held = new Promise<Route>((resolve) => {
+    hold = resolve;
+  });
+  let armed = true;
+  await page.route(
+    (url) => url.pathname.endsWith(`/rpc/${rpc}`),
+    (route) => {
+      if (!armed || !matches(route.request().postDataJSON() ?? {})) return route.fallback();
+      armed = false;
+      hold(route);
+    },
+  );
+  return {
+    held,
+    async release(): Promise<void> {
+      const route = await held;
+      const finished = page.waitForEvent('requestfinished', (r) => r === route.request());
+      await route.continue();
+      await finished;
+      // The reply is parsed and rendered after its last byte arrives.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    },
+  };
 }
 
 describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
@@ -251,6 +286,20 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     await page.context().close();
   });
 
+  it('shows the latest search when the reply to an earlier query comes late', async () => {
+    const globex = demo.find((t) => t.ref === 'demo-globex') as { name: string };
+    const page = await site.newPage();
+    const unfiltered = await holdNextCall(page, 'operator_tenants', (args) => !args.search);
+    await page.goto(`${site.url}#/console/tenants`);
+    await signIn(page, operator.email, operator.password);
+    await unfiltered.held;
+    await page.getByLabel('Search name or reference').fill('demo-globex');
+    await expect.poll(() => tenantNames(page)).toEqual([globex.name]);
+    await unfiltered.release();
+    expect(await tenantNames(page)).toEqual([globex.name]);
+    await page.context().close();
+  });
+
   it('drills down into a tenant: its dashboard, sources and Stripe ledger', async () => {
     const globex = demo.find((t) => t.ref === 'demo-globex') as { id: string; name: string };
     const page = await openAsOperator(`#/console/tenants/${globex.id}`);
@@ -353,6 +402,48 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     await expect.poll(() => shown.textContent()).not.toBe(afterVisible);
     expect(await shown.textContent()).toBe(await used());
     expect(await page.locator('.refreshed time').getAttribute('datetime')).not.toBe(firstRefresh);
+    await page.context().close();
+  });
+
+  it('stays on the tenant moved to when the previous tenant’s reply comes late, loaded or reloaded', async () => {
+    const [acme, globex] = ['demo-acme', 'demo-globex'].map(
+      (ref) => demo.find((t) => t.ref === ref) as { id: string; name: string },
+    ) as [{ id: string; name: string }, { id: string; name: string }];
+    const page = await site.newPage();
+    await page.clock.install();
+    const open = (tenant: { id: string; name: string }) =>
+      page.evaluate((hash) => {
+        location.hash = hash;
+      }, `#/console/tenants/${tenant.id}`);
+    const moveToGlobexWhile = async (acmeHeld: Awaited<ReturnType<typeof holdNextCall>>) => {
+      await acmeHeld.held;
+      await open(globex);
+      await page.getByRole('heading', { name: globex.name, level: 1 }).waitFor();
+      await acmeHeld.release();
+      expect(await page.locator('console-tenant h1').textContent()).toBe(globex.name);
+      expect(await page.locator('flowmeter-usage [data-metric="used"]').textContent()).toBe(
+        count((await demoRows()).find((r) => r.tenant_id === globex.id)?.used as number),
+      );
+    };
+
+    const firstLoad = await holdNextCall(
+      page,
+      'operator_tenant',
+      (args) => args.tenant_id === acme.id,
+    );
+    await page.goto(`${site.url}#/console/tenants/${acme.id}`);
+    await signIn(page, operator.email, operator.password);
+    await moveToGlobexWhile(firstLoad);
+
+    await open(acme);
+    await page.getByRole('heading', { name: acme.name, level: 1 }).waitFor();
+    const reload = await holdNextCall(
+      page,
+      'operator_tenant',
+      (args) => args.tenant_id === acme.id,
+    );
+    await page.clock.runFor(30_000);
+    await moveToGlobexWhile(reload);
     await page.context().close();
   });
 

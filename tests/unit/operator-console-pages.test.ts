@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { codeSpans, findingTenants, whatToDo } from '../../web/src/console/findings.ts';
+import { latestReplyOnly } from '../../web/src/console/latest-reply.ts';
 import { columnLabel, ledgerCell, ledgerColumns } from '../../web/src/console/ledger-columns.ts';
 import { consoleHref, isConsoleHash, parseConsoleRoute } from '../../web/src/console/route.ts';
 import { operatorErrorMessage } from '../../web/src/errors.ts';
@@ -117,5 +118,26 @@ describe('codeSpans', () => {
       { code: false, text: ') or disable it' },
     ]);
     expect(codeSpans('no command here')).toEqual([{ code: false, text: 'no command here' }]);
+  });
+});
+
+describe('latestReplyOnly', () => {
+  it('drops a reply that arrives after a later call was made, whichever settles first', async () => {
+    const latest = latestReplyOnly();
+    const replies: Array<(value: string) => void> = [];
+    const call = () => new Promise<string>((resolve) => replies.push(resolve));
+    const first = latest(call);
+    const second = latest(call);
+    replies[1]?.('tenant B');
+    replies[0]?.('tenant A');
+    expect(await second).toBe('tenant B');
+    expect(await first).toBeUndefined();
+    const third = latest(call);
+    const fourth = latest(call);
+    replies[2]?.('older reload');
+    replies[3]?.('newer reload');
+    expect(await third).toBeUndefined();
+    expect(await fourth).toBe('newer reload');
+    expect(await latest(async () => 'alone')).toBe('alone');
   });
 });

@@ -12,6 +12,7 @@ import {
 } from '../../../src/operator-client/index.ts';
 import { formatter } from '../format.ts';
 import { LightElement } from '../light-element.ts';
+import { latestReplyOnly } from './latest-reply.ts';
 import { LEVEL_LABEL, type Loaded, levelBadge, load, renderLoaded } from './page-state.ts';
 import { consoleHref } from './route.ts';
 
@@ -46,7 +47,7 @@ const NUMERIC = new Set<TenantSort>([
 /**
  * Every tenant, one server page at a time (keyset: `next` of a page is where the following
  * one starts; previous pages are the cursors walked so far). Search, filters and the sort
- * start again from the first page.
+ * start again from the first page; a late reply to an earlier query is dropped.
  */
 export class ConsoleTenants extends LightElement {
   static override properties = {
@@ -69,6 +70,7 @@ export class ConsoleTenants extends LightElement {
   #starts: Array<TenantsCursor | undefined> = [undefined];
   #format = formatter();
   #searchTimer: ReturnType<typeof setTimeout> | undefined;
+  #latest = latestReplyOnly();
 
   constructor() {
     super();
@@ -94,18 +96,21 @@ export class ConsoleTenants extends LightElement {
   async #load(): Promise<void> {
     const q = this.query;
     const after = this.#starts.at(-1);
-    this.page = await load(this, () =>
-      listTenants(this.client, {
-        search: q.search.trim() || undefined,
-        planIds: q.planId ? [q.planId] : undefined,
-        levels: q.level ? [q.level as (typeof LEVELS)[number]] : undefined,
-        statuses: q.status ? [q.status] : undefined,
-        sort: q.sort,
-        descending: q.descending,
-        maxRows: PAGE_ROWS,
-        after,
-      }),
+    const page = await this.#latest(() =>
+      load(this, () =>
+        listTenants(this.client, {
+          search: q.search.trim() || undefined,
+          planIds: q.planId ? [q.planId] : undefined,
+          levels: q.level ? [q.level as (typeof LEVELS)[number]] : undefined,
+          statuses: q.status ? [q.status] : undefined,
+          sort: q.sort,
+          descending: q.descending,
+          maxRows: PAGE_ROWS,
+          after,
+        }),
+      ),
     );
+    if (page) this.page = page;
   }
 
   #change(patch: Partial<ConsoleTenants['query']>): void {

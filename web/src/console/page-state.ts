@@ -3,6 +3,7 @@ import type { OperatorDb, OperatorResult } from '../../../src/operator-client/in
 import { operatorErrorMessage } from '../errors.ts';
 import { formatter } from '../format.ts';
 import { LightElement } from '../light-element.ts';
+import { latestReplyOnly } from './latest-reply.ts';
 
 /** What a console page holds: loading, a failure worded for a person, or the answer. */
 export type Loaded<T> =
@@ -45,7 +46,8 @@ export function renderLoaded<T>(loaded: Loaded<T>, ready: (value: T) => unknown)
 /**
  * A console page that shows one operator call's answer. `refresh()` calls it again; a
  * failure after a success keeps the last answer on screen, with the time it is from, so a
- * page that reloads by itself does not blank out over one failed call.
+ * page that reloads by itself does not blank out over one failed call. Only the latest
+ * call's reply is shown: the page may have moved on (to another tenant) meanwhile.
  */
 export abstract class ConsolePage<T> extends LightElement {
   static override properties: PropertyDeclarations = {
@@ -58,6 +60,7 @@ export abstract class ConsolePage<T> extends LightElement {
   declare loaded: Loaded<T>;
   declare refreshedAt: Date | undefined;
   protected format = formatter();
+  #latest = latestReplyOnly();
 
   constructor() {
     super();
@@ -67,7 +70,8 @@ export abstract class ConsolePage<T> extends LightElement {
   protected abstract read(): Promise<OperatorResult<T>>;
 
   async refresh(): Promise<void> {
-    const next = await load(this, () => this.read());
+    const next = await this.#latest(() => load(this, () => this.read()));
+    if (!next) return;
     if (next.kind === 'ready') this.refreshedAt = new Date();
     if (next.kind === 'ready' || this.loaded.kind !== 'ready') this.loaded = next;
   }
