@@ -4,7 +4,7 @@ import type { Database } from '../db/database.types.ts';
 import { type CollectorHealth, collectorHealthSchema } from '../ops/collector-health.ts';
 import { type OperatorStatus, operatorStatusSchema } from '../ops/operator-status.ts';
 import { statusFindings } from '../ops/status-findings.ts';
-import { rpcArgs } from '../usage-client/index.ts';
+import { rpcArgs, type usageLevel, usageSummaryRowSchema } from '../usage-client/index.ts';
 
 /**
  * Typed helpers for the operator console RPCs (docs/operator-console.md), for a browser
@@ -21,16 +21,15 @@ export type OperatorResult<T> = { data: T; error: null } | { data: null; error: 
 
 const number = z.coerce.number();
 const when = z.string().nullable();
-const level = z.enum(['normal', 'warning', 'limit', 'overage']);
 
-const rankedTenantSchema = z.object({
-  tenant_id: z.string(),
-  tenant_name: z.string(),
-  plan_id: z.string(),
-  used: number,
-  quota: number.nullable(),
-  percent: number.nullable(),
-  level,
+const rankedTenantSchema = usageSummaryRowSchema.pick({
+  tenant_id: true,
+  tenant_name: true,
+  plan_id: true,
+  used: true,
+  quota: true,
+  percent: true,
+  level: true,
 });
 
 export const overviewSchema = z.object({
@@ -62,32 +61,18 @@ export const overviewSchema = z.object({
   top_by_quota_share: z.array(rankedTenantSchema),
   near_limit: z.object({
     total: number,
-    tenants: z.array(rankedTenantSchema.extend({ limit_policy: z.string(), reserved: number })),
+    tenants: z.array(
+      rankedTenantSchema.extend(
+        usageSummaryRowSchema.pick({ limit_policy: true, reserved: true }).shape,
+      ),
+    ),
   }),
 });
 export type Overview = z.infer<typeof overviewSchema>;
 
-export const tenantRowSchema = z.object({
-  tenant_id: z.string(),
-  tenant_name: z.string(),
+/** The tenant's own summary row and what only the console shows beside it. */
+export const tenantRowSchema = usageSummaryRowSchema.extend({
   external_ref: z.string().nullable(),
-  plan_id: z.string(),
-  plan_name: z.string(),
-  limit_policy: z.string(),
-  subscription_status: z.string(),
-  period_start: z.string(),
-  period_end: z.string(),
-  used: number,
-  quota: number.nullable(),
-  remaining: number.nullable(),
-  percent: number.nullable(),
-  level,
-  overage_units: number,
-  estimated_overage_amount: number,
-  currency: z.string(),
-  reserved: number,
-  executions: number,
-  failed: number,
   recurring_amount: number.nullable(),
   created_at: z.string(),
 });
@@ -128,7 +113,7 @@ export interface TenantsQuery {
   /** Part of the name or external reference, case-insensitive. */
   search?: string;
   planIds?: string[];
-  levels?: Array<z.infer<typeof level>>;
+  levels?: Array<z.infer<typeof usageLevel>>;
   statuses?: string[];
   /** Default name. */
   sort?: TenantSort;
@@ -170,13 +155,11 @@ const sourceSchema = z.object({
 });
 
 export const tenantDetailSchema = z.object({
-  summary: tenantRowSchema
-    .omit({ external_ref: true, recurring_amount: true, created_at: true })
-    .extend({
-      external_ref: z.string().nullable(),
-      stripe_customer_id: z.string().nullable(),
-      stripe_subscription_id: z.string().nullable(),
-    }),
+  summary: usageSummaryRowSchema.extend({
+    external_ref: z.string().nullable(),
+    stripe_customer_id: z.string().nullable(),
+    stripe_subscription_id: z.string().nullable(),
+  }),
   history: z.array(
     z.object({
       period_start: z.string(),

@@ -1,6 +1,7 @@
 import type { PostgrestError, SupabaseClient } from '@supabase/supabase-js';
 // The browser build: no Node stream or Buffer, so the dashboard can bundle it.
 import { stringify } from 'csv-stringify/browser/esm/sync';
+import { z } from 'zod';
 import type { Database } from '../db/database.types.ts';
 
 /**
@@ -17,9 +18,41 @@ type Functions = Database['public']['Functions'];
 type RowOf<F extends keyof Functions> =
   Functions[F]['Returns'] extends ReadonlyArray<infer R> ? R : Functions[F]['Returns'];
 
-export type LimitPolicy = 'hard_limit' | 'overage' | 'unlimited';
+const count = z.coerce.number();
+const limitPolicy = z.enum(['hard_limit', 'overage', 'unlimited']);
 /** normal; warning at the plan's lowest alert threshold; limit at 100 %; overage above. */
-export type UsageLevel = 'normal' | 'warning' | 'limit' | 'overage';
+export const usageLevel = z.enum(['normal', 'warning', 'limit', 'overage']);
+
+export type LimitPolicy = z.infer<typeof limitPolicy>;
+export type UsageLevel = z.infer<typeof usageLevel>;
+
+/**
+ * A row of public.tenant_usage_summary_row, the type every summary returns (the tenant's,
+ * the operator console's). Postgres has no NOT NULL on a composite type's fields, so the
+ * generated type leaves each one nullable; this says which are, and checks it.
+ */
+export const usageSummaryRowSchema = z.object({
+  tenant_id: z.string(),
+  tenant_name: z.string(),
+  plan_id: z.string(),
+  plan_name: z.string(),
+  limit_policy: limitPolicy,
+  subscription_status: z.string(),
+  period_start: z.string(),
+  period_end: z.string(),
+  used: count,
+  quota: count.nullable(),
+  remaining: count.nullable(),
+  percent: count.nullable(),
+  level: usageLevel,
+  overage_units: count,
+  estimated_overage_amount: count,
+  currency: z.string(),
+  reserved: count,
+  executions: count,
+  failed: count,
+});
+export type UsageSummaryRow = z.infer<typeof usageSummaryRowSchema>;
 
 export interface UsageSummary {
   tenantId: string;
@@ -115,12 +148,12 @@ export interface UsageAlert {
   readAt: string | null;
 }
 
-export const toUsageSummary = (r: RowOf<'tenant_usage_summary'>): UsageSummary => ({
+export const toUsageSummary = (r: UsageSummaryRow): UsageSummary => ({
   tenantId: r.tenant_id,
   tenantName: r.tenant_name,
   planId: r.plan_id,
   planName: r.plan_name,
-  limitPolicy: r.limit_policy as LimitPolicy,
+  limitPolicy: r.limit_policy,
   subscriptionStatus: r.subscription_status,
   periodStart: r.period_start,
   periodEnd: r.period_end,
@@ -128,7 +161,7 @@ export const toUsageSummary = (r: RowOf<'tenant_usage_summary'>): UsageSummary =
   quota: r.quota,
   remaining: r.remaining,
   percent: r.percent,
-  level: r.level as UsageLevel,
+  level: r.level,
   overageUnits: r.overage_units,
   estimatedOverageAmount: r.estimated_overage_amount,
   currency: r.currency,
@@ -252,13 +285,18 @@ function mapResult<R, T>(
   return { data: map(response.data as R), error: null };
 }
 
-/** The current period of every tenant the user belongs to, or of one tenant. */
+/**
+ * The current period of every tenant the user belongs to, or of one tenant. Throws when a
+ * row is not of the summary's shape: the database runs other migrations than this client.
+ */
 export async function getUsageSummary(
   supabase: UsageDb,
   tenantId?: string,
 ): Promise<UsageResult<UsageSummary[]>> {
   const response = await supabase.rpc('tenant_usage_summary', rpcArgs({ tenant_id: tenantId }));
-  return mapResult(response, (rows) => rows.map(toUsageSummary));
+  return mapResult(response, (rows) =>
+    rows.map((row) => toUsageSummary(usageSummaryRowSchema.parse(row))),
+  );
 }
 
 export interface DailyUsageQuery {

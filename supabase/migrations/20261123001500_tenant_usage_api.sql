@@ -13,15 +13,30 @@
 -- Period math is private.billing_period, the function the collector and enforcement use;
 -- quotas and standing are enforcement's private.plan_quota and private.usage_standing.
 
+-- Functions signed-in users call: EXECUTE revoked from public and anon (who get 401 from
+-- the API), granted to authenticated and service_role. Each capability lists its
+-- functions once, as private.grant_to_service_role_only does for the service-only ones.
+create or replace function private.grant_to_authenticated(variadic functions regprocedure[])
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  execute format('revoke execute on function %s from public, anon',
+                 array_to_string(grant_to_authenticated.functions, ', '));
+  execute format('grant execute on function %s to authenticated, service_role',
+                 array_to_string(grant_to_authenticated.functions, ', '));
+end;
+$$;
+revoke execute on function private.grant_to_authenticated(regprocedure[]) from public, anon, authenticated;
+
 -- Summary -----------------------------------------------------------------------------
 
--- The work is done in plpgsql, whose plans are cached per session (a sql function is
--- planned on every call, which costs more than this whole query). plpgsql does not allow
--- an input and an output column of the same name, which the API's tenant_id is, hence
--- this inner function and a thin sql one with the API's names. It takes a list of tenants
--- so the operator console can summarise one page of them in one call.
-create or replace function private.tenant_usage_summary_rows(for_tenants uuid[])
-returns table (
+-- One tenant's current billing period: the row of tenant_usage_summary, of the operator
+-- console's tenants table (with what only operators see beside it) and of its tenant
+-- detail, declared once for all three. tenant_usage_summary's comment says what each
+-- column holds.
+create type public.tenant_usage_summary_row as (
   tenant_id uuid,
   tenant_name text,
   plan_id text,
@@ -41,7 +56,14 @@ returns table (
   reserved bigint,
   executions bigint,
   failed bigint
-)
+);
+
+-- The work is done in plpgsql, whose plans are cached per session (a sql function is
+-- planned on every call, which costs more than this whole query). It takes a list of
+-- tenants so the operator console can summarise one page of them in one call;
+-- tenant_usage_summary is a thin sql one with the API's argument.
+create or replace function private.tenant_usage_summary_rows(for_tenants uuid[])
+returns setof public.tenant_usage_summary_row
 language plpgsql stable
 security invoker
 set search_path = ''
@@ -78,27 +100,7 @@ end;
 $$;
 
 create or replace function public.tenant_usage_summary(tenant_id uuid default null)
-returns table (
-  tenant_id uuid,
-  tenant_name text,
-  plan_id text,
-  plan_name text,
-  limit_policy text,
-  subscription_status text,
-  period_start timestamptz,
-  period_end timestamptz,
-  used bigint,
-  quota bigint,
-  remaining bigint,
-  percent numeric,
-  level text,
-  overage_units bigint,
-  estimated_overage_amount numeric,
-  currency text,
-  reserved bigint,
-  executions bigint,
-  failed bigint
-)
+returns setof public.tenant_usage_summary_row
 language sql stable
 security invoker
 set search_path = ''
@@ -488,23 +490,13 @@ Keyset pagination: at most max_rows (default 50, capped at 200) alerts with id b
 unread_only: only alerts not yet read. Columns are those of usage_alerts: id, tenant_id, period_start, period_end, threshold (percent of the quota),
 used and quota when the threshold was reached, created_at, read_at. No rows when the caller is not a member of the tenant.$$;
 
-revoke execute on function
-  private.tenant_usage_summary_rows(uuid[]),
-  private.counted_period(uuid, timestamptz, timestamptz, timestamptz),
-  public.tenant_usage_summary(uuid),
-  public.tenant_usage_daily(uuid, date, date),
-  public.tenant_workflow_breakdown(uuid, timestamptz, int, text),
-  public.tenant_usage_history(uuid, int, timestamptz),
-  public.tenant_usage_export(uuid, timestamptz, int, timestamptz, uuid, bigint),
-  public.tenant_alerts(uuid, boolean, int, bigint)
-  from public, anon;
-grant execute on function
-  private.tenant_usage_summary_rows(uuid[]),
-  private.counted_period(uuid, timestamptz, timestamptz, timestamptz),
-  public.tenant_usage_summary(uuid),
-  public.tenant_usage_daily(uuid, date, date),
-  public.tenant_workflow_breakdown(uuid, timestamptz, int, text),
-  public.tenant_usage_history(uuid, int, timestamptz),
-  public.tenant_usage_export(uuid, timestamptz, int, timestamptz, uuid, bigint),
-  public.tenant_alerts(uuid, boolean, int, bigint)
-  to authenticated, service_role;
+select private.grant_to_authenticated(
+  'private.tenant_usage_summary_rows(uuid[])',
+  'private.counted_period(uuid, timestamptz, timestamptz, timestamptz)',
+  'public.tenant_usage_summary(uuid)',
+  'public.tenant_usage_daily(uuid, date, date)',
+  'public.tenant_workflow_breakdown(uuid, timestamptz, int, text)',
+  'public.tenant_usage_history(uuid, int, timestamptz)',
+  'public.tenant_usage_export(uuid, timestamptz, int, timestamptz, uuid, bigint)',
+  'public.tenant_alerts(uuid, boolean, int, bigint)'
+);

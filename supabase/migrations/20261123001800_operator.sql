@@ -46,10 +46,9 @@ as $$
   returning r.*;
 $$;
 
-revoke execute on function public.start_scheduled_run(text), public.finish_scheduled_run(uuid, boolean, jsonb, text)
-  from public, anon, authenticated;
-grant execute on function public.start_scheduled_run(text), public.finish_scheduled_run(uuid, boolean, jsonb, text)
-  to service_role;
+select private.grant_to_service_role_only(
+  'public.start_scheduled_run(text)', 'public.finish_scheduled_run(uuid, boolean, jsonb, text)'
+);
 
 -- Retention -----------------------------------------------------------------------------
 
@@ -118,8 +117,7 @@ begin
 end;
 $$;
 
-revoke execute on function public.prune_history(int, int) from public, anon, authenticated;
-grant execute on function public.prune_history(int, int) to service_role;
+select private.grant_to_service_role_only('public.prune_history(int, int)');
 
 -- Status ------------------------------------------------------------------------------
 
@@ -221,8 +219,7 @@ as $$
   );
 $$;
 
-revoke execute on function public.operator_status(uuid[], int, int) from public, anon, authenticated;
-grant execute on function public.operator_status(uuid[], int, int) to service_role;
+select private.grant_to_service_role_only('public.operator_status(uuid[], int, int)');
 
 -- What the collector's health needs beyond operator_status: the latest scheduled run (did it
 -- finish, with failures, could it reach the database, did it fail as a whole or lose
@@ -314,8 +311,7 @@ as $$
     )
   );
 $$;
-revoke execute on function public.collector_health(uuid[]) from public, anon, authenticated;
-grant execute on function public.collector_health(uuid[]) to service_role;
+select private.grant_to_service_role_only('public.collector_health(uuid[])');
 
 -- Usage export ----------------------------------------------------------------------------
 
@@ -489,20 +485,13 @@ comment on function public.export_usage_executions(uuid[], timestamptz, timestam
 $$The raw executions started in [from_at, to_at), in (tenant_id, occurred_at, source_id, execution_id) order; the next page passes those of the last row. At most max_rows (capped at 5000).
 occurred_at = started_at, else stopped_at; period_start = the tenant billing period the execution was counted in.$$;
 
-revoke execute on function
-  public.export_usage_size(uuid[], date, date),
-  private.export_page_size(int),
-  public.export_usage_days(uuid[], date, date, uuid, date, int),
-  public.export_usage_workflows(uuid[], timestamptz, timestamptz, uuid, text, int),
-  public.export_usage_executions(uuid[], timestamptz, timestamptz, uuid, timestamptz, uuid, bigint, int)
-  from public, anon, authenticated;
-grant execute on function
-  public.export_usage_size(uuid[], date, date),
-  private.export_page_size(int),
-  public.export_usage_days(uuid[], date, date, uuid, date, int),
-  public.export_usage_workflows(uuid[], timestamptz, timestamptz, uuid, text, int),
-  public.export_usage_executions(uuid[], timestamptz, timestamptz, uuid, timestamptz, uuid, bigint, int)
-  to service_role;
+select private.grant_to_service_role_only(
+  'public.export_usage_size(uuid[], date, date)',
+  'private.export_page_size(int)',
+  'public.export_usage_days(uuid[], date, date, uuid, date, int)',
+  'public.export_usage_workflows(uuid[], timestamptz, timestamptz, uuid, text, int)',
+  'public.export_usage_executions(uuid[], timestamptz, timestamptz, uuid, timestamptz, uuid, bigint, int)'
+);
 
 -- Operator console ------------------------------------------------------------------------
 
@@ -553,38 +542,22 @@ revoke all on function private.record_operator_action(text, text, text, uuid, js
 
 -- Every tenant's current period, with the columns the console sorts and filters on --------
 
+-- The tenant's summary row and what only the console shows beside it. The view holds every
+-- tenant and gives operator_tenant_rows its row; the function summarises only the tenants
+-- it is asked for (a filter on the view could not reach inside the plpgsql summary).
+create view private.operator_tenant_summaries with (security_invoker = true) as
+  select s.*, t.external_ref, p.recurring_amount, t.created_at
+  from private.tenant_usage_summary_rows(null) s
+  join public.tenants t on t.id = s.tenant_id
+  join public.plans p on p.id = s.plan_id;
+revoke all on table private.operator_tenant_summaries from public, anon, authenticated;
+
 create or replace function private.operator_tenant_rows(for_tenants uuid[] default null)
-returns table (
-  tenant_id uuid,
-  tenant_name text,
-  external_ref text,
-  plan_id text,
-  plan_name text,
-  limit_policy text,
-  subscription_status text,
-  period_start timestamptz,
-  period_end timestamptz,
-  used bigint,
-  quota bigint,
-  remaining bigint,
-  percent numeric,
-  level text,
-  overage_units bigint,
-  estimated_overage_amount numeric,
-  currency text,
-  reserved bigint,
-  executions bigint,
-  failed bigint,
-  recurring_amount numeric,
-  created_at timestamptz
-)
+returns setof private.operator_tenant_summaries
 language sql stable
 set search_path = ''
 as $$
-  select s.tenant_id, s.tenant_name, t.external_ref, s.plan_id, s.plan_name, s.limit_policy,
-         s.subscription_status, s.period_start, s.period_end, s.used, s.quota, s.remaining,
-         s.percent, s.level, s.overage_units, s.estimated_overage_amount, s.currency,
-         s.reserved, s.executions, s.failed, p.recurring_amount, t.created_at
+  select s.*, t.external_ref, p.recurring_amount, t.created_at
   from private.tenant_usage_summary_rows(operator_tenant_rows.for_tenants) s
   join public.tenants t on t.id = s.tenant_id
   join public.plans p on p.id = s.plan_id;
@@ -1194,23 +1167,12 @@ $$security definer: alert_deliveries is service-only; require_operator() runs fi
 Operators only (42501 / HTTP 403 otherwise). Makes a failed delivery (retrying or given up) pending and due now with a fresh set of attempts; deliver-alerts sends it on its next run.
 PT404 (HTTP 404) for an unknown delivery, PT409 (HTTP 409) for one that is not failed. Records the action in operator_actions. Returns {alert_id, channel_id, tenant_id, status, next_attempt_at}.$$;
 
-revoke execute on function
-  private.operator_tenant_rows(uuid[]),
-  private.operator_tenant_keys(),
-  public.operator_overview(int, int, text[]),
-  public.operator_tenants(text, text[], text[], text[], text, boolean, int, jsonb),
-  public.operator_tenant(uuid, int),
-  public.operator_health(),
-  public.operator_set_source_enabled(uuid, boolean),
-  public.operator_acknowledge_gaps(uuid),
-  public.operator_resend_alert_delivery(bigint, bigint)
-  from public, anon, authenticated;
-grant execute on function
-  public.operator_overview(int, int, text[]),
-  public.operator_tenants(text, text[], text[], text[], text, boolean, int, jsonb),
-  public.operator_tenant(uuid, int),
-  public.operator_health(),
-  public.operator_set_source_enabled(uuid, boolean),
-  public.operator_acknowledge_gaps(uuid),
-  public.operator_resend_alert_delivery(bigint, bigint)
-  to authenticated;
+select private.grant_to_authenticated(
+  'public.operator_overview(int, int, text[])',
+  'public.operator_tenants(text, text[], text[], text[], text, boolean, int, jsonb)',
+  'public.operator_tenant(uuid, int)',
+  'public.operator_health()',
+  'public.operator_set_source_enabled(uuid, boolean)',
+  'public.operator_acknowledge_gaps(uuid)',
+  'public.operator_resend_alert_delivery(bigint, bigint)'
+);
