@@ -52,6 +52,26 @@ select private.grant_to_service_role_only(
 
 -- Retention -----------------------------------------------------------------------------
 
+-- Up to `batch` runs of a run log (scheduled_runs, collector_runs: an id and a started_at)
+-- that started before cutoff, oldest first; how many went.
+create or replace function private.prune_runs(runs regclass, cutoff timestamptz, batch int)
+returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  pruned bigint;
+begin
+  execute format(
+    'with doomed as (select r.id from %1$s r where r.started_at < $1 order by r.started_at limit $2),
+          gone as (delete from %1$s r using doomed where r.id = doomed.id returning 1)
+     select count(*) from gone', prune_runs.runs)
+    into pruned using prune_runs.cutoff, prune_runs.batch;
+  return pruned;
+end;
+$$;
+select private.grant_to_service_role_only('private.prune_runs(regclass, timestamptz, int)');
+
 -- History older than the raw-execution retention (the start of the month
 -- `retention_months` months ago): released reservations, scheduled runs, collector runs
 -- and webhook events done with, up to `batch` rows of each per call, oldest first. Counters, alerts and the Stripe ledger
@@ -85,20 +105,8 @@ begin
     returning 1
   )
   select count(*) into reservations from gone;
-  with doomed as (
-    select r.id from public.scheduled_runs r
-    where r.started_at < cutoff order by r.started_at limit prune_history.batch
-  ), gone as (
-    delete from public.scheduled_runs r using doomed where r.id = doomed.id returning 1
-  )
-  select count(*) into scheduled from gone;
-  with doomed as (
-    select r.id from public.collector_runs r
-    where r.started_at < cutoff order by r.started_at limit prune_history.batch
-  ), gone as (
-    delete from public.collector_runs r using doomed where r.id = doomed.id returning 1
-  )
-  select count(*) into collector from gone;
+  scheduled := private.prune_runs('public.scheduled_runs', cutoff, prune_history.batch);
+  collector := private.prune_runs('public.collector_runs', cutoff, prune_history.batch);
   -- Webhook events whose every delivery is over (delivered or given up); one still to be
   -- sent keeps its event, whatever its age.
   with doomed as (
