@@ -30,6 +30,21 @@ end;
 $$;
 revoke execute on function private.grant_to_authenticated(regprocedure[]) from public, anon, authenticated;
 
+-- The rows of one page of a list: max_rows, default_rows when it is null, at most `most`;
+-- below 1 is the caller's mistake (22023, HTTP 400).
+create or replace function private.page_size(max_rows int, default_rows int, most int)
+returns int
+language plpgsql immutable
+set search_path = ''
+as $$
+begin
+  if page_size.max_rows < 1 then
+    raise exception 'max_rows must be at least 1 (got %)', page_size.max_rows using errcode = '22023';
+  end if;
+  return least(coalesce(page_size.max_rows, page_size.default_rows), page_size.most);
+end;
+$$;
+
 -- Summary -----------------------------------------------------------------------------
 
 -- One tenant's current billing period: the row of tenant_usage_summary, of the operator
@@ -244,12 +259,8 @@ as $$
 declare
   t public.tenants;
   bounds record;
-  page_size int := least(coalesce(tenant_workflow_breakdown.max_rows, 50), 500);
+  page_size int := private.page_size(tenant_workflow_breakdown.max_rows, 50, 500);
 begin
-  if page_size < 1 then
-    raise exception 'max_rows must be at least 1 (got %)', tenant_workflow_breakdown.max_rows
-      using errcode = '22023';
-  end if;
   select * into t from public.tenants x where x.id = tenant_workflow_breakdown.tenant_id;
   if not found then
     return;
@@ -322,12 +333,8 @@ declare
   t public.tenants;
   p public.plans;
   current_start timestamptz;
-  page_size int := least(coalesce(tenant_usage_history.max_rows, 12), 100);
+  page_size int := private.page_size(tenant_usage_history.max_rows, 12, 100);
 begin
-  if page_size < 1 then
-    raise exception 'max_rows must be at least 1 (got %)', tenant_usage_history.max_rows
-      using errcode = '22023';
-  end if;
   select * into t from public.tenants x where x.id = tenant_usage_history.tenant_id;
   if not found then
     return;
@@ -410,12 +417,8 @@ as $$
 declare
   t public.tenants;
   bounds record;
-  page_size int := least(coalesce(tenant_usage_export.max_rows, 1000), 1000);
+  page_size int := private.page_size(tenant_usage_export.max_rows, 1000, 1000);
 begin
-  if page_size < 1 then
-    raise exception 'max_rows must be at least 1 (got %)', tenant_usage_export.max_rows
-      using errcode = '22023';
-  end if;
   if tenant_usage_export.after_occurred_at is not null
      and (tenant_usage_export.after_source_id is null or tenant_usage_export.after_execution_id is null) then
     raise exception 'after_occurred_at, after_source_id and after_execution_id go together (the last row of the previous page)'
@@ -469,11 +472,8 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  page_size int := least(coalesce(tenant_alerts.max_rows, 50), 200);
+  page_size int := private.page_size(tenant_alerts.max_rows, 50, 200);
 begin
-  if page_size < 1 then
-    raise exception 'max_rows must be at least 1 (got %)', tenant_alerts.max_rows using errcode = '22023';
-  end if;
   return query
   select a.*
   from public.usage_alerts a
@@ -491,6 +491,7 @@ unread_only: only alerts not yet read. Columns are those of usage_alerts: id, te
 used and quota when the threshold was reached, created_at, read_at. No rows when the caller is not a member of the tenant.$$;
 
 select private.grant_to_authenticated(
+  'private.page_size(int, int, int)',
   'private.tenant_usage_summary_rows(uuid[])',
   'private.counted_period(uuid, timestamptz, timestamptz, timestamptz)',
   'public.tenant_usage_summary(uuid)',
