@@ -324,20 +324,33 @@ function parsed<T>(
   return { data: result.data, error: null };
 }
 
+type Functions = Database['public']['Functions'];
+
+/** One operator RPC with its arguments, the answer checked against its schema. */
+async function call<F extends keyof Functions, T>(
+  supabase: OperatorDb,
+  fn: F,
+  args: Functions[F]['Args'],
+  schema: z.ZodType<T>,
+): Promise<OperatorResult<T>> {
+  return parsed(await supabase.rpc(fn, args), schema);
+}
+
 /** Counts, revenue, trend and the tenants worth a look, for the whole system. */
 export async function getOverview(
   supabase: OperatorDb,
   options: { topRows?: number; maxNearLimit?: number; planIds?: string[] } = {},
 ): Promise<OperatorResult<Overview>> {
-  const response = await supabase.rpc(
+  return call(
+    supabase,
     'operator_overview',
     rpcArgs({
       top_rows: options.topRows,
       max_near_limit: options.maxNearLimit,
       plan_ids: options.planIds,
     }),
+    overviewSchema,
   );
-  return parsed(response, overviewSchema);
 }
 
 /** One page of the tenants table. */
@@ -345,7 +358,8 @@ export async function listTenants(
   supabase: OperatorDb,
   query: TenantsQuery = {},
 ): Promise<OperatorResult<TenantsPage>> {
-  const response = await supabase.rpc(
+  return call(
+    supabase,
     'operator_tenants',
     rpcArgs({
       search: query.search,
@@ -357,8 +371,8 @@ export async function listTenants(
       max_rows: query.maxRows,
       after: query.after,
     }),
+    tenantsPageSchema,
   );
-  return parsed(response, tenantsPageSchema);
 }
 
 /** One tenant: its own dashboard's numbers, sources, ledger, alerts and reservations. */
@@ -367,11 +381,12 @@ export async function getTenantDetail(
   tenantId: string,
   options: { maxRows?: number } = {},
 ): Promise<OperatorResult<TenantDetail>> {
-  const response = await supabase.rpc(
+  return call(
+    supabase,
     'operator_tenant',
     rpcArgs({ tenant_id: tenantId, max_rows: options.maxRows }),
+    tenantDetailSchema,
   );
-  return parsed(response, tenantDetailSchema);
 }
 
 /** operator_health(): operator_status() with collector_health() under `collector`. */
@@ -396,11 +411,12 @@ export async function setSourceEnabled(
   supabase: OperatorDb,
   input: { sourceId: string; enabled: boolean },
 ): Promise<OperatorResult<z.infer<typeof sourceToggleSchema>>> {
-  const response = await supabase.rpc('operator_set_source_enabled', {
-    source_id: input.sourceId,
-    enabled: input.enabled,
-  });
-  return parsed(response, sourceToggleSchema);
+  return call(
+    supabase,
+    'operator_set_source_enabled',
+    { source_id: input.sourceId, enabled: input.enabled },
+    sourceToggleSchema,
+  );
 }
 
 /** Marks every gap of the source seen; the gaps stay listed. */
@@ -408,8 +424,12 @@ export async function acknowledgeGaps(
   supabase: OperatorDb,
   sourceId: string,
 ): Promise<OperatorResult<z.infer<typeof gapsAcknowledgedSchema>>> {
-  const response = await supabase.rpc('operator_acknowledge_gaps', { source_id: sourceId });
-  return parsed(response, gapsAcknowledgedSchema);
+  return call(
+    supabase,
+    'operator_acknowledge_gaps',
+    { source_id: sourceId },
+    gapsAcknowledgedSchema,
+  );
 }
 
 /** Makes a failed delivery due now (409 when it is not failed). */
@@ -417,9 +437,10 @@ export async function resendAlertDelivery(
   supabase: OperatorDb,
   input: { alertId: number; channelId: number },
 ): Promise<OperatorResult<z.infer<typeof deliveryResentSchema>>> {
-  const response = await supabase.rpc('operator_resend_alert_delivery', {
-    alert_id: input.alertId,
-    channel_id: input.channelId,
-  });
-  return parsed(response, deliveryResentSchema);
+  return call(
+    supabase,
+    'operator_resend_alert_delivery',
+    { alert_id: input.alertId, channel_id: input.channelId },
+    deliveryResentSchema,
+  );
 }
