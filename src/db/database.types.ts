@@ -2621,27 +2621,13 @@ export type Database = {
       };
       tenant_usage_summary: {
         Args: { tenant_id?: string };
-        Returns: {
-          currency: string;
-          estimated_overage_amount: number;
-          executions: number;
-          failed: number;
-          level: string;
-          limit_policy: string;
-          overage_units: number;
-          percent: number;
-          period_end: string;
-          period_start: string;
-          plan_id: string;
-          plan_name: string;
-          quota: number;
-          remaining: number;
-          reserved: number;
-          subscription_status: string;
-          tenant_id: string;
-          tenant_name: string;
-          used: number;
-        }[];
+        Returns: Database['public']['CompositeTypes']['tenant_usage_summary_row'][];
+        SetofOptions: {
+          from: '*';
+          to: 'tenant_usage_summary_row';
+          isOneToOne: false;
+          isSetofReturn: true;
+        };
       };
       tenant_workflow_breakdown: {
         Args: {
@@ -2679,7 +2665,27 @@ export type Database = {
       [_ in never]: never;
     };
     CompositeTypes: {
-      [_ in never]: never;
+      tenant_usage_summary_row: {
+        tenant_id: string | null;
+        tenant_name: string | null;
+        plan_id: string | null;
+        plan_name: string | null;
+        limit_policy: string | null;
+        subscription_status: string | null;
+        period_start: string | null;
+        period_end: string | null;
+        used: number | null;
+        quota: number | null;
+        remaining: number | null;
+        percent: number | null;
+        level: string | null;
+        overage_units: number | null;
+        estimated_overage_amount: number | null;
+        currency: string | null;
+        reserved: number | null;
+        executions: number | null;
+        failed: number | null;
+      };
     };
   };
 };

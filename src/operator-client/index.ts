@@ -4,7 +4,7 @@ import type { Database } from '../db/database.types.ts';
 import { type CollectorHealth, collectorHealthSchema } from '../ops/collector-health.ts';
 import { type OperatorStatus, operatorStatusSchema } from '../ops/operator-status.ts';
 import { statusFindings } from '../ops/status-findings.ts';
-import { rpcArgs } from '../usage-client/index.ts';
+import { rpcArgs, type usageLevel, usageSummaryRowSchema } from '../usage-client/index.ts';
 
 /**
  * Typed helpers for the operator console RPCs (docs/operator-console.md), for a browser
@@ -21,16 +21,15 @@ export type OperatorResult<T> = { data: T; error: null } | { data: null; error: 
 
 const number = z.coerce.number();
 const when = z.string().nullable();
-const level = z.enum(['normal', 'warning', 'limit', 'overage']);
 
-const rankedTenantSchema = z.object({
-  tenant_id: z.string(),
-  tenant_name: z.string(),
-  plan_id: z.string(),
-  used: number,
-  quota: number.nullable(),
-  percent: number.nullable(),
-  level,
+const rankedTenantSchema = usageSummaryRowSchema.pick({
+  tenant_id: true,
+  tenant_name: true,
+  plan_id: true,
+  used: true,
+  quota: true,
+  percent: true,
+  level: true,
 });
 
 export const overviewSchema = z.object({
@@ -62,32 +61,18 @@ export const overviewSchema = z.object({
   top_by_quota_share: z.array(rankedTenantSchema),
   near_limit: z.object({
     total: number,
-    tenants: z.array(rankedTenantSchema.extend({ limit_policy: z.string(), reserved: number })),
+    tenants: z.array(
+      rankedTenantSchema.extend(
+        usageSummaryRowSchema.pick({ limit_policy: true, reserved: true }).shape,
+      ),
+    ),
   }),
 });
 export type Overview = z.infer<typeof overviewSchema>;
 
-export const tenantRowSchema = z.object({
-  tenant_id: z.string(),
-  tenant_name: z.string(),
+/** The tenant's own summary row and what only the console shows beside it. */
+export const tenantRowSchema = usageSummaryRowSchema.extend({
   external_ref: z.string().nullable(),
-  plan_id: z.string(),
-  plan_name: z.string(),
-  limit_policy: z.string(),
-  subscription_status: z.string(),
-  period_start: z.string(),
-  period_end: z.string(),
-  used: number,
-  quota: number.nullable(),
-  remaining: number.nullable(),
-  percent: number.nullable(),
-  level,
-  overage_units: number,
-  estimated_overage_amount: number,
-  currency: z.string(),
-  reserved: number,
-  executions: number,
-  failed: number,
   recurring_amount: number.nullable(),
   created_at: z.string(),
 });
@@ -128,7 +113,7 @@ export interface TenantsQuery {
   /** Part of the name or external reference, case-insensitive. */
   search?: string;
   planIds?: string[];
-  levels?: Array<z.infer<typeof level>>;
+  levels?: Array<z.infer<typeof usageLevel>>;
   statuses?: string[];
   /** Default name. */
   sort?: TenantSort;
@@ -170,13 +155,11 @@ const sourceSchema = z.object({
 });
 
 export const tenantDetailSchema = z.object({
-  summary: tenantRowSchema
-    .omit({ external_ref: true, recurring_amount: true, created_at: true })
-    .extend({
-      external_ref: z.string().nullable(),
-      stripe_customer_id: z.string().nullable(),
-      stripe_subscription_id: z.string().nullable(),
-    }),
+  summary: usageSummaryRowSchema.extend({
+    external_ref: z.string().nullable(),
+    stripe_customer_id: z.string().nullable(),
+    stripe_subscription_id: z.string().nullable(),
+  }),
   history: z.array(
     z.object({
       period_start: z.string(),
@@ -341,20 +324,33 @@ function parsed<T>(
   return { data: result.data, error: null };
 }
 
+type Functions = Database['public']['Functions'];
+
+/** One operator RPC with its arguments, the answer checked against its schema. */
+async function call<F extends keyof Functions, T>(
+  supabase: OperatorDb,
+  fn: F,
+  args: Functions[F]['Args'],
+  schema: z.ZodType<T>,
+): Promise<OperatorResult<T>> {
+  return parsed(await supabase.rpc(fn, args), schema);
+}
+
 /** Counts, revenue, trend and the tenants worth a look, for the whole system. */
 export async function getOverview(
   supabase: OperatorDb,
   options: { topRows?: number; maxNearLimit?: number; planIds?: string[] } = {},
 ): Promise<OperatorResult<Overview>> {
-  const response = await supabase.rpc(
+  return call(
+    supabase,
     'operator_overview',
     rpcArgs({
       top_rows: options.topRows,
       max_near_limit: options.maxNearLimit,
       plan_ids: options.planIds,
     }),
+    overviewSchema,
   );
-  return parsed(response, overviewSchema);
 }
 
 /** One page of the tenants table. */
@@ -362,7 +358,8 @@ export async function listTenants(
   supabase: OperatorDb,
   query: TenantsQuery = {},
 ): Promise<OperatorResult<TenantsPage>> {
-  const response = await supabase.rpc(
+  return call(
+    supabase,
     'operator_tenants',
     rpcArgs({
       search: query.search,
@@ -374,8 +371,8 @@ export async function listTenants(
       max_rows: query.maxRows,
       after: query.after,
     }),
+    tenantsPageSchema,
   );
-  return parsed(response, tenantsPageSchema);
 }
 
 /** One tenant: its own dashboard's numbers, sources, ledger, alerts and reservations. */
@@ -384,11 +381,12 @@ export async function getTenantDetail(
   tenantId: string,
   options: { maxRows?: number } = {},
 ): Promise<OperatorResult<TenantDetail>> {
-  const response = await supabase.rpc(
+  return call(
+    supabase,
     'operator_tenant',
     rpcArgs({ tenant_id: tenantId, max_rows: options.maxRows }),
+    tenantDetailSchema,
   );
-  return parsed(response, tenantDetailSchema);
 }
 
 /** operator_health(): operator_status() with collector_health() under `collector`. */
@@ -413,11 +411,12 @@ export async function setSourceEnabled(
   supabase: OperatorDb,
   input: { sourceId: string; enabled: boolean },
 ): Promise<OperatorResult<z.infer<typeof sourceToggleSchema>>> {
-  const response = await supabase.rpc('operator_set_source_enabled', {
-    source_id: input.sourceId,
-    enabled: input.enabled,
-  });
-  return parsed(response, sourceToggleSchema);
+  return call(
+    supabase,
+    'operator_set_source_enabled',
+    { source_id: input.sourceId, enabled: input.enabled },
+    sourceToggleSchema,
+  );
 }
 
 /** Marks every gap of the source seen; the gaps stay listed. */
@@ -425,8 +424,12 @@ export async function acknowledgeGaps(
   supabase: OperatorDb,
   sourceId: string,
 ): Promise<OperatorResult<z.infer<typeof gapsAcknowledgedSchema>>> {
-  const response = await supabase.rpc('operator_acknowledge_gaps', { source_id: sourceId });
-  return parsed(response, gapsAcknowledgedSchema);
+  return call(
+    supabase,
+    'operator_acknowledge_gaps',
+    { source_id: sourceId },
+    gapsAcknowledgedSchema,
+  );
 }
 
 /** Makes a failed delivery due now (409 when it is not failed). */
@@ -434,9 +437,10 @@ export async function resendAlertDelivery(
   supabase: OperatorDb,
   input: { alertId: number; channelId: number },
 ): Promise<OperatorResult<z.infer<typeof deliveryResentSchema>>> {
-  const response = await supabase.rpc('operator_resend_alert_delivery', {
-    alert_id: input.alertId,
-    channel_id: input.channelId,
-  });
-  return parsed(response, deliveryResentSchema);
+  return call(
+    supabase,
+    'operator_resend_alert_delivery',
+    { alert_id: input.alertId, channel_id: input.channelId },
+    deliveryResentSchema,
+  );
 }

@@ -1,6 +1,7 @@
 import type { PostgrestError, SupabaseClient } from '@supabase/supabase-js';
 // The browser build: no Node stream or Buffer, so the dashboard can bundle it.
 import { stringify } from 'csv-stringify/browser/esm/sync';
+import { z } from 'zod';
 import type { Database } from '../db/database.types.ts';
 
 /**
@@ -17,9 +18,41 @@ type Functions = Database['public']['Functions'];
 type RowOf<F extends keyof Functions> =
   Functions[F]['Returns'] extends ReadonlyArray<infer R> ? R : Functions[F]['Returns'];
 
-export type LimitPolicy = 'hard_limit' | 'overage' | 'unlimited';
+const count = z.coerce.number();
+const limitPolicy = z.enum(['hard_limit', 'overage', 'unlimited']);
 /** normal; warning at the plan's lowest alert threshold; limit at 100 %; overage above. */
-export type UsageLevel = 'normal' | 'warning' | 'limit' | 'overage';
+export const usageLevel = z.enum(['normal', 'warning', 'limit', 'overage']);
+
+export type LimitPolicy = z.infer<typeof limitPolicy>;
+export type UsageLevel = z.infer<typeof usageLevel>;
+
+/**
+ * A row of public.tenant_usage_summary_row, the type every summary returns (the tenant's,
+ * the operator console's). Postgres has no NOT NULL on a composite type's fields, so the
+ * generated type leaves each one nullable; this says which are, and checks it.
+ */
+export const usageSummaryRowSchema = z.object({
+  tenant_id: z.string(),
+  tenant_name: z.string(),
+  plan_id: z.string(),
+  plan_name: z.string(),
+  limit_policy: limitPolicy,
+  subscription_status: z.string(),
+  period_start: z.string(),
+  period_end: z.string(),
+  used: count,
+  quota: count.nullable(),
+  remaining: count.nullable(),
+  percent: count.nullable(),
+  level: usageLevel,
+  overage_units: count,
+  estimated_overage_amount: count,
+  currency: z.string(),
+  reserved: count,
+  executions: count,
+  failed: count,
+});
+export type UsageSummaryRow = z.infer<typeof usageSummaryRowSchema>;
 
 export interface UsageSummary {
   tenantId: string;
@@ -115,12 +148,12 @@ export interface UsageAlert {
   readAt: string | null;
 }
 
-export const toUsageSummary = (r: RowOf<'tenant_usage_summary'>): UsageSummary => ({
+export const toUsageSummary = (r: UsageSummaryRow): UsageSummary => ({
   tenantId: r.tenant_id,
   tenantName: r.tenant_name,
   planId: r.plan_id,
   planName: r.plan_name,
-  limitPolicy: r.limit_policy as LimitPolicy,
+  limitPolicy: r.limit_policy,
   subscriptionStatus: r.subscription_status,
   periodStart: r.period_start,
   periodEnd: r.period_end,
@@ -128,7 +161,7 @@ export const toUsageSummary = (r: RowOf<'tenant_usage_summary'>): UsageSummary =
   quota: r.quota,
   remaining: r.remaining,
   percent: r.percent,
-  level: r.level as UsageLevel,
+  level: r.level,
   overageUnits: r.overage_units,
   estimatedOverageAmount: r.estimated_overage_amount,
   currency: r.currency,
@@ -235,6 +268,10 @@ export const toDay = (day: string | Date): string =>
 
 const toInstant = (at: string | Date): string => (typeof at === 'string' ? at : at.toISOString());
 
+/** `convert(value)`, or undefined when the value is left out, so the SQL default applies. */
+const given = <A, B>(value: A | undefined, convert: (value: A) => B): B | undefined =>
+  value === undefined ? undefined : convert(value);
+
 type Compact<T> = { [K in keyof T as undefined extends T[K] ? never : K]: T[K] } & {
   [K in keyof T as undefined extends T[K] ? K : never]?: Exclude<T[K], undefined>;
 };
@@ -252,13 +289,30 @@ function mapResult<R, T>(
   return { data: map(response.data as R), error: null };
 }
 
-/** The current period of every tenant the user belongs to, or of one tenant. */
+/** One set-returning function's rows, each mapped to the client's shape. */
+async function rowsOf<F extends keyof Functions, T>(
+  supabase: UsageDb,
+  fn: F,
+  args: Functions[F]['Args'],
+  toRow: (row: RowOf<F>) => T,
+): Promise<UsageResult<T[]>> {
+  const response = await supabase.rpc(fn, args);
+  return mapResult(response as { data: RowOf<F>[] | null; error: PostgrestError | null }, (rows) =>
+    rows.map(toRow),
+  );
+}
+
+/**
+ * The current period of every tenant the user belongs to, or of one tenant. Throws when a
+ * row is not of the summary's shape: the database runs other migrations than this client.
+ */
 export async function getUsageSummary(
   supabase: UsageDb,
   tenantId?: string,
 ): Promise<UsageResult<UsageSummary[]>> {
-  const response = await supabase.rpc('tenant_usage_summary', rpcArgs({ tenant_id: tenantId }));
-  return mapResult(response, (rows) => rows.map(toUsageSummary));
+  return rowsOf(supabase, 'tenant_usage_summary', rpcArgs({ tenant_id: tenantId }), (row) =>
+    toUsageSummary(usageSummaryRowSchema.parse(row)),
+  );
 }
 
 export interface DailyUsageQuery {
@@ -274,15 +328,16 @@ export async function getDailyUsage(
   supabase: UsageDb,
   query: DailyUsageQuery,
 ): Promise<UsageResult<DailyUsage[]>> {
-  const response = await supabase.rpc(
+  return rowsOf(
+    supabase,
     'tenant_usage_daily',
     rpcArgs({
       tenant_id: query.tenantId,
-      from_day: query.fromDay === undefined ? undefined : toDay(query.fromDay),
-      to_day: query.toDay === undefined ? undefined : toDay(query.toDay),
+      from_day: given(query.fromDay, toDay),
+      to_day: given(query.toDay, toDay),
     }),
+    toDailyUsage,
   );
-  return mapResult(response, (rows) => rows.map(toDailyUsage));
 }
 
 export interface WorkflowBreakdownQuery {
@@ -300,16 +355,17 @@ export async function getWorkflowBreakdown(
   supabase: UsageDb,
   query: WorkflowBreakdownQuery,
 ): Promise<UsageResult<WorkflowUsage[]>> {
-  const response = await supabase.rpc(
+  return rowsOf(
+    supabase,
     'tenant_workflow_breakdown',
     rpcArgs({
       tenant_id: query.tenantId,
-      period_start: query.periodStart === undefined ? undefined : toInstant(query.periodStart),
+      period_start: given(query.periodStart, toInstant),
       max_rows: query.maxRows,
       after_workflow_id: query.afterWorkflowId,
     }),
+    toWorkflowUsage,
   );
-  return mapResult(response, (rows) => rows.map(toWorkflowUsage));
 }
 
 export interface UsageHistoryQuery {
@@ -325,15 +381,16 @@ export async function getUsageHistory(
   supabase: UsageDb,
   query: UsageHistoryQuery,
 ): Promise<UsageResult<UsagePeriod[]>> {
-  const response = await supabase.rpc(
+  return rowsOf(
+    supabase,
     'tenant_usage_history',
     rpcArgs({
       tenant_id: query.tenantId,
       max_rows: query.maxRows,
-      before: query.before === undefined ? undefined : toInstant(query.before),
+      before: given(query.before, toInstant),
     }),
+    toUsagePeriod,
   );
-  return mapResult(response, (rows) => rows.map(toUsagePeriod));
 }
 
 export interface InvoicePreview {
@@ -377,8 +434,12 @@ export async function getInvoicePreview(
   supabase: UsageDb,
   tenantId?: string,
 ): Promise<UsageResult<InvoicePreview[]>> {
-  const response = await supabase.rpc('tenant_invoice_preview', rpcArgs({ tenant_id: tenantId }));
-  return mapResult(response, (rows) => rows.map(toInvoicePreview));
+  return rowsOf(
+    supabase,
+    'tenant_invoice_preview',
+    rpcArgs({ tenant_id: tenantId }),
+    toInvoicePreview,
+  );
 }
 
 export interface UsageCorrectionsQuery {
@@ -394,15 +455,16 @@ export async function getUsageCorrections(
   supabase: UsageDb,
   query: UsageCorrectionsQuery,
 ): Promise<UsageResult<UsageCorrection[]>> {
-  const response = await supabase.rpc(
+  return rowsOf(
+    supabase,
     'tenant_usage_corrections',
     rpcArgs({
       tenant_id: query.tenantId,
-      for_period: query.periodStart === undefined ? undefined : toInstant(query.periodStart),
+      for_period: given(query.periodStart, toInstant),
       max_rows: query.maxRows,
     }),
+    toUsageCorrection,
   );
-  return mapResult(response, (rows) => rows.map(toUsageCorrection));
 }
 
 export interface AlertsQuery {
@@ -419,7 +481,8 @@ export async function listAlerts(
   supabase: UsageDb,
   query: AlertsQuery,
 ): Promise<UsageResult<UsageAlert[]>> {
-  const response = await supabase.rpc(
+  return rowsOf(
+    supabase,
     'tenant_alerts',
     rpcArgs({
       tenant_id: query.tenantId,
@@ -427,8 +490,8 @@ export async function listAlerts(
       max_rows: query.maxRows,
       before_id: query.beforeId,
     }),
+    toUsageAlert,
   );
-  return mapResult(response, (rows) => rows.map(toUsageAlert));
 }
 
 /** Acknowledges an alert (the first read time is kept); 404 when it is not the user's. */
@@ -462,7 +525,7 @@ export async function getUsageExportPage(
     'tenant_usage_export',
     rpcArgs({
       tenant_id: query.tenantId,
-      period_start: query.periodStart === undefined ? undefined : toInstant(query.periodStart),
+      period_start: given(query.periodStart, toInstant),
       max_rows: query.pageRows,
       after_occurred_at: after?.occurredAt,
       after_source_id: after?.sourceId,

@@ -13,15 +13,45 @@
 -- Period math is private.billing_period, the function the collector and enforcement use;
 -- quotas and standing are enforcement's private.plan_quota and private.usage_standing.
 
+-- Functions signed-in users call: EXECUTE revoked from public and anon (who get 401 from
+-- the API), granted to authenticated and service_role. Each capability lists its
+-- functions once, as private.grant_to_service_role_only does for the service-only ones.
+create or replace function private.grant_to_authenticated(variadic functions regprocedure[])
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  execute format('revoke execute on function %s from public, anon',
+                 array_to_string(grant_to_authenticated.functions, ', '));
+  execute format('grant execute on function %s to authenticated, service_role',
+                 array_to_string(grant_to_authenticated.functions, ', '));
+end;
+$$;
+revoke execute on function private.grant_to_authenticated(regprocedure[]) from public, anon, authenticated;
+
+-- The rows of one page of a list: max_rows, default_rows when it is null, at most `most`;
+-- below 1 is the caller's mistake (22023, HTTP 400).
+create or replace function private.page_size(max_rows int, default_rows int, most int)
+returns int
+language plpgsql immutable
+set search_path = ''
+as $$
+begin
+  if page_size.max_rows < 1 then
+    raise exception 'max_rows must be at least 1 (got %)', page_size.max_rows using errcode = '22023';
+  end if;
+  return least(coalesce(page_size.max_rows, page_size.default_rows), page_size.most);
+end;
+$$;
+
 -- Summary -----------------------------------------------------------------------------
 
--- The work is done in plpgsql, whose plans are cached per session (a sql function is
--- planned on every call, which costs more than this whole query). plpgsql does not allow
--- an input and an output column of the same name, which the API's tenant_id is, hence
--- this inner function and a thin sql one with the API's names. It takes a list of tenants
--- so the operator console can summarise one page of them in one call.
-create or replace function private.tenant_usage_summary_rows(for_tenants uuid[])
-returns table (
+-- One tenant's current billing period: the row of tenant_usage_summary, of the operator
+-- console's tenants table (with what only operators see beside it) and of its tenant
+-- detail, declared once for all three. tenant_usage_summary's comment says what each
+-- column holds.
+create type public.tenant_usage_summary_row as (
   tenant_id uuid,
   tenant_name text,
   plan_id text,
@@ -41,7 +71,14 @@ returns table (
   reserved bigint,
   executions bigint,
   failed bigint
-)
+);
+
+-- The work is done in plpgsql, whose plans are cached per session (a sql function is
+-- planned on every call, which costs more than this whole query). It takes a list of
+-- tenants so the operator console can summarise one page of them in one call;
+-- tenant_usage_summary is a thin sql one with the API's argument.
+create or replace function private.tenant_usage_summary_rows(for_tenants uuid[])
+returns setof public.tenant_usage_summary_row
 language plpgsql stable
 security invoker
 set search_path = ''
@@ -78,27 +115,7 @@ end;
 $$;
 
 create or replace function public.tenant_usage_summary(tenant_id uuid default null)
-returns table (
-  tenant_id uuid,
-  tenant_name text,
-  plan_id text,
-  plan_name text,
-  limit_policy text,
-  subscription_status text,
-  period_start timestamptz,
-  period_end timestamptz,
-  used bigint,
-  quota bigint,
-  remaining bigint,
-  percent numeric,
-  level text,
-  overage_units bigint,
-  estimated_overage_amount numeric,
-  currency text,
-  reserved bigint,
-  executions bigint,
-  failed bigint
-)
+returns setof public.tenant_usage_summary_row
 language sql stable
 security invoker
 set search_path = ''
@@ -242,12 +259,8 @@ as $$
 declare
   t public.tenants;
   bounds record;
-  page_size int := least(coalesce(tenant_workflow_breakdown.max_rows, 50), 500);
+  page_size int := private.page_size(tenant_workflow_breakdown.max_rows, 50, 500);
 begin
-  if page_size < 1 then
-    raise exception 'max_rows must be at least 1 (got %)', tenant_workflow_breakdown.max_rows
-      using errcode = '22023';
-  end if;
   select * into t from public.tenants x where x.id = tenant_workflow_breakdown.tenant_id;
   if not found then
     return;
@@ -320,12 +333,8 @@ declare
   t public.tenants;
   p public.plans;
   current_start timestamptz;
-  page_size int := least(coalesce(tenant_usage_history.max_rows, 12), 100);
+  page_size int := private.page_size(tenant_usage_history.max_rows, 12, 100);
 begin
-  if page_size < 1 then
-    raise exception 'max_rows must be at least 1 (got %)', tenant_usage_history.max_rows
-      using errcode = '22023';
-  end if;
   select * into t from public.tenants x where x.id = tenant_usage_history.tenant_id;
   if not found then
     return;
@@ -408,12 +417,8 @@ as $$
 declare
   t public.tenants;
   bounds record;
-  page_size int := least(coalesce(tenant_usage_export.max_rows, 1000), 1000);
+  page_size int := private.page_size(tenant_usage_export.max_rows, 1000, 1000);
 begin
-  if page_size < 1 then
-    raise exception 'max_rows must be at least 1 (got %)', tenant_usage_export.max_rows
-      using errcode = '22023';
-  end if;
   if tenant_usage_export.after_occurred_at is not null
      and (tenant_usage_export.after_source_id is null or tenant_usage_export.after_execution_id is null) then
     raise exception 'after_occurred_at, after_source_id and after_execution_id go together (the last row of the previous page)'
@@ -467,11 +472,8 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  page_size int := least(coalesce(tenant_alerts.max_rows, 50), 200);
+  page_size int := private.page_size(tenant_alerts.max_rows, 50, 200);
 begin
-  if page_size < 1 then
-    raise exception 'max_rows must be at least 1 (got %)', tenant_alerts.max_rows using errcode = '22023';
-  end if;
   return query
   select a.*
   from public.usage_alerts a
@@ -488,23 +490,14 @@ Keyset pagination: at most max_rows (default 50, capped at 200) alerts with id b
 unread_only: only alerts not yet read. Columns are those of usage_alerts: id, tenant_id, period_start, period_end, threshold (percent of the quota),
 used and quota when the threshold was reached, created_at, read_at. No rows when the caller is not a member of the tenant.$$;
 
-revoke execute on function
-  private.tenant_usage_summary_rows(uuid[]),
-  private.counted_period(uuid, timestamptz, timestamptz, timestamptz),
-  public.tenant_usage_summary(uuid),
-  public.tenant_usage_daily(uuid, date, date),
-  public.tenant_workflow_breakdown(uuid, timestamptz, int, text),
-  public.tenant_usage_history(uuid, int, timestamptz),
-  public.tenant_usage_export(uuid, timestamptz, int, timestamptz, uuid, bigint),
-  public.tenant_alerts(uuid, boolean, int, bigint)
-  from public, anon;
-grant execute on function
-  private.tenant_usage_summary_rows(uuid[]),
-  private.counted_period(uuid, timestamptz, timestamptz, timestamptz),
-  public.tenant_usage_summary(uuid),
-  public.tenant_usage_daily(uuid, date, date),
-  public.tenant_workflow_breakdown(uuid, timestamptz, int, text),
-  public.tenant_usage_history(uuid, int, timestamptz),
-  public.tenant_usage_export(uuid, timestamptz, int, timestamptz, uuid, bigint),
-  public.tenant_alerts(uuid, boolean, int, bigint)
-  to authenticated, service_role;
+select private.grant_to_authenticated(
+  'private.page_size(int, int, int)',
+  'private.tenant_usage_summary_rows(uuid[])',
+  'private.counted_period(uuid, timestamptz, timestamptz, timestamptz)',
+  'public.tenant_usage_summary(uuid)',
+  'public.tenant_usage_daily(uuid, date, date)',
+  'public.tenant_workflow_breakdown(uuid, timestamptz, int, text)',
+  'public.tenant_usage_history(uuid, int, timestamptz)',
+  'public.tenant_usage_export(uuid, timestamptz, int, timestamptz, uuid, bigint)',
+  'public.tenant_alerts(uuid, boolean, int, bigint)'
+);

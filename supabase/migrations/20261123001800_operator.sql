@@ -46,12 +46,31 @@ as $$
   returning r.*;
 $$;
 
-revoke execute on function public.start_scheduled_run(text), public.finish_scheduled_run(uuid, boolean, jsonb, text)
-  from public, anon, authenticated;
-grant execute on function public.start_scheduled_run(text), public.finish_scheduled_run(uuid, boolean, jsonb, text)
-  to service_role;
+select private.grant_to_service_role_only(
+  'public.start_scheduled_run(text)', 'public.finish_scheduled_run(uuid, boolean, jsonb, text)'
+);
 
 -- Retention -----------------------------------------------------------------------------
+
+-- Up to `batch` runs of a run log (scheduled_runs, collector_runs: an id and a started_at)
+-- that started before cutoff, oldest first; how many went.
+create or replace function private.prune_runs(runs regclass, cutoff timestamptz, batch int)
+returns bigint
+language plpgsql
+set search_path = ''
+as $$
+declare
+  pruned bigint;
+begin
+  execute format(
+    'with doomed as (select r.id from %1$s r where r.started_at < $1 order by r.started_at limit $2),
+          gone as (delete from %1$s r using doomed where r.id = doomed.id returning 1)
+     select count(*) from gone', prune_runs.runs)
+    into pruned using prune_runs.cutoff, prune_runs.batch;
+  return pruned;
+end;
+$$;
+select private.grant_to_service_role_only('private.prune_runs(regclass, timestamptz, int)');
 
 -- History older than the raw-execution retention (the start of the month
 -- `retention_months` months ago): released reservations, scheduled runs, collector runs
@@ -86,20 +105,8 @@ begin
     returning 1
   )
   select count(*) into reservations from gone;
-  with doomed as (
-    select r.id from public.scheduled_runs r
-    where r.started_at < cutoff order by r.started_at limit prune_history.batch
-  ), gone as (
-    delete from public.scheduled_runs r using doomed where r.id = doomed.id returning 1
-  )
-  select count(*) into scheduled from gone;
-  with doomed as (
-    select r.id from public.collector_runs r
-    where r.started_at < cutoff order by r.started_at limit prune_history.batch
-  ), gone as (
-    delete from public.collector_runs r using doomed where r.id = doomed.id returning 1
-  )
-  select count(*) into collector from gone;
+  scheduled := private.prune_runs('public.scheduled_runs', cutoff, prune_history.batch);
+  collector := private.prune_runs('public.collector_runs', cutoff, prune_history.batch);
   -- Webhook events whose every delivery is over (delivered or given up); one still to be
   -- sent keeps its event, whatever its age.
   with doomed as (
@@ -118,8 +125,7 @@ begin
 end;
 $$;
 
-revoke execute on function public.prune_history(int, int) from public, anon, authenticated;
-grant execute on function public.prune_history(int, int) to service_role;
+select private.grant_to_service_role_only('public.prune_history(int, int)');
 
 -- Status ------------------------------------------------------------------------------
 
@@ -221,8 +227,7 @@ as $$
   );
 $$;
 
-revoke execute on function public.operator_status(uuid[], int, int) from public, anon, authenticated;
-grant execute on function public.operator_status(uuid[], int, int) to service_role;
+select private.grant_to_service_role_only('public.operator_status(uuid[], int, int)');
 
 -- What the collector's health needs beyond operator_status: the latest scheduled run (did it
 -- finish, with failures, could it reach the database, did it fail as a whole or lose
@@ -314,8 +319,7 @@ as $$
     )
   );
 $$;
-revoke execute on function public.collector_health(uuid[]) from public, anon, authenticated;
-grant execute on function public.collector_health(uuid[]) to service_role;
+select private.grant_to_service_role_only('public.collector_health(uuid[])');
 
 -- Usage export ----------------------------------------------------------------------------
 
@@ -489,20 +493,13 @@ comment on function public.export_usage_executions(uuid[], timestamptz, timestam
 $$The raw executions started in [from_at, to_at), in (tenant_id, occurred_at, source_id, execution_id) order; the next page passes those of the last row. At most max_rows (capped at 5000).
 occurred_at = started_at, else stopped_at; period_start = the tenant billing period the execution was counted in.$$;
 
-revoke execute on function
-  public.export_usage_size(uuid[], date, date),
-  private.export_page_size(int),
-  public.export_usage_days(uuid[], date, date, uuid, date, int),
-  public.export_usage_workflows(uuid[], timestamptz, timestamptz, uuid, text, int),
-  public.export_usage_executions(uuid[], timestamptz, timestamptz, uuid, timestamptz, uuid, bigint, int)
-  from public, anon, authenticated;
-grant execute on function
-  public.export_usage_size(uuid[], date, date),
-  private.export_page_size(int),
-  public.export_usage_days(uuid[], date, date, uuid, date, int),
-  public.export_usage_workflows(uuid[], timestamptz, timestamptz, uuid, text, int),
-  public.export_usage_executions(uuid[], timestamptz, timestamptz, uuid, timestamptz, uuid, bigint, int)
-  to service_role;
+select private.grant_to_service_role_only(
+  'public.export_usage_size(uuid[], date, date)',
+  'private.export_page_size(int)',
+  'public.export_usage_days(uuid[], date, date, uuid, date, int)',
+  'public.export_usage_workflows(uuid[], timestamptz, timestamptz, uuid, text, int)',
+  'public.export_usage_executions(uuid[], timestamptz, timestamptz, uuid, timestamptz, uuid, bigint, int)'
+);
 
 -- Operator console ------------------------------------------------------------------------
 
@@ -553,38 +550,22 @@ revoke all on function private.record_operator_action(text, text, text, uuid, js
 
 -- Every tenant's current period, with the columns the console sorts and filters on --------
 
+-- The tenant's summary row and what only the console shows beside it. The view holds every
+-- tenant and gives operator_tenant_rows its row; the function summarises only the tenants
+-- it is asked for (a filter on the view could not reach inside the plpgsql summary).
+create view private.operator_tenant_summaries with (security_invoker = true) as
+  select s.*, t.external_ref, p.recurring_amount, t.created_at
+  from private.tenant_usage_summary_rows(null) s
+  join public.tenants t on t.id = s.tenant_id
+  join public.plans p on p.id = s.plan_id;
+revoke all on table private.operator_tenant_summaries from public, anon, authenticated;
+
 create or replace function private.operator_tenant_rows(for_tenants uuid[] default null)
-returns table (
-  tenant_id uuid,
-  tenant_name text,
-  external_ref text,
-  plan_id text,
-  plan_name text,
-  limit_policy text,
-  subscription_status text,
-  period_start timestamptz,
-  period_end timestamptz,
-  used bigint,
-  quota bigint,
-  remaining bigint,
-  percent numeric,
-  level text,
-  overage_units bigint,
-  estimated_overage_amount numeric,
-  currency text,
-  reserved bigint,
-  executions bigint,
-  failed bigint,
-  recurring_amount numeric,
-  created_at timestamptz
-)
+returns setof private.operator_tenant_summaries
 language sql stable
 set search_path = ''
 as $$
-  select s.tenant_id, s.tenant_name, t.external_ref, s.plan_id, s.plan_name, s.limit_policy,
-         s.subscription_status, s.period_start, s.period_end, s.used, s.quota, s.remaining,
-         s.percent, s.level, s.overage_units, s.estimated_overage_amount, s.currency,
-         s.reserved, s.executions, s.failed, p.recurring_amount, t.created_at
+  select s.*, t.external_ref, p.recurring_amount, t.created_at
   from private.tenant_usage_summary_rows(operator_tenant_rows.for_tenants) s
   join public.tenants t on t.id = s.tenant_id
   join public.plans p on p.id = s.plan_id;
@@ -1194,23 +1175,12 @@ $$security definer: alert_deliveries is service-only; require_operator() runs fi
 Operators only (42501 / HTTP 403 otherwise). Makes a failed delivery (retrying or given up) pending and due now with a fresh set of attempts; deliver-alerts sends it on its next run.
 PT404 (HTTP 404) for an unknown delivery, PT409 (HTTP 409) for one that is not failed. Records the action in operator_actions. Returns {alert_id, channel_id, tenant_id, status, next_attempt_at}.$$;
 
-revoke execute on function
-  private.operator_tenant_rows(uuid[]),
-  private.operator_tenant_keys(),
-  public.operator_overview(int, int, text[]),
-  public.operator_tenants(text, text[], text[], text[], text, boolean, int, jsonb),
-  public.operator_tenant(uuid, int),
-  public.operator_health(),
-  public.operator_set_source_enabled(uuid, boolean),
-  public.operator_acknowledge_gaps(uuid),
-  public.operator_resend_alert_delivery(bigint, bigint)
-  from public, anon, authenticated;
-grant execute on function
-  public.operator_overview(int, int, text[]),
-  public.operator_tenants(text, text[], text[], text[], text, boolean, int, jsonb),
-  public.operator_tenant(uuid, int),
-  public.operator_health(),
-  public.operator_set_source_enabled(uuid, boolean),
-  public.operator_acknowledge_gaps(uuid),
-  public.operator_resend_alert_delivery(bigint, bigint)
-  to authenticated;
+select private.grant_to_authenticated(
+  'public.operator_overview(int, int, text[])',
+  'public.operator_tenants(text, text[], text[], text[], text, boolean, int, jsonb)',
+  'public.operator_tenant(uuid, int)',
+  'public.operator_health()',
+  'public.operator_set_source_enabled(uuid, boolean)',
+  'public.operator_acknowledge_gaps(uuid)',
+  'public.operator_resend_alert_delivery(bigint, bigint)'
+);

@@ -139,13 +139,8 @@ total (after discounts and tax), amount_due (after credit), subtotal, in the cur
 usage_quantity, usage_amount = the metered lines (the usage Stripe holds and what it bills for it); fetched_at.
 No row before the first fetch, for a tenant without a Stripe subscription, or when the caller is not a member of the tenant.$$;
 
-revoke execute on function
-  public.invoice_preview_targets(uuid[], int),
-  public.record_invoice_preview(uuid, timestamptz, timestamptz, text, text, text, text, bigint, bigint, bigint, bigint, bigint, timestamptz)
-  from public, anon, authenticated;
-grant execute on function
-  public.invoice_preview_targets(uuid[], int),
-  public.record_invoice_preview(uuid, timestamptz, timestamptz, text, text, text, text, bigint, bigint, bigint, bigint, bigint, timestamptz)
-  to service_role;
-revoke execute on function public.tenant_invoice_preview(uuid) from public, anon;
-grant execute on function public.tenant_invoice_preview(uuid) to authenticated, service_role;
+select private.grant_to_service_role_only(
+  'public.invoice_preview_targets(uuid[], int)',
+  'public.record_invoice_preview(uuid, timestamptz, timestamptz, text, text, text, text, bigint, bigint, bigint, bigint, bigint, timestamptz)'
+);
+select private.grant_to_authenticated('public.tenant_invoice_preview(uuid)');

@@ -25,6 +25,7 @@ const AUTHENTICATED_CALLABLE = new Set<string>([
   'tenant_usage_summary_rows',
   'counted_period',
   'read_committed',
+  'page_size',
   // operator console RPCs: each calls require_operator() first
   'operator_overview',
   'operator_tenants',

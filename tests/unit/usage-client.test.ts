@@ -10,13 +10,14 @@ import {
   toUsagePeriod,
   toUsageSummary,
   type UsageDb,
+  type UsageSummaryRow,
 } from '../../src/usage-client/index.ts';
 import { stubRpcClient } from '../support/rpc-stub.ts';
 
 const stubClient = (response: { data: unknown; error: unknown }) =>
   stubRpcClient<UsageDb>(response, 400);
 
-const summaryRow = {
+const summaryRow: UsageSummaryRow = {
   tenant_id: 't1',
   tenant_name: 'Acme',
   plan_id: 'pro',
