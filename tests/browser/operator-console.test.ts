@@ -5,6 +5,7 @@ import { parseKeyring } from '../../src/crypto/keyring.ts';
 import { type DemoN8n, startDemoN8n } from '../../src/local/demo/n8n-server.ts';
 import { seedDemo } from '../../src/local/demo/seed.ts';
 import { type DemoSignIn, seedDemoUsers } from '../../src/local/demo/users.ts';
+import { STALE_REPLY_EVENT } from '../../web/src/console/latest-reply.ts';
 import { expectNoSeriousA11yViolations, screenshot, signIn } from '../support/browser.ts';
 import { useOwnStack } from '../support/own-stack.ts';
 import { uniqueId } from '../support/stack.ts';
@@ -121,7 +122,8 @@ async function tenantNames(page: Page): Promise<string[]> {
 
 /**
  * Holds the page's next call of an operator RPC whose arguments match. `release()` lets it
- * through and returns once its reply has reached the page and had time to render.
+ * through and returns once the page has dropped the reply as stale (without that, it waits
+ * until the test times out).
  */
 async function holdNextCall(
   page: Page,
@@ -145,11 +147,15 @@ async function holdNextCall(
     held,
     async release(): Promise<void> {
       const route = await held;
-      const finished = page.waitForEvent('requestfinished', (r) => r === route.request());
+      // The page announces each reply it drops; listen before the reply can arrive.
+      await page.evaluate((event) => {
+        const w = window as unknown as { staleReply?: Promise<void> };
+        w.staleReply = new Promise((resolve) =>
+          document.addEventListener(event, () => resolve(), { once: true }),
+        );
+      }, STALE_REPLY_EVENT);
       await route.continue();
-      await finished;
-      // The reply is parsed and rendered after its last byte arrives.
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      await page.evaluate(() => (window as unknown as { staleReply?: Promise<void> }).staleReply);
     },
   };
 }

@@ -123,7 +123,8 @@ describe('codeSpans', () => {
 
 describe('latestReplyOnly', () => {
   it('drops a reply that arrives after a later call was made, whichever settles first', async () => {
-    const latest = latestReplyOnly();
+    let stale = 0;
+    const latest = latestReplyOnly(() => stale++);
     const replies: Array<(value: string) => void> = [];
     const call = () => new Promise<string>((resolve) => replies.push(resolve));
     const first = latest(call);
@@ -139,5 +140,6 @@ describe('latestReplyOnly', () => {
     expect(await third).toBeUndefined();
     expect(await fourth).toBe('newer reload');
     expect(await latest(async () => 'alone')).toBe('alone');
+    expect(stale).toBe(2);
   });
 });

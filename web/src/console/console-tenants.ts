@@ -12,7 +12,7 @@ import {
 } from '../../../src/operator-client/index.ts';
 import { formatter } from '../format.ts';
 import { LightElement } from '../light-element.ts';
-import { latestReplyOnly } from './latest-reply.ts';
+import { announceStaleReply, latestReplyOnly } from './latest-reply.ts';
 import { LEVEL_LABEL, type Loaded, levelBadge, load, renderLoaded } from './page-state.ts';
 import { consoleHref } from './route.ts';
 
@@ -70,7 +70,7 @@ export class ConsoleTenants extends LightElement {
   #starts: Array<TenantsCursor | undefined> = [undefined];
   #format = formatter();
   #searchTimer: ReturnType<typeof setTimeout> | undefined;
-  #latest = latestReplyOnly();
+  #latest = latestReplyOnly(announceStaleReply(this));
 
   constructor() {
     super();

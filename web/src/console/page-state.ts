@@ -3,7 +3,7 @@ import type { OperatorDb, OperatorResult } from '../../../src/operator-client/in
 import { operatorErrorMessage } from '../errors.ts';
 import { formatter } from '../format.ts';
 import { LightElement } from '../light-element.ts';
-import { latestReplyOnly } from './latest-reply.ts';
+import { announceStaleReply, latestReplyOnly } from './latest-reply.ts';
 
 /** What a console page holds: loading, a failure worded for a person, or the answer. */
 export type Loaded<T> =
@@ -60,7 +60,7 @@ export abstract class ConsolePage<T> extends LightElement {
   declare loaded: Loaded<T>;
   declare refreshedAt: Date | undefined;
   protected format = formatter();
-  #latest = latestReplyOnly();
+  #latest = latestReplyOnly(announceStaleReply(this));
 
   constructor() {
     super();
