@@ -13,6 +13,7 @@ import { silentLogger } from '../../src/observability/logger.ts';
 import { collect, createSource, type TestSource, useN8nServer } from '../support/collector.ts';
 import { faultyDb, rpcFetch } from '../support/faults.ts';
 import { addMember, createPlan, createUser, setPlan } from '../support/fixtures.ts';
+import { DAY, HOUR } from '../support/milliseconds.ts';
 import {
   anonClient,
   asRole,
@@ -30,8 +31,6 @@ import {
  */
 const server = useN8nServer();
 
-const HOUR = 3600_000;
-const DAY = 24 * HOUR;
 const RESEND_KEY = 're_test_0123456789';
 const FROM = 'Flowmeter <alerts@flowmeter.test>';
 
@@ -390,6 +389,23 @@ describe('raising alerts: plan and channel rules', () => {
     );
   }
 
+  /** A tenant at 80 % of its quota with an e-mail channel of its own: one delivery due. */
+  async function oneDeliveryDue(db: pg.PoolClient, address: string) {
+    const tenant = await tenantOn(db, { quota: 10 });
+    await db.query("select public.add_alert_channel('email', $2, $1)", [tenant, address]);
+    await count(db, tenant, 8);
+    return tenant;
+  }
+
+  /** This tenant's due deliveries claimed (leased for 60 s), with `columns` of each. */
+  const claimDeliveries = async (db: pg.PoolClient, tenantId: string, columns = '*') =>
+    (
+      await db.query(
+        `select ${columns} from public.claim_alert_deliveries(1000, 60, array[$1]::uuid[])`,
+        [tenantId],
+      )
+    ).rows;
+
   const alertsIn = async (db: pg.PoolClient, tenantId: string) =>
     (
       await db.query(
@@ -456,16 +472,8 @@ describe('raising alerts: plan and channel rules', () => {
 
   it('retries back off 30 s, 1 min, 2 min … capped at 1 h and stop after 10 attempts', async () => {
     await asService(async (db) => {
-      const tenant = await tenantOn(db, { quota: 10 });
-      await db.query("select public.add_alert_channel('email', 'ops@backoff.test', $1)", [tenant]);
-      await count(db, tenant, 8);
-      const mine = async () =>
-        (
-          await db.query(
-            'select * from public.claim_alert_deliveries(1000, 60, array[$1]::uuid[])',
-            [tenant],
-          )
-        ).rows;
+      const tenant = await oneDeliveryDue(db, 'ops@backoff.test');
+      const mine = () => claimDeliveries(db, tenant);
 
       const waits: number[] = [];
       for (let attempt = 1; attempt <= 10; attempt++) {
@@ -493,16 +501,8 @@ describe('raising alerts: plan and channel rules', () => {
 
   it('a send whose sender died is claimed again when its lease runs out, and given up at the limit', async () => {
     await asService(async (db) => {
-      const tenant = await tenantOn(db, { quota: 10 });
-      await db.query("select public.add_alert_channel('email', 'ops@lease.test', $1)", [tenant]);
-      await count(db, tenant, 8);
-      const claim = async () =>
-        (
-          await db.query(
-            'select attempt from public.claim_alert_deliveries(1000, 60, array[$1]::uuid[])',
-            [tenant],
-          )
-        ).rows;
+      const tenant = await oneDeliveryDue(db, 'ops@lease.test');
+      const claim = () => claimDeliveries(db, tenant, 'attempt');
       const mine = 'alert_id in (select id from public.usage_alerts where tenant_id = $1)';
       const expire = () =>
         db.query(

@@ -1,21 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { runReporter } from '../../src/billing/report-usage.ts';
 import { EXIT } from '../../src/cli/main.ts';
-import { silentLogger } from '../../src/observability/logger.ts';
 import { needsAttention } from '../../src/ops/attention.ts';
 import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
-import {
-  addUsage,
-  ledger,
-  meteredTenant,
-  reporterTestSettings,
-  stripeClient,
-  TEST_STRIPE_KEY,
-} from '../support/billing.ts';
+import { addUsage, ledger, meteredTenant, TEST_STRIPE_KEY } from '../support/billing.ts';
 import { runCliWith } from '../support/cli.ts';
 import { useN8nServer } from '../support/collector.ts';
-import { FakeStripe } from '../support/fake-stripe.ts';
-import { succeeded } from '../support/result.ts';
+import { fakeStripeOn, reporterRun } from '../support/reporter-runs.ts';
 import { serviceClient } from '../support/stack.ts';
 import { statusEndpoint } from '../support/status.ts';
 
@@ -27,22 +17,8 @@ import { statusEndpoint } from '../support/status.ts';
 const server = useN8nServer();
 const status = statusEndpoint();
 
-function fakeStripe() {
-  const stripe = new FakeStripe();
-  server.use(...stripe.handlers());
-  return stripe;
-}
-
-const run = (tenantIds: string[]) =>
-  succeeded(
-    runReporter({
-      db: serviceClient(),
-      stripe: stripeClient(5000),
-      settings: { ...reporterTestSettings, concurrency: 1 },
-      log: silentLogger,
-      tenantIds,
-    }),
-  );
+const fakeStripe = () => fakeStripeOn(server);
+const run = reporterRun({ concurrency: 1 });
 
 /**
  * The status of these tenants' billing, and what it asks a person to do about it. Scheduled

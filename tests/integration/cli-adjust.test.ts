@@ -23,28 +23,29 @@ async function reported(billable: number) {
   return tenant;
 }
 
+const adjustArgs = (tenantId: string, by: string, reason: string, period = thisMonth()) => [
+  'adjust',
+  '--tenant',
+  tenantId,
+  '--period',
+  period,
+  '--by',
+  by,
+  '--reason',
+  reason,
+];
+
 const adjust = (
   tenantId: string,
   by: string,
   reason: string,
   extra: string[] = [],
   env: Record<string, string | undefined> = {},
-) =>
-  cli(
-    [
-      'adjust',
-      '--tenant',
-      tenantId,
-      '--period',
-      thisMonth(),
-      '--by',
-      by,
-      '--reason',
-      reason,
-      ...extra,
-    ],
-    env,
-  );
+) => cli([...adjustArgs(tenantId, by, reason), ...extra], env);
+
+/** `corrections resolve`: the answer a person gives after looking in Stripe. */
+const resolve = (id: number, answer: string, extra: string[] = []) =>
+  cli(['corrections', 'resolve', String(id), '--stripe-cancelled', answer, ...extra]);
 
 describe('flowmeter adjust', () => {
   it('records the correction, sends it, and prints what it did; the same command again records nothing', async () => {
@@ -112,17 +113,7 @@ describe('flowmeter adjust', () => {
     expect(notYet.code).toBe(EXIT.usage);
     expect(notYet.err).toMatch(/has not been reported to Stripe yet.*next report-usage run/);
 
-    const noPeriod = await cli([
-      'adjust',
-      '--tenant',
-      tenantId,
-      '--period',
-      '2001-01',
-      '--by',
-      '-1',
-      '--reason',
-      'why',
-    ]);
+    const noPeriod = await cli(adjustArgs(tenantId, '-1', 'why', '2001-01'));
     expect(noPeriod.code).toBe(EXIT.usage);
     expect(noPeriod.err).toMatch(/0 billing periods of this tenant start in 2001-01/);
   });
@@ -175,33 +166,14 @@ describe('flowmeter adjust', () => {
     );
     expect(second.correction.status).toBe('sent');
 
-    const notReview = await cli([
-      'corrections',
-      'resolve',
-      String(second.correction.id),
-      '--stripe-cancelled',
-      'no',
-    ]);
+    const notReview = await resolve(second.correction.id, 'no');
     expect(notReview.code).toBe(EXIT.usage);
     expect(notReview.err).toMatch(/is not waiting for a check in Stripe/);
-    const bad = await cli([
-      'corrections',
-      'resolve',
-      String(first.correction.id),
-      '--stripe-cancelled',
-      'maybe',
-    ]);
+    const bad = await resolve(first.correction.id, 'maybe');
     expect(bad.code).toBe(EXIT.usage);
 
     // The third was really cancelled: its remainder is re-sent, nothing else.
-    const cancelled = await cli([
-      'corrections',
-      'resolve',
-      String(third.correction.id),
-      '--stripe-cancelled',
-      'yes',
-      '--json',
-    ]);
+    const cancelled = await resolve(third.correction.id, 'yes', ['--json']);
     expect(cancelled.code).toBe(EXIT.ok);
     expect(JSON.parse(cancelled.out)).toMatchObject({
       status: 'sent',
@@ -209,14 +181,7 @@ describe('flowmeter adjust', () => {
     });
     expect(stripe.accepted.get(third.correction.identifier)?.value).toBe(6);
     // The first: Stripe shows its event not cancelled — on a plan without overage nothing was billed.
-    const notCancelled = await cli([
-      'corrections',
-      'resolve',
-      String(first.correction.id),
-      '--stripe-cancelled',
-      'no',
-      '--json',
-    ]);
+    const notCancelled = await resolve(first.correction.id, 'no', ['--json']);
     expect(notCancelled.code).toBe(EXIT.ok);
     expect(JSON.parse(notCancelled.out)).toMatchObject({ method: 'none', status: 'recorded' });
     expect(stripe.totalFor(customer)).toBe(36);

@@ -43,6 +43,10 @@ const injected =
   async () =>
     respond();
 
+/** The RPC call answered with PostgREST's error body for `code`, as HTTP `status`. */
+const postgrestError = (status: number, code: string) =>
+  injected(() => answer(status, postgrestBody(code)));
+
 const timeout: RpcHook = async () => {
   throw new DOMException('The operation was aborted due to timeout', 'TimeoutError');
 };
@@ -64,17 +68,11 @@ const unreachableClasses: Array<[string, RpcHook]> = [
     '504 from the gateway with its own JSON',
     injected(() => answer(504, '{"message":"upstream timed out"}')),
   ],
-  [
-    'PGRST001: PostgREST cannot connect to the database',
-    injected(() => answer(503, postgrestBody('PGRST001'))),
-  ],
-  [
-    'PGRST003: PostgREST timed out waiting for a pool connection',
-    injected(() => answer(504, postgrestBody('PGRST003'))),
-  ],
-  ['08006: connection failure', injected(() => answer(503, postgrestBody('08006')))],
-  ['53300: too many connections', injected(() => answer(503, postgrestBody('53300')))],
-  ['57P03: the database is starting up', injected(() => answer(500, postgrestBody('57P03')))],
+  ['PGRST001: PostgREST cannot connect to the database', postgrestError(503, 'PGRST001')],
+  ['PGRST003: PostgREST timed out waiting for a pool connection', postgrestError(504, 'PGRST003')],
+  ['08006: connection failure', postgrestError(503, '08006')],
+  ['53300: too many connections', postgrestError(503, '53300')],
+  ['57P03: the database is starting up', postgrestError(500, '57P03')],
 ];
 
 /** Waits until a backend waits on a lock held by `holderPid`, then terminates it. */
@@ -171,89 +169,41 @@ describe('the database could not be reached: fail open (or 503 when closed)', ()
   });
 });
 
-const refusedClasses: Array<[string, number, string, RpcHook]> = [
-  [
-    '22P05: a value PostgreSQL cannot store',
-    400,
-    'invalid_request',
-    injected(() => answer(400, postgrestBody('22P05'))),
-  ],
-  [
-    '22021: an invalid byte sequence',
-    400,
-    'invalid_request',
-    injected(() => answer(400, postgrestBody('22021'))),
-  ],
-  [
-    '23505: a unique violation',
-    400,
-    'invalid_request',
-    injected(() => answer(409, postgrestBody('23505'))),
-  ],
-  [
-    'P0001: the function refused its arguments',
-    400,
-    'invalid_request',
-    injected(() => answer(400, postgrestBody('P0001'))),
-  ],
-  [
-    '42501: permission denied',
-    500,
-    'internal',
-    injected(() => answer(403, postgrestBody('42501'))),
-  ],
-  [
-    '42883: the function does not exist',
-    500,
-    'internal',
-    injected(() => answer(404, postgrestBody('42883'))),
-  ],
-  [
-    'PGRST202: not in the schema cache',
-    500,
-    'internal',
-    injected(() => answer(404, postgrestBody('PGRST202'))),
-  ],
-  [
-    'PGRST102: the request body was refused',
-    500,
-    'internal',
-    injected(() => answer(400, postgrestBody('PGRST102'))),
-  ],
-  ['40P01: a deadlock', 500, 'internal', injected(() => answer(500, postgrestBody('40P01')))],
-  [
-    '57014: a cancelled statement',
-    500,
-    'internal',
-    injected(() => answer(500, postgrestBody('57014'))),
-  ],
-  [
-    'XX000: an internal error',
-    500,
-    'internal',
-    injected(() => answer(500, postgrestBody('XX000'))),
-  ],
-  ['a code nobody knows', 500, 'internal', injected(() => answer(400, postgrestBody('ZZ123')))],
-  ['500 without a body', 500, 'internal', injected(() => answer(500, ''))],
-  [
-    '401 from the gateway (service key refused)',
-    500,
-    'internal',
-    injected(() => answer(401, '{"message":"Invalid API key"}')),
-  ],
-  [
-    '200 with a body that is not JSON',
-    500,
-    'internal',
-    injected(() => answer(200, '<html>hi</html>', 'text/html')),
-  ],
-  ['200 with JSON null', 500, 'internal', injected(() => answer(200, 'null'))],
-  [
-    '200 with an allow in a shape enforce_usage never answers',
-    500,
-    'internal',
-    injected(() => answer(200, '{"allowed":true}')),
-  ],
+/** Rows for it.each: each of `classes` with the answer every one of them must get. */
+const refusedAs = (status: number, code: string, classes: Array<[string, RpcHook]>) =>
+  classes.map(([name, hook]): [string, number, string, RpcHook] => [name, status, code, hook]);
+
+const refusedClasses = [
+  ...refusedAs(400, 'invalid_request', [
+    ['22P05: a value PostgreSQL cannot store', postgrestError(400, '22P05')],
+    ['22021: an invalid byte sequence', postgrestError(400, '22021')],
+    ['23505: a unique violation', postgrestError(409, '23505')],
+    ['P0001: the function refused its arguments', postgrestError(400, 'P0001')],
+  ]),
+  ...refusedAs(500, 'internal', [
+    ['42501: permission denied', postgrestError(403, '42501')],
+    ['42883: the function does not exist', postgrestError(404, '42883')],
+    ['PGRST202: not in the schema cache', postgrestError(404, 'PGRST202')],
+    ['PGRST102: the request body was refused', postgrestError(400, 'PGRST102')],
+    ['40P01: a deadlock', postgrestError(500, '40P01')],
+    ['57014: a cancelled statement', postgrestError(500, '57014')],
+    ['XX000: an internal error', postgrestError(500, 'XX000')],
+    ['a code nobody knows', postgrestError(400, 'ZZ123')],
+    ['500 without a body', injected(() => answer(500, ''))],
+    [
+      '401 from the gateway (service key refused)',
+      injected(() => answer(401, '{"message":"Invalid API key"}')),
+    ],
+    [
+      '200 with a body that is not JSON',
+      injected(() => answer(200, '<html>hi</html>', 'text/html')),
+    ],
+    ['200 with JSON null', injected(() => answer(200, 'null'))],
+    [
+      '200 with an allow in a shape enforce_usage never answers',
+      injected(() => answer(200, '{"allowed":true}')),
+    ],
+  ]),
 ];
 
 describe('every other failure: a 4xx or a 500, never an allow, in either fail mode', () => {

@@ -31,6 +31,11 @@ async function planWith(fields: Record<string, unknown>) {
   return setPlan({ id: plan.id, name: 'Test', ...fields } as Parameters<typeof setPlan>[0]);
 }
 
+/** A new tenant on a new plan of these terms. */
+async function tenantOn(fields: Record<string, unknown>) {
+  return createTenant((await planWith(fields)).id);
+}
+
 async function setStatus(tenantId: string, status: string, changedDaysAgo = 0) {
   await superuser().query(`update public.tenants set subscription_status = $2 where id = $1;`, [
     tenantId,
@@ -44,9 +49,7 @@ async function setStatus(tenantId: string, status: string, changedDaysAgo = 0) {
 
 describe('enforce: policies', () => {
   it('hard limit: allows below the limit with a reservation, blocks at it with 402', async () => {
-    const tenant = await createTenant(
-      (await planWith({ included_executions: 10, limit_policy: 'hard_limit' })).id,
-    );
+    const tenant = await tenantOn({ included_executions: 10, limit_policy: 'hard_limit' });
     await setCollectedUsage(tenant.id, 8);
 
     const first = await ask(tenant.id, { workflowId: 'wf1', runRef: 'run-1' });
@@ -84,15 +87,11 @@ describe('enforce: policies', () => {
   });
 
   it('overage plan: allows above the limit and marks it overage, without reservations', async () => {
-    const tenant = await createTenant(
-      (
-        await planWith({
-          included_executions: 100,
-          limit_policy: 'overage',
-          overage_unit_amount: 0.5,
-        })
-      ).id,
-    );
+    const tenant = await tenantOn({
+      included_executions: 100,
+      limit_policy: 'overage',
+      overage_unit_amount: 0.5,
+    });
     await setCollectedUsage(tenant.id, 150);
     const { status, body } = await ask(tenant.id);
     expect(status).toBe(200);
@@ -110,9 +109,7 @@ describe('enforce: policies', () => {
   });
 
   it('unlimited plan: always allowed, no limit headers', async () => {
-    const tenant = await createTenant(
-      (await planWith({ limit_policy: 'unlimited', included_executions: null })).id,
-    );
+    const tenant = await tenantOn({ limit_policy: 'unlimited', included_executions: null });
     await setCollectedUsage(tenant.id, 1_000_000);
     const { status, body, headers } = await ask(tenant.id);
     expect(status).toBe(200);
@@ -150,7 +147,7 @@ describe('enforce: policies', () => {
   it.each(['past_due', 'unpaid', 'canceled'])(
     '%s: allowed during the grace period, then blocked',
     async (status) => {
-      const tenant = await createTenant((await planWith({ included_executions: 100 })).id);
+      const tenant = await tenantOn({ included_executions: 100 });
       await superuser().query('update public.plans set grace_days = 3 where id = $1', [
         tenant.plan_id,
       ]);
@@ -164,7 +161,7 @@ describe('enforce: policies', () => {
   );
 
   it.each(['paused', 'incomplete_expired'])('%s: blocked at once', async (status) => {
-    const tenant = await createTenant((await planWith({ included_executions: 100 })).id);
+    const tenant = await tenantOn({ included_executions: 100 });
     await setStatus(tenant.id, status);
     expect((await ask(tenant.id)).body).toMatchObject({
       allowed: false,
@@ -188,7 +185,7 @@ describe('enforce: policies', () => {
   });
 
   it('a dry run answers without reserving', async () => {
-    const tenant = await createTenant((await planWith({ included_executions: 5 })).id);
+    const tenant = await tenantOn({ included_executions: 5 });
     const { body } = await ask(tenant.id, { dryRun: true });
     expect(body).toMatchObject({ allowed: true, committed: 0, reservationId: null });
     expect(await activeReservations(tenant.id)).toBe(0);
@@ -208,16 +205,12 @@ describe('enforce: the quota and standing rules have one definition', () => {
       { limit_policy: 'overage', included_executions: 10, trial: 4, trialing: true },
       { limit_policy: 'unlimited', trial: 3, trialing: true },
     ]) {
-      const tenant = await createTenant(
-        (
-          await planWith({
-            limit_policy: plan.limit_policy,
-            included_executions: plan.included_executions ?? null,
-            trial_included_executions: plan.trial ?? null,
-            ...(plan.limit_policy === 'overage' ? { overage_unit_amount: 1 } : {}),
-          })
-        ).id,
-      );
+      const tenant = await tenantOn({
+        limit_policy: plan.limit_policy,
+        included_executions: plan.included_executions ?? null,
+        trial_included_executions: plan.trial ?? null,
+        ...(plan.limit_policy === 'overage' ? { overage_unit_amount: 1 } : {}),
+      });
       if (plan.trialing) await setStatus(tenant.id, 'trialing');
       const { body } = await ask(tenant.id, { dryRun: true });
       const { rows } = await superuser().query(
@@ -238,15 +231,11 @@ describe('enforce: the quota and standing rules have one definition', () => {
       [3, 1],
       [0, 0],
     ] as const) {
-      const tenant = await createTenant(
-        (
-          await planWith({
-            included_executions: quota,
-            limit_policy: 'overage',
-            overage_unit_amount: 1,
-          })
-        ).id,
-      );
+      const tenant = await tenantOn({
+        included_executions: quota,
+        limit_policy: 'overage',
+        overage_unit_amount: 1,
+      });
       await setCollectedUsage(tenant.id, used);
       const { body } = await ask(tenant.id, { dryRun: true });
       const { rows } = await superuser().query(
@@ -262,7 +251,7 @@ describe('enforce: the quota and standing rules have one definition', () => {
 
 describe('enforce: periods', () => {
   it("starts afresh in a new period: last period's usage does not count", async () => {
-    const tenant = await createTenant((await planWith({ included_executions: 10 })).id);
+    const tenant = await tenantOn({ included_executions: 10 });
     // A monthly Stripe period that ended a few days ago (the webhook for the next is late).
     const anchor = new Date(Math.floor(Date.now() / 1000) * 1000 - 5 * 86400_000);
     const start = subMonths(anchor, 1);
@@ -282,7 +271,7 @@ describe('enforce: periods', () => {
 
 describe('enforce: limits hold between collections', () => {
   it('200 concurrent requests for a tenant 10 below a hard limit allow exactly 10', async () => {
-    const tenant = await createTenant((await planWith({ included_executions: 50 })).id);
+    const tenant = await tenantOn({ included_executions: 50 });
     await setCollectedUsage(tenant.id, 40);
     const results = await Promise.all(Array.from({ length: 200 }, () => ask(tenant.id)));
     expect(results.filter((r) => r.status === 200)).toHaveLength(10);
@@ -307,7 +296,7 @@ describe('enforce: limits hold between collections', () => {
   });
 
   it('expired reservations stop counting', async () => {
-    const tenant = await createTenant((await planWith({ included_executions: 2 })).id);
+    const tenant = await tenantOn({ included_executions: 2 });
     expect((await ask(tenant.id)).status).toBe(200);
     expect((await ask(tenant.id)).status).toBe(200);
     expect((await ask(tenant.id)).status).toBe(402);
@@ -320,11 +309,17 @@ describe('enforce: limits hold between collections', () => {
 });
 
 describe('enforce: the fast path stays exact', () => {
-  it('sweeps reservations due to expire before allowing, so committed counts only live ones', async () => {
-    const tenant = await createTenant((await planWith({ included_executions: 5 })).id);
+  /** A tenant with 5 included executions and two reservations whose TTL has passed. */
+  async function withTwoExpiredReservations() {
+    const tenant = await tenantOn({ included_executions: 5 });
     await ask(tenant.id);
     await ask(tenant.id);
     await expireReservations(tenant.id);
+    return tenant;
+  }
+
+  it('sweeps reservations due to expire before allowing, so committed counts only live ones', async () => {
+    const tenant = await withTwoExpiredReservations();
 
     const after = await ask(tenant.id);
     expect(after.body).toMatchObject({ allowed: true, committed: 1, remaining: 4 });
@@ -341,10 +336,7 @@ describe('enforce: the fast path stays exact', () => {
   });
 
   it('a dry run does not count expired reservations, and writes nothing', async () => {
-    const tenant = await createTenant((await planWith({ included_executions: 5 })).id);
-    await ask(tenant.id);
-    await ask(tenant.id);
-    await expireReservations(tenant.id);
+    const tenant = await withTwoExpiredReservations();
     const before = await currentCounters(tenant.id);
 
     const { body } = await ask(tenant.id, { dryRun: true });
@@ -354,18 +346,12 @@ describe('enforce: the fast path stays exact', () => {
   });
 
   it('decisions that reserve nothing create no counters row', async () => {
-    const overage = await createTenant(
-      (
-        await planWith({
-          included_executions: 5,
-          limit_policy: 'overage',
-          overage_unit_amount: 0.5,
-        })
-      ).id,
-    );
-    const unlimited = await createTenant(
-      (await planWith({ included_executions: null, limit_policy: 'unlimited' })).id,
-    );
+    const overage = await tenantOn({
+      included_executions: 5,
+      limit_policy: 'overage',
+      overage_unit_amount: 0.5,
+    });
+    const unlimited = await tenantOn({ included_executions: null, limit_policy: 'unlimited' });
     expect((await ask(overage.id)).body).toMatchObject({ allowed: true, committed: 0 });
     expect((await ask(unlimited.id)).body).toMatchObject({ allowed: true, reason: 'unlimited' });
     expect(await currentCounters(overage.id)).toBeNull();
@@ -373,7 +359,7 @@ describe('enforce: the fast path stays exact', () => {
   });
 
   it('a burst racing a due expiry still allows exactly up to the limit', async () => {
-    const tenant = await createTenant((await planWith({ included_executions: 10 })).id);
+    const tenant = await tenantOn({ included_executions: 10 });
     await setCollectedUsage(tenant.id, 2);
     for (let i = 0; i < 5; i++) expect((await ask(tenant.id)).status).toBe(200);
     await expireReservations(tenant.id);
@@ -387,7 +373,7 @@ describe('enforce: the fast path stays exact', () => {
   });
 
   it('a blocked decision with nothing due to expire neither writes nor locks', async () => {
-    const tenant = await createTenant((await planWith({ included_executions: 1 })).id);
+    const tenant = await tenantOn({ included_executions: 1 });
     expect((await ask(tenant.id)).status).toBe(200);
     const before = await currentCounters(tenant.id);
 
@@ -397,8 +383,8 @@ describe('enforce: the fast path stays exact', () => {
   });
 
   it('deleting a tenant deletes its counters and its reservations, released or not', async () => {
-    const tenant = await createTenant((await planWith({ included_executions: 5 })).id);
-    const other = await createTenant((await planWith({ included_executions: 5 })).id);
+    const tenant = await tenantOn({ included_executions: 5 });
+    const other = await tenantOn({ included_executions: 5 });
     await ask(tenant.id);
     await ask(tenant.id);
     await ask(other.id);
@@ -446,7 +432,7 @@ async function reservationsOf(tenantId: string) {
 
 describe('enforce: a retried run is decided once (runRef)', () => {
   it('a retry gets the same reservation and reserves nothing more', async () => {
-    const tenant = await createTenant((await planWith({ included_executions: 5 })).id);
+    const tenant = await tenantOn({ included_executions: 5 });
     const first = await ask(tenant.id, { runRef: 'run-a' });
     const retry = await ask(tenant.id, { runRef: 'run-a' });
     expect(first.status).toBe(200);
@@ -460,7 +446,7 @@ describe('enforce: a retried run is decided once (runRef)', () => {
   });
 
   it('a retry of the run that took the last slot is allowed; another run is not', async () => {
-    const tenant = await createTenant((await planWith({ included_executions: 1 })).id);
+    const tenant = await tenantOn({ included_executions: 1 });
     const first = await ask(tenant.id, { runRef: 'run-a' });
     expect(first.status).toBe(200);
     const retry = await ask(tenant.id, { runRef: 'run-a' });
@@ -476,7 +462,7 @@ describe('enforce: a retried run is decided once (runRef)', () => {
   });
 
   it('50 racing retries of one run hold one reservation between them', async () => {
-    const tenant = await createTenant((await planWith({ included_executions: 10 })).id);
+    const tenant = await tenantOn({ included_executions: 10 });
     const results = await Promise.all(
       Array.from({ length: 50 }, () => ask(tenant.id, { runRef: 'run-a' })),
     );
@@ -487,7 +473,7 @@ describe('enforce: a retried run is decided once (runRef)', () => {
   });
 
   it('at the limit, racing retries of one run and another run still hold one slot', async () => {
-    const tenant = await createTenant((await planWith({ included_executions: 1 })).id);
+    const tenant = await tenantOn({ included_executions: 1 });
     const results = await Promise.all([
       ...Array.from({ length: 50 }, () =>
         ask(tenant.id, { runRef: 'run-a' }).then((r) => ({ ...r, run: 'a' })),
@@ -526,7 +512,7 @@ describe('enforce: a retried run is decided once (runRef)', () => {
   });
 
   it('a retry after the reservation expired takes a slot again under the same reservation', async () => {
-    const tenant = await createTenant((await planWith({ included_executions: 1 })).id);
+    const tenant = await tenantOn({ included_executions: 1 });
     const first = await ask(tenant.id, { runRef: 'run-a' });
     await expireReservations(tenant.id);
 
@@ -541,7 +527,7 @@ describe('enforce: a retried run is decided once (runRef)', () => {
   });
 
   it('a retry of a blocked run is decided afresh', async () => {
-    const tenant = await createTenant((await planWith({ included_executions: 1 })).id);
+    const tenant = await tenantOn({ included_executions: 1 });
     expect((await ask(tenant.id, { runRef: 'run-a' })).status).toBe(200);
     expect((await ask(tenant.id, { runRef: 'run-b' })).status).toBe(402);
     await expireReservations(tenant.id);
@@ -551,7 +537,7 @@ describe('enforce: a retried run is decided once (runRef)', () => {
   });
 
   it('a runner whose answer was lost retries and gets the run counted once', async () => {
-    const tenant = await createTenant((await planWith({ included_executions: 5 })).id);
+    const tenant = await tenantOn({ included_executions: 5 });
     // The decision commits; its answer never reaches the handler (fail-closed: 503).
     const lossy = enforceHandler(
       { failMode: 'closed' },

@@ -1,17 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { runReporter } from '../../src/billing/report-usage.ts';
-import { silentLogger } from '../../src/observability/logger.ts';
-import {
-  ledger,
-  manualClock,
-  meteredTenant,
-  reporterTestSettings,
-  stripeClient,
-} from '../support/billing.ts';
+import { ledger, meteredTenant, reporterTestSettings } from '../support/billing.ts';
 import { useN8nServer } from '../support/collector.ts';
-import { FakeStripe } from '../support/fake-stripe.ts';
 import { mulberry32 } from '../support/faults.ts';
-import { succeeded } from '../support/result.ts';
+import { reporterOnManualClock } from '../support/reporter-runs.ts';
 import { serviceClient } from '../support/stack.ts';
 
 /**
@@ -34,33 +25,16 @@ async function claimedOnTime(tenantIds: string[]) {
   return (first.period_end as Date).getTime() + GRACE_MINUTES * 60_000;
 }
 
-function fakeStripeOn(clock: { now: () => number }) {
-  const stripe = new FakeStripe({ now: clock.now });
-  server.use(...stripe.handlers());
-  return stripe;
-}
-
-const runAt = (clock: ReturnType<typeof manualClock>, tenantIds: string[]) =>
-  succeeded(
-    runReporter({
-      db: serviceClient(),
-      stripe: stripeClient(5000),
-      settings: { ...reporterTestSettings, concurrency: 2 },
-      log: silentLogger,
-      tenantIds,
-      now: clock.now,
-      sleep: clock.sleep,
-    }),
-  );
+/** A fake Stripe and reporter runs on a manual clock starting at `start`. */
+const reporterAt = (start: number) => reporterOnManualClock(server, start, { concurrency: 2 });
 
 describe('late usage decided at send time', () => {
   it('a report claimed on time whose invoice finalized before the send is recorded late, not sent', async () => {
     const { tenantId, customer } = await meteredTenant(9);
     const finalizes = await claimedOnTime([tenantId]);
     // Stripe was unreachable until after month end's invoice finalized.
-    const clock = manualClock(finalizes + 60_000);
-    const stripe = fakeStripeOn(clock);
-    const summary = await runAt(clock, [tenantId]);
+    const { stripe, run } = reporterAt(finalizes + 60_000);
+    const summary = await run([tenantId]);
     expect(summary).toMatchObject({ sent: 0, late: 1, failed: 0 });
     expect(stripe.requests).toBe(0);
     expect(stripe.totalFor(customer)).toBe(0);
@@ -72,9 +46,8 @@ describe('late usage decided at send time', () => {
   it('a report sent while its invoice is open is sent as before', async () => {
     const { tenantId, customer } = await meteredTenant(4);
     const finalizes = await claimedOnTime([tenantId]);
-    const clock = manualClock(finalizes - 10 * 60_000);
-    const stripe = fakeStripeOn(clock);
-    expect(await runAt(clock, [tenantId])).toMatchObject({ sent: 1, late: 0 });
+    const { stripe, run } = reporterAt(finalizes - 10 * 60_000);
+    expect(await run([tenantId])).toMatchObject({ sent: 1, late: 0 });
     expect(stripe.totalFor(customer)).toBe(4);
   });
 
@@ -92,19 +65,18 @@ describe('late usage decided at send time', () => {
       // The backlog starts draining shortly before the invoice finalizes; Stripe's rate
       // limiter makes the run wait across the boundary (its first answer asks for one to
       // three minutes), and runs are an uneven few minutes apart.
-      const clock = manualClock(finalizes - 30_000 - Math.floor(random() * 60_000));
-      const stripe = fakeStripeOn(clock);
+      const { clock, stripe, run } = reporterAt(finalizes - 30_000 - Math.floor(random() * 60_000));
       stripe.rateLimitNext(1, String(60 + Math.floor(random() * 120)));
       stripe.faultEach(() => (random() < 0.4 ? 'rate_limited' : 'ok'));
       stripe.retryAfter = () => String(1 + Math.floor(random() * 20));
-      for (let run = 0; run < 3; run++) {
-        await runAt(clock, ids);
+      for (let pass = 0; pass < 3; pass++) {
+        await run(ids);
         clock.at += Math.floor(random() * 5 * 60_000);
       }
       // Long after: whatever is still pending is now certainly late.
       clock.at = finalizes + 3600_000;
       stripe.faultEach(undefined);
-      await runAt(clock, ids);
+      await run(ids);
 
       for (const t of tenants) {
         const rows = await ledger(t.tenantId);

@@ -1,17 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { runReporter } from '../../src/billing/report-usage.ts';
-import { silentLogger } from '../../src/observability/logger.ts';
-import {
-  ledger,
-  manualClock,
-  meteredTenant,
-  reporterTestSettings,
-  stripeClient,
-} from '../support/billing.ts';
+import { ledger, meteredTenant } from '../support/billing.ts';
 import { useN8nServer } from '../support/collector.ts';
-import { FakeStripe } from '../support/fake-stripe.ts';
-import { succeeded } from '../support/result.ts';
-import { serviceClient } from '../support/stack.ts';
+import { reporterOnManualClock } from '../support/reporter-runs.ts';
 
 /**
  * Class: Stripe's rate limit. stripe-node does not retry a 429, so the reporter waits as
@@ -21,24 +11,7 @@ import { serviceClient } from '../support/stack.ts';
  */
 const server = useN8nServer();
 
-function setup(clockStart = Date.now()) {
-  const clock = manualClock(clockStart);
-  const stripe = new FakeStripe({ now: clock.now });
-  server.use(...stripe.handlers());
-  const run = (tenantIds: string[], budgetMs = reporterTestSettings.budgetMs) =>
-    succeeded(
-      runReporter({
-        db: serviceClient(),
-        stripe: stripeClient(5000),
-        settings: { ...reporterTestSettings, budgetMs, concurrency: 3 },
-        log: silentLogger,
-        tenantIds,
-        now: clock.now,
-        sleep: clock.sleep,
-      }),
-    );
-  return { clock, stripe, run };
-}
+const setup = () => reporterOnManualClock(server, Date.now(), { concurrency: 3 });
 
 describe('429 and Retry-After', () => {
   it('waits as long as Retry-After says and re-sends the same identifier, value and key', async () => {
@@ -84,7 +57,7 @@ describe('429 and Retry-After', () => {
     const { clock, stripe, run } = setup();
     const { tenantId, customer } = await meteredTenant(5);
     stripe.rateLimitNext(1, '120');
-    const summary = await run([tenantId], 20_000);
+    const summary = await run([tenantId], { budgetMs: 20_000 });
     expect(summary).toMatchObject({ sent: 0, failed: 1 });
     expect(clock.waits).toEqual([]);
     expect(await ledger(tenantId)).toMatchObject([

@@ -21,12 +21,31 @@ import {
   monthFrom,
   nowSeconds,
   recordedEvent,
+  type SubscriptionShape,
   stripe,
   stripeId,
   subscriptionEvent,
   tenantState,
   webhookSecret,
 } from '../support/stripe-events.ts';
+
+/** The creation, just now, of subscription `id` of `customer` to `price` for a month. */
+const createdNow = (
+  id: string,
+  customer: string,
+  price: string,
+  metadata?: Record<string, string>,
+) =>
+  subscriptionEvent('customer.subscription.created', {
+    id,
+    customer,
+    items: [{ price, ...monthFrom(nowSeconds()) }],
+    ...(metadata ? { metadata } : {}),
+  });
+
+/** Delivers the creation of the subscription `shape` describes, made at `created`. */
+const deliverCreated = (shape: SubscriptionShape, created: number) =>
+  deliver(subscriptionEvent('customer.subscription.created', shape, created));
 
 describe('stripe webhook: subscription sync', () => {
   it('created: the tenant takes the mapped plan, status, period and Stripe ids', async () => {
@@ -87,12 +106,7 @@ describe('stripe webhook: subscription sync', () => {
     const price = await mapPrice(pro.id);
     const customer = stripeId('cus');
     const subscription = stripeId('sub');
-    const event = subscriptionEvent('customer.subscription.created', {
-      id: subscription,
-      customer,
-      items: [{ price, ...monthFrom(nowSeconds()) }],
-      metadata: { flowmeter_tenant_id: tenant.id },
-    });
+    const event = createdNow(subscription, customer, price, { flowmeter_tenant_id: tenant.id });
 
     expect((await deliver(event)).body.outcome).toBe('applied');
     expect(await tenantState(tenant.id)).toMatchObject({
@@ -120,12 +134,9 @@ describe('stripe webhook: subscription sync', () => {
     const { tenant, customer, proPrice, subscription } = await linkedTenant();
     const start = nowSeconds() - 20 * DAY;
     const created = nowSeconds() - 100;
-    await deliver(
-      subscriptionEvent(
-        'customer.subscription.created',
-        { id: subscription, customer, items: [{ price: proPrice, ...monthFrom(start) }] },
-        created,
-      ),
+    await deliverCreated(
+      { id: subscription, customer, items: [{ price: proPrice, ...monthFrom(start) }] },
+      created,
     );
     const enterprise = await createPlan({ included_executions: 1_000_000 });
     const enterprisePrice = await mapPrice(enterprise.id);
@@ -146,13 +157,7 @@ describe('stripe webhook: subscription sync', () => {
     const { tenant, customer, proPrice, subscription } = await linkedTenant();
     const created = nowSeconds() - 100;
     const items = [{ price: proPrice, ...monthFrom(nowSeconds() - DAY) }];
-    await deliver(
-      subscriptionEvent(
-        'customer.subscription.created',
-        { id: subscription, customer, items },
-        created,
-      ),
-    );
+    await deliverCreated({ id: subscription, customer, items }, created);
     const deleted = subscriptionEvent(
       'customer.subscription.deleted',
       { id: subscription, customer, status: 'canceled', items },
@@ -168,11 +173,7 @@ describe('stripe webhook: subscription sync', () => {
   it('a price mapped to no plan: status and period still sync, the plan is kept, the event says why', async () => {
     const { tenant, customer, subscription } = await linkedTenant();
     const unmapped = stripeId('price');
-    const event = subscriptionEvent('customer.subscription.created', {
-      id: subscription,
-      customer,
-      items: [{ price: unmapped, ...monthFrom(nowSeconds()) }],
-    });
+    const event = createdNow(subscription, customer, unmapped);
     expect((await deliver(event)).body.outcome).toBe('applied');
     expect(await tenantState(tenant.id)).toMatchObject({
       plan_id: tenant.plan_id,
@@ -188,11 +189,7 @@ describe('stripe webhook: subscription sync', () => {
 describe('stripe webhook: delivery at least once, in any order', () => {
   it('a replayed event is a duplicate and changes nothing', async () => {
     const { tenant, customer, proPrice, subscription } = await linkedTenant();
-    const event = subscriptionEvent('customer.subscription.created', {
-      id: subscription,
-      customer,
-      items: [{ price: proPrice, ...monthFrom(nowSeconds()) }],
-    });
+    const event = createdNow(subscription, customer, proPrice);
     expect((await deliver(event)).body.outcome).toBe('applied');
     const before = await tenantState(tenant.id);
     const recorded = await recordedEvent(event.id);
@@ -205,11 +202,7 @@ describe('stripe webhook: delivery at least once, in any order', () => {
 
   it('the same event delivered concurrently is applied once', async () => {
     const { tenant, customer, proPrice, subscription } = await linkedTenant();
-    const event = subscriptionEvent('customer.subscription.created', {
-      id: subscription,
-      customer,
-      items: [{ price: proPrice, ...monthFrom(nowSeconds()) }],
-    });
+    const event = createdNow(subscription, customer, proPrice);
     const outcomes = (await Promise.all(Array.from({ length: 8 }, () => deliver(event)))).map(
       (r) => r.body.outcome,
     );
@@ -294,13 +287,7 @@ describe('stripe webhook: delivery at least once, in any order', () => {
     const newSubscription = stripeId('sub');
     const t0 = nowSeconds() - 300;
     const items = [{ price: proPrice, ...monthFrom(t0) }];
-    await deliver(
-      subscriptionEvent(
-        'customer.subscription.created',
-        { id: newSubscription, customer, items },
-        t0,
-      ),
-    );
+    await deliverCreated({ id: newSubscription, customer, items }, t0);
     const oldEnded = subscriptionEvent(
       'customer.subscription.deleted',
       { id: oldSubscription, customer, status: 'canceled', items },
@@ -319,11 +306,7 @@ describe('stripe webhook: events it cannot place', () => {
   it('an unknown tenant: 200 to Stripe, recorded for the operator', async () => {
     const subscription = stripeId('sub');
     const customer = stripeId('cus');
-    const event = subscriptionEvent('customer.subscription.created', {
-      id: subscription,
-      customer,
-      items: [{ price: stripeId('price'), ...monthFrom(nowSeconds()) }],
-    });
+    const event = createdNow(subscription, customer, stripeId('price'));
     expect(await deliver(event)).toEqual({
       status: 200,
       body: { received: true, outcome: 'unknown_tenant' },
@@ -338,11 +321,8 @@ describe('stripe webhook: events it cannot place', () => {
     const tenant = await createTenant();
     const customer = stripeId('cus');
     const subscription = stripeId('sub');
-    const event = subscriptionEvent('customer.subscription.created', {
-      id: subscription,
-      customer,
-      items: [{ price: stripeId('price'), ...monthFrom(nowSeconds()) }],
-      metadata: { flowmeter_tenant_id: randomUUID() },
+    const event = createdNow(subscription, customer, stripeId('price'), {
+      flowmeter_tenant_id: randomUUID(),
     });
     expect((await deliver(event)).body.outcome).toBe('unknown_tenant');
     expect((await recordedEvent(event.id)).detail).toMatch(/names no tenant/);
@@ -390,11 +370,7 @@ describe('stripe webhook: events it cannot place', () => {
 describe('stripe webhook: signature, contract and failures', () => {
   async function signedFor(tenantId: string) {
     const { customer, proPrice, subscription } = await linkedTenantOn(tenantId);
-    return subscriptionEvent('customer.subscription.created', {
-      id: subscription,
-      customer,
-      items: [{ price: proPrice, ...monthFrom(nowSeconds()) }],
-    });
+    return createdNow(subscription, customer, proPrice);
   }
 
   /** Links an existing tenant to a fresh customer, so a valid event would change it. */
@@ -476,11 +452,8 @@ describe('stripe webhook: signature, contract and failures', () => {
   });
 
   it('a body over 1 MiB: 413 before anything else', async () => {
-    const event = subscriptionEvent('customer.subscription.created', {
-      id: stripeId('sub'),
-      customer: stripeId('cus'),
-      items: [{ price: stripeId('price'), ...monthFrom(nowSeconds()) }],
-      metadata: { padding: 'x'.repeat(MAX_BODY_BYTES) },
+    const event = createdNow(stripeId('sub'), stripeId('cus'), stripeId('price'), {
+      padding: 'x'.repeat(MAX_BODY_BYTES),
     });
     const response = await handler(delivery(JSON.stringify(event)));
     expect(response.status).toBe(413);
@@ -490,40 +463,38 @@ describe('stripe webhook: signature, contract and failures', () => {
     expect(await recordedEvent(event.id)).toBeNull();
   });
 
-  it('the database unreachable: 500, so that Stripe retries', async () => {
-    const down = createStripeWebhookHandler({
-      db: unreachableDb(),
+  const renamingOutcome = () =>
+    faultyDb(
+      rpcFetch(async (_call, send) => {
+        const { outcome, ...rest } = (await (await send()).json()) as Record<string, unknown>;
+        return Response.json({ ...rest, result: outcome });
+      }),
+    );
+
+  it.each([
+    [
+      'the database unreachable: 500, so that Stripe retries',
+      'customer.subscription.updated',
+      unreachableDb,
+    ],
+    [
+      'an answer of apply_stripe_subscription_event with a renamed key: 500, not a half-read outcome',
+      'customer.subscription.created',
+      renamingOutcome,
+    ],
+  ] as const)('%s', async (_, type, db) => {
+    const failing = createStripeWebhookHandler({
+      db: db(),
       stripe,
       webhookSecret,
       log: silentLogger,
     });
-    const event = subscriptionEvent('customer.subscription.updated', {
+    const event = subscriptionEvent(type, {
       id: stripeId('sub'),
       customer: stripeId('cus'),
       items: [{ price: stripeId('price'), ...monthFrom(nowSeconds()) }],
     });
-    const response = await down(delivery(JSON.stringify(event)));
-    expect(response.status).toBe(500);
-    expect(((await response.json()) as { error: { code: string } }).error.code).toBe('internal');
-  });
-  it('an answer of apply_stripe_subscription_event with a renamed key: 500, not a half-read outcome', async () => {
-    const renaming = createStripeWebhookHandler({
-      db: faultyDb(
-        rpcFetch(async (_call, send) => {
-          const { outcome, ...rest } = (await (await send()).json()) as Record<string, unknown>;
-          return Response.json({ ...rest, result: outcome });
-        }),
-      ),
-      stripe,
-      webhookSecret,
-      log: silentLogger,
-    });
-    const event = subscriptionEvent('customer.subscription.created', {
-      id: stripeId('sub'),
-      customer: stripeId('cus'),
-      items: [{ price: stripeId('price'), ...monthFrom(nowSeconds()) }],
-    });
-    const response = await renaming(delivery(JSON.stringify(event)));
+    const response = await failing(delivery(JSON.stringify(event)));
     expect(response.status).toBe(500);
     expect(((await response.json()) as { error: { code: string } }).error.code).toBe('internal');
   });

@@ -17,6 +17,7 @@ import {
   recent,
   setPlan,
 } from '../support/fixtures.ts';
+import { DAY, HOUR } from '../support/milliseconds.ts';
 import { anonClient, serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
 /**
@@ -27,8 +28,6 @@ import { anonClient, serviceClient, superuser, uniqueId } from '../support/stack
  */
 const server = useN8nServer();
 
-const HOUR = 3600_000;
-const DAY = 24 * HOUR;
 const iso = (ms: number) => new Date(ms).toISOString();
 const dayOf = (ms: number) => iso(ms).slice(0, 10);
 /** Start of the UTC month `offset` months from the one containing `ms`. */
@@ -53,6 +52,14 @@ async function countersRow(tenantId: string, periodStart: number) {
   return rows[0];
 }
 
+/** A tenant on a new plan of these terms, and a member of it signed in with supabase-js. */
+async function memberOfTenantOn(plan: Omit<Parameters<typeof setPlan>[0], 'id'>) {
+  const { id: planId } = await setPlan({ id: uniqueId('plan'), ...plan });
+  const tenantId = (await createTenant(planId)).id;
+  const { db: member } = await memberOf(tenantId);
+  return { planId, tenantId, member };
+}
+
 describe('a tenant on the calendar month with a hand-computed month', () => {
   const now = Date.now();
   const current = monthStart(now);
@@ -63,16 +70,13 @@ describe('a tenant on the calendar month with a hand-computed month', () => {
   let member: UsageDb;
 
   beforeAll(async () => {
-    const plan = await setPlan({
-      id: uniqueId('plan'),
+    ({ tenantId, member } = await memberOfTenantOn({
       name: 'Overage',
       limit_policy: 'overage',
       included_executions: 20,
       overage_unit_amount: 0.25,
       currency: 'eur',
-    });
-    tenantId = (await createTenant(plan.id)).id;
-    ({ db: member } = await memberOf(tenantId));
+    }));
 
     // Last month, one page: 26 executions, 23 billable, 3 billable failures.
     const durationsA = Array.from({ length: 20 }, (_, i) => (i + 1) * 100); // 100 … 2000
@@ -165,25 +169,18 @@ describe('a tenant on the calendar month with a hand-computed month', () => {
   });
 
   it('breaks last month down per workflow, paginated by workflow id', async () => {
-    const first = ok(
-      await getWorkflowBreakdown(member, { tenantId, periodStart: iso(previous), maxRows: 2 }),
-    );
-    const second = ok(
-      await getWorkflowBreakdown(member, {
-        tenantId,
-        periodStart: iso(previous),
-        maxRows: 2,
-        afterWorkflowId: first.at(-1)?.workflowId as string,
-      }),
-    );
-    const third = ok(
-      await getWorkflowBreakdown(member, {
-        tenantId,
-        periodStart: iso(previous),
-        maxRows: 2,
-        afterWorkflowId: second.at(-1)?.workflowId as string,
-      }),
-    );
+    const pageAfter = async (afterWorkflowId?: string) =>
+      ok(
+        await getWorkflowBreakdown(member, {
+          tenantId,
+          periodStart: iso(previous),
+          maxRows: 2,
+          ...(afterWorkflowId === undefined ? {} : { afterWorkflowId }),
+        }),
+      );
+    const first = await pageAfter();
+    const second = await pageAfter(first.at(-1)?.workflowId as string);
+    const third = await pageAfter(second.at(-1)?.workflowId as string);
     expect(third).toEqual([]);
     expect([...first, ...second]).toEqual([
       // 18 of 20 succeeded; mean of 100…2000 = 1050, sum 21,000; p95 = 1900 + 0.05 × 100 (interpolated)
@@ -358,17 +355,15 @@ describe('a trialing tenant whose Stripe period starts mid-month', () => {
   let member: UsageDb;
 
   beforeAll(async () => {
-    const plan = await setPlan({
-      id: uniqueId('plan'),
+    const trial = await memberOfTenantOn({
       name: 'Hard',
       limit_policy: 'hard_limit',
       included_executions: 10,
       alert_thresholds: [50, 100],
     });
-    tenantId = (await createTenant(plan.id)).id;
-    ({ db: member } = await memberOf(tenantId));
+    ({ tenantId, member } = trial);
     await superuser().query('update public.plans set trial_included_executions = 4 where id = $1', [
-      plan.id,
+      trial.planId,
     ]);
     await superuser().query(
       `update public.tenants set subscription_status = 'trialing', current_period_start = $2,

@@ -1,0 +1,44 @@
+import type { SetupServer } from 'msw/node';
+import { type ReporterSettings, runReporter } from '../../src/billing/report-usage.ts';
+import { silentLogger } from '../../src/observability/logger.ts';
+import { manualClock, reporterTestSettings, stripeClient } from './billing.ts';
+import { FakeStripe } from './fake-stripe.ts';
+import { succeeded } from './result.ts';
+import { serviceClient } from './stack.ts';
+
+type ManualClock = ReturnType<typeof manualClock>;
+
+/** A fake Stripe answering on `server`, on the clock's time when given one. */
+export function fakeStripeOn(server: SetupServer, clock?: ManualClock) {
+  const stripe = new FakeStripe(clock ? { now: clock.now } : {});
+  server.use(...stripe.handlers());
+  return stripe;
+}
+
+/**
+ * Reporter runs over the given tenants only (other test files' reports are theirs), with
+ * `settings` over those no test is limited by. On a manual clock a run never sleeps.
+ */
+export function reporterRun(settings: Partial<ReporterSettings>, clock?: ManualClock) {
+  return (tenantIds: string[], overrides: Partial<ReporterSettings> = {}) =>
+    succeeded(
+      runReporter({
+        db: serviceClient(),
+        stripe: stripeClient(5000),
+        settings: { ...reporterTestSettings, ...settings, ...overrides },
+        log: silentLogger,
+        tenantIds,
+        ...(clock ? { now: clock.now, sleep: clock.sleep } : {}),
+      }),
+    );
+}
+
+/** A fake Stripe and reporter runs sharing one manual clock that starts at `start`. */
+export function reporterOnManualClock(
+  server: SetupServer,
+  start: number,
+  settings: Partial<ReporterSettings>,
+) {
+  const clock = manualClock(start);
+  return { clock, stripe: fakeStripeOn(server, clock), run: reporterRun(settings, clock) };
+}
