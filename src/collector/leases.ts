@@ -98,13 +98,15 @@ export interface Release extends Lease {
 /**
  * Releases leases in batches: a source's turn ends with its lease freed within
  * `flushMs` (one call for many sources instead of one each), and `flush` frees the rest.
+ * Batches go out side by side, never one behind another: each frees other sources, and a run
+ * at its end waits for one call's deadline, not one per batch still in flight.
  */
 export function batchReleases(input: { db: Db; log: Logger; flushMs?: number; maxBatch?: number }) {
   const flushMs = input.flushMs ?? 250;
   const maxBatch = input.maxBatch ?? 200;
   let pending: Release[] = [];
   let timer: NodeJS.Timeout | undefined;
-  let sending: Promise<void> = Promise.resolve();
+  const sending = new Set<Promise<void>>();
 
   const send = async (batch: Release[]) => {
     const { error } = await input.db.rpc('release_collector_sources', {
@@ -116,14 +118,17 @@ export function batchReleases(input: { db: Db; log: Logger; flushMs?: number; ma
     if (error)
       input.log.error({ error: error.message, sources: batch.length }, 'could not release leases');
   };
-  const flush = () => {
+  const flush = async () => {
     clearTimeout(timer);
     timer = undefined;
-    if (pending.length === 0) return sending;
-    const batch = pending;
-    pending = [];
-    sending = sending.then(() => send(batch));
-    return sending;
+    if (pending.length > 0) {
+      const sent = send(pending);
+      pending = [];
+      sending.add(sent);
+      const done = () => sending.delete(sent);
+      sent.then(done, done);
+    }
+    await Promise.all(sending);
   };
 
   return {
