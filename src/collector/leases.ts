@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Db } from '../db/client.ts';
 import type { Logger } from '../observability/logger.ts';
 
@@ -6,43 +7,72 @@ export interface Lease {
   lease_token: string;
 }
 
+/** Renewals per lease period while they succeed. */
+const RENEWALS_PER_LEASE = 6;
+/** The pause before the first retry of a failed renewal; it doubles with each failure. */
+const FIRST_RETRY_MS = 250;
+
+/** Waits `ms` unless `signal` aborts first; says whether the wait ran its course. */
+const waited = (ms: number, signal: AbortSignal) =>
+  sleep(ms, true, { signal, ref: false }).catch(() => false);
+
 /**
- * Keeps a run's leases alive for as long as the run holds them: every third of the lease
- * period, one call renews all of them, whether a source is being worked, waits in the pool
- * or waits to be handed over. A lease the database no longer honours (it expired, or
- * another run took the source) is reported lost, so its source is not started.
+ * Keeps a run's leases alive for as long as the run holds them: one call renews all of
+ * them, whether a source is being worked, waits in the pool or waits to be handed over,
+ * six times per lease period. A renewal that fails, or gets no answer within a sixth of the
+ * lease, is retried after a pause that starts at a quarter second and doubles (at most a
+ * sixth of the lease), so only a database that fails every attempt for a whole lease period
+ * loses the run its leases. A lease the database no longer honours (it expired, or another
+ * run took the source) is reported lost, so its source is not started.
  */
 export function keepLeases(input: { db: Db; leaseSeconds: number; log: Logger }) {
+  const everyMs = (input.leaseSeconds * 1000) / RENEWALS_PER_LEASE;
   const held = new Map<string, string>();
   const lost = new Set<string>();
-  let renewing: Promise<void> = Promise.resolve();
+  const stopped = new AbortController();
 
-  const renew = async () => {
-    if (held.size === 0) return;
+  /** One attempt; false when it must be retried. */
+  const renew = async (): Promise<boolean> => {
+    if (held.size === 0) return true;
     const leases = [...held];
-    const { data, error } = await input.db.rpc('renew_collector_leases', {
-      source_ids: leases.map(([id]) => id),
-      lease_tokens: leases.map(([, token]) => token),
-    });
+    const attempt = new AbortController();
+    const signal = AbortSignal.any([attempt.signal, stopped.signal]);
+    const call = input.db
+      .rpc('renew_collector_leases', {
+        source_ids: leases.map(([id]) => id),
+        lease_tokens: leases.map(([, token]) => token),
+      })
+      .abortSignal(signal);
+    // A call that hangs is given up on, so that the next attempt is not held behind it.
+    const answer = await Promise.race([call, waited(everyMs, signal).then(() => undefined)]);
+    attempt.abort();
+    if (stopped.signal.aborted) return true;
+    const error = answer ? answer.error : { message: `no answer within ${everyMs} ms` };
     if (error) {
-      // The leases live on until they expire; the next renewal tries again.
-      input.log.error({ error: error.message }, 'could not renew leases');
-      return;
+      input.log.error({ error: error.message }, 'could not renew leases; retrying');
+      return false;
     }
-    const renewed = new Set(data ?? []);
+    const renewed = new Set(answer?.data ?? []);
     for (const [id] of leases) {
       if (renewed.has(id) || !held.has(id)) continue;
       held.delete(id);
       lost.add(id);
     }
+    return true;
   };
-  const timer = setInterval(
-    () => {
-      renewing = renewing.then(renew);
-    },
-    (input.leaseSeconds * 1000) / 3,
-  );
-  timer.unref();
+  const renewing = (async () => {
+    let retryMs = FIRST_RETRY_MS;
+    let pauseMs = everyMs;
+    while (await waited(pauseMs, stopped.signal)) {
+      if (await renew()) {
+        retryMs = FIRST_RETRY_MS;
+        pauseMs = everyMs;
+      } else {
+        pauseMs = Math.min(retryMs, everyMs);
+        retryMs *= 2;
+      }
+    }
+  })();
 
   return {
     hold(leases: Lease[]) {
@@ -53,8 +83,9 @@ export function keepLeases(input: { db: Db; leaseSeconds: number; log: Logger })
       held.delete(sourceId);
     },
     isLost: (sourceId: string) => lost.has(sourceId),
+    /** Ends the renewals, a call in flight included: the run releases its leases next. */
     async stop() {
-      clearInterval(timer);
+      stopped.abort();
       await renewing;
     },
   };
@@ -67,13 +98,15 @@ export interface Release extends Lease {
 /**
  * Releases leases in batches: a source's turn ends with its lease freed within
  * `flushMs` (one call for many sources instead of one each), and `flush` frees the rest.
+ * Batches go out side by side, never one behind another: each frees other sources, and a run
+ * at its end waits for one call's deadline, not one per batch still in flight.
  */
 export function batchReleases(input: { db: Db; log: Logger; flushMs?: number; maxBatch?: number }) {
   const flushMs = input.flushMs ?? 250;
   const maxBatch = input.maxBatch ?? 200;
   let pending: Release[] = [];
   let timer: NodeJS.Timeout | undefined;
-  let sending: Promise<void> = Promise.resolve();
+  const sending = new Set<Promise<void>>();
 
   const send = async (batch: Release[]) => {
     const { error } = await input.db.rpc('release_collector_sources', {
@@ -85,14 +118,17 @@ export function batchReleases(input: { db: Db; log: Logger; flushMs?: number; ma
     if (error)
       input.log.error({ error: error.message, sources: batch.length }, 'could not release leases');
   };
-  const flush = () => {
+  const flush = async () => {
     clearTimeout(timer);
     timer = undefined;
-    if (pending.length === 0) return sending;
-    const batch = pending;
-    pending = [];
-    sending = sending.then(() => send(batch));
-    return sending;
+    if (pending.length > 0) {
+      const sent = send(pending);
+      pending = [];
+      sending.add(sent);
+      const done = () => sending.delete(sent);
+      sent.then(done, done);
+    }
+    await Promise.all(sending);
   };
 
   return {

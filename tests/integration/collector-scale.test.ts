@@ -3,6 +3,7 @@ import { http } from 'msw';
 import { describe, expect, it } from 'vitest';
 import type { Lease } from '../../src/collector/leases.ts';
 import type { RunSummary } from '../../src/collector/run-collection.ts';
+import type { Db } from '../../src/db/client.ts';
 import { ok } from '../../src/domain/result.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import {
@@ -15,7 +16,14 @@ import {
   type TestSource,
   useN8nServer,
 } from '../support/collector.ts';
-import { faultyDb, gate, rpcFetch } from '../support/faults.ts';
+import {
+  dropRequest,
+  faultyDb,
+  gate,
+  loseResponse,
+  type RpcHook,
+  rpcFetch,
+} from '../support/faults.ts';
 import { createPlan, recent } from '../support/fixtures.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
@@ -49,6 +57,78 @@ async function leaseStates(sourceIds: string[]) {
   }>;
 }
 
+/**
+ * A background run of one worker over three sources handed over with ten-second leases:
+ * whichever source the run takes first stalls at its n8n until every lease as handed over
+ * has run out, so that one source is being worked while the other two wait in the pool.
+ * Every source's first list request stalls, so the run's order does not matter. Resolves
+ * with the run's summary once it held every lease past its first expiry.
+ */
+async function backgroundRunOutlivingItsLeases(sources: TestSource[], db?: Db) {
+  const ids = sources.map((s) => s.sourceId);
+  const { data: claimed, error } = await serviceClient().rpc('claim_collector_sources', {
+    source_ids: ids,
+    ignore_schedule: true,
+    lease_seconds: 10,
+  });
+  if (error || !claimed) throw new Error(`claim: ${error?.message}`);
+  const leases: Lease[] = claimed.map((c) => ({
+    source_id: c.source_id,
+    lease_token: c.lease_token,
+  }));
+  const firstExpiry = Math.max(
+    ...(await leaseStates(ids)).map((s) => (s.lease_expires_at as Date).getTime()),
+  );
+
+  const { rows } = await superuser().query<{ base_url: string }>(
+    'select base_url from public.n8n_sources where id = any ($1::uuid[])',
+    [ids],
+  );
+  const stalled = gate();
+  for (const { base_url } of rows) {
+    server.use(
+      http.get(
+        `${base_url}/api/v1/executions`,
+        async () => {
+          await stalled.opened;
+        },
+        { once: true },
+      ),
+    );
+  }
+  const run = collect(sources, {
+    trigger: 'background',
+    select: { leases },
+    createN8nClient: fastN8nClient({ timeoutMs: 120_000 }),
+    settings: { leaseSeconds: 10, concurrency: 1 },
+    ...(db ? { db } : {}),
+  });
+  for (;;) {
+    const states = await leaseStates(ids);
+    const now = (states[0] as { db_now: Date }).db_now.getTime();
+    const renewed = states.every((s) => (s.lease_expires_at?.getTime() ?? 0) > now);
+    if (now > firstExpiry + 1000 && renewed) break;
+    // Past a whole lease more without every lease alive, one was lost: say which.
+    if (now > firstExpiry + 11_000) expect(states, 'every lease renewed').toBe('renewed');
+    await sleep(250);
+  }
+  stalled.open();
+  return run;
+}
+
+/** Each source collected once, and its lease released. */
+async function expectCollectedOnce(sources: TestSource[], summary: RunSummary) {
+  expect(summary).toMatchObject({ sourcesOk: 3, sourcesFailed: 0, errors: [] });
+  for (const s of sources) {
+    expect((await countersOf(s.tenantId)).billable).toBe(expectedBillable(s.fake));
+  }
+  expect((await leaseStates(sources.map((s) => s.sourceId))).map((s) => s.lease_token)).toEqual([
+    null,
+    null,
+    null,
+  ]);
+}
+
 describe('leases', () => {
   // It waits on the database's clock for a ten-second lease to run out; on a loaded machine
   // that and the set-up around it can pass the default 30 s.
@@ -56,63 +136,36 @@ describe('leases', () => {
     timeout: 120_000,
   }, async () => {
     const sources = await sourcesWithExecutions(3, 4);
-    const ids = sources.map((s) => s.sourceId);
-    const { data: claimed, error } = await serviceClient().rpc('claim_collector_sources', {
-      source_ids: ids,
-      ignore_schedule: true,
-      lease_seconds: 10,
-    });
-    if (error || !claimed) throw new Error(`claim: ${error?.message}`);
-    const leases: Lease[] = claimed.map((c) => ({
-      source_id: c.source_id,
-      lease_token: c.lease_token,
-    }));
-    const firstExpiry = Math.max(
-      ...(await leaseStates(ids)).map((s) => (s.lease_expires_at as Date).getTime()),
-    );
+    await expectCollectedOnce(sources, await backgroundRunOutlivingItsLeases(sources));
+  });
 
-    // With one worker, whichever source the run takes first stalls at its n8n until every
-    // lease as handed over has run out: that source is being worked, the other two wait in
-    // the pool. Every source's first list request stalls, so the run's order does not matter.
-    const { rows } = await superuser().query<{ base_url: string }>(
-      'select base_url from public.n8n_sources where id = any ($1::uuid[])',
-      [ids],
-    );
-    const stalled = gate();
-    for (const { base_url } of rows) {
-      server.use(
-        http.get(
-          `${base_url}/api/v1/executions`,
-          async () => {
-            await stalled.opened;
-          },
-          { once: true },
-        ),
-      );
-    }
-    const run = collect(sources, {
-      trigger: 'background',
-      select: { leases },
-      createN8nClient: fastN8nClient({ timeoutMs: 120_000 }),
-      settings: { leaseSeconds: 10, concurrency: 1 },
+  it('keeps its leases through renewals that fail or hang, one after another, for most of a lease', {
+    timeout: 120_000,
+  }, async () => {
+    const sources = await sourcesWithExecutions(3, 4);
+    // The first renewals, one after another: one dropped, one that hangs for 4 s, one
+    // answered 503, one the database runs but whose answer is lost; about half of the
+    // lease's 10 s. Renewing every third of the lease without retrying, the run loses them.
+    const faults: RpcHook[] = [
+      dropRequest,
+      async (_call, send) => {
+        await sleep(4000);
+        return send();
+      },
+      async () =>
+        new Response(JSON.stringify({ message: 'upstream unavailable' }), { status: 503 }),
+      loseResponse,
+    ];
+    const renewals: number[] = [];
+    const flaky = rpcFetch(async (call, send) => {
+      if (call.fn !== 'renew_collector_leases') return send();
+      renewals.push(Date.now());
+      return (faults[call.indexOfFn - 1] ?? ((_, forward) => forward()))(call, send);
     });
-    for (;;) {
-      const states = await leaseStates(ids);
-      const now = (states[0] as { db_now: Date }).db_now.getTime();
-      const renewed = states.every((s) => (s.lease_expires_at?.getTime() ?? 0) > now);
-      if (now > firstExpiry + 1000 && renewed) break;
-      // Past a whole lease more without every lease alive, one was lost: say which.
-      if (now > firstExpiry + 11_000) expect(states, 'every lease renewed').toBe('renewed');
-      await sleep(250);
-    }
-    stalled.open();
-    const summary: RunSummary = await run;
-
-    expect(summary).toMatchObject({ sourcesOk: 3, sourcesFailed: 0, errors: [] });
-    for (const s of sources) {
-      expect((await countersOf(s.tenantId)).billable).toBe(expectedBillable(s.fake));
-    }
-    expect((await leaseStates(ids)).map((s) => s.lease_token)).toEqual([null, null, null]);
+    const summary = await backgroundRunOutlivingItsLeases(sources, faultyDb(flaky));
+    expect(renewals.length).toBeGreaterThan(faults.length);
+    expect(summary.sourcesLeaseLost).toBe(0);
+    await expectCollectedOnce(sources, summary);
   });
 });
 
