@@ -22,6 +22,7 @@ const handOffSchema = z.object({
 });
 
 export default async (req: Request) => {
+  const invokedAt = Date.now();
   const config = loadCollectorConfig();
   const deps = collectorDependencies(config);
   const secret = config.FLOWMETER_INTERNAL_SECRET;
@@ -37,7 +38,11 @@ export default async (req: Request) => {
   const result = await runCollection({
     ...deps,
     log: deps.log.child({ handed_off_by: parsed.data.run_id }),
-    settings: collectionSettings(config, config.COLLECTOR_BACKGROUND_BUDGET_SECONDS),
+    settings: collectionSettings(
+      config,
+      config.COLLECTOR_BACKGROUND_BUDGET_SECONDS,
+      Date.now() - invokedAt,
+    ),
     trigger: 'background',
     select: { leases: parsed.data.leases },
   });

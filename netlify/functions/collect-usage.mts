@@ -16,6 +16,7 @@ import { runUpkeep } from '../../src/ops/upkeep.ts';
  * collect-usage-background.
  */
 export default async () => {
+  const invokedAt = Date.now();
   const config = loadCollectorConfig();
   const deps = collectorDependencies(config);
   const result = await recordedRun(
@@ -26,7 +27,11 @@ export default async () => {
       return runCollection({
         ...deps,
         log,
-        settings: collectionSettings(config, config.COLLECTOR_BUDGET_SECONDS),
+        settings: collectionSettings(
+          config,
+          config.COLLECTOR_BUDGET_SECONDS,
+          Date.now() - invokedAt,
+        ),
         trigger: 'schedule',
         handOff: backgroundHandOff(config, log),
       });

@@ -14,12 +14,18 @@ import {
 export const BACKGROUND_FUNCTION_PATH = '/.netlify/functions/collect-usage-background';
 export const INTERNAL_SECRET_HEADER = 'x-flowmeter-internal-secret';
 
+/**
+ * `spentMs`: what the invocation already used before collecting (the scheduled function's
+ * run record and upkeep), so the budget counts from the invocation's start and the run
+ * still ends inside Netlify's limit when those were slow.
+ */
 export function collectionSettings(
   config: CollectorConfig,
   budgetSeconds: number,
+  spentMs = 0,
 ): CollectionSettings {
   return {
-    budgetMs: budgetSeconds * 1000,
+    budgetMs: Math.max(0, budgetSeconds * 1000 - spentMs),
     concurrency: config.COLLECTOR_CONCURRENCY,
     leaseSeconds: config.COLLECTOR_LEASE_SECONDS,
     sliceSources: config.COLLECTOR_SLICE_SOURCES,

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { collectionSettings } from '../../src/collector/from-config.ts';
 import {
   ConfigError,
   loadCollectorConfig,
@@ -135,5 +136,18 @@ describe('loadEnforceConfig', () => {
         /RESERVATION_TTL_MINUTES/,
       );
     }
+  });
+});
+
+describe('collectionSettings', () => {
+  const config = loadCollectorConfig(valid);
+
+  it('counts the budget from the invocation: what upkeep spent is not collected again', () => {
+    expect(collectionSettings(config, 18).budgetMs).toBe(18_000);
+    expect(collectionSettings(config, 18, 4_250).budgetMs).toBe(13_750);
+  });
+
+  it('leaves no budget, not a negative one, when the start already took all of it', () => {
+    expect(collectionSettings(config, 18, 25_000).budgetMs).toBe(0);
   });
 });
