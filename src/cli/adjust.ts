@@ -6,14 +6,7 @@ import { sendCorrections } from '../billing/send-corrections.ts';
 import { loadReporterConfig, type ReporterConfig } from '../config/reporter-env.ts';
 import type { Logger } from '../observability/logger.ts';
 import { parser, schemas } from './arguments.ts';
-import {
-  type CommandContext,
-  type Database,
-  EXIT,
-  loadEnvironment,
-  openDatabase,
-  resolveTenant,
-} from './context.ts';
+import { type CommandContext, type Database, EXIT } from './context.ts';
 import { addListCommand } from './list-command.ts';
 import { cliLogger, count, printJson, renderRecord, short, time } from './output.ts';
 
@@ -136,9 +129,8 @@ export function registerAdjust(program: Command, ctx: CommandContext): void {
     .option('--json', 'print the correction as JSON on stdout')
     .allowExcessArguments(false)
     .action(async (options: AdjustOptions) => {
-      const config = await loadEnvironment(io, loadReporterConfig);
-      const database = openDatabase(config);
-      const tenant = await resolveTenant(database, options.tenant);
+      const { config, database } = await ctx.open(loadReporterConfig);
+      const tenant = await database.tenant(options.tenant);
       const recorded = database.valueOrExit(
         await recordCorrection({
           db: database.db,
@@ -213,8 +205,7 @@ export function registerAdjust(program: Command, ctx: CommandContext): void {
     )
     .option('--json', 'print the correction as JSON on stdout')
     .action(async (id: number, options: { stripeCancelled: boolean; json?: boolean }) => {
-      const config = await loadEnvironment(io, loadReporterConfig);
-      const database = openDatabase(config);
+      const { config, database } = await ctx.open(loadReporterConfig);
       const resolved = database.unwrap(
         await database.db.rpc('resolve_meter_correction', {
           id,

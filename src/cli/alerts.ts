@@ -7,11 +7,6 @@ import {
   CliError,
   type CommandContext,
   EXIT,
-  filteredTenantIds,
-  loadEnvironment,
-  openDatabase,
-  openSupabase,
-  resolveTenant,
   tenantFilterOption,
   valueOrStdin,
 } from './context.ts';
@@ -62,9 +57,8 @@ export function registerAlerts(program: Command, ctx: CommandContext): void {
     .addOption(tenantFilterOption(" (its channels' and the global channels' deliveries)"))
     .option('--json', 'print the run summary as JSON on stdout')
     .action(async (options: { tenant?: string[]; json?: boolean }) => {
-      const config = await loadEnvironment(io, loadAlertsConfig);
-      const database = openDatabase(config);
-      const tenantIds = await filteredTenantIds(database, options.tenant);
+      const { config, database } = await ctx.open(loadAlertsConfig);
+      const tenantIds = await database.tenantIds(options.tenant);
       // An operator's run drains what is due, not one scheduled batch.
       const summary = await drainAlerts({
         ...alertDependencies(config, { log: cliLogger(io.err), db: database.db }),
@@ -111,8 +105,8 @@ export function registerAlerts(program: Command, ctx: CommandContext): void {
           `--target ${parsed.error.issues[0]?.message ?? 'is invalid'}. Nothing was stored.`,
         );
       }
-      const database = await openSupabase(io);
-      const tenant = options.tenant ? await resolveTenant(database, options.tenant) : undefined;
+      const database = await ctx.openSupabase();
+      const tenant = options.tenant ? await database.tenant(options.tenant) : undefined;
       const channel = database.unwrap(
         await database.db.rpc('add_alert_channel', {
           kind: options.kind,

@@ -7,7 +7,7 @@ import { collectNow } from './collect.ts';
 import {
   CliError,
   type CliIo,
-  type CommandContext,
+  commandContext,
   configHint,
   EXIT,
   readProcessStdin,
@@ -38,12 +38,9 @@ function sourceId(value: string, previous: string[] = []): string[] {
  */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   let exitCode: number = EXIT.ok;
-  const ctx: CommandContext = {
-    io,
-    exit: (code) => {
-      exitCode = Math.max(exitCode, code);
-    },
-  };
+  const ctx = commandContext(io, (code) => {
+    exitCode = Math.max(exitCode, code);
+  });
   const program = new Command()
     .name('flowmeter')
     .description('Operate flowmeter: usage metering and billing for hosted n8n.')

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { addOperator, listOperators, removeOperator } from '../accounts/operators.ts';
 import { parser, schemas } from './arguments.ts';
-import { type CommandContext, openSupabase, valueOrExit } from './context.ts';
+import { type CommandContext, valueOrExit } from './context.ts';
 import { addListCommand } from './list-command.ts';
 import { openForNewUsers, passwordFlag, printAccount } from './members.ts';
 import { printJson, time } from './output.ts';
@@ -25,7 +25,7 @@ export function registerOperators(program: Command, ctx: CommandContext): void {
     .action(async (options: { email: string; password?: string; json?: boolean }) => {
       const user = valueOrExit(
         await addOperator({
-          ...(await openForNewUsers(io, options.password)),
+          ...(await openForNewUsers(ctx, options.password)),
           email: options.email,
         }),
       );
@@ -48,7 +48,7 @@ export function registerOperators(program: Command, ctx: CommandContext): void {
     .requiredOption('--email <address>', "the operator's e-mail address", parser(schemas.email))
     .option('--json', 'print what was removed as JSON on stdout')
     .action(async (options: { email: string; json?: boolean }) => {
-      const { db } = await openSupabase(io);
+      const { db } = await ctx.openSupabase();
       const removed = valueOrExit(await removeOperator({ db, email: options.email }));
       if (options.json) return printJson(io, removed);
       io.out(`${removed.email} is no longer an operator.`);

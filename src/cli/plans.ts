@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 import { parser, schemas, wholeNumber } from './arguments.ts';
-import { CliError, type CommandContext, type Database, EXIT, openSupabase } from './context.ts';
+import { CliError, type CommandContext, type Database, EXIT } from './context.ts';
 import { addListCommand } from './list-command.ts';
 import { count, printJson, renderRecord } from './output.ts';
 
@@ -134,7 +134,7 @@ export function registerPlans(program: Command, ctx: CommandContext): void {
     )
     .option('--json', 'print the plan as JSON on stdout')
     .action(async (id: string, options: SetOptions) => {
-      const database = await openSupabase(io);
+      const database = await ctx.openSupabase();
       database.unwrap(
         await database.db.rpc('set_plan', {
           id,

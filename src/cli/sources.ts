@@ -14,11 +14,6 @@ import {
   type CommandContext,
   type Database,
   EXIT,
-  filteredTenantIds,
-  loadEnvironment,
-  openDatabase,
-  openSupabase,
-  resolveTenant,
   tenantFilterOption,
   valueOrStdin,
 } from './context.ts';
@@ -96,10 +91,9 @@ export function registerSources(program: Command, ctx: CommandContext): void {
     .option('--no-test', 'store it without testing the connection first')
     .option('--json', 'print the source as JSON on stdout')
     .action(async (options: AddOptions) => {
-      const config = await loadEnvironment(io, loadCollectorConfig);
+      const { config, database } = await ctx.open(loadCollectorConfig);
       const apiKey = await valueOrStdin(io, options.apiKey, '--api-key', 'the key');
-      const database = openDatabase(config);
-      const tenant = await resolveTenant(database, options.tenant);
+      const tenant = await database.tenant(options.tenant);
       const { source, latestExecution } = database.valueOrExit(
         await addSource({
           ...sourceDependencies(config, database),
@@ -136,8 +130,7 @@ export function registerSources(program: Command, ctx: CommandContext): void {
     .argument('<id>', 'source id (see `flowmeter sources list`)', parser(schemas.sourceId))
     .option('--json', 'print the result as JSON on stdout')
     .action(async (id: string, options: { json?: boolean }) => {
-      const config = await loadEnvironment(io, loadCollectorConfig);
-      const database = openDatabase(config);
+      const { config, database } = await ctx.open(loadCollectorConfig);
       const { source, probe } = database.valueOrExit(
         await testSource({
           ...sourceDependencies(config, database),
@@ -234,9 +227,8 @@ export function registerSources(program: Command, ctx: CommandContext): void {
     .option('--no-test', 'store it without testing the connection first')
     .option('--json', 'print the source as JSON on stdout')
     .action(async (id: string, options: { apiKey: string; test: boolean; json?: boolean }) => {
-      const config = await loadEnvironment(io, loadCollectorConfig);
+      const { config, database } = await ctx.open(loadCollectorConfig);
       const apiKey = await valueOrStdin(io, options.apiKey, '--api-key', 'the key');
-      const database = openDatabase(config);
       const { source, latestExecution } = database.valueOrExit(
         await setSourceKey({
           ...sourceDependencies(config, database),
@@ -266,8 +258,8 @@ export function registerSources(program: Command, ctx: CommandContext): void {
     .addOption(tenantFilterOption())
     .option('--json', 'print {acknowledged} on stdout')
     .action(async (options: { source?: string[]; tenant?: string[]; json?: boolean }) => {
-      const database = await openSupabase(io);
-      const tenantIds = await filteredTenantIds(database, options.tenant);
+      const database = await ctx.openSupabase();
+      const tenantIds = await database.tenantIds(options.tenant);
       const acknowledged = database.valueOrExit(
         await acknowledgeGaps({
           db: database.db,
@@ -289,9 +281,8 @@ export function registerSources(program: Command, ctx: CommandContext): void {
     .addOption(tenantFilterOption())
     .option('--json', 'print the summary as JSON on stdout')
     .action(async (options: { tenant?: string[]; json?: boolean }) => {
-      const config = await loadEnvironment(io, loadCollectorConfig);
-      const database = openDatabase(config);
-      const tenantIds = await filteredTenantIds(database, options.tenant);
+      const { config, database } = await ctx.open(loadCollectorConfig);
+      const tenantIds = await database.tenantIds(options.tenant);
       const progress = options.json ? undefined : createProgress(io, 'resealing', 'key');
       const summary = database.valueOrExit(
         await resealSourceKeys({

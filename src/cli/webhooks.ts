@@ -12,18 +12,10 @@ import { rotateSecret } from '../webhooks/rotate-secret.ts';
 import { sendTestEvent } from '../webhooks/send-test-event.ts';
 import { setEndpointEnabled } from '../webhooks/set-endpoint-enabled.ts';
 import { parser, wholeNumber } from './arguments.ts';
-import {
-  CliError,
-  type CliIo,
-  type CommandContext,
-  EXIT,
-  loadEnvironment,
-  openDatabase,
-  openSupabase,
-} from './context.ts';
+import { CliError, type CliIo, type CommandContext, EXIT } from './context.ts';
 import { addEnableCommands } from './enable-commands.ts';
 import { addListCommand } from './list-command.ts';
-import { cliLogger, count, printJson, renderTable, short, time } from './output.ts';
+import { cliLogger, count, printJson, short, time } from './output.ts';
 
 const SUBSCRIBABLE = WEBHOOK_EVENT_TYPES.filter((t) => t !== 'webhook.test');
 
@@ -66,12 +58,11 @@ const description = z
 
 const NOT_FOUND = { notFound: '`flowmeter webhooks list` shows the ids' };
 
-async function openWebhooks(io: CliIo) {
-  const config = await loadEnvironment(io, loadWebhooksConfig);
-  const database = openDatabase(config);
+async function openWebhooks(ctx: CommandContext) {
+  const { config, database } = await ctx.open(loadWebhooksConfig);
   return {
     database,
-    deps: webhookDependencies(config, { log: cliLogger(io.err), db: database.db }),
+    deps: webhookDependencies(config, { log: cliLogger(ctx.io.err), db: database.db }),
   };
 }
 
@@ -106,7 +97,7 @@ export function registerWebhooks(program: Command, ctx: CommandContext): void {
         description?: string;
         json?: boolean;
       }) => {
-        const { database, deps } = await openWebhooks(io);
+        const { database, deps } = await openWebhooks(ctx);
         const { endpoint, secret } = database.valueOrExit(
           await addEndpoint({
             ...deps,
@@ -179,7 +170,7 @@ export function registerWebhooks(program: Command, ctx: CommandContext): void {
     )
     .option('--json', 'print the endpoint and its new secret as JSON on stdout')
     .action(async (id: string, options: { graceHours: number; json?: boolean }) => {
-      const { database, deps } = await openWebhooks(io);
+      const { database, deps } = await openWebhooks(ctx);
       const { endpoint, secret } = database.valueOrExit(
         await rotateSecret({
           db: deps.db,
@@ -202,7 +193,7 @@ export function registerWebhooks(program: Command, ctx: CommandContext): void {
     .argument('<id>', 'endpoint id (see `flowmeter webhooks list`)', parser(endpointId))
     .option('--json', 'print the delivery as JSON on stdout')
     .action(async (id: string, options: { json?: boolean }) => {
-      const { database, deps } = await openWebhooks(io);
+      const { database, deps } = await openWebhooks(ctx);
       const [endpoint] = database.valueOrExit(
         await listEndpoints({ db: deps.db, endpointIds: [id] }),
       );
@@ -231,55 +222,44 @@ export function registerWebhooks(program: Command, ctx: CommandContext): void {
       );
     });
 
-  webhooks
-    .command('deliveries')
-    .description('deliveries, newest first')
-    .option('--failed', 'only those failing (to be retried) or given up')
-    .option('--endpoint <id>', 'only this endpoint', parser(endpointId))
-    .option(
-      '--limit <n>',
-      'at most this many (1-1000, default 50)',
-      parser(wholeNumber(1, 1000)),
-      50,
-    )
-    .option('--json', 'print JSON on stdout')
-    .action(
-      async (options: { failed?: boolean; endpoint?: string; limit: number; json?: boolean }) => {
-        const database = await openSupabase(io);
-        const rows = database.valueOrExit(
-          await listDeliveries({
-            db: database.db,
-            failedOnly: options.failed ?? false,
-            maxRows: options.limit,
-            ...(options.endpoint ? { endpointIds: [options.endpoint] } : {}),
-          }),
-        );
-        if (options.json) return printJson(io, rows);
-        if (rows.length === 0) {
-          io.out(options.failed ? 'No failed deliveries.' : 'No deliveries yet.');
-          return;
-        }
-        io.out(
-          renderTable(
-            ['webhook id', 'type', 'endpoint', 'status', 'attempts', 'next', 'last error'],
-            rows.map((d) => [
-              d.event_id,
-              d.event_type,
-              d.endpoint_id,
-              d.status,
-              d.attempts,
-              d.next_attempt_at ? time(d.next_attempt_at) : '',
-              short(d.last_error),
-            ]),
-          ),
-        );
-        if (rows.some((d) => d.status === 'given_up')) {
-          io.err(
-            'Given-up deliveries start over with `flowmeter webhooks retry <endpoint id>` once the receiver is fixed.',
-          );
-        }
-      },
-    );
+  addListCommand(webhooks, ctx, {
+    name: 'deliveries',
+    description: 'deliveries, newest first',
+    options: (command) =>
+      command
+        .option('--failed', 'only those failing (to be retried) or given up')
+        .option('--endpoint <id>', 'only this endpoint', parser(endpointId))
+        .option(
+          '--limit <n>',
+          'at most this many (1-1000, default 50)',
+          parser(wholeNumber(1, 1000)),
+          50,
+        ),
+    load: async (database, _, options: { failed?: boolean; endpoint?: string; limit: number }) =>
+      database.valueOrExit(
+        await listDeliveries({
+          db: database.db,
+          failedOnly: options.failed ?? false,
+          maxRows: options.limit,
+          ...(options.endpoint ? { endpointIds: [options.endpoint] } : {}),
+        }),
+      ),
+    empty: (options) => (options.failed ? 'No failed deliveries.' : 'No deliveries yet.'),
+    columns: ['webhook id', 'type', 'endpoint', 'status', 'attempts', 'next', 'last error'],
+    row: (d) => [
+      d.event_id,
+      d.event_type,
+      d.endpoint_id,
+      d.status,
+      d.attempts,
+      d.next_attempt_at ? time(d.next_attempt_at) : '',
+      short(d.last_error),
+    ],
+    advice: (rows) =>
+      rows.some((d) => d.status === 'given_up')
+        ? 'Given-up deliveries start over with `flowmeter webhooks retry <endpoint id>` once the receiver is fixed.'
+        : undefined,
+  });
 
   webhooks
     .command('retry')
@@ -287,7 +267,7 @@ export function registerWebhooks(program: Command, ctx: CommandContext): void {
     .argument('<id>', 'endpoint id (see `flowmeter webhooks list`)', parser(endpointId))
     .option('--json', 'print the count as JSON on stdout')
     .action(async (id: string, options: { json?: boolean }) => {
-      const database = await openSupabase(io);
+      const database = await ctx.openSupabase();
       const retried = database.valueOrExit(
         await retryGivenUp({ db: database.db, endpointId: id }),
         NOT_FOUND,
@@ -304,7 +284,7 @@ export function registerWebhooks(program: Command, ctx: CommandContext): void {
     .option('--endpoint <id>', 'only this endpoint', parser(endpointId))
     .option('--json', 'print the run summary as JSON on stdout')
     .action(async (options: { endpoint?: string; json?: boolean }) => {
-      const { deps } = await openWebhooks(io);
+      const { deps } = await openWebhooks(ctx);
       const summary = await drainWebhooks({
         ...deps,
         ...(options.endpoint ? { endpointIds: [options.endpoint] } : {}),
