@@ -5,7 +5,7 @@ import { type Correction, MAX_CORRECTION, recordCorrection } from '../billing/re
 import { sendCorrections } from '../billing/send-corrections.ts';
 import { loadReporterConfig, type ReporterConfig } from '../config/reporter-env.ts';
 import type { Logger } from '../observability/logger.ts';
-import { parser, schemas } from './arguments.ts';
+import { parser, schemas, tenantOption } from './arguments.ts';
 import { type CommandContext, type Database, EXIT } from './context.ts';
 import { addListCommand } from './list-command.ts';
 import { cliLogger, count, printJson, renderRecord, short, time } from './output.ts';
@@ -109,7 +109,7 @@ export function registerAdjust(program: Command, ctx: CommandContext): void {
     .description(
       "correct a reported billing period: record the correction in the ledger, then send it to Stripe (a meter event, a cancellation within Stripe's 24 hours, or a credit)",
     )
-    .requiredOption('--tenant <tenant>', 'tenant id or external reference', parser(schemas.tenant))
+    .addOption(tenantOption())
     .requiredOption(
       '--period <YYYY-MM>',
       'the UTC month in which the billing period starts',
@@ -174,10 +174,8 @@ export function registerAdjust(program: Command, ctx: CommandContext): void {
   addListCommand(corrections, ctx, {
     description: 'corrections newest first, with how each was sent and its status',
     tenantFilter: {},
-    load: async (database, tenantIds) =>
-      database.unwrap(
-        await database.db.rpc('list_meter_corrections', tenantIds ? { tenant_ids: tenantIds } : {}),
-      ),
+    load: async (database, filter) =>
+      database.unwrap(await database.db.rpc('list_meter_corrections', filter)),
     empty: 'No corrections: `flowmeter adjust` records one.',
     columns: ['id', 'tenant', 'period start', 'kind', 'executions', 'sent as', 'status', 'reason'],
     row: (c) => [

@@ -2,14 +2,8 @@ import { type Command, Option } from 'commander';
 import { z } from 'zod';
 import { alertDependencies, drainAlerts } from '../alerts/from-config.ts';
 import { loadAlertsConfig } from '../config/alerts-env.ts';
-import { parser, schemas } from './arguments.ts';
-import {
-  CliError,
-  type CommandContext,
-  EXIT,
-  tenantFilterOption,
-  valueOrStdin,
-} from './context.ts';
+import { parser, tenantFilterOption, tenantOption } from './arguments.ts';
+import { CliError, type CommandContext, EXIT, valueOrStdin } from './context.ts';
 import { addEnableCommands } from './enable-commands.ts';
 import { addListCommand } from './list-command.ts';
 import { cliLogger, count, printJson, time } from './output.ts';
@@ -90,11 +84,7 @@ export function registerAlerts(program: Command, ctx: CommandContext): void {
       '--target <target>',
       `${SLACK}, ${EMAIL}, or - to read it from standard input (keeps a webhook URL out of shell history)`,
     )
-    .option(
-      '--tenant <tenant>',
-      'only this tenant (id or external reference)',
-      parser(schemas.tenant),
-    )
+    .addOption(tenantOption('only'))
     .option('--json', 'print the channel as JSON on stdout')
     .action(async (options: AddOptions) => {
       const raw = await valueOrStdin(io, options.target, '--target', 'the webhook URL or address');
@@ -127,10 +117,8 @@ export function registerAlerts(program: Command, ctx: CommandContext): void {
   addListCommand(channels, ctx, {
     description: 'channels with what each has delivered (Slack webhook URLs shortened: secrets)',
     tenantFilter: { note: ' (and the global channels)' },
-    load: async (database, tenantIds) =>
-      database.unwrap(
-        await database.db.rpc('list_alert_channels', tenantIds ? { tenant_ids: tenantIds } : {}),
-      ),
+    load: async (database, filter) =>
+      database.unwrap(await database.db.rpc('list_alert_channels', filter)),
     empty:
       'No alert channels: add one with `flowmeter alerts channels add --kind slack --target -`.',
     columns: [

@@ -1,6 +1,5 @@
 import { text } from 'node:stream/consumers';
 import type { PostgrestError } from '@supabase/supabase-js';
-import { Option } from 'commander';
 import { findTenants, type ListedTenant } from '../accounts/tenant-ref.ts';
 import { type ConfigError, parseEnv, supabaseEnvSchema } from '../config/env.ts';
 import { createServiceClient, type Db } from '../db/client.ts';
@@ -8,7 +7,6 @@ import { classifyRpcFailure } from '../db/rpc-failure.ts';
 import { isRpcFailure, type RpcFailureDetails, rpcResult } from '../db/rpc-result.ts';
 import type { ErrorCode, Result } from '../domain/result.ts';
 import { environmentWithLocalStack } from '../local/local-env.ts';
-import { repeatable, schemas } from './arguments.ts';
 
 /**
  * What every command shares: exit codes, the injected terminal, the environment (completed
@@ -198,12 +196,9 @@ export function openDatabase(config: SupabaseConfig): Database {
 
 export type TenantRow = ListedTenant;
 
-/** The repeatable `--tenant` filter of report, reconcile, sources list and status. */
-export const tenantFilterOption = (note = '') =>
-  new Option(
-    '--tenant <tenant>',
-    `only this tenant (id or external reference; repeatable)${note}`,
-  ).argParser(repeatable(schemas.tenant));
+/** The `tenant_ids` argument of the functions that take the --tenant filter: none, every tenant. */
+export const tenantFilter = (tenantIds: string[] | undefined) =>
+  tenantIds ? { tenant_ids: tenantIds } : {};
 
 export async function listTenants(database: Database, refs?: string[]) {
   return database.unwrap(await database.db.rpc('list_tenants', refs ? { tenants: refs } : {}));

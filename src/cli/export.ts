@@ -9,8 +9,8 @@ import {
   type ExportGrouping,
   exportUsage,
 } from '../export/export-usage.ts';
-import { parser, schemas } from './arguments.ts';
-import { CliError, type CommandContext, EXIT, tenantFilterOption, valueOrExit } from './context.ts';
+import { parser, schemas, tenantFilterOption } from './arguments.ts';
+import { CliError, type CommandContext, EXIT, valueOrExit } from './context.ts';
 import { count } from './output.ts';
 import { createProgress } from './progress.ts';
 

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { type CommandContext, type Database, tenantFilterOption } from './context.ts';
+import { tenantFilterOption } from './arguments.ts';
+import { type CommandContext, type Database, tenantFilter } from './context.ts';
 import { type Cell, printJson, renderTable } from './output.ts';
 
 export interface ListSpec<Row, Options extends object> {
@@ -10,7 +11,12 @@ export interface ListSpec<Row, Options extends object> {
   tenantFilter?: { note?: string };
   /** The command's own options, beside --tenant and --json. */
   options?: (command: Command) => Command;
-  load: (database: Database, tenantIds: string[] | undefined, options: Options) => Promise<Row[]>;
+  /** The rows; `filter` is the `tenant_ids` argument --tenant asks for. */
+  load: (
+    database: Database,
+    filter: ReturnType<typeof tenantFilter>,
+    options: Options,
+  ) => Promise<Row[]>;
   /** Printed instead of an empty table: what to run to get a first row. */
   empty: string | ((options: Options) => string);
   columns: string[];
@@ -34,7 +40,7 @@ export function addListCommand<Row, Options extends object = object>(
     .action(async (options: Options & { tenant?: string[]; json?: boolean }) => {
       const database = await ctx.openSupabase();
       const tenantIds = spec.tenantFilter ? await database.tenantIds(options.tenant) : undefined;
-      const rows = await spec.load(database, tenantIds, options);
+      const rows = await spec.load(database, tenantFilter(tenantIds), options);
       if (options.json) return printJson(io, rows);
       if (rows.length === 0) {
         io.out(typeof spec.empty === 'string' ? spec.empty : spec.empty(options));

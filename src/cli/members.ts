@@ -5,7 +5,7 @@ import { addMember, MEMBER_ROLES, type MemberRole } from '../accounts/add-member
 import type { EnsuredUser } from '../accounts/ensure-user.ts';
 import { listMembers } from '../accounts/list-members.ts';
 import { removeMember } from '../accounts/remove-member.ts';
-import { parser, schemas } from './arguments.ts';
+import { emailOption, parser, schemas, tenantOption } from './arguments.ts';
 import {
   type CliIo,
   type CommandContext,
@@ -78,8 +78,8 @@ export function registerMembers(program: Command, ctx: CommandContext): void {
     .description(
       'make a user a member of a tenant (creating them: locally with a password printed once, on Supabase by invitation)',
     )
-    .requiredOption('--tenant <tenant>', 'tenant id or external reference', parser(schemas.tenant))
-    .requiredOption('--email <address>', "the user's e-mail address", parser(schemas.email))
+    .addOption(tenantOption())
+    .addOption(emailOption("the user's"))
     .option('--role <role>', 'viewer (reads usage) or admin', role, 'viewer')
     .addOption(passwordFlag())
     .option('--json', 'print the membership as JSON on stdout')
@@ -109,12 +109,7 @@ export function registerMembers(program: Command, ctx: CommandContext): void {
 
   addListCommand(members, ctx, {
     description: "every tenant's members, or one tenant's",
-    options: (command) =>
-      command.option(
-        '--tenant <tenant>',
-        'only this tenant (id or external reference)',
-        parser(schemas.tenant),
-      ),
+    options: (command) => command.addOption(tenantOption('only')),
     load: async ({ db }, _, options: { tenant?: string }) =>
       valueOrExit(await listMembers({ db, ...(options.tenant ? { tenant: options.tenant } : {}) })),
     empty:
@@ -133,8 +128,8 @@ export function registerMembers(program: Command, ctx: CommandContext): void {
   members
     .command('remove')
     .description('end a membership (the user keeps their account)')
-    .requiredOption('--tenant <tenant>', 'tenant id or external reference', parser(schemas.tenant))
-    .requiredOption('--email <address>', "the member's e-mail address", parser(schemas.email))
+    .addOption(tenantOption())
+    .addOption(emailOption("the member's"))
     .option('--json', 'print what was removed as JSON on stdout')
     .action(async (options: { tenant: string; email: string; json?: boolean }) => {
       const { db } = await ctx.openSupabase();

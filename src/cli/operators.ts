@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { addOperator, listOperators, removeOperator } from '../accounts/operators.ts';
-import { parser, schemas } from './arguments.ts';
+import { emailOption } from './arguments.ts';
 import { type CommandContext, valueOrExit } from './context.ts';
 import { addListCommand } from './list-command.ts';
 import { openForNewUsers, passwordFlag, printAccount } from './members.ts';
@@ -19,7 +19,7 @@ export function registerOperators(program: Command, ctx: CommandContext): void {
     .description(
       'mark a user operator (creating them: locally with a password printed once, on Supabase by invitation)',
     )
-    .requiredOption('--email <address>', "the operator's e-mail address", parser(schemas.email))
+    .addOption(emailOption("the operator's"))
     .addOption(passwordFlag())
     .option('--json', 'print the operator as JSON on stdout')
     .action(async (options: { email: string; password?: string; json?: boolean }) => {
@@ -45,7 +45,7 @@ export function registerOperators(program: Command, ctx: CommandContext): void {
   operators
     .command('remove')
     .description('clear the operator mark (the user keeps their account and memberships)')
-    .requiredOption('--email <address>', "the operator's e-mail address", parser(schemas.email))
+    .addOption(emailOption("the operator's"))
     .option('--json', 'print what was removed as JSON on stdout')
     .action(async (options: { email: string; json?: boolean }) => {
       const { db } = await ctx.openSupabase();

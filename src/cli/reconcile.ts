@@ -2,8 +2,8 @@ import type { Command } from 'commander';
 import { stripeClientFrom } from '../billing/from-config.ts';
 import { runReconciliation, startOfLastMonth } from '../billing/reconcile.ts';
 import { loadReconcileConfig } from '../config/reporter-env.ts';
-import { parser, schemas } from './arguments.ts';
-import { type CommandContext, EXIT, tenantFilterOption, valueOrExit } from './context.ts';
+import { parser, schemas, tenantFilterOption } from './arguments.ts';
+import { type CommandContext, EXIT, valueOrExit } from './context.ts';
 import { cliLogger, count, printJson, renderTable, short, time } from './output.ts';
 
 interface ReconcileOptions {

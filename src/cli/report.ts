@@ -3,7 +3,8 @@ import { reporterSettings, stripeClientFrom } from '../billing/from-config.ts';
 import { runReporter } from '../billing/report-usage.ts';
 import { loadReporterConfig } from '../config/reporter-env.ts';
 import { plural } from '../domain/words.ts';
-import { CliError, type CommandContext, EXIT, tenantFilterOption, valueOrExit } from './context.ts';
+import { tenantFilterOption } from './arguments.ts';
+import { CliError, type CommandContext, EXIT, valueOrExit } from './context.ts';
 import { cliLogger, count, printJson, renderTable, time } from './output.ts';
 import { createProgress } from './progress.ts';
 

@@ -8,15 +8,8 @@ import { resealSourceKeys } from '../sources/reseal-source-keys.ts';
 import { setSourceKey } from '../sources/set-source-key.ts';
 import { checkSourceUrl } from '../sources/source-url.ts';
 import { testSource } from '../sources/test-source.ts';
-import { parser, repeatable, schemas } from './arguments.ts';
-import {
-  CliError,
-  type CommandContext,
-  type Database,
-  EXIT,
-  tenantFilterOption,
-  valueOrStdin,
-} from './context.ts';
+import { parser, repeatable, schemas, tenantFilterOption, tenantOption } from './arguments.ts';
+import { CliError, type CommandContext, type Database, EXIT, valueOrStdin } from './context.ts';
 import { addEnableCommands } from './enable-commands.ts';
 import { addListCommand } from './list-command.ts';
 import { count, duration, printJson, renderRecord, sourceError, time } from './output.ts';
@@ -79,7 +72,7 @@ export function registerSources(program: Command, ctx: CommandContext): void {
   sources
     .command('add')
     .description('test the connection to an n8n instance, then store it with its key encrypted')
-    .requiredOption('--tenant <tenant>', 'tenant id or external reference', parser(schemas.tenant))
+    .addOption(tenantOption())
     .requiredOption('--url <url>', "the n8n instance's URL", sourceUrl)
     .requiredOption(
       '--api-key <key>',
@@ -157,10 +150,8 @@ export function registerSources(program: Command, ctx: CommandContext): void {
   addListCommand(sources, ctx, {
     description: 'sources with their collection health: lag, failures, open executions, gaps',
     tenantFilter: {},
-    load: async (database, tenantIds) =>
-      database.unwrap(
-        await database.db.rpc('list_n8n_sources', tenantIds ? { tenant_ids: tenantIds } : {}),
-      ),
+    load: async (database, filter) =>
+      database.unwrap(await database.db.rpc('list_n8n_sources', filter)),
     empty:
       'No sources: add one with `flowmeter sources add --tenant <tenant> --url <n8n URL> --api-key -`.',
     columns: [

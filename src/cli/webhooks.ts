@@ -11,7 +11,7 @@ import { retryGivenUp } from '../webhooks/retry-given-up.ts';
 import { rotateSecret } from '../webhooks/rotate-secret.ts';
 import { sendTestEvent } from '../webhooks/send-test-event.ts';
 import { setEndpointEnabled } from '../webhooks/set-endpoint-enabled.ts';
-import { parser, wholeNumber } from './arguments.ts';
+import { boundedOption, parser } from './arguments.ts';
 import { CliError, type CliIo, type CommandContext, EXIT } from './context.ts';
 import { addEnableCommands } from './enable-commands.ts';
 import { addListCommand } from './list-command.ts';
@@ -162,11 +162,13 @@ export function registerWebhooks(program: Command, ctx: CommandContext): void {
     .command('rotate-secret')
     .description('a new signing secret; the old one keeps signing beside it for the grace period')
     .argument('<id>', 'endpoint id (see `flowmeter webhooks list`)', parser(endpointId))
-    .option(
-      '--grace-hours <hours>',
-      'how long deliveries also carry the old signature (0-720, default 24)',
-      parser(wholeNumber(0, 720)),
-      24,
+    .addOption(
+      boundedOption(
+        '--grace-hours <hours>',
+        'how long deliveries also carry the old signature',
+        [0, 720],
+        24,
+      ),
     )
     .option('--json', 'print the endpoint and its new secret as JSON on stdout')
     .action(async (id: string, options: { graceHours: number; json?: boolean }) => {
@@ -229,12 +231,7 @@ export function registerWebhooks(program: Command, ctx: CommandContext): void {
       command
         .option('--failed', 'only those failing (to be retried) or given up')
         .option('--endpoint <id>', 'only this endpoint', parser(endpointId))
-        .option(
-          '--limit <n>',
-          'at most this many (1-1000, default 50)',
-          parser(wholeNumber(1, 1000)),
-          50,
-        ),
+        .addOption(boundedOption('--limit <n>', 'at most this many', [1, 1000], 50)),
     load: async (database, _, options: { failed?: boolean; endpoint?: string; limit: number }) =>
       database.valueOrExit(
         await listDeliveries({
