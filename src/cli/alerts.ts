@@ -37,11 +37,8 @@ interface AddOptions {
   json?: boolean;
 }
 
-export function registerAlerts(program: Command, ctx: CommandContext): void {
+export function registerAlerts(alerts: Command, ctx: CommandContext): void {
   const { io } = ctx;
-  const alerts = program
-    .command('alerts')
-    .description('usage alerts: where they are sent, and sending the pending ones now');
 
   alerts
     .command('deliver')

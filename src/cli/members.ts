@@ -67,11 +67,8 @@ export async function openForNewUsers(ctx: CommandContext, password: string | un
   };
 }
 
-export function registerMembers(program: Command, ctx: CommandContext): void {
+export function registerMembers(members: Command, ctx: CommandContext): void {
   const { io } = ctx;
-  const members = program
-    .command('members')
-    .description("who may sign in to a tenant's dashboard (Supabase Auth users)");
 
   members
     .command('add')

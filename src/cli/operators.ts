@@ -6,13 +6,8 @@ import { addListCommand } from './list-command.ts';
 import { openForNewUsers, passwordFlag, printAccount } from './members.ts';
 import { printJson, time } from './output.ts';
 
-export function registerOperators(program: Command, ctx: CommandContext): void {
+export function registerOperators(operators: Command, ctx: CommandContext): void {
   const { io } = ctx;
-  const operators = program
-    .command('operators')
-    .description(
-      'who may sign in to the operator console (Supabase Auth users marked in app_metadata)',
-    );
 
   operators
     .command('add')

@@ -54,9 +54,8 @@ interface SetOptions {
   json?: boolean;
 }
 
-export function registerPlans(program: Command, ctx: CommandContext): void {
+export function registerPlans(plans: Command, ctx: CommandContext): void {
   const { io } = ctx;
-  const plans = program.command('plans').description('commercial plans: quota, policy, pricing');
 
   addListCommand(plans, ctx, {
     description: 'every plan, with its Stripe prices and number of tenants',

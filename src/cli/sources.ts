@@ -63,11 +63,8 @@ function sourceUrl(value: string): string {
   return parseSourceUrl(value);
 }
 
-export function registerSources(program: Command, ctx: CommandContext): void {
+export function registerSources(sources: Command, ctx: CommandContext): void {
   const { io } = ctx;
-  const sources = program
-    .command('sources')
-    .description("tenants' n8n instances whose executions are metered");
 
   sources
     .command('add')

@@ -58,9 +58,8 @@ function usageRecord(
   ]);
 }
 
-export function registerTenants(program: Command, ctx: CommandContext): void {
+export function registerTenants(tenants: Command, ctx: CommandContext): void {
   const { io } = ctx;
-  const tenants = program.command('tenants').description('customers: plan, Stripe link, usage');
 
   tenants
     .command('add')

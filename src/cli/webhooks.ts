@@ -73,11 +73,8 @@ function printSecret(io: CliIo, secret: string) {
   );
 }
 
-export function registerWebhooks(program: Command, ctx: CommandContext): void {
+export function registerWebhooks(webhooks: Command, ctx: CommandContext): void {
   const { io } = ctx;
-  const webhooks = program
-    .command('webhooks')
-    .description('signed webhooks (Standard Webhooks) to the operator’s own systems');
 
   webhooks
     .command('add')
