@@ -9,6 +9,7 @@ import { exportRange } from '../src/export/export-range.ts';
 import { EXPORT_FORMATS, type ExportFormat, exportUsage } from '../src/export/export-usage.ts';
 import { fmt } from './stats.ts';
 import {
+  benchSources,
   machine,
   positive,
   printTargets,
@@ -103,15 +104,7 @@ try {
     "insert into public.tenants (name, plan_id, external_ref) select 'bench ' || i, 'bench', 'bench-' || i from generate_series(1, $1) i",
     [options.tenants],
   );
-  const { rows: sources } = await admin.query<{ id: string; tenant_id: string }>(
-    `insert into public.n8n_sources (tenant_id, name, base_url, api_key_ciphertext)
-     select id, 'bench', 'https://bench-' || id || '.example', 'fm1.x' from public.tenants
-     returning id, tenant_id`,
-  );
-  await admin.query(
-    'select private.ensure_execution_partition(now() - make_interval(days => d)) from generate_series(0, $1) d',
-    [options.days],
-  );
+  const sources = await benchSources(admin);
   for (const executions of [options.small, options.large]) {
     await storeExecutions(admin, { sources, total: executions, days: options.days });
     for (const format of EXPORT_FORMATS) runs.push(await measureExport(executions, format));

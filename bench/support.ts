@@ -160,13 +160,18 @@ export function printTargets(targets: Record<string, boolean | { value: number; 
 /**
  * Tops the stored executions up to `total` straight in SQL (collecting that many through
  * n8n would take hours), spread over the bench sources and the last `days` days as the
- * collector would store them (calendar-month periods), then sets the counters and daily
- * totals they add up to.
+ * collector would store them (calendar-month periods, their partitions made first), then
+ * sets the counters and daily totals they add up to.
  */
 export async function storeExecutions(
   admin: pg.Pool,
   input: { sources: BenchSource[]; total: number; days: number },
 ): Promise<void> {
+  await admin.query(
+    `select private.ensure_execution_partition(now() - make_interval(days => d))
+     from generate_series(0, $1) d`,
+    [input.days],
+  );
   await topUpExecutions({
     admin,
     sources: input.sources,

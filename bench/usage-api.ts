@@ -63,11 +63,6 @@ try {
     [options.tenants],
   );
   const sources = await benchSources(admin);
-  await admin.query(
-    `select private.ensure_execution_partition(now() - make_interval(days => d))
-     from generate_series(0, $1) d`,
-    [options.days],
-  );
 
   // Each tenant's member, signed in as Supabase Auth would sign them in.
   const clients: UsageDb[] = await Promise.all(
