@@ -56,6 +56,7 @@ const description = z
   .min(1, { error: 'must not be empty' })
   .max(500, { error: 'must be at most 500 characters' });
 
+const ENDPOINT_ID = 'endpoint id (see `flowmeter webhooks list`)';
 const NOT_FOUND = { notFound: '`flowmeter webhooks list` shows the ids' };
 
 async function openWebhooks(ctx: CommandContext) {
@@ -139,12 +140,19 @@ export function registerWebhooks(webhooks: Command, ctx: CommandContext): void {
     ],
   });
 
+  /** A subcommand about one endpoint, named by its id. */
+  const endpointCommand = (name: string, description: string) =>
+    webhooks
+      .command(name)
+      .description(description)
+      .argument('<id>', ENDPOINT_ID, parser(endpointId));
+
   addEnableCommands(webhooks, ctx, {
     description: {
       enable: 'deliver to the endpoint again, its waiting deliveries included',
       disable: 'stop delivering: due deliveries wait until it is enabled, events meanwhile skip it',
     },
-    id: { description: 'endpoint id (see `flowmeter webhooks list`)', parse: parser(endpointId) },
+    id: { description: ENDPOINT_ID, parse: parser(endpointId) },
     json: 'print the endpoint as JSON on stdout',
     set: async (database, id: string, enabled) =>
       database.valueOrExit(
@@ -155,10 +163,10 @@ export function registerWebhooks(webhooks: Command, ctx: CommandContext): void {
       io.out(`endpoint ${endpoint.id}: ${enabled ? 'enabled' : 'disabled'}`),
   });
 
-  webhooks
-    .command('rotate-secret')
-    .description('a new signing secret; the old one keeps signing beside it for the grace period')
-    .argument('<id>', 'endpoint id (see `flowmeter webhooks list`)', parser(endpointId))
+  endpointCommand(
+    'rotate-secret',
+    'a new signing secret; the old one keeps signing beside it for the grace period',
+  )
     .addOption(
       boundedOption(
         '--grace-hours <hours>',
@@ -186,10 +194,7 @@ export function registerWebhooks(webhooks: Command, ctx: CommandContext): void {
       printSecret(io, secret);
     });
 
-  webhooks
-    .command('test')
-    .description('send a webhook.test event to the endpoint now and show the outcome')
-    .argument('<id>', 'endpoint id (see `flowmeter webhooks list`)', parser(endpointId))
+  endpointCommand('test', 'send a webhook.test event to the endpoint now and show the outcome')
     .option('--json', 'print the delivery as JSON on stdout')
     .action(async (id: string, options: { json?: boolean }) => {
       const { database, deps } = await openWebhooks(ctx);
@@ -255,10 +260,10 @@ export function registerWebhooks(webhooks: Command, ctx: CommandContext): void {
         : undefined,
   });
 
-  webhooks
-    .command('retry')
-    .description('give the endpoint’s given-up deliveries a fresh set of attempts, due now')
-    .argument('<id>', 'endpoint id (see `flowmeter webhooks list`)', parser(endpointId))
+  endpointCommand(
+    'retry',
+    'give the endpoint’s given-up deliveries a fresh set of attempts, due now',
+  )
     .option('--json', 'print the count as JSON on stdout')
     .action(async (id: string, options: { json?: boolean }) => {
       const database = await ctx.openSupabase();
