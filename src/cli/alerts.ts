@@ -6,7 +6,7 @@ import { parser, tenantFilterOption, tenantOption } from './arguments.ts';
 import { CliError, type CommandContext, EXIT, valueOrStdin } from './context.ts';
 import { addEnableCommands } from './enable-commands.ts';
 import { addListCommand } from './list-command.ts';
-import { cliLogger, count, printJson, time } from './output.ts';
+import { cliLogger, count, printDeliveryRun, printJson, time } from './output.ts';
 
 const SLACK = 'a Slack incoming-webhook URL (https://hooks.slack.com/services/…)';
 const EMAIL = 'an e-mail address, like ops@example.com';
@@ -55,12 +55,8 @@ export function registerAlerts(alerts: Command, ctx: CommandContext): void {
         ...alertDependencies(config, { log: cliLogger(io.err), db: database.db }),
         ...(tenantIds ? { tenantIds } : {}),
       });
-      if (summary.failed > 0 || summary.gaveUp > 0) ctx.exit(EXIT.failed);
-      if (options.json) return printJson(io, summary);
-      io.out(
-        `${summary.claimed} due: ${summary.delivered} delivered, ${summary.failed} failed (retried later), ${summary.gaveUp} given up`,
-      );
-      if (summary.failed + summary.gaveUp > 0) {
+      printDeliveryRun(ctx, summary, options.json);
+      if (!options.json && summary.failed + summary.gaveUp > 0) {
         io.err('`flowmeter status` lists what is not delivered; docs/alerts.md explains retries.');
       }
     });

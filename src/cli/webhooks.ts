@@ -15,7 +15,7 @@ import { boundedOption, parser } from './arguments.ts';
 import { CliError, type CliIo, type CommandContext, EXIT } from './context.ts';
 import { addEnableCommands } from './enable-commands.ts';
 import { addListCommand } from './list-command.ts';
-import { cliLogger, count, printJson, short, time } from './output.ts';
+import { cliLogger, count, printDeliveryRun, printJson, short, time } from './output.ts';
 
 const SUBSCRIBABLE = WEBHOOK_EVENT_TYPES.filter((t) => t !== 'webhook.test');
 
@@ -288,10 +288,6 @@ export function registerWebhooks(webhooks: Command, ctx: CommandContext): void {
         ...deps,
         ...(options.endpoint ? { endpointIds: [options.endpoint] } : {}),
       });
-      if (summary.failed > 0 || summary.gaveUp > 0) ctx.exit(EXIT.failed);
-      if (options.json) return printJson(io, summary);
-      io.out(
-        `${summary.claimed} due: ${summary.delivered} delivered, ${summary.failed} failed (retried later), ${summary.gaveUp} given up`,
-      );
+      printDeliveryRun(ctx, summary, options.json);
     });
 }
