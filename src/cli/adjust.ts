@@ -7,7 +7,7 @@ import { loadReporterConfig, type ReporterConfig } from '../config/reporter-env.
 import type { Logger } from '../observability/logger.ts';
 import { parser, schemas, tenantOption } from './arguments.ts';
 import { type CommandContext, type Database, EXIT } from './context.ts';
-import { addListCommand } from './list-command.ts';
+import { addFilteredList } from './list-command.ts';
 import { cliLogger, count, printJson, renderRecord, short, time } from './output.ts';
 
 const executions = z
@@ -171,11 +171,9 @@ export function registerAdjust(program: Command, ctx: CommandContext): void {
     .command('corrections')
     .description('corrections of billed usage and repairs of Stripe drift');
 
-  addListCommand(corrections, ctx, {
+  addFilteredList(corrections, ctx, {
     description: 'corrections newest first, with how each was sent and its status',
-    tenantFilter: {},
-    load: async (database, filter) =>
-      database.unwrap(await database.db.rpc('list_meter_corrections', filter)),
+    rpc: 'list_meter_corrections',
     empty: 'No corrections: `flowmeter adjust` records one.',
     columns: ['id', 'tenant', 'period start', 'kind', 'executions', 'sent as', 'status', 'reason'],
     row: (c) => [

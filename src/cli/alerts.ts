@@ -5,7 +5,7 @@ import { loadAlertsConfig } from '../config/alerts-env.ts';
 import { parser, tenantFilterOption, tenantOption } from './arguments.ts';
 import { CliError, type CommandContext, EXIT, valueOrStdin } from './context.ts';
 import { addEnableCommands } from './enable-commands.ts';
-import { addListCommand } from './list-command.ts';
+import { addFilteredList } from './list-command.ts';
 import { cliLogger, count, printDeliveryRun, printJson, time } from './output.ts';
 
 const SLACK = 'a Slack incoming-webhook URL (https://hooks.slack.com/services/…)';
@@ -107,11 +107,10 @@ export function registerAlerts(alerts: Command, ctx: CommandContext): void {
       );
     });
 
-  addListCommand(channels, ctx, {
+  addFilteredList(channels, ctx, {
     description: 'channels with what each has delivered (Slack webhook URLs shortened: secrets)',
     tenantFilter: { note: ' (and the global channels)' },
-    load: async (database, filter) =>
-      database.unwrap(await database.db.rpc('list_alert_channels', filter)),
+    rpc: 'list_alert_channels',
     empty:
       'No alert channels: add one with `flowmeter alerts channels add --kind slack --target -`.',
     columns: [

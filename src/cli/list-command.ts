@@ -1,4 +1,6 @@
+import type { PostgrestError } from '@supabase/supabase-js';
 import type { Command } from 'commander';
+import type { Database as Schema } from '../db/database.types.ts';
 import { tenantFilterOption } from './arguments.ts';
 import { type CommandContext, type Database, tenantFilter } from './context.ts';
 import { type Cell, printJson, renderTable } from './output.ts';
@@ -50,4 +52,40 @@ export function addListCommand<Row, Options extends object = object>(
       const advice = spec.advice?.(rows);
       if (advice) io.err(advice);
     });
+}
+
+type Functions = Schema['public']['Functions'];
+
+/** The SQL functions that list rows and take the --tenant filter as `tenant_ids`. */
+type FilteredListing = {
+  [F in keyof Functions]: ReturnType<typeof tenantFilter> extends Functions[F]['Args']
+    ? Functions[F]['Returns'] extends unknown[]
+      ? F
+      : never
+    : never;
+}[keyof Functions];
+
+type Listed<F extends FilteredListing> = Functions[F]['Returns'] extends (infer Row)[]
+  ? Row
+  : never;
+
+/** A `list` subcommand with the --tenant filter, showing what one SQL function answers for it. */
+export function addFilteredList<F extends FilteredListing>(
+  parent: Command,
+  ctx: CommandContext,
+  spec: Omit<ListSpec<Listed<F>, object>, 'load' | 'options'> & { rpc: F },
+): void {
+  const { rpc, ...list } = spec;
+  addListCommand(parent, ctx, {
+    tenantFilter: {},
+    ...list,
+    load: async (database, filter) =>
+      database.unwrap(
+        (await database.db.rpc(rpc, filter as Functions[F]['Args'])) as {
+          data: Listed<F>[] | null;
+          error: PostgrestError | null;
+          status: number;
+        },
+      ),
+  });
 }

@@ -11,7 +11,7 @@ import { testSource } from '../sources/test-source.ts';
 import { parser, repeatable, schemas, tenantFilterOption, tenantOption } from './arguments.ts';
 import { CliError, type CommandContext, type Database, EXIT, valueOrStdin } from './context.ts';
 import { addEnableCommands } from './enable-commands.ts';
-import { addListCommand } from './list-command.ts';
+import { addFilteredList } from './list-command.ts';
 import { count, duration, printJson, renderRecord, sourceError, time } from './output.ts';
 import { createProgress } from './progress.ts';
 
@@ -144,11 +144,9 @@ export function registerSources(sources: Command, ctx: CommandContext): void {
       if (!probe.ok) ctx.exit(EXIT.failed);
     });
 
-  addListCommand(sources, ctx, {
+  addFilteredList(sources, ctx, {
     description: 'sources with their collection health: lag, failures, open executions, gaps',
-    tenantFilter: {},
-    load: async (database, filter) =>
-      database.unwrap(await database.db.rpc('list_n8n_sources', filter)),
+    rpc: 'list_n8n_sources',
     empty:
       'No sources: add one with `flowmeter sources add --tenant <tenant> --url <n8n URL> --api-key -`.',
     columns: [
