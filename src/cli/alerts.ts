@@ -4,9 +4,10 @@ import { alertDependencies, drainAlerts } from '../alerts/from-config.ts';
 import { loadAlertsConfig } from '../config/alerts-env.ts';
 import { parser, tenantFilterOption, tenantOption } from './arguments.ts';
 import { CliError, type CommandContext, EXIT, valueOrStdin } from './context.ts';
+import { addDeliverCommand } from './deliver-command.ts';
 import { addEnableCommands } from './enable-commands.ts';
 import { addFilteredList } from './list-command.ts';
-import { cliLogger, count, printDeliveryRun, printJson, time } from './output.ts';
+import { cliLogger, count, printJson, time } from './output.ts';
 
 const SLACK = 'a Slack incoming-webhook URL (https://hooks.slack.com/services/…)';
 const EMAIL = 'an e-mail address, like ops@example.com';
@@ -40,26 +41,20 @@ interface AddOptions {
 export function registerAlerts(alerts: Command, ctx: CommandContext): void {
   const { io } = ctx;
 
-  alerts
-    .command('deliver')
-    .description(
+  addDeliverCommand(alerts, ctx, {
+    description:
       'send pending and due alert deliveries now (what the 5-minute deliver-alerts does)',
-    )
-    .addOption(tenantFilterOption(" (its channels' and the global channels' deliveries)"))
-    .option('--json', 'print the run summary as JSON on stdout')
-    .action(async (options: { tenant?: string[]; json?: boolean }) => {
+    only: tenantFilterOption(" (its channels' and the global channels' deliveries)"),
+    run: async (options: { tenant?: string[] }) => {
       const { config, database } = await ctx.open(loadAlertsConfig);
       const tenantIds = await database.tenantIds(options.tenant);
-      // An operator's run drains what is due, not one scheduled batch.
-      const summary = await drainAlerts({
+      return drainAlerts({
         ...alertDependencies(config, { log: cliLogger(io.err), db: database.db }),
         ...(tenantIds ? { tenantIds } : {}),
       });
-      printDeliveryRun(ctx, summary, options.json);
-      if (!options.json && summary.failed + summary.gaveUp > 0) {
-        io.err('`flowmeter status` lists what is not delivered; docs/alerts.md explains retries.');
-      }
-    });
+    },
+    advice: '`flowmeter status` lists what is not delivered; docs/alerts.md explains retries.',
+  });
 
   const channels = alerts
     .command('channels')

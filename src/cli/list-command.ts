@@ -79,6 +79,8 @@ export function addFilteredList<F extends FilteredListing>(
   addListCommand(parent, ctx, {
     tenantFilter: {},
     ...list,
+    // supabase-js cannot relate a function name still generic to its arguments and rows;
+    // FilteredListing holds only functions that take the filter and answer rows.
     load: async (database, filter) =>
       database.unwrap(
         (await database.db.rpc(rpc, filter as Functions[F]['Args'])) as {

@@ -1,8 +1,7 @@
 import Table from 'cli-table3';
-import type { DeliverySummary } from '../domain/delivery-summary.ts';
 import { formatMoney } from '../domain/money.ts';
 import type { Logger } from '../observability/logger.ts';
-import { type CliIo, type CommandContext, EXIT } from './context.ts';
+import type { CliIo } from './context.ts';
 
 /**
  * How commands print: tables for people, `--json` for scripts (one JSON document on
@@ -34,15 +33,6 @@ export function renderRecord(fields: Array<[string, Cell]>): string {
 
 export function printJson(io: CliIo, value: unknown): void {
   io.out(JSON.stringify(value, null, 2));
-}
-
-/** A delivery run (alerts, webhooks): exit 1 when a delivery failed; its summary as JSON or a line. */
-export function printDeliveryRun(ctx: CommandContext, summary: DeliverySummary, json?: boolean) {
-  if (summary.failed > 0 || summary.gaveUp > 0) ctx.exit(EXIT.failed);
-  if (json) return printJson(ctx.io, summary);
-  ctx.io.out(
-    `${summary.claimed} due: ${summary.delivered} delivered, ${summary.failed} failed (retried later), ${summary.gaveUp} given up`,
-  );
 }
 
 function cell(value: Cell): string {

@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { z } from 'zod';
 import { loadWebhooksConfig } from '../config/webhooks-env.ts';
 import { addEndpoint } from '../webhooks/add-endpoint.ts';
@@ -13,9 +13,10 @@ import { sendTestEvent } from '../webhooks/send-test-event.ts';
 import { setEndpointEnabled } from '../webhooks/set-endpoint-enabled.ts';
 import { boundedOption, parser } from './arguments.ts';
 import { CliError, type CliIo, type CommandContext, EXIT } from './context.ts';
+import { addDeliverCommand } from './deliver-command.ts';
 import { addEnableCommands } from './enable-commands.ts';
 import { addListCommand } from './list-command.ts';
-import { cliLogger, count, printDeliveryRun, printJson, short, time } from './output.ts';
+import { cliLogger, count, printJson, short, time } from './output.ts';
 
 const SUBSCRIBABLE = WEBHOOK_EVENT_TYPES.filter((t) => t !== 'webhook.test');
 
@@ -57,6 +58,10 @@ const description = z
   .max(500, { error: 'must be at most 500 characters' });
 
 const ENDPOINT_ID = 'endpoint id (see `flowmeter webhooks list`)';
+/** Narrows a command to one endpoint. */
+const endpointFilter = () =>
+  new Option('--endpoint <id>', 'only this endpoint').argParser(parser(endpointId));
+
 const NOT_FOUND = { notFound: '`flowmeter webhooks list` shows the ids' };
 
 async function openWebhooks(ctx: CommandContext) {
@@ -232,7 +237,7 @@ export function registerWebhooks(webhooks: Command, ctx: CommandContext): void {
     options: (command) =>
       command
         .option('--failed', 'only those failing (to be retried) or given up')
-        .option('--endpoint <id>', 'only this endpoint', parser(endpointId))
+        .addOption(endpointFilter())
         .addOption(boundedOption('--limit <n>', 'at most this many', [1, 1000], 50)),
     load: async (database, _, options: { failed?: boolean; endpoint?: string; limit: number }) =>
       database.valueOrExit(
@@ -277,17 +282,15 @@ export function registerWebhooks(webhooks: Command, ctx: CommandContext): void {
       );
     });
 
-  webhooks
-    .command('deliver')
-    .description('send due deliveries now (what the every-minute deliver-webhooks does)')
-    .option('--endpoint <id>', 'only this endpoint', parser(endpointId))
-    .option('--json', 'print the run summary as JSON on stdout')
-    .action(async (options: { endpoint?: string; json?: boolean }) => {
+  addDeliverCommand(webhooks, ctx, {
+    description: 'send due deliveries now (what the every-minute deliver-webhooks does)',
+    only: endpointFilter(),
+    run: async (options: { endpoint?: string }) => {
       const { deps } = await openWebhooks(ctx);
-      const summary = await drainWebhooks({
+      return drainWebhooks({
         ...deps,
         ...(options.endpoint ? { endpointIds: [options.endpoint] } : {}),
       });
-      printDeliveryRun(ctx, summary, options.json);
-    });
+    },
+  });
 }
