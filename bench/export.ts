@@ -10,6 +10,7 @@ import { EXPORT_FORMATS, type ExportFormat, exportUsage } from '../src/export/ex
 import { fmt } from './stats.ts';
 import {
   benchSources,
+  daysOption,
   machine,
   positive,
   printTargets,
@@ -29,7 +30,7 @@ const options = new Command()
   .option('--small <n>', 'executions stored for the first export', positive, 100_000)
   .option('--large <n>', 'executions stored for the second export', positive, 1_000_000)
   .option('--tenants <n>', 'tenants the executions belong to', positive, 8)
-  .option('--days <n>', 'days back from now the executions are spread over', positive, 60)
+  .addOption(daysOption())
   .parse()
   .opts<{ small: number; large: number; tenants: number; days: number }>();
 

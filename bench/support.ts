@@ -5,7 +5,7 @@ import { cpus, totalmem } from 'node:os';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import type pg from 'pg';
 import { projectRoot } from '../src/local/project.ts';
 import type { LocalStackInfo } from '../src/local/stack.ts';
@@ -18,6 +18,12 @@ export const positive = (value: string) => {
     throw new InvalidArgumentError('must be a positive whole number');
   return n;
 };
+
+/** How far back the stored executions go (storeExecutions spreads them over these days). */
+export const daysOption = () =>
+  new Option('--days <n>', 'days back from now the executions are spread over')
+    .argParser(positive)
+    .default(60);
 
 interface ComparisonOptions {
   requests: number;

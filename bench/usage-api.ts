@@ -13,8 +13,8 @@ import { fmt, measure, measureMedian, type Series } from './stats.ts';
 import {
   benchOptions,
   benchSources,
+  daysOption,
   machine,
-  positive,
   printTargets,
   startStackProcess,
   storeExecutions,
@@ -32,8 +32,7 @@ import {
 const options = benchOptions<{ days: number }>(
   'bench-usage-api',
   { requests: 2000, tenants: 'tenants (one signed-in member each) the load is spread over' },
-  (command) =>
-    command.option('--days <n>', 'days back from now the executions are spread over', positive, 60),
+  (command) => command.addOption(daysOption()),
 );
 
 const stack = await startStackProcess();
