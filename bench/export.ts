@@ -9,6 +9,8 @@ import { exportRange } from '../src/export/export-range.ts';
 import { EXPORT_FORMATS, type ExportFormat, exportUsage } from '../src/export/export-usage.ts';
 import { fmt } from './stats.ts';
 import {
+  benchSources,
+  daysOption,
   machine,
   positive,
   printTargets,
@@ -28,7 +30,7 @@ const options = new Command()
   .option('--small <n>', 'executions stored for the first export', positive, 100_000)
   .option('--large <n>', 'executions stored for the second export', positive, 1_000_000)
   .option('--tenants <n>', 'tenants the executions belong to', positive, 8)
-  .option('--days <n>', 'days back from now the executions are spread over', positive, 60)
+  .addOption(daysOption())
   .parse()
   .opts<{ small: number; large: number; tenants: number; days: number }>();
 
@@ -103,15 +105,7 @@ try {
     "insert into public.tenants (name, plan_id, external_ref) select 'bench ' || i, 'bench', 'bench-' || i from generate_series(1, $1) i",
     [options.tenants],
   );
-  const { rows: sources } = await admin.query<{ id: string; tenant_id: string }>(
-    `insert into public.n8n_sources (tenant_id, name, base_url, api_key_ciphertext)
-     select id, 'bench', 'https://bench-' || id || '.example', 'fm1.x' from public.tenants
-     returning id, tenant_id`,
-  );
-  await admin.query(
-    'select private.ensure_execution_partition(now() - make_interval(days => d)) from generate_series(0, $1) d',
-    [options.days],
-  );
+  const sources = await benchSources(admin);
   for (const executions of [options.small, options.large]) {
     await storeExecutions(admin, { sources, total: executions, days: options.days });
     for (const format of EXPORT_FORMATS) runs.push(await measureExport(executions, format));

@@ -5,7 +5,7 @@ import { cpus, totalmem } from 'node:os';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import type pg from 'pg';
 import { projectRoot } from '../src/local/project.ts';
 import type { LocalStackInfo } from '../src/local/stack.ts';
@@ -18,6 +18,12 @@ export const positive = (value: string) => {
     throw new InvalidArgumentError('must be a positive whole number');
   return n;
 };
+
+/** How far back the stored executions go (storeExecutions spreads them over these days). */
+export const daysOption = () =>
+  new Option('--days <n>', 'days back from now the executions are spread over')
+    .argParser(positive)
+    .default(60);
 
 interface ComparisonOptions {
   requests: number;
@@ -160,13 +166,18 @@ export function printTargets(targets: Record<string, boolean | { value: number; 
 /**
  * Tops the stored executions up to `total` straight in SQL (collecting that many through
  * n8n would take hours), spread over the bench sources and the last `days` days as the
- * collector would store them (calendar-month periods), then sets the counters and daily
- * totals they add up to.
+ * collector would store them (calendar-month periods, their partitions made first), then
+ * sets the counters and daily totals they add up to.
  */
 export async function storeExecutions(
   admin: pg.Pool,
   input: { sources: BenchSource[]; total: number; days: number },
 ): Promise<void> {
+  await admin.query(
+    `select private.ensure_execution_partition(now() - make_interval(days => d))
+     from generate_series(0, $1) d`,
+    [input.days],
+  );
   await topUpExecutions({
     admin,
     sources: input.sources,

@@ -13,8 +13,8 @@ import { fmt, measure, measureMedian, type Series } from './stats.ts';
 import {
   benchOptions,
   benchSources,
+  daysOption,
   machine,
-  positive,
   printTargets,
   startStackProcess,
   storeExecutions,
@@ -32,8 +32,7 @@ import {
 const options = benchOptions<{ days: number }>(
   'bench-usage-api',
   { requests: 2000, tenants: 'tenants (one signed-in member each) the load is spread over' },
-  (command) =>
-    command.option('--days <n>', 'days back from now the executions are spread over', positive, 60),
+  (command) => command.addOption(daysOption()),
 );
 
 const stack = await startStackProcess();
@@ -63,11 +62,6 @@ try {
     [options.tenants],
   );
   const sources = await benchSources(admin);
-  await admin.query(
-    `select private.ensure_execution_partition(now() - make_interval(days => d))
-     from generate_series(0, $1) d`,
-    [options.days],
-  );
 
   // Each tenant's member, signed in as Supabase Auth would sign them in.
   const clients: UsageDb[] = await Promise.all(

@@ -1,6 +1,5 @@
-import type { Db } from '../db/client.ts';
 import { ok } from '../domain/result.ts';
-import { type EnsuredUser, ensureUser, type NewUserAccess } from './ensure-user.ts';
+import { type EnsuredUser, ensureUser, type UserRequest } from './ensure-user.ts';
 import { type AccountResult, databaseFailure } from './supabase-failure.ts';
 import { findTenant, type TenantRef } from './tenant-ref.ts';
 
@@ -19,23 +18,13 @@ export interface AddedMember {
  * invited first through the Auth Admin API. The tenant is checked before any user is
  * made, so a wrong tenant leaves Auth untouched.
  */
-export async function addMember(options: {
-  db: Db;
-  tenant: string;
-  email: string;
-  role: MemberRole;
-  access: NewUserAccess;
-  resetPassword?: boolean;
-}): Promise<AccountResult<AddedMember>> {
+export async function addMember(
+  options: UserRequest & { tenant: string; role: MemberRole },
+): Promise<AccountResult<AddedMember>> {
   const { db } = options;
   const tenant = await findTenant(db, options.tenant);
   if (!tenant.ok) return tenant;
-  const user = await ensureUser({
-    db,
-    email: options.email,
-    access: options.access,
-    ...(options.resetPassword ? { resetPassword: true } : {}),
-  });
+  const user = await ensureUser(options);
   if (!user.ok) return user;
   const { error, status } = await db.rpc('add_tenant_member', {
     tenant_id: tenant.value.id,

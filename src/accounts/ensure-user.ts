@@ -30,17 +30,20 @@ export async function findUserId(db: Db, email: string): Promise<AccountResult<s
   return ok(data);
 }
 
-/**
- * The Supabase Auth user with this address, created (or invited) through the Admin API
- * when there is none. `resetPassword` sets the given password on an existing user too
- * (the local demo's stable sign-ins).
- */
-export async function ensureUser(options: {
+/** A user to be made sure of: their address, and how they get in when they are new. */
+export interface UserRequest {
   db: Db;
   email: string;
   access: NewUserAccess;
+  /** Sets the given password on an existing user too (the local demo's stable sign-ins). */
   resetPassword?: boolean;
-}): Promise<AccountResult<EnsuredUser>> {
+}
+
+/**
+ * The Supabase Auth user with this address, created (or invited) through the Admin API
+ * when there is none.
+ */
+export async function ensureUser(options: UserRequest): Promise<AccountResult<EnsuredUser>> {
   const { db, access } = options;
   const email = options.email.toLowerCase();
   const existing = await findUserId(db, email);

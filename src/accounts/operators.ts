@@ -1,7 +1,7 @@
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
 import { fail, ok } from '../domain/result.ts';
-import { type EnsuredUser, ensureUser, findUserId, type NewUserAccess } from './ensure-user.ts';
+import { type EnsuredUser, ensureUser, findUserId, type UserRequest } from './ensure-user.ts';
 import { type AccountResult, authFailure, databaseFailure } from './supabase-failure.ts';
 
 /**
@@ -15,12 +15,7 @@ export const OPERATOR_CLAIM = { flowmeter_role: 'operator' } as const;
 export type Operator = Database['public']['Functions']['list_operators']['Returns'][number];
 
 /** Marks the user with this address operator, creating or inviting them when there is none. */
-export async function addOperator(options: {
-  db: Db;
-  email: string;
-  access: NewUserAccess;
-  resetPassword?: boolean;
-}): Promise<AccountResult<EnsuredUser>> {
+export async function addOperator(options: UserRequest): Promise<AccountResult<EnsuredUser>> {
   const { db } = options;
   const user = await ensureUser(options);
   if (!user.ok) return user;

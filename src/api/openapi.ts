@@ -16,9 +16,14 @@ import { projectRoot } from '../local/project.ts';
 const json = (schema: z.ZodType) =>
   z.toJSONSchema(schema, { target: 'draft-2020-12', io: 'input' });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
-const errorResponse = (description: string) => ({
-  description,
-  content: { 'application/json': { schema: ref('Error') } },
+const jsonContent = (schema: string) => ({ 'application/json': { schema: ref(schema) } });
+const jsonBody = (schema: string) => ({ required: true, content: jsonContent(schema) });
+const errorResponse = (description: string) => ({ description, content: jsonContent('Error') });
+/** What a JSON POST endpoint refuses before it reads the body (readJsonRequest). */
+const jsonPostRefusals = (maxBody: string) => ({
+  '405': errorResponse('Only POST is allowed'),
+  '413': errorResponse(`The body is larger than ${maxBody}`),
+  '415': errorResponse('The body is not sent as application/json'),
 });
 const usageHeaders = {
   'X-Usage-Limit': {
@@ -54,29 +59,24 @@ export function buildOpenApiDocument() {
           description:
             'Call before every run. An allowed run under a hard limit or trial reserves one execution until the collector counts it, so bursts between collections cannot overshoot the limit.',
           security: [{ runnerSecret: [] }],
-          requestBody: {
-            required: true,
-            content: { 'application/json': { schema: ref('EnforceRequest') } },
-          },
+          requestBody: jsonBody('EnforceRequest'),
           responses: {
             '200': {
               description: 'Allowed: start the run',
               headers: usageHeaders,
-              content: { 'application/json': { schema: ref('Decision') } },
+              content: jsonContent('Decision'),
             },
             '402': {
               description: 'Blocked: do not start the run (limit reached or subscription inactive)',
               headers: usageHeaders,
-              content: { 'application/json': { schema: ref('Decision') } },
+              content: jsonContent('Decision'),
             },
             '400': errorResponse(
               'The body is not UTF-8 JSON or does not match the schema (details lists the fields; identifiers hold only letters, digits, punctuation, symbols and spaces)',
             ),
             '401': errorResponse('Missing or wrong runner secret'),
             '404': errorResponse('No tenant has that id or external reference'),
-            '405': errorResponse('Only POST is allowed'),
-            '413': errorResponse('The body is larger than 8 KiB'),
-            '415': errorResponse('The body is not sent as application/json'),
+            ...jsonPostRefusals('8 KiB'),
             '500': errorResponse(
               'No decision could be made (the database refused the call, or its answer could not be read); never an allow, whatever ENFORCE_FAIL_MODE says',
             ),
@@ -94,21 +94,16 @@ export function buildOpenApiDocument() {
           description:
             "For the dashboards, with the signed-in user's Supabase JWT. Asks Stripe (invoices.createPreview) only when the cached preview is older than INVOICE_PREVIEW_TTL_SECONDS; answers the cached preview of the current period.",
           security: [{ userJwt: [] }],
-          requestBody: {
-            required: true,
-            content: { 'application/json': { schema: ref('InvoicePreviewRequest') } },
-          },
+          requestBody: jsonBody('InvoicePreviewRequest'),
           responses: {
             '200': {
               description: 'The preview (refresh_error says when Stripe could not be asked now)',
-              content: { 'application/json': { schema: ref('InvoicePreviewResponse') } },
+              content: jsonContent('InvoicePreviewResponse'),
             },
             '400': errorResponse('The body is not {"tenant_id": "<uuid>"}'),
             '401': errorResponse('No access token, or one that is not valid (sign in again)'),
             '404': errorResponse("None of the user's tenants has this id"),
-            '405': errorResponse('Only POST is allowed'),
-            '413': errorResponse('The body is larger than 1 KiB'),
-            '415': errorResponse('The body is not sent as application/json'),
+            ...jsonPostRefusals('1 KiB'),
             '503': errorResponse('The database could not be reached'),
           },
         },

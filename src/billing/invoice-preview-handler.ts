@@ -1,7 +1,7 @@
 import type Stripe from 'stripe';
 import { z } from 'zod';
 import type { Db } from '../db/client.ts';
-import { errorResponse, readJsonBody } from '../http/responses.ts';
+import { errorResponse, readJsonRequest } from '../http/responses.ts';
 import type { Logger } from '../observability/logger.ts';
 import { currentInvoicePreview } from './current-invoice-preview.ts';
 
@@ -69,16 +69,13 @@ export function createInvoicePreviewHandler(deps: InvoicePreviewHandlerDeps) {
         { 'www-authenticate': 'Bearer realm="flowmeter"' },
       );
     }
-    const body = await readJsonBody(req, MAX_BODY_BYTES);
-    if (!body.ok) return body.response;
-    const parsed = invoicePreviewRequestSchema.safeParse(body.body);
-    if (!parsed.success) {
-      return errorResponse(
-        'invalid_request',
-        'Send {"tenant_id": "<the tenant\'s id, a UUID>"} and nothing else',
-      );
-    }
-    const tenantId = parsed.data.tenant_id;
+    const request = await readJsonRequest(req, {
+      maxBytes: MAX_BODY_BYTES,
+      schema: invoicePreviewRequestSchema,
+      invalid: 'Send {"tenant_id": "<the tenant\'s id, a UUID>"} and nothing else',
+    });
+    if (!request.ok) return request.response;
+    const tenantId = request.value.tenant_id;
     const member = await deps.userDb(token).rpc('tenant_usage_summary', { tenant_id: tenantId });
     if (member.status === 401 || member.status === 403) {
       return errorResponse(

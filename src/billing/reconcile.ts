@@ -63,6 +63,20 @@ export function startOfLastMonth(now = new Date()): Date {
   return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1));
 }
 
+/** Counters recomputed from raw executions: each drift recorded, logged, and repaired when asked. */
+async function reconcileCounters(input: ReconcileInput): Promise<Result<Finding[], 'unavailable'>> {
+  const { data, error } = await input.db.rpc('reconcile_counters', {
+    since: input.since.toISOString(),
+    repair: input.repair ?? false,
+    ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
+  });
+  if (error) return fail('unavailable', `reconcile_counters failed: ${error.message}`);
+  for (const f of data ?? []) {
+    input.log.error({ finding: f }, f.repaired ? 'counter drift repaired' : 'counter drift found');
+  }
+  return ok(data ?? []);
+}
+
 /**
  * Daily reconciliation: recomputes counters from raw executions (recording any drift,
  * repairing it only when asked), then compares what Stripe's meter should hold per customer
@@ -75,20 +89,10 @@ export function startOfLastMonth(now = new Date()): Date {
 export async function runReconciliation(
   input: ReconcileInput,
 ): Promise<Result<ReconcileSummary, 'unavailable'>> {
-  const { db, stripe, log } = input;
-  const now = input.now ?? Date.now;
-  const { data: counterFindings, error } = await db.rpc('reconcile_counters', {
-    since: input.since.toISOString(),
-    repair: input.repair ?? false,
-    ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
-  });
-  if (error) return fail('unavailable', `reconcile_counters failed: ${error.message}`);
-  for (const f of counterFindings ?? []) {
-    log.error({ finding: f }, f.repaired ? 'counter drift repaired' : 'counter drift found');
-  }
-
+  const counterFindings = await reconcileCounters(input);
+  if (!counterFindings.ok) return counterFindings;
   const summary: ReconcileSummary = {
-    counterFindings: counterFindings ?? [],
+    counterFindings: counterFindings.value,
     stripeChecked: 0,
     stripeFindings: [],
     stripeSkipped: 0,
@@ -96,8 +100,10 @@ export async function runReconciliation(
     previewFindings: [],
     previewSkipped: 0,
   };
+  const { db, stripe, log } = input;
   if (!stripe) return ok(summary);
 
+  const now = input.now ?? Date.now;
   const { data: totals, error: totalsError } = await db.rpc('sent_meter_totals', {
     since: input.since.toISOString(),
   });

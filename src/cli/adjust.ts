@@ -5,16 +5,9 @@ import { type Correction, MAX_CORRECTION, recordCorrection } from '../billing/re
 import { sendCorrections } from '../billing/send-corrections.ts';
 import { loadReporterConfig, type ReporterConfig } from '../config/reporter-env.ts';
 import type { Logger } from '../observability/logger.ts';
-import { parser, schemas } from './arguments.ts';
-import {
-  type CommandContext,
-  type Database,
-  EXIT,
-  loadEnvironment,
-  openDatabase,
-  resolveTenant,
-} from './context.ts';
-import { addListCommand } from './list-command.ts';
+import { parser, schemas, tenantOption } from './arguments.ts';
+import { type CommandContext, type Database, EXIT } from './context.ts';
+import { addFilteredList } from './list-command.ts';
 import { cliLogger, count, printJson, renderRecord, short, time } from './output.ts';
 
 const executions = z
@@ -116,7 +109,7 @@ export function registerAdjust(program: Command, ctx: CommandContext): void {
     .description(
       "correct a reported billing period: record the correction in the ledger, then send it to Stripe (a meter event, a cancellation within Stripe's 24 hours, or a credit)",
     )
-    .requiredOption('--tenant <tenant>', 'tenant id or external reference', parser(schemas.tenant))
+    .addOption(tenantOption())
     .requiredOption(
       '--period <YYYY-MM>',
       'the UTC month in which the billing period starts',
@@ -136,9 +129,8 @@ export function registerAdjust(program: Command, ctx: CommandContext): void {
     .option('--json', 'print the correction as JSON on stdout')
     .allowExcessArguments(false)
     .action(async (options: AdjustOptions) => {
-      const config = await loadEnvironment(io, loadReporterConfig);
-      const database = openDatabase(config);
-      const tenant = await resolveTenant(database, options.tenant);
+      const { config, database } = await ctx.open(loadReporterConfig);
+      const tenant = await database.tenant(options.tenant);
       const recorded = database.valueOrExit(
         await recordCorrection({
           db: database.db,
@@ -179,13 +171,9 @@ export function registerAdjust(program: Command, ctx: CommandContext): void {
     .command('corrections')
     .description('corrections of billed usage and repairs of Stripe drift');
 
-  addListCommand(corrections, ctx, {
+  addFilteredList(corrections, ctx, {
     description: 'corrections newest first, with how each was sent and its status',
-    tenantFilter: {},
-    load: async (database, tenantIds) =>
-      database.unwrap(
-        await database.db.rpc('list_meter_corrections', tenantIds ? { tenant_ids: tenantIds } : {}),
-      ),
+    rpc: 'list_meter_corrections',
     empty: 'No corrections: `flowmeter adjust` records one.',
     columns: ['id', 'tenant', 'period start', 'kind', 'executions', 'sent as', 'status', 'reason'],
     row: (c) => [
@@ -213,8 +201,7 @@ export function registerAdjust(program: Command, ctx: CommandContext): void {
     )
     .option('--json', 'print the correction as JSON on stdout')
     .action(async (id: number, options: { stripeCancelled: boolean; json?: boolean }) => {
-      const config = await loadEnvironment(io, loadReporterConfig);
-      const database = openDatabase(config);
+      const { config, database } = await ctx.open(loadReporterConfig);
       const resolved = database.unwrap(
         await database.db.rpc('resolve_meter_correction', {
           id,

@@ -2,21 +2,11 @@ import { type Command, Option } from 'commander';
 import { z } from 'zod';
 import { alertDependencies, drainAlerts } from '../alerts/from-config.ts';
 import { loadAlertsConfig } from '../config/alerts-env.ts';
-import { parser, schemas } from './arguments.ts';
-import {
-  CliError,
-  type CommandContext,
-  EXIT,
-  filteredTenantIds,
-  loadEnvironment,
-  openDatabase,
-  openSupabase,
-  resolveTenant,
-  tenantFilterOption,
-  valueOrStdin,
-} from './context.ts';
+import { parser, tenantFilterOption, tenantOption } from './arguments.ts';
+import { CliError, type CommandContext, EXIT, valueOrStdin } from './context.ts';
+import { addDeliverCommand } from './deliver-command.ts';
 import { addEnableCommands } from './enable-commands.ts';
-import { addListCommand } from './list-command.ts';
+import { addFilteredList } from './list-command.ts';
 import { cliLogger, count, printJson, time } from './output.ts';
 
 const SLACK = 'a Slack incoming-webhook URL (https://hooks.slack.com/services/…)';
@@ -48,37 +38,23 @@ interface AddOptions {
   json?: boolean;
 }
 
-export function registerAlerts(program: Command, ctx: CommandContext): void {
+export function registerAlerts(alerts: Command, ctx: CommandContext): void {
   const { io } = ctx;
-  const alerts = program
-    .command('alerts')
-    .description('usage alerts: where they are sent, and sending the pending ones now');
 
-  alerts
-    .command('deliver')
-    .description(
+  addDeliverCommand(alerts, ctx, {
+    description:
       'send pending and due alert deliveries now (what the 5-minute deliver-alerts does)',
-    )
-    .addOption(tenantFilterOption(" (its channels' and the global channels' deliveries)"))
-    .option('--json', 'print the run summary as JSON on stdout')
-    .action(async (options: { tenant?: string[]; json?: boolean }) => {
-      const config = await loadEnvironment(io, loadAlertsConfig);
-      const database = openDatabase(config);
-      const tenantIds = await filteredTenantIds(database, options.tenant);
-      // An operator's run drains what is due, not one scheduled batch.
-      const summary = await drainAlerts({
+    only: tenantFilterOption(" (its channels' and the global channels' deliveries)"),
+    run: async (options: { tenant?: string[] }) => {
+      const { config, database } = await ctx.open(loadAlertsConfig);
+      const tenantIds = await database.tenantIds(options.tenant);
+      return drainAlerts({
         ...alertDependencies(config, { log: cliLogger(io.err), db: database.db }),
         ...(tenantIds ? { tenantIds } : {}),
       });
-      if (summary.failed > 0 || summary.gaveUp > 0) ctx.exit(EXIT.failed);
-      if (options.json) return printJson(io, summary);
-      io.out(
-        `${summary.claimed} due: ${summary.delivered} delivered, ${summary.failed} failed (retried later), ${summary.gaveUp} given up`,
-      );
-      if (summary.failed + summary.gaveUp > 0) {
-        io.err('`flowmeter status` lists what is not delivered; docs/alerts.md explains retries.');
-      }
-    });
+    },
+    advice: '`flowmeter status` lists what is not delivered; docs/alerts.md explains retries.',
+  });
 
   const channels = alerts
     .command('channels')
@@ -96,11 +72,7 @@ export function registerAlerts(program: Command, ctx: CommandContext): void {
       '--target <target>',
       `${SLACK}, ${EMAIL}, or - to read it from standard input (keeps a webhook URL out of shell history)`,
     )
-    .option(
-      '--tenant <tenant>',
-      'only this tenant (id or external reference)',
-      parser(schemas.tenant),
-    )
+    .addOption(tenantOption('only'))
     .option('--json', 'print the channel as JSON on stdout')
     .action(async (options: AddOptions) => {
       const raw = await valueOrStdin(io, options.target, '--target', 'the webhook URL or address');
@@ -111,8 +83,8 @@ export function registerAlerts(program: Command, ctx: CommandContext): void {
           `--target ${parsed.error.issues[0]?.message ?? 'is invalid'}. Nothing was stored.`,
         );
       }
-      const database = await openSupabase(io);
-      const tenant = options.tenant ? await resolveTenant(database, options.tenant) : undefined;
+      const database = await ctx.openSupabase();
+      const tenant = options.tenant ? await database.tenant(options.tenant) : undefined;
       const channel = database.unwrap(
         await database.db.rpc('add_alert_channel', {
           kind: options.kind,
@@ -130,13 +102,10 @@ export function registerAlerts(program: Command, ctx: CommandContext): void {
       );
     });
 
-  addListCommand(channels, ctx, {
+  addFilteredList(channels, ctx, {
     description: 'channels with what each has delivered (Slack webhook URLs shortened: secrets)',
     tenantFilter: { note: ' (and the global channels)' },
-    load: async (database, tenantIds) =>
-      database.unwrap(
-        await database.db.rpc('list_alert_channels', tenantIds ? { tenant_ids: tenantIds } : {}),
-      ),
+    rpc: 'list_alert_channels',
     empty:
       'No alert channels: add one with `flowmeter alerts channels add --kind slack --target -`.',
     columns: [

@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { z } from 'zod';
 import { identifierCharacters } from '../enforcement/schema.ts';
 import { normalizeBaseUrl, SourceUrlError } from '../n8n/client.ts';
@@ -145,3 +145,39 @@ export const schemas = {
     })
     .refine((d) => d.getTime() <= Date.now(), { error: 'must not be in the future' }),
 };
+
+/** The options several commands take, spelled once. */
+
+/** The repeatable `--tenant` filter of report, reconcile, sources list and status. */
+export const tenantFilterOption = (note = '') =>
+  new Option(
+    '--tenant <tenant>',
+    `only this tenant (id or external reference; repeatable)${note}`,
+  ).argParser(repeatable(schemas.tenant));
+
+/** The tenant a command acts on; with `only`, the one tenant a command may be narrowed to. */
+export const tenantOption = (kind: 'required' | 'only' = 'required') =>
+  kind === 'required'
+    ? new Option('--tenant <tenant>', 'tenant id or external reference')
+        .argParser(parser(schemas.tenant))
+        .makeOptionMandatory()
+    : new Option('--tenant <tenant>', 'only this tenant (id or external reference)').argParser(
+        parser(schemas.tenant),
+      );
+
+/** The address of the user a command acts on, e.g. `the operator's`. */
+export const emailOption = (whose: string) =>
+  new Option('--email <address>', `${whose} e-mail address`)
+    .argParser(parser(schemas.email))
+    .makeOptionMandatory();
+
+/** A whole number from `min` to `max`, its help ending with the bounds and the default. */
+export const boundedOption = (
+  flags: string,
+  description: string,
+  [min, max]: [number, number],
+  fallback: number,
+) =>
+  new Option(flags, `${description} (${min}-${max}, default ${fallback})`)
+    .argParser(parser(wholeNumber(min, max)))
+    .default(fallback);

@@ -1,6 +1,5 @@
 import { text } from 'node:stream/consumers';
 import type { PostgrestError } from '@supabase/supabase-js';
-import { Option } from 'commander';
 import { findTenants, type ListedTenant } from '../accounts/tenant-ref.ts';
 import { type ConfigError, parseEnv, supabaseEnvSchema } from '../config/env.ts';
 import { createServiceClient, type Db } from '../db/client.ts';
@@ -8,7 +7,6 @@ import { classifyRpcFailure } from '../db/rpc-failure.ts';
 import { isRpcFailure, type RpcFailureDetails, rpcResult } from '../db/rpc-result.ts';
 import type { ErrorCode, Result } from '../domain/result.ts';
 import { environmentWithLocalStack } from '../local/local-env.ts';
-import { repeatable, schemas } from './arguments.ts';
 
 /**
  * What every command shares: exit codes, the injected terminal, the environment (completed
@@ -64,21 +62,42 @@ export function valueOrExit<T>(result: Result<T>): T {
   throw new CliError(EXIT_FOR[result.error.code], result.error.message);
 }
 
-/** Set by a command whose work ran but did not all succeed; thrown errors need no call. */
-export interface CommandContext {
-  io: CliIo;
-  exit: (code: ExitCode) => void;
-}
-
 type Env = Record<string, string | undefined>;
 
-/** Parses the environment with one of the config loaders; a ConfigError names each bad variable. */
-export async function loadEnvironment<T>(io: CliIo, load: (env: Env) => T): Promise<T> {
-  const { env } = await environmentWithLocalStack(io.env);
-  return load(env);
+interface SupabaseConfig {
+  SUPABASE_URL: string;
+  SUPABASE_SERVICE_ROLE_KEY: string;
+}
+
+/** What every command is given: the terminal, its exit code, and the way to its configuration. */
+export interface CommandContext {
+  io: CliIo;
+  /** Set by a command whose work ran but did not all succeed; thrown errors need no call. */
+  exit: (code: ExitCode) => void;
+  /**
+   * The environment parsed by one of the config loaders (a ConfigError names each bad
+   * variable), and the database its Supabase variables name.
+   */
+  open<C extends SupabaseConfig>(load: (env: Env) => C): Promise<{ config: C; database: Database }>;
+  /** The database from the environment's Supabase variables: what most commands need, and only it. */
+  openSupabase(): Promise<Database>;
 }
 
 export const loadSupabaseConfig = (env: Env) => parseEnv(supabaseEnvSchema, env);
+
+export function commandContext(io: CliIo, exit: (code: ExitCode) => void): CommandContext {
+  const open = async <C extends SupabaseConfig>(load: (env: Env) => C) => {
+    const { env } = await environmentWithLocalStack(io.env);
+    const config = load(env);
+    return { config, database: openDatabase(config) };
+  };
+  return {
+    io,
+    exit,
+    open,
+    openSupabase: async () => (await open(loadSupabaseConfig)).database,
+  };
+}
 
 /** What a ConfigError should add when the Supabase variables are missing altogether. */
 export function configHint(error: ConfigError): string | undefined {
@@ -105,6 +124,10 @@ export interface Database {
   ): T;
   /** A service's value; its failure throws a CliError with the right exit code, as unwrap. */
   valueOrExit<T>(result: Result<T>, hints?: CallHints): T;
+  /** One tenant by id or external reference; an unknown one is a usage error saying how to list them. */
+  tenant(ref: string): Promise<TenantRow>;
+  /** The ids `--tenant` names, or undefined (every tenant) without it; unknown ones fail, as above. */
+  tenantIds(refs: string[] | undefined): Promise<string[] | undefined>;
 }
 
 /** A failed database call as the operator should read it: what to check, or what was refused. */
@@ -148,10 +171,7 @@ function databaseError(
   return new CliError(EXIT.failed, `the database failed (${status}): ${explain()}`);
 }
 
-export function openDatabase(config: {
-  SUPABASE_URL: string;
-  SUPABASE_SERVICE_ROLE_KEY: string;
-}): Database {
+export function openDatabase(config: SupabaseConfig): Database {
   const db = createServiceClient(config);
   const orExit = <T>(result: Result<T>, hints: CallHints = {}): T => {
     if (result.ok) return result.value;
@@ -160,46 +180,25 @@ export function openDatabase(config: {
     const hint = code === 'not_found' ? hints.notFound : code === 'conflict' ? hints.conflict : '';
     throw new CliError(EXIT_FOR[code], hint ? `${message}: ${hint}` : message);
   };
+  const tenants = async (refs: string[]) => orExit(await findTenants(db, refs));
   return {
     db,
     valueOrExit: orExit,
     unwrap: (response, hints) => orExit(rpcResult(response), hints),
+    tenant: async (ref) => {
+      const [tenant] = await tenants([ref]);
+      if (!tenant) throw new Error(`findTenants returned nothing for "${ref}"`);
+      return tenant;
+    },
+    tenantIds: async (refs) => (refs ? (await tenants(refs)).map((t) => t.id) : undefined),
   };
-}
-
-/** The database from the environment's Supabase variables: what most commands need, and only it. */
-export async function openSupabase(io: CliIo): Promise<Database> {
-  return openDatabase(await loadEnvironment(io, loadSupabaseConfig));
 }
 
 export type TenantRow = ListedTenant;
 
-/** Tenants by id or external reference; an unknown one is a usage error saying how to list them. */
-export async function resolveTenants(database: Database, refs: string[]): Promise<TenantRow[]> {
-  return database.valueOrExit(await findTenants(database.db, refs));
-}
-
-/** One tenant by id or external reference; an unknown one is a usage error, as above. */
-export async function resolveTenant(database: Database, ref: string): Promise<TenantRow> {
-  const [tenant] = await resolveTenants(database, [ref]);
-  if (!tenant) throw new Error(`resolveTenants returned nothing for "${ref}"`);
-  return tenant;
-}
-
-/** The repeatable `--tenant` filter of report, reconcile, sources list and status. */
-export const tenantFilterOption = (note = '') =>
-  new Option(
-    '--tenant <tenant>',
-    `only this tenant (id or external reference; repeatable)${note}`,
-  ).argParser(repeatable(schemas.tenant));
-
-/** The ids `--tenant` names, or undefined (every tenant) without it; unknown ones fail. */
-export async function filteredTenantIds(
-  database: Database,
-  refs: string[] | undefined,
-): Promise<string[] | undefined> {
-  return refs ? (await resolveTenants(database, refs)).map((t) => t.id) : undefined;
-}
+/** The `tenant_ids` argument of the functions that take the --tenant filter: none, every tenant. */
+export const tenantFilter = (tenantIds: string[] | undefined) =>
+  tenantIds ? { tenant_ids: tenantIds } : {};
 
 export async function listTenants(database: Database, refs?: string[]) {
   return database.unwrap(await database.db.rpc('list_tenants', refs ? { tenants: refs } : {}));

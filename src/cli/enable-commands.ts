@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { type CommandContext, type Database, openSupabase } from './context.ts';
+import type { CommandContext, Database } from './context.ts';
 import { printJson } from './output.ts';
 
 export interface EnableSpec<Id, Shown> {
@@ -32,7 +32,7 @@ export function addEnableCommands<Id, Shown>(
       .argument('<id>', spec.id.description, spec.id.parse)
       .option('--json', spec.json)
       .action(async (id: Id, options: { json?: boolean }) => {
-        const shown = await spec.set(await openSupabase(io), id, enabled);
+        const shown = await spec.set(await ctx.openSupabase(), id, enabled);
         if (options.json) return printJson(io, shown);
         spec.done(shown, enabled);
       });

@@ -9,16 +9,8 @@ import {
   type ExportGrouping,
   exportUsage,
 } from '../export/export-usage.ts';
-import { parser, schemas } from './arguments.ts';
-import {
-  CliError,
-  type CommandContext,
-  EXIT,
-  filteredTenantIds,
-  openSupabase,
-  tenantFilterOption,
-  valueOrExit,
-} from './context.ts';
+import { parser, schemas, tenantFilterOption } from './arguments.ts';
+import { CliError, type CommandContext, EXIT, valueOrExit } from './context.ts';
 import { count } from './output.ts';
 import { createProgress } from './progress.ts';
 
@@ -101,8 +93,8 @@ export function registerExport(program: Command, ctx: CommandContext): void {
           ...(options.to ? { to: options.to } : {}),
         }),
       );
-      const database = await openSupabase(io);
-      const tenantIds = (await filteredTenantIds(database, options.tenant)) ?? null;
+      const database = await ctx.openSupabase();
+      const tenantIds = (await database.tenantIds(options.tenant)) ?? null;
       const file = options.output ? await openOutput(options.output) : undefined;
       const progress = createProgress(
         io,

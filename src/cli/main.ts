@@ -7,7 +7,7 @@ import { collectNow } from './collect.ts';
 import {
   CliError,
   type CliIo,
-  type CommandContext,
+  commandContext,
   configHint,
   EXIT,
   readProcessStdin,
@@ -32,18 +32,26 @@ function sourceId(value: string, previous: string[] = []): string[] {
   return [...previous, value.toLowerCase()];
 }
 
+/** The command groups and what each is for; each group's module adds its subcommands. */
+const GROUPS = {
+  plans: 'commercial plans: quota, policy, pricing',
+  tenants: 'customers: plan, Stripe link, usage',
+  members: "who may sign in to a tenant's dashboard (Supabase Auth users)",
+  operators: 'who may sign in to the operator console (Supabase Auth users marked in app_metadata)',
+  sources: "tenants' n8n instances whose executions are metered",
+  alerts: 'usage alerts: where they are sent, and sending the pending ones now',
+  webhooks: 'signed webhooks (Standard Webhooks) to the operator’s own systems',
+} as const;
+
 /**
  * The operator CLI. Exit codes: 0 success; 1 the work ran but something failed (a source);
  * 2 bad arguments or configuration, nothing done; 3 a service could not be reached.
  */
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   let exitCode: number = EXIT.ok;
-  const ctx: CommandContext = {
-    io,
-    exit: (code) => {
-      exitCode = Math.max(exitCode, code);
-    },
-  };
+  const ctx = commandContext(io, (code) => {
+    exitCode = Math.max(exitCode, code);
+  });
   const program = new Command()
     .name('flowmeter')
     .description('Operate flowmeter: usage metering and billing for hosted n8n.')
@@ -58,11 +66,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       '\nExit codes: 0 ok, 1 failed (the work ran, something failed), 2 bad arguments or configuration (nothing changed), 3 a service unreachable.\nEvery command takes --json for scripts. See docs/cli.md.',
     );
 
-  registerPlans(program, ctx);
-  registerTenants(program, ctx);
-  registerMembers(program, ctx);
-  registerOperators(program, ctx);
-  registerSources(program, ctx);
+  const group = (name: keyof typeof GROUPS) => program.command(name).description(GROUPS[name]);
+  registerPlans(group('plans'), ctx);
+  registerTenants(group('tenants'), ctx);
+  registerMembers(group('members'), ctx);
+  registerOperators(group('operators'), ctx);
+  registerSources(group('sources'), ctx);
 
   program
     .command('collect')
@@ -88,11 +97,11 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
 
   registerReport(program, ctx);
   registerAdjust(program, ctx);
-  registerAlerts(program, ctx);
+  registerAlerts(group('alerts'), ctx);
   registerReconcile(program, ctx);
   registerStatus(program, ctx);
   registerExport(program, ctx);
-  registerWebhooks(program, ctx);
+  registerWebhooks(group('webhooks'), ctx);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -5,18 +5,16 @@ import { addMember, MEMBER_ROLES, type MemberRole } from '../accounts/add-member
 import type { EnsuredUser } from '../accounts/ensure-user.ts';
 import { listMembers } from '../accounts/list-members.ts';
 import { removeMember } from '../accounts/remove-member.ts';
-import { parser, schemas } from './arguments.ts';
+import { emailOption, parser, schemas, tenantOption } from './arguments.ts';
 import {
   type CliIo,
   type CommandContext,
-  loadEnvironment,
   loadSupabaseConfig,
-  openDatabase,
-  openSupabase,
   valueOrExit,
   valueOrStdin,
 } from './context.ts';
-import { printJson, renderRecord, renderTable, time } from './output.ts';
+import { addListCommand } from './list-command.ts';
+import { printJson, renderRecord, time } from './output.ts';
 
 const role = parser(z.enum(MEMBER_ROLES, { error: 'must be viewer or admin' }));
 
@@ -54,14 +52,14 @@ export const passwordFlag = () =>
  * The database, and how a user created on the way gets in: the password from standard input
  * with `--password -`, otherwise generated locally or an invitation.
  */
-export async function openForNewUsers(io: CliIo, password: string | undefined) {
-  const config = await loadEnvironment(io, loadSupabaseConfig);
+export async function openForNewUsers(ctx: CommandContext, password: string | undefined) {
+  const { config, database } = await ctx.open(loadSupabaseConfig);
   const given =
     password === undefined
       ? undefined
-      : await valueOrStdin(io, password, '--password', 'the password', { verbatim: true });
+      : await valueOrStdin(ctx.io, password, '--password', 'the password', { verbatim: true });
   return {
-    db: openDatabase(config).db,
+    db: database.db,
     access: newUserAccess({
       supabaseUrl: config.SUPABASE_URL,
       ...(given !== undefined ? { password: given } : {}),
@@ -69,19 +67,16 @@ export async function openForNewUsers(io: CliIo, password: string | undefined) {
   };
 }
 
-export function registerMembers(program: Command, ctx: CommandContext): void {
+export function registerMembers(members: Command, ctx: CommandContext): void {
   const { io } = ctx;
-  const members = program
-    .command('members')
-    .description("who may sign in to a tenant's dashboard (Supabase Auth users)");
 
   members
     .command('add')
     .description(
       'make a user a member of a tenant (creating them: locally with a password printed once, on Supabase by invitation)',
     )
-    .requiredOption('--tenant <tenant>', 'tenant id or external reference', parser(schemas.tenant))
-    .requiredOption('--email <address>', "the user's e-mail address", parser(schemas.email))
+    .addOption(tenantOption())
+    .addOption(emailOption("the user's"))
     .option('--role <role>', 'viewer (reads usage) or admin', role, 'viewer')
     .addOption(passwordFlag())
     .option('--json', 'print the membership as JSON on stdout')
@@ -95,7 +90,7 @@ export function registerMembers(program: Command, ctx: CommandContext): void {
       }) => {
         const added = valueOrExit(
           await addMember({
-            ...(await openForNewUsers(io, options.password)),
+            ...(await openForNewUsers(ctx, options.password)),
             tenant: options.tenant,
             email: options.email,
             role: options.role,
@@ -109,50 +104,32 @@ export function registerMembers(program: Command, ctx: CommandContext): void {
       },
     );
 
-  members
-    .command('list')
-    .description("every tenant's members, or one tenant's")
-    .option(
-      '--tenant <tenant>',
-      'only this tenant (id or external reference)',
-      parser(schemas.tenant),
-    )
-    .option('--json', 'print JSON on stdout')
-    .action(async (options: { tenant?: string; json?: boolean }) => {
-      const { db } = await openSupabase(io);
-      const rows = valueOrExit(
-        await listMembers({ db, ...(options.tenant ? { tenant: options.tenant } : {}) }),
-      );
-      if (options.json) return printJson(io, rows);
-      if (rows.length === 0) {
-        io.out(
-          'No members yet: add one with `flowmeter members add --tenant <tenant> --email <address>`.',
-        );
-        return;
-      }
-      io.out(
-        renderTable(
-          ['tenant', 'email', 'role', 'member since', 'last sign-in', 'user id'],
-          rows.map((m) => [
-            m.tenant_external_ref ?? m.tenant_name,
-            m.email,
-            m.role,
-            time(m.created_at),
-            time(m.last_sign_in_at),
-            m.user_id,
-          ]),
-        ),
-      );
-    });
+  addListCommand(members, ctx, {
+    description: "every tenant's members, or one tenant's",
+    options: (command) => command.addOption(tenantOption('only')),
+    load: async ({ db }, _, options: { tenant?: string }) =>
+      valueOrExit(await listMembers({ db, ...(options.tenant ? { tenant: options.tenant } : {}) })),
+    empty:
+      'No members yet: add one with `flowmeter members add --tenant <tenant> --email <address>`.',
+    columns: ['tenant', 'email', 'role', 'member since', 'last sign-in', 'user id'],
+    row: (m) => [
+      m.tenant_external_ref ?? m.tenant_name,
+      m.email,
+      m.role,
+      time(m.created_at),
+      time(m.last_sign_in_at),
+      m.user_id,
+    ],
+  });
 
   members
     .command('remove')
     .description('end a membership (the user keeps their account)')
-    .requiredOption('--tenant <tenant>', 'tenant id or external reference', parser(schemas.tenant))
-    .requiredOption('--email <address>', "the member's e-mail address", parser(schemas.email))
+    .addOption(tenantOption())
+    .addOption(emailOption("the member's"))
     .option('--json', 'print what was removed as JSON on stdout')
     .action(async (options: { tenant: string; email: string; json?: boolean }) => {
-      const { db } = await openSupabase(io);
+      const { db } = await ctx.openSupabase();
       const removed = valueOrExit(
         await removeMember({ db, tenant: options.tenant, email: options.email }),
       );

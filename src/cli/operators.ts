@@ -1,31 +1,26 @@
 import type { Command } from 'commander';
 import { addOperator, listOperators, removeOperator } from '../accounts/operators.ts';
-import { parser, schemas } from './arguments.ts';
-import { type CommandContext, openSupabase, valueOrExit } from './context.ts';
+import { emailOption } from './arguments.ts';
+import { type CommandContext, valueOrExit } from './context.ts';
 import { addListCommand } from './list-command.ts';
 import { openForNewUsers, passwordFlag, printAccount } from './members.ts';
 import { printJson, time } from './output.ts';
 
-export function registerOperators(program: Command, ctx: CommandContext): void {
+export function registerOperators(operators: Command, ctx: CommandContext): void {
   const { io } = ctx;
-  const operators = program
-    .command('operators')
-    .description(
-      'who may sign in to the operator console (Supabase Auth users marked in app_metadata)',
-    );
 
   operators
     .command('add')
     .description(
       'mark a user operator (creating them: locally with a password printed once, on Supabase by invitation)',
     )
-    .requiredOption('--email <address>', "the operator's e-mail address", parser(schemas.email))
+    .addOption(emailOption("the operator's"))
     .addOption(passwordFlag())
     .option('--json', 'print the operator as JSON on stdout')
     .action(async (options: { email: string; password?: string; json?: boolean }) => {
       const user = valueOrExit(
         await addOperator({
-          ...(await openForNewUsers(io, options.password)),
+          ...(await openForNewUsers(ctx, options.password)),
           email: options.email,
         }),
       );
@@ -45,10 +40,10 @@ export function registerOperators(program: Command, ctx: CommandContext): void {
   operators
     .command('remove')
     .description('clear the operator mark (the user keeps their account and memberships)')
-    .requiredOption('--email <address>', "the operator's e-mail address", parser(schemas.email))
+    .addOption(emailOption("the operator's"))
     .option('--json', 'print what was removed as JSON on stdout')
     .action(async (options: { email: string; json?: boolean }) => {
-      const { db } = await openSupabase(io);
+      const { db } = await ctx.openSupabase();
       const removed = valueOrExit(await removeOperator({ db, email: options.email }));
       if (options.json) return printJson(io, removed);
       io.out(`${removed.email} is no longer an operator.`);

@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 import { parser, schemas, wholeNumber } from './arguments.ts';
-import { CliError, type CommandContext, type Database, EXIT, openSupabase } from './context.ts';
+import { CliError, type CommandContext, type Database, EXIT } from './context.ts';
 import { addListCommand } from './list-command.ts';
 import { count, printJson, renderRecord } from './output.ts';
 
@@ -54,9 +54,8 @@ interface SetOptions {
   json?: boolean;
 }
 
-export function registerPlans(program: Command, ctx: CommandContext): void {
+export function registerPlans(plans: Command, ctx: CommandContext): void {
   const { io } = ctx;
-  const plans = program.command('plans').description('commercial plans: quota, policy, pricing');
 
   addListCommand(plans, ctx, {
     description: 'every plan, with its Stripe prices and number of tenants',
@@ -134,7 +133,7 @@ export function registerPlans(program: Command, ctx: CommandContext): void {
     )
     .option('--json', 'print the plan as JSON on stdout')
     .action(async (id: string, options: SetOptions) => {
-      const database = await openSupabase(io);
+      const database = await ctx.openSupabase();
       database.unwrap(
         await database.db.rpc('set_plan', {
           id,

@@ -2,16 +2,8 @@ import type { Command } from 'commander';
 import { stripeClientFrom } from '../billing/from-config.ts';
 import { runReconciliation, startOfLastMonth } from '../billing/reconcile.ts';
 import { loadReconcileConfig } from '../config/reporter-env.ts';
-import { parser, schemas } from './arguments.ts';
-import {
-  type CommandContext,
-  EXIT,
-  filteredTenantIds,
-  loadEnvironment,
-  openDatabase,
-  tenantFilterOption,
-  valueOrExit,
-} from './context.ts';
+import { parser, schemas, tenantFilterOption } from './arguments.ts';
+import { type CommandContext, EXIT, valueOrExit } from './context.ts';
 import { cliLogger, count, printJson, renderTable, short, time } from './output.ts';
 
 interface ReconcileOptions {
@@ -40,9 +32,8 @@ export function registerReconcile(program: Command, ctx: CommandContext): void {
     .addOption(tenantFilterOption())
     .option('--json', 'print the findings as JSON on stdout')
     .action(async (options: ReconcileOptions) => {
-      const config = await loadEnvironment(io, loadReconcileConfig);
-      const database = openDatabase(config);
-      const tenantIds = await filteredTenantIds(database, options.tenant);
+      const { config, database } = await ctx.open(loadReconcileConfig);
+      const tenantIds = await database.tenantIds(options.tenant);
       const since = options.since ?? startOfLastMonth();
       const summary = valueOrExit(
         await runReconciliation({

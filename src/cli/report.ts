@@ -3,16 +3,8 @@ import { reporterSettings, stripeClientFrom } from '../billing/from-config.ts';
 import { runReporter } from '../billing/report-usage.ts';
 import { loadReporterConfig } from '../config/reporter-env.ts';
 import { plural } from '../domain/words.ts';
-import {
-  CliError,
-  type CommandContext,
-  EXIT,
-  filteredTenantIds,
-  loadEnvironment,
-  openDatabase,
-  tenantFilterOption,
-  valueOrExit,
-} from './context.ts';
+import { tenantFilterOption } from './arguments.ts';
+import { CliError, type CommandContext, EXIT, valueOrExit } from './context.ts';
 import { cliLogger, count, printJson, renderTable, time } from './output.ts';
 import { createProgress } from './progress.ts';
 
@@ -36,15 +28,14 @@ export function registerReport(program: Command, ctx: CommandContext): void {
     )
     .option('--json', 'print the run summary as JSON on stdout')
     .action(async (options: ReportOptions) => {
-      const config = await loadEnvironment(io, loadReporterConfig);
+      const { config, database } = await ctx.open(loadReporterConfig);
       if (!config.STRIPE_SECRET_KEY && !options.dryRun) {
         throw new CliError(
           EXIT.usage,
           'STRIPE_SECRET_KEY is not set, so nothing can be sent: set it (see .env.example), or pass --dry-run to see what would be sent',
         );
       }
-      const database = openDatabase(config);
-      const tenantIds = await filteredTenantIds(database, options.tenant);
+      const tenantIds = await database.tenantIds(options.tenant);
       // A dry run sends nothing, so there is nothing to follow.
       const progress =
         options.json || options.dryRun ? undefined : createProgress(io, 'reporting', 'meter event');

@@ -8,22 +8,10 @@ import { resealSourceKeys } from '../sources/reseal-source-keys.ts';
 import { setSourceKey } from '../sources/set-source-key.ts';
 import { checkSourceUrl } from '../sources/source-url.ts';
 import { testSource } from '../sources/test-source.ts';
-import { parser, repeatable, schemas } from './arguments.ts';
-import {
-  CliError,
-  type CommandContext,
-  type Database,
-  EXIT,
-  filteredTenantIds,
-  loadEnvironment,
-  openDatabase,
-  openSupabase,
-  resolveTenant,
-  tenantFilterOption,
-  valueOrStdin,
-} from './context.ts';
+import { parser, repeatable, schemas, tenantFilterOption, tenantOption } from './arguments.ts';
+import { CliError, type CommandContext, type Database, EXIT, valueOrStdin } from './context.ts';
 import { addEnableCommands } from './enable-commands.ts';
-import { addListCommand } from './list-command.ts';
+import { addFilteredList } from './list-command.ts';
 import { count, duration, printJson, renderRecord, sourceError, time } from './output.ts';
 import { createProgress } from './progress.ts';
 
@@ -75,16 +63,13 @@ function sourceUrl(value: string): string {
   return parseSourceUrl(value);
 }
 
-export function registerSources(program: Command, ctx: CommandContext): void {
+export function registerSources(sources: Command, ctx: CommandContext): void {
   const { io } = ctx;
-  const sources = program
-    .command('sources')
-    .description("tenants' n8n instances whose executions are metered");
 
   sources
     .command('add')
     .description('test the connection to an n8n instance, then store it with its key encrypted')
-    .requiredOption('--tenant <tenant>', 'tenant id or external reference', parser(schemas.tenant))
+    .addOption(tenantOption())
     .requiredOption('--url <url>', "the n8n instance's URL", sourceUrl)
     .requiredOption(
       '--api-key <key>',
@@ -96,10 +81,9 @@ export function registerSources(program: Command, ctx: CommandContext): void {
     .option('--no-test', 'store it without testing the connection first')
     .option('--json', 'print the source as JSON on stdout')
     .action(async (options: AddOptions) => {
-      const config = await loadEnvironment(io, loadCollectorConfig);
+      const { config, database } = await ctx.open(loadCollectorConfig);
       const apiKey = await valueOrStdin(io, options.apiKey, '--api-key', 'the key');
-      const database = openDatabase(config);
-      const tenant = await resolveTenant(database, options.tenant);
+      const tenant = await database.tenant(options.tenant);
       const { source, latestExecution } = database.valueOrExit(
         await addSource({
           ...sourceDependencies(config, database),
@@ -136,8 +120,7 @@ export function registerSources(program: Command, ctx: CommandContext): void {
     .argument('<id>', 'source id (see `flowmeter sources list`)', parser(schemas.sourceId))
     .option('--json', 'print the result as JSON on stdout')
     .action(async (id: string, options: { json?: boolean }) => {
-      const config = await loadEnvironment(io, loadCollectorConfig);
-      const database = openDatabase(config);
+      const { config, database } = await ctx.open(loadCollectorConfig);
       const { source, probe } = database.valueOrExit(
         await testSource({
           ...sourceDependencies(config, database),
@@ -161,13 +144,9 @@ export function registerSources(program: Command, ctx: CommandContext): void {
       if (!probe.ok) ctx.exit(EXIT.failed);
     });
 
-  addListCommand(sources, ctx, {
+  addFilteredList(sources, ctx, {
     description: 'sources with their collection health: lag, failures, open executions, gaps',
-    tenantFilter: {},
-    load: async (database, tenantIds) =>
-      database.unwrap(
-        await database.db.rpc('list_n8n_sources', tenantIds ? { tenant_ids: tenantIds } : {}),
-      ),
+    rpc: 'list_n8n_sources',
     empty:
       'No sources: add one with `flowmeter sources add --tenant <tenant> --url <n8n URL> --api-key -`.',
     columns: [
@@ -234,9 +213,8 @@ export function registerSources(program: Command, ctx: CommandContext): void {
     .option('--no-test', 'store it without testing the connection first')
     .option('--json', 'print the source as JSON on stdout')
     .action(async (id: string, options: { apiKey: string; test: boolean; json?: boolean }) => {
-      const config = await loadEnvironment(io, loadCollectorConfig);
+      const { config, database } = await ctx.open(loadCollectorConfig);
       const apiKey = await valueOrStdin(io, options.apiKey, '--api-key', 'the key');
-      const database = openDatabase(config);
       const { source, latestExecution } = database.valueOrExit(
         await setSourceKey({
           ...sourceDependencies(config, database),
@@ -266,8 +244,8 @@ export function registerSources(program: Command, ctx: CommandContext): void {
     .addOption(tenantFilterOption())
     .option('--json', 'print {acknowledged} on stdout')
     .action(async (options: { source?: string[]; tenant?: string[]; json?: boolean }) => {
-      const database = await openSupabase(io);
-      const tenantIds = await filteredTenantIds(database, options.tenant);
+      const database = await ctx.openSupabase();
+      const tenantIds = await database.tenantIds(options.tenant);
       const acknowledged = database.valueOrExit(
         await acknowledgeGaps({
           db: database.db,
@@ -289,9 +267,8 @@ export function registerSources(program: Command, ctx: CommandContext): void {
     .addOption(tenantFilterOption())
     .option('--json', 'print the summary as JSON on stdout')
     .action(async (options: { tenant?: string[]; json?: boolean }) => {
-      const config = await loadEnvironment(io, loadCollectorConfig);
-      const database = openDatabase(config);
-      const tenantIds = await filteredTenantIds(database, options.tenant);
+      const { config, database } = await ctx.open(loadCollectorConfig);
+      const tenantIds = await database.tenantIds(options.tenant);
       const progress = options.json ? undefined : createProgress(io, 'resealing', 'key');
       const summary = database.valueOrExit(
         await resealSourceKeys({

@@ -3,14 +3,8 @@ import type { z } from 'zod';
 import { type CollectorHealth, collectorHealthSchema } from '../ops/collector-health.ts';
 import { type OperatorStatus, operatorStatusSchema } from '../ops/operator-status.ts';
 import { statusFindings } from '../ops/status-findings.ts';
-import {
-  CliError,
-  type CommandContext,
-  EXIT,
-  filteredTenantIds,
-  openSupabase,
-  tenantFilterOption,
-} from './context.ts';
+import { tenantFilterOption } from './arguments.ts';
+import { CliError, type CommandContext, EXIT, tenantFilter } from './context.ts';
 import { count, duration, printJson, renderTable, short, sourceError, time } from './output.ts';
 
 type Status = OperatorStatus;
@@ -137,9 +131,9 @@ export function registerStatus(program: Command, ctx: CommandContext): void {
     .addOption(tenantFilterOption('; collector runs are always all'))
     .option('--json', 'print JSON on stdout')
     .action(async (options: { tenant?: string[]; json?: boolean }) => {
-      const database = await openSupabase(io);
-      const tenantIds = await filteredTenantIds(database, options.tenant);
-      const args = tenantIds ? { tenant_ids: tenantIds } : {};
+      const database = await ctx.openSupabase();
+      const tenantIds = await database.tenantIds(options.tenant);
+      const args = tenantFilter(tenantIds);
       const status = parsedAnswer(
         'operator_status',
         operatorStatusSchema,

@@ -6,15 +6,7 @@ import {
 import { stripeClientFrom } from '../billing/from-config.ts';
 import { loadInvoicePreviewConfig } from '../config/reporter-env.ts';
 import { parser, schemas } from './arguments.ts';
-import {
-  type CommandContext,
-  listTenants,
-  loadEnvironment,
-  openDatabase,
-  openSupabase,
-  resolveTenant,
-  type TenantRow,
-} from './context.ts';
+import { type CommandContext, listTenants, type TenantRow } from './context.ts';
 import { addListCommand } from './list-command.ts';
 import { cliLogger, count, money, printJson, renderRecord, time } from './output.ts';
 
@@ -66,9 +58,8 @@ function usageRecord(
   ]);
 }
 
-export function registerTenants(program: Command, ctx: CommandContext): void {
+export function registerTenants(tenants: Command, ctx: CommandContext): void {
   const { io } = ctx;
-  const tenants = program.command('tenants').description('customers: plan, Stripe link, usage');
 
   tenants
     .command('add')
@@ -91,7 +82,7 @@ export function registerTenants(program: Command, ctx: CommandContext): void {
         name: string,
         options: { plan: string; externalRef?: string; stripeCustomer?: string; json?: boolean },
       ) => {
-        const database = await openSupabase(io);
+        const database = await ctx.openSupabase();
         const tenant = database.unwrap(
           await database.db.rpc('add_tenant', {
             name,
@@ -154,9 +145,8 @@ export function registerTenants(program: Command, ctx: CommandContext): void {
     .argument('<tenant>', 'tenant id or external reference', parser(schemas.tenant))
     .option('--json', 'print JSON on stdout')
     .action(async (ref: string, options: { json?: boolean }) => {
-      const config = await loadEnvironment(io, loadInvoicePreviewConfig);
-      const database = openDatabase(config);
-      const tenant = await resolveTenant(database, ref);
+      const { config, database } = await ctx.open(loadInvoicePreviewConfig);
+      const tenant = await database.tenant(ref);
       const [summary] = database.unwrap(
         await database.db.rpc('tenant_usage_summary', { tenant_id: tenant.id }),
       );

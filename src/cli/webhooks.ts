@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { z } from 'zod';
 import { loadWebhooksConfig } from '../config/webhooks-env.ts';
 import { addEndpoint } from '../webhooks/add-endpoint.ts';
@@ -11,19 +11,12 @@ import { retryGivenUp } from '../webhooks/retry-given-up.ts';
 import { rotateSecret } from '../webhooks/rotate-secret.ts';
 import { sendTestEvent } from '../webhooks/send-test-event.ts';
 import { setEndpointEnabled } from '../webhooks/set-endpoint-enabled.ts';
-import { parser, wholeNumber } from './arguments.ts';
-import {
-  CliError,
-  type CliIo,
-  type CommandContext,
-  EXIT,
-  loadEnvironment,
-  openDatabase,
-  openSupabase,
-} from './context.ts';
+import { boundedOption, parser } from './arguments.ts';
+import { CliError, type CliIo, type CommandContext, EXIT } from './context.ts';
+import { addDeliverCommand } from './deliver-command.ts';
 import { addEnableCommands } from './enable-commands.ts';
 import { addListCommand } from './list-command.ts';
-import { cliLogger, count, printJson, renderTable, short, time } from './output.ts';
+import { cliLogger, count, printJson, short, time } from './output.ts';
 
 const SUBSCRIBABLE = WEBHOOK_EVENT_TYPES.filter((t) => t !== 'webhook.test');
 
@@ -64,14 +57,18 @@ const description = z
   .min(1, { error: 'must not be empty' })
   .max(500, { error: 'must be at most 500 characters' });
 
+const ENDPOINT_ID = 'endpoint id (see `flowmeter webhooks list`)';
+/** Narrows a command to one endpoint. */
+const endpointFilter = () =>
+  new Option('--endpoint <id>', 'only this endpoint').argParser(parser(endpointId));
+
 const NOT_FOUND = { notFound: '`flowmeter webhooks list` shows the ids' };
 
-async function openWebhooks(io: CliIo) {
-  const config = await loadEnvironment(io, loadWebhooksConfig);
-  const database = openDatabase(config);
+async function openWebhooks(ctx: CommandContext) {
+  const { config, database } = await ctx.open(loadWebhooksConfig);
   return {
     database,
-    deps: webhookDependencies(config, { log: cliLogger(io.err), db: database.db }),
+    deps: webhookDependencies(config, { log: cliLogger(ctx.io.err), db: database.db }),
   };
 }
 
@@ -82,11 +79,8 @@ function printSecret(io: CliIo, secret: string) {
   );
 }
 
-export function registerWebhooks(program: Command, ctx: CommandContext): void {
+export function registerWebhooks(webhooks: Command, ctx: CommandContext): void {
   const { io } = ctx;
-  const webhooks = program
-    .command('webhooks')
-    .description('signed webhooks (Standard Webhooks) to the operator’s own systems');
 
   webhooks
     .command('add')
@@ -106,7 +100,7 @@ export function registerWebhooks(program: Command, ctx: CommandContext): void {
         description?: string;
         json?: boolean;
       }) => {
-        const { database, deps } = await openWebhooks(io);
+        const { database, deps } = await openWebhooks(ctx);
         const { endpoint, secret } = database.valueOrExit(
           await addEndpoint({
             ...deps,
@@ -151,12 +145,19 @@ export function registerWebhooks(program: Command, ctx: CommandContext): void {
     ],
   });
 
+  /** A subcommand about one endpoint, named by its id. */
+  const endpointCommand = (name: string, description: string) =>
+    webhooks
+      .command(name)
+      .description(description)
+      .argument('<id>', ENDPOINT_ID, parser(endpointId));
+
   addEnableCommands(webhooks, ctx, {
     description: {
       enable: 'deliver to the endpoint again, its waiting deliveries included',
       disable: 'stop delivering: due deliveries wait until it is enabled, events meanwhile skip it',
     },
-    id: { description: 'endpoint id (see `flowmeter webhooks list`)', parse: parser(endpointId) },
+    id: { description: ENDPOINT_ID, parse: parser(endpointId) },
     json: 'print the endpoint as JSON on stdout',
     set: async (database, id: string, enabled) =>
       database.valueOrExit(
@@ -167,19 +168,21 @@ export function registerWebhooks(program: Command, ctx: CommandContext): void {
       io.out(`endpoint ${endpoint.id}: ${enabled ? 'enabled' : 'disabled'}`),
   });
 
-  webhooks
-    .command('rotate-secret')
-    .description('a new signing secret; the old one keeps signing beside it for the grace period')
-    .argument('<id>', 'endpoint id (see `flowmeter webhooks list`)', parser(endpointId))
-    .option(
-      '--grace-hours <hours>',
-      'how long deliveries also carry the old signature (0-720, default 24)',
-      parser(wholeNumber(0, 720)),
-      24,
+  endpointCommand(
+    'rotate-secret',
+    'a new signing secret; the old one keeps signing beside it for the grace period',
+  )
+    .addOption(
+      boundedOption(
+        '--grace-hours <hours>',
+        'how long deliveries also carry the old signature',
+        [0, 720],
+        24,
+      ),
     )
     .option('--json', 'print the endpoint and its new secret as JSON on stdout')
     .action(async (id: string, options: { graceHours: number; json?: boolean }) => {
-      const { database, deps } = await openWebhooks(io);
+      const { database, deps } = await openWebhooks(ctx);
       const { endpoint, secret } = database.valueOrExit(
         await rotateSecret({
           db: deps.db,
@@ -196,13 +199,10 @@ export function registerWebhooks(program: Command, ctx: CommandContext): void {
       printSecret(io, secret);
     });
 
-  webhooks
-    .command('test')
-    .description('send a webhook.test event to the endpoint now and show the outcome')
-    .argument('<id>', 'endpoint id (see `flowmeter webhooks list`)', parser(endpointId))
+  endpointCommand('test', 'send a webhook.test event to the endpoint now and show the outcome')
     .option('--json', 'print the delivery as JSON on stdout')
     .action(async (id: string, options: { json?: boolean }) => {
-      const { database, deps } = await openWebhooks(io);
+      const { database, deps } = await openWebhooks(ctx);
       const [endpoint] = database.valueOrExit(
         await listEndpoints({ db: deps.db, endpointIds: [id] }),
       );
@@ -231,63 +231,47 @@ export function registerWebhooks(program: Command, ctx: CommandContext): void {
       );
     });
 
-  webhooks
-    .command('deliveries')
-    .description('deliveries, newest first')
-    .option('--failed', 'only those failing (to be retried) or given up')
-    .option('--endpoint <id>', 'only this endpoint', parser(endpointId))
-    .option(
-      '--limit <n>',
-      'at most this many (1-1000, default 50)',
-      parser(wholeNumber(1, 1000)),
-      50,
-    )
-    .option('--json', 'print JSON on stdout')
-    .action(
-      async (options: { failed?: boolean; endpoint?: string; limit: number; json?: boolean }) => {
-        const database = await openSupabase(io);
-        const rows = database.valueOrExit(
-          await listDeliveries({
-            db: database.db,
-            failedOnly: options.failed ?? false,
-            maxRows: options.limit,
-            ...(options.endpoint ? { endpointIds: [options.endpoint] } : {}),
-          }),
-        );
-        if (options.json) return printJson(io, rows);
-        if (rows.length === 0) {
-          io.out(options.failed ? 'No failed deliveries.' : 'No deliveries yet.');
-          return;
-        }
-        io.out(
-          renderTable(
-            ['webhook id', 'type', 'endpoint', 'status', 'attempts', 'next', 'last error'],
-            rows.map((d) => [
-              d.event_id,
-              d.event_type,
-              d.endpoint_id,
-              d.status,
-              d.attempts,
-              d.next_attempt_at ? time(d.next_attempt_at) : '',
-              short(d.last_error),
-            ]),
-          ),
-        );
-        if (rows.some((d) => d.status === 'given_up')) {
-          io.err(
-            'Given-up deliveries start over with `flowmeter webhooks retry <endpoint id>` once the receiver is fixed.',
-          );
-        }
-      },
-    );
+  addListCommand(webhooks, ctx, {
+    name: 'deliveries',
+    description: 'deliveries, newest first',
+    options: (command) =>
+      command
+        .option('--failed', 'only those failing (to be retried) or given up')
+        .addOption(endpointFilter())
+        .addOption(boundedOption('--limit <n>', 'at most this many', [1, 1000], 50)),
+    load: async (database, _, options: { failed?: boolean; endpoint?: string; limit: number }) =>
+      database.valueOrExit(
+        await listDeliveries({
+          db: database.db,
+          failedOnly: options.failed ?? false,
+          maxRows: options.limit,
+          ...(options.endpoint ? { endpointIds: [options.endpoint] } : {}),
+        }),
+      ),
+    empty: (options) => (options.failed ? 'No failed deliveries.' : 'No deliveries yet.'),
+    columns: ['webhook id', 'type', 'endpoint', 'status', 'attempts', 'next', 'last error'],
+    row: (d) => [
+      d.event_id,
+      d.event_type,
+      d.endpoint_id,
+      d.status,
+      d.attempts,
+      d.next_attempt_at ? time(d.next_attempt_at) : '',
+      short(d.last_error),
+    ],
+    advice: (rows) =>
+      rows.some((d) => d.status === 'given_up')
+        ? 'Given-up deliveries start over with `flowmeter webhooks retry <endpoint id>` once the receiver is fixed.'
+        : undefined,
+  });
 
-  webhooks
-    .command('retry')
-    .description('give the endpoint’s given-up deliveries a fresh set of attempts, due now')
-    .argument('<id>', 'endpoint id (see `flowmeter webhooks list`)', parser(endpointId))
+  endpointCommand(
+    'retry',
+    'give the endpoint’s given-up deliveries a fresh set of attempts, due now',
+  )
     .option('--json', 'print the count as JSON on stdout')
     .action(async (id: string, options: { json?: boolean }) => {
-      const database = await openSupabase(io);
+      const database = await ctx.openSupabase();
       const retried = database.valueOrExit(
         await retryGivenUp({ db: database.db, endpointId: id }),
         NOT_FOUND,
@@ -298,21 +282,15 @@ export function registerWebhooks(program: Command, ctx: CommandContext): void {
       );
     });
 
-  webhooks
-    .command('deliver')
-    .description('send due deliveries now (what the every-minute deliver-webhooks does)')
-    .option('--endpoint <id>', 'only this endpoint', parser(endpointId))
-    .option('--json', 'print the run summary as JSON on stdout')
-    .action(async (options: { endpoint?: string; json?: boolean }) => {
-      const { deps } = await openWebhooks(io);
-      const summary = await drainWebhooks({
+  addDeliverCommand(webhooks, ctx, {
+    description: 'send due deliveries now (what the every-minute deliver-webhooks does)',
+    only: endpointFilter(),
+    run: async (options: { endpoint?: string }) => {
+      const { deps } = await openWebhooks(ctx);
+      return drainWebhooks({
         ...deps,
         ...(options.endpoint ? { endpointIds: [options.endpoint] } : {}),
       });
-      if (summary.failed > 0 || summary.gaveUp > 0) ctx.exit(EXIT.failed);
-      if (options.json) return printJson(io, summary);
-      io.out(
-        `${summary.claimed} due: ${summary.delivered} delivered, ${summary.failed} failed (retried later), ${summary.gaveUp} given up`,
-      );
-    });
+    },
+  });
 }

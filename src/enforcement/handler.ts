@@ -1,7 +1,7 @@
 import type { EnforceConfig } from '../config/env.ts';
 import { createServiceClient, type Db } from '../db/client.ts';
 import { bearerGuard } from '../http/bearer.ts';
-import { errorResponse, readJsonBody } from '../http/responses.ts';
+import { errorResponse, readJsonRequest } from '../http/responses.ts';
 import type { Logger } from '../observability/logger.ts';
 import { type EnforceSettings, enforce } from './enforce.ts';
 import { type Decision, enforceRequestSchema } from './schema.ts';
@@ -55,20 +55,14 @@ export function createEnforceHandler(deps: EnforceHandlerDeps) {
     }
     const refused = refuseUnlessRunner(req);
     if (refused) return refused;
-    const body = await readJsonBody(req, MAX_BODY_BYTES);
-    if (!body.ok) return body.response;
-    const parsed = enforceRequestSchema.safeParse(body.body);
-    if (!parsed.success) {
-      return errorResponse(
-        'invalid_request',
-        'The body does not match the enforce request schema',
-        parsed.error.issues.map((i) => ({
-          field: i.path.join('.') || '(body)',
-          message: i.message,
-        })),
-      );
-    }
-    const outcome = await enforce(deps.db, parsed.data, deps.settings);
+    const request = await readJsonRequest(req, {
+      maxBytes: MAX_BODY_BYTES,
+      schema: enforceRequestSchema,
+      invalid: 'The body does not match the enforce request schema',
+      fieldDetails: true,
+    });
+    if (!request.ok) return request.response;
+    const outcome = await enforce(deps.db, request.value, deps.settings);
     if (!outcome.ok) {
       const { code, message, details } = outcome.error;
       if (code === 'unavailable')
@@ -80,7 +74,7 @@ export function createEnforceHandler(deps: EnforceHandlerDeps) {
     }
     if (outcome.failedOpen)
       deps.log.error(
-        { tenant: parsed.data.tenant, details: outcome.failedOpen },
+        { tenant: request.value.tenant, details: outcome.failedOpen },
         'enforce: database unavailable, failing open',
       );
     const decision = outcome.value;

@@ -55,11 +55,37 @@ export function errorResponse(
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
-/** Reads a JSON body of at most `maxBytes`, as an error Response when it cannot. */
-export async function readJsonBody(
+type Read<T> = { ok: true; value: T } | { ok: false; response: Response };
+
+/**
+ * The request body of a JSON endpoint: JSON of at most `maxBytes` that the endpoint's schema
+ * accepts, or the error Response to answer. A body the schema refuses is invalid_request
+ * with `invalid`, and with `fieldDetails` each problem's field and message as details.
+ */
+export async function readJsonRequest<T>(
   req: Request,
-  maxBytes: number,
-): Promise<{ ok: true; body: unknown } | { ok: false; response: Response }> {
+  spec: { maxBytes: number; schema: z.ZodType<T>; invalid: string; fieldDetails?: boolean },
+): Promise<Read<T>> {
+  const body = await readJsonBody(req, spec.maxBytes);
+  if (!body.ok) return body;
+  const parsed = spec.schema.safeParse(body.value);
+  if (parsed.success) return { ok: true, value: parsed.data };
+  const details = parsed.error.issues.map((i) => ({
+    field: i.path.join('.') || '(body)',
+    message: i.message,
+  }));
+  return {
+    ok: false,
+    response: errorResponse(
+      'invalid_request',
+      spec.invalid,
+      spec.fieldDetails ? details : undefined,
+    ),
+  };
+}
+
+/** Reads a JSON body of at most `maxBytes`, as an error Response when it cannot. */
+async function readJsonBody(req: Request, maxBytes: number): Promise<Read<unknown>> {
   const type = req.headers.get('content-type') ?? '';
   if (!/^application\/json\b/i.test(type)) {
     return {
@@ -95,7 +121,7 @@ export async function readJsonBody(
     };
   }
   try {
-    return { ok: true, body: JSON.parse(text) };
+    return { ok: true, value: JSON.parse(text) };
   } catch {
     return { ok: false, response: errorResponse('invalid_request', 'The body is not valid JSON') };
   }
