@@ -57,13 +57,23 @@ select private.restrict_to_service_role('public.plan_prices', 'public.stripe_eve
 -- Σ reported = Σ billable per tenant-period, whatever fails between the ledger write and
 -- Stripe's answer.
 
-create table public.meter_reports (
-  id bigint generated always as identity primary key,
-  tenant_id uuid not null references public.tenants (id) on delete cascade,
+-- Where a delta lands in Stripe: the tenant-period it bills, the customer and the meter
+-- event name. A correction goes where the report it corrects went, so meter_reports and
+-- meter_corrections take these columns with `like private.meter_destination` (their
+-- foreign key on tenant_id is their own: like copies none); it holds no rows itself.
+create table private.meter_destination (
+  tenant_id uuid not null,
   period_start timestamptz not null,
   period_end timestamptz not null,
   stripe_customer_id text not null,
-  event_name text not null,
+  event_name text not null
+);
+comment on table private.meter_destination is 'The columns meter_reports and meter_corrections share (like …); never written.';
+revoke all on table private.meter_destination from public, anon, authenticated, service_role;
+
+create table public.meter_reports (
+  id bigint generated always as identity primary key,
+  like private.meter_destination,
   -- The tenant-period's billable count this report brings Stripe's total up to.
   reported_through bigint not null,
   value bigint not null constraint meter_reports_value_positive check (value > 0),
@@ -89,6 +99,7 @@ create table public.meter_reports (
     constraint meter_reports_last_error_kind_known
       check (last_error_kind in ('auth', 'rate_limited', 'refused', 'unavailable')),
   last_attempt_at timestamptz,
+  foreign key (tenant_id) references public.tenants (id) on delete cascade,
   unique (tenant_id, period_start, reported_through)
 );
 comment on table public.meter_reports is 'Outbox of usage deltas for Stripe Billing Meters; written before sending, never changed in value.';

@@ -97,18 +97,9 @@ create index webhook_deliveries_endpoint_idx on public.webhook_deliveries (endpo
 
 -- Privileges and row-level security ---------------------------------------------------
 
-alter table public.webhook_endpoints enable row level security;
-alter table public.webhook_endpoint_secrets enable row level security;
-alter table public.webhook_events enable row level security;
-alter table public.webhook_deliveries enable row level security;
-
-revoke all on table public.webhook_endpoints, public.webhook_endpoint_secrets,
-  public.webhook_events, public.webhook_deliveries
-  from public, anon, authenticated;
-grant all on table public.webhook_endpoints, public.webhook_endpoint_secrets,
-  public.webhook_deliveries to service_role;
--- An event's body is what every attempt signs: written once, never updated (Supabase's
--- default privileges grant the service role everything, so revoke first).
+select private.restrict_to_service_role('public.webhook_endpoints', 'public.webhook_endpoint_secrets',
+  'public.webhook_events', 'public.webhook_deliveries');
+-- An event's body is what every attempt signs: written once, never updated.
 revoke all on table public.webhook_events from service_role;
 grant select, insert, delete on table public.webhook_events to service_role;
 

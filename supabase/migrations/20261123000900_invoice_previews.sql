@@ -34,10 +34,5 @@ create table public.invoice_previews (
 );
 comment on table public.invoice_previews is 'Stripe''s upcoming-invoice preview per tenant and billing period, cached for the dashboards; filled by the server only.';
 
-alter table public.invoice_previews enable row level security;
-revoke all on table public.invoice_previews from public, anon, authenticated;
-grant select on table public.invoice_previews to authenticated;
-grant all on table public.invoice_previews to service_role;
-create policy invoice_previews_select_member on public.invoice_previews
-  for select to authenticated
-  using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));
+select private.restrict_to_service_role('public.invoice_previews');
+select private.grant_member_read('public.invoice_previews');

@@ -18,11 +18,8 @@
 
 create table public.meter_corrections (
   id bigint generated always as identity primary key,
-  tenant_id uuid not null references public.tenants (id) on delete cascade,
-  period_start timestamptz not null,
-  period_end timestamptz not null,
-  stripe_customer_id text not null,
-  event_name text not null,
+  -- Copied from the last report of the tenant-period it corrects.
+  like private.meter_destination,
   -- adjustment: an operator changes what the period is billed (flowmeter adjust);
   -- repair: Stripe's meter disagreed with what flowmeter billed (reconcile --repair).
   kind text not null constraint meter_corrections_kind_known check (kind in ('adjustment', 'repair')),
@@ -65,6 +62,7 @@ create table public.meter_corrections (
   claimed_until timestamptz,
   created_at timestamptz not null default now(),
   sent_at timestamptz,
+  foreign key (tenant_id) references public.tenants (id) on delete cascade,
   constraint meter_corrections_method_fields check (
     (method = 'meter_event' and delta > 0 and event_value = delta and event_timestamp is not null
        and cancels_identifier is null and credit_amount is null)
