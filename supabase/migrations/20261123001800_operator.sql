@@ -1171,10 +1171,9 @@ begin
       using errcode = 'PT409';
   end if;
   -- A fresh set of attempts, due now; the stable delivery key still lets the provider drop a repeat.
-  update public.alert_deliveries d
-  set status = 'pending', attempts = 0, next_attempt_at = now(), lease_expires_at = null
-  where d.alert_id = delivery.alert_id and d.channel_id = delivery.channel_id
-  returning d.* into delivery;
+  select r.* into delivery
+  from private.resend_deliveries(null::public.alert_deliveries, 'd.alert_id = ($1)[1] and d.channel_id = ($1)[2]',
+                                 array[delivery.alert_id, delivery.channel_id]) r;
   select a.tenant_id into alert_tenant from public.usage_alerts a where a.id = delivery.alert_id;
   perform private.record_operator_action('alert_delivery_resent', 'alert_delivery',
                                          delivery.alert_id || '/' || delivery.channel_id, alert_tenant,
