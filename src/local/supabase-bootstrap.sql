@@ -106,39 +106,38 @@ as $$
   )::jsonb
 $$;
 
-create or replace function auth.uid() returns uuid
+-- One claim of the request's JWT: the per-claim setting older PostgREST versions set
+-- first, then the claims object. Local only (real Supabase reads its claims in each auth
+-- function), so migrations call auth.uid(), auth.role() and auth.email(), never this.
+create or replace function auth.jwt_claim(claim text) returns text
 language sql stable
 set search_path = ''
 as $$
   select coalesce(
-    nullif(current_setting('request.jwt.claim.sub', true), ''),
-    (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub')
-  )::uuid
+    nullif(current_setting('request.jwt.claim.' || jwt_claim.claim, true), ''),
+    nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> jwt_claim.claim
+  )
 $$;
+
+create or replace function auth.uid() returns uuid
+language sql stable
+set search_path = ''
+as $$ select auth.jwt_claim('sub')::uuid $$;
 
 create or replace function auth.role() returns text
 language sql stable
 set search_path = ''
-as $$
-  select coalesce(
-    nullif(current_setting('request.jwt.claim.role', true), ''),
-    (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'role')
-  )::text
-$$;
+as $$ select auth.jwt_claim('role') $$;
 
 create or replace function auth.email() returns text
 language sql stable
 set search_path = ''
-as $$
-  select coalesce(
-    nullif(current_setting('request.jwt.claim.email', true), ''),
-    (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'email')
-  )::text
-$$;
+as $$ select auth.jwt_claim('email') $$;
 
 alter function auth.jwt() owner to supabase_auth_admin;
+alter function auth.jwt_claim(text) owner to supabase_auth_admin;
 alter function auth.uid() owner to supabase_auth_admin;
 alter function auth.role() owner to supabase_auth_admin;
 alter function auth.email() owner to supabase_auth_admin;
-grant execute on function auth.jwt(), auth.uid(), auth.role(), auth.email()
+grant execute on function auth.jwt(), auth.jwt_claim(text), auth.uid(), auth.role(), auth.email()
   to anon, authenticated, service_role;

@@ -326,41 +326,34 @@ function parsed<T>(
 
 type Functions = Database['public']['Functions'];
 
-/** One operator RPC with its arguments, the answer checked against its schema. */
-async function call<F extends keyof Functions, T>(
-  supabase: OperatorDb,
+/**
+ * One operator RPC as a function of the client and of the input its arguments are made
+ * from, the answer checked against its schema.
+ */
+function operatorRpc<F extends keyof Functions, Input extends unknown[], T>(
   fn: F,
-  args: Functions[F]['Args'],
+  args: (...input: Input) => Functions[F]['Args'],
   schema: z.ZodType<T>,
-): Promise<OperatorResult<T>> {
-  return parsed(await supabase.rpc(fn, args), schema);
+): (supabase: OperatorDb, ...input: Input) => Promise<OperatorResult<T>> {
+  return async (supabase, ...input) => parsed(await supabase.rpc(fn, args(...input)), schema);
 }
 
 /** Counts, revenue, trend and the tenants worth a look, for the whole system. */
-export async function getOverview(
-  supabase: OperatorDb,
-  options: { topRows?: number; maxNearLimit?: number; planIds?: string[] } = {},
-): Promise<OperatorResult<Overview>> {
-  return call(
-    supabase,
-    'operator_overview',
+export const getOverview = operatorRpc(
+  'operator_overview',
+  (options: { topRows?: number; maxNearLimit?: number; planIds?: string[] } = {}) =>
     rpcArgs({
       top_rows: options.topRows,
       max_near_limit: options.maxNearLimit,
       plan_ids: options.planIds,
     }),
-    overviewSchema,
-  );
-}
+  overviewSchema,
+);
 
 /** One page of the tenants table. */
-export async function listTenants(
-  supabase: OperatorDb,
-  query: TenantsQuery = {},
-): Promise<OperatorResult<TenantsPage>> {
-  return call(
-    supabase,
-    'operator_tenants',
+export const listTenants = operatorRpc(
+  'operator_tenants',
+  (query: TenantsQuery = {}) =>
     rpcArgs({
       search: query.search,
       plan_ids: query.planIds,
@@ -371,23 +364,16 @@ export async function listTenants(
       max_rows: query.maxRows,
       after: query.after,
     }),
-    tenantsPageSchema,
-  );
-}
+  tenantsPageSchema,
+);
 
 /** One tenant: its own dashboard's numbers, sources, ledger, alerts and reservations. */
-export async function getTenantDetail(
-  supabase: OperatorDb,
-  tenantId: string,
-  options: { maxRows?: number } = {},
-): Promise<OperatorResult<TenantDetail>> {
-  return call(
-    supabase,
-    'operator_tenant',
+export const getTenantDetail = operatorRpc(
+  'operator_tenant',
+  (tenantId: string, options: { maxRows?: number } = {}) =>
     rpcArgs({ tenant_id: tenantId, max_rows: options.maxRows }),
-    tenantDetailSchema,
-  );
-}
+  tenantDetailSchema,
+);
 
 /** operator_health(): operator_status() with collector_health() under `collector`. */
 const healthSchema = operatorStatusSchema.extend({ collector: collectorHealthSchema });
@@ -407,40 +393,28 @@ export async function getHealth(supabase: OperatorDb): Promise<OperatorResult<He
   };
 }
 
-export async function setSourceEnabled(
-  supabase: OperatorDb,
-  input: { sourceId: string; enabled: boolean },
-): Promise<OperatorResult<z.infer<typeof sourceToggleSchema>>> {
-  return call(
-    supabase,
-    'operator_set_source_enabled',
-    { source_id: input.sourceId, enabled: input.enabled },
-    sourceToggleSchema,
-  );
-}
+export const setSourceEnabled = operatorRpc(
+  'operator_set_source_enabled',
+  (input: { sourceId: string; enabled: boolean }) => ({
+    source_id: input.sourceId,
+    enabled: input.enabled,
+  }),
+  sourceToggleSchema,
+);
 
 /** Marks every gap of the source seen; the gaps stay listed. */
-export async function acknowledgeGaps(
-  supabase: OperatorDb,
-  sourceId: string,
-): Promise<OperatorResult<z.infer<typeof gapsAcknowledgedSchema>>> {
-  return call(
-    supabase,
-    'operator_acknowledge_gaps',
-    { source_id: sourceId },
-    gapsAcknowledgedSchema,
-  );
-}
+export const acknowledgeGaps = operatorRpc(
+  'operator_acknowledge_gaps',
+  (sourceId: string) => ({ source_id: sourceId }),
+  gapsAcknowledgedSchema,
+);
 
 /** Makes a failed delivery due now (409 when it is not failed). */
-export async function resendAlertDelivery(
-  supabase: OperatorDb,
-  input: { alertId: number; channelId: number },
-): Promise<OperatorResult<z.infer<typeof deliveryResentSchema>>> {
-  return call(
-    supabase,
-    'operator_resend_alert_delivery',
-    { alert_id: input.alertId, channel_id: input.channelId },
-    deliveryResentSchema,
-  );
-}
+export const resendAlertDelivery = operatorRpc(
+  'operator_resend_alert_delivery',
+  (input: { alertId: number; channelId: number }) => ({
+    alert_id: input.alertId,
+    channel_id: input.channelId,
+  }),
+  deliveryResentSchema,
+);

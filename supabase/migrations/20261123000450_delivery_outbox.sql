@@ -5,11 +5,12 @@
 -- with the columns of private.delivery_outbox, which these functions move. A sender claims
 -- due rows under a lease (concurrent senders skip each other's rows), sends them and
 -- records each outcome; a failure is retried after a delay until the last allowed attempt,
--- and a claim whose sender vanished is claimed again when its lease runs out. What differs
--- between the outboxes (which table, how many attempts, the delays, what makes a row
--- sendable, how an operator's run is scoped) is a parameter; the rules are written once,
--- here. The table is named by a null of its row type, which is also the type of the rows
--- these functions return.
+-- and a claim whose sender vanished is claimed again when its lease runs out; an operator
+-- can give failed deliveries a fresh set of attempts. What differs between the outboxes
+-- (which table, how many attempts, the delays, what makes a row sendable, how an
+-- operator's run is scoped) is a parameter; the rules are written once, here. The table is
+-- named by a null of its row type, which is also the type of the rows these functions
+-- return.
 
 -- The columns, checks and indexes every delivery table takes with
 -- `like private.delivery_outbox including all`; it holds no rows itself.
@@ -164,8 +165,35 @@ begin
 end;
 $$;
 
+-- Gives failed deliveries (retrying or given up) a fresh set of attempts, due now, and
+-- returns them: what an operator asks for once the destination is fixed. which: a predicate
+-- on the delivery d and $1 (scope) that picks the failed deliveries to send again.
+create or replace function private.resend_deliveries(
+  deliveries anyelement,
+  which text,
+  scope anycompatiblearray
+)
+returns setof anyelement
+language plpgsql
+set search_path = ''
+as $$
+begin
+  return query execute format(
+    $resend$
+      update %1$s d
+      set status = 'pending', attempts = 0, next_attempt_at = now(), lease_expires_at = null
+      where d.status = 'failed' and (%2$s)
+      returning d.*
+    $resend$,
+    pg_catalog.pg_typeof(resend_deliveries.deliveries),
+    resend_deliveries.which)
+  using resend_deliveries.scope;
+end;
+$$;
+
 select private.grant_to_service_role_only(
   'private.delivery_key_columns(regclass)',
   'private.claim_deliveries(anyelement, int, int, int, text, text, anycompatiblearray)',
-  'private.finish_delivery(anyelement, jsonb, boolean, text, int[], numeric, jsonb)'
+  'private.finish_delivery(anyelement, jsonb, boolean, text, int[], numeric, jsonb)',
+  'private.resend_deliveries(anyelement, text, anycompatiblearray)'
 );

@@ -205,32 +205,38 @@ duration_ms = total run time. No rows when the caller is not a member of the ten
 -- The billing period containing `at` as the tenant's executions were counted in it: the
 -- counters row containing the instant (its bounds were the tenant's when its executions
 -- were counted), else the billing period computed now. Read under the caller's row-level
--- security, as the functions calling it.
+-- security, as the functions calling it: no row for a tenant the caller does not see, so
+-- each caller returns nothing when it finds none.
 create or replace function private.counted_period(
   tenant_id uuid,
-  current_period_start timestamptz,
-  current_period_end timestamptz,
   at timestamptz,
   out period_start timestamptz,
   out period_end timestamptz
 )
+returns setof record
 language plpgsql stable
 security invoker
 set search_path = ''
 as $$
 #variable_conflict use_column
+declare
+  t public.tenants;
 begin
+  select * into t from public.tenants x where x.id = counted_period.tenant_id;
+  if not found then
+    return;
+  end if;
   select c.period_start, c.period_end into period_start, period_end
   from public.usage_counters c
-  where c.tenant_id = counted_period.tenant_id
+  where c.tenant_id = t.id
     and c.period_start <= counted_period.at and c.period_end > counted_period.at
   order by c.period_start desc
   limit 1;
   if not found then
     select b.period_start, b.period_end into period_start, period_end
-    from private.billing_period(counted_period.current_period_start, counted_period.current_period_end,
-                                counted_period.at) b;
+    from private.billing_period(t.current_period_start, t.current_period_end, counted_period.at) b;
   end if;
+  return next;
 end;
 $$;
 
@@ -257,17 +263,13 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  t public.tenants;
   bounds record;
   page_size int := private.page_size(tenant_workflow_breakdown.max_rows, 50, 500);
 begin
-  select * into t from public.tenants x where x.id = tenant_workflow_breakdown.tenant_id;
+  select * into bounds from private.counted_period(tenant_workflow_breakdown.tenant_id, coalesce(tenant_workflow_breakdown.period_start, now()));
   if not found then
     return;
   end if;
-  select * into bounds from private.counted_period(
-    t.id, t.current_period_start, t.current_period_end, coalesce(tenant_workflow_breakdown.period_start, now())
-  );
 
   return query
   select e.workflow_id,
@@ -278,7 +280,7 @@ begin
          round((percentile_cont(0.95) within group (order by e.duration_ms))::numeric, 1),
          coalesce(sum(e.duration_ms), 0)::bigint
   from public.executions e
-  where e.tenant_id = t.id
+  where e.tenant_id = tenant_workflow_breakdown.tenant_id
     and e.occurred_at >= bounds.period_start and e.occurred_at < bounds.period_end
     -- exactly the executions counted in this period's counters
     and e.period_start = bounds.period_start
@@ -415,7 +417,6 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
-  t public.tenants;
   bounds record;
   page_size int := private.page_size(tenant_usage_export.max_rows, 1000, 1000);
 begin
@@ -424,19 +425,16 @@ begin
     raise exception 'after_occurred_at, after_source_id and after_execution_id go together (the last row of the previous page)'
       using errcode = '22023';
   end if;
-  select * into t from public.tenants x where x.id = tenant_usage_export.tenant_id;
+  select * into bounds from private.counted_period(tenant_usage_export.tenant_id, coalesce(tenant_usage_export.period_start, now()));
   if not found then
     return;
   end if;
-  select * into bounds from private.counted_period(
-    t.id, t.current_period_start, t.current_period_end, coalesce(tenant_usage_export.period_start, now())
-  );
 
   return query
   select e.occurred_at, e.source_id, e.execution_id, e.workflow_id, e.mode, e.status,
          e.started_at, e.stopped_at, e.duration_ms, e.billable, bounds.period_start, bounds.period_end
   from public.executions e
-  where e.tenant_id = t.id
+  where e.tenant_id = tenant_usage_export.tenant_id
     and e.occurred_at >= bounds.period_start and e.occurred_at < bounds.period_end
     and e.period_start = bounds.period_start
     -- A first key below every row, not "after is null or …", which would keep the row
@@ -493,7 +491,7 @@ used and quota when the threshold was reached, created_at, read_at. No rows when
 select private.grant_to_authenticated(
   'private.page_size(int, int, int)',
   'private.tenant_usage_summary_rows(uuid[])',
-  'private.counted_period(uuid, timestamptz, timestamptz, timestamptz)',
+  'private.counted_period(uuid, timestamptz)',
   'public.tenant_usage_summary(uuid)',
   'public.tenant_usage_daily(uuid, date, date)',
   'public.tenant_workflow_breakdown(uuid, timestamptz, int, text)',

@@ -352,6 +352,19 @@ $$;
 comment on function public.export_usage_size(uuid[], date, date) is
 $$What an export of the UTC days from_day to to_day (inclusive) holds, from the daily totals: days = tenant-days with usage, executions = their finished executions. For progress.$$;
 
+-- The lowest and highest of the tenant ids an export asks for (every id when null): the
+-- exports bound tenant_id by them as well, because "tenant_ids is null or tenant_id = any
+-- (tenant_ids)" cannot start a scan of the (tenant_id, ...) indexes, while a range can.
+create or replace function private.tenant_id_range(tenant_ids uuid[], out low uuid, out high uuid)
+language sql immutable
+set search_path = ''
+as $$
+  select coalesce((select x from unnest(tenant_id_range.tenant_ids) x order by x limit 1),
+                  '00000000-0000-0000-0000-000000000000'::uuid),
+         coalesce((select x from unnest(tenant_id_range.tenant_ids) x order by x desc limit 1),
+                  'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid);
+$$;
+
 create or replace function private.export_page_size(max_rows int)
 returns int
 language plpgsql immutable
@@ -389,8 +402,8 @@ as $$
   from public.usage_daily d
   join public.tenants t on t.id = d.tenant_id
   where (export_usage_days.tenant_ids is null or d.tenant_id = any (export_usage_days.tenant_ids))
-    and d.tenant_id between coalesce((select x from unnest(export_usage_days.tenant_ids) x order by x limit 1), '00000000-0000-0000-0000-000000000000'::uuid)
-                      and coalesce((select x from unnest(export_usage_days.tenant_ids) x order by x desc limit 1), 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
+    and d.tenant_id between (private.tenant_id_range(export_usage_days.tenant_ids)).low
+                      and (private.tenant_id_range(export_usage_days.tenant_ids)).high
     and d.day between export_usage_days.from_day and export_usage_days.to_day
     and (d.tenant_id, d.day)
         > (coalesce(export_usage_days.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), coalesce(export_usage_days.after_day, '-infinity'::date))
@@ -429,8 +442,8 @@ as $$
            coalesce(sum(e.duration_ms), 0)::bigint as duration_ms
     from public.executions e
     where (export_usage_workflows.tenant_ids is null or e.tenant_id = any (export_usage_workflows.tenant_ids))
-      and e.tenant_id between coalesce((select x from unnest(export_usage_workflows.tenant_ids) x order by x limit 1), '00000000-0000-0000-0000-000000000000'::uuid)
-                        and coalesce((select x from unnest(export_usage_workflows.tenant_ids) x order by x desc limit 1), 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
+      and e.tenant_id between (private.tenant_id_range(export_usage_workflows.tenant_ids)).low
+                        and (private.tenant_id_range(export_usage_workflows.tenant_ids)).high
       and e.occurred_at >= export_usage_workflows.from_at and e.occurred_at < export_usage_workflows.to_at
       and (e.tenant_id, e.workflow_id)
           > (coalesce(export_usage_workflows.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), coalesce(export_usage_workflows.after_workflow_id, ''))
@@ -478,8 +491,8 @@ as $$
   from public.executions e
   join public.tenants t on t.id = e.tenant_id
   where (export_usage_executions.tenant_ids is null or e.tenant_id = any (export_usage_executions.tenant_ids))
-    and e.tenant_id between coalesce((select x from unnest(export_usage_executions.tenant_ids) x order by x limit 1), '00000000-0000-0000-0000-000000000000'::uuid)
-                      and coalesce((select x from unnest(export_usage_executions.tenant_ids) x order by x desc limit 1), 'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid)
+    and e.tenant_id between (private.tenant_id_range(export_usage_executions.tenant_ids)).low
+                      and (private.tenant_id_range(export_usage_executions.tenant_ids)).high
     and e.occurred_at >= export_usage_executions.from_at and e.occurred_at < export_usage_executions.to_at
     and (e.tenant_id, e.occurred_at, e.source_id, e.execution_id)
         > (coalesce(export_usage_executions.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid),
@@ -495,6 +508,7 @@ occurred_at = started_at, else stopped_at; period_start = the tenant billing per
 
 select private.grant_to_service_role_only(
   'public.export_usage_size(uuid[], date, date)',
+  'private.tenant_id_range(uuid[])',
   'private.export_page_size(int)',
   'public.export_usage_days(uuid[], date, date, uuid, date, int)',
   'public.export_usage_workflows(uuid[], timestamptz, timestamptz, uuid, text, int)',
@@ -1157,10 +1171,9 @@ begin
       using errcode = 'PT409';
   end if;
   -- A fresh set of attempts, due now; the stable delivery key still lets the provider drop a repeat.
-  update public.alert_deliveries d
-  set status = 'pending', attempts = 0, next_attempt_at = now(), lease_expires_at = null
-  where d.alert_id = delivery.alert_id and d.channel_id = delivery.channel_id
-  returning d.* into delivery;
+  select r.* into delivery
+  from private.resend_deliveries(null::public.alert_deliveries, 'd.alert_id = ($1)[1] and d.channel_id = ($1)[2]',
+                                 array[delivery.alert_id, delivery.channel_id]) r;
   select a.tenant_id into alert_tenant from public.usage_alerts a where a.id = delivery.alert_id;
   perform private.record_operator_action('alert_delivery_resent', 'alert_delivery',
                                          delivery.alert_id || '/' || delivery.channel_id, alert_tenant,

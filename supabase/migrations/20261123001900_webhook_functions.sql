@@ -334,11 +334,9 @@ begin
   if not exists (select 1 from public.webhook_endpoints ep where ep.id = retry_webhook_deliveries.endpoint_id) then
     perform private.webhook_endpoint_not_found(retry_webhook_deliveries.endpoint_id);
   end if;
-  update public.webhook_deliveries d
-  set status = 'pending', attempts = 0, next_attempt_at = now(), lease_expires_at = null
-  where d.endpoint_id = retry_webhook_deliveries.endpoint_id
-    and d.status = 'failed' and d.next_attempt_at is null;
-  get diagnostics retried = row_count;
+  select count(*) into retried
+  from private.resend_deliveries(null::public.webhook_deliveries, 'd.endpoint_id = ($1)[1] and d.next_attempt_at is null',
+                                 array[retry_webhook_deliveries.endpoint_id]);
   return retried;
 end;
 $$;
