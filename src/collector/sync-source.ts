@@ -258,7 +258,7 @@ async function settle(
 }
 
 /** Pages sent to the database in one ingest call, unless the walk ends or the budget does. */
-export const PAGES_PER_INGEST = 4;
+export const PAGES_PER_INGEST = 8;
 
 interface Batch {
   executions: Map<string, N8nExecution>;

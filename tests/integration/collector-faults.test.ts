@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunSummary } from '../../src/collector/run-collection.ts';
-import type { SourceOutcome } from '../../src/collector/sync-source.ts';
+import { PAGES_PER_INGEST, type SourceOutcome } from '../../src/collector/sync-source.ts';
 import type { ExecutionStatus } from '../../src/n8n/schemas.ts';
 import {
   collect,
@@ -518,8 +518,9 @@ describe.concurrent('exactly once under random faults at the database boundary',
     const source = await periodSource();
     const history = new History(rng, source.fake, 7200);
     const pageSize = rng.int(10, 50);
-    // One to five pages per ingest call, from a generator of its own (as `reserved` below).
-    const pagesPerIngest = new Rng(seed + 2_000_003).int(1, 5);
+    // One to nine pages per ingest call (the default, PAGES_PER_INGEST, among them), from a
+    // generator of its own (as `reserved` below).
+    const pagesPerIngest = new Rng(seed + 2_000_003).int(1, PAGES_PER_INGEST + 1);
     const settings = { pageSize, pagesPerIngest };
     // 30–400 executions, most seeds small: many seeds beat a few big ones at finding bugs.
     history.add(30 + Math.floor(370 * rng.float() ** 3), rng.float() * 0.2);

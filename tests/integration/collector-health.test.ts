@@ -8,6 +8,7 @@ import {
   collectorDependencies,
   runCollection,
 } from '../../src/collector/from-config.ts';
+import type { RunSummary } from '../../src/collector/run-collection.ts';
 import { loadCollectorConfig } from '../../src/config/env.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { collectorHealthSchema } from '../../src/ops/collector-health.ts';
@@ -87,10 +88,12 @@ describe('a killed run', () => {
       settings: { pageSize: 10, pagesPerIngest: 1 },
     }).catch((error: unknown) => error);
     expect(summary).not.toBeInstanceOf(Error);
+    // This run by its id: other files' runs may be unfinished at the same moment.
     const { rows } = await superuser().query(
       `update public.collector_runs set started_at = now() - interval '20 minutes'
-       where id = (select id from public.collector_runs where finished_at is null order by started_at desc limit 1)
+       where id = $1 and finished_at is null
        returning id, pages, executions_ingested::int`,
+      [(summary as RunSummary).runId],
     );
     expect(rows[0]).toMatchObject({ pages: 2, executions_ingested: 20 });
     const killed = (await health()).killed_runs.find((r) => r.id === rows[0].id);

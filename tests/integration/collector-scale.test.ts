@@ -3,6 +3,7 @@ import { http } from 'msw';
 import { describe, expect, it } from 'vitest';
 import type { Lease } from '../../src/collector/leases.ts';
 import type { RunSummary } from '../../src/collector/run-collection.ts';
+import { PAGES_PER_INGEST } from '../../src/collector/sync-source.ts';
 import type { Db } from '../../src/db/client.ts';
 import { ok } from '../../src/domain/result.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
@@ -289,7 +290,7 @@ describe('a new month', () => {
 });
 
 describe('several pages per ingest call', () => {
-  it('sends four pages per call and counts each execution once, also when the walk repeats', async () => {
+  it('sends eight pages per call and counts each execution once, also when the walk repeats', async () => {
     const [source] = await sourcesWithExecutions(1, 100);
     const { sourceId, tenantId, fake } = source as TestSource;
     let ingests = 0;
@@ -301,9 +302,10 @@ describe('several pages per ingest call', () => {
       db: faultyDb(counting),
       settings: { pageSize: 10 },
     });
-    // 100 executions in pages of 10: calls of 4, 4 and 2 pages.
+    // 100 executions in pages of 10: calls of 8 and 2 pages.
+    expect(PAGES_PER_INGEST).toBe(8);
     expect(first).toMatchObject({ sourcesOk: 1, pages: 10, executionsIngested: 100, errors: [] });
-    expect(ingests).toBe(3);
+    expect(ingests).toBe(2);
     const again = await collect([source as TestSource], { settings: { pageSize: 10 } });
     expect(again.executionsIngested).toBe(0);
     expect(await storedExecutionIds(sourceId)).toEqual(
