@@ -49,6 +49,66 @@ end;
 $$;
 revoke execute on function private.grant_to_service_role_only(regprocedure[]) from public, anon, authenticated;
 
+-- Functions signed-in users call: EXECUTE revoked from public and anon (who get 401 from
+-- the API), granted to authenticated and service_role. Each capability lists its
+-- functions once, as private.grant_to_service_role_only does for the service-only ones.
+create or replace function private.grant_to_authenticated(variadic functions regprocedure[])
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  execute format('revoke execute on function %s from public, anon',
+                 array_to_string(grant_to_authenticated.functions, ', '));
+  execute format('grant execute on function %s to authenticated, service_role',
+                 array_to_string(grant_to_authenticated.functions, ', '));
+end;
+$$;
+revoke execute on function private.grant_to_authenticated(regprocedure[]) from public, anon, authenticated;
+
+-- Table privileges --------------------------------------------------------------------
+
+-- How every table file (tenancy first, then collection, usage, billing and the rest)
+-- closes, defined once. Each table is service-only: row-level security on, Supabase's default
+-- grants to the API roles revoked (see the security model in foundation), everything
+-- granted to service_role.
+create or replace function private.restrict_to_service_role(variadic tables regclass[])
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  -- alter table takes one table at a time, revoke and grant a list.
+  execute (select string_agg(format('alter table %s enable row level security', t), '; ')
+           from unnest(restrict_to_service_role.tables) t);
+  execute format('revoke all on table %s from public, anon, authenticated',
+                 array_to_string(restrict_to_service_role.tables, ', '));
+  execute format('grant all on table %s to service_role', array_to_string(restrict_to_service_role.tables, ', '));
+end;
+$$;
+revoke all on function private.restrict_to_service_role(regclass[]) from public;
+
+-- Then, for a table of tenant rows that members may read: SELECT (on `columns` only, when
+-- given) to authenticated, and the policy <table>_select_member that shows a member the
+-- rows of its own tenants.
+create or replace function private.grant_member_read(tbl regclass, variadic columns text[] default null)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  execute format('grant select %s on table %s to authenticated',
+                 (select '(' || string_agg(format('%I', c), ', ') || ')' from unnest(grant_member_read.columns) c),
+                 grant_member_read.tbl);
+  execute format(
+    'create policy %I on %s for select to authenticated '
+    'using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())))',
+    (select c.relname || '_select_member' from pg_catalog.pg_class c where c.oid = grant_member_read.tbl),
+    grant_member_read.tbl);
+end;
+$$;
+revoke all on function private.grant_member_read(regclass, text[]) from public;
+
 create or replace function private.touch_updated_at()
 returns trigger
 language plpgsql

@@ -13,23 +13,6 @@
 -- Period math is private.billing_period, the function the collector and enforcement use;
 -- quotas and standing are enforcement's private.plan_quota and private.usage_standing.
 
--- Functions signed-in users call: EXECUTE revoked from public and anon (who get 401 from
--- the API), granted to authenticated and service_role. Each capability lists its
--- functions once, as private.grant_to_service_role_only does for the service-only ones.
-create or replace function private.grant_to_authenticated(variadic functions regprocedure[])
-returns void
-language plpgsql
-set search_path = ''
-as $$
-begin
-  execute format('revoke execute on function %s from public, anon',
-                 array_to_string(grant_to_authenticated.functions, ', '));
-  execute format('grant execute on function %s to authenticated, service_role',
-                 array_to_string(grant_to_authenticated.functions, ', '));
-end;
-$$;
-revoke execute on function private.grant_to_authenticated(regprocedure[]) from public, anon, authenticated;
-
 -- The rows of one page of a list: max_rows, default_rows when it is null, at most `most`;
 -- below 1 is the caller's mistake (22023, HTTP 400).
 create or replace function private.page_size(max_rows int, default_rows int, most int)
