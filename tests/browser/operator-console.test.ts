@@ -116,6 +116,24 @@ async function demoRows() {
   return rows;
 }
 
+async function latestEnabledSource(tenantId: string): Promise<{ id: string; name: string }> {
+  const { rows } = await superuser().query(
+    'select id, name from public.n8n_sources where tenant_id = $1 and enabled order by created_at desc limit 1',
+    [tenantId],
+  );
+  return rows[0];
+}
+
+/** The operator's own actions on an object, as the audit table holds them. */
+async function actionsOn(objectId: string) {
+  const { rows } = await superuser().query(
+    `select action, actor_email, tenant_id, detail from public.operator_actions
+     where object_id = $1 order by id`,
+    [objectId],
+  );
+  return rows;
+}
+
 async function tenantNames(page: Page): Promise<string[]> {
   return page.locator('table.tenants tbody th[scope="row"]').allTextContents();
 }
@@ -127,7 +145,7 @@ async function tenantNames(page: Page): Promise<string[]> {
  */
 async function holdNextCall(
   page: Page,
-  rpc: 'operator_tenant' | 'operator_tenants',
+  rpc: 'operator_tenant' | 'operator_tenants' | 'operator_set_source_enabled',
   matches: (args: Record<string, unknown>) => boolean,
 ) {
   let hold: (route: Route) => void = () => {};
@@ -497,11 +515,7 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
 
   it('disables a source after confirmation: the database changes and the action is recorded', async () => {
     const initech = demo.find((t) => t.ref === 'demo-initech') as { id: string };
-    const { rows } = await superuser().query(
-      'select id, name from public.n8n_sources where tenant_id = $1 and enabled order by created_at desc limit 1',
-      [initech.id],
-    );
-    const source = rows[0];
+    const source = await latestEnabledSource(initech.id);
     const page = await openAsOperator(`#/console/tenants/${initech.id}`);
     const row = page.locator(`table.sources tr[data-source="${source.id}"]`);
     await row.getByRole('button', { name: 'Disable' }).click();
@@ -523,16 +537,49 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
       source.id,
     ]);
     expect(after.rows[0].enabled).toBe(false);
-    const audit = await superuser().query(
-      `select action, actor_email, tenant_id, detail from public.operator_actions
-       where object_id = $1 order by id`,
-      [source.id],
-    );
-    expect(audit.rows).toEqual([
+    expect(await actionsOn(source.id)).toEqual([
       {
         action: 'source_disabled',
         actor_email: operator.email,
         tenant_id: initech.id,
+        detail: expect.objectContaining({ was_enabled: true }),
+      },
+    ]);
+    await page.context().close();
+  });
+
+  it('says what an action did only on its tenant’s page, when the operator moved on before it finished', async () => {
+    const [globex, acme] = ['demo-globex', 'demo-acme'].map(
+      (ref) => demo.find((t) => t.ref === ref) as { id: string; name: string },
+    ) as [{ id: string; name: string }, { id: string; name: string }];
+    const source = await latestEnabledSource(globex.id);
+    const page = await openAsOperator(`#/console/tenants/${globex.id}`);
+    const disabling = await holdNextCall(
+      page,
+      'operator_set_source_enabled',
+      (args) => args.source_id === source.id,
+    );
+    await page
+      .locator(`table.sources tr[data-source="${source.id}"]`)
+      .getByRole('button', { name: 'Disable' })
+      .click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Disable source' }).click();
+    await disabling.held;
+    await page.evaluate((hash) => {
+      location.hash = hash;
+    }, `#/console/tenants/${acme.id}`);
+    await page.getByRole('heading', { name: acme.name, level: 1 }).waitFor();
+    await disabling.release();
+    expect(await page.locator('console-tenant h1').textContent()).toBe(acme.name);
+    expect(await page.locator('console-tenant .banner').count()).toBe(0);
+    expect(await page.locator('flowmeter-usage [data-metric="used"]').textContent()).toBe(
+      count((await demoRows()).find((r) => r.tenant_id === acme.id)?.used as number),
+    );
+    expect(await actionsOn(source.id)).toEqual([
+      {
+        action: 'source_disabled',
+        actor_email: operator.email,
+        tenant_id: globex.id,
         detail: expect.objectContaining({ was_enabled: true }),
       },
     ]);

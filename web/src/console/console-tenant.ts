@@ -14,6 +14,7 @@ import { historyTable } from '../history-table.ts';
 import '../widget/flowmeter-usage.ts';
 import type { Confirmation, ConfirmDialog } from './confirm-dialog.ts';
 import './confirm-dialog.ts';
+import { announceStaleReply } from './latest-reply.ts';
 import { columnLabel } from './ledger-columns.ts';
 import { ledgerTable } from './ledger-table.ts';
 import { ConsolePage, renderLoaded } from './page-state.ts';
@@ -44,6 +45,10 @@ export class ConsoleTenant extends ConsolePage<TenantDetail> {
   declare tenantId: string;
   declare outcome: Outcome | undefined;
   declare busy: boolean;
+  // Replaced whenever the page moves to another tenant: an action's reply that finds another
+  // visit here belongs to a page the operator has left.
+  #visit = {};
+  #announceStale = announceStaleReply(this);
 
   constructor() {
     super();
@@ -55,6 +60,7 @@ export class ConsoleTenant extends ConsolePage<TenantDetail> {
 
   protected override willUpdate(changed: Map<string, unknown>): void {
     if (changed.has('tenantId') && this.tenantId) {
+      this.#visit = {};
       this.loaded = { kind: 'loading' };
       this.refreshedAt = undefined;
       this.outcome = undefined;
@@ -66,7 +72,11 @@ export class ConsoleTenant extends ConsolePage<TenantDetail> {
     return getTenantDetail(this.client, this.tenantId, { maxRows: 50 });
   }
 
-  /** Asks, acts, says what happened, and reloads the tenant. */
+  /**
+   * Asks, acts, says what happened, and reloads the tenant. The nav stays usable while the
+   * action runs, so its reply may find the page on another tenant: the action is done, but
+   * saying so there, or reloading, would speak of the wrong tenant.
+   */
   async #act<T>(
     confirmation: Confirmation,
     action: () => Promise<OperatorResult<T>>,
@@ -74,9 +84,14 @@ export class ConsoleTenant extends ConsolePage<TenantDetail> {
   ): Promise<void> {
     const dialog = this.querySelector<ConfirmDialog>('flowmeter-confirm');
     if (!dialog || !(await dialog.ask(confirmation))) return;
+    const visit = this.#visit;
     this.busy = true;
     try {
       const { data, error } = await action();
+      if (visit !== this.#visit) {
+        this.#announceStale();
+        return;
+      }
       this.outcome = error
         ? { ok: false, message: operatorErrorMessage(error).message }
         : { ok: true, message: done(data as T) };
