@@ -5,7 +5,8 @@
 -- from Stripe and records them (record_invoice_preview); tenant members read their own
 -- tenant's cached preview (tenant_invoice_preview, under row-level security). A preview that disagrees with what
 -- flowmeter reported beyond rounding is a reconciliation finding
--- (record_reconciliation_finding, invoice_preview_drift).
+-- (record_reconciliation_finding, invoice_preview_drift). Previews of periods past the
+-- history retention go with prune_history (private.prune_invoice_previews).
 
 -- Tenants with a live Stripe subscription whose preview of the current period is missing
 -- or older than max_age_seconds, with what the comparison needs: the plan's pricing and
@@ -149,6 +150,28 @@ as $$
     and c.claimed_until = release_invoice_preview_claim.claimed_until;
 $$;
 
+-- Up to `batch` cached previews of periods that ended before cutoff (prune_history's
+-- retention), oldest first; how many went. Claims expired before cutoff go too: only a
+-- refresh that died leaves one behind, so there are few.
+create or replace function private.prune_invoice_previews(cutoff timestamptz, batch int)
+returns bigint
+language sql
+set search_path = ''
+as $$
+  with doomed as (
+    select v.tenant_id, v.period_start from public.invoice_previews v
+    where v.period_end < prune_invoice_previews.cutoff
+    order by v.period_end limit prune_invoice_previews.batch
+  ), gone as (
+    delete from public.invoice_previews v using doomed
+    where v.tenant_id = doomed.tenant_id and v.period_start = doomed.period_start
+    returning 1
+  ), expired_claims as (
+    delete from public.invoice_preview_claims c where c.claimed_until < prune_invoice_previews.cutoff
+  )
+  select count(*) from gone;
+$$;
+
 -- The cached preview of each tenant the caller is a member of (or only tenant_id), for its
 -- current billing period; no row before the first fetch, or for a tenant without a
 -- subscription.
@@ -189,6 +212,7 @@ select private.grant_to_service_role_only(
   'public.invoice_preview_targets(uuid[], int)',
   'public.record_invoice_preview(uuid, timestamptz, timestamptz, text, text, text, text, bigint, bigint, bigint, bigint, bigint, timestamptz)',
   'public.claim_invoice_preview_refresh(uuid, timestamptz, int, int)',
-  'public.release_invoice_preview_claim(uuid, timestamptz, timestamptz)'
+  'public.release_invoice_preview_claim(uuid, timestamptz, timestamptz)',
+  'private.prune_invoice_previews(timestamptz, int)'
 );
 select private.grant_to_authenticated('public.tenant_invoice_preview(uuid)');
