@@ -36,7 +36,7 @@ export interface ReconcileSummary {
   /** Current periods whose Stripe invoice preview was compared with flowmeter's estimate. */
   previewChecked: number;
   previewFindings: Finding[];
-  /** Previews not fetched: the budget ran out, or Stripe failed (compared next time). */
+  /** Previews not fetched: the budget ran out, another refresh had it, or Stripe failed (compared next time). */
   previewSkipped: number;
 }
 
@@ -193,6 +193,7 @@ export async function runReconciliation(
   if (!previews.ok) return previews;
   summary.previewChecked = previews.value.compared;
   summary.previewFindings = previews.value.findings;
-  summary.previewSkipped = previews.value.deferred + previews.value.failed.length;
+  summary.previewSkipped =
+    previews.value.deferred + previews.value.inProgress + previews.value.failed.length;
   return ok(summary);
 }

@@ -4,6 +4,7 @@ import { fail, ok, type Result } from '../domain/result.ts';
 import type { Logger } from '../observability/logger.ts';
 import {
   PREVIEW_EXPAND,
+  type PreviewAmounts,
   type PreviewDrift,
   type PreviewTarget,
   previewAmounts,
@@ -13,6 +14,13 @@ import type { Finding } from './reconcile.ts';
 
 /** Stripe's answer for a subscription with nothing left to invoice. */
 const NO_UPCOMING_INVOICE = 'invoice_upcoming_none';
+
+/**
+ * How long a refresh holds its tenant-period against concurrent ones: longer than the
+ * Stripe client's timeout with its retries, so a live refresh keeps it; a crashed one
+ * holds nobody up for longer.
+ */
+const CLAIM_SECONDS = 60;
 
 export interface RefreshInvoicePreviewsInput {
   db: Db;
@@ -40,6 +48,8 @@ export interface RefreshInvoicePreviewsSummary {
   failed: Array<{ tenantId: string; message: string }>;
   /** Left for the next run: the budget ran out. */
   deferred: number;
+  /** Being refreshed by another caller right now; its cached preview is the answer. */
+  inProgress: number;
   compared: number;
   findings: Finding[];
 }
@@ -73,15 +83,74 @@ const settled = (target: PreviewTarget, settleMs: number, now: number) =>
   (target.last_sent_at === null || now - Date.parse(target.last_sent_at) >= settleMs);
 
 /**
+ * Asks Stripe for one target's preview and records it (or that there is none), counting the
+ * outcome in `summary`; the amounts when Stripe previewed an invoice, null otherwise.
+ */
+async function fetchPreview(
+  input: RefreshInvoicePreviewsInput,
+  target: PreviewTarget,
+  summary: RefreshInvoicePreviewsSummary,
+): Promise<Result<PreviewAmounts | null, 'unavailable'>> {
+  const { db, stripe, log } = input;
+  const where = {
+    tenant_id: target.tenant_id,
+    period_start: target.period_start,
+    period_end: target.period_end,
+    stripe_customer_id: target.stripe_customer_id,
+    stripe_subscription_id: target.stripe_subscription_id,
+  };
+  let invoice: unknown;
+  try {
+    invoice = await stripe.invoices.createPreview({
+      customer: target.stripe_customer_id,
+      subscription: target.stripe_subscription_id,
+      expand: PREVIEW_EXPAND,
+    });
+  } catch (stripeError) {
+    if (stripeCode(stripeError) === NO_UPCOMING_INVOICE) {
+      const recorded = await db.rpc('record_invoice_preview', { ...where, status: 'none' });
+      if (recorded.error) return fail('unavailable', recorded.error.message);
+      summary.none += 1;
+      return ok(null);
+    }
+    const message = `Stripe did not preview the invoice: ${(stripeError as Error).message}`;
+    log.warn({ tenantId: target.tenant_id, error: message }, 'invoice preview failed');
+    summary.failed.push({ tenantId: target.tenant_id, message });
+    return ok(null);
+  }
+  const amounts = previewAmounts(invoice);
+  if (!amounts.ok) {
+    log.error({ tenantId: target.tenant_id, error: amounts.message }, 'invoice preview refused');
+    summary.failed.push({ tenantId: target.tenant_id, message: amounts.message });
+    return ok(null);
+  }
+  const p = amounts.value;
+  const recorded = await db.rpc('record_invoice_preview', {
+    ...where,
+    status: 'ok',
+    currency: p.currency,
+    total: p.total,
+    amount_due: p.amountDue,
+    subtotal: p.subtotal,
+    usage_quantity: p.usageQuantity,
+    usage_amount: p.usageAmount,
+  });
+  if (recorded.error) return fail('unavailable', recorded.error.message);
+  summary.refreshed += 1;
+  return ok(p);
+}
+
+/**
  * Fetches Stripe's upcoming-invoice preview (invoices.createPreview) for each tenant whose
  * cached one is missing or older than `maxAgeSeconds`, and caches it per tenant and period.
- * A subscription Stripe has nothing to invoice for is cached as `none`; any other failure
- * leaves the cached preview as it was and is reported per tenant.
+ * Each tenant-period is claimed before Stripe is asked, so concurrent refreshes ask once; the
+ * others count it `inProgress`. A subscription Stripe has nothing to invoice for is cached
+ * as `none`; any other failure leaves the cached preview as it was and is reported per tenant.
  */
 export async function refreshInvoicePreviews(
   input: RefreshInvoicePreviewsInput,
 ): Promise<Result<RefreshInvoicePreviewsSummary, 'unavailable'>> {
-  const { db, stripe, log } = input;
+  const { db, log } = input;
   const now = input.now ?? Date.now;
   const deadline = input.budgetMs === undefined ? Number.POSITIVE_INFINITY : now() + input.budgetMs;
   const { data: targets, error } = await db.rpc('invoice_preview_targets', {
@@ -94,6 +163,7 @@ export async function refreshInvoicePreviews(
     none: 0,
     failed: [],
     deferred: 0,
+    inProgress: 0,
     compared: 0,
     findings: [],
   };
@@ -102,51 +172,37 @@ export async function refreshInvoicePreviews(
       summary.deferred += 1;
       continue;
     }
-    const where = {
+    const claim = await db.rpc('claim_invoice_preview_refresh', {
       tenant_id: target.tenant_id,
       period_start: target.period_start,
-      period_end: target.period_end,
-      stripe_customer_id: target.stripe_customer_id,
-      stripe_subscription_id: target.stripe_subscription_id,
-    };
-    let invoice: unknown;
-    try {
-      invoice = await stripe.invoices.createPreview({
-        customer: target.stripe_customer_id,
-        subscription: target.stripe_subscription_id,
-        expand: PREVIEW_EXPAND,
-      });
-    } catch (stripeError) {
-      if (stripeCode(stripeError) === NO_UPCOMING_INVOICE) {
-        const recorded = await db.rpc('record_invoice_preview', { ...where, status: 'none' });
-        if (recorded.error) return fail('unavailable', recorded.error.message);
-        summary.none += 1;
-        continue;
-      }
-      const message = `Stripe did not preview the invoice: ${(stripeError as Error).message}`;
-      log.warn({ tenantId: target.tenant_id, error: message }, 'invoice preview failed');
-      summary.failed.push({ tenantId: target.tenant_id, message });
-      continue;
-    }
-    const amounts = previewAmounts(invoice);
-    if (!amounts.ok) {
-      log.error({ tenantId: target.tenant_id, error: amounts.message }, 'invoice preview refused');
-      summary.failed.push({ tenantId: target.tenant_id, message: amounts.message });
-      continue;
-    }
-    const p = amounts.value;
-    const recorded = await db.rpc('record_invoice_preview', {
-      ...where,
-      status: 'ok',
-      currency: p.currency,
-      total: p.total,
-      amount_due: p.amountDue,
-      subtotal: p.subtotal,
-      usage_quantity: p.usageQuantity,
-      usage_amount: p.usageAmount,
+      max_age_seconds: input.maxAgeSeconds,
+      lease_seconds: CLAIM_SECONDS,
     });
-    if (recorded.error) return fail('unavailable', recorded.error.message);
-    summary.refreshed += 1;
+    if (claim.error)
+      return fail('unavailable', `claim_invoice_preview_refresh failed: ${claim.error.message}`);
+    if (claim.data === null) {
+      summary.inProgress += 1;
+      continue;
+    }
+    let fetched: Result<PreviewAmounts | null, 'unavailable'>;
+    try {
+      fetched = await fetchPreview(input, target, summary);
+    } finally {
+      const released = await db.rpc('release_invoice_preview_claim', {
+        tenant_id: target.tenant_id,
+        period_start: target.period_start,
+        claimed_until: claim.data,
+      });
+      if (released.error) {
+        log.warn(
+          { tenantId: target.tenant_id, error: released.error.message },
+          'invoice preview claim left to expire',
+        );
+      }
+    }
+    if (!fetched.ok) return fetched;
+    const p = fetched.value;
+    if (!p) continue;
 
     const { compare } = input;
     if (!compare || !p.complete) continue;

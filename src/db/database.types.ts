@@ -368,6 +368,33 @@ export type Database = {
           },
         ];
       };
+      invoice_preview_claims: {
+        Row: {
+          claimed_until: string;
+          period_start: string;
+          tenant_id: string;
+        };
+        ComputedFields: never;
+        Insert: {
+          claimed_until: string;
+          period_start: string;
+          tenant_id: string;
+        };
+        Update: {
+          claimed_until?: string;
+          period_start?: string;
+          tenant_id?: string;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'invoice_preview_claims_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
       invoice_previews: {
         Row: {
           amount_due: number | null;
@@ -1550,6 +1577,15 @@ export type Database = {
           walk_top_id: number;
         }[];
       };
+      claim_invoice_preview_refresh: {
+        Args: {
+          lease_seconds?: number;
+          max_age_seconds?: number;
+          period_start: string;
+          tenant_id: string;
+        };
+        Returns: string;
+      };
       claim_meter_corrections: {
         Args: { ids?: number[]; lease_seconds?: number; max_rows?: number; tenant_ids?: string[] };
         Returns: {
@@ -2296,6 +2332,10 @@ export type Database = {
       release_collector_sources: {
         Args: { errors?: string[]; lease_tokens: string[]; source_ids: string[] };
         Returns: number;
+      };
+      release_invoice_preview_claim: {
+        Args: { claimed_until: string; period_start: string; tenant_id: string };
+        Returns: undefined;
       };
       remove_tenant_member: { Args: { tenant_id: string; user_id: string }; Returns: boolean };
       renew_collector_leases: {

@@ -36,3 +36,18 @@ comment on table public.invoice_previews is 'Stripe''s upcoming-invoice preview 
 
 select private.restrict_to_service_role('public.invoice_previews');
 select private.grant_member_read('public.invoice_previews');
+
+-- Who is asking Stripe for a tenant-period's preview right now, so that concurrent
+-- refreshes (the daily reconciliation, the dashboards' endpoint, the CLI) ask it once: a
+-- refresh claims the row before calling Stripe and releases it when it has recorded or
+-- failed. The claim expires at claimed_until, so a refresh that died in between holds
+-- nobody up for long.
+create table public.invoice_preview_claims (
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  period_start timestamptz not null,
+  claimed_until timestamptz not null,
+  primary key (tenant_id, period_start)
+);
+comment on table public.invoice_preview_claims is 'Refreshes of an invoice preview under way, one per tenant and period, until claimed_until; server only.';
+
+select private.restrict_to_service_role('public.invoice_preview_claims');

@@ -74,7 +74,8 @@ select private.grant_to_service_role_only('private.prune_runs(regclass, timestam
 
 -- History older than the raw-execution retention (the start of the month
 -- `retention_months` months ago): released reservations, scheduled runs, collector runs
--- and webhook events done with, up to `batch` rows of each per call, oldest first. Counters, alerts and the Stripe ledger
+-- and webhook events done with, and invoice previews of periods that ended before it, up to
+-- `batch` rows of each per call, oldest first. Counters, alerts and the Stripe ledger
 -- are kept. runUpkeep (src/ops/upkeep.ts) calls it on collect-usage's schedule, so a backlog
 -- drains a batch per run.
 create or replace function public.prune_history(retention_months int default 3, batch int default 10000)
@@ -89,6 +90,7 @@ declare
   scheduled bigint;
   collector bigint;
   webhook_events bigint;
+  invoice_previews bigint;
 begin
   if prune_history.retention_months < 1 or prune_history.batch < 1 then
     raise exception 'retention_months and batch must be at least 1 (got %, %)',
@@ -107,6 +109,7 @@ begin
   select count(*) into reservations from gone;
   scheduled := private.prune_runs('public.scheduled_runs', cutoff, prune_history.batch);
   collector := private.prune_runs('public.collector_runs', cutoff, prune_history.batch);
+  invoice_previews := private.prune_invoice_previews(cutoff, prune_history.batch);
   -- Webhook events whose every delivery is over (delivered or given up); one still to be
   -- sent keeps its event, whatever its age.
   with doomed as (
@@ -121,7 +124,8 @@ begin
   )
   select count(*) into webhook_events from gone;
   return jsonb_build_object('reservations', reservations, 'scheduled_runs', scheduled,
-                            'collector_runs', collector, 'webhook_events', webhook_events);
+                            'collector_runs', collector, 'webhook_events', webhook_events,
+                            'invoice_previews', invoice_previews);
 end;
 $$;
 

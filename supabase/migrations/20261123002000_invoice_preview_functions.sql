@@ -1,10 +1,12 @@
 -- Invoice preview: Stripe's upcoming invoice beside flowmeter's estimate. The server asks
 -- which tenants' cached previews are missing or older than the cache's lifetime
--- (invoice_preview_targets), fetches those from Stripe and records them
--- (record_invoice_preview); tenant members read their own tenant's cached preview
--- (tenant_invoice_preview, under row-level security). A preview that disagrees with what
+-- (invoice_preview_targets), claims each one's refresh so that concurrent refreshes ask
+-- Stripe once (claim_invoice_preview_refresh, release_invoice_preview_claim), fetches those
+-- from Stripe and records them (record_invoice_preview); tenant members read their own
+-- tenant's cached preview (tenant_invoice_preview, under row-level security). A preview that disagrees with what
 -- flowmeter reported beyond rounding is a reconciliation finding
--- (record_reconciliation_finding, invoice_preview_drift).
+-- (record_reconciliation_finding, invoice_preview_drift). Previews of periods past the
+-- history retention go with prune_history (private.prune_invoice_previews).
 
 -- Tenants with a live Stripe subscription whose preview of the current period is missing
 -- or older than max_age_seconds, with what the comparison needs: the plan's pricing and
@@ -103,6 +105,73 @@ as $$
   where v.fetched_at <= excluded.fetched_at;
 $$;
 
+-- Claims the refresh of a tenant-period's preview for lease_seconds, and answers the
+-- claim's expiry (the caller's token to release it), or null when the caller must not ask
+-- Stripe: another refresh holds an unexpired claim, or the cached preview has become
+-- younger than max_age_seconds since the caller looked (a refresh finished meanwhile).
+create or replace function public.claim_invoice_preview_refresh(
+  tenant_id uuid,
+  period_start timestamptz,
+  max_age_seconds int default 300,
+  lease_seconds int default 60
+)
+returns timestamptz
+language sql
+set search_path = ''
+as $$
+  insert into public.invoice_preview_claims as c (tenant_id, period_start, claimed_until)
+  select claim_invoice_preview_refresh.tenant_id, claim_invoice_preview_refresh.period_start,
+         now() + make_interval(secs => greatest(claim_invoice_preview_refresh.lease_seconds, 1))
+  where not exists (
+    select 1 from public.invoice_previews v
+    where v.tenant_id = claim_invoice_preview_refresh.tenant_id
+      and v.period_start = claim_invoice_preview_refresh.period_start
+      and v.fetched_at > now() - make_interval(secs => greatest(claim_invoice_preview_refresh.max_age_seconds, 0))
+  )
+  on conflict on constraint invoice_preview_claims_pkey do update set claimed_until = excluded.claimed_until
+  where c.claimed_until <= now()
+  returning c.claimed_until;
+$$;
+
+-- Ends the caller's claim (the one that expires at claimed_until), once its refresh has
+-- recorded or failed; a claim that expired and was taken by another refresh is theirs.
+create or replace function public.release_invoice_preview_claim(
+  tenant_id uuid,
+  period_start timestamptz,
+  claimed_until timestamptz
+)
+returns void
+language sql
+set search_path = ''
+as $$
+  delete from public.invoice_preview_claims c
+  where c.tenant_id = release_invoice_preview_claim.tenant_id
+    and c.period_start = release_invoice_preview_claim.period_start
+    and c.claimed_until = release_invoice_preview_claim.claimed_until;
+$$;
+
+-- Up to `batch` cached previews of periods that ended before cutoff (prune_history's
+-- retention), oldest first; how many went. Claims expired before cutoff go too: only a
+-- refresh that died leaves one behind, so there are few.
+create or replace function private.prune_invoice_previews(cutoff timestamptz, batch int)
+returns bigint
+language sql
+set search_path = ''
+as $$
+  with doomed as (
+    select v.tenant_id, v.period_start from public.invoice_previews v
+    where v.period_end < prune_invoice_previews.cutoff
+    order by v.period_end limit prune_invoice_previews.batch
+  ), gone as (
+    delete from public.invoice_previews v using doomed
+    where v.tenant_id = doomed.tenant_id and v.period_start = doomed.period_start
+    returning 1
+  ), expired_claims as (
+    delete from public.invoice_preview_claims c where c.claimed_until < prune_invoice_previews.cutoff
+  )
+  select count(*) from gone;
+$$;
+
 -- The cached preview of each tenant the caller is a member of (or only tenant_id), for its
 -- current billing period; no row before the first fetch, or for a tenant without a
 -- subscription.
@@ -141,6 +210,9 @@ No row before the first fetch, for a tenant without a Stripe subscription, or wh
 
 select private.grant_to_service_role_only(
   'public.invoice_preview_targets(uuid[], int)',
-  'public.record_invoice_preview(uuid, timestamptz, timestamptz, text, text, text, text, bigint, bigint, bigint, bigint, bigint, timestamptz)'
+  'public.record_invoice_preview(uuid, timestamptz, timestamptz, text, text, text, text, bigint, bigint, bigint, bigint, bigint, timestamptz)',
+  'public.claim_invoice_preview_refresh(uuid, timestamptz, int, int)',
+  'public.release_invoice_preview_claim(uuid, timestamptz, timestamptz)',
+  'private.prune_invoice_previews(timestamptz, int)'
 );
 select private.grant_to_authenticated('public.tenant_invoice_preview(uuid)');

@@ -41,7 +41,12 @@ async function remaining(tenantId: string): Promise<number> {
 async function prune(args: { retention_months?: number; batch?: number }) {
   const { data, error } = await serviceClient().rpc('prune_history', args);
   return {
-    data: data as { reservations: number; scheduled_runs: number; collector_runs: number } | null,
+    data: data as {
+      reservations: number;
+      scheduled_runs: number;
+      collector_runs: number;
+      invoice_previews: number;
+    } | null,
     error,
   };
 }
@@ -102,6 +107,46 @@ describe('history is pruned after the retention', () => {
       [rows.map((r) => r.id)],
     );
     expect(kept.rows).toEqual([{ id: rows[1]?.id }]);
+  });
+
+  it('deletes invoice previews of periods that ended before the retention, and dead claims', async () => {
+    const tenant = await createTenant((await createPlan()).id);
+    // Monthly periods, `monthsAgo` months before this one, each with its cached preview.
+    const periods = [5, 4, 3, 0];
+    await superuser().query(
+      `insert into public.invoice_previews (tenant_id, period_start, period_end, stripe_customer_id,
+         stripe_subscription_id, status, fetched_at)
+       select $1, date_trunc('month', now()) - make_interval(months => m),
+              date_trunc('month', now()) - make_interval(months => m - 1),
+              'cus_retention', 'sub_retention', 'none', date_trunc('month', now()) - make_interval(months => m - 1)
+       from unnest($2::int[]) m`,
+      [tenant.id, periods],
+    );
+    await superuser().query(
+      `insert into public.invoice_preview_claims (tenant_id, period_start, claimed_until)
+       values ($1, date_trunc('month', now()) - interval '5 months', date_trunc('month', now()) - interval '4 months'),
+              ($1, date_trunc('month', now()), now() + interval '1 minute')`,
+      [tenant.id],
+    );
+    const left = async (table: string) =>
+      (
+        await superuser().query(
+          `select (extract(year from age(date_trunc('month', now()), period_start)) * 12
+                  + extract(month from age(date_trunc('month', now()), period_start)))::int as months_ago
+           from public.${table} where tenant_id = $1 order by period_start`,
+          [tenant.id],
+        )
+      ).rows.map((r) => r.months_ago);
+
+    // Retention of two months: the cutoff is the start of the month two months ago, so the
+    // periods that ended three and four months ago go, oldest first, a batch at a time.
+    const first = await prune({ retention_months: 2, batch: 1 });
+    expect(first.error).toBeNull();
+    expect(first.data?.invoice_previews).toBe(1);
+    expect(await left('invoice_previews')).toEqual([4, 3, 0]);
+    expect((await prune({ retention_months: 2 })).data?.invoice_previews).toBeGreaterThanOrEqual(1);
+    expect(await left('invoice_previews')).toEqual([3, 0]);
+    expect(await left('invoice_preview_claims')).toEqual([0]);
   });
 
   it('refuses a retention or batch below 1 and deletes nothing', async () => {

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { delay, http } from 'msw';
 import { describe, expect, it } from 'vitest';
 import {
   createInvoicePreviewHandler,
@@ -142,6 +143,37 @@ async function cached(tenantId: string) {
 const requestsFor = (subscription: string) =>
   stripe.previewRequests.filter((form) => form.get('subscription') === subscription);
 
+/** Stripe takes a while over the next preview, so refreshes started with it overlap it. */
+const slowNextPreview = () =>
+  server.use(
+    http.post(
+      `${stripe.base}/v1/invoices/create_preview`,
+      async () => {
+        await delay(300);
+      },
+      { once: true },
+    ),
+  );
+
+/** The tenant's cached preview an hour old, past the cache's lifetime. */
+const ageCache = (tenantId: string) =>
+  superuser().query(
+    "update public.invoice_previews set fetched_at = now() - interval '1 hour' where tenant_id = $1",
+    [tenantId],
+  );
+
+/** A claim on the tenant's current period, as a refresh that died before recording leaves it. */
+async function abandonedClaim(tenantId: string) {
+  const period = new Date(monthBounds().start).toISOString();
+  const { data, error } = await serviceClient().rpc('claim_invoice_preview_refresh', {
+    tenant_id: tenantId,
+    period_start: period,
+    max_age_seconds: 0,
+  });
+  expect(error).toBeNull();
+  expect(data).not.toBeNull();
+}
+
 describe('the invoice preview cache', () => {
   it("caches Stripe's preview per tenant and period, asking Stripe again only when it is old", async () => {
     const t = await subscribedTenant();
@@ -199,6 +231,44 @@ describe('the invoice preview cache', () => {
       },
     ]);
     expect(await cached(t.tenantId)).toEqual(before);
+  });
+
+  it('asks Stripe once when two refreshes of a tenant start together', async () => {
+    const t = await subscribedTenant();
+    await reported(t.tenantId, 130);
+    slowNextPreview();
+    const summaries = await Promise.all([refresh(t.tenantId, 0), refresh(t.tenantId, 0)]);
+    expect(requestsFor(t.subscription)).toHaveLength(1);
+    expect(summaries.map((s) => [s.refreshed, s.inProgress]).sort()).toEqual([
+      [0, 1],
+      [1, 0],
+    ]);
+    expect(await cached(t.tenantId)).toMatchObject([{ usage_quantity: 130 }]);
+    // The claim ends with the refresh: the next one asks Stripe again.
+    expect(await refresh(t.tenantId, 0)).toMatchObject({ refreshed: 1, inProgress: 0 });
+    expect(requestsFor(t.subscription)).toHaveLength(2);
+  });
+
+  it('asks Stripe again once the claim of a refresh that died has expired', async () => {
+    const t = await subscribedTenant();
+    await abandonedClaim(t.tenantId);
+    expect(await refresh(t.tenantId, 0)).toMatchObject({ refreshed: 0, inProgress: 1 });
+    expect(requestsFor(t.subscription)).toHaveLength(0);
+    await superuser().query(
+      "update public.invoice_preview_claims set claimed_until = now() - interval '1 second' where tenant_id = $1",
+      [t.tenantId],
+    );
+    expect(await refresh(t.tenantId, 0)).toMatchObject({ refreshed: 1, inProgress: 0 });
+    expect(requestsFor(t.subscription)).toHaveLength(1);
+    expect(await cached(t.tenantId)).toMatchObject([{ status: 'ok' }]);
+  });
+
+  it('releases the claim when Stripe fails, so the next refresh asks again', async () => {
+    const t = await subscribedTenant();
+    stripe.failPreviewNext('server_error');
+    expect((await refresh(t.tenantId, 0)).failed).toHaveLength(1);
+    expect(await refresh(t.tenantId, 0)).toMatchObject({ refreshed: 1, inProgress: 0 });
+    expect(requestsFor(t.subscription)).toHaveLength(2);
   });
 
   it('asks nothing of Stripe for a tenant without a subscription', async () => {
@@ -283,6 +353,32 @@ describe('POST /api/v1/invoice-preview (the dashboards refresh it with the user 
     expect(requestsFor(t.subscription)).toHaveLength(1);
   });
 
+  it('asks Stripe once for POSTs and a scheduled refresh at the same moment, each answering the preview', async () => {
+    const t = await subscribedTenant();
+    await reported(t.tenantId, 120);
+    await refresh(t.tenantId);
+    await ageCache(t.tenantId);
+    await reported(t.tenantId, 10);
+    const user = await createUser();
+    await addMember(t.tenantId, user);
+    const token = await userAccessToken(user);
+    slowNextPreview();
+    const [first, second] = await Promise.all([
+      post({ tenant_id: t.tenantId }, token),
+      post({ tenant_id: t.tenantId }, token),
+      refresh(t.tenantId),
+    ]);
+    expect(requestsFor(t.subscription)).toHaveLength(2);
+    for (const response of [first, second]) {
+      expect(response.status).toBe(200);
+      expect(await response.json()).toMatchObject({
+        preview: { usage_quantity: expect.any(Number) },
+        refresh_error: null,
+      });
+    }
+    expect(await cached(t.tenantId)).toMatchObject([{ usage_quantity: 130 }]);
+  });
+
   it("answers 404 for another tenant's id, as for one that does not exist, and asks Stripe nothing", async () => {
     const t = await subscribedTenant();
     const user = await createUser();
@@ -314,10 +410,7 @@ describe('POST /api/v1/invoice-preview (the dashboards refresh it with the user 
     const t = await subscribedTenant();
     await reported(t.tenantId, 110);
     await refresh(t.tenantId);
-    await superuser().query(
-      "update public.invoice_previews set fetched_at = now() - interval '1 hour' where tenant_id = $1",
-      [t.tenantId],
-    );
+    await ageCache(t.tenantId);
     const user = await createUser();
     await addMember(t.tenantId, user);
     stripe.failPreviewNext('server_error');
