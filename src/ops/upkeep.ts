@@ -4,15 +4,18 @@ import type { Logger } from '../observability/logger.ts';
 export interface UpkeepSummary {
   /** Execution partitions dropped for being older than the retention. */
   droppedPartitions: string[];
-  /** Rows of each history table deleted (released reservations, scheduled and collector runs). */
+  /**
+   * Rows of each history table deleted (released reservations, scheduled and collector
+   * runs, invoice previews of ended periods and their dead claims).
+   */
   pruned: Record<string, number>;
 }
 
 /**
  * The housekeeping that keeps storage bounded, run on the collector's schedule but not by
  * the collector: next month's execution partition made and expired ones dropped, then
- * enforcement's released reservations and the run history pruned to the same retention as
- * raw executions. A failure of either is logged and left for the next run; it never
+ * enforcement's released reservations, the run history and old invoice previews pruned to
+ * the same retention as raw executions. A failure of either is logged and left for the next run; it never
  * holds up collection.
  */
 export async function runUpkeep(input: {
