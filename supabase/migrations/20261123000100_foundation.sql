@@ -38,29 +38,26 @@ returns void
 language plpgsql
 set search_path = ''
 as $$
-declare
-  fn regprocedure;
 begin
-  foreach fn in array grant_to_service_role_only.functions loop
-    execute format('revoke execute on function %s from public, anon, authenticated', fn);
-    execute format('grant execute on function %s to service_role', fn);
-  end loop;
+  execute format('revoke execute on function %s from public, anon, authenticated',
+                 array_to_string(grant_to_service_role_only.functions, ', '));
+  execute format('grant execute on function %s to service_role',
+                 array_to_string(grant_to_service_role_only.functions, ', '));
 end;
 $$;
 revoke execute on function private.grant_to_service_role_only(regprocedure[]) from public, anon, authenticated;
 
 -- Functions signed-in users call: EXECUTE revoked from public and anon (who get 401 from
 -- the API), granted to authenticated and service_role. Each capability lists its
--- functions once, as private.grant_to_service_role_only does for the service-only ones.
+-- functions once. The service-only grant plus authenticated, so the two cannot drift.
 create or replace function private.grant_to_authenticated(variadic functions regprocedure[])
 returns void
 language plpgsql
 set search_path = ''
 as $$
 begin
-  execute format('revoke execute on function %s from public, anon',
-                 array_to_string(grant_to_authenticated.functions, ', '));
-  execute format('grant execute on function %s to authenticated, service_role',
+  perform private.grant_to_service_role_only(variadic grant_to_authenticated.functions);
+  execute format('grant execute on function %s to authenticated',
                  array_to_string(grant_to_authenticated.functions, ', '));
 end;
 $$;
