@@ -263,6 +263,29 @@ describe('the invoice preview cache', () => {
     expect(await cached(t.tenantId)).toMatchObject([{ status: 'ok' }]);
   });
 
+  it('keeps the claim a later refresh took when one whose claim expired releases it late', async () => {
+    const t = await subscribedTenant();
+    const key = {
+      tenant_id: t.tenantId,
+      period_start: new Date(monthBounds().start).toISOString(),
+    };
+    const claim = () =>
+      serviceClient().rpc('claim_invoice_preview_refresh', { ...key, max_age_seconds: 0 });
+    const late = await claim();
+    expect(late).toMatchObject({ error: null, data: expect.any(String) });
+    await superuser().query(
+      "update public.invoice_preview_claims set claimed_until = now() - interval '1 second' where tenant_id = $1",
+      [t.tenantId],
+    );
+    expect(await claim()).toMatchObject({ error: null, data: expect.any(String) });
+    const release = await serviceClient().rpc('release_invoice_preview_claim', {
+      ...key,
+      claimed_until: String(late.data),
+    });
+    expect(release.error).toBeNull();
+    expect(await claim()).toMatchObject({ error: null, data: null });
+  });
+
   it('releases the claim when Stripe fails, so the next refresh asks again', async () => {
     const t = await subscribedTenant();
     stripe.failPreviewNext('server_error');
