@@ -134,6 +134,16 @@ async function actionsOn(objectId: string) {
   return rows;
 }
 
+/** The audit rows of a source the operator disabled once, for the tenant it belongs to. */
+const disabledOnceBy = (tenantId: string) => [
+  {
+    action: 'source_disabled',
+    actor_email: operator.email,
+    tenant_id: tenantId,
+    detail: expect.objectContaining({ was_enabled: true }),
+  },
+];
+
 async function tenantNames(page: Page): Promise<string[]> {
   return page.locator('table.tenants tbody th[scope="row"]').allTextContents();
 }
@@ -176,6 +186,31 @@ async function holdNextCall(
       await page.evaluate(() => (window as unknown as { staleReply?: Promise<void> }).staleReply);
     },
   };
+}
+
+/** Moves the console to a tenant's page without a reload, as the nav's links do. */
+const openTenant = (page: Page, tenant: { id: string }) =>
+  page.evaluate((hash) => {
+    location.hash = hash;
+  }, `#/console/tenants/${tenant.id}`);
+
+/**
+ * Moves to `to` while a call made for the tenant before is held, then lets the call's reply
+ * through: the page must still show `to`, its heading and its usage.
+ */
+async function moveWhileHeld(
+  page: Page,
+  call: Awaited<ReturnType<typeof holdNextCall>>,
+  to: { id: string; name: string },
+): Promise<void> {
+  await call.held;
+  await openTenant(page, to);
+  await page.getByRole('heading', { name: to.name, level: 1 }).waitFor();
+  await call.release();
+  expect(await page.locator('console-tenant h1').textContent()).toBe(to.name);
+  expect(await page.locator('flowmeter-usage [data-metric="used"]').textContent()).toBe(
+    count((await demoRows()).find((r) => r.tenant_id === to.id)?.used as number),
+  );
 }
 
 describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
@@ -435,20 +470,6 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     ) as [{ id: string; name: string }, { id: string; name: string }];
     const page = await site.newPage();
     await page.clock.install();
-    const open = (tenant: { id: string; name: string }) =>
-      page.evaluate((hash) => {
-        location.hash = hash;
-      }, `#/console/tenants/${tenant.id}`);
-    const moveToGlobexWhile = async (acmeHeld: Awaited<ReturnType<typeof holdNextCall>>) => {
-      await acmeHeld.held;
-      await open(globex);
-      await page.getByRole('heading', { name: globex.name, level: 1 }).waitFor();
-      await acmeHeld.release();
-      expect(await page.locator('console-tenant h1').textContent()).toBe(globex.name);
-      expect(await page.locator('flowmeter-usage [data-metric="used"]').textContent()).toBe(
-        count((await demoRows()).find((r) => r.tenant_id === globex.id)?.used as number),
-      );
-    };
 
     const firstLoad = await holdNextCall(
       page,
@@ -457,9 +478,9 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     );
     await page.goto(`${site.url}#/console/tenants/${acme.id}`);
     await signIn(page, operator.email, operator.password);
-    await moveToGlobexWhile(firstLoad);
+    await moveWhileHeld(page, firstLoad, globex);
 
-    await open(acme);
+    await openTenant(page, acme);
     await page.getByRole('heading', { name: acme.name, level: 1 }).waitFor();
     const reload = await holdNextCall(
       page,
@@ -467,7 +488,7 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
       (args) => args.tenant_id === acme.id,
     );
     await page.clock.runFor(30_000);
-    await moveToGlobexWhile(reload);
+    await moveWhileHeld(page, reload, globex);
     await page.context().close();
   });
 
@@ -537,14 +558,7 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
       source.id,
     ]);
     expect(after.rows[0].enabled).toBe(false);
-    expect(await actionsOn(source.id)).toEqual([
-      {
-        action: 'source_disabled',
-        actor_email: operator.email,
-        tenant_id: initech.id,
-        detail: expect.objectContaining({ was_enabled: true }),
-      },
-    ]);
+    expect(await actionsOn(source.id)).toEqual(disabledOnceBy(initech.id));
     await page.context().close();
   });
 
@@ -564,25 +578,9 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
       .getByRole('button', { name: 'Disable' })
       .click();
     await page.getByRole('dialog').getByRole('button', { name: 'Disable source' }).click();
-    await disabling.held;
-    await page.evaluate((hash) => {
-      location.hash = hash;
-    }, `#/console/tenants/${acme.id}`);
-    await page.getByRole('heading', { name: acme.name, level: 1 }).waitFor();
-    await disabling.release();
-    expect(await page.locator('console-tenant h1').textContent()).toBe(acme.name);
+    await moveWhileHeld(page, disabling, acme);
     expect(await page.locator('console-tenant .banner').count()).toBe(0);
-    expect(await page.locator('flowmeter-usage [data-metric="used"]').textContent()).toBe(
-      count((await demoRows()).find((r) => r.tenant_id === acme.id)?.used as number),
-    );
-    expect(await actionsOn(source.id)).toEqual([
-      {
-        action: 'source_disabled',
-        actor_email: operator.email,
-        tenant_id: globex.id,
-        detail: expect.objectContaining({ was_enabled: true }),
-      },
-    ]);
+    expect(await actionsOn(source.id)).toEqual(disabledOnceBy(globex.id));
     await page.context().close();
   });
 });
