@@ -175,6 +175,13 @@ async function abandonedClaim(tenantId: string) {
   expect(data).not.toBeNull();
 }
 
+/** Lets the tenant's claim run out, as time would. */
+const expireClaim = (tenantId: string) =>
+  superuser().query(
+    "update public.invoice_preview_claims set claimed_until = now() - interval '1 second' where tenant_id = $1",
+    [tenantId],
+  );
+
 describe('the invoice preview cache', () => {
   it("caches Stripe's preview per tenant and period, asking Stripe again only when it is old", async () => {
     const t = await subscribedTenant();
@@ -255,10 +262,7 @@ describe('the invoice preview cache', () => {
     await abandonedClaim(t.tenantId);
     expect(await refresh(t.tenantId, 0)).toMatchObject({ refreshed: 0, inProgress: 1 });
     expect(requestsFor(t.subscription)).toHaveLength(0);
-    await superuser().query(
-      "update public.invoice_preview_claims set claimed_until = now() - interval '1 second' where tenant_id = $1",
-      [t.tenantId],
-    );
+    await expireClaim(t.tenantId);
     expect(await refresh(t.tenantId, 0)).toMatchObject({ refreshed: 1, inProgress: 0 });
     expect(requestsFor(t.subscription)).toHaveLength(1);
     expect(await cached(t.tenantId)).toMatchObject([{ status: 'ok' }]);
@@ -293,10 +297,7 @@ describe('the invoice preview cache', () => {
     expect(await cached(t.tenantId)).toMatchObject([{ status: 'ok', usage_quantity: 140 }]);
     expect(await refresh(t.tenantId, 0)).toMatchObject({ refreshed: 0, inProgress: 1 });
     expect(requestsFor(t.subscription)).toHaveLength(1);
-    await superuser().query(
-      "update public.invoice_preview_claims set claimed_until = now() - interval '1 second' where tenant_id = $1",
-      [t.tenantId],
-    );
+    await expireClaim(t.tenantId);
     expect(await refresh(t.tenantId, 0)).toMatchObject({ refreshed: 1, inProgress: 0 });
     expect(requestsFor(t.subscription)).toHaveLength(2);
   });
