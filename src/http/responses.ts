@@ -70,18 +70,10 @@ export async function readJsonRequest<T>(
   if (!body.ok) return body;
   const parsed = spec.schema.safeParse(body.value);
   if (parsed.success) return { ok: true, value: parsed.data };
-  const details = parsed.error.issues.map((i) => ({
-    field: i.path.join('.') || '(body)',
-    message: i.message,
-  }));
-  return {
-    ok: false,
-    response: errorResponse(
-      'invalid_request',
-      spec.invalid,
-      spec.fieldDetails ? details : undefined,
-    ),
-  };
+  const details = spec.fieldDetails
+    ? parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message }))
+    : undefined;
+  return { ok: false, response: errorResponse('invalid_request', spec.invalid, details) };
 }
 
 /** Reads a JSON body of at most `maxBytes`, as an error Response when it cannot. */

@@ -15,6 +15,7 @@ import { reporterTestSettings, stripeClient, TEST_STRIPE_KEY } from '../support/
 import { runCliWith } from '../support/cli.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { FakeStripe, type FakeSubscription } from '../support/fake-stripe.ts';
+import { dropRequest, faultyDb, rpcFetch } from '../support/faults.ts';
 import { addMember, createTenant, createUser, ingestExecutions } from '../support/fixtures.ts';
 import { succeeded } from '../support/result.ts';
 import {
@@ -174,6 +175,13 @@ async function abandonedClaim(tenantId: string) {
   expect(data).not.toBeNull();
 }
 
+/** Lets the tenant's claim run out, as time would. */
+const expireClaim = (tenantId: string) =>
+  superuser().query(
+    "update public.invoice_preview_claims set claimed_until = now() - interval '1 second' where tenant_id = $1",
+    [tenantId],
+  );
+
 describe('the invoice preview cache', () => {
   it("caches Stripe's preview per tenant and period, asking Stripe again only when it is old", async () => {
     const t = await subscribedTenant();
@@ -254,10 +262,7 @@ describe('the invoice preview cache', () => {
     await abandonedClaim(t.tenantId);
     expect(await refresh(t.tenantId, 0)).toMatchObject({ refreshed: 0, inProgress: 1 });
     expect(requestsFor(t.subscription)).toHaveLength(0);
-    await superuser().query(
-      "update public.invoice_preview_claims set claimed_until = now() - interval '1 second' where tenant_id = $1",
-      [t.tenantId],
-    );
+    await expireClaim(t.tenantId);
     expect(await refresh(t.tenantId, 0)).toMatchObject({ refreshed: 1, inProgress: 0 });
     expect(requestsFor(t.subscription)).toHaveLength(1);
     expect(await cached(t.tenantId)).toMatchObject([{ status: 'ok' }]);
@@ -290,6 +295,32 @@ describe('the invoice preview cache', () => {
     const t = await subscribedTenant();
     stripe.failPreviewNext('server_error');
     expect((await refresh(t.tenantId, 0)).failed).toHaveLength(1);
+    expect(await refresh(t.tenantId, 0)).toMatchObject({ refreshed: 1, inProgress: 0 });
+    expect(requestsFor(t.subscription)).toHaveLength(2);
+  });
+
+  it('keeps a preview whose claim release was lost; the claim holds only until it expires', async () => {
+    const t = await subscribedTenant();
+    await reported(t.tenantId, 140);
+    const lostRelease = faultyDb(
+      rpcFetch((call, send) =>
+        call.fn === 'release_invoice_preview_claim' ? dropRequest(call) : send(),
+      ),
+    );
+    const summary = await succeeded(
+      refreshInvoicePreviews({
+        db: lostRelease,
+        stripe: stripeClient(5000),
+        log: silentLogger,
+        tenantIds: [t.tenantId],
+        maxAgeSeconds: 0,
+      }),
+    );
+    expect(summary).toMatchObject({ refreshed: 1, inProgress: 0, failed: [] });
+    expect(await cached(t.tenantId)).toMatchObject([{ status: 'ok', usage_quantity: 140 }]);
+    expect(await refresh(t.tenantId, 0)).toMatchObject({ refreshed: 0, inProgress: 1 });
+    expect(requestsFor(t.subscription)).toHaveLength(1);
+    await expireClaim(t.tenantId);
     expect(await refresh(t.tenantId, 0)).toMatchObject({ refreshed: 1, inProgress: 0 });
     expect(requestsFor(t.subscription)).toHaveLength(2);
   });
