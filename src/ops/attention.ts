@@ -3,7 +3,7 @@ import { isScheduledFunction } from './scheduled-functions.ts';
 
 /** The parts of operator_status() that decide whether a person is needed. */
 export interface AttentionInputs {
-  sources: { failing: number };
+  sources: { failing: number; stalled: number };
   meter_reports: {
     late: number;
     failing: number;
@@ -99,6 +99,8 @@ export function needsAttention(status: AttentionInputs): string[] {
           `${f.function_name} failed ${plural(f.failures_since_success, 'time')} since its last success${f.last_error ? ` (${f.last_error.slice(0, 120)})` : ''}`,
       ),
     status.sources.failing > 0 && `${plural(status.sources.failing, 'source')} failing`,
+    status.sources.stalled > 0 &&
+      `${plural(status.sources.stalled, 'enabled source')} not collected for 30 minutes or more, without an error: check that collect-usage runs (its latest run above) and that the sources are due (\`flowmeter sources list\`); \`flowmeter collect\` collects them now`,
     ...stripeAttention(status),
     status.alert_deliveries.given_up > 0 &&
       `${plural(status.alert_deliveries.given_up, 'alert delivery', 'alert deliveries')} given up`,

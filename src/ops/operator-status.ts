@@ -11,6 +11,7 @@ export const operatorStatusSchema = z.object({
     enabled: number,
     failing: number,
     never_collected: number,
+    stalled: number,
     max_lag_seconds: number.nullable(),
     worst: z.array(
       z.object({

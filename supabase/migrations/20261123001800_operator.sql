@@ -166,6 +166,11 @@ as $$
       'enabled', (select count(*) from sources where enabled),
       'failing', (select count(*) from sources where enabled and consecutive_failures > 0),
       'never_collected', (select count(*) from sources where enabled and last_success_at is null),
+      -- Enabled, not failing, and yet nothing collected for three collector cycles (since it
+      -- was added, when it never was): no run is taking it, which no error would show.
+      'stalled', (select count(*) from sources
+                  where enabled and consecutive_failures = 0
+                    and coalesce(last_success_at, created_at) < now() - interval '30 minutes'),
       'max_lag_seconds', (select max(lag_seconds) from sources where enabled),
       'worst', coalesce((
         select jsonb_agg(to_jsonb(w) order by w.consecutive_failures desc, w.lag_seconds desc nulls first, w.id)

@@ -104,6 +104,29 @@ describe('a killed run', () => {
   });
 });
 
+describe('a source no run takes', () => {
+  it('is named once it has gone three cycles without a collection and without an error', async () => {
+    const stalled = await createSource(server);
+    const fresh = await createSource(server);
+    const sourceStalled = /enabled sources? not collected for 30 minutes or more, without an error/;
+    expect((await needsAttention()).join('\n')).not.toMatch(sourceStalled);
+    await superuser().query(
+      `update public.n8n_sources set created_at = now() - interval '31 minutes' where id = $1`,
+      [stalled.sourceId],
+    );
+    try {
+      expect((await needsAttention()).join('\n')).toMatch(sourceStalled);
+      // Collected now: no longer stalled, and the fresh one never was.
+      await collect([stalled, fresh]);
+      expect((await needsAttention()).join('\n')).not.toMatch(sourceStalled);
+    } finally {
+      await superuser().query('update public.n8n_sources set enabled = false where id = $1', [
+        stalled.sourceId,
+      ]);
+    }
+  });
+});
+
 describe('a lease whose run is dead', () => {
   it('is named with how long it has been held', async () => {
     const source = await createSource(server);

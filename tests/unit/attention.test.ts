@@ -15,7 +15,7 @@ const eventsHealthy = { rejected: 0, last_rejected_id: null, last_reason: null }
 const reconciledHealthy = { unrepaired: 0, last_kind: null, last_detail: null };
 
 const healthy: AttentionInputs = {
-  sources: { failing: 0 },
+  sources: { failing: 0, stalled: 0 },
   meter_reports: reportsHealthy,
   stripe_events: eventsHealthy,
   reconciliation: reconciledHealthy,
@@ -34,7 +34,7 @@ describe('needsAttention', () => {
   it('names each kind of problem', () => {
     expect(
       needsAttention({
-        sources: { failing: 2 },
+        sources: { failing: 2, stalled: 1 },
         meter_reports: { ...reportsHealthy, late: 1 },
         stripe_events: eventsHealthy,
         reconciliation: reconciledHealthy,
@@ -54,6 +54,7 @@ describe('needsAttention', () => {
       }),
     ).toEqual([
       '2 sources failing',
+      '1 enabled source not collected for 30 minutes or more, without an error: check that collect-usage runs (its latest run above) and that the sources are due (`flowmeter sources list`); `flowmeter collect` collects them now',
       '1 late meter report (invoice already final): not billed; bill the usage by hand (invoice item or next invoice), see docs/billing.md "Late usage"',
       '3 alert deliveries given up',
       'webhook endpoint e1 (https://hooks.example.com/in) is failing: 2 deliveries retrying, 1 given up (last error: HTTP 500): fix the receiver; `flowmeter webhooks deliveries --failed --endpoint e1` lists them, `flowmeter webhooks retry e1` resends the given-up ones',

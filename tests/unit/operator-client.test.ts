@@ -17,6 +17,7 @@ const status = {
     enabled: 2,
     failing: 1,
     never_collected: 0,
+    stalled: 0,
     max_lag_seconds: 600,
     worst: [],
   },
