@@ -1,6 +1,7 @@
 import type { PostgrestError, SupabaseClient } from '@supabase/supabase-js';
 import { z } from 'zod';
 import type { Database } from '../db/database.types.ts';
+import { dbNumber } from '../db/json-number.ts';
 import { type CollectorHealth, collectorHealthSchema } from '../ops/collector-health.ts';
 import { type OperatorStatus, operatorStatusSchema } from '../ops/operator-status.ts';
 import { statusFindings } from '../ops/status-findings.ts';
@@ -19,7 +20,7 @@ export type OperatorError = PostgrestError | { code: 'unexpected_shape'; message
 
 export type OperatorResult<T> = { data: T; error: null } | { data: null; error: OperatorError };
 
-const number = z.coerce.number();
+const number = dbNumber;
 const when = z.string().nullable();
 
 const rankedTenantSchema = usageSummaryRowSchema.pick({

@@ -1,8 +1,9 @@
 import { z } from 'zod';
+import { dbNumber } from '../db/json-number.ts';
 import { plural } from '../domain/words.ts';
 
 const when = z.string().nullable();
-const number = z.coerce.number();
+const number = dbNumber;
 
 /** What health reads of one collector run, scheduled or background. */
 const runSchema = z.object({

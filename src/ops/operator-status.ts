@@ -1,7 +1,8 @@
 import { z } from 'zod';
+import { dbNumber } from '../db/json-number.ts';
 
 const when = z.string().nullable();
-const number = z.coerce.number();
+const number = dbNumber;
 
 /** operator_status()'s JSON, checked: the status screen and the attention rules rely on every field. */
 export const operatorStatusSchema = z.object({

@@ -3,6 +3,7 @@ import type { PostgrestError, SupabaseClient } from '@supabase/supabase-js';
 import { stringify } from 'csv-stringify/browser/esm/sync';
 import { z } from 'zod';
 import type { Database } from '../db/database.types.ts';
+import { dbNumber } from '../db/json-number.ts';
 
 /**
  * Typed helpers for the tenant usage API (docs/usage-api.md), for a frontend that reads
@@ -18,7 +19,7 @@ type Functions = Database['public']['Functions'];
 type RowOf<F extends keyof Functions> =
   Functions[F]['Returns'] extends ReadonlyArray<infer R> ? R : Functions[F]['Returns'];
 
-const count = z.coerce.number();
+const count = dbNumber;
 const limitPolicy = z.enum(['hard_limit', 'overage', 'unlimited']);
 /** normal; warning at the plan's lowest alert threshold; limit at 100 %; overage above. */
 export const usageLevel = z.enum(['normal', 'warning', 'limit', 'overage']);

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { dbNumber } from '../../src/db/json-number.ts';
 import {
   getDailyUsage,
   getUsageSummary,
@@ -177,5 +178,15 @@ describe('usage client calls', () => {
     const error = { code: '42501', message: 'permission denied', details: null, hint: null };
     const { client } = stubClient({ data: null, error });
     expect(await getDailyUsage(client, { tenantId: 't1' })).toEqual({ data: null, error });
+  });
+});
+
+describe('dbNumber', () => {
+  it('reads a JSON number or numeric text, and refuses what is not a number instead of reading 0', () => {
+    expect(dbNumber.parse(42)).toBe(42);
+    expect(dbNumber.parse('12.50')).toBe(12.5);
+    for (const bad of [null, undefined, '', '  ', 'twelve', true]) {
+      expect(dbNumber.safeParse(bad).success).toBe(false);
+    }
   });
 });
