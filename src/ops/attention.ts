@@ -1,8 +1,15 @@
+import { differenceInMinutes, formatDistanceStrict } from 'date-fns';
 import { plural } from '../domain/words.ts';
-import { isScheduledFunction } from './scheduled-functions.ts';
+import {
+  isScheduledFunction,
+  overdueAfterMinutes,
+  SCHEDULED_FUNCTIONS,
+} from './scheduled-functions.ts';
 
 /** The parts of operator_status() that decide whether a person is needed. */
 export interface AttentionInputs {
+  /** When the status was read (the database's clock): what "overdue" is measured against. */
+  generated_at: string;
   sources: { failing: number; stalled: number };
   meter_reports: {
     late: number;
@@ -31,6 +38,7 @@ export interface AttentionInputs {
   };
   scheduled_functions: Array<{
     function_name: string;
+    last_started_at: string;
     failures_since_success: number;
     last_error: string | null;
   }>;
@@ -86,18 +94,56 @@ const webhookAttention = ({ webhook_deliveries: webhooks }: AttentionInputs) =>
   );
 
 /**
- * What needs a person: failing sources, billing's findings (above), alerts given up on,
- * failing webhook endpoints, and this project's scheduled functions whose latest runs failed (one failure is enough:
- * a function that fails every hour must not wait for a second to be noticed).
+ * This project's scheduled functions that stopped running or keep failing, each once. A
+ * function whose latest run started longer ago than two of its intervals (plus five minutes)
+ * is overdue: Netlify no longer runs it (not deployed, disabled, or the site's functions
+ * failing to start), which no run can record. A function that never ran is not named: a new
+ * deployment has no history to tell "not yet" from "never". Of the latest runs, one failure
+ * is enough: a function that fails every hour must not wait for a second to be noticed.
+ */
+function scheduledAttention({
+  generated_at: now,
+  scheduled_functions: functions,
+}: AttentionInputs) {
+  return functions.flatMap((f) => {
+    if (!isScheduledFunction(f.function_name)) return [];
+    const name = f.function_name;
+    const { everyMinutes, byHand } = SCHEDULED_FUNCTIONS[name];
+    const findings: string[] = [];
+    if (differenceInMinutes(now, f.last_started_at) > overdueAfterMinutes(name)) {
+      findings.push(
+        `${name} has not run for ${formatDistanceStrict(f.last_started_at, now)} (it is scheduled ${every(everyMinutes)}): check that the site's scheduled functions are deployed and enabled in Netlify and see its function log; \`${byHand}\` does its work now`,
+      );
+    }
+    if (f.failures_since_success > 0) {
+      findings.push(
+        `${name} failed ${plural(f.failures_since_success, 'time')} since its last success${f.last_error ? ` (${f.last_error.slice(0, 120)})` : ''}`,
+      );
+    }
+    return findings;
+  });
+}
+
+const every = (minutes: number) =>
+  minutes === 1
+    ? 'every minute'
+    : minutes % (24 * 60) === 0
+      ? minutes === 24 * 60
+        ? 'daily'
+        : `every ${minutes / (24 * 60)} days`
+      : minutes % 60 === 0
+        ? minutes === 60
+          ? 'hourly'
+          : `every ${minutes / 60} hours`
+        : `every ${minutes} minutes`;
+
+/**
+ * What needs a person: scheduled functions overdue or failing (above), failing sources,
+ * billing's findings, alerts given up on, and failing webhook endpoints.
  */
 export function needsAttention(status: AttentionInputs): string[] {
   return [
-    ...status.scheduled_functions
-      .filter((f) => isScheduledFunction(f.function_name) && f.failures_since_success > 0)
-      .map(
-        (f) =>
-          `${f.function_name} failed ${plural(f.failures_since_success, 'time')} since its last success${f.last_error ? ` (${f.last_error.slice(0, 120)})` : ''}`,
-      ),
+    ...scheduledAttention(status),
     status.sources.failing > 0 && `${plural(status.sources.failing, 'source')} failing`,
     status.sources.stalled > 0 &&
       `${plural(status.sources.stalled, 'enabled source')} not collected for 30 minutes or more, without an error: check that collect-usage runs (its latest run above) and that the sources are due (\`flowmeter sources list\`); \`flowmeter collect\` collects them now`,

@@ -1,17 +1,25 @@
 /**
  * The scheduled Netlify functions that record their runs (recordedRun), by the name they
- * record. Status raises attention for these; a test keeps the list in step with
- * netlify/functions.
+ * record, with the interval their schedule (netlify.toml or the function's own config)
+ * runs them at and the command that does the same work by hand. Status raises attention for
+ * these; a test keeps the list and the intervals in step with netlify/ and netlify.toml.
  */
-export const SCHEDULED_FUNCTIONS = [
-  'collect-usage',
-  'deliver-alerts',
-  'report-usage',
-  'reconcile-usage',
-  'deliver-webhooks',
-] as const;
+export const SCHEDULED_FUNCTIONS = {
+  'collect-usage': { everyMinutes: 10, byHand: 'flowmeter collect' },
+  'deliver-alerts': { everyMinutes: 5, byHand: 'flowmeter alerts deliver' },
+  'report-usage': { everyMinutes: 60, byHand: 'flowmeter report' },
+  'reconcile-usage': { everyMinutes: 24 * 60, byHand: 'flowmeter reconcile' },
+  'deliver-webhooks': { everyMinutes: 1, byHand: 'flowmeter webhooks deliver' },
+} as const satisfies Record<string, { everyMinutes: number; byHand: string }>;
 
-export type ScheduledFunctionName = (typeof SCHEDULED_FUNCTIONS)[number];
+export type ScheduledFunctionName = keyof typeof SCHEDULED_FUNCTIONS;
 
 export const isScheduledFunction = (name: string): name is ScheduledFunctionName =>
-  (SCHEDULED_FUNCTIONS as readonly string[]).includes(name);
+  Object.hasOwn(SCHEDULED_FUNCTIONS, name);
+
+/**
+ * How long after its latest start a scheduled function counts as overdue: two intervals
+ * (one missed tick is Netlify's jitter or a deploy) plus five minutes.
+ */
+export const overdueAfterMinutes = (name: ScheduledFunctionName) =>
+  2 * SCHEDULED_FUNCTIONS[name].everyMinutes + 5;

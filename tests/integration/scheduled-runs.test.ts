@@ -198,4 +198,24 @@ describe('scheduled functions in the operator status', () => {
       'report-usage failed 1 time since its last success (Stripe is down)',
     );
   });
+
+  it('makes the status need attention when one of our scheduled functions stopped running', async () => {
+    /** The findings about collect-usage with only these runs of it recorded (rolled back). */
+    const collectFindings = (minutesAgo: number) =>
+      asRole('service_role', {}, async (db) => {
+        await db.query("delete from public.scheduled_runs where function_name = 'collect-usage'");
+        await db.query(
+          `insert into public.scheduled_runs (function_name, started_at, finished_at, ok)
+           values ('collect-usage', now() - make_interval(mins => $1::int),
+                   now() - make_interval(mins => $1::int) + interval '20 seconds', true)`,
+          [minutesAgo],
+        );
+        const { rows } = await db.query('select public.operator_status() as status');
+        return needsAttention(rows[0].status).filter((f) => f.startsWith('collect-usage'));
+      });
+    expect(await collectFindings(12)).toEqual([]);
+    expect(await collectFindings(40)).toEqual([
+      "collect-usage has not run for 40 minutes (it is scheduled every 10 minutes): check that the site's scheduled functions are deployed and enabled in Netlify and see its function log; `flowmeter collect` does its work now",
+    ]);
+  });
 });

@@ -14,7 +14,12 @@ const reportsHealthy = {
 const eventsHealthy = { rejected: 0, last_rejected_id: null, last_reason: null };
 const reconciledHealthy = { unrepaired: 0, last_kind: null, last_detail: null };
 
+const now = '2026-12-02T12:00:00.000Z';
+/** A start that many minutes before `now`. */
+const startedAgo = (minutes: number) => new Date(Date.parse(now) - minutes * 60_000).toISOString();
+
 const healthy: AttentionInputs = {
+  generated_at: now,
   sources: { failing: 0, stalled: 0 },
   meter_reports: reportsHealthy,
   stripe_events: eventsHealthy,
@@ -22,7 +27,12 @@ const healthy: AttentionInputs = {
   alert_deliveries: { given_up: 0 },
   webhook_deliveries: { failing_endpoints: [] },
   scheduled_functions: [
-    { function_name: 'report-usage', failures_since_success: 0, last_error: null },
+    {
+      function_name: 'report-usage',
+      last_started_at: startedAgo(3),
+      failures_since_success: 0,
+      last_error: null,
+    },
   ],
 };
 
@@ -34,6 +44,7 @@ describe('needsAttention', () => {
   it('names each kind of problem', () => {
     expect(
       needsAttention({
+        generated_at: now,
         sources: { failing: 2, stalled: 1 },
         meter_reports: { ...reportsHealthy, late: 1 },
         stripe_events: eventsHealthy,
@@ -101,12 +112,19 @@ describe('needsAttention', () => {
         scheduled_functions: [
           {
             function_name: 'report-usage',
+            last_started_at: startedAgo(10),
             failures_since_success: 1,
             last_error: 'Stripe is down',
           },
-          { function_name: 'deliver-alerts', failures_since_success: 0, last_error: null },
+          {
+            function_name: 'deliver-alerts',
+            last_started_at: startedAgo(1),
+            failures_since_success: 0,
+            last_error: null,
+          },
           {
             function_name: 'collect-usage',
+            last_started_at: startedAgo(4),
             failures_since_success: 3,
             last_error: 'did not finish: killed or timed out',
           },
@@ -123,10 +141,59 @@ describe('needsAttention', () => {
       needsAttention({
         ...healthy,
         scheduled_functions: [
-          { function_name: 'one-off-script', failures_since_success: 5, last_error: 'x' },
+          {
+            function_name: 'one-off-script',
+            last_started_at: startedAgo(90 * 24 * 60),
+            failures_since_success: 5,
+            last_error: 'x',
+          },
         ],
       }),
     ).toEqual([]);
+  });
+
+  const overdue = (name: string, minutesAgo: number, failures = 0) =>
+    needsAttention({
+      ...healthy,
+      scheduled_functions: [
+        {
+          function_name: name,
+          last_started_at: startedAgo(minutesAgo),
+          failures_since_success: failures,
+          last_error: failures > 0 ? 'boom' : null,
+        },
+      ],
+    });
+
+  it.each([
+    ['collect-usage', 25, 26, 'every 10 minutes', 'flowmeter collect'],
+    ['deliver-alerts', 15, 16, 'every 5 minutes', 'flowmeter alerts deliver'],
+    ['report-usage', 125, 126, 'hourly', 'flowmeter report'],
+    ['reconcile-usage', 2885, 2886, 'daily', 'flowmeter reconcile'],
+    ['deliver-webhooks', 7, 8, 'every minute', 'flowmeter webhooks deliver'],
+  ])(
+    'flags %s as overdue only after two missed intervals and five minutes (%i vs %i minutes)',
+    (name, onTime, late, every, byHand) => {
+      expect(overdue(name, onTime)).toEqual([]);
+      const [finding, ...rest] = overdue(name, late);
+      expect(rest).toEqual([]);
+      expect(finding).toMatch(
+        new RegExp(
+          `^${name} has not run for \\d+ (minutes|hours|days) \\(it is scheduled ${every}\\): check that the site's scheduled functions are deployed and enabled in Netlify`,
+        ),
+      );
+      expect(finding).toContain(`\`${byHand}\` does its work now`);
+    },
+  );
+
+  it('names how long ago an overdue function last started, and its failures as well', () => {
+    expect(overdue('collect-usage', 47, 2)).toEqual([
+      "collect-usage has not run for 47 minutes (it is scheduled every 10 minutes): check that the site's scheduled functions are deployed and enabled in Netlify and see its function log; `flowmeter collect` does its work now",
+      'collect-usage failed 2 times since its last success (boom)',
+    ]);
+    expect(overdue('reconcile-usage', 4 * 24 * 60)[0]).toMatch(
+      /^reconcile-usage has not run for 4 days \(it is scheduled daily\)/,
+    );
   });
 });
 
@@ -140,6 +207,39 @@ describe('SCHEDULED_FUNCTIONS', () => {
         recorded.push(match[1] as string);
       }
     }
-    expect(recorded.sort()).toEqual([...SCHEDULED_FUNCTIONS].sort());
+    expect(recorded.sort()).toEqual(Object.keys(SCHEDULED_FUNCTIONS).sort());
+  });
+
+  it('states the interval each schedule in netlify.toml or the function itself runs at', async () => {
+    const schedules = new Map<string, string>();
+    const toml = await readFile(new URL('../../netlify.toml', import.meta.url), 'utf8');
+    for (const m of toml.matchAll(/\[functions\."([a-z0-9-]+)"\]\s*\n\s*schedule = "([^"]+)"/g)) {
+      schedules.set(m[1] as string, m[2] as string);
+    }
+    const dir = new URL('../../netlify/functions/', import.meta.url);
+    for (const file of await readdir(dir)) {
+      const source = await readFile(new URL(file, dir), 'utf8');
+      const own = source.match(/schedule: '([^']+)'/);
+      if (own) schedules.set(file.replace(/\.m?ts$/, ''), own[1] as string);
+    }
+    /** The minutes between runs of the cron forms the project uses; any other form fails. */
+    const minutesBetween = (cron: string) => {
+      if (cron === '* * * * *') return 1;
+      const step = cron.match(/^\*\/(\d+) \* \* \* \*$/);
+      if (step) return Number(step[1]);
+      if (/^\d+ \* \* \* \*$/.test(cron)) return 60;
+      if (/^\d+ \d+ \* \* \*$/.test(cron)) return 24 * 60;
+      throw new Error(`state this schedule's interval in SCHEDULED_FUNCTIONS by hand: ${cron}`);
+    };
+    const stated = Object.fromEntries(
+      Object.entries(SCHEDULED_FUNCTIONS).map(([name, f]) => [name, f.everyMinutes]),
+    );
+    const scheduled = Object.fromEntries(
+      Object.keys(SCHEDULED_FUNCTIONS).map((name) => [
+        name,
+        minutesBetween(schedules.get(name) ?? `no schedule for ${name}`),
+      ]),
+    );
+    expect(stated).toEqual(scheduled);
   });
 });
