@@ -290,31 +290,33 @@ function mapResult<R, T>(
   return { data: map(response.data as R), error: null };
 }
 
-/** One set-returning function's rows, each mapped to the client's shape. */
-async function rowsOf<F extends keyof Functions, T>(
-  supabase: UsageDb,
+/**
+ * One set-returning function as a function of the client and of the query its arguments
+ * are made from, each row mapped to the client's shape.
+ */
+function usageRows<F extends keyof Functions, Input extends unknown[], T>(
   fn: F,
-  args: Functions[F]['Args'],
+  args: (...input: Input) => Functions[F]['Args'],
   toRow: (row: RowOf<F>) => T,
-): Promise<UsageResult<T[]>> {
-  const response = await supabase.rpc(fn, args);
-  return mapResult(response as { data: RowOf<F>[] | null; error: PostgrestError | null }, (rows) =>
-    rows.map(toRow),
-  );
+): (supabase: UsageDb, ...input: Input) => Promise<UsageResult<T[]>> {
+  return async (supabase, ...input) => {
+    const response = await supabase.rpc(fn, args(...input));
+    return mapResult(
+      response as { data: RowOf<F>[] | null; error: PostgrestError | null },
+      (rows) => rows.map(toRow),
+    );
+  };
 }
 
 /**
  * The current period of every tenant the user belongs to, or of one tenant. Throws when a
  * row is not of the summary's shape: the database runs other migrations than this client.
  */
-export async function getUsageSummary(
-  supabase: UsageDb,
-  tenantId?: string,
-): Promise<UsageResult<UsageSummary[]>> {
-  return rowsOf(supabase, 'tenant_usage_summary', rpcArgs({ tenant_id: tenantId }), (row) =>
-    toUsageSummary(usageSummaryRowSchema.parse(row)),
-  );
-}
+export const getUsageSummary = usageRows(
+  'tenant_usage_summary',
+  (tenantId?: string) => rpcArgs({ tenant_id: tenantId }),
+  (row) => toUsageSummary(usageSummaryRowSchema.parse(row)),
+);
 
 export interface DailyUsageQuery {
   tenantId: string;
@@ -325,21 +327,16 @@ export interface DailyUsageQuery {
 }
 
 /** One row per UTC day, days without usage as zeros. */
-export async function getDailyUsage(
-  supabase: UsageDb,
-  query: DailyUsageQuery,
-): Promise<UsageResult<DailyUsage[]>> {
-  return rowsOf(
-    supabase,
-    'tenant_usage_daily',
+export const getDailyUsage = usageRows(
+  'tenant_usage_daily',
+  (query: DailyUsageQuery) =>
     rpcArgs({
       tenant_id: query.tenantId,
       from_day: given(query.fromDay, toDay),
       to_day: given(query.toDay, toDay),
     }),
-    toDailyUsage,
-  );
-}
+  toDailyUsage,
+);
 
 export interface WorkflowBreakdownQuery {
   tenantId: string;
@@ -352,22 +349,17 @@ export interface WorkflowBreakdownQuery {
 }
 
 /** Usage per workflow in one period, in workflowId order. */
-export async function getWorkflowBreakdown(
-  supabase: UsageDb,
-  query: WorkflowBreakdownQuery,
-): Promise<UsageResult<WorkflowUsage[]>> {
-  return rowsOf(
-    supabase,
-    'tenant_workflow_breakdown',
+export const getWorkflowBreakdown = usageRows(
+  'tenant_workflow_breakdown',
+  (query: WorkflowBreakdownQuery) =>
     rpcArgs({
       tenant_id: query.tenantId,
       period_start: given(query.periodStart, toInstant),
       max_rows: query.maxRows,
       after_workflow_id: query.afterWorkflowId,
     }),
-    toWorkflowUsage,
-  );
-}
+  toWorkflowUsage,
+);
 
 export interface UsageHistoryQuery {
   tenantId: string;
@@ -378,21 +370,16 @@ export interface UsageHistoryQuery {
 }
 
 /** Billing periods with counters, newest first. */
-export async function getUsageHistory(
-  supabase: UsageDb,
-  query: UsageHistoryQuery,
-): Promise<UsageResult<UsagePeriod[]>> {
-  return rowsOf(
-    supabase,
-    'tenant_usage_history',
+export const getUsageHistory = usageRows(
+  'tenant_usage_history',
+  (query: UsageHistoryQuery) =>
     rpcArgs({
       tenant_id: query.tenantId,
       max_rows: query.maxRows,
       before: given(query.before, toInstant),
     }),
-    toUsagePeriod,
-  );
-}
+  toUsagePeriod,
+);
 
 export interface InvoicePreview {
   tenantId: string;
@@ -431,17 +418,11 @@ export const toInvoicePreview = (r: RowOf<'tenant_invoice_preview'>): InvoicePre
  * Stripe's upcoming-invoice preview of the current period as the server last fetched it, of
  * every tenant of the user or of one; none before the first fetch or without a subscription.
  */
-export async function getInvoicePreview(
-  supabase: UsageDb,
-  tenantId?: string,
-): Promise<UsageResult<InvoicePreview[]>> {
-  return rowsOf(
-    supabase,
-    'tenant_invoice_preview',
-    rpcArgs({ tenant_id: tenantId }),
-    toInvoicePreview,
-  );
-}
+export const getInvoicePreview = usageRows(
+  'tenant_invoice_preview',
+  (tenantId?: string) => rpcArgs({ tenant_id: tenantId }),
+  toInvoicePreview,
+);
 
 export interface UsageCorrectionsQuery {
   tenantId: string;
@@ -452,21 +433,16 @@ export interface UsageCorrectionsQuery {
 }
 
 /** Corrections of the tenant's billed usage, newest first. */
-export async function getUsageCorrections(
-  supabase: UsageDb,
-  query: UsageCorrectionsQuery,
-): Promise<UsageResult<UsageCorrection[]>> {
-  return rowsOf(
-    supabase,
-    'tenant_usage_corrections',
+export const getUsageCorrections = usageRows(
+  'tenant_usage_corrections',
+  (query: UsageCorrectionsQuery) =>
     rpcArgs({
       tenant_id: query.tenantId,
       for_period: given(query.periodStart, toInstant),
       max_rows: query.maxRows,
     }),
-    toUsageCorrection,
-  );
-}
+  toUsageCorrection,
+);
 
 export interface AlertsQuery {
   tenantId: string;
@@ -478,22 +454,17 @@ export interface AlertsQuery {
 }
 
 /** The tenant's usage alerts, newest first. */
-export async function listAlerts(
-  supabase: UsageDb,
-  query: AlertsQuery,
-): Promise<UsageResult<UsageAlert[]>> {
-  return rowsOf(
-    supabase,
-    'tenant_alerts',
+export const listAlerts = usageRows(
+  'tenant_alerts',
+  (query: AlertsQuery) =>
     rpcArgs({
       tenant_id: query.tenantId,
       unread_only: query.unreadOnly,
       max_rows: query.maxRows,
       before_id: query.beforeId,
     }),
-    toUsageAlert,
-  );
-}
+  toUsageAlert,
+);
 
 /** Acknowledges an alert (the first read time is kept); 404 when it is not the user's. */
 export async function markAlertRead(
@@ -537,21 +508,23 @@ export async function getUsageExportPage(
   return mapResult(await call, (rows) => rows.map(toExecutionUsage));
 }
 
-/** The CSV's columns, in order, with the fields they hold. */
-const EXPORT_COLUMNS: Array<{ key: keyof ExecutionUsage; header: string }> = [
-  { key: 'occurredAt', header: 'occurred_at' },
-  { key: 'workflowId', header: 'workflow_id' },
-  { key: 'executionId', header: 'execution_id' },
-  { key: 'sourceId', header: 'source_id' },
-  { key: 'mode', header: 'mode' },
-  { key: 'status', header: 'status' },
-  { key: 'billable', header: 'billable' },
-  { key: 'startedAt', header: 'started_at' },
-  { key: 'stoppedAt', header: 'stopped_at' },
-  { key: 'durationMs', header: 'duration_ms' },
-  { key: 'billingPeriodStart', header: 'billing_period_start' },
-  { key: 'billingPeriodEnd', header: 'billing_period_end' },
-];
+/** The CSV's columns, in order: each field under its snake_case name, as the SQL names it. */
+const EXPORT_COLUMNS = (
+  [
+    'occurredAt',
+    'workflowId',
+    'executionId',
+    'sourceId',
+    'mode',
+    'status',
+    'billable',
+    'startedAt',
+    'stoppedAt',
+    'durationMs',
+    'billingPeriodStart',
+    'billingPeriodEnd',
+  ] satisfies Array<keyof ExecutionUsage>
+).map((key) => ({ key, header: key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`) }));
 
 const csvOptions = (header: boolean) => ({
   header,
