@@ -124,18 +124,13 @@ function scheduledAttention({
   });
 }
 
-const every = (minutes: number) =>
-  minutes === 1
-    ? 'every minute'
-    : minutes % (24 * 60) === 0
-      ? minutes === 24 * 60
-        ? 'daily'
-        : `every ${minutes / (24 * 60)} days`
-      : minutes % 60 === 0
-        ? minutes === 60
-          ? 'hourly'
-          : `every ${minutes / 60} hours`
-        : `every ${minutes} minutes`;
+/** A schedule's interval in words: the shipped ones read "every minute", "hourly", "daily". */
+function every(minutes: number) {
+  if (minutes === 1) return 'every minute';
+  if (minutes === 60) return 'hourly';
+  if (minutes === 24 * 60) return 'daily';
+  return `every ${plural(minutes, 'minute')}`;
+}
 
 /**
  * What needs a person: scheduled functions overdue or failing (above), failing sources,
