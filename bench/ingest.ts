@@ -11,6 +11,7 @@ import { createN8nClient, type N8nClient } from '../src/n8n/client.ts';
 import { parseExecution, parseExecutionPage } from '../src/n8n/schemas.ts';
 import { silentLogger } from '../src/observability/logger.ts';
 import { type CpuSample, cpuDelta } from './cpu.ts';
+import { type HeapUse, heapUse, profiled } from './heap.ts';
 import { fmt } from './stats.ts';
 import { machine, positive, printTargets, writeResults } from './support.ts';
 import { startCollectorBench, syntheticExecution, syntheticPath } from './synthetic-n8n.ts';
@@ -54,6 +55,7 @@ interface SeriesResult {
   msPerPage?: { wall: number; fetchAndParse: number; ingestRpc: number; overlapped: number };
   cpuMsPerPage?: CpuSample;
   peakRssMiB: number;
+  heap?: HeapUse;
 }
 
 const peakRssMiB = () => process.resourceUsage().maxRSS / 1024;
@@ -116,24 +118,26 @@ async function realPath(name: string): Promise<SeriesResult> {
   );
   const cpuBefore = probe?.();
   const started = performance.now();
-  const collected = await runCollection({
-    db,
-    keyring,
-    log: silentLogger,
-    trigger: 'manual',
-    select: { sourceIds: [sourceId] },
-    createN8nClient: ({ baseUrl, apiKey }) => timedClient(createN8nClient({ baseUrl, apiKey })),
-    settings: {
-      budgetMs: 3_600_000,
-      concurrency: 1,
-      leaseSeconds: 600,
-      sliceSources: 1,
-      openMaxAgeMs: 14 * 86_400_000,
-      revisitBatch: 100,
-      probeBatch: 1000,
-      probeConcurrency: 4,
-    },
-  });
+  const { value: collected, profile } = await profiled(() =>
+    runCollection({
+      db,
+      keyring,
+      log: silentLogger,
+      trigger: 'manual',
+      select: { sourceIds: [sourceId] },
+      createN8nClient: ({ baseUrl, apiKey }) => timedClient(createN8nClient({ baseUrl, apiKey })),
+      settings: {
+        budgetMs: 3_600_000,
+        concurrency: 1,
+        leaseSeconds: 600,
+        sliceSources: 1,
+        openMaxAgeMs: 14 * 86_400_000,
+        revisitBatch: 100,
+        probeBatch: 1000,
+        probeConcurrency: 4,
+      },
+    }),
+  );
   if (!collected.ok) throw new Error(`${name}: ${collected.error.message}`);
   const summary = collected.value;
   const seconds = (performance.now() - started) / 1000;
@@ -160,6 +164,7 @@ async function realPath(name: string): Promise<SeriesResult> {
     },
     cpuMsPerPage: cpuDelta(cpuBefore, probe?.(), pages),
     peakRssMiB: peakRssMiB(),
+    heap: heapUse(profile, summary.executionsIngested),
   };
 }
 
@@ -366,6 +371,15 @@ function print(s: SeriesResult, reference?: SeriesResult) {
       `${''.padEnd(52)} per page ${fmt(p.wall)} ms: fetch + parse ${fmt(p.fetchAndParse)}, ingest RPC ${fmt(p.ingestRpc)} (${s.ingestCalls} calls for ${s.pages} pages), of which overlapped ${fmt(p.overlapped)}`,
     );
   }
+  if (s.heap) {
+    const h = s.heap;
+    const live = h.liveAfterFullMiB
+      ? `${fmt(h.liveAfterFullMiB.min, 1)}–${fmt(h.liveAfterFullMiB.max, 1)} MiB in use after each of ${h.fullCollections} full collections`
+      : 'no full collection';
+    console.log(
+      `${''.padEnd(52)} heap: ${fmt(h.promotedKiBPer1000, 0)} KiB promoted per 1,000 executions, ${live}, at most ${fmt(h.peakHeapMiB, 0)} MiB`,
+    );
+  }
   if (s.cpuMsPerPage) {
     const c = s.cpuMsPerPage;
     console.log(
@@ -432,6 +446,16 @@ try {
   const realPathPeakRssMiB = warm.peakRssMiB;
   console.log(
     `  peak RSS: ${fmt(realPathPeakRssMiB, 0)} MiB by the end of the real path, ${fmt(peakRssMiB(), 0)} MiB over the whole run`,
+  );
+  // What the collector holds, as against what V8 let grow before collecting: a walk that
+  // kept anything per execution would raise this with --executions, peak RSS or not.
+  const live = [fresh, warm].flatMap((s) =>
+    s.heap?.liveAfterFullMiB ? [s.heap.liveAfterFullMiB.max] : [],
+  );
+  console.log(
+    live.length
+      ? `  heap in use after a full collection during the real path: at most ${fmt(Math.max(...live), 1)} MiB`
+      : '  no full collection during the real path (the run ended before V8 needed one)',
   );
 
   const latencyTarget = options.latency > 0 ? (0.9 * (PAGE * 1000)) / options.latency : 20_000;
