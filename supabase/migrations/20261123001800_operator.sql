@@ -374,19 +374,6 @@ as $$
                   'ffffffff-ffff-ffff-ffff-ffffffffffff'::uuid);
 $$;
 
-create or replace function private.export_page_size(max_rows int)
-returns int
-language plpgsql immutable
-set search_path = ''
-as $$
-begin
-  if max_rows is null or max_rows < 1 then
-    raise exception 'max_rows must be at least 1 (got %)', max_rows using errcode = '22023';
-  end if;
-  return least(max_rows, 5000);
-end;
-$$;
-
 create or replace function public.export_usage_days(
   tenant_ids uuid[] default null,
   from_day date default null,
@@ -417,7 +404,7 @@ as $$
     and (d.tenant_id, d.day)
         > (coalesce(export_usage_days.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), coalesce(export_usage_days.after_day, '-infinity'::date))
   order by d.tenant_id, d.day
-  limit private.export_page_size(export_usage_days.max_rows);
+  limit private.page_size(export_usage_days.max_rows, default_rows => null, most => 5000);
 $$;
 comment on function public.export_usage_days(uuid[], date, date, uuid, date, int) is
 $$Usage per tenant and UTC day (days with usage only), from_day to to_day inclusive, in (tenant_id, day) order; the next page passes the last row's tenant_id and day. At most max_rows (capped at 5000).
@@ -458,7 +445,7 @@ as $$
           > (coalesce(export_usage_workflows.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), coalesce(export_usage_workflows.after_workflow_id, ''))
     group by e.tenant_id, e.workflow_id
     order by e.tenant_id, e.workflow_id
-    limit private.export_page_size(export_usage_workflows.max_rows)
+    limit private.page_size(export_usage_workflows.max_rows, default_rows => null, most => 5000)
   ) w
   join public.tenants t on t.id = w.tenant_id
   order by w.tenant_id, w.workflow_id;
@@ -509,7 +496,7 @@ as $$
            coalesce(export_usage_executions.after_source_id, '00000000-0000-0000-0000-000000000000'::uuid),
            coalesce(export_usage_executions.after_execution_id, -1))
   order by e.tenant_id, e.occurred_at, e.source_id, e.execution_id
-  limit private.export_page_size(export_usage_executions.max_rows);
+  limit private.page_size(export_usage_executions.max_rows, default_rows => null, most => 5000);
 $$;
 comment on function public.export_usage_executions(uuid[], timestamptz, timestamptz, uuid, timestamptz, uuid, bigint, int) is
 $$The raw executions started in [from_at, to_at), in (tenant_id, occurred_at, source_id, execution_id) order; the next page passes those of the last row. At most max_rows (capped at 5000).
@@ -518,7 +505,6 @@ occurred_at = started_at, else stopped_at; period_start = the tenant billing per
 select private.grant_to_service_role_only(
   'public.export_usage_size(uuid[], date, date)',
   'private.tenant_id_range(uuid[])',
-  'private.export_page_size(int)',
   'public.export_usage_days(uuid[], date, date, uuid, date, int)',
   'public.export_usage_workflows(uuid[], timestamptz, timestamptz, uuid, text, int)',
   'public.export_usage_executions(uuid[], timestamptz, timestamptz, uuid, timestamptz, uuid, bigint, int)'
