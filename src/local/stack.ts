@@ -34,6 +34,11 @@ export interface LocalStackOptions {
   jwtSecret?: string;
   log?: (line: string) => void;
   onPostgresLog?: (line: string) => void;
+  /**
+   * Abandons the start between its steps: the step under way (initdb, say) is let finish,
+   * PostgreSQL is stopped and the start rejects with the signal's reason.
+   */
+  signal?: AbortSignal;
 }
 
 const LOCAL_SUPERUSER_PASSWORD = 'postgres';
@@ -126,14 +131,17 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   });
   const pools: pg.Pool[] = [];
   try {
+    options.signal?.throwIfAborted();
     const passwords = {
       authenticator: randomBytes(18).toString('base64url'),
       authAdmin: randomBytes(18).toString('base64url'),
     };
     log('applying the Supabase compatibility bootstrap');
     await bootstrap(db.url, passwords);
+    options.signal?.throwIfAborted();
     log('applying migrations with the Supabase CLI');
     await applyMigrations(db.url);
+    options.signal?.throwIfAborted();
 
     const connect = (user: string, password: string, max: number) => {
       const pool = new pg.Pool({

@@ -122,15 +122,23 @@ async function main(): Promise<void> {
   }
   const previous = await readLocalEnv();
   const started = Date.now();
-  const stack = await startLocalStack({
+  const abandon = new AbortController();
+  const starting = startLocalStack({
     dataDir: localDataDir,
     dbPort: DB_PORT,
     apiPort: API_PORT,
     // Keep the keys stable across restarts so other shells keep working.
     ...(previous?.SUPABASE_JWT_SECRET ? { jwtSecret: previous.SUPABASE_JWT_SECRET } : {}),
     log: (line) => console.log(styleText('dim', `· ${line}`)),
+    signal: abandon.signal,
   });
-  stops.push(() => stack.stop());
+  // A stop while the stack is still starting waits for it: initdb and PostgreSQL are
+  // children of this process, and exiting first would leave them running on the data folder.
+  stops.push(async () => {
+    abandon.abort();
+    await (await starting.catch(() => undefined))?.stop();
+  });
+  const stack = await starting;
   if (stopping) return;
   const dashboard = await startLocalDashboard({
     ...stack,
@@ -323,6 +331,9 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
+  // Once stopping, a part failing to start is the stop's doing (the same SIGTERM reached
+  // initdb, or the start was abandoned), and the stop under way decides the exit code.
+  if (stopping) return;
   console.error(
     styleText('red', `npm start failed: ${error instanceof Error ? error.message : String(error)}`),
   );

@@ -1,12 +1,17 @@
 import { z } from 'zod';
 import { dbNumber } from '../db/json-number.ts';
 
-const when = z.string().nullable();
+/**
+ * A timestamptz as PostgreSQL writes it in JSON (`2026-12-02T10:00:00.123456+00:00`). The
+ * attention rules compare these times, and one they cannot read would count as on time.
+ */
+const timestamp = z.iso.datetime({ offset: true });
+const when = timestamp.nullable();
 const number = dbNumber;
 
 /** operator_status()'s JSON, checked: the status screen and the attention rules rely on every field. */
 export const operatorStatusSchema = z.object({
-  generated_at: z.string(),
+  generated_at: timestamp,
   sources: z.object({
     total: number,
     enabled: number,
@@ -84,7 +89,7 @@ export const operatorStatusSchema = z.object({
   scheduled_functions: z.array(
     z.object({
       function_name: z.string(),
-      last_started_at: z.string(),
+      last_started_at: timestamp,
       last_finished_at: when,
       last_ok: z.boolean().nullable(),
       last_error: z.string().nullable(),
@@ -98,7 +103,7 @@ export const operatorStatusSchema = z.object({
     z.object({
       id: z.string(),
       trigger: z.string(),
-      started_at: z.string(),
+      started_at: timestamp,
       finished_at: when,
       sources_ok: number,
       sources_failed: number,

@@ -60,6 +60,20 @@ async function startStack() {
   return { dir, env };
 }
 
+/** Command lines of the processes on this machine that mention `text` (a data folder). */
+const processesMentioning = (text: string) =>
+  execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((line) => line.includes(text));
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A first start runs initdb on the data folder for a few seconds: wait until it is running. */
+async function whileInitdbRuns(dir: string): Promise<void> {
+  const pgdata = `--pgdata=${join(dir, 'db')}`;
+  while (!processesMentioning(pgdata).some((line) => line.includes('initdb'))) await pause(20);
+}
+
 describe('npm start', () => {
   it('serves the local stack, writes local.env, and stops cleanly on Ctrl-C; keys survive a restart', async () => {
     const { dir, env } = await startStack();
@@ -146,8 +160,32 @@ describe('npm start', () => {
     expect(await run.exited).toBe(0);
     expect(run.output()).toContain('stopped.');
     expect(run.output()).not.toMatch(/\n\s+at /);
-    const left = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' });
-    expect(left).not.toContain(dir);
+    // Anything it started may take a moment to go (the test's timeout bounds the wait); what
+    // it must not do is leave it running, which the tests below pin down while initdb runs.
+    while (processesMentioning(dir).length > 0) await pause(100);
+  }, 120_000);
+
+  it('waits for a running initdb to end when its process group is sent SIGTERM, and leaves nothing running', async () => {
+    const { dir, env } = await startStack();
+    const run = start(env, { ownGroup: true });
+    await whileInitdbRuns(dir);
+    process.kill(-(run.child.pid as number), 'SIGTERM');
+    expect(await run.exited).toBe(0);
+    expect(run.output()).toContain('stopped.');
+    expect(run.output()).not.toMatch(/npm start failed|\n\s+at /);
+    expect(processesMentioning(dir)).toEqual([]);
+  }, 120_000);
+
+  it('waits for a running initdb to end when only it is sent SIGTERM, starts nothing more, and leaves nothing running', async () => {
+    const { dir, env } = await startStack();
+    const run = start(env);
+    await whileInitdbRuns(dir);
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+    expect(run.output()).toContain('stopped.');
+    expect(run.output()).not.toMatch(/npm start failed|\n\s+at /);
+    expect(run.output()).not.toContain('applying migrations');
+    expect(processesMentioning(dir)).toEqual([]);
   }, 120_000);
 
   it('starts nothing local when SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY are set', async () => {

@@ -2,7 +2,8 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { fail, ok } from '../../src/domain/result.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { recordedRun } from '../../src/observability/scheduled-run.ts';
-import { type AttentionInputs, needsAttention } from '../../src/ops/attention.ts';
+import { needsAttention } from '../../src/ops/attention.ts';
+import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
 import { dropRequest, faultyDb, loseResponse, rpcFetch } from '../support/faults.ts';
 import { asRole, serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
@@ -132,9 +133,7 @@ describe('scheduled functions in the operator status', () => {
         );
       }
       const { rows } = await db.query('select public.operator_status() as status');
-      return rows[0].status as AttentionInputs & {
-        scheduled_functions: Array<Record<string, unknown>>;
-      };
+      return operatorStatusSchema.parse(rows[0].status);
     });
 
   it('shows the latest run and counts failures since the last success', async () => {
@@ -189,6 +188,39 @@ describe('scheduled functions in the operator status', () => {
     });
   });
 
+  it('reads as the status schema expects over the RPC endpoint, microseconds and offset included', async () => {
+    const name = forgottenAfterTest();
+    await superuser().query(
+      `insert into public.scheduled_runs (function_name, started_at, finished_at, ok)
+       values ($1, date_trunc('second', now()) - interval '3 minutes 0.123456 seconds', now(), true)`,
+      [name],
+    );
+    const { data, error } = await serviceClient().rpc('operator_status');
+    expect(error).toBeNull();
+    const run = operatorStatusSchema
+      .parse(data)
+      .scheduled_functions.find((f) => f.function_name === name);
+    expect(run?.last_started_at).toMatch(/T\d\d:\d\d:\d\d\.876544\+00:00$/);
+  });
+
+  it('reads as the status schema expects in a session time zone off UTC by a part of an hour', async () => {
+    const name = uniqueId('job').toLowerCase();
+    const status = await asRole('service_role', {}, async (db) => {
+      await db.query("set local time zone 'Asia/Kathmandu'");
+      await db.query(
+        `insert into public.scheduled_runs (function_name, started_at, finished_at, ok)
+         values ($1, now() - interval '5 minutes', now(), true)`,
+        [name],
+      );
+      const { rows } = await db.query('select public.operator_status() as status');
+      return operatorStatusSchema.parse(rows[0].status);
+    });
+    expect(status.generated_at).toMatch(/\+05:45$/);
+    expect(status.scheduled_functions.find((f) => f.function_name === name)).toMatchObject({
+      last_started_at: expect.stringMatching(/\+05:45$/),
+    });
+  });
+
   it('makes the status need attention when one of our scheduled functions fails', async () => {
     const status = await statusWith([
       { name: 'report-usage', minutesAgo: 70, ok: true },
@@ -211,7 +243,9 @@ describe('scheduled functions in the operator status', () => {
           [minutesAgo],
         );
         const { rows } = await db.query('select public.operator_status() as status');
-        return needsAttention(rows[0].status).filter((f) => f.startsWith('collect-usage'));
+        return needsAttention(operatorStatusSchema.parse(rows[0].status)).filter((f) =>
+          f.startsWith('collect-usage'),
+        );
       });
     expect(await collectFindings(12)).toEqual([]);
     expect(await collectFindings(40)).toEqual([

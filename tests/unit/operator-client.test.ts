@@ -5,6 +5,7 @@ import {
   type OperatorDb,
   setSourceEnabled,
 } from '../../src/operator-client/index.ts';
+import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
 import { stubRpcClient } from '../support/rpc-stub.ts';
 
 const stubClient = (response: { data: unknown; error: unknown }) =>
@@ -95,6 +96,78 @@ describe('operator client', () => {
       expect.stringMatching(/^1 gap \(4 executions possibly uncounted: 4 pruned\)/),
     ]);
   });
+
+  it('reads times as PostgreSQL writes a timestamptz in JSON, microseconds and offset', async () => {
+    const { client } = stubClient({
+      data: {
+        ...status,
+        generated_at: '2026-12-02T10:00:00.123456+00:00',
+        scheduled_functions: [
+          {
+            function_name: 'report-usage',
+            last_started_at: '2026-12-01T10:00:00.654321+00:00',
+            last_finished_at: '2026-12-01T10:00:01.5+01:00',
+            last_ok: true,
+            last_error: null,
+            last_summary: {},
+            last_success_at: '2026-12-01T09:00:01Z',
+            failures_since_success: 0,
+          },
+        ],
+        collector,
+      },
+      error: null,
+    });
+    const { data, error } = await getHealth(client);
+    expect(error).toBeNull();
+    expect(data?.needsAttention).toContainEqual(
+      expect.stringMatching(/^report-usage has not run for 24 hours /),
+    );
+  });
+
+  it.each([
+    'yesterday',
+    '',
+    '2026-12-01',
+    '2026-12-01 10:00:00+00',
+    '2026-12-01T10:00:00',
+    '2026-02-30T10:00:00+00:00',
+    '10:00:00+00:00',
+  ])(
+    'refuses a scheduled function started at %j instead of reading it as on time',
+    async (malformed) => {
+      const answer = {
+        ...status,
+        scheduled_functions: [
+          {
+            function_name: 'report-usage',
+            last_started_at: malformed,
+            last_finished_at: null,
+            last_ok: null,
+            last_error: null,
+            last_summary: null,
+            last_success_at: null,
+            failures_since_success: 0,
+          },
+        ],
+      };
+      const refused = operatorStatusSchema.safeParse(answer);
+      expect(refused.error?.issues).toEqual([
+        expect.objectContaining({
+          path: ['scheduled_functions', 0, 'last_started_at'],
+          message: 'Invalid ISO datetime',
+        }),
+      ]);
+      const { client } = stubClient({ data: { ...answer, collector }, error: null });
+      expect(await getHealth(client)).toEqual({
+        data: null,
+        error: {
+          code: 'unexpected_shape',
+          message: expect.stringContaining('(scheduled_functions.0.last_started_at)'),
+        },
+      });
+    },
+  );
 
   it('keeps the tenant of each source in need of attention, so the page can link to it', async () => {
     const worst = {
