@@ -1,14 +1,15 @@
 import { z } from 'zod';
 import { dbNumber } from '../db/json-number.ts';
+import { dbTimestamp } from '../db/json-time.ts';
 import { plural } from '../domain/words.ts';
 
-const when = z.string().nullable();
+const when = dbTimestamp.nullable();
 const number = dbNumber;
 
 /** What health reads of one collector run, scheduled or background. */
 const runSchema = z.object({
   id: z.string(),
-  started_at: z.string(),
+  started_at: dbTimestamp,
   finished_at: when,
   sources_ok: number,
   sources_failed: number,
@@ -30,7 +31,7 @@ export const collectorHealthSchema = z.object({
     z.object({
       id: z.string(),
       trigger: z.string(),
-      started_at: z.string(),
+      started_at: dbTimestamp,
       pages: number,
       executions_ingested: number,
       billable_counted: number,
@@ -41,7 +42,7 @@ export const collectorHealthSchema = z.object({
       source_id: z.string(),
       tenant_id: z.string(),
       base_url: z.string(),
-      lease_expired_at: z.string(),
+      lease_expired_at: dbTimestamp,
       held_for_seconds: number,
     }),
   ),

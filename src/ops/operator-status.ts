@@ -1,11 +1,8 @@
 import { z } from 'zod';
 import { dbNumber } from '../db/json-number.ts';
+import { dbTimestamp } from '../db/json-time.ts';
 
-/**
- * A timestamptz as PostgreSQL writes it in JSON (`2026-12-02T10:00:00.123456+00:00`). The
- * attention rules compare these times, and one they cannot read would count as on time.
- */
-const timestamp = z.iso.datetime({ offset: true });
+const timestamp = dbTimestamp;
 const when = timestamp.nullable();
 const number = dbNumber;
 

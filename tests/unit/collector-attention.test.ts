@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { type CollectorHealth, collectorAttention } from '../../src/ops/collector-health.ts';
+import {
+  type CollectorHealth,
+  collectorAttention,
+  collectorHealthSchema,
+} from '../../src/ops/collector-health.ts';
 
 const healthy: CollectorHealth = {
   latest_scheduled_run: {
@@ -193,5 +197,63 @@ describe('collectorAttention', () => {
       { perTenant: false },
     );
     expect(lines[0]).toMatch(/^1 gap \(12,500 executions possibly uncounted/);
+  });
+});
+
+describe('collectorHealthSchema', () => {
+  const deadLease = {
+    source_id: 's1',
+    tenant_id: 't1',
+    base_url: 'https://n8n.example',
+    lease_expired_at: '2026-12-01T11:50:00.123456+00:00',
+    held_for_seconds: 900,
+  };
+  const killedRun = {
+    id: 'r0',
+    trigger: 'schedule',
+    started_at: '2026-12-01T11:40:00+00:00',
+    pages: 1,
+    executions_ingested: 10,
+    billable_counted: 9,
+  };
+  const full = {
+    ...healthy,
+    failed_background_runs: { count: 1, latest: [{ ...backgroundRun }] },
+    killed_runs: [killedRun],
+    dead_leases: [deadLease],
+  };
+
+  it('reads every time as PostgreSQL writes a timestamptz', () => {
+    expect(collectorHealthSchema.safeParse(full).success).toBe(true);
+  });
+
+  // Each time the health page shows or its rules weigh, with a value no timestamptz has.
+  it.each([
+    [
+      ['latest_scheduled_run', 'started_at'],
+      { latest_scheduled_run: { ...latestRun, started_at: 'now' } },
+    ],
+    [
+      ['latest_scheduled_run', 'finished_at'],
+      { latest_scheduled_run: { ...latestRun, finished_at: '2026-12-01' } },
+    ],
+    [
+      ['failed_background_runs', 'latest', 0, 'started_at'],
+      { failed_background_runs: { count: 1, latest: [{ ...backgroundRun, started_at: '12:00' }] } },
+    ],
+    [['killed_runs', 0, 'started_at'], { killed_runs: [{ ...killedRun, started_at: '' }] }],
+    [
+      ['dead_leases', 0, 'lease_expired_at'],
+      { dead_leases: [{ ...deadLease, lease_expired_at: '2026-12-01 11:50:00' }] },
+    ],
+    [
+      ['unacknowledged_gaps', 'oldest_detected_at'],
+      { unacknowledged_gaps: { ...healthy.unacknowledged_gaps, oldest_detected_at: 'yesterday' } },
+    ],
+  ])('refuses a malformed time at %j', (path, change) => {
+    const refused = collectorHealthSchema.safeParse({ ...full, ...change });
+    expect(refused.error?.issues).toEqual([
+      expect.objectContaining({ path, message: 'Invalid ISO datetime' }),
+    ]);
   });
 });
