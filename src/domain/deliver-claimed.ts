@@ -5,11 +5,13 @@ import {
   type DeliverySummary,
   summarizeDeliveries,
 } from './delivery-summary.ts';
+import { retryUnanswered } from './retry-unanswered.ts';
 
-/** What supabase-js answers for an RPC. */
+/** What supabase-js answers for an RPC: `status` 0 when no answer came. */
 interface RpcAnswer<T> {
   data: T | null;
   error: { message: string } | null;
+  status: number;
 }
 
 /** How one attempt ended: error is null when the destination accepted the message. */
@@ -71,18 +73,29 @@ function lanes<D>(claimed: D[], laneOf?: (delivery: D) => unknown): D[][] {
   return [...byLane.values()];
 }
 
+/** Further tries at recording an outcome that got no answer, while the claim's lease lasts. */
+const FINISH_RETRIES = 3;
+
 async function deliverOne<D, A extends Attempt>(
   outbox: DeliveryOutbox<D, A>,
   parentLog: Logger,
   d: D,
+  leaseEndsAt: number,
 ): Promise<DeliveryOutcome> {
   const log = parentLog.child(outbox.context(d));
   const attempt = await outbox.send(d);
   const delivered = attempt.error === null;
-  const { data, error } = await outbox.finish(
-    d,
-    attempt.error === null ? { delivered } : { delivered, error: attempt.error },
-    attempt,
+  // Retried: a sent delivery left unrecorded is sent again once its lease runs out, and a
+  // Slack message cannot be taken back. Recording twice changes nothing (delivered is final,
+  // a failure counts only while sending). Not past the lease: by then another run may send.
+  const { data, error } = await retryUnanswered(
+    () =>
+      outbox.finish(
+        d,
+        attempt.error === null ? { delivered } : { delivered, error: attempt.error },
+        attempt,
+      ),
+    { retries: FINISH_RETRIES, withinMs: leaseEndsAt - Date.now() },
   );
   if (error) {
     // The lease runs out and the delivery is sent again, with the same key: a repeat the
@@ -109,9 +122,12 @@ export async function deliverClaimed<D, A extends Attempt>(
   input: DeliveryRunInput,
   outbox: DeliveryOutbox<D, A>,
 ): Promise<DeliverySummary> {
+  const leaseSeconds = input.leaseSeconds ?? outbox.defaults.leaseSeconds;
+  // Taken before the claim, so it never falls after the lease the database grants.
+  const leaseEndsAt = Date.now() + leaseSeconds * 1000;
   const { data, error } = await outbox.claim({
     max_rows: input.maxRows ?? outbox.defaults.maxRows,
-    lease_seconds: input.leaseSeconds ?? outbox.defaults.leaseSeconds,
+    lease_seconds: leaseSeconds,
   });
   if (error) throw new Error(`${outbox.claimName} failed: ${error.message}`);
   const claimed = data ?? [];
@@ -120,7 +136,7 @@ export async function deliverClaimed<D, A extends Attempt>(
     lanes(claimed, outbox.laneOf).map((lane) =>
       limit(async () => {
         const results: DeliveryOutcome[] = [];
-        for (const d of lane) results.push(await deliverOne(outbox, input.log, d));
+        for (const d of lane) results.push(await deliverOne(outbox, input.log, d, leaseEndsAt));
         return results;
       }),
     ),

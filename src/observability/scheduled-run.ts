@@ -1,7 +1,7 @@
-import pRetry, { AbortError } from 'p-retry';
 import type { Db } from '../db/client.ts';
 import type { Json } from '../db/database.types.ts';
 import type { Result } from '../domain/result.ts';
+import { retryUnanswered } from '../domain/retry-unanswered.ts';
 import type { Logger } from './logger.ts';
 
 /** Attempts after the first to record a run's outcome, under two seconds in all. */
@@ -28,24 +28,17 @@ export async function recordedRun<T extends object, C extends string>(
   // updated), so a retry after a lost answer changes nothing.
   const finish = async (ok: boolean, summary: object | null, message?: string) => {
     if (!runId) return;
-    await pRetry(
-      async () => {
-        const { error: finishError, status } = await db.rpc('finish_scheduled_run', {
+    const { error: finishError } = await retryUnanswered(
+      () =>
+        db.rpc('finish_scheduled_run', {
           id: runId,
           ok,
           ...(summary ? { summary: summary as Json } : {}),
           ...(message ? { error: message } : {}),
-        });
-        if (!finishError) return;
-        // No answer (status 0) or a server error may pass; the database refusing the call
-        // (a bad summary, a missing function) will refuse it again.
-        const failure = new Error(finishError.message);
-        throw status === 0 || status >= 500 ? failure : new AbortError(failure);
-      },
-      { retries: FINISH_RETRIES, minTimeout: 200, maxTimeout: 1000 },
-    ).catch((finishError: Error) =>
-      log.error({ error: finishError.message }, 'could not record the run end'),
+        }),
+      { retries: FINISH_RETRIES },
     );
+    if (finishError) log.error({ error: finishError.message }, 'could not record the run end');
   };
   try {
     const result = await work(log);

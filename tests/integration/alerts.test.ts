@@ -11,7 +11,7 @@ import { loadAlertsConfig } from '../../src/config/alerts-env.ts';
 import { ConfigError } from '../../src/config/env.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { collect, createSource, type TestSource, useN8nServer } from '../support/collector.ts';
-import { faultyDb, rpcFetch } from '../support/faults.ts';
+import { dropRequest, faultyDb, rpcFetch } from '../support/faults.ts';
 import { addMember, createPlan, createUser, setPlan } from '../support/fixtures.ts';
 import { DAY, HOUR } from '../support/milliseconds.ts';
 import {
@@ -581,6 +581,41 @@ describe('delivering alerts', () => {
       true,
     );
   });
+
+  it.each([
+    ['never reaches the database', dropRequest],
+    [
+      'is answered 503 by the gateway',
+      async () => new Response('upstream unavailable', { status: 503 }),
+    ],
+  ] as const)(
+    'a Slack post whose recording %s is recorded on a retry and never posted again',
+    async (_, fault) => {
+      const { source, tenantId } = await meteredTenant({ quota: 10 });
+      const slack = fakeSlack();
+      await addChannel('slack', slack.url, tenantId);
+      await ingest(source, 8); // 80 %: one alert, one delivery
+      const db = faultyDb(
+        rpcFetch((call, send) =>
+          call.fn === 'finish_alert_delivery' && call.indexOfFn === 1 ? fault(call) : send(),
+        ),
+      );
+      const first = await deliverAlerts({ db, channels, log: silentLogger, tenantIds: [tenantId] });
+      expect(first).toMatchObject({ claimed: 1, delivered: 1 });
+      expect(await deliveriesOf(tenantId)).toEqual([
+        expect.objectContaining({ status: 'delivered', attempts: 1 }),
+      ]);
+
+      // Had the outcome stayed unrecorded, the next run after the lease would post again.
+      await superuser().query(
+        `update public.alert_deliveries d set lease_expires_at = now() - interval '1 second'
+         from public.usage_alerts a where a.id = d.alert_id and a.tenant_id = $1`,
+        [tenantId],
+      );
+      expect(await deliver(tenantId)).toMatchObject({ claimed: 0 });
+      expect(slack.requests.map((r) => r.status)).toEqual([200]);
+    },
+  );
 
   it('e-mail goes through Resend with the delivery key as Idempotency-Key, the same on a retry', async () => {
     const { source, tenantId } = await meteredTenant({ quota: 10 });

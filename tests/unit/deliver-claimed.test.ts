@@ -23,7 +23,7 @@ function outbox(due: Delivery[], overrides: Partial<DeliveryOutbox<Delivery, Att
     noun: 'test',
     defaults: { maxRows: 10, leaseSeconds: 60, concurrency: 2 },
     claimName: 'claim_test_deliveries',
-    claim: async (lease) => ({ data: due.slice(0, lease.max_rows), error: null }),
+    claim: async (lease) => ({ data: due.slice(0, lease.max_rows), error: null, status: 200 }),
     laneOf: (d) => d.lane,
     context: (d) => ({ id: d.id }),
     send: async (d) => {
@@ -42,6 +42,7 @@ function outbox(due: Delivery[], overrides: Partial<DeliveryOutbox<Delivery, Att
           next_attempt_at: d.answer === 'last' ? null : 'later',
         },
         error: null,
+        status: 200,
       };
     },
     ...overrides,
@@ -96,7 +97,7 @@ describe('delivering claimed deliveries', () => {
     const { run } = outbox([], {
       claim: async (lease) => {
         leases.push(lease);
-        return { data: [], error: null };
+        return { data: [], error: null, status: 200 };
       },
     });
     await deliverClaimed({ log: silentLogger }, run);
@@ -109,7 +110,7 @@ describe('delivering claimed deliveries', () => {
 
   it('a failed claim throws, naming the claim function', async () => {
     const { run } = outbox([], {
-      claim: async () => ({ data: null, error: { message: 'connection refused' } }),
+      claim: async () => ({ data: null, error: { message: 'connection refused' }, status: 0 }),
     });
     await expect(deliverClaimed({ log: silentLogger }, run)).rejects.toThrow(
       'claim_test_deliveries failed: connection refused',
@@ -118,8 +119,62 @@ describe('delivering claimed deliveries', () => {
 
   it('an outcome that could not be recorded still counts as what the attempt did', async () => {
     const { run } = outbox([{ id: 1, lane: 'a', answer: 'ok' }], {
-      finish: async () => ({ data: null, error: { message: 'timeout' } }),
+      finish: async () => ({ data: null, error: { message: 'timeout' }, status: 0 }),
+    });
+    expect(await deliverClaimed({ log: silentLogger, leaseSeconds: 1 }, run)).toMatchObject({
+      delivered: 1,
+    });
+  });
+
+  it('records an outcome that got no answer or a server error again, once it goes through', async () => {
+    const answers = [
+      { data: null, error: { message: 'fetch failed' }, status: 0 },
+      { data: null, error: { message: 'Service Unavailable' }, status: 503 },
+    ];
+    const recorded: number[] = [];
+    const { run, sent } = outbox([{ id: 1, lane: 'a', answer: 'ok' }], {
+      finish: async (d) => {
+        recorded.push(d.id);
+        return (
+          answers.shift() ?? {
+            data: { status: 'delivered', next_attempt_at: null },
+            error: null,
+            status: 200,
+          }
+        );
+      },
     });
     expect(await deliverClaimed({ log: silentLogger }, run)).toMatchObject({ delivered: 1 });
+    expect(sent).toEqual([1]);
+    expect(recorded).toEqual([1, 1, 1]);
+  });
+
+  it('does not repeat an outcome the database refused: it would refuse it again', async () => {
+    let calls = 0;
+    const { run } = outbox([{ id: 1, lane: 'a', answer: 'fail' }], {
+      finish: async () => {
+        calls += 1;
+        return { data: null, error: { message: 'invalid input syntax' }, status: 400 };
+      },
+    });
+    await deliverClaimed({ log: silentLogger }, run);
+    expect(calls).toBe(1);
+  });
+
+  it('stops repeating once the claim’s lease has run out, when another run may send it', async () => {
+    let calls = 0;
+    const { run } = outbox([{ id: 1, lane: 'a', answer: 'ok' }], {
+      send: async () => {
+        // The send itself took the whole lease.
+        await new Promise((resolve) => setTimeout(resolve, 1100));
+        return { error: null };
+      },
+      finish: async () => {
+        calls += 1;
+        return { data: null, error: { message: 'fetch failed' }, status: 0 };
+      },
+    });
+    await deliverClaimed({ log: silentLogger, leaseSeconds: 1 }, run);
+    expect(calls).toBe(1);
   });
 });
