@@ -13,7 +13,10 @@ import { dbNumber } from '../db/json-number.ts';
  */
 export type UsageDb = SupabaseClient<Database>;
 
-export type UsageResult<T> = { data: T; error: null } | { data: null; error: PostgrestError };
+/** A refusal or failure from the database, or an answer whose shape this client does not know. */
+export type UsageError = PostgrestError | { code: 'unexpected_shape'; message: string };
+
+export type UsageResult<T> = { data: T; error: null } | { data: null; error: UsageError };
 
 type Functions = Database['public']['Functions'];
 type RowOf<F extends keyof Functions> =
@@ -301,16 +304,30 @@ function usageRows<F extends keyof Functions, Input extends unknown[], T>(
 ): (supabase: UsageDb, ...input: Input) => Promise<UsageResult<T[]>> {
   return async (supabase, ...input) => {
     const response = await supabase.rpc(fn, args(...input));
-    return mapResult(
-      response as { data: RowOf<F>[] | null; error: PostgrestError | null },
-      (rows) => rows.map(toRow),
-    );
+    try {
+      return mapResult(
+        response as { data: RowOf<F>[] | null; error: PostgrestError | null },
+        (rows) => rows.map(toRow),
+      );
+    } catch (error) {
+      // A row the schema refuses: the database runs other migrations than this client. An
+      // answer, not a crash, so a page or widget can say so instead of hanging.
+      if (!(error instanceof z.ZodError)) throw error;
+      const path = error.issues[0]?.path.join('.');
+      return {
+        data: null,
+        error: {
+          code: 'unexpected_shape',
+          message: `${fn} answered in an unexpected shape (${path}); apply the latest migrations`,
+        },
+      };
+    }
   };
 }
 
 /**
- * The current period of every tenant the user belongs to, or of one tenant. Throws when a
- * row is not of the summary's shape: the database runs other migrations than this client.
+ * The current period of every tenant the user belongs to, or of one tenant. A row not of
+ * the summary's shape is an `unexpected_shape` error: the database runs other migrations.
  */
 export const getUsageSummary = usageRows(
   'tenant_usage_summary',

@@ -149,6 +149,27 @@ describe('usage client calls', () => {
     expect(all).toEqual({ data: [toUsageSummary(summaryRow)], error: null });
   });
 
+  it('answers a summary row of another shape as unexpected_shape, naming the field, not by throwing', async () => {
+    const { level: _, ...withoutLevel } = summaryRow;
+    for (const row of [
+      withoutLevel,
+      { ...summaryRow, used: null },
+      { ...summaryRow, level: 'over' },
+    ]) {
+      const { client } = stubClient({ data: [row], error: null });
+      const answer = await getUsageSummary(client);
+      expect(answer).toEqual({
+        data: null,
+        error: {
+          code: 'unexpected_shape',
+          message: expect.stringMatching(
+            /^tenant_usage_summary answered in an unexpected shape \((level|used)\); apply the latest migrations$/,
+          ),
+        },
+      });
+    }
+  });
+
   it('sends snake_case arguments, days and instants as the API takes them', async () => {
     const { client, calls } = stubClient({ data: [], error: null });
     await getDailyUsage(client, { tenantId: 't1', fromDay: new Date('2026-10-01T12:00:00Z') });
