@@ -390,22 +390,32 @@ async function collectClaimed(
   let refused = fanned.refused;
   if (deferred.length) {
     const handOff = input.handOff;
-    let handedOff = 0;
-    for (let i = 0; handOff && i < deferred.length; i += settings.sliceSources) {
-      const slice = deferred.slice(i, i + settings.sliceSources);
-      const handed = await handSlice(handOff, runId, slice);
-      if (!handed.ok) {
-        if (handed.error.code === 'refused') {
-          refused = withRefused(refused, deferred.length - handedOff, handed.error.message);
-        }
-        break;
-      }
-      for (const s of slice) leases.drop(s.source_id);
-      handedOff += slice.length;
+    const slices: ClaimedSource[][] = [];
+    for (let i = 0; i < deferred.length; i += settings.sliceSources) {
+      slices.push(deferred.slice(i, i + settings.sliceSources));
     }
+    // Side by side: the run is past its budget, and one after the other the hand-offs'
+    // timeouts would add up beyond the scheduled function's limit.
+    const answers = await Promise.all(
+      slices.map((slice) =>
+        handOff ? handSlice(handOff, runId, slice) : fail('not_configured', 'no hand-off'),
+      ),
+    );
+    let handedOff = 0;
+    slices.forEach((slice, i) => {
+      const answer = answers[i];
+      if (answer?.ok) {
+        for (const s of slice) leases.drop(s.source_id);
+        handedOff += slice.length;
+        return;
+      }
+      if (answer?.error.code === 'refused') {
+        refused = withRefused(refused, slice.length, answer.error.message);
+      }
+      // The saved cursor lets the next run resume; free the lease so it can.
+      for (const s of slice) release(s);
+    });
     runLog.info({ sources: deferred.length, handedOff }, 'walks unfinished at the budget');
-    // The saved cursor lets the next run resume; free the lease so it can.
-    for (const s of deferred.slice(handedOff)) release(s);
   }
   await leases.stop();
 

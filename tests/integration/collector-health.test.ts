@@ -10,6 +10,7 @@ import {
 } from '../../src/collector/from-config.ts';
 import type { RunSummary } from '../../src/collector/run-collection.ts';
 import { loadCollectorConfig } from '../../src/config/env.ts';
+import { fail, ok } from '../../src/domain/result.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { collectorHealthSchema } from '../../src/ops/collector-health.ts';
 import { createStatusHandler } from '../../src/ops/status-handler.ts';
@@ -479,5 +480,45 @@ describe('hand-offs to collect-usage-background', () => {
       handoff_error: `${siteUrl}${BACKGROUND_FUNCTION_PATH} answered 403`,
     });
     expect(await heldLeases([source])).toBe(0);
+  });
+
+  it('walks unfinished at the budget are handed off side by side; a refused slice is freed, the others stay handed', async () => {
+    const sources: TestSource[] = [];
+    for (let i = 0; i < 3; i++) {
+      const source = await createSource(server);
+      source.fake.addMany(2, (j) => ({ startedAt: recent(60 - j) }));
+      sources.push(source);
+    }
+    const refusedSource = sources[1] as TestSource;
+    const events: string[] = [];
+    const started = Date.now();
+    let calls = 0;
+    const summary = await collect(sources, {
+      trigger: 'schedule',
+      settings: { budgetMs: 2000, sliceSources: 1 },
+      // The run starts, then its clock is past the budget: every walk is deferred.
+      now: () => (calls++ === 0 ? started : started + 60_000),
+      budgetSignal: new AbortController().signal,
+      handOff: async (_runId, leases) => {
+        const id = leases[0]?.source_id;
+        events.push(`start ${id}`);
+        await new Promise((resolve) => setImmediate(resolve));
+        events.push(`end ${id}`);
+        return id === refusedSource.sourceId
+          ? fail('refused', 'the background function answered 503')
+          : ok(null);
+      },
+    });
+    // Every hand-off had started before the first one ended.
+    expect(events.slice(0, 3).every((e) => e.startsWith('start '))).toBe(true);
+    expect(events).toHaveLength(6);
+    expect(summary).toMatchObject({
+      sourcesDeferred: 3,
+      sourcesHandOffRefused: 1,
+      handOffError: 'the background function answered 503',
+    });
+    // The refused slice is free for the next run; the handed ones keep their leases.
+    expect(await heldLeases([refusedSource])).toBe(0);
+    expect(await heldLeases(sources.filter((s) => s !== refusedSource))).toBe(2);
   });
 });
