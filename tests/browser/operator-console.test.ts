@@ -534,6 +534,26 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     await page.context().close();
   });
 
+  it('names a scheduled function that stopped running on the health page, with what to do', async () => {
+    const { rows } = await superuser().query<{ id: string }>(
+      `insert into public.scheduled_runs (function_name, started_at, finished_at, ok)
+       values ('report-usage', now() - interval '3 hours', now() - interval '3 hours' + interval '2 seconds', true)
+       returning id`,
+    );
+    try {
+      const page = await openAsOperator('#/console/health');
+      const findings = page.locator('ul.findings');
+      await expect
+        .poll(() => findings.textContent())
+        .toContain('report-usage has not run for 3 hours');
+      expect(await findings.textContent()).toContain('flowmeter report');
+      await expectAccessibleAndPictured(page, 'operator-health-overdue.png');
+      await page.context().close();
+    } finally {
+      await superuser().query('delete from public.scheduled_runs where id = $1', [rows[0]?.id]);
+    }
+  });
+
   it('disables a source after confirmation: the database changes and the action is recorded', async () => {
     const initech = demo.find((t) => t.ref === 'demo-initech') as { id: string };
     const source = await latestEnabledSource(initech.id);
