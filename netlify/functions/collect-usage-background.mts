@@ -5,7 +5,11 @@ import {
   INTERNAL_SECRET_HEADER,
   runCollection,
 } from '../../src/collector/from-config.ts';
-import { loadCollectorConfig, MAX_SLICE_SOURCES } from '../../src/config/env.ts';
+import {
+  BACKGROUND_FUNCTION_LIMIT_MS,
+  loadCollectorConfig,
+  MAX_SLICE_SOURCES,
+} from '../../src/config/env.ts';
 import { matchesAnySecret } from '../../src/security/shared-secret.ts';
 
 /**
@@ -42,6 +46,7 @@ export default async (req: Request) => {
       config,
       config.COLLECTOR_BACKGROUND_BUDGET_SECONDS,
       Date.now() - invokedAt,
+      BACKGROUND_FUNCTION_LIMIT_MS,
     ),
     trigger: 'background',
     select: { leases: parsed.data.leases },

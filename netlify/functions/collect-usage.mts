@@ -5,7 +5,7 @@ import {
   collectorDependencies,
   runCollection,
 } from '../../src/collector/from-config.ts';
-import { loadCollectorConfig } from '../../src/config/env.ts';
+import { loadCollectorConfig, SCHEDULED_FUNCTION_LIMIT_MS } from '../../src/config/env.ts';
 import { resultResponse } from '../../src/http/responses.ts';
 import { recordedRun } from '../../src/observability/scheduled-run.ts';
 import { runUpkeep } from '../../src/ops/upkeep.ts';
@@ -31,6 +31,7 @@ export default async () => {
           config,
           config.COLLECTOR_BUDGET_SECONDS,
           Date.now() - invokedAt,
+          SCHEDULED_FUNCTION_LIMIT_MS,
         ),
         trigger: 'schedule',
         handOff: backgroundHandOff(config, log),

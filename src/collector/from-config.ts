@@ -13,19 +13,27 @@ import {
 
 export const BACKGROUND_FUNCTION_PATH = '/.netlify/functions/collect-usage-background';
 export const INTERNAL_SECRET_HEADER = 'x-flowmeter-internal-secret';
+/** Netlify answers a background invocation with 202 at once; one that does not is refused. */
+const HAND_OFF_TIMEOUT_MS = 5000;
 
 /**
  * `spentMs`: what the invocation already used before collecting (the scheduled function's
  * run record and upkeep), so the budget counts from the invocation's start and the run
- * still ends inside Netlify's limit when those were slow.
+ * still ends inside Netlify's limit when those were slow. `limitMs`: the function's own
+ * limit; calls still in flight are then cut two database deadlines before it, which leaves
+ * the time to release the leases beside recording the collector run, then the function's.
  */
 export function collectionSettings(
   config: CollectorConfig,
   budgetSeconds: number,
   spentMs = 0,
+  limitMs?: number,
 ): CollectionSettings {
   return {
     budgetMs: Math.max(0, budgetSeconds * 1000 - spentMs),
+    ...(limitMs === undefined
+      ? {}
+      : { cutAfterMs: Math.max(0, limitMs - spentMs - 2 * config.COLLECTOR_DB_TIMEOUT_MS) }),
     concurrency: config.COLLECTOR_CONCURRENCY,
     leaseSeconds: config.COLLECTOR_LEASE_SECONDS,
     sliceSources: config.COLLECTOR_SLICE_SOURCES,
@@ -47,7 +55,7 @@ export function backgroundHandOff(
   log: Logger,
   fetchImpl: typeof fetch = fetch,
 ): HandOff {
-  return async (runId, leases) => {
+  return async (runId, leases, signal) => {
     if (!config.FLOWMETER_INTERNAL_SECRET || !config.URL) {
       return fail('not_configured', 'FLOWMETER_INTERNAL_SECRET or URL is not set');
     }
@@ -61,11 +69,16 @@ export function backgroundHandOff(
           [INTERNAL_SECRET_HEADER]: config.FLOWMETER_INTERNAL_SECRET,
         },
         body: JSON.stringify({ run_id: runId, leases }),
-        signal: AbortSignal.timeout(5000),
+        signal: AbortSignal.any([
+          AbortSignal.timeout(HAND_OFF_TIMEOUT_MS),
+          ...(signal ? [signal] : []),
+        ]),
       });
       status = response.status;
     } catch (error) {
-      const message = `${url.href} could not be reached: ${(error as Error).message}`;
+      const message = signal?.aborted
+        ? `${url.href} did not answer before the run had to end`
+        : `${url.href} could not be reached: ${(error as Error).message}`;
       log.error({ error: message }, 'background hand-off refused');
       return fail('refused', message);
     }

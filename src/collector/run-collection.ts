@@ -27,6 +27,8 @@ export type { Lease } from './leases.ts';
 export type HandOff = (
   runId: string,
   leases: Lease[],
+  /** Aborted when the run must end: the hand-off gives up and counts as refused. */
+  signal?: AbortSignal,
 ) => Promise<Result<null, 'not_configured' | 'refused'>>;
 
 /** Sources whose hand-off was refused in a run, and why the first refusal happened. */
@@ -38,6 +40,12 @@ interface HandOffRefusal {
 export interface CollectionSettings extends SyncSettings {
   /** Stop starting new pages this long after the run began. */
   budgetMs: number;
+  /**
+   * Cut every call still in flight (an ingest, a claim, a hand-off) this long after the run
+   * began, so that releasing the leases and recording the run still end inside the
+   * function's limit. Never before the budget; no cut when absent.
+   */
+  cutAfterMs?: number;
   concurrency: number;
   leaseSeconds: number;
   /** Sources per claim, and the most one background invocation is handed. */
@@ -65,6 +73,8 @@ export interface RunCollectionInput {
    * `budgetMs`; tests pass their own.
    */
   budgetSignal?: AbortSignal;
+  /** Aborted at `settings.cutAfterMs` by default; tests pass their own. */
+  cutSignal?: AbortSignal;
   onSourceEvent?: (event: SourceEvent) => void;
 }
 
@@ -122,8 +132,13 @@ const leaseOf = (source: ClaimedSource): Lease => ({
 });
 
 /** Hands one slice to a background worker; a hand-off that throws counts as refused. */
-const handSlice = (handOff: HandOff, runId: string, slice: ClaimedSource[]) =>
-  handOff(runId, slice.map(leaseOf)).catch((error: unknown) =>
+const handSlice = (
+  handOff: HandOff,
+  runId: string,
+  slice: ClaimedSource[],
+  cut: AbortSignal | undefined,
+) =>
+  handOff(runId, slice.map(leaseOf), cut).catch((error: unknown) =>
     fail('refused', `the hand-off failed: ${(error as Error).message}`),
   );
 
@@ -139,8 +154,9 @@ const withRefused = (
 
 type Claim = Database['public']['Functions']['claim_collector_sources']['Args'];
 
-async function claim(db: Db, args: Claim): Promise<Result<ClaimedSource[]>> {
-  const { data, error, status } = await db.rpc('claim_collector_sources', args);
+async function claim(db: Db, args: Claim, cut?: AbortSignal): Promise<Result<ClaimedSource[]>> {
+  const call = db.rpc('claim_collector_sources', args);
+  const { data, error, status } = await (cut ? call.abortSignal(cut) : call);
   if (error) return databaseFailure('claim_collector_sources', { error, status });
   return ok(data ?? []);
 }
@@ -208,12 +224,13 @@ async function fanOut(
   releases: ReturnType<typeof batchReleases>,
   log: Logger,
   deadline: number,
+  cut: AbortSignal | undefined,
 ): Promise<{ invocations: number; sources: number; refused: HandOffRefusal | null }> {
   const { db, settings } = input;
   const now = input.now ?? Date.now;
   const sent = { invocations: 0, sources: 0, refused: null as HandOffRefusal | null };
   while (now() < deadline) {
-    const claimed = await claim(db, scope(settings.sliceSources));
+    const claimed = await claim(db, scope(settings.sliceSources), cut);
     if (!claimed.ok) {
       log.error(
         { error: claimed.error.message },
@@ -223,7 +240,7 @@ async function fanOut(
     }
     const slice = claimed.value;
     if (slice.length === 0) break;
-    const handed = await handSlice(handOff, runId, slice);
+    const handed = await handSlice(handOff, runId, slice, cut);
     if (!handed.ok) {
       for (const source of slice) releases.add(leaseOf(source));
       if (handed.error.code === 'refused') {
@@ -269,6 +286,15 @@ export async function runCollection(input: RunCollectionInput): Promise<Result<R
   }
   const runLog = log.child({ run_id: runId, trigger: input.trigger });
   const budgetSignal = input.budgetSignal ?? AbortSignal.timeout(Math.max(0, deadline - now()));
+  const cutAfterMs =
+    settings.cutAfterMs === undefined
+      ? undefined
+      : Math.max(settings.budgetMs, settings.cutAfterMs);
+  const cutSignal =
+    input.cutSignal ??
+    (cutAfterMs === undefined
+      ? undefined
+      : AbortSignal.timeout(Math.max(0, started + cutAfterMs - now())));
   // The run is recorded as ended even when it could not claim its sources, so it never
   // reads as killed; the failure is what the operator sees (collector_health).
   const ended = (message: string, unreachable: boolean) =>
@@ -283,6 +309,7 @@ export async function runCollection(input: RunCollectionInput): Promise<Result<R
       deadline,
       started,
       budgetSignal,
+      cutSignal,
     });
     if (!collected.ok) {
       await ended(collected.error.message, collected.error.code === 'unavailable');
@@ -302,10 +329,11 @@ async function collectClaimed(
     deadline: number;
     started: number;
     budgetSignal: AbortSignal;
+    cutSignal: AbortSignal | undefined;
   },
 ): Promise<Result<RunSummary>> {
   const { db, settings } = input;
-  const { runId, runLog, deadline, started, budgetSignal } = run;
+  const { runId, runLog, deadline, started, budgetSignal, cutSignal } = run;
   const now = input.now ?? Date.now;
 
   const scope = claimScope(input, runId);
@@ -328,7 +356,7 @@ async function collectClaimed(
   // Beside this run's own work, so the background workers start at once.
   const fannedOut =
     input.trigger === 'schedule' && input.handOff && sources.length >= ownShare(settings)
-      ? fanOut(input, runId, scope, input.handOff, releases, runLog, deadline).catch(
+      ? fanOut(input, runId, scope, input.handOff, releases, runLog, deadline, cutSignal).catch(
           (error: unknown) => {
             // What was handed over is collected; what was not stays due for the next run.
             runLog.error({ error: (error as Error).message }, 'fan-out stopped');
@@ -358,6 +386,7 @@ async function collectClaimed(
               source,
               deadline,
               signal: budgetSignal,
+              ...(cutSignal ? { cut: cutSignal } : {}),
               runId,
               now,
               settings,
@@ -398,7 +427,9 @@ async function collectClaimed(
     // timeouts would add up beyond the scheduled function's limit.
     const answers = await Promise.all(
       slices.map((slice) =>
-        handOff ? handSlice(handOff, runId, slice) : fail('not_configured', 'no hand-off'),
+        handOff
+          ? handSlice(handOff, runId, slice, cutSignal)
+          : fail('not_configured', 'no hand-off'),
       ),
     );
     let handedOff = 0;

@@ -50,6 +50,11 @@ export interface SyncSourceInput {
   deadline: number;
   /** Aborted at the run's deadline: cuts a request or retry chain in flight. */
   signal?: AbortSignal;
+  /**
+   * Aborted when the run must end to record itself inside its function's limit: cuts a
+   * database call still in flight after the budget (the walk then counts as deferred).
+   */
+  cut?: AbortSignal;
   /** The collector run, so each committed page counts in its summary even if the run dies. */
   runId?: string;
   now: () => number;
@@ -103,6 +108,12 @@ function answered<T>(
   });
 }
 
+/** A database call of the walk, cut with the run (`cut`) when it must end. */
+const cutWithRun = <Q extends { abortSignal(signal: AbortSignal): Q }>(
+  input: SyncSourceInput,
+  query: Q,
+): Q => (input.cut ? query.abortSignal(input.cut) : query);
+
 /** n8n sent something the walk must not store; the source stops until a person looks. */
 class RefusedAnswer extends Error {}
 
@@ -116,14 +127,17 @@ async function ingest(
 ): Promise<IngestSummary> {
   const data = answered(
     'ingest_execution_page',
-    await input.db.rpc('ingest_execution_page', {
-      source_id: input.source.source_id,
-      lease_token: input.source.lease_token,
-      executions: executions.map(toIngestRow),
-      ...(walk ? { walk: walk as IngestArgs['walk'] } : {}),
-      ...(holes.length ? { holes } : {}),
-      ...(input.runId ? { run_id: input.runId } : {}),
-    }),
+    await cutWithRun(
+      input,
+      input.db.rpc('ingest_execution_page', {
+        source_id: input.source.source_id,
+        lease_token: input.source.lease_token,
+        executions: executions.map(toIngestRow),
+        ...(walk ? { walk: walk as IngestArgs['walk'] } : {}),
+        ...(holes.length ? { holes } : {}),
+        ...(input.runId ? { run_id: input.runId } : {}),
+      }),
+    ),
   );
   const summary = ingestSummarySchema.safeParse(data);
   if (!summary.success) {
@@ -177,11 +191,14 @@ async function listLeased<T>(
 ): Promise<T[]> {
   const data = answered(
     fn,
-    await input.db.rpc(fn, {
-      source_id: input.source.source_id,
-      lease_token: input.source.lease_token,
-      max_rows: maxRows,
-    }),
+    await cutWithRun(
+      input,
+      input.db.rpc(fn, {
+        source_id: input.source.source_id,
+        lease_token: input.source.lease_token,
+        max_rows: maxRows,
+      }),
+    ),
   );
   return (data ?? []) as T[];
 }
@@ -240,13 +257,16 @@ async function settle(
   if (vanished.length || abandoned.length || notFound.length) {
     answered(
       'close_open_executions',
-      await db.rpc('close_open_executions', {
-        source_id: source.source_id,
-        lease_token: source.lease_token,
-        vanished,
-        abandoned,
-        not_found: notFound,
-      }),
+      await cutWithRun(
+        input,
+        db.rpc('close_open_executions', {
+          source_id: source.source_id,
+          lease_token: source.lease_token,
+          vanished,
+          abandoned,
+          not_found: notFound,
+        }),
+      ),
     );
     if (vanished.length || abandoned.length) {
       input.log.warn({ vanished, abandoned }, 'gave up on open executions');

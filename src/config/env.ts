@@ -97,11 +97,14 @@ export const collectorEnvSchema = envSchema.extend({
 
 /** Netlify ends a scheduled function at 30 s. */
 export const SCHEDULED_FUNCTION_LIMIT_MS = 30_000;
+/** Netlify ends a background function at 15 minutes. */
+export const BACKGROUND_FUNCTION_LIMIT_MS = 15 * 60_000;
 
 /**
- * After the budget a scheduled run still waits on up to two database deadlines (releasing
- * the last leases beside recording its end): a combination past Netlify's limit would be
- * killed before it records what it did.
+ * After the budget a scheduled run cuts what is still in flight two database deadlines
+ * before Netlify's limit (collectionSettings), then releases its last leases beside
+ * recording its end and records the function's run, one deadline each: a combination that
+ * leaves no time between the budget and that cut would be killed before it records.
  */
 function requireRunEndInsideScheduledLimit(
   env: { COLLECTOR_BUDGET_SECONDS: number; COLLECTOR_DB_TIMEOUT_MS: number },

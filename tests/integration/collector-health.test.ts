@@ -482,6 +482,35 @@ describe('hand-offs to collect-usage-background', () => {
     expect(await heldLeases([source])).toBe(0);
   });
 
+  it('a hand-off still unanswered when the run must end is cut, counted as refused, and the run records its end', async () => {
+    const cut = new AbortController();
+    server.use(
+      http.post(`${siteUrl}${BACKGROUND_FUNCTION_PATH}`, async () => {
+        cut.abort(); // the run reaches its cut while the background function says nothing
+        return new Promise<Response>(() => {});
+      }),
+    );
+    const source = await createSource(server);
+    source.fake.addMany(3, (i) => ({ startedAt: recent(60 - i) }));
+    const started = Date.now();
+    let calls = 0;
+    const summary = await collect([source], {
+      trigger: 'schedule',
+      settings: { budgetMs: 2000 },
+      now: () => (calls++ === 0 ? started : started + 60_000),
+      budgetSignal: new AbortController().signal,
+      cutSignal: cut.signal,
+      handOff: backgroundHandOff(handOffConfig(), silentLogger),
+    });
+    expect(summary).toMatchObject({ sourcesDeferred: 1, sourcesHandOffRefused: 1 });
+    const run = await handOffRecord(summary.runId);
+    expect(run).toMatchObject({
+      sources_handoff_refused: 1,
+      handoff_error: `${siteUrl}${BACKGROUND_FUNCTION_PATH} did not answer before the run had to end`,
+    });
+    expect(await heldLeases([source])).toBe(0);
+  });
+
   it('walks unfinished at the budget are handed off side by side; a refused slice is freed, the others stay handed', async () => {
     const sources: TestSource[] = [];
     for (let i = 0; i < 3; i++) {

@@ -12,6 +12,7 @@ import {
   type TestSource,
   useN8nServer,
 } from '../support/collector.ts';
+import { faultyDb, hangUntilAborted, rpcFetch } from '../support/faults.ts';
 import { recent } from '../support/fixtures.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
@@ -168,5 +169,36 @@ describe('a walk cut mid-way', () => {
     const second = await collect([source], { settings: { pageSize: 10 } });
     expect(second.sourcesOk).toBe(1);
     expect(await storedExecutionIds(source.sourceId)).toHaveLength(30);
+  });
+});
+
+describe('a database call still in flight when the run must end', () => {
+  it('is cut: the walk counts as deferred, not as a failure or an outage, and the run records its end', async () => {
+    const source = await createSource(server);
+    source.fake.addMany(10, (i) => ({ startedAt: recent(300 - i) }));
+    const budget = new AbortController();
+    const cut = new AbortController();
+    const db = faultyDb(
+      rpcFetch((call, send) => {
+        if (call.fn !== 'ingest_execution_page') return send();
+        // The budget passes, then the cut, while the ingest waits on a database that hangs.
+        budget.abort();
+        queueMicrotask(() => cut.abort());
+        return hangUntilAborted(call);
+      }),
+    );
+    const summary = await collect([source], {
+      db,
+      budgetSignal: budget.signal,
+      cutSignal: cut.signal,
+    });
+    expect(summary).toMatchObject({
+      sourcesDeferred: 1,
+      sourcesFailed: 0,
+      databaseUnreachable: false,
+      errors: [],
+    });
+    expect((await runRow(summary.runId)).finished_at).not.toBeNull();
+    expect(await storedExecutionIds(source.sourceId)).toEqual([]);
   });
 });

@@ -77,6 +77,8 @@ export interface RpcCall {
   index: number;
   /** 1-based, over this client's calls of `fn`. */
   indexOfFn: number;
+  /** The request's signal: what a real transport ends the request on. */
+  signal: AbortSignal | undefined;
 }
 
 /** Decides what happens to one RPC call; `send` forwards it to the real endpoint. */
@@ -97,7 +99,7 @@ export function rpcFetch(hook: RpcHook): typeof fetch {
     index += 1;
     const indexOfFn = (counts.get(fn) ?? 0) + 1;
     counts.set(fn, indexOfFn);
-    return hook({ fn, index, indexOfFn }, send);
+    return hook({ fn, index, indexOfFn, signal: init?.signal ?? undefined }, send);
   };
 }
 
@@ -114,6 +116,15 @@ export const connectionReset = (what: string) =>
   new TypeError(`fetch failed (injected: ${what})`, {
     cause: Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }),
   });
+
+/** The database never answers: the request ends only when its signal aborts, as undici's does. */
+export function hangUntilAborted(call: RpcCall): Promise<Response> {
+  return new Promise((_, reject) => {
+    const aborted = () => reject(call.signal?.reason ?? new DOMException('aborted', 'AbortError'));
+    if (call.signal?.aborted) aborted();
+    else call.signal?.addEventListener('abort', aborted, { once: true });
+  });
+}
 
 /** The request never reaches the database. */
 export async function dropRequest(call: RpcCall): Promise<Response> {

@@ -150,4 +150,14 @@ describe('collectionSettings', () => {
   it('leaves no budget, not a negative one, when the start already took all of it', () => {
     expect(collectionSettings(config, 18, 25_000).budgetMs).toBe(0);
   });
+
+  it('cuts what is in flight two database deadlines before the function limit, counted like the budget', () => {
+    expect(collectionSettings(config, 18).cutAfterMs).toBeUndefined();
+    // Netlify's 30 s, less 2 × COLLECTOR_DB_TIMEOUT_MS (5 s by default).
+    expect(collectionSettings(config, 18, 0, 30_000).cutAfterMs).toBe(20_000);
+    expect(collectionSettings(config, 18, 4_250, 30_000)).toMatchObject({
+      budgetMs: 13_750,
+      cutAfterMs: 15_750,
+    });
+  });
 });
