@@ -406,6 +406,26 @@ describe('hand-offs to collect-usage-background', () => {
     return rows[0];
   }
 
+  /** A source whose n8n has `n` recent executions. */
+  async function sourceWith(n: number): Promise<TestSource> {
+    const source = await createSource(server);
+    source.fake.addMany(n, (i) => ({ startedAt: recent(60 - i) }));
+    return source;
+  }
+
+  /** A scheduled run whose clock is past the budget once it has started: every walk is deferred. */
+  function collectDeferred(sources: TestSource[], overrides: Parameters<typeof collect>[1] = {}) {
+    const started = Date.now();
+    let calls = 0;
+    return collect(sources, {
+      trigger: 'schedule',
+      now: () => (calls++ === 0 ? started : started + 60_000),
+      budgetSignal: new AbortController().signal,
+      ...overrides,
+      settings: { budgetMs: 2000, ...overrides.settings },
+    });
+  }
+
   async function heldLeases(sources: TestSource[]) {
     const { rows } = await superuser().query(
       'select count(*)::int as n from public.collector_source_state where source_id = any ($1::uuid[]) and lease_token is not null',
@@ -462,16 +482,8 @@ describe('hand-offs to collect-usage-background', () => {
         () => new HttpResponse('forbidden', { status: 403 }),
       ),
     );
-    const source = await createSource(server);
-    source.fake.addMany(3, (i) => ({ startedAt: recent(60 - i) }));
-    // The run starts, then its clock is past the budget: the source's walk is deferred.
-    const started = Date.now();
-    let calls = 0;
-    const summary = await collect([source], {
-      trigger: 'schedule',
-      settings: { budgetMs: 2000 },
-      now: () => (calls++ === 0 ? started : started + 60_000),
-      budgetSignal: new AbortController().signal,
+    const source = await sourceWith(3);
+    const summary = await collectDeferred([source], {
       handOff: backgroundHandOff(handOffConfig(), silentLogger),
     });
     expect(summary).toMatchObject({ sourcesDeferred: 1, sourcesHandOffRefused: 1 });
@@ -490,15 +502,8 @@ describe('hand-offs to collect-usage-background', () => {
         return new Promise<Response>(() => {});
       }),
     );
-    const source = await createSource(server);
-    source.fake.addMany(3, (i) => ({ startedAt: recent(60 - i) }));
-    const started = Date.now();
-    let calls = 0;
-    const summary = await collect([source], {
-      trigger: 'schedule',
-      settings: { budgetMs: 2000 },
-      now: () => (calls++ === 0 ? started : started + 60_000),
-      budgetSignal: new AbortController().signal,
+    const source = await sourceWith(3);
+    const summary = await collectDeferred([source], {
       cutSignal: cut.signal,
       handOff: backgroundHandOff(handOffConfig(), silentLogger),
     });
@@ -512,22 +517,11 @@ describe('hand-offs to collect-usage-background', () => {
   });
 
   it('walks unfinished at the budget are handed off side by side; a refused slice is freed, the others stay handed', async () => {
-    const sources: TestSource[] = [];
-    for (let i = 0; i < 3; i++) {
-      const source = await createSource(server);
-      source.fake.addMany(2, (j) => ({ startedAt: recent(60 - j) }));
-      sources.push(source);
-    }
+    const sources = [await sourceWith(2), await sourceWith(2), await sourceWith(2)];
     const refusedSource = sources[1] as TestSource;
     const events: string[] = [];
-    const started = Date.now();
-    let calls = 0;
-    const summary = await collect(sources, {
-      trigger: 'schedule',
-      settings: { budgetMs: 2000, sliceSources: 1 },
-      // The run starts, then its clock is past the budget: every walk is deferred.
-      now: () => (calls++ === 0 ? started : started + 60_000),
-      budgetSignal: new AbortController().signal,
+    const summary = await collectDeferred(sources, {
+      settings: { sliceSources: 1 },
       handOff: async (_runId, leases) => {
         const id = leases[0]?.source_id;
         events.push(`start ${id}`);
