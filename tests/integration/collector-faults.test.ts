@@ -9,6 +9,7 @@ import {
   createSource,
   expectedBillable,
   fastN8nClient,
+  sourceState,
   storedExecutionIds,
   type TestSource,
   useN8nServer,
@@ -81,14 +82,6 @@ async function periodSource(): Promise<PeriodSource> {
 }
 
 // Ground truth, read as the superuser --------------------------------------------------------
-
-async function sourceState(sourceId: string) {
-  const { rows } = await superuser().query(
-    'select * from public.collector_source_state where source_id = $1',
-    [sourceId],
-  );
-  return rows[0];
-}
 
 async function duplicates(sourceId: string) {
   const { rows } = await superuser().query(
