@@ -4,7 +4,7 @@ import { getUsageSummary, type UsageDb, type UsageSummary } from '../../src/usag
 import { AutoRefresh } from './auto-refresh.ts';
 import './console/operator-console.ts';
 import { isConsoleHash } from './console/route.ts';
-import { loadErrorMessage, signInErrorMessage } from './errors.ts';
+import { loadErrorMessage, SESSION_ENDED, signInErrorMessage } from './errors.ts';
 import { formatter } from './format.ts';
 import { LightElement, listenWhileConnected } from './light-element.ts';
 import './tenant-panel.ts';
@@ -89,9 +89,7 @@ export class FlowmeterDashboard extends LightElement {
         if (newUser && isOperator(session)) {
           if (!isConsoleHash(location.hash)) location.hash = '#/console';
         } else if (newUser) {
-          this.tenants = { kind: 'loading' };
-          this.refreshedAt = undefined;
-          this.refreshError = undefined;
+          this.#forgetTenants();
           void this.refresh();
         }
       });
@@ -125,11 +123,7 @@ export class FlowmeterDashboard extends LightElement {
     if (this.session?.user.id !== user) return;
     if (error) {
       const failure = loadErrorMessage(error);
-      if (failure.expired) {
-        await client.auth.signOut({ scope: 'local' });
-        this.signInError = failure.message;
-        return;
-      }
+      if (failure.expired) return this.#sessionEnded(client);
       this.refreshError = failure.message;
       if (this.tenants.kind !== 'ready') this.tenants = { kind: 'error', message: failure.message };
       return;
@@ -142,13 +136,22 @@ export class FlowmeterDashboard extends LightElement {
     const failures = (await Promise.all(panels.map((p) => p.refresh()))).filter(
       (f) => f !== undefined,
     );
-    if (failures.some((f) => f.expired)) {
-      await client.auth.signOut({ scope: 'local' });
-      this.signInError = 'Your session has ended. Sign in again.';
-      return;
-    }
+    if (failures.some((f) => f.expired)) return this.#sessionEnded(client);
     this.refreshError = failures[0]?.message;
     if (!this.refreshError) this.refreshedAt = new Date();
+  }
+
+  /** The API no longer takes the session: it ends in this browser, and the sign-in form says why. */
+  async #sessionEnded(client: UsageDb): Promise<void> {
+    await client.auth.signOut({ scope: 'local' });
+    this.signInError = SESSION_ENDED;
+  }
+
+  /** Nothing loaded and nothing said about it, as before a user's first load. */
+  #forgetTenants(): void {
+    this.tenants = { kind: 'loading' };
+    this.refreshedAt = undefined;
+    this.refreshError = undefined;
   }
 
   async #signIn(event: SubmitEvent): Promise<void> {
@@ -176,9 +179,7 @@ export class FlowmeterDashboard extends LightElement {
     // A sign-out the server cannot confirm still ends the session in this browser.
     const { error } = (await this.client?.auth.signOut()) ?? { error: null };
     if (error) await this.client?.auth.signOut({ scope: 'local' });
-    this.tenants = { kind: 'loading' };
-    this.refreshedAt = undefined;
-    this.refreshError = undefined;
+    this.#forgetTenants();
     this.signInError = reason;
   }
 
