@@ -2,6 +2,7 @@ import type { Session } from '@supabase/supabase-js';
 import { html, nothing } from 'lit';
 import { getUsageSummary, type UsageDb, type UsageSummary } from '../../src/usage-client/index.ts';
 import { AutoRefresh } from './auto-refresh.ts';
+import { brand } from './brand.ts';
 import './console/operator-console.ts';
 import { isConsoleHash } from './console/route.ts';
 import { loadErrorMessage, SESSION_ENDED, signInErrorMessage } from './errors.ts';
@@ -203,7 +204,7 @@ export class FlowmeterDashboard extends LightElement {
   #renderSignIn() {
     return html`<main class="centered">
       <form class="card narrow sign-in" @submit=${(e: SubmitEvent) => this.#signIn(e)} novalidate>
-        <div class="brand"><span class="logo" aria-hidden="true"></span><span>flowmeter</span></div>
+        ${brand()}
         <h1>Sign in to see your usage</h1>
         <label for="email">Email</label>
         <input id="email" name="email" type="email" autocomplete="username" required />
@@ -218,7 +219,7 @@ export class FlowmeterDashboard extends LightElement {
   #renderNotOperator(session: Session) {
     return html`<main class="centered">
       <div class="card narrow not-operator">
-        <div class="brand"><span class="logo" aria-hidden="true"></span><span>flowmeter</span></div>
+        ${brand()}
         <h1>Operators only</h1>
         <p role="alert">${session.user.email} is not an operator, so the operator console is not available to this account.</p>
         <p class="muted">An operator makes another one with <code>flowmeter operators add --email &lt;address&gt;</code>.</p>
@@ -234,7 +235,7 @@ export class FlowmeterDashboard extends LightElement {
     const t = this.tenants;
     return html`
       <header class="topbar">
-        <div class="brand"><span class="logo" aria-hidden="true"></span><span>flowmeter</span></div>
+        ${brand()}
         <div class="topbar-right">
           <span class="refreshed" aria-live="polite">
             ${this.refreshing ? 'Refreshing…' : this.refreshedAt ? html`Updated <time datetime=${this.refreshedAt.toISOString()}>${this.#format.time(this.refreshedAt)}</time>` : nothing}
