@@ -13,7 +13,7 @@ import { loadCollectorConfig } from '../../src/config/env.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { collectorHealthSchema } from '../../src/ops/collector-health.ts';
 import { createStatusHandler } from '../../src/ops/status-handler.ts';
-import { runCliWith } from '../support/cli.ts';
+import { cli } from '../support/cli.ts';
 import {
   collect,
   createSource,
@@ -60,9 +60,6 @@ async function health(tenantIds?: string[]) {
   expect(error).toBeNull();
   return collectorHealthSchema.parse(data);
 }
-
-const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
-  runCliWith(args, { env });
 
 describe('a killed run', () => {
   it('reads as killed, and the pages it committed are counted in its summary', async () => {
