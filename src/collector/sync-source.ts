@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
 import { rpcResult } from '../db/rpc-result.ts';
-import type { Failure } from '../domain/result.ts';
+import { ThrownFailure } from '../domain/result.ts';
 import { N8nApiError, type N8nClient } from '../n8n/client.ts';
 import { decodeCursor } from '../n8n/cursor.ts';
 import type { N8nExecution } from '../n8n/schemas.ts';
@@ -77,19 +77,10 @@ const ingestSummarySchema = z.object({
 type IngestSummary = z.infer<typeof ingestSummarySchema>;
 
 /**
- * A database call that stopped the source, carried up the walk to syncSource, which turns
- * it into the outcome: another run took the lease (conflict), the database could not be
- * reached (unavailable), or it refused the call.
+ * The answer's data, or the database failure that stops the source, named after the call
+ * and thrown up the walk to syncSource, which turns it into the outcome: another run took
+ * the lease (conflict), the database could not be reached (unavailable), or it refused the call.
  */
-class StepFailed extends Error {
-  readonly failure: Failure;
-  constructor(failure: Failure) {
-    super(failure.message);
-    this.failure = failure;
-  }
-}
-
-/** The answer's data, or the StepFailed that stops the source, named after the call. */
 function answered<T>(
   fn: string,
   response: { data: T | null; error: PostgrestError | null; status: number },
@@ -97,7 +88,7 @@ function answered<T>(
   const result = rpcResult(response);
   if (result.ok) return result.value;
   const { code, message } = result.error;
-  throw new StepFailed({
+  throw new ThrownFailure({
     code,
     message:
       code === 'conflict'
@@ -466,8 +457,8 @@ export async function syncSource(input: SyncSourceInput): Promise<SourceOutcome>
       // are kept as a walk page by page would have kept them (flush's budget rule applies).
       inFlight = await settled(pipeline.flush().then(() => pipeline.settle()));
     }
-    const leaseLost = (e: unknown): e is StepFailed =>
-      e instanceof StepFailed && e.failure.code === 'conflict';
+    const leaseLost = (e: unknown): e is ThrownFailure =>
+      e instanceof ThrownFailure && e.failure.code === 'conflict';
     const error = leaseLost(inFlight) ? inFlight : thrown;
     if (leaseLost(error)) {
       log.warn(
@@ -487,7 +478,7 @@ export async function syncSource(input: SyncSourceInput): Promise<SourceOutcome>
         ...stats,
       };
     }
-    if (error instanceof StepFailed && error.failure.code === 'unavailable') {
+    if (error instanceof ThrownFailure && error.failure.code === 'unavailable') {
       return { status: 'failed', error: message, databaseUnreachable: true, ...stats };
     }
     return { status: 'failed', error: message, ...stats };

@@ -30,6 +30,18 @@ export type Result<T, C extends string = ErrorCode> =
   | { ok: true; value: T }
   | { ok: false; error: Failure<C> };
 
+/**
+ * A Failure thrown where only an exception gets out (a stream, a walk several calls deep);
+ * the operation that started it catches it and answers it as a value again.
+ */
+export class ThrownFailure extends Error {
+  readonly failure: Failure;
+  constructor(failure: Failure) {
+    super(failure.message);
+    this.failure = failure;
+  }
+}
+
 export const ok = <T>(value: T): Result<T, never> => ({ ok: true, value });
 
 export const fail = <C extends string>(

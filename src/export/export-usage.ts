@@ -4,7 +4,7 @@ import { stringify } from 'csv-stringify';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
 import { rpcResult } from '../db/rpc-result.ts';
-import { type Failure, ok, type Result } from '../domain/result.ts';
+import { ok, type Result, ThrownFailure } from '../domain/result.ts';
 import { type ExportRange, rangeInstants } from './export-range.ts';
 
 export const EXPORT_GROUPINGS = ['day', 'workflow', 'execution'] as const;
@@ -35,16 +35,6 @@ export interface ExportSummary {
   rows: number;
 }
 
-/** A page that could not be read, carried through the stream to the result. */
-class PageFailure extends Error {
-  readonly failure: Failure;
-
-  constructor(failure: Failure) {
-    super(failure.message);
-    this.failure = failure;
-  }
-}
-
 /**
  * Pages of a keyset read, one ahead: the next page is asked for as soon as the last row of
  * this one is known, so the database works while the rows are written. At most two pages
@@ -72,7 +62,8 @@ async function* keysetRows<R>(
 
 const unwrapPage = <T>(response: Parameters<typeof rpcResult<T[]>>[0]): T[] => {
   const result = rpcResult(response);
-  if (!result.ok) throw new PageFailure(result.error);
+  // A page that could not be read is carried through the stream to the result.
+  if (!result.ok) throw new ThrownFailure(result.error);
   return result.value;
 };
 
@@ -229,7 +220,7 @@ export async function exportUsage(input: {
       end: input.endOutput,
     });
   } catch (error) {
-    if (error instanceof PageFailure) return { ok: false, error: error.failure };
+    if (error instanceof ThrownFailure) return { ok: false, error: error.failure };
     throw error;
   }
   return ok({ rows });

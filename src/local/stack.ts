@@ -43,7 +43,8 @@ export interface LocalStackOptions {
 
 const LOCAL_SUPERUSER_PASSWORD = 'postgres';
 
-async function freePort(): Promise<number> {
+/** A TCP port on 127.0.0.1 that nothing listens on now (the kernel picks it). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { createClient } from '@supabase/supabase-js';
 import { decodeJwt } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { addMember } from '../../src/accounts/add-member.ts';
@@ -9,7 +8,7 @@ import { addOperator, listOperators, removeOperator } from '../../src/accounts/o
 import { removeMember } from '../../src/accounts/remove-member.ts';
 import { createServiceClient } from '../../src/db/client.ts';
 import { createTenant } from '../support/fixtures.ts';
-import { asRole, stack, superuser } from '../support/stack.ts';
+import { anonClient, asRole, stack, superuser } from '../support/stack.ts';
 
 /**
  * The account operations behind `flowmeter members` and `flowmeter operators`: users made
@@ -25,9 +24,7 @@ const newEmail = () => `acct-${randomUUID().slice(0, 8)}@example.test`;
 const PASSWORD = 'a fine long password';
 
 async function signIn(email: string, password = PASSWORD) {
-  const client = createClient(stack.supabaseUrl, stack.anonKey, {
-    auth: { persistSession: false, autoRefreshToken: false },
-  });
+  const client = anonClient();
   const { data, error } = await client.auth.signInWithPassword({ email, password });
   if (error) throw error;
   return { client, token: data.session.access_token };
@@ -64,7 +61,7 @@ describe('addMember', () => {
 
     const { client } = await signIn(email, password);
     const { data } = await client.rpc('tenant_usage_summary', {});
-    expect(data?.map((r: { tenant_id: string }) => r.tenant_id)).toEqual([tenant.id]);
+    expect(data?.map((r) => r.tenant_id)).toEqual([tenant.id]);
 
     // Again, as admin: the same user, no new password, the role changed.
     const again = await addMember({

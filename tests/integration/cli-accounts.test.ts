@@ -1,20 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import { createClient } from '@supabase/supabase-js';
 import { decodeJwt } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
 import { runCliWith } from '../support/cli.ts';
 import { createTenant } from '../support/fixtures.ts';
-import { stack, superuser } from '../support/stack.ts';
+import { anonClient, superuser } from '../support/stack.ts';
 
 const cli = (args: string[], stdin?: string) =>
   runCliWith(args, stdin === undefined ? {} : { stdin });
 const newEmail = () => `cli-${randomUUID().slice(0, 8)}@example.test`;
 
 async function signIn(email: string, password: string) {
-  const client = createClient(stack.supabaseUrl, stack.anonKey, {
-    auth: { persistSession: false, autoRefreshToken: false },
-  });
+  const client = anonClient();
   return client.auth.signInWithPassword({ email, password });
 }
 

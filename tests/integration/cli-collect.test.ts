@@ -1,14 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
-import { runCliWith } from '../support/cli.ts';
+import { cli } from '../support/cli.ts';
 import { countersOf, createSource, useN8nServer } from '../support/collector.ts';
 import { recent } from '../support/fixtures.ts';
 import { superuser } from '../support/stack.ts';
 
 const server = useN8nServer();
-
-const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
-  runCliWith(args, { env });
 
 const runCount = async () =>
   (

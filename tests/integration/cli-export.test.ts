@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
-import { runCliWith } from '../support/cli.ts';
+import { cli } from '../support/cli.ts';
 import { parseCsv } from '../support/csv.ts';
 import { createPlan, createTenant, ingestExecutions, type Run } from '../support/fixtures.ts';
 import { superuser } from '../support/stack.ts';
@@ -14,9 +14,6 @@ import { superuser } from '../support/stack.ts';
  * formats, checked against the counters and daily totals the ingestion moved, and every
  * bad argument refused with exit 2 before anything is read or written.
  */
-const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
-  runCliWith(args, { env });
-
 const DAY = 86_400_000;
 const now = new Date();
 const lastMonth = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1);

@@ -1,10 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
-import { runCliWith } from '../support/cli.ts';
+import { cli } from '../support/cli.ts';
 import { stack, superuser, uniqueId } from '../support/stack.ts';
-
-const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
-  runCliWith(args, { env });
 
 async function planRow(id: string) {
   const { rows } = await superuser().query(

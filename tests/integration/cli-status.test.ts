@@ -1,15 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
-import { runCliWith } from '../support/cli.ts';
+import { cli } from '../support/cli.ts';
 import { createSource, useN8nServer } from '../support/collector.ts';
 import { recent } from '../support/fixtures.ts';
 import { serviceClient, uniqueId } from '../support/stack.ts';
 
 const server = useN8nServer();
-
-const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
-  runCliWith(args, { env });
 
 /** A tenant on a metered 5-execution plan with a Slack channel, one source, 5 executions collected. */
 async function busyTenant() {

@@ -1,12 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
-import { runCliWith } from '../support/cli.ts';
+import { cli } from '../support/cli.ts';
 import { createPlan } from '../support/fixtures.ts';
 import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
-
-const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
-  runCliWith(args, { env });
 
 const customer = () => `cus_${randomBytes(6).toString('hex')}`;
 

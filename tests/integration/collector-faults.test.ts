@@ -9,6 +9,7 @@ import {
   createSource,
   expectedBillable,
   fastN8nClient,
+  sourceState,
   storedExecutionIds,
   type TestSource,
   useN8nServer,
@@ -81,14 +82,6 @@ async function periodSource(): Promise<PeriodSource> {
 }
 
 // Ground truth, read as the superuser --------------------------------------------------------
-
-async function sourceState(sourceId: string) {
-  const { rows } = await superuser().query(
-    'select * from public.collector_source_state where source_id = $1',
-    [sourceId],
-  );
-  return rows[0];
-}
 
 async function duplicates(sourceId: string) {
   const { rows } = await superuser().query(
@@ -764,30 +757,32 @@ describe('overlapping runs', () => {
             JSON.stringify({ cursor: null, top_id: topId, done: true }),
           ])
           .then((r) => r.rows[0].summary as Record<string, number>);
+      /** Both ingest `rows`, the second waiting on the first's lock until it ends as `firstEnds`. */
+      const race = async (
+        rows: ReturnType<typeof page>,
+        topId: number,
+        firstEnds: 'commit' | 'rollback',
+      ) => {
+        await one.client.query('begin');
+        await two.client.query('begin');
+        const byFirst = await ingest(one.client, rows, topId);
+        const bySecond = ingest(two.client, rows, topId);
+        await waitForLockWait({ pid: two.pid });
+        await one.client.query(firstEnds);
+        const summaries = { first: byFirst, second: await bySecond };
+        await two.client.query('commit');
+        return summaries;
+      };
 
       // Both commit: the second sees the first's rows once it gets the lock.
       const first = page(1, 30);
-      await one.client.query('begin');
-      await two.client.query('begin');
-      const a = await ingest(one.client, first, 30);
-      const pendingB = ingest(two.client, first, 30);
-      await waitForLockWait({ pid: two.pid });
-      await one.client.query('commit');
-      const b = await pendingB;
-      await two.client.query('commit');
+      const { first: a, second: b } = await race(first, 30, 'commit');
       expect(a).toMatchObject({ received: 30, inserted: 30, billable: billable(first) });
       expect(b).toMatchObject({ received: 30, inserted: 0, billable: 0 });
 
       // The first rolls back: the second, waiting behind it, counts the page.
       const second = page(31, 20);
-      await one.client.query('begin');
-      await two.client.query('begin');
-      await ingest(one.client, second, 50);
-      const pendingD = ingest(two.client, second, 50);
-      await waitForLockWait({ pid: two.pid });
-      await one.client.query('rollback');
-      const d = await pendingD;
-      await two.client.query('commit');
+      const { second: d } = await race(second, 50, 'rollback');
       expect(d).toMatchObject({ received: 20, inserted: 20, billable: billable(second) });
     } finally {
       await one.client.end();

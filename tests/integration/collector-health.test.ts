@@ -14,7 +14,7 @@ import { fail, ok } from '../../src/domain/result.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { collectorHealthSchema } from '../../src/ops/collector-health.ts';
 import { createStatusHandler } from '../../src/ops/status-handler.ts';
-import { runCliWith } from '../support/cli.ts';
+import { cli } from '../support/cli.ts';
 import {
   collect,
   createSource,
@@ -61,9 +61,6 @@ async function health(tenantIds?: string[]) {
   expect(error).toBeNull();
   return collectorHealthSchema.parse(data);
 }
-
-const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
-  runCliWith(args, { env });
 
 describe('a killed run', () => {
   it('reads as killed, and the pages it committed are counted in its summary', async () => {

@@ -2,6 +2,7 @@ import { HttpResponse, http } from 'msw';
 import { describe, expect, it } from 'vitest';
 import { sealApiKey } from '../../src/n8n/api-key.ts';
 import {
+  baseUrlOf,
   collect,
   countersOf,
   createSource,
@@ -22,14 +23,6 @@ import { asRole, serviceClient, superuser } from '../support/stack.ts';
 
 const server = useN8nServer();
 const PAGE = 5;
-
-async function baseUrlOf(source: TestSource): Promise<string> {
-  const { rows } = await superuser().query(
-    'select base_url from public.n8n_sources where id = $1',
-    [source.sourceId],
-  );
-  return rows[0].base_url;
-}
 
 async function stateOf(sourceId: string) {
   const { rows } = await superuser().query(

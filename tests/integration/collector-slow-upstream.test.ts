@@ -6,6 +6,7 @@ import { createN8nClient } from '../../src/n8n/client.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { recordedRun } from '../../src/observability/scheduled-run.ts';
 import {
+  baseUrlOf,
   collect,
   createSource,
   storedExecutionIds,
@@ -36,14 +37,6 @@ const patientClient = ({ baseUrl, apiKey }: { baseUrl: string; apiKey: string })
     minRetryDelayMs: 1,
     maxRetryDelayMs: 3_600_000,
   });
-
-async function baseUrlOf(source: TestSource): Promise<string> {
-  const { rows } = await superuser().query(
-    'select base_url from public.n8n_sources where id = $1',
-    [source.sourceId],
-  );
-  return rows[0].base_url;
-}
 
 /** Resolves when the nth list request reaches the source's n8n. */
 function listRequest(source: TestSource, nth: number): Promise<void> {

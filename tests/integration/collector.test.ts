@@ -4,6 +4,7 @@ import {
   countersOf,
   createSource,
   expectedBillable,
+  sourceState,
   storedExecutionIds,
   useN8nServer,
 } from '../support/collector.ts';
@@ -12,14 +13,6 @@ import { createPlan, recent, setPlan } from '../support/fixtures.ts';
 import { superuser } from '../support/stack.ts';
 
 const server = useN8nServer();
-
-async function sourceState(sourceId: string) {
-  const { rows } = await superuser().query(
-    'select * from public.collector_source_state where source_id = $1',
-    [sourceId],
-  );
-  return rows[0];
-}
 
 describe('collector', () => {
   it('ingests 10,000 executions across 3 tenants exactly once; a second run ingests nothing', async () => {

@@ -12,7 +12,7 @@ import { addUsage, meteredTenant, reporterTestSettings, stripeClient } from '../
 import { useN8nServer } from '../support/collector.ts';
 import { FakeStripe, type StripeFault } from '../support/fake-stripe.ts';
 import { faultyDb, loseResponse, Rng, rpcFetch } from '../support/faults.ts';
-import { addMember, createUser } from '../support/fixtures.ts';
+import { createUser, memberOf } from '../support/fixtures.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser, userClient } from '../support/stack.ts';
 
@@ -421,9 +421,7 @@ describe('every correction is visible', () => {
     await ageLedger(tenantId, 25);
     const { correction: c } = await succeeded(correct(tenantId, -30, 'duplicate runs'));
     await send([c.id]);
-    const member = await createUser();
-    await addMember(tenantId, member);
-    const db = await userClient(member);
+    const { db } = await memberOf(tenantId);
     const history = await getUsageHistory(db, { tenantId });
     expect(history).toMatchObject({
       error: null,

@@ -1,10 +1,9 @@
-import { createClient } from '@supabase/supabase-js';
 import { decodeJwt } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { createServiceClient } from '../../src/db/client.ts';
 import { DEMO_OPERATOR_EMAIL, seedDemoUsers } from '../../src/local/demo/users.ts';
 import { createTenant } from '../support/fixtures.ts';
-import { stack, superuser } from '../support/stack.ts';
+import { anonClient, stack, superuser } from '../support/stack.ts';
 
 /** The demo's sign-ins, as `npm start` seeds them on every start over the same data. */
 
@@ -14,9 +13,7 @@ const db = createServiceClient({
 });
 
 async function signIn(email: string, password: string) {
-  const client = createClient(stack.supabaseUrl, stack.anonKey, {
-    auth: { persistSession: false, autoRefreshToken: false },
-  });
+  const client = anonClient();
   const { data, error } = await client.auth.signInWithPassword({ email, password });
   return { client, session: data.session, error };
 }
@@ -40,7 +37,7 @@ describe('seedDemoUsers', () => {
       const { client, error } = await signIn(user.email, user.password);
       expect(error).toBeNull();
       const { data } = await client.rpc('tenant_usage_summary', {});
-      expect(data?.map((r: { tenant_id: string }) => r.tenant_id)).toEqual([tenants[i]?.id]);
+      expect(data?.map((r) => r.tenant_id)).toEqual([tenants[i]?.id]);
     }
     const operator = await signIn(DEMO_OPERATOR_EMAIL, 'first operator password');
     expect(decodeJwt(operator.session?.access_token as string).app_metadata).toMatchObject({

@@ -1,7 +1,5 @@
-import { createClient } from '@supabase/supabase-js';
 import { describe, expect, it } from 'vitest';
 import { loadEnforceConfig } from '../../src/config/env.ts';
-import type { Database } from '../../src/db/database.types.ts';
 import { enforce } from '../../src/enforcement/enforce.ts';
 import { createEnforceHandler, enforceDependencies } from '../../src/enforcement/handler.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
@@ -15,7 +13,7 @@ import {
 } from '../support/enforcement.ts';
 import { dropRequest, faultyDb, type RpcHook, rpcFetch } from '../support/faults.ts';
 import { createPlan, createTenant } from '../support/fixtures.ts';
-import { stack, superuser } from '../support/stack.ts';
+import { anonClient, stack, superuser } from '../support/stack.ts';
 
 /**
  * Which failures of the enforce_usage call fail open. Each class is injected at the HTTP
@@ -220,9 +218,7 @@ describe('every other failure: a 4xx or a 500, never an allow, in either fail mo
 
   it('42501 (real): a client without the service role is refused by PostgreSQL', async () => {
     const tenant = await tenantAtItsLimit();
-    const anon = createClient<Database>(stack.supabaseUrl, stack.anonKey, {
-      auth: { persistSession: false, autoRefreshToken: false },
-    });
+    const anon = anonClient();
     const response = await askEnforce(tenant.id, {}, enforceHandler({ failMode: 'open' }, anon));
     expect(response.status).toBe(500);
     expect(response.body.error?.code).toBe('internal');

@@ -1,15 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { startFunctionsServer } from '../../src/local/functions-server.ts';
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
+import { freePort } from '../../src/local/stack.ts';
 
 /** Command lines of the processes still serving functions on `port`. */
 const servingOn = (port: number) =>

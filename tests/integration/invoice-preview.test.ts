@@ -16,7 +16,7 @@ import { runCliWith } from '../support/cli.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { FakeStripe, type FakeSubscription } from '../support/fake-stripe.ts';
 import { dropRequest, faultyDb, rpcFetch } from '../support/faults.ts';
-import { addMember, createTenant, createUser, ingestExecutions } from '../support/fixtures.ts';
+import { createTenant, createUser, ingestExecutions, memberOf } from '../support/fixtures.ts';
 import { succeeded } from '../support/result.ts';
 import {
   anonClient,
@@ -25,7 +25,6 @@ import {
   superuser,
   uniqueId,
   userAccessToken,
-  userClient,
 } from '../support/stack.ts';
 
 /**
@@ -162,6 +161,13 @@ const ageCache = (tenantId: string) =>
     "update public.invoice_previews set fetched_at = now() - interval '1 hour' where tenant_id = $1",
     [tenantId],
   );
+
+/** The preview of `executions` reported executions cached, then aged past the cache's lifetime. */
+async function agedPreview(tenantId: string, executions: number) {
+  await reported(tenantId, executions);
+  await refresh(tenantId);
+  await ageCache(tenantId);
+}
 
 /** A claim on the tenant's current period, as a refresh that died before recording leaves it. */
 async function abandonedClaim(tenantId: string) {
@@ -341,9 +347,7 @@ describe('the tenant RPC tenant_invoice_preview', () => {
     await reported(theirs.tenantId, 170);
     await refresh(mine.tenantId);
     await refresh(theirs.tenantId);
-    const user = await createUser();
-    await addMember(mine.tenantId, user);
-    const client = await userClient(user);
+    const { db: client } = await memberOf(mine.tenantId);
 
     const all = await client.rpc('tenant_invoice_preview');
     expect(all.error).toBeNull();
@@ -375,6 +379,9 @@ describe('POST /api/v1/invoice-preview (the dashboards refresh it with the user 
     log: silentLogger,
     ttlSeconds: 300,
   });
+  /** A new member of the tenant, as the bearer token the dashboards send. */
+  const memberToken = async (tenantId: string) =>
+    userAccessToken((await memberOf(tenantId)).userId);
   const post = (body: unknown, token?: string, contentType = 'application/json') =>
     handler(
       new Request('http://localhost/api/v1/invoice-preview', {
@@ -390,9 +397,7 @@ describe('POST /api/v1/invoice-preview (the dashboards refresh it with the user 
   it("refreshes and answers a member's tenant preview, within the cache's lifetime once", async () => {
     const t = await subscribedTenant();
     await reported(t.tenantId, 140);
-    const user = await createUser();
-    await addMember(t.tenantId, user);
-    const token = await userAccessToken(user);
+    const token = await memberToken(t.tenantId);
 
     const response = await post({ tenant_id: t.tenantId }, token);
     expect(response.status).toBe(200);
@@ -409,13 +414,9 @@ describe('POST /api/v1/invoice-preview (the dashboards refresh it with the user 
 
   it('asks Stripe once for POSTs and a scheduled refresh at the same moment, each answering the preview', async () => {
     const t = await subscribedTenant();
-    await reported(t.tenantId, 120);
-    await refresh(t.tenantId);
-    await ageCache(t.tenantId);
+    await agedPreview(t.tenantId, 120);
     await reported(t.tenantId, 10);
-    const user = await createUser();
-    await addMember(t.tenantId, user);
-    const token = await userAccessToken(user);
+    const token = await memberToken(t.tenantId);
     slowNextPreview();
     const [first, second] = await Promise.all([
       post({ tenant_id: t.tenantId }, token),
@@ -462,13 +463,10 @@ describe('POST /api/v1/invoice-preview (the dashboards refresh it with the user 
 
   it('says when Stripe could not be asked, and answers the cached preview', async () => {
     const t = await subscribedTenant();
-    await reported(t.tenantId, 110);
-    await refresh(t.tenantId);
-    await ageCache(t.tenantId);
-    const user = await createUser();
-    await addMember(t.tenantId, user);
+    await agedPreview(t.tenantId, 110);
+    const token = await memberToken(t.tenantId);
     stripe.failPreviewNext('server_error');
-    const response = await post({ tenant_id: t.tenantId }, await userAccessToken(user));
+    const response = await post({ tenant_id: t.tenantId }, token);
     expect(response.status).toBe(200);
     expect(await response.json()).toMatchObject({
       preview: { usage_quantity: 110 },

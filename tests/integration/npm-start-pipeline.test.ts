@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseEnv } from 'node:util';
 import { createClient } from '@supabase/supabase-js';
 import { describe, expect, it } from 'vitest';
 import { projectRoot } from '../../src/local/project.ts';
+import { freePort } from '../../src/local/stack.ts';
 
 /**
  * `npm run demo` as a newcomer sees it: the whole pipeline on a fast clock. The console
@@ -14,14 +14,6 @@ import { projectRoot } from '../../src/local/project.ts';
  * created, and the meter events the reporter would send; the demo's sign-ins must work —
  * then stop cleanly on Ctrl-C.
  */
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-
 describe('npm start (whole pipeline)', () => {
   it('shows collection, a blocked run, alerts at 80 % and 100 %, and the reporter', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'flowmeter-demo-'));

@@ -9,8 +9,9 @@ import {
   stripeClient,
 } from '../support/billing.ts';
 import { useN8nServer } from '../support/collector.ts';
-import { FakeStripe, type StripeFault } from '../support/fake-stripe.ts';
+import type { StripeFault } from '../support/fake-stripe.ts';
 import { mulberry32 as prng } from '../support/faults.ts';
+import { fakeStripeOn } from '../support/reporter-runs.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
@@ -18,11 +19,7 @@ const server = useN8nServer();
 
 const settings = reporterTestSettings;
 
-function fakeStripe() {
-  const stripe = new FakeStripe();
-  server.use(...stripe.handlers());
-  return stripe;
-}
+const fakeStripe = () => fakeStripeOn(server);
 
 /** Tenants of this file: every run is scoped to them, never to other files' tenants. */
 const ours: string[] = [];

@@ -4,7 +4,7 @@ import { silentLogger } from '../../src/observability/logger.ts';
 import { recordedRun } from '../../src/observability/scheduled-run.ts';
 import { needsAttention } from '../../src/ops/attention.ts';
 import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
-import { dropRequest, faultyDb, loseResponse, rpcFetch } from '../support/faults.ts';
+import { dropRequest, faultyDb, loseResponse, type RpcHook, rpcFetch } from '../support/faults.ts';
 import { asRole, serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
 async function runsOf(functionName: string) {
@@ -25,6 +25,19 @@ function forgottenAfterTest(): string {
     await superuser().query('delete from public.scheduled_runs where function_name = $1', [name]);
   });
   return name;
+}
+
+/** A client whose finish_scheduled_run calls `answer` decides, counted; other calls pass. */
+function finishThrough(answer: RpcHook) {
+  let attempts = 0;
+  const db = faultyDb(
+    rpcFetch((call, send) => {
+      if (call.fn !== 'finish_scheduled_run') return send();
+      attempts += 1;
+      return answer(call, send);
+    }),
+  );
+  return { db, attempts: () => attempts };
 }
 
 describe('recorded scheduled runs', () => {
@@ -82,16 +95,11 @@ describe('recorded scheduled runs', () => {
     ['committed, but its answer was lost', loseResponse],
   ] as const)('records the outcome when its first attempt %s', async (_, fault) => {
     const name = uniqueId('job').toLowerCase();
-    let attempts = 0;
-    const db = faultyDb(
-      rpcFetch((call, send) => {
-        if (call.fn !== 'finish_scheduled_run') return send();
-        attempts += 1;
-        return attempts === 1 ? fault(call, send) : send();
-      }),
+    const { db, attempts } = finishThrough((call, send) =>
+      call.indexOfFn === 1 ? fault(call, send) : send(),
     );
     await recordedRun({ db, functionName: name, log: silentLogger }, async () => ok({ sent: 1 }));
-    expect(attempts).toBe(2);
+    expect(attempts()).toBe(2);
     // Recorded as it ended, not left to read as killed once 15 minutes have passed.
     expect(await runsOf(name)).toEqual([
       { ok: true, summary: { sent: 1 }, error: null, finished: true },
@@ -100,21 +108,16 @@ describe('recorded scheduled runs', () => {
 
   it('does not retry an end the database refuses: it would refuse it again', async () => {
     const name = forgottenAfterTest();
-    let attempts = 0;
-    const db = faultyDb(
-      rpcFetch((call, send) => {
-        if (call.fn !== 'finish_scheduled_run') return send();
-        attempts += 1;
-        return Promise.resolve(
-          Response.json(
-            { code: '22P02', message: 'invalid input syntax', details: null, hint: null },
-            { status: 400 },
-          ),
-        );
-      }),
+    const { db, attempts } = finishThrough(() =>
+      Promise.resolve(
+        Response.json(
+          { code: '22P02', message: 'invalid input syntax', details: null, hint: null },
+          { status: 400 },
+        ),
+      ),
     );
     await recordedRun({ db, functionName: name, log: silentLogger }, async () => ok({ sent: 1 }));
-    expect(attempts).toBe(1);
+    expect(attempts()).toBe(1);
     expect(await runsOf(name)).toEqual([{ ok: null, summary: null, error: null, finished: false }]);
   });
 });

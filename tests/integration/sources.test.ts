@@ -31,6 +31,11 @@ const storedKeyOf = async (sourceId: string) =>
     )
   ).rows[0]?.api_key_ciphertext;
 
+/** The tenant's registered sources, one row each (an add that failed leaves none). */
+const sourcesOf = async (tenantId: string) =>
+  (await superuser().query('select 1 from public.n8n_sources where tenant_id = $1', [tenantId]))
+    .rows;
+
 describe('source operations, called directly', () => {
   it('adds a source n8n accepts, its key sealed to the tenant; a second add is a conflict', async () => {
     const tenant = await createTenant();
@@ -69,11 +74,7 @@ describe('source operations, called directly', () => {
       error: { code: 'invalid_request', message: expect.stringMatching(/user name or password/) },
     });
     expect(JSON.stringify(added)).not.toContain('hunter22');
-    const { rows } = await superuser().query(
-      'select 1 from public.n8n_sources where tenant_id = $1',
-      [tenant.id],
-    );
-    expect(rows).toEqual([]);
+    expect(await sourcesOf(tenant.id)).toEqual([]);
   });
 
   it('stores nothing when n8n refuses the key, and says what to change', async () => {
@@ -95,11 +96,7 @@ describe('source operations, called directly', () => {
         message: expect.stringMatching(/rejected the API key \(401\).*Nothing was stored\.$/),
       },
     });
-    const { rows } = await superuser().query(
-      'select 1 from public.n8n_sources where tenant_id = $1',
-      [tenant.id],
-    );
-    expect(rows).toEqual([]);
+    expect(await sourcesOf(tenant.id)).toEqual([]);
   });
 
   it("tests a source with its stored key; n8n's refusal is the value, an undecryptable key a failure", async () => {

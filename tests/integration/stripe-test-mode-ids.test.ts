@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
-import { linkedTenantArgs, meteredPlanArgs, runCliWith } from '../support/cli.ts';
+import { cli, linkedTenantArgs, meteredPlanArgs } from '../support/cli.ts';
 import { createTenant } from '../support/fixtures.ts';
 import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
 import {
@@ -19,8 +19,6 @@ import {
  * by letters, digits and underscores, and still refuses another prefix.
  */
 const METER = 'mtr_test_61QfGh4uVnB8kRz2d41IqPCzPnxqqSVc';
-const cli = (args: string[]) => runCliWith(args);
-
 describe('Stripe test-mode ids', () => {
   it('the CLI takes a test-mode meter id and customer id, and the database stores them', async () => {
     const planId = uniqueId('plan');

@@ -7,8 +7,9 @@ import {
   createTenant,
   createUser,
   ingestExecutions,
+  memberOf,
 } from '../support/fixtures.ts';
-import { anonClient, asRole, serviceClient, superuser, userClient } from '../support/stack.ts';
+import { anonClient, asRole, serviceClient, superuser } from '../support/stack.ts';
 import {
   deliver,
   linkedTenant,
@@ -342,9 +343,7 @@ describe('webhook security', () => {
 
   it('tenant members and anonymous callers cannot call the webhook functions', async () => {
     const tenant = await createTenant();
-    const user = await createUser();
-    await addMember(tenant.id, user);
-    const member = await userClient(user);
+    const { db: member } = await memberOf(tenant.id);
     for (const client of [member, anonClient()]) {
       const recorded = await client.rpc('record_webhook_event', {
         event_type: 'webhook.test',

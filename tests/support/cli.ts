@@ -50,6 +50,10 @@ export function runCliWith(
   }).then((code) => ({ code, out: out.join('\n') + stdout.text, err: err.join('\n') }));
 }
 
+/** The CLI as most tests run it: the test stack's .env, with these variables on top. */
+export const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
+  runCliWith(args, { env });
+
 /** `flowmeter plans set` of a plan metering n8n_executions on `meterId`, 100 included. */
 export const meteredPlanArgs = (planId: string, meterId: string) => [
   'plans',

@@ -125,6 +125,24 @@ export async function countersOf(tenantId: string): Promise<Counters> {
   return rows[0];
 }
 
+/** The n8n address the source was registered with, for handlers that stand in for that n8n. */
+export async function baseUrlOf(source: TestSource): Promise<string> {
+  const { rows } = await superuser().query(
+    'select base_url from public.n8n_sources where id = $1',
+    [source.sourceId],
+  );
+  return rows[0].base_url;
+}
+
+/** The collector's state row of a source (walk cursor, floor, failures), read as the superuser. */
+export async function sourceState(sourceId: string) {
+  const { rows } = await superuser().query(
+    'select * from public.collector_source_state where source_id = $1',
+    [sourceId],
+  );
+  return rows[0];
+}
+
 export async function storedExecutionIds(sourceId: string): Promise<number[]> {
   const { rows } = await superuser().query(
     'select execution_id::int as id from public.executions where source_id = $1 order by 1',

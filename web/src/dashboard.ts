@@ -2,9 +2,10 @@ import type { Session } from '@supabase/supabase-js';
 import { html, nothing } from 'lit';
 import { getUsageSummary, type UsageDb, type UsageSummary } from '../../src/usage-client/index.ts';
 import { AutoRefresh } from './auto-refresh.ts';
+import { brand } from './brand.ts';
 import './console/operator-console.ts';
 import { isConsoleHash } from './console/route.ts';
-import { loadErrorMessage, signInErrorMessage } from './errors.ts';
+import { loadErrorMessage, SESSION_ENDED, signInErrorMessage } from './errors.ts';
 import { formatter } from './format.ts';
 import { LightElement, listenWhileConnected } from './light-element.ts';
 import './tenant-panel.ts';
@@ -89,9 +90,7 @@ export class FlowmeterDashboard extends LightElement {
         if (newUser && isOperator(session)) {
           if (!isConsoleHash(location.hash)) location.hash = '#/console';
         } else if (newUser) {
-          this.tenants = { kind: 'loading' };
-          this.refreshedAt = undefined;
-          this.refreshError = undefined;
+          this.#forgetTenants();
           void this.refresh();
         }
       });
@@ -125,11 +124,7 @@ export class FlowmeterDashboard extends LightElement {
     if (this.session?.user.id !== user) return;
     if (error) {
       const failure = loadErrorMessage(error);
-      if (failure.expired) {
-        await client.auth.signOut({ scope: 'local' });
-        this.signInError = failure.message;
-        return;
-      }
+      if (failure.expired) return this.#sessionEnded(client);
       this.refreshError = failure.message;
       if (this.tenants.kind !== 'ready') this.tenants = { kind: 'error', message: failure.message };
       return;
@@ -142,13 +137,22 @@ export class FlowmeterDashboard extends LightElement {
     const failures = (await Promise.all(panels.map((p) => p.refresh()))).filter(
       (f) => f !== undefined,
     );
-    if (failures.some((f) => f.expired)) {
-      await client.auth.signOut({ scope: 'local' });
-      this.signInError = 'Your session has ended. Sign in again.';
-      return;
-    }
+    if (failures.some((f) => f.expired)) return this.#sessionEnded(client);
     this.refreshError = failures[0]?.message;
     if (!this.refreshError) this.refreshedAt = new Date();
+  }
+
+  /** The API no longer takes the session: it ends in this browser, and the sign-in form says why. */
+  async #sessionEnded(client: UsageDb): Promise<void> {
+    await client.auth.signOut({ scope: 'local' });
+    this.signInError = SESSION_ENDED;
+  }
+
+  /** Nothing loaded and nothing said about it, as before a user's first load. */
+  #forgetTenants(): void {
+    this.tenants = { kind: 'loading' };
+    this.refreshedAt = undefined;
+    this.refreshError = undefined;
   }
 
   async #signIn(event: SubmitEvent): Promise<void> {
@@ -176,9 +180,7 @@ export class FlowmeterDashboard extends LightElement {
     // A sign-out the server cannot confirm still ends the session in this browser.
     const { error } = (await this.client?.auth.signOut()) ?? { error: null };
     if (error) await this.client?.auth.signOut({ scope: 'local' });
-    this.tenants = { kind: 'loading' };
-    this.refreshedAt = undefined;
-    this.refreshError = undefined;
+    this.#forgetTenants();
     this.signInError = reason;
   }
 
@@ -202,7 +204,7 @@ export class FlowmeterDashboard extends LightElement {
   #renderSignIn() {
     return html`<main class="centered">
       <form class="card narrow sign-in" @submit=${(e: SubmitEvent) => this.#signIn(e)} novalidate>
-        <div class="brand"><span class="logo" aria-hidden="true"></span><span>flowmeter</span></div>
+        ${brand()}
         <h1>Sign in to see your usage</h1>
         <label for="email">Email</label>
         <input id="email" name="email" type="email" autocomplete="username" required />
@@ -217,7 +219,7 @@ export class FlowmeterDashboard extends LightElement {
   #renderNotOperator(session: Session) {
     return html`<main class="centered">
       <div class="card narrow not-operator">
-        <div class="brand"><span class="logo" aria-hidden="true"></span><span>flowmeter</span></div>
+        ${brand()}
         <h1>Operators only</h1>
         <p role="alert">${session.user.email} is not an operator, so the operator console is not available to this account.</p>
         <p class="muted">An operator makes another one with <code>flowmeter operators add --email &lt;address&gt;</code>.</p>
@@ -233,7 +235,7 @@ export class FlowmeterDashboard extends LightElement {
     const t = this.tenants;
     return html`
       <header class="topbar">
-        <div class="brand"><span class="logo" aria-hidden="true"></span><span>flowmeter</span></div>
+        ${brand()}
         <div class="topbar-right">
           <span class="refreshed" aria-live="polite">
             ${this.refreshing ? 'Refreshing…' : this.refreshedAt ? html`Updated <time datetime=${this.refreshedAt.toISOString()}>${this.#format.time(this.refreshedAt)}</time>` : nothing}

@@ -37,6 +37,9 @@ export function signInErrorMessage(error: FailureLike): string {
   return `Sign-in failed: ${error.message ?? 'unknown error'}.`;
 }
 
+/** What a person is told when the API no longer takes their session. */
+export const SESSION_ENDED = 'Your session has ended. Sign in again.';
+
 /** A usage API failure; `expired` means the session is gone and the user must sign in again. */
 export function loadErrorMessage(error: FailureLike): { message: string; expired: boolean } {
   if (isNetworkFailure(error)) {
@@ -47,7 +50,7 @@ export function loadErrorMessage(error: FailureLike): { message: string; expired
     };
   }
   if (error.code === 'PGRST303' || error.code === 'PGRST301' || error.code === '42501') {
-    return { message: 'Your session has ended. Sign in again.', expired: true };
+    return { message: SESSION_ENDED, expired: true };
   }
   return {
     message: `Usage could not be loaded: ${error.message ?? 'unknown error'}.`,
@@ -89,7 +92,7 @@ export function operatorErrorMessage(error: FailureLike): {
   const { expired } = loadErrorMessage(error);
   return {
     message: expired
-      ? 'Your session has ended. Sign in again.'
+      ? SESSION_ENDED
       : `The console could not load this: ${error.message ?? 'unknown error'}.`,
     notOperator: false,
     expired,

@@ -94,13 +94,7 @@ const adminCreate = z.object({
   user_metadata: metadata.optional(),
   app_metadata: metadata.optional(),
 });
-const adminUpdate = z.object({
-  email: email.optional(),
-  password: password.optional(),
-  email_confirm: z.boolean().optional(),
-  user_metadata: metadata.optional(),
-  app_metadata: metadata.optional(),
-});
+const adminUpdate = adminCreate.partial();
 const invite = z.object({ email, data: metadata.optional() });
 const logoutScope = z.enum(['global', 'local', 'others'], {
   error: 'scope must be one of global, local, others',

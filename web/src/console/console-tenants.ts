@@ -10,16 +10,17 @@ import {
   type TenantsPage,
   type TenantsQuery,
 } from '../../../src/operator-client/index.ts';
+import { type UsageLevel, usageLevel } from '../../../src/usage-client/index.ts';
 import { formatter } from '../format.ts';
 import { LightElement } from '../light-element.ts';
+import { LEVEL_LABEL } from '../widget/usage-view.ts';
 import { announceStaleReply, latestReplyOnly } from './latest-reply.ts';
-import { LEVEL_LABEL, type Loaded, levelBadge, load, renderLoaded } from './page-state.ts';
+import { type Loaded, levelBadge, load, renderLoaded } from './page-state.ts';
 import { consoleHref } from './route.ts';
 
 const PAGE_ROWS = 25;
 // 'none': no Stripe subscription; the rest as the subscription sync knows them.
 const STATUSES = ['none', ...KNOWN_SUBSCRIPTION_STATUSES];
-const LEVELS = ['normal', 'warning', 'limit', 'overage'] as const;
 
 const COLUMN_LABEL: Record<TenantSort, string> = {
   name: 'Tenant',
@@ -101,7 +102,7 @@ export class ConsoleTenants extends LightElement {
         listTenants(this.client, {
           search: q.search.trim() || undefined,
           planIds: q.planId ? [q.planId] : undefined,
-          levels: q.level ? [q.level as (typeof LEVELS)[number]] : undefined,
+          levels: q.level ? [q.level as UsageLevel] : undefined,
           statuses: q.status ? [q.status] : undefined,
           sort: q.sort,
           descending: q.descending,
@@ -161,7 +162,7 @@ export class ConsoleTenants extends LightElement {
           'Level',
           q.level,
           'All levels',
-          LEVELS.map((l) => [l, LEVEL_LABEL[l] ?? l]),
+          usageLevel.options.map((l) => [l, LEVEL_LABEL[l]]),
           (level) => this.#change({ level }),
         )}
         ${this.#select(

@@ -1,5 +1,6 @@
 import { html } from 'lit';
 import type { OperatorDb } from '../../../src/operator-client/index.ts';
+import { brand } from '../brand.ts';
 import { LightElement, listenWhileConnected } from '../light-element.ts';
 import { type ConsoleRoute, consoleHref, parseConsoleRoute } from './route.ts';
 import './console-health.ts';
@@ -43,8 +44,7 @@ export class OperatorConsole extends LightElement {
     const current = this.route.page === 'tenant' ? 'tenants' : this.route.page;
     return html`
       <header class="topbar">
-        <div class="brand"><span class="logo" aria-hidden="true"></span><span>flowmeter</span>
-          <span class="tag operator-tag">operator</span></div>
+        ${brand(html`<span class="tag operator-tag">operator</span>`)}
         <nav aria-label="Console" class="console-nav">
           ${NAV.map(
             (n) => html`<a href=${consoleHref(n.route)}

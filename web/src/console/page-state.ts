@@ -1,8 +1,10 @@
 import { html, type PropertyDeclarations } from 'lit';
 import type { OperatorDb, OperatorResult } from '../../../src/operator-client/index.ts';
+import type { UsageLevel } from '../../../src/usage-client/index.ts';
 import { operatorErrorMessage } from '../errors.ts';
 import { formatter } from '../format.ts';
 import { LightElement } from '../light-element.ts';
+import { LEVEL_LABEL } from '../widget/usage-view.ts';
 import { announceStaleReply, latestReplyOnly } from './latest-reply.ts';
 
 /** What a console page holds: loading, a failure worded for a person, or the answer. */
@@ -77,12 +79,5 @@ export abstract class ConsolePage<T> extends LightElement {
   }
 }
 
-export const LEVEL_LABEL: Record<string, string> = {
-  normal: 'Normal',
-  warning: 'Warning',
-  limit: 'At the limit',
-  overage: 'Over the limit',
-};
-
-export const levelBadge = (level: string) =>
-  html`<span class="badge level-${level}" data-level=${level}>${LEVEL_LABEL[level] ?? level}</span>`;
+export const levelBadge = (level: UsageLevel) =>
+  html`<span class="badge level-${level}" data-level=${level}>${LEVEL_LABEL[level]}</span>`;

@@ -23,6 +23,7 @@ import { loadErrorMessage } from '../errors.ts';
 import { type Formatter, formatter } from '../format.ts';
 import { listenWhileConnected } from '../light-element.ts';
 import {
+  LEVEL_LABEL,
   meterShares,
   type PeriodSeries,
   periodSeries,
@@ -41,12 +42,6 @@ Chart.register(
   Filler,
 );
 
-const LEVEL_LABEL = {
-  normal: 'Normal',
-  warning: 'Warning',
-  limit: 'At the limit',
-  overage: 'Over the limit',
-};
 const POLICY_LABEL = {
   hard_limit: 'Hard limit',
   overage: 'Overage billed',

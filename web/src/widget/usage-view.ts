@@ -32,6 +32,14 @@ export interface UsageView {
   blockedNow: boolean;
 }
 
+/** The usage levels in words: the widget and the operator console name them alike. */
+export const LEVEL_LABEL: Record<UsageLevel, string> = {
+  normal: 'Normal',
+  warning: 'Warning',
+  limit: 'At the limit',
+  overage: 'Over the limit',
+};
+
 const DAY_MS = 86_400_000;
 
 export const daysLeft = (periodEnd: string, now: Date): number =>
