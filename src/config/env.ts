@@ -166,23 +166,30 @@ export function parseEnv<S extends z.ZodType>(schema: S, env: Env = process.env)
 
 export const loadConfig = (env: Env = process.env): Config => parseEnv(envSchema, env);
 
-const RUNNER_SECRETS =
+const SECRET_LIST =
   'a comma-separated list of secrets of at least 32 characters (openssl rand -hex 32)';
 
-/** The enforcement endpoint needs no encryption keys: it never touches upstream secrets. */
-export const enforceEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
-  // Several at once so a secret can be rotated: add the new one, move runners, drop the old.
-  RUNNER_SECRETS: variable(RUNNER_SECRETS).transform((value, ctx) => {
+/**
+ * Shared secrets a caller may send, several at once so that one can be rotated: add the new
+ * one, move the callers over, drop the old. Blanks around a comma are ignored.
+ */
+export const secretList = () =>
+  variable(SECRET_LIST).transform((value, ctx) => {
     const secrets = value
       .split(',')
       .map((s) => s.trim())
       .filter(Boolean);
     if (secrets.length === 0 || secrets.some((s) => s.length < 32)) {
-      ctx.addIssue({ code: 'custom', message: `must be ${RUNNER_SECRETS}` });
+      ctx.addIssue({ code: 'custom', message: `must be ${SECRET_LIST}` });
       return z.NEVER;
     }
     return secrets;
-  }),
+  });
+
+/** The enforcement endpoint needs no encryption keys: it never touches upstream secrets. */
+export const enforceEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
+  // What workflow runners send as their bearer token.
+  RUNNER_SECRETS: secretList(),
   ENFORCE_FAIL_MODE: z
     .enum(['open', 'closed'], { error: 'must be open (allow runs) or closed (refuse runs)' })
     .default('open'),

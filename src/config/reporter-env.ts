@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { count, logEnvSchema, parseEnv, supabaseEnvSchema, variable } from './env.ts';
+import { count, logEnvSchema, parseEnv, secretList, supabaseEnvSchema, variable } from './env.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -42,22 +42,7 @@ export const loadReconcileConfig = (env: Env = process.env): ReconcileConfig =>
 /** GET /api/v1/status: the operator's monitoring. */
 const statusEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
   // Secrets the operator's monitoring sends as Authorization: Bearer <secret>, comma-separated.
-  OPERATOR_SECRETS: variable(
-    'a comma-separated list of secrets of at least 32 characters (openssl rand -hex 32)',
-  ).transform((value, ctx) => {
-    const secrets = value
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean);
-    if (secrets.length === 0 || secrets.some((s) => s.length < 32)) {
-      ctx.addIssue({
-        code: 'custom',
-        message: 'must be secrets of at least 32 characters, comma-separated',
-      });
-      return z.NEVER;
-    }
-    return secrets;
-  }),
+  OPERATOR_SECRETS: secretList(),
 });
 export type StatusConfig = z.infer<typeof statusEnvSchema>;
 export const loadStatusConfig = (env: Env = process.env): StatusConfig =>

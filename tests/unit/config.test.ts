@@ -7,6 +7,7 @@ import {
   loadConfig,
   loadEnforceConfig,
 } from '../../src/config/env.ts';
+import { loadStatusConfig } from '../../src/config/reporter-env.ts';
 
 const key = () => randomBytes(32).toString('base64');
 const serviceKey = 'eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2ln';
@@ -159,5 +160,39 @@ describe('collectionSettings', () => {
       budgetMs: 13_750,
       cutAfterMs: 15_750,
     });
+  });
+});
+
+describe.each([
+  ['RUNNER_SECRETS', loadEnforceConfig],
+  ['OPERATOR_SECRETS', loadStatusConfig],
+] as const)('%s', (name, load) => {
+  const problemOf = (value: string | undefined) => {
+    try {
+      load({ ...valid, [name]: value });
+    } catch (error) {
+      expect(error).toBeInstanceOf(ConfigError);
+      return (error as ConfigError).problems.find((p) => p.startsWith(name));
+    }
+    throw new Error('expected a ConfigError');
+  };
+  const expected =
+    'a comma-separated list of secrets of at least 32 characters (openssl rand -hex 32)';
+
+  it('takes several secrets, comma-separated, blanks around them ignored', () => {
+    const [a, b] = ['a'.repeat(32), 'b'.repeat(64)];
+    expect((load({ ...valid, [name]: ` ${a} ,${b}, ` }) as Record<string, unknown>)[name]).toEqual([
+      a,
+      b,
+    ]);
+  });
+
+  it.each([
+    ['missing', undefined, `is required: ${expected}`],
+    ['empty, as a variable set to nothing reads as missing', '', `is required: ${expected}`],
+    ['only commas', ' , ,', `must be ${expected}`],
+    ['one too short beside a good one', `${'a'.repeat(32)},short`, `must be ${expected}`],
+  ])('refuses it %s, saying what it takes', (_, value, message) => {
+    expect(problemOf(value)).toBe(`${name} ${message}`);
   });
 });
