@@ -57,6 +57,34 @@ $$;
 comment on function private.ensure_execution_partition(timestamptz) is
   'security definer: attaching a partition requires owning public.executions, which the service role does not. Creates only private.executions_YYYY_MM for a month from 14 before now to the next.';
 
+-- Holds the partitions of `months` for the rest of the caller's transaction: a lock on
+-- public.executions that dropping a partition must wait for (it takes the parent's ACCESS
+-- EXCLUSIVE lock). Taken after ensure_execution_partition, before the insert: the upkeep
+-- dropping a month in between would route its rows into the default partition, where they
+-- would make every later attempt to create that month's partition fail. A partition
+-- dropped before the lock was granted fails the call instead; nothing is stored, and the
+-- next run stores the page.
+create or replace function private.hold_execution_partitions(months timestamptz[])
+returns void
+language plpgsql
+security definer
+set search_path = ''
+set timezone = 'UTC'
+as $$
+begin
+  lock table only public.executions in row exclusive mode;
+  if exists (
+    select 1 from unnest(hold_execution_partitions.months) as m(month)
+    where to_regclass('private.executions_' || to_char(date_trunc('month', m.month), 'YYYY_MM')) is null
+  ) then
+    raise exception 'an execution partition was dropped while this page was being stored; nothing was stored'
+      using errcode = '40001', hint = 'The next collection stores the page again.';
+  end if;
+end;
+$$;
+comment on function private.hold_execution_partitions(timestamptz[]) is
+  'security definer: locking public.executions requires owning or writing it directly, which the service role does not. Takes a row exclusive lock only.';
+
 -- Drops monthly partitions wholly older than `keep_months` months before now (counters stay).
 create or replace function private.drop_expired_execution_partitions(keep_months int)
 returns setof text
@@ -121,6 +149,7 @@ comment on function private.analyze_young_execution_partition(timestamptz) is
 
 select private.grant_to_service_role_only(
   'private.ensure_execution_partition(timestamptz)',
+  'private.hold_execution_partitions(timestamptz[])',
   'private.analyze_young_execution_partition(timestamptz)',
   'private.drop_expired_execution_partitions(int)'
 );
@@ -359,6 +388,7 @@ begin
       using errcode = 'P0001', hint = 'Check the clock of the n8n host; nothing of the page was stored.';
   end if;
   perform private.ensure_execution_partition(m.month) from unnest(checked.months) as m(month);
+  perform private.hold_execution_partitions(checked.months);
 
   -- A page's executions almost always fall in one billing period: when its first and last
   -- do, every one between does (periods are intervals), and billing_period runs once, not per row.

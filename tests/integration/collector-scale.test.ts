@@ -228,67 +228,6 @@ describe('fan-out', () => {
   });
 });
 
-describe('a new month', () => {
-  it('its partition is analyzed when created and again after its first large batch', async () => {
-    const [source] = await sourcesWithExecutions(1, 0);
-    const { sourceId } = source as TestSource;
-    // As the service role, as the RPC endpoint calls it: analyzing needs no more privileges.
-    const db = await superuser().connect();
-    await db.query('set role service_role');
-    const { rows: claimed } = await db.query(
-      `select lease_token from public.claim_collector_sources(
-         lease_seconds => 600, max_sources => 1, source_ids => array[$1]::uuid[], ignore_schedule => true)`,
-      [sourceId],
-    );
-    // A month no other test writes to, whose partition does not exist yet, inside the window
-    // of months a partition is made for (14 before now to the next one).
-    const { rows: month } = await db.query(
-      `select date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' - interval '10 months' as start,
-              'private.executions_' || to_char(date_trunc('month', now() at time zone 'UTC') - interval '10 months', 'YYYY_MM') as partition`,
-    );
-    const start = (month[0].start as Date).getTime();
-    const partition = month[0].partition as string;
-    const statistics = async () =>
-      (
-        await db.query(
-          'select reltuples::int as rows, relpages::int as pages from pg_catalog.pg_class where oid = to_regclass($1)',
-          [partition],
-        )
-      ).rows[0] as { rows: number; pages: number } | undefined;
-    expect(await statistics()).toBeUndefined();
-
-    const page = (from: number) =>
-      JSON.stringify(
-        Array.from({ length: 250 }, (_, i) => ({
-          id: from + i,
-          status: 'success',
-          mode: 'trigger',
-          workflow_id: 'wf1',
-          started_at: new Date(start + (from + i) * 1000).toISOString(),
-          stopped_at: new Date(start + (from + i) * 1000 + 500).toISOString(),
-          retry_of: null,
-        })),
-      );
-    const ingest = (from: number) =>
-      db.query('select public.ingest_execution_page($1, $2, $3::jsonb)', [
-        sourceId,
-        claimed[0].lease_token,
-        page(from),
-      ]);
-
-    await ingest(1);
-    // -1 means never analyzed; the planner then guesses instead of measuring.
-    expect((await statistics())?.rows).toBeGreaterThanOrEqual(0);
-
-    for (let from = 251; from < 40 * 250; from += 250) await ingest(from);
-    const after = await statistics();
-    expect(after?.pages).toBeGreaterThanOrEqual(128);
-    expect(after?.rows).toBeGreaterThanOrEqual(5000);
-    await db.query('reset role');
-    db.release();
-  });
-});
-
 describe('several pages per ingest call', () => {
   it('sends eight pages per call and counts each execution once, also when the walk repeats', async () => {
     const [source] = await sourcesWithExecutions(1, 100);

@@ -1,4 +1,5 @@
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
+import type pg from 'pg';
 import type { Database } from '../../src/db/database.types.ts';
 import { rpcFetch as productionFetch } from '../../src/db/fetch.ts';
 import { stack, superuser } from './stack.ts';
@@ -288,13 +289,17 @@ export function barrier(n: number): () => Promise<void> {
 /**
  * Until a backend waits for a lock another transaction holds: the one with this pid, or
  * any whose query mentions `queryLike` (a request that went through the RPC endpoint,
- * whose backend the test cannot name). Orders racing transactions deterministically.
+ * whose backend the test cannot name). Orders racing transactions deterministically. `pool`:
+ * the superuser's connections of the stack to look at (the run's shared one by default).
  */
-export async function waitForLockWait(backend: { pid: number } | { queryLike: string }) {
+export async function waitForLockWait(
+  backend: { pid: number } | { queryLike: string },
+  pool: Pick<pg.Pool, 'query'> = superuser(),
+) {
   const [condition, value] =
     'pid' in backend ? ['pid = $1', backend.pid] : ['query like $1', `%${backend.queryLike}%`];
   for (let i = 0; i < 500; i++) {
-    const { rows } = await superuser().query(
+    const { rows } = await pool.query(
       `select 1 from pg_stat_activity where ${condition} and wait_event_type = 'Lock' and pid <> pg_backend_pid()`,
       [value],
     );
