@@ -1,9 +1,10 @@
-import { differenceInMinutes, formatDistanceStrict } from 'date-fns';
+import { formatDistanceStrict } from 'date-fns';
 import { plural } from '../domain/words.ts';
 import {
+  isOverdue,
   isScheduledFunction,
-  overdueAfterMinutes,
   SCHEDULED_FUNCTIONS,
+  scheduleInWords,
 } from './scheduled-functions.ts';
 
 /** The parts of operator_status() that decide whether a person is needed. */
@@ -108,11 +109,11 @@ function scheduledAttention({
   return functions.flatMap((f) => {
     if (!isScheduledFunction(f.function_name)) return [];
     const name = f.function_name;
-    const { everyMinutes, byHand } = SCHEDULED_FUNCTIONS[name];
+    const { byHand } = SCHEDULED_FUNCTIONS[name];
     const findings: string[] = [];
-    if (differenceInMinutes(now, f.last_started_at) > overdueAfterMinutes(name)) {
+    if (isOverdue(name, f.last_started_at, now)) {
       findings.push(
-        `${name} has not run for ${formatDistanceStrict(f.last_started_at, now)} (it is scheduled ${every(everyMinutes)}): check that the site's scheduled functions are deployed and enabled in Netlify and see its function log; \`${byHand}\` does its work now`,
+        `${name} has not run for ${formatDistanceStrict(f.last_started_at, now)} (it is scheduled ${scheduleInWords(name)}): check that the site's scheduled functions are deployed and enabled in Netlify and see its function log; \`${byHand}\` does its work now`,
       );
     }
     if (f.failures_since_success > 0) {
@@ -122,14 +123,6 @@ function scheduledAttention({
     }
     return findings;
   });
-}
-
-/** A schedule's interval in words: the shipped ones read "every minute", "hourly", "daily". */
-function every(minutes: number) {
-  if (minutes === 1) return 'every minute';
-  if (minutes === 60) return 'hourly';
-  if (minutes === 24 * 60) return 'daily';
-  return `every ${plural(minutes, 'minute')}`;
 }
 
 /**

@@ -1,3 +1,6 @@
+import { differenceInMinutes } from 'date-fns';
+import { plural } from '../domain/words.ts';
+
 /**
  * The scheduled Netlify functions that record their runs (recordedRun), by the name they
  * record, with the interval their schedule (netlify.toml or the function's own config)
@@ -23,3 +26,19 @@ export const isScheduledFunction = (name: string): name is ScheduledFunctionName
  */
 export const overdueAfterMinutes = (name: ScheduledFunctionName) =>
   2 * SCHEDULED_FUNCTIONS[name].everyMinutes + 5;
+
+/** Whether a function whose latest run started at `lastStartedAt` is overdue at `now`. */
+export const isOverdue = (
+  name: ScheduledFunctionName,
+  lastStartedAt: string | Date,
+  now: string | Date,
+) => differenceInMinutes(now, lastStartedAt) > overdueAfterMinutes(name);
+
+/** A function's schedule in words: the shipped ones read "every minute", "hourly", "daily". */
+export function scheduleInWords(name: ScheduledFunctionName) {
+  const minutes = SCHEDULED_FUNCTIONS[name].everyMinutes;
+  if (minutes === 1) return 'every minute';
+  if (minutes === 60) return 'hourly';
+  if (minutes === 24 * 60) return 'daily';
+  return `every ${plural(minutes, 'minute')}`;
+}

@@ -547,6 +547,12 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
         .poll(() => findings.textContent())
         .toContain('report-usage has not run for 3 hours');
       expect(await findings.textContent()).toContain('flowmeter report');
+      // The table marks it by the same rule, and lists the functions that never ran.
+      const row = (name: string) =>
+        page.locator(`table.scheduled-functions tr[data-function="${name}"]`);
+      expect(await row('report-usage').textContent()).toMatch(/hourly.*Overdue.*ok/s);
+      expect(await row('deliver-alerts').textContent()).toMatch(/every 5 minutes\s*never run/);
+      expect(await page.locator('table.scheduled-functions tbody tr').count()).toBe(5);
       await expectAccessibleAndPictured(page, 'operator-health-overdue.png');
       await page.context().close();
     } finally {
