@@ -53,14 +53,24 @@ const page = (start: number, from: number) =>
     })),
   );
 
+/** `work` on one connection as the service role, as the RPC endpoint calls the functions. */
+async function asServiceRole<T>(work: (db: pg.PoolClient) => Promise<T>): Promise<T> {
+  const db = await own.pool.connect();
+  try {
+    await db.query('set role service_role');
+    return await work(db);
+  } finally {
+    await db.query('reset role');
+    db.release();
+  }
+}
+
 describe('a new month', () => {
   it('its partition is analyzed when created and again after its first large batch', async () => {
     const lease = await leasedSource();
     const { start, partition } = await monthAgo(10);
-    // As the service role, as the RPC endpoint calls it: analyzing needs no more privileges.
-    const db = await own.pool.connect();
-    try {
-      await db.query('set role service_role');
+    // As the service role: analyzing needs no more privileges.
+    await asServiceRole(async (db) => {
       const statistics = async () =>
         (
           await db.query(
@@ -84,10 +94,7 @@ describe('a new month', () => {
       const after = await statistics();
       expect(after?.pages).toBeGreaterThanOrEqual(128);
       expect(after?.rows).toBeGreaterThanOrEqual(5000);
-    } finally {
-      await db.query('reset role');
-      db.release();
-    }
+    });
   });
 });
 
@@ -136,19 +143,14 @@ describe('the upkeep dropping a month past the retention', () => {
         .n as number;
     expect(await inDefault()).toBe(0);
 
-    // The month comes back with the next page of it, ingested as the RPC endpoint calls it.
-    const db = await own.pool.connect();
-    try {
-      await db.query('set role service_role');
-      await db.query('select public.ingest_execution_page($1, $2, $3::jsonb)', [
+    // The month comes back with the next page of it.
+    await asServiceRole((db) =>
+      db.query('select public.ingest_execution_page($1, $2, $3::jsonb)', [
         lease.source_id,
         lease.lease_token,
         page(start, 251),
-      ]);
-    } finally {
-      await db.query('reset role');
-      db.release();
-    }
+      ]),
+    );
     const { rows } = await own.pool.query('select to_regclass($1) is not null as present', [
       partition,
     ]);
