@@ -2,6 +2,7 @@ import type { PostgrestError, SupabaseClient } from '@supabase/supabase-js';
 import { z } from 'zod';
 import type { Database } from '../db/database.types.ts';
 import { dbNumber } from '../db/json-number.ts';
+import { dbTimestamp } from '../db/json-time.ts';
 import { type CollectorHealth, collectorHealthSchema } from '../ops/collector-health.ts';
 import { type OperatorStatus, operatorStatusSchema } from '../ops/operator-status.ts';
 import { statusFindings } from '../ops/status-findings.ts';
@@ -21,7 +22,7 @@ export type OperatorError = PostgrestError | { code: 'unexpected_shape'; message
 export type OperatorResult<T> = { data: T; error: null } | { data: null; error: OperatorError };
 
 const number = dbNumber;
-const when = z.string().nullable();
+const when = dbTimestamp.nullable();
 
 const rankedTenantSchema = usageSummaryRowSchema.pick({
   tenant_id: true,
@@ -34,7 +35,7 @@ const rankedTenantSchema = usageSummaryRowSchema.pick({
 });
 
 export const overviewSchema = z.object({
-  generated_at: z.string(),
+  generated_at: dbTimestamp,
   tenants: number,
   tenants_by_plan: z.array(
     z.object({ plan_id: z.string(), plan_name: z.string(), tenants: number }),
@@ -75,7 +76,7 @@ export type Overview = z.infer<typeof overviewSchema>;
 export const tenantRowSchema = usageSummaryRowSchema.extend({
   external_ref: z.string().nullable(),
   recurring_amount: number.nullable(),
-  created_at: z.string(),
+  created_at: dbTimestamp,
 });
 export type TenantRow = z.infer<typeof tenantRowSchema>;
 
@@ -131,7 +132,7 @@ const sourceSchema = z.object({
   base_url: z.string(),
   project_id: z.string().nullable(),
   enabled: z.boolean(),
-  created_at: z.string(),
+  created_at: dbTimestamp,
   last_attempt_at: when,
   last_success_at: when,
   lag_seconds: number.nullable(),
@@ -149,7 +150,7 @@ const sourceSchema = z.object({
       from_id: number,
       to_id: number,
       detail: z.string().nullable(),
-      detected_at: z.string(),
+      detected_at: dbTimestamp,
       acknowledged_at: when,
     }),
   ),
@@ -205,11 +206,11 @@ export const tenantDetailSchema = z.object({
         reported_through: number,
         value: number,
         identifier: z.string(),
-        event_timestamp: z.string(),
+        event_timestamp: dbTimestamp,
         status: z.string(),
         attempts: number,
         last_error: z.string().nullable(),
-        created_at: z.string(),
+        created_at: dbTimestamp,
         sent_at: when,
       }),
     ),
@@ -234,7 +235,7 @@ export const tenantDetailSchema = z.object({
       status: z.enum(['pending', 'sent', 'recorded', 'late', 'review']),
       attempts: number,
       last_error: z.string().nullable(),
-      created_at: z.string(),
+      created_at: dbTimestamp,
       sent_at: when,
     }),
   ),
@@ -246,7 +247,7 @@ export const tenantDetailSchema = z.object({
       threshold: number,
       used: number,
       quota: number,
-      created_at: z.string(),
+      created_at: dbTimestamp,
       read_at: when,
       deliveries: z.array(
         z.object({
@@ -258,7 +259,7 @@ export const tenantDetailSchema = z.object({
           next_attempt_at: when,
           last_error: z.string().nullable(),
           delivered_at: when,
-          created_at: z.string(),
+          created_at: dbTimestamp,
         }),
       ),
     }),
@@ -271,8 +272,8 @@ export const tenantDetailSchema = z.object({
         period_start: z.string(),
         workflow_id: z.string().nullable(),
         run_ref: z.string().nullable(),
-        created_at: z.string(),
-        expires_at: z.string(),
+        created_at: dbTimestamp,
+        expires_at: dbTimestamp,
       }),
     ),
   }),
@@ -304,7 +305,7 @@ export const deliveryResentSchema = z.object({
   channel_id: number,
   tenant_id: z.string(),
   status: z.literal('pending'),
-  next_attempt_at: z.string(),
+  next_attempt_at: dbTimestamp,
 });
 
 function parsed<T>(

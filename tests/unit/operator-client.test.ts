@@ -3,6 +3,7 @@ import {
   getHealth,
   listTenants,
   type OperatorDb,
+  resendAlertDelivery,
   setSourceEnabled,
 } from '../../src/operator-client/index.ts';
 import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
@@ -87,6 +88,35 @@ describe('operator client', () => {
     expect(result.data).toBeNull();
     expect(result.error).toMatchObject({ code: 'unexpected_shape' });
   });
+
+  it.each(['later', '2026-12-01', '2026-12-01 10:00:00'])(
+    'refuses a console time of %j, as it refuses the status times',
+    async (malformed) => {
+      const answer = {
+        alert_id: 1,
+        channel_id: 2,
+        tenant_id: 't1',
+        status: 'pending',
+        next_attempt_at: malformed,
+      };
+      const { client } = stubClient({ data: answer, error: null });
+      const result = await resendAlertDelivery(client, { alertId: 1, channelId: 2 });
+      expect(result).toEqual({
+        data: null,
+        error: {
+          code: 'unexpected_shape',
+          message: expect.stringContaining('(next_attempt_at)'),
+        },
+      });
+      const { client: wellFormed } = stubClient({
+        data: { ...answer, next_attempt_at: '2026-12-01T10:00:00.123456+00:00' },
+        error: null,
+      });
+      expect(
+        (await resendAlertDelivery(wellFormed, { alertId: 1, channelId: 2 })).error,
+      ).toBeNull();
+    },
+  );
 
   it('health carries the findings `flowmeter status` raises, by the same rules', async () => {
     const { client } = stubClient({ data: { ...status, collector }, error: null });
