@@ -33,7 +33,7 @@ export function collectionSettings(
     budgetMs: Math.max(0, budgetSeconds * 1000 - spentMs),
     ...(limitMs === undefined
       ? {}
-      : { cutAfterMs: Math.max(0, limitMs - spentMs - 2 * config.COLLECTOR_DB_TIMEOUT_MS) }),
+      : { cutAfterMs: limitMs - spentMs - 2 * config.COLLECTOR_DB_TIMEOUT_MS }),
     concurrency: config.COLLECTOR_CONCURRENCY,
     leaseSeconds: config.COLLECTOR_LEASE_SECONDS,
     sliceSources: config.COLLECTOR_SLICE_SOURCES,

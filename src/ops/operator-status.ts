@@ -2,13 +2,12 @@ import { z } from 'zod';
 import { dbNumber } from '../db/json-number.ts';
 import { dbTimestamp } from '../db/json-time.ts';
 
-const timestamp = dbTimestamp;
-const when = timestamp.nullable();
+const when = dbTimestamp.nullable();
 const number = dbNumber;
 
 /** operator_status()'s JSON, checked: the status screen and the attention rules rely on every field. */
 export const operatorStatusSchema = z.object({
-  generated_at: timestamp,
+  generated_at: dbTimestamp,
   sources: z.object({
     total: number,
     enabled: number,
@@ -86,7 +85,7 @@ export const operatorStatusSchema = z.object({
   scheduled_functions: z.array(
     z.object({
       function_name: z.string(),
-      last_started_at: timestamp,
+      last_started_at: dbTimestamp,
       last_finished_at: when,
       last_ok: z.boolean().nullable(),
       last_error: z.string().nullable(),
@@ -100,7 +99,7 @@ export const operatorStatusSchema = z.object({
     z.object({
       id: z.string(),
       trigger: z.string(),
-      started_at: timestamp,
+      started_at: dbTimestamp,
       finished_at: when,
       sources_ok: number,
       sources_failed: number,
