@@ -11,6 +11,7 @@ import type { Logger } from '../observability/logger.ts';
 import { batchReleases, keepLeases, type Lease } from './leases.ts';
 import {
   type ClaimedSource,
+  cutWithRun,
   type SourceOutcome,
   type SyncSettings,
   type SyncStats,
@@ -155,8 +156,7 @@ const withRefused = (
 type Claim = Database['public']['Functions']['claim_collector_sources']['Args'];
 
 async function claim(db: Db, args: Claim, cut?: AbortSignal): Promise<Result<ClaimedSource[]>> {
-  const call = db.rpc('claim_collector_sources', args);
-  const { data, error, status } = await (cut ? call.abortSignal(cut) : call);
+  const { data, error, status } = await cutWithRun(cut, db.rpc('claim_collector_sources', args));
   if (error) return databaseFailure('claim_collector_sources', { error, status });
   return ok(data ?? []);
 }

@@ -99,11 +99,11 @@ function answered<T>(
   });
 }
 
-/** A database call of the walk, cut with the run (`cut`) when it must end. */
-const cutWithRun = <Q extends { abortSignal(signal: AbortSignal): Q }>(
-  input: SyncSourceInput,
+/** A database call of the run, cut when `cut` aborts (the run must end); as it is without one. */
+export const cutWithRun = <Q extends { abortSignal(signal: AbortSignal): Q }>(
+  cut: AbortSignal | undefined,
   query: Q,
-): Q => (input.cut ? query.abortSignal(input.cut) : query);
+): Q => (cut ? query.abortSignal(cut) : query);
 
 /** n8n sent something the walk must not store; the source stops until a person looks. */
 class RefusedAnswer extends Error {}
@@ -119,7 +119,7 @@ async function ingest(
   const data = answered(
     'ingest_execution_page',
     await cutWithRun(
-      input,
+      input.cut,
       input.db.rpc('ingest_execution_page', {
         source_id: input.source.source_id,
         lease_token: input.source.lease_token,
@@ -183,7 +183,7 @@ async function listLeased<T>(
   const data = answered(
     fn,
     await cutWithRun(
-      input,
+      input.cut,
       input.db.rpc(fn, {
         source_id: input.source.source_id,
         lease_token: input.source.lease_token,
@@ -249,7 +249,7 @@ async function settle(
     answered(
       'close_open_executions',
       await cutWithRun(
-        input,
+        input.cut,
         db.rpc('close_open_executions', {
           source_id: source.source_id,
           lease_token: source.lease_token,
