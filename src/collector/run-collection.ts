@@ -1,5 +1,6 @@
 import type { PostgrestError } from '@supabase/supabase-js';
 import pLimit from 'p-limit';
+import { z } from 'zod';
 import type { Keyring } from '../crypto/keyring.ts';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
@@ -11,6 +12,7 @@ import type { Logger } from '../observability/logger.ts';
 import { batchReleases, keepLeases, type Lease } from './leases.ts';
 import {
   type ClaimedSource,
+  claimedSourceSchema,
   cutWithRun,
   type SourceOutcome,
   type SyncSettings,
@@ -158,7 +160,17 @@ type Claim = Database['public']['Functions']['claim_collector_sources']['Args'];
 async function claim(db: Db, args: Claim, cut?: AbortSignal): Promise<Result<ClaimedSource[]>> {
   const { data, error, status } = await cutWithRun(cut, db.rpc('claim_collector_sources', args));
   if (error) return databaseFailure('claim_collector_sources', { error, status });
-  return ok(data ?? []);
+  return claimedSources('claim_collector_sources', data);
+}
+
+/** The sources a claim or resume answered, or a failure naming a shape this version does not read. */
+function claimedSources(fn: string, data: unknown): Result<ClaimedSource[]> {
+  const parsed = z.array(claimedSourceSchema).safeParse(data ?? []);
+  if (parsed.success) return ok(parsed.data);
+  return fail(
+    'internal',
+    `${fn} answered in a shape this version does not read: ${z.prettifyError(parsed.error)}`,
+  );
 }
 
 /**
@@ -205,7 +217,7 @@ async function selectSources(
       lease_tokens: select.leases.map((l) => l.lease_token),
     });
     if (error) return databaseFailure('resume_collector_sources', { error, status });
-    return ok(data ?? []);
+    return claimedSources('resume_collector_sources', data);
   }
   const most = input.handOff ? ownShare(settings) : Number.POSITIVE_INFINITY;
   return claimUpTo(db, scope, settings.sliceSources, most);

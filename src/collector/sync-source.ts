@@ -3,6 +3,8 @@ import pLimit from 'p-limit';
 import { z } from 'zod';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
+import { dbNumber } from '../db/json-number.ts';
+import { dbTimestamp } from '../db/json-time.ts';
 import { rpcResult } from '../db/rpc-result.ts';
 import { ThrownFailure } from '../domain/result.ts';
 import { N8nApiError, type N8nClient } from '../n8n/client.ts';
@@ -12,8 +14,29 @@ import type { Logger } from '../observability/logger.ts';
 import { checkPage, checkTimes } from './page-checks.ts';
 import { toIngestRow, type WalkPosition, walkStep } from './walk.ts';
 
-export type ClaimedSource =
-  Database['public']['Functions']['claim_collector_sources']['Returns'][number];
+/**
+ * A source as claim_collector_sources and resume_collector_sources return it: a row of
+ * private.collector_source_claims, the one place its columns are defined. The generated types
+ * cannot see a private view, so the row is parsed here, with the columns a new source leaves
+ * null (its walk, backfill and probe) said to be nullable.
+ */
+export const claimedSourceSchema = z.object({
+  source_id: z.guid(),
+  tenant_id: z.guid(),
+  base_url: z.string().min(1),
+  api_key_ciphertext: z.string().min(1),
+  project_id: z.string().nullable(),
+  lease_token: z.guid(),
+  floor_id: dbNumber,
+  high_water_id: dbNumber,
+  walk_cursor: z.string().nullable(),
+  walk_top_id: dbNumber.nullable(),
+  backfill_from: dbTimestamp.nullable(),
+  supports_started_after: z.boolean().nullable(),
+  open_executions: dbNumber,
+});
+
+export type ClaimedSource = z.infer<typeof claimedSourceSchema>;
 
 export interface SyncSettings {
   /** An execution still unfinished this long after it was first seen is given up on. */

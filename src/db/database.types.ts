@@ -1561,21 +1561,13 @@ export type Database = {
           not_since_run?: string;
           source_ids?: string[];
         };
-        Returns: {
-          api_key_ciphertext: string;
-          backfill_from: string;
-          base_url: string;
-          floor_id: number;
-          high_water_id: number;
-          lease_token: string;
-          open_executions: number;
-          project_id: string;
-          source_id: string;
-          supports_started_after: boolean;
-          tenant_id: string;
-          walk_cursor: string;
-          walk_top_id: number;
-        }[];
+        Returns: unknown[];
+        SetofOptions: {
+          from: '*';
+          to: 'collector_source_claims';
+          isOneToOne: false;
+          isSetofReturn: true;
+        };
       };
       claim_invoice_preview_refresh: {
         Args: {
@@ -2386,21 +2378,13 @@ export type Database = {
       };
       resume_collector_sources: {
         Args: { lease_tokens: string[]; source_ids: string[] };
-        Returns: {
-          api_key_ciphertext: string;
-          backfill_from: string;
-          base_url: string;
-          floor_id: number;
-          high_water_id: number;
-          lease_token: string;
-          open_executions: number;
-          project_id: string;
-          source_id: string;
-          supports_started_after: boolean;
-          tenant_id: string;
-          walk_cursor: string;
-          walk_top_id: number;
-        }[];
+        Returns: unknown[];
+        SetofOptions: {
+          from: '*';
+          to: 'collector_source_claims';
+          isOneToOne: false;
+          isSetofReturn: true;
+        };
       };
       retry_webhook_deliveries: { Args: { endpoint_id: string }; Returns: number };
       rotate_webhook_secret: {

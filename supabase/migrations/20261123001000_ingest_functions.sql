@@ -180,21 +180,7 @@ create or replace function public.claim_collector_sources(
   ignore_schedule boolean default false,
   not_since_run uuid default null
 )
-returns table (
-  source_id uuid,
-  tenant_id uuid,
-  base_url text,
-  api_key_ciphertext text,
-  project_id text,
-  lease_token uuid,
-  floor_id bigint,
-  high_water_id bigint,
-  walk_cursor text,
-  walk_top_id bigint,
-  backfill_from timestamptz,
-  supports_started_after boolean,
-  open_executions bigint
-)
+returns setof private.collector_source_claims
 language plpgsql
 set search_path = ''
 as $$
@@ -287,21 +273,7 @@ $$;
 
 -- Continues a walk handed over by another function (scheduled → background) with its lease.
 create or replace function public.resume_collector_sources(source_ids uuid[], lease_tokens uuid[])
-returns table (
-  source_id uuid,
-  tenant_id uuid,
-  base_url text,
-  api_key_ciphertext text,
-  project_id text,
-  lease_token uuid,
-  floor_id bigint,
-  high_water_id bigint,
-  walk_cursor text,
-  walk_top_id bigint,
-  backfill_from timestamptz,
-  supports_started_after boolean,
-  open_executions bigint
-)
+returns setof private.collector_source_claims
 language plpgsql
 set search_path = ''
 as $$

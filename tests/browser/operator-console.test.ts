@@ -7,6 +7,7 @@ import { seedDemo } from '../../src/local/demo/seed.ts';
 import { type DemoSignIn, seedDemoUsers } from '../../src/local/demo/users.ts';
 import { STALE_REPLY_EVENT } from '../../web/src/console/latest-reply.ts';
 import { expectNoSeriousA11yViolations, screenshot, signIn } from '../support/browser.ts';
+import { claimSource } from '../support/leases.ts';
 import { useOwnStack } from '../support/own-stack.ts';
 import { uniqueId } from '../support/stack.ts';
 import { ingest, type Run } from '../support/usage-data.ts';
@@ -506,13 +507,10 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     const firstRefresh = await page.locator('.refreshed time').getAttribute('datetime');
 
     // A collector run that fails on it, through the collector's own lease functions.
-    const { data: claimed } = await serviceClient().rpc('claim_collector_sources', {
-      source_ids: [source.id],
-      ignore_schedule: true,
-    });
+    const claimed = await claimSource(source.id, {}, serviceClient());
     await serviceClient().rpc('release_collector_sources', {
       source_ids: [source.id],
-      lease_tokens: [claimed?.[0]?.lease_token as string],
+      lease_tokens: [claimed.lease_token],
       errors: ['n8n answered 401 Unauthorized'],
     });
     await page.getByRole('button', { name: 'Refresh now' }).click();

@@ -11,7 +11,8 @@ import {
 import { loadCollectorConfig } from '../../src/config/env.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { countersOf, createSource, keyring, useN8nServer } from '../support/collector.ts';
-import { serviceClient, stack, superuser } from '../support/stack.ts';
+import { claimSource } from '../support/leases.ts';
+import { stack, superuser } from '../support/stack.ts';
 
 const server = useN8nServer();
 const secret = randomBytes(32).toString('hex');
@@ -41,15 +42,6 @@ const post = (
     }),
   );
 
-async function claim(sourceId: string) {
-  const { data, error } = await serviceClient().rpc('claim_collector_sources', {
-    source_ids: [sourceId],
-    ignore_schedule: true,
-  });
-  if (error || !data?.[0]) throw new Error(`claim: ${error?.message}`);
-  return data[0];
-}
-
 describe('collect-usage (scheduled)', () => {
   it('runs every 10 minutes', () => {
     expect(scheduledConfig.schedule).toBe('*/10 * * * *');
@@ -62,7 +54,7 @@ describe('collect-usage-background', () => {
     source.fake.addMany(40, (i) => ({
       startedAt: new Date(Date.now() - (100 - i) * 1000).toISOString(),
     }));
-    const lease = await claim(source.sourceId);
+    const lease = await claimSource(source.sourceId);
     const response = await post({
       run_id: randomUUID(),
       leases: [{ source_id: lease.source_id, lease_token: lease.lease_token }],
@@ -81,7 +73,7 @@ describe('collect-usage-background', () => {
     source.fake.addMany(5, (i) => ({
       startedAt: new Date(Date.now() - (10 - i) * 1000).toISOString(),
     }));
-    await claim(source.sourceId);
+    await claimSource(source.sourceId);
     const response = await post({
       run_id: randomUUID(),
       leases: [{ source_id: source.sourceId, lease_token: randomUUID() }],

@@ -26,6 +26,7 @@ import {
 } from '../support/collector.ts';
 import { connectionReset, dropRequest, faultyDb, rpcFetch } from '../support/faults.ts';
 import { recent } from '../support/fixtures.ts';
+import { claimSources, leasesOf } from '../support/leases.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient, stack, superuser } from '../support/stack.ts';
 
@@ -235,14 +236,12 @@ describe('a background collection that ends badly', () => {
   /** Leases on new sources, as collect-usage hands them to collect-usage-background. */
   async function handedLeases(n: number) {
     const sources = await Promise.all(Array.from({ length: n }, () => createSource(server)));
-    const { data, error } = await serviceClient().rpc('claim_collector_sources', {
-      source_ids: sources.map((s) => s.sourceId),
-      ignore_schedule: true,
-      lease_seconds: 60,
-      max_sources: n,
-    });
-    expect(error).toBeNull();
-    return (data ?? []).map((s) => ({ source_id: s.source_id, lease_token: s.lease_token }));
+    return leasesOf(
+      await claimSources(
+        sources.map((s) => s.sourceId),
+        { leaseSeconds: 60 },
+      ),
+    );
   }
 
   const background = (

@@ -12,6 +12,7 @@ import {
   useN8nServer,
 } from '../support/collector.ts';
 import { addMember, createTenant, createUser, recent } from '../support/fixtures.ts';
+import { claimSource } from '../support/leases.ts';
 import { asRole, serviceClient, superuser } from '../support/stack.ts';
 
 /**
@@ -167,16 +168,11 @@ describe('timestamps outside any plausible window', () => {
 
   it('the database refuses such a page too, and makes partitions only for months near now', async () => {
     const source = await createSource(server);
-    const { data: claimed } = await serviceClient().rpc('claim_collector_sources', {
-      source_ids: [source.sourceId],
-      ignore_schedule: true,
-    });
-    const lease = claimed?.[0];
-    expect(lease).toBeDefined();
+    const lease = await claimSource(source.sourceId);
     for (const at of ['2099-01-01T00:00:00Z', '1970-01-02T00:00:00Z']) {
       const { error } = await serviceClient().rpc('ingest_execution_page', {
         source_id: source.sourceId,
-        lease_token: lease?.lease_token as string,
+        lease_token: lease.lease_token,
         executions: [
           {
             id: 1,

@@ -3,7 +3,8 @@ import { batchReleases, keepLeases, type Lease } from '../../src/collector/lease
 import { silentLogger } from '../../src/observability/logger.ts';
 import { createSource, useN8nServer } from '../support/collector.ts';
 import { faultyDb, rpcFetch } from '../support/faults.ts';
-import { serviceClient, superuser } from '../support/stack.ts';
+import { claimSources, leasesOf } from '../support/leases.ts';
+import { superuser } from '../support/stack.ts';
 
 /**
  * The collector's lease keeping and releasing against the real lease functions, with the
@@ -14,13 +15,7 @@ const server = useN8nServer();
 async function leasedSources(n: number): Promise<Lease[]> {
   const ids: string[] = [];
   for (let i = 0; i < n; i++) ids.push((await createSource(server)).sourceId);
-  const { data, error } = await serviceClient().rpc('claim_collector_sources', {
-    source_ids: ids,
-    ignore_schedule: true,
-    lease_seconds: 600,
-  });
-  if (error || !data) throw new Error(`claim_collector_sources: ${error?.message}`);
-  return data.map((s) => ({ source_id: s.source_id, lease_token: s.lease_token }));
+  return leasesOf(await claimSources(ids, { leaseSeconds: 600 }));
 }
 
 async function leaseTokens(leases: Lease[]) {

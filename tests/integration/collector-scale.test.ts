@@ -26,7 +26,8 @@ import {
   rpcFetch,
 } from '../support/faults.ts';
 import { createPlan, recent } from '../support/fixtures.ts';
-import { serviceClient, superuser } from '../support/stack.ts';
+import { claimSources, leasesOf } from '../support/leases.ts';
+import { superuser } from '../support/stack.ts';
 
 /**
  * The collector at scale: leases that outlive a slow background run, the scheduled run's
@@ -67,16 +68,7 @@ async function leaseStates(sourceIds: string[]) {
  */
 async function backgroundRunOutlivingItsLeases(sources: TestSource[], db?: Db) {
   const ids = sources.map((s) => s.sourceId);
-  const { data: claimed, error } = await serviceClient().rpc('claim_collector_sources', {
-    source_ids: ids,
-    ignore_schedule: true,
-    lease_seconds: 10,
-  });
-  if (error || !claimed) throw new Error(`claim: ${error?.message}`);
-  const leases: Lease[] = claimed.map((c) => ({
-    source_id: c.source_id,
-    lease_token: c.lease_token,
-  }));
+  const leases: Lease[] = leasesOf(await claimSources(ids, { leaseSeconds: 10 }));
   const firstExpiry = Math.max(
     ...(await leaseStates(ids)).map((s) => (s.lease_expires_at as Date).getTime()),
   );

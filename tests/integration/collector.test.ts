@@ -191,6 +191,24 @@ describe('collector', () => {
     );
   });
 
+  it('a claim answered with a renamed key fails the run by name and collects nothing', async () => {
+    const source = await createSource(server);
+    source.fake.addMany(3, (i) => ({ startedAt: recent(300 - i) }));
+    const renamed = faultyDb(
+      rpcFetch(async (call, send) => {
+        if (call.fn !== 'claim_collector_sources') return send();
+        const rows = (await (await send()).json()) as Array<Record<string, unknown>>;
+        return Response.json(
+          rows.map(({ lease_token, ...rest }) => ({ ...rest, token: lease_token })),
+        );
+      }),
+    );
+    await expect(collect([source], { db: renamed })).rejects.toThrow(
+      /claim_collector_sources answered in a shape this version does not read[\s\S]*lease_token/,
+    );
+    expect(await storedExecutionIds(source.sourceId)).toEqual([]);
+  });
+
   it('backfills only the current billing period for a new source', async () => {
     const source = await createSource(server);
     const lastMonth = new Date(

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createSource, useN8nServer } from '../support/collector.ts';
+import { claimSource } from '../support/leases.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
 /**
@@ -13,12 +14,8 @@ const DAY = 86_400_000;
 
 async function leased() {
   const source = await createSource(server);
-  const { data, error } = await serviceClient().rpc('claim_collector_sources', {
-    source_ids: [source.sourceId],
-    ignore_schedule: true,
-  });
-  if (error || !data?.[0]) throw new Error(`claim: ${error?.message}`);
-  return { ...source, leaseToken: data[0].lease_token };
+  const claimed = await claimSource(source.sourceId);
+  return { ...source, leaseToken: claimed.lease_token };
 }
 
 const execution = (id: number, startedAt: Date) => ({

@@ -9,6 +9,7 @@ import {
   ingestExecutions,
   memberOf,
 } from '../support/fixtures.ts';
+import { claimSource } from '../support/leases.ts';
 import { anonClient, asRole, serviceClient, superuser } from '../support/stack.ts';
 import {
   deliver,
@@ -54,11 +55,7 @@ async function leasedSource(tenantId: string) {
 
 async function finishTurn(sourceId: string, failure: string | null) {
   const db = serviceClient();
-  const { data: claimed } = await db.rpc('claim_collector_sources', {
-    source_ids: [sourceId],
-    ignore_schedule: true,
-  });
-  const lease = claimed?.[0]?.lease_token as string;
+  const { lease_token: lease } = await claimSource(sourceId, {}, db);
   const { error } = await db.rpc('release_collector_sources', {
     source_ids: [sourceId],
     lease_tokens: [lease],

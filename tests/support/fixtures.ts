@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { SupabaseClient } from '@supabase/supabase-js';
 import type { Database } from '../../src/db/database.types.ts';
+import { claimSource } from './leases.ts';
 import { serviceClient, superuser, uniqueId, userClient } from './stack.ts';
 
 type SetPlanArgs = Database['public']['Functions']['set_plan']['Args'];
@@ -87,12 +88,7 @@ export async function ingestExecutions(tenantId: string, runs: Run[]): Promise<v
     api_key_ciphertext: 'fm1.k1.aXY.dGFn.Y2lwaGVy',
   });
   if (sourceError || !source) throw new Error(`add_n8n_source: ${sourceError?.message}`);
-  const { data: claimed, error: claimError } = await db.rpc('claim_collector_sources', {
-    source_ids: [source.id],
-    ignore_schedule: true,
-  });
-  const lease = claimed?.[0]?.lease_token;
-  if (claimError || !lease) throw new Error(`claim_collector_sources: ${claimError?.message}`);
+  const { lease_token: lease } = await claimSource(source.id, {}, db);
   const { error } = await db.rpc('ingest_execution_page', {
     source_id: source.id,
     lease_token: lease,

@@ -1,5 +1,6 @@
 import type { SupabaseClient } from '@supabase/supabase-js';
 import type { Database } from '../../src/db/database.types.ts';
+import { claimSource } from './leases.ts';
 import { serviceClient, superuser, uniqueId } from './stack.ts';
 
 /**
@@ -73,12 +74,7 @@ export async function ingest(
       api_key_ciphertext: 'fm1.k1.aXY.dGFn.Y2lwaGVy',
     }),
   );
-  const claimed = check(
-    'claim_collector_sources',
-    await db.rpc('claim_collector_sources', { source_ids: [source.id], ignore_schedule: true }),
-  );
-  const lease = claimed[0]?.lease_token;
-  if (!lease) throw new Error('claim_collector_sources: the new source was not claimed');
+  const { lease_token: lease } = await claimSource(source.id, {}, db);
   for (let from = 0; from < runs.length; from += 250) {
     check(
       'ingest_execution_page',
