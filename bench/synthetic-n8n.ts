@@ -19,7 +19,7 @@ import { startStackProcess } from './support.ts';
  * base64 `{lastId, limit}` cursors meaning "ids below lastId", `nextCursor` null on the
  * last page, at most 250 a page); `startedAfter` is honoured.
  */
-export const SPACING_MS = 1000;
+const SPACING_MS = 1000;
 const MAX_LIMIT = 250;
 
 export interface SyntheticSourceShape {

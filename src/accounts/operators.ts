@@ -10,7 +10,7 @@ import { type AccountResult, authFailure, databaseFailure } from './supabase-fai
  * reads the mark from the signed-in token (private.is_operator()). A change reaches a
  * signed-in operator's token at its next refresh.
  */
-export const OPERATOR_CLAIM = { flowmeter_role: 'operator' } as const;
+const OPERATOR_CLAIM = { flowmeter_role: 'operator' } as const;
 
 export type Operator = Database['public']['Functions']['list_operators']['Returns'][number];
 

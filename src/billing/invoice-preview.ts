@@ -16,7 +16,7 @@ export const PREVIEW_EXPAND = ['lines.data.pricing.price_details.price'];
  * Stripe rounds each tier's amount of a graduated price to the minor unit; the two tiers of
  * a flowmeter price (included, overage) can each round by half a unit.
  */
-export const ROUNDING_TOLERANCE = 1;
+const ROUNDING_TOLERANCE = 1;
 
 const expandedPrice = z.object({
   recurring: z.object({ usage_type: z.string() }).nullable(),

@@ -40,7 +40,7 @@ export interface RecordCorrectionInput {
 }
 
 /** The key of a request given no key of its own: the same request, the same correction. */
-export function defaultRequestKey(input: Omit<RecordCorrectionInput, 'db' | 'requestKey'>) {
+function defaultRequestKey(input: Omit<RecordCorrectionInput, 'db' | 'requestKey'>) {
   const digest = createHash('sha256')
     .update(
       JSON.stringify([

@@ -44,7 +44,7 @@ type Outcome = 'cancel_sent' | 'sent' | 'failed' | 'credit' | 'late' | 'review';
 const REPLAY_WINDOW_MS = 23 * 3600_000;
 
 /** The marker a credit carries at Stripe, so a retry finds one that landed unanswered. */
-export const CREDIT_METADATA_KEY = 'flowmeter_correction';
+const CREDIT_METADATA_KEY = 'flowmeter_correction';
 
 const errorMessage = (error: unknown) => (error instanceof Error ? error.message : String(error));
 

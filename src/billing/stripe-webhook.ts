@@ -4,7 +4,7 @@ import type { Db } from '../db/client.ts';
 import { fail, ok, type Result } from '../domain/result.ts';
 
 /** The events that carry a subscription's whole state; every other type is acknowledged and ignored. */
-export const SUBSCRIPTION_EVENT_TYPES = [
+const SUBSCRIPTION_EVENT_TYPES = [
   'customer.subscription.created',
   'customer.subscription.updated',
   'customer.subscription.deleted',
@@ -16,7 +16,7 @@ export type SubscriptionEvent =
   | Stripe.CustomerSubscriptionDeletedEvent;
 
 /** The subscription's metadata key naming the tenant, for subscriptions not yet linked to one. */
-export const TENANT_METADATA_KEY = 'flowmeter_tenant_id';
+const TENANT_METADATA_KEY = 'flowmeter_tenant_id';
 
 /** What apply_stripe_subscription_event needs from one event: its arguments, one to one. */
 export interface SubscriptionSnapshot {

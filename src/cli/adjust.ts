@@ -67,7 +67,7 @@ async function sendNow(
 }
 
 /** What a correction did, in words, for the table and the record. */
-export function correctionEffect(c: Correction): string {
+function correctionEffect(c: Correction): string {
   if (c.method === 'meter_event') return `meter event of ${count(c.event_value)}`;
   if (c.method === 'cancel') {
     const rest = c.event_value ? `, ${count(c.event_value)} re-sent` : '';

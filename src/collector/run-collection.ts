@@ -126,7 +126,7 @@ function databaseFailure(
  * each. A source with nothing new takes a list request and an RPC, well under a second even
  * against a slow n8n; one with a backlog that outlasts the budget is handed over at the end.
  */
-export const ownShare = (settings: CollectionSettings) =>
+const ownShare = (settings: CollectionSettings) =>
   settings.concurrency * Math.max(1, Math.floor(settings.budgetMs / 1000));
 
 const leaseOf = (source: ClaimedSource): Lease => ({

@@ -63,7 +63,7 @@ export const count = (min: number, max: number, fallback: number, unit = '') =>
 /** Netlify takes at most 256 KB of background payload: 2,000 leases are about 210 KB. */
 export const MAX_SLICE_SOURCES = 2000;
 
-export const collectorEnvSchema = envSchema.extend({
+const collectorEnvSchema = envSchema.extend({
   // A scheduled function runs at most 30 s: stop starting pages well before.
   COLLECTOR_BUDGET_SECONDS: count(5, 25, 18, ' seconds'),
   // Background functions run at most 15 minutes.
@@ -187,7 +187,7 @@ export const secretList = () =>
   });
 
 /** The enforcement endpoint needs no encryption keys: it never touches upstream secrets. */
-export const enforceEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
+const enforceEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
   // What workflow runners send as their bearer token.
   RUNNER_SECRETS: secretList(),
   ENFORCE_FAIL_MODE: z

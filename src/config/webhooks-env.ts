@@ -8,7 +8,7 @@ import { count, envSchema, parseEnv } from './env.ts';
 
 type Env = Record<string, string | undefined>;
 
-export const webhooksEnvSchema = envSchema.extend({
+const webhooksEnvSchema = envSchema.extend({
   // production: https only, to public hosts (checked again at every send); local: npm
   // start and tests, whose receivers listen on this machine.
   WEBHOOK_MODE: z

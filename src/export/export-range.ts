@@ -7,7 +7,7 @@ export interface ExportRange {
 }
 
 /** The longest range one export covers: a year, so a mistyped year is refused, not run. */
-export const MAX_EXPORT_DAYS = 366;
+const MAX_EXPORT_DAYS = 366;
 
 const DAY_MS = 86_400_000;
 const utcDay = (day: string) => Date.parse(`${day}T00:00:00Z`);

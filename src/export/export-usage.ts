@@ -23,7 +23,7 @@ type ExecutionRow = Row<'export_usage_executions'>;
  * Supabase's default PostgREST max-rows, so a page is not cut short against a default
  * project; a cut page would still be safe, since the next page starts after its last row.
  */
-export const EXPORT_PAGE_ROWS = 1000;
+const EXPORT_PAGE_ROWS = 1000;
 
 export type ExportProgress =
   /** What the export covers, from the daily totals: tenant-days, or executions. */

@@ -9,8 +9,8 @@ import { projectRoot } from './project.ts';
  * `config.json` naming the local stack, so the same build works whatever ports the stack
  * got. Only the public anon key is served.
  */
-export const dashboardSourceDir = join(projectRoot, 'web');
-export const dashboardBuildDir = join(dashboardSourceDir, 'dist');
+const dashboardSourceDir = join(projectRoot, 'web');
+const dashboardBuildDir = join(dashboardSourceDir, 'dist');
 
 /** Builds web/ into `outDir` (default web/dist, the folder Netlify publishes). */
 export async function buildDashboard({

@@ -9,7 +9,7 @@ import type { LocalStackInfo } from './stack.ts';
  * Where `npm start` keeps its state: the data folder and the generated connection file.
  * FLOWMETER_LOCAL_DIR moves it (a second checkout, or tests of `npm start` itself).
  */
-export const localStateDir = process.env.FLOWMETER_LOCAL_DIR || join(projectRoot, '.flowmeter');
+const localStateDir = process.env.FLOWMETER_LOCAL_DIR || join(projectRoot, '.flowmeter');
 export const localEnvFile = join(localStateDir, 'local.env');
 export const localDataDir = join(localStateDir, 'db');
 /** The dashboard as npm start built it: one per state folder, so two checkouts never share it. */

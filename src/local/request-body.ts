@@ -5,7 +5,7 @@ import type { IncomingMessage } from 'node:http';
  * bytes it is refused with `tooLarge()` at once and the rest is discarded, not buffered,
  * so an oversized body cannot hold the process's memory.
  */
-export function readBodyBytes(
+function readBodyBytes(
   req: IncomingMessage,
   limit: number,
   tooLarge: () => Error,

@@ -112,7 +112,7 @@ const DEFAULTS = {
 };
 /** Same-origin redirects followed (a proxy adding a trailing slash, http → https is not one). */
 const MAX_REDIRECTS = 3;
-export const MAX_PAGE_SIZE = 250;
+const MAX_PAGE_SIZE = 250;
 
 const NOT_FOUND = Symbol('not found');
 
@@ -152,7 +152,7 @@ export function normalizeBaseUrl(raw: string): string {
 }
 
 /** Retry-After is either delay-seconds or an HTTP-date. */
-export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
+function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
   if (value === null) return undefined;
   const trimmed = value.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;

@@ -55,7 +55,7 @@ const expecting =
   (issue: { input?: unknown }): string =>
     issue.input === undefined ? 'is required' : `expected ${expected} (got ${shown(issue.input)})`;
 
-export const executionStatusSchema = z.enum(EXECUTION_STATUSES, {
+const executionStatusSchema = z.enum(EXECUTION_STATUSES, {
   error: expecting(`one of ${EXECUTION_STATUSES.join('|')}`),
 });
 
@@ -81,7 +81,7 @@ const ISO_OR_NULL = 'an ISO 8601 date-time with offset, or null';
 const isoDateTime = z.iso.datetime({ offset: true, error: expecting(ISO_OR_NULL) });
 const nullableString = z.string({ error: expecting('a string or null') }).nullable();
 
-export const n8nExecutionSchema = z.object(
+const n8nExecutionSchema = z.object(
   {
     id: numericId,
     // New modes appear across n8n versions (chat, agent, evaluation), so any name is kept.
@@ -103,7 +103,7 @@ export const n8nExecutionSchema = z.object(
 
 export type N8nExecution = z.output<typeof n8nExecutionSchema>;
 
-export const executionPageSchema = z.object(
+const executionPageSchema = z.object(
   {
     data: z.array(n8nExecutionSchema, { error: expecting('a list of executions') }),
     nextCursor: z

@@ -34,7 +34,7 @@ const rankedTenantSchema = usageSummaryRowSchema.pick({
   level: true,
 });
 
-export const overviewSchema = z.object({
+const overviewSchema = z.object({
   generated_at: dbTimestamp,
   tenants: number,
   tenants_by_plan: z.array(
@@ -73,7 +73,7 @@ export const overviewSchema = z.object({
 export type Overview = z.infer<typeof overviewSchema>;
 
 /** The tenant's own summary row and what only the console shows beside it. */
-export const tenantRowSchema = usageSummaryRowSchema.extend({
+const tenantRowSchema = usageSummaryRowSchema.extend({
   external_ref: z.string().nullable(),
   recurring_amount: number.nullable(),
   created_at: dbTimestamp,
@@ -88,7 +88,7 @@ const cursorSchema = z.object({
 /** Where the next page starts; pass it back unchanged as `after`. */
 export type TenantsCursor = z.infer<typeof cursorSchema>;
 
-export const tenantsPageSchema = z.object({
+const tenantsPageSchema = z.object({
   total: number,
   rows: z.array(tenantRowSchema),
   next: cursorSchema.nullable(),
@@ -156,7 +156,7 @@ const sourceSchema = z.object({
   ),
 });
 
-export const tenantDetailSchema = z.object({
+const tenantDetailSchema = z.object({
   summary: usageSummaryRowSchema.extend({
     external_ref: z.string().nullable(),
     stripe_customer_id: z.string().nullable(),
@@ -288,19 +288,19 @@ export interface Health {
   needsAttention: string[];
 }
 
-export const sourceToggleSchema = z.object({
+const sourceToggleSchema = z.object({
   id: z.string(),
   tenant_id: z.string(),
   name: z.string(),
   base_url: z.string(),
   enabled: z.boolean(),
 });
-export const gapsAcknowledgedSchema = z.object({
+const gapsAcknowledgedSchema = z.object({
   source_id: z.string(),
   tenant_id: z.string(),
   acknowledged: number,
 });
-export const deliveryResentSchema = z.object({
+const deliveryResentSchema = z.object({
   alert_id: number,
   channel_id: number,
   tenant_id: z.string(),

@@ -24,7 +24,7 @@ export const isScheduledFunction = (name: string): name is ScheduledFunctionName
  * How long after its latest start a scheduled function counts as overdue: two intervals
  * (one missed tick is Netlify's jitter or a deploy) plus five minutes.
  */
-export const overdueAfterMinutes = (name: ScheduledFunctionName) =>
+const overdueAfterMinutes = (name: ScheduledFunctionName) =>
   2 * SCHEDULED_FUNCTIONS[name].everyMinutes + 5;
 
 /** Whether a function whose latest run started at `lastStartedAt` is overdue at `now`. */

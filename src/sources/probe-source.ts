@@ -51,7 +51,7 @@ export async function probeSource(input: {
  * With `test`, the probe that must pass before anything is written; its failure says what
  * was left `unchanged`. The latest execution when tested, null otherwise.
  */
-export async function probeFirst(input: {
+async function probeFirst(input: {
   test: boolean;
   source: SourceConnection;
   timeoutMs: number;

@@ -15,7 +15,7 @@
  */
 export type StripeFailureKind = 'duplicate' | 'auth' | 'rate_limited' | 'refused' | 'unavailable';
 
-export const DUPLICATE_METER_EVENT_CODE = 'duplicate_meter_event';
+const DUPLICATE_METER_EVENT_CODE = 'duplicate_meter_event';
 
 interface StripeErrorFields {
   statusCode?: number;

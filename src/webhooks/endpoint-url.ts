@@ -127,7 +127,7 @@ export function checkEndpointUrl(
 }
 
 /** Every address the host resolves to must be public (production mode). */
-export async function checkEndpointHost(
+async function checkEndpointHost(
   href: string,
   resolve: HostResolver,
 ): Promise<Result<string, 'invalid_request'>> {

@@ -2,7 +2,7 @@ import { html, nothing, type ReactiveController, type ReactiveControllerHost } f
 import type { Formatter } from './format.ts';
 
 /** How often the tenant dashboard and the console pages reload, so both sides of the site age alike. */
-export const REFRESH_SECONDS = 30;
+const REFRESH_SECONDS = 30;
 
 /**
  * Reloads a page every 30 s while the tab is visible, and at once when it becomes visible

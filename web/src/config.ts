@@ -16,7 +16,7 @@ export interface DashboardConfig {
 }
 
 /** Where the function is on a Netlify deploy: the site's own origin. */
-export const NETLIFY_INVOICE_PREVIEW_URL = '/api/v1/invoice-preview';
+const NETLIFY_INVOICE_PREVIEW_URL = '/api/v1/invoice-preview';
 
 export type ConfigResult =
   | { ok: true; value: DashboardConfig }

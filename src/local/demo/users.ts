@@ -15,7 +15,7 @@ export interface DemoSignIn {
 }
 
 export const DEMO_OPERATOR_EMAIL = 'operator@demo.flowmeter.test';
-export const demoTenantEmail = (externalRef: string) =>
+const demoTenantEmail = (externalRef: string) =>
   `${externalRef.replace(/^demo-/, '')}@demo.flowmeter.test`;
 
 export async function seedDemoUsers(options: {
