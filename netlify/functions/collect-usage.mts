@@ -7,7 +7,7 @@ import {
 } from '../../src/collector/from-config.ts';
 import { loadCollectorConfig, SCHEDULED_FUNCTION_LIMIT_MS } from '../../src/config/env.ts';
 import { resultResponse } from '../../src/http/responses.ts';
-import { recordedRun } from '../../src/observability/scheduled-run.ts';
+import { recordedRun } from '../../src/ops/scheduled-run.ts';
 import { runUpkeep } from '../../src/ops/upkeep.ts';
 
 /**

@@ -3,7 +3,7 @@ import { loadAlertsConfig } from '../../src/config/alerts-env.ts';
 import { ok } from '../../src/domain/result.ts';
 import { resultResponse } from '../../src/http/responses.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
-import { recordedRun } from '../../src/observability/scheduled-run.ts';
+import { recordedRun } from '../../src/ops/scheduled-run.ts';
 
 /**
  * Every 5 minutes: deliver new usage alerts (created by the collector when usage crosses

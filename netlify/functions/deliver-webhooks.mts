@@ -2,7 +2,7 @@ import { loadWebhooksConfig } from '../../src/config/webhooks-env.ts';
 import { ok } from '../../src/domain/result.ts';
 import { resultResponse } from '../../src/http/responses.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
-import { recordedRun } from '../../src/observability/scheduled-run.ts';
+import { recordedRun } from '../../src/ops/scheduled-run.ts';
 import { drainWebhooks } from '../../src/webhooks/deliver-webhooks.ts';
 import { webhookDependencies } from '../../src/webhooks/from-config.ts';
 

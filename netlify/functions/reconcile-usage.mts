@@ -4,7 +4,7 @@ import { loadReconcileConfig } from '../../src/config/reporter-env.ts';
 import { ok } from '../../src/domain/result.ts';
 import { resultResponse } from '../../src/http/responses.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
-import { recordedRun } from '../../src/observability/scheduled-run.ts';
+import { recordedRun } from '../../src/ops/scheduled-run.ts';
 
 /**
  * Daily: counters = raw rows for this month and the last, and what Stripe accepted =

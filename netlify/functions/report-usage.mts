@@ -3,7 +3,7 @@ import { runReporter } from '../../src/billing/report-usage.ts';
 import { loadReporterConfig } from '../../src/config/reporter-env.ts';
 import { resultResponse } from '../../src/http/responses.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
-import { recordedRun } from '../../src/observability/scheduled-run.ts';
+import { recordedRun } from '../../src/ops/scheduled-run.ts';
 
 /**
  * Scheduled (hourly by default; the schedule is in netlify.toml so an operator can change

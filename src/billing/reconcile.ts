@@ -1,13 +1,10 @@
 import type Stripe from 'stripe';
 import type { Db } from '../db/client.ts';
-import type { Database } from '../db/database.types.ts';
 import { fail, ok, type Result } from '../domain/result.ts';
 import type { Logger } from '../observability/logger.ts';
 import { recordCorrection } from './record-correction.ts';
-import { refreshInvoicePreviews } from './refresh-invoice-previews.ts';
+import { type Finding, refreshInvoicePreviews } from './refresh-invoice-previews.ts';
 import { sendCorrections } from './send-corrections.ts';
-
-export type Finding = Database['public']['Tables']['reconciliation_findings']['Row'];
 
 export interface ReconcileInput {
   db: Db;

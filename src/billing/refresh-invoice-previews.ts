@@ -1,5 +1,6 @@
 import type Stripe from 'stripe';
 import type { Db } from '../db/client.ts';
+import type { Database } from '../db/database.types.ts';
 import { fail, ok, type Result } from '../domain/result.ts';
 import type { Logger } from '../observability/logger.ts';
 import {
@@ -10,7 +11,12 @@ import {
   previewAmounts,
   previewDrift,
 } from './invoice-preview.ts';
-import type { Finding } from './reconcile.ts';
+
+/**
+ * A row of reconciliation_findings: what a check found wrong, recorded once. The preview
+ * check here makes them, as do reconcile.ts's counter and Stripe checks.
+ */
+export type Finding = Database['public']['Tables']['reconciliation_findings']['Row'];
 
 /** Stripe's answer for a subscription with nothing left to invoice. */
 const NO_UPCOMING_INVOICE = 'invoice_upcoming_none';

@@ -4,7 +4,7 @@ import type { Lease } from '../../src/collector/run-collection.ts';
 import { ok } from '../../src/domain/result.ts';
 import { createN8nClient } from '../../src/n8n/client.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
-import { recordedRun } from '../../src/observability/scheduled-run.ts';
+import { recordedRun } from '../../src/ops/scheduled-run.ts';
 import {
   baseUrlOf,
   collect,

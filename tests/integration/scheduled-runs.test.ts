@@ -1,9 +1,9 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { fail, ok } from '../../src/domain/result.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
-import { recordedRun } from '../../src/observability/scheduled-run.ts';
 import { needsAttention } from '../../src/ops/attention.ts';
 import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
+import { recordedRun } from '../../src/ops/scheduled-run.ts';
 import { dropRequest, faultyDb, loseResponse, type RpcHook, rpcFetch } from '../support/faults.ts';
 import { asRole, serviceClient, superuser, uniqueId } from '../support/stack.ts';
 

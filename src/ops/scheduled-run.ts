@@ -2,7 +2,7 @@ import type { Db } from '../db/client.ts';
 import type { Json } from '../db/database.types.ts';
 import type { Result } from '../domain/result.ts';
 import { retryUnanswered } from '../domain/retry-unanswered.ts';
-import type { Logger } from './logger.ts';
+import type { Logger } from '../observability/logger.ts';
 
 /** Attempts after the first to record a run's outcome, under two seconds in all. */
 const FINISH_RETRIES = 3;
