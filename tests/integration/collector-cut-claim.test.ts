@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HandOff, Lease, RunSummary } from '../../src/collector/run-collection.ts';
 import { ok } from '../../src/domain/result.ts';
-import { silentLogger } from '../../src/observability/logger.ts';
+import { type Logger, silentLogger } from '../../src/observability/logger.ts';
 import { recordedRun } from '../../src/observability/scheduled-run.ts';
 import {
   collect,
@@ -20,6 +20,7 @@ import {
   hangUntilAborted,
   holdClaims,
   installFaultTriggers,
+  loseResponse,
   type RpcHook,
   removeFaultTriggers,
   rpcFetch,
@@ -88,12 +89,15 @@ function scheduledRun(
     handOff: HandOff;
     claimed?: string[];
     onDone?: () => void;
+    log?: Logger;
   },
 ) {
   const started = Date.now();
-  return recordedRun({ db: serviceClient(), functionName, log: silentLogger }, async () =>
+  const log = options.log ?? silentLogger;
+  return recordedRun({ db: serviceClient(), functionName, log }, async () =>
     ok(
       await collect(sources, {
+        log,
         trigger: 'schedule',
         ...(options.db ? { db: options.db } : {}),
         now: () => started,
@@ -110,6 +114,18 @@ function scheduledRun(
       }),
     ),
   ).then(succeeded);
+}
+
+/** Every line logged at warn or error, with its level, whatever child logger wrote it. */
+function recordingLog() {
+  const lines: Array<{ level: 'warn' | 'error'; message: string | undefined }> = [];
+  const log: Logger = {
+    ...silentLogger,
+    warn: (_fields, message) => lines.push({ level: 'warn', message }),
+    error: (_fields, message) => lines.push({ level: 'error', message }),
+    child: () => log,
+  };
+  return { log, lines };
 }
 
 async function collectorRun(runId: string) {
@@ -152,8 +168,8 @@ const deadLeaseFinding = (source: TestSource) =>
 
 /**
  * How the fan-out's first claim (the run's second) reaches the database, commits, and gets
- * no answer before the run's cut. `ownDone` resolves once the run's own source is done, so
- * the cut falls on the claim alone.
+ * no answer. `ownDone` resolves once the run's own source is done, so a cut falls on the
+ * claim alone.
  */
 type Injection = (
   call: Parameters<RpcHook>[0],
@@ -161,7 +177,22 @@ type Injection = (
   context: { sourceIds: string[]; cut: AbortController; ownDone: Promise<void> },
 ) => Promise<{ response: Promise<Response>; committed: () => Promise<void> }>;
 
-const INJECTIONS: Array<[string, Injection]> = [
+/**
+ * What the run that got no answer records: a claim cut at the end of the run is an expected
+ * stop, logged as a warning; one unanswered before any cut is a database that did not
+ * answer, as the run says of any other call.
+ */
+interface Recorded {
+  databaseUnreachable: boolean;
+  logged: { level: 'warn' | 'error'; message: RegExp };
+}
+
+const cutRecord: Recorded = {
+  databaseUnreachable: false,
+  logged: { level: 'warn', message: /^fan-out cut while claiming: .* once the lease runs out/ },
+};
+
+const INJECTIONS: Array<[string, Injection, Recorded]> = [
   [
     'is held in the database past the cut, and commits after its client gave up',
     async (_call, send, { sourceIds, cut, ownDone }) => {
@@ -173,6 +204,7 @@ const INJECTIONS: Array<[string, Injection]> = [
       cut.abort();
       return { response, committed: held.commit };
     },
+    cutRecord,
   ],
   [
     'commits, and its answer is held until the cut ends the request',
@@ -182,10 +214,22 @@ const INJECTIONS: Array<[string, Injection]> = [
       cut.abort();
       return { response: hangUntilAborted(call), committed: async () => {} };
     },
+    cutRecord,
+  ],
+  [
+    'commits, and its answer is lost on the way back before any cut',
+    async (call, send) => ({ response: loseResponse(call, send), committed: async () => {} }),
+    {
+      databaseUnreachable: true,
+      logged: {
+        level: 'error',
+        message: /^fan-out stopped, its claim unanswered: .* once the lease runs out/,
+      },
+    },
   ],
 ];
 
-describe.each(INJECTIONS)('a fan-out claim that %s', (_, inject) => {
+describe.each(INJECTIONS)('a fan-out claim that %s', (_, inject, recorded) => {
   it('leases its sources to no run until the lease expires; then the next run collects them exactly once', async () => {
     const sources = await threeSources();
     const sourceIds = sources.map((s) => s.sourceId);
@@ -197,7 +241,9 @@ describe.each(INJECTIONS)('a fan-out claim that %s', (_, inject) => {
     let committed: () => Promise<void> = async () => {};
     const claimedByCutRun: string[] = [];
     const cutRunWorkers = backgroundWorkers();
+    const cutRunLog = recordingLog();
     const cutRun = await scheduledRun(sources, functionName, {
+      log: cutRunLog.log,
       db: faultyDb(
         rpcFetch(async (call, send) => {
           if (call.fn !== 'claim_collector_sources' || call.indexOfFn !== 2) return send();
@@ -222,13 +268,13 @@ describe.each(INJECTIONS)('a fan-out claim that %s', (_, inject) => {
     const own = sources.find((s) => s.sourceId === ownId) as TestSource;
     const orphaned = sources.filter((s) => s !== own);
     expect(cutRunWorkers.handed).toEqual([]);
-    // (a) A cut, not a failure or an outage: the run ended, with what it did.
+    // (a) Not a failure of the run as a whole: it ended, with what it did; a cut is no outage.
     expect(cutRun).toMatchObject({
       sourcesOk: 1,
       sourcesFailed: 0,
       sourcesDeferred: 0,
       sourcesLeaseLost: 0,
-      databaseUnreachable: false,
+      databaseUnreachable: recorded.databaseUnreachable,
       errors: [],
       sourcesHandOffRefused: 0,
       handOffError: null,
@@ -239,7 +285,7 @@ describe.each(INJECTIONS)('a fan-out claim that %s', (_, inject) => {
       sources_ok: 1,
       sources_failed: 0,
       sources_lease_lost: 0,
-      database_unreachable: false,
+      database_unreachable: recorded.databaseUnreachable,
       failure: null,
       errors: [],
       sources_handoff_refused: 0,
@@ -247,6 +293,9 @@ describe.each(INJECTIONS)('a fan-out claim that %s', (_, inject) => {
     });
     expect(await scheduledRunRow(functionName)).toEqual([
       { finished_at: expect.any(Date), ok: true, error: null },
+    ]);
+    expect(cutRunLog.lines).toEqual([
+      { level: recorded.logged.level, message: expect.stringMatching(recorded.logged.message) },
     ]);
     // The claim committed: the other two are leased, to tokens no run holds.
     const afterCut = await leaseHolders(sources);
