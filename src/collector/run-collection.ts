@@ -223,10 +223,22 @@ async function selectSources(
   return claimUpTo(db, scope, settings.sliceSources, most);
 }
 
+/** What the fan-out did; `unreachable`: a claim got no answer before anything cut it. */
+interface FanOut {
+  invocations: number;
+  sources: number;
+  refused: HandOffRefusal | null;
+  unreachable: boolean;
+}
+
+const noFanOut = (): FanOut => ({ invocations: 0, sources: 0, refused: null, unreachable: false });
+
 /**
  * Hands the due sources this run will not get to to background workers, a slice each,
  * until none is left, a hand-off is refused (its slice is then released at once) or the
- * budget runs out (the rest stay due, first in line for the next run).
+ * budget runs out (the rest stay due, first in line for the next run). A claim that got no
+ * answer may still have committed: the sources it leased wait out their lease, no run
+ * taking them, then the first run after collects them.
  */
 async function fanOut(
   input: RunCollectionInput,
@@ -237,17 +249,27 @@ async function fanOut(
   log: Logger,
   deadline: number,
   cut: AbortSignal | undefined,
-): Promise<{ invocations: number; sources: number; refused: HandOffRefusal | null }> {
+): Promise<FanOut> {
   const { db, settings } = input;
   const now = input.now ?? Date.now;
-  const sent = { invocations: 0, sources: 0, refused: null as HandOffRefusal | null };
+  const sent = noFanOut();
   while (now() < deadline) {
     const claimed = await claim(db, scope(settings.sliceSources), cut);
     if (!claimed.ok) {
-      log.error(
-        { error: claimed.error.message },
-        'fan-out stopped; the next run collects the rest',
-      );
+      const unanswered = claimed.error.code === 'unavailable';
+      const fields = { error: claimed.error.message, lease_seconds: settings.leaseSeconds };
+      const rest = unanswered
+        ? 'what that claim leased, if it committed, is collected once the lease runs out; the next run collects the rest'
+        : 'the next run collects the rest';
+      // The run had to end: an expected stop, not a failure or an outage.
+      if (cut?.aborted) log.warn(fields, `fan-out cut while claiming: ${rest}`);
+      else {
+        sent.unreachable = unanswered;
+        log.error(
+          fields,
+          `fan-out stopped, its claim ${unanswered ? 'unanswered' : 'failed'}: ${rest}`,
+        );
+      }
       break;
     }
     const slice = claimed.value;
@@ -372,10 +394,10 @@ async function collectClaimed(
           (error: unknown) => {
             // What was handed over is collected; what was not stays due for the next run.
             runLog.error({ error: (error as Error).message }, 'fan-out stopped');
-            return { invocations: 0, sources: 0, refused: null };
+            return noFanOut();
           },
         )
-      : Promise.resolve({ invocations: 0, sources: 0, refused: null });
+      : Promise.resolve(noFanOut());
 
   const limit = pLimit(settings.concurrency);
   const outcomes = await Promise.all(
@@ -477,7 +499,9 @@ async function collectClaimed(
         ? [{ source_id: s.source_id, tenant_id: s.tenant_id, error: o.error }]
         : [],
     ),
-    databaseUnreachable: outcomes.some(([, o]) => o.status === 'failed' && o.databaseUnreachable),
+    databaseUnreachable:
+      fanned.unreachable ||
+      outcomes.some(([, o]) => o.status === 'failed' && o.databaseUnreachable),
     sourcesHandOffRefused: refused?.sources ?? 0,
     handOffError: refused?.error ?? null,
   };

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import type pg from 'pg';
 import type { Database } from '../../src/db/database.types.ts';
@@ -7,7 +8,8 @@ import { stack, superuser } from './stack.ts';
 /**
  * Fault injection for the collector: a seeded PRNG, a fetch wrapper that sees every RPC
  * call our code makes to the database, and test-only triggers that fail an ingest
- * transaction from the inside after executions were inserted.
+ * transaction from the inside after executions were inserted, or hold a claim inside its
+ * transaction until the test lets it commit.
  */
 
 /** mulberry32: a tiny seeded PRNG, so a failing seed replays exactly. */
@@ -160,13 +162,15 @@ export const FAULT_POINTS: readonly FaultPoint[] = ['executions', 'counters', 's
  * Test-only objects in their own schema (not public/private, so catalogue tests do not
  * see them). A trigger raises while its point is armed for the row's tenant (or source,
  * for `state`). A raise rolls back any bookkeeping the trigger would do, so the test
- * arms right before the one call that must fail and disarms right after it.
+ * arms right before the one call that must fail and disarms right after it. Test files
+ * running at once share the objects: the last one to finish drops them.
  */
 const INSTALL_SQL = `
   create schema if not exists fault_test;
+  create table if not exists fault_test.users (id uuid primary key);
   create table if not exists fault_test.armed (
     target uuid not null,
-    point text not null check (point in ('executions', 'counters', 'state')),
+    point text not null check (point in ('executions', 'counters', 'state', 'claim')),
     primary key (target, point)
   );
   create or replace function fault_test.raise_if_armed()
@@ -187,26 +191,50 @@ const INSTALL_SQL = `
     return new;
   end;
   $$;
-  -- The RPC endpoint runs ingest_execution_page as service_role, and so the triggers.
+  -- A claim that leased an armed source waits for the lock holdClaims takes, inside its
+  -- transaction, once its statement has locked and updated every row it claims.
+  create or replace function fault_test.hold_if_armed()
+  returns trigger
+  language plpgsql
+  set search_path = ''
+  as $$
+  begin
+    if current_query() like '%claim_collector_sources%' and exists (
+      select 1 from claimed c join fault_test.armed a on a.target = c.source_id and a.point = 'claim'
+    ) then
+      perform pg_advisory_xact_lock(hashtext('fault_test.claim'));
+    end if;
+    return null;
+  end;
+  $$;
+  -- The RPC endpoint runs the collector's functions as service_role, and so the triggers.
   revoke all on function fault_test.raise_if_armed() from public;
+  revoke all on function fault_test.hold_if_armed() from public;
   grant usage on schema fault_test to service_role;
   grant select on fault_test.armed to service_role;
   grant execute on function fault_test.raise_if_armed() to service_role;
+  grant execute on function fault_test.hold_if_armed() to service_role;
   create or replace trigger fault_test_executions after insert on public.executions
     for each row execute function fault_test.raise_if_armed('executions', 'tenant_id');
   create or replace trigger fault_test_counters after insert or update on public.usage_counters
     for each row execute function fault_test.raise_if_armed('counters', 'tenant_id');
   create or replace trigger fault_test_state before update on public.collector_source_state
     for each row execute function fault_test.raise_if_armed('state', 'source_id');
+  create or replace trigger fault_test_claim after update on public.collector_source_state
+    referencing new table as claimed
+    for each statement execute function fault_test.hold_if_armed();
 `;
 
-export async function installFaultTriggers(): Promise<void> {
+/** This test file, among those using the fault objects at once (they share one database). */
+const FAULT_USER = randomUUID();
+
+/** One installer or remover at a time: a re-run of a file, or two files sharing this helper. */
+async function underInstallLock(work: (client: pg.PoolClient) => Promise<void>): Promise<void> {
   const client = await superuser().connect();
   try {
-    // One installer at a time (a re-run of the file, or two files sharing this helper).
     await client.query('begin');
     await client.query("select pg_advisory_xact_lock(hashtext('fault_test.install'))");
-    await client.query(INSTALL_SQL);
+    await work(client);
     await client.query('commit');
   } catch (error) {
     await client.query('rollback');
@@ -216,13 +244,29 @@ export async function installFaultTriggers(): Promise<void> {
   }
 }
 
+export async function installFaultTriggers(): Promise<void> {
+  await underInstallLock(async (client) => {
+    await client.query(INSTALL_SQL);
+    await client.query('insert into fault_test.users (id) values ($1) on conflict do nothing', [
+      FAULT_USER,
+    ]);
+  });
+}
+
+/** Drops the fault objects once no other test file still uses them. */
 export async function removeFaultTriggers(): Promise<void> {
-  await superuser().query(`
-    drop trigger if exists fault_test_executions on public.executions;
-    drop trigger if exists fault_test_counters on public.usage_counters;
-    drop trigger if exists fault_test_state on public.collector_source_state;
-    drop schema if exists fault_test cascade;
-  `);
+  await underInstallLock(async (client) => {
+    await client.query('delete from fault_test.users where id = $1', [FAULT_USER]);
+    const { rows } = await client.query('select 1 from fault_test.users limit 1');
+    if (rows.length > 0) return;
+    await client.query(`
+      drop trigger if exists fault_test_executions on public.executions;
+      drop trigger if exists fault_test_counters on public.usage_counters;
+      drop trigger if exists fault_test_state on public.collector_source_state;
+      drop trigger if exists fault_test_claim on public.collector_source_state;
+      drop schema if exists fault_test cascade;
+    `);
+  });
 }
 
 /** Arms `point` for a tenant (executions, counters) or a source (state). */
@@ -249,6 +293,37 @@ export async function failInsideTransaction(
   } finally {
     await disarm(target);
   }
+}
+
+/**
+ * Holds every claim that leases one of `sourceIds` inside its transaction, with the rows it
+ * claimed locked, until `commit`: the claim has reached the database and commits whatever
+ * its caller does meanwhile, as neither PostgREST nor the local RPC endpoint cancels a query
+ * whose client went away. `commit` lets it go and returns once it has committed.
+ */
+export async function holdClaims(sourceIds: string[]) {
+  const holder = await superuser().connect();
+  await holder.query("select pg_advisory_lock(hashtext('fault_test.claim'))");
+  await superuser().query(
+    "insert into fault_test.armed (target, point) select unnest($1::uuid[]), 'claim' on conflict do nothing",
+    [sourceIds],
+  );
+  return {
+    async commit() {
+      await superuser().query(
+        "delete from fault_test.armed where target = any ($1::uuid[]) and point = 'claim'",
+        [sourceIds],
+      );
+      await holder.query("select pg_advisory_unlock(hashtext('fault_test.claim'))");
+      holder.release();
+      // Waits on the rows the held claim locked (all of them before it was held), so until
+      // it has committed.
+      await superuser().query(
+        'select 1 from public.collector_source_state where source_id = any ($1::uuid[]) for update',
+        [sourceIds],
+      );
+    },
+  };
 }
 
 // Leases ----------------------------------------------------------------------------------
