@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HandOff, Lease, RunSummary } from '../../src/collector/run-collection.ts';
 import { ok } from '../../src/domain/result.ts';
 import { type Logger, silentLogger } from '../../src/observability/logger.ts';
-import { recordedRun } from '../../src/observability/scheduled-run.ts';
+import { recordedRun } from '../../src/ops/scheduled-run.ts';
 import {
   collect,
   countersOf,
