@@ -20,7 +20,14 @@ export default async () => {
   const config = loadCollectorConfig();
   const deps = collectorDependencies(config);
   const result = await recordedRun(
-    { db: deps.db, functionName: 'collect-usage', log: deps.log },
+    {
+      db: deps.db,
+      functionName: 'collect-usage',
+      log: deps.log,
+      // The work is cut two database deadlines before the limit; recording its outcome
+      // fits in what is left, its last attempt starting one deadline before the end.
+      recordBy: invokedAt + SCHEDULED_FUNCTION_LIMIT_MS - config.COLLECTOR_DB_TIMEOUT_MS,
+    },
     async (log) => {
       // Before collecting: next month's partition must exist before its first execution.
       await runUpkeep({ db: deps.db, retentionMonths: config.EXECUTION_RETENTION_MONTHS, log });

@@ -138,7 +138,7 @@ export function collectorAttention(
   }
   for (const lease of health.dead_leases) {
     lines.push(
-      `source ${lease.source_id.slice(0, 8)} (${lease.base_url}) is held by a lease whose run is dead, for ${span(lease.held_for_seconds)}: the next run takes it over; if this persists, check that collect-usage runs`,
+      `source ${lease.source_id.slice(0, 8)} (${lease.base_url}) is held by a lease that ran out unreleased (its run died, or never learned it held it), for ${span(lease.held_for_seconds)}: the next run takes it over; if this persists, check that collect-usage runs`,
     );
   }
   const gaps = health.unacknowledged_gaps;

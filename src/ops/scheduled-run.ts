@@ -12,9 +12,13 @@ const FINISH_RETRIES = 3;
  * outcome and summary after (retried), and the row's id as run_id on every log line. A
  * failure the work returns is recorded and returned; one it throws is recorded and rethrown
  * (Netlify then logs it as the function's error).
+ *
+ * `recordBy` (epoch ms) is the last moment an attempt to record the outcome may start: one
+ * database deadline before the platform stops the function, so the last attempt can still
+ * finish. No retry starts after it; without it the retries are bounded by their count only.
  */
 export async function recordedRun<T extends object, C extends string>(
-  input: { db: Db; functionName: string; log: Logger },
+  input: { db: Db; functionName: string; log: Logger; recordBy?: number },
   work: (log: Logger) => Promise<Result<T, C>>,
 ): Promise<Result<T, C>> {
   const { db, functionName } = input;
@@ -36,7 +40,10 @@ export async function recordedRun<T extends object, C extends string>(
           ...(summary ? { summary: summary as Json } : {}),
           ...(message ? { error: message } : {}),
         }),
-      { retries: FINISH_RETRIES },
+      {
+        retries: FINISH_RETRIES,
+        ...(input.recordBy === undefined ? {} : { withinMs: input.recordBy - Date.now() }),
+      },
     );
     if (finishError) log.error({ error: finishError.message }, 'could not record the run end');
   };

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { HandOff, Lease, RunSummary } from '../../src/collector/run-collection.ts';
 import { ok } from '../../src/domain/result.ts';
 import { type Logger, silentLogger } from '../../src/observability/logger.ts';
@@ -19,11 +19,10 @@ import {
   gate,
   hangUntilAborted,
   holdClaims,
-  installFaultTriggers,
   loseResponse,
   type RpcHook,
-  removeFaultTriggers,
   rpcFetch,
+  useFaultTriggers,
   waitForLockWait,
 } from '../support/faults.ts';
 import { recent } from '../support/fixtures.ts';
@@ -41,8 +40,7 @@ import { statusEndpoint } from '../support/status.ts';
 const server = useN8nServer();
 const status = statusEndpoint();
 
-beforeAll(installFaultTriggers);
-afterAll(removeFaultTriggers);
+useFaultTriggers();
 
 /**
  * A scheduled run's settings whose own share is one source (one worker, one second) and whose
@@ -163,7 +161,7 @@ async function findings(sources: TestSource[]): Promise<string[]> {
 
 const deadLeaseFinding = (source: TestSource) =>
   new RegExp(
-    `^source ${source.sourceId.slice(0, 8)} \\(https://[^)]+\\) is held by a lease whose run is dead, for 1 min: the next run takes it over`,
+    `^source ${source.sourceId.slice(0, 8)} \\(https://[^)]+\\) is held by a lease that ran out unreleased \\(its run died, or never learned it held it\\), for 1 min: the next run takes it over`,
   );
 
 /**

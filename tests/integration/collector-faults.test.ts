@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { RunSummary } from '../../src/collector/run-collection.ts';
 import { PAGES_PER_INGEST, type SourceOutcome } from '../../src/collector/sync-source.ts';
 import type { ExecutionStatus } from '../../src/n8n/schemas.ts';
@@ -25,12 +25,11 @@ import {
   failInsideTransaction,
   faultyDb,
   gate,
-  installFaultTriggers,
   loseResponse,
   Rng,
   type RpcHook,
-  removeFaultTriggers,
   rpcFetch,
+  useFaultTriggers,
   waitForLockWait,
 } from '../support/faults.ts';
 import { stack, superuser } from '../support/stack.ts';
@@ -45,8 +44,7 @@ import { stack, superuser } from '../support/stack.ts';
 
 const server = useN8nServer();
 
-beforeAll(installFaultTriggers);
-afterAll(removeFaultTriggers);
+useFaultTriggers();
 
 const FINAL: ReadonlySet<ExecutionStatus> = new Set(['success', 'error', 'crashed', 'canceled']);
 const isFinal = (status: ExecutionStatus) => FINAL.has(status);

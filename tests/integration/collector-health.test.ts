@@ -126,7 +126,7 @@ describe('a source no run takes', () => {
   });
 });
 
-describe('a lease whose run is dead', () => {
+describe('a lease that ran out unreleased', () => {
   it('is named with how long it has been held', async () => {
     const source = await createSource(server);
     const { error } = await serviceClient().rpc('claim_collector_sources', {
@@ -146,7 +146,7 @@ describe('a lease whose run is dead', () => {
     expect(screen.code).toBe(EXIT.failed);
     expect(screen.out).toMatch(
       new RegExp(
-        `source ${source.sourceId.slice(0, 8)} .* is held by a lease whose run is dead, for 3\\d min`,
+        `source ${source.sourceId.slice(0, 8)} .* is held by a lease that ran out unreleased \\(its run died, or never learned it held it\\), for 3\\d min`,
       ),
     );
   });

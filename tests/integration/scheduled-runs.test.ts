@@ -120,6 +120,31 @@ describe('recorded scheduled runs', () => {
     expect(attempts()).toBe(1);
     expect(await runsOf(name)).toEqual([{ ok: null, summary: null, error: null, finished: false }]);
   });
+
+  /** A finish_scheduled_run answered 503 by the gateway, every time. */
+  const unavailable = () =>
+    Promise.resolve(Response.json({ message: 'upstream unavailable' }, { status: 503 }));
+
+  it('retries recording the end while there is time for another attempt', async () => {
+    const name = forgottenAfterTest();
+    const { db, attempts } = finishThrough(unavailable);
+    await recordedRun(
+      { db, functionName: name, log: silentLogger, recordBy: Date.now() + 60_000 },
+      async () => ok({ sent: 1 }),
+    );
+    expect(attempts()).toBe(4);
+  });
+
+  it('starts no attempt to record the end after recordBy: the platform would stop it midway', async () => {
+    const name = forgottenAfterTest();
+    const { db, attempts } = finishThrough(unavailable);
+    await recordedRun(
+      { db, functionName: name, log: silentLogger, recordBy: Date.now() - 1 },
+      async () => ok({ sent: 1 }),
+    );
+    expect(attempts()).toBe(1);
+    expect(await runsOf(name)).toEqual([{ ok: null, summary: null, error: null, finished: false }]);
+  });
 });
 
 describe('scheduled functions in the operator status', () => {

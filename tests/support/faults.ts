@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import type pg from 'pg';
+import { afterAll, beforeAll } from 'vitest';
 import type { Database } from '../../src/db/database.types.ts';
 import { rpcFetch as productionFetch } from '../../src/db/fetch.ts';
 import { stack, superuser } from './stack.ts';
@@ -244,7 +245,7 @@ async function underInstallLock(work: (client: pg.PoolClient) => Promise<void>):
   }
 }
 
-export async function installFaultTriggers(): Promise<void> {
+async function installFaultTriggers(): Promise<void> {
   await underInstallLock(async (client) => {
     await client.query(INSTALL_SQL);
     await client.query('insert into fault_test.users (id) values ($1) on conflict do nothing', [
@@ -254,7 +255,7 @@ export async function installFaultTriggers(): Promise<void> {
 }
 
 /** Drops the fault objects once no other test file still uses them. */
-export async function removeFaultTriggers(): Promise<void> {
+async function removeFaultTriggers(): Promise<void> {
   await underInstallLock(async (client) => {
     await client.query('delete from fault_test.users where id = $1', [FAULT_USER]);
     const { rows } = await client.query('select 1 from fault_test.users limit 1');
@@ -267,6 +268,15 @@ export async function removeFaultTriggers(): Promise<void> {
       drop schema if exists fault_test cascade;
     `);
   });
+}
+
+/**
+ * Installs the fault triggers for this test file and removes them after it, as one pair: a
+ * file cannot install them and forget to leave, which would keep them armed for the others.
+ */
+export function useFaultTriggers(): void {
+  beforeAll(installFaultTriggers);
+  afterAll(removeFaultTriggers);
 }
 
 /** Arms `point` for a tenant (executions, counters) or a source (state). */
