@@ -246,7 +246,8 @@ describe.each(INJECTIONS)('a fan-out claim that %s', (_, inject, recorded) => {
         rpcFetch(async (call, send) => {
           if (call.fn !== 'claim_collector_sources' || call.indexOfFn !== 2) return send();
           const injected = await inject(call, send, {
-            sourceIds,
+            // The sources the fan-out claims: those the run did not claim for itself first.
+            sourceIds: sourceIds.filter((id) => !claimedByCutRun.includes(id)),
             cut,
             ownDone: ownDone.opened,
           });
@@ -259,6 +260,20 @@ describe.each(INJECTIONS)('a fan-out claim that %s', (_, inject, recorded) => {
       claimed: claimedByCutRun,
       onDone: () => ownDone.open(),
     });
+
+    // 1b. (b) A run while the claim may not have committed yet (the first injection holds it in
+    // the database) passes over the rows it has locked: it neither waits for them nor takes
+    // them, and fans nothing out.
+    const claimedDuring: string[] = [];
+    const duringWorkers = backgroundWorkers();
+    const during = await scheduledRun(sources, `${functionName}-during`, {
+      handOff: duringWorkers.handOff,
+      claimed: claimedDuring,
+    });
+    await duringWorkers.settled();
+    expect(claimedDuring).toEqual(claimedByCutRun);
+    expect(duringWorkers.handed).toEqual([]);
+    expect(during).toMatchObject({ sourcesOk: 1, sourcesLeaseLost: 0, executionsIngested: 0 });
     await committed();
 
     expect(claimedByCutRun).toHaveLength(1);
