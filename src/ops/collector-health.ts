@@ -67,10 +67,17 @@ const span = (seconds: number) =>
 const excerpt = (text: string | null) => (text ? ` (${text.slice(0, 120)})` : '');
 
 /** A 401 or 403 is the background function refusing the secret; anything else, the URL. */
-const handOffAdvice = (error: string | null) =>
-  error !== null && / answered 40[13]$/.test(error)
-    ? 'set the same FLOWMETER_INTERNAL_SECRET for collect-usage and collect-usage-background'
-    : 'check that URL is the site URL and collect-usage-background is deployed';
+const handOffAdvice = (error: string | null) => {
+  if (error !== null && / answered 40[13]$/.test(error)) {
+    return 'set the same FLOWMETER_INTERNAL_SECRET for collect-usage and collect-usage-background';
+  }
+  // Cut at the end of the run: a deployed background function answers 202 at once, so the
+  // hand-off had little time or the site answered slowly.
+  if (error !== null && / before the run had to end$/.test(error)) {
+    return 'collect-usage-background answers at once when deployed: if this repeats, check that URL is the site URL, or lower COLLECTOR_BUDGET_SECONDS so the hand-off starts earlier';
+  }
+  return 'check that URL is the site URL and collect-usage-background is deployed';
+};
 
 /**
  * What went wrong in one run, each with what to do; nothing when it ran clean. A run that

@@ -171,6 +171,10 @@ describe('collectorAttention', () => {
       'https://flowmeter.example/.netlify/functions/collect-usage-background could not be reached: fetch failed',
       'check that URL is the site URL and collect-usage-background is deployed',
     ],
+    [
+      'https://flowmeter.example/.netlify/functions/collect-usage-background did not answer before the run had to end',
+      'collect-usage-background answers at once when deployed: if this repeats, check that URL is the site URL, or lower COLLECTOR_BUDGET_SECONDS so the hand-off starts earlier',
+    ],
   ])('flags hand-offs refused (%s) with what to do', (error, advice) => {
     const lines = withLatest({ sources_handoff_refused: 1200, handoff_error: error });
     expect(lines).toEqual([
