@@ -154,6 +154,12 @@ async function tenantNames(page: Page): Promise<string[]> {
   return page.locator('table.tenants tbody th[scope="row"]').allTextContents();
 }
 
+/** The box the tenants table scrolls in: the width of what it holds, and of what it shows. */
+const tenantsTableWidths = (page: Page) =>
+  page
+    .locator('.table-wrap:has(> table.tenants)')
+    .evaluate((wrap) => ({ scrollWidth: wrap.scrollWidth, clientWidth: wrap.clientWidth }));
+
 /**
  * Holds the page's next call of an operator RPC whose arguments match. `release()` lets it
  * through and returns once the page has dropped the reply as stale (without that, it waits
@@ -296,6 +302,44 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     }
     await expectAccessibleAndPictured(page, 'operator-tenants.png');
     await page.context().close();
+  });
+
+  it('fits the tenants table in its card at 1280 px, wrapping a long name and reference', async () => {
+    const ref = `${uniqueId('wide')}-${'0123456789'.repeat(5)}`;
+    const { rows } = await superuser().query<{ id: string; created_at: Date }>(
+      `insert into public.tenants (name, external_ref, plan_id)
+       values ('Northwind Traders International Holdings, Europe, Middle East and Africa', $1, 'demo-free')
+       returning id, created_at`,
+      [ref],
+    );
+    const [wide] = rows;
+    if (!wide) throw new Error('no tenant inserted');
+    try {
+      const page = await openDemoTenants();
+      await page.setViewportSize({ width: 1280, height: 900 });
+      await expect.poll(() => tenantNames(page)).toHaveLength(3);
+      const demoTable = await tenantsTableWidths(page);
+      expect(demoTable.scrollWidth).toBeLessThanOrEqual(demoTable.clientWidth);
+
+      await page.getByLabel('Search name or reference').fill(ref);
+      const row = rowOf(page, wide.id);
+      await row.waitFor();
+      const wideTable = await tenantsTableWidths(page);
+      expect(wideTable.scrollWidth).toBeLessThanOrEqual(wideTable.clientWidth);
+      // The day shows; the time of day is in the title.
+      const created = row.locator('[data-metric="created"] time');
+      const at = new Date(wide.created_at);
+      expect(await created.textContent()).toBe(
+        at.toLocaleDateString('en-US', { dateStyle: 'medium', timeZone: 'UTC' }),
+      );
+      expect(await created.getAttribute('title')).toBe(
+        at.toLocaleString('en-US', { dateStyle: 'medium', timeStyle: 'short', timeZone: 'UTC' }),
+      );
+      await expectAccessibleAndPictured(page, 'operator-tenants-wide.png');
+      await page.context().close();
+    } finally {
+      await superuser().query('delete from public.tenants where id = $1', [wide.id]);
+    }
   });
 
   it('sorts on a column both ways, and filters by plan and by level', async () => {
