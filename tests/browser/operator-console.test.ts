@@ -27,6 +27,26 @@ const BROWSER_TIMEOUT = 90_000;
 const AT_ONCE = 5_000;
 const count = (n: number) => n.toLocaleString('en-US');
 
+/**
+ * The least contrast a button's 1 px outline needs with what is behind it to be seen as
+ * one: the row dividers' colour, which secondary buttons had, is 1.2:1 on the page
+ * background and reads as no outline there.
+ */
+const VISIBLE_OUTLINE = 1.5;
+
+/** WCAG's contrast ratio of two computed `rgb(…)` colours. */
+function contrast(a: string, b: string): number {
+  const luminance = (color: string) => {
+    const [r, g, bl] = (color.match(/[\d.]+/g) ?? []).slice(0, 3).map((c) => {
+      const s = Number(c) / 255;
+      return s <= 0.04045 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+    }) as [number, number, number];
+    return 0.2126 * r + 0.7152 * g + 0.0722 * bl;
+  };
+  const [light, dark] = [luminance(a), luminance(b)].sort((x, y) => y - x) as [number, number];
+  return (light + 0.05) / (dark + 0.05);
+}
+
 let n8n: DemoN8n;
 let operator: DemoSignIn;
 let tenantUser: DemoSignIn;
@@ -578,6 +598,40 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     await expectAccessibleAndPictured(page, 'operator-health.png');
     await findingLink.click();
     await page.getByRole('heading', { name: acme.name, level: 1 }).waitFor();
+    await page.context().close();
+  });
+
+  it('outlines Refresh now as the topbar’s Sign out, visibly on the page background', async () => {
+    const page = await openAsOperator('#/console/health');
+    const outline = (name: string) =>
+      page.getByRole('button', { name }).evaluate((button) => {
+        const style = getComputedStyle(button);
+        let behind = 'rgb(255, 255, 255)';
+        for (let e = button.parentElement; e; e = e.parentElement) {
+          const color = getComputedStyle(e).backgroundColor;
+          if (color !== 'rgba(0, 0, 0, 0)') {
+            behind = color;
+            break;
+          }
+        }
+        return {
+          look: {
+            border: `${style.borderTopWidth} ${style.borderTopStyle} ${style.borderTopColor}`,
+            background: style.backgroundColor,
+            font: `${style.fontSize} ${style.fontWeight}`,
+            padding: style.padding,
+          },
+          borderColor: style.borderTopColor,
+          behind,
+        };
+      });
+    const refresh = await outline('Refresh now');
+    const signOut = await outline('Sign out');
+    expect(refresh.look).toEqual(signOut.look);
+    expect(refresh.behind).not.toBe(signOut.behind);
+    for (const button of [refresh, signOut]) {
+      expect(contrast(button.borderColor, button.behind)).toBeGreaterThanOrEqual(VISIBLE_OUTLINE);
+    }
     await page.context().close();
   });
 
