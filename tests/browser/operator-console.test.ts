@@ -20,7 +20,32 @@ import { expectAccessibleAndPictured, useDashboardInBrowser } from './dashboard-
  * read as the superuser.
  */
 const BROWSER_TIMEOUT = 90_000;
+/**
+ * How long a page may take to show what one click asks for: a few calls to the local
+ * stack, and well short of the 30 s auto-refresh, which must not be what shows it.
+ */
+const AT_ONCE = 5_000;
 const count = (n: number) => n.toLocaleString('en-US');
+
+/**
+ * The least contrast a button's 1 px outline needs with what is behind it to be seen as
+ * one: the row dividers' colour, which secondary buttons had, is 1.2:1 on the page
+ * background and reads as no outline there.
+ */
+const VISIBLE_OUTLINE = 1.5;
+
+/** WCAG's contrast ratio of two computed `rgb(…)` colours. */
+function contrast(a: string, b: string): number {
+  const luminance = (color: string) => {
+    const [r, g, bl] = (color.match(/[\d.]+/g) ?? []).slice(0, 3).map((c) => {
+      const s = Number(c) / 255;
+      return s <= 0.04045 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+    }) as [number, number, number];
+    return 0.2126 * r + 0.7152 * g + 0.0722 * bl;
+  };
+  const [light, dark] = [luminance(a), luminance(b)].sort((x, y) => y - x) as [number, number];
+  return (light + 0.05) / (dark + 0.05);
+}
 
 let n8n: DemoN8n;
 let operator: DemoSignIn;
@@ -148,6 +173,12 @@ const disabledOnceBy = (tenantId: string) => [
 async function tenantNames(page: Page): Promise<string[]> {
   return page.locator('table.tenants tbody th[scope="row"]').allTextContents();
 }
+
+/** The box the tenants table scrolls in: the width of what it holds, and of what it shows. */
+const tenantsTableWidths = (page: Page) =>
+  page
+    .locator('.table-wrap:has(> table.tenants)')
+    .evaluate((wrap) => ({ scrollWidth: wrap.scrollWidth, clientWidth: wrap.clientWidth }));
 
 /**
  * Holds the page's next call of an operator RPC whose arguments match. `release()` lets it
@@ -291,6 +322,44 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     }
     await expectAccessibleAndPictured(page, 'operator-tenants.png');
     await page.context().close();
+  });
+
+  it('fits the tenants table in its card at 1280 px, wrapping a long name and reference', async () => {
+    const ref = `${uniqueId('wide')}-${'0123456789'.repeat(5)}`;
+    const { rows } = await superuser().query<{ id: string; created_at: Date }>(
+      `insert into public.tenants (name, external_ref, plan_id)
+       values ('Northwind Traders International Holdings, Europe, Middle East and Africa', $1, 'demo-free')
+       returning id, created_at`,
+      [ref],
+    );
+    const [wide] = rows;
+    if (!wide) throw new Error('no tenant inserted');
+    try {
+      const page = await openDemoTenants();
+      await page.setViewportSize({ width: 1280, height: 900 });
+      await expect.poll(() => tenantNames(page)).toHaveLength(3);
+      const demoTable = await tenantsTableWidths(page);
+      expect(demoTable.scrollWidth).toBeLessThanOrEqual(demoTable.clientWidth);
+
+      await page.getByLabel('Search name or reference').fill(ref);
+      const row = rowOf(page, wide.id);
+      await row.waitFor();
+      const wideTable = await tenantsTableWidths(page);
+      expect(wideTable.scrollWidth).toBeLessThanOrEqual(wideTable.clientWidth);
+      // The day shows; the time of day is in the title.
+      const created = row.locator('[data-metric="created"] time');
+      const at = new Date(wide.created_at);
+      expect(await created.textContent()).toBe(
+        at.toLocaleDateString('en-US', { dateStyle: 'medium', timeZone: 'UTC' }),
+      );
+      expect(await created.getAttribute('title')).toBe(
+        at.toLocaleString('en-US', { dateStyle: 'medium', timeStyle: 'short', timeZone: 'UTC' }),
+      );
+      await expectAccessibleAndPictured(page, 'operator-tenants-wide.png');
+      await page.context().close();
+    } finally {
+      await superuser().query('delete from public.tenants where id = $1', [wide.id]);
+    }
   });
 
   it('sorts on a column both ways, and filters by plan and by level', async () => {
@@ -532,6 +601,40 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     await page.context().close();
   });
 
+  it('outlines Refresh now as the topbar’s Sign out, visibly on the page background', async () => {
+    const page = await openAsOperator('#/console/health');
+    const outline = (name: string) =>
+      page.getByRole('button', { name }).evaluate((button) => {
+        const style = getComputedStyle(button);
+        let behind = 'rgb(255, 255, 255)';
+        for (let e = button.parentElement; e; e = e.parentElement) {
+          const color = getComputedStyle(e).backgroundColor;
+          if (color !== 'rgba(0, 0, 0, 0)') {
+            behind = color;
+            break;
+          }
+        }
+        return {
+          look: {
+            border: `${style.borderTopWidth} ${style.borderTopStyle} ${style.borderTopColor}`,
+            background: style.backgroundColor,
+            font: `${style.fontSize} ${style.fontWeight}`,
+            padding: style.padding,
+          },
+          borderColor: style.borderTopColor,
+          behind,
+        };
+      });
+    const refresh = await outline('Refresh now');
+    const signOut = await outline('Sign out');
+    expect(refresh.look).toEqual(signOut.look);
+    expect(refresh.behind).not.toBe(signOut.behind);
+    for (const button of [refresh, signOut]) {
+      expect(contrast(button.borderColor, button.behind)).toBeGreaterThanOrEqual(VISIBLE_OUTLINE);
+    }
+    await page.context().close();
+  });
+
   it('names a scheduled function that stopped running on the health page, with what to do', async () => {
     const { rows } = await superuser().query<{ id: string }>(
       `insert into public.scheduled_runs (function_name, started_at, finished_at, ok)
@@ -636,21 +739,25 @@ describe('when the operator’s session ends', { timeout: BROWSER_TIMEOUT }, () 
 });
 
 describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
-  it('is told the console is for operators, and no operator data is asked for or shown', async () => {
+  it('is told the console is for operators, nothing is loaded behind it, and its usage is one click away', async () => {
     const page = await site.newPage();
-    const operatorCalls: string[] = [];
+    const calls: string[] = [];
     page.on('request', (r) => {
-      if (r.url().includes('/rest/v1/rpc/operator_')) operatorCalls.push(r.url());
+      const rpc = /\/rest\/v1\/rpc\/(\w+)/.exec(r.url())?.[1];
+      if (rpc) calls.push(rpc);
     });
     await page.goto(`${site.url}#/console`);
     await signIn(page, tenantUser.email, tenantUser.password);
     await page.getByRole('heading', { name: 'Operators only' }).waitFor();
     expect(await page.getByRole('navigation', { name: 'Console' }).count()).toBe(0);
     expect(await page.locator('table.tenants, table.ranked').count()).toBe(0);
-    expect(operatorCalls).toEqual([]);
     await expectAccessibleAndPictured(page, 'operator-not-operator.png');
+    // Neither operator data nor the user's own usage, which this page does not show.
+    expect(calls).toEqual([]);
     await page.getByRole('link', { name: 'Go to your usage' }).click();
-    await page.locator('flowmeter-usage [data-metric="used"]').waitFor();
+    await page.locator('flowmeter-usage [data-metric="used"]').waitFor({ timeout: AT_ONCE });
+    expect(new URL(page.url()).hash).toBe('');
+    expect(await page.getByRole('heading', { name: 'Usage', level: 1 }).count()).toBe(1);
     await page.context().close();
   });
 

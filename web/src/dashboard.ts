@@ -4,7 +4,7 @@ import { getUsageSummary, type UsageDb, type UsageSummary } from '../../src/usag
 import { AutoRefresh } from './auto-refresh.ts';
 import { brand } from './brand.ts';
 import './console/operator-console.ts';
-import { isConsoleHash } from './console/route.ts';
+import { isConsoleHash, USAGE_HREF } from './console/route.ts';
 import { loadErrorMessage, SESSION_ENDED, signInErrorMessage } from './errors.ts';
 import { formatter } from './format.ts';
 import { LightElement, listenWhileConnected } from './light-element.ts';
@@ -24,7 +24,7 @@ type Tenants =
  * belongs to. Refreshes every 30 s while the tab is visible and at once when it becomes
  * visible again, and says when it last did. An operator lands on the operator console
  * (`#/console`) instead; anyone else asking for the console is told it is for operators
- * and nothing is loaded.
+ * and nothing is loaded until they leave it for their usage, which then loads at once.
  */
 export class FlowmeterDashboard extends LightElement {
   static override properties = {
@@ -57,7 +57,10 @@ export class FlowmeterDashboard extends LightElement {
   #unsubscribe: (() => void) | undefined;
   #again = false;
   #onHash = () => {
+    const wasConsole = this.consoleAsked;
     this.consoleAsked = isConsoleHash(location.hash);
+    // Nothing is loaded behind the "operators only" page: the usage loads as it is shown.
+    if (wasConsole && !this.consoleAsked) void this.refresh();
   };
 
   constructor() {
@@ -100,8 +103,9 @@ export class FlowmeterDashboard extends LightElement {
 
   /** Reloads every tenant; a call during a refresh makes it run once more when done. */
   async refresh(): Promise<void> {
-    // The console loads its own pages; the tenant usage API has nothing for an operator.
-    if (!this.client || !this.session || isOperator(this.session)) return;
+    // The console loads its own pages; the tenant usage API has nothing for an operator,
+    // and a user who asked for the console sees no usage to load.
+    if (!this.client || !this.session || isOperator(this.session) || this.consoleAsked) return;
     if (this.refreshing) {
       this.#again = true;
       return;
@@ -224,7 +228,7 @@ export class FlowmeterDashboard extends LightElement {
         <p role="alert">${session.user.email} is not an operator, so the operator console is not available to this account.</p>
         <p class="muted">An operator makes another one with <code>flowmeter operators add --email &lt;address&gt;</code>.</p>
         <div class="actions">
-          <a class="button" href="#">Go to your usage</a>
+          <a class="button" href=${USAGE_HREF}>Go to your usage</a>
           <button type="button" class="secondary" @click=${() => this.#signOut()}>Sign out</button>
         </div>
       </div>

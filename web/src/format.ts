@@ -13,6 +13,8 @@ export interface Formatter {
   day(isoDay: string): string;
   period(start: string, end: string): string;
   time(at: Date): string;
+  /** The day of an instant, where the time of day is detail (it goes in a title). */
+  date(iso: string): string;
   dateTime(iso: string): string;
 }
 
@@ -27,6 +29,7 @@ export function formatter(locale?: string): Formatter {
     timeZone: 'UTC',
   });
   const times = new Intl.DateTimeFormat(locale, { timeStyle: 'medium' });
+  const dates = new Intl.DateTimeFormat(locale, { dateStyle: 'medium' });
   const dateTimes = new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short' });
   return {
     count: (n) => counts.format(n),
@@ -46,6 +49,7 @@ export function formatter(locale?: string): Formatter {
     period: (start, end) =>
       `${days.format(new Date(start))} – ${fullDays.format(new Date(Date.parse(end) - 1))}`,
     time: (at) => times.format(at),
+    date: (iso) => dates.format(new Date(iso)),
     dateTime: (iso) => dateTimes.format(new Date(iso)),
   };
 }

@@ -216,9 +216,9 @@ export class ConsoleTenants extends LightElement {
         <thead><tr>${TENANT_SORTS.map((c) => this.#header(c))}</tr></thead>
         <tbody>${page.rows.map(
           (r) => html`<tr data-tenant=${r.tenant_id}>
-            <th scope="row"><a href=${consoleHref({ page: 'tenant', tenantId: r.tenant_id })}>${r.tenant_name}</a></th>
-            <td data-metric="external-ref"><code>${r.external_ref ?? '—'}</code></td>
-            <td data-metric="plan">${r.plan_name}</td>
+            <th scope="row" class="wraps"><a href=${consoleHref({ page: 'tenant', tenantId: r.tenant_id })}>${r.tenant_name}</a></th>
+            <td class="wraps" data-metric="external-ref"><code>${r.external_ref ?? '—'}</code></td>
+            <td class="wraps" data-metric="plan">${r.plan_name}</td>
             <td data-metric="status"><span class="status status-${r.subscription_status}">${r.subscription_status}</span></td>
             <td class="num" data-metric="used">${f.count(r.used)}</td>
             <td class="num" data-metric="quota">${r.quota === null ? 'Unlimited' : f.count(r.quota)}</td>
@@ -227,7 +227,7 @@ export class ConsoleTenants extends LightElement {
             <td class="num" data-metric="executions">${f.count(r.executions)}</td>
             <td class="num" data-metric="reserved">${f.count(r.reserved)}</td>
             <td class="num" data-metric="overage-amount">${f.money(r.estimated_overage_amount, r.currency)}</td>
-            <td data-metric="created"><time datetime=${r.created_at}>${f.dateTime(r.created_at)}</time></td>
+            <td data-metric="created"><time datetime=${r.created_at} title=${f.dateTime(r.created_at)}>${f.date(r.created_at)}</time></td>
           </tr>`,
         )}</tbody></table></div>
       <nav class="pager" aria-label="Tenant pages">

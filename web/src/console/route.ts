@@ -10,6 +10,9 @@ export type ConsoleRoute =
 
 const PREFIX = '#/console';
 
+/** The tenant's usage dashboard: the site's page with no console hash. */
+export const USAGE_HREF = '#';
+
 export const isConsoleHash = (hash: string): boolean =>
   hash === PREFIX || hash.startsWith(`${PREFIX}/`);
 
