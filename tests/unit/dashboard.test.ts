@@ -120,6 +120,12 @@ describe('formatting', () => {
     expect(f.duration(3_725_000)).toBe('1h 2m');
   });
 
+  it('shows the day of an instant, without its time, in the reader\'s time zone', () => {
+    // Noon UTC falls on the same day in every time zone within eleven hours of it.
+    expect(f.date('2026-12-03T12:00:00Z')).toBe('Dec 3, 2026');
+    expect(f.dateTime('2026-12-03T12:00:00Z')).toMatch(/^Dec 3, 2026, \d{1,2}:\d{2}\s?[AP]M$/);
+  });
+
   it('shows a period [start, end) by its first and last day', () => {
     expect(f.period('2026-12-01T00:00:00Z', '2027-01-01T00:00:00Z')).toBe('Dec 1 – Dec 31, 2026');
   });
