@@ -758,6 +758,8 @@ describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
     await page.locator('flowmeter-usage [data-metric="used"]').waitFor({ timeout: AT_ONCE });
     expect(new URL(page.url()).hash).toBe('');
     expect(await page.getByRole('heading', { name: 'Usage', level: 1 }).count()).toBe(1);
+    // Focus lands on the page the link led to, not on the page's body.
+    expect(await page.evaluate(() => document.activeElement?.textContent?.trim())).toBe('Usage');
     await page.context().close();
   });
 

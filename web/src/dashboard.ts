@@ -59,8 +59,14 @@ export class FlowmeterDashboard extends LightElement {
   #onHash = () => {
     const wasConsole = this.consoleAsked;
     this.consoleAsked = isConsoleHash(location.hash);
-    // Nothing is loaded behind the "operators only" page: the usage loads as it is shown.
-    if (wasConsole && !this.consoleAsked) void this.refresh();
+    if (wasConsole && !this.consoleAsked) {
+      // Nothing is loaded behind the "operators only" page: the usage loads as it is shown,
+      // and focus moves to its heading rather than falling back to the page with the link.
+      void this.refresh();
+      void this.updateComplete.then(() =>
+        this.querySelector<HTMLElement>('h1.page-title')?.focus(),
+      );
+    }
   };
 
   constructor() {
@@ -250,7 +256,7 @@ export class FlowmeterDashboard extends LightElement {
         </div>
       </header>
       <main class="content">
-        <h1 class="page-title">Usage</h1>
+        <h1 class="page-title" tabindex="-1">Usage</h1>
         ${this.refreshError && t.kind === 'ready' ? html`<p class="banner error" role="alert">${this.refreshError} The numbers below are from the last successful refresh.</p>` : nothing}
         ${
           t.kind === 'loading'
