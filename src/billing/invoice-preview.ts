@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Database } from '../db/database.types.ts';
+import { plural } from '../domain/words.ts';
 
 /**
  * Stripe's upcoming-invoice preview beside flowmeter's estimate, without I/O: what the
@@ -120,6 +121,6 @@ export function previewDrift(
   return {
     expected,
     actual: preview.usageAmount,
-    detail: `Stripe's upcoming invoice for ${target.stripe_subscription_id} bills ${preview.usageQuantity} executions for ${preview.usageAmount} ${preview.currency}; flowmeter reported ${target.sent} and estimates ${expected} ${target.currency.toLowerCase()} for them`,
+    detail: `Stripe's upcoming invoice for ${target.stripe_subscription_id} bills ${plural(preview.usageQuantity, 'execution')} for ${preview.usageAmount} ${preview.currency}; flowmeter reported ${target.sent} and estimates ${expected} ${target.currency.toLowerCase()} for them`,
   };
 }

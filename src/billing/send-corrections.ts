@@ -1,6 +1,7 @@
 import type Stripe from 'stripe';
 import type { Db } from '../db/client.ts';
 import { fail, ok, type Result } from '../domain/result.ts';
+import { plural } from '../domain/words.ts';
 import type { Logger } from '../observability/logger.ts';
 import { stripeFailureKind } from '../stripe/errors.ts';
 import { lateness } from './lateness.ts';
@@ -204,7 +205,7 @@ export async function sendCorrections(
             amount: -(correction.credit_amount ?? 0),
             currency: correction.currency ?? '',
             description:
-              `flowmeter correction: ${correction.delta} executions, ${correction.reason}`.slice(
+              `flowmeter correction: ${plural(correction.delta, 'execution')}, ${correction.reason}`.slice(
                 0,
                 350,
               ),

@@ -1,6 +1,7 @@
 import { open, rename, rm } from 'node:fs/promises';
 import { type Command, Option } from 'commander';
 import { z } from 'zod';
+import { plural } from '../domain/words.ts';
 import { exportRange } from '../export/export-range.ts';
 import {
   EXPORT_FORMATS,
@@ -11,7 +12,6 @@ import {
 } from '../export/export-usage.ts';
 import { parser, schemas, tenantFilterOption } from './arguments.ts';
 import { CliError, type CommandContext, EXIT, valueOrExit } from './context.ts';
-import { count } from './output.ts';
 import { createProgress } from './progress.ts';
 
 /** A calendar day that exists: 2026-02-30 is refused, not read as 2 March. */
@@ -121,7 +121,7 @@ export function registerExport(program: Command, ctx: CommandContext): void {
       const { rows } = database.valueOrExit(result);
       await file?.complete();
       io.err(
-        `exported ${count(rows)} rows (per ${options.by}, ${range.fromDay} to ${range.toDay}) as ${options.format === 'csv' ? 'CSV' : 'NDJSON'}${options.output ? ` to ${options.output}` : ''}`,
+        `exported ${plural(rows, 'row')} (per ${options.by}, ${range.fromDay} to ${range.toDay}) as ${options.format === 'csv' ? 'CSV' : 'NDJSON'}${options.output ? ` to ${options.output}` : ''}`,
       );
     });
 }

@@ -21,16 +21,21 @@ export interface Progress {
 
 export const isTerminal = (io: Pick<CliIo, 'stderr'>) => io.stderr?.isTTY === true;
 
-/** `unit` is singular ("source"); counts of it read "1 source", "3 sources", "2/3 sources". */
+/**
+ * `unit` is singular ("source"); counts of it read "1 source", "3 sources", "2/3 sources",
+ * "1/1 source": the noun goes with the total.
+ */
 export function createProgress(
   io: Pick<CliIo, 'err' | 'stderr'>,
   label: string,
   unit: string,
 ): Progress {
   return isTerminal(io) && io.stderr
-    ? terminalProgress(io.stderr, label, `${unit}s`)
+    ? terminalProgress(io.stderr, label, unit)
     : lineProgress(io, label, unit);
 }
+
+const ofTotal = (total: number, unit: string) => (total === 1 ? unit : `${unit}s`);
 
 function terminalProgress(
   stream: NonNullable<CliIo['stderr']>,
@@ -40,7 +45,7 @@ function terminalProgress(
   const bars = new MultiBar(
     {
       stream,
-      format: `${label} [{bar}] {value}/{total} ${unit} {detail}`,
+      format: `${label} [{bar}] {value}/{total} {unit} {detail}`,
       barsize: 30,
       hideCursor: true,
       // Ctrl-C while drawing gives the cursor back.
@@ -52,7 +57,7 @@ function terminalProgress(
   let bar: ReturnType<MultiBar['create']> | undefined;
   return {
     start(total) {
-      bar = bars.create(total, 0, { detail: '' });
+      bar = bars.create(total, 0, { detail: '', unit: ofTotal(total, unit) });
     },
     increment(detail = '') {
       bar?.increment(1, { detail });
@@ -81,7 +86,7 @@ function lineProgress(io: Pick<CliIo, 'err'>, label: string, unit: string): Prog
     done += items;
     if (total === 0 || done * 10 < nextStep * total) return;
     while (done * 10 >= nextStep * total) nextStep += 1;
-    io.err(`${label}: ${done}/${total} ${unit}s${detail ? ` ${detail}` : ''}`);
+    io.err(`${label}: ${done}/${total} ${ofTotal(total, unit)}${detail ? ` ${detail}` : ''}`);
   };
   return {
     start(n) {

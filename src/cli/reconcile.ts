@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { stripeClientFrom } from '../billing/from-config.ts';
 import { runReconciliation, startOfLastMonth } from '../billing/reconcile.ts';
 import { loadReconcileConfig } from '../config/reporter-env.ts';
+import { plural } from '../domain/words.ts';
 import { parser, schemas, tenantFilterOption } from './arguments.ts';
 import { type CommandContext, EXIT, valueOrExit } from './context.ts';
 import { cliLogger, count, printJson, renderTable, short, time } from './output.ts';
@@ -73,11 +74,11 @@ export function registerReconcile(program: Command, ctx: CommandContext): void {
       }
       const repaired = summary.counterFindings.filter((f) => f.repaired).length;
       io.out(
-        `since ${time(since.toISOString())}: counters ${summary.counterFindings.length === 0 ? 'match the raw executions' : `drifted in ${summary.counterFindings.length} tenant-periods (${repaired} repaired)`}`,
+        `since ${time(since.toISOString())}: counters ${summary.counterFindings.length === 0 ? 'match the raw executions' : `drifted in ${plural(summary.counterFindings.length, 'tenant-period')} (${repaired} repaired)`}`,
       );
       if (config.STRIPE_SECRET_KEY) {
         io.out(
-          `Stripe: ${summary.stripeChecked} customer-periods checked, ${summary.stripeFindings.length} disagree, ${summary.stripeSkipped} sent within the last hour (compared next time)`,
+          `Stripe: ${plural(summary.stripeChecked, 'customer-period')} checked, ${summary.stripeFindings.length} ${summary.stripeFindings.length === 1 ? 'disagrees' : 'disagree'}, ${summary.stripeSkipped} sent within the last hour (compared next time)`,
         );
         io.out(
           `Invoice previews: ${summary.previewChecked} compared with flowmeter's estimate, ${summary.previewFindings.length} disagree, ${summary.previewSkipped} not fetched (compared next time)`,

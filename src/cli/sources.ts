@@ -283,7 +283,7 @@ export function registerSources(sources: Command, ctx: CommandContext): void {
       if (options.json) printJson(io, summary);
       else {
         io.out(
-          `${summary.resealed} of ${plural(summary.sources, 'source key')} re-encrypted under "${summary.key}"; ${summary.sources - due} already were${summary.changedMeanwhile ? `; ${summary.changedMeanwhile} changed meanwhile and were left alone` : ''}`,
+          `${summary.resealed} of ${plural(summary.sources, 'source key')} re-encrypted under "${summary.key}"; ${summary.sources - due} already ${summary.sources - due === 1 ? 'was' : 'were'}${summary.changedMeanwhile ? `; ${summary.changedMeanwhile} changed meanwhile and ${summary.changedMeanwhile === 1 ? 'was' : 'were'} left alone` : ''}`,
         );
       }
       if (summary.undecryptable.length > 0) {

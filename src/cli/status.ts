@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { z } from 'zod';
+import { plural } from '../domain/words.ts';
 import { type CollectorHealth, collectorHealthSchema } from '../ops/collector-health.ts';
 import { type OperatorStatus, operatorStatusSchema } from '../ops/operator-status.ts';
 import { statusFindings } from '../ops/status-findings.ts';
@@ -42,7 +43,7 @@ function render(status: Status, collector: CollectorHealth, attention: string[])
     );
   }
   lines.push(
-    `Stripe meter reports: ${reports.pending} pending (${count(reports.pending_value)} executions${reports.oldest_pending_at ? `, oldest ${time(reports.oldest_pending_at)}` : ''}), ${reports.retrying} retrying, ${reports.late} late (${count(reports.late_value)} executions not billed)`,
+    `Stripe meter reports: ${reports.pending} pending (${plural(reports.pending_value, 'execution')}${reports.oldest_pending_at ? `, oldest ${time(reports.oldest_pending_at)}` : ''}), ${reports.retrying} retrying, ${reports.late} late (${plural(reports.late_value, 'execution')} not billed)`,
   );
   if (reports.auth_failing) lines.push('  Stripe refuses the API key: nothing can be sent');
   if (reports.failing > 0) {
@@ -65,7 +66,7 @@ function render(status: Status, collector: CollectorHealth, attention: string[])
   if (alerts.last_error) lines.push(`  last error: ${short(alerts.last_error, 120)}`);
   const webhooks = status.webhook_deliveries;
   lines.push(
-    `Webhook deliveries failing: ${webhooks.retrying} retrying, ${webhooks.given_up} given up, ${webhooks.failing_endpoints.length} endpoints affected`,
+    `Webhook deliveries failing: ${webhooks.retrying} retrying, ${webhooks.given_up} given up, ${plural(webhooks.failing_endpoints.length, 'endpoint')} affected`,
   );
   lines.push('Scheduled functions:');
   lines.push(
@@ -103,7 +104,7 @@ function render(status: Status, collector: CollectorHealth, attention: string[])
   );
   const gaps = collector.unacknowledged_gaps;
   lines.push(
-    `Collector: ${gaps.gaps} gaps not acknowledged (${count(gaps.executions)} executions), ${collector.dead_leases.length} dead leases, ${collector.killed_runs.length} runs killed in the last day, ${collector.failed_background_runs.count} background runs ended badly since the latest scheduled one`,
+    `Collector: ${plural(gaps.gaps, 'gap')} not acknowledged (${plural(gaps.executions, 'execution')}), ${plural(collector.dead_leases.length, 'dead lease')}, ${plural(collector.killed_runs.length, 'run')} killed in the last day, ${plural(collector.failed_background_runs.count, 'background run')} ended badly since the latest scheduled one`,
   );
   lines.push(attention.length ? `Needs attention: ${attention.join('; ')}` : 'All healthy.');
   return lines.join('\n');

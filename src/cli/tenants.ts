@@ -5,6 +5,7 @@ import {
 } from '../billing/current-invoice-preview.ts';
 import { stripeClientFrom } from '../billing/from-config.ts';
 import { loadInvoicePreviewConfig } from '../config/reporter-env.ts';
+import { plural } from '../domain/words.ts';
 import { parser, schemas } from './arguments.ts';
 import { type CommandContext, listTenants, type TenantRow } from './context.ts';
 import { addListCommand } from './list-command.ts';
@@ -21,7 +22,7 @@ const percent = (t: TenantRow) => (t.percent === null ? '–' : `${t.percent}%`)
 function invoiceText(t: TenantRow, invoice: CurrentInvoicePreview, stripeKey: boolean) {
   const p = invoice.preview;
   if (p?.status === 'ok') {
-    return `${money(p.total, p.currency)} total; usage: ${count(p.usage_quantity)} executions for ${money(p.usage_amount, p.currency)} (fetched ${time(p.fetched_at)})`;
+    return `${money(p.total, p.currency)} total; usage: ${plural(p.usage_quantity, 'execution')} for ${money(p.usage_amount, p.currency)} (fetched ${time(p.fetched_at)})`;
   }
   if (p?.status === 'none')
     return `none: Stripe has nothing to invoice (fetched ${time(p.fetched_at)})`;

@@ -1,6 +1,7 @@
 import { type Command, Option } from 'commander';
 import { z } from 'zod';
 import { loadWebhooksConfig } from '../config/webhooks-env.ts';
+import { plural } from '../domain/words.ts';
 import { addEndpoint } from '../webhooks/add-endpoint.ts';
 import { drainWebhooks } from '../webhooks/deliver-webhooks.ts';
 import { WEBHOOK_EVENT_TYPES, type WebhookEventType } from '../webhooks/event-types.ts';
@@ -278,7 +279,7 @@ export function registerWebhooks(webhooks: Command, ctx: CommandContext): void {
       );
       if (options.json) return printJson(io, { retried });
       io.out(
-        `${retried} given-up deliveries due again; \`flowmeter webhooks deliver\` sends them now`,
+        `${plural(retried, 'given-up delivery', 'given-up deliveries')} due again; \`flowmeter webhooks deliver\` sends them now`,
       );
     });
 

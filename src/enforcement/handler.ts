@@ -6,7 +6,7 @@ import type { Logger } from '../observability/logger.ts';
 import { type EnforceSettings, enforce } from './enforce.ts';
 import { type Decision, enforceRequestSchema } from './schema.ts';
 
-export const MAX_BODY_BYTES = 8 * 1024;
+const MAX_BODY_BYTES = 8 * 1024;
 
 export interface EnforceHandlerDeps {
   db: Db;

@@ -76,14 +76,14 @@ function stripeAttention({
     reports.auth_failing &&
       `Stripe refuses the API key${reports.auth_error ? ` (${reports.auth_error.slice(0, 120)})` : ''}: set STRIPE_SECRET_KEY to a valid secret or restricted key with write access to meter events; pending reports are sent by the next run`,
     reports.failing > 0 &&
-      `${plural(reports.failing, 'meter report')} failed ${reports.failing_threshold} or more times: see their last_error in meter_reports (flowmeter status shows the latest) and fix the customer, meter or Stripe account it names`,
+      `${plural(reports.failing, 'meter report')} failed ${reports.failing_threshold} or more times: flowmeter status shows the latest error (each report's is in the table public.meter_reports); fix the customer, meter or Stripe account it names`,
     reports.late > 0 &&
       `${plural(reports.late, 'late meter report')} (invoice already final): not billed; bill the usage by hand (invoice item or next invoice), see docs/billing.md "Late usage"`,
     ...correctionAttention(reports.corrections),
     events.rejected > 0 &&
       `${plural(events.rejected, 'Stripe webhook event')} rejected${events.last_rejected_id ? ` (latest ${events.last_rejected_id}: ${(events.last_reason ?? '').slice(0, 120)})` : ''}: fix the cause, then resend the event from the Stripe Dashboard; see docs/billing.md "Rejected events"`,
     reconciliation.unrepaired > 0 &&
-      `${plural(reconciliation.unrepaired, 'reconciliation finding')} in the last 30 days not repaired${reconciliation.last_kind ? ` (latest ${reconciliation.last_kind}: ${(reconciliation.last_detail ?? '').slice(0, 160)})` : ''}: see reconciliation_findings and docs/billing.md "Reconciliation"`,
+      `${plural(reconciliation.unrepaired, 'reconciliation finding')} in the last 30 days not repaired${reconciliation.last_kind ? ` (latest ${reconciliation.last_kind}: ${(reconciliation.last_detail ?? '').slice(0, 160)})` : ''}: each is in the table public.reconciliation_findings; see docs/billing.md "Reconciliation"`,
   ];
 }
 

@@ -140,7 +140,7 @@ export function collectorAttention(
   if (!options.perTenant && health.killed_runs.length > 0) {
     const [last] = health.killed_runs;
     lines.push(
-      `${plural(health.killed_runs.length, 'collector run')} in the last day never finished (killed or timed out; the latest, ${last?.trigger} at ${last?.started_at}, had committed ${last?.pages} pages, ${last?.executions_ingested} executions): check the function logs`,
+      `${plural(health.killed_runs.length, 'collector run')} in the last day never finished (killed or timed out; the latest, ${last?.trigger} at ${last?.started_at}, had committed ${plural(last?.pages ?? 0, 'page')}, ${plural(last?.executions_ingested ?? 0, 'execution')}): check the function logs`,
     );
   }
   for (const lease of health.dead_leases) {

@@ -84,7 +84,7 @@ describe('flowmeter report', () => {
     const terminal = new FakeTerminal();
     const result = await cli(['report', '--tenant', tenantId], { stderr: terminal });
     expect(result.code).toBe(EXIT.ok);
-    expect(terminal.text).toMatch(/reporting \[█+\] 1\/1 meter events/);
+    expect(terminal.text).toMatch(/reporting \[█+\] 1\/1 meter event /);
     expect(result.err).toBe('');
   });
 

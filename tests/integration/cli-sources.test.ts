@@ -217,7 +217,7 @@ describe('flowmeter sources test and list', () => {
     const result = await cli(['collect', '--source', sourceId], { stderr: terminal });
     expect(result.code).toBe(EXIT.ok);
     expect(terminal.text).toMatch(/✓ .*: 3 new executions, 3 billable/);
-    expect(terminal.text).toMatch(/collecting \[█+\] 1\/1 sources/);
+    expect(terminal.text).toMatch(/collecting \[█+\] 1\/1 source /);
     expect(result.err).toMatch(/^run .*: 1 ok, 0 failed, 3 new executions, 3 billable$/);
   });
 

@@ -83,7 +83,7 @@ describe('needsAttention', () => {
         },
       }),
     ).toEqual([
-      `2 reconciliation findings in the last 30 days not repaired (latest invoice_preview_drift: Stripe's upcoming invoice for sub_1 bills 120 executions for 500 eur): see reconciliation_findings and docs/billing.md "Reconciliation"`,
+      `2 reconciliation findings in the last 30 days not repaired (latest invoice_preview_drift: Stripe's upcoming invoice for sub_1 bills 120 executions for 500 eur): each is in the table public.reconciliation_findings; see docs/billing.md "Reconciliation"`,
     ]);
   });
 

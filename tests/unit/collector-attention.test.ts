@@ -99,7 +99,7 @@ describe('collectorAttention', () => {
       { perTenant: false },
     );
     expect(lines).toEqual([
-      '1 collector run in the last day never finished (killed or timed out; the latest, schedule at 2026-12-01T11:00:00Z, had committed 7 pages, 1750 executions): check the function logs',
+      '1 collector run in the last day never finished (killed or timed out; the latest, schedule at 2026-12-01T11:00:00Z, had committed 7 pages, 1,750 executions): check the function logs',
       'source 3666cbfb (https://acme.app.n8n.cloud) is held by a lease that ran out unreleased (its run died, or never learned it held it), for 2 h: the next run takes it over; if this persists, check that collect-usage runs',
       '3 gaps (12 executions possibly uncounted: 10 pruned, 2 missing) since the last acknowledgement: see `flowmeter sources list`, then `flowmeter sources acknowledge-gaps`',
     ]);

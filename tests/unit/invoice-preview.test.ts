@@ -54,7 +54,7 @@ describe('previewDrift', () => {
       expected: 51,
       actual: 53,
       detail:
-        "Stripe's upcoming invoice for sub_1 bills 1203 executions for 53 eur; flowmeter reported 1203 and estimates 51 eur for them",
+        "Stripe's upcoming invoice for sub_1 bills 1,203 executions for 53 eur; flowmeter reported 1203 and estimates 51 eur for them",
     });
   });
 

@@ -8,4 +8,9 @@ describe('plural', () => {
     expect(plural(1200, 'source key')).toBe('1,200 source keys');
     expect(plural(2, 'alert delivery', 'alert deliveries')).toBe('2 alert deliveries');
   });
+
+  it('says "-1 execution" of a correction that takes one back', () => {
+    expect(plural(-1, 'execution')).toBe('-1 execution');
+    expect(plural(-3, 'execution')).toBe('-3 executions');
+  });
 });
