@@ -40,6 +40,12 @@ describe('renderAlert', () => {
     );
   });
 
+  it('says "1 of 1 execution" of a quota of one', () => {
+    const { text } = renderAlert({ ...base, quota: 1, used: 1, threshold: 80 });
+    expect(text).toContain('Used: 1 of 1 execution (100 %)');
+    expect(text).toContain('New runs will be blocked at 1 execution.');
+  });
+
   it('at 100 % on a hard limit says runs are blocked', () => {
     const { subject, text } = renderAlert({ ...base, threshold: 100, used: 10_000 });
     expect(subject).toBe('Acme has used all the executions included in its plan (Pro)');

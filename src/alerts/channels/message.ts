@@ -3,6 +3,8 @@
  * Block Kit for Slack. Pure; the channels only transport the result.
  */
 
+import { plural } from '../../domain/words.ts';
+
 export interface AlertMessage {
   tenantId: string;
   tenantName: string;
@@ -46,7 +48,7 @@ function headline(m: AlertMessage): string {
 
 function usage(m: AlertMessage): string {
   const pct = percentOf(m.used, m.quota);
-  return `${integer.format(m.used)} of ${integer.format(m.quota)} executions${pct === null ? '' : ` (${pct} %)`}`;
+  return `${integer.format(m.used)} of ${plural(m.quota, 'execution')}${pct === null ? '' : ` (${pct} %)`}`;
 }
 
 function consequence(m: AlertMessage): string {
@@ -58,7 +60,7 @@ function consequence(m: AlertMessage): string {
   }
   return m.threshold >= 100
     ? 'New runs are blocked until the billing period ends or the plan changes.'
-    : `New runs will be blocked at ${quota} executions.`;
+    : `New runs will be blocked at ${plural(m.quota, 'execution')}.`;
 }
 
 export function renderAlert(m: AlertMessage): RenderedAlert {
