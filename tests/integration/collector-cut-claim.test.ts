@@ -114,6 +114,15 @@ function scheduledRun(
   ).then(succeeded);
 }
 
+/** A scheduled run beside the cut one, with what it claimed and handed off, once all is done. */
+async function anotherRun(sources: TestSource[], functionName: string) {
+  const claimed: string[] = [];
+  const workers = backgroundWorkers();
+  const summary = await scheduledRun(sources, functionName, { handOff: workers.handOff, claimed });
+  await workers.settled();
+  return { summary, claimed, handed: workers.handed };
+}
+
 /** Every line logged at warn or error, with its level, whatever child logger wrote it. */
 function recordingLog() {
   const lines: Array<{ level: 'warn' | 'error'; message: string | undefined }> = [];
@@ -264,16 +273,14 @@ describe.each(INJECTIONS)('a fan-out claim that %s', (_, inject, recorded) => {
     // 1b. (b) A run while the claim may not have committed yet (the first injection holds it in
     // the database) passes over the rows it has locked: it neither waits for them nor takes
     // them, and fans nothing out.
-    const claimedDuring: string[] = [];
-    const duringWorkers = backgroundWorkers();
-    const during = await scheduledRun(sources, `${functionName}-during`, {
-      handOff: duringWorkers.handOff,
-      claimed: claimedDuring,
+    const during = await anotherRun(sources, `${functionName}-during`);
+    expect(during.claimed).toEqual(claimedByCutRun);
+    expect(during.handed).toEqual([]);
+    expect(during.summary).toMatchObject({
+      sourcesOk: 1,
+      sourcesLeaseLost: 0,
+      executionsIngested: 0,
     });
-    await duringWorkers.settled();
-    expect(claimedDuring).toEqual(claimedByCutRun);
-    expect(duringWorkers.handed).toEqual([]);
-    expect(during).toMatchObject({ sourcesOk: 1, sourcesLeaseLost: 0, executionsIngested: 0 });
     await committed();
 
     expect(claimedByCutRun).toHaveLength(1);
@@ -323,16 +330,14 @@ describe.each(INJECTIONS)('a fan-out claim that %s', (_, inject, recorded) => {
     expect(await findings(sources)).toEqual([]);
 
     // 2. (b) A run before the lease expires leaves the leased sources alone.
-    const claimedBefore: string[] = [];
-    const beforeWorkers = backgroundWorkers();
-    const before = await scheduledRun(sources, `${functionName}-before`, {
-      handOff: beforeWorkers.handOff,
-      claimed: claimedBefore,
+    const before = await anotherRun(sources, `${functionName}-before`);
+    expect(before.claimed).toEqual([own.sourceId]);
+    expect(before.handed).toEqual([]);
+    expect(before.summary).toMatchObject({
+      sourcesOk: 1,
+      sourcesLeaseLost: 0,
+      executionsIngested: 0,
     });
-    await beforeWorkers.settled();
-    expect(claimedBefore).toEqual([own.sourceId]);
-    expect(beforeWorkers.handed).toEqual([]);
-    expect(before).toMatchObject({ sourcesOk: 1, sourcesLeaseLost: 0, executionsIngested: 0 });
     for (const source of orphaned) {
       expect(source.fake.requests).toEqual([]);
       expect(await storedExecutionIds(source.sourceId)).toEqual([]);
