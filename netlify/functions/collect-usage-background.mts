@@ -12,11 +12,6 @@ import {
 } from '../../src/config/env.ts';
 import { matchesAnySecret } from '../../src/security/shared-secret.ts';
 
-/**
- * Background function (up to 15 minutes): collects the slice of sources collect-usage
- * handed it (due sources beyond what the scheduled run can finish, or walks it could not
- * finish in 30 s), keeping the leases it was handed alive so no other run takes them.
- */
 const handOffSchema = z.object({
   run_id: z.uuid(),
   leases: z
@@ -25,6 +20,11 @@ const handOffSchema = z.object({
     .max(MAX_SLICE_SOURCES),
 });
 
+/**
+ * Background function (up to 15 minutes): collects the slice of sources collect-usage
+ * handed it (due sources beyond what the scheduled run can finish, or walks it could not
+ * finish in 30 s), keeping the leases it was handed alive so no other run takes them.
+ */
 export default async (req: Request) => {
   const invokedAt = Date.now();
   const config = loadCollectorConfig();

@@ -8,11 +8,6 @@ import { decisionSchema, enforceRequestSchema } from '../enforcement/schema.ts';
 import { errorBodySchema } from '../http/responses.ts';
 import { projectRoot } from '../local/project.ts';
 
-/**
- * The OpenAPI 3.1 document of the HTTP API, generated from the same zod schemas the
- * handlers validate with. `npm run openapi` writes docs/openapi.json; a test fails while
- * the committed file differs from what the schemas say.
- */
 const json = (schema: z.ZodType) =>
   z.toJSONSchema(schema, { target: 'draft-2020-12', io: 'input' });
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -40,6 +35,11 @@ const usageHeaders = {
   },
 };
 
+/**
+ * The OpenAPI 3.1 document of the HTTP API, generated from the same zod schemas the
+ * handlers validate with. `npm run openapi` writes docs/openapi.json; a test fails while
+ * the committed file differs from what the schemas say.
+ */
 export function buildOpenApiDocument() {
   return {
     openapi: '3.1.0',

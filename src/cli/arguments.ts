@@ -1,13 +1,13 @@
-import { InvalidArgumentError, Option } from 'commander';
-import { z } from 'zod';
-import { identifierCharacters } from '../enforcement/schema.ts';
-import { normalizeBaseUrl, SourceUrlError } from '../n8n/client.ts';
-
-/**
+/*
  * Argument parsers for commander, each a zod schema whose message says what a good value
  * looks like. Commander reports a failure as "option '--x <v>' argument 'y' is invalid.
  * <message>" and the CLI exits 2 before anything is read or written.
  */
+
+import { InvalidArgumentError, Option } from 'commander';
+import { z } from 'zod';
+import { identifierCharacters } from '../enforcement/schema.ts';
+import { normalizeBaseUrl, SourceUrlError } from '../n8n/client.ts';
 
 export function parser<T>(schema: z.ZodType<T>): (value: string) => T {
   return (value) => {
@@ -146,7 +146,7 @@ export const schemas = {
     .refine((d) => d.getTime() <= Date.now(), { error: 'must not be in the future' }),
 };
 
-/** The options several commands take, spelled once. */
+// The options several commands take, spelled once.
 
 /** The repeatable `--tenant` filter of report, reconcile, sources list and status. */
 export const tenantFilterOption = (note = '') =>

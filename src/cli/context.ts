@@ -1,3 +1,9 @@
+/*
+ * What every command shares: exit codes, the injected terminal, the environment (completed
+ * from `.flowmeter/local.env` next to `npm start`) and the one way to call the database,
+ * which turns its failures into messages that say what to do.
+ */
+
 import { text } from 'node:stream/consumers';
 import type { PostgrestError } from '@supabase/supabase-js';
 import { findTenants, type ListedTenant } from '../accounts/tenant-ref.ts';
@@ -7,12 +13,6 @@ import { classifyRpcFailure } from '../db/rpc-failure.ts';
 import { isRpcFailure, type RpcFailureDetails, rpcResult } from '../db/rpc-result.ts';
 import type { ErrorCode, Result } from '../domain/result.ts';
 import { environmentWithLocalStack } from '../local/local-env.ts';
-
-/**
- * What every command shares: exit codes, the injected terminal, the environment (completed
- * from `.flowmeter/local.env` next to `npm start`) and the one way to call the database,
- * which turns its failures into messages that say what to do.
- */
 
 /**
  * 0 success; 1 the work ran but something failed; 2 bad arguments or configuration,

@@ -1,13 +1,13 @@
-import Table from 'cli-table3';
-import { formatMoney } from '../domain/money.ts';
-import type { Logger } from '../observability/logger.ts';
-import type { CliIo } from './context.ts';
-
-/**
+/*
  * How commands print: tables for people, `--json` for scripts (one JSON document on
  * stdout, nothing else there). No colours in tables, so output piped to a file or a pager
  * stays readable.
  */
+
+import Table from 'cli-table3';
+import { formatMoney } from '../domain/money.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { CliIo } from './context.ts';
 
 export type Cell = string | number | boolean | null | undefined;
 

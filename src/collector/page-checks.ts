@@ -1,13 +1,13 @@
-import { decodeCursor } from '../n8n/cursor.ts';
-import type { N8nExecution, N8nPage } from '../n8n/schemas.ts';
-
-/**
+/*
  * What a page of n8n's execution list must be before anything of it is stored. n8n pages
  * backwards from the newest id; a page that does not move the walk down would walk forever
  * (and, with ids that go up, bill executions that were never run), and a timestamp far from
  * now would be billed into a period far from the one it ran in (and make a partition for
  * it). Pure: the caller refuses the page, and stops the source, with the message.
  */
+
+import { decodeCursor } from '../n8n/cursor.ts';
+import type { N8nExecution, N8nPage } from '../n8n/schemas.ts';
 
 /** How far ahead of this clock n8n's may run before its timestamps are not believed. */
 export const CLOCK_SKEW_MS = 5 * 60_000;

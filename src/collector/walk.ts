@@ -1,14 +1,5 @@
 import type { N8nExecution, N8nPage } from '../n8n/schemas.ts';
 
-/**
- * One step of a walk through n8n's execution list, newest to oldest. Pure: given where the
- * walk stands and the page n8n returned, decides what to ingest and where the walk goes.
- *
- * The walk stops at the first page that reaches the floor (ids at or below it were walked
- * before), at the backfill boundary of a new source, or at the end of the list. Ending the
- * list above a non-zero floor means n8n pruned past the watermark: the ids in between may
- * have been pruned before they were seen, which is reported as a gap.
- */
 export interface WalkPosition {
   floorId: number;
   /** The last id of the previous page (from the cursor), when resuming mid-walk. */
@@ -43,6 +34,15 @@ export interface WalkStep {
 const startedBefore = (execution: N8nExecution, boundary: Date) =>
   execution.startedAt !== null && new Date(execution.startedAt) < boundary;
 
+/**
+ * One step of a walk through n8n's execution list, newest to oldest. Pure: given where the
+ * walk stands and the page n8n returned, decides what to ingest and where the walk goes.
+ *
+ * The walk stops at the first page that reaches the floor (ids at or below it were walked
+ * before), at the backfill boundary of a new source, or at the end of the list. Ending the
+ * list above a non-zero floor means n8n pruned past the watermark: the ids in between may
+ * have been pruned before they were seen, which is reported as a gap.
+ */
 export function walkStep(position: WalkPosition, page: N8nPage): WalkStep {
   const ids = page.data.map((e) => Number(e.id));
   const pageTop = ids.length ? Math.max(...ids) : null;

@@ -1,11 +1,11 @@
-import type { z } from 'zod';
-import { logEnvSchema, parseEnv, supabaseEnvSchema, variable } from './env.ts';
-
-/**
+/*
  * The alert sender's environment. Slack webhooks and e-mail recipients are not here: they
  * are rows of alert_channels (add_alert_channel), per tenant or global. E-mail needs a
  * Resend key and a sender; without them e-mail deliveries fail, visibly, and are retried.
  */
+
+import type { z } from 'zod';
+import { logEnvSchema, parseEnv, supabaseEnvSchema, variable } from './env.ts';
 
 type Env = Record<string, string | undefined>;
 

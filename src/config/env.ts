@@ -1,10 +1,10 @@
-import { z } from 'zod';
-import { parseKeyring } from '../crypto/keyring.ts';
-
-/**
+/*
  * The environment, parsed once at start-up. Every variable is documented in .env.example;
  * a missing or malformed one stops start-up with a message naming it and its expected form.
  */
+
+import { z } from 'zod';
+import { parseKeyring } from '../crypto/keyring.ts';
 
 type Env = Record<string, string | undefined>;
 

@@ -1,10 +1,10 @@
-import { z } from 'zod';
-import { count, envSchema, parseEnv } from './env.ts';
-
-/**
+/*
  * The webhook sender's environment. Endpoints and their secrets are rows (flowmeter
  * webhooks add); the secrets are sealed with FLOWMETER_ENCRYPTION_KEYS.
  */
+
+import { z } from 'zod';
+import { count, envSchema, parseEnv } from './env.ts';
 
 type Env = Record<string, string | undefined>;
 

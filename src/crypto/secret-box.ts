@@ -1,13 +1,14 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import type { Keyring } from './keyring.ts';
-
-/**
+/*
  * AES-256-GCM for secrets stored in the database. The ciphertext names its key, so keys
  * rotate without a flag day, and is bound to its context (associated data, e.g. the
  * tenant id): a ciphertext copied into another tenant's row fails to decrypt.
  *
  * Format: fm1.<key id>.<iv>.<tag>.<ciphertext>, each part base64url.
  */
+
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import type { Keyring } from './keyring.ts';
+
 const VERSION = 'fm1';
 
 export function encryptSecret(keyring: Keyring, plaintext: string, context: string): string {

@@ -1,14 +1,15 @@
+/*
+ * The dashboard (web/) locally: built with Vite, served as static files with a
+ * `config.json` naming the local stack, so the same build works whatever ports the stack
+ * got. Only the public anon key is served.
+ */
+
 import { readFile, stat } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join, resolve, sep } from 'node:path';
 import { projectRoot } from './project.ts';
 
-/**
- * The dashboard (web/) locally: built with Vite, served as static files with a
- * `config.json` naming the local stack, so the same build works whatever ports the stack
- * got. Only the public anon key is served.
- */
 const dashboardSourceDir = join(projectRoot, 'web');
 const dashboardBuildDir = join(dashboardSourceDir, 'dist');
 

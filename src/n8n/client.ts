@@ -5,13 +5,6 @@ import { type N8nExecution, type N8nPage, parseExecution, parseExecutionPage } f
 
 export type { N8nExecution, N8nPage } from './schemas.ts';
 
-/**
- * A client for the parts of n8n's public API that metering reads: the execution list
- * and single executions. Transient failures (5xx, 429, network, timeouts) are retried
- * with jittered exponential backoff; everything else fails at once with an
- * `N8nApiError` whose message tells an operator what to change.
- */
-
 export type N8nApiErrorKind =
   | 'unauthorized'
   | 'forbidden'
@@ -182,6 +175,12 @@ function toUtcIso(name: string, value: string): string {
   return new Date(time).toISOString();
 }
 
+/**
+ * A client for the parts of n8n's public API that metering reads: the execution list
+ * and single executions. Transient failures (5xx, 429, network, timeouts) are retried
+ * with jittered exponential backoff; everything else fails at once with an
+ * `N8nApiError` whose message tells an operator what to change.
+ */
 export function createN8nClient(options: N8nClientOptions): N8nClient {
   const baseUrl = normalizeBaseUrl(options.baseUrl);
   const timeoutMs = options.timeoutMs ?? DEFAULTS.timeoutMs;

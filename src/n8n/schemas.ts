@@ -1,12 +1,12 @@
-import { z } from 'zod';
-
-/**
+/*
  * The shapes flowmeter reads from n8n's public API (`GET /api/v1/executions` and
  * `GET /api/v1/executions/{id}`). Fields n8n adds in newer versions (storedAt,
  * jsonSizeBytes, workflowVersionId, createdAt, …) are accepted and dropped, so an
  * upgrade on the n8n side never breaks metering. Every error names the field and what
  * was there, so an operator can tell a broken proxy from an n8n change.
  */
+
+import { z } from 'zod';
 
 export const EXECUTION_STATUSES = [
   'canceled',

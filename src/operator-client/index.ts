@@ -1,3 +1,10 @@
+/*
+ * Typed helpers for the operator console RPCs (docs/operator-console.md), for a browser
+ * signed in as an operator: one `supabase.rpc()` call each, every JSON answer checked with
+ * a zod schema. Anyone else gets the database's refusal as the error (42501, HTTP 403).
+ * Amounts are in the currency's minor unit; timestamps stay ISO strings.
+ */
+
 import type { PostgrestError, SupabaseClient } from '@supabase/supabase-js';
 import { z } from 'zod';
 import type { Database } from '../db/database.types.ts';
@@ -8,12 +15,6 @@ import { type OperatorStatus, operatorStatusSchema } from '../ops/operator-statu
 import { statusFindings } from '../ops/status-findings.ts';
 import { rpcArgs, type usageLevel, usageSummaryRowSchema } from '../usage-client/index.ts';
 
-/**
- * Typed helpers for the operator console RPCs (docs/operator-console.md), for a browser
- * signed in as an operator: one `supabase.rpc()` call each, every JSON answer checked with
- * a zod schema. Anyone else gets the database's refusal as the error (42501, HTTP 403).
- * Amounts are in the currency's minor unit; timestamps stay ISO strings.
- */
 export type OperatorDb = SupabaseClient<Database>;
 
 /** A refusal or failure from the database, or an answer whose shape this client does not know. */

@@ -1,3 +1,10 @@
+/*
+ * Typed helpers for the tenant usage API (docs/usage-api.md), for a frontend that reads
+ * Supabase with the signed-in user's JWT: one `supabase.rpc()` call each, arguments and
+ * rows in camelCase. Row-level security decides what the user sees; a tenant they are not
+ * a member of gives empty results. Timestamps stay ISO strings, days `YYYY-MM-DD`.
+ */
+
 import type { PostgrestError, SupabaseClient } from '@supabase/supabase-js';
 // The browser build: no Node stream or Buffer, so the dashboard can bundle it.
 import { stringify } from 'csv-stringify/browser/esm/sync';
@@ -5,12 +12,6 @@ import { z } from 'zod';
 import type { Database } from '../db/database.types.ts';
 import { dbNumber } from '../db/json-number.ts';
 
-/**
- * Typed helpers for the tenant usage API (docs/usage-api.md), for a frontend that reads
- * Supabase with the signed-in user's JWT: one `supabase.rpc()` call each, arguments and
- * rows in camelCase. Row-level security decides what the user sees; a tenant they are not
- * a member of gives empty results. Timestamps stay ISO strings, days `YYYY-MM-DD`.
- */
 export type UsageDb = SupabaseClient<Database>;
 
 /** A refusal or failure from the database, or an answer whose shape this client does not know. */

@@ -689,6 +689,38 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     await page.context().close();
   });
 
+  it('acknowledges a source’s one gap after confirmation, in words for one gap', async () => {
+    const acme = demo.find((t) => t.ref === 'demo-acme') as { id: string };
+    const { data: source, error } = await serviceClient().rpc('add_n8n_source', {
+      tenant_id: acme.id,
+      name: 'one gap',
+      base_url: `https://${uniqueId('one-gap')}.example.test`,
+      api_key_ciphertext: 'fm1.k1.aXY.dGFn.Y2lwaGVy',
+    });
+    if (error || !source) throw new Error(`add_n8n_source: ${error?.message}`);
+    try {
+      await superuser().query(
+        `insert into public.collection_gaps (source_id, tenant_id, kind, from_id, to_id)
+         values ($1, $2, 'missing', 7, 7)`,
+        [source.id, acme.id],
+      );
+      const page = await openAsOperator(`#/console/tenants/${acme.id}`);
+      const row = page.locator(`table.sources tr[data-source="${source.id}"]`);
+      await row.getByRole('button', { name: 'Acknowledge gaps' }).click();
+      const dialog = page.getByRole('dialog');
+      await dialog.waitFor();
+      expect(await dialog.locator('h2').textContent()).toBe('Acknowledge the gap of one gap?');
+      expect(await dialog.locator('p').textContent()).toBe(
+        '1 gap is marked as seen: it stays listed, and no longer counts as needing attention.',
+      );
+      await dialog.getByRole('button', { name: 'Acknowledge gaps' }).click();
+      await page.getByRole('status').filter({ hasText: '1 gap acknowledged.' }).waitFor();
+      await page.context().close();
+    } finally {
+      await superuser().query('delete from public.n8n_sources where id = $1', [source.id]);
+    }
+  });
+
   it('says what an action did only on its tenant’s page, when the operator moved on before it finished', async () => {
     const [globex, acme] = ['demo-globex', 'demo-acme'].map(
       (ref) => demo.find((t) => t.ref === ref) as { id: string; name: string },

@@ -171,7 +171,9 @@ describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
       overage > 0 ? 'overage' : 'warning',
     );
     const daysLeft = Math.ceil((acme.periodEnd.getTime() - Date.now()) / 86_400_000);
-    expect(await metric(page, 'days-left').textContent()).toBe(`${daysLeft} days left`);
+    expect(await metric(page, 'days-left').textContent()).toBe(
+      `${daysLeft} ${daysLeft === 1 ? 'day' : 'days'} left`,
+    );
 
     const workflows = await superuser().query<{ workflow_id: string; n: number }>(
       `select workflow_id, count(*)::int as n from public.executions

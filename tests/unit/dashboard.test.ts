@@ -3,7 +3,7 @@ import type { DailyUsage, UsageAlert, UsageSummary } from '../../src/usage-clien
 import { alertsUnreadFirst } from '../../web/src/alerts.ts';
 import { loadConfig } from '../../web/src/config.ts';
 import { loadErrorMessage, signInErrorMessage } from '../../web/src/errors.ts';
-import { formatter } from '../../web/src/format.ts';
+import { formatter, noun } from '../../web/src/format.ts';
 import {
   daysLeft,
   meterShares,
@@ -120,10 +120,22 @@ describe('formatting', () => {
     expect(f.duration(3_725_000)).toBe('1h 2m');
   });
 
-  it('shows the day of an instant, without its time, in the reader\'s time zone', () => {
+  it("shows the day of an instant, without its time, in the reader's time zone", () => {
     // Noon UTC falls on the same day in every time zone within eleven hours of it.
     expect(f.date('2026-12-03T12:00:00Z')).toBe('Dec 3, 2026');
     expect(f.dateTime('2026-12-03T12:00:00Z')).toMatch(/^Dec 3, 2026, \d{1,2}:\d{2}\s?[AP]M$/);
+  });
+
+  it('puts a count with its noun, singular for exactly one, the number in the locale', () => {
+    expect(f.counted(1, 'execution')).toBe('1 execution');
+    expect(f.counted(0, 'execution')).toBe('0 executions');
+    expect(f.counted(1_050, 'execution')).toBe('1,050 executions');
+    expect(f.counted(2, 'entry', 'entries')).toBe('2 entries');
+    expect(formatter('de-DE').counted(1_050, 'execution')).toBe('1.050 executions');
+    // The words are English: French counts 0 as singular, the English words do not.
+    expect(formatter('fr-FR').counted(0, 'day')).toBe('0 days');
+    expect(noun(1, 'gap')).toBe('gap');
+    expect(noun(3, 'gap')).toBe('gaps');
   });
 
   it('shows a period [start, end) by its first and last day', () => {

@@ -1,9 +1,3 @@
-/**
- * Where the dashboard finds Supabase. First `config.json` next to the page — `npm start`
- * serves one naming the local stack, so one build works on any port — then the values
- * Vite baked in at build time (VITE_SUPABASE_URL, VITE_SUPABASE_ANON_KEY), which is how a
- * Netlify deploy is configured. Only the public anon key ever reaches the browser.
- */
 export interface DashboardConfig {
   supabaseUrl: string;
   supabaseAnonKey: string;
@@ -36,6 +30,12 @@ function parse(value: unknown): DashboardConfig | undefined {
   };
 }
 
+/**
+ * Where the dashboard finds Supabase. First `config.json` next to the page — `npm start`
+ * serves one naming the local stack, so one build works on any port — then the values
+ * Vite baked in at build time (VITE_SUPABASE_URL, VITE_SUPABASE_ANON_KEY), which is how a
+ * Netlify deploy is configured. Only the public anon key ever reaches the browser.
+ */
 export async function loadConfig(
   fetchConfig: () => Promise<Response>,
   built: { VITE_SUPABASE_URL?: string; VITE_SUPABASE_ANON_KEY?: string },

@@ -1,7 +1,8 @@
-/**
+/*
  * Messages a person can act on, for the failures the dashboard meets: sign-in answers of
  * Supabase Auth and failed usage API calls. Pure, so each case is unit-tested.
  */
+
 export interface FailureLike {
   name?: string;
   message?: string;

@@ -1,11 +1,19 @@
 import { formatMoney } from '../../src/domain/money.ts';
 
 /**
+ * The noun that goes with a count: `one` for exactly 1, else `many` (the word plus s unless
+ * given). The words are English, so English's rule applies whatever the number's locale.
+ */
+export const noun = (n: number, one: string, many = `${one}s`) => (n === 1 ? one : many);
+
+/**
  * Formatting of the dashboard's numbers, dates and money in the reader's locale; pure, so
  * the widget and the pages show one thing one way.
  */
 export interface Formatter {
   count(n: number): string;
+  /** A count and its noun: "1 execution", "1,050 executions". */
+  counted(n: number, one: string, many?: string): string;
   percent(n: number): string;
   /** An amount in the currency's minor unit (cents), fractional, as an estimate. */
   money(minorUnits: number, currency: string): string;
@@ -33,6 +41,7 @@ export function formatter(locale?: string): Formatter {
   const dateTimes = new Intl.DateTimeFormat(locale, { dateStyle: 'medium', timeStyle: 'short' });
   return {
     count: (n) => counts.format(n),
+    counted: (n, one, many) => `${counts.format(n)} ${noun(n, one, many)}`,
     percent: (n) => `${percents.format(n)} %`,
     money: (minorUnits, currency) => formatMoney(minorUnits, currency, locale),
     duration(ms) {

@@ -155,7 +155,7 @@ export class TenantPanel extends LightElement {
         <span class="muted">every execution of this period, one line each</span>
         ${
           this.csv.kind === 'running'
-            ? html`<span role="status">Preparing… ${this.#format.count(this.csv.rows)} executions</span>`
+            ? html`<span role="status">Preparing… ${this.#format.counted(this.csv.rows, 'execution')}</span>`
             : this.csv.kind === 'failed'
               ? html`<span class="error" role="alert">Download failed: ${this.csv.message}</span>`
               : nothing
@@ -218,7 +218,7 @@ export class TenantPanel extends LightElement {
           (a) => html`<li class=${a.readAt ? 'read' : 'unread'} data-alert=${a.id}>
           <div>
             <strong>${a.threshold} % of the quota reached</strong>
-            <span class="muted">${f.count(a.used)} of ${f.count(a.quota)} executions · ${f.dateTime(a.createdAt)}</span>
+            <span class="muted">${f.count(a.used)} of ${f.counted(a.quota, 'execution')} · ${f.dateTime(a.createdAt)}</span>
           </div>
           ${
             a.readAt

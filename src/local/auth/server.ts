@@ -6,13 +6,6 @@ import { z } from 'zod';
 import { readBodyText } from '../request-body.ts';
 import { type AuthStore, authStore, type UserChanges, type UserRow } from './store.ts';
 
-/**
- * The subset of Supabase Auth (GoTrue) that supabase-js needs for e-mail + password, served
- * under /auth/v1 beside the local RPC endpoint: password and refresh-token grants with
- * rotation, the signed-in user, logout, and the admin user endpoints (service role only).
- * Request and response bodies, status codes and error codes follow GoTrue's, including its
- * 2024-01-01 error shape when the client asks for it (supabase-js does).
- */
 export interface AuthHandlerOptions {
   /** Pool connected as supabase_auth_admin, the role GoTrue connects with. */
   pool: Pool;
@@ -152,6 +145,13 @@ function userJson(user: UserRow) {
   };
 }
 
+/**
+ * The subset of Supabase Auth (GoTrue) that supabase-js needs for e-mail + password, served
+ * under /auth/v1 beside the local RPC endpoint: password and refresh-token grants with
+ * rotation, the signed-in user, logout, and the admin user endpoints (service role only).
+ * Request and response bodies, status codes and error codes follow GoTrue's, including its
+ * 2024-01-01 error shape when the client asks for it (supabase-js does).
+ */
 export function createAuthHandler(options: AuthHandlerOptions): AuthHandler {
   const store: AuthStore = authStore(options.pool);
   const key = new TextEncoder().encode(options.jwtSecret);

@@ -1,12 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Pool, PoolClient } from 'pg';
 
-/**
- * The local Auth subset's reads and writes of GoTrue's tables (auth.users, auth.sessions,
- * auth.refresh_tokens), through a pool connected as supabase_auth_admin, the role GoTrue
- * itself connects with.
- */
-
 export interface UserRow {
   id: string;
   aud: string | null;
@@ -90,6 +84,11 @@ async function insertRefreshToken(
   return token;
 }
 
+/**
+ * The local Auth subset's reads and writes of GoTrue's tables (auth.users, auth.sessions,
+ * auth.refresh_tokens), through a pool connected as supabase_auth_admin, the role GoTrue
+ * itself connects with.
+ */
 export function authStore(pool: Pool) {
   return {
     async userByEmail(email: string): Promise<UserRow | undefined> {

@@ -1,30 +1,6 @@
 import { HttpResponse, http, type RequestHandler } from 'msw';
 import { EXECUTION_STATUSES, type ExecutionStatus } from '../../n8n/schemas.ts';
 
-/**
- * A test and demo double, not product code: an in-memory n8n public API for the executions
- * endpoints, served through msw in tests (so the real client code runs over real `fetch`)
- * and over node:http by the npm start demo. It follows n8n's own source, not its docs:
- *
- * - order id descending; `limit` default 100; the cursor is base64 of
- *   `{"lastId":"<id>","limit":N}` and means "ids below lastId"; its limit wins over the
- *   query's (`packages/cli/src/public-api/v1/controllers/executions.public.controller.ts`);
- * - `nextCursor` is null exactly when no matching execution is left below the page's last
- *   id, so a page of exactly `limit` items can still end the listing
- *   (`shared/services/pagination.service.ts`, `encodeCursorPagination`);
- * - running executions are left out unless `status=running` (n8n ≥ 2.41; older versions
- *   always leave them out); `status=error` also matches crashed ones; `status` values
- *   without a filter of their own (new, crashed, unknown) filter nothing
- *   (`ExecutionRepository.getStatusCondition`);
- * - `DELETE /api/v1/executions/{id}` removes an execution for good (404 afterwards), and
- *   `prune` soft-deletes the oldest finished ones beyond a count, as
- *   `EXECUTIONS_DATA_PRUNE_MAX_COUNT` does (observed on n8n 2.40.7);
- * - `supportsStartedAfter: false` behaves like n8n < 2.41, whose request validator
- *   (express-openapi-validator) answers 400 `Unknown query parameter 'startedAfter'`,
- *   rejects `limit` above 250 and words its 401s differently; n8n ≥ 2.41 caps `limit` at
- *   250 and answers every 401 with `Unauthorized`.
- */
-
 export interface FakeExecutionInput {
   status?: ExecutionStatus;
   mode?: string;
@@ -100,6 +76,29 @@ const message = (status: number, text: string) => HttpResponse.json({ message: t
 const encodeCursor = (lastId: string, limit: number) =>
   Buffer.from(JSON.stringify({ lastId, limit })).toString('base64');
 
+/**
+ * A test and demo double, not product code: an in-memory n8n public API for the executions
+ * endpoints, served through msw in tests (so the real client code runs over real `fetch`)
+ * and over node:http by the npm start demo. It follows n8n's own source, not its docs:
+ *
+ * - order id descending; `limit` default 100; the cursor is base64 of
+ *   `{"lastId":"<id>","limit":N}` and means "ids below lastId"; its limit wins over the
+ *   query's (`packages/cli/src/public-api/v1/controllers/executions.public.controller.ts`);
+ * - `nextCursor` is null exactly when no matching execution is left below the page's last
+ *   id, so a page of exactly `limit` items can still end the listing
+ *   (`shared/services/pagination.service.ts`, `encodeCursorPagination`);
+ * - running executions are left out unless `status=running` (n8n ≥ 2.41; older versions
+ *   always leave them out); `status=error` also matches crashed ones; `status` values
+ *   without a filter of their own (new, crashed, unknown) filter nothing
+ *   (`ExecutionRepository.getStatusCondition`);
+ * - `DELETE /api/v1/executions/{id}` removes an execution for good (404 afterwards), and
+ *   `prune` soft-deletes the oldest finished ones beyond a count, as
+ *   `EXECUTIONS_DATA_PRUNE_MAX_COUNT` does (observed on n8n 2.40.7);
+ * - `supportsStartedAfter: false` behaves like n8n < 2.41, whose request validator
+ *   (express-openapi-validator) answers 400 `Unknown query parameter 'startedAfter'`,
+ *   rejects `limit` above 250 and words its 401s differently; n8n ≥ 2.41 caps `limit` at
+ *   250 and answers every 401 with `Unauthorized`.
+ */
 export class N8nEmulator {
   readonly requests: Array<{ path: string; query: Record<string, string> }> = [];
   private readonly baseUrl: string;

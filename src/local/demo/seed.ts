@@ -5,11 +5,6 @@ import { sealApiKey } from '../../n8n/api-key.ts';
 import type { DemoN8n } from './n8n-server.ts';
 import type { DemoTenantTraffic } from './runner.ts';
 
-/**
- * The demo's plans and tenants (created once, kept in the local database) and a fresh n8n
- * source per tenant on every start: the demo n8n lives in memory and numbers its
- * executions from 1 again, so the previous start's sources are disabled.
- */
 const PLANS = [
   {
     id: 'demo-free',
@@ -108,6 +103,11 @@ function check<T>(
   return response.data;
 }
 
+/**
+ * The demo's plans and tenants (created once, kept in the local database) and a fresh n8n
+ * source per tenant on every start: the demo n8n lives in memory and numbers its
+ * executions from 1 again, so the previous start's sources are disabled.
+ */
 export async function seedDemo(options: {
   db: Db;
   keyring: Keyring;

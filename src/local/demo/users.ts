@@ -2,13 +2,6 @@ import { addMember } from '../../accounts/add-member.ts';
 import { addOperator } from '../../accounts/operators.ts';
 import type { Db } from '../../db/client.ts';
 
-/**
- * The demo's sign-ins: one viewer per demo tenant and one operator, made through the same
- * services as `flowmeter members add` and `flowmeter operators add`. The addresses are
- * fixed and the passwords come from the caller (kept in .flowmeter/local.env), and every
- * start sets them again: re-running `npm start` on the same data reuses the users, and the
- * printed sign-ins always work, even when local.env was deleted and new passwords made.
- */
 export interface DemoSignIn {
   email: string;
   password: string;
@@ -18,6 +11,13 @@ export const DEMO_OPERATOR_EMAIL = 'operator@demo.flowmeter.test';
 const demoTenantEmail = (externalRef: string) =>
   `${externalRef.replace(/^demo-/, '')}@demo.flowmeter.test`;
 
+/**
+ * The demo's sign-ins: one viewer per demo tenant and one operator, made through the same
+ * services as `flowmeter members add` and `flowmeter operators add`. The addresses are
+ * fixed and the passwords come from the caller (kept in .flowmeter/local.env), and every
+ * start sets them again: re-running `npm start` on the same data reuses the users, and the
+ * printed sign-ins always work, even when local.env was deleted and new passwords made.
+ */
 export async function seedDemoUsers(options: {
   db: Db;
   tenants: ReadonlyArray<{ externalRef: string; name: string }>;

@@ -7,14 +7,6 @@ import { readBodyText } from '../request-body.ts';
 import { PostgrestError, postgrestError, statusForSqlState } from './errors.ts';
 import { loadSchemaCache, type Routine, resolveRoutine, type SchemaCache } from './schema-cache.ts';
 
-/**
- * A PostgREST-compatible endpoint for RPC calls only: `POST|GET /rest/v1/rpc/<fn>`.
- *
- * Enough of PostgREST for @supabase/supabase-js to run unmodified against the local stack:
- * HS256 JWT verification, role switch and request.jwt.claims per request inside one
- * transaction, named arguments, PostgREST's result shapes, status codes and error bodies.
- * Each call is one round trip: begin, settings, call and commit in one simple query.
- */
 export interface RpcServerOptions {
   /** Pool connected as `authenticator`, the role PostgREST logs in with. */
   pool: Pool;
@@ -55,12 +47,12 @@ function invalidToken(code: string, message: string): PostgrestError {
   });
 }
 
+const JWT_CACHE_MAX = 1000;
+
 /**
  * Verified tokens by their text, until they expire (PostgREST caches JWT validation the
  * same way): a service key is verified once, not on every request.
  */
-const JWT_CACHE_MAX = 1000;
-
 async function authenticateCached(
   cache: Map<string, { identity: Identity; expiresAt: number }>,
   header: string | undefined,
@@ -245,6 +237,14 @@ function send(
   res.end(body ?? undefined);
 }
 
+/**
+ * A PostgREST-compatible endpoint for RPC calls only: `POST|GET /rest/v1/rpc/<fn>`.
+ *
+ * Enough of PostgREST for @supabase/supabase-js to run unmodified against the local stack:
+ * HS256 JWT verification, role switch and request.jwt.claims per request inside one
+ * transaction, named arguments, PostgREST's result shapes, status codes and error bodies.
+ * Each call is one round trip: begin, settings, call and commit in one simple query.
+ */
 export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
   const { pool, port, host = '127.0.0.1', anonRole = 'anon', maxBodyBytes = 1024 * 1024 } = options;
   const schemas = options.schemas ?? ['public'];

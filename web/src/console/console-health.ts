@@ -98,7 +98,7 @@ export class ConsoleHealth extends ConsolePage<Health> {
           <p class="muted">${f.count(s.alert_deliveries.retrying)} retrying · ${f.count(s.alert_deliveries.given_up)} given up</p></section>
         <section class="card stat" aria-labelledby="h-gaps"><h2 id="h-gaps">Collection gaps</h2>
           <p class="big">${f.count(h.collector.unacknowledged_gaps.gaps)}<small> not acknowledged</small></p>
-          <p class="muted">${f.count(h.collector.unacknowledged_gaps.executions)} executions · ${f.count(h.collector.killed_runs.length)} killed runs · ${f.count(h.collector.dead_leases.length)} dead leases</p></section>
+          <p class="muted">${f.counted(h.collector.unacknowledged_gaps.executions, 'execution')} · ${f.counted(h.collector.killed_runs.length, 'killed run')} · ${f.counted(h.collector.dead_leases.length, 'dead lease')}</p></section>
       </div>
       <section class="card" aria-labelledby="worst">
         <h2 id="worst">Sources most in need of attention</h2>

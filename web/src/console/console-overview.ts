@@ -53,9 +53,9 @@ export class ConsoleOverview extends ConsolePage<Overview> {
             <h2 id="stat-revenue-${r.currency}">Revenue (${r.currency.toUpperCase()})</h2>
             <p class="big" data-metric="recurring">${f.money(r.recurring_amount, r.currency)}</p>
             <p class="muted">recurring · <span data-metric="overage-amount">${f.money(r.estimated_overage_amount, r.currency)}</span>
-              estimated overage (${f.count(r.overage_units)} executions)${
+              estimated overage (${f.counted(r.overage_units, 'execution')})${
                 r.unpriced_tenants > 0
-                  ? html` · ${f.count(r.unpriced_tenants)} paying tenants on a plan without a known price`
+                  ? html` · ${f.counted(r.unpriced_tenants, 'paying tenant')} on a plan without a known price`
                   : nothing
               }</p>
           </section>`,

@@ -10,6 +10,7 @@ import {
 import { toDailyUsage, toUsagePeriod, toUsageSummary } from '../../../src/usage-client/index.ts';
 import { AutoRefresh, refreshedNote } from '../auto-refresh.ts';
 import { operatorErrorMessage } from '../errors.ts';
+import { noun } from '../format.ts';
 import { historyTable } from '../history-table.ts';
 import '../widget/flowmeter-usage.ts';
 import type { Confirmation, ConfirmDialog } from './confirm-dialog.ts';
@@ -203,12 +204,15 @@ export class ConsoleTenant extends ConsolePage<TenantDetail> {
                   @click=${() =>
                     this.#act(
                       {
-                        title: `Acknowledge the gaps of ${src.name}?`,
-                        message: `${f.count(src.unacknowledged_gaps)} gaps are marked as seen: they stay listed, and no longer count as needing attention.`,
+                        title: `Acknowledge the ${noun(src.unacknowledged_gaps, 'gap')} of ${src.name}?`,
+                        message:
+                          src.unacknowledged_gaps === 1
+                            ? '1 gap is marked as seen: it stays listed, and no longer counts as needing attention.'
+                            : `${f.count(src.unacknowledged_gaps)} gaps are marked as seen: they stay listed, and no longer count as needing attention.`,
                         confirmLabel: 'Acknowledge gaps',
                       },
                       () => acknowledgeGaps(this.client, src.id),
-                      (r) => `${f.count(r.acknowledged)} gaps acknowledged.`,
+                      (r) => `${f.counted(r.acknowledged, 'gap')} acknowledged.`,
                     )}>Acknowledge gaps</button>`
                 : nothing
             }

@@ -1,7 +1,3 @@
-/**
- * A finding as `flowmeter status` words it ("what: what to do"), split for the health page;
- * the findings that carry no advice of their own get the console's. Pure, so it is unit-tested.
- */
 const SOURCES_FAILING = /sources? failing$/;
 
 const ADVICE: Array<[RegExp, string]> = [
@@ -28,6 +24,10 @@ function adviceStart(finding: string): number {
   return -1;
 }
 
+/**
+ * A finding as `flowmeter status` words it ("what: what to do"), split for the health page;
+ * the findings that carry no advice of their own get the console's. Pure, so it is unit-tested.
+ */
 export function whatToDo(finding: string): { problem: string; todo: string | undefined } {
   const at = adviceStart(finding);
   if (at >= 0) return { problem: finding.slice(0, at), todo: finding.slice(at + 2) };

@@ -1,9 +1,10 @@
-import type { Formatter } from '../format.ts';
-
-/**
+/*
  * How the Stripe ledger's rows become columns and cells, without knowing every field: a
  * kind of entry added later shows as it comes. Pure, so it is unit-tested.
  */
+
+import type { Formatter } from '../format.ts';
+
 const ISO_INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/;
 
 // What a person reads first; the long identifier last. Fields not named here (a kind of

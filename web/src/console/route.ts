@@ -1,7 +1,8 @@
-/**
+/*
  * The console's pages live under `#/console` in the same app as the tenant dashboard, so a
  * link or a reload opens the same page after sign-in. Pure, so it is unit-tested.
  */
+
 export type ConsoleRoute =
   | { page: 'overview' }
   | { page: 'tenants' }

@@ -20,7 +20,7 @@ import {
   type UsageSummary,
 } from '../../../src/usage-client/index.ts';
 import { loadErrorMessage } from '../errors.ts';
-import { type Formatter, formatter } from '../format.ts';
+import { type Formatter, formatter, noun } from '../format.ts';
 import { listenWhileConnected } from '../light-element.ts';
 import {
   LEVEL_LABEL,
@@ -461,7 +461,7 @@ export class FlowmeterUsage extends LitElement {
     }
     const currency = p.currency ?? s.view.currency;
     return html`<div><dt>Upcoming invoice (Stripe)</dt><dd><span data-metric="invoice-total">${f.money(p.total ?? 0, currency)}</span>
-      <small><span data-metric="invoice-usage">${f.count(p.usageQuantity ?? 0)} executions for ${f.money(p.usageAmount ?? 0, currency)}</span>
+      <small><span data-metric="invoice-usage">${f.counted(p.usageQuantity ?? 0, 'execution')} for ${f.money(p.usageAmount ?? 0, currency)}</span>
         · as of <time datetime=${p.fetchedAt}>${f.time(new Date(p.fetchedAt))}</time></small>${note}</dd></div>`;
   }
 
@@ -487,7 +487,7 @@ export class FlowmeterUsage extends LitElement {
           <h2>${v.tenantName}</h2>
           <p class="sub">
             ${v.planName} · ${POLICY_LABEL[v.limitPolicy]} · ${f.period(v.periodStart, v.periodEnd)} ·
-            <span data-metric="days-left">${v.daysLeft} ${v.daysLeft === 1 ? 'day' : 'days'} left</span>
+            <span data-metric="days-left">${f.counted(v.daysLeft, 'day')} left</span>
           </p>
         </div>
         <span class="level ${v.level}" data-metric="level" data-level=${v.level}>
@@ -496,7 +496,7 @@ export class FlowmeterUsage extends LitElement {
       </header>
       <div class="usage">
         <span class="used" data-metric="used">${f.count(v.used)}</span>
-        <span class="quota">${v.quota === null ? 'executions this period' : html`of <span data-metric="quota">${f.count(v.quota)}</span> executions`}</span>
+        <span class="quota">${v.quota === null ? `${noun(v.used, 'execution')} this period` : html`of <span data-metric="quota">${f.count(v.quota)}</span> ${noun(v.quota, 'execution')}`}</span>
         <span class="reserved-note">+ <span data-metric="reserved">${f.count(v.reserved)}</span> reserved (running, not collected yet)</span>
       </div>
       ${
@@ -512,7 +512,7 @@ export class FlowmeterUsage extends LitElement {
       <dl>
         <div><dt>Remaining</dt><dd data-metric="remaining">${v.remaining === null ? 'Unlimited' : f.count(v.remaining)}</dd></div>
         <div><dt>Overage so far</dt><dd><span data-metric="overage">${f.count(v.overageUnits)}</span>
-          <small>executions over the quota</small></dd></div>
+          <small>${noun(v.overageUnits, 'execution')} over the quota</small></dd></div>
         <div><dt>Estimated overage cost</dt><dd data-metric="overage-cost">${f.money(v.overageAmount, v.currency)}</dd></div>
         ${this.#renderInvoice(s)}
         <div><dt>At the limit</dt><dd data-metric="at-limit" class="text ${v.blockedNow ? 'blocked' : ''}">${limitText}
@@ -520,7 +520,7 @@ export class FlowmeterUsage extends LitElement {
       </dl>
       <h3>Daily billable executions: this period and the previous one</h3>
       <div class="chart">
-        <canvas role="img" aria-label=${`Daily billable executions, ${series.current.length} days of this period against the previous period`}></canvas>
+        <canvas role="img" aria-label=${`Daily billable executions, ${f.counted(series.current.length, 'day')} of this period against the previous period`}></canvas>
       </div>
       <details>
         <summary>Daily numbers</summary>
