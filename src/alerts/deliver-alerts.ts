@@ -1,7 +1,9 @@
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
+import { rpcResult } from '../db/rpc-result.ts';
 import { type Attempt, type DeliveryRunInput, deliverClaimed } from '../domain/deliver-claimed.ts';
 import { type DeliverySummary, drainDeliveries } from '../domain/delivery-summary.ts';
+import type { Result } from '../domain/result.ts';
 import { type AlertChannel, DEFAULT_CHANNEL_TIMEOUT_MS } from './channels/channel.ts';
 import type { AlertMessage } from './channels/message.ts';
 
@@ -65,16 +67,18 @@ async function send(input: DeliverAlertsInput, d: ClaimedDelivery): Promise<Atte
  * At least once per channel; e-mail is de-duplicated by Resend through the key, Slack is
  * not. A failing channel never holds up the others.
  */
-export function deliverAlerts(input: DeliverAlertsInput): Promise<DeliverAlertsSummary> {
+export function deliverAlerts(input: DeliverAlertsInput): Promise<Result<DeliverAlertsSummary>> {
   return deliverClaimed(input, {
     noun: 'alert',
     defaults: { maxRows: 50, leaseSeconds: DEFAULT_LEASE_SECONDS, concurrency: 4 },
     claimName: 'claim_alert_deliveries',
-    claim: (lease) =>
-      input.db.rpc('claim_alert_deliveries', {
-        ...lease,
-        ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
-      }),
+    claim: async (lease) =>
+      rpcResult(
+        await input.db.rpc('claim_alert_deliveries', {
+          ...lease,
+          ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
+        }),
+      ),
     laneOf: (d) => d.channel_id,
     context: (d) => ({
       delivery_key: d.delivery_key,
@@ -116,7 +120,7 @@ export function batchWithinLease(
  */
 export async function drainAlerts(
   input: Omit<DeliverAlertsInput, 'maxRows'>,
-): Promise<DeliverAlertsSummary> {
+): Promise<Result<DeliverAlertsSummary>> {
   const maxRows = batchWithinLease(input.leaseSeconds ?? DEFAULT_LEASE_SECONDS);
   return drainDeliveries(() => deliverAlerts({ ...input, maxRows }));
 }

@@ -14,6 +14,7 @@ import { collect, createSource, type TestSource, useN8nServer } from '../support
 import { dropRequest, faultyDb, rpcFetch } from '../support/faults.ts';
 import { addMember, createPlan, createUser, setPlan } from '../support/fixtures.ts';
 import { DAY, HOUR } from '../support/milliseconds.ts';
+import { succeeded } from '../support/result.ts';
 import {
   anonClient,
   asRole,
@@ -43,12 +44,14 @@ const channels = alertChannelFactories(
 );
 /** A delivery run over this tenant's alerts only: other test files' alerts are theirs. */
 const deliver = (tenantId: string, factories = channels) =>
-  deliverAlerts({
-    db: serviceClient(),
-    channels: factories,
-    log: silentLogger,
-    tenantIds: [tenantId],
-  });
+  succeeded(
+    deliverAlerts({
+      db: serviceClient(),
+      channels: factories,
+      log: silentLogger,
+      tenantIds: [tenantId],
+    }),
+  );
 
 // Fakes ---------------------------------------------------------------------------------
 
@@ -600,7 +603,9 @@ describe('delivering alerts', () => {
           call.fn === 'finish_alert_delivery' && call.indexOfFn === 1 ? fault(call) : send(),
         ),
       );
-      const first = await deliverAlerts({ db, channels, log: silentLogger, tenantIds: [tenantId] });
+      const first = await succeeded(
+        deliverAlerts({ db, channels, log: silentLogger, tenantIds: [tenantId] }),
+      );
       expect(first).toMatchObject({ claimed: 1, delivered: 1 });
       expect(await deliveriesOf(tenantId)).toEqual([
         expect.objectContaining({ status: 'delivered', attempts: 1 }),
@@ -616,6 +621,28 @@ describe('delivering alerts', () => {
       expect(slack.requests.map((r) => r.status)).toEqual([200]);
     },
   );
+
+  it('a claim that never reaches the database is the run’s unavailable failure; nothing is sent', async () => {
+    const { source, tenantId } = await meteredTenant({ quota: 10 });
+    const slack = fakeSlack();
+    await addChannel('slack', slack.url, tenantId);
+    await ingest(source, 8);
+    const db = faultyDb(
+      rpcFetch((call, send) => (call.fn === 'claim_alert_deliveries' ? dropRequest(call) : send())),
+    );
+    const run = await deliverAlerts({ db, channels, log: silentLogger, tenantIds: [tenantId] });
+    expect(run).toMatchObject({
+      ok: false,
+      error: {
+        code: 'unavailable',
+        message: expect.stringMatching(/^claim_alert_deliveries failed: .*fetch failed/),
+      },
+    });
+    expect(slack.requests).toEqual([]);
+    expect(await deliveriesOf(tenantId)).toEqual([
+      expect.objectContaining({ status: 'pending', attempts: 0 }),
+    ]);
+  });
 
   it('e-mail goes through Resend with the delivery key as Idempotency-Key, the same on a retry', async () => {
     const { source, tenantId } = await meteredTenant({ quota: 10 });
@@ -668,13 +695,9 @@ describe('delivering alerts', () => {
       }),
     );
     // 50 s of lease fit five 8-second sends on one channel, with a margin.
-    const summary = await drainAlerts({
-      db,
-      channels,
-      log: silentLogger,
-      tenantIds: [tenantId],
-      leaseSeconds: 50,
-    });
+    const summary = await succeeded(
+      drainAlerts({ db, channels, log: silentLogger, tenantIds: [tenantId], leaseSeconds: 50 }),
+    );
     expect(summary).toEqual({ claimed: 12, delivered: 12, failed: 0, gaveUp: 0 });
     expect(claims).toEqual([5, 5, 2, 0]);
     expect(slack.requests.map((r) => r.status)).toEqual(Array(12).fill(200));
