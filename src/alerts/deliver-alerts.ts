@@ -3,7 +3,7 @@ import type { Database } from '../db/database.types.ts';
 import { rpcResult } from '../db/rpc-result.ts';
 import { type Attempt, type DeliveryRunInput, deliverClaimed } from '../domain/deliver-claimed.ts';
 import { type DeliverySummary, drainDeliveries } from '../domain/delivery-summary.ts';
-import type { Result } from '../domain/result.ts';
+import { fail, ok, type Result } from '../domain/result.ts';
 import { type AlertChannel, DEFAULT_CHANNEL_TIMEOUT_MS } from './channels/channel.ts';
 import type { AlertMessage } from './channels/message.ts';
 
@@ -42,21 +42,32 @@ const toAlertMessage = (d: ClaimedDelivery): AlertMessage => ({
   periodEnd: new Date(d.period_end),
 });
 
-function channelFor(d: ClaimedDelivery, factories: AlertChannelFactories): AlertChannel {
+/** The channel of a delivery; a kind this deployment has no sender for is not configured. */
+function channelFor(
+  d: ClaimedDelivery,
+  factories: AlertChannelFactories,
+): Result<AlertChannel, 'not_configured'> {
   const factory = d.channel_kind === 'slack' ? factories.slack : factories.email;
   if (!factory) {
-    throw new Error(
+    return fail(
+      'not_configured',
       d.channel_kind === 'email' ? NO_EMAIL_PROVIDER : `no sender for ${d.channel_kind} channels`,
     );
   }
-  return factory(d.channel_target);
+  return ok(factory(d.channel_target));
 }
 
+/** One attempt: a failure's message is the attempt's error, as operators read it. */
 async function send(input: DeliverAlertsInput, d: ClaimedDelivery): Promise<Attempt> {
+  const channel = channelFor(d, input.channels);
+  if (!channel.ok) return { error: channel.error.message };
   try {
-    await channelFor(d, input.channels).send(toAlertMessage(d), d.delivery_key);
-    return { error: null };
+    const sent = await channel.value.send(toAlertMessage(d), d.delivery_key);
+    return { error: sent.ok ? null : sent.error.message };
   } catch (error) {
+    // A fault of ours with this one delivery (its message could not be rendered) is
+    // recorded on it and retried, as any failed attempt, instead of ending the run for
+    // every other channel's deliveries.
     return { error: error instanceof Error ? error.message : String(error) };
   }
 }

@@ -9,6 +9,7 @@ import { deliverAlerts, drainAlerts, NO_EMAIL_PROVIDER } from '../../src/alerts/
 import { alertChannelFactories } from '../../src/alerts/from-config.ts';
 import { loadAlertsConfig } from '../../src/config/alerts-env.ts';
 import { ConfigError } from '../../src/config/env.ts';
+import { fail } from '../../src/domain/result.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { collect, createSource, type TestSource, useN8nServer } from '../support/collector.ts';
 import { dropRequest, faultyDb, rpcFetch } from '../support/faults.ts';
@@ -742,11 +743,23 @@ describe('channels and their configuration', () => {
         return HttpResponse.text('ok');
       }),
     );
-    const error = await createSlackChannel({ webhookUrl: url, timeoutMs: 50 })
-      .send(message, 'k')
-      .catch((e: Error) => e);
-    expect(error).toBeInstanceOf(Error);
-    expect((error as Error).message).toBe('Slack did not answer within 50 ms');
+    expect(await createSlackChannel({ webhookUrl: url, timeoutMs: 50 }).send(message, 'k')).toEqual(
+      fail('upstream_failed', 'Slack did not answer within 50 ms'),
+    );
+  });
+
+  it('a Slack webhook that cannot be reached fails naming the cause, not the URL', async () => {
+    const url = `https://hooks.slack.com/services/T0TEST/B0TEST/${randomBytes(12).toString('hex')}`;
+    server.use(http.post(url, () => HttpResponse.error()));
+    const sent = await createSlackChannel({ webhookUrl: url }).send(message, 'k');
+    expect(sent).toMatchObject({
+      ok: false,
+      error: {
+        code: 'upstream_failed',
+        message: expect.stringMatching(/^Slack could not be reached: /),
+      },
+    });
+    expect(JSON.stringify(sent)).not.toContain(url);
   });
 
   it("Resend's error body becomes a readable error", async () => {
@@ -761,8 +774,8 @@ describe('channels and their configuration', () => {
       ),
     );
     const channel = createResendEmailChannel({ apiKey: RESEND_KEY, from: FROM, to: 'a@b.test' });
-    await expect(channel.send(message, 'bad-from')).rejects.toThrow(
-      'Resend answered 403: validation_error: The domain is not verified.',
+    expect(await channel.send(message, 'bad-from')).toEqual(
+      fail('upstream_failed', 'Resend answered 403: validation_error: The domain is not verified.'),
     );
   });
 
