@@ -1,6 +1,5 @@
 import { alertDependencies, deliverAlerts } from '../../src/alerts/from-config.ts';
 import { loadAlertsConfig } from '../../src/config/alerts-env.ts';
-import { ok } from '../../src/domain/result.ts';
 import { resultResponse } from '../../src/http/responses.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
 import { recordedRun } from '../../src/ops/scheduled-run.ts';
@@ -14,7 +13,7 @@ export default async () => {
   const deps = alertDependencies(config, { log: createLogger(config.LOG_LEVEL) });
   const result = await recordedRun(
     { db: deps.db, functionName: 'deliver-alerts', log: deps.log },
-    async (log) => ok(await deliverAlerts({ ...deps, log })),
+    (log) => deliverAlerts({ ...deps, log }),
   );
   return resultResponse(result);
 };

@@ -1,5 +1,4 @@
 import { loadWebhooksConfig } from '../../src/config/webhooks-env.ts';
-import { ok } from '../../src/domain/result.ts';
 import { resultResponse } from '../../src/http/responses.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
 import { recordedRun } from '../../src/ops/scheduled-run.ts';
@@ -16,7 +15,7 @@ export default async () => {
   const deps = webhookDependencies(config, { log: createLogger(config.LOG_LEVEL) });
   const result = await recordedRun(
     { db: deps.db, functionName: 'deliver-webhooks', log: deps.log },
-    async (log) => ok(await drainWebhooks({ ...deps, log, budgetMs: 22_000 })),
+    (log) => drainWebhooks({ ...deps, log, budgetMs: 22_000 }),
   );
   return resultResponse(result);
 };

@@ -1,7 +1,9 @@
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
+import { rpcResult } from '../db/rpc-result.ts';
 import { type Attempt, type DeliveryRunInput, deliverClaimed } from '../domain/deliver-claimed.ts';
 import { type DeliverySummary, drainDeliveries } from '../domain/delivery-summary.ts';
+import { fail, ok, type Result } from '../domain/result.ts';
 import { type AlertChannel, DEFAULT_CHANNEL_TIMEOUT_MS } from './channels/channel.ts';
 import type { AlertMessage } from './channels/message.ts';
 
@@ -40,21 +42,32 @@ const toAlertMessage = (d: ClaimedDelivery): AlertMessage => ({
   periodEnd: new Date(d.period_end),
 });
 
-function channelFor(d: ClaimedDelivery, factories: AlertChannelFactories): AlertChannel {
+/** The channel of a delivery; a kind this deployment has no sender for is not configured. */
+function channelFor(
+  d: ClaimedDelivery,
+  factories: AlertChannelFactories,
+): Result<AlertChannel, 'not_configured'> {
   const factory = d.channel_kind === 'slack' ? factories.slack : factories.email;
   if (!factory) {
-    throw new Error(
+    return fail(
+      'not_configured',
       d.channel_kind === 'email' ? NO_EMAIL_PROVIDER : `no sender for ${d.channel_kind} channels`,
     );
   }
-  return factory(d.channel_target);
+  return ok(factory(d.channel_target));
 }
 
+/** One attempt: a failure's message is the attempt's error, as operators read it. */
 async function send(input: DeliverAlertsInput, d: ClaimedDelivery): Promise<Attempt> {
+  const channel = channelFor(d, input.channels);
+  if (!channel.ok) return { error: channel.error.message };
   try {
-    await channelFor(d, input.channels).send(toAlertMessage(d), d.delivery_key);
-    return { error: null };
+    const sent = await channel.value.send(toAlertMessage(d), d.delivery_key);
+    return { error: sent.ok ? null : sent.error.message };
   } catch (error) {
+    // A fault of ours with this one delivery (its message could not be rendered) is
+    // recorded on it and retried, as any failed attempt, instead of ending the run for
+    // every other channel's deliveries.
     return { error: error instanceof Error ? error.message : String(error) };
   }
 }
@@ -65,16 +78,18 @@ async function send(input: DeliverAlertsInput, d: ClaimedDelivery): Promise<Atte
  * At least once per channel; e-mail is de-duplicated by Resend through the key, Slack is
  * not. A failing channel never holds up the others.
  */
-export function deliverAlerts(input: DeliverAlertsInput): Promise<DeliverAlertsSummary> {
+export function deliverAlerts(input: DeliverAlertsInput): Promise<Result<DeliverAlertsSummary>> {
   return deliverClaimed(input, {
     noun: 'alert',
     defaults: { maxRows: 50, leaseSeconds: DEFAULT_LEASE_SECONDS, concurrency: 4 },
     claimName: 'claim_alert_deliveries',
-    claim: (lease) =>
-      input.db.rpc('claim_alert_deliveries', {
-        ...lease,
-        ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
-      }),
+    claim: async (lease) =>
+      rpcResult(
+        await input.db.rpc('claim_alert_deliveries', {
+          ...lease,
+          ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
+        }),
+      ),
     laneOf: (d) => d.channel_id,
     context: (d) => ({
       delivery_key: d.delivery_key,
@@ -116,7 +131,7 @@ export function batchWithinLease(
  */
 export async function drainAlerts(
   input: Omit<DeliverAlertsInput, 'maxRows'>,
-): Promise<DeliverAlertsSummary> {
+): Promise<Result<DeliverAlertsSummary>> {
   const maxRows = batchWithinLease(input.leaseSeconds ?? DEFAULT_LEASE_SECONDS);
   return drainDeliveries(() => deliverAlerts({ ...input, maxRows }));
 }

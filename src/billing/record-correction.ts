@@ -2,23 +2,60 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
+import { dbNumber } from '../db/json-number.ts';
+import { dbTimestamp } from '../db/json-time.ts';
 import { rpcResult } from '../db/rpc-result.ts';
 import { fail, ok, type Result } from '../domain/result.ts';
 
+/** A meter_corrections row as the generated types have it: what its other functions answer. */
 export type Correction = Database['public']['Tables']['meter_corrections']['Row'];
 
 /** The most executions one correction may add or take off. */
 export const MAX_CORRECTION = 1_000_000_000;
 
-const recordedSchema = z.object({
-  created: z.boolean(),
-  correction: z.looseObject({
-    id: z.coerce.number(),
-    identifier: z.string(),
-    method: z.enum(['meter_event', 'cancel', 'credit', 'none']),
-    status: z.enum(['pending', 'sent', 'recorded', 'late', 'review']),
-  }),
+/**
+ * A meter_corrections row as `to_jsonb` writes it (supabase/migrations/…_meter_corrections.sql):
+ * every column, nullable exactly where the table allows null, so a column renamed or dropped
+ * on one side fails here by name instead of reaching the CLI as undefined.
+ */
+const correctionSchema = z.object({
+  id: dbNumber,
+  tenant_id: z.guid(),
+  period_start: dbTimestamp,
+  period_end: dbTimestamp,
+  stripe_customer_id: z.string(),
+  event_name: z.string(),
+  kind: z.enum(['adjustment', 'repair']),
+  delta: dbNumber,
+  reason: z.string(),
+  requested_by: z.string(),
+  request_key: z.string(),
+  identifier: z.string(),
+  method: z.enum(['meter_event', 'cancel', 'credit', 'none']),
+  event_value: dbNumber.nullable(),
+  event_timestamp: dbTimestamp.nullable(),
+  cancels_identifier: z.string().nullable(),
+  cancelled_value: dbNumber.nullable(),
+  cancel_sent_at: dbTimestamp.nullable(),
+  credit_amount: dbNumber.nullable(),
+  currency: z.string().nullable(),
+  stripe_object_id: z.string().nullable(),
+  status: z.enum(['pending', 'sent', 'recorded', 'late', 'review']),
+  attempts: dbNumber,
+  unknown_outcome: z.boolean(),
+  first_attempt_at: dbTimestamp.nullable(),
+  last_attempt_at: dbTimestamp.nullable(),
+  last_error: z.string().nullable(),
+  last_error_kind: z.enum(['auth', 'rate_limited', 'refused', 'unavailable']).nullable(),
+  claimed_until: dbTimestamp.nullable(),
+  created_at: dbTimestamp,
+  sent_at: dbTimestamp.nullable(),
 });
+
+/** A correction as record_meter_correction answers it, checked; it is a Correction too. */
+export type RecordedCorrection = z.infer<typeof correctionSchema>;
+
+const recordedSchema = z.object({ created: z.boolean(), correction: correctionSchema });
 
 export interface RecordCorrectionInput {
   db: Db;
@@ -63,7 +100,7 @@ function defaultRequestKey(input: Omit<RecordCorrectionInput, 'db' | 'requestKey
  */
 export async function recordCorrection(
   input: RecordCorrectionInput,
-): Promise<Result<{ created: boolean; correction: Correction }>> {
+): Promise<Result<{ created: boolean; correction: RecordedCorrection }>> {
   if (
     !Number.isSafeInteger(input.delta) ||
     input.delta === 0 ||
@@ -100,11 +137,8 @@ export async function recordCorrection(
   if (!parsed.success) {
     return fail(
       'internal',
-      `record_meter_correction answered in an unexpected shape: ${parsed.error.message}`,
+      `record_meter_correction answered in a shape this version does not read: ${z.prettifyError(parsed.error)}`,
     );
   }
-  return ok({
-    created: parsed.data.created,
-    correction: parsed.data.correction as unknown as Correction,
-  });
+  return ok(parsed.data);
 }

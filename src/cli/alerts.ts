@@ -48,10 +48,12 @@ export function registerAlerts(alerts: Command, ctx: CommandContext): void {
     run: async (options: { tenant?: string[] }) => {
       const { config, database } = await ctx.open(loadAlertsConfig);
       const tenantIds = await database.tenantIds(options.tenant);
-      return drainAlerts({
-        ...alertDependencies(config, { log: cliLogger(io.err), db: database.db }),
-        ...(tenantIds ? { tenantIds } : {}),
-      });
+      return database.valueOrExit(
+        await drainAlerts({
+          ...alertDependencies(config, { log: cliLogger(io.err), db: database.db }),
+          ...(tenantIds ? { tenantIds } : {}),
+        }),
+      );
     },
     advice: '`flowmeter status` lists what is not delivered; docs/alerts.md explains retries.',
   });

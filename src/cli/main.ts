@@ -119,11 +119,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       io.err(hint ? `${error.message}\n${hint}` : error.message);
       return EXIT.usage;
     }
-    const message = error instanceof Error ? error.message : String(error);
-    io.err(`error: ${message}`);
-    return /fetch failed|ECONNREFUSED|ENOTFOUND|Could not connect/i.test(message)
-      ? EXIT.unavailable
-      : EXIT.failed;
+    // Not an expected failure (those carry their code): a fault of ours, never read as an
+    // outage from its wording.
+    io.err(`error: ${error instanceof Error ? error.message : String(error)}`);
+    return EXIT.failed;
   }
 }
 

@@ -217,7 +217,7 @@ export function registerWebhooks(webhooks: Command, ctx: CommandContext): void {
         );
       }
       const event = database.valueOrExit(await sendTestEvent({ db: deps.db, endpointId: id }));
-      await drainWebhooks({ ...deps, endpointIds: [id] });
+      database.valueOrExit(await drainWebhooks({ ...deps, endpointIds: [id] }));
       const deliveries = database.valueOrExit(
         await listDeliveries({ db: deps.db, endpointIds: [id], failedOnly: false, maxRows: 20 }),
       );
@@ -287,11 +287,13 @@ export function registerWebhooks(webhooks: Command, ctx: CommandContext): void {
     description: 'send due deliveries now (what the every-minute deliver-webhooks does)',
     only: endpointFilter(),
     run: async (options: { endpoint?: string }) => {
-      const { deps } = await openWebhooks(ctx);
-      return drainWebhooks({
-        ...deps,
-        ...(options.endpoint ? { endpointIds: [options.endpoint] } : {}),
-      });
+      const { database, deps } = await openWebhooks(ctx);
+      return database.valueOrExit(
+        await drainWebhooks({
+          ...deps,
+          ...(options.endpoint ? { endpointIds: [options.endpoint] } : {}),
+        }),
+      );
     },
   });
 }

@@ -5,6 +5,7 @@ import {
   type DeliverySummary,
   summarizeDeliveries,
 } from './delivery-summary.ts';
+import { fail, ok, type Result } from './result.ts';
 import { retryUnanswered } from './retry-unanswered.ts';
 
 /** What supabase-js answers for an RPC: `status` 0 when no answer came. */
@@ -44,9 +45,10 @@ export interface DeliveryOutbox<D, A extends Attempt> {
   noun: string;
   /** What a run is not told. */
   defaults: Required<Omit<DeliveryRunInput, 'log'>>;
-  /** The claim function's name, for the error when it fails. */
+  /** The claim function's name, for the failure when it fails. */
   claimName: string;
-  claim: (lease: { max_rows: number; lease_seconds: number }) => PromiseLike<RpcAnswer<D[]>>;
+  /** The claim function's answer as a Result (rpcResult): its failure ends the run. */
+  claim: (lease: { max_rows: number; lease_seconds: number }) => PromiseLike<Result<D[] | null>>;
   /** A lane's deliveries go one at a time, in claim order; without it each is its own lane. */
   laneOf?: (delivery: D) => unknown;
   /** What every log line about the delivery carries. */
@@ -116,21 +118,26 @@ async function deliverOne<D, A extends Attempt>(
 
 /**
  * Claims due deliveries under a lease, sends each and records its outcome (the SQL side
- * schedules retries and gives up). A failing lane never holds up the others.
+ * schedules retries and gives up). A failing lane never holds up the others. A claim that
+ * fails is the run's failure, with the claim's code (`unavailable` when the database did not
+ * answer) and its details, so each transport says what to check.
  */
 export async function deliverClaimed<D, A extends Attempt>(
   input: DeliveryRunInput,
   outbox: DeliveryOutbox<D, A>,
-): Promise<DeliverySummary> {
+): Promise<Result<DeliverySummary>> {
   const leaseSeconds = input.leaseSeconds ?? outbox.defaults.leaseSeconds;
   // Taken before the claim, so it never falls after the lease the database grants.
   const leaseEndsAt = Date.now() + leaseSeconds * 1000;
-  const { data, error } = await outbox.claim({
+  const claim = await outbox.claim({
     max_rows: input.maxRows ?? outbox.defaults.maxRows,
     lease_seconds: leaseSeconds,
   });
-  if (error) throw new Error(`${outbox.claimName} failed: ${error.message}`);
-  const claimed = data ?? [];
+  if (!claim.ok) {
+    const { code, message, details } = claim.error;
+    return fail(code, `${outbox.claimName} failed: ${message}`, details);
+  }
+  const claimed = claim.value ?? [];
   const limit = pLimit(input.concurrency ?? outbox.defaults.concurrency);
   const outcomes = await Promise.all(
     lanes(claimed, outbox.laneOf).map((lane) =>
@@ -143,5 +150,5 @@ export async function deliverClaimed<D, A extends Attempt>(
   );
   const summary = summarizeDeliveries(claimed.length, outcomes.flat());
   if (summary.claimed > 0) input.log.info({ ...summary }, `${outbox.noun} deliveries sent`);
-  return summary;
+  return ok(summary);
 }

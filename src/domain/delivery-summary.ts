@@ -1,3 +1,5 @@
+import { ok, type Result } from './result.ts';
+
 /** How one attempt at a claimed delivery (an alert's or a webhook's) ended. */
 export type DeliveryOutcome = 'delivered' | 'failed' | 'gave_up';
 
@@ -22,20 +24,23 @@ export function summarizeDeliveries(claimed: number, outcomes: DeliveryOutcome[]
 
 /**
  * Claims and sends batches until a claim comes back empty or `nextBatch` answers that no
- * further batch fits; the summary adds up every batch.
+ * further batch fits; the summary adds up every batch. A batch that fails (its claim did)
+ * ends the drain with that failure; what earlier batches sent is recorded on their rows.
  */
 export async function drainDeliveries(
-  nextBatch: () => Promise<DeliverySummary> | undefined,
-): Promise<DeliverySummary> {
+  nextBatch: () => Promise<Result<DeliverySummary>> | undefined,
+): Promise<Result<DeliverySummary>> {
   const total: DeliverySummary = { claimed: 0, delivered: 0, failed: 0, gaveUp: 0 };
   for (;;) {
     const sending = nextBatch();
-    if (sending === undefined) return total;
-    const batch = await sending;
+    if (sending === undefined) return ok(total);
+    const answer = await sending;
+    if (!answer.ok) return answer;
+    const batch = answer.value;
     total.claimed += batch.claimed;
     total.delivered += batch.delivered;
     total.failed += batch.failed;
     total.gaveUp += batch.gaveUp;
-    if (batch.claimed === 0) return total;
+    if (batch.claimed === 0) return ok(total);
   }
 }

@@ -1,5 +1,16 @@
+import { z } from 'zod';
 import type { Db } from '../db/client.ts';
+import { dbNumber } from '../db/json-number.ts';
 import type { Logger } from '../observability/logger.ts';
+
+/** What prune_history (supabase/migrations/…_operator.sql) answers: rows deleted per table. */
+const prunedSchema = z.object({
+  reservations: dbNumber,
+  scheduled_runs: dbNumber,
+  collector_runs: dbNumber,
+  webhook_events: dbNumber,
+  invoice_previews: dbNumber,
+});
 
 export interface UpkeepSummary {
   /** Execution partitions dropped for being older than the retention. */
@@ -36,14 +47,21 @@ export async function runUpkeep(input: {
   const { data: pruned, error: pruneError } = await db.rpc('prune_history', {
     retention_months: input.retentionMonths,
   });
-  if (pruneError) log.error({ error: pruneError.message }, 'history upkeep failed');
-  else if (pruned && typeof pruned === 'object' && !Array.isArray(pruned)) {
-    summary.pruned = Object.fromEntries(
-      Object.entries(pruned).map(([table, n]) => [table, Number(n)]),
+  if (pruneError) {
+    log.error({ error: pruneError.message }, 'history upkeep failed');
+    return summary;
+  }
+  const parsed = prunedSchema.safeParse(pruned);
+  if (!parsed.success) {
+    log.error(
+      { error: z.prettifyError(parsed.error) },
+      'prune_history answered in a shape this version does not read',
     );
-    if (Object.values(summary.pruned).some((n) => n > 0)) {
-      log.info({ pruned: summary.pruned }, 'pruned history past the retention');
-    }
+    return summary;
+  }
+  summary.pruned = parsed.data;
+  if (Object.values(summary.pruned).some((n) => n > 0)) {
+    log.info({ pruned: summary.pruned }, 'pruned history past the retention');
   }
   return summary;
 }

@@ -2,8 +2,10 @@ import { Webhook } from 'standardwebhooks';
 import type { Keyring } from '../crypto/keyring.ts';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
+import { rpcResult } from '../db/rpc-result.ts';
 import { type Attempt, type DeliveryRunInput, deliverClaimed } from '../domain/deliver-claimed.ts';
 import { type DeliverySummary, drainDeliveries } from '../domain/delivery-summary.ts';
+import type { Result } from '../domain/result.ts';
 import { checkEndpointUrl, type WebhookMode } from './endpoint-url.ts';
 import { openSigningSecret } from './signing-secret.ts';
 
@@ -128,7 +130,9 @@ async function send(input: DeliverWebhooksInput, d: ClaimedDelivery): Promise<We
  * schedules retries). At least once per endpoint; every attempt for one event carries the
  * same webhook-id and body, so a receiver drops a repeat by webhook-id.
  */
-export function deliverWebhooks(input: DeliverWebhooksInput): Promise<DeliverWebhooksSummary> {
+export function deliverWebhooks(
+  input: DeliverWebhooksInput,
+): Promise<Result<DeliverWebhooksSummary>> {
   return deliverClaimed(input, {
     noun: 'webhook',
     defaults: {
@@ -137,11 +141,13 @@ export function deliverWebhooks(input: DeliverWebhooksInput): Promise<DeliverWeb
       concurrency: DEFAULT_CONCURRENCY,
     },
     claimName: 'claim_webhook_deliveries',
-    claim: (lease) =>
-      input.db.rpc('claim_webhook_deliveries', {
-        ...lease,
-        ...(input.endpointIds ? { endpoint_ids: input.endpointIds } : {}),
-      }),
+    claim: async (lease) =>
+      rpcResult(
+        await input.db.rpc('claim_webhook_deliveries', {
+          ...lease,
+          ...(input.endpointIds ? { endpoint_ids: input.endpointIds } : {}),
+        }),
+      ),
     context: (d) => ({
       webhook_id: d.event_id,
       endpoint_id: d.endpoint_id,
@@ -166,7 +172,7 @@ export function deliverWebhooks(input: DeliverWebhooksInput): Promise<DeliverWeb
  */
 export async function drainWebhooks(
   input: Omit<DeliverWebhooksInput, 'maxRows'> & { budgetMs?: number },
-): Promise<DeliverWebhooksSummary> {
+): Promise<Result<DeliverWebhooksSummary>> {
   const started = Date.now();
   const leaseMarginMs = 10_000;
   const withinLeaseMs = (input.leaseSeconds ?? DEFAULT_LEASE_SECONDS) * 1000 - leaseMarginMs;

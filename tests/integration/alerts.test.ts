@@ -9,11 +9,13 @@ import { deliverAlerts, drainAlerts, NO_EMAIL_PROVIDER } from '../../src/alerts/
 import { alertChannelFactories } from '../../src/alerts/from-config.ts';
 import { loadAlertsConfig } from '../../src/config/alerts-env.ts';
 import { ConfigError } from '../../src/config/env.ts';
+import { fail } from '../../src/domain/result.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { collect, createSource, type TestSource, useN8nServer } from '../support/collector.ts';
 import { dropRequest, faultyDb, rpcFetch } from '../support/faults.ts';
 import { addMember, createPlan, createUser, setPlan } from '../support/fixtures.ts';
 import { DAY, HOUR } from '../support/milliseconds.ts';
+import { succeeded } from '../support/result.ts';
 import {
   anonClient,
   asRole,
@@ -43,12 +45,14 @@ const channels = alertChannelFactories(
 );
 /** A delivery run over this tenant's alerts only: other test files' alerts are theirs. */
 const deliver = (tenantId: string, factories = channels) =>
-  deliverAlerts({
-    db: serviceClient(),
-    channels: factories,
-    log: silentLogger,
-    tenantIds: [tenantId],
-  });
+  succeeded(
+    deliverAlerts({
+      db: serviceClient(),
+      channels: factories,
+      log: silentLogger,
+      tenantIds: [tenantId],
+    }),
+  );
 
 // Fakes ---------------------------------------------------------------------------------
 
@@ -600,7 +604,9 @@ describe('delivering alerts', () => {
           call.fn === 'finish_alert_delivery' && call.indexOfFn === 1 ? fault(call) : send(),
         ),
       );
-      const first = await deliverAlerts({ db, channels, log: silentLogger, tenantIds: [tenantId] });
+      const first = await succeeded(
+        deliverAlerts({ db, channels, log: silentLogger, tenantIds: [tenantId] }),
+      );
       expect(first).toMatchObject({ claimed: 1, delivered: 1 });
       expect(await deliveriesOf(tenantId)).toEqual([
         expect.objectContaining({ status: 'delivered', attempts: 1 }),
@@ -616,6 +622,28 @@ describe('delivering alerts', () => {
       expect(slack.requests.map((r) => r.status)).toEqual([200]);
     },
   );
+
+  it('a claim that never reaches the database is the run’s unavailable failure; nothing is sent', async () => {
+    const { source, tenantId } = await meteredTenant({ quota: 10 });
+    const slack = fakeSlack();
+    await addChannel('slack', slack.url, tenantId);
+    await ingest(source, 8);
+    const db = faultyDb(
+      rpcFetch((call, send) => (call.fn === 'claim_alert_deliveries' ? dropRequest(call) : send())),
+    );
+    const run = await deliverAlerts({ db, channels, log: silentLogger, tenantIds: [tenantId] });
+    expect(run).toMatchObject({
+      ok: false,
+      error: {
+        code: 'unavailable',
+        message: expect.stringMatching(/^claim_alert_deliveries failed: .*fetch failed/),
+      },
+    });
+    expect(slack.requests).toEqual([]);
+    expect(await deliveriesOf(tenantId)).toEqual([
+      expect.objectContaining({ status: 'pending', attempts: 0 }),
+    ]);
+  });
 
   it('e-mail goes through Resend with the delivery key as Idempotency-Key, the same on a retry', async () => {
     const { source, tenantId } = await meteredTenant({ quota: 10 });
@@ -668,13 +696,9 @@ describe('delivering alerts', () => {
       }),
     );
     // 50 s of lease fit five 8-second sends on one channel, with a margin.
-    const summary = await drainAlerts({
-      db,
-      channels,
-      log: silentLogger,
-      tenantIds: [tenantId],
-      leaseSeconds: 50,
-    });
+    const summary = await succeeded(
+      drainAlerts({ db, channels, log: silentLogger, tenantIds: [tenantId], leaseSeconds: 50 }),
+    );
     expect(summary).toEqual({ claimed: 12, delivered: 12, failed: 0, gaveUp: 0 });
     expect(claims).toEqual([5, 5, 2, 0]);
     expect(slack.requests.map((r) => r.status)).toEqual(Array(12).fill(200));
@@ -719,11 +743,23 @@ describe('channels and their configuration', () => {
         return HttpResponse.text('ok');
       }),
     );
-    const error = await createSlackChannel({ webhookUrl: url, timeoutMs: 50 })
-      .send(message, 'k')
-      .catch((e: Error) => e);
-    expect(error).toBeInstanceOf(Error);
-    expect((error as Error).message).toBe('Slack did not answer within 50 ms');
+    expect(await createSlackChannel({ webhookUrl: url, timeoutMs: 50 }).send(message, 'k')).toEqual(
+      fail('upstream_failed', 'Slack did not answer within 50 ms'),
+    );
+  });
+
+  it('a Slack webhook that cannot be reached fails naming the cause, not the URL', async () => {
+    const url = `https://hooks.slack.com/services/T0TEST/B0TEST/${randomBytes(12).toString('hex')}`;
+    server.use(http.post(url, () => HttpResponse.error()));
+    const sent = await createSlackChannel({ webhookUrl: url }).send(message, 'k');
+    expect(sent).toMatchObject({
+      ok: false,
+      error: {
+        code: 'upstream_failed',
+        message: expect.stringMatching(/^Slack could not be reached: /),
+      },
+    });
+    expect(JSON.stringify(sent)).not.toContain(url);
   });
 
   it("Resend's error body becomes a readable error", async () => {
@@ -738,8 +774,8 @@ describe('channels and their configuration', () => {
       ),
     );
     const channel = createResendEmailChannel({ apiKey: RESEND_KEY, from: FROM, to: 'a@b.test' });
-    await expect(channel.send(message, 'bad-from')).rejects.toThrow(
-      'Resend answered 403: validation_error: The domain is not verified.',
+    expect(await channel.send(message, 'bad-from')).toEqual(
+      fail('upstream_failed', 'Resend answered 403: validation_error: The domain is not verified.'),
     );
   });
 

@@ -5,12 +5,14 @@ import { EXIT } from '../../src/cli/main.ts';
 import { runCliWith } from '../support/cli.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { setCollectedUsage } from '../support/enforcement.ts';
+import { useTimedOutDatabase } from '../support/faults.ts';
 import { createPlan, createTenant } from '../support/fixtures.ts';
 import { superuser } from '../support/stack.ts';
 
 // Channels here always belong to a tenant: a global one would receive other test files'
 // alerts too.
 const server = useN8nServer();
+const timedOut = useTimedOutDatabase();
 const cli = runCliWith;
 
 /** A Slack incoming webhook (msw): the texts it got; answers `status` (200 "ok" by default). */
@@ -168,6 +170,13 @@ describe('flowmeter alerts deliver', () => {
       /^1 due: 1 delivered/,
     );
     expect(slack.texts).toHaveLength(1);
+  });
+
+  it('exits 3 when the database times out on the claim, saying what to check', async () => {
+    const run = await cli(['alerts', 'deliver'], { env: { SUPABASE_URL: timedOut.url() } });
+    expect(run.code).toBe(EXIT.unavailable);
+    expect(run.err).toMatch(/could not reach the database at .* \(HTTP 504\)\. Is it running/);
+    expect(run.out).toBe('');
   });
 
   it('refuses an unknown tenant before sending anything', async () => {

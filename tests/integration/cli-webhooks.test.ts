@@ -3,6 +3,7 @@ import { EXIT } from '../../src/cli/main.ts';
 import { WEBHOOK_EVENT_TYPES } from '../../src/webhooks/event-types.ts';
 import { runCliWith } from '../support/cli.ts';
 import { useN8nServer } from '../support/collector.ts';
+import { useTimedOutDatabase } from '../support/faults.ts';
 import { superuser } from '../support/stack.ts';
 import { fakeReceiver, type ReceiverAnswer } from '../support/webhooks.ts';
 
@@ -11,6 +12,7 @@ import { fakeReceiver, type ReceiverAnswer } from '../support/webhooks.ts';
  * what the CLI's own delivery run sends with the secrets the CLI printed.
  */
 const server = useN8nServer();
+const timedOut = useTimedOutDatabase();
 const local = { env: { WEBHOOK_MODE: 'local' } };
 
 /**
@@ -135,6 +137,15 @@ describe('flowmeter webhooks', () => {
       'select count(*)::int as n from public.webhook_endpoints',
     );
     expect(after.rows[0].n).toBe(before.rows[0].n);
+  });
+
+  it('deliver exits 3 when the database times out on the claim, saying what to check', async () => {
+    const run = await runCliWith(['webhooks', 'deliver'], {
+      env: { SUPABASE_URL: timedOut.url() },
+    });
+    expect(run.code).toBe(EXIT.unavailable);
+    expect(run.err).toMatch(/could not reach the database at .* \(HTTP 504\)\. Is it running/);
+    expect(run.out).toBe('');
   });
 
   it('an unknown endpoint is a usage error naming how to find the ids', async () => {

@@ -258,6 +258,35 @@ describe('a correction is recorded before it is sent, and sent the right way', (
   });
 });
 
+describe('record_meter_correction’s answer is read by name', () => {
+  it.each(['period_start', 'cancels_identifier'])(
+    'an answer whose %s was renamed fails the correction by that name',
+    async (key) => {
+      fakeStripe();
+      const { tenantId } = await reportedTenant(120);
+      const renamed = faultyDb(
+        rpcFetch(async (call, send) => {
+          if (call.fn !== 'record_meter_correction') return send();
+          const answer = (await (await send()).json()) as { correction: Record<string, unknown> };
+          const { [key]: value, ...row } = answer.correction;
+          return Response.json({ ...answer, correction: { ...row, [`${key}_renamed`]: value } });
+        }),
+      );
+      expect(await correct(tenantId, 15, `renamed ${key}`, renamed)).toMatchObject({
+        ok: false,
+        error: {
+          code: 'internal',
+          message: expect.stringMatching(
+            new RegExp(
+              `^record_meter_correction answered in a shape this version does not read:[\\s\\S]*correction\\.${key}$`,
+            ),
+          ),
+        },
+      });
+    },
+  );
+});
+
 describe('exactly once under faults', () => {
   const FAULTS: ReadonlyArray<readonly [number, StripeFault]> = [
     [5, 'ok'],

@@ -3,6 +3,7 @@ import deliverWebhooksFunction from '../../netlify/functions/deliver-webhooks.mt
 import { addEndpoint } from '../../src/webhooks/add-endpoint.ts';
 import { sendTestEvent } from '../../src/webhooks/send-test-event.ts';
 import { useN8nServer } from '../support/collector.ts';
+import { useTimedOutDatabase } from '../support/faults.ts';
 import { useOwnStack } from '../support/own-stack.ts';
 import { fakeReceiver, webhookKeyring } from '../support/webhooks.ts';
 
@@ -12,17 +13,23 @@ import { fakeReceiver, webhookKeyring } from '../support/webhooks.ts';
  */
 const server = useN8nServer();
 const own = useOwnStack();
+const timedOut = useTimedOutDatabase();
+
+/** The environment Netlify gives the function, its database at `supabaseUrl`. */
+function stubFunctionEnv(supabaseUrl: string) {
+  vi.stubEnv('SUPABASE_URL', supabaseUrl);
+  vi.stubEnv('SUPABASE_SERVICE_ROLE_KEY', own.stack.serviceRoleKey);
+  vi.stubEnv(
+    'FLOWMETER_ENCRYPTION_KEYS',
+    `k1:${webhookKeyring.keys.get('k1')?.toString('base64')}`,
+  );
+  vi.stubEnv('WEBHOOK_MODE', 'local');
+  vi.stubEnv('LOG_LEVEL', 'error');
+}
 
 describe('deliver-webhooks (the scheduled function)', () => {
   it('delivers a due webhook from its own environment and records the run', async () => {
-    vi.stubEnv('SUPABASE_URL', own.stack.supabaseUrl);
-    vi.stubEnv('SUPABASE_SERVICE_ROLE_KEY', own.stack.serviceRoleKey);
-    vi.stubEnv(
-      'FLOWMETER_ENCRYPTION_KEYS',
-      `k1:${webhookKeyring.keys.get('k1')?.toString('base64')}`,
-    );
-    vi.stubEnv('WEBHOOK_MODE', 'local');
-    vi.stubEnv('LOG_LEVEL', 'error');
+    stubFunctionEnv(own.stack.supabaseUrl);
     try {
       const receiver = fakeReceiver(server);
       const added = await addEndpoint({
@@ -58,6 +65,24 @@ describe('deliver-webhooks (the scheduled function)', () => {
       expect(rows).toHaveLength(1);
       expect(rows[0]).toMatchObject({ ok: true, finished: true, error: null });
       expect(rows[0].summary.delivered).toBeGreaterThanOrEqual(1);
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+
+  it('answers 503 with the claim’s failure when the database times out on it', async () => {
+    stubFunctionEnv(timedOut.url());
+    try {
+      const response = await deliverWebhooksFunction();
+      expect(response.status).toBe(503);
+      expect(await response.json()).toEqual({
+        error: {
+          code: 'unavailable',
+          message:
+            'claim_webhook_deliveries failed: Timed out acquiring connection from connection pool.',
+          details: expect.objectContaining({ status: 504 }),
+        },
+      });
     } finally {
       vi.unstubAllEnvs();
     }

@@ -1,9 +1,9 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { silentLogger } from '../../src/observability/logger.ts';
+import { type Logger, silentLogger } from '../../src/observability/logger.ts';
 import { runUpkeep } from '../../src/ops/upkeep.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
 import { askEnforce, currentCounters } from '../support/enforcement.ts';
-import { waitForLockWait } from '../support/faults.ts';
+import { faultyDb, rpcFetch, waitForLockWait } from '../support/faults.ts';
 import { createPlan, createTenant } from '../support/fixtures.ts';
 import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
@@ -178,6 +178,33 @@ describe('history is pruned after the retention', () => {
     expect(await remaining(tenant.id)).toBe(1);
     expect(await runsNamed(name)).toBe(0);
     expect(summary.pruned).toMatchObject({ reservations: expect.any(Number) });
+  });
+});
+
+describe('the upkeep reads prune_history’s answer by name', () => {
+  it('an answer with a renamed key is logged naming it, and nothing is reported as pruned', async () => {
+    const errors: Array<{ fields: object; message: string | undefined }> = [];
+    const log: Logger = {
+      ...silentLogger,
+      error: (fields, message) => errors.push({ fields, message }),
+      child: () => log,
+    };
+    const renamed = faultyDb(
+      rpcFetch(async (call, send) => {
+        if (call.fn !== 'prune_history') return send();
+        const { reservations, ...rest } = (await (await send()).json()) as Record<string, unknown>;
+        return Response.json({ ...rest, released_reservations: reservations });
+      }),
+    );
+    // A retention far back enough that nothing of other test files' history is pruned.
+    const summary = await runUpkeep({ db: renamed, retentionMonths: 600, log });
+    expect(summary.pruned).toEqual({});
+    expect(errors).toEqual([
+      {
+        fields: { error: expect.stringMatching(/→ at reservations/) },
+        message: 'prune_history answered in a shape this version does not read',
+      },
+    ]);
   });
 });
 

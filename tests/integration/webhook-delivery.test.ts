@@ -14,6 +14,7 @@ import { sendTestEvent } from '../../src/webhooks/send-test-event.ts';
 import { setEndpointEnabled } from '../../src/webhooks/set-endpoint-enabled.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { dropRequest, faultyDb, loseResponse, Rng, rpcFetch } from '../support/faults.ts';
+import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 import {
   deliveriesOf,
@@ -32,6 +33,9 @@ import {
  * request dropped or its answer lost, as a crash would leave it).
  */
 const server = useN8nServer();
+
+/** One delivery run; its failure (a claim that failed) fails the test. */
+const deliver = (input: Parameters<typeof deliverWebhooks>[0]) => succeeded(deliverWebhooks(input));
 
 const RETRY_DELAYS_SECONDS = [5, 300, 1800, 7200, 18000, 36000, 36000];
 
@@ -70,7 +74,7 @@ describe('webhook delivery', () => {
     const event = await sendTestEvent({ db: serviceClient(), endpointId: endpoint.id });
     if (!event.ok) throw new Error(event.error.message);
 
-    const summary = await deliverWebhooks(deliveryInput([endpoint.id]));
+    const summary = await deliver(deliveryInput([endpoint.id]));
 
     expect(summary).toEqual({ claimed: 1, delivered: 1, failed: 0, gaveUp: 0 });
     const [request] = receiver.requests;
@@ -158,9 +162,8 @@ describe('webhook delivery', () => {
           a.secrets.push(rotated.value.secret);
           rotatedAtRequest = a.requests.length;
         }
-        await deliverWebhooks(deliveryInput(endpointIds, { db, timeoutMs: 500 })).catch(
-          () => undefined,
-        );
+        // A claim whose answer was lost fails this round; the next claims again.
+        await deliverWebhooks(deliveryInput(endpointIds, { db, timeoutMs: 500 }));
         const rows = await deliveriesOf(endpointIds);
         if (round > rotateAtRound && rows.every((r) => r.status === 'delivered')) break;
         await timePasses(endpointIds);
@@ -196,7 +199,7 @@ describe('webhook delivery', () => {
     await sendTestEvent({ db: serviceClient(), endpointId: endpoint.id });
 
     for (let attempt = 1; attempt <= 8; attempt++) {
-      const summary = await deliverWebhooks(deliveryInput([endpoint.id]));
+      const summary = await deliver(deliveryInput([endpoint.id]));
       expect(summary.claimed).toBe(1);
       const [row] = await deliveriesOf([endpoint.id]);
       expect(row).toMatchObject({ status: 'failed', attempts: attempt, last_status: 500 });
@@ -213,7 +216,7 @@ describe('webhook delivery', () => {
       }
       await timePasses([endpoint.id]);
     }
-    expect(await deliverWebhooks(deliveryInput([endpoint.id]))).toMatchObject({ claimed: 0 });
+    expect(await deliver(deliveryInput([endpoint.id]))).toMatchObject({ claimed: 0 });
     const failed = await listDeliveries({
       db: serviceClient(),
       endpointIds: [endpoint.id],
@@ -234,12 +237,36 @@ describe('webhook delivery', () => {
       ok: true,
       value: 1,
     });
-    expect(await drainWebhooks(deliveryInput([endpoint.id]))).toMatchObject({ delivered: 1 });
+    expect(await succeeded(drainWebhooks(deliveryInput([endpoint.id])))).toMatchObject({
+      delivered: 1,
+    });
     const healed = operatorStatusSchema.parse((await serviceClient().rpc('operator_status')).data);
     expect(healed.webhook_deliveries.failing_endpoints.map((e) => e.id)).not.toContain(endpoint.id);
     const ids = new Set(receiver.requests.map((r) => r.id));
     expect(ids.size).toBe(1);
     expect(new Set(receiver.requests.map((r) => r.body)).size).toBe(1);
+  });
+
+  it('a claim that never reaches the database is the run’s unavailable failure; nothing is sent', async () => {
+    const receiver = fakeReceiver(server);
+    const endpoint = await receiverEndpoint(receiver);
+    await sendTestEvent({ db: serviceClient(), endpointId: endpoint.id });
+    const db = faultyDb(
+      rpcFetch((call, send) =>
+        call.fn === 'claim_webhook_deliveries' ? dropRequest(call) : send(),
+      ),
+    );
+    expect(await drainWebhooks(deliveryInput([endpoint.id], { db }))).toMatchObject({
+      ok: false,
+      error: {
+        code: 'unavailable',
+        message: expect.stringMatching(/^claim_webhook_deliveries failed: .*fetch failed/),
+      },
+    });
+    expect(receiver.requests).toEqual([]);
+    expect(await deliveriesOf([endpoint.id])).toEqual([
+      expect.objectContaining({ status: 'pending', attempts: 0 }),
+    ]);
   });
 
   it('a sender that vanished mid-send: its 8th attempt never reported, the delivery is given up', async () => {
@@ -251,7 +278,7 @@ describe('webhook delivery', () => {
          lease_expires_at = now() - interval '1 second' where endpoint_id = $1`,
       [endpoint.id],
     );
-    expect(await deliverWebhooks(deliveryInput([endpoint.id]))).toMatchObject({ claimed: 0 });
+    expect(await deliver(deliveryInput([endpoint.id]))).toMatchObject({ claimed: 0 });
     const [row] = await deliveriesOf([endpoint.id]);
     expect(row).toMatchObject({ status: 'failed', next_attempt_at: null });
     expect(row?.last_error).toMatch(/never reported an outcome/);
@@ -274,7 +301,7 @@ describe('webhook delivery', () => {
       }),
     );
     await sendTestEvent({ db: serviceClient(), endpointId: endpoint.id });
-    expect(await deliverWebhooks(deliveryInput([endpoint.id]))).toMatchObject({ failed: 1 });
+    expect(await deliver(deliveryInput([endpoint.id]))).toMatchObject({ failed: 1 });
     const [row] = await deliveriesOf([endpoint.id]);
     expect(row).toMatchObject({ status: 'failed', last_status: 307 });
     expect(row?.last_error).toMatch(/redirects are not followed/);
@@ -287,10 +314,10 @@ describe('webhook delivery', () => {
     const [waiting] = await recordEvents([endpoint.id], 1, `disabled-${endpoint.id}`);
     await setEndpointEnabled({ db: serviceClient(), endpointId: endpoint.id, enabled: false });
     await recordEvents([endpoint.id], 1, `while-disabled-${endpoint.id}`);
-    expect(await deliverWebhooks(deliveryInput([endpoint.id]))).toMatchObject({ claimed: 0 });
+    expect(await deliver(deliveryInput([endpoint.id]))).toMatchObject({ claimed: 0 });
 
     await setEndpointEnabled({ db: serviceClient(), endpointId: endpoint.id, enabled: true });
-    expect(await deliverWebhooks(deliveryInput([endpoint.id]))).toMatchObject({ delivered: 1 });
+    expect(await deliver(deliveryInput([endpoint.id]))).toMatchObject({ delivered: 1 });
     expect(receiver.requests.map((r) => r.id)).toEqual([waiting]);
   });
 
@@ -298,7 +325,7 @@ describe('webhook delivery', () => {
     const { receiver, endpoint } = await testEventAfter(
       "update public.webhook_endpoint_secrets set expires_at = now() - interval '1 second' where endpoint_id = $1",
     );
-    expect(await deliverWebhooks(deliveryInput([endpoint.id]))).toMatchObject({ failed: 1 });
+    expect(await deliver(deliveryInput([endpoint.id]))).toMatchObject({ failed: 1 });
     expect(receiver.requests).toEqual([]);
     const [row] = await deliveriesOf([endpoint.id]);
     expect(row?.last_error).toMatch(/no valid secret/);
@@ -320,7 +347,7 @@ describe('webhook delivery', () => {
     await sendTestEvent({ db: serviceClient(), endpointId: endpoint.id });
 
     answer = '10.0.0.7';
-    const summary = await deliverWebhooks(
+    const summary = await deliver(
       deliveryInput([endpoint.id], { mode: 'production', fetch: publicOnlyFetch(resolve) }),
     );
     expect(summary).toMatchObject({ claimed: 1, failed: 1 });
@@ -335,7 +362,7 @@ describe('webhook delivery', () => {
     const { endpoint } = await testEventAfter(
       "update public.webhook_endpoints set url = 'http://127.0.0.1:9/hook' where id = $1",
     );
-    await deliverWebhooks(deliveryInput([endpoint.id], { mode: 'production' }));
+    await deliver(deliveryInput([endpoint.id], { mode: 'production' }));
     const [row] = await deliveriesOf([endpoint.id]);
     expect(row?.last_error).toMatch(/refused: the endpoint URL must start with https/);
   });

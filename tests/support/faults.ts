@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import type pg from 'pg';
 import { afterAll, beforeAll } from 'vitest';
@@ -143,6 +145,29 @@ export async function loseResponse(
   const response = await send();
   await response.arrayBuffer();
   throw connectionReset(`${call.fn} #${call.indexOfFn} answered ${response.status}, answer lost`);
+}
+
+/**
+ * A Supabase URL, for a process configured by its environment (the CLI, a scheduled
+ * function), whose every request is answered as PostgREST answers when it timed out waiting
+ * for a database connection: 504 with PGRST003. Something listens, but the database does not
+ * answer. Listening for this test file only.
+ */
+export function useTimedOutDatabase(): { url: () => string } {
+  const server = createServer((_, res) => {
+    res.writeHead(504, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({
+        code: 'PGRST003',
+        message: 'Timed out acquiring connection from connection pool.',
+        details: null,
+        hint: null,
+      }),
+    );
+  });
+  beforeAll(() => new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening)));
+  afterAll(() => new Promise<void>((closed) => server.close(() => closed())));
+  return { url: () => `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
 // Mid-transaction failures ----------------------------------------------------------------

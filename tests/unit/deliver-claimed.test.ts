@@ -4,6 +4,7 @@ import {
   type DeliveryOutbox,
   deliverClaimed,
 } from '../../src/domain/deliver-claimed.ts';
+import { fail, ok } from '../../src/domain/result.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 
 interface Delivery {
@@ -23,7 +24,7 @@ function outbox(due: Delivery[], overrides: Partial<DeliveryOutbox<Delivery, Att
     noun: 'test',
     defaults: { maxRows: 10, leaseSeconds: 60, concurrency: 2 },
     claimName: 'claim_test_deliveries',
-    claim: async (lease) => ({ data: due.slice(0, lease.max_rows), error: null, status: 200 }),
+    claim: async (lease) => ok(due.slice(0, lease.max_rows)),
     laneOf: (d) => d.lane,
     context: (d) => ({ id: d.id }),
     send: async (d) => {
@@ -79,12 +80,9 @@ describe('delivering claimed deliveries', () => {
       { id: 3, lane: 'c', answer: 'last' },
     ];
     const { run, finished } = outbox(due);
-    expect(await deliverClaimed({ log: silentLogger }, run)).toEqual({
-      claimed: 3,
-      delivered: 1,
-      failed: 1,
-      gaveUp: 1,
-    });
+    expect(await deliverClaimed({ log: silentLogger }, run)).toEqual(
+      ok({ claimed: 3, delivered: 1, failed: 1, gaveUp: 1 }),
+    );
     expect(finished.sort((x, y) => x.id - y.id)).toEqual([
       { id: 1, outcome: { delivered: true } },
       { id: 2, outcome: { delivered: false, error: 'boom' } },
@@ -97,7 +95,7 @@ describe('delivering claimed deliveries', () => {
     const { run } = outbox([], {
       claim: async (lease) => {
         leases.push(lease);
-        return { data: [], error: null, status: 200 };
+        return ok([]);
       },
     });
     await deliverClaimed({ log: silentLogger }, run);
@@ -108,13 +106,15 @@ describe('delivering claimed deliveries', () => {
     ]);
   });
 
-  it('a failed claim throws, naming the claim function', async () => {
-    const { run } = outbox([], {
-      claim: async () => ({ data: null, error: { message: 'connection refused' }, status: 0 }),
+  it('a failed claim is the run’s failure, with its code and details, naming the claim function', async () => {
+    const details = { status: 0 };
+    const { run, sent } = outbox([{ id: 1, lane: 'a', answer: 'ok' }], {
+      claim: async () => fail('unavailable', 'connection refused', details),
     });
-    await expect(deliverClaimed({ log: silentLogger }, run)).rejects.toThrow(
-      'claim_test_deliveries failed: connection refused',
+    expect(await deliverClaimed({ log: silentLogger }, run)).toEqual(
+      fail('unavailable', 'claim_test_deliveries failed: connection refused', details),
     );
+    expect(sent).toEqual([]);
   });
 
   it('an outcome that could not be recorded still counts as what the attempt did', async () => {
@@ -122,7 +122,7 @@ describe('delivering claimed deliveries', () => {
       finish: async () => ({ data: null, error: { message: 'timeout' }, status: 0 }),
     });
     expect(await deliverClaimed({ log: silentLogger, leaseSeconds: 1 }, run)).toMatchObject({
-      delivered: 1,
+      value: { delivered: 1 },
     });
   });
 
@@ -144,7 +144,9 @@ describe('delivering claimed deliveries', () => {
         );
       },
     });
-    expect(await deliverClaimed({ log: silentLogger }, run)).toMatchObject({ delivered: 1 });
+    expect(await deliverClaimed({ log: silentLogger }, run)).toMatchObject({
+      value: { delivered: 1 },
+    });
     expect(sent).toEqual([1]);
     expect(recorded).toEqual([1, 1, 1]);
   });

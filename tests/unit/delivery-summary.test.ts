@@ -4,13 +4,15 @@ import {
   drainDeliveries,
   summarizeDeliveries,
 } from '../../src/domain/delivery-summary.ts';
+import { fail, ok } from '../../src/domain/result.ts';
 
-const batch = (claimed: number, delivered = claimed): DeliverySummary => ({
+const summary = (claimed: number, delivered = claimed): DeliverySummary => ({
   claimed,
   delivered,
   failed: claimed - delivered,
   gaveUp: 0,
 });
+const batch = (claimed: number, delivered = claimed) => ok(summary(claimed, delivered));
 
 describe('delivery summaries', () => {
   it('count each outcome of the claimed deliveries', () => {
@@ -27,7 +29,7 @@ describe('delivery summaries', () => {
     let calls = 0;
     const total = await drainDeliveries(async () => batches[calls++] ?? batch(9));
     expect(calls).toBe(3);
-    expect(total).toEqual({ claimed: 4, delivered: 3, failed: 1, gaveUp: 0 });
+    expect(total).toEqual(ok({ claimed: 4, delivered: 3, failed: 1, gaveUp: 0 }));
   });
 
   it('drain stops before a batch that does not fit', async () => {
@@ -36,6 +38,14 @@ describe('delivery summaries', () => {
       calls++ < 2 ? Promise.resolve(batch(2)) : undefined,
     );
     expect(calls).toBe(3);
-    expect(total).toEqual({ claimed: 4, delivered: 4, failed: 0, gaveUp: 0 });
+    expect(total).toEqual(ok({ claimed: 4, delivered: 4, failed: 0, gaveUp: 0 }));
+  });
+
+  it('drain stops at a batch whose claim failed, with its failure', async () => {
+    const batches = [batch(2), fail('unavailable', 'claim failed: no answer'), batch(0)];
+    let calls = 0;
+    const total = await drainDeliveries(async () => batches[calls++] ?? batch(9));
+    expect(calls).toBe(2);
+    expect(total).toEqual(fail('unavailable', 'claim failed: no answer'));
   });
 });

@@ -1,13 +1,19 @@
+import { fail, ok, type Result } from '../../domain/result.ts';
 import type { AlertMessage } from './message.ts';
 
 /**
- * One way out for an alert. `send` resolves once the provider accepted the message and
- * throws an Error saying what went wrong otherwise. Channels never retry: the delivery
- * table does, with backoff, across runs.
+ * What a send answers: ok once the provider accepted the message, else `upstream_failed`
+ * with what went wrong, the text recorded as the attempt's error.
+ */
+export type ChannelSend = Result<null, 'upstream_failed'>;
+
+/**
+ * One way out for an alert. Channels never retry: the delivery table does, with backoff,
+ * across runs.
  */
 export interface AlertChannel {
   /** `deliveryKey` is the same on every attempt for one alert and channel. */
-  send(message: AlertMessage, deliveryKey: string): Promise<void>;
+  send(message: AlertMessage, deliveryKey: string): Promise<ChannelSend>;
 }
 
 /** Per-request limit for every channel's HTTP call. */
@@ -20,16 +26,16 @@ export interface HttpChannelOptions {
 }
 
 /**
- * POSTs a JSON message to a provider and resolves once it accepted it (2xx); otherwise
- * throws `<service> answered <status>` followed by what `explain` makes of the answer's
- * start. A timeout or a network failure becomes an Error naming the service.
+ * POSTs a JSON message to a provider: ok once it accepted it (2xx); otherwise a failure
+ * `<service> answered <status>` followed by what `explain` makes of the answer's start. A
+ * timeout or a network failure is a failure naming the service.
  */
 export async function postMessage(
   service: string,
   options: HttpChannelOptions,
   request: { url: string; headers?: Record<string, string>; message: unknown },
   explain: (body: string) => string,
-): Promise<void> {
+): Promise<ChannelSend> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_CHANNEL_TIMEOUT_MS;
   let response: Response;
   try {
@@ -42,13 +48,16 @@ export async function postMessage(
   } catch (error) {
     const failure = error as Error & { cause?: unknown };
     if (failure.name === 'TimeoutError' || failure.name === 'AbortError') {
-      throw new Error(`${service} did not answer within ${timeoutMs} ms`);
+      return fail('upstream_failed', `${service} did not answer within ${timeoutMs} ms`);
     }
     const cause = failure.cause instanceof Error ? failure.cause.message : failure.message;
-    throw new Error(`${service} could not be reached: ${cause}`);
+    return fail('upstream_failed', `${service} could not be reached: ${cause}`);
   }
   const body = await bodySnippet(response);
-  if (!response.ok) throw new Error(`${service} answered ${response.status}${explain(body)}`);
+  if (!response.ok) {
+    return fail('upstream_failed', `${service} answered ${response.status}${explain(body)}`);
+  }
+  return ok(null);
 }
 
 /** The start of a response body, for an error message (never the whole of a large page). */
