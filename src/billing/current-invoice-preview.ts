@@ -1,7 +1,8 @@
 import type Stripe from 'stripe';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
-import { fail, ok, type Result } from '../domain/result.ts';
+import { callFailed } from '../db/rpc-result.ts';
+import { ok, type Result } from '../domain/result.ts';
 import type { Logger } from '../observability/logger.ts';
 import { refreshInvoicePreviews } from './refresh-invoice-previews.ts';
 
@@ -30,7 +31,7 @@ export interface CurrentInvoicePreview {
  */
 export async function currentInvoicePreview(
   input: CurrentInvoicePreviewInput,
-): Promise<Result<CurrentInvoicePreview, 'unavailable'>> {
+): Promise<Result<CurrentInvoicePreview>> {
   let refreshError: string | null = null;
   if (input.stripe) {
     const refreshed = await refreshInvoicePreviews({
@@ -43,9 +44,9 @@ export async function currentInvoicePreview(
     if (!refreshed.ok) return refreshed;
     refreshError = refreshed.value.failed[0]?.message ?? null;
   }
-  const { data, error } = await input.db.rpc('tenant_invoice_preview', {
+  const { data, error, status } = await input.db.rpc('tenant_invoice_preview', {
     tenant_id: input.tenantId,
   });
-  if (error) return fail('unavailable', `tenant_invoice_preview failed: ${error.message}`);
+  if (error) return callFailed('tenant_invoice_preview', { error, status });
   return ok({ preview: data?.[0] ?? null, refreshError });
 }

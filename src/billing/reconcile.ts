@@ -1,6 +1,7 @@
 import type Stripe from 'stripe';
 import type { Db } from '../db/client.ts';
-import { fail, ok, type Result } from '../domain/result.ts';
+import { callFailed } from '../db/rpc-result.ts';
+import { ok, type Result } from '../domain/result.ts';
 import type { Logger } from '../observability/logger.ts';
 import { recordCorrection } from './record-correction.ts';
 import { type Finding, refreshInvoicePreviews } from './refresh-invoice-previews.ts';
@@ -61,13 +62,13 @@ export function startOfLastMonth(now = new Date()): Date {
 }
 
 /** Counters recomputed from raw executions: each drift recorded, logged, and repaired when asked. */
-async function reconcileCounters(input: ReconcileInput): Promise<Result<Finding[], 'unavailable'>> {
-  const { data, error } = await input.db.rpc('reconcile_counters', {
+async function reconcileCounters(input: ReconcileInput): Promise<Result<Finding[]>> {
+  const { data, error, status } = await input.db.rpc('reconcile_counters', {
     since: input.since.toISOString(),
     repair: input.repair ?? false,
     ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
   });
-  if (error) return fail('unavailable', `reconcile_counters failed: ${error.message}`);
+  if (error) return callFailed('reconcile_counters', { error, status });
   for (const f of data ?? []) {
     input.log.error({ finding: f }, f.repaired ? 'counter drift repaired' : 'counter drift found');
   }
@@ -83,9 +84,7 @@ async function reconcileCounters(input: ReconcileInput): Promise<Result<Finding[
  * sent like `flowmeter adjust`'s (a meter event, a cancellation or a credit); what is not
  * sent now goes with the next report-usage run.
  */
-export async function runReconciliation(
-  input: ReconcileInput,
-): Promise<Result<ReconcileSummary, 'unavailable'>> {
+export async function runReconciliation(input: ReconcileInput): Promise<Result<ReconcileSummary>> {
   const counterFindings = await reconcileCounters(input);
   if (!counterFindings.ok) return counterFindings;
   const summary: ReconcileSummary = {
@@ -101,11 +100,15 @@ export async function runReconciliation(
   if (!stripe) return ok(summary);
 
   const now = input.now ?? Date.now;
-  const { data: totals, error: totalsError } = await db.rpc('sent_meter_totals', {
+  const {
+    data: totals,
+    error: totalsError,
+    status: totalsStatus,
+  } = await db.rpc('sent_meter_totals', {
     since: input.since.toISOString(),
   });
   if (totalsError) {
-    return fail('unavailable', `sent_meter_totals failed: ${totalsError.message}`);
+    return callFailed('sent_meter_totals', { error: totalsError, status: totalsStatus });
   }
   const settle = input.settleMs ?? 3600_000;
   const repairs: number[] = [];

@@ -1,7 +1,8 @@
 import type Stripe from 'stripe';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
-import { fail, ok, type Result } from '../domain/result.ts';
+import { callFailed } from '../db/rpc-result.ts';
+import { ok, type Result } from '../domain/result.ts';
 import type { Logger } from '../observability/logger.ts';
 import {
   PREVIEW_EXPAND,
@@ -96,7 +97,7 @@ async function fetchPreview(
   input: RefreshInvoicePreviewsInput,
   target: PreviewTarget,
   summary: RefreshInvoicePreviewsSummary,
-): Promise<Result<PreviewAmounts | null, 'unavailable'>> {
+): Promise<Result<PreviewAmounts | null>> {
   const { db, stripe, log } = input;
   const where = {
     tenant_id: target.tenant_id,
@@ -115,7 +116,7 @@ async function fetchPreview(
   } catch (stripeError) {
     if (stripeCode(stripeError) === NO_UPCOMING_INVOICE) {
       const recorded = await db.rpc('record_invoice_preview', { ...where, status: 'none' });
-      if (recorded.error) return fail('unavailable', recorded.error.message);
+      if (recorded.error) return callFailed('record_invoice_preview', recorded);
       summary.none += 1;
       return ok(null);
     }
@@ -141,7 +142,7 @@ async function fetchPreview(
     usage_quantity: p.usageQuantity,
     usage_amount: p.usageAmount,
   });
-  if (recorded.error) return fail('unavailable', recorded.error.message);
+  if (recorded.error) return callFailed('record_invoice_preview', recorded);
   summary.refreshed += 1;
   return ok(p);
 }
@@ -155,15 +156,19 @@ async function fetchPreview(
  */
 export async function refreshInvoicePreviews(
   input: RefreshInvoicePreviewsInput,
-): Promise<Result<RefreshInvoicePreviewsSummary, 'unavailable'>> {
+): Promise<Result<RefreshInvoicePreviewsSummary>> {
   const { db, log } = input;
   const now = input.now ?? Date.now;
   const deadline = input.budgetMs === undefined ? Number.POSITIVE_INFINITY : now() + input.budgetMs;
-  const { data: targets, error } = await db.rpc('invoice_preview_targets', {
+  const {
+    data: targets,
+    error,
+    status,
+  } = await db.rpc('invoice_preview_targets', {
     max_age_seconds: input.maxAgeSeconds,
     ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
   });
-  if (error) return fail('unavailable', `invoice_preview_targets failed: ${error.message}`);
+  if (error) return callFailed('invoice_preview_targets', { error, status });
   const summary: RefreshInvoicePreviewsSummary = {
     refreshed: 0,
     none: 0,
@@ -184,13 +189,12 @@ export async function refreshInvoicePreviews(
       max_age_seconds: input.maxAgeSeconds,
       lease_seconds: CLAIM_SECONDS,
     });
-    if (claim.error)
-      return fail('unavailable', `claim_invoice_preview_refresh failed: ${claim.error.message}`);
+    if (claim.error) return callFailed('claim_invoice_preview_refresh', claim);
     if (claim.data === null) {
       summary.inProgress += 1;
       continue;
     }
-    let fetched: Result<PreviewAmounts | null, 'unavailable'>;
+    let fetched: Result<PreviewAmounts | null>;
     try {
       fetched = await fetchPreview(input, target, summary);
     } finally {

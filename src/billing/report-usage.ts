@@ -4,7 +4,8 @@ import pThrottle from 'p-throttle';
 import type Stripe from 'stripe';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
-import { fail, ok, type Result } from '../domain/result.ts';
+import { callFailed } from '../db/rpc-result.ts';
+import { ok, type Result } from '../domain/result.ts';
 import type { Logger } from '../observability/logger.ts';
 import { retryAfterMs, type StripeFailureKind, stripeFailureKind } from '../stripe/errors.ts';
 import { lateness } from './lateness.ts';
@@ -79,20 +80,22 @@ export interface RunReporterInput {
  * tenant's failure never stops the others; what is not sent stays pending for the next run.
  * Pending corrections (flowmeter adjust, reconcile --repair) are sent after the reports.
  */
-export async function runReporter(
-  input: RunReporterInput,
-): Promise<Result<ReporterSummary, 'unavailable'>> {
+export async function runReporter(input: RunReporterInput): Promise<Result<ReporterSummary>> {
   const { db, stripe, settings, log } = input;
   const now = input.now ?? Date.now;
   const sleep = input.sleep ?? realSleep;
   const deadline = now() + settings.budgetMs;
 
-  const { data: reports, error } = await db.rpc('claim_meter_deltas', {
+  const {
+    data: reports,
+    error,
+    status,
+  } = await db.rpc('claim_meter_deltas', {
     max_rows: settings.maxRows,
     finalization_grace_minutes: settings.finalizationGraceMinutes,
     ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
   });
-  if (error) return fail('unavailable', `claim_meter_deltas failed: ${error.message}`);
+  if (error) return callFailed('claim_meter_deltas', { error, status });
   const pending = reports ?? [];
   input.onProgress?.({ type: 'claimed', reports: pending.length });
   const summary: ReporterSummary = {

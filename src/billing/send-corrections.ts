@@ -1,6 +1,7 @@
 import type Stripe from 'stripe';
 import type { Db } from '../db/client.ts';
-import { fail, ok, type Result } from '../domain/result.ts';
+import { callFailed } from '../db/rpc-result.ts';
+import { ok, type Result } from '../domain/result.ts';
 import { plural } from '../domain/words.ts';
 import type { Logger } from '../observability/logger.ts';
 import { stripeFailureKind } from '../stripe/errors.ts';
@@ -71,15 +72,19 @@ async function findCredit(stripe: Stripe, correction: Correction) {
  */
 export async function sendCorrections(
   input: SendCorrectionsInput,
-): Promise<Result<CorrectionsSummary, 'unavailable'>> {
+): Promise<Result<CorrectionsSummary>> {
   const { db, stripe, log } = input;
   const now = input.now ?? Date.now;
-  const { data: claimed, error } = await db.rpc('claim_meter_corrections', {
+  const {
+    data: claimed,
+    error,
+    status,
+  } = await db.rpc('claim_meter_corrections', {
     lease_seconds: input.leaseSeconds ?? 300,
     ...(input.ids ? { ids: input.ids } : {}),
     ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
   });
-  if (error) return fail('unavailable', `claim_meter_corrections failed: ${error.message}`);
+  if (error) return callFailed('claim_meter_corrections', { error, status });
   const summary: CorrectionsSummary = {
     claimed: claimed?.length ?? 0,
     sent: 0,

@@ -19,6 +19,19 @@ function codeFor({ status, error }: RpcFailureDetails): ErrorCode {
   return 'internal';
 }
 
+/**
+ * The failure of an operation whose call to `fn` failed: the code its answer reads as (only
+ * an unreachable database is `unavailable`; a refused privilege or a missing function is a
+ * fault of ours, never reported as an outage), the message naming the call.
+ */
+export function callFailed(
+  fn: string,
+  response: { error: PostgrestError; status: number },
+): Result<never> {
+  const details: RpcFailureDetails = { status: response.status, error: response.error };
+  return fail(codeFor(details), `${fn} failed: ${response.error.message}`, details);
+}
+
 /** One rpc() answer as a Result: its data, or a failure whose details hold the whole answer. */
 export function rpcResult<T>(response: {
   data: T | null;
