@@ -142,6 +142,18 @@ async function demoRows() {
   return rows;
 }
 
+/** A source of the tenant at an address nothing answers, named `name`. */
+async function sourceNobodyAnswers(tenantId: string, name: string): Promise<{ id: string }> {
+  const { data: source, error } = await serviceClient().rpc('add_n8n_source', {
+    tenant_id: tenantId,
+    name,
+    base_url: `https://${uniqueId(name.replaceAll(' ', '-'))}.example.test`,
+    api_key_ciphertext: 'fm1.k1.aXY.dGFn.Y2lwaGVy',
+  });
+  if (error || !source) throw new Error(`add_n8n_source: ${error?.message}`);
+  return source;
+}
+
 async function latestEnabledSource(tenantId: string): Promise<{ id: string; name: string }> {
   const { rows } = await superuser().query(
     'select id, name from public.n8n_sources where tenant_id = $1 and enabled order by created_at desc limit 1',
@@ -564,13 +576,7 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
 
   it('shows a failing source the test makes on the health page, and refreshes it', async () => {
     const acme = demo.find((t) => t.ref === 'demo-acme') as { id: string; name: string };
-    const { data: source, error } = await serviceClient().rpc('add_n8n_source', {
-      tenant_id: acme.id,
-      name: 'broken',
-      base_url: `https://${uniqueId('broken')}.example.test`,
-      api_key_ciphertext: 'fm1.k1.aXY.dGFn.Y2lwaGVy',
-    });
-    if (error || !source) throw new Error(`add_n8n_source: ${error?.message}`);
+    const source = await sourceNobodyAnswers(acme.id, 'broken');
     const page = await openAsOperator('#/console/health');
     await page.getByText('Refreshed').waitFor();
     const firstRefresh = await page.locator('.refreshed time').getAttribute('datetime');
@@ -691,13 +697,7 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
 
   it('acknowledges a source’s one gap after confirmation, in words for one gap', async () => {
     const acme = demo.find((t) => t.ref === 'demo-acme') as { id: string };
-    const { data: source, error } = await serviceClient().rpc('add_n8n_source', {
-      tenant_id: acme.id,
-      name: 'one gap',
-      base_url: `https://${uniqueId('one-gap')}.example.test`,
-      api_key_ciphertext: 'fm1.k1.aXY.dGFn.Y2lwaGVy',
-    });
-    if (error || !source) throw new Error(`add_n8n_source: ${error?.message}`);
+    const source = await sourceNobodyAnswers(acme.id, 'one gap');
     try {
       await superuser().query(
         `insert into public.collection_gaps (source_id, tenant_id, kind, from_id, to_id)
