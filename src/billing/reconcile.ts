@@ -100,19 +100,11 @@ export async function runReconciliation(input: ReconcileInput): Promise<Result<R
   if (!stripe) return ok(summary);
 
   const now = input.now ?? Date.now;
-  const {
-    data: totals,
-    error: totalsError,
-    status: totalsStatus,
-  } = await db.rpc('sent_meter_totals', {
-    since: input.since.toISOString(),
-  });
-  if (totalsError) {
-    return callFailed('sent_meter_totals', { error: totalsError, status: totalsStatus });
-  }
+  const totals = await db.rpc('sent_meter_totals', { since: input.since.toISOString() });
+  if (totals.error) return callFailed('sent_meter_totals', totals);
   const settle = input.settleMs ?? 3600_000;
   const repairs: number[] = [];
-  for (const total of totals ?? []) {
+  for (const total of totals.data ?? []) {
     if (input.tenantIds && !input.tenantIds.includes(total.tenant_id)) continue;
     if (now() - Date.parse(total.last_sent_at) < settle || total.unsettled_corrections > 0) {
       summary.stripeSkipped += 1;

@@ -160,15 +160,11 @@ export async function refreshInvoicePreviews(
   const { db, log } = input;
   const now = input.now ?? Date.now;
   const deadline = input.budgetMs === undefined ? Number.POSITIVE_INFINITY : now() + input.budgetMs;
-  const {
-    data: targets,
-    error,
-    status,
-  } = await db.rpc('invoice_preview_targets', {
+  const targets = await db.rpc('invoice_preview_targets', {
     max_age_seconds: input.maxAgeSeconds,
     ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
   });
-  if (error) return callFailed('invoice_preview_targets', { error, status });
+  if (targets.error) return callFailed('invoice_preview_targets', targets);
   const summary: RefreshInvoicePreviewsSummary = {
     refreshed: 0,
     none: 0,
@@ -178,7 +174,7 @@ export async function refreshInvoicePreviews(
     compared: 0,
     findings: [],
   };
-  for (const target of targets ?? []) {
+  for (const target of targets.data ?? []) {
     if (now() >= deadline) {
       summary.deferred += 1;
       continue;

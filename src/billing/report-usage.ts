@@ -86,17 +86,13 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
   const sleep = input.sleep ?? realSleep;
   const deadline = now() + settings.budgetMs;
 
-  const {
-    data: reports,
-    error,
-    status,
-  } = await db.rpc('claim_meter_deltas', {
+  const claimed = await db.rpc('claim_meter_deltas', {
     max_rows: settings.maxRows,
     finalization_grace_minutes: settings.finalizationGraceMinutes,
     ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
   });
-  if (error) return callFailed('claim_meter_deltas', { error, status });
-  const pending = reports ?? [];
+  if (claimed.error) return callFailed('claim_meter_deltas', claimed);
+  const pending = claimed.data ?? [];
   input.onProgress?.({ type: 'claimed', reports: pending.length });
   const summary: ReporterSummary = {
     dryRun: stripe === null,
