@@ -3,6 +3,7 @@ import type { z } from 'zod';
 import { plural } from '../domain/words.ts';
 import { type CollectorHealth, collectorHealthSchema } from '../ops/collector-health.ts';
 import { type OperatorStatus, operatorStatusSchema } from '../ops/operator-status.ts';
+import { scheduledFunctionRows } from '../ops/scheduled-functions.ts';
 import { statusFindings } from '../ops/status-findings.ts';
 import { tenantFilterOption } from './arguments.ts';
 import { CliError, type CommandContext, EXIT, tenantFilter } from './context.ts';
@@ -70,19 +71,31 @@ function render(status: Status, collector: CollectorHealth, attention: string[])
   );
   lines.push('Scheduled functions:');
   lines.push(
-    status.scheduled_functions.length === 0
-      ? '  none has run yet'
-      : renderTable(
-          ['function', 'last run', 'outcome', 'last success', 'failures since', 'last error'],
-          status.scheduled_functions.map((f) => [
-            f.function_name,
-            time(f.last_started_at),
-            f.last_ok === null ? 'running' : f.last_ok ? 'ok' : 'failed',
-            f.last_success_at ? time(f.last_success_at) : 'never',
-            f.failures_since_success,
-            f.last_ok === false ? short(f.last_error, 60) : '',
-          ]),
-        ),
+    renderTable(
+      [
+        'function',
+        'schedule',
+        'last run',
+        'outcome',
+        'last success',
+        'failures since',
+        'last error',
+      ],
+      scheduledFunctionRows(status.scheduled_functions, status.generated_at).map(
+        ({ name, run, schedule, overdue }) =>
+          run
+            ? [
+                name,
+                schedule ?? '–',
+                `${time(run.last_started_at)}${overdue ? ' (overdue)' : ''}`,
+                run.last_ok === null ? 'running' : run.last_ok ? 'ok' : 'failed',
+                run.last_success_at ? time(run.last_success_at) : 'never',
+                run.failures_since_success,
+                run.last_ok === false ? short(run.last_error, 60) : '',
+              ]
+            : [name, schedule ?? '–', 'never run', '–', '–', '–', ''],
+      ),
+    ),
   );
   lines.push('Latest collector runs:');
   lines.push(

@@ -42,3 +42,30 @@ export function scheduleInWords(name: ScheduledFunctionName) {
   if (minutes === 24 * 60) return 'daily';
   return `every ${plural(minutes, 'minute')}`;
 }
+
+/** What a status table needs of one function's latest run. */
+interface LatestRun {
+  function_name: string;
+  last_started_at: string;
+}
+
+/**
+ * Every scheduled function this project ships, run or not, then any other the database has
+ * runs of, each with its schedule (null for one this project does not ship) and whether it
+ * is overdue at `now` by the rule status applies. `flowmeter status` and the console's
+ * health page show the same rows.
+ */
+export function scheduledFunctionRows<R extends LatestRun>(runs: readonly R[], now: string | Date) {
+  const byName = new Map<string, R>(runs.map((run) => [run.function_name, run]));
+  const names = [...new Set([...Object.keys(SCHEDULED_FUNCTIONS), ...byName.keys()])];
+  return names.map((name) => {
+    const run = byName.get(name);
+    const known = isScheduledFunction(name);
+    return {
+      name,
+      run,
+      schedule: known ? scheduleInWords(name) : null,
+      overdue: Boolean(known && run && isOverdue(name, run.last_started_at, now)),
+    };
+  });
+}

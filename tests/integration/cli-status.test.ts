@@ -1,6 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
+import {
+  SCHEDULED_FUNCTIONS,
+  type ScheduledFunctionName,
+  scheduleInWords,
+} from '../../src/ops/scheduled-functions.ts';
 import { cli } from '../support/cli.ts';
 import { createSource, useN8nServer } from '../support/collector.ts';
 import { recent } from '../support/fixtures.ts';
@@ -83,7 +88,11 @@ describe('flowmeter status', () => {
       /Stripe meter reports: 1 pending \(5 executions, oldest .*Z\), 0 retrying, 0 late/,
     );
     expect(screen.out).toMatch(/Alert deliveries not delivered: \d+ pending/);
-    expect(screen.out).toMatch(/Scheduled functions:\n/);
+    // Every shipped function has its row with its schedule, whether it has run here or not.
+    expect(screen.out).toMatch(/Scheduled functions:\n┌/);
+    for (const name of Object.keys(SCHEDULED_FUNCTIONS) as ScheduledFunctionName[]) {
+      expect(screen.out).toMatch(new RegExp(`│ ${name} +│ ${scheduleInWords(name)} +│ `));
+    }
     expect(screen.out).toMatch(/Latest collector runs:\n┌/);
     expect(screen.out).toMatch(/Needs attention: 1 source failing$/);
   });

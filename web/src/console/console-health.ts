@@ -1,38 +1,10 @@
 import { html, nothing } from 'lit';
 import { getHealth, type Health } from '../../../src/operator-client/index.ts';
-import {
-  isOverdue,
-  isScheduledFunction,
-  SCHEDULED_FUNCTIONS,
-  scheduleInWords,
-} from '../../../src/ops/scheduled-functions.ts';
+import { scheduledFunctionRows } from '../../../src/ops/scheduled-functions.ts';
 import { AutoRefresh, refreshedNote } from '../auto-refresh.ts';
 import { codeSpans, findingTenants, whatToDo } from './findings.ts';
 import { ConsolePage, renderLoaded } from './page-state.ts';
 import { consoleHref } from './route.ts';
-
-type ScheduledRun = Health['status']['scheduled_functions'][number];
-
-/**
- * Every scheduled function this project ships, run or not, then any other the database has
- * runs of, each with its schedule and whether it is overdue by the rule status applies.
- */
-function scheduledRows(status: Health['status']) {
-  const runs = new Map<string, ScheduledRun>(
-    status.scheduled_functions.map((fn) => [fn.function_name, fn]),
-  );
-  const names = [...new Set([...Object.keys(SCHEDULED_FUNCTIONS), ...runs.keys()])];
-  return names.map((name) => {
-    const run = runs.get(name);
-    const known = isScheduledFunction(name);
-    return {
-      name,
-      run,
-      schedule: known ? scheduleInWords(name) : null,
-      overdue: Boolean(known && run && isOverdue(name, run.last_started_at, status.generated_at)),
-    };
-  });
-}
 
 /**
  * The findings `flowmeter status` reports, from the same rules, each with what to do; then
@@ -124,7 +96,7 @@ export class ConsoleHealth extends ConsolePage<Health> {
         <div class="table-wrap"><table class="scheduled-functions">
           <thead><tr><th scope="col">Function</th><th scope="col">Schedule</th><th scope="col">Last run</th><th scope="col">Outcome</th>
             <th scope="col" class="num">Failures since success</th><th scope="col">Last error</th></tr></thead>
-          <tbody>${scheduledRows(s).map(
+          <tbody>${scheduledFunctionRows(s.scheduled_functions, s.generated_at).map(
             (fn) => html`<tr data-function=${fn.name}><th scope="row"><code>${fn.name}</code></th>
               <td>${fn.schedule ?? '—'}</td>
               <td>${fn.run ? html`${f.dateTime(fn.run.last_started_at)}${fn.overdue ? html` <span class="badge bad">Overdue</span>` : nothing}` : 'never run'}</td>
