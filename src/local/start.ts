@@ -74,10 +74,16 @@ const FUNCTIONS_TIMEOUT_SECONDS = Number(
 const DASHBOARD_PORT = Number(process.env.FLOWMETER_LOCAL_DASHBOARD_PORT ?? 54323);
 
 const time = () => new Date().toISOString().slice(11, 19);
-const say = (topic: string, text: string, color: Parameters<typeof styleText>[0] = 'reset') =>
+/**
+ * One event line of a running part. Silent once stopping: what the parts report then (a call
+ * cut as the servers go, each having had the signal too) is the stop's doing, not news.
+ */
+const say = (topic: string, text: string, color: Parameters<typeof styleText>[0] = 'reset') => {
+  if (stopping) return;
   console.log(
     `${styleText('dim', time())} ${styleText('bold', topic.padEnd(8))} ${styleText(color, text)}`,
   );
+};
 
 /**
  * What has started, stopped in reverse order. Installed before anything starts, so Ctrl-C

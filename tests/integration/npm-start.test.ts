@@ -30,7 +30,8 @@ function start(env: Record<string, string>, options: { ownGroup?: boolean } = {}
   child.stderr?.on('data', (c: Buffer) => {
     output += c.toString();
   });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
+  // 'close': the process has exited and all it wrote has been read.
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
   const waitFor = async (text: string) => {
     for (let i = 0; i < 600 && !output.includes(text); i++) {
       if (child.exitCode !== null) break;
@@ -156,6 +157,24 @@ describe('npm start', () => {
     // it must not do is leave it running, which the tests below pin down while initdb runs.
     while (processesMentioning(dir).length > 0) await pause(100);
   }, 120_000);
+
+  it.each(['SIGINT', 'SIGTERM'] as const)(
+    'stops without an error on %s to its whole process group once it has started',
+    async (signal) => {
+      // PostgreSQL, in the same group, gets the signal too: shutting down (SIGTERM) or gone
+      // already (SIGINT) when the stop reaches it. That is the stop going as planned, neither
+      // an error to print nor an exit to wait for, which would end the process mid-stop.
+      const { dir, env } = await startStack();
+      const run = start(env, { ownGroup: true });
+      await run.waitFor('Ctrl-C stops');
+      process.kill(-(run.child.pid as number), signal);
+      expect(await run.exited).toBe(0);
+      expect(run.output()).toContain('stopped.');
+      expect(run.output()).not.toMatch(/while stopping|npm start failed|\n\s+at /);
+      while (processesMentioning(dir).length > 0) await pause(100);
+    },
+    120_000,
+  );
 
   it('waits for a running initdb to end when its process group is sent SIGTERM, and leaves nothing running', async () => {
     const { dir, env } = await startStack();
