@@ -82,13 +82,13 @@ export function deliverAlerts(input: DeliverAlertsInput): Promise<Result<Deliver
   return deliverClaimed(input, {
     noun: 'alert',
     defaults: { maxRows: 50, leaseSeconds: DEFAULT_LEASE_SECONDS, concurrency: 4 },
-    claimName: 'claim_alert_deliveries',
     claim: async (lease) =>
       rpcResult(
         await input.db.rpc('claim_alert_deliveries', {
           ...lease,
           ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
         }),
+        'claim_alert_deliveries',
       ),
     laneOf: (d) => d.channel_id,
     context: (d) => ({

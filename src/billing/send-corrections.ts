@@ -75,18 +75,14 @@ export async function sendCorrections(
 ): Promise<Result<CorrectionsSummary>> {
   const { db, stripe, log } = input;
   const now = input.now ?? Date.now;
-  const {
-    data: claimed,
-    error,
-    status,
-  } = await db.rpc('claim_meter_corrections', {
+  const claim = await db.rpc('claim_meter_corrections', {
     lease_seconds: input.leaseSeconds ?? 300,
     ...(input.ids ? { ids: input.ids } : {}),
     ...(input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
   });
-  if (error) return callFailed('claim_meter_corrections', { error, status });
+  if (claim.error) return callFailed('claim_meter_corrections', claim);
   const summary: CorrectionsSummary = {
-    claimed: claimed?.length ?? 0,
+    claimed: claim.data?.length ?? 0,
     sent: 0,
     credited: 0,
     failed: 0,
@@ -235,7 +231,7 @@ export async function sendCorrections(
     return sendEvent(correction);
   };
 
-  const ordered = [...(claimed ?? [])].sort((a, b) => a.id - b.id);
+  const ordered = [...(claim.data ?? [])].sort((a, b) => a.id - b.id);
   for (const first of ordered) {
     if (input.until !== undefined && now() >= input.until) break;
     // At most three steps: a cancellation, then its remainder or the credit it became.

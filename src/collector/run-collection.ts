@@ -1,10 +1,9 @@
-import type { PostgrestError } from '@supabase/supabase-js';
 import pLimit from 'p-limit';
 import { z } from 'zod';
 import type { Keyring } from '../crypto/keyring.ts';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
-import { rpcResult } from '../db/rpc-result.ts';
+import { callFailed } from '../db/rpc-result.ts';
 import { fail, ok, type Result } from '../domain/result.ts';
 import { openApiKey } from '../n8n/api-key.ts';
 import type { N8nClient } from '../n8n/client.ts';
@@ -108,20 +107,6 @@ export interface RunSummary {
 }
 
 /**
- * A failed call that stops the run, named after the call; one that got no answer reads as
- * 'unavailable', so the CLI exits 3 for it.
- */
-function databaseFailure(
-  fn: string,
-  response: { error: PostgrestError; status: number },
-): Result<never> {
-  const failed = rpcResult({ data: null, ...response });
-  return failed.ok
-    ? fail('internal', `${fn} failed`)
-    : fail(failed.error.code, `${fn} failed: ${failed.error.message}`, failed.error.details);
-}
-
-/**
  * What one run can finish in its budget: as many sources as its pool works in one second
  * each. A source with nothing new takes a list request and an RPC, well under a second even
  * against a slow n8n; one with a backlog that outlasts the budget is handed over at the end.
@@ -159,7 +144,7 @@ type Claim = Database['public']['Functions']['claim_collector_sources']['Args'];
 
 async function claim(db: Db, args: Claim, cut?: AbortSignal): Promise<Result<ClaimedSource[]>> {
   const { data, error, status } = await cutWithRun(cut, db.rpc('claim_collector_sources', args));
-  if (error) return databaseFailure('claim_collector_sources', { error, status });
+  if (error) return callFailed('claim_collector_sources', { error, status });
   return claimedSources('claim_collector_sources', data);
 }
 
@@ -216,7 +201,7 @@ async function selectSources(
       source_ids: select.leases.map((l) => l.source_id),
       lease_tokens: select.leases.map((l) => l.lease_token),
     });
-    if (error) return databaseFailure('resume_collector_sources', { error, status });
+    if (error) return callFailed('resume_collector_sources', { error, status });
     return claimedSources('resume_collector_sources', data);
   }
   const most = input.handOff ? ownShare(settings) : Number.POSITIVE_INFINITY;
@@ -315,7 +300,7 @@ export async function runCollection(input: RunCollectionInput): Promise<Result<R
   });
   if (startError || !runId) {
     return startError
-      ? databaseFailure('start_collector_run', { error: startError, status: startStatus })
+      ? callFailed('start_collector_run', { error: startError, status: startStatus })
       : fail('internal', 'start_collector_run returned no run id');
   }
   const runLog = log.child({ run_id: runId, trigger: input.trigger });

@@ -32,14 +32,17 @@ export function callFailed(
   return fail(codeFor(details), `${fn} failed: ${response.error.message}`, details);
 }
 
-/** One rpc() answer as a Result: its data, or a failure whose details hold the whole answer. */
-export function rpcResult<T>(response: {
-  data: T | null;
-  error: PostgrestError | null;
-  status: number;
-}): Result<T> {
+/**
+ * One rpc() answer as a Result: its data, or a failure whose details hold the whole answer;
+ * given the call's name `fn`, the failure names it as callFailed does.
+ */
+export function rpcResult<T>(
+  response: { data: T | null; error: PostgrestError | null; status: number },
+  fn?: string,
+): Result<T> {
   const { error, status } = response;
   if (!error) return ok(response.data as T);
+  if (fn !== undefined) return callFailed(fn, { error, status });
   const details: RpcFailureDetails = { status, error };
   return fail(codeFor(details), error.message, details);
 }

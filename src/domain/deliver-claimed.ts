@@ -5,7 +5,7 @@ import {
   type DeliverySummary,
   summarizeDeliveries,
 } from './delivery-summary.ts';
-import { fail, ok, type Result } from './result.ts';
+import { ok, type Result } from './result.ts';
 import { retryUnanswered } from './retry-unanswered.ts';
 
 /** What supabase-js answers for an RPC: `status` 0 when no answer came. */
@@ -45,9 +45,10 @@ export interface DeliveryOutbox<D, A extends Attempt> {
   noun: string;
   /** What a run is not told. */
   defaults: Required<Omit<DeliveryRunInput, 'log'>>;
-  /** The claim function's name, for the failure when it fails. */
-  claimName: string;
-  /** The claim function's answer as a Result (rpcResult): its failure ends the run. */
+  /**
+   * The claim function's answer as a Result (rpcResult, naming the call): its failure ends
+   * the run as it is.
+   */
   claim: (lease: { max_rows: number; lease_seconds: number }) => PromiseLike<Result<D[] | null>>;
   /** A lane's deliveries go one at a time, in claim order; without it each is its own lane. */
   laneOf?: (delivery: D) => unknown;
@@ -133,10 +134,7 @@ export async function deliverClaimed<D, A extends Attempt>(
     max_rows: input.maxRows ?? outbox.defaults.maxRows,
     lease_seconds: leaseSeconds,
   });
-  if (!claim.ok) {
-    const { code, message, details } = claim.error;
-    return fail(code, `${outbox.claimName} failed: ${message}`, details);
-  }
+  if (!claim.ok) return claim;
   const claimed = claim.value ?? [];
   const limit = pLimit(input.concurrency ?? outbox.defaults.concurrency);
   const outcomes = await Promise.all(

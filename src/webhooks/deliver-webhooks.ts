@@ -140,13 +140,13 @@ export function deliverWebhooks(
       leaseSeconds: DEFAULT_LEASE_SECONDS,
       concurrency: DEFAULT_CONCURRENCY,
     },
-    claimName: 'claim_webhook_deliveries',
     claim: async (lease) =>
       rpcResult(
         await input.db.rpc('claim_webhook_deliveries', {
           ...lease,
           ...(input.endpointIds ? { endpoint_ids: input.endpointIds } : {}),
         }),
+        'claim_webhook_deliveries',
       ),
     context: (d) => ({
       webhook_id: d.event_id,

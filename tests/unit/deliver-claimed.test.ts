@@ -1,4 +1,6 @@
+import type { PostgrestError } from '@supabase/supabase-js';
 import { describe, expect, it } from 'vitest';
+import { rpcResult } from '../../src/db/rpc-result.ts';
 import {
   type Attempt,
   type DeliveryOutbox,
@@ -23,7 +25,6 @@ function outbox(due: Delivery[], overrides: Partial<DeliveryOutbox<Delivery, Att
   const run: DeliveryOutbox<Delivery, Attempt> = {
     noun: 'test',
     defaults: { maxRows: 10, leaseSeconds: 60, concurrency: 2 },
-    claimName: 'claim_test_deliveries',
     claim: async (lease) => ok(due.slice(0, lease.max_rows)),
     laneOf: (d) => d.lane,
     context: (d) => ({ id: d.id }),
@@ -107,9 +108,17 @@ describe('delivering claimed deliveries', () => {
   });
 
   it('a failed claim is the run’s failure, with its code and details, naming the claim function', async () => {
-    const details = { status: 0 };
+    // As an outbox's claim answers: supabase-js's failed answer through rpcResult, named.
+    const error = {
+      name: 'PostgrestError',
+      message: 'connection refused',
+      code: '',
+      details: '',
+      hint: '',
+    } as PostgrestError;
+    const details = { status: 0, error };
     const { run, sent } = outbox([{ id: 1, lane: 'a', answer: 'ok' }], {
-      claim: async () => fail('unavailable', 'connection refused', details),
+      claim: async () => rpcResult({ data: null, error, status: 0 }, 'claim_test_deliveries'),
     });
     expect(await deliverClaimed({ log: silentLogger }, run)).toEqual(
       fail('unavailable', 'claim_test_deliveries failed: connection refused', details),
