@@ -1,5 +1,5 @@
 import { MultiBar, Presets } from 'cli-progress';
-import { plural } from '../domain/words.ts';
+import { noun, plural } from '../domain/words.ts';
 import type { CliIo } from './context.ts';
 
 /**
@@ -35,8 +35,6 @@ export function createProgress(
     : lineProgress(io, label, unit);
 }
 
-const ofTotal = (total: number, unit: string) => (total === 1 ? unit : `${unit}s`);
-
 function terminalProgress(
   stream: NonNullable<CliIo['stderr']>,
   label: string,
@@ -57,7 +55,7 @@ function terminalProgress(
   let bar: ReturnType<MultiBar['create']> | undefined;
   return {
     start(total) {
-      bar = bars.create(total, 0, { detail: '', unit: ofTotal(total, unit) });
+      bar = bars.create(total, 0, { detail: '', unit: noun(total, unit) });
     },
     increment(detail = '') {
       bar?.increment(1, { detail });
@@ -86,7 +84,7 @@ function lineProgress(io: Pick<CliIo, 'err'>, label: string, unit: string): Prog
     done += items;
     if (total === 0 || done * 10 < nextStep * total) return;
     while (done * 10 >= nextStep * total) nextStep += 1;
-    io.err(`${label}: ${done}/${total} ${ofTotal(total, unit)}${detail ? ` ${detail}` : ''}`);
+    io.err(`${label}: ${done}/${total} ${noun(total, unit)}${detail ? ` ${detail}` : ''}`);
   };
   return {
     start(n) {

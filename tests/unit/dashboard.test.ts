@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import { noun } from '../../src/domain/words.ts';
 import type { DailyUsage, UsageAlert, UsageSummary } from '../../src/usage-client/index.ts';
 import { alertsUnreadFirst } from '../../web/src/alerts.ts';
 import { loadConfig } from '../../web/src/config.ts';
 import { loadErrorMessage, signInErrorMessage } from '../../web/src/errors.ts';
-import { formatter, noun } from '../../web/src/format.ts';
+import { formatter } from '../../web/src/format.ts';
 import {
   daysLeft,
   meterShares,

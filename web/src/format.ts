@@ -1,10 +1,5 @@
 import { formatMoney } from '../../src/domain/money.ts';
-
-/**
- * The noun that goes with a count: `one` for exactly 1, else `many` (the word plus s unless
- * given). The words are English, so English's rule applies whatever the number's locale.
- */
-export const noun = (n: number, one: string, many = `${one}s`) => (n === 1 ? one : many);
+import { noun } from '../../src/domain/words.ts';
 
 /**
  * Formatting of the dashboard's numbers, dates and money in the reader's locale; pure, so

@@ -1,4 +1,5 @@
 import { html, nothing } from 'lit';
+import { noun } from '../../../src/domain/words.ts';
 import {
   acknowledgeGaps,
   getTenantDetail,
@@ -10,7 +11,6 @@ import {
 import { toDailyUsage, toUsagePeriod, toUsageSummary } from '../../../src/usage-client/index.ts';
 import { AutoRefresh, refreshedNote } from '../auto-refresh.ts';
 import { operatorErrorMessage } from '../errors.ts';
-import { noun } from '../format.ts';
 import { historyTable } from '../history-table.ts';
 import '../widget/flowmeter-usage.ts';
 import type { Confirmation, ConfirmDialog } from './confirm-dialog.ts';

@@ -10,6 +10,7 @@ import {
   Tooltip,
 } from 'chart.js';
 import { css, html, LitElement, nothing, type PropertyValues } from 'lit';
+import { noun } from '../../../src/domain/words.ts';
 import {
   type DailyUsage,
   getDailyUsage,
@@ -20,7 +21,7 @@ import {
   type UsageSummary,
 } from '../../../src/usage-client/index.ts';
 import { loadErrorMessage } from '../errors.ts';
-import { type Formatter, formatter, noun } from '../format.ts';
+import { type Formatter, formatter } from '../format.ts';
 import { listenWhileConnected } from '../light-element.ts';
 import {
   LEVEL_LABEL,
