@@ -8,12 +8,12 @@ import {
 import { loadCollectorConfig, SCHEDULED_FUNCTION_LIMIT_MS } from '../../src/config/env.ts';
 import { resultResponse } from '../../src/http/responses.ts';
 import { recordedRun } from '../../src/ops/scheduled-run.ts';
-import { runUpkeep } from '../../src/ops/upkeep.ts';
+import { runUpkeep, withUpkeep } from '../../src/ops/upkeep.ts';
 
 /**
- * Every 10 minutes: the storage upkeep (runUpkeep), then pull new n8n executions for every
- * due source. Within its 30 s it collects what it can finish and fans the rest out to
- * collect-usage-background.
+ * Every 10 minutes: the storage upkeep (runUpkeep; its failure makes the run read as failed,
+ * after collecting), then pull new n8n executions for every due source. Within its 30 s it
+ * collects what it can finish and fans the rest out to collect-usage-background.
  */
 export default async () => {
   const invokedAt = Date.now();
@@ -30,8 +30,12 @@ export default async () => {
     },
     async (log) => {
       // Before collecting: next month's partition must exist before its first execution.
-      await runUpkeep({ db: deps.db, retentionMonths: config.EXECUTION_RETENTION_MONTHS, log });
-      return runCollection({
+      const upkeep = await runUpkeep({
+        db: deps.db,
+        retentionMonths: config.EXECUTION_RETENTION_MONTHS,
+        log,
+      });
+      const collected = await runCollection({
         ...deps,
         log,
         settings: collectionSettings(
@@ -43,6 +47,7 @@ export default async () => {
         trigger: 'schedule',
         handOff: backgroundHandOff(config, log),
       });
+      return withUpkeep(upkeep, collected);
     },
   );
   return resultResponse(result);

@@ -3,7 +3,7 @@ import { type Logger, silentLogger } from '../../src/observability/logger.ts';
 import { runUpkeep } from '../../src/ops/upkeep.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
 import { askEnforce, currentCounters } from '../support/enforcement.ts';
-import { faultyDb, rpcFetch, waitForLockWait } from '../support/faults.ts';
+import { dropRequest, faultyDb, rpcFetch, waitForLockWait } from '../support/faults.ts';
 import { createPlan, createTenant } from '../support/fixtures.ts';
 import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
@@ -199,6 +199,9 @@ describe('the upkeep reads prune_history’s answer by name', () => {
     // A retention far back enough that nothing of other test files' history is pruned.
     const summary = await runUpkeep({ db: renamed, retentionMonths: 600, log });
     expect(summary.pruned).toEqual({});
+    expect(summary.failed).toEqual([
+      'prune_history answered in a shape this version does not read',
+    ]);
     expect(errors).toEqual([
       {
         fields: { error: expect.stringMatching(/→ at reservations/) },
@@ -206,6 +209,24 @@ describe('the upkeep reads prune_history’s answer by name', () => {
       },
     ]);
   });
+});
+
+describe('an upkeep that fails says so', () => {
+  it.each(['maintain_execution_partitions', 'prune_history'])(
+    'a call of %s that never reaches the database is listed as failed, the other still runs',
+    async (fn) => {
+      const calls: string[] = [];
+      const db = faultyDb(
+        rpcFetch((call, send) => {
+          calls.push(call.fn);
+          return call.fn === fn ? dropRequest(call) : send();
+        }),
+      );
+      const summary = await runUpkeep({ db, retentionMonths: 600, log: silentLogger });
+      expect(calls).toEqual(['maintain_execution_partitions', 'prune_history']);
+      expect(summary.failed).toEqual([expect.stringMatching(new RegExp(`^${fn} failed: `))]);
+    },
+  );
 });
 
 describe('pruning never takes a reservation a retry brings back', () => {
