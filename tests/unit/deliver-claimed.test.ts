@@ -1,4 +1,3 @@
-import type { PostgrestError } from '@supabase/supabase-js';
 import { describe, expect, it } from 'vitest';
 import { rpcResult } from '../../src/db/rpc-result.ts';
 import {
@@ -8,6 +7,7 @@ import {
 } from '../../src/domain/deliver-claimed.ts';
 import { fail, ok } from '../../src/domain/result.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
+import { postgrestError } from '../support/rpc-stub.ts';
 
 interface Delivery {
   id: number;
@@ -109,13 +109,7 @@ describe('delivering claimed deliveries', () => {
 
   it('a failed claim is the run’s failure, with its code and details, naming the claim function', async () => {
     // As an outbox's claim answers: supabase-js's failed answer through rpcResult, named.
-    const error = {
-      name: 'PostgrestError',
-      message: 'connection refused',
-      code: '',
-      details: '',
-      hint: '',
-    } as PostgrestError;
+    const error = postgrestError('', 'connection refused');
     const details = { status: 0, error };
     const { run, sent } = outbox([{ id: 1, lane: 'a', answer: 'ok' }], {
       claim: async () => rpcResult({ data: null, error, status: 0 }, 'claim_test_deliveries'),

@@ -3,10 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { authFailure, databaseFailure } from '../../src/accounts/supabase-failure.ts';
 import { CliError, EXIT, openDatabase } from '../../src/cli/context.ts';
 import { rpcResult } from '../../src/db/rpc-result.ts';
-
-/** What supabase-js hands back as the error of a PostgREST answer with this code. */
-const postgrestError = (code: string, message = `failed with ${code}`) =>
-  ({ name: 'PostgrestError', code, message, details: '', hint: '' }) as PostgrestError;
+import { postgrestError } from '../support/rpc-stub.ts';
 
 /** Answers every caller must read as "the database could not be reached". */
 const unreachable: [string, number, PostgrestError][] = [
