@@ -407,7 +407,8 @@ describe('enforce: the fast path stays exact', () => {
     source.fake.addMany(2, (i) => ({
       startedAt: new Date(Date.now() - (10 - i) * 1000).toISOString(),
     }));
-    await collect([source]);
+    const summary = await collect([source]);
+    expect(summary).toMatchObject({ sourcesOk: 1, billableCounted: 2, errors: [] });
     expect(await currentCounters(source.tenantId)).toMatchObject({
       billable: '2',
       reserved: '0',
