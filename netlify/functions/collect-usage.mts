@@ -7,7 +7,7 @@ import {
 } from '../../src/collector/from-config.ts';
 import { loadCollectorConfig, SCHEDULED_FUNCTION_LIMIT_MS } from '../../src/config/env.ts';
 import { resultResponse } from '../../src/http/responses.ts';
-import { recordedRun } from '../../src/ops/scheduled-run.ts';
+import { recordedRun, scheduledRecordBy } from '../../src/ops/scheduled-run.ts';
 import { runUpkeep, withUpkeep } from '../../src/ops/upkeep.ts';
 
 /**
@@ -26,7 +26,7 @@ export default async () => {
       log: deps.log,
       // The work is cut two database deadlines before the limit; recording its outcome
       // fits in what is left, its last attempt starting one deadline before the end.
-      recordBy: invokedAt + SCHEDULED_FUNCTION_LIMIT_MS - config.COLLECTOR_DB_TIMEOUT_MS,
+      recordBy: scheduledRecordBy(invokedAt, config.DB_TIMEOUT_MS),
     },
     async (log) => {
       // Before collecting: next month's partition must exist before its first execution.

@@ -1,10 +1,11 @@
-import { reporterDependencies } from '../../src/billing/from-config.ts';
+import { reconcileDbTimeoutMs, reporterDependencies } from '../../src/billing/from-config.ts';
 import { runReconciliation, startOfLastMonth } from '../../src/billing/reconcile.ts';
 import { loadReconcileConfig } from '../../src/config/reporter-env.ts';
+import { createServiceClient } from '../../src/db/client.ts';
 import { ok } from '../../src/domain/result.ts';
 import { resultResponse } from '../../src/http/responses.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
-import { recordedRun } from '../../src/ops/scheduled-run.ts';
+import { recordedRun, scheduledRecordBy } from '../../src/ops/scheduled-run.ts';
 
 /**
  * Daily: counters = raw rows for this month and the last, and what Stripe accepted =
@@ -12,11 +13,20 @@ import { recordedRun } from '../../src/ops/scheduled-run.ts';
  * Findings land in reconciliation_findings.
  */
 export default async () => {
+  const invokedAt = Date.now();
   const config = loadReconcileConfig();
-  const { db, stripe, log } = reporterDependencies(config, createLogger(config.LOG_LEVEL));
+  const { db, stripe, log } = reporterDependencies(config, createLogger(config.LOG_LEVEL), {
+    dbTimeoutMs: reconcileDbTimeoutMs(config),
+  });
   const since = startOfLastMonth();
   const outcome = await recordedRun(
-    { db, functionName: 'reconcile-usage', log },
+    {
+      // The run's record keeps the usual deadline, so recording it fits in what is left.
+      db: createServiceClient(config),
+      functionName: 'reconcile-usage',
+      log,
+      recordBy: scheduledRecordBy(invokedAt, config.DB_TIMEOUT_MS),
+    },
     async (runLog) => {
       const result = await runReconciliation({
         db,

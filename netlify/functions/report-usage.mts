@@ -3,17 +3,23 @@ import { runReporter } from '../../src/billing/report-usage.ts';
 import { loadReporterConfig } from '../../src/config/reporter-env.ts';
 import { resultResponse } from '../../src/http/responses.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
-import { recordedRun } from '../../src/ops/scheduled-run.ts';
+import { recordedRun, scheduledRecordBy } from '../../src/ops/scheduled-run.ts';
 
 /**
  * Scheduled (hourly by default; the schedule is in netlify.toml so an operator can change
  * it): report unreported billable usage to Stripe Billing Meters.
  */
 export default async () => {
+  const invokedAt = Date.now();
   const config = loadReporterConfig();
   const deps = reporterDependencies(config, createLogger(config.LOG_LEVEL));
   const result = await recordedRun(
-    { db: deps.db, functionName: 'report-usage', log: deps.log },
+    {
+      db: deps.db,
+      functionName: 'report-usage',
+      log: deps.log,
+      recordBy: scheduledRecordBy(invokedAt, config.DB_TIMEOUT_MS),
+    },
     (log) => runReporter({ ...deps, log }),
   );
   return resultResponse(result);

@@ -1,3 +1,4 @@
+import { SCHEDULED_FUNCTION_LIMIT_MS } from '../config/env.ts';
 import type { ReporterConfig } from '../config/reporter-env.ts';
 import { createServiceClient } from '../db/client.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -23,12 +24,25 @@ export function stripeClientFrom(
     : null;
 }
 
+/**
+ * The daily reconciliation's deadline for each database call: recomputing the counters of
+ * two months from their raw executions is one long statement, so a call may take what the
+ * function has but two database deadlines (one to record the run, one to spare).
+ */
+export const reconcileDbTimeoutMs = (config: Pick<ReporterConfig, 'DB_TIMEOUT_MS'>): number =>
+  Math.max(config.DB_TIMEOUT_MS, SCHEDULED_FUNCTION_LIMIT_MS - 2 * config.DB_TIMEOUT_MS);
+
 export function reporterDependencies(
   config: ReporterConfig,
   log: Logger,
+  overrides: { fetch?: typeof fetch; dbTimeoutMs?: number } = {},
 ): Omit<RunReporterInput, 'now'> {
   return {
-    db: createServiceClient(config),
+    db: createServiceClient(
+      config,
+      overrides.fetch,
+      overrides.dbTimeoutMs === undefined ? {} : { timeoutMs: overrides.dbTimeoutMs },
+    ),
     stripe: stripeClientFrom(config),
     settings: reporterSettings(config),
     log,

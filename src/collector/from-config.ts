@@ -31,9 +31,7 @@ export function collectionSettings(
 ): CollectionSettings {
   return {
     budgetMs: Math.max(0, budgetSeconds * 1000 - spentMs),
-    ...(limitMs === undefined
-      ? {}
-      : { cutAfterMs: limitMs - spentMs - 2 * config.COLLECTOR_DB_TIMEOUT_MS }),
+    ...(limitMs === undefined ? {} : { cutAfterMs: limitMs - spentMs - 2 * config.DB_TIMEOUT_MS }),
     concurrency: config.COLLECTOR_CONCURRENCY,
     leaseSeconds: config.COLLECTOR_LEASE_SECONDS,
     sliceSources: config.COLLECTOR_SLICE_SOURCES,
@@ -94,7 +92,7 @@ export function collectorDependencies(
   overrides: { log?: Logger; fetch?: typeof fetch } = {},
 ): Pick<RunCollectionInput, 'db' | 'keyring' | 'log' | 'createN8nClient'> {
   return {
-    db: createServiceClient(config, overrides.fetch, { timeoutMs: config.COLLECTOR_DB_TIMEOUT_MS }),
+    db: createServiceClient(config, overrides.fetch),
     keyring: config.FLOWMETER_ENCRYPTION_KEYS,
     log: overrides.log ?? createLogger(config.LOG_LEVEL),
     createN8nClient: ({ baseUrl, apiKey }) =>

@@ -5,7 +5,7 @@
  */
 
 import type { z } from 'zod';
-import { logEnvSchema, parseEnv, supabaseEnvSchema, variable } from './env.ts';
+import { parseEnv, serverEnvSchema, variable } from './env.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -16,7 +16,7 @@ const emailFrom =
   /^(?:[^<>@\r\n]*<[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+>|[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+)$/;
 
 /** Without the cross-field rule, for schemas that extend it (zod cannot extend a refined object). */
-const alertsEnvObject = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
+const alertsEnvObject = serverEnvSchema.extend({
   RESEND_API_KEY: variable(RESEND_KEY)
     .regex(/^re_[A-Za-z0-9_]+$/, { error: `must be ${RESEND_KEY}` })
     .optional(),

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { logEnvSchema, parseEnv, supabaseEnvSchema, variable } from './env.ts';
+import { parseEnv, serverEnvSchema, variable } from './env.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -7,7 +7,7 @@ const WEBHOOK_SECRET =
   "the webhook endpoint's signing secret (whsec_…): Stripe Dashboard → Developers → Webhooks → the flowmeter endpoint → Signing secret, or the one `stripe listen` prints";
 
 /** stripe-webhook: verifies Stripe's signatures; it never calls Stripe, so needs no API key. */
-const stripeWebhookEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
+const stripeWebhookEnvSchema = serverEnvSchema.extend({
   STRIPE_WEBHOOK_SECRET: variable(WEBHOOK_SECRET).regex(/^whsec_[A-Za-z0-9+/=_-]+$/, {
     error: `must be ${WEBHOOK_SECRET}`,
   }),

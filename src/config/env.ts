@@ -21,6 +21,15 @@ const PROJECT_URL =
   'the project URL, like https://<project-ref>.supabase.co or http://127.0.0.1:54321';
 const KEYRING = 'one or more id:base64key pairs, e.g. k1:<32 random bytes in base64>';
 
+/** A whole number from the environment, with its range and default in the message. */
+export const count = (min: number, max: number, fallback: number, unit = '') =>
+  z.coerce
+    .number({ error: `must be a whole number from ${min} to ${max}${unit}` })
+    .int({ error: `must be a whole number from ${min} to ${max}${unit}` })
+    .min(min, { error: `must be at least ${min}${unit}` })
+    .max(max, { error: `must be at most ${max}${unit}` })
+    .default(fallback);
+
 export const supabaseEnvSchema = z.object({
   SUPABASE_URL: variable(PROJECT_URL).pipe(
     z.url({ protocol: /^https?$/, error: `must be ${PROJECT_URL}` }),
@@ -38,6 +47,22 @@ export const logEnvSchema = z.object({
     .default('info'),
 });
 
+/**
+ * The deadline of each database call a server function makes (the enforcement endpoint has
+ * its own, ENFORCE_DB_TIMEOUT_MS): a hung database or PostgREST is cut after it and reads as
+ * unreachable, so a scheduled run records its failure while it still has time and an
+ * endpoint answers 503 instead of being stopped by the platform. At most 10 s, so that a
+ * scheduled function can cut its work and still record it inside Netlify's 30 s.
+ */
+export const dbTimeoutEnvShape = {
+  DB_TIMEOUT_MS: count(500, 10_000, 5000, ' ms'),
+};
+
+/** A server function's base: the project, the log level and the database deadline. */
+export const serverEnvSchema = supabaseEnvSchema
+  .extend(logEnvSchema.shape)
+  .extend(dbTimeoutEnvShape);
+
 export const envSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
   FLOWMETER_ENCRYPTION_KEYS: variable(KEYRING).transform((value, ctx) => {
     try {
@@ -51,19 +76,10 @@ export const envSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
 
 export type Config = z.infer<typeof envSchema>;
 
-/** A whole number from the environment, with its range and default in the message. */
-export const count = (min: number, max: number, fallback: number, unit = '') =>
-  z.coerce
-    .number({ error: `must be a whole number from ${min} to ${max}${unit}` })
-    .int({ error: `must be a whole number from ${min} to ${max}${unit}` })
-    .min(min, { error: `must be at least ${min}${unit}` })
-    .max(max, { error: `must be at most ${max}${unit}` })
-    .default(fallback);
-
 /** Netlify takes at most 256 KB of background payload: 2,000 leases are about 210 KB. */
 export const MAX_SLICE_SOURCES = 2000;
 
-const collectorEnvSchema = envSchema.extend({
+const collectorEnvSchema = envSchema.extend(dbTimeoutEnvShape).extend({
   // A scheduled function runs at most 30 s: stop starting pages well before.
   COLLECTOR_BUDGET_SECONDS: count(5, 25, 18, ' seconds'),
   // Background functions run at most 15 minutes.
@@ -80,10 +96,6 @@ const collectorEnvSchema = envSchema.extend({
   COLLECTOR_PROBE_BATCH: count(1, 10_000, 1000),
   COLLECTOR_PROBE_CONCURRENCY: count(1, 64, 8),
   N8N_REQUEST_TIMEOUT_MS: count(1000, 60_000, 8000, ' ms'),
-  // Each database call of a run: a hung PostgREST is cut after this and reads as
-  // unreachable. The calls after the budget (hand-off, release, run record) must still fit
-  // in Netlify's 30 s: budget + 2 × this.
-  COLLECTOR_DB_TIMEOUT_MS: count(500, 30_000, 5000, ' ms'),
   EXECUTION_RETENTION_MONTHS: count(1, 120, 3, ' months'),
   // Hand-off of large backlogs to collect-usage-background; without it the next run resumes.
   FLOWMETER_INTERNAL_SECRET: variable(
@@ -107,17 +119,17 @@ export const BACKGROUND_FUNCTION_LIMIT_MS = 15 * 60_000;
  * leaves no time between the budget and that cut would be killed before it records.
  */
 function requireRunEndInsideScheduledLimit(
-  env: { COLLECTOR_BUDGET_SECONDS: number; COLLECTOR_DB_TIMEOUT_MS: number },
+  env: { COLLECTOR_BUDGET_SECONDS: number; DB_TIMEOUT_MS: number },
   ctx: z.RefinementCtx,
 ): void {
-  const needed = env.COLLECTOR_BUDGET_SECONDS * 1000 + 2 * env.COLLECTOR_DB_TIMEOUT_MS;
+  const needed = env.COLLECTOR_BUDGET_SECONDS * 1000 + 2 * env.DB_TIMEOUT_MS;
   if (needed < SCHEDULED_FUNCTION_LIMIT_MS) return;
   ctx.addIssue({
     code: 'custom',
-    path: ['COLLECTOR_DB_TIMEOUT_MS'],
+    path: ['DB_TIMEOUT_MS'],
     message:
       `with COLLECTOR_BUDGET_SECONDS=${env.COLLECTOR_BUDGET_SECONDS}: COLLECTOR_BUDGET_SECONDS + ` +
-      `2 × COLLECTOR_DB_TIMEOUT_MS is ${needed.toLocaleString('en-US')} ms, which must stay under ` +
+      `2 × DB_TIMEOUT_MS is ${needed.toLocaleString('en-US')} ms, which must stay under ` +
       `the scheduled function's ${SCHEDULED_FUNCTION_LIMIT_MS.toLocaleString('en-US')} ms (Netlify's 30 s): ` +
       'lower either',
   });

@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import { count, logEnvSchema, parseEnv, secretList, supabaseEnvSchema, variable } from './env.ts';
+import { count, parseEnv, secretList, serverEnvSchema, variable } from './env.ts';
 
 type Env = Record<string, string | undefined>;
 
 /** report-usage: the Stripe reporter. Without STRIPE_SECRET_KEY it runs dry. */
-const reporterEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
+const reporterEnvSchema = serverEnvSchema.extend({
   STRIPE_SECRET_KEY: variable('a Stripe secret or restricted key (sk_test_…, sk_live_…, rk_…)')
     .regex(/^(sk|rk)_(test|live)_[A-Za-z0-9]+$/, {
       error:
@@ -40,7 +40,7 @@ export const loadReconcileConfig = (env: Env = process.env): ReconcileConfig =>
   parseEnv(reconcileEnvSchema, env);
 
 /** GET /api/v1/status: the operator's monitoring. */
-const statusEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
+const statusEnvSchema = serverEnvSchema.extend({
   // Secrets the operator's monitoring sends as Authorization: Bearer <secret>, comma-separated.
   OPERATOR_SECRETS: secretList(),
 });
@@ -49,7 +49,7 @@ export const loadStatusConfig = (env: Env = process.env): StatusConfig =>
   parseEnv(statusEnvSchema, env);
 
 /** `flowmeter tenants usage`: Stripe's invoice preview, refreshed when the cached one is old. */
-const invoicePreviewEnvSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
+const invoicePreviewEnvSchema = serverEnvSchema.extend({
   STRIPE_SECRET_KEY: reporterEnvSchema.shape.STRIPE_SECRET_KEY,
   STRIPE_API_BASE: reporterEnvSchema.shape.STRIPE_API_BASE,
   // How long a fetched preview is shown before the next view asks Stripe again.

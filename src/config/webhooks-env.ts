@@ -4,11 +4,11 @@
  */
 
 import { z } from 'zod';
-import { count, envSchema, parseEnv } from './env.ts';
+import { count, dbTimeoutEnvShape, envSchema, parseEnv } from './env.ts';
 
 type Env = Record<string, string | undefined>;
 
-const webhooksEnvSchema = envSchema.extend({
+const webhooksEnvSchema = envSchema.extend(dbTimeoutEnvShape).extend({
   // production: https only, to public hosts (checked again at every send); local: npm
   // start and tests, whose receivers listen on this machine.
   WEBHOOK_MODE: z

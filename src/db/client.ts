@@ -7,14 +7,17 @@ export type Db = SupabaseClient<Database>;
 export interface ServiceClientConfig {
   SUPABASE_URL: string;
   SUPABASE_SERVICE_ROLE_KEY: string;
+  /** Server functions' deadline for each call (serverEnvSchema); the CLI has none. */
+  DB_TIMEOUT_MS?: number;
 }
 
 /**
  * The one way server code reaches the database: supabase-js with the service role key,
  * every operation an rpc() call. The same client works against Supabase (cloud or
  * `supabase start`) and the local stack. Requests go through rpcFetch unless a test or
- * caller passes its own fetch; with `timeoutMs`, each call that gets no answer in time is
- * cut and reads as unreachable (status 0).
+ * caller passes its own fetch. With a deadline (`timeoutMs`, else the configuration's
+ * DB_TIMEOUT_MS), each call that gets no answer in time is cut and reads as unreachable
+ * (status 0); without one (the CLI, whose operator can stop it) a call waits for its answer.
  */
 export function createServiceClient(
   config: ServiceClientConfig,
@@ -22,12 +25,12 @@ export function createServiceClient(
   options: { timeoutMs?: number } = {},
 ): Db {
   const transport = fetchImpl ?? rpcFetch;
+  const timeoutMs = options.timeoutMs ?? config.DB_TIMEOUT_MS;
   return createClient<Database>(config.SUPABASE_URL, config.SUPABASE_SERVICE_ROLE_KEY, {
     auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
     db: { schema: 'public' },
     global: {
-      fetch:
-        options.timeoutMs === undefined ? transport : withDeadline(transport, options.timeoutMs),
+      fetch: timeoutMs === undefined ? transport : withDeadline(transport, timeoutMs),
     },
   });
 }
@@ -35,16 +38,23 @@ export function createServiceClient(
 /**
  * supabase-js as a signed-in user: the anon key, and the user's access token on every call,
  * so the database applies that user's row-level security (a server asking what the user
- * may see).
+ * may see). The configuration's DB_TIMEOUT_MS, when it has one, cuts each call as above.
  */
 export function createUserClient(
-  config: { SUPABASE_URL: string; SUPABASE_ANON_KEY: string },
+  config: { SUPABASE_URL: string; SUPABASE_ANON_KEY: string; DB_TIMEOUT_MS?: number },
   accessToken: string,
   fetchImpl?: typeof fetch,
 ): Db {
+  const transport = fetchImpl ?? rpcFetch;
   return createClient<Database>(config.SUPABASE_URL, config.SUPABASE_ANON_KEY, {
     auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
     db: { schema: 'public' },
-    global: { fetch: fetchImpl ?? rpcFetch, headers: { Authorization: `Bearer ${accessToken}` } },
+    global: {
+      fetch:
+        config.DB_TIMEOUT_MS === undefined
+          ? transport
+          : withDeadline(transport, config.DB_TIMEOUT_MS),
+      headers: { Authorization: `Bearer ${accessToken}` },
+    },
   });
 }

@@ -1,3 +1,4 @@
+import { SCHEDULED_FUNCTION_LIMIT_MS } from '../config/env.ts';
 import type { Db } from '../db/client.ts';
 import type { Json } from '../db/database.types.ts';
 import type { Result } from '../domain/result.ts';
@@ -6,6 +7,13 @@ import type { Logger } from '../observability/logger.ts';
 
 /** Attempts after the first to record a run's outcome, under two seconds in all. */
 const FINISH_RETRIES = 3;
+
+/**
+ * The `recordBy` of a scheduled function invoked at `invokedAt` (epoch ms) whose database
+ * calls are cut after `dbTimeoutMs`: one deadline before Netlify stops it at 30 s.
+ */
+export const scheduledRecordBy = (invokedAt: number, dbTimeoutMs: number): number =>
+  invokedAt + SCHEDULED_FUNCTION_LIMIT_MS - dbTimeoutMs;
 
 /**
  * Runs one scheduled function's work as a recorded run: a scheduled_runs row before, its

@@ -316,14 +316,14 @@ describe('a background collection that ends badly', () => {
 });
 
 describe('a database that hangs', () => {
-  it('is cut at COLLECTOR_DB_TIMEOUT_MS: the source fails as unreachable, and the run says so', async () => {
+  it('is cut at DB_TIMEOUT_MS: the source fails as unreachable, and the run says so', async () => {
     const source = await createSource(server);
     source.fake.addMany(5, (i) => ({ startedAt: recent(100 - i) }));
     const config = loadCollectorConfig({
       SUPABASE_URL: stack.supabaseUrl,
       SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
       FLOWMETER_ENCRYPTION_KEYS: `k1:${randomBytes(32).toString('base64')}`,
-      COLLECTOR_DB_TIMEOUT_MS: '1000',
+      DB_TIMEOUT_MS: '1000',
     });
     // The ingest call is accepted and never answered, as by a hung PostgREST.
     const hung = rpcFetch(async (call, send) =>

@@ -170,6 +170,56 @@ export function useTimedOutDatabase(): { url: () => string } {
   return { url: () => `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
+/**
+ * A Supabase URL in front of the stack at `target`, for code configured by its environment
+ * (a Netlify function), where the RPCs named in `hang` are accepted and never answered, as by
+ * a hung PostgREST or a database stuck on a lock; every other request goes through.
+ * `answered(fn)` is what the stack answered to fn's calls. Listening for this test file
+ * only; the hung connections are dropped when it ends.
+ */
+export function useHungRpcs(target: () => string): {
+  url: () => string;
+  hang: Set<string>;
+  answered: (fn: string) => unknown[];
+} {
+  const hang = new Set<string>();
+  const answers = new Map<string, unknown[]>();
+  const server = createServer((req, res) => {
+    const fn = /^\/rest\/v1\/rpc\/([^/?]+)/.exec(req.url ?? '')?.[1];
+    if (fn && hang.has(fn)) return;
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', async () => {
+      const headers = new Headers();
+      for (const [name, value] of Object.entries(req.headers)) {
+        if (typeof value === 'string' && !['host', 'content-length', 'connection'].includes(name)) {
+          headers.set(name, value);
+        }
+      }
+      const body = chunks.length > 0 ? Buffer.concat(chunks) : null;
+      const answer = await fetch(`${target()}${req.url}`, {
+        method: req.method ?? 'GET',
+        headers,
+        ...(body ? { body } : {}),
+      });
+      const text = await answer.text();
+      if (fn && answer.ok && text) answers.set(fn, [...(answers.get(fn) ?? []), JSON.parse(text)]);
+      res.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? '' });
+      res.end(text);
+    });
+  });
+  beforeAll(() => new Promise<void>((listening) => server.listen(0, '127.0.0.1', listening)));
+  afterAll(() => {
+    server.closeAllConnections();
+    return new Promise<void>((closed) => server.close(() => closed()));
+  });
+  return {
+    url: () => `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    hang,
+    answered: (fn) => answers.get(fn) ?? [],
+  };
+}
+
 // Mid-transaction failures ----------------------------------------------------------------
 
 /**

@@ -1,13 +1,23 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { reconcileDbTimeoutMs } from '../../src/billing/from-config.ts';
 import { collectionSettings } from '../../src/collector/from-config.ts';
+import { loadAlertsConfig } from '../../src/config/alerts-env.ts';
+import { loadStripeWebhookConfig } from '../../src/config/billing-env.ts';
 import {
   ConfigError,
   loadCollectorConfig,
   loadConfig,
   loadEnforceConfig,
 } from '../../src/config/env.ts';
-import { loadStatusConfig } from '../../src/config/reporter-env.ts';
+import {
+  loadInvoicePreviewEndpointConfig,
+  loadReconcileConfig,
+  loadReporterConfig,
+  loadStatusConfig,
+} from '../../src/config/reporter-env.ts';
+import { loadWebhooksConfig } from '../../src/config/webhooks-env.ts';
+import { scheduledRecordBy } from '../../src/ops/scheduled-run.ts';
 
 const key = () => randomBytes(32).toString('base64');
 const serviceKey = 'eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2ln';
@@ -98,17 +108,17 @@ describe('loadConfig', () => {
 
 describe('loadCollectorConfig', () => {
   it('accepts the defaults and a budget that still leaves two database deadlines', () => {
-    expect(loadCollectorConfig(valid).COLLECTOR_DB_TIMEOUT_MS).toBe(5000);
+    expect(loadCollectorConfig(valid).DB_TIMEOUT_MS).toBe(5000);
     const tight = loadCollectorConfig({
       ...valid,
       COLLECTOR_BUDGET_SECONDS: '25',
-      COLLECTOR_DB_TIMEOUT_MS: '2400',
+      DB_TIMEOUT_MS: '2400',
     });
     expect(tight.COLLECTOR_BUDGET_SECONDS).toBe(25);
   });
 
   it.each([
-    ['a long database deadline', { COLLECTOR_DB_TIMEOUT_MS: '6000' }, '30,000'],
+    ['a long database deadline', { DB_TIMEOUT_MS: '6000' }, '30,000'],
     ['a long budget', { COLLECTOR_BUDGET_SECONDS: '25' }, '35,000'],
   ])('refuses %s that cannot end inside the scheduled 30 s', (_, env, needed) => {
     let problems: readonly string[] = [];
@@ -119,9 +129,55 @@ describe('loadCollectorConfig', () => {
       problems = (error as ConfigError).problems;
     }
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatch(/^COLLECTOR_DB_TIMEOUT_MS .*COLLECTOR_BUDGET_SECONDS/);
+    expect(problems[0]).toMatch(/^DB_TIMEOUT_MS .*COLLECTOR_BUDGET_SECONDS/);
     expect(problems[0]).toContain(`${needed} ms`);
     expect(problems[0]).toContain('30,000 ms');
+  });
+});
+
+describe('DB_TIMEOUT_MS', () => {
+  const server = {
+    ...valid,
+    OPERATOR_SECRETS: 'o'.repeat(32),
+    SUPABASE_ANON_KEY: 'anon-key',
+    STRIPE_WEBHOOK_SECRET: 'whsec_abc',
+  };
+  const loaders = {
+    loadCollectorConfig,
+    loadReporterConfig,
+    loadReconcileConfig,
+    loadStatusConfig,
+    loadInvoicePreviewEndpointConfig,
+    loadAlertsConfig,
+    loadWebhooksConfig,
+    loadStripeWebhookConfig,
+  };
+
+  it.each(Object.entries(loaders))('%s reads it: 5,000 ms unless set', (_, load) => {
+    expect(load(server).DB_TIMEOUT_MS).toBe(5000);
+    expect(load({ ...server, DB_TIMEOUT_MS: '1500' }).DB_TIMEOUT_MS).toBe(1500);
+  });
+
+  it.each(Object.entries(loaders))(
+    '%s refuses one that leaves no time to record a run, or is no number',
+    (_, load) => {
+      expect(() => load({ ...server, DB_TIMEOUT_MS: '20000' })).toThrow(
+        /DB_TIMEOUT_MS must be at most 10000 ms/,
+      );
+      expect(() => load({ ...server, DB_TIMEOUT_MS: 'soon' })).toThrow(
+        /DB_TIMEOUT_MS must be a whole number from 500 to 10000 ms/,
+      );
+    },
+  );
+
+  it('is not the CLI’s: an operator at a terminal can stop a call that waits', () => {
+    expect(loadConfig({ ...valid, DB_TIMEOUT_MS: '1500' })).not.toHaveProperty('DB_TIMEOUT_MS');
+  });
+
+  it('leaves a scheduled function one deadline to record its run, and the reconciliation’s scan all but two', () => {
+    expect(scheduledRecordBy(1_000_000, 5000)).toBe(1_025_000);
+    expect(reconcileDbTimeoutMs({ DB_TIMEOUT_MS: 5000 })).toBe(20_000);
+    expect(reconcileDbTimeoutMs({ DB_TIMEOUT_MS: 10_000 })).toBe(10_000);
   });
 });
 
@@ -154,7 +210,7 @@ describe('collectionSettings', () => {
 
   it('cuts what is in flight two database deadlines before the function limit, counted like the budget', () => {
     expect(collectionSettings(config, 18).cutAfterMs).toBeUndefined();
-    // Netlify's 30 s, less 2 × COLLECTOR_DB_TIMEOUT_MS (5 s by default).
+    // Netlify's 30 s, less 2 × DB_TIMEOUT_MS (5 s by default).
     expect(collectionSettings(config, 18, 0, 30_000).cutAfterMs).toBe(20_000);
     expect(collectionSettings(config, 18, 4_250, 30_000)).toMatchObject({
       budgetMs: 13_750,
