@@ -1,5 +1,6 @@
-import { reporterDependencies } from '../../src/billing/from-config.ts';
+import { reporterDependencies, reporterSettings } from '../../src/billing/from-config.ts';
 import { runReporter } from '../../src/billing/report-usage.ts';
+import { SCHEDULED_FUNCTION_LIMIT_MS } from '../../src/config/env.ts';
 import { loadReporterConfig } from '../../src/config/reporter-env.ts';
 import { resultResponse } from '../../src/http/responses.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
@@ -20,7 +21,12 @@ export default async () => {
       log: deps.log,
       recordBy: scheduledRecordBy(invokedAt, config.DB_TIMEOUT_MS),
     },
-    (log) => runReporter({ ...deps, log }),
+    (log) =>
+      runReporter({
+        ...deps,
+        log,
+        settings: reporterSettings(config, SCHEDULED_FUNCTION_LIMIT_MS - (Date.now() - invokedAt)),
+      }),
   );
   return resultResponse(result);
 };

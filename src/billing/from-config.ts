@@ -5,13 +5,19 @@ import type { Logger } from '../observability/logger.ts';
 import { createStripeClient } from '../stripe/client.ts';
 import type { ReporterSettings, RunReporterInput } from './report-usage.ts';
 
-export function reporterSettings(config: ReporterConfig): ReporterSettings {
+/**
+ * The reporter's settings; in a function that the platform stops `limitMs` from now (what
+ * is left of a scheduled one's 30 s), sends still unanswered two database deadlines before
+ * that are cut: one for recording the last report, one for recording the run.
+ */
+export function reporterSettings(config: ReporterConfig, limitMs?: number): ReporterSettings {
   return {
     budgetMs: config.REPORTER_BUDGET_SECONDS * 1000,
     ratePerSecond: config.REPORTER_RATE_PER_SECOND,
     concurrency: config.REPORTER_CONCURRENCY,
     maxRows: config.REPORTER_MAX_ROWS,
     finalizationGraceMinutes: config.INVOICE_FINALIZATION_GRACE_MINUTES,
+    ...(limitMs === undefined ? {} : { cutAfterMs: limitMs - 2 * config.DB_TIMEOUT_MS }),
   };
 }
 

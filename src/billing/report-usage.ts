@@ -22,6 +22,14 @@ export interface ReporterSettings {
   maxRows: number;
   /** Stripe finalizes an invoice this long after its period ends (default 1 h). */
   finalizationGraceMinutes: number;
+  /**
+   * Sends still unanswered this long (real time) after the run began are no longer waited
+   * for, so that the run can still record itself before the platform stops it (two database
+   * deadlines before a scheduled function's 30 s). They count as deferred and their reports
+   * stay pending: Stripe keeps the identifier of one that landed, so the next run's resend is
+   * recognised as a duplicate and recorded as sent. Unset (the CLI): every send is awaited.
+   */
+  cutAfterMs?: number;
 }
 
 export interface ReporterSummary {
@@ -30,7 +38,10 @@ export interface ReporterSummary {
   sent: number;
   failed: number;
   late: number;
-  /** Not attempted: the budget ran out, the circuit breaker was open or the key was refused. */
+  /**
+   * Not attempted (the budget ran out, the circuit breaker was open or the key was refused),
+   * or sent with no answer before the run had to end (cutAfterMs).
+   */
   deferred: number;
   /** 429 answers waited out (Retry-After) and retried within the run. */
   rateLimited: number;
@@ -53,6 +64,21 @@ const RATE_LIMIT_FALLBACK_MS = 1000;
 const MAX_ATTEMPTS_PER_RUN = 5;
 
 const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+const CUT = Symbol('cut');
+
+/** `work`'s outcome, or CUT once `cut` aborts first (its later outcome is then dropped). */
+function unlessCut<T>(work: Promise<T>, cut: AbortSignal | undefined): Promise<T | typeof CUT> {
+  if (!cut) return work;
+  work.catch(() => {});
+  return Promise.race([
+    work,
+    new Promise<typeof CUT>((resolve) => {
+      if (cut.aborted) resolve(CUT);
+      else cut.addEventListener('abort', () => resolve(CUT), { once: true });
+    }),
+  ]);
+}
 
 export interface RunReporterInput {
   db: Db;
@@ -85,6 +111,10 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
   const now = input.now ?? Date.now;
   const sleep = input.sleep ?? realSleep;
   const deadline = now() + settings.budgetMs;
+  const cut =
+    settings.cutAfterMs === undefined
+      ? undefined
+      : AbortSignal.timeout(Math.max(0, settings.cutAfterMs));
 
   const claimed = await db.rpc('claim_meter_deltas', {
     max_rows: settings.maxRows,
@@ -176,14 +206,21 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
   const deliver = async (report: MeterReport) => {
     for (let attempt = 1; ; attempt += 1) {
       if (pausedUntil > now()) await sleep(pausedUntil - now());
-      if (summary.stoppedBy || now() >= deadline || breaker.opened) {
+      if (summary.stoppedBy || now() >= deadline || breaker.opened || cut?.aborted) {
         summary.deferred += 1;
         return;
       }
       const late = lateness(report, now(), settings.finalizationGraceMinutes);
       if (late) return record(report, 'late', { message: late });
       try {
-        await breaker.fire(report);
+        if ((await unlessCut(breaker.fire(report), cut)) === CUT) {
+          summary.deferred += 1;
+          log.warn(
+            { report: report.identifier, tenant_id: report.tenant_id },
+            'meter event unanswered when the run had to end: it stays pending, and the next run sends it again with the same identifier',
+          );
+          return;
+        }
         return record(report, 'sent');
       } catch (sendError) {
         if ((sendError as { code?: string }).code === 'EOPENBREAKER') {
@@ -214,7 +251,7 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
 
   await Promise.all(pending.map((report) => limit(() => deliver(report))));
   breaker.shutdown();
-  if (!summary.stoppedBy && !breaker.opened && now() < deadline) {
+  if (!summary.stoppedBy && !breaker.opened && now() < deadline && !cut?.aborted) {
     const corrections = await sendCorrections({
       db,
       stripe,

@@ -113,29 +113,32 @@ export const SCHEDULED_FUNCTION_LIMIT_MS = 30_000;
 export const BACKGROUND_FUNCTION_LIMIT_MS = 15 * 60_000;
 
 /**
- * After the budget a scheduled run cuts what is still in flight two database deadlines
- * before Netlify's limit (collectionSettings), then releases its last leases beside
- * recording its end and records the function's run, one deadline each: a combination that
- * leaves no time between the budget and that cut would be killed before it records.
+ * After its budget (the variable `budget` names, in seconds) a scheduled run cuts what is
+ * still in flight two database deadlines before Netlify's limit (collectionSettings,
+ * reporterSettings), then records what it finished and the function's run, one deadline
+ * each: a combination that leaves no time between the budget and that cut would be killed
+ * before it records.
  */
-function requireRunEndInsideScheduledLimit(
-  env: { COLLECTOR_BUDGET_SECONDS: number; DB_TIMEOUT_MS: number },
-  ctx: z.RefinementCtx,
-): void {
-  const needed = env.COLLECTOR_BUDGET_SECONDS * 1000 + 2 * env.DB_TIMEOUT_MS;
-  if (needed < SCHEDULED_FUNCTION_LIMIT_MS) return;
-  ctx.addIssue({
-    code: 'custom',
-    path: ['DB_TIMEOUT_MS'],
-    message:
-      `with COLLECTOR_BUDGET_SECONDS=${env.COLLECTOR_BUDGET_SECONDS}: COLLECTOR_BUDGET_SECONDS + ` +
-      `2 × DB_TIMEOUT_MS is ${needed.toLocaleString('en-US')} ms, which must stay under ` +
-      `the scheduled function's ${SCHEDULED_FUNCTION_LIMIT_MS.toLocaleString('en-US')} ms (Netlify's 30 s): ` +
-      'lower either',
-  });
-}
+export const requireRunEndInsideScheduledLimit =
+  <B extends string>(budget: B) =>
+  (env: Record<B, number> & { DB_TIMEOUT_MS: number }, ctx: z.RefinementCtx): void => {
+    const seconds = env[budget];
+    const needed = seconds * 1000 + 2 * env.DB_TIMEOUT_MS;
+    if (needed < SCHEDULED_FUNCTION_LIMIT_MS) return;
+    ctx.addIssue({
+      code: 'custom',
+      path: ['DB_TIMEOUT_MS'],
+      message:
+        `with ${budget}=${seconds}: ${budget} + ` +
+        `2 × DB_TIMEOUT_MS is ${needed.toLocaleString('en-US')} ms, which must stay under ` +
+        `the scheduled function's ${SCHEDULED_FUNCTION_LIMIT_MS.toLocaleString('en-US')} ms (Netlify's 30 s): ` +
+        'lower either',
+    });
+  };
 
-const checkedCollectorEnvSchema = collectorEnvSchema.superRefine(requireRunEndInsideScheduledLimit);
+const checkedCollectorEnvSchema = collectorEnvSchema.superRefine(
+  requireRunEndInsideScheduledLimit('COLLECTOR_BUDGET_SECONDS'),
+);
 
 export type CollectorConfig = z.infer<typeof checkedCollectorEnvSchema>;
 export const loadCollectorConfig = (env: Env = process.env): CollectorConfig =>

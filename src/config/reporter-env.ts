@@ -1,5 +1,12 @@
 import { z } from 'zod';
-import { count, parseEnv, secretList, serverEnvSchema, variable } from './env.ts';
+import {
+  count,
+  parseEnv,
+  requireRunEndInsideScheduledLimit,
+  secretList,
+  serverEnvSchema,
+  variable,
+} from './env.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -21,9 +28,12 @@ const reporterEnvSchema = serverEnvSchema.extend({
   INVOICE_FINALIZATION_GRACE_MINUTES: count(0, 72 * 60, 60, ' minutes'),
 });
 
-export type ReporterConfig = z.infer<typeof reporterEnvSchema>;
+const reporterRunEnd = requireRunEndInsideScheduledLimit('REPORTER_BUDGET_SECONDS');
+const checkedReporterEnvSchema = reporterEnvSchema.superRefine(reporterRunEnd);
+
+export type ReporterConfig = z.infer<typeof checkedReporterEnvSchema>;
 export const loadReporterConfig = (env: Env = process.env): ReporterConfig =>
-  parseEnv(reporterEnvSchema, env);
+  parseEnv(checkedReporterEnvSchema, env);
 
 /** reconcile-usage: the daily reconciliation. */
 const reconcileEnvSchema = reporterEnvSchema.extend({
@@ -35,9 +45,11 @@ const reconcileEnvSchema = reporterEnvSchema.extend({
     .transform((v) => v === 'true'),
 });
 
-export type ReconcileConfig = z.infer<typeof reconcileEnvSchema>;
+const checkedReconcileEnvSchema = reconcileEnvSchema.superRefine(reporterRunEnd);
+
+export type ReconcileConfig = z.infer<typeof checkedReconcileEnvSchema>;
 export const loadReconcileConfig = (env: Env = process.env): ReconcileConfig =>
-  parseEnv(reconcileEnvSchema, env);
+  parseEnv(checkedReconcileEnvSchema, env);
 
 /** GET /api/v1/status: the operator's monitoring. */
 const statusEnvSchema = serverEnvSchema.extend({

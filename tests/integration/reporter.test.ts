@@ -90,6 +90,25 @@ describe('reporter', () => {
     expect(stripe.conflicts).toEqual([]);
   });
 
+  it('a send Stripe accepted but has not answered when the run must end is cut: left pending, then sent once', async () => {
+    const stripe = fakeStripe();
+    const { tenantId, customer } = await meteredTenant(4);
+    stripe.failNext('hold_after');
+    // A client that would wait a minute: only the run's cut ends the wait.
+    const first = await run(stripeClient(60_000), { cutAfterMs: 300 });
+    expect(first).toMatchObject({ claimed: 1, sent: 0, failed: 0, deferred: 1 });
+    // Stripe holds the event; its answer, released after the run ended, is recorded by no one.
+    expect(stripe.received).toHaveLength(1);
+    stripe.releaseHeld();
+    expect(await ledger(tenantId)).toMatchObject([{ status: 'pending', attempts: 0 }]);
+
+    const second = await run();
+    expect(second).toMatchObject({ sent: 1, deferred: 0 });
+    expect(stripe.totalFor(customer)).toBe(4);
+    expect((await ledger(tenantId))[0].status).toBe('sent');
+    expect(stripe.conflicts).toEqual([]);
+  });
+
   it('a retry after the idempotency key expired is refused as a duplicate and recorded as sent', async () => {
     const stripe = fakeStripe();
     const { tenantId, customer } = await meteredTenant(4);

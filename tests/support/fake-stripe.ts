@@ -40,7 +40,9 @@ export type StripeFault =
   | 'rate_limited'
   | 'drop_before'
   | 'drop_after'
-  | 'timeout_after';
+  | 'timeout_after'
+  /** Accepted, and answered only when the test calls releaseHeld(). */
+  | 'hold_after';
 
 export interface AcceptedEvent {
   identifier: string;
@@ -243,6 +245,7 @@ export class FakeStripe {
   readonly adjustmentRequests: Array<string | null> = [];
   /** Balance transactions it created, by customer, oldest first. */
   readonly balanceTransactions = new Map<string, BalanceTransaction[]>();
+  private readonly held: Array<() => void> = [];
   private readonly idempotent = new Map<string, { path: string; body: string; response: Answer }>();
   private faults: StripeFault[] = [];
   private nextFault: (() => StripeFault) | undefined;
@@ -289,6 +292,11 @@ export class FakeStripe {
 
   failNext(...faults: StripeFault[]) {
     this.faults.push(...faults);
+  }
+
+  /** Answers every request held by a `hold_after` fault. */
+  releaseHeld() {
+    for (const release of this.held.splice(0)) release();
   }
 
   /** Decide a fault for every request (e.g. from a seeded generator); undefined = none. */
@@ -927,6 +935,7 @@ export class FakeStripe {
     if (fault === 'drop_after') return HttpResponse.error();
     // Longer than the client's timeout in these tests; msw answers late rather than never.
     if (fault === 'timeout_after') await delay(120);
+    if (fault === 'hold_after') await new Promise<void>((release) => this.held.push(release));
     return this.respond(answered);
   }
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { reconcileDbTimeoutMs } from '../../src/billing/from-config.ts';
+import { reconcileDbTimeoutMs, reporterSettings } from '../../src/billing/from-config.ts';
 import { collectionSettings } from '../../src/collector/from-config.ts';
 import { loadAlertsConfig } from '../../src/config/alerts-env.ts';
 import { loadStripeWebhookConfig } from '../../src/config/billing-env.ts';
@@ -178,6 +178,26 @@ describe('DB_TIMEOUT_MS', () => {
     expect(scheduledRecordBy(1_000_000, 5000)).toBe(1_025_000);
     expect(reconcileDbTimeoutMs({ DB_TIMEOUT_MS: 5000 })).toBe(20_000);
     expect(reconcileDbTimeoutMs({ DB_TIMEOUT_MS: 10_000 })).toBe(10_000);
+  });
+});
+
+describe('loadReporterConfig and loadReconcileConfig', () => {
+  it.each([
+    ['loadReporterConfig', loadReporterConfig],
+    ['loadReconcileConfig', loadReconcileConfig],
+  ])('%s refuses a budget that leaves no two database deadlines inside 30 s', (_, load) => {
+    expect(load({ ...valid, REPORTER_BUDGET_SECONDS: '25', DB_TIMEOUT_MS: '2000' })).toMatchObject({
+      REPORTER_BUDGET_SECONDS: 25,
+    });
+    expect(() => load({ ...valid, REPORTER_BUDGET_SECONDS: '25' })).toThrow(
+      /DB_TIMEOUT_MS with REPORTER_BUDGET_SECONDS=25: REPORTER_BUDGET_SECONDS \+ 2 × DB_TIMEOUT_MS is 35,000 ms, which must stay under the scheduled function's 30,000 ms/,
+    );
+  });
+
+  it('cuts unanswered sends two database deadlines before the function must end, and none from the CLI', () => {
+    const config = loadReporterConfig(valid);
+    expect(reporterSettings(config).cutAfterMs).toBeUndefined();
+    expect(reporterSettings(config, 29_000).cutAfterMs).toBe(19_000);
   });
 });
 
