@@ -6,8 +6,7 @@ import {
   runCollection,
 } from '../../src/collector/from-config.ts';
 import { loadCollectorConfig, SCHEDULED_FUNCTION_LIMIT_MS } from '../../src/config/env.ts';
-import { resultResponse } from '../../src/http/responses.ts';
-import { recordedRun, scheduledRecordBy } from '../../src/ops/scheduled-run.ts';
+import { scheduledFunction } from '../../src/ops/scheduled-run.ts';
 import { runUpkeep, withUpkeep } from '../../src/ops/upkeep.ts';
 
 /**
@@ -15,20 +14,15 @@ import { runUpkeep, withUpkeep } from '../../src/ops/upkeep.ts';
  * after collecting), then pull new n8n executions for every due source. Within its 30 s it
  * collects what it can finish and fans the rest out to collect-usage-background.
  */
-export default async () => {
-  const invokedAt = Date.now();
+export default scheduledFunction('collect-usage', (invokedAt) => {
   const config = loadCollectorConfig();
   const deps = collectorDependencies(config);
-  const result = await recordedRun(
-    {
-      db: deps.db,
-      functionName: 'collect-usage',
-      log: deps.log,
-      // The work is cut two database deadlines before the limit; recording its outcome
-      // fits in what is left, its last attempt starting one deadline before the end.
-      recordBy: scheduledRecordBy(invokedAt, config.DB_TIMEOUT_MS),
-    },
-    async (log) => {
+  return {
+    ...deps,
+    // The work is cut two database deadlines before the limit; recording its outcome fits
+    // in what is left.
+    dbTimeoutMs: config.DB_TIMEOUT_MS,
+    work: async (log) => {
       // Before collecting: next month's partition must exist before its first execution.
       const upkeep = await runUpkeep({
         db: deps.db,
@@ -49,8 +43,7 @@ export default async () => {
       });
       return withUpkeep(upkeep, collected);
     },
-  );
-  return resultResponse(result);
-};
+  };
+});
 
 export const config: Config = { schedule: '*/10 * * * *' };

@@ -3,31 +3,26 @@ import { runReconciliation, startOfLastMonth } from '../../src/billing/reconcile
 import { loadReconcileConfig } from '../../src/config/reporter-env.ts';
 import { createServiceClient } from '../../src/db/client.ts';
 import { ok } from '../../src/domain/result.ts';
-import { resultResponse } from '../../src/http/responses.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
-import { recordedRun, scheduledRecordBy } from '../../src/ops/scheduled-run.ts';
+import { scheduledFunction } from '../../src/ops/scheduled-run.ts';
 
 /**
  * Daily: counters = raw rows for this month and the last, and what Stripe accepted =
  * Stripe's meter event summaries, and Stripe's invoice previews = flowmeter's estimate.
  * Findings land in reconciliation_findings.
  */
-export default async () => {
-  const invokedAt = Date.now();
+export default scheduledFunction('reconcile-usage', () => {
   const config = loadReconcileConfig();
   const { db, stripe, log } = reporterDependencies(config, createLogger(config.LOG_LEVEL), {
     dbTimeoutMs: reconcileDbTimeoutMs(config),
   });
   const since = startOfLastMonth();
-  const outcome = await recordedRun(
-    {
-      // The run's record keeps the usual deadline, so recording it fits in what is left.
-      db: createServiceClient(config),
-      functionName: 'reconcile-usage',
-      log,
-      recordBy: scheduledRecordBy(invokedAt, config.DB_TIMEOUT_MS),
-    },
-    async (runLog) => {
+  return {
+    // The run's record keeps the usual deadline, so recording it fits in what is left.
+    db: createServiceClient(config),
+    log,
+    dbTimeoutMs: config.DB_TIMEOUT_MS,
+    work: async (runLog) => {
       const result = await runReconciliation({
         db,
         stripe,
@@ -48,6 +43,5 @@ export default async () => {
         previewSkipped: result.value.previewSkipped,
       });
     },
-  );
-  return resultResponse(outcome);
-};
+  };
+});

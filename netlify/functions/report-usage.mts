@@ -2,31 +2,24 @@ import { reporterDependencies, reporterSettings } from '../../src/billing/from-c
 import { runReporter } from '../../src/billing/report-usage.ts';
 import { SCHEDULED_FUNCTION_LIMIT_MS } from '../../src/config/env.ts';
 import { loadReporterConfig } from '../../src/config/reporter-env.ts';
-import { resultResponse } from '../../src/http/responses.ts';
 import { createLogger } from '../../src/observability/pino-logger.ts';
-import { recordedRun, scheduledRecordBy } from '../../src/ops/scheduled-run.ts';
+import { scheduledFunction } from '../../src/ops/scheduled-run.ts';
 
 /**
  * Scheduled (hourly by default; the schedule is in netlify.toml so an operator can change
  * it): report unreported billable usage to Stripe Billing Meters.
  */
-export default async () => {
-  const invokedAt = Date.now();
+export default scheduledFunction('report-usage', (invokedAt) => {
   const config = loadReporterConfig();
   const deps = reporterDependencies(config, createLogger(config.LOG_LEVEL));
-  const result = await recordedRun(
-    {
-      db: deps.db,
-      functionName: 'report-usage',
-      log: deps.log,
-      recordBy: scheduledRecordBy(invokedAt, config.DB_TIMEOUT_MS),
-    },
-    (log) =>
+  return {
+    ...deps,
+    dbTimeoutMs: config.DB_TIMEOUT_MS,
+    work: (log) =>
       runReporter({
         ...deps,
         log,
         settings: reporterSettings(config, SCHEDULED_FUNCTION_LIMIT_MS - (Date.now() - invokedAt)),
       }),
-  );
-  return resultResponse(result);
-};
+  };
+});

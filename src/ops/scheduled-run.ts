@@ -3,6 +3,7 @@ import type { Db } from '../db/client.ts';
 import type { Json } from '../db/database.types.ts';
 import type { Result } from '../domain/result.ts';
 import { retryUnanswered } from '../domain/retry-unanswered.ts';
+import { type HttpErrorCode, resultResponse } from '../http/responses.ts';
 import type { Logger } from '../observability/logger.ts';
 
 /** Attempts after the first to record a run's outcome, under two seconds in all. */
@@ -72,3 +73,31 @@ export async function recordedRun<T extends object, C extends string>(
     throw failure;
   }
 }
+
+/** What a scheduled function's setup gives the recorded run (scheduledFunction). */
+export interface ScheduledWork<T extends object, C extends HttpErrorCode> {
+  /** The client that records the run: its calls are cut at `dbTimeoutMs`. */
+  db: Db;
+  log: Logger;
+  /** DB_TIMEOUT_MS: recording the outcome starts its last attempt one such deadline before 30 s. */
+  dbTimeoutMs: number;
+  work: (log: Logger) => Promise<Result<T, C>>;
+}
+
+/**
+ * A Netlify scheduled function: `setup` (given the invocation's start, epoch ms) loads the
+ * configuration and builds the work, which runs as a recorded run whose outcome is the
+ * response. A configuration that does not parse throws, which Netlify logs as the
+ * function's error.
+ */
+export const scheduledFunction =
+  <T extends object, C extends HttpErrorCode>(
+    functionName: string,
+    setup: (invokedAt: number) => ScheduledWork<T, C>,
+  ) =>
+  async (): Promise<Response> => {
+    const invokedAt = Date.now();
+    const { db, log, dbTimeoutMs, work } = setup(invokedAt);
+    const recordBy = scheduledRecordBy(invokedAt, dbTimeoutMs);
+    return resultResponse(await recordedRun({ db, functionName, log, recordBy }, work));
+  };
