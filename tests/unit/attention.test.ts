@@ -203,7 +203,7 @@ describe('SCHEDULED_FUNCTIONS', () => {
     const recorded: string[] = [];
     for (const file of await readdir(dir)) {
       const source = await readFile(new URL(file, dir), 'utf8');
-      for (const match of source.matchAll(/functionName: '([a-z0-9-]+)'/g)) {
+      for (const match of source.matchAll(/scheduledFunction\('([a-z0-9-]+)'/g)) {
         recorded.push(match[1] as string);
       }
     }
