@@ -6,6 +6,7 @@ import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
 import { callFailed } from '../db/rpc-result.ts';
 import { ok, type Result } from '../domain/result.ts';
+import { CUT, unlessCut } from '../domain/unless-cut.ts';
 import type { Logger } from '../observability/logger.ts';
 import { retryAfterMs, type StripeFailureKind, stripeFailureKind } from '../stripe/errors.ts';
 import { lateness } from './lateness.ts';
@@ -64,21 +65,6 @@ const RATE_LIMIT_FALLBACK_MS = 1000;
 const MAX_ATTEMPTS_PER_RUN = 5;
 
 const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-const CUT = Symbol('cut');
-
-/** `work`'s outcome, or CUT once `cut` aborts first (its later outcome is then dropped). */
-function unlessCut<T>(work: Promise<T>, cut: AbortSignal | undefined): Promise<T | typeof CUT> {
-  if (!cut) return work;
-  work.catch(() => {});
-  return Promise.race([
-    work,
-    new Promise<typeof CUT>((resolve) => {
-      if (cut.aborted) resolve(CUT);
-      else cut.addEventListener('abort', () => resolve(CUT), { once: true });
-    }),
-  ]);
-}
 
 export interface RunReporterInput {
   db: Db;
@@ -258,6 +244,7 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
       log,
       finalizationGraceMinutes: settings.finalizationGraceMinutes,
       until: deadline,
+      ...(cut ? { cut } : {}),
       now,
       ...(input.tenantIds ? { tenantIds: input.tenantIds } : {}),
     });

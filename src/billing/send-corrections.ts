@@ -2,6 +2,7 @@ import type Stripe from 'stripe';
 import type { Db } from '../db/client.ts';
 import { callFailed } from '../db/rpc-result.ts';
 import { ok, type Result } from '../domain/result.ts';
+import { CUT, unlessCut } from '../domain/unless-cut.ts';
 import { plural } from '../domain/words.ts';
 import type { Logger } from '../observability/logger.ts';
 import { stripeFailureKind } from '../stripe/errors.ts';
@@ -33,6 +34,12 @@ export interface SendCorrectionsInput {
   leaseSeconds?: number;
   /** Start no correction after this instant (the run's deadline); the rest waits for its lease to end. */
   until?: number;
+  /**
+   * Once aborted (the run must end before the platform stops it), no step is awaited or
+   * recorded any more: the corrections claimed wait for their lease to end, and a step that
+   * landed at Stripe unanswered is replayed by its idempotency key when one is taken again.
+   */
+  cut?: AbortSignal;
   now?: () => number;
 }
 
@@ -96,6 +103,8 @@ export async function sendCorrections(
     outcome: Outcome,
     detail: { error?: unknown; objectId?: string } = {},
   ): Promise<Correction | null> => {
+    // An answer that came after the cut: the run has ended, and its lease may have too.
+    if (input.cut?.aborted) return null;
     const { data, error: recordError } = await db.rpc('record_meter_correction_outcome', {
       id: correction.id,
       outcome,
@@ -232,12 +241,21 @@ export async function sendCorrections(
   };
 
   const ordered = [...(claim.data ?? [])].sort((a, b) => a.id - b.id);
-  for (const first of ordered) {
+  corrections: for (const first of ordered) {
     if (input.until !== undefined && now() >= input.until) break;
     // At most three steps: a cancellation, then its remainder or the credit it became.
     let correction: Correction | null = first;
     for (let steps = 0; correction?.status === 'pending' && steps < 3; steps += 1) {
-      correction = await step(correction);
+      const next: Correction | null | typeof CUT = await unlessCut(step(correction), input.cut);
+      if (next === CUT) {
+        log.warn(
+          { correction: correction.identifier, tenant_id: correction.tenant_id },
+          'correction step unanswered when the run had to end: it is taken again once its lease ends',
+        );
+        summary.settled.push(correction);
+        break corrections;
+      }
+      correction = next;
       // A failed attempt waits for the next run.
       if (correction?.last_error_kind) break;
     }

@@ -288,6 +288,37 @@ describe('record_meter_correction’s answer is read by name', () => {
 });
 
 describe('exactly once under faults', () => {
+  it('a step Stripe has not answered when report-usage must end is cut: nothing recorded, then sent once', async () => {
+    const { stripe } = fakeStripe();
+    const { tenantId, customer } = await reportedTenant(120);
+    const { correction: c } = await succeeded(correct(tenantId, 15));
+    stripe.failNext('hold_after');
+    // A client that would wait a minute: only the run's cut ends the wait.
+    const run = await succeeded(
+      runReporter({
+        db: serviceClient(),
+        stripe: stripeClient(60_000),
+        settings: { ...reporterTestSettings, cutAfterMs: 300 },
+        log: silentLogger,
+        tenantIds: [tenantId],
+      }),
+    );
+    expect(run.corrections).toMatchObject({ claimed: 1, sent: 0, failed: 0 });
+    // Stripe holds the event; its answer, released after the run ended, is recorded by no one.
+    expect(stripe.accepted.has(c.identifier)).toBe(true);
+    stripe.releaseHeld();
+    expect(await correction(c.id)).toMatchObject({ status: 'pending', attempts: 0 });
+
+    // Once the cut run's lease has ended, the next run sends it: Stripe knows the identifier.
+    await superuser().query(
+      'update public.meter_corrections set claimed_until = now() where id = $1',
+      [c.id],
+    );
+    expect(await send([c.id])).toMatchObject({ claimed: 1, sent: 1, failed: 0 });
+    expect(stripe.totalFor(customer)).toBe(135);
+    expect(await correction(c.id)).toMatchObject({ status: 'sent' });
+  });
+
   const FAULTS: ReadonlyArray<readonly [number, StripeFault]> = [
     [5, 'ok'],
     [1, 'server_error'],
