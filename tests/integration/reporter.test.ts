@@ -9,7 +9,7 @@ import {
   stripeClient,
 } from '../support/billing.ts';
 import { useN8nServer } from '../support/collector.ts';
-import type { StripeFault } from '../support/fake-stripe.ts';
+import type { FakeStripe, StripeFault } from '../support/fake-stripe.ts';
 import { mulberry32 as prng } from '../support/faults.ts';
 import { fakeStripeOn } from '../support/reporter-runs.ts';
 import { succeeded } from '../support/result.ts';
@@ -44,6 +44,18 @@ const run = (
       tenantIds,
     }),
   );
+
+/** The tenant's one report was billed once: Stripe holds its value once, the ledger says sent. */
+async function expectBilledOnce(
+  stripe: FakeStripe,
+  tenantId: string,
+  customer: string,
+  value: number,
+) {
+  expect(stripe.totalFor(customer)).toBe(value);
+  expect((await ledger(tenantId))[0].status).toBe('sent');
+  expect(stripe.conflicts).toEqual([]);
+}
 
 describe('reporter', () => {
   it('records the delta in the ledger, then sends it once with a deterministic identifier', async () => {
@@ -85,9 +97,7 @@ describe('reporter', () => {
     expect(first.failed).toBe(1);
     expect((await ledger(tenantId))[0].status).toBe('pending');
     await run();
-    expect(stripe.totalFor(customer)).toBe(4);
-    expect((await ledger(tenantId))[0].status).toBe('sent');
-    expect(stripe.conflicts).toEqual([]);
+    await expectBilledOnce(stripe, tenantId, customer, 4);
   });
 
   it('a send Stripe accepted but has not answered when the run must end is cut: left pending, then sent once', async () => {
@@ -104,9 +114,7 @@ describe('reporter', () => {
 
     const second = await run();
     expect(second).toMatchObject({ sent: 1, deferred: 0 });
-    expect(stripe.totalFor(customer)).toBe(4);
-    expect((await ledger(tenantId))[0].status).toBe('sent');
-    expect(stripe.conflicts).toEqual([]);
+    await expectBilledOnce(stripe, tenantId, customer, 4);
   });
 
   it('a retry after the idempotency key expired is refused as a duplicate and recorded as sent', async () => {
@@ -118,10 +126,8 @@ describe('reporter', () => {
     stripe.forgetIdempotencyKeys();
     const retry = await run();
     expect(retry).toMatchObject({ sent: 1, failed: 0 });
-    expect(stripe.totalFor(customer)).toBe(4);
     expect(stripe.requests).toBe(2);
-    expect((await ledger(tenantId))[0].status).toBe('sent');
-    expect(stripe.conflicts).toEqual([]);
+    await expectBilledOnce(stripe, tenantId, customer, 4);
   });
 
   it('records usage of a period whose invoice is final as late, and sends nothing for it', async () => {
