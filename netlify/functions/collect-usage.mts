@@ -14,14 +14,12 @@ import { runUpkeep, withUpkeep } from '../../src/ops/upkeep.ts';
  * after collecting), then pull new n8n executions for every due source. Within its 30 s it
  * collects what it can finish and fans the rest out to collect-usage-background.
  */
-export default scheduledFunction('collect-usage', (invokedAt) => {
-  const config = loadCollectorConfig();
+export default scheduledFunction('collect-usage', loadCollectorConfig, (config, invokedAt) => {
   const deps = collectorDependencies(config);
   return {
     ...deps,
     // The work is cut two database deadlines before the limit; recording its outcome fits
     // in what is left.
-    dbTimeoutMs: config.DB_TIMEOUT_MS,
     work: async (log) => {
       // Before collecting: next month's partition must exist before its first execution.
       const upkeep = await runUpkeep({

@@ -7,12 +7,10 @@ import { scheduledFunction } from '../../src/ops/scheduled-run.ts';
  * Every 5 minutes: deliver new usage alerts (created by the collector when usage crosses
  * a plan threshold) to Slack and e-mail, retrying failed deliveries with the same key.
  */
-export default scheduledFunction('deliver-alerts', () => {
-  const config = loadAlertsConfig();
+export default scheduledFunction('deliver-alerts', loadAlertsConfig, (config) => {
   const deps = alertDependencies(config, { log: createLogger(config.LOG_LEVEL) });
   return {
     ...deps,
-    dbTimeoutMs: config.DB_TIMEOUT_MS,
     work: (log) => deliverAlerts({ ...deps, log }),
   };
 });

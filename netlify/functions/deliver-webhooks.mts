@@ -9,12 +9,10 @@ import { webhookDependencies } from '../../src/webhooks/from-config.ts';
  * their backoff schedule. Netlify stops a scheduled function after 30 s, and the lease of
  * what it claimed outlasts that.
  */
-export default scheduledFunction('deliver-webhooks', () => {
-  const config = loadWebhooksConfig();
+export default scheduledFunction('deliver-webhooks', loadWebhooksConfig, (config) => {
   const deps = webhookDependencies(config, { log: createLogger(config.LOG_LEVEL) });
   return {
     ...deps,
-    dbTimeoutMs: config.DB_TIMEOUT_MS,
     work: (log) => drainWebhooks({ ...deps, log, budgetMs: 22_000 }),
   };
 });

@@ -11,8 +11,7 @@ import { scheduledFunction } from '../../src/ops/scheduled-run.ts';
  * Stripe's meter event summaries, and Stripe's invoice previews = flowmeter's estimate.
  * Findings land in reconciliation_findings.
  */
-export default scheduledFunction('reconcile-usage', () => {
-  const config = loadReconcileConfig();
+export default scheduledFunction('reconcile-usage', loadReconcileConfig, (config) => {
   const { db, stripe, log } = reporterDependencies(config, createLogger(config.LOG_LEVEL), {
     dbTimeoutMs: reconcileDbTimeoutMs(config),
   });
@@ -21,7 +20,6 @@ export default scheduledFunction('reconcile-usage', () => {
     // The run's record keeps the usual deadline, so recording it fits in what is left.
     db: createServiceClient(config),
     log,
-    dbTimeoutMs: config.DB_TIMEOUT_MS,
     work: async (runLog) => {
       const result = await runReconciliation({
         db,

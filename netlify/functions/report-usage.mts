@@ -9,12 +9,10 @@ import { scheduledFunction } from '../../src/ops/scheduled-run.ts';
  * Scheduled (hourly by default; the schedule is in netlify.toml so an operator can change
  * it): report unreported billable usage to Stripe Billing Meters.
  */
-export default scheduledFunction('report-usage', (invokedAt) => {
-  const config = loadReporterConfig();
+export default scheduledFunction('report-usage', loadReporterConfig, (config, invokedAt) => {
   const deps = reporterDependencies(config, createLogger(config.LOG_LEVEL));
   return {
     ...deps,
-    dbTimeoutMs: config.DB_TIMEOUT_MS,
     work: (log) =>
       runReporter({
         ...deps,

@@ -76,28 +76,29 @@ export async function recordedRun<T extends object, C extends string>(
 
 /** What a scheduled function's setup gives the recorded run (scheduledFunction). */
 export interface ScheduledWork<T extends object, C extends HttpErrorCode> {
-  /** The client that records the run: its calls are cut at `dbTimeoutMs`. */
+  /** The client that records the run: its calls are cut at the configuration's DB_TIMEOUT_MS. */
   db: Db;
   log: Logger;
-  /** DB_TIMEOUT_MS: recording the outcome starts its last attempt one such deadline before 30 s. */
-  dbTimeoutMs: number;
   work: (log: Logger) => Promise<Result<T, C>>;
 }
 
 /**
- * A Netlify scheduled function: `setup` (given the invocation's start, epoch ms) loads the
- * configuration and builds the work, which runs as a recorded run whose outcome is the
- * response. A configuration that does not parse throws, which Netlify logs as the
- * function's error.
+ * A Netlify scheduled function: its configuration loaded by `load` (one that does not parse
+ * throws, which Netlify logs as the function's error), then `setup` (given it and the
+ * invocation's start, epoch ms) builds the work, which runs as a recorded run whose last
+ * attempt to record its outcome starts one DB_TIMEOUT_MS before the 30 s; the outcome is
+ * the response.
  */
 export const scheduledFunction =
-  <T extends object, C extends HttpErrorCode>(
+  <Config extends { DB_TIMEOUT_MS: number }, T extends object, C extends HttpErrorCode>(
     functionName: string,
-    setup: (invokedAt: number) => ScheduledWork<T, C>,
+    load: () => Config,
+    setup: (config: Config, invokedAt: number) => ScheduledWork<T, C>,
   ) =>
   async (): Promise<Response> => {
     const invokedAt = Date.now();
-    const { db, log, dbTimeoutMs, work } = setup(invokedAt);
-    const recordBy = scheduledRecordBy(invokedAt, dbTimeoutMs);
+    const config = load();
+    const { db, log, work } = setup(config, invokedAt);
+    const recordBy = scheduledRecordBy(invokedAt, config.DB_TIMEOUT_MS);
     return resultResponse(await recordedRun({ db, functionName, log, recordBy }, work));
   };
