@@ -25,10 +25,12 @@ export interface ReporterSettings {
   finalizationGraceMinutes: number;
   /**
    * Sends still unanswered this long (real time) after the run began are no longer waited
-   * for, so that the run can still record itself before the platform stops it (two database
-   * deadlines before a scheduled function's 30 s). They count as deferred and their reports
-   * stay pending: Stripe keeps the identifier of one that landed, so the next run's resend is
-   * recognised as a duplicate and recorded as sent. Unset (the CLI): every send is awaited.
+   * for, so that the run can still record them and itself before the platform stops it (two
+   * database deadlines before a scheduled function's 30 s). Each is recorded as failed with
+   * its outcome unknown (UNANSWERED_AT_CUT) and stays pending, so status counts it among the
+   * failing ones when it keeps happening; Stripe keeps the identifier of one that landed, so
+   * the next run's resend is recognised and recorded as sent. Unset (the CLI): every send is
+   * awaited.
    */
   cutAfterMs?: number;
 }
@@ -39,10 +41,7 @@ export interface ReporterSummary {
   sent: number;
   failed: number;
   late: number;
-  /**
-   * Not attempted (the budget ran out, the circuit breaker was open or the key was refused),
-   * or sent with no answer before the run had to end (cutAfterMs).
-   */
+  /** Not attempted: the budget ran out, the circuit breaker was open or the key was refused. */
   deferred: number;
   /** 429 answers waited out (Retry-After) and retried within the run. */
   rateLimited: number;
@@ -60,6 +59,10 @@ export interface ReporterSummary {
 
 /** How long to wait after a 429 that names no Retry-After. */
 const RATE_LIMIT_FALLBACK_MS = 1000;
+
+/** Why a send still unanswered at the run's cut failed (its outcome is not known). */
+export const UNANSWERED_AT_CUT =
+  'Stripe had not answered when the run had to end (the event may have landed: the next run sends it again with the same identifier)';
 
 /** Sends of one report per run, counting those Stripe answered with 429. */
 const MAX_ATTEMPTS_PER_RUN = 5;
@@ -200,12 +203,11 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
       if (late) return record(report, 'late', { message: late });
       try {
         if ((await unlessCut(breaker.fire(report), cut)) === CUT) {
-          summary.deferred += 1;
           log.warn(
             { report: report.identifier, tenant_id: report.tenant_id },
-            'meter event unanswered when the run had to end: it stays pending, and the next run sends it again with the same identifier',
+            'meter event not sent',
           );
-          return;
+          return record(report, 'failed', { message: UNANSWERED_AT_CUT, kind: 'unavailable' });
         }
         return record(report, 'sent');
       } catch (sendError) {

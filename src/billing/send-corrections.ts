@@ -35,9 +35,10 @@ export interface SendCorrectionsInput {
   /** Start no correction after this instant (the run's deadline); the rest waits for its lease to end. */
   until?: number;
   /**
-   * Once aborted (the run must end before the platform stops it), no step is awaited or
-   * recorded any more: the corrections claimed wait for their lease to end, and a step that
-   * landed at Stripe unanswered is replayed by its idempotency key when one is taken again.
+   * Once aborted (the run must end before the platform stops it), the step in flight is no
+   * longer awaited: it is recorded as failed with its outcome unknown, its late answer by no
+   * one, and no further step starts. The correction is taken again once its lease ends, the
+   * step replayed by its idempotency key.
    */
   cut?: AbortSignal;
   now?: () => number;
@@ -51,6 +52,10 @@ type Outcome = 'cancel_sent' | 'sent' | 'failed' | 'credit' | 'late' | 'review';
  * whose earlier answer was lost cannot be told from one never made.
  */
 const REPLAY_WINDOW_MS = 23 * 3600_000;
+
+/** Why a step still unanswered at the run's cut failed (its outcome is not known). */
+const UNANSWERED_AT_CUT =
+  'Stripe had not answered when the run had to end (the step may have landed: it is replayed with the same idempotency key)';
 
 /** The marker a credit carries at Stripe, so a retry finds one that landed unanswered. */
 const CREDIT_METADATA_KEY = 'flowmeter_correction';
@@ -101,10 +106,10 @@ export async function sendCorrections(
   const record = async (
     correction: Correction,
     outcome: Outcome,
-    detail: { error?: unknown; objectId?: string } = {},
+    detail: { error?: unknown; objectId?: string; atCut?: boolean } = {},
   ): Promise<Correction | null> => {
     // An answer that came after the cut: the run has ended, and its lease may have too.
-    if (input.cut?.aborted) return null;
+    if (input.cut?.aborted && !detail.atCut) return null;
     const { data, error: recordError } = await db.rpc('record_meter_correction_outcome', {
       id: correction.id,
       outcome,
@@ -122,7 +127,7 @@ export async function sendCorrections(
     return data as Correction | null;
   };
 
-  const failed = async (correction: Correction, sendError: unknown) => {
+  const failed = async (correction: Correction, sendError: unknown, atCut = false) => {
     log.warn(
       {
         correction: correction.identifier,
@@ -132,7 +137,7 @@ export async function sendCorrections(
       'correction not sent',
     );
     summary.failed += 1;
-    return record(correction, 'failed', { error: sendError });
+    return record(correction, 'failed', { error: sendError, atCut });
   };
 
   const sendEvent = async (correction: Correction) => {
@@ -248,11 +253,8 @@ export async function sendCorrections(
     for (let steps = 0; correction?.status === 'pending' && steps < 3; steps += 1) {
       const next: Correction | null | typeof CUT = await unlessCut(step(correction), input.cut);
       if (next === CUT) {
-        log.warn(
-          { correction: correction.identifier, tenant_id: correction.tenant_id },
-          'correction step unanswered when the run had to end: it is taken again once its lease ends',
-        );
-        summary.settled.push(correction);
+        const unanswered = new Error(UNANSWERED_AT_CUT);
+        summary.settled.push((await failed(correction, unanswered, true)) ?? correction);
         break corrections;
       }
       correction = next;

@@ -2,7 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
 import { needsAttention } from '../../src/ops/attention.ts';
 import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
-import { addUsage, ledger, meteredTenant, TEST_STRIPE_KEY } from '../support/billing.ts';
+import {
+  addUsage,
+  ledger,
+  meteredTenant,
+  stripeClient,
+  TEST_STRIPE_KEY,
+} from '../support/billing.ts';
 import { runCliWith } from '../support/cli.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { fakeStripeOn, reporterRun } from '../support/reporter-runs.ts';
@@ -105,6 +111,25 @@ describe('billing health', () => {
     stripe.faultEach(undefined);
     await run([tenantId]);
     expect((await statusOf([tenantId])).attention).toEqual([]);
+  });
+
+  it('a report Stripe never answers before the run must end is flagged once cut 3 times', async () => {
+    const stripe = fakeStripe();
+    const { tenantId, customer } = await meteredTenant(5);
+    for (const expected of [0, 0, 1]) {
+      stripe.failNext('hold_after');
+      // The run's cut, not the client's minute-long timeout, ends each wait.
+      const cut = await run([tenantId], { cutAfterMs: 200 }, stripeClient(60_000));
+      expect(cut).toMatchObject({ failed: 1, sent: 0 });
+      stripe.releaseHeld();
+      const { reports, attention } = await statusOf([tenantId]);
+      expect(reports.failing).toBe(expected);
+      const line = attention.find((a) => a.includes('failed 3 or more times'));
+      expect(Boolean(line)).toBe(expected === 1);
+    }
+    await run([tenantId]);
+    expect((await statusOf([tenantId])).attention).toEqual([]);
+    expect(stripe.totalFor(customer)).toBe(5);
   });
 
   it('late usage is flagged with what to do', async () => {

@@ -288,7 +288,7 @@ describe('record_meter_correction’s answer is read by name', () => {
 });
 
 describe('exactly once under faults', () => {
-  it('a step Stripe has not answered when report-usage must end is cut: nothing recorded, then sent once', async () => {
+  it('a step Stripe has not answered when report-usage must end is cut: failed as unanswered, then sent once', async () => {
     const { stripe } = fakeStripe();
     const { tenantId, customer } = await reportedTenant(120);
     const { correction: c } = await succeeded(correct(tenantId, 15));
@@ -303,17 +303,20 @@ describe('exactly once under faults', () => {
         tenantIds: [tenantId],
       }),
     );
-    expect(run.corrections).toMatchObject({ claimed: 1, sent: 0, failed: 0 });
+    expect(run.corrections).toMatchObject({ claimed: 1, sent: 0, failed: 1 });
     // Stripe holds the event; its answer, released after the run ended, is recorded by no one.
     expect(stripe.accepted.has(c.identifier)).toBe(true);
     stripe.releaseHeld();
-    expect(await correction(c.id)).toMatchObject({ status: 'pending', attempts: 0 });
+    expect(await correction(c.id)).toMatchObject({
+      status: 'pending',
+      attempts: 1,
+      unknown_outcome: true,
+      last_error_kind: 'unavailable',
+      last_error: expect.stringMatching(/^Stripe had not answered when the run had to end/),
+      claimed_until: null,
+    });
 
-    // Once the cut run's lease has ended, the next run sends it: Stripe knows the identifier.
-    await superuser().query(
-      'update public.meter_corrections set claimed_until = now() where id = $1',
-      [c.id],
-    );
+    // The next run sends it again: Stripe knows the identifier, and it is billed once.
     expect(await send([c.id])).toMatchObject({ claimed: 1, sent: 1, failed: 0 });
     expect(stripe.totalFor(customer)).toBe(135);
     expect(await correction(c.id)).toMatchObject({ status: 'sent' });

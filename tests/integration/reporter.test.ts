@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { type ReporterSettings, runReporter } from '../../src/billing/report-usage.ts';
+import {
+  type ReporterSettings,
+  runReporter,
+  UNANSWERED_AT_CUT,
+} from '../../src/billing/report-usage.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import {
   addUsage,
@@ -100,17 +104,25 @@ describe('reporter', () => {
     await expectBilledOnce(stripe, tenantId, customer, 4);
   });
 
-  it('a send Stripe accepted but has not answered when the run must end is cut: left pending, then sent once', async () => {
+  it('a send Stripe accepted but has not answered when the run must end is cut: failed as unanswered, then sent once', async () => {
     const stripe = fakeStripe();
     const { tenantId, customer } = await meteredTenant(4);
     stripe.failNext('hold_after');
     // A client that would wait a minute: only the run's cut ends the wait.
     const first = await run(stripeClient(60_000), { cutAfterMs: 300 });
-    expect(first).toMatchObject({ claimed: 1, sent: 0, failed: 0, deferred: 1 });
+    expect(first).toMatchObject({ claimed: 1, sent: 0, failed: 1, deferred: 0 });
     // Stripe holds the event; its answer, released after the run ended, is recorded by no one.
     expect(stripe.received).toHaveLength(1);
     stripe.releaseHeld();
-    expect(await ledger(tenantId)).toMatchObject([{ status: 'pending', attempts: 0 }]);
+    // An attempt whose outcome is unknown: counted among the failing when it keeps happening.
+    expect(await ledger(tenantId)).toMatchObject([
+      {
+        status: 'pending',
+        attempts: 1,
+        last_error: UNANSWERED_AT_CUT,
+        last_error_kind: 'unavailable',
+      },
+    ]);
 
     const second = await run();
     expect(second).toMatchObject({ sent: 1, deferred: 0 });

@@ -17,14 +17,19 @@ export function fakeStripeOn(server: SetupServer, clock?: ManualClock) {
 
 /**
  * Reporter runs over the given tenants only (other test files' reports are theirs), with
- * `settings` over those no test is limited by. On a manual clock a run never sleeps.
+ * `settings` over those no test is limited by, through `stripe` (a 5 s timeout unless
+ * given). On a manual clock a run never sleeps.
  */
 export function reporterRun(settings: Partial<ReporterSettings>, clock?: ManualClock) {
-  return (tenantIds: string[], overrides: Partial<ReporterSettings> = {}) =>
+  return (
+    tenantIds: string[],
+    overrides: Partial<ReporterSettings> = {},
+    stripe = stripeClient(5000),
+  ) =>
     succeeded(
       runReporter({
         db: serviceClient(),
-        stripe: stripeClient(5000),
+        stripe,
         settings: { ...reporterTestSettings, ...settings, ...overrides },
         log: silentLogger,
         tenantIds,
