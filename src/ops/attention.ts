@@ -13,6 +13,8 @@ export interface AttentionInputs {
   generated_at: string;
   sources: { failing: number; stalled: number };
   meter_reports: {
+    unattempted: number;
+    oldest_unattempted_at: string | null;
     late: number;
     failing: number;
     failing_threshold: number;
@@ -42,6 +44,7 @@ export interface AttentionInputs {
     last_started_at: string;
     failures_since_success: number;
     last_error: string | null;
+    last_summary?: unknown;
   }>;
 }
 
@@ -64,17 +67,16 @@ function correctionAttention(corrections: AttentionInputs['meter_reports']['corr
 
 /**
  * Billing's share, each with what to do: a key Stripe refuses (from its first answer, since
- * nothing can be sent until it changes), reports failing run after run, usage that reached
- * no invoice, webhook events that could not be applied, and what reconciliation found.
+ * nothing can be sent until it changes), reports never sent (unsentAttention) or failing run
+ * after run, usage that reached no invoice, webhook events that could not be applied, and
+ * what reconciliation found.
  */
-function stripeAttention({
-  meter_reports: reports,
-  stripe_events: events,
-  reconciliation,
-}: AttentionInputs) {
+function stripeAttention(status: AttentionInputs) {
+  const { meter_reports: reports, stripe_events: events, reconciliation } = status;
   return [
     reports.auth_failing &&
       `Stripe refuses the API key${reports.auth_error ? ` (${reports.auth_error.slice(0, 120)})` : ''}: set STRIPE_SECRET_KEY to a valid secret or restricted key with write access to meter events; pending reports are sent by the next run`,
+    unsentAttention(status),
     reports.failing > 0 &&
       `${plural(reports.failing, 'meter report')} failed ${reports.failing_threshold} or more times: flowmeter status shows the latest error (each report's is in the table public.meter_reports); fix the customer, meter or Stripe account it names`,
     reports.late > 0 &&
@@ -85,6 +87,27 @@ function stripeAttention({
     reconciliation.unrepaired > 0 &&
       `${plural(reconciliation.unrepaired, 'reconciliation finding')} in the last 30 days not repaired${reconciliation.last_kind ? ` (latest ${reconciliation.last_kind}: ${(reconciliation.last_detail ?? '').slice(0, 160)})` : ''}: each is in the table public.reconciliation_findings; see docs/billing.md "Reconciliation"`,
   ];
+}
+
+/** Whether report-usage's latest run was a dry run (no STRIPE_SECRET_KEY: nothing is sent). */
+const reportsRunDry = ({ scheduled_functions: functions }: AttentionInputs) => {
+  const summary = functions.find((f) => f.function_name === 'report-usage')?.last_summary;
+  return (summary as { dryRun?: unknown } | null | undefined)?.dryRun === true;
+};
+
+/**
+ * Reports never attempted for longer than report-usage's overdue rule (two of its intervals
+ * plus five minutes), although nothing failed them: it runs (or its own finding says it does
+ * not) but cannot keep up, its rate, budget or rows per run too small for the usage, or its
+ * sends keep being deferred by an open circuit breaker. Not while it runs dry, where nothing
+ * is sent by design.
+ */
+function unsentAttention(status: AttentionInputs) {
+  const { unattempted, oldest_unattempted_at: oldest, auth_failing } = status.meter_reports;
+  // A refused key defers every report after the first: its own finding says what to do.
+  if (unattempted === 0 || !oldest || auth_failing || reportsRunDry(status)) return false;
+  if (!isOverdue('report-usage', oldest, status.generated_at)) return false;
+  return `${plural(unattempted, 'meter report')} never sent, the oldest waiting ${formatDistanceStrict(oldest, status.generated_at)}: report-usage defers them run after run (its latest run's summary says how many); unless Stripe failures named here stop its runs early, it is not keeping up: raise REPORTER_RATE_PER_SECOND (Stripe allows about 1,000 a second in live mode), REPORTER_BUDGET_SECONDS or REPORTER_MAX_ROWS; \`flowmeter report\` sends them now`;
 }
 
 /** Each enabled webhook endpoint whose deliveries fail, with how to see and resend them. */

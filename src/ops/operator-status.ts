@@ -34,6 +34,9 @@ export const operatorStatusSchema = z.object({
     pending_value: number,
     retrying: number,
     oldest_pending_at: when,
+    /** Pending and never attempted: deferred run after run, or a dry run's. */
+    unattempted: number,
+    oldest_unattempted_at: when,
     late: number,
     late_value: number,
     last_error: z.string().nullable(),

@@ -125,6 +125,11 @@ as $$
     'pending_value', (select coalesce(sum(value), 0) from reports where status = 'pending'),
     'retrying', (select count(*) from reports where status = 'pending' and attempts > 0),
     'oldest_pending_at', (select min(created_at) from reports where status = 'pending'),
+    -- Never attempted: deferred run after run (the budget, the breaker), or a dry run's.
+    'unattempted', (select count(*) from reports where status = 'pending' and attempts = 0),
+    'oldest_unattempted_at', (
+      select min(created_at) from reports where status = 'pending' and attempts = 0
+    ),
     'late', (select count(*) from reports where status = 'late'),
     'late_value', (select coalesce(sum(value), 0) from reports where status = 'late'),
     'last_error', (

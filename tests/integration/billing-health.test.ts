@@ -12,7 +12,7 @@ import {
 import { runCliWith } from '../support/cli.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { fakeStripeOn, reporterRun } from '../support/reporter-runs.ts';
-import { serviceClient } from '../support/stack.ts';
+import { serviceClient, superuser } from '../support/stack.ts';
 import { statusEndpoint } from '../support/status.ts';
 
 /**
@@ -130,6 +130,37 @@ describe('billing health', () => {
     await run([tenantId]);
     expect((await statusOf([tenantId])).attention).toEqual([]);
     expect(stripe.totalFor(customer)).toBe(5);
+  });
+
+  it('reports nobody sent for over two hourly runs are flagged, and clear once sent', async () => {
+    const stripe = fakeStripe();
+    const { tenantId, customer } = await meteredTenant(6);
+    // Claimed into the ledger by a run that sent nothing (its budget ran out first).
+    const claimed = await serviceClient().rpc('claim_meter_deltas', {
+      max_rows: 100,
+      tenant_ids: [tenantId],
+    });
+    expect(claimed.error).toBeNull();
+    const fresh = await statusOf([tenantId]);
+    expect(fresh.reports).toMatchObject({ unattempted: 1, pending: 1 });
+    expect(fresh.attention).toEqual([]);
+
+    await superuser().query(
+      "update public.meter_reports set created_at = now() - interval '3 hours' where tenant_id = $1",
+      [tenantId],
+    );
+    const waiting = await statusOf([tenantId]);
+    expect(waiting.attention).toEqual([
+      expect.stringMatching(
+        /^1 meter report never sent, the oldest waiting 3 hours: report-usage defers them run after run/,
+      ),
+    ]);
+
+    expect(await run([tenantId])).toMatchObject({ sent: 1 });
+    expect(stripe.totalFor(customer)).toBe(6);
+    const sent = await statusOf([tenantId]);
+    expect(sent.reports).toMatchObject({ unattempted: 0, oldest_unattempted_at: null });
+    expect(sent.attention).toEqual([]);
   });
 
   it('late usage is flagged with what to do', async () => {

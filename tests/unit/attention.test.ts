@@ -4,6 +4,8 @@ import { type AttentionInputs, needsAttention } from '../../src/ops/attention.ts
 import { SCHEDULED_FUNCTIONS } from '../../src/ops/scheduled-functions.ts';
 
 const reportsHealthy = {
+  unattempted: 0,
+  oldest_unattempted_at: null,
   late: 0,
   failing: 0,
   failing_threshold: 3,
@@ -85,6 +87,45 @@ describe('needsAttention', () => {
     ).toEqual([
       `2 reconciliation findings in the last 30 days not repaired (latest invoice_preview_drift: Stripe's upcoming invoice for sub_1 bills 120 executions for 500 eur): each is in the table public.reconciliation_findings; see docs/billing.md "Reconciliation"`,
     ]);
+  });
+
+  it('names reports never sent for longer than two of report-usage’s hours, except in a dry run or behind a refused key', () => {
+    const waiting = (minutes: number, summary: unknown = { dryRun: false, deferred: 7 }) =>
+      needsAttention({
+        ...healthy,
+        meter_reports: {
+          ...reportsHealthy,
+          unattempted: 7,
+          oldest_unattempted_at: startedAgo(minutes),
+        },
+        scheduled_functions: [
+          {
+            function_name: 'report-usage',
+            last_started_at: startedAgo(3),
+            failures_since_success: 0,
+            last_error: null,
+            last_summary: summary,
+          },
+        ],
+      });
+    // Two hourly runs plus five minutes: one that missed a run is not yet a finding.
+    expect(waiting(125)).toEqual([]);
+    expect(waiting(126)).toEqual([
+      "7 meter reports never sent, the oldest waiting 2 hours: report-usage defers them run after run (its latest run's summary says how many); unless Stripe failures named here stop its runs early, it is not keeping up: raise REPORTER_RATE_PER_SECOND (Stripe allows about 1,000 a second in live mode), REPORTER_BUDGET_SECONDS or REPORTER_MAX_ROWS; `flowmeter report` sends them now",
+    ]);
+    expect(waiting(600, { dryRun: true, deferred: 7 })).toEqual([]);
+    expect(waiting(600, null)).toHaveLength(1);
+    const refused = needsAttention({
+      ...healthy,
+      meter_reports: {
+        ...reportsHealthy,
+        unattempted: 7,
+        oldest_unattempted_at: startedAgo(600),
+        auth_failing: true,
+      },
+    });
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatch(/^Stripe refuses the API key/);
   });
 
   it('names corrections that cannot reach Stripe by themselves, with what to do', () => {
