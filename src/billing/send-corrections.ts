@@ -35,10 +35,10 @@ export interface SendCorrectionsInput {
   /** Start no correction after this instant (the run's deadline); the rest waits for its lease to end. */
   until?: number;
   /**
-   * Once aborted (the run must end before the platform stops it), the step in flight is no
-   * longer awaited: it is recorded as failed with its outcome unknown, its late answer by no
-   * one, and no further step starts. The correction is taken again once its lease ends, the
-   * step replayed by its idempotency key.
+   * Once aborted (the run must end before the platform stops it), Stripe's answer to the step
+   * in flight is no longer awaited: the step is recorded as failed with its outcome unknown,
+   * its late answer by no one, and no further correction starts. The next run takes it again
+   * and replays the step by its idempotency key.
    */
   cut?: AbortSignal;
   now?: () => number;
@@ -106,10 +106,8 @@ export async function sendCorrections(
   const record = async (
     correction: Correction,
     outcome: Outcome,
-    detail: { error?: unknown; objectId?: string; atCut?: boolean } = {},
+    detail: { error?: unknown; objectId?: string } = {},
   ): Promise<Correction | null> => {
-    // An answer that came after the cut: the run has ended, and its lease may have too.
-    if (input.cut?.aborted && !detail.atCut) return null;
     const { data, error: recordError } = await db.rpc('record_meter_correction_outcome', {
       id: correction.id,
       outcome,
@@ -127,7 +125,15 @@ export async function sendCorrections(
     return data as Correction | null;
   };
 
-  const failed = async (correction: Correction, sendError: unknown, atCut = false) => {
+  // Stripe's answer, unless the run's cut comes first: then the step fails with its outcome
+  // unknown, recorded like any lost answer, and the late answer is dropped.
+  const answerOf = async <T>(call: Promise<T>): Promise<T> => {
+    const answer = await unlessCut(call, input.cut);
+    if (answer === CUT) throw new Error(UNANSWERED_AT_CUT);
+    return answer;
+  };
+
+  const failed = async (correction: Correction, sendError: unknown) => {
     log.warn(
       {
         correction: correction.identifier,
@@ -137,7 +143,7 @@ export async function sendCorrections(
       'correction not sent',
     );
     summary.failed += 1;
-    return record(correction, 'failed', { error: sendError, atCut });
+    return record(correction, 'failed', { error: sendError });
   };
 
   const sendEvent = async (correction: Correction) => {
@@ -151,17 +157,19 @@ export async function sendCorrections(
       return record(correction, 'late', { error: late });
     }
     try {
-      await stripe.billing.meterEvents.create(
-        {
-          event_name: correction.event_name,
-          identifier: correction.identifier,
-          timestamp: Math.floor(Date.parse(correction.event_timestamp ?? '') / 1000),
-          payload: {
-            stripe_customer_id: correction.stripe_customer_id,
-            value: String(correction.event_value),
+      await answerOf(
+        stripe.billing.meterEvents.create(
+          {
+            event_name: correction.event_name,
+            identifier: correction.identifier,
+            timestamp: Math.floor(Date.parse(correction.event_timestamp ?? '') / 1000),
+            payload: {
+              stripe_customer_id: correction.stripe_customer_id,
+              value: String(correction.event_value),
+            },
           },
-        },
-        { idempotencyKey: correction.identifier },
+          { idempotencyKey: correction.identifier },
+        ),
       );
     } catch (sendError) {
       // The identifier is the correction's own: Stripe holding it means an earlier attempt landed.
@@ -181,13 +189,15 @@ export async function sendCorrections(
       });
     }
     try {
-      await stripe.billing.meterEventAdjustments.create(
-        {
-          event_name: correction.event_name,
-          type: 'cancel',
-          cancel: { identifier: correction.cancels_identifier ?? '' },
-        },
-        { idempotencyKey: `${correction.identifier}:cancel` },
+      await answerOf(
+        stripe.billing.meterEventAdjustments.create(
+          {
+            event_name: correction.event_name,
+            type: 'cancel',
+            cancel: { identifier: correction.cancels_identifier ?? '' },
+          },
+          { idempotencyKey: `${correction.identifier}:cancel` },
+        ),
       );
     } catch (sendError) {
       if (!refused(sendError)) return failed(correction, sendError);
@@ -211,26 +221,30 @@ export async function sendCorrections(
   const sendCredit = async (correction: Correction) => {
     try {
       // An attempt without an answer may have landed: look for it before crediting again.
-      const landed = correction.unknown_outcome ? await findCredit(stripe, correction) : undefined;
+      const landed = correction.unknown_outcome
+        ? await answerOf(findCredit(stripe, correction))
+        : undefined;
       const transaction =
         landed ??
-        (await stripe.customers.createBalanceTransaction(
-          correction.stripe_customer_id,
-          {
-            amount: -(correction.credit_amount ?? 0),
-            currency: correction.currency ?? '',
-            description:
-              `flowmeter correction: ${plural(correction.delta, 'execution')}, ${correction.reason}`.slice(
-                0,
-                350,
-              ),
-            metadata: {
-              [CREDIT_METADATA_KEY]: correction.identifier,
-              flowmeter_tenant_id: correction.tenant_id,
-              flowmeter_period_start: correction.period_start,
+        (await answerOf(
+          stripe.customers.createBalanceTransaction(
+            correction.stripe_customer_id,
+            {
+              amount: -(correction.credit_amount ?? 0),
+              currency: correction.currency ?? '',
+              description:
+                `flowmeter correction: ${plural(correction.delta, 'execution')}, ${correction.reason}`.slice(
+                  0,
+                  350,
+                ),
+              metadata: {
+                [CREDIT_METADATA_KEY]: correction.identifier,
+                flowmeter_tenant_id: correction.tenant_id,
+                flowmeter_period_start: correction.period_start,
+              },
             },
-          },
-          { idempotencyKey: `${correction.identifier}:credit` },
+            { idempotencyKey: `${correction.identifier}:credit` },
+          ),
         ));
       summary.sent += 1;
       return record(correction, 'sent', { objectId: transaction.id });
@@ -246,22 +260,17 @@ export async function sendCorrections(
   };
 
   const ordered = [...(claim.data ?? [])].sort((a, b) => a.id - b.id);
-  corrections: for (const first of ordered) {
+  for (const first of ordered) {
     if (input.until !== undefined && now() >= input.until) break;
     // At most three steps: a cancellation, then its remainder or the credit it became.
     let correction: Correction | null = first;
     for (let steps = 0; correction?.status === 'pending' && steps < 3; steps += 1) {
-      const next: Correction | null | typeof CUT = await unlessCut(step(correction), input.cut);
-      if (next === CUT) {
-        const unanswered = new Error(UNANSWERED_AT_CUT);
-        summary.settled.push((await failed(correction, unanswered, true)) ?? correction);
-        break corrections;
-      }
-      correction = next;
+      correction = await step(correction);
       // A failed attempt waits for the next run.
       if (correction?.last_error_kind) break;
     }
     summary.settled.push(correction ?? first);
+    if (input.cut?.aborted) break;
   }
   log.info({ ...summary, settled: undefined }, 'corrections run finished');
   return ok(summary);
