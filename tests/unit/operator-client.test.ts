@@ -28,6 +28,8 @@ const status = {
     pending_value: 0,
     retrying: 0,
     oldest_pending_at: null,
+    unattempted: 0,
+    oldest_unattempted_at: null,
     late: 0,
     late_value: 0,
     last_error: null,
