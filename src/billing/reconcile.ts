@@ -1,5 +1,6 @@
 import type Stripe from 'stripe';
 import type { Db } from '../db/client.ts';
+import type { Database } from '../db/database.types.ts';
 import { callFailed } from '../db/rpc-result.ts';
 import { ok, type Result } from '../domain/result.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -61,6 +62,32 @@ export function startOfLastMonth(now = new Date()): Date {
   return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1));
 }
 
+type SentMeterTotal = Database['public']['Functions']['sent_meter_totals']['Returns'][number];
+
+/**
+ * What Stripe's meter should hold per customer and period since `since`, page by page (the
+ * API hands over at most 1,000 rows a call), until a page comes back empty.
+ */
+async function sentMeterTotals(db: Db, since: Date): Promise<Result<SentMeterTotal[]>> {
+  const all: SentMeterTotal[] = [];
+  for (;;) {
+    const last = all.at(-1);
+    const page = await db.rpc('sent_meter_totals', {
+      since: since.toISOString(),
+      ...(last
+        ? {
+            after_tenant_id: last.tenant_id,
+            after_period_start: last.period_start,
+            after_customer_id: last.stripe_customer_id,
+          }
+        : {}),
+    });
+    if (page.error) return callFailed('sent_meter_totals', page);
+    if (!page.data?.length) return ok(all);
+    all.push(...page.data);
+  }
+}
+
 /** Counters recomputed from raw executions: each drift recorded, logged, and repaired when asked. */
 async function reconcileCounters(input: ReconcileInput): Promise<Result<Finding[]>> {
   const { data, error, status } = await input.db.rpc('reconcile_counters', {
@@ -100,11 +127,11 @@ export async function runReconciliation(input: ReconcileInput): Promise<Result<R
   if (!stripe) return ok(summary);
 
   const now = input.now ?? Date.now;
-  const totals = await db.rpc('sent_meter_totals', { since: input.since.toISOString() });
-  if (totals.error) return callFailed('sent_meter_totals', totals);
+  const totals = await sentMeterTotals(db, input.since);
+  if (!totals.ok) return totals;
   const settle = input.settleMs ?? 3600_000;
   const repairs: number[] = [];
-  for (const total of totals.data ?? []) {
+  for (const total of totals.value) {
     if (input.tenantIds && !input.tenantIds.includes(total.tenant_id)) continue;
     if (now() - Date.parse(total.last_sent_at) < settle || total.unsettled_corrections > 0) {
       summary.stripeSkipped += 1;

@@ -1,5 +1,6 @@
 import type { PostgrestError } from '@supabase/supabase-js';
 import type { Command } from 'commander';
+import { API_MAX_ROWS } from '../db/api-max-rows.ts';
 import type { Database as Schema } from '../db/database.types.ts';
 import { tenantFilterOption } from './arguments.ts';
 import { type CommandContext, type Database, tenantFilter } from './context.ts';
@@ -27,7 +28,14 @@ export interface ListSpec<Row, Options extends object> {
   advice?: (rows: Row[]) => string | undefined;
 }
 
-/** A listing subcommand: its rows as a table for people, as JSON with --json. */
+/** Said below a list as long as one call hands over: there may be more than it shows. */
+export const fullListNote = (tenantFilter: boolean) =>
+  `showing the first ${API_MAX_ROWS.toLocaleString('en-US')}, as many as one call to the database hands over: there may be more${tenantFilter ? '; narrow the list with --tenant' : ''}`;
+
+/**
+ * A listing subcommand: its rows as a table for people, as JSON with --json. A list as long
+ * as one call hands over says so on stderr (the JSON is only the rows).
+ */
 export function addListCommand<Row, Options extends object = object>(
   parent: Command,
   ctx: CommandContext,
@@ -51,6 +59,7 @@ export function addListCommand<Row, Options extends object = object>(
       io.out(renderTable(spec.columns, rows.map(spec.row)));
       const advice = spec.advice?.(rows);
       if (advice) io.err(advice);
+      if (rows.length >= API_MAX_ROWS) io.err(fullListNote(Boolean(spec.tenantFilter)));
     });
 }
 

@@ -76,8 +76,11 @@ export const envSchema = supabaseEnvSchema.extend(logEnvSchema.shape).extend({
 
 export type Config = z.infer<typeof envSchema>;
 
-/** Netlify takes at most 256 KB of background payload: 2,000 leases are about 210 KB. */
-export const MAX_SLICE_SOURCES = 2000;
+/**
+ * A claim answers at most the API's 1,000 rows (Supabase's Max rows, private.api_max_rows),
+ * and Netlify takes at most 256 KB of background payload (1,000 leases are about 105 KB).
+ */
+export const MAX_SLICE_SOURCES = 1000;
 
 const collectorEnvSchema = envSchema.extend(dbTimeoutEnvShape).extend({
   // A scheduled function runs at most 30 s: stop starting pages well before.
@@ -93,7 +96,7 @@ const collectorEnvSchema = envSchema.extend(dbTimeoutEnvShape).extend({
   COLLECTOR_OPEN_MAX_AGE_HOURS: count(1, 24 * 90, 336, ' hours'),
   COLLECTOR_REVISIT_BATCH: count(1, 1000, 100),
   // Ids missing from n8n's list, fetched by id per source and run, this many at once.
-  COLLECTOR_PROBE_BATCH: count(1, 10_000, 1000),
+  COLLECTOR_PROBE_BATCH: count(1, 1000, 1000),
   COLLECTOR_PROBE_CONCURRENCY: count(1, 64, 8),
   N8N_REQUEST_TIMEOUT_MS: count(1000, 60_000, 8000, ' ms'),
   EXECUTION_RETENTION_MONTHS: count(1, 120, 3, ' months'),

@@ -2098,7 +2098,7 @@ export type Database = {
         };
       };
       n8n_source_credentials: {
-        Args: { source_ids?: string[]; tenant_ids?: string[] };
+        Args: { after_id?: string; source_ids?: string[]; tenant_ids?: string[] };
         Returns: {
           api_key_ciphertext: string;
           base_url: string;
@@ -2406,7 +2406,13 @@ export type Database = {
         };
       };
       sent_meter_totals: {
-        Args: { since: string };
+        Args: {
+          after_customer_id?: string;
+          after_period_start?: string;
+          after_tenant_id?: string;
+          max_rows?: number;
+          since: string;
+        };
         Returns: {
           last_sent_at: string;
           period_end: string;

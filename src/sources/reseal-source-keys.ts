@@ -4,7 +4,7 @@ import type { Db } from '../db/client.ts';
 import { rpcResult } from '../db/rpc-result.ts';
 import { ok, type Result } from '../domain/result.ts';
 import { sealApiKey } from '../n8n/api-key.ts';
-import { openStoredKey } from './stored-credentials.ts';
+import { openStoredKey, type StoredCredentials } from './stored-credentials.ts';
 
 export interface ResealSummary {
   /** The active key everything is resealed under. */
@@ -15,6 +15,26 @@ export interface ResealSummary {
   changedMeanwhile: number;
   /** Ids of sources whose key none of the configured keys decrypts. */
   undecryptable: string[];
+}
+
+/** Every source's sealed key (these tenants' only), page by page until one comes back empty. */
+async function everySealedKey(
+  db: Db,
+  tenantIds: string[] | undefined,
+): Promise<Result<StoredCredentials[]>> {
+  const all: StoredCredentials[] = [];
+  for (;;) {
+    const after = all.at(-1)?.id;
+    const page = rpcResult(
+      await db.rpc('n8n_source_credentials', {
+        ...(tenantIds ? { tenant_ids: tenantIds } : {}),
+        ...(after ? { after_id: after } : {}),
+      }),
+    );
+    if (!page.ok) return page;
+    if (page.value.length === 0) return ok(all);
+    all.push(...page.value);
+  }
 }
 
 /**
@@ -29,9 +49,7 @@ export async function resealSourceKeys(input: {
   onProgress?: (event: { type: 'due'; sources: number } | { type: 'done' }) => void;
 }): Promise<Result<ResealSummary>> {
   const { db, keyring } = input;
-  const read = rpcResult(
-    await db.rpc('n8n_source_credentials', input.tenantIds ? { tenant_ids: input.tenantIds } : {}),
-  );
+  const read = await everySealedKey(db, input.tenantIds);
   if (!read.ok) return read;
   const stored = read.value;
   const due = stored.filter((s) => needsRotation(keyring, s.api_key_ciphertext));

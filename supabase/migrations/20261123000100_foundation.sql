@@ -206,3 +206,18 @@ begin
 end;
 $$;
 select private.grant_to_service_role_only('private.is_operator()', 'private.require_operator()');
+
+-- The most rows one call returns through the API. A Supabase project's PostgREST answers at
+-- most its "Max rows" (db-max-rows, 1,000 unless raised) of a set-returning function and
+-- drops the rest without an error, so a function that claims or pages rows never takes more
+-- than this: what a caller is not handed is never claimed, and a page never computes rows
+-- nobody receives. The local stack's RPC endpoint applies the same limit.
+create or replace function private.api_max_rows()
+returns int
+language sql
+immutable
+set search_path = ''
+as $$
+  select 1000;
+$$;
+select private.grant_to_authenticated('private.api_max_rows()');

@@ -91,7 +91,7 @@ begin
           and (%2$s)
           and ($1 is null or (%3$s))
         order by d.next_attempt_at, d.created_at, %4$s
-        limit greatest($3, 0)
+        limit greatest(least($3, private.api_max_rows()), 0)
         for update of d skip locked
       )
       update %1$s d

@@ -214,7 +214,7 @@ begin
            or st.last_attempt_at < (select r.started_at from public.collector_runs r
                                     where r.id = claim_collector_sources.not_since_run))
     order by st.last_attempt_at nulls first, st.source_id
-    limit claim_collector_sources.max_sources
+    limit least(claim_collector_sources.max_sources, private.api_max_rows())
     for update of st skip locked
   ),
   leased as (
@@ -587,7 +587,7 @@ begin
   from public.open_executions o
   where o.source_id = list_open_executions.source_id
   order by o.last_seen_at, o.execution_id
-  limit list_open_executions.max_rows;
+  limit least(list_open_executions.max_rows, private.api_max_rows());
 end;
 $$;
 
@@ -606,7 +606,7 @@ begin
   from public.execution_probes pr
   where pr.source_id = list_execution_probes.source_id
   order by pr.execution_id desc
-  limit list_execution_probes.max_rows;
+  limit least(list_execution_probes.max_rows, private.api_max_rows());
 end;
 $$;
 

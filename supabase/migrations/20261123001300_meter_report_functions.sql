@@ -54,7 +54,7 @@ begin
   where r.status = 'pending'
     and (claim_meter_deltas.tenant_ids is null or r.tenant_id = any (claim_meter_deltas.tenant_ids))
   order by r.created_at, r.id
-  limit claim_meter_deltas.max_rows;
+  limit least(claim_meter_deltas.max_rows, private.api_max_rows());
 end;
 $$;
 
@@ -236,7 +236,15 @@ $$;
 -- delta is not expected there (a repair credited instead leaves the meter as it was).
 -- unsettled_corrections: corrections of the period still on their way (pending, or
 -- waiting for a person); until they settle the comparison means nothing.
-create or replace function public.sent_meter_totals(since timestamptz)
+-- A keyset page in (tenant_id, period_start, stripe_customer_id) order, at most max_rows
+-- (and what the API hands over); the next page starts after the last row's three.
+create or replace function public.sent_meter_totals(
+  since timestamptz,
+  after_tenant_id uuid default null,
+  after_period_start timestamptz default null,
+  after_customer_id text default null,
+  max_rows int default 1000
+)
 returns table (
   tenant_id uuid,
   period_start timestamptz,
@@ -255,6 +263,10 @@ as $$
            max(r.sent_at) as last_sent_at
     from public.meter_reports r
     where r.status = 'sent' and r.period_start >= sent_meter_totals.since
+      and (r.tenant_id, r.period_start, r.stripe_customer_id)
+          > (coalesce(sent_meter_totals.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid),
+             coalesce(sent_meter_totals.after_period_start, '-infinity'::timestamptz),
+             coalesce(sent_meter_totals.after_customer_id, ''))
     group by r.tenant_id, r.period_start, r.period_end, r.stripe_customer_id
   ),
   corrections as (
@@ -274,7 +286,9 @@ as $$
   join public.tenants t on t.id = r.tenant_id
   join public.plans p on p.id = t.plan_id
   left join corrections c on c.tenant_id = r.tenant_id and c.period_start = r.period_start
-  where p.stripe_meter_id is not null;
+  where p.stripe_meter_id is not null
+  order by r.tenant_id, r.period_start, r.stripe_customer_id
+  limit least(greatest(coalesce(sent_meter_totals.max_rows, 1000), 1), private.api_max_rows());
 $$;
 
 -- A difference found by comparing with Stripe (its summaries, its invoice preview), as a
@@ -327,6 +341,6 @@ $$;
 select private.grant_to_service_role_only(
   'private.reconciliation_status(uuid[])',
   'public.reconcile_counters(timestamptz, boolean, uuid[])',
-  'public.sent_meter_totals(timestamptz)',
+  'public.sent_meter_totals(timestamptz, uuid, timestamptz, text, int)',
   'public.record_reconciliation_finding(text, uuid, timestamptz, bigint, bigint, text, boolean)'
 );

@@ -52,7 +52,8 @@ as $$
   where list_alert_channels.tenant_ids is null or ch.tenant_id is null
      or ch.tenant_id = any (list_alert_channels.tenant_ids)
   group by ch.id, t.name
-  order by ch.tenant_id nulls first, ch.id;
+  order by ch.tenant_id nulls first, ch.id
+  limit private.api_max_rows();
 $$;
 
 -- Turns a channel off (its pending deliveries are no longer claimed) or back on. Unknown

@@ -13,8 +13,8 @@
 -- Period math is private.billing_period, the function the collector and enforcement use;
 -- quotas and standing are enforcement's private.plan_quota and private.usage_standing.
 
--- The rows of one page of a list: max_rows, default_rows when it is null, at most `most`;
--- below 1 is the caller's mistake (22023, HTTP 400), and so is null where there is no
+-- The rows of one page of a list: max_rows, default_rows when it is null, at most `most`
+-- and at most what the API hands over (private.api_max_rows); below 1 is the caller's mistake (22023, HTTP 400), and so is null where there is no
 -- default (the operator's exports).
 create or replace function private.page_size(max_rows int, default_rows int, most int)
 returns int
@@ -27,7 +27,7 @@ begin
   if wanted is null or wanted < 1 then
     raise exception 'max_rows must be at least 1 (got %)', page_size.max_rows using errcode = '22023';
   end if;
-  return least(wanted, page_size.most);
+  return least(wanted, page_size.most, private.api_max_rows());
 end;
 $$;
 

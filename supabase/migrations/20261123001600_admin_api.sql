@@ -144,7 +144,8 @@ as $$
          p.recurring_amount
   from public.plans p
   where list_plans.plan_ids is null or p.id = any (list_plans.plan_ids)
-  order by p.id;
+  order by p.id
+  limit private.api_max_rows();
 $$;
 
 -- Tenants -----------------------------------------------------------------------------
@@ -245,7 +246,8 @@ as $$
        where t.external_ref = k.ref
           or (k.ref ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' and t.id = k.ref::uuid)
      )
-  order by t.name, t.id;
+  order by t.name, t.id
+  limit private.api_max_rows();
 $$;
 
 -- Members and operators ------------------------------------------------------------
@@ -290,7 +292,8 @@ as $$
   join public.tenants t on t.id = m.tenant_id
   join auth.users u on u.id = m.user_id
   where list_tenant_members.tenant_ids is null or m.tenant_id = any (list_tenant_members.tenant_ids)
-  order by t.name, t.id, u.email;
+  order by t.name, t.id, u.email
+  limit private.api_max_rows();
 $$;
 comment on function public.list_tenant_members(uuid[]) is
   'security definer: reads members'' e-mail addresses from auth.users, which belongs to Supabase Auth and is granted to no API role; returns the address and last sign-in only. Service role only.';
@@ -320,7 +323,8 @@ as $$
   select u.id, u.email::text, u.created_at, u.last_sign_in_at
   from auth.users u
   where u.raw_app_meta_data ->> 'flowmeter_role' = 'operator'
-  order by u.email;
+  order by u.email
+  limit private.api_max_rows();
 $$;
 comment on function public.list_operators() is
   'security definer: reads the operator mark in auth.users.raw_app_meta_data, which belongs to Supabase Auth and is granted to no API role. Service role only.';

@@ -66,16 +66,19 @@ as $$
   left join public.collector_source_state st on st.source_id = s.id
   where (list_n8n_sources.tenant_ids is null or s.tenant_id = any (list_n8n_sources.tenant_ids))
     and (list_n8n_sources.source_ids is null or s.id = any (list_n8n_sources.source_ids))
-  order by t.name, s.base_url, s.id;
+  order by t.name, s.base_url, s.id
+  limit private.api_max_rows();
 $$;
 
 -- Where sources are and their sealed keys (the caller decrypts them with
--- FLOWMETER_ENCRYPTION_KEYS): these sources, or these tenants' (all by default), oldest
--- first. For testing a connection, replacing a key, re-encrypting keys. No row for an
--- unknown id.
+-- FLOWMETER_ENCRYPTION_KEYS): these sources, or these tenants' (all by default). For testing
+-- a connection, replacing a key, re-encrypting keys. No row for an unknown id. A keyset page
+-- in id order, at most what the API hands over: the next page passes after_id = the last
+-- row's id (re-encrypting every key walks them all).
 create or replace function public.n8n_source_credentials(
   source_ids uuid[] default null,
-  tenant_ids uuid[] default null
+  tenant_ids uuid[] default null,
+  after_id uuid default null
 )
 returns table (id uuid, tenant_id uuid, base_url text, project_id text, api_key_ciphertext text)
 language sql stable
@@ -85,7 +88,9 @@ as $$
   from public.n8n_sources s
   where (n8n_source_credentials.source_ids is null or s.id = any (n8n_source_credentials.source_ids))
     and (n8n_source_credentials.tenant_ids is null or s.tenant_id = any (n8n_source_credentials.tenant_ids))
-  order by s.created_at, s.id;
+    and s.id > coalesce(n8n_source_credentials.after_id, '00000000-0000-0000-0000-000000000000'::uuid)
+  order by s.id
+  limit private.api_max_rows();
 $$;
 
 -- A source an operator just fixed is due now instead of after its failure backoff.
@@ -162,7 +167,7 @@ select private.grant_to_service_role_only(
   'private.collect_source_now(uuid)',
   'public.add_n8n_source(uuid, text, text, text, text)',
   'public.list_n8n_sources(uuid[], uuid[])',
-  'public.n8n_source_credentials(uuid[], uuid[])',
+  'public.n8n_source_credentials(uuid[], uuid[], uuid)',
   'public.set_n8n_source_enabled(uuid, boolean)',
   'public.set_n8n_source_key(uuid, text, text)'
 );

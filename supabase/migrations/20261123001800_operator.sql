@@ -404,10 +404,10 @@ as $$
     and (d.tenant_id, d.day)
         > (coalesce(export_usage_days.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), coalesce(export_usage_days.after_day, '-infinity'::date))
   order by d.tenant_id, d.day
-  limit private.page_size(export_usage_days.max_rows, default_rows => null, most => 5000);
+  limit private.page_size(export_usage_days.max_rows, default_rows => null, most => 1000);
 $$;
 comment on function public.export_usage_days(uuid[], date, date, uuid, date, int) is
-$$Usage per tenant and UTC day (days with usage only), from_day to to_day inclusive, in (tenant_id, day) order; the next page passes the last row's tenant_id and day. At most max_rows (capped at 5000).
+$$Usage per tenant and UTC day (days with usage only), from_day to to_day inclusive, in (tenant_id, day) order; the next page passes the last row's tenant_id and day. At most max_rows (capped at 1000, what the API hands over).
 failed = executions that did not succeed (error, crashed, canceled), billable or not.$$;
 
 create or replace function public.export_usage_workflows(
@@ -445,13 +445,13 @@ as $$
           > (coalesce(export_usage_workflows.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), coalesce(export_usage_workflows.after_workflow_id, ''))
     group by e.tenant_id, e.workflow_id
     order by e.tenant_id, e.workflow_id
-    limit private.page_size(export_usage_workflows.max_rows, default_rows => null, most => 5000)
+    limit private.page_size(export_usage_workflows.max_rows, default_rows => null, most => 1000)
   ) w
   join public.tenants t on t.id = w.tenant_id
   order by w.tenant_id, w.workflow_id;
 $$;
 comment on function public.export_usage_workflows(uuid[], timestamptz, timestamptz, uuid, text, int) is
-$$Usage per tenant and n8n workflow of the raw executions started in [from_at, to_at), in (tenant_id, workflow_id) order; the next page passes the last row's tenant_id and workflow_id. At most max_rows (capped at 5000).
+$$Usage per tenant and n8n workflow of the raw executions started in [from_at, to_at), in (tenant_id, workflow_id) order; the next page passes the last row's tenant_id and workflow_id. At most max_rows (capped at 1000, what the API hands over).
 failed = executions that did not succeed (error, crashed, canceled), billable or not; duration_ms = total run time.$$;
 
 create or replace function public.export_usage_executions(
@@ -496,10 +496,10 @@ as $$
            coalesce(export_usage_executions.after_source_id, '00000000-0000-0000-0000-000000000000'::uuid),
            coalesce(export_usage_executions.after_execution_id, -1))
   order by e.tenant_id, e.occurred_at, e.source_id, e.execution_id
-  limit private.page_size(export_usage_executions.max_rows, default_rows => null, most => 5000);
+  limit private.page_size(export_usage_executions.max_rows, default_rows => null, most => 1000);
 $$;
 comment on function public.export_usage_executions(uuid[], timestamptz, timestamptz, uuid, timestamptz, uuid, bigint, int) is
-$$The raw executions started in [from_at, to_at), in (tenant_id, occurred_at, source_id, execution_id) order; the next page passes those of the last row. At most max_rows (capped at 5000).
+$$The raw executions started in [from_at, to_at), in (tenant_id, occurred_at, source_id, execution_id) order; the next page passes those of the last row. At most max_rows (capped at 1000, what the API hands over).
 occurred_at = started_at, else stopped_at; period_start = the tenant billing period the execution was counted in.$$;
 
 select private.grant_to_service_role_only(

@@ -174,7 +174,8 @@ as $$
   left join public.webhook_deliveries d on d.endpoint_id = ep.id
   where list_webhook_endpoints.endpoint_ids is null or ep.id = any (list_webhook_endpoints.endpoint_ids)
   group by ep.id
-  order by ep.created_at, ep.id;
+  order by ep.created_at, ep.id
+  limit private.api_max_rows();
 $$;
 
 -- A disabled endpoint gets no new deliveries and its due ones are not claimed.
@@ -318,7 +319,7 @@ as $$
   where (list_webhook_deliveries.endpoint_ids is null or d.endpoint_id = any (list_webhook_deliveries.endpoint_ids))
     and (not coalesce(list_webhook_deliveries.failed_only, false) or d.status = 'failed')
   order by d.created_at desc, d.event_id desc
-  limit greatest(least(list_webhook_deliveries.max_rows, 1000), 0);
+  limit greatest(least(list_webhook_deliveries.max_rows, private.api_max_rows()), 0);
 $$;
 
 -- Deliveries given up on get a fresh set of attempts, due now (after the receiver is

@@ -9,7 +9,7 @@
 -- history retention go with prune_history (private.prune_invoice_previews).
 
 -- Tenants with a live Stripe subscription whose preview of the current period is missing
--- or older than max_age_seconds, with what the comparison needs: the plan's pricing and
+-- or older than max_age_seconds, the stalest first (at most private.api_max_rows()), with what the comparison needs: the plan's pricing and
 -- what the ledger holds for the period (sent, pending, when last sent).
 create or replace function public.invoice_preview_targets(
   tenant_ids uuid[] default null,
@@ -55,7 +55,9 @@ as $$
     and (invoice_preview_targets.tenant_ids is null or t.id = any (invoice_preview_targets.tenant_ids))
     and (v.fetched_at is null
          or v.fetched_at <= now() - make_interval(secs => greatest(invoice_preview_targets.max_age_seconds, 0)))
-  order by v.fetched_at nulls first, t.id;
+  order by v.fetched_at nulls first, t.id
+  -- The stalest first, as many as the API hands over: the rest come once these are fresh.
+  limit private.api_max_rows();
 $$;
 
 -- One fetched preview, replacing the period's older one (never a newer one: two refreshes

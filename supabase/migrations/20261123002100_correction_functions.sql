@@ -249,7 +249,7 @@ as $$
       and (claim_meter_corrections.ids is null or c.id = any (claim_meter_corrections.ids))
       and (claim_meter_corrections.tenant_ids is null or c.tenant_id = any (claim_meter_corrections.tenant_ids))
     order by c.created_at, c.id
-    limit greatest(claim_meter_corrections.max_rows, 0)
+    limit greatest(least(claim_meter_corrections.max_rows, private.api_max_rows()), 0)
     for update skip locked
   )
   update public.meter_corrections c
@@ -407,7 +407,7 @@ as $$
          or (c.period_start >= list_meter_corrections.in_month::timestamp at time zone 'UTC'
              and c.period_start < (list_meter_corrections.in_month + interval '1 month')::timestamp at time zone 'UTC'))
   order by c.id desc
-  limit least(greatest(coalesce(list_meter_corrections.max_rows, 100), 1), 1000);
+  limit least(greatest(coalesce(list_meter_corrections.max_rows, 100), 1), private.api_max_rows());
 $$;
 
 select private.grant_to_service_role_only(
@@ -458,7 +458,7 @@ begin
     and c.kind = 'adjustment'
     and (tenant_usage_corrections.for_period is null or c.period_start = tenant_usage_corrections.for_period)
   order by c.id desc
-  limit coalesce(tenant_usage_corrections.max_rows, 50);
+  limit least(coalesce(tenant_usage_corrections.max_rows, 50), private.api_max_rows());
 end;
 $$;
 comment on function public.tenant_usage_corrections(uuid, timestamptz, int) is

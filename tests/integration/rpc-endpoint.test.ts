@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { API_MAX_ROWS } from '../../src/db/api-max-rows.ts';
 import { signJwt } from '../../src/local/keys.ts';
 import { anonClient, serviceClient, stack, superuser, userClient } from '../support/stack.ts';
 
@@ -355,6 +356,17 @@ describe('result shapes', () => {
       { i: 2, square: 4 },
       { i: 3, square: 9 },
     ]);
+  });
+
+  it('answers the first 1,000 rows of a larger set, as a Supabase project’s Max rows does', async () => {
+    const rows = await service().rpc('rpc_test_rows', { n: 1500 });
+    expect(rows.error).toBeNull();
+    expect(rows.data).toHaveLength(API_MAX_ROWS);
+    expect(rows.data?.at(-1)).toEqual({ i: 1000, square: 1_000_000 });
+    const series = await service().rpc('rpc_test_series', { n: 1001 });
+    expect(series.data).toHaveLength(1000);
+    // A set of exactly the limit is whole.
+    expect((await service().rpc('rpc_test_series', { n: 1000 })).data).toHaveLength(1000);
   });
 
   it('returns an empty set as []', async () => {

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { errors as joseErrors, jwtVerify } from 'jose';
 import type { DatabaseError, Pool, PoolClient } from 'pg';
+import { API_MAX_ROWS } from '../../db/api-max-rows.ts';
 import { AUTH_PATH_PREFIX, type AuthHandler } from '../auth/server.ts';
 import { readBodyText } from '../request-body.ts';
 import { PostgrestError, postgrestError, statusForSqlState } from './errors.ts';
@@ -16,6 +17,12 @@ export interface RpcServerOptions {
   schemas?: readonly string[];
   anonRole?: string;
   maxBodyBytes?: number;
+  /**
+   * db-max-rows: a set-returning function answers its first this many rows only, as a hosted
+   * Supabase project's PostgREST does ("Max rows", 1,000 unless raised in the dashboard), so a
+   * call that counts on more fails here as it would there.
+   */
+  maxRows?: number;
   /** Serves /auth/v1/ on the same port, as the Supabase API gateway does. */
   auth?: AuthHandler;
 }
@@ -165,6 +172,7 @@ function buildCall(
   routine: Routine,
   names: readonly string[],
   argsJson: string,
+  maxRows: number,
 ): { sql: string; returnsBody: boolean } {
   const ident = (s: string) => client.escapeIdentifier(s);
   const fn = `${ident(routine.schema)}.${ident(routine.name)}`;
@@ -191,7 +199,7 @@ function buildCall(
       };
     case 'set':
       return {
-        sql: `select coalesce(json_agg(_r), '[]')::text as body from ${from ? `${from}, lateral ` : ''}${call} as _r`,
+        sql: `select coalesce(json_agg(_q._r), '[]')::text as body from (select _r from ${from ? `${from}, lateral ` : ''}${call} as _r limit ${maxRows}) _q`,
         returnsBody: true,
       };
   }
@@ -246,7 +254,17 @@ function send(
  * Each call is one round trip: begin, settings, call and commit in one simple query.
  */
 export async function startRpcServer(options: RpcServerOptions): Promise<RpcServer> {
-  const { pool, port, host = '127.0.0.1', anonRole = 'anon', maxBodyBytes = 1024 * 1024 } = options;
+  const {
+    pool,
+    port,
+    host = '127.0.0.1',
+    anonRole = 'anon',
+    maxBodyBytes = 1024 * 1024,
+    maxRows = API_MAX_ROWS,
+  } = options;
+  if (!Number.isSafeInteger(maxRows) || maxRows < 1) {
+    throw new Error(`maxRows must be a whole number of at least 1, not ${maxRows}`);
+  }
   const schemas = options.schemas ?? ['public'];
   const key = new TextEncoder().encode(options.jwtSecret);
   const jwtCache = new Map<string, { identity: Identity; expiresAt: number }>();
@@ -321,7 +339,7 @@ export async function startRpcServer(options: RpcServerOptions): Promise<RpcServ
     };
     client.on('error', onConnectionError);
     try {
-      const { sql, returnsBody } = buildCall(client, routine, names, argsJson);
+      const { sql, returnsBody } = buildCall(client, routine, names, argsJson, maxRows);
       const settings = [
         `set_config('role', ${client.escapeLiteral(identity.role)}, true)`,
         // Role settings (e.g. statement_timeout) apply per request, as in PostgREST ≥ 11.1.
