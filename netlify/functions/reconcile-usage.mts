@@ -11,7 +11,7 @@ import { scheduledFunction } from '../../src/ops/scheduled-run.ts';
  * Stripe's meter event summaries, and Stripe's invoice previews = flowmeter's estimate.
  * Findings land in reconciliation_findings.
  */
-export default scheduledFunction('reconcile-usage', loadReconcileConfig, (config) => {
+export default scheduledFunction('reconcile-usage', loadReconcileConfig, (config, invokedAt) => {
   const { db, stripe, log } = reporterDependencies(config, createLogger(config.LOG_LEVEL), {
     dbTimeoutMs: reconcileDbTimeoutMs(config),
   });
@@ -27,14 +27,16 @@ export default scheduledFunction('reconcile-usage', loadReconcileConfig, (config
         log: runLog,
         since,
         repair: config.RECONCILE_REPAIR,
-        // Within the scheduled function's 30 s, beside the counter and summary checks.
-        previewBudgetMs: 10_000,
+        // Inside the scheduled function's 30 s, counted from its start: a comparison or a
+        // fetch started by then ends within Stripe's 10 s timeout, and the run is recorded.
+        until: { meter: invokedAt + 10_000, previews: invokedAt + 15_000 },
         finalizationGraceMinutes: config.INVOICE_FINALIZATION_GRACE_MINUTES,
       });
       if (!result.ok) return result;
       return ok({
         counterFindings: result.value.counterFindings.length,
         stripeChecked: result.value.stripeChecked,
+        stripeDeferred: result.value.stripeDeferred,
         stripeFindings: result.value.stripeFindings.length,
         previewChecked: result.value.previewChecked,
         previewFindings: result.value.previewFindings.length,

@@ -1,3 +1,4 @@
+import pLimit from 'p-limit';
 import type Stripe from 'stripe';
 import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
@@ -21,8 +22,16 @@ export interface ReconcileInput {
   finalizationGraceMinutes?: number;
   /** Stripe's summaries are eventually consistent: skip totals sent more recently. */
   settleMs?: number;
-  /** How long the invoice preview check may start fetches for (the scheduled run's 30 s). */
-  previewBudgetMs?: number;
+  /**
+   * Instants (epoch ms, on `now`'s clock) after which no comparison with Stripe's meter and
+   * no invoice preview fetch starts: a scheduled run's 30 s leave room for both and for
+   * recording the run. Unset (the CLI): everything is compared.
+   */
+  until?: { meter: number; previews: number };
+  /** Comparisons with Stripe's meter in flight at once (default 4). */
+  concurrency?: number;
+  /** Where the walk of the customer-periods starts, in [0, 1) (default random). */
+  startAt?: number;
   now?: () => number;
 }
 
@@ -32,6 +41,11 @@ export interface ReconcileSummary {
   stripeFindings: Finding[];
   /** Sent within the settling time, or with corrections still on their way to Stripe. */
   stripeSkipped: number;
+  /**
+   * Not compared: the run's time for Stripe's meter (`until.meter`) ran out first. Each run
+   * starts its walk at another place, so the next ones compare them.
+   */
+  stripeDeferred: number;
   /** Current periods whose Stripe invoice preview was compared with flowmeter's estimate. */
   previewChecked: number;
   previewFindings: Finding[];
@@ -60,6 +74,16 @@ async function stripeTotal(
 /** The daily job's default window: billing periods starting this month or the last (UTC). */
 export function startOfLastMonth(now = new Date()): Date {
   return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1));
+}
+
+/**
+ * The list walked from the item at `startAt` (a fraction of its length) round to the one
+ * before it: runs that cannot compare everything start at different places, so together
+ * they compare every customer-period.
+ */
+export function walkFrom<T>(items: readonly T[], startAt: number): T[] {
+  const first = Math.min(items.length - 1, Math.max(0, Math.floor(startAt * items.length)));
+  return items.length === 0 ? [] : [...items.slice(first), ...items.slice(0, first)];
 }
 
 type SentMeterTotal = Database['public']['Functions']['sent_meter_totals']['Returns'][number];
@@ -119,6 +143,7 @@ export async function runReconciliation(input: ReconcileInput): Promise<Result<R
     stripeChecked: 0,
     stripeFindings: [],
     stripeSkipped: 0,
+    stripeDeferred: 0,
     previewChecked: 0,
     previewFindings: [],
     previewSkipped: 0,
@@ -131,11 +156,16 @@ export async function runReconciliation(input: ReconcileInput): Promise<Result<R
   if (!totals.ok) return totals;
   const settle = input.settleMs ?? 3600_000;
   const repairs: number[] = [];
-  for (const total of totals.value) {
-    if (input.tenantIds && !input.tenantIds.includes(total.tenant_id)) continue;
+  const limit = pLimit(input.concurrency ?? 4);
+  const compare = async (total: SentMeterTotal) => {
+    if (input.tenantIds && !input.tenantIds.includes(total.tenant_id)) return;
     if (now() - Date.parse(total.last_sent_at) < settle || total.unsettled_corrections > 0) {
       summary.stripeSkipped += 1;
-      continue;
+      return;
+    }
+    if (input.until && now() >= input.until.meter) {
+      summary.stripeDeferred += 1;
+      return;
     }
     let atStripe: number;
     try {
@@ -148,10 +178,10 @@ export async function runReconciliation(input: ReconcileInput): Promise<Result<R
       );
     } catch (stripeError) {
       log.warn({ total, error: (stripeError as Error).message }, 'could not compare with Stripe');
-      continue;
+      return;
     }
     summary.stripeChecked += 1;
-    if (atStripe === total.sent) continue;
+    if (atStripe === total.sent) return;
     log.error({ total, atStripe }, 'Stripe disagrees with what was reported');
     const detail = `flowmeter sent ${total.sent} for ${total.stripe_customer_id} on ${total.stripe_meter_id}; Stripe's summary says ${atStripe}`;
     const repair = input.repair
@@ -186,13 +216,19 @@ export async function runReconciliation(input: ReconcileInput): Promise<Result<R
     });
     if (recordError) log.error({ total, error: recordError.message }, 'could not record the drift');
     else if (finding) summary.stripeFindings.push(finding);
-  }
+  };
+  await Promise.all(
+    walkFrom(totals.value, input.startAt ?? Math.random()).map((total) =>
+      limit(() => compare(total)),
+    ),
+  );
   if (repairs.length > 0) {
     const sent = await sendCorrections({
       db,
       stripe,
       log,
       ids: repairs,
+      ...(input.until ? { until: input.until.previews } : {}),
       finalizationGraceMinutes: input.finalizationGraceMinutes ?? 60,
       now,
     });
@@ -206,7 +242,7 @@ export async function runReconciliation(input: ReconcileInput): Promise<Result<R
     maxAgeSeconds: 0,
     compare: { settleMs: settle },
     now,
-    ...(input.previewBudgetMs === undefined ? {} : { budgetMs: input.previewBudgetMs }),
+    ...(input.until ? { budgetMs: Math.max(0, input.until.previews - now()) } : {}),
     ...(input.tenantIds ? { tenantIds: input.tenantIds } : {}),
   });
   if (!previews.ok) return previews;

@@ -104,6 +104,30 @@ describe('reconciliation with Stripe', () => {
     expect(summary.stripeFindings).toEqual([]);
   });
 
+  it('compares nothing once its time for the meter is up, counting what waits for the next run', async () => {
+    const a = await reportedTenant(3);
+    const b = await reportedTenant(4);
+    const run = (until: number) =>
+      succeeded(
+        runReconciliation({
+          db: serviceClient(),
+          stripe: stripeClient,
+          log: silentLogger,
+          since: monthStart(),
+          tenantIds: [a.tenantId, b.tenantId],
+          settleMs: 0,
+          until: { meter: until, previews: until },
+          concurrency: 2,
+        }),
+      );
+    expect(await run(Date.now() - 1)).toMatchObject({ stripeChecked: 0, stripeDeferred: 2 });
+    expect(await run(Date.now() + 60_000)).toMatchObject({
+      stripeChecked: 2,
+      stripeDeferred: 0,
+      stripeFindings: [],
+    });
+  });
+
   it('records a finding when Stripe holds a different total', async () => {
     const t = await reportedTenant(8);
     stripe.summaryOffset.set(t.customer, -2);
