@@ -24,7 +24,11 @@ async function collectedTenant(n: number) {
   return source;
 }
 
-const reconcile = (tenantIds: string[], repair = false) =>
+const reconcile = (
+  tenantIds: string[],
+  repair = false,
+  more: Partial<Parameters<typeof runReconciliation>[0]> = {},
+) =>
   succeeded(
     runReconciliation({
       db: serviceClient(),
@@ -34,6 +38,7 @@ const reconcile = (tenantIds: string[], repair = false) =>
       repair,
       tenantIds,
       settleMs: 0,
+      ...more,
     }),
   );
 
@@ -108,18 +113,10 @@ describe('reconciliation with Stripe', () => {
     const a = await reportedTenant(3);
     const b = await reportedTenant(4);
     const run = (until: number) =>
-      succeeded(
-        runReconciliation({
-          db: serviceClient(),
-          stripe: stripeClient,
-          log: silentLogger,
-          since: monthStart(),
-          tenantIds: [a.tenantId, b.tenantId],
-          settleMs: 0,
-          until: { meter: until, previews: until },
-          concurrency: 2,
-        }),
-      );
+      reconcile([a.tenantId, b.tenantId], false, {
+        until: { meter: until, previews: until },
+        concurrency: 2,
+      });
     expect(await run(Date.now() - 1)).toMatchObject({ stripeChecked: 0, stripeDeferred: 2 });
     expect(await run(Date.now() + 60_000)).toMatchObject({
       stripeChecked: 2,
