@@ -17,8 +17,10 @@ import { statusEndpoint } from '../support/status.ts';
 
 /**
  * Class: health that tells the truth about billing. Status flags Stripe refusing the key
- * from its first refusal, other failures once a report has failed 3 times, late usage and
- * rejected webhook events — each with what to do — and a healthy billing is not flagged.
+ * from its first refusal, other failures once a report has failed 3 times (a send cut
+ * unanswered at the run's end among them), reports nobody sent for two hourly runs, late
+ * usage and rejected webhook events — each with what to do — and a healthy billing is not
+ * flagged.
  */
 const server = useN8nServer();
 const status = statusEndpoint();
