@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { API_MAX_ROWS } from '../db/api-max-rows.ts';
 import type { Db } from '../db/client.ts';
 import type { Logger } from '../observability/logger.ts';
 
@@ -35,24 +36,30 @@ export function keepLeases(input: { db: Db; leaseSeconds: number; log: Logger })
   const renew = async (): Promise<boolean> => {
     if (held.size === 0) return true;
     const leases = [...held];
-    const attempt = new AbortController();
-    const signal = AbortSignal.any([attempt.signal, stopped.signal]);
-    const call = input.db
-      .rpc('renew_collector_leases', {
-        source_ids: leases.map(([id]) => id),
-        lease_tokens: leases.map(([, token]) => token),
-      })
-      .abortSignal(signal);
-    // A call that hangs is given up on, so that the next attempt is not held behind it.
-    const answer = await Promise.race([call, waited(everyMs, signal).then(() => undefined)]);
-    attempt.abort();
-    if (stopped.signal.aborted) return true;
-    const error = answer ? answer.error : { message: `no answer within ${everyMs} ms` };
-    if (error) {
-      input.log.error({ error: error.message }, 'could not renew leases; retrying');
-      return false;
+    const renewed = new Set<string>();
+    // A call answers at most API_MAX_ROWS renewed ids: a run holding more (the CLI claims
+    // every due source) renews them in as many calls, so that none reads as lost.
+    for (let i = 0; i < leases.length; i += API_MAX_ROWS) {
+      const chunk = leases.slice(i, i + API_MAX_ROWS);
+      const attempt = new AbortController();
+      const signal = AbortSignal.any([attempt.signal, stopped.signal]);
+      const call = input.db
+        .rpc('renew_collector_leases', {
+          source_ids: chunk.map(([id]) => id),
+          lease_tokens: chunk.map(([, token]) => token),
+        })
+        .abortSignal(signal);
+      // A call that hangs is given up on, so that the next attempt is not held behind it.
+      const answer = await Promise.race([call, waited(everyMs, signal).then(() => undefined)]);
+      attempt.abort();
+      if (stopped.signal.aborted) return true;
+      const error = answer ? answer.error : { message: `no answer within ${everyMs} ms` };
+      if (error) {
+        input.log.error({ error: error.message }, 'could not renew leases; retrying');
+        return false;
+      }
+      for (const id of answer?.data ?? []) renewed.add(id);
     }
-    const renewed = new Set(answer?.data ?? []);
     for (const [id] of leases) {
       if (renewed.has(id) || !held.has(id)) continue;
       held.delete(id);

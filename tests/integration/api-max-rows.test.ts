@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { fullListNote } from '../../src/cli/list-command.ts';
+import { keepLeases, type Lease } from '../../src/collector/leases.ts';
 import { parseKeyring } from '../../src/crypto/keyring.ts';
 import { API_MAX_ROWS } from '../../src/db/api-max-rows.ts';
 import { sealApiKey } from '../../src/n8n/api-key.ts';
+import { silentLogger } from '../../src/observability/logger.ts';
 import { resealSourceKeys } from '../../src/sources/reseal-source-keys.ts';
 import { runCliWith } from '../support/cli.ts';
 import { setPlan } from '../support/fixtures.ts';
@@ -107,6 +109,47 @@ describe('what one call hands over', () => {
       [tenant.id],
     );
     expect(rows[0].n).toBe(count);
+  });
+
+  it('a run holding more leases than one call answers keeps every one of them', async () => {
+    const tenant = await tenantOnOwnStack();
+    const count = API_MAX_ROWS + 5;
+    const { rows: sources } = await own.pool.query<{ id: string }>(
+      `insert into public.n8n_sources (tenant_id, name, base_url, api_key_ciphertext)
+       select $1, 'source ' || i, 'https://lease-' || i || '.example.test', 'fm1.k1.x'
+       from generate_series(1, $2) i returning id`,
+      [tenant.id, count],
+    );
+    const ids = sources.map((r) => r.id);
+    const claimed: Lease[] = [];
+    for (let i = 0; i < ids.length; i += API_MAX_ROWS) {
+      const { data, error } = await own.db.rpc('claim_collector_sources', {
+        lease_seconds: 12,
+        max_sources: API_MAX_ROWS,
+        source_ids: ids.slice(i, i + API_MAX_ROWS),
+        ignore_schedule: true,
+      });
+      expect(error).toBeNull();
+      claimed.push(...((data ?? []) as Lease[]));
+    }
+    expect(claimed).toHaveLength(count);
+    const expiry = async () =>
+      (
+        await own.pool.query(
+          `select min(lease_expires_at) as at from public.collector_source_state
+           where source_id = any($1)`,
+          [ids],
+        )
+      ).rows[0].at as Date;
+    const before = await expiry();
+    // Renewed every 2 s (a sixth of the lease).
+    const leases = keepLeases({ db: own.db, leaseSeconds: 12, log: silentLogger });
+    leases.hold(claimed);
+    await expect
+      .poll(async () => (await expiry()).getTime() > before.getTime(), { timeout: 20_000 })
+      .toBe(true);
+    await leases.stop();
+    expect(ids.filter((id) => leases.isLost(id))).toEqual([]);
   });
 
   it('pages what Stripe’s meter should hold by tenant, period and customer', async () => {
