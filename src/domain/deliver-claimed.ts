@@ -37,6 +37,12 @@ export interface DeliveryRunInput {
   leaseSeconds?: number;
   /** Lanes sent at once. */
   concurrency?: number;
+  /**
+   * No send starts after this instant (epoch ms): a scheduled function's last moment to start
+   * one and still record it and itself (sendStartBy). What is left of the claim is deferred:
+   * sent by a later run once its lease ends. Unset (the CLI): every claimed one is sent.
+   */
+  startBy?: number;
 }
 
 /** How one delivery outbox (supabase/migrations/…_delivery_outbox.sql) is claimed and sent. */
@@ -44,7 +50,7 @@ export interface DeliveryOutbox<D, A extends Attempt> {
   /** Names the deliveries in log lines: `alert`, `webhook`. */
   noun: string;
   /** What a run is not told. */
-  defaults: Required<Omit<DeliveryRunInput, 'log'>>;
+  defaults: Required<Omit<DeliveryRunInput, 'log' | 'startBy'>>;
   /**
    * The claim function's answer as a Result (rpcResult, naming the call): its failure ends
    * the run as it is.
@@ -141,7 +147,10 @@ export async function deliverClaimed<D, A extends Attempt>(
     lanes(claimed, outbox.laneOf).map((lane) =>
       limit(async () => {
         const results: DeliveryOutcome[] = [];
-        for (const d of lane) results.push(await deliverOne(outbox, input.log, d, leaseEndsAt));
+        for (const d of lane) {
+          const late = input.startBy !== undefined && Date.now() >= input.startBy;
+          results.push(late ? 'deferred' : await deliverOne(outbox, input.log, d, leaseEndsAt));
+        }
         return results;
       }),
     ),

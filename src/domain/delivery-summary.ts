@@ -1,7 +1,7 @@
 import { ok, type Result } from './result.ts';
 
 /** How one attempt at a claimed delivery (an alert's or a webhook's) ended. */
-export type DeliveryOutcome = 'delivered' | 'failed' | 'gave_up';
+export type DeliveryOutcome = 'delivered' | 'failed' | 'gave_up' | 'deferred';
 
 /** What a delivery run did with the deliveries it claimed. */
 export interface DeliverySummary {
@@ -11,6 +11,8 @@ export interface DeliverySummary {
   failed: number;
   /** Failed for the last allowed time: no further attempt. */
   gaveUp: number;
+  /** Claimed, not sent: the run's time to start sends ran out (sent once their lease ends). */
+  deferred: number;
 }
 
 export function summarizeDeliveries(claimed: number, outcomes: DeliveryOutcome[]): DeliverySummary {
@@ -19,6 +21,7 @@ export function summarizeDeliveries(claimed: number, outcomes: DeliveryOutcome[]
     delivered: outcomes.filter((o) => o === 'delivered').length,
     failed: outcomes.filter((o) => o === 'failed').length,
     gaveUp: outcomes.filter((o) => o === 'gave_up').length,
+    deferred: outcomes.filter((o) => o === 'deferred').length,
   };
 }
 
@@ -30,7 +33,7 @@ export function summarizeDeliveries(claimed: number, outcomes: DeliveryOutcome[]
 export async function drainDeliveries(
   nextBatch: () => Promise<Result<DeliverySummary>> | undefined,
 ): Promise<Result<DeliverySummary>> {
-  const total: DeliverySummary = { claimed: 0, delivered: 0, failed: 0, gaveUp: 0 };
+  const total: DeliverySummary = { claimed: 0, delivered: 0, failed: 0, gaveUp: 0, deferred: 0 };
   for (;;) {
     const sending = nextBatch();
     if (sending === undefined) return ok(total);
@@ -41,6 +44,8 @@ export async function drainDeliveries(
     total.delivered += batch.delivered;
     total.failed += batch.failed;
     total.gaveUp += batch.gaveUp;
-    if (batch.claimed === 0) return ok(total);
+    total.deferred += batch.deferred;
+    // Nothing left, or no time left to send what the next claim would take.
+    if (batch.claimed === 0 || batch.deferred > 0) return ok(total);
   }
 }

@@ -17,6 +17,14 @@ export const scheduledRecordBy = (invokedAt: number, dbTimeoutMs: number): numbe
   invokedAt + SCHEDULED_FUNCTION_LIMIT_MS - dbTimeoutMs;
 
 /**
+ * The last instant a scheduled function invoked at `invokedAt` may start a send that takes up
+ * to `sendTimeoutMs` (Slack, e-mail, a webhook receiver) and still record it and its run,
+ * one database deadline each, before Netlify stops it at 30 s.
+ */
+export const sendStartBy = (invokedAt: number, dbTimeoutMs: number, sendTimeoutMs: number) =>
+  invokedAt + SCHEDULED_FUNCTION_LIMIT_MS - 2 * dbTimeoutMs - sendTimeoutMs;
+
+/**
  * Runs one scheduled function's work as a recorded run: a scheduled_runs row before, its
  * outcome and summary after (retried), and the row's id as run_id on every log line. A
  * failure the work returns is recorded and returned; one it throws is recorded and rethrown

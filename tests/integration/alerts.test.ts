@@ -699,7 +699,7 @@ describe('delivering alerts', () => {
     const summary = await succeeded(
       drainAlerts({ db, channels, log: silentLogger, tenantIds: [tenantId], leaseSeconds: 50 }),
     );
-    expect(summary).toEqual({ claimed: 12, delivered: 12, failed: 0, gaveUp: 0 });
+    expect(summary).toEqual({ claimed: 12, delivered: 12, failed: 0, gaveUp: 0, deferred: 0 });
     expect(claims).toEqual([5, 5, 2, 0]);
     expect(slack.requests.map((r) => r.status)).toEqual(Array(12).fill(200));
   });

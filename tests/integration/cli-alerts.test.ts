@@ -140,7 +140,13 @@ describe('flowmeter alerts deliver', () => {
     expect(await deliveryStatuses(other.tenant.id)).toEqual(['pending']);
 
     const again = await cli(['alerts', 'deliver', '--tenant', mine.tenant.id, '--json']);
-    expect(JSON.parse(again.out)).toEqual({ claimed: 0, delivered: 0, failed: 0, gaveUp: 0 });
+    expect(JSON.parse(again.out)).toEqual({
+      claimed: 0,
+      delivered: 0,
+      failed: 0,
+      gaveUp: 0,
+      deferred: 0,
+    });
   });
 
   it('exits 1 when a channel fails; the delivery waits for its retry', async () => {

@@ -76,7 +76,7 @@ describe('webhook delivery', () => {
 
     const summary = await deliver(deliveryInput([endpoint.id]));
 
-    expect(summary).toEqual({ claimed: 1, delivered: 1, failed: 0, gaveUp: 0 });
+    expect(summary).toEqual({ claimed: 1, delivered: 1, failed: 0, gaveUp: 0, deferred: 0 });
     const [request] = receiver.requests;
     expect(request?.id).toBe(event.value.id);
     expect(request?.id).toMatch(/^msg_[0-9a-f]{32}$/);

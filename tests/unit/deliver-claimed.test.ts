@@ -82,13 +82,38 @@ describe('delivering claimed deliveries', () => {
     ];
     const { run, finished } = outbox(due);
     expect(await deliverClaimed({ log: silentLogger }, run)).toEqual(
-      ok({ claimed: 3, delivered: 1, failed: 1, gaveUp: 1 }),
+      ok({ claimed: 3, delivered: 1, failed: 1, gaveUp: 1, deferred: 0 }),
     );
     expect(finished.sort((x, y) => x.id - y.id)).toEqual([
       { id: 1, outcome: { delivered: true } },
       { id: 2, outcome: { delivered: false, error: 'boom' } },
       { id: 3, outcome: { delivered: false, error: 'boom' } },
     ]);
+  });
+
+  it('starts no send after startBy: the rest of the claim is deferred, not sent or recorded', async () => {
+    const due: Delivery[] = [
+      { id: 1, lane: 'slow', answer: 'ok' },
+      { id: 2, lane: 'slow', answer: 'ok' },
+      { id: 3, lane: 'slow', answer: 'ok' },
+    ];
+    // The first send is still going when startBy passes: its lane's next ones are not sent.
+    const startBy = Date.now() + 500;
+    const { run, sent, finished } = outbox(due);
+    const send = run.send;
+    run.send = async (d) => {
+      while (Date.now() <= startBy) await new Promise((resolve) => setTimeout(resolve, 10));
+      return send(d);
+    };
+    const summary = await deliverClaimed({ log: silentLogger, startBy }, run);
+    expect(summary).toEqual(ok({ claimed: 3, delivered: 1, failed: 0, gaveUp: 0, deferred: 2 }));
+    expect(sent).toEqual([1]);
+    expect(finished.map((f) => f.id)).toEqual([1]);
+    const past = outbox(due);
+    expect(await deliverClaimed({ log: silentLogger, startBy: Date.now() - 1 }, past.run)).toEqual(
+      ok({ claimed: 3, delivered: 0, failed: 0, gaveUp: 0, deferred: 3 }),
+    );
+    expect(past.sent).toEqual([]);
   });
 
   it('claims what the run asks for, else the outbox defaults', async () => {

@@ -11,17 +11,15 @@ const summary = (claimed: number, delivered = claimed): DeliverySummary => ({
   delivered,
   failed: claimed - delivered,
   gaveUp: 0,
+  deferred: 0,
 });
 const batch = (claimed: number, delivered = claimed) => ok(summary(claimed, delivered));
 
 describe('delivery summaries', () => {
   it('count each outcome of the claimed deliveries', () => {
-    expect(summarizeDeliveries(4, ['delivered', 'failed', 'gave_up', 'delivered'])).toEqual({
-      claimed: 4,
-      delivered: 2,
-      failed: 1,
-      gaveUp: 1,
-    });
+    expect(
+      summarizeDeliveries(5, ['delivered', 'failed', 'gave_up', 'delivered', 'deferred']),
+    ).toEqual({ claimed: 5, delivered: 2, failed: 1, gaveUp: 1, deferred: 1 });
   });
 
   it('drain until a claim comes back empty, adding up every batch', async () => {
@@ -29,7 +27,17 @@ describe('delivery summaries', () => {
     let calls = 0;
     const total = await drainDeliveries(async () => batches[calls++] ?? batch(9));
     expect(calls).toBe(3);
-    expect(total).toEqual(ok({ claimed: 4, delivered: 3, failed: 1, gaveUp: 0 }));
+    expect(total).toEqual(ok({ claimed: 4, delivered: 3, failed: 1, gaveUp: 0, deferred: 0 }));
+  });
+
+  it('drain stops after a batch that had no time left to send all it claimed', async () => {
+    let calls = 0;
+    const total = await drainDeliveries(async () => {
+      calls += 1;
+      return ok({ claimed: 3, delivered: 1, failed: 0, gaveUp: 0, deferred: 2 });
+    });
+    expect(calls).toBe(1);
+    expect(total).toEqual(ok({ claimed: 3, delivered: 1, failed: 0, gaveUp: 0, deferred: 2 }));
   });
 
   it('drain stops before a batch that does not fit', async () => {
@@ -38,7 +46,7 @@ describe('delivery summaries', () => {
       calls++ < 2 ? Promise.resolve(batch(2)) : undefined,
     );
     expect(calls).toBe(3);
-    expect(total).toEqual(ok({ claimed: 4, delivered: 4, failed: 0, gaveUp: 0 }));
+    expect(total).toEqual(ok({ claimed: 4, delivered: 4, failed: 0, gaveUp: 0, deferred: 0 }));
   });
 
   it('drain stops at a batch whose claim failed, with its failure', async () => {
