@@ -17,7 +17,7 @@ import {
   loadStatusConfig,
 } from '../../src/config/reporter-env.ts';
 import { loadWebhooksConfig } from '../../src/config/webhooks-env.ts';
-import { scheduledRecordBy } from '../../src/ops/scheduled-run.ts';
+import { scheduledRecordBy, sendStartBy } from '../../src/ops/scheduled-run.ts';
 
 const key = () => randomBytes(32).toString('base64');
 const serviceKey = 'eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2ln';
@@ -176,6 +176,8 @@ describe('DB_TIMEOUT_MS', () => {
 
   it('leaves a scheduled function one deadline to record its run, and the reconciliation’s scan all but two', () => {
     expect(scheduledRecordBy(1_000_000, 5000)).toBe(1_025_000);
+    // A send of up to 8 s started then ends, and it and the run are recorded, inside 30 s.
+    expect(sendStartBy(1_000_000, 5000, 8000)).toBe(1_012_000);
     expect(reconcileDbTimeoutMs({ DB_TIMEOUT_MS: 5000 })).toBe(20_000);
     expect(reconcileDbTimeoutMs({ DB_TIMEOUT_MS: 10_000 })).toBe(10_000);
   });
