@@ -99,6 +99,10 @@ export function deliverAlerts(input: DeliverAlertsInput): Promise<Result<Deliver
       attempt: d.attempt,
     }),
     send: (d) => send(input, d),
+    giveBack: (deliveries) =>
+      input.db.rpc('return_alert_deliveries', {
+        keys: deliveries.map((d) => ({ alert_id: d.alert_id, channel_id: d.channel_id })),
+      }),
     finish: (d, outcome) =>
       input.db.rpc('finish_alert_delivery', {
         alert_id: d.alert_id,

@@ -2387,6 +2387,8 @@ export type Database = {
         };
       };
       retry_webhook_deliveries: { Args: { endpoint_id: string }; Returns: number };
+      return_alert_deliveries: { Args: { keys: Json }; Returns: number };
+      return_webhook_deliveries: { Args: { keys: Json }; Returns: number };
       rotate_webhook_secret: {
         Args: { endpoint_id: string; grace_seconds?: number; secret_ciphertext: string };
         Returns: {

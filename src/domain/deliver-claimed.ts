@@ -39,8 +39,9 @@ export interface DeliveryRunInput {
   concurrency?: number;
   /**
    * No send starts after this instant (epoch ms): a scheduled function's last moment to start
-   * one and still record it and itself (sendStartBy). What is left of the claim is deferred:
-   * sent by a later run once its lease ends. Unset (the CLI): every claimed one is sent.
+   * one and still record it and itself (sendStartBy). What is left of the claim is deferred
+   * and handed back, due for the next run with its attempt not counted. Unset (the CLI):
+   * every claimed one is sent.
    */
   startBy?: number;
 }
@@ -62,6 +63,11 @@ export interface DeliveryOutbox<D, A extends Attempt> {
   context: (delivery: D) => Record<string, unknown>;
   /** One attempt; never throws. */
   send: (delivery: D) => Promise<A>;
+  /**
+   * Hands back claimed deliveries the run had no time to attempt (the return function): the
+   * attempt their claim counted is taken back and they are due at once.
+   */
+  giveBack: (deliveries: D[]) => PromiseLike<RpcAnswer<number>>;
   /** Records the outcome with the finish function; `outcome` is what every one takes. */
   finish: (
     delivery: D,
@@ -143,18 +149,30 @@ export async function deliverClaimed<D, A extends Attempt>(
   if (!claim.ok) return claim;
   const claimed = claim.value ?? [];
   const limit = pLimit(input.concurrency ?? outbox.defaults.concurrency);
+  const deferred: D[] = [];
   const outcomes = await Promise.all(
     lanes(claimed, outbox.laneOf).map((lane) =>
       limit(async () => {
         const results: DeliveryOutcome[] = [];
         for (const d of lane) {
-          const late = input.startBy !== undefined && Date.now() >= input.startBy;
-          results.push(late ? 'deferred' : await deliverOne(outbox, input.log, d, leaseEndsAt));
+          if (input.startBy !== undefined && Date.now() >= input.startBy) {
+            deferred.push(d);
+            results.push('deferred');
+          } else results.push(await deliverOne(outbox, input.log, d, leaseEndsAt));
         }
         return results;
       }),
     ),
   );
+  if (deferred.length > 0) {
+    // Not handed back (no answer): they wait for their lease, each attempt counted as before.
+    const { error } = await outbox.giveBack(deferred);
+    if (error)
+      input.log.error(
+        { error: error.message },
+        `could not hand back deferred ${outbox.noun} deliveries`,
+      );
+  }
   const summary = summarizeDeliveries(claimed.length, outcomes.flat());
   if (summary.claimed > 0) input.log.info({ ...summary }, `${outbox.noun} deliveries sent`);
   return ok(summary);

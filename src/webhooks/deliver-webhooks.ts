@@ -155,6 +155,10 @@ export function deliverWebhooks(
       attempt: d.attempt,
     }),
     send: (d) => send(input, d),
+    giveBack: (deliveries) =>
+      input.db.rpc('return_webhook_deliveries', {
+        keys: deliveries.map((d) => ({ event_id: d.event_id, endpoint_id: d.endpoint_id })),
+      }),
     finish: (d, outcome, attempt) =>
       input.db.rpc('finish_webhook_delivery', {
         event_id: d.event_id,

@@ -165,6 +165,38 @@ begin
 end;
 $$;
 
+-- Hands back deliveries a sender claimed and did not attempt (its time to start sends ran
+-- out first): the attempt their claim counted is taken back and they are due now, as if
+-- never claimed, so a send never made can never use up the last attempt. keys: a JSON array
+-- of their primary keys; only those still leased (sending, lease live) change. Returns how
+-- many did.
+create or replace function private.return_deliveries(deliveries anyelement, keys jsonb)
+returns int
+language plpgsql
+set search_path = ''
+as $$
+declare
+  returned int;
+begin
+  execute format(
+    $return$
+      update %1$s d
+      set status = case when d.attempts > 1 then 'failed' else 'pending' end,
+          attempts = d.attempts - 1,
+          lease_expires_at = null,
+          next_attempt_at = now()
+      from jsonb_populate_recordset(null::%1$s, $1) k
+      where %2$s and d.status = 'sending' and d.lease_expires_at > now()
+    $return$,
+    pg_catalog.pg_typeof(return_deliveries.deliveries),
+    (select string_agg(format('d.%1$I = k.%1$I', c), ' and ')
+     from unnest(private.delivery_key_columns(pg_catalog.pg_typeof(return_deliveries.deliveries)::text::regclass)) c))
+  using return_deliveries.keys;
+  get diagnostics returned = row_count;
+  return returned;
+end;
+$$;
+
 -- Gives failed deliveries (retrying or given up) a fresh set of attempts, due now, and
 -- returns them: what an operator asks for once the destination is fixed. which: a predicate
 -- on the delivery d and $1 (scope) that picks the failed deliveries to send again.
@@ -195,5 +227,6 @@ select private.grant_to_service_role_only(
   'private.delivery_key_columns(regclass)',
   'private.claim_deliveries(anyelement, int, int, int, text, text, anycompatiblearray)',
   'private.finish_delivery(anyelement, jsonb, boolean, text, int[], numeric, jsonb)',
+  'private.return_deliveries(anyelement, jsonb)',
   'private.resend_deliveries(anyelement, text, anycompatiblearray)'
 );

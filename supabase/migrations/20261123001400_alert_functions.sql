@@ -134,6 +134,16 @@ as $$
     array[30, 60, 120, 240, 480, 960, 1920, 3600, 3600], 0);
 $$;
 
+-- Claimed deliveries the sender had no time to attempt (private.return_deliveries); keys:
+-- [{alert_id, channel_id}, …].
+create or replace function public.return_alert_deliveries(keys jsonb)
+returns int
+language sql
+set search_path = ''
+as $$
+  select private.return_deliveries(null::public.alert_deliveries, return_alert_deliveries.keys);
+$$;
+
 -- For tenant users (authenticated), under their row-level security: sets read_at once.
 -- Another tenant's alert, or one that does not exist, is not found (404).
 create or replace function public.mark_alert_read(alert_id bigint)
@@ -160,7 +170,8 @@ select private.grant_to_service_role_only(
   'public.list_alert_channels(uuid[])',
   'public.set_alert_channel_enabled(bigint, boolean)',
   'public.claim_alert_deliveries(int, int, uuid[])',
-  'public.finish_alert_delivery(bigint, bigint, boolean, text)'
+  'public.finish_alert_delivery(bigint, bigint, boolean, text)',
+  'public.return_alert_deliveries(jsonb)'
 );
 revoke execute on function public.mark_alert_read(bigint) from public, anon;
 grant execute on function public.mark_alert_read(bigint) to authenticated, service_role;

@@ -285,6 +285,16 @@ as $$
     jsonb_build_object('last_status', finish_webhook_delivery.http_status));
 $$;
 
+-- Claimed deliveries the sender had no time to attempt (private.return_deliveries); keys:
+-- [{event_id, endpoint_id}, …].
+create or replace function public.return_webhook_deliveries(keys jsonb)
+returns int
+language sql
+set search_path = ''
+as $$
+  select private.return_deliveries(null::public.webhook_deliveries, return_webhook_deliveries.keys);
+$$;
+
 -- Deliveries newest first: failed_only keeps those failing or given up; endpoint_ids
 -- limits them to those endpoints.
 create or replace function public.list_webhook_deliveries(
@@ -350,6 +360,7 @@ select private.grant_to_service_role_only(
   'public.rotate_webhook_secret(uuid, text, int)',
   'public.claim_webhook_deliveries(int, int, uuid[])',
   'public.finish_webhook_delivery(text, uuid, boolean, int, text)',
+  'public.return_webhook_deliveries(jsonb)',
   'public.list_webhook_deliveries(uuid[], boolean, int)',
   'public.retry_webhook_deliveries(uuid)'
 );

@@ -704,6 +704,53 @@ describe('delivering alerts', () => {
     expect(slack.requests.map((r) => r.status)).toEqual(Array(12).fill(200));
   });
 
+  it('deliveries a run had no time to send go back unsent, their attempt not counted, the last one included', async () => {
+    const thresholds = [20, 40, 60];
+    const { source, tenantId } = await meteredTenant({ quota: 10, thresholds });
+    const slack = fakeSlack();
+    await addChannel('slack', slack.url, tenantId);
+    await ingest(source, 6);
+    const mine = 'alert_id in (select id from public.usage_alerts where tenant_id = $1)';
+    // One of them is on its last allowed attempt (9 failed, due now).
+    await superuser().query(
+      `update public.alert_deliveries set attempts = 9, status = 'failed', next_attempt_at = now()
+       where ${mine} and alert_id = (select min(id) from public.usage_alerts where tenant_id = $1)`,
+      [tenantId],
+    );
+    const attempts = async () =>
+      (
+        await superuser().query(
+          `select attempts, status, lease_expires_at is null as unleased
+           from public.alert_deliveries where ${mine} order by alert_id`,
+          [tenantId],
+        )
+      ).rows;
+
+    const late = await succeeded(
+      deliverAlerts({
+        db: serviceClient(),
+        channels,
+        log: silentLogger,
+        tenantIds: [tenantId],
+        startBy: Date.now() - 1,
+      }),
+    );
+    expect(late).toEqual({ claimed: 3, delivered: 0, failed: 0, gaveUp: 0, deferred: 3 });
+    expect(slack.requests).toEqual([]);
+    expect(await attempts()).toEqual([
+      { attempts: 9, status: 'failed', unleased: true },
+      { attempts: 0, status: 'pending', unleased: true },
+      { attempts: 0, status: 'pending', unleased: true },
+    ]);
+
+    // Due at once: the next run sends each, the last-attempt one too.
+    const next = await succeeded(
+      deliverAlerts({ db: serviceClient(), channels, log: silentLogger, tenantIds: [tenantId] }),
+    );
+    expect(next).toMatchObject({ claimed: 3, delivered: 3, deferred: 0 });
+    expect(slack.requests).toHaveLength(3);
+  });
+
   it('without a Resend key, e-mail deliveries fail with a clear error and nothing is sent', async () => {
     const { source, tenantId } = await meteredTenant({ quota: 10 });
     const address = `${uniqueId('ops')}@nokey.test`;

@@ -20,6 +20,7 @@ interface Delivery {
 function outbox(due: Delivery[], overrides: Partial<DeliveryOutbox<Delivery, Attempt>> = {}) {
   const sent: number[] = [];
   const finished: { id: number; outcome: { delivered: boolean; error?: string } }[] = [];
+  const givenBack: number[] = [];
   let sending = 0;
   let mostAtOnce = 0;
   const run: DeliveryOutbox<Delivery, Attempt> = {
@@ -36,6 +37,10 @@ function outbox(due: Delivery[], overrides: Partial<DeliveryOutbox<Delivery, Att
       sending -= 1;
       return { error: d.answer === 'ok' ? null : 'boom' };
     },
+    giveBack: async (deliveries) => {
+      givenBack.push(...deliveries.map((d) => d.id));
+      return { data: deliveries.length, error: null, status: 200 };
+    },
     finish: async (d, outcome) => {
       finished.push({ id: d.id, outcome });
       return {
@@ -49,7 +54,7 @@ function outbox(due: Delivery[], overrides: Partial<DeliveryOutbox<Delivery, Att
     },
     ...overrides,
   };
-  return { run, sent, finished, mostAtOnce: () => mostAtOnce };
+  return { run, sent, finished, givenBack, mostAtOnce: () => mostAtOnce };
 }
 
 describe('delivering claimed deliveries', () => {
@@ -99,7 +104,7 @@ describe('delivering claimed deliveries', () => {
     ];
     // The first send is still going when startBy passes: its lane's next ones are not sent.
     const startBy = Date.now() + 500;
-    const { run, sent, finished } = outbox(due);
+    const { run, sent, finished, givenBack } = outbox(due);
     const send = run.send;
     run.send = async (d) => {
       while (Date.now() <= startBy) await new Promise((resolve) => setTimeout(resolve, 10));
@@ -109,6 +114,8 @@ describe('delivering claimed deliveries', () => {
     expect(summary).toEqual(ok({ claimed: 3, delivered: 1, failed: 0, gaveUp: 0, deferred: 2 }));
     expect(sent).toEqual([1]);
     expect(finished.map((f) => f.id)).toEqual([1]);
+    // Handed back in one call, their attempt not counted.
+    expect(givenBack).toEqual([2, 3]);
     const past = outbox(due);
     expect(await deliverClaimed({ log: silentLogger, startBy: Date.now() - 1 }, past.run)).toEqual(
       ok({ claimed: 3, delivered: 0, failed: 0, gaveUp: 0, deferred: 3 }),
