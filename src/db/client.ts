@@ -19,19 +19,21 @@ export interface ServiceClientConfig {
  * DB_TIMEOUT_MS), each call that gets no answer in time is cut and reads as unreachable
  * (status 0); without one (the CLI, whose operator can stop it) a call waits for its answer.
  */
+/** `fetchImpl` (rpcFetch unless given), cut at `timeoutMs` when there is one. */
+const transport = (fetchImpl: typeof fetch | undefined, timeoutMs: number | undefined) => {
+  const base = fetchImpl ?? rpcFetch;
+  return timeoutMs === undefined ? base : withDeadline(base, timeoutMs);
+};
+
 export function createServiceClient(
   config: ServiceClientConfig,
   fetchImpl?: typeof fetch,
   options: { timeoutMs?: number } = {},
 ): Db {
-  const transport = fetchImpl ?? rpcFetch;
-  const timeoutMs = options.timeoutMs ?? config.DB_TIMEOUT_MS;
   return createClient<Database>(config.SUPABASE_URL, config.SUPABASE_SERVICE_ROLE_KEY, {
     auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
     db: { schema: 'public' },
-    global: {
-      fetch: timeoutMs === undefined ? transport : withDeadline(transport, timeoutMs),
-    },
+    global: { fetch: transport(fetchImpl, options.timeoutMs ?? config.DB_TIMEOUT_MS) },
   });
 }
 
@@ -45,15 +47,11 @@ export function createUserClient(
   accessToken: string,
   fetchImpl?: typeof fetch,
 ): Db {
-  const transport = fetchImpl ?? rpcFetch;
   return createClient<Database>(config.SUPABASE_URL, config.SUPABASE_ANON_KEY, {
     auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
     db: { schema: 'public' },
     global: {
-      fetch:
-        config.DB_TIMEOUT_MS === undefined
-          ? transport
-          : withDeadline(transport, config.DB_TIMEOUT_MS),
+      fetch: transport(fetchImpl, config.DB_TIMEOUT_MS),
       headers: { Authorization: `Bearer ${accessToken}` },
     },
   });
