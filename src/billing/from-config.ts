@@ -1,4 +1,4 @@
-import { SCHEDULED_FUNCTION_LIMIT_MS } from '../config/env.ts';
+import { recordingReserveMs, SCHEDULED_FUNCTION_LIMIT_MS } from '../config/env.ts';
 import type { ReporterConfig } from '../config/reporter-env.ts';
 import { createServiceClient } from '../db/client.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -17,7 +17,9 @@ export function reporterSettings(config: ReporterConfig, limitMs?: number): Repo
     concurrency: config.REPORTER_CONCURRENCY,
     maxRows: config.REPORTER_MAX_ROWS,
     finalizationGraceMinutes: config.INVOICE_FINALIZATION_GRACE_MINUTES,
-    ...(limitMs === undefined ? {} : { cutAfterMs: limitMs - 2 * config.DB_TIMEOUT_MS }),
+    ...(limitMs === undefined
+      ? {}
+      : { cutAfterMs: limitMs - recordingReserveMs(config.DB_TIMEOUT_MS) }),
   };
 }
 
@@ -36,7 +38,10 @@ export function stripeClientFrom(
  * function has but two database deadlines (one to record the run, one to spare).
  */
 export const reconcileDbTimeoutMs = (config: Pick<ReporterConfig, 'DB_TIMEOUT_MS'>): number =>
-  Math.max(config.DB_TIMEOUT_MS, SCHEDULED_FUNCTION_LIMIT_MS - 2 * config.DB_TIMEOUT_MS);
+  Math.max(
+    config.DB_TIMEOUT_MS,
+    SCHEDULED_FUNCTION_LIMIT_MS - recordingReserveMs(config.DB_TIMEOUT_MS),
+  );
 
 export function reporterDependencies(
   config: ReporterConfig,

@@ -1,4 +1,4 @@
-import type { CollectorConfig } from '../config/env.ts';
+import { type CollectorConfig, recordingReserveMs } from '../config/env.ts';
 import { createServiceClient } from '../db/client.ts';
 import { fail, ok } from '../domain/result.ts';
 import { createN8nClient } from '../n8n/client.ts';
@@ -31,7 +31,9 @@ export function collectionSettings(
 ): CollectionSettings {
   return {
     budgetMs: Math.max(0, budgetSeconds * 1000 - spentMs),
-    ...(limitMs === undefined ? {} : { cutAfterMs: limitMs - spentMs - 2 * config.DB_TIMEOUT_MS }),
+    ...(limitMs === undefined
+      ? {}
+      : { cutAfterMs: limitMs - spentMs - recordingReserveMs(config.DB_TIMEOUT_MS) }),
     concurrency: config.COLLECTOR_CONCURRENCY,
     leaseSeconds: config.COLLECTOR_LEASE_SECONDS,
     sliceSources: config.COLLECTOR_SLICE_SOURCES,

@@ -116,6 +116,14 @@ export const SCHEDULED_FUNCTION_LIMIT_MS = 30_000;
 export const BACKGROUND_FUNCTION_LIMIT_MS = 15 * 60_000;
 
 /**
+ * What a scheduled function keeps of its time after its work is cut: two database
+ * deadlines, one to record what it finished last (a lease release, a report, a delivery),
+ * one to record its run. The one rule behind every cut (collectionSettings,
+ * reporterSettings, sendStartBy, reconcileDbTimeoutMs) and the check below.
+ */
+export const recordingReserveMs = (dbTimeoutMs: number) => 2 * dbTimeoutMs;
+
+/**
  * After its budget (the variable `budget` names, in seconds) a scheduled run cuts what is
  * still in flight two database deadlines before Netlify's limit (collectionSettings,
  * reporterSettings), then records what it finished and the function's run, one deadline
@@ -126,7 +134,7 @@ export const requireRunEndInsideScheduledLimit =
   <B extends string>(budget: B) =>
   (env: Record<B, number> & { DB_TIMEOUT_MS: number }, ctx: z.RefinementCtx): void => {
     const seconds = env[budget];
-    const needed = seconds * 1000 + 2 * env.DB_TIMEOUT_MS;
+    const needed = seconds * 1000 + recordingReserveMs(env.DB_TIMEOUT_MS);
     if (needed < SCHEDULED_FUNCTION_LIMIT_MS) return;
     ctx.addIssue({
       code: 'custom',

@@ -1,4 +1,4 @@
-import { SCHEDULED_FUNCTION_LIMIT_MS } from '../config/env.ts';
+import { recordingReserveMs, SCHEDULED_FUNCTION_LIMIT_MS } from '../config/env.ts';
 import type { Db } from '../db/client.ts';
 import type { Json } from '../db/database.types.ts';
 import type { Result } from '../domain/result.ts';
@@ -22,7 +22,7 @@ export const scheduledRecordBy = (invokedAt: number, dbTimeoutMs: number): numbe
  * one database deadline each, before Netlify stops it at 30 s.
  */
 export const sendStartBy = (invokedAt: number, dbTimeoutMs: number, sendTimeoutMs: number) =>
-  invokedAt + SCHEDULED_FUNCTION_LIMIT_MS - 2 * dbTimeoutMs - sendTimeoutMs;
+  invokedAt + SCHEDULED_FUNCTION_LIMIT_MS - recordingReserveMs(dbTimeoutMs) - sendTimeoutMs;
 
 /**
  * Runs one scheduled function's work as a recorded run: a scheduled_runs row before, its
