@@ -6,7 +6,7 @@ import type { Db } from '../db/client.ts';
 import type { Database } from '../db/database.types.ts';
 import { callFailed } from '../db/rpc-result.ts';
 import { ok, type Result } from '../domain/result.ts';
-import { CUT, unlessCut } from '../domain/unless-cut.ts';
+import { answerBeforeCut } from '../domain/unless-cut.ts';
 import type { Logger } from '../observability/logger.ts';
 import { retryAfterMs, type StripeFailureKind, stripeFailureKind } from '../stripe/errors.ts';
 import { lateness } from './lateness.ts';
@@ -202,13 +202,8 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
       const late = lateness(report, now(), settings.finalizationGraceMinutes);
       if (late) return record(report, 'late', { message: late });
       try {
-        if ((await unlessCut(breaker.fire(report), cut)) === CUT) {
-          log.warn(
-            { report: report.identifier, tenant_id: report.tenant_id },
-            'meter event not sent',
-          );
-          return record(report, 'failed', { message: UNANSWERED_AT_CUT, kind: 'unavailable' });
-        }
+        // Unanswered at the cut: failed below as unavailable, like any lost answer.
+        await answerBeforeCut(breaker.fire(report), cut, UNANSWERED_AT_CUT);
         return record(report, 'sent');
       } catch (sendError) {
         if ((sendError as { code?: string }).code === 'EOPENBREAKER') {

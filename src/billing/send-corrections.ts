@@ -2,7 +2,7 @@ import type Stripe from 'stripe';
 import type { Db } from '../db/client.ts';
 import { callFailed } from '../db/rpc-result.ts';
 import { ok, type Result } from '../domain/result.ts';
-import { CUT, unlessCut } from '../domain/unless-cut.ts';
+import { answerBeforeCut } from '../domain/unless-cut.ts';
 import { plural } from '../domain/words.ts';
 import type { Logger } from '../observability/logger.ts';
 import { stripeFailureKind } from '../stripe/errors.ts';
@@ -126,12 +126,8 @@ export async function sendCorrections(
   };
 
   // Stripe's answer, unless the run's cut comes first: then the step fails with its outcome
-  // unknown, recorded like any lost answer, and the late answer is dropped.
-  const answerOf = async <T>(call: Promise<T>): Promise<T> => {
-    const answer = await unlessCut(call, input.cut);
-    if (answer === CUT) throw new Error(UNANSWERED_AT_CUT);
-    return answer;
-  };
+  // unknown, recorded like any lost answer.
+  const answerOf = <T>(call: Promise<T>) => answerBeforeCut(call, input.cut, UNANSWERED_AT_CUT);
 
   const failed = async (correction: Correction, sendError: unknown) => {
     log.warn(

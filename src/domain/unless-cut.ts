@@ -20,3 +20,18 @@ export function unlessCut<T>(
     }),
   ]);
 }
+
+/**
+ * `work`'s answer; once `cut` aborts first, a failure with `unanswered` as its message (the
+ * outcome is unknown: what the call asked for may have been done), and the late answer is
+ * dropped. A caller records it as it records any lost answer.
+ */
+export async function answerBeforeCut<T>(
+  work: Promise<T>,
+  cut: AbortSignal | undefined,
+  unanswered: string,
+): Promise<T> {
+  const answer = await unlessCut(work, cut);
+  if (answer === CUT) throw new Error(unanswered);
+  return answer;
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CUT, unlessCut } from '../../src/domain/unless-cut.ts';
+import { answerBeforeCut, CUT, unlessCut } from '../../src/domain/unless-cut.ts';
 
 describe('unlessCut', () => {
   it('answers the work when it settles before the cut, its failure included', async () => {
@@ -31,5 +31,14 @@ describe('unlessCut', () => {
   it('is the work itself without a signal', () => {
     const work = Promise.resolve(1);
     expect(unlessCut(work, undefined)).toBe(work);
+  });
+
+  it('answerBeforeCut: the answer in time, else a failure with the message given', async () => {
+    expect(
+      await answerBeforeCut(Promise.resolve('sent'), new AbortController().signal, 'late'),
+    ).toBe('sent');
+    await expect(
+      answerBeforeCut(new Promise(() => {}), AbortSignal.abort(), 'no answer'),
+    ).rejects.toThrow(/^no answer$/);
   });
 });
