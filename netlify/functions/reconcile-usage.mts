@@ -1,5 +1,6 @@
 import { reconcileDbTimeoutMs, reporterDependencies } from '../../src/billing/from-config.ts';
 import { runReconciliation, startOfLastMonth } from '../../src/billing/reconcile.ts';
+import { reconcileRunSummary } from '../../src/billing/reconcile-run-summary.ts';
 import { loadReconcileConfig } from '../../src/config/reporter-env.ts';
 import { createServiceClient } from '../../src/db/client.ts';
 import { ok } from '../../src/domain/result.ts';
@@ -32,16 +33,8 @@ export default scheduledFunction('reconcile-usage', loadReconcileConfig, (config
         until: { meter: invokedAt + 10_000, previews: invokedAt + 15_000 },
         finalizationGraceMinutes: config.INVOICE_FINALIZATION_GRACE_MINUTES,
       });
-      if (!result.ok) return result;
-      return ok({
-        counterFindings: result.value.counterFindings.length,
-        stripeChecked: result.value.stripeChecked,
-        stripeDeferred: result.value.stripeDeferred,
-        stripeFindings: result.value.stripeFindings.length,
-        previewChecked: result.value.previewChecked,
-        previewFindings: result.value.previewFindings.length,
-        previewSkipped: result.value.previewSkipped,
-      });
+      // What status reads of the run: Stripe failures are findings until a run has none.
+      return result.ok ? ok(reconcileRunSummary(result.value)) : result;
     },
   };
 });

@@ -46,11 +46,19 @@ export interface ReconcileSummary {
    * starts its walk at another place, so the next ones compare them.
    */
   stripeDeferred: number;
+  /** Not compared: Stripe refused or failed the summaries request (a deleted customer, a key that may not read meters). */
+  stripeFailed: number;
+  /** The latest such failure's message, null when none failed. */
+  stripeError: string | null;
   /** Current periods whose Stripe invoice preview was compared with flowmeter's estimate. */
   previewChecked: number;
   previewFindings: Finding[];
-  /** Previews not fetched: the budget ran out, another refresh had it, or Stripe failed (compared next time). */
+  /** Previews not fetched: the budget ran out or another refresh had it (compared next time). */
   previewSkipped: number;
+  /** Previews Stripe failed or answered with what flowmeter cannot read. */
+  previewFailed: number;
+  /** The latest such failure's message, null when none failed. */
+  previewError: string | null;
 }
 
 async function stripeTotal(
@@ -144,9 +152,13 @@ export async function runReconciliation(input: ReconcileInput): Promise<Result<R
     stripeFindings: [],
     stripeSkipped: 0,
     stripeDeferred: 0,
+    stripeFailed: 0,
+    stripeError: null,
     previewChecked: 0,
     previewFindings: [],
     previewSkipped: 0,
+    previewFailed: 0,
+    previewError: null,
   };
   const { db, stripe, log } = input;
   if (!stripe) return ok(summary);
@@ -177,7 +189,10 @@ export async function runReconciliation(input: ReconcileInput): Promise<Result<R
         total.period_end,
       );
     } catch (stripeError) {
-      log.warn({ total, error: (stripeError as Error).message }, 'could not compare with Stripe');
+      const message = (stripeError as Error).message;
+      log.warn({ total, error: message }, 'could not compare with Stripe');
+      summary.stripeFailed += 1;
+      summary.stripeError = `${total.stripe_customer_id} on ${total.stripe_meter_id}: ${message}`;
       return;
     }
     summary.stripeChecked += 1;
@@ -248,7 +263,11 @@ export async function runReconciliation(input: ReconcileInput): Promise<Result<R
   if (!previews.ok) return previews;
   summary.previewChecked = previews.value.compared;
   summary.previewFindings = previews.value.findings;
-  summary.previewSkipped =
-    previews.value.deferred + previews.value.inProgress + previews.value.failed.length;
+  summary.previewSkipped = previews.value.deferred + previews.value.inProgress;
+  summary.previewFailed = previews.value.failed.length;
+  const lastFailure = previews.value.failed.at(-1);
+  summary.previewError = lastFailure
+    ? `tenant ${lastFailure.tenantId}: ${lastFailure.message}`
+    : null;
   return ok(summary);
 }

@@ -53,7 +53,8 @@ export function registerReconcile(program: Command, ctx: CommandContext): void {
         ...summary.stripeFindings,
         ...summary.previewFindings,
       ];
-      if (findings.some((f) => !f.repaired)) ctx.exit(EXIT.failed);
+      const stripeFailed = summary.stripeFailed + summary.previewFailed > 0;
+      if (findings.some((f) => !f.repaired) || stripeFailed) ctx.exit(EXIT.failed);
       if (options.json) return printJson(io, { since: since.toISOString(), ...summary });
 
       if (findings.length > 0) {
@@ -83,6 +84,16 @@ export function registerReconcile(program: Command, ctx: CommandContext): void {
         io.out(
           `Invoice previews: ${summary.previewChecked} compared with flowmeter's estimate, ${summary.previewFindings.length} disagree, ${summary.previewSkipped} not fetched (compared next time)`,
         );
+        if (summary.stripeFailed > 0) {
+          io.err(
+            `Stripe did not answer for ${plural(summary.stripeFailed, 'customer-period')} (latest: ${summary.stripeError}): not compared; fix what it names and run again.`,
+          );
+        }
+        if (summary.previewFailed > 0) {
+          io.err(
+            `Stripe did not preview ${plural(summary.previewFailed, 'invoice')} (latest: ${summary.previewError}): not compared; fix what it names and run again.`,
+          );
+        }
       } else {
         io.out('Stripe: not compared (STRIPE_SECRET_KEY is not set)');
       }

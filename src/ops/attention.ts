@@ -1,4 +1,5 @@
 import { formatDistanceStrict } from 'date-fns';
+import { reconcileRunSummarySchema } from '../billing/reconcile-run-summary.ts';
 import { plural } from '../domain/words.ts';
 import {
   isOverdue,
@@ -69,7 +70,7 @@ function correctionAttention(corrections: AttentionInputs['meter_reports']['corr
  * Billing's share, each with what to do: a key Stripe refuses (from its first answer, since
  * nothing can be sent until it changes), reports never sent (unsentAttention) or failing run
  * after run, usage that reached no invoice, webhook events that could not be applied, and
- * what reconciliation found.
+ * what reconciliation found or could not compare.
  */
 function stripeAttention(status: AttentionInputs) {
   const { meter_reports: reports, stripe_events: events, reconciliation } = status;
@@ -84,6 +85,7 @@ function stripeAttention(status: AttentionInputs) {
     ...correctionAttention(reports.corrections),
     events.rejected > 0 &&
       `${plural(events.rejected, 'Stripe webhook event')} rejected${events.last_rejected_id ? ` (latest ${events.last_rejected_id}: ${(events.last_reason ?? '').slice(0, 120)})` : ''}: fix the cause, then resend the event from the Stripe Dashboard; see docs/billing.md "Rejected events"`,
+    reconcileFailedAttention(status),
     reconciliation.unrepaired > 0 &&
       `${plural(reconciliation.unrepaired, 'reconciliation finding')} in the last 30 days not repaired${reconciliation.last_kind ? ` (latest ${reconciliation.last_kind}: ${(reconciliation.last_detail ?? '').slice(0, 160)})` : ''}: each is in the table public.reconciliation_findings; see docs/billing.md "Reconciliation"`,
   ];
@@ -94,6 +96,26 @@ const reportsRunDry = ({ scheduled_functions: functions }: AttentionInputs) => {
   const summary = functions.find((f) => f.function_name === 'report-usage')?.last_summary;
   return (summary as { dryRun?: unknown } | null | undefined)?.dryRun === true;
 };
+
+/**
+ * Comparisons reconcile-usage's latest run could not make because Stripe refused or failed
+ * them: no drift would be found there, so "no findings" would not mean "in step". Named
+ * until a run compares without failures.
+ */
+function reconcileFailedAttention({ scheduled_functions: functions }: AttentionInputs) {
+  const parsed = reconcileRunSummarySchema.safeParse(
+    functions.find((f) => f.function_name === 'reconcile-usage')?.last_summary,
+  );
+  if (!parsed.success) return false;
+  const { stripeFailed, stripeError, previewFailed, previewError } = parsed.data;
+  if (stripeFailed === 0 && previewFailed === 0) return false;
+  const what = [
+    stripeFailed > 0 && `${plural(stripeFailed, 'customer-period')} with Stripe's meter`,
+    previewFailed > 0 && `${plural(previewFailed, 'invoice preview')} with flowmeter's estimate`,
+  ].filter(Boolean);
+  const error = stripeError ?? previewError;
+  return `reconcile-usage could not compare ${what.join(' or ')}${latest(error)}: fix what Stripe names (a customer deleted in Stripe, a restricted key without read access to billing meters or invoices); \`flowmeter reconcile\` compares now, and the next reconcile-usage run without failures clears this`;
+}
 
 /**
  * Reports never attempted for longer than report-usage's overdue rule (two of its intervals

@@ -518,6 +518,22 @@ describe('reconciliation of the preview with flowmeter’s estimate', () => {
     expect(status.out + status.err).toMatch(/1 reconciliation finding in the last 30 days/);
   });
 
+  it('counts a preview Stripe failed as failed, not as skipped, with its message', async () => {
+    const t = await subscribedTenant();
+    await reported(t.tenantId, 120);
+    stripe.failPreviewNext('server_error');
+    const failed = await reconcile(t.tenantId);
+    expect(failed).toMatchObject({ previewChecked: 0, previewSkipped: 0, previewFailed: 1 });
+    expect(failed.previewError).toMatch(
+      new RegExp(`^tenant ${t.tenantId}: Stripe did not preview the invoice: `),
+    );
+    expect(await reconcile(t.tenantId)).toMatchObject({
+      previewChecked: 1,
+      previewFailed: 0,
+      previewError: null,
+    });
+  });
+
   it('does not compare while reports are pending, since Stripe cannot agree yet', async () => {
     const t = await subscribedTenant({ stripeIncluded: 50 });
     await reported(t.tenantId, 150);

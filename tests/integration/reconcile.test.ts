@@ -1,9 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { runReconciliation } from '../../src/billing/reconcile.ts';
+import { reconcileRunSummary } from '../../src/billing/reconcile-run-summary.ts';
 import { runReporter } from '../../src/billing/report-usage.ts';
+import { EXIT } from '../../src/cli/main.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
+import { needsAttention } from '../../src/ops/attention.ts';
+import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
 import { createStripeClient } from '../../src/stripe/client.ts';
+import { runCliWith } from '../support/cli.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
 import { FakeStripe } from '../support/fake-stripe.ts';
 import { recent } from '../support/fixtures.ts';
@@ -137,5 +142,73 @@ describe('reconciliation with Stripe', () => {
       [t.tenantId],
     );
     expect(rows[0].n).toBe(1);
+  });
+
+  /**
+   * What status asks of a person for these tenants, given reconcile-usage's latest run
+   * recorded this summary as the scheduled function does (through JSON, as the row holds it).
+   */
+  async function attentionAfter(tenantIds: string[], summary: unknown) {
+    const { data, error } = await serviceClient().rpc('operator_status', { tenant_ids: tenantIds });
+    if (error) throw new Error(error.message);
+    const status = operatorStatusSchema.parse(data);
+    return needsAttention({
+      ...status,
+      scheduled_functions: [
+        {
+          function_name: 'reconcile-usage',
+          last_started_at: status.generated_at,
+          failures_since_success: 0,
+          last_error: null,
+          last_summary: JSON.parse(JSON.stringify(summary)),
+        },
+      ],
+    });
+  }
+
+  it('counts a comparison Stripe refuses as failed, with its message, flagged in status until one succeeds', async () => {
+    const t = await reportedTenant(5);
+    stripe.rejectCustomer(t.customer);
+    const refused = await reconcile([t.tenantId]);
+    expect(refused).toMatchObject({ stripeChecked: 0, stripeFailed: 1, stripeFindings: [] });
+    expect(refused.stripeError).toMatch(
+      new RegExp(`^${t.customer} on mtr_\\w+: No such customer: '${t.customer}'$`),
+    );
+    const flagged = await attentionAfter([t.tenantId], reconcileRunSummary(refused));
+    expect(flagged).toEqual([
+      expect.stringMatching(
+        new RegExp(
+          `^reconcile-usage could not compare 1 customer-period with Stripe's meter \\(latest: ${t.customer} on mtr_\\w+: No such customer: '${t.customer}'\\): fix what Stripe names .*\`flowmeter reconcile\` compares now`,
+        ),
+      ),
+    ]);
+
+    stripe.restoreCustomer(t.customer);
+    const compared = await reconcile([t.tenantId]);
+    expect(compared).toMatchObject({ stripeChecked: 1, stripeFailed: 0, stripeError: null });
+    expect(await attentionAfter([t.tenantId], reconcileRunSummary(compared))).toEqual([]);
+  });
+
+  it('flowmeter reconcile says which comparisons Stripe refused and exits 1', async () => {
+    const t = await reportedTenant(2);
+    // Sent over an hour ago: the command's settling time has passed.
+    await superuser().query(
+      "update public.meter_reports set sent_at = sent_at - interval '2 hours' where tenant_id = $1",
+      [t.tenantId],
+    );
+    stripe.rejectCustomer(t.customer);
+    const env = { STRIPE_SECRET_KEY: 'sk_test_reconcile' };
+    const refused = await runCliWith(['reconcile', '--tenant', t.tenantId], { env });
+    expect(refused.code).toBe(EXIT.failed);
+    expect(refused.out).toMatch(/Stripe: 0 customer-periods checked/);
+    expect(refused.err).toMatch(
+      new RegExp(
+        `Stripe did not answer for 1 customer-period \\(latest: ${t.customer} on mtr_\\w+: No such customer: '${t.customer}'\\): not compared`,
+      ),
+    );
+    stripe.restoreCustomer(t.customer);
+    const compared = await runCliWith(['reconcile', '--tenant', t.tenantId], { env });
+    expect(compared.code).toBe(EXIT.ok);
+    expect(compared.out).toMatch(/Stripe: 1 customer-period checked, 0 disagree/);
   });
 });

@@ -275,6 +275,11 @@ export class FakeStripe {
     this.missingCustomers.add(customer);
   }
 
+  /** The customer exists again (the operator linked the tenant to a live one). */
+  restoreCustomer(customer: string) {
+    this.missingCustomers.delete(customer);
+  }
+
   /** A subscription (and its customer) the fake can preview invoices for. */
   addSubscription(subscription: FakeSubscription) {
     this.subscriptions.set(subscription.id, subscription);
@@ -691,6 +696,9 @@ export class FakeStripe {
       }
     }
     const customer = url.searchParams.get('customer') ?? '';
+    if (this.missingCustomers.has(customer)) {
+      return invalid(`No such customer: '${customer}'`, 'customer', 'resource_missing');
+    }
     const start = Number(url.searchParams.get('start_time'));
     const end = Number(url.searchParams.get('end_time'));
     if (!Number.isInteger(start) || !Number.isInteger(end) || start >= end) {

@@ -89,6 +89,66 @@ describe('needsAttention', () => {
     ]);
   });
 
+  it("names the comparisons reconcile-usage's latest run could not make, from its recorded summary", () => {
+    const afterRun = (summary: unknown) =>
+      needsAttention({
+        ...healthy,
+        scheduled_functions: [
+          {
+            function_name: 'reconcile-usage',
+            last_started_at: startedAgo(60),
+            failures_since_success: 0,
+            last_error: null,
+            last_summary: summary,
+          },
+        ],
+      });
+    const ran = {
+      counterFindings: 0,
+      stripeChecked: 4,
+      stripeDeferred: 0,
+      stripeFailed: 0,
+      stripeError: null,
+      stripeFindings: 0,
+      previewChecked: 2,
+      previewFindings: 0,
+      previewSkipped: 0,
+      previewFailed: 0,
+      previewError: null,
+    };
+    expect(afterRun(ran)).toEqual([]);
+    // Deferred comparisons are made by later runs: not a failure.
+    expect(afterRun({ ...ran, stripeDeferred: 30 })).toEqual([]);
+    expect(
+      afterRun({
+        ...ran,
+        stripeFailed: 2,
+        stripeError: "cus_1 on mtr_1: No such customer: 'cus_1'",
+      }),
+    ).toEqual([
+      "reconcile-usage could not compare 2 customer-periods with Stripe's meter (latest: cus_1 on mtr_1: No such customer: 'cus_1'): fix what Stripe names (a customer deleted in Stripe, a restricted key without read access to billing meters or invoices); `flowmeter reconcile` compares now, and the next reconcile-usage run without failures clears this",
+    ]);
+    expect(
+      afterRun({
+        ...ran,
+        stripeFailed: 1,
+        stripeError: 'cus_1 on mtr_1: boom',
+        previewFailed: 1,
+        previewError: 'tenant t1: Stripe did not preview the invoice: down',
+      })[0],
+    ).toMatch(
+      /^reconcile-usage could not compare 1 customer-period with Stripe's meter or 1 invoice preview with flowmeter's estimate \(latest: cus_1 on mtr_1: boom\)/,
+    );
+    expect(
+      afterRun({ ...ran, previewFailed: 3, previewError: 'tenant t1: Stripe did not preview' })[0],
+    ).toMatch(
+      /^reconcile-usage could not compare 3 invoice previews with flowmeter's estimate \(latest: tenant t1/,
+    );
+    // A summary of another shape (none recorded, or an older one) is no finding.
+    expect(afterRun(null)).toEqual([]);
+    expect(afterRun({ stripeFailed: 'many' })).toEqual([]);
+  });
+
   it('names reports never sent for longer than two of report-usage’s hours, except in a dry run or behind a refused key', () => {
     const waiting = (minutes: number, summary: unknown = { dryRun: false, deferred: 7 }) =>
       needsAttention({
