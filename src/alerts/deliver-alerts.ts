@@ -101,7 +101,11 @@ export function deliverAlerts(input: DeliverAlertsInput): Promise<Result<Deliver
     send: (d) => send(input, d),
     giveBack: (deliveries) =>
       input.db.rpc('return_alert_deliveries', {
-        keys: deliveries.map((d) => ({ alert_id: d.alert_id, channel_id: d.channel_id })),
+        keys: deliveries.map((d) => ({
+          alert_id: d.alert_id,
+          channel_id: d.channel_id,
+          lease_expires_at: d.lease_expires_at,
+        })),
       }),
     finish: (d, outcome) =>
       input.db.rpc('finish_alert_delivery', {

@@ -1542,6 +1542,7 @@ export type Database = {
           channel_kind: string;
           channel_target: string;
           delivery_key: string;
+          lease_expires_at: string;
           limit_policy: string;
           period_end: string;
           period_start: string;
@@ -1656,6 +1657,7 @@ export type Database = {
           endpoint_id: string;
           event_id: string;
           event_type: string;
+          lease_expires_at: string;
           secret_ciphertexts: string[];
           url: string;
         }[];

@@ -64,8 +64,9 @@ export interface DeliveryOutbox<D, A extends Attempt> {
   /** One attempt; never throws. */
   send: (delivery: D) => Promise<A>;
   /**
-   * Hands back claimed deliveries the run had no time to attempt (the return function): the
-   * attempt their claim counted is taken back and they are due at once.
+   * Hands back claimed deliveries the run had no time to attempt (the return function, given
+   * each one's key and the lease its claim returned): the attempt their claim counted is
+   * taken back and they are due at once.
    */
   giveBack: (deliveries: D[]) => PromiseLike<RpcAnswer<number>>;
   /** Records the outcome with the finish function; `outcome` is what every one takes. */
@@ -88,7 +89,7 @@ function lanes<D>(claimed: D[], laneOf?: (delivery: D) => unknown): D[][] {
   return [...byLane.values()];
 }
 
-/** Further tries at recording an outcome that got no answer, while the claim's lease lasts. */
+/** Further tries at recording an outcome (or a give-back) that got no answer, while the claim's lease lasts. */
 const FINISH_RETRIES = 3;
 
 async function deliverOne<D, A extends Attempt>(
@@ -165,8 +166,13 @@ export async function deliverClaimed<D, A extends Attempt>(
     ),
   );
   if (deferred.length > 0) {
-    // Not handed back (no answer): they wait for their lease, each attempt counted as before.
-    const { error } = await outbox.giveBack(deferred);
+    // Retried while the lease lasts: the return matches each delivery's lease, so a repeat
+    // after a lost answer changes nothing, not even another sender's later claim of it. Not
+    // handed back (no answer): they wait for their lease, each attempt counted as before.
+    const { error } = await retryUnanswered(() => outbox.giveBack(deferred), {
+      retries: FINISH_RETRIES,
+      withinMs: leaseEndsAt - Date.now(),
+    });
     if (error)
       input.log.error(
         { error: error.message },

@@ -157,7 +157,11 @@ export function deliverWebhooks(
     send: (d) => send(input, d),
     giveBack: (deliveries) =>
       input.db.rpc('return_webhook_deliveries', {
-        keys: deliveries.map((d) => ({ event_id: d.event_id, endpoint_id: d.endpoint_id })),
+        keys: deliveries.map((d) => ({
+          event_id: d.event_id,
+          endpoint_id: d.endpoint_id,
+          lease_expires_at: d.lease_expires_at,
+        })),
       }),
     finish: (d, outcome, attempt) =>
       input.db.rpc('finish_webhook_delivery', {

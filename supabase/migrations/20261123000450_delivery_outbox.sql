@@ -168,8 +168,9 @@ $$;
 -- Hands back deliveries a sender claimed and did not attempt (its time to start sends ran
 -- out first): the attempt their claim counted is taken back and they are due now, as if
 -- never claimed, so a send never made can never use up the last attempt. keys: a JSON array
--- of their primary keys; only those still leased (sending, lease live) change. Returns how
--- many did.
+-- of objects, each a delivery's primary key columns and the lease_expires_at its claim gave
+-- it; only those still held under that very lease change, so a repeated call (its first
+-- answer lost) cannot hand back a later claim of another sender. Returns how many did.
 create or replace function private.return_deliveries(deliveries anyelement, keys jsonb)
 returns int
 language plpgsql
@@ -178,6 +179,17 @@ as $$
 declare
   returned int;
 begin
+  if pg_catalog.jsonb_typeof(return_deliveries.keys) is distinct from 'array'
+     or exists (
+       select 1 from pg_catalog.jsonb_array_elements(return_deliveries.keys) e
+       where pg_catalog.jsonb_typeof(e) <> 'object'
+          or pg_catalog.jsonb_typeof(e -> 'lease_expires_at') is distinct from 'string'
+          or not (e ?& private.delivery_key_columns(pg_catalog.pg_typeof(return_deliveries.deliveries)::text::regclass))
+     ) then
+    raise exception 'keys must be a JSON array of the claimed deliveries, each its % and lease_expires_at',
+      pg_catalog.array_to_string(private.delivery_key_columns(pg_catalog.pg_typeof(return_deliveries.deliveries)::text::regclass), ', ')
+      using errcode = '22023';
+  end if;
   execute format(
     $return$
       update %1$s d
@@ -187,6 +199,7 @@ begin
           next_attempt_at = now()
       from jsonb_populate_recordset(null::%1$s, $1) k
       where %2$s and d.status = 'sending' and d.lease_expires_at > now()
+        and d.lease_expires_at = k.lease_expires_at
     $return$,
     pg_catalog.pg_typeof(return_deliveries.deliveries),
     (select string_agg(format('d.%1$I = k.%1$I', c), ' and ')

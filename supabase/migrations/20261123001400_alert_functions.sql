@@ -81,6 +81,7 @@ returns table (
   channel_id bigint,
   delivery_key text,
   attempt int,
+  lease_expires_at timestamptz,
   channel_kind text,
   channel_target text,
   tenant_id uuid,
@@ -104,7 +105,7 @@ as $$
       'exists (select 1 from public.usage_alerts a where a.id = d.alert_id and a.tenant_id = any ($1))',
       claim_alert_deliveries.tenant_ids)
   )
-  select c.alert_id, c.channel_id, c.delivery_key, c.attempts,
+  select c.alert_id, c.channel_id, c.delivery_key, c.attempts, c.lease_expires_at,
          ch.kind, ch.target, t.id, t.name, p.name, p.limit_policy,
          a.threshold, a.used, a.quota, a.period_start, a.period_end
   from claimed c
@@ -135,7 +136,7 @@ as $$
 $$;
 
 -- Claimed deliveries the sender had no time to attempt (private.return_deliveries); keys:
--- [{alert_id, channel_id}, …].
+-- [{alert_id, channel_id, lease_expires_at}, …], as the claim returned them.
 create or replace function public.return_alert_deliveries(keys jsonb)
 returns int
 language sql

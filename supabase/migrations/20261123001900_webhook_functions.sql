@@ -236,6 +236,7 @@ returns table (
   event_id text,
   endpoint_id uuid,
   attempt int,
+  lease_expires_at timestamptz,
   url text,
   event_type text,
   body text,
@@ -252,7 +253,7 @@ as $$
       'd.endpoint_id = any ($1)',
       claim_webhook_deliveries.endpoint_ids)
   )
-  select c.event_id, c.endpoint_id, c.attempts, ep.url, e.type, e.body,
+  select c.event_id, c.endpoint_id, c.attempts, c.lease_expires_at, ep.url, e.type, e.body,
          array(select s.secret_ciphertext from public.webhook_endpoint_secrets s
                where s.endpoint_id = ep.id and (s.expires_at is null or s.expires_at > now())
                order by s.id desc)
@@ -286,7 +287,7 @@ as $$
 $$;
 
 -- Claimed deliveries the sender had no time to attempt (private.return_deliveries); keys:
--- [{event_id, endpoint_id}, …].
+-- [{event_id, endpoint_id, lease_expires_at}, …], as the claim returned them.
 create or replace function public.return_webhook_deliveries(keys jsonb)
 returns int
 language sql

@@ -12,7 +12,7 @@ import { ConfigError } from '../../src/config/env.ts';
 import { fail } from '../../src/domain/result.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { collect, createSource, type TestSource, useN8nServer } from '../support/collector.ts';
-import { dropRequest, faultyDb, rpcFetch } from '../support/faults.ts';
+import { dropRequest, faultyDb, loseResponse, rpcFetch } from '../support/faults.ts';
 import { addMember, createPlan, createUser, setPlan } from '../support/fixtures.ts';
 import { DAY, HOUR } from '../support/milliseconds.ts';
 import { succeeded } from '../support/result.ts';
@@ -749,6 +749,119 @@ describe('delivering alerts', () => {
     );
     expect(next).toMatchObject({ claimed: 3, delivered: 3, deferred: 0 });
     expect(slack.requests).toHaveLength(3);
+  });
+
+  describe('handing back what a run had no time to send, when the database does not answer', () => {
+    async function deferredDeliveries(thresholds: number[]) {
+      const { source, tenantId } = await meteredTenant({ quota: 10, thresholds });
+      const slack = fakeSlack();
+      await addChannel('slack', slack.url, tenantId);
+      await ingest(source, 6);
+      const rows = async () =>
+        (
+          await superuser().query(
+            `select d.attempts, d.status, d.lease_expires_at
+             from public.alert_deliveries d join public.usage_alerts a on a.id = d.alert_id
+             where a.tenant_id = $1 order by d.alert_id`,
+            [tenantId],
+          )
+        ).rows as Array<{ attempts: number; status: string; lease_expires_at: Date | null }>;
+      const lateRun = (db: ReturnType<typeof faultyDb>) =>
+        succeeded(
+          deliverAlerts({ db, channels, log: silentLogger, tenantIds: [tenantId], startBy: 0 }),
+        );
+      return { tenantId, slack, rows, lateRun };
+    }
+
+    it('a give-back that never reached the database is tried again: nothing sent, no attempt counted', async () => {
+      const t = await deferredDeliveries([20, 40]);
+      const db = faultyDb(
+        rpcFetch((call, send) =>
+          call.fn === 'return_alert_deliveries' && call.indexOfFn === 1
+            ? dropRequest(call)
+            : send(),
+        ),
+      );
+      expect(await t.lateRun(db)).toMatchObject({ claimed: 2, deferred: 2 });
+      expect(await t.rows()).toEqual([
+        { attempts: 0, status: 'pending', lease_expires_at: null },
+        { attempts: 0, status: 'pending', lease_expires_at: null },
+      ]);
+      expect(t.slack.requests).toEqual([]);
+    });
+
+    it("a give-back repeated after its answer was lost leaves another sender's later claim alone", async () => {
+      const t = await deferredDeliveries([20]);
+      let otherClaim: { attempt: number; lease_expires_at: string }[] = [];
+      const db = faultyDb(
+        rpcFetch(async (call, send) => {
+          if (call.fn !== 'return_alert_deliveries' || call.indexOfFn !== 1) return send();
+          // Applied, then, before the answer arrives, another run claims the delivery.
+          return loseResponse(call, async () => {
+            const response = await send();
+            const claimed = await serviceClient().rpc('claim_alert_deliveries', {
+              tenant_ids: [t.tenantId],
+            });
+            otherClaim = claimed.data ?? [];
+            return response;
+          });
+        }),
+      );
+      expect(await t.lateRun(db)).toMatchObject({ claimed: 1, deferred: 1 });
+      expect(otherClaim).toMatchObject([{ attempt: 1 }]);
+      // Still the other run's, under its lease, its one attempt counted once.
+      const [row] = await t.rows();
+      expect(row).toMatchObject({ attempts: 1, status: 'sending' });
+      expect(row?.lease_expires_at?.toISOString()).toBe(
+        new Date(otherClaim[0]?.lease_expires_at ?? 0).toISOString(),
+      );
+    });
+
+    it('refuses keys that are not the claimed deliveries with a message, changing nothing', async () => {
+      const t = await deferredDeliveries([20]);
+      const claimed = await serviceClient().rpc('claim_alert_deliveries', {
+        tenant_ids: [t.tenantId],
+      });
+      const [d] = claimed.data ?? [];
+      if (!d) throw new Error('nothing claimed');
+      const before = await t.rows();
+      for (const keys of [
+        {},
+        'text',
+        [1],
+        [{ alert_id: d.alert_id, channel_id: d.channel_id }],
+        [{ alert_id: d.alert_id, lease_expires_at: d.lease_expires_at }],
+      ]) {
+        const { error, status } = await serviceClient().rpc('return_alert_deliveries', { keys });
+        expect(status, JSON.stringify(keys)).toBe(400);
+        expect(error?.message).toBe(
+          'keys must be a JSON array of the claimed deliveries, each its alert_id, channel_id and lease_expires_at',
+        );
+      }
+      const wrongType = await serviceClient().rpc('return_alert_deliveries', {
+        keys: [{ alert_id: 'one', channel_id: d.channel_id, lease_expires_at: d.lease_expires_at }],
+      });
+      expect(wrongType.status).toBe(400);
+      // An earlier lease is not this claim's: nothing is handed back.
+      const stale = await serviceClient().rpc('return_alert_deliveries', {
+        keys: [
+          {
+            alert_id: d.alert_id,
+            channel_id: d.channel_id,
+            lease_expires_at: new Date(Date.parse(d.lease_expires_at) - 1).toISOString(),
+          },
+        ],
+      });
+      expect(stale).toMatchObject({ data: 0, error: null });
+      expect(await t.rows()).toEqual(before);
+      const own = await serviceClient().rpc('return_alert_deliveries', {
+        keys: [
+          { alert_id: d.alert_id, channel_id: d.channel_id, lease_expires_at: d.lease_expires_at },
+        ],
+      });
+      expect(own).toMatchObject({ data: 1, error: null });
+      expect(await t.rows()).toEqual([{ attempts: 0, status: 'pending', lease_expires_at: null }]);
+    });
   });
 
   it('without a Resend key, e-mail deliveries fail with a clear error and nothing is sent', async () => {

@@ -96,6 +96,35 @@ describe('webhook delivery', () => {
     expect(delivery).toMatchObject({ status: 'delivered', attempts: 1, last_status: 204 });
   });
 
+  it('events a run had no time to send go back unsent, a give-back whose answer was lost tried again harmlessly, and the next run sends each once', async () => {
+    const receiver = fakeReceiver(server);
+    const endpoint = await receiverEndpoint(receiver);
+    await recordEvents([endpoint.id], 3, `late-${endpoint.id}`);
+    const db = faultyDb(
+      rpcFetch((call, send) =>
+        call.fn === 'return_webhook_deliveries' && call.indexOfFn === 1
+          ? loseResponse(call, send)
+          : send(),
+      ),
+    );
+    const late = await deliver(deliveryInput([endpoint.id], { db, startBy: 0 }));
+    expect(late).toEqual({ claimed: 3, delivered: 0, failed: 0, gaveUp: 0, deferred: 3 });
+    expect(receiver.requests).toEqual([]);
+    expect((await deliveriesOf([endpoint.id])).map((d) => [d.status, d.attempts])).toEqual([
+      ['pending', 0],
+      ['pending', 0],
+      ['pending', 0],
+    ]);
+
+    expect(await deliver(deliveryInput([endpoint.id]))).toMatchObject({ delivered: 3 });
+    expect(receiver.requests).toHaveLength(3);
+    expect((await deliveriesOf([endpoint.id])).map((d) => [d.status, d.attempts])).toEqual([
+      ['delivered', 1],
+      ['delivered', 1],
+      ['delivered', 1],
+    ]);
+  });
+
   it('records an event once per idempotency key, however often it is retried', async () => {
     const receiver = fakeReceiver(server);
     const endpoint = await receiverEndpoint(receiver);

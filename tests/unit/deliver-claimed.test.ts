@@ -123,6 +123,40 @@ describe('delivering claimed deliveries', () => {
     expect(past.sent).toEqual([]);
   });
 
+  it('tries a give-back that got no answer again, while the lease lasts, and not one refused', async () => {
+    const due = [1, 2].map((id): Delivery => ({ id, lane: String(id), answer: 'ok' }));
+    const answers = [
+      { data: null, error: { message: 'fetch failed' }, status: 0 },
+      { data: null, error: { message: 'upstream' }, status: 503 },
+      { data: 2, error: null, status: 200 },
+    ];
+    const calls: number[][] = [];
+    const { run, sent } = outbox(due, {
+      giveBack: async (deliveries) => {
+        calls.push(deliveries.map((d) => d.id));
+        return answers.shift() ?? { data: 0, error: null, status: 200 };
+      },
+    });
+    const summary = await deliverClaimed({ log: silentLogger, startBy: Date.now() - 1 }, run);
+    expect(summary).toEqual(ok({ claimed: 2, delivered: 0, failed: 0, gaveUp: 0, deferred: 2 }));
+    expect(sent).toEqual([]);
+    expect(calls).toEqual([
+      [1, 2],
+      [1, 2],
+      [1, 2],
+    ]);
+
+    const refusedCalls: number[] = [];
+    const refused = outbox(due, {
+      giveBack: async (deliveries) => {
+        refusedCalls.push(deliveries.length);
+        return { data: null, error: { message: 'keys must be a JSON array' }, status: 400 };
+      },
+    });
+    await deliverClaimed({ log: silentLogger, startBy: Date.now() - 1 }, refused.run);
+    expect(refusedCalls).toEqual([2]);
+  });
+
   it('claims what the run asks for, else the outbox defaults', async () => {
     const leases: unknown[] = [];
     const { run } = outbox([], {
