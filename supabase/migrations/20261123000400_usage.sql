@@ -205,6 +205,9 @@ begin
         where a.tenant_id = new.tenant_id and a.period_start = new.period_start
           and a.threshold = x.threshold
       )
+    -- Lowest first: ids are the order alerts are claimed and posted in (distinct alone
+    -- hands them out in hash order, and 100 % could reach Slack before 80 %).
+    order by x.threshold
     on conflict on constraint usage_alerts_once_per_threshold do nothing
     returning id
   )

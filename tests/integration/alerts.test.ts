@@ -286,6 +286,24 @@ describe('raising alerts from collected usage', () => {
     ]);
   });
 
+  it('thresholds crossed at once are alerted, and posted, lowest first', async () => {
+    const thresholds = [25, 50, 75, 80, 90, 95, 100];
+    const { source, tenantId } = await meteredTenant({ quota: 10, thresholds });
+    const slack = fakeSlack();
+    await addChannel('slack', slack.url, tenantId);
+    await ingest(source, 10);
+    const { rows } = await superuser().query(
+      'select threshold from public.usage_alerts where tenant_id = $1 order by id',
+      [tenantId],
+    );
+    expect(rows.map((r) => r.threshold)).toEqual(thresholds);
+    await deliver(tenantId);
+    expect(slack.requests.map((r) => r.text.match(/has used (\d+) %|has used all/)?.[0])).toEqual([
+      ...thresholds.slice(0, -1).map((t) => `has used ${t} %`),
+      'has used all',
+    ]);
+  });
+
   it('two sources of one tenant collected in parallel, again and again, still raise one alert per threshold', async () => {
     const { source: a, tenantId, planId } = await meteredTenant({ quota: 1000 });
     const b = await createSource(server, { tenantId, planId });
