@@ -44,7 +44,7 @@ export async function recordedRun<T extends object, C extends string>(
   });
   if (error || !runId) input.log.error({ error: error?.message }, 'could not record the run start');
   const log = input.log.child({ fn: functionName, ...(runId ? { run_id: runId } : {}) });
-  // Retried: a run whose outcome is not recorded reads as killed after 15 minutes, a false
+  // Retried: a run whose outcome is not recorded reads as killed after 2 minutes, a false
   // alarm for one lost request. Recording twice is harmless (only an unfinished run is
   // updated), so a retry after a lost answer changes nothing.
   const finish = async (ok: boolean, summary: object | null, message?: string) => {

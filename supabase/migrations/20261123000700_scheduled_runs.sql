@@ -21,14 +21,17 @@ grant all on table public.scheduled_runs to service_role;
 
 create index scheduled_runs_started_idx on public.scheduled_runs (started_at);
 
--- Scheduled runs as the operator should read them: a run that started over 15 minutes ago
--- (the longest a Netlify background function may run) and never finished was killed or
--- timed out, so it failed, whatever it could not record. A plain view: inlined where used.
+-- Scheduled runs as the operator should read them: a run that started over 2 minutes ago
+-- and never finished was killed or timed out, so it failed, whatever it could not record.
+-- Only scheduled functions record here, and Netlify ends those at 30 s (their work is cut
+-- before, and the end recorded with retries, so a live run is never read as killed); the
+-- background collection keeps its own runs (collector_runs, 15 minutes). A plain view:
+-- inlined where used.
 create view private.scheduled_run_outcomes with (security_invoker = true) as
 select r.id, r.function_name, r.started_at, r.finished_at, r.summary,
-       case when r.finished_at is null and r.started_at < now() - interval '15 minutes'
+       case when r.finished_at is null and r.started_at < now() - interval '2 minutes'
             then false else r.ok end as ok,
-       case when r.finished_at is null and r.started_at < now() - interval '15 minutes'
+       case when r.finished_at is null and r.started_at < now() - interval '2 minutes'
             then 'did not finish: killed or timed out' else r.error end as error
 from public.scheduled_runs r;
 revoke all on private.scheduled_run_outcomes from public, anon, authenticated;

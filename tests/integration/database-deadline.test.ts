@@ -102,7 +102,7 @@ describe('a scheduled function whose work hangs on the database', () => {
 
     expect(response.status).toBe(503);
     expect((await errorOf(response)).message).toContain('within 500 ms');
-    // Unrecorded: health calls it killed once it has been unfinished for 15 minutes.
+    // Unrecorded: health calls it killed once it has been unfinished for 2 minutes.
     expect(await lastRecordedRun()).toMatchObject({ ok: null, finished: false });
   });
 });

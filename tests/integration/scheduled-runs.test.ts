@@ -100,7 +100,7 @@ describe('recorded scheduled runs', () => {
     );
     await recordedRun({ db, functionName: name, log: silentLogger }, async () => ok({ sent: 1 }));
     expect(attempts()).toBe(2);
-    // Recorded as it ended, not left to read as killed once 15 minutes have passed.
+    // Recorded as it ended, not left to read as killed once 2 minutes have passed.
     expect(await runsOf(name)).toEqual([
       { ok: true, summary: { sent: 1 }, error: null, finished: true },
     ]);
@@ -180,11 +180,11 @@ describe('scheduled functions in the operator status', () => {
     });
   });
 
-  it('counts a run that never finished within 15 minutes as failed; a running one is not', async () => {
+  it('counts a run that never finished within 2 minutes (a scheduled function ends at 30 s) as failed; a running one is not', async () => {
     const stuck = uniqueId('job').toLowerCase();
     const running = uniqueId('job').toLowerCase();
     const status = await statusWith([
-      { name: stuck, minutesAgo: 20, ok: null },
+      { name: stuck, minutesAgo: 3, ok: null },
       { name: running, minutesAgo: 1, ok: null },
     ]);
     const of = (n: string) => status.scheduled_functions.find((f) => f.function_name === n);
