@@ -1,6 +1,10 @@
 import { reconcileDbTimeoutMs, reporterDependencies } from '../../src/billing/from-config.ts';
-import { runReconciliation, startOfLastMonth } from '../../src/billing/reconcile.ts';
-import { reconcileRunSummary } from '../../src/billing/reconcile-run-summary.ts';
+import {
+  lastResumePoint,
+  reconcileRunSummary,
+  runReconciliation,
+  startOfLastMonth,
+} from '../../src/billing/reconcile.ts';
 import { loadReconcileConfig } from '../../src/config/reporter-env.ts';
 import { createServiceClient } from '../../src/db/client.ts';
 import { ok } from '../../src/domain/result.ts';
@@ -22,11 +26,15 @@ export default scheduledFunction('reconcile-usage', loadReconcileConfig, (config
     db: createServiceClient(config),
     log,
     work: async (runLog) => {
+      // Where the last run's time for Stripe's meter ran out: this run compares from there.
+      const resumeFrom = await lastResumePoint(db, 'reconcile-usage');
+      if (!resumeFrom.ok) return resumeFrom;
       const result = await runReconciliation({
         db,
         stripe,
         log: runLog,
         since,
+        resumeFrom: resumeFrom.value,
         repair: config.RECONCILE_REPAIR,
         // Inside the scheduled function's 30 s, counted from its start: a comparison or a
         // fetch started by then ends within Stripe's 10 s timeout, and the run is recorded.

@@ -1,15 +1,27 @@
 import { z } from 'zod';
-import type { ReconcileSummary } from './reconcile.ts';
+
+/** A customer-period's place in the walk: sent_meter_totals' order. */
+export const walkKeySchema = z.object({
+  tenant_id: z.string(),
+  period_start: z.string(),
+  stripe_customer_id: z.string(),
+});
+
+export type WalkKey = z.infer<typeof walkKeySchema>;
 
 /**
  * What a scheduled reconciliation records of itself (scheduled_runs.summary), and what
- * status reads back: counts, and the latest Stripe failure of each kind (cut to 300
- * characters), so a comparison Stripe refused is a finding until a run makes it.
+ * status reads back: counts, the latest Stripe failure of each kind (cut to 300
+ * characters), so a comparison Stripe refused is a finding until a run makes it, and where
+ * the walk of the customer-periods stopped, so the next run starts there. Apart from
+ * reconcile.ts so that status (in the browser too) reads it without the reconciliation.
  */
 export const reconcileRunSummarySchema = z.object({
   counterFindings: z.number().int().nonnegative(),
   stripeChecked: z.number().int().nonnegative(),
   stripeDeferred: z.number().int().nonnegative(),
+  /** The first customer-period the run had no time for: where the next run starts. */
+  stripeResumeFrom: walkKeySchema.nullable(),
   stripeFailed: z.number().int().nonnegative(),
   stripeError: z.string().nullable(),
   stripeFindings: z.number().int().nonnegative(),
@@ -21,17 +33,3 @@ export const reconcileRunSummarySchema = z.object({
 });
 
 export type ReconcileRunSummary = z.infer<typeof reconcileRunSummarySchema>;
-
-export const reconcileRunSummary = (r: ReconcileSummary): ReconcileRunSummary => ({
-  counterFindings: r.counterFindings.length,
-  stripeChecked: r.stripeChecked,
-  stripeDeferred: r.stripeDeferred,
-  stripeFailed: r.stripeFailed,
-  stripeError: r.stripeError?.slice(0, 300) ?? null,
-  stripeFindings: r.stripeFindings.length,
-  previewChecked: r.previewChecked,
-  previewFindings: r.previewFindings.length,
-  previewSkipped: r.previewSkipped,
-  previewFailed: r.previewFailed,
-  previewError: r.previewError?.slice(0, 300) ?? null,
-});

@@ -5,6 +5,11 @@ import type { Database } from '../db/database.types.ts';
 import { callFailed } from '../db/rpc-result.ts';
 import { ok, type Result } from '../domain/result.ts';
 import type { Logger } from '../observability/logger.ts';
+import {
+  type ReconcileRunSummary,
+  reconcileRunSummarySchema,
+  type WalkKey,
+} from './reconcile-run-summary.ts';
 import { recordCorrection } from './record-correction.ts';
 import { type Finding, refreshInvoicePreviews } from './refresh-invoice-previews.ts';
 import { sendCorrections } from './send-corrections.ts';
@@ -30,7 +35,12 @@ export interface ReconcileInput {
   until?: { meter: number; previews: number };
   /** Comparisons with Stripe's meter in flight at once (default 4). */
   concurrency?: number;
-  /** Where the walk of the customer-periods starts, in [0, 1) (default random). */
+  /**
+   * Where the walk of the customer-periods starts: at this one (where the previous run's
+   * time ran out: lastResumePoint) when it is still to compare, else at `startAt`.
+   */
+  resumeFrom?: WalkKey | null;
+  /** Where the walk starts without `resumeFrom`, in [0, 1) (default random). */
   startAt?: number;
   now?: () => number;
 }
@@ -42,10 +52,13 @@ export interface ReconcileSummary {
   /** Sent within the settling time, or with corrections still on their way to Stripe. */
   stripeSkipped: number;
   /**
-   * Not compared: the run's time for Stripe's meter (`until.meter`) ran out first. Each run
-   * starts its walk at another place, so the next ones compare them.
+   * Not compared: the run's time for Stripe's meter (`until.meter`) ran out first. The next
+   * run starts its walk at the first of them (`stripeResumeFrom`), so the runs together
+   * compare every customer-period in turn.
    */
   stripeDeferred: number;
+  /** The first customer-period of the walk that was deferred; null when none was. */
+  stripeResumeFrom: WalkKey | null;
   /** Not compared: Stripe refused or failed the summaries request (a deleted customer, a key that may not read meters). */
   stripeFailed: number;
   /** The latest such failure's message, null when none failed. */
@@ -60,6 +73,22 @@ export interface ReconcileSummary {
   /** The latest such failure's message, null when none failed. */
   previewError: string | null;
 }
+
+/** What a scheduled reconciliation records of itself (reconcileRunSummarySchema). */
+export const reconcileRunSummary = (r: ReconcileSummary): ReconcileRunSummary => ({
+  counterFindings: r.counterFindings.length,
+  stripeChecked: r.stripeChecked,
+  stripeDeferred: r.stripeDeferred,
+  stripeResumeFrom: r.stripeResumeFrom,
+  stripeFailed: r.stripeFailed,
+  stripeError: r.stripeError?.slice(0, 300) ?? null,
+  stripeFindings: r.stripeFindings.length,
+  previewChecked: r.previewChecked,
+  previewFindings: r.previewFindings.length,
+  previewSkipped: r.previewSkipped,
+  previewFailed: r.previewFailed,
+  previewError: r.previewError?.slice(0, 300) ?? null,
+});
 
 async function stripeTotal(
   stripe: Stripe,
@@ -86,12 +115,45 @@ export function startOfLastMonth(now = new Date()): Date {
 
 /**
  * The list walked from the item at `startAt` (a fraction of its length) round to the one
- * before it: runs that cannot compare everything start at different places, so together
- * they compare every customer-period.
+ * before it.
  */
 export function walkFrom<T>(items: readonly T[], startAt: number): T[] {
   const first = Math.min(items.length - 1, Math.max(0, Math.floor(startAt * items.length)));
   return items.length === 0 ? [] : [...items.slice(first), ...items.slice(0, first)];
+}
+
+const sameKey = (a: WalkKey, b: WalkKey) =>
+  a.tenant_id === b.tenant_id &&
+  Date.parse(a.period_start) === Date.parse(b.period_start) &&
+  a.stripe_customer_id === b.stripe_customer_id;
+
+/**
+ * Where a walk over `items` starts, as a fraction of its length: at `resumeFrom` when the
+ * list holds it (a run that ran out of time hands its first deferred one on, so runs that
+ * cannot compare everything compare every customer-period in turn), else at `fallback`
+ * (the first run, or the one it named is no longer to compare).
+ */
+export function resumeAt(
+  items: readonly WalkKey[],
+  resumeFrom: WalkKey | null | undefined,
+  fallback: number,
+): number {
+  const at = resumeFrom ? items.findIndex((item) => sameKey(item, resumeFrom)) : -1;
+  return at < 0 ? fallback : at / items.length;
+}
+
+/**
+ * Where the latest successful run of `functionName` stopped its walk (null when none
+ * recorded one, or it compared everything): what the scheduled reconciliation starts from.
+ */
+export async function lastResumePoint(
+  db: Db,
+  functionName: string,
+): Promise<Result<WalkKey | null>> {
+  const { data, error, status } = await db.rpc('last_run_summary', { function_name: functionName });
+  if (error) return callFailed('last_run_summary', { error, status });
+  const summary = reconcileRunSummarySchema.safeParse(data);
+  return ok(summary.success ? summary.data.stripeResumeFrom : null);
 }
 
 type SentMeterTotal = Database['public']['Functions']['sent_meter_totals']['Returns'][number];
@@ -152,6 +214,7 @@ export async function runReconciliation(input: ReconcileInput): Promise<Result<R
     stripeFindings: [],
     stripeSkipped: 0,
     stripeDeferred: 0,
+    stripeResumeFrom: null,
     stripeFailed: 0,
     stripeError: null,
     previewChecked: 0,
@@ -169,7 +232,12 @@ export async function runReconciliation(input: ReconcileInput): Promise<Result<R
   const settle = input.settleMs ?? 3600_000;
   const repairs: number[] = [];
   const limit = pLimit(input.concurrency ?? 4);
-  const compare = async (total: SentMeterTotal) => {
+  const walk = walkFrom(
+    totals.value,
+    resumeAt(totals.value, input.resumeFrom, input.startAt ?? Math.random()),
+  );
+  let firstDeferred = Number.POSITIVE_INFINITY;
+  const compare = async (total: SentMeterTotal, place: number) => {
     if (input.tenantIds && !input.tenantIds.includes(total.tenant_id)) return;
     if (now() - Date.parse(total.last_sent_at) < settle || total.unsettled_corrections > 0) {
       summary.stripeSkipped += 1;
@@ -177,6 +245,7 @@ export async function runReconciliation(input: ReconcileInput): Promise<Result<R
     }
     if (input.until && now() >= input.until.meter) {
       summary.stripeDeferred += 1;
+      firstDeferred = Math.min(firstDeferred, place);
       return;
     }
     let atStripe: number;
@@ -232,11 +301,15 @@ export async function runReconciliation(input: ReconcileInput): Promise<Result<R
     if (recordError) log.error({ total, error: recordError.message }, 'could not record the drift');
     else if (finding) summary.stripeFindings.push(finding);
   };
-  await Promise.all(
-    walkFrom(totals.value, input.startAt ?? Math.random()).map((total) =>
-      limit(() => compare(total)),
-    ),
-  );
+  await Promise.all(walk.map((total, place) => limit(() => compare(total, place))));
+  const resume = walk[firstDeferred];
+  summary.stripeResumeFrom = resume
+    ? {
+        tenant_id: resume.tenant_id,
+        period_start: resume.period_start,
+        stripe_customer_id: resume.stripe_customer_id,
+      }
+    : null;
   if (repairs.length > 0) {
     const sent = await sendCorrections({
       db,

@@ -1879,6 +1879,7 @@ export type Database = {
           trialing: boolean;
         }[];
       };
+      last_run_summary: { Args: { function_name: string }; Returns: Json };
       list_alert_channels: {
         Args: { tenant_ids?: string[] };
         Returns: {

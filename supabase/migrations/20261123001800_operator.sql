@@ -46,8 +46,22 @@ as $$
   returning r.*;
 $$;
 
+-- The summary a function's latest successful run recorded (null when none did): where a run
+-- that works through a list in parts picks up (reconcile-usage's walk of the customer-periods).
+create or replace function public.last_run_summary(function_name text)
+returns jsonb
+language sql stable
+set search_path = ''
+as $$
+  select r.summary from public.scheduled_runs r
+  where r.function_name = last_run_summary.function_name and r.ok
+  order by r.started_at desc
+  limit 1;
+$$;
+
 select private.grant_to_service_role_only(
-  'public.start_scheduled_run(text)', 'public.finish_scheduled_run(uuid, boolean, jsonb, text)'
+  'public.start_scheduled_run(text)', 'public.finish_scheduled_run(uuid, boolean, jsonb, text)',
+  'public.last_run_summary(text)'
 );
 
 -- Retention -----------------------------------------------------------------------------

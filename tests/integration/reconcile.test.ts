@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { runReconciliation } from '../../src/billing/reconcile.ts';
-import { reconcileRunSummary } from '../../src/billing/reconcile-run-summary.ts';
+import {
+  lastResumePoint,
+  reconcileRunSummary,
+  runReconciliation,
+} from '../../src/billing/reconcile.ts';
 import { runReporter } from '../../src/billing/report-usage.ts';
 import { EXIT } from '../../src/cli/main.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
@@ -13,7 +16,7 @@ import { collect, createSource, useN8nServer } from '../support/collector.ts';
 import { FakeStripe } from '../support/fake-stripe.ts';
 import { recent } from '../support/fixtures.ts';
 import { succeeded } from '../support/result.ts';
-import { serviceClient, superuser } from '../support/stack.ts';
+import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
 const server = useN8nServer();
 const stripe = new FakeStripe();
@@ -128,6 +131,60 @@ describe('reconciliation with Stripe', () => {
       stripeDeferred: 0,
       stripeFindings: [],
     });
+  });
+
+  it('runs that run out of time start where the last one stopped, so together they compare every customer-period', async () => {
+    const tenants = [await reportedTenant(2), await reportedTenant(3), await reportedTenant(4)];
+    const ids = tenants.map((t) => t.tenantId);
+    // Stripe lost one execution of each: every comparison made finds its tenant's drift.
+    for (const t of tenants) stripe.summaryOffset.set(t.customer, -1);
+    // A clock that moves a millisecond a reading: each comparison reads it twice before it
+    // starts, so with `until` two readings ahead the run has time for exactly one.
+    const oneEach = (resumeFrom: Parameters<typeof runReconciliation>[0]['resumeFrom']) => {
+      const start = Date.now();
+      let readings = 0;
+      return reconcile(ids, false, {
+        concurrency: 1,
+        startAt: 0,
+        resumeFrom,
+        now: () => start + readings++,
+        until: { meter: start + 2, previews: start },
+      });
+    };
+    const found: string[] = [];
+    let resumeFrom = null as Awaited<ReturnType<typeof oneEach>>['stripeResumeFrom'];
+    const resumePoints: string[] = [];
+    for (let run = 0; run < 3; run++) {
+      const summary = await oneEach(resumeFrom);
+      expect(summary).toMatchObject({ stripeChecked: 1, stripeDeferred: 2 });
+      found.push(...summary.stripeFindings.map((f) => f.tenant_id));
+      resumeFrom = summary.stripeResumeFrom;
+      resumePoints.push(resumeFrom?.tenant_id ?? 'none');
+    }
+    expect([...found].sort()).toEqual([...ids].sort());
+    // Each run hands on the next one, and the third hands the walk back to the first.
+    expect(resumePoints).toEqual([found[1], found[2], found[0]]);
+
+    // What the scheduled function reads back: the latest successful run's resume point.
+    const name = uniqueId('reconcile').toLowerCase();
+    const record = async (ok: boolean, summary: unknown) => {
+      const started = await serviceClient().rpc('start_scheduled_run', { function_name: name });
+      await serviceClient().rpc('finish_scheduled_run', {
+        id: started.data as string,
+        ok,
+        summary: summary as never,
+      });
+    };
+    expect(await lastResumePoint(serviceClient(), name)).toEqual({ ok: true, value: null });
+    const last = await oneEach(resumeFrom);
+    await record(true, reconcileRunSummary(last));
+    await record(false, null);
+    expect(await lastResumePoint(serviceClient(), name)).toEqual({
+      ok: true,
+      value: last.stripeResumeFrom,
+    });
+    await record(true, { another: 'shape' });
+    expect(await lastResumePoint(serviceClient(), name)).toEqual({ ok: true, value: null });
   });
 
   it('records a finding when Stripe holds a different total', async () => {

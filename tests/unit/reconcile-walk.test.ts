@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { walkFrom } from '../../src/billing/reconcile.ts';
+import { resumeAt, walkFrom } from '../../src/billing/reconcile.ts';
 
 describe('walkFrom', () => {
   it('walks the whole list once, from the place asked for round to the one before', () => {
@@ -16,5 +16,28 @@ describe('walkFrom', () => {
     expect(walkFrom(['a', 'b'], 1)).toEqual(['b', 'a']);
     expect(walkFrom(['a', 'b'], -0.5)).toEqual(['a', 'b']);
     expect(walkFrom([], 0.5)).toEqual([]);
+  });
+});
+
+describe('resumeAt', () => {
+  const key = (tenant: string, customer = 'cus_1') => ({
+    tenant_id: tenant,
+    period_start: '2026-11-01T00:00:00+00:00',
+    stripe_customer_id: customer,
+  });
+  const items = [key('a'), key('b'), key('b', 'cus_2'), key('c')];
+
+  it('starts at the customer-period the last run stopped at, however its time is written', () => {
+    expect(resumeAt(items, key('b', 'cus_2'), 0.9)).toBe(0.5);
+    expect(walkFrom(items, resumeAt(items, key('b', 'cus_2'), 0.9))[0]).toEqual(key('b', 'cus_2'));
+    const sameInstant = { ...key('c'), period_start: '2026-11-01T00:00:00.000Z' };
+    expect(resumeAt(items, sameInstant, 0)).toBe(0.75);
+  });
+
+  it('starts at the fallback without one, or when the list no longer holds it', () => {
+    expect(resumeAt(items, null, 0.25)).toBe(0.25);
+    expect(resumeAt(items, undefined, 0.25)).toBe(0.25);
+    expect(resumeAt(items, key('z'), 0.6)).toBe(0.6);
+    expect(resumeAt([], key('a'), 0.6)).toBe(0.6);
   });
 });
