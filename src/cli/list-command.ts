@@ -34,7 +34,7 @@ export const fullListNote = (tenantFilter: boolean) =>
 
 /**
  * A listing subcommand: its rows as a table for people, as JSON with --json. A list as long
- * as one call hands over says so on stderr (the JSON is only the rows).
+ * as one call hands over says so on stderr, with --json too (the JSON is only the rows).
  */
 export function addListCommand<Row, Options extends object = object>(
   parent: Command,
@@ -51,7 +51,13 @@ export function addListCommand<Row, Options extends object = object>(
       const database = await ctx.openSupabase();
       const tenantIds = spec.tenantFilter ? await database.tenantIds(options.tenant) : undefined;
       const rows = await spec.load(database, tenantFilter(tenantIds), options);
-      if (options.json) return printJson(io, rows);
+      const full = rows.length >= API_MAX_ROWS;
+      if (options.json) {
+        printJson(io, rows);
+        // On stderr: the JSON stays only the rows, and a script still learns it is cut.
+        if (full) io.err(fullListNote(Boolean(spec.tenantFilter)));
+        return;
+      }
       if (rows.length === 0) {
         io.out(typeof spec.empty === 'string' ? spec.empty : spec.empty(options));
         return;
@@ -59,7 +65,7 @@ export function addListCommand<Row, Options extends object = object>(
       io.out(renderTable(spec.columns, rows.map(spec.row)));
       const advice = spec.advice?.(rows);
       if (advice) io.err(advice);
-      if (rows.length >= API_MAX_ROWS) io.err(fullListNote(Boolean(spec.tenantFilter)));
+      if (full) io.err(fullListNote(Boolean(spec.tenantFilter)));
     });
 }
 
