@@ -10,6 +10,7 @@ import {
   loadCollectorConfig,
   MAX_SLICE_SOURCES,
 } from '../../src/config/env.ts';
+import { parseOutside } from '../../src/domain/parse-outside.ts';
 import { matchesAnySecret } from '../../src/security/shared-secret.ts';
 
 const handOffSchema = z.object({
@@ -34,7 +35,7 @@ export default async (req: Request) => {
     deps.log.warn({}, 'background collection refused: missing or wrong internal secret');
     return new Response('unauthorized', { status: 401 });
   }
-  const parsed = handOffSchema.safeParse(await req.json().catch(() => null));
+  const parsed = parseOutside(handOffSchema, await req.json().catch(() => null));
   if (!parsed.success) {
     deps.log.warn({ issues: parsed.error.issues }, 'background collection refused: bad body');
     return new Response('bad request', { status: 400 });

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Database } from '../db/database.types.ts';
+import { parseOutside } from '../domain/parse-outside.ts';
 import { plural } from '../domain/words.ts';
 
 /**
@@ -61,7 +62,7 @@ export interface PreviewAmounts {
 export function previewAmounts(
   invoice: unknown,
 ): { ok: true; value: PreviewAmounts } | { ok: false; message: string } {
-  const parsed = previewInvoiceSchema.safeParse(invoice);
+  const parsed = parseOutside(previewInvoiceSchema, invoice);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     return {

@@ -1,6 +1,7 @@
 import type Stripe from 'stripe';
 import { z } from 'zod';
 import type { Db } from '../db/client.ts';
+import { parseOutside } from '../domain/parse-outside.ts';
 import { fail, ok, type Result } from '../domain/result.ts';
 
 /** The events that carry a subscription's whole state; every other type is acknowledged and ignored. */
@@ -134,7 +135,7 @@ export function isSubscriptionEvent(event: Stripe.Event): event is SubscriptionE
 export function subscriptionSnapshot(
   event: SubscriptionEvent,
 ): Result<SubscriptionSnapshot, 'invalid_request'> {
-  const parsed = subscriptionEventSchema.safeParse(event);
+  const parsed = parseOutside(subscriptionEventSchema, event);
   if (!parsed.success) {
     return fail('invalid_request', `Malformed subscription event: ${firstIssue(parsed.error)}`);
   }
@@ -211,7 +212,7 @@ export async function handleStripeEvent(
   input: HandleStripeEventInput,
 ): Promise<Result<HandledStripeEvent, 'invalid_request' | 'internal'>> {
   const { db, event } = input;
-  const envelope = eventEnvelopeSchema.safeParse(event);
+  const envelope = parseOutside(eventEnvelopeSchema, event);
   if (!envelope.success) {
     return fail('invalid_request', `The event cannot be recorded: ${firstIssue(envelope.error)}`);
   }

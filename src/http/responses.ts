@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parseOutside } from '../domain/parse-outside.ts';
 import type { ErrorCode, Result } from '../domain/result.ts';
 
 /**
@@ -68,7 +69,7 @@ export async function readJsonRequest<T>(
 ): Promise<Read<T>> {
   const body = await readJsonBody(req, spec.maxBytes);
   if (!body.ok) return body;
-  const parsed = spec.schema.safeParse(body.value);
+  const parsed = parseOutside(spec.schema, body.value);
   if (parsed.success) return { ok: true, value: parsed.data };
   const details = spec.fieldDetails
     ? parsed.error.issues.map((i) => ({ field: i.path.join('.') || '(body)', message: i.message }))

@@ -7,6 +7,7 @@
  */
 
 import { z } from 'zod';
+import { parseOutside } from '../domain/parse-outside.ts';
 
 export const EXECUTION_STATUSES = [
   'canceled',
@@ -138,14 +139,14 @@ function explainIssues(error: z.ZodError): string {
 }
 
 export function parseExecutionPage(json: unknown): Parsed<'page', N8nPage> {
-  const result = executionPageSchema.safeParse(json);
+  const result = parseOutside(executionPageSchema, json);
   return result.success
     ? { ok: true, page: result.data }
     : { ok: false, message: explainIssues(result.error) };
 }
 
 export function parseExecution(json: unknown): Parsed<'execution', N8nExecution> {
-  const result = n8nExecutionSchema.safeParse(json);
+  const result = parseOutside(n8nExecutionSchema, json);
   return result.success
     ? { ok: true, execution: result.data }
     : { ok: false, message: explainIssues(result.error) };

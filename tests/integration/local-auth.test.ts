@@ -439,6 +439,26 @@ describe('the browser and hostile input', () => {
     expect(await broken.json()).toMatchObject({ error_code: 'bad_json' });
   });
 
+  it('answers 400 to a value whose length no check can read, where the parser alone would throw', async () => {
+    const unreadable = '{"length":{"toString":""}}';
+    for (const [path, body] of [
+      ['/token?grant_type=password', `{"email":${unreadable},"password":"a-password"}`],
+      ['/admin/users', `{"email":${unreadable},"password":"a-password"}`],
+    ] as const) {
+      const response = await auth(path, {
+        method: 'POST',
+        apikey: stack.serviceRoleKey,
+        headers: { ...bearer(stack.serviceRoleKey), 'content-type': 'application/json' },
+        body,
+      });
+      expect(response.status, path).toBe(400);
+      expect(await response.json()).toMatchObject({
+        error_code: 'validation_failed',
+        msg: 'email: holds a value of the wrong type',
+      });
+    }
+  });
+
   it('never answers 5xx to arbitrary JSON on its endpoints', async () => {
     const targets = [
       ['POST', '/token?grant_type=password'],

@@ -66,4 +66,17 @@ describe('any body as an executions page', () => {
       { numRuns: 200 },
     );
   });
+
+  it('a page whose values have a length no check can read is an N8nApiError naming the place', async () => {
+    server.use(
+      http.get(`${BASE_URL}/api/v1/executions`, () =>
+        HttpResponse.json(
+          JSON.parse('{"data":[{"id":"1","mode":{"length":{"toString":""}}}],"nextCursor":null}'),
+        ),
+      ),
+    );
+    const error = await client.listExecutions({ limit: 250 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(N8nApiError);
+    expect((error as Error).message).toContain('data[0].mode: holds a value of the wrong type');
+  });
 });

@@ -134,6 +134,19 @@ describe('subscriptionSnapshot', () => {
     ).not.toHaveProperty('tenant_hint');
   });
 
+  it('refuses, naming the field, a value whose length no check can read, instead of throwing', () => {
+    const hostile = event('customer.subscription.updated');
+    const unreadable = JSON.parse('{"length": {"toString": ""}}');
+    (hostile.data.object as unknown as Record<string, unknown>).status = unreadable;
+    expect(subscriptionSnapshot(hostile)).toMatchObject({
+      ok: false,
+      error: {
+        code: 'invalid_request',
+        message: expect.stringContaining('data.object.status: holds a value of the wrong type'),
+      },
+    });
+  });
+
   it('refuses a subscription without items: it has no period', () => {
     const result = subscriptionSnapshot(event('customer.subscription.updated', { items: [] }));
     expect(result).toMatchObject({ ok: false, error: { code: 'invalid_request' } });

@@ -3,6 +3,7 @@ import bcrypt from 'bcryptjs';
 import { type JWTPayload, errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import type { Pool } from 'pg';
 import { z } from 'zod';
+import { parseOutside } from '../../domain/parse-outside.ts';
 import { readBodyText } from '../request-body.ts';
 import { type AuthStore, authStore, type UserChanges, type UserRow } from './store.ts';
 
@@ -97,7 +98,7 @@ const pageNumber = (fallback: number, max: number) =>
   z.coerce.number().int().min(1).max(max).catch(fallback);
 
 function parse<T>(schema: z.ZodType<T>, value: unknown): T {
-  const result = schema.safeParse(value);
+  const result = parseOutside(schema, value);
   if (result.success) return result.data;
   const issue = result.error.issues[0];
   const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';

@@ -1,0 +1,46 @@
+import { z } from 'zod';
+
+/**
+ * `schema.safeParse(value)` for what comes from outside — a request body, an n8n page, a
+ * Stripe event or answer — that never throws. zod runs a length check (`min`, `max`,
+ * `length`) even on a value its type check refused, when that value has a `length`; one
+ * that cannot become a number, as JSON can write it ({"name": {"length": {"toString": ""}}}),
+ * makes the comparison throw a TypeError out of safeParse. Whatever throws is refused like
+ * any other wrong value, at the place that holds such a `length` when there is one.
+ */
+export function parseOutside<T>(schema: z.ZodType<T>, value: unknown): z.ZodSafeParseResult<T> {
+  try {
+    return schema.safeParse(value);
+  } catch {
+    return z
+      .custom<T>(() => false, {
+        error: 'holds a value of the wrong type',
+        path: unreadableLength(value) ?? [],
+      })
+      .safeParse(value);
+  }
+}
+
+/** How many values unreadableLength looks at, at most: a body is bounded, this is too. */
+const MOST_VALUES = 100_000;
+
+/** The path to the first object whose `length` no comparison can read, breadth first. */
+function unreadableLength(value: unknown): PropertyKey[] | undefined {
+  const queue: Array<{ at: unknown; path: PropertyKey[] }> = [{ at: value, path: [] }];
+  for (let seen = 0; seen < queue.length; seen++) {
+    const { at, path } = queue[seen] as (typeof queue)[number];
+    if (typeof at !== 'object' || at === null) continue;
+    if (!Array.isArray(at) && 'length' in at) {
+      try {
+        Number((at as { length: unknown }).length);
+      } catch {
+        return path;
+      }
+    }
+    for (const [key, child] of Object.entries(at)) {
+      if (queue.length >= MOST_VALUES) break;
+      queue.push({ at: child, path: [...path, Array.isArray(at) ? Number(key) : key] });
+    }
+  }
+  return undefined;
+}
