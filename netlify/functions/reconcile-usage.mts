@@ -39,6 +39,7 @@ export default scheduledFunction('reconcile-usage', loadReconcileConfig, (config
         // Inside the scheduled function's 30 s, counted from its start: a comparison or a
         // fetch started by then ends within Stripe's 10 s timeout, and the run is recorded.
         until: { meter: invokedAt + 10_000, previews: invokedAt + 15_000 },
+        concurrency: config.RECONCILE_CONCURRENCY,
         finalizationGraceMinutes: config.INVOICE_FINALIZATION_GRACE_MINUTES,
       });
       // What status reads of the run: Stripe failures are findings until a run has none.

@@ -43,6 +43,7 @@ export function registerReconcile(program: Command, ctx: CommandContext): void {
           log: cliLogger(io.err),
           since,
           repair: options.repair ?? false,
+          concurrency: config.RECONCILE_CONCURRENCY,
           finalizationGraceMinutes: config.INVOICE_FINALIZATION_GRACE_MINUTES,
           ...(tenantIds ? { tenantIds } : {}),
         }),

@@ -45,6 +45,9 @@ const reconcileEnvSchema = reporterEnvSchema.extend({
     .enum(['true', 'false'], { error: 'must be true or false' })
     .default('false')
     .transform((v) => v === 'true'),
+  // Comparisons with Stripe's meter in flight at once, within the run's 10 s for them: each
+  // is one read (Stripe allows about 100 reads a second in live mode, 25 in test mode).
+  RECONCILE_CONCURRENCY: count(1, 50, 4),
 });
 
 /** No budget rule: the reconciliation sends no reports, so REPORTER_BUDGET_SECONDS is not its. */

@@ -86,6 +86,7 @@ function stripeAttention(status: AttentionInputs) {
     events.rejected > 0 &&
       `${plural(events.rejected, 'Stripe webhook event')} rejected${events.last_rejected_id ? ` (latest ${events.last_rejected_id}: ${(events.last_reason ?? '').slice(0, 120)})` : ''}: fix the cause, then resend the event from the Stripe Dashboard; see docs/billing.md "Rejected events"`,
     reconcileFailedAttention(status),
+    reconcileBehindAttention(status),
     reconciliation.unrepaired > 0 &&
       `${plural(reconciliation.unrepaired, 'reconciliation finding')} in the last 30 days not repaired${reconciliation.last_kind ? ` (latest ${reconciliation.last_kind}: ${(reconciliation.last_detail ?? '').slice(0, 160)})` : ''}: each is in the table public.reconciliation_findings; see docs/billing.md "Reconciliation"`,
   ];
@@ -97,17 +98,44 @@ const reportsRunDry = ({ scheduled_functions: functions }: AttentionInputs) => {
   return (summary as { dryRun?: unknown } | null | undefined)?.dryRun === true;
 };
 
+/** reconcile-usage's latest run summary, when it recorded one of its shape. */
+const reconcileSummary = ({ scheduled_functions: functions }: AttentionInputs) => {
+  const parsed = reconcileRunSummarySchema.safeParse(
+    functions.find((f) => f.function_name === 'reconcile-usage')?.last_summary,
+  );
+  return parsed.success ? parsed.data : undefined;
+};
+
+/** Longer than this to compare every customer-period once is a finding. */
+const LONGEST_ROUND_DAYS = 7;
+
+/**
+ * A daily reconciliation that compares too few customer-periods with Stripe's meter to go
+ * round them all within a week (each run resumes where the last stopped): a drift would go
+ * unseen that long, and one in a period's last days found only after its invoice is final.
+ */
+function reconcileBehindAttention(status: AttentionInputs) {
+  const summary = reconcileSummary(status);
+  if (!summary || summary.stripeDeferred === 0) return false;
+  const total = summary.stripeChecked + summary.stripeDeferred + summary.stripeFailed;
+  const days = summary.stripeChecked === 0 ? Infinity : Math.ceil(total / summary.stripeChecked);
+  if (days <= LONGEST_ROUND_DAYS) return false;
+  const pace =
+    summary.stripeChecked === 0
+      ? `reconcile-usage compared none of ${plural(total, 'customer-period')} with Stripe's meter in its latest run (its time for them ran out first)`
+      : `reconcile-usage compares ${summary.stripeChecked} of ${plural(total, 'customer-period')} with Stripe's meter a day: going round them all takes ${days} days, and a drift can go unseen that long`;
+  return `${pace}: raise RECONCILE_CONCURRENCY (Stripe allows about 100 reads a second in live mode); \`flowmeter reconcile\` compares them all now`;
+}
+
 /**
  * Comparisons reconcile-usage's latest run could not make because Stripe refused or failed
  * them: no drift would be found there, so "no findings" would not mean "in step". Named
  * until a run compares without failures.
  */
-function reconcileFailedAttention({ scheduled_functions: functions }: AttentionInputs) {
-  const parsed = reconcileRunSummarySchema.safeParse(
-    functions.find((f) => f.function_name === 'reconcile-usage')?.last_summary,
-  );
-  if (!parsed.success) return false;
-  const { stripeFailed, stripeError, previewFailed, previewError } = parsed.data;
+function reconcileFailedAttention(status: AttentionInputs) {
+  const summary = reconcileSummary(status);
+  if (!summary) return false;
+  const { stripeFailed, stripeError, previewFailed, previewError } = summary;
   if (stripeFailed === 0 && previewFailed === 0) return false;
   const what = [
     stripeFailed > 0 && `${plural(stripeFailed, 'customer-period')} with Stripe's meter`,

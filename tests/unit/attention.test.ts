@@ -107,6 +107,7 @@ describe('needsAttention', () => {
       counterFindings: 0,
       stripeChecked: 4,
       stripeDeferred: 0,
+      stripeResumeFrom: null,
       stripeFailed: 0,
       stripeError: null,
       stripeFindings: 0,
@@ -118,7 +119,7 @@ describe('needsAttention', () => {
     };
     expect(afterRun(ran)).toEqual([]);
     // Deferred comparisons are made by later runs: not a failure.
-    expect(afterRun({ ...ran, stripeDeferred: 30 })).toEqual([]);
+    expect(afterRun({ ...ran, stripeDeferred: 4 })).toEqual([]);
     expect(
       afterRun({
         ...ran,
@@ -144,6 +145,17 @@ describe('needsAttention', () => {
     ).toMatch(
       /^reconcile-usage could not compare 3 invoice previews with flowmeter's estimate \(latest: tenant t1/,
     );
+    // Deferral is no failure, until going round takes longer than a week.
+    expect(afterRun({ ...ran, stripeChecked: 100, stripeDeferred: 600 })).toEqual([]);
+    expect(afterRun({ ...ran, stripeChecked: 100, stripeDeferred: 650, stripeFailed: 50 })).toEqual(
+      [
+        expect.stringMatching(/^reconcile-usage could not compare 50 customer-periods/),
+        "reconcile-usage compares 100 of 800 customer-periods with Stripe's meter a day: going round them all takes 8 days, and a drift can go unseen that long: raise RECONCILE_CONCURRENCY (Stripe allows about 100 reads a second in live mode); `flowmeter reconcile` compares them all now",
+      ],
+    );
+    expect(afterRun({ ...ran, stripeChecked: 0, stripeDeferred: 3 })).toEqual([
+      "reconcile-usage compared none of 3 customer-periods with Stripe's meter in its latest run (its time for them ran out first): raise RECONCILE_CONCURRENCY (Stripe allows about 100 reads a second in live mode); `flowmeter reconcile` compares them all now",
+    ]);
     // A summary of another shape (none recorded, or an older one) is no finding.
     expect(afterRun(null)).toEqual([]);
     expect(afterRun({ stripeFailed: 'many' })).toEqual([]);

@@ -193,6 +193,18 @@ describe('loadReporterConfig', () => {
     );
   });
 
+  it('takes how many comparisons with Stripe reconciliation runs at once, within what Stripe allows', () => {
+    expect(loadReconcileConfig(valid)).toMatchObject({ RECONCILE_CONCURRENCY: 4 });
+    expect(loadReconcileConfig({ ...valid, RECONCILE_CONCURRENCY: '20' })).toMatchObject({
+      RECONCILE_CONCURRENCY: 20,
+    });
+    for (const refused of ['0', '51', 'many']) {
+      expect(() => loadReconcileConfig({ ...valid, RECONCILE_CONCURRENCY: refused })).toThrow(
+        /RECONCILE_CONCURRENCY/,
+      );
+    }
+  });
+
   it('is not the reconciliation’s rule: it sends no reports', () => {
     expect(
       loadReconcileConfig({ ...valid, REPORTER_BUDGET_SECONDS: '25', DB_TIMEOUT_MS: '10000' }),
