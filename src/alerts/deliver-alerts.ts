@@ -111,6 +111,7 @@ export function deliverAlerts(input: DeliverAlertsInput): Promise<Result<Deliver
       input.db.rpc('finish_alert_delivery', {
         alert_id: d.alert_id,
         channel_id: d.channel_id,
+        lease_expires_at: d.lease_expires_at,
         ...outcome,
       }),
   });

@@ -1756,7 +1756,13 @@ export type Database = {
         }[];
       };
       finish_alert_delivery: {
-        Args: { alert_id: number; channel_id: number; delivered: boolean; error?: string };
+        Args: {
+          alert_id: number;
+          channel_id: number;
+          delivered: boolean;
+          error?: string;
+          lease_expires_at: string;
+        };
         Returns: {
           alert_id: number;
           attempts: number;
@@ -1829,6 +1835,7 @@ export type Database = {
           error?: string;
           event_id: string;
           http_status?: number;
+          lease_expires_at: string;
         };
         Returns: {
           attempts: number;

@@ -167,6 +167,7 @@ export function deliverWebhooks(
       input.db.rpc('finish_webhook_delivery', {
         event_id: d.event_id,
         endpoint_id: d.endpoint_id,
+        lease_expires_at: d.lease_expires_at,
         ...outcome,
         ...(attempt.httpStatus === null ? {} : { http_status: attempt.httpStatus }),
       }),

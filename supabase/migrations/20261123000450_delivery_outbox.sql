@@ -114,8 +114,10 @@ end;
 $$;
 
 -- Records one attempt's outcome for the delivery whose primary key columns are key's (a
--- JSON object). Delivered is final (whichever sender reports it); a failure counts only
--- for a delivery still being sent. After the nth failed attempt the next one is due
+-- JSON object, with the lease_expires_at its claim gave it). Delivered is final (whichever
+-- sender reports it); a failure counts only for a delivery still being sent under that
+-- claim's lease, so one recorded again after its first answer was lost cannot fail another
+-- sender's later claim (which would make it due again while that sender still sends). After the nth failed attempt the next one is due
 -- retry_after_seconds[n] later, each wait spread by ±jitter (a fraction) so that the
 -- retries of many deliveries that failed together do not arrive together; after the last
 -- wait's attempt the delivery is given up. also: further columns of the delivery table the
@@ -151,7 +153,8 @@ begin
           %2$s
       from jsonb_populate_record(null::%1$s, $5) k
       where %3$s
-        and (($1 and d.status <> 'delivered') or (not $1 and d.status = 'sending'))
+        and (($1 and d.status <> 'delivered')
+             or (not $1 and d.status = 'sending' and d.lease_expires_at = k.lease_expires_at))
       returning d.*
     $finish$,
     pg_catalog.pg_typeof(finish_delivery.deliveries),

@@ -116,11 +116,13 @@ as $$
   order by c.channel_id, c.alert_id;
 $$;
 
--- Records one attempt's outcome (private.finish_delivery): a failure is retried 30 s,
--- 1 min, 2 min, … at most 1 h later, and given up after the 10th attempt.
+-- Records one attempt's outcome (private.finish_delivery; lease_expires_at as the claim
+-- returned it): a failure is retried 30 s, 1 min, 2 min, … at most 1 h later, and given
+-- up after the 10th attempt.
 create or replace function public.finish_alert_delivery(
   alert_id bigint,
   channel_id bigint,
+  lease_expires_at timestamptz,
   delivered boolean,
   error text default null
 )
@@ -130,7 +132,8 @@ set search_path = ''
 as $$
   select private.finish_delivery(
     null::public.alert_deliveries,
-    jsonb_build_object('alert_id', finish_alert_delivery.alert_id, 'channel_id', finish_alert_delivery.channel_id),
+    jsonb_build_object('alert_id', finish_alert_delivery.alert_id, 'channel_id', finish_alert_delivery.channel_id,
+                       'lease_expires_at', finish_alert_delivery.lease_expires_at),
     finish_alert_delivery.delivered, finish_alert_delivery.error,
     array[30, 60, 120, 240, 480, 960, 1920, 3600, 3600], 0);
 $$;
@@ -171,7 +174,7 @@ select private.grant_to_service_role_only(
   'public.list_alert_channels(uuid[])',
   'public.set_alert_channel_enabled(bigint, boolean)',
   'public.claim_alert_deliveries(int, int, uuid[])',
-  'public.finish_alert_delivery(bigint, bigint, boolean, text)',
+  'public.finish_alert_delivery(bigint, bigint, timestamptz, boolean, text)',
   'public.return_alert_deliveries(jsonb)'
 );
 revoke execute on function public.mark_alert_read(bigint) from public, anon;

@@ -263,13 +263,14 @@ as $$
   order by c.endpoint_id, e.created_at, c.event_id;
 $$;
 
--- Records one attempt's outcome (private.finish_delivery) with the receiver's HTTP
--- status. A failure is retried on the Standard Webhooks / Svix schedule (5 s, 5 min,
+-- Records one attempt's outcome (private.finish_delivery; lease_expires_at as the claim
+-- returned it) with the receiver's HTTP status. A failure is retried on the Standard Webhooks / Svix schedule (5 s, 5 min,
 -- 30 min, 2 h, 5 h, 10 h, 10 h; about 27 h in all), each wait spread by ±20 %, and given
 -- up after the 8th attempt.
 create or replace function public.finish_webhook_delivery(
   event_id text,
   endpoint_id uuid,
+  lease_expires_at timestamptz,
   delivered boolean,
   http_status int default null,
   error text default null
@@ -280,7 +281,8 @@ set search_path = ''
 as $$
   select private.finish_delivery(
     null::public.webhook_deliveries,
-    jsonb_build_object('event_id', finish_webhook_delivery.event_id, 'endpoint_id', finish_webhook_delivery.endpoint_id),
+    jsonb_build_object('event_id', finish_webhook_delivery.event_id, 'endpoint_id', finish_webhook_delivery.endpoint_id,
+                       'lease_expires_at', finish_webhook_delivery.lease_expires_at),
     finish_webhook_delivery.delivered, finish_webhook_delivery.error,
     array[5, 300, 1800, 7200, 18000, 36000, 36000], 0.2,
     jsonb_build_object('last_status', finish_webhook_delivery.http_status));
@@ -360,7 +362,7 @@ select private.grant_to_service_role_only(
   'public.set_webhook_endpoint_enabled(uuid, boolean)',
   'public.rotate_webhook_secret(uuid, text, int)',
   'public.claim_webhook_deliveries(int, int, uuid[])',
-  'public.finish_webhook_delivery(text, uuid, boolean, int, text)',
+  'public.finish_webhook_delivery(text, uuid, timestamptz, boolean, int, text)',
   'public.return_webhook_deliveries(jsonb)',
   'public.list_webhook_deliveries(uuid[], boolean, int)',
   'public.retry_webhook_deliveries(uuid)'

@@ -495,7 +495,8 @@ describe('raising alerts: plan and channel rules', () => {
   it('retries back off 30 s, 1 min, 2 min … capped at 1 h and stop after 10 attempts', async () => {
     await asService(async (db) => {
       const tenant = await oneDeliveryDue(db, 'ops@backoff.test');
-      const mine = () => claimDeliveries(db, tenant);
+      // The lease as text: a Date would drop its microseconds, and finishing matches it.
+      const mine = () => claimDeliveries(db, tenant, '*, lease_expires_at::text as lease');
 
       const waits: number[] = [];
       for (let attempt = 1; attempt <= 10; attempt++) {
@@ -503,8 +504,8 @@ describe('raising alerts: plan and channel rules', () => {
         expect(claimed).toMatchObject({ attempt, threshold: 80 });
         const { rows } = await db.query(
           `select status, next_attempt_at, extract(epoch from next_attempt_at - now())::int as wait
-           from public.finish_alert_delivery($1, $2, false, 'boom')`,
-          [claimed.alert_id, claimed.channel_id],
+           from public.finish_alert_delivery($1, $2, $3, false, 'boom')`,
+          [claimed.alert_id, claimed.channel_id, claimed.lease],
         );
         if (rows[0].next_attempt_at !== null) {
           waits.push(rows[0].wait);
@@ -830,6 +831,43 @@ describe('delivering alerts', () => {
       // Still the other run's, under its lease, its one attempt counted once.
       const [row] = await t.rows();
       expect(row).toMatchObject({ attempts: 1, status: 'sending' });
+      expect(row?.lease_expires_at?.toISOString()).toBe(
+        new Date(otherClaim[0]?.lease_expires_at ?? 0).toISOString(),
+      );
+    });
+
+    it("a failure recorded again after its answer was lost leaves another sender's later claim alone", async () => {
+      const t = await deferredDeliveries([20]);
+      t.slack.failNext(500, 1);
+      let otherClaim: { attempt: number; lease_expires_at: string }[] = [];
+      const db = faultyDb(
+        rpcFetch(async (call, send) => {
+          if (call.fn !== 'finish_alert_delivery' || call.indexOfFn !== 1) return send();
+          // Recorded, then, before the answer arrives, its retry comes due and another
+          // sender claims it.
+          return loseResponse(call, async () => {
+            const response = await send();
+            await superuser().query(
+              `update public.alert_deliveries set next_attempt_at = now()
+               where alert_id in (select id from public.usage_alerts where tenant_id = $1)`,
+              [t.tenantId],
+            );
+            const claimed = await serviceClient().rpc('claim_alert_deliveries', {
+              tenant_ids: [t.tenantId],
+            });
+            otherClaim = claimed.data ?? [];
+            return response;
+          });
+        }),
+      );
+      expect(
+        await succeeded(
+          deliverAlerts({ db, channels, log: silentLogger, tenantIds: [t.tenantId] }),
+        ),
+      ).toMatchObject({ claimed: 1, failed: 1 });
+      expect(otherClaim).toMatchObject([{ attempt: 2 }]);
+      const [row] = await t.rows();
+      expect(row).toMatchObject({ attempts: 2, status: 'sending' });
       expect(row?.lease_expires_at?.toISOString()).toBe(
         new Date(otherClaim[0]?.lease_expires_at ?? 0).toISOString(),
       );
