@@ -26,20 +26,30 @@ const MOST_VALUES = 100_000;
 
 /** The path to the first object whose `length` no comparison can read, breadth first. */
 function unreadableLength(value: unknown): PropertyKey[] | undefined {
-  const queue: Array<{ at: unknown; path: PropertyKey[] }> = [{ at: value, path: [] }];
+  // Each value with its parent's place and its key: a path is built only for the one found.
+  const queue: Array<{ at: unknown; parent: number; key: PropertyKey }> = [
+    { at: value, parent: -1, key: '' },
+  ];
+  const pathTo = (index: number) => {
+    const path: PropertyKey[] = [];
+    for (let i = index; i > 0; i = (queue[i] as (typeof queue)[number]).parent) {
+      path.unshift((queue[i] as (typeof queue)[number]).key);
+    }
+    return path;
+  };
   for (let seen = 0; seen < queue.length; seen++) {
-    const { at, path } = queue[seen] as (typeof queue)[number];
+    const { at } = queue[seen] as (typeof queue)[number];
     if (typeof at !== 'object' || at === null) continue;
     if (!Array.isArray(at) && 'length' in at) {
       try {
         Number((at as { length: unknown }).length);
       } catch {
-        return path;
+        return pathTo(seen);
       }
     }
     for (const [key, child] of Object.entries(at)) {
       if (queue.length >= MOST_VALUES) break;
-      queue.push({ at: child, path: [...path, Array.isArray(at) ? Number(key) : key] });
+      queue.push({ at: child, parent: seen, key: Array.isArray(at) ? Number(key) : key });
     }
   }
   return undefined;

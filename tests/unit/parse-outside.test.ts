@@ -37,6 +37,17 @@ describe('parseOutside', () => {
     expect(parseOutside(throwing, 1).error?.issues).toMatchObject([{ path: [] }]);
   });
 
+  it('looks at a bounded number of values, building a path only for the one it names', () => {
+    // 100,000 levels deep and nothing unreadable in it: each level's path copied from its
+    // parent's would take billions of steps.
+    let deep: unknown = 'bottom';
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    const throwing = z.custom(() => {
+      throw new TypeError('boom');
+    });
+    expect(parseOutside(throwing, deep).error?.issues).toMatchObject([{ path: [] }]);
+  });
+
   it('answers as safeParse does otherwise', () => {
     const schema = z.object({ name: z.string().min(1) });
     expect(parseOutside(schema, { name: 'a' })).toEqual(schema.safeParse({ name: 'a' }));
