@@ -770,7 +770,7 @@ describe('delivering alerts', () => {
     expect(slack.requests).toHaveLength(3);
   });
 
-  describe('handing back what a run had no time to send, when the database does not answer', () => {
+  describe('a hand-back or an outcome the database did not answer: repeated, and only for its own claim', () => {
     async function deferredDeliveries(thresholds: number[]) {
       const { source, tenantId } = await meteredTenant({ quota: 10, thresholds });
       const slack = fakeSlack();
@@ -809,68 +809,78 @@ describe('delivering alerts', () => {
       expect(t.slack.requests).toEqual([]);
     });
 
-    it("a give-back repeated after its answer was lost leaves another sender's later claim alone", async () => {
-      const t = await deferredDeliveries([20]);
-      let otherClaim: { attempt: number; lease_expires_at: string }[] = [];
+    type Claim = Array<{ attempt: number; lease_expires_at: string }>;
+
+    /**
+     * A client whose first `fn` call is applied and its answer lost; before that answer
+     * would have come, another sender claims the tenant's delivery (after `meanwhile`).
+     */
+    function claimedElsewhereAfterLostAnswer(
+      fn: string,
+      tenantId: string,
+      meanwhile: () => Promise<unknown> = async () => {},
+    ) {
+      const other: { claim: Claim } = { claim: [] };
       const db = faultyDb(
         rpcFetch(async (call, send) => {
-          if (call.fn !== 'return_alert_deliveries' || call.indexOfFn !== 1) return send();
-          // Applied, then, before the answer arrives, another run claims the delivery.
+          if (call.fn !== fn || call.indexOfFn !== 1) return send();
           return loseResponse(call, async () => {
             const response = await send();
+            await meanwhile();
             const claimed = await serviceClient().rpc('claim_alert_deliveries', {
-              tenant_ids: [t.tenantId],
+              tenant_ids: [tenantId],
             });
-            otherClaim = claimed.data ?? [];
+            other.claim = claimed.data ?? [];
             return response;
           });
         }),
       );
-      expect(await t.lateRun(db)).toMatchObject({ claimed: 1, deferred: 1 });
-      expect(otherClaim).toMatchObject([{ attempt: 1 }]);
-      // Still the other run's, under its lease, its one attempt counted once.
-      const [row] = await t.rows();
-      expect(row).toMatchObject({ attempts: 1, status: 'sending' });
+      return { db, other };
+    }
+
+    /** Still the other sender's: sending under its claim's lease, its attempts counted once. */
+    async function expectStillClaimed(
+      rows: () => Promise<
+        Array<{ attempts: number; status: string; lease_expires_at: Date | null }>
+      >,
+      claim: Claim,
+      attempts: number,
+    ) {
+      expect(claim).toMatchObject([{ attempt: attempts }]);
+      const [row] = await rows();
+      expect(row).toMatchObject({ attempts, status: 'sending' });
       expect(row?.lease_expires_at?.toISOString()).toBe(
-        new Date(otherClaim[0]?.lease_expires_at ?? 0).toISOString(),
+        new Date(claim[0]?.lease_expires_at ?? 0).toISOString(),
       );
+    }
+
+    it("a give-back repeated after its answer was lost leaves another sender's later claim alone", async () => {
+      const t = await deferredDeliveries([20]);
+      const { db, other } = claimedElsewhereAfterLostAnswer('return_alert_deliveries', t.tenantId);
+      expect(await t.lateRun(db)).toMatchObject({ claimed: 1, deferred: 1 });
+      await expectStillClaimed(t.rows, other.claim, 1);
     });
 
     it("a failure recorded again after its answer was lost leaves another sender's later claim alone", async () => {
       const t = await deferredDeliveries([20]);
       t.slack.failNext(500, 1);
-      let otherClaim: { attempt: number; lease_expires_at: string }[] = [];
-      const db = faultyDb(
-        rpcFetch(async (call, send) => {
-          if (call.fn !== 'finish_alert_delivery' || call.indexOfFn !== 1) return send();
-          // Recorded, then, before the answer arrives, its retry comes due and another
-          // sender claims it.
-          return loseResponse(call, async () => {
-            const response = await send();
-            await superuser().query(
-              `update public.alert_deliveries set next_attempt_at = now()
-               where alert_id in (select id from public.usage_alerts where tenant_id = $1)`,
-              [t.tenantId],
-            );
-            const claimed = await serviceClient().rpc('claim_alert_deliveries', {
-              tenant_ids: [t.tenantId],
-            });
-            otherClaim = claimed.data ?? [];
-            return response;
-          });
-        }),
+      // Its retry comes due before the other sender claims it.
+      const { db, other } = claimedElsewhereAfterLostAnswer(
+        'finish_alert_delivery',
+        t.tenantId,
+        () =>
+          superuser().query(
+            `update public.alert_deliveries set next_attempt_at = now()
+           where alert_id in (select id from public.usage_alerts where tenant_id = $1)`,
+            [t.tenantId],
+          ),
       );
       expect(
         await succeeded(
           deliverAlerts({ db, channels, log: silentLogger, tenantIds: [t.tenantId] }),
         ),
       ).toMatchObject({ claimed: 1, failed: 1 });
-      expect(otherClaim).toMatchObject([{ attempt: 2 }]);
-      const [row] = await t.rows();
-      expect(row).toMatchObject({ attempts: 2, status: 'sending' });
-      expect(row?.lease_expires_at?.toISOString()).toBe(
-        new Date(otherClaim[0]?.lease_expires_at ?? 0).toISOString(),
-      );
+      await expectStillClaimed(t.rows, other.claim, 2);
     });
 
     it('refuses keys that are not the claimed deliveries with a message, changing nothing', async () => {
