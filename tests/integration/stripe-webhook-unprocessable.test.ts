@@ -69,6 +69,12 @@ describe('a signed event that cannot be applied is rejected, never a 500', () =>
     ],
     ['no subscription at all', (e) => Object.assign(e.data as Json, { object: null }), /object/],
     ['a type that is not text', (e) => Object.assign(e, { type: 42 }), /type/],
+    [
+      // zod's length checks read this `length` before its type check stops them.
+      'a status whose length no check can read',
+      (e) => Object.assign(subscriptionOf(e), { status: { length: { toString: '' } } }),
+      /data\.object\.status: holds a value of the wrong type/,
+    ],
   ])('%s: 200 rejected with the reason; the tenant is unchanged', async (_, breakIt, reason) => {
     const { tenant, event } = await validEvent();
     breakIt(event);
@@ -176,6 +182,7 @@ describe('a signed event that cannot be applied is rejected, never a 500', () =>
       fc.constantFrom('\u0000', '\ud800', 'evt_', 'sub_x\u0000', 'x'.repeat(5000), -1, 1e300),
       fc.array(fc.anything(), { maxLength: 3 }),
       fc.dictionary(fc.string(), fc.anything(), { maxKeys: 3 }),
+      fc.constant({ length: { toString: '' } }),
     );
     await fc.assert(
       fc.asyncProperty(
