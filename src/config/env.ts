@@ -124,23 +124,24 @@ export const BACKGROUND_FUNCTION_LIMIT_MS = 15 * 60_000;
 export const recordingReserveMs = (dbTimeoutMs: number) => 2 * dbTimeoutMs;
 
 /**
- * After its budget (the variable `budget` names, in seconds) a scheduled run cuts what is
- * still in flight two database deadlines before Netlify's limit (collectionSettings,
- * reporterSettings), then records what it finished and the function's run, one deadline
- * each: a combination that leaves no time between the budget and that cut would be killed
- * before it records.
+ * After its budget (the variable `budget` names, in seconds; `unitMs` 1 for one in ms) a
+ * scheduled run cuts what is still in flight two database deadlines before Netlify's limit
+ * (collectionSettings, reporterSettings), then records what it finished and the function's
+ * run, one deadline each: a combination that leaves no time between the budget and that
+ * cut would be killed before it records. A sender's one-attempt timeout is such a budget
+ * too (sendStartBy): at or past the limit, no send would ever start.
  */
 export const requireRunEndInsideScheduledLimit =
-  <B extends string>(budget: B) =>
+  <B extends string>(budget: B, unitMs = 1000) =>
   (env: Record<B, number> & { DB_TIMEOUT_MS: number }, ctx: z.RefinementCtx): void => {
-    const seconds = env[budget];
-    const needed = seconds * 1000 + recordingReserveMs(env.DB_TIMEOUT_MS);
+    const value = env[budget];
+    const needed = value * unitMs + recordingReserveMs(env.DB_TIMEOUT_MS);
     if (needed < SCHEDULED_FUNCTION_LIMIT_MS) return;
     ctx.addIssue({
       code: 'custom',
       path: ['DB_TIMEOUT_MS'],
       message:
-        `with ${budget}=${seconds}: ${budget} + ` +
+        `with ${budget}=${value}: ${budget} + ` +
         `2 × DB_TIMEOUT_MS is ${needed.toLocaleString('en-US')} ms, which must stay under ` +
         `the scheduled function's ${SCHEDULED_FUNCTION_LIMIT_MS.toLocaleString('en-US')} ms (Netlify's 30 s): ` +
         'lower either',

@@ -4,7 +4,13 @@
  */
 
 import { z } from 'zod';
-import { count, dbTimeoutEnvShape, envSchema, parseEnv } from './env.ts';
+import {
+  count,
+  dbTimeoutEnvShape,
+  envSchema,
+  parseEnv,
+  requireRunEndInsideScheduledLimit,
+} from './env.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -20,6 +26,12 @@ const webhooksEnvSchema = envSchema.extend(dbTimeoutEnvShape).extend({
   WEBHOOK_TIMEOUT_MS: count(1000, 15_000, 10_000, ' ms'),
 });
 
-export type WebhooksConfig = z.infer<typeof webhooksEnvSchema>;
+// The scheduled sender starts no send that could not end and be recorded inside 30 s: a
+// timeout that leaves no such moment would defer every delivery, run after run.
+const checkedWebhooksEnvSchema = webhooksEnvSchema.superRefine(
+  requireRunEndInsideScheduledLimit('WEBHOOK_TIMEOUT_MS', 1),
+);
+
+export type WebhooksConfig = z.infer<typeof checkedWebhooksEnvSchema>;
 export const loadWebhooksConfig = (env: Env = process.env): WebhooksConfig =>
-  parseEnv(webhooksEnvSchema, env);
+  parseEnv(checkedWebhooksEnvSchema, env);

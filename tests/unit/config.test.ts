@@ -218,6 +218,23 @@ describe('loadReporterConfig', () => {
   });
 });
 
+describe('loadWebhooksConfig', () => {
+  const webhooks = { ...valid, WEBHOOK_MODE: 'local' };
+
+  it('refuses an attempt timeout that leaves the scheduled sender no moment to start a send', () => {
+    expect(
+      loadWebhooksConfig({ ...webhooks, WEBHOOK_TIMEOUT_MS: '15000', DB_TIMEOUT_MS: '7000' }),
+    ).toMatchObject({ WEBHOOK_TIMEOUT_MS: 15_000, DB_TIMEOUT_MS: 7000 });
+    expect(() =>
+      loadWebhooksConfig({ ...webhooks, WEBHOOK_TIMEOUT_MS: '15000', DB_TIMEOUT_MS: '10000' }),
+    ).toThrow(
+      /DB_TIMEOUT_MS with WEBHOOK_TIMEOUT_MS=15000: WEBHOOK_TIMEOUT_MS \+ 2 × DB_TIMEOUT_MS is 35,000 ms, which must stay under the scheduled function's 30,000 ms/,
+    );
+    // The combination refused is one whose every send would start too late.
+    expect(sendStartBy(0, 10_000, 15_000)).toBeLessThan(0);
+  });
+});
+
 describe('loadEnforceConfig', () => {
   const runner = { ...valid, RUNNER_SECRETS: 'r'.repeat(32) };
   it('takes a fraction of a minute for reservations (a demo on a fast clock), down to 0.1', () => {
