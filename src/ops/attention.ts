@@ -30,8 +30,14 @@ export interface AttentionInputs {
   };
   stripe_events: { rejected: number; last_rejected_id: string | null; last_reason: string | null };
   reconciliation: { unrepaired: number; last_kind: string | null; last_detail: string | null };
-  alert_deliveries: { given_up: number };
+  alert_deliveries: {
+    given_up: number;
+    unattempted: number;
+    oldest_unattempted_at: string | null;
+  };
   webhook_deliveries: {
+    unattempted: number;
+    oldest_unattempted_at: string | null;
     failing_endpoints: Array<{
       id: string;
       url: string;
@@ -168,6 +174,43 @@ const webhookAttention = ({ webhook_deliveries: webhooks }: AttentionInputs) =>
   );
 
 /**
+ * Deliveries nobody attempted for longer than their sender's overdue rule (two of its
+ * intervals plus five minutes): the sender runs (or its own finding says it does not) but
+ * sends none of them — it defers what it has no time for, run after run, or its claims
+ * skip them.
+ */
+function unattemptedDeliveriesAttention({
+  generated_at: now,
+  alert_deliveries: alerts,
+  webhook_deliveries: webhooks,
+}: AttentionInputs) {
+  const waiting = (
+    what: { unattempted: number; oldest_unattempted_at: string | null },
+    sender: 'deliver-alerts' | 'deliver-webhooks',
+    noun: [string, string],
+    byHand: string,
+  ) =>
+    what.unattempted > 0 &&
+    what.oldest_unattempted_at !== null &&
+    isOverdue(sender, what.oldest_unattempted_at, now) &&
+    `${plural(what.unattempted, ...noun)} never attempted, the oldest waiting ${formatDistanceStrict(what.oldest_unattempted_at, now)}: ${sender} is not sending them (its latest run's summary says how many it deferred); \`${byHand}\` sends them now`;
+  return [
+    waiting(
+      alerts,
+      'deliver-alerts',
+      ['alert delivery', 'alert deliveries'],
+      'flowmeter alerts deliver',
+    ),
+    waiting(
+      webhooks,
+      'deliver-webhooks',
+      ['webhook delivery', 'webhook deliveries'],
+      'flowmeter webhooks deliver',
+    ),
+  ];
+}
+
+/**
  * This project's scheduled functions that stopped running or keep failing, each once. A
  * function whose latest run started longer ago than two of its intervals (plus five minutes)
  * is overdue: Netlify no longer runs it (not deployed, disabled, or the site's functions
@@ -200,7 +243,8 @@ function scheduledAttention({
 
 /**
  * What needs a person: scheduled functions overdue or failing (above), failing sources,
- * billing's findings, alerts given up on, and failing webhook endpoints.
+ * billing's findings, alerts given up on, failing webhook endpoints, and deliveries nobody
+ * attempts.
  */
 export function needsAttention(status: AttentionInputs): string[] {
   return [
@@ -212,5 +256,6 @@ export function needsAttention(status: AttentionInputs): string[] {
     status.alert_deliveries.given_up > 0 &&
       `${plural(status.alert_deliveries.given_up, 'alert delivery', 'alert deliveries')} given up`,
     ...webhookAttention(status),
+    ...unattemptedDeliveriesAttention(status),
   ].filter((x): x is string => typeof x === 'string');
 }

@@ -70,11 +70,17 @@ export const operatorStatusSchema = z.object({
     retrying: number,
     given_up: number,
     oldest_at: when,
+    /** Pending to an enabled channel: never attempted. */
+    unattempted: number,
+    oldest_unattempted_at: when,
     last_error: z.string().nullable(),
   }),
   webhook_deliveries: z.object({
     retrying: number,
     given_up: number,
+    /** Pending to an enabled endpoint: never attempted. */
+    unattempted: number,
+    oldest_unattempted_at: when,
     failing_endpoints: z.array(
       z.object({
         id: z.string(),

@@ -107,7 +107,8 @@ grant select, insert, delete on table public.webhook_events to service_role;
 
 -- What operator_status shows of webhooks (here rather than with the webhook functions:
 -- operator_status, created before those, calls it). Enabled endpoints with deliveries
--- failing (retried later) or given up; tenant_ids limits them to those tenants' events.
+-- failing (retried later) or given up, and deliveries to enabled endpoints never attempted
+-- (how many, since when); tenant_ids limits them to those tenants' events.
 create or replace function private.webhook_delivery_status(tenant_ids uuid[] default null)
 returns jsonb
 language sql stable
@@ -121,9 +122,20 @@ as $$
         select 1 from public.webhook_events e
         where e.id = d.event_id and e.tenant_id = any (webhook_delivery_status.tenant_ids)))
   )
+  , unattempted as (
+    -- Pending on an enabled endpoint: never attempted (a hand-back leaves it so, too).
+    select d.created_at from public.webhook_deliveries d
+    join public.webhook_endpoints ep on ep.id = d.endpoint_id
+    where ep.enabled and d.status = 'pending'
+      and (webhook_delivery_status.tenant_ids is null or exists (
+        select 1 from public.webhook_events e
+        where e.id = d.event_id and e.tenant_id = any (webhook_delivery_status.tenant_ids)))
+  )
   select jsonb_build_object(
     'retrying', (select count(*) from failed where next_attempt_at is not null),
     'given_up', (select count(*) from failed where next_attempt_at is null),
+    'unattempted', (select count(*) from unattempted),
+    'oldest_unattempted_at', (select min(created_at) from unattempted),
     'failing_endpoints', coalesce((
       select jsonb_agg(to_jsonb(x) order by x.given_up desc, x.retrying desc, x.id)
       from (

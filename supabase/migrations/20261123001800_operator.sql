@@ -207,6 +207,14 @@ as $$
       'retrying', (select count(*) from deliveries where status = 'failed' and next_attempt_at is not null),
       'given_up', (select count(*) from deliveries where status = 'failed' and next_attempt_at is null),
       'oldest_at', (select min(created_at) from deliveries),
+      -- Pending to an enabled channel: never attempted (a hand-back leaves it so, too); one
+      -- to a disabled channel waits for it by design.
+      'unattempted', (select count(*) from deliveries d
+                      where d.status = 'pending' and exists (
+                        select 1 from public.alert_channels ch where ch.id = d.channel_id and ch.enabled)),
+      'oldest_unattempted_at', (select min(d.created_at) from deliveries d
+                                where d.status = 'pending' and exists (
+                                  select 1 from public.alert_channels ch where ch.id = d.channel_id and ch.enabled)),
       'last_error', (
         select d.last_error from deliveries d where d.last_error is not null
         order by d.created_at desc, d.alert_id desc limit 1

@@ -11,6 +11,8 @@ import { loadAlertsConfig } from '../../src/config/alerts-env.ts';
 import { ConfigError } from '../../src/config/env.ts';
 import { fail } from '../../src/domain/result.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
+import { needsAttention } from '../../src/ops/attention.ts';
+import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
 import { collect, createSource, type TestSource, useN8nServer } from '../support/collector.ts';
 import { dropRequest, faultyDb, loseResponse, rpcFetch } from '../support/faults.ts';
 import { addMember, createPlan, createUser, setPlan } from '../support/fixtures.ts';
@@ -927,6 +929,37 @@ describe('delivering alerts', () => {
       });
       expect(own).toMatchObject({ data: 1, error: null });
       expect(await t.rows()).toEqual([{ attempts: 0, status: 'pending', lease_expires_at: null }]);
+    });
+  });
+
+  it('deliveries nobody attempts for over two of the sender’s intervals are named in status, not those to a disabled channel', async () => {
+    const { source, tenantId } = await meteredTenant({ quota: 10 });
+    const slack = fakeSlack();
+    const channel = await addChannel('slack', slack.url, tenantId);
+    await ingest(source, 8);
+    const attentionNow = async () => {
+      const { data } = await serviceClient().rpc('operator_status', { tenant_ids: [tenantId] });
+      const status = operatorStatusSchema.parse(data);
+      return { status, attention: needsAttention({ ...status, scheduled_functions: [] }) };
+    };
+    expect((await attentionNow()).status.alert_deliveries).toMatchObject({ unattempted: 1 });
+    expect((await attentionNow()).attention).toEqual([]);
+
+    // As if every deliver-alerts run since had deferred it.
+    await superuser().query(
+      `update public.alert_deliveries set created_at = now() - interval '1 hour'
+       where alert_id in (select id from public.usage_alerts where tenant_id = $1)`,
+      [tenantId],
+    );
+    expect((await attentionNow()).attention).toEqual([
+      expect.stringMatching(
+        /^1 alert delivery never attempted, the oldest waiting 1 hour: deliver-alerts is not sending them .*`flowmeter alerts deliver` sends them now$/,
+      ),
+    ]);
+    await disableChannel(channel.id);
+    expect(await attentionNow()).toMatchObject({
+      status: { alert_deliveries: { unattempted: 0, oldest_unattempted_at: null } },
+      attention: [],
     });
   });
 

@@ -14,6 +14,7 @@ import { sendTestEvent } from '../../src/webhooks/send-test-event.ts';
 import { setEndpointEnabled } from '../../src/webhooks/set-endpoint-enabled.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { dropRequest, faultyDb, loseResponse, Rng, rpcFetch } from '../support/faults.ts';
+import { createTenant } from '../support/fixtures.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 import {
@@ -274,6 +275,50 @@ describe('webhook delivery', () => {
     const ids = new Set(receiver.requests.map((r) => r.id));
     expect(ids.size).toBe(1);
     expect(new Set(receiver.requests.map((r) => r.body)).size).toBe(1);
+  });
+
+  it('a delivery nobody attempts for over two of the sender’s minutes is named in status until it is sent', async () => {
+    const receiver = fakeReceiver(server);
+    const endpoint = await receiverEndpoint(receiver);
+    const tenant = await createTenant();
+    const event = await recordWebhookEvent({
+      db: serviceClient(),
+      type: 'collection.gap_recorded',
+      idempotencyKey: `test:unattempted:${endpoint.id}`,
+      tenantId: tenant.id,
+      endpointIds: [endpoint.id],
+      payload: { note: 'waiting' },
+    });
+    if (!event.ok) throw new Error(event.error.message);
+    const statusOf = async () =>
+      operatorStatusSchema.parse(
+        (await serviceClient().rpc('operator_status', { tenant_ids: [tenant.id] })).data,
+      );
+    const fresh = await statusOf();
+    expect(fresh.webhook_deliveries).toMatchObject({ unattempted: 1 });
+    expect(needsAttention({ ...fresh, scheduled_functions: [] })).toEqual([]);
+
+    // As if every deliver-webhooks run since had deferred it.
+    await superuser().query(
+      "update public.webhook_deliveries set created_at = now() - interval '20 minutes' where endpoint_id = $1",
+      [endpoint.id],
+    );
+    const waiting = await statusOf();
+    expect(needsAttention({ ...waiting, scheduled_functions: [] })).toEqual([
+      expect.stringMatching(
+        /^1 webhook delivery never attempted, the oldest waiting 20 minutes: deliver-webhooks is not sending them/,
+      ),
+    ]);
+
+    await setEndpointEnabled({ db: serviceClient(), endpointId: endpoint.id, enabled: false });
+    const disabled = await statusOf();
+    expect(disabled.webhook_deliveries).toMatchObject({ unattempted: 0 });
+    await setEndpointEnabled({ db: serviceClient(), endpointId: endpoint.id, enabled: true });
+
+    expect(await deliver(deliveryInput([endpoint.id]))).toMatchObject({ delivered: 1 });
+    const sent = await statusOf();
+    expect(sent.webhook_deliveries).toMatchObject({ unattempted: 0, oldest_unattempted_at: null });
+    expect(needsAttention({ ...sent, scheduled_functions: [] })).toEqual([]);
   });
 
   it('a claim that never reaches the database is the run’s unavailable failure; nothing is sent', async () => {

@@ -15,6 +15,7 @@ const reportsHealthy = {
 };
 const eventsHealthy = { rejected: 0, last_rejected_id: null, last_reason: null };
 const reconciledHealthy = { unrepaired: 0, last_kind: null, last_detail: null };
+const noneWaiting = { unattempted: 0, oldest_unattempted_at: null };
 
 const now = '2026-12-02T12:00:00.000Z';
 /** A start that many minutes before `now`. */
@@ -26,8 +27,8 @@ const healthy: AttentionInputs = {
   meter_reports: reportsHealthy,
   stripe_events: eventsHealthy,
   reconciliation: reconciledHealthy,
-  alert_deliveries: { given_up: 0 },
-  webhook_deliveries: { failing_endpoints: [] },
+  alert_deliveries: { given_up: 0, ...noneWaiting },
+  webhook_deliveries: { failing_endpoints: [], ...noneWaiting },
   scheduled_functions: [
     {
       function_name: 'report-usage',
@@ -51,8 +52,9 @@ describe('needsAttention', () => {
         meter_reports: { ...reportsHealthy, late: 1 },
         stripe_events: eventsHealthy,
         reconciliation: reconciledHealthy,
-        alert_deliveries: { given_up: 3 },
+        alert_deliveries: { given_up: 3, ...noneWaiting },
         webhook_deliveries: {
+          ...noneWaiting,
           failing_endpoints: [
             {
               id: 'e1',
@@ -71,6 +73,29 @@ describe('needsAttention', () => {
       '1 late meter report (invoice already final): not billed; bill the usage by hand (invoice item or next invoice), see docs/billing.md "Late usage"',
       '3 alert deliveries given up',
       'webhook endpoint e1 (https://hooks.example.com/in) is failing: 2 deliveries retrying, 1 given up (last error: HTTP 500): fix the receiver; `flowmeter webhooks deliveries --failed --endpoint e1` lists them, `flowmeter webhooks retry e1` resends the given-up ones',
+    ]);
+  });
+
+  it("names deliveries nobody attempted for longer than two of their sender's intervals", () => {
+    const waiting = (alertMinutes: number, webhookMinutes: number) =>
+      needsAttention({
+        ...healthy,
+        alert_deliveries: {
+          given_up: 0,
+          unattempted: 4,
+          oldest_unattempted_at: startedAgo(alertMinutes),
+        },
+        webhook_deliveries: {
+          failing_endpoints: [],
+          unattempted: 1,
+          oldest_unattempted_at: startedAgo(webhookMinutes),
+        },
+      });
+    // deliver-alerts runs every 5 minutes, deliver-webhooks every minute.
+    expect(waiting(15, 7)).toEqual([]);
+    expect(waiting(16, 8)).toEqual([
+      "4 alert deliveries never attempted, the oldest waiting 16 minutes: deliver-alerts is not sending them (its latest run's summary says how many it deferred); `flowmeter alerts deliver` sends them now",
+      "1 webhook delivery never attempted, the oldest waiting 8 minutes: deliver-webhooks is not sending them (its latest run's summary says how many it deferred); `flowmeter webhooks deliver` sends them now",
     ]);
   });
 

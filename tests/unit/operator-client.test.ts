@@ -47,9 +47,17 @@ const status = {
     retrying: 0,
     given_up: 0,
     oldest_at: null,
+    unattempted: 0,
+    oldest_unattempted_at: null,
     last_error: null,
   },
-  webhook_deliveries: { retrying: 0, given_up: 0, failing_endpoints: [] },
+  webhook_deliveries: {
+    retrying: 0,
+    given_up: 0,
+    unattempted: 0,
+    oldest_unattempted_at: null,
+    failing_endpoints: [],
+  },
   scheduled_functions: [],
   collector_runs: [],
 };
