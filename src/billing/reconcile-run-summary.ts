@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 /** A customer-period's place in the walk: sent_meter_totals' order. */
-export const walkKeySchema = z.object({
+const walkKeySchema = z.object({
   tenant_id: z.string(),
   period_start: z.string(),
   stripe_customer_id: z.string(),
