@@ -113,14 +113,18 @@ export function startOfLastMonth(now = new Date()): Date {
   return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1));
 }
 
+/** The list walked from the item at index `first` round to the one before it. */
+function rotate<T>(items: readonly T[], first: number): T[] {
+  const at = Math.min(items.length - 1, Math.max(0, first));
+  return items.length === 0 ? [] : [...items.slice(at), ...items.slice(0, at)];
+}
+
 /**
  * The list walked from the item at `startAt` (a fraction of its length) round to the one
  * before it.
  */
-export function walkFrom<T>(items: readonly T[], startAt: number): T[] {
-  const first = Math.min(items.length - 1, Math.max(0, Math.floor(startAt * items.length)));
-  return items.length === 0 ? [] : [...items.slice(first), ...items.slice(0, first)];
-}
+export const walkFrom = <T>(items: readonly T[], startAt: number): T[] =>
+  rotate(items, Math.floor(startAt * items.length));
 
 const sameKey = (a: WalkKey, b: WalkKey) =>
   a.tenant_id === b.tenant_id &&
@@ -128,18 +132,18 @@ const sameKey = (a: WalkKey, b: WalkKey) =>
   a.stripe_customer_id === b.stripe_customer_id;
 
 /**
- * Where a walk over `items` starts, as a fraction of its length: at `resumeFrom` when the
- * list holds it (a run that ran out of time hands its first deferred one on, so runs that
- * cannot compare everything compare every customer-period in turn), else at `fallback`
- * (the first run, or the one it named is no longer to compare).
+ * The walk over `items`: from `resumeFrom` when the list holds it (a run that ran out of
+ * time hands its first deferred one on, so runs that cannot compare everything compare
+ * every customer-period in turn), else from `startAt` (the first run, or the one it named
+ * is no longer to compare).
  */
-export function resumeAt(
-  items: readonly WalkKey[],
+export function resumedWalk<T extends WalkKey>(
+  items: readonly T[],
   resumeFrom: WalkKey | null | undefined,
-  fallback: number,
-): number {
+  startAt: number,
+): T[] {
   const at = resumeFrom ? items.findIndex((item) => sameKey(item, resumeFrom)) : -1;
-  return at < 0 ? fallback : at / items.length;
+  return at < 0 ? walkFrom(items, startAt) : rotate(items, at);
 }
 
 /**
@@ -232,10 +236,7 @@ export async function runReconciliation(input: ReconcileInput): Promise<Result<R
   const settle = input.settleMs ?? 3600_000;
   const repairs: number[] = [];
   const limit = pLimit(input.concurrency ?? 4);
-  const walk = walkFrom(
-    totals.value,
-    resumeAt(totals.value, input.resumeFrom, input.startAt ?? Math.random()),
-  );
+  const walk = resumedWalk(totals.value, input.resumeFrom, input.startAt ?? Math.random());
   let firstDeferred = Number.POSITIVE_INFINITY;
   const compare = async (total: SentMeterTotal, place: number) => {
     if (input.tenantIds && !input.tenantIds.includes(total.tenant_id)) return;
