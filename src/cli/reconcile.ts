@@ -54,8 +54,8 @@ export function registerReconcile(program: Command, ctx: CommandContext): void {
         ...summary.stripeFindings,
         ...summary.previewFindings,
       ];
-      const stripeFailed = summary.stripeFailed + summary.previewFailed > 0;
-      if (findings.some((f) => !f.repaired) || stripeFailed) ctx.exit(EXIT.failed);
+      const unanswered = summary.stripeFailed + summary.previewFailed > 0;
+      if (findings.some((f) => !f.repaired) || unanswered) ctx.exit(EXIT.failed);
       if (options.json) return printJson(io, { since: since.toISOString(), ...summary });
 
       if (findings.length > 0) {

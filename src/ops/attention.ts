@@ -1,5 +1,8 @@
 import { formatDistanceStrict } from 'date-fns';
-import { reconcileRunSummarySchema } from '../billing/reconcile-run-summary.ts';
+import {
+  type ReconcileRunSummary,
+  reconcileRunSummarySchema,
+} from '../billing/reconcile-run-summary.ts';
 import { plural } from '../domain/words.ts';
 import {
   isOverdue,
@@ -80,6 +83,7 @@ function correctionAttention(corrections: AttentionInputs['meter_reports']['corr
  */
 function stripeAttention(status: AttentionInputs) {
   const { meter_reports: reports, stripe_events: events, reconciliation } = status;
+  const reconciled = reconcileSummary(status);
   return [
     reports.auth_failing &&
       `Stripe refuses the API key${reports.auth_error ? ` (${reports.auth_error.slice(0, 120)})` : ''}: set STRIPE_SECRET_KEY to a valid secret or restricted key with write access to meter events; pending reports are sent by the next run`,
@@ -91,8 +95,8 @@ function stripeAttention(status: AttentionInputs) {
     ...correctionAttention(reports.corrections),
     events.rejected > 0 &&
       `${plural(events.rejected, 'Stripe webhook event')} rejected${events.last_rejected_id ? ` (latest ${events.last_rejected_id}: ${(events.last_reason ?? '').slice(0, 120)})` : ''}: fix the cause, then resend the event from the Stripe Dashboard; see docs/billing.md "Rejected events"`,
-    reconcileFailedAttention(status),
-    reconcileBehindAttention(status),
+    reconciled && reconcileFailedAttention(reconciled),
+    reconciled && reconcileBehindAttention(reconciled),
     reconciliation.unrepaired > 0 &&
       `${plural(reconciliation.unrepaired, 'reconciliation finding')} in the last 30 days not repaired${reconciliation.last_kind ? ` (latest ${reconciliation.last_kind}: ${(reconciliation.last_detail ?? '').slice(0, 160)})` : ''}: each is in the table public.reconciliation_findings; see docs/billing.md "Reconciliation"`,
   ];
@@ -120,9 +124,8 @@ const LONGEST_ROUND_DAYS = 7;
  * round them all within a week (each run resumes where the last stopped): a drift would go
  * unseen that long, and one in a period's last days found only after its invoice is final.
  */
-function reconcileBehindAttention(status: AttentionInputs) {
-  const summary = reconcileSummary(status);
-  if (!summary || summary.stripeDeferred === 0) return false;
+function reconcileBehindAttention(summary: ReconcileRunSummary) {
+  if (summary.stripeDeferred === 0) return false;
   const total = summary.stripeChecked + summary.stripeDeferred + summary.stripeFailed;
   const days = summary.stripeChecked === 0 ? Infinity : Math.ceil(total / summary.stripeChecked);
   if (days <= LONGEST_ROUND_DAYS) return false;
@@ -138,9 +141,7 @@ function reconcileBehindAttention(status: AttentionInputs) {
  * them: no drift would be found there, so "no findings" would not mean "in step". Named
  * until a run compares without failures.
  */
-function reconcileFailedAttention(status: AttentionInputs) {
-  const summary = reconcileSummary(status);
-  if (!summary) return false;
+function reconcileFailedAttention(summary: ReconcileRunSummary) {
   const { stripeFailed, stripeError, previewFailed, previewError } = summary;
   if (stripeFailed === 0 && previewFailed === 0) return false;
   const what = [
