@@ -117,10 +117,10 @@ $$;
 -- JSON object, with the lease_expires_at its claim gave it). Delivered is final (whichever
 -- sender reports it); a failure counts only for a delivery still being sent under that
 -- claim's lease, so one recorded again after its first answer was lost cannot fail another
--- sender's later claim (which would make it due again while that sender still sends). After the nth failed attempt the next one is due
--- retry_after_seconds[n] later, each wait spread by ±jitter (a fraction) so that the
--- retries of many deliveries that failed together do not arrive together; after the last
--- wait's attempt the delivery is given up. also: further columns of the delivery table the
+-- sender's later claim (which would make it due again while that sender still sends).
+-- After the nth failed attempt the next one is due retry_after_seconds[n] later, each wait
+-- spread by ±jitter (a fraction) so that the retries of many deliveries that failed
+-- together do not arrive together; after the last wait's attempt the delivery is given up. also: further columns of the delivery table the
 -- outcome records (a JSON object). Returns the delivery as it now is, or null when nothing
 -- changed (already delivered, or the lease was lost and another sender has it).
 create or replace function private.finish_delivery(
@@ -181,16 +181,17 @@ set search_path = ''
 as $$
 declare
   returned int;
+  key_columns text[] := private.delivery_key_columns(pg_catalog.pg_typeof(return_deliveries.deliveries)::text::regclass);
 begin
   if pg_catalog.jsonb_typeof(return_deliveries.keys) is distinct from 'array'
      or exists (
        select 1 from pg_catalog.jsonb_array_elements(return_deliveries.keys) e
        where pg_catalog.jsonb_typeof(e) <> 'object'
           or pg_catalog.jsonb_typeof(e -> 'lease_expires_at') is distinct from 'string'
-          or not (e ?& private.delivery_key_columns(pg_catalog.pg_typeof(return_deliveries.deliveries)::text::regclass))
+          or not (e ?& key_columns)
      ) then
     raise exception 'keys must be a JSON array of the claimed deliveries, each its % and lease_expires_at',
-      pg_catalog.array_to_string(private.delivery_key_columns(pg_catalog.pg_typeof(return_deliveries.deliveries)::text::regclass), ', ')
+      pg_catalog.array_to_string(key_columns, ', ')
       using errcode = '22023';
   end if;
   execute format(
@@ -205,8 +206,7 @@ begin
         and d.lease_expires_at = k.lease_expires_at
     $return$,
     pg_catalog.pg_typeof(return_deliveries.deliveries),
-    (select string_agg(format('d.%1$I = k.%1$I', c), ' and ')
-     from unnest(private.delivery_key_columns(pg_catalog.pg_typeof(return_deliveries.deliveries)::text::regclass)) c))
+    (select string_agg(format('d.%1$I = k.%1$I', c), ' and ') from unnest(key_columns) c))
   using return_deliveries.keys;
   get diagnostics returned = row_count;
   return returned;

@@ -172,6 +172,13 @@ as $$
     join public.usage_alerts a on a.id = d.alert_id
     where d.status <> 'delivered'
       and (operator_status.tenant_ids is null or a.tenant_id = any (operator_status.tenant_ids))
+  ),
+  -- Pending to an enabled channel: never attempted (a hand-back leaves it so, too); one to
+  -- a disabled channel waits for it by design.
+  unattempted_deliveries as (
+    select d.created_at from deliveries d
+    join public.alert_channels ch on ch.id = d.channel_id
+    where d.status = 'pending' and ch.enabled
   )
   select jsonb_build_object(
     'generated_at', now(),
@@ -207,14 +214,8 @@ as $$
       'retrying', (select count(*) from deliveries where status = 'failed' and next_attempt_at is not null),
       'given_up', (select count(*) from deliveries where status = 'failed' and next_attempt_at is null),
       'oldest_at', (select min(created_at) from deliveries),
-      -- Pending to an enabled channel: never attempted (a hand-back leaves it so, too); one
-      -- to a disabled channel waits for it by design.
-      'unattempted', (select count(*) from deliveries d
-                      where d.status = 'pending' and exists (
-                        select 1 from public.alert_channels ch where ch.id = d.channel_id and ch.enabled)),
-      'oldest_unattempted_at', (select min(d.created_at) from deliveries d
-                                where d.status = 'pending' and exists (
-                                  select 1 from public.alert_channels ch where ch.id = d.channel_id and ch.enabled)),
+      'unattempted', (select count(*) from unattempted_deliveries),
+      'oldest_unattempted_at', (select min(created_at) from unattempted_deliveries),
       'last_error', (
         select d.last_error from deliveries d where d.last_error is not null
         order by d.created_at desc, d.alert_id desc limit 1

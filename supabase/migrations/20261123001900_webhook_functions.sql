@@ -264,9 +264,9 @@ as $$
 $$;
 
 -- Records one attempt's outcome (private.finish_delivery; lease_expires_at as the claim
--- returned it) with the receiver's HTTP status. A failure is retried on the Standard Webhooks / Svix schedule (5 s, 5 min,
--- 30 min, 2 h, 5 h, 10 h, 10 h; about 27 h in all), each wait spread by ±20 %, and given
--- up after the 8th attempt.
+-- returned it) with the receiver's HTTP status. A failure is retried on the Standard
+-- Webhooks / Svix schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; about 27 h in all),
+-- each wait spread by ±20 %, and given up after the 8th attempt.
 create or replace function public.finish_webhook_delivery(
   event_id text,
   endpoint_id uuid,
