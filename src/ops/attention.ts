@@ -8,6 +8,7 @@ import {
   isOverdue,
   isScheduledFunction,
   SCHEDULED_FUNCTIONS,
+  type ScheduledFunctionName,
   scheduleInWords,
 } from './scheduled-functions.ts';
 
@@ -153,6 +154,22 @@ function reconcileFailedAttention(summary: ReconcileRunSummary) {
 }
 
 /**
+ * "N things never <verb>, the oldest waiting …" when something waiting for `sender` has
+ * waited longer than its overdue rule (two of its intervals plus five minutes); false
+ * otherwise. The rule reports and deliveries nobody attempts share.
+ */
+function waitingTooLong(
+  now: string,
+  waiting: { unattempted: number; oldest_unattempted_at: string | null },
+  sender: ScheduledFunctionName,
+  what: string,
+): string | false {
+  const oldest = waiting.oldest_unattempted_at;
+  if (waiting.unattempted === 0 || oldest === null || !isOverdue(sender, oldest, now)) return false;
+  return `${what}, the oldest waiting ${formatDistanceStrict(oldest, now)}`;
+}
+
+/**
  * Reports never attempted for longer than report-usage's overdue rule (two of its intervals
  * plus five minutes), although nothing failed them: it runs (or its own finding says it does
  * not) but cannot keep up, its rate, budget or rows per run too small for the usage, or its
@@ -160,11 +177,19 @@ function reconcileFailedAttention(summary: ReconcileRunSummary) {
  * is sent by design.
  */
 function unsentAttention(status: AttentionInputs) {
-  const { unattempted, oldest_unattempted_at: oldest, auth_failing } = status.meter_reports;
+  const reports = status.meter_reports;
   // A refused key defers every report after the first: its own finding says what to do.
-  if (unattempted === 0 || !oldest || auth_failing || reportsRunDry(status)) return false;
-  if (!isOverdue('report-usage', oldest, status.generated_at)) return false;
-  return `${plural(unattempted, 'meter report')} never sent, the oldest waiting ${formatDistanceStrict(oldest, status.generated_at)}: report-usage defers them run after run (its latest run's summary says how many); unless Stripe failures named here stop its runs early, it is not keeping up: raise REPORTER_RATE_PER_SECOND (Stripe allows about 1,000 a second in live mode), REPORTER_BUDGET_SECONDS or REPORTER_MAX_ROWS; \`flowmeter report\` sends them now`;
+  if (reports.auth_failing || reportsRunDry(status)) return false;
+  const waiting = waitingTooLong(
+    status.generated_at,
+    reports,
+    'report-usage',
+    `${plural(reports.unattempted, 'meter report')} never sent`,
+  );
+  return (
+    waiting &&
+    `${waiting}: report-usage defers them run after run (its latest run's summary says how many); unless Stripe failures named here stop its runs early, it is not keeping up: raise REPORTER_RATE_PER_SECOND (Stripe allows about 1,000 a second in live mode), REPORTER_BUDGET_SECONDS or REPORTER_MAX_ROWS; \`flowmeter report\` sends them now`
+  );
 }
 
 /** Each enabled webhook endpoint whose deliveries fail, with how to see and resend them. */
@@ -185,24 +210,31 @@ function unattemptedDeliveriesAttention({
   alert_deliveries: alerts,
   webhook_deliveries: webhooks,
 }: AttentionInputs) {
-  const waiting = (
-    what: { unattempted: number; oldest_unattempted_at: string | null },
+  const notSending = (
+    waiting: { unattempted: number; oldest_unattempted_at: string | null },
     sender: 'deliver-alerts' | 'deliver-webhooks',
     noun: [string, string],
     byHand: string,
-  ) =>
-    what.unattempted > 0 &&
-    what.oldest_unattempted_at !== null &&
-    isOverdue(sender, what.oldest_unattempted_at, now) &&
-    `${plural(what.unattempted, ...noun)} never attempted, the oldest waiting ${formatDistanceStrict(what.oldest_unattempted_at, now)}: ${sender} is not sending them (its latest run's summary says how many it deferred); \`${byHand}\` sends them now`;
+  ) => {
+    const found = waitingTooLong(
+      now,
+      waiting,
+      sender,
+      `${plural(waiting.unattempted, ...noun)} never attempted`,
+    );
+    return (
+      found &&
+      `${found}: ${sender} is not sending them (its latest run's summary says how many it deferred); \`${byHand}\` sends them now`
+    );
+  };
   return [
-    waiting(
+    notSending(
       alerts,
       'deliver-alerts',
       ['alert delivery', 'alert deliveries'],
       'flowmeter alerts deliver',
     ),
-    waiting(
+    notSending(
       webhooks,
       'deliver-webhooks',
       ['webhook delivery', 'webhook deliveries'],
