@@ -667,6 +667,41 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     }
   });
 
+  it('names the comparisons the latest reconciliation could not make on the health page, with what to do', async () => {
+    const summary = {
+      counterFindings: 0,
+      stripeChecked: 3,
+      stripeDeferred: 0,
+      stripeResumeFrom: null,
+      stripeFailed: 2,
+      stripeError: "cus_gone on mtr_demo: No such customer: 'cus_gone'",
+      stripeFindings: 0,
+      previewChecked: 0,
+      previewFindings: 0,
+      previewSkipped: 0,
+      previewFailed: 0,
+      previewError: null,
+    };
+    const { rows } = await superuser().query<{ id: string }>(
+      `insert into public.scheduled_runs (function_name, started_at, finished_at, ok, summary)
+       values ('reconcile-usage', now() - interval '1 minute', now() - interval '50 seconds', true, $1)
+       returning id`,
+      [summary],
+    );
+    try {
+      const page = await openAsOperator('#/console/health');
+      const findings = page.locator('ul.findings');
+      await expect
+        .poll(() => findings.textContent())
+        .toContain("reconcile-usage could not compare 2 customer-periods with Stripe's meter");
+      expect(await findings.textContent()).toContain("No such customer: 'cus_gone'");
+      await expectAccessibleAndPictured(page, 'operator-health-reconcile.png');
+      await page.context().close();
+    } finally {
+      await superuser().query('delete from public.scheduled_runs where id = $1', [rows[0]?.id]);
+    }
+  });
+
   it('disables a source after confirmation: the database changes and the action is recorded', async () => {
     const initech = demo.find((t) => t.ref === 'demo-initech') as { id: string };
     const source = await latestEnabledSource(initech.id);
