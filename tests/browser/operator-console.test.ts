@@ -1,4 +1,4 @@
-import type { Page, Route } from '@playwright/test';
+import type { Locator, Page, Route } from '@playwright/test';
 import { createClient } from '@supabase/supabase-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseKeyring } from '../../src/crypto/keyring.ts';
@@ -641,15 +641,31 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     await page.context().close();
   });
 
-  it('names a scheduled function that stopped running on the health page, with what to do', async () => {
+  /**
+   * The health page's findings, with one scheduled run recorded that `minutesAgo` ago and
+   * ended ok with `summary`; the run is removed afterwards (other tests read the same stack).
+   */
+  async function healthWithRun(
+    run: { name: string; minutesAgo: number; summary?: unknown },
+    check: (page: Page, findings: Locator) => Promise<void>,
+  ) {
     const { rows } = await superuser().query<{ id: string }>(
-      `insert into public.scheduled_runs (function_name, started_at, finished_at, ok)
-       values ('report-usage', now() - interval '3 hours', now() - interval '3 hours' + interval '2 seconds', true)
+      `insert into public.scheduled_runs (function_name, started_at, finished_at, ok, summary)
+       values ($1, now() - make_interval(mins => $2), now() - make_interval(mins => $2) + interval '2 seconds', true, $3)
        returning id`,
+      [run.name, run.minutesAgo, run.summary ?? null],
     );
     try {
       const page = await openAsOperator('#/console/health');
-      const findings = page.locator('ul.findings');
+      await check(page, page.locator('ul.findings'));
+      await page.context().close();
+    } finally {
+      await superuser().query('delete from public.scheduled_runs where id = $1', [rows[0]?.id]);
+    }
+  }
+
+  it('names a scheduled function that stopped running on the health page, with what to do', async () => {
+    await healthWithRun({ name: 'report-usage', minutesAgo: 180 }, async (page, findings) => {
       await expect
         .poll(() => findings.textContent())
         .toContain('report-usage has not run for 3 hours');
@@ -661,10 +677,7 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
       expect(await row('deliver-alerts').textContent()).toMatch(/every 5 minutes\s*never run/);
       expect(await page.locator('table.scheduled-functions tbody tr').count()).toBe(5);
       await expectAccessibleAndPictured(page, 'operator-health-overdue.png');
-      await page.context().close();
-    } finally {
-      await superuser().query('delete from public.scheduled_runs where id = $1', [rows[0]?.id]);
-    }
+    });
   });
 
   it('names the comparisons the latest reconciliation could not make on the health page, with what to do', async () => {
@@ -682,24 +695,16 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
       previewFailed: 0,
       previewError: null,
     };
-    const { rows } = await superuser().query<{ id: string }>(
-      `insert into public.scheduled_runs (function_name, started_at, finished_at, ok, summary)
-       values ('reconcile-usage', now() - interval '1 minute', now() - interval '50 seconds', true, $1)
-       returning id`,
-      [summary],
+    await healthWithRun(
+      { name: 'reconcile-usage', minutesAgo: 1, summary },
+      async (page, findings) => {
+        await expect
+          .poll(() => findings.textContent())
+          .toContain("reconcile-usage could not compare 2 customer-periods with Stripe's meter");
+        expect(await findings.textContent()).toContain("No such customer: 'cus_gone'");
+        await expectAccessibleAndPictured(page, 'operator-health-reconcile.png');
+      },
     );
-    try {
-      const page = await openAsOperator('#/console/health');
-      const findings = page.locator('ul.findings');
-      await expect
-        .poll(() => findings.textContent())
-        .toContain("reconcile-usage could not compare 2 customer-periods with Stripe's meter");
-      expect(await findings.textContent()).toContain("No such customer: 'cus_gone'");
-      await expectAccessibleAndPictured(page, 'operator-health-reconcile.png');
-      await page.context().close();
-    } finally {
-      await superuser().query('delete from public.scheduled_runs where id = $1', [rows[0]?.id]);
-    }
   });
 
   it('disables a source after confirmation: the database changes and the action is recorded', async () => {
