@@ -96,8 +96,9 @@ function stripeAttention(status: AttentionInputs) {
     ...correctionAttention(reports.corrections),
     events.rejected > 0 &&
       `${plural(events.rejected, 'Stripe webhook event')} rejected${events.last_rejected_id ? ` (latest ${events.last_rejected_id}: ${(events.last_reason ?? '').slice(0, 120)})` : ''}: fix the cause, then resend the event from the Stripe Dashboard; see docs/billing.md "Rejected events"`,
-    reconciled && reconcileFailedAttention(reconciled),
-    reconciled && reconcileBehindAttention(reconciled),
+    reconciled.unreadable !== undefined && reconcileUnreadableAttention(reconciled.unreadable),
+    reconciled.summary && reconcileFailedAttention(reconciled.summary),
+    reconciled.summary && reconcileBehindAttention(reconciled.summary),
     reconciliation.unrepaired > 0 &&
       `${plural(reconciliation.unrepaired, 'reconciliation finding')} in the last 30 days not repaired${reconciliation.last_kind ? ` (latest ${reconciliation.last_kind}: ${(reconciliation.last_detail ?? '').slice(0, 160)})` : ''}: each is in the table public.reconciliation_findings; see docs/billing.md "Reconciliation"`,
   ];
@@ -109,13 +110,28 @@ const reportsRunDry = ({ scheduled_functions: functions }: AttentionInputs) => {
   return (summary as { dryRun?: unknown } | null | undefined)?.dryRun === true;
 };
 
-/** reconcile-usage's latest run summary, when it recorded one of its shape. */
-const reconcileSummary = ({ scheduled_functions: functions }: AttentionInputs) => {
-  const parsed = reconcileRunSummarySchema.safeParse(
-    functions.find((f) => f.function_name === 'reconcile-usage')?.last_summary,
-  );
-  return parsed.success ? parsed.data : undefined;
+/**
+ * reconcile-usage's latest run summary: none when its latest run recorded none (it failed,
+ * or never ran: the run's own finding says so), or the zod issue that makes it unreadable.
+ */
+const reconcileSummary = ({
+  scheduled_functions: functions,
+}: AttentionInputs): { summary?: ReconcileRunSummary; unreadable?: string } => {
+  const recorded = functions.find((f) => f.function_name === 'reconcile-usage')?.last_summary;
+  if (recorded === null || recorded === undefined) return {};
+  const parsed = reconcileRunSummarySchema.safeParse(recorded);
+  if (parsed.success) return { summary: parsed.data };
+  const [issue] = parsed.error.issues;
+  return { unreadable: `${issue?.path.join('.') || 'summary'}: ${issue?.message ?? 'unreadable'}` };
 };
+
+/**
+ * A summary status cannot read hides whether Stripe refused comparisons and how far behind
+ * the walk is, so it is a finding rather than silence: in practice the deployed functions
+ * and this status run different flowmeter versions.
+ */
+const reconcileUnreadableAttention = (unreadable: string) =>
+  `reconcile-usage's latest run recorded a summary this flowmeter cannot read (${unreadable.slice(0, 120)}), so whether it could compare everything with Stripe is unknown: run the same flowmeter version as the deployed functions; \`flowmeter reconcile\` compares now and says what failed`;
 
 /** Longer than this to compare every customer-period once is a finding. */
 const LONGEST_ROUND_DAYS = 7;

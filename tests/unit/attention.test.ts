@@ -181,9 +181,15 @@ describe('needsAttention', () => {
     expect(afterRun({ ...ran, stripeChecked: 0, stripeDeferred: 3 })).toEqual([
       "reconcile-usage compared none of 3 customer-periods with Stripe's meter in its latest run (its time for them ran out first): raise RECONCILE_CONCURRENCY (Stripe allows about 100 reads a second in live mode); `flowmeter reconcile` compares them all now",
     ]);
-    // A summary of another shape (none recorded, or an older one) is no finding.
+    // None recorded (the run failed: its own finding says so) is no finding of its own.
     expect(afterRun(null)).toEqual([]);
-    expect(afterRun({ stripeFailed: 'many' })).toEqual([]);
+    // One status cannot read (another version's shape) hides failures: a finding.
+    expect(afterRun({ ...ran, stripeFailed: 'many' })).toEqual([
+      "reconcile-usage's latest run recorded a summary this flowmeter cannot read (stripeFailed: Invalid input: expected number, received string), so whether it could compare everything with Stripe is unknown: run the same flowmeter version as the deployed functions; `flowmeter reconcile` compares now and says what failed",
+    ]);
+    const { previewFailed: _dropped, ...older } = ran;
+    expect(afterRun(older)[0]).toMatch(/cannot read \(previewFailed: Invalid input/);
+    expect(afterRun('done')[0]).toMatch(/cannot read \(summary: Invalid input/);
   });
 
   it('names reports never sent for longer than two of report-usage’s hours, except in a dry run or behind a refused key', () => {
