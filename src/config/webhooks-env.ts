@@ -24,6 +24,9 @@ const webhooksEnvSchema = envSchema.extend(dbTimeoutEnvShape).extend({
     .default('production'),
   // One attempt's limit; the scheduled sender runs at most 30 s, so it stays well below.
   WEBHOOK_TIMEOUT_MS: count(1000, 15_000, 10_000, ' ms'),
+  // Sends in flight at once; a run sends about this many per receiver latency for the
+  // 30 s less 2 × DB_TIMEOUT_MS and WEBHOOK_TIMEOUT_MS it may start sends in (bench:deliver).
+  WEBHOOK_CONCURRENCY: count(1, 50, 8),
 });
 
 // The scheduled sender starts no send that could not end and be recorded inside 30 s: a

@@ -231,6 +231,7 @@ function unattemptedDeliveriesAttention({
     sender: 'deliver-alerts' | 'deliver-webhooks',
     noun: [string, string],
     byHand: string,
+    remedy = '',
   ) => {
     const found = waitingTooLong(
       now,
@@ -240,7 +241,7 @@ function unattemptedDeliveriesAttention({
     );
     return (
       found &&
-      `${found}: ${sender} is not sending them (its latest run's summary says how many it deferred); \`${byHand}\` sends them now`
+      `${found}: ${sender} is not sending them (its latest run's summary says how many it deferred)${remedy}; \`${byHand}\` sends them now`
     );
   };
   return [
@@ -255,6 +256,7 @@ function unattemptedDeliveriesAttention({
       'deliver-webhooks',
       ['webhook delivery', 'webhook deliveries'],
       'flowmeter webhooks deliver',
+      ': when it defers them for want of time, raise WEBHOOK_CONCURRENCY (docs/webhooks.md "Throughput")',
     ),
   ];
 }

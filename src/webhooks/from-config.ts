@@ -10,7 +10,10 @@ import { publicOnlyFetch } from './public-fetch.ts';
 export function webhookDependencies(
   config: WebhooksConfig,
   overrides: { log?: Logger; db?: Db; resolve?: HostResolver } = {},
-): Pick<DeliverWebhooksInput, 'db' | 'keyring' | 'mode' | 'fetch' | 'log' | 'timeoutMs'> & {
+): Pick<
+  DeliverWebhooksInput,
+  'db' | 'keyring' | 'mode' | 'fetch' | 'log' | 'timeoutMs' | 'concurrency'
+> & {
   resolve: HostResolver;
 } {
   const resolve = overrides.resolve ?? resolveHost;
@@ -25,6 +28,7 @@ export function webhookDependencies(
         : (url, init) => globalThis.fetch(url, init),
     log: overrides.log ?? createLogger(config.LOG_LEVEL),
     timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+    concurrency: config.WEBHOOK_CONCURRENCY,
     resolve,
   };
 }

@@ -95,7 +95,7 @@ describe('needsAttention', () => {
     expect(waiting(15, 7)).toEqual([]);
     expect(waiting(16, 8)).toEqual([
       "4 alert deliveries never attempted, the oldest waiting 16 minutes: deliver-alerts is not sending them (its latest run's summary says how many it deferred); `flowmeter alerts deliver` sends them now",
-      "1 webhook delivery never attempted, the oldest waiting 8 minutes: deliver-webhooks is not sending them (its latest run's summary says how many it deferred); `flowmeter webhooks deliver` sends them now",
+      '1 webhook delivery never attempted, the oldest waiting 8 minutes: deliver-webhooks is not sending them (its latest run\'s summary says how many it deferred): when it defers them for want of time, raise WEBHOOK_CONCURRENCY (docs/webhooks.md "Throughput"); `flowmeter webhooks deliver` sends them now',
     ]);
   });
 

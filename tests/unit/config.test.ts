@@ -18,6 +18,7 @@ import {
 } from '../../src/config/reporter-env.ts';
 import { loadWebhooksConfig } from '../../src/config/webhooks-env.ts';
 import { scheduledRecordBy, sendStartBy } from '../../src/ops/scheduled-run.ts';
+import { webhookDependencies } from '../../src/webhooks/from-config.ts';
 
 const key = () => randomBytes(32).toString('base64');
 const serviceKey = 'eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2ln';
@@ -232,6 +233,17 @@ describe('loadWebhooksConfig', () => {
     );
     // The combination refused is one whose every send would start too late.
     expect(sendStartBy(0, 10_000, 15_000)).toBeLessThan(0);
+  });
+
+  it('takes how many deliveries are sent at once, 8 unless set, and hands it to the sender', () => {
+    expect(loadWebhooksConfig(webhooks)).toMatchObject({ WEBHOOK_CONCURRENCY: 8 });
+    const config = loadWebhooksConfig({ ...webhooks, WEBHOOK_CONCURRENCY: '32' });
+    expect(webhookDependencies(config).concurrency).toBe(32);
+    for (const refused of ['0', '51', '2.5', 'many']) {
+      expect(() => loadWebhooksConfig({ ...webhooks, WEBHOOK_CONCURRENCY: refused })).toThrow(
+        /WEBHOOK_CONCURRENCY/,
+      );
+    }
   });
 });
 
