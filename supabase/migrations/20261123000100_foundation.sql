@@ -11,7 +11,8 @@
 --   * every table in public has row-level security; members of a tenant read that
 --     tenant's rows, nobody but service_role (bypassrls) writes;
 --   * anon and authenticated get only the privileges granted here explicitly: Supabase's
---     default privileges grant ALL in public to both, so each table revokes first;
+--     default privileges grant ALL in public to both, so each table revokes first, and
+--     their sequences (identity columns) get no privilege at all (below);
 --   * functions are security invoker with search_path = '' and qualified names; the
 --     service-only ones have EXECUTE revoked from public, anon and authenticated
 --     (private.grant_to_service_role_only, below).
@@ -19,6 +20,9 @@
 -- Functions created from now on are not executable by the API roles unless granted.
 alter default privileges in schema public revoke execute on functions from public, anon, authenticated;
 alter default privileges revoke execute on functions from public;
+-- Sequences (every identity column's) are advanced by the inserts of service_role alone:
+-- the API roles, who insert nothing, get no USAGE, SELECT or UPDATE on them (setval).
+alter default privileges in schema public revoke all on sequences from anon, authenticated;
 
 -- Internal helpers live outside the schemas PostgREST exposes.
 create schema if not exists private;

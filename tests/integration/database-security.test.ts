@@ -88,4 +88,20 @@ describe('database security', () => {
         and has_table_privilege(r.rolname, c.oid, p.privilege)`);
     expect(rows.filter((r) => !isTestObject(r.relname))).toEqual([]);
   });
+
+  it('anon and authenticated hold no privilege on any sequence (they insert nothing)', async () => {
+    const { rows } = await superuser().query(`
+      select c.relname, r.rolname, p.privilege
+      from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      cross join (values ('anon'), ('authenticated')) r(rolname)
+      cross join (values ('usage'), ('select'), ('update')) p(privilege)
+      where n.nspname in ('public', 'private') and c.relkind = 'S'
+        and has_sequence_privilege(r.rolname, c.oid, p.privilege)`);
+    expect(rows.filter((r) => !isTestObject(r.relname))).toEqual([]);
+    const { rows: sequences } = await superuser().query(
+      "select count(*)::int as n from pg_class c join pg_namespace n on n.oid = c.relnamespace where n.nspname = 'public' and c.relkind = 'S'",
+    );
+    // The check looks at something: public has identity columns.
+    expect(sequences[0].n).toBeGreaterThan(0);
+  });
 });
