@@ -189,19 +189,23 @@ function waitingTooLong(
  * Reports never attempted for longer than report-usage's overdue rule (two of its intervals
  * plus five minutes), although nothing failed them: it runs (or its own finding says it does
  * not) but cannot keep up, its rate, budget or rows per run too small for the usage, or its
- * sends keep being deferred by an open circuit breaker. Not while it runs dry, where nothing
- * is sent by design.
+ * sends keep being deferred by an open circuit breaker. While it runs dry (no Stripe key)
+ * they wait by its configuration, not by a failure, but they are not billed either: the
+ * same rule names them, with that cause.
  */
 function unsentAttention(status: AttentionInputs) {
   const reports = status.meter_reports;
   // A refused key defers every report after the first: its own finding says what to do.
-  if (reports.auth_failing || reportsRunDry(status)) return false;
+  if (reports.auth_failing) return false;
   const waiting = waitingTooLong(
     status.generated_at,
     reports,
     'report-usage',
     `${plural(reports.unattempted, 'meter report')} never sent`,
   );
+  if (waiting && reportsRunDry(status)) {
+    return `${waiting}: report-usage runs dry (no STRIPE_SECRET_KEY where it runs), so this usage is not billed: set STRIPE_SECRET_KEY (its next run sends them), or move these tenants to plans without a Stripe meter (stripe_meter_event_name)`;
+  }
   return (
     waiting &&
     `${waiting}: report-usage defers them run after run (its latest run's summary says how many); unless Stripe failures named here stop its runs early, it is not keeping up: raise REPORTER_RATE_PER_SECOND (Stripe allows about 1,000 a second in live mode), REPORTER_BUDGET_SECONDS or REPORTER_MAX_ROWS; \`flowmeter report\` sends them now`

@@ -192,7 +192,7 @@ describe('needsAttention', () => {
     expect(afterRun('done')[0]).toMatch(/cannot read \(summary: Invalid input/);
   });
 
-  it('names reports never sent for longer than two of report-usage’s hours, except in a dry run or behind a refused key', () => {
+  it('names reports never sent for longer than two of report-usage’s hours, with a dry run as their cause, except behind a refused key', () => {
     const waiting = (minutes: number, summary: unknown = { dryRun: false, deferred: 7 }) =>
       needsAttention({
         ...healthy,
@@ -216,7 +216,11 @@ describe('needsAttention', () => {
     expect(waiting(126)).toEqual([
       "7 meter reports never sent, the oldest waiting 2 hours: report-usage defers them run after run (its latest run's summary says how many); unless Stripe failures named here stop its runs early, it is not keeping up: raise REPORTER_RATE_PER_SECOND (Stripe allows about 1,000 a second in live mode), REPORTER_BUDGET_SECONDS or REPORTER_MAX_ROWS; `flowmeter report` sends them now",
     ]);
-    expect(waiting(600, { dryRun: true, deferred: 7 })).toEqual([]);
+    // Unsent by configuration, not by a failure, but not billed either.
+    expect(waiting(125, { dryRun: true, deferred: 0 })).toEqual([]);
+    expect(waiting(600, { dryRun: true, deferred: 0 })).toEqual([
+      '7 meter reports never sent, the oldest waiting 10 hours: report-usage runs dry (no STRIPE_SECRET_KEY where it runs), so this usage is not billed: set STRIPE_SECRET_KEY (its next run sends them), or move these tenants to plans without a Stripe meter (stripe_meter_event_name)',
+    ]);
     expect(waiting(600, null)).toHaveLength(1);
     const refused = needsAttention({
       ...healthy,
