@@ -1,10 +1,16 @@
-import { recordingReserveMs, SCHEDULED_FUNCTION_LIMIT_MS } from '../config/env.ts';
-import type { Db } from '../db/client.ts';
+import {
+  parseEnv,
+  recordingReserveMs,
+  SCHEDULED_FUNCTION_LIMIT_MS,
+  serverEnvSchema,
+} from '../config/env.ts';
+import { createServiceClient, type Db } from '../db/client.ts';
 import type { Json } from '../db/database.types.ts';
-import type { Result } from '../domain/result.ts';
+import { fail, type Result } from '../domain/result.ts';
 import { retryUnanswered } from '../domain/retry-unanswered.ts';
 import { type HttpErrorCode, resultResponse } from '../http/responses.ts';
 import type { Logger } from '../observability/logger.ts';
+import { createLogger } from '../observability/pino-logger.ts';
 
 /** Attempts after the first to record a run's outcome, under two seconds in all. */
 const FINISH_RETRIES = 3;
@@ -91,21 +97,58 @@ export interface ScheduledWork<T extends object, C extends HttpErrorCode> {
 }
 
 /**
+ * Records a run that failed before it began because its configuration does not parse (a
+ * variable set wrong on deploy), when the database's part of the environment does: without
+ * it the function would only log, never run, and status would not name it. Nothing is
+ * recorded when that part is wrong too; the run is then only in Netlify's log.
+ */
+async function recordUnloadableRun(
+  functionName: string,
+  invokedAt: number,
+  problem: unknown,
+  env: Record<string, string | undefined>,
+): Promise<void> {
+  let base: ReturnType<typeof serverEnvSchema.parse>;
+  try {
+    base = parseEnv(serverEnvSchema, env);
+  } catch {
+    return;
+  }
+  const message = problem instanceof Error ? problem.message : String(problem);
+  await recordedRun(
+    {
+      db: createServiceClient(base),
+      functionName,
+      log: createLogger(base.LOG_LEVEL),
+      recordBy: scheduledRecordBy(invokedAt, base.DB_TIMEOUT_MS),
+    },
+    async () => fail('internal', message),
+  );
+}
+
+/**
  * A Netlify scheduled function: its configuration loaded by `load` (one that does not parse
- * throws, which Netlify logs as the function's error), then `setup` (given it and the
- * invocation's start, epoch ms) builds the work, which runs as a recorded run whose last
- * attempt to record its outcome starts one DB_TIMEOUT_MS before the 30 s; the outcome is
- * the response.
+ * is recorded as a failed run where the database's settings allow, then thrown, which
+ * Netlify logs as the function's error), then `setup` (given it and the invocation's start,
+ * epoch ms) builds the work, which runs as a recorded run whose last attempt to record its
+ * outcome starts one DB_TIMEOUT_MS before the 30 s; the outcome is the response.
  */
 export const scheduledFunction =
   <Config extends { DB_TIMEOUT_MS: number }, T extends object, C extends HttpErrorCode>(
     functionName: string,
     load: () => Config,
     setup: (config: Config, invokedAt: number) => ScheduledWork<T, C>,
+    env: Record<string, string | undefined> = process.env,
   ) =>
   async (): Promise<Response> => {
     const invokedAt = Date.now();
-    const config = load();
+    let config: Config;
+    try {
+      config = load();
+    } catch (problem) {
+      await recordUnloadableRun(functionName, invokedAt, problem, env);
+      throw problem;
+    }
     const { db, log, work } = setup(config, invokedAt);
     const recordBy = scheduledRecordBy(invokedAt, config.DB_TIMEOUT_MS);
     return resultResponse(await recordedRun({ db, functionName, log, recordBy }, work));

@@ -1,11 +1,12 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { ConfigError } from '../../src/config/env.ts';
 import { fail, ok } from '../../src/domain/result.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { needsAttention } from '../../src/ops/attention.ts';
 import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
-import { recordedRun } from '../../src/ops/scheduled-run.ts';
+import { recordedRun, scheduledFunction } from '../../src/ops/scheduled-run.ts';
 import { dropRequest, faultyDb, loseResponse, type RpcHook, rpcFetch } from '../support/faults.ts';
-import { asRole, serviceClient, superuser, uniqueId } from '../support/stack.ts';
+import { asRole, serviceClient, stack, superuser, uniqueId } from '../support/stack.ts';
 
 async function runsOf(functionName: string) {
   const { rows } = await superuser().query(
@@ -71,6 +72,49 @@ describe('recorded scheduled runs', () => {
     expect(await runsOf(name)).toEqual([
       { ok: false, summary: null, error: 'Stripe is down', finished: true },
     ]);
+  });
+
+  it('records a run whose configuration does not parse as failed, naming the variable, and rethrows', async () => {
+    const name = forgottenAfterTest();
+    const refused = new ConfigError(['STRIPE_SECRET_KEY must be a secret key (sk_…)']);
+    const env = {
+      SUPABASE_URL: stack.supabaseUrl,
+      SUPABASE_SERVICE_ROLE_KEY: stack.serviceRoleKey,
+      LOG_LEVEL: 'error',
+    };
+    const run = scheduledFunction(
+      name,
+      () => {
+        throw refused;
+      },
+      () => {
+        throw new Error('setup is not reached');
+      },
+      env,
+    );
+    await expect(run()).rejects.toBe(refused);
+    expect(await runsOf(name)).toEqual([
+      {
+        ok: false,
+        summary: null,
+        error: expect.stringContaining('STRIPE_SECRET_KEY'),
+        finished: true,
+      },
+    ]);
+    // Without the database's settings nothing can be recorded: the error still gets out.
+    await expect(
+      scheduledFunction(
+        name,
+        () => {
+          throw refused;
+        },
+        () => {
+          throw new Error('setup is not reached');
+        },
+        {},
+      )(),
+    ).rejects.toBe(refused);
+    expect(await runsOf(name)).toHaveLength(1);
   });
 
   it('records a failure the work returns, and returns it', async () => {
