@@ -1,5 +1,6 @@
 import type { StripeWebhookConfig } from '../config/billing-env.ts';
 import { createServiceClient, type Db } from '../db/client.ts';
+import { readBodyWithin } from '../http/request-body.ts';
 import { errorResponse } from '../http/responses.ts';
 import type { Logger } from '../observability/logger.ts';
 import { createStripeClient, type Stripe } from '../stripe/client.ts';
@@ -51,9 +52,10 @@ export function createStripeWebhookHandler(deps: StripeWebhookHandlerDeps) {
     }
     const tooLarge = () =>
       errorResponse('payload_too_large', `The body may be at most ${MAX_BODY_BYTES} bytes`);
-    if (Number(req.headers.get('content-length') ?? 0) > MAX_BODY_BYTES) return tooLarge();
-    const rawBody = await req.text();
-    if (Buffer.byteLength(rawBody) > MAX_BODY_BYTES) return tooLarge();
+    const bytes = await readBodyWithin(req, MAX_BODY_BYTES);
+    if (bytes === undefined) return tooLarge();
+    // As Request.text() decodes it: the signature is checked over these very characters.
+    const rawBody = new TextDecoder().decode(bytes);
 
     const signature = req.headers.get('stripe-signature');
     if (!signature) {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseOutside } from '../domain/parse-outside.ts';
 import type { ErrorCode, Result } from '../domain/result.ts';
+import { readBodyWithin } from './request-body.ts';
 
 /**
  * The one place a failure's code becomes an HTTP status, and the one error body shape every
@@ -80,7 +81,8 @@ export async function readJsonRequest<T>(
 /** Reads a JSON body of at most `maxBytes`, as an error Response when it cannot. */
 async function readJsonBody(req: Request, maxBytes: number): Promise<Read<unknown>> {
   const type = req.headers.get('content-type') ?? '';
-  if (!/^application\/json\b/i.test(type)) {
+  // application/json, with parameters or not; not application/json-patch+json and the like.
+  if (!/^application\/json\s*(;|$)/i.test(type)) {
     return {
       ok: false,
       response: errorResponse(
@@ -89,15 +91,8 @@ async function readJsonBody(req: Request, maxBytes: number): Promise<Read<unknow
       ),
     };
   }
-  const declared = Number(req.headers.get('content-length') ?? 0);
-  if (declared > maxBytes) {
-    return {
-      ok: false,
-      response: errorResponse('payload_too_large', `The body may be at most ${maxBytes} bytes`),
-    };
-  }
-  const bytes = await req.arrayBuffer();
-  if (bytes.byteLength > maxBytes) {
+  const bytes = await readBodyWithin(req, maxBytes);
+  if (bytes === undefined) {
     return {
       ok: false,
       response: errorResponse('payload_too_large', `The body may be at most ${maxBytes} bytes`),
