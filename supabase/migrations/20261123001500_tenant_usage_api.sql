@@ -31,6 +31,22 @@ begin
 end;
 $$;
 
+-- A date or time argument as given, refused (22023, HTTP 400) when it is infinite:
+-- PostgreSQL takes 'infinity' for both, but no period, day or page starts there, and the
+-- arithmetic on it would fail with a message that names no argument.
+create or replace function private.finite(argument text, value anyelement)
+returns anyelement
+language plpgsql immutable
+set search_path = ''
+as $$
+begin
+  if value is not null and not isfinite(value) then
+    raise exception '% must be a date or time, not %', argument, value using errcode = '22023';
+  end if;
+  return value;
+end;
+$$;
+
 -- Summary -----------------------------------------------------------------------------
 
 -- One tenant's current billing period: the row of tenant_usage_summary, of the operator
@@ -153,9 +169,9 @@ begin
   if not found then
     return;
   end if;
-  last_day := coalesce(tenant_usage_daily.to_day, (now() at time zone 'UTC')::date);
+  last_day := coalesce(private.finite('to_day', tenant_usage_daily.to_day), (now() at time zone 'UTC')::date);
   if tenant_usage_daily.from_day is not null then
-    first_day := tenant_usage_daily.from_day;
+    first_day := private.finite('from_day', tenant_usage_daily.from_day);
   else
     current_start := (private.billing_period(t.current_period_start, t.current_period_end, now())).period_start;
     previous_start := (private.billing_period(
@@ -252,7 +268,8 @@ declare
   bounds record;
   page_size int := private.page_size(tenant_workflow_breakdown.max_rows, 50, 500);
 begin
-  select * into bounds from private.counted_period(tenant_workflow_breakdown.tenant_id, coalesce(tenant_workflow_breakdown.period_start, now()));
+  select * into bounds from private.counted_period(tenant_workflow_breakdown.tenant_id,
+    coalesce(private.finite('period_start', tenant_workflow_breakdown.period_start), now()));
   if not found then
     return;
   end if;
@@ -323,6 +340,7 @@ declare
   current_start timestamptz;
   page_size int := private.page_size(tenant_usage_history.max_rows, 12, 100);
 begin
+  perform private.finite('before', tenant_usage_history.before);
   select * into t from public.tenants x where x.id = tenant_usage_history.tenant_id;
   if not found then
     return;
@@ -406,12 +424,14 @@ declare
   bounds record;
   page_size int := private.page_size(tenant_usage_export.max_rows, 1000, 1000);
 begin
+  perform private.finite('after_occurred_at', tenant_usage_export.after_occurred_at);
   if tenant_usage_export.after_occurred_at is not null
      and (tenant_usage_export.after_source_id is null or tenant_usage_export.after_execution_id is null) then
     raise exception 'after_occurred_at, after_source_id and after_execution_id go together (the last row of the previous page)'
       using errcode = '22023';
   end if;
-  select * into bounds from private.counted_period(tenant_usage_export.tenant_id, coalesce(tenant_usage_export.period_start, now()));
+  select * into bounds from private.counted_period(tenant_usage_export.tenant_id,
+    coalesce(private.finite('period_start', tenant_usage_export.period_start), now()));
   if not found then
     return;
   end if;
@@ -476,6 +496,7 @@ used and quota when the threshold was reached, created_at, read_at. No rows when
 
 select private.grant_to_authenticated(
   'private.page_size(int, int, int)',
+  'private.finite(text, anyelement)',
   'private.tenant_usage_summary_rows(uuid[])',
   'private.counted_period(uuid, timestamptz)',
   'public.tenant_usage_summary(uuid)',

@@ -26,6 +26,7 @@ const AUTHENTICATED_CALLABLE = new Set<string>([
   'counted_period',
   'read_committed',
   'page_size',
+  'finite',
   'api_max_rows',
   // operator console RPCs: each calls require_operator() first
   'operator_overview',

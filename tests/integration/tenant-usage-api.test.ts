@@ -342,6 +342,33 @@ describe('a tenant on the calendar month with a hand-computed month', () => {
     );
     expect(longest).toHaveLength(400);
   });
+
+  it('refuses infinite times and days with a 400 naming the argument', async () => {
+    const calls: Array<[string, Record<string, unknown>, string]> = [
+      ['tenant_usage_daily', { from_day: '-infinity', to_day: '2026-02-04' }, 'from_day'],
+      ['tenant_usage_daily', { to_day: 'infinity' }, 'to_day'],
+      ['tenant_workflow_breakdown', { period_start: 'infinity' }, 'period_start'],
+      ['tenant_usage_history', { before: '-infinity' }, 'before'],
+      ['tenant_usage_export', { period_start: '-infinity' }, 'period_start'],
+      [
+        'tenant_usage_export',
+        {
+          after_occurred_at: 'infinity',
+          after_source_id: '00000000-0000-0000-0000-000000000000',
+          after_execution_id: 1,
+        },
+        'after_occurred_at',
+      ],
+    ];
+    for (const [fn, args, named] of calls) {
+      const answer = await member.rpc(fn as 'tenant_usage_daily', { tenant_id: tenantId, ...args });
+      expect({ fn, status: answer.status }).toEqual({ fn, status: 400 });
+      expect({ fn, message: answer.error?.message }).toEqual({
+        fn,
+        message: `${named} must be a date or time, not ${String(Object.values(args)[Object.keys(args).indexOf(named)])}`,
+      });
+    }
+  });
 });
 
 describe('a trialing tenant whose Stripe period starts mid-month', () => {
