@@ -25,6 +25,7 @@ export interface SubscriptionSnapshot {
   event_type: SubscriptionEvent['type'];
   event_created: string;
   subscription_id: string;
+  subscription_created: string;
   customer_id: string;
   status: string;
   price_ids: string[];
@@ -98,6 +99,7 @@ const subscriptionEventSchema = z.object({
   data: z.object({
     object: z.object({
       id: stripeId('sub'),
+      created: unixSeconds,
       customer: z.union([stripeId('cus'), z.object({ id: stripeId('cus') })]),
       status: z.string().min(1).max(100),
       trial_end: unixSeconds.nullish(),
@@ -158,6 +160,7 @@ export function subscriptionSnapshot(
     event_type: type,
     event_created: isoFromUnix(parsed.data.created),
     subscription_id: subscription.id,
+    subscription_created: isoFromUnix(subscription.created),
     customer_id:
       typeof subscription.customer === 'string' ? subscription.customer : subscription.customer.id,
     status: deleted ? 'canceled' : subscription.status,

@@ -1017,6 +1017,7 @@ export type Database = {
           name: string;
           plan_id: string;
           stripe_customer_id: string | null;
+          stripe_subscription_created_at: string | null;
           stripe_subscription_id: string | null;
           stripe_synced_at: string | null;
           subscription_status: string;
@@ -1034,6 +1035,7 @@ export type Database = {
           name: string;
           plan_id: string;
           stripe_customer_id?: string | null;
+          stripe_subscription_created_at?: string | null;
           stripe_subscription_id?: string | null;
           stripe_synced_at?: string | null;
           subscription_status?: string;
@@ -1050,6 +1052,7 @@ export type Database = {
           name?: string;
           plan_id?: string;
           stripe_customer_id?: string | null;
+          stripe_subscription_created_at?: string | null;
           stripe_subscription_id?: string | null;
           stripe_synced_at?: string | null;
           subscription_status?: string;
@@ -1463,6 +1466,7 @@ export type Database = {
           name: string;
           plan_id: string;
           stripe_customer_id: string | null;
+          stripe_subscription_created_at: string | null;
           stripe_subscription_id: string | null;
           stripe_synced_at: string | null;
           subscription_status: string;
@@ -1526,6 +1530,7 @@ export type Database = {
           period_start: string;
           price_ids: string[];
           status: string;
+          subscription_created: string;
           subscription_id: string;
           tenant_hint?: string;
           trial_end?: string;

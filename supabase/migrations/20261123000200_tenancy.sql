@@ -89,6 +89,9 @@ create table public.tenants (
     constraint tenants_stripe_customer_id_format check (stripe_customer_id ~ '^cus_[A-Za-z0-9_]+$'),
   stripe_subscription_id text unique
     constraint tenants_stripe_subscription_id_format check (stripe_subscription_id ~ '^sub_[A-Za-z0-9_]+$'),
+  -- When Stripe created that subscription: of a customer's two live subscriptions the
+  -- later one is the tenant's (apply_stripe_subscription_event).
+  stripe_subscription_created_at timestamptz,
   -- Billing period from the Stripe subscription; without one the UTC calendar month applies.
   current_period_start timestamptz,
   current_period_end timestamptz,

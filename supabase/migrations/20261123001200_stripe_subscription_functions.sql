@@ -101,6 +101,13 @@ select private.grant_to_service_role_only('private.subscription_event_rank(text)
 -- Ordering: an event created before the one the tenant holds is stale. Stripe's `created`
 -- has one-second resolution; within the same second a later kind of event wins
 -- (created < updated < deleted), and two updates apply in arrival order.
+--
+-- Another subscription than the one the tenant holds (the customer bought a new one, or an
+-- old one is winding down): a subscription created after the held one replaces it when
+-- it is live or the held one has ended, whatever the events' order; its end, while the
+-- held one is live, is superseded. Events of a subscription created before the held one
+-- are superseded while the held one is live — its updates (set to cancel at period end)
+-- as much as its end; once the held one has ended, they apply by the ordering above.
 create or replace function public.apply_stripe_subscription_event(
   event_id text,
   event_type text,
@@ -111,6 +118,7 @@ create or replace function public.apply_stripe_subscription_event(
   price_ids text[],
   period_start timestamptz,
   period_end timestamptz,
+  subscription_created timestamptz,
   -- Defaults so that supabase-js callers may leave them out (generated types make every
   -- argument without a default required and non-null).
   trial_end timestamptz default null,
@@ -126,6 +134,7 @@ declare
   kind text := apply_stripe_subscription_event.event_type;
   event_at timestamptz := apply_stripe_subscription_event.event_created;
   sub text := apply_stripe_subscription_event.subscription_id;
+  sub_created timestamptz := apply_stripe_subscription_event.subscription_created;
   cus text := apply_stripe_subscription_event.customer_id;
   prices text[] := apply_stripe_subscription_event.price_ids;
   hint uuid := apply_stripe_subscription_event.tenant_hint;
@@ -148,6 +157,9 @@ begin
     raise exception 'event_created is required (the event''s created time)';
   end if;
   perform private.require_stripe_id('subscription_id', 'subscription', 'sub', sub);
+  if sub_created is null then
+    raise exception 'subscription_created is required (the subscription''s created time)';
+  end if;
   perform private.require_stripe_id('customer_id', 'customer', 'cus', cus);
   if new_status is null or new_status not in (
     'trialing', 'active', 'past_due', 'unpaid', 'canceled', 'incomplete', 'incomplete_expired', 'paused'
@@ -184,6 +196,24 @@ begin
       case when hint is null then 'the subscription has no metadata.flowmeter_tenant_id'
            else format('metadata.flowmeter_tenant_id %s names no tenant', hint) end
     );
+  elsif t.stripe_subscription_id is distinct from sub
+        and t.stripe_subscription_id is not null
+        and (t.stripe_subscription_created_at is null or sub_created > t.stripe_subscription_created_at) then
+    -- The customer's newer subscription: its events were made after the held one began, so
+    -- their created times say nothing against the held state.
+    if new_status <> all (terminal) or t.subscription_status = any (terminal) then
+      result_outcome := 'applied';
+    else
+      result_outcome := 'superseded';
+      result_detail := format('subscription %s ended; the tenant''s subscription is %s (%s)',
+                              sub, t.stripe_subscription_id, t.subscription_status);
+    end if;
+  elsif t.stripe_subscription_id is distinct from sub
+        and t.stripe_subscription_id is not null
+        and t.subscription_status <> all (terminal) then
+    result_outcome := 'superseded';
+    result_detail := format('subscription %s was not created after the tenant''s live subscription %s (%s)',
+                            sub, t.stripe_subscription_id, t.subscription_status);
   elsif t.stripe_synced_at > event_at then
     result_outcome := 'stale';
     result_detail := format('the tenant holds the state of an event created at %s', t.stripe_synced_at);
@@ -197,13 +227,6 @@ begin
     if held_type is not null and private.subscription_event_rank(held_type) > private.subscription_event_rank(kind) then
       result_outcome := 'stale';
       result_detail := format('the tenant holds the state of a %s event created in the same second', held_type);
-    elsif t.stripe_subscription_id is distinct from sub
-          and t.stripe_subscription_id is not null
-          and t.subscription_status <> all (terminal)
-          and new_status = any (terminal) then
-      result_outcome := 'superseded';
-      result_detail := format('subscription %s ended; the tenant''s subscription is %s (%s)',
-                              sub, t.stripe_subscription_id, t.subscription_status);
     else
       result_outcome := 'applied';
     end if;
@@ -239,6 +262,7 @@ begin
       subscription_status = new_status,
       stripe_customer_id = cus,
       stripe_subscription_id = sub,
+      stripe_subscription_created_at = sub_created,
       current_period_start = apply_stripe_subscription_event.period_start,
       current_period_end = apply_stripe_subscription_event.period_end,
       trial_ends_at = apply_stripe_subscription_event.trial_end,
@@ -261,7 +285,7 @@ $$;
 
 select private.grant_to_service_role_only(
   'public.upsert_plan_price(text, text)',
-  'public.apply_stripe_subscription_event(text, text, timestamptz, text, text, text, text[], timestamptz, timestamptz, timestamptz, uuid)'
+  'public.apply_stripe_subscription_event(text, text, timestamptz, text, text, text, text[], timestamptz, timestamptz, timestamptz, timestamptz, uuid)'
 );
 
 -- Records a correctly signed event that cannot be applied, with the reason, so that the

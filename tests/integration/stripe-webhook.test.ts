@@ -302,6 +302,96 @@ describe('stripe webhook: delivery at least once, in any order', () => {
   });
 });
 
+describe('stripe webhook: the customer’s old subscription', () => {
+  /**
+   * A tenant on starter (subscription A) whose customer bought pro (subscription B); A is
+   * then set to cancel at its period end (an update, still active) and deleted at it.
+   */
+  async function upgradeThroughNewSubscription() {
+    const { tenant, customer, pro, proPrice } = await linkedTenant();
+    const starter = await createPlan({ included_executions: 1000 });
+    const starterPrice = await mapPrice(starter.id);
+    const oldSubscription = stripeId('sub');
+    const newSubscription = stripeId('sub');
+    const t0 = nowSeconds() - 600;
+    const oldItems = [{ price: starterPrice, ...monthFrom(t0 - 20 * DAY) }];
+    const newItems = [{ price: proPrice, ...monthFrom(t0) }];
+    const old = { id: oldSubscription, customer, items: oldItems };
+    const current = { id: newSubscription, customer, items: newItems };
+    const events = {
+      oldCreated: subscriptionEvent('customer.subscription.created', old, t0 - 20 * DAY),
+      newCreated: subscriptionEvent('customer.subscription.created', current, t0),
+      oldSetToCancel: subscriptionEvent(
+        'customer.subscription.updated',
+        { ...old, status: 'active' },
+        t0 + 60,
+      ),
+      oldDeleted: subscriptionEvent(
+        'customer.subscription.deleted',
+        { ...old, status: 'canceled' },
+        t0 + 120,
+      ),
+    };
+    const onPro = {
+      plan_id: pro.id,
+      subscription_status: 'active',
+      stripe_subscription_id: newSubscription,
+    };
+    return { tenant, events, onPro, old, current, t0 };
+  }
+
+  it('an update to the old subscription (cancel at period end) does not take the tenant off its new one', async () => {
+    const { tenant, events, onPro } = await upgradeThroughNewSubscription();
+    expect((await deliver(events.oldCreated)).body.outcome).toBe('applied');
+    expect((await deliver(events.newCreated)).body.outcome).toBe('applied');
+    expect(await tenantState(tenant.id)).toMatchObject(onPro);
+
+    expect((await deliver(events.oldSetToCancel)).body.outcome).toBe('superseded');
+    expect(await tenantState(tenant.id)).toMatchObject(onPro);
+    expect((await deliver(events.oldDeleted)).body.outcome).toBe('superseded');
+    expect(await tenantState(tenant.id)).toMatchObject(onPro);
+    expect(await recordedEvent(events.oldSetToCancel.id)).toMatchObject({
+      outcome: 'superseded',
+      tenant_id: tenant.id,
+    });
+  });
+
+  it('in every arrival order the tenant ends on the new subscription', async () => {
+    const names = ['oldCreated', 'newCreated', 'oldSetToCancel', 'oldDeleted'] as const;
+    const orders = permutations([...names]);
+    expect(orders).toHaveLength(24);
+    for (const order of orders) {
+      const { tenant, events, onPro } = await upgradeThroughNewSubscription();
+      for (const name of order) await deliver(events[name]);
+      expect(await tenantState(tenant.id), order.join(' → ')).toMatchObject(onPro);
+    }
+  });
+
+  it('once the new subscription has ended, a later update of the old live one applies', async () => {
+    const { tenant, events, old, current, t0 } = await upgradeThroughNewSubscription();
+    await deliver(events.oldCreated);
+    await deliver(events.newCreated);
+    const newEnded = subscriptionEvent(
+      'customer.subscription.deleted',
+      { ...current, status: 'canceled' },
+      t0 + 30,
+    );
+    expect((await deliver(newEnded)).body.outcome).toBe('applied');
+    expect((await deliver(events.oldSetToCancel)).body.outcome).toBe('applied');
+    expect(await tenantState(tenant.id)).toMatchObject({
+      subscription_status: 'active',
+      stripe_subscription_id: old.id,
+    });
+  });
+});
+
+function permutations<T>(items: T[]): T[][] {
+  if (items.length <= 1) return [items];
+  return items.flatMap((item, i) =>
+    permutations([...items.slice(0, i), ...items.slice(i + 1)]).map((rest) => [item, ...rest]),
+  );
+}
+
 describe('stripe webhook: events it cannot place', () => {
   it('an unknown tenant: 200 to Stripe, recorded for the operator', async () => {
     const subscription = stripeId('sub');
@@ -511,6 +601,7 @@ describe('stripe webhook: SQL API', () => {
     price_ids: [stripeId('price')],
     period_start: iso(nowSeconds()),
     period_end: iso(nowSeconds() + 30 * DAY),
+    subscription_created: iso(nowSeconds() - 60),
   });
 
   it.each([

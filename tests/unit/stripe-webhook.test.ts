@@ -39,6 +39,7 @@ function event(
       object: {
         id: 'sub_1QaBcD',
         object: 'subscription',
+        created: JAN_1 - 60,
         customer: subscription.customer ?? 'cus_QaBcD',
         status: subscription.status ?? 'active',
         trial_end: subscription.trial_end ?? null,
@@ -73,6 +74,7 @@ describe('subscriptionSnapshot', () => {
       event_type: 'customer.subscription.created',
       event_created: iso(JAN_1 + 5),
       subscription_id: 'sub_1QaBcD',
+      subscription_created: iso(JAN_1 - 60),
       customer_id: 'cus_QaBcD',
       status: 'active',
       price_ids: ['price_base'],

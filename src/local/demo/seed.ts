@@ -82,6 +82,7 @@ async function subscribe(
       event_type: 'customer.subscription.updated',
       event_created: periodStart.toISOString(),
       subscription_id: tenant.subscription.id,
+      subscription_created: periodStart.toISOString(),
       customer_id: tenant.customer,
       status: 'active',
       price_ids: [tenant.subscription.price],
