@@ -175,6 +175,12 @@ $$;
 -- reservation, so this run was decided before. Racing retries queue on the counters row
 -- (the slot paths above), so the first one's reservation is committed and visible here.
 -- kept: whether the slot just taken stays taken (the run holds it now).
+--
+-- The earlier reservation holds the run's slot only in this period, and only while it
+-- is collected or has not expired: one of an earlier period (a run allowed just before
+-- the period ended, whose answer was lost) holds nothing here, or a retry in the new
+-- period would be allowed beyond its quota. Such a run is decided afresh: it takes the
+-- slot just taken, and its hold in the earlier period, if still counted, is released.
 create or replace function private.retry_run_reservation(
   tenant_id uuid,
   period_start timestamptz,
@@ -189,9 +195,23 @@ set search_path = ''
 as $$
 #variable_conflict use_column
 declare
+  prior_period timestamptz;
   prior_release text;
+  prior_expires timestamptz;
 begin
-  select r.id, r.release_reason into reservation_id, prior_release
+  -- Another period's counters row is locked before the reservation, in the order the
+  -- collector takes them, so the two cannot wait on each other. The reservation cannot
+  -- move meanwhile: only a decision holding this period's row moves one, into it.
+  select r.period_start into prior_period
+  from public.usage_reservations r
+  where r.tenant_id = retry_run_reservation.tenant_id and r.run_ref = retry_run_reservation.run_ref;
+  if found and prior_period <> retry_run_reservation.period_start then
+    perform from public.usage_counters c
+    where c.tenant_id = retry_run_reservation.tenant_id and c.period_start = prior_period
+    for update;
+  end if;
+  select r.id, r.period_start, r.release_reason, r.expires_at
+    into reservation_id, prior_period, prior_release, prior_expires
   from public.usage_reservations r
   where r.tenant_id = retry_run_reservation.tenant_id and r.run_ref = retry_run_reservation.run_ref
   for update;
@@ -203,27 +223,36 @@ begin
     values (retry_run_reservation.tenant_id, retry_run_reservation.period_start,
             retry_run_reservation.workflow_id, retry_run_reservation.run_ref, retry_run_reservation.expires)
     returning id into reservation_id;
-  elsif prior_release = 'expired' then
-    -- Its reservation lapsed before the run was collected: the slot just taken is its new one.
-    update public.usage_reservations r
-    set period_start = retry_run_reservation.period_start,
-        workflow_id = coalesce(retry_run_reservation.workflow_id, r.workflow_id),
-        expires_at = retry_run_reservation.expires, released_at = null, release_reason = null
-    where r.id = retry_run_reservation.reservation_id;
-  else
+  elsif prior_period = retry_run_reservation.period_start
+        and (prior_release = 'collected' or (prior_release is null and prior_expires > now())) then
     -- Still reserved, or already counted for real: give the slot just taken back. The
     -- expiry note may now be earlier than the truth, which it is allowed to be: at worst a
     -- sweep runs once with nothing to release.
     update public.usage_counters c set reserved = c.reserved - 1
     where c.tenant_id = retry_run_reservation.tenant_id and c.period_start = retry_run_reservation.period_start;
     kept := false;
+  else
+    -- Its reservation lapsed before the run was collected, or belongs to an earlier
+    -- period: the slot just taken is its new one. A hold still counted where it was is
+    -- released there (in this period the slot paths swept expired ones already).
+    if prior_release is null then
+      update public.usage_counters c set reserved = c.reserved - 1
+      where c.tenant_id = retry_run_reservation.tenant_id and c.period_start = prior_period;
+    end if;
+    update public.usage_reservations r
+    set period_start = retry_run_reservation.period_start,
+        workflow_id = coalesce(retry_run_reservation.workflow_id, r.workflow_id),
+        expires_at = retry_run_reservation.expires, released_at = null, release_reason = null
+    where r.id = retry_run_reservation.reservation_id;
   end if;
 end;
 $$;
 
--- The run-ref retry path at the limit: a retry of a run allowed before is still allowed,
--- its slot being already counted (reserved, or collected). Null when there is none.
-create or replace function private.prior_run_reservation(tenant_id uuid, run_ref text)
+-- The run-ref retry path at the limit: a retry of a run allowed before in this period is
+-- still allowed, its slot being already counted (reserved and not expired, or collected).
+-- Null when there is none: a run whose reservation expired or is of an earlier period
+-- holds no slot in this one, and is blocked like any other.
+create or replace function private.prior_run_reservation(tenant_id uuid, period_start timestamptz, run_ref text)
 returns bigint
 language plpgsql stable
 set search_path = ''
@@ -233,7 +262,8 @@ begin
   return (
     select r.id from public.usage_reservations r
     where r.tenant_id = prior_run_reservation.tenant_id and r.run_ref = prior_run_reservation.run_ref
-      and r.release_reason is distinct from 'expired');
+      and r.period_start = prior_run_reservation.period_start
+      and (r.release_reason = 'collected' or (r.released_at is null and r.expires_at > now())));
 end;
 $$;
 
@@ -271,7 +301,7 @@ select private.grant_to_service_role_only(
   'private.take_slot_fast(uuid, timestamptz, bigint, timestamptz)',
   'private.take_slot_locked(uuid, timestamptz, timestamptz, bigint, timestamptz)',
   'private.retry_run_reservation(uuid, timestamptz, text, text, timestamptz)',
-  'private.prior_run_reservation(uuid, text)',
+  'private.prior_run_reservation(uuid, timestamptz, text)',
   'private.read_committed(uuid, timestamptz)'
 );
 -- The tenant's usage summary counts runs in flight with it, as the member reading it (security
@@ -302,10 +332,11 @@ grant select on private.enforcement_terms to service_role;
 -- without reserving (a dry check) and writes nothing.
 --
 -- run_ref makes a reserving decision idempotent per tenant: a retry of a run that was
--- allowed before (its reservation still active, or already collected) is allowed again
--- with the same reservation_id and reserves nothing more, even at the limit; a run whose
--- reservation expired takes a slot again under the same reservation_id. A run that was
--- blocked reserved nothing, so its retry is simply decided afresh.
+-- allowed before in this period (its reservation still active, or already collected) is
+-- allowed again with the same reservation_id and reserves nothing more, even at the limit;
+-- a run whose reservation expired or is of an earlier period is decided afresh and, if
+-- allowed, takes a slot under the same reservation_id. A run that was blocked reserved
+-- nothing, so its retry is simply decided afresh.
 --
 -- A decision that reserves commits without waiting for the WAL flush (set_config in the
 -- body: a SET clause would be undone before COMMIT). A reservation lost in a crash is
@@ -404,7 +435,7 @@ begin
         held := held + kept::int;
       end if;
     elsif enforce_usage.run_ref is not null then
-      reservation := private.prior_run_reservation(t.id, enforce_usage.run_ref);
+      reservation := private.prior_run_reservation(t.id, cur_start, enforce_usage.run_ref);
       allowed := reservation is not null;
     end if;
   else

@@ -417,6 +417,50 @@ describe('enforce: the fast path stays exact', () => {
   });
 });
 
+/** Gives the tenant a Stripe period of a month that ends an hour from now. */
+async function periodEndingSoon(tenantId: string) {
+  const end = new Date(Math.floor(Date.now() / 1000) * 1000 + 3600_000);
+  const start = subMonths(end, 1);
+  await superuser().query(
+    'update public.tenants set current_period_start = $2, current_period_end = $3 where id = $1',
+    [tenantId, start, end],
+  );
+  return { start, end };
+}
+
+/**
+ * That period ends and Stripe's renewal starts the next one, without waiting for it: the
+ * period, with its counters and reservations, moves back until it ended a minute ago.
+ * Returns the new period's start.
+ */
+async function rollOver(tenantId: string, period: { start: Date; end: Date }) {
+  const shift = period.end.getTime() - Date.now() + 60_000;
+  const start = new Date(period.start.getTime() - shift);
+  const end = new Date(period.end.getTime() - shift);
+  await superuser().query(
+    `update public.usage_counters set period_start = $3, period_end = $4
+     where tenant_id = $1 and period_start = $2`,
+    [tenantId, period.start, start, end],
+  );
+  await superuser().query(
+    'update public.usage_reservations set period_start = $3 where tenant_id = $1 and period_start = $2',
+    [tenantId, period.start, start],
+  );
+  await superuser().query(
+    'update public.tenants set current_period_start = $2, current_period_end = $3 where id = $1',
+    [tenantId, end, addMonths(end, 1)],
+  );
+  return end;
+}
+
+async function countersOf(tenantId: string) {
+  const { rows } = await superuser().query<{ reserved: string }>(
+    'select reserved from public.usage_counters where tenant_id = $1 order by period_start',
+    [tenantId],
+  );
+  return rows;
+}
+
 async function reservationsOf(tenantId: string) {
   const { rows } = await superuser().query<{
     id: string;
@@ -553,6 +597,41 @@ describe('enforce: a retried run is decided once (runRef)', () => {
     expect(retry.body).toMatchObject({ committed: 1, reservationId: Number(only?.id) });
     expect(await currentCounters(tenant.id)).toMatchObject({ reserved: '1' });
     expect(await activeReservations(tenant.id)).toBe(1);
+  });
+
+  it('a run allowed just before its period ended holds no slot in the next: its retry is decided afresh', async () => {
+    const tenant = await tenantOn({ included_executions: 1 });
+    const period = await periodEndingSoon(tenant.id);
+    // Run A is allowed just before the period ends; the runner loses the answer.
+    expect((await ask(tenant.id, { runRef: 'run-a' })).status).toBe(200);
+    const next = await rollOver(tenant.id, period);
+
+    // Run B takes the new period's only slot; A, retried now, would run in it too.
+    const b = await ask(tenant.id, { runRef: 'run-b' });
+    expect(b.status).toBe(200);
+    expect(Date.parse(b.body.periodStart as string)).toBe(next.getTime());
+    const retryA = await ask(tenant.id, { runRef: 'run-a' });
+    expect(retryA.status).toBe(402);
+    expect(retryA.body).toMatchObject({ reason: 'limit_reached', committed: 1 });
+    expect(retryA.body.reservationId).toBeNull();
+  });
+
+  it('a retry in the next period takes a slot there and releases its hold in the last', async () => {
+    const tenant = await tenantOn({ included_executions: 1 });
+    const period = await periodEndingSoon(tenant.id);
+    const first = await ask(tenant.id, { runRef: 'run-a' });
+    expect(first.status).toBe(200);
+    await rollOver(tenant.id, period);
+
+    const retryA = await ask(tenant.id, { runRef: 'run-a' });
+    expect(retryA.status).toBe(200);
+    expect(retryA.body).toMatchObject({ committed: 1, reservationId: first.body.reservationId });
+    expect(await currentCounters(tenant.id)).toMatchObject({ reserved: '1' });
+    expect(await countersOf(tenant.id)).toEqual([{ reserved: '0' }, { reserved: '1' }]);
+    expect(await reservationsOf(tenant.id)).toEqual([
+      { id: String(first.body.reservationId), run_ref: 'run-a', release_reason: null, live: true },
+    ]);
+    expect((await ask(tenant.id, { runRef: 'run-b' })).status).toBe(402);
   });
 
   it('run references are per tenant', async () => {
