@@ -1012,6 +1012,7 @@ export type Database = {
           created_at: string;
           current_period_end: string | null;
           current_period_start: string | null;
+          delinquent_since: string | null;
           external_ref: string | null;
           id: string;
           name: string;
@@ -1021,7 +1022,6 @@ export type Database = {
           stripe_subscription_id: string | null;
           stripe_synced_at: string | null;
           subscription_status: string;
-          subscription_status_changed_at: string;
           trial_ends_at: string | null;
           updated_at: string;
         };
@@ -1030,6 +1030,7 @@ export type Database = {
           created_at?: string;
           current_period_end?: string | null;
           current_period_start?: string | null;
+          delinquent_since?: string | null;
           external_ref?: string | null;
           id?: string;
           name: string;
@@ -1039,7 +1040,6 @@ export type Database = {
           stripe_subscription_id?: string | null;
           stripe_synced_at?: string | null;
           subscription_status?: string;
-          subscription_status_changed_at?: string;
           trial_ends_at?: string | null;
           updated_at?: string;
         };
@@ -1047,6 +1047,7 @@ export type Database = {
           created_at?: string;
           current_period_end?: string | null;
           current_period_start?: string | null;
+          delinquent_since?: string | null;
           external_ref?: string | null;
           id?: string;
           name?: string;
@@ -1056,7 +1057,6 @@ export type Database = {
           stripe_subscription_id?: string | null;
           stripe_synced_at?: string | null;
           subscription_status?: string;
-          subscription_status_changed_at?: string;
           trial_ends_at?: string | null;
           updated_at?: string;
         };
@@ -1461,6 +1461,7 @@ export type Database = {
           created_at: string;
           current_period_end: string | null;
           current_period_start: string | null;
+          delinquent_since: string | null;
           external_ref: string | null;
           id: string;
           name: string;
@@ -1470,7 +1471,6 @@ export type Database = {
           stripe_subscription_id: string | null;
           stripe_synced_at: string | null;
           subscription_status: string;
-          subscription_status_changed_at: string;
           trial_ends_at: string | null;
           updated_at: string;
         };

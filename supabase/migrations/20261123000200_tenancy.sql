@@ -98,14 +98,19 @@ create table public.tenants (
   trial_ends_at timestamptz,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
-  -- When subscription_status last changed (tenants_track_subscription_status): a
-  -- past_due, unpaid or canceled subscription runs on for the plan's grace days from then.
-  subscription_status_changed_at timestamptz not null default now(),
+  -- Since when the subscription has been past_due, unpaid or canceled without a break
+  -- (tenants_track_delinquency), null otherwise: it runs on for the plan's grace days from
+  -- then. Stripe's dunning moves an unpaid subscription on from past_due to unpaid or
+  -- canceled; that is the same delinquency, not a new one.
+  delinquent_since timestamptz,
   stripe_synced_at timestamptz,
   constraint tenants_period_bounds_paired check (
     (current_period_start is null) = (current_period_end is null)
   ),
-  constraint tenants_period_bounds_ordered check (current_period_end > current_period_start)
+  constraint tenants_period_bounds_ordered check (current_period_end > current_period_start),
+  constraint tenants_delinquent_since_when_delinquent check (
+    (delinquent_since is not null) = (subscription_status in ('past_due', 'unpaid', 'canceled'))
+  )
 );
 comment on table public.tenants is 'Customers of the operator; each has one plan and at most one Stripe subscription.';
 comment on column public.tenants.external_ref is 'The operator''s own identifier for this tenant; the enforcement API accepts it instead of id.';
@@ -116,22 +121,29 @@ create index tenants_plan_id_idx on public.tenants (plan_id);
 create trigger tenants_touch_updated_at before update on public.tenants
   for each row execute function private.touch_updated_at();
 
-create or replace function private.track_subscription_status_change()
+-- The delinquency clock starts when the subscription enters past_due, unpaid or canceled
+-- from any other status (or a tenant is created in one, unless a time is given), runs on
+-- while it moves among them, and stops when it leaves them.
+create or replace function private.track_delinquency()
 returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
-  if new.subscription_status is distinct from old.subscription_status then
-    new.subscription_status_changed_at := now();
+  if new.subscription_status not in ('past_due', 'unpaid', 'canceled') then
+    new.delinquent_since := null;
+  elsif tg_op = 'INSERT' then
+    new.delinquent_since := coalesce(new.delinquent_since, now());
+  elsif old.subscription_status not in ('past_due', 'unpaid', 'canceled') then
+    new.delinquent_since := now();
   end if;
   return new;
 end;
 $$;
-revoke all on function private.track_subscription_status_change() from public;
+revoke all on function private.track_delinquency() from public;
 
-create trigger tenants_track_subscription_status before update on public.tenants
-  for each row execute function private.track_subscription_status_change();
+create trigger tenants_track_delinquency before insert or update of subscription_status on public.tenants
+  for each row execute function private.track_delinquency();
 
 -- Tenant members ----------------------------------------------------------------------
 

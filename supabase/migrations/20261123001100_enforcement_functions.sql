@@ -314,7 +314,7 @@ grant execute on function private.read_committed(uuid, timestamptz) to authentic
 -- the lookup by id and the one by external reference each probe only their own index.
 create or replace view private.enforcement_terms with (security_invoker = true) as
 select x.id, x.external_ref,
-       x.subscription_status as status, x.subscription_status_changed_at as status_changed_at,
+       x.subscription_status as status, x.delinquent_since,
        x.current_period_start, x.current_period_end,
        p.included_executions, p.trial_included_executions, p.limit_policy, p.grace_days,
        p.alert_thresholds
@@ -397,7 +397,7 @@ begin
   end if;
 
   if t.status in ('past_due', 'unpaid', 'canceled') then
-    in_grace := now() < t.status_changed_at + make_interval(days => t.grace_days);
+    in_grace := now() < t.delinquent_since + make_interval(days => t.grace_days);
     inactive := not in_grace;
   elsif t.status in ('incomplete_expired', 'paused') then
     inactive := true;

@@ -36,15 +36,25 @@ async function tenantOn(fields: Record<string, unknown>) {
   return createTenant((await planWith(fields)).id);
 }
 
-async function setStatus(tenantId: string, status: string, changedDaysAgo = 0) {
+/** Sets the subscription status; a delinquent one (past_due, unpaid, canceled) since `delinquentDaysAgo`. */
+async function setStatus(tenantId: string, status: string, delinquentDaysAgo = 0) {
   await superuser().query(`update public.tenants set subscription_status = $2 where id = $1;`, [
     tenantId,
     status,
   ]);
   await superuser().query(
-    `update public.tenants set subscription_status_changed_at = now() - make_interval(days => $2) where id = $1`,
-    [tenantId, changedDaysAgo],
+    `update public.tenants set delinquent_since = now() - make_interval(days => $2)
+     where id = $1 and delinquent_since is not null`,
+    [tenantId, delinquentDaysAgo],
   );
+}
+
+/** Sets the subscription status as a Stripe event would, leaving the delinquency clock to the database. */
+async function moveStatus(tenantId: string, status: string) {
+  await superuser().query('update public.tenants set subscription_status = $2 where id = $1', [
+    tenantId,
+    status,
+  ]);
 }
 
 describe('enforce: policies', () => {
@@ -157,6 +167,27 @@ describe('enforce: policies', () => {
       const blocked = await ask(tenant.id);
       expect(blocked.status).toBe(402);
       expect(blocked.body).toMatchObject({ allowed: false, reason: 'subscription_inactive' });
+    },
+  );
+
+  it.each(['unpaid', 'canceled'])(
+    'past_due beyond the grace period, then %s: still blocked; the grace period starts again only after it was paid',
+    async (status) => {
+      const tenant = await tenantOn({ included_executions: 100, grace_days: 3 });
+      await setStatus(tenant.id, 'past_due', 10);
+      expect((await ask(tenant.id)).body).toMatchObject({ reason: 'subscription_inactive' });
+
+      // Stripe's dunning gives up: the same unpaid invoice, not a new delinquency.
+      await moveStatus(tenant.id, status);
+      const after = await ask(tenant.id);
+      expect(after.status).toBe(402);
+      expect(after.body).toMatchObject({ allowed: false, reason: 'subscription_inactive' });
+
+      // Paid (a new subscription, or the invoice settled), then past due again: a new grace period.
+      await moveStatus(tenant.id, 'active');
+      expect((await ask(tenant.id)).body).toMatchObject({ allowed: true, reason: 'within_limit' });
+      await moveStatus(tenant.id, 'past_due');
+      expect((await ask(tenant.id)).body).toMatchObject({ allowed: true, reason: 'grace_period' });
     },
   );
 
