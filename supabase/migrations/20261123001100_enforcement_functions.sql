@@ -372,9 +372,15 @@ declare
   standing record;
 begin
   -- A UUID names the tenant by id, anything else by the operator's external reference:
-  -- one index probe each, not both on every call.
+  -- one index probe each, not both on every call. An external reference may be a UUID
+  -- too (an account id in the operator's product): a UUID that is no tenant's id takes
+  -- the second probe, so only that miss pays for it. add_tenant refuses an external
+  -- reference that is another tenant's id, so the two cannot name different tenants.
   if enforce_usage.tenant ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
     select * into t from private.enforcement_terms v where v.id = enforce_usage.tenant::uuid;
+    if not found then
+      select * into t from private.enforcement_terms v where v.external_ref = enforce_usage.tenant;
+    end if;
   else
     select * into t from private.enforcement_terms v where v.external_ref = enforce_usage.tenant;
   end if;

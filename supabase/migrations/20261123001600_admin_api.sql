@@ -177,6 +177,12 @@ begin
     raise exception 'tenant % already has the external reference %', holder, quote_literal(add_tenant.external_ref)
       using errcode = '23505';
   end if;
+  -- enforce_usage reads a UUID as an id first: this reference would name that tenant.
+  if add_tenant.external_ref ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+     and exists (select 1 from public.tenants x where x.id = add_tenant.external_ref::uuid) then
+    raise exception 'the external reference % is the id of tenant %', quote_literal(add_tenant.external_ref), add_tenant.external_ref::uuid
+      using errcode = '23505', hint = 'A tenant is named by its id or its external reference; give this one a reference that is no tenant''s id.';
+  end if;
   select x.id into holder from public.tenants x where x.stripe_customer_id = add_tenant.stripe_customer_id;
   if holder is not null then
     raise exception 'Stripe customer % is already linked to tenant %', add_tenant.stripe_customer_id, holder

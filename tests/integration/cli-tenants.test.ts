@@ -80,6 +80,16 @@ describe('flowmeter tenants add', () => {
     expect(await tenantsNamed(name)).toEqual([]);
   });
 
+  it('refuses an external reference that is another tenant’s id, which enforcement would read as that tenant', async () => {
+    const plan = await createPlan();
+    const first = await addTenant(plan.id);
+    const name = uniqueId('Shadow');
+    const result = await tenantsAdd(name, plan.id, '--external-ref', first.id.toUpperCase());
+    expect(result.code).toBe(EXIT.usage);
+    expect(result.err).toMatch(`is the id of tenant ${first.id}`);
+    expect(await tenantsNamed(name)).toEqual([]);
+  });
+
   it.each([
     [['--plan', 'pro', '--stripe-customer', 'acme'], /Stripe customer id \(cus_…\)/],
     [['--plan', 'Pro!'], /a plan id/],

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { addMonths, subMonths } from 'date-fns';
 import { describe, expect, it } from 'vitest';
 import { decisionSchema } from '../../src/enforcement/schema.ts';
@@ -17,7 +18,7 @@ import {
 } from '../support/enforcement.ts';
 import { faultyDb, loseResponse, rpcFetch } from '../support/faults.ts';
 import { createPlan, createTenant, setPlan } from '../support/fixtures.ts';
-import { serviceClient, superuser } from '../support/stack.ts';
+import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
 const server = useN8nServer();
 const handler = enforceHandler();
@@ -206,6 +207,22 @@ describe('enforce: policies', () => {
       allowed: true,
       tenantId: tenant.id,
     });
+  });
+
+  it('accepts an external reference shaped like a UUID (an account id in the operator’s product)', async () => {
+    const plan = await planWith({ included_executions: 5 });
+    const externalRef = randomUUID();
+    const { data: tenant, error } = await serviceClient().rpc('add_tenant', {
+      name: uniqueId('tenant'),
+      plan_id: plan.id,
+      external_ref: externalRef,
+    });
+    expect(error).toBeNull();
+    const answer = await ask(externalRef, { runRef: 'run-a' });
+    expect(answer.status).toBe(200);
+    expect(answer.body).toMatchObject({ allowed: true, tenantId: tenant?.id, committed: 1 });
+    // Its id names it as well.
+    expect((await ask(tenant?.id as string)).body).toMatchObject({ committed: 2 });
   });
 
   it('answers 404 for an unknown tenant', async () => {
