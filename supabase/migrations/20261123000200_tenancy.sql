@@ -75,7 +75,10 @@ create table public.tenants (
   id uuid primary key default gen_random_uuid(),
   -- The operator's own identifier for the tenant (account id in its product).
   external_ref text unique
-    constraint tenants_external_ref_length check (length(external_ref) between 1 and 200),
+    constraint tenants_external_ref_length check (length(external_ref) between 1 and 200)
+    -- The enforce endpoint and the CLI trim what they are given, so a reference stored with
+    -- white space at an end could never be named.
+    constraint tenants_external_ref_trimmed check (external_ref !~ '^\s|\s$'),
   name text not null
     constraint tenants_name_length check (length(name) between 1 and 200),
   plan_id text not null references public.plans (id),

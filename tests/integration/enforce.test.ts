@@ -225,6 +225,23 @@ describe('enforce: policies', () => {
     expect((await ask(tenant?.id as string)).body).toMatchObject({ committed: 2 });
   });
 
+  it('refuses to store an external reference with white space at an end: /enforce trims what it is sent', async () => {
+    const plan = await planWith({ included_executions: 5 });
+    for (const externalRef of [' acme', 'acme ', '\tacme', 'acme\n']) {
+      const { error, status } = await serviceClient().rpc('add_tenant', {
+        name: uniqueId('tenant'),
+        plan_id: plan.id,
+        external_ref: externalRef,
+      });
+      expect({ externalRef, status, code: error?.code }).toEqual({
+        externalRef,
+        status: 400,
+        code: '23514',
+      });
+      expect(error?.message).toMatch(/tenants_external_ref_trimmed/);
+    }
+  });
+
   it('answers 404 for an unknown tenant', async () => {
     const { status, body } = await ask('no-such-tenant');
     expect(status).toBe(404);
