@@ -98,8 +98,14 @@ export function keepLeases(input: { db: Db; leaseSeconds: number; log: Logger })
   };
 }
 
+/**
+ * How a source's turn ended. No deferral: a verdict, `error` when it failed. `cut`: worked,
+ * but the turn ended before its walk did; `unworked`: never started. A deferral records
+ * neither a success nor a failure (release_collector_sources says how each is scheduled).
+ */
 export interface Release extends Lease {
   error?: string;
+  deferral?: 'cut' | 'unworked';
 }
 
 /**
@@ -120,6 +126,7 @@ export function batchReleases(input: { db: Db; log: Logger; flushMs?: number; ma
       source_ids: batch.map((r) => r.source_id),
       lease_tokens: batch.map((r) => r.lease_token),
       errors: batch.map((r) => r.error ?? null) as string[],
+      deferrals: batch.map((r) => r.deferral ?? null) as string[],
     });
     // Unreleased leases expire by themselves; the sources are collected again after that.
     if (error)

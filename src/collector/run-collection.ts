@@ -8,7 +8,7 @@ import { fail, ok, type Result } from '../domain/result.ts';
 import { openApiKey } from '../n8n/api-key.ts';
 import type { N8nClient } from '../n8n/client.ts';
 import type { Logger } from '../observability/logger.ts';
-import { batchReleases, keepLeases, type Lease } from './leases.ts';
+import { batchReleases, keepLeases, type Lease, type Release } from './leases.ts';
 import {
   type ClaimedSource,
   claimedSourceSchema,
@@ -261,7 +261,9 @@ async function fanOut(
     if (slice.length === 0) break;
     const handed = await handSlice(handOff, runId, slice, cut);
     if (!handed.ok) {
-      for (const source of slice) releases.add(leaseOf(source));
+      // Never worked: freed as such, they keep their health and stay first in line, ahead of
+      // the sources this run collects (a success would put them last, run after run).
+      for (const source of slice) releases.add({ ...leaseOf(source), deferral: 'unworked' });
       if (handed.error.code === 'refused') {
         sent.refused = { sources: slice.length, error: handed.error.message };
       }
@@ -368,10 +370,12 @@ async function collectClaimed(
   const leases = keepLeases({ db, leaseSeconds: settings.leaseSeconds, log: runLog });
   leases.hold(sources);
   const releases = batchReleases({ db, log: runLog });
-  const release = (source: ClaimedSource, error?: string) => {
+  const release = (source: ClaimedSource, end: Omit<Release, keyof Lease> = {}) => {
     leases.drop(source.source_id);
-    releases.add({ ...leaseOf(source), ...(error === undefined ? {} : { error }) });
+    releases.add({ ...leaseOf(source), ...end });
   };
+  // Sources the budget ran out before: deferred like a cut walk, but nothing of them was worked.
+  const unworked = new Set<string>();
   // Beside this run's own work, so the background workers start at once.
   const fannedOut =
     input.trigger === 'schedule' && input.handOff && sources.length >= ownShare(settings)
@@ -396,6 +400,9 @@ async function collectClaimed(
         let outcome: SourceOutcome;
         if (leases.isLost(source.source_id)) {
           outcome = { status: 'lease_lost', ...nothing };
+        } else if (now() >= deadline || budgetSignal.aborted) {
+          unworked.add(source.source_id);
+          outcome = { status: 'deferred', ...nothing };
         } else {
           try {
             const apiKey = openApiKey(input.keyring, source.tenant_id, source.api_key_ciphertext);
@@ -422,7 +429,7 @@ async function collectClaimed(
           }
         }
         if (outcome.status === 'ok') release(source);
-        else if (outcome.status === 'failed') release(source, outcome.error);
+        else if (outcome.status === 'failed') release(source, { error: outcome.error });
         else if (outcome.status === 'lease_lost') leases.drop(source.source_id);
         const level = outcome.status === 'failed' ? 'error' : 'info';
         sourceLog[level]({ ...outcome }, `source ${outcome.status}`);
@@ -462,8 +469,11 @@ async function collectClaimed(
       if (answer?.error.code === 'refused') {
         refused = withRefused(refused, slice.length, answer.error.message);
       }
-      // The saved cursor lets the next run resume; free the lease so it can.
-      for (const s of slice) release(s);
+      // The saved cursor lets the next run resume; free the lease so it can, recording no
+      // success: nothing says the source is collected until a walk of it completes.
+      for (const s of slice) {
+        release(s, { deferral: unworked.has(s.source_id) ? 'unworked' : 'cut' });
+      }
     });
     runLog.info({ sources: deferred.length, handedOff }, 'walks unfinished at the budget');
   }

@@ -224,6 +224,7 @@ export type Database = {
           lease_seconds: number;
           lease_token: string | null;
           next_attempt_at: string;
+          previous_attempt_at: string | null;
           source_id: string;
           supports_started_after: boolean | null;
           updated_at: string;
@@ -245,6 +246,7 @@ export type Database = {
           lease_seconds?: number;
           lease_token?: string | null;
           next_attempt_at?: string;
+          previous_attempt_at?: string | null;
           source_id: string;
           supports_started_after?: boolean | null;
           updated_at?: string;
@@ -265,6 +267,7 @@ export type Database = {
           lease_seconds?: number;
           lease_token?: string | null;
           next_attempt_at?: string;
+          previous_attempt_at?: string | null;
           source_id?: string;
           supports_started_after?: boolean | null;
           updated_at?: string;
@@ -2337,7 +2340,12 @@ export type Database = {
         };
       };
       release_collector_sources: {
-        Args: { errors?: string[]; lease_tokens: string[]; source_ids: string[] };
+        Args: {
+          deferrals?: string[];
+          errors?: string[];
+          lease_tokens: string[];
+          source_ids: string[];
+        };
         Returns: number;
       };
       release_invoice_preview_claim: {

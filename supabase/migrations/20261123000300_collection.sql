@@ -87,6 +87,9 @@ create table public.collector_source_state (
   lease_expires_at timestamptz,
   lease_seconds int not null default 120,
   last_attempt_at timestamptz,
+  -- last_attempt_at before the current lease's claim: a source freed without being worked
+  -- (release_collector_sources, 'unworked') gets it back, so it stays first in line.
+  previous_attempt_at timestamptz,
   last_success_at timestamptz,
   last_walk_completed_at timestamptz,
   consecutive_failures int not null default 0,

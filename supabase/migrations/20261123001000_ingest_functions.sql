@@ -222,6 +222,7 @@ begin
       lease_token = gen_random_uuid(),
       lease_expires_at = now() + make_interval(secs => claim_collector_sources.lease_seconds),
       lease_seconds = claim_collector_sources.lease_seconds,
+      previous_attempt_at = st.last_attempt_at,
       last_attempt_at = now()
     from due
     where st.source_id = due.source_id
@@ -721,13 +722,20 @@ begin
 end;
 $$;
 
--- Ends the turns of many sources in one call: records each one's success or error (errors[i]
--- null for success), schedules its next attempt (backing off exponentially while it fails,
--- at most an hour) and frees its lease. Leases no longer held are left alone.
+-- Ends the turns of many sources in one call and frees their leases. deferrals[i] null: the
+-- turn reached a verdict, errors[i] (null for success) is recorded, the next attempt is
+-- scheduled (backing off exponentially while it fails, at most an hour). A deferral records
+-- no verdict, so a source never collected cannot read as collected, nor a failing one as
+-- recovered: 'cut', worked but its turn ended before its walk did (the budget, the run's
+-- end), is due again at once; 'unworked', never started (a slice that could not be handed
+-- over, a source the budget never reached), also gets back the last attempt its claim
+-- replaced, so it is first in line for the next claim instead of behind every source that
+-- was collected. Leases no longer held are left alone.
 create or replace function public.release_collector_sources(
   source_ids uuid[],
   lease_tokens uuid[],
-  errors text[] default null
+  errors text[] default null,
+  deferrals text[] default null
 )
 returns int
 language plpgsql
@@ -735,26 +743,40 @@ set search_path = ''
 as $$
 declare
   released int;
+  sources int := cardinality(release_collector_sources.source_ids);
 begin
   if release_collector_sources.errors is not null
-     and cardinality(release_collector_sources.errors) <> cardinality(release_collector_sources.source_ids) then
+     and cardinality(release_collector_sources.errors) <> sources then
     raise exception 'errors must have one entry per source (% sources, % errors)',
-      cardinality(release_collector_sources.source_ids), cardinality(release_collector_sources.errors);
+      sources, cardinality(release_collector_sources.errors);
+  end if;
+  if release_collector_sources.deferrals is not null
+     and cardinality(release_collector_sources.deferrals) <> sources then
+    raise exception 'deferrals must have one entry per source (% sources, % deferrals)',
+      sources, cardinality(release_collector_sources.deferrals);
+  end if;
+  if exists (select 1 from unnest(release_collector_sources.deferrals) d(kind)
+             where d.kind is not null and d.kind not in ('cut', 'unworked')) then
+    raise exception 'a deferral is null, cut or unworked';
   end if;
   update public.collector_source_state s set
     lease_token = null,
     lease_expires_at = null,
-    consecutive_failures = case when r.error is null then 0 else s.consecutive_failures + 1 end,
-    last_success_at = case when r.error is null then now() else s.last_success_at end,
-    last_error = case when r.error is null then s.last_error else left(r.error, 2000) end,
-    last_error_at = case when r.error is null then s.last_error_at else now() end,
-    next_attempt_at = case when r.error is null then now()
+    consecutive_failures = case when r.deferral is not null then s.consecutive_failures
+      when r.error is null then 0 else s.consecutive_failures + 1 end,
+    last_success_at = case when r.deferral is null and r.error is null then now() else s.last_success_at end,
+    last_error = case when r.deferral is null and r.error is not null then left(r.error, 2000) else s.last_error end,
+    last_error_at = case when r.deferral is null and r.error is not null then now() else s.last_error_at end,
+    last_attempt_at = case when r.deferral = 'unworked' then s.previous_attempt_at else s.last_attempt_at end,
+    next_attempt_at = case when r.deferral = 'unworked' then s.next_attempt_at
+      when r.deferral is not null or r.error is null then now()
       else now() + least(interval '1 hour', interval '1 minute' * power(2, least(s.consecutive_failures, 10))) end
   from unnest(
     release_collector_sources.source_ids,
     release_collector_sources.lease_tokens,
-    coalesce(release_collector_sources.errors, array_fill(null::text, array[cardinality(release_collector_sources.source_ids)]))
-  ) as r(source_id, lease_token, error)
+    coalesce(release_collector_sources.errors, array_fill(null::text, array[sources])),
+    coalesce(release_collector_sources.deferrals, array_fill(null::text, array[sources]))
+  ) as r(source_id, lease_token, error, deferral)
   where s.source_id = r.source_id and s.lease_token = r.lease_token;
   get diagnostics released = row_count;
   return released;
@@ -819,7 +841,7 @@ select private.grant_to_service_role_only(
   'public.acknowledge_collection_gaps(uuid[], uuid[])',
   'public.close_open_executions(uuid, uuid, bigint[], bigint[], bigint[])',
   'public.renew_collector_leases(uuid[], uuid[])',
-  'public.release_collector_sources(uuid[], uuid[], text[])',
+  'public.release_collector_sources(uuid[], uuid[], text[], text[])',
   'public.start_collector_run(text)',
   'public.finish_collector_run(uuid, jsonb)',
   'public.maintain_execution_partitions(int)'

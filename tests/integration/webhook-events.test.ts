@@ -53,13 +53,14 @@ async function leasedSource(tenantId: string) {
   return source.id;
 }
 
-async function finishTurn(sourceId: string, failure: string | null) {
+async function finishTurn(sourceId: string, failure: string | null, deferral?: 'cut' | 'unworked') {
   const db = serviceClient();
   const { lease_token: lease } = await claimSource(sourceId, {}, db);
   const { error } = await db.rpc('release_collector_sources', {
     source_ids: [sourceId],
     lease_tokens: [lease],
     ...(failure ? { errors: [failure] } : {}),
+    ...(deferral ? { deferrals: [deferral] } : {}),
   });
   if (error) throw new Error(error.message);
 }
@@ -142,6 +143,24 @@ describe('webhook events, each from its cause', () => {
       error: expect.stringMatching(/answered 502/),
     });
     expect(events[1]?.payload).toMatchObject({ consecutive_failures: 0, error: null });
+  });
+
+  it('neither at a deferred turn: a failing source whose walk was cut or never started is not recovered', async () => {
+    const tenant = await createTenant();
+    const sourceId = await leasedSource(tenant.id);
+    await finishTurn(sourceId, null);
+    await finishTurn(sourceId, 'n8n at https://events.n8n.example.test answered 502');
+    await finishTurn(sourceId, null, 'cut');
+    await finishTurn(sourceId, null, 'unworked');
+    expect(await typesOf(tenant.id)).toEqual(['source.failing']);
+    const { rows } = await superuser().query(
+      'select consecutive_failures, last_error from public.collector_source_state where source_id = $1',
+      [sourceId],
+    );
+    expect(rows[0]).toMatchObject({
+      consecutive_failures: 1,
+      last_error: expect.stringMatching(/502/),
+    });
   });
 
   it('collection.gap_recorded: once per gap, however often a walk meets it', async () => {
