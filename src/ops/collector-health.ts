@@ -46,6 +46,20 @@ export const collectorHealthSchema = z.object({
       held_for_seconds: number,
     }),
   ),
+  deferred_sources: z.object({
+    count: number,
+    /** The five longest uncollected, longest first. */
+    longest: z.array(
+      z.object({
+        source_id: z.string(),
+        tenant_id: z.string(),
+        base_url: z.string(),
+        last_success_at: when,
+        last_walk_completed_at: when,
+        uncollected_seconds: number,
+      }),
+    ),
+  }),
   unacknowledged_gaps: z.object({
     gaps: number,
     executions: number,
@@ -114,6 +128,22 @@ function runProblems(run: Run, name: string): string[] {
 }
 
 /**
+ * Sources every run takes and none gets through: each run cuts the walk at its budget and
+ * defers it, which records no error, so nothing else would name them.
+ */
+function deferredAttention(deferred: CollectorHealth['deferred_sources']): string[] {
+  const [longest] = deferred.longest;
+  if (deferred.count === 0 || !longest) return [];
+  const walk = longest.last_walk_completed_at
+    ? `its walk last completed at ${longest.last_walk_completed_at}`
+    : 'its walk never completed';
+  const one = deferred.count === 1;
+  return [
+    `${plural(deferred.count, 'source')} not collected for 30 minutes or more although every collector run takes ${one ? 'it' : 'them'}: each run cuts ${one ? 'its walk' : 'their walks'} at its budget and defers ${one ? 'it' : 'them'} (${one ? '' : 'the longest: '}${longest.source_id.slice(0, 8)} (${longest.base_url}), for ${span(longest.uncollected_seconds)}, ${walk}): set FLOWMETER_INTERNAL_SECRET and URL so that collect-usage hands walks unfinished at its budget to collect-usage-background, or raise COLLECTOR_BUDGET_SECONDS or COLLECTOR_CONCURRENCY; if its n8n answers slowly or not at all, \`flowmeter sources test ${longest.source_id}\` shows it`,
+  ];
+}
+
+/**
  * What of the collector needs a person, each with what to do. Run-wide findings (the latest
  * scheduled run, background runs that ended badly since it started, killed runs) are left
  * out when the status is limited to some tenants.
@@ -148,6 +178,7 @@ export function collectorAttention(
       `source ${lease.source_id.slice(0, 8)} (${lease.base_url}) is held by a lease that ran out unreleased (its run died, or never learned it held it), for ${span(lease.held_for_seconds)}: the next run takes it over; if this persists, check that collect-usage runs`,
     );
   }
+  lines.push(...deferredAttention(health.deferred_sources));
   const gaps = health.unacknowledged_gaps;
   if (gaps.gaps > 0) {
     const kinds = Object.entries(gaps.by_kind)

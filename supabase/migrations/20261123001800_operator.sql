@@ -188,10 +188,13 @@ as $$
       'failing', (select count(*) from sources where enabled and consecutive_failures > 0),
       'never_collected', (select count(*) from sources where enabled and last_success_at is null),
       -- Enabled, not failing, and yet nothing collected for three collector cycles (since it
-      -- was added, when it never was): no run is taking it, which no error would show.
+      -- was added, when it never was), and no run took it meanwhile: no run is taking it, which
+      -- no error would show. One that runs take but never get through is collector_health's
+      -- (deferred_sources), with its own remedy.
       'stalled', (select count(*) from sources
                   where enabled and consecutive_failures = 0
-                    and coalesce(last_success_at, created_at) < now() - interval '30 minutes'),
+                    and coalesce(last_success_at, created_at) < now() - interval '30 minutes'
+                    and coalesce(last_attempt_at, '-infinity') < now() - interval '30 minutes'),
       'max_lag_seconds', (select max(lag_seconds) from sources where enabled),
       'worst', coalesce((
         select jsonb_agg(to_jsonb(w) order by w.consecutive_failures desc, w.lag_seconds desc nulls first, w.id)
@@ -265,8 +268,9 @@ select private.grant_to_service_role_only('public.operator_status(uuid[], int, i
 -- finish, with failures, could it reach the database, did it fail as a whole or lose
 -- leases), the background runs that ended with any of those since it started (the last day
 -- when there is none; the five latest and how many), runs killed before they could finish
--- in the last day (with what they committed), sources whose lease outlived its run, and gaps
--- not acknowledged yet. tenant_ids limits leases and gaps to those tenants.
+-- in the last day (with what they committed), sources whose lease outlived its run, sources
+-- every run defers, and gaps not acknowledged yet. tenant_ids limits leases, deferred sources
+-- and gaps to those tenants.
 create or replace function public.collector_health(tenant_ids uuid[] default null)
 returns jsonb
 language sql stable
@@ -283,6 +287,20 @@ as $$
     select g.* from public.collection_gaps g
     where g.acknowledged_at is null
       and (collector_health.tenant_ids is null or g.tenant_id = any (collector_health.tenant_ids))
+  ),
+  -- Enabled, not failing, taken by a run in the last three collector cycles, and yet no turn
+  -- of it completed in those cycles (since it was added, when none ever did): every run
+  -- defers it, its walk cut at the budget (an n8n slower than the budget, or hanging, and no
+  -- background function to finish the walk), and a deferral records no error.
+  deferred_sources as (
+    select st.source_id, s.tenant_id, s.base_url, s.created_at, st.last_success_at,
+           st.last_walk_completed_at, st.last_attempt_at
+    from public.collector_source_state st
+    join public.n8n_sources s on s.id = st.source_id
+    where s.enabled and st.consecutive_failures = 0
+      and coalesce(st.last_success_at, s.created_at) < now() - interval '30 minutes'
+      and st.last_attempt_at >= now() - interval '30 minutes'
+      and (collector_health.tenant_ids is null or s.tenant_id = any (collector_health.tenant_ids))
   ),
   latest_scheduled as (
     select r.* from public.collector_runs r
@@ -339,6 +357,18 @@ as $$
       where st.lease_token is not null and st.lease_expires_at <= now()
         and (collector_health.tenant_ids is null or s.tenant_id = any (collector_health.tenant_ids))
     ), '[]'::jsonb),
+    'deferred_sources', jsonb_build_object(
+      'count', (select count(*) from deferred_sources),
+      'longest', coalesce((
+        select jsonb_agg(jsonb_build_object(
+                 'source_id', d.source_id, 'tenant_id', d.tenant_id, 'base_url', d.base_url,
+                 'last_success_at', d.last_success_at,
+                 'last_walk_completed_at', d.last_walk_completed_at,
+                 'uncollected_seconds', floor(extract(epoch from now() - coalesce(d.last_success_at, d.created_at)))::bigint)
+               order by coalesce(d.last_success_at, d.created_at), d.source_id)
+        from (select * from deferred_sources order by coalesce(last_success_at, created_at), source_id limit 5) d
+      ), '[]'::jsonb)
+    ),
     'unacknowledged_gaps', jsonb_build_object(
       'gaps', (select count(*) from gaps),
       'executions', (select coalesce(sum(g.to_id - g.from_id + 1), 0) from gaps g),

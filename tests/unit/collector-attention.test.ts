@@ -25,6 +25,7 @@ const healthy: CollectorHealth = {
   failed_background_runs: { count: 0, latest: [] },
   killed_runs: [],
   dead_leases: [],
+  deferred_sources: { count: 0, longest: [] },
   unacknowledged_gaps: {
     gaps: 0,
     executions: 0,
@@ -102,6 +103,31 @@ describe('collectorAttention', () => {
       '1 collector run in the last day never finished (killed or timed out; the latest, schedule at 2026-12-01T11:00:00Z, had committed 7 pages, 1,750 executions): check the function logs',
       'source 3666cbfb (https://acme.app.n8n.cloud) is held by a lease that ran out unreleased (its run died, or never learned it held it), for 2 h: the next run takes it over; if this persists, check that collect-usage runs',
       '3 gaps (12 executions possibly uncounted: 10 pruned, 2 missing) since the last acknowledgement: see `flowmeter sources list`, then `flowmeter sources acknowledge-gaps`',
+    ]);
+  });
+
+  it('flags sources every run defers, with how long and what to configure or raise', () => {
+    const lines = collectorAttention(
+      {
+        ...healthy,
+        deferred_sources: {
+          count: 2,
+          longest: [
+            {
+              source_id: '3666cbfb-91f2-4630-8cc3-d426717c4ec7',
+              tenant_id: 't',
+              base_url: 'https://slow.app.n8n.cloud',
+              last_success_at: null,
+              last_walk_completed_at: null,
+              uncollected_seconds: 2400,
+            },
+          ],
+        },
+      },
+      { perTenant: true },
+    );
+    expect(lines).toEqual([
+      '2 sources not collected for 30 minutes or more although every collector run takes them: each run cuts their walks at its budget and defers them (the longest: 3666cbfb (https://slow.app.n8n.cloud), for 40 min, its walk never completed): set FLOWMETER_INTERNAL_SECRET and URL so that collect-usage hands walks unfinished at its budget to collect-usage-background, or raise COLLECTOR_BUDGET_SECONDS or COLLECTOR_CONCURRENCY; if its n8n answers slowly or not at all, `flowmeter sources test 3666cbfb-91f2-4630-8cc3-d426717c4ec7` shows it',
     ]);
   });
 

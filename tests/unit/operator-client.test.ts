@@ -67,6 +67,7 @@ const collector = {
   failed_background_runs: { count: 0, latest: [] },
   killed_runs: [],
   dead_leases: [],
+  deferred_sources: { count: 0, longest: [] },
   unacknowledged_gaps: {
     gaps: 1,
     executions: 4,
