@@ -11,7 +11,13 @@ import { N8nApiError, type N8nClient } from '../n8n/client.ts';
 import { decodeCursor } from '../n8n/cursor.ts';
 import type { N8nExecution } from '../n8n/schemas.ts';
 import type { Logger } from '../observability/logger.ts';
-import { checkPage, checkTimes } from './page-checks.ts';
+import {
+  checkPage,
+  checkTimes,
+  checkWalkIds,
+  topToConfirm,
+  unconfirmedTop,
+} from './page-checks.ts';
 import { toIngestRow, type WalkPosition, walkStep } from './walk.ts';
 
 /**
@@ -191,6 +197,15 @@ async function fetchByIds(
     throw error;
   });
   return results.filter((r) => r !== undefined);
+}
+
+/** Whether n8n answers execution `id` when asked for it by id. */
+async function answersById(input: SyncSourceInput, id: number): Promise<boolean> {
+  const execution = await input.n8n.getExecution(
+    String(id),
+    input.signal ? { signal: input.signal } : {},
+  );
+  return execution?.id === String(id);
 }
 
 function refuseImplausible(executions: N8nExecution[], now: number): void {
@@ -435,6 +450,13 @@ export async function syncSource(input: SyncSourceInput): Promise<SourceOutcome>
         page,
       );
       if (!order.ok) throw new RefusedAnswer(order.message);
+      // The walk's newest id becomes the next walk's floor: one n8n never assigned, or one
+      // below ids already collected, would make every later walk skip executions unseen.
+      const walkTop = { firstPage: cursor === undefined, highWaterId: source.high_water_id };
+      const ids = checkWalkIds(walkTop, page);
+      if (!ids.ok) throw new RefusedAnswer(ids.message);
+      const far = topToConfirm(walkTop, page);
+      if (far && !(await answersById(input, far.id))) throw new RefusedAnswer(unconfirmedTop(far));
       const step = walkStep({ ...position, filtered: filter }, page);
       refuseImplausible(step.executions, now());
       pipeline.add(

@@ -105,7 +105,8 @@ const DEFAULTS = {
 };
 /** Same-origin redirects followed (a proxy adding a trailing slash, http → https is not one). */
 const MAX_REDIRECTS = 3;
-const MAX_PAGE_SIZE = 250;
+/** The most executions n8n lists per page. */
+export const MAX_PAGE_SIZE = 250;
 
 const NOT_FOUND = Symbol('not found');
 

@@ -178,6 +178,12 @@ export class N8nEmulator {
     this.executions.delete(Number(id));
   }
 
+  /** n8n reinstalled at the same address: its executions are gone and ids start again at 1. */
+  reinstall(): void {
+    this.executions.clear();
+    this.nextId = 1;
+  }
+
   /** Like `EXECUTIONS_DATA_PRUNE_MAX_COUNT`: keeps the newest N, never an unfinished one. */
   prune(options: { keepNewest: number }): void {
     const committed = [...this.executions.values()]
