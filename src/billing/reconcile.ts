@@ -90,18 +90,30 @@ export const reconcileRunSummary = (r: ReconcileSummary): ReconcileRunSummary =>
   previewError: r.previewError?.slice(0, 300) ?? null,
 });
 
+const wholeMinute = (at: string) => Math.floor(Date.parse(at) / 60_000) * 60;
+
+/**
+ * The window (Unix seconds) Stripe's meter event summaries are asked for a billing period:
+ * Stripe takes only windows aligned to whole minutes, and a period Stripe started at an odd
+ * second is not. From its start's minute to its end's minute: flowmeter stamps the
+ * period's events before its last whole minute (private.meter_event_stamp), so the window
+ * holds all of them and none of the period before it (stamped before this one's minute).
+ */
+const summaryWindow = (period: { start: string; end: string }) => ({
+  start_time: wholeMinute(period.start),
+  end_time: wholeMinute(period.end),
+});
+
 async function stripeTotal(
   stripe: Stripe,
   meterId: string,
   customer: string,
-  start: string,
-  end: string,
+  period: { start: string; end: string },
 ) {
   let total = 0;
   for await (const summary of stripe.billing.meters.listEventSummaries(meterId, {
     customer,
-    start_time: Math.floor(Date.parse(start) / 1000),
-    end_time: Math.floor(Date.parse(end) / 1000),
+    ...summaryWindow(period),
   })) {
     total += summary.aggregated_value;
   }
@@ -251,13 +263,10 @@ export async function runReconciliation(input: ReconcileInput): Promise<Result<R
     }
     let atStripe: number;
     try {
-      atStripe = await stripeTotal(
-        stripe,
-        total.stripe_meter_id,
-        total.stripe_customer_id,
-        total.period_start,
-        total.period_end,
-      );
+      atStripe = await stripeTotal(stripe, total.stripe_meter_id, total.stripe_customer_id, {
+        start: total.period_start,
+        end: total.period_end,
+      });
     } catch (stripeError) {
       const message = (stripeError as Error).message;
       log.warn({ total, error: message }, 'could not compare with Stripe');

@@ -81,7 +81,8 @@ create table public.meter_reports (
   -- always gets the same identifier.
   identifier text not null unique
     constraint meter_reports_identifier_length check (length(identifier) <= 100),
-  -- Inside the period it bills: now, or the period's last second once it has ended.
+  -- Inside the period it bills: now, but no later than the second before the period's last
+  -- whole minute (private.meter_event_stamp), so that a minute-aligned summary finds it.
   event_timestamp timestamptz not null,
   -- pending: to send (or to retry); sent: Stripe accepted it; late: its period's invoice is
   -- final (or the timestamp is older than Stripe accepts), so it is not sent — the

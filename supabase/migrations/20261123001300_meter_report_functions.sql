@@ -3,6 +3,23 @@
 
 -- Reporting ---------------------------------------------------------------------------
 
+-- When a meter event for the period ending period_end is stamped: now, but never later
+-- than the last second before the period's last whole minute (Unix time). Stripe answers
+-- meter event summaries only for windows aligned to whole minutes, and a billing period
+-- Stripe started at an odd second (10:17:43) is not: reconciliation asks for the period
+-- from its start's minute to its end's minute, [floor(start), floor(end)). Every event of
+-- the period lies in [start, floor(end)), inside that window, and every event of the
+-- period before it in [its start, floor(start)), outside it; so the window holds exactly
+-- the period's own events and the invoice (which bills [start, end)) bills them too.
+create or replace function private.meter_event_stamp(period_end timestamptz)
+returns timestamptz
+language sql stable
+set search_path = ''
+as $$
+  select least(now(), to_timestamp(floor(extract(epoch from meter_event_stamp.period_end) / 60) * 60)
+                      - interval '1 second');
+$$;
+
 -- Records every unreported delta in the ledger (one row per tenant-period, locked so two
 -- reporters never claim the same delta), then returns up to max_rows pending reports,
 -- oldest first. Deltas of periods whose invoice is already final are recorded as late.
@@ -38,7 +55,7 @@ begin
     select d.tenant_id, d.period_start, d.period_end, d.stripe_customer_id, d.stripe_meter_event_name,
            d.billable, d.billable - d.reported,
            format('flowmeter:%s:%s:%s', d.tenant_id, extract(epoch from d.period_start)::bigint, d.billable),
-           least(now(), d.period_end - interval '1 second'),
+           private.meter_event_stamp(d.period_end),
            case when now() > d.period_end + make_interval(mins => claim_meter_deltas.finalization_grace_minutes)
                 then 'late' else 'pending' end
     from due d
@@ -94,6 +111,7 @@ end;
 $$;
 
 select private.grant_to_service_role_only(
+  'private.meter_event_stamp(timestamptz)',
   'public.claim_meter_deltas(int, int, uuid[])',
   'public.record_meter_report(bigint, text, text, text)'
 );

@@ -162,7 +162,7 @@ begin
   end if;
   invoice_open := now() < counters.period_end + make_interval(mins => record_meter_correction.finalization_grace_minutes)
                           - interval '1 minute';
-  stamp := least(now(), counters.period_end - interval '1 second');
+  stamp := private.meter_event_stamp(counters.period_end);
 
   if record_meter_correction.delta > 0 then
     if not invoice_open then

@@ -15,6 +15,8 @@ import { STRIPE_API_VERSION } from '../../src/stripe/client.ts';
  *   minutes ahead, a `payload[value]` that is not a string of an integer (400);
  * - an `Idempotency-Key` over 255 characters, or one reused with other parameters (400);
  * - a second event with an identifier it already holds (400 `duplicate_meter_event`);
+ * - event summaries without a customer, or for a window that does not start and end on
+ *   whole minutes (400);
  * - a cancellation (Meter Event Adjustment) without `event_name`, `type` or
  *   `cancel[identifier]`, of a type other than `cancel`, of an identifier it does not hold,
  *   under another event name, already cancelled, or more than 24 hours after it received the
@@ -703,6 +705,15 @@ export class FakeStripe {
     const end = Number(url.searchParams.get('end_time'));
     if (!Number.isInteger(start) || !Number.isInteger(end) || start >= end) {
       return invalid('start_time must be an integer before end_time', 'start_time');
+    }
+    // stripe-node's MeterListEventSummariesParams: both "Must be aligned with minute boundaries".
+    for (const [name, at] of [
+      ['start_time', start],
+      ['end_time', end],
+    ] as const) {
+      if (at % 60 !== 0) {
+        return invalid(`${name} must be aligned with minute boundaries.`, name);
+      }
     }
     let total = this.summaryOffset.get(customer) ?? 0;
     for (const e of this.accepted.values()) {

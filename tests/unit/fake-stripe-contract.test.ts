@@ -229,7 +229,7 @@ describe('the fake refuses what Stripe refuses, in Stripe’s shape', () => {
     expect((limited as Stripe.errors.StripeError).headers?.['retry-after']).toBe('4');
   });
 
-  it('event summaries without a customer or with a window that ends before it starts: 400', async () => {
+  it('event summaries without a customer, with a window that ends before it starts or not on whole minutes: 400', async () => {
     const summaries = (params: Record<string, string>) =>
       fetch(
         `https://api.stripe.com/v1/billing/meters/mtr_test_1/event_summaries?${new URLSearchParams(params)}`,
@@ -237,11 +237,22 @@ describe('the fake refuses what Stripe refuses, in Stripe’s shape', () => {
           headers: { authorization: `Bearer ${KEY}`, 'stripe-version': STRIPE_API_VERSION },
         },
       );
-    expect((await summaries({ start_time: '1', end_time: '2' })).status).toBe(400);
-    expect((await summaries({ customer: 'cus_x', start_time: '5', end_time: '2' })).status).toBe(
-      400,
-    );
-    expect((await summaries({ customer: 'cus_x', start_time: '1', end_time: '2' })).status).toBe(
+    expect((await summaries({ start_time: '60', end_time: '120' })).status).toBe(400);
+    expect(
+      (await summaries({ customer: 'cus_x', start_time: '300', end_time: '120' })).status,
+    ).toBe(400);
+    // stripe-node's MeterListEventSummariesParams: both "Must be aligned with minute boundaries".
+    for (const window of [
+      { start_time: '1', end_time: '120' },
+      { start_time: '60', end_time: '121' },
+    ]) {
+      const unaligned = await summaries({ customer: 'cus_x', ...window });
+      expect(unaligned.status).toBe(400);
+      expect(await unaligned.json()).toMatchObject({
+        error: { type: 'invalid_request_error', message: expect.stringContaining('minute') },
+      });
+    }
+    expect((await summaries({ customer: 'cus_x', start_time: '60', end_time: '120' })).status).toBe(
       200,
     );
   });
