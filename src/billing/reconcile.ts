@@ -49,7 +49,10 @@ export interface ReconcileSummary {
   counterFindings: Finding[];
   stripeChecked: number;
   stripeFindings: Finding[];
-  /** Sent within the settling time, or with corrections still on their way to Stripe. */
+  /**
+   * Not compared yet: sent within the settling time, with corrections still on their way to
+   * Stripe, or with a report attempted but unanswered (Stripe may hold it or not).
+   */
   stripeSkipped: number;
   /**
    * Not compared: the run's time for Stripe's meter (`until.meter`) ran out first. The next
@@ -252,7 +255,13 @@ export async function runReconciliation(input: ReconcileInput): Promise<Result<R
   let firstDeferred = Number.POSITIVE_INFINITY;
   const compare = async (total: SentMeterTotal, place: number) => {
     if (input.tenantIds && !input.tenantIds.includes(total.tenant_id)) return;
-    if (now() - Date.parse(total.last_sent_at) < settle || total.unsettled_corrections > 0) {
+    if (
+      now() - Date.parse(total.last_sent_at) < settle ||
+      total.unsettled_corrections > 0 ||
+      // A report whose answer was lost may be on the meter: Stripe above `sent` is no drift
+      // until its resend says whether Stripe holds it.
+      total.unanswered_reports > 0
+    ) {
       summary.stripeSkipped += 1;
       return;
     }

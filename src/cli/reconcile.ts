@@ -80,7 +80,7 @@ export function registerReconcile(program: Command, ctx: CommandContext): void {
       );
       if (config.STRIPE_SECRET_KEY) {
         io.out(
-          `Stripe: ${plural(summary.stripeChecked, 'customer-period')} checked, ${summary.stripeFindings.length} ${summary.stripeFindings.length === 1 ? 'disagrees' : 'disagree'}, ${summary.stripeSkipped} sent within the last hour (compared next time)`,
+          `Stripe: ${plural(summary.stripeChecked, 'customer-period')} checked, ${summary.stripeFindings.length} ${summary.stripeFindings.length === 1 ? 'disagrees' : 'disagree'}, ${summary.stripeSkipped} not settled yet (sent within the last hour, or a correction or an unanswered report on its way; compared next time)`,
         );
         io.out(
           `Invoice previews: ${summary.previewChecked} compared with flowmeter's estimate, ${summary.previewFindings.length} disagree, ${summary.previewSkipped} not fetched (compared next time)`,

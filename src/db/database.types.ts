@@ -2446,6 +2446,7 @@ export type Database = {
           stripe_customer_id: string;
           stripe_meter_id: string;
           tenant_id: string;
+          unanswered_reports: number;
           unsettled_corrections: number;
         }[];
       };

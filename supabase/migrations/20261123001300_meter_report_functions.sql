@@ -254,6 +254,10 @@ $$;
 -- delta is not expected there (a repair credited instead leaves the meter as it was).
 -- unsettled_corrections: corrections of the period still on their way (pending, or
 -- waiting for a person); until they settle the comparison means nothing.
+-- unanswered_reports: pending reports of the period already attempted. Each may be on
+-- Stripe's meter (its answer lost) or not, so Stripe holding more than `sent` means
+-- nothing yet: a repair taking it off would leave the period under-billed once the
+-- report's resend is recognised as Stripe's duplicate and recorded as sent.
 -- A keyset page in (tenant_id, period_start, stripe_customer_id) order, at most max_rows
 -- (and what the API hands over); the next page starts after the last row's three.
 create or replace function public.sent_meter_totals(
@@ -271,21 +275,25 @@ returns table (
   stripe_meter_id text,
   sent bigint,
   last_sent_at timestamptz,
-  unsettled_corrections bigint
+  unsettled_corrections bigint,
+  unanswered_reports bigint
 )
 language sql stable
 set search_path = ''
 as $$
   with reports as (
-    select r.tenant_id, r.period_start, r.period_end, r.stripe_customer_id, sum(r.value)::bigint as sent,
-           max(r.sent_at) as last_sent_at
+    select r.tenant_id, r.period_start, r.period_end, r.stripe_customer_id,
+           coalesce(sum(r.value) filter (where r.status = 'sent'), 0)::bigint as sent,
+           max(r.sent_at) as last_sent_at,
+           count(*) filter (where r.status = 'pending' and r.attempts > 0) as unanswered
     from public.meter_reports r
-    where r.status = 'sent' and r.period_start >= sent_meter_totals.since
+    where r.status in ('sent', 'pending') and r.period_start >= sent_meter_totals.since
       and (r.tenant_id, r.period_start, r.stripe_customer_id)
           > (coalesce(sent_meter_totals.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid),
              coalesce(sent_meter_totals.after_period_start, '-infinity'::timestamptz),
              coalesce(sent_meter_totals.after_customer_id, ''))
     group by r.tenant_id, r.period_start, r.period_end, r.stripe_customer_id
+    having count(*) filter (where r.status = 'sent') > 0
   ),
   corrections as (
     select c.tenant_id, c.period_start,
@@ -299,7 +307,8 @@ as $$
     group by c.tenant_id, c.period_start
   )
   select r.tenant_id, r.period_start, r.period_end, r.stripe_customer_id, p.stripe_meter_id,
-         r.sent + coalesce(c.effect, 0), greatest(r.last_sent_at, c.last_sent_at), coalesce(c.unsettled, 0)
+         r.sent + coalesce(c.effect, 0), greatest(r.last_sent_at, c.last_sent_at), coalesce(c.unsettled, 0),
+         r.unanswered
   from reports r
   join public.tenants t on t.id = r.tenant_id
   join public.plans p on p.id = t.plan_id
