@@ -47,7 +47,7 @@ export interface ReporterSummary {
   rateLimited: number;
   /** Set when Stripe refused the key: every other send would fail the same way. */
   stoppedBy: 'auth' | null;
-  /** Pending corrections sent after the reports; null in a dry run or when the run stopped. */
+  /** Pending corrections, sent before the reports; null in a dry run or when they could not be read. */
   corrections: CorrectionsSummary | null;
   wouldSend: Array<
     Pick<
@@ -63,6 +63,14 @@ const RATE_LIMIT_FALLBACK_MS = 1000;
 /** Why a send still unanswered at the run's cut failed (its outcome is not known). */
 export const UNANSWERED_AT_CUT =
   'Stripe had not answered when the run had to end (the event may have landed: the next run sends it again with the same identifier)';
+
+/**
+ * The part of a run's budget pending corrections may take, before the reports have the
+ * rest: sent after the reports, they got only what a report backlog left, which can be
+ * nothing run after run while Stripe bills the uncorrected amount. A run without pending
+ * corrections gives the reports its whole budget.
+ */
+const CORRECTIONS_SHARE = 0.25;
 
 /** Sends of one report per run, counting those Stripe answered with 429. */
 const MAX_ATTEMPTS_PER_RUN = 5;
@@ -93,13 +101,15 @@ export interface RunReporterInput {
  * Stripe asks (Retry-After) and retries within the budget; a report whose invoice became
  * final while it waited is recorded as late, not sent; a refused key stops the run. One
  * tenant's failure never stops the others; what is not sent stays pending for the next run.
- * Pending corrections (flowmeter adjust, reconcile --repair) are sent after the reports.
+ * Pending corrections (flowmeter adjust, reconcile --repair) are sent first, within a share
+ * of the budget (CORRECTIONS_SHARE).
  */
 export async function runReporter(input: RunReporterInput): Promise<Result<ReporterSummary>> {
   const { db, stripe, settings, log } = input;
   const now = input.now ?? Date.now;
   const sleep = input.sleep ?? realSleep;
-  const deadline = now() + settings.budgetMs;
+  const startedAt = now();
+  const deadline = startedAt + settings.budgetMs;
   const cut =
     settings.cutAfterMs === undefined
       ? undefined
@@ -141,6 +151,19 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
     );
     return ok(summary);
   }
+
+  const corrections = await sendCorrections({
+    db,
+    stripe,
+    log,
+    finalizationGraceMinutes: settings.finalizationGraceMinutes,
+    until: startedAt + settings.budgetMs * CORRECTIONS_SHARE,
+    ...(cut ? { cut } : {}),
+    now,
+    ...(input.tenantIds ? { tenantIds: input.tenantIds } : {}),
+  });
+  if (corrections.ok) summary.corrections = corrections.value;
+  else log.error({ error: corrections.error.message }, 'corrections not sent');
 
   const record = async (
     report: MeterReport,
@@ -234,20 +257,6 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
 
   await Promise.all(pending.map((report) => limit(() => deliver(report))));
   breaker.shutdown();
-  if (!summary.stoppedBy && !breaker.opened && now() < deadline && !cut?.aborted) {
-    const corrections = await sendCorrections({
-      db,
-      stripe,
-      log,
-      finalizationGraceMinutes: settings.finalizationGraceMinutes,
-      until: deadline,
-      ...(cut ? { cut } : {}),
-      now,
-      ...(input.tenantIds ? { tenantIds: input.tenantIds } : {}),
-    });
-    if (corrections.ok) summary.corrections = corrections.value;
-    else log.error({ error: corrections.error.message }, 'corrections not sent');
-  }
   log.info({ ...summary, wouldSend: undefined }, 'reporter run finished');
   return ok(summary);
 }

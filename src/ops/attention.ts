@@ -26,6 +26,8 @@ export interface AttentionInputs {
     auth_failing: boolean;
     auth_error: string | null;
     corrections: {
+      unattempted: number;
+      oldest_unattempted_at: string | null;
       failing: number;
       review: number;
       late: number;
@@ -62,11 +64,26 @@ export interface AttentionInputs {
 const latest = (error: string | null) => (error ? ` (latest: ${error.slice(0, 120)})` : '');
 
 /**
- * Corrections that cannot reach Stripe on their own: failing run after run, waiting for a
- * person to check Stripe, or metered usage whose invoice closed first.
+ * Corrections that cannot reach Stripe on their own: never sent for longer than
+ * report-usage's overdue rule (unsentAttention's, as for reports; Stripe bills the
+ * uncorrected amount meanwhile), failing run after run, waiting for a person to check
+ * Stripe, or metered usage whose invoice closed first.
  */
-function correctionAttention(corrections: AttentionInputs['meter_reports']['corrections']) {
+function correctionAttention(status: AttentionInputs) {
+  const { corrections } = status.meter_reports;
+  // A refused key and a dry run hold corrections back like reports: their findings say so.
+  const waiting =
+    !status.meter_reports.auth_failing &&
+    !reportsRunDry(status) &&
+    waitingTooLong(
+      status.generated_at,
+      corrections,
+      'report-usage',
+      `${plural(corrections.unattempted, 'correction')} never sent`,
+    );
   return [
+    waiting &&
+      `${waiting}: Stripe bills the uncorrected usage until they are; report-usage sends them first in each run, within a quarter of its budget, so unless Stripe failures named here stop its runs, it has too many for that: raise REPORTER_BUDGET_SECONDS; \`flowmeter report\` sends them now (\`flowmeter corrections list\` lists them)`,
     corrections.failing > 0 &&
       `${plural(corrections.failing, 'correction')} failed 3 or more times${latest(corrections.last_error)}: fix what Stripe names (customer, meter, currency); report-usage retries them every hour (or now: \`flowmeter report\`)`,
     corrections.review > 0 &&
@@ -93,7 +110,7 @@ function stripeAttention(status: AttentionInputs) {
       `${plural(reports.failing, 'meter report')} failed ${reports.failing_threshold} or more times: flowmeter status shows the latest error (each report's is in the table public.meter_reports); fix the customer, meter or Stripe account it names`,
     reports.late > 0 &&
       `${plural(reports.late, 'late meter report')} (invoice already final): not billed; bill the usage by hand (invoice item or next invoice), see docs/billing.md "Late usage"`,
-    ...correctionAttention(reports.corrections),
+    ...correctionAttention(status),
     events.rejected > 0 &&
       `${plural(events.rejected, 'Stripe webhook event')} rejected${events.last_rejected_id ? ` (latest ${events.last_rejected_id}: ${(events.last_reason ?? '').slice(0, 120)})` : ''}: fix the cause, then resend the event from the Stripe Dashboard; see docs/billing.md "Rejected events"`,
     reconciled.unreadable !== undefined && reconcileUnreadableAttention(reconciled.unreadable),

@@ -46,6 +46,9 @@ export const operatorStatusSchema = z.object({
     auth_error: z.string().nullable(),
     corrections: z.object({
       pending: number,
+      /** Pending and never attempted: deferred run after run. */
+      unattempted: number,
+      oldest_unattempted_at: when,
       failing: number,
       review: number,
       late: number,

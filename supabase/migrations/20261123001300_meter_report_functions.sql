@@ -165,6 +165,10 @@ as $$
       select jsonb_build_object(
         'pending', count(*) filter (where c.status = 'pending'),
         'failing', count(*) filter (where c.status = 'pending' and c.attempts >= 3),
+        -- Never attempted: recorded, then deferred run after run (report-usage sends them
+        -- with its budget's share for corrections; reconcile's repairs stop at its deadline).
+        'unattempted', count(*) filter (where c.status = 'pending' and c.attempts = 0),
+        'oldest_unattempted_at', min(c.created_at) filter (where c.status = 'pending' and c.attempts = 0),
         'review', count(*) filter (where c.status = 'review'),
         'late', count(*) filter (where c.status = 'late'),
         'last_error', (array_agg(c.last_error order by c.created_at desc, c.id desc)

@@ -538,6 +538,8 @@ describe('every correction is visible', () => {
     expect((data as { meter_reports: { corrections: unknown } }).meter_reports.corrections).toEqual(
       {
         pending: 1,
+        unattempted: 0,
+        oldest_unattempted_at: null,
         failing: 1,
         review: 0,
         late: 0,

@@ -11,7 +11,14 @@ const reportsHealthy = {
   failing_threshold: 3,
   auth_failing: false,
   auth_error: null,
-  corrections: { failing: 0, review: 0, late: 0, last_error: null },
+  corrections: {
+    unattempted: 0,
+    oldest_unattempted_at: null,
+    failing: 0,
+    review: 0,
+    late: 0,
+    last_error: null,
+  },
 };
 const eventsHealthy = { rejected: 0, last_rejected_id: null, last_reason: null };
 const reconciledHealthy = { unrepaired: 0, last_kind: null, last_detail: null };
@@ -240,7 +247,13 @@ describe('needsAttention', () => {
       ...healthy,
       meter_reports: {
         ...reportsHealthy,
-        corrections: { failing: 2, review: 1, late: 1, last_error: 'No such customer' },
+        corrections: {
+          ...reportsHealthy.corrections,
+          failing: 2,
+          review: 1,
+          late: 1,
+          last_error: 'No such customer',
+        },
       },
     });
     expect(findings).toHaveLength(3);
@@ -251,6 +264,51 @@ describe('needsAttention', () => {
     expect(findings[2]).toMatch(
       /^1 correction not metered \(invoice already final\): bill or credit it by hand/,
     );
+  });
+
+  it('names corrections never sent for longer than two of report-usage’s hours, except in a dry run or behind a refused key', () => {
+    const waiting = (minutes: number, reports: Partial<typeof reportsHealthy> = {}) =>
+      needsAttention({
+        ...healthy,
+        meter_reports: {
+          ...reportsHealthy,
+          ...reports,
+          corrections: {
+            ...reportsHealthy.corrections,
+            unattempted: 2,
+            oldest_unattempted_at: startedAgo(minutes),
+          },
+        },
+      });
+    expect(waiting(125)).toEqual([]);
+    expect(waiting(126)).toEqual([
+      '2 corrections never sent, the oldest waiting 2 hours: Stripe bills the uncorrected usage until they are; report-usage sends them first in each run, within a quarter of its budget, so unless Stripe failures named here stop its runs, it has too many for that: raise REPORTER_BUDGET_SECONDS; `flowmeter report` sends them now (`flowmeter corrections list` lists them)',
+    ]);
+    const refused = waiting(600, { auth_failing: true });
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatch(/^Stripe refuses the API key/);
+    expect(
+      needsAttention({
+        ...healthy,
+        meter_reports: {
+          ...reportsHealthy,
+          corrections: {
+            ...reportsHealthy.corrections,
+            unattempted: 2,
+            oldest_unattempted_at: startedAgo(600),
+          },
+        },
+        scheduled_functions: [
+          {
+            function_name: 'report-usage',
+            last_started_at: startedAgo(3),
+            failures_since_success: 0,
+            last_error: null,
+            last_summary: { dryRun: true },
+          },
+        ],
+      }),
+    ).toEqual([]);
   });
 
   it('flags a scheduled function from its first failure since a success, with the error', () => {
