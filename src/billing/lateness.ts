@@ -31,3 +31,11 @@ export function lateness(
   }
   return null;
 }
+
+/**
+ * Why a report found late is not plainly "not billed": an earlier attempt had no answer, so
+ * Stripe may have taken it before the invoice finalized. Billing it by hand without looking
+ * would bill it twice, so the ledger says to check Stripe first.
+ */
+export const lateWithUnknownOutcome = (late: string, identifier: string) =>
+  `${late.replace(/; bill it by hand$/, '')}; outcome unknown: an earlier attempt had no answer, so Stripe may hold it (then it is on the invoice): check the meter's events in Stripe for identifier ${identifier} before billing it by hand`;

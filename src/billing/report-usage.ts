@@ -9,7 +9,7 @@ import { ok, type Result } from '../domain/result.ts';
 import { answerBeforeCut } from '../domain/unless-cut.ts';
 import type { Logger } from '../observability/logger.ts';
 import { retryAfterMs, type StripeFailureKind, stripeFailureKind } from '../stripe/errors.ts';
-import { lateness } from './lateness.ts';
+import { lateness, lateWithUnknownOutcome } from './lateness.ts';
 import { type CorrectionsSummary, sendCorrections } from './send-corrections.ts';
 
 export type MeterReport = Database['public']['Tables']['meter_reports']['Row'];
@@ -223,7 +223,12 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
         return;
       }
       const late = lateness(report, now(), settings.finalizationGraceMinutes);
-      if (late) return record(report, 'late', { message: late });
+      if (late) {
+        const message = report.unknown_outcome
+          ? lateWithUnknownOutcome(late, report.identifier)
+          : late;
+        return record(report, 'late', { message });
+      }
       try {
         // Unanswered at the cut: failed below as unavailable, like any lost answer.
         await answerBeforeCut(breaker.fire(report), cut, UNANSWERED_AT_CUT);

@@ -44,7 +44,7 @@ function render(status: Status, collector: CollectorHealth, attention: string[])
     );
   }
   lines.push(
-    `Stripe meter reports: ${reports.pending} pending (${plural(reports.pending_value, 'execution')}${reports.oldest_pending_at ? `, oldest ${time(reports.oldest_pending_at)}` : ''}), ${reports.retrying} retrying, ${reports.late} late (${plural(reports.late_value, 'execution')} not billed)`,
+    `Stripe meter reports: ${reports.pending} pending (${plural(reports.pending_value, 'execution')}${reports.oldest_pending_at ? `, oldest ${time(reports.oldest_pending_at)}` : ''}), ${reports.retrying} retrying, ${reports.late} late (${plural(reports.late_value - reports.late_unknown_value, 'execution')} not billed${reports.late_unknown > 0 ? `, ${plural(reports.late_unknown_value, 'execution')} maybe billed: outcome unknown, check Stripe` : ''})`,
   );
   if (reports.auth_failing) lines.push('  Stripe refuses the API key: nothing can be sent');
   if (reports.failing > 0) {

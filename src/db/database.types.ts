@@ -584,6 +584,7 @@ export type Database = {
           status: string;
           stripe_customer_id: string;
           tenant_id: string;
+          unknown_outcome: boolean;
           value: number;
         };
         ComputedFields: never;
@@ -604,6 +605,7 @@ export type Database = {
           status?: string;
           stripe_customer_id: string;
           tenant_id: string;
+          unknown_outcome?: boolean;
           value: number;
         };
         Update: {
@@ -623,6 +625,7 @@ export type Database = {
           status?: string;
           stripe_customer_id?: string;
           tenant_id?: string;
+          unknown_outcome?: boolean;
           value?: number;
         };
         Relationships: [
@@ -1648,6 +1651,7 @@ export type Database = {
           status: string;
           stripe_customer_id: string;
           tenant_id: string;
+          unknown_outcome: boolean;
           value: number;
         }[];
         SetofOptions: {
@@ -2274,6 +2278,7 @@ export type Database = {
           status: string;
           stripe_customer_id: string;
           tenant_id: string;
+          unknown_outcome: boolean;
           value: number;
         };
         SetofOptions: {

@@ -21,6 +21,8 @@ export interface AttentionInputs {
     unattempted: number;
     oldest_unattempted_at: string | null;
     late: number;
+    /** Of the late ones, those whose earlier attempt had no answer: Stripe may hold them. */
+    late_unknown: number;
     failing: number;
     failing_threshold: number;
     auth_failing: boolean;
@@ -108,8 +110,10 @@ function stripeAttention(status: AttentionInputs) {
     unsentAttention(status),
     reports.failing > 0 &&
       `${plural(reports.failing, 'meter report')} failed ${reports.failing_threshold} or more times: flowmeter status shows the latest error (each report's is in the table public.meter_reports); fix the customer, meter or Stripe account it names`,
-    reports.late > 0 &&
-      `${plural(reports.late, 'late meter report')} (invoice already final): not billed; bill the usage by hand (invoice item or next invoice), see docs/billing.md "Late usage"`,
+    reports.late - reports.late_unknown > 0 &&
+      `${plural(reports.late - reports.late_unknown, 'late meter report')} (invoice already final): not billed; bill the usage by hand (invoice item or next invoice), see docs/billing.md "Late usage"`,
+    reports.late_unknown > 0 &&
+      `${plural(reports.late_unknown, 'late meter report')} with outcome unknown (invoice already final; an attempt before it had no answer, so Stripe may have billed it): check Stripe before billing by hand: look each one's identifier (public.meter_reports, status late and unknown_outcome) up among the meter's events in the Stripe Dashboard and bill by hand only what Stripe does not hold, see docs/billing.md "Late usage"`,
     ...correctionAttention(status),
     events.rejected > 0 &&
       `${plural(events.rejected, 'Stripe webhook event')} rejected${events.last_rejected_id ? ` (latest ${events.last_rejected_id}: ${(events.last_reason ?? '').slice(0, 120)})` : ''}: fix the cause, then resend the event from the Stripe Dashboard; see docs/billing.md "Rejected events"`,

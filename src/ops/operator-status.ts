@@ -39,6 +39,9 @@ export const operatorStatusSchema = z.object({
     oldest_unattempted_at: when,
     late: number,
     late_value: number,
+    /** Of the late ones, those an attempt may have put on the invoice (its answer was lost). */
+    late_unknown: number,
+    late_unknown_value: number,
     last_error: z.string().nullable(),
     failing_threshold: number,
     failing: number,

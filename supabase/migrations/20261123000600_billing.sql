@@ -100,6 +100,10 @@ create table public.meter_reports (
     constraint meter_reports_last_error_kind_known
       check (last_error_kind in ('auth', 'rate_limited', 'refused', 'unavailable')),
   last_attempt_at timestamptz,
+  -- An attempt had no answer (network, timeout, the run's cut, 5xx): Stripe may hold the
+  -- event. Cleared when Stripe answers that it holds it. A report late with this set may
+  -- be on the invoice: status says to check Stripe before billing it by hand.
+  unknown_outcome boolean not null default false,
   foreign key (tenant_id) references public.tenants (id) on delete cascade,
   unique (tenant_id, period_start, reported_through)
 );

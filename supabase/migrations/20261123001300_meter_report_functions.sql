@@ -77,7 +77,8 @@ $$;
 
 -- Records what happened to one report: sent, late (not sendable any more: its invoice is
 -- final or it is older than Stripe accepts; error says why), or a failed attempt (stays
--- pending, retried with the same identifier and value; error_kind says what kind).
+-- pending, retried with the same identifier and value; error_kind says what kind, and
+-- unavailable, the default, means the attempt had no answer: Stripe may hold the event).
 create or replace function public.record_meter_report(
   id bigint,
   outcome text,
@@ -102,6 +103,11 @@ begin
                       else left(coalesce(record_meter_report.error, r.last_error), 2000) end,
     last_error_kind = case when record_meter_report.outcome = 'failed'
                            then coalesce(record_meter_report.error_kind, 'unavailable') end,
+    unknown_outcome = case record_meter_report.outcome
+                        when 'failed' then r.unknown_outcome
+                          or coalesce(record_meter_report.error_kind, 'unavailable') = 'unavailable'
+                        when 'sent' then false
+                        else r.unknown_outcome end,
     last_attempt_at = now(),
     sent_at = case when record_meter_report.outcome = 'sent' then now() else r.sent_at end
   where r.id = record_meter_report.id and r.status = 'pending'
@@ -150,6 +156,12 @@ as $$
     ),
     'late', (select count(*) from reports where status = 'late'),
     'late_value', (select coalesce(sum(value), 0) from reports where status = 'late'),
+    -- Of the late ones, those an attempt before the cut-off sent without an answer: Stripe
+    -- may hold them (then they are on the invoice); a person checks before billing by hand.
+    'late_unknown', (select count(*) from reports where status = 'late' and unknown_outcome),
+    'late_unknown_value', (
+      select coalesce(sum(value), 0) from reports where status = 'late' and unknown_outcome
+    ),
     'last_error', (
       select r.last_error from reports r where r.last_error is not null
       order by r.created_at desc, r.id desc limit 1

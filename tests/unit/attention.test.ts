@@ -7,6 +7,7 @@ const reportsHealthy = {
   unattempted: 0,
   oldest_unattempted_at: null,
   late: 0,
+  late_unknown: 0,
   failing: 0,
   failing_threshold: 3,
   auth_failing: false,
@@ -81,6 +82,24 @@ describe('needsAttention', () => {
       '3 alert deliveries given up',
       'webhook endpoint e1 (https://hooks.example.com/in) is failing: 2 deliveries retrying, 1 given up (last error: HTTP 500): fix the receiver; `flowmeter webhooks deliveries --failed --endpoint e1` lists them, `flowmeter webhooks retry e1` resends the given-up ones',
     ]);
+  });
+
+  it('tells late reports Stripe may have billed (an attempt had no answer) from those it did not', () => {
+    const findings = needsAttention({
+      ...healthy,
+      meter_reports: { ...reportsHealthy, late: 3, late_unknown: 1 },
+    });
+    expect(findings).toHaveLength(2);
+    expect(findings[0]).toMatch(/^2 late meter reports \(invoice already final\): not billed;/);
+    expect(findings[1]).toMatch(
+      /^1 late meter report with outcome unknown .*: check Stripe before billing by hand/,
+    );
+    expect(
+      needsAttention({
+        ...healthy,
+        meter_reports: { ...reportsHealthy, late: 1, late_unknown: 1 },
+      }),
+    ).toEqual([expect.not.stringMatching(/not billed;/)]);
   });
 
   it("names deliveries nobody attempted for longer than two of their sender's intervals", () => {

@@ -32,6 +32,8 @@ const status = {
     oldest_unattempted_at: null,
     late: 0,
     late_value: 0,
+    late_unknown: 0,
+    late_unknown_value: 0,
     last_error: null,
     failing_threshold: 3,
     failing: 0,
