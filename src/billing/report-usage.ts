@@ -41,6 +41,11 @@ export interface ReporterSummary {
   sent: number;
   failed: number;
   late: number;
+  /**
+   * Not sent again: an attempt's answer was lost longer ago than Stripe surely de-duplicates
+   * the identifier (IDENTIFIER_WINDOW_MS), so a person checks Stripe first.
+   */
+  review: number;
   /** Not attempted: the budget ran out, the circuit breaker was open or the key was refused. */
   deferred: number;
   /** 429 answers waited out (Retry-After) and retried within the run. */
@@ -71,6 +76,16 @@ export const UNANSWERED_AT_CUT =
  * corrections gives the reports its whole budget.
  */
 const CORRECTIONS_SHARE = 0.25;
+
+/**
+ * Stripe de-duplicates a meter event identifier for at least 24 hours from the first event
+ * (stripe-node's MeterEventCreateParams.identifier), not for ever. A report whose earlier
+ * attempt had no answer is re-sent only within that window from the first such attempt
+ * (`unanswered_since`: Stripe took the event no earlier), less an hour's margin for the
+ * send itself: past it a resend of an event Stripe took could be
+ * counted again, so the report waits for a person (review), as corrections do.
+ */
+const IDENTIFIER_WINDOW_MS = 23 * 3600_000;
 
 /** Sends of one report per run, counting those Stripe answered with 429. */
 const MAX_ATTEMPTS_PER_RUN = 5;
@@ -129,6 +144,7 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
     sent: 0,
     failed: 0,
     late: 0,
+    review: 0,
     deferred: 0,
     rateLimited: 0,
     stoppedBy: null,
@@ -167,7 +183,7 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
 
   const record = async (
     report: MeterReport,
-    outcome: 'sent' | 'late' | 'failed',
+    outcome: 'sent' | 'late' | 'failed' | 'review',
     failure?: { message: string; kind?: StripeFailureKind },
   ) => {
     const { error: recordError } = await db.rpc('record_meter_report', {
@@ -228,6 +244,14 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
           ? lateWithUnknownOutcome(late, report.identifier)
           : late;
         return record(report, 'late', { message });
+      }
+      if (
+        report.unanswered_since &&
+        now() - Date.parse(report.unanswered_since) > IDENTIFIER_WINDOW_MS
+      ) {
+        return record(report, 'review', {
+          message: `not sent again: an attempt over ${IDENTIFIER_WINDOW_MS / 3600_000} hours ago had no answer, so Stripe may no longer recognise identifier ${report.identifier} and a resend could bill it twice: check the meter's events in Stripe, then \`flowmeter reports resolve ${report.id} --stripe-has yes|no\``,
+        });
       }
       try {
         // Unanswered at the cut: failed below as unavailable, like any lost answer.

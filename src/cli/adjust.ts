@@ -43,8 +43,6 @@ const correctionId = z
   .regex(/^\d{1,18}$/, { error: 'must be a correction id (see `flowmeter corrections list`)' })
   .transform(Number);
 
-const yesNo = z.enum(['yes', 'no'], { error: 'must be yes or no' }).transform((v) => v === 'yes');
-
 /** A pending correction sent now when a key is set; as it was otherwise. */
 async function sendNow(
   database: Database,
@@ -197,7 +195,7 @@ export function registerAdjust(program: Command, ctx: CommandContext): void {
     .requiredOption(
       '--stripe-cancelled <yes|no>',
       "whether Stripe's Dashboard shows the event cancelled: yes goes on with the remainder, no credits instead",
-      parser(yesNo),
+      parser(schemas.yesNo),
     )
     .option('--json', 'print the correction as JSON on stdout')
     .action(async (id: number, options: { stripeCancelled: boolean; json?: boolean }) => {

@@ -36,6 +36,8 @@ export const wholeNumber = (min: number, max = Number.MAX_SAFE_INTEGER) =>
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const schemas = {
+  /** An operator's answer to a question about what Stripe shows. */
+  yesNo: z.enum(['yes', 'no'], { error: 'must be yes or no' }).transform((v) => v === 'yes'),
   /** A UTC calendar month. */
   month: z
     .string()

@@ -1,12 +1,18 @@
 import type { Command } from 'commander';
+import { z } from 'zod';
 import { reporterSettings, stripeClientFrom } from '../billing/from-config.ts';
 import { runReporter } from '../billing/report-usage.ts';
 import { loadReporterConfig } from '../config/reporter-env.ts';
 import { plural } from '../domain/words.ts';
-import { tenantFilterOption } from './arguments.ts';
+import { parser, schemas, tenantFilterOption } from './arguments.ts';
 import { CliError, type CommandContext, EXIT, valueOrExit } from './context.ts';
 import { cliLogger, count, printJson, renderTable, time } from './output.ts';
 import { createProgress } from './progress.ts';
+
+const reportId = z
+  .string()
+  .regex(/^\d{1,18}$/, { error: 'must be a meter report id (public.meter_reports.id)' })
+  .transform(Number);
 
 interface ReportOptions {
   tenant?: string[];
@@ -56,7 +62,8 @@ export function registerReport(program: Command, ctx: CommandContext): void {
       const summary = valueOrExit(result);
 
       const corrections = summary.corrections;
-      if (!summary.dryRun && (summary.failed > 0 || summary.deferred > 0)) ctx.exit(EXIT.failed);
+      if (!summary.dryRun && (summary.failed > 0 || summary.deferred > 0 || summary.review > 0))
+        ctx.exit(EXIT.failed);
       if (corrections && (corrections.failed > 0 || corrections.review > 0)) ctx.exit(EXIT.failed);
       if (options.json) return printJson(io, summary);
       if (summary.dryRun) {
@@ -82,7 +89,7 @@ export function registerReport(program: Command, ctx: CommandContext): void {
         return;
       }
       io.out(
-        `${summary.claimed} pending: ${summary.sent} sent, ${summary.failed} failed, ${summary.late} late, ${summary.deferred} deferred`,
+        `${summary.claimed} pending: ${summary.sent} sent, ${summary.failed} failed, ${summary.late} late, ${summary.review > 0 ? `${summary.review} to check by hand, ` : ''}${summary.deferred} deferred`,
       );
       if (corrections && corrections.claimed > 0) {
         io.out(
@@ -104,5 +111,41 @@ export function registerReport(program: Command, ctx: CommandContext): void {
           'Late reports belong to invoices that are already final: see `flowmeter status` and docs/billing.md.',
         );
       }
+      if (summary.review > 0) {
+        io.err(
+          "Reports to check by hand had an attempt without an answer over 23 hours ago: Stripe may no longer recognise their identifiers, so they are not sent again. Look them up among the meter's events in Stripe, then `flowmeter reports resolve <id> --stripe-has yes|no`.",
+        );
+      }
+    });
+
+  program
+    .command('reports')
+    .description('the Stripe meter report ledger')
+    .command('resolve')
+    .description(
+      "after checking in Stripe a report waiting for review: say whether Stripe's meter holds its event",
+    )
+    .argument(
+      '<id>',
+      "the report's id (select id, identifier from public.meter_reports where status = 'review')",
+      parser(reportId),
+    )
+    .requiredOption(
+      '--stripe-has <yes|no>',
+      "whether the meter's events in Stripe's Dashboard show its identifier: yes records it sent, no sends it with the next run",
+      parser(schemas.yesNo),
+    )
+    .option('--json', 'print the report as JSON on stdout')
+    .action(async (id: number, options: { stripeHas: boolean; json?: boolean }) => {
+      const { database } = await ctx.open(loadReporterConfig);
+      const report = database.unwrap(
+        await database.db.rpc('resolve_meter_report', { id, stripe_holds: options.stripeHas }),
+      );
+      if (options.json) return printJson(io, report);
+      io.out(
+        report.status === 'sent'
+          ? `report ${report.id} (${report.identifier}): recorded sent, as Stripe holds it`
+          : `report ${report.id} (${report.identifier}): pending again; the next report-usage run (or \`flowmeter report\`) sends it`,
+      );
     });
 }

@@ -584,6 +584,7 @@ export type Database = {
           status: string;
           stripe_customer_id: string;
           tenant_id: string;
+          unanswered_since: string | null;
           unknown_outcome: boolean;
           value: number;
         };
@@ -605,6 +606,7 @@ export type Database = {
           status?: string;
           stripe_customer_id: string;
           tenant_id: string;
+          unanswered_since?: string | null;
           unknown_outcome?: boolean;
           value: number;
         };
@@ -625,6 +627,7 @@ export type Database = {
           status?: string;
           stripe_customer_id?: string;
           tenant_id?: string;
+          unanswered_since?: string | null;
           unknown_outcome?: boolean;
           value?: number;
         };
@@ -1651,6 +1654,7 @@ export type Database = {
           status: string;
           stripe_customer_id: string;
           tenant_id: string;
+          unanswered_since: string | null;
           unknown_outcome: boolean;
           value: number;
         }[];
@@ -2278,6 +2282,7 @@ export type Database = {
           status: string;
           stripe_customer_id: string;
           tenant_id: string;
+          unanswered_since: string | null;
           unknown_outcome: boolean;
           value: number;
         };
@@ -2400,6 +2405,36 @@ export type Database = {
         SetofOptions: {
           from: '*';
           to: 'meter_corrections';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
+      resolve_meter_report: {
+        Args: { id: number; stripe_holds: boolean };
+        Returns: {
+          attempts: number;
+          created_at: string;
+          event_name: string;
+          event_timestamp: string;
+          id: number;
+          identifier: string;
+          last_attempt_at: string | null;
+          last_error: string | null;
+          last_error_kind: string | null;
+          period_end: string;
+          period_start: string;
+          reported_through: number;
+          sent_at: string | null;
+          status: string;
+          stripe_customer_id: string;
+          tenant_id: string;
+          unanswered_since: string | null;
+          unknown_outcome: boolean;
+          value: number;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'meter_reports';
           isOneToOne: true;
           isSetofReturn: false;
         };

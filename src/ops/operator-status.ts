@@ -42,6 +42,8 @@ export const operatorStatusSchema = z.object({
     /** Of the late ones, those an attempt may have put on the invoice (its answer was lost). */
     late_unknown: number,
     late_unknown_value: number,
+    /** Not sent again until a person checks Stripe: an answer lost past the identifier's window. */
+    review: number,
     last_error: z.string().nullable(),
     failing_threshold: number,
     failing: number,

@@ -86,9 +86,11 @@ create table public.meter_reports (
   event_timestamp timestamptz not null,
   -- pending: to send (or to retry); sent: Stripe accepted it; late: its period's invoice is
   -- final (or the timestamp is older than Stripe accepts), so it is not sent — the
-  -- operator sees it and decides.
+  -- operator sees it and decides; review: an attempt's answer was lost longer ago than
+  -- Stripe surely de-duplicates its identifier (24 hours), so a resend could bill it twice:
+  -- nothing is sent until a person has checked Stripe (resolve_meter_report).
   status text not null default 'pending'
-    constraint meter_reports_status_known check (status in ('pending', 'sent', 'late')),
+    constraint meter_reports_status_known check (status in ('pending', 'sent', 'late', 'review')),
   attempts int not null default 0,
   last_error text,
   created_at timestamptz not null default now(),
@@ -104,6 +106,10 @@ create table public.meter_reports (
   -- event. Cleared when Stripe answers that it holds it. A report late with this set may
   -- be on the invoice: status says to check Stripe before billing it by hand.
   unknown_outcome boolean not null default false,
+  -- When the first attempt without an answer was made: Stripe can have taken the event no
+  -- earlier, so it de-duplicates the identifier for at least 24 hours from then.
+  unanswered_since timestamptz,
+  constraint meter_reports_unanswered_since_known check (unknown_outcome = (unanswered_since is not null)),
   foreign key (tenant_id) references public.tenants (id) on delete cascade,
   unique (tenant_id, period_start, reported_through)
 );

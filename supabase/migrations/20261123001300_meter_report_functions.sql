@@ -78,7 +78,8 @@ $$;
 -- Records what happened to one report: sent, late (not sendable any more: its invoice is
 -- final or it is older than Stripe accepts; error says why), or a failed attempt (stays
 -- pending, retried with the same identifier and value; error_kind says what kind, and
--- unavailable, the default, means the attempt had no answer: Stripe may hold the event).
+-- unavailable, the default, means the attempt had no answer: Stripe may hold the event),
+-- or review (not sent again: an attempt's answer was lost too long ago; error says why).
 create or replace function public.record_meter_report(
   id bigint,
   outcome text,
@@ -93,12 +94,12 @@ as $$
 declare
   report public.meter_reports;
 begin
-  if record_meter_report.outcome not in ('sent', 'late', 'failed') then
-    raise exception 'outcome must be sent, late or failed (got %)', record_meter_report.outcome;
+  if record_meter_report.outcome not in ('sent', 'late', 'failed', 'review') then
+    raise exception 'outcome must be sent, late, failed or review (got %)', record_meter_report.outcome;
   end if;
   update public.meter_reports r set
     status = case record_meter_report.outcome when 'failed' then r.status else record_meter_report.outcome end,
-    attempts = r.attempts + 1,
+    attempts = r.attempts + case when record_meter_report.outcome = 'review' then 0 else 1 end,
     last_error = case when record_meter_report.outcome = 'sent' then null
                       else left(coalesce(record_meter_report.error, r.last_error), 2000) end,
     last_error_kind = case when record_meter_report.outcome = 'failed'
@@ -108,7 +109,12 @@ begin
                           or coalesce(record_meter_report.error_kind, 'unavailable') = 'unavailable'
                         when 'sent' then false
                         else r.unknown_outcome end,
-    last_attempt_at = now(),
+    unanswered_since = case record_meter_report.outcome
+                         when 'failed' then case when coalesce(record_meter_report.error_kind, 'unavailable') = 'unavailable'
+                                                 then coalesce(r.unanswered_since, now()) else r.unanswered_since end
+                         when 'sent' then null
+                         else r.unanswered_since end,
+    last_attempt_at = case when record_meter_report.outcome = 'review' then r.last_attempt_at else now() end,
     sent_at = case when record_meter_report.outcome = 'sent' then now() else r.sent_at end
   where r.id = record_meter_report.id and r.status = 'pending'
   returning r.* into report;
@@ -116,10 +122,42 @@ begin
 end;
 $$;
 
+-- A person checked in Stripe (the meter's events) whether it holds a report in review: if
+-- it does, the report is sent; if not, it is pending again, with no unanswered attempt on
+-- record (Stripe does not know the identifier, so the next run's send is its first).
+create or replace function public.resolve_meter_report(id bigint, stripe_holds boolean)
+returns public.meter_reports
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  report public.meter_reports;
+begin
+  update public.meter_reports r set
+    status = case when resolve_meter_report.stripe_holds then 'sent' else 'pending' end,
+    sent_at = case when resolve_meter_report.stripe_holds then now() end,
+    unknown_outcome = false,
+    unanswered_since = null,
+    last_error = case when resolve_meter_report.stripe_holds then null
+                      else 'checked in Stripe: it does not hold the event; sent again by the next run' end,
+    last_error_kind = null
+  where r.id = resolve_meter_report.id and r.status = 'review'
+  returning r.* into report;
+  if not found then
+    raise exception 'meter report % is not waiting for a check in Stripe (status review)', resolve_meter_report.id
+      using errcode = '22023',
+            hint = 'select id, identifier, status from public.meter_reports where status = ''review'' lists them.';
+  end if;
+  return report;
+end;
+$$;
+
 select private.grant_to_service_role_only(
   'private.meter_event_stamp(timestamptz)',
   'public.claim_meter_deltas(int, int, uuid[])',
-  'public.record_meter_report(bigint, text, text, text)'
+  'public.record_meter_report(bigint, text, text, text)',
+  'public.resolve_meter_report(bigint, boolean)'
 );
 
 -- A report that failed this many times (each run tries it once or more) is failing, not
@@ -131,7 +169,7 @@ set search_path = ''
 as $$
   with reports as (
     select r.* from public.meter_reports r
-    where r.status in ('pending', 'late')
+    where r.status in ('pending', 'late', 'review')
       and (meter_report_status.tenant_ids is null or r.tenant_id = any (meter_report_status.tenant_ids))
   ),
   last_sent as (
@@ -159,6 +197,8 @@ as $$
     -- Of the late ones, those an attempt before the cut-off sent without an answer: Stripe
     -- may hold them (then they are on the invoice); a person checks before billing by hand.
     'late_unknown', (select count(*) from reports where status = 'late' and unknown_outcome),
+    -- Not sent again until a person checks Stripe (resolve_meter_report).
+    'review', (select count(*) from reports where status = 'review'),
     'late_unknown_value', (
       select coalesce(sum(value), 0) from reports where status = 'late' and unknown_outcome
     ),
@@ -270,7 +310,8 @@ $$;
 -- delta is not expected there (a repair credited instead leaves the meter as it was).
 -- unsettled_corrections: corrections of the period still on their way (pending, or
 -- waiting for a person); until they settle the comparison means nothing.
--- unanswered_reports: pending reports of the period already attempted. Each may be on
+-- unanswered_reports: pending reports of the period already attempted, and those in review.
+-- Each may be on
 -- Stripe's meter (its answer lost) or not, so Stripe holding more than `sent` means
 -- nothing yet: a repair taking it off would leave the period under-billed once the
 -- report's resend is recognised as Stripe's duplicate and recorded as sent.
@@ -301,9 +342,9 @@ as $$
     select r.tenant_id, r.period_start, r.period_end, r.stripe_customer_id,
            coalesce(sum(r.value) filter (where r.status = 'sent'), 0)::bigint as sent,
            max(r.sent_at) as last_sent_at,
-           count(*) filter (where r.status = 'pending' and r.attempts > 0) as unanswered
+           count(*) filter (where (r.status = 'pending' and r.attempts > 0) or r.status = 'review') as unanswered
     from public.meter_reports r
-    where r.status in ('sent', 'pending') and r.period_start >= sent_meter_totals.since
+    where r.status in ('sent', 'pending', 'review') and r.period_start >= sent_meter_totals.since
       and (r.tenant_id, r.period_start, r.stripe_customer_id)
           > (coalesce(sent_meter_totals.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid),
              coalesce(sent_meter_totals.after_period_start, '-infinity'::timestamptz),

@@ -361,7 +361,7 @@ begin
   ) q
   left join lateral (
     select sum(m.value) filter (where m.status = 'sent')::bigint as sent,
-           sum(m.value) filter (where m.status = 'pending')::bigint as pending,
+           sum(m.value) filter (where m.status in ('pending', 'review'))::bigint as pending,
            sum(m.value) filter (where m.status = 'late')::bigint as late
     from public.meter_reports m
     where m.tenant_id = c.tenant_id and m.period_start = c.period_start

@@ -45,7 +45,7 @@ as $$
   left join public.invoice_previews v on v.tenant_id = t.id and v.period_start = bp.period_start
   left join lateral (
     select sum(m.value) filter (where m.status = 'sent')::bigint as sent,
-           sum(m.value) filter (where m.status = 'pending')::bigint as pending,
+           sum(m.value) filter (where m.status in ('pending', 'review'))::bigint as pending,
            max(m.sent_at) as last_sent_at
     from public.meter_reports m
     where m.tenant_id = t.id and m.period_start = bp.period_start

@@ -12,7 +12,7 @@ set search_path = ''
 as $$ select interval '23 hours' $$;
 
 -- What a tenant-period is billed for, in executions: every report handed to Stripe or about
--- to be, and every adjustment that is not late (except one, when its own share is
+-- to be (or in review: maybe handed), and every adjustment that is not late (except one, when its own share is
 -- re-decided).
 create or replace function private.billed_executions(tenant_id uuid, period_start timestamptz, except_id bigint default null)
 returns bigint
@@ -22,7 +22,7 @@ as $$
   select coalesce((
            select sum(r.value) from public.meter_reports r
            where r.tenant_id = billed_executions.tenant_id and r.period_start = billed_executions.period_start
-             and r.status in ('sent', 'pending')), 0)
+             and r.status in ('sent', 'pending', 'review')), 0)
        + coalesce((
            select sum(c.delta) from public.meter_corrections c
            where c.tenant_id = billed_executions.tenant_id and c.period_start = billed_executions.period_start

@@ -66,6 +66,36 @@ describe('flowmeter report', () => {
     expect(stripe.totalFor(customer)).toBe(7);
   });
 
+  it('reports resolve records what the operator found in Stripe for a report in review', async () => {
+    const { tenantId } = await meteredTenant(3);
+    // No answer to the send, nor to stripe-node's two retries of it.
+    stripe.failNext('drop_before', 'drop_before', 'drop_before');
+    expect((await cli(['report', '--tenant', tenantId])).code).toBe(EXIT.failed);
+    // Its answer lost over a day ago (unanswered_since): the next run holds it for review.
+    await superuser().query(
+      "update public.meter_reports set unanswered_since = unanswered_since - interval '25 hours' where tenant_id = $1",
+      [tenantId],
+    );
+    const held = await cli(['report', '--tenant', tenantId]);
+    expect(held.code).toBe(EXIT.failed);
+    expect(held.out).toBe('1 pending: 0 sent, 0 failed, 0 late, 1 to check by hand, 0 deferred');
+    expect(held.err).toMatch(/flowmeter reports resolve <id> --stripe-has yes\|no/);
+    const { rows } = await superuser().query(
+      'select id from public.meter_reports where tenant_id = $1',
+      [tenantId],
+    );
+    const id = String(rows[0].id);
+    expect((await cli(['reports', 'resolve', id, '--stripe-has', 'maybe'])).code).toBe(EXIT.usage);
+    const resolved = await cli(['reports', 'resolve', id, '--stripe-has', 'no']);
+    expect(resolved.code).toBe(EXIT.ok);
+    expect(resolved.out).toMatch(/pending again; the next report-usage run/);
+    expect((await cli(['reports', 'resolve', id, '--stripe-has', 'no'])).code).toBe(EXIT.usage);
+    expect((await cli(['report', '--tenant', tenantId])).out).toBe(
+      '1 pending: 1 sent, 0 failed, 0 late, 0 deferred',
+    );
+    expect(await ledger(tenantId)).toEqual([{ value: 3, status: 'sent', attempts: 2 }]);
+  });
+
   it('exits 1 and says why when Stripe fails; the next run sends the same report', async () => {
     const { tenantId, customer } = await meteredTenant(3);
     stripe.failNext('server_error', 'server_error', 'server_error');

@@ -14,7 +14,9 @@ import { STRIPE_API_VERSION } from '../../src/stripe/client.ts';
  *   `identifier` over 100 characters, a `timestamp` older than 35 days or more than 5
  *   minutes ahead, a `payload[value]` that is not a string of an integer (400);
  * - an `Idempotency-Key` over 255 characters, or one reused with other parameters (400);
- * - a second event with an identifier it already holds (400 `duplicate_meter_event`);
+ * - a second event with an identifier it already holds (400 `duplicate_meter_event`), as
+ *   long as it keeps the identifier (`identifierWindowMs`; after it, the same identifier
+ *   is a new event, counted again);
  * - event summaries without a customer, or for a window that does not start and end on
  *   whole minutes (400);
  * - a cancellation (Meter Event Adjustment) without `event_name`, `type` or
@@ -156,6 +158,12 @@ export interface FakeStripeOptions {
   now?: () => number;
   /** The API version it accepts; the one flowmeter pins by default. */
   apiVersion?: string;
+  /**
+   * How long (ms, on its clock, from accepting an event) it de-duplicates the event's
+   * identifier: Stripe promises at least 24 hours, not for ever. After that an event with
+   * the same identifier is a new event. Default: it never forgets.
+   */
+  identifierWindowMs?: number;
 }
 
 const DAY_SECONDS = 86_400;
@@ -265,11 +273,13 @@ export class FakeStripe {
   readonly base: string;
   private readonly now: () => number;
   private readonly apiVersion: string;
+  private readonly identifierWindowMs: number;
 
   constructor(options: FakeStripeOptions = {}) {
     this.base = options.base ?? 'https://api.stripe.com';
     this.now = options.now ?? Date.now;
     this.apiVersion = options.apiVersion ?? STRIPE_API_VERSION;
+    this.identifierWindowMs = options.identifierWindowMs ?? Number.POSITIVE_INFINITY;
   }
 
   /** Answers 400 resource_missing for this customer, as Stripe does for a deleted one. */
@@ -421,7 +431,11 @@ export class FakeStripe {
     }
     const value = Number(form.get('payload[value]'));
     const existing = this.accepted.get(identifier);
-    if (existing) {
+    if (existing && this.now() - existing.acceptedAt >= this.identifierWindowMs) {
+      // Past its window the identifier is free again; the event it named still counts.
+      this.accepted.delete(identifier);
+      this.accepted.set(`${identifier} (forgotten ${existing.acceptedAt})`, existing);
+    } else if (existing) {
       if (existing.value !== value) this.conflicts.push(identifier);
       return invalid(
         `An event already exists with identifier ${identifier}.`,

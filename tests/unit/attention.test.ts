@@ -8,6 +8,7 @@ const reportsHealthy = {
   oldest_unattempted_at: null,
   late: 0,
   late_unknown: 0,
+  review: 0,
   failing: 0,
   failing_threshold: 3,
   auth_failing: false,

@@ -222,6 +222,21 @@ describe('the fake refuses what Stripe refuses, in Stripe’s shape', () => {
     });
   });
 
+  it('an identifier past its de-duplication window (identifierWindowMs) is a new event, counted again', async () => {
+    let at = NOW;
+    stripe = new FakeStripe({ now: () => at, identifierWindowMs: 24 * 3600_000 });
+    server.resetHandlers(...stripe.handlers());
+    const form = valid();
+    expect((await post(form, { 'idempotency-key': 'a' })).status).toBe(200);
+    at += 24 * 3600_000 - 1;
+    expect((await post(form, { 'idempotency-key': 'b' })).body).toMatchObject({
+      error: { code: 'duplicate_meter_event' },
+    });
+    at += 1;
+    expect((await post(form, { 'idempotency-key': 'c' })).status).toBe(200);
+    expect(stripe.totalFor('cus_contract')).toBe(14);
+  });
+
   it('a 429 reaches stripe-node as a rate limit error carrying Retry-After', async () => {
     stripe.rateLimitNext(1, '4');
     const limited = await oneEventThroughStripeNode();

@@ -34,6 +34,7 @@ const status = {
     late_value: 0,
     late_unknown: 0,
     late_unknown_value: 0,
+    review: 0,
     last_error: null,
     failing_threshold: 3,
     failing: 0,
