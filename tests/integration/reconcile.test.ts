@@ -79,6 +79,26 @@ describe('reconciliation of counters with raw rows', () => {
 });
 
 describe('reconciliation with Stripe', () => {
+  // Only this tenant: a run over all tenants would send, to this file's fake Stripe, the
+  // usage of tenants other test files (the reporter fault seeds) are reporting at the
+  // same time, and their totals would come up short.
+  const report = (tenantId: string) =>
+    succeeded(
+      runReporter({
+        db: serviceClient(),
+        stripe: stripeClient,
+        log: silentLogger,
+        tenantIds: [tenantId],
+        settings: {
+          budgetMs: 30_000,
+          ratePerSecond: 1000,
+          concurrency: 2,
+          maxRows: 1000,
+          finalizationGraceMinutes: 60,
+        },
+      }),
+    );
+
   async function reportedTenant(n: number) {
     const source = await collectedTenant(n);
     const customer = `cus_${randomBytes(6).toString('hex')}`;
@@ -91,23 +111,8 @@ describe('reconciliation with Stripe', () => {
       source.tenantId,
       customer,
     ]);
-    // Only this tenant: a run over all tenants would send, to this file's fake Stripe, the
-    // usage of tenants other test files (the reporter fault seeds) are reporting at the
-    // same time, and their totals would come up short.
-    await runReporter({
-      db: serviceClient(),
-      stripe: stripeClient,
-      log: silentLogger,
-      tenantIds: [source.tenantId],
-      settings: {
-        budgetMs: 30_000,
-        ratePerSecond: 1000,
-        concurrency: 2,
-        maxRows: 1000,
-        finalizationGraceMinutes: 60,
-      },
-    });
-    return { ...source, customer };
+    const reported = await report(source.tenantId);
+    return { ...source, customer, reported };
   }
 
   it('agrees when Stripe summed what was sent', async () => {
@@ -267,5 +272,38 @@ describe('reconciliation with Stripe', () => {
     const compared = await runCliWith(['reconcile', '--tenant', t.tenantId], { env });
     expect(compared.code).toBe(EXIT.ok);
     expect(compared.out).toMatch(/Stripe: 1 customer-period checked, 0 disagree/);
+  });
+
+  it('reconcile --repair does not take off the meter usage that a pending report whose answer was lost already put there', async () => {
+    const t = await reportedTenant(8);
+    // Report A (8) is sent and answered.
+    expect(t.reported).toMatchObject({ sent: 1 });
+    // Sent over an hour ago: past the reconciliation's settling time.
+    await superuser().query(
+      "update public.meter_reports set sent_at = sent_at - interval '2 hours' where tenant_id = $1",
+      [t.tenantId],
+    );
+
+    // Three more executions; report B (3) reaches Stripe, its answer is lost: B stays pending.
+    t.fake.addMany(3, (i) => ({ startedAt: recent(50 - i) }));
+    await collect([t]);
+    stripe.failNext('drop_after');
+    expect(await report(t.tenantId)).toMatchObject({ failed: 1 });
+    expect(stripe.totalFor(t.customer)).toBe(11);
+
+    // The daily reconciliation runs before the next report-usage run: Stripe's 11 against
+    // the 8 recorded sent is no drift while B's outcome is unknown; it is compared later.
+    // The scheduled run's own settling time, not this file's none.
+    const reconciled = await reconcile([t.tenantId], true, { settleMs: undefined });
+    expect(reconciled).toMatchObject({ stripeChecked: 0, stripeSkipped: 1, stripeFindings: [] });
+    // The next report-usage run: B's resend is Stripe's duplicate, recorded as sent.
+    await report(t.tenantId);
+    const { rows } = await superuser().query(
+      "select coalesce(sum(value), 0)::int as sent from public.meter_reports where tenant_id = $1 and status = 'sent'",
+      [t.tenantId],
+    );
+    expect(rows[0].sent).toBe(11);
+    // Σ sent = Σ billable must hold at Stripe too: 11 executions billed, not 8.
+    expect(stripe.totalFor(t.customer)).toBe(11);
   });
 });
