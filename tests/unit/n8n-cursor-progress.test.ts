@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { checkPage } from '../../src/collector/page-checks.ts';
-import type { N8nExecution, N8nPage } from '../../src/n8n/schemas.ts';
+import { pageOf } from '../support/n8n-pages.ts';
 
 /**
  * A cursor that does not make progress: the same cursor again, a page whose ids are not
@@ -9,23 +9,8 @@ import type { N8nExecution, N8nPage } from '../../src/n8n/schemas.ts';
  * (ids going up) bill executions that were never run.
  */
 
-const execution = (id: number): N8nExecution => ({
-  id: String(id),
-  mode: 'trigger',
-  status: 'success',
-  startedAt: '2026-11-20T10:00:00.000Z',
-  stoppedAt: '2026-11-20T10:00:01.000Z',
-  workflowId: 'wf1',
-  retryOf: null,
-  retrySuccessId: null,
-  waitTill: null,
-});
 const cursorBelow = (id: number, limit = 250) =>
   Buffer.from(JSON.stringify({ lastId: String(id), limit })).toString('base64');
-const pageOf = (ids: number[], nextCursor: string | null): N8nPage => ({
-  data: ids.map(execution),
-  nextCursor,
-});
 
 /** Strictly descending ids, as n8n lists them. */
 const descendingIds = fc

@@ -1,26 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { checkWalkIds, MAX_ID_JUMP, topToConfirm } from '../../src/collector/page-checks.ts';
-import type { N8nPage } from '../../src/n8n/schemas.ts';
+import { pageOf } from '../support/n8n-pages.ts';
 
 /**
  * A walk's newest id becomes the next walk's floor: the rules that keep an id n8n never
  * assigned, or ids that restarted below the ones collected, from deciding it.
  */
 
-const pageOf = (ids: Array<number | string>): N8nPage => ({
-  data: ids.map((id) => ({
-    id: String(id),
-    mode: 'trigger',
-    status: 'success',
-    startedAt: '2026-11-20T10:00:00.000Z',
-    stoppedAt: '2026-11-20T10:00:01.000Z',
-    workflowId: 'wf1',
-    retryOf: null,
-    retrySuccessId: null,
-    waitTill: null,
-  })),
-  nextCursor: null,
-});
 const first = (highWaterId: number) => ({ firstPage: true, highWaterId });
 
 describe('topToConfirm', () => {
