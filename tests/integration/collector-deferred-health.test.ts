@@ -3,9 +3,9 @@ import { createN8nClient } from '../../src/n8n/client.ts';
 import {
   collect,
   createSource,
+  listRequest,
   sourceState,
   storedExecutionIds,
-  type TestSource,
   useN8nServer,
 } from '../support/collector.ts';
 import { recent } from '../support/fixtures.ts';
@@ -23,17 +23,6 @@ const { forTenants } = statusEndpoint();
 
 const patientClient = ({ baseUrl, apiKey }: { baseUrl: string; apiKey: string }) =>
   createN8nClient({ baseUrl, apiKey, timeoutMs: 60_000, retries: 0 });
-
-function listRequest(source: TestSource, nth: number): Promise<void> {
-  return new Promise((resolve) => {
-    const check = () => {
-      if (source.fake.requests.filter((r) => r.path.endsWith('/executions')).length >= nth) {
-        resolve();
-      } else setTimeout(check, 10);
-    };
-    check();
-  });
-}
 
 describe('a source deferred run after run (its n8n never answers within the budget)', () => {
   it('is not reported as collected, nor the status as healthy', async () => {

@@ -9,6 +9,7 @@ import {
   baseUrlOf,
   collect,
   createSource,
+  listRequest,
   storedExecutionIds,
   type TestSource,
   useN8nServer,
@@ -37,18 +38,6 @@ const patientClient = ({ baseUrl, apiKey }: { baseUrl: string; apiKey: string })
     minRetryDelayMs: 1,
     maxRetryDelayMs: 3_600_000,
   });
-
-/** Resolves when the nth list request reaches the source's n8n. */
-function listRequest(source: TestSource, nth: number): Promise<void> {
-  return new Promise((resolve) => {
-    const check = () => {
-      if (source.fake.requests.filter((r) => r.path.endsWith('/executions')).length >= nth) {
-        resolve();
-      } else setTimeout(check, 10);
-    };
-    check();
-  });
-}
 
 async function runRow(runId: string) {
   const { rows } = await superuser().query(

@@ -143,6 +143,21 @@ export async function sourceState(sourceId: string) {
   return rows[0];
 }
 
+/**
+ * Resolves when the nth list request reaches the source's n8n: the moment a test that cuts a
+ * run's budget knows the run has started to wait on that n8n, without timing anything.
+ */
+export function listRequest(source: TestSource, nth: number): Promise<void> {
+  return new Promise((resolve) => {
+    const check = () => {
+      if (source.fake.requests.filter((r) => r.path.endsWith('/executions')).length >= nth) {
+        resolve();
+      } else setTimeout(check, 10);
+    };
+    check();
+  });
+}
+
 export async function storedExecutionIds(sourceId: string): Promise<number[]> {
   const { rows } = await superuser().query(
     'select execution_id::int as id from public.executions where source_id = $1 order by 1',
