@@ -7,16 +7,16 @@ import {
 } from '../../src/billing/invoice-preview-handler.ts';
 import { runReconciliation } from '../../src/billing/reconcile.ts';
 import { refreshInvoicePreviews } from '../../src/billing/refresh-invoice-previews.ts';
-import { runReporter } from '../../src/billing/report-usage.ts';
 import { EXIT } from '../../src/cli/main.ts';
 import { createUserClient } from '../../src/db/client.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
-import { reporterTestSettings, stripeClient, TEST_STRIPE_KEY } from '../support/billing.ts';
+import { stripeClient, TEST_STRIPE_KEY } from '../support/billing.ts';
 import { runCliWith } from '../support/cli.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { FakeStripe, type FakeSubscription } from '../support/fake-stripe.ts';
 import { dropRequest, faultyDb, rpcFetch } from '../support/faults.ts';
 import { createTenant, createUser, ingestExecutions, memberOf } from '../support/fixtures.ts';
+import { reporterRun } from '../support/reporter-runs.ts';
 import { succeeded } from '../support/result.ts';
 import {
   anonClient,
@@ -105,18 +105,12 @@ const collected = (tenantId: string, executions: number) =>
     })),
   );
 
+const report = reporterRun({});
+
 /** Usage collected and reported to the test Stripe, as the hourly reporter does. */
 async function reported(tenantId: string, executions: number) {
   await collected(tenantId, executions);
-  await succeeded(
-    runReporter({
-      db: serviceClient(),
-      stripe: stripeClient(5000),
-      settings: reporterTestSettings,
-      log: silentLogger,
-      tenantIds: [tenantId],
-    }),
-  );
+  await report([tenantId]);
 }
 
 const refresh = (tenantId: string, maxAgeSeconds = 300) =>

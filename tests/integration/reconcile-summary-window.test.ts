@@ -1,16 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { runReconciliation } from '../../src/billing/reconcile.ts';
-import { runReporter } from '../../src/billing/report-usage.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
-import { reporterTestSettings, stripeClient } from '../support/billing.ts';
+import { stripeClient } from '../support/billing.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { createPlan, createTenant } from '../support/fixtures.ts';
-import { fakeStripeOn } from '../support/reporter-runs.ts';
+import { fakeStripeOn, reporterRun } from '../support/reporter-runs.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
 const server = useN8nServer();
+const report = reporterRun({});
 
 /**
  * A tenant billed on a period Stripe started at 43 seconds past a minute (a subscription
@@ -41,15 +41,7 @@ async function reportedOddSecondPeriod(
      values ($1, $2, $3, 5, 5, 5)`,
     [tenant.id, rows[0].s, rows[0].e],
   );
-  await succeeded(
-    runReporter({
-      db: serviceClient(),
-      stripe: stripeClient(5000),
-      settings: reporterTestSettings,
-      log: silentLogger,
-      tenantIds: [tenant.id],
-    }),
-  );
+  await report([tenant.id]);
   expect(stripe.totalFor(customer)).toBe(5);
   return { tenant, periodStart: rows[0].s as Date };
 }
