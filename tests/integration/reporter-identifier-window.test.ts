@@ -1,32 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { runReporter } from '../../src/billing/report-usage.ts';
-import { silentLogger } from '../../src/observability/logger.ts';
 import { needsAttention } from '../../src/ops/attention.ts';
 import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
-import {
-  manualClock,
-  meteredTenant,
-  reporterTestSettings,
-  stripeClient,
-} from '../support/billing.ts';
+import { manualClock, meteredTenant, stripeClient } from '../support/billing.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { FakeStripe } from '../support/fake-stripe.ts';
-import { succeeded } from '../support/result.ts';
+import { reporterRun } from '../support/reporter-runs.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
 const server = useN8nServer();
 const DAY_MS = 24 * 3600_000;
 
-const run = (tenantId: string, key: string) =>
-  succeeded(
-    runReporter({
-      db: serviceClient(),
-      stripe: stripeClient(400, key),
-      settings: reporterTestSettings,
-      log: silentLogger,
-      tenantIds: [tenantId],
-    }),
-  );
+const report = reporterRun({});
+/** A reporter run over this tenant, with this Stripe key. */
+const run = (tenantId: string, key: string) => report([tenantId], {}, stripeClient(400, key));
 
 /**
  * A report sent once without an answer (`fault`), then held back by a rolled key until a
