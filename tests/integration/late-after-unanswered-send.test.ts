@@ -9,15 +9,24 @@ import { serviceClient, superuser } from '../support/stack.ts';
 const server = useN8nServer();
 const GRACE_MINUTES = reporterTestSettings.finalizationGraceMinutes;
 
+/**
+ * A tenant's `billable` executions claimed into one report, and reporter runs on a clock ten
+ * minutes before that report's invoice finalizes.
+ */
+async function claimedBeforeFinalization(billable: number) {
+  const { tenantId, customer } = await meteredTenant(billable);
+  await serviceClient().rpc('claim_meter_deltas', { max_rows: 1000, tenant_ids: [tenantId] });
+  const [claimed] = await ledger(tenantId);
+  const finalizes = (claimed.period_end as Date).getTime() + GRACE_MINUTES * 60_000;
+  const reporter = reporterOnManualClock(server, finalizes - 10 * 60_000, {});
+  return { tenantId, customer, identifier: claimed.identifier as string, finalizes, ...reporter };
+}
+
 describe('late usage decided at send time, after a send whose answer was lost', () => {
   it('a report Stripe may have taken before the invoice finalized is not recorded as plainly late (not billed)', async () => {
-    const { tenantId, customer } = await meteredTenant(9);
-    await serviceClient().rpc('claim_meter_deltas', { max_rows: 1000, tenant_ids: [tenantId] });
-    const [claimed] = await ledger(tenantId);
-    const finalizes = (claimed.period_end as Date).getTime() + GRACE_MINUTES * 60_000;
-
     // The last run before the invoice finalizes: Stripe takes the event, its answer is lost.
-    const { clock, stripe, run } = reporterOnManualClock(server, finalizes - 10 * 60_000, {});
+    const { tenantId, customer, identifier, finalizes, clock, stripe, run } =
+      await claimedBeforeFinalization(9);
     stripe.failNext('drop_after');
     expect(await run([tenantId])).toMatchObject({ failed: 1 });
     expect(stripe.totalFor(customer)).toBe(9);
@@ -37,7 +46,7 @@ describe('late usage decided at send time, after a send whose answer was lost', 
         unknown_outcome: true,
         last_error: expect.stringMatching(
           new RegExp(
-            `outcome unknown: .*check the meter's events in Stripe for identifier ${claimed.identifier} before billing it by hand$`,
+            `outcome unknown: .*check the meter's events in Stripe for identifier ${identifier} before billing it by hand$`,
           ),
         ),
       },
@@ -63,11 +72,8 @@ describe('late usage decided at send time, after a send whose answer was lost', 
   });
 
   it('a report whose earlier attempt Stripe refused (an answer) is late and not billed, as before', async () => {
-    const { tenantId, customer } = await meteredTenant(4);
-    await serviceClient().rpc('claim_meter_deltas', { max_rows: 1000, tenant_ids: [tenantId] });
-    const [claimed] = await ledger(tenantId);
-    const finalizes = (claimed.period_end as Date).getTime() + GRACE_MINUTES * 60_000;
-    const { clock, stripe, run } = reporterOnManualClock(server, finalizes - 10 * 60_000, {});
+    const { tenantId, customer, finalizes, clock, stripe, run } =
+      await claimedBeforeFinalization(4);
     stripe.rejectCustomer(customer);
     expect(await run([tenantId])).toMatchObject({ failed: 1 });
     clock.at = finalizes + 60_000;
