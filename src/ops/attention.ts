@@ -29,6 +29,12 @@ export interface AttentionInputs {
     failing_threshold: number;
     auth_failing: boolean;
     auth_error: string | null;
+    unlinked: {
+      tenants: number;
+      executions: number;
+      example_tenant_id: string | null;
+      example_tenant_name: string | null;
+    };
     corrections: {
       unattempted: number;
       oldest_unattempted_at: string | null;
@@ -110,6 +116,7 @@ function stripeAttention(status: AttentionInputs) {
     reports.auth_failing &&
       `Stripe refuses the API key${reports.auth_error ? ` (${reports.auth_error.slice(0, 120)})` : ''}: set STRIPE_SECRET_KEY to a valid secret or restricted key with write access to meter events; pending reports are sent by the next run`,
     unsentAttention(status),
+    unlinkedAttention(reports.unlinked),
     reports.failing > 0 &&
       `${plural(reports.failing, 'meter report')} failed ${reports.failing_threshold} or more times: flowmeter status shows the latest error (each report's is in the table public.meter_reports); fix the customer, meter or Stripe account it names`,
     reports.review > 0 &&
@@ -208,6 +215,19 @@ function waitingTooLong(
   const oldest = waiting.oldest_unattempted_at;
   if (waiting.unattempted === 0 || oldest === null || !isOverdue(sender, oldest, now)) return false;
   return `${what}, the oldest waiting ${formatDistanceStrict(oldest, now)}`;
+}
+
+/**
+ * Usage that nothing will ever report: tenants on a plan metered in Stripe (its
+ * stripe_meter_event_name set) with no Stripe customer. No run fails, so without this the
+ * usage would go unbilled in silence; linked later, it is reported then.
+ */
+function unlinkedAttention(unlinked: AttentionInputs['meter_reports']['unlinked']) {
+  if (unlinked.tenants === 0) return false;
+  const example = unlinked.example_tenant_id
+    ? ` (e.g. ${unlinked.example_tenant_name ?? 'tenant'} ${unlinked.example_tenant_id})`
+    : '';
+  return `${plural(unlinked.tenants, 'tenant')} on a plan metered in Stripe ${unlinked.tenants === 1 ? 'has' : 'have'} no Stripe customer${example}: ${plural(unlinked.executions, 'billable execution')} not reported to Stripe; link each to its customer (subscribe it through Checkout with metadata flowmeter_tenant_id, or set tenants.stripe_customer_id; docs/billing.md "Subscription sync"), or move it to a plan without stripe_meter_event_name; the next report-usage run reports what it used`;
 }
 
 /**

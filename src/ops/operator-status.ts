@@ -49,6 +49,13 @@ export const operatorStatusSchema = z.object({
     failing: number,
     auth_failing: z.boolean(),
     auth_error: z.string().nullable(),
+    /** Tenants on a plan metered in Stripe without a Stripe customer: their usage is never reported. */
+    unlinked: z.object({
+      tenants: number,
+      executions: number,
+      example_tenant_id: z.string().nullable(),
+      example_tenant_name: z.string().nullable(),
+    }),
     corrections: z.object({
       pending: number,
       /** Pending and never attempted: deferred run after run. */

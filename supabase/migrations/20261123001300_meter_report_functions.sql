@@ -213,6 +213,23 @@ as $$
     ),
     'auth_failing', exists (select 1 from auth),
     'auth_error', (select a.last_error from auth a),
+    -- Usage claim_meter_deltas can never report: tenants on a plan metered in Stripe with no
+    -- Stripe customer to report it for (not linked, or no subscription event named one).
+    'unlinked', (
+      select jsonb_build_object(
+        'tenants', count(distinct c.tenant_id),
+        'executions', coalesce(sum(c.billable - c.reported), 0),
+        'example_tenant_id', (array_agg(c.tenant_id order by c.billable - c.reported desc, c.tenant_id))[1],
+        'example_tenant_name', (array_agg(t.name order by c.billable - c.reported desc, c.tenant_id))[1]
+      )
+      from public.usage_counters c
+      join public.tenants t on t.id = c.tenant_id
+      join public.plans p on p.id = t.plan_id
+      where c.billable > c.reported
+        and t.stripe_customer_id is null
+        and p.stripe_meter_event_name is not null
+        and (meter_report_status.tenant_ids is null or c.tenant_id = any (meter_report_status.tenant_ids))
+    ),
     'corrections', (
       select jsonb_build_object(
         'pending', count(*) filter (where c.status = 'pending'),

@@ -182,6 +182,35 @@ describe('billing health', () => {
     );
   });
 
+  it('a tenant on a metered plan without a Stripe customer is flagged until it is linked, and its usage is reported then', async () => {
+    const stripe = fakeStripe();
+    const { tenantId, customer } = await meteredTenant(7);
+    await superuser().query('update public.tenants set stripe_customer_id = null where id = $1', [
+      tenantId,
+    ]);
+    // Nothing fails: the reporter has no customer to report the usage for.
+    expect(await run([tenantId])).toMatchObject({ claimed: 0, failed: 0 });
+    const unlinked = await statusOf([tenantId]);
+    expect(unlinked.reports.unlinked).toMatchObject({
+      tenants: 1,
+      executions: 7,
+      example_tenant_id: tenantId,
+    });
+    expect(unlinked.attention).toEqual([
+      expect.stringMatching(
+        /^1 tenant on a plan metered in Stripe has no Stripe customer \(e\.g\. .+\): 7 billable executions not reported to Stripe; link each/,
+      ),
+    ]);
+
+    await superuser().query('update public.tenants set stripe_customer_id = $2 where id = $1', [
+      tenantId,
+      customer,
+    ]);
+    expect(await run([tenantId])).toMatchObject({ sent: 1 });
+    expect(stripe.totalFor(customer)).toBe(7);
+    expect((await statusOf([tenantId])).attention).toEqual([]);
+  });
+
   it('a healthy billing is not flagged', async () => {
     fakeStripe();
     const { tenantId } = await meteredTenant(2);

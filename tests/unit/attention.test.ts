@@ -13,6 +13,7 @@ const reportsHealthy = {
   failing_threshold: 3,
   auth_failing: false,
   auth_error: null,
+  unlinked: { tenants: 0, executions: 0, example_tenant_id: null, example_tenant_name: null },
   corrections: {
     unattempted: 0,
     oldest_unattempted_at: null,
@@ -124,6 +125,29 @@ describe('needsAttention', () => {
       "4 alert deliveries never attempted, the oldest waiting 16 minutes: deliver-alerts is not sending them (its latest run's summary says how many it deferred); `flowmeter alerts deliver` sends them now",
       '1 webhook delivery never attempted, the oldest waiting 8 minutes: deliver-webhooks is not sending them (its latest run\'s summary says how many it deferred): when it defers them for want of time, raise WEBHOOK_CONCURRENCY (docs/webhooks.md "Throughput"); `flowmeter webhooks deliver` sends them now',
     ]);
+  });
+
+  it('names tenants on a plan metered in Stripe without a Stripe customer: their usage is never reported', () => {
+    const unlinked = (tenants: number, executions: number) =>
+      needsAttention({
+        ...healthy,
+        meter_reports: {
+          ...reportsHealthy,
+          unlinked: {
+            tenants,
+            executions,
+            example_tenant_id: tenants ? 't-1' : null,
+            example_tenant_name: tenants ? 'Acme' : null,
+          },
+        },
+      });
+    expect(unlinked(0, 0)).toEqual([]);
+    expect(unlinked(2, 1234)).toEqual([
+      '2 tenants on a plan metered in Stripe have no Stripe customer (e.g. Acme t-1): 1,234 billable executions not reported to Stripe; link each to its customer (subscribe it through Checkout with metadata flowmeter_tenant_id, or set tenants.stripe_customer_id; docs/billing.md "Subscription sync"), or move it to a plan without stripe_meter_event_name; the next report-usage run reports what it used',
+    ]);
+    expect(unlinked(1, 1)[0]).toMatch(
+      /^1 tenant on a plan metered in Stripe has no Stripe customer/,
+    );
   });
 
   it('names what reconciliation found and did not repair, with the latest finding', () => {

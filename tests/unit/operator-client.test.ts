@@ -40,6 +40,7 @@ const status = {
     failing: 0,
     auth_failing: false,
     auth_error: null,
+    unlinked: { tenants: 0, executions: 0, example_tenant_id: null, example_tenant_name: null },
     corrections: {
       pending: 0,
       unattempted: 0,
