@@ -17,6 +17,11 @@ export interface CorrectionsSummary {
   failed: number;
   late: number;
   review: number;
+  /**
+   * Set when Stripe refused the key: every other correction would fail the same way and
+   * count an attempt against itself, so the rest wait for the next run, unattempted.
+   */
+  stoppedBy: 'auth' | null;
   /** Each claimed correction as its last recorded step left it. */
   settled: Correction[];
 }
@@ -100,6 +105,7 @@ export async function sendCorrections(
     failed: 0,
     late: 0,
     review: 0,
+    stoppedBy: null,
     settled: [],
   };
 
@@ -266,6 +272,10 @@ export async function sendCorrections(
       if (correction?.last_error_kind) break;
     }
     summary.settled.push(correction ?? first);
+    if (correction?.last_error_kind === 'auth') {
+      summary.stoppedBy = 'auth';
+      break;
+    }
     if (input.cut?.aborted) break;
   }
   log.info({ ...summary, settled: undefined }, 'corrections run finished');

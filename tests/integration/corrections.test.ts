@@ -8,7 +8,13 @@ import type { Db } from '../../src/db/client.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { getTenantDetail } from '../../src/operator-client/index.ts';
 import { getUsageCorrections, getUsageHistory } from '../../src/usage-client/index.ts';
-import { addUsage, meteredTenant, reporterTestSettings, stripeClient } from '../support/billing.ts';
+import {
+  addUsage,
+  meteredTenant,
+  reporterTestSettings,
+  stripeClient,
+  TEST_STRIPE_KEY,
+} from '../support/billing.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { FakeStripe, type StripeFault } from '../support/fake-stripe.ts';
 import { faultyDb, loseResponse, Rng, rpcFetch } from '../support/faults.ts';
@@ -525,6 +531,18 @@ describe('every correction is visible', () => {
       },
     ]);
     expect(detail.data?.history[0]).toMatchObject({ corrected: -20, credited_amount: 0 });
+  });
+
+  it('Stripe refusing the key stops the corrections at the first: the others keep their attempts for a valid key', async () => {
+    const { stripe } = fakeStripe();
+    const { tenantId } = await reportedTenant(120);
+    const { correction: first } = await succeeded(correct(tenantId, 5));
+    const { correction: second } = await succeeded(correct(tenantId, 7));
+    stripe.revokeKey(TEST_STRIPE_KEY);
+    const stopped = await send([first.id, second.id]);
+    expect(stopped).toMatchObject({ stoppedBy: 'auth', failed: 1, sent: 0 });
+    expect(await correction(first.id)).toMatchObject({ attempts: 1, last_error_kind: 'auth' });
+    expect(await correction(second.id)).toMatchObject({ attempts: 0, status: 'pending' });
   });
 
   it('in status, with what to do, when a correction keeps failing', async () => {
