@@ -46,11 +46,18 @@ export const schemas = {
     /^[a-z0-9][a-z0-9_-]{0,62}$/,
     'a plan id: lowercase letters, digits, - and _, at most 63 characters (e.g. pro)',
   ),
-  name: z
-    .string()
-    .trim()
-    .min(1, { error: 'must not be empty' })
-    .max(200, { error: 'must be at most 200 characters' }),
+  /**
+   * A display name, in the characters an identifier may hold: a control character would
+   * reach every table the CLI prints (an escape sequence repaints the operator's terminal,
+   * a newline breaks the table), and NUL is text PostgreSQL cannot store.
+   */
+  name: identifierCharacters(
+    z
+      .string()
+      .trim()
+      .min(1, { error: 'must not be empty' })
+      .max(200, { error: 'must be at most 200 characters' }),
+  ),
   /** Stripe's unit_amount_decimal: minor units (cents), up to 6 decimals. */
   overagePrice: matching(
     /^\d{1,14}(\.\d{1,6})?$/,

@@ -47,6 +47,8 @@ const GROUPS = {
  * The operator CLI. Exit codes: 0 success; 1 the work ran but something failed (a source);
  * 2 bad arguments or configuration, nothing done; 3 a service could not be reached.
  */
+const CONTROL = /[\u0000-\u0009\u000B-\u001F\u007F-\u009F]/g;
+
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   let exitCode: number = EXIT.ok;
   const ctx = commandContext(io, (code) => {
@@ -60,6 +62,10 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     .configureOutput({
       writeOut: (s) => io.out(s.trimEnd()),
       writeErr: (s) => io.err(s.trimEnd()),
+      // A refused argument is quoted back: its control characters (an escape sequence would
+      // act on the operator's terminal) are shown as \u{…} instead. Newlines are the message's.
+      outputError: (s, write) =>
+        write(s.replace(CONTROL, (c) => `\\u{${c.codePointAt(0)?.toString(16)}}`)),
     })
     .addHelpText(
       'after',

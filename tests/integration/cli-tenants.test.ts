@@ -62,6 +62,28 @@ describe('flowmeter tenants add', () => {
     expect(await tenantsNamed(name)).toEqual([]);
   });
 
+  it('refuses a name with a control character, naming it, and creates nothing: it would reach every table the CLI prints', async () => {
+    const plan = await createPlan();
+    const stem = uniqueId('Esc');
+    for (const [name, found] of [
+      [`${stem}\u001b[2J\u001b[31mred`, 'U+001B'],
+      [`${stem}\nbreak`, 'U+000A'],
+      [`${stem}\u0000nul`, 'U+0000'],
+    ] as const) {
+      const result = await tenantsAdd(name, plan.id);
+      expect(result.code).toBe(EXIT.usage);
+      expect(result.err).toContain(`argument 'name'`);
+      expect(result.err).toContain(`found ${found} at position ${stem.length}`);
+      // Quoted back with its control characters shown, not acting on the terminal.
+      expect(result.err).not.toMatch(/\u001b/);
+      expect(result.err).not.toMatch(/unsupported Unicode escape sequence/);
+    }
+    const { rows } = await superuser().query('select 1 from public.tenants where name like $1', [
+      `${stem}%`,
+    ]);
+    expect(rows).toEqual([]);
+  });
+
   it('refuses an external reference or Stripe customer another tenant has', async () => {
     const plan = await createPlan();
     const cus = customer();
