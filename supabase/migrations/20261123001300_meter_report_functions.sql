@@ -327,8 +327,8 @@ $$;
 -- delta is not expected there (a repair credited instead leaves the meter as it was).
 -- unsettled_corrections: corrections of the period still on their way (pending, or
 -- waiting for a person); until they settle the comparison means nothing.
--- unanswered_reports: pending reports of the period already attempted, and those in review.
--- Each may be on
+-- unanswered_reports: reports of the period an attempt sent without an answer (pending, in
+-- review, or late since), unknown_outcome. Each may be on
 -- Stripe's meter (its answer lost) or not, so Stripe holding more than `sent` means
 -- nothing yet: a repair taking it off would leave the period under-billed once the
 -- report's resend is recognised as Stripe's duplicate and recorded as sent.
@@ -359,9 +359,11 @@ as $$
     select r.tenant_id, r.period_start, r.period_end, r.stripe_customer_id,
            coalesce(sum(r.value) filter (where r.status = 'sent'), 0)::bigint as sent,
            max(r.sent_at) as last_sent_at,
-           count(*) filter (where (r.status = 'pending' and r.attempts > 0) or r.status = 'review') as unanswered
+           -- Pending, in review or late, an attempt without an answer (unknown_outcome) may
+           -- have put it on the meter; one Stripe answered with a refusal did not.
+           count(*) filter (where r.unknown_outcome) as unanswered
     from public.meter_reports r
-    where r.status in ('sent', 'pending', 'review') and r.period_start >= sent_meter_totals.since
+    where r.status in ('sent', 'pending', 'review', 'late') and r.period_start >= sent_meter_totals.since
       and (r.tenant_id, r.period_start, r.stripe_customer_id)
           > (coalesce(sent_meter_totals.after_tenant_id, '00000000-0000-0000-0000-000000000000'::uuid),
              coalesce(sent_meter_totals.after_period_start, '-infinity'::timestamptz),

@@ -306,4 +306,62 @@ describe('reconciliation with Stripe', () => {
     // Σ sent = Σ billable must hold at Stripe too: 11 executions billed, not 8.
     expect(stripe.totalFor(t.customer)).toBe(11);
   });
+
+  it('reconcile --repair does not credit usage that a late report whose answer was lost may have put on the invoice', async () => {
+    const t = await reportedTenant(8);
+    await superuser().query(
+      "update public.meter_reports set sent_at = sent_at - interval '2 hours' where tenant_id = $1",
+      [t.tenantId],
+    );
+    // Report B (3) reaches Stripe, its answer is lost; the invoice is final before the next
+    // send, so B is recorded late with its outcome unknown (as report-usage's lateness does).
+    t.fake.addMany(3, (i) => ({ startedAt: recent(50 - i) }));
+    await collect([t]);
+    stripe.failNext('drop_after');
+    expect(await report(t.tenantId)).toMatchObject({ failed: 1 });
+    expect(stripe.totalFor(t.customer)).toBe(11);
+    const { rows: pending } = await superuser().query(
+      "select id from public.meter_reports where tenant_id = $1 and status = 'pending'",
+      [t.tenantId],
+    );
+    const late = await serviceClient().rpc('record_meter_report', {
+      id: pending[0].id,
+      outcome: 'late',
+      error: 'invoice final',
+    });
+    expect(late.data).toMatchObject({ status: 'late', unknown_outcome: true });
+
+    const reconciled = await reconcile([t.tenantId], true, { settleMs: undefined });
+    expect(reconciled).toMatchObject({ stripeChecked: 0, stripeSkipped: 1, stripeFindings: [] });
+    const { rows: corrections } = await superuser().query(
+      'select 1 from public.meter_corrections where tenant_id = $1',
+      [t.tenantId],
+    );
+    expect(corrections).toEqual([]);
+    expect(stripe.totalFor(t.customer)).toBe(11);
+  });
+
+  it('compares a period whose pending report Stripe refused with an answer: it cannot be on the meter', async () => {
+    const t = await reportedTenant(8);
+    await superuser().query(
+      "update public.meter_reports set sent_at = sent_at - interval '2 hours' where tenant_id = $1",
+      [t.tenantId],
+    );
+    t.fake.addMany(3, (i) => ({ startedAt: recent(50 - i) }));
+    await collect([t]);
+    stripe.rejectCustomer(t.customer);
+    expect(await report(t.tenantId)).toMatchObject({ failed: 1 });
+    stripe.restoreCustomer(t.customer);
+    const { rows } = await superuser().query(
+      "select attempts, unknown_outcome from public.meter_reports where tenant_id = $1 and status = 'pending'",
+      [t.tenantId],
+    );
+    expect(rows).toEqual([{ attempts: 1, unknown_outcome: false }]);
+    // Stripe holds the 8 sent: compared, in step, not skipped for the refused report.
+    expect(await reconcile([t.tenantId], false, { settleMs: undefined })).toMatchObject({
+      stripeChecked: 1,
+      stripeSkipped: 0,
+      stripeFindings: [],
+    });
+  });
 });
