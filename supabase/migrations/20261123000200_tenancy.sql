@@ -76,9 +76,14 @@ create table public.tenants (
   -- The operator's own identifier for the tenant (account id in its product).
   external_ref text unique
     constraint tenants_external_ref_length check (length(external_ref) between 1 and 200)
-    -- The enforce endpoint and the CLI trim what they are given, so a reference stored with
-    -- white space at an end could never be named.
-    constraint tenants_external_ref_trimmed check (external_ref !~ '^\s|\s$'),
+    -- Only what the enforce endpoint can name (src/enforcement/schema.ts has the exact rule,
+    -- with its messages, for the CLI and the endpoint): it trims what it is given and refuses
+    -- control and format characters and every space but the plain one, so a reference with
+    -- those stored through the API directly could never be enforced.
+    constraint tenants_external_ref_enforceable check (
+      external_ref !~ '[\u0001-\u001f\u007f-\u009f\u00a0\u00ad\u061c\u1680\u180e\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ue000-\uf8ff\ufeff\ufff9-\ufffb]'
+      and external_ref !~ '^ | $'
+    ),
   name text not null
     constraint tenants_name_length check (length(name) between 1 and 200),
   plan_id text not null references public.plans (id),

@@ -225,21 +225,39 @@ describe('enforce: policies', () => {
     expect((await ask(tenant?.id as string)).body).toMatchObject({ committed: 2 });
   });
 
-  it('refuses to store an external reference with white space at an end: /enforce trims what it is sent', async () => {
+  it('refuses to store an external reference /enforce could never name, and stores one it can', async () => {
     const plan = await planWith({ included_executions: 5 });
-    for (const externalRef of [' acme', 'acme ', '\tacme', 'acme\n']) {
-      const { error, status } = await serviceClient().rpc('add_tenant', {
+    const add = (externalRef: string) =>
+      serviceClient().rpc('add_tenant', {
         name: uniqueId('tenant'),
         plan_id: plan.id,
         external_ref: externalRef,
       });
+    // Trimmed by the endpoint (white space at an end, of any kind), or refused by it (a
+    // control or format character, a space other than the plain one).
+    for (const externalRef of [
+      ' acme',
+      'acme ',
+      '\tacme',
+      'acme\n',
+      'acme\u00a0',
+      '\ufeffacme',
+      'ac\u200bme',
+      'ac\u2003me',
+      'ac\u202eme',
+    ]) {
+      const { error, status } = await add(externalRef);
       expect({ externalRef, status, code: error?.code }).toEqual({
         externalRef,
         status: 400,
         code: '23514',
       });
-      expect(error?.message).toMatch(/tenants_external_ref_trimmed/);
+      expect(error?.message).toMatch(/tenants_external_ref_enforceable/);
     }
+    const named = `acme co ${randomUUID().slice(0, 8)} ünïcödé 🚀`;
+    const { data: tenant, error } = await add(named);
+    expect(error).toBeNull();
+    expect((await ask(named)).body).toMatchObject({ allowed: true, tenantId: tenant?.id });
   });
 
   it('answers 404 for an unknown tenant', async () => {
