@@ -15,6 +15,8 @@ export type WalkKey = z.infer<typeof walkKeySchema>;
  * characters), so a comparison Stripe refused is a finding until a run makes it, and where
  * the walk of the customer-periods stopped, so the next run starts there. Apart from
  * reconcile.ts so that status (in the browser too) reads it without the reconciliation.
+ * From the first release on, a field is only ever added, as optional with a default: the
+ * run before an upgrade recorded the older shape, and status names a summary it cannot read.
  */
 export const reconcileRunSummarySchema = z.object({
   counterFindings: z.number().int().nonnegative(),

@@ -160,10 +160,11 @@ const reconcileSummary = ({
 /**
  * A summary status cannot read hides whether Stripe refused comparisons and how far behind
  * the walk is, so it is a finding rather than silence: in practice the deployed functions
- * and this status run different flowmeter versions.
+ * and this status run different flowmeter versions. An upgrade alone does not raise it as
+ * long as reconcileRunSummarySchema only gains optional fields (see there).
  */
 const reconcileUnreadableAttention = (unreadable: string) =>
-  `reconcile-usage's latest run recorded a summary this flowmeter cannot read (${unreadable.slice(0, 120)}), so whether it could compare everything with Stripe is unknown: run the same flowmeter version as the deployed functions; \`flowmeter reconcile\` compares now and says what failed`;
+  `reconcile-usage's latest run recorded a summary this flowmeter cannot read (${unreadable.slice(0, 120)}), so whether it could compare everything with Stripe is unknown: it was recorded by another flowmeter version; if this status runs a version other than the deployed functions', use theirs; \`flowmeter reconcile\` compares now and says what failed`;
 
 /** Longer than this to compare every customer-period once is a finding. */
 const LONGEST_ROUND_DAYS = 7;

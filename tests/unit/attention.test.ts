@@ -236,7 +236,7 @@ describe('needsAttention', () => {
     expect(afterRun(null)).toEqual([]);
     // One status cannot read (another version's shape) hides failures: a finding.
     expect(afterRun({ ...ran, stripeFailed: 'many' })).toEqual([
-      "reconcile-usage's latest run recorded a summary this flowmeter cannot read (stripeFailed: Invalid input: expected number, received string), so whether it could compare everything with Stripe is unknown: run the same flowmeter version as the deployed functions; `flowmeter reconcile` compares now and says what failed",
+      "reconcile-usage's latest run recorded a summary this flowmeter cannot read (stripeFailed: Invalid input: expected number, received string), so whether it could compare everything with Stripe is unknown: it was recorded by another flowmeter version; if this status runs a version other than the deployed functions', use theirs; `flowmeter reconcile` compares now and says what failed",
     ]);
     const { previewFailed: _dropped, ...older } = ran;
     expect(afterRun(older)[0]).toMatch(/cannot read \(previewFailed: Invalid input/);
