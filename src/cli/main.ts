@@ -47,7 +47,8 @@ const GROUPS = {
  * The operator CLI. Exit codes: 0 success; 1 the work ran but something failed (a source);
  * 2 bad arguments or configuration, nothing done; 3 a service could not be reached.
  */
-const CONTROL = /[\u0000-\u0009\u000B-\u001F\u007F-\u009F]/g;
+/** Control characters (C0, DEL, C1) but the newline. */
+const CONTROL = /[^\P{Cc}\n]/gu;
 
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   let exitCode: number = EXIT.ok;
