@@ -9,6 +9,7 @@ import { ok, type Result } from '../domain/result.ts';
 import { answerBeforeCut } from '../domain/unless-cut.ts';
 import type { Logger } from '../observability/logger.ts';
 import { retryAfterMs, type StripeFailureKind, stripeFailureKind } from '../stripe/errors.ts';
+import { STRIPE_REPLAY_WINDOW_MS } from '../stripe/replay-window.ts';
 import { lateness, lateWithUnknownOutcome } from './lateness.ts';
 import { type CorrectionsSummary, sendCorrections } from './send-corrections.ts';
 
@@ -43,7 +44,7 @@ export interface ReporterSummary {
   late: number;
   /**
    * Not sent again: an attempt's answer was lost longer ago than Stripe surely de-duplicates
-   * the identifier (IDENTIFIER_WINDOW_MS), so a person checks Stripe first.
+   * the identifier (STRIPE_REPLAY_WINDOW_MS), so a person checks Stripe first.
    */
   review: number;
   /** Not attempted: the budget ran out, the circuit breaker was open or the key was refused. */
@@ -76,16 +77,6 @@ export const UNANSWERED_AT_CUT =
  * corrections gives the reports its whole budget.
  */
 const CORRECTIONS_SHARE = 0.25;
-
-/**
- * Stripe de-duplicates a meter event identifier for at least 24 hours from the first event
- * (stripe-node's MeterEventCreateParams.identifier), not for ever. A report whose earlier
- * attempt had no answer is re-sent only within that window from the first such attempt
- * (`unanswered_since`: Stripe took the event no earlier), less an hour's margin for the
- * send itself: past it a resend of an event Stripe took could be
- * counted again, so the report waits for a person (review), as corrections do.
- */
-const IDENTIFIER_WINDOW_MS = 23 * 3600_000;
 
 /** Sends of one report per run, counting those Stripe answered with 429. */
 const MAX_ATTEMPTS_PER_RUN = 5;
@@ -247,10 +238,10 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
       }
       if (
         report.unanswered_since &&
-        now() - Date.parse(report.unanswered_since) > IDENTIFIER_WINDOW_MS
+        now() - Date.parse(report.unanswered_since) > STRIPE_REPLAY_WINDOW_MS
       ) {
         return record(report, 'review', {
-          message: `not sent again: an attempt over ${IDENTIFIER_WINDOW_MS / 3600_000} hours ago had no answer, so Stripe may no longer recognise identifier ${report.identifier} and a resend could bill it twice: check the meter's events in Stripe, then \`flowmeter reports resolve ${report.id} --stripe-has yes|no\``,
+          message: `not sent again: an attempt over ${STRIPE_REPLAY_WINDOW_MS / 3600_000} hours ago had no answer, so Stripe may no longer recognise identifier ${report.identifier} and a resend could bill it twice: check the meter's events in Stripe, then \`flowmeter reports resolve ${report.id} --stripe-has yes|no\``,
         });
       }
       try {

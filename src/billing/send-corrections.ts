@@ -6,6 +6,7 @@ import { answerBeforeCut } from '../domain/unless-cut.ts';
 import { plural } from '../domain/words.ts';
 import type { Logger } from '../observability/logger.ts';
 import { stripeFailureKind } from '../stripe/errors.ts';
+import { STRIPE_REPLAY_WINDOW_MS } from '../stripe/replay-window.ts';
 import { lateness } from './lateness.ts';
 import type { Correction } from './record-correction.ts';
 
@@ -50,13 +51,6 @@ export interface SendCorrectionsInput {
 }
 
 type Outcome = 'cancel_sent' | 'sent' | 'failed' | 'credit' | 'late' | 'review';
-
-/**
- * Stripe keeps an idempotency key for 24 hours: within that, a retry of a request whose
- * answer was lost replays the first answer. Past it (with an hour's margin) a cancellation
- * whose earlier answer was lost cannot be told from one never made.
- */
-const REPLAY_WINDOW_MS = 23 * 3600_000;
 
 /** Why a step still unanswered at the run's cut failed (its outcome is not known). */
 const UNANSWERED_AT_CUT =
@@ -158,6 +152,16 @@ export async function sendCorrections(
       summary.late += 1;
       return record(correction, 'late', { error: late });
     }
+    if (
+      correction.unknown_outcome &&
+      correction.first_attempt_at &&
+      now() - Date.parse(correction.first_attempt_at) > STRIPE_REPLAY_WINDOW_MS
+    ) {
+      summary.review += 1;
+      return record(correction, 'review', {
+        error: `not sent again: an attempt over ${STRIPE_REPLAY_WINDOW_MS / 3600_000} hours ago had no answer, so Stripe may no longer recognise identifier ${correction.identifier} and a resend could count it twice: check the meter's events in Stripe, then \`flowmeter corrections resolve ${correction.id} --stripe-has yes|no\``,
+      });
+    }
     try {
       await answerOf(
         stripe.billing.meterEvents.create(
@@ -206,7 +210,7 @@ export async function sendCorrections(
       const firstAttempt = correction.first_attempt_at
         ? Date.parse(correction.first_attempt_at)
         : now();
-      if (correction.unknown_outcome && now() - firstAttempt > REPLAY_WINDOW_MS) {
+      if (correction.unknown_outcome && now() - firstAttempt > STRIPE_REPLAY_WINDOW_MS) {
         summary.review += 1;
         return record(correction, 'review', {
           error: `Stripe refused the cancellation of ${correction.cancels_identifier} (${errorMessage(sendError)}), and an earlier attempt's answer was lost more than a day ago: check in Stripe whether the event was cancelled`,

@@ -6,7 +6,7 @@ import { sendCorrections } from '../billing/send-corrections.ts';
 import { loadReporterConfig, type ReporterConfig } from '../config/reporter-env.ts';
 import type { Logger } from '../observability/logger.ts';
 import { parser, schemas, tenantOption } from './arguments.ts';
-import { type CommandContext, type Database, EXIT } from './context.ts';
+import { CliError, type CommandContext, type Database, EXIT } from './context.ts';
 import { addFilteredList } from './list-command.ts';
 import { cliLogger, count, printJson, renderRecord, short, time } from './output.ts';
 
@@ -160,7 +160,9 @@ export function registerAdjust(program: Command, ctx: CommandContext): void {
       }
       if (correction.status === 'review') {
         io.err(
-          `Check in Stripe whether the event was cancelled, then \`flowmeter corrections resolve ${correction.id} --stripe-cancelled yes|no\`; nothing more is sent for it until then.`,
+          correction.method === 'cancel' && !correction.cancel_sent_at
+            ? `Check in Stripe whether the event was cancelled, then \`flowmeter corrections resolve ${correction.id} --stripe-cancelled yes|no\`; nothing more is sent for it until then.`
+            : `Check in Stripe whether the meter's events hold identifier ${correction.identifier}, then \`flowmeter corrections resolve ${correction.id} --stripe-has yes|no\`; nothing more is sent for it until then.`,
         );
       }
     });
@@ -189,26 +191,43 @@ export function registerAdjust(program: Command, ctx: CommandContext): void {
   corrections
     .command('resolve')
     .description(
-      'after checking in Stripe a correction waiting for review: say whether the event was cancelled, and finish it',
+      'after checking in Stripe a correction waiting for review: say what Stripe shows, and finish it',
     )
     .argument('<id>', 'the correction (see `flowmeter corrections list`)', parser(correctionId))
-    .requiredOption(
+    .option(
       '--stripe-cancelled <yes|no>',
-      "whether Stripe's Dashboard shows the event cancelled: yes goes on with the remainder, no credits instead",
+      "a cancellation in review: whether Stripe's Dashboard shows the event cancelled; yes goes on with the remainder, no credits instead",
+      parser(schemas.yesNo),
+    )
+    .option(
+      '--stripe-has <yes|no>',
+      "a meter event in review: whether the meter's events in Stripe's Dashboard hold its identifier; yes records it sent, no sends it again",
       parser(schemas.yesNo),
     )
     .option('--json', 'print the correction as JSON on stdout')
-    .action(async (id: number, options: { stripeCancelled: boolean; json?: boolean }) => {
-      const { config, database } = await ctx.open(loadReporterConfig);
-      const resolved = database.unwrap(
-        await database.db.rpc('resolve_meter_correction', {
-          id,
-          stripe_cancelled: options.stripeCancelled,
-        }),
-      );
-      const correction = await sendNow(database, config, resolved, cliLogger(io.err));
-      if (correction.status === 'pending') ctx.exit(EXIT.failed);
-      if (options.json) return printJson(io, correction);
-      io.out(correctionRecord(correction));
-    });
+    .action(
+      async (
+        id: number,
+        options: { stripeCancelled?: boolean; stripeHas?: boolean; json?: boolean },
+      ) => {
+        const shows = options.stripeCancelled ?? options.stripeHas;
+        if (
+          shows === undefined ||
+          (options.stripeCancelled !== undefined && options.stripeHas !== undefined)
+        ) {
+          throw new CliError(
+            EXIT.usage,
+            "give one of --stripe-cancelled yes|no (a cancellation in review) or --stripe-has yes|no (a meter event in review): the correction's last error says which",
+          );
+        }
+        const { config, database } = await ctx.open(loadReporterConfig);
+        const resolved = database.unwrap(
+          await database.db.rpc('resolve_meter_correction', { id, stripe_shows: shows }),
+        );
+        const correction = await sendNow(database, config, resolved, cliLogger(io.err));
+        if (correction.status === 'pending') ctx.exit(EXIT.failed);
+        if (options.json) return printJson(io, correction);
+        io.out(correctionRecord(correction));
+      },
+    );
 }

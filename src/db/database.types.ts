@@ -2368,7 +2368,7 @@ export type Database = {
         Returns: string[];
       };
       resolve_meter_correction: {
-        Args: { id: number; stripe_cancelled: boolean };
+        Args: { id: number; stripe_shows: boolean };
         Returns: {
           attempts: number;
           cancel_sent_at: string | null;

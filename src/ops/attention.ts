@@ -97,7 +97,7 @@ function correctionAttention(status: AttentionInputs) {
     corrections.failing > 0 &&
       `${plural(corrections.failing, 'correction')} failed 3 or more times${latest(corrections.last_error)}: fix what Stripe names (customer, meter, currency); report-usage retries them every hour (or now: \`flowmeter report\`)`,
     corrections.review > 0 &&
-      `${plural(corrections.review, 'correction')} to check by hand: an earlier attempt's answer was lost over a day ago; look in Stripe whether the event was cancelled, then \`flowmeter corrections resolve <id> --stripe-cancelled yes|no\``,
+      `${plural(corrections.review, 'correction')} to check by hand: an earlier attempt's answer was lost over a day ago; look in Stripe whether it took what the correction asked (its last error says what), then \`flowmeter corrections resolve <id> --stripe-cancelled yes|no\` for a cancellation, \`--stripe-has yes|no\` for a meter event`,
     corrections.late > 0 &&
       `${plural(corrections.late, 'correction')} not metered (invoice already final): bill or credit it by hand, see docs/billing.md "Corrections"`,
   ];

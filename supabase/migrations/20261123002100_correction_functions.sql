@@ -359,34 +359,52 @@ begin
 end;
 $$;
 
--- A person checked in Stripe whether the event a correction in review was to cancel was
--- cancelled: if it was, the correction goes on with its remainder (if any); if not, the
--- reduction becomes a credit. Either way the next sending run finishes it.
-create or replace function public.resolve_meter_correction(id bigint, stripe_cancelled boolean)
+-- A person checked in Stripe a correction in review, and says whether Stripe shows what the
+-- correction asked of it. A cancellation whose earlier answer was lost more than a day ago:
+-- cancelled, the correction goes on with its remainder (if any); not, the reduction becomes
+-- a credit. A meter event (more usage, or a cancellation's remainder) in the same case:
+-- held, it is recorded sent; not, it is pending again as a first send (Stripe does not know
+-- its identifier). Either way the next sending run finishes it.
+create or replace function public.resolve_meter_correction(id bigint, stripe_shows boolean)
 returns public.meter_corrections
 language plpgsql
 set search_path = ''
 as $$
 #variable_conflict use_column
+declare
+  correction public.meter_corrections;
 begin
+  select * into correction from public.meter_corrections c
+  where c.id = resolve_meter_correction.id and c.status = 'review'
+  for update;
+  if not found then
+    raise exception 'correction % is not waiting for a check in Stripe (status review)', resolve_meter_correction.id
+      using errcode = '22023', hint = 'flowmeter corrections lists the corrections with their status.';
+  end if;
   update public.meter_corrections c set
     status = 'pending',
     unknown_outcome = false,
     last_error = null,
     last_error_kind = null,
-    claimed_until = null
-  where c.id = resolve_meter_correction.id and c.status = 'review' and c.method = 'cancel'
-    and c.cancel_sent_at is null;
-  if not found then
-    raise exception 'correction % is not waiting for a check in Stripe (status review)', resolve_meter_correction.id
-      using errcode = '22023', hint = 'flowmeter corrections lists the corrections with their status.';
+    claimed_until = null,
+    -- An event Stripe does not hold: its next send is a first one, with a window of its own.
+    first_attempt_at = case when (correction.method <> 'cancel' or correction.cancel_sent_at is not null)
+                                 and not resolve_meter_correction.stripe_shows then null
+                            else c.first_attempt_at end
+  where c.id = correction.id;
+  if correction.method = 'cancel' and correction.cancel_sent_at is null then
+    if resolve_meter_correction.stripe_shows then
+      return public.record_meter_correction_outcome(correction.id, 'cancel_sent');
+    end if;
+    return public.record_meter_correction_outcome(
+      correction.id, 'credit', 'checked in Stripe: the event was not cancelled; credited instead'
+    );
   end if;
-  if resolve_meter_correction.stripe_cancelled then
-    return public.record_meter_correction_outcome(resolve_meter_correction.id, 'cancel_sent');
+  if resolve_meter_correction.stripe_shows then
+    return public.record_meter_correction_outcome(correction.id, 'sent');
   end if;
-  return public.record_meter_correction_outcome(
-    resolve_meter_correction.id, 'credit', 'checked in Stripe: the event was not cancelled; credited instead'
-  );
+  select * into correction from public.meter_corrections c where c.id = resolve_meter_correction.id;
+  return correction;
 end;
 $$;
 

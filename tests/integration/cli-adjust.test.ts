@@ -187,6 +187,63 @@ describe('flowmeter adjust', () => {
     expect(stripe.totalFor(customer)).toBe(36);
   });
 
+  it('a meter event whose answer was lost a day ago is not sent again until a person says whether Stripe holds it', async () => {
+    const { tenantId, customer } = await reported(20);
+    // Stripe takes the +3 event and the answer is lost.
+    stripe.failNext('drop_after', 'drop_after', 'drop_after');
+    const lost = await adjust(tenantId, '+3', 'missed runs', ['--json']);
+    expect(lost.code).toBe(EXIT.failed);
+    const { id, identifier } = JSON.parse(lost.out).correction;
+    expect(stripe.totalFor(customer)).toBe(23);
+    // A day later (a key rolled, an outage): Stripe need not recognise the identifier now.
+    await superuser().query(
+      "update public.meter_corrections set first_attempt_at = first_attempt_at - interval '25 hours' where id = $1",
+      [id],
+    );
+    const held = await cli(['report', '--tenant', tenantId, '--json']);
+    expect(JSON.parse(held.out).corrections).toMatchObject({ review: 1, sent: 0 });
+    expect(stripe.totalFor(customer)).toBe(23);
+    const { rows } = await superuser().query(
+      'select status, last_error from public.meter_corrections where id = $1',
+      [id],
+    );
+    expect(rows[0]).toMatchObject({
+      status: 'review',
+      last_error: expect.stringContaining(
+        `identifier ${identifier} and a resend could count it twice: check the meter's events in Stripe, then \`flowmeter corrections resolve ${id} --stripe-has yes|no\``,
+      ),
+    });
+
+    const neither = await cli(['corrections', 'resolve', String(id)]);
+    expect(neither.code).toBe(EXIT.usage);
+    expect(neither.err).toMatch(
+      /give one of --stripe-cancelled yes\|no .* or --stripe-has yes\|no/,
+    );
+    // Stripe's Dashboard shows the event: recorded sent, nothing sent again.
+    const yes = await cli(['corrections', 'resolve', String(id), '--stripe-has', 'yes', '--json']);
+    expect(yes.code).toBe(EXIT.ok);
+    expect(JSON.parse(yes.out)).toMatchObject({ status: 'sent' });
+    expect(stripe.totalFor(customer)).toBe(23);
+  });
+
+  it('a meter event Stripe does not hold, said so after its review, is sent once', async () => {
+    const { tenantId, customer } = await reported(20);
+    // The request never reached Stripe, but flowmeter cannot know that.
+    stripe.failNext('drop_before', 'drop_before', 'drop_before');
+    const lost = JSON.parse((await adjust(tenantId, '+3', 'missed runs', ['--json'])).out);
+    const { id } = lost.correction;
+    expect(stripe.totalFor(customer)).toBe(20);
+    await superuser().query(
+      "update public.meter_corrections set first_attempt_at = first_attempt_at - interval '25 hours' where id = $1",
+      [id],
+    );
+    await cli(['report', '--tenant', tenantId]);
+    const no = await cli(['corrections', 'resolve', String(id), '--stripe-has', 'no', '--json']);
+    expect(no.code).toBe(EXIT.ok);
+    expect(JSON.parse(no.out)).toMatchObject({ status: 'sent' });
+    expect(stripe.totalFor(customer)).toBe(23);
+  });
+
   it('without STRIPE_SECRET_KEY: recorded, pending, and said so', async () => {
     const { tenantId } = await reported(20);
     const recorded = await adjust(tenantId, '+2', 'missed runs', [], {
