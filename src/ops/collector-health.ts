@@ -139,7 +139,7 @@ function deferredAttention(deferred: CollectorHealth['deferred_sources']): strin
     : 'its walk never completed';
   const one = deferred.count === 1;
   return [
-    `${plural(deferred.count, 'source')} not collected for 30 minutes or more although every collector run takes ${one ? 'it' : 'them'}: each run cuts ${one ? 'its walk' : 'their walks'} at its budget and defers ${one ? 'it' : 'them'} (${one ? '' : 'the longest: '}${longest.source_id.slice(0, 8)} (${longest.base_url}), for ${span(longest.uncollected_seconds)}, ${walk}): set FLOWMETER_INTERNAL_SECRET and URL so that collect-usage hands walks unfinished at its budget to collect-usage-background, or raise COLLECTOR_BUDGET_SECONDS or COLLECTOR_CONCURRENCY; if its n8n answers slowly or not at all, \`flowmeter sources test ${longest.source_id}\` shows it`,
+    `${plural(deferred.count, 'source')} not collected for 30 minutes or more although every collector run takes ${one ? 'it' : 'them'}: each run cuts ${one ? 'its walk' : 'their walks'} at its budget and defers ${one ? 'it' : 'them'} (${one ? '' : 'the longest: '}${longest.source_id.slice(0, 8)} (${longest.base_url}), for ${span(longest.uncollected_seconds)}, ${walk}): unless FLOWMETER_INTERNAL_SECRET and URL are set, set them so that collect-usage hands walks unfinished at its budget to collect-usage-background; with or without them, raising COLLECTOR_BUDGET_SECONDS or COLLECTOR_CONCURRENCY gives each walk more; if its n8n answers slowly or not at all, \`flowmeter sources test ${longest.source_id}\` shows it`,
   ];
 }
 

@@ -127,7 +127,7 @@ describe('collectorAttention', () => {
       { perTenant: true },
     );
     expect(lines).toEqual([
-      '2 sources not collected for 30 minutes or more although every collector run takes them: each run cuts their walks at its budget and defers them (the longest: 3666cbfb (https://slow.app.n8n.cloud), for 40 min, its walk never completed): set FLOWMETER_INTERNAL_SECRET and URL so that collect-usage hands walks unfinished at its budget to collect-usage-background, or raise COLLECTOR_BUDGET_SECONDS or COLLECTOR_CONCURRENCY; if its n8n answers slowly or not at all, `flowmeter sources test 3666cbfb-91f2-4630-8cc3-d426717c4ec7` shows it',
+      '2 sources not collected for 30 minutes or more although every collector run takes them: each run cuts their walks at its budget and defers them (the longest: 3666cbfb (https://slow.app.n8n.cloud), for 40 min, its walk never completed): unless FLOWMETER_INTERNAL_SECRET and URL are set, set them so that collect-usage hands walks unfinished at its budget to collect-usage-background; with or without them, raising COLLECTOR_BUDGET_SECONDS or COLLECTOR_CONCURRENCY gives each walk more; if its n8n answers slowly or not at all, `flowmeter sources test 3666cbfb-91f2-4630-8cc3-d426717c4ec7` shows it',
     ]);
   });
 
