@@ -198,6 +198,10 @@ const tenantDetailSchema = z.object({
     failing: number,
     sent: number,
     late: number,
+    /** Of the late ones, those an attempt without an answer may have put on the invoice. */
+    late_unknown: number,
+    /** Held until a person checks Stripe (flowmeter reports resolve). */
+    review: number,
     reports: z.array(
       z.looseObject({
         id: number,

@@ -1053,7 +1053,9 @@ begin
     -- The counts `flowmeter status` shows, from its own function, plus what was sent.
     'ledger', (
       select jsonb_build_object('pending', st.status -> 'pending', 'retrying', st.status -> 'retrying',
-                                'failing', st.status -> 'failing', 'late', st.status -> 'late')
+                                'failing', st.status -> 'failing', 'late', st.status -> 'late',
+                                -- Late but maybe on the invoice; held for a check in Stripe.
+                                'late_unknown', st.status -> 'late_unknown', 'review', st.status -> 'review')
       from (select private.meter_report_status(array[operator_tenant.tenant_id]) as status) st
     ) || jsonb_build_object(
       'sent', (select count(*) from public.meter_reports m where m.tenant_id = operator_tenant.tenant_id and m.status = 'sent'),
@@ -1116,7 +1118,7 @@ $$security definer: reads one tenant's usage, sources with their collector state
 Operators only (42501 / HTTP 403 otherwise); PT404 (HTTP 404) for an unknown tenant. One tenant in one JSON object:
 summary = its tenant_usage_summary row plus external_ref, stripe_customer_id, stripe_subscription_id; history = tenant_usage_history (12 periods); daily = tenant_usage_daily (defaults) — what the tenant's own dashboard shows;
 sources = list_n8n_sources rows (lag_seconds, consecutive_failures, last_error, open_executions, gaps) plus unacknowledged_gaps and recent_gaps;
-ledger {pending, retrying (pending with failed attempts), failing (pending and failed at least meter_report_status's failing_threshold times), late (as private.meter_report_status counts them), sent, reports (newest first, with attempts and last_error)};
+ledger {pending, retrying (pending with failed attempts), failing (pending and failed at least meter_report_status's failing_threshold times), late, late_unknown, review (as private.meter_report_status counts them), sent, reports (newest first, with attempts and last_error)};
 corrections = meter_corrections rows, newest first (kind, delta, reason, requested_by, method, what was cancelled or credited, status, attempts, last_error);
 alerts = tenant_alerts rows each with deliveries [{channel_id, channel_kind, global_channel, status, attempts, next_attempt_at, last_error, delivered_at, created_at}] (never the channel's target);
 reservations {active, rows (soonest to expire first)}: unreleased and not expired. Lists hold at most max_rows (default 50, 1 to 200) items.$$;

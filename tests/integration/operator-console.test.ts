@@ -546,7 +546,15 @@ describe('operator_tenant', () => {
     });
     expect(data.sources[0]?.lag_seconds).toBeGreaterThanOrEqual(7200);
     expect(data.sources[0]?.recent_gaps.map((g) => g.kind).sort()).toEqual(['pruned', 'vanished']);
-    expect(data.ledger).toMatchObject({ pending: 2, retrying: 1, failing: 0, sent: 1, late: 1 });
+    expect(data.ledger).toMatchObject({
+      pending: 2,
+      retrying: 1,
+      failing: 0,
+      sent: 1,
+      late: 1,
+      late_unknown: 0,
+      review: 0,
+    });
     expect(data.ledger.reports.find((r) => r.attempts === 2)?.last_error).toBe('stripe 500');
     const alert = data.alerts.find((a) => a.id === world.alertId);
     expect(alert).toMatchObject({ threshold: 80, used: 90, quota: 100 });
