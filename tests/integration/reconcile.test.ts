@@ -274,19 +274,26 @@ describe('reconciliation with Stripe', () => {
     expect(compared.out).toMatch(/Stripe: 1 customer-period checked, 0 disagree/);
   });
 
-  it('reconcile --repair does not take off the meter usage that a pending report whose answer was lost already put there', async () => {
+  /**
+   * A tenant whose 8 executions were reported over an hour ago (past the reconciliation's
+   * settling time), with 3 more collected since and not reported yet.
+   */
+  async function settledThenThreeMore() {
     const t = await reportedTenant(8);
-    // Report A (8) is sent and answered.
     expect(t.reported).toMatchObject({ sent: 1 });
-    // Sent over an hour ago: past the reconciliation's settling time.
     await superuser().query(
       "update public.meter_reports set sent_at = sent_at - interval '2 hours' where tenant_id = $1",
       [t.tenantId],
     );
-
-    // Three more executions; report B (3) reaches Stripe, its answer is lost: B stays pending.
     t.fake.addMany(3, (i) => ({ startedAt: recent(50 - i) }));
     await collect([t]);
+    return t;
+  }
+
+  it('reconcile --repair does not take off the meter usage that a pending report whose answer was lost already put there', async () => {
+    // Report A (8) is sent and answered; report B (the 3 more) reaches Stripe, its answer
+    // is lost: B stays pending.
+    const t = await settledThenThreeMore();
     stripe.failNext('drop_after');
     expect(await report(t.tenantId)).toMatchObject({ failed: 1 });
     expect(stripe.totalFor(t.customer)).toBe(11);
@@ -308,15 +315,10 @@ describe('reconciliation with Stripe', () => {
   });
 
   it('reconcile --repair does not credit usage that a late report whose answer was lost may have put on the invoice', async () => {
-    const t = await reportedTenant(8);
-    await superuser().query(
-      "update public.meter_reports set sent_at = sent_at - interval '2 hours' where tenant_id = $1",
-      [t.tenantId],
-    );
-    // Report B (3) reaches Stripe, its answer is lost; the invoice is final before the next
-    // send, so B is recorded late with its outcome unknown (as report-usage's lateness does).
-    t.fake.addMany(3, (i) => ({ startedAt: recent(50 - i) }));
-    await collect([t]);
+    // Report B (the 3 more) reaches Stripe, its answer is lost; the invoice is final before
+    // the next send, so B is recorded late with its outcome unknown (as report-usage's
+    // lateness does).
+    const t = await settledThenThreeMore();
     stripe.failNext('drop_after');
     expect(await report(t.tenantId)).toMatchObject({ failed: 1 });
     expect(stripe.totalFor(t.customer)).toBe(11);
@@ -342,13 +344,7 @@ describe('reconciliation with Stripe', () => {
   });
 
   it('compares a period whose pending report Stripe refused with an answer: it cannot be on the meter', async () => {
-    const t = await reportedTenant(8);
-    await superuser().query(
-      "update public.meter_reports set sent_at = sent_at - interval '2 hours' where tenant_id = $1",
-      [t.tenantId],
-    );
-    t.fake.addMany(3, (i) => ({ startedAt: recent(50 - i) }));
-    await collect([t]);
+    const t = await settledThenThreeMore();
     stripe.rejectCustomer(t.customer);
     expect(await report(t.tenantId)).toMatchObject({ failed: 1 });
     stripe.restoreCustomer(t.customer);
