@@ -574,6 +574,39 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     await page.context().close();
   });
 
+  it('shows Not found inside the console for a tenant address whose % escape is malformed, opened or moved to', async () => {
+    const acme = demo.find((t) => t.ref === 'demo-acme') as { id: string; name: string };
+    const malformed = '#/console/tenants/%E0%A4%A';
+    const page = await site.newPage();
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${site.url}${malformed}`);
+    await signIn(page, operator.email, operator.password);
+    const notFound = page.getByRole('alert').filter({ hasText: 'Not found' });
+    await notFound.waitFor();
+    expect(await notFound.textContent()).toBe('Not found: no tenant has the id %E0%A4%A.');
+    expect(await page.getByRole('navigation', { name: 'Console' }).count()).toBe(1);
+    expect(
+      await page
+        .getByRole('link', { name: 'Tenants', exact: true })
+        .first()
+        .getAttribute('aria-current'),
+    ).toBe('page');
+    expect(await page.getByRole('button', { name: 'Sign out' }).count()).toBe(1);
+    await expectAccessibleAndPictured(page, 'operator-tenant-malformed-address.png');
+
+    // From a tenant's page, without a reload: the tenant's page gives way to Not found.
+    await openTenant(page, acme);
+    await page.getByRole('heading', { name: acme.name, level: 1 }).waitFor();
+    await page.evaluate((hash) => {
+      location.hash = hash;
+    }, malformed);
+    await notFound.waitFor({ timeout: AT_ONCE });
+    expect(await page.getByRole('heading', { name: acme.name, level: 1 }).count()).toBe(0);
+    expect(errors).toEqual([]);
+    await page.context().close();
+  });
+
   it('shows a failing source the test makes on the health page, and refreshes it', async () => {
     const acme = demo.find((t) => t.ref === 'demo-acme') as { id: string; name: string };
     const source = await sourceNobodyAnswers(acme.id, 'broken');

@@ -27,6 +27,14 @@ describe('console routes', () => {
     expect(isConsoleHash('#/consoles')).toBe(false);
     expect(parseConsoleRoute('#/console/nowhere')).toEqual({ page: 'overview' });
   });
+
+  it('reads a tenant address whose % escape is not UTF-8 as no tenant, and writes it back as it was', () => {
+    for (const segment of ['%E0%A4%A', '%', '%ZZ', '%C3']) {
+      const hash = `#/console/tenants/${segment}`;
+      expect(parseConsoleRoute(hash)).toEqual({ page: 'no-such-tenant', segment });
+      expect(consoleHref(parseConsoleRoute(hash))).toBe(hash);
+    }
+  });
 });
 
 describe('health findings', () => {

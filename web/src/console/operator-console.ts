@@ -41,7 +41,8 @@ export class OperatorConsole extends LightElement {
   }
 
   protected override render() {
-    const current = this.route.page === 'tenant' ? 'tenants' : this.route.page;
+    const page = this.route.page;
+    const current = page === 'tenant' || page === 'no-such-tenant' ? 'tenants' : page;
     return html`
       <header class="topbar">
         ${brand(html`<span class="tag operator-tag">operator</span>`)}
@@ -69,6 +70,11 @@ export class OperatorConsole extends LightElement {
         return html`<console-tenants .client=${this.client}></console-tenants>`;
       case 'tenant':
         return html`<console-tenant .client=${this.client} .tenantId=${r.tenantId}></console-tenant>`;
+      case 'no-such-tenant':
+        // As the tenant page shows an id the database does not know, without asking it.
+        return html`<p class="crumbs"><a href=${consoleHref({ page: 'tenants' })}>Tenants</a> ›</p>
+          <div class="title-row"><h1 class="page-title" tabindex="-1">Tenant</h1></div>
+          <div class="card"><p class="error" role="alert">Not found: no tenant has the id ${r.segment}.</p></div>`;
       case 'health':
         return html`<console-health .client=${this.client}></console-health>`;
     }

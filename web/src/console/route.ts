@@ -7,6 +7,8 @@ export type ConsoleRoute =
   | { page: 'overview' }
   | { page: 'tenants' }
   | { page: 'tenant'; tenantId: string }
+  // A tenant address whose % escapes are not UTF-8 (typed, or cut short): it names no tenant.
+  | { page: 'no-such-tenant'; segment: string }
   | { page: 'health' };
 
 const PREFIX = '#/console';
@@ -20,7 +22,13 @@ export const isConsoleHash = (hash: string): boolean =>
 /** The page a hash names; an unknown console path is the overview. */
 export function parseConsoleRoute(hash: string): ConsoleRoute {
   const [, page, id] = hash.slice(PREFIX.length).split('/');
-  if (page === 'tenants' && id) return { page: 'tenant', tenantId: decodeURIComponent(id) };
+  if (page === 'tenants' && id) {
+    try {
+      return { page: 'tenant', tenantId: decodeURIComponent(id) };
+    } catch {
+      return { page: 'no-such-tenant', segment: id };
+    }
+  }
   if (page === 'tenants') return { page: 'tenants' };
   if (page === 'health') return { page: 'health' };
   return { page: 'overview' };
@@ -34,6 +42,8 @@ export function consoleHref(route: ConsoleRoute): string {
       return `${PREFIX}/tenants`;
     case 'tenant':
       return `${PREFIX}/tenants/${encodeURIComponent(route.tenantId)}`;
+    case 'no-such-tenant':
+      return `${PREFIX}/tenants/${route.segment}`;
     case 'health':
       return `${PREFIX}/health`;
   }
