@@ -232,6 +232,16 @@ async function holdNextCall(
   };
 }
 
+/**
+ * Makes the page's calls of an operator RPC fail as when the database cannot be reached;
+ * resolves with what lets them through again.
+ */
+async function unreachable(page: Page, rpc: string): Promise<() => Promise<void>> {
+  const matches = (url: URL) => url.pathname.endsWith(`/rpc/${rpc}`);
+  await page.route(matches, (route) => route.abort('connectionrefused'));
+  return () => page.unroute(matches);
+}
+
 /** Moves the console to a tenant's page without a reload, as the nav's links do. */
 const openTenant = (page: Page, tenant: { id: string }) =>
   page.evaluate((hash) => {
@@ -640,6 +650,38 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     await page.context().close();
   });
 
+  it('says the health findings are not current while a reload fails, until one succeeds', async () => {
+    const page = await site.newPage();
+    await page.clock.install();
+    await page.goto(`${site.url}#/console/health`);
+    await signIn(page, operator.email, operator.password);
+    await page.getByRole('heading', { name: /Needs attention/ }).waitFor();
+    await page.locator('.refreshed time').waitFor();
+    const refreshedAt = await page.locator('.refreshed time').getAttribute('datetime');
+    const findings = await page.locator('section[aria-labelledby="findings"]').textContent();
+
+    const restore = await unreachable(page, 'operator_health');
+    await page.getByRole('button', { name: 'Refresh now' }).click();
+    const stale = page.getByRole('alert').filter({ hasText: 'Not refreshed' });
+    await stale.waitFor({ timeout: AT_ONCE });
+    expect(await stale.textContent()).toMatch(
+      /^Not refreshed: The database cannot be reached\..* These figures are from\s+\S.*\.$/s,
+    );
+    expect(await stale.locator('time').getAttribute('datetime')).toBe(refreshedAt);
+    // The findings stay, under the warning, rather than blanking out.
+    expect(await page.locator('section[aria-labelledby="findings"]').textContent()).toBe(findings);
+    await expectAccessibleAndPictured(page, 'operator-health-not-refreshed.png');
+
+    // The 30 s reload fails the same way, and the next one that succeeds ends the warning.
+    await page.clock.runFor(30_000);
+    await expect.poll(() => stale.count()).toBe(1);
+    await restore();
+    await page.clock.runFor(30_000);
+    await expect.poll(() => stale.count()).toBe(0);
+    expect(await page.locator('.refreshed time').getAttribute('datetime')).not.toBe(refreshedAt);
+    await page.context().close();
+  });
+
   it('outlines Refresh now as the topbar’s Sign out, visibly on the page background', async () => {
     const page = await openAsOperator('#/console/health');
     const outline = (name: string) =>
@@ -788,6 +830,45 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
       );
       await dialog.getByRole('button', { name: 'Acknowledge gaps' }).click();
       await page.getByRole('status').filter({ hasText: '1 gap acknowledged.' }).waitFor();
+      await page.context().close();
+    } finally {
+      await superuser().query('delete from public.n8n_sources where id = $1', [source.id]);
+    }
+  });
+
+  it('says an action is done but the tenant shown is from before it when the reload after it fails', async () => {
+    const acme = demo.find((t) => t.ref === 'demo-acme') as { id: string };
+    const source = await sourceNobodyAnswers(acme.id, 'reload fails');
+    try {
+      const page = await openAsOperator(`#/console/tenants/${acme.id}`);
+      const row = page.locator(`table.sources tr[data-source="${source.id}"]`);
+      const state = row.locator('[data-metric="enabled"]');
+      await state.filter({ hasText: 'Enabled' }).waitFor();
+      const restore = await unreachable(page, 'operator_tenant');
+      await row.getByRole('button', { name: 'Disable' }).click();
+      await page.getByRole('dialog').getByRole('button', { name: 'Disable source' }).click();
+      const stale = page.getByRole('alert').filter({ hasText: 'Not refreshed' });
+      await stale.waitFor({ timeout: AT_ONCE });
+      expect(await stale.textContent()).toContain('The database cannot be reached.');
+      const outcome = page.getByRole('status').filter({ hasText: 'is disabled' });
+      expect(await outcome.textContent()).toBe(
+        'reload fails is disabled. The page could not reload since: below is the tenant as it was before.',
+      );
+      expect(await state.textContent()).toBe('Enabled');
+      const { rows } = await superuser().query(
+        'select enabled from public.n8n_sources where id = $1',
+        [source.id],
+      );
+      expect(rows[0]?.enabled).toBe(false);
+      expect(await actionsOn(source.id)).toEqual(disabledOnceBy(acme.id));
+      await expectAccessibleAndPictured(page, 'operator-action-not-reloaded.png');
+
+      // The next reload that succeeds shows the result, and the page stops saying it is old.
+      await restore();
+      await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+      await state.filter({ hasText: 'Disabled' }).waitFor({ timeout: AT_ONCE });
+      expect(await stale.count()).toBe(0);
+      expect(await outcome.textContent()).toBe('reload fails is disabled.');
       await page.context().close();
     } finally {
       await superuser().query('delete from public.n8n_sources where id = $1', [source.id]);

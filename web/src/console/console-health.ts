@@ -3,7 +3,7 @@ import { getHealth, type Health } from '../../../src/operator-client/index.ts';
 import { scheduledFunctionRows } from '../../../src/ops/scheduled-functions.ts';
 import { AutoRefresh, refreshedNote } from '../auto-refresh.ts';
 import { codeSpans, findingTenants, whatToDo } from './findings.ts';
-import { ConsolePage, renderLoaded } from './page-state.ts';
+import { ConsolePage } from './page-state.ts';
 import { consoleHref } from './route.ts';
 
 /**
@@ -32,7 +32,7 @@ export class ConsoleHealth extends ConsolePage<Health> {
         ${refreshedNote(this.refreshedAt, f)}
         <button type="button" class="secondary" @click=${() => this.refresh()}>Refresh now</button>
       </div>
-      ${renderLoaded(this.loaded, (h) => this.#ready(h))}`;
+      ${this.renderAnswer((h) => this.#ready(h))}`;
   }
 
   #ready(h: Health) {

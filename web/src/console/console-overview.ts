@@ -1,6 +1,6 @@
 import { html, nothing } from 'lit';
 import { getOverview, type Overview } from '../../../src/operator-client/index.ts';
-import { ConsolePage, levelBadge, renderLoaded } from './page-state.ts';
+import { ConsolePage, levelBadge } from './page-state.ts';
 import { consoleHref } from './route.ts';
 
 type Ranked = Overview['top_by_usage'][number];
@@ -18,7 +18,7 @@ export class ConsoleOverview extends ConsolePage<Overview> {
 
   protected override render() {
     return html`<h1 class="page-title" tabindex="-1">Overview</h1>
-      ${renderLoaded(this.loaded, (o) => this.#ready(o))}`;
+      ${this.renderAnswer((o) => this.#ready(o))}`;
   }
 
   #ready(o: Overview) {

@@ -18,14 +18,14 @@ import './confirm-dialog.ts';
 import { announceStaleReply } from './latest-reply.ts';
 import { columnLabel } from './ledger-columns.ts';
 import { ledgerTable } from './ledger-table.ts';
-import { ConsolePage, renderLoaded } from './page-state.ts';
+import { ConsolePage } from './page-state.ts';
 import { consoleHref } from './route.ts';
 
 type Source = TenantDetail['sources'][number];
 type Correction = TenantDetail['corrections'][number];
 type Alert = TenantDetail['alerts'][number];
 type Delivery = Alert['deliveries'][number];
-type Outcome = { ok: boolean; message: string };
+type Outcome = { ok: boolean; message: string; at: Date };
 // The same rows as the tenant usage API's, where the generated types cannot tell null apart.
 type SummaryRow = Parameters<typeof toUsageSummary>[0];
 type PeriodRow = Parameters<typeof toUsagePeriod>[0];
@@ -62,8 +62,7 @@ export class ConsoleTenant extends ConsolePage<TenantDetail> {
   protected override willUpdate(changed: Map<string, unknown>): void {
     if (changed.has('tenantId') && this.tenantId) {
       this.#visit = {};
-      this.loaded = { kind: 'loading' };
-      this.refreshedAt = undefined;
+      this.forget();
       this.outcome = undefined;
       void this.refresh();
     }
@@ -94,8 +93,8 @@ export class ConsoleTenant extends ConsolePage<TenantDetail> {
         return;
       }
       this.outcome = error
-        ? { ok: false, message: operatorErrorMessage(error).message }
-        : { ok: true, message: done(data as T) };
+        ? { ok: false, message: operatorErrorMessage(error).message, at: new Date() }
+        : { ok: true, message: done(data as T), at: new Date() };
       await this.refresh();
     } finally {
       this.busy = false;
@@ -109,9 +108,15 @@ export class ConsoleTenant extends ConsolePage<TenantDetail> {
         <h1 class="page-title" tabindex="-1">${title}</h1>
         ${refreshedNote(this.refreshedAt, this.format)}
       </div>
-      ${this.outcome ? html`<p class="banner ${this.outcome.ok ? 'success' : 'error'}" role="status">${this.outcome.message}</p>` : nothing}
-      ${renderLoaded(this.loaded, (d) => this.#ready(d))}
+      ${this.outcome ? html`<p class="banner ${this.outcome.ok ? 'success' : 'error'}" role="status">${this.outcome.message}${this.#shownFromBefore(this.outcome) ? ' The page could not reload since: below is the tenant as it was before.' : nothing}</p>` : nothing}
+      ${this.renderAnswer((d) => this.#ready(d))}
       <flowmeter-confirm></flowmeter-confirm>`;
+  }
+
+  /** Whether the reload after the action failed, so the tables below do not show its result. */
+  #shownFromBefore(outcome: Outcome): boolean {
+    const shown = this.refreshedAt;
+    return this.refreshError !== undefined && shown !== undefined && shown < outcome.at;
   }
 
   #ready(d: TenantDetail) {

@@ -1,4 +1,4 @@
-import { html, type PropertyDeclarations } from 'lit';
+import { html, nothing, type PropertyDeclarations } from 'lit';
 import type { OperatorDb, OperatorResult } from '../../../src/operator-client/index.ts';
 import type { UsageLevel } from '../../../src/usage-client/index.ts';
 import { operatorErrorMessage } from '../errors.ts';
@@ -47,20 +47,24 @@ export function renderLoaded<T>(loaded: Loaded<T>, ready: (value: T) => unknown)
 
 /**
  * A console page that shows one operator call's answer. `refresh()` calls it again; a
- * failure after a success keeps the last answer on screen, with the time it is from, so a
- * page that reloads by itself does not blank out over one failed call. Only the latest
- * call's reply is shown: the page may have moved on (to another tenant) meanwhile.
+ * failure after a success keeps the last answer on screen and says, above it, that it was
+ * not refreshed and what time it is from, so a page that reloads by itself neither blanks
+ * out over one failed call nor passes old figures off as current. Only the latest call's
+ * reply is shown: the page may have moved on (to another tenant) meanwhile.
  */
 export abstract class ConsolePage<T> extends LightElement {
   static override properties: PropertyDeclarations = {
     client: { attribute: false },
     loaded: { state: true },
     refreshedAt: { state: true },
+    refreshError: { state: true },
   };
 
   declare client: OperatorDb;
   declare loaded: Loaded<T>;
   declare refreshedAt: Date | undefined;
+  /** Why the latest reload failed, while the page shows an earlier answer. */
+  declare refreshError: string | undefined;
   protected format = formatter();
   #latest = latestReplyOnly(announceStaleReply(this));
 
@@ -74,8 +78,30 @@ export abstract class ConsolePage<T> extends LightElement {
   async refresh(): Promise<void> {
     const next = await this.#latest(() => load(this, () => this.read()));
     if (!next) return;
+    if (next.kind === 'error' && this.loaded.kind === 'ready') {
+      this.refreshError = next.message;
+      return;
+    }
     if (next.kind === 'ready') this.refreshedAt = new Date();
-    if (next.kind === 'ready' || this.loaded.kind !== 'ready') this.loaded = next;
+    this.refreshError = undefined;
+    this.loaded = next;
+  }
+
+  /** Nothing shown and nothing said about it, as before the page's first call. */
+  protected forget(): void {
+    this.loaded = { kind: 'loading' };
+    this.refreshedAt = undefined;
+    this.refreshError = undefined;
+  }
+
+  /** The answer, under a warning when it is older than a reload that failed. */
+  protected renderAnswer(ready: (value: T) => unknown) {
+    return html`${
+      this.refreshError && this.loaded.kind === 'ready' && this.refreshedAt
+        ? html`<p class="banner error" role="alert">Not refreshed: ${this.refreshError} These figures are from
+            <time datetime=${this.refreshedAt.toISOString()}>${this.format.time(this.refreshedAt)}</time>.</p>`
+        : nothing
+    }${renderLoaded(this.loaded, ready)}`;
   }
 }
 
