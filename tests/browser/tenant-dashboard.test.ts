@@ -291,6 +291,30 @@ describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
     await page.context().close();
   });
 
+  it('returns to the sign-in form, saying why, when marking an alert read finds the session ended', async () => {
+    const page = await openSignedIn();
+    await page.route('**/rest/v1/rpc/mark_alert_read**', (route) =>
+      route.fulfill({
+        status: 401,
+        contentType: 'application/json',
+        body: JSON.stringify({
+          code: 'PGRST303',
+          message: 'JWT expired',
+          details: null,
+          hint: null,
+        }),
+      }),
+    );
+    await page.getByRole('button', { name: 'Mark as read' }).first().click();
+    await page.locator('form.sign-in').waitFor();
+    expect(await page.locator('form.sign-in [role="alert"]').textContent()).toBe(
+      'Your session has ended. Sign in again.',
+    );
+    expect(await usage(page).count()).toBe(0);
+    await expectAccessibleAndPictured(page, 'mark-read-session-ended.png');
+    await page.context().close();
+  });
+
   it('refreshes when the tab becomes visible again, and every 30 seconds', async () => {
     const context = await newContext(site.browser);
     const page = await context.newPage();

@@ -8,8 +8,7 @@ import { isConsoleHash, USAGE_HREF } from './console/route.ts';
 import { loadErrorMessage, SESSION_ENDED, signInErrorMessage } from './errors.ts';
 import { formatter } from './format.ts';
 import { LightElement, listenWhileConnected } from './light-element.ts';
-import './tenant-panel.ts';
-import type { TenantPanel } from './tenant-panel.ts';
+import { SESSION_ENDED_EVENT, type TenantPanel } from './tenant-panel.ts';
 
 /** The mark `flowmeter operators add` sets; the database checks it again on every call. */
 const isOperator = (session: Session) => session.user.app_metadata?.flowmeter_role === 'operator';
@@ -76,6 +75,9 @@ export class FlowmeterDashboard extends LightElement {
     this.refreshing = false;
     this.consoleAsked = isConsoleHash(location.hash);
     listenWhileConnected(this, window, 'hashchange', this.#onHash);
+    listenWhileConnected(this, this, SESSION_ENDED_EVENT, () => {
+      if (this.client) void this.#sessionEnded(this.client);
+    });
     new AutoRefresh(this, () => {
       if (this.session) void this.refresh();
     });

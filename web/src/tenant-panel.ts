@@ -29,6 +29,9 @@ type CsvExport =
   | { kind: 'running'; rows: number }
   | { kind: 'failed'; message: string };
 
+/** Sent (bubbling) when a call of the panel's own finds the session ended; the page signs out. */
+export const SESSION_ENDED_EVENT = 'flowmeter-session-ended';
+
 /** How long a downloaded file's object URL is kept: the browser has started saving it by then. */
 const DOWNLOAD_URL_LIFETIME_MS = 60_000;
 
@@ -131,14 +134,21 @@ export class TenantPanel extends LightElement {
     setTimeout(() => URL.revokeObjectURL(link.href), DOWNLOAD_URL_LIFETIME_MS);
   }
 
+  /** A session that has ended is the page's to handle, as for every load. */
   async #markRead(alert: UsageAlert): Promise<void> {
     this.marking = alert.id;
     const { data, error } = await markAlertRead(this.client, alert.id);
     this.marking = undefined;
-    if (error || !data || this.alerts.kind !== 'ready') {
-      if (error) this.alerts = { kind: 'error', message: loadErrorMessage(error).message };
+    if (error) {
+      const failure = loadErrorMessage(error);
+      if (failure.expired) {
+        this.dispatchEvent(new Event(SESSION_ENDED_EVENT, { bubbles: true }));
+        return;
+      }
+      this.alerts = { kind: 'error', message: failure.message };
       return;
     }
+    if (this.alerts.kind !== 'ready') return;
     this.alerts = {
       kind: 'ready',
       rows: this.alerts.rows.map((a) => (a.id === data.id ? data : a)),
