@@ -315,6 +315,43 @@ describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
     await page.context().close();
   });
 
+  it('keeps the alerts listed and says beside the alert when marking it read fails', async () => {
+    const page = await openSignedIn();
+    const alerts = page.locator('li[data-alert]');
+    const listed = await alerts.count();
+    const alertId = await page
+      .locator('li[data-alert]:has(button)')
+      .first()
+      .getAttribute('data-alert');
+    const item = page.locator(`li[data-alert="${alertId}"]`);
+    try {
+      await page.route('**/rest/v1/rpc/mark_alert_read**', (route) =>
+        route.abort('connectionrefused'),
+      );
+      await item.getByRole('button', { name: 'Mark as read' }).click();
+      const failure = item.getByRole('alert');
+      await failure.waitFor();
+      expect(await failure.textContent()).toBe(
+        'Not marked as read: The usage service cannot be reached. Check your connection, then try again.',
+      );
+      expect(await page.getByRole('alert').count()).toBe(1);
+      expect(await alerts.count()).toBe(listed);
+      await expectAccessibleAndPictured(page, 'mark-read-failed.png');
+
+      // Tried again once the service answers: marked, and the failure is no longer said.
+      await page.unroute('**/rest/v1/rpc/mark_alert_read**');
+      await item.getByRole('button', { name: 'Mark as read' }).click();
+      await item.getByText('Read', { exact: true }).waitFor();
+      expect(await page.getByRole('alert').count()).toBe(0);
+      await page.context().close();
+    } finally {
+      // The alert stays unread for the tests after this one, as seeded.
+      await superuser().query('update public.usage_alerts set read_at = null where id = $1', [
+        alertId,
+      ]);
+    }
+  });
+
   it('refreshes when the tab becomes visible again, and every 30 seconds', async () => {
     const context = await newContext(site.browser);
     const page = await context.newPage();

@@ -3,7 +3,7 @@ import { noun } from '../../src/domain/words.ts';
 import type { DailyUsage, UsageAlert, UsageSummary } from '../../src/usage-client/index.ts';
 import { alertsUnreadFirst } from '../../web/src/alerts.ts';
 import { loadConfig } from '../../web/src/config.ts';
-import { loadErrorMessage, signInErrorMessage } from '../../web/src/errors.ts';
+import { actionErrorMessage, loadErrorMessage, signInErrorMessage } from '../../web/src/errors.ts';
 import { formatter } from '../../web/src/format.ts';
 import {
   daysLeft,
@@ -180,6 +180,20 @@ describe('messages a person can act on', () => {
     );
     expect(loadErrorMessage({ code: '22023', message: 'bad range' }).message).toBe(
       'Usage could not be loaded: bad range.',
+    );
+  });
+
+  it('asks for another try when an action fails, rather than waiting for the page', () => {
+    expect(actionErrorMessage({ code: '', message: 'TypeError: Failed to fetch' })).toEqual({
+      message: 'The usage service cannot be reached. Check your connection, then try again.',
+      expired: false,
+    });
+    expect(actionErrorMessage({ code: 'PGRST303', message: 'JWT expired' })).toEqual({
+      message: 'Your session has ended. Sign in again.',
+      expired: true,
+    });
+    expect(actionErrorMessage({ code: 'P0002', message: 'alert 7 not found' }).message).toBe(
+      'alert 7 not found.',
     );
   });
 });

@@ -59,6 +59,21 @@ export function loadErrorMessage(error: FailureLike): { message: string; expired
   };
 }
 
+/**
+ * Why a usage API action (marking an alert read) failed, to follow "Not …:". Nothing retries
+ * an action, so the person is told to try again, not to wait for the page.
+ */
+export function actionErrorMessage(error: FailureLike): { message: string; expired: boolean } {
+  if (isNetworkFailure(error)) {
+    return {
+      message: 'The usage service cannot be reached. Check your connection, then try again.',
+      expired: false,
+    };
+  }
+  const { expired } = loadErrorMessage(error);
+  return { message: expired ? SESSION_ENDED : `${error.message ?? 'unknown error'}.`, expired };
+}
+
 /** An operator RPC failure: 403 is "not an operator" (no data shown), never an empty page. */
 export function operatorErrorMessage(error: FailureLike): {
   message: string;

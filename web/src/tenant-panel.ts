@@ -12,7 +12,7 @@ import {
   type WorkflowUsage,
 } from '../../src/usage-client/index.ts';
 import { alertsUnreadFirst } from './alerts.ts';
-import { loadErrorMessage } from './errors.ts';
+import { actionErrorMessage, loadErrorMessage } from './errors.ts';
 import { formatter } from './format.ts';
 import { historyTable } from './history-table.ts';
 import { LightElement } from './light-element.ts';
@@ -52,6 +52,7 @@ export class TenantPanel extends LightElement {
     alerts: { state: true },
     history: { state: true },
     marking: { state: true },
+    markFailure: { state: true },
   };
 
   declare client: UsageDb;
@@ -63,6 +64,7 @@ export class TenantPanel extends LightElement {
   declare alerts: Loaded<UsageAlert>;
   declare history: Loaded<UsagePeriod>;
   declare marking: number | undefined;
+  declare markFailure: { alertId: number; message: string } | undefined;
   #format = formatter();
 
   constructor() {
@@ -134,18 +136,22 @@ export class TenantPanel extends LightElement {
     setTimeout(() => URL.revokeObjectURL(link.href), DOWNLOAD_URL_LIFETIME_MS);
   }
 
-  /** A session that has ended is the page's to handle, as for every load. */
+  /**
+   * A failure is said beside the alert, whose list stays: the alerts were loaded, only this
+   * action failed. A session that has ended is the page's to handle, as for every load.
+   */
   async #markRead(alert: UsageAlert): Promise<void> {
     this.marking = alert.id;
+    this.markFailure = undefined;
     const { data, error } = await markAlertRead(this.client, alert.id);
     this.marking = undefined;
     if (error) {
-      const failure = loadErrorMessage(error);
+      const failure = actionErrorMessage(error);
       if (failure.expired) {
         this.dispatchEvent(new Event(SESSION_ENDED_EVENT, { bubbles: true }));
         return;
       }
-      this.alerts = { kind: 'error', message: failure.message };
+      this.markFailure = { alertId: alert.id, message: failure.message };
       return;
     }
     if (this.alerts.kind !== 'ready') return;
@@ -229,6 +235,11 @@ export class TenantPanel extends LightElement {
           <div>
             <strong>${a.threshold} % of the quota reached</strong>
             <span class="muted">${f.count(a.used)} of ${f.counted(a.quota, 'execution')} · ${f.dateTime(a.createdAt)}</span>
+            ${
+              this.markFailure?.alertId === a.id
+                ? html`<p class="error mark-failure" role="alert">Not marked as read: ${this.markFailure.message}</p>`
+                : nothing
+            }
           </div>
           ${
             a.readAt
