@@ -404,6 +404,60 @@ describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
     await page.context().close();
   });
 
+  it('leaves each remaining tenant its own panel when the user leaves a tenant, even while panels cannot reload', async () => {
+    const north = await seedUsageTenant({
+      name: 'Twin North',
+      included: 100,
+      previousPerDay: 3,
+      currentPerDay: 8,
+    });
+    const south = await seedUsageTenant({
+      name: 'Twin South',
+      included: 200,
+      previousPerDay: 4,
+      currentPerDay: 12,
+    });
+    const user = await createSignInUser([north.tenantId, south.tenantId]);
+    const alertsOf = async (tenant: SeededTenant) => {
+      const { rows } = await superuser().query<{ id: string }>(
+        'select id::text from public.usage_alerts where tenant_id = $1 order by id',
+        [tenant.tenantId],
+      );
+      return rows.map((r) => r.id);
+    };
+    const page = await openSignedInWithoutData(user);
+    await page.getByText('Updated').waitFor();
+    const panels = page.locator('flowmeter-tenant-panel');
+    expect(await panels.count()).toBe(2);
+    // The user leaves the tenant shown first, so the one that stays moves up a place.
+    const [left, stays] =
+      (await panels.first().getAttribute('tenant-id')) === north.tenantId
+        ? [north, south]
+        : [south, north];
+    expect(await alertsOf(left)).not.toEqual([]);
+    await superuser().query(
+      'delete from public.tenant_members where tenant_id = $1 and user_id = $2',
+      [left.tenantId, user.userId],
+    );
+    // Only the tenant list answers: each panel keeps what it showed before.
+    await page.route(
+      (url) =>
+        url.pathname.includes('/rpc/') && !url.pathname.endsWith('/rpc/tenant_usage_summary'),
+      (route) => route.abort('connectionrefused'),
+    );
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    await page.getByRole('alert').filter({ hasText: 'cannot be reached' }).waitFor();
+    expect(await panels.count()).toBe(1);
+    const panel = page.getByRole('region', { name: stays.name });
+    const shown = await panel
+      .locator('li[data-alert]')
+      .evaluateAll((items) => items.map((li) => li.getAttribute('data-alert')));
+    expect(shown.sort()).toEqual((await alertsOf(stays)).sort());
+    expect(await visibleText(page)).not.toContain(left.name);
+    await screenshot(page, 'left-a-tenant-not-refreshed.png');
+    await page.context().close();
+  });
+
   it('reads the summary once per refresh', async () => {
     const page = await site.newPage();
     const calls: string[] = [];

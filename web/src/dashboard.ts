@@ -1,5 +1,6 @@
 import type { Session } from '@supabase/supabase-js';
 import { html, nothing } from 'lit';
+import { repeat } from 'lit/directives/repeat.js';
 import { getUsageSummary, type UsageDb, type UsageSummary } from '../../src/usage-client/index.ts';
 import { AutoRefresh } from './auto-refresh.ts';
 import { brand } from './brand.ts';
@@ -267,7 +268,9 @@ export class FlowmeterDashboard extends LightElement {
               ? html`<div class="card"><p class="error" role="alert">${t.message}</p><button type="button" @click=${() => this.refresh()}>Retry</button></div>`
               : t.tenants.length === 0
                 ? html`<div class="card empty-state"><h2>No tenant yet</h2><p>Your account is not a member of any tenant. Ask your operator to add ${session.user.email}.</p></div>`
-                : t.tenants.map(
+                : repeat(
+                    t.tenants,
+                    (tenant) => tenant.tenantId,
                     (
                       tenant,
                     ) => html`<flowmeter-tenant-panel .client=${this.client} tenant-id=${tenant.tenantId}
