@@ -60,7 +60,9 @@ describe('a source deferred run after run (its n8n never answers within the budg
     expect(finding).toMatch(
       /although every collector run takes it: each run cuts its walk at its budget/,
     );
-    expect(finding).toMatch(/its walk never completed\): set FLOWMETER_INTERNAL_SECRET and URL/);
+    expect(finding).toMatch(
+      /its walk never completed\): unless FLOWMETER_INTERNAL_SECRET and URL are set, set them/,
+    );
     expect(body.needs_attention.join('\n')).not.toMatch(/without an error/);
   });
 });
