@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { createAuthHandler } from './auth/server.ts';
 import { deriveApiKeys, generateJwtSecret } from './keys.ts';
+import { checkKeptDatabase, databaseExists, recordAppliedMigrations } from './migrations-record.ts';
 import { startPostgres } from './postgres.ts';
 import { startRpcServer } from './postgrest/server.ts';
 import { applyMigrations } from './supabase-cli.ts';
@@ -28,6 +29,8 @@ export interface LocalStack extends LocalStackInfo {
 export interface LocalStackOptions {
   /** Persistent data folder (npm start); a throwaway one in the temp folder when omitted. */
   dataDir?: string;
+  /** The option that starts afresh, named when a kept database is refused (migrations-record.ts). */
+  freshFlag?: string;
   /** 0 picks a free port. */
   dbPort?: number;
   apiPort?: number;
@@ -131,6 +134,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const dataDir = options.dataDir ?? join(await mkdtemp(join(tmpdir(), 'flowmeter-pg-')), 'data');
   const dbPort = options.dbPort || (await freePort());
   const jwtSecret = options.jwtSecret ?? generateJwtSecret();
+  if (persistent && databaseExists(dataDir)) {
+    await checkKeptDatabase(dataDir, options.freshFlag ?? '--fresh');
+  }
 
   log(`starting PostgreSQL 17 on 127.0.0.1:${dbPort} (data: ${dataDir})`);
   const db = await startPostgres({
@@ -152,6 +158,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     options.signal?.throwIfAborted();
     log('applying migrations with the Supabase CLI');
     await applyMigrations(db.url);
+    if (persistent) await recordAppliedMigrations(dataDir);
     options.signal?.throwIfAborted();
 
     const connect = (user: string, password: string, max: number) => {

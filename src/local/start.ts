@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import { styleText } from 'node:util';
 import { Command, InvalidArgumentError } from 'commander';
 import { generatePassword } from '../accounts/ensure-user.ts';
@@ -40,6 +41,10 @@ const options = new Command()
   .option('--no-demo', 'no demo tenants, n8n instances or runner')
   .option('--stack-only', 'only the local Supabase-compatible stack (database and RPC endpoint)')
   .option(
+    '--fresh',
+    'delete the kept database first (its tenants, usage and sign-ins) and build it anew from the migrations',
+  )
+  .option(
     '--functions-port <port>',
     'port of the Netlify functions server',
     positive,
@@ -63,7 +68,13 @@ Environment (ports and folders of the local stack):
 With SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY set, nothing local starts.`,
   )
   .parse()
-  .opts<{ speed: number; demo: boolean; stackOnly?: boolean; functionsPort: number }>();
+  .opts<{
+    speed: number;
+    demo: boolean;
+    stackOnly?: boolean;
+    fresh?: boolean;
+    functionsPort: number;
+  }>();
 
 const DB_PORT = Number(process.env.FLOWMETER_LOCAL_DB_PORT ?? 54322);
 const API_PORT = Number(process.env.FLOWMETER_LOCAL_API_PORT ?? 54321);
@@ -126,11 +137,16 @@ async function main(): Promise<void> {
     );
     return;
   }
+  if (options.fresh) {
+    console.log(styleText('dim', `· --fresh: deleting ${localDataDir}`));
+    await rm(localDataDir, { recursive: true, force: true });
+  }
   const previous = await readLocalEnv();
   const started = Date.now();
   const abandon = new AbortController();
   const starting = startLocalStack({
     dataDir: localDataDir,
+    freshFlag: '--fresh',
     dbPort: DB_PORT,
     apiPort: API_PORT,
     // Keep the keys stable across restarts so other shells keep working.
