@@ -6,7 +6,12 @@ import { type DemoN8n, startDemoN8n } from '../../src/local/demo/n8n-server.ts';
 import { seedDemo } from '../../src/local/demo/seed.ts';
 import { type DemoSignIn, seedDemoUsers } from '../../src/local/demo/users.ts';
 import { STALE_REPLY_EVENT } from '../../web/src/console/latest-reply.ts';
-import { expectNoSeriousA11yViolations, screenshot, signIn } from '../support/browser.ts';
+import {
+  expectNoSeriousA11yViolations,
+  screenshot,
+  sessionExpired,
+  signIn,
+} from '../support/browser.ts';
 import { claimSource } from '../support/leases.ts';
 import { useOwnStack } from '../support/own-stack.ts';
 import { uniqueId } from '../support/stack.ts';
@@ -901,18 +906,7 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
 describe('when the operator’s session ends', { timeout: BROWSER_TIMEOUT }, () => {
   it('returns to the sign-in form and says why', async () => {
     const page = await site.newPage();
-    await page.route('**/rest/v1/rpc/operator_overview**', (route) =>
-      route.fulfill({
-        status: 401,
-        contentType: 'application/json',
-        body: JSON.stringify({
-          code: 'PGRST303',
-          message: 'JWT expired',
-          details: null,
-          hint: null,
-        }),
-      }),
-    );
+    await page.route('**/rest/v1/rpc/operator_overview**', sessionExpired);
     await page.goto(site.url);
     await signIn(page, operator.email, operator.password);
     await page.locator('form.sign-in').waitFor();

@@ -8,6 +8,7 @@ import {
   expectNoSeriousA11yViolations,
   newContext,
   screenshot,
+  sessionExpired,
   signIn,
   visibleText,
 } from '../support/browser.ts';
@@ -293,18 +294,7 @@ describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
 
   it('returns to the sign-in form, saying why, when marking an alert read finds the session ended', async () => {
     const page = await openSignedIn();
-    await page.route('**/rest/v1/rpc/mark_alert_read**', (route) =>
-      route.fulfill({
-        status: 401,
-        contentType: 'application/json',
-        body: JSON.stringify({
-          code: 'PGRST303',
-          message: 'JWT expired',
-          details: null,
-          hint: null,
-        }),
-      }),
-    );
+    await page.route('**/rest/v1/rpc/mark_alert_read**', sessionExpired);
     await page.getByRole('button', { name: 'Mark as read' }).first().click();
     await page.locator('form.sign-in').waitFor();
     expect(await page.locator('form.sign-in [role="alert"]').textContent()).toBe(

@@ -3,7 +3,13 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import AxeBuilder from '@axe-core/playwright';
-import { type Browser, type BrowserContext, chromium, type Page } from '@playwright/test';
+import {
+  type Browser,
+  type BrowserContext,
+  chromium,
+  type Page,
+  type Route,
+} from '@playwright/test';
 import { expect } from 'vitest';
 import {
   buildDashboard,
@@ -114,6 +120,14 @@ export async function createSignInUser(
 }
 
 /** The page's text including the widget's shadow DOM, as a person reads it. */
+/** Answers an intercepted call as PostgREST does once the user's access token has expired. */
+export const sessionExpired = (route: Route) =>
+  route.fulfill({
+    status: 401,
+    contentType: 'application/json',
+    body: JSON.stringify({ code: 'PGRST303', message: 'JWT expired', details: null, hint: null }),
+  });
+
 export const visibleText = (page: Page): Promise<string> =>
   page.evaluate(() => {
     const texts: string[] = [];
