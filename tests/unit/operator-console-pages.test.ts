@@ -28,8 +28,9 @@ describe('console routes', () => {
     expect(parseConsoleRoute('#/console/nowhere')).toEqual({ page: 'overview' });
   });
 
-  it('reads a tenant address whose % escape is not UTF-8 as no tenant, and writes it back as it was', () => {
-    for (const segment of ['%E0%A4%A', '%', '%ZZ', '%C3']) {
+  it('reads a tenant address whose % escape is not UTF-8, or that is no UUID, as no tenant, and writes it back as it was', () => {
+    // Not a UUID: the database would answer "invalid input syntax for type uuid".
+    for (const segment of ['%E0%A4%A', '%', '%ZZ', '%C3', 'abc', 'demo-acme', '2f6c0a52-9f0e']) {
       const hash = `#/console/tenants/${segment}`;
       expect(parseConsoleRoute(hash)).toEqual({ page: 'no-such-tenant', segment });
       expect(consoleHref(parseConsoleRoute(hash))).toBe(hash);

@@ -7,7 +7,8 @@ export type ConsoleRoute =
   | { page: 'overview' }
   | { page: 'tenants' }
   | { page: 'tenant'; tenantId: string }
-  // A tenant address whose % escapes are not UTF-8 (typed, or cut short): it names no tenant.
+  // A tenant address that cannot name a tenant: % escapes that are not UTF-8 (typed, or cut
+  // short), or no UUID (tenants are addressed by id): shown as Not found, the database unasked.
   | { page: 'no-such-tenant'; segment: string }
   | { page: 'health' };
 
@@ -19,15 +20,21 @@ export const USAGE_HREF = '#';
 export const isConsoleHash = (hash: string): boolean =>
   hash === PREFIX || hash.startsWith(`${PREFIX}/`);
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 /** The page a hash names; an unknown console path is the overview. */
 export function parseConsoleRoute(hash: string): ConsoleRoute {
   const [, page, id] = hash.slice(PREFIX.length).split('/');
   if (page === 'tenants' && id) {
+    let tenantId: string;
     try {
-      return { page: 'tenant', tenantId: decodeURIComponent(id) };
+      tenantId = decodeURIComponent(id);
     } catch {
       return { page: 'no-such-tenant', segment: id };
     }
+    return UUID.test(tenantId)
+      ? { page: 'tenant', tenantId }
+      : { page: 'no-such-tenant', segment: id };
   }
   if (page === 'tenants') return { page: 'tenants' };
   if (page === 'health') return { page: 'health' };
