@@ -1,15 +1,18 @@
 /**
- * A request's body, at most `maxBytes` of it: a declared Content-Length above that is
- * refused before a byte is read, and a body that grows past it (sent without one, or
- * chunked) is cut there and its stream cancelled, so an oversized body never sits in
- * memory whole. undefined when it is too large.
+ * A body, at most `maxBytes` of it — a request to our endpoints, or an answer of a peer
+ * (n8n): a declared Content-Length above that is refused before a byte is read, and a body
+ * that grows past it (sent without one, or chunked) is cut there; either way its stream is
+ * cancelled, so an oversized body never sits in memory whole. undefined when too large.
  */
 export async function readBodyWithin(
-  req: Request,
+  message: Request | Response,
   maxBytes: number,
 ): Promise<Uint8Array | undefined> {
-  if (Number(req.headers.get('content-length') ?? 0) > maxBytes) return undefined;
-  const reader = req.body?.getReader();
+  if (Number(message.headers.get('content-length') ?? 0) > maxBytes) {
+    await message.body?.cancel().catch(() => {});
+    return undefined;
+  }
+  const reader = message.body?.getReader();
   if (!reader) return new Uint8Array();
   const chunks: Uint8Array[] = [];
   let size = 0;

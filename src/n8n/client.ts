@@ -1,5 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import pRetry, { AbortError } from 'p-retry';
+import { readBodyWithin } from '../http/request-body.ts';
 import { decodeCursor } from './cursor.ts';
 import { type N8nExecution, type N8nPage, parseExecution, parseExecutionPage } from './schemas.ts';
 
@@ -349,26 +350,9 @@ export function createN8nClient(options: N8nClientOptions): N8nClient {
         `${at} sent a response larger than ${maxBodyBytes} bytes; a page of executions is far smaller: check that the source's URL points at n8n and nothing in between pads its answers`,
         { status: response.status },
       );
-    const declared = Number(response.headers.get('content-length'));
-    if (Number.isFinite(declared) && declared > maxBodyBytes) {
-      await response.body?.cancel();
-      throw tooLarge();
-    }
-    if (!response.body) return '';
-    const decoder = new TextDecoder();
-    const reader = response.body.getReader();
-    let received = 0;
-    let text = '';
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) return text + decoder.decode();
-      received += value.byteLength;
-      if (received > maxBodyBytes) {
-        await reader.cancel();
-        throw tooLarge();
-      }
-      text += decoder.decode(value, { stream: true });
-    }
+    const bytes = await readBodyWithin(response, maxBodyBytes);
+    if (bytes === undefined) throw tooLarge();
+    return new TextDecoder().decode(bytes);
   }
 
   async function withRetries<T>(
