@@ -9,7 +9,7 @@ import { ok, type Result } from '../domain/result.ts';
 import { answerBeforeCut } from '../domain/unless-cut.ts';
 import type { Logger } from '../observability/logger.ts';
 import { retryAfterMs, type StripeFailureKind, stripeFailureKind } from '../stripe/errors.ts';
-import { STRIPE_REPLAY_WINDOW_MS } from '../stripe/replay-window.ts';
+import { heldForReview, pastReplayWindow } from '../stripe/replay-window.ts';
 import { lateness, lateWithUnknownOutcome } from './lateness.ts';
 import { type CorrectionsSummary, sendCorrections } from './send-corrections.ts';
 
@@ -44,7 +44,7 @@ export interface ReporterSummary {
   late: number;
   /**
    * Not sent again: an attempt's answer was lost longer ago than Stripe surely de-duplicates
-   * the identifier (STRIPE_REPLAY_WINDOW_MS), so a person checks Stripe first.
+   * the identifier (STRIPE_REPLAY_WINDOW_MS, src/stripe/replay-window.ts), so a person checks Stripe first.
    */
   review: number;
   /** Not attempted: the budget ran out, the circuit breaker was open or the key was refused. */
@@ -236,12 +236,9 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
           : late;
         return record(report, 'late', { message });
       }
-      if (
-        report.unanswered_since &&
-        now() - Date.parse(report.unanswered_since) > STRIPE_REPLAY_WINDOW_MS
-      ) {
+      if (pastReplayWindow(report.unanswered_since, now())) {
         return record(report, 'review', {
-          message: `not sent again: an attempt over ${STRIPE_REPLAY_WINDOW_MS / 3600_000} hours ago had no answer, so Stripe may no longer recognise identifier ${report.identifier} and a resend could bill it twice: check the meter's events in Stripe, then \`flowmeter reports resolve ${report.id} --stripe-has yes|no\``,
+          message: heldForReview(report.identifier, `flowmeter reports resolve ${report.id}`),
         });
       }
       try {

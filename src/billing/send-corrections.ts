@@ -6,7 +6,7 @@ import { answerBeforeCut } from '../domain/unless-cut.ts';
 import { plural } from '../domain/words.ts';
 import type { Logger } from '../observability/logger.ts';
 import { stripeFailureKind } from '../stripe/errors.ts';
-import { STRIPE_REPLAY_WINDOW_MS } from '../stripe/replay-window.ts';
+import { heldForReview, pastReplayWindow } from '../stripe/replay-window.ts';
 import { lateness } from './lateness.ts';
 import type { Correction } from './record-correction.ts';
 
@@ -152,14 +152,13 @@ export async function sendCorrections(
       summary.late += 1;
       return record(correction, 'late', { error: late });
     }
-    if (
-      correction.unknown_outcome &&
-      correction.first_attempt_at &&
-      now() - Date.parse(correction.first_attempt_at) > STRIPE_REPLAY_WINDOW_MS
-    ) {
+    if (correction.unknown_outcome && pastReplayWindow(correction.first_attempt_at, now())) {
       summary.review += 1;
       return record(correction, 'review', {
-        error: `not sent again: an attempt over ${STRIPE_REPLAY_WINDOW_MS / 3600_000} hours ago had no answer, so Stripe may no longer recognise identifier ${correction.identifier} and a resend could count it twice: check the meter's events in Stripe, then \`flowmeter corrections resolve ${correction.id} --stripe-has yes|no\``,
+        error: heldForReview(
+          correction.identifier,
+          `flowmeter corrections resolve ${correction.id}`,
+        ),
       });
     }
     try {
@@ -207,10 +206,7 @@ export async function sendCorrections(
       );
     } catch (sendError) {
       if (!refused(sendError)) return failed(correction, sendError);
-      const firstAttempt = correction.first_attempt_at
-        ? Date.parse(correction.first_attempt_at)
-        : now();
-      if (correction.unknown_outcome && now() - firstAttempt > STRIPE_REPLAY_WINDOW_MS) {
+      if (correction.unknown_outcome && pastReplayWindow(correction.first_attempt_at, now())) {
         summary.review += 1;
         return record(correction, 'review', {
           error: `Stripe refused the cancellation of ${correction.cancels_identifier} (${errorMessage(sendError)}), and an earlier attempt's answer was lost more than a day ago: check in Stripe whether the event was cancelled`,

@@ -6,3 +6,14 @@
  * Stripe took could be counted again, so it waits for a person who checks Stripe (review).
  */
 export const STRIPE_REPLAY_WINDOW_MS = 23 * 3600_000;
+
+/** Whether an answer lost at `since` (an ISO instant; null: none lost) is past the window. */
+export const pastReplayWindow = (since: string | null, now: number): boolean =>
+  since !== null && now - Date.parse(since) > STRIPE_REPLAY_WINDOW_MS;
+
+/**
+ * Why a meter event past the window is held for review, with the command (`resolve`, its
+ * `--stripe-has` flag left to add) that finishes it once a person has looked in Stripe.
+ */
+export const heldForReview = (identifier: string, resolve: string): string =>
+  `not sent again: an attempt over ${STRIPE_REPLAY_WINDOW_MS / 3600_000} hours ago had no answer, so Stripe may no longer recognise identifier ${identifier} and a resend could count it twice: check the meter's events in Stripe, then \`${resolve} --stripe-has yes|no\``;
