@@ -986,6 +986,57 @@ export type Database = {
           },
         ];
       };
+      stripe_subscriptions: {
+        Row: {
+          created: string;
+          customer_id: string;
+          id: string;
+          period_end: string;
+          period_start: string;
+          price_ids: string[];
+          status: string;
+          synced_at: string;
+          synced_type: string;
+          tenant_id: string;
+          trial_end: string | null;
+        };
+        ComputedFields: never;
+        Insert: {
+          created: string;
+          customer_id: string;
+          id: string;
+          period_end: string;
+          period_start: string;
+          price_ids: string[];
+          status: string;
+          synced_at: string;
+          synced_type: string;
+          tenant_id: string;
+          trial_end?: string | null;
+        };
+        Update: {
+          created?: string;
+          customer_id?: string;
+          id?: string;
+          period_end?: string;
+          period_start?: string;
+          price_ids?: string[];
+          status?: string;
+          synced_at?: string;
+          synced_type?: string;
+          tenant_id?: string;
+          trial_end?: string | null;
+        };
+        Relationships: [
+          {
+            foreignKeyName: 'stripe_subscriptions_tenant_id_fkey';
+            columns: ['tenant_id'];
+            isOneToOne: false;
+            referencedRelation: 'tenants';
+            referencedColumns: ['id'];
+          },
+        ];
+      };
       tenant_members: {
         Row: {
           created_at: string;
@@ -1027,7 +1078,6 @@ export type Database = {
           name: string;
           plan_id: string;
           stripe_customer_id: string | null;
-          stripe_subscription_created_at: string | null;
           stripe_subscription_id: string | null;
           stripe_synced_at: string | null;
           subscription_status: string;
@@ -1045,7 +1095,6 @@ export type Database = {
           name: string;
           plan_id: string;
           stripe_customer_id?: string | null;
-          stripe_subscription_created_at?: string | null;
           stripe_subscription_id?: string | null;
           stripe_synced_at?: string | null;
           subscription_status?: string;
@@ -1062,7 +1111,6 @@ export type Database = {
           name?: string;
           plan_id?: string;
           stripe_customer_id?: string | null;
-          stripe_subscription_created_at?: string | null;
           stripe_subscription_id?: string | null;
           stripe_synced_at?: string | null;
           subscription_status?: string;
@@ -1476,7 +1524,6 @@ export type Database = {
           name: string;
           plan_id: string;
           stripe_customer_id: string | null;
-          stripe_subscription_created_at: string | null;
           stripe_subscription_id: string | null;
           stripe_synced_at: string | null;
           subscription_status: string;

@@ -97,9 +97,6 @@ create table public.tenants (
     constraint tenants_stripe_customer_id_format check (stripe_customer_id ~ '^cus_[A-Za-z0-9_]+$'),
   stripe_subscription_id text unique
     constraint tenants_stripe_subscription_id_format check (stripe_subscription_id ~ '^sub_[A-Za-z0-9_]+$'),
-  -- When Stripe created that subscription: of a customer's two live subscriptions the
-  -- later one is the tenant's (apply_stripe_subscription_event).
-  stripe_subscription_created_at timestamptz,
   -- Billing period from the Stripe subscription; without one the UTC calendar month applies.
   current_period_start timestamptz,
   current_period_end timestamptz,
@@ -122,7 +119,7 @@ create table public.tenants (
 );
 comment on table public.tenants is 'Customers of the operator; each has one plan and at most one Stripe subscription.';
 comment on column public.tenants.external_ref is 'The operator''s own identifier for this tenant; the enforcement API accepts it instead of id.';
-comment on column public.tenants.stripe_synced_at is 'The created time of the Stripe event whose subscription state this row holds; older events are ignored.';
+comment on column public.tenants.stripe_synced_at is 'The created time of the Stripe event whose subscription state this row holds (of its subscription in stripe_subscriptions).';
 
 create index tenants_plan_id_idx on public.tenants (plan_id);
 

@@ -3,9 +3,10 @@
 
 -- Stripe subscription sync (stripe_subscription_functions): a tenant's plan, status and
 -- billing period follow its Stripe subscription, from the customer.subscription.*
--- webhooks. Every event id is recorded once (a replay changes nothing), and a tenant row
--- remembers the `created` time of the event whose state it holds (tenants.stripe_synced_at).
--- Both tables are service-only: tenant members read the result on tenants.
+-- webhooks. Every event id is recorded once (a replay changes nothing), each subscription
+-- keeps the state of its newest event (stripe_subscriptions), and the tenant row holds the
+-- state of one of its subscriptions. The tables are service-only: tenant members read the
+-- result on tenants.
 
 -- Which Stripe price means which plan -------------------------------------------------
 
@@ -29,9 +30,10 @@ create table public.stripe_events (
   -- When Stripe created the event (its `created`), not when it arrived.
   created timestamptz,
   received_at timestamptz not null default now(),
-  -- applied: the tenant now holds this event's state; stale: the tenant already held a
-  -- newer one; superseded: the event ends a subscription other than the tenant's live one;
-  -- unknown_tenant: no tenant matched; rejected: correctly signed but not applicable
+  -- applied: the tenant now holds this event's state; stale: its subscription already held
+  -- a newer state, or had been deleted; superseded: its subscription took the state, but
+  -- the tenant's subscription is another one; unknown_tenant: no tenant matched; rejected:
+  -- correctly signed but not applicable
   -- (malformed, an unknown subscription status, ids Stripe does not issue, a customer
   -- linked to another tenant), detail says why. unknown_tenant and rejected events are
   -- re-processed if Stripe delivers them again.
@@ -48,7 +50,45 @@ comment on table public.stripe_events is 'Each Stripe webhook event processed, o
 create index stripe_events_tenant_id_idx on public.stripe_events (tenant_id);
 create index stripe_events_rejected_idx on public.stripe_events (received_at) where outcome = 'rejected';
 
-select private.restrict_to_service_role('public.plan_prices', 'public.stripe_events');
+-- Each subscription of a tenant as its newest event describes it. Stripe does not deliver
+-- a subscription's events in order, so each one's state is ordered by its own events, and
+-- the tenant holds one of them (apply_stripe_subscription_event): the newest live one,
+-- else the newest. The tenant's older subscription that is still live is here when a
+-- newer one ends, and a deletion stays final when the subscription's earlier events
+-- arrive after it.
+create table public.stripe_subscriptions (
+  id text primary key
+    constraint stripe_subscriptions_id_format check (id ~ '^sub_[A-Za-z0-9_]+$'),
+  tenant_id uuid not null references public.tenants (id) on delete cascade,
+  customer_id text not null
+    constraint stripe_subscriptions_customer_id_format check (customer_id ~ '^cus_[A-Za-z0-9_]+$'),
+  -- When Stripe created the subscription (its `created`): of two live ones the later is
+  -- the tenant's.
+  created timestamptz not null,
+  status text not null
+    constraint stripe_subscriptions_status_known check (status in (
+      'trialing', 'active', 'past_due', 'unpaid', 'canceled', 'incomplete', 'incomplete_expired', 'paused'
+    )),
+  price_ids text[] not null,
+  period_start timestamptz not null,
+  period_end timestamptz not null,
+  trial_end timestamptz,
+  -- The event whose state the row holds: when Stripe created it, and its type (within
+  -- one second a later kind wins).
+  synced_at timestamptz not null,
+  synced_type text not null
+    constraint stripe_subscriptions_synced_type_known check (synced_type in (
+      'customer.subscription.created', 'customer.subscription.updated', 'customer.subscription.deleted'
+    )),
+  constraint stripe_subscriptions_period_ordered check (period_end > period_start),
+  constraint stripe_subscriptions_deleted_is_canceled
+    check (synced_type <> 'customer.subscription.deleted' or status = 'canceled')
+);
+comment on table public.stripe_subscriptions is 'Each Stripe subscription of a tenant, in the state of its newest event; the tenant holds its newest live one, else its newest.';
+
+create index stripe_subscriptions_tenant_id_idx on public.stripe_subscriptions (tenant_id);
+
+select private.restrict_to_service_role('public.plan_prices', 'public.stripe_events', 'public.stripe_subscriptions');
 
 -- Meter reports (meter_report_functions): usage reported to Stripe Billing Meters
 -- through a ledger (outbox). Stripe never over-bills: every report is a delta recorded

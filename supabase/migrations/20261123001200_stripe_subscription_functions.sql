@@ -2,11 +2,11 @@
 -- subscription, from the customer.subscription.* webhooks.
 --
 -- Stripe delivers events at least once and in no particular order. Every event id is
--- recorded once (a replay changes nothing), and a tenant row remembers the `created` time
--- of the event whose state it holds, so an older event arriving late cannot overwrite a
--- newer state. A correctly signed event that cannot be applied is recorded as rejected,
--- with the reason, for the operator. Both tables are service-only: tenant members read the
--- result on tenants.
+-- recorded once (a replay changes nothing), and each subscription remembers the `created`
+-- time of the event whose state it holds, so an older event arriving late cannot overwrite
+-- a newer state; the tenant holds the state of one of its subscriptions. A correctly
+-- signed event that cannot be applied is recorded as rejected, with the reason, for the
+-- operator. The tables are service-only: tenant members read the result on tenants.
 
 -- Refuses what is not an id Stripe issues: `argument` must be a Stripe <kind> id (<prefix>_…).
 create or replace function private.require_stripe_id(argument text, kind text, prefix text, value text)
@@ -93,21 +93,23 @@ select private.grant_to_service_role_only('private.subscription_event_rank(text)
 
 -- Applies one customer.subscription.* event to the tenant it belongs to, in one transaction.
 --
--- The tenant is the one holding the subscription id, else the customer id, else tenant_hint
--- (the subscription's metadata.flowmeter_tenant_id). Returns {outcome, ...}; outcome is
--- applied, stale, superseded, unknown_tenant (each recorded in stripe_events) or duplicate
--- (the event was recorded before; nothing changes).
+-- The tenant is the one the subscription was recorded for, else the one holding the
+-- customer id, else tenant_hint (the subscription's metadata.flowmeter_tenant_id).
+-- Returns {outcome, ...}; outcome is applied, stale, superseded, unknown_tenant (each
+-- recorded in stripe_events) or duplicate (the event was recorded before; nothing changes).
 --
--- Ordering: an event created before the one the tenant holds is stale. Stripe's `created`
--- has one-second resolution; within the same second a later kind of event wins
--- (created < updated < deleted), and two updates apply in arrival order.
+-- Ordering, per subscription (stripe_subscriptions): an event created before the one its
+-- subscription holds is stale. Stripe's `created` has one-second resolution; within the
+-- same second a later kind of event wins (created < updated < deleted), and two updates
+-- apply in arrival order. A deletion is a subscription's last event, so its end is final:
+-- its creation or update arriving after it is stale, and never makes it the tenant's.
 --
--- Another subscription than the one the tenant holds (the customer bought a new one, or an
--- old one is winding down): a subscription created after the held one replaces it when
--- it is live or the held one has ended, whatever the events' order; its end, while the
--- held one is live, is superseded. Events of a subscription created before the held one
--- are superseded while the held one is live — its updates (set to cancel at period end)
--- as much as its end; once the held one has ended, they apply by the ordering above.
+-- The tenant's subscription, whatever the events' order: its newest live one (by Stripe's
+-- `created` on the subscription), else its newest. A customer who buys a new subscription
+-- moves onto it; the end of the older one, or any update of it (set to cancel at period
+-- end), leaves the tenant on the new one; and when the new one ends while the older one is
+-- live, the tenant is back on the older one. An event whose subscription is not the
+-- tenant's is superseded.
 create or replace function public.apply_stripe_subscription_event(
   event_id text,
   event_type text,
@@ -134,7 +136,6 @@ declare
   kind text := apply_stripe_subscription_event.event_type;
   event_at timestamptz := apply_stripe_subscription_event.event_created;
   sub text := apply_stripe_subscription_event.subscription_id;
-  sub_created timestamptz := apply_stripe_subscription_event.subscription_created;
   cus text := apply_stripe_subscription_event.customer_id;
   prices text[] := apply_stripe_subscription_event.price_ids;
   hint uuid := apply_stripe_subscription_event.tenant_hint;
@@ -142,7 +143,9 @@ declare
                           then 'canceled' else apply_stripe_subscription_event.status end;
   terminal constant text[] := array['canceled', 'incomplete_expired'];
   t public.tenants;
-  held_type text;
+  recorded_state public.stripe_subscriptions;
+  event_state public.stripe_subscriptions;
+  chosen public.stripe_subscriptions;
   mapped_plan text;
   unmapped text[];
   result_outcome text;
@@ -157,7 +160,7 @@ begin
     raise exception 'event_created is required (the event''s created time)';
   end if;
   perform private.require_stripe_id('subscription_id', 'subscription', 'sub', sub);
-  if sub_created is null then
+  if apply_stripe_subscription_event.subscription_created is null then
     raise exception 'subscription_created is required (the subscription''s created time)';
   end if;
   perform private.require_stripe_id('customer_id', 'customer', 'cus', cus);
@@ -179,8 +182,10 @@ begin
   end if;
 
   -- Find the tenant and lock it: events for one tenant apply one at a time, each seeing the
-  -- state the previous one left.
-  select * into t from public.tenants x where x.stripe_subscription_id = sub for update;
+  -- state the previous one left (its subscriptions are written only under this lock).
+  select * into t from public.tenants x
+  where x.id = (select s.tenant_id from public.stripe_subscriptions s where s.id = sub)
+  for update;
   if not found then
     select * into t from public.tenants x where x.stripe_customer_id = cus for update;
   end if;
@@ -196,59 +201,65 @@ begin
       case when hint is null then 'the subscription has no metadata.flowmeter_tenant_id'
            else format('metadata.flowmeter_tenant_id %s names no tenant', hint) end
     );
-  elsif t.stripe_subscription_id is distinct from sub
-        and t.stripe_subscription_id is not null
-        and (t.stripe_subscription_created_at is null or sub_created > t.stripe_subscription_created_at) then
-    -- The customer's newer subscription: its events were made after the held one began, so
-    -- their created times say nothing against the held state.
-    if new_status <> all (terminal) or t.subscription_status = any (terminal) then
-      result_outcome := 'applied';
-    else
-      result_outcome := 'superseded';
-      result_detail := format('subscription %s ended; the tenant''s subscription is %s (%s)',
-                              sub, t.stripe_subscription_id, t.subscription_status);
-    end if;
-  elsif t.stripe_subscription_id is distinct from sub
-        and t.stripe_subscription_id is not null
-        and t.subscription_status <> all (terminal) then
-    result_outcome := 'superseded';
-    result_detail := format('subscription %s was not created after the tenant''s live subscription %s (%s)',
-                            sub, t.stripe_subscription_id, t.subscription_status);
-  elsif t.stripe_synced_at > event_at then
-    result_outcome := 'stale';
-    result_detail := format('the tenant holds the state of an event created at %s', t.stripe_synced_at);
   else
-    if t.stripe_synced_at = event_at then
-      select e.type into held_type from public.stripe_events e
-      where e.tenant_id = t.id and e.outcome = 'applied' and e.created = t.stripe_synced_at
-      order by e.received_at desc
-      limit 1;
-    end if;
-    if held_type is not null and private.subscription_event_rank(held_type) > private.subscription_event_rank(kind) then
+    select * into recorded_state from public.stripe_subscriptions s where s.id = sub;
+    if recorded_state.synced_at > event_at then
       result_outcome := 'stale';
-      result_detail := format('the tenant holds the state of a %s event created in the same second', held_type);
+      result_detail := format('subscription %s holds the state of a %s event created at %s',
+                              sub, recorded_state.synced_type, recorded_state.synced_at);
+    elsif recorded_state.synced_at = event_at
+          and private.subscription_event_rank(recorded_state.synced_type) > private.subscription_event_rank(kind) then
+      result_outcome := 'stale';
+      result_detail := format('subscription %s holds the state of a %s event created in the same second',
+                              sub, recorded_state.synced_type);
     else
-      result_outcome := 'applied';
-    end if;
-  end if;
+      event_state := row(
+        sub, t.id, cus, apply_stripe_subscription_event.subscription_created, new_status, prices,
+        apply_stripe_subscription_event.period_start, apply_stripe_subscription_event.period_end,
+        apply_stripe_subscription_event.trial_end, event_at, kind
+      )::public.stripe_subscriptions;
+      -- The tenant's subscription once this event's state is recorded: its newest live
+      -- one, else its newest; of two created in the same second, the one it holds.
+      select c.* into chosen
+      from (
+        select s.* from public.stripe_subscriptions s where s.tenant_id = t.id and s.id <> sub
+        union all
+        select (event_state).*
+      ) c
+      order by c.status <> all (terminal) desc, c.created desc,
+               c.id = t.stripe_subscription_id desc, c.id
+      limit 1;
 
-  if result_outcome = 'applied' then
-    select pp.plan_id into mapped_plan
-    from unnest(prices) with ordinality as u(price_id, ord)
-    join public.plan_prices pp on pp.stripe_price_id = u.price_id
-    order by u.ord
-    limit 1;
-    if mapped_plan is null then
-      unmapped := prices;
-      result_detail := format('unmapped_price: no plan for %s; the plan was kept',
-                              coalesce(nullif(array_to_string(prices, ', '), ''), 'a subscription without prices'));
-    end if;
-    if exists (
-      select 1 from public.tenants x
-      where x.id <> t.id and (x.stripe_customer_id = cus or x.stripe_subscription_id = sub)
-    ) then
-      raise exception 'Stripe customer % or subscription % is already linked to another tenant than %', cus, sub, t.id
-        using hint = 'Each Stripe customer and subscription belongs to one tenant; unlink it from the other tenant first.';
+      if chosen.id = sub then
+        result_outcome := 'applied';
+      else
+        result_outcome := 'superseded';
+        result_detail := case
+          when new_status = any (terminal) then
+            format('subscription %s ended; the tenant''s subscription is %s (%s)', sub, chosen.id, chosen.status)
+          else
+            format('subscription %s was not created after the tenant''s live subscription %s (%s)',
+                   sub, chosen.id, chosen.status)
+        end;
+      end if;
+
+      select pp.plan_id into mapped_plan
+      from unnest(chosen.price_ids) with ordinality as u(price_id, ord)
+      join public.plan_prices pp on pp.stripe_price_id = u.price_id
+      order by u.ord
+      limit 1;
+      if mapped_plan is null and result_outcome = 'applied' then
+        unmapped := prices;
+        result_detail := format('unmapped_price: no plan for %s; the plan was kept',
+                                coalesce(nullif(array_to_string(prices, ', '), ''), 'a subscription without prices'));
+      end if;
+      if exists (
+        select 1 from public.tenants x
+        where x.id <> t.id and (x.stripe_customer_id = cus or x.stripe_subscription_id = sub)
+      ) then
+        raise exception 'Stripe customer % or subscription % is already linked to another tenant than %', cus, sub, t.id
+          using hint = 'Each Stripe customer and subscription belongs to one tenant; unlink it from the other tenant first.';
+      end if;
     end if;
   end if;
 
@@ -257,19 +268,38 @@ begin
     return jsonb_build_object('outcome', 'duplicate');
   end if;
 
+  if event_state.id is not null then
+    insert into public.stripe_subscriptions
+    select (event_state).*
+    on conflict on constraint stripe_subscriptions_pkey do update set
+      customer_id = excluded.customer_id,
+      created = excluded.created,
+      status = excluded.status,
+      price_ids = excluded.price_ids,
+      period_start = excluded.period_start,
+      period_end = excluded.period_end,
+      trial_end = excluded.trial_end,
+      synced_at = excluded.synced_at,
+      synced_type = excluded.synced_type;
+
+    -- The tenant takes the state of its subscription when that is this event's, or when
+    -- this event made another one the tenant's (the newer one ended, the older is live).
+    if chosen.id = sub or chosen.id is distinct from t.stripe_subscription_id then
+      update public.tenants x set
+        subscription_status = chosen.status,
+        stripe_customer_id = chosen.customer_id,
+        stripe_subscription_id = chosen.id,
+        current_period_start = chosen.period_start,
+        current_period_end = chosen.period_end,
+        trial_ends_at = chosen.trial_end,
+        plan_id = coalesce(mapped_plan, x.plan_id),
+        stripe_synced_at = chosen.synced_at
+      where x.id = t.id
+      returning * into t;
+    end if;
+  end if;
+
   if result_outcome = 'applied' then
-    update public.tenants x set
-      subscription_status = new_status,
-      stripe_customer_id = cus,
-      stripe_subscription_id = sub,
-      stripe_subscription_created_at = sub_created,
-      current_period_start = apply_stripe_subscription_event.period_start,
-      current_period_end = apply_stripe_subscription_event.period_end,
-      trial_ends_at = apply_stripe_subscription_event.trial_end,
-      plan_id = coalesce(mapped_plan, x.plan_id),
-      stripe_synced_at = event_at
-    where x.id = t.id
-    returning * into t;
     return jsonb_build_object(
       'outcome', 'applied',
       'tenant_id', t.id,

@@ -47,6 +47,17 @@ const createdNow = (
 const deliverCreated = (shape: SubscriptionShape, created: number) =>
   deliver(subscriptionEvent('customer.subscription.created', shape, created));
 
+/** What the tenant's row holds while it is live on `planId` through subscription `subscriptionId`. */
+const liveOn = (planId: string, subscriptionId: string) => ({
+  plan_id: planId,
+  subscription_status: 'active',
+  stripe_subscription_id: subscriptionId,
+});
+
+/** The deletion of the subscription `shape` describes, at `created`: it ends canceled. */
+const deletedEvent = (shape: SubscriptionShape, created: number) =>
+  subscriptionEvent('customer.subscription.deleted', { ...shape, status: 'canceled' }, created);
+
 describe('stripe webhook: subscription sync', () => {
   it('created: the tenant takes the mapped plan, status, period and Stripe ids', async () => {
     const { tenant, customer, pro, proPrice, subscription } = await linkedTenant();
@@ -158,11 +169,7 @@ describe('stripe webhook: subscription sync', () => {
     const created = nowSeconds() - 100;
     const items = [{ price: proPrice, ...monthFrom(nowSeconds() - DAY) }];
     await deliverCreated({ id: subscription, customer, items }, created);
-    const deleted = subscriptionEvent(
-      'customer.subscription.deleted',
-      { id: subscription, customer, status: 'canceled', items },
-      created + 30,
-    );
+    const deleted = deletedEvent({ id: subscription, customer, items }, created + 30);
     expect((await deliver(deleted)).body).toEqual({ received: true, outcome: 'applied' });
     expect(await tenantState(tenant.id)).toMatchObject({
       subscription_status: 'canceled',
@@ -175,11 +182,7 @@ describe('stripe webhook: subscription sync', () => {
     const unmapped = stripeId('price');
     const event = createdNow(subscription, customer, unmapped);
     expect((await deliver(event)).body.outcome).toBe('applied');
-    expect(await tenantState(tenant.id)).toMatchObject({
-      plan_id: tenant.plan_id,
-      subscription_status: 'active',
-      stripe_subscription_id: subscription,
-    });
+    expect(await tenantState(tenant.id)).toMatchObject(liveOn(tenant.plan_id, subscription));
     expect((await recordedEvent(event.id)).detail).toMatch(
       new RegExp(`^unmapped_price: no plan for ${unmapped}`),
     );
@@ -288,19 +291,35 @@ describe('stripe webhook: delivery at least once, in any order', () => {
     const t0 = nowSeconds() - 300;
     const items = [{ price: proPrice, ...monthFrom(t0) }];
     await deliverCreated({ id: newSubscription, customer, items }, t0);
-    const oldEnded = subscriptionEvent(
-      'customer.subscription.deleted',
-      { id: oldSubscription, customer, status: 'canceled', items },
-      t0 + 60,
-    );
+    const oldEnded = deletedEvent({ id: oldSubscription, customer, items }, t0 + 60);
     expect((await deliver(oldEnded)).body.outcome).toBe('superseded');
-    expect(await tenantState(tenant.id)).toMatchObject({
-      plan_id: pro.id,
-      subscription_status: 'active',
-      stripe_subscription_id: newSubscription,
-    });
+    expect(await tenantState(tenant.id)).toMatchObject(liveOn(pro.id, newSubscription));
   });
 });
+
+/**
+ * A tenant whose customer has subscription A to starter, 20 days into its period, and has
+ * just bought subscription B to pro: the creation event of each, made when it started.
+ */
+async function starterThenPro() {
+  const { tenant, customer, pro, proPrice } = await linkedTenant();
+  const starter = await createPlan({ included_executions: 1000 });
+  const starterPrice = await mapPrice(starter.id);
+  const t0 = nowSeconds() - 600;
+  const a: SubscriptionShape = {
+    id: stripeId('sub'),
+    customer,
+    items: [{ price: starterPrice, ...monthFrom(t0 - 20 * DAY) }],
+  };
+  const b: SubscriptionShape = {
+    id: stripeId('sub'),
+    customer,
+    items: [{ price: proPrice, ...monthFrom(t0) }],
+  };
+  const aCreated = subscriptionEvent('customer.subscription.created', a, t0 - 20 * DAY);
+  const bCreated = subscriptionEvent('customer.subscription.created', b, t0);
+  return { tenant, starter, pro, a, b, t0, aCreated, bCreated };
+}
 
 describe('stripe webhook: the customer’s old subscription', () => {
   /**
@@ -308,36 +327,18 @@ describe('stripe webhook: the customer’s old subscription', () => {
    * then set to cancel at its period end (an update, still active) and deleted at it.
    */
   async function upgradeThroughNewSubscription() {
-    const { tenant, customer, pro, proPrice } = await linkedTenant();
-    const starter = await createPlan({ included_executions: 1000 });
-    const starterPrice = await mapPrice(starter.id);
-    const oldSubscription = stripeId('sub');
-    const newSubscription = stripeId('sub');
-    const t0 = nowSeconds() - 600;
-    const oldItems = [{ price: starterPrice, ...monthFrom(t0 - 20 * DAY) }];
-    const newItems = [{ price: proPrice, ...monthFrom(t0) }];
-    const old = { id: oldSubscription, customer, items: oldItems };
-    const current = { id: newSubscription, customer, items: newItems };
+    const { tenant, pro, a: old, b: current, t0, aCreated, bCreated } = await starterThenPro();
     const events = {
-      oldCreated: subscriptionEvent('customer.subscription.created', old, t0 - 20 * DAY),
-      newCreated: subscriptionEvent('customer.subscription.created', current, t0),
+      oldCreated: aCreated,
+      newCreated: bCreated,
       oldSetToCancel: subscriptionEvent(
         'customer.subscription.updated',
         { ...old, status: 'active' },
         t0 + 60,
       ),
-      oldDeleted: subscriptionEvent(
-        'customer.subscription.deleted',
-        { ...old, status: 'canceled' },
-        t0 + 120,
-      ),
+      oldDeleted: deletedEvent(old, t0 + 120),
     };
-    const onPro = {
-      plan_id: pro.id,
-      subscription_status: 'active',
-      stripe_subscription_id: newSubscription,
-    };
-    return { tenant, events, onPro, old, current, t0 };
+    return { tenant, events, onPro: liveOn(pro.id, current.id), old, current, t0 };
   }
 
   it('an update to the old subscription (cancel at period end) does not take the tenant off its new one', async () => {
@@ -367,23 +368,118 @@ describe('stripe webhook: the customer’s old subscription', () => {
     }
   });
 
-  it('once the new subscription has ended, a later update of the old live one applies', async () => {
+  it('once the new subscription has ended, the tenant is back on the old live one, and its later update applies', async () => {
     const { tenant, events, old, current, t0 } = await upgradeThroughNewSubscription();
     await deliver(events.oldCreated);
     await deliver(events.newCreated);
-    const newEnded = subscriptionEvent(
-      'customer.subscription.deleted',
-      { ...current, status: 'canceled' },
-      t0 + 30,
-    );
-    expect((await deliver(newEnded)).body.outcome).toBe('applied');
+    const newEnded = deletedEvent(current, t0 + 30);
+    const onOld = { subscription_status: 'active', stripe_subscription_id: old.id };
+    expect((await deliver(newEnded)).body.outcome).toBe('superseded');
+    expect(await tenantState(tenant.id)).toMatchObject(onOld);
     expect((await deliver(events.oldSetToCancel)).body.outcome).toBe('applied');
-    expect(await tenantState(tenant.id)).toMatchObject({
-      subscription_status: 'active',
-      stripe_subscription_id: old.id,
-    });
+    expect(await tenantState(tenant.id)).toMatchObject(onOld);
   });
 });
+
+describe('stripe webhook: a newer subscription that was deleted', () => {
+  /**
+   * A tenant on starter (subscription A, live) whose customer bought pro (subscription B),
+   * which was then updated and deleted: Stripe does not deliver B's events in order, and
+   * may deliver its deletion before its creation.
+   */
+  async function newerSubscriptionDeleted() {
+    const { tenant, starter, a, b, t0, aCreated, bCreated } = await starterThenPro();
+    const events = {
+      aCreated,
+      bCreated,
+      bUpdated: subscriptionEvent('customer.subscription.updated', b, t0 + 60),
+      bDeleted: deletedEvent(b, t0 + 120),
+    };
+    return { tenant, events, onA: liveOn(starter.id, a.id), a, b, t0 };
+  }
+
+  it('its deletion arriving before its creation does not move the tenant onto it, and the older one’s later events apply', async () => {
+    const { tenant, events, onA, a, b, t0 } = await newerSubscriptionDeleted();
+    expect((await deliver(events.aCreated)).body.outcome).toBe('applied');
+    expect((await deliver(events.bDeleted)).body.outcome).toBe('superseded');
+    expect(await tenantState(tenant.id)).toMatchObject(onA);
+
+    expect((await deliver(events.bCreated)).body.outcome).toBe('stale');
+    expect(await tenantState(tenant.id)).toMatchObject(onA);
+    expect((await deliver(events.bUpdated)).body.outcome).toBe('stale');
+    expect(await tenantState(tenant.id)).toMatchObject(onA);
+    const aSetToCancel = subscriptionEvent(
+      'customer.subscription.updated',
+      { ...a, status: 'active' },
+      t0 + 180,
+    );
+    expect((await deliver(aSetToCancel)).body.outcome).toBe('applied');
+    expect((await tenantState(tenant.id)).stripe_synced_at.toISOString()).toBe(
+      iso(aSetToCancel.created),
+    );
+    expect(await recordedEvent(events.bCreated.id)).toMatchObject({
+      outcome: 'stale',
+      tenant_id: tenant.id,
+      detail: expect.stringContaining(
+        `subscription ${b.id} holds the state of a customer.subscription.deleted event`,
+      ),
+    });
+  });
+
+  it('in every arrival order the tenant ends on the older live subscription', async () => {
+    const names = ['aCreated', 'bCreated', 'bUpdated', 'bDeleted'] as const;
+    const orders = permutations([...names]);
+    expect(orders).toHaveLength(24);
+    for (const order of orders) {
+      const { tenant, events, onA, b } = await newerSubscriptionDeleted();
+      await deliverNeverLiveOnceDeleted(tenant.id, order, events, { bDeleted: b.id });
+      expect(await tenantState(tenant.id), order.join(' → ')).toMatchObject(onA);
+    }
+  });
+
+  it('once the older one has ended too, in every arrival order the tenant ends canceled', async () => {
+    const names = ['aCreated', 'aDeleted', 'bCreated', 'bUpdated', 'bDeleted'] as const;
+    const orders = permutations([...names]);
+    expect(orders).toHaveLength(120);
+    for (const order of orders) {
+      const { tenant, events, a, b, t0 } = await newerSubscriptionDeleted();
+      const aDeleted = deletedEvent(a, t0 - 60);
+      await deliverNeverLiveOnceDeleted(
+        tenant.id,
+        order,
+        { ...events, aDeleted },
+        { aDeleted: a.id, bDeleted: b.id },
+      );
+      expect(await tenantState(tenant.id), order.join(' → ')).toMatchObject({
+        subscription_status: 'canceled',
+        stripe_subscription_id: b.id,
+      });
+    }
+  });
+});
+
+/**
+ * Delivers `events` in `order`, and checks after each that the tenant is not live on a
+ * subscription whose deletion (`deletions`: the deletion event's name → its subscription)
+ * has arrived.
+ */
+async function deliverNeverLiveOnceDeleted<Name extends string>(
+  tenantId: string,
+  order: readonly Name[],
+  events: Record<Name, Stripe.Event>,
+  deletions: Partial<Record<Name, string>>,
+) {
+  const ended = new Set<string>();
+  for (const name of order) {
+    await deliver(events[name]);
+    const deletedSubscription = deletions[name];
+    if (deletedSubscription) ended.add(deletedSubscription);
+    const state = await tenantState(tenantId);
+    if (ended.has(state.stripe_subscription_id)) {
+      expect(state.subscription_status, `${order.join(' → ')}, after ${name}`).toBe('canceled');
+    }
+  }
+}
 
 function permutations<T>(items: T[]): T[][] {
   if (items.length <= 1) return [items];
@@ -661,7 +757,8 @@ describe('stripe webhook: SQL API', () => {
     const { rows } = await superuser().query(`
       select r.rolname, c.relname from pg_class c
       cross join (values ('anon'), ('authenticated')) r(rolname)
-      where c.oid in ('public.stripe_events'::regclass, 'public.plan_prices'::regclass)
+      where c.oid in ('public.stripe_events'::regclass, 'public.plan_prices'::regclass,
+                      'public.stripe_subscriptions'::regclass)
         and has_table_privilege(r.rolname, c.oid, 'select')`);
     expect(rows).toEqual([]);
   });
