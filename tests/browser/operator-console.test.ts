@@ -1,16 +1,19 @@
 import type { Locator, Page, Route } from '@playwright/test';
 import { createClient } from '@supabase/supabase-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addOperator, removeOperator } from '../../src/accounts/operators.ts';
 import { parseKeyring } from '../../src/crypto/keyring.ts';
 import { type DemoN8n, startDemoN8n } from '../../src/local/demo/n8n-server.ts';
 import { seedDemo } from '../../src/local/demo/seed.ts';
 import { type DemoSignIn, seedDemoUsers } from '../../src/local/demo/users.ts';
 import { STALE_REPLY_EVENT } from '../../web/src/console/latest-reply.ts';
+import type { FlowmeterDashboard } from '../../web/src/dashboard.ts';
 import {
   expectNoSeriousA11yViolations,
   screenshot,
   sessionExpired,
   signIn,
+  visibleText,
 } from '../support/browser.ts';
 import { claimSource } from '../support/leases.ts';
 import { useOwnStack } from '../support/own-stack.ts';
@@ -120,12 +123,33 @@ afterAll(async () => {
   await n8n?.close();
 });
 
-async function openAsOperator(hash = ''): Promise<Page> {
+async function openAsOperator(
+  hash = '',
+  account: { email: string; password: string } = operator,
+): Promise<Page> {
   const page = await site.newPage();
   await page.goto(`${site.url}${hash}`);
-  await signIn(page, operator.email, operator.password);
+  await signIn(page, account.email, account.password);
   await page.getByRole('navigation', { name: 'Console' }).waitFor();
   return page;
+}
+
+/**
+ * An operator of the test's own, added as `flowmeter operators add` does, signed in on the
+ * overview: a test that takes its mark away leaves the demo's operator as it was.
+ */
+async function ownOperatorOnOverview(name: string) {
+  const email = `${uniqueId(name)}@example.test`;
+  const password = `${name} operator password`;
+  const added = await addOperator({
+    db: serviceClient(),
+    email,
+    access: { kind: 'password', password },
+  });
+  if (!added.ok) throw new Error(`addOperator: ${added.error.message}`);
+  const page = await openAsOperator('', { email, password });
+  await page.locator('table.ranked[data-list="top-usage"]').waitFor();
+  return { email, password, page };
 }
 
 /** The tenants page, searched down to the demo's tenants. */
@@ -917,6 +941,101 @@ describe('when the operator’s session ends', { timeout: BROWSER_TIMEOUT }, () 
     await page.context().close();
   });
 });
+
+describe('when the operator mark is taken away', { timeout: BROWSER_TIMEOUT }, () => {
+  it('removes every figure of the console at its next reload, and says who gives the access back', async () => {
+    // An operator of this test's own: the demo's signs in again below.
+    const { email, password, page } = await ownOperatorOnOverview('revoked');
+    const globex = demo.find((t) => t.ref === 'demo-globex') as { id: string; name: string };
+    await openTenant(page, globex);
+    await page.locator('table.sources').waitFor();
+    await page.locator('flowmeter-usage [data-metric="used"]').waitFor();
+
+    // As `flowmeter operators remove` does. The page's token keeps the mark until it is
+    // refreshed; the console's calls go out with a token of the account issued since, as
+    // when another tab refreshed it, so the real database refuses them.
+    const removed = await removeOperator({ db: serviceClient(), email });
+    expect(removed.ok).toBe(true);
+    const unmarked = await accessToken(email, password);
+    await page.route('**/rest/v1/rpc/operator_*', (route) =>
+      route.continue({
+        headers: { ...route.request().headers(), authorization: `Bearer ${unmarked}` },
+      }),
+    );
+    const refused = page.waitForResponse(
+      (r) => r.url().endsWith('/rpc/operator_tenant') && r.status() === 403,
+    );
+    await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+    await refused;
+
+    const heading = page.getByRole('heading', { name: 'Operator access ended', level: 1 });
+    await heading.waitFor({ timeout: AT_ONCE });
+    expect(
+      await page
+        .locator('flowmeter-console, console-tenant, flowmeter-usage, table, .banner')
+        .count(),
+    ).toBe(0);
+    expect(await visibleText(page)).not.toContain(globex.name);
+    expect(await page.getByRole('alert').textContent()).toContain(
+      `${email} is no longer an operator`,
+    );
+    expect(await page.locator('.not-operator code').textContent()).toBe(
+      `flowmeter operators add --email ${email}`,
+    );
+    expect(await page.evaluate(() => document.activeElement?.textContent)).toBe(
+      'Operator access ended',
+    );
+    await expectAccessibleAndPictured(page, 'operator-access-ended.png');
+
+    // Off the console the account is anyone's: its own usage loads (it has no tenant), and
+    // back on the console's address nothing of the console returns.
+    await page.getByRole('link', { name: 'Go to your usage' }).click();
+    await page.getByRole('heading', { name: 'No tenant yet' }).waitFor({ timeout: AT_ONCE });
+    await page.goBack();
+    await heading.waitFor();
+    expect(await page.locator('flowmeter-console').count()).toBe(0);
+
+    // Signing out is the way to another account, which gets the console again.
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.unrouteAll();
+    await signIn(page, operator.email, operator.password);
+    await page.getByRole('heading', { name: globex.name, level: 1 }).waitFor();
+    expect(await heading.count()).toBe(0);
+    await page.context().close();
+  });
+
+  it('removes the console when a refreshed token no longer carries the mark, on the overview, which never reloads', async () => {
+    const { email, page } = await ownOperatorOnOverview('unmarked');
+
+    const removed = await removeOperator({ db: serviceClient(), email });
+    expect(removed.ok).toBe(true);
+    // What supabase-js does on its own before the token expires.
+    await page.evaluate(async () => {
+      const dashboard = document.querySelector<FlowmeterDashboard>('flowmeter-dashboard');
+      const refreshed = await dashboard?.client?.auth.refreshSession();
+      if (refreshed?.error) throw refreshed.error;
+    });
+
+    await page
+      .getByRole('heading', { name: 'Operator access ended', level: 1 })
+      .waitFor({ timeout: AT_ONCE });
+    expect(await page.locator('flowmeter-console, console-overview, table').count()).toBe(0);
+    expect(await page.getByRole('alert').textContent()).toContain(
+      `${email} is no longer an operator`,
+    );
+    await page.context().close();
+  });
+});
+
+/** A fresh access token of the account, as GoTrue issues it now (without a removed mark). */
+async function accessToken(email: string, password: string): Promise<string> {
+  const client = createClient(own.stack.supabaseUrl, own.stack.anonKey, {
+    auth: { persistSession: false, autoRefreshToken: false },
+  });
+  const { data, error } = await client.auth.signInWithPassword({ email, password });
+  if (error || !data.session) throw error ?? new Error('no session');
+  return data.session.access_token;
+}
 
 describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
   it('is told the console is for operators, nothing is loaded behind it, and its usage is one click away', async () => {

@@ -448,6 +448,28 @@ describe('signed in as a tenant user', { timeout: BROWSER_TIMEOUT }, () => {
     await page.context().close();
   });
 
+  it('shows nothing of a tenant at the first refresh after the user is removed from it, their only one', async () => {
+    const gone = await seedUsageTenant({
+      name: 'Removed Member Co',
+      included: 100,
+      previousPerDay: 2,
+      currentPerDay: 5,
+    });
+    const user = await createSignInUser([gone.tenantId]);
+    const page = await openSignedIn(user);
+    expect(await visibleText(page)).toContain(gone.name);
+    await superuser().query(
+      'delete from public.tenant_members where tenant_id = $1 and user_id = $2',
+      [gone.tenantId, user.userId],
+    );
+    await page.getByRole('button', { name: 'Refresh' }).click();
+    await page.getByRole('heading', { name: 'No tenant yet' }).waitFor();
+    expect(await page.locator('flowmeter-tenant-panel, flowmeter-usage, table').count()).toBe(0);
+    expect(await page.getByRole('alert').count()).toBe(0);
+    expect(await visibleText(page)).not.toContain(gone.name);
+    await page.context().close();
+  });
+
   it('reads the summary once per refresh', async () => {
     const page = await site.newPage();
     const calls: string[] = [];

@@ -5,6 +5,7 @@ import { getUsageSummary, type UsageDb, type UsageSummary } from '../../src/usag
 import { AutoRefresh } from './auto-refresh.ts';
 import { brand } from './brand.ts';
 import './console/operator-console.ts';
+import { OPERATOR_REFUSED_EVENT } from './console/page-state.ts';
 import { isConsoleHash, USAGE_HREF } from './console/route.ts';
 import { loadErrorMessage, SESSION_ENDED, signInErrorMessage } from './errors.ts';
 import { formatter } from './format.ts';
@@ -24,7 +25,9 @@ type Tenants =
  * belongs to. Refreshes every 30 s while the tab is visible and at once when it becomes
  * visible again, and says when it last did. An operator lands on the operator console
  * (`#/console`) instead; anyone else asking for the console is told it is for operators
- * and nothing is loaded until they leave it for their usage, which then loads at once.
+ * and nothing is loaded until they leave it for their usage, which then loads at once. An
+ * operator the database refuses (the mark was taken away) is from then on treated as
+ * anyone else, told that their operator access ended.
  */
 export class FlowmeterDashboard extends LightElement {
   static override properties = {
@@ -39,6 +42,7 @@ export class FlowmeterDashboard extends LightElement {
     refreshedAt: { state: true },
     refreshing: { state: true },
     consoleAsked: { state: true },
+    operatorRefused: { state: true },
   };
 
   declare client: UsageDb | undefined;
@@ -53,6 +57,11 @@ export class FlowmeterDashboard extends LightElement {
   declare refreshedAt: Date | undefined;
   declare refreshing: boolean;
   declare consoleAsked: boolean;
+  /**
+   * The database refused this session the operator RPCs although the session showed the
+   * mark: the database decides, so the console stays away until someone signs in again.
+   */
+  declare operatorRefused: boolean;
   #format = formatter();
   #unsubscribe: (() => void) | undefined;
   #again = false;
@@ -75,7 +84,9 @@ export class FlowmeterDashboard extends LightElement {
     this.signingIn = false;
     this.refreshing = false;
     this.consoleAsked = isConsoleHash(location.hash);
+    this.operatorRefused = false;
     listenWhileConnected(this, window, 'hashchange', this.#onHash);
+    listenWhileConnected(this, this, OPERATOR_REFUSED_EVENT, () => this.#refusedAsOperator());
     listenWhileConnected(this, this, SESSION_ENDED_EVENT, () => {
       if (this.client) void this.#sessionEnded(this.client);
     });
@@ -93,11 +104,20 @@ export class FlowmeterDashboard extends LightElement {
     if (changed.has('client') && this.client) {
       this.#unsubscribe?.();
       const { data } = this.client.auth.onAuthStateChange((event, session) => {
-        // Token refreshes keep the page as it is; sign-in and sign-out switch it, and so
+        // Token refreshes keep the page as it is, unless the new token lost the operator
+        // mark (the database decides by the token): the console goes at once, on a page
+        // that never reloads by itself too. Sign-in and sign-out switch the page, and so
         // does another user signing in (in another tab: the session is shared).
-        if (event === 'TOKEN_REFRESHED' && this.session) return;
+        if (event === 'TOKEN_REFRESHED' && this.session) {
+          if (session && isOperator(this.session) && !isOperator(session)) {
+            this.session = session;
+            this.#refusedAsOperator();
+          }
+          return;
+        }
         const previousUser = this.session?.user.id;
         this.session = session;
+        if (session?.user.id !== previousUser) this.operatorRefused = false;
         const newUser = session && session.user.id !== previousUser;
         if (newUser && isOperator(session)) {
           if (!isConsoleHash(location.hash)) location.hash = '#/console';
@@ -114,7 +134,9 @@ export class FlowmeterDashboard extends LightElement {
   async refresh(): Promise<void> {
     // The console loads its own pages; the tenant usage API has nothing for an operator,
     // and a user who asked for the console sees no usage to load.
-    if (!this.client || !this.session || isOperator(this.session) || this.consoleAsked) return;
+    if (!this.client || !this.session || this.#seesConsole(this.session) || this.consoleAsked) {
+      return;
+    }
     if (this.refreshing) {
       this.#again = true;
       return;
@@ -153,6 +175,23 @@ export class FlowmeterDashboard extends LightElement {
     if (failures.some((f) => f.expired)) return this.#sessionEnded(client);
     this.refreshError = failures[0]?.message;
     if (!this.refreshError) this.refreshedAt = new Date();
+  }
+
+  #seesConsole(session: Session): boolean {
+    return isOperator(session) && !this.operatorRefused;
+  }
+
+  /**
+   * Nothing of the console stays in the page: it is removed with every figure its pages
+   * hold, and the page says why, with the focus on that. Off the console's addresses the
+   * person's own usage loads, as for anyone who is not an operator.
+   */
+  #refusedAsOperator(): void {
+    this.operatorRefused = true;
+    void this.refresh();
+    void this.updateComplete.then(() =>
+      this.querySelector<HTMLElement>('.not-operator h1')?.focus(),
+    );
   }
 
   /** The API no longer takes the session: it ends in this browser, and the sign-in form says why. */
@@ -205,7 +244,7 @@ export class FlowmeterDashboard extends LightElement {
       return html`<main class="centered"><p class="muted" role="status">Loading…</p></main>`;
     }
     if (!this.session) return this.#renderSignIn();
-    if (isOperator(this.session)) {
+    if (this.#seesConsole(this.session)) {
       return html`<flowmeter-console .client=${this.client} .email=${this.session.user.email}
         @sign-out=${(e: CustomEvent<string | undefined>) => this.#signOut(e.detail)}></flowmeter-console>`;
     }
@@ -230,12 +269,21 @@ export class FlowmeterDashboard extends LightElement {
   }
 
   #renderNotOperator(session: Session) {
+    const email = session.user.email;
     return html`<main class="centered">
       <div class="card narrow not-operator">
         ${brand()}
-        <h1>Operators only</h1>
-        <p role="alert">${session.user.email} is not an operator, so the operator console is not available to this account.</p>
-        <p class="muted">An operator makes another one with <code>flowmeter operators add --email &lt;address&gt;</code>.</p>
+        ${
+          this.operatorRefused
+            ? html`<h1 tabindex="-1">Operator access ended</h1>
+              <p role="alert"><strong>${email}</strong> is no longer an operator, so the console and its figures are not shown any more.</p>
+              <p class="muted">Another operator can restore it with</p>
+              <code class="command">flowmeter operators add --email ${email}</code>
+              <p class="muted">Then sign out and sign in again. To use another account, sign out.</p>`
+            : html`<h1>Operators only</h1>
+              <p role="alert">${email} is not an operator, so the operator console is not available to this account.</p>
+              <p class="muted">An operator makes another one with <code>flowmeter operators add --email &lt;address&gt;</code>.</p>`
+        }
         <div class="actions">
           <a class="button" href=${USAGE_HREF}>Go to your usage</a>
           <button type="button" class="secondary" @click=${() => this.#signOut()}>Sign out</button>

@@ -10,12 +10,20 @@ import { announceStaleReply, latestReplyOnly } from './latest-reply.ts';
 /** What a console page holds: loading, a failure worded for a person, or the answer. */
 export type Loaded<T> =
   | { kind: 'loading' }
-  | { kind: 'error'; message: string; notOperator: boolean }
+  | { kind: 'error'; message: string }
   | { kind: 'ready'; value: T };
 
 /**
+ * Sent (bubbling) when the database refuses the session the operator RPCs (403): the mark
+ * was taken away, or the token no longer carries it. The dashboard then removes the whole
+ * console, since none of what it shows may be shown to this account any more.
+ */
+export const OPERATOR_REFUSED_EVENT = 'flowmeter-operator-refused';
+
+/**
  * Runs one operator call for a page. A session that has ended asks the dashboard, from the
- * page (`host`), to return to the sign-in form, as the tenant pages do.
+ * page (`host`), to return to the sign-in form, as the tenant pages do; a refusal asks it
+ * to take the console away.
  */
 export async function load<T>(
   host: EventTarget,
@@ -32,15 +40,14 @@ export async function load<T>(
   if (failure.expired) {
     host.dispatchEvent(new CustomEvent('sign-out', { bubbles: true, detail: failure.message }));
   }
-  return { kind: 'error', message: failure.message, notOperator: failure.notOperator };
+  if (failure.notOperator) host.dispatchEvent(new Event(OPERATOR_REFUSED_EVENT, { bubbles: true }));
+  return { kind: 'error', message: failure.message };
 }
 
 export function renderLoaded<T>(loaded: Loaded<T>, ready: (value: T) => unknown) {
   if (loaded.kind === 'loading') return html`<p class="muted" role="status">Loading…</p>`;
   if (loaded.kind === 'error') {
-    return html`<div class="card ${loaded.notOperator ? 'not-operator' : ''}">
-      ${loaded.notOperator ? html`<h2>Operators only</h2>` : ''}
-      <p class="error" role="alert">${loaded.message}</p></div>`;
+    return html`<div class="card"><p class="error" role="alert">${loaded.message}</p></div>`;
   }
   return ready(loaded.value);
 }
@@ -49,7 +56,8 @@ export function renderLoaded<T>(loaded: Loaded<T>, ready: (value: T) => unknown)
  * A console page that shows one operator call's answer. `refresh()` calls it again; a
  * failure after a success keeps the last answer on screen and says, above it, that it was
  * not refreshed and what time it is from, so a page that reloads by itself neither blanks
- * out over one failed call nor passes old figures off as current. Only the latest call's
+ * out over one failed call nor passes old figures off as current. A refusal is no such
+ * failure: the dashboard takes the whole console away (see `load`). Only the latest call's
  * reply is shown: the page may have moved on (to another tenant) meanwhile.
  */
 export abstract class ConsolePage<T> extends LightElement {
