@@ -1,4 +1,3 @@
-import CircuitBreaker from 'opossum';
 import pLimit from 'p-limit';
 import pThrottle from 'p-throttle';
 import type Stripe from 'stripe';
@@ -8,6 +7,11 @@ import { callFailed } from '../db/rpc-result.ts';
 import { ok, type Result } from '../domain/result.ts';
 import { answerBeforeCut } from '../domain/unless-cut.ts';
 import type { Logger } from '../observability/logger.ts';
+import {
+  refusedByOpenBreaker,
+  stripeCircuitBreaker,
+  throughBreaker,
+} from '../stripe/circuit-breaker.ts';
 import { retryAfterMs, type StripeFailureKind, stripeFailureKind } from '../stripe/errors.ts';
 import { heldForReview, pastReplayWindow } from '../stripe/replay-window.ts';
 import { lateness, lateWithUnknownOutcome } from './lateness.ts';
@@ -51,8 +55,12 @@ export interface ReporterSummary {
   deferred: number;
   /** 429 answers waited out (Retry-After) and retried within the run. */
   rateLimited: number;
-  /** Set when Stripe refused the key: every other send would fail the same way. */
-  stoppedBy: 'auth' | null;
+  /**
+   * Why sends stopped before the last report: Stripe refused the key (`auth`), or the
+   * circuit breaker opened, Stripe failing to answer (`unavailable`). Every other send would
+   * fail the same way, so the rest wait for the next run, unattempted.
+   */
+  stoppedBy: 'auth' | 'unavailable' | null;
   /** Pending corrections, sent before the reports; null in a dry run or when they could not be read. */
   corrections: CorrectionsSummary | null;
   wouldSend: Array<
@@ -159,10 +167,13 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
     return ok(summary);
   }
 
+  // One breaker for the run: Stripe failing the corrections stops the reports' sends too.
+  const breaker = stripeCircuitBreaker();
   const corrections = await sendCorrections({
     db,
     stripe,
     log,
+    breaker,
     finalizationGraceMinutes: settings.finalizationGraceMinutes,
     until: startedAt + settings.budgetMs * CORRECTIONS_SHARE,
     ...(cut ? { cut } : {}),
@@ -209,15 +220,6 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
     interval: 1000,
     strict: true,
   })(send);
-  // Stripe down: stop calling it for the rest of the run rather than burn the budget on
-  // timeouts. Only unavailability trips it: the other failures are answers, handled below.
-  const breaker = new CircuitBreaker(throttled, {
-    timeout: false,
-    errorThresholdPercentage: 50,
-    volumeThreshold: 5,
-    resetTimeout: 30_000,
-    errorFilter: (e: unknown) => stripeFailureKind(e) !== 'unavailable',
-  });
   const limit = pLimit(settings.concurrency);
   // A 429 pauses every send of the run, not only the one that got it.
   let pausedUntil = 0;
@@ -226,6 +228,7 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
     for (let attempt = 1; ; attempt += 1) {
       if (pausedUntil > now()) await sleep(pausedUntil - now());
       if (summary.stoppedBy || now() >= deadline || breaker.opened || cut?.aborted) {
+        if (breaker.opened) summary.stoppedBy ??= 'unavailable';
         summary.deferred += 1;
         return;
       }
@@ -243,10 +246,15 @@ export async function runReporter(input: RunReporterInput): Promise<Result<Repor
       }
       try {
         // Unanswered at the cut: failed below as unavailable, like any lost answer.
-        await answerBeforeCut(breaker.fire(report), cut, UNANSWERED_AT_CUT);
+        await answerBeforeCut(
+          throughBreaker(breaker, () => throttled(report)),
+          cut,
+          UNANSWERED_AT_CUT,
+        );
         return record(report, 'sent');
       } catch (sendError) {
-        if ((sendError as { code?: string }).code === 'EOPENBREAKER') {
+        if (refusedByOpenBreaker(sendError)) {
+          summary.stoppedBy ??= 'unavailable';
           summary.deferred += 1;
           return;
         }

@@ -5,6 +5,11 @@ import { ok, type Result } from '../domain/result.ts';
 import { answerBeforeCut } from '../domain/unless-cut.ts';
 import { plural } from '../domain/words.ts';
 import type { Logger } from '../observability/logger.ts';
+import {
+  type StripeCircuitBreaker,
+  stripeCircuitBreaker,
+  throughBreaker,
+} from '../stripe/circuit-breaker.ts';
 import { stripeFailureKind } from '../stripe/errors.ts';
 import { heldForReview, pastReplayWindow } from '../stripe/replay-window.ts';
 import { lateness } from './lateness.ts';
@@ -19,10 +24,17 @@ export interface CorrectionsSummary {
   late: number;
   review: number;
   /**
-   * Set when Stripe refused the key: every other correction would fail the same way and
-   * count an attempt against itself, so the rest wait for the next run, unattempted.
+   * Not attempted, left for the next run: the run's share of its budget ran out, the run was
+   * cut, or it stopped (stoppedBy).
    */
-  stoppedBy: 'auth' | null;
+  deferred: number;
+  /**
+   * Why the run stopped before the last correction: Stripe refused the key (`auth`), or the
+   * circuit breaker opened, Stripe failing to answer (`unavailable`). Every other correction
+   * would fail the same way and count an attempt against itself, so the rest wait for the
+   * next run, unattempted.
+   */
+  stoppedBy: 'auth' | 'unavailable' | null;
   /** Each claimed correction as its last recorded step left it. */
   settled: Correction[];
 }
@@ -40,6 +52,11 @@ export interface SendCorrectionsInput {
   leaseSeconds?: number;
   /** Start no correction after this instant (the run's deadline); the rest waits for its lease to end. */
   until?: number;
+  /**
+   * The run's breaker for its calls to Stripe, when it makes others after these (the reports
+   * of report-usage): an outage the corrections met then stops those too. Its own otherwise.
+   */
+  breaker?: StripeCircuitBreaker;
   /**
    * Once aborted (the run must end before the platform stops it), Stripe's answer to the step
    * in flight is no longer awaited: the step is recorded as failed with its outcome unknown,
@@ -99,9 +116,11 @@ export async function sendCorrections(
     failed: 0,
     late: 0,
     review: 0,
+    deferred: 0,
     stoppedBy: null,
     settled: [],
   };
+  const breaker = input.breaker ?? stripeCircuitBreaker();
 
   const record = async (
     correction: Correction,
@@ -125,9 +144,10 @@ export async function sendCorrections(
     return data as Correction | null;
   };
 
-  // Stripe's answer, unless the run's cut comes first: then the step fails with its outcome
-  // unknown, recorded like any lost answer.
-  const answerOf = <T>(call: Promise<T>) => answerBeforeCut(call, input.cut, UNANSWERED_AT_CUT);
+  // Stripe's answer through the breaker, unless the run's cut comes first: then the step
+  // fails with its outcome unknown, recorded like any lost answer.
+  const answerOf = <T>(call: () => Promise<T>) =>
+    answerBeforeCut(throughBreaker(breaker, call), input.cut, UNANSWERED_AT_CUT);
 
   const failed = async (correction: Correction, sendError: unknown) => {
     log.warn(
@@ -162,7 +182,7 @@ export async function sendCorrections(
       });
     }
     try {
-      await answerOf(
+      await answerOf(() =>
         stripe.billing.meterEvents.create(
           {
             event_name: correction.event_name,
@@ -194,7 +214,7 @@ export async function sendCorrections(
       });
     }
     try {
-      await answerOf(
+      await answerOf(() =>
         stripe.billing.meterEventAdjustments.create(
           {
             event_name: correction.event_name,
@@ -224,11 +244,11 @@ export async function sendCorrections(
     try {
       // An attempt without an answer may have landed: look for it before crediting again.
       const landed = correction.unknown_outcome
-        ? await answerOf(findCredit(stripe, correction))
+        ? await answerOf(() => findCredit(stripe, correction))
         : undefined;
       const transaction =
         landed ??
-        (await answerOf(
+        (await answerOf(() =>
           stripe.customers.createBalanceTransaction(
             correction.stripe_customer_id,
             {
@@ -264,6 +284,14 @@ export async function sendCorrections(
   const ordered = [...(claim.data ?? [])].sort((a, b) => a.id - b.id);
   for (const first of ordered) {
     if (input.until !== undefined && now() >= input.until) break;
+    // Stripe keeps failing: the rest would fail too, each counting an attempt against itself.
+    // Sent one at a time, no step is in flight here: the failure that opened the breaker was
+    // the previous correction's, recorded with its outcome unknown, and the next run replays
+    // that step by its idempotency key.
+    if (breaker.opened) {
+      summary.stoppedBy = 'unavailable';
+      break;
+    }
     // At most three steps: a cancellation, then its remainder or the credit it became.
     let correction: Correction | null = first;
     for (let steps = 0; correction?.status === 'pending' && steps < 3; steps += 1) {
@@ -277,6 +305,14 @@ export async function sendCorrections(
       break;
     }
     if (input.cut?.aborted) break;
+  }
+  if (!input.breaker) breaker.shutdown();
+  summary.deferred = ordered.length - summary.settled.length;
+  if (summary.stoppedBy === 'unavailable') {
+    log.warn(
+      { deferred: summary.deferred, failed: summary.failed },
+      'Stripe kept failing: the remaining corrections wait for the next run, unattempted',
+    );
   }
   log.info({ ...summary, settled: undefined }, 'corrections run finished');
   return ok(summary);

@@ -93,7 +93,7 @@ export function registerReport(program: Command, ctx: CommandContext): void {
       );
       if (corrections && corrections.claimed > 0) {
         io.out(
-          `${plural(corrections.claimed, 'pending correction')}: ${corrections.sent} sent, ${corrections.credited} credited instead of cancelled, ${corrections.failed} failed, ${corrections.late} late, ${corrections.review} to check by hand (\`flowmeter corrections list\` shows them)`,
+          `${plural(corrections.claimed, 'pending correction')}: ${corrections.sent} sent, ${corrections.credited} credited instead of cancelled, ${corrections.failed} failed, ${corrections.late} late, ${corrections.review} to check by hand, ${corrections.deferred} deferred (\`flowmeter corrections list\` shows them)`,
         );
       }
       if (summary.failed > 0) {
@@ -103,8 +103,14 @@ export function registerReport(program: Command, ctx: CommandContext): void {
         io.err(
           'Stripe refused the API key, so the run stopped: set STRIPE_SECRET_KEY to a valid key; the reports stay pending.',
         );
-      } else if (summary.deferred > 0) {
-        io.err('Stripe kept failing, so the rest was left for the next run.');
+      } else if (summary.stoppedBy === 'unavailable' || corrections?.stoppedBy === 'unavailable') {
+        io.err(
+          'Stripe kept failing (no answer, timeouts or 5xx errors), so the run stopped sending: the rest waits, unattempted, for the next run (status.stripe.com says whether Stripe is down).',
+        );
+      } else if (summary.deferred > 0 || (corrections?.deferred ?? 0) > 0) {
+        io.err(
+          "The run's time (REPORTER_BUDGET_SECONDS) ran out: the rest waits, unattempted, for the next run.",
+        );
       }
       if (summary.late > 0) {
         io.err(

@@ -1,4 +1,5 @@
 import { formatDistanceStrict } from 'date-fns';
+import { z } from 'zod';
 import {
   type ReconcileRunSummary,
   reconcileRunSummarySchema,
@@ -36,6 +37,7 @@ export interface AttentionInputs {
       example_tenant_name: string | null;
     };
     corrections: {
+      pending: number;
       unattempted: number;
       oldest_unattempted_at: string | null;
       failing: number;
@@ -71,20 +73,28 @@ export interface AttentionInputs {
   }>;
 }
 
+/** What to check when report-usage stopped at its circuit breaker, and when what waits is sent. */
+const STRIPE_OUTAGE_CHECKS =
+  "check Stripe's status page (status.stripe.com) and that the site's functions reach Stripe (api.stripe.com, or STRIPE_API_BASE where set); the next run after Stripe answers again sends them (or now: `flowmeter report`)";
+
 const latest = (error: string | null) => (error ? ` (latest: ${error.slice(0, 120)})` : '');
 
 /**
- * Corrections that cannot reach Stripe on their own: never sent for longer than
- * report-usage's overdue rule (unsentAttention's, as for reports; Stripe bills the
- * uncorrected amount meanwhile), failing run after run, waiting for a person to check
- * Stripe, or metered usage whose invoice closed first.
+ * Corrections that cannot reach Stripe on their own: held back by a Stripe outage that
+ * stopped report-usage's latest run, never sent for longer than report-usage's overdue rule
+ * (unsentAttention's, as for reports; Stripe bills the uncorrected amount meanwhile),
+ * failing run after run, waiting for a person to check Stripe, or metered usage whose
+ * invoice closed first.
  */
 function correctionAttention(status: AttentionInputs) {
   const { corrections } = status.meter_reports;
-  // A refused key and a dry run hold corrections back like reports: their findings say so.
+  const outage = correctionsStoppedByOutage(status);
+  // A refused key, a dry run and an outage hold corrections back like reports: their
+  // findings say so.
   const waiting =
     !status.meter_reports.auth_failing &&
     !reportsRunDry(status) &&
+    !outage &&
     waitingTooLong(
       status.generated_at,
       corrections,
@@ -92,6 +102,8 @@ function correctionAttention(status: AttentionInputs) {
       `${plural(corrections.unattempted, 'correction')} never sent`,
     );
   return [
+    outage &&
+      `${plural(corrections.pending, 'correction')} waiting: report-usage's latest run stopped sending corrections because Stripe kept failing (no answer, timeouts or 5xx errors), and Stripe bills the uncorrected usage until they are sent: ${STRIPE_OUTAGE_CHECKS}`,
     waiting &&
       `${waiting}: Stripe bills the uncorrected usage until they are; report-usage sends them first in each run, within a quarter of its budget, so unless Stripe failures named here stop its runs, it has too many for that: raise REPORTER_BUDGET_SECONDS; \`flowmeter report\` sends them now (\`flowmeter corrections list\` lists them)`,
     corrections.failing > 0 &&
@@ -136,11 +148,38 @@ function stripeAttention(status: AttentionInputs) {
   ];
 }
 
-/** Whether report-usage's latest run was a dry run (no STRIPE_SECRET_KEY: nothing is sent). */
-const reportsRunDry = ({ scheduled_functions: functions }: AttentionInputs) => {
-  const summary = functions.find((f) => f.function_name === 'report-usage')?.last_summary;
-  return (summary as { dryRun?: unknown } | null | undefined)?.dryRun === true;
+/**
+ * What status reads of report-usage's run summary (ReporterSummary): a field of another
+ * shape, as another flowmeter version may have recorded it, reads as absent.
+ */
+const reportRunSummarySchema = z.object({
+  dryRun: z.boolean().optional().catch(undefined),
+  stoppedBy: z.string().nullable().optional().catch(undefined),
+  corrections: z
+    .object({ stoppedBy: z.string().nullable() })
+    .nullable()
+    .optional()
+    .catch(undefined),
+});
+
+/** report-usage's latest run summary; empty when its latest run recorded none. */
+const reportRun = ({ scheduled_functions: functions }: AttentionInputs) => {
+  const recorded = functions.find((f) => f.function_name === 'report-usage')?.last_summary;
+  const parsed = reportRunSummarySchema.safeParse(recorded);
+  return parsed.success ? parsed.data : {};
 };
+
+/** Whether report-usage's latest run was a dry run (no STRIPE_SECRET_KEY: nothing is sent). */
+const reportsRunDry = (status: AttentionInputs) => reportRun(status).dryRun === true;
+
+/**
+ * Whether corrections wait because report-usage's latest run stopped sending them at its
+ * circuit breaker, Stripe failing to answer: not for want of budget, and until a run gets
+ * through.
+ */
+const correctionsStoppedByOutage = (status: AttentionInputs) =>
+  status.meter_reports.corrections.pending > 0 &&
+  reportRun(status).corrections?.stoppedBy === 'unavailable';
 
 /**
  * reconcile-usage's latest run summary: none when its latest run recorded none (it failed,
@@ -234,8 +273,9 @@ function unlinkedAttention(unlinked: AttentionInputs['meter_reports']['unlinked'
 /**
  * Reports never attempted for longer than report-usage's overdue rule (two of its intervals
  * plus five minutes), although nothing failed them: it runs (or its own finding says it does
- * not) but cannot keep up, its rate, budget or rows per run too small for the usage, or its
- * sends keep being deferred by an open circuit breaker. While it runs dry (no Stripe key)
+ * not) but cannot keep up, its rate, budget or rows per run too small for the usage. Its
+ * latest run stopped at its circuit breaker (Stripe failing to answer): named at once, with
+ * what to check, since no setting helps. While it runs dry (no Stripe key)
  * they wait by its configuration, not by a failure, but they are not billed either: the
  * same rule names them, with that cause.
  */
@@ -243,6 +283,10 @@ function unsentAttention(status: AttentionInputs) {
   const reports = status.meter_reports;
   // A refused key defers every report after the first: its own finding says what to do.
   if (reports.auth_failing) return false;
+  // An outage holds them back from the run it stopped on, however long they have waited.
+  if (reports.unattempted > 0 && reportRun(status).stoppedBy === 'unavailable') {
+    return `${plural(reports.unattempted, 'meter report')} waiting: report-usage's latest run stopped sending because Stripe kept failing (no answer, timeouts or 5xx errors), so this usage is not billed yet: ${STRIPE_OUTAGE_CHECKS}`;
+  }
   const waiting = waitingTooLong(
     status.generated_at,
     reports,

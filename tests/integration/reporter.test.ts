@@ -228,9 +228,11 @@ describe('reporter', () => {
     const down = await run(stripeClient(), { concurrency: 1 }, ids);
     expect(down.claimed).toBe(20);
     expect(down.deferred).toBeGreaterThan(0);
+    expect(down.stoppedBy).toBe('unavailable');
     expect(stripe.requests).toBeLessThan(20);
     stripe.faultEach(undefined);
-    await run(stripeClient(), {}, ids);
+    const up = await run(stripeClient(), {}, ids);
+    expect(up.stoppedBy).toBeNull();
     for (const t of tenants) expect(stripe.totalFor(t.customer)).toBe(1);
   });
 

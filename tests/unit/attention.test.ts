@@ -2,52 +2,42 @@ import { readdir, readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { type AttentionInputs, needsAttention } from '../../src/ops/attention.ts';
 import { SCHEDULED_FUNCTIONS } from '../../src/ops/scheduled-functions.ts';
-
-const reportsHealthy = {
-  unattempted: 0,
-  oldest_unattempted_at: null,
-  late: 0,
-  late_unknown: 0,
-  review: 0,
-  failing: 0,
-  failing_threshold: 3,
-  auth_failing: false,
-  auth_error: null,
-  unlinked: { tenants: 0, executions: 0, example_tenant_id: null, example_tenant_name: null },
-  corrections: {
-    unattempted: 0,
-    oldest_unattempted_at: null,
-    failing: 0,
-    review: 0,
-    late: 0,
-    last_error: null,
-  },
-};
-const eventsHealthy = { rejected: 0, last_rejected_id: null, last_reason: null };
-const reconciledHealthy = { unrepaired: 0, last_kind: null, last_detail: null };
-const noneWaiting = { unattempted: 0, oldest_unattempted_at: null };
+import { healthyStatus } from '../support/healthy-status.ts';
 
 const now = '2026-12-02T12:00:00.000Z';
 /** A start that many minutes before `now`. */
 const startedAgo = (minutes: number) => new Date(Date.parse(now) - minutes * 60_000).toISOString();
 
+/** report-usage's latest run, started 3 minutes before `now`, as it recorded `summary`. */
+const reportUsageRan = (summary?: unknown) => [
+  {
+    function_name: 'report-usage',
+    last_started_at: startedAgo(3),
+    failures_since_success: 0,
+    last_error: null,
+    last_summary: summary,
+  },
+];
+
+const reportsHealthy = healthyStatus.meter_reports;
 const healthy: AttentionInputs = {
+  ...healthyStatus,
   generated_at: now,
-  sources: { failing: 0, stalled: 0 },
-  meter_reports: reportsHealthy,
-  stripe_events: eventsHealthy,
-  reconciliation: reconciledHealthy,
-  alert_deliveries: { given_up: 0, ...noneWaiting },
-  webhook_deliveries: { failing_endpoints: [], ...noneWaiting },
-  scheduled_functions: [
-    {
-      function_name: 'report-usage',
-      last_started_at: startedAgo(3),
-      failures_since_success: 0,
-      last_error: null,
-    },
-  ],
+  scheduled_functions: reportUsageRan(),
 };
+
+/** `healthy` with these corrections, and these other changes to its meter reports. */
+const withCorrections = (
+  corrections: Partial<typeof reportsHealthy.corrections>,
+  reports: Partial<typeof reportsHealthy> = {},
+): AttentionInputs => ({
+  ...healthy,
+  meter_reports: {
+    ...reportsHealthy,
+    ...reports,
+    corrections: { ...reportsHealthy.corrections, ...corrections },
+  },
+});
 
 describe('needsAttention', () => {
   it('is empty when all is well', () => {
@@ -57,14 +47,12 @@ describe('needsAttention', () => {
   it('names each kind of problem', () => {
     expect(
       needsAttention({
-        generated_at: now,
+        ...healthy,
         sources: { failing: 2, stalled: 1 },
         meter_reports: { ...reportsHealthy, late: 1 },
-        stripe_events: eventsHealthy,
-        reconciliation: reconciledHealthy,
-        alert_deliveries: { given_up: 3, ...noneWaiting },
+        alert_deliveries: { ...healthy.alert_deliveries, given_up: 3 },
         webhook_deliveries: {
-          ...noneWaiting,
+          ...healthy.webhook_deliveries,
           failing_endpoints: [
             {
               id: 'e1',
@@ -252,15 +240,7 @@ describe('needsAttention', () => {
           unattempted: 7,
           oldest_unattempted_at: startedAgo(minutes),
         },
-        scheduled_functions: [
-          {
-            function_name: 'report-usage',
-            last_started_at: startedAgo(3),
-            failures_since_success: 0,
-            last_error: null,
-            last_summary: summary,
-          },
-        ],
+        scheduled_functions: reportUsageRan(summary),
       });
     // Two hourly runs plus five minutes: one that missed a run is not yet a finding.
     expect(waiting(125)).toEqual([]);
@@ -273,6 +253,14 @@ describe('needsAttention', () => {
       '7 meter reports never sent, the oldest waiting 10 hours: report-usage runs dry (no STRIPE_SECRET_KEY where it runs), so this usage is not billed: set STRIPE_SECRET_KEY (its next run sends them), or move these tenants to plans without a Stripe meter (stripe_meter_event_name)',
     ]);
     expect(waiting(600, null)).toHaveLength(1);
+    // Stopped at the circuit breaker: named from that run on, with what to check instead of
+    // a rate or budget to raise.
+    const outage = { dryRun: false, deferred: 7, stoppedBy: 'unavailable' };
+    expect(waiting(5, outage)).toEqual([
+      "7 meter reports waiting: report-usage's latest run stopped sending because Stripe kept failing (no answer, timeouts or 5xx errors), so this usage is not billed yet: check Stripe's status page (status.stripe.com) and that the site's functions reach Stripe (api.stripe.com, or STRIPE_API_BASE where set); the next run after Stripe answers again sends them (or now: `flowmeter report`)",
+    ]);
+    expect(waiting(600, outage)).toEqual(waiting(5, outage));
+    expect(waiting(600, { ...outage, stoppedBy: 42 })[0]).toMatch(/not keeping up/);
     const refused = needsAttention({
       ...healthy,
       meter_reports: {
@@ -287,19 +275,9 @@ describe('needsAttention', () => {
   });
 
   it('names corrections that cannot reach Stripe by themselves, with what to do', () => {
-    const findings = needsAttention({
-      ...healthy,
-      meter_reports: {
-        ...reportsHealthy,
-        corrections: {
-          ...reportsHealthy.corrections,
-          failing: 2,
-          review: 1,
-          late: 1,
-          last_error: 'No such customer',
-        },
-      },
-    });
+    const findings = needsAttention(
+      withCorrections({ failing: 2, review: 1, late: 1, last_error: 'No such customer' }),
+    );
     expect(findings).toHaveLength(3);
     expect(findings[0]).toMatch(
       /^2 corrections failed 3 or more times \(latest: No such customer\): fix/,
@@ -312,18 +290,9 @@ describe('needsAttention', () => {
 
   it('names corrections never sent for longer than two of report-usage’s hours, except in a dry run or behind a refused key', () => {
     const waiting = (minutes: number, reports: Partial<typeof reportsHealthy> = {}) =>
-      needsAttention({
-        ...healthy,
-        meter_reports: {
-          ...reportsHealthy,
-          ...reports,
-          corrections: {
-            ...reportsHealthy.corrections,
-            unattempted: 2,
-            oldest_unattempted_at: startedAgo(minutes),
-          },
-        },
-      });
+      needsAttention(
+        withCorrections({ unattempted: 2, oldest_unattempted_at: startedAgo(minutes) }, reports),
+      );
     expect(waiting(125)).toEqual([]);
     expect(waiting(126)).toEqual([
       '2 corrections never sent, the oldest waiting 2 hours: Stripe bills the uncorrected usage until they are; report-usage sends them first in each run, within a quarter of its budget, so unless Stripe failures named here stop its runs, it has too many for that: raise REPORTER_BUDGET_SECONDS; `flowmeter report` sends them now (`flowmeter corrections list` lists them)',
@@ -333,26 +302,35 @@ describe('needsAttention', () => {
     expect(refused[0]).toMatch(/^Stripe refuses the API key/);
     expect(
       needsAttention({
-        ...healthy,
-        meter_reports: {
-          ...reportsHealthy,
-          corrections: {
-            ...reportsHealthy.corrections,
-            unattempted: 2,
-            oldest_unattempted_at: startedAgo(600),
-          },
-        },
-        scheduled_functions: [
-          {
-            function_name: 'report-usage',
-            last_started_at: startedAgo(3),
-            failures_since_success: 0,
-            last_error: null,
-            last_summary: { dryRun: true },
-          },
-        ],
+        ...withCorrections({ unattempted: 2, oldest_unattempted_at: startedAgo(600) }),
+        scheduled_functions: reportUsageRan({ dryRun: true }),
       }),
     ).toEqual([]);
+  });
+
+  it("names corrections report-usage's latest run left because Stripe kept failing, instead of asking for more budget", () => {
+    const afterRun = (stoppedBy: unknown, pending = 5) =>
+      needsAttention({
+        ...withCorrections({
+          pending,
+          unattempted: Math.min(pending, 2),
+          oldest_unattempted_at: pending > 0 ? startedAgo(600) : null,
+        }),
+        scheduled_functions: reportUsageRan({
+          dryRun: false,
+          corrections: { claimed: 5, stoppedBy },
+        }),
+      });
+    expect(afterRun('unavailable')).toEqual([
+      "5 corrections waiting: report-usage's latest run stopped sending corrections because Stripe kept failing (no answer, timeouts or 5xx errors), and Stripe bills the uncorrected usage until they are sent: check Stripe's status page (status.stripe.com) and that the site's functions reach Stripe (api.stripe.com, or STRIPE_API_BASE where set); the next run after Stripe answers again sends them (or now: `flowmeter report`)",
+    ]);
+    // Not stopped by Stripe: the waiting ones are named with the budget's advice.
+    expect(afterRun(null)).toEqual([
+      expect.stringMatching(/^2 corrections never sent, .*raise REPORTER_BUDGET_SECONDS/),
+    ]);
+    expect(afterRun(42)).toEqual([expect.stringMatching(/^2 corrections never sent/)]);
+    // Sent since (by `flowmeter report`): nothing waits.
+    expect(afterRun('unavailable', 0)).toEqual([]);
   });
 
   it('flags a scheduled function from its first failure since a success, with the error', () => {
