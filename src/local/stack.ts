@@ -58,17 +58,21 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** 57P01 admin shutdown, 57P03 cannot connect now (shutting down), or no server at all. */
+/**
+ * 57P01 admin shutdown, 57P03 cannot connect now (shutting down), a connection the server
+ * reset as it went (ECONNRESET: the signal to the whole process group reached it first),
+ * or no server at all.
+ */
 const isShuttingDown = (error: unknown) => {
   const code = (error as { code?: unknown }).code;
-  return code === '57P01' || code === '57P03' || code === 'ECONNREFUSED';
+  return code === '57P01' || code === '57P03' || code === 'ECONNRESET' || code === 'ECONNREFUSED';
 };
 
 /**
  * pool.end() resolves before the server has seen every connection close; stopping
  * PostgreSQL then makes it terminate them (57P01). Wait (briefly) until they are gone.
  */
-async function waitForDisconnect(
+export async function waitForDisconnect(
   databaseUrl: string,
   roles: string[],
   maxMs = 5000,
