@@ -33,6 +33,15 @@ export const wholeNumber = (min: number, max = Number.MAX_SAFE_INTEGER) =>
     .transform(Number)
     .refine((n) => n >= min && n <= max, { error: `must be a whole number from ${min} to ${max}` });
 
+/**
+ * Up to 200 characters, trimmed, in the characters an identifier may hold (what
+ * /api/v1/enforce accepts as a tenant, and what the CLI's tables may print).
+ */
+const identifier = (empty = 'must not be empty', tooLong = 'must be at most 200 characters') =>
+  identifierCharacters(z.string().trim().min(1, { error: empty }).max(200, { error: tooLong }));
+
+const TENANT_EXPECTED = 'must be a tenant id or external reference (see `flowmeter tenants list`)';
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const schemas = {
@@ -51,13 +60,7 @@ export const schemas = {
    * reach every table the CLI prints (an escape sequence repaints the operator's terminal,
    * a newline breaks the table), and NUL is text PostgreSQL cannot store.
    */
-  name: identifierCharacters(
-    z
-      .string()
-      .trim()
-      .min(1, { error: 'must not be empty' })
-      .max(200, { error: 'must be at most 200 characters' }),
-  ),
+  name: identifier(),
   /** Stripe's unit_amount_decimal: minor units (cents), up to 6 decimals. */
   overagePrice: matching(
     /^\d{1,14}(\.\d{1,6})?$/,
@@ -86,23 +89,9 @@ export const schemas = {
   stripePrice: matching(/^price_[A-Za-z0-9_]+$/, 'a Stripe price id (price_…)'),
   stripeCustomer: matching(/^cus_[A-Za-z0-9_]+$/, 'a Stripe customer id (cus_…)'),
   /** What /api/v1/enforce accepts as a tenant, so every stored reference can be enforced. */
-  externalRef: identifierCharacters(
-    z
-      .string()
-      .trim()
-      .min(1, { error: 'must not be empty' })
-      .max(200, { error: 'must be at most 200 characters' }),
-  ),
+  externalRef: identifier(),
   /** A tenant's id or external reference, in the characters /api/v1/enforce accepts. */
-  tenant: identifierCharacters(
-    z
-      .string()
-      .trim()
-      .min(1, { error: 'must be a tenant id or external reference (see `flowmeter tenants list`)' })
-      .max(200, {
-        error: 'must be a tenant id or external reference (see `flowmeter tenants list`)',
-      }),
-  ),
+  tenant: identifier(TENANT_EXPECTED, TENANT_EXPECTED),
   email: z
     .email({ error: 'must be an e-mail address, like ada@example.com' })
     .max(255, { error: 'must be at most 255 characters' })

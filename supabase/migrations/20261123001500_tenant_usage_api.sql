@@ -206,9 +206,11 @@ duration_ms = total run time. No rows when the caller is not a member of the ten
 
 -- The billing period containing `at` as the tenant's executions were counted in it: the
 -- counters row containing the instant (its bounds were the tenant's when its executions
--- were counted), else the billing period computed now. Read under the caller's row-level
--- security, as the functions calling it: no row for a tenant the caller does not see, so
--- each caller returns nothing when it finds none.
+-- were counted), else the billing period computed now. `at` is the period_start argument
+-- of the functions calling it, as their callers give it: null is now, infinity is refused
+-- under that name. Read under the caller's row-level security, as the functions calling
+-- it: no row for a tenant the caller does not see, so each caller returns nothing when it
+-- finds none.
 create or replace function private.counted_period(
   tenant_id uuid,
   at timestamptz,
@@ -223,6 +225,7 @@ as $$
 #variable_conflict use_column
 declare
   t public.tenants;
+  instant timestamptz := coalesce(private.finite('period_start', counted_period.at), now());
 begin
   select * into t from public.tenants x where x.id = counted_period.tenant_id;
   if not found then
@@ -231,12 +234,12 @@ begin
   select c.period_start, c.period_end into period_start, period_end
   from public.usage_counters c
   where c.tenant_id = t.id
-    and c.period_start <= counted_period.at and c.period_end > counted_period.at
+    and c.period_start <= instant and c.period_end > instant
   order by c.period_start desc
   limit 1;
   if not found then
     select b.period_start, b.period_end into period_start, period_end
-    from private.billing_period(t.current_period_start, t.current_period_end, counted_period.at) b;
+    from private.billing_period(t.current_period_start, t.current_period_end, instant) b;
   end if;
   return next;
 end;
@@ -268,8 +271,7 @@ declare
   bounds record;
   page_size int := private.page_size(tenant_workflow_breakdown.max_rows, 50, 500);
 begin
-  select * into bounds from private.counted_period(tenant_workflow_breakdown.tenant_id,
-    coalesce(private.finite('period_start', tenant_workflow_breakdown.period_start), now()));
+  select * into bounds from private.counted_period(tenant_workflow_breakdown.tenant_id, tenant_workflow_breakdown.period_start);
   if not found then
     return;
   end if;
@@ -430,8 +432,7 @@ begin
     raise exception 'after_occurred_at, after_source_id and after_execution_id go together (the last row of the previous page)'
       using errcode = '22023';
   end if;
-  select * into bounds from private.counted_period(tenant_usage_export.tenant_id,
-    coalesce(private.finite('period_start', tenant_usage_export.period_start), now()));
+  select * into bounds from private.counted_period(tenant_usage_export.tenant_id, tenant_usage_export.period_start);
   if not found then
     return;
   end if;

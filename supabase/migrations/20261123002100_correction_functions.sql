@@ -486,5 +486,4 @@ method = meter_event (more usage metered) | cancel (a meter event cancelled, the
 credit_amount, currency (credits only, minor units); status = pending | sent | recorded | late | review; created_at, sent_at.
 Repairs that only bring Stripe's meter back to what was billed are not listed. No rows when the caller is not a member of the tenant.$$;
 
-revoke execute on function public.tenant_usage_corrections(uuid, timestamptz, int) from public, anon;
-grant execute on function public.tenant_usage_corrections(uuid, timestamptz, int) to authenticated, service_role;
+select private.grant_to_authenticated('public.tenant_usage_corrections(uuid, timestamptz, int)');

@@ -12,7 +12,6 @@ import { ConfigError } from '../../src/config/env.ts';
 import { fail } from '../../src/domain/result.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { needsAttention } from '../../src/ops/attention.ts';
-import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
 import { collect, createSource, type TestSource, useN8nServer } from '../support/collector.ts';
 import { dropRequest, faultyDb, loseResponse, rpcFetch } from '../support/faults.ts';
 import { addMember, createPlan, createUser, setPlan } from '../support/fixtures.ts';
@@ -27,6 +26,7 @@ import {
   uniqueId,
   userClient,
 } from '../support/stack.ts';
+import { operatorStatusOf } from '../support/status.ts';
 
 /**
  * Usage alerts end to end: executions ingested by the real collector (fake n8n through
@@ -938,8 +938,7 @@ describe('delivering alerts', () => {
     const channel = await addChannel('slack', slack.url, tenantId);
     await ingest(source, 8);
     const attentionNow = async () => {
-      const { data } = await serviceClient().rpc('operator_status', { tenant_ids: [tenantId] });
-      const status = operatorStatusSchema.parse(data);
+      const status = await operatorStatusOf([tenantId]);
       return { status, attention: needsAttention({ ...status, scheduled_functions: [] }) };
     };
     expect((await attentionNow()).status.alert_deliveries).toMatchObject({ unattempted: 1 });

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { recordCorrection } from '../../src/billing/record-correction.ts';
 import { needsAttention } from '../../src/ops/attention.ts';
-import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
 import { meteredTenant } from '../support/billing.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { fakeStripeOn, reporterOnManualClock, reporterRun } from '../support/reporter-runs.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
+import { operatorStatusOf } from '../support/status.ts';
 
 const server = useN8nServer();
 const run = reporterRun({ concurrency: 1 });
@@ -40,11 +40,7 @@ describe('billing health: corrections', () => {
     );
     expect(stripe.totalFor(customer)).toBe(6);
 
-    const { data, error } = await serviceClient().rpc('operator_status', {
-      tenant_ids: [tenantId],
-    });
-    if (error) throw new Error(error.message);
-    const status = operatorStatusSchema.parse(data);
+    const status = await operatorStatusOf([tenantId]);
     expect(status.meter_reports.corrections).toMatchObject({ pending: 1, unattempted: 1 });
     const attention = needsAttention({ ...status, scheduled_functions: [] });
     // Stripe still bills 6 of 11 executions two days on; status should say so.

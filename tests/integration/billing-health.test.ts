@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
 import { needsAttention } from '../../src/ops/attention.ts';
-import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
 import {
   addUsage,
   ledger,
@@ -13,7 +12,7 @@ import { runCliWith } from '../support/cli.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { fakeStripeOn, reporterRun } from '../support/reporter-runs.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
-import { statusEndpoint } from '../support/status.ts';
+import { operatorStatusOf, statusEndpoint } from '../support/status.ts';
 
 /**
  * Class: health that tells the truth about billing. Status flags Stripe refusing the key
@@ -33,9 +32,7 @@ const run = reporterRun({ concurrency: 1 });
  * runs are not per tenant (other test files add to them), so they are left out.
  */
 async function statusOf(tenantIds: string[]) {
-  const { data, error } = await serviceClient().rpc('operator_status', { tenant_ids: tenantIds });
-  if (error) throw new Error(error.message);
-  const status = operatorStatusSchema.parse(data);
+  const status = await operatorStatusOf(tenantIds);
   expect(status.stripe_events.rejected).toBe(0);
   const attention = needsAttention({ ...status, scheduled_functions: [] });
   return { reports: status.meter_reports, attention };

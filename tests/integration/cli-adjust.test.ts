@@ -3,12 +3,11 @@ import { EXIT } from '../../src/cli/main.ts';
 import { meteredTenant } from '../support/billing.ts';
 import { runCliWith } from '../support/cli.ts';
 import { useN8nServer } from '../support/collector.ts';
-import { FakeStripe } from '../support/fake-stripe.ts';
+import { fakeStripeOn } from '../support/reporter-runs.ts';
 import { superuser } from '../support/stack.ts';
 
 const server = useN8nServer();
-const stripe = new FakeStripe();
-server.use(...stripe.handlers());
+const stripe = fakeStripeOn(server);
 
 const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
   runCliWith(args, { env: { STRIPE_SECRET_KEY: 'sk_test_flowmeterCli', USER: 'ada', ...env } });

@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
+import { ledger } from '../support/billing.ts';
 import { FakeTerminal, linkedTenantArgs, meteredPlanArgs, runCliWith } from '../support/cli.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
-import { FakeStripe } from '../support/fake-stripe.ts';
 import { recent } from '../support/fixtures.ts';
+import { fakeStripeOn } from '../support/reporter-runs.ts';
 import { superuser, uniqueId } from '../support/stack.ts';
 
 const server = useN8nServer();
-const stripe = new FakeStripe();
-server.use(...stripe.handlers());
+const stripe = fakeStripeOn(server);
 
 const cli = (args: string[], options: Parameters<typeof runCliWith>[1] = {}) =>
   runCliWith(args, {
@@ -33,13 +33,8 @@ async function meteredTenant(executions: number) {
   return { tenantId, customer, source };
 }
 
-async function ledger(tenantId: string) {
-  const { rows } = await superuser().query(
-    'select value::int, status, attempts from public.meter_reports where tenant_id = $1 order by id',
-    [tenantId],
-  );
-  return rows;
-}
+/** What `flowmeter report` changes of each of the tenant's meter reports. */
+const reportStates = (tenantId: string) => ledger(tenantId, 'value::int, status, attempts');
 
 describe('flowmeter report', () => {
   it('--dry-run shows what would be sent and sends nothing; then a real run sends it once', async () => {
@@ -52,14 +47,14 @@ describe('flowmeter report', () => {
     );
     expect(dry.out).toMatch(/1 meter event would be sent/);
     expect(stripe.requests).toBe(requests);
-    expect(await ledger(tenantId)).toEqual([{ value: 7, status: 'pending', attempts: 0 }]);
+    expect(await reportStates(tenantId)).toEqual([{ value: 7, status: 'pending', attempts: 0 }]);
 
     const real = await cli(['report', '--tenant', tenantId]);
     expect(real.code).toBe(EXIT.ok);
     expect(real.out).toBe('1 pending: 1 sent, 0 failed, 0 late, 0 deferred');
     expect(real.err).toMatch(/reporting: 1 meter event$/m);
     expect(stripe.totalFor(customer)).toBe(7);
-    expect(await ledger(tenantId)).toEqual([{ value: 7, status: 'sent', attempts: 1 }]);
+    expect(await reportStates(tenantId)).toEqual([{ value: 7, status: 'sent', attempts: 1 }]);
 
     const again = await cli(['report', '--tenant', tenantId, '--json']);
     expect(JSON.parse(again.out)).toMatchObject({ dryRun: false, claimed: 0, sent: 0 });
@@ -93,7 +88,7 @@ describe('flowmeter report', () => {
     expect((await cli(['report', '--tenant', tenantId])).out).toBe(
       '1 pending: 1 sent, 0 failed, 0 late, 0 deferred',
     );
-    expect(await ledger(tenantId)).toEqual([{ value: 3, status: 'sent', attempts: 2 }]);
+    expect(await reportStates(tenantId)).toEqual([{ value: 3, status: 'sent', attempts: 2 }]);
   });
 
   it('exits 1 and says why when Stripe fails; the next run sends the same report', async () => {
@@ -103,10 +98,30 @@ describe('flowmeter report', () => {
     expect(failed.code).toBe(EXIT.failed);
     expect(failed.err).toMatch(/meter event not sent: .*Stripe had a problem/);
     expect(failed.err).toMatch(/stay pending and are re-sent, unchanged/);
-    expect(await ledger(tenantId)).toEqual([{ value: 3, status: 'pending', attempts: 1 }]);
+    expect(await reportStates(tenantId)).toEqual([{ value: 3, status: 'pending', attempts: 1 }]);
 
     expect((await cli(['report', '--tenant', tenantId])).code).toBe(EXIT.ok);
     expect(stripe.totalFor(customer)).toBe(3);
+  });
+
+  it('says the run stopped because Stripe kept failing when its circuit breaker opened, not that time ran out', async () => {
+    const tenants = await Promise.all(Array.from({ length: 6 }, () => meteredTenant(1)));
+    const ids = tenants.flatMap((t) => ['--tenant', t.tenantId]);
+    stripe.faultEach(() => 'server_error');
+    try {
+      const down = await cli(['report', ...ids], { env: { REPORTER_CONCURRENCY: '1' } });
+      expect(down.code).toBe(EXIT.failed);
+      expect(down.out).toBe('6 pending: 0 sent, 5 failed, 0 late, 1 deferred');
+      expect(down.err).toMatch(
+        /Stripe kept failing \(no answer, timeouts or 5xx errors\), so the run stopped sending/,
+      );
+      expect(down.err).not.toMatch(/REPORTER_BUDGET_SECONDS/);
+    } finally {
+      stripe.faultEach(undefined);
+    }
+    const up = await cli(['report', ...ids]);
+    expect(up.out).toBe('6 pending: 6 sent, 0 failed, 0 late, 0 deferred');
+    for (const t of tenants) expect(stripe.totalFor(t.customer)).toBe(1);
   });
 
   it('draws a progress bar when stderr is a terminal', async () => {
@@ -125,7 +140,7 @@ describe('flowmeter report', () => {
     });
     expect(result.code).toBe(EXIT.usage);
     expect(result.err).toMatch(/STRIPE_SECRET_KEY is not set.*--dry-run/);
-    expect(await ledger(tenantId)).toEqual([]);
+    expect(await reportStates(tenantId)).toEqual([]);
   });
 
   it('exits 2 for an unknown tenant, and 3 when the database cannot be reached', async () => {

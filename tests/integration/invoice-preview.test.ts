@@ -13,10 +13,10 @@ import { silentLogger } from '../../src/observability/logger.ts';
 import { stripeClient, TEST_STRIPE_KEY } from '../support/billing.ts';
 import { runCliWith } from '../support/cli.ts';
 import { useN8nServer } from '../support/collector.ts';
-import { FakeStripe, type FakeSubscription } from '../support/fake-stripe.ts';
+import type { FakeSubscription } from '../support/fake-stripe.ts';
 import { dropRequest, faultyDb, rpcFetch } from '../support/faults.ts';
 import { createTenant, createUser, ingestExecutions, memberOf } from '../support/fixtures.ts';
-import { reporterRun } from '../support/reporter-runs.ts';
+import { fakeStripeOn, reporterRun } from '../support/reporter-runs.ts';
 import { succeeded } from '../support/result.ts';
 import {
   anonClient,
@@ -34,8 +34,7 @@ import {
  * security, refreshed for them by the dashboards' endpoint, and compared by reconciliation.
  */
 const server = useN8nServer();
-const stripe = new FakeStripe();
-server.use(...stripe.handlers());
+const stripe = fakeStripeOn(server);
 
 const hex = () => randomBytes(6).toString('hex');
 const monthBounds = () => {

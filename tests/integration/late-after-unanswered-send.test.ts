@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { needsAttention } from '../../src/ops/attention.ts';
-import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
 import { ledger, meteredTenant, reporterTestSettings } from '../support/billing.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { reporterOnManualClock } from '../support/reporter-runs.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
+import { operatorStatusOf } from '../support/status.ts';
 
 const server = useN8nServer();
 const GRACE_MINUTES = reporterTestSettings.finalizationGraceMinutes;
@@ -54,11 +54,7 @@ describe('late usage decided at send time, after a send whose answer was lost', 
 
     // docs/billing.md: a plain late report is "not billed; bill the usage by hand" — this one
     // Stripe billed, so status says to check Stripe first instead.
-    const { data, error } = await serviceClient().rpc('operator_status', {
-      tenant_ids: [tenantId],
-    });
-    if (error) throw new Error(error.message);
-    const status = operatorStatusSchema.parse(data);
+    const status = await operatorStatusOf([tenantId]);
     expect(status.meter_reports).toMatchObject({ late: 1, late_unknown: 1, late_unknown_value: 9 });
     const attention = needsAttention({ ...status, scheduled_functions: [] });
     expect(attention).toContainEqual(

@@ -8,19 +8,17 @@ import {
 import { runReporter } from '../../src/billing/report-usage.ts';
 import { EXIT } from '../../src/cli/main.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
-import { needsAttention } from '../../src/ops/attention.ts';
-import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
 import { createStripeClient } from '../../src/stripe/client.ts';
 import { runCliWith } from '../support/cli.ts';
 import { collect, createSource, useN8nServer } from '../support/collector.ts';
-import { FakeStripe } from '../support/fake-stripe.ts';
 import { recent } from '../support/fixtures.ts';
+import { fakeStripeOn } from '../support/reporter-runs.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
+import { attentionAfterRun } from '../support/status.ts';
 
 const server = useN8nServer();
-const stripe = new FakeStripe();
-server.use(...stripe.handlers());
+const stripe = fakeStripeOn(server);
 const stripeClient = createStripeClient({ secretKey: 'sk_test_reconcile', maxNetworkRetries: 0 });
 const monthStart = () =>
   new Date(Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), 1));
@@ -206,28 +204,6 @@ describe('reconciliation with Stripe', () => {
     expect(rows[0].n).toBe(1);
   });
 
-  /**
-   * What status asks of a person for these tenants, given reconcile-usage's latest run
-   * recorded this summary as the scheduled function does (through JSON, as the row holds it).
-   */
-  async function attentionAfter(tenantIds: string[], summary: unknown) {
-    const { data, error } = await serviceClient().rpc('operator_status', { tenant_ids: tenantIds });
-    if (error) throw new Error(error.message);
-    const status = operatorStatusSchema.parse(data);
-    return needsAttention({
-      ...status,
-      scheduled_functions: [
-        {
-          function_name: 'reconcile-usage',
-          last_started_at: status.generated_at,
-          failures_since_success: 0,
-          last_error: null,
-          last_summary: JSON.parse(JSON.stringify(summary)),
-        },
-      ],
-    });
-  }
-
   it('counts a comparison Stripe refuses as failed, with its message, flagged in status until one succeeds', async () => {
     const t = await reportedTenant(5);
     stripe.rejectCustomer(t.customer);
@@ -236,7 +212,11 @@ describe('reconciliation with Stripe', () => {
     expect(refused.stripeError).toMatch(
       new RegExp(`^${t.customer} on mtr_\\w+: No such customer: '${t.customer}'$`),
     );
-    const flagged = await attentionAfter([t.tenantId], reconcileRunSummary(refused));
+    const flagged = await attentionAfterRun(
+      [t.tenantId],
+      'reconcile-usage',
+      reconcileRunSummary(refused),
+    );
     expect(flagged).toEqual([
       expect.stringMatching(
         new RegExp(
@@ -248,7 +228,9 @@ describe('reconciliation with Stripe', () => {
     stripe.restoreCustomer(t.customer);
     const compared = await reconcile([t.tenantId]);
     expect(compared).toMatchObject({ stripeChecked: 1, stripeFailed: 0, stripeError: null });
-    expect(await attentionAfter([t.tenantId], reconcileRunSummary(compared))).toEqual([]);
+    expect(
+      await attentionAfterRun([t.tenantId], 'reconcile-usage', reconcileRunSummary(compared)),
+    ).toEqual([]);
   });
 
   it('flowmeter reconcile says which comparisons Stripe refused and exits 1', async () => {

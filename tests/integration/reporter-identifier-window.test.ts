@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { needsAttention } from '../../src/ops/attention.ts';
-import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
-import { manualClock, meteredTenant, stripeClient } from '../support/billing.ts';
+import { ledger, manualClock, meteredTenant, stripeClient } from '../support/billing.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { FakeStripe } from '../support/fake-stripe.ts';
 import { reporterRun } from '../support/reporter-runs.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
+import { operatorStatusOf } from '../support/status.ts';
 
 const server = useN8nServer();
 const DAY_MS = 24 * 3600_000;
@@ -42,19 +42,7 @@ async function unansweredADayAgo(fault: 'drop_after' | 'drop_before') {
   return { stripe, tenantId, customer };
 }
 
-async function reports(tenantId: string) {
-  const { rows } = await superuser().query(
-    'select id, status, last_error from public.meter_reports where tenant_id = $1 order by id',
-    [tenantId],
-  );
-  return rows;
-}
-
-async function status(tenantId: string) {
-  const { data, error } = await serviceClient().rpc('operator_status', { tenant_ids: [tenantId] });
-  if (error) throw new Error(error.message);
-  return operatorStatusSchema.parse(data);
-}
+const reports = (tenantId: string) => ledger(tenantId, 'id, status, last_error');
 
 describe('reporter: a send whose answer was lost, retried after Stripe may have forgotten it', () => {
   it('does not bill the same report twice once Stripe no longer de-duplicates its identifier', async () => {
@@ -72,7 +60,7 @@ describe('reporter: a send whose answer was lost, retried after Stripe may have 
       ),
     });
     // Status says what to do; the next runs send nothing for it meanwhile.
-    const before = await status(tenantId);
+    const before = await operatorStatusOf([tenantId]);
     expect(before.meter_reports).toMatchObject({ review: 1 });
     expect(needsAttention({ ...before, scheduled_functions: [] })).toContainEqual(
       expect.stringMatching(
@@ -90,7 +78,10 @@ describe('reporter: a send whose answer was lost, retried after Stripe may have 
     expect((await reports(tenantId))[0]).toMatchObject({ status: 'sent', last_error: null });
     expect(await run(tenantId, 'sk_test_newkey')).toMatchObject({ claimed: 0 });
     expect(stripe.totalFor(customer)).toBe(4);
-    expect((await status(tenantId)).meter_reports).toMatchObject({ review: 0, pending: 0 });
+    expect((await operatorStatusOf([tenantId])).meter_reports).toMatchObject({
+      review: 0,
+      pending: 0,
+    });
   });
 
   it('one Stripe never took is sent once the operator says so', async () => {

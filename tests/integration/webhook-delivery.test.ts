@@ -17,6 +17,7 @@ import { dropRequest, faultyDb, loseResponse, Rng, rpcFetch } from '../support/f
 import { createTenant } from '../support/fixtures.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
+import { operatorStatusOf } from '../support/status.ts';
 import {
   deliveriesOf,
   deliveryInput,
@@ -290,10 +291,7 @@ describe('webhook delivery', () => {
       payload: { note: 'waiting' },
     });
     if (!event.ok) throw new Error(event.error.message);
-    const statusOf = async () =>
-      operatorStatusSchema.parse(
-        (await serviceClient().rpc('operator_status', { tenant_ids: [tenant.id] })).data,
-      );
+    const statusOf = () => operatorStatusOf([tenant.id]);
     const fresh = await statusOf();
     expect(fresh.webhook_deliveries).toMatchObject({ unattempted: 1 });
     expect(needsAttention({ ...fresh, scheduled_functions: [] })).toEqual([]);

@@ -47,11 +47,14 @@ export async function meteredTenant(billable = 0) {
   return { tenantId: tenant.id, customer };
 }
 
-export async function ledger(tenantId: string) {
+/** The columns of a meter report most tests check. */
+const LEDGER_COLUMNS = `identifier, value::int, status, reported_through::int, attempts, last_error,
+  last_error_kind, period_end`;
+
+/** The tenant's meter reports, oldest first: `columns` of each (a select list). */
+export async function ledger(tenantId: string, columns = LEDGER_COLUMNS) {
   const { rows } = await superuser().query(
-    `select identifier, value::int, status, reported_through::int, attempts, last_error,
-            last_error_kind, period_end
-     from public.meter_reports where tenant_id = $1 order by id`,
+    `select ${columns} from public.meter_reports where tenant_id = $1 order by id`,
     [tenantId],
   );
   return rows;

@@ -4,36 +4,7 @@ import {
   collectorAttention,
   collectorHealthSchema,
 } from '../../src/ops/collector-health.ts';
-
-const healthy: CollectorHealth = {
-  latest_scheduled_run: {
-    id: 'r1',
-    started_at: '2026-12-01T12:00:00Z',
-    finished_at: '2026-12-01T12:00:09Z',
-    killed: false,
-    sources_ok: 3,
-    sources_failed: 0,
-    sources_lease_lost: 0,
-    pages: 4,
-    executions_ingested: 100,
-    database_unreachable: false,
-    failure: null,
-    first_error: null,
-    sources_handoff_refused: 0,
-    handoff_error: null,
-  },
-  failed_background_runs: { count: 0, latest: [] },
-  killed_runs: [],
-  dead_leases: [],
-  deferred_sources: { count: 0, longest: [] },
-  unacknowledged_gaps: {
-    gaps: 0,
-    executions: 0,
-    by_kind: {},
-    sources: 0,
-    oldest_detected_at: null,
-  },
-};
+import { healthyCollector as healthy } from '../support/healthy-status.ts';
 
 const latestRun = healthy.latest_scheduled_run as NonNullable<
   CollectorHealth['latest_scheduled_run']

@@ -7,79 +7,18 @@ import {
   setSourceEnabled,
 } from '../../src/operator-client/index.ts';
 import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
+import { healthyCollector, healthyStatus } from '../support/healthy-status.ts';
 import { stubRpcClient } from '../support/rpc-stub.ts';
 
 const stubClient = (response: { data: unknown; error: unknown }) =>
   stubRpcClient<OperatorDb>(response, 403);
 
-const status = {
-  generated_at: '2026-12-01T10:00:00+00:00',
-  sources: {
-    total: 2,
-    enabled: 2,
-    failing: 1,
-    never_collected: 0,
-    stalled: 0,
-    max_lag_seconds: 600,
-    worst: [],
-  },
-  meter_reports: {
-    pending: 0,
-    pending_value: 0,
-    retrying: 0,
-    oldest_pending_at: null,
-    unattempted: 0,
-    oldest_unattempted_at: null,
-    late: 0,
-    late_value: 0,
-    late_unknown: 0,
-    late_unknown_value: 0,
-    review: 0,
-    last_error: null,
-    failing_threshold: 3,
-    failing: 0,
-    auth_failing: false,
-    auth_error: null,
-    unlinked: { tenants: 0, executions: 0, example_tenant_id: null, example_tenant_name: null },
-    corrections: {
-      pending: 0,
-      unattempted: 0,
-      oldest_unattempted_at: null,
-      failing: 0,
-      review: 0,
-      late: 0,
-      last_error: null,
-    },
-  },
-  stripe_events: { rejected: 0, last_rejected_at: null, last_rejected_id: null, last_reason: null },
-  reconciliation: { unrepaired: 0, last_found_at: null, last_kind: null, last_detail: null },
-  alert_deliveries: {
-    pending: 0,
-    sending: 0,
-    retrying: 0,
-    given_up: 0,
-    oldest_at: null,
-    unattempted: 0,
-    oldest_unattempted_at: null,
-    last_error: null,
-  },
-  webhook_deliveries: {
-    retrying: 0,
-    given_up: 0,
-    unattempted: 0,
-    oldest_unattempted_at: null,
-    failing_endpoints: [],
-  },
-  scheduled_functions: [],
-  collector_runs: [],
-};
+/** A status whose only finding is one failing source. */
+const status = { ...healthyStatus, sources: { ...healthyStatus.sources, failing: 1 } };
 
+/** Collector health whose only finding is one gap nobody has acknowledged. */
 const collector = {
-  latest_scheduled_run: null,
-  failed_background_runs: { count: 0, latest: [] },
-  killed_runs: [],
-  dead_leases: [],
-  deferred_sources: { count: 0, longest: [] },
+  ...healthyCollector,
   unacknowledged_gaps: {
     gaps: 1,
     executions: 4,
