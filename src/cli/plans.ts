@@ -1,5 +1,5 @@
 import { type Command, Option } from 'commander';
-import { parser, schemas, wholeNumber } from './arguments.ts';
+import { parser, repeatable, schemas, wholeNumber } from './arguments.ts';
 import { CliError, type CommandContext, type Database, EXIT } from './context.ts';
 import { addListCommand } from './list-command.ts';
 import { count, printJson, renderRecord } from './output.ts';
@@ -57,10 +57,19 @@ interface SetOptions {
 export function registerPlans(plans: Command, ctx: CommandContext): void {
   const { io } = ctx;
 
-  addListCommand(plans, ctx, {
+  addListCommand<PlanRow, { plan?: string[] }>(plans, ctx, {
     description: 'every plan, with its Stripe prices and number of tenants',
-    load: (database) => listPlans(database),
-    empty: 'No plans yet: create one with `flowmeter plans set <id> --name … --included N`.',
+    options: (command) =>
+      command.addOption(
+        new Option('--plan <id>', 'only this plan (repeatable)').argParser(
+          repeatable(schemas.planId),
+        ),
+      ),
+    load: (database, _filter, options) => listPlans(database, options.plan),
+    empty: (options) =>
+      options.plan
+        ? `No plan ${options.plan.join(', ')}: \`flowmeter plans list\` shows every plan.`
+        : 'No plans yet: create one with `flowmeter plans set <id> --name … --included N`.',
     columns: ['id', 'name', 'policy', 'included', 'overage', 'alerts', 'trial', 'meter', 'tenants'],
     row: (p) => [
       p.id,

@@ -151,13 +151,29 @@ describe('flowmeter plans list', () => {
   it('shows the plans as a table, and as JSON for scripts', async () => {
     const id = planId();
     await cli(['plans', 'set', id, '--name', 'Listed', '--included', '1234']);
-    const table = await cli(['plans', 'list']);
+    // Other test files add plans to the same database: past the first 1,000 (as many as one
+    // call hands over) the whole list would not show this one, so it is asked for by id.
+    const table = await cli(['plans', 'list', '--plan', id]);
     expect(table.code).toBe(EXIT.ok);
     expect(table.out).toMatch(new RegExp(`│ ${id}\\s+│ Listed\\s+│ hard_limit\\s+│ 1,234`));
-    const json = await cli(['plans', 'list', '--json']);
+    const json = await cli(['plans', 'list', '--plan', id, '--json']);
     expect(JSON.parse(json.out)).toContainEqual(
       expect.objectContaining({ id, included_executions: 1234, stripe_price_ids: [] }),
     );
+  });
+
+  it('lists only the plans --plan names, and says when none of them exists', async () => {
+    const [a, b, missing] = [planId(), planId(), planId()];
+    await cli(['plans', 'set', a, '--name', 'A', '--included', '1']);
+    await cli(['plans', 'set', b, '--name', 'B', '--included', '2']);
+    const json = await cli(['plans', 'list', '--plan', a, '--plan', missing, '--json']);
+    expect(JSON.parse(json.out).map((p: { id: string }) => p.id)).toEqual([a]);
+    const none = await cli(['plans', 'list', '--plan', missing]);
+    expect(none.code).toBe(EXIT.ok);
+    expect(none.out).toContain(`No plan ${missing}: \`flowmeter plans list\` shows every plan.`);
+    const malformed = await cli(['plans', 'list', '--plan', 'Pro Plan']);
+    expect(malformed.code).toBe(EXIT.usage);
+    expect(malformed.err).toMatch(/--plan.*a plan id: lowercase letters/);
   });
 
   it('exits 3 when the database cannot be reached', async () => {
