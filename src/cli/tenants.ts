@@ -114,7 +114,8 @@ export function registerTenants(tenants: Command, ctx: CommandContext): void {
 
   addListCommand(tenants, ctx, {
     description: "every tenant, with its plan and this period's usage",
-    load: (database) => listTenants(database),
+    tenantFilter: {},
+    load: (database, filter) => listTenants(database, filter.tenant_ids),
     empty: 'No tenants yet: add one with `flowmeter tenants add <name> --plan <id>`.',
     columns: [
       'id',

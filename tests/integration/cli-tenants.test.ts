@@ -137,9 +137,9 @@ describe('flowmeter tenants list and usage', () => {
       new RegExp(`│ ${tenant.id} │ ${tenant.name}\\s+│ ${tenant.ref}.*│ 0 / 2,000\\s+│ 0%`),
     );
     const json = JSON.parse((await cli(['tenants', 'list', '--tenant', tenant.id, '--json'])).out);
-    expect(json).toContainEqual(
-      expect.objectContaining({ id: tenant.id, quota: 2000, committed: 0 }),
-    );
+    expect(json).toEqual([expect.objectContaining({ id: tenant.id, quota: 2000, committed: 0 })]);
+    const unknown = await cli(['tenants', 'list', '--tenant', 'no-such-tenant-ref']);
+    expect(unknown.code).toBe(EXIT.usage);
   });
 
   it('shows committed (collected + reserved), quota, percent, level and what was reported', async () => {
