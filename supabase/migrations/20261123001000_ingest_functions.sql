@@ -425,6 +425,9 @@ begin
   counted as (
     select f.* from finals f join inserted i on i.execution_id = f.id
   ),
+  -- Newest period first: each row is locked as it is written, in the order enforcement's
+  -- run-ref retry takes them (this period's, then the earlier one its run was reserved
+  -- in), so a page over two periods and a retry wait for each other instead of deadlocking.
   counters as (
     insert into public.usage_counters as c (
       tenant_id, period_start, period_end, executions, billable, billable_success,
@@ -437,6 +440,7 @@ begin
            coalesce(sum(k.duration_ms) filter (where k.billable), 0)
     from counted k
     group by k.period_start, k.period_end
+    order by k.period_start desc
     on conflict (tenant_id, period_start) do update set
       executions = c.executions + excluded.executions,
       billable = c.billable + excluded.billable,
