@@ -56,6 +56,7 @@ function render(status: Status, collector: CollectorHealth, attention: string[])
   const { stripe_events: events } = status;
   lines.push(
     `Stripe webhook events rejected (last 30 days): ${events.rejected}${events.last_rejected_at ? ` (latest ${events.last_rejected_id} at ${time(events.last_rejected_at)}: ${short(events.last_reason, 100)})` : ''}`,
+    `Stripe customers on a plan with no tenant linked: ${events.customers_without_tenant}${events.last_customer_without_tenant ? ` (latest ${events.last_customer_without_tenant.customer_id} on ${events.last_customer_without_tenant.plan_id})` : ''}`,
   );
   const { reconciliation: found } = status;
   lines.push(

@@ -112,6 +112,37 @@ export function registerTenants(tenants: Command, ctx: CommandContext): void {
       },
     );
 
+  tenants
+    .command('link')
+    .description(
+      'link a tenant to its Stripe customer, so its usage is reported and its subscription events apply',
+    )
+    .argument('<tenant>', 'tenant id or external reference', parser(schemas.tenant))
+    .requiredOption(
+      '--stripe-customer <cus_…>',
+      'its Stripe customer',
+      parser(schemas.stripeCustomer),
+    )
+    .option('--json', 'print the tenant as JSON on stdout')
+    .action(async (ref: string, options: { stripeCustomer: string; json?: boolean }) => {
+      const database = await ctx.openSupabase();
+      const found = await database.tenant(ref);
+      const tenant = database.unwrap(
+        await database.db.rpc('link_stripe_customer', {
+          tenant_id: found.id,
+          stripe_customer_id: options.stripeCustomer,
+        }),
+        { conflict: '`flowmeter tenants list --json` shows which tenant holds which customer' },
+      );
+      if (options.json) return printJson(io, tenant);
+      io.out(
+        `Tenant ${tenant.name} (${tenant.id}) is linked to Stripe customer ${tenant.stripe_customer_id}.`,
+      );
+      io.err(
+        "Next: resend its subscription event that found no tenant from the Stripe Dashboard (the event's page → Resend), so its plan and period apply now rather than at the next event.",
+      );
+    });
+
   addListCommand(tenants, ctx, {
     description: "every tenant, with its plan and this period's usage",
     tenantFilter: {},

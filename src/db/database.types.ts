@@ -950,9 +950,11 @@ export type Database = {
       stripe_events: {
         Row: {
           created: string | null;
+          customer_id: string | null;
           detail: string | null;
           id: string;
           outcome: string;
+          price_ids: string[] | null;
           received_at: string;
           tenant_id: string | null;
           type: string | null;
@@ -960,18 +962,22 @@ export type Database = {
         ComputedFields: never;
         Insert: {
           created?: string | null;
+          customer_id?: string | null;
           detail?: string | null;
           id: string;
           outcome: string;
+          price_ids?: string[] | null;
           received_at?: string;
           tenant_id?: string | null;
           type?: string | null;
         };
         Update: {
           created?: string | null;
+          customer_id?: string | null;
           detail?: string | null;
           id?: string;
           outcome?: string;
+          price_ids?: string[] | null;
           received_at?: string;
           tenant_id?: string | null;
           type?: string | null;
@@ -1950,6 +1956,31 @@ export type Database = {
         }[];
       };
       last_run_summary: { Args: { function_name: string }; Returns: Json };
+      link_stripe_customer: {
+        Args: { stripe_customer_id: string; tenant_id: string };
+        Returns: {
+          created_at: string;
+          current_period_end: string | null;
+          current_period_start: string | null;
+          delinquent_since: string | null;
+          external_ref: string | null;
+          id: string;
+          name: string;
+          plan_id: string;
+          stripe_customer_id: string | null;
+          stripe_subscription_id: string | null;
+          stripe_synced_at: string | null;
+          subscription_status: string;
+          trial_ends_at: string | null;
+          updated_at: string;
+        };
+        SetofOptions: {
+          from: '*';
+          to: 'tenants';
+          isOneToOne: true;
+          isSetofReturn: false;
+        };
+      };
       list_alert_channels: {
         Args: { tenant_ids?: string[] };
         Returns: {

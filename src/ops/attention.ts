@@ -46,7 +46,13 @@ export interface AttentionInputs {
       last_error: string | null;
     };
   };
-  stripe_events: { rejected: number; last_rejected_id: string | null; last_reason: string | null };
+  stripe_events: {
+    rejected: number;
+    last_rejected_id: string | null;
+    last_reason: string | null;
+    customers_without_tenant: number;
+    last_customer_without_tenant: { customer_id: string; plan_id: string; event_id: string } | null;
+  };
   reconciliation: { unrepaired: number; last_kind: string | null; last_detail: string | null };
   alert_deliveries: {
     given_up: number;
@@ -116,6 +122,20 @@ function correctionAttention(status: AttentionInputs) {
 }
 
 /**
+ * Stripe customers subscribed to a plan with no tenant linked (the newest subscription event
+ * of each found none): their runs are neither limited nor billed by flowmeter.
+ */
+function customersWithoutTenantAttention(events: AttentionInputs['stripe_events']) {
+  const latest = events.last_customer_without_tenant;
+  if (events.customers_without_tenant === 0 || !latest) return false;
+  const others =
+    events.customers_without_tenant > 1
+      ? ` and ${plural(events.customers_without_tenant - 1, 'other customer')}`
+      : '';
+  return `Stripe customer ${latest.customer_id}${others} subscribed to a plan (${latest.plan_id}) with no tenant linked: their runs are neither limited nor billed by flowmeter; link each to its tenant (\`flowmeter tenants link <tenant> --stripe-customer ${latest.customer_id}\`, or \`flowmeter tenants add … --stripe-customer\`), then resend the subscription event (${latest.event_id}) from the Stripe Dashboard; see docs/billing.md "What an event does"`;
+}
+
+/**
  * Billing's share, each with what to do: a key Stripe refuses (from its first answer, since
  * nothing can be sent until it changes), reports never sent (unsentAttention) or failing run
  * after run, usage that reached no invoice, webhook events that could not be applied, and
@@ -138,6 +158,7 @@ function stripeAttention(status: AttentionInputs) {
     reports.late_unknown > 0 &&
       `${plural(reports.late_unknown, 'late meter report')} with outcome unknown (invoice already final; an attempt before it had no answer, so Stripe may have billed it): check Stripe before billing by hand: look each one's identifier (public.meter_reports, status late and unknown_outcome) up among the meter's events in the Stripe Dashboard and bill by hand only what Stripe does not hold, see docs/billing.md "Late usage"`,
     ...correctionAttention(status),
+    customersWithoutTenantAttention(events),
     events.rejected > 0 &&
       `${plural(events.rejected, 'Stripe webhook event')} rejected${events.last_rejected_id ? ` (latest ${events.last_rejected_id}: ${(events.last_reason ?? '').slice(0, 120)})` : ''}: fix the cause, then resend the event from the Stripe Dashboard; see docs/billing.md "Rejected events"`,
     reconciled.unreadable !== undefined && reconcileUnreadableAttention(reconciled.unreadable),

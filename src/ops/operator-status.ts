@@ -72,6 +72,11 @@ export const operatorStatusSchema = z.object({
     last_rejected_at: when,
     last_rejected_id: z.string().nullable(),
     last_reason: z.string().nullable(),
+    /** Customers whose newest subscription event (last 30 days) is on a plan and found no tenant. */
+    customers_without_tenant: number,
+    last_customer_without_tenant: z
+      .object({ customer_id: z.string(), plan_id: z.string(), event_id: z.string() })
+      .nullable(),
   }),
   reconciliation: z.object({
     unrepaired: number,

@@ -42,6 +42,11 @@ create table public.stripe_events (
       check (outcome in ('applied', 'stale', 'superseded', 'unknown_tenant', 'rejected')),
   tenant_id uuid references public.tenants (id) on delete set null,
   detail text,
+  -- A subscription event's customer and prices, whatever its outcome: for an event that
+  -- found no tenant, who bought which plan without a tenant to bill (stripe_event_status).
+  customer_id text
+    constraint stripe_events_customer_id_format check (customer_id ~ '^cus_[A-Za-z0-9_]+$'),
+  price_ids text[],
   constraint stripe_events_type_and_created_known
     check (outcome = 'rejected' or (type is not null and created is not null))
 );
@@ -49,6 +54,7 @@ comment on table public.stripe_events is 'Each Stripe webhook event processed, o
 
 create index stripe_events_tenant_id_idx on public.stripe_events (tenant_id);
 create index stripe_events_rejected_idx on public.stripe_events (received_at) where outcome = 'rejected';
+create index stripe_events_customer_id_idx on public.stripe_events (customer_id, created desc);
 
 -- Each subscription of a tenant as its newest event describes it. Stripe does not deliver
 -- a subscription's events in order, so each one's state is ordered by its own events, and

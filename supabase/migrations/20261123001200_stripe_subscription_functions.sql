@@ -25,23 +25,28 @@ $$;
 -- Records a Stripe event once, with what it did; true when it was recorded now. A delivery
 -- of an event already recorded changes nothing, except one that found no tenant or was
 -- rejected before: that one is looked at again, so the operator can link the tenant (or
--- deploy a fix) and resend the event from the Stripe dashboard.
+-- deploy a fix) and resend the event from the Stripe dashboard. customer_id and price_ids
+-- are a subscription event's (null for a rejected one).
 create or replace function private.record_stripe_event(
-  id text, type text, created timestamptz, outcome text, tenant_id uuid, detail text
+  id text, type text, created timestamptz, outcome text, tenant_id uuid, detail text,
+  customer_id text default null, price_ids text[] default null
 )
 returns boolean
 language sql
 set search_path = ''
 as $$
-  insert into public.stripe_events as e (id, type, created, outcome, tenant_id, detail)
+  insert into public.stripe_events as e (id, type, created, outcome, tenant_id, detail, customer_id, price_ids)
   values (record_stripe_event.id, record_stripe_event.type, record_stripe_event.created,
-          record_stripe_event.outcome, record_stripe_event.tenant_id, record_stripe_event.detail)
+          record_stripe_event.outcome, record_stripe_event.tenant_id, record_stripe_event.detail,
+          record_stripe_event.customer_id, record_stripe_event.price_ids)
   on conflict on constraint stripe_events_pkey do update set
     type = excluded.type,
     created = excluded.created,
     outcome = excluded.outcome,
     tenant_id = excluded.tenant_id,
     detail = excluded.detail,
+    customer_id = excluded.customer_id,
+    price_ids = excluded.price_ids,
     received_at = now()
   where e.outcome in ('unknown_tenant', 'rejected')
   returning true;
@@ -49,7 +54,7 @@ $$;
 
 select private.grant_to_service_role_only(
   'private.require_stripe_id(text, text, text, text)',
-  'private.record_stripe_event(text, text, timestamptz, text, uuid, text)'
+  'private.record_stripe_event(text, text, timestamptz, text, uuid, text, text, text[])'
 );
 
 -- Maps a Stripe price to a plan, or moves an existing mapping to another plan.
@@ -263,7 +268,7 @@ begin
     end if;
   end if;
 
-  recorded := private.record_stripe_event(evt, kind, event_at, result_outcome, t.id, result_detail);
+  recorded := private.record_stripe_event(evt, kind, event_at, result_outcome, t.id, result_detail, cus, prices);
   if recorded is null then
     return jsonb_build_object('outcome', 'duplicate');
   end if;
@@ -350,8 +355,11 @@ select private.grant_to_service_role_only('public.record_rejected_stripe_event(t
 
 -- Rejected events Stripe still holds (it keeps events 30 days, so they can be resent from
 -- the Dashboard): until one is resent and applies, its subscription's state is not synced.
--- A rejected event names no tenant for certain, so a view limited to some tenants
--- (tenant_ids) shows none.
+-- And customers who bought one of the plans with no tenant to bill: their newest
+-- subscription event of the last 30 days found no tenant, is not the subscription's end,
+-- and has a price mapped to a plan; until a tenant is linked and the event resent (or the
+-- next one arrives), their runs are neither limited nor billed by flowmeter. Neither names
+-- a tenant for certain, so a view limited to some tenants (tenant_ids) shows none.
 create or replace function private.stripe_event_status(tenant_ids uuid[] default null)
 returns jsonb
 language sql stable
@@ -361,12 +369,37 @@ as $$
     select e.* from public.stripe_events e
     where stripe_event_status.tenant_ids is null
       and e.outcome = 'rejected' and e.received_at > now() - interval '30 days'
+  ),
+  newest_per_customer as (
+    select distinct on (e.customer_id) e.*
+    from public.stripe_events e
+    where stripe_event_status.tenant_ids is null
+      and e.customer_id is not null and e.received_at > now() - interval '30 days'
+    order by e.customer_id, e.created desc, e.received_at desc
+  ),
+  unbilled as (
+    select e.id, e.customer_id, e.received_at,
+           (select pp.plan_id from unnest(e.price_ids) with ordinality as u(price_id, ord)
+            join public.plan_prices pp on pp.stripe_price_id = u.price_id
+            order by u.ord limit 1) as plan_id
+    from newest_per_customer e
+    where e.outcome = 'unknown_tenant' and e.type <> 'customer.subscription.deleted'
+  ),
+  unbilled_on_plan as (
+    select * from unbilled u where u.plan_id is not null
+  ),
+  latest_unbilled as (
+    select * from unbilled_on_plan u order by u.received_at desc, u.id desc limit 1
   )
   select jsonb_build_object(
     'rejected', (select count(*) from rejected),
     'last_rejected_at', (select max(received_at) from rejected),
     'last_rejected_id', (select r.id from rejected r order by r.received_at desc, r.id desc limit 1),
-    'last_reason', (select r.detail from rejected r order by r.received_at desc, r.id desc limit 1)
+    'last_reason', (select r.detail from rejected r order by r.received_at desc, r.id desc limit 1),
+    'customers_without_tenant', (select count(*) from unbilled_on_plan),
+    'last_customer_without_tenant', (
+      select jsonb_build_object('customer_id', l.customer_id, 'plan_id', l.plan_id, 'event_id', l.id)
+      from latest_unbilled l)
   );
 $$;
 

@@ -196,6 +196,45 @@ begin
 end;
 $$;
 
+-- Links an existing tenant to its Stripe customer, so its usage is reported and its
+-- subscription events apply (one that found no tenant applies once Stripe resends it).
+-- Linking the customer it holds changes nothing; a customer linked to another tenant, or a
+-- tenant linked to another customer, is refused (23505), as add_tenant refuses one. An
+-- unknown tenant is PT404 (HTTP 404).
+create or replace function public.link_stripe_customer(tenant_id uuid, stripe_customer_id text)
+returns public.tenants
+language plpgsql
+set search_path = ''
+as $$
+#variable_conflict use_column
+declare
+  cus text := link_stripe_customer.stripe_customer_id;
+  holder uuid;
+  t public.tenants;
+begin
+  perform private.require_stripe_id('stripe_customer_id', 'customer', 'cus', cus);
+  select * into t from public.tenants x where x.id = link_stripe_customer.tenant_id for update;
+  if not found then
+    raise exception 'no tenant has the id %', coalesce(link_stripe_customer.tenant_id::text, 'null')
+      using errcode = 'PT404';
+  end if;
+  if t.stripe_customer_id = cus then
+    return t;
+  end if;
+  if t.stripe_customer_id is not null then
+    raise exception 'tenant % is linked to Stripe customer % already', t.id, t.stripe_customer_id
+      using errcode = '23505', hint = 'A tenant has one Stripe customer; add a new tenant for the other one.';
+  end if;
+  select x.id into holder from public.tenants x where x.stripe_customer_id = cus;
+  if holder is not null then
+    raise exception 'Stripe customer % is already linked to tenant %', cus, holder
+      using errcode = '23505', hint = 'A Stripe customer belongs to one tenant.';
+  end if;
+  update public.tenants x set stripe_customer_id = cus where x.id = t.id returning * into t;
+  return t;
+end;
+$$;
+
 -- Tenants with their current billing period's usage, as enforcement counts it: committed =
 -- collected billable executions (billable) + active reservations (reserved); remaining,
 -- percent and level are of committed. tenants: ids or external references to return
@@ -344,5 +383,6 @@ select private.grant_to_service_role_only(
   'public.set_plan(text, text, text, bigint, numeric, text, smallint[], bigint, int, text, text, text, text[], text[], numeric)',
   'public.list_plans(text[])',
   'public.add_tenant(text, text, text, text)',
+  'public.link_stripe_customer(uuid, text)',
   'public.list_tenants(text[])'
 );

@@ -44,7 +44,14 @@ export const healthyStatus: OperatorStatus = {
       last_error: null,
     },
   },
-  stripe_events: { rejected: 0, last_rejected_at: null, last_rejected_id: null, last_reason: null },
+  stripe_events: {
+    rejected: 0,
+    last_rejected_at: null,
+    last_rejected_id: null,
+    last_reason: null,
+    customers_without_tenant: 0,
+    last_customer_without_tenant: null,
+  },
   reconciliation: { unrepaired: 0, last_found_at: null, last_kind: null, last_detail: null },
   alert_deliveries: {
     pending: 0,
