@@ -1,18 +1,29 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { z } from 'zod';
 import { reporterSettings, stripeClientFrom } from '../billing/from-config.ts';
 import { runReporter } from '../billing/report-usage.ts';
 import { loadReporterConfig } from '../config/reporter-env.ts';
+import { API_MAX_ROWS } from '../db/api-max-rows.ts';
+import type { Database } from '../db/database.types.ts';
 import { plural } from '../domain/words.ts';
-import { parser, schemas, tenantFilterOption } from './arguments.ts';
+import { parser, repeatable, schemas, tenantFilterOption } from './arguments.ts';
 import { CliError, type CommandContext, EXIT, valueOrExit } from './context.ts';
-import { cliLogger, count, printJson, renderTable, time } from './output.ts';
+import { addListCommand } from './list-command.ts';
+import { cliLogger, count, printJson, renderTable, short, time } from './output.ts';
 import { createProgress } from './progress.ts';
 
 const reportId = z
   .string()
   .regex(/^\d{1,18}$/, { error: 'must be a meter report id (public.meter_reports.id)' })
   .transform(Number);
+
+type MeterReport = Database['public']['Tables']['meter_reports']['Row'];
+
+const METER_REPORT_STATUSES = ['pending', 'sent', 'late', 'review'] as const;
+type MeterReportStatus = (typeof METER_REPORT_STATUSES)[number];
+const reportStatus = z.enum(METER_REPORT_STATUSES, {
+  error: 'must be pending, sent, late or review',
+});
 
 interface ReportOptions {
   tenant?: string[];
@@ -119,21 +130,70 @@ export function registerReport(program: Command, ctx: CommandContext): void {
       }
       if (summary.review > 0) {
         io.err(
-          "Reports to check by hand had an attempt without an answer over 23 hours ago: Stripe may no longer recognise their identifiers, so they are not sent again. Look them up among the meter's events in Stripe, then `flowmeter reports resolve <id> --stripe-has yes|no`.",
+          "Reports to check by hand had an attempt without an answer over 23 hours ago: Stripe may no longer recognise their identifiers, so they are not sent again. `flowmeter reports list --status review` lists them with their identifiers: look each up among the meter's events in Stripe, then `flowmeter reports resolve <id> --stripe-has yes|no`.",
         );
       }
     });
 
-  program
-    .command('reports')
-    .description('the Stripe meter report ledger')
+  const reports = program.command('reports').description('the Stripe meter report ledger');
+
+  addListCommand<MeterReport, { status?: MeterReportStatus[] }>(reports, ctx, {
+    description:
+      'meter reports newest first, with their identifier in Stripe, status and last error',
+    tenantFilter: {},
+    options: (command) =>
+      command.addOption(
+        new Option(
+          '--status <status>',
+          'only reports in this status: pending, sent, late or review (repeatable)',
+        ).argParser(repeatable(reportStatus)),
+      ),
+    load: async (database, filter, options) =>
+      database.unwrap(
+        await database.db.rpc('list_meter_reports', {
+          ...filter,
+          ...(options.status ? { statuses: options.status } : {}),
+          max_rows: API_MAX_ROWS,
+        }),
+      ),
+    empty: (options) =>
+      options.status
+        ? `No meter reports ${options.status.join(' or ')}.`
+        : 'No meter reports yet: report-usage (or `flowmeter report`) makes them from collected usage.',
+    columns: [
+      'id',
+      'tenant',
+      'period start',
+      'executions',
+      'status',
+      'attempts',
+      'identifier',
+      'last error',
+    ],
+    row: (r) => [
+      r.id,
+      r.tenant_id,
+      time(r.period_start),
+      count(r.value),
+      r.unknown_outcome ? `${r.status} (outcome unknown)` : r.status,
+      r.attempts,
+      r.identifier,
+      short(r.last_error, 50),
+    ],
+    advice: (rows) =>
+      rows.some((r) => r.status === 'review')
+        ? "For each report in review: look its identifier up among the meter's events in the Stripe Dashboard, then `flowmeter reports resolve <id> --stripe-has yes|no`."
+        : undefined,
+  });
+
+  reports
     .command('resolve')
     .description(
       "after checking in Stripe a report waiting for review: say whether Stripe's meter holds its event",
     )
     .argument(
       '<id>',
-      "the report's id (select id, identifier from public.meter_reports where status = 'review')",
+      "the report's id (`flowmeter reports list --status review` lists them)",
       parser(reportId),
     )
     .requiredOption(

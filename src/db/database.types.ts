@@ -2046,6 +2046,36 @@ export type Database = {
           isSetofReturn: true;
         };
       };
+      list_meter_reports: {
+        Args: { max_rows?: number; statuses?: string[]; tenant_ids?: string[] };
+        Returns: {
+          attempts: number;
+          created_at: string;
+          event_name: string;
+          event_timestamp: string;
+          id: number;
+          identifier: string;
+          last_attempt_at: string | null;
+          last_error: string | null;
+          last_error_kind: string | null;
+          period_end: string;
+          period_start: string;
+          reported_through: number;
+          sent_at: string | null;
+          status: string;
+          stripe_customer_id: string;
+          tenant_id: string;
+          unanswered_since: string | null;
+          unknown_outcome: boolean;
+          value: number;
+        }[];
+        SetofOptions: {
+          from: '*';
+          to: 'meter_reports';
+          isOneToOne: false;
+          isSetofReturn: true;
+        };
+      };
       list_n8n_sources: {
         Args: { source_ids?: string[]; tenant_ids?: string[] };
         Returns: {

@@ -152,7 +152,7 @@ function stripeAttention(status: AttentionInputs) {
     reports.failing > 0 &&
       `${plural(reports.failing, 'meter report')} failed ${reports.failing_threshold} or more times: flowmeter status shows the latest error (each report's is in the table public.meter_reports); fix the customer, meter or Stripe account it names`,
     reports.review > 0 &&
-      `${plural(reports.review, 'meter report')} to check by hand: an attempt's answer was lost over 23 hours ago, so Stripe may no longer recognise the identifier and a resend could bill it twice; look each one's identifier (public.meter_reports, status review) up among the meter's events in the Stripe Dashboard, then \`flowmeter reports resolve <id> --stripe-has yes|no\` (yes: recorded sent; no: sent by the next run)`,
+      `${plural(reports.review, 'meter report')} to check by hand: an attempt's answer was lost over 23 hours ago, so Stripe may no longer recognise the identifier and a resend could bill it twice; \`flowmeter reports list --status review\` lists them with their identifiers: look each up among the meter's events in the Stripe Dashboard, then \`flowmeter reports resolve <id> --stripe-has yes|no\` (yes: recorded sent; no: sent by the next run)`,
     reports.late - reports.late_unknown > 0 &&
       `${plural(reports.late - reports.late_unknown, 'late meter report')} (invoice already final): not billed; bill the usage by hand (invoice item or next invoice), see docs/billing.md "Late usage"`,
     reports.late_unknown > 0 &&

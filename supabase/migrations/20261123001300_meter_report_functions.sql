@@ -147,17 +147,36 @@ begin
   if not found then
     raise exception 'meter report % is not waiting for a check in Stripe (status review)', resolve_meter_report.id
       using errcode = '22023',
-            hint = 'select id, identifier, status from public.meter_reports where status = ''review'' lists them.';
+            hint = '`flowmeter reports list --status review` lists them.';
   end if;
   return report;
 end;
+$$;
+
+-- The operator's view of the ledger (flowmeter reports list): newest first, only
+-- tenant_ids' when given, only those in one of statuses when given.
+create or replace function public.list_meter_reports(
+  tenant_ids uuid[] default null,
+  statuses text[] default null,
+  max_rows int default 100
+)
+returns setof public.meter_reports
+language sql stable
+set search_path = ''
+as $$
+  select * from public.meter_reports r
+  where (list_meter_reports.tenant_ids is null or r.tenant_id = any (list_meter_reports.tenant_ids))
+    and (list_meter_reports.statuses is null or r.status = any (list_meter_reports.statuses))
+  order by r.id desc
+  limit least(greatest(coalesce(list_meter_reports.max_rows, 100), 1), private.api_max_rows());
 $$;
 
 select private.grant_to_service_role_only(
   'private.meter_event_stamp(timestamptz)',
   'public.claim_meter_deltas(int, int, uuid[])',
   'public.record_meter_report(bigint, text, text, text)',
-  'public.resolve_meter_report(bigint, boolean)'
+  'public.resolve_meter_report(bigint, boolean)',
+  'public.list_meter_reports(uuid[], text[], int)'
 );
 
 -- A report that failed this many times (each run tries it once or more) is failing, not

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { EXIT } from '../../src/cli/main.ts';
 import { needsAttention } from '../../src/ops/attention.ts';
 import { ledger, manualClock, meteredTenant, stripeClient } from '../support/billing.ts';
+import { runCliWith } from '../support/cli.ts';
 import { useN8nServer } from '../support/collector.ts';
 import { FakeStripe } from '../support/fake-stripe.ts';
 import { reporterRun } from '../support/reporter-runs.ts';
@@ -64,9 +66,43 @@ describe('reporter: a send whose answer was lost, retried after Stripe may have 
     expect(before.meter_reports).toMatchObject({ review: 1 });
     expect(needsAttention({ ...before, scheduled_functions: [] })).toContainEqual(
       expect.stringMatching(
-        /^1 meter report to check by hand: .*flowmeter reports resolve <id> --stripe-has yes\|no/,
+        /^1 meter report to check by hand: .*`flowmeter reports list --status review` lists them with their identifiers.*flowmeter reports resolve <id> --stripe-has yes\|no/,
       ),
     );
+    // The CLI lists it with the identifier to look up in Stripe, and only it.
+    const listed = await runCliWith([
+      'reports',
+      'list',
+      '--tenant',
+      tenantId,
+      '--status',
+      'review',
+    ]);
+    expect(listed.code).toBe(EXIT.ok);
+    const [identifier] = (await ledger(tenantId, 'identifier')).map((r) => r.identifier);
+    expect(listed.out).toMatch(
+      new RegExp(
+        `│ ${row.id}\\s+│ ${tenantId} │.*│ review \\(outcome unknown\\)\\s+│ \\d+\\s+│ ${identifier} │`,
+      ),
+    );
+    expect(listed.err).toContain('flowmeter reports resolve <id> --stripe-has yes|no');
+    const json = await runCliWith([
+      'reports',
+      'list',
+      '--tenant',
+      tenantId,
+      '--status',
+      'review',
+      '--json',
+    ]);
+    expect(JSON.parse(json.out)).toEqual([
+      expect.objectContaining({ id: Number(row.id), identifier, status: 'review' }),
+    ]);
+    const sent = await runCliWith(['reports', 'list', '--tenant', tenantId, '--status', 'sent']);
+    expect(sent.out).toBe('No meter reports sent.');
+    const bad = await runCliWith(['reports', 'list', '--status', 'lost']);
+    expect(bad.code).toBe(EXIT.usage);
+    expect(bad.err).toMatch(/--status.*must be pending, sent, late or review/);
     expect(await run(tenantId, 'sk_test_newkey')).toMatchObject({ claimed: 0 });
 
     // The operator finds the event among the meter's events: it was billed.
