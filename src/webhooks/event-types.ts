@@ -10,6 +10,8 @@ export const WEBHOOK_EVENT_TYPES = [
   'collection.gap_recorded',
   'meter_report.failed',
   'meter_report.late',
+  'meter_report.review',
+  'meter_correction.review',
   'reconciliation.drift_found',
   'subscription.changed',
   'webhook.test',

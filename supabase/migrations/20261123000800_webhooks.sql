@@ -26,6 +26,7 @@ create table public.webhook_endpoints (
       cardinality(event_types) > 0 and event_types <@ array[
         'usage.threshold_crossed', 'tenant.blocked', 'source.failing', 'source.recovered',
         'collection.gap_recorded', 'meter_report.failed', 'meter_report.late',
+        'meter_report.review', 'meter_correction.review',
         'reconciliation.drift_found', 'subscription.changed', 'webhook.test'
       ]::text[]
     ),
@@ -64,6 +65,7 @@ create table public.webhook_events (
     constraint webhook_events_type_known check (type in (
       'usage.threshold_crossed', 'tenant.blocked', 'source.failing', 'source.recovered',
       'collection.gap_recorded', 'meter_report.failed', 'meter_report.late',
+      'meter_report.review', 'meter_correction.review',
       'reconciliation.drift_found', 'subscription.changed', 'webhook.test'
     )),
   -- What caused the event (e.g. usage.threshold_crossed:<alert id>): one event per cause.
@@ -171,7 +173,8 @@ select private.grant_to_service_role_only('private.webhook_tenant(uuid)');
 
 -- The event of a row a table gains (or that changes as the trigger says): its payload is
 -- the row as stored, with the tenant named as the operator's systems name it; its key is
--- the event type and the row's id, so one row raises each type of event once.
+-- the event type and the row's id, so one row raises each type of event once, or once
+-- per value of a column named in TG_ARGV[1] (a row that can enter a state again).
 -- TG_ARGV[0]: the event type.
 create or replace function private.webhook_on_row()
 returns trigger
@@ -180,7 +183,9 @@ set search_path = ''
 as $$
 begin
   perform private.record_webhook_event(
-    tg_argv[0], tg_argv[0] || ':' || new.id, new.tenant_id,
+    tg_argv[0],
+    tg_argv[0] || ':' || new.id || coalesce(':' || (to_jsonb(new) ->> tg_argv[1]), ''),
+    new.tenant_id,
     jsonb_build_object('tenant', private.webhook_tenant(new.tenant_id)) || (to_jsonb(new) - 'tenant_id'));
   return null;
 end;
@@ -258,6 +263,12 @@ create trigger meter_reports_late_webhook_event_on_insert after insert on public
 create trigger meter_reports_late_webhook_event after update on public.meter_reports
   for each row when (new.status = 'late' and old.status <> 'late')
   execute function private.webhook_on_row('meter_report.late');
+
+-- A report is held for review each time it stops for a check in Stripe: resolved as not
+-- held, it is sent again, and can be held again after a later attempt (attempts differ).
+create trigger meter_reports_review_webhook_event after update on public.meter_reports
+  for each row when (new.status = 'review' and old.status <> 'review')
+  execute function private.webhook_on_row('meter_report.review', 'attempts');
 
 create trigger meter_reports_failed_webhook_event after update on public.meter_reports
   for each row when (

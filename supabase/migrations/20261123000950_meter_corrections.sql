@@ -77,6 +77,12 @@ comment on table public.meter_corrections is 'Outbox of corrections to what Stri
 create index meter_corrections_tenant_period_idx on public.meter_corrections (tenant_id, period_start);
 create index meter_corrections_pending_idx on public.meter_corrections (created_at) where status = 'pending';
 
+-- A correction held for review raises meter_correction.review (webhooks), each time it
+-- stops for a check in Stripe (attempts differ).
+create trigger meter_corrections_review_webhook_event after update on public.meter_corrections
+  for each row when (new.status = 'review' and old.status <> 'review')
+  execute function private.webhook_on_row('meter_correction.review', 'attempts');
+
 select private.restrict_to_service_role('public.meter_corrections');
 select private.grant_member_read('public.meter_corrections', 'id', 'tenant_id', 'period_start', 'period_end',
   'kind', 'delta', 'reason', 'method', 'credit_amount', 'currency', 'status', 'created_at', 'sent_at');

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { recordCorrection } from '../../src/billing/record-correction.ts';
 import { meteredTenant } from '../support/billing.ts';
 import {
   addMember,
@@ -225,6 +226,73 @@ describe('webhook events, each from its cause', () => {
       id: reportId,
       status: 'late',
       last_error: expect.stringMatching(/final/),
+    });
+  });
+
+  it('meter_report.review each time a report stops for a check in Stripe, once each time', async () => {
+    const { tenantId, reportId } = await pendingReport(4);
+    const lost = { outcome: 'failed', error: 'no answer', error_kind: 'unavailable' };
+    const held = { outcome: 'review', error: 'an attempt over 23 hours ago had no answer' };
+    await recordOutcome(reportId, lost);
+    await recordOutcome(reportId, held);
+    // Recorded again (a retried run): the report is in review already, nothing new.
+    await recordOutcome(reportId, held);
+    expect(await typesOf(tenantId)).toEqual(['meter_report.review']);
+    const [event] = await eventsOf(tenantId);
+    expect(event?.payload).toMatchObject({
+      id: reportId,
+      status: 'review',
+      attempts: 1,
+      unknown_outcome: true,
+      identifier: expect.stringMatching(/^flowmeter:/),
+    });
+
+    // Checked in Stripe: not there. Sent again, lost again, held again: a second event.
+    await serviceClient().rpc('resolve_meter_report', { id: reportId, stripe_holds: false });
+    await recordOutcome(reportId, lost);
+    await recordOutcome(reportId, held);
+    const events = await eventsOf(tenantId);
+    expect(events.map((e) => [e.type, e.payload.attempts])).toEqual([
+      ['meter_report.review', 1],
+      ['meter_report.review', 2],
+    ]);
+    expect(events.map((e) => e.idempotency_key)).toEqual([
+      `meter_report.review:${reportId}:1`,
+      `meter_report.review:${reportId}:2`,
+    ]);
+  });
+
+  it('meter_correction.review when a correction stops for a check in Stripe', async () => {
+    const { tenantId, reportId } = await pendingReport(6);
+    await recordOutcome(reportId, { outcome: 'sent', error: '' });
+    const recorded = await recordCorrection({
+      db: serviceClient(),
+      tenantId,
+      delta: 3,
+      reason: 'webhook event test',
+      requestedBy: 'test',
+      period: { month: new Date().toISOString().slice(0, 7) },
+      finalizationGraceMinutes: 60,
+    });
+    if (!recorded.ok) throw new Error(recorded.error.message);
+    const { id } = recorded.value.correction;
+    const outcome = (o: { outcome: string; error?: string; error_kind?: string }) =>
+      serviceClient().rpc('record_meter_correction_outcome', { id, ...o });
+    await outcome({ outcome: 'failed', error: 'no answer', error_kind: 'unavailable' });
+    expect(await typesOf(tenantId)).toEqual([]);
+    await outcome({ outcome: 'review', error: "Stripe's answer was lost over a day ago" });
+    const [event] = await eventsOf(tenantId);
+    expect(event).toMatchObject({
+      type: 'meter_correction.review',
+      idempotency_key: `meter_correction.review:${id}:1`,
+    });
+    expect(event?.payload).toMatchObject({
+      id,
+      status: 'review',
+      delta: 3,
+      method: 'meter_event',
+      reason: 'webhook event test',
+      last_error: expect.stringMatching(/lost over a day ago/),
     });
   });
 
