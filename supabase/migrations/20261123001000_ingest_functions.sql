@@ -28,7 +28,7 @@ set timezone = 'UTC'
 as $$
 declare
   month_start timestamptz := date_trunc('month', at);
-  partition_name text := 'executions_' || to_char(month_start, 'YYYY_MM');
+  partition_name text := private.execution_partition_name(month_start);
 begin
   if month_start < date_trunc('month', now()) - interval '14 months'
      or month_start > date_trunc('month', now()) + interval '1 month' then
@@ -57,6 +57,17 @@ $$;
 comment on function private.ensure_execution_partition(timestamptz) is
   'security definer: attaching a partition requires owning public.executions, which the service role does not. Creates only private.executions_YYYY_MM for a month from 14 before now to the next.';
 
+-- The name of the monthly partition (in schema private) that holds `month`'s executions,
+-- whether or not it exists yet: executions_YYYY_MM of the UTC month. Names sort as their
+-- months do.
+create or replace function private.execution_partition_name(month timestamptz)
+returns text
+language sql immutable
+set search_path = ''
+as $$
+  select 'executions_' || to_char(month at time zone 'UTC', 'YYYY_MM');
+$$;
+
 -- Holds the partitions of `months` for the rest of the caller's transaction: a lock on
 -- public.executions that dropping a partition must wait for (it takes the parent's ACCESS
 -- EXCLUSIVE lock). Taken after ensure_execution_partition, before the insert: the upkeep
@@ -75,7 +86,7 @@ begin
   lock table only public.executions in row exclusive mode;
   if exists (
     select 1 from unnest(hold_execution_partitions.months) as m(month)
-    where to_regclass('private.executions_' || to_char(date_trunc('month', m.month), 'YYYY_MM')) is null
+    where to_regclass('private.' || private.execution_partition_name(m.month)) is null
   ) then
     raise exception 'an execution partition was dropped while this page was being stored; nothing was stored'
       using errcode = '40001', hint = 'The next collection stores the page again.';
@@ -108,7 +119,7 @@ begin
     where i.inhparent = 'public.executions'::regclass
       and n.nspname = 'private'
       and c.relname ~ '^executions_\d{4}_\d{2}$'
-      and to_timestamp(substr(c.relname, 12), 'YYYY_MM') + interval '1 month' <= cutoff
+      and c.relname < private.execution_partition_name(cutoff)
   loop
     execute format('drop table private.%I', part.relname);
     return next part.relname;
@@ -128,7 +139,7 @@ set search_path = ''
 set timezone = 'UTC'
 as $$
 declare
-  partition regclass := to_regclass('private.executions_' || to_char(date_trunc('month', month), 'YYYY_MM'));
+  partition regclass := to_regclass('private.' || private.execution_partition_name(month));
   measured int;
 begin
   if partition is null then
@@ -148,6 +159,7 @@ comment on function private.analyze_young_execution_partition(timestamptz) is
   'security definer: analyze requires owning the partition, which the service role does not. Analyzes only the private.executions_YYYY_MM partition of the given month.';
 
 select private.grant_to_service_role_only(
+  'private.execution_partition_name(timestamptz)',
   'private.ensure_execution_partition(timestamptz)',
   'private.hold_execution_partitions(timestamptz[])',
   'private.analyze_young_execution_partition(timestamptz)',
