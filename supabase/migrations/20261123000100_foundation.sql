@@ -172,10 +172,8 @@ begin
 end;
 $$;
 
-revoke all on function private.billing_period(timestamptz, timestamptz, timestamptz) from public;
 -- Pure (immutable, reads nothing), so callers may execute it.
-grant execute on function private.billing_period(timestamptz, timestamptz, timestamptz)
-  to authenticated, service_role;
+select private.grant_to_authenticated('private.billing_period(timestamptz, timestamptz, timestamptz)');
 
 -- The operator claim ------------------------------------------------------------------
 

@@ -74,21 +74,10 @@ create index alert_deliveries_channel_idx on public.alert_deliveries (channel_id
 
 -- Privileges and row-level security ---------------------------------------------------
 
-alter table public.usage_alerts enable row level security;
-alter table public.alert_channels enable row level security;
-alter table public.alert_deliveries enable row level security;
-
-revoke all on table public.usage_alerts, public.alert_channels, public.alert_deliveries
-  from public, anon, authenticated;
-grant select on table public.usage_alerts to authenticated;
+select private.restrict_to_service_role('public.usage_alerts', 'public.alert_channels', 'public.alert_deliveries');
+select private.grant_member_read('public.usage_alerts');
 -- Members acknowledge an alert and can change nothing else about it.
 grant update (read_at) on table public.usage_alerts to authenticated;
-grant all on table public.usage_alerts, public.alert_channels, public.alert_deliveries
-  to service_role;
-
-create policy usage_alerts_select_member on public.usage_alerts
-  for select to authenticated
-  using (tenant_id in (select m.tenant_id from public.tenant_members m where m.user_id = (select auth.uid())));
 
 create policy usage_alerts_update_member on public.usage_alerts
   for update to authenticated

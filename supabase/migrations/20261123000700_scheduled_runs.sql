@@ -15,9 +15,7 @@ create table public.scheduled_runs (
 comment on table public.scheduled_runs is 'One row per scheduled function run: started, finished, ok or the error, and its summary.';
 create index scheduled_runs_function_started_idx on public.scheduled_runs (function_name, started_at desc);
 
-alter table public.scheduled_runs enable row level security;
-revoke all on table public.scheduled_runs from public, anon, authenticated;
-grant all on table public.scheduled_runs to service_role;
+select private.restrict_to_service_role('public.scheduled_runs');
 
 create index scheduled_runs_started_idx on public.scheduled_runs (started_at);
 

@@ -68,11 +68,9 @@ begin
 end;
 $$;
 
-revoke all on function private.plan_quota(text, boolean, bigint, bigint),
-  private.usage_standing(bigint, bigint, smallint[]) from public;
 -- Pure (immutable, read nothing), so the tenant usage API may run them as the caller.
-grant execute on function private.plan_quota(text, boolean, bigint, bigint),
-  private.usage_standing(bigint, bigint, smallint[]) to authenticated, service_role;
+select private.grant_to_authenticated('private.plan_quota(text, boolean, bigint, bigint)',
+                                      'private.usage_standing(bigint, bigint, smallint[])');
 
 -- The decision's paths -----------------------------------------------------------------
 --
@@ -301,12 +299,11 @@ select private.grant_to_service_role_only(
   'private.take_slot_fast(uuid, timestamptz, bigint, timestamptz)',
   'private.take_slot_locked(uuid, timestamptz, timestamptz, bigint, timestamptz)',
   'private.retry_run_reservation(uuid, timestamptz, text, text, timestamptz)',
-  'private.prior_run_reservation(uuid, timestamptz, text)',
-  'private.read_committed(uuid, timestamptz)'
+  'private.prior_run_reservation(uuid, timestamptz, text)'
 );
 -- The tenant's usage summary counts runs in flight with it, as the member reading it (security
 -- invoker: the member's row level security decides which counters and reservations it sees).
-grant execute on function private.read_committed(uuid, timestamptz) to authenticated;
+select private.grant_to_authenticated('private.read_committed(uuid, timestamptz)');
 
 -- The decision ------------------------------------------------------------------------
 

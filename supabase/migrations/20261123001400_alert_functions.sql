@@ -177,5 +177,4 @@ select private.grant_to_service_role_only(
   'public.finish_alert_delivery(bigint, bigint, timestamptz, boolean, text)',
   'public.return_alert_deliveries(jsonb)'
 );
-revoke execute on function public.mark_alert_read(bigint) from public, anon;
-grant execute on function public.mark_alert_read(bigint) to authenticated, service_role;
+select private.grant_to_authenticated('public.mark_alert_read(bigint)');
