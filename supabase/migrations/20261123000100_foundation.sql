@@ -172,9 +172,6 @@ begin
 end;
 $$;
 
--- Pure (immutable, reads nothing), so callers may execute it.
-select private.grant_to_authenticated('private.billing_period(timestamptz, timestamptz, timestamptz)');
-
 -- The operator claim ------------------------------------------------------------------
 
 -- Operators are Supabase Auth users whose app_metadata (written only with the service
@@ -222,4 +219,10 @@ set search_path = ''
 as $$
   select 1000;
 $$;
-select private.grant_to_authenticated('private.api_max_rows()');
+
+-- billing_period and api_max_rows are pure (immutable, read nothing), so callers may
+-- execute them.
+select private.grant_to_authenticated(
+  'private.billing_period(timestamptz, timestamptz, timestamptz)',
+  'private.api_max_rows()'
+);
