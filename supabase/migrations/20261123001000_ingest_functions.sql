@@ -59,13 +59,16 @@ comment on function private.ensure_execution_partition(timestamptz) is
 
 -- The name of the monthly partition (in schema private) that holds `month`'s executions,
 -- whether or not it exists yet: executions_YYYY_MM of the UTC month. Names sort as their
--- months do.
+-- months do. plpgsql, not sql: with its pinned search_path a sql function would be planned
+-- on every call, and ingest calls this for every page.
 create or replace function private.execution_partition_name(month timestamptz)
 returns text
-language sql immutable
+language plpgsql immutable
 set search_path = ''
 as $$
-  select 'executions_' || to_char(month at time zone 'UTC', 'YYYY_MM');
+begin
+  return 'executions_' || to_char(month at time zone 'UTC', 'YYYY_MM');
+end;
 $$;
 
 -- Holds the partitions of `months` for the rest of the caller's transaction: a lock on
