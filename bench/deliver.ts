@@ -3,7 +3,6 @@ import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Command } from 'commander';
 import pLimit from 'p-limit';
 import pg from 'pg';
 import { parseKeyring } from '../src/crypto/keyring.ts';
@@ -15,7 +14,7 @@ import { addEndpoint } from '../src/webhooks/add-endpoint.ts';
 import { drainWebhooks } from '../src/webhooks/deliver-webhooks.ts';
 import { resolveHost } from '../src/webhooks/endpoint-url.ts';
 import { fmt } from './stats.ts';
-import { machine, positive, printTargets, writeResults } from './support.ts';
+import { machine, parseNumberOptions, printTargets, writeResults } from './support.ts';
 
 /**
  * npm run bench (last part): webhook deliveries a scheduled deliver-webhooks run sends
@@ -26,23 +25,14 @@ import { machine, positive, printTargets, writeResults } from './support.ts';
  * reserve) and runs back to back with the next until nothing is due. Every delivery must
  * reach its receiver exactly once. Writes bench/results/deliver-<time>.json.
  */
-const options = new Command()
-  .name('bench-deliver')
-  .option('--events <n>', 'events, each delivered to every endpoint', positive, 500)
-  .option('--endpoints <n>', 'receiving endpoints', positive, 10)
-  .option('--latency <ms>', "a receiver's answer latency", positive, 50)
-  .option('--concurrency <n>', 'sends at once (the sender default is 8)', positive, 8)
-  .option('--timeout <ms>', 'WEBHOOK_TIMEOUT_MS', positive, 10_000)
-  .option('--db-timeout <ms>', 'DB_TIMEOUT_MS', positive, 5000)
-  .parse()
-  .opts<{
-    events: number;
-    endpoints: number;
-    latency: number;
-    concurrency: number;
-    timeout: number;
-    dbTimeout: number;
-  }>();
+const options = parseNumberOptions('bench-deliver', {
+  events: ['--events <n>', 'events, each delivered to every endpoint', 500],
+  endpoints: ['--endpoints <n>', 'receiving endpoints', 10],
+  latency: ['--latency <ms>', "a receiver's answer latency", 50],
+  concurrency: ['--concurrency <n>', 'sends at once (the sender default is 8)', 8],
+  timeout: ['--timeout <ms>', 'WEBHOOK_TIMEOUT_MS', 10_000],
+  dbTimeout: ['--db-timeout <ms>', 'DB_TIMEOUT_MS', 5000],
+});
 
 const deliveries = options.events * options.endpoints;
 /** webhook-id + path → requests received; the baseline's requests carry no webhook-id. */

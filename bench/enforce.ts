@@ -183,8 +183,8 @@ try {
     const rate = Math.round(capacity * share);
     const measured = await medianOf(repeat, () =>
       measureAtRate(
-        `full path, open loop at ${share * 100} % of that: ${rate.toLocaleString()}/s`,
         rate,
+        `full path, open loop at ${share * 100} % of that: ${rate.toLocaleString()}/s`,
         16,
         requests,
         viaHandler,

@@ -2,7 +2,6 @@ import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Command } from 'commander';
 import pg from 'pg';
 import { createServiceClient } from '../src/db/client.ts';
 import { exportRange } from '../src/export/export-range.ts';
@@ -12,7 +11,7 @@ import {
   benchSources,
   daysOption,
   machine,
-  positive,
+  parseNumberOptions,
   printTargets,
   startStackProcess,
   storeExecutions,
@@ -25,14 +24,12 @@ import {
  * memory must not grow with the number of executions. Prints rows/s and the exporting
  * process's peak RSS at each size and the ratio; writes bench/results/export-<time>.json.
  */
-const options = new Command()
-  .name('bench-export')
-  .option('--small <n>', 'executions stored for the first export', positive, 100_000)
-  .option('--large <n>', 'executions stored for the second export', positive, 1_000_000)
-  .option('--tenants <n>', 'tenants the executions belong to', positive, 8)
-  .addOption(daysOption())
-  .parse()
-  .opts<{ small: number; large: number; tenants: number; days: number }>();
+const options = parseNumberOptions('bench-export', {
+  small: ['--small <n>', 'executions stored for the first export', 100_000],
+  large: ['--large <n>', 'executions stored for the second export', 1_000_000],
+  tenants: ['--tenants <n>', 'tenants the executions belong to', 8],
+  days: daysOption,
+});
 
 interface Run {
   executions: number;

@@ -1,5 +1,4 @@
 import { randomBytes } from 'node:crypto';
-import { Command } from 'commander';
 import type pg from 'pg';
 import { runCollection } from '../src/collector/run-collection.ts';
 import { PAGES_PER_INGEST } from '../src/collector/sync-source.ts';
@@ -13,7 +12,7 @@ import { silentLogger } from '../src/observability/logger.ts';
 import { type CpuSample, cpuDelta } from './cpu.ts';
 import { type HeapUse, heapUse, profiled } from './heap.ts';
 import { fmt } from './stats.ts';
-import { machine, positive, printTargets, writeResults } from './support.ts';
+import { machine, parseNumberOptions, printTargets, writeResults } from './support.ts';
 import { startCollectorBench, syntheticExecution, syntheticPath } from './synthetic-n8n.ts';
 
 /**
@@ -25,13 +24,11 @@ import { startCollectorBench, syntheticExecution, syntheticPath } from './synthe
  * a partition that does not exist yet (as on the first collection of every month), then
  * into the same partition once it has statistics. Writes bench/results/ingest-<time>.json.
  */
-const options = new Command()
-  .name('bench-ingest')
-  .option('--executions <n>', 'executions per collected source', positive, 200_000)
-  .option('--latency <ms>', "the synthetic n8n's latency per request", (v) => Number(v), 0)
-  .option('--baseline <n>', 'executions sent by each per-execution baseline', positive, 2000)
-  .parse()
-  .opts<{ executions: number; latency: number; baseline: number }>();
+const options = parseNumberOptions('bench-ingest', {
+  executions: ['--executions <n>', 'executions per collected source', 200_000],
+  latency: ['--latency <ms>', "the synthetic n8n's latency per request", 0, Number],
+  baseline: ['--baseline <n>', 'executions sent by each per-execution baseline', 2000],
+});
 
 const PAGE = 250;
 const bench = await startCollectorBench({ latencyMs: options.latency });

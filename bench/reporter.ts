@@ -1,4 +1,3 @@
-import { Command } from 'commander';
 import pg from 'pg';
 import { runReporter } from '../src/billing/report-usage.ts';
 import { createServiceClient } from '../src/db/client.ts';
@@ -7,21 +6,19 @@ import { silentLogger } from '../src/observability/logger.ts';
 import { createStripeClient } from '../src/stripe/client.ts';
 import { fmt } from './stats.ts';
 import { startLocalStripe } from './stripe-local.ts';
-import { machine, positive, printTargets, writeResults } from './support.ts';
+import { machine, parseNumberOptions, printTargets, writeResults } from './support.ts';
 
 /**
  * npm run bench (second part): reporter throughput against a local Stripe-compatible
  * endpoint with a latency and a rate limit, showing that the reporter stays under the
  * limit and uses most of it. Writes bench/results/reporter-<time>.json.
  */
-const options = new Command()
-  .name('bench-reporter')
-  .option('--tenants <n>', 'tenant-periods with unreported usage', positive, 1500)
-  .option('--rate <n>', "the endpoint's rate limit, requests per second", positive, 100)
-  .option('--latency <ms>', "the endpoint's answer latency", positive, 25)
-  .option('--concurrency <n>', 'reporter concurrency', positive, 16)
-  .parse()
-  .opts<{ tenants: number; rate: number; latency: number; concurrency: number }>();
+const options = parseNumberOptions('bench-reporter', {
+  tenants: ['--tenants <n>', 'tenant-periods with unreported usage', 1500],
+  rate: ['--rate <n>', "the endpoint's rate limit, requests per second", 100],
+  latency: ['--latency <ms>', "the endpoint's answer latency", 25],
+  concurrency: ['--concurrency <n>', 'reporter concurrency', 16],
+});
 
 const stack = await startLocalStack();
 const stripe = await startLocalStripe({ latencyMs: options.latency, ratePerSecond: options.rate });

@@ -3,13 +3,12 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { Command } from 'commander';
 import { Agent, type Dispatcher, setGlobalDispatcher } from 'undici';
 import { BACKGROUND_FUNCTION_PATH } from '../src/collector/from-config.ts';
 import { sealApiKey } from '../src/n8n/api-key.ts';
 import { cpuDelta } from './cpu.ts';
 import { fmt } from './stats.ts';
-import { machine, positive, printTargets, writeResults } from './support.ts';
+import { machine, parseNumberOptions, printTargets, writeResults } from './support.ts';
 import { startCollectorBench, syntheticPath } from './synthetic-n8n.ts';
 
 /**
@@ -25,30 +24,15 @@ import { startCollectorBench, syntheticPath } from './synthetic-n8n.ts';
  * invocations and their durations against Netlify's limits, and what limited the cycle.
  * Writes bench/results/scale-<time>.json.
  */
-const options = new Command()
-  .name('bench-scale')
-  .option('--sources <n>', 'synthetic n8n sources', positive, 10_000)
-  .option('--latency <ms>', "the synthetic n8n's latency per request", (v) => Number(v), 100)
-  .option(
-    '--cycles <n>',
-    'cycles; the first two walk new sources, the rest are steady',
-    positive,
-    3,
-  )
-  .option('--executions <n>', 'executions per source before the first cycle', positive, 20)
-  .option('--growth <n>', 'new executions per source per cycle', positive, 5)
-  .option('--concurrency <n>', 'COLLECTOR_CONCURRENCY', positive, 16)
-  .option('--slice <n>', 'COLLECTOR_SLICE_SOURCES', positive, 1000)
-  .parse()
-  .opts<{
-    sources: number;
-    latency: number;
-    cycles: number;
-    executions: number;
-    growth: number;
-    concurrency: number;
-    slice: number;
-  }>();
+const options = parseNumberOptions('bench-scale', {
+  sources: ['--sources <n>', 'synthetic n8n sources', 10_000],
+  latency: ['--latency <ms>', "the synthetic n8n's latency per request", 100, Number],
+  cycles: ['--cycles <n>', 'cycles; the first two walk new sources, the rest are steady', 3],
+  executions: ['--executions <n>', 'executions per source before the first cycle', 20],
+  growth: ['--growth <n>', 'new executions per source per cycle', 5],
+  concurrency: ['--concurrency <n>', 'COLLECTOR_CONCURRENCY', 16],
+  slice: ['--slice <n>', 'COLLECTOR_SLICE_SOURCES', 1000],
+});
 
 const SCHEDULED_LIMIT_MS = 30_000;
 const BACKGROUND_LIMIT_MS = 15 * 60_000;

@@ -81,19 +81,16 @@ export function measure(
 }
 
 /**
- * Open-loop load: request i is due at start + i ÷ `rate`, whatever the earlier ones are
- * doing, with at most `maxInFlight` in flight (a due request waits for a free slot). Each
- * latency runs from when its request was due, not from when it was sent, so a stall counts
- * against every request it delays (no coordinated omission). `perSecond` below `rate`
- * means the path could not keep up.
+ * Open-loop load, with measure's arguments after `rate`: request i is due at start + i ÷
+ * `rate`, whatever the earlier ones are doing, with at most `maxInFlight` (measure's
+ * concurrency) in flight (a due request waits for a free slot). Each latency runs from when
+ * its request was due, not from when it was sent, so a stall counts against every request
+ * it delays (no coordinated omission). `perSecond` below `rate` means the path could not
+ * keep up.
  */
 export function measureAtRate(
-  name: string,
   rate: number,
-  maxInFlight: number,
-  total: number,
-  task: (i: number) => Promise<unknown>,
-  probe?: (() => CpuSample) | null,
+  ...[name, maxInFlight, total, task, probe]: Parameters<typeof measure>
 ): Promise<Series> {
   return withCpu(total, probe, async () => {
     const inFlight = pLimit(maxInFlight);

@@ -12,47 +12,71 @@ import type { LocalStackInfo } from '../src/local/stack.ts';
 import { fmt } from './stats.ts';
 
 /** What the benchmarks share: argument parsing, the stack in a child process, results. */
-export const positive = (value: string) => {
+const positive = (value: string) => {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1)
     throw new InvalidArgumentError('must be a positive whole number');
   return n;
 };
 
-/** How far back the stored executions go (storeExecutions spreads them over these days). */
-export const daysOption = () =>
-  new Option('--days <n>', 'days back from now the executions are spread over')
-    .argParser(positive)
-    .default(60);
+/**
+ * A numeric option of a benchmark: its flags, what it sets and its default; its value is a
+ * whole number of at least 1 unless `parse` reads it otherwise.
+ */
+type NumberOption = readonly [
+  flags: string,
+  description: string,
+  defaultValue: number,
+  parse?: (value: string) => number,
+];
 
-interface ComparisonOptions {
-  requests: number;
-  large: number;
-  small: number;
-  tenants: number;
-  repeat: number;
+/**
+ * A benchmark's parsed command line, every option numeric, each under the name commander
+ * reads it as (`--db-timeout` is dbTimeout), so that the names and their type are written
+ * once, in `options`.
+ */
+export function parseNumberOptions<Name extends string>(
+  name: string,
+  options: Record<Name, NumberOption>,
+): Record<Name, number> {
+  const command = new Command().name(name);
+  for (const [
+    key,
+    [flags, description, defaultValue, parse = positive],
+  ] of Object.entries<NumberOption>(options)) {
+    const option = new Option(flags, description).argParser(parse).default(defaultValue);
+    if (option.attributeName() !== key)
+      throw new Error(`${flags} is read as ${option.attributeName()}, not ${key}`);
+    command.addOption(option);
+  }
+  return command.parse().opts<Record<Name, number>>();
 }
+
+/** How far back the stored executions go (storeExecutions spreads them over these days). */
+export const daysOption: NumberOption = [
+  '--days <n>',
+  'days back from now the executions are spread over',
+  60,
+];
 
 /**
  * The parsed command line of a benchmark that measures each series with a small and a
  * large executions table, defined once so such benchmarks agree on what the sizes mean;
  * `more` adds a benchmark's own options.
  */
-export function benchOptions<More extends object = object>(
+export function benchOptions<More extends string = never>(
   name: string,
   defaults: { requests: number; tenants: string },
-  more: (command: Command) => Command = (command) => command,
-): ComparisonOptions & More {
-  const command = new Command()
-    .name(name)
-    .option('--requests <n>', 'requests per series', positive, defaults.requests)
-    .option('--large <n>', 'stored executions for the large-table comparison', positive, 10_000_000)
-    .option('--small <n>', 'stored executions for the small-table comparison', positive, 10_000)
-    .option('--tenants <n>', defaults.tenants, positive, 64);
-  return more(command)
-    .option('--repeat <n>', 'runs per series; the median of each statistic is kept', positive, 3)
-    .parse()
-    .opts<ComparisonOptions & More>();
+  more = {} as Record<More, NumberOption>,
+) {
+  return parseNumberOptions(name, {
+    requests: ['--requests <n>', 'requests per series', defaults.requests],
+    large: ['--large <n>', 'stored executions for the large-table comparison', 10_000_000],
+    small: ['--small <n>', 'stored executions for the small-table comparison', 10_000],
+    tenants: ['--tenants <n>', defaults.tenants, 64],
+    ...more,
+    repeat: ['--repeat <n>', 'runs per series; the median of each statistic is kept', 3],
+  });
 }
 
 interface BenchSource {

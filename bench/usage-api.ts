@@ -29,10 +29,10 @@ import {
  * tenant-period of raw executions by design; it is measured for information. Writes
  * bench/results/usage-api-<time>.json.
  */
-const options = benchOptions<{ days: number }>(
+const options = benchOptions(
   'bench-usage-api',
   { requests: 2000, tenants: 'tenants (one signed-in member each) the load is spread over' },
-  (command) => command.addOption(daysOption()),
+  { days: daysOption },
 );
 
 const stack = await startStackProcess();

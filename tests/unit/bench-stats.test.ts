@@ -30,7 +30,7 @@ describe('measure (closed loop)', () => {
 describe('measureAtRate (open loop)', () => {
   it('runs every call once and never more than the cap at a time', async () => {
     const t = tracked(() => setTimeout(2));
-    const series = await measureAtRate('open', 5000, 3, 30, t.task);
+    const series = await measureAtRate(5000, 'open', 3, 30, t.task);
     expect([...t.seen].sort((a, b) => a - b)).toEqual([...Array(30).keys()]);
     expect(t.mostInFlight()).toBeLessThanOrEqual(3);
     expect(series).toMatchObject({
@@ -47,7 +47,7 @@ describe('measureAtRate (open loop)', () => {
       if (i === 0) throw new Error('503 from the handler');
       await setTimeout(1);
     };
-    await expect(measureAtRate('failing', 500, 2, 10, task)).rejects.toThrow(
+    await expect(measureAtRate(500, 'failing', 2, 10, task)).rejects.toThrow(
       '503 from the handler',
     );
   });
@@ -62,7 +62,7 @@ describe('measureAtRate (open loop)', () => {
       await setTimeout(30);
       held = performance.now() - from;
     });
-    const series = await measureAtRate('stalled', 1_000_000, 1, 10, t.task);
+    const series = await measureAtRate(1_000_000, 'stalled', 1, 10, t.task);
     expect(held).toBeGreaterThan(0);
     expect(series.p50).toBeGreaterThanOrEqual(held);
   });
