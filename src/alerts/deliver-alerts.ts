@@ -91,6 +91,11 @@ export function deliverAlerts(input: DeliverAlertsInput): Promise<Result<Deliver
         'claim_alert_deliveries',
       ),
     laneOf: (d) => d.channel_id,
+    key: (d) => ({
+      alert_id: d.alert_id,
+      channel_id: d.channel_id,
+      lease_expires_at: d.lease_expires_at,
+    }),
     context: (d) => ({
       delivery_key: d.delivery_key,
       channel_kind: d.channel_kind,
@@ -99,21 +104,8 @@ export function deliverAlerts(input: DeliverAlertsInput): Promise<Result<Deliver
       attempt: d.attempt,
     }),
     send: (d) => send(input, d),
-    giveBack: (deliveries) =>
-      input.db.rpc('return_alert_deliveries', {
-        keys: deliveries.map((d) => ({
-          alert_id: d.alert_id,
-          channel_id: d.channel_id,
-          lease_expires_at: d.lease_expires_at,
-        })),
-      }),
-    finish: (d, outcome) =>
-      input.db.rpc('finish_alert_delivery', {
-        alert_id: d.alert_id,
-        channel_id: d.channel_id,
-        lease_expires_at: d.lease_expires_at,
-        ...outcome,
-      }),
+    giveBack: (keys) => input.db.rpc('return_alert_deliveries', { keys }),
+    finish: (outcome) => input.db.rpc('finish_alert_delivery', outcome),
   });
 }
 

@@ -47,7 +47,7 @@ export interface DeliveryRunInput {
 }
 
 /** How one delivery outbox (supabase/migrations/…_delivery_outbox.sql) is claimed and sent. */
-export interface DeliveryOutbox<D, A extends Attempt> {
+export interface DeliveryOutbox<D, A extends Attempt, K> {
   /** Names the deliveries in log lines: `alert`, `webhook`. */
   noun: string;
   /** What a run is not told. */
@@ -59,20 +59,23 @@ export interface DeliveryOutbox<D, A extends Attempt> {
   claim: (lease: { max_rows: number; lease_seconds: number }) => PromiseLike<Result<D[] | null>>;
   /** A lane's deliveries go one at a time, in claim order; without it each is its own lane. */
   laneOf?: (delivery: D) => unknown;
+  /**
+   * The delivery's primary key and the lease its claim returned: what the outbox's return
+   * and finish functions take to find it.
+   */
+  key: (delivery: D) => K;
   /** What every log line about the delivery carries. */
   context: (delivery: D) => Record<string, unknown>;
   /** One attempt; never throws. */
   send: (delivery: D) => Promise<A>;
   /**
-   * Hands back claimed deliveries the run had no time to attempt (the return function, given
-   * each one's key and the lease its claim returned): the attempt their claim counted is
-   * taken back and they are due at once.
+   * Hands back the keys of claimed deliveries the run had no time to attempt (the return
+   * function): the attempt their claim counted is taken back and they are due at once.
    */
-  giveBack: (deliveries: D[]) => PromiseLike<RpcAnswer<number>>;
+  giveBack: (keys: K[]) => PromiseLike<RpcAnswer<number>>;
   /** Records the outcome with the finish function; `outcome` is what every one takes. */
   finish: (
-    delivery: D,
-    outcome: { delivered: boolean; error?: string },
+    key: K & { delivered: boolean; error?: string },
     attempt: A,
   ) => PromiseLike<RpcAnswer<FinishedDelivery>>;
 }
@@ -92,8 +95,8 @@ function lanes<D>(claimed: D[], laneOf?: (delivery: D) => unknown): D[][] {
 /** Further tries at recording an outcome (or a give-back) that got no answer, while the claim's lease lasts. */
 const FINISH_RETRIES = 3;
 
-async function deliverOne<D, A extends Attempt>(
-  outbox: DeliveryOutbox<D, A>,
+async function deliverOne<D, A extends Attempt, K>(
+  outbox: DeliveryOutbox<D, A, K>,
   parentLog: Logger,
   d: D,
   leaseEndsAt: number,
@@ -107,8 +110,10 @@ async function deliverOne<D, A extends Attempt>(
   const { data, error } = await retryUnanswered(
     () =>
       outbox.finish(
-        d,
-        attempt.error === null ? { delivered } : { delivered, error: attempt.error },
+        {
+          ...outbox.key(d),
+          ...(attempt.error === null ? { delivered } : { delivered, error: attempt.error }),
+        },
         attempt,
       ),
     { retries: FINISH_RETRIES, withinMs: leaseEndsAt - Date.now() },
@@ -136,9 +141,9 @@ async function deliverOne<D, A extends Attempt>(
  * fails is the run's failure, with the claim's code (`unavailable` when the database did not
  * answer) and its details, so each transport says what to check.
  */
-export async function deliverClaimed<D, A extends Attempt>(
+export async function deliverClaimed<D, A extends Attempt, K>(
   input: DeliveryRunInput,
-  outbox: DeliveryOutbox<D, A>,
+  outbox: DeliveryOutbox<D, A, K>,
 ): Promise<Result<DeliverySummary>> {
   const leaseSeconds = input.leaseSeconds ?? outbox.defaults.leaseSeconds;
   // Taken before the claim, so it never falls after the lease the database grants.
@@ -169,7 +174,7 @@ export async function deliverClaimed<D, A extends Attempt>(
     // Retried while the lease lasts: the return matches each delivery's lease, so a repeat
     // after a lost answer changes nothing, not even another sender's later claim of it. Not
     // handed back (no answer): they wait for their lease, each attempt counted as before.
-    const { error } = await retryUnanswered(() => outbox.giveBack(deferred), {
+    const { error } = await retryUnanswered(() => outbox.giveBack(deferred.map(outbox.key)), {
       retries: FINISH_RETRIES,
       withinMs: leaseEndsAt - Date.now(),
     });

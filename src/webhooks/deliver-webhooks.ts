@@ -148,6 +148,11 @@ export function deliverWebhooks(
         }),
         'claim_webhook_deliveries',
       ),
+    key: (d) => ({
+      event_id: d.event_id,
+      endpoint_id: d.endpoint_id,
+      lease_expires_at: d.lease_expires_at,
+    }),
     context: (d) => ({
       webhook_id: d.event_id,
       endpoint_id: d.endpoint_id,
@@ -155,19 +160,9 @@ export function deliverWebhooks(
       attempt: d.attempt,
     }),
     send: (d) => send(input, d),
-    giveBack: (deliveries) =>
-      input.db.rpc('return_webhook_deliveries', {
-        keys: deliveries.map((d) => ({
-          event_id: d.event_id,
-          endpoint_id: d.endpoint_id,
-          lease_expires_at: d.lease_expires_at,
-        })),
-      }),
-    finish: (d, outcome, attempt) =>
+    giveBack: (keys) => input.db.rpc('return_webhook_deliveries', { keys }),
+    finish: (outcome, attempt) =>
       input.db.rpc('finish_webhook_delivery', {
-        event_id: d.event_id,
-        endpoint_id: d.endpoint_id,
-        lease_expires_at: d.lease_expires_at,
         ...outcome,
         ...(attempt.httpStatus === null ? {} : { http_status: attempt.httpStatus }),
       }),

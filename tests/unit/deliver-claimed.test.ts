@@ -16,18 +16,24 @@ interface Delivery {
   answer: 'ok' | 'fail' | 'last';
 }
 
+/** A delivery's key in this outbox. */
+interface Key {
+  id: number;
+}
+
 /** An outbox over plain values: its claim hands out `due`, its finish answers as SQL would. */
-function outbox(due: Delivery[], overrides: Partial<DeliveryOutbox<Delivery, Attempt>> = {}) {
+function outbox(due: Delivery[], overrides: Partial<DeliveryOutbox<Delivery, Attempt, Key>> = {}) {
   const sent: number[] = [];
   const finished: { id: number; outcome: { delivered: boolean; error?: string } }[] = [];
   const givenBack: number[] = [];
   let sending = 0;
   let mostAtOnce = 0;
-  const run: DeliveryOutbox<Delivery, Attempt> = {
+  const run: DeliveryOutbox<Delivery, Attempt, Key> = {
     noun: 'test',
     defaults: { maxRows: 10, leaseSeconds: 60, concurrency: 2 },
     claim: async (lease) => ok(due.slice(0, lease.max_rows)),
     laneOf: (d) => d.lane,
+    key: (d) => ({ id: d.id }),
     context: (d) => ({ id: d.id }),
     send: async (d) => {
       sending += 1;
@@ -37,16 +43,16 @@ function outbox(due: Delivery[], overrides: Partial<DeliveryOutbox<Delivery, Att
       sending -= 1;
       return { error: d.answer === 'ok' ? null : 'boom' };
     },
-    giveBack: async (deliveries) => {
-      givenBack.push(...deliveries.map((d) => d.id));
-      return { data: deliveries.length, error: null, status: 200 };
+    giveBack: async (keys) => {
+      givenBack.push(...keys.map((k) => k.id));
+      return { data: keys.length, error: null, status: 200 };
     },
-    finish: async (d, outcome) => {
-      finished.push({ id: d.id, outcome });
+    finish: async ({ id, ...outcome }) => {
+      finished.push({ id, outcome });
       return {
         data: {
           status: outcome.delivered ? 'delivered' : 'failed',
-          next_attempt_at: d.answer === 'last' ? null : 'later',
+          next_attempt_at: due.find((d) => d.id === id)?.answer === 'last' ? null : 'later',
         },
         error: null,
         status: 200,
@@ -132,8 +138,8 @@ describe('delivering claimed deliveries', () => {
     ];
     const calls: number[][] = [];
     const { run, sent } = outbox(due, {
-      giveBack: async (deliveries) => {
-        calls.push(deliveries.map((d) => d.id));
+      giveBack: async (keys) => {
+        calls.push(keys.map((k) => k.id));
         return answers.shift() ?? { data: 0, error: null, status: 200 };
       },
     });
@@ -148,8 +154,8 @@ describe('delivering claimed deliveries', () => {
 
     const refusedCalls: number[] = [];
     const refused = outbox(due, {
-      giveBack: async (deliveries) => {
-        refusedCalls.push(deliveries.length);
+      giveBack: async (keys) => {
+        refusedCalls.push(keys.length);
         return { data: null, error: { message: 'keys must be a JSON array' }, status: 400 };
       },
     });
@@ -202,8 +208,8 @@ describe('delivering claimed deliveries', () => {
     ];
     const recorded: number[] = [];
     const { run, sent } = outbox([{ id: 1, lane: 'a', answer: 'ok' }], {
-      finish: async (d) => {
-        recorded.push(d.id);
+      finish: async (key) => {
+        recorded.push(key.id);
         return (
           answers.shift() ?? {
             data: { status: 'delivered', next_attempt_at: null },
