@@ -60,7 +60,9 @@ async function* keysetRows<R>(
   }
 }
 
-const unwrapPage = <T>(response: Parameters<typeof rpcResult<T[]>>[0]): T[] => {
+type PageAnswer<R> = Parameters<typeof rpcResult<R[]>>[0];
+
+const unwrapPage = <R>(response: PageAnswer<R>): R[] => {
   const result = rpcResult(response);
   // A page that could not be read is carried through the stream to the result.
   if (!result.ok) throw new ThrownFailure(result.error);
@@ -69,7 +71,8 @@ const unwrapPage = <T>(response: Parameters<typeof rpcResult<T[]>>[0]): T[] => {
 
 interface Grouping<R> {
   columns: Array<keyof R & string>;
-  read: (after: R | undefined) => Promise<R[]>;
+  /** The export function's answer for the page after `after`. */
+  read: (after: R | undefined) => PromiseLike<PageAnswer<R>>;
   covered: (rows: R[]) => number;
 }
 
@@ -89,30 +92,26 @@ function groupingFor(
   if (by === 'day') {
     return {
       columns: ['tenant_id', 'external_ref', 'day', ...TOTALS],
-      read: async (after: DayRow | undefined) =>
-        unwrapPage(
-          await db.rpc('export_usage_days', {
-            ...page,
-            from_day: range.fromDay,
-            to_day: range.toDay,
-            after_tenant_id: after?.tenant_id,
-            after_day: after?.day,
-          }),
-        ),
+      read: (after: DayRow | undefined) =>
+        db.rpc('export_usage_days', {
+          ...page,
+          from_day: range.fromDay,
+          to_day: range.toDay,
+          after_tenant_id: after?.tenant_id,
+          after_day: after?.day,
+        }),
       covered: (rows) => rows.length,
     } satisfies Grouping<DayRow>;
   }
   if (by === 'workflow') {
     return {
       columns: ['tenant_id', 'external_ref', 'workflow_id', ...TOTALS],
-      read: async (after: WorkflowRow | undefined) =>
-        unwrapPage(
-          await db.rpc('export_usage_workflows', {
-            ...instants,
-            after_tenant_id: after?.tenant_id,
-            after_workflow_id: after?.workflow_id,
-          }),
-        ),
+      read: (after: WorkflowRow | undefined) =>
+        db.rpc('export_usage_workflows', {
+          ...instants,
+          after_tenant_id: after?.tenant_id,
+          after_workflow_id: after?.workflow_id,
+        }),
       covered: (rows) => rows.reduce((sum, r) => sum + r.executions, 0),
     } satisfies Grouping<WorkflowRow>;
   }
@@ -132,16 +131,14 @@ function groupingFor(
       'billable',
       'period_start',
     ],
-    read: async (after: ExecutionRow | undefined) =>
-      unwrapPage(
-        await db.rpc('export_usage_executions', {
-          ...instants,
-          after_tenant_id: after?.tenant_id,
-          after_occurred_at: after?.occurred_at,
-          after_source_id: after?.source_id,
-          after_execution_id: after?.execution_id,
-        }),
-      ),
+    read: (after: ExecutionRow | undefined) =>
+      db.rpc('export_usage_executions', {
+        ...instants,
+        after_tenant_id: after?.tenant_id,
+        after_occurred_at: after?.occurred_at,
+        after_source_id: after?.source_id,
+        after_execution_id: after?.execution_id,
+      }),
     covered: (rows) => rows.length,
   } satisfies Grouping<ExecutionRow>;
 }
@@ -210,10 +207,13 @@ export async function exportUsage(input: {
   ) as unknown as Grouping<Record<string, unknown>>;
   let rows = 0;
   const source = Readable.from(
-    keysetRows(grouping.read, (page) => {
-      rows += page.length;
-      input.onProgress?.({ type: 'page', covered: grouping.covered(page) });
-    }),
+    keysetRows(
+      async (after) => unwrapPage(await grouping.read(after)),
+      (page) => {
+        rows += page.length;
+        input.onProgress?.({ type: 'page', covered: grouping.covered(page) });
+      },
+    ),
   );
   try {
     await pipeline(source, formatter(input.format, grouping.columns), input.output, {
