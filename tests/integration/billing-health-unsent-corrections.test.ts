@@ -2,12 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { recordCorrection } from '../../src/billing/record-correction.ts';
 import { needsAttention } from '../../src/ops/attention.ts';
 import { meteredTenant } from '../support/billing.ts';
-import { useN8nServer } from '../support/collector.ts';
-import { fakeStripeOn, reporterOnManualClock, reporterRun } from '../support/reporter-runs.ts';
+import { reporterOnManualClock, reporterRun, useStripeServer } from '../support/reporter-runs.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 import { operatorStatusOf } from '../support/status.ts';
 
-const server = useN8nServer();
+const { server, fakeStripe } = useStripeServer();
 const run = reporterRun({ concurrency: 1 });
 
 /** A correction of 5 more executions for the tenant's current period, recorded, not sent. */
@@ -27,7 +26,7 @@ async function recordedCorrection(tenantId: string) {
 
 describe('billing health: corrections', () => {
   it('a correction recorded two days ago and never sent to Stripe is flagged', async () => {
-    const stripe = fakeStripeOn(server);
+    const stripe = fakeStripe();
     const { tenantId, customer } = await meteredTenant(6);
     expect(await run([tenantId])).toMatchObject({ sent: 1 });
     // Recorded (e.g. a reconcile --repair whose run had no time left to send it, or an

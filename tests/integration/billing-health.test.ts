@@ -9,8 +9,7 @@ import {
   TEST_STRIPE_KEY,
 } from '../support/billing.ts';
 import { runCliWith } from '../support/cli.ts';
-import { useN8nServer } from '../support/collector.ts';
-import { fakeStripeOn, reporterRun } from '../support/reporter-runs.ts';
+import { reporterRun, useStripeServer } from '../support/reporter-runs.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 import { operatorStatusOf, statusEndpoint } from '../support/status.ts';
 
@@ -21,10 +20,9 @@ import { operatorStatusOf, statusEndpoint } from '../support/status.ts';
  * usage and rejected webhook events — each with what to do — and a healthy billing is not
  * flagged.
  */
-const server = useN8nServer();
+const { fakeStripe } = useStripeServer();
 const status = statusEndpoint();
 
-const fakeStripe = () => fakeStripeOn(server);
 const run = reporterRun({ concurrency: 1 });
 
 /**

@@ -2,12 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
 import { meteredTenant } from '../support/billing.ts';
 import { runCliWith } from '../support/cli.ts';
-import { useN8nServer } from '../support/collector.ts';
-import { fakeStripeOn } from '../support/reporter-runs.ts';
+import { useFakeStripe } from '../support/reporter-runs.ts';
 import { superuser } from '../support/stack.ts';
 
-const server = useN8nServer();
-const stripe = fakeStripeOn(server);
+const { stripe } = useFakeStripe();
 
 const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
   runCliWith(args, { env: { STRIPE_SECRET_KEY: 'sk_test_flowmeterCli', USER: 'ada', ...env } });

@@ -3,13 +3,12 @@ import { describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/main.ts';
 import { ledger } from '../support/billing.ts';
 import { FakeTerminal, linkedTenantArgs, meteredPlanArgs, runCliWith } from '../support/cli.ts';
-import { collect, createSource, useN8nServer } from '../support/collector.ts';
+import { collect, createSource } from '../support/collector.ts';
 import { recent } from '../support/fixtures.ts';
-import { fakeStripeOn } from '../support/reporter-runs.ts';
+import { useFakeStripe } from '../support/reporter-runs.ts';
 import { superuser, uniqueId } from '../support/stack.ts';
 
-const server = useN8nServer();
-const stripe = fakeStripeOn(server);
+const { server, stripe } = useFakeStripe();
 
 const cli = (args: string[], options: Parameters<typeof runCliWith>[1] = {}) =>
   runCliWith(args, {

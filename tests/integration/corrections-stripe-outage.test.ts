@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { recordCorrection } from '../../src/billing/record-correction.ts';
 import { addUsage, meteredTenant } from '../support/billing.ts';
-import { useN8nServer } from '../support/collector.ts';
-import { fakeStripeOn, reporterRun } from '../support/reporter-runs.ts';
+import { reporterRun, useStripeServer } from '../support/reporter-runs.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 import { attentionAfterRun } from '../support/status.ts';
@@ -12,7 +11,7 @@ import { attentionAfterRun } from '../support/status.ts';
  * rest left unattempted (no failed attempt against them), the step in flight replayed by
  * its idempotency key, and each sent once when Stripe answers again.
  */
-const server = useN8nServer();
+const { fakeStripe } = useStripeServer();
 const run = reporterRun({ concurrency: 1 });
 
 /** The breaker opens at its fifth failure in a row (volumeThreshold, src/stripe/circuit-breaker.ts). */
@@ -47,7 +46,7 @@ async function corrections(tenantId: string) {
  * the answer lost after Stripe took the event), with 4 more executions to report.
  */
 async function outage() {
-  const stripe = fakeStripeOn(server);
+  const stripe = fakeStripe();
   const { tenantId, customer } = await meteredTenant(120);
   expect(await run([tenantId])).toMatchObject({ sent: 1 });
   const more = [];

@@ -12,11 +12,10 @@ import { createUserClient } from '../../src/db/client.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { stripeClient, TEST_STRIPE_KEY } from '../support/billing.ts';
 import { runCliWith } from '../support/cli.ts';
-import { useN8nServer } from '../support/collector.ts';
 import type { FakeSubscription } from '../support/fake-stripe.ts';
 import { dropRequest, faultyDb, rpcFetch } from '../support/faults.ts';
 import { createTenant, createUser, ingestExecutions, memberOf } from '../support/fixtures.ts';
-import { fakeStripeOn, reporterRun } from '../support/reporter-runs.ts';
+import { reporterRun, useFakeStripe } from '../support/reporter-runs.ts';
 import { succeeded } from '../support/result.ts';
 import {
   anonClient,
@@ -33,8 +32,7 @@ import {
  * refreshed only when older than its lifetime, read by tenant members under row-level
  * security, refreshed for them by the dashboards' endpoint, and compared by reconciliation.
  */
-const server = useN8nServer();
-const stripe = fakeStripeOn(server);
+const { server, stripe } = useFakeStripe();
 
 const hex = () => randomBytes(6).toString('hex');
 const monthBounds = () => {

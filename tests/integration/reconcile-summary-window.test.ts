@@ -3,13 +3,12 @@ import { describe, expect, it } from 'vitest';
 import { runReconciliation } from '../../src/billing/reconcile.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { stripeClient } from '../support/billing.ts';
-import { useN8nServer } from '../support/collector.ts';
 import { createPlan, createTenant } from '../support/fixtures.ts';
-import { fakeStripeOn, reporterRun } from '../support/reporter-runs.ts';
+import { reporterRun, useStripeServer } from '../support/reporter-runs.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
-const server = useN8nServer();
+const { server, fakeStripe } = useStripeServer();
 const report = reporterRun({});
 
 /**
@@ -17,10 +16,7 @@ const report = reporterRun({});
  * created at 10:17:43: the webhook stores current_period_start and _end as they come),
  * `startedAgo` (an SQL interval) ago, with 5 executions reported to Stripe.
  */
-async function reportedOddSecondPeriod(
-  stripe: ReturnType<typeof fakeStripeOn>,
-  startedAgo: string,
-) {
+async function reportedOddSecondPeriod(stripe: ReturnType<typeof fakeStripe>, startedAgo: string) {
   const plan = await createPlan({ included_executions: 100 });
   const meter = `mtr_${randomBytes(6).toString('hex')}`;
   await superuser().query(
@@ -60,7 +56,7 @@ const reconcile = (tenantId: string, periodStart: Date) =>
 
 describe("reconciliation asks for Stripe's meter event summaries as Stripe takes them", () => {
   it('a billing period Stripe started at an odd second is asked for in whole minutes', async () => {
-    const stripe = fakeStripeOn(server);
+    const stripe = fakeStripe();
     const { tenant, periodStart } = await reportedOddSecondPeriod(stripe, '3 days');
 
     const asked: URL[] = [];
@@ -79,7 +75,7 @@ describe("reconciliation asks for Stripe's meter event summaries as Stripe takes
   });
 
   it("usage sent after such a period's end is stamped inside the window that is compared", async () => {
-    const stripe = fakeStripeOn(server);
+    const stripe = fakeStripe();
     // The period ended minutes ago (its invoice still open): its usage is stamped at its end.
     const { tenant, periodStart } = await reportedOddSecondPeriod(stripe, '1 month 10 minutes');
     const summary = await reconcile(tenant.id, periodStart);

@@ -10,15 +10,14 @@ import { EXIT } from '../../src/cli/main.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { createStripeClient } from '../../src/stripe/client.ts';
 import { runCliWith } from '../support/cli.ts';
-import { collect, createSource, useN8nServer } from '../support/collector.ts';
+import { collect, createSource } from '../support/collector.ts';
 import { recent } from '../support/fixtures.ts';
-import { fakeStripeOn } from '../support/reporter-runs.ts';
+import { useFakeStripe } from '../support/reporter-runs.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
 import { attentionAfterRun } from '../support/status.ts';
 
-const server = useN8nServer();
-const stripe = fakeStripeOn(server);
+const { server, stripe } = useFakeStripe();
 const stripeClient = createStripeClient({ secretKey: 'sk_test_reconcile', maxNetworkRetries: 0 });
 const monthStart = () =>
   new Date(Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), 1));

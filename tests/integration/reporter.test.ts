@@ -12,18 +12,15 @@ import {
   meteredTenant as sharedMeteredTenant,
   stripeClient,
 } from '../support/billing.ts';
-import { useN8nServer } from '../support/collector.ts';
 import type { FakeStripe, StripeFault } from '../support/fake-stripe.ts';
 import { mulberry32 as prng } from '../support/faults.ts';
-import { fakeStripeOn } from '../support/reporter-runs.ts';
+import { useStripeServer } from '../support/reporter-runs.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
 
-const server = useN8nServer();
+const { fakeStripe } = useStripeServer();
 
 const settings = reporterTestSettings;
-
-const fakeStripe = () => fakeStripeOn(server);
 
 /** Tenants of this file: every run is scoped to them, never to other files' tenants. */
 const ours: string[] = [];

@@ -2,6 +2,7 @@ import type { SetupServer } from 'msw/node';
 import { type ReporterSettings, runReporter } from '../../src/billing/report-usage.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { manualClock, reporterTestSettings, stripeClient } from './billing.ts';
+import { useN8nServer } from './collector.ts';
 import { FakeStripe } from './fake-stripe.ts';
 import { succeeded } from './result.ts';
 import { serviceClient } from './stack.ts';
@@ -9,10 +10,25 @@ import { serviceClient } from './stack.ts';
 type ManualClock = ReturnType<typeof manualClock>;
 
 /** A fake Stripe answering on `server`, on the clock's time when given one. */
-export function fakeStripeOn(server: SetupServer, clock?: ManualClock) {
+function fakeStripeOn(server: SetupServer, clock?: ManualClock) {
   const stripe = new FakeStripe(clock ? { now: clock.now } : {});
   server.use(...stripe.handlers());
   return stripe;
+}
+
+/**
+ * This test file's msw (useN8nServer) for tests that talk to Stripe: each `fakeStripe()`
+ * puts a new fake Stripe on it, which answers from then on.
+ */
+export function useStripeServer() {
+  const server = useN8nServer();
+  return { server, fakeStripe: () => fakeStripeOn(server) };
+}
+
+/** useStripeServer with one fake Stripe for the whole test file. */
+export function useFakeStripe() {
+  const { server, fakeStripe } = useStripeServer();
+  return { server, stripe: fakeStripe() };
 }
 
 /**
