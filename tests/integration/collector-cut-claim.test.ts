@@ -5,9 +5,8 @@ import { type Logger, silentLogger } from '../../src/observability/logger.ts';
 import { recordedRun } from '../../src/ops/scheduled-run.ts';
 import {
   collect,
-  countersOf,
   createSource,
-  expectedBillable,
+  expectCollectedExactly,
   sourceState,
   storedExecutionIds,
   type TestSource,
@@ -367,16 +366,7 @@ describe.each(INJECTIONS)('a fan-out claim that %s', (_, inject, recorded) => {
       orphaned.reduce((n, s) => n + s.fake.all().length, 0),
     );
     for (const source of sources) {
-      expect(await storedExecutionIds(source.sourceId)).toEqual(
-        source.fake
-          .all()
-          .map((e) => Number(e.id))
-          .sort((a, b) => a - b),
-      );
-      expect(await countersOf(source.tenantId)).toMatchObject({
-        executions: source.fake.all().length,
-        billable: expectedBillable(source.fake),
-      });
+      await expectCollectedExactly(source);
       expect(await sourceState(source.sourceId)).toMatchObject({
         lease_token: null,
         consecutive_failures: 0,

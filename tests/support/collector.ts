@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { http, passthrough } from 'msw';
 import { setupServer } from 'msw/node';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
 import {
   type CollectionSettings,
   type RunCollectionInput,
@@ -172,4 +172,16 @@ export function expectedBillable(fake: FakeN8n): number {
     .all()
     .filter((e) => ['cli', 'retry', 'trigger', 'webhook', 'evaluation'].includes(e.mode))
     .filter((e) => ['success', 'error', 'crashed'].includes(e.status)).length;
+}
+
+/** Every execution in the source's n8n is stored once and counted once, billable as n8n's rule says. */
+export async function expectCollectedExactly(source: TestSource): Promise<void> {
+  const executions = source.fake.all();
+  expect(await storedExecutionIds(source.sourceId)).toEqual(
+    executions.map((e) => Number(e.id)).sort((a, b) => a - b),
+  );
+  expect(await countersOf(source.tenantId)).toMatchObject({
+    executions: executions.length,
+    billable: expectedBillable(source.fake),
+  });
 }
