@@ -10,12 +10,12 @@ const latestRun = healthy.latest_scheduled_run as NonNullable<
   CollectorHealth['latest_scheduled_run']
 >;
 const { killed: _, ...backgroundRun } = latestRun;
+/** What the collector asks of a person when its health differs from healthy by `changes`. */
+const attentionWith = (changes: Partial<CollectorHealth>, perTenant = false) =>
+  collectorAttention({ ...healthy, ...changes }, { perTenant });
 /** What the collector asks of a person when its latest scheduled run differs by `changes`. */
 const withLatest = (changes: Partial<typeof latestRun>, perTenant = false) =>
-  collectorAttention(
-    { ...healthy, latest_scheduled_run: { ...latestRun, ...changes } },
-    { perTenant },
-  );
+  attentionWith({ latest_scheduled_run: { ...latestRun, ...changes } }, perTenant);
 
 describe('collectorAttention', () => {
   it('is silent when the collector is healthy', () => {
@@ -38,38 +38,34 @@ describe('collectorAttention', () => {
   });
 
   it('flags killed runs with what they committed, dead leases with how long, and gaps by kind', () => {
-    const lines = collectorAttention(
-      {
-        ...healthy,
-        killed_runs: [
-          {
-            id: 'k',
-            trigger: 'schedule',
-            started_at: '2026-12-01T11:00:00Z',
-            pages: 7,
-            executions_ingested: 1750,
-            billable_counted: 1700,
-          },
-        ],
-        dead_leases: [
-          {
-            source_id: '3666cbfb-91f2-4630-8cc3-d426717c4ec7',
-            tenant_id: 't',
-            base_url: 'https://acme.app.n8n.cloud',
-            lease_expired_at: '2026-12-01T11:30:00Z',
-            held_for_seconds: 7200,
-          },
-        ],
-        unacknowledged_gaps: {
-          gaps: 3,
-          executions: 12,
-          by_kind: { pruned: 10, missing: 2 },
-          sources: 1,
-          oldest_detected_at: '2026-12-01T10:00:00Z',
+    const lines = attentionWith({
+      killed_runs: [
+        {
+          id: 'k',
+          trigger: 'schedule',
+          started_at: '2026-12-01T11:00:00Z',
+          pages: 7,
+          executions_ingested: 1750,
+          billable_counted: 1700,
         },
+      ],
+      dead_leases: [
+        {
+          source_id: '3666cbfb-91f2-4630-8cc3-d426717c4ec7',
+          tenant_id: 't',
+          base_url: 'https://acme.app.n8n.cloud',
+          lease_expired_at: '2026-12-01T11:30:00Z',
+          held_for_seconds: 7200,
+        },
+      ],
+      unacknowledged_gaps: {
+        gaps: 3,
+        executions: 12,
+        by_kind: { pruned: 10, missing: 2 },
+        sources: 1,
+        oldest_detected_at: '2026-12-01T10:00:00Z',
       },
-      { perTenant: false },
-    );
+    });
     expect(lines).toEqual([
       '1 collector run in the last day never finished (killed or timed out; the latest, schedule at 2026-12-01T11:00:00Z, had committed 7 pages, 1,750 executions): check the function logs',
       'source 3666cbfb (https://acme.app.n8n.cloud) is held by a lease that ran out unreleased (its run died, or never learned it held it), for 2 h: the next run takes it over; if this persists, check that collect-usage runs',
@@ -78,9 +74,8 @@ describe('collectorAttention', () => {
   });
 
   it('flags sources every run defers, with how long and what to configure or raise', () => {
-    const lines = collectorAttention(
+    const lines = attentionWith(
       {
-        ...healthy,
         deferred_sources: {
           count: 2,
           longest: [
@@ -95,7 +90,7 @@ describe('collectorAttention', () => {
           ],
         },
       },
-      { perTenant: true },
+      true,
     );
     expect(lines).toEqual([
       '2 sources not collected for 30 minutes or more although every collector run takes them: each run cuts their walks at its budget and defers them (the longest: 3666cbfb (https://slow.app.n8n.cloud), for 40 min, its walk never completed): unless FLOWMETER_INTERNAL_SECRET and URL are set, set them so that collect-usage hands walks unfinished at its budget to collect-usage-background; with or without them, raising COLLECTOR_BUDGET_SECONDS or COLLECTOR_CONCURRENCY gives each walk more; if its n8n answers slowly or not at all, `flowmeter sources test 3666cbfb-91f2-4630-8cc3-d426717c4ec7` shows it',
@@ -114,49 +109,40 @@ describe('collectorAttention', () => {
   });
 
   it('flags background runs that ended badly, not only the scheduled one', () => {
-    const lines = collectorAttention(
-      {
-        ...healthy,
-        failed_background_runs: {
-          count: 7,
-          latest: [
-            {
-              ...backgroundRun,
-              id: 'b1',
-              started_at: '2026-12-01T12:00:02Z',
-              database_unreachable: true,
-              failure: 'resume_collector_sources failed: fetch failed',
-            },
-            {
-              ...backgroundRun,
-              id: 'b2',
-              started_at: '2026-12-01T12:00:03Z',
-              sources_lease_lost: 1000,
-            },
-            {
-              ...backgroundRun,
-              id: 'b3',
-              started_at: '2026-12-01T12:00:04Z',
-              sources_failed: 1,
-              first_error: 'n8n answered 500',
-            },
-          ],
-        },
+    const lines = attentionWith({
+      failed_background_runs: {
+        count: 7,
+        latest: [
+          {
+            ...backgroundRun,
+            id: 'b1',
+            started_at: '2026-12-01T12:00:02Z',
+            database_unreachable: true,
+            failure: 'resume_collector_sources failed: fetch failed',
+          },
+          {
+            ...backgroundRun,
+            id: 'b2',
+            started_at: '2026-12-01T12:00:03Z',
+            sources_lease_lost: 1000,
+          },
+          {
+            ...backgroundRun,
+            id: 'b3',
+            started_at: '2026-12-01T12:00:04Z',
+            sources_failed: 1,
+            first_error: 'n8n answered 500',
+          },
+        ],
       },
-      { perTenant: false },
-    );
+    });
     expect(lines).toEqual([
       "a background collection (2026-12-01T12:00:02Z) could not reach the database (resume_collector_sources failed: fetch failed): check SUPABASE_URL and the database's availability",
       'a background collection (2026-12-01T12:00:03Z) found 1,000 sources taken over by another run (its lease ran out first): if this repeats, check that runs do not overlap for longer than COLLECTOR_LEASE_SECONDS',
       'a background collection (2026-12-01T12:00:04Z) finished with 1 failed source (n8n answered 500): see the sources above',
       '4 more background collections since the latest scheduled one ended badly: check the collect-usage-background logs',
     ]);
-    expect(
-      collectorAttention(
-        { ...healthy, failed_background_runs: { count: 7, latest: [] } },
-        { perTenant: true },
-      ),
-    ).toEqual([]);
+    expect(attentionWith({ failed_background_runs: { count: 7, latest: [] } }, true)).toEqual([]);
   });
 
   it.each([
@@ -185,18 +171,14 @@ describe('collectorAttention', () => {
   });
 
   it('writes large counts with thousands separators, as every other count a person reads', () => {
-    const lines = collectorAttention(
-      {
-        ...healthy,
-        unacknowledged_gaps: {
-          ...healthy.unacknowledged_gaps,
-          gaps: 1,
-          executions: 12500,
-          by_kind: { pruned: 12500 },
-        },
+    const lines = attentionWith({
+      unacknowledged_gaps: {
+        ...healthy.unacknowledged_gaps,
+        gaps: 1,
+        executions: 12500,
+        by_kind: { pruned: 12500 },
       },
-      { perTenant: false },
-    );
+    });
     expect(lines[0]).toMatch(/^1 gap \(12,500 executions possibly uncounted/);
   });
 });
