@@ -47,6 +47,17 @@ const createdNow = (
 const deliverCreated = (shape: SubscriptionShape, created: number) =>
   deliver(subscriptionEvent('customer.subscription.created', shape, created));
 
+/** Delivers `event`: it must end as `outcome`, leaving the tenant's row matching `state`. */
+async function expectDelivered(
+  event: Stripe.Event,
+  outcome: string,
+  tenantId: string,
+  state: Record<string, unknown>,
+) {
+  expect((await deliver(event)).body.outcome).toBe(outcome);
+  expect(await tenantState(tenantId)).toMatchObject(state);
+}
+
 /** What the tenant's row holds while it is live on `planId` through subscription `subscriptionId`. */
 const liveOn = (planId: string, subscriptionId: string) => ({
   plan_id: planId,
@@ -119,8 +130,7 @@ describe('stripe webhook: subscription sync', () => {
     const subscription = stripeId('sub');
     const event = createdNow(subscription, customer, price, { flowmeter_tenant_id: tenant.id });
 
-    expect((await deliver(event)).body.outcome).toBe('applied');
-    expect(await tenantState(tenant.id)).toMatchObject({
+    await expectDelivered(event, 'applied', tenant.id, {
       plan_id: pro.id,
       stripe_customer_id: customer,
       stripe_subscription_id: subscription,
@@ -181,8 +191,7 @@ describe('stripe webhook: subscription sync', () => {
     const { tenant, customer, subscription } = await linkedTenant();
     const unmapped = stripeId('price');
     const event = createdNow(subscription, customer, unmapped);
-    expect((await deliver(event)).body.outcome).toBe('applied');
-    expect(await tenantState(tenant.id)).toMatchObject(liveOn(tenant.plan_id, subscription));
+    await expectDelivered(event, 'applied', tenant.id, liveOn(tenant.plan_id, subscription));
     expect((await recordedEvent(event.id)).detail).toMatch(
       new RegExp(`^unmapped_price: no plan for ${unmapped}`),
     );
@@ -292,8 +301,7 @@ describe('stripe webhook: delivery at least once, in any order', () => {
     const items = [{ price: proPrice, ...monthFrom(t0) }];
     await deliverCreated({ id: newSubscription, customer, items }, t0);
     const oldEnded = deletedEvent({ id: oldSubscription, customer, items }, t0 + 60);
-    expect((await deliver(oldEnded)).body.outcome).toBe('superseded');
-    expect(await tenantState(tenant.id)).toMatchObject(liveOn(pro.id, newSubscription));
+    await expectDelivered(oldEnded, 'superseded', tenant.id, liveOn(pro.id, newSubscription));
   });
 });
 
@@ -344,13 +352,10 @@ describe('stripe webhook: the customer’s old subscription', () => {
   it('an update to the old subscription (cancel at period end) does not take the tenant off its new one', async () => {
     const { tenant, events, onPro } = await upgradeThroughNewSubscription();
     expect((await deliver(events.oldCreated)).body.outcome).toBe('applied');
-    expect((await deliver(events.newCreated)).body.outcome).toBe('applied');
-    expect(await tenantState(tenant.id)).toMatchObject(onPro);
+    await expectDelivered(events.newCreated, 'applied', tenant.id, onPro);
 
-    expect((await deliver(events.oldSetToCancel)).body.outcome).toBe('superseded');
-    expect(await tenantState(tenant.id)).toMatchObject(onPro);
-    expect((await deliver(events.oldDeleted)).body.outcome).toBe('superseded');
-    expect(await tenantState(tenant.id)).toMatchObject(onPro);
+    await expectDelivered(events.oldSetToCancel, 'superseded', tenant.id, onPro);
+    await expectDelivered(events.oldDeleted, 'superseded', tenant.id, onPro);
     expect(await recordedEvent(events.oldSetToCancel.id)).toMatchObject({
       outcome: 'superseded',
       tenant_id: tenant.id,
@@ -374,10 +379,8 @@ describe('stripe webhook: the customer’s old subscription', () => {
     await deliver(events.newCreated);
     const newEnded = deletedEvent(current, t0 + 30);
     const onOld = { subscription_status: 'active', stripe_subscription_id: old.id };
-    expect((await deliver(newEnded)).body.outcome).toBe('superseded');
-    expect(await tenantState(tenant.id)).toMatchObject(onOld);
-    expect((await deliver(events.oldSetToCancel)).body.outcome).toBe('applied');
-    expect(await tenantState(tenant.id)).toMatchObject(onOld);
+    await expectDelivered(newEnded, 'superseded', tenant.id, onOld);
+    await expectDelivered(events.oldSetToCancel, 'applied', tenant.id, onOld);
   });
 });
 
@@ -401,13 +404,10 @@ describe('stripe webhook: a newer subscription that was deleted', () => {
   it('its deletion arriving before its creation does not move the tenant onto it, and the older one’s later events apply', async () => {
     const { tenant, events, onA, a, b, t0 } = await newerSubscriptionDeleted();
     expect((await deliver(events.aCreated)).body.outcome).toBe('applied');
-    expect((await deliver(events.bDeleted)).body.outcome).toBe('superseded');
-    expect(await tenantState(tenant.id)).toMatchObject(onA);
+    await expectDelivered(events.bDeleted, 'superseded', tenant.id, onA);
 
-    expect((await deliver(events.bCreated)).body.outcome).toBe('stale');
-    expect(await tenantState(tenant.id)).toMatchObject(onA);
-    expect((await deliver(events.bUpdated)).body.outcome).toBe('stale');
-    expect(await tenantState(tenant.id)).toMatchObject(onA);
+    await expectDelivered(events.bCreated, 'stale', tenant.id, onA);
+    await expectDelivered(events.bUpdated, 'stale', tenant.id, onA);
     const aSetToCancel = subscriptionEvent(
       'customer.subscription.updated',
       { ...a, status: 'active' },
