@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { recordCorrection } from '../../src/billing/record-correction.ts';
-import { addUsage, meteredTenant } from '../support/billing.ts';
+import { addUsage, endCorrectionClaims, meteredTenant } from '../support/billing.ts';
 import { reporterRun, useStripeServer } from '../support/reporter-runs.ts';
 import { succeeded } from '../support/result.ts';
 import { serviceClient, superuser } from '../support/stack.ts';
@@ -74,13 +74,6 @@ async function outage() {
   };
 }
 
-/** The next hourly run starts after the stopped run's 5-minute lease on what it left. */
-const leaseEnds = (tenantId: string) =>
-  superuser().query(
-    'update public.meter_corrections set claimed_until = null where tenant_id = $1',
-    [tenantId],
-  );
-
 describe('corrections in a Stripe outage', () => {
   it('stop at the breaker: the rest, and the reports, are left unattempted, then each is sent once', async () => {
     const { stripe, tenantId, customer, more, reduction, down, sentDuringOutage } = await outage();
@@ -126,7 +119,8 @@ describe('corrections in a Stripe outage', () => {
     // The fifth was in flight when the breaker opened: Stripe took it, its answer was lost.
     expect(stripe.accepted.has(attempted[FAILURES_TO_OPEN - 1]?.identifier ?? '')).toBe(true);
 
-    await leaseEnds(tenantId);
+    // The next hourly run starts after the stopped run's 5-minute lease on what it left.
+    await endCorrectionClaims(tenantId);
     const receivedBefore = stripe.received.length;
     const recovered = await run([tenantId]);
     expect(recovered.corrections).toMatchObject({
@@ -169,7 +163,8 @@ describe('corrections in a Stripe outage', () => {
     );
     expect(findings).not.toContainEqual(expect.stringMatching(/REPORTER_BUDGET_SECONDS/));
 
-    await leaseEnds(tenantId);
+    // The next hourly run, after the stopped run's lease.
+    await endCorrectionClaims(tenantId);
     const recovered = await run([tenantId]);
     expect(await attentionAfterRun([tenantId], 'report-usage', recovered)).toEqual([]);
   });

@@ -10,6 +10,7 @@ import { getTenantDetail } from '../../src/operator-client/index.ts';
 import { getUsageCorrections, getUsageHistory } from '../../src/usage-client/index.ts';
 import {
   addUsage,
+  endCorrectionClaims,
   meteredTenant,
   reporterTestSettings,
   stripeClient,
@@ -382,10 +383,7 @@ describe('exactly once under faults', () => {
       const runs = rng.chance(0.5) ? [crashing, serviceClient()] : [crashing];
       await Promise.all(runs.map((db) => send(ids, db)));
       // A crashed run's claim ends with its lease; here, at once.
-      await superuser().query(
-        'update public.meter_corrections set claimed_until = null where tenant_id = $1',
-        [tenantId],
-      );
+      await endCorrectionClaims(tenantId);
     }
     stripe.faultEach(undefined);
 

@@ -47,6 +47,13 @@ export async function meteredTenant(billable = 0) {
   return { tenantId: tenant.id, customer };
 }
 
+/** Ends the claims on the tenant's corrections at once, as their lease running out would. */
+export const endCorrectionClaims = (tenantId: string) =>
+  superuser().query(
+    'update public.meter_corrections set claimed_until = null where tenant_id = $1',
+    [tenantId],
+  );
+
 /** The columns of a meter report most tests check. */
 const LEDGER_COLUMNS = `identifier, value::int, status, reported_through::int, attempts, last_error,
   last_error_kind, period_end`;
