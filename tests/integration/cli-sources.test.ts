@@ -8,7 +8,7 @@ import { keyring, useN8nServer } from '../support/collector.ts';
 import { FakeN8n } from '../support/fake-n8n.ts';
 import { waitForLockWait } from '../support/faults.ts';
 import { createTenant, recent } from '../support/fixtures.ts';
-import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
+import { inTransaction, serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
 const server = useN8nServer();
 
@@ -374,9 +374,7 @@ describe('flowmeter sources enable, disable, set-key and reseal', () => {
     const newKeys = `k2:${randomBytes(32).toString('base64')},k1:${keyring.keys.get('k1')?.toString('base64')}`;
     const replaced = sealApiKey(parseKeyring(newKeys), tenant.id, 'replaced-meanwhile');
     // `sources set-key` holds the row between reseal's read and its write.
-    const holder = await superuser().connect();
-    try {
-      await holder.query('begin');
+    await inTransaction(async (holder) => {
       await holder.query('select 1 from public.n8n_sources where id = $1 for update', [sourceId]);
       const run = cli(['sources', 'reseal', '--tenant', tenant.id, '--json'], {
         env: { FLOWMETER_ENCRYPTION_KEYS: newKeys },
@@ -390,10 +388,7 @@ describe('flowmeter sources enable, disable, set-key and reseal', () => {
       const result = await run;
       expect(result.code).toBe(EXIT.failed);
       expect(JSON.parse(result.out)).toMatchObject({ resealed: 0, changedMeanwhile: 1 });
-    } finally {
-      await holder.query('rollback').catch(() => {});
-      holder.release();
-    }
+    });
     expect((await stateOf(sourceId)).api_key_ciphertext).toBe(replaced);
     const again = await cli(['sources', 'reseal', '--tenant', tenant.id], {
       env: { FLOWMETER_ENCRYPTION_KEYS: newKeys },

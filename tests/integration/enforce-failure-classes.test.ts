@@ -13,7 +13,7 @@ import {
 } from '../support/enforcement.ts';
 import { dropRequest, faultyDb, type RpcHook, rpcFetch } from '../support/faults.ts';
 import { createPlan, createTenant } from '../support/fixtures.ts';
-import { anonClient, stack, superuser } from '../support/stack.ts';
+import { anonClient, inTransaction, stack, superuser } from '../support/stack.ts';
 
 /**
  * Which failures of the enforce_usage call fail open. Each class is injected at the HTTP
@@ -141,9 +141,7 @@ describe('the database could not be reached: fail open (or 503 when closed)', ()
     // Below the limit, so the decision updates the counters row: held here, it waits.
     const tenant = await createTenant((await createPlan({ included_executions: 5 })).id);
     await setCollectedUsage(tenant.id, 1);
-    const holder = await superuser().connect();
-    try {
-      await holder.query('begin');
+    await inTransaction(async (holder) => {
       await holder.query('select 1 from public.usage_counters where tenant_id = $1 for update', [
         tenant.id,
       ]);
@@ -154,10 +152,7 @@ describe('the database could not be reached: fail open (or 503 when closed)', ()
       const response = await pending;
       expect(response.status).toBe(200);
       expect(response.body).toMatchObject({ allowed: true, reason: 'fail_open' });
-    } finally {
-      await holder.query('rollback');
-      holder.release();
-    }
+    });
     expect(await activeReservations(tenant.id)).toBe(0);
     // The endpoint dropped the dead connection: the next decision is a real one.
     expect((await askEnforce(tenant.id, { runRef: 'run-after' })).body).toMatchObject({

@@ -2,6 +2,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { waitForLockWait } from '../support/faults.ts';
 import { useOwnStack } from '../support/own-stack.ts';
+import { inTransaction } from '../support/stack.ts';
 
 /**
  * The monthly partitions of public.executions: made with statistics, analyzed after their
@@ -102,42 +103,40 @@ describe('the upkeep dropping a month past the retention', () => {
   it('waits for an ingest writing to that month, and a later ingest makes it again: nothing lands in the default partition', async () => {
     const lease = await leasedSource();
     const { start, partition } = await monthAgo(5);
-    const writer = await own.pool.connect();
-    try {
-      await writer.query('begin');
-      await writer.query('select public.ingest_execution_page($1, $2, $3::jsonb)', [
-        lease.source_id,
-        lease.lease_token,
-        page(start, 1),
-      ]);
-      await writer.query('commit');
-      // The next page's ingest has made sure of the partition and holds it, not committed yet.
-      await writer.query('begin');
-      await writer.query('select private.ensure_execution_partition($1)', [new Date(start)]);
-      await writer.query('select private.hold_execution_partitions(array[$1::timestamptz])', [
-        new Date(start),
-      ]);
-      // On a connection of its own: the file's pool has two, the writer's and the lock check's.
-      const upkeep = new pg.Client({ connectionString: own.stack.databaseUrl });
-      await upkeep.connect();
-      const dropping = upkeep
-        .query('select public.maintain_execution_partitions(retention_months => 2) as dropped')
-        .finally(() => upkeep.end());
-      await waitForLockWait({ queryLike: 'maintain_execution_partitions' }, own.pool);
-      await writer.query(
-        `insert into public.executions (source_id, execution_id, tenant_id, workflow_id, mode, status,
+    await inTransaction(
+      async (writer) => {
+        await writer.query('select public.ingest_execution_page($1, $2, $3::jsonb)', [
+          lease.source_id,
+          lease.lease_token,
+          page(start, 1),
+        ]);
+        await writer.query('commit');
+        // The next page's ingest has made sure of the partition and holds it, not committed yet.
+        await writer.query('begin');
+        await writer.query('select private.ensure_execution_partition($1)', [new Date(start)]);
+        await writer.query('select private.hold_execution_partitions(array[$1::timestamptz])', [
+          new Date(start),
+        ]);
+        // On a connection of its own: the file's pool has two, the writer's and the lock check's.
+        const upkeep = new pg.Client({ connectionString: own.stack.databaseUrl });
+        await upkeep.connect();
+        const dropping = upkeep
+          .query('select public.maintain_execution_partitions(retention_months => 2) as dropped')
+          .finally(() => upkeep.end());
+        await waitForLockWait({ queryLike: 'maintain_execution_partitions' }, own.pool);
+        await writer.query(
+          `insert into public.executions (source_id, execution_id, tenant_id, workflow_id, mode, status,
            started_at, stopped_at, occurred_at, duration_ms, billable, period_start)
          select $1, 9999, s.tenant_id, 'wf1', 'trigger', 'success', $2, $2, $2, 0, true, date_trunc('month', $2::timestamptz)
          from public.n8n_sources s where s.id = $1`,
-        [lease.source_id, new Date(start + 600_000)],
-      );
-      await writer.query('commit');
-      const dropped = (await dropping).rows.map((r) => r.dropped);
-      expect(dropped).toContain(partition.replace('private.', ''));
-    } finally {
-      await writer.query('rollback').catch(() => {});
-      writer.release();
-    }
+          [lease.source_id, new Date(start + 600_000)],
+        );
+        await writer.query('commit');
+        const dropped = (await dropping).rows.map((r) => r.dropped);
+        expect(dropped).toContain(partition.replace('private.', ''));
+      },
+      { pool: own.pool },
+    );
     const inDefault = async () =>
       (await own.pool.query('select count(*)::int as n from private.executions_default')).rows[0]
         .n as number;
@@ -163,21 +162,19 @@ describe('a month dropped between making sure of its partition and holding it', 
   it('fails the ingest with a retryable error and stores nothing, in the default partition least of all', async () => {
     const { start } = await monthAgo(6);
     await own.pool.query('select private.ensure_execution_partition($1)', [new Date(start)]);
-    const writer = await own.pool.connect();
-    try {
-      await writer.query('begin');
-      await writer.query('select private.ensure_execution_partition($1)', [new Date(start)]);
-      // The upkeep runs in between: nothing holds the partition yet, so it goes at once.
-      await own.pool.query('select public.maintain_execution_partitions(retention_months => 2)');
-      await expect(
-        writer.query('select private.hold_execution_partitions(array[$1::timestamptz])', [
-          new Date(start),
-        ]),
-      ).rejects.toMatchObject({ code: '40001' });
-    } finally {
-      await writer.query('rollback');
-      writer.release();
-    }
+    await inTransaction(
+      async (writer) => {
+        await writer.query('select private.ensure_execution_partition($1)', [new Date(start)]);
+        // The upkeep runs in between: nothing holds the partition yet, so it goes at once.
+        await own.pool.query('select public.maintain_execution_partitions(retention_months => 2)');
+        await expect(
+          writer.query('select private.hold_execution_partitions(array[$1::timestamptz])', [
+            new Date(start),
+          ]),
+        ).rejects.toMatchObject({ code: '40001' });
+      },
+      { pool: own.pool },
+    );
     const { rows } = await own.pool.query(
       'select count(*)::int as n from private.executions_default',
     );

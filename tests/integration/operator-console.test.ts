@@ -16,6 +16,7 @@ import { addMember, createTenant, createUser, setPlan } from '../support/fixture
 import {
   anonClient,
   asRole,
+  inTransaction,
   serviceClient,
   superuser,
   uniqueId,
@@ -270,16 +271,8 @@ describe('operator console: who may call', () => {
  * Runs `fn` in one repeatable-read snapshot: first as the operator (as PostgREST would),
  * then back as the superuser to read what the tables hold at that same instant.
  */
-async function inOneSnapshot<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await superuser().connect();
-  try {
-    await client.query('begin isolation level repeatable read');
-    return await fn(client);
-  } finally {
-    await client.query('rollback');
-    client.release();
-  }
-}
+const inOneSnapshot = <T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> =>
+  inTransaction(fn, { begin: 'begin isolation level repeatable read' });
 
 async function asOperator(client: pg.PoolClient, sql: string, params: unknown[] = []) {
   await client.query(

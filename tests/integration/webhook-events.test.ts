@@ -11,7 +11,7 @@ import {
   memberOf,
 } from '../support/fixtures.ts';
 import { claimSource } from '../support/leases.ts';
-import { anonClient, asRole, serviceClient, superuser } from '../support/stack.ts';
+import { anonClient, asRole, inTransaction, serviceClient, superuser } from '../support/stack.ts';
 import {
   deliver,
   linkedTenant,
@@ -333,18 +333,14 @@ describe('webhook events, each from its cause', () => {
 
   it('an event is undone with its cause: a rolled-back change leaves no event', async () => {
     const tenant = await createTenant();
-    const client = await superuser().connect();
-    try {
-      await client.query('begin');
-      await client.query(
+    // Rolled back when done.
+    await inTransaction((client) =>
+      client.query(
         `insert into public.reconciliation_findings (kind, tenant_id, period_start, expected, actual)
          values ('counter_drift', $1, now(), 1, 2)`,
         [tenant.id],
-      );
-      await client.query('rollback');
-    } finally {
-      client.release();
-    }
+      ),
+    );
     expect(await typesOf(tenant.id)).toEqual([]);
   });
 

@@ -51,26 +51,40 @@ export function superuser(): pg.Pool {
 }
 
 /**
+ * Runs `work` in a transaction on one connection of `pool` (the superuser's unless given),
+ * opened by `begin`; rolled back at the end, whatever `work` did, unless it committed.
+ */
+export async function inTransaction<T>(
+  work: (client: pg.PoolClient) => Promise<T>,
+  options: { pool?: pg.Pool; begin?: string } = {},
+): Promise<T> {
+  const client = await (options.pool ?? superuser()).connect();
+  try {
+    await client.query(options.begin ?? 'begin');
+    return await work(client);
+  } finally {
+    // Nothing to roll back after a commit: PostgreSQL only warns, and a dead connection throws.
+    await client.query('rollback').catch(() => {});
+    client.release();
+  }
+}
+
+/**
  * Runs `fn` as a PostgREST request would: inside a transaction, as `role`, with the JWT
  * claims set. Always rolled back, so it can probe writes without leaving anything behind.
  */
-export async function asRole<T>(
+export function asRole<T>(
   role: 'anon' | 'authenticated' | 'service_role',
   claims: Record<string, unknown>,
   fn: (client: pg.PoolClient) => Promise<T>,
 ): Promise<T> {
-  const client = await superuser().connect();
-  try {
-    await client.query('begin');
+  return inTransaction(async (client) => {
     await client.query(
       "select set_config('role', $1, true), set_config('request.jwt.claims', $2, true)",
       [role, JSON.stringify({ role, ...claims })],
     );
-    return await fn(client);
-  } finally {
-    await client.query('rollback');
-    client.release();
-  }
+    return fn(client);
+  });
 }
 
 export const uniqueId = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
