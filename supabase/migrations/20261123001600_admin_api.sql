@@ -150,6 +150,23 @@ $$;
 
 -- Tenants -----------------------------------------------------------------------------
 
+-- A Stripe customer belongs to one tenant: refuses (23505) one a tenant holds already.
+create or replace function private.require_unlinked_customer(customer_id text)
+returns void
+language plpgsql stable
+set search_path = ''
+as $$
+declare
+  holder uuid;
+begin
+  select x.id into holder from public.tenants x where x.stripe_customer_id = require_unlinked_customer.customer_id;
+  if holder is not null then
+    raise exception 'Stripe customer % is already linked to tenant %', require_unlinked_customer.customer_id, holder
+      using errcode = '23505', hint = 'A Stripe customer belongs to one tenant.';
+  end if;
+end;
+$$;
+
 -- Creates a tenant on a plan, optionally with its operator reference and Stripe customer,
 -- with a message naming what is wrong instead of a bare constraint violation. An unknown
 -- plan is PT404 (HTTP 404).
@@ -183,11 +200,7 @@ begin
     raise exception 'the external reference % is the id of tenant %', quote_literal(add_tenant.external_ref), add_tenant.external_ref::uuid
       using errcode = '23505', hint = 'A tenant is named by its id or its external reference; give this one a reference that is no tenant''s id.';
   end if;
-  select x.id into holder from public.tenants x where x.stripe_customer_id = add_tenant.stripe_customer_id;
-  if holder is not null then
-    raise exception 'Stripe customer % is already linked to tenant %', add_tenant.stripe_customer_id, holder
-      using errcode = '23505', hint = 'A Stripe customer belongs to one tenant.';
-  end if;
+  perform private.require_unlinked_customer(add_tenant.stripe_customer_id);
 
   insert into public.tenants (name, plan_id, external_ref, stripe_customer_id)
   values (add_tenant.name, add_tenant.plan_id, add_tenant.external_ref, add_tenant.stripe_customer_id)
@@ -209,7 +222,6 @@ as $$
 #variable_conflict use_column
 declare
   cus text := link_stripe_customer.stripe_customer_id;
-  holder uuid;
   t public.tenants;
 begin
   perform private.require_stripe_id('stripe_customer_id', 'customer', 'cus', cus);
@@ -225,11 +237,7 @@ begin
     raise exception 'tenant % is linked to Stripe customer % already', t.id, t.stripe_customer_id
       using errcode = '23505', hint = 'A tenant has one Stripe customer; add a new tenant for the other one.';
   end if;
-  select x.id into holder from public.tenants x where x.stripe_customer_id = cus;
-  if holder is not null then
-    raise exception 'Stripe customer % is already linked to tenant %', cus, holder
-      using errcode = '23505', hint = 'A Stripe customer belongs to one tenant.';
-  end if;
+  perform private.require_unlinked_customer(cus);
   update public.tenants x set stripe_customer_id = cus where x.id = t.id returning * into t;
   return t;
 end;
@@ -382,6 +390,7 @@ select private.grant_to_service_role_only(
   'public.list_operators()',
   'public.set_plan(text, text, text, bigint, numeric, text, smallint[], bigint, int, text, text, text, text[], text[], numeric)',
   'public.list_plans(text[])',
+  'private.require_unlinked_customer(text)',
   'public.add_tenant(text, text, text, text)',
   'public.link_stripe_customer(uuid, text)',
   'public.list_tenants(text[])'

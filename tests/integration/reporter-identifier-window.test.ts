@@ -70,14 +70,9 @@ describe('reporter: a send whose answer was lost, retried after Stripe may have 
       ),
     );
     // The CLI lists it with the identifier to look up in Stripe, and only it.
-    const listed = await runCliWith([
-      'reports',
-      'list',
-      '--tenant',
-      tenantId,
-      '--status',
-      'review',
-    ]);
+    const inReview = (...more: string[]) =>
+      runCliWith(['reports', 'list', '--tenant', tenantId, '--status', 'review', ...more]);
+    const listed = await inReview();
     expect(listed.code).toBe(EXIT.ok);
     const [identifier] = (await ledger(tenantId, 'identifier')).map((r) => r.identifier);
     expect(listed.out).toMatch(
@@ -86,15 +81,7 @@ describe('reporter: a send whose answer was lost, retried after Stripe may have 
       ),
     );
     expect(listed.err).toContain('flowmeter reports resolve <id> --stripe-has yes|no');
-    const json = await runCliWith([
-      'reports',
-      'list',
-      '--tenant',
-      tenantId,
-      '--status',
-      'review',
-      '--json',
-    ]);
+    const json = await inReview('--json');
     expect(JSON.parse(json.out)).toEqual([
       expect.objectContaining({ id: Number(row.id), identifier, status: 'review' }),
     ]);
