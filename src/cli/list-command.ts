@@ -24,13 +24,15 @@ export interface ListSpec<Row, Options extends object> {
   empty: string | ((options: Options) => string);
   columns: string[];
   row: (row: Row) => Cell[];
+  /** The option that narrows the list, named when it is as long as one call hands over (--tenant where tenantFilter is set). */
+  narrowWith?: string;
   /** Said on stderr below the table, when some rows call for it: what to do about them. */
   advice?: (rows: Row[]) => string | undefined;
 }
 
 /** Said below a list as long as one call hands over: there may be more than it shows. */
-export const fullListNote = (tenantFilter: boolean) =>
-  `showing the first ${API_MAX_ROWS.toLocaleString('en-US')}, as many as one call to the database hands over: there may be more${tenantFilter ? '; narrow the list with --tenant' : ''}`;
+export const fullListNote = (narrowWith?: string) =>
+  `showing the first ${API_MAX_ROWS.toLocaleString('en-US')}, as many as one call to the database hands over: there may be more${narrowWith ? `; narrow the list with ${narrowWith}` : ''}`;
 
 /**
  * A listing subcommand: its rows as a table for people, as JSON with --json. A list as long
@@ -52,10 +54,11 @@ export function addListCommand<Row, Options extends object = object>(
       const tenantIds = spec.tenantFilter ? await database.tenantIds(options.tenant) : undefined;
       const rows = await spec.load(database, tenantFilter(tenantIds), options);
       const full = rows.length >= API_MAX_ROWS;
+      const narrowWith = spec.narrowWith ?? (spec.tenantFilter ? '--tenant' : undefined);
       if (options.json) {
         printJson(io, rows);
         // On stderr: the JSON stays only the rows, and a script still learns it is cut.
-        if (full) io.err(fullListNote(Boolean(spec.tenantFilter)));
+        if (full) io.err(fullListNote(narrowWith));
         return;
       }
       if (rows.length === 0) {
@@ -65,7 +68,7 @@ export function addListCommand<Row, Options extends object = object>(
       io.out(renderTable(spec.columns, rows.map(spec.row)));
       const advice = spec.advice?.(rows);
       if (advice) io.err(advice);
-      if (full) io.err(fullListNote(Boolean(spec.tenantFilter)));
+      if (full) io.err(fullListNote(narrowWith));
     });
 }
 

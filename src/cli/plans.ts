@@ -59,6 +59,7 @@ export function registerPlans(plans: Command, ctx: CommandContext): void {
 
   addListCommand<PlanRow, { plan?: string[] }>(plans, ctx, {
     description: 'every plan, with its Stripe prices and number of tenants',
+    narrowWith: '--plan',
     options: (command) =>
       command.addOption(
         new Option('--plan <id>', 'only this plan (repeatable)').argParser(

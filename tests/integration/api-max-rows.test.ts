@@ -216,12 +216,12 @@ describe('what one call hands over', () => {
     );
     const listed = await runCliWith(['tenants', 'list'], { env });
     expect(listed.code).toBe(0);
-    expect(listed.err).toContain(fullListNote(false));
+    expect(listed.err).toContain(fullListNote('--tenant'));
     const json = await runCliWith(['tenants', 'list', '--json'], { env });
     expect(JSON.parse(json.out)).toHaveLength(API_MAX_ROWS);
-    expect(json.err).toContain(fullListNote(false));
-    expect(fullListNote(false)).toBe(
-      'showing the first 1,000, as many as one call to the database hands over: there may be more',
+    expect(json.err).toContain(fullListNote('--tenant'));
+    expect(fullListNote('--tenant')).toBe(
+      'showing the first 1,000, as many as one call to the database hands over: there may be more; narrow the list with --tenant',
     );
   });
 });
