@@ -276,7 +276,8 @@ select private.grant_to_service_role_only('private.meter_report_status(uuid[])')
 -- Recomputes the counters of every tenant-period starting at or after `since` from the raw
 -- executions and records each difference (executions or billable). `since` must not be
 -- older than the retained raw data, or pruned months would look like drift. With repair,
--- the counters are set to the recomputed values (reservations and reported are untouched).
+-- the counters are brought to the recomputed values (reservations and reported are
+-- untouched), by the difference found, so a collector page racing it is kept.
 -- tenant_ids limits the check to those tenants.
 create or replace function public.reconcile_counters(
   since timestamptz,
@@ -305,7 +306,9 @@ begin
            coalesce(r.period_start, c.period_start) as period_start,
            coalesce(r.executions, 0) as raw_executions, coalesce(c.executions, 0) as counted_executions,
            coalesce(r.billable, 0) as raw_billable, coalesce(c.billable, 0) as counted_billable,
-           r.billable_success, r.billable_duration_ms
+           coalesce(r.billable_success, 0) - coalesce(c.billable_success, 0) as success_drift,
+           coalesce(r.billable_duration_ms, 0) - coalesce(c.billable_duration_ms, 0) as duration_drift,
+           (coalesce(r.billable, 0) - coalesce(r.billable_success, 0)) - coalesce(c.billable_failed, 0) as failed_drift
     from raw r
     full join (
       select * from public.usage_counters x
@@ -318,13 +321,17 @@ begin
     select * from compared
     where raw_executions <> counted_executions or raw_billable <> counted_billable
   ),
+  -- Each counter moves by the difference the snapshot found, not to the snapshot's raw
+  -- value: a collector page committed meanwhile (the update then waits for its row and
+  -- sees its counts) added to the raw rows and the counters alike, so the difference
+  -- still holds and its executions are kept.
   repaired as (
     update public.usage_counters c set
-      executions = d.raw_executions,
-      billable = d.raw_billable,
-      billable_success = coalesce(d.billable_success, 0),
-      billable_failed = d.raw_billable - coalesce(d.billable_success, 0),
-      billable_duration_ms = coalesce(d.billable_duration_ms, 0),
+      executions = c.executions + (d.raw_executions - d.counted_executions),
+      billable = c.billable + (d.raw_billable - d.counted_billable),
+      billable_success = c.billable_success + d.success_drift,
+      billable_failed = c.billable_failed + d.failed_drift,
+      billable_duration_ms = c.billable_duration_ms + d.duration_drift,
       updated_at = now()
     from drift d
     where reconcile_counters.repair and c.tenant_id = d.tenant_id and c.period_start = d.period_start

@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import { waitForLockWait } from '../support/faults.ts';
+import { createPlan, createTenant, ingestExecutions } from '../support/fixtures.ts';
+import { claimSource } from '../support/leases.ts';
+import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
+
+/**
+ * Class: a repair racing the collector. reconcile_counters compares the raw executions with
+ * the counters in one snapshot, then repairs the drifted rows; a collector page that
+ * commits new executions between the two must not be undone by the repair. The drift (what
+ * the counters hold beyond the raw rows) is what a page leaves alone, since it adds to both
+ * at once, so the repair takes off the drift, not the counters' value as the snapshot saw it.
+ */
+
+const monthStart = () =>
+  new Date(Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), 1)).toISOString();
+
+async function counters(tenantId: string) {
+  const { rows } = await superuser().query(
+    `select executions::int, billable::int, billable_success::int, billable_failed::int
+     from public.usage_counters where tenant_id = $1`,
+    [tenantId],
+  );
+  return rows;
+}
+
+describe('reconcile --repair racing a collector page', () => {
+  it('keeps the executions a page commits while the repair waits for the counters row', async () => {
+    const plan = await createPlan({ included_executions: 1000 });
+    const tenant = await createTenant(plan.id);
+    const now = Date.now();
+    await ingestExecutions(
+      tenant.id,
+      Array.from({ length: 10 }, (_, i) => ({ workflow: 'wf', startedAt: now - 120_000 + i })),
+    );
+    // Drift: the counters hold 3 executions more than the raw rows.
+    await superuser().query(
+      `update public.usage_counters
+       set executions = executions + 3, billable = billable + 3, billable_success = billable_success + 3
+       where tenant_id = $1`,
+      [tenant.id],
+    );
+
+    // A collector page of 2 new executions, stored and counted, not yet committed.
+    const db = serviceClient();
+    const { data: source, error } = await db.rpc('add_n8n_source', {
+      tenant_id: tenant.id,
+      name: 'second',
+      base_url: `https://${uniqueId('n8n')}.example.test`,
+      api_key_ciphertext: 'fm1.k1.aXY.dGFn.Y2lwaGVy',
+    });
+    if (error || !source) throw new Error(`add_n8n_source: ${error?.message}`);
+    const { lease_token: lease } = await claimSource(source.id, {}, db);
+    const page = [1, 2].map((id) => ({
+      id,
+      status: 'success',
+      mode: 'trigger',
+      workflow_id: 'wf',
+      started_at: new Date(now - 60_000 + id).toISOString(),
+      stopped_at: new Date(now - 59_000 + id).toISOString(),
+      retry_of: null,
+    }));
+    const collector = await superuser().connect();
+    try {
+      await collector.query('begin');
+      await collector.query('select public.ingest_execution_page($1, $2, $3::jsonb)', [
+        source.id,
+        lease,
+        JSON.stringify(page),
+      ]);
+
+      // The repair sees 10 raw rows and 13 counted, and waits for the page's counters row.
+      // Sent now (a query builder is sent when it is awaited).
+      const repair = Promise.resolve(
+        db.rpc('reconcile_counters', {
+          since: monthStart(),
+          repair: true,
+          tenant_ids: [tenant.id],
+        }),
+      );
+      await waitForLockWait({ queryLike: 'reconcile_counters' });
+      await collector.query('commit');
+
+      const { data: findings, error: repairError } = await repair;
+      expect(repairError).toBeNull();
+      expect(findings).toMatchObject([
+        { kind: 'counter_drift', expected: 10, actual: 13, repaired: true },
+      ]);
+    } finally {
+      await collector.query('rollback').catch(() => {});
+      collector.release();
+    }
+
+    // 12 executions stored, 12 counted: the page's 2 are kept, the drift of 3 is gone.
+    expect(await counters(tenant.id)).toEqual([
+      { executions: 12, billable: 12, billable_success: 12, billable_failed: 0 },
+    ]);
+    const { data: again } = await db.rpc('reconcile_counters', {
+      since: monthStart(),
+      tenant_ids: [tenant.id],
+    });
+    expect(again).toEqual([]);
+  });
+});
