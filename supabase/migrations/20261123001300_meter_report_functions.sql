@@ -277,8 +277,16 @@ select private.grant_to_service_role_only('private.meter_report_status(uuid[])')
 -- executions and records each difference (executions or billable). `since` must not be
 -- older than the retained raw data, or pruned months would look like drift. With repair,
 -- the counters are brought to the recomputed values (reservations and reported are
--- untouched), by the difference found, so a collector page racing it is kept.
--- tenant_ids limits the check to those tenants.
+-- untouched). tenant_ids limits the check to those tenants.
+--
+-- A repair races the collector and enforcement, which write the same rows:
+-- - each counter moves by the difference the comparison found, not to the raw value it
+--   saw: a collector page committed meanwhile (the update then waits for its row and sees
+--   its counts) added to the raw rows and the counters alike, so the difference still
+--   holds and the page's executions are kept;
+-- - the rows are repaired one at a time, a tenant's newest period first, the order in
+--   which a collector page and enforcement's run-ref retry lock them, so none of them can
+--   wait for another in a circle.
 create or replace function public.reconcile_counters(
   since timestamptz,
   repair boolean default false,
@@ -289,61 +297,61 @@ language plpgsql
 set search_path = ''
 as $$
 #variable_conflict use_column
+declare
+  d record;
+  was_repaired boolean;
+  finding public.reconciliation_findings;
 begin
-  return query
-  with raw as (
-    select e.tenant_id, e.period_start, count(*) as executions,
-           count(*) filter (where e.billable) as billable,
-           count(*) filter (where e.billable and e.status = 'success') as billable_success,
-           coalesce(sum(e.duration_ms) filter (where e.billable), 0) as billable_duration_ms
-    from public.executions e
-    where e.period_start >= reconcile_counters.since
-      and (reconcile_counters.tenant_ids is null or e.tenant_id = any (reconcile_counters.tenant_ids))
-    group by e.tenant_id, e.period_start
-  ),
-  compared as (
-    select coalesce(r.tenant_id, c.tenant_id) as tenant_id,
-           coalesce(r.period_start, c.period_start) as period_start,
-           coalesce(r.executions, 0) as raw_executions, coalesce(c.executions, 0) as counted_executions,
-           coalesce(r.billable, 0) as raw_billable, coalesce(c.billable, 0) as counted_billable,
-           coalesce(r.billable_success, 0) - coalesce(c.billable_success, 0) as success_drift,
-           coalesce(r.billable_duration_ms, 0) - coalesce(c.billable_duration_ms, 0) as duration_drift,
-           (coalesce(r.billable, 0) - coalesce(r.billable_success, 0)) - coalesce(c.billable_failed, 0) as failed_drift
-    from raw r
-    full join (
-      select * from public.usage_counters x
-      where x.period_start >= reconcile_counters.since
-        and (reconcile_counters.tenant_ids is null or x.tenant_id = any (reconcile_counters.tenant_ids))
-    ) c
-      on c.tenant_id = r.tenant_id and c.period_start = r.period_start
-  ),
-  drift as (
+  for d in
+    with raw as (
+      select e.tenant_id, e.period_start, count(*) as executions,
+             count(*) filter (where e.billable) as billable,
+             count(*) filter (where e.billable and e.status = 'success') as billable_success,
+             coalesce(sum(e.duration_ms) filter (where e.billable), 0) as billable_duration_ms
+      from public.executions e
+      where e.period_start >= reconcile_counters.since
+        and (reconcile_counters.tenant_ids is null or e.tenant_id = any (reconcile_counters.tenant_ids))
+      group by e.tenant_id, e.period_start
+    ),
+    compared as (
+      select coalesce(r.tenant_id, c.tenant_id) as tenant_id,
+             coalesce(r.period_start, c.period_start) as period_start,
+             coalesce(r.executions, 0) as raw_executions, coalesce(c.executions, 0) as counted_executions,
+             coalesce(r.billable, 0) as raw_billable, coalesce(c.billable, 0) as counted_billable,
+             coalesce(r.billable_success, 0) - coalesce(c.billable_success, 0) as success_drift,
+             coalesce(r.billable_duration_ms, 0) - coalesce(c.billable_duration_ms, 0) as duration_drift,
+             (coalesce(r.billable, 0) - coalesce(r.billable_success, 0)) - coalesce(c.billable_failed, 0) as failed_drift
+      from raw r
+      full join (
+        select * from public.usage_counters x
+        where x.period_start >= reconcile_counters.since
+          and (reconcile_counters.tenant_ids is null or x.tenant_id = any (reconcile_counters.tenant_ids))
+      ) c
+        on c.tenant_id = r.tenant_id and c.period_start = r.period_start
+    )
     select * from compared
     where raw_executions <> counted_executions or raw_billable <> counted_billable
-  ),
-  -- Each counter moves by the difference the snapshot found, not to the snapshot's raw
-  -- value: a collector page committed meanwhile (the update then waits for its row and
-  -- sees its counts) added to the raw rows and the counters alike, so the difference
-  -- still holds and its executions are kept.
-  repaired as (
-    update public.usage_counters c set
-      executions = c.executions + (d.raw_executions - d.counted_executions),
-      billable = c.billable + (d.raw_billable - d.counted_billable),
-      billable_success = c.billable_success + d.success_drift,
-      billable_failed = c.billable_failed + d.failed_drift,
-      billable_duration_ms = c.billable_duration_ms + d.duration_drift,
-      updated_at = now()
-    from drift d
-    where reconcile_counters.repair and c.tenant_id = d.tenant_id and c.period_start = d.period_start
-    returning c.tenant_id, c.period_start
-  )
-  insert into public.reconciliation_findings (kind, tenant_id, period_start, expected, actual, repaired, detail)
-  select 'counter_drift', d.tenant_id, d.period_start, d.raw_billable, d.counted_billable,
-         exists (select 1 from repaired x where x.tenant_id = d.tenant_id and x.period_start = d.period_start),
-         format('raw rows: %s executions, %s billable; counters: %s executions, %s billable',
-                d.raw_executions, d.raw_billable, d.counted_executions, d.counted_billable)
-  from drift d
-  returning *;
+    order by tenant_id, period_start desc
+  loop
+    was_repaired := false;
+    if reconcile_counters.repair then
+      update public.usage_counters c set
+        executions = c.executions + (d.raw_executions - d.counted_executions),
+        billable = c.billable + (d.raw_billable - d.counted_billable),
+        billable_success = c.billable_success + d.success_drift,
+        billable_failed = c.billable_failed + d.failed_drift,
+        billable_duration_ms = c.billable_duration_ms + d.duration_drift,
+        updated_at = now()
+      where c.tenant_id = d.tenant_id and c.period_start = d.period_start;
+      was_repaired := found;
+    end if;
+    insert into public.reconciliation_findings (kind, tenant_id, period_start, expected, actual, repaired, detail)
+    values ('counter_drift', d.tenant_id, d.period_start, d.raw_billable, d.counted_billable, was_repaired,
+            format('raw rows: %s executions, %s billable; counters: %s executions, %s billable',
+                   d.raw_executions, d.raw_billable, d.counted_executions, d.counted_billable))
+    returning * into finding;
+    return next finding;
+  end loop;
 end;
 $$;
 
