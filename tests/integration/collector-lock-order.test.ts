@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { waitForLockWait } from '../support/faults.ts';
-import { createPlan, createTenant, ingestExecutions } from '../support/fixtures.ts';
+import {
+  expectNewestPeriodLockedFirst,
+  twoPeriodPage,
+  twoPeriodTenant,
+} from '../support/counter-locks.ts';
+import { ingestExecutions } from '../support/fixtures.ts';
 import { superuser } from '../support/stack.ts';
 
 /**
@@ -14,50 +18,13 @@ import { superuser } from '../support/stack.ts';
  */
 describe('collector and enforcement: one lock order on the counters rows', () => {
   it('a page over two periods takes the newer row first, leaving the earlier one free until it has it', async () => {
-    const plan = await createPlan({ included_executions: 1000 });
-    const tenant = await createTenant(plan.id);
-    const now = Date.now();
-    const lastMonth = new Date(now);
-    lastMonth.setUTCDate(1);
-    lastMonth.setUTCMonth(lastMonth.getUTCMonth() - 1);
-    lastMonth.setUTCHours(12);
-    const page = [
-      { workflow: 'wf', startedAt: lastMonth.getTime() },
-      { workflow: 'wf', startedAt: now - 60_000 },
-    ];
     // Both periods' rows exist: the next page updates them, locking each as it goes.
-    await ingestExecutions(tenant.id, page);
-    const { rows: periods } = await superuser().query<{ period_start: Date }>(
-      'select period_start from public.usage_counters where tenant_id = $1 order by period_start',
-      [tenant.id],
+    const { tenant, earlier, newer } = await twoPeriodTenant();
+    await expectNewestPeriodLockedFirst(
+      { tenantId: tenant.id, earlier, newer },
+      'ingest_execution_page',
+      () => ingestExecutions(tenant.id, twoPeriodPage()),
     );
-    expect(periods).toHaveLength(2);
-    const [earlier, newer] = periods.map((p) => p.period_start);
-
-    // The retry's first lock: this period's row, held.
-    const retry = await superuser().connect();
-    try {
-      await retry.query('begin');
-      await retry.query(
-        'select 1 from public.usage_counters where tenant_id = $1 and period_start = $2 for update',
-        [tenant.id, newer],
-      );
-      const collected = ingestExecutions(tenant.id, page);
-      await waitForLockWait({ queryLike: 'ingest_execution_page' });
-      // The retry's second lock: the earlier period's row. Had the page taken it first, it
-      // would be held now, and the two would deadlock.
-      await expect(
-        retry.query(
-          'select 1 from public.usage_counters where tenant_id = $1 and period_start = $2 for update nowait',
-          [tenant.id, earlier],
-        ),
-      ).resolves.toMatchObject({ rowCount: 1 });
-      await retry.query('commit');
-      await collected;
-    } finally {
-      await retry.query('rollback').catch(() => {});
-      retry.release();
-    }
     const { rows } = await superuser().query<{ executions: string }>(
       'select executions from public.usage_counters where tenant_id = $1 order by period_start',
       [tenant.id],

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { expectNewestPeriodLockedFirst, twoPeriodTenant } from '../support/counter-locks.ts';
 import { waitForLockWait } from '../support/faults.ts';
 import { createPlan, createTenant, ingestExecutions } from '../support/fixtures.ts';
 import { claimSource } from '../support/leases.ts';
@@ -103,63 +104,29 @@ describe('reconcile --repair racing a collector page', () => {
   });
 
   it("locks a tenant's rows newest period first, as the collector and enforcement do, so it cannot deadlock with them", async () => {
-    const plan = await createPlan({ included_executions: 1000 });
-    const tenant = await createTenant(plan.id);
-    const lastMonth = new Date();
-    lastMonth.setUTCDate(1);
-    lastMonth.setUTCMonth(lastMonth.getUTCMonth() - 1);
-    lastMonth.setUTCHours(12);
-    await ingestExecutions(tenant.id, [
-      { workflow: 'wf', startedAt: lastMonth.getTime() },
-      { workflow: 'wf', startedAt: Date.now() - 60_000 },
-    ]);
-    // Drift in both periods.
+    const { tenant, earlier, newer } = await twoPeriodTenant();
+    // Drift in both periods, the newer row written last, so a scan in storage order meets
+    // the earlier one first.
     await superuser().query(
       'update public.usage_counters set executions = executions + 1, billable = billable + 1, billable_success = billable_success + 1 where tenant_id = $1',
       [tenant.id],
     );
-    const { rows: periods } = await superuser().query<{ period_start: Date }>(
-      'select period_start from public.usage_counters where tenant_id = $1 order by period_start',
-      [tenant.id],
-    );
-    const [earlier, newer] = periods.map((p) => p.period_start) as [Date, Date];
-    // The newer row written last, so a scan in storage order meets the earlier one first.
     await superuser().query(
       'update public.usage_counters set updated_at = now() where tenant_id = $1 and period_start = $2',
       [tenant.id, newer],
     );
-
-    // Another writer's first lock (a retry, a collector page): this period's row.
-    const other = await superuser().connect();
-    try {
-      await other.query('begin');
-      await other.query(
-        'select 1 from public.usage_counters where tenant_id = $1 and period_start = $2 for update',
-        [tenant.id, newer],
-      );
-      const repair = Promise.resolve(
+    const { data, error } = await expectNewestPeriodLockedFirst(
+      { tenantId: tenant.id, earlier, newer },
+      'reconcile_counters',
+      async () =>
         serviceClient().rpc('reconcile_counters', {
           since: earlier.toISOString(),
           repair: true,
           tenant_ids: [tenant.id],
         }),
-      );
-      await waitForLockWait({ queryLike: 'reconcile_counters' });
-      // Its second: the earlier period's row, free, as the repair waits for the newer one.
-      await expect(
-        other.query(
-          'select 1 from public.usage_counters where tenant_id = $1 and period_start = $2 for update nowait',
-          [tenant.id, earlier],
-        ),
-      ).resolves.toMatchObject({ rowCount: 1 });
-      await other.query('commit');
-      const { data, error } = await repair;
-      expect(error).toBeNull();
-      expect(data?.map((f) => f.repaired)).toEqual([true, true]);
-    } finally {
-      await other.query('rollback').catch(() => {});
-      other.release();
-    }
+    );
+    expect(error).toBeNull();
+    expect(data?.map((f) => f.repaired)).toEqual([true, true]);
     expect(await counters(tenant.id)).toEqual([
       { executions: 1, billable: 1, billable_success: 1, billable_failed: 0 },
       { executions: 1, billable: 1, billable_success: 1, billable_failed: 0 },
