@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { expectNewestPeriodLockedFirst, twoPeriodTenant } from '../support/counter-locks.ts';
 import { waitForLockWait } from '../support/faults.ts';
-import { createPlan, createTenant, ingestExecutions } from '../support/fixtures.ts';
+import { createTenant, ingestExecutions, recentRuns } from '../support/fixtures.ts';
 import { claimSource } from '../support/leases.ts';
 import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
 
@@ -27,13 +27,9 @@ async function counters(tenantId: string) {
 
 describe('reconcile --repair racing a collector page', () => {
   it('keeps the executions a page commits while the repair waits for the counters row', async () => {
-    const plan = await createPlan({ included_executions: 1000 });
-    const tenant = await createTenant(plan.id);
+    const tenant = await createTenant();
+    await ingestExecutions(tenant.id, recentRuns(10, 120_000));
     const now = Date.now();
-    await ingestExecutions(
-      tenant.id,
-      Array.from({ length: 10 }, (_, i) => ({ workflow: 'wf', startedAt: now - 120_000 + i })),
-    );
     // Drift: the counters hold 3 executions more than the raw rows.
     await superuser().query(
       `update public.usage_counters

@@ -9,6 +9,7 @@ import {
   createUser,
   ingestExecutions,
   memberOf,
+  recentRuns,
 } from '../support/fixtures.ts';
 import { claimSource } from '../support/leases.ts';
 import { anonClient, asRole, inTransaction, serviceClient, superuser } from '../support/stack.ts';
@@ -83,17 +84,9 @@ const recordOutcome = (
 
 describe('webhook events, each from its cause', () => {
   it('usage.threshold_crossed: one event per alert the collector raises', async () => {
-    const plan = await createPlan({ included_executions: 10 });
-    const tenant = await createTenant(plan.id);
-    const now = Date.now();
-    await ingestExecutions(
-      tenant.id,
-      Array.from({ length: 8 }, (_, i) => ({ workflow: 'wf', startedAt: now - 60_000 + i })),
-    );
-    await ingestExecutions(
-      tenant.id,
-      Array.from({ length: 3 }, (_, i) => ({ workflow: 'wf', startedAt: now - 30_000 + i })),
-    );
+    const tenant = await createTenant((await createPlan({ included_executions: 10 })).id);
+    await ingestExecutions(tenant.id, recentRuns(8, 60_000));
+    await ingestExecutions(tenant.id, recentRuns(3, 30_000));
     const events = await eventsOf(tenant.id);
     expect(events.map((e) => [e.type, e.payload.threshold])).toEqual([
       ['usage.threshold_crossed', 80],

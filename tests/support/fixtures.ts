@@ -78,6 +78,12 @@ export interface Run {
   durationMs?: number | null;
 }
 
+/** `count` runs of workflow wf, started a millisecond apart from `msAgo` before now. */
+export const recentRuns = (count: number, msAgo: number): Run[] => {
+  const from = Date.now() - msAgo;
+  return Array.from({ length: count }, (_, i) => ({ workflow: 'wf', startedAt: from + i }));
+};
+
 /** Stores finished executions through the collector's own SQL (a new leased source). */
 export async function ingestExecutions(tenantId: string, runs: Run[]): Promise<void> {
   const db = serviceClient();
