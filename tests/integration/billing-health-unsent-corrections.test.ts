@@ -1,28 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { recordCorrection } from '../../src/billing/record-correction.ts';
 import { needsAttention } from '../../src/ops/attention.ts';
-import { meteredTenant } from '../support/billing.ts';
+import { meteredTenant, recordedCorrection } from '../support/billing.ts';
 import { reporterOnManualClock, reporterRun, useStripeServer } from '../support/reporter-runs.ts';
-import { serviceClient, superuser } from '../support/stack.ts';
+import { superuser } from '../support/stack.ts';
 import { operatorStatusOf } from '../support/status.ts';
 
 const { server, fakeStripe } = useStripeServer();
 const run = reporterRun({ concurrency: 1 });
-
-/** A correction of 5 more executions for the tenant's current period, recorded, not sent. */
-async function recordedCorrection(tenantId: string) {
-  const recorded = await recordCorrection({
-    db: serviceClient(),
-    tenantId,
-    delta: 5,
-    reason: 'missed usage',
-    requestedBy: 'test',
-    period: { month: new Date().toISOString().slice(0, 7) },
-    finalizationGraceMinutes: 60,
-  });
-  if (!recorded.ok) throw new Error(recorded.error.message);
-  return recorded.value.correction;
-}
 
 describe('billing health: corrections', () => {
   it('a correction recorded two days ago and never sent to Stripe is flagged', async () => {

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { recordCorrection } from '../../src/billing/record-correction.ts';
-import { meteredTenant } from '../support/billing.ts';
+import { meteredTenant, recordedCorrection } from '../support/billing.ts';
 import {
   addMember,
   createPlan,
@@ -258,17 +257,7 @@ describe('webhook events, each from its cause', () => {
   it('meter_correction.review when a correction stops for a check in Stripe', async () => {
     const { tenantId, reportId } = await pendingReport(6);
     await recordOutcome(reportId, { outcome: 'sent', error: '' });
-    const recorded = await recordCorrection({
-      db: serviceClient(),
-      tenantId,
-      delta: 3,
-      reason: 'webhook event test',
-      requestedBy: 'test',
-      period: { month: new Date().toISOString().slice(0, 7) },
-      finalizationGraceMinutes: 60,
-    });
-    if (!recorded.ok) throw new Error(recorded.error.message);
-    const { id } = recorded.value.correction;
+    const { id } = await recordedCorrection(tenantId, 3, 'webhook event test');
     const outcome = (o: { outcome: string; error?: string; error_kind?: string }) =>
       serviceClient().rpc('record_meter_correction_outcome', { id, ...o });
     await outcome({ outcome: 'failed', error: 'no answer', error_kind: 'unavailable' });

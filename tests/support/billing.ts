@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import { recordCorrection } from '../../src/billing/record-correction.ts';
 import type { ReporterSettings } from '../../src/billing/report-usage.ts';
 import { createStripeClient } from '../../src/stripe/client.ts';
 import { createPlan, createTenant } from './fixtures.ts';
-import { superuser } from './stack.ts';
+import { serviceClient, superuser } from './stack.ts';
 
 /** Settings no test run is limited by unless it says so. */
 export const reporterTestSettings: ReporterSettings = {
@@ -82,4 +83,19 @@ export function manualClock(start: number) {
     },
   };
   return clock;
+}
+
+/** A correction of `delta` executions for the tenant's current period, recorded, not sent. */
+export async function recordedCorrection(tenantId: string, delta = 5, reason = 'missed usage') {
+  const recorded = await recordCorrection({
+    db: serviceClient(),
+    tenantId,
+    delta,
+    reason,
+    requestedBy: 'test',
+    period: { month: new Date().toISOString().slice(0, 7) },
+    finalizationGraceMinutes: 60,
+  });
+  if (!recorded.ok) throw new Error(recorded.error.message);
+  return recorded.value.correction;
 }
