@@ -123,7 +123,7 @@ function correctionAttention(status: AttentionInputs) {
 
 /**
  * Stripe customers subscribed to a plan with no tenant linked (the newest subscription event
- * of each found none): their runs are neither limited nor billed by flowmeter.
+ * of each found none): flowmeter applies no plan to them and bills none of their usage.
  */
 function customersWithoutTenantAttention(events: AttentionInputs['stripe_events']) {
   const latest = events.last_customer_without_tenant;
@@ -132,7 +132,7 @@ function customersWithoutTenantAttention(events: AttentionInputs['stripe_events'
     events.customers_without_tenant > 1
       ? ` and ${plural(events.customers_without_tenant - 1, 'other customer')}`
       : '';
-  return `Stripe customer ${latest.customer_id}${others} subscribed to a plan (${latest.plan_id}) with no tenant linked: their runs are neither limited nor billed by flowmeter; link each to its tenant (\`flowmeter tenants link <tenant> --stripe-customer ${latest.customer_id}\`, or \`flowmeter tenants add … --stripe-customer\`), then resend the subscription event (${latest.event_id}) from the Stripe Dashboard; see docs/billing.md "What an event does"`;
+  return `Stripe customer ${latest.customer_id}${others} subscribed to a plan (${latest.plan_id}) with no tenant linked: flowmeter applies no plan to them and bills none of their usage; link each to its tenant (\`flowmeter tenants link <tenant> --stripe-customer ${latest.customer_id}\`, or \`flowmeter tenants add … --stripe-customer\`), then resend the subscription event (${latest.event_id}) from the Stripe Dashboard; see docs/billing.md "What an event does"`;
 }
 
 /**

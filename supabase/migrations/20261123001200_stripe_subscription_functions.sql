@@ -358,8 +358,9 @@ select private.grant_to_service_role_only('public.record_rejected_stripe_event(t
 -- And customers who bought one of the plans with no tenant to bill: their newest
 -- subscription event of the last 30 days found no tenant, is not the subscription's end,
 -- and has a price mapped to a plan; until a tenant is linked and the event resent (or the
--- next one arrives), their runs are neither limited nor billed by flowmeter. Neither names
--- a tenant for certain, so a view limited to some tenants (tenant_ids) shows none.
+-- next one arrives), flowmeter applies no plan to them and bills none of their usage.
+-- Neither names a tenant for certain, so a view limited to some tenants (tenant_ids) shows
+-- none.
 create or replace function private.stripe_event_status(tenant_ids uuid[] default null)
 returns jsonb
 language sql stable

@@ -18,8 +18,9 @@ import {
 
 /**
  * Class: health that tells the truth about who is billed. A Stripe customer who subscribes
- * to one of the plans while no tenant is linked to them runs neither limited nor billed by
- * flowmeter; status names them, with what to do, until a tenant holds their subscription.
+ * to one of the plans while no tenant is linked to them gets no plan applied and none of
+ * their usage billed; status names them, with what to do, until a tenant holds their
+ * subscription.
  */
 
 /**
