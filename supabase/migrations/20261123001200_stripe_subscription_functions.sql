@@ -96,6 +96,25 @@ $$;
 
 select private.grant_to_service_role_only('private.subscription_event_rank(text)');
 
+-- The plan a subscription's prices stand for: that of its first mapped price (null when
+-- none is mapped). plpgsql: with its pinned search_path a sql function is never inlined.
+create or replace function private.plan_of_prices(price_ids text[])
+returns text
+language plpgsql stable
+set search_path = ''
+as $$
+begin
+  return (
+    select pp.plan_id
+    from unnest(plan_of_prices.price_ids) with ordinality as u(price_id, ord)
+    join public.plan_prices pp on pp.stripe_price_id = u.price_id
+    order by u.ord
+    limit 1);
+end;
+$$;
+
+select private.grant_to_service_role_only('private.plan_of_prices(text[])');
+
 -- Applies one customer.subscription.* event to the tenant it belongs to, in one transaction.
 --
 -- The tenant is the one the subscription was recorded for, else the one holding the
@@ -248,11 +267,7 @@ begin
         end;
       end if;
 
-      select pp.plan_id into mapped_plan
-      from unnest(chosen.price_ids) with ordinality as u(price_id, ord)
-      join public.plan_prices pp on pp.stripe_price_id = u.price_id
-      order by u.ord
-      limit 1;
+      mapped_plan := private.plan_of_prices(chosen.price_ids);
       if mapped_plan is null and result_outcome = 'applied' then
         unmapped := prices;
         result_detail := format('unmapped_price: no plan for %s; the plan was kept',
@@ -380,9 +395,7 @@ as $$
   ),
   unbilled as (
     select e.id, e.customer_id, e.received_at,
-           (select pp.plan_id from unnest(e.price_ids) with ordinality as u(price_id, ord)
-            join public.plan_prices pp on pp.stripe_price_id = u.price_id
-            order by u.ord limit 1) as plan_id
+           private.plan_of_prices(e.price_ids) as plan_id
     from newest_per_customer e
     where e.outcome = 'unknown_tenant' and e.type <> 'customer.subscription.deleted'
   ),
