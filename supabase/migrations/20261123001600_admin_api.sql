@@ -151,14 +151,20 @@ $$;
 -- Tenants -----------------------------------------------------------------------------
 
 -- A Stripe customer belongs to one tenant: refuses (23505) one a tenant holds already.
+-- Two transactions linking one customer at once take turns here until the first ends, so
+-- the second sees its link and is refused with this message, not the unique index's.
 create or replace function private.require_unlinked_customer(customer_id text)
 returns void
-language plpgsql stable
+language plpgsql volatile
 set search_path = ''
 as $$
 declare
   holder uuid;
 begin
+  if require_unlinked_customer.customer_id is null then
+    return;
+  end if;
+  perform pg_advisory_xact_lock(hashtext('flowmeter.stripe_customer ' || require_unlinked_customer.customer_id));
   select x.id into holder from public.tenants x where x.stripe_customer_id = require_unlinked_customer.customer_id;
   if holder is not null then
     raise exception 'Stripe customer % is already linked to tenant %', require_unlinked_customer.customer_id, holder

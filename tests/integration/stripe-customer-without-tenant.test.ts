@@ -3,9 +3,10 @@ import { EXIT } from '../../src/cli/main.ts';
 import { needsAttention } from '../../src/ops/attention.ts';
 import { operatorStatusSchema } from '../../src/ops/operator-status.ts';
 import { runCliWith } from '../support/cli.ts';
+import { waitForLockWait } from '../support/faults.ts';
 import { createPlan, createTenant } from '../support/fixtures.ts';
 import { healthyStatus } from '../support/healthy-status.ts';
-import { superuser } from '../support/stack.ts';
+import { inTransaction } from '../support/stack.ts';
 import {
   deliver,
   mapPrice,
@@ -28,21 +29,18 @@ import {
  * `customers`: other test files record events in the same database meanwhile. Read in one
  * repeatable-read snapshot with every other customer's events removed, then rolled back.
  */
-async function stripeEventsOf(customers: string[]) {
-  const client = await superuser().connect();
-  try {
-    await client.query('begin isolation level repeatable read');
-    await client.query(
-      'delete from public.stripe_events where customer_id is null or customer_id <> all ($1)',
-      [customers],
-    );
-    const { rows } = await client.query('select public.operator_status() as status');
-    return operatorStatusSchema.parse(rows[0].status).stripe_events;
-  } finally {
-    await client.query('rollback');
-    client.release();
-  }
-}
+const stripeEventsOf = (customers: string[]) =>
+  inTransaction(
+    async (client) => {
+      await client.query(
+        'delete from public.stripe_events where customer_id is null or customer_id <> all ($1)',
+        [customers],
+      );
+      const { rows } = await client.query('select public.operator_status() as status');
+      return operatorStatusSchema.parse(rows[0].status).stripe_events;
+    },
+    { begin: 'begin isolation level repeatable read' },
+  );
 
 const attentionOf = (events: Awaited<ReturnType<typeof stripeEventsOf>>) =>
   needsAttention({ ...healthyStatus, stripe_events: events });
@@ -175,5 +173,24 @@ describe('flowmeter tenants link', () => {
     expect(malformed.err).toMatch(/--stripe-customer.*a Stripe customer id \(cus_…\)/);
     const unknown = await cli(['tenants', 'link', 'no-such-tenant', '--stripe-customer', other]);
     expect(unknown.code).toBe(EXIT.usage);
+  });
+
+  it('two links of one customer at once: one tenant gets it, the other is refused naming it', async () => {
+    const [first, second] = [await createTenant(), await createTenant()];
+    const customer = stripeId('cus');
+    // The first link, not committed yet, when the second one runs.
+    await inTransaction(async (held) => {
+      await held.query('select public.link_stripe_customer($1, $2)', [first.id, customer]);
+      const racing = cli(['tenants', 'link', second.id, '--stripe-customer', customer]);
+      await waitForLockWait({ queryLike: 'link_stripe_customer' });
+      await held.query('commit');
+      const refused = await racing;
+      expect(refused.code).toBe(EXIT.usage);
+      expect(refused.err).toMatch(
+        new RegExp(`Stripe customer ${customer} is already linked to tenant ${first.id}`),
+      );
+    });
+    expect((await tenantState(first.id)).stripe_customer_id).toBe(customer);
+    expect((await tenantState(second.id)).stripe_customer_id).toBeNull();
   });
 });
