@@ -1,9 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { expectNewestPeriodLockedFirst, twoPeriodTenant } from '../support/counter-locks.ts';
 import { waitForLockWait } from '../support/faults.ts';
-import { createTenant, ingestExecutions, recentRuns } from '../support/fixtures.ts';
-import { claimSource } from '../support/leases.ts';
-import { serviceClient, superuser, uniqueId } from '../support/stack.ts';
+import {
+  createTenant,
+  executionPage,
+  ingestExecutions,
+  leasedSource,
+  recentRuns,
+} from '../support/fixtures.ts';
+import { inTransaction, serviceClient, superuser } from '../support/stack.ts';
 
 /**
  * Class: a repair racing the collector. reconcile_counters compares the raw executions with
@@ -29,7 +34,6 @@ describe('reconcile --repair racing a collector page', () => {
   it('keeps the executions a page commits while the repair waits for the counters row', async () => {
     const tenant = await createTenant();
     await ingestExecutions(tenant.id, recentRuns(10, 120_000));
-    const now = Date.now();
     // Drift: the counters hold 3 executions more than the raw rows.
     await superuser().query(
       `update public.usage_counters
@@ -40,30 +44,12 @@ describe('reconcile --repair racing a collector page', () => {
 
     // A collector page of 2 new executions, stored and counted, not yet committed.
     const db = serviceClient();
-    const { data: source, error } = await db.rpc('add_n8n_source', {
-      tenant_id: tenant.id,
-      name: 'second',
-      base_url: `https://${uniqueId('n8n')}.example.test`,
-      api_key_ciphertext: 'fm1.k1.aXY.dGFn.Y2lwaGVy',
-    });
-    if (error || !source) throw new Error(`add_n8n_source: ${error?.message}`);
-    const { lease_token: lease } = await claimSource(source.id, {}, db);
-    const page = [1, 2].map((id) => ({
-      id,
-      status: 'success',
-      mode: 'trigger',
-      workflow_id: 'wf',
-      started_at: new Date(now - 60_000 + id).toISOString(),
-      stopped_at: new Date(now - 59_000 + id).toISOString(),
-      retry_of: null,
-    }));
-    const collector = await superuser().connect();
-    try {
-      await collector.query('begin');
+    const { sourceId, lease } = await leasedSource(tenant.id);
+    await inTransaction(async (collector) => {
       await collector.query('select public.ingest_execution_page($1, $2, $3::jsonb)', [
-        source.id,
+        sourceId,
         lease,
-        JSON.stringify(page),
+        JSON.stringify(executionPage(recentRuns(2, 60_000))),
       ]);
 
       // The repair sees 10 raw rows and 13 counted, and waits for the page's counters row.
@@ -83,10 +69,7 @@ describe('reconcile --repair racing a collector page', () => {
       expect(findings).toMatchObject([
         { kind: 'counter_drift', expected: 10, actual: 13, repaired: true },
       ]);
-    } finally {
-      await collector.query('rollback').catch(() => {});
-      collector.release();
-    }
+    });
 
     // 12 executions stored, 12 counted: the page's 2 are kept, the drift of 3 is gone.
     expect(await counters(tenant.id)).toEqual([

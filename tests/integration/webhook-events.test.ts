@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { meteredTenant, recordedCorrection } from '../support/billing.ts';
 import {
   addMember,
+  addSource,
   createPlan,
   createTenant,
   createUser,
@@ -41,18 +42,6 @@ async function eventsOf(tenantId: string) {
 }
 
 const typesOf = async (tenantId: string) => (await eventsOf(tenantId)).map((e) => e.type);
-
-async function leasedSource(tenantId: string) {
-  const db = serviceClient();
-  const { data: source, error } = await db.rpc('add_n8n_source', {
-    tenant_id: tenantId,
-    name: 'main',
-    base_url: 'https://events.n8n.example.test',
-    api_key_ciphertext: 'fm1.k1.aXY.dGFn.Y2lwaGVy',
-  });
-  if (error || !source) throw new Error(`add_n8n_source: ${error?.message}`);
-  return source.id;
-}
 
 async function finishTurn(sourceId: string, failure: string | null, deferral?: 'cut' | 'unworked') {
   const db = serviceClient();
@@ -122,7 +111,7 @@ describe('webhook events, each from its cause', () => {
 
   it('source.failing at the first failed turn after a success, source.recovered at the next success', async () => {
     const tenant = await createTenant();
-    const sourceId = await leasedSource(tenant.id);
+    const sourceId = await addSource(tenant.id, 'https://events.n8n.example.test');
     await finishTurn(sourceId, null);
     await finishTurn(sourceId, 'n8n at https://events.n8n.example.test answered 502');
     await finishTurn(sourceId, 'n8n at https://events.n8n.example.test answered 502');
@@ -140,7 +129,7 @@ describe('webhook events, each from its cause', () => {
 
   it('neither at a deferred turn: a failing source whose walk was cut or never started is not recovered', async () => {
     const tenant = await createTenant();
-    const sourceId = await leasedSource(tenant.id);
+    const sourceId = await addSource(tenant.id, 'https://events.n8n.example.test');
     await finishTurn(sourceId, null);
     await finishTurn(sourceId, 'n8n at https://events.n8n.example.test answered 502');
     await finishTurn(sourceId, null, 'cut');
@@ -158,7 +147,7 @@ describe('webhook events, each from its cause', () => {
 
   it('collection.gap_recorded: once per gap, however often a walk meets it', async () => {
     const tenant = await createTenant();
-    const sourceId = await leasedSource(tenant.id);
+    const sourceId = await addSource(tenant.id, 'https://events.n8n.example.test');
     for (let i = 0; i < 2; i++) {
       await superuser().query(
         "select private.record_collection_gaps($1, $2, 'pruned', '{[100,151)}'::int8multirange, 'list ended above the watermark')",

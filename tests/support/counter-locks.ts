@@ -1,7 +1,7 @@
 import { expect } from 'vitest';
 import { waitForLockWait } from './faults.ts';
 import { createPlan, createTenant, ingestExecutions } from './fixtures.ts';
-import { superuser } from './stack.ts';
+import { inTransaction, superuser } from './stack.ts';
 
 /** Noon on the 1st of last month (UTC): an instant of the calendar period before this one. */
 export function lastMonthNoon(): number {
@@ -48,9 +48,7 @@ export async function expectNewestPeriodLockedFirst<T>(
   queryLike: string,
   writer: () => Promise<T>,
 ): Promise<T> {
-  const other = await superuser().connect();
-  try {
-    await other.query('begin');
+  return inTransaction(async (other) => {
     await other.query(lockRow(false), [rows.tenantId, rows.newer]);
     const written = writer();
     await waitForLockWait({ queryLike });
@@ -59,8 +57,5 @@ export async function expectNewestPeriodLockedFirst<T>(
     });
     await other.query('commit');
     return await written;
-  } finally {
-    await other.query('rollback').catch(() => {});
-    other.release();
-  }
+  });
 }

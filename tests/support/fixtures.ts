@@ -84,33 +84,52 @@ export const recentRuns = (count: number, msAgo: number): Run[] => {
   return Array.from({ length: count }, (_, i) => ({ workflow: 'wf', startedAt: from + i }));
 };
 
+/** A new source of the tenant (an n8n nobody calls, at `baseUrl`): its id. */
+export async function addSource(
+  tenantId: string,
+  baseUrl = `https://${uniqueId('n8n')}.example.test`,
+): Promise<string> {
+  const { data: source, error } = await serviceClient().rpc('add_n8n_source', {
+    tenant_id: tenantId,
+    name: 'main',
+    base_url: baseUrl,
+    api_key_ciphertext: 'fm1.k1.aXY.dGFn.Y2lwaGVy',
+  });
+  if (error || !source) throw new Error(`add_n8n_source: ${error?.message}`);
+  return source.id;
+}
+
+/** A new source of the tenant, leased to the caller as a collector run would lease it. */
+export async function leasedSource(tenantId: string) {
+  const sourceId = await addSource(tenantId);
+  const { lease_token: lease } = await claimSource(sourceId, {}, serviceClient());
+  return { sourceId, lease };
+}
+
+/** The runs as the `executions` of a page of ingest_execution_page, ids from 1. */
+export const executionPage = (runs: Run[]) =>
+  runs.map((r, i) => {
+    const duration = r.durationMs === undefined ? 1000 : r.durationMs;
+    return {
+      id: i + 1,
+      status: r.status ?? 'success',
+      mode: r.mode ?? 'trigger',
+      workflow_id: r.workflow,
+      started_at: iso(r.startedAt),
+      stopped_at: duration === null ? null : iso(r.startedAt + duration),
+      retry_of: null,
+    };
+  });
+
 /** Stores finished executions through the collector's own SQL (a new leased source). */
 export async function ingestExecutions(tenantId: string, runs: Run[]): Promise<void> {
   const db = serviceClient();
-  const { data: source, error: sourceError } = await db.rpc('add_n8n_source', {
-    tenant_id: tenantId,
-    name: 'main',
-    base_url: `https://${uniqueId('n8n')}.example.test`,
-    api_key_ciphertext: 'fm1.k1.aXY.dGFn.Y2lwaGVy',
-  });
-  if (sourceError || !source) throw new Error(`add_n8n_source: ${sourceError?.message}`);
-  const { lease_token: lease } = await claimSource(source.id, {}, db);
+  const { sourceId, lease } = await leasedSource(tenantId);
   const { error } = await db.rpc('ingest_execution_page', {
-    source_id: source.id,
+    source_id: sourceId,
     lease_token: lease,
-    executions: runs.map((r, i) => {
-      const duration = r.durationMs === undefined ? 1000 : r.durationMs;
-      return {
-        id: i + 1,
-        status: r.status ?? 'success',
-        mode: r.mode ?? 'trigger',
-        workflow_id: r.workflow,
-        started_at: iso(r.startedAt),
-        stopped_at: duration === null ? null : iso(r.startedAt + duration),
-        retry_of: null,
-      };
-    }),
+    executions: executionPage(runs),
   });
   if (error) throw new Error(`ingest_execution_page: ${error.message}`);
-  await db.rpc('release_collector_sources', { source_ids: [source.id], lease_tokens: [lease] });
+  await db.rpc('release_collector_sources', { source_ids: [sourceId], lease_tokens: [lease] });
 }
