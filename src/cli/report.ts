@@ -6,6 +6,8 @@ import { loadReporterConfig } from '../config/reporter-env.ts';
 import { API_MAX_ROWS } from '../db/api-max-rows.ts';
 import type { Database } from '../db/database.types.ts';
 import { plural } from '../domain/words.ts';
+import { STRIPE_KEPT_FAILING } from '../stripe/errors.ts';
+import { reportReviewSteps, STRIPE_REPLAY_WINDOW_HOURS } from '../stripe/replay-window.ts';
 import { parser, repeatable, schemas, tenantFilterOption } from './arguments.ts';
 import { CliError, type CommandContext, EXIT, valueOrExit } from './context.ts';
 import { addListCommand } from './list-command.ts';
@@ -116,7 +118,7 @@ export function registerReport(program: Command, ctx: CommandContext): void {
         );
       } else if (summary.stoppedBy === 'unavailable' || corrections?.stoppedBy === 'unavailable') {
         io.err(
-          'Stripe kept failing (no answer, timeouts or 5xx errors), so the run stopped sending: the rest waits, unattempted, for the next run (status.stripe.com says whether Stripe is down).',
+          `${STRIPE_KEPT_FAILING}, so the run stopped sending: the rest waits, unattempted, for the next run (status.stripe.com says whether Stripe is down).`,
         );
       } else if (summary.deferred > 0 || (corrections?.deferred ?? 0) > 0) {
         io.err(
@@ -130,7 +132,7 @@ export function registerReport(program: Command, ctx: CommandContext): void {
       }
       if (summary.review > 0) {
         io.err(
-          "Reports to check by hand had an attempt without an answer over 23 hours ago: Stripe may no longer recognise their identifiers, so they are not sent again. `flowmeter reports list --status review` lists them with their identifiers: look each up among the meter's events in Stripe, then `flowmeter reports resolve <id> --stripe-has yes|no`.",
+          `Reports to check by hand had an attempt without an answer over ${STRIPE_REPLAY_WINDOW_HOURS} hours ago: Stripe may no longer recognise their identifiers, so they are not sent again. ${reportReviewSteps()}.`,
         );
       }
     });
@@ -182,7 +184,7 @@ export function registerReport(program: Command, ctx: CommandContext): void {
     ],
     advice: (rows) =>
       rows.some((r) => r.status === 'review')
-        ? "For each report in review: look its identifier up among the meter's events in the Stripe Dashboard, then `flowmeter reports resolve <id> --stripe-has yes|no`."
+        ? `For the reports in review: ${reportReviewSteps(false)}.`
         : undefined,
   });
 

@@ -5,6 +5,8 @@ import {
   reconcileRunSummarySchema,
 } from '../billing/reconcile-run-summary.ts';
 import { plural } from '../domain/words.ts';
+import { STRIPE_KEPT_FAILING } from '../stripe/errors.ts';
+import { reportReviewSteps, STRIPE_REPLAY_WINDOW_HOURS } from '../stripe/replay-window.ts';
 import {
   isOverdue,
   isScheduledFunction,
@@ -109,7 +111,7 @@ function correctionAttention(status: AttentionInputs) {
     );
   return [
     outage &&
-      `${plural(corrections.pending, 'correction')} waiting: report-usage's latest run stopped sending corrections because Stripe kept failing (no answer, timeouts or 5xx errors), and Stripe bills the uncorrected usage until they are sent: ${STRIPE_OUTAGE_CHECKS}`,
+      `${plural(corrections.pending, 'correction')} waiting: report-usage's latest run stopped sending corrections because ${STRIPE_KEPT_FAILING}, and Stripe bills the uncorrected usage until they are sent: ${STRIPE_OUTAGE_CHECKS}`,
     waiting &&
       `${waiting}: Stripe bills the uncorrected usage until they are; report-usage sends them first in each run, within a quarter of its budget, so unless Stripe failures named here stop its runs, it has too many for that: raise REPORTER_BUDGET_SECONDS; \`flowmeter report\` sends them now (\`flowmeter corrections list\` lists them)`,
     corrections.failing > 0 &&
@@ -152,7 +154,7 @@ function stripeAttention(status: AttentionInputs) {
     reports.failing > 0 &&
       `${plural(reports.failing, 'meter report')} failed ${reports.failing_threshold} or more times: flowmeter status shows the latest error (each report's is in the table public.meter_reports); fix the customer, meter or Stripe account it names`,
     reports.review > 0 &&
-      `${plural(reports.review, 'meter report')} to check by hand: an attempt's answer was lost over 23 hours ago, so Stripe may no longer recognise the identifier and a resend could bill it twice; \`flowmeter reports list --status review\` lists them with their identifiers: look each up among the meter's events in the Stripe Dashboard, then \`flowmeter reports resolve <id> --stripe-has yes|no\` (yes: recorded sent; no: sent by the next run)`,
+      `${plural(reports.review, 'meter report')} to check by hand: an attempt's answer was lost over ${STRIPE_REPLAY_WINDOW_HOURS} hours ago, so Stripe may no longer recognise the identifier and a resend could bill it twice; ${reportReviewSteps()} (yes: recorded sent; no: sent by the next run)`,
     reports.late - reports.late_unknown > 0 &&
       `${plural(reports.late - reports.late_unknown, 'late meter report')} (invoice already final): not billed; bill the usage by hand (invoice item or next invoice), see docs/billing.md "Late usage"`,
     reports.late_unknown > 0 &&
@@ -306,7 +308,7 @@ function unsentAttention(status: AttentionInputs) {
   if (reports.auth_failing) return false;
   // An outage holds them back from the run it stopped on, however long they have waited.
   if (reports.unattempted > 0 && reportRun(status).stoppedBy === 'unavailable') {
-    return `${plural(reports.unattempted, 'meter report')} waiting: report-usage's latest run stopped sending because Stripe kept failing (no answer, timeouts or 5xx errors), so this usage is not billed yet: ${STRIPE_OUTAGE_CHECKS}`;
+    return `${plural(reports.unattempted, 'meter report')} waiting: report-usage's latest run stopped sending because ${STRIPE_KEPT_FAILING}, so this usage is not billed yet: ${STRIPE_OUTAGE_CHECKS}`;
   }
   const waiting = waitingTooLong(
     status.generated_at,

@@ -47,3 +47,9 @@ export function retryAfterMs(error: unknown, now: number): number | undefined {
   const at = Date.parse(value);
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
+
+/**
+ * Calls found Stripe unavailable until a run's circuit breaker opened (stoppedBy
+ * 'unavailable'), as messages to people say it.
+ */
+export const STRIPE_KEPT_FAILING = 'Stripe kept failing (no answer, timeouts or 5xx errors)';
