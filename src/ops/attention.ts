@@ -134,7 +134,7 @@ function customersWithoutTenantAttention(events: AttentionInputs['stripe_events'
     events.customers_without_tenant > 1
       ? ` and ${plural(events.customers_without_tenant - 1, 'other customer')}`
       : '';
-  return `Stripe customer ${latest.customer_id}${others} subscribed to a plan (${latest.plan_id}) with no tenant linked: flowmeter applies no plan to them and bills none of their usage; link each to its tenant (\`flowmeter tenants link <tenant> --stripe-customer ${latest.customer_id}\`, or \`flowmeter tenants add … --stripe-customer\`), then resend the subscription event (${latest.event_id}) from the Stripe Dashboard; see docs/billing.md "What an event does"`;
+  return `Stripe customer ${latest.customer_id}${others} subscribed to a plan (${latest.plan_id}) with no tenant linked, so flowmeter applies no plan to them and bills none of their usage: link each to its tenant (\`flowmeter tenants link <tenant> --stripe-customer ${latest.customer_id}\`, or \`flowmeter tenants add … --stripe-customer\`), then resend the subscription event (${latest.event_id}) from the Stripe Dashboard; see docs/billing.md "What an event does"`;
 }
 
 /**

@@ -811,6 +811,40 @@ describe('signed in as the demo operator', { timeout: BROWSER_TIMEOUT }, () => {
     );
   });
 
+  it('names a Stripe customer who subscribed to a plan with no tenant on the health page, with what to do', async () => {
+    const [price, customer, subscription, event] = ['price', 'cus', 'sub', 'evt'].map(
+      (prefix) => `${prefix}_${uniqueId('console').replaceAll('-', '')}`,
+    );
+    await superuser().query(
+      `insert into public.plan_prices (stripe_price_id, plan_id)
+       select $1, plan_id from public.tenants where external_ref = 'demo-globex'`,
+      [price],
+    );
+    try {
+      await superuser().query(
+        `select public.apply_stripe_subscription_event(
+           event_id => $1, event_type => 'customer.subscription.created', event_created => now(),
+           subscription_id => $2, subscription_created => now(), customer_id => $3,
+           status => 'active', price_ids => array[$4], period_start => now(),
+           period_end => now() + interval '30 days')`,
+        [event, subscription, customer, price],
+      );
+      const page = await openAsOperator('#/console/health');
+      const findings = page.locator('ul.findings');
+      await expect
+        .poll(() => findings.textContent())
+        .toContain(`Stripe customer ${customer} subscribed to a plan`);
+      expect(await findings.textContent()).toContain(
+        `flowmeter tenants link <tenant> --stripe-customer ${customer}`,
+      );
+      await expectAccessibleAndPictured(page, 'operator-health-customer-without-tenant.png');
+      await page.context().close();
+    } finally {
+      await superuser().query('delete from public.stripe_events where id = $1', [event]);
+      await superuser().query('delete from public.plan_prices where stripe_price_id = $1', [price]);
+    }
+  });
+
   it('disables a source after confirmation: the database changes and the action is recorded', async () => {
     const initech = demo.find((t) => t.ref === 'demo-initech') as { id: string };
     const source = await latestEnabledSource(initech.id);
