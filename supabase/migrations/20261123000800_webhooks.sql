@@ -181,12 +181,14 @@ returns trigger
 language plpgsql
 set search_path = ''
 as $$
+declare
+  stored jsonb := to_jsonb(new);
 begin
   perform private.record_webhook_event(
     tg_argv[0],
-    tg_argv[0] || ':' || new.id || coalesce(':' || (to_jsonb(new) ->> tg_argv[1]), ''),
+    tg_argv[0] || ':' || new.id || coalesce(':' || (stored ->> tg_argv[1]), ''),
     new.tenant_id,
-    jsonb_build_object('tenant', private.webhook_tenant(new.tenant_id)) || (to_jsonb(new) - 'tenant_id'));
+    jsonb_build_object('tenant', private.webhook_tenant(new.tenant_id)) || (stored - 'tenant_id'));
   return null;
 end;
 $$;
