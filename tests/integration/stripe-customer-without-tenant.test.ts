@@ -193,4 +193,28 @@ describe('flowmeter tenants link', () => {
     expect((await tenantState(first.id)).stripe_customer_id).toBe(customer);
     expect((await tenantState(second.id)).stripe_customer_id).toBeNull();
   });
+
+  it('a new tenant given a customer being linked meanwhile is refused the same way', async () => {
+    const [first, plan] = [await createTenant(), await createPlan()];
+    const customer = stripeId('cus');
+    await inTransaction(async (held) => {
+      await held.query('select public.link_stripe_customer($1, $2)', [first.id, customer]);
+      const racing = cli([
+        'tenants',
+        'add',
+        'Racing Co',
+        '--plan',
+        plan.id,
+        '--stripe-customer',
+        customer,
+      ]);
+      await waitForLockWait({ queryLike: 'add_tenant' });
+      await held.query('commit');
+      const refused = await racing;
+      expect(refused.code).toBe(EXIT.usage);
+      expect(refused.err).toMatch(
+        new RegExp(`Stripe customer ${customer} is already linked to tenant ${first.id}`),
+      );
+    });
+  });
 });
