@@ -175,14 +175,18 @@ describe('flowmeter tenants link', () => {
     expect(unknown.code).toBe(EXIT.usage);
   });
 
-  it('two links of one customer at once: one tenant gets it, the other is refused naming it', async () => {
-    const [first, second] = [await createTenant(), await createTenant()];
+  /**
+   * Links a new tenant to a new customer in a transaction held open while `args` (a CLI
+   * command given the customer) runs and waits for it (its query mentions `queryLike`);
+   * then commits, and expects the command refused, naming the tenant that got the customer.
+   */
+  async function refusedWhileLinked(args: (customer: string) => string[], queryLike: string) {
+    const first = await createTenant();
     const customer = stripeId('cus');
-    // The first link, not committed yet, when the second one runs.
     await inTransaction(async (held) => {
       await held.query('select public.link_stripe_customer($1, $2)', [first.id, customer]);
-      const racing = cli(['tenants', 'link', second.id, '--stripe-customer', customer]);
-      await waitForLockWait({ queryLike: 'link_stripe_customer' });
+      const racing = cli(args(customer));
+      await waitForLockWait({ queryLike });
       await held.query('commit');
       const refused = await racing;
       expect(refused.code).toBe(EXIT.usage);
@@ -190,16 +194,23 @@ describe('flowmeter tenants link', () => {
         new RegExp(`Stripe customer ${customer} is already linked to tenant ${first.id}`),
       );
     });
+    return { first, customer };
+  }
+
+  it('two links of one customer at once: one tenant gets it, the other is refused naming it', async () => {
+    const second = await createTenant();
+    const { first, customer } = await refusedWhileLinked(
+      (customer) => ['tenants', 'link', second.id, '--stripe-customer', customer],
+      'link_stripe_customer',
+    );
     expect((await tenantState(first.id)).stripe_customer_id).toBe(customer);
     expect((await tenantState(second.id)).stripe_customer_id).toBeNull();
   });
 
   it('a new tenant given a customer being linked meanwhile is refused the same way', async () => {
-    const [first, plan] = [await createTenant(), await createPlan()];
-    const customer = stripeId('cus');
-    await inTransaction(async (held) => {
-      await held.query('select public.link_stripe_customer($1, $2)', [first.id, customer]);
-      const racing = cli([
+    const plan = await createPlan();
+    await refusedWhileLinked(
+      (customer) => [
         'tenants',
         'add',
         'Racing Co',
@@ -207,14 +218,8 @@ describe('flowmeter tenants link', () => {
         plan.id,
         '--stripe-customer',
         customer,
-      ]);
-      await waitForLockWait({ queryLike: 'add_tenant' });
-      await held.query('commit');
-      const refused = await racing;
-      expect(refused.code).toBe(EXIT.usage);
-      expect(refused.err).toMatch(
-        new RegExp(`Stripe customer ${customer} is already linked to tenant ${first.id}`),
-      );
-    });
+      ],
+      'add_tenant',
+    );
   });
 });
